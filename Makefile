@@ -1,0 +1,34 @@
+# Tidegate: `make serve` starts the gateway on embedded defaults, `make test` runs the suite.
+# Both install what is missing into .venv first (torch==2.13.0 is the CPU build on this disk).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tidegate-installed
+
+.PHONY: install serve test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/tidegate serve
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	-$(PY) -m pip install -q 'ray[serve]'
+	$(PY) ops/bench/gateway_overhead.py
+	$(PY) ops/bench/burst_scaling.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
