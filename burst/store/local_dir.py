@@ -1,0 +1,161 @@
+"""Object store on a local directory: the embedded default transport between master and workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
+from burst.store.base import StoreError
+
+# Below this size the thread hop costs more than the blocking I/O it would avoid.
+_INLINE_IO_MAX_BYTES = 64 * 1024
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative '/'-separated key, else raise ValueError.
+
+    Shared by every store so a key that works on one works on all.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"object key must be a non-empty string, got {key!r}")
+    if key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ValueError(f"object key must be relative and use '/' separators: {key!r}")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise ValueError(f"object key has an empty, '.' or '..' segment: {key!r}")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """Validate a delete/list prefix: '' means everything; a trailing '/' is allowed."""
+    if prefix == "":
+        return prefix
+    check_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
+class LocalDirStore:
+    """Bytes under keys as files below ``root``. Writes are atomic (temp file + os.replace)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "LocalDirStore":
+        """``{"kind": "dir", "root": "/var/lib/tidegate/tensors"}``."""
+        root = cfg.get("root") or cfg.get("path")
+        if not root:
+            raise ValueError("dir store config needs 'root'")
+        return cls(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    async def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        if len(data) > _INLINE_IO_MAX_BYTES:
+            await asyncio.to_thread(self._write, path, data)
+        else:
+            self._write(path, data)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                # No fsync: tensors in flight live for one request; readers need atomicity, not durability.
+                os.replace(tmp, path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+                raise
+        except OSError as e:
+            raise StoreError(f"cannot write {path}: {e}") from e
+
+    async def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            size = path.stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreError(f"no such key: {key}", missing=True) from None
+        if size > _INLINE_IO_MAX_BYTES:
+            return await asyncio.to_thread(self._read, path, key)
+        return self._read(path, key)
+
+    @staticmethod
+    def _read(path: Path, key: str) -> bytes:
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreError(f"no such key: {key}", missing=True) from None
+        except IsADirectoryError:
+            raise StoreError(f"no such key: {key} (it is a prefix)", missing=True) from None
+        except OSError as e:
+            raise StoreError(f"cannot read {key}: {e}") from e
+
+    async def delete(self, keys: list[str]) -> None:
+        paths = [self._path(k) for k in keys]  # validate all before touching any
+        await asyncio.to_thread(self._delete_paths, paths)
+
+    def _delete_paths(self, paths: list[Path]) -> None:
+        for p in paths:
+            try:
+                p.unlink()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                continue
+            self._prune_empty_dirs(p.parent)
+
+    def _prune_empty_dirs(self, directory: Path) -> None:
+        while directory != self.root and self.root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:  # not empty, or already gone
+                return
+            directory = directory.parent
+
+    async def delete_prefix(self, prefix: str) -> int:
+        check_prefix(prefix)
+        return await asyncio.to_thread(self._delete_prefix, prefix)
+
+    def _delete_prefix(self, prefix: str) -> int:
+        # A prefix is a string prefix of keys (as in S3), not only a folder: "req1/a" matches "req1/ab".
+        head, _, stem = prefix.rpartition("/")
+        base = self.root.joinpath(*head.split("/")) if head else self.root
+        if not base.is_dir():
+            return 0
+        deleted = 0
+        for entry in list(base.iterdir()):
+            if not entry.name.startswith(stem) or entry.name.startswith(".tmp-"):
+                continue
+            if entry.is_dir():
+                for dirpath, _dirs, files in os.walk(entry, topdown=False):
+                    for name in files:
+                        if name.startswith(".tmp-"):
+                            continue  # a concurrent writer's temp file; it removes or renames it
+                        try:
+                            os.unlink(os.path.join(dirpath, name))
+                            deleted += 1
+                        except FileNotFoundError:
+                            pass
+                    try:
+                        os.rmdir(dirpath)
+                    except OSError:
+                        pass
+            else:
+                try:
+                    entry.unlink()
+                    deleted += 1
+                except FileNotFoundError:
+                    pass
+        self._prune_empty_dirs(base)
+        return deleted
+
+    async def close(self) -> None:
+        return None

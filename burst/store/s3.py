@@ -1,0 +1,153 @@
+"""Object store on Amazon S3 (or any S3-compatible server) through aioboto3."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from burst.store.base import StoreError
+from burst.store.local_dir import check_key, check_prefix
+
+_DELETE_BATCH_MAX = 1000  # DeleteObjects accepts at most 1000 keys per call
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+class S3Store:
+    """Bytes under ``prefix`` + key in one bucket. One pooled client, opened on first use.
+
+    Throttling, 5xx and connection errors are retried by botocore's "standard" retry mode
+    (exponential backoff with jitter); 4xx errors are not retried.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        max_pool_connections: int = 64,
+        max_attempts: int = 5,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 60.0,
+    ):
+        if not bucket:
+            raise ValueError("S3Store needs a bucket name")
+        if prefix:
+            check_prefix(prefix)
+        self.bucket = bucket
+        self.prefix = prefix.rstrip("/") + "/" if prefix else ""
+        self._session = aioboto3.Session(
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            region_name=region,
+        )
+        self._client_kwargs: dict[str, Any] = {
+            "endpoint_url": endpoint_url,
+            "config": Config(
+                max_pool_connections=max_pool_connections,
+                retries={"mode": "standard", "max_attempts": max_attempts},
+                connect_timeout=connect_timeout_s,
+                read_timeout=read_timeout_s,
+            ),
+        }
+        self._client_cm: Any = None
+        self._client: Any = None
+        self._open_lock = asyncio.Lock()
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "S3Store":
+        """``{"kind": "s3", "bucket": ..., "prefix"?, "region"?, "endpoint_url"?, ...}``."""
+        if not cfg.get("bucket"):
+            raise ValueError("s3 store config needs 'bucket'")
+        known = {
+            "prefix", "region", "endpoint_url", "aws_access_key_id", "aws_secret_access_key",
+            "max_pool_connections", "max_attempts", "connect_timeout_s", "read_timeout_s",
+        }
+        return cls(cfg["bucket"], **{k: v for k, v in cfg.items() if k in known})
+
+    async def _s3(self) -> Any:
+        if self._client is None:
+            async with self._open_lock:
+                if self._client is None:
+                    cm = self._session.client("s3", **self._client_kwargs)
+                    self._client = await cm.__aenter__()
+                    self._client_cm = cm
+        return self._client
+
+    def _full(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    async def put(self, key: str, data: bytes) -> None:
+        full = self._full(key)
+        s3 = await self._s3()
+        try:
+            await s3.put_object(Bucket=self.bucket, Key=full, Body=data)
+        except (ClientError, BotoCoreError) as e:
+            raise StoreError(f"s3 put {self.bucket}/{full} failed: {e}") from e
+
+    async def get(self, key: str) -> bytes:
+        full = self._full(key)
+        s3 = await self._s3()
+        try:
+            resp = await s3.get_object(Bucket=self.bucket, Key=full)
+            async with resp["Body"] as stream:
+                return await stream.read()
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in _MISSING_CODES:
+                raise StoreError(f"no such key: {key}", missing=True) from None
+            raise StoreError(f"s3 get {self.bucket}/{full} failed: {e}") from e
+        except BotoCoreError as e:
+            raise StoreError(f"s3 get {self.bucket}/{full} failed: {e}") from e
+
+    async def delete(self, keys: list[str]) -> None:
+        full = [self._full(k) for k in keys]  # validate all before deleting any
+        await self._delete_full(full)
+
+    async def _delete_full(self, full_keys: list[str]) -> int:
+        s3 = await self._s3()
+        deleted = 0
+        for i in range(0, len(full_keys), _DELETE_BATCH_MAX):
+            batch = full_keys[i:i + _DELETE_BATCH_MAX]
+            try:
+                resp = await s3.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            except (ClientError, BotoCoreError) as e:
+                raise StoreError(f"s3 delete in {self.bucket} failed: {e}") from e
+            errors = resp.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise StoreError(
+                    f"s3 delete in {self.bucket} failed for {len(errors)} keys, "
+                    f"first {first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
+            deleted += len(batch)
+        return deleted
+
+    async def delete_prefix(self, prefix: str) -> int:
+        check_prefix(prefix)
+        s3 = await self._s3()
+        full_prefix = self.prefix + prefix
+        deleted = 0
+        try:
+            paginator = s3.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+                keys = [obj["Key"] for obj in page.get("Contents", [])]
+                if keys:
+                    deleted += await self._delete_full(keys)
+        except (ClientError, BotoCoreError) as e:
+            raise StoreError(f"s3 list {self.bucket}/{full_prefix} failed: {e}") from e
+        return deleted
+
+    async def close(self) -> None:
+        cm, self._client_cm, self._client = self._client_cm, None, None
+        if cm is not None:
+            await cm.__aexit__(None, None, None)

@@ -1,0 +1,170 @@
+"""The core of the gateway: validate, admit, route, execute, bill. No HTTP types in here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from policies.costs import PriceTable, function_cost_usd, store_cost_usd, vm_request_cost_usd
+from policies.routing import Route, RoutingPolicy
+from policies.state import LiveState, RouteRequest, VmState
+from vmpool.artifact import ModelConfig
+from vmpool.client import ReplicaError
+from vmpool.codec import CodecError, InferRequest, validate_inputs
+from vmpool.pool import NoReplicaError, ReplicaPool
+
+from .errors import BadRequest, GatewayTimeout, NotFound, TidegateError, Unavailable
+from .ledger import Ledger, LedgerRow
+from .metrics import GatewayMetrics
+from .tenants import Tenant, TenantRegistry
+
+
+@dataclass
+class CallContext:
+    tenant: Tenant
+    model: str
+    version: str | None = None
+    forced_route: str | None = None
+    workers: int | None = None
+    request_id: str = ""
+
+
+@dataclass
+class InferResult:
+    outputs: dict[str, np.ndarray]
+    path: str
+    cost_usd: float
+    workers: int = 0
+    cold_starts: int = 0
+    function_cost_usd: float = 0.0
+    store_cost_usd: float = 0.0
+    billed_ms: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Dispatcher:
+    def __init__(self, *, models: dict[str, ModelConfig], tenants: TenantRegistry,
+                 pool: ReplicaPool | None, burst, policy: RoutingPolicy, ledger: Ledger | None,
+                 metrics: GatewayMetrics, prices: PriceTable, vm_timeout_s: float = 30.0,
+                 burst_timeout_s: float = 120.0, default_workers: int = 4, max_workers: int = 16):
+        self.models = models
+        self.tenants = tenants
+        self.pool = pool
+        self.burst = burst
+        self.policy = policy
+        self.ledger = ledger
+        self.metrics = metrics
+        self.prices = prices
+        self.vm_timeout_s = vm_timeout_s
+        self.burst_timeout_s = burst_timeout_s
+        self.default_workers = default_workers
+        self.max_workers = max_workers
+
+    def model(self, name: str, version: str | None = None) -> ModelConfig:
+        cfg = self.models.get(name)
+        if cfg is None:
+            raise NotFound(f"unknown model {name!r}")
+        if version is not None and version != cfg.version:
+            raise NotFound(f"model {name!r} has no version {version!r} (versions: {cfg.version})")
+        return cfg
+
+    def live_state(self) -> LiveState:
+        pool = self.pool
+        vm = VmState(ready_replicas=len(pool.ready()) if pool else 0,
+                     booting_replicas=len(pool.booting()) if pool else 0,
+                     outstanding=pool.outstanding if pool else 0)
+        return LiveState(now_s=time.monotonic(), vm=vm, burst_enabled=self.burst is not None)
+
+    async def infer(self, ctx: CallContext, req: InferRequest) -> InferResult:
+        cfg = self.model(ctx.model, ctx.version)
+        try:
+            validate_inputs(req, cfg)
+        except CodecError as exc:
+            raise BadRequest(str(exc)) from None
+        if ctx.workers is not None and not 1 <= ctx.workers <= self.max_workers:
+            raise BadRequest(f"X-Tidegate-Workers must be between 1 and {self.max_workers}")
+        self.tenants.admit(ctx.tenant, route_override=bool(ctx.forced_route or ctx.workers))
+        batch = int(next(iter(req.inputs.values())).shape[0]) if req.inputs else 1
+        route_req = RouteRequest(tenant=ctx.tenant.name, model=cfg.name, batch_size=batch,
+                                 slo_ms=ctx.tenant.settings.slo_ms or cfg.slo_ms,
+                                 forced_route=ctx.forced_route, workers=ctx.workers)
+        decision = self.policy.route(route_req, self.live_state())
+        start = time.perf_counter()
+        path = decision.route.value
+        self.metrics.in_flight.inc()
+        try:
+            if decision.route == Route.REJECT:
+                raise Unavailable(decision.reason)
+            if decision.route == Route.VM:
+                result = await self._vm(ctx, cfg, req, batch)
+            else:
+                result = await self._burst(ctx, cfg, req, decision.workers)
+        except TidegateError as exc:
+            self._account(ctx, cfg, path, exc.status, start, batch, None)
+            raise
+        finally:
+            self.metrics.in_flight.dec()
+        self._account(ctx, cfg, result.path, 200, start, batch, result)
+        return result
+
+    async def _vm(self, ctx: CallContext, cfg: ModelConfig, req: InferRequest,
+                  batch: int) -> InferResult:
+        try:
+            answer = await self.pool.infer(cfg.name, req.inputs, request_id=ctx.request_id or None,
+                                           timeout_s=self.vm_timeout_s)
+        except ReplicaError as exc:
+            if exc.status == 504:
+                raise GatewayTimeout(str(exc)) from None
+            if 400 <= exc.status < 500:
+                raise TidegateError(str(exc), exc.status) from None
+            raise Unavailable(str(exc)) from None
+        except NoReplicaError as exc:
+            raise Unavailable(str(exc)) from None
+        cost = vm_request_cost_usd(self.prices, answer.service_ms, batch)
+        return InferResult(answer.outputs, "vm", cost, timings_ms={"vm": answer.service_ms})
+
+    async def _burst(self, ctx: CallContext, cfg: ModelConfig, req: InferRequest,
+                     workers: int | None) -> InferResult:
+        workers = workers or self.default_workers
+        try:
+            answer = await asyncio.wait_for(
+                self.burst.infer(cfg.name, req.inputs, workers=workers,
+                                 request_id=ctx.request_id),
+                self.burst_timeout_s)
+        except asyncio.TimeoutError:
+            raise GatewayTimeout(f"burst path did not answer in {self.burst_timeout_s:g} s") from None
+        fn_cost = function_cost_usd(self.prices, answer.invocations)
+        st_cost = store_cost_usd(self.prices, answer.store_puts, answer.store_gets)
+        return InferResult(answer.outputs, "burst", fn_cost + st_cost, workers=answer.workers,
+                           cold_starts=answer.cold_starts, function_cost_usd=fn_cost,
+                           store_cost_usd=st_cost,
+                           billed_ms=sum(ms for ms, _ in answer.invocations),
+                           timings_ms={"burst": answer.total_ms, "comm": answer.comm_ms})
+
+    def _account(self, ctx: CallContext, cfg: ModelConfig, path: str, status: int, start: float,
+                 batch: int, result: InferResult | None) -> None:
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        tenant = ctx.tenant.name
+        self.metrics.requests.labels(tenant, cfg.name, path, str(status)).inc()
+        cost = result.cost_usd if result else 0.0
+        if result:
+            self.metrics.latency.labels(cfg.name, path).observe(latency_ms / 1000.0)
+            self.metrics.cost.labels(tenant, path).inc(cost)
+            if result.cold_starts:
+                self.metrics.cold_starts.labels(cfg.name).inc(result.cold_starts)
+            if result.billed_ms:
+                self.metrics.function_billed.labels(cfg.name).inc(result.billed_ms / 1000.0)
+            self.tenants.charge(ctx.tenant, cost)
+        if self.ledger is not None:
+            self.ledger.record(LedgerRow(
+                id=ctx.request_id, ts=time.time(), tenant=tenant, model=cfg.name, path=path,
+                status=status, latency_ms=latency_ms, batch_size=batch,
+                workers=result.workers if result else 0,
+                cold_starts=result.cold_starts if result else 0,
+                vm_cost_usd=cost if (result and path == "vm") else 0.0,
+                function_cost_usd=result.function_cost_usd if result else 0.0,
+                store_cost_usd=result.store_cost_usd if result else 0.0,
+                cost_usd=cost, billed_ms=result.billed_ms if result else 0))

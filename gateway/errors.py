@@ -1,0 +1,49 @@
+"""Errors that carry their HTTP status; one handler renders them as ``{"error": ...}``."""
+
+from __future__ import annotations
+
+
+class TidegateError(Exception):
+    status = 500
+
+    def __init__(self, message: str, status: int | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+
+class BadRequest(TidegateError):
+    status = 400
+
+
+class Unauthorized(TidegateError):
+    status = 401
+
+
+class Forbidden(TidegateError):
+    status = 403
+
+
+class NotFound(TidegateError):
+    status = 404
+
+
+class PayloadTooLarge(TidegateError):
+    status = 413
+
+
+class TooManyRequests(TidegateError):
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after_s + 0.999)))})
+
+
+class Unavailable(TidegateError):
+    status = 503
+
+
+class GatewayTimeout(TidegateError):
+    status = 504

@@ -1,0 +1,32 @@
+"""Prometheus metrics of the gateway (a registry per app, so tests and apps do not collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("tidegate_requests", "Inference requests answered.",
+                                ["tenant", "model", "path", "code"], registry=r)
+        self.latency = Histogram("tidegate_request_duration_seconds",
+                                 "End-to-end inference latency at the gateway.",
+                                 ["model", "path"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.cost = Counter("tidegate_cost_usd", "Attributed cost of answered requests.",
+                            ["tenant", "path"], registry=r)
+        self.cold_starts = Counter("tidegate_function_cold_starts",
+                                   "Function cold starts on the burst path.", ["model"], registry=r)
+        self.function_billed = Counter("tidegate_function_billed_seconds",
+                                       "Billed function time on the burst path.", ["model"],
+                                       registry=r)
+        self.in_flight = Gauge("tidegate_requests_in_flight", "Requests being served.",
+                               registry=r)
+        self.replicas = Gauge("tidegate_vm_replicas", "VM replicas by state.", ["state"],
+                              registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,133 @@
+"""``tidegate serve``: the gateway on embedded defaults (local VM pool, local functions)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ops.cli import CliError
+
+HELP = "Run the gateway: Open Inference Protocol v2 over HTTP, VM pool plus burst functions."
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--config", type=Path, help="TOML settings file (see README: Configuration)")
+    p.add_argument("--repo", type=Path, help="model repository (default: DATA_DIR/models, "
+                   "where the demo model is exported on first run)")
+    p.add_argument("--data-dir", type=Path, help="repository, ledger, objects and logs "
+                   "(default: ./.tidegate; survives restarts)")
+    p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default 8000)")
+    p.add_argument("--replicas", type=int, help="VM replicas to keep (default 1)")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+
+
+def _settings(args):
+    from gateway.settings import Settings
+
+    overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir,
+                 "repo": args.repo}
+    try:
+        settings = Settings.load(args.config, **overrides)
+        if args.replicas is not None:
+            settings.vm.replicas = args.replicas
+    except FileNotFoundError:
+        raise CliError(f"config file not found: {args.config}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise CliError(f"invalid setting {where}: {first['msg']}") from None
+    except Exception as exc:  # TOML syntax errors and the like
+        raise CliError(f"cannot read settings: {exc}") from None
+    return settings
+
+
+def _ensure_models(settings) -> list[str]:
+    from vmpool.artifact import list_models
+
+    repo = settings.repo_path
+    models = list_models(repo)
+    if models:
+        return models
+    if settings.repo is not None:
+        raise CliError(f"no models in repository {repo} (export one: tidegate export resnet18 "
+                       f"--out {repo})")
+    if not settings.demo_model:
+        raise CliError(f"no models in {repo} and no demo model configured")
+    from vmpool.export import export_zoo
+
+    print(f"first run: exporting demo model {settings.demo_model} into {repo} ...", flush=True)
+    export_zoo(settings.demo_model, repo)
+    return list_models(repo)
+
+
+def _banner(settings, models: list[str]) -> str:
+    from vmpool.artifact import load_artifact
+
+    url = f"http://{settings.host}:{settings.port}"
+    cfg = load_artifact(settings.repo_path, models[0]).config
+    spec = cfg.inputs[0]
+    shape = [1 if d < 0 else d for d in spec.shape]
+    count = 1
+    for d in shape:
+        count *= d
+    return "\n".join([
+        f"Tidegate gateway on {url}  (models: {', '.join(models)}; data: {settings.data_dir})",
+        f"  VM replicas: {settings.vm.replicas}; burst path: "
+        f"{'on (' + settings.burst.platform.get('kind', '?') + ')' if settings.burst.enabled else 'off'}",
+        "  Try:",
+        f"    curl -s {url}/v2/models/{cfg.name}",
+        f"    python -c \"import json,sys,urllib.request as u; b=json.dumps({{'inputs':[{{'name':"
+        f"'{spec.name}','shape':{shape},'datatype':'{spec.datatype}','data':[0.5]*{count}}}]}}).encode(); "
+        f"r=json.load(u.urlopen(u.Request('{url}/v2/models/{cfg.name}/infer',b))); "
+        f"print(r['outputs'][0]['shape'])\"",
+        f"  Metrics: {url}/metrics   Stop: Ctrl-C",
+    ])
+
+
+async def _announce_ready(url: str) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                async with session.get(url + "/v2/health/ready") as resp:
+                    if resp.status == 200:
+                        print(f"ready: {url}", flush=True)
+                        return
+            except aiohttp.ClientError:
+                pass
+
+
+def run(args) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    models = _ensure_models(settings)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    print(_banner(settings, models), flush=True)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",
+                            http="httptools", access_log=False, log_level=args.log_level,
+                            timeout_graceful_shutdown=30)
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        ready = asyncio.create_task(_announce_ready(f"http://{settings.host}:{settings.port}"))
+        try:
+            await server.serve()
+        finally:
+            ready.cancel()
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        raise CliError(str(exc)) from None
+    return 0 if server.started else 1

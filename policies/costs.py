@@ -1,0 +1,45 @@
+"""Price tables and the cost of one request on each path. Pure arithmetic, no I/O."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """List prices (defaults: AWS us-east-1, x86, on demand, late 2026)."""
+
+    vm_usd_per_hour: float = 0.17  # c6i.xlarge-class VM holding the full model
+    vm_min_billed_s: float = 60.0  # per-second billing with a one-minute minimum
+    fn_usd_per_gb_s: float = 0.0000166667  # Lambda x86
+    fn_usd_per_request: float = 0.0000002
+    fn_billing_granularity_ms: int = 1
+    store_put_usd: float = 0.000005  # S3 PUT/LIST per request
+    store_get_usd: float = 0.0000004  # S3 GET per request
+    queue_request_usd: float = 0.0000004
+
+
+def vm_request_cost_usd(prices: PriceTable, service_ms: float, batch_size: int = 1) -> float:
+    """A VM request's share of its replica's time: the batch's service time split over its rows."""
+    return prices.vm_usd_per_hour / 3600.0 * max(service_ms, 0.0) / 1000.0 / max(batch_size, 1)
+
+
+def vm_fleet_cost_usd(prices: PriceTable, seconds_up: float) -> float:
+    """What one VM costs for ``seconds_up`` of uptime (per-second billing with a minimum)."""
+    return prices.vm_usd_per_hour / 3600.0 * max(seconds_up, prices.vm_min_billed_s)
+
+
+def billed_ms(prices: PriceTable, duration_ms: float) -> int:
+    step = prices.fn_billing_granularity_ms
+    return int(math.ceil(max(duration_ms, 0.0) / step) * step)
+
+
+def function_cost_usd(prices: PriceTable, invocations: list[tuple[int, int]]) -> float:
+    """Cost of function invocations given as (billed_ms, memory_mb) pairs."""
+    gb_s = sum(ms / 1000.0 * mb / 1024.0 for ms, mb in invocations)
+    return gb_s * prices.fn_usd_per_gb_s + len(invocations) * prices.fn_usd_per_request
+
+
+def store_cost_usd(prices: PriceTable, puts: int, gets: int) -> float:
+    return puts * prices.store_put_usd + gets * prices.store_get_usd

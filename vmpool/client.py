@@ -1,0 +1,85 @@
+"""A pooled binary Open Inference Protocol client for the gateway -> replica hop.
+
+aiohttp, not httpx: on this hop at concurrency 16-32 httpx's async pool spends a core on its own
+bookkeeping (measured in ops/bench/client_choice.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import numpy as np
+
+from .codec import CodecError, decode_response, encode_request
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+class ReplicaError(Exception):
+    """A replica answered with an error (``status``) or could not be reached (``connect``)."""
+
+    def __init__(self, message: str, status: int = 502, *, connect: bool = False,
+                 retryable: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.connect = connect  # the request never reached the replica: safe to send elsewhere
+        self.retryable = retryable
+
+
+class ReplicaClient:
+    def __init__(self, *, timeout_s: float = 30.0, connect_timeout_s: float = 2.0,
+                 max_connections: int = 256):
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
+                                             keepalive_timeout=60, ttl_dns_cache=None)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  auto_decompress=False)
+        return self._session
+
+    async def infer(self, base_url: str, model: str, inputs: dict[str, np.ndarray],
+                    outputs: list[str] | None = None, request_id: str | None = None,
+                    timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        body, header_length = encode_request(inputs, outputs=outputs, binary_output=True,
+                                             request_id=request_id)
+        headers = {HEADER_LENGTH: str(header_length), "Content-Type": "application/octet-stream"}
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
+        url = f"{base_url}/v2/models/{model}/infer"
+        try:
+            async with self._get_session().post(url, data=body, headers=headers,
+                                                timeout=timeout) as resp:
+                payload = await resp.read()
+                if resp.status != 200:
+                    raise ReplicaError(_error_text(payload, resp.status), resp.status,
+                                       retryable=resp.status == 503)
+                hl = resp.headers.get(HEADER_LENGTH)
+                try:
+                    return decode_response(payload, int(hl) if hl else None).outputs
+                except (CodecError, ValueError) as exc:
+                    raise ReplicaError(f"replica sent a malformed response: {exc}", 502) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise ReplicaError(f"cannot connect to replica {base_url}: {exc}", 503,
+                               connect=True, retryable=True) from exc
+        except asyncio.TimeoutError as exc:
+            raise ReplicaError(f"replica {base_url} did not answer in time", 504) from exc
+        except aiohttp.ClientError as exc:
+            raise ReplicaError(f"replica {base_url} failed: {exc}", 502) from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _error_text(payload: bytes, status: int) -> str:
+    import orjson
+
+    try:
+        return str(orjson.loads(payload)["error"])
+    except Exception:
+        return f"replica answered HTTP {status}"
