@@ -25,10 +25,17 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+# Ray Serve (the baseline in gateway_overhead.py) lives in its own venv: it pins its own web stack.
+RAY_VENV := .venv-ray
+$(RAY_VENV)/.installed:
+	$(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/pip install -q torch==2.13.0 numpy 'ray[serve]'
+	@touch $@
+
 bench: $(STAMP)
-	-$(PY) -m pip install -q 'ray[serve]'
+	-$(MAKE) $(RAY_VENV)/.installed
 	$(PY) ops/bench/gateway_overhead.py
 	$(PY) ops/bench/burst_scaling.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(RAY_VENV) .pytest_cache build *.egg-info

@@ -18,6 +18,7 @@ from policies.routing import make_policy
 from vmpool.artifact import ArtifactError, ModelConfig, list_models, load_artifact
 from vmpool.pool import ReplicaPool
 from vmpool.provisioners.local import LocalProvisioner
+from vmpool.provisioners.static import StaticProvisioner
 
 from . import protocol
 from .dispatch import CallContext, Dispatcher
@@ -62,10 +63,7 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
             if tenant:
                 tenant.spent_usd = spent or 0.0
         await ledger.start()
-        prov = provisioner or LocalProvisioner(
-            settings.repo_path, threads=settings.replica_threads,
-            boot_delay_s=settings.vm.boot_delay_s, log_dir=settings.data_dir / "logs",
-            extra_args=_batching_args(settings))
+        prov = provisioner or _provisioner(settings)
         pool = ReplicaPool(prov, health_interval_s=settings.vm.health_interval_s)
         await pool.start(settings.vm.replicas if models else 0)
         burst_backend = burst
@@ -201,6 +199,14 @@ def _workers_header(value: str | None) -> int | None:
         return int(value)
     except ValueError:
         raise BadRequest("X-Tidegate-Workers must be an integer") from None
+
+
+def _provisioner(settings: Settings):
+    if settings.vm.provisioner == "static":
+        return StaticProvisioner(settings.vm.urls)
+    return LocalProvisioner(settings.repo_path, threads=settings.replica_threads,
+                            boot_delay_s=settings.vm.boot_delay_s,
+                            log_dir=settings.data_dir / "logs", extra_args=_batching_args(settings))
 
 
 def _batching_args(settings: Settings) -> list[str]:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class VmSettings(BaseModel):
+    provisioner: Literal["local", "static"] = Field(
+        "local", description="local: model servers as subprocesses; static: the fixed `urls`.")
+    urls: list[str] = Field(default_factory=list, description="static: model-server base URLs.")
     replicas: int = Field(1, ge=0, description="VM replicas (model-server processes) to keep.")
     threads: int = Field(0, ge=0, description="torch threads per replica; 0 = cores / replicas.")
     boot_delay_s: float = Field(0.0, ge=0, description="Extra delay before a replica starts, "

@@ -1,7 +1,8 @@
 """The ``tidegate`` command line: one sub-command per module in ``ops.commands``.
 
 Each command module exposes ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
-Errors a user can fix raise ``CliError`` and print one line, exit status 2.
+Only the chosen command's module is imported, so ``tidegate model-server`` starts fast.
+Errors a user can fix raise ``CliError``: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import argparse
 import importlib
 import sys
 
+# name -> (module, one-line help shown by `tidegate --help`)
 COMMANDS = {
-    "serve": "ops.commands.serve",
-    "export": "ops.commands.export",
-    "model-server": "ops.commands.model_server",
-    "plan": "ops.commands.plan",
-    "function-runtime": "ops.commands.function_runtime",
+    "serve": ("ops.commands.serve", "run the gateway (VM pool + burst functions)"),
+    "export": ("ops.commands.export", "export a zoo model or import a .pt2 into a repository"),
+    "model-server": ("ops.commands.model_server", "run one VM model server (a replica)"),
+    "plan": ("ops.commands.plan", "show the partition plan of a model for N workers"),
+    "function-runtime": ("ops.commands.function_runtime",
+                         "run the local function runtime (Lambda Invoke API)"),
 }
 
 
@@ -23,22 +26,26 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tidegate",
         description="Tidegate: a hybrid VM + serverless inference gateway "
                     "(Open Inference Protocol v2).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == only:
+            module = importlib.import_module(module_name)
+            p.description = module.HELP
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -60,6 +60,7 @@ class Batcher:
         self._on_batch = on_batch
         self._queue: collections.deque[_Pending] = collections.deque()
         self._cond = threading.Condition()
+        self._gathered = 0  # requests taken off the queue into the batch being assembled
         self._running = 0  # requests in the batch being executed
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name=f"infer-{name}", daemon=True)
@@ -67,14 +68,14 @@ class Batcher:
 
     @property
     def queue_depth(self) -> int:
-        """Requests waiting to be batched."""
-        return len(self._queue)
+        """Requests waiting for their batch to start."""
+        return len(self._queue) + self._gathered
 
     @property
     def in_flight(self) -> int:
         """Requests accepted and not yet answered (waiting or running)."""
         with self._cond:
-            return len(self._queue) + self._running
+            return len(self._queue) + self._gathered + self._running
 
     @property
     def closed(self) -> bool:
@@ -128,13 +129,14 @@ class Batcher:
                     item = self._queue.popleft()
                     batch.append(item)
                     rows += item.rows
+                self._gathered = len(batch)
                 full = rows >= self.max_batch_size or (
                     self._queue and rows + self._queue[0].rows > self.max_batch_size)
                 remaining = deadline - time.monotonic()
                 if full or remaining <= 0 or self._closing:
                     break
                 self._cond.wait(remaining)
-            self._running = len(batch)
+            self._gathered, self._running = 0, len(batch)
             return batch
 
     def _run(self, batch: list[_Pending], torch) -> None:

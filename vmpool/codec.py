@@ -8,6 +8,7 @@ into numpy arrays and back; it knows nothing of HTTP frameworks.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -134,16 +135,21 @@ def _shape(raw, where: str) -> tuple[int, ...]:
 def _json_array(data, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np.ndarray:
     if not isinstance(data, list):
         data = [data]  # a scalar stands for a one-element tensor
+    count = math.prod(shape)
+    if data and isinstance(data[0], list):
+        flat = _flatten(data, shape, where)
+    elif len(data) != count:
+        raise CodecError(f"{where}: 'data' has {len(data)} elements but shape "
+                         f"{list(shape)} needs {count}")
+    else:
+        flat = data
     try:
         if dtype.kind == "f":
-            if data and not isinstance(data[0], list):
-                # fromiter is ~25% faster than asarray on a long flat list of floats
-                array = np.fromiter(data, dtype=dtype, count=len(data))
-            else:
-                array = np.asarray(data, dtype=dtype)
+            # fromiter on a flat sequence is several times faster than asarray on nested lists
+            array = np.fromiter(flat, dtype=dtype, count=count)
         else:
             # Parse without a dtype first so 1.5 in an INT32 tensor is an error, not a truncation.
-            raw = np.asarray(data)
+            raw = np.asarray(flat if isinstance(flat, list) else list(flat))
             if raw.size and not _json_kind_ok(raw.dtype.kind, dtype.kind):
                 raise CodecError(f"{where}: 'data' holds {raw.dtype.kind!r}-kind values "
                                  f"that do not fit datatype {_OIP_BY_KIND[(dtype.kind, dtype.itemsize)]}")
@@ -155,12 +161,25 @@ def _json_array(data, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np
     except CodecError:
         raise
     except (ValueError, TypeError, OverflowError) as exc:
-        raise CodecError(f"{where}: 'data' is not a rectangular list of numbers ({exc})") from None
-    count = math.prod(shape)
-    if array.size != count:
+        raise CodecError(f"{where}: 'data' is not a list of numbers ({exc})") from None
+    if array.size != count:  # e.g. a list hiding inside a flat list of integers
         raise CodecError(f"{where}: 'data' has {array.size} elements but shape "
                          f"{list(shape)} needs {count}")
     return array.reshape(shape)
+
+
+def _flatten(data: list, shape: tuple[int, ...], where: str):
+    """Nested lists must follow ``shape`` level by level; returns an iterator of the leaves."""
+    level = [data]
+    for depth, dim in enumerate(shape):
+        for item in level:
+            if not isinstance(item, list) or len(item) != dim:
+                raise CodecError(f"{where}: nested 'data' does not follow shape {list(shape)} "
+                                 f"at depth {depth}")
+        if depth == len(shape) - 1:
+            return itertools.chain.from_iterable(level)
+        level = list(itertools.chain.from_iterable(level))
+    raise CodecError(f"{where}: nested 'data' for a scalar shape []")
 
 
 def _json_kind_ok(got: str, want: str) -> bool:

@@ -7,6 +7,7 @@ that ``burst.graph`` walks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import zipfile
@@ -23,6 +24,18 @@ from vmpool.artifact import (CONFIG_FILE, DATATYPES, PROGRAM_FILE, Artifact, Art
 
 TRACE_BATCH = 2  # batch 0 and 1 get specialised by the tracer; 2 keeps the dimension symbolic
 _TORCH_TO_DATATYPE = {torch_name: dt for dt, torch_name in DATATYPES.items()}
+
+
+@contextlib.contextmanager
+def _quiet_torch_export():
+    """Mute torch.export's warnings (tracebacks, the temp-file suffix) for the duration."""
+    log = logging.getLogger("torch.export")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def datatype_of(dtype: torch.dtype) -> str:
@@ -130,7 +143,8 @@ def export_module(module: nn.Module, example_inputs: tuple, *, name: str, repo,
     cfg = ModelConfig(name=name, inputs=specs_in, outputs=specs_out,
                       max_batch_size=int(max_batch_size), slo_ms=float(slo_ms),
                       max_queue_delay_ms=float(max_queue_delay_ms), extra=dict(extra or {}))
-    return write_artifact(repo, program, cfg)
+    with _quiet_torch_export():  # write_artifact's "model.pt2.tmp" name draws a suffix warning
+        return write_artifact(repo, program, cfg)
 
 
 def load_state_dict_file(path) -> dict[str, torch.Tensor]:
@@ -206,16 +220,12 @@ def _load_user_program(path: Path):
             raise ArtifactError(
                 f"{path} is a torch.save file (a state_dict or checkpoint), not a program: save "
                 f"with torch.export.save, or export a zoo model with these weights")
-    torch_export_log = logging.getLogger("torch.export")
-    level = torch_export_log.level
-    torch_export_log.setLevel(logging.ERROR)  # it logs a traceback before raising; we explain
     try:
-        return torch.export.load(str(path))
+        with _quiet_torch_export():  # it logs a traceback before raising; we explain instead
+            return torch.export.load(str(path))
     except Exception as exc:
         raise ArtifactError(f"{path} is not a readable torch.export program (.pt2 saved with "
                             f"torch.export.save): {type(exc).__name__}") from exc
-    finally:
-        torch_export_log.setLevel(level)
 
 
 def _batch_upper_bound(program, value: torch.Tensor) -> int | None:
@@ -224,10 +234,9 @@ def _batch_upper_bound(program, value: torch.Tensor) -> int | None:
     expr = getattr(expr, "expr", None)
     bound = program.range_constraints.get(expr) if expr is not None else None
     upper = getattr(bound, "upper", None)
-    try:
+    if isinstance(upper, int) or getattr(upper, "is_Integer", False):
         return int(upper)
-    except (TypeError, ValueError, OverflowError):
-        return None  # unbounded (int_oo) or unknown
+    return None  # unbounded (int_oo) or unknown
 
 
 def import_program(path, repo, name: str, *, max_batch_size: int = 8,

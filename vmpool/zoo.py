@@ -320,5 +320,9 @@ def example_input(name: str, batch: int = 1, size: tuple[int, int] | None = None
     return torch.randn(input_shape(name, batch, size), generator=gen)
 
 
-def param_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def param_count(module_or_name: nn.Module | str) -> int:
+    """Parameter count of a module, or of zoo model ``name`` (without allocating its weights)."""
+    if isinstance(module_or_name, str):
+        with torch.device("meta"):
+            module_or_name = entry(module_or_name).builder()
+    return sum(p.numel() for p in module_or_name.parameters())

@@ -43,8 +43,11 @@ class OSSStore:
             auth = oss2.Auth(access_key_id, access_key_secret)
         # The session's connection pool must cover every worker thread, or threads queue on it.
         session = oss2.Session(pool_size=max_threads)
-        self._bucket = oss2.Bucket(auth, endpoint, bucket, session=session,
-                                   connect_timeout=connect_timeout_s)
+        try:
+            self._bucket = oss2.Bucket(auth, endpoint, bucket, session=session,
+                                       connect_timeout=connect_timeout_s)
+        except ClientError as e:  # oss2 validates bucket names (3-63 chars, a-z 0-9 -)
+            raise ValueError(f"invalid OSS bucket {bucket!r} or endpoint {endpoint!r}: {e}") from None
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="oss")
         self.bucket = bucket
 

@@ -68,6 +68,11 @@ def v1_signature(secret: str, string_to_sign: str) -> str:
     return base64.b64encode(mac.digest()).decode()
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # a burst of concurrent connects must not overflow the listen backlog
+    daemon_threads = True
+
+
 class _Object:
     __slots__ = ("data", "etag", "mtime", "content_type", "crc")
 
@@ -87,7 +92,7 @@ class OSSServer:
         self.buckets: dict[str, dict[str, _Object]] = {b: {} for b in buckets}
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []  # (method, path?query) seen, for wire assertions
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._httpd = _Server(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 

@@ -1,0 +1,150 @@
+"""Run one stage's nodes for one worker: a spatial tile, an output slice, or serially."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from burst.graph import Graph, bind_args, decode_arg, node_inputs, resolve_op, run_node
+from burst.halo import avg_divisors, input_window
+from burst.partition import _shape, tile_windows, window_spec
+
+
+def _crop(t: torch.Tensor, held, want) -> torch.Tensor:
+    (hr0, _), (hc0, _) = held
+    (r0, r1), (c0, c1) = want
+    return t[..., r0 - hr0:r1 - hr0 + 1, c0 - hc0:c1 - hc0 + 1]
+
+
+def run_tile(graph: Graph, names: list[str], out_name: str, tile, inputs: dict,
+             weights: dict) -> torch.Tensor:
+    """Compute ``out_name`` over ``tile`` (global (rows, cols)) from input windows.
+
+    ``inputs`` maps each group input to ``(tensor, (rows, cols))``: the crop it holds.
+    Windowed ops run with padding 0 on a crop padded explicitly only at the image border.
+    """
+    need = tile_windows(graph, names, out_name, tile)
+    held: dict[str, tuple[torch.Tensor, tuple]] = dict(inputs)
+    for name in names:
+        if name not in need:
+            continue
+        node = graph.node(name)
+        want = need[name]
+        spec = window_spec(graph, node)
+        if spec["kind"] == "point":
+            env = {r: _crop(held[r][0], held[r][1], want) for r in node_inputs(node)}
+            out = run_node(node, env, weights)
+        else:
+            src = node_inputs(node)[0]
+            x, x_win = held[src]
+            h, w = _shape(graph, src)[2:]
+            (rows, plo_h, phi_h), (cols, plo_w, phi_w) = (
+                input_window(want[a], spec["k"][a], spec["s"][a], spec["p"][a], spec["d"][a],
+                             (h, w)[a]) for a in (0, 1))
+            crop = _crop(x, x_win, (rows, cols))
+            out = _windowed(node, spec, crop, (plo_h, phi_h, plo_w, phi_w), want, (h, w), weights)
+        held[name] = (out, want)
+    return held[out_name][0]
+
+
+def _windowed(node, spec, crop, pads, want, in_hw, weights) -> torch.Tensor:
+    plo_h, phi_h, plo_w, phi_w = pads
+    pad = (plo_w, phi_w, plo_h, phi_h)
+    kind = spec["kind"]
+    if kind == "conv":
+        if any(pad):
+            crop = F.pad(crop, pad, value=0.0)
+        b = bind_args(node)
+        wt = decode_arg(b["weight"], {}, weights)
+        bias = decode_arg(b["bias"], {}, weights)
+        return F.conv2d(crop, wt, bias, spec["s"], 0, spec["d"], int(b.get("groups") or 1))
+    if kind == "max":
+        if any(pad):
+            crop = F.pad(crop, pad, value=float("-inf"))
+        return F.max_pool2d(crop, spec["k"], spec["s"], 0, spec["d"], ceil_mode=False)
+    # average: sum on the zero-padded crop, then divide by the exact global divisor
+    if any(pad):
+        crop = F.pad(crop, pad, value=0.0)
+    acc = crop.double() if crop.dtype == torch.float32 else crop
+    if spec.get("div"):
+        return F.avg_pool2d(acc, spec["k"], spec["s"], 0, False, True,
+                            int(spec["div"])).to(crop.dtype)
+    total = F.avg_pool2d(acc, spec["k"], spec["s"], 0, False, True, 1)
+    dh = avg_divisors(want[0], spec["k"][0], spec["s"][0], spec["p"][0], in_hw[0], spec["cip"])
+    dw = avg_divisors(want[1], spec["k"][1], spec["s"][1], spec["p"][1], in_hw[1], spec["cip"])
+    div = (dh[:, None] * dw[None, :]).to(acc.dtype)
+    return (total / div).to(crop.dtype)
+
+
+def run_nodes(graph: Graph, names: list[str], env: dict, weights: dict) -> dict:
+    """Run nodes in order on full tensors (serial stages, output slices); updates ``env``."""
+    for name in names:
+        node = graph.node(name)
+        env[name] = run_node(node, env, weights)
+    return env
+
+
+def stitch_tiles(tiles: list[tuple[tuple, torch.Tensor]], shape) -> torch.Tensor:
+    """Place each ``((rows, cols), tensor)`` tile into a tensor of ``shape``."""
+    first = tiles[0][1]
+    out = torch.empty(list(first.shape[:2]) + list(shape[2:]), dtype=first.dtype)
+    for ((r0, r1), (c0, c1)), t in tiles:
+        out[..., r0:r1 + 1, c0:c1 + 1] = t
+    return out
+
+
+def stitch_parts(parts: list[torch.Tensor], cat_dim: int) -> torch.Tensor:
+    return torch.cat(parts, dim=cat_dim)
+
+
+__all__ = ["run_tile", "run_nodes", "stitch_tiles", "stitch_parts", "resolve_op"]
+
+
+def worker_input(stage: dict, worker: int, x: torch.Tensor) -> torch.Tensor:
+    """What the master sends worker ``worker`` of a split stage: its window, or all of x."""
+    if stage["split"] == "spatial":
+        (r0, r1), (c0, c1) = stage["tiles"][worker]["in"]
+        return x[..., r0:r1 + 1, c0:c1 + 1].contiguous()
+    return x
+
+
+def run_worker_stage(graph: Graph, stage: dict, worker: int, x: torch.Tensor,
+                     weights: dict) -> torch.Tensor:
+    """One worker's share of a split stage (``weights`` holds its slice)."""
+    if stage["split"] == "spatial":
+        tile = stage["tiles"][worker]
+        win = tuple(tuple(r) for r in tile["in"])
+        out_tile = tuple(tuple(r) for r in tile["out"])
+        return run_tile(graph, stage["nodes"], stage["output"], out_tile,
+                        {stage["input"]: (x, win)}, weights)
+    if stage["split"] == "output":
+        env = run_nodes(graph, stage["nodes"], {stage["input"]: x}, weights)
+        return env[stage["output"]]
+    raise ValueError(f"stage {stage.get('index')} is serial: it runs on the master")
+
+
+def stitch(stage: dict, outs: list[torch.Tensor], out_shape) -> torch.Tensor:
+    if stage["split"] == "spatial":
+        return stitch_tiles([(tuple(tuple(r) for r in t["out"]), o)
+                             for t, o in zip(stage["tiles"], outs)], out_shape)
+    return stitch_parts(outs, stage["cat_dim"])
+
+
+def run_plan_local(graph: Graph, plan, weights: dict, inputs: list[torch.Tensor],
+                   slicer=None) -> list[torch.Tensor]:
+    """Run a plan in-process, worker by worker (the reference the runtime must match).
+
+    ``slicer(stage, worker) -> dict`` gives a worker its weights (default: all weights).
+    """
+    env = dict(zip(graph.inputs, inputs))
+    for stage in plan.stages:
+        if stage["split"] == "serial":
+            run_nodes(graph, stage["nodes"], env, weights)
+            continue
+        x = env[stage["input"]]
+        outs = [run_worker_stage(graph, stage, j, worker_input(stage, j, x),
+                                 slicer(stage, j) if slicer else weights)
+                for j in range(stage["workers"])]
+        shape = list(x.shape[:1]) + list(graph.node(stage["output"]).shape[1:])
+        env[stage["output"]] = stitch(stage, outs, shape)
+    return [env[o] for o in graph.outputs]

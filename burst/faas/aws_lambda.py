@@ -1,0 +1,109 @@
+"""LambdaInvoker: synchronous AWS Lambda invocations through aioboto3 (real SigV4 signing).
+
+One client stays open for the invoker's life. Throttling is retried with bounded exponential
+backoff; a function error never is (the function ran, and may have had effects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from tenacity import (AsyncRetrying, retry_if_exception, stop_after_attempt,
+                      wait_random_exponential)
+
+from burst.faas.base import InvokeError, InvokeResult
+from burst.faas.local import api_error, decode_log_result, function_error, parse_report
+
+_CONFIG_KEYS = {"kind", "region", "endpoint_url", "aws_access_key_id", "aws_secret_access_key",
+                "qualifier", "max_pool_connections", "timeout_s", "throttle_retries",
+                "throttle_backoff_max_s"}
+
+
+def _is_throttle(exc: BaseException) -> bool:
+    return isinstance(exc, InvokeError) and exc.kind == "Throttled"
+
+
+class LambdaInvoker:
+    """Invokes AWS Lambda functions (RequestResponse, LogType Tail) and bills from REPORT."""
+
+    def __init__(self, *, region: str = "us-east-1", endpoint_url: str | None = None,
+                 aws_access_key_id: str | None = None, aws_secret_access_key: str | None = None,
+                 qualifier: str | None = None, max_pool_connections: int = 64,
+                 timeout_s: float = 900, throttle_retries: int = 4,
+                 throttle_backoff_max_s: float = 2.0):
+        if max_pool_connections < 1 or timeout_s <= 0 or throttle_retries < 0:
+            raise ValueError("max_pool_connections >= 1, timeout_s > 0, throttle_retries >= 0")
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.qualifier = qualifier
+        self.throttle_retries = throttle_retries
+        self.throttle_backoff_max_s = throttle_backoff_max_s
+        self._session = aioboto3.Session(aws_access_key_id=aws_access_key_id,
+                                         aws_secret_access_key=aws_secret_access_key,
+                                         region_name=region)
+        # botocore's own retries off: only throttling is retried, and only here
+        self._config = AioConfig(max_pool_connections=max_pool_connections,
+                                 read_timeout=timeout_s, connect_timeout=10,
+                                 retries={"mode": "standard", "total_max_attempts": 1})
+        self._client_cm = None
+        self._client = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "LambdaInvoker":
+        """``{"kind": "aws_lambda", "region": ..., "endpoint_url": ..., ...}`` (constructor
+        keywords)."""
+        unknown = set(cfg) - _CONFIG_KEYS
+        if unknown:
+            raise ValueError(f"unknown aws_lambda invoker settings: {sorted(unknown)}")
+        return cls(**{k: v for k, v in cfg.items() if k != "kind"})
+
+    async def _get_client(self):
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client_cm = self._session.client(
+                        "lambda", endpoint_url=self.endpoint_url, config=self._config)
+                    self._client = await self._client_cm.__aenter__()
+        return self._client
+
+    async def invoke(self, function: str, payload: bytes) -> InvokeResult:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_is_throttle),
+            stop=stop_after_attempt(self.throttle_retries + 1),
+            wait=wait_random_exponential(multiplier=0.05, max=self.throttle_backoff_max_s),
+            reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                return await self._invoke_once(function, payload)
+        raise AssertionError("unreachable")  # reraise=True re-raises the last error
+
+    async def _invoke_once(self, function: str, payload: bytes) -> InvokeResult:
+        client = await self._get_client()
+        kwargs = {"FunctionName": function, "InvocationType": "RequestResponse",
+                  "LogType": "Tail", "Payload": payload}
+        if self.qualifier:
+            kwargs["Qualifier"] = self.qualifier
+        try:
+            resp = await client.invoke(**kwargs)
+            async with resp["Payload"] as stream:
+                body = await stream.read()
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            raise api_error(function, status, err.get("Code", ""), err.get("Message", "")) \
+                from exc
+        except (BotoCoreError, asyncio.TimeoutError, OSError) as exc:
+            raise InvokeError(f"{function}: transport error: {exc!r}", kind="Transport") from exc
+        billing = parse_report(decode_log_result(resp.get("LogResult")))
+        if resp.get("FunctionError"):
+            raise function_error(function, body, billing)
+        return InvokeResult(payload=body, billing=billing)
+
+    async def close(self) -> None:
+        if self._client_cm is not None:
+            cm, self._client_cm, self._client = self._client_cm, None, None
+            await cm.__aexit__(None, None, None)

@@ -1,0 +1,144 @@
+"""Per-worker weight slices: cut once per plan, stored under ``plans/{plan_id}/``, cached by workers."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections import OrderedDict
+
+import torch
+
+from burst.graph import Graph, build_graph, program_weights
+from burst.partition import sliced_weights
+from burst.plan import Plan
+
+# Fraction of the function's memory the weight cache may fill; the rest is for activations.
+CACHE_SHARE = 0.5
+
+
+def plan_prefix(plan_id: str) -> str:
+    return f"plans/{plan_id}/"
+
+
+def worker_key(plan_id: str, stage: int, worker: int) -> str:
+    return f"plans/{plan_id}/stage{stage}/worker{worker}.pt"
+
+
+def master_key(plan_id: str) -> str:
+    return f"plans/{plan_id}/master.pt"
+
+
+def graph_key(plan_id: str) -> str:
+    return f"plans/{plan_id}/graph.json"
+
+
+def plan_key(plan_id: str) -> str:
+    return f"plans/{plan_id}/plan.json"
+
+
+def ready_key(plan_id: str) -> str:
+    return f"plans/{plan_id}/READY"
+
+
+def worker_weights(graph: Graph, stage: dict, worker: int, full: dict) -> dict:
+    """The tensors worker ``worker`` of ``stage`` needs; an output split gets only its slice."""
+    names = {w for n in stage["nodes"] for w in graph.node(n).weights}
+    if stage["split"] != "output":
+        return {w: full[w] for w in names}
+    c0, c1 = stage["parts"][worker]
+    cut = set(stage.get("sliced_weights", []))
+    return {w: (full[w][c0:c1 + 1].clone() if w in cut else full[w]) for w in names}
+
+
+def master_weights(graph: Graph, plan: Plan, full: dict) -> dict:
+    names = {w for st in plan.stages if st["split"] == "serial"
+             for n in st["nodes"] for w in graph.node(n).weights}
+    return {w: full[w] for w in names}
+
+
+def dumps_tensors(tensors: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save({k: v.contiguous() for k, v in tensors.items()}, buf)
+    return buf.getvalue()
+
+
+def loads_tensors(data: bytes) -> dict:
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+async def prepare_plan(artifact, plan: Plan, store, *, graph: Graph | None = None) -> None:
+    """Write the plan, its graph IR and every worker's weight slice to ``store`` (once per plan).
+
+    ``artifact`` is a ``vmpool.artifact.Artifact`` or an ``ExportedProgram``.
+    """
+    from burst.store.base import StoreError
+
+    try:
+        await store.get(ready_key(plan.plan_id))
+        return  # already prepared
+    except StoreError as exc:
+        if not exc.missing:
+            raise
+    program = artifact.load_program() if hasattr(artifact, "load_program") else artifact
+    graph = graph or build_graph(program, plan.model)
+    full = program_weights(program)
+    pid = plan.plan_id
+    await store.put(graph_key(pid), json.dumps(graph.to_dict()).encode())
+    await store.put(plan_key(pid), plan.to_json().encode())
+    await store.put(master_key(pid), dumps_tensors(master_weights(graph, plan, full)))
+    for st in plan.stages:
+        for j in range(st["workers"]):
+            await store.put(worker_key(pid, st["index"], j),
+                            dumps_tensors(worker_weights(graph, st, j, full)))
+    # written last: a reader that sees it sees everything above
+    await store.put(ready_key(pid), b"1")
+
+
+def cache_budget_bytes() -> int:
+    memory_mb = int(os.environ.get("TIDEGATE_FUNCTION_MEMORY_MB", "1024"))
+    return int(memory_mb * CACHE_SHARE) * 1024 * 1024
+
+
+class LruCache:
+    """A per-process cache bounded by total bytes (least recently used evicted first)."""
+
+    def __init__(self, budget_bytes: int | None = None):
+        self.budget_bytes = cache_budget_bytes() if budget_bytes is None else budget_bytes
+        self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self.used_bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str):
+        item = self._items.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return item[0]
+
+    def put(self, key: str, value, nbytes: int) -> None:
+        if key in self._items:
+            self.used_bytes -= self._items.pop(key)[1]
+        self._items[key] = (value, nbytes)
+        self.used_bytes += nbytes
+        # keep at least the newest entry: it is in use right now
+        while self.used_bytes > self.budget_bytes and len(self._items) > 1:
+            _, (_, size) = self._items.popitem(last=False)
+            self.used_bytes -= size
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def tensors_nbytes(tensors: dict) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+__all__ = ["prepare_plan", "worker_weights", "master_weights", "LruCache", "dumps_tensors",
+           "loads_tensors", "worker_key", "master_key", "graph_key", "plan_key", "sliced_weights"]

@@ -1,0 +1,188 @@
+"""Gateway overhead: a model server called directly vs. through the gateway vs. Ray Serve.
+
+Same model, same replica, same load in one run: closed-loop clients at c=1 and c=16 sending
+binary tensors. Prints a table and writes JSON (default ops/bench/results/gateway_overhead.json).
+Targets: gateway adds <= 2 ms p50 at c=1, keeps >= 90% of direct throughput at c=16, and beats
+Ray Serve's throughput at c=16.
+
+    python ops/bench/gateway_overhead.py [--model resnet18] [--duration 10] [--skip-ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from ops.loadgen import closed_loop  # noqa: E402
+from vmpool.codec import encode_request  # noqa: E402
+from vmpool.provisioners.local import free_port  # noqa: E402
+
+RAY_VENV = ROOT / ".venv-ray"
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 180.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} not ready after {timeout_s} s")
+
+
+def start(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(args, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def measure(label: str, url: str, body: bytes, headers: dict, duration_s: float,
+            concurrencies: list[int]) -> list[dict]:
+    rows = []
+    for c in concurrencies:
+        res = asyncio.run(closed_loop(url, body, headers, concurrency=c, duration_s=duration_s,
+                                      warmup_s=min(2.0, duration_s / 3)))
+        row = {"target": label, **res.summary()}
+        print(f"  {label:<10} c={c:<3} p50={row['p50_ms']:7.2f} ms  p99={row['p99_ms']:7.2f} ms  "
+              f"{row['throughput_rps']:7.1f} req/s  errors={row['errors']}", flush=True)
+        rows.append(row)
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds measured per point")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the replica")
+    ap.add_argument("--max-batch", type=int, default=8)
+    ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/gateway_overhead.json")
+    args = ap.parse_args()
+
+    from vmpool.artifact import list_models, load_artifact
+    from vmpool.export import export_zoo
+
+    work = Path(tempfile.mkdtemp(prefix="tidegate-bench-"))
+    repo = work / "models"
+    print(f"exporting {args.model} into {repo} ...", flush=True)
+    export_zoo(args.model, repo, max_batch_size=args.max_batch)
+    assert list_models(repo) == [args.model]
+    cfg = load_artifact(repo, args.model).config
+    spec = cfg.inputs[0]
+    sample = tuple(d for d in spec.shape[1:])
+    x = np.random.default_rng(0).standard_normal((1, *sample)).astype(np.float32)
+    body, hl = encode_request({spec.name: x}, binary_output=True)
+    headers = {"Inference-Header-Content-Length": str(hl), "Content-Type": "application/octet-stream"}
+    conc = [1, 16]
+    rows: list[dict] = []
+    procs: list[subprocess.Popen] = []
+    py = sys.executable
+    try:
+        mport, gport = free_port(), free_port()
+        server = start([py, "-m", "ops.cli", "model-server", "--repo", str(repo), "--port", str(mport),
+                        "--threads", str(args.threads)], work / "model-server.log",
+                       {"OMP_NUM_THREADS": str(args.threads)})
+        procs.append(server)
+        wait_http(f"http://127.0.0.1:{mport}/v2/health/ready", server)
+        print(f"direct model server on :{mport} (threads={args.threads})", flush=True)
+        rows += measure("direct", f"http://127.0.0.1:{mport}/v2/models/{args.model}/infer", body,
+                        headers, args.duration, conc)
+
+        (work / "gateway.toml").write_text(
+            f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {gport}\n'
+            f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{mport}"]\n'
+            f'[burst]\nenabled = false\n')
+        gateway = start([py, "-m", "ops.cli", "serve", "--config", str(work / "gateway.toml")],
+                        work / "gateway.log")
+        procs.append(gateway)
+        wait_http(f"http://127.0.0.1:{gport}/v2/health/ready", gateway)
+        rows += measure("gateway", f"http://127.0.0.1:{gport}/v2/models/{args.model}/infer", body,
+                        headers, args.duration, conc)
+        stop(gateway)
+        stop(server)
+
+        ray_py = RAY_VENV / "bin/python"
+        if args.skip_ray:
+            print("ray serve: skipped (--skip-ray)")
+        elif not ray_py.exists():
+            print(f"ray serve: skipped ({RAY_VENV} missing; `make bench` creates it)")
+        else:
+            rport = free_port()
+            ray = start([str(ray_py), str(ROOT / "ops/bench/ray_serve_app.py"),
+                         str(repo / args.model / "model.pt2"), str(rport), str(args.threads),
+                         str(args.max_batch), ",".join(map(str, sample))], work / "ray.log",
+                        {"OMP_NUM_THREADS": str(args.threads), "RAY_USAGE_STATS_ENABLED": "0"})
+            procs.append(ray)
+            deadline = time.monotonic() + 240
+            while b"ready" not in (work / "ray.log").read_bytes():
+                if ray.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("ray serve did not start; see " + str(work / "ray.log"))
+                time.sleep(0.5)
+            rows += measure("ray-serve", f"http://127.0.0.1:{rport}/", x.tobytes(),
+                            {"Content-Type": "application/octet-stream"}, args.duration, conc)
+            subprocess.run([str(RAY_VENV / "bin/ray"), "stop", "--force"], capture_output=True)
+    finally:
+        for p in procs:
+            stop(p)
+
+    by = {(r["target"], r["concurrency"]): r for r in rows}
+    ratios = {
+        "gateway_added_p50_ms_c1": by[("gateway", 1)]["p50_ms"] - by[("direct", 1)]["p50_ms"],
+        "gateway_throughput_share_c16": by[("gateway", 16)]["throughput_rps"]
+        / by[("direct", 16)]["throughput_rps"],
+    }
+    if ("ray-serve", 16) in by:
+        ratios["gateway_over_ray_throughput_c16"] = (by[("gateway", 16)]["throughput_rps"]
+                                                     / by[("ray-serve", 16)]["throughput_rps"])
+        ratios["ray_added_p50_ms_c1"] = by[("ray-serve", 1)]["p50_ms"] - by[("direct", 1)]["p50_ms"]
+    print()
+    print(f"{'target':<10} {'c':>3} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}")
+    for r in rows:
+        print(f"{r['target']:<10} {r['concurrency']:>3} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+              f"{r['throughput_rps']:8.1f} {r['errors']:>6}")
+    print()
+    targets = {"gateway_added_p50_ms_c1": ("<=", 2.0), "gateway_throughput_share_c16": (">=", 0.9),
+               "gateway_over_ray_throughput_c16": (">", 1.0)}
+    for key, value in ratios.items():
+        goal = targets.get(key)
+        verdict = ""
+        if goal:
+            ok = value <= goal[1] if goal[0] == "<=" else value >= goal[1] if goal[0] == ">=" else value > goal[1]
+            verdict = f"  target {goal[0]} {goal[1]}: {'met' if ok else 'MISSED'}"
+        print(f"{key:<34} {value:8.3f}{verdict}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"model": args.model, "threads": args.threads,
+                                    "duration_s": args.duration, "rows": rows, "ratios": ratios},
+                                   indent=2))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""``tidegate model-server``: serve a model repository over the Open Inference Protocol (a VM replica)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "Run a model server (Open Inference Protocol v2) for models in a repository."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", required=True, help="model repository directory")
+    parser.add_argument("--model", action="append", dest="models", metavar="NAME",
+                        help="model to serve (repeatable; default: every model in the repo)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8001,
+                        help="port to bind (default 8001; 0 picks a free port)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per model inference thread (default 1)")
+    parser.add_argument("--max-batch-size", type=int, default=None,
+                        help="override each model's max_batch_size")
+    parser.add_argument("--max-queue-delay-ms", type=float, default=None,
+                        help="override each model's dynamic batching delay")
+    parser.add_argument("--max-body-mb", type=float, default=64.0,
+                        help="largest accepted request body (default 64 MB)")
+    parser.add_argument("--drain-timeout-s", type=float, default=30.0,
+                        help="on SIGTERM, how long to wait for in-flight requests (default 30)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ops.cli import CliError
+
+    if args.threads < 1:
+        raise CliError(f"--threads must be at least 1, got {args.threads}")
+    if args.max_batch_size is not None and args.max_batch_size < 1:
+        raise CliError(f"--max-batch-size must be at least 1, got {args.max_batch_size}")
+    if args.max_queue_delay_ms is not None and args.max_queue_delay_ms < 0:
+        raise CliError(f"--max-queue-delay-ms must not be negative, got {args.max_queue_delay_ms}")
+    if args.max_body_mb <= 0:
+        raise CliError(f"--max-body-mb must be positive, got {args.max_body_mb}")
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be in 0..65535, got {args.port}")
+
+    import torch
+
+    from vmpool.artifact import ArtifactError
+    from vmpool.server import create_model_server_app, run_model_server
+
+    torch.set_num_threads(args.threads)
+    try:
+        app = create_model_server_app(
+            args.repo, args.models, threads=args.threads, max_body_mb=args.max_body_mb,
+            max_batch_size=args.max_batch_size, max_queue_delay_ms=args.max_queue_delay_ms)
+    except ArtifactError as exc:
+        raise CliError(str(exc)) from None
+    names = ", ".join(app.state.model_server.models)
+
+    def ready(host: str, port: int) -> None:
+        print(f"tidegate model-server ready on http://{host}:{port} (models: {names})", flush=True)
+
+    try:
+        return run_model_server(app, args.host, args.port, drain_timeout_s=args.drain_timeout_s,
+                                on_ready=ready)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run this command alone (``python -m ops.commands.model_server``)."""
+    from ops.cli import CliError
+
+    parser = argparse.ArgumentParser(prog="tidegate model-server", description=HELP)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except CliError as exc:
+        print(f"tidegate model-server: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

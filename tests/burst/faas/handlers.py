@@ -1,0 +1,44 @@
+"""Toy Lambda-style handlers for the function runtime tests (no torch: cold starts stay quick)."""
+
+import os
+import sys
+import time
+
+_LOADED_AT = time.time()  # module import = the instance's init
+
+
+def echo(event, context):
+    print("echo handler saw", sorted(event))  # goes to the log tail, not the protocol
+    sys.stdout.write("x" * 10)  # raw writes must not corrupt frames either
+    return {"event": event, "function": context.function_name,
+            "memory_mb": context.memory_limit_in_mb, "request_id": context.aws_request_id,
+            "remaining_ms": context.get_remaining_time_in_millis(), "pid": os.getpid(),
+            "threads": os.environ.get("TIDEGATE_FUNCTION_THREADS"),
+            "greeting": os.environ.get("GREETING")}
+
+
+def sleep(event, context):
+    time.sleep(event.get("sleep_s", 0.2))
+    return {"slept_s": event.get("sleep_s", 0.2), "pid": os.getpid()}
+
+
+def hog(event, context):
+    """Touch ``mb`` megabytes (bytes multiplication writes every page)."""
+    block = b"\x01" * (event["mb"] << 20)
+    time.sleep(event.get("hold_s", 0.0))
+    return {"allocated_mb": len(block) >> 20, "pid": os.getpid()}
+
+
+def fail(event, context):
+    raise ValueError(f"bad input: {event.get('why', 'none')}")
+
+
+def crash(event, context):
+    os._exit(3)
+
+
+def torch_matmul(event, context):
+    import torch  # lazy: the first invocation pays for it, like a model load
+    torch.set_num_threads(int(os.environ.get("TIDEGATE_FUNCTION_THREADS", "1")))
+    a = torch.ones(64, 64)
+    return {"sum": float((a @ a).sum())}

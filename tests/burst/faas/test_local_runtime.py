@@ -1,0 +1,288 @@
+"""The local function runtime over real loopback HTTP, driven through LocalInvoker."""
+
+import asyncio
+import base64
+import math
+import os
+import re
+import time
+
+import aiohttp
+import orjson
+import pytest
+
+from burst.faas.base import InvokeError
+from burst.faas.local import LocalInvoker, parse_report
+from burst.faas.local_runtime import FunctionSpec, LocalFunctionRuntime
+
+H = "tests.burst.faas.handlers"
+REPORT_RE = re.compile(
+    r"^REPORT RequestId: [0-9a-f-]{36}\tDuration: \d+\.\d{2} ms\tBilled Duration: \d+ ms\t"
+    r"Memory Size: \d+ MB\tMax Memory Used: \d+ MB\t(Init Duration: \d+\.\d{2} ms\t)?$")
+
+
+@pytest.fixture
+async def make_runtime():
+    """Start runtimes with given functions; stop them (and their instances) after the test."""
+    started = []
+
+    async def make(*specs, **kwargs):
+        runtime = LocalFunctionRuntime(functions=list(specs), **kwargs)
+        await runtime.start()
+        invoker = LocalInvoker(runtime.endpoint)
+        started.append((runtime, invoker))
+        return runtime, invoker
+
+    yield make
+    for runtime, invoker in started:
+        await invoker.close()
+        await runtime.stop()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "State:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+async def test_cold_start_then_warm_reuse(make_runtime):
+    runtime, invoker = await make_runtime(
+        FunctionSpec("echo", f"{H}:echo", memory_mb=256, environment={"GREETING": "hi"}))
+    first = await invoker.invoke("echo", b'{"x": 1}')
+    second = await invoker.invoke("echo", b'{"x": 2}')
+    a, b = orjson.loads(first.payload), orjson.loads(second.payload)
+    assert a["event"] == {"x": 1} and b["event"] == {"x": 2}
+    assert first.billing.cold_start and first.billing.init_ms > 0
+    assert not second.billing.cold_start and second.billing.init_ms == 0
+    assert a["pid"] == b["pid"] != os.getpid()  # same warm instance, a separate process
+    assert a["function"] == "echo" and a["memory_mb"] == 256 and a["greeting"] == "hi"
+    assert a["threads"] == "1" and 0 < a["remaining_ms"] <= 3000
+    assert first.billing.memory_mb == 256 and 5 < first.billing.max_memory_used_mb < 256
+    assert runtime.instance_count("echo") == 1
+
+
+async def test_log_tail_has_prints_and_lambda_report_line(make_runtime):
+    runtime, _ = await make_runtime(FunctionSpec("echo", f"{H}:echo"))
+    url = f"{runtime.endpoint}/2015-03-31/functions/echo/invocations"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, data=b'{"k": 1}', headers={"X-Amz-Log-Type": "Tail"}) as resp:
+            assert resp.status == 200
+            log = base64.b64decode(resp.headers["X-Amz-Log-Result"]).decode()
+            payload = orjson.loads(await resp.read())
+        async with http.post(url, data=b"{}") as resp:  # no Tail asked: no log header
+            assert "X-Amz-Log-Result" not in resp.headers
+    assert payload["event"] == {"k": 1}  # handler prints did not leak into the payload
+    assert "echo handler saw ['k']" in log and "xxxxxxxxxx" in log
+    lines = log.splitlines()
+    assert lines[0].startswith("START RequestId: ") and REPORT_RE.match(lines[-1])
+    assert "Init Duration" in lines[-1]
+
+
+async def test_concurrent_invocations_use_separate_instances(make_runtime):
+    runtime, invoker = await make_runtime(FunctionSpec("slow", f"{H}:sleep"))
+    results = await asyncio.gather(invoker.invoke("slow", b'{"sleep_s": 0.3}'),
+                                   invoker.invoke("slow", b'{"sleep_s": 0.3}'))
+    pids = {orjson.loads(r.payload)["pid"] for r in results}
+    assert len(pids) == 2 and all(r.billing.cold_start for r in results)
+    assert runtime.instance_count("slow") == 2
+
+
+async def test_idle_instances_expire_after_keep_alive(make_runtime):
+    runtime, invoker = await make_runtime(FunctionSpec("echo", f"{H}:echo"), keep_alive_s=0.3)
+    first = await invoker.invoke("echo", b"{}")
+    pid = orjson.loads(first.payload)["pid"]
+    await asyncio.sleep(1.0)
+    assert runtime.instance_count("echo") == 0 and not _pid_alive(pid)
+    again = await invoker.invoke("echo", b"{}")
+    assert again.billing.cold_start and orjson.loads(again.payload)["pid"] != pid
+
+
+async def test_concurrency_cap_throttles_then_recovers(make_runtime):
+    runtime, invoker = await make_runtime(
+        FunctionSpec("slow", f"{H}:sleep"), FunctionSpec("echo", f"{H}:echo"), concurrency=1)
+    busy = asyncio.create_task(invoker.invoke("slow", b'{"sleep_s": 0.5}'))
+    await asyncio.sleep(0.2)
+    with pytest.raises(InvokeError) as err:
+        await invoker.invoke("echo", b"{}")
+    assert err.value.kind == "Throttled"
+    await busy
+    assert orjson.loads((await invoker.invoke("echo", b"{}")).payload)["event"] == {}
+
+
+async def test_reserved_concurrency_caps_one_function_only(make_runtime):
+    runtime, invoker = await make_runtime(
+        FunctionSpec("slow", f"{H}:sleep", reserved_concurrency=1),
+        FunctionSpec("echo", f"{H}:echo"), concurrency=4)
+    busy = asyncio.create_task(invoker.invoke("slow", b'{"sleep_s": 0.5}'))
+    await asyncio.sleep(0.2)
+    with pytest.raises(InvokeError) as err:
+        await invoker.invoke("slow", b'{"sleep_s": 0}')
+    assert err.value.kind == "Throttled"
+    await invoker.invoke("echo", b"{}")  # other functions keep their share
+    await busy
+
+
+async def test_memory_cap_kills_instance_and_runtime_keeps_serving(make_runtime):
+    runtime, invoker = await make_runtime(FunctionSpec("hog", f"{H}:hog", memory_mb=128))
+    with pytest.raises(InvokeError) as err:
+        await invoker.invoke("hog", b'{"mb": 300}')
+    assert err.value.kind == "OutOfMemory"
+    assert "128 MB" in str(err.value) and "Runtime.OutOfMemory" in str(err.value)
+    assert err.value.billing.max_memory_used_mb > 128
+    assert runtime.instance_count("hog") == 0
+    ok = await invoker.invoke("hog", b'{"mb": 40}')  # a fresh instance, within the limit
+    assert orjson.loads(ok.payload)["allocated_mb"] == 40
+    assert ok.billing.cold_start and 40 < ok.billing.max_memory_used_mb <= 128
+
+
+async def test_peak_memory_is_per_invocation(make_runtime):
+    runtime, invoker = await make_runtime(FunctionSpec("hog", f"{H}:hog", memory_mb=256))
+    big = await invoker.invoke("hog", b'{"mb": 80}')
+    small = await invoker.invoke("hog", b'{"mb": 1}')
+    assert big.billing.max_memory_used_mb > 80
+    # the 80 MB block was freed; the next invocation's peak does not inherit it
+    assert small.billing.max_memory_used_mb < big.billing.max_memory_used_mb - 50
+
+
+async def test_timeout_kills_instance(make_runtime):
+    runtime, invoker = await make_runtime(FunctionSpec("slow", f"{H}:sleep", timeout_s=0.5))
+    t0 = time.perf_counter()
+    with pytest.raises(InvokeError) as err:
+        await invoker.invoke("slow", b'{"sleep_s": 10}')
+    assert err.value.kind == "Timeout" and "Task timed out after 0.50 seconds" in str(err.value)
+    assert time.perf_counter() - t0 < 3.0
+    assert err.value.billing.billed_ms >= 500
+    assert runtime.instance_count("slow") == 0
+    assert (await invoker.invoke("slow", b'{"sleep_s": 0}')).billing.cold_start
+
+
+async def test_handler_exception_is_function_error_and_instance_survives(make_runtime):
+    runtime, invoker = await make_runtime(FunctionSpec("fail", f"{H}:fail"))
+    for expect_cold in (True, False):
+        with pytest.raises(InvokeError) as err:
+            await invoker.invoke("fail", b'{"why": "negative size"}')
+        assert err.value.kind == "FunctionError"
+        assert "ValueError: bad input: negative size" in str(err.value)
+        assert err.value.billing.cold_start is expect_cold
+
+
+async def test_crash_and_import_error_fail_cleanly(make_runtime):
+    runtime, invoker = await make_runtime(
+        FunctionSpec("crash", f"{H}:crash"), FunctionSpec("missing", "no_such_module:handler"),
+        FunctionSpec("echo", f"{H}:echo"))
+    with pytest.raises(InvokeError) as err:
+        await invoker.invoke("crash", b"{}")
+    assert err.value.kind == "FunctionError" and "exit status 3" in str(err.value)
+    assert runtime.instance_count("crash") == 0
+    with pytest.raises(InvokeError) as err:
+        await invoker.invoke("missing", b"{}")
+    assert "Runtime.ImportModuleError" in str(err.value) and "no_such_module" in str(err.value)
+    await invoker.invoke("echo", b"{}")
+
+
+async def test_billing_rounds_up_to_the_millisecond(make_runtime):
+    runtime, invoker = await make_runtime(FunctionSpec("slow", f"{H}:sleep", memory_mb=1024))
+    results = [await invoker.invoke("slow", b'{"sleep_s": 0.0123}') for _ in range(3)]
+    for r in results:
+        assert r.billing.duration_ms >= 12.3
+        assert r.billing.billed_ms == math.ceil(r.billing.duration_ms)
+        assert r.billing.gb_seconds == pytest.approx(r.billing.billed_ms / 1000 * 1.0)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{runtime.endpoint}/2015-03-31/billing",
+                            params={"function": "slow"}) as resp:
+            records = await resp.json()
+    assert [r["billed_ms"] for r in records] == [r.billing.billed_ms for r in results]
+    assert [r["cold_start"] for r in records] == [True, False, False]
+    assert records[0]["init_ms"] == results[0].billing.init_ms
+
+
+async def test_unknown_function_is_404_in_lambda_error_shape(make_runtime):
+    runtime, invoker = await make_runtime(FunctionSpec("echo", f"{H}:echo"))
+    with pytest.raises(InvokeError) as err:
+        await invoker.invoke("nope", b"{}")
+    assert err.value.kind == "NotFound"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{runtime.endpoint}/2015-03-31/functions/nope/invocations",
+                             data=b"{}") as resp:
+            assert resp.status == 404
+            assert resp.headers["x-amzn-ErrorType"] == "ResourceNotFoundException"
+            body = await resp.json()
+    assert body["Type"] == "User" and "nope" in body["Message"]
+
+
+async def test_oversized_and_malformed_payloads_are_rejected(make_runtime):
+    runtime, invoker = await make_runtime(FunctionSpec("echo", f"{H}:echo"),
+                                          max_payload_bytes=1000)
+    with pytest.raises(InvokeError) as err:
+        await invoker.invoke("echo", b'{"a": "' + b"x" * 2000 + b'"}')
+    assert err.value.kind == "PayloadTooLarge" and "1000 bytes" in str(err.value)
+    with pytest.raises(InvokeError) as err:
+        await invoker.invoke("echo", b"{not json")
+    assert "InvalidRequestContentException" in str(err.value)
+    assert runtime.billing() == []  # rejected before any instance ran
+
+
+async def test_prewarm_makes_first_invocation_warm(make_runtime):
+    runtime, invoker = await make_runtime(FunctionSpec("echo", f"{H}:echo"))
+    assert await invoker.prewarm("echo", 2) == 2
+    assert await runtime.prewarm("echo", 2) == 0  # already there
+    assert runtime.instance_count("echo") == 2
+    assert not (await invoker.invoke("echo", b"{}")).billing.cold_start
+
+
+async def test_function_lifecycle_over_http_and_stop_kills_instances(make_runtime):
+    runtime, invoker = await make_runtime()
+    api = f"{runtime.endpoint}/2015-03-31/functions"
+    async with aiohttp.ClientSession() as http:
+        body = {"FunctionName": "made", "Handler": f"{H}:echo", "MemorySize": 192,
+                "Timeout": 5, "Environment": {"Variables": {"GREETING": "created"}}}
+        async with http.post(api, json=body) as resp:
+            assert resp.status == 201 and (await resp.json())["MemorySize"] == 192
+        async with http.post(api, json=body) as resp:
+            assert resp.status == 409
+        async with http.post(api, json={**body, "FunctionName": "m2", "MemorySize": 1}) as resp:
+            assert resp.status == 400 and "memory_mb" in (await resp.json())["message"]
+        result = orjson.loads((await invoker.invoke("made", b"{}")).payload)
+        assert result["greeting"] == "created" and result["memory_mb"] == 192
+        async with http.get(f"{api}/made") as resp:
+            assert (await resp.json())["Configuration"]["Timeout"] == 5
+        async with http.get(f"{runtime.endpoint}/health") as resp:
+            assert (await resp.json())["status"] == "ok"
+        await runtime.stop()
+        assert not _pid_alive(result["pid"])
+
+
+async def test_cli_runs_runtime_in_its_own_process_until_sigterm():
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "function-runtime", "--port", "0",
+         "--function", f"echo={H}:echo,memory_mb=160,timeout_s=2"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        ready = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        endpoint = re.search(r"http://\S+", ready).group(0)
+        invoker = LocalInvoker(endpoint)
+        result = await invoker.invoke("echo", b'{"via": "cli"}')
+        await invoker.close()
+        assert orjson.loads(result.payload)["memory_mb"] == 160
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+        assert not _pid_alive(orjson.loads(result.payload)["pid"])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_rejects_bad_function_spec(capsys):
+    from ops.cli import main
+
+    assert main(["function-runtime", "--function", "f=mod:h,memory=1"]) == 2
+    assert "unknown option 'memory=1'" in capsys.readouterr().err
+    assert main(["function-runtime", "--function", "f=mod:h,memory_mb=big"]) == 2
+    assert "memory_mb must be a number" in capsys.readouterr().err

@@ -1,0 +1,111 @@
+"""LocalDirStore (the embedded default), the memory store and the store factory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from burst.store import LocalDirStore, MemoryStore, StoreError, make_store
+from tests.support import (
+    check_concurrent_puts,
+    check_delete,
+    check_delete_prefix,
+    check_invalid_keys,
+    check_large_round_trip,
+    check_missing_key,
+    check_small_round_trip,
+)
+
+CONTRACT = [check_small_round_trip, check_large_round_trip, check_missing_key, check_delete,
+            check_delete_prefix, check_invalid_keys, check_concurrent_puts]
+
+
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__)
+async def test_local_dir_store_contract(tmp_path, check):
+    await check(LocalDirStore(tmp_path / "store"))
+
+
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__)
+async def test_memory_store_contract(check):
+    await check(MemoryStore())
+
+
+def _files_under(root) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+async def test_objects_are_plain_files_and_no_temp_files_remain(tmp_path):
+    store = LocalDirStore(tmp_path)
+    await asyncio.gather(*(store.put(f"r/{i}", b"v" * 100_000) for i in range(10)))
+    assert _files_under(tmp_path) == sorted(f"r/{i}" for i in range(10))
+    assert (tmp_path / "r" / "3").read_bytes() == b"v" * 100_000
+
+
+async def test_failed_write_keeps_the_old_value(tmp_path):
+    store = LocalDirStore(tmp_path)
+    await store.put("r/x", b"old")
+    with pytest.raises(TypeError):
+        await store.put("r/x", "not bytes")  # type: ignore[arg-type]
+    assert await store.get("r/x") == b"old"
+    assert _files_under(tmp_path) == ["r/x"]
+
+
+async def test_delete_prefix_removes_emptied_directories_but_not_root(tmp_path):
+    root = tmp_path / "store"
+    store = LocalDirStore(root)
+    await store.put("req-9/stage0/w0", b"a")
+    await store.put("req-9/stage1/w1", b"b")
+    await store.put("req-90/keep", b"c")
+    assert await store.delete_prefix("req-9/") == 2
+    assert not (root / "req-9").exists()
+    assert await store.get("req-90/keep") == b"c"
+    # A bare prefix matches like S3: "req-9" also covers "req-90/...".
+    assert await store.delete_prefix("req-9") == 1
+    assert root.is_dir() and list(root.iterdir()) == []
+    assert await store.delete_prefix("") == 0
+
+
+async def test_delete_removes_emptied_parent_directories(tmp_path):
+    store = LocalDirStore(tmp_path)
+    await store.put("req/a/b/c", b"x")
+    await store.delete(["req/a/b/c"])
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_prefix_is_not_an_object(tmp_path):
+    store = LocalDirStore(tmp_path)
+    await store.put("req/a/b", b"x")
+    with pytest.raises(StoreError) as info:
+        await store.get("req/a")
+    assert info.value.missing
+
+
+async def test_keys_cannot_escape_the_root(tmp_path):
+    root = tmp_path / "inner"
+    store = LocalDirStore(root)
+    for bad in ["../outside", "/etc/passwd", "a/../../outside"]:
+        with pytest.raises(ValueError):
+            await store.put(bad, b"x")
+    assert list(tmp_path.iterdir()) == [root]
+
+
+def test_factory_builds_each_kind_and_names_them_on_error(tmp_path):
+    assert isinstance(make_store({"kind": "dir", "root": str(tmp_path)}), LocalDirStore)
+    assert isinstance(make_store({"kind": "memory"}), MemoryStore)
+    s3 = make_store({"kind": "s3", "bucket": "tg", "endpoint_url": "http://127.0.0.1:1"})
+    assert type(s3).__name__ == "S3Store"
+    with pytest.raises(ValueError, match="invalid OSS bucket"):
+        make_store({"kind": "oss", "bucket": "x", "endpoint": "http://127.0.0.1:1",
+                    "access_key_id": "a", "access_key_secret": "b"})
+    oss = make_store({"kind": "oss", "bucket": "tidegate", "endpoint": "http://127.0.0.1:1",
+                      "access_key_id": "a", "access_key_secret": "b"})
+    assert type(oss).__name__ == "OSSStore"
+    asyncio.run(oss.close())
+    with pytest.raises(ValueError, match="dir, s3, oss, memory"):
+        make_store({"kind": "gcs"})
+    with pytest.raises(ValueError, match="root"):
+        make_store({"kind": "dir"})
+    with pytest.raises(ValueError, match="access_key_id"):
+        make_store({"kind": "oss", "bucket": "tg", "endpoint": "http://x"})

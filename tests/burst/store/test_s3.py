@@ -1,0 +1,91 @@
+"""S3Store against a real S3-compatible server on loopback (moto's threaded server)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import boto3
+import pytest
+
+from burst.store import StoreError
+from burst.store.s3 import S3Store
+from tests.support import (
+    check_concurrent_puts,
+    check_delete,
+    check_delete_prefix,
+    check_invalid_keys,
+    check_large_round_trip,
+    check_missing_key,
+    check_small_round_trip,
+)
+from tests.support.s3_server import S3_TEST_CREDENTIALS, S3_TEST_REGION, s3_bucket, s3_endpoint  # noqa: F401
+
+CONTRACT = [check_small_round_trip, check_large_round_trip, check_missing_key, check_delete,
+            check_delete_prefix, check_invalid_keys, check_concurrent_puts]
+
+
+def _store(endpoint: str, bucket: str, **kw) -> S3Store:
+    return S3Store(bucket, endpoint_url=endpoint, region=S3_TEST_REGION, **S3_TEST_CREDENTIALS, **kw)
+
+
+@pytest.fixture
+async def store(s3_endpoint, s3_bucket):
+    s = _store(s3_endpoint, s3_bucket, prefix="tidegate/tensors")
+    yield s
+    await s.close()
+
+
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__)
+async def test_s3_store_contract(store, check):
+    await check(store)
+
+
+async def test_objects_live_under_the_configured_prefix(store, s3_endpoint, s3_bucket):
+    await store.put("req-1/x", b"payload")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
+    assert client.get_object(Bucket=s3_bucket, Key="tidegate/tensors/req-1/x")["Body"].read() == b"payload"
+    # Objects outside the prefix are not the store's to delete.
+    client.put_object(Bucket=s3_bucket, Key="other/req-1/y", Body=b"z")
+    assert await store.delete_prefix("") == 1
+    assert client.get_object(Bucket=s3_bucket, Key="other/req-1/y")["Body"].read() == b"z"
+
+
+async def test_delete_prefix_pages_and_batches_past_1000_keys(store, s3_endpoint, s3_bucket):
+    # The store must list 2 pages and send 2 DeleteObjects batches.
+    await asyncio.gather(*(store.put(f"req-many/{i:05d}", b"") for i in range(1205)))
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
+    assert await store.delete(["req-many/00000"]) is None
+    assert await store.delete_prefix("req-many/") == 1204
+    assert client.list_objects_v2(Bucket=s3_bucket, Prefix="tidegate/").get("KeyCount") == 0
+
+
+async def test_missing_bucket_is_an_error_not_a_missing_key(s3_endpoint):
+    s = _store(s3_endpoint, "no-such-bucket-tidegate")
+    try:
+        with pytest.raises(StoreError) as info:
+            await s.get("k")
+        assert not info.value.missing
+        with pytest.raises(StoreError):
+            await s.put("k", b"v")
+    finally:
+        await s.close()
+
+
+async def test_client_opens_lazily_once_and_close_is_idempotent(s3_endpoint, s3_bucket):
+    s = _store(s3_endpoint, s3_bucket)
+    assert s._client is None
+    await s.put("a", b"1")
+    first = s._client
+    await s.put("b", b"2")
+    assert s._client is first
+    await s.close()
+    await s.close()
+    assert await s.get("a") == b"1"  # reopens after close
+    await s.close()
+
+
+def test_from_config_requires_a_bucket():
+    with pytest.raises(ValueError, match="bucket"):
+        S3Store.from_config({"kind": "s3"})
+    s = S3Store.from_config({"kind": "s3", "bucket": "b-1", "prefix": "p/", "region": "eu-west-1"})
+    assert s.prefix == "p/" and s.bucket == "b-1"

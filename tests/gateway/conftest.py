@@ -1,0 +1,90 @@
+"""Real processes on loopback: a model repository, a model server, gateways built by create_app."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+import uvicorn
+
+from vmpool.export import export_zoo
+
+ROOT = Path(__file__).resolve().parents[2]
+torch.set_num_threads(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout_s} s")
+
+
+@pytest.fixture(scope="session")
+def small_repo(tmp_path_factory) -> Path:
+    """resnet18 at 64x64 (fast on 2 cores, same graph as 224) and the mlp."""
+    repo = tmp_path_factory.mktemp("gw-repo")
+    export_zoo("resnet18", repo, size=(64, 64), max_batch_size=4)
+    export_zoo("mlp", repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def model_server(small_repo, tmp_path_factory):
+    """One real model server process serving ``small_repo``; yields its base URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("ms-log") / "model-server.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "model-server", "--repo", str(small_repo),
+         "--port", str(port), "--threads", "1"], cwd=ROOT, stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/v2/health/ready", proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@contextmanager
+def serve_app(app):
+    """Run an ASGI app with uvicorn on a free loopback port in a thread; yield its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.02)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)

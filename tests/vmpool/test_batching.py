@@ -1,0 +1,130 @@
+"""Dynamic batching: concurrent requests share one model call; a failing batch fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from vmpool.batching import Batcher, BatcherClosed, InferenceError
+
+
+class Recorder(torch.nn.Module):
+    """Doubles its input, records each batch size, and fails on a batch holding a negative."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches: list[int] = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return x * 2, x.sum(dim=1)
+
+
+def _batcher(module, *, max_batch_size=8, max_queue_delay_ms=200.0):
+    return Batcher(module, input_names=["x"], output_names=["double", "total"],
+                   max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms,
+                   name="rec")
+
+
+def _rows(value: float, n: int = 1) -> dict[str, np.ndarray]:
+    return {"x": np.full((n, 3), value, np.float32)}
+
+
+async def test_concurrent_requests_run_as_one_batch_and_get_their_own_rows():
+    model = Recorder()
+    batcher = _batcher(model)
+    try:
+        results = await asyncio.gather(*(batcher.infer(_rows(i)) for i in range(6)))
+    finally:
+        batcher.close()
+    assert model.batches == [6]
+    for i, out in enumerate(results):
+        assert out["double"].tolist() == [[2.0 * i] * 3]
+        assert out["total"].tolist() == [3.0 * i]
+
+
+async def test_a_full_batch_goes_without_waiting_and_rows_never_exceed_the_limit():
+    model = Recorder()
+    batcher = _batcher(model, max_batch_size=4, max_queue_delay_ms=300.0)
+    try:
+        started = time.monotonic()
+        first = asyncio.gather(batcher.infer(_rows(1, 2)), batcher.infer(_rows(2, 2)))
+        rest = asyncio.ensure_future(batcher.infer(_rows(3, 3)))
+        a, b = await first
+        full_batch_s = time.monotonic() - started
+        c = await rest
+    finally:
+        batcher.close()
+    assert model.batches == [4, 3]
+    assert full_batch_s < 0.25  # the full batch did not wait out the 300 ms delay
+    assert a["double"].shape == (2, 3) and b["double"][0, 0] == 4.0 and c["total"].tolist() == [9.0] * 3
+
+
+async def test_a_model_error_fails_only_its_own_batch():
+    model = Recorder()
+    batcher = _batcher(model, max_batch_size=2)
+    try:
+        results = await asyncio.gather(
+            batcher.infer(_rows(-1)), batcher.infer(_rows(1)),
+            batcher.infer(_rows(2)), batcher.infer(_rows(3)), return_exceptions=True)
+        after = await batcher.infer(_rows(4))
+    finally:
+        batcher.close()
+    assert model.batches == [2, 2, 1]
+    assert all(isinstance(r, InferenceError) for r in results[:2])
+    assert "ValueError: negative input" in str(results[0])
+    assert results[2]["total"].tolist() == [6.0] and results[3]["total"].tolist() == [9.0]
+    assert after["total"].tolist() == [12.0]
+
+
+async def test_queue_depth_in_flight_and_close_finishes_queued_work():
+    model = Recorder()
+    batcher = _batcher(model, max_queue_delay_ms=10_000.0)
+    pending = [asyncio.ensure_future(batcher.infer(_rows(i))) for i in range(3)]
+    await asyncio.sleep(0.05)
+    assert (batcher.queue_depth, batcher.in_flight) == (3, 3)
+    started = time.monotonic()
+    await asyncio.to_thread(batcher.close)
+    results = await asyncio.gather(*pending)
+    assert time.monotonic() - started < 5  # closing did not wait out the 10 s delay
+    assert [r["total"][0] for r in results] == [0.0, 3.0, 6.0]
+    assert (batcher.queue_depth, batcher.in_flight) == (0, 0)
+    with pytest.raises(BatcherClosed):
+        await batcher.infer(_rows(1))
+
+
+async def test_bad_requests_and_bad_models_give_clear_errors():
+    def wrong_rows(x):
+        return x[:1]
+
+    batcher = Batcher(wrong_rows, input_names=["x"], output_names=["y"], max_batch_size=4,
+                      max_queue_delay_ms=0)
+    try:
+        with pytest.raises(InferenceError, match=r"expected 2 rows"):
+            await batcher.infer(_rows(1, 2))
+        with pytest.raises(ValueError, match="exceeds max_batch_size 4"):
+            await batcher.infer(_rows(1, 5))
+        with pytest.raises(ValueError, match="missing input 'x'"):
+            await batcher.infer({"z": np.zeros((1, 3), np.float32)})
+    finally:
+        batcher.close()
+    with pytest.raises(ValueError, match="max_batch_size"):
+        Batcher(wrong_rows, input_names=["x"], output_names=["y"], max_batch_size=0,
+                max_queue_delay_ms=1)
+
+
+async def test_read_only_wire_buffers_are_accepted():
+    model = Recorder()
+    batcher = _batcher(model, max_queue_delay_ms=0)
+    x = np.frombuffer(np.ones(3, np.float32).tobytes(), np.float32).reshape(1, 3)
+    try:
+        out = await batcher.infer({"x": x})
+    finally:
+        batcher.close()
+    assert out["double"].tolist() == [[2.0, 2.0, 2.0]]
