@@ -161,6 +161,12 @@ def _groups(graph: Graph, bl: list[Block], split: str, workers: int) -> list[dic
     """Stage groups in order; consecutive serial groups merged."""
     users = _users(graph)
     groups: list[dict] = []
+    pending: list[str] = []  # nodes left to output-split or run serially
+
+    def flush():
+        for g in _output_groups(graph, pending, users, heavy_only=(split == "auto")):
+            _append(groups, g)
+        pending.clear()
     i = 0
     while i < len(bl):
         b = bl[i]
@@ -176,15 +182,15 @@ def _groups(graph: Graph, bl: list[Block], split: str, workers: int) -> list[dic
             macs = sum(x.macs for x in run)
             if split == "spatial" or (hw[0] * hw[1] >= MIN_SPATIAL_POSITIONS
                                       and macs >= MIN_SPLIT_MACS):
+                flush()
                 groups.append(_group("spatial", names, graph, run[0].inputs[0], run[-1].output))
             else:
                 # small map: split conv output channels only where the weights are big
-                for g in _output_groups(graph, names, users, heavy_only=True):
-                    _append(groups, g)
+                pending.extend(names)
             continue
-        for g in _output_groups(graph, b.nodes, users, heavy_only=(split == "auto")):
-            _append(groups, g)
+        pending.extend(b.nodes)
         i += 1
+    flush()
     return groups
 
 

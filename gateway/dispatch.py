@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from burst.service import BurstUnavailable
 from policies.costs import PriceTable, function_cost_usd, store_cost_usd, vm_request_cost_usd
 from policies.routing import Route, RoutingPolicy
 from policies.state import LiveState, RouteRequest, VmState
@@ -136,6 +137,8 @@ class Dispatcher:
                 self.burst_timeout_s)
         except asyncio.TimeoutError:
             raise GatewayTimeout(f"burst path did not answer in {self.burst_timeout_s:g} s") from None
+        except BurstUnavailable as exc:
+            raise Unavailable(str(exc)) from None
         fn_cost = function_cost_usd(self.prices, answer.invocations)
         st_cost = store_cost_usd(self.prices, answer.store_puts, answer.store_gets)
         return InferResult(answer.outputs, "burst", fn_cost + st_cost, workers=answer.workers,

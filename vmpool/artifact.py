@@ -173,7 +173,7 @@ def write_artifact(repo: str | Path, program, cfg: ModelConfig) -> Artifact:
 
     directory = Path(repo) / validate_name(cfg.name)
     directory.mkdir(parents=True, exist_ok=True)
-    tmp_program = directory / (PROGRAM_FILE + ".tmp")
+    tmp_program = directory / "model.tmp.pt2"  # torch wants the .pt2 suffix
     torch.export.save(program, str(tmp_program))
     tmp_program.replace(directory / PROGRAM_FILE)
     tmp_cfg = directory / (CONFIG_FILE + ".tmp")

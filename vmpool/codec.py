@@ -360,7 +360,7 @@ def _join(header: dict, chunks: list[np.ndarray]) -> tuple[bytes, int]:
     head = orjson.dumps(header, option=_JSON_OPTS)
     if not chunks:
         return head, len(head)
-    return b"".join([head, *(memoryview(c).cast("B") for c in chunks)]), len(head)
+    return b"".join([head, *chunks]), len(head)  # contiguous arrays expose their raw bytes
 
 
 def encode_request(inputs: dict[str, np.ndarray], *, outputs: list[str] | None = None,

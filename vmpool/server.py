@@ -22,6 +22,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from vmpool.artifact import ArtifactError, ModelConfig, list_models, load_artifact
 from vmpool.batching import Batcher, BatcherClosed, InferenceError
@@ -64,7 +65,7 @@ class ModelServer:
     def __init__(self, repo: str | Path, models: list[str] | None = None, *, threads: int = 1,
                  max_batch_size: int | None = None, max_queue_delay_ms: float | None = None,
                  metrics: ModelServerMetrics | None = None):
-        names = list(models) if models else list_models(repo)
+        names = list(dict.fromkeys(models)) if models else list_models(repo)
         if not names:
             raise ArtifactError(f"no models in repository {repo}")
         if max_batch_size is not None and max_batch_size < 1:
@@ -287,6 +288,12 @@ def create_model_server_app(repo: str | Path, models: list[str] | None = None, *
         except (CodecError, ModelServerError) as exc:
             metrics.request_done(name, exc.status)
             return _error(exc.message, exc.status)
+        except ClientDisconnect:  # nobody is left to answer
+            return Response(status_code=400)
+        except Exception as exc:  # a bug, not bad input: say so, keep serving
+            log.exception("model %s: infer failed", name)
+            metrics.request_done(name, 500)
+            return _error(f"internal error: {type(exc).__name__}: {exc}", 500)
         finally:
             core.in_flight -= 1
         metrics.request_done(name, 200, time.perf_counter() - started)

@@ -29,7 +29,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from burst.faas.base import Billing, InvokeError, InvokeResult
+from burst.faas.base import Billing, InvokeError, InvokeResult, Invoker
 
 API_VERSION = "2023-03-30"
 SIGNATURE_ALGORITHM = "ACS3-HMAC-SHA256"
@@ -75,7 +75,7 @@ def parse_log_billing(log_tail: str) -> dict[str, float]:
     return found
 
 
-class AlibabaFCInvoker:
+class AlibabaFCInvoker(Invoker):
     """Synchronous FC 3.0 invocations over one pooled HTTP client. Retries throttling (429) only."""
 
     def __init__(

@@ -105,7 +105,7 @@ def main() -> int:
     py = sys.executable
     try:
         mport, gport = free_port(), free_port()
-        server = start([py, "-m", "ops.cli", "model-server", "--repo", str(repo), "--port", str(mport),
+        server = start([py, "-m", "ops", "model-server", "--repo", str(repo), "--port", str(mport),
                         "--threads", str(args.threads)], work / "model-server.log",
                        {"OMP_NUM_THREADS": str(args.threads)})
         procs.append(server)
@@ -118,7 +118,7 @@ def main() -> int:
             f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {gport}\n'
             f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{mport}"]\n'
             f'[burst]\nenabled = false\n')
-        gateway = start([py, "-m", "ops.cli", "serve", "--config", str(work / "gateway.toml")],
+        gateway = start([py, "-m", "ops", "serve", "--config", str(work / "gateway.toml")],
                         work / "gateway.log")
         procs.append(gateway)
         wait_http(f"http://127.0.0.1:{gport}/v2/health/ready", gateway)

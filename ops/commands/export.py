@@ -1,4 +1,4 @@
-"""``tidegate export``: write a model artifact from the zoo or from your own torch.export program."""
+"""``tidegate export``: write a model artifact from the zoo or from your own .pt2 program."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "Run a model server (Open Inference Protocol v2) for models in a repository."
 
@@ -64,20 +63,3 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Run this command alone (``python -m ops.commands.model_server``)."""
-    from ops.cli import CliError
-
-    parser = argparse.ArgumentParser(prog="tidegate model-server", description=HELP)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except CliError as exc:
-        print(f"tidegate model-server: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

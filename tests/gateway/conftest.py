@@ -57,7 +57,7 @@ def model_server(small_repo, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("ms-log") / "model-server.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.cli", "model-server", "--repo", str(small_repo),
+        [sys.executable, "-m", "ops", "model-server", "--repo", str(small_repo),
          "--port", str(port), "--threads", "1"], cwd=ROOT, stdout=open(log, "wb"),
         stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     url = f"http://127.0.0.1:{port}"

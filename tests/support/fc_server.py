@@ -185,6 +185,7 @@ class FCServer:
 def _make_handler(server: FCServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in separate writes
 
         def log_message(self, *args: object) -> None:
             pass

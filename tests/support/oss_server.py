@@ -119,6 +119,7 @@ class OSSRequestError(Exception):
 def _make_handler(server: OSSServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like OSS; the SDK pools connections
+        disable_nagle_algorithm = True  # headers and body go out in separate writes
 
         def log_message(self, *args: object) -> None:  # keep test output quiet
             pass

@@ -102,6 +102,19 @@ def test_all_json_response_has_no_header_length_and_flat_data():
                    "data": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]}
 
 
+@pytest.mark.parametrize("array", [np.array(3.5, np.float32), np.zeros((0, 3), np.int32),
+                                   np.zeros((2, 0), np.float64)])
+def test_scalars_and_empty_tensors_round_trip(array):
+    body, hl = encode_request({"t": array})
+    assert decode_request(body, hl).inputs["t"].shape == array.shape
+    for binary in (False, True):
+        body, hl = encode_response(model_name="m", model_version=None, request_id=None,
+                                   outputs={"t": array}, requested=None, binary_output=binary)
+        out = decode_response(body, hl).outputs["t"]
+        assert out.shape == array.shape and out.dtype == array.dtype
+        assert np.array_equal(out, array)
+
+
 def test_encode_request_asks_for_named_outputs():
     body, hl = encode_request({"x": np.zeros((1, 2), np.float32)}, outputs=["y"],
                               binary_output=False, request_id="abc")

@@ -18,7 +18,7 @@ import orjson
 import pytest
 import torch
 
-from ops.cli import CliError
+from ops.cli import CliError, main as tidegate_main
 from ops.commands import model_server as model_server_cmd
 from vmpool.artifact import load_artifact
 from vmpool.codec import HEADER_LENGTH, decode_response, encode_request
@@ -30,7 +30,7 @@ class ServerProcess:
     def __init__(self, repo, *extra: str):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ops.commands.model_server", "--repo", str(repo),
+            [sys.executable, "-m", "ops", "model-server", "--repo", str(repo),
              "--port", "0", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         ready, _, _ = select.select([self.proc.stdout], [], [], 60)
@@ -68,7 +68,7 @@ def _local(repo, name, *args):
 
 
 def test_metadata_and_health(server, client):
-    assert server.models == "mlp, pair"
+    assert server.models == "embed, mlp, pair"
     meta = client.get("/v2").json()
     assert meta["name"] == "tidegate-model-server" and "binary_tensor_data" in meta["extensions"]
     assert client.get("/v2/health/live").status_code == 200
@@ -165,6 +165,18 @@ def test_bad_requests_get_clear_errors_and_the_server_stays_live(client, path, b
     assert client.get("/v2/health/live").status_code == 200
 
 
+def test_a_model_failure_is_a_500_with_the_reason_and_the_next_request_works(client):
+    def ids(values):
+        return orjson.dumps({"inputs": [{"name": "ids", "shape": [1, 2], "datatype": "INT64",
+                                         "data": values}]})
+
+    r = client.post("/v2/models/embed/infer", content=ids([1, 99]))
+    assert r.status_code == 500 and "model embed failed" in r.json()["error"]
+    assert "index" in r.json()["error"].lower()
+    r = client.post("/v2/models/embed/infer", content=ids([1, 4]))
+    assert r.status_code == 200 and r.json()["outputs"][0]["shape"] == [1, 2, 3]
+
+
 def test_chunked_upload_over_the_limit_is_413_and_unknown_routes_are_404(client):
     def chunks():
         for _ in range(20):
@@ -229,4 +241,4 @@ def test_cli_rejects_unknown_models_and_empty_repos(model_repo, tmp_path):
         model_server_cmd.run(args(model_repo, ["nope"]))
     with pytest.raises(CliError, match="no models in repository"):
         model_server_cmd.run(args(tmp_path))
-    assert model_server_cmd.main(["--repo", str(tmp_path), "--port", "0"]) == 2
+    assert tidegate_main(["model-server", "--repo", str(tmp_path), "--port", "0"]) == 2

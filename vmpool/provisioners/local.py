@@ -84,7 +84,7 @@ class LocalProvisioner:
                 await asyncio.sleep(self.boot_delay_s)
             if replica.info.state != ReplicaState.BOOTING:
                 return
-            args = [sys.executable, "-m", "ops.cli", "model-server", "--repo", str(self.repo),
+            args = [sys.executable, "-m", "ops", "model-server", "--repo", str(self.repo),
                     "--host", self.host, "--port", str(port), "--threads", str(self.threads),
                     *self.extra_args]
             for m in self.models or []:

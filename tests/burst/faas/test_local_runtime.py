@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from burst.faas.base import InvokeError
-from burst.faas.local import LocalInvoker, parse_report
+from burst.faas.local import LocalInvoker
 from burst.faas.local_runtime import FunctionSpec, LocalFunctionRuntime
 
 H = "tests.burst.faas.handlers"
@@ -260,7 +260,7 @@ async def test_cli_runs_runtime_in_its_own_process_until_sigterm():
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.cli", "function-runtime", "--port", "0",
+        [sys.executable, "-m", "ops", "function-runtime", "--port", "0",
          "--function", f"echo={H}:echo,memory_mb=160,timeout_s=2"],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -89,3 +89,56 @@ def test_from_config_requires_a_bucket():
         S3Store.from_config({"kind": "s3"})
     s = S3Store.from_config({"kind": "s3", "bucket": "b-1", "prefix": "p/", "region": "eu-west-1"})
     assert s.prefix == "p/" and s.bucket == "b-1"
+
+
+class _ScriptedS3:
+    """A loopback endpoint that answers each request with the next scripted (status, S3 error code)."""
+
+    def __init__(self, script: list[tuple[int, str]]):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.script, self.seen = list(script), []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_PUT(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.seen.append(self.command)
+                status, code = outer.script.pop(0) if outer.script else (200, "")
+                body = b"" if status == 200 else (
+                    f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+                    f"<Message>scripted</Message><RequestId>r</RequestId></Error>").encode()
+                self.send_response(status)
+                if status == 200:
+                    self.send_header("ETag", '"d41d8cd98f00b204e9800998ecf8427e"')
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.endpoint = "http://%s:%d" % self.httpd.server_address[:2]
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+async def test_throttling_is_retried_but_client_errors_are_not():
+    server = _ScriptedS3([(503, "SlowDown"), (200, ""), (403, "AccessDenied")])
+    s = _store(server.endpoint, "retry-bucket")
+    try:
+        await s.put("k", b"v")  # 503 SlowDown, then success
+        assert server.seen == ["PUT", "PUT"]
+        with pytest.raises(StoreError, match="AccessDenied"):
+            await s.put("k", b"v")
+        assert server.seen == ["PUT", "PUT", "PUT"]  # the 403 was not retried
+    finally:
+        await s.close()
+        server.stop()

@@ -1,0 +1,306 @@
+"""Platform-neutral fork-join handlers: ``master(event)`` and ``worker(event)``.
+
+The master runs a prepared plan stage by stage: serial stages itself, split stages by invoking
+the worker function once per worker concurrently, then stitching. Events and results are
+JSON-serialisable dicts; tensors travel as binary (see ``burst.tensors``).
+
+Master event: ``{"plan_id", "inputs": [tensor ref, ...], "request_id"?, "platform": {...},
+"store": {...}}``. Result: ``{"outputs": [tensor ref, ...], "report": {...}}``. Outputs too
+large to inline go to ``resp/{request_id}/`` and the caller deletes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict
+
+import torch
+
+from burst.execute import run_nodes, run_worker_stage, stitch, worker_input
+from burst.graph import Graph
+from burst.plan import Plan
+from burst.tensors import receive, send
+from burst.weights import (LruCache, graph_key, loads_tensors, master_key, plan_key,
+                           tensors_nbytes, worker_key)
+
+# One cache per function process: weights survive between warm invocations.
+_CACHE: LruCache | None = None
+
+
+class BurstError(Exception):
+    """A partitioned request failed (bad event, missing plan, a worker failed)."""
+
+
+def _cache() -> LruCache:
+    global _CACHE
+    if _CACHE is None:
+        _CACHE = LruCache()
+    return _CACHE
+
+
+def reset_cache(budget_bytes: int | None = None) -> LruCache:
+    """Start a fresh per-process cache (tests; a new function memory size)."""
+    global _CACHE
+    _CACHE = LruCache(budget_bytes)
+    return _CACHE
+
+
+async def _cached(key: str, load, size) -> tuple[object, bool]:
+    """(value, loaded_now)."""
+    cache = _cache()
+    value = cache.get(key)
+    if value is not None:
+        return value, False
+    value = await load()
+    cache.put(key, value, size(value))
+    return value, True
+
+
+async def _get(store, key: str) -> bytes:
+    from burst.store.base import StoreError
+
+    try:
+        return await store.get(key)
+    except StoreError as exc:
+        if exc.missing:
+            raise BurstError(f"{key} is not in the store: was the plan prepared "
+                             f"(burst.weights.prepare_plan)?") from exc
+        raise
+
+
+async def _load_plan(store, plan_id: str) -> tuple[Plan, Graph]:
+    async def load():
+        plan = Plan.from_json(await _get(store, plan_key(plan_id)))
+        graph = Graph.from_dict(json.loads(await _get(store, graph_key(plan_id))))
+        return plan, graph
+    value, _ = await _cached(f"{plan_id}/plan", load, lambda v: 1 << 20)
+    return value
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def _check_id(value, what: str) -> str:
+    if not isinstance(value, str) or not value or "/" in value or ".." in value:
+        raise BurstError(f"{what} must be a non-empty string without '/', got {value!r}")
+    return value
+
+
+async def run_worker(event: dict, store) -> dict:
+    """One worker's share of one split stage."""
+    t_start = time.perf_counter()
+    try:
+        plan_id = _check_id(event["plan_id"], "plan_id")
+        request_id = _check_id(event["request_id"], "request_id")
+        stage_index, worker = int(event["stage"]), int(event["worker"])
+        ref = event["input"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BurstError(f"bad worker event: {exc!r}") from exc
+    plan, graph = await _load_plan(store, plan_id)
+    if not 0 <= stage_index < len(plan.stages):
+        raise BurstError(f"plan {plan_id} has no stage {stage_index}")
+    stage = plan.stages[stage_index]
+    if not 0 <= worker < stage["workers"]:
+        raise BurstError(f"stage {stage_index} has no worker {worker}")
+    t0 = time.perf_counter()
+
+    async def load_weights():
+        return loads_tensors(await _get(store, worker_key(plan_id, stage_index, worker)))
+    weights, weights_loaded = await _cached(f"{plan_id}/s{stage_index}/w{worker}", load_weights,
+                                            tensors_nbytes)
+    load_ms = _ms(t0)
+    t0 = time.perf_counter()
+    x = await receive(ref, store)
+    transfer_ms = _ms(t0)
+    t0 = time.perf_counter()
+    y = await asyncio.to_thread(_compute, graph, stage, worker, x, weights)
+    compute_ms = _ms(t0)
+    t0 = time.perf_counter()
+    out = await send(y, store, f"req/{request_id}/s{stage_index}/w{worker}/out",
+                     transport=plan.transport, limit_bytes=plan.inline_limit_bytes)
+    transfer_ms += _ms(t0)
+    return {"output": out, "compute_ms": compute_ms, "transfer_ms": transfer_ms,
+            "load_ms": load_ms, "weights_loaded": weights_loaded, "total_ms": _ms(t_start)}
+
+
+def _compute(graph, stage, worker, x, weights):
+    with torch.no_grad():
+        return run_worker_stage(graph, stage, worker, x, weights)
+
+
+def _serial(graph, names, env, weights):
+    with torch.no_grad():
+        run_nodes(graph, names, env, weights)
+
+
+async def run_master(event: dict, invoker, store) -> dict:
+    """Run a prepared plan on ``event["inputs"]``; return outputs and a timing/billing report."""
+    t_start = time.perf_counter()
+    try:
+        plan_id = _check_id(event["plan_id"], "plan_id")
+        request_id = _check_id(event.get("request_id") or uuid.uuid4().hex, "request_id")
+        in_refs = event["inputs"]
+        if not isinstance(in_refs, list):
+            raise TypeError("inputs must be a list of tensor references")
+    except (KeyError, TypeError) as exc:
+        raise BurstError(f"bad master event: {exc!r}") from exc
+    prefix = f"req/{request_id}/"
+    try:
+        return await _run_master(event, invoker, store, plan_id, request_id, in_refs, t_start)
+    finally:
+        # per-request tensors go whether the join succeeded or not
+        await store.delete_prefix(prefix)
+
+
+async def _run_master(event, invoker, store, plan_id, request_id, in_refs, t_start) -> dict:
+    plan, graph = await _load_plan(store, plan_id)
+
+    async def load_master():
+        return loads_tensors(await _get(store, master_key(plan_id)))
+    weights, _ = await _cached(f"{plan_id}/master", load_master, tensors_nbytes)
+    if len(in_refs) != len(graph.inputs):
+        raise BurstError(f"model {plan.model} takes {len(graph.inputs)} input(s), "
+                         f"got {len(in_refs)}")
+    t0 = time.perf_counter()
+    xs = [await receive(r, store) for r in in_refs]
+    input_ms = _ms(t0)
+    for x, want, name in zip(xs, plan.input_shapes, graph.inputs):
+        if list(x.shape[1:]) != list(want[1:]) or x.shape[0] > plan.batch:
+            raise BurstError(f"input {name}: shape {list(x.shape)} does not fit the plan "
+                             f"(expects {want}, batch up to {plan.batch})")
+    env = dict(zip(graph.inputs, xs))
+    stages_report = []
+    for stage in plan.stages:
+        t_stage = time.perf_counter()
+        if stage["split"] == "serial":
+            await asyncio.to_thread(_serial, graph, stage["nodes"], env, weights)
+            stages_report.append({"index": stage["index"], "split": "serial",
+                                  "wall_ms": _ms(t_stage), "compute_ms": _ms(t_stage)})
+            continue
+        stages_report.append(await _fork_join(plan, graph, stage, env, invoker, store,
+                                              request_id, t_stage, event.get("store")))
+    t0 = time.perf_counter()
+    outputs = [await send(env[o].contiguous(), store, f"resp/{request_id}/output{i}",
+                          transport="auto", limit_bytes=plan.inline_limit_bytes)
+               for i, o in enumerate(graph.outputs)]
+    output_ms = _ms(t0)
+    wall_ms = _ms(t_start)
+    compute_ms = sum(s["compute_ms"] for s in stages_report)
+    billings = [b for s in stages_report for b in s.get("billing", [])]
+    comm_ms = sum(s.get("comm_ms", 0.0) for s in stages_report) + input_ms + output_ms
+    return {"outputs": outputs, "report": {
+        "plan_id": plan_id, "request_id": request_id, "wall_ms": wall_ms,
+        "compute_ms": compute_ms, "comm_ms": comm_ms,
+        "communication_share": comm_ms / wall_ms if wall_ms else 0.0,
+        "invocations": len(billings),
+        "cold_starts": sum(1 for b in billings if b["cold_start"]),
+        "worker_gb_seconds": sum(b["billed_ms"] / 1000.0 * b["memory_mb"] / 1024.0
+                                 for b in billings),
+        "stages": stages_report}}
+
+
+async def _fork_join(plan, graph, stage, env, invoker, store, request_id, t_stage,
+                     store_cfg) -> dict:
+    from burst.faas.base import InvokeError
+
+    idx = stage["index"]
+    x = env[stage["input"]]
+    t0 = time.perf_counter()
+    events = []
+    for j in range(stage["workers"]):
+        ref = await send(worker_input(stage, j, x), store, f"req/{request_id}/s{idx}/w{j}/in",
+                         transport=plan.transport, limit_bytes=plan.inline_limit_bytes)
+        events.append({"plan_id": plan.plan_id, "request_id": request_id, "stage": idx,
+                       "worker": j, "input": ref,
+                       **({"store": store_cfg} if store_cfg is not None else {})})
+    send_ms = _ms(t0)
+    t0 = time.perf_counter()
+    payloads = [json.dumps(e).encode() for e in events]
+    results = await asyncio.gather(
+        *(invoker.invoke(plan.worker_function, p) for p in payloads), return_exceptions=True)
+    invoke_ms = _ms(t0)
+    failures = [(j, r) for j, r in enumerate(results) if isinstance(r, BaseException)]
+    if failures:
+        j, err = failures[0]
+        kind = getattr(err, "kind", type(err).__name__) if isinstance(err, InvokeError) else \
+            type(err).__name__
+        raise BurstError(f"stage {idx}: {len(failures)} of {len(results)} workers failed; "
+                         f"worker {j}: {kind}: {err}") from err
+    t0 = time.perf_counter()
+    bodies = []
+    for j, r in enumerate(results):
+        try:
+            bodies.append(json.loads(r.payload))
+        except ValueError as exc:
+            raise BurstError(f"stage {idx} worker {j} returned invalid JSON") from exc
+    outs = [await receive(b["output"], store) for b in bodies]
+    recv_ms = _ms(t0)
+    t0 = time.perf_counter()
+    shape = list(x.shape[:1]) + list(graph.node(stage["output"]).shape[1:])
+    env[stage["output"]] = stitch(stage, outs, shape)
+    stitch_ms = _ms(t0)
+    worker_compute = [float(b.get("compute_ms", 0.0)) for b in bodies]
+    wall_ms = _ms(t_stage)
+    compute_ms = max(worker_compute) + stitch_ms
+    return {
+        "index": idx, "split": stage["split"], "workers": stage["workers"], "wall_ms": wall_ms,
+        "invoke_ms": invoke_ms, "master_transfer_ms": send_ms + recv_ms,
+        "worker_compute_ms": worker_compute,
+        "worker_transfer_ms": [float(b.get("transfer_ms", 0.0)) for b in bodies],
+        "worker_load_ms": [float(b.get("load_ms", 0.0)) for b in bodies],
+        "compute_ms": compute_ms, "comm_ms": max(wall_ms - compute_ms, 0.0),
+        "billing": [asdict(r.billing) for r in results],
+        "cold_starts": sum(1 for r in results if r.billing.cold_start)}
+
+
+def _set_threads() -> None:
+    torch.set_num_threads(int(os.environ.get("TIDEGATE_FUNCTION_THREADS", "1")))
+
+
+def _run(coro):
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # called from inside an event loop (an embedding runtime): run on a fresh one
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def master(event: dict, context=None) -> dict:
+    """Lambda-style master entry point; invoker and store come from event["platform"/"store"]."""
+    from burst.faas.factory import make_invoker
+    from burst.store.factory import make_store
+
+    _set_threads()
+
+    async def go():
+        invoker = make_invoker(event.get("platform") or {"kind": "local"})
+        store = make_store(event.get("store") or {"kind": "dir"})
+        try:
+            return await run_master(event, invoker, store)
+        finally:
+            await invoker.close()
+            await store.close()
+    return _run(go())
+
+
+def worker(event: dict, context=None) -> dict:
+    """Lambda-style worker entry point; the store comes from event["store"]."""
+    from burst.store.factory import make_store
+
+    _set_threads()
+
+    async def go():
+        store = make_store(event.get("store") or {"kind": "dir"})
+        try:
+            return await run_worker(event, store)
+        finally:
+            await store.close()
+    return _run(go())

@@ -1,0 +1,239 @@
+"""The burst path as the gateway sees it: plans, prepared weights, and one master invocation.
+
+``BurstService.infer`` makes (once) the plan for a model and worker count, prepares its weight
+slices in the object store (once per plan), and invokes the master function, which forks the
+workers. With the embedded ``local`` platform it also runs the local function runtime as a
+subprocess and registers the master and worker functions there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+from vmpool.artifact import load_artifact
+
+MASTER_HANDLER = "burst.runtime:master"
+WORKER_HANDLER = "burst.runtime:worker"
+
+
+class BurstUnavailable(Exception):
+    """The burst path cannot take requests (platform down, plan impossible)."""
+
+
+@dataclass
+class BurstAnswer:
+    outputs: dict[str, np.ndarray]
+    workers: int
+    invocations: list[tuple[int, int]]  # (billed_ms, memory_mb) of the master and each worker
+    cold_starts: int
+    total_ms: float
+    comm_ms: float
+    store_puts: int = 0
+    store_gets: int = 0
+    report: dict = field(default_factory=dict)
+
+
+class BurstService:
+    def __init__(self, repo: str | Path, *, platform: dict, store: dict, memory_mb: int = 1024,
+                 master_memory_mb: int | None = None, concurrency: int = 16,
+                 keep_alive_s: float = 300.0, function_timeout_s: float = 120.0,
+                 log_dir: str | Path | None = None, split: str = "auto"):
+        self.repo = Path(repo)
+        self.platform = dict(platform)
+        self.store_cfg = dict(store)
+        self.memory_mb = memory_mb
+        self.master_memory_mb = master_memory_mb or memory_mb
+        self.concurrency = concurrency
+        self.keep_alive_s = keep_alive_s
+        self.function_timeout_s = function_timeout_s
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.split = split
+        self.master_function = f"tidegate-master-{self.master_memory_mb}mb"
+        self.worker_function = f"tidegate-worker-{self.memory_mb}mb"
+        self._runtime: asyncio.subprocess.Process | None = None
+        self._invoker = None
+        self._store = None
+        self._graphs: dict[str, object] = {}
+        self._configs: dict[str, object] = {}
+        self._plans: dict[tuple, object] = {}
+        self._locks: dict[tuple, asyncio.Lock] = {}
+
+    @classmethod
+    def from_settings(cls, settings) -> "BurstService":
+        b = settings.burst
+        store = dict(b.store)
+        if store.get("kind", "dir") == "dir":
+            store.setdefault("kind", "dir")
+            store.setdefault("root", str((settings.data_dir / "objects").resolve()))
+        return cls(settings.repo_path, platform=b.platform, store=store, memory_mb=b.memory_mb,
+                   concurrency=b.concurrency, keep_alive_s=b.keep_alive_s,
+                   function_timeout_s=b.timeout_s, log_dir=settings.data_dir / "logs")
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from burst.faas.factory import make_invoker
+        from burst.store.factory import make_store
+
+        self._store = make_store(self.store_cfg)
+        if self.platform.get("kind", "local") == "local" and not self.platform.get("endpoint"):
+            self.platform = {"kind": "local", "endpoint": await self._start_local_runtime()}
+        if self.platform.get("kind", "local") == "local":
+            await self._register_local_functions()
+        self._invoker = make_invoker(self.platform)
+
+    async def _start_local_runtime(self) -> str:
+        from vmpool.provisioners.local import free_port
+
+        port = free_port()
+        log = None
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log = open(self.log_dir / "function-runtime.log", "ab")
+        root = Path(__file__).resolve().parents[1]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        self._runtime = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ops", "function-runtime", "--port", str(port),
+            "--concurrency", str(self.concurrency), "--keep-alive-s", str(self.keep_alive_s),
+            stdout=log or asyncio.subprocess.DEVNULL, stderr=log or asyncio.subprocess.DEVNULL,
+            env=env, start_new_session=True)
+        if log:
+            log.close()
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self._runtime.returncode is not None:
+                    raise BurstUnavailable("the local function runtime exited at start")
+                try:
+                    async with session.get(endpoint + "/health") as resp:
+                        if resp.status == 200:
+                            return endpoint
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise BurstUnavailable("the local function runtime did not start in 60 s")
+
+    async def _register_local_functions(self) -> None:
+        endpoint = self.platform["endpoint"]
+        functions = [(self.master_function, MASTER_HANDLER, self.master_memory_mb),
+                     (self.worker_function, WORKER_HANDLER, self.memory_mb)]
+        async with aiohttp.ClientSession() as session:
+            for name, handler, memory_mb in functions:
+                body = {"FunctionName": name, "Handler": handler, "MemorySize": memory_mb,
+                        "Timeout": int(self.function_timeout_s),
+                        "Environment": {"Variables": {"TIDEGATE_FUNCTION_THREADS": "1"}}}
+                async with session.post(f"{endpoint}/2015-03-31/functions", json=body) as resp:
+                    if resp.status not in (200, 201, 409):  # 409: registered by an earlier start
+                        raise BurstUnavailable(f"cannot register function {name}: "
+                                               f"HTTP {resp.status} {await resp.text()}")
+
+    async def close(self) -> None:
+        if self._invoker is not None:
+            await self._invoker.close()
+        if self._store is not None:
+            await self._store.close()
+        proc = self._runtime
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+    # plans -----------------------------------------------------------------------------------
+
+    async def plan_for(self, model: str, workers: int, batch: int):
+        """The prepared plan for ``model`` at ``workers`` and ``batch`` (made and stored once)."""
+        key = (model, workers, batch)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key in self._plans:
+                return self._plans[key]
+            plan = await asyncio.to_thread(self._make_plan, model, workers, batch)
+            from burst.weights import prepare_plan
+
+            await prepare_plan(load_artifact(self.repo, model), plan, self._store,
+                               graph=self._graphs[model])
+            self._plans[key] = plan
+            return plan
+
+    def _make_plan(self, model: str, workers: int, batch: int):
+        from burst.graph import build_graph
+        from burst.plan import content_hash, make_plan
+
+        graph = self._graphs.get(model)
+        if graph is None:
+            artifact = load_artifact(self.repo, model)
+            graph = build_graph(artifact.load_program(), model)
+            self._graphs[model], self._configs[model] = graph, artifact.config
+        plan = make_plan(graph, workers=workers, split=self.split, memory_mb=self.memory_mb,
+                         batch=batch)
+        plan.master_function, plan.worker_function = self.master_function, self.worker_function
+        plan.plan_id = content_hash(plan.content())
+        return plan
+
+    # requests --------------------------------------------------------------------------------
+
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], *, workers: int,
+                    request_id: str | None = None) -> BurstAnswer:
+        import torch
+
+        from burst.faas.base import InvokeError
+        from burst.tensors import receive, send
+
+        if self._invoker is None:
+            raise BurstUnavailable("the burst path is not started")
+        request_id = request_id or uuid.uuid4().hex
+        batch = int(next(iter(inputs.values())).shape[0])
+        t0 = time.perf_counter()
+        plan = await self.plan_for(model, workers, batch)
+        cfg = self._configs[model]
+        refs = []
+        # the program's inputs and outputs come in the order of the model config's
+        for i, spec in enumerate(cfg.inputs):
+            tensor = torch.from_numpy(np.ascontiguousarray(inputs[spec.name]))
+            refs.append(await send(tensor, self._store, f"req/{request_id}/input{i}",
+                                   limit_bytes=plan.inline_limit_bytes))
+        event = {"plan_id": plan.plan_id, "request_id": request_id, "inputs": refs,
+                 "platform": self.platform, "store": self.store_cfg}
+        try:
+            result = await self._invoker.invoke(plan.master_function, json.dumps(event).encode())
+        except InvokeError as exc:
+            raise BurstUnavailable(f"burst master failed ({exc.kind}): {exc}") from exc
+        finally:
+            await self._store.delete_prefix(f"req/{request_id}/")
+        body = json.loads(result.payload)
+        report = body.get("report", {})
+        outs = {}
+        try:
+            for spec, ref in zip(cfg.outputs, body["outputs"]):
+                outs[spec.name] = (await receive(ref, self._store)).numpy()
+        finally:
+            await self._store.delete_prefix(f"resp/{request_id}/")
+        billing = [(result.billing.billed_ms, result.billing.memory_mb)]
+        cold = int(result.billing.cold_start)
+        for stage in report.get("stages", []):
+            for b in stage.get("billing", []):
+                billing.append((int(b["billed_ms"]), int(b["memory_mb"])))
+                cold += int(bool(b.get("cold_start")))
+        return BurstAnswer(outputs=outs, workers=plan.workers, invocations=billing,
+                           cold_starts=cold, total_ms=(time.perf_counter() - t0) * 1000.0,
+                           comm_ms=float(report.get("comm_ms", 0.0)),
+                           store_puts=int(report.get("store_puts", 0)),
+                           store_gets=int(report.get("store_gets", 0)), report=report)

@@ -1,0 +1,170 @@
+"""The fork-join master/worker handlers, with an in-process invoker and a real directory store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import special_models as sm  # noqa: E402
+
+from burst.faas.base import Billing, InvokeError, InvokeResult  # noqa: E402
+from burst.graph import build_graph  # noqa: E402
+from burst.plan import make_plan  # noqa: E402
+from burst.runtime import BurstError, reset_cache, run_master, run_worker  # noqa: E402
+from burst.store.local_dir import LocalDirStore  # noqa: E402
+from burst.tensors import encode_inline, receive  # noqa: E402
+from burst.weights import prepare_plan  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+class InProcessInvoker:
+    """Calls run_worker directly; the first call per (stage, worker) reports a cold start."""
+
+    def __init__(self, store, fail_worker: int | None = None):
+        self.store = store
+        self.fail_worker = fail_worker
+        self.payloads: list[dict] = []
+        self.seen: set = set()
+
+    async def invoke(self, function: str, payload: bytes) -> InvokeResult:
+        event = json.loads(payload)
+        self.payloads.append(event)
+        if event["worker"] == self.fail_worker:
+            raise InvokeError("worker ran out of memory", kind="OutOfMemory")
+        body = await run_worker(event, self.store)
+        slot = (event["stage"], event["worker"])
+        cold = slot not in self.seen
+        self.seen.add(slot)
+        billed = max(1, int(body["total_ms"] + 0.999))
+        return InvokeResult(json.dumps(body).encode(),
+                            Billing(duration_ms=body["total_ms"], billed_ms=billed,
+                                    memory_mb=1024, cold_start=cold))
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def grouped():
+    model = sm.build("grouped")
+    x = torch.randn(2, *sm.input_shape("grouped"), generator=torch.Generator().manual_seed(1))
+    program = sm.export(model, x)
+    with torch.no_grad():
+        ref = model(x)
+    return program, build_graph(program, "grouped"), x, ref
+
+
+async def _run(program, graph, x, tmp_path, **plan_kw):
+    store = LocalDirStore(tmp_path / "store")
+    plan = make_plan(graph, batch=x.shape[0], **plan_kw)
+    await prepare_plan(program, plan, store, graph=graph)
+    reset_cache()
+    invoker = InProcessInvoker(store)
+    result = await run_master({"plan_id": plan.plan_id, "request_id": "r1",
+                               "inputs": [encode_inline(x)]}, invoker, store)
+    return store, plan, invoker, result
+
+
+def _keys(root: Path, prefix: str) -> list[str]:
+    base = root / prefix
+    return [str(p) for p in base.rglob("*") if p.is_file()] if base.exists() else []
+
+
+@pytest.mark.parametrize("split,workers", [("spatial", 4), ("output", 3), ("auto", 2)])
+async def test_master_output_matches_full_model(grouped, tmp_path, split, workers):
+    program, graph, x, ref = grouped
+    store, plan, invoker, result = await _run(program, graph, x, tmp_path, workers=workers,
+                                              split=split)
+    y = await receive(result["outputs"][0], store)
+    assert (y - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+    report = result["report"]
+    split_stages = [s for s in plan.stages if s["split"] != "serial"]
+    assert report["invocations"] == sum(s["workers"] for s in split_stages) > 0
+    assert report["cold_starts"] == report["invocations"]  # first request: every slot cold
+    assert 0.0 <= report["communication_share"] <= 1.0
+    assert len(report["stages"]) == len(plan.stages)
+    # tensors travel as base64 bytes, never JSON number lists
+    for event in invoker.payloads:
+        assert "b64" in event["input"] or "key" in event["input"]
+    assert _keys(tmp_path / "store", "req") == []
+
+
+async def test_store_transport_passes_keys_and_cleans_up(grouped, tmp_path):
+    program, graph, x, ref = grouped
+    store, plan, invoker, result = await _run(program, graph, x, tmp_path, workers=2,
+                                              split="spatial", transport="store")
+    assert all("key" in e["input"] and e["input"]["key"].startswith("req/r1/")
+               for e in invoker.payloads)
+    y = await receive(result["outputs"][0], store)
+    assert (y - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+    assert _keys(tmp_path / "store", "req/r1") == []
+
+
+async def test_second_request_is_warm_and_reuses_weights(grouped, tmp_path):
+    program, graph, x, _ = grouped
+    store, plan, invoker, _ = await _run(program, graph, x, tmp_path, workers=2, split="output")
+    again = await run_master({"plan_id": plan.plan_id, "request_id": "r2",
+                              "inputs": [encode_inline(x)]}, invoker, store)
+    assert again["report"]["cold_starts"] == 0
+    loaded = [w for s in again["report"]["stages"] for w in s.get("worker_load_ms", [])]
+    assert loaded and max(loaded) < 50.0  # served from the per-process cache
+
+
+async def test_worker_failure_fails_request_and_cleans_up(grouped, tmp_path):
+    program, graph, x, _ = grouped
+    store = LocalDirStore(tmp_path / "store")
+    plan = make_plan(graph, workers=2, split="spatial", transport="store", batch=2)
+    await prepare_plan(program, plan, store, graph=graph)
+    reset_cache()
+    with pytest.raises(BurstError, match="OutOfMemory"):
+        await run_master({"plan_id": plan.plan_id, "request_id": "bad",
+                          "inputs": [encode_inline(x)]}, InProcessInvoker(store, fail_worker=1),
+                         store)
+    assert _keys(tmp_path / "store", "req/bad") == []
+
+
+async def test_unprepared_plan_and_bad_input_are_clear_errors(grouped, tmp_path):
+    program, graph, x, _ = grouped
+    store = LocalDirStore(tmp_path / "store")
+    reset_cache()
+    with pytest.raises(BurstError, match="prepare_plan"):
+        await run_master({"plan_id": "0123456789abcdef", "inputs": [encode_inline(x)]},
+                         InProcessInvoker(store), store)
+    plan = make_plan(graph, workers=2, split="spatial", batch=2)
+    await prepare_plan(program, plan, store, graph=graph)
+    with pytest.raises(BurstError, match="does not fit"):
+        await run_master({"plan_id": plan.plan_id, "inputs": [encode_inline(x[:, :, :5])]},
+                         InProcessInvoker(store), store)
+    with pytest.raises(BurstError, match="bad master event"):
+        await run_master({"inputs": []}, InProcessInvoker(store), store)
+
+
+async def test_output_split_worker_holds_only_its_slice(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(),
+                                torch.nn.Linear(256, 8)).eval()
+    x = torch.randn(2, 64)
+    program = sm.export(model, x)
+    graph = build_graph(program, "mlp2")
+    store = LocalDirStore(tmp_path / "store")
+    plan = make_plan(graph, workers=4, split="output", batch=2)
+    await prepare_plan(program, plan, store, graph=graph)
+    from burst.weights import loads_tensors, worker_key
+    first = plan.stages[0]
+    sizes = []
+    for j in range(4):
+        w = loads_tensors(await store.get(worker_key(plan.plan_id, 0, j)))
+        sizes.append(sum(t.numel() for t in w.values()))
+    assert sizes == [64 * 64 + 64] * 4  # a quarter of 256x64 weights and 256 biases each
+    assert first["weight_bytes"] == [(64 * 64 + 64) * 4] * 4
+    reset_cache()
+    result = await run_master({"plan_id": plan.plan_id, "inputs": [encode_inline(x)]},
+                              InProcessInvoker(store), store)
+    with torch.no_grad():
+        ref = model(x)
+    assert torch.allclose(await receive(result["outputs"][0], store), ref, atol=1e-6)
