@@ -207,7 +207,7 @@ class BurstService:
         refs = []
         # the program's inputs and outputs come in the order of the model config's
         for i, spec in enumerate(cfg.inputs):
-            tensor = torch.from_numpy(np.ascontiguousarray(inputs[spec.name]))
+            tensor = torch.from_numpy(np.require(inputs[spec.name], requirements=["C", "W"]))
             refs.append(await send(tensor, self._store, f"req/{request_id}/input{i}",
                                    limit_bytes=plan.inline_limit_bytes))
         event = {"plan_id": plan.plan_id, "request_id": request_id, "inputs": refs,

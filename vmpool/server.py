@@ -186,7 +186,10 @@ def _json(obj, status: int = 200) -> Response:
 
 
 def _error(message: str, status: int) -> Response:
-    return Response(encode_error(message), status_code=status, media_type="application/json")
+    # After a 413 the rest of the oversized body may still be in flight: drop the connection.
+    headers = {"Connection": "close"} if status == 413 else None
+    return Response(encode_error(message), status_code=status, media_type="application/json",
+                    headers=headers)
 
 
 async def _read_body(request: Request, limit_bytes: int) -> bytes:

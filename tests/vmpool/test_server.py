@@ -184,6 +184,7 @@ def test_chunked_upload_over_the_limit_is_413_and_unknown_routes_are_404(client)
 
     r = client.post("/v2/models/mlp/infer", content=chunks())
     assert r.status_code == 413 and "exceeds the limit" in r.json()["error"]
+    assert r.headers["connection"] == "close"
     r = client.get("/v2/nothing/here")
     assert r.status_code == 404 and "error" in r.json()
     assert client.get("/v2/models/nope").status_code == 404
