@@ -72,18 +72,16 @@ class Graph:
             raise GraphError(f"malformed graph IR: {exc}") from exc
 
 
-def _dim(d) -> int:
-    return int(d) if isinstance(d, int) or (hasattr(d, "node") and d.node.is_constant()) else -1
-
-
 def _shape_of(val) -> tuple[list[int] | None, str | None]:
     if isinstance(val, torch.Tensor):
         dims = []
         for d in val.shape:
-            try:
+            if isinstance(d, torch.SymInt):
+                # a symbolic size (the dynamic batch): int() would bake in the trace's hint
+                const = d.node.maybe_as_int() if hasattr(d.node, "maybe_as_int") else None
+                dims.append(int(const) if const is not None else -1)
+            else:
                 dims.append(int(d))
-            except (TypeError, ValueError, RuntimeError):
-                dims.append(-1)
         return dims, str(val.dtype).removeprefix("torch.")
     return None, None
 

@@ -148,10 +148,16 @@ class Block:
     extra: dict = field(default_factory=dict)
 
 
+# ops that read only a tensor's metadata (the dynamic batch size): they do not keep it alive
+SIZE_OPS = {"aten.sym_size.int", "aten.sym_numel.default", "aten.sym_stride.int"}
+
+
 def blocks(graph: Graph) -> list[Block]:
     """Cut the graph where a single value is live."""
     last_use: dict[str, int] = {}
     for i, n in enumerate(graph.nodes):
+        if n.op in SIZE_OPS:
+            continue
         for r in node_inputs(n):
             last_use[r] = i
     for o in graph.outputs:
@@ -160,8 +166,11 @@ def blocks(graph: Graph) -> list[Block]:
     out: list[Block] = []
     cur: list[str] = []
     for i, n in enumerate(graph.nodes):
+        if n.op in SIZE_OPS and not any(r in cur for r in node_inputs(n)):
+            out.append(_block(graph, [n.name]))  # its input is already computed
+            continue
         cur.append(n.name)
-        if n.name in last_use:
+        if n.name in last_use and n.op not in SIZE_OPS:
             live.add(n.name)
         live = {v for v in live if last_use.get(v, -1) > i}
         if live == {n.name}:

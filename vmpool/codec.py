@@ -151,8 +151,9 @@ def _json_array(data, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np
             # Parse without a dtype first so 1.5 in an INT32 tensor is an error, not a truncation.
             raw = np.asarray(flat if isinstance(flat, list) else list(flat))
             if raw.size and not _json_kind_ok(raw.dtype.kind, dtype.kind):
+                want = _OIP_BY_KIND[(dtype.kind, dtype.itemsize)]
                 raise CodecError(f"{where}: 'data' holds {raw.dtype.kind!r}-kind values "
-                                 f"that do not fit datatype {_OIP_BY_KIND[(dtype.kind, dtype.itemsize)]}")
+                                 f"that do not fit datatype {want}")
             if dtype.kind in "iu" and raw.size:
                 info = np.iinfo(dtype)
                 if raw.min() < info.min or raw.max() > info.max:

@@ -95,7 +95,8 @@ class ModelServer:
         try:
             module = artifact.load_module()
         except Exception as exc:
-            raise ArtifactError(f"model {name}: cannot load {artifact.program_path}: {exc}") from exc
+            raise ArtifactError(
+                f"model {name}: cannot load {artifact.program_path}: {exc}") from exc
         _warm_up(module, cfg, torch)
         holder: dict[str, Batcher] = {}
         on_batch = self.metrics.track_model(
@@ -349,8 +350,12 @@ def run_model_server(app: FastAPI, host: str = "127.0.0.1", port: int = 8001, *,
                                 log_level="warning", lifespan="on",
                                 timeout_graceful_shutdown=drain_timeout_s)
         server = _Server(config)
-        sock = _bind(host, port)
         core: ModelServer = app.state.model_server
+        try:
+            sock = _bind(host, port)
+        except OSError:
+            await asyncio.to_thread(core.close)
+            raise
         drained = {"ok": True}
         drain_task: list[asyncio.Task] = []
 

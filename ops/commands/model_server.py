@@ -1,4 +1,4 @@
-"""``tidegate model-server``: serve a model repository over the Open Inference Protocol (a VM replica)."""
+"""``tidegate model-server``: one VM replica serving a model repository over OIP v2 REST."""
 
 from __future__ import annotations
 

@@ -103,11 +103,41 @@ async def _announce_ready(url: str) -> None:
                 pass
 
 
+def _server_class():
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class GatewayServer(uvicorn.Server):
+        """SIGINT/SIGTERM: stop accepting, finish in-flight requests, close the pool, exit 0.
+
+        (uvicorn's own handlers re-raise the signal after shutdown, which turns a clean stop into
+        exit status 130 / -15.)"""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            def handle(sig, frame):
+                if self.should_exit:
+                    self.force_exit = True
+                self.should_exit = True
+
+            previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, h in previous.items():
+                    signal.signal(s, h)
+
+    return GatewayServer
+
+
 def run(args) -> int:
     import uvicorn
 
     from gateway.app import create_app
 
+    _GatewayServer = _server_class()
     settings = _settings(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     models = _ensure_models(settings)
@@ -117,7 +147,7 @@ def run(args) -> int:
     config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",
                             http="httptools", access_log=False, log_level=args.log_level,
                             timeout_graceful_shutdown=30)
-    server = uvicorn.Server(config)
+    server = _GatewayServer(config)
 
     async def main() -> None:
         ready = asyncio.create_task(_announce_ready(f"http://{settings.host}:{settings.port}"))

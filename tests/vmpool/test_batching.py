@@ -63,7 +63,8 @@ async def test_a_full_batch_goes_without_waiting_and_rows_never_exceed_the_limit
         batcher.close()
     assert model.batches == [4, 3]
     assert full_batch_s < 0.25  # the full batch did not wait out the 300 ms delay
-    assert a["double"].shape == (2, 3) and b["double"][0, 0] == 4.0 and c["total"].tolist() == [9.0] * 3
+    assert a["double"].shape == (2, 3) and b["double"][0, 0] == 4.0
+    assert c["total"].tolist() == [9.0] * 3
 
 
 async def test_a_model_error_fails_only_its_own_batch():

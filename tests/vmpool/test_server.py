@@ -7,6 +7,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,8 @@ from ops.commands import model_server as model_server_cmd
 from vmpool.artifact import load_artifact
 from vmpool.codec import HEADER_LENGTH, decode_response, encode_request
 
-READY_RE = re.compile(r"^tidegate model-server ready on (http://127\.0\.0\.1:\d+) \(models: (.*)\)$")
+READY_RE = re.compile(
+    r"^tidegate model-server ready on (http://127\.0\.0\.1:\d+) \(models: (.*)\)$")
 
 
 class ServerProcess:
@@ -214,7 +216,8 @@ async def test_sigterm_drains_in_flight_work_then_exits_zero(model_repo):
         async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
             first = asyncio.ensure_future(c.post("/v2/models/mlp/infer", content=body))
             deadline = time.monotonic() + 10
-            while 'tidegate_model_queue_depth{model="mlp"} 1.0' not in (await c.get("/metrics")).text:
+            queued = 'tidegate_model_queue_depth{model="mlp"} 1.0'
+            while queued not in (await c.get("/metrics")).text:
                 assert time.monotonic() < deadline, "request never reached the queue"
                 await asyncio.sleep(0.02)
             srv.proc.send_signal(signal.SIGTERM)
@@ -243,3 +246,10 @@ def test_cli_rejects_unknown_models_and_empty_repos(model_repo, tmp_path):
     with pytest.raises(CliError, match="no models in repository"):
         model_server_cmd.run(args(tmp_path))
     assert tidegate_main(["model-server", "--repo", str(tmp_path), "--port", "0"]) == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = args(model_repo, ["mlp"])
+        busy.port = taken.getsockname()[1]
+        with pytest.raises(CliError, match="cannot listen on 127.0.0.1"):
+            model_server_cmd.run(busy)

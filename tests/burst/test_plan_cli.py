@@ -1,0 +1,97 @@
+"""Plans as JSON (round trip, rejection of bad plans) and the ``tidegate plan`` command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from burst.graph import build_graph
+from burst.plan import PLAN_VERSION, Plan, PlanError, make_plan
+from ops.cli import main
+from vmpool.artifact import load_artifact
+from vmpool.export import export_zoo
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("repo")
+    export_zoo("resnet18", root, size=(64, 64), max_batch_size=4)
+    export_zoo("mlp", root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def graph(repo):
+    return build_graph(load_artifact(repo, "resnet18").load_program(), "resnet18")
+
+
+def test_plan_json_round_trip(graph):
+    plan = make_plan(graph, workers=4, split="auto", memory_mb=2048, batch=2)
+    again = Plan.from_json(plan.to_json())
+    assert again.to_dict() == plan.to_dict()
+    assert again.plan_id == plan.plan_id and len(plan.plan_id) == 16
+    assert again.input_shapes == [[2, 3, 64, 64]] and again.memory_mb == 2048
+    # the id is a content hash: another plan, another id
+    assert make_plan(graph, workers=2, batch=2).plan_id != plan.plan_id
+    assert make_plan(graph, workers=4, memory_mb=2048, batch=2).plan_id == plan.plan_id
+
+
+def test_workers_one_is_a_valid_plan(graph):
+    plan = make_plan(graph, workers=1, split="spatial")
+    assert all(s["workers"] in (0, 1) for s in plan.stages)
+    assert any(s["split"] == "spatial" for s in plan.stages)
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda d: d.update(plan_version=99), "unsupported plan_version 99"),
+    (lambda d: d.pop("stages"), "missing field 'stages'"),
+    (lambda d: d["stages"][0].update(split="diagonal"), "split must be"),
+    (lambda d: d["stages"][0].update(nodes=[]), "non-empty node list"),
+    (lambda d: d.update(workers=7), "plan_id does not match"),
+])
+def test_malformed_plans_are_rejected_clearly(graph, mutate, message):
+    raw = json.loads(make_plan(graph, workers=2).to_json())
+    mutate(raw)
+    with pytest.raises(PlanError, match=message):
+        Plan.from_json(json.dumps(raw))
+
+
+def test_garbage_is_not_a_plan():
+    with pytest.raises(PlanError, match="not valid JSON"):
+        Plan.from_json("{nope")
+    with pytest.raises(PlanError, match="JSON object"):
+        Plan.from_json("[1, 2]")
+
+
+def test_bad_arguments_are_rejected(graph):
+    for kwargs, message in [({"workers": 0}, "workers"), ({"workers": 2, "split": "x"}, "split"),
+                            ({"workers": 2, "transport": "pigeon"}, "transport"),
+                            ({"workers": 2, "batch": 0}, "batch")]:
+        with pytest.raises(PlanError, match=message):
+            make_plan(graph, **kwargs)
+
+
+def test_cli_prints_stages_and_totals(repo, capsys):
+    assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "4",
+                 "--split", "spatial"]) == 0
+    out = capsys.readouterr().out
+    assert "spatial" in out and "2x2" in out and "totals:" in out and "worker invocations" in out
+
+
+def test_cli_json_is_a_loadable_plan(repo, capsys):
+    assert main(["plan", "mlp", "--repo", str(repo), "--workers", "3", "--split", "output",
+                 "--json", "--batch", "2"]) == 0
+    plan = Plan.from_json(capsys.readouterr().out)
+    assert plan.plan_version == PLAN_VERSION and plan.batch == 2
+    heads = [s for s in plan.stages if s["split"] == "output"]
+    assert heads and all(s["workers"] == 3 for s in heads)
+
+
+def test_cli_unknown_model_is_one_line_exit_2(repo, capsys):
+    assert main(["plan", "nope", "--repo", str(repo), "--workers", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tidegate plan: error:") and "nope" in err and "\n" not in err

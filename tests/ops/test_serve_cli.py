@@ -1,0 +1,78 @@
+"""`tidegate serve` as a user runs it: first run exports the demo model, restarts keep the data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+
+from tests.gateway.conftest import free_port, wait_ready
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _serve(data: Path, port: int, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "TIDEGATE_BURST__ENABLED": "false", "TIDEGATE_VM__THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ops", "serve", "--data-dir", str(data),
+                             "--port", str(port), *extra], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_first_run_exports_the_demo_model_and_restarts_keep_data(tmp_path):
+    data, port = tmp_path / "data", free_port()
+    proc = _serve(data, port)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc, timeout_s=240)
+        client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+        assert client.is_server_live() and client.is_server_ready()
+        x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+        inp = triton.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        assert client.infer("resnet18", [inp]).as_numpy("output").shape == (1, 1000)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "exporting demo model resnet18" in out and f"http://127.0.0.1:{port}" in out
+    assert (data / "models/resnet18/model.pt2").is_file()
+    with sqlite3.connect(data / "ledger.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM requests WHERE status=200").fetchone()[0] == 1
+
+    # second run: no export, same data directory
+    port = free_port()
+    proc = _serve(data, port)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc, timeout_s=120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert "exporting" not in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config", "/nonexistent/tidegate.toml"], "config file not found"),
+    (["--repo", "/nonexistent/repo"], "no models in repository"),
+])
+def test_serve_user_errors_are_one_line(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "-m", "ops", "serve", "--data-dir", str(tmp_path),
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_serve_rejects_a_bad_setting(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('routing_policy = "cheapest"\n[vm]\nreplicas = -1\n')
+    proc = subprocess.run([sys.executable, "-m", "ops", "serve", "--config", str(cfg)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "invalid setting" in proc.stderr, proc.stderr
