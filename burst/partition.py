@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from burst.graph import Graph, Node, bind_args, node_inputs, refs_of
+from burst.graph import Graph, Node, bind_args, node_inputs
 from burst.halo import hull, input_window
 
 CONV_OPS = {"aten.conv2d.default", "aten.convolution.default"}
@@ -228,6 +228,3 @@ def tile_windows(graph: Graph, names: list[str], out_name: str,
             need[r] = want if old is None else (hull(old[0], want[0]), hull(old[1], want[1]))
     return need
 
-
-def value_refs(arg) -> list[str]:
-    return refs_of(arg)

@@ -13,7 +13,7 @@ from burst.partition import (Block, _shape, blocks, output_head, per_channel, sl
                              tile_windows)
 
 PLAN_VERSION = 1
-SPLITS = ("auto", "spatial", "output")
+SPLITS = ("auto", "spatial", "output", "none")  # none: the whole model on the master
 TRANSPORTS = ("auto", "inline", "store")
 DEFAULT_INLINE_LIMIT_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
 # auto mode: below these a stage is not worth a fork-join round trip
@@ -218,7 +218,11 @@ def make_plan(graph: Graph, *, workers: int, split: str = "auto", memory_mb: int
     if memory_mb < 128:
         raise PlanError(f"memory_mb must be at least 128, got {memory_mb}")
     stages: list[dict] = []
-    for g in _groups(graph, blocks(graph), split, workers):
+    if split == "none":
+        groups = [_group("serial", [n.name for n in graph.nodes], graph)]
+    else:
+        groups = _groups(graph, blocks(graph), split, workers)
+    for g in groups:
         kind = g["kind"]
         st: dict = {"index": len(stages), "split": kind, "nodes": g["names"],
                     "macs": g["macs"] * batch}
@@ -245,6 +249,11 @@ def make_plan(graph: Graph, *, workers: int, split: str = "auto", memory_mb: int
         "master_weight_bytes": sum(s["weight_bytes"][0] for s in stages if s["split"] == "serial"),
         "model_weight_bytes": sum(w["bytes"] for w in graph.weights.values()),
     }
+    # weights may fill half a function's memory (the worker cache budget); the rest is for
+    # activations and the runtime
+    budget = memory_mb * 1024 * 1024 // 2
+    plan.totals["fits_memory"] = (plan.totals["max_worker_weight_bytes"] <= budget
+                                  and plan.totals["master_weight_bytes"] <= budget)
     plan.plan_id = content_hash(plan.content())
     return plan
 

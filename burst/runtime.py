@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import asdict
 
+import orjson
 import torch
 
 from burst.execute import run_nodes, run_worker_stage, stitch, worker_input
@@ -220,7 +221,7 @@ async def _fork_join(plan, graph, stage, env, invoker, store, request_id, t_stag
                        **({"store": store_cfg} if store_cfg is not None else {})})
     send_ms = _ms(t0)
     t0 = time.perf_counter()
-    payloads = [json.dumps(e).encode() for e in events]
+    payloads = [orjson.dumps(e) for e in events]
     results = await asyncio.gather(
         *(invoker.invoke(plan.worker_function, p) for p in payloads), return_exceptions=True)
     invoke_ms = _ms(t0)
@@ -235,8 +236,8 @@ async def _fork_join(plan, graph, stage, env, invoker, store, request_id, t_stag
     bodies = []
     for j, r in enumerate(results):
         try:
-            bodies.append(json.loads(r.payload))
-        except ValueError as exc:
+            bodies.append(orjson.loads(r.payload))
+        except orjson.JSONDecodeError as exc:
             raise BurstError(f"stage {idx} worker {j} returned invalid JSON") from exc
     outs = [await receive(b["output"], store) for b in bodies]
     recv_ms = _ms(t0)

@@ -38,6 +38,7 @@ class BurstAnswer:
     cold_starts: int
     total_ms: float
     comm_ms: float
+    max_memory_used_mb: int = 0  # the largest peak of any invocation (master or worker)
     store_puts: int = 0
     store_gets: int = 0
     report: dict = field(default_factory=dict)
@@ -155,9 +156,13 @@ class BurstService:
 
     # plans -----------------------------------------------------------------------------------
 
-    async def plan_for(self, model: str, workers: int, batch: int):
-        """The prepared plan for ``model`` at ``workers`` and ``batch`` (made and stored once)."""
-        key = (model, workers, batch)
+    async def plan_for(self, model: str, workers: int, batch: int, split: str | None = None):
+        """The prepared plan for ``model`` at ``workers`` and ``batch`` (made and stored once).
+
+        ``split`` defaults to the service's; "none" runs the whole model in the master function.
+        """
+        split = split or self.split
+        key = (model, workers, batch, split)
         plan = self._plans.get(key)
         if plan is not None:
             return plan
@@ -165,7 +170,7 @@ class BurstService:
         async with lock:
             if key in self._plans:
                 return self._plans[key]
-            plan = await asyncio.to_thread(self._make_plan, model, workers, batch)
+            plan = await asyncio.to_thread(self._make_plan, model, workers, batch, split)
             from burst.weights import prepare_plan
 
             await prepare_plan(load_artifact(self.repo, model), plan, self._store,
@@ -173,7 +178,7 @@ class BurstService:
             self._plans[key] = plan
             return plan
 
-    def _make_plan(self, model: str, workers: int, batch: int):
+    def _make_plan(self, model: str, workers: int, batch: int, split: str):
         from burst.graph import build_graph
         from burst.plan import content_hash, make_plan
 
@@ -182,7 +187,7 @@ class BurstService:
             artifact = load_artifact(self.repo, model)
             graph = build_graph(artifact.load_program(), model)
             self._graphs[model], self._configs[model] = graph, artifact.config
-        plan = make_plan(graph, workers=workers, split=self.split, memory_mb=self.memory_mb,
+        plan = make_plan(graph, workers=workers, split=split, memory_mb=self.memory_mb,
                          batch=batch)
         plan.master_function, plan.worker_function = self.master_function, self.worker_function
         plan.plan_id = content_hash(plan.content())
@@ -191,7 +196,7 @@ class BurstService:
     # requests --------------------------------------------------------------------------------
 
     async def infer(self, model: str, inputs: dict[str, np.ndarray], *, workers: int,
-                    request_id: str | None = None) -> BurstAnswer:
+                    request_id: str | None = None, split: str | None = None) -> BurstAnswer:
         import torch
 
         from burst.faas.base import InvokeError
@@ -202,7 +207,7 @@ class BurstService:
         request_id = request_id or uuid.uuid4().hex
         batch = int(next(iter(inputs.values())).shape[0])
         t0 = time.perf_counter()
-        plan = await self.plan_for(model, workers, batch)
+        plan = await self.plan_for(model, workers, batch, split)
         cfg = self._configs[model]
         refs = []
         # the program's inputs and outputs come in the order of the model config's
@@ -228,12 +233,14 @@ class BurstService:
             await self._store.delete_prefix(f"resp/{request_id}/")
         billing = [(result.billing.billed_ms, result.billing.memory_mb)]
         cold = int(result.billing.cold_start)
+        peak_mb = result.billing.max_memory_used_mb
         for stage in report.get("stages", []):
             for b in stage.get("billing", []):
                 billing.append((int(b["billed_ms"]), int(b["memory_mb"])))
                 cold += int(bool(b.get("cold_start")))
+                peak_mb = max(peak_mb, int(b.get("max_memory_used_mb", 0)))
         return BurstAnswer(outputs=outs, workers=plan.workers, invocations=billing,
-                           cold_starts=cold, total_ms=(time.perf_counter() - t0) * 1000.0,
+                           cold_starts=cold, max_memory_used_mb=peak_mb, total_ms=(time.perf_counter() - t0) * 1000.0,
                            comm_ms=float(report.get("comm_ms", 0.0)),
                            store_puts=int(report.get("store_puts", 0)),
                            store_gets=int(report.get("store_gets", 0)), report=report)

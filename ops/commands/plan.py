@@ -9,8 +9,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("name", help="model name in the repository")
     parser.add_argument("--repo", required=True, help="model repository directory")
     parser.add_argument("--workers", type=int, required=True, help="functions per split stage")
-    parser.add_argument("--split", choices=("auto", "spatial", "output"), default="auto",
-                        help="how to split layer groups (default: auto)")
+    parser.add_argument("--split", choices=("auto", "spatial", "output", "none"), default="auto",
+                        help="how to split layer groups: auto, spatial tiles, output "
+                             "channels/features, or none (whole model in one function)")
     parser.add_argument("--memory-mb", type=int, default=1024,
                         help="memory per function in MB (default: 1024)")
     parser.add_argument("--batch", type=int, default=1, help="batch size to plan for")
@@ -54,6 +55,9 @@ def render(plan) -> str:
                  f"max worker weights {_mb(t['max_worker_weight_bytes'])} MB, "
                  f"master weights {_mb(t['master_weight_bytes'])} MB "
                  f"(model {_mb(t['model_weight_bytes'])} MB)")
+    if not t.get("fits_memory", True):
+        lines.append(f"warning: weights exceed half of {plan.memory_mb} MB per function; "
+                     f"use more workers, --split output or a larger --memory-mb")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 import torch
 
@@ -33,7 +34,7 @@ class InProcessInvoker:
         self.seen: set = set()
 
     async def invoke(self, function: str, payload: bytes) -> InvokeResult:
-        event = json.loads(payload)
+        event = orjson.loads(payload)
         self.payloads.append(event)
         if event["worker"] == self.fail_worker:
             raise InvokeError("worker ran out of memory", kind="OutOfMemory")
@@ -42,7 +43,7 @@ class InProcessInvoker:
         cold = slot not in self.seen
         self.seen.add(slot)
         billed = max(1, int(body["total_ms"] + 0.999))
-        return InvokeResult(json.dumps(body).encode(),
+        return InvokeResult(orjson.dumps(body),
                             Billing(duration_ms=body["total_ms"], billed_ms=billed,
                                     memory_mb=1024, cold_start=cold))
 
@@ -168,3 +169,41 @@ async def test_output_split_worker_holds_only_its_slice(tmp_path):
     with torch.no_grad():
         ref = model(x)
     assert torch.allclose(await receive(result["outputs"][0], store), ref, atol=1e-6)
+
+
+async def test_worker_wrapper_builds_its_store_from_the_event(grouped, tmp_path, monkeypatch):
+    from burst.execute import run_worker_stage, worker_input
+    from burst.graph import program_weights
+    from burst.runtime import worker
+
+    program, graph, x, _ = grouped
+    store = LocalDirStore(tmp_path / "store")
+    plan = make_plan(graph, workers=2, split="spatial", batch=2)
+    await prepare_plan(program, plan, store, graph=graph)
+    reset_cache()
+    monkeypatch.setenv("TIDEGATE_FUNCTION_THREADS", "1")
+    stage = next(s for s in plan.stages if s["split"] == "spatial")
+    tile_in = worker_input(stage, 1, x)
+    # the Lambda-style entry point is synchronous; it must also work under a running loop
+    body = worker({"plan_id": plan.plan_id, "request_id": "w1", "stage": stage["index"],
+                   "worker": 1, "input": encode_inline(tile_in),
+                   "store": {"kind": "dir", "root": str(tmp_path / "store")}})
+    json.dumps(body)  # a JSON-serialisable result
+    got = await receive(body["output"], store)
+    want = run_worker_stage(graph, stage, 1, tile_in, program_weights(program))
+    assert torch.equal(got, want) and body["weights_loaded"] is True
+    assert torch.get_num_threads() == 1
+
+
+def test_lru_cache_stays_within_its_byte_budget():
+    from burst.weights import LruCache
+
+    cache = LruCache(budget_bytes=100)
+    cache.put("a", "A", 40)
+    cache.put("b", "B", 40)
+    assert cache.get("a") == "A"  # a is now the most recently used
+    cache.put("c", "C", 40)
+    assert "b" not in cache and "a" in cache and "c" in cache
+    assert cache.used_bytes == 80
+    cache.put("huge", "H", 500)  # bigger than the budget: kept alone, since it is in use
+    assert len(cache) == 1 and cache.get("huge") == "H"
