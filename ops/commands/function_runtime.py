@@ -77,5 +77,8 @@ def run(args: argparse.Namespace) -> int:
             runtime.add_function(spec)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    asyncio.run(_serve(runtime))
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(runtime))
     return 0

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from ops.process_tuning import tune_allocator, tune_gc
     from vmpool.artifact import ArtifactError
     from vmpool.server import create_model_server_app, run_model_server
 
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     except ArtifactError as exc:
         raise CliError(str(exc)) from None
     names = ", ".join(app.state.model_server.models)
+    tune_allocator()
+    tune_gc()
 
     def ready(host: str, port: int) -> None:
         print(f"tidegate model-server ready on http://{host}:{port} (models: {names})", flush=True)

@@ -137,6 +137,9 @@ def run(args) -> int:
 
     from gateway.app import create_app
 
+    from ops.process_tuning import tune_allocator, tune_gc
+
+    tune_allocator()
     _GatewayServer = _server_class()
     settings = _settings(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -150,14 +153,18 @@ def run(args) -> int:
     server = _GatewayServer(config)
 
     async def main() -> None:
+        tune_gc()
         ready = asyncio.create_task(_announce_ready(f"http://{settings.host}:{settings.port}"))
         try:
             await server.serve()
         finally:
             ready.cancel()
 
+    import uvloop
+
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
     except OSError as exc:
         raise CliError(str(exc)) from None
     return 0 if server.started else 1
