@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
+from urllib.parse import unquote
 from contextlib import asynccontextmanager
 
 import orjson
@@ -147,16 +149,60 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
         dispatcher().model(model, version)
         return Response(status_code=200 if _ready() else 503)
 
-    @app.post("/v2/models/{model}/infer")
-    @app.post("/v2/models/{model}/versions/{version}/infer")
-    async def infer(request: Request, model: str, version: str | None = None):
+    @app.get("/metrics")
+    async def prometheus():
+        d = state.get("dispatcher")
+        if d and d.pool:
+            metrics.replicas.labels("ready").set(len(d.pool.ready()))
+            metrics.replicas.labels("booting").set(len(d.pool.booting()))
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    app.add_middleware(InferEndpoint, state=state, limit_bytes=limit_bytes)
+    return app
+
+
+_INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+
+
+class InferEndpoint:
+    """``POST /v2/models/{m}[/versions/{v}]/infer`` at the ASGI level; everything else goes on
+    to FastAPI. The hot path skips routing and dependency resolution (measured: a third of the
+    gateway's Python time per request went there)."""
+
+    def __init__(self, app, *, state: dict, limit_bytes: int):
+        self.app = app
+        self.state = state
+        self.limit_bytes = limit_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        match = _INFER_PATH.match(scope["path"])
+        if match is None:
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            status, body, out_headers = 200, *await self._infer(
+                receive, headers, unquote(match[1]), unquote(match[2]) if match[2] else None)
+        except TidegateError as exc:
+            status, body = exc.status, protocol.error_body(exc.message)
+            out_headers = {"content-type": "application/json", **exc.headers}
+        except protocol.ClientGone:
+            return
+        except Exception as exc:  # never a bare 500 page: log it, answer in the protocol's shape
+            log.exception("unhandled error on %s", scope["path"])
+            status = 500
+            body = protocol.error_body(f"internal error: {type(exc).__name__}")
+            out_headers = {"content-type": "application/json"}
+        await protocol.send_response(send, status, body, out_headers)
+
+    async def _infer(self, receive, h: dict[str, str], model: str, version: str | None):
         t0 = time.perf_counter()
-        d = dispatcher()
-        h = request.headers
+        d: Dispatcher = self.state["dispatcher"]
         tenant = d.tenants.authenticate(h.get("authorization"), h.get("x-api-key"))
         cfg = d.model(model, version)
-        body = await protocol.read_body(request, limit_bytes)
-        req = protocol.decode_infer(body, protocol.header_length(request))
+        body = await protocol.read_body(receive, h, self.limit_bytes)
+        req = protocol.decode_infer(body, protocol.header_length(h))
         ctx = CallContext(tenant=tenant, model=model, version=version,
                           forced_route=_route_header(h.get("x-tidegate-route")),
                           workers=_workers_header(h.get("x-tidegate-workers")),
@@ -167,20 +213,10 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
                            [f"{k};dur={v:.2f}" for k, v in result.timings_ms.items()])
         headers = {"x-tidegate-path": result.path, "x-tidegate-cost-usd": f"{result.cost_usd:.10f}",
                    "x-tidegate-workers": str(result.workers), "x-request-id": ctx.request_id,
-                   "Server-Timing": timing}
+                   "server-timing": timing}
         if result.cold_starts:
             headers["x-tidegate-cold-starts"] = str(result.cold_starts)
         return protocol.infer_response(cfg, req, result.outputs, headers)
-
-    @app.get("/metrics")
-    async def prometheus():
-        d = state.get("dispatcher")
-        if d and d.pool:
-            metrics.replicas.labels("ready").set(len(d.pool.ready()))
-            metrics.replicas.labels("booting").set(len(d.pool.booting()))
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    return app
 
 
 def _route_header(value: str | None) -> str | None:
