@@ -25,6 +25,7 @@ from burst.execute import run_nodes, run_worker_stage, stitch, worker_input
 from burst.graph import Graph
 from burst.plan import Plan
 from burst.tensors import receive, send
+from burst.store.counting import CountingStore
 from burst.weights import (LruCache, graph_key, loads_tensors, master_key, plan_key,
                            tensors_nbytes, worker_key)
 
@@ -95,6 +96,7 @@ def _check_id(value, what: str) -> str:
 async def run_worker(event: dict, store) -> dict:
     """One worker's share of one split stage."""
     t_start = time.perf_counter()
+    store = CountingStore(store)
     try:
         plan_id = _check_id(event["plan_id"], "plan_id")
         request_id = _check_id(event["request_id"], "request_id")
@@ -126,7 +128,8 @@ async def run_worker(event: dict, store) -> dict:
                      transport=plan.transport, limit_bytes=plan.inline_limit_bytes)
     transfer_ms += _ms(t0)
     return {"output": out, "compute_ms": compute_ms, "transfer_ms": transfer_ms,
-            "load_ms": load_ms, "weights_loaded": weights_loaded, "total_ms": _ms(t_start)}
+            "load_ms": load_ms, "weights_loaded": weights_loaded, "total_ms": _ms(t_start),
+            "store_puts": store.puts, "store_gets": store.gets}
 
 
 def _compute(graph, stage, worker, x, weights):
@@ -151,11 +154,16 @@ async def run_master(event: dict, invoker, store) -> dict:
     except (KeyError, TypeError) as exc:
         raise BurstError(f"bad master event: {exc!r}") from exc
     prefix = f"req/{request_id}/"
+    store = CountingStore(store)
     try:
-        return await _run_master(event, invoker, store, plan_id, request_id, in_refs, t_start)
+        result = await _run_master(event, invoker, store, plan_id, request_id, in_refs, t_start)
     finally:
         # per-request tensors go whether the join succeeded or not
         await store.delete_prefix(prefix)
+    report = result["report"]
+    report["store_puts"] += store.puts
+    report["store_gets"] += store.gets
+    return result
 
 
 async def _run_master(event, invoker, store, plan_id, request_id, in_refs, t_start) -> dict:
@@ -202,6 +210,9 @@ async def _run_master(event, invoker, store, plan_id, request_id, in_refs, t_sta
         "cold_starts": sum(1 for b in billings if b["cold_start"]),
         "worker_gb_seconds": sum(b["billed_ms"] / 1000.0 * b["memory_mb"] / 1024.0
                                  for b in billings),
+        # the workers' store requests; the master adds its own once it has cleaned up
+        "store_puts": sum(s.get("store_puts", 0) for s in stages_report),
+        "store_gets": sum(s.get("store_gets", 0) for s in stages_report),
         "stages": stages_report}}
 
 
@@ -256,6 +267,8 @@ async def _fork_join(plan, graph, stage, env, invoker, store, request_id, t_stag
         "worker_load_ms": [float(b.get("load_ms", 0.0)) for b in bodies],
         "compute_ms": compute_ms, "comm_ms": max(wall_ms - compute_ms, 0.0),
         "billing": [asdict(r.billing) for r in results],
+        "store_puts": sum(int(b.get("store_puts", 0)) for b in bodies),
+        "store_gets": sum(int(b.get("store_gets", 0)) for b in bodies),
         "cold_starts": sum(1 for r in results if r.billing.cold_start)}
 
 

@@ -200,6 +200,7 @@ class BurstService:
         import torch
 
         from burst.faas.base import InvokeError
+        from burst.store.counting import CountingStore
         from burst.tensors import receive, send
 
         if self._invoker is None:
@@ -209,11 +210,12 @@ class BurstService:
         t0 = time.perf_counter()
         plan = await self.plan_for(model, workers, batch, split)
         cfg = self._configs[model]
+        store = CountingStore(self._store)  # this request's store requests, for its bill
         refs = []
         # the program's inputs and outputs come in the order of the model config's
         for i, spec in enumerate(cfg.inputs):
             tensor = torch.from_numpy(np.require(inputs[spec.name], requirements=["C", "W"]))
-            refs.append(await send(tensor, self._store, f"req/{request_id}/input{i}",
+            refs.append(await send(tensor, store, f"req/{request_id}/input{i}",
                                    limit_bytes=plan.inline_limit_bytes))
         event = {"plan_id": plan.plan_id, "request_id": request_id, "inputs": refs,
                  "platform": self.platform, "store": self.store_cfg}
@@ -222,15 +224,15 @@ class BurstService:
         except InvokeError as exc:
             raise BurstUnavailable(f"burst master failed ({exc.kind}): {exc}") from exc
         finally:
-            await self._store.delete_prefix(f"req/{request_id}/")
+            await store.delete_prefix(f"req/{request_id}/")
         body = json.loads(result.payload)
         report = body.get("report", {})
         outs = {}
         try:
             for spec, ref in zip(cfg.outputs, body["outputs"]):
-                outs[spec.name] = (await receive(ref, self._store)).numpy()
+                outs[spec.name] = (await receive(ref, store)).numpy()
         finally:
-            await self._store.delete_prefix(f"resp/{request_id}/")
+            await store.delete_prefix(f"resp/{request_id}/")
         billing = [(result.billing.billed_ms, result.billing.memory_mb)]
         cold = int(result.billing.cold_start)
         peak_mb = result.billing.max_memory_used_mb
@@ -242,5 +244,6 @@ class BurstService:
         return BurstAnswer(outputs=outs, workers=plan.workers, invocations=billing,
                            cold_starts=cold, max_memory_used_mb=peak_mb, total_ms=(time.perf_counter() - t0) * 1000.0,
                            comm_ms=float(report.get("comm_ms", 0.0)),
-                           store_puts=int(report.get("store_puts", 0)),
-                           store_gets=int(report.get("store_gets", 0)), report=report)
+                           store_puts=int(report.get("store_puts", 0)) + store.puts,
+                           store_gets=int(report.get("store_gets", 0)) + store.gets,
+                           report=report)

@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ops.loadgen import closed_loop  # noqa: E402
+from ops.loadgen import LoadResult, closed_loop  # noqa: E402
 from vmpool.codec import encode_request  # noqa: E402
 from vmpool.provisioners.local import free_port  # noqa: E402
 
@@ -62,16 +62,26 @@ def stop(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
-def measure(label: str, url: str, body: bytes, headers: dict, duration_s: float,
-            concurrencies: list[int]) -> list[dict]:
+def measure(targets: dict[str, tuple[str, bytes, dict]], duration_s: float,
+            concurrencies: list[int], rounds: int) -> list[dict]:
+    """Closed-loop load on each target, interleaved in ``rounds`` short rounds so that drift
+    (thermal, other processes) hits every target alike; latencies pooled over the rounds."""
     rows = []
     for c in concurrencies:
-        res = asyncio.run(closed_loop(url, body, headers, concurrency=c, duration_s=duration_s,
-                                      warmup_s=min(2.0, duration_s / 3)))
-        row = {"target": label, **res.summary()}
-        print(f"  {label:<10} c={c:<3} p50={row['p50_ms']:7.2f} ms  p99={row['p99_ms']:7.2f} ms  "
-              f"{row['throughput_rps']:7.1f} req/s  errors={row['errors']}", flush=True)
-        rows.append(row)
+        pooled = {name: LoadResult(c) for name in targets}
+        for _ in range(rounds):
+            for name, (url, body, headers) in targets.items():
+                res = asyncio.run(closed_loop(url, body, headers, concurrency=c,
+                                              duration_s=duration_s / rounds, warmup_s=0.5))
+                agg = pooled[name]
+                agg.latencies_ms += res.latencies_ms
+                agg.errors += res.errors
+                agg.elapsed_s += res.elapsed_s
+        for name, agg in pooled.items():
+            row = {"target": name, **agg.summary()}
+            print(f"  {name:<10} c={c:<3} p50={row['p50_ms']:7.2f} ms  p99={row['p99_ms']:7.2f} ms  "
+                  f"{row['throughput_rps']:7.1f} req/s  errors={row['errors']}", flush=True)
+            rows.append(row)
     return rows
 
 
@@ -81,6 +91,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds measured per point")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the replica")
     ap.add_argument("--max-batch", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per point")
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/gateway_overhead.json")
     args = ap.parse_args()
@@ -111,8 +122,6 @@ def main() -> int:
         procs.append(server)
         wait_http(f"http://127.0.0.1:{mport}/v2/health/ready", server)
         print(f"direct model server on :{mport} (threads={args.threads})", flush=True)
-        rows += measure("direct", f"http://127.0.0.1:{mport}/v2/models/{args.model}/infer", body,
-                        headers, args.duration, conc)
 
         (work / "gateway.toml").write_text(
             f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {gport}\n'
@@ -122,8 +131,10 @@ def main() -> int:
                         work / "gateway.log")
         procs.append(gateway)
         wait_http(f"http://127.0.0.1:{gport}/v2/health/ready", gateway)
-        rows += measure("gateway", f"http://127.0.0.1:{gport}/v2/models/{args.model}/infer", body,
-                        headers, args.duration, conc)
+        path = f"/v2/models/{args.model}/infer"
+        rows += measure({"direct": (f"http://127.0.0.1:{mport}{path}", body, headers),
+                         "gateway": (f"http://127.0.0.1:{gport}{path}", body, headers)},
+                        args.duration, conc, args.rounds)
         stop(gateway)
         stop(server)
 
@@ -144,8 +155,9 @@ def main() -> int:
                 if ray.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("ray serve did not start; see " + str(work / "ray.log"))
                 time.sleep(0.5)
-            rows += measure("ray-serve", f"http://127.0.0.1:{rport}/", x.tobytes(),
-                            {"Content-Type": "application/octet-stream"}, args.duration, conc)
+            rows += measure({"ray-serve": (f"http://127.0.0.1:{rport}/", x.tobytes(),
+                                           {"Content-Type": "application/octet-stream"})},
+                            args.duration, conc, args.rounds)
             subprocess.run([str(RAY_VENV / "bin/ray"), "stop", "--force"], capture_output=True)
     finally:
         for p in procs:
