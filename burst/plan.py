@@ -40,7 +40,7 @@ class Plan:
     stages: list[dict]
     inline_limit_bytes: int = DEFAULT_INLINE_LIMIT_BYTES
     master_function: str = "tidegate-master"
-    worker_function: str = "tidegate-worker"
+    worker_function: str = "tidegate-worker"  # worker j is the function "{worker_function}-{j}"
     plan_id: str = ""
     plan_version: int = PLAN_VERSION
     totals: dict = field(default_factory=dict)
@@ -87,6 +87,13 @@ class Plan:
         if plan.plan_id != content_hash(plan.content()):
             raise PlanError("plan_id does not match the plan's content (edited or corrupted)")
         return plan
+
+
+def worker_function_name(plan: "Plan", worker: int) -> str:
+    """Worker ``j`` always runs in its own function, so its instances keep the weight slices of
+    worker ``j`` of every stage warm (as Gillis deploys one function per partition); one generic
+    worker function would hand slices to random instances and reload them."""
+    return f"{plan.worker_function}-{worker}"
 
 
 def content_hash(content: dict) -> str:

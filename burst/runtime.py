@@ -23,7 +23,7 @@ import torch
 
 from burst.execute import run_nodes, run_worker_stage, stitch, worker_input
 from burst.graph import Graph
-from burst.plan import Plan
+from burst.plan import Plan, worker_function_name
 from burst.tensors import receive, send
 from burst.store.counting import CountingStore
 from burst.weights import (LruCache, graph_key, loads_tensors, master_key, plan_key,
@@ -234,7 +234,8 @@ async def _fork_join(plan, graph, stage, env, invoker, store, request_id, t_stag
     t0 = time.perf_counter()
     payloads = [orjson.dumps(e) for e in events]
     results = await asyncio.gather(
-        *(invoker.invoke(plan.worker_function, p) for p in payloads), return_exceptions=True)
+        *(invoker.invoke(worker_function_name(plan, j), p) for j, p in enumerate(payloads)),
+        return_exceptions=True)
     invoke_ms = _ms(t0)
     failures = [(j, r) for j, r in enumerate(results) if isinstance(r, BaseException)]
     if failures:

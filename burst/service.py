@@ -48,7 +48,7 @@ class BurstService:
     def __init__(self, repo: str | Path, *, platform: dict, store: dict, memory_mb: int = 1024,
                  master_memory_mb: int | None = None, concurrency: int = 16,
                  keep_alive_s: float = 300.0, function_timeout_s: float = 120.0,
-                 log_dir: str | Path | None = None, split: str = "auto"):
+                 log_dir: str | Path | None = None, split: str = "auto", max_workers: int = 16):
         self.repo = Path(repo)
         self.platform = dict(platform)
         self.store_cfg = dict(store)
@@ -59,6 +59,7 @@ class BurstService:
         self.function_timeout_s = function_timeout_s
         self.log_dir = Path(log_dir) if log_dir else None
         self.split = split
+        self.max_workers = max_workers
         self.master_function = f"tidegate-master-{self.master_memory_mb}mb"
         self.worker_function = f"tidegate-worker-{self.memory_mb}mb"
         self._runtime: asyncio.subprocess.Process | None = None
@@ -78,7 +79,8 @@ class BurstService:
             store.setdefault("root", str((settings.data_dir / "objects").resolve()))
         return cls(settings.repo_path, platform=b.platform, store=store, memory_mb=b.memory_mb,
                    concurrency=b.concurrency, keep_alive_s=b.keep_alive_s,
-                   function_timeout_s=b.timeout_s, log_dir=settings.data_dir / "logs")
+                   function_timeout_s=b.timeout_s, log_dir=settings.data_dir / "logs",
+                   max_workers=b.max_workers)
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -128,8 +130,9 @@ class BurstService:
 
     async def _register_local_functions(self) -> None:
         endpoint = self.platform["endpoint"]
-        functions = [(self.master_function, MASTER_HANDLER, self.master_memory_mb),
-                     (self.worker_function, WORKER_HANDLER, self.memory_mb)]
+        functions = [(self.master_function, MASTER_HANDLER, self.master_memory_mb)]
+        functions += [(f"{self.worker_function}-{j}", WORKER_HANDLER, self.memory_mb)
+                      for j in range(self.max_workers)]
         async with aiohttp.ClientSession() as session:
             for name, handler, memory_mb in functions:
                 body = {"FunctionName": name, "Handler": handler, "MemorySize": memory_mb,
@@ -205,6 +208,8 @@ class BurstService:
 
         if self._invoker is None:
             raise BurstUnavailable("the burst path is not started")
+        if not 1 <= workers <= self.max_workers:
+            raise BurstUnavailable(f"workers must be between 1 and {self.max_workers}")
         request_id = request_id or uuid.uuid4().hex
         batch = int(next(iter(inputs.values())).shape[0])
         t0 = time.perf_counter()
