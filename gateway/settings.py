@@ -31,6 +31,9 @@ class BurstSettings(BaseModel):
                            description="Function platform: local (embedded), aws_lambda, alibaba_fc.")
     store: dict = Field(default_factory=lambda: {"kind": "dir"},
                         description="Tensor transport store: dir (embedded), s3, oss.")
+    transport: Literal["auto", "inline", "store"] = Field(
+        "auto", description="How tensors travel between master and workers: inline in the "
+        "invocation payload, through the store, or auto (inline under the payload limit).")
     default_workers: int = Field(4, ge=1, le=64, description="Workers per stage when not asked.")
     max_workers: int = Field(16, ge=1, le=256, description="Largest worker count a request may ask.")
     memory_mb: int = Field(1024, ge=128, le=10240, description="Memory size per function.")
