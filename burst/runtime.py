@@ -277,15 +277,41 @@ def _set_threads() -> None:
     torch.set_num_threads(int(os.environ.get("TIDEGATE_FUNCTION_THREADS", "1")))
 
 
-def _run(coro):
+# A function instance keeps one event loop and, per platform/store config, one client across
+# invocations (as Lambda code keeps clients in globals): no new loop, connection pool or store
+# client per request. Called under a running loop (an embedding runtime) it uses fresh ones.
+_LOOP: asyncio.AbstractEventLoop | None = None
+_CLIENTS: dict[str, object] = {}
+
+
+def _handle(coro_fn):
+    """Run ``coro_fn(shared)`` to completion; ``shared`` says whether clients may be reused."""
+    global _LOOP
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
-    # called from inside an event loop (an embedding runtime): run on a fresh one
+        if _LOOP is None or _LOOP.is_closed():
+            _LOOP = asyncio.new_event_loop()
+        return _LOOP.run_until_complete(coro_fn(True))
     import concurrent.futures
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(asyncio.run, coro_fn(False)).result()
+
+
+def _client(kind: str, cfg: dict, factory, shared: bool):
+    if not shared:
+        return factory(cfg)
+    key = kind + json.dumps(cfg, sort_keys=True)
+    client = _CLIENTS.get(key)
+    if client is None:
+        client = _CLIENTS[key] = factory(cfg)
+    return client
+
+
+async def _close_unshared(shared: bool, *clients) -> None:
+    if not shared:
+        for c in clients:
+            await c.close()
 
 
 def master(event: dict, context=None) -> dict:
@@ -295,15 +321,15 @@ def master(event: dict, context=None) -> dict:
 
     _set_threads()
 
-    async def go():
-        invoker = make_invoker(event.get("platform") or {"kind": "local"})
-        store = make_store(event.get("store") or {"kind": "dir"})
+    async def go(shared: bool):
+        invoker = _client("invoker", event.get("platform") or {"kind": "local"}, make_invoker,
+                          shared)
+        store = _client("store", event.get("store") or {"kind": "dir"}, make_store, shared)
         try:
             return await run_master(event, invoker, store)
         finally:
-            await invoker.close()
-            await store.close()
-    return _run(go())
+            await _close_unshared(shared, invoker, store)
+    return _handle(go)
 
 
 def worker(event: dict, context=None) -> dict:
@@ -312,10 +338,10 @@ def worker(event: dict, context=None) -> dict:
 
     _set_threads()
 
-    async def go():
-        store = make_store(event.get("store") or {"kind": "dir"})
+    async def go(shared: bool):
+        store = _client("store", event.get("store") or {"kind": "dir"}, make_store, shared)
         try:
             return await run_worker(event, store)
         finally:
-            await store.close()
-    return _run(go())
+            await _close_unshared(shared, store)
+    return _handle(go)
