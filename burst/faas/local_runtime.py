@@ -9,7 +9,6 @@ timeout and an enforced memory size, and a billing record per invocation at 1 ms
 from __future__ import annotations
 
 import asyncio
-import base64
 import math
 import os
 import socket
@@ -20,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -534,7 +533,9 @@ class LocalFunctionRuntime:
     async def start(self) -> str:
         """Serve on (host, port); port 0 picks a free one. Returns the endpoint URL."""
         app = web.Application(client_max_size=self.max_payload_bytes + (1 << 20))
-        _add_routes(app, self)
+        from burst.faas.lambda_api import add_routes
+
+        add_routes(app, self)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -583,130 +584,3 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[dict, bytes]:
     meta_len, body_len = _HEADER.unpack(await reader.readexactly(_HEADER.size))
     meta = orjson.loads(await reader.readexactly(meta_len))
     return meta, await reader.readexactly(body_len)
-
-
-# ---- HTTP: Lambda's REST API, translated to calls on the runtime -------------------------------
-def _error_response(exc: RuntimeApiError) -> web.Response:
-    headers = {"x-amzn-ErrorType": exc.error_type, "x-amzn-RequestId": str(uuid.uuid4())}
-    if exc.status == 429:
-        headers["Retry-After"] = "1"
-    return web.Response(status=exc.status, body=orjson.dumps(exc.body()), headers=headers,
-                        content_type="application/json")
-
-
-def _json(data, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
-
-
-def _add_routes(app: web.Application, runtime: LocalFunctionRuntime) -> None:
-    @web.middleware
-    async def api_errors(request, handler):
-        try:
-            return await handler(request)
-        except RuntimeApiError as exc:
-            return _error_response(exc)
-        except ValueError as exc:
-            return _error_response(RuntimeApiError(400, "InvalidParameterValueException",
-                                                   str(exc)))
-
-    app.middlewares.append(api_errors)
-
-    async def invoke(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        runtime._state(name)  # 404 before reading a body
-        if (request.content_length or 0) > runtime.max_payload_bytes:
-            raise RuntimeApiError(413, "RequestEntityTooLargeException",
-                                  f"Request must be smaller than {runtime.max_payload_bytes} "
-                                  f"bytes for the InvokeFunction operation")
-        try:
-            payload = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise RuntimeApiError(413, "RequestEntityTooLargeException",
-                                  f"Request must be smaller than {runtime.max_payload_bytes} "
-                                  f"bytes for the InvokeFunction operation") from None
-        kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
-        if kind == "DryRun":
-            return web.Response(status=204)
-        if kind == "Event":
-            runtime._admit_event(name, payload)
-            return web.Response(status=202)
-        if kind != "RequestResponse":
-            raise RuntimeApiError(400, "InvalidParameterValueException",
-                                  f"unsupported X-Amz-Invocation-Type {kind!r}")
-        result = await runtime.invoke(name, payload)
-        headers = {"X-Amz-Executed-Version": "$LATEST",
-                   "x-amzn-RequestId": result.billing.request_id}
-        if result.error_type is not None:
-            headers["X-Amz-Function-Error"] = "Unhandled"
-        if request.headers.get("X-Amz-Log-Type") == "Tail":
-            tail = result.log_tail.encode()[-LOG_TAIL_BYTES:]
-            headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode()
-        return web.Response(status=200, body=result.payload, headers=headers,
-                            content_type="application/json")
-
-    async def create(request: web.Request) -> web.Response:
-        try:
-            body = orjson.loads(await request.read())
-            spec = FunctionSpec(
-                name=body["FunctionName"], handler=body["Handler"],
-                memory_mb=int(body.get("MemorySize", 128)),
-                timeout_s=float(body.get("Timeout", 3)),
-                environment=dict((body.get("Environment") or {}).get("Variables") or {}))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RuntimeApiError(400, "InvalidParameterValueException",
-                                  f"bad CreateFunction request: {exc!r}") from None
-        if spec.name in runtime._functions:
-            raise RuntimeApiError(409, "ResourceConflictException",
-                                  f"Function already exist: {spec.name}")
-        runtime.add_function(spec)
-        return _json(spec.configuration(), status=201)
-
-    async def get_function(request: web.Request) -> web.Response:
-        spec = runtime.get_function(request.match_info["name"])
-        data = {"Configuration": spec.configuration(), "Code": {"RepositoryType": "Local"}}
-        if spec.reserved_concurrency is not None:
-            data["Concurrency"] = {"ReservedConcurrentExecutions": spec.reserved_concurrency}
-        return _json(data)
-
-    async def list_functions(request: web.Request) -> web.Response:
-        return _json({"Functions": [s.configuration() for s in runtime.functions()]})
-
-    async def delete(request: web.Request) -> web.Response:
-        await runtime.remove_function(request.match_info["name"])
-        return web.Response(status=204)
-
-    async def put_concurrency(request: web.Request) -> web.Response:
-        try:
-            reserved = int(orjson.loads(await request.read())["ReservedConcurrentExecutions"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise RuntimeApiError(400, "InvalidParameterValueException",
-                                  f"bad PutFunctionConcurrency request: {exc!r}") from None
-        runtime.set_reserved_concurrency(request.match_info["name"], reserved)
-        return _json({"ReservedConcurrentExecutions": reserved})
-
-    async def prewarm(request: web.Request) -> web.Response:
-        try:
-            count = int(request.query.get("count", "1"))
-        except ValueError:
-            raise RuntimeApiError(400, "InvalidParameterValueException",
-                                  "count must be an integer") from None
-        started = await runtime.prewarm(request.match_info["name"], count)
-        return _json({"started": started})
-
-    async def billing(request: web.Request) -> web.Response:
-        return _json([asdict(r) for r in runtime.billing(request.query.get("function"))])
-
-    async def health(request: web.Request) -> web.Response:
-        return _json({"status": "ok", "functions": len(runtime._functions),
-                      "in_flight": runtime._in_flight})
-
-    app.router.add_post(f"{_API}/functions/{{name}}/invocations", invoke)
-    app.router.add_post(f"{_API}/functions/{{name}}/prewarm", prewarm)
-    app.router.add_post(f"{_API}/functions", create)
-    app.router.add_get(f"{_API}/functions", list_functions)
-    app.router.add_get(f"{_API}/functions/", list_functions)
-    app.router.add_get(f"{_API}/functions/{{name}}", get_function)
-    app.router.add_delete(f"{_API}/functions/{{name}}", delete)
-    app.router.add_put("/2017-10-31/functions/{name}/concurrency", put_concurrency)
-    app.router.add_get(f"{_API}/billing", billing)
-    app.router.add_get("/health", health)
