@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from vmpool.artifact import load_artifact
+from vmpool.artifact import ArtifactError, load_artifact
 
 MASTER_HANDLER = "burst.runtime:master"
 WORKER_HANDLER = "burst.runtime:worker"
@@ -219,8 +219,11 @@ class BurstService:
         import torch
 
         from burst.faas.base import InvokeError
+        from burst.graph import GraphError
+        from burst.plan import PlanError
+        from burst.store.base import StoreError
         from burst.store.counting import CountingStore
-        from burst.tensors import receive, send
+        from burst.tensors import TransportError, receive, send
 
         if self._invoker is None:
             raise BurstUnavailable("the burst path is not started")
@@ -229,7 +232,10 @@ class BurstService:
         request_id = request_id or uuid.uuid4().hex
         batch = int(next(iter(inputs.values())).shape[0])
         t0 = time.perf_counter()
-        plan = await self.plan_for(model, workers, batch, split)
+        try:
+            plan = await self.plan_for(model, workers, batch, split)
+        except (PlanError, GraphError, ArtifactError) as exc:
+            raise BurstUnavailable(f"model {model} cannot run on the burst path: {exc}") from exc
         cfg = self._configs[model]
         store = CountingStore(self._store)  # this request's store requests, for its bill
         refs = []
@@ -246,12 +252,14 @@ class BurstService:
             raise BurstUnavailable(f"burst master failed ({exc.kind}): {exc}") from exc
         finally:
             await store.delete_prefix(f"req/{request_id}/")
-        body = json.loads(result.payload)
-        report = body.get("report", {})
         outs = {}
         try:
+            body = json.loads(result.payload)
+            report = body.get("report", {})
             for spec, ref in zip(cfg.outputs, body["outputs"]):
                 outs[spec.name] = (await receive(ref, store)).numpy()
+        except (ValueError, KeyError, TypeError, TransportError, StoreError) as exc:
+            raise BurstUnavailable(f"burst master returned a malformed result: {exc}") from exc
         finally:
             await store.delete_prefix(f"resp/{request_id}/")
         billing = [(result.billing.billed_ms, result.billing.memory_mb)]
