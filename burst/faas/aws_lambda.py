@@ -10,7 +10,7 @@ import asyncio
 
 import aioboto3
 from aiobotocore.config import AioConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError
 from tenacity import (AsyncRetrying, retry_if_exception, stop_after_attempt,
                       wait_random_exponential)
 
@@ -24,6 +24,14 @@ _CONFIG_KEYS = {"kind", "region", "endpoint_url", "aws_access_key_id", "aws_secr
 
 def _is_throttle(exc: BaseException) -> bool:
     return isinstance(exc, InvokeError) and exc.kind == "Throttled"
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    """Throttling, or a pooled keep-alive connection that turned out closed (seen under CPU load
+    after a throttle backoff). Tidegate's handlers are idempotent (outputs go to per-request
+    keys), so sending the invocation again is safe; other transport errors are not retried."""
+    return _is_throttle(exc) or (isinstance(exc, InvokeError) and exc.kind == "Transport"
+                                 and isinstance(exc.__cause__, ConnectionClosedError))
 
 
 class LambdaInvoker:
@@ -72,7 +80,7 @@ class LambdaInvoker:
 
     async def invoke(self, function: str, payload: bytes) -> InvokeResult:
         retrying = AsyncRetrying(
-            retry=retry_if_exception(_is_throttle),
+            retry=retry_if_exception(_is_retryable),
             stop=stop_after_attempt(self.throttle_retries + 1),
             wait=wait_random_exponential(multiplier=0.05, max=self.throttle_backoff_max_s),
             reraise=True)

@@ -86,7 +86,7 @@ async def test_error_mapping_is_the_same_for_both_invokers(invokers, function, p
 
 async def test_throttling_is_retried_until_capacity_frees(runtime):
     aws = LambdaInvoker(endpoint_url=runtime.endpoint, aws_access_key_id="a",
-                        aws_secret_access_key="b", throttle_retries=8,
+                        aws_secret_access_key="b", throttle_retries=30,
                         throttle_backoff_max_s=0.3)
     no_retry = LambdaInvoker(endpoint_url=runtime.endpoint, aws_access_key_id="a",
                              aws_secret_access_key="b", throttle_retries=0)
