@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -21,6 +22,8 @@ import aiohttp
 import numpy as np
 
 from vmpool.artifact import ArtifactError, load_artifact
+
+log = logging.getLogger("tidegate.burst")
 
 MASTER_HANDLER = "burst.runtime:master"
 WORKER_HANDLER = "burst.runtime:worker"
@@ -176,12 +179,33 @@ class BurstService:
             if key in self._plans:
                 return self._plans[key]
             plan = await asyncio.to_thread(self._make_plan, model, workers, batch, split)
-            from burst.weights import prepare_plan
-
-            await prepare_plan(load_artifact(self.repo, model), plan, self._store,
-                               graph=self._graphs[model])
+            # loading the program and slicing weights takes seconds of CPU: off the event loop
+            await asyncio.to_thread(self._prepare_blocking, model, plan)
             self._plans[key] = plan
             return plan
+
+    def _prepare_blocking(self, model: str, plan) -> None:
+        from burst.store.factory import make_store
+        from burst.weights import prepare_plan
+
+        async def go():
+            store = make_store(self.store_cfg)  # clients are loop-bound: one for this thread
+            try:
+                await prepare_plan(load_artifact(self.repo, model), plan, store,
+                                   graph=self._graphs[model])
+            finally:
+                await store.close()
+        asyncio.run(go())
+
+    async def prepare(self, models: list[str], workers: int, batch: int = 1) -> None:
+        """Make and store the default plans ahead of traffic (graph building and weight slicing
+        take seconds that the first burst request should not wait for). Failures are logged:
+        such a model's burst requests will report them."""
+        for model in models:
+            try:
+                await self.plan_for(model, workers, batch)
+            except Exception as exc:  # noqa: BLE001 - a model that cannot be planned still serves on VMs
+                log.warning("no burst plan for %s at %d workers: %s", model, workers, exc)
 
     def _make_plan(self, model: str, workers: int, batch: int, split: str):
         from burst.graph import build_graph

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -73,8 +74,12 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
             from burst.service import BurstService
 
             burst_backend = BurstService.from_settings(settings)
+        prepare = None
         if burst_backend is not None:
             await burst_backend.start()
+            if hasattr(burst_backend, "prepare"):
+                prepare = asyncio.get_running_loop().create_task(
+                    burst_backend.prepare(list(models), settings.burst.default_workers))
         policy = make_policy(settings.routing_policy, **(
             {"spill_outstanding_per_replica": settings.spill_outstanding_per_replica}
             if settings.routing_policy == "threshold" else {}))
@@ -88,6 +93,8 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
         try:
             yield
         finally:
+            if prepare is not None:
+                prepare.cancel()
             if burst_backend is not None:
                 await burst_backend.close()
             await pool.close()

@@ -167,4 +167,7 @@ def run(args) -> int:
             runner.run(main())
     except OSError as exc:
         raise CliError(str(exc)) from None
-    return 0 if server.started else 1
+    if server.started:
+        print("stopped: in-flight requests answered, replicas and functions shut down", flush=True)
+        return 0
+    return 1
