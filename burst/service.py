@@ -104,20 +104,20 @@ class BurstService:
         from vmpool.provisioners.local import free_port
 
         port = free_port()
-        log = None
+        log_file = None
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log = open(self.log_dir / "function-runtime.log", "ab")
+            log_file = open(self.log_dir / "function-runtime.log", "ab")
         root = Path(__file__).resolve().parents[1]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]))
         self._runtime = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ops", "function-runtime", "--port", str(port),
             "--concurrency", str(self.concurrency), "--keep-alive-s", str(self.keep_alive_s),
-            stdout=log or asyncio.subprocess.DEVNULL, stderr=log or asyncio.subprocess.DEVNULL,
-            env=env, start_new_session=True)
-        if log:
-            log.close()
+            stdout=log_file or asyncio.subprocess.DEVNULL,
+            stderr=log_file or asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
+        if log_file:
+            log_file.close()
         endpoint = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         async with aiohttp.ClientSession() as session:

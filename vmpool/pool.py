@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ import numpy as np
 
 from .client import ReplicaClient, ReplicaError
 from .provisioners.base import Provisioner, ReplicaInfo, ReplicaState
+
+log = logging.getLogger("tidegate.pool")
 
 
 @dataclass
@@ -104,19 +107,33 @@ class ReplicaPool:
 
     async def _health_loop(self) -> None:
         timeout = aiohttp.ClientTimeout(total=max(self.health_interval_s, 0.5))
+        backoff_s, retry_at, failures_seen = self.health_interval_s, 0.0, 0
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 await asyncio.sleep(self.health_interval_s)
                 for r in [r for r in self.provisioner.replicas() if r.state == ReplicaState.READY]:
-                    healthy = await _probe(session, r.url)
-                    if healthy:
+                    if await _probe(session, r.url):
                         self._unhealthy.discard(r.id)
+                        continue
+                    self._unhealthy.add(r.id)
+                    mark = getattr(self.provisioner, "mark_failed", None)
+                    if mark and not await _probe(session, r.url + "/v2/health/live", raw=True):
+                        log.warning("replica %s (%s) is gone; replacing it", r.id, r.url)
+                        mark(r.id)
+                # Keep the desired count; a replica that keeps failing to boot is retried with
+                # exponential backoff instead of in a tight crash loop.
+                live = sum(r.state in (ReplicaState.BOOTING, ReplicaState.READY)
+                           for r in self.provisioner.replicas())
+                failures = getattr(self.provisioner, "boot_failures", 0)
+                now = time.monotonic()
+                if live < self.desired and now >= retry_at:
+                    if failures > failures_seen:
+                        log.warning("a replica failed to boot; retrying in %.0f s", backoff_s)
+                        backoff_s = min(backoff_s * 2, 60.0)
                     else:
-                        self._unhealthy.add(r.id)
-                        mark = getattr(self.provisioner, "mark_failed", None)
-                        if mark and not await _probe(session, r.url + "/v2/health/live", raw=True):
-                            mark(r.id)  # the process is gone: replace it
-                            await self.provisioner.scale_to(self.desired)
+                        backoff_s = self.health_interval_s
+                    failures_seen, retry_at = failures, now + backoff_s
+                    await self.provisioner.scale_to(self.desired)
 
     async def close(self) -> None:
         if self._health_task:

@@ -71,3 +71,23 @@ async def test_power_of_two_choices_prefers_the_less_loaded_replica():
     pool._outstanding = {"static-1": 5, "static-2": 0}
     assert {pool._choose(set()).id for _ in range(20)} == {"static-2"}
     assert pool._choose({"static-2"}).id == "static-1"
+
+
+@pytest.mark.slow
+async def test_a_replica_that_cannot_boot_is_retried_with_backoff(tmp_path):
+    empty = tmp_path / "empty-repo"
+    empty.mkdir()  # the model server exits at once: no models
+    prov = LocalProvisioner(empty, log_dir=tmp_path)
+    pool = ReplicaPool(prov, health_interval_s=0.2)
+    try:
+        await pool.start(1)
+        await _wait(lambda: prov.boot_failures >= 2, 60)
+        t0, before = time.monotonic(), prov.boot_failures
+        await asyncio.sleep(3.0)
+        # a tight loop would fail every ~1.5 s (process start); the backoff spaces retries out
+        assert prov.boot_failures - before <= 2
+        assert pool.ready() == []
+        assert "no models" in (tmp_path / "local-1.log").read_text()
+    finally:
+        await pool.close()
+    assert prov.replicas() == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import signal
 import socket
@@ -14,6 +15,8 @@ from pathlib import Path
 import aiohttp
 
 from .base import ReplicaInfo, ReplicaState
+
+log = logging.getLogger("tidegate.provisioner")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -51,6 +54,7 @@ class LocalProvisioner:
         self.extra_args = list(extra_args or [])
         self._replicas: dict[str, _Replica] = {}
         self._ids = itertools.count(1)
+        self.boot_failures = 0  # replicas that never became ready (the pool backs off on these)
 
     def replicas(self) -> list[ReplicaInfo]:
         return [r.info for r in self._replicas.values()]
@@ -89,21 +93,25 @@ class LocalProvisioner:
                     *self.extra_args]
             for m in self.models or []:
                 args += ["--model", m]
-            log = None
+            log_file = None
             if self.log_dir:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
-                log = open(self.log_dir / f"{replica.info.id}.log", "ab")
+                log_file = open(self.log_dir / f"{replica.info.id}.log", "ab")
             env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
             replica.process = await asyncio.create_subprocess_exec(
-                *args, stdout=log or asyncio.subprocess.DEVNULL,
-                stderr=log or asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
-            if log:
-                log.close()
+                *args, stdout=log_file or asyncio.subprocess.DEVNULL,
+                stderr=log_file or asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
+            if log_file:
+                log_file.close()
             if await self._wait_ready(replica):
                 replica.info.state = ReplicaState.READY
             else:
                 replica.info.state = ReplicaState.FAILED
+                self.boot_failures += 1
+                log.warning("replica %s failed to become ready (log: %s)", replica.info.id,
+                            self.log_dir / f"{replica.info.id}.log" if self.log_dir else "none")
                 await self._kill(replica)
+                self._replicas.pop(replica.info.id, None)
         except asyncio.CancelledError:
             await self._kill(replica)
             raise
