@@ -334,8 +334,11 @@ class LocalFunctionRuntime:
         elapsed_ms = (time.perf_counter() - t0) * 1000.0
         init_ms = inst.init_ms if cold else 0.0
         if outcome == "ok":
-            logs += meta.get("logs", "")
             peak_mb = math.ceil(_status_kb(inst.proc.pid)[1] / 1024)
+            if peak_mb > spec.memory_mb:
+                outcome = "oom"  # over its size between two polls: Lambda would have killed it
+        if outcome == "ok":
+            logs += meta.get("logs", "")
             inst.last_used = time.monotonic()
             if self._closing or self._functions.get(spec.name) is not state:
                 await self._stop_instance(inst)  # stopped or deleted meanwhile
