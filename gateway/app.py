@@ -194,6 +194,8 @@ class InferEndpoint:
         except TidegateError as exc:
             status, body = exc.status, protocol.error_body(exc.message)
             out_headers = {"content-type": "application/json", **exc.headers}
+            if status == 413:  # the rest of the oversized body may still be on its way
+                out_headers["connection"] = "close"
         except protocol.ClientGone:
             return
         except Exception as exc:  # never a bare 500 page: log it, answer in the protocol's shape

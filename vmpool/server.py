@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from vmpool.artifact import ArtifactError, ModelConfig, list_models, load_artifact
+from vmpool.artifact import DATATYPES, ArtifactError, ModelConfig, list_models, load_artifact
 from vmpool.batching import Batcher, BatcherClosed, InferenceError
 from vmpool.codec import (HEADER_LENGTH, CodecError, decode_request, encode_error,
                           encode_response, parse_header_length, validate_inputs)
@@ -168,10 +168,7 @@ def _warm_up(module, cfg: ModelConfig, torch) -> None:
     args = []
     for spec in cfg.inputs:
         shape = [1 if d == -1 else d for d in spec.shape]
-        dtype = getattr(torch, {"FP16": "float16", "FP32": "float32", "FP64": "float64",
-                                "BF16": "bfloat16", "BOOL": "bool", "UINT8": "uint8",
-                                "INT8": "int8", "INT16": "int16", "INT32": "int32",
-                                "INT64": "int64"}[spec.datatype])
+        dtype = getattr(torch, DATATYPES[spec.datatype])
         args.append(torch.zeros(shape, dtype=dtype))
     try:
         with torch.inference_mode():
