@@ -103,6 +103,18 @@ async def _announce_ready(url: str) -> None:
                 pass
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Fail in one line before exporting models or booting replicas for nothing."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def _server_class():
     import contextlib
     import signal
@@ -142,6 +154,7 @@ def run(args) -> int:
     tune_allocator()
     _GatewayServer = _server_class()
     settings = _settings(args)
+    _check_port_free(settings.host, settings.port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     models = _ensure_models(settings)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")

@@ -75,3 +75,17 @@ def test_serve_rejects_a_bad_setting(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ops", "serve", "--config", str(cfg)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "invalid setting" in proc.stderr, proc.stderr
+
+
+def test_serve_refuses_a_port_in_use_before_doing_anything(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "ops", "serve", "--data-dir",
+                               str(tmp_path / "d"), "--port", str(port)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "cannot listen on" in proc.stderr, proc.stderr
+    assert not (tmp_path / "d" / "models").exists()  # no demo export for a server that cannot start
