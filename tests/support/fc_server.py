@@ -25,11 +25,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import pytest
+
+from tests.support.loopback import LoopbackHTTPServer
 
 API_VERSION = "2023-03-30"
 MAX_CLOCK_SKEW_S = 15 * 60
@@ -49,11 +51,6 @@ def expected_signature(secret: str, method: str, path: str, query: list[tuple[st
                            hashlib.sha256(body).hexdigest()])
     to_sign = "ACS3-HMAC-SHA256\n" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     return hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 256  # a burst of concurrent connects must not overflow the listen backlog
-    daemon_threads = True
 
 
 class FunctionFailed(Exception):
@@ -78,7 +75,7 @@ class FCError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class FCServer:
+class FCServer(LoopbackHTTPServer):
     """Threaded loopback FC. ``credentials`` maps AccessKeyId -> AccessKeySecret."""
 
     def __init__(self, credentials: dict[str, str]):
@@ -88,22 +85,7 @@ class FCServer:
         self.requests: list[dict] = []  # method, path, query, headers of every request seen
         self.lock = threading.Lock()
         self._nonces: set[str] = set()
-        self._httpd = _Server(("127.0.0.1", 0), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "FCServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._listen(_make_handler(self))
 
     # -- request processing (called from handler threads) ------------------------------------
     def authenticate(self, method: str, path: str, query: list[tuple[str, str]],

@@ -20,13 +20,15 @@ import threading
 import time
 import uuid
 from email.utils import formatdate, parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 import crcmod
 import pytest
+
+from tests.support.loopback import LoopbackHTTPServer
 
 # Sub-resources that take part in CanonicalizedResource (from the V1 signature page; the subset
 # this server can see plus the common ones).
@@ -68,11 +70,6 @@ def v1_signature(secret: str, string_to_sign: str) -> str:
     return base64.b64encode(mac.digest()).decode()
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 256  # a burst of concurrent connects must not overflow the listen backlog
-    daemon_threads = True
-
-
 class _Object:
     __slots__ = ("data", "etag", "mtime", "content_type", "crc")
 
@@ -84,7 +81,7 @@ class _Object:
         self.crc = crc64_ecma(data)
 
 
-class OSSServer:
+class OSSServer(LoopbackHTTPServer):
     """Threaded loopback OSS. ``credentials`` maps AccessKeyId -> AccessKeySecret."""
 
     def __init__(self, credentials: dict[str, str], buckets: tuple[str, ...] = ("tidegate",)):
@@ -92,22 +89,7 @@ class OSSServer:
         self.buckets: dict[str, dict[str, _Object]] = {b: {} for b in buckets}
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []  # (method, path?query) seen, for wire assertions
-        self._httpd = _Server(("127.0.0.1", 0), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "OSSServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._listen(_make_handler(self))
 
 
 class OSSRequestError(Exception):
