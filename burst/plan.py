@@ -19,7 +19,14 @@ DEFAULT_INLINE_LIMIT_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload lim
 # auto mode: below these a stage is not worth a fork-join round trip
 MIN_SPATIAL_POSITIONS = 64
 MIN_SPLIT_MACS = 2_000_000
-MIN_OUTPUT_WEIGHT_BYTES = 1 << 20
+# auto mode, output split: fully connected layers from 1 MB of weights (that is where a model's
+# memory sits, and their inputs are small vectors); a conv only where its weights crowd one
+# function's memory or its compute outweighs a fork-join round (a few ms here, 10-20 ms on
+# Lambda). Measured: ResNet-18's 7x7 layer4 convs (116 M MACs, 2-9 MB each) split 4 ways cost
+# more in invocations than they save (4 workers: 110 ms -> see ops/bench/burst_scaling.py).
+MIN_LINEAR_SPLIT_WEIGHT_BYTES = 1 << 20
+OUTPUT_SPLIT_MEMORY_SHARE = 1 / 16
+MIN_OUTPUT_SPLIT_MACS = 200_000_000
 
 
 class PlanError(Exception):
@@ -142,14 +149,21 @@ def _group(kind: str, names: list[str], graph: Graph, src: str | None = None,
             "macs": sum(n.macs for n in nodes), "weight_bytes": sum(n.weight_bytes for n in nodes)}
 
 
-def _output_groups(graph: Graph, names: list[str], users: dict, heavy_only: bool) -> list[dict]:
+def _worth_output_split(node, memory_mb: int) -> bool:
+    if node.op.startswith("aten.linear"):
+        return node.weight_bytes >= MIN_LINEAR_SPLIT_WEIGHT_BYTES
+    return (node.weight_bytes >= memory_mb * (1 << 20) * OUTPUT_SPLIT_MEMORY_SHARE
+            or node.macs >= MIN_OUTPUT_SPLIT_MACS)
+
+
+def _output_groups(graph: Graph, names: list[str], users: dict, heavy_only: bool,
+                   memory_mb: int) -> list[dict]:
     """Node runs: output-split heads (conv/linear) with their trailing per-channel ops."""
     out: list[dict] = []
     i = 0
     while i < len(names):
         node = graph.node(names[i])
-        if output_head(graph, node) and (not heavy_only
-                                         or node.weight_bytes >= MIN_OUTPUT_WEIGHT_BYTES):
+        if output_head(graph, node) and (not heavy_only or _worth_output_split(node, memory_mb)):
             chain = [node.name]
             while (i + 1 < len(names) and users.get(chain[-1], 0) == 1
                    and chain[-1] not in graph.outputs
@@ -164,14 +178,16 @@ def _output_groups(graph: Graph, names: list[str], users: dict, heavy_only: bool
     return out
 
 
-def _groups(graph: Graph, bl: list[Block], split: str, workers: int) -> list[dict]:
+def _groups(graph: Graph, bl: list[Block], split: str, workers: int,
+            memory_mb: int) -> list[dict]:
     """Stage groups in order; consecutive serial groups merged."""
     users = _users(graph)
     groups: list[dict] = []
     pending: list[str] = []  # nodes left to output-split or run serially
 
     def flush():
-        for g in _output_groups(graph, pending, users, heavy_only=(split == "auto")):
+        for g in _output_groups(graph, pending, users, heavy_only=(split == "auto"),
+                                memory_mb=memory_mb):
             _append(groups, g)
         pending.clear()
     i = 0
@@ -228,7 +244,7 @@ def make_plan(graph: Graph, *, workers: int, split: str = "auto", memory_mb: int
     if split == "none":
         groups = [_group("serial", [n.name for n in graph.nodes], graph)]
     else:
-        groups = _groups(graph, blocks(graph), split, workers)
+        groups = _groups(graph, blocks(graph), split, workers, memory_mb)
     for g in groups:
         kind = g["kind"]
         st: dict = {"index": len(stages), "split": kind, "nodes": g["names"],
