@@ -22,8 +22,8 @@ MIN_SPLIT_MACS = 2_000_000
 # auto mode, output split: fully connected layers from 1 MB of weights (that is where a model's
 # memory sits, and their inputs are small vectors); a conv only where its weights crowd one
 # function's memory or its compute outweighs a fork-join round (a few ms here, 10-20 ms on
-# Lambda). Measured: ResNet-18's 7x7 layer4 convs (116 M MACs, 2-9 MB each) split 4 ways cost
-# more in invocations than they save (4 workers: 110 ms -> see ops/bench/burst_scaling.py).
+# Lambda). Measured with ops/bench/burst_scaling.py: leaving ResNet-18's 7x7 layer4 convs
+# (116 M MACs, 2-9 MB each) on the master took 4 workers from 110 to 86 ms warm.
 MIN_LINEAR_SPLIT_WEIGHT_BYTES = 1 << 20
 OUTPUT_SPLIT_MEMORY_SHARE = 1 / 16
 MIN_OUTPUT_SPLIT_MACS = 200_000_000
