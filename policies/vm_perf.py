@@ -1,0 +1,76 @@
+"""VM-path latency prediction: queueing plus batching, from the observed batch-time curve.
+
+A replica serves one batch at a time, up to ``max_batch_size`` rows, waiting up to
+``max_queue_delay_ms`` for a fuller batch when idle. A request that finds ``q`` rows queued on its
+replica waits for ``q // B`` full batches, then rides in a batch with the remaining ``q % B`` rows.
+The tail (the SLO's percentile) scales that by the spread observed on the VM path.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .state import ModelStats, VmState
+
+DEFAULT_BATCH_MS = 50.0  # before anything was observed: a mid-sized CNN on one VM core
+DEFAULT_TAIL_FACTOR = 1.25
+MAX_TAIL_FACTOR = 3.0
+MIN_TAIL_SAMPLES = 20
+
+
+def batch_service_ms(curve: tuple[tuple[int, float], ...], batch_size: int) -> float:
+    """Service time of one batch of ``batch_size`` rows: interpolated on the observed curve,
+    extrapolated linearly past its ends (one point: half fixed cost, half per row)."""
+    if not curve:
+        return DEFAULT_BATCH_MS
+    if len(curve) == 1:
+        b0, s0 = curve[0]
+        return s0 * (0.5 + 0.5 * batch_size / b0)
+    for (b0, s0), (b1, s1) in zip(curve, curve[1:]):
+        if batch_size <= b1:
+            break
+    slope = (s1 - s0) / (b1 - b0)
+    return max(s0 + slope * (batch_size - b0), 0.1)
+
+
+def replica_capacity_per_s(stats: ModelStats, max_batch_size: int) -> float:
+    """Rows per second one replica serves at full batches."""
+    return max_batch_size / batch_service_ms(stats.vm_service_ms_by_batch, max_batch_size) * 1e3
+
+
+def _queued_rows(vm: VmState) -> float:
+    """Rows ahead of a new request on the replica power-of-two choices would pick."""
+    per = sorted(vm.outstanding_per_replica)
+    if len(per) >= 2:
+        return per[len(per) // 4] if len(per) > 3 else per[0] * 0.75 + per[1] * 0.25
+    if per:
+        return per[0]
+    return vm.outstanding / max(vm.ready_replicas, 1)
+
+
+def tail_factor(stats: ModelStats, quantile: float) -> float:
+    obs = stats.vm_latency
+    if obs is None or obs.count < MIN_TAIL_SAMPLES or obs.p50_ms <= 0:
+        return 1.0 + (DEFAULT_TAIL_FACTOR - 1.0) * min(max((quantile - 0.5) / 0.49, 0.0), 1.0)
+    return min(max(obs.at(quantile) / obs.p50_ms, 1.0), MAX_TAIL_FACTOR)
+
+
+def predict_vm_ms(vm: VmState, stats: ModelStats, batch_size: int, quantile: float = 0.99) -> float:
+    """Predicted VM-path latency at ``quantile``; ``inf`` when no replica is ready or booting."""
+    if vm.ready_replicas == 0:
+        if vm.booting_replicas == 0:
+            return math.inf
+        # waits for the first replica; the queue that built up meanwhile is split over them
+        wait_ms = vm.boot_remaining_s * 1000.0
+        queued = vm.outstanding / vm.booting_replicas
+    else:
+        wait_ms = 0.0
+        queued = _queued_rows(vm)
+    cap = max(vm.max_batch_size, 1)
+    curve = stats.vm_service_ms_by_batch
+    full_batches = int(queued // cap)
+    own_rows = min(int(queued % cap) + batch_size, cap)
+    service_ms = full_batches * batch_service_ms(curve, cap) + batch_service_ms(curve, own_rows)
+    if queued == 0:
+        service_ms += vm.max_queue_delay_ms  # an idle replica waits briefly for company
+    return wait_ms + service_ms * tail_factor(stats, quantile)

@@ -1,0 +1,104 @@
+"""SLO-aware routing and the VM-path latency prediction, on hand-built snapshots."""
+
+import math
+
+import pytest
+
+from policies.routing import Reason, Route, SloAware, make_policy, predict_burst_ms
+from policies.state import BurstState, LatencyQuantiles, LiveState, ModelStats, RouteRequest, VmState
+from policies.vm_perf import batch_service_ms, predict_vm_ms, replica_capacity_per_s
+
+CURVE = ((1, 20.0), (8, 48.0))  # 20 ms alone, 48 ms for a batch of 8
+
+
+def stats(**kw):
+    return ModelStats(vm_service_ms_by_batch=CURVE, **kw)
+
+
+def live(ready=1, booting=0, per_replica=(0,), burst=True, warm=None, free=None,
+         boot_remaining_s=0.0, model=None, in_flight=0):
+    vm = VmState(ready, booting, sum(per_replica), max_batch_size=8,
+                 outstanding_per_replica=tuple(per_replica), boot_remaining_s=boot_remaining_s,
+                 max_queue_delay_ms=2.0)
+    return LiveState(0.0, vm, burst, BurstState(in_flight=in_flight, warm_instances=warm,
+                                                free_concurrency=free, cold_start_ms=1000.0),
+                     {"m": model or stats(burst_predicted_ms=150.0)})
+
+
+def req(slo_ms=200.0, **kw):
+    return RouteRequest(tenant="t", model="m", batch_size=1, slo_ms=slo_ms, **kw)
+
+
+def test_batch_curve_interpolates_and_extrapolates():
+    assert batch_service_ms(CURVE, 1) == 20.0
+    assert batch_service_ms(CURVE, 8) == 48.0
+    assert batch_service_ms(CURVE, 15) == pytest.approx(76.0)
+    assert replica_capacity_per_s(stats(), 8) == pytest.approx(8 / 0.048)
+
+
+def test_vm_prediction_grows_with_the_queue_and_counts_the_boot_wait():
+    idle = predict_vm_ms(live().vm, stats(), 1, 0.5)
+    assert idle == pytest.approx(22.0)  # one row plus the batching delay
+    deep = predict_vm_ms(live(per_replica=(20,)).vm, stats(), 1, 0.5)
+    assert deep == pytest.approx(2 * 48.0 + batch_service_ms(CURVE, 5))
+    assert predict_vm_ms(live(ready=0, booting=0, per_replica=()).vm, stats(), 1) == math.inf
+    booting = predict_vm_ms(live(ready=0, booting=1, per_replica=(), boot_remaining_s=3).vm,
+                            stats(), 1, 0.5)
+    assert 3000 < booting < 3100
+
+
+def test_observed_spread_sets_the_tail():
+    spread = stats(vm_latency=LatencyQuantiles(p50_ms=20, p90_ms=40, p99_ms=60, count=100))
+    assert predict_vm_ms(live().vm, spread, 1, 0.99) == pytest.approx(22.0 * 3.0)
+    assert predict_vm_ms(live().vm, spread, 1, 0.5) == pytest.approx(22.0)
+
+
+def test_cheapest_path_meeting_the_slo_is_the_vm_when_it_has_room():
+    d = SloAware().route(req(), live(warm=10))
+    assert (d.route, d.reason) == (Route.VM, Reason.VM_MEETS_SLO)
+    assert d.predicted_ms == pytest.approx(22.0 * 1.25)
+
+
+def test_spills_to_functions_when_the_vm_queue_would_miss_the_slo():
+    d = SloAware().route(req(), live(per_replica=(40, 40), warm=10))
+    assert (d.route, d.reason) == (Route.BURST, Reason.BURST_MEETS_SLO)
+    assert d.predicted_ms == 150.0  # warm instances: no cold start added
+
+
+def test_cold_functions_that_miss_the_slo_lose_to_the_faster_vm():
+    d = SloAware().route(req(), live(per_replica=(40, 40), warm=0))
+    assert (d.route, d.reason) == (Route.VM, Reason.FASTEST_VM)
+    d = SloAware().route(req(), live(per_replica=(400, 400), warm=0))
+    assert (d.route, d.reason) == (Route.BURST, Reason.FASTEST_BURST)
+
+
+def test_during_a_boot_requests_wait_for_the_replica_if_that_is_faster():
+    state = live(ready=0, booting=1, per_replica=(), boot_remaining_s=0.5, warm=0)
+    d = SloAware().route(req(slo_ms=100), state)
+    assert (d.route, d.reason) == (Route.VM, Reason.VM_BOOTING)
+    state = live(ready=0, booting=1, per_replica=(), boot_remaining_s=30, warm=0)
+    assert SloAware().route(req(slo_ms=100), state).route == Route.BURST
+
+
+def test_reject_only_when_no_path_can_serve():
+    state = live(ready=0, booting=0, per_replica=(), free=2)  # 5 instances needed, 2 free
+    d = SloAware().route(req(), state)
+    assert (d.route, d.reason) == (Route.REJECT, Reason.NO_PATH)
+    assert d.retry_after_s >= 1 and "no path" in d.message
+    no_burst = live(ready=0, booting=0, per_replica=(), burst=False)
+    assert SloAware().route(req(), no_burst).reason == Reason.NO_VM_READY
+    assert SloAware().route(req(), live(per_replica=(400,), free=0)).route == Route.VM
+
+
+def test_burst_prediction_without_a_plan_uses_observed_latencies():
+    observed = ModelStats(burst_latency=LatencyQuantiles(100, 200, 300, count=50))
+    assert predict_burst_ms(BurstState(), observed, 4, 0.99) == 300
+    assert predict_burst_ms(BurstState(), ModelStats(), 4) > 1000  # unknown: assume cold
+
+
+def test_forced_routes_and_names():
+    assert make_policy("slo-aware").name == "slo-aware"
+    d = SloAware().route(req(forced_route="vm"), live(ready=0, booting=1, per_replica=()))
+    assert (d.route, d.reason) == (Route.VM, Reason.VM_BOOTING)
+    with pytest.raises(ValueError, match="bad parameters"):
+        make_policy("threshold", nope=1)
