@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from burst.faas.config import LocalPlatform, PlatformSettings
+from burst.store.config import DirStore, StoreSettings
 
-class VmSettings(BaseModel):
+ENV_PREFIX = "TIDEGATE_"
+
+
+class Section(BaseModel):
+    """Base of every settings table: an unknown key is an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class VmSettings(Section):
     provisioner: Literal["local", "static"] = Field(
         "local", description="local: model servers as subprocesses; static: the fixed `urls`.")
     urls: list[str] = Field(default_factory=list, description="static: model-server base URLs.")
@@ -25,12 +37,14 @@ class VmSettings(BaseModel):
     max_queue_delay_ms: float | None = Field(None, ge=0, description="Override batching delay.")
 
 
-class BurstSettings(BaseModel):
+class BurstSettings(Section):
     enabled: bool = Field(True, description="Allow the serverless (burst) path.")
-    platform: dict = Field(default_factory=lambda: {"kind": "local"},
-                           description="Function platform: local (embedded), aws_lambda, alibaba_fc.")
-    store: dict = Field(default_factory=lambda: {"kind": "dir"},
-                        description="Tensor transport store: dir (embedded), s3, oss.")
+    platform: PlatformSettings = Field(
+        default_factory=LocalPlatform,
+        description="Function platform, by `kind`: local (embedded), aws_lambda, alibaba_fc.")
+    store: StoreSettings = Field(
+        default_factory=DirStore,
+        description="Tensor transport store, by `kind`: dir (embedded), s3, oss, memory.")
     transport: Literal["auto", "inline", "store"] = Field(
         "auto", description="How tensors travel between master and workers: inline in the "
         "invocation payload, through the store, or auto (inline under the payload limit).")
@@ -38,13 +52,13 @@ class BurstSettings(BaseModel):
     max_workers: int = Field(16, ge=1, le=256, description="Largest worker count a request may ask.")
     memory_mb: int = Field(1024, ge=128, le=10240, description="Memory size per function.")
     concurrency: int = Field(16, ge=1, description="Local runtime: concurrent instances cap.")
-    keep_alive_s: float = Field(300.0, ge=0, description="Local runtime: idle instance keep-alive.")
+    keep_alive_s: float = Field(300.0, gt=0, description="Local runtime: idle instance keep-alive.")
     timeout_s: float = Field(120.0, gt=0, description="Timeout of one burst request.")
 
 
-class TenantSettings(BaseModel):
-    name: str
-    api_keys: list[str] = Field(default_factory=list)
+class TenantSettings(Section):
+    name: str = Field(description="Tenant name (ledger, metrics, reports).")
+    api_keys: list[str] = Field(default_factory=list, description="API keys of this tenant.")
     rate_per_s: float = Field(0.0, ge=0, description="Token-bucket refill rate; 0 = unlimited.")
     burst: int = Field(0, ge=0, description="Token-bucket size; 0 = max(1, rate_per_s).")
     daily_quota: int | None = Field(None, ge=0, description="Requests per UTC day; none = unlimited.")
@@ -98,6 +112,7 @@ class Settings(BaseSettings):
         if path is not None:
             text = Path(path).read_text()
             data = tomllib.loads(text)
+        check_environment(cls, os.environ)
         env_settings = cls()  # environment only
         env_set = env_settings.model_dump(exclude_unset=True)
         merged = _deep_merge(data, env_set)
@@ -113,3 +128,71 @@ def _deep_merge(base: dict, top: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+class UnknownSetting(ValueError):
+    """A ``TIDEGATE_*`` environment variable that names no setting."""
+
+
+def check_environment(model: type[BaseModel], environ) -> None:
+    """Refuse a misspelt ``TIDEGATE_*`` variable (pydantic-settings would ignore it silently)."""
+    for key in environ:
+        if not key.upper().startswith(ENV_PREFIX):
+            continue
+        parts = key[len(ENV_PREFIX):].lower().split("__")
+        current: type[BaseModel] | None = model
+        for depth, part in enumerate(parts):
+            fields = current.model_fields if current is not None else {}
+            if part not in fields:
+                known = [ENV_PREFIX + "__".join([*parts[:depth], name]).upper() for name in fields]
+                guess = difflib.get_close_matches(key.upper(), known, n=1)
+                hint = f" (did you mean {guess[0]}?)" if guess else ""
+                raise UnknownSetting(f"unknown environment variable {key}{hint}")
+            annotation = fields[part].annotation
+            current = annotation if isinstance(annotation, type) and issubclass(
+                annotation, BaseModel) else None
+            if current is None:
+                break  # a leaf, a list or a union: pydantic validates the value itself
+
+
+def describe_error(exc: Exception, model: type[BaseModel] | None = None) -> str:
+    """One line a person can act on, from a pydantic ``ValidationError`` (first problem)."""
+    errors = getattr(exc, "errors", None)
+    if errors is None:
+        return str(exc)
+    first = errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    if first["type"] == "extra_forbidden":
+        where = ".".join(loc)
+        known = _known_keys(model or Settings, loc[:-1])
+        guess = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f" (did you mean {guess[0]}?)" if guess else (
+            f" (known: {', '.join(known)})" if known else "")
+        return f"unknown setting {where}{hint}"
+    if first["type"] == "union_tag_invalid":
+        ctx = first.get("ctx", {})
+        return (f"invalid setting {'.'.join(loc)}: kind {ctx.get('tag')!r} is not one of "
+                f"{ctx.get('expected_tags')}")
+    return f"invalid setting {'.'.join(loc)}: {first['msg']}"
+
+
+def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
+    """Field names of the table at ``path`` (list indexes and union tags walked through)."""
+    annotation: object = model
+    for part in path:
+        members = [a for a in getattr(annotation, "__args__", ()) if _is_model(a)]
+        if part.isdigit() and getattr(annotation, "__args__", None):
+            annotation = annotation.__args__[0]  # list[X] -> X
+            continue
+        if members:  # a union: the next part is a member's tag
+            annotation = next((m for m in members if part in str(m.model_fields["kind"].annotation)),
+                              None)
+            continue
+        if not _is_model(annotation) or part not in annotation.model_fields:
+            return []
+        annotation = annotation.model_fields[part].annotation
+    return list(annotation.model_fields) if _is_model(annotation) else []
+
+
+def _is_model(annotation) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)

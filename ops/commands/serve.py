@@ -26,23 +26,32 @@ def add_arguments(p) -> None:
 
 
 def _settings(args):
-    from gateway.settings import Settings
+    from gateway.settings import Settings, UnknownSetting, describe_error
 
     overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir,
                  "repo": args.repo}
+    if args.replicas is not None:  # validated with the rest, not patched in afterwards
+        overrides["vm"] = {"replicas": args.replicas}
     try:
-        settings = Settings.load(args.config, **overrides)
-        if args.replicas is not None:
-            settings.vm.replicas = args.replicas
+        return Settings.load(args.config, **overrides)
     except FileNotFoundError:
         raise CliError(f"config file not found: {args.config}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise CliError(f"invalid setting {where}: {first['msg']}") from None
+    except (ValidationError, UnknownSetting) as exc:
+        raise CliError(describe_error(exc)) from None
     except Exception as exc:  # TOML syntax errors and the like
-        raise CliError(f"cannot read settings: {exc}") from None
-    return settings
+        raise CliError(f"cannot read settings {args.config}: {exc}") from None
+
+
+def _prepare_data_dir(settings) -> None:
+    """Create the data directory, or say in one line why it cannot be used."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        probe = settings.data_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CliError(f"cannot use data directory {settings.data_dir}: "
+                       f"{exc.strerror or exc}") from None
 
 
 def _ensure_models(settings) -> list[str]:
@@ -77,7 +86,7 @@ def _banner(settings, models: list[str]) -> str:
     return "\n".join([
         f"Tidegate gateway on {url}  (models: {', '.join(models)}; data: {settings.data_dir})",
         f"  VM replicas: {settings.vm.replicas}; burst path: "
-        f"{'on (' + settings.burst.platform.get('kind', '?') + ')' if settings.burst.enabled else 'off'}",
+        f"{'on (' + settings.burst.platform.kind + ')' if settings.burst.enabled else 'off'}",
         "  Try:",
         f"    curl -s {url}/v2/models/{cfg.name}",
         f"    python -c \"import json,sys,urllib.request as u; b=json.dumps({{'inputs':[{{'name':"
@@ -88,15 +97,17 @@ def _banner(settings, models: list[str]) -> str:
     ])
 
 
-async def _announce_ready(url: str) -> None:
+async def _announce_ready(url: str, banner: str) -> None:
+    """Print the banner and "ready" only once the gateway answers ready (start-up succeeded)."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.25)
             try:
                 async with session.get(url + "/v2/health/ready") as resp:
                     if resp.status == 200:
+                        print(banner, flush=True)
                         print(f"ready: {url}", flush=True)
                         return
             except aiohttp.ClientError:
@@ -155,10 +166,12 @@ def run(args) -> int:
     _GatewayServer = _server_class()
     settings = _settings(args)
     _check_port_free(settings.host, settings.port)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _prepare_data_dir(settings)
     models = _ensure_models(settings)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    print(_banner(settings, models), flush=True)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"starting: {len(models)} model(s), {settings.vm.replicas} VM replica(s) ...", flush=True)
+    banner = _banner(settings, models)
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",
                             http="httptools", access_log=False, log_level=args.log_level,
@@ -167,7 +180,7 @@ def run(args) -> int:
 
     async def main() -> None:
         tune_gc()
-        ready = asyncio.create_task(_announce_ready(f"http://{settings.host}:{settings.port}"))
+        ready = asyncio.create_task(_announce_ready(url, banner))
         try:
             await server.serve()
         finally:
@@ -183,4 +196,4 @@ def run(args) -> int:
     if server.started:
         print("stopped: in-flight requests answered, replicas and functions shut down", flush=True)
         return 0
-    return 1
+    raise CliError(f"the gateway did not start (see the log above; data: {settings.data_dir})")

@@ -1,0 +1,60 @@
+"""Typed tensor-store settings: one model per ``kind`` (a pydantic discriminated union).
+
+``make_store`` still takes plain dicts; the gateway's settings validate ``[burst.store]`` with
+these models first, so a typo is one clear error at start.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Store(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def as_config(self) -> dict:
+        """The plain dict ``burst.store.factory.make_store`` takes (unset optionals left out)."""
+        return self.model_dump(exclude_none=True)
+
+
+class DirStore(_Store):
+    kind: Literal["dir"] = Field("dir", description="A local directory (the embedded default).")
+    root: str | None = Field(None, description="Directory of the objects; default "
+                             "DATA_DIR/objects.")
+
+
+class MemoryStore(_Store):
+    kind: Literal["memory"] = Field(description="In-process memory (tests, one process only).")
+
+
+class S3Store(_Store):
+    kind: Literal["s3"] = Field(description="Amazon S3 or an S3-compatible server, via aioboto3.")
+    bucket: str = Field(description="Bucket holding intermediate tensors.")
+    prefix: str = Field("", description="Key prefix inside the bucket.")
+    region: str = Field("us-east-1", description="Bucket region.")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, testing).")
+    aws_access_key_id: str | None = Field(None, description="Access key; default: the usual "
+                                          "AWS credential chain.")
+    aws_secret_access_key: str | None = Field(None, description="Secret key for the access key.")
+    max_pool_connections: int | None = Field(None, ge=1, description="HTTP connections to S3.")
+    max_attempts: int | None = Field(None, ge=1, description="Attempts per S3 call (retries).")
+    connect_timeout_s: float | None = Field(None, gt=0, description="Connect timeout.")
+    read_timeout_s: float | None = Field(None, gt=0, description="Read timeout.")
+
+
+class OssStore(_Store):
+    kind: Literal["oss"] = Field(description="Alibaba Cloud OSS via oss2.")
+    bucket: str = Field(description="Bucket holding intermediate tensors.")
+    endpoint: str = Field(description="OSS endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com.")
+    access_key_id: str = Field(description="AccessKey ID.")
+    access_key_secret: str = Field(description="AccessKey secret.")
+    prefix: str = Field("", description="Key prefix inside the bucket.")
+    security_token: str | None = Field(None, description="STS token for temporary credentials.")
+    max_threads: int | None = Field(None, ge=1, description="Threads for blocking oss2 calls.")
+    connect_timeout_s: float | None = Field(None, gt=0, description="Connect timeout.")
+
+
+StoreSettings = Annotated[Union[DirStore, MemoryStore, S3Store, OssStore],
+                          Field(discriminator="kind")]
