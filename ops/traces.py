@@ -1,0 +1,386 @@
+"""Request-arrival traces: readers for the public formats, synthetic generators, a mapping rule.
+
+A ``Trace`` is arrival times in seconds from its start (sorted float64) plus, per request, the
+model and tenant it belongs to (small int codes into ``models`` / ``tenants``). Everything is a
+numpy array so 10 M requests load and simulate in seconds.
+
+Formats (``read_trace(path, fmt="auto")``):
+- ``azure2019``: Azure Functions 2019, ``HashOwner,HashApp,HashFunction,Trigger,1..1440``
+  (invocations per minute); arrivals spread within each minute as a seeded Poisson process.
+- ``azure2021``: Azure Functions 2021, ``app,func,end_timestamp,duration`` (one row per call,
+  arrival = end - duration).
+- ``azure-llm``: Azure LLM inference 2023, ``TIMESTAMP,ContextTokens,GeneratedTokens``.
+- ``mooncake``: JSON lines with ``timestamp`` in milliseconds.
+- ``per-second``: no header, ``sec,...,count`` (InferAll packaging: first column the second,
+  last column the count; missing seconds are zero).
+- ``gaps``: one inter-arrival gap in seconds per line.
+- ``csv``: ``timestamp_s,model[,tenant]`` with or without a header.
+Synthetic traces are named ``synth:KIND[:key=value,...]`` (see ``synthetic``).
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ops import trace_synth
+
+FORMATS = ("azure2019", "azure2021", "azure-llm", "mooncake", "per-second", "gaps", "csv")
+DEFAULT_MODEL = "resnet18"
+DEFAULT_TENANT = "default"
+
+
+class TraceError(ValueError):
+    """A trace that cannot be read: says which file, line and what was expected."""
+
+
+@dataclass(frozen=True)
+class MapRule:
+    """Requests whose function key (``owner/app/function`` or ``app/func``) matches ``match``
+    (a glob) belong to ``model`` and ``tenant``. The first matching rule wins."""
+
+    match: str
+    model: str | None = None
+    tenant: str | None = None
+
+
+@dataclass(frozen=True)
+class TraceMapping:
+    default_model: str = DEFAULT_MODEL
+    default_tenant: str = DEFAULT_TENANT
+    rules: tuple[MapRule, ...] = ()
+
+    def resolve(self, key: str) -> tuple[str, str]:
+        for rule in self.rules:
+            if fnmatch.fnmatchcase(key, rule.match):
+                return rule.model or self.default_model, rule.tenant or self.default_tenant
+        return self.default_model, self.default_tenant
+
+    @classmethod
+    def from_config(cls, table: dict | None, model: str | None = None) -> "TraceMapping":
+        """From the ``[trace]`` table of a config file: ``default_model``, ``default_tenant`` and
+        ``[[trace.map]]`` rules with ``match``, ``model``, ``tenant``."""
+        table = dict(table or {})
+        unknown = set(table) - {"default_model", "default_tenant", "map", "format", "seed"}
+        if unknown:
+            raise TraceError(f"unknown [trace] keys: {', '.join(sorted(unknown))}")
+        rules = []
+        for i, r in enumerate(table.get("map", [])):
+            if not isinstance(r, dict) or "match" not in r or set(r) - {"match", "model", "tenant"}:
+                raise TraceError(f"[[trace.map]] rule {i + 1} needs 'match' and may have only "
+                                 "'model' and 'tenant'")
+            rules.append(MapRule(str(r["match"]), r.get("model"), r.get("tenant")))
+        return cls(default_model=model or table.get("default_model", DEFAULT_MODEL),
+                   default_tenant=table.get("default_tenant", DEFAULT_TENANT), rules=tuple(rules))
+
+
+@dataclass(frozen=True)
+class Trace:
+    name: str
+    arrivals_s: np.ndarray  # float64, sorted, from 0
+    model_idx: np.ndarray  # int32 into models
+    tenant_idx: np.ndarray  # int32 into tenants
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    tenants: tuple[str, ...] = (DEFAULT_TENANT,)
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __len__(self) -> int:
+        return int(self.arrivals_s.size)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.arrivals_s[-1]) if len(self) else 0.0
+
+    def counts(self, bin_s: float = 1.0) -> np.ndarray:
+        """Requests per bin (a histogram over the trace's span)."""
+        nbins = int(np.floor(self.duration_s / bin_s)) + 1
+        return np.bincount((self.arrivals_s // bin_s).astype(np.int64), minlength=nbins)
+
+    def only_model(self, model: str) -> "Trace":
+        if model not in self.models:
+            raise TraceError(f"trace {self.name} has no requests for model {model!r} "
+                             f"(models: {', '.join(self.models)})")
+        keep = self.model_idx == self.models.index(model)
+        return _build(self.name, self.arrivals_s[keep], [model] * int(keep.sum()),
+                      [self.tenants[i] for i in self.tenant_idx[keep]], rebase=False)
+
+    def with_model(self, model: str) -> "Trace":
+        """The same arrivals, all for ``model``."""
+        return Trace(self.name, self.arrivals_s, np.zeros(len(self), np.int32), self.tenant_idx,
+                     (model,), self.tenants)
+
+    def window(self, start_s: float, end_s: float) -> "Trace":
+        lo, hi = np.searchsorted(self.arrivals_s, [start_s, end_s])
+        return Trace(self.name, self.arrivals_s[lo:hi] - start_s, self.model_idx[lo:hi],
+                     self.tenant_idx[lo:hi], self.models, self.tenants)
+
+    def scaled(self, rate_factor: float = 1.0, speedup: float = 1.0, seed: int = 0) -> "Trace":
+        """Thin (factor < 1) or replicate with jitter (factor > 1) arrivals; compress time."""
+        rng = np.random.default_rng(seed)
+        t, m, tn = self.arrivals_s, self.model_idx, self.tenant_idx
+        if rate_factor != 1.0:
+            whole, frac = int(rate_factor), rate_factor - int(rate_factor)
+            reps = np.full(len(self), whole) + (rng.random(len(self)) < frac)
+            t, m, tn = np.repeat(t, reps), np.repeat(m, reps), np.repeat(tn, reps)
+            t = t + rng.uniform(0, 1e-3, t.size) * (np.arange(t.size) > 0)
+            order = np.argsort(t, kind="stable")
+            t, m, tn = t[order], m[order], tn[order]
+        return Trace(self.name, t / speedup, m, tn, self.models, self.tenants)
+
+
+def _build(name: str, arrivals_s, models: list[str] | np.ndarray, tenants, *,
+           rebase: bool = True) -> Trace:
+    t = np.asarray(arrivals_s, dtype=np.float64)
+    if t.size == 0:
+        raise TraceError(f"{name}: the trace has no requests")
+    if not np.all(np.isfinite(t)):
+        raise TraceError(f"{name}: a timestamp is not a finite number")
+    order = np.argsort(t, kind="stable")
+    t = t[order]
+    if rebase:
+        t = t - t[0]
+    model_names, model_idx = np.unique(np.asarray(models, dtype=object).astype(str),
+                                       return_inverse=True)
+    tenant_names, tenant_idx = np.unique(np.asarray(tenants, dtype=object).astype(str),
+                                         return_inverse=True)
+    return Trace(name, t, model_idx[order].astype(np.int32), tenant_idx[order].astype(np.int32),
+                 tuple(model_names), tuple(tenant_names))
+
+
+def _uniform_trace(name: str, arrivals_s: np.ndarray, mapping: TraceMapping) -> Trace:
+    model, tenant = mapping.resolve("")
+    t = np.sort(np.asarray(arrivals_s, dtype=np.float64))
+    if t.size == 0:
+        raise TraceError(f"{name}: the trace has no requests")
+    return Trace(name, t - t[0], np.zeros(t.size, np.int32), np.zeros(t.size, np.int32),
+                 (model,), (tenant,))
+
+
+def spread_counts(counts: np.ndarray, bin_s: float, rng: np.random.Generator,
+                  offset_s: float = 0.0) -> np.ndarray:
+    """Arrivals for ``counts[i]`` requests in bin i: uniform in the bin, i.e. a Poisson process
+    conditioned on the bin's count. Unsorted."""
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = offset_s + np.arange(counts.size, dtype=np.float64) * bin_s
+    return np.repeat(starts, counts) + rng.random(int(counts.sum())) * bin_s
+
+
+def detect_format(path: Path) -> str:
+    with open(path, "r", errors="replace") as f:
+        first = f.readline().strip()
+    low = first.lower().replace(" ", "")
+    if first.startswith("{"):
+        return "mooncake"
+    if low.startswith("hashowner,hashapp,hashfunction"):
+        return "azure2019"
+    if low.startswith("app,func,end_timestamp"):
+        return "azure2021"
+    if low.startswith("timestamp,contexttokens"):
+        return "azure-llm"
+    if low.startswith("timestamp_s"):
+        return "csv"
+    cells = first.split(",")
+    if len(cells) == 1:
+        return "gaps"
+    if len(cells) >= 3 and all(_is_number(c) for c in cells):
+        return "per-second"
+    if len(cells) in (2, 3) and _is_number(cells[0]):
+        return "csv"
+    raise TraceError(f"{path}: cannot tell the trace format from its first line {first[:80]!r}; "
+                     f"pass the format explicitly (one of {', '.join(FORMATS)})")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def read_trace(source: str | Path, fmt: str = "auto", mapping: TraceMapping | None = None,
+               seed: int = 0) -> Trace:
+    """Read a trace file (or build a ``synth:...`` trace). Raises ``TraceError`` on bad input."""
+    mapping = mapping or TraceMapping()
+    text = str(source)
+    if text.startswith("synth:"):
+        arrivals = trace_synth.from_spec(text[len("synth:"):], seed=seed)
+        return _uniform_trace(text, arrivals, mapping)
+    path = Path(source)
+    if not path.is_file():
+        raise TraceError(f"trace file {path} does not exist")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    readers = {"azure2019": _read_azure2019, "azure2021": _read_azure2021,
+               "azure-llm": _read_azure_llm, "mooncake": _read_mooncake,
+               "per-second": _read_per_second, "gaps": _read_gaps, "csv": _read_csv}
+    if fmt not in readers:
+        raise TraceError(f"unknown trace format {fmt!r}; known: {', '.join(FORMATS)}")
+    return readers[fmt](path, mapping, np.random.default_rng(seed))
+
+
+def _rows(path: Path):
+    with open(path, newline="") as f:
+        yield from enumerate(csv.reader(f), start=1)
+
+
+def _read_azure2019(path: Path, mapping: TraceMapping, rng) -> Trace:
+    keys, counts = [], []
+    for lineno, row in _rows(path):
+        if lineno == 1:
+            if len(row) < 5 or row[4] != "1":
+                raise TraceError(f"{path}:1: expected header HashOwner,HashApp,HashFunction,"
+                                 "Trigger,1..1440")
+            minutes = len(row) - 4
+            continue
+        if len(row) != minutes + 4:
+            raise TraceError(f"{path}:{lineno}: expected {minutes + 4} columns, got {len(row)}")
+        try:
+            counts.append(np.array(row[4:], dtype=np.int64))
+        except ValueError:
+            raise TraceError(f"{path}:{lineno}: per-minute counts must be integers") from None
+        keys.append(f"{row[0]}/{row[1]}/{row[2]}")
+    if not keys:
+        raise TraceError(f"{path}: no function rows")
+    if any((c < 0).any() for c in counts):
+        raise TraceError(f"{path}: a per-minute count is negative")
+    times, models, tenants = [], [], []
+    for key, c in zip(keys, counts):
+        t = spread_counts(c, 60.0, rng)
+        model, tenant = mapping.resolve(key)
+        times.append(t)
+        models.append(np.full(t.size, model, dtype=object))
+        tenants.append(np.full(t.size, tenant, dtype=object))
+    return _build(path.name, np.concatenate(times), np.concatenate(models),
+                  np.concatenate(tenants), rebase=False)
+
+
+def _read_azure2021(path: Path, mapping: TraceMapping, rng) -> Trace:
+    starts, keys = [], []
+    for lineno, row in _rows(path):
+        if lineno == 1:
+            if [c.strip() for c in row[:4]] != ["app", "func", "end_timestamp", "duration"]:
+                raise TraceError(f"{path}:1: expected header app,func,end_timestamp,duration")
+            continue
+        if len(row) < 4:
+            raise TraceError(f"{path}:{lineno}: expected app,func,end_timestamp,duration")
+        try:
+            starts.append(float(row[2]) - float(row[3]))
+        except ValueError:
+            raise TraceError(f"{path}:{lineno}: end_timestamp and duration must be "
+                             "numbers") from None
+        keys.append(f"{row[0]}/{row[1]}")
+    return _mapped(path, starts, keys, mapping)
+
+
+def _mapped(path: Path, starts: list[float], keys: list[str], mapping: TraceMapping) -> Trace:
+    if not starts:
+        raise TraceError(f"{path}: no requests")
+    resolved = {k: mapping.resolve(k) for k in set(keys)}
+    models = [resolved[k][0] for k in keys]
+    tenants = [resolved[k][1] for k in keys]
+    return _build(path.name, starts, models, tenants)
+
+
+def _read_azure_llm(path: Path, mapping: TraceMapping, rng) -> Trace:
+    stamps = []
+    for lineno, row in _rows(path):
+        if lineno == 1:
+            if not row or row[0].strip().upper() != "TIMESTAMP":
+                raise TraceError(f"{path}:1: expected header TIMESTAMP,ContextTokens,"
+                                 "GeneratedTokens")
+            continue
+        if not row:
+            continue
+        stamps.append(row[0].strip())
+    try:
+        t = np.array(stamps, dtype="datetime64[us]")
+    except ValueError as exc:
+        raise TraceError(f"{path}: a TIMESTAMP is not a date-time: {exc}") from None
+    if t.size == 0:
+        raise TraceError(f"{path}: no requests")
+    return _uniform_trace(path.name, (t - t.min()).astype(np.int64) / 1e6, mapping)
+
+
+def _read_mooncake(path: Path, mapping: TraceMapping, rng) -> Trace:
+    ms = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                ms.append(float(json.loads(line)["timestamp"]))
+            except (ValueError, KeyError, TypeError):
+                raise TraceError(f"{path}:{lineno}: expected a JSON object with a numeric "
+                                 "'timestamp' (ms)") from None
+    if not ms:
+        raise TraceError(f"{path}: no requests")
+    return _uniform_trace(path.name, np.array(ms) / 1000.0, mapping)
+
+
+def _numeric(path: Path, min_cols: int) -> np.ndarray:
+    try:
+        data = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+    except ValueError as exc:
+        raise TraceError(f"{path}: expected numbers only: {exc}") from None
+    if data.shape[0] == 0 or data.shape[1] < min_cols:
+        raise TraceError(f"{path}: expected at least {min_cols} numeric columns per line")
+    return data
+
+
+def _read_per_second(path: Path, mapping: TraceMapping, rng) -> Trace:
+    data = _numeric(path, 2)
+    sec, count = data[:, 0].astype(np.int64), data[:, -1]
+    if (count < 0).any() or (sec < 0).any() or (count != np.round(count)).any():
+        raise TraceError(f"{path}: seconds and counts must be non-negative integers")
+    counts = np.bincount(sec - sec.min(), weights=count).astype(np.int64)
+    return _uniform_trace(path.name, spread_counts(counts, 1.0, rng), mapping)
+
+
+def _read_gaps(path: Path, mapping: TraceMapping, rng) -> Trace:
+    gaps = _numeric(path, 1)[:, 0]
+    if (gaps < 0).any():
+        raise TraceError(f"{path}: an inter-arrival gap is negative")
+    return _uniform_trace(path.name, np.cumsum(gaps), mapping)
+
+
+def _read_csv(path: Path, mapping: TraceMapping, rng) -> Trace:
+    times, models, tenants = [], [], []
+    for lineno, row in _rows(path):
+        if not row or (lineno == 1 and row[0].strip() == "timestamp_s"):
+            continue
+        if len(row) not in (2, 3):
+            raise TraceError(f"{path}:{lineno}: expected timestamp_s,model[,tenant]")
+        try:
+            times.append(float(row[0]))
+        except ValueError:
+            raise TraceError(f"{path}:{lineno}: timestamp_s {row[0]!r} is not a number") from None
+        models.append(row[1].strip() or mapping.default_model)
+        tenants.append(row[2].strip() if len(row) == 3 and row[2].strip()
+                       else mapping.default_tenant)
+    if not times:
+        raise TraceError(f"{path}: no requests")
+    return _build(path.name, times, models, tenants, rebase=False)
+
+
+def write_csv(trace: Trace, out: str | Path) -> None:
+    """Write ``timestamp_s,model,tenant`` (the plain format every command reads)."""
+    buf = io.StringIO()
+    buf.write("timestamp_s,model,tenant\n")
+    for t, m, tn in zip(trace.arrivals_s, trace.model_idx, trace.tenant_idx):
+        buf.write(f"{t:.6f},{trace.models[m]},{trace.tenants[tn]}\n")
+    Path(out).write_text(buf.getvalue())
+
+
+def describe(trace: Trace) -> dict:
+    per_s = trace.counts(1.0)
+    mean = len(trace) / max(trace.duration_s, 1.0)
+    return {"name": trace.name, "requests": len(trace), "duration_s": round(trace.duration_s, 3),
+            "mean_rps": round(mean, 3), "peak_rps_1s": int(per_s.max()),
+            "peak_to_mean": round(float(per_s.max()) / mean, 2) if mean else 0.0,
+            "models": list(trace.models), "tenants": list(trace.tenants)}
