@@ -8,6 +8,7 @@ the dynamic batching knobs. It is plain TOML so a person can read and edit it.
 from __future__ import annotations
 
 import re
+import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 PROGRAM_FILE = "model.pt2"
 CONFIG_FILE = "config.toml"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# one torch.export.load at a time per process (see Artifact.load_program)
+_LOAD_LOCK = threading.Lock()
 
 # Open Inference Protocol datatype <-> torch dtype name.
 DATATYPES = {
@@ -136,10 +139,13 @@ class Artifact:
         return self.directory / PROGRAM_FILE
 
     def load_program(self):
-        """The ``torch.export.ExportedProgram`` (weights included)."""
+        """The ``torch.export.ExportedProgram`` (weights included). Safe from any thread."""
         import torch
 
-        return torch.export.load(str(self.program_path))
+        # torch.export.load keeps its deserializer in a global: two loads at once in one
+        # process fail with "_CURRENT_DESERIALIZER is already set" (issue 7)
+        with _LOAD_LOCK:
+            return torch.export.load(str(self.program_path))
 
     def load_module(self):
         """A callable ``torch.nn.Module`` in eval mode."""
