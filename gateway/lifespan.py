@@ -1,0 +1,129 @@
+"""Start-up and shutdown of a gateway app: models, ledger, replica pool, burst backend, dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+
+from policies.costs import PriceTable
+from policies.routing import make_policy
+from vmpool.artifact import ArtifactError, ModelConfig, list_models, load_artifact
+from vmpool.pool import ReplicaPool
+from vmpool.provisioners.local import LocalProvisioner
+from vmpool.provisioners.static import StaticProvisioner
+
+from .dispatch import Dispatcher
+from .ledger import Ledger
+from .settings import Settings
+from .state import GatewayState
+
+log = logging.getLogger("tidegate.gateway")
+
+
+def load_models(settings: Settings) -> dict[str, ModelConfig]:
+    models = {}
+    for name in list_models(settings.repo_path):
+        try:
+            models[name] = load_artifact(settings.repo_path, name).config
+        except ArtifactError as exc:
+            log.warning("skipping model %s: %s", name, exc)
+    return models
+
+
+def make_lifespan(state: GatewayState, *, provisioner=None, burst=None,
+                  prices: PriceTable | None = None
+                  ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: ``start`` everything on enter, ``stop`` it all on exit."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await start(state, provisioner=provisioner, burst=burst, prices=prices)
+            yield
+        finally:
+            await stop(state)
+
+    return lifespan
+
+
+async def start(state: GatewayState, *, provisioner=None, burst=None,
+                prices: PriceTable | None = None) -> None:
+    settings = state.settings
+    models = load_models(settings)
+    ledger = Ledger(settings.data_dir / "ledger.sqlite")
+    for name, spent in ledger.spent_by_tenant().items():
+        tenant = state.tenants.get(name)
+        if tenant:
+            tenant.spent_usd = spent or 0.0
+    await ledger.start()
+    state.ledger = ledger
+    prov = provisioner or make_provisioner(settings)
+    pool = ReplicaPool(prov, health_interval_s=settings.vm.health_interval_s)
+    state.pool = pool
+    await pool.start(settings.vm.replicas if models else 0)
+    burst_backend = burst
+    if burst_backend is None and settings.burst.enabled and models:
+        from burst.service import BurstService
+
+        burst_backend = BurstService.from_settings(settings)
+    if burst_backend is not None:
+        await burst_backend.start()
+        state.burst = burst_backend
+        if hasattr(burst_backend, "prepare"):
+            state.tasks.append(asyncio.get_running_loop().create_task(
+                burst_backend.prepare(list(models), settings.burst.default_workers)))
+    policy = make_policy(settings.routing_policy, **(
+        {"spill_outstanding_per_replica": settings.spill_outstanding_per_replica}
+        if settings.routing_policy == "threshold" else {}))
+    state.dispatcher = Dispatcher(
+        models=models, tenants=state.tenants, pool=pool, burst=burst_backend, policy=policy,
+        ledger=ledger, metrics=state.metrics, prices=prices or PriceTable(),
+        vm_timeout_s=settings.vm.request_timeout_s,
+        burst_timeout_s=settings.burst.timeout_s,
+        default_workers=settings.burst.default_workers,
+        max_workers=settings.burst.max_workers)
+
+
+async def stop(state: GatewayState) -> None:
+    """Undo ``start`` in reverse order; safe after a partial start."""
+    state.dispatcher = None
+    for task in state.tasks:
+        task.cancel()
+    for task in state.tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("background task failed")
+    state.tasks.clear()
+    if state.burst is not None:
+        await state.burst.close()
+        state.burst = None
+    if state.pool is not None:
+        await state.pool.close()
+        state.pool = None
+    if state.ledger is not None:
+        await state.ledger.close()
+        state.ledger = None
+
+
+def make_provisioner(settings: Settings):
+    if settings.vm.provisioner == "static":
+        return StaticProvisioner(settings.vm.urls)
+    return LocalProvisioner(settings.repo_path, threads=settings.replica_threads,
+                            boot_delay_s=settings.vm.boot_delay_s,
+                            log_dir=settings.data_dir / "logs", extra_args=_batching_args(settings))
+
+
+def _batching_args(settings: Settings) -> list[str]:
+    args = []
+    if settings.vm.max_batch_size:
+        args += ["--max-batch-size", str(settings.vm.max_batch_size)]
+    if settings.vm.max_queue_delay_ms is not None:
+        args += ["--max-queue-delay-ms", str(settings.vm.max_queue_delay_ms)]
+    return args
