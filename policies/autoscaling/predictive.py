@@ -1,0 +1,105 @@
+"""Predictive scaling (MArk, ATC'19): forecast the arrival rate over the VM boot horizon, keep VMs
+for the predictable base (a quantile of the forecast) and leave the forecast error to functions,
+keeping some function instances warm when the forecast's upper band exceeds the VMs."""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+from ..costs import PriceTable, warm_instances_cost_usd
+from ..state import LiveState
+from ..vm_perf import replica_capacity_per_s
+from .base import ScaleDecision, ScalerBase, current_replicas
+
+
+class Predictive(ScalerBase):
+    """Holt's linear trend on the short-window arrival rate, one sample per tick.
+
+    ``base_quantile`` of the forecast sizes the VMs at ``target_utilization`` of their capacity;
+    ``warm_quantile`` of the forecast minus what the VMs carry, times a burst request's latency
+    and instance count (Little's law), is the warm function pool, up to ``max_warm_functions``.
+    """
+
+    name = "predictive"
+
+    def __init__(self, base_quantile: float = 0.6, warm_quantile: float = 0.99,
+                 target_utilization: float = 0.7, level_alpha: float = 0.5,
+                 trend_beta: float = 0.2, scale_in_cooldown_s: float = 60.0,
+                 max_warm_functions: int = 0, burst_latency_s: float = 0.5,
+                 instances_per_burst_request: int = 5, min_replicas: int = 0,
+                 max_replicas: int = 8, prices: PriceTable | None = None):
+        super().__init__(min_replicas, max_replicas)
+        for label, q in (("base_quantile", base_quantile), ("warm_quantile", warm_quantile)):
+            if not 0 < q < 1:
+                raise ValueError(f"{label} must be between 0 and 1")
+        if not 0 < target_utilization <= 1:
+            raise ValueError("target_utilization must be in (0, 1]")
+        self.base_z = NormalDist().inv_cdf(base_quantile)
+        self.warm_z = NormalDist().inv_cdf(warm_quantile)
+        self.target_utilization = target_utilization
+        self.alpha, self.beta = level_alpha, trend_beta
+        self.scale_in_cooldown_s = scale_in_cooldown_s
+        self.max_warm_functions = max_warm_functions
+        self.burst_latency_s = burst_latency_s
+        self.instances_per_burst_request = instances_per_burst_request
+        self.prices = prices or PriceTable()
+        self._level: float | None = None
+        self._trend_per_s = 0.0
+        self._err_var = 0.0
+        self._last_s = 0.0
+        self._want_down_since_s: float | None = None
+        self._current: int | None = None
+
+    def forecast(self, horizon_s: float) -> tuple[float, float]:
+        """(mean, std) of the arrival rate ``horizon_s`` ahead."""
+        if self._level is None:
+            return 0.0, 0.0
+        mean = max(self._level + self._trend_per_s * horizon_s, 0.0)
+        return mean, math.sqrt(self._err_var)
+
+    def _observe(self, now_s: float, rate: float) -> None:
+        if self._level is None:
+            self._level, self._last_s = rate, now_s
+            return
+        dt = max(now_s - self._last_s, 1e-3)
+        predicted = self._level + self._trend_per_s * dt
+        err = rate - predicted
+        self._err_var = 0.9 * self._err_var + 0.1 * err * err
+        level = self.alpha * rate + (1 - self.alpha) * predicted
+        self._trend_per_s = self.beta * (level - self._level) / dt + (1 - self.beta) * self._trend_per_s
+        self._level, self._last_s = level, now_s
+
+    def _capacity_per_s(self, state: LiveState) -> float:
+        caps = [replica_capacity_per_s(s, state.vm.max_batch_size) for s in state.models.values()]
+        cap = min(caps) if caps else replica_capacity_per_s(state.model(""), state.vm.max_batch_size)
+        return cap * self.target_utilization
+
+    def decide(self, state: LiveState) -> ScaleDecision:
+        now = state.now_s
+        self._observe(now, state.arrival_rate_short_per_s)
+        mean, std = self.forecast(state.vm.boot_s)
+        # the VMs booting now serve from now + boot_s on; those up now must carry the present
+        base_rate = max(mean + self.base_z * std, self._level or 0.0)
+        capacity = self._capacity_per_s(state)
+        want = self.clamp(base_rate / capacity)
+        current = self._current if self._current is not None else current_replicas(state)
+        reason = "forecast base"
+        if want < current:
+            if self._want_down_since_s is None:
+                self._want_down_since_s = now
+            if now - self._want_down_since_s < self.scale_in_cooldown_s:
+                want, reason = current, "scale-in cooldown"
+        else:
+            self._want_down_since_s = None
+        self._current = want
+        warm = self._warm_functions(mean + self.warm_z * std, state.vm.ready_replicas * capacity)
+        cost = warm_instances_cost_usd(self.prices, warm, state.burst.memory_mb, 1.0)
+        return ScaleDecision(want, reason, warm, cost)
+
+    def _warm_functions(self, upper_rate: float, vm_rate: float) -> int:
+        if self.max_warm_functions <= 0:
+            return 0
+        excess = max(upper_rate - vm_rate, 0.0)
+        warm = math.ceil(excess * self.burst_latency_s * self.instances_per_burst_request)
+        return min(warm, self.max_warm_functions)
