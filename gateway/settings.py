@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from burst.faas.config import LocalPlatform, PlatformSettings
 from burst.store.config import DirStore, StoreSettings
+from gateway.ledger.config import LedgerSettings
 
 ENV_PREFIX = "TIDEGATE_"
 
@@ -75,6 +76,8 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the gateway listens on.")
+    grpc_port: int = Field(8001, ge=-1, le=65535, description="Port of the Open Inference "
+                           "Protocol gRPC service, beside HTTP; 0 = a free port, -1 = no gRPC.")
     data_dir: Path = Field(Path(".tidegate"), description="Repository, ledger, objects and logs.")
     repo: Path | None = Field(None, description="Model repository; default DATA_DIR/models.")
     demo_model: str | None = Field("resnet18", description="Exported on first run into an empty "
@@ -82,9 +85,13 @@ class Settings(BaseSettings):
     max_body_mb: float = Field(64.0, gt=0, description="Largest request body accepted (413 past it).")
     routing_policy: str = Field("threshold", description="vm-only, burst-only or threshold.")
     spill_outstanding_per_replica: int = Field(16, ge=1, description="threshold: spill past this.")
-    vm: VmSettings = Field(default_factory=VmSettings)
-    burst: BurstSettings = Field(default_factory=BurstSettings)
-    tenants: list[TenantSettings] = Field(default_factory=list)
+    vm: VmSettings = Field(default_factory=VmSettings, description="The VM pool: full-model servers.")
+    burst: BurstSettings = Field(default_factory=BurstSettings,
+                                 description="The burst path: partitioned inference on functions.")
+    tenants: list[TenantSettings] = Field(default_factory=list, description="API tenants "
+                                          "(`[[tenants]]` tables); none = open, keyless access.")
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings, description="The request "
+                                   "ledger: an SQLite file, or PostgreSQL shared by replicas.")
 
     @field_validator("routing_policy")
     @classmethod

@@ -1,0 +1,111 @@
+"""Render the configuration reference (docs/configuration.md) from the settings' own fields.
+
+    python -m ops.config_reference > docs/configuration.md
+
+A test checks that the committed file equals this rendering, so the reference cannot drift from
+the code: every field's description is the documentation.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+HEADER = """# Configuration reference
+
+Generated from `gateway/settings.py` by `python -m ops.config_reference`; do not edit by hand.
+
+Settings come from defaults, then a TOML file (`tidegate serve --config FILE`), then environment
+variables (`TIDEGATE_` prefix, `__` between nested names: `TIDEGATE_VM__REPLICAS=2`), then command
+line flags. An unknown key in any table, or a misspelt `TIDEGATE_*` variable, is refused at start
+with one line naming it (exit status 2).
+"""
+
+
+def _models_in(annotation) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        found += _models_in(arg)
+    return found
+
+
+def _type_name(annotation) -> str:
+    if _models_in(annotation) and len(_models_in(annotation)) > 1:
+        return "table, by `kind`"
+    if isinstance(annotation, type):
+        text = "table" if issubclass(annotation, BaseModel) else annotation.__name__
+    else:
+        text = str(annotation)
+    for noise in ("typing.", "pathlib.", "gateway.settings.", "Literal"):
+        text = text.replace(noise, "")
+    text = text.replace("NoneType", "None").replace("Path", "path")
+    return text.replace("|", "or")
+
+
+def _default(field: FieldInfo) -> str:
+    if field.default is not PydanticUndefined:
+        value = field.default
+    elif field.default_factory is not None:
+        try:
+            value = field.default_factory()  # type: ignore[call-arg]
+        except TypeError:
+            return "(computed)"
+    else:
+        return "(required)"
+    if isinstance(value, BaseModel):
+        return "(table)"
+    if hasattr(value, "__fspath__"):
+        return f"`{value}`"
+    return f"`{value!r}`" if value not in (None, [], {}) else ("none" if value is None else
+                                                              f"`{value!r}`")
+
+
+def render_table(model: type[BaseModel], path: str, out: list[str], seen: set) -> None:
+    key = (model, path)
+    if key in seen:
+        return
+    seen.add(key)
+    title = f"`[{path}]`" if path else "Top level"
+    doc = (model.__doc__ or "").strip().splitlines()
+    out += ["", f"## {title}" + (f" — kind `{_kind(model)}`" if _kind(model) else ""), ""]
+    if doc and not path == "":
+        out += [doc[0], ""]
+    out += ["| key | type | default | meaning |", "|---|---|---|---|"]
+    nested: list[tuple[type[BaseModel], str]] = []
+    for name, field in model.model_fields.items():
+        members = _models_in(field.annotation)
+        description = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        out.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | "
+                   f"{description} |")
+        sub = f"{path}.{name}" if path else name
+        for member in members:
+            nested.append((member, f"{sub}" if typing.get_origin(field.annotation) is not list
+                           else f"[{sub}]"))
+    for member, sub in nested:
+        render_table(member, sub.strip("[]") if not sub.startswith("[") else sub[1:-1], out, seen)
+
+
+def _kind(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("kind")
+    if field is None:
+        return None
+    args = typing.get_args(field.annotation)
+    return str(args[0]) if args else None
+
+
+def render() -> str:
+    from gateway.settings import Settings
+
+    out = [HEADER.rstrip()]
+    render_table(Settings, "", out, set())
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
