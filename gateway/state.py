@@ -36,6 +36,8 @@ class GatewayState:
     ledger: Ledger | None = None
     # Background tasks owned by the app (kept referenced; cancelled and awaited at shutdown).
     tasks: list[asyncio.Task] = field(default_factory=list)
+    # The gRPC server beside HTTP (gateway.grpc), while the app runs and when enabled.
+    grpc: object | None = None
 
     @property
     def started(self) -> bool:

@@ -1,0 +1,87 @@
+"""Start and stop the gateway's gRPC server (grpc.aio, on the gateway's own event loop)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import grpc
+
+from . import inference_pb2 as pb
+from .servicer import SERVICE, GatewayView, InferenceServicer
+
+log = logging.getLogger("tidegate.grpc")
+
+# method -> (request type, response type); the path is /inference.GRPCInferenceService/<method>
+_METHODS = {
+    "ServerLive": (pb.ServerLiveRequest, pb.ServerLiveResponse),
+    "ServerReady": (pb.ServerReadyRequest, pb.ServerReadyResponse),
+    "ServerMetadata": (pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+    "ModelReady": (pb.ModelReadyRequest, pb.ModelReadyResponse),
+    "ModelMetadata": (pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+    "ModelConfig": (pb.ModelConfigRequest, pb.ModelConfigResponse),
+    "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
+}
+
+
+@dataclass
+class GrpcServer:
+    server: grpc.aio.Server
+    host: str
+    port: int
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Refuse new calls, let calls in flight finish for up to ``grace_s``, then close."""
+        await self.server.stop(grace_s)
+
+
+def _handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name), request_deserializer=req.FromString,
+            response_serializer=resp.SerializeToString)
+        for name, (req, resp) in _METHODS.items()}
+    return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+
+async def start_grpc_server(gateway: GatewayView, *, host: str, port: int,
+                            max_message_mb: float) -> GrpcServer:
+    """Serve ``inference.GRPCInferenceService`` on ``host:port`` (0: a free port).
+
+    ``max_message_mb`` caps a request message as ``max_body_mb`` caps an HTTP body (gRPC
+    answers RESOURCE_EXHAUSTED past it; its own default of 4 MB is smaller than one batch of
+    eight 224x224 images)."""
+    limit_bytes = int(max_message_mb * 1024 * 1024)
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", limit_bytes),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.so_reuseport", 0),  # a port in use is an error, not a second silent listener
+    ])
+    server.add_generic_rpc_handlers((_handler(InferenceServicer(gateway)),))
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen for gRPC on {host}:{port} (in use?)")
+    await server.start()
+    log.info("gRPC (Open Inference Protocol) on %s:%d", host, bound)
+    return GrpcServer(server=server, host=host, port=bound)
+
+
+async def start_for_gateway(gateway) -> GrpcServer | None:
+    """The gRPC server a gateway's settings ask for (``grpc_port``; -1: none).
+
+    A port that cannot be bound is logged and HTTP goes on serving: ``tidegate serve`` refuses
+    a busy port in one line before starting, and apps built in-process (tests, embedding) should
+    not fail because something else holds the default 8001."""
+    settings = gateway.settings
+    if settings.grpc_port < 0:
+        return None
+    try:
+        return await start_grpc_server(gateway, host=settings.host, port=settings.grpc_port,
+                                       max_message_mb=settings.max_body_mb)
+    except (OSError, RuntimeError) as exc:
+        log.error("gRPC not served: %s", exc)
+        return None

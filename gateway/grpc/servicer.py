@@ -1,0 +1,183 @@
+"""``inference.GRPCInferenceService`` handlers: translate protobuf to calls on the dispatcher.
+
+Every ModelInfer goes through ``Dispatcher.infer`` exactly as the HTTP infer endpoint does, so
+tenants (``authorization: Bearer`` or ``x-api-key`` metadata), routing, the ledger and metrics
+apply alike. Errors keep their meaning: the HTTP status a TidegateError carries becomes the
+matching gRPC status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from importlib import metadata as _metadata
+from typing import Protocol
+
+import grpc
+
+from vmpool.artifact import ModelConfig
+from vmpool.codec import CodecError
+
+from ..dispatch import CallContext, Dispatcher
+from ..errors import BadRequest, GatewayTimeout, TidegateError
+from . import inference_pb2 as pb
+from .tensors import decode_infer_request, encode_infer_response
+
+log = logging.getLogger("tidegate.grpc")
+SERVICE = "inference.GRPCInferenceService"
+
+# HTTP status carried by a TidegateError -> gRPC status code (gRPC's own HTTP mapping, inverted).
+STATUS_CODES: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
+    409: grpc.StatusCode.ALREADY_EXISTS,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    499: grpc.StatusCode.CANCELLED,
+    502: grpc.StatusCode.UNAVAILABLE,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+try:
+    VERSION = _metadata.version("tidegate")
+except _metadata.PackageNotFoundError:  # a source checkout that was never installed
+    VERSION = "0.0.0"
+
+
+class GatewayView(Protocol):
+    """What the servicer needs of the running gateway (``gateway.state.GatewayState``)."""
+
+    def require_dispatcher(self) -> Dispatcher: ...
+
+    def ready(self) -> bool: ...
+
+
+def grpc_code(status: int) -> grpc.StatusCode:
+    return STATUS_CODES.get(status, grpc.StatusCode.INTERNAL)
+
+
+class InferenceServicer:
+    def __init__(self, gateway: GatewayView):
+        self.gateway = gateway
+
+    async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request, context) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.gateway.ready())
+
+    async def ServerMetadata(self, request, context) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name="tidegate", version=VERSION, extensions=[])
+
+    async def ModelReady(self, request, context) -> pb.ModelReadyResponse:
+        await _guard(context, self._model, request)
+        return pb.ModelReadyResponse(ready=self.gateway.ready())
+
+    async def ModelMetadata(self, request, context) -> pb.ModelMetadataResponse:
+        cfg = await _guard(context, self._model, request)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=cfg.name, versions=[cfg.version], platform=cfg.platform,
+            inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in cfg.inputs],
+            outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape)
+                     for t in cfg.outputs])
+
+    async def ModelConfig(self, request, context) -> pb.ModelConfigResponse:
+        cfg = await _guard(context, self._model, request)
+        return pb.ModelConfigResponse(config=model_config(cfg))
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+        return await _guard(context, self._infer, request, context)
+
+    def _model(self, request) -> ModelConfig:
+        return self.gateway.require_dispatcher().model(request.name, request.version or None)
+
+    async def _infer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+        meta = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        dispatcher = self.gateway.require_dispatcher()
+        tenant = dispatcher.tenants.authenticate(meta.get("authorization"), meta.get("x-api-key"))
+        version = request.model_version or None
+        cfg = dispatcher.model(request.model_name, version)
+        try:
+            req = decode_infer_request(request)
+        except CodecError as exc:
+            raise BadRequest(exc.message) from None
+        ctx = CallContext(tenant=tenant, model=cfg.name, version=version,
+                          forced_route=_route(meta.get("x-tidegate-route")),
+                          workers=_workers(meta.get("x-tidegate-workers")),
+                          request_id=req.id or meta.get("x-request-id") or uuid.uuid4().hex)
+        context.set_trailing_metadata((("x-request-id", ctx.request_id),))
+        remaining_s = context.time_remaining()
+        try:
+            result = await asyncio.wait_for(dispatcher.infer(ctx, req), remaining_s)
+        except asyncio.TimeoutError:
+            raise GatewayTimeout("the call's deadline passed before the model answered") from None
+        context.set_trailing_metadata((
+            ("x-request-id", ctx.request_id), ("x-tidegate-path", result.path),
+            ("x-tidegate-cost-usd", f"{result.cost_usd:.10f}"),
+            ("x-tidegate-workers", str(result.workers))))
+        return encode_infer_response(model_name=cfg.name, model_version=cfg.version,
+                                     request_id=req.id, outputs=result.outputs,
+                                     requested=req.outputs)
+
+
+async def _guard(context, fn, *args):
+    """Run ``fn`` (sync or async); a TidegateError or CodecError aborts with its status code."""
+    try:
+        out = fn(*args)
+        return await out if asyncio.iscoroutine(out) else out
+    except TidegateError as exc:
+        trailing = tuple((k.lower(), str(v)) for k, v in exc.headers.items())
+        await context.abort(grpc_code(exc.status), exc.message, trailing)
+    except CodecError as exc:
+        await context.abort(grpc_code(exc.status), exc.message)
+    except (asyncio.CancelledError, grpc.aio.AbortError):
+        raise
+    except Exception as exc:  # never a bare failure: log it, answer INTERNAL with its kind
+        log.exception("unhandled error in gRPC call")
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+
+def _route(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value not in ("vm", "burst"):
+        raise BadRequest("x-tidegate-route must be 'vm' or 'burst'")
+    return value
+
+
+def _workers(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest("x-tidegate-workers must be an integer") from None
+
+
+def model_config(cfg: ModelConfig) -> pb.ModelConfig:
+    """Triton's ModelConfig view of a model: with batching, dims leave out the batch dimension."""
+    batched = cfg.max_batch_size > 0 and all(t.shape and t.shape[0] == -1 for t in cfg.inputs)
+
+    def dims(shape):
+        return list(shape[1:]) if batched else list(shape)
+
+    return pb.ModelConfig(
+        name=cfg.name, platform=cfg.platform, backend="pytorch",
+        max_batch_size=cfg.max_batch_size if batched else 0,
+        input=[pb.ModelInput(name=t.name, data_type=_data_type(t.datatype), dims=dims(t.shape))
+               for t in cfg.inputs],
+        output=[pb.ModelOutput(name=t.name, data_type=_data_type(t.datatype), dims=dims(t.shape))
+                for t in cfg.outputs],
+        dynamic_batching=pb.ModelDynamicBatching(
+            max_queue_delay_microseconds=int(cfg.max_queue_delay_ms * 1000)) if batched else None)
+
+
+def _data_type(datatype: str) -> int:
+    return pb.DataType.Value("TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}")

@@ -1,0 +1,100 @@
+"""Protobuf <-> core translation for ModelInfer: tensors in, tensors out. No gRPC types here.
+
+Inputs come as ``raw_input_contents`` (little-endian bytes, one entry per input, what
+tritonclient sends) or as typed ``contents``; outputs always go back as
+``raw_output_contents``, as Triton answers (one copy of each output's bytes, no per-element
+protobuf encoding).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from vmpool.codec import (CodecError, InferRequest, RequestedOutput, datatype_of,
+                          numpy_dtype)
+
+from . import inference_pb2 as pb
+
+# Which typed ``contents`` field carries each datatype (the spec's table). FP16/BF16: raw only.
+CONTENTS_FIELD: dict[str, str] = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents", "FP64": "fp64_contents",
+}
+
+
+def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
+    """A ModelInferRequest as the dispatcher's InferRequest; CodecError(400) if malformed."""
+    if not msg.inputs:
+        raise CodecError("request has no inputs")
+    raw = msg.raw_input_contents
+    if raw and len(raw) != len(msg.inputs):
+        raise CodecError(f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} "
+                         f"inputs; give every input's data there, or none")
+    inputs: dict[str, np.ndarray] = {}
+    for i, tensor in enumerate(msg.inputs):
+        where = f"input {tensor.name!r}"
+        if not tensor.name:
+            raise CodecError(f"input {i} has no name")
+        if tensor.name in inputs:
+            raise CodecError(f"{where} is given twice")
+        shape = tuple(int(d) for d in tensor.shape)
+        if any(d < 0 for d in shape):
+            raise CodecError(f"{where}: shape {list(shape)} has a negative dimension")
+        dtype = numpy_dtype(tensor.datatype, where)
+        count = math.prod(shape)
+        if raw:
+            inputs[tensor.name] = _from_raw(raw[i], dtype, shape, count, where)
+        else:
+            inputs[tensor.name] = _from_contents(tensor, dtype, shape, count, where)
+    outputs = [RequestedOutput(o.name, True) for o in msg.outputs] if msg.outputs else None
+    return InferRequest(id=msg.id or None, inputs=inputs, outputs=outputs, binary_output=True)
+
+
+def _from_raw(data: bytes, dtype: np.dtype, shape: tuple, count: int, where: str) -> np.ndarray:
+    want = count * dtype.itemsize
+    if len(data) != want:
+        raise CodecError(f"{where}: raw contents hold {len(data)} bytes but shape "
+                         f"{list(shape)} of {dtype.name} needs {want}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _from_contents(tensor, dtype: np.dtype, shape: tuple, count: int, where: str) -> np.ndarray:
+    name = CONTENTS_FIELD.get(tensor.datatype)
+    if name is None:
+        raise CodecError(f"{where}: datatype {tensor.datatype} travels only in "
+                         f"raw_input_contents")
+    values = getattr(tensor.contents, name)
+    if len(values) != count:
+        raise CodecError(f"{where}: {name} holds {len(values)} values but shape "
+                         f"{list(shape)} needs {count}")
+    for other, _ in tensor.contents.ListFields():
+        if other.name != name:
+            raise CodecError(f"{where}: datatype {tensor.datatype} goes in {name}, "
+                             f"not {other.name}")
+    return np.asarray(values, dtype=dtype).reshape(shape)
+
+
+def encode_infer_response(*, model_name: str, model_version: str, request_id: str | None,
+                          outputs: dict[str, np.ndarray],
+                          requested: list[RequestedOutput] | None) -> pb.ModelInferResponse:
+    """The dispatcher's outputs as a ModelInferResponse with raw output contents."""
+    names = [r.name for r in requested] if requested is not None else list(outputs)
+    entries, raw = [], []
+    for name in names:
+        array = outputs.get(name)
+        if array is None:
+            raise CodecError(f"no output named {name!r}")
+        array = np.asarray(array)
+        if array.dtype.byteorder == ">":
+            array = array.astype(array.dtype.newbyteorder("<"))
+        entries.append(pb.ModelInferResponse.InferOutputTensor(
+            name=name, datatype=datatype_of(array), shape=list(array.shape)))
+        raw.append(np.ascontiguousarray(array).tobytes())
+    return pb.ModelInferResponse(model_name=model_name, model_version=model_version or "",
+                                 id=request_id or "", outputs=entries, raw_output_contents=raw)

@@ -1,0 +1,143 @@
+"""The Open Inference Protocol over gRPC, beside HTTP, with the real ``tritonclient.grpc``."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import grpc
+import numpy as np
+import pytest
+import torch
+import tritonclient.grpc as tgrpc
+from tritonclient.utils import InferenceServerException
+
+from gateway.app import create_app
+from gateway.grpc import inference_pb2 as pb
+from gateway.settings import Settings
+from vmpool.artifact import load_artifact
+
+from .conftest import serve_app
+
+KEY_A, KEY_B = "key-a", "key-b"
+
+
+@pytest.fixture(scope="module")
+def gateway(model_server, small_repo, tmp_path_factory):
+    """A gateway (HTTP and gRPC on free ports) with two tenants; yields (grpc target, data dir)."""
+    data = tmp_path_factory.mktemp("grpc-gw")
+    settings = Settings.load(
+        None, data_dir=data, repo=small_repo, grpc_port=0, max_body_mb=1.0,
+        vm={"provisioner": "static", "urls": [model_server]}, burst={"enabled": False},
+        tenants=[{"name": "a", "api_keys": [KEY_A]},
+                 {"name": "b", "api_keys": [KEY_B], "rate_per_s": 0.001, "burst": 1}])
+    app = create_app(settings)
+    with serve_app(app):
+        server = app.state.gateway.grpc
+        assert server is not None and server.port > 0
+        yield f"127.0.0.1:{server.port}", data
+
+
+def reference(repo, name, x):
+    module = load_artifact(repo, name).load_module()
+    with torch.inference_mode():
+        return module(torch.from_numpy(x)).numpy()
+
+
+def client(target):
+    return tgrpc.InferenceServerClient(target)
+
+
+AUTH_A = {"authorization": f"Bearer {KEY_A}"}
+
+
+def test_health_and_metadata_with_tritonclient(gateway):
+    c = client(gateway[0])
+    assert c.is_server_live() and c.is_server_ready()
+    assert c.is_model_ready("resnet18") and c.is_model_ready("resnet18", "1")
+    meta = c.get_model_metadata("resnet18", as_json=True)
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32",
+                               "shape": ["-1", "3", "64", "64"]}]
+    assert c.get_server_metadata().name == "tidegate"
+    config = c.get_model_config("resnet18").config
+    assert config.max_batch_size == 4 and list(config.input[0].dims) == [3, 64, 64]
+    with pytest.raises(InferenceServerException) as err:
+        c.get_model_metadata("nope")
+    assert err.value.status() == "StatusCode.NOT_FOUND"
+
+
+@pytest.mark.parametrize("model,shape", [("resnet18", (2, 3, 64, 64)), ("mlp", (3, 784))])
+def test_infer_raw_contents_equals_the_exported_program(gateway, small_repo, model, shape):
+    target, data = gateway
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    inp = tgrpc.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)  # raw_input_contents
+    result = client(target).infer(model, [inp], outputs=[tgrpc.InferRequestedOutput("output")],
+                                  headers={"x-api-key": KEY_A}, request_id="grpc-req-1")
+    got = result.as_numpy("output")
+    assert np.abs(got - reference(small_repo, model, x)).max() <= 1e-5
+    assert result.get_response().id == "grpc-req-1"
+    # through the same dispatcher: the ledger has the tenant's row
+    with sqlite3.connect(data / "ledger.sqlite") as db:
+        rows = db.execute("SELECT tenant, model, path, status FROM requests WHERE id = ?",
+                          ("grpc-req-1",)).fetchall()
+    assert ("a", model, "vm", 200) in rows
+
+
+def test_typed_contents_are_accepted(gateway, small_repo):
+    target, _ = gateway
+    x = np.random.default_rng(2).standard_normal((1, 784)).astype(np.float32)
+    request = pb.ModelInferRequest(model_name="mlp", inputs=[
+        pb.ModelInferRequest.InferInputTensor(
+            name="input", datatype="FP32", shape=[1, 784],
+            contents=pb.InferTensorContents(fp32_contents=x.reshape(-1).tolist()))])
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                   request_serializer=pb.ModelInferRequest.SerializeToString,
+                                   response_deserializer=pb.ModelInferResponse.FromString)
+        response, info = call.with_call(request, metadata=tuple(AUTH_A.items()))
+    out = np.frombuffer(response.raw_output_contents[0], np.float32).reshape(response.outputs[0].shape)
+    assert np.abs(out - reference(small_repo, "mlp", x)).max() <= 1e-5
+    trailing = dict(info.trailing_metadata())
+    assert trailing["x-tidegate-path"] == "vm" and float(trailing["x-tidegate-cost-usd"]) >= 0
+
+
+def _infer_error(target, model="mlp", shape=(1, 784), dtype="FP32", headers=None, data=None):
+    x = np.zeros(shape, np.float32) if data is None else data
+    inp = tgrpc.InferInput("input", list(shape), dtype)
+    inp.set_data_from_numpy(x)
+    with pytest.raises(InferenceServerException) as err:
+        client(target).infer(model, [inp], headers=headers)
+    return err.value
+
+
+def test_errors_carry_grpc_status_codes(gateway):
+    target, _ = gateway
+    assert _infer_error(target).status() == "StatusCode.UNAUTHENTICATED"
+    assert _infer_error(target, headers={"x-api-key": "wrong"}).status() == \
+        "StatusCode.UNAUTHENTICATED"
+    assert _infer_error(target, model="nope", headers=AUTH_A).status() == "StatusCode.NOT_FOUND"
+    bad = _infer_error(target, shape=(1, 5), headers=AUTH_A)
+    assert bad.status() == "StatusCode.INVALID_ARGUMENT" and "shape" in bad.message()
+    # tenant a may not choose the route
+    forced = _infer_error(target, headers={**AUTH_A, "x-tidegate-route": "burst"})
+    assert forced.status() == "StatusCode.PERMISSION_DENIED"
+    # tenant b's bucket holds one request: the second is refused until it refills
+    x = np.zeros((1, 784), np.float32)
+    inp = tgrpc.InferInput("input", [1, 784], "FP32")
+    inp.set_data_from_numpy(x)
+    client(target).infer("mlp", [inp], headers={"x-api-key": KEY_B})
+    limited = _infer_error(target, headers={"x-api-key": KEY_B})
+    assert limited.status() == "StatusCode.RESOURCE_EXHAUSTED"
+
+
+def test_message_over_the_body_limit_is_resource_exhausted(gateway):
+    target, _ = gateway
+    big = np.zeros((4, 3, 224, 224), np.float32)  # 2.4 MB > max_body_mb = 1
+    err = _infer_error(target, model="resnet18", shape=big.shape, data=big, headers=AUTH_A)
+    assert err.status() == "StatusCode.RESOURCE_EXHAUSTED"
+
+
+def test_unserved_methods_are_unimplemented(gateway):
+    with pytest.raises(InferenceServerException) as err:
+        client(gateway[0]).get_inference_statistics("mlp")
+    assert err.value.status() == "StatusCode.UNIMPLEMENTED"
