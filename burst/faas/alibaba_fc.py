@@ -14,13 +14,11 @@ Wire format, from Alibaba Cloud's public documentation:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import math
-import random
 import re
 import time
 import uuid
@@ -29,7 +27,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from burst.faas.base import Billing, InvokeError, InvokeResult, Invoker
+from burst.faas.base import Billing, InvokeError, InvokeErrorKind, InvokeResult, Invoker
+from burst.retry import RetryPolicy, with_retries
 
 API_VERSION = "2023-03-30"
 SIGNATURE_ALGORITHM = "ACS3-HMAC-SHA256"
@@ -152,15 +151,14 @@ class AlibabaFCInvoker(Invoker):
         if not isinstance(function, str) or not _FUNCTION_NAME_RE.match(function):
             raise ValueError(f"invalid FC function name {function!r}: letters, digits, '_' and '-', "
                              "starting with a letter or '_', at most 128 characters")
-        for attempt in range(self.throttle_retries + 1):
-            try:
-                return await self._invoke_once(function, payload)
-            except InvokeError as e:
-                if e.kind != "Throttled" or attempt == self.throttle_retries:
-                    raise
-            # Full jitter keeps a burst of throttled callers from retrying in lockstep.
-            await asyncio.sleep(random.uniform(0, self.throttle_backoff_s * 2 ** attempt))
-        raise AssertionError("unreachable")
+        # throttling only: an FC function error is not retried (its effects are unknown)
+        policy = RetryPolicy(attempts=self.throttle_retries + 1,
+                             backoff_base_s=self.throttle_backoff_s,
+                             backoff_max_s=self.throttle_backoff_s * 2 ** self.throttle_retries)
+        return await with_retries(
+            lambda: self._invoke_once(function, payload),
+            lambda exc, _: isinstance(exc, InvokeError) and exc.kind is InvokeErrorKind.THROTTLED,
+            policy, what=f"invoke {function}")
 
     async def _invoke_once(self, function: str, payload: bytes) -> InvokeResult:
         path, headers = self.signed_headers(function, payload)  # fresh date and nonce per attempt

@@ -11,27 +11,25 @@ import asyncio
 import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError
-from tenacity import (AsyncRetrying, retry_if_exception, stop_after_attempt,
-                      wait_random_exponential)
 
-from burst.faas.base import InvokeError, InvokeResult
-from burst.faas.local import api_error, decode_log_result, function_error, parse_report
+from burst.faas.base import InvokeError, InvokeErrorKind, InvokeResult
+from burst.faas.lambda_wire import (api_error, decode_log_result, function_error, parse_report,
+                                    retry_invoke_on)
+from burst.retry import RetryPolicy, with_retries
 
 _CONFIG_KEYS = {"kind", "region", "endpoint_url", "aws_access_key_id", "aws_secret_access_key",
                 "qualifier", "max_pool_connections", "timeout_s", "throttle_retries",
                 "throttle_backoff_max_s"}
 
 
-def _is_throttle(exc: BaseException) -> bool:
-    return isinstance(exc, InvokeError) and exc.kind == "Throttled"
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    """Throttling, or a pooled keep-alive connection that turned out closed (seen under CPU load
-    after a throttle backoff). Tidegate's handlers are idempotent (outputs go to per-request
-    keys), so sending the invocation again is safe; other transport errors are not retried."""
-    return _is_throttle(exc) or (isinstance(exc, InvokeError) and exc.kind == "Transport"
-                                 and isinstance(exc.__cause__, ConnectionClosedError))
+def _is_retryable(exc: BaseException, attempt: int) -> bool:
+    """Lambda's retryable errors (``retry_invoke_on``), or a pooled keep-alive connection that
+    turned out closed (seen under CPU load after a throttle backoff). Tidegate's handlers are
+    idempotent (outputs go to per-request keys), so sending the invocation again is safe; other
+    transport errors are not retried."""
+    return retry_invoke_on(exc, attempt) or (
+        isinstance(exc, InvokeError) and exc.kind is InvokeErrorKind.TRANSPORT
+        and isinstance(exc.__cause__, ConnectionClosedError))
 
 
 class LambdaInvoker:
@@ -79,15 +77,10 @@ class LambdaInvoker:
         return self._client
 
     async def invoke(self, function: str, payload: bytes) -> InvokeResult:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_is_retryable),
-            stop=stop_after_attempt(self.throttle_retries + 1),
-            wait=wait_random_exponential(multiplier=0.05, max=self.throttle_backoff_max_s),
-            reraise=True)
-        async for attempt in retrying:
-            with attempt:
-                return await self._invoke_once(function, payload)
-        raise AssertionError("unreachable")  # reraise=True re-raises the last error
+        policy = RetryPolicy(attempts=self.throttle_retries + 1,
+                             backoff_max_s=self.throttle_backoff_max_s)
+        return await with_retries(lambda: self._invoke_once(function, payload), _is_retryable,
+                                  policy, what=f"invoke {function}")
 
     async def _invoke_once(self, function: str, payload: bytes) -> InvokeResult:
         client = await self._get_client()
@@ -105,7 +98,7 @@ class LambdaInvoker:
             raise api_error(function, status, err.get("Code", ""), err.get("Message", "")) \
                 from exc
         except (BotoCoreError, asyncio.TimeoutError, OSError) as exc:
-            raise InvokeError(f"{function}: transport error: {exc!r}", kind="Transport") from exc
+            raise InvokeError(f"{function}: transport error: {exc!r}", kind=InvokeErrorKind.TRANSPORT) from exc
         billing = parse_report(decode_log_result(resp.get("LogResult")))
         if resp.get("FunctionError"):
             raise function_error(function, body, billing)

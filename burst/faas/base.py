@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol, runtime_checkable
 
 
-class InvokeError(Exception):
-    """An invocation failed. ``kind`` is a stable machine-readable reason."""
+class InvokeErrorKind(str, Enum):
+    """Why an invocation failed; a ``str`` enum so logs and messages read as plain words."""
 
-    def __init__(self, message: str, kind: str = "FunctionError", billing: "Billing | None" = None):
+    THROTTLED = "Throttled"            # the platform's concurrency cap: retry with backoff
+    OUT_OF_MEMORY = "OutOfMemory"      # the function went over its memory size
+    TIMEOUT = "Timeout"                # the function ran past its timeout
+    CRASHED = "Crashed"                # the instance died mid-invocation (exit, signal)
+    FUNCTION_ERROR = "FunctionError"   # the handler raised
+    TRANSPORT = "Transport"            # no answer from the platform (connection, read timeout)
+    NOT_FOUND = "NotFound"
+    PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    ACCESS_DENIED = "AccessDenied"
+    SERVICE_ERROR = "ServiceError"     # the platform's own 5xx
+    BAD_REQUEST = "BadRequest"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class InvokeError(Exception):
+    """An invocation failed. ``kind`` says why (an ``InvokeErrorKind``)."""
+
+    def __init__(self, message: str, kind: InvokeErrorKind | str = InvokeErrorKind.FUNCTION_ERROR,
+                 billing: "Billing | None" = None):
         super().__init__(message)
-        self.kind = kind  # e.g. "Throttled", "OutOfMemory", "Timeout", "FunctionError", "Transport"
+        self.kind = InvokeErrorKind(kind)
         self.billing = billing
 
 

@@ -1,18 +1,21 @@
 """AWS Lambda's REST API (Invoke, a CreateFunction/GetFunction/DeleteFunction subset,
-PutFunctionConcurrency) served by the local function runtime; the routes only translate HTTP to
-calls on ``LocalFunctionRuntime``, so botocore-based clients work against it unchanged."""
+PutFunctionConcurrency) served for a ``LocalFunctionRuntime`` on aiohttp. The routes only
+translate HTTP to the runtime's public methods, so botocore-based clients work unchanged."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import threading
 import uuid
 from dataclasses import asdict
 
 import orjson
 from aiohttp import web
 
-from burst.faas.local_runtime import (_API, LOG_TAIL_BYTES, FunctionSpec, LocalFunctionRuntime,
-                                      RuntimeApiError)
+from burst.faas.functions import FunctionExists, FunctionSpec
+from burst.faas.lambda_wire import API_PREFIX, LOG_TAIL_BYTES, RuntimeApiError
+
 
 def _error_response(exc: RuntimeApiError) -> web.Response:
     headers = {"x-amzn-ErrorType": exc.error_type, "x-amzn-RequestId": str(uuid.uuid4())}
@@ -26,7 +29,13 @@ def _json(data, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
 
 
-def add_routes(app: web.Application, runtime: LocalFunctionRuntime) -> None:
+def _too_large(limit: int) -> RuntimeApiError:
+    return RuntimeApiError(413, "RequestEntityTooLargeException",
+                           f"Request must be smaller than {limit} bytes for the InvokeFunction "
+                           f"operation")
+
+
+def add_routes(app: web.Application, runtime) -> None:
     """Lambda's REST API on ``app``, each route a thin translation to ``runtime``."""
     @web.middleware
     async def api_errors(request, handler):
@@ -42,22 +51,18 @@ def add_routes(app: web.Application, runtime: LocalFunctionRuntime) -> None:
 
     async def invoke(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        runtime._state(name)  # 404 before reading a body
+        runtime.get_function(name)  # 404 before reading a body
         if (request.content_length or 0) > runtime.max_payload_bytes:
-            raise RuntimeApiError(413, "RequestEntityTooLargeException",
-                                  f"Request must be smaller than {runtime.max_payload_bytes} "
-                                  f"bytes for the InvokeFunction operation")
+            raise _too_large(runtime.max_payload_bytes)
         try:
             payload = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise RuntimeApiError(413, "RequestEntityTooLargeException",
-                                  f"Request must be smaller than {runtime.max_payload_bytes} "
-                                  f"bytes for the InvokeFunction operation") from None
+            raise _too_large(runtime.max_payload_bytes) from None
         kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         if kind == "DryRun":
             return web.Response(status=204)
         if kind == "Event":
-            runtime._admit_event(name, payload)
+            runtime.invoke_event(name, payload)
             return web.Response(status=202)
         if kind != "RequestResponse":
             raise RuntimeApiError(400, "InvalidParameterValueException",
@@ -84,10 +89,11 @@ def add_routes(app: web.Application, runtime: LocalFunctionRuntime) -> None:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RuntimeApiError(400, "InvalidParameterValueException",
                                   f"bad CreateFunction request: {exc!r}") from None
-        if spec.name in runtime._functions:
+        try:
+            runtime.add_function(spec)
+        except FunctionExists:
             raise RuntimeApiError(409, "ResourceConflictException",
-                                  f"Function already exist: {spec.name}")
-        runtime.add_function(spec)
+                                  f"Function already exist: {spec.name}") from None
         return _json(spec.configuration(), status=201)
 
     async def get_function(request: web.Request) -> web.Response:
@@ -119,23 +125,66 @@ def add_routes(app: web.Application, runtime: LocalFunctionRuntime) -> None:
         except ValueError:
             raise RuntimeApiError(400, "InvalidParameterValueException",
                                   "count must be an integer") from None
-        started = await runtime.prewarm(request.match_info["name"], count)
-        return _json({"started": started})
+        return _json({"started": await runtime.prewarm(request.match_info["name"], count)})
 
     async def billing(request: web.Request) -> web.Response:
         return _json([asdict(r) for r in runtime.billing(request.query.get("function"))])
 
     async def health(request: web.Request) -> web.Response:
-        return _json({"status": "ok", "functions": len(runtime._functions),
-                      "in_flight": runtime._in_flight})
+        return _json(runtime.health())
 
-    app.router.add_post(f"{_API}/functions/{{name}}/invocations", invoke)
-    app.router.add_post(f"{_API}/functions/{{name}}/prewarm", prewarm)
-    app.router.add_post(f"{_API}/functions", create)
-    app.router.add_get(f"{_API}/functions", list_functions)
-    app.router.add_get(f"{_API}/functions/", list_functions)
-    app.router.add_get(f"{_API}/functions/{{name}}", get_function)
-    app.router.add_delete(f"{_API}/functions/{{name}}", delete)
+    app.router.add_post(f"{API_PREFIX}/functions/{{name}}/invocations", invoke)
+    app.router.add_post(f"{API_PREFIX}/functions/{{name}}/prewarm", prewarm)
+    app.router.add_post(f"{API_PREFIX}/functions", create)
+    app.router.add_get(f"{API_PREFIX}/functions", list_functions)
+    app.router.add_get(f"{API_PREFIX}/functions/", list_functions)
+    app.router.add_get(f"{API_PREFIX}/functions/{{name}}", get_function)
+    app.router.add_delete(f"{API_PREFIX}/functions/{{name}}", delete)
     app.router.add_put("/2017-10-31/functions/{name}/concurrency", put_concurrency)
-    app.router.add_get(f"{_API}/billing", billing)
+    app.router.add_get(f"{API_PREFIX}/billing", billing)
     app.router.add_get("/health", health)
+
+
+class LambdaApiServer:
+    """The HTTP server in front of a runtime."""
+
+    def __init__(self, runtime, host: str, port: int):
+        self.runtime, self.host, self.port = runtime, host, port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        app = web.Application(client_max_size=self.runtime.max_payload_bytes + (1 << 20))
+        add_routes(app, self.runtime)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = self._runner.addresses[0][1]
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class ThreadHandle:
+    """A runtime running on its own event loop in a daemon thread (tests, embedding)."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="function-runtime",
+                                       daemon=True)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runtime.stop(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+def start_in_thread(runtime) -> ThreadHandle:
+    handle = ThreadHandle(runtime)
+    handle.thread.start()
+    asyncio.run_coroutine_threadsafe(runtime.start(), handle.loop).result(timeout=30)
+    return handle

@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cap on concurrent invocations across functions (throttles above)")
     parser.add_argument("--keep-alive-s", type=float, default=300.0,
                         help="seconds an idle instance stays warm")
+    parser.add_argument("--memory-budget-mb", type=int, default=None,
+                        help="cap on the memory sizes of live instances together (default: half "
+                             "the machine's RAM); idle instances are reclaimed first")
     parser.add_argument("--function", action="append", default=[], metavar="SPEC",
                         help="NAME=module:handler[,memory_mb=..,timeout_s=..,"
                              "reserved_concurrency=..] (repeatable)")
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         runtime = LocalFunctionRuntime(host=args.host, port=args.port,
                                        concurrency=args.concurrency,
-                                       keep_alive_s=args.keep_alive_s)
+                                       keep_alive_s=args.keep_alive_s,
+                                       memory_budget_mb=args.memory_budget_mb)
         for spec in specs:
             runtime.add_function(spec)
     except ValueError as exc:

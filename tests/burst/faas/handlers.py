@@ -42,3 +42,19 @@ def torch_matmul(event, context):
     torch.set_num_threads(int(os.environ.get("TIDEGATE_FUNCTION_THREADS", "1")))
     a = torch.ones(64, 64)
     return {"sum": float((a @ a).sum())}
+
+
+def gate(event, context):
+    """Say it started (a file), then hold the instance until the test releases it (a file)."""
+    open(event["started"], "w").close()
+    while not os.path.exists(event["release"]):
+        time.sleep(0.005)
+    return {"pid": os.getpid()}
+
+
+def crash_once(event, context):
+    """Crash the first invocation that sees no marker file; succeed afterwards."""
+    if not os.path.exists(event["marker"]):
+        open(event["marker"], "w").close()
+        os._exit(3)
+    return {"pid": os.getpid(), "survived": True}

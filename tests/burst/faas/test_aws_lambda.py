@@ -10,7 +10,8 @@ from botocore.exceptions import ClientError
 from burst.faas.aws_lambda import LambdaInvoker
 from burst.faas.base import InvokeError
 from burst.faas.factory import make_invoker
-from burst.faas.local import LocalInvoker, parse_report
+from burst.faas.lambda_wire import parse_report
+from burst.faas.local import LocalInvoker
 from burst.faas.local_runtime import FunctionSpec, LocalFunctionRuntime
 
 H = "tests.burst.faas.handlers"
@@ -25,7 +26,7 @@ def runtime():
         FunctionSpec("fail", f"{H}:fail"),
         FunctionSpec("slow", f"{H}:sleep", timeout_s=0.5),
         FunctionSpec("hog", f"{H}:hog", memory_mb=128),
-        FunctionSpec("gate", f"{H}:sleep", reserved_concurrency=1),
+        FunctionSpec("gate", f"{H}:gate", reserved_concurrency=1),
     ], max_payload_bytes=4096)
     rt.start_in_thread()
     yield rt
@@ -84,22 +85,29 @@ async def test_error_mapping_is_the_same_for_both_invokers(invokers, function, p
     assert messages[0] == messages[1]  # same errorType / error code either way
 
 
-async def test_throttling_is_retried_until_capacity_frees(runtime):
+async def test_throttling_is_retried_until_capacity_frees(runtime, tmp_path):
     aws = LambdaInvoker(endpoint_url=runtime.endpoint, aws_access_key_id="a",
                         aws_secret_access_key="b", throttle_retries=30,
                         throttle_backoff_max_s=0.3)
     no_retry = LambdaInvoker(endpoint_url=runtime.endpoint, aws_access_key_id="a",
                              aws_secret_access_key="b", throttle_retries=0)
+
+    def gate_event(name):
+        return orjson.dumps({"started": str(tmp_path / f"{name}.started"),
+                             "release": str(tmp_path / f"{name}.release")})
     try:
         before = len(runtime.billing("gate"))
-        busy = asyncio.create_task(aws.invoke("gate", b'{"sleep_s": 0.6}'))
-        await asyncio.sleep(0.3)
+        busy = asyncio.create_task(aws.invoke("gate", gate_event("a")))
+        while not (tmp_path / "a.started").exists():
+            await asyncio.sleep(0.005)
         with pytest.raises(InvokeError) as err:
-            await no_retry.invoke("gate", b'{"sleep_s": 0}')
+            await no_retry.invoke("gate", gate_event("b"))
         assert err.value.kind == "Throttled"
-        second = await aws.invoke("gate", b'{"sleep_s": 0}')  # retried past the throttle
-        assert orjson.loads(second.payload)["slept_s"] == 0
+        (tmp_path / "b.release").touch()
+        second = asyncio.create_task(aws.invoke("gate", gate_event("b")))  # retried
+        (tmp_path / "a.release").touch()
         await busy
+        assert orjson.loads((await second).payload)["pid"] > 0
         assert len(runtime.billing("gate")) == before + 2  # throttled attempts never ran
     finally:
         await aws.close()

@@ -93,35 +93,104 @@ async def test_idle_instances_expire_after_keep_alive(make_runtime):
     runtime, invoker = await make_runtime(FunctionSpec("echo", f"{H}:echo"), keep_alive_s=0.3)
     first = await invoker.invoke("echo", b"{}")
     pid = orjson.loads(first.payload)["pid"]
-    await asyncio.sleep(1.0)
-    assert runtime.instance_count("echo") == 0 and not _pid_alive(pid)
+    await _until(lambda: runtime.instance_count("echo") == 0, "the keep-alive to expire")
+    await _until(lambda: not _pid_alive(pid), "the expired instance to exit")
     again = await invoker.invoke("echo", b"{}")
     assert again.billing.cold_start and orjson.loads(again.payload)["pid"] != pid
 
 
-async def test_concurrency_cap_throttles_then_recovers(make_runtime):
-    runtime, invoker = await make_runtime(
-        FunctionSpec("slow", f"{H}:sleep"), FunctionSpec("echo", f"{H}:echo"), concurrency=1)
-    busy = asyncio.create_task(invoker.invoke("slow", b'{"sleep_s": 0.5}'))
-    await asyncio.sleep(0.2)
+async def _until(condition, what: str, timeout_s: float = 30.0) -> None:
+    """Wait for a condition another process brings about (polls; no fixed sleeps)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+def _gate(tmp_path, name: str) -> tuple[bytes, object, object]:
+    started, release = tmp_path / f"{name}.started", tmp_path / f"{name}.release"
+    event = orjson.dumps({"started": str(started), "release": str(release)})
+    return event, started, release
+
+
+async def test_concurrency_cap_throttles_and_a_retrying_client_gets_through(make_runtime,
+                                                                            tmp_path):
+    runtime, retrying = await make_runtime(
+        FunctionSpec("gate", f"{H}:gate"), FunctionSpec("echo", f"{H}:echo"), concurrency=1)
+    no_retry = LocalInvoker(runtime.endpoint, throttle_retries=0)
+    event, started, release = _gate(tmp_path, "a")
+    busy = asyncio.create_task(retrying.invoke("gate", event))
+    await _until(started.exists, "the gate function to start")
     with pytest.raises(InvokeError) as err:
-        await invoker.invoke("echo", b"{}")
+        await no_retry.invoke("echo", b"{}")
     assert err.value.kind == "Throttled"
+    waiting = asyncio.create_task(retrying.invoke("echo", b'{"n": 1}'))  # retried with backoff
+    await _until(lambda: len(runtime.billing()) == 0 and not waiting.done(), "a throttled try")
+    release.touch()
     await busy
-    assert orjson.loads((await invoker.invoke("echo", b"{}")).payload)["event"] == {}
+    assert orjson.loads((await waiting).payload)["event"] == {"n": 1}
+    assert [r.function for r in runtime.billing()] == ["gate", "echo"]  # throttles never ran
+    await no_retry.close()
 
 
-async def test_reserved_concurrency_caps_one_function_only(make_runtime):
-    runtime, invoker = await make_runtime(
-        FunctionSpec("slow", f"{H}:sleep", reserved_concurrency=1),
+async def test_reserved_concurrency_caps_one_function_only(make_runtime, tmp_path):
+    runtime, _ = await make_runtime(
+        FunctionSpec("gate", f"{H}:gate", reserved_concurrency=1),
         FunctionSpec("echo", f"{H}:echo"), concurrency=4)
-    busy = asyncio.create_task(invoker.invoke("slow", b'{"sleep_s": 0.5}'))
-    await asyncio.sleep(0.2)
+    invoker = LocalInvoker(runtime.endpoint, throttle_retries=0)
+    event, started, release = _gate(tmp_path, "a")
+    busy = asyncio.create_task(invoker.invoke("gate", event))
+    await _until(started.exists, "the gate function to start")
     with pytest.raises(InvokeError) as err:
-        await invoker.invoke("slow", b'{"sleep_s": 0}')
+        await invoker.invoke("gate", _gate(tmp_path, "b")[0])
     assert err.value.kind == "Throttled"
     await invoker.invoke("echo", b"{}")  # other functions keep their share
+    release.touch()
     await busy
+    await invoker.close()
+
+
+async def test_warm_instances_stay_within_the_memory_budget_idle_ones_reclaimed_first(
+        make_runtime, tmp_path):
+    specs = [FunctionSpec(n, f"{H}:echo", memory_mb=128) for n in ("a", "b", "c")]
+    runtime, _ = await make_runtime(*specs, FunctionSpec("gate", f"{H}:gate", memory_mb=128),
+                                    memory_budget_mb=300)
+    invoker = LocalInvoker(runtime.endpoint, throttle_retries=0)
+    pids = {n: orjson.loads((await invoker.invoke(n, b"{}")).payload)["pid"] for n in "ab"}
+    await invoker.invoke("b", b"{}")  # b is now the more recently used
+    c = await invoker.invoke("c", b"{}")  # 3 x 128 MB > 300: the least recently used goes
+    assert c.billing.cold_start
+    assert runtime.instance_count("a") == 0 and runtime.instance_count("b") == 1
+    await _until(lambda: not _pid_alive(pids["a"]), "the reclaimed instance to exit")
+    assert _pid_alive(pids["b"]) and runtime.health()["memory_reserved_mb"] <= 300
+    # busy instances are never reclaimed: with the budget held by two busy ones, a third
+    # instance is throttled (and a retrying client gets it once one frees)
+    gates = [_gate(tmp_path, n) for n in ("g1", "g2")]
+    runtime.add_function(FunctionSpec("gate2", f"{H}:gate", memory_mb=128))
+    busy = [asyncio.create_task(invoker.invoke(f, g[0])) for f, g in zip(("gate", "gate2"), gates)]
+    for g in gates:
+        await _until(g[1].exists, "the gate functions to start")
+    assert runtime.instance_count() == 2 and runtime.health()["memory_reserved_mb"] == 256
+    with pytest.raises(InvokeError) as err:
+        await invoker.invoke("a", b"{}")
+    assert err.value.kind == "Throttled"
+    retrying = LocalInvoker(runtime.endpoint)
+    later = asyncio.create_task(retrying.invoke("a", b"{}"))
+    for g in gates:
+        g[2].touch()
+    await asyncio.gather(*busy)
+    assert (await later).billing.cold_start and runtime.health()["memory_reserved_mb"] <= 300
+    await invoker.close()
+    await retrying.close()
+
+
+async def test_a_crashed_instance_is_retried_once_on_a_fresh_one(make_runtime, tmp_path):
+    runtime, invoker = await make_runtime(FunctionSpec("crash_once", f"{H}:crash_once"))
+    marker = tmp_path / "crashed"
+    result = await invoker.invoke("crash_once", orjson.dumps({"marker": str(marker)}))
+    assert orjson.loads(result.payload)["survived"] and marker.exists()
+    assert [r.error_type for r in runtime.billing()] == ["Runtime.ExitError", None]
+    assert result.billing.cold_start  # the retry ran on a new instance
 
 
 async def test_memory_cap_kills_instance_and_runtime_keeps_serving(make_runtime):
@@ -174,7 +243,7 @@ async def test_crash_and_import_error_fail_cleanly(make_runtime):
         FunctionSpec("echo", f"{H}:echo"))
     with pytest.raises(InvokeError) as err:
         await invoker.invoke("crash", b"{}")
-    assert err.value.kind == "FunctionError" and "exit status 3" in str(err.value)
+    assert err.value.kind == "Crashed" and "exit status 3" in str(err.value)
     assert runtime.instance_count("crash") == 0
     with pytest.raises(InvokeError) as err:
         await invoker.invoke("missing", b"{}")

@@ -1,0 +1,146 @@
+"""Function instance processes: spawn one (a cold start), wait for its frames under the memory
+watchdog and the timeout, stop it. One invocation at a time per instance."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import orjson
+
+from burst.faas.instance import encode_frame
+from burst.faas.watchdog import peak_mb, watch_memory
+from vmpool.procs import die_with_parent
+
+_HEADER = struct.Struct(">II")
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class Outcome(Enum):
+    OK = "ok"
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    CRASH = "crash"
+
+
+@dataclass
+class Frame:
+    outcome: Outcome
+    meta: dict = field(default_factory=dict)
+    body: bytes = b""
+    peak_mb: int = 0
+
+
+class Instance:
+    """One live instance process and the socket the runtime talks to it over."""
+
+    def __init__(self, proc: subprocess.Popen, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, memory_mb: int):
+        self.proc = proc
+        self.reader = reader
+        self.writer = writer
+        self.memory_mb = memory_mb  # what it reserves of the runtime's memory budget
+        self.init_ms = 0.0
+        self.init_logs = ""
+        self.last_used = time.monotonic()
+        self.stopped = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send_invoke(self, request_id: str, timeout_s: float, payload: bytes) -> None:
+        self.writer.write(encode_frame({"type": "invoke", "request_id": request_id,
+                                        "timeout_ms": int(timeout_s * 1000)}, payload))
+
+
+def instance_env(name: str, handler: str, memory_mb: int, environment: dict[str, str],
+                 fd: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(environment)
+    env.update({
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "TIDEGATE_FUNCTION_MEMORY_MB": str(memory_mb),
+        # one thread per instance, as a 1,769 MB Lambda has one vCPU
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TIDEGATE_FUNCTION_THREADS": "1",
+        "_HANDLER": handler,
+        "TIDEGATE_INSTANCE_FD": str(fd),
+        # the project root first, so handlers in this checkout import from any cwd
+        "PYTHONPATH": os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH", "")) if p),
+    })
+    return env
+
+
+async def spawn(name: str, handler: str, memory_mb: int, environment: dict[str, str]) -> Instance:
+    """Start the process; it imports the handler and sends a ready (or init_error) frame."""
+    parent_sock, child_sock = socket.socketpair()
+    try:
+        env = instance_env(name, handler, memory_mb, environment, child_sock.fileno())
+        proc = subprocess.Popen([sys.executable, "-m", "burst.faas.instance"], env=env,
+                                pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL,
+                                preexec_fn=die_with_parent())  # no orphans if the runtime dies
+    except BaseException:
+        parent_sock.close()
+        raise
+    finally:
+        child_sock.close()
+    reader, writer = await asyncio.open_unix_connection(sock=parent_sock, limit=1 << 20)
+    return Instance(proc, reader, writer, memory_mb)
+
+
+async def next_frame(inst: Instance, timeout_s: float, memory_mb: int, poll_s: float) -> Frame:
+    """The instance's next frame, or why there is none (over its memory, timed out, died)."""
+    read = asyncio.ensure_future(_read_frame(inst.reader))
+    watch = asyncio.ensure_future(watch_memory(inst.pid, memory_mb, poll_s))
+    try:
+        done, _ = await asyncio.wait({read, watch}, timeout=timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not read.done():
+            read.cancel()
+    if watch in done and not watch.cancelled():
+        return Frame(Outcome.OOM, peak_mb=watch.result())
+    if read in done:
+        if read.cancelled() or read.exception() is not None:
+            return Frame(Outcome.CRASH, peak_mb=peak_mb(inst.pid))
+        meta, body = read.result()
+        return Frame(Outcome.OK, meta, body)
+    return Frame(Outcome.TIMEOUT, peak_mb=peak_mb(inst.pid))
+
+
+async def exit_code(inst: Instance, wait_s: float = 2.0) -> int | None:
+    """The exit status of an instance whose socket closed (give it a moment to exit)."""
+    try:
+        return await asyncio.to_thread(inst.proc.wait, wait_s)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def stop(inst: Instance, background: set) -> None:
+    """Close its socket (a healthy instance exits on EOF), kill it, and reap it off the loop."""
+    try:
+        inst.writer.close()
+    except Exception:  # noqa: BLE001 - already closed or broken: the kill below still runs
+        pass
+    if inst.proc.poll() is None:
+        inst.proc.kill()
+    task = asyncio.get_running_loop().run_in_executor(None, inst.proc.wait)
+    background.add(task)
+    task.add_done_callback(background.discard)
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[dict, bytes]:
+    meta_len, body_len = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+    meta = orjson.loads(await reader.readexactly(meta_len))
+    return meta, await reader.readexactly(body_len)
