@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tidegate-installed
 
-.PHONY: install serve test test-fast bench clean
+.PHONY: install serve test test-services test-fast bench clean
 
 install: $(STAMP)
 
@@ -19,8 +19,14 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/tidegate serve
 
-test: $(STAMP)
+test: $(STAMP) test-services
 	$(PY) -m pytest -q
+
+# The ledger and shared rate-limit tests run a real PostgreSQL and redis-server on loopback.
+test-services:
+	@command -v redis-server >/dev/null && { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server) >/dev/null 2>&1 || \
+	    echo "warning: could not install postgresql/redis-server: their tests will be skipped"; }
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

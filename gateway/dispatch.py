@@ -104,11 +104,11 @@ class Dispatcher:
             else:
                 result = await self._burst(ctx, cfg, req, decision.workers)
         except TidegateError as exc:
-            self._account(ctx, cfg, path, exc.status, start, batch, None)
+            await self._account(ctx, cfg, path, exc.status, start, batch, None, decision.reason)
             raise
         finally:
             self.metrics.in_flight.dec()
-        self._account(ctx, cfg, result.path, 200, start, batch, result)
+        await self._account(ctx, cfg, result.path, 200, start, batch, result, decision.reason)
         return result
 
     async def _vm(self, ctx: CallContext, cfg: ModelConfig, req: InferRequest,
@@ -147,8 +147,9 @@ class Dispatcher:
                            billed_ms=sum(ms for ms, _ in answer.invocations),
                            timings_ms={"burst": answer.total_ms, "comm": answer.comm_ms})
 
-    def _account(self, ctx: CallContext, cfg: ModelConfig, path: str, status: int, start: float,
-                 batch: int, result: InferResult | None) -> None:
+    async def _account(self, ctx: CallContext, cfg: ModelConfig, path: str, status: int,
+                       start: float, batch: int, result: InferResult | None,
+                       reason: str = "") -> None:
         latency_ms = (time.perf_counter() - start) * 1000.0
         tenant = ctx.tenant.name
         self.metrics.requests.labels(tenant, cfg.name, path, str(status)).inc()
@@ -162,7 +163,8 @@ class Dispatcher:
                 self.metrics.function_billed.labels(cfg.name).inc(result.billed_ms / 1000.0)
             self.tenants.charge(ctx.tenant, cost)
         if self.ledger is not None:
-            self.ledger.record(LedgerRow(
+            # the answer goes out only once its row is durable (group commit: see gateway.ledger)
+            await self.ledger.record(LedgerRow(
                 id=ctx.request_id, ts=time.time(), tenant=tenant, model=cfg.name, path=path,
                 status=status, latency_ms=latency_ms, batch_size=batch,
                 workers=result.workers if result else 0,
@@ -170,4 +172,5 @@ class Dispatcher:
                 vm_cost_usd=cost if (result and path == "vm") else 0.0,
                 function_cost_usd=result.function_cost_usd if result else 0.0,
                 store_cost_usd=result.store_cost_usd if result else 0.0,
-                cost_usd=cost, billed_ms=result.billed_ms if result else 0))
+                cost_usd=cost, billed_ms=result.billed_ms if result else 0,
+                reason=getattr(reason, "value", reason) or ""))

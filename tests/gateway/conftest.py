@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,29 +15,19 @@ import torch
 import uvicorn
 
 from vmpool.export import export_zoo
+from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures
+from tests.support.redis import redis_server, redis_url  # noqa: F401 - fixtures
+from vmpool.procs import free_port, spawn_sync, wait_healthy_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 torch.set_num_threads(1)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port", "serve_app", "wait_ready"]
 
 
 def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except Exception:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready after {timeout_s} s")
+    wait_healthy_sync(proc, url, timeout_s=timeout_s)
 
 
 @pytest.fixture(scope="session")
@@ -56,10 +44,10 @@ def model_server(small_repo, tmp_path_factory):
     """One real model server process serving ``small_repo``; yields its base URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("ms-log") / "model-server.log"
-    proc = subprocess.Popen(
+    proc = spawn_sync(
         [sys.executable, "-m", "ops", "model-server", "--repo", str(small_repo),
-         "--port", str(port), "--threads", "1"], cwd=ROOT, stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+         "--port", str(port), "--threads", "1"], cwd=ROOT, log_path=log,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url + "/v2/health/ready", proc)

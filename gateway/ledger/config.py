@@ -1,0 +1,48 @@
+"""``[ledger]`` settings: where the rows go (imported by gateway.settings; imports nothing of ours)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_PG_SCHEMES = ("postgresql://", "postgres://")
+
+
+class LedgerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["sqlite", "postgresql"] = Field(
+        "sqlite", description="sqlite: one file, the embedded default; postgresql: one ledger "
+        "shared by several gateway replicas. Inferred from `url` when not given.")
+    url: str | None = Field(
+        None, description="sqlite: the file (default DATA_DIR/ledger.sqlite); postgresql: a "
+        "libpq URL, postgresql://user:password@host:port/dbname.")
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        "full", description="sqlite: full fsyncs each commit (durable against power loss); "
+        "normal survives a process crash only.")
+    max_batch_rows: int = Field(4096, ge=1, description="Most rows committed in one transaction.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_from_url(cls, data):
+        if isinstance(data, dict) and "kind" not in data and str(data.get("url") or "").startswith(
+                _PG_SCHEMES):
+            data = {**data, "kind": "postgresql"}
+        return data
+
+    @model_validator(mode="after")
+    def _url_matches_kind(self) -> "LedgerSettings":
+        is_pg_url = (self.url or "").startswith(_PG_SCHEMES)
+        if self.kind == "postgresql" and not is_pg_url:
+            raise ValueError("ledger.kind = postgresql needs url = 'postgresql://user@host/db'")
+        if self.kind == "sqlite" and is_pg_url:
+            raise ValueError("ledger.url is a PostgreSQL URL but ledger.kind is sqlite")
+        return self
+
+    def target(self, data_dir: Path) -> str:
+        """What ``Ledger`` opens: the PostgreSQL URL or the SQLite file path."""
+        if self.kind == "postgresql":
+            return str(self.url)
+        return str(Path(self.url) if self.url else Path(data_dir) / "ledger.sqlite")

@@ -1,0 +1,171 @@
+"""The ledger: ``await ledger.record(row)`` returns once the row is durable (group commit).
+
+A single writer thread takes every row queued since its last commit, writes them in one
+transaction and commits, then wakes the requests waiting on them. Under load a commit covers
+many rows, so durability per response costs one fsync per batch, not per request. A failed
+write leaves its rows at the head of the queue and is retried with backoff: rows are never
+dropped, and their requests are not answered until the rows are in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from operator import attrgetter
+from pathlib import Path
+from typing import Protocol
+
+from .row import COLUMNS, LedgerRow
+
+_AS_TUPLE = attrgetter(*COLUMNS)  # dataclasses.astuple deep-copies: 10x slower
+
+log = logging.getLogger("tidegate.ledger")
+
+
+class LedgerBackend(Protocol):
+    placeholder: str  # the driver's parameter marker: "?" or "%s"
+
+    def describe(self) -> str: ...
+    def migrate(self) -> int: ...
+    def write(self, rows: list[tuple]) -> None: ...
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]: ...
+    def close(self) -> None: ...
+
+
+def make_backend(target: str | Path, *, sqlite_synchronous: str = "FULL") -> LedgerBackend:
+    """``postgresql://...`` (or ``postgres://``) for PostgreSQL, else an SQLite file path."""
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresBackend
+
+        return PostgresBackend(text)
+    from .sqlite import SqliteBackend
+
+    return SqliteBackend(text, synchronous=sqlite_synchronous)
+
+
+class Ledger:
+    def __init__(self, target: str | Path | LedgerBackend, *, max_batch_rows: int = 4096,
+                 retry_initial_s: float = 0.05, retry_max_s: float = 2.0):
+        self.backend = target if hasattr(target, "write") else make_backend(target)
+        self.max_batch_rows = max_batch_rows
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.schema_version = self.backend.migrate()
+        self._cond = threading.Condition()
+        self._queue: list[tuple[tuple, asyncio.Future]] = []  # only the writer removes (head)
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.commits = 0  # batches committed
+        self.rows_written = 0
+        self.write_failures = 0  # failed attempts (each was retried)
+        self.last_error: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings, data_dir: Path) -> "Ledger":
+        """From a ``LedgerSettings`` (the ``[ledger]`` table)."""
+        backend = make_backend(settings.target(data_dir),
+                               sqlite_synchronous=settings.sqlite_synchronous.upper())
+        return cls(backend, max_batch_rows=settings.max_batch_rows)
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+            self._thread.start()
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Write what is queued (retrying for up to ``timeout_s``), then stop the writer."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, timeout_s)
+            if self._thread.is_alive():
+                log.error("ledger: %d rows still unwritten at shutdown (%s)", self.queued,
+                          self.last_error)
+            self._thread = None
+        self.backend.close()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # writing ---------------------------------------------------------------------------------
+
+    async def record(self, row: LedgerRow) -> None:
+        """Queue ``row`` and return once it is committed."""
+        if self._thread is None:
+            raise RuntimeError("ledger not started")
+        future = asyncio.get_running_loop().create_future()
+        with self._cond:
+            self._queue.append((_AS_TUPLE(row), future))
+            self._cond.notify()
+        # A request cancelled while waiting (client gone) still gets its row: shield the wait.
+        await asyncio.shield(future)
+
+    def _run(self) -> None:
+        delay_s = self.retry_initial_s
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return  # closing, nothing left
+                batch = self._queue[: self.max_batch_rows]
+            try:
+                self.backend.write([row for row, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, retry
+                self.write_failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("ledger write of %d rows failed, retrying in %.2f s: %s",
+                            len(batch), delay_s, self.last_error)
+                with self._cond:
+                    self._cond.wait(delay_s)
+                delay_s = min(self.retry_max_s, delay_s * 2)
+                continue
+            delay_s = self.retry_initial_s
+            with self._cond:
+                del self._queue[: len(batch)]
+            self.commits += 1
+            self.rows_written += len(batch)
+            _wake([future for _, future in batch])
+
+    # reading ---------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Run ``sql`` with ``{p}`` standing for the backend's parameter marker."""
+        return self.backend.query(sql.format(p=self.backend.placeholder), params)
+
+    def spent_by_tenant(self, since_ts: float = 0.0) -> dict[str, float]:
+        rows = self.query("SELECT tenant, SUM(cost_usd) FROM requests WHERE ts >= {p} "
+                          "GROUP BY tenant", (since_ts,))
+        return {tenant: float(spent or 0.0) for tenant, spent in rows}
+
+    def count(self) -> int:
+        return int(self.query("SELECT COUNT(*) FROM requests")[0][0])
+
+    def ids(self, status_min: int = 200, status_max: int = 299) -> set[str]:
+        rows = self.query("SELECT id FROM requests WHERE status >= {p} AND status <= {p}",
+                          (status_min, status_max))
+        return {rid for (rid,) in rows}
+
+
+def _wake(futures: list[asyncio.Future]) -> None:
+    """Resolve each loop's futures with one call into that loop (not one per row)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+    for future in futures:
+        by_loop.setdefault(future.get_loop(), []).append(future)
+    for loop, group in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, group)
+        except RuntimeError:  # that loop is closed: nobody waits any more
+            pass
+
+
+def _resolve(futures: list[asyncio.Future]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)

@@ -1,0 +1,44 @@
+"""Versioned schema migrations, one list per backend, applied in order and recorded.
+
+Version 1 is the schema of the first release (``IF NOT EXISTS``), so a ledger written before
+migrations existed is adopted as version 1 and then upgraded. Never edit a released migration:
+add the next version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+
+_V1_COLUMNS = """
+    id TEXT, ts {real} NOT NULL, tenant TEXT NOT NULL, model TEXT NOT NULL, path TEXT NOT NULL,
+    status INTEGER NOT NULL, latency_ms {real} NOT NULL, batch_size INTEGER NOT NULL,
+    workers INTEGER NOT NULL, cold_starts INTEGER NOT NULL, vm_cost_usd {real} NOT NULL,
+    function_cost_usd {real} NOT NULL, store_cost_usd {real} NOT NULL, cost_usd {real} NOT NULL,
+    billed_ms INTEGER NOT NULL, detail TEXT NOT NULL DEFAULT ''"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1, "requests table",
+        sqlite=(f"CREATE TABLE IF NOT EXISTS requests ({_V1_COLUMNS.format(real='REAL')})",
+                "CREATE INDEX IF NOT EXISTS requests_tenant_ts ON requests (tenant, ts)"),
+        postgres=("CREATE TABLE IF NOT EXISTS requests (seq BIGSERIAL PRIMARY KEY, "
+                  f"{_V1_COLUMNS.format(real='DOUBLE PRECISION')})",
+                  "CREATE INDEX IF NOT EXISTS requests_tenant_ts ON requests (tenant, ts)")),
+    Migration(
+        2, "routing reason per row; time index for reports",
+        sqlite=("ALTER TABLE requests ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
+                "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)"),
+        postgres=("ALTER TABLE requests ADD COLUMN IF NOT EXISTS reason TEXT NOT NULL DEFAULT ''",
+                  "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)")),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,79 @@
+"""The shared ledger backend: PostgreSQL, for several gateway replicas writing one ledger."""
+
+from __future__ import annotations
+
+import time
+
+from .migrations import MIGRATIONS
+from .row import COLUMNS
+
+# Any constant: serialises migrators of every replica that starts at the same moment.
+_MIGRATION_LOCK_ID = 7_402_611
+
+
+class PostgresBackend:
+    """psycopg 3, synchronous (it runs on the ledger's writer thread). Batches go in with COPY,
+    one transaction each: a commit is durable (``synchronous_commit`` as the server has it)."""
+
+    placeholder = "%s"
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 10.0):
+        self.url = url
+        self.connect_timeout_s = connect_timeout_s
+        self._writer = None
+
+    def describe(self) -> str:
+        # never the password: the URL may carry one
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(self.url)
+        return f"postgresql://{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
+
+    def _connect(self):
+        import psycopg
+
+        return psycopg.connect(self.url, connect_timeout=int(self.connect_timeout_s))
+
+    def migrate(self) -> int:
+        with self._connect() as db:
+            with db.transaction():
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))
+                db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER "
+                           "PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+                applied = {v for (v,) in db.execute("SELECT version FROM schema_migrations")}
+                for migration in MIGRATIONS:
+                    if migration.version in applied:
+                        continue
+                    for statement in migration.postgres:
+                        db.execute(statement)
+                    db.execute("INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                               (migration.version, migration.name, time.time()))
+            return db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+
+    def write(self, rows: list[tuple]) -> None:
+        if self._writer is None or self._writer.closed:
+            self._writer = self._connect()
+        db = self._writer
+        try:
+            with db.transaction():
+                with db.cursor().copy(f"COPY requests ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        except BaseException:
+            self._reset()
+            raise
+
+    def _reset(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close, too
+                pass
+            self._writer = None
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._connect() as db:
+            return db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self._reset()

@@ -1,0 +1,103 @@
+"""The embedded ledger backend: one SQLite file in WAL mode, fsync'd on every commit."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from .migrations import MIGRATIONS
+from .row import COLUMNS
+
+_INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES "
+_ONE_ROW = f"({', '.join('?' * len(COLUMNS))})"
+# Rows per INSERT statement. One multi-row statement is one sqlite3_step, so the writer thread
+# gives the GIL up and waits to get it back once, not once per row: with executemany, a loaded
+# event loop made a 118-row commit take 20 ms (5 ms switch interval per hand-back).
+_CHUNK_ROWS = 500  # 500 x 17 parameters, under SQLite's 32,766 limit
+
+
+def _insert(count: int) -> str:
+    return _INSERT + ", ".join([_ONE_ROW] * count)
+
+
+class SqliteBackend:
+    """``write`` runs on the ledger's writer thread, ``query`` on any thread (own connection).
+
+    ``synchronous=FULL`` makes a commit durable against power loss, not only a process crash;
+    with group commit one fsync covers a whole batch, so it costs little throughput."""
+
+    placeholder = "?"
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.synchronous = synchronous.upper()
+        self._writer: sqlite3.Connection | None = None
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                             check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
+        return db
+
+    def migrate(self) -> int:
+        """Apply the migrations this file lacks, each in its own transaction; the version."""
+        db = self._connect()
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                       " name TEXT NOT NULL, applied_at REAL NOT NULL)")
+            for migration in MIGRATIONS:
+                db.execute("BEGIN IMMEDIATE")  # one migrator at a time, even across processes
+                try:
+                    done = db.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
+                                      (migration.version,)).fetchone()
+                    if not done:
+                        for statement in migration.sqlite:
+                            db.execute(statement)
+                        db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                                   (migration.version, migration.name, time.time()))
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            return db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+        finally:
+            db.close()
+
+    def write(self, rows: list[tuple]) -> None:
+        """Insert ``rows`` in one transaction; durable when this returns."""
+        if self._writer is None:
+            self._writer = self._connect()
+        db = self._writer
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for start in range(0, len(rows), _CHUNK_ROWS):
+                chunk = rows[start:start + _CHUNK_ROWS]
+                db.execute(_insert(len(chunk)), [value for row in chunk for value in row])
+            db.execute("COMMIT")
+        except BaseException:
+            self._reset()
+            raise
+
+    def _reset(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except sqlite3.Error:
+                pass
+            self._writer = None
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        db = self._connect()
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
+    def close(self) -> None:
+        self._reset()
