@@ -5,6 +5,30 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative '/'-separated key, else raise ValueError.
+
+    Every store checks keys with this, so a key that works on one works on all (and none can
+    leave a directory store's root or a bucket prefix).
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"object key must be a non-empty string, got {key!r}")
+    if key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ValueError(f"object key must be relative and use '/' separators: {key!r}")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise ValueError(f"object key has an empty, '.' or '..' segment: {key!r}")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """Validate a delete/list prefix: '' means everything; a trailing '/' is allowed."""
+    if prefix == "":
+        return prefix
+    check_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
 class StoreError(Exception):
     """An object-store operation failed (``missing`` is True when the key does not exist)."""
 

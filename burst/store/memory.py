@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from burst.store.base import StoreError
-from burst.store.local_dir import check_key, check_prefix
+from burst.store.base import StoreError, check_key, check_prefix
 
 
 class MemoryStore:

@@ -10,8 +10,7 @@ from typing import Any, Callable
 import oss2
 from oss2.exceptions import ClientError, NoSuchKey, OssError, RequestError
 
-from burst.store.base import StoreError
-from burst.store.local_dir import check_key, check_prefix
+from burst.store.base import StoreError, check_key, check_prefix
 
 _DELETE_BATCH_MAX = 1000  # DeleteMultipleObjects accepts at most 1000 keys per call
 _LIST_PAGE_MAX = 1000

@@ -9,8 +9,7 @@ import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from burst.store.base import StoreError
-from burst.store.local_dir import check_key, check_prefix
+from burst.store.base import StoreError, check_key, check_prefix
 
 _DELETE_BATCH_MAX = 1000  # DeleteObjects accepts at most 1000 keys per call
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
