@@ -1,68 +1,51 @@
 """HTTP <-> core translation for the Open Inference Protocol. Nothing else sees HTTP types.
 
 The infer endpoint is served at the ASGI level (no FastAPI routing or dependency machinery on
-the hot path); these helpers read the body, and build and send the response.
+the hot path); these helpers read the body, and build and send the response. The wire format
+itself (header names, datatypes, error body, metadata documents) is ``vmpool.wire``.
 """
 
 from __future__ import annotations
 
-import orjson
-
+from vmpool import body as body_reader
 from vmpool.artifact import ModelConfig
+from vmpool.body import BodyLease, ClientGone
 from vmpool.codec import CodecError, InferRequest, decode_request, encode_response
+from vmpool.wire import HEADER_LENGTH_KEY, error_body, model_metadata, parse_header_length
 
-from .errors import BadRequest, PayloadTooLarge
+from .errors import TidegateError
 
-HEADER_LENGTH = "inference-header-content-length"
+__all__ = ["ClientGone", "decode_infer", "error_body", "header_length", "infer_response",
+           "model_metadata", "read_body", "send_response"]
 JSON_TYPE = "application/json"
 
 
-async def read_body(receive, headers: dict[str, str], limit_bytes: int) -> bytes:
-    """The request body from an ASGI ``receive``; 413 past ``limit_bytes`` (declared or not)."""
-    declared = headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise BadRequest("invalid Content-Length") from None
-        if size > limit_bytes:
-            raise PayloadTooLarge(f"request body of {size} bytes is over the limit of "
-                                  f"{limit_bytes} bytes")
-    chunks, total = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = message.get("body", b"")
-        if chunk:
-            total += len(chunk)
-            if total > limit_bytes:
-                raise PayloadTooLarge(f"request body is over the limit of {limit_bytes} bytes")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+def _as_error(exc: CodecError) -> TidegateError:
+    return TidegateError(exc.message, exc.status, exc.headers)
 
 
-class ClientGone(Exception):
-    """The client disconnected before sending its whole request."""
+async def read_body(receive, headers: dict[str, str], limit_bytes: int,
+                    lease: BodyLease | None = None, timeout_s: float | None = None) -> bytes:
+    """The request body from an ASGI ``receive`` (413/503/408 as ``vmpool.body`` decides)."""
+    try:
+        return await body_reader.read_body(receive, headers.get("content-length"), limit_bytes,
+                                           lease, timeout_s)
+    except CodecError as exc:
+        raise _as_error(exc) from None
 
 
 def header_length(headers: dict[str, str]) -> int | None:
-    raw = headers.get(HEADER_LENGTH)
-    if raw is None:
-        return None
     try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"Inference-Header-Content-Length must be an integer, got {raw!r}") from None
+        return parse_header_length(headers.get(HEADER_LENGTH_KEY))
+    except CodecError as exc:
+        raise _as_error(exc) from None
 
 
 def decode_infer(body: bytes, hl: int | None) -> InferRequest:
     try:
         return decode_request(body, hl)
     except CodecError as exc:
-        raise BadRequest(str(exc), getattr(exc, "status", 400)) from None
+        raise _as_error(exc) from None
 
 
 def infer_response(cfg: ModelConfig, req: InferRequest, outputs,
@@ -72,15 +55,11 @@ def infer_response(cfg: ModelConfig, req: InferRequest, outputs,
                                outputs=outputs, requested=req.outputs,
                                binary_output=req.binary_output)
     if hl is not None:
-        headers["inference-header-content-length"] = str(hl)
+        headers[HEADER_LENGTH_KEY] = str(hl)
         headers["content-type"] = "application/octet-stream"
     else:
         headers["content-type"] = JSON_TYPE
     return body, headers
-
-
-def error_body(message: str) -> bytes:
-    return orjson.dumps({"error": message})
 
 
 async def send_response(send, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -88,13 +67,3 @@ async def send_response(send, status: int, body: bytes, headers: dict[str, str])
     raw.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
-
-
-def model_metadata(cfg: ModelConfig) -> dict:
-    return {
-        "name": cfg.name,
-        "versions": [cfg.version],
-        "platform": cfg.platform,
-        "inputs": [t.to_dict() for t in cfg.inputs],
-        "outputs": [t.to_dict() for t in cfg.outputs],
-    }

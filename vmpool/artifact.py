@@ -13,17 +13,14 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vmpool.wire import DATATYPES  # noqa: F401  (re-exported: the one datatype table)
+
 PROGRAM_FILE = "model.pt2"
 CONFIG_FILE = "config.toml"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # one torch.export.load at a time per process (see Artifact.load_program)
 _LOAD_LOCK = threading.Lock()
 
-# Open Inference Protocol datatype <-> torch dtype name.
-DATATYPES = {
-    "BOOL": "bool", "UINT8": "uint8", "INT8": "int8", "INT16": "int16", "INT32": "int32",
-    "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64", "BF16": "bfloat16",
-}
 
 
 class ArtifactError(Exception):

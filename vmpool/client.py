@@ -12,8 +12,7 @@ import aiohttp
 import numpy as np
 
 from .codec import CodecError, decode_response, encode_request
-
-HEADER_LENGTH = "Inference-Header-Content-Length"
+from .wire import HEADER_LENGTH, parse_header_length
 
 
 class ReplicaError(Exception):
@@ -57,10 +56,10 @@ class ReplicaClient:
                 if resp.status != 200:
                     raise ReplicaError(_error_text(payload, resp.status), resp.status,
                                        retryable=resp.status == 503)
-                hl = resp.headers.get(HEADER_LENGTH)
                 try:
-                    return decode_response(payload, int(hl) if hl else None).outputs
-                except (CodecError, ValueError) as exc:
+                    header_length = parse_header_length(resp.headers.get(HEADER_LENGTH))
+                    return decode_response(payload, header_length).outputs
+                except CodecError as exc:
                     raise ReplicaError(f"replica sent a malformed response: {exc}", 502) from exc
         except aiohttp.ClientConnectorError as exc:
             raise ReplicaError(f"cannot connect to replica {base_url}: {exc}", 503,

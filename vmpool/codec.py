@@ -15,28 +15,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from vmpool.artifact import DATATYPES, ModelConfig
+from vmpool.artifact import ModelConfig
+from vmpool.wire import (HEADER_LENGTH, KIND_WORDS, CodecError, datatype_of, error_body,
+                         numpy_dtype, parse_header_length)
 
-HEADER_LENGTH = "Inference-Header-Content-Length"
+__all__ = ["HEADER_LENGTH", "CodecError", "InferRequest", "InferResponse", "RequestedOutput",
+           "datatype_of", "decode_request", "decode_response", "encode_error", "encode_request",
+           "encode_response", "numpy_dtype", "parse_header_length", "validate_inputs"]
 
-# OIP datatype -> little-endian numpy dtype. BF16 has no numpy dtype and BYTES no fixed width.
-_NP_DTYPES: dict[str, np.dtype] = {
-    dt: np.dtype(name).newbyteorder("<") for dt, name in DATATYPES.items() if dt != "BF16"
-}
-_OIP_BY_KIND: dict[tuple[str, int], str] = {
-    (np.dtype(name).kind, np.dtype(name).itemsize): dt
-    for dt, name in DATATYPES.items() if dt != "BF16"
-}
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
-
-
-class CodecError(Exception):
-    """A request or response that does not follow the protocol; ``status`` is the HTTP status."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 @dataclass
@@ -63,26 +50,6 @@ class InferResponse:
     parameters: dict = field(default_factory=dict)
 
 
-def datatype_of(array: np.ndarray) -> str:
-    """The OIP datatype of a numpy array (CodecError if it has none)."""
-    dt = _OIP_BY_KIND.get((array.dtype.kind, array.dtype.itemsize))
-    if dt is None:
-        raise CodecError(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype")
-    return dt
-
-
-def numpy_dtype(datatype: str, where: str) -> np.dtype:
-    dtype = _NP_DTYPES.get(datatype) if isinstance(datatype, str) else None
-    if dtype is not None:
-        return dtype
-    if datatype == "BF16":
-        raise CodecError(f"{where}: datatype BF16 is not supported by this server; send FP32")
-    if datatype == "BYTES":
-        raise CodecError(f"{where}: datatype BYTES is not supported by this server")
-    raise CodecError(f"{where}: unknown datatype {datatype!r}; "
-                     f"expected one of {', '.join(sorted(_NP_DTYPES))}")
-
-
 # ---------------------------------------------------------------- decoding
 
 def _split_body(body: bytes, header_length: int | None) -> tuple[dict, memoryview]:
@@ -105,19 +72,6 @@ def _split_body(body: bytes, header_length: int | None) -> tuple[dict, memoryvie
     if not isinstance(obj, dict):
         raise CodecError("the JSON body must be an object")
     return obj, binary
-
-
-def parse_header_length(value: str | None) -> int | None:
-    """The ``Inference-Header-Content-Length`` header value as an int (CodecError if invalid)."""
-    if value is None:
-        return None
-    try:
-        length = int(value)
-    except ValueError:
-        raise CodecError(f"{HEADER_LENGTH} must be an integer, got {value!r}") from None
-    if length < 0:
-        raise CodecError(f"{HEADER_LENGTH} must not be negative, got {length}")
-    return length
 
 
 def _shape(raw, where: str) -> tuple[int, ...]:
@@ -151,9 +105,9 @@ def _json_array(data, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np
             # Parse without a dtype first so 1.5 in an INT32 tensor is an error, not a truncation.
             raw = np.asarray(flat if isinstance(flat, list) else list(flat))
             if raw.size and not _json_kind_ok(raw.dtype.kind, dtype.kind):
-                want = _OIP_BY_KIND[(dtype.kind, dtype.itemsize)]
-                raise CodecError(f"{where}: 'data' holds {raw.dtype.kind!r}-kind values "
-                                 f"that do not fit datatype {want}")
+                got = KIND_WORDS.get(raw.dtype.kind, "non-numeric")
+                raise CodecError(f"{where} is {datatype_of(dtype)} but 'data' holds {got} "
+                                 f"values")
             if dtype.kind in "iu" and raw.size:
                 info = np.iinfo(dtype)
                 if raw.min() < info.min or raw.max() > info.max:
@@ -409,6 +363,4 @@ def encode_response(*, model_name: str, model_version: str | None, request_id: s
     return body, (length if chunks else None)
 
 
-def encode_error(message: str) -> bytes:
-    """The protocol's error body: ``{"error": "..."}``."""
-    return orjson.dumps({"error": str(message)})
+encode_error = error_body  # the protocol's error body: ``{"error": "..."}``

@@ -11,19 +11,18 @@ import contextlib
 import logging
 import shutil
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from vmpool import zoo
-from vmpool.artifact import (CONFIG_FILE, DATATYPES, PROGRAM_FILE, Artifact, ArtifactError,
+from vmpool import wire, zoo
+from vmpool.artifact import (CONFIG_FILE, PROGRAM_FILE, Artifact, ArtifactError,
                              ModelConfig, TensorSpec, config_to_toml, validate_name,
                              write_artifact)
 
 TRACE_BATCH = 2  # batch 0 and 1 get specialised by the tracer; 2 keeps the dimension symbolic
-_TORCH_TO_DATATYPE = {torch_name: dt for dt, torch_name in DATATYPES.items()}
 
 
 @contextlib.contextmanager
@@ -40,12 +39,10 @@ def _quiet_torch_export():
 
 def datatype_of(dtype: torch.dtype) -> str:
     """Open Inference Protocol datatype for a torch dtype; ArtifactError if it has none."""
-    torch_name = str(dtype).removeprefix("torch.")
     try:
-        return _TORCH_TO_DATATYPE[torch_name]
-    except KeyError:
-        raise ArtifactError(f"tensor dtype {torch_name} has no protocol datatype "
-                            f"(supported: {', '.join(DATATYPES.values())})") from None
+        return wire.datatype_of(dtype)
+    except wire.CodecError as exc:
+        raise ArtifactError(exc.message) from None
 
 
 def _default_names(names: Sequence[str] | None, count: int, stem: str) -> tuple[str, ...]:
@@ -239,12 +236,13 @@ def _batch_upper_bound(program, value: torch.Tensor) -> int | None:
     return None  # unbounded (int_oo) or unknown
 
 
-def import_program(path, repo, name: str, *, max_batch_size: int = 8,
-                   slo_ms: float = 500.0) -> Artifact:
+def import_program(path, repo, name: str, *, max_batch_size: int = 8, slo_ms: float = 500.0,
+                   on_warning: Callable[[str], None] | None = None) -> Artifact:
     """Bring your own model: copy a ``torch.export.save`` program into REPO/NAME with a config.
 
     Input names are the program's argument names; symbolic dimensions become -1. A program
-    whose batch dimension is static gets ``max_batch_size = 1`` and its static shapes.
+    whose batch dimension is static gets ``max_batch_size = 1`` and its static shapes; a
+    bounded batch dimension caps ``max_batch_size``. Either change is told to ``on_warning``.
     """
     validate_name(name)
     if int(max_batch_size) < 1:
@@ -258,11 +256,21 @@ def import_program(path, repo, name: str, *, max_batch_size: int = 8,
     specs_out = tuple(_spec(n, v) for n, v in
                       zip(_default_names(None, len(outputs), "output"), outputs))
     dynamic_batch = all(s.shape and s.shape[0] == -1 for s in specs_in)
+    asked = int(max_batch_size)
     if dynamic_batch:
         bounds = [b for b in (_batch_upper_bound(program, v) for v in inputs) if b is not None]
-        max_batch_size = min([int(max_batch_size), *bounds])
+        max_batch_size = min([asked, *bounds])
+        if max_batch_size < asked and on_warning is not None:
+            on_warning(f"max batch size {asked} capped at {max_batch_size}: the program's batch "
+                       f"dimension goes up to {max_batch_size} (export it with a larger "
+                       f"torch.export.Dim max to allow more)")
     else:
         max_batch_size = 1
+        if asked != 1 and on_warning is not None:
+            shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in specs_in)
+            on_warning(f"max batch size set to 1, not {asked}: the program has a fixed batch "
+                       f"size ({shapes}); export it with a dynamic batch dimension "
+                       f"(torch.export.Dim) to batch requests")
     cfg = ModelConfig(name=name, inputs=specs_in, outputs=specs_out,
                       max_batch_size=max_batch_size, slo_ms=float(slo_ms),
                       extra={"source": f"program:{path.name}", "dynamic_batch": dynamic_batch})

@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
             artifact = export.import_program(
                 source, args.out, name,
                 max_batch_size=8 if args.batch is None else args.batch,
-                slo_ms=500.0 if args.slo_ms is None else args.slo_ms)
+                slo_ms=500.0 if args.slo_ms is None else args.slo_ms,
+                on_warning=lambda text: print(f"warning: {text}", flush=True))
         else:
             raise CliError(f"{args.model!r} is neither a zoo model nor a file; "
                            f"zoo models: {', '.join(zoo.MODELS)}")

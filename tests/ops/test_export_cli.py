@@ -117,3 +117,25 @@ def test_help_lists_the_zoo(capsys):
     out = capsys.readouterr().out
     assert "--batch N" in out and "dynamic" in out
     assert all(name in out for name in zoo.MODELS)
+
+
+def test_import_says_when_it_changes_what_was_asked(tmp_path, capsys):
+    batch = torch.export.Dim("batch", max=16)
+    bounded = torch.export.export(nn.Linear(5, 2).eval(), (torch.randn(2, 5),),
+                                  dynamic_shapes=({0: batch},))
+    torch.export.save(bounded, str(tmp_path / "bounded.pt2"))
+    assert ops.cli.main(["export", str(tmp_path / "bounded.pt2"), "--out", str(tmp_path / "r"),
+                         "--batch", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: max batch size 32 capped at 16" in out
+    assert load_artifact(tmp_path / "r", "bounded").config.max_batch_size == 16
+
+    fixed = torch.export.export(nn.Linear(3, 2).eval(), (torch.randn(1, 3),))
+    torch.export.save(fixed, str(tmp_path / "fixed.pt2"))
+    assert ops.cli.main(["export", str(tmp_path / "fixed.pt2"), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: max batch size set to 1, not 8: the program has a fixed batch size" in out
+
+    assert ops.cli.main(["export", str(tmp_path / "bounded.pt2"), "--out", str(tmp_path / "r"),
+                         "--batch", "4", "--name", "quiet"]) == 0
+    assert "warning" not in capsys.readouterr().out  # nothing changed, nothing said
