@@ -79,7 +79,8 @@ async def receive(ref: dict, store) -> torch.Tensor:
         try:
             data = await store.get(ref["key"])
         except StoreError as exc:
-            raise TransportError(f"tensor {ref['key']} is not in the store: {exc}") from exc
+            problem = "is not in the store" if exc.missing else "cannot be read"
+            raise TransportError(f"tensor {ref['key']} {problem}: {exc}") from exc
     else:
         raise TransportError("tensor reference needs 'b64' or 'key'")
     return tensor_from_bytes(data, ref["dtype"], ref["shape"])

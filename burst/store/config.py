@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 class _Store(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    encrypt: bool | None = Field(None, description="Seal per-request tensors with AES-GCM under "
+                                 "a key that travels only in the invocations; default: on for "
+                                 "s3 and oss, off for dir and memory.")
+
     def as_config(self) -> dict:
         """The plain dict ``burst.store.factory.make_store`` takes (unset optionals left out)."""
         return self.model_dump(exclude_none=True)

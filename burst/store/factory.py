@@ -12,6 +12,10 @@ def make_store(cfg: dict) -> ObjectStore:
     if not isinstance(cfg, dict):
         raise ValueError(f"store config must be a dict, got {type(cfg).__name__}")
     kind = cfg.get("kind")
+    from burst.store.encrypted import EncryptedStore, wants_encryption
+
+    if wants_encryption(cfg):  # "encrypt": AES-GCM per-request tensors; default on for s3/oss
+        return EncryptedStore(make_store({**cfg, "encrypt": False}))
     # Imports are local so a deployment without aioboto3 or oss2 can still use the others.
     if kind == "dir":
         from burst.store.local_dir import LocalDirStore
