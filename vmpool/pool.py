@@ -1,20 +1,26 @@
-"""The pool of full-model replicas: health, replica choice, failover."""
+"""The pool of full-model replicas: health, replica choice, failover, draining, boot waits."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
+import statistics
 import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
 import numpy as np
 
+from .breaker import Breakers
 from .client import ReplicaClient, ReplicaError
-from .provisioners.base import Provisioner, ReplicaInfo, ReplicaState
+from .provisioners.base import LIVE_STATES, Provisioner, ReplicaInfo, ReplicaState
 
 log = logging.getLogger("tidegate.pool")
+
+BOOT_POLL_S = 0.05  # how often a request waiting for a booting replica looks again
 
 
 @dataclass
@@ -29,43 +35,136 @@ class NoReplicaError(Exception):
     """No ready replica could take the request."""
 
 
+class PoolError(Exception):
+    """The pool's own machinery failed (its health loop died)."""
+
+
 class ReplicaPool:
     """Sends each request to one of two random ready replicas, whichever has fewer outstanding.
 
-    A request that could not reach its replica (connection refused, replica draining) goes to
-    another one; a request the replica accepted is never sent twice.
+    A request that could not reach its replica goes to another one. A request whose replica died
+    under it (or was draining) is sent once more elsewhere: inference has no side effects. While
+    replicas boot and none is ready, a request waits for the first one (as Knative's activator
+    buffers during a cold start), bounded by its timeout. Scale-in drains a replica before it is
+    stopped. ``clock`` and ``sleep`` are injectable so the timing logic is testable.
     """
 
     def __init__(self, provisioner: Provisioner, client: ReplicaClient | None = None, *,
-                 health_interval_s: float = 1.0, max_attempts: int = 3, seed: int | None = None):
+                 health_interval_s: float = 1.0, max_attempts: int = 3, seed: int | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 breakers: Breakers | None = None, drain_timeout_s: float = 60.0,
+                 boot_wait_s: float = 120.0, max_boot_backoff_s: float = 60.0,
+                 max_health_crashes: int = 10):
         self.provisioner = provisioner
         self.client = client or ReplicaClient()
         self.health_interval_s = health_interval_s
         self.max_attempts = max_attempts
+        self.drain_timeout_s = drain_timeout_s
+        self.boot_wait_s = boot_wait_s
+        self.max_boot_backoff_s = max_boot_backoff_s
+        self.max_health_crashes = max_health_crashes
+        self._clock, self._sleep = clock, sleep
+        self.breakers = breakers or Breakers(clock=clock)
         self._outstanding: dict[str, int] = {}
         self._unhealthy: set[str] = set()
+        self._draining: dict[str, asyncio.Event] = {}  # replica id -> set when it has no requests
+        self._tasks: set[asyncio.Task] = set()
+        self._boot_seen: set[str] = set()
+        self._boot_times_s: deque[float] = deque(maxlen=20)
         self._rng = random.Random(seed)
         self._health_task: asyncio.Task | None = None
+        self.health_crashes = 0
         self.desired = 0
 
     async def start(self, replicas: int) -> None:
         await self.scale_to(replicas)
         self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
 
+    # scaling ---------------------------------------------------------------------------------
+
     async def scale_to(self, count: int) -> None:
+        """Keep ``count`` replicas. Shrinking stops booting replicas first, then drains the least
+        loaded ready ones (they finish their requests, get no new ones) before stopping them."""
+        if count < 0:
+            raise ValueError("replica count must be >= 0")
         self.desired = count
-        await self.provisioner.scale_to(count)
+        live = [r for r in self.provisioner.replicas()
+                if r.state in LIVE_STATES and r.id not in self._draining]
+        excess = len(live) - count
+        if excess > 0:
+            victims = sorted(live, key=lambda r: (r.state == ReplicaState.READY,
+                                                  self._outstanding.get(r.id, 0),
+                                                  -r.started_at_s))[:excess]
+            for r in victims:
+                self._draining[r.id] = asyncio.Event()  # out of rotation from now on
+                self._spawn(self._drain(r.id))
+        await self.provisioner.scale_to(count + len(self._draining))
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("pool task failed", exc_info=task.exception())
+
+    async def _drain(self, replica_id: str) -> None:
+        idle = self._draining[replica_id]
+        if self._outstanding.get(replica_id, 0) == 0:
+            idle.set()
+        try:
+            await asyncio.wait_for(idle.wait(), self.drain_timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("replica %s still busy after %.0f s of draining; stopping it",
+                        replica_id, self.drain_timeout_s)
+        try:
+            await self.provisioner.drain(replica_id)
+        finally:
+            self._draining.pop(replica_id, None)
+            self._outstanding.pop(replica_id, None)
+            self.breakers.forget(replica_id)
+
+    # views -----------------------------------------------------------------------------------
 
     def ready(self) -> list[ReplicaInfo]:
         return [r for r in self.provisioner.replicas()
-                if r.state == ReplicaState.READY and r.id not in self._unhealthy]
+                if r.state == ReplicaState.READY and r.id not in self._unhealthy
+                and r.id not in self._draining and self.breakers.allows(r.id)]
 
     def booting(self) -> list[ReplicaInfo]:
-        return [r for r in self.provisioner.replicas() if r.state == ReplicaState.BOOTING]
+        return [r for r in self.provisioner.replicas()
+                if r.state == ReplicaState.BOOTING and r.id not in self._draining]
+
+    def draining(self) -> list[str]:
+        return list(self._draining)
 
     @property
     def outstanding(self) -> int:
         return sum(self._outstanding.values())
+
+    def outstanding_per_replica(self) -> tuple[int, ...]:
+        return tuple(self._outstanding.get(r.id, 0) for r in self.ready())
+
+    @property
+    def expected_boot_s(self) -> float:
+        """Median of the boot times seen, else what the provisioner expects."""
+        if self._boot_times_s:
+            return statistics.median(self._boot_times_s)
+        return self.provisioner.expected_boot_s
+
+    def boot_remaining_s(self) -> float:
+        """Until the oldest booting replica is expected ready (0 when none boots)."""
+        booting = self.booting()
+        if not booting:
+            return 0.0
+        age = self._clock() - min(r.started_at_s for r in booting)
+        return max(self.expected_boot_s - age, 0.0)
+
+    # requests --------------------------------------------------------------------------------
 
     def _choose(self, exclude: set[str]) -> ReplicaInfo | None:
         candidates = [r for r in self.ready() if r.id not in exclude]
@@ -76,74 +175,163 @@ class ReplicaPool:
         a, b = self._rng.sample(candidates, 2)
         return a if self._outstanding.get(a.id, 0) <= self._outstanding.get(b.id, 0) else b
 
+    async def _wait_for_ready(self, deadline_s: float) -> ReplicaInfo | None:
+        """Wait for a booting replica to become ready, until ``deadline_s`` on the pool's clock."""
+        while self._clock() < deadline_s:
+            replica = self._choose(set())
+            if replica is not None:
+                return replica
+            if not self.booting():
+                return None
+            await self._sleep(BOOT_POLL_S)
+        return None
+
     async def infer(self, model: str, inputs: dict[str, np.ndarray], *,
                     outputs: list[str] | None = None, request_id: str | None = None,
                     timeout_s: float | None = None) -> PoolAnswer:
+        deadline = self._clock() + (timeout_s if timeout_s else self.boot_wait_s)
         tried: set[str] = set()
-        last: Exception | None = None
+        last: ReplicaError | None = None
+        resent = False
         for attempt in range(1, self.max_attempts + 1):
             replica = self._choose(tried)
+            if replica is None and not tried and self.booting():
+                replica = await self._wait_for_ready(deadline)
+                if replica is None:
+                    raise NoReplicaError("no VM replica became ready in time")
             if replica is None:
                 break
+            remaining_s = deadline - self._clock()
+            if remaining_s <= 0:
+                raise ReplicaError("the request's deadline passed before a replica took it", 504)
             tried.add(replica.id)
-            self._outstanding[replica.id] = self._outstanding.get(replica.id, 0) + 1
-            start = time.perf_counter()
             try:
-                result = await self.client.infer(replica.url, model, inputs, outputs,
-                                                 request_id, timeout_s)
-                return PoolAnswer(result, replica.id, attempt,
-                                  (time.perf_counter() - start) * 1000.0)
+                return await self._send(replica, attempt, model, inputs, outputs, request_id,
+                                        remaining_s if timeout_s else None)
             except ReplicaError as exc:
-                if not exc.retryable:
-                    raise
                 if exc.connect:
                     self._unhealthy.add(replica.id)
+                elif exc.status in (502, 503) and not resent:
+                    resent = True  # it died (or drains) under the request: once elsewhere
+                else:
+                    raise
                 last = exc
-            finally:
-                self._outstanding[replica.id] -= 1
         if last is not None:
             raise NoReplicaError(f"no replica could take the request: {last}")
         raise NoReplicaError("no VM replica is ready")
 
+    async def _send(self, replica: ReplicaInfo, attempt: int, model, inputs, outputs, request_id,
+                    timeout_s: float | None) -> PoolAnswer:
+        rid = replica.id
+        self._outstanding[rid] = self._outstanding.get(rid, 0) + 1
+        self.breakers.on_attempt(rid)
+        start = time.perf_counter()
+        try:
+            result = await self.client.infer(replica.url, model, inputs, outputs, request_id,
+                                             timeout_s)
+        except ReplicaError as exc:
+            if exc.connect or exc.status >= 502:
+                self.breakers.on_failure(rid)
+            raise
+        finally:
+            left = self._outstanding.get(rid, 1) - 1
+            self._outstanding[rid] = left
+            if left == 0 and rid in self._draining:
+                self._draining[rid].set()
+        self.breakers.on_success(rid)
+        return PoolAnswer(result, rid, attempt, (time.perf_counter() - start) * 1000.0)
+
+    # health ----------------------------------------------------------------------------------
+
     async def _health_loop(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=max(self.health_interval_s, 0.5))
-        backoff_s, retry_at, failures_seen = self.health_interval_s, 0.0, 0
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                await asyncio.sleep(self.health_interval_s)
-                for r in [r for r in self.provisioner.replicas() if r.state == ReplicaState.READY]:
-                    if await _probe(session, r.url):
-                        self._unhealthy.discard(r.id)
-                        continue
-                    self._unhealthy.add(r.id)
-                    mark = getattr(self.provisioner, "mark_failed", None)
-                    if mark and not await _probe(session, r.url + "/v2/health/live", raw=True):
-                        log.warning("replica %s (%s) is gone; replacing it", r.id, r.url)
-                        mark(r.id)
-                # Keep the desired count; a replica that keeps failing to boot is retried with
-                # exponential backoff instead of in a tight crash loop.
-                live = sum(r.state in (ReplicaState.BOOTING, ReplicaState.READY)
-                           for r in self.provisioner.replicas())
-                failures = getattr(self.provisioner, "boot_failures", 0)
-                now = time.monotonic()
-                if live < self.desired and now >= retry_at:
-                    if failures > failures_seen:
-                        log.warning("a replica failed to boot; retrying in %.0f s", backoff_s)
-                        backoff_s = min(backoff_s * 2, 60.0)
-                    else:
-                        backoff_s = self.health_interval_s
-                    failures_seen, retry_at = failures, now + backoff_s
-                    await self.provisioner.scale_to(self.desired)
+        """Probe replicas and keep the desired count. A crash is logged and the loop restarts;
+        after ``max_health_crashes`` in a row it gives up and ``close`` raises it."""
+        crashes_in_row = 0
+        while True:
+            try:
+                timeout = aiohttp.ClientTimeout(total=max(self.health_interval_s, 0.5))
+                async with aiohttp.ClientSession(timeout=timeout) as session:
+                    checker = _BootBackoff(self)
+                    while True:
+                        await self._sleep(self.health_interval_s)
+                        await self._health_tick(session, checker)
+                        crashes_in_row = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.health_crashes += 1
+                crashes_in_row += 1
+                log.exception("replica health loop crashed (%d in a row); restarting",
+                              crashes_in_row)
+                if crashes_in_row >= self.max_health_crashes:
+                    raise
+                await self._sleep(min(self.health_interval_s * 2 ** crashes_in_row, 30.0))
+
+    async def _health_tick(self, session: aiohttp.ClientSession, backoff: "_BootBackoff") -> None:
+        for r in [r for r in self.provisioner.replicas() if r.state == ReplicaState.READY]:
+            if r.id not in self._boot_seen:
+                self._boot_seen.add(r.id)
+                if r.ready_at_s is not None:
+                    self._boot_times_s.append(r.ready_at_s - r.started_at_s)
+            if await _probe(session, r.url):
+                self._unhealthy.discard(r.id)
+                continue
+            self._unhealthy.add(r.id)
+            if not await _probe(session, r.url + "/v2/health/live", raw=True):
+                log.warning("replica %s (%s) is gone; replacing it", r.id, r.url)
+                self.provisioner.mark_failed(r.id)
+        await backoff.keep_desired()
 
     async def close(self) -> None:
-        if self._health_task:
-            self._health_task.cancel()
-            try:
-                await self._health_task
-            except (asyncio.CancelledError, Exception):
-                pass
+        error: BaseException | None = None
+        task = self._health_task
+        if task is not None:
+            if task.done() and not task.cancelled():
+                error = task.exception()
+            else:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception as exc:  # died between the check and the cancel
+                    error = exc
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.client.close()
         await self.provisioner.close()
+        if error is not None:
+            raise PoolError(f"the replica health loop died after {self.health_crashes} "
+                            f"crashes: {error!r}") from error
+
+
+class _BootBackoff:
+    """Keeps the desired count; a replica that keeps failing to boot is retried with
+    exponential backoff instead of in a tight crash loop."""
+
+    def __init__(self, pool: ReplicaPool):
+        self.pool = pool
+        self.backoff_s = pool.health_interval_s
+        self.retry_at_s = 0.0
+        self.failures_seen = 0
+
+    async def keep_desired(self) -> None:
+        pool = self.pool
+        prov = pool.provisioner
+        live = sum(r.state in LIVE_STATES and r.id not in pool._draining
+                   for r in prov.replicas())
+        now = pool._clock()
+        if live >= pool.desired or now < self.retry_at_s:
+            return
+        failures = prov.boot_failures
+        if failures > self.failures_seen:
+            log.warning("a replica failed to boot; retrying in %.0f s", self.backoff_s)
+            self.backoff_s = min(self.backoff_s * 2, pool.max_boot_backoff_s)
+        else:
+            self.backoff_s = pool.health_interval_s
+        self.failures_seen, self.retry_at_s = failures, now + self.backoff_s
+        await prov.scale_to(pool.desired + len(pool._draining))
 
 
 async def _probe(session: aiohttp.ClientSession, url: str, raw: bool = False) -> bool:

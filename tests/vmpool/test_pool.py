@@ -8,7 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from vmpool.pool import NoReplicaError, ReplicaPool
+from policies.state import ManualClock
+from tests.vmpool.fake_fleet import FakeClient, FakeProvisioner
+from vmpool.breaker import Breakers
+from vmpool.client import ReplicaError
+from vmpool.pool import NoReplicaError, PoolError, ReplicaPool
 from vmpool.provisioners.base import ReplicaState
 from vmpool.provisioners.local import LocalProvisioner
 from vmpool.provisioners.static import StaticProvisioner
@@ -29,8 +33,8 @@ async def test_local_provisioner_boots_with_delay_scales_and_serves(model_repo, 
     try:
         await pool.start(2)
         assert len(pool.booting()) == 2 and pool.ready() == []
-        with pytest.raises(NoReplicaError):
-            await pool.infer("mlp", {"x": np.zeros((1, 4), np.float32)})
+        with pytest.raises(NoReplicaError, match="became ready"):  # waits, bounded by its timeout
+            await pool.infer("mlp", {"x": np.zeros((1, 4), np.float32)}, timeout_s=0.3)
         waited = await _wait(lambda: len(pool.ready()) == 2, 120)
         assert waited >= 1.0  # the boot delay is honoured, like a VM that takes time to boot
         answers = await asyncio.gather(*(pool.infer("mlp", {"x": np.ones((1, 4), np.float32)})
@@ -73,21 +77,138 @@ async def test_power_of_two_choices_prefers_the_less_loaded_replica():
     assert pool._choose({"static-2"}).id == "static-1"
 
 
-@pytest.mark.slow
-async def test_a_replica_that_cannot_boot_is_retried_with_backoff(tmp_path):
-    empty = tmp_path / "empty-repo"
-    empty.mkdir()  # the model server exits at once: no models
-    prov = LocalProvisioner(empty, log_dir=tmp_path)
-    pool = ReplicaPool(prov, health_interval_s=0.2)
-    try:
-        await pool.start(1)
-        await _wait(lambda: prov.boot_failures >= 2, 60)
-        t0, before = time.monotonic(), prov.boot_failures
-        await asyncio.sleep(3.0)
-        # a tight loop would fail every ~1.5 s (process start); the backoff spaces retries out
-        assert prov.boot_failures - before <= 2
-        assert pool.ready() == []
-        assert "no models" in (tmp_path / "local-1.log").read_text()
-    finally:
+# ---- in-memory fleet: retry, breaker, drain, boot wait, backoff, health loop guard ----------
+
+X = {"x": np.ones((1, 4), np.float32)}
+
+
+def _fake_pool(clock=None, **kw):
+    clock = clock or ManualClock()
+    prov, client = FakeProvisioner(clock, fail_boots=kw.pop("fail_boots", False)), FakeClient()
+    prov.client = client
+    return ReplicaPool(prov, client, clock=clock.now, seed=0, **kw), prov, client
+
+
+async def test_a_request_whose_replica_dies_under_it_is_sent_once_elsewhere():
+    pool, prov, client = _fake_pool()
+    await pool.scale_to(2)
+    prov.boot_all()
+    client.dead.add("http://fake-1")
+    answers = [await pool.infer("m", X) for _ in range(6)]
+    assert all(a.replica_id == "fake-2" for a in answers)
+    assert any(a.attempts == 2 for a in answers)
+    # with every replica dying, the request fails after one resend, not a storm
+    client.dead.add("http://fake-2")
+    calls = len(client.calls)
+    with pytest.raises(ReplicaError, match="disconnected"):
+        await pool.infer("m", X)
+    assert len(client.calls) - calls == 2
+
+
+async def test_a_replica_failing_in_a_row_gets_no_traffic_until_its_circuit_half_opens():
+    clock = ManualClock()
+    pool, prov, client = _fake_pool(clock, breakers=Breakers(failure_threshold=3, open_s=5.0,
+                                                             clock=clock.now))
+    await pool.scale_to(2)
+    prov.boot_all()
+    client.dead.add("http://fake-1")
+    for _ in range(12):
+        await pool.infer("m", X)
+    assert pool.breakers.is_open("fake-1")
+    assert [r.id for r in pool.ready()] == ["fake-2"]
+    client.dead.clear()
+    clock.advance(5.0)  # half-open: one trial; it succeeds and closes the circuit
+    assert {r.id for r in pool.ready()} == {"fake-1", "fake-2"}
+    for _ in range(10):
+        await pool.infer("m", X)
+    assert not pool.breakers.is_open("fake-1")
+
+
+async def test_scale_in_drains_a_replica_before_stopping_it_and_loses_nothing():
+    pool, prov, client = _fake_pool()
+    await pool.scale_to(2)
+    prov.boot_all()
+    client.gate.clear()  # requests stay in flight
+    requests = [asyncio.ensure_future(pool.infer("m", X)) for _ in range(10)]
+    while sum(client.in_flight.values()) < 10:
+        await asyncio.sleep(0)
+    await pool.scale_to(1)
+    victim = pool.draining()[0]
+    assert victim not in {r.id for r in pool.ready()}  # no new work for it
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert prov.drained == []  # still serving its requests
+    client.gate.set()
+    answers = await asyncio.gather(*requests)
+    assert len(answers) == 10 and all(a.outputs["x"].shape == (1, 4) for a in answers)
+    while not prov.drained:
+        await asyncio.sleep(0)
+    assert prov.drained == [(victim, 0)]  # stopped only once it had nothing in flight
+    assert [r.id for r in prov.replicas()] != [victim] and len(prov.replicas()) == 1
+
+
+async def test_requests_during_a_boot_wait_for_the_first_ready_replica():
+    clock = ManualClock()
+    pool, prov, client = _fake_pool(clock)
+    await pool.scale_to(1)
+
+    async def sleep(seconds):
+        clock.advance(seconds)
+        if clock.now() >= 3.0:
+            prov.boot_all()  # the replica is ready 3 s into the wait
+        await asyncio.sleep(0)
+
+    pool._sleep = sleep
+    answer = await pool.infer("m", X, timeout_s=10.0)
+    assert answer.replica_id == "fake-1" and 3.0 <= clock.now() < 3.2
+    # a boot longer than the request's timeout: a clear error at the deadline, not before
+    await pool.scale_to(2)
+    prov._replicas.pop("fake-1")
+    start = clock.now()
+    pool._sleep = lambda s: _advance(clock, s)
+    with pytest.raises(NoReplicaError, match="became ready"):
+        await pool.infer("m", X, timeout_s=2.0)
+    assert clock.now() - start == pytest.approx(2.0, abs=0.06)
+
+
+async def _advance(clock, seconds):
+    clock.advance(seconds)
+    await asyncio.sleep(0)
+
+
+async def test_boot_failures_are_retried_with_exponential_backoff():
+    clock = ManualClock()
+    pool, prov, _ = _fake_pool(clock, health_interval_s=0.2, fail_boots=True)
+    reached = asyncio.Event()
+
+    async def sleep(seconds):
+        clock.advance(seconds)
+        if clock.now() >= 30.0:
+            reached.set()
+        await asyncio.sleep(0)
+
+    pool._sleep = sleep
+    await pool.start(1)
+    await reached.wait()
+    await pool.close()
+    # a tight loop would have tried 150 times in 30 s; backoff 0.4, 0.8, ... 25.6 s: 7 tries
+    assert 5 <= len(prov.scale_calls) <= 9
+
+
+async def test_a_crashing_health_loop_restarts_and_close_surfaces_it_when_it_gives_up():
+    clock = ManualClock()
+    pool, prov, _ = _fake_pool(clock, health_interval_s=0.2, max_health_crashes=3)
+    ticks = []
+
+    async def broken_tick(session, backoff):
+        ticks.append(clock.now())
+        raise RuntimeError("boom")
+
+    pool._health_tick = broken_tick
+    pool._sleep = lambda s: _advance(clock, s)
+    await pool.start(0)
+    while not pool._health_task.done():
+        await asyncio.sleep(0)
+    assert len(ticks) == 3 and pool.health_crashes == 3  # restarted twice, then gave up
+    with pytest.raises(PoolError, match="boom"):
         await pool.close()
-    assert prov.replicas() == []

@@ -7,22 +7,14 @@ import itertools
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
-import aiohttp
-
+from ..procs import SpawnError, free_port, kill_group, spawn, wait_healthy
 from .base import ReplicaInfo, ReplicaState
 
 log = logging.getLogger("tidegate.provisioner")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class _Replica:
@@ -36,7 +28,9 @@ class LocalProvisioner:
     """Starts ``tidegate model-server`` processes on loopback.
 
     ``boot_delay_s`` is waited before the process starts, so a replica takes at least that long to
-    become ready, as a VM does; the real process start and model load come on top.
+    become ready, as a VM does; the real process start and model load come on top. ``threads`` is
+    the torch thread count of each replica; 0 divides the machine's cores by the replicas wanted
+    when it boots, so replicas do not oversubscribe the cores.
     """
 
     def __init__(self, repo: str | Path, *, models: list[str] | None = None, threads: int = 1,
@@ -55,6 +49,22 @@ class LocalProvisioner:
         self._replicas: dict[str, _Replica] = {}
         self._ids = itertools.count(1)
         self.boot_failures = 0  # replicas that never became ready (the pool backs off on these)
+        self._wanted = 0
+        self._tasks: set[asyncio.Task] = set()  # stops in progress, kept referenced
+
+    @property
+    def expected_boot_s(self) -> float:
+        return self.boot_delay_s + 5.0  # process start and model load on top of the delay
+
+    def threads_per_replica(self) -> int:
+        if self.threads:
+            return self.threads
+        return max(1, (os.cpu_count() or 1) // max(self._wanted, 1))
+
+    def _spawn_stop(self, replica: _Replica) -> None:
+        task = asyncio.get_running_loop().create_task(self._stop(replica))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def replicas(self) -> list[ReplicaInfo]:
         return [r.info for r in self._replicas.values()]
@@ -62,6 +72,7 @@ class LocalProvisioner:
     async def scale_to(self, count: int) -> None:
         if count < 0:
             raise ValueError("replica count must be >= 0")
+        self._wanted = count
         live = [r for r in self._replicas.values()
                 if r.info.state in (ReplicaState.BOOTING, ReplicaState.READY)]
         for _ in range(count - len(live)):
@@ -72,7 +83,15 @@ class LocalProvisioner:
                                                   -r.info.started_at_s))[: len(live) - count]
             for r in victims:
                 r.info.state = ReplicaState.STOPPING
-                asyncio.get_running_loop().create_task(self._stop(r))
+                self._spawn_stop(r)
+
+    async def drain(self, replica_id: str) -> None:
+        """Stop one replica the pool has drained; the fleet shrinks by one."""
+        replica = self._replicas.get(replica_id)
+        if replica is not None:
+            self._wanted = max(self._wanted - 1, 0)
+            replica.info.state = ReplicaState.STOPPING
+            await self._stop(replica)
 
     def _start_one(self) -> None:
         rid = f"local-{next(self._ids)}"
@@ -88,22 +107,18 @@ class LocalProvisioner:
                 await asyncio.sleep(self.boot_delay_s)
             if replica.info.state != ReplicaState.BOOTING:
                 return
+            threads = self.threads_per_replica()
             args = [sys.executable, "-m", "ops", "model-server", "--repo", str(self.repo),
-                    "--host", self.host, "--port", str(port), "--threads", str(self.threads),
+                    "--host", self.host, "--port", str(port), "--threads", str(threads),
                     *self.extra_args]
             for m in self.models or []:
                 args += ["--model", m]
-            log_file = None
-            if self.log_dir:
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-                log_file = open(self.log_dir / f"{replica.info.id}.log", "ab")
-            env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
-            replica.process = await asyncio.create_subprocess_exec(
-                *args, stdout=log_file or asyncio.subprocess.DEVNULL,
-                stderr=log_file or asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
-            if log_file:
-                log_file.close()
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+            replica.process = await spawn(  # dies with the gateway, however the gateway dies
+                args, env=env,
+                log_path=self.log_dir / f"{replica.info.id}.log" if self.log_dir else None)
             if await self._wait_ready(replica):
+                replica.info.ready_at_s = time.monotonic()
                 replica.info.state = ReplicaState.READY
             else:
                 replica.info.state = ReplicaState.FAILED
@@ -117,20 +132,12 @@ class LocalProvisioner:
             raise
 
     async def _wait_ready(self, replica: _Replica) -> bool:
-        deadline = time.monotonic() + self.ready_timeout_s
-        url = replica.info.url + "/v2/health/ready"
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            while time.monotonic() < deadline:
-                if replica.process.returncode is not None:
-                    return False
-                try:
-                    async with session.get(url) as resp:
-                        if resp.status == 200:
-                            return True
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    pass
-                await asyncio.sleep(0.1)
-        return False
+        try:
+            await wait_healthy(replica.process, replica.info.url + "/v2/health/ready",
+                               timeout_s=self.ready_timeout_s)
+        except SpawnError:
+            return False
+        return True
 
     async def _stop(self, replica: _Replica) -> None:
         if replica.task and not replica.task.done():
@@ -147,10 +154,7 @@ class LocalProvisioner:
     async def _kill(self, replica: _Replica) -> None:
         proc = replica.process
         if proc and proc.returncode is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_group(proc.pid)
             await proc.wait()
 
     def mark_failed(self, replica_id: str) -> None:
@@ -158,8 +162,9 @@ class LocalProvisioner:
         replica = self._replicas.get(replica_id)
         if replica:
             replica.info.state = ReplicaState.FAILED
-            asyncio.get_running_loop().create_task(self._stop(replica))
+            self._spawn_stop(replica)
 
     async def close(self) -> None:
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)  # stops under way
         await asyncio.gather(*(self._stop(r) for r in list(self._replicas.values())),
                              return_exceptions=True)
