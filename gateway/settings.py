@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from burst.faas.config import LocalPlatform, PlatformSettings
 from burst.store.config import DirStore, StoreSettings
 from gateway.ledger.config import LedgerSettings
+from gateway.policy_settings import AutoscalingSettings, NoScaling, RoutingPolicyName
 
 ENV_PREFIX = "TIDEGATE_"
 
@@ -83,7 +84,15 @@ class Settings(BaseSettings):
     demo_model: str | None = Field("resnet18", description="Exported on first run into an empty "
                                    "default repository; empty string for none.")
     max_body_mb: float = Field(64.0, gt=0, description="Largest request body accepted (413 past it).")
-    routing_policy: str = Field("threshold", description="vm-only, burst-only or threshold.")
+    routing_policy: RoutingPolicyName = Field(
+        "threshold", description="Where requests go: vm-only, burst-only, threshold (spill past "
+        "a queue length) or slo-aware (cheapest path predicted to meet the SLO).")
+    admin_api_key: str | None = Field(None, description="Key for /admin (Bearer or x-api-key); "
+                                      "without it /admin answers only loopback callers of a "
+                                      "gateway with no tenants.")
+    autoscaling: AutoscalingSettings = Field(
+        default_factory=NoScaling, description="VM autoscaling, by `policy`: none, target, "
+        "knative or predictive; the policy's parameters sit beside it.")
     spill_outstanding_per_replica: int = Field(16, ge=1, description="threshold: spill past this.")
     vm: VmSettings = Field(default_factory=VmSettings, description="The VM pool: full-model servers.")
     burst: BurstSettings = Field(default_factory=BurstSettings,
