@@ -1,0 +1,210 @@
+"""The model server's core: loaded models with their batchers, statistics and drain state.
+
+No HTTP types here (``vmpool/rest.py`` translates HTTP to calls on ``ModelServer``, as MLServer's
+``DataPlane``). Models load from the repository at start, and later through ``load``/``unload``
+(the protocol's model repository extension).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from vmpool.artifact import ArtifactError, ModelConfig, list_models, load_artifact
+from vmpool.batching import Batcher, BatcherClosed, InferenceError
+from vmpool.codec import decode_request, encode_response, validate_inputs
+from vmpool.metrics import ModelServerMetrics
+from vmpool.stats import ModelStats, StatsRegistry
+from vmpool.wire import DATATYPES, model_metadata, repository_entry
+
+log = logging.getLogger("tidegate.model_server")
+
+
+class ModelServerError(Exception):
+    """An error with the HTTP status it is answered with."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class LoadedModel:
+    config: ModelConfig
+    batcher: Batcher
+    stats: ModelStats
+    metadata: bytes  # pre-rendered JSON
+
+
+class ModelServer:
+    """Loaded models with their batchers, plus the ready/draining state."""
+
+    def __init__(self, repo: str | Path, models: list[str] | None = None, *, threads: int = 1,
+                 max_batch_size: int | None = None, max_queue_delay_ms: float | None = None,
+                 metrics: ModelServerMetrics | None = None):
+        names = list(dict.fromkeys(models)) if models else list_models(repo)
+        if not names:
+            raise ArtifactError(f"no models in repository {repo}")
+        if max_batch_size is not None and max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if max_queue_delay_ms is not None and max_queue_delay_ms < 0:
+            raise ValueError(f"max_queue_delay_ms must not be negative, got {max_queue_delay_ms}")
+        self.repo = Path(repo)
+        self.threads = threads
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_ms = max_queue_delay_ms
+        self.metrics = metrics or ModelServerMetrics()
+        self.stats = StatsRegistry()
+        self.models: dict[str, LoadedModel] = {}
+        self.unavailable: dict[str, str] = {}  # name -> why it is not loaded (failed or unloaded)
+        self.draining = False
+        self.in_flight = 0  # infer requests inside the HTTP handler
+        self._load_lock = threading.Lock()
+        try:
+            for name in names:
+                self.load(name)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------ repository
+
+    def load(self, name: str) -> LoadedModel:
+        """Load (or reload) ``name`` from the repository; blocking (call off the event loop)."""
+        import torch
+
+        with self._load_lock:
+            artifact = load_artifact(self.repo, name)
+            cfg = artifact.config
+            if self.max_batch_size is not None:
+                cfg = dataclasses.replace(cfg, max_batch_size=self.max_batch_size)
+            if self.max_queue_delay_ms is not None:
+                cfg = dataclasses.replace(cfg, max_queue_delay_ms=self.max_queue_delay_ms)
+            try:
+                module = artifact.load_module()
+            except Exception as exc:
+                raise ArtifactError(
+                    f"model {name}: cannot load {artifact.program_path}: {exc}") from exc
+            _warm_up(module, cfg, torch)
+            model = self._serve(module, cfg)
+            old = self.models.get(cfg.name)
+            self.models[cfg.name] = model
+            self.unavailable.pop(cfg.name, None)
+        if old is not None:
+            old.batcher.close(30.0)
+        return model
+
+    def _serve(self, module, cfg: ModelConfig) -> LoadedModel:
+        self.stats.forget(cfg.name)
+        stats = self.stats.model(cfg.name, cfg.version)
+        holder: list[Batcher] = []
+        observe = self.metrics.track_model(
+            cfg.name, lambda: holder[0].queue_depth, lambda: holder[0].in_flight)
+
+        def on_batch(rows: int, seconds: float) -> None:
+            observe(rows, seconds)
+            stats.batch_done(rows, int(seconds * 1e9))
+
+        batcher = Batcher(module, input_names=[t.name for t in cfg.inputs],
+                          output_names=[t.name for t in cfg.outputs],
+                          max_batch_size=cfg.max_batch_size,
+                          max_queue_delay_ms=cfg.max_queue_delay_ms, threads=self.threads,
+                          name=cfg.name, on_batch=on_batch)
+        holder.append(batcher)
+        return LoadedModel(cfg, batcher, stats, orjson.dumps(model_metadata(cfg)))
+
+    def unload(self, name: str) -> None:
+        """Stop serving ``name``; its accepted requests finish first. Blocking."""
+        model = self.models.pop(name, None)
+        if model is None:
+            raise ModelServerError(f"model {name!r} is not loaded", 404)
+        self.unavailable[name] = "unloaded"
+        model.batcher.close(30.0)
+
+    def repository_index(self) -> list[dict]:
+        names = sorted(set(list_models(self.repo)) | set(self.models))
+        rows = []
+        for name in names:
+            model = self.models.get(name)
+            if model is not None:
+                rows.append(repository_entry(name, model.config.version, "READY"))
+            else:
+                rows.append(repository_entry(name, None, "UNAVAILABLE",
+                                             self.unavailable.get(name, "not loaded")))
+        return rows
+
+    # ------------------------------------------------------------ serving
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and bool(self.models)
+
+    def model(self, name: str, version: str | None = None) -> LoadedModel:
+        model = self.models.get(name)
+        if model is None:
+            why = self.unavailable.get(name)
+            raise ModelServerError(f"unknown model {name!r}" if why is None else
+                                   f"model {name!r} is not loaded ({why})", 404)
+        if version is not None and version != model.config.version:
+            raise ModelServerError(f"model {name!r} has no version {version!r} "
+                                   f"(versions: {model.config.version})", 404)
+        return model
+
+    async def infer(self, model: LoadedModel, body: bytes,
+                    header_length: int | None) -> tuple[bytes, int | None, int]:
+        """Decode, validate, run (batched) and encode one request.
+
+        Returns (body, binary header length or None, rows inferred)."""
+        req = decode_request(body, header_length)
+        validate_inputs(req, model.config)
+        try:
+            outputs = await model.batcher.infer(req.inputs)
+        except BatcherClosed as exc:
+            raise ModelServerError(str(exc), 503) from None
+        except InferenceError as exc:
+            raise ModelServerError(str(exc), 500) from None
+        cfg = model.config
+        body, length = encode_response(model_name=cfg.name, model_version=cfg.version,
+                                       request_id=req.id, outputs=outputs,
+                                       requested=req.outputs, binary_output=req.binary_output)
+        first = next(iter(req.inputs.values()))
+        return body, length, int(first.shape[0]) if first.ndim else 1
+
+    def start_drain(self) -> None:
+        """Stop being ready; new infer requests get 503, accepted ones finish."""
+        self.draining = True
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight; False if ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight or any(m.batcher.in_flight for m in self.models.values()):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    def close(self, timeout_s: float | None = 30.0) -> None:
+        for m in list(self.models.values()):
+            m.batcher.close(timeout_s)
+
+
+def _warm_up(module, cfg: ModelConfig, torch) -> None:
+    """One batch-1 call so the first request does not pay for lazy initialisation."""
+    args = []
+    for spec in cfg.inputs:
+        shape = [1 if d == -1 else d for d in spec.shape]
+        dtype = getattr(torch, DATATYPES[spec.datatype])
+        args.append(torch.zeros(shape, dtype=dtype))
+    try:
+        with torch.inference_mode():
+            module(*args)
+    except Exception as exc:  # zeros may be invalid input for some models; not fatal
+        log.warning("model %s: warm-up call failed: %s", cfg.name, exc)
