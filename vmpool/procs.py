@@ -27,7 +27,8 @@ from pathlib import Path
 
 import aiohttp
 
-PARENT_PID_ENV = "TIDEGATE_PARENT_PID"
+# not TIDEGATE_*: settings reject unknown variables with that prefix
+PARENT_PID_ENV = "_TIDEGATE_PARENT_PID"
 _PR_SET_PDEATHSIG = 1
 # Loaded once in the parent: dlopen after fork in a threaded process may deadlock.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
