@@ -10,10 +10,17 @@ from typing import Any, Callable
 import oss2
 from oss2.exceptions import ClientError, NoSuchKey, OssError, RequestError
 
+from burst.retry import RetryPolicy, with_retries
 from burst.store.base import StoreError, check_key, check_prefix
 
 _DELETE_BATCH_MAX = 1000  # DeleteMultipleObjects accepts at most 1000 keys per call
 _LIST_PAGE_MAX = 1000
+
+
+def _transient(exc: BaseException, attempt: int) -> bool:
+    """OSS's 5xx answers and transport failures (oss2 raises RequestError for those)."""
+    return isinstance(exc, RequestError) or (isinstance(exc, OssError)
+                                             and (exc.status or 0) >= 500)
 
 
 class OSSStore:
@@ -30,6 +37,7 @@ class OSSStore:
         security_token: str | None = None,
         max_threads: int = 16,
         connect_timeout_s: float = 10.0,
+        max_attempts: int = 4,
     ):
         if not bucket or not endpoint:
             raise ValueError("OSSStore needs a bucket and an endpoint")
@@ -48,6 +56,7 @@ class OSSStore:
         except ClientError as e:  # oss2 validates bucket names (3-63 chars, a-z 0-9 -)
             raise ValueError(f"invalid OSS bucket {bucket!r} or endpoint {endpoint!r}: {e}") from None
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="oss")
+        self.retry = RetryPolicy(attempts=max_attempts)
         self.bucket = bucket
 
     @classmethod
@@ -57,12 +66,16 @@ class OSSStore:
         if missing:
             raise ValueError(f"oss store config is missing {', '.join(missing)}")
         known = {"endpoint", "access_key_id", "access_key_secret", "prefix", "security_token",
-                 "max_threads", "connect_timeout_s"}
+                 "max_threads", "connect_timeout_s", "max_attempts"}
         return cls(cfg["bucket"], **{k: v for k, v in cfg.items() if k in known})
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run an oss2 call on the pool; every call the store makes is idempotent, so transient
+        failures are retried with backoff (``burst.retry``)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(fn, *args, **kwargs)
+        return await with_retries(lambda: loop.run_in_executor(self._pool, call), _transient,
+                                  self.retry, what=f"oss {getattr(fn, '__name__', 'call')}")
 
     def _full(self, key: str) -> str:
         return self.prefix + check_key(key)

@@ -7,19 +7,34 @@ from typing import Any
 
 import aioboto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError,
+                                 ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError)
 
+from burst.retry import RetryPolicy, with_retries
 from burst.store.base import StoreError, check_key, check_prefix
 
 _DELETE_BATCH_MAX = 1000  # DeleteObjects accepts at most 1000 keys per call
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+_THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                   "RequestLimitExceeded", "ServiceUnavailable", "InternalError"}
+_TRANSIENT = (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError,
+              ConnectionClosedError)
+
+
+def _transient(exc: BaseException, attempt: int) -> bool:
+    """S3's 5xx and throttling answers, and a connection that failed or went silent."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or exc.response.get("Error", {}).get("Code") in _THROTTLE_CODES
+    return isinstance(exc, _TRANSIENT)
 
 
 class S3Store:
     """Bytes under ``prefix`` + key in one bucket. One pooled client, opened on first use.
 
-    Throttling, 5xx and connection errors are retried by botocore's "standard" retry mode
-    (exponential backoff with jitter); 4xx errors are not retried.
+    Throttling, 5xx, connection errors and answers slower than ``read_timeout_s`` are retried
+    with backoff (``burst.retry``); 4xx errors are not. Past ``max_attempts`` a StoreError says
+    what failed.
     """
 
     def __init__(
@@ -35,6 +50,7 @@ class S3Store:
         max_attempts: int = 5,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 60.0,
+        retry_backoff_max_s: float = 2.0,
     ):
         if not bucket:
             raise ValueError("S3Store needs a bucket name")
@@ -51,11 +67,12 @@ class S3Store:
             "endpoint_url": endpoint_url,
             "config": Config(
                 max_pool_connections=max_pool_connections,
-                retries={"mode": "standard", "max_attempts": max_attempts},
+                retries={"mode": "standard", "total_max_attempts": 1},  # burst.retry does it
                 connect_timeout=connect_timeout_s,
                 read_timeout=read_timeout_s,
             ),
         }
+        self.retry = RetryPolicy(attempts=max_attempts, backoff_max_s=retry_backoff_max_s)
         self._client_cm: Any = None
         self._client: Any = None
         self._open_lock = asyncio.Lock()
@@ -68,6 +85,7 @@ class S3Store:
         known = {
             "prefix", "region", "endpoint_url", "aws_access_key_id", "aws_secret_access_key",
             "max_pool_connections", "max_attempts", "connect_timeout_s", "read_timeout_s",
+            "retry_backoff_max_s",
         }
         return cls(cfg["bucket"], **{k: v for k, v in cfg.items() if k in known})
 
@@ -83,27 +101,34 @@ class S3Store:
     def _full(self, key: str) -> str:
         return self.prefix + check_key(key)
 
+    async def _retried(self, call, what: str):
+        return await with_retries(call, _transient, self.retry, what=what)
+
     async def put(self, key: str, data: bytes) -> None:
         full = self._full(key)
         s3 = await self._s3()
         try:
-            await s3.put_object(Bucket=self.bucket, Key=full, Body=data)
+            await self._retried(lambda: s3.put_object(Bucket=self.bucket, Key=full, Body=data),
+                                f"s3 put {full}")
         except (ClientError, BotoCoreError) as e:
-            raise StoreError(f"s3 put {self.bucket}/{full} failed: {e}") from e
+            raise StoreError(f"s3 put {self.bucket}/{full} failed after retries: {e}") from e
 
     async def get(self, key: str) -> bytes:
         full = self._full(key)
         s3 = await self._s3()
-        try:
+
+        async def get_once() -> bytes:
             resp = await s3.get_object(Bucket=self.bucket, Key=full)
             async with resp["Body"] as stream:
                 return await stream.read()
+        try:
+            return await self._retried(get_once, f"s3 get {full}")
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") in _MISSING_CODES:
                 raise StoreError(f"no such key: {key}", missing=True) from None
-            raise StoreError(f"s3 get {self.bucket}/{full} failed: {e}") from e
+            raise StoreError(f"s3 get {self.bucket}/{full} failed after retries: {e}") from e
         except BotoCoreError as e:
-            raise StoreError(f"s3 get {self.bucket}/{full} failed: {e}") from e
+            raise StoreError(f"s3 get {self.bucket}/{full} failed after retries: {e}") from e
 
     async def delete(self, keys: list[str]) -> None:
         full = [self._full(k) for k in keys]  # validate all before deleting any
@@ -115,10 +140,10 @@ class S3Store:
         for i in range(0, len(full_keys), _DELETE_BATCH_MAX):
             batch = full_keys[i:i + _DELETE_BATCH_MAX]
             try:
-                resp = await s3.delete_objects(
+                resp = await self._retried(lambda: s3.delete_objects(
                     Bucket=self.bucket,
                     Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-                )
+                ), "s3 delete")
             except (ClientError, BotoCoreError) as e:
                 raise StoreError(f"s3 delete in {self.bucket} failed: {e}") from e
             errors = resp.get("Errors") or []
@@ -136,15 +161,20 @@ class S3Store:
         s3 = await self._s3()
         full_prefix = self.prefix + prefix
         deleted = 0
-        try:
-            paginator = s3.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
-                keys = [obj["Key"] for obj in page.get("Contents", [])]
-                if keys:
-                    deleted += await self._delete_full(keys)
-        except (ClientError, BotoCoreError) as e:
-            raise StoreError(f"s3 list {self.bucket}/{full_prefix} failed: {e}") from e
-        return deleted
+        token: dict[str, str] = {}
+        while True:
+            try:
+                page = await self._retried(lambda: s3.list_objects_v2(
+                    Bucket=self.bucket, Prefix=full_prefix, **token), f"s3 list {full_prefix}")
+            except (ClientError, BotoCoreError) as e:
+                raise StoreError(f"s3 list {self.bucket}/{full_prefix} failed after retries: "
+                                 f"{e}") from e
+            keys = [obj["Key"] for obj in page.get("Contents", [])]
+            if keys:
+                deleted += await self._delete_full(keys)
+            if not page.get("IsTruncated"):
+                return deleted
+            token = {"ContinuationToken": page["NextContinuationToken"]}
 
     async def close(self) -> None:
         cm, self._client_cm, self._client = self._client_cm, None, None

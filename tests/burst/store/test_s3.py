@@ -142,3 +142,55 @@ async def test_throttling_is_retried_but_client_errors_are_not():
     finally:
         await s.close()
         server.stop()
+
+
+@pytest.fixture
+def fault_proxy(s3_endpoint):
+    from tests.support.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(s3_endpoint).start()
+    yield proxy
+    proxy.stop()
+
+
+def _proxied(proxy, bucket, **kw) -> S3Store:
+    return _store(proxy.endpoint, bucket, retry_backoff_max_s=0.05, **kw)
+
+
+async def test_5xx_answers_are_retried_then_a_clean_error(fault_proxy, s3_bucket):
+    s = _proxied(fault_proxy, s3_bucket, max_attempts=4)
+    try:
+        fault_proxy.fail_next(2, 503)
+        await s.put("req-f/x", b"survives two 503s")
+        assert fault_proxy.requests == 3
+        fault_proxy.fail_next(2, 500)
+        assert await s.get("req-f/x") == b"survives two 503s"
+        fault_proxy.fail_next(4, 503)  # every attempt fails
+        before = fault_proxy.requests
+        with pytest.raises(StoreError) as info:
+            await s.get("req-f/x")
+        assert fault_proxy.requests - before == 4 and not info.value.missing
+        assert "after retries" in str(info.value) and "ServiceUnavailable" in str(info.value)
+        fault_proxy.fail_next(1, 403)  # a 4xx is an answer, not a fault: never retried
+        before = fault_proxy.requests
+        with pytest.raises(StoreError):
+            await s.get("req-f/x")
+        assert fault_proxy.requests - before == 1
+    finally:
+        await s.close()
+
+
+async def test_slow_answers_time_out_and_are_retried_then_a_clean_error(fault_proxy, s3_bucket):
+    s = _proxied(fault_proxy, s3_bucket, max_attempts=3, read_timeout_s=0.5)
+    try:
+        await s.put("req-s/x", b"v")
+        fault_proxy.delay_next(1, 30.0)  # held past the read timeout: the client retries
+        assert await s.get("req-s/x") == b"v"
+        fault_proxy.delay_next(3, 30.0)
+        with pytest.raises(StoreError) as info:
+            await s.put("req-s/y", b"w")
+        assert "timeout" in str(info.value).lower()
+        fault_proxy.fail_next(1, 503)  # delete_prefix lists, then deletes: both retried
+        assert await s.delete_prefix("req-s/") >= 1
+    finally:
+        await s.close()
