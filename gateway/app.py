@@ -11,14 +11,19 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from policies.costs import PriceTable
+from vmpool.body import BodyBudget
 
 from .errors import TidegateError
 from .infer_endpoint import InferEndpoint
+from .infer_schema import EXPOSED_HEADERS, document_infer
 from .lifespan import load_models, make_lifespan  # noqa: F401  (load_models: public helper)
 from .metrics import GatewayMetrics
+from .middleware import RequestIdMiddleware
+from .repository import repository_router
 from .routes import VERSION, json_response, metrics_router, protocol_router
 from .settings import Settings
 from .state import GatewayState
@@ -31,7 +36,8 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
                prices: PriceTable | None = None) -> FastAPI:
     """Build the gateway. ``provisioner`` and ``burst`` replace the embedded defaults (tests)."""
     state = GatewayState(settings=settings, metrics=GatewayMetrics(),
-                         tenants=TenantRegistry(settings.tenants))
+                         tenants=TenantRegistry(settings.tenants),
+                         body_budget=BodyBudget(int(settings.max_inflight_body_mb * 1024 * 1024)))
     app = FastAPI(title="Tidegate", version=VERSION, docs_url="/docs", redoc_url=None,
                   lifespan=make_lifespan(state, provisioner=provisioner, burst=burst,
                                          prices=prices))
@@ -41,8 +47,15 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
     install_error_handlers(app)
     app.include_router(protocol_router(state))
     app.include_router(metrics_router(state))
+    app.include_router(repository_router(state))
+    document_infer(app)
+    app.add_middleware(RequestIdMiddleware)
     app.add_middleware(InferEndpoint, state=state,
                        limit_bytes=int(settings.max_body_mb * 1024 * 1024))
+    if settings.cors_origins:  # outermost, so preflights of infer URLs are answered too
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["*"],
+                           expose_headers=EXPOSED_HEADERS)
     return app
 
 

@@ -1,7 +1,9 @@
 """``POST /v2/models/{m}[/versions/{v}]/infer`` at the ASGI level, in front of FastAPI.
 
 The hot path skips routing and dependency resolution (measured: a third of the gateway's Python
-time per request went there); every other request goes on to the FastAPI app.
+time per request went there); every other request goes on to the FastAPI app. Bodies are read
+within the per-request limit, the process-wide budget of body bytes in flight and the body
+timeout (``vmpool.body``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .state import GatewayState
 
 log = logging.getLogger("tidegate.gateway")
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+_JSON = "application/json"
 
 
 class InferEndpoint:
@@ -26,49 +29,72 @@ class InferEndpoint:
         self.app = app
         self.state = state
         self.limit_bytes = limit_bytes
+        self.body_timeout_s = state.settings.body_timeout_s
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         match = INFER_PATH.match(scope["path"])
         if match is None:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        if scope["method"] != "POST":
+            return await protocol.send_response(send, 405, protocol.error_body(
+                f"method {scope['method']} is not allowed on an infer URL; use POST"),
+                {"content-type": _JSON, "allow": "POST", "x-request-id": request_id})
+        lease = self.state.body_budget.lease()
         try:
             status, body, out_headers = 200, *await self._infer(
-                receive, headers, unquote(match[1]), unquote(match[2]) if match[2] else None)
+                receive, headers, request_id, lease, unquote(match[1]),
+                unquote(match[2]) if match[2] else None)
         except TidegateError as exc:
             status, body = exc.status, protocol.error_body(exc.message)
-            out_headers = {"content-type": "application/json", **exc.headers}
-            if status == 413:  # the rest of the oversized body may still be on its way
-                out_headers["connection"] = "close"
+            out_headers = {"content-type": _JSON, "x-request-id": request_id, **exc.headers}
         except protocol.ClientGone:
+            lease.release()
             return
         except Exception as exc:  # never a bare 500 page: log it, answer in the protocol's shape
             log.exception("unhandled error on %s", scope["path"])
             status = 500
             body = protocol.error_body(f"internal error: {type(exc).__name__}")
-            out_headers = {"content-type": "application/json"}
-        await protocol.send_response(send, status, body, out_headers)
+            out_headers = {"content-type": _JSON, "x-request-id": request_id}
+        try:
+            await protocol.send_response(send, status, body, out_headers)
+        finally:
+            lease.release()  # the body's bytes live until the answer is handed over
 
-    async def _infer(self, receive, headers: dict[str, str], model: str, version: str | None):
-        t0 = time.perf_counter()
+    async def _infer(self, receive, headers: dict[str, str], request_id: str, lease,
+                     model: str, version: str | None):
+        t0 = time.perf_counter_ns()
         dispatcher = self.state.require_dispatcher()
         tenant = dispatcher.tenants.authenticate(headers.get("authorization"),
                                                  headers.get("x-api-key"))
         cfg = dispatcher.model(model, version)
-        body = await protocol.read_body(receive, headers, self.limit_bytes)
-        req = protocol.decode_infer(body, protocol.header_length(headers))
-        ctx = CallContext(tenant=tenant, model=model, version=version,
-                          forced_route=_route_header(headers.get("x-tidegate-route")),
-                          workers=_workers_header(headers.get("x-tidegate-workers")),
-                          request_id=req.id or headers.get("x-request-id") or uuid.uuid4().hex)
-        result = await dispatcher.infer(ctx, req)
-        total_ms = (time.perf_counter() - t0) * 1000.0
-        timing = ", ".join([f"total;dur={total_ms:.2f}"] +
+        stats = self.state.stats.model(cfg.name, cfg.version)
+        try:
+            body = await protocol.read_body(receive, headers, self.limit_bytes, lease,
+                                            self.body_timeout_s)
+            req = protocol.decode_infer(body, protocol.header_length(headers))
+            if "x-request-id" not in headers and req.id:
+                request_id = req.id
+            ctx = CallContext(tenant=tenant, model=model, version=version,
+                              forced_route=_route_header(headers.get("x-tidegate-route")),
+                              workers=_workers_header(headers.get("x-tidegate-workers")),
+                              request_id=request_id)
+            result = await dispatcher.infer(ctx, req)
+        except TidegateError:
+            stats.request_done(False, time.perf_counter_ns() - t0)
+            raise
+        total_ns = time.perf_counter_ns() - t0
+        first = next(iter(req.inputs.values()))
+        stats.request_done(True, total_ns, int(first.shape[0]) if first.ndim else 1)
+        service_ms = sum(result.timings_ms.values()) if result.timings_ms else 0.0
+        stats.batch_done(0, int(service_ms * 1e6))
+        timing = ", ".join([f"total;dur={total_ns / 1e6:.2f}"] +
                            [f"{k};dur={v:.2f}" for k, v in result.timings_ms.items()])
         out = {"x-tidegate-path": result.path, "x-tidegate-cost-usd": f"{result.cost_usd:.10f}",
-               "x-tidegate-workers": str(result.workers), "x-request-id": ctx.request_id,
+               "x-tidegate-workers": str(result.workers), "x-request-id": request_id,
                "server-timing": timing}
         if result.cold_starts:
             out["x-tidegate-cold-starts"] = str(result.cold_starts)

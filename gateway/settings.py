@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     demo_model: str | None = Field("resnet18", description="Exported on first run into an empty "
                                    "default repository; empty string for none.")
     max_body_mb: float = Field(64.0, gt=0, description="Largest request body accepted (413 past it).")
+    max_inflight_body_mb: float = Field(
+        1024.0, gt=0, description="Bytes of request bodies being received or served at once, "
+        "across requests; past it new bodies get 503 with Retry-After.")
+    body_timeout_s: float = Field(60.0, gt=0, description="A request body must arrive within "
+                                  "this time (408 and the connection closed past it).")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS "
+                                    "(e.g. https://app.example.com, or * for any); empty = off.")
     routing_policy: RoutingPolicyName = Field(
         "threshold", description="Where requests go: vm-only, burst-only, threshold (spill past "
         "a queue length) or slo-aware (cheapest path predicted to meet the SLO).")

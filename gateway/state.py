@@ -11,6 +11,9 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vmpool.body import BodyBudget
+from vmpool.stats import StatsRegistry
+
 from .errors import Unavailable
 from .metrics import GatewayMetrics
 from .settings import Settings
@@ -29,6 +32,8 @@ class GatewayState:
     settings: Settings
     metrics: GatewayMetrics
     tenants: TenantRegistry
+    stats: StatsRegistry = field(default_factory=StatsRegistry)  # GET /v2/models/{m}/stats
+    body_budget: BodyBudget = field(default_factory=lambda: BodyBudget(None))
     # Set by the lifespan while the app runs; None before start-up and after shutdown.
     dispatcher: Dispatcher | None = None
     pool: ReplicaPool | None = None

@@ -152,7 +152,7 @@ class Batcher:
                 raise InferenceError(f"model returned {len(result)} outputs, config names "
                                      f"{len(self._output_names)}")
             arrays = [t.detach().contiguous().numpy() for t in result]
-            for name, a in zip(self._output_names, arrays):
+            for name, a in zip(self._output_names, arrays, strict=True):
                 if a.ndim == 0 or a.shape[0] != rows:
                     raise InferenceError(f"output {name!r} has shape {list(a.shape)}, "
                                          f"expected {rows} rows")
@@ -165,7 +165,7 @@ class Batcher:
             offset = 0
             for p in batch:
                 _deliver(p, result={n: a[offset:offset + p.rows]
-                                    for n, a in zip(self._output_names, arrays)})
+                                    for n, a in zip(self._output_names, arrays, strict=True)})
                 offset += p.rows
         finally:
             with self._cond:

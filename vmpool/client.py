@@ -69,6 +69,19 @@ class ReplicaClient:
         except aiohttp.ClientError as exc:
             raise ReplicaError(f"replica {base_url} failed: {exc}", 502) from exc
 
+    async def repository(self, base_url: str, model: str, action: str) -> None:
+        """Ask a replica to ``load`` or ``unload`` a model (the repository extension)."""
+        url = f"{base_url}/v2/repository/models/{model}/{action}"
+        try:
+            async with self._get_session().post(url, data=b"") as resp:
+                payload = await resp.read()
+                if resp.status != 200:
+                    raise ReplicaError(_error_text(payload, resp.status), resp.status)
+        except aiohttp.ClientError as exc:
+            raise ReplicaError(f"replica {base_url} failed: {exc}", 502) from exc
+        except asyncio.TimeoutError as exc:
+            raise ReplicaError(f"replica {base_url} did not answer in time", 504) from exc
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

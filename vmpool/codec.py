@@ -276,7 +276,7 @@ def validate_inputs(req: InferRequest, cfg: ModelConfig) -> None:
                              f"expects {spec.datatype}")
         shape = array.shape
         if len(shape) != len(spec.shape) or any(
-                want != -1 and want != d for want, d in zip(spec.shape, shape)):
+                want != -1 and want != d for want, d in zip(spec.shape, shape, strict=True)):
             raise CodecError(f"input {spec.name!r}: shape {list(shape)} does not match "
                              f"{list(spec.shape)} (-1 is any size)")
         if spec.shape and spec.shape[0] == -1:

@@ -131,8 +131,8 @@ def export_module(module: nn.Module, example_inputs: tuple, *, name: str, repo,
         module.train(was_training)
     inputs, outputs = _user_tensors(program)
     out_names = _default_names(output_names, len(outputs), "output")
-    specs_in = tuple(_spec(n, v) for n, v in zip(in_names, inputs))
-    specs_out = tuple(_spec(n, v) for n, v in zip(out_names, outputs))
+    specs_in = tuple(_spec(n, v) for n, v in zip(in_names, inputs, strict=True))
+    specs_out = tuple(_spec(n, v) for n, v in zip(out_names, outputs, strict=True))
     for spec in (*specs_in, *specs_out):
         if not spec.shape or spec.shape[0] != -1:
             raise ArtifactError(f"cannot export {name!r}: {spec.name} has no dynamic batch "
@@ -252,9 +252,10 @@ def import_program(path, repo, name: str, *, max_batch_size: int = 8, slo_ms: fl
     inputs, outputs = _user_tensors(program)
     if not inputs or not outputs:
         raise ArtifactError(f"{path}: the program needs at least one tensor input and output")
-    specs_in = tuple(_spec(n, v) for n, v in zip(program.graph_signature.user_inputs, inputs))
+    specs_in = tuple(_spec(n, v) for n, v in
+                     zip(program.graph_signature.user_inputs, inputs, strict=True))
     specs_out = tuple(_spec(n, v) for n, v in
-                      zip(_default_names(None, len(outputs), "output"), outputs))
+                      zip(_default_names(None, len(outputs), "output"), outputs, strict=True))
     dynamic_batch = all(s.shape and s.shape[0] == -1 for s in specs_in)
     asked = int(max_batch_size)
     if dynamic_batch:

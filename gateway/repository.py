@@ -1,0 +1,100 @@
+"""The model repository extension: ``POST /v2/repository/index``, ``.../models/{m}/load``,
+``.../models/{m}/unload`` (what ``tritonclient``'s load_model/unload_model call).
+
+Where tenants exist these need the admin key (``admin_api_key``, as Bearer or x-api-key): a
+tenant must not take a model away from another. With no tenants the gateway is open, so are
+these. Loading reads the model's config from the repository and asks every ready replica to
+load the program; unloading stops routing to the model first, then tells the replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from vmpool.artifact import ArtifactError, list_models, load_artifact
+from vmpool.wire import repository_entry
+
+from .errors import Forbidden, NotFound, Unauthorized, Unavailable
+from .routes import NOT_FOUND, json_response
+from .state import GatewayState
+
+log = logging.getLogger("tidegate.gateway")
+_GUARDED = {401: {"description": "Missing admin key"}, 403: {"description": "Not the admin key"}}
+
+
+def require_admin(state: GatewayState, request: Request) -> None:
+    """401/403 unless the caller holds the admin key; a no-op on a gateway without tenants."""
+    if state.tenants.open:
+        return
+    expected = state.settings.admin_api_key
+    if not expected:
+        raise Forbidden("the model repository needs the admin key; set admin_api_key")
+    key = request.headers.get("x-api-key")
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else None
+    if not key:
+        raise Unauthorized("the model repository needs the admin key "
+                           "(Authorization: Bearer <key> or x-api-key)")
+    if not hmac.compare_digest(key.encode(), expected.encode()):
+        raise Forbidden("the model repository needs the admin key, not a tenant's")
+
+
+def repository_router(state: GatewayState) -> APIRouter:
+    router = APIRouter(tags=["Model repository"])
+    repo = state.settings.repo_path
+
+    @router.post("/v2/repository/index", responses=_GUARDED)
+    async def index(request: Request):
+        """Every model in the repository, READY if the gateway serves it."""
+        require_admin(state, request)
+        models = state.require_dispatcher().models
+        rows = []
+        for name in await asyncio.to_thread(list_models, repo):
+            cfg = models.get(name)
+            rows.append(repository_entry(name, cfg.version, "READY") if cfg is not None else
+                        repository_entry(name, None, "UNAVAILABLE", "not loaded"))
+        return json_response(rows)
+
+    @router.post("/v2/repository/models/{model}/load", responses={**_GUARDED, **NOT_FOUND})
+    async def load(model: str, request: Request):
+        require_admin(state, request)
+        dispatcher = state.require_dispatcher()
+        try:
+            artifact = await asyncio.to_thread(load_artifact, repo, model)
+        except ArtifactError as exc:
+            raise NotFound(str(exc).splitlines()[0]) from None
+        await _tell_replicas(state, model, "load")
+        dispatcher.models[artifact.config.name] = artifact.config
+        return Response(b"{}", media_type="application/json")
+
+    @router.post("/v2/repository/models/{model}/unload", responses={**_GUARDED, **NOT_FOUND})
+    async def unload(model: str, request: Request):
+        require_admin(state, request)
+        dispatcher = state.require_dispatcher()
+        if dispatcher.models.pop(model, None) is None:
+            raise NotFound(f"model {model!r} is not loaded")
+        await _tell_replicas(state, model, "unload")
+        return Response(b"{}", media_type="application/json")
+
+    return router
+
+
+async def _tell_replicas(state: GatewayState, model: str, action: str) -> None:
+    pool = state.pool
+    if pool is None:
+        return
+    replicas = pool.ready()
+    results = await asyncio.gather(
+        *(pool.client.repository(r.url, model, action) for r in replicas), return_exceptions=True)
+    failed = [f"{r.url}: {exc}" for r, exc in zip(replicas, results, strict=True) if exc is not None]
+    if failed:
+        if action == "load":
+            raise Unavailable(f"replicas could not {action} {model!r}: {'; '.join(failed)}")
+        log.warning("replicas could not unload %s: %s", model, "; ".join(failed))

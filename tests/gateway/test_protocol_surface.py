@@ -1,0 +1,182 @@
+"""The protocol surface a Triton or KServe user reaches for, with the real clients, over loopback:
+model config, statistics, the repository extension, health bodies, request ids, 405s, CORS and
+the infer endpoint in the OpenAPI schema."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import httpx
+import numpy as np
+import pytest
+import torch
+import tritonclient.http as triton
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from vmpool.artifact import load_artifact
+from vmpool.procs import spawn_sync
+
+from .conftest import ROOT, free_port, serve_app, wait_ready
+
+
+def settings_for(data, repo, urls, **extra) -> Settings:
+    return Settings.load(None, data_dir=data, repo=repo, grpc_port=-1,
+                         vm={"provisioner": "static", "urls": urls},
+                         burst={"enabled": False}, **extra)
+
+
+@pytest.fixture(scope="module")
+def gateway(model_server, small_repo, tmp_path_factory):
+    settings = settings_for(tmp_path_factory.mktemp("gw-proto"), small_repo, [model_server])
+    with serve_app(create_app(settings)) as url:
+        yield url
+
+
+def reference(repo, name, x):
+    module = load_artifact(repo, name).load_module()
+    with torch.inference_mode():
+        return module(torch.from_numpy(x)).numpy()
+
+
+def test_tritonclient_config_statistics_and_infer(gateway, small_repo):
+    client = triton.InferenceServerClient(gateway.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready()
+    config = client.get_model_config("resnet18")
+    assert config["max_batch_size"] == 4
+    assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [3, 64, 64]}]
+    assert config["output"][0]["dims"] == [1000]
+    before = client.get_inference_statistics("mlp")["model_stats"][0]
+    x = np.random.default_rng(3).standard_normal((3, 784)).astype(np.float32)
+    inp = triton.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=True)
+    got = client.infer("mlp", [inp]).as_numpy("output")
+    assert np.abs(got - reference(small_repo, "mlp", x)).max() <= 1e-5
+    after = client.get_inference_statistics("mlp")["model_stats"][0]
+    assert after["name"] == "mlp" and after["version"] == "1"
+    assert after["inference_stats"]["success"]["count"] == \
+        before["inference_stats"]["success"]["count"] + 1
+    assert after["inference_count"] == before["inference_count"] + 3  # rows
+    assert after["inference_stats"]["success"]["ns"] > before["inference_stats"]["success"]["ns"]
+    every = client.get_inference_statistics()["model_stats"]
+    assert {s["name"] for s in every} == {"mlp", "resnet18"}
+
+
+def test_kserve_rest_client_v2(gateway, small_repo):
+    from kserve import InferenceRESTClient, RESTConfig
+    from kserve.protocol.infer_type import InferInput, InferRequest
+
+    async def run():
+        client = InferenceRESTClient(RESTConfig(protocol="v2", retries=0))
+        try:
+            assert await client.is_server_live(gateway) is True
+            assert await client.is_server_ready(gateway) is True
+            assert await client.is_model_ready(gateway, "mlp") is True
+            x = np.random.default_rng(4).standard_normal((2, 784)).astype(np.float32)
+            answers = []
+            for binary in (False, True):
+                inp = InferInput("input", list(x.shape), "FP32")
+                inp.set_data_from_numpy(x, binary_data=binary)
+                req = InferRequest(model_name="mlp", infer_inputs=[inp], request_id="k-1")
+                answers.append(await client.infer(gateway, req, model_name="mlp"))
+            return x, answers
+        finally:
+            await client.close()
+
+    x, answers = asyncio.run(run())
+    want = reference(small_repo, "mlp", x)
+    for answer in answers:
+        assert np.abs(answer.outputs[0].as_numpy() - want).max() <= 1e-5
+
+
+def test_health_bodies_request_ids_and_405s(gateway):
+    with httpx.Client(base_url=gateway) as c:
+        for path, body in [("/v2/health/live", {"live": True}),
+                           ("/v2/health/ready", {"ready": True}),
+                           ("/v2/models/mlp/ready", {"name": "mlp", "ready": True})]:
+            r = c.get(path)
+            assert r.status_code == 200 and r.json() == body
+            assert r.headers["content-type"] == "application/json"
+            assert len(r.headers["x-request-id"]) >= 16
+        r = c.get("/v2/models/nope", headers={"x-request-id": "mine-1"})
+        assert r.status_code == 404 and r.headers["x-request-id"] == "mine-1"
+        r = c.post("/v2/models/nope/infer", content=b"{}", headers={"x-request-id": "mine-2"})
+        assert r.status_code == 404 and r.headers["x-request-id"] == "mine-2"
+        r = c.post("/v2/models/mlp/infer", content=b"{oops")
+        assert r.status_code == 400 and r.headers["x-request-id"]
+        r = c.get("/v2/models/mlp/infer")
+        assert r.status_code == 405 and r.headers["allow"] == "POST" and "POST" in r.json()["error"]
+        r = c.request("TRACE", "/v2/health/live")
+        assert r.status_code == 405 and r.headers["allow"] == "GET" and r.headers["x-request-id"]
+        assert "access-control-allow-origin" not in c.get(
+            "/v2", headers={"origin": "https://app.example"}).headers  # CORS is off by default
+
+
+def test_openapi_describes_infer(gateway):
+    schema = httpx.get(gateway + "/openapi.json").json()
+    op = schema["paths"]["/v2/models/{model}/infer"]["post"]
+    assert set(op["requestBody"]["content"]) == {"application/json", "application/octet-stream"}
+    assert "Inference-Header-Content-Length" in str(op)
+    assert {"200", "400", "404", "413", "429", "503"} <= set(op["responses"])
+    assert "InferenceRequest" in schema["components"]["schemas"]
+    assert "/v2/models/{model}/config" in schema["paths"]
+    assert httpx.get(gateway + "/docs").status_code == 200
+
+
+def test_cors_when_configured(model_server, small_repo, tmp_path):
+    settings = settings_for(tmp_path, small_repo, [model_server],
+                            cors_origins=["https://app.example"])
+    with serve_app(create_app(settings)) as url:
+        r = httpx.options(url + "/v2/models/mlp/infer", headers={
+            "origin": "https://app.example", "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type"})
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+        r = httpx.get(url + "/v2/health/live", headers={"origin": "https://app.example"})
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+
+
+@pytest.fixture
+def own_replica(small_repo, tmp_path):
+    """A model server of our own: the repository test unloads models on it."""
+    port = free_port()
+    proc = spawn_sync([sys.executable, "-m", "ops", "model-server", "--repo", str(small_repo),
+                       "--model", "mlp", "--port", str(port), "--threads", "1"], cwd=ROOT,
+                      log_path=tmp_path / "ms.log", env={**os.environ, "OMP_NUM_THREADS": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/v2/health/ready", proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.slow
+def test_repository_extension_with_the_admin_key(own_replica, small_repo, tmp_path):
+    settings = settings_for(tmp_path, small_repo, [own_replica], admin_api_key="admin-secret",
+                            tenants=[{"name": "a", "api_keys": ["tenant-a"]}])
+    admin = {"Authorization": "Bearer admin-secret"}
+    with serve_app(create_app(settings)) as url:
+        host = url.removeprefix("http://")
+        assert httpx.post(url + "/v2/repository/index").status_code == 401
+        r = httpx.post(url + "/v2/repository/index", headers={"x-api-key": "tenant-a"})
+        assert r.status_code == 403 and "admin key" in r.json()["error"]
+        client = triton.InferenceServerClient(host)
+        index = client.get_model_repository_index(headers=admin)
+        assert {row["name"]: row["state"] for row in index} == {"mlp": "READY",
+                                                               "resnet18": "READY"}
+        client.unload_model("mlp", headers=admin)
+        tenant = {"x-api-key": "tenant-a"}
+        x = np.zeros((1, 784), np.float32)
+        inp = triton.InferInput("input", [1, 784], "FP32")
+        inp.set_data_from_numpy(x)
+        with pytest.raises(triton.InferenceServerException, match="unknown model"):
+            client.infer("mlp", [inp], headers=tenant)
+        assert httpx.get(own_replica + "/v2/models/mlp").status_code == 404  # replica too
+        client.load_model("mlp", headers=admin)
+        assert client.infer("mlp", [inp], headers=tenant).as_numpy("output").shape == (1, 10)
+        r = httpx.post(url + "/v2/repository/models/nope/load", headers=admin)
+        assert r.status_code == 404 and "not found" in r.json()["error"]
