@@ -1,0 +1,46 @@
+"""Trace-driven simulation of the whole system in simulated time (``tidegate simulate``).
+
+``simulate(trace, preset, profile)`` runs the gateway's very ``policies`` objects against a
+model of VMs (boot delay, per-second billing with a minimum, dynamic batching) and functions
+(cold/warm starts, keep-alive, concurrency cap, fork-join plans); ``optimum`` is the offline
+lower bound each policy is compared with.
+"""
+
+from __future__ import annotations
+
+from policies.costs import PriceTable
+
+from .engine import SimSetup, Simulation
+from .presets import PRESETS, PolicySpec, build_policies, preset_spec
+from .profile import ProfileError, SimProfile, load_sim_profile
+from .result import SimResult
+
+
+def run_spec(trace, spec: PolicySpec, profile: SimProfile, *, prices: PriceTable | None = None,
+             name: str = "", slo_ms_by_tenant: dict | None = None, tick_s: float = 1.0,
+             seed: int = 0) -> SimResult:
+    prices = prices or PriceTable()
+    routing, scaler = build_policies(spec, prices)
+    setup = SimSetup(profile=profile, routing=routing, autoscaler=scaler, prices=prices,
+                     initial_replicas=spec.initial_replicas, tick_s=tick_s,
+                     slo_ms_by_tenant=slo_ms_by_tenant or {}, seed=seed,
+                     name=name or f"{spec.routing}+{spec.autoscaling}")
+    return Simulation(trace, setup).run()
+
+
+def simulate(trace, preset: str, profile: SimProfile, *, params: dict | None = None,
+             prices: PriceTable | None = None, slo_ms_by_tenant: dict | None = None,
+             tick_s: float = 1.0, seed: int = 0) -> SimResult:
+    """Run one preset (``optimum`` included) and return its result."""
+    prices = prices or PriceTable()
+    if preset == "optimum":
+        from .optimum import optimum_result
+
+        return optimum_result(trace, profile, prices)
+    spec = preset_spec(preset, trace, profile, params)
+    return run_spec(trace, spec, profile, prices=prices, name=preset,
+                    slo_ms_by_tenant=slo_ms_by_tenant, tick_s=tick_s, seed=seed)
+
+
+__all__ = ["PRESETS", "PolicySpec", "ProfileError", "SimProfile", "SimResult", "SimSetup",
+           "Simulation", "load_sim_profile", "preset_spec", "run_spec", "simulate"]

@@ -1,0 +1,97 @@
+"""Named policy presets: a routing policy plus an autoscaler, built from the ``policies`` package.
+
+- ``vm-peak``: VMs for the trace's peak (1 s bins, at full-batch capacity x ``headroom``), fixed.
+- ``vm-reactive``: VMs only, target tracking on in-flight requests (SageMaker-like).
+- ``burst-only``: every request to functions, no VMs.
+- ``threshold``: spill past a queue threshold, target tracking for the VMs.
+- ``knative``: threshold routing, Knative's stable/panic autoscaler.
+- ``slo-aware``: SLO-aware routing with the predictive scaler (MArk-style).
+- ``optimum``: not a policy: the offline lower bound (``ops.sim.optimum``).
+
+Parameters override a preset's defaults: ``routing.<field>`` for the routing policy,
+``autoscaling.<field>`` for the scaler (``min_replicas``, ``max_replicas`` included).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from policies.autoscaling import make_autoscaler
+from policies.costs import PriceTable
+from policies.routing import make_policy
+
+PRESETS = ("vm-peak", "vm-reactive", "burst-only", "threshold", "knative", "slo-aware", "optimum")
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """What ``tidegate serve --config`` would be given: the routing policy, the scaler and their
+    parameters (the ``routing_policy`` key and the ``[autoscaling]`` table)."""
+
+    routing: str
+    autoscaling: str
+    routing_params: dict = field(default_factory=dict)
+    autoscaling_params: dict = field(default_factory=dict)
+    initial_replicas: int = 1
+
+
+def peak_replicas(trace, profile, headroom: float = 1.0) -> int:
+    peak_rps = float(trace.counts(1.0).max()) if len(trace) else 0.0
+    return max(1, math.ceil(peak_rps * headroom / profile.vm_capacity_per_s()))
+
+
+def preset_spec(name: str, trace, profile, params: dict | None = None) -> PolicySpec:
+    params = dict(params or {})
+    routing_params = {k[len("routing."):]: v for k, v in params.items() if k.startswith("routing.")}
+    scaler_params = {k[len("autoscaling."):]: v for k, v in params.items()
+                     if k.startswith("autoscaling.")}
+    stray = [k for k in params if not k.startswith(("routing.", "autoscaling."))]
+    if stray:
+        raise ValueError(f"parameters must be routing.<field> or autoscaling.<field>: {stray}")
+    peak = peak_replicas(trace, profile)
+    big = max(peak * 2, 8)
+    if name == "vm-peak":
+        spec = PolicySpec("vm-only", "none", {}, {"replicas": peak, "min_replicas": peak,
+                                                  "max_replicas": peak}, peak)
+    elif name == "vm-reactive":
+        spec = PolicySpec("vm-only", "target", {}, {"target_in_flight_per_replica": 4.0,
+                                                    "min_replicas": 1, "max_replicas": big})
+    elif name == "burst-only":
+        spec = PolicySpec("burst-only", "none", {}, {"replicas": 0, "min_replicas": 0,
+                                                     "max_replicas": 1}, 0)
+    elif name == "threshold":
+        spec = PolicySpec("threshold", "target", {"spill_outstanding_per_replica": 16},
+                          {"target_in_flight_per_replica": 4.0, "min_replicas": 1,
+                           "max_replicas": big})
+    elif name == "knative":
+        spec = PolicySpec("threshold", "knative", {"spill_outstanding_per_replica": 16},
+                          {"min_replicas": 1, "max_replicas": big})
+    elif name == "slo-aware":
+        spec = PolicySpec("slo-aware", "predictive", {},
+                          {"min_replicas": 1, "max_replicas": big,
+                           "burst_latency_s": profile.burst_p50_ms / 1000.0,
+                           "instances_per_burst_request": profile.burst_instances})
+    else:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return PolicySpec(spec.routing, spec.autoscaling, {**spec.routing_params, **routing_params},
+                      {**spec.autoscaling_params, **scaler_params},
+                      _initial(spec, scaler_params))
+
+
+def _initial(spec: PolicySpec, overrides: dict) -> int:
+    lo = overrides.get("min_replicas", spec.autoscaling_params.get("min_replicas", 0))
+    return max(int(lo), spec.initial_replicas if "replicas" in spec.autoscaling_params else int(lo),
+               0)
+
+
+def build_policies(spec: PolicySpec, prices: PriceTable):
+    """Fresh routing policy and autoscaler objects (autoscalers keep history: one per run)."""
+    routing_params = dict(spec.routing_params)
+    if spec.routing == "slo-aware":
+        routing_params.setdefault("prices", prices)
+    scaler_params = dict(spec.autoscaling_params)
+    if spec.autoscaling == "predictive":
+        scaler_params.setdefault("prices", prices)
+    return (make_policy(spec.routing, **routing_params),
+            make_autoscaler(spec.autoscaling, **scaler_params))

@@ -1,0 +1,115 @@
+"""What a simulation run reports: the JSON summary (the same shape ``tidegate loadgen`` writes),
+per-tenant costs and the load / VMs / spill timeline behind the plots.
+
+Tenant cost attribution (the same rule ``tidegate report`` documents): function time, requests
+and storage go to the tenant whose request used them; a VM's whole bill, idle time included, is
+split over tenants by their share of VM busy time (each request's share of its batch's service
+time). Kept warm functions are split by share of burst requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Timeline:
+    """One sample per control tick."""
+
+    t_s: list[float] = field(default_factory=list)
+    arrivals: list[int] = field(default_factory=list)
+    to_vm: list[int] = field(default_factory=list)
+    to_burst: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+    vm_ready: list[int] = field(default_factory=list)
+    vm_booting: list[int] = field(default_factory=list)
+    vm_desired: list[int] = field(default_factory=list)
+    warm_functions: list[int] = field(default_factory=list)
+
+    def add(self, t, arrivals, vm, burst, rejected, ready, booting, desired, warm) -> None:
+        for name, value in (("t_s", t), ("arrivals", arrivals), ("to_vm", vm),
+                            ("to_burst", burst), ("rejected", rejected), ("vm_ready", ready),
+                            ("vm_booting", booting), ("vm_desired", desired),
+                            ("warm_functions", warm)):
+            getattr(self, name).append(value)
+
+    def as_dict(self) -> dict:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class SimResult:
+    summary: dict
+    latency_ms: np.ndarray
+    path: np.ndarray
+    timeline: Timeline
+
+    @classmethod
+    def build(cls, sim, end_s: float) -> "SimResult":
+        trace, p, prices = sim.trace, sim.p, sim.s.prices
+        lat = np.asarray(sim.lat, dtype=np.float64)
+        path = np.frombuffer(bytes(sim.path), dtype=np.uint8)
+        slo = np.array([r.slo_ms for r in sim.requests])[trace.tenant_idx]
+        met = lat <= slo
+        served = np.isfinite(lat)
+        vm, fn = sim.vm, sim.fn
+        billed_s, up_s = vm.billed_s(prices.vm_min_billed_s)
+        vm_usd = billed_s * prices.vm_usd_per_hour / 3600.0
+        gb_per_ms = p.burst_memory_mb / 1024.0 / 1000.0
+        fn_gb_s = fn.billed_ms * gb_per_ms
+        fn_compute_usd = fn_gb_s * prices.fn_usd_per_gb_s
+        fn_request_usd = fn.invocations * prices.fn_usd_per_request
+        puts, gets = p.burst_store_ops
+        store_usd = fn.requests * (puts * prices.store_put_usd + gets * prices.store_get_usd)
+        warm_usd = sim.warm_cost_usd
+        total = vm_usd + fn_compute_usd + fn_request_usd + store_usd + warm_usd
+        n = len(trace)
+        summary = {
+            "policy": sim.s.name, "trace": trace.name, "model": p.model, "requests": n,
+            "duration_s": round(end_s, 3), "slo_ms": p.slo_ms,
+            "slo_attainment": float(met.mean()) if n else 1.0,
+            "p50_ms": _pct(lat[served], 50), "p99_ms": _pct(lat[served], 99),
+            "cost_usd": total, "cost_per_1k_usd": total / n * 1000.0 if n else 0.0,
+            "vm_usd": vm_usd, "function_compute_usd": fn_compute_usd,
+            "function_requests_usd": fn_request_usd, "store_usd": store_usd,
+            "warm_functions_usd": warm_usd, "vm_hours": up_s / 3600.0,
+            "vm_billed_hours": billed_s / 3600.0, "function_gb_s": fn_gb_s,
+            "cold_starts": fn.cold_starts, "requests_vm": int((path == 0).sum()),
+            "requests_burst": int((path == 1).sum()), "rejected": int((path == 2).sum()),
+            "spill_ratio": float((path == 1).mean()) if n else 0.0,
+            "throttled": fn.throttled, "vm_batches": vm.batches,
+            "peak_vm_replicas": max(sim.timeline.vm_ready, default=0),
+        }
+        summary["tenants"] = _tenants(sim, lat, met, served, vm_usd,
+                                      (fn_compute_usd, fn_request_usd, store_usd, warm_usd))
+        return cls(summary, lat, path, sim.timeline)
+
+
+def _pct(values: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(values, q)) if values.size else None
+
+
+def _tenants(sim, lat, met, served, vm_usd: float, fn_parts: tuple) -> dict:
+    trace = sim.trace
+    idx = trace.tenant_idx
+    counts = np.bincount(idx, minlength=len(trace.tenants))
+    busy = np.asarray(sim.vm.tenant_busy_s)
+    vm_share = busy / busy.sum() if busy.sum() > 0 else counts / max(counts.sum(), 1)
+    billed = np.asarray(sim.fn_billed_by_tenant)
+    fn_req = np.asarray(sim.fn_requests_by_tenant, dtype=np.float64)
+    fn_compute, fn_requests, store, warm = fn_parts
+    billed_share = billed / billed.sum() if billed.sum() > 0 else np.zeros_like(billed)
+    req_share = fn_req / fn_req.sum() if fn_req.sum() > 0 else np.zeros_like(fn_req)
+    out = {}
+    for k, name in enumerate(trace.tenants):
+        mine = idx == k
+        parts = {"vm_usd": vm_usd * vm_share[k], "function_compute_usd": fn_compute * billed_share[k],
+                 "function_requests_usd": fn_requests * req_share[k],
+                 "store_usd": store * req_share[k], "warm_functions_usd": warm * req_share[k]}
+        out[name] = {"requests": int(counts[k]),
+                     "slo_attainment": float(met[mine].mean()) if counts[k] else 1.0,
+                     "p99_ms": _pct(lat[mine & served], 99),
+                     "cost_usd": sum(parts.values()), **parts}
+    return out

@@ -1,0 +1,181 @@
+"""The simulated VM pool: replicas that boot, batch dynamically, drain and are billed.
+
+Batching is Triton's dynamic batcher: a replica that is free takes up to ``max_batch`` queued rows,
+waiting at most ``max_queue_delay`` after the oldest queued row's arrival for a fuller batch.
+Replicas are advanced lazily: a batch is formed only once the simulation has seen every arrival
+up to its start, so the result is exact without an event per request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+INF = math.inf
+
+
+class Replica:
+    __slots__ = ("rid", "launch_s", "ready_s", "free_s", "in_service", "queue", "draining",
+                 "stop_s", "busy_s", "next_s")
+
+    def __init__(self, rid: int, launch_s: float, ready_s: float):
+        self.rid = rid
+        self.launch_s = launch_s
+        self.ready_s = ready_s
+        self.free_s = ready_s  # when the replica can start its next batch
+        self.in_service = 0  # rows in the batch running until free_s
+        self.queue: deque[int] = deque()  # request indices, in arrival order
+        self.draining = False
+        self.stop_s: float | None = None
+        self.busy_s = 0.0
+        self.next_s = math.inf  # its next batch start or end (when it must be advanced)
+
+    def outstanding(self) -> int:
+        return len(self.queue) + self.in_service
+
+
+class VmPool:
+    """Replicas plus the per-request bookkeeping (latency, VM busy share per tenant)."""
+
+    def __init__(self, profile, arrivals: list[float], latency_ms: list[float],
+                 tenant_of: list[int], n_tenants: int, rng):
+        self.p = profile
+        self.arr = arrivals
+        self.lat = latency_ms
+        self.tenant_of = tenant_of
+        self.tenant_busy_s = [0.0] * n_tenants
+        self.batch_max = profile.vm_max_batch_size
+        self.delay_s = profile.vm_max_queue_delay_ms / 1000.0
+        self.overhead_ms = profile.gateway_overhead_ms
+        self.service_s = [0.0] + [profile.vm_service_ms(b) / 1000.0
+                                  for b in range(1, self.batch_max + 1)]
+        self.noise = (1.0 + profile.vm_service_cv * rng.standard_normal(65536)).clip(0.5).tolist()
+        self.noise_i = 0
+        self.ready: list[Replica] = []
+        self.booting: list[Replica] = []  # sorted by ready_s
+        self.draining: list[Replica] = []
+        self.stopped: list[Replica] = []
+        self.next_event_s = INF
+        self.observed: list[float] = []  # latencies of finished VM requests (the engine drains)
+        self.batches = 0
+        self._rid = 0
+
+    # -- fleet ---------------------------------------------------------------------------
+    def launch(self, now_s: float, boot_s: float) -> Replica:
+        self._rid += 1
+        r = Replica(self._rid, now_s, now_s + boot_s)
+        if boot_s <= 0:
+            self.ready.append(r)
+        else:
+            self.booting.append(r)
+            self.booting.sort(key=lambda x: x.ready_s)
+        return r
+
+    def promote(self, now_s: float) -> bool:
+        """Booting replicas whose boot finished by ``now_s`` become ready."""
+        moved = False
+        while self.booting and self.booting[0].ready_s <= now_s:
+            self.ready.append(self.booting.pop(0))
+            moved = True
+        return moved
+
+    def scale_to(self, want: int, now_s: float, boot_s: float) -> None:
+        current = len(self.ready) + len(self.booting)
+        for _ in range(want - current):
+            self.launch(now_s, boot_s)
+        surplus = current - want
+        # cancel booting replicas first (the latest first), then drain the least loaded
+        for r in sorted(self.booting, key=lambda x: (len(x.queue), -x.ready_s)):
+            if surplus <= 0 or r.queue:
+                break
+            self.booting.remove(r)
+            r.stop_s = now_s
+            self.stopped.append(r)
+            surplus -= 1
+        for r in sorted(self.ready, key=Replica.outstanding)[:max(surplus, 0)]:
+            self.ready.remove(r)
+            r.draining = True
+            self.draining.append(r)
+            r.next_s = self._next_event(r, now_s)
+            self.next_event_s = min(self.next_event_s, r.next_s)
+
+    # -- requests ------------------------------------------------------------------------
+    def enqueue(self, r: Replica, idx: int) -> None:
+        q = r.queue
+        q.append(idx)
+        if r.in_service == 0 and (len(q) == 1 or len(q) == self.batch_max):
+            ev = self._next_event(r, self.arr[idx])
+            r.next_s = ev
+            if ev < self.next_event_s:
+                self.next_event_s = ev
+
+    def advance(self, now_s: float) -> None:
+        """Form and finish every batch that starts or ends by ``now_s``."""
+        nxt = INF
+        for group in (self.ready, self.booting, self.draining):
+            for r in group:
+                if r.next_s <= now_s:
+                    self._advance(r, now_s)
+                    r.next_s = self._next_event(r, now_s)
+                if r.next_s < nxt:
+                    nxt = r.next_s
+        if self.draining:
+            for r in [r for r in self.draining if not r.queue and r.in_service == 0]:
+                self.draining.remove(r)
+                r.stop_s = max(r.free_s, r.launch_s)
+                self.stopped.append(r)
+        self.next_event_s = nxt
+
+    def _next_event(self, r: Replica, now_s: float) -> float:
+        if r.in_service:
+            return r.free_s
+        q = r.queue
+        if not q:
+            return r.free_s if r.draining else INF
+        fill_s = self.arr[q[self.batch_max - 1]] if len(q) >= self.batch_max else INF
+        return max(r.free_s, min(self.arr[q[0]] + self.delay_s, fill_s))
+
+    def _advance(self, r: Replica, now_s: float) -> None:
+        arr, q, bmax = self.arr, r.queue, self.batch_max
+        while True:
+            if r.in_service:
+                if r.free_s > now_s:
+                    return
+                r.in_service = 0
+            if not q:
+                return
+            fill_s = arr[q[bmax - 1]] if len(q) >= bmax else INF
+            start = max(r.free_s, min(arr[q[0]] + self.delay_s, fill_s))
+            if start > now_s:
+                return
+            rows = []
+            while q and len(rows) < bmax and arr[q[0]] <= start:
+                rows.append(q.popleft())
+            self.noise_i = (self.noise_i + 1) & 65535
+            service = self.service_s[len(rows)] * self.noise[self.noise_i]
+            end = start + service
+            share = service / len(rows)
+            lat, tenant_of, busy = self.lat, self.tenant_of, self.tenant_busy_s
+            seen = self.observed
+            for idx in rows:
+                ms = (end - arr[idx]) * 1000.0 + self.overhead_ms
+                lat[idx] = ms
+                seen.append(ms)
+                busy[tenant_of[idx]] += share
+            r.free_s, r.in_service = end, len(rows)
+            r.busy_s += service
+            self.batches += 1
+
+    def finish(self, end_s: float) -> None:
+        """Serve everything still queued and stop every replica (billing ends)."""
+        self.promote(INF)
+        self.advance(INF)
+        for r in self.ready + self.booting + self.draining:
+            r.stop_s = max(end_s, r.free_s, r.launch_s)
+            self.stopped.append(r)
+        self.ready, self.booting, self.draining = [], [], []
+
+    def billed_s(self, min_billed_s: float) -> tuple[float, float]:
+        """(billed seconds, up seconds) over every replica that ever ran."""
+        up = [max(r.stop_s - r.launch_s, 0.0) for r in self.stopped]
+        return sum(max(u, min_billed_s) for u in up), sum(up)
