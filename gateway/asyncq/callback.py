@@ -1,0 +1,71 @@
+"""Callbacks: the finished answer POSTed to the caller's URL, signed so the tenant can verify it.
+
+Signature header: ``X-Tidegate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>`` over
+``b"<t>." + body`` with the tenant's callback secret (Stripe's scheme: the timestamp in the MAC
+stops replays of old deliveries). To verify, recompute the MAC with the same secret, compare in
+constant time, and refuse a ``t`` more than a few minutes old: ``verify_signature`` does that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from ..errors import BadRequest
+from .jobs import Job
+
+log = logging.getLogger("tidegate.async")
+SIGNATURE_HEADER = "X-Tidegate-Signature"
+
+
+def sign(secret: str, timestamp_s: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp_s}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp_s},v1={mac.hexdigest()}"
+
+
+def verify_signature(secret: str, header: str, body: bytes, now_s: float,
+                     tolerance_s: float = 300.0) -> bool:
+    """True if ``header`` signs ``body`` with ``secret`` and is at most ``tolerance_s`` old."""
+    try:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        timestamp_s = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(now_s - timestamp_s) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp_s, body), header.strip())
+
+
+def check_callback_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadRequest(f"callback URL must be an absolute http(s) URL, got {url!r}")
+    return url
+
+
+async def deliver(session: aiohttp.ClientSession, job: Job, secret: str, now_s: float, *,
+                  attempts: int, timeout_s: float, backoff_s: float = 0.5) -> bool:
+    """POST the job's answer to its callback URL; True once a 2xx came back."""
+    body = job.result or b""
+    headers = {**{k: v for k, v in job.result_headers.items()
+                  if k in ("content-type", "inference-header-content-length")},
+               "x-request-id": job.id, "x-tidegate-request-state": job.state.value,
+               "x-tidegate-status": str(job.status),
+               SIGNATURE_HEADER: sign(secret, int(now_s), body)}
+    for attempt in range(attempts):
+        try:
+            async with session.post(job.callback_url, data=body, headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                if 200 <= resp.status < 300:
+                    return True
+                log.warning("callback for %s answered HTTP %d", job.id, resp.status)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("callback for %s failed: %s", job.id, exc)
+        if attempt + 1 < attempts:
+            await asyncio.sleep(backoff_s * 2 ** attempt)
+    return False

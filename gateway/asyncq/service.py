@@ -1,0 +1,258 @@
+"""Async inference: accept a request into the durable queue, serve it when VMs have room.
+
+``POST .../infer`` with ``Prefer: respond-async`` is validated and admitted (tenant, rate
+limit, quota) as a synchronous call would be, written to the queue (durable before the 202),
+and answered ``202`` with ``Location: /v2/requests/{id}``. Consumers take jobs only while the
+ready VM replicas have spare slots, run them through ``Dispatcher.infer`` on the VM path, and
+record the answer (status, body, headers, exactly what the synchronous call would have given).
+The first recorded answer wins, so a job served twice after a crash still has one result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import weakref
+
+import aiohttp
+import orjson
+from prometheus_client import Gauge
+
+from vmpool.codec import CodecError, validate_inputs
+
+from .. import protocol
+from ..dispatch import CallContext
+from ..errors import BadRequest, NotFound, TidegateError, Unauthorized
+from ..state import GatewayState
+from . import callback
+from .config import AsyncQueueSettings
+from .jobs import Job, JobQueue, JobState
+
+log = logging.getLogger("tidegate.async")
+REQUESTS_PATH = "/v2/requests/"
+CALLBACK_HEADER = "x-tidegate-callback"
+_POLL_S = 0.02  # how often a consumer waiting for VM capacity looks again
+_HOUSEKEEPING_S = 1.0
+
+
+def wants_async(prefer: str | None) -> bool:
+    """``Prefer: respond-async`` (RFC 7240; other preferences may sit beside it)."""
+    if not prefer:
+        return False
+    return any(p.split(";")[0].strip().lower() == "respond-async" for p in prefer.split(","))
+
+
+class AsyncService:
+    def __init__(self, queue: JobQueue, gateway: GatewayState, settings: AsyncQueueSettings,
+                 clock=time.time):
+        self.queue = queue
+        self.gateway = gateway
+        self.settings = settings
+        self.clock = clock
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._session: aiohttp.ClientSession | None = None
+        self.depth, self.oldest_age = _gauges(gateway.metrics.registry)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        taken_back = await self.queue.requeue_running()
+        if taken_back:
+            log.warning("async queue: %d job(s) held by the previous process are pending again",
+                        taken_back)
+        self._session = aiohttp.ClientSession()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._consume(i), name=f"async-consumer-{i}")
+                       for i in range(self.settings.consumers)]
+        self._tasks.append(loop.create_task(self._housekeeping(), name="async-housekeeping"))
+        for task in self._tasks:
+            task.add_done_callback(_log_crash)
+
+    async def stop(self) -> None:
+        """Consumers stop; jobs they were serving stay RUNNING and are retried at next start."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+        await self.queue.close()
+
+    # -- HTTP side -----------------------------------------------------------------------------
+
+    async def submit(self, headers: dict[str, str], model: str, version: str | None,
+                     read_body) -> tuple[bytes, dict[str, str]]:
+        """Validate, admit and enqueue; the 202 body and headers. ``read_body()`` reads the
+        request body within the endpoint's limits."""
+        dispatcher = self.gateway.require_dispatcher()
+        tenant = dispatcher.tenants.authenticate(headers.get("authorization"),
+                                                 headers.get("x-api-key"))
+        cfg = dispatcher.model(model, version)
+        if headers.get("x-tidegate-route") or headers.get("x-tidegate-workers"):
+            raise BadRequest("async requests are served on the VM path; drop X-Tidegate-Route "
+                             "and X-Tidegate-Workers")
+        callback_url = headers.get(CALLBACK_HEADER)
+        if callback_url is not None:
+            callback.check_callback_url(callback_url)
+            if self._secret(tenant.name) is None:
+                raise BadRequest("callbacks need a signing secret: set the tenant's "
+                                 "callback_secret (or async_queue.callback_secret)")
+        body = await read_body()
+        header_length = protocol.header_length(headers)
+        req = protocol.decode_infer(body, header_length)
+        try:  # bad input is a 400 now, not a failed job later
+            validate_inputs(req, cfg)
+        except CodecError as exc:
+            raise BadRequest(str(exc)) from None
+        await dispatcher.tenants.admit(tenant, route_override=False, model=cfg.name)
+        job = Job(id=uuid.uuid4().hex, tenant=tenant.name, model=cfg.name, version=version,
+                  body=bytes(body), header_length=header_length, created_s=self.clock(),
+                  callback_url=callback_url)
+        await self.queue.put(job)
+        self._wakeup.set()
+        location = REQUESTS_PATH + job.id
+        answer = orjson.dumps({"id": job.id, "state": job.state.value, "location": location,
+                        "request_id": req.id})
+        return answer, {"content-type": "application/json", "location": location,
+                        "preference-applied": "respond-async", "x-request-id": job.id}
+
+    async def lookup(self, job_id: str, headers: dict[str, str]) -> Job:
+        """The caller's job (404 for an unknown id or another tenant's)."""
+        dispatcher = self.gateway.require_dispatcher()
+        tenant = dispatcher.tenants.authenticate(headers.get("authorization"),
+                                                 headers.get("x-api-key"))
+        job = await self.queue.get(job_id)
+        if job is None or job.tenant != tenant.name:
+            raise NotFound(f"no async request {job_id!r} (unknown, expired or deleted)")
+        return job
+
+    async def cancel(self, job_id: str, headers: dict[str, str]) -> JobState:
+        """DELETE: cancel a pending/running job, or drop a finished one's result."""
+        job = await self.lookup(job_id, headers)
+        if job.state.finished:
+            await self.queue.delete(job_id)
+            return job.state
+        before = await self.queue.cancel(job_id)
+        if before is None:
+            raise NotFound(f"no async request {job_id!r}")
+        return JobState.CANCELLED
+
+    # -- consumers -----------------------------------------------------------------------------
+
+    def _spare_capacity(self) -> bool:
+        pool = self.gateway.pool
+        if pool is None or self.gateway.dispatcher is None:
+            return False
+        ready = len(pool.ready())
+        return ready > 0 and pool.outstanding < ready * self.settings.slots_per_replica
+
+    async def _consume(self, index: int) -> None:
+        while True:
+            while not self._spare_capacity():
+                await asyncio.sleep(_POLL_S)
+            job = await self.queue.claim(self.clock(), self.settings.lease_s)
+            if job is None:
+                self._wakeup.clear()
+                try:  # a submit wakes us; the timeout catches leases that ran out
+                    await asyncio.wait_for(self._wakeup.wait(), _HOUSEKEEPING_S)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            await self._serve(job)
+
+    async def _serve(self, job: Job) -> None:
+        dispatcher = self.gateway.require_dispatcher()
+        try:
+            tenant = dispatcher.tenants.get(job.tenant)
+            if tenant is None:
+                raise Unauthorized(f"tenant {job.tenant!r} is no longer configured")
+            cfg = dispatcher.model(job.model, job.version)
+            req = protocol.decode_infer(job.body, job.header_length)
+            ctx = CallContext(tenant=tenant, model=job.model, version=job.version,
+                              forced_route="vm", request_id=job.id, admitted=True)
+            result = await dispatcher.infer(ctx, req)
+            body, headers = protocol.infer_response(cfg, req, result.outputs, {
+                "x-tidegate-path": result.path, "x-request-id": job.id,
+                "x-tidegate-cost-usd": f"{result.cost_usd:.10f}"})
+            state, status = JobState.DONE, 200
+        except TidegateError as exc:
+            if exc.status == 503 and job.attempts < self.settings.max_attempts:
+                await asyncio.sleep(self.settings.retry_delay_s)
+                await self.queue.release(job.id)  # the path is down for now: try again later
+                self._wakeup.set()
+                return
+            state, status, body = JobState.FAILED, exc.status, protocol.error_body(exc.message)
+            headers = {"content-type": "application/json", "x-request-id": job.id}
+        except Exception as exc:  # recorded as the synchronous endpoint would answer it
+            log.exception("async job %s failed", job.id)
+            state, status = JobState.FAILED, 500
+            body = protocol.error_body(f"internal error: {type(exc).__name__}")
+            headers = {"content-type": "application/json", "x-request-id": job.id}
+        recorded = await self.queue.finish(job.id, state, status, body, headers, self.clock())
+        if recorded and job.callback_url:
+            done = await self.queue.get(job.id)
+            if done is not None:
+                await self._callback(done)
+
+    async def _callback(self, job: Job) -> None:
+        secret = self._secret(job.tenant)
+        if secret is None or self._session is None:
+            log.error("callback for %s not sent: no signing secret", job.id)
+            return
+        if await callback.deliver(self._session, job, secret, self.clock(),
+                                  attempts=self.settings.callback_attempts,
+                                  timeout_s=self.settings.callback_timeout_s):
+            await self.queue.mark_callback_delivered(job.id)
+
+    def _secret(self, tenant_name: str) -> str | None:
+        tenant = self.gateway.tenants.get(tenant_name)
+        own = tenant.settings.callback_secret if tenant is not None else None
+        return own or self.settings.callback_secret
+
+    async def _housekeeping(self) -> None:
+        """Expire old results, redeliver callbacks a crash interrupted, export queue metrics."""
+        for job in await self.queue.undelivered_callbacks():
+            await self._callback(job)
+        while True:
+            now_s = self.clock()
+            await self.queue.purge(now_s - self.settings.result_ttl_s)
+            stats = await self.queue.stats(now_s)
+            self.depth.labels("pending").set(stats.pending)
+            self.depth.labels("running").set(stats.running)
+            self.oldest_age.set(stats.oldest_pending_age_s)
+            await asyncio.sleep(_HOUSEKEEPING_S)
+
+
+_GAUGES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _gauges(registry) -> tuple[Gauge, Gauge]:
+    """The queue gauges of an app's registry (made once: a lifespan may start again)."""
+    if registry not in _GAUGES:
+        _GAUGES[registry] = (
+            Gauge("tidegate_async_queue_depth", "Async jobs by state.", ["state"],
+                  registry=registry),
+            Gauge("tidegate_async_oldest_pending_seconds",
+                  "Age of the oldest pending async job.", registry=registry))
+    return _GAUGES[registry]
+
+
+async def start_for_gateway(gateway: GatewayState) -> AsyncService | None:
+    """The async service a gateway's settings ask for, started (None when disabled)."""
+    settings = gateway.settings.async_queue
+    if not settings.enabled:
+        return None
+    from .sqlite_queue import SQLiteJobQueue
+
+    service = AsyncService(SQLiteJobQueue(gateway.settings.data_dir / "async-queue.sqlite"),
+                           gateway, settings)
+    await service.start()
+    return service
+
+
+def _log_crash(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("async queue task %s crashed", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,164 @@
+"""Async inference (``Prefer: respond-async``) over the embedded durable queue, end to end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from gateway.app import create_app
+from gateway.asyncq.callback import SIGNATURE_HEADER, verify_signature
+from gateway.settings import Settings
+from tests.support.loopback import LoopbackHTTPServer
+from vmpool.artifact import load_artifact
+from vmpool.codec import decode_response, encode_request
+
+from .conftest import serve_app
+
+KEY_A, KEY_B, SECRET_A = "key-a", "key-b", "whsec-a"
+ASYNC = {"Prefer": "respond-async"}
+
+
+class CallbackReceiver(LoopbackHTTPServer):
+    """Records each POST (headers, body) and sets an event."""
+
+    def __init__(self):
+        self.received: list[tuple[dict, bytes]] = []
+        self.event = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+                outer.event.set()
+
+            def log_message(self, *args):
+                pass
+        self._listen(Handler)
+
+
+def _settings(data, repo, urls, **extra):
+    return Settings.load(
+        None, data_dir=data, repo=repo, grpc_port=-1,
+        vm={"provisioner": "static", "urls": urls}, burst={"enabled": False},
+        tenants=[{"name": "a", "api_keys": [KEY_A], "callback_secret": SECRET_A},
+                 {"name": "b", "api_keys": [KEY_B]}], **extra)
+
+
+@pytest.fixture(scope="module")
+def gateway(model_server, small_repo, tmp_path_factory):
+    data = tmp_path_factory.mktemp("async-gw")
+    with serve_app(create_app(_settings(data, small_repo, [model_server]))) as url:
+        yield url
+
+
+def reference(repo, name, x):
+    with torch.inference_mode():
+        return load_artifact(repo, name).load_module()(torch.from_numpy(x)).numpy()
+
+
+def _binary(x):
+    body, hl = encode_request({"input": x})
+    return body, {"Inference-Header-Content-Length": str(hl),
+                  "Content-Type": "application/octet-stream"}
+
+
+def wait_done(url, location, headers, timeout_s=60.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        resp = httpx.get(url + location, headers=headers)
+        if resp.status_code != 202 or time.monotonic() > deadline:
+            return resp
+        time.sleep(0.05)
+
+
+def test_accepted_then_answered_like_the_synchronous_call(gateway, small_repo):
+    x = np.random.default_rng(3).standard_normal((2, 784)).astype(np.float32)
+    body, headers = _binary(x)
+    auth = {"x-api-key": KEY_A}
+    resp = httpx.post(gateway + "/v2/models/mlp/infer", content=body,
+                      headers={**headers, **auth, **ASYNC})
+    assert resp.status_code == 202, resp.text
+    location = resp.headers["location"]
+    assert location == f"/v2/requests/{resp.json()['id']}"
+    assert resp.headers["preference-applied"] == "respond-async"
+    done = wait_done(gateway, location, auth)
+    assert done.status_code == 200 and done.headers["x-tidegate-request-state"] == "done"
+    answer = decode_response(done.content, int(done.headers["inference-header-content-length"]))
+    assert np.abs(answer.outputs["output"] - reference(small_repo, "mlp", x)).max() <= 1e-5
+    assert done.headers["x-tidegate-path"] == "vm"
+    # only the tenant that sent it sees it
+    assert httpx.get(gateway + location, headers={"x-api-key": KEY_B}).status_code == 404
+    assert httpx.get(gateway + location).status_code == 401
+    # DELETE of a finished request drops its answer
+    assert httpx.delete(gateway + location, headers=auth).json()["state"] == "done"
+    assert httpx.get(gateway + location, headers=auth).status_code == 404
+
+
+def test_bad_requests_are_refused_before_queueing(gateway):
+    good = {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}
+    auth = {"x-api-key": KEY_A, **ASYNC}
+    post = lambda path, js, h=auth: httpx.post(gateway + path, json=js, headers=h)  # noqa: E731
+    assert post("/v2/models/mlp/infer", {"inputs": [good]}, ASYNC).status_code == 401
+    assert post("/v2/models/nope/infer", {"inputs": [good]}).status_code == 404
+    bad = post("/v2/models/mlp/infer", {"inputs": [{**good, "shape": [1, 5], "data": [0.0] * 5}]})
+    assert bad.status_code == 400 and "shape" in bad.json()["error"]
+    forced = httpx.post(gateway + "/v2/models/mlp/infer", json={"inputs": [good]},
+                        headers={**auth, "X-Tidegate-Route": "burst"})
+    assert forced.status_code == 400
+    no_secret = httpx.post(gateway + "/v2/models/mlp/infer", json={"inputs": [good]},
+                           headers={"x-api-key": KEY_B, **ASYNC,
+                                    "X-Tidegate-Callback": "http://127.0.0.1:9/cb"})
+    assert no_secret.status_code == 400 and "secret" in no_secret.json()["error"]
+
+
+def test_callback_is_signed_with_the_tenants_secret(gateway, small_repo):
+    receiver = CallbackReceiver().start()
+    try:
+        x = np.random.default_rng(4).standard_normal((1, 784)).astype(np.float32)
+        body, headers = _binary(x)
+        resp = httpx.post(gateway + "/v2/models/mlp/infer", content=body, headers={
+            **headers, "x-api-key": KEY_A, **ASYNC,
+            "X-Tidegate-Callback": receiver.endpoint + "/done"})
+        assert resp.status_code == 202
+        assert receiver.event.wait(60), "no callback"
+        got_headers, got_body = receiver.received[0]
+        assert got_headers["x-request-id"] == resp.json()["id"]
+        assert got_headers["x-tidegate-status"] == "200"
+        assert verify_signature(SECRET_A, got_headers[SIGNATURE_HEADER.lower()], got_body,
+                                time.time())
+        assert not verify_signature("another secret", got_headers[SIGNATURE_HEADER.lower()],
+                                    got_body, time.time())
+        assert not verify_signature(SECRET_A, got_headers[SIGNATURE_HEADER.lower()],
+                                    got_body + b"x", time.time())
+        answer = decode_response(got_body, int(got_headers["inference-header-content-length"]))
+        assert np.abs(answer.outputs["output"] - reference(small_repo, "mlp", x)).max() <= 1e-5
+    finally:
+        receiver.stop()
+
+
+def test_pending_request_can_be_cancelled(small_repo, tmp_path):
+    # nothing listens at the replica's URL: the job waits (pending, or back off after a 503)
+    settings = _settings(tmp_path, small_repo, ["http://127.0.0.1:9"])
+    with serve_app(create_app(settings)) as url:
+        auth = {"x-api-key": KEY_A}
+        good = {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}
+        resp = httpx.post(url + "/v2/models/mlp/infer", json={"inputs": [good]},
+                          headers={**auth, **ASYNC})
+        assert resp.status_code == 202
+        location = resp.headers["location"]
+        pending = httpx.get(url + location, headers=auth)
+        assert pending.status_code == 202 and pending.json()["state"] in ("pending", "running")
+        metrics = httpx.get(url + "/metrics").text
+        assert "tidegate_async_queue_depth" in metrics
+        assert httpx.delete(url + location, headers=auth).json()["state"] == "cancelled"
+        assert httpx.get(url + location, headers=auth).status_code == 410
+        assert httpx.delete(url + "/v2/requests/nope", headers=auth).status_code == 404
