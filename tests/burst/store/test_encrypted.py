@@ -25,6 +25,8 @@ from burst.store.factory import make_store  # noqa: E402
 from burst.store.memory import MemoryStore  # noqa: E402
 from burst.tensors import encode_inline, receive  # noqa: E402
 from burst.weights import prepare_plan  # noqa: E402
+from tests.support.s3_server import (S3_TEST_CREDENTIALS, S3_TEST_REGION,  # noqa: E402,F401
+                                     s3_bucket, s3_endpoint)
 
 torch.set_num_threads(1)
 
@@ -90,6 +92,26 @@ def test_on_by_default_for_remote_stores_only(tmp_path):
                       EncryptedStore)
     s3_plain = make_store({"kind": "s3", "bucket": "tensors", "encrypt": False})
     assert not isinstance(s3_plain, EncryptedStore)
+
+
+async def test_s3_by_default_holds_only_ciphertext(s3_endpoint, s3_bucket):  # noqa: F811
+    import boto3
+
+    store = make_store({"kind": "s3", "bucket": s3_bucket, "endpoint_url": s3_endpoint,
+                        "region": S3_TEST_REGION, **S3_TEST_CREDENTIALS})
+    key = new_request_key()
+    secret = torch.randn(3 * 1024 * 1024 // 4).numpy().tobytes()  # 3 MB of activations
+    try:
+        sealed = store.for_request(key)
+        await sealed.put("req/r9/s0/w1/in", secret)
+        assert await sealed.get("req/r9/s0/w1/in") == secret
+        raw = boto3.client("s3", endpoint_url=s3_endpoint, region_name=S3_TEST_REGION,
+                           **S3_TEST_CREDENTIALS).get_object(
+            Bucket=s3_bucket, Key="req/r9/s0/w1/in")["Body"].read()
+        assert raw.startswith(MAGIC) and secret[:4096] not in raw and key not in raw
+        assert len(raw) == len(secret) + 32  # magic, nonce and tag: no other growth
+    finally:
+        await store.close()
 
 
 class InProcessInvoker:
