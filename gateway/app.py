@@ -27,7 +27,7 @@ from .repository import repository_router
 from .routes import VERSION, json_response, metrics_router, protocol_router
 from .settings import Settings
 from .state import GatewayState
-from .tenants import TenantRegistry
+from .tenants import TenantRegistry, make_limits
 
 log = logging.getLogger("tidegate.gateway")
 
@@ -36,7 +36,8 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
                prices: PriceTable | None = None) -> FastAPI:
     """Build the gateway. ``provisioner`` and ``burst`` replace the embedded defaults (tests)."""
     state = GatewayState(settings=settings, metrics=GatewayMetrics(),
-                         tenants=TenantRegistry(settings.tenants),
+                         tenants=TenantRegistry(settings.tenants,
+                                                limits=make_limits(settings.redis_url)),
                          body_budget=BodyBudget(int(settings.max_inflight_body_mb * 1024 * 1024)))
     app = FastAPI(title="Tidegate", version=VERSION, docs_url="/docs", redoc_url=None,
                   lifespan=make_lifespan(state, provisioner=provisioner, burst=burst,

@@ -87,7 +87,8 @@ class Dispatcher:
             raise BadRequest(str(exc)) from None
         if ctx.workers is not None and not 1 <= ctx.workers <= self.max_workers:
             raise BadRequest(f"X-Tidegate-Workers must be between 1 and {self.max_workers}")
-        self.tenants.admit(ctx.tenant, route_override=bool(ctx.forced_route or ctx.workers))
+        await self.tenants.admit(ctx.tenant, model=cfg.name,
+                                 route_override=bool(ctx.forced_route or ctx.workers))
         batch = int(next(iter(req.inputs.values())).shape[0]) if req.inputs else 1
         route_req = RouteRequest(tenant=ctx.tenant.name, model=cfg.name, batch_size=batch,
                                  slo_ms=ctx.tenant.settings.slo_ms or cfg.slo_ms,
@@ -161,7 +162,7 @@ class Dispatcher:
                 self.metrics.cold_starts.labels(cfg.name).inc(result.cold_starts)
             if result.billed_ms:
                 self.metrics.function_billed.labels(cfg.name).inc(result.billed_ms / 1000.0)
-            self.tenants.charge(ctx.tenant, cost)
+            await self.tenants.charge(ctx.tenant, cost)
         if self.ledger is not None:
             # the answer goes out only once its row is durable (group commit: see gateway.ledger)
             await self.ledger.record(LedgerRow(

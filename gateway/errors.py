@@ -37,8 +37,9 @@ class PayloadTooLarge(TidegateError):
 class TooManyRequests(TidegateError):
     status = 429
 
-    def __init__(self, message: str, retry_after_s: float):
-        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after_s + 0.999)))})
+    def __init__(self, message: str, retry_after_s: float, headers: dict | None = None):
+        super().__init__(message, headers={
+            **(headers or {}), "Retry-After": str(max(1, int(retry_after_s + 0.999)))})
 
 
 class Unavailable(TidegateError):

@@ -54,11 +54,9 @@ async def start(state: GatewayState, *, provisioner=None, burst=None,
                 prices: PriceTable | None = None) -> None:
     settings = state.settings
     models = load_models(settings)
-    ledger = Ledger(settings.data_dir / "ledger.sqlite")
-    for name, spent in ledger.spent_by_tenant().items():
-        tenant = state.tenants.get(name)
-        if tenant:
-            tenant.spent_usd = spent or 0.0
+    ledger = Ledger.from_settings(settings.ledger, settings.data_dir)
+    # per-process counters (quotas, daily budget) go on from what the ledger holds
+    await state.tenants.restore(ledger.usage_by_tenant(state.tenants.clock()))
     await ledger.start()
     state.ledger = ledger
     prov = provisioner or make_provisioner(settings)
@@ -107,6 +105,7 @@ async def stop(state: GatewayState) -> None:
     if state.pool is not None:
         await state.pool.close()
         state.pool = None
+    await state.tenants.close()
     if state.ledger is not None:
         await state.ledger.close()
         state.ledger = None

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from burst.faas.config import LocalPlatform, PlatformSettings
 from burst.store.config import DirStore, StoreSettings
 from gateway.ledger.config import LedgerSettings
+from gateway.tenants.config import TenantSettings
 from gateway.policy_settings import AutoscalingSettings, NoScaling, RoutingPolicyName
 
 ENV_PREFIX = "TIDEGATE_"
@@ -58,15 +59,7 @@ class BurstSettings(Section):
     timeout_s: float = Field(120.0, gt=0, description="Timeout of one burst request.")
 
 
-class TenantSettings(Section):
-    name: str = Field(description="Tenant name (ledger, metrics, reports).")
-    api_keys: list[str] = Field(default_factory=list, description="API keys of this tenant.")
-    rate_per_s: float = Field(0.0, ge=0, description="Token-bucket refill rate; 0 = unlimited.")
-    burst: int = Field(0, ge=0, description="Token-bucket size; 0 = max(1, rate_per_s).")
-    daily_quota: int | None = Field(None, ge=0, description="Requests per UTC day; none = unlimited.")
-    slo_ms: float | None = Field(None, gt=0, description="Latency SLO class (default: the model's).")
-    budget_usd: float | None = Field(None, ge=0, description="Spend cap; requests past it get 429.")
-    allow_route_override: bool = Field(False, description="May use X-Tidegate-Route/-Workers.")
+# TenantSettings lives with the tenants (gateway/tenants/config.py): keys are hashed there.
 
 
 class Settings(BaseSettings):
@@ -106,6 +99,9 @@ class Settings(BaseSettings):
                                  description="The burst path: partitioned inference on functions.")
     tenants: list[TenantSettings] = Field(default_factory=list, description="API tenants "
                                           "(`[[tenants]]` tables); none = open, keyless access.")
+    redis_url: str | None = Field(None, description="Redis holding the tenants' rate-limit, "
+                                  "quota and budget counters, shared by every gateway replica "
+                                  "(redis://host:6379/0); none = counters per process.")
     ledger: LedgerSettings = Field(default_factory=LedgerSettings, description="The request "
                                    "ledger: an SQLite file, or PostgreSQL shared by replicas.")
 

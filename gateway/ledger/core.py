@@ -144,6 +144,19 @@ class Ledger:
                           "GROUP BY tenant", (since_ts,))
         return {tenant: float(spent or 0.0) for tenant, spent in rows}
 
+    def usage_by_tenant(self, now_s: float) -> dict[str, tuple[int, int, float]]:
+        """tenant -> (requests today, requests this month, USD spent today), UTC calendar."""
+        from datetime import datetime, timezone
+
+        moment = datetime.fromtimestamp(now_s, timezone.utc)
+        month_s = datetime(moment.year, moment.month, 1, tzinfo=timezone.utc).timestamp()
+        day_s = now_s - now_s % 86400
+        rows = self.query(
+            "SELECT tenant, SUM(CASE WHEN ts >= {p} THEN 1 ELSE 0 END), COUNT(*), "
+            "SUM(CASE WHEN ts >= {p} THEN cost_usd ELSE 0 END) FROM requests WHERE ts >= {p} "
+            "GROUP BY tenant", (day_s, day_s, month_s))
+        return {t: (int(d or 0), int(m or 0), float(c or 0.0)) for t, d, m, c in rows}
+
     def count(self) -> int:
         return int(self.query("SELECT COUNT(*) FROM requests")[0][0])
 

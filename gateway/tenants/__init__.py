@@ -1,0 +1,18 @@
+"""Tenants: hashed API keys, permissions, and limits (local or shared through Redis)."""
+
+from .config import TenantSettings, hash_key
+from .limits import LimitSpec, Limits, LocalLimits, Refusal, Verdict
+from .registry import DEFAULT_TENANT, Tenant, TenantRegistry
+
+
+def make_limits(redis_url: str | None) -> Limits:
+    """Shared counters when a Redis URL is configured, per-process ones otherwise."""
+    if redis_url:
+        from .redis_limits import RedisLimits
+
+        return RedisLimits(redis_url)
+    return LocalLimits()
+
+
+__all__ = ["DEFAULT_TENANT", "LimitSpec", "Limits", "LocalLimits", "Refusal", "Tenant",
+           "TenantRegistry", "TenantSettings", "Verdict", "hash_key", "make_limits"]

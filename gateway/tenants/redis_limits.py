@@ -1,0 +1,123 @@
+"""Limits shared by every gateway replica: counters in Redis, updated by one Lua script.
+
+As Kong's ``redis`` rate-limiting policy: each admission is one round trip running a script,
+which Redis executes atomically, so replicas cannot both take the last token. Time comes from
+the caller (wall clock), and a bucket never moves back in time, so a replica whose clock lags
+cannot mint tokens. If Redis cannot be reached the request is admitted and a warning logged
+(fail open, Kong's ``fault_tolerant``): an outage of the limiter must not take inference down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .limits import LimitSpec, Refusal, Verdict, day_of, month_of, verdict_for
+
+log = logging.getLogger("tidegate.tenants")
+
+_TAKE = """
+local now, rate, size = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local daily, monthly, budget = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if budget >= 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= budget then
+  return {0, 'daily-budget', '0', 0}
+end
+local month = tonumber(redis.call('GET', KEYS[3]) or '0')
+if monthly >= 0 and month >= monthly then return {0, 'monthly-quota', '0', 0} end
+local day = tonumber(redis.call('GET', KEYS[2]) or '0')
+if daily >= 0 and day >= daily then return {0, 'daily-quota', '0', 0} end
+local tokens = 0
+if rate > 0 then
+  local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+  local ts = now
+  if state[1] then
+    ts = math.max(tonumber(state[2]), now)
+    tokens = math.min(size, tonumber(state[1]) + (ts - tonumber(state[2])) * rate)
+  else
+    tokens = size
+  end
+  local ttl_ms = math.ceil(size / rate * 1000) + 60000
+  if tokens < 1 then
+    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
+    redis.call('PEXPIRE', KEYS[1], ttl_ms)
+    return {0, 'rate', tostring(tokens), 0}
+  end
+  tokens = tokens - 1
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
+  redis.call('PEXPIRE', KEYS[1], ttl_ms)
+end
+day = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], 172800)
+redis.call('INCR', KEYS[3])
+redis.call('EXPIRE', KEYS[3], 2764800)
+return {1, '', tostring(tokens), day}
+"""
+
+_CHARGE = """
+redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], 172800)
+return 1
+"""
+
+
+class RedisLimits:
+    def __init__(self, url: str, *, prefix: str = "tidegate", timeout_s: float = 0.5):
+        import redis.asyncio as redis
+
+        self._client = redis.Redis.from_url(url, socket_timeout=timeout_s,
+                                            socket_connect_timeout=timeout_s)
+        self._take = self._client.register_script(_TAKE)
+        self._charge = self._client.register_script(_CHARGE)
+        self.prefix = prefix
+        self.failures = 0
+        self._warned_s = 0.0
+
+    def _keys(self, tenant: str, now_s: float) -> list[str]:
+        base = f"{self.prefix}:{{{tenant}}}"  # one hash slot per tenant (Redis Cluster)
+        day = day_of(now_s)
+        return [f"{base}:bucket", f"{base}:day:{day}", f"{base}:month:{month_of(now_s)}",
+                f"{base}:spend:{day}"]
+
+    async def take(self, tenant: str, spec: LimitSpec, now_s: float) -> Verdict:
+        args = [repr(now_s), repr(spec.rate_per_s), repr(spec.bucket_size),
+                _or_none(spec.daily_quota), _or_none(spec.monthly_quota),
+                _or_none(spec.daily_budget_usd)]
+        try:
+            allowed, refusal, tokens, requests_today = await self._take(
+                keys=self._keys(tenant, now_s), args=args)
+        except Exception as exc:  # noqa: BLE001 - redis errors, timeouts, lost connections
+            self._fail(exc)
+            return Verdict(True)
+        if allowed:
+            return verdict_for(None, spec, now_s, float(tokens), int(requests_today))
+        return verdict_for(Refusal(_text(refusal)), spec, now_s, float(tokens))
+
+    async def charge(self, tenant: str, cost_usd: float, now_s: float) -> None:
+        if cost_usd <= 0:
+            return
+        try:
+            await self._charge(keys=[self._keys(tenant, now_s)[3]], args=[repr(cost_usd)])
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
+
+    async def restore(self, tenant: str, *, requests_today: int, requests_this_month: int,
+                      spent_today_usd: float, now_s: float) -> None:
+        """Nothing to do: the counters outlive any one gateway in Redis."""
+
+    def _fail(self, exc: Exception) -> None:
+        self.failures += 1
+        if time.monotonic() - self._warned_s > 10:  # a warning per 10 s, not per request
+            self._warned_s = time.monotonic()
+            log.warning("shared limits unavailable (admitting requests): %s: %s",
+                        type(exc).__name__, exc)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _or_none(value) -> str:
+    return "-1" if value is None else repr(float(value))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
