@@ -1,0 +1,142 @@
+"""``tidegate simulate``: replay a trace through the policies in simulated time."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+HELP = ("Simulate a routing + autoscaling policy on a request trace (simulated time: VM boot and "
+        "billing, batching, function cold starts, fork-join plans) and compare it with VMs for "
+        "the peak and the offline optimum.")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--trace", required=True,
+                        help="trace file (Azure 2019/2021, Azure LLM, Mooncake, InferAll, gaps, "
+                             "or CSV timestamp_s,model[,tenant]) or synth:KIND[:k=v,...] with "
+                             "KIND diurnal, flash-crowd, mmpp, steady, step")
+    parser.add_argument("--trace-format", default="auto", help="force the trace format")
+    parser.add_argument("--policy", default="all",
+                        help="preset: vm-peak, vm-reactive, burst-only, threshold, knative, "
+                             "slo-aware, optimum; 'config' for the policy in --config; 'all' "
+                             "(default) for every preset")
+    parser.add_argument("--model", help="model to simulate (filters a multi-model trace)")
+    parser.add_argument("--slo-ms", type=float, help="latency SLO (default: the profile's)")
+    parser.add_argument("--profile", help="profile.json from `tidegate profile` (default: the "
+                                          "bundled reference profile)")
+    parser.add_argument("--config", help="a `tidegate serve` config: its routing_policy, "
+                                         "[autoscaling] and tenants' SLOs; may add [trace] "
+                                         "mapping rules and a [simulate] table")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset parameter: routing.<field> or "
+                             "autoscaling.<field> (repeatable)")
+    parser.add_argument("--rate-scale", type=float, default=1.0,
+                        help="multiply the trace's request rate (shape kept)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
+    parser.add_argument("--plot", help="write a self-contained HTML plot here (and a PNG "
+                                       "beside it)")
+
+
+def parse_params(items: list[str]) -> dict:
+    from ops.cli import CliError
+
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise CliError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def load_inputs(args):
+    """(trace, profile, sim config) from the common arguments; CliError on bad input."""
+    from ops.cli import CliError
+    from ops.sim import ProfileError, load_sim_profile
+    from ops.sim.config import ConfigError, load_config
+    from ops.traces import TraceError, read_trace
+
+    try:
+        cfg = load_config(args.config, args.model)
+        profile = load_sim_profile(args.profile or cfg.simulate.get("profile"), args.model)
+        trace = read_trace(args.trace, args.trace_format, cfg.mapping, seed=args.seed)
+        if args.model and len(trace.models) > 1:
+            trace = trace.only_model(args.model)
+    except (TraceError, ProfileError, ConfigError) as exc:
+        raise CliError(str(exc)) from None
+    slo = args.slo_ms or cfg.simulate.get("slo_ms")
+    profile = profile.with_overrides(slo_ms=slo, model=args.model or trace.models[0])
+    scale = args.rate_scale if args.rate_scale != 1.0 else cfg.simulate.get("rate_scale", 1.0)
+    if scale <= 0:
+        raise CliError("--rate-scale must be > 0")
+    if scale != 1.0:
+        trace = trace.scaled(rate_factor=scale, seed=args.seed)
+    return trace, profile, cfg
+
+
+def run_policies(names: list[str], trace, profile, cfg, params: dict, seed: int, log=None):
+    from ops.cli import CliError
+    from ops.sim import run_spec, simulate
+
+    results = []
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            if name == "config":
+                if cfg.spec is None:
+                    raise CliError("--policy config: the --config file sets no routing_policy "
+                                   "or [autoscaling]")
+                res = run_spec(trace, cfg.spec, profile, name="config", tick_s=cfg.tick_s,
+                               slo_ms_by_tenant=cfg.slo_ms_by_tenant, seed=seed)
+            else:
+                res = simulate(trace, name, profile, params=params if name != "optimum" else None,
+                               slo_ms_by_tenant=cfg.slo_ms_by_tenant, tick_s=cfg.tick_s,
+                               seed=seed)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        res.summary["wall_s"] = round(time.perf_counter() - t0, 2)
+        if log:
+            log(f"  {name}: {len(trace)} requests in {res.summary['wall_s']:.1f} s")
+        results.append(res)
+    return results
+
+
+def run(args) -> int:
+    from ops.cli import CliError
+    from ops.sim import PRESETS
+    from ops.sim.plot import write_html, write_png
+    from ops.sim.table import ratios, render
+
+    params = parse_params(args.param)
+    trace, profile, cfg = load_inputs(args)
+    if args.policy == "all":
+        names = [p for p in PRESETS if p != "optimum"] + ["optimum"]
+    elif args.policy in PRESETS or args.policy == "config":
+        names = [args.policy] if args.policy == "optimum" else [args.policy, "optimum"]
+    else:
+        raise CliError(f"unknown policy {args.policy!r}; known: {', '.join(PRESETS)}, config, all")
+    print(f"trace {trace.name}: {len(trace)} requests over {trace.duration_s:.0f} s, "
+          f"model {profile.model}, SLO {profile.slo_ms:g} ms, profile {profile.source}",
+          file=sys.stderr)
+    results = run_policies(names, trace, profile, cfg, params, args.seed,
+                           log=lambda m: print(m, file=sys.stderr))
+    summaries = ratios([r.summary for r in results])
+    print(render(summaries))
+    if args.json_out:
+        main = summaries[0] if len(summaries) <= 2 else None
+        doc = dict(main) if main else {"runs": summaries}
+        if main:
+            doc["optimum_cost_usd"] = summaries[-1]["cost_usd"]
+        Path(args.json_out).write_text(json.dumps(doc, indent=2))
+    if args.plot:
+        shown = [r for r in results if r.summary["policy"] != "optimum"]
+        out = write_html(shown, args.plot, cfg.tick_s)
+        png = write_png(shown[0], out.with_suffix(".png"), cfg.tick_s) if shown else None
+        print(f"plot: {out}" + (f" and {png}" if png else ""), file=sys.stderr)
+    return 0

@@ -1,0 +1,114 @@
+"""Reading ``--config`` for simulate and tune: the policy a ``tidegate serve`` config runs, the
+tenants' SLOs, and the trace mapping rule.
+
+The file may be the very config ``tidegate serve --config`` reads (``routing_policy``, the
+``[autoscaling]`` table, ``[[tenants]]``), validated by the same ``Settings``. Two tables are for
+the simulator only and are taken out before validation (``serve`` refuses them, so keep them in
+a separate file if you share one): ``[trace]`` (mapping rule: ``default_model``,
+``default_tenant``, ``[[trace.map]]`` with ``match``/``model``/``tenant``) and ``[simulate]``
+(``profile``, ``slo_ms``, ``tick_s``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ops.traces import TraceMapping
+
+from .presets import PolicySpec
+
+SIM_KEYS = {"profile", "slo_ms", "tick_s", "rate_scale"}
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; says which file and key."""
+
+
+@dataclass
+class SimConfig:
+    spec: PolicySpec | None = None  # None: the file sets no policy
+    slo_ms_by_tenant: dict[str, float] = field(default_factory=dict)
+    mapping: TraceMapping = field(default_factory=TraceMapping)
+    tick_s: float = 1.0
+    simulate: dict = field(default_factory=dict)
+
+
+def load_config(path: str | Path | None, model: str | None = None) -> SimConfig:
+    if path is None:
+        return SimConfig(mapping=TraceMapping.from_config(None, model))
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    try:
+        mapping = TraceMapping.from_config(data.pop("trace", None), model)
+    except ValueError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    sim = data.pop("simulate", {}) or {}
+    unknown = set(sim) - SIM_KEYS
+    if unknown:
+        raise ConfigError(f"{p}: unknown [simulate] keys: {', '.join(sorted(unknown))} "
+                          f"(known: {', '.join(sorted(SIM_KEYS))})")
+    from gateway.settings import Settings
+
+    try:
+        settings = Settings.model_validate(data)
+    except Exception as exc:  # pydantic's ValidationError: one readable paragraph
+        raise ConfigError(f"{p}: {exc}") from None
+    spec = None
+    set_keys = settings.model_fields_set
+    if "routing_policy" in set_keys or "autoscaling" in set_keys:
+        spec = spec_from_settings(settings)
+    slos = {t.name: t.slo_ms for t in settings.tenants if t.slo_ms}
+    tick_s = float(sim.get("tick_s", settings.autoscaling.tick_s))
+    return SimConfig(spec, slos, mapping, tick_s, sim)
+
+
+def spec_from_settings(settings) -> PolicySpec:
+    """The routing policy and autoscaler a serve config runs, as a simulator spec."""
+    scaling = settings.autoscaling
+    params = scaling.model_dump(exclude={"policy", "tick_s"})
+    if scaling.policy == "none":
+        replicas = settings.vm.replicas
+        params = {"replicas": replicas, "min_replicas": min(params["min_replicas"], replicas),
+                  "max_replicas": max(params["max_replicas"], replicas, 1)}
+    routing_params = {}
+    if settings.routing_policy == "threshold":
+        routing_params["spill_outstanding_per_replica"] = settings.spill_outstanding_per_replica
+    initial = params.get("replicas", params.get("min_replicas", 1))
+    return PolicySpec(settings.routing_policy, scaling.policy, routing_params, params,
+                      max(int(initial), 0))
+
+
+def snippet(spec: PolicySpec, tick_s: float = 1.0) -> str:
+    """A TOML fragment ``tidegate serve --config`` accepts for this spec."""
+    lines = [f'routing_policy = "{spec.routing}"']
+    if "spill_outstanding_per_replica" in spec.routing_params:
+        lines.append("spill_outstanding_per_replica = "
+                     f"{int(spec.routing_params['spill_outstanding_per_replica'])}")
+    lines += ["", "[autoscaling]", f'policy = "{spec.autoscaling}"']
+    params = {k: v for k, v in spec.autoscaling_params.items() if k not in ("prices", "replicas")}
+    for key in ("min_replicas", "max_replicas"):
+        if key in params:
+            lines.append(f"{key} = {int(params.pop(key))}")
+    lines.append(f"tick_s = {float(tick_s)}")
+    for key, value in sorted(params.items()):
+        lines.append(f"{key} = {_toml(value)}")
+    if spec.autoscaling == "none" and "replicas" in spec.autoscaling_params:
+        lines += ["", "[vm]", f"replicas = {int(spec.autoscaling_params['replicas'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(round(value, 6))
+    return f'"{value}"'

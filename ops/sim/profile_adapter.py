@@ -1,0 +1,1 @@
+"""Reading a measured ``profile.json`` into a ``SimProfile`` (filled in below)."""
