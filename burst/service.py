@@ -101,37 +101,22 @@ class BurstService:
         self._invoker = make_invoker(self.platform)
 
     async def _start_local_runtime(self) -> str:
-        from vmpool.provisioners.local import free_port
+        from vmpool.procs import SpawnError, free_port, spawn, wait_healthy
 
         port = free_port()
-        log_file = None
-        if self.log_dir:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            log_file = open(self.log_dir / "function-runtime.log", "ab")
         root = Path(__file__).resolve().parents[1]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]))
-        self._runtime = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ops", "function-runtime", "--port", str(port),
-            "--concurrency", str(self.concurrency), "--keep-alive-s", str(self.keep_alive_s),
-            stdout=log_file or asyncio.subprocess.DEVNULL,
-            stderr=log_file or asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
-        if log_file:
-            log_file.close()
+        self._runtime = await spawn(  # dies with the gateway, however the gateway dies
+            [sys.executable, "-m", "ops", "function-runtime", "--port", str(port),
+             "--concurrency", str(self.concurrency), "--keep-alive-s", str(self.keep_alive_s)],
+            env=env, log_path=self.log_dir / "function-runtime.log" if self.log_dir else None)
         endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self._runtime.returncode is not None:
-                    raise BurstUnavailable("the local function runtime exited at start")
-                try:
-                    async with session.get(endpoint + "/health") as resp:
-                        if resp.status == 200:
-                            return endpoint
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise BurstUnavailable("the local function runtime did not start in 60 s")
+        try:
+            await wait_healthy(self._runtime, endpoint + "/health", timeout_s=60)
+        except SpawnError as exc:
+            raise BurstUnavailable(f"the local function runtime did not start: {exc}") from None
+        return endpoint
 
     async def _register_local_functions(self) -> None:
         endpoint = self.platform["endpoint"]

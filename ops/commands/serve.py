@@ -188,11 +188,15 @@ def run(args) -> int:
 
     import uvloop
 
+    from vmpool.procs import kill_spawned
+
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(main())
     except OSError as exc:
         raise CliError(str(exc)) from None
+    finally:  # whatever ended the loop, no replica or function runtime outlives the gateway
+        kill_spawned()
     if server.started:
         print("stopped: in-flight requests answered, replicas and functions shut down", flush=True)
         return 0
