@@ -1,0 +1,78 @@
+"""``tidegate tune``: search a policy's parameters on a trace for the cheapest that meets a target."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HELP = ("Tune a policy preset's parameters on a trace (Optuna, simulated): minimise cost subject "
+        "to an SLO attainment target; print the best parameters and the cost/attainment front, "
+        "and write a config snippet `tidegate serve --config` accepts.")
+
+
+def add_arguments(parser) -> None:
+    from ops.commands.simulate import add_arguments as sim_arguments
+
+    sim_arguments(parser)
+    parser.set_defaults(policy="slo-aware")
+    parser.add_argument("--slo-attainment", type=float, default=0.99,
+                        help="share of requests that must meet the SLO (default 0.99)")
+    parser.add_argument("--trials", type=int, default=20, help="simulations to run (default 20)")
+    parser.add_argument("--timeout-s", type=float, help="stop searching after this long")
+    parser.add_argument("--out", default="tidegate-tuned.toml",
+                        help="where to write the config snippet (default tidegate-tuned.toml)")
+
+
+def run(args) -> int:
+    from ops.cli import CliError
+    from ops.commands.simulate import load_inputs
+    from ops.sim.config import snippet
+    from ops.tune import SPACES, tune
+
+    if not 0 < args.slo_attainment <= 1:
+        raise CliError("--slo-attainment must be in (0, 1]")
+    if args.policy not in SPACES:
+        raise CliError(f"cannot tune {args.policy!r}; tunable: {', '.join(SPACES)}")
+    if args.trials < 1:
+        raise CliError("--trials must be >= 1")
+    trace, profile, cfg = load_inputs(args)
+    print(f"tuning {args.policy} on {trace.name} ({len(trace)} requests, SLO "
+          f"{profile.slo_ms:g} ms, target {args.slo_attainment:.2%}), {args.trials} trials",
+          file=sys.stderr)
+
+    def progress(t) -> None:
+        print(f"  trial {t.number:>3}: cost ${t.cost_usd:.4f}  attainment "
+              f"{t.slo_attainment:.4f}", file=sys.stderr)
+
+    result = tune(trace, args.policy, profile, target=args.slo_attainment, trials=args.trials,
+                  seed=args.seed, slo_ms_by_tenant=cfg.slo_ms_by_tenant, tick_s=cfg.tick_s,
+                  timeout_s=args.timeout_s, on_trial=progress)
+    print("cost/attainment front:")
+    print(f"  {'trial':>5}  {'cost $':>10}  {'attain %':>8}  params")
+    for t in result.front():
+        shown = ", ".join(f"{k.split('.', 1)[1]}={_short(v)}" for k, v in t.params.items())
+        print(f"  {t.number:>5}  {t.cost_usd:>10.4f}  {t.slo_attainment * 100:>8.2f}  {shown}")
+    if result.best is None:
+        print(f"no trial met {args.slo_attainment:.2%}; nothing written", file=sys.stderr)
+        return 1
+    best = result.best
+    print(f"best: trial {best.number}, cost ${best.cost_usd:.4f}, attainment "
+          f"{best.slo_attainment:.4f}")
+    for key, value in best.params.items():
+        print(f"  {key} = {_short(value)}")
+    text = snippet(result.best_spec, cfg.tick_s)
+    Path(args.out).write_text(f"# tidegate tune --policy {args.policy} on {trace.name}: cost "
+                              f"${best.cost_usd:.4f}, attainment {best.slo_attainment:.4f}\n"
+                              + text)
+    print(f"config snippet: {args.out}", file=sys.stderr)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({
+            "policy": args.policy, "target": args.slo_attainment,
+            "best": best.__dict__, "front": [t.__dict__ for t in result.front()],
+            "trials": [t.__dict__ for t in result.trials]}, indent=2))
+    return 0
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
