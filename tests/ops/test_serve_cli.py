@@ -14,15 +14,20 @@ import pytest
 import tritonclient.http as triton
 
 from tests.gateway.conftest import free_port, wait_ready
+from vmpool.procs import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
+# No test may depend on a fixed port being free (8000 for HTTP, 8001 for gRPC by default):
+# every run names a free HTTP port and turns gRPC off.
+ENV = {**os.environ, "TIDEGATE_GRPC_PORT": "-1"}
 
 
 def _serve(data: Path, port: int, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "TIDEGATE_BURST__ENABLED": "false", "TIDEGATE_VM__THREADS": "1"}
+    env = {**ENV, "TIDEGATE_BURST__ENABLED": "false", "TIDEGATE_VM__THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "ops", "serve", "--data-dir", str(data),
                              "--port", str(port), *extra], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=die_with_parent())
 
 
 @pytest.mark.slow
@@ -63,7 +68,8 @@ def test_first_run_exports_the_demo_model_and_restarts_keep_data(tmp_path):
 ])
 def test_serve_user_errors_are_one_line(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "-m", "ops", "serve", "--data-dir", str(tmp_path),
-                           *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+                           "--port", str(free_port()), *args], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
@@ -72,8 +78,9 @@ def test_serve_user_errors_are_one_line(tmp_path, args, message):
 def test_serve_rejects_a_bad_setting(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text('routing_policy = "cheapest"\n[vm]\nreplicas = -1\n')
-    proc = subprocess.run([sys.executable, "-m", "ops", "serve", "--config", str(cfg)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "ops", "serve", "--config", str(cfg), "--port",
+                           str(free_port())], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 2 and "invalid setting" in proc.stderr, proc.stderr
 
 
@@ -85,7 +92,8 @@ def test_serve_refuses_a_port_in_use_before_doing_anything(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         proc = subprocess.run([sys.executable, "-m", "ops", "serve", "--data-dir",
-                               str(tmp_path / "d"), "--port", str(port)], cwd=ROOT,
+                               str(tmp_path / "d"), "--port", str(port)], cwd=ROOT, env=ENV,
                               capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "cannot listen on" in proc.stderr, proc.stderr
     assert not (tmp_path / "d" / "models").exists()  # no demo export for a server that cannot start
+
