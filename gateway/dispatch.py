@@ -10,7 +10,7 @@ import numpy as np
 
 from burst.service import BurstUnavailable
 from policies.costs import PriceTable, function_cost_usd, store_cost_usd, vm_request_cost_usd
-from policies.routing import Route, RoutingPolicy
+from policies.routing import Decision, Route, RoutingPolicy
 from policies.state import LiveState, RouteRequest, VmState
 from vmpool.artifact import ModelConfig
 from vmpool.client import ReplicaError
@@ -19,6 +19,7 @@ from vmpool.pool import NoReplicaError, ReplicaPool
 
 from .errors import BadRequest, GatewayTimeout, NotFound, TidegateError, Unavailable
 from .ledger import Ledger, LedgerRow
+from .live import LiveCollector
 from .metrics import GatewayMetrics
 from .tenants import Tenant, TenantRegistry
 
@@ -31,6 +32,9 @@ class CallContext:
     forced_route: str | None = None
     workers: int | None = None
     request_id: str = ""
+    # Admitted already (async jobs: rate limits and quotas apply when the job is accepted, and
+    # the gateway itself sends it to the VMs): skip the tenant's admission checks.
+    admitted: bool = False
 
 
 @dataclass
@@ -50,7 +54,8 @@ class Dispatcher:
     def __init__(self, *, models: dict[str, ModelConfig], tenants: TenantRegistry,
                  pool: ReplicaPool | None, burst, policy: RoutingPolicy, ledger: Ledger | None,
                  metrics: GatewayMetrics, prices: PriceTable, vm_timeout_s: float = 30.0,
-                 burst_timeout_s: float = 120.0, default_workers: int = 4, max_workers: int = 16):
+                 burst_timeout_s: float = 120.0, default_workers: int = 4, max_workers: int = 16,
+                 live: LiveCollector | None = None):
         self.models = models
         self.tenants = tenants
         self.pool = pool
@@ -63,6 +68,8 @@ class Dispatcher:
         self.burst_timeout_s = burst_timeout_s
         self.default_workers = default_workers
         self.max_workers = max_workers
+        self.live = live  # the live view routing decides from (and dispatch reports into)
+        self.engine = None  # gateway.control.PolicyEngine: readiness, run-time policy changes
 
     def model(self, name: str, version: str | None = None) -> ModelConfig:
         cfg = self.models.get(name)
@@ -73,6 +80,8 @@ class Dispatcher:
         return cfg
 
     def live_state(self) -> LiveState:
+        if self.live is not None:
+            return self.live.snapshot()
         pool = self.pool
         vm = VmState(ready_replicas=len(pool.ready()) if pool else 0,
                      booting_replicas=len(pool.booting()) if pool else 0,
@@ -87,19 +96,24 @@ class Dispatcher:
             raise BadRequest(str(exc)) from None
         if ctx.workers is not None and not 1 <= ctx.workers <= self.max_workers:
             raise BadRequest(f"X-Tidegate-Workers must be between 1 and {self.max_workers}")
-        await self.tenants.admit(ctx.tenant, model=cfg.name,
-                                 route_override=bool(ctx.forced_route or ctx.workers))
+        if not ctx.admitted:
+            await self.tenants.admit(ctx.tenant, model=cfg.name,
+                                     route_override=bool(ctx.forced_route or ctx.workers))
         batch = int(next(iter(req.inputs.values())).shape[0]) if req.inputs else 1
         route_req = RouteRequest(tenant=ctx.tenant.name, model=cfg.name, batch_size=batch,
                                  slo_ms=ctx.tenant.settings.slo_ms or cfg.slo_ms,
                                  forced_route=ctx.forced_route, workers=ctx.workers)
+        if self.live is not None:
+            self.live.on_arrival(cfg.name)
         decision = self.policy.route(route_req, self.live_state())
+        self._count_decision(cfg.name, decision)
         start = time.perf_counter()
         path = decision.route.value
         self.metrics.in_flight.inc()
         try:
             if decision.route == Route.REJECT:
-                raise Unavailable(decision.reason)
+                raise Unavailable(decision.message, headers={
+                    "Retry-After": str(max(1, int(decision.retry_after_s + 0.999)))})
             if decision.route == Route.VM:
                 result = await self._vm(ctx, cfg, req, batch)
             else:
@@ -125,12 +139,23 @@ class Dispatcher:
             raise Unavailable(str(exc)) from None
         except NoReplicaError as exc:
             raise Unavailable(str(exc)) from None
+        if self.live is not None:
+            self.live.on_vm_answer(cfg.name, batch, answer.service_ms, answer.queued_ahead)
         cost = vm_request_cost_usd(self.prices, answer.service_ms, batch)
         return InferResult(answer.outputs, "vm", cost, timings_ms={"vm": answer.service_ms})
+
+    def _count_decision(self, model: str, decision: Decision) -> None:
+        path = decision.route.value
+        self.metrics.routed.labels(model, path, decision.reason.value).inc()
+        if decision.predicted_ms is not None:
+            self.metrics.predicted_latency.labels(model, path).set(decision.predicted_ms / 1e3)
 
     async def _burst(self, ctx: CallContext, cfg: ModelConfig, req: InferRequest,
                      workers: int | None) -> InferResult:
         workers = workers or self.default_workers
+        live, answer = self.live, None
+        if live is not None:
+            live.burst_started(workers)
         try:
             answer = await asyncio.wait_for(
                 self.burst.infer(cfg.name, req.inputs, workers=workers,
@@ -139,7 +164,13 @@ class Dispatcher:
         except asyncio.TimeoutError:
             raise GatewayTimeout(f"burst path did not answer in {self.burst_timeout_s:g} s") from None
         except BurstUnavailable as exc:
-            raise Unavailable(str(exc)) from None
+            retry_s = getattr(exc, "retry_after_s", None)
+            raise Unavailable(str(exc), headers={"Retry-After": str(max(1, round(retry_s)))}
+                              if retry_s else None) from None
+        finally:
+            if live is not None:
+                live.burst_finished(cfg.name, answer.total_ms if answer else None,
+                                    answer.cold_starts if answer else 0)
         fn_cost = function_cost_usd(self.prices, answer.invocations)
         st_cost = store_cost_usd(self.prices, answer.store_puts, answer.store_gets)
         return InferResult(answer.outputs, "burst", fn_cost + st_cost, workers=answer.workers,

@@ -25,8 +25,24 @@ class GatewayMetrics:
                                        registry=r)
         self.in_flight = Gauge("tidegate_requests_in_flight", "Requests being served.",
                                registry=r)
-        self.replicas = Gauge("tidegate_vm_replicas", "VM replicas by state.", ["state"],
+        self.replicas = Gauge("tidegate_vm_replicas", "VM replicas by state: desired (what "
+                              "the autoscaler asked for), ready, booting, draining.", ["state"],
                               registry=r)
+        self.routed = Counter("tidegate_routed_requests", "Routing decisions by path and reason.",
+                              ["model", "path", "reason"], registry=r)
+        self.predicted_latency = Gauge("tidegate_predicted_latency_seconds",
+                                       "Latest predicted latency of a path at the SLO's "
+                                       "percentile (what routing decided on).",
+                                       ["model", "path"], registry=r)
+        self.observed_latency = Gauge("tidegate_observed_latency_seconds",
+                                      "Observed latency of a path over the sliding window.",
+                                      ["model", "path", "quantile"], registry=r)
+        self.warm_functions = Gauge("tidegate_warm_functions", "Function instances the "
+                                    "autoscaler keeps warm.", registry=r)
+        self.warm_cost = Counter("tidegate_warm_functions_cost_usd", "What keeping function "
+                                 "instances warm cost.", registry=r)
+        self.autoscaler_errors = Counter("tidegate_control_loop_errors", "Control-loop ticks "
+                                         "that failed (logged; the loop carries on).", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -29,6 +29,7 @@ class PoolAnswer:
     replica_id: str
     attempts: int
     service_ms: float
+    queued_ahead: int = 0  # requests already outstanding on that replica when this one was sent
 
 
 class NoReplicaError(Exception):
@@ -223,7 +224,8 @@ class ReplicaPool:
     async def _send(self, replica: ReplicaInfo, attempt: int, model, inputs, outputs, request_id,
                     timeout_s: float | None) -> PoolAnswer:
         rid = replica.id
-        self._outstanding[rid] = self._outstanding.get(rid, 0) + 1
+        ahead = self._outstanding.get(rid, 0)
+        self._outstanding[rid] = ahead + 1
         self.breakers.on_attempt(rid)
         start = time.perf_counter()
         try:
@@ -239,7 +241,7 @@ class ReplicaPool:
             if left == 0 and rid in self._draining:
                 self._draining[rid].set()
         self.breakers.on_success(rid)
-        return PoolAnswer(result, rid, attempt, (time.perf_counter() - start) * 1000.0)
+        return PoolAnswer(result, rid, attempt, (time.perf_counter() - start) * 1000.0, ahead)
 
     # health ----------------------------------------------------------------------------------
 

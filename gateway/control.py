@@ -1,0 +1,224 @@
+"""The policy engine of a running gateway: the live view, the routing policy, the autoscaler and
+the control loop that every ``tick_s`` snapshots, asks the autoscaler and drives the pool.
+
+Policies can be swapped at run time (``/admin/policy``); readiness is honest: ready once the
+minimum of VM replicas is ready and the default burst plans are prepared (with no VM minimum,
+once the burst path is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from burst.backend import backend_ready
+from policies.autoscaling import Autoscaler, ScaleDecision
+from policies.costs import PriceTable
+from policies.routing import RoutingPolicy, SloAware, make_policy
+from policies.state import PathKind
+from vmpool.pool import ReplicaPool
+
+from .live import LiveCollector
+from .metrics import GatewayMetrics
+from .policy_settings import AutoscalingSettings, RoutingPolicyName
+
+log = logging.getLogger("tidegate.control")
+
+
+@runtime_checkable
+class Prewarmer(Protocol):
+    """A burst backend that can keep function instances warm (optional)."""
+
+    async def prewarm(self, instances: int) -> None: ...
+
+
+def build_routing(name: RoutingPolicyName, params: dict, prices: PriceTable) -> RoutingPolicy:
+    if name == "slo-aware":
+        return SloAware(prices=prices, **params)
+    return make_policy(name, **params)
+
+
+@dataclass
+class PolicyChoice:
+    routing_policy: RoutingPolicyName
+    routing_params: dict
+    autoscaling: AutoscalingSettings
+
+
+class PolicyEngine:
+    def __init__(self, *, choice: PolicyChoice, configured_replicas: int, pool: ReplicaPool | None,
+                 collector: LiveCollector, dispatcher, metrics: GatewayMetrics,
+                 burst: object | None = None, prepare_task: asyncio.Task | None = None,
+                 has_models: bool = True, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+        self.configured_replicas = configured_replicas
+        self.pool, self.collector, self.dispatcher = pool, collector, dispatcher
+        self.metrics, self.burst, self.prepare_task = metrics, burst, prepare_task
+        self.has_models = has_models
+        self._sleep = sleep
+        self._task: asyncio.Task | None = None
+        self.last_decision: ScaleDecision | None = None
+        self._last_tick_s: float | None = None
+        self.choice = choice
+        self.autoscaler: Autoscaler = choice.autoscaling.build(configured_replicas)
+        dispatcher.policy = build_routing(choice.routing_policy, choice.routing_params,
+                                          dispatcher.prices)
+
+    # run-time changes ----------------------------------------------------------------------
+
+    def set_policy(self, choice: PolicyChoice) -> None:
+        """Swap the routing policy and the autoscaler (built first: a bad one changes nothing)."""
+        policy = build_routing(choice.routing_policy, choice.routing_params,
+                               self.dispatcher.prices)
+        scaler = choice.autoscaling.build(self.configured_replicas)
+        self.dispatcher.policy, self.autoscaler, self.choice = policy, scaler, choice
+        log.info("policy now %s + %s", choice.routing_policy, choice.autoscaling.policy)
+
+    # the control loop ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await self._sleep(self.choice.autoscaling.tick_s)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed tick is seen (log, metric); the next one tries again
+                self.metrics.autoscaler_errors.inc()
+                log.exception("control-loop tick failed")
+
+    async def tick(self) -> ScaleDecision:
+        state = self.collector.snapshot(fresh=True)
+        decision = self.autoscaler.decide(state)
+        self.last_decision = decision
+        pool = self.pool
+        if pool is not None and self.has_models and decision.replicas != pool.desired:
+            log.info("scaling to %d replicas (%s)", decision.replicas, decision.reason)
+            await pool.scale_to(decision.replicas)
+        await self._keep_warm(decision, state.now_s)
+        self._export(decision)
+        return decision
+
+    async def _keep_warm(self, decision: ScaleDecision, now_s: float) -> None:
+        dt = 0.0 if self._last_tick_s is None else now_s - self._last_tick_s
+        self._last_tick_s = now_s
+        self.collector.warm_functions_target = decision.warm_functions
+        if decision.warm_functions and isinstance(self.burst, Prewarmer):
+            await self.burst.prewarm(decision.warm_functions)
+        if dt > 0 and decision.warm_cost_usd_per_s:
+            self.metrics.warm_cost.inc(decision.warm_cost_usd_per_s * dt)
+
+    def _export(self, decision: ScaleDecision | None = None) -> None:
+        m, pool = self.metrics, self.pool
+        if pool is not None:
+            m.replicas.labels("desired").set(pool.desired)
+            m.replicas.labels("ready").set(len(pool.ready()))
+            m.replicas.labels("booting").set(len(pool.booting()))
+            m.replicas.labels("draining").set(len(pool.draining()))
+        if decision is not None:
+            m.warm_functions.set(decision.warm_functions)
+        for model in self.dispatcher.models:
+            for path in PathKind:
+                obs = self.collector.observed(model, path)
+                if obs is None:
+                    continue
+                for q, value in (("0.5", obs.p50_ms), ("0.99", obs.p99_ms)):
+                    m.observed_latency.labels(model, path.value, q).set(value / 1e3)
+
+    def refresh_metrics(self) -> None:
+        """Called at scrape time so the gauges are current between ticks."""
+        self._export()
+
+    # readiness and visibility ----------------------------------------------------------------
+
+    def plans_prepared(self) -> bool:
+        return self.prepare_task is None or self.prepare_task.done()
+
+    def ready(self) -> bool:
+        if not self.has_models:
+            return False
+        need = self.autoscaler.min_replicas
+        ready_vms = len(self.pool.ready()) if self.pool is not None else 0
+        if self.burst is not None and not self.plans_prepared():
+            return False
+        if need > 0:
+            return ready_vms >= need
+        return backend_ready(self.burst) or ready_vms > 0  # a dead runtime is not ready
+
+    def paths(self) -> dict:
+        state = self.collector.snapshot(fresh=True)
+        vm, burst = state.vm, state.burst
+        models = {}
+        for name, stats in state.models.items():
+            models[name] = {
+                "slo_ms": stats.slo_ms, "arrival_rate_per_s": round(stats.arrival_rate_short_per_s, 3),
+                "vm_observed_ms": _quantiles(stats.vm_latency),
+                "burst_observed_ms": _quantiles(stats.burst_latency),
+                "burst_predicted_ms": stats.burst_predicted_ms,
+                "vm_batch_ms": {str(b): round(ms, 3) for b, ms in stats.vm_service_ms_by_batch}}
+        d = self.last_decision
+        return {
+            "ready": self.ready(),
+            "vm": {"desired": vm.desired_replicas, "ready": vm.ready_replicas,
+                   "booting": vm.booting_replicas, "draining": vm.draining_replicas,
+                   "outstanding": vm.outstanding, "boot_remaining_s": round(vm.boot_remaining_s, 3),
+                   "expected_boot_s": round(vm.boot_s, 3), "min_ready": self.autoscaler.min_replicas},
+            "burst": {"enabled": state.burst_enabled, "plans_prepared": self.plans_prepared(),
+                      "in_flight": burst.in_flight, "warm_instances": burst.warm_instances,
+                      "free_concurrency": burst.free_concurrency,
+                      "recent_cold_starts": burst.recent_cold_starts},
+            "autoscaler": {"policy": self.autoscaler.name,
+                           "last": None if d is None else {
+                               "replicas": d.replicas, "reason": d.reason,
+                               "warm_functions": d.warm_functions}},
+            "routing_policy": self.choice.routing_policy,
+            "models": models,
+        }
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+
+def _quantiles(q) -> dict | None:
+    if q is None:
+        return None
+    return {"p50": round(q.p50_ms, 3), "p90": round(q.p90_ms, 3), "p99": round(q.p99_ms, 3),
+            "count": q.count}
+
+
+def start_policy_engine(state, *, prepare_task: asyncio.Task | None = None) -> PolicyEngine:
+    """Build the live view and the engine for a started gateway (``GatewayState``) and start
+    its control loop; the lifespan keeps the engine on ``state.engine`` and closes it."""
+    s, d = state.settings, state.dispatcher
+    models = d.models
+    max_batch = s.vm.max_batch_size or max((m.max_batch_size for m in models.values()), default=8)
+    queue_delay_ms = (s.vm.max_queue_delay_ms if s.vm.max_queue_delay_ms is not None
+                      else min((m.max_queue_delay_ms for m in models.values()), default=2.0))
+    local_platform = getattr(s.burst.platform, "kind", "local") == "local"
+    collector = LiveCollector(
+        pool=state.pool, burst=state.burst, model_slos_ms={n: m.slo_ms for n, m in models.items()},
+        burst_concurrency=s.burst.concurrency if local_platform else None,
+        keep_alive_s=s.burst.keep_alive_s, default_workers=s.burst.default_workers,
+        memory_mb=s.burst.memory_mb, max_batch_size=max_batch, max_queue_delay_ms=queue_delay_ms)
+    d.live = collector
+    params = ({"spill_outstanding_per_replica": s.spill_outstanding_per_replica}
+              if s.routing_policy == "threshold" else {})
+    engine = PolicyEngine(choice=PolicyChoice(s.routing_policy, params, s.autoscaling),
+                          configured_replicas=s.vm.replicas, pool=state.pool, collector=collector,
+                          dispatcher=d, metrics=state.metrics, burst=state.burst,
+                          prepare_task=prepare_task, has_models=bool(models))
+    engine.start()
+    state.tasks.append(engine._task)  # cancelled and awaited by the lifespan's stop
+    d.engine = engine
+    return engine

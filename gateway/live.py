@@ -1,0 +1,225 @@
+"""The gateway's live view: what it measured, turned into ``policies.state`` snapshots.
+
+Dispatch reports arrivals and answers here (a few dict and deque operations each); ``snapshot``
+builds a ``LiveState`` for routing and autoscaling. The pool's replica counts and queues are read
+fresh every time; rates, latency quantiles and the burst estimate are recomputed at most every
+``refresh_s`` so that ``route()`` stays in microseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from policies.state import BurstState, LatencyQuantiles, LiveState, ModelStats, PathKind, VmState
+from vmpool.pool import ReplicaPool
+
+
+@dataclass(frozen=True)
+class BurstLiveStats:
+    """What a burst backend may report about its platform (``None``: it does not know)."""
+
+    warm_instances: int | None = None
+    free_concurrency: int | None = None
+    predicted_ms: dict[str, float] = field(default_factory=dict)  # per model, from its plan
+
+
+@runtime_checkable
+class BurstLiveSource(Protocol):
+    """Implemented by a burst backend that can report on its platform; optional."""
+
+    def live_stats(self) -> BurstLiveStats: ...
+
+
+class RateCounter:
+    """Arrivals counted in one-second buckets; the rate over the last ``window_s``."""
+
+    def __init__(self, window_s: float):
+        self.window_s = window_s
+        self._buckets: deque[list] = deque()  # [second, count]
+
+    def add(self, now_s: float) -> None:
+        sec = int(now_s)
+        if self._buckets and self._buckets[-1][0] == sec:
+            self._buckets[-1][1] += 1
+        else:
+            self._buckets.append([sec, 1])
+
+    def rate(self, now_s: float) -> float:
+        horizon = now_s - self.window_s
+        while self._buckets and self._buckets[0][0] < horizon - 1:
+            self._buckets.popleft()
+        # whole seconds inside the window, plus the running one pro rata
+        total = sum(c for s, c in self._buckets if s >= horizon)
+        return total / self.window_s
+
+
+class LatencyWindow:
+    def __init__(self, window_s: float, max_samples: int = 4096):
+        self.window_s = window_s
+        self._samples: deque[tuple[float, float]] = deque(maxlen=max_samples)
+
+    def add(self, now_s: float, latency_ms: float) -> None:
+        self._samples.append((now_s, latency_ms))
+
+    def quantiles(self, now_s: float) -> LatencyQuantiles | None:
+        while self._samples and self._samples[0][0] < now_s - self.window_s:
+            self._samples.popleft()
+        if not self._samples:
+            return None
+        values = np.fromiter((ms for _, ms in self._samples), float, len(self._samples))
+        p50, p90, p99 = np.percentile(values, (50, 90, 99))
+        return LatencyQuantiles(float(p50), float(p90), float(p99), len(values))
+
+
+@dataclass
+class _ModelView:
+    slo_ms: float
+    short: RateCounter
+    long: RateCounter
+    vm: LatencyWindow
+    burst: LatencyWindow
+    batch_ms: dict[int, float] = field(default_factory=dict)  # EWMA of service time by batch
+
+
+class LiveCollector:
+    def __init__(self, *, pool: ReplicaPool | None, burst: object | None,
+                 model_slos_ms: dict[str, float], clock: Callable[[], float] = time.monotonic,
+                 short_window_s: float = 10.0, long_window_s: float = 300.0,
+                 latency_window_s: float = 60.0, refresh_s: float = 0.25,
+                 burst_concurrency: int | None = None, keep_alive_s: float = 300.0,
+                 default_workers: int = 4, memory_mb: int = 1024, cold_start_ms: float = 1000.0,
+                 max_batch_size: int = 8, max_queue_delay_ms: float = 2.0):
+        self.pool, self.burst = pool, burst
+        self._clock = clock
+        self.refresh_s = refresh_s
+        self.burst_concurrency = burst_concurrency
+        self.keep_alive_s = keep_alive_s
+        self.default_workers, self.memory_mb = default_workers, memory_mb
+        self.cold_start_ms = cold_start_ms
+        self.max_batch_size, self.max_queue_delay_ms = max_batch_size, max_queue_delay_ms
+        self._models = {name: _ModelView(slo, RateCounter(short_window_s),
+                                         RateCounter(long_window_s),
+                                         LatencyWindow(latency_window_s),
+                                         LatencyWindow(latency_window_s))
+                        for name, slo in model_slos_ms.items()}
+        self._all_short, self._all_long = RateCounter(short_window_s), RateCounter(long_window_s)
+        self._cold = RateCounter(short_window_s)
+        self._burst_in_flight = 0
+        self._instances_seen: deque[tuple[float, int]] = deque()  # (t, instances busy at t)
+        self._cached_at = -1e18
+        self._cached: tuple[dict[str, ModelStats], BurstState, float, float] | None = None
+        self.warm_functions_target = 0  # what the predictive scaler asked to keep warm
+
+    # events from dispatch ----------------------------------------------------------------------
+
+    def on_arrival(self, model: str) -> None:
+        now = self._clock()
+        view = self._models.get(model)
+        if view is not None:
+            view.short.add(now)
+            view.long.add(now)
+        self._all_short.add(now)
+        self._all_long.add(now)
+
+    def on_vm_answer(self, model: str, rows: int, latency_ms: float, queued_ahead: int) -> None:
+        """A VM answer. The batch-time curve is estimated from it: the rows already queued on
+        the replica rode in the same batches, ``ceil(rows / max batch)`` rounds of them (an
+        overestimate when a batch was running on arrival: predictions err on the safe side)."""
+        view = self._models.get(model)
+        if view is None:
+            return
+        view.vm.add(self._clock(), latency_ms)
+        total = queued_ahead + rows
+        rounds = -(-total // self.max_batch_size)
+        batch = min(total, self.max_batch_size)
+        per_round_ms = latency_ms / rounds
+        old = view.batch_ms.get(batch)
+        view.batch_ms[batch] = per_round_ms if old is None else 0.8 * old + 0.2 * per_round_ms
+
+    def burst_started(self, workers: int) -> None:
+        self._burst_in_flight += 1
+        self._instances_seen.append((self._clock(), self._burst_in_flight * (workers + 1)))
+
+    def burst_finished(self, model: str, latency_ms: float | None, cold_starts: int) -> None:
+        self._burst_in_flight -= 1
+        now = self._clock()
+        view = self._models.get(model)
+        if view is not None and latency_ms is not None:
+            view.burst.add(now, latency_ms)
+        for _ in range(cold_starts):
+            self._cold.add(now)
+
+    # snapshots ---------------------------------------------------------------------------------
+
+    def snapshot(self, fresh: bool = False) -> LiveState:
+        now = self._clock()
+        if fresh or self._cached is None or now - self._cached_at >= self.refresh_s:
+            self._cached = self._refresh(now)
+            self._cached_at = now
+        models, burst, short, long = self._cached
+        return LiveState(now, self._vm_state(), self.burst is not None,
+                         _with_in_flight(burst, self._burst_in_flight), models, short, long)
+
+    def _vm_state(self) -> VmState:
+        pool = self.pool
+        if pool is None:
+            return VmState(0, 0, 0, self.max_batch_size)
+        ready = pool.ready()
+        return VmState(len(ready), len(pool.booting()), pool.outstanding, self.max_batch_size,
+                       desired_replicas=pool.desired,
+                       outstanding_per_replica=pool.outstanding_per_replica(),
+                       boot_remaining_s=pool.boot_remaining_s(), boot_s=pool.expected_boot_s,
+                       max_queue_delay_ms=self.max_queue_delay_ms,
+                       draining_replicas=len(pool.draining()))
+
+    def _refresh(self, now: float):
+        live = self.burst.live_stats() if isinstance(self.burst, BurstLiveSource) else None
+        predicted = live.predicted_ms if live else {}
+        models = {name: ModelStats(
+            arrival_rate_short_per_s=v.short.rate(now), arrival_rate_long_per_s=v.long.rate(now),
+            vm_service_ms_by_batch=tuple(sorted(v.batch_ms.items())),
+            vm_latency=v.vm.quantiles(now), burst_latency=v.burst.quantiles(now),
+            burst_predicted_ms=predicted.get(name), slo_ms=v.slo_ms)
+            for name, v in self._models.items()}
+        burst = BurstState(
+            warm_instances=live.warm_instances if live and live.warm_instances is not None
+            else self._estimated_warm(now),
+            free_concurrency=live.free_concurrency if live else self._estimated_free(),
+            recent_cold_starts=round(self._cold.rate(now) * self._cold.window_s),
+            cold_start_ms=self.cold_start_ms, memory_mb=self.memory_mb,
+            default_workers=self.default_workers)
+        return models, burst, self._all_short.rate(now), self._all_long.rate(now)
+
+    def _estimated_warm(self, now: float) -> int | None:
+        """Instances kept alive by recent use: the peak busy count within the keep-alive."""
+        while self._instances_seen and self._instances_seen[0][0] < now - self.keep_alive_s:
+            self._instances_seen.popleft()
+        seen = max((n for _, n in self._instances_seen), default=0)
+        return max(seen, self.warm_functions_target)
+
+    def _estimated_free(self) -> int | None:
+        if self.burst_concurrency is None or self.burst is None:
+            return None
+        busy = self._burst_in_flight * (self.default_workers + 1)
+        return max(self.burst_concurrency - busy, 0)
+
+    def observed(self, model: str, path: PathKind) -> LatencyQuantiles | None:
+        view = self._models.get(model)
+        if view is None:
+            return None
+        window = view.vm if path == PathKind.VM else view.burst
+        return window.quantiles(self._clock())
+
+
+def _with_in_flight(burst: BurstState, in_flight: int) -> BurstState:
+    if burst.in_flight == in_flight:
+        return burst
+    return BurstState(in_flight, burst.warm_instances, burst.free_concurrency,
+                      burst.recent_cold_starts, burst.cold_start_ms, burst.memory_mb,
+                      burst.default_workers)
