@@ -6,7 +6,7 @@ alike. Tensors are forced through the store (``transport = "store"``), where enc
 Also reported: AES-GCM's own throughput here, and the bytes sealed per request. Target:
 encryption adds < 5 % to burst latency. Prints a table and writes JSON.
 
-    python ops/bench/encryption_overhead.py [--model resnet50] [--workers 2] [--warm 6]
+    python ops/bench/encryption_overhead.py [--model resnet50] [--workers 2] [--warm 10]
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing
 
 
 def start_s3() -> tuple[object, str]:
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per S3 call
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -100,7 +103,7 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="resnet50")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--warm", type=int, default=6, help="warm requests per mode")
+    ap.add_argument("--warm", type=int, default=10, help="warm requests per mode")
     ap.add_argument("--out", type=Path,
                     default=ROOT / "ops/bench/results/encryption_overhead.json")
     args = ap.parse_args()

@@ -1,0 +1,77 @@
+"""The embedded SQLite queue: durable writes, leases, first-answer-wins, cancellation, TTL."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.asyncq.jobs import Job, JobState
+from gateway.asyncq.sqlite_queue import SQLiteJobQueue
+
+
+def _job(job_id: str, created_s: float = 0.0) -> Job:
+    return Job(id=job_id, tenant="t", model="mlp", version=None, body=b'{"inputs": []}',
+               header_length=None, created_s=created_s)
+
+
+@pytest.fixture
+async def queue(tmp_path):
+    q = SQLiteJobQueue(tmp_path / "q.sqlite")
+    yield q
+    await q.close()
+
+
+async def test_oldest_first_and_first_answer_wins(queue):
+    await queue.put(_job("b", created_s=2.0))
+    await queue.put(_job("a", created_s=1.0))
+    first = await queue.claim(now_s=10.0, lease_s=5.0)
+    assert first.id == "a" and first.state == JobState.RUNNING and first.attempts == 1
+    assert await queue.finish("a", JobState.DONE, 200, b"one", {"k": "v"}, now_s=11.0)
+    assert not await queue.finish("a", JobState.DONE, 200, b"two", {}, now_s=12.0)
+    done = await queue.get("a")
+    assert (done.state, done.result, done.result_headers) == (JobState.DONE, b"one", {"k": "v"})
+
+
+async def test_an_expired_lease_gives_the_job_to_another_consumer(queue):
+    await queue.put(_job("a"))
+    assert (await queue.claim(now_s=0.0, lease_s=10.0)).attempts == 1
+    assert await queue.claim(now_s=5.0, lease_s=10.0) is None  # still leased
+    again = await queue.claim(now_s=11.0, lease_s=10.0)
+    assert again.id == "a" and again.attempts == 2
+    # both consumers finish: exactly one answer is recorded
+    results = [await queue.finish("a", JobState.DONE, 200, body, {}, 12.0)
+               for body in (b"first", b"second")]
+    assert results == [True, False] and (await queue.get("a")).result == b"first"
+
+
+async def test_cancel_release_and_ttl(queue):
+    await queue.put(_job("a"))
+    await queue.put(_job("b", created_s=1.0))
+    assert await queue.cancel("a") == JobState.PENDING
+    assert (await queue.get("a")).state == JobState.CANCELLED
+    claimed = await queue.claim(now_s=2.0, lease_s=10.0)
+    assert claimed.id == "b"  # a cancelled job is never served
+    await queue.release("b")
+    assert (await queue.get("b")).state == JobState.PENDING
+    assert (await queue.stats(now_s=5.0)).pending == 1
+    await queue.claim(now_s=3.0, lease_s=10.0)
+    await queue.finish("b", JobState.FAILED, 503, b'{"error": "x"}', {}, now_s=4.0)
+    assert await queue.purge(before_s=4.0) == 0  # finished at 4.0: kept until after its TTL
+    assert await queue.purge(before_s=4.5) == 1
+    assert await queue.get("b") is None
+    assert await queue.cancel("nope") is None
+
+
+async def test_accepted_jobs_survive_a_new_process(tmp_path):
+    path = tmp_path / "q.sqlite"
+    first = SQLiteJobQueue(path)
+    await first.put(_job("a"))
+    await first.put(_job("b", created_s=1.0))
+    await first.claim(now_s=0.0, lease_s=3600.0)  # held when the process "died"
+    await first.close()
+    second = SQLiteJobQueue(path)
+    try:
+        assert await second.requeue_running() == 1
+        ids = [(await second.claim(now_s=1.0, lease_s=10.0)).id for _ in range(2)]
+        assert ids == ["a", "b"]
+    finally:
+        await second.close()

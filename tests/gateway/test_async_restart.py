@@ -1,0 +1,85 @@
+"""Nothing accepted is lost: SIGKILL the gateway with async work queued, start it again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from vmpool.artifact import load_artifact
+from vmpool.codec import decode_response, encode_request
+
+from .conftest import ROOT, free_port, wait_ready
+
+JOBS = 40
+
+
+def _start(config, log):
+    return subprocess.Popen([sys.executable, "-m", "ops", "serve", "--config", str(config)],
+                            cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+@pytest.mark.slow
+def test_sigkill_with_jobs_queued_loses_nothing(model_server, small_repo, tmp_path):
+    port = free_port()
+    data = tmp_path / "data"
+    config = tmp_path / "gateway.toml"
+    # one consumer, one slot: the queue drains slowly enough to be killed mid-way
+    config.write_text(
+        f'data_dir = "{data}"\nrepo = "{small_repo}"\nport = {port}\ngrpc_port = -1\n'
+        f'[vm]\nprovisioner = "static"\nurls = ["{model_server}"]\n[burst]\nenabled = false\n'
+        f'[async_queue]\nconsumers = 1\nslots_per_replica = 1\n')
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "gateway.log"
+    inputs = np.random.default_rng(5).standard_normal((JOBS, 2, 3, 64, 64)).astype(np.float32)
+    gateway = _start(config, log)
+    try:
+        wait_ready(url + "/v2/health/ready", gateway)
+        locations = []
+        with httpx.Client(base_url=url) as client:
+            for x in inputs:
+                body, hl = encode_request({"input": x})
+                resp = client.post("/v2/models/resnet18/infer", content=body, headers={
+                    "Inference-Header-Content-Length": str(hl), "Prefer": "respond-async"})
+                assert resp.status_code == 202, resp.text
+                locations.append(resp.headers["location"])
+        os.kill(gateway.pid, signal.SIGKILL)
+        gateway.wait(30)
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+    with sqlite3.connect(data / "async-queue.sqlite") as db:
+        states = dict(db.execute("SELECT id, state FROM jobs").fetchall())
+    assert len(states) == JOBS, "every acknowledged job is on disk"
+    assert any(s != "done" for s in states.values()), "the kill should find work unfinished"
+
+    gateway = _start(config, log)
+    try:
+        wait_ready(url + "/v2/health/ready", gateway)
+        module = load_artifact(small_repo, "resnet18").load_module()
+        deadline = time.monotonic() + 180
+        with httpx.Client(base_url=url) as client:
+            for x, location in zip(inputs, locations, strict=True):
+                while (resp := client.get(location)).status_code == 202:
+                    assert time.monotonic() < deadline, f"{location} never finished"
+                    time.sleep(0.05)
+                assert resp.status_code == 200, resp.text
+                got = decode_response(resp.content,
+                                      int(resp.headers["inference-header-content-length"]))
+                with torch.inference_mode():
+                    want = module(torch.from_numpy(x)).numpy()
+                assert np.abs(got.outputs["output"] - want).max() <= 1e-5
+    finally:
+        gateway.terminate()
+        gateway.wait(30)
+    with sqlite3.connect(data / "async-queue.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'done'").fetchone()[0] == JOBS
