@@ -1,0 +1,229 @@
+"""Per-tenant cost and SLO reports from the ledger, and ``GET /admin/reports/tenants/{tenant}``.
+
+Costs come from the ledger rows, split into four parts:
+- ``vm_usd``: each VM request's share of its replica's time (its batch's service time split
+  over the batch's rows), as the gateway billed it;
+- ``function_compute_usd`` and ``function_requests_usd``: the burst path's GB-s and per-invocation
+  fees (invocations per request: the ``invocations`` column when the ledger has one, else the
+  plan's workers plus the master);
+- ``store_usd``: object-store requests of the burst path.
+
+Idle VM time is not in any row (no request used it). Given the fleet's VM bill for the period
+(``vm_bill_usd``), the report attributes the idle part, bill minus the rows' VM share, to tenants
+by their share of VM busy time, as ``idle_vm_usd``. Without it, idle time stays unattributed and
+the tenants' sum equals the ledger's total exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+
+from policies.costs import PriceTable
+
+from .errors import BadRequest
+from .routes import json_response
+from .state import GatewayState
+
+GROUP_KEYS = ("model", "path", "day")
+_COLUMNS = ("tenant", "model", "path", "status", "latency_ms", "ts", "workers", "vm_cost_usd",
+            "function_cost_usd", "store_cost_usd", "cost_usd")
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    tenant: str | None = None
+    since_ts: float | None = None
+    until_ts: float | None = None
+    by: tuple[str, ...] = ()
+
+
+@dataclass
+class Usage:
+    """One line of a report: a tenant, or a tenant and a (model, path, day) group."""
+
+    requests: int = 0
+    answered: int = 0
+    slo_attainment: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    vm_usd: float = 0.0
+    idle_vm_usd: float = 0.0
+    function_compute_usd: float = 0.0
+    function_requests_usd: float = 0.0
+    store_usd: float = 0.0
+    cost_usd: float = 0.0
+    key: dict = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    filter: ReportFilter
+    ledger_total_usd: float
+    idle_vm_usd: float
+    tenants: dict[str, Usage]
+    groups: list[Usage]
+
+    def as_dict(self) -> dict:
+        return {"since_ts": self.filter.since_ts, "until_ts": self.filter.until_ts,
+                "ledger_total_usd": self.ledger_total_usd, "idle_vm_usd": self.idle_vm_usd,
+                "total_usd": math.fsum(u.cost_usd for u in self.tenants.values()),
+                "tenants": {name: _public(u) for name, u in self.tenants.items()},
+                "groups": [_public(g) for g in self.groups]}
+
+
+def _public(u: Usage) -> dict:
+    d = asdict(u)
+    if not d["key"]:
+        d.pop("key")
+    return d
+
+
+def fetch_rows(query, filt: ReportFilter) -> list[tuple]:
+    """Rows of the window. ``query(sql, params)`` is ``Ledger.query`` ({p} placeholders)."""
+    where, params = [], []
+    if filt.tenant:
+        where.append("tenant = {p}")
+        params.append(filt.tenant)
+    if filt.since_ts is not None:
+        where.append("ts >= {p}")
+        params.append(filt.since_ts)
+    if filt.until_ts is not None:
+        where.append("ts < {p}")
+        params.append(filt.until_ts)
+    sql = f"SELECT {', '.join(_COLUMNS)} FROM requests"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return query(sql + " ORDER BY ts", tuple(params))
+
+
+def build_report(rows: list[tuple], filt: ReportFilter, slo_ms, prices: PriceTable | None = None,
+                 vm_bill_usd: float | None = None, busy_vm_usd_all: float | None = None) -> Report:
+    """Aggregate ledger rows. ``slo_ms(tenant, model) -> ms``. ``busy_vm_usd_all``: the VM share
+    of every tenant in the window (idle is split by it when the report is for one tenant)."""
+    prices = prices or PriceTable()
+    for key in filt.by:
+        if key not in GROUP_KEYS:
+            raise BadRequest(f"cannot group by {key!r}; choose from {', '.join(GROUP_KEYS)}")
+    by_tenant: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_tenant.setdefault(row[0], []).append(row)
+    ledger_total = math.fsum(r[10] for r in rows)
+    busy_mine = math.fsum(r[7] for r in rows)
+    busy_all = busy_vm_usd_all if busy_vm_usd_all is not None else busy_mine
+    idle = max(vm_bill_usd - busy_all, 0.0) if vm_bill_usd is not None else 0.0
+    tenants, groups = {}, []
+    for tenant in sorted(by_tenant):
+        trows = by_tenant[tenant]
+        share = math.fsum(r[7] for r in trows) / busy_all if busy_all > 0 else 0.0
+        tenants[tenant] = _usage(trows, slo_ms, prices, idle * share)
+        if filt.by:
+            buckets: dict[tuple, list[tuple]] = {}
+            for r in trows:
+                buckets.setdefault(_group_key(r, filt.by), []).append(r)
+            t_busy = math.fsum(r[7] for r in trows)
+            for key, grows in sorted(buckets.items()):
+                g_share = math.fsum(r[7] for r in grows) / t_busy if t_busy > 0 else 0.0
+                u = _usage(grows, slo_ms, prices, idle * share * g_share)
+                u.key = {"tenant": tenant, **dict(zip(filt.by, key))}
+                groups.append(u)
+    return Report(filt, ledger_total, idle, tenants, groups)
+
+
+def _group_key(row: tuple, by: tuple[str, ...]) -> tuple:
+    values = {"model": row[1], "path": row[2],
+              "day": datetime.fromtimestamp(row[5], timezone.utc).strftime("%Y-%m-%d")}
+    return tuple(values[k] for k in by)
+
+
+def _usage(rows: list[tuple], slo_ms, prices: PriceTable, idle_usd: float) -> Usage:
+    status = np.array([r[3] for r in rows])
+    latency = np.array([r[4] for r in rows], dtype=float)
+    ok = (status >= 200) & (status < 300)
+    counted = ok | (status >= 500)  # client errors (4xx) are not the service missing its SLO
+    limits = np.array([slo_ms(r[0], r[1]) for r in rows], dtype=float)
+    met = ok & (latency <= limits)
+    fn_requests = math.fsum(min(_invocations(r) * prices.fn_usd_per_request, r[8])
+                            for r in rows if r[8] > 0)
+    u = Usage(requests=len(rows), answered=int(ok.sum()),
+              slo_attainment=float(met.sum() / counted.sum()) if counted.any() else None,
+              p50_ms=float(np.percentile(latency[ok], 50)) if ok.any() else None,
+              p99_ms=float(np.percentile(latency[ok], 99)) if ok.any() else None,
+              vm_usd=math.fsum(r[7] for r in rows), idle_vm_usd=idle_usd,
+              function_compute_usd=math.fsum(r[8] for r in rows) - fn_requests,
+              function_requests_usd=fn_requests, store_usd=math.fsum(r[9] for r in rows))
+    u.cost_usd = math.fsum(r[10] for r in rows) + idle_usd
+    return u
+
+
+def _invocations(row: tuple) -> int:
+    workers = int(row[6] or 0)
+    return workers + 1 if workers > 1 else 1
+
+
+def parse_time(text: str | None) -> float | None:
+    """Epoch seconds, or an ISO 8601 date/time (UTC unless it says otherwise)."""
+    if text in (None, ""):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"{text!r} is neither epoch seconds nor an ISO 8601 date/time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _caller_may_read(state: GatewayState, request: Request, tenant: str) -> None:
+    """The admin key reads any tenant; a tenant's key reads only its own (403 otherwise). A
+    gateway without tenants answers as its admin API does (loopback callers only)."""
+    from .admin import authorize
+
+    registry, h = state.tenants, request.headers
+    if registry.open:
+        return authorize(state, request)
+    admin_key = state.settings.admin_api_key
+    auth = h.get("authorization", "")
+    given = auth[7:].strip() if auth.lower().startswith("bearer ") else h.get("x-api-key")
+    if admin_key and given and hmac.compare_digest(given.encode(), admin_key.encode()):
+        return
+    caller = registry.authenticate(h.get("authorization"), h.get("x-api-key"))
+    registry.authorize_usage(caller, tenant)
+
+
+def reports_router(state: GatewayState) -> APIRouter:
+    router = APIRouter(tags=["Reports"])
+
+    @router.get("/admin/reports/tenants/{tenant}")
+    async def tenant_report(request: Request, tenant: str, since: str | None = None,
+                            until: str | None = None, by: str = Query("", description=
+                                                                      "model,path,day")):
+        _caller_may_read(state, request, tenant)
+        if state.ledger is None:
+            return json_response({"error": "the gateway has no ledger yet"}, 503)
+        filt = ReportFilter(tenant, parse_time(since), parse_time(until),
+                            tuple(k for k in by.split(",") if k))
+        models = state.models()
+        slos = {t.name: t.slo_ms for t in state.settings.tenants if t.slo_ms}
+
+        def slo_ms(t: str, m: str) -> float:
+            return slos.get(t) or (models[m].slo_ms if m in models else 500.0)
+
+        rows = await asyncio.to_thread(fetch_rows, state.ledger.query, filt)
+        report = build_report(rows, filt, slo_ms)
+        doc = report.as_dict()
+        doc["tenant"] = tenant
+        doc["tenants"].setdefault(tenant, _public(Usage()))
+        return json_response(doc)
+
+    return router
