@@ -20,6 +20,9 @@ from vmpool.wire import CodecError, too_large_message
 
 log = logging.getLogger("tidegate.body")
 _CLOSE = {"connection": "close"}  # the rest of the refused body may still be on its way
+# Bodies up to this size are not counted: the server buffers that much per connection anyway
+# (uvicorn's read high-water mark), and a full budget must not starve small requests.
+SMALL_BODY_BYTES = 64 << 10
 TRIM_AFTER_BYTES = 32 << 20  # malloc_trim once this many body bytes were released since the last
 _TRIM_MIN_INTERVAL_S = 1.0
 
@@ -41,6 +44,7 @@ class BodyBudget:
         self.refused = 0
         self._released_since_trim = 0
         self._last_trim_s = 0.0
+        self._trim_pending = False
 
     def lease(self) -> BodyLease:
         return BodyLease(self)
@@ -60,12 +64,22 @@ class BodyBudget:
     def _give(self, size: int) -> None:
         self.in_flight_bytes -= size
         self._released_since_trim += size
-        if self._released_since_trim >= TRIM_AFTER_BYTES and self.in_flight_bytes < (
-                self.limit_bytes or TRIM_AFTER_BYTES) // 2:
-            now = time.monotonic()
-            if now - self._last_trim_s >= _TRIM_MIN_INTERVAL_S:
-                self._last_trim_s, self._released_since_trim = now, 0
-                release_memory()
+        if self._released_since_trim >= TRIM_AFTER_BYTES and not self._trim_pending:
+            self._trim_pending = True
+            wait_s = self._last_trim_s + _TRIM_MIN_INTERVAL_S - time.monotonic()
+            try:
+                asyncio.get_running_loop().call_later(max(0.0, wait_s), self._trim)
+            except RuntimeError:  # no loop (a synchronous caller): trim now
+                self._trim()
+
+    def _trim(self) -> None:
+        """Give freed heap back, off the event loop (trimming a large heap takes milliseconds)."""
+        self._trim_pending = False
+        self._last_trim_s, self._released_since_trim = time.monotonic(), 0
+        try:
+            asyncio.get_running_loop().run_in_executor(None, release_memory)
+        except RuntimeError:
+            release_memory()
 
 
 class BodyLease:
@@ -101,15 +115,13 @@ async def read_body(receive, content_length: bytes | str | None, limit_bytes: in
             raise CodecError("invalid Content-Length", 400, dict(_CLOSE)) from None
         if declared > limit_bytes:
             raise CodecError(too_large_message(limit_bytes, declared), 413, dict(_CLOSE))
-        if lease is not None:
+        if lease is not None and declared > SMALL_BODY_BYTES:
             lease.take(declared)  # before reading a byte: refuse a flood up front
     message = await _receive(receive, timeout_s, time.monotonic())
     first = message.get("body", b"")
     if not message.get("more_body", False):  # the common case: one message, no copy
         if len(first) > limit_bytes:
             raise CodecError(too_large_message(limit_bytes), 413, dict(_CLOSE))
-        if lease is not None and declared is None:
-            lease.take(len(first))
         return first
     return await _read_rest(receive, first, declared, limit_bytes, lease, timeout_s)
 

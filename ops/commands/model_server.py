@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override each model's dynamic batching delay")
     parser.add_argument("--max-body-mb", type=float, default=64.0,
                         help="largest accepted request body (default 64 MB)")
+    parser.add_argument("--max-inflight-body-mb", type=float, default=1024.0,
+                        help="request body bytes in flight across requests before new bodies "
+                             "get 503 (default 1024 MB)")
+    parser.add_argument("--body-timeout-s", type=float, default=60.0,
+                        help="a request body must arrive within this time, else 408 "
+                             "(default 60)")
     parser.add_argument("--drain-timeout-s", type=float, default=30.0,
                         help="on SIGTERM, how long to wait for in-flight requests (default 30)")
 
@@ -37,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--max-queue-delay-ms must not be negative, got {args.max_queue_delay_ms}")
     if args.max_body_mb <= 0:
         raise CliError(f"--max-body-mb must be positive, got {args.max_body_mb}")
+    for flag, value in (("--max-inflight-body-mb", args.max_inflight_body_mb),
+                        ("--body-timeout-s", args.body_timeout_s)):
+        if value <= 0:
+            raise CliError(f"{flag} must be positive, got {value:g}")
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be in 0..65535, got {args.port}")
 
@@ -50,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         app = create_model_server_app(
             args.repo, args.models, threads=args.threads, max_body_mb=args.max_body_mb,
-            max_batch_size=args.max_batch_size, max_queue_delay_ms=args.max_queue_delay_ms)
+            max_batch_size=args.max_batch_size, max_queue_delay_ms=args.max_queue_delay_ms,
+            max_inflight_body_mb=args.max_inflight_body_mb, body_timeout_s=args.body_timeout_s)
     except ArtifactError as exc:
         raise CliError(str(exc)) from None
     names = ", ".join(app.state.model_server.models)

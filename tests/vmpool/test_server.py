@@ -239,7 +239,7 @@ def test_cli_rejects_unknown_models_and_empty_repos(model_repo, tmp_path):
     def args(repo, models=None):
         return Namespace(repo=str(repo), models=models, host="127.0.0.1", port=0, threads=1,
                          max_batch_size=None, max_queue_delay_ms=None, max_body_mb=64.0,
-                         drain_timeout_s=30.0)
+                         max_inflight_body_mb=1024.0, body_timeout_s=60.0, drain_timeout_s=30.0)
 
     with pytest.raises(CliError, match="model 'nope' not found"):
         model_server_cmd.run(args(model_repo, ["nope"]))
