@@ -86,8 +86,10 @@ class EncryptedStore:
 
     def _cipher(self, key: str) -> AESGCM:
         if self._aead is None:
-            raise StoreError(f"{key}: this store encrypts request tensors and has no request "
-                             f"key (the invocation needs '{EVENT_FIELD}')")
+            raise StoreError(
+                f"{key}: this store encrypts request tensors and has no request "
+                f"key (the invocation needs '{EVENT_FIELD}')"
+            )
         return self._aead
 
     def seal(self, key: str, data: bytes) -> bytes:
@@ -103,15 +105,20 @@ class EncryptedStore:
     def open(self, key: str, blob: bytes) -> bytes:
         aead = self._cipher(key)
         head = len(MAGIC) + NONCE_BYTES
-        if len(blob) < head + TAG_BYTES or blob[:len(MAGIC)] != MAGIC:
-            raise TamperedObject(f"object {key} is not an encrypted tensor (modified, "
-                                 f"truncated, or written without encryption)")
+        if len(blob) < head + TAG_BYTES or blob[: len(MAGIC)] != MAGIC:
+            raise TamperedObject(
+                f"object {key} is not an encrypted tensor (modified, "
+                f"truncated, or written without encryption)"
+            )
         try:
-            return aead.decrypt(bytes(blob[len(MAGIC):head]), memoryview(blob)[head:],
-                                key.encode())
+            return aead.decrypt(
+                bytes(blob[len(MAGIC) : head]), memoryview(blob)[head:], key.encode()
+            )
         except InvalidTag:
-            raise TamperedObject(f"object {key} failed its integrity check (AES-GCM): it was "
-                                 f"modified, or sealed under another request's key") from None
+            raise TamperedObject(
+                f"object {key} failed its integrity check (AES-GCM): it was "
+                f"modified, or sealed under another request's key"
+            ) from None
 
     async def put(self, key: str, data: bytes) -> None:
         if _per_request(key):
@@ -138,6 +145,7 @@ def bind_request_key(store, event: dict):
         return store
     text = event.get(EVENT_FIELD)
     if not isinstance(text, str):
-        raise StoreError(f"the tensor store encrypts request tensors but the event has no "
-                         f"'{EVENT_FIELD}'")
+        raise StoreError(
+            f"the tensor store encrypts request tensors but the event has no '{EVENT_FIELD}'"
+        )
     return store.for_request(decode_key(text))

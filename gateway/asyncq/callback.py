@@ -28,8 +28,9 @@ def sign(secret: str, timestamp_s: int, body: bytes) -> str:
     return f"t={timestamp_s},v1={mac.hexdigest()}"
 
 
-def verify_signature(secret: str, header: str, body: bytes, now_s: float,
-                     tolerance_s: float = 300.0) -> bool:
+def verify_signature(
+    secret: str, header: str, body: bytes, now_s: float, tolerance_s: float = 300.0
+) -> bool:
     """True if ``header`` signs ``body`` with ``secret`` and is at most ``tolerance_s`` old."""
     try:
         parts = dict(p.split("=", 1) for p in header.split(","))
@@ -48,24 +49,42 @@ def check_callback_url(url: str) -> str:
     return url
 
 
-async def deliver(session: aiohttp.ClientSession, job: Job, secret: str, now_s: float, *,
-                  attempts: int, timeout_s: float, backoff_s: float = 0.5) -> bool:
+async def deliver(
+    session: aiohttp.ClientSession,
+    job: Job,
+    secret: str,
+    now_s: float,
+    *,
+    attempts: int,
+    timeout_s: float,
+    backoff_s: float = 0.5,
+) -> bool:
     """POST the job's answer to its callback URL; True once a 2xx came back."""
     body = job.result or b""
-    headers = {**{k: v for k, v in job.result_headers.items()
-                  if k in ("content-type", "inference-header-content-length")},
-               "x-request-id": job.id, "x-tidegate-request-state": job.state.value,
-               "x-tidegate-status": str(job.status),
-               SIGNATURE_HEADER: sign(secret, int(now_s), body)}
+    headers = {
+        **{
+            k: v
+            for k, v in job.result_headers.items()
+            if k in ("content-type", "inference-header-content-length")
+        },
+        "x-request-id": job.id,
+        "x-tidegate-request-state": job.state.value,
+        "x-tidegate-status": str(job.status),
+        SIGNATURE_HEADER: sign(secret, int(now_s), body),
+    }
     for attempt in range(attempts):
         try:
-            async with session.post(job.callback_url, data=body, headers=headers,
-                                    timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            async with session.post(
+                job.callback_url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as resp:
                 if 200 <= resp.status < 300:
                     return True
                 log.warning("callback for %s answered HTTP %d", job.id, resp.status)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             log.warning("callback for %s failed: %s", job.id, exc)
         if attempt + 1 < attempts:
-            await asyncio.sleep(backoff_s * 2 ** attempt)
+            await asyncio.sleep(backoff_s * 2**attempt)
     return False

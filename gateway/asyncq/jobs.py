@@ -8,10 +8,10 @@ from typing import Protocol
 
 
 class JobState(str, enum.Enum):
-    PENDING = "pending"      # accepted, waiting for a consumer
-    RUNNING = "running"      # claimed by a consumer (until its lease runs out)
-    DONE = "done"            # answered 200; the result is kept for the TTL
-    FAILED = "failed"        # answered with an error; kept for the TTL like a result
+    PENDING = "pending"  # accepted, waiting for a consumer
+    RUNNING = "running"  # claimed by a consumer (until its lease runs out)
+    DONE = "done"  # answered 200; the result is kept for the TTL
+    FAILED = "failed"  # answered with an error; kept for the TTL like a result
     CANCELLED = "cancelled"  # DELETE before it finished
 
     @property
@@ -57,8 +57,15 @@ class JobQueue(Protocol):
         """The oldest pending job (or a running one whose lease ran out), now RUNNING."""
         ...
 
-    async def finish(self, job_id: str, state: JobState, status: int, result: bytes,
-                     headers: dict[str, str], now_s: float) -> bool:
+    async def finish(
+        self,
+        job_id: str,
+        state: JobState,
+        status: int,
+        result: bytes,
+        headers: dict[str, str],
+        now_s: float,
+    ) -> bool:
         """Record the answer if the job is still RUNNING; True if this call recorded it (the
         first answer wins: a second consumer's later write changes nothing)."""
         ...

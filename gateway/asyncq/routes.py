@@ -31,23 +31,27 @@ def requests_router(state: GatewayState) -> APIRouter:
         job = await _service(state).lookup(job_id, dict(request.headers))
         headers = {"x-request-id": job.id, "x-tidegate-request-state": job.state.value}
         if job.state in (JobState.PENDING, JobState.RUNNING):
-
-            return _json(orjson.dumps({"id": job.id, "state": job.state.value}), 202,
-                         {**headers, "retry-after": "1"})
+            return _json(
+                orjson.dumps({"id": job.id, "state": job.state.value}),
+                202,
+                {**headers, "retry-after": "1"},
+            )
         if job.state == JobState.CANCELLED:
             raise TidegateError(f"async request {job_id!r} was cancelled", 410)
         headers.update(job.result_headers)
         headers["x-tidegate-request-state"] = job.state.value
         media = headers.pop("content-type", "application/json")
-        return Response(job.result or b"", status_code=job.status or 500, media_type=media,
-                        headers=headers)
+        return Response(
+            job.result or b"", status_code=job.status or 500, media_type=media, headers=headers
+        )
 
     @router.delete("/v2/requests/{job_id}")
     async def delete_request(job_id: str, request: Request) -> Response:
         """Cancel a pending or running request; for a finished one, drop its stored answer."""
         before = await _service(state).cancel(job_id, dict(request.headers))
 
-        return _json(orjson.dumps({"id": job_id, "state": before.value}), 200,
-                     {"x-request-id": job_id})
+        return _json(
+            orjson.dumps({"id": job_id, "state": before.value}), 200, {"x-request-id": job_id}
+        )
 
     return router

@@ -45,8 +45,9 @@ def wants_async(prefer: str | None) -> bool:
 
 
 class AsyncService:
-    def __init__(self, queue: JobQueue, gateway: GatewayState, settings: AsyncQueueSettings,
-                 clock=time.time):
+    def __init__(
+        self, queue: JobQueue, gateway: GatewayState, settings: AsyncQueueSettings, clock=time.time
+    ):
         self.queue = queue
         self.gateway = gateway
         self.settings = settings
@@ -61,12 +62,15 @@ class AsyncService:
     async def start(self) -> None:
         taken_back = await self.queue.requeue_running()
         if taken_back:
-            log.warning("async queue: %d job(s) held by the previous process are pending again",
-                        taken_back)
+            log.warning(
+                "async queue: %d job(s) held by the previous process are pending again", taken_back
+            )
         self._session = aiohttp.ClientSession()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._consume(i), name=f"async-consumer-{i}")
-                       for i in range(self.settings.consumers)]
+        self._tasks = [
+            loop.create_task(self._consume(i), name=f"async-consumer-{i}")
+            for i in range(self.settings.consumers)
+        ]
         self._tasks.append(loop.create_task(self._housekeeping(), name="async-housekeeping"))
         for task in self._tasks:
             task.add_done_callback(_log_crash)
@@ -83,23 +87,29 @@ class AsyncService:
 
     # -- HTTP side -----------------------------------------------------------------------------
 
-    async def submit(self, headers: dict[str, str], model: str, version: str | None,
-                     read_body) -> tuple[bytes, dict[str, str]]:
+    async def submit(
+        self, headers: dict[str, str], model: str, version: str | None, read_body
+    ) -> tuple[bytes, dict[str, str]]:
         """Validate, admit and enqueue; the 202 body and headers. ``read_body()`` reads the
         request body within the endpoint's limits."""
         dispatcher = self.gateway.require_dispatcher()
-        tenant = dispatcher.tenants.authenticate(headers.get("authorization"),
-                                                 headers.get("x-api-key"))
+        tenant = dispatcher.tenants.authenticate(
+            headers.get("authorization"), headers.get("x-api-key")
+        )
         cfg = dispatcher.model(model, version)
         if headers.get("x-tidegate-route") or headers.get("x-tidegate-workers"):
-            raise BadRequest("async requests are served on the VM path; drop X-Tidegate-Route "
-                             "and X-Tidegate-Workers")
+            raise BadRequest(
+                "async requests are served on the VM path; drop X-Tidegate-Route "
+                "and X-Tidegate-Workers"
+            )
         callback_url = headers.get(CALLBACK_HEADER)
         if callback_url is not None:
             callback.check_callback_url(callback_url)
             if self._secret(tenant.name) is None:
-                raise BadRequest("callbacks need a signing secret: set the tenant's "
-                                 "callback_secret (or async_queue.callback_secret)")
+                raise BadRequest(
+                    "callbacks need a signing secret: set the tenant's "
+                    "callback_secret (or async_queue.callback_secret)"
+                )
         body = await read_body()
         header_length = protocol.header_length(headers)
         req = protocol.decode_infer(body, header_length)
@@ -108,22 +118,35 @@ class AsyncService:
         except CodecError as exc:
             raise BadRequest(str(exc)) from None
         await dispatcher.tenants.admit(tenant, route_override=False, model=cfg.name)
-        job = Job(id=uuid.uuid4().hex, tenant=tenant.name, model=cfg.name, version=version,
-                  body=bytes(body), header_length=header_length, created_s=self.clock(),
-                  callback_url=callback_url)
+        job = Job(
+            id=uuid.uuid4().hex,
+            tenant=tenant.name,
+            model=cfg.name,
+            version=version,
+            body=bytes(body),
+            header_length=header_length,
+            created_s=self.clock(),
+            callback_url=callback_url,
+        )
         await self.queue.put(job)
         self._wakeup.set()
         location = REQUESTS_PATH + job.id
-        answer = orjson.dumps({"id": job.id, "state": job.state.value, "location": location,
-                        "request_id": req.id})
-        return answer, {"content-type": "application/json", "location": location,
-                        "preference-applied": "respond-async", "x-request-id": job.id}
+        answer = orjson.dumps(
+            {"id": job.id, "state": job.state.value, "location": location, "request_id": req.id}
+        )
+        return answer, {
+            "content-type": "application/json",
+            "location": location,
+            "preference-applied": "respond-async",
+            "x-request-id": job.id,
+        }
 
     async def lookup(self, job_id: str, headers: dict[str, str]) -> Job:
         """The caller's job (404 for an unknown id or another tenant's)."""
         dispatcher = self.gateway.require_dispatcher()
-        tenant = dispatcher.tenants.authenticate(headers.get("authorization"),
-                                                 headers.get("x-api-key"))
+        tenant = dispatcher.tenants.authenticate(
+            headers.get("authorization"), headers.get("x-api-key")
+        )
         job = await self.queue.get(job_id)
         if job is None or job.tenant != tenant.name:
             raise NotFound(f"no async request {job_id!r} (unknown, expired or deleted)")
@@ -171,12 +194,25 @@ class AsyncService:
                 raise Unauthorized(f"tenant {job.tenant!r} is no longer configured")
             cfg = dispatcher.model(job.model, job.version)
             req = protocol.decode_infer(job.body, job.header_length)
-            ctx = CallContext(tenant=tenant, model=job.model, version=job.version,
-                              forced_route="vm", request_id=job.id, admitted=True)
+            ctx = CallContext(
+                tenant=tenant,
+                model=job.model,
+                version=job.version,
+                forced_route="vm",
+                request_id=job.id,
+                admitted=True,
+            )
             result = await dispatcher.infer(ctx, req)
-            body, headers = protocol.infer_response(cfg, req, result.outputs, {
-                "x-tidegate-path": result.path, "x-request-id": job.id,
-                "x-tidegate-cost-usd": f"{result.cost_usd:.10f}"})
+            body, headers = protocol.infer_response(
+                cfg,
+                req,
+                result.outputs,
+                {
+                    "x-tidegate-path": result.path,
+                    "x-request-id": job.id,
+                    "x-tidegate-cost-usd": f"{result.cost_usd:.10f}",
+                },
+            )
             state, status = JobState.DONE, 200
         except TidegateError as exc:
             if exc.status == 503 and job.attempts < self.settings.max_attempts:
@@ -202,9 +238,14 @@ class AsyncService:
         if secret is None or self._session is None:
             log.error("callback for %s not sent: no signing secret", job.id)
             return
-        if await callback.deliver(self._session, job, secret, self.clock(),
-                                  attempts=self.settings.callback_attempts,
-                                  timeout_s=self.settings.callback_timeout_s):
+        if await callback.deliver(
+            self._session,
+            job,
+            secret,
+            self.clock(),
+            attempts=self.settings.callback_attempts,
+            timeout_s=self.settings.callback_timeout_s,
+        ):
             await self.queue.mark_callback_delivered(job.id)
 
     def _secret(self, tenant_name: str) -> str | None:
@@ -233,10 +274,15 @@ def _gauges(registry) -> tuple[Gauge, Gauge]:
     """The queue gauges of an app's registry (made once: a lifespan may start again)."""
     if registry not in _GAUGES:
         _GAUGES[registry] = (
-            Gauge("tidegate_async_queue_depth", "Async jobs by state.", ["state"],
-                  registry=registry),
-            Gauge("tidegate_async_oldest_pending_seconds",
-                  "Age of the oldest pending async job.", registry=registry))
+            Gauge(
+                "tidegate_async_queue_depth", "Async jobs by state.", ["state"], registry=registry
+            ),
+            Gauge(
+                "tidegate_async_oldest_pending_seconds",
+                "Age of the oldest pending async job.",
+                registry=registry,
+            ),
+        )
     return _GAUGES[registry]
 
 
@@ -247,8 +293,9 @@ async def start_for_gateway(gateway: GatewayState) -> AsyncService | None:
         return None
     from .sqlite_queue import SQLiteJobQueue
 
-    service = AsyncService(SQLiteJobQueue(gateway.settings.data_dir / "async-queue.sqlite"),
-                           gateway, settings)
+    service = AsyncService(
+        SQLiteJobQueue(gateway.settings.data_dir / "async-queue.sqlite"), gateway, settings
+    )
     await service.start()
     return service
 

@@ -38,19 +38,47 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created_s);
 """
-_COLUMNS = ("id, tenant, model, version, body, header_length, callback_url, state, created_s, "
-            "attempts, status, result, result_headers, finished_s, callback_delivered")
+_COLUMNS = (
+    "id, tenant, model, version, body, header_length, callback_url, state, created_s, "
+    "attempts, status, result, result_headers, finished_s, callback_delivered"
+)
 
 
 def _job(row) -> Job:
-    (id_, tenant, model, version, body, hl, callback, state, created, attempts, status, result,
-     headers, finished, delivered) = row
-    return Job(id=id_, tenant=tenant, model=model, version=version, body=bytes(body),
-               header_length=hl, created_s=created, callback_url=callback,
-               state=JobState(state), attempts=attempts, status=status,
-               result=bytes(result) if result is not None else None,
-               result_headers=orjson.loads(headers) if headers else {},
-               finished_s=finished, callback_delivered=bool(delivered))
+    (
+        id_,
+        tenant,
+        model,
+        version,
+        body,
+        hl,
+        callback,
+        state,
+        created,
+        attempts,
+        status,
+        result,
+        headers,
+        finished,
+        delivered,
+    ) = row
+    return Job(
+        id=id_,
+        tenant=tenant,
+        model=model,
+        version=version,
+        body=bytes(body),
+        header_length=hl,
+        created_s=created,
+        callback_url=callback,
+        state=JobState(state),
+        attempts=attempts,
+        status=status,
+        result=bytes(result) if result is not None else None,
+        result_headers=orjson.loads(headers) if headers else {},
+        finished_s=finished,
+        callback_delivered=bool(delivered),
+    )
 
 
 class SQLiteJobQueue:
@@ -80,8 +108,19 @@ class SQLiteJobQueue:
             self._conn().execute(
                 "INSERT INTO jobs (id, tenant, model, version, body, header_length, callback_url,"
                 " state, created_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job.id, job.tenant, job.model, job.version, job.body, job.header_length,
-                 job.callback_url, job.state.value, job.created_s))
+                (
+                    job.id,
+                    job.tenant,
+                    job.model,
+                    job.version,
+                    job.body,
+                    job.header_length,
+                    job.callback_url,
+                    job.state.value,
+                    job.created_s,
+                ),
+            )
+
         await self._run(put)
 
     async def claim(self, now_s: float, lease_s: float) -> Job | None:
@@ -91,34 +130,53 @@ class SQLiteJobQueue:
             try:
                 row = db.execute(
                     "SELECT id FROM jobs WHERE state = 'pending' OR (state = 'running' AND "
-                    "lease_until_s < ?) ORDER BY created_s LIMIT 1", (now_s,)).fetchone()
+                    "lease_until_s < ?) ORDER BY created_s LIMIT 1",
+                    (now_s,),
+                ).fetchone()
                 if row is None:
                     db.execute("COMMIT")
                     return None
-                db.execute("UPDATE jobs SET state = 'running', lease_until_s = ?, "
-                           "attempts = attempts + 1 WHERE id = ?", (now_s + lease_s, row[0]))
+                db.execute(
+                    "UPDATE jobs SET state = 'running', lease_until_s = ?, "
+                    "attempts = attempts + 1 WHERE id = ?",
+                    (now_s + lease_s, row[0]),
+                )
                 job = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", row).fetchone()
                 db.execute("COMMIT")
                 return _job(job)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
         return await self._run(claim)
 
-    async def finish(self, job_id: str, state: JobState, status: int, result: bytes,
-                     headers: dict[str, str], now_s: float) -> bool:
+    async def finish(
+        self,
+        job_id: str,
+        state: JobState,
+        status: int,
+        result: bytes,
+        headers: dict[str, str],
+        now_s: float,
+    ) -> bool:
         def finish():
             cur = self._conn().execute(
                 "UPDATE jobs SET state = ?, status = ?, result = ?, result_headers = ?, "
                 "finished_s = ?, lease_until_s = NULL WHERE id = ? AND state = 'running'",
-                (state.value, status, result, orjson.dumps(headers).decode(), now_s, job_id))
+                (state.value, status, result, orjson.dumps(headers).decode(), now_s, job_id),
+            )
             return cur.rowcount == 1
+
         return await self._run(finish)
 
     async def release(self, job_id: str) -> None:
-        await self._run(lambda: self._conn().execute(
-            "UPDATE jobs SET state = 'pending', lease_until_s = NULL "
-            "WHERE id = ? AND state = 'running'", (job_id,)))
+        await self._run(
+            lambda: self._conn().execute(
+                "UPDATE jobs SET state = 'pending', lease_until_s = NULL "
+                "WHERE id = ? AND state = 'running'",
+                (job_id,),
+            )
+        )
 
     async def cancel(self, job_id: str) -> JobState | None:
         def cancel():
@@ -126,55 +184,96 @@ class SQLiteJobQueue:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is not None and not JobState(row[0]).finished:
-                db.execute("UPDATE jobs SET state = 'cancelled', lease_until_s = NULL, "
-                           "body = x'' WHERE id = ?", (job_id,))
+                db.execute(
+                    "UPDATE jobs SET state = 'cancelled', lease_until_s = NULL, "
+                    "body = x'' WHERE id = ?",
+                    (job_id,),
+                )
             db.execute("COMMIT")
             return JobState(row[0]) if row is not None else None
+
         return await self._run(cancel)
 
     async def delete(self, job_id: str) -> None:
         await self._run(lambda: self._conn().execute("DELETE FROM jobs WHERE id = ?", (job_id,)))
 
     async def requeue_running(self) -> int:
-        return await self._run(lambda: self._conn().execute(
-            "UPDATE jobs SET state = 'pending', lease_until_s = NULL "
-            "WHERE state = 'running'").rowcount)
+        return await self._run(
+            lambda: (
+                self._conn()
+                .execute(
+                    "UPDATE jobs SET state = 'pending', lease_until_s = NULL "
+                    "WHERE state = 'running'"
+                )
+                .rowcount
+            )
+        )
 
     async def mark_callback_delivered(self, job_id: str) -> None:
-        await self._run(lambda: self._conn().execute(
-            "UPDATE jobs SET callback_delivered = 1 WHERE id = ?", (job_id,)))
+        await self._run(
+            lambda: self._conn().execute(
+                "UPDATE jobs SET callback_delivered = 1 WHERE id = ?", (job_id,)
+            )
+        )
 
     async def purge(self, before_s: float) -> int:
-        return await self._run(lambda: self._conn().execute(
-            "DELETE FROM jobs WHERE state IN ('done', 'failed', 'cancelled') "
-            "AND finished_s IS NOT NULL AND finished_s < ?", (before_s,)).rowcount)
+        return await self._run(
+            lambda: (
+                self._conn()
+                .execute(
+                    "DELETE FROM jobs WHERE state IN ('done', 'failed', 'cancelled') "
+                    "AND finished_s IS NOT NULL AND finished_s < ?",
+                    (before_s,),
+                )
+                .rowcount
+            )
+        )
 
     # -- reads ----------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None:
         def get():
-            row = self._conn().execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?",
-                                       (job_id,)).fetchone()
+            row = (
+                self._conn()
+                .execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+                .fetchone()
+            )
             return _job(row) if row is not None else None
+
         return await self._run(get)
 
     async def undelivered_callbacks(self) -> list[Job]:
         def undelivered():
-            rows = self._conn().execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('done', 'failed') AND "
-                "callback_url IS NOT NULL AND callback_delivered = 0").fetchall()
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('done', 'failed') AND "
+                    "callback_url IS NOT NULL AND callback_delivered = 0"
+                )
+                .fetchall()
+            )
             return [_job(r) for r in rows]
+
         return await self._run(undelivered)
 
     async def stats(self, now_s: float) -> QueueStats:
         def stats():
             db = self._conn()
-            counts = dict(db.execute("SELECT state, COUNT(*) FROM jobs "
-                                     "WHERE state IN ('pending', 'running') GROUP BY state"))
-            oldest = db.execute("SELECT MIN(created_s) FROM jobs "
-                                "WHERE state = 'pending'").fetchone()[0]
-            return QueueStats(pending=counts.get("pending", 0), running=counts.get("running", 0),
-                              oldest_pending_age_s=max(0.0, now_s - oldest) if oldest else 0.0)
+            counts = dict(
+                db.execute(
+                    "SELECT state, COUNT(*) FROM jobs "
+                    "WHERE state IN ('pending', 'running') GROUP BY state"
+                )
+            )
+            oldest = db.execute(
+                "SELECT MIN(created_s) FROM jobs WHERE state = 'pending'"
+            ).fetchone()[0]
+            return QueueStats(
+                pending=counts.get("pending", 0),
+                running=counts.get("running", 0),
+                oldest_pending_age_s=max(0.0, now_s - oldest) if oldest else 0.0,
+            )
+
         return await self._run(stats)
 
     async def close(self) -> None:
@@ -182,5 +281,6 @@ class SQLiteJobQueue:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
         await self._run(close)
         self._thread.shutdown(wait=True)

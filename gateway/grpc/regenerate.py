@@ -24,17 +24,28 @@ PRIVATE_POOL = "_POOL"
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{HERE}", f"--python_out={out}",
-               str(HERE / PROTO)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{HERE}",
+            f"--python_out={out}",
+            str(HERE / PROTO),
+        ]
         subprocess.run(cmd, check=True)
         text = (Path(out) / "inference_pb2.py").read_text()
     if text.count(DEFAULT_POOL) != 1:
-        print("unexpected protoc output: the default pool is not used exactly once",
-              file=sys.stderr)
+        print(
+            "unexpected protoc output: the default pool is not used exactly once", file=sys.stderr
+        )
         return 1
     text = text.replace(DEFAULT_POOL, PRIVATE_POOL)
-    text = text.replace("\n_sym_db = ", f"\n{PRIVATE_POOL} = _descriptor_pool.DescriptorPool()"
-                        "  # private: see gateway/grpc/regenerate.py\n_sym_db = ", 1)
+    text = text.replace(
+        "\n_sym_db = ",
+        f"\n{PRIVATE_POOL} = _descriptor_pool.DescriptorPool()"
+        "  # private: see gateway/grpc/regenerate.py\n_sym_db = ",
+        1,
+    )
     (HERE / "inference_pb2.py").write_text(text)
     print(f"wrote {HERE / 'inference_pb2.py'}")
     return 0

@@ -42,25 +42,31 @@ class GrpcServer:
 def _handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, name), request_deserializer=req.FromString,
-            response_serializer=resp.SerializeToString)
-        for name, (req, resp) in _METHODS.items()}
+            getattr(servicer, name),
+            request_deserializer=req.FromString,
+            response_serializer=resp.SerializeToString,
+        )
+        for name, (req, resp) in _METHODS.items()
+    }
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 
-async def start_grpc_server(gateway: GatewayView, *, host: str, port: int,
-                            max_message_mb: float) -> GrpcServer:
+async def start_grpc_server(
+    gateway: GatewayView, *, host: str, port: int, max_message_mb: float
+) -> GrpcServer:
     """Serve ``inference.GRPCInferenceService`` on ``host:port`` (0: a free port).
 
     ``max_message_mb`` caps a request message as ``max_body_mb`` caps an HTTP body (gRPC
     answers RESOURCE_EXHAUSTED past it; its own default of 4 MB is smaller than one batch of
     eight 224x224 images)."""
     limit_bytes = int(max_message_mb * 1024 * 1024)
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", limit_bytes),
-        ("grpc.max_send_message_length", -1),
-        ("grpc.so_reuseport", 0),  # a port in use is an error, not a second silent listener
-    ])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limit_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),  # a port in use is an error, not a second silent listener
+        ]
+    )
     server.add_generic_rpc_handlers((_handler(InferenceServicer(gateway)),))
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
@@ -80,8 +86,12 @@ async def start_for_gateway(gateway) -> GrpcServer | None:
     if settings.grpc_port < 0:
         return None
     try:
-        return await start_grpc_server(gateway, host=settings.host, port=settings.grpc_port,
-                                       max_message_mb=settings.max_body_mb)
+        return await start_grpc_server(
+            gateway,
+            host=settings.host,
+            port=settings.grpc_port,
+            max_message_mb=settings.max_body_mb,
+        )
     except (OSError, RuntimeError) as exc:
         log.error("gRPC not served: %s", exc)
         return None

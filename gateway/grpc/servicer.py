@@ -82,10 +82,12 @@ class InferenceServicer:
         cfg = await _guard(context, self._model, request)
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
-            name=cfg.name, versions=[cfg.version], platform=cfg.platform,
+            name=cfg.name,
+            versions=[cfg.version],
+            platform=cfg.platform,
             inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in cfg.inputs],
-            outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape)
-                     for t in cfg.outputs])
+            outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in cfg.outputs],
+        )
 
     async def ModelConfig(self, request, context) -> pb.ModelConfigResponse:
         cfg = await _guard(context, self._model, request)
@@ -107,23 +109,35 @@ class InferenceServicer:
             req = decode_infer_request(request)
         except CodecError as exc:
             raise BadRequest(exc.message) from None
-        ctx = CallContext(tenant=tenant, model=cfg.name, version=version,
-                          forced_route=_route(meta.get("x-tidegate-route")),
-                          workers=_workers(meta.get("x-tidegate-workers")),
-                          request_id=req.id or meta.get("x-request-id") or uuid.uuid4().hex)
+        ctx = CallContext(
+            tenant=tenant,
+            model=cfg.name,
+            version=version,
+            forced_route=_route(meta.get("x-tidegate-route")),
+            workers=_workers(meta.get("x-tidegate-workers")),
+            request_id=req.id or meta.get("x-request-id") or uuid.uuid4().hex,
+        )
         context.set_trailing_metadata((("x-request-id", ctx.request_id),))
         remaining_s = context.time_remaining()
         try:
             result = await asyncio.wait_for(dispatcher.infer(ctx, req), remaining_s)
         except asyncio.TimeoutError:
             raise GatewayTimeout("the call's deadline passed before the model answered") from None
-        context.set_trailing_metadata((
-            ("x-request-id", ctx.request_id), ("x-tidegate-path", result.path),
-            ("x-tidegate-cost-usd", f"{result.cost_usd:.10f}"),
-            ("x-tidegate-workers", str(result.workers))))
-        return encode_infer_response(model_name=cfg.name, model_version=cfg.version,
-                                     request_id=req.id, outputs=result.outputs,
-                                     requested=req.outputs)
+        context.set_trailing_metadata(
+            (
+                ("x-request-id", ctx.request_id),
+                ("x-tidegate-path", result.path),
+                ("x-tidegate-cost-usd", f"{result.cost_usd:.10f}"),
+                ("x-tidegate-workers", str(result.workers)),
+            )
+        )
+        return encode_infer_response(
+            model_name=cfg.name,
+            model_version=cfg.version,
+            request_id=req.id,
+            outputs=result.outputs,
+            requested=req.outputs,
+        )
 
 
 async def _guard(context, fn, *args):
@@ -169,14 +183,24 @@ def model_config(cfg: ModelConfig) -> pb.ModelConfig:
         return list(shape[1:]) if batched else list(shape)
 
     return pb.ModelConfig(
-        name=cfg.name, platform=cfg.platform, backend="pytorch",
+        name=cfg.name,
+        platform=cfg.platform,
+        backend="pytorch",
         max_batch_size=cfg.max_batch_size if batched else 0,
-        input=[pb.ModelInput(name=t.name, data_type=_data_type(t.datatype), dims=dims(t.shape))
-               for t in cfg.inputs],
-        output=[pb.ModelOutput(name=t.name, data_type=_data_type(t.datatype), dims=dims(t.shape))
-                for t in cfg.outputs],
+        input=[
+            pb.ModelInput(name=t.name, data_type=_data_type(t.datatype), dims=dims(t.shape))
+            for t in cfg.inputs
+        ],
+        output=[
+            pb.ModelOutput(name=t.name, data_type=_data_type(t.datatype), dims=dims(t.shape))
+            for t in cfg.outputs
+        ],
         dynamic_batching=pb.ModelDynamicBatching(
-            max_queue_delay_microseconds=int(cfg.max_queue_delay_ms * 1000)) if batched else None)
+            max_queue_delay_microseconds=int(cfg.max_queue_delay_ms * 1000)
+        )
+        if batched
+        else None,
+    )
 
 
 def _data_type(datatype: str) -> int:

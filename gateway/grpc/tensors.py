@@ -12,19 +12,23 @@ import math
 
 import numpy as np
 
-from vmpool.codec import (CodecError, InferRequest, RequestedOutput, datatype_of,
-                          numpy_dtype)
+from vmpool.codec import CodecError, InferRequest, RequestedOutput, datatype_of, numpy_dtype
 
 from . import inference_pb2 as pb
 
 # Which typed ``contents`` field carries each datatype (the spec's table). FP16/BF16: raw only.
 CONTENTS_FIELD: dict[str, str] = {
     "BOOL": "bool_contents",
-    "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
     "INT64": "int64_contents",
-    "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
     "UINT64": "uint64_contents",
-    "FP32": "fp32_contents", "FP64": "fp64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
 }
 
 
@@ -34,8 +38,10 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
         raise CodecError("request has no inputs")
     raw = msg.raw_input_contents
     if raw and len(raw) != len(msg.inputs):
-        raise CodecError(f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} "
-                         f"inputs; give every input's data there, or none")
+        raise CodecError(
+            f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} "
+            f"inputs; give every input's data there, or none"
+        )
     inputs: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(msg.inputs):
         where = f"input {tensor.name!r}"
@@ -59,30 +65,38 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
 def _from_raw(data: bytes, dtype: np.dtype, shape: tuple, count: int, where: str) -> np.ndarray:
     want = count * dtype.itemsize
     if len(data) != want:
-        raise CodecError(f"{where}: raw contents hold {len(data)} bytes but shape "
-                         f"{list(shape)} of {dtype.name} needs {want}")
+        raise CodecError(
+            f"{where}: raw contents hold {len(data)} bytes but shape "
+            f"{list(shape)} of {dtype.name} needs {want}"
+        )
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def _from_contents(tensor, dtype: np.dtype, shape: tuple, count: int, where: str) -> np.ndarray:
     name = CONTENTS_FIELD.get(tensor.datatype)
     if name is None:
-        raise CodecError(f"{where}: datatype {tensor.datatype} travels only in "
-                         f"raw_input_contents")
+        raise CodecError(f"{where}: datatype {tensor.datatype} travels only in raw_input_contents")
     values = getattr(tensor.contents, name)
     if len(values) != count:
-        raise CodecError(f"{where}: {name} holds {len(values)} values but shape "
-                         f"{list(shape)} needs {count}")
+        raise CodecError(
+            f"{where}: {name} holds {len(values)} values but shape {list(shape)} needs {count}"
+        )
     for other, _ in tensor.contents.ListFields():
         if other.name != name:
-            raise CodecError(f"{where}: datatype {tensor.datatype} goes in {name}, "
-                             f"not {other.name}")
+            raise CodecError(
+                f"{where}: datatype {tensor.datatype} goes in {name}, not {other.name}"
+            )
     return np.asarray(values, dtype=dtype).reshape(shape)
 
 
-def encode_infer_response(*, model_name: str, model_version: str, request_id: str | None,
-                          outputs: dict[str, np.ndarray],
-                          requested: list[RequestedOutput] | None) -> pb.ModelInferResponse:
+def encode_infer_response(
+    *,
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: dict[str, np.ndarray],
+    requested: list[RequestedOutput] | None,
+) -> pb.ModelInferResponse:
     """The dispatcher's outputs as a ModelInferResponse with raw output contents."""
     names = [r.name for r in requested] if requested is not None else list(outputs)
     entries, raw = [], []
@@ -93,8 +107,16 @@ def encode_infer_response(*, model_name: str, model_version: str, request_id: st
         array = np.asarray(array)
         if array.dtype.byteorder == ">":
             array = array.astype(array.dtype.newbyteorder("<"))
-        entries.append(pb.ModelInferResponse.InferOutputTensor(
-            name=name, datatype=datatype_of(array), shape=list(array.shape)))
+        entries.append(
+            pb.ModelInferResponse.InferOutputTensor(
+                name=name, datatype=datatype_of(array), shape=list(array.shape)
+            )
+        )
         raw.append(np.ascontiguousarray(array).tobytes())
-    return pb.ModelInferResponse(model_name=model_name, model_version=model_version or "",
-                                 id=request_id or "", outputs=entries, raw_output_contents=raw)
+    return pb.ModelInferResponse(
+        model_name=model_name,
+        model_version=model_version or "",
+        id=request_id or "",
+        outputs=entries,
+        raw_output_contents=raw,
+    )

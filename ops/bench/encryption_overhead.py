@@ -58,9 +58,18 @@ def aes_gcm_mb_per_s(size_mb: float = 8.0, rounds: int = 5) -> float:
 
 
 def _service(repo: Path, data: Path, store: dict, workers: int) -> BurstService:
-    return BurstService(repo, platform={"kind": "local"}, store=store, memory_mb=3008,
-                        concurrency=workers + 2, keep_alive_s=600, function_timeout_s=600,
-                        log_dir=data / "logs", transport="store", max_workers=workers)
+    return BurstService(
+        repo,
+        platform={"kind": "local"},
+        store=store,
+        memory_mb=3008,
+        concurrency=workers + 2,
+        keep_alive_s=600,
+        function_timeout_s=600,
+        log_dir=data / "logs",
+        transport="store",
+        max_workers=workers,
+    )
 
 
 async def run(args, repo: Path, work: Path, endpoint: str) -> dict:
@@ -68,15 +77,16 @@ async def run(args, repo: Path, work: Path, endpoint: str) -> dict:
 
     from vmpool.artifact import load_artifact
 
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                 **CREDENTIALS).create_bucket(Bucket="tidegate-bench")
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **CREDENTIALS).create_bucket(
+        Bucket="tidegate-bench"
+    )
     base = {"kind": "s3", "bucket": "tidegate-bench", "endpoint_url": endpoint, **CREDENTIALS}
-    services = {"plain": _service(repo, work / "plain", {**base, "encrypt": False}, args.workers),
-                "sealed": _service(repo, work / "sealed", {**base, "encrypt": True},
-                                   args.workers)}
+    services = {
+        "plain": _service(repo, work / "plain", {**base, "encrypt": False}, args.workers),
+        "sealed": _service(repo, work / "sealed", {**base, "encrypt": True}, args.workers),
+    }
     cfg = load_artifact(repo, args.model).config
-    x = np.random.default_rng(0).standard_normal(
-        (1, *cfg.inputs[0].shape[1:])).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((1, *cfg.inputs[0].shape[1:])).astype(np.float32)
     latencies: dict[str, list[float]] = {k: [] for k in services}
     outputs = {}
     for svc in services.values():
@@ -84,14 +94,17 @@ async def run(args, repo: Path, work: Path, endpoint: str) -> dict:
     try:
         for name, svc in services.items():  # plans, weights and a cold request: not timed
             await svc.plan_for(args.model, args.workers, 1)
-            outputs[name] = (await svc.infer(args.model, {cfg.inputs[0].name: x},
-                                             workers=args.workers)).outputs
+            outputs[name] = (
+                await svc.infer(args.model, {cfg.inputs[0].name: x}, workers=args.workers)
+            ).outputs
         for _ in range(args.warm):
             for name, svc in services.items():
                 answer = await svc.infer(args.model, {cfg.inputs[0].name: x}, workers=args.workers)
                 latencies[name].append(answer.total_ms)
                 stores = answer.store_puts
-        same = all(np.array_equal(outputs["plain"][k], outputs["sealed"][k]) for k in outputs["plain"])
+        same = all(
+            np.array_equal(outputs["plain"][k], outputs["sealed"][k]) for k in outputs["plain"]
+        )
     finally:
         for svc in services.values():
             await svc.close()
@@ -99,13 +112,13 @@ async def run(args, repo: Path, work: Path, endpoint: str) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="resnet50")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--warm", type=int, default=10, help="warm requests per mode")
-    ap.add_argument("--out", type=Path,
-                    default=ROOT / "ops/bench/results/encryption_overhead.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/encryption_overhead.json")
     args = ap.parse_args()
 
     from vmpool.export import export_zoo
@@ -123,20 +136,34 @@ def main() -> int:
     p50 = {k: statistics.median(v) for k, v in lat.items()}
     overhead = p50["sealed"] / p50["plain"] - 1.0
     aes = aes_gcm_mb_per_s()
-    print(f"\n{args.model}, {args.workers} workers, tensors through S3 (moto on loopback), "
-          f"{args.warm} warm requests per mode, alternating")
+    print(
+        f"\n{args.model}, {args.workers} workers, tensors through S3 (moto on loopback), "
+        f"{args.warm} warm requests per mode, alternating"
+    )
     print(f"{'mode':<8} {'p50 ms':>9} {'min ms':>9} {'max ms':>9}")
     for k, v in lat.items():
         print(f"{k:<8} {p50[k]:9.1f} {min(v):9.1f} {max(v):9.1f}")
-    print(f"\nsealed over plain, p50: {overhead * 100:+.2f} %  (target < 5 %: "
-          f"{'met' if overhead < 0.05 else 'MISSED'})")
+    print(
+        f"\nsealed over plain, p50: {overhead * 100:+.2f} %  (target < 5 %: "
+        f"{'met' if overhead < 0.05 else 'MISSED'})"
+    )
     print(f"AES-GCM seal+open here: {aes:.0f} MB/s; outputs identical: {result['same_outputs']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "model": args.model, "workers": args.workers, "latencies_ms": lat, "p50_ms": p50,
-        "overhead_share": overhead, "aes_gcm_mb_per_s": aes,
-        "same_outputs": result["same_outputs"],
-        "store_puts_per_request": result["store_puts_per_request"]}, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "model": args.model,
+                "workers": args.workers,
+                "latencies_ms": lat,
+                "p50_ms": p50,
+                "overhead_share": overhead,
+                "aes_gcm_mb_per_s": aes,
+                "same_outputs": result["same_outputs"],
+                "store_puts_per_request": result["store_puts_per_request"],
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {args.out}")
     return 0
 

@@ -38,8 +38,10 @@ def _clients(http_port: int, grpc_port: int, model: str, x: np.ndarray, name: st
     gin = tgrpc.InferInput(name, list(x.shape), "FP32")
     gin.set_data_from_numpy(x)
     gout = [tgrpc.InferRequestedOutput("output")]
-    return {"http-binary": lambda: hc.infer(model, [hin], outputs=hout).as_numpy("output"),
-            "grpc-raw": lambda: gc.infer(model, [gin], outputs=gout).as_numpy("output")}
+    return {
+        "http-binary": lambda: hc.infer(model, [hin], outputs=hout).as_numpy("output"),
+        "grpc-raw": lambda: gc.infer(model, [gin], outputs=gout).as_numpy("output"),
+    }
 
 
 def measure(calls: dict, requests: int, rounds: int) -> dict[str, list[float]]:
@@ -58,8 +60,9 @@ def measure(calls: dict, requests: int, rounds: int) -> dict[str, list[float]]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--models", default="resnet18,mlp")
     ap.add_argument("--requests", type=int, default=300, help="per protocol and model")
     ap.add_argument("--rounds", type=int, default=5)
@@ -79,38 +82,68 @@ def main() -> int:
     py = sys.executable
     rows, procs = [], []
     try:
-        procs.append(start([py, "-m", "ops", "model-server", "--repo", str(repo), "--port",
-                            str(mport), "--threads", str(args.threads)], work / "ms.log",
-                           {"OMP_NUM_THREADS": str(args.threads)}))
+        procs.append(
+            start(
+                [
+                    py,
+                    "-m",
+                    "ops",
+                    "model-server",
+                    "--repo",
+                    str(repo),
+                    "--port",
+                    str(mport),
+                    "--threads",
+                    str(args.threads),
+                ],
+                work / "ms.log",
+                {"OMP_NUM_THREADS": str(args.threads)},
+            )
+        )
         wait_http(f"http://127.0.0.1:{mport}/v2/health/ready", procs[-1])
         (work / "gw.toml").write_text(
             f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {hport}\ngrpc_port = {gport}\n'
             f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{mport}"]\n'
-            f'[burst]\nenabled = false\n')
-        procs.append(start([py, "-m", "ops", "serve", "--config", str(work / "gw.toml")],
-                           work / "gw.log"))
+            f"[burst]\nenabled = false\n"
+        )
+        procs.append(
+            start([py, "-m", "ops", "serve", "--config", str(work / "gw.toml")], work / "gw.log")
+        )
         wait_http(f"http://127.0.0.1:{hport}/v2/health/ready", procs[-1])
         for m in models:
             spec = load_artifact(repo, m).config.inputs[0]
-            x = np.random.default_rng(0).standard_normal(
-                (1, *spec.shape[1:])).astype(np.float32)
+            x = np.random.default_rng(0).standard_normal((1, *spec.shape[1:])).astype(np.float32)
             calls = _clients(hport, gport, m, x, spec.name)
             same = np.array_equal(calls["http-binary"](), calls["grpc-raw"]())
             for key, values in measure(calls, args.requests, args.rounds).items():
                 q = statistics.quantiles(values, n=100)
-                rows.append({"model": m, "protocol": key, "requests": len(values),
-                             "p50_ms": statistics.median(values), "p99_ms": q[98],
-                             "mean_ms": statistics.fmean(values), "outputs_equal": same})
+                rows.append(
+                    {
+                        "model": m,
+                        "protocol": key,
+                        "requests": len(values),
+                        "p50_ms": statistics.median(values),
+                        "p99_ms": q[98],
+                        "mean_ms": statistics.fmean(values),
+                        "outputs_equal": same,
+                    }
+                )
     finally:
         for p in reversed(procs):
             stop(p)
-    print(f"\n{'model':<10} {'protocol':<12} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}  same output")
+    print(
+        f"\n{'model':<10} {'protocol':<12} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}  same output"
+    )
     for r in rows:
-        print(f"{r['model']:<10} {r['protocol']:<12} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-              f"{r['mean_ms']:8.2f}  {r['outputs_equal']}")
+        print(
+            f"{r['model']:<10} {r['protocol']:<12} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+            f"{r['mean_ms']:8.2f}  {r['outputs_equal']}"
+        )
     by = {(r["model"], r["protocol"]): r for r in rows}
-    ratios = {f"{m}_grpc_over_http_p50": by[(m, "grpc-raw")]["p50_ms"]
-              / by[(m, "http-binary")]["p50_ms"] for m in models}
+    ratios = {
+        f"{m}_grpc_over_http_p50": by[(m, "grpc-raw")]["p50_ms"] / by[(m, "http-binary")]["p50_ms"]
+        for m in models
+    }
     print()
     for k, v in ratios.items():
         print(f"{k:<28} {v:6.3f}")

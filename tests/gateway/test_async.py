@@ -42,15 +42,24 @@ class CallbackReceiver(LoopbackHTTPServer):
 
             def log_message(self, *args):
                 pass
+
         self._listen(Handler)
 
 
 def _settings(data, repo, urls, **extra):
     return Settings.load(
-        None, data_dir=data, repo=repo, grpc_port=-1,
-        vm={"provisioner": "static", "urls": urls}, burst={"enabled": False},
-        tenants=[{"name": "a", "api_keys": [KEY_A], "callback_secret": SECRET_A},
-                 {"name": "b", "api_keys": [KEY_B]}], **extra)
+        None,
+        data_dir=data,
+        repo=repo,
+        grpc_port=-1,
+        vm={"provisioner": "static", "urls": urls},
+        burst={"enabled": False},
+        tenants=[
+            {"name": "a", "api_keys": [KEY_A], "callback_secret": SECRET_A},
+            {"name": "b", "api_keys": [KEY_B]},
+        ],
+        **extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +76,10 @@ def reference(repo, name, x):
 
 def _binary(x):
     body, hl = encode_request({"input": x})
-    return body, {"Inference-Header-Content-Length": str(hl),
-                  "Content-Type": "application/octet-stream"}
+    return body, {
+        "Inference-Header-Content-Length": str(hl),
+        "Content-Type": "application/octet-stream",
+    }
 
 
 def wait_done(url, location, headers, timeout_s=60.0):
@@ -84,8 +95,9 @@ def test_accepted_then_answered_like_the_synchronous_call(gateway, small_repo):
     x = np.random.default_rng(3).standard_normal((2, 784)).astype(np.float32)
     body, headers = _binary(x)
     auth = {"x-api-key": KEY_A}
-    resp = httpx.post(gateway + "/v2/models/mlp/infer", content=body,
-                      headers={**headers, **auth, **ASYNC})
+    resp = httpx.post(
+        gateway + "/v2/models/mlp/infer", content=body, headers={**headers, **auth, **ASYNC}
+    )
     assert resp.status_code == 202, resp.text
     location = resp.headers["location"]
     assert location == f"/v2/requests/{resp.json()['id']}"
@@ -111,12 +123,17 @@ def test_bad_requests_are_refused_before_queueing(gateway):
     assert post("/v2/models/nope/infer", {"inputs": [good]}).status_code == 404
     bad = post("/v2/models/mlp/infer", {"inputs": [{**good, "shape": [1, 5], "data": [0.0] * 5}]})
     assert bad.status_code == 400 and "shape" in bad.json()["error"]
-    forced = httpx.post(gateway + "/v2/models/mlp/infer", json={"inputs": [good]},
-                        headers={**auth, "X-Tidegate-Route": "burst"})
+    forced = httpx.post(
+        gateway + "/v2/models/mlp/infer",
+        json={"inputs": [good]},
+        headers={**auth, "X-Tidegate-Route": "burst"},
+    )
     assert forced.status_code == 400
-    no_secret = httpx.post(gateway + "/v2/models/mlp/infer", json={"inputs": [good]},
-                           headers={"x-api-key": KEY_B, **ASYNC,
-                                    "X-Tidegate-Callback": "http://127.0.0.1:9/cb"})
+    no_secret = httpx.post(
+        gateway + "/v2/models/mlp/infer",
+        json={"inputs": [good]},
+        headers={"x-api-key": KEY_B, **ASYNC, "X-Tidegate-Callback": "http://127.0.0.1:9/cb"},
+    )
     assert no_secret.status_code == 400 and "secret" in no_secret.json()["error"]
 
 
@@ -125,20 +142,30 @@ def test_callback_is_signed_with_the_tenants_secret(gateway, small_repo):
     try:
         x = np.random.default_rng(4).standard_normal((1, 784)).astype(np.float32)
         body, headers = _binary(x)
-        resp = httpx.post(gateway + "/v2/models/mlp/infer", content=body, headers={
-            **headers, "x-api-key": KEY_A, **ASYNC,
-            "X-Tidegate-Callback": receiver.endpoint + "/done"})
+        resp = httpx.post(
+            gateway + "/v2/models/mlp/infer",
+            content=body,
+            headers={
+                **headers,
+                "x-api-key": KEY_A,
+                **ASYNC,
+                "X-Tidegate-Callback": receiver.endpoint + "/done",
+            },
+        )
         assert resp.status_code == 202
         assert receiver.event.wait(60), "no callback"
         got_headers, got_body = receiver.received[0]
         assert got_headers["x-request-id"] == resp.json()["id"]
         assert got_headers["x-tidegate-status"] == "200"
-        assert verify_signature(SECRET_A, got_headers[SIGNATURE_HEADER.lower()], got_body,
-                                time.time())
-        assert not verify_signature("another secret", got_headers[SIGNATURE_HEADER.lower()],
-                                    got_body, time.time())
-        assert not verify_signature(SECRET_A, got_headers[SIGNATURE_HEADER.lower()],
-                                    got_body + b"x", time.time())
+        assert verify_signature(
+            SECRET_A, got_headers[SIGNATURE_HEADER.lower()], got_body, time.time()
+        )
+        assert not verify_signature(
+            "another secret", got_headers[SIGNATURE_HEADER.lower()], got_body, time.time()
+        )
+        assert not verify_signature(
+            SECRET_A, got_headers[SIGNATURE_HEADER.lower()], got_body + b"x", time.time()
+        )
         answer = decode_response(got_body, int(got_headers["inference-header-content-length"]))
         assert np.abs(answer.outputs["output"] - reference(small_repo, "mlp", x)).max() <= 1e-5
     finally:
@@ -151,8 +178,9 @@ def test_pending_request_can_be_cancelled(small_repo, tmp_path):
     with serve_app(create_app(settings)) as url:
         auth = {"x-api-key": KEY_A}
         good = {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}
-        resp = httpx.post(url + "/v2/models/mlp/infer", json={"inputs": [good]},
-                          headers={**auth, **ASYNC})
+        resp = httpx.post(
+            url + "/v2/models/mlp/infer", json={"inputs": [good]}, headers={**auth, **ASYNC}
+        )
         assert resp.status_code == 202
         location = resp.headers["location"]
         pending = httpx.get(url + location, headers=auth)

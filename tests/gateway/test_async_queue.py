@@ -9,8 +9,15 @@ from gateway.asyncq.sqlite_queue import SQLiteJobQueue
 
 
 def _job(job_id: str, created_s: float = 0.0) -> Job:
-    return Job(id=job_id, tenant="t", model="mlp", version=None, body=b'{"inputs": []}',
-               header_length=None, created_s=created_s)
+    return Job(
+        id=job_id,
+        tenant="t",
+        model="mlp",
+        version=None,
+        body=b'{"inputs": []}',
+        header_length=None,
+        created_s=created_s,
+    )
 
 
 @pytest.fixture
@@ -38,8 +45,10 @@ async def test_an_expired_lease_gives_the_job_to_another_consumer(queue):
     again = await queue.claim(now_s=11.0, lease_s=10.0)
     assert again.id == "a" and again.attempts == 2
     # both consumers finish: exactly one answer is recorded
-    results = [await queue.finish("a", JobState.DONE, 200, body, {}, 12.0)
-               for body in (b"first", b"second")]
+    results = [
+        await queue.finish("a", JobState.DONE, 200, body, {}, 12.0)
+        for body in (b"first", b"second")
+    ]
     assert results == [True, False] and (await queue.get("a")).result == b"first"
 
 

@@ -23,9 +23,13 @@ JOBS = 40
 
 
 def _start(config, log):
-    return subprocess.Popen([sys.executable, "-m", "ops", "serve", "--config", str(config)],
-                            cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ops", "serve", "--config", str(config)],
+        cwd=ROOT,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.slow
@@ -37,7 +41,8 @@ def test_sigkill_with_jobs_queued_loses_nothing(model_server, small_repo, tmp_pa
     config.write_text(
         f'data_dir = "{data}"\nrepo = "{small_repo}"\nport = {port}\ngrpc_port = -1\n'
         f'[vm]\nprovisioner = "static"\nurls = ["{model_server}"]\n[burst]\nenabled = false\n'
-        f'[async_queue]\nconsumers = 1\nslots_per_replica = 1\n')
+        f"[async_queue]\nconsumers = 1\nslots_per_replica = 1\n"
+    )
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "gateway.log"
     inputs = np.random.default_rng(5).standard_normal((JOBS, 2, 3, 64, 64)).astype(np.float32)
@@ -48,8 +53,11 @@ def test_sigkill_with_jobs_queued_loses_nothing(model_server, small_repo, tmp_pa
         with httpx.Client(base_url=url) as client:
             for x in inputs:
                 body, hl = encode_request({"input": x})
-                resp = client.post("/v2/models/resnet18/infer", content=body, headers={
-                    "Inference-Header-Content-Length": str(hl), "Prefer": "respond-async"})
+                resp = client.post(
+                    "/v2/models/resnet18/infer",
+                    content=body,
+                    headers={"Inference-Header-Content-Length": str(hl), "Prefer": "respond-async"},
+                )
                 assert resp.status_code == 202, resp.text
                 locations.append(resp.headers["location"])
         os.kill(gateway.pid, signal.SIGKILL)
@@ -73,8 +81,9 @@ def test_sigkill_with_jobs_queued_loses_nothing(model_server, small_repo, tmp_pa
                     assert time.monotonic() < deadline, f"{location} never finished"
                     time.sleep(0.05)
                 assert resp.status_code == 200, resp.text
-                got = decode_response(resp.content,
-                                      int(resp.headers["inference-header-content-length"]))
+                got = decode_response(
+                    resp.content, int(resp.headers["inference-header-content-length"])
+                )
                 with torch.inference_mode():
                     want = module(torch.from_numpy(x)).numpy()
                 assert np.abs(got.outputs["output"] - want).max() <= 1e-5

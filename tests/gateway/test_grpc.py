@@ -26,10 +26,18 @@ def gateway(model_server, small_repo, tmp_path_factory):
     """A gateway (HTTP and gRPC on free ports) with two tenants; yields (grpc target, data dir)."""
     data = tmp_path_factory.mktemp("grpc-gw")
     settings = Settings.load(
-        None, data_dir=data, repo=small_repo, grpc_port=0, max_body_mb=1.0,
-        vm={"provisioner": "static", "urls": [model_server]}, burst={"enabled": False},
-        tenants=[{"name": "a", "api_keys": [KEY_A]},
-                 {"name": "b", "api_keys": [KEY_B], "rate_per_s": 0.001, "burst": 1}])
+        None,
+        data_dir=data,
+        repo=small_repo,
+        grpc_port=0,
+        max_body_mb=1.0,
+        vm={"provisioner": "static", "urls": [model_server]},
+        burst={"enabled": False},
+        tenants=[
+            {"name": "a", "api_keys": [KEY_A]},
+            {"name": "b", "api_keys": [KEY_B], "rate_per_s": 0.001, "burst": 1},
+        ],
+    )
     app = create_app(settings)
     with serve_app(app):
         server = app.state.gateway.grpc
@@ -55,8 +63,9 @@ def test_health_and_metadata_with_tritonclient(gateway):
     assert c.is_server_live() and c.is_server_ready()
     assert c.is_model_ready("resnet18") and c.is_model_ready("resnet18", "1")
     meta = c.get_model_metadata("resnet18", as_json=True)
-    assert meta["inputs"] == [{"name": "input", "datatype": "FP32",
-                               "shape": ["-1", "3", "64", "64"]}]
+    assert meta["inputs"] == [
+        {"name": "input", "datatype": "FP32", "shape": ["-1", "3", "64", "64"]}
+    ]
     assert c.get_server_metadata().name == "tidegate"
     config = c.get_model_config("resnet18").config
     assert config.max_batch_size == 4 and list(config.input[0].dims) == [3, 64, 64]
@@ -71,31 +80,48 @@ def test_infer_raw_contents_equals_the_exported_program(gateway, small_repo, mod
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     inp = tgrpc.InferInput("input", list(x.shape), "FP32")
     inp.set_data_from_numpy(x)  # raw_input_contents
-    result = client(target).infer(model, [inp], outputs=[tgrpc.InferRequestedOutput("output")],
-                                  headers={"x-api-key": KEY_A}, request_id="grpc-req-1")
+    result = client(target).infer(
+        model,
+        [inp],
+        outputs=[tgrpc.InferRequestedOutput("output")],
+        headers={"x-api-key": KEY_A},
+        request_id="grpc-req-1",
+    )
     got = result.as_numpy("output")
     assert np.abs(got - reference(small_repo, model, x)).max() <= 1e-5
     assert result.get_response().id == "grpc-req-1"
     # through the same dispatcher: the ledger has the tenant's row
     with sqlite3.connect(data / "ledger.sqlite") as db:
-        rows = db.execute("SELECT tenant, model, path, status FROM requests WHERE id = ?",
-                          ("grpc-req-1",)).fetchall()
+        rows = db.execute(
+            "SELECT tenant, model, path, status FROM requests WHERE id = ?", ("grpc-req-1",)
+        ).fetchall()
     assert ("a", model, "vm", 200) in rows
 
 
 def test_typed_contents_are_accepted(gateway, small_repo):
     target, _ = gateway
     x = np.random.default_rng(2).standard_normal((1, 784)).astype(np.float32)
-    request = pb.ModelInferRequest(model_name="mlp", inputs=[
-        pb.ModelInferRequest.InferInputTensor(
-            name="input", datatype="FP32", shape=[1, 784],
-            contents=pb.InferTensorContents(fp32_contents=x.reshape(-1).tolist()))])
+    request = pb.ModelInferRequest(
+        model_name="mlp",
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name="input",
+                datatype="FP32",
+                shape=[1, 784],
+                contents=pb.InferTensorContents(fp32_contents=x.reshape(-1).tolist()),
+            )
+        ],
+    )
     with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
-                                   request_serializer=pb.ModelInferRequest.SerializeToString,
-                                   response_deserializer=pb.ModelInferResponse.FromString)
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
         response, info = call.with_call(request, metadata=tuple(AUTH_A.items()))
-    out = np.frombuffer(response.raw_output_contents[0], np.float32).reshape(response.outputs[0].shape)
+    out = np.frombuffer(response.raw_output_contents[0], np.float32).reshape(
+        response.outputs[0].shape
+    )
     assert np.abs(out - reference(small_repo, "mlp", x)).max() <= 1e-5
     trailing = dict(info.trailing_metadata())
     assert trailing["x-tidegate-path"] == "vm" and float(trailing["x-tidegate-cost-usd"]) >= 0
@@ -113,8 +139,10 @@ def _infer_error(target, model="mlp", shape=(1, 784), dtype="FP32", headers=None
 def test_errors_carry_grpc_status_codes(gateway):
     target, _ = gateway
     assert _infer_error(target).status() == "StatusCode.UNAUTHENTICATED"
-    assert _infer_error(target, headers={"x-api-key": "wrong"}).status() == \
-        "StatusCode.UNAUTHENTICATED"
+    assert (
+        _infer_error(target, headers={"x-api-key": "wrong"}).status()
+        == "StatusCode.UNAUTHENTICATED"
+    )
     assert _infer_error(target, model="nope", headers=AUTH_A).status() == "StatusCode.NOT_FOUND"
     bad = _infer_error(target, shape=(1, 5), headers=AUTH_A)
     assert bad.status() == "StatusCode.INVALID_ARGUMENT" and "shape" in bad.message()

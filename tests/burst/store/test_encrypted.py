@@ -19,14 +19,19 @@ from burst.graph import build_graph  # noqa: E402
 from burst.plan import make_plan  # noqa: E402
 from burst.runtime import BurstError, reset_cache, run_master, run_worker  # noqa: E402
 from burst.store.base import StoreError  # noqa: E402
-from burst.store.encrypted import (MAGIC, EncryptedStore, TamperedObject, encode_key,  # noqa: E402
-                                   new_request_key)
+from burst.store.encrypted import (
+    MAGIC,
+    EncryptedStore,
+    TamperedObject,
+    encode_key,  # noqa: E402
+    new_request_key,
+)
 from burst.store.factory import make_store  # noqa: E402
 from burst.store.memory import MemoryStore  # noqa: E402
 from burst.tensors import encode_inline, receive  # noqa: E402
 from burst.weights import prepare_plan  # noqa: E402
-from tests.support.s3_server import (S3_TEST_CREDENTIALS, S3_TEST_REGION,  # noqa: E402,F401
-                                     s3_bucket, s3_endpoint)
+from tests.support.s3_server import S3_TEST_CREDENTIALS, S3_TEST_REGION  # noqa: E402
+from tests.support.s3_server import s3_bucket, s3_endpoint  # noqa: E402,F401 (fixtures)
 
 torch.set_num_threads(1)
 
@@ -84,12 +89,20 @@ async def test_an_unbound_store_refuses_request_tensors():
 
 def test_on_by_default_for_remote_stores_only(tmp_path):
     s3 = make_store({"kind": "s3", "bucket": "tensors", "endpoint_url": "http://127.0.0.1:9"})
-    oss = make_store({"kind": "oss", "bucket": "tensors", "endpoint": "http://127.0.0.1:9",
-                      "access_key_id": "a", "access_key_secret": "s"})
+    oss = make_store(
+        {
+            "kind": "oss",
+            "bucket": "tensors",
+            "endpoint": "http://127.0.0.1:9",
+            "access_key_id": "a",
+            "access_key_secret": "s",
+        }
+    )
     assert isinstance(s3, EncryptedStore) and isinstance(oss, EncryptedStore)
     assert not isinstance(make_store({"kind": "dir", "root": str(tmp_path)}), EncryptedStore)
-    assert isinstance(make_store({"kind": "dir", "root": str(tmp_path), "encrypt": True}),
-                      EncryptedStore)
+    assert isinstance(
+        make_store({"kind": "dir", "root": str(tmp_path), "encrypt": True}), EncryptedStore
+    )
     s3_plain = make_store({"kind": "s3", "bucket": "tensors", "encrypt": False})
     assert not isinstance(s3_plain, EncryptedStore)
 
@@ -97,17 +110,28 @@ def test_on_by_default_for_remote_stores_only(tmp_path):
 async def test_s3_by_default_holds_only_ciphertext(s3_endpoint, s3_bucket):  # noqa: F811
     import boto3
 
-    store = make_store({"kind": "s3", "bucket": s3_bucket, "endpoint_url": s3_endpoint,
-                        "region": S3_TEST_REGION, **S3_TEST_CREDENTIALS})
+    store = make_store(
+        {
+            "kind": "s3",
+            "bucket": s3_bucket,
+            "endpoint_url": s3_endpoint,
+            "region": S3_TEST_REGION,
+            **S3_TEST_CREDENTIALS,
+        }
+    )
     key = new_request_key()
     secret = torch.randn(3 * 1024 * 1024 // 4).numpy().tobytes()  # 3 MB of activations
     try:
         sealed = store.for_request(key)
         await sealed.put("req/r9/s0/w1/in", secret)
         assert await sealed.get("req/r9/s0/w1/in") == secret
-        raw = boto3.client("s3", endpoint_url=s3_endpoint, region_name=S3_TEST_REGION,
-                           **S3_TEST_CREDENTIALS).get_object(
-            Bucket=s3_bucket, Key="req/r9/s0/w1/in")["Body"].read()
+        raw = (
+            boto3.client(
+                "s3", endpoint_url=s3_endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS
+            )
+            .get_object(Bucket=s3_bucket, Key="req/r9/s0/w1/in")["Body"]
+            .read()
+        )
         assert raw.startswith(MAGIC) and secret[:4096] not in raw and key not in raw
         assert len(raw) == len(secret) + 32  # magic, nonce and tag: no other growth
     finally:
@@ -129,8 +153,10 @@ class InProcessInvoker:
             blob[len(blob) // 2] ^= 0x40
             await self.inner.put(event["input"]["key"], bytes(blob))
         body = await run_worker(event, self.store)
-        return InvokeResult(orjson.dumps(body), Billing(duration_ms=1.0, billed_ms=1,
-                                                        memory_mb=1024, cold_start=False))
+        return InvokeResult(
+            orjson.dumps(body),
+            Billing(duration_ms=1.0, billed_ms=1, memory_mb=1024, cold_start=False),
+        )
 
     async def close(self) -> None:
         return None
@@ -160,8 +186,12 @@ async def test_burst_request_through_sealed_store_matches_and_key_never_stored(g
     store = EncryptedStore(inner)
     key = new_request_key()
     invoker = InProcessInvoker(store, inner)
-    event = {"plan_id": plan.plan_id, "request_id": "r1", "inputs": [encode_inline(grouped[2])],
-             "tensor_key": encode_key(key)}
+    event = {
+        "plan_id": plan.plan_id,
+        "request_id": "r1",
+        "inputs": [encode_inline(grouped[2])],
+        "tensor_key": encode_key(key),
+    }
     result = await run_master(event, invoker, store)
     y = await receive(result["outputs"][0], store.for_request(key))
     ref = grouped[3]
@@ -179,10 +209,15 @@ async def test_tampered_tensor_fails_the_request_clearly(grouped):
     inner = MemoryStore()
     plan = await _prepared(grouped, inner)
     store = EncryptedStore(inner)
-    event = {"plan_id": plan.plan_id, "request_id": "r2", "inputs": [encode_inline(grouped[2])],
-             "tensor_key": encode_key(new_request_key())}
-    with pytest.raises(BurstError, match="cannot be read: object req/r2/.* failed its "
-                       "integrity check"):
+    event = {
+        "plan_id": plan.plan_id,
+        "request_id": "r2",
+        "inputs": [encode_inline(grouped[2])],
+        "tensor_key": encode_key(new_request_key()),
+    }
+    with pytest.raises(
+        BurstError, match="cannot be read: object req/r2/.* failed its integrity check"
+    ):
         await run_master(event, InProcessInvoker(store, inner, tamper=True), store)
     with pytest.raises(StoreError, match="tensor_key"):  # a sealed store and no key: refused
         await run_master({**event, "tensor_key": None}, InProcessInvoker(store, inner), store)
