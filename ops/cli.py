@@ -19,6 +19,10 @@ COMMANDS = {
     "plan": ("ops.commands.plan", "show the partition plan of a model for N workers"),
     "function-runtime": ("ops.commands.function_runtime",
                          "run the local function runtime (Lambda Invoke API)"),
+    "simulate": ("ops.commands.simulate", "simulate policies on a request trace (simulated time)"),
+    "tune": ("ops.commands.tune", "search a policy's parameters on a trace (Optuna)"),
+    "loadgen": ("ops.commands.loadgen", "replay a trace open-loop against a live gateway"),
+    "report": ("ops.commands.report", "per-tenant cost and SLO report from the ledger"),
 }
 
 

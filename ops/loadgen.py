@@ -69,3 +69,93 @@ async def closed_loop(url: str, body: bytes, headers: dict, *, concurrency: int,
         await asyncio.gather(*(client() for _ in range(concurrency)))
         result.elapsed_s = time.perf_counter() - measure_from
     return result
+
+
+# -- open-loop trace replay ------------------------------------------------------------------
+
+@dataclass
+class Sent:
+    """What one replayed request got back."""
+
+    index: int
+    tenant: str
+    sent_s: float  # relative to the replay's start
+    latency_ms: float
+    status: int
+    path: str = ""
+    cost_usd: float = 0.0
+    cold_starts: int = 0
+
+
+def model_inputs(metadata: dict, batch: int = 1, seed: int = 0) -> dict:
+    """Random input tensors shaped by a model's metadata (``-1`` dimensions become ``batch``)."""
+    import numpy as np
+
+    from vmpool.wire import DATATYPES
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spec in metadata["inputs"]:
+        shape = [batch if d < 0 else d for d in spec["shape"]]
+        dtype = np.dtype(DATATYPES[spec["datatype"]])
+        if dtype.kind == "f":
+            out[spec["name"]] = rng.standard_normal(shape).astype(dtype)
+        else:
+            out[spec["name"]] = np.zeros(shape, dtype=dtype)
+    return out
+
+
+async def replay(url: str, model: str, arrivals_s, tenants: list[str], keys: dict[str, str],
+                 *, speedup: float = 1.0, timeout_s: float = 60.0, progress=None,
+                 max_in_flight: int = 2000) -> tuple[list[Sent], float]:
+    """Send request i at ``arrivals_s[i] / speedup`` after the start, whatever is outstanding
+    (open loop: a slow gateway does not slow the offered load). Returns results and wall time."""
+    from vmpool.codec import encode_request
+    from vmpool.wire import HEADER_LENGTH
+
+    base = url.rstrip("/")
+    connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0)
+    results: list[Sent] = []
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+        async with session.get(f"{base}/v2/models/{model}",
+                               headers=_auth(keys.get(tenants[0]) if tenants else None)) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"GET /v2/models/{model} answered {resp.status}: "
+                                   f"{(await resp.text())[:200]}")
+            metadata = await resp.json()
+        body, header_len = encode_request(model_inputs(metadata))
+        infer_url = f"{base}/v2/models/{model}/infer"
+
+        async def one(i: int, tenant: str, at_s: float, start: float) -> None:
+            headers = {HEADER_LENGTH: str(header_len), "content-type": "application/octet-stream",
+                       **_auth(keys.get(tenant))}
+            t0 = time.perf_counter()
+            status, h = 0, {}
+            try:
+                async with session.post(infer_url, data=body, headers=headers) as r:
+                    await r.read()
+                    status, h = r.status, r.headers
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            ms = (time.perf_counter() - t0) * 1000.0
+            results.append(Sent(i, tenant, t0 - start, ms, status, h.get("x-tidegate-path", ""),
+                                float(h.get("x-tidegate-cost-usd", 0) or 0),
+                                int(h.get("x-tidegate-cold-starts", 0) or 0)))
+            if progress:
+                progress.update(1)
+
+        start = time.perf_counter()
+        tasks = []
+        for i, at in enumerate(arrivals_s):
+            delay = start + at / speedup - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, tenants[i], at, start)))
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - start
+    return sorted(results, key=lambda s: s.index), wall
+
+
+def _auth(key: str | None) -> dict:
+    return {"authorization": f"Bearer {key}"} if key else {}
