@@ -172,6 +172,8 @@ def resolve_op(name: str):
     else:
         try:
             ns, op, overload = name.split(".")
+            if ns == "tidegate":  # our own ops (the delay load-test model) register on import
+                import vmpool.delay_op  # noqa: F401
             fn = getattr(getattr(getattr(torch.ops, ns), op), overload)
         except (ValueError, AttributeError) as exc:
             raise GraphError(f"unknown op {name!r}") from exc

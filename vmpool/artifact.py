@@ -139,6 +139,8 @@ class Artifact:
         """The ``torch.export.ExportedProgram`` (weights included). Safe from any thread."""
         import torch
 
+        import vmpool.delay_op  # noqa: F401  (registers tidegate::delay for the delay model)
+
         # torch.export.load keeps its deserializer in a global: two loads at once in one
         # process fail with "_CURRENT_DESERIALIZER is already set" (issue 7)
         with _LOAD_LOCK:

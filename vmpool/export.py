@@ -183,7 +183,7 @@ def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], what:
 
 def export_zoo(name: str, repo, *, weights=None, max_batch_size: int | None = None,
                size: tuple[int, int] | None = None, seed: int = 0, slo_ms: float | None = None,
-               artifact_name: str | None = None) -> Artifact:
+               artifact_name: str | None = None, options: dict | None = None) -> Artifact:
     """Export zoo model ``name`` to REPO/(artifact_name or name).
 
     ``weights`` is a state_dict file (torchvision key names); without it the weights are the
@@ -194,7 +194,10 @@ def export_zoo(name: str, repo, *, weights=None, max_batch_size: int | None = No
         example = zoo.example_input(name, TRACE_BATCH, size, seed)
     except (KeyError, ValueError) as exc:
         raise ArtifactError(exc.args[0]) from None
-    module = zoo.build(name, seed)
+    try:
+        module = zoo.build(name, seed, **(options or {}))
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from None
     source = f"zoo:{name}"
     if weights is not None:
         apply_state_dict(module, load_state_dict_file(weights), f"zoo model {name}")
@@ -202,8 +205,8 @@ def export_zoo(name: str, repo, *, weights=None, max_batch_size: int | None = No
     return export_module(
         module, (example,), name=artifact_name or name, repo=repo,
         max_batch_size=entry.max_batch_size if max_batch_size is None else max_batch_size,
-        slo_ms=entry.slo_ms if slo_ms is None else slo_ms,
-        extra={"source": source, "parameters": zoo.param_count(module)})
+        slo_ms=zoo.default_slo_ms(name, options) if slo_ms is None else slo_ms,
+        extra={"source": source, "parameters": zoo.param_count(module), **(options or {})})
 
 
 def _load_user_program(path: Path):

@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .delay_op import DelayModel
+
 MIN_IMAGE_SIZE = 32  # every CNN here downsamples by 32
 
 
@@ -250,7 +252,21 @@ MODELS: dict[str, ZooEntry] = {e.name: e for e in [
              "MobileNetV2, 3.5M params, ImageNet classifier"),
     ZooEntry("mlp", MLP, (784,), 32, 50.0,
              "MLP 784-512-256-10, 0.5M params, MNIST-sized classifier"),
+    ZooEntry("delay", DelayModel, (16,), 8, 360.0,
+             "load-test model: identity whose forward waits delay_ms + per_item_ms * batch"),
 ]}
+
+# Options a zoo model's builder takes (``tidegate export delay --delay-ms 50 --per-item-ms 5``).
+OPTIONS = {"delay": ("delay_ms", "per_item_ms")}
+
+
+def default_slo_ms(name: str, options: dict | None = None) -> float:
+    """The SLO written to a zoo model's config; for ``delay``, four times a full batch's wait."""
+    zoo_entry = entry(name)
+    if name == "delay":
+        opts = {"delay_ms": 50.0, "per_item_ms": 5.0, **(options or {})}
+        return 4.0 * (opts["delay_ms"] + opts["per_item_ms"] * zoo_entry.max_batch_size)
+    return zoo_entry.slo_ms
 
 
 def entry(name: str) -> ZooEntry:
@@ -284,13 +300,17 @@ def _init_weights(module: nn.Module, gen: torch.Generator, *, mlp: bool) -> None
             m.num_batches_tracked.zero_()
 
 
-def build(name: str, seed: int = 0) -> nn.Module:
-    """Zoo model ``name`` in eval mode with deterministic weights drawn from ``seed``."""
+def build(name: str, seed: int = 0, **options) -> nn.Module:
+    """Zoo model ``name`` in eval mode with deterministic weights drawn from ``seed``;
+    ``options`` go to the builder of models that take them (see ``OPTIONS``)."""
     zoo_entry = entry(name)
+    unknown = set(options) - set(OPTIONS.get(name, ()))
+    if unknown:
+        raise ValueError(f"zoo model {name!r} takes no option {', '.join(sorted(unknown))}")
     # build on the meta device so the default init is skipped (it would cost seconds for VGG and
     # advance the global RNG); every tensor is then set by _init_weights
     with torch.device("meta"):
-        module = zoo_entry.builder()
+        module = zoo_entry.builder(**options)
     module = module.to_empty(device="cpu")
     gen = torch.Generator().manual_seed(int(seed))
     _init_weights(module, gen, mlp=not zoo_entry.is_image)

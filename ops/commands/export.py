@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="zoo CNNs only: input image size, e.g. 160x160 (default 224x224)")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="zoo only: seed for the random weights (default 0)")
+    parser.add_argument("--delay-ms", type=float, metavar="MS",
+                        help="delay model only: fixed wait of each batch (default 50)")
+    parser.add_argument("--per-item-ms", type=float, metavar="MS",
+                        help="delay model only: extra wait per row of a batch (default 5)")
     parser.add_argument("--slo-ms", type=float, metavar="MS",
                         help="latency SLO in milliseconds written to the config "
                              "(default: per model, 500 for imported programs)")
@@ -72,6 +76,17 @@ def _summary(artifact) -> str:
             f"max_batch_size {cfg.max_batch_size}, slo {cfg.slo_ms:g} ms")
 
 
+def _zoo_options(args: argparse.Namespace) -> dict:
+    """Options of models that take them (the delay model's waits); refused for the others."""
+    given = {k: v for k, v in (("delay_ms", args.delay_ms), ("per_item_ms", args.per_item_ms))
+             if v is not None}
+    if given and args.model != "delay":
+        raise CliError("--delay-ms/--per-item-ms: for the delay model only")
+    if any(v < 0 for v in given.values()):
+        raise CliError("--delay-ms and --per-item-ms must be >= 0")
+    return given
+
+
 def run(args: argparse.Namespace) -> int:
     from vmpool import export, zoo
     from vmpool.artifact import ArtifactError
@@ -96,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"exporting {args.model} ({params_m:.1f}M params) ...", flush=True)
             artifact = export.export_zoo(args.model, args.out, weights=args.weights,
                                          max_batch_size=args.batch, size=size, seed=args.seed,
-                                         slo_ms=args.slo_ms, artifact_name=args.name)
+                                         slo_ms=args.slo_ms, artifact_name=args.name,
+                                         options=_zoo_options(args))
         elif source.is_file():
             zoo_only = [flag for flag, value in (("--weights", args.weights), ("--size", args.size),
                                                  ("--seed", args.seed or None)) if value]

@@ -1,0 +1,40 @@
+"""``tidegate::delay``: an op that waits instead of computing, for the ``delay`` load-test model.
+
+Like Knative's autoscale test image, it lets scaling be tested at rates far beyond what two cores
+compute: a batch of n rows takes ``delay_ms + per_item_ms * n`` of wall time and almost no CPU
+(the thread sleeps, the GIL is released). Every process that runs such a program (model servers,
+function instances) imports this module before loading it; ``burst.graph`` and
+``vmpool.artifact`` do so when they meet the op.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+@torch.library.custom_op("tidegate::delay", mutates_args=())
+def delay(x: torch.Tensor, delay_ms: float, per_item_ms: float) -> torch.Tensor:
+    rows = x.shape[0] if x.dim() else 1
+    time.sleep(max(delay_ms + per_item_ms * rows, 0.0) / 1000.0)
+    return x.clone()
+
+
+@delay.register_fake
+def _delay_fake(x: torch.Tensor, delay_ms: float, per_item_ms: float) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+class DelayModel(torch.nn.Module):
+    """Identity over a small FP32 tensor whose forward waits."""
+
+    def __init__(self, delay_ms: float = 50.0, per_item_ms: float = 5.0):
+        super().__init__()
+        if delay_ms < 0 or per_item_ms < 0:
+            raise ValueError("delay_ms and per_item_ms must be >= 0")
+        self.delay_ms = float(delay_ms)
+        self.per_item_ms = float(per_item_ms)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.tidegate.delay(x, self.delay_ms, self.per_item_ms)
