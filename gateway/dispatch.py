@@ -35,6 +35,7 @@ class CallContext:
     # Admitted already (async jobs: rate limits and quotas apply when the job is accepted, and
     # the gateway itself sends it to the VMs): skip the tenant's admission checks.
     admitted: bool = False
+    route: str = ""  # the path it was counted under, once routed (gateway/access_log.py)
 
 
 @dataclass
@@ -184,6 +185,7 @@ class Dispatcher:
                        reason: str = "") -> None:
         latency_ms = (time.perf_counter() - start) * 1000.0
         tenant = ctx.tenant.name
+        ctx.route = path  # counted here: the access log counts only what never got this far
         self.metrics.requests.labels(tenant, cfg.name, path, str(status)).inc()
         cost = result.cost_usd if result else 0.0
         if result:

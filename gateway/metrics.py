@@ -41,6 +41,11 @@ class GatewayMetrics:
                                     "autoscaler keeps warm.", registry=r)
         self.warm_cost = Counter("tidegate_warm_functions_cost_usd", "What keeping function "
                                  "instances warm cost.", registry=r)
+        self.slo_requests = Counter("tidegate_slo_requests", "Infer answers counted for SLO "
+                                    "attainment (4xx excluded), per tenant.", ["tenant", "model"],
+                                    registry=r)
+        self.slo_met = Counter("tidegate_slo_met", "Infer answers within the tenant's SLO.",
+                               ["tenant", "model"], registry=r)
         self.autoscaler_errors = Counter("tidegate_control_loop_errors", "Control-loop ticks "
                                          "that failed (logged; the loop carries on).", registry=r)
 

@@ -1,0 +1,97 @@
+"""One access-log line per request, and the per-request series the dashboards read.
+
+Outermost ASGI middleware. For every request it logs method, path, status, tenant, model, route
+(``vm``/``burst``), latency and request id to the ``tidegate.access`` logger, as text or as JSON
+lines. For infer requests it also:
+- counts answers the dispatcher never saw (refused before routing: 400, 401, 404, 413, 429 ...)
+  in ``tidegate_requests_total`` with ``path="none"``, so every answer is counted with its code;
+- counts ``tidegate_slo_requests_total`` / ``tidegate_slo_met_total`` per tenant and model
+  (attainment = met / requests; 4xx answers are the client's and are not counted).
+
+The infer endpoint fills ``scope[NOTE_KEY]`` (tenant once authenticated, the call context once
+built); the dispatcher marks the context once it has counted the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import orjson
+
+from .infer_endpoint import INFER_PATH
+
+NOTE_KEY = "tidegate.access"
+log = logging.getLogger("tidegate.access")
+
+
+class AccessLog:
+    def __init__(self, app, *, state, fmt: str = "text",
+                 sink: Callable[[str], None] | None = None):
+        if fmt not in ("text", "json", "off"):
+            raise ValueError(f"access log format must be text, json or off, not {fmt!r}")
+        self.app = app
+        self.state = state
+        self.fmt = fmt
+        self.sink = sink or log.info
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        note: dict = {}
+        scope[NOTE_KEY] = note
+        t0 = time.perf_counter()
+        seen = {"status": 500, "route": "", "request_id": ""}
+
+        async def watch(message):
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                for key, value in message.get("headers", ()):
+                    if key == b"x-tidegate-path":
+                        seen["route"] = value.decode("latin-1")
+                    elif key == b"x-request-id":
+                        seen["request_id"] = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            self._done(scope, note, seen, (time.perf_counter() - t0) * 1000.0)
+
+    def _done(self, scope, note: dict, seen: dict, latency_ms: float) -> None:
+        match = INFER_PATH.match(scope["path"])
+        model = match[1] if match else ""
+        tenant = note.get("tenant", "")
+        ctx = note.get("ctx")
+        route = seen["route"] or (getattr(ctx, "route", "") if ctx is not None else "")
+        status = seen["status"]
+        if match and scope["method"] == "POST":
+            self._count(tenant, model, route, status, latency_ms, ctx)
+        if self.fmt == "off":
+            return
+        fields = {"method": scope["method"], "path": scope["path"], "status": status,
+                  "tenant": tenant or "-", "model": model or "-", "route": route or "-",
+                  "latency_ms": round(latency_ms, 3), "request_id": seen["request_id"] or "-"}
+        if self.fmt == "json":
+            self.sink(orjson.dumps(fields).decode())
+        else:
+            self.sink(" ".join(f"{k}={v}" for k, v in fields.items()))
+
+    def _count(self, tenant: str, model: str, route: str, status: int, latency_ms: float,
+               ctx) -> None:
+        metrics = self.state.metrics
+        if not getattr(ctx, "route", ""):  # refused before routing: the dispatcher never saw it
+            metrics.requests.labels(tenant or "unknown", model, "none", str(status)).inc()
+        if 400 <= status < 500 or not tenant:
+            return
+        metrics.slo_requests.labels(tenant, model).inc()
+        if 200 <= status < 300 and latency_ms <= self._slo_ms(tenant, model):
+            metrics.slo_met.labels(tenant, model).inc()
+
+    def _slo_ms(self, tenant: str, model: str) -> float:
+        t = self.state.tenants.get(tenant)
+        if t is not None and t.settings.slo_ms:
+            return t.settings.slo_ms
+        cfg = self.state.models.get(model)
+        return cfg.slo_ms if cfg is not None else 500.0
