@@ -115,6 +115,7 @@ class LiveCollector:
         self._cached_at = -1e18
         self._cached: tuple[dict[str, ModelStats], BurstState, float, float] | None = None
         self.warm_functions_target = 0  # what the predictive scaler asked to keep warm
+        self._boot_s = 0.0
 
     # events from dispatch ----------------------------------------------------------------------
 
@@ -170,15 +171,15 @@ class LiveCollector:
         pool = self.pool
         if pool is None:
             return VmState(0, 0, 0, self.max_batch_size)
-        ready = pool.ready()
-        return VmState(len(ready), len(pool.booting()), pool.outstanding, self.max_batch_size,
-                       desired_replicas=pool.desired,
-                       outstanding_per_replica=pool.outstanding_per_replica(),
-                       boot_remaining_s=pool.boot_remaining_s(), boot_s=pool.expected_boot_s,
-                       max_queue_delay_ms=self.max_queue_delay_ms,
-                       draining_replicas=len(pool.draining()))
+        ready, booting = pool.view()
+        per_replica = pool.outstanding_per_replica(ready)
+        return VmState(len(ready), len(booting), pool.outstanding, self.max_batch_size,
+                       pool.desired, per_replica,
+                       pool.boot_remaining_s(booting) if booting else 0.0,
+                       self._boot_s, self.max_queue_delay_ms, len(pool.draining()))
 
     def _refresh(self, now: float):
+        self._boot_s = self.pool.expected_boot_s if self.pool is not None else 0.0
         live = self.burst.live_stats() if isinstance(self.burst, BurstLiveSource) else None
         predicted = live.predicted_ms if live else {}
         models = {name: ModelStats(

@@ -132,13 +132,24 @@ class ReplicaPool:
     # views -----------------------------------------------------------------------------------
 
     def ready(self) -> list[ReplicaInfo]:
-        return [r for r in self.provisioner.replicas()
-                if r.state == ReplicaState.READY and r.id not in self._unhealthy
-                and r.id not in self._draining and self.breakers.allows(r.id)]
+        return self.view()[0]
 
     def booting(self) -> list[ReplicaInfo]:
-        return [r for r in self.provisioner.replicas()
-                if r.state == ReplicaState.BOOTING and r.id not in self._draining]
+        return self.view()[1]
+
+    def view(self) -> tuple[list[ReplicaInfo], list[ReplicaInfo]]:
+        """(ready, booting) in one pass: what routing reads on every request."""
+        ready, booting = [], []
+        unhealthy, draining, allows = self._unhealthy, self._draining, self.breakers.allows
+        for r in self.provisioner.replicas():
+            if r.id in draining:
+                continue
+            if r.state == ReplicaState.READY:
+                if r.id not in unhealthy and allows(r.id):
+                    ready.append(r)
+            elif r.state == ReplicaState.BOOTING:
+                booting.append(r)
+        return ready, booting
 
     def draining(self) -> list[str]:
         return list(self._draining)
@@ -147,8 +158,9 @@ class ReplicaPool:
     def outstanding(self) -> int:
         return sum(self._outstanding.values())
 
-    def outstanding_per_replica(self) -> tuple[int, ...]:
-        return tuple(self._outstanding.get(r.id, 0) for r in self.ready())
+    def outstanding_per_replica(self, ready: list[ReplicaInfo] | None = None) -> tuple[int, ...]:
+        get = self._outstanding.get
+        return tuple(get(r.id, 0) for r in (self.ready() if ready is None else ready))
 
     @property
     def expected_boot_s(self) -> float:
@@ -157,9 +169,9 @@ class ReplicaPool:
             return statistics.median(self._boot_times_s)
         return self.provisioner.expected_boot_s
 
-    def boot_remaining_s(self) -> float:
+    def boot_remaining_s(self, booting: list[ReplicaInfo] | None = None) -> float:
         """Until the oldest booting replica is expected ready (0 when none boots)."""
-        booting = self.booting()
+        booting = self.booting() if booting is None else booting
         if not booting:
             return 0.0
         age = self._clock() - min(r.started_at_s for r in booting)
