@@ -15,10 +15,10 @@ class AsyncQueueSettings(BaseModel):
         description="Accept `Prefer: respond-async` on infer (202 + "
         "Location /v2/requests/{id}); off: the header is ignored.",
     )
-    backend: Literal["sqlite"] = Field(
+    backend: Literal["sqlite", "redis"] = Field(
         "sqlite",
-        description="Durable queue: sqlite (embedded, "
-        "DATA_DIR/async-queue.sqlite, one gateway process).",
+        description="Durable queue: sqlite (embedded, DATA_DIR/async-queue.sqlite, one gateway "
+        "process) or redis (a stream shared by every gateway, at the top-level `redis_url`).",
     )
     consumers: int = Field(2, ge=1, le=256, description="Jobs served at once by this gateway.")
     slots_per_replica: int = Field(

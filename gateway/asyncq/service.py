@@ -291,13 +291,22 @@ async def start_for_gateway(gateway: GatewayState) -> AsyncService | None:
     settings = gateway.settings.async_queue
     if not settings.enabled:
         return None
-    from .sqlite_queue import SQLiteJobQueue
-
-    service = AsyncService(
-        SQLiteJobQueue(gateway.settings.data_dir / "async-queue.sqlite"), gateway, settings
-    )
+    service = AsyncService(make_queue(gateway.settings), gateway, settings)
     await service.start()
     return service
+
+
+def make_queue(settings) -> JobQueue:
+    """The queue backend ``settings.async_queue.backend`` names."""
+    if settings.async_queue.backend == "redis":
+        if not settings.redis_url:
+            raise ValueError("async_queue.backend = 'redis' needs redis_url")
+        from .redis_queue import RedisJobQueue
+
+        return RedisJobQueue(settings.redis_url, result_ttl_s=settings.async_queue.result_ttl_s)
+    from .sqlite_queue import SQLiteJobQueue
+
+    return SQLiteJobQueue(settings.data_dir / "async-queue.sqlite")
 
 
 def _log_crash(task: asyncio.Task) -> None:

