@@ -46,6 +46,9 @@ class GatewayMetrics:
                                     registry=r)
         self.slo_met = Counter("tidegate_slo_met", "Infer answers within the tenant's SLO.",
                                ["tenant", "model"], registry=r)
+        self.tenant_budget = Gauge("tidegate_tenant_daily_budget_usd", "Each tenant's daily "
+                                   "budget (alerts compare spend with it).", ["tenant"],
+                                   registry=r)
         self.autoscaler_errors = Counter("tidegate_control_loop_errors", "Control-loop ticks "
                                          "that failed (logged; the loop carries on).", registry=r)
 

@@ -203,6 +203,9 @@ def _caller_may_read(state: GatewayState, request: Request, tenant: str) -> None
 
 def reports_router(state: GatewayState) -> APIRouter:
     router = APIRouter(tags=["Reports"])
+    for t in state.settings.tenants:  # budgets as a series, for the budget alert
+        if t.daily_budget_usd is not None:
+            state.metrics.tenant_budget.labels(t.name).set(t.daily_budget_usd)
 
     @router.get("/admin/reports/tenants/{tenant}")
     async def tenant_report(request: Request, tenant: str, since: str | None = None,
@@ -213,7 +216,7 @@ def reports_router(state: GatewayState) -> APIRouter:
             return json_response({"error": "the gateway has no ledger yet"}, 503)
         filt = ReportFilter(tenant, parse_time(since), parse_time(until),
                             tuple(k for k in by.split(",") if k))
-        models = state.models()
+        models = state.models
         slos = {t.name: t.slo_ms for t in state.settings.tenants if t.slo_ms}
 
         def slo_ms(t: str, m: str) -> float:
