@@ -4,9 +4,10 @@ The master runs a prepared plan stage by stage: serial stages itself, split stag
 the worker function once per worker concurrently, then stitching. Events and results are
 JSON-serialisable dicts; tensors travel as binary (see ``burst.tensors``).
 
-Master event: ``{"plan_id", "inputs": [tensor ref, ...], "request_id"?, "platform": {...},
-"store": {...}}``. Result: ``{"outputs": [tensor ref, ...], "report": {...}}``. Outputs too
-large to inline go to ``resp/{request_id}/`` and the caller deletes them.
+Master event: ``{"plan_id", "inputs": [tensor ref, ...], "request_id"?}`` (plus the request's
+tensor key when the store seals tensors). Result: ``{"outputs": [tensor ref, ...], "report":
+{...}}``. Outputs too large to inline go to ``resp/{request_id}/`` and the caller deletes them.
+Functions find their platform and store in their environment, never in an event.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from burst.graph import Graph
 from burst.plan import Plan, worker_function_name
 from burst.tensors import receive, send
 from burst.store.counting import CountingStore
+from burst.store.encrypted import EVENT_FIELD as TENSOR_KEY_FIELD, bind_request_key
 from burst.weights import (LruCache, graph_key, loads_tensors, master_key, plan_key,
                            tensors_nbytes, worker_key)
 
+PLATFORM_ENV = "TIDEGATE_BURST_PLATFORM"  # burst.service sets these on the functions it registers
+STORE_ENV = "TIDEGATE_BURST_STORE"
 # One cache per function process: weights survive between warm invocations.
 _CACHE: LruCache | None = None
 
@@ -96,7 +100,7 @@ def _check_id(value, what: str) -> str:
 async def run_worker(event: dict, store) -> dict:
     """One worker's share of one split stage."""
     t_start = time.perf_counter()
-    store = CountingStore(store)
+    store = CountingStore(bind_request_key(store, event))  # the request's tensor key, if sealed
     try:
         plan_id = _check_id(event["plan_id"], "plan_id")
         request_id = _check_id(event["request_id"], "request_id")
@@ -108,7 +112,7 @@ async def run_worker(event: dict, store) -> dict:
     if not 0 <= stage_index < len(plan.stages):
         raise BurstError(f"plan {plan_id} has no stage {stage_index}")
     stage = plan.stages[stage_index]
-    if not 0 <= worker < stage["workers"]:
+    if not 0 <= worker < stage.workers:
         raise BurstError(f"stage {stage_index} has no worker {worker}")
     t0 = time.perf_counter()
 
@@ -154,7 +158,7 @@ async def run_master(event: dict, invoker, store) -> dict:
     except (KeyError, TypeError) as exc:
         raise BurstError(f"bad master event: {exc!r}") from exc
     prefix = f"req/{request_id}/"
-    store = CountingStore(store)
+    store = CountingStore(bind_request_key(store, event))  # the request's tensor key, if sealed
     try:
         result = await _run_master(event, invoker, store, plan_id, request_id, in_refs, t_start)
     finally:
@@ -186,13 +190,13 @@ async def _run_master(event, invoker, store, plan_id, request_id, in_refs, t_sta
     stages_report = []
     for stage in plan.stages:
         t_stage = time.perf_counter()
-        if stage["split"] == "serial":
-            await asyncio.to_thread(_serial, graph, stage["nodes"], env, weights)
-            stages_report.append({"index": stage["index"], "split": "serial",
+        if stage.split == "serial":
+            await asyncio.to_thread(_serial, graph, stage.nodes, env, weights)
+            stages_report.append({"index": stage.index, "split": "serial",
                                   "wall_ms": _ms(t_stage), "compute_ms": _ms(t_stage)})
             continue
         stages_report.append(await _fork_join(plan, graph, stage, env, invoker, store,
-                                              request_id, t_stage, event.get("store")))
+                                              request_id, t_stage, event.get(TENSOR_KEY_FIELD)))
     t0 = time.perf_counter()
     outputs = [await send(env[o].contiguous(), store, f"resp/{request_id}/output{i}",
                           transport="auto", limit_bytes=plan.inline_limit_bytes)
@@ -217,19 +221,19 @@ async def _run_master(event, invoker, store, plan_id, request_id, in_refs, t_sta
 
 
 async def _fork_join(plan, graph, stage, env, invoker, store, request_id, t_stage,
-                     store_cfg) -> dict:
+                     tensor_key: str | None = None) -> dict:
     from burst.faas.base import InvokeError
 
-    idx = stage["index"]
-    x = env[stage["input"]]
+    idx = stage.index
+    x = env[stage.input]
     t0 = time.perf_counter()
     events = []
-    for j in range(stage["workers"]):
+    for j in range(stage.workers):
         ref = await send(worker_input(stage, j, x), store, f"req/{request_id}/s{idx}/w{j}/in",
                          transport=plan.transport, limit_bytes=plan.inline_limit_bytes)
         events.append({"plan_id": plan.plan_id, "request_id": request_id, "stage": idx,
                        "worker": j, "input": ref,
-                       **({"store": store_cfg} if store_cfg is not None else {})})
+                       **({TENSOR_KEY_FIELD: tensor_key} if tensor_key else {})})
     send_ms = _ms(t0)
     t0 = time.perf_counter()
     payloads = [orjson.dumps(e) for e in events]
@@ -254,14 +258,14 @@ async def _fork_join(plan, graph, stage, env, invoker, store, request_id, t_stag
     outs = [await receive(b["output"], store) for b in bodies]
     recv_ms = _ms(t0)
     t0 = time.perf_counter()
-    shape = list(x.shape[:1]) + list(graph.node(stage["output"]).shape[1:])
-    env[stage["output"]] = stitch(stage, outs, shape)
+    shape = list(x.shape[:1]) + list(graph.node(stage.output).shape[1:])
+    env[stage.output] = stitch(stage, outs, shape)
     stitch_ms = _ms(t0)
     worker_compute = [float(b.get("compute_ms", 0.0)) for b in bodies]
     wall_ms = _ms(t_stage)
     compute_ms = max(worker_compute) + stitch_ms
     return {
-        "index": idx, "split": stage["split"], "workers": stage["workers"], "wall_ms": wall_ms,
+        "index": idx, "split": stage.split.value, "workers": stage.workers, "wall_ms": wall_ms,
         "invoke_ms": invoke_ms, "master_transfer_ms": send_ms + recv_ms,
         "worker_compute_ms": worker_compute,
         "worker_transfer_ms": [float(b.get("transfer_ms", 0.0)) for b in bodies],
@@ -314,17 +318,33 @@ async def _close_unshared(shared: bool, *clients) -> None:
             await c.close()
 
 
+def _env_config(name: str, default: dict) -> dict:
+    """A function's platform or store, from its own environment (set when it was deployed or
+    registered): events carry names only, never credentials."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        cfg = json.loads(raw)
+    except ValueError as exc:
+        raise BurstError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(cfg, dict) or "kind" not in cfg:
+        raise BurstError(f"{name} must be a JSON object with a 'kind'")
+    return cfg
+
+
 def master(event: dict, context=None) -> dict:
-    """Lambda-style master entry point; invoker and store come from event["platform"/"store"]."""
+    """Lambda-style master entry point; its invoker and store come from its environment
+    (``TIDEGATE_BURST_PLATFORM``, ``TIDEGATE_BURST_STORE``)."""
     from burst.faas.factory import make_invoker
     from burst.store.factory import make_store
 
     _set_threads()
 
     async def go(shared: bool):
-        invoker = _client("invoker", event.get("platform") or {"kind": "local"}, make_invoker,
+        invoker = _client("invoker", _env_config(PLATFORM_ENV, {"kind": "local"}), make_invoker,
                           shared)
-        store = _client("store", event.get("store") or {"kind": "dir"}, make_store, shared)
+        store = _client("store", _env_config(STORE_ENV, {"kind": "dir"}), make_store, shared)
         try:
             return await run_master(event, invoker, store)
         finally:
@@ -333,13 +353,13 @@ def master(event: dict, context=None) -> dict:
 
 
 def worker(event: dict, context=None) -> dict:
-    """Lambda-style worker entry point; the store comes from event["store"]."""
+    """Lambda-style worker entry point; its store comes from its environment."""
     from burst.store.factory import make_store
 
     _set_threads()
 
     async def go(shared: bool):
-        store = _client("store", event.get("store") or {"kind": "dir"}, make_store, shared)
+        store = _client("store", _env_config(STORE_ENV, {"kind": "dir"}), make_store, shared)
         try:
             return await run_worker(event, store)
         finally:

@@ -11,26 +11,39 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 
+from burst.faas.base import InvokeError, InvokeErrorKind
+from burst.gate import Busy, SlotGate
+from burst.supervisor import LocalRuntimeSupervisor, RuntimeDown, register_functions
 from vmpool.artifact import ArtifactError, load_artifact
+from vmpool.breaker import Breakers
 
 log = logging.getLogger("tidegate.burst")
 
 MASTER_HANDLER = "burst.runtime:master"
 WORKER_HANDLER = "burst.runtime:worker"
+# Functions find their platform and store here (set when they are deployed or registered), so
+# invocation payloads carry names and tensors only, never credentials.
+PLATFORM_ENV = "TIDEGATE_BURST_PLATFORM"
+STORE_ENV = "TIDEGATE_BURST_STORE"
+_PLATFORM = "platform"  # the breaker's one circuit
+# the platform itself failing (not the function): these count against the circuit
+_PLATFORM_FAULTS = {InvokeErrorKind.TRANSPORT, InvokeErrorKind.SERVICE_ERROR}
 
 
 class BurstUnavailable(Exception):
-    """The burst path cannot take requests (platform down, plan impossible)."""
+    """The burst path cannot take this request (platform down or busy, plan impossible, a
+    function failed). ``retry_after_s`` is set when trying again later may succeed."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 @dataclass
@@ -52,7 +65,8 @@ class BurstService:
                  master_memory_mb: int | None = None, concurrency: int = 16,
                  keep_alive_s: float = 300.0, function_timeout_s: float = 120.0,
                  log_dir: str | Path | None = None, split: str = "auto", max_workers: int = 16,
-                 transport: str = "auto"):
+                 transport: str = "auto", memory_budget_mb: int | None = None,
+                 max_waiting: int = 64, max_wait_s: float | None = None):
         self.repo = Path(repo)
         self.platform = dict(platform)
         self.store_cfg = dict(store)
@@ -67,7 +81,20 @@ class BurstService:
         self.transport = transport
         self.master_function = f"tidegate-master-{self.master_memory_mb}mb"
         self.worker_function = f"tidegate-worker-{self.memory_mb}mb"
-        self._runtime: asyncio.subprocess.Process | None = None
+        from burst.faas.admission import default_memory_budget_mb
+
+        self.memory_budget_mb = memory_budget_mb or default_memory_budget_mb()
+        # instances that fit both the concurrency cap and (local) the memory budget
+        capacity = concurrency
+        if self.platform.get("kind", "local") == "local":
+            capacity = min(capacity, self.memory_budget_mb // max(memory_mb,
+                                                                  self.master_memory_mb))
+        # a queued request waits at most as long as a request may take
+        self._gate = SlotGate(max(1, capacity), max_waiting=max_waiting,
+                              max_wait_s=max_wait_s or function_timeout_s)
+        self._breaker = Breakers(failure_threshold=3, open_s=5.0)
+        self.supervisor: LocalRuntimeSupervisor | None = None
+        self._started = False
         self._invoker = None
         self._store = None
         self._graphs: dict[str, object] = {}
@@ -78,74 +105,104 @@ class BurstService:
     @classmethod
     def from_settings(cls, settings) -> "BurstService":
         b = settings.burst
-        store = dict(b.store)
+        store = b.store.as_config() if hasattr(b.store, "as_config") else dict(b.store)
         if store.get("kind", "dir") == "dir":
             store.setdefault("kind", "dir")
             store.setdefault("root", str((settings.data_dir / "objects").resolve()))
-        return cls(settings.repo_path, platform=b.platform, store=store, memory_mb=b.memory_mb,
+        platform = b.platform.as_config() if hasattr(b.platform, "as_config") else b.platform
+        return cls(settings.repo_path, platform=platform, store=store, memory_mb=b.memory_mb,
                    concurrency=b.concurrency, keep_alive_s=b.keep_alive_s,
                    function_timeout_s=b.timeout_s, log_dir=settings.data_dir / "logs",
                    max_workers=b.max_workers, transport=b.transport)
 
     # lifecycle -------------------------------------------------------------------------------
 
+    @property
+    def _local(self) -> bool:
+        return self.platform.get("kind", "local") == "local"
+
     async def start(self) -> None:
         from burst.faas.factory import make_invoker
         from burst.store.factory import make_store
 
         self._store = make_store(self.store_cfg)
-        if self.platform.get("kind", "local") == "local" and not self.platform.get("endpoint"):
-            self.platform = {"kind": "local", "endpoint": await self._start_local_runtime()}
-        if self.platform.get("kind", "local") == "local":
-            await self._register_local_functions()
-        self._invoker = make_invoker(self.platform)
-
-    async def _start_local_runtime(self) -> str:
-        from vmpool.procs import SpawnError, free_port, spawn, wait_healthy
-
-        port = free_port()
-        root = Path(__file__).resolve().parents[1]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]))
-        self._runtime = await spawn(  # dies with the gateway, however the gateway dies
-            [sys.executable, "-m", "ops", "function-runtime", "--port", str(port),
-             "--concurrency", str(self.concurrency), "--keep-alive-s", str(self.keep_alive_s)],
-            env=env, log_path=self.log_dir / "function-runtime.log" if self.log_dir else None)
-        endpoint = f"http://127.0.0.1:{port}"
         try:
-            await wait_healthy(self._runtime, endpoint + "/health", timeout_s=60)
-        except SpawnError as exc:
-            raise BurstUnavailable(f"the local function runtime did not start: {exc}") from None
-        return endpoint
+            if self._local and not self.platform.get("endpoint"):
+                self.supervisor = LocalRuntimeSupervisor(
+                    functions=self.function_bodies, on_change=self._runtime_changed,
+                    concurrency=self.concurrency, keep_alive_s=self.keep_alive_s,
+                    memory_budget_mb=self.memory_budget_mb, log_dir=self.log_dir)
+                self.platform = {**self.platform, "endpoint": await self.supervisor.start()}
+            elif self._local:
+                await register_functions(self.platform["endpoint"],
+                                         self.function_bodies(self.platform["endpoint"]))
+        except RuntimeDown as exc:
+            raise BurstUnavailable(str(exc)) from None
+        self._invoker = make_invoker(self.platform)
+        self._started = True
 
-    async def _register_local_functions(self) -> None:
-        endpoint = self.platform["endpoint"]
+    def function_bodies(self, endpoint: str) -> list[dict]:
+        """CreateFunction bodies for the master and workers on the local runtime at
+        ``endpoint``. Their environment names the platform and store (credentials included, as
+        a deployed function's configuration would); events never carry them."""
+        env = {"TIDEGATE_FUNCTION_THREADS": "1",
+               PLATFORM_ENV: json.dumps({"kind": "local", "endpoint": endpoint}),
+               STORE_ENV: json.dumps(self.store_cfg)}
         functions = [(self.master_function, MASTER_HANDLER, self.master_memory_mb)]
         functions += [(f"{self.worker_function}-{j}", WORKER_HANDLER, self.memory_mb)
                       for j in range(self.max_workers)]
-        async with aiohttp.ClientSession() as session:
-            for name, handler, memory_mb in functions:
-                body = {"FunctionName": name, "Handler": handler, "MemorySize": memory_mb,
-                        "Timeout": int(self.function_timeout_s),
-                        "Environment": {"Variables": {"TIDEGATE_FUNCTION_THREADS": "1"}}}
-                async with session.post(f"{endpoint}/2015-03-31/functions", json=body) as resp:
-                    if resp.status not in (200, 201, 409):  # 409: registered by an earlier start
-                        raise BurstUnavailable(f"cannot register function {name}: "
-                                               f"HTTP {resp.status} {await resp.text()}")
+        return [{"FunctionName": name, "Handler": handler, "MemorySize": memory_mb,
+                 "Timeout": int(self.function_timeout_s), "Environment": {"Variables": env}}
+                for name, handler, memory_mb in functions]
+
+    async def _runtime_changed(self, endpoint: str | None) -> None:
+        """The supervisor lost the runtime (None) or brought a new one up."""
+        from burst.faas.factory import make_invoker
+
+        old, self._invoker = self._invoker, None
+        if old is not None:
+            await old.close()
+        if endpoint is not None:
+            self.platform = {**self.platform, "endpoint": endpoint}
+            self._invoker = make_invoker(self.platform)
+            self._breaker.forget(_PLATFORM)
+
+    def ready(self) -> bool:
+        """Started, the runtime (if embedded) alive, and the circuit not open."""
+        if not self._started or self._invoker is None:
+            return False
+        if self.supervisor is not None and not self.supervisor.healthy:
+            return False
+        return not self._breaker.is_open(_PLATFORM) or self._breaker.allows(_PLATFORM)
+
+    healthy = ready
+
+    def free_concurrency(self) -> int:
+        """Function instances free for new requests (0 when not ready)."""
+        return self._gate.free() if self.ready() else 0
+
+    def live_stats(self):
+        from burst.backend import BurstStats
+
+        return BurstStats(free_concurrency=self.free_concurrency())
+
+    async def prewarm(self, instances: int) -> None:
+        """Keep at least ``instances`` master-function instances warm (the predictive scaler's
+        warm pool, gateway.control.Prewarmer) where the platform can: the local runtime."""
+        from burst.faas.local import LocalInvoker
+
+        if instances > 0 and isinstance(self._invoker, LocalInvoker):
+            await self._invoker.prewarm(self.master_function, instances)
 
     async def close(self) -> None:
+        self._started = False
+        if self.supervisor is not None:
+            await self.supervisor.close()
         if self._invoker is not None:
             await self._invoker.close()
+            self._invoker = None
         if self._store is not None:
             await self._store.close()
-        proc = self._runtime
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
 
     # plans -----------------------------------------------------------------------------------
 
@@ -194,19 +251,24 @@ class BurstService:
 
     def _make_plan(self, model: str, workers: int, batch: int, split: str):
         from burst.graph import build_graph
-        from burst.plan import content_hash, make_plan
+        from burst.planning import load_profile, model_plan
 
         graph = self._graphs.get(model)
         if graph is None:
             artifact = load_artifact(self.repo, model)
             graph = build_graph(artifact.load_program(), model)
             self._graphs[model], self._configs[model] = graph, artifact.config
-        plan = make_plan(graph, workers=workers, split=split, memory_mb=self.memory_mb,
-                         batch=batch, transport=self.transport,
-                         inline_limit_bytes=self._inline_limit_bytes())
-        plan.master_function, plan.worker_function = self.master_function, self.worker_function
-        plan.plan_id = content_hash(plan.content())
-        return plan
+        # the same function `tidegate plan` calls: the gateway runs the plan it prints
+        return model_plan(graph, self._configs[model], self.plan_request(workers, batch, split),
+                          load_profile(self.repo, model))
+
+    def plan_request(self, workers: int, batch: int = 1, split: str | None = None):
+        """What a plan depends on in this service's config (objective: latency)."""
+        from burst.planning import PlanRequest
+
+        return PlanRequest(workers=workers, batch=batch, memory_mb=self.memory_mb,
+                           master_memory_mb=self.master_memory_mb, transport=self.transport,
+                           store_kind=self.store_cfg.get("kind", "dir"), split=split or self.split)
 
     def _inline_limit_bytes(self) -> int:
         """Largest tensor message sent inline (base64 in the invocation JSON) under "auto".
@@ -225,17 +287,10 @@ class BurstService:
 
     async def infer(self, model: str, inputs: dict[str, np.ndarray], *, workers: int,
                     request_id: str | None = None, split: str | None = None) -> BurstAnswer:
-        import torch
-
-        from burst.faas.base import InvokeError
         from burst.graph import GraphError
         from burst.plan import PlanError
-        from burst.store.base import StoreError
-        from burst.store.counting import CountingStore
-        from burst.tensors import TransportError, receive, send
 
-        if self._invoker is None:
-            raise BurstUnavailable("the burst path is not started")
+        self._check_routable()
         if not 1 <= workers <= self.max_workers:
             raise BurstUnavailable(f"workers must be between 1 and {self.max_workers}")
         request_id = request_id or uuid.uuid4().hex
@@ -245,22 +300,82 @@ class BurstService:
             plan = await self.plan_for(model, workers, batch, split)
         except (PlanError, GraphError, ArtifactError) as exc:
             raise BurstUnavailable(f"model {model} cannot run on the burst path: {exc}") from exc
-        cfg = self._configs[model]
-        store = CountingStore(self._store)  # this request's store requests, for its bill
-        refs = []
-        # the program's inputs and outputs come in the order of the model config's
-        for i, spec in enumerate(cfg.inputs):
-            tensor = torch.from_numpy(np.require(inputs[spec.name], requirements=["C", "W"]))
-            refs.append(await send(tensor, store, f"req/{request_id}/input{i}",
-                                   limit_bytes=plan.inline_limit_bytes))
-        event = {"plan_id": plan.plan_id, "request_id": request_id, "inputs": refs,
-                 "platform": self.platform, "store": self.store_cfg}
         try:
-            result = await self._invoker.invoke(plan.master_function, json.dumps(event).encode())
-        except InvokeError as exc:
-            raise BurstUnavailable(f"burst master failed ({exc.kind}): {exc}") from exc
+            # the master and its widest stage's workers run at once
+            async with self._gate.hold(1 + plan.workers):
+                self._check_routable()  # the runtime may have gone while we waited
+                return await self._run(model, plan, inputs, request_id, t0)
+        except Busy as exc:
+            raise BurstUnavailable(str(exc), retry_after_s=exc.retry_after_s) from None
+
+    def _check_routable(self) -> None:
+        if not self._started:
+            raise BurstUnavailable("the burst path is not started")
+        if self._invoker is None or (self.supervisor is not None
+                                     and not self.supervisor.healthy):
+            raise BurstUnavailable("the local function runtime is down; it is being restarted",
+                                   retry_after_s=2.0)
+        if not self._breaker.allows(_PLATFORM):
+            raise BurstUnavailable("the function platform is failing; burst requests are paused",
+                                   retry_after_s=self._breaker.open_s)
+
+    async def _run(self, model: str, plan, inputs: dict[str, np.ndarray], request_id: str,
+                   t0: float) -> BurstAnswer:
+        from burst.store.counting import CountingStore
+        from burst.store.encrypted import EVENT_FIELD, EncryptedStore, encode_key, new_request_key
+
+        cfg = self._configs[model]
+        # remote stores: tensors sealed under a key that travels only in the invocation payload
+        tensor_key = new_request_key() if isinstance(self._store, EncryptedStore) else None
+        store = CountingStore(self._store.for_request(tensor_key) if tensor_key else self._store)
+        try:
+            refs = await self._upload(cfg, inputs, store, request_id, plan)
+            # names and tensors only: functions resolve their platform and store themselves
+            event = {"plan_id": plan.plan_id, "request_id": request_id, "inputs": refs,
+                     **({EVENT_FIELD: encode_key(tensor_key)} if tensor_key else {})}
+            result = await self._invoke_master(plan, json.dumps(event).encode())
+            outs, report = await self._download(cfg, result, store)
         finally:
-            await store.delete_prefix(f"req/{request_id}/")
+            await self._cleanup(store, request_id)
+        return _answer(plan, result, report, outs, store, t0)
+
+    async def _upload(self, cfg, inputs, store, request_id: str, plan) -> list[dict]:
+        import torch
+
+        from burst.store.base import StoreError
+        from burst.tensors import TransportError, send
+
+        refs = []
+        try:
+            # the program's inputs come in the order of the model config's
+            for i, spec in enumerate(cfg.inputs):
+                tensor = torch.from_numpy(np.require(inputs[spec.name], requirements=["C", "W"]))
+                refs.append(await send(tensor, store, f"req/{request_id}/input{i}",
+                                       limit_bytes=plan.inline_limit_bytes))
+        except (StoreError, TransportError, OSError) as exc:
+            raise BurstUnavailable(f"cannot hand the inputs to the burst path: {exc}",
+                                   retry_after_s=1.0) from exc
+        return refs
+
+    async def _invoke_master(self, plan, payload: bytes):
+        self._breaker.on_attempt(_PLATFORM)
+        try:
+            result = await self._invoker.invoke(plan.master_function, payload)
+        except InvokeError as exc:
+            if exc.kind in _PLATFORM_FAULTS:
+                self._breaker.on_failure(_PLATFORM)
+            else:
+                self._breaker.on_success(_PLATFORM)  # the platform answered; the function failed
+            retry = 1.0 if exc.kind in (_PLATFORM_FAULTS | {InvokeErrorKind.THROTTLED}) else None
+            raise BurstUnavailable(f"burst master failed ({exc.kind}): {exc}",
+                                   retry_after_s=retry) from exc
+        self._breaker.on_success(_PLATFORM)
+        return result
+
+    async def _download(self, cfg, result, store) -> tuple[dict, dict]:
+        from burst.store.base import StoreError
+        from burst.tensors import TransportError, receive
+
         outs = {}
         try:
             body = json.loads(result.payload)
@@ -269,19 +384,31 @@ class BurstService:
                 outs[spec.name] = (await receive(ref, store)).numpy()
         except (ValueError, KeyError, TypeError, TransportError, StoreError) as exc:
             raise BurstUnavailable(f"burst master returned a malformed result: {exc}") from exc
-        finally:
-            await store.delete_prefix(f"resp/{request_id}/")
-        billing = [(result.billing.billed_ms, result.billing.memory_mb)]
-        cold = int(result.billing.cold_start)
-        peak_mb = result.billing.max_memory_used_mb
-        for stage in report.get("stages", []):
-            for b in stage.get("billing", []):
-                billing.append((int(b["billed_ms"]), int(b["memory_mb"])))
-                cold += int(bool(b.get("cold_start")))
-                peak_mb = max(peak_mb, int(b.get("max_memory_used_mb", 0)))
-        return BurstAnswer(outputs=outs, workers=plan.workers, invocations=billing,
-                           cold_starts=cold, max_memory_used_mb=peak_mb, total_ms=(time.perf_counter() - t0) * 1000.0,
-                           comm_ms=float(report.get("comm_ms", 0.0)),
-                           store_puts=int(report.get("store_puts", 0)) + store.puts,
-                           store_gets=int(report.get("store_gets", 0)) + store.gets,
-                           report=report)
+        return outs, report
+
+    async def _cleanup(self, store, request_id: str) -> None:
+        """Delete the request's tensors; a failure is logged, never raised over the answer or
+        the error the request already has (the keys are per request: nothing reads them)."""
+        for prefix in (f"req/{request_id}/", f"resp/{request_id}/"):
+            try:
+                await store.delete_prefix(prefix)
+            except Exception:  # noqa: BLE001 - cleanup must not hide the request's outcome
+                log.warning("could not delete %s from the burst store", prefix, exc_info=True)
+
+
+def _answer(plan, result, report: dict, outs: dict, store, t0: float) -> BurstAnswer:
+    billing = [(result.billing.billed_ms, result.billing.memory_mb)]
+    cold = int(result.billing.cold_start)
+    peak_mb = result.billing.max_memory_used_mb
+    for stage in report.get("stages", []):
+        for b in stage.get("billing", []):
+            billing.append((int(b["billed_ms"]), int(b["memory_mb"])))
+            cold += int(bool(b.get("cold_start")))
+            peak_mb = max(peak_mb, int(b.get("max_memory_used_mb", 0)))
+    return BurstAnswer(outputs=outs, workers=plan.workers, invocations=billing,
+                       cold_starts=cold, max_memory_used_mb=peak_mb,
+                       total_ms=(time.perf_counter() - t0) * 1000.0,
+                       comm_ms=float(report.get("comm_ms", 0.0)),
+                       store_puts=int(report.get("store_puts", 0)) + store.puts,
+                       store_gets=int(report.get("store_gets", 0)) + store.gets,
+                       report=report)

@@ -40,9 +40,9 @@ async def test_vgg16_fc_split_8_ways_fits_512mb_and_unsplit_does_not(vgg16_repo,
     svc = await _service(vgg16_repo, tmp_path / "split", 512, "auto")
     try:
         plan = await svc.plan_for("vgg16", 8, 1)
-        fc = [s for s in plan.stages if s["split"] == "output" and s["workers"] == 8]
-        fc6 = max(fc, key=lambda s: max(s["weight_bytes"]))
-        assert max(fc6["weight_bytes"]) <= 103e6 / 8 * 4 * 1.01  # an eighth of fc6's 411 MB
+        fc = [s for s in plan.stages if s.split == "output" and s.workers == 8]
+        fc6 = max(fc, key=lambda s: max(s.weight_bytes))
+        assert max(fc6.weight_bytes) <= 103e6 / 8 * 4 * 1.01  # an eighth of fc6's 411 MB
         answer = await svc.infer("vgg16", {"input": x}, workers=8)
     finally:
         await svc.close()

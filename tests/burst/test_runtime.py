@@ -85,8 +85,9 @@ async def test_master_output_matches_full_model(grouped, tmp_path, split, worker
     y = await receive(result["outputs"][0], store)
     assert (y - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
     report = result["report"]
-    split_stages = [s for s in plan.stages if s["split"] != "serial"]
-    assert report["invocations"] == sum(s["workers"] for s in split_stages) > 0
+    split_stages = [s for s in plan.stages if s.split != "serial"]
+    assert report["invocations"] == sum(s.workers for s in split_stages)
+    assert report["invocations"] > 0 or split == "auto"  # auto may find splitting not worth it
     assert report["cold_starts"] == report["invocations"]  # first request: every slot cold
     assert 0.0 <= report["communication_share"] <= 1.0
     assert len(report["stages"]) == len(plan.stages)
@@ -162,7 +163,7 @@ async def test_output_split_worker_holds_only_its_slice(tmp_path):
         w = loads_tensors(await store.get(worker_key(plan.plan_id, 0, j)))
         sizes.append(sum(t.numel() for t in w.values()))
     assert sizes == [64 * 64 + 64] * 4  # a quarter of 256x64 weights and 256 biases each
-    assert first["weight_bytes"] == [(64 * 64 + 64) * 4] * 4
+    assert first.weight_bytes == [(64 * 64 + 64) * 4] * 4
     reset_cache()
     result = await run_master({"plan_id": plan.plan_id, "inputs": [encode_inline(x)]},
                               InProcessInvoker(store), store)
@@ -171,7 +172,7 @@ async def test_output_split_worker_holds_only_its_slice(tmp_path):
     assert torch.allclose(await receive(result["outputs"][0], store), ref, atol=1e-6)
 
 
-async def test_worker_wrapper_builds_its_store_from_the_event(grouped, tmp_path, monkeypatch):
+async def test_worker_wrapper_builds_its_store_from_its_environment(grouped, tmp_path, monkeypatch):
     from burst.execute import run_worker_stage, worker_input
     from burst.graph import program_weights
     from burst.runtime import worker
@@ -182,12 +183,13 @@ async def test_worker_wrapper_builds_its_store_from_the_event(grouped, tmp_path,
     await prepare_plan(program, plan, store, graph=graph)
     reset_cache()
     monkeypatch.setenv("TIDEGATE_FUNCTION_THREADS", "1")
-    stage = next(s for s in plan.stages if s["split"] == "spatial")
+    stage = next(s for s in plan.stages if s.split == "spatial")
     tile_in = worker_input(stage, 1, x)
     # the Lambda-style entry point is synchronous; it must also work under a running loop
-    body = worker({"plan_id": plan.plan_id, "request_id": "w1", "stage": stage["index"],
-                   "worker": 1, "input": encode_inline(tile_in),
-                   "store": {"kind": "dir", "root": str(tmp_path / "store")}})
+    monkeypatch.setenv("TIDEGATE_BURST_STORE",
+                       json.dumps({"kind": "dir", "root": str(tmp_path / "store")}))
+    body = worker({"plan_id": plan.plan_id, "request_id": "w1", "stage": stage.index,
+                   "worker": 1, "input": encode_inline(tile_in)})
     json.dumps(body)  # a JSON-serialisable result
     got = await receive(body["output"], store)
     want = run_worker_stage(graph, stage, 1, tile_in, program_weights(program))

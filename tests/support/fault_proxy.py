@@ -1,5 +1,6 @@
-"""A loopback HTTP proxy that injects faults in front of a real server (the S3 test server):
-the next N answers replaced by an error status, or held back longer than a client waits."""
+"""A loopback HTTP proxy in front of a real server (the S3 test server, the function runtime):
+it records every request, and injects faults: the next N answers replaced by an error status,
+or held back longer than a client waits."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class FaultProxy(LoopbackHTTPServer):
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname, parts.port)
         self.requests = 0  # every request that reached the proxy
+        self.seen: list[tuple[str, str, bytes]] = []  # (method, path, body) of each request
         self._faults: list[tuple[str, float]] = []  # ("status", code) or ("delay", seconds)
         self._lock = threading.Lock()
         self._released = threading.Event()  # set on stop: held answers return at once
@@ -31,9 +33,10 @@ class FaultProxy(LoopbackHTTPServer):
         with self._lock:
             self._faults += [("delay", seconds)] * n
 
-    def _next_fault(self):
+    def _next_fault(self, method: str, path: str, body: bytes):
         with self._lock:
             self.requests += 1
+            self.seen.append((method, path, body))
             return self._faults.pop(0) if self._faults else None
 
     def stop(self) -> None:
@@ -52,7 +55,7 @@ class FaultProxy(LoopbackHTTPServer):
             def _forward(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                fault = proxy._next_fault()
+                fault = proxy._next_fault(self.command, self.path, body)
                 if fault and fault[0] == "status":
                     code = b"ServiceUnavailable" if fault[1] >= 500 else b"AccessDenied"
                     error = (b"<?xml version='1.0'?><Error><Code>" + code + b"</Code>"
@@ -65,7 +68,7 @@ class FaultProxy(LoopbackHTTPServer):
                     return
                 if fault and fault[0] == "delay":
                     proxy._released.wait(fault[1])  # the client gives up first
-                conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=600)
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in _HOP_HEADERS}
                 conn.request(self.command, self.path, body=body, headers=headers)
