@@ -78,6 +78,8 @@ class PredictiveScaling(_Scaling):
                                        "forecast stayed lower this long.")
     max_warm_functions: int = Field(0, ge=0, description="Most function instances kept warm "
                                     "for a forecast burst; 0 = none.")
+    min_warm_functions: int = Field(0, ge=0, description="Function instances always kept warm "
+                                    "(their GB-s are counted), to take a step no forecast saw.")
     burst_latency_s: float = Field(0.5, gt=0, description="A burst request's latency, for "
                                    "sizing the warm pool (Little's law).")
     instances_per_burst_request: int = Field(5, ge=1, description="Function instances one "

@@ -18,7 +18,8 @@ class Predictive(ScalerBase):
 
     ``base_quantile`` of the forecast sizes the VMs at ``target_utilization`` of their capacity;
     ``warm_quantile`` of the forecast minus what the VMs carry, times a burst request's latency
-    and instance count (Little's law), is the warm function pool, up to ``max_warm_functions``.
+    and instance count (Little's law), is the warm function pool, between ``min_warm_functions``
+    (a standing pool that takes a step before any forecast sees it) and ``max_warm_functions``.
     """
 
     name = "predictive"
@@ -26,7 +27,8 @@ class Predictive(ScalerBase):
     def __init__(self, base_quantile: float = 0.6, warm_quantile: float = 0.99,
                  target_utilization: float = 0.7, level_alpha: float = 0.5,
                  trend_beta: float = 0.2, scale_in_cooldown_s: float = 60.0,
-                 max_warm_functions: int = 0, burst_latency_s: float = 0.5,
+                 max_warm_functions: int = 0, min_warm_functions: int = 0,
+                 burst_latency_s: float = 0.5,
                  instances_per_burst_request: int = 5, min_replicas: int = 0,
                  max_replicas: int = 8, prices: PriceTable | None = None):
         super().__init__(min_replicas, max_replicas)
@@ -40,7 +42,8 @@ class Predictive(ScalerBase):
         self.target_utilization = target_utilization
         self.alpha, self.beta = level_alpha, trend_beta
         self.scale_in_cooldown_s = scale_in_cooldown_s
-        self.max_warm_functions = max_warm_functions
+        self.max_warm_functions = max(max_warm_functions, min_warm_functions)
+        self.min_warm_functions = min_warm_functions
         self.burst_latency_s = burst_latency_s
         self.instances_per_burst_request = instances_per_burst_request
         self.prices = prices or PriceTable()
@@ -102,4 +105,4 @@ class Predictive(ScalerBase):
             return 0
         excess = max(upper_rate - vm_rate, 0.0)
         warm = math.ceil(excess * self.burst_latency_s * self.instances_per_burst_request)
-        return min(warm, self.max_warm_functions)
+        return min(max(warm, self.min_warm_functions), self.max_warm_functions)

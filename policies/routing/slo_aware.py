@@ -17,21 +17,24 @@ MIN_BURST_SAMPLES = 5
 
 def predict_burst_ms(burst: BurstState, stats: ModelStats, workers: int,
                      quantile: float = 0.99) -> float:
-    """Predicted burst-path latency at ``quantile``: the plan's prediction (warm) plus a cold
-    start when the warm instances cannot cover the request, else the observed latencies."""
+    """Predicted burst-path latency at ``quantile``: the plan's prediction (warm), else the
+    observed latencies, else a default; plus a cold start when the idle warm instances cannot
+    cover the request (unknown warm pool: assume cold)."""
     needed = workers + 1  # master and workers
     if burst.free_concurrency is not None and burst.free_concurrency < needed:
         return math.inf  # the platform would throttle it
-    observed = stats.burst_latency
+    idle_warm = (None if burst.warm_instances is None
+                 else burst.warm_instances - burst.in_flight * needed)
+    cold_ms = burst.cold_start_ms if idle_warm is None or idle_warm < needed else 0.0
     if stats.burst_predicted_ms is not None:
-        base_ms = stats.burst_predicted_ms
-        warm_known = burst.warm_instances is not None
-        idle_warm = (burst.warm_instances or 0) - burst.in_flight * needed
-        cold = (idle_warm < needed) if warm_known else (observed is None)
-        return base_ms + (burst.cold_start_ms if cold else 0.0)
+        return stats.burst_predicted_ms + cold_ms
+    observed = stats.burst_latency
     if observed is not None and observed.count >= MIN_BURST_SAMPLES:
-        return observed.at(quantile)
-    return DEFAULT_BURST_MS + burst.cold_start_ms
+        # the observed tail already holds the cold starts that happened; add one only when
+        # the warm pool is known to be short
+        known_short = idle_warm is not None and idle_warm < needed
+        return max(observed.at(quantile), observed.p50_ms + (cold_ms if known_short else 0.0))
+    return DEFAULT_BURST_MS + cold_ms
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,8 @@ def test_burst_prediction_without_a_plan_uses_observed_latencies():
     observed = ModelStats(burst_latency=LatencyQuantiles(100, 200, 300, count=50))
     assert predict_burst_ms(BurstState(), observed, 4, 0.99) == 300
     assert predict_burst_ms(BurstState(), ModelStats(), 4) > 1000  # unknown: assume cold
+    assert predict_burst_ms(BurstState(warm_instances=0), observed, 4) == 1100  # known short
+    assert predict_burst_ms(BurstState(warm_instances=10), ModelStats(), 4) < 1000  # warm pool
 
 
 def test_forced_routes_and_names():
