@@ -9,10 +9,12 @@ cannot mint tokens. If Redis cannot be reached the request is admitted and a war
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
 from .limits import LimitSpec, Refusal, Verdict, day_of, month_of, verdict_for
+from .resp import PipelinedRedis, RespError
 
 log = logging.getLogger("tidegate.tenants")
 
@@ -59,15 +61,12 @@ redis.call('EXPIRE', KEYS[1], 172800)
 return 1
 """
 
+_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_TAKE, _CHARGE)}
+
 
 class RedisLimits:
     def __init__(self, url: str, *, prefix: str = "tidegate", timeout_s: float = 0.5):
-        import redis.asyncio as redis
-
-        self._client = redis.Redis.from_url(url, socket_timeout=timeout_s,
-                                            socket_connect_timeout=timeout_s)
-        self._take = self._client.register_script(_TAKE)
-        self._charge = self._client.register_script(_CHARGE)
+        self._client = PipelinedRedis(url, timeout_s=timeout_s)
         self.prefix = prefix
         self.failures = 0
         self._warned_s = 0.0
@@ -83,8 +82,8 @@ class RedisLimits:
                 _or_none(spec.daily_quota), _or_none(spec.monthly_quota),
                 _or_none(spec.daily_budget_usd)]
         try:
-            allowed, refusal, tokens, requests_today = await self._take(
-                keys=self._keys(tenant, now_s), args=args)
+            allowed, refusal, tokens, requests_today = await self._script(
+                _TAKE, self._keys(tenant, now_s), args)
         except Exception as exc:  # noqa: BLE001 - redis errors, timeouts, lost connections
             self._fail(exc)
             return Verdict(True)
@@ -96,13 +95,23 @@ class RedisLimits:
         if cost_usd <= 0:
             return
         try:
-            await self._charge(keys=[self._keys(tenant, now_s)[3]], args=[repr(cost_usd)])
+            await self._script(_CHARGE, [self._keys(tenant, now_s)[3]], [repr(cost_usd)])
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
 
     async def restore(self, tenant: str, *, requests_today: int, requests_this_month: int,
                       spent_today_usd: float, now_s: float) -> None:
         """Nothing to do: the counters outlive any one gateway in Redis."""
+
+    async def _script(self, script: str, keys: list[str], args: list[str]):
+        sha = _SHA[script]
+        try:
+            return await self._client.execute("EVALSHA", sha, str(len(keys)), *keys, *args)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        await self._client.execute("SCRIPT", "LOAD", script)  # first use, or Redis restarted
+        return await self._client.execute("EVALSHA", sha, str(len(keys)), *keys, *args)
 
     def _fail(self, exc: Exception) -> None:
         self.failures += 1
@@ -112,7 +121,7 @@ class RedisLimits:
                         type(exc).__name__, exc)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 def _or_none(value) -> str:
