@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from importlib import metadata as _metadata
 from typing import Protocol
 
 import grpc
+from google.protobuf import json_format
 
 from vmpool.artifact import ModelConfig
+from vmpool.body import BodyBudget
+from vmpool.stats import StatsRegistry
 from vmpool.codec import CodecError
 
 from ..dispatch import CallContext, Dispatcher
@@ -51,6 +55,9 @@ except _metadata.PackageNotFoundError:  # a source checkout that was never insta
 
 class GatewayView(Protocol):
     """What the servicer needs of the running gateway (``gateway.state.GatewayState``)."""
+
+    stats: StatsRegistry
+    body_budget: BodyBudget
 
     def require_dispatcher(self) -> Dispatcher: ...
 
@@ -93,6 +100,18 @@ class InferenceServicer:
         cfg = await _guard(context, self._model, request)
         return pb.ModelConfigResponse(config=model_config(cfg))
 
+    async def ModelStatistics(self, request, context) -> pb.ModelStatisticsResponse:
+        return await _guard(context, self._statistics, request)
+
+    def _statistics(self, request) -> pb.ModelStatisticsResponse:
+        dispatcher = self.gateway.require_dispatcher()
+        if request.name:
+            cfgs = [dispatcher.model(request.name, request.version or None)]
+        else:
+            cfgs = list(dispatcher.models.values())
+        document = self.gateway.stats.document([(c.name, c.version) for c in cfgs])
+        return json_format.ParseDict(document, pb.ModelStatisticsResponse())
+
     async def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
         return await _guard(context, self._infer, request, context)
 
@@ -105,24 +124,36 @@ class InferenceServicer:
         tenant = dispatcher.tenants.authenticate(meta.get("authorization"), meta.get("x-api-key"))
         version = request.model_version or None
         cfg = dispatcher.model(request.model_name, version)
+        # the message's bytes count against the process-wide budget of bodies in flight, as an
+        # HTTP body does (503 UNAVAILABLE past it), and the call lands in the model's statistics
+        lease = self.gateway.body_budget.lease()
+        stats = self.gateway.stats.model(cfg.name, cfg.version)
+        t0 = time.perf_counter_ns()
         try:
-            req = decode_infer_request(request)
-        except CodecError as exc:
-            raise BadRequest(exc.message) from None
-        ctx = CallContext(
-            tenant=tenant,
-            model=cfg.name,
-            version=version,
-            forced_route=_route(meta.get("x-tidegate-route")),
-            workers=_workers(meta.get("x-tidegate-workers")),
-            request_id=req.id or meta.get("x-request-id") or uuid.uuid4().hex,
+            lease.take(request.ByteSize())
+            try:
+                req = decode_infer_request(request)
+            except CodecError as exc:
+                raise BadRequest(exc.message) from None
+            ctx = CallContext(
+                tenant=tenant,
+                model=cfg.name,
+                version=version,
+                forced_route=_route(meta.get("x-tidegate-route")),
+                workers=_workers(meta.get("x-tidegate-workers")),
+                request_id=req.id or meta.get("x-request-id") or uuid.uuid4().hex,
+            )
+            context.set_trailing_metadata((("x-request-id", ctx.request_id),))
+            result = await _within_deadline(dispatcher.infer(ctx, req), context.time_remaining())
+        except (TidegateError, CodecError):
+            stats.request_done(False, time.perf_counter_ns() - t0)
+            raise
+        finally:
+            lease.release()
+        first = next(iter(req.inputs.values()))
+        stats.request_done(
+            True, time.perf_counter_ns() - t0, int(first.shape[0]) if first.ndim else 1
         )
-        context.set_trailing_metadata((("x-request-id", ctx.request_id),))
-        remaining_s = context.time_remaining()
-        try:
-            result = await asyncio.wait_for(dispatcher.infer(ctx, req), remaining_s)
-        except asyncio.TimeoutError:
-            raise GatewayTimeout("the call's deadline passed before the model answered") from None
         context.set_trailing_metadata(
             (
                 ("x-request-id", ctx.request_id),
@@ -138,6 +169,13 @@ class InferenceServicer:
             outputs=result.outputs,
             requested=req.outputs,
         )
+
+
+async def _within_deadline(call, remaining_s: float | None):
+    try:
+        return await asyncio.wait_for(call, remaining_s)
+    except asyncio.TimeoutError:
+        raise GatewayTimeout("the call's deadline passed before the model answered") from None
 
 
 async def _guard(context, fn, *args):

@@ -165,7 +165,20 @@ def test_message_over_the_body_limit_is_resource_exhausted(gateway):
     assert err.status() == "StatusCode.RESOURCE_EXHAUSTED"
 
 
+def test_statistics_count_grpc_calls(gateway):
+    c = client(gateway[0])
+    before = c.get_inference_statistics("mlp").model_stats[0].inference_stats.success.count
+    x = np.zeros((1, 784), np.float32)
+    inp = tgrpc.InferInput("input", [1, 784], "FP32")
+    inp.set_data_from_numpy(x)
+    c.infer("mlp", [inp], headers={"x-api-key": KEY_A})
+    after = c.get_inference_statistics("mlp", as_json=True)["model_stats"][0]
+    assert int(after["inference_stats"]["success"]["count"]) == before + 1
+    names = {s.name for s in c.get_inference_statistics().model_stats}
+    assert names == {"mlp", "resnet18"}
+
+
 def test_unserved_methods_are_unimplemented(gateway):
     with pytest.raises(InferenceServerException) as err:
-        client(gateway[0]).get_inference_statistics("mlp")
+        client(gateway[0]).get_model_repository_index()
     assert err.value.status() == "StatusCode.UNIMPLEMENTED"
