@@ -66,6 +66,7 @@ def solve_layers(demand: np.ndarray, bin_s: float, capacity: float, vm_usd_per_s
     inf = math.inf
     off = np.zeros(layers)
     on = np.full((layers, m + 1), inf)  # on[:, j]: on for j bins (j = m means >= m)
+    on[:, m] = 0.0  # as the simulator starts: VMs may already be up (no boot, no minimum owed)
     acc_off = np.zeros((layers, 2))  # (vm bins, fn requests) along the best path
     acc_on = np.zeros((layers, m + 1, 2))
     fn_cost = served * fn_usd if np.isfinite(fn_usd) else np.where(served > 0, inf, 0.0)

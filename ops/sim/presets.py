@@ -74,15 +74,11 @@ def preset_spec(name: str, trace, profile, params: dict | None = None) -> Policy
                            "instances_per_burst_request": profile.burst_instances})
     else:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    scaling = {**spec.autoscaling_params, **scaler_params}
+    # the run starts as a running system would be: at the fixed count, else at the minimum
+    initial = int(scaling.get("replicas", scaling.get("min_replicas", 0)))
     return PolicySpec(spec.routing, spec.autoscaling, {**spec.routing_params, **routing_params},
-                      {**spec.autoscaling_params, **scaler_params},
-                      _initial(spec, scaler_params))
-
-
-def _initial(spec: PolicySpec, overrides: dict) -> int:
-    lo = overrides.get("min_replicas", spec.autoscaling_params.get("min_replicas", 0))
-    return max(int(lo), spec.initial_replicas if "replicas" in spec.autoscaling_params else int(lo),
-               0)
+                      scaling, max(initial, 0))
 
 
 def build_policies(spec: PolicySpec, prices: PriceTable):
