@@ -100,34 +100,34 @@ def stitch_parts(parts: list[torch.Tensor], cat_dim: int) -> torch.Tensor:
 __all__ = ["run_tile", "run_nodes", "stitch_tiles", "stitch_parts", "resolve_op"]
 
 
-def worker_input(stage: dict, worker: int, x: torch.Tensor) -> torch.Tensor:
+def worker_input(stage, worker: int, x: torch.Tensor) -> torch.Tensor:
     """What the master sends worker ``worker`` of a split stage: its window, or all of x."""
-    if stage["split"] == "spatial":
-        (r0, r1), (c0, c1) = stage["tiles"][worker]["in"]
+    if stage.split == "spatial":
+        (r0, r1), (c0, c1) = stage.tiles[worker].window
         return x[..., r0:r1 + 1, c0:c1 + 1].contiguous()
     return x
 
 
-def run_worker_stage(graph: Graph, stage: dict, worker: int, x: torch.Tensor,
+def run_worker_stage(graph: Graph, stage, worker: int, x: torch.Tensor,
                      weights: dict) -> torch.Tensor:
     """One worker's share of a split stage (``weights`` holds its slice)."""
-    if stage["split"] == "spatial":
-        tile = stage["tiles"][worker]
-        win = tuple(tuple(r) for r in tile["in"])
-        out_tile = tuple(tuple(r) for r in tile["out"])
-        return run_tile(graph, stage["nodes"], stage["output"], out_tile,
-                        {stage["input"]: (x, win)}, weights)
-    if stage["split"] == "output":
-        env = run_nodes(graph, stage["nodes"], {stage["input"]: x}, weights)
-        return env[stage["output"]]
-    raise ValueError(f"stage {stage.get('index')} is serial: it runs on the master")
+    if stage.split == "spatial":
+        tile = stage.tiles[worker]
+        win = tuple(tuple(r) for r in tile.window)
+        out_tile = tuple(tuple(r) for r in tile.out)
+        return run_tile(graph, stage.nodes, stage.output, out_tile,
+                        {stage.input: (x, win)}, weights)
+    if stage.split == "output":
+        env = run_nodes(graph, stage.nodes, {stage.input: x}, weights)
+        return env[stage.output]
+    raise ValueError(f"stage {stage.index} is serial: it runs on the master")
 
 
-def stitch(stage: dict, outs: list[torch.Tensor], out_shape) -> torch.Tensor:
-    if stage["split"] == "spatial":
-        return stitch_tiles([(tuple(tuple(r) for r in t["out"]), o)
-                             for t, o in zip(stage["tiles"], outs)], out_shape)
-    return stitch_parts(outs, stage["cat_dim"])
+def stitch(stage, outs: list[torch.Tensor], out_shape) -> torch.Tensor:
+    if stage.split == "spatial":
+        return stitch_tiles([(tuple(tuple(r) for r in t.out), o)
+                             for t, o in zip(stage.tiles, outs)], out_shape)
+    return stitch_parts(outs, stage.cat_dim)
 
 
 def run_plan_local(graph: Graph, plan, weights: dict, inputs: list[torch.Tensor],
@@ -138,13 +138,13 @@ def run_plan_local(graph: Graph, plan, weights: dict, inputs: list[torch.Tensor]
     """
     env = dict(zip(graph.inputs, inputs))
     for stage in plan.stages:
-        if stage["split"] == "serial":
-            run_nodes(graph, stage["nodes"], env, weights)
+        if stage.split == "serial":
+            run_nodes(graph, stage.nodes, env, weights)
             continue
-        x = env[stage["input"]]
+        x = env[stage.input]
         outs = [run_worker_stage(graph, stage, j, worker_input(stage, j, x),
                                  slicer(stage, j) if slicer else weights)
-                for j in range(stage["workers"])]
-        shape = list(x.shape[:1]) + list(graph.node(stage["output"]).shape[1:])
-        env[stage["output"]] = stitch(stage, outs, shape)
+                for j in range(stage.workers)]
+        shape = list(x.shape[:1]) + list(graph.node(stage.output).shape[1:])
+        env[stage.output] = stitch(stage, outs, shape)
     return [env[o] for o in graph.outputs]

@@ -11,7 +11,7 @@ import torch
 
 from burst.graph import Graph, build_graph, program_weights
 from burst.partition import sliced_weights
-from burst.plan import Plan
+from burst.plan import Plan, Split, Stage
 
 # Fraction of the function's memory the weight cache may fill; the rest is for activations.
 CACHE_SHARE = 0.5
@@ -41,19 +41,19 @@ def ready_key(plan_id: str) -> str:
     return f"plans/{plan_id}/READY"
 
 
-def worker_weights(graph: Graph, stage: dict, worker: int, full: dict) -> dict:
+def worker_weights(graph: Graph, stage: Stage, worker: int, full: dict) -> dict:
     """The tensors worker ``worker`` of ``stage`` needs; an output split gets only its slice."""
-    names = {w for n in stage["nodes"] for w in graph.node(n).weights}
-    if stage["split"] != "output":
+    names = {w for n in stage.nodes for w in graph.node(n).weights}
+    if stage.split is not Split.OUTPUT:
         return {w: full[w] for w in names}
-    c0, c1 = stage["parts"][worker]
-    cut = set(stage.get("sliced_weights", []))
+    c0, c1 = stage.parts[worker]
+    cut = set(stage.sliced_weights)
     return {w: (full[w][c0:c1 + 1].clone() if w in cut else full[w]) for w in names}
 
 
 def master_weights(graph: Graph, plan: Plan, full: dict) -> dict:
-    names = {w for st in plan.stages if st["split"] == "serial"
-             for n in st["nodes"] for w in graph.node(n).weights}
+    names = {w for st in plan.stages if st.split is Split.SERIAL
+             for n in st.nodes for w in graph.node(n).weights}
     return {w: full[w] for w in names}
 
 
@@ -88,8 +88,8 @@ async def prepare_plan(artifact, plan: Plan, store, *, graph: Graph | None = Non
     await store.put(plan_key(pid), plan.to_json().encode())
     await store.put(master_key(pid), dumps_tensors(master_weights(graph, plan, full)))
     for st in plan.stages:
-        for j in range(st["workers"]):
-            await store.put(worker_key(pid, st["index"], j),
+        for j in range(st.workers):
+            await store.put(worker_key(pid, st.index, j),
                             dumps_tensors(worker_weights(graph, st, j, full)))
     # written last: a reader that sees it sees everything above
     await store.put(ready_key(pid), b"1")

@@ -68,7 +68,7 @@ def test_tuple_ops_are_folded_with_their_getitem(grouped):
         assert torch.equal(run_graph(graph, [x], weights)[0], ref)
         # the decomposed ops (convolution, bn-with-stats) still split spatially
         plan = make_plan(graph, workers=4, split="spatial", batch=2)
-        assert any(s["split"] == "spatial" and s["workers"] == 4 for s in plan.stages)
+        assert any(s.split == "spatial" and s.workers == 4 for s in plan.stages)
         y = run_plan_local(graph, plan, weights, [x],
                            slicer=lambda st, j: worker_weights(graph, st, j, weights))[0]
     assert (y - ref).abs().max() <= 1e-5 * ref.abs().max()
@@ -93,7 +93,7 @@ def test_unknown_ops_run_serially_on_the_master():
     graph = build_graph(program, "odd")
     weights = program_weights(program)
     plan = make_plan(graph, workers=4, split="spatial", batch=2)
-    where = {graph.node(n).op: s["split"] for s in plan.stages for n in s["nodes"]}
+    where = {graph.node(n).op: s.split for s in plan.stages for n in s.nodes}
     assert where["aten.cumsum.default"] == "serial"
     assert where["aten.conv2d.default"] == "spatial"
     with torch.no_grad():

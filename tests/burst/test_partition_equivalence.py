@@ -68,7 +68,7 @@ def test_zoo_model_partitioned_equals_full(name):
     for split in ("spatial", "output"):
         for workers in (1, 2, 4, 8):
             plan = _check(name, split, workers)
-            splits_seen |= {s["split"] for s in plan.stages}
+            splits_seen |= {s.split for s in plan.stages}
     _check(name, "auto", 4)
     _check(name, "spatial", 4, batch=1)
     expected = {"output"} if name == "mlp" else {"spatial", "output"}
@@ -86,21 +86,21 @@ def test_special_model_partitioned_equals_full(name):
 def test_spatial_plans_really_tile_the_awkward_layers():
     graph, _, _, _ = _model("poolzoo")
     plan = make_plan(graph, workers=4, split="spatial", batch=2)
-    tiled = {graph.node(n).op for s in plan.stages if s["split"] == "spatial" and s["workers"] == 4
-             for n in s["nodes"]}
+    tiled = {graph.node(n).op for s in plan.stages if s.split == "spatial" and s.workers == 4
+             for n in s.nodes}
     assert {"aten.avg_pool2d.default", "aten.max_pool2d.default",
             "aten.conv2d.default"} <= tiled
     graph, _, _, _ = _model("grouped")
     plan = make_plan(graph, workers=4, split="spatial", batch=2)
-    tiled = {graph.node(n).op for s in plan.stages if s["split"] == "spatial" and s["workers"] == 4
-             for n in s["nodes"]}
+    tiled = {graph.node(n).op for s in plan.stages if s.split == "spatial" and s.workers == 4
+             for n in s.nodes}
     assert {"aten.cat.default", "aten.add.Tensor", "aten.batch_norm.default"} <= tiled
 
 
 def test_uneven_adaptive_pool_runs_on_the_master():
     graph, _, _, _ = _model("adaptive")
     plan = make_plan(graph, workers=4, split="spatial", batch=2)
-    where = {graph.node(n).shape[2]: s["split"] for s in plan.stages for n in s["nodes"]
+    where = {graph.node(n).shape[2]: s.split for s in plan.stages for n in s.nodes
              if "adaptive" in graph.node(n).op}
     assert where == {8: "spatial", 3: "serial"}
 
@@ -108,14 +108,14 @@ def test_uneven_adaptive_pool_runs_on_the_master():
 def test_output_split_gives_each_worker_one_nth_of_the_weights():
     graph, _, _, _ = _model("vgg16")
     plan = make_plan(graph, workers=8, split="auto", batch=1)
-    fc = [s for s in plan.stages if s["split"] == "output"
-          and graph.node(s["nodes"][0]).op == "aten.linear.default"]
+    fc = [s for s in plan.stages if s.split == "output"
+          and graph.node(s.nodes[0]).op == "aten.linear.default"]
     assert len(fc) == 3  # all three classifier layers are split 8 ways
     for st in fc:
-        group = sum(graph.node(n).weight_bytes for n in st["nodes"])
-        assert st["workers"] == 8
-        assert max(st["weight_bytes"]) <= group / 8 * 1.01
-        assert sum(st["weight_bytes"]) == group
+        group = sum(graph.node(n).weight_bytes for n in st.nodes)
+        assert st.workers == 8
+        assert max(st.weight_bytes) <= group / 8 * 1.01
+        assert sum(st.weight_bytes) == group
 
 
 def test_zz_print_worst_diffs():

@@ -42,8 +42,8 @@ def test_plan_json_round_trip(graph):
 
 def test_workers_one_is_a_valid_plan(graph):
     plan = make_plan(graph, workers=1, split="spatial")
-    assert all(s["workers"] in (0, 1) for s in plan.stages)
-    assert any(s["split"] == "spatial" for s in plan.stages)
+    assert all(s.workers in (0, 1) for s in plan.stages)
+    assert any(s.split == "spatial" for s in plan.stages)
 
 
 @pytest.mark.parametrize("mutate,message", [
@@ -87,11 +87,59 @@ def test_cli_json_is_a_loadable_plan(repo, capsys):
                  "--json", "--batch", "2"]) == 0
     plan = Plan.from_json(capsys.readouterr().out)
     assert plan.plan_version == PLAN_VERSION and plan.batch == 2
-    heads = [s for s in plan.stages if s["split"] == "output"]
-    assert heads and all(s["workers"] == 3 for s in heads)
+    heads = [s for s in plan.stages if s.split == "output"]
+    assert heads and all(s.workers == 3 for s in heads)
 
 
 def test_cli_unknown_model_is_one_line_exit_2(repo, capsys):
     assert main(["plan", "nope", "--repo", str(repo), "--workers", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("tidegate plan: error:") and "nope" in err and "\n" not in err
+
+
+def test_cli_json_names_the_models_tensors_and_functions(repo, capsys):
+    """Issue 7: the plan named inputs/outputs by graph names (x, linear) and the functions
+    tidegate-master instead of the README's tidegate-master-{MB}mb."""
+    assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "2", "--memory-mb", "768",
+                 "--json"]) == 0
+    raw = json.loads(capsys.readouterr().out)
+    assert raw["inputs"] == ["input"] and raw["outputs"] == ["output"]
+    assert raw["master_function"] == "tidegate-master-768mb"
+    assert raw["worker_function"] == "tidegate-worker-768mb"
+    assert raw["predicted_p99_ms"] >= raw["predicted_p50_ms"] > 0 and raw["cost_usd"] > 0
+    assert len(raw["stage_predictions"]) == len(raw["stages"])
+
+
+def test_cli_cost_objective_needs_an_slo_and_meets_it(repo, capsys):
+    assert main(["plan", "resnet18", "--repo", str(repo), "--objective", "cost"]) == 2
+    assert "--slo-ms" in capsys.readouterr().err
+    assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "4", "--json"]) == 0
+    fastest = json.loads(capsys.readouterr().out)
+    slo = fastest["predicted_p99_ms"] * 3
+    assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "4", "--json",
+                 "--objective", "cost", "--slo-ms", str(slo)]) == 0
+    cheapest = json.loads(capsys.readouterr().out)
+    assert cheapest["predicted_p99_ms"] <= slo
+    assert cheapest["cost_usd"] <= fastest["cost_usd"]
+    assert main(["plan", "resnet18", "--repo", str(repo), "--objective", "cost",
+                 "--slo-ms", "0.5"]) == 2
+    assert "no plan meets" in capsys.readouterr().err
+
+
+def test_gateway_runs_the_plan_the_cli_prints(repo, tmp_path, capsys):
+    """X-Tidegate-Workers: N uses exactly `tidegate plan --workers N` (same config)."""
+    import asyncio
+
+    from burst.service import BurstService
+    from gateway.settings import Settings
+
+    config = tmp_path / "tidegate.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n[burst]\nmemory_mb = 640\n')
+    for workers in (1, 3):
+        assert main(["plan", "resnet18", "--repo", str(repo), "--workers", str(workers),
+                     "--config", str(config), "--json"]) == 0
+        printed = Plan.from_json(capsys.readouterr().out)
+        svc = BurstService.from_settings(Settings.load(config, repo=str(repo)))
+        served = asyncio.run(svc.plan_for("resnet18", workers, 1))
+        assert served.plan_id == printed.plan_id and served.to_dict() == printed.to_dict()
+        assert printed.memory_mb == 640

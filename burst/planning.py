@@ -1,0 +1,161 @@
+"""The one way to make a model's plan: what ``tidegate plan`` prints and the gateway runs.
+
+``model_plan(graph, config, request, profile)`` builds the stage candidates from the graph, asks
+``policies.planner`` for the latency-optimal plan (or the cheapest meeting an SLO) under the
+memory limit, and assembles the ``Plan``. The profile is ``REPO/NAME/profile.json`` when
+``tidegate profile`` wrote one, else the bundled reference profile.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from burst.graph import Graph, dtype_bytes
+from burst.plan import (DEFAULT_INLINE_LIMIT_BYTES, WEIGHT_MEMORY_SHARE, Plan, PlanError, Split,
+                        Stage, StageChoice, make_plan)
+from policies.costs import PriceTable
+from policies.perf import Candidate, Deployment, PerfModel, PlanPrediction
+from policies.planner import (Limits, Objective, PlanningError, cheapest_meeting_slo,
+                              latency_optimal)
+from policies.profile import Profile, ProfileError
+
+REFERENCE_PROFILE = Path(__file__).resolve().parents[1] / "policies" / "data" / \
+    "reference_profile.json"
+PROFILE_FILE = "profile.json"
+# with a local directory store a file round trip beats base64 through three hops from ~64 KB
+# (ResNet-18, 1 worker, warm: 145 ms inline vs 112 ms through the store); remote stores cost a
+# request and tens of ms, so there inline wins up to the platform's payload limit
+LOCAL_STORE_INLINE_LIMIT_BYTES = 64 * 1024
+
+
+def inline_limit_bytes(store_kind: str) -> int:
+    """Largest tensor message sent inline (base64 in the invocation JSON) under "auto"."""
+    return LOCAL_STORE_INLINE_LIMIT_BYTES if store_kind in ("dir", "memory") else \
+        DEFAULT_INLINE_LIMIT_BYTES
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """Everything a plan depends on besides the model and the profile."""
+
+    workers: int
+    batch: int = 1
+    objective: Objective = Objective.LATENCY
+    slo_ms: float | None = None
+    percentile: float = 0.99
+    memory_mb: int = 1024
+    master_memory_mb: int | None = None
+    transport: str = "auto"
+    store_kind: str = "dir"
+    split: str = "auto"
+    prices: PriceTable = PriceTable()
+
+    @property
+    def master_mb(self) -> int:
+        return int(self.master_memory_mb or self.memory_mb)
+
+    def limits(self) -> Limits:
+        return Limits(worker_weight_bytes=int(self.memory_mb * (1 << 20) * WEIGHT_MEMORY_SHARE),
+                      master_weight_bytes=int(self.master_mb * (1 << 20) * WEIGHT_MEMORY_SHARE))
+
+
+@lru_cache(maxsize=4)
+def _read_profile(path: str, mtime: float) -> Profile:
+    try:
+        return Profile.from_json(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, ProfileError) as exc:
+        raise PlanError(f"cannot read profile {path}: {exc}") from exc
+
+
+def load_profile(repo: str | Path | None = None, model: str | None = None) -> Profile:
+    """``REPO/MODEL/profile.json`` if it exists, else the bundled reference profile."""
+    if repo is not None and model is not None:
+        path = Path(repo) / model / PROFILE_FILE
+        if path.is_file():
+            return _read_profile(str(path), path.stat().st_mtime)
+    return _read_profile(str(REFERENCE_PROFILE), REFERENCE_PROFILE.stat().st_mtime)
+
+
+def _tensor_bytes(graph: Graph, names: list[str], shapes: list[list[int]], batch: int) -> int:
+    total = 0
+    for name, shape in zip(names, shapes):
+        dtype = None if name in graph.inputs else graph.node(name).dtype
+        n = 1
+        for d in shape:
+            n *= batch if d == -1 else d
+        total += n * dtype_bytes(dtype)
+    return total
+
+
+def perf_model(graph: Graph, request: PlanRequest, profile: Profile) -> PerfModel:
+    from burst.candidates import node_works
+
+    out_shapes = [graph.node(o).shape or [] for o in graph.outputs]
+    dep = Deployment(memory_mb=request.memory_mb, master_memory_mb=request.master_mb,
+                     transport=request.transport, store_kind=request.store_kind,
+                     inline_limit_bytes=inline_limit_bytes(request.store_kind),
+                     prices=request.prices,
+                     input_bytes=_tensor_bytes(graph, graph.inputs, graph.input_shapes,
+                                               request.batch),
+                     output_bytes=_tensor_bytes(graph, graph.outputs, out_shapes, request.batch))
+    return PerfModel(profile, dep, node_works(graph, request.batch), graph.model,
+                     graph.input_shapes[0] if graph.input_shapes else (), request.batch)
+
+
+def choose_stages(graph: Graph, request: PlanRequest, profile: Profile | None = None
+                  ) -> list[StageChoice]:
+    """The planner's stages for ``request`` (latency-optimal, or cheapest meeting the SLO)."""
+    from burst.candidates import build_candidates, choices_of
+
+    profile = profile or load_profile()
+    model = perf_model(graph, request, profile)
+    cands = build_candidates(graph, request.workers, request.batch)
+    try:
+        if request.objective is Objective.COST:
+            if request.slo_ms is None:
+                raise PlanError("the cost objective needs an SLO (--slo-ms)")
+            choice = cheapest_meeting_slo(model, cands, request.limits(), request.slo_ms,
+                                          request.percentile)
+        else:
+            choice = latency_optimal(model, cands, request.limits())
+    except PlanningError as exc:
+        raise PlanError(str(exc)) from exc
+    return choices_of(graph, list(choice.stages))
+
+
+def model_plan(graph: Graph, config, request: PlanRequest, profile: Profile) -> Plan:
+    """The plan the gateway runs and ``tidegate plan`` prints for these arguments.
+
+    ``config`` is the model's ``ModelConfig`` (its tensor names go into the plan).
+    """
+    choices = None
+    if request.split == "auto":
+        choices = choose_stages(graph, request, profile)
+    return make_plan(graph, workers=request.workers, split=request.split,
+                     memory_mb=request.memory_mb, master_memory_mb=request.master_memory_mb,
+                     transport=request.transport, batch=request.batch,
+                     inline_limit_bytes=inline_limit_bytes(request.store_kind), choices=choices,
+                     input_names=[t.name for t in config.inputs],
+                     output_names=[t.name for t in config.outputs])
+
+
+def stage_candidate(stage: Stage) -> Candidate:
+    return Candidate(start=0, end=0, split=stage.split.value, workers=stage.workers,
+                     nodes=tuple(stage.nodes), macs=stage.macs,
+                     leg_macs=tuple(stage.leg_macs or [stage.macs]),
+                     bytes_in=tuple(stage.bytes_in), bytes_out=tuple(stage.bytes_out),
+                     weight_bytes=max(stage.weight_bytes or [0]))
+
+
+def predict_plan(graph: Graph, plan: Plan, request: PlanRequest,
+                 profile: Profile) -> PlanPrediction:
+    """Predicted latency distribution and cost of ``plan`` (any plan, planned or forced)."""
+    model = perf_model(graph, request, profile)
+    return model.predict([stage_candidate(s) for s in plan.stages])
+
+
+__all__ = ["PlanRequest", "Objective", "model_plan", "predict_plan", "load_profile",
+           "choose_stages", "inline_limit_bytes", "Split"]

@@ -1,0 +1,211 @@
+"""The performance model of a burst plan: its latency as a distribution, and its cost. Pure.
+
+A plan is a sequence of stages. A serial stage is the master's own compute. A split stage sends
+each of its k workers its input, waits for all k legs and stitches: its time is the master's
+sequential send/receive work plus the **maximum over k legs**, each leg an invocation round trip
+(an empirical distribution measured at fan-out k) plus its transfers plus its compute (the
+leg's share of the stage's measured node times, times the slowdown measured when k legs share
+the cores, with lognormal spread). The maximum's distribution is exact for i.i.d. legs,
+P(max <= t) = F(t)^k, so its quantile at p is F^-1(p^(1/k)); every leg takes the heaviest leg's
+compute (a slight overestimate when tiles differ by a halo row).
+
+The plan's latency is the sum of independent stages plus the gateway's master invocation; it is
+summarised by its mean and variance and a percentile q is read as mean + z_q * sd (a normal
+approximation of the sum). The predicted p50 is therefore the mean. Both are additive over
+stages, which is what lets ``policies.planner`` be exact. Cost is additive too: GB-s at the
+platform's billing granularity for the master (for the whole request) and each leg, one request
+per invocation, and store requests for tensors too big to travel inline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+from policies.costs import PriceTable
+from policies.profile import Profile
+
+_GRID = (np.arange(64) + 0.5) / 64  # probabilities at which a stage's quantiles are read
+WORKER_HANDLER_FIXED_MS = 1.0  # a worker's own bookkeeping inside its billed time
+
+
+@dataclass(frozen=True)
+class NodeWork:
+    name: str
+    op: str
+    macs: int  # at the plan's batch
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One possible stage: nodes ``[start, end)`` run ``split`` on ``workers`` legs."""
+
+    start: int
+    end: int
+    split: str  # "serial" | "spatial" | "output"
+    workers: int  # 0 for serial
+    nodes: tuple[str, ...]
+    macs: int
+    leg_macs: tuple[int, ...]
+    bytes_in: tuple[int, ...]
+    bytes_out: tuple[int, ...]
+    weight_bytes: int  # the largest leg's (serial: the master's for these nodes)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where plans run: function sizes, how tensors travel, and prices."""
+
+    memory_mb: int = 1024
+    master_memory_mb: int = 1024
+    transport: str = "auto"  # auto | inline | store
+    store_kind: str = "dir"  # the store transfers go through: dir | s3 | oss | memory
+    inline_limit_bytes: int = 64 * 1024
+    prices: PriceTable = PriceTable()
+    input_bytes: int = 0  # the request's tensors, gateway -> master
+    output_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Mean and variance of a time, and its cost (all additive over stages)."""
+
+    mean_ms: float
+    var_ms2: float
+    cost_usd: float
+
+    def __add__(self, other: "Estimate") -> "Estimate":
+        return Estimate(self.mean_ms + other.mean_ms, self.var_ms2 + other.var_ms2,
+                        self.cost_usd + other.cost_usd)
+
+
+@dataclass(frozen=True)
+class PlanPrediction:
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    var_ms2: float
+    cost_usd: float
+    stages: tuple[Estimate, ...]
+
+    def percentile_ms(self, q: float) -> float:
+        return percentile_ms(self.mean_ms, self.var_ms2, q)
+
+
+def percentile_ms(mean_ms: float, var_ms2: float, q: float) -> float:
+    """The q-quantile of the plan latency (normal approximation of a sum of stages)."""
+    if q == 0.5:
+        return mean_ms
+    return mean_ms + NormalDist().inv_cdf(q) * math.sqrt(max(var_ms2, 0.0))
+
+
+class PerfModel:
+    """Predicts stages and plans of one model under one profile and deployment."""
+
+    def __init__(self, profile: Profile, deployment: Deployment, works: list[NodeWork],
+                 model: str = "", input_shape=(), batch: int = 1):
+        self.profile, self.dep = profile, deployment
+        times = profile.times_for(model, input_shape) if model else None
+        fit = profile.compute
+        self.node_ms: dict[str, float] = {}
+        for w in works:
+            measured = times.node_ms.get(w.name) if times else None
+            if measured is None:
+                self.node_ms[w.name] = fit.ms(w.op, w.macs)
+            else:  # measured at batch 1: the work part grows with the batch, dispatch does not
+                fixed = min(fit.fixed_ms_per_node, measured)
+                self.node_ms[w.name] = fixed + (measured - fixed) * batch
+        self._max_cache: dict[int, tuple[float, float]] = {}
+
+    # pieces ----------------------------------------------------------------------------------
+
+    def _route(self, nbytes: int) -> str:
+        d = self.dep
+        if d.transport == "inline" or (d.transport == "auto" and nbytes <= d.inline_limit_bytes):
+            return "inline"
+        return "s3" if d.store_kind in ("s3", "oss") else "dir"
+
+    def transfer_ms(self, nbytes: int) -> float:
+        return self.profile.transfer_fit(self._route(nbytes)).ms(nbytes)
+
+    def _store_cost(self, nbytes: int) -> float:
+        if self._route(nbytes) == "inline":
+            return 0.0
+        p = self.dep.prices
+        return p.store_put_usd + p.store_get_usd
+
+    def _gb_s_cost(self, ms: float, memory_mb: int, invocation: bool = True) -> float:
+        """GB-s of ``ms`` at ``memory_mb``; an invocation's end adds the mean of rounding up
+        to the billing step (the master's stages are parts of one invocation)."""
+        p = self.dep.prices
+        billed = ms + (p.fn_billing_granularity_ms / 2.0 if invocation else 0.0)
+        return billed / 1000.0 * memory_mb / 1024.0 * p.fn_usd_per_gb_s
+
+    def serial_ms(self, nodes) -> float:
+        return sum(self.node_ms[n] for n in nodes)
+
+    # stages ----------------------------------------------------------------------------------
+
+    def stage(self, c: Candidate) -> Estimate:
+        master_gb = self.dep.master_memory_mb
+        if c.split == "serial":
+            mean = self.serial_ms(c.nodes)
+            var = (self.profile.compute_cv * mean) ** 2
+            return Estimate(mean, var, self._gb_s_cost(mean, master_gb, invocation=False))
+        k = c.workers
+        whole_ms = self.serial_ms(c.nodes)
+        heavy = max(c.leg_macs) / max(c.macs, 1)
+        compute_ms = whole_ms * heavy * self.profile.slowdown(c.split, k)
+        t_in = [self.transfer_ms(b) for b in c.bytes_in]
+        t_out = [self.transfer_ms(b) for b in c.bytes_out]
+        # the master writes every input and reads every output in turn; each leg reads its
+        # input and writes its output (half of a one-way transfer each side)
+        master_ms = (sum(t_in) + sum(t_out)) / 2.0
+        leg_fixed = (max(t_in) + max(t_out)) / 2.0
+        mean_max, var_max = self._max_of_legs(k, compute_ms, leg_fixed)
+        mean = master_ms + mean_max
+        worker_ms = leg_fixed + compute_ms + WORKER_HANDLER_FIXED_MS
+        p = self.dep.prices
+        cost = (self._gb_s_cost(mean, master_gb, invocation=False)
+                + k * self._gb_s_cost(worker_ms, self.dep.memory_mb)
+                + k * p.fn_usd_per_request
+                + sum(self._store_cost(b) for b in c.bytes_in + c.bytes_out))
+        return Estimate(mean, var_max, cost)
+
+    def _max_of_legs(self, k: int, compute_ms: float, fixed_ms: float) -> tuple[float, float]:
+        """Mean and variance of the slowest of k i.i.d. legs: each leg's compute and transfers
+        are its fixed part, the round trip measured at fan-out k is its spread."""
+        mean, var = self._max_overhead(k)
+        return compute_ms + fixed_ms + mean, var
+
+    def _max_overhead(self, k: int) -> tuple[float, float]:
+        got = self._max_cache.get(k)
+        if got is None:
+            overhead = np.asarray(self.profile.invoke_ms(k).values_ms)
+            probs = np.linspace(0.0, 1.0, overhead.size)
+            q = np.interp(_GRID ** (1.0 / k), probs, overhead)
+            got = self._max_cache[k] = (float(q.mean()), float(q.var()))
+        return got
+
+    def fixed(self) -> Estimate:
+        """The gateway's master invocation and the request's own tensors (every plan pays it)."""
+        d, p = self.dep, self.dep.prices
+        q = np.asarray(self.profile.master_overhead_ms.values_ms)
+        io_ms = self.transfer_ms(d.input_bytes) + self.transfer_ms(d.output_bytes)
+        mean = float(q.mean()) + io_ms
+        cost = (self._gb_s_cost(mean, d.master_memory_mb) + p.fn_usd_per_request
+                + self._store_cost(d.input_bytes) + self._store_cost(d.output_bytes))
+        return Estimate(mean, float(q.var()), cost)
+
+    def predict(self, stages: list[Candidate]) -> PlanPrediction:
+        parts = [self.stage(c) for c in stages]
+        total = self.fixed()
+        for e in parts:
+            total = total + e
+        return PlanPrediction(p50_ms=percentile_ms(total.mean_ms, total.var_ms2, 0.5),
+                              p99_ms=percentile_ms(total.mean_ms, total.var_ms2, 0.99),
+                              mean_ms=total.mean_ms, var_ms2=total.var_ms2,
+                              cost_usd=total.cost_usd, stages=tuple(parts))

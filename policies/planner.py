@@ -1,0 +1,224 @@
+"""Choosing a burst plan exactly: the fastest under a memory limit, or the cheapest meeting an SLO.
+
+The search space: a plan is a path through the model's nodes made of stage candidates
+(``policies.perf.Candidate``: a serial node, a run of spatial blocks tiled on k workers, or a
+conv/linear head split k ways by output channels). ``burst.candidates`` builds them.
+
+The model (``policies.perf``) makes every quantity the search needs additive over stages: the
+latency's mean and variance, the cost, and the master's weight bytes (the serial stages' weights
+share one function). Constraints:
+  * every split leg's weights fit a worker's weight budget (per candidate: filtered up front);
+  * the serial stages' weights together fit the master's budget (a resource along the path);
+  * cost objective: mean + z_q * sqrt(var) <= SLO at percentile q (q >= 0.5).
+
+Both searches are label-setting dynamic programmes over node positions (Gillis's DP, with the
+split per group and the boundary between groups inside the state: a label at position p is a
+partial plan ending at a stage boundary there, and each extension adds one whole stage, its
+transfers in and out included). Labels at a position are kept only while no other label is at
+least as good: (mean, master bytes) for latency, and for cost (mean, mean + z sqrt(var), cost,
+master bytes). Every extension adds the same (dm, dv, dc, db) to both labels; A's completion
+meets the SLO whenever B's does because mean_A <= mean_B and, for every dv >= 0,
+z (sqrt(var_A + dv) - sqrt(var_B + dv)) is largest at dv = 0 when var_A > var_B (sqrt is
+concave) and at most 0 otherwise. So a dominated label can never complete to a plan better
+than its dominator's completion: discarding it is exact. Labels that cannot meet
+the SLO even with the fastest possible rest (lower bounds from a backward pass), or that cannot
+beat the best complete plan found even with the cheapest rest, are discarded for the same
+reason. The result is optimal with respect to this model and these candidates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from statistics import NormalDist
+
+from policies.perf import Candidate, Estimate, NodeWork, PerfModel, PlanPrediction
+
+__all__ = ["Objective", "Limits", "PlanChoice", "PlanningError", "latency_optimal",
+           "cheapest_meeting_slo", "Candidate", "NodeWork"]
+
+
+class Objective(str, Enum):
+    LATENCY = "latency"
+    COST = "cost"
+
+
+class PlanningError(Exception):
+    """No plan satisfies the limits (or the SLO)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    worker_weight_bytes: int  # per leg
+    master_weight_bytes: int  # all serial stages together
+
+
+@dataclass(frozen=True)
+class PlanChoice:
+    stages: tuple[Candidate, ...]
+    prediction: PlanPrediction
+
+
+@dataclass
+class _Label:
+    mean: float
+    var: float
+    cost: float
+    mbytes: int
+    cand: Candidate | None
+    parent: "_Label | None"
+
+    def path(self) -> list[Candidate]:
+        out, lab = [], self
+        while lab is not None and lab.cand is not None:
+            out.append(lab.cand)
+            lab = lab.parent
+        return out[::-1]
+
+
+def _prepare(model: PerfModel, candidates: list[Candidate], limits: Limits):
+    """Per start position: feasible candidates with their estimates and master bytes."""
+    by_start: dict[int, list[tuple[Candidate, Estimate, int]]] = {}
+    serial_total = sum(c.weight_bytes for c in candidates if c.split == "serial")
+    track_master = serial_total > limits.master_weight_bytes
+    for c in candidates:
+        if c.split == "serial":
+            if c.weight_bytes > limits.master_weight_bytes:
+                continue
+            mbytes = c.weight_bytes if track_master else 0
+        else:
+            if c.weight_bytes > limits.worker_weight_bytes:
+                continue
+            mbytes = 0
+        by_start.setdefault(c.start, []).append((c, model.stage(c), mbytes))
+    return by_start
+
+
+def _end(candidates: list[Candidate]) -> int:
+    return max(c.end for c in candidates)
+
+
+def _dominated(lab: _Label, front: list[_Label], keys) -> bool:
+    new = keys(lab)
+    return any(all(a <= b for a, b in zip(keys(o), new)) for o in front)
+
+
+def _insert(front: list[_Label], lab: _Label, keys) -> None:
+    if _dominated(lab, front, keys):
+        return
+    new = keys(lab)
+    front[:] = [o for o in front if not all(a <= b for a, b in zip(new, keys(o)))]
+    front.append(lab)
+
+
+def _lower_bounds(by_start, end: int):
+    """Per position: the least mean, variance and cost any completion adds (each alone)."""
+    inf = math.inf
+    mean, var, cost = [inf] * (end + 1), [inf] * (end + 1), [inf] * (end + 1)
+    mean[end] = var[end] = cost[end] = 0.0
+    for p in range(end - 1, -1, -1):
+        for c, e, _ in by_start.get(p, []):
+            mean[p] = min(mean[p], e.mean_ms + mean[c.end])
+            var[p] = min(var[p], e.var_ms2 + var[c.end])
+            cost[p] = min(cost[p], e.cost_usd + cost[c.end])
+    return mean, var, cost
+
+
+def _search(model, by_start, end, limits, keys, keep, bounds) -> list[_Label]:
+    fixed = model.fixed()
+    fronts: list[list[_Label]] = [[] for _ in range(end + 1)]
+    fronts[0].append(_Label(fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, None, None))
+    for p in range(end):
+        labels = [lab for lab in fronts[p] if keep(lab, p, bounds)]
+        fronts[p] = []  # done with this position: free it
+        for lab in labels:
+            for c, e, mb in by_start.get(p, []):
+                mbytes = lab.mbytes + mb
+                if mbytes > limits.master_weight_bytes:
+                    continue
+                new = _Label(lab.mean + e.mean_ms, lab.var + e.var_ms2, lab.cost + e.cost_usd,
+                             mbytes, c, lab)
+                if keep(new, c.end, bounds):
+                    _insert(fronts[c.end], new, keys)
+    return [lab for lab in fronts[end] if keep(lab, end, bounds)]
+
+
+def latency_optimal(model: PerfModel, candidates: list[Candidate],
+                    limits: Limits) -> PlanChoice:
+    """The plan with the least predicted p50 (mean) whose functions all fit ``limits``."""
+    by_start = _prepare(model, candidates, limits)
+    finals = _search(model, by_start, _end(candidates), limits,
+                     keys=lambda lab: (lab.mean, lab.mbytes), keep=lambda lab, p, b: True,
+                     bounds=None)
+    if not finals:
+        raise PlanningError("no plan fits the memory limits: allow more workers or a larger "
+                            "memory size per function")
+    best = min(finals, key=lambda lab: (lab.mean, lab.cost))
+    return PlanChoice(tuple(best.path()), model.predict(best.path()))
+
+
+def cheapest_meeting_slo(model: PerfModel, candidates: list[Candidate], limits: Limits,
+                         slo_ms: float, percentile: float = 0.99) -> PlanChoice:
+    """The least-cost plan whose predicted ``percentile`` latency is at most ``slo_ms``."""
+    if not 0.5 <= percentile < 1.0:
+        raise PlanningError(f"percentile must be in [0.5, 1), got {percentile}")
+    z = NormalDist().inv_cdf(percentile)
+    by_start = _prepare(model, candidates, limits)
+    end = _end(candidates)
+    fixed = model.fixed()
+    lb_mean, lb_var, _ = _lower_bounds(by_start, end)
+    # Lagrangian passes: each weight w gives G_w[p] = least (cost + w * mean) of any rest from p,
+    # so a rest that keeps mean_rest <= M costs at least G_w[p] - w * M (a valid lower bound);
+    # their paths that meet the SLO (and the memory limit) are complete plans: incumbents
+    # (and a weight u on master bytes: a rest within the memory left costs >= ... - u * left)
+    duals, incumbent = [], math.inf
+    memory_weights = [0.0] + ([10.0 ** -e for e in range(11, 16)]
+                              if any(mb for cs in by_start.values() for _, _, mb in cs) else [])
+    for u in memory_weights:
+        for w in [0.0] + [10.0 ** (e / 2.0) for e in range(-26, -5)]:
+            g, path_cost = _lagrange(by_start, end, w, u, limits, fixed, z, slo_ms)
+            duals.append((w, u, g))
+            incumbent = min(incumbent, path_cost)
+    incumbent *= 1 + 1e-9
+    budget = limits.master_weight_bytes
+
+    def keep(lab: _Label, p: int, bounds) -> bool:
+        slack = slo_ms - lab.mean - z * math.sqrt(lab.var)
+        if lab.mean + lb_mean[p] + z * math.sqrt(lab.var + lb_var[p]) > slo_ms:
+            return False
+        left = budget - lab.mbytes
+        return all(lab.cost + g[p] - w * slack - u * left <= incumbent for w, u, g in duals)
+    finals = _search(model, by_start, end, limits,
+                     keys=lambda lab: (lab.mean, lab.mean + z * math.sqrt(lab.var), lab.cost,
+                                       lab.mbytes), keep=keep,
+                     bounds=None)
+    ok = [lab for lab in finals if lab.mean + z * math.sqrt(lab.var) <= slo_ms]
+    if not ok:
+        raise PlanningError(f"no plan meets {slo_ms:g} ms at p{percentile * 100:g} within "
+                            f"the memory limits")
+    best = min(ok, key=lambda lab: (lab.cost, lab.mean))
+    return PlanChoice(tuple(best.path()), model.predict(best.path()))
+
+
+def _lagrange(by_start, end: int, weight: float, memory_weight: float, limits: Limits,
+              fixed: Estimate, z: float, slo_ms: float) -> tuple[list[float], float]:
+    """Backward pass minimising cost + weight * mean + memory_weight * master bytes; returns the
+    per-position values and the cost of its plan from position 0 if that plan is feasible
+    (else infinity)."""
+    g = [math.inf] * (end + 1)
+    best: list = [None] * (end + 1)
+    g[end] = 0.0
+    for p in range(end - 1, -1, -1):
+        for c, e, mb in by_start.get(p, []):
+            v = e.cost_usd + weight * e.mean_ms + memory_weight * mb + g[c.end]
+            if v < g[p]:
+                g[p], best[p] = v, (c, e, mb)
+    mean, var, cost, mbytes, p = fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0
+    while p < end and best[p] is not None:
+        c, e, mb = best[p]
+        mean, var, cost, mbytes, p = (mean + e.mean_ms, var + e.var_ms2, cost + e.cost_usd,
+                                      mbytes + mb, c.end)
+    feasible = (p == end and mbytes <= limits.master_weight_bytes
+                and mean + z * math.sqrt(var) <= slo_ms)
+    return g, cost if feasible else math.inf

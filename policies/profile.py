@@ -1,0 +1,210 @@
+"""Measured performance profiles as typed data (parsed from the dicts of ``profile.json``).
+
+A profile says how long things take on one target: the invocation round trip of a function at
+each fan-out (warm and cold), moving bytes by each transport, compute per node (this model,
+measured) or per unit of work (any model, fitted), how much slower a leg computes when k run
+at once, and a VM replica's service time per batch size. ``tidegate profile`` writes one; the
+bundled reference profile (``policies/data/reference_profile.json``) covers the zoo models.
+Pure: no I/O here (callers read the JSON).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+PROFILE_VERSION = 1
+QUANTILE_POINTS = 21  # 0, 5, ..., 100 %
+
+
+class ProfileError(Exception):
+    """A profile is malformed."""
+
+
+@dataclass(frozen=True)
+class Quantiles:
+    """An empirical distribution: values at probabilities 0, 1/(n-1), ..., 1 (sorted)."""
+
+    values_ms: tuple[float, ...]
+
+    @classmethod
+    def from_samples(cls, samples, points: int = QUANTILE_POINTS) -> "Quantiles":
+        xs = sorted(float(s) for s in samples)
+        if not xs:
+            raise ProfileError("no samples")
+        return cls(tuple(_interp(xs, i / (points - 1)) for i in range(points)))
+
+    @classmethod
+    def constant(cls, value_ms: float) -> "Quantiles":
+        return cls((float(value_ms),) * 2)
+
+    def at(self, p: float) -> float:
+        """The quantile at probability ``p`` (linear between stored points)."""
+        return _interp(self.values_ms, min(max(p, 0.0), 1.0))
+
+    @property
+    def median_ms(self) -> float:
+        return self.at(0.5)
+
+    def to_json(self) -> list[float]:
+        return [round(v, 4) for v in self.values_ms]
+
+    @classmethod
+    def from_json(cls, raw, what: str) -> "Quantiles":
+        if not isinstance(raw, list) or len(raw) < 2:
+            raise ProfileError(f"{what}: expected a list of at least two quantiles")
+        values = tuple(float(v) for v in raw)
+        if any(b < a for a, b in zip(values, values[1:])) or values[0] < 0:
+            raise ProfileError(f"{what}: quantiles must be non-negative and sorted")
+        return cls(values)
+
+
+def _interp(xs, p: float) -> float:
+    pos = p * (len(xs) - 1)
+    i = min(int(pos), len(xs) - 2) if len(xs) > 1 else 0
+    if len(xs) == 1:
+        return xs[0]
+    return xs[i] + (xs[i + 1] - xs[i]) * (pos - i)
+
+
+@dataclass(frozen=True)
+class TransferFit:
+    """Time to move ``n`` bytes one way (write and read included): fixed + per MB."""
+
+    fixed_ms: float
+    ms_per_mb: float
+
+    def ms(self, nbytes: int) -> float:
+        return self.fixed_ms + self.ms_per_mb * nbytes / 1e6
+
+
+@dataclass(frozen=True)
+class ComputeFit:
+    """Single-thread compute time of a node from its work: per op family, ms per GMAC, plus a
+    fixed cost per node (dispatch, allocation). Families: conv, linear, pool, other."""
+
+    ms_per_gmac: dict[str, float]
+    fixed_ms_per_node: float
+
+    def ms(self, op: str, macs: int) -> float:
+        return self.fixed_ms_per_node + self.ms_per_gmac.get(op_family(op), 0.0) * macs / 1e9
+
+
+def op_family(op: str) -> str:
+    if "conv" in op:
+        return "conv"
+    if "linear" in op or "addmm" in op or ".mm." in op:
+        return "linear"
+    if "pool" in op:
+        return "pool"
+    return "other"
+
+
+@dataclass(frozen=True)
+class ModelTimes:
+    """Measured single-thread time of each node of one model at batch 1, for one input shape."""
+
+    input_shape: tuple[int, ...]
+    node_ms: dict[str, float]
+    vm_service_ms: dict[int, Quantiles] = field(default_factory=dict)  # batch -> distribution
+
+
+@dataclass(frozen=True)
+class Profile:
+    source: str  # how it was made (command, machine, date) and where prices come from
+    cores: int  # cores the function instances share (legs beyond it queue for CPU)
+    invoke_warm_ms: dict[int, Quantiles]  # fan-out k -> one leg's round trip beyond its work
+    invoke_cold_ms: Quantiles
+    master_overhead_ms: Quantiles  # the gateway's master invocation beyond the stages
+    transfer: dict[str, TransferFit]  # "inline", "dir", "s3"
+    compute: ComputeFit
+    split_slowdown: dict[str, dict[int, float]]  # split kind -> k -> leg compute / predicted
+    compute_cv: float = 0.05  # spread of one leg's compute (lognormal sigma)
+    models: dict[str, ModelTimes] = field(default_factory=dict)
+
+    def invoke_ms(self, workers: int) -> Quantiles:
+        """A leg's warm overhead at fan-out ``workers`` (nearest measured at or below, else the
+        largest measured scaled by the share of cores it must wait for)."""
+        ks = sorted(self.invoke_warm_ms)
+        i = bisect.bisect_right(ks, workers) - 1
+        return self.invoke_warm_ms[ks[max(i, 0)]]
+
+    def slowdown(self, split: str, workers: int) -> float:
+        """Leg compute at fan-out ``workers`` relative to one thread alone: measured points,
+        linear between them, and ``workers / cores`` growth past the largest."""
+        table = self.split_slowdown.get(split) or {1: 1.0}
+        ks = sorted(table)
+        if workers <= ks[0]:
+            return table[ks[0]]
+        if workers >= ks[-1]:
+            return table[ks[-1]] * max(1.0, workers / max(ks[-1], self.cores))
+        i = bisect.bisect_right(ks, workers) - 1
+        lo, hi = ks[i], ks[i + 1]
+        return table[lo] + (table[hi] - table[lo]) * (workers - lo) / (hi - lo)
+
+    def transfer_fit(self, transport: str) -> TransferFit:
+        return self.transfer.get(transport) or self.transfer["dir"]
+
+    def times_for(self, model: str, input_shape) -> ModelTimes | None:
+        """This model's measured node times, if measured at this input shape."""
+        t = self.models.get(model)
+        if t is None or list(t.input_shape[1:]) != list(input_shape[1:]):
+            return None
+        return t
+
+    # JSON ------------------------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        return {
+            "profile_version": PROFILE_VERSION, "source": self.source, "cores": self.cores,
+            "invoke_warm_ms": {str(k): q.to_json() for k, q in self.invoke_warm_ms.items()},
+            "invoke_cold_ms": self.invoke_cold_ms.to_json(),
+            "master_overhead_ms": self.master_overhead_ms.to_json(),
+            "transfer": {k: {"fixed_ms": round(f.fixed_ms, 4), "ms_per_mb": round(f.ms_per_mb, 4)}
+                         for k, f in self.transfer.items()},
+            "compute": {"ms_per_gmac": self.compute.ms_per_gmac,
+                        "fixed_ms_per_node": self.compute.fixed_ms_per_node},
+            "split_slowdown": {s: {str(k): round(v, 4) for k, v in t.items()}
+                               for s, t in self.split_slowdown.items()},
+            "compute_cv": self.compute_cv,
+            "models": {m: {"input_shape": list(t.input_shape),
+                           "node_ms": {n: round(v, 5) for n, v in t.node_ms.items()},
+                           "vm_service_ms": {str(b): q.to_json()
+                                             for b, q in t.vm_service_ms.items()}}
+                       for m, t in self.models.items()}}
+
+    @classmethod
+    def from_json(cls, raw) -> "Profile":
+        if not isinstance(raw, dict) or raw.get("profile_version") != PROFILE_VERSION:
+            raise ProfileError(f"not a version {PROFILE_VERSION} profile")
+        try:
+            return cls(
+                source=str(raw["source"]), cores=int(raw["cores"]),
+                invoke_warm_ms={int(k): Quantiles.from_json(v, f"invoke_warm_ms[{k}]")
+                                for k, v in raw["invoke_warm_ms"].items()},
+                invoke_cold_ms=Quantiles.from_json(raw["invoke_cold_ms"], "invoke_cold_ms"),
+                master_overhead_ms=Quantiles.from_json(raw["master_overhead_ms"],
+                                                       "master_overhead_ms"),
+                transfer={k: TransferFit(float(v["fixed_ms"]), float(v["ms_per_mb"]))
+                          for k, v in raw["transfer"].items()},
+                compute=ComputeFit({k: float(v) for k, v in raw["compute"]["ms_per_gmac"].items()},
+                                   float(raw["compute"]["fixed_ms_per_node"])),
+                split_slowdown={s: {int(k): float(v) for k, v in t.items()}
+                                for s, t in raw["split_slowdown"].items()},
+                compute_cv=float(raw.get("compute_cv", 0.05)),
+                models={m: _model_times(m, t) for m, t in raw.get("models", {}).items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProfileError(f"malformed profile: {exc!r}") from exc
+
+    def with_model(self, model: str, times: ModelTimes) -> "Profile":
+        models = dict(self.models)
+        models[model] = times
+        return Profile(**{**self.__dict__, "models": models})
+
+
+def _model_times(model: str, raw: dict) -> ModelTimes:
+    return ModelTimes(
+        input_shape=tuple(int(d) for d in raw["input_shape"]),
+        node_ms={str(n): float(v) for n, v in raw["node_ms"].items()},
+        vm_service_ms={int(b): Quantiles.from_json(q, f"{model} vm_service_ms[{b}]")
+                       for b, q in raw.get("vm_service_ms", {}).items()})

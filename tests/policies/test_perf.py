@@ -1,0 +1,92 @@
+"""The performance model: fork-join waits for the slowest leg, and costs add up as billed."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from policies.costs import PriceTable
+from policies.perf import Candidate, Deployment, NodeWork, PerfModel
+from policies.profile import ComputeFit, ModelTimes, Profile, Quantiles, TransferFit
+
+MB = 1 << 20
+
+
+def _profile(**kw) -> Profile:
+    overhead = Quantiles.from_samples([2.0 + 0.2 * i for i in range(20)] + [40.0])
+    base = dict(source="test", cores=2, invoke_warm_ms={1: overhead, 4: overhead},
+                invoke_cold_ms=Quantiles.constant(900.0),
+                master_overhead_ms=Quantiles.constant(5.0),
+                transfer={"inline": TransferFit(0.5, 4.0), "dir": TransferFit(1.0, 1.0),
+                          "s3": TransferFit(20.0, 10.0)},
+                compute=ComputeFit({"conv": 10.0, "linear": 10.0, "pool": 1.0, "other": 1.0}, 0.0),
+                split_slowdown={"spatial": {1: 1.0, 4: 1.0}, "output": {1: 1.0}}, compute_cv=0.0)
+    base.update(kw)
+    return Profile(**base)
+
+
+WORKS = [NodeWork("conv", "aten.conv2d.default", 2 * 10**9)]  # 20 ms on one thread
+
+
+def _split(k: int, bytes_each: int = 1000) -> Candidate:
+    macs = WORKS[0].macs
+    return Candidate(0, 1, "spatial", k, ("conv",), macs, (macs // k,) * k, (bytes_each,) * k,
+                     (bytes_each,) * k, 0)
+
+
+def test_fork_join_waits_for_the_slowest_of_k_legs():
+    """The stage's mean is the mean of the max of k draws, not the mean of one draw."""
+    profile = _profile()
+    model = PerfModel(profile, Deployment(inline_limit_bytes=10**6), WORKS)
+    est = model.stage(_split(4))
+    rng = random.Random(0)
+    draws = [max(profile.invoke_ms(4).at(rng.random()) for _ in range(4)) for _ in range(100000)]
+    fixed = 20.0 / 4 + model.transfer_ms(1000) * (4 + 4 + 2) / 2  # compute + transfers
+    simulated = sum(draws) / len(draws) + fixed
+    assert est.mean_ms == pytest.approx(simulated, rel=0.02)
+    one_leg = profile.invoke_ms(4).at(0.5)
+    assert est.mean_ms > one_leg + fixed + 1.0  # the tail of one leg in four shows up
+
+
+def test_measured_node_times_beat_the_fit_and_scale_with_batch():
+    profile = _profile(models={"m": ModelTimes((1, 3, 8, 8), {"conv": 7.0})})
+    at1 = PerfModel(profile, Deployment(), WORKS, "m", (1, 3, 8, 8), batch=1)
+    at4 = PerfModel(profile, Deployment(), WORKS, "m", (4, 3, 8, 8), batch=4)
+    other_shape = PerfModel(profile, Deployment(), WORKS, "m", (1, 3, 16, 16))
+    assert at1.serial_ms(["conv"]) == 7.0
+    assert at4.serial_ms(["conv"]) == pytest.approx(28.0)
+    assert other_shape.serial_ms(["conv"]) == pytest.approx(20.0)  # the fit, not the table
+
+
+def test_cost_adds_gb_seconds_requests_and_store_requests():
+    prices = PriceTable()
+    dep = Deployment(memory_mb=2048, master_memory_mb=1024, inline_limit_bytes=64 * 1024,
+                     prices=prices)
+    model = PerfModel(_profile(), dep, WORKS)
+    serial = model.stage(Candidate(0, 1, "serial", 0, ("conv",), 0, (0,), (), (), 0))
+    assert serial.cost_usd == pytest.approx(20.0 / 1000 * 1.0 * prices.fn_usd_per_gb_s)
+    small, big = model.stage(_split(4, 1000)), model.stage(_split(4, 2 * MB))
+    store_requests = 8 * (prices.store_put_usd + prices.store_get_usd)
+    assert big.cost_usd - small.cost_usd > store_requests  # 8 messages through the store
+    # a leg bills its own work at 2 GB, plus a request each
+    leg_floor = 4 * (prices.fn_usd_per_request + 5.0 / 1000 * 2 * prices.fn_usd_per_gb_s)
+    assert small.cost_usd > leg_floor
+
+
+def test_plan_prediction_sums_stages_and_reads_percentiles():
+    model = PerfModel(_profile(), Deployment(inline_limit_bytes=10**6), WORKS)
+    serial = Candidate(0, 1, "serial", 0, ("conv",), 0, (0,), (), (), 0)
+    pred = model.predict([serial, _split(4)])
+    fixed = model.fixed()
+    assert pred.mean_ms == pytest.approx(fixed.mean_ms + sum(e.mean_ms for e in pred.stages))
+    assert pred.p50_ms == pytest.approx(pred.mean_ms)
+    assert pred.p99_ms > pred.p50_ms
+    assert pred.percentile_ms(0.999) > pred.p99_ms
+
+
+def test_more_legs_than_cores_slow_each_leg():
+    profile = _profile(split_slowdown={"spatial": {1: 1.0, 2: 1.1}})
+    assert profile.slowdown("spatial", 2) == 1.1
+    assert profile.slowdown("spatial", 4) == pytest.approx(2.2)  # 4 legs on 2 cores
+    assert profile.slowdown("output", 3) == 1.5  # unmeasured kind: 3 legs share 2 cores

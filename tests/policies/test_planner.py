@@ -1,0 +1,132 @@
+"""The planner is exact: on small random instances it finds what brute force over every plan
+finds, for the fastest plan under memory limits and the cheapest plan meeting an SLO."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from policies.costs import PriceTable
+from policies.perf import Candidate, Deployment, NodeWork, PerfModel
+from policies.planner import (Limits, PlanningError, cheapest_meeting_slo, latency_optimal)
+from policies.profile import ComputeFit, Profile, Quantiles, TransferFit
+
+MB = 1 << 20
+
+
+def _profile() -> Profile:
+    def spread(median, tail):
+        return Quantiles.from_samples([median * (0.9 + 0.01 * i) for i in range(20)] + [tail])
+    return Profile(
+        source="test", cores=2,
+        invoke_warm_ms={1: spread(3.0, 9.0), 2: spread(4.0, 14.0), 4: spread(6.0, 30.0)},
+        invoke_cold_ms=spread(800.0, 1500.0), master_overhead_ms=spread(4.0, 10.0),
+        transfer={"inline": TransferFit(0.2, 3.0), "dir": TransferFit(0.6, 1.0),
+                  "s3": TransferFit(15.0, 12.0)},
+        compute=ComputeFit({"conv": 20.0, "linear": 25.0, "pool": 5.0, "other": 2.0}, 0.02),
+        split_slowdown={"spatial": {1: 1.0, 2: 1.15, 4: 2.3}, "output": {1: 1.0, 2: 1.1, 4: 2.2}},
+        compute_cv=0.05)
+
+
+def _instance(seed: int, positions: int = 7, max_workers: int = 4):
+    """Random nodes and candidates: every node serial, random splits over random runs."""
+    rng = random.Random(seed)
+    works = [NodeWork(f"n{i}", rng.choice(["aten.conv2d.default", "aten.linear.default",
+                                           "aten.relu.default"]), rng.randint(1, 400) * 10**6)
+             for i in range(positions)]
+    cands = []
+    for i, w in enumerate(works):
+        cands.append(Candidate(i, i + 1, "serial", 0, (w.name,), w.macs, (w.macs,), (), (),
+                               rng.choice([0, 0, 40, 120, 300]) * MB))
+    for _ in range(positions * 3):
+        i = rng.randrange(positions)
+        j = rng.randint(i + 1, min(positions, i + 3))
+        k = rng.randint(1, max_workers)
+        nodes = tuple(w.name for w in works[i:j])
+        macs = sum(w.macs for w in works[i:j])
+        split = rng.choice(["spatial", "output"])
+        cands.append(Candidate(i, j, split, k, nodes, macs,
+                               tuple(macs // k + rng.randint(0, macs // 10) for _ in range(k)),
+                               tuple(rng.randint(10**3, 3 * 10**6) for _ in range(k)),
+                               tuple(rng.randint(10**3, 10**6) for _ in range(k)),
+                               rng.choice([1, 50, 200, 400]) * MB // k))
+    model = PerfModel(_profile(), Deployment(memory_mb=1024, master_memory_mb=1024,
+                                             inline_limit_bytes=64 * 1024, prices=PriceTable(),
+                                             input_bytes=600_000, output_bytes=4000), works)
+    return model, cands, positions
+
+
+def _all_plans(cands, end):
+    by_start: dict[int, list] = {}
+    for c in cands:
+        by_start.setdefault(c.start, []).append(c)
+
+    def walk(p):
+        if p == end:
+            yield []
+            return
+        for c in by_start.get(p, []):
+            for rest in walk(c.end):
+                yield [c] + rest
+    return list(walk(0))
+
+
+def _fits(plan, limits):
+    master = sum(c.weight_bytes for c in plan if c.split == "serial")
+    return master <= limits.master_weight_bytes and all(
+        c.weight_bytes <= limits.worker_weight_bytes for c in plan if c.split != "serial")
+
+
+LIMITS = [Limits(10**12, 10**12), Limits(200 * MB, 400 * MB), Limits(150 * MB, 300 * MB)]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_latency_optimal_matches_brute_force(seed):
+    model, cands, end = _instance(seed)
+    plans = _all_plans(cands, end)
+    assert len(plans) > 20  # a search space worth searching
+    for limits in LIMITS:
+        feasible = [p for p in plans if _fits(p, limits)]
+        if not feasible:
+            with pytest.raises(PlanningError):
+                latency_optimal(model, cands, limits)
+            continue
+        best = min(model.predict(p).mean_ms for p in feasible)
+        got = latency_optimal(model, cands, limits)
+        assert _fits(list(got.stages), limits)
+        assert got.prediction.p50_ms == pytest.approx(best, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cheapest_meeting_slo_matches_brute_force(seed):
+    model, cands, end = _instance(seed)
+    plans = _all_plans(cands, end)
+    preds = [(p, model.predict(p)) for p in plans]
+    p99s = sorted(pr.p99_ms for _, pr in preds)
+    for limits in LIMITS:
+        for slo in (p99s[len(p99s) // 10], p99s[len(p99s) // 2], p99s[-1]):
+            ok = [pr for p, pr in preds if _fits(p, limits) and pr.p99_ms <= slo]
+            if not ok:
+                with pytest.raises(PlanningError):
+                    cheapest_meeting_slo(model, cands, limits, slo, 0.99)
+                continue
+            got = cheapest_meeting_slo(model, cands, limits, slo, 0.99)
+            assert got.prediction.p99_ms <= slo + 1e-9
+            assert _fits(list(got.stages), limits)
+            assert got.prediction.cost_usd == pytest.approx(min(pr.cost_usd for pr in ok),
+                                                            rel=1e-9)
+
+
+def test_percentile_of_the_slo_matters():
+    model, cands, end = _instance(3)
+    preds = [model.predict(p) for p in _all_plans(cands, end)]
+    slo = sorted(pr.p99_ms for pr in preds)[len(preds) // 3]
+    at_p50 = cheapest_meeting_slo(model, cands, LIMITS[0], slo, 0.5)
+    at_p99 = cheapest_meeting_slo(model, cands, LIMITS[0], slo, 0.99)
+    assert at_p50.prediction.cost_usd <= at_p99.prediction.cost_usd
+    assert at_p99.prediction.p99_ms <= slo and at_p50.prediction.p50_ms <= slo
+    with pytest.raises(PlanningError, match="percentile"):
+        cheapest_meeting_slo(model, cands, LIMITS[0], slo, 0.3)
+    assert math.isfinite(at_p50.prediction.cost_usd)
