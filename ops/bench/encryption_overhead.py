@@ -6,7 +6,7 @@ alike. Tensors are forced through the store (``transport = "store"``), where enc
 Also reported: AES-GCM's own throughput here, and the bytes sealed per request. Target:
 encryption adds < 5 % to burst latency. Prints a table and writes JSON.
 
-    python ops/bench/encryption_overhead.py [--model resnet50] [--workers 2] [--warm 10]
+    python ops/bench/encryption_overhead.py [--model resnet50] [--workers 2] [--warm 20]
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def main() -> int:
     )
     ap.add_argument("--model", default="resnet50")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--warm", type=int, default=10, help="warm requests per mode")
+    ap.add_argument("--warm", type=int, default=20, help="warm requests per mode")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/encryption_overhead.json")
     args = ap.parse_args()
 
@@ -134,7 +134,10 @@ def main() -> int:
         server.stop()
     lat = result["latencies"]
     p50 = {k: statistics.median(v) for k, v in lat.items()}
-    overhead = p50["sealed"] / p50["plain"] - 1.0
+    # requests alternate, so each sealed request has a plain neighbour run under the same load:
+    # the median of the pairs' ratios is the headline (a machine shared with other work drifts)
+    paired = statistics.median(s / p for s, p in zip(lat["sealed"], lat["plain"], strict=True))
+    overhead = paired - 1.0
     aes = aes_gcm_mb_per_s()
     print(
         f"\n{args.model}, {args.workers} workers, tensors through S3 (moto on loopback), "
@@ -144,7 +147,8 @@ def main() -> int:
     for k, v in lat.items():
         print(f"{k:<8} {p50[k]:9.1f} {min(v):9.1f} {max(v):9.1f}")
     print(
-        f"\nsealed over plain, p50: {overhead * 100:+.2f} %  (target < 5 %: "
+        f"\nsealed over plain: p50s {(p50['sealed'] / p50['plain'] - 1) * 100:+.2f} %, "
+        f"median of paired ratios {overhead * 100:+.2f} %  (target < 5 %: "
         f"{'met' if overhead < 0.05 else 'MISSED'})"
     )
     print(f"AES-GCM seal+open here: {aes:.0f} MB/s; outputs identical: {result['same_outputs']}")
