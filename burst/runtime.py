@@ -17,16 +17,16 @@ import json
 import os
 import time
 import uuid
-from dataclasses import asdict
-
-import orjson
 import torch
 
-from burst.execute import run_nodes, run_worker_stage, stitch, worker_input
+from burst.execute import run_nodes
+from burst.forkjoin import ForkJoin, StageFailed, compute_leg, run_stage
 from burst.graph import Graph
-from burst.plan import Plan, worker_function_name
-from burst.tensors import receive, send
+from burst.hedge import HedgePolicy, LegTimes
+from burst.plan import Plan
+from burst.report import MasterReport, StageReport
 from burst.store.counting import CountingStore
+from burst.tensors import receive, send
 from burst.store.encrypted import EVENT_FIELD as TENSOR_KEY_FIELD, bind_request_key
 from burst.weights import (LruCache, graph_key, loads_tensors, master_key, plan_key,
                            tensors_nbytes, worker_key)
@@ -35,6 +35,8 @@ PLATFORM_ENV = "TIDEGATE_BURST_PLATFORM"  # burst.service sets these on the func
 STORE_ENV = "TIDEGATE_BURST_STORE"
 # One cache per function process: weights survive between warm invocations.
 _CACHE: LruCache | None = None
+# Leg times the master has seen, per plan stage: what a straggler is measured against.
+_LEG_TIMES = LegTimes(HedgePolicy())
 
 
 class BurstError(Exception):
@@ -105,6 +107,7 @@ async def run_worker(event: dict, store) -> dict:
         plan_id = _check_id(event["plan_id"], "plan_id")
         request_id = _check_id(event["request_id"], "request_id")
         stage_index, worker = int(event["stage"]), int(event["worker"])
+        attempt = int(event.get("attempt", 1))  # a hedge writes its own output key
         ref = event["input"]
     except (KeyError, TypeError, ValueError) as exc:
         raise BurstError(f"bad worker event: {exc!r}") from exc
@@ -125,10 +128,10 @@ async def run_worker(event: dict, store) -> dict:
     x = await receive(ref, store)
     transfer_ms = _ms(t0)
     t0 = time.perf_counter()
-    y = await asyncio.to_thread(_compute, graph, stage, worker, x, weights)
+    y = await asyncio.to_thread(compute_leg, graph, stage, worker, x, weights)
     compute_ms = _ms(t0)
     t0 = time.perf_counter()
-    out = await send(y, store, f"req/{request_id}/s{stage_index}/w{worker}/out",
+    out = await send(y, store, f"req/{request_id}/s{stage_index}/w{worker}/a{attempt}/out",
                      transport=plan.transport, limit_bytes=plan.inline_limit_bytes)
     transfer_ms += _ms(t0)
     return {"output": out, "compute_ms": compute_ms, "transfer_ms": transfer_ms,
@@ -136,18 +139,16 @@ async def run_worker(event: dict, store) -> dict:
             "store_puts": store.puts, "store_gets": store.gets}
 
 
-def _compute(graph, stage, worker, x, weights):
-    with torch.no_grad():
-        return run_worker_stage(graph, stage, worker, x, weights)
-
-
 def _serial(graph, names, env, weights):
     with torch.no_grad():
         run_nodes(graph, names, env, weights)
 
 
-async def run_master(event: dict, invoker, store) -> dict:
-    """Run a prepared plan on ``event["inputs"]``; return outputs and a timing/billing report."""
+async def run_master(event: dict, invoker, store, *, leg_times: LegTimes | None = None,
+                     master_leg: bool = True) -> dict:
+    """Run a prepared plan on ``event["inputs"]``; return outputs and a timing/billing report
+    (``MasterReport.to_json``). ``master_leg``: the master computes leg 0 of each split stage
+    itself (n-1 invocations per stage)."""
     t_start = time.perf_counter()
     try:
         plan_id = _check_id(event["plan_id"], "plan_id")
@@ -157,20 +158,22 @@ async def run_master(event: dict, invoker, store) -> dict:
             raise TypeError("inputs must be a list of tensor references")
     except (KeyError, TypeError) as exc:
         raise BurstError(f"bad master event: {exc!r}") from exc
-    prefix = f"req/{request_id}/"
     store = CountingStore(bind_request_key(store, event))  # the request's tensor key, if sealed
+    extra = {TENSOR_KEY_FIELD: event[TENSOR_KEY_FIELD]} if event.get(TENSOR_KEY_FIELD) else {}
     try:
-        result = await _run_master(event, invoker, store, plan_id, request_id, in_refs, t_start)
+        outputs, report = await _run_master(
+            plan_id, request_id, in_refs, invoker, store, t_start, extra,
+            leg_times or _LEG_TIMES, master_leg)
     finally:
         # per-request tensors go whether the join succeeded or not
-        await store.delete_prefix(prefix)
-    report = result["report"]
-    report["store_puts"] += store.puts
-    report["store_gets"] += store.gets
-    return result
+        await store.delete_prefix(f"req/{request_id}/")
+    report.store_puts += store.puts
+    report.store_gets += store.gets
+    return {"outputs": outputs, "report": report.to_json()}
 
 
-async def _run_master(event, invoker, store, plan_id, request_id, in_refs, t_start) -> dict:
+async def _run_master(plan_id, request_id, in_refs, invoker, store, t_start, extra, leg_times,
+                      master_leg) -> tuple[list[dict], MasterReport]:
     plan, graph = await _load_plan(store, plan_id)
 
     async def load_master():
@@ -186,95 +189,39 @@ async def _run_master(event, invoker, store, plan_id, request_id, in_refs, t_sta
         if list(x.shape[1:]) != list(want[1:]) or x.shape[0] > plan.batch:
             raise BurstError(f"input {name}: shape {list(x.shape)} does not fit the plan "
                              f"(expects {want}, batch up to {plan.batch})")
+
+    async def leg_weights(stage_index: int, worker: int) -> dict:
+        async def load():
+            return loads_tensors(await _get(store, worker_key(plan_id, stage_index, worker)))
+        value, _ = await _cached(f"{plan_id}/s{stage_index}/w{worker}", load, tensors_nbytes)
+        return value
+
+    fj = ForkJoin(plan, graph, invoker, store, request_id, leg_times, leg_weights, extra,
+                  master_leg)
     env = dict(zip(graph.inputs, xs))
-    stages_report = []
+    stages: list[StageReport] = []
     for stage in plan.stages:
         t_stage = time.perf_counter()
         if stage.split == "serial":
             await asyncio.to_thread(_serial, graph, stage.nodes, env, weights)
-            stages_report.append({"index": stage.index, "split": "serial",
-                                  "wall_ms": _ms(t_stage), "compute_ms": _ms(t_stage)})
+            stages.append(StageReport(stage.index, "serial", _ms(t_stage), _ms(t_stage)))
             continue
-        stages_report.append(await _fork_join(plan, graph, stage, env, invoker, store,
-                                              request_id, t_stage, event.get(TENSOR_KEY_FIELD)))
+        try:
+            stages.append(await run_stage(fj, stage, env))
+        except StageFailed as exc:
+            raise BurstError(str(exc)) from exc
     t0 = time.perf_counter()
     outputs = [await send(env[o].contiguous(), store, f"resp/{request_id}/output{i}",
                           transport="auto", limit_bytes=plan.inline_limit_bytes)
                for i, o in enumerate(graph.outputs)]
     output_ms = _ms(t0)
-    wall_ms = _ms(t_start)
-    compute_ms = sum(s["compute_ms"] for s in stages_report)
-    billings = [b for s in stages_report for b in s.get("billing", [])]
-    comm_ms = sum(s.get("comm_ms", 0.0) for s in stages_report) + input_ms + output_ms
-    return {"outputs": outputs, "report": {
-        "plan_id": plan_id, "request_id": request_id, "wall_ms": wall_ms,
-        "compute_ms": compute_ms, "comm_ms": comm_ms,
-        "communication_share": comm_ms / wall_ms if wall_ms else 0.0,
-        "invocations": len(billings),
-        "cold_starts": sum(1 for b in billings if b["cold_start"]),
-        "worker_gb_seconds": sum(b["billed_ms"] / 1000.0 * b["memory_mb"] / 1024.0
-                                 for b in billings),
+    return outputs, MasterReport(
+        plan_id=plan_id, request_id=request_id, wall_ms=_ms(t_start),
+        compute_ms=sum(s.compute_ms for s in stages),
+        comm_ms=sum(s.comm_ms for s in stages) + input_ms + output_ms, stages=stages,
         # the workers' store requests; the master adds its own once it has cleaned up
-        "store_puts": sum(s.get("store_puts", 0) for s in stages_report),
-        "store_gets": sum(s.get("store_gets", 0) for s in stages_report),
-        "stages": stages_report}}
-
-
-async def _fork_join(plan, graph, stage, env, invoker, store, request_id, t_stage,
-                     tensor_key: str | None = None) -> dict:
-    from burst.faas.base import InvokeError
-
-    idx = stage.index
-    x = env[stage.input]
-    t0 = time.perf_counter()
-    events = []
-    for j in range(stage.workers):
-        ref = await send(worker_input(stage, j, x), store, f"req/{request_id}/s{idx}/w{j}/in",
-                         transport=plan.transport, limit_bytes=plan.inline_limit_bytes)
-        events.append({"plan_id": plan.plan_id, "request_id": request_id, "stage": idx,
-                       "worker": j, "input": ref,
-                       **({TENSOR_KEY_FIELD: tensor_key} if tensor_key else {})})
-    send_ms = _ms(t0)
-    t0 = time.perf_counter()
-    payloads = [orjson.dumps(e) for e in events]
-    results = await asyncio.gather(
-        *(invoker.invoke(worker_function_name(plan, j), p) for j, p in enumerate(payloads)),
-        return_exceptions=True)
-    invoke_ms = _ms(t0)
-    failures = [(j, r) for j, r in enumerate(results) if isinstance(r, BaseException)]
-    if failures:
-        j, err = failures[0]
-        kind = getattr(err, "kind", type(err).__name__) if isinstance(err, InvokeError) else \
-            type(err).__name__
-        raise BurstError(f"stage {idx}: {len(failures)} of {len(results)} workers failed; "
-                         f"worker {j}: {kind}: {err}") from err
-    t0 = time.perf_counter()
-    bodies = []
-    for j, r in enumerate(results):
-        try:
-            bodies.append(orjson.loads(r.payload))
-        except orjson.JSONDecodeError as exc:
-            raise BurstError(f"stage {idx} worker {j} returned invalid JSON") from exc
-    outs = [await receive(b["output"], store) for b in bodies]
-    recv_ms = _ms(t0)
-    t0 = time.perf_counter()
-    shape = list(x.shape[:1]) + list(graph.node(stage.output).shape[1:])
-    env[stage.output] = stitch(stage, outs, shape)
-    stitch_ms = _ms(t0)
-    worker_compute = [float(b.get("compute_ms", 0.0)) for b in bodies]
-    wall_ms = _ms(t_stage)
-    compute_ms = max(worker_compute) + stitch_ms
-    return {
-        "index": idx, "split": stage.split.value, "workers": stage.workers, "wall_ms": wall_ms,
-        "invoke_ms": invoke_ms, "master_transfer_ms": send_ms + recv_ms,
-        "worker_compute_ms": worker_compute,
-        "worker_transfer_ms": [float(b.get("transfer_ms", 0.0)) for b in bodies],
-        "worker_load_ms": [float(b.get("load_ms", 0.0)) for b in bodies],
-        "compute_ms": compute_ms, "comm_ms": max(wall_ms - compute_ms, 0.0),
-        "billing": [asdict(r.billing) for r in results],
-        "store_puts": sum(int(b.get("store_puts", 0)) for b in bodies),
-        "store_gets": sum(int(b.get("store_gets", 0)) for b in bodies),
-        "cold_starts": sum(1 for r in results if r.billing.cold_start)}
+        store_puts=sum(s.store_puts for s in stages),
+        store_gets=sum(s.store_gets for s in stages))
 
 
 def _set_threads() -> None:

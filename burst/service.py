@@ -13,13 +13,14 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from burst.faas.base import InvokeError, InvokeErrorKind
 from burst.gate import Busy, SlotGate
+from burst.report import MasterReport
 from burst.supervisor import LocalRuntimeSupervisor, RuntimeDown, register_functions
 from vmpool.artifact import ArtifactError, load_artifact
 from vmpool.breaker import Breakers
@@ -57,7 +58,7 @@ class BurstAnswer:
     max_memory_used_mb: int = 0  # the largest peak of any invocation (master or worker)
     store_puts: int = 0
     store_gets: int = 0
-    report: dict = field(default_factory=dict)
+    report: MasterReport | None = None  # the master's per-stage timings and bills
 
 
 class BurstService:
@@ -301,8 +302,8 @@ class BurstService:
         except (PlanError, GraphError, ArtifactError) as exc:
             raise BurstUnavailable(f"model {model} cannot run on the burst path: {exc}") from exc
         try:
-            # the master and its widest stage's workers run at once
-            async with self._gate.hold(1 + plan.workers):
+            # the master runs one leg of each stage itself: n instances for n workers
+            async with self._gate.hold(max(1, plan.workers)):
                 self._check_routable()  # the runtime may have gone while we waited
                 return await self._run(model, plan, inputs, request_id, t0)
         except Busy as exc:
@@ -372,14 +373,14 @@ class BurstService:
         self._breaker.on_success(_PLATFORM)
         return result
 
-    async def _download(self, cfg, result, store) -> tuple[dict, dict]:
+    async def _download(self, cfg, result, store) -> tuple[dict, MasterReport]:
         from burst.store.base import StoreError
         from burst.tensors import TransportError, receive
 
         outs = {}
         try:
             body = json.loads(result.payload)
-            report = body.get("report", {})
+            report = MasterReport.from_json(body["report"])
             for spec, ref in zip(cfg.outputs, body["outputs"]):
                 outs[spec.name] = (await receive(ref, store)).numpy()
         except (ValueError, KeyError, TypeError, TransportError, StoreError) as exc:
@@ -396,19 +397,14 @@ class BurstService:
                 log.warning("could not delete %s from the burst store", prefix, exc_info=True)
 
 
-def _answer(plan, result, report: dict, outs: dict, store, t0: float) -> BurstAnswer:
-    billing = [(result.billing.billed_ms, result.billing.memory_mb)]
-    cold = int(result.billing.cold_start)
-    peak_mb = result.billing.max_memory_used_mb
-    for stage in report.get("stages", []):
-        for b in stage.get("billing", []):
-            billing.append((int(b["billed_ms"]), int(b["memory_mb"])))
-            cold += int(bool(b.get("cold_start")))
-            peak_mb = max(peak_mb, int(b.get("max_memory_used_mb", 0)))
-    return BurstAnswer(outputs=outs, workers=plan.workers, invocations=billing,
-                       cold_starts=cold, max_memory_used_mb=peak_mb,
-                       total_ms=(time.perf_counter() - t0) * 1000.0,
-                       comm_ms=float(report.get("comm_ms", 0.0)),
-                       store_puts=int(report.get("store_puts", 0)) + store.puts,
-                       store_gets=int(report.get("store_gets", 0)) + store.gets,
-                       report=report)
+def _answer(plan, result, report: MasterReport, outs: dict, store, t0: float) -> BurstAnswer:
+    bills = [(result.billing.billed_ms, result.billing.memory_mb)]
+    bills += [(b.billed_ms, b.memory_mb) for b in report.billing]
+    peak_mb = max([result.billing.max_memory_used_mb]
+                  + [b.max_memory_used_mb for b in report.billing])
+    return BurstAnswer(outputs=outs, workers=plan.workers, invocations=bills,
+                       cold_starts=int(result.billing.cold_start) + report.cold_starts,
+                       max_memory_used_mb=peak_mb,
+                       total_ms=(time.perf_counter() - t0) * 1000.0, comm_ms=report.comm_ms,
+                       store_puts=report.store_puts + store.puts,
+                       store_gets=report.store_gets + store.gets, report=report)

@@ -51,13 +51,13 @@ async def run_config(repo: Path, data: Path, model: str, workers: int, split: st
     finally:
         await svc.close()
     lat = [a.total_ms for a in warm_answers]
-    share = [a.report.get("communication_share", 0.0) for a in warm_answers]
+    share = [a.report.communication_share for a in warm_answers]
     return {"model": model, "workers": workers if split != "none" else 0,
             "config": "one function" if split == "none" else f"{workers} workers",
             "cold_ms": cold.total_ms, "cold_starts": cold.cold_starts,
             "warm_p50_ms": statistics.median(lat), "warm_min_ms": min(lat),
             "comm_share_warm": statistics.median(share),
-            "comm_share_cold": cold.report.get("communication_share", 0.0),
+            "comm_share_cold": cold.report.communication_share,
             "billed_gb_s_warm": statistics.median(gb_s(a) for a in warm_answers),
             "billed_gb_s_cold": gb_s(cold), "invocations": len(cold.invocations),
             "max_abs_diff": diff, "prepare_s": prepare_s}

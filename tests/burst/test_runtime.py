@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -86,7 +88,8 @@ async def test_master_output_matches_full_model(grouped, tmp_path, split, worker
     assert (y - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
     report = result["report"]
     split_stages = [s for s in plan.stages if s.split != "serial"]
-    assert report["invocations"] == sum(s.workers for s in split_stages)
+    # the master computes leg 0 of every split stage itself: n-1 invocations per stage
+    assert report["invocations"] == sum(s.workers - 1 for s in split_stages)
     assert report["invocations"] > 0 or split == "auto"  # auto may find splitting not worth it
     assert report["cold_starts"] == report["invocations"]  # first request: every slot cold
     assert 0.0 <= report["communication_share"] <= 1.0
@@ -209,3 +212,62 @@ def test_lru_cache_stays_within_its_byte_budget():
     assert cache.used_bytes == 80
     cache.put("huge", "H", 500)  # bigger than the budget: kept alone, since it is in use
     assert len(cache) == 1 and cache.get("huge") == "H"
+
+
+class StragglingInvoker(InProcessInvoker):
+    """Once armed, the first attempt of worker 1 never answers (a stuck instance) until it is
+    cancelled; a hedge (attempt 2) answers normally."""
+
+    def __init__(self, store):
+        super().__init__(store)
+        self.armed = False
+        self.stuck = asyncio.Event()
+        self.cancelled = 0
+
+    async def invoke(self, function: str, payload: bytes) -> InvokeResult:
+        event = orjson.loads(payload)
+        if self.armed and event["worker"] == 1 and event["attempt"] == 1:
+            self.armed = False
+            self.stuck.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        return await super().invoke(function, payload)
+
+
+async def test_a_straggling_worker_is_hedged_and_bounds_the_request(grouped, tmp_path):
+    from burst.hedge import HedgePolicy, LegTimes
+
+    program, graph, x, ref = grouped
+    store = LocalDirStore(tmp_path / "store")
+    plan = make_plan(graph, workers=2, split="output", batch=2)
+    await prepare_plan(program, plan, store, graph=graph)
+    reset_cache()
+    invoker = StragglingInvoker(store)
+    leg_times = LegTimes(HedgePolicy(factor=3.0, min_delay_ms=20.0, min_samples=3))
+    normal_ms = []
+    for i in range(5):  # the first is cold (not learnt); then warm legs teach the stage times
+        t0 = time.perf_counter()
+        await run_master({"plan_id": plan.plan_id, "request_id": f"warm{i}",
+                          "inputs": [encode_inline(x)]}, invoker, store, leg_times=leg_times)
+        normal_ms.append((time.perf_counter() - t0) * 1000)
+    stage = next(s for s in plan.stages if s.workers == 2)
+    hedge_after_ms = leg_times.hedge_after_s(f"{plan.plan_id}/s{stage.index}") * 1000
+    invoker.armed = True
+    t0 = time.perf_counter()
+    result = await asyncio.wait_for(run_master(
+        {"plan_id": plan.plan_id, "request_id": "straggled", "inputs": [encode_inline(x)]},
+        invoker, store, leg_times=leg_times), timeout=60)
+    hedged_ms = (time.perf_counter() - t0) * 1000
+    assert invoker.stuck.is_set() and invoker.cancelled == 1  # the straggler was let go
+    y = await receive(result["outputs"][0], store)
+    assert (y - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+    assert sum(s["hedged"] for s in result["report"]["stages"]) == 1
+    normal_p50_ms = sorted(normal_ms[1:])[len(normal_ms[1:]) // 2]
+    print(f"hedged request {hedged_ms:.0f} ms; normal p50 {normal_p50_ms:.0f} ms; "
+          f"hedge after {hedge_after_ms:.0f} ms (the straggler would have taken forever)")
+    # the bound: the hedge delay plus about one more normal request
+    assert hedged_ms <= hedge_after_ms + 3 * normal_p50_ms + 1000
+    assert _keys(tmp_path / "store", "req") == []

@@ -1,0 +1,135 @@
+"""One split stage of a request, run by the master: fork the legs, join, stitch.
+
+The master runs leg 0 itself while the other legs run in their worker functions (n-1
+invocations per stage instead of n, and the master's core is not idle during the stage). A leg
+that straggles past what the stage's legs usually take is hedged (``burst.hedge``). An instance
+that crashed is retried by the invoker (``burst.faas.lambda_wire.retry_invoke_on``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+import torch
+
+from burst.execute import run_worker_stage, stitch, worker_input
+from burst.faas.base import InvokeError
+from burst.hedge import LegTimes, hedged
+from burst.plan import worker_function_name
+from burst.report import LegBill, StageReport
+from burst.tensors import receive, send
+
+
+class StageFailed(Exception):
+    """A leg of a split stage failed (after retries and hedges)."""
+
+
+@dataclass
+class ForkJoin:
+    """What the stages of one request share."""
+
+    plan: object
+    graph: object
+    invoker: object
+    store: object
+    request_id: str
+    leg_times: LegTimes
+    leg_weights: Callable[[int, int], Awaitable[dict]]  # (stage, worker) -> its weight slice
+    extra_event: dict  # fields every worker event carries (the request's tensor key)
+    master_leg: bool = True
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def compute_leg(graph, stage, worker: int, x, weights):
+    with torch.no_grad():
+        return run_worker_stage(graph, stage, worker, x, weights)
+
+
+async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
+    t_stage = time.perf_counter()
+    x = env[stage.input]
+    first_remote = 1 if fj.master_leg else 0
+    t0 = time.perf_counter()
+    refs = {j: await send(worker_input(stage, j, x), fj.store,
+                          f"req/{fj.request_id}/s{stage.index}/w{j}/in",
+                          transport=fj.plan.transport, limit_bytes=fj.plan.inline_limit_bytes)
+            for j in range(first_remote, stage.workers)}
+    send_ms = _ms(t0)
+    t0 = time.perf_counter()
+    legs = [asyncio.ensure_future(_remote_leg(fj, stage, j, ref)) for j, ref in refs.items()]
+    own_out, own_compute_ms = None, None
+    try:
+        if fj.master_leg:
+            weights = await fj.leg_weights(stage.index, 0)
+            t_own = time.perf_counter()
+            own_out = await asyncio.to_thread(compute_leg, fj.graph, stage, 0,
+                                              worker_input(stage, 0, x), weights)
+            own_compute_ms = _ms(t_own)
+        results = await asyncio.gather(*legs, return_exceptions=True)
+    except BaseException:
+        for leg in legs:
+            leg.cancel()
+        raise
+    invoke_ms = _ms(t0)
+    failures = [(j, r) for j, r in zip(refs, results) if isinstance(r, BaseException)]
+    if failures:
+        j, err = failures[0]
+        kind = err.kind if isinstance(err, InvokeError) else type(err).__name__
+        raise StageFailed(f"stage {stage.index}: {len(failures)} of {len(results)} workers "
+                          f"failed; worker {j}: {kind}: {err}") from err
+    t0 = time.perf_counter()
+    bodies = [body for body, _, _ in results]
+    outs = ([own_out] if fj.master_leg else []) + [await receive(b["output"], fj.store)
+                                                    for b in bodies]
+    recv_ms = _ms(t0)
+    t0 = time.perf_counter()
+    shape = list(x.shape[:1]) + list(fj.graph.node(stage.output).shape[1:])
+    env[stage.output] = stitch(stage, outs, shape)
+    stitch_ms = _ms(t0)
+    compute = ([own_compute_ms] if fj.master_leg else []) + [float(b["compute_ms"])
+                                                               for b in bodies]
+    wall_ms = _ms(t_stage)
+    compute_ms = max(compute) + stitch_ms
+    return StageReport(
+        index=stage.index, split=stage.split.value, workers=stage.workers, wall_ms=wall_ms,
+        compute_ms=compute_ms, comm_ms=max(wall_ms - compute_ms, 0.0), invoke_ms=invoke_ms,
+        master_transfer_ms=send_ms + recv_ms, worker_compute_ms=compute,
+        worker_transfer_ms=[float(b["transfer_ms"]) for b in bodies],
+        worker_load_ms=[float(b["load_ms"]) for b in bodies],
+        billing=[bill for _, bill, _ in results],
+        store_puts=sum(int(b["store_puts"]) for b in bodies),
+        store_gets=sum(int(b["store_gets"]) for b in bodies),
+        hedged=sum(1 for _, _, attempt in results if attempt > 1))
+
+
+async def _remote_leg(fj: ForkJoin, stage, worker: int, ref: dict):
+    """(worker's result body, its bill, the attempt that answered)."""
+    key = f"{fj.plan.plan_id}/s{stage.index}"
+    function = worker_function_name(fj.plan, worker)
+
+    async def attempt(n: int):
+        # each attempt writes its own output key: a late straggler never overwrites a hedge's
+        event = {"plan_id": fj.plan.plan_id, "request_id": fj.request_id,
+                 "stage": stage.index, "worker": worker, "attempt": n, "input": ref,
+                 **fj.extra_event}
+        return await fj.invoker.invoke(function, orjson.dumps(event))
+
+    t0 = time.perf_counter()
+    result, answered_by = await hedged(attempt, fj.leg_times.hedge_after_s(key))
+    if not result.billing.cold_start:  # a cold start says nothing about a warm leg's time
+        fj.leg_times.record(key, _ms(t0))
+    try:
+        body = orjson.loads(result.payload)
+    except orjson.JSONDecodeError as exc:
+        raise StageFailed(f"stage {stage.index} worker {worker} returned invalid JSON") from exc
+    b = result.billing
+    return body, LegBill(billed_ms=b.billed_ms, memory_mb=b.memory_mb, cold_start=b.cold_start,
+                         max_memory_used_mb=b.max_memory_used_mb, duration_ms=b.duration_ms,
+                         init_ms=b.init_ms), answered_by
