@@ -14,7 +14,7 @@ import numpy as np
 from burst.graph import Graph, dtype_bytes, node_inputs
 from burst.halo import choose_grid, hull, input_window, split_range
 from burst.partition import _shape, blocks, output_head, per_channel, window_spec
-from burst.plan import Split, StageChoice, build_stage
+from burst.plan import Split, Stage, StageChoice, build_stage
 from policies.planner import Candidate, NodeWork
 
 # longest run of blocks one spatial stage may cover: halos grow with depth, and longer runs
@@ -75,22 +75,30 @@ def spatial_runs(graph: Graph) -> list[tuple[int, list]]:
 
 def _candidate(graph: Graph, choice: StageChoice, start: int, batch: int) -> Candidate:
     st = build_stage(graph, choice, 0, batch)
-    return Candidate(start=start, end=start + len(choice.nodes), split=st.split.value,
-                     workers=st.workers, nodes=tuple(st.nodes), macs=st.macs,
-                     leg_macs=tuple(st.leg_macs), bytes_in=tuple(st.bytes_in),
-                     bytes_out=tuple(st.bytes_out), weight_bytes=max(st.weight_bytes or [0]))
+    return stage_candidate(st, start, start + len(choice.nodes))
+
+
+def stage_candidate(st: Stage, start: int = 0, end: int = 0) -> Candidate:
+    """The planner's view of a built stage (leg 0 is the master's, the rest remote)."""
+    remote = st.weight_bytes[1:] if st.split is not Split.SERIAL else st.weight_bytes
+    return Candidate(start=start, end=end, split=st.split.value, workers=st.workers,
+                     nodes=tuple(st.nodes), macs=st.macs, leg_macs=tuple(st.leg_macs or [st.macs]),
+                     bytes_in=tuple(st.bytes_in), bytes_out=tuple(st.bytes_out),
+                     weight_bytes=max(remote or [0]), master_weight_bytes=st.weight_bytes[0],
+                     worker_weight_bytes=(st.weight_bytes[1] if len(st.weight_bytes) > 1
+                                          and st.split is not Split.SERIAL else 0))
 
 
 def build_candidates(graph: Graph, workers: int, batch: int) -> list[Candidate]:
     """All stage candidates with up to ``workers`` workers per stage: every node serial, every
-    head chain output-split 1..workers ways, every run of up to ``MAX_SPATIAL_BLOCKS`` spatial
+    head chain output-split 2..workers ways, every run of up to ``MAX_SPATIAL_BLOCKS`` spatial
     blocks tiled on each distinct grid of at most ``workers`` tiles."""
     pos = {n.name: i for i, n in enumerate(graph.nodes)}
     out = [_candidate(graph, StageChoice(Split.SERIAL, (n.name,)), i, batch)
            for i, n in enumerate(graph.nodes)]
     for chain in head_chains(graph):
         head = graph.node(chain[0])
-        for k in range(1, workers + 1):
+        for k in range(2, workers + 1):  # one part is the master's own: that is serial
             choice = StageChoice(Split.OUTPUT, tuple(chain), k, node_inputs(head)[0], chain[-1])
             cand = _candidate(graph, choice, pos[chain[0]], batch)
             if cand.workers == k:  # fewer channels than k: the smaller k covers it
@@ -171,7 +179,9 @@ def _spatial_candidates(graph: Graph, run: list, start: int, workers: int,
                     bytes_in=tuple(in_cell * _len(rn[src]) * _len(cn[src])
                                    for _, rn, cn, _ in legs),
                     bytes_out=tuple(out_cell * a for _, _, _, a in legs),
-                    weight_bytes=int(wbytes[end] - wbytes[s0])))
+                    weight_bytes=int(wbytes[end] - wbytes[s0]),
+                    master_weight_bytes=int(wbytes[end] - wbytes[s0]),
+                    worker_weight_bytes=int(wbytes[end] - wbytes[s0])))
     return out
 
 

@@ -352,15 +352,20 @@ def _merge_serial(choices: list[StageChoice]) -> list[StageChoice]:
 
 
 def _totals(graph: Graph, stages: list[Stage], memory_mb: int, master_memory_mb: int) -> dict:
+    """Sizes a person checks a plan by. The master computes leg 0 of each split stage itself
+    (``burst.forkjoin``), so it holds those slices too; worker j holds leg j of every stage."""
     split_stages = [s for s in stages if s.split is not Split.SERIAL]
+    remote = [s for s in split_stages if s.workers > 1]
+    per_worker = [sum(s.weight_bytes[j] for s in remote if j < s.workers)
+                  for j in range(1, max([s.workers for s in remote] or [1]))]
     totals = {
         "stages": len(stages),
         "split_stages": len(split_stages),
-        "invocations": sum(s.workers for s in split_stages),
-        "bytes_to_workers": sum(sum(s.bytes_in) for s in split_stages),
-        "bytes_from_workers": sum(sum(s.bytes_out) for s in split_stages),
-        "max_worker_weight_bytes": max([max(s.weight_bytes) for s in split_stages] or [0]),
-        "master_weight_bytes": sum(s.weight_bytes[0] for s in stages if s.split is Split.SERIAL),
+        "invocations": sum(s.workers - 1 for s in split_stages),
+        "bytes_to_workers": sum(sum(s.bytes_in[1:]) for s in split_stages),
+        "bytes_from_workers": sum(sum(s.bytes_out[1:]) for s in split_stages),
+        "max_worker_weight_bytes": max(per_worker or [0]),
+        "master_weight_bytes": sum(s.weight_bytes[0] for s in stages),
         "model_weight_bytes": sum(w["bytes"] for w in graph.weights.values()),
     }
     totals["fits_memory"] = (

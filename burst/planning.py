@@ -15,9 +15,9 @@ from pathlib import Path
 
 from burst.graph import Graph, dtype_bytes
 from burst.plan import (DEFAULT_INLINE_LIMIT_BYTES, WEIGHT_MEMORY_SHARE, Plan, PlanError, Split,
-                        Stage, StageChoice, make_plan)
+                        StageChoice, make_plan)
 from policies.costs import PriceTable
-from policies.perf import Candidate, Deployment, PerfModel, PlanPrediction
+from policies.perf import Deployment, PerfModel, PlanPrediction
 from policies.planner import (Limits, Objective, PlanningError, cheapest_meeting_slo,
                               latency_optimal)
 from policies.profile import Profile, ProfileError
@@ -142,17 +142,11 @@ def model_plan(graph: Graph, config, request: PlanRequest, profile: Profile) -> 
                      output_names=[t.name for t in config.outputs])
 
 
-def stage_candidate(stage: Stage) -> Candidate:
-    return Candidate(start=0, end=0, split=stage.split.value, workers=stage.workers,
-                     nodes=tuple(stage.nodes), macs=stage.macs,
-                     leg_macs=tuple(stage.leg_macs or [stage.macs]),
-                     bytes_in=tuple(stage.bytes_in), bytes_out=tuple(stage.bytes_out),
-                     weight_bytes=max(stage.weight_bytes or [0]))
-
-
 def predict_plan(graph: Graph, plan: Plan, request: PlanRequest,
                  profile: Profile) -> PlanPrediction:
     """Predicted latency distribution and cost of ``plan`` (any plan, planned or forced)."""
+    from burst.candidates import stage_candidate
+
     model = perf_model(graph, request, profile)
     return model.predict([stage_candidate(s) for s in plan.stages])
 

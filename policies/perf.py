@@ -1,13 +1,14 @@
 """The performance model of a burst plan: its latency as a distribution, and its cost. Pure.
 
-A plan is a sequence of stages. A serial stage is the master's own compute. A split stage sends
-each of its k workers its input, waits for all k legs and stitches: its time is the master's
-sequential send/receive work plus the **maximum over k legs**, each leg an invocation round trip
-(an empirical distribution measured at fan-out k) plus its transfers plus its compute (the
-leg's share of the stage's measured node times, times the slowdown measured when k legs share
-the cores, with lognormal spread). The maximum's distribution is exact for i.i.d. legs,
-P(max <= t) = F(t)^k, so its quantile at p is F^-1(p^(1/k)); every leg takes the heaviest leg's
-compute (a slight overestimate when tiles differ by a halo row).
+A plan is a sequence of stages. A serial stage is the master's own compute. A split stage of k
+legs (``burst.forkjoin``) sends legs 1..k-1 their inputs, computes leg 0 on the master while
+they run in worker functions, waits for all and stitches: its time is the master's sequential
+send/receive work plus max(leg 0, the **maximum over the k-1 remote legs**), each remote leg an
+invocation round trip (an empirical distribution measured at that fan-out) plus its transfers
+plus its compute (the leg's share of the stage's measured node times, times the slowdown
+measured when k legs share the cores). The maximum's distribution is exact for i.i.d. legs,
+P(max <= t) = F(t)^n, so its quantile at p is F^-1(p^(1/n)); every remote leg takes the
+heaviest remote leg's work (a slight overestimate when tiles differ by a halo row).
 
 The plan's latency is the sum of independent stages plus the gateway's master invocation; it is
 summarised by its mean and variance and a percentile q is read as mean + z_q * sd (a normal
@@ -52,7 +53,9 @@ class Candidate:
     leg_macs: tuple[int, ...]
     bytes_in: tuple[int, ...]
     bytes_out: tuple[int, ...]
-    weight_bytes: int  # the largest leg's (serial: the master's for these nodes)
+    weight_bytes: int  # the largest remote leg's (serial: the master's for these nodes)
+    master_weight_bytes: int = 0  # leg 0's, which the master computes itself
+    worker_weight_bytes: int = 0  # leg 1's (the first remote leg: the largest part)
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class PerfModel:
             else:  # measured at batch 1: the work part grows with the batch, dispatch does not
                 fixed = min(fit.fixed_ms_per_node, measured)
                 self.node_ms[w.name] = fixed + (measured - fixed) * batch
-        self._max_cache: dict[int, tuple[float, float]] = {}
+        self._max_cache: dict[int, np.ndarray] = {}
 
     # pieces ----------------------------------------------------------------------------------
 
@@ -156,38 +159,42 @@ class PerfModel:
             var = (self.profile.compute_cv * mean) ** 2
             return Estimate(mean, var, self._gb_s_cost(mean, master_gb, invocation=False))
         k = c.workers
-        whole_ms = self.serial_ms(c.nodes)
-        heavy = max(c.leg_macs) / max(c.macs, 1)
-        compute_ms = whole_ms * heavy * self.profile.slowdown(c.split, k)
-        t_in = [self.transfer_ms(b) for b in c.bytes_in]
-        t_out = [self.transfer_ms(b) for b in c.bytes_out]
-        # the master writes every input and reads every output in turn; each leg reads its
-        # input and writes its output (half of a one-way transfer each side)
+        slow = self.profile.slowdown(c.split, k)
+        per_mac = self.serial_ms(c.nodes) / max(c.macs, 1)
+        own_ms = c.leg_macs[0] * per_mac * slow  # leg 0 runs on the master (burst.forkjoin)
+        t_in = [self.transfer_ms(b) for b in c.bytes_in[1:]]
+        t_out = [self.transfer_ms(b) for b in c.bytes_out[1:]]
+        # the master writes every remote input, then computes its own leg while the remote
+        # legs run, then reads their outputs; a remote leg reads its input and writes its
+        # output (half of a one-way transfer each side)
         master_ms = (sum(t_in) + sum(t_out)) / 2.0
-        leg_fixed = (max(t_in) + max(t_out)) / 2.0
-        mean_max, var_max = self._max_of_legs(k, compute_ms, leg_fixed)
+        remote_ms = [(ti + to) / 2.0 + m * per_mac * slow
+                     for ti, to, m in zip(t_in, t_out, c.leg_macs[1:])]
+        mean_max, var_max = self._join(k - 1, own_ms, max(remote_ms, default=0.0))
         mean = master_ms + mean_max
-        worker_ms = leg_fixed + compute_ms + WORKER_HANDLER_FIXED_MS
         p = self.dep.prices
         cost = (self._gb_s_cost(mean, master_gb, invocation=False)
-                + k * self._gb_s_cost(worker_ms, self.dep.memory_mb)
-                + k * p.fn_usd_per_request
-                + sum(self._store_cost(b) for b in c.bytes_in + c.bytes_out))
+                + sum(self._gb_s_cost(ms + WORKER_HANDLER_FIXED_MS, self.dep.memory_mb)
+                      for ms in remote_ms)
+                + (k - 1) * p.fn_usd_per_request
+                + sum(self._store_cost(b) for b in c.bytes_in[1:] + c.bytes_out[1:]))
         return Estimate(mean, var_max, cost)
 
-    def _max_of_legs(self, k: int, compute_ms: float, fixed_ms: float) -> tuple[float, float]:
-        """Mean and variance of the slowest of k i.i.d. legs: each leg's compute and transfers
-        are its fixed part, the round trip measured at fan-out k is its spread."""
-        mean, var = self._max_overhead(k)
-        return compute_ms + fixed_ms + mean, var
+    def _join(self, remote: int, own_ms: float, leg_ms: float) -> tuple[float, float]:
+        """Mean and variance of max(own leg, slowest of ``remote`` i.i.d. legs): each remote
+        leg is its work and transfers plus a round trip measured at that fan-out."""
+        if remote == 0:
+            return own_ms, (self.profile.compute_cv * own_ms) ** 2
+        q = np.maximum(own_ms, leg_ms + self._max_overhead_q(remote))
+        return float(q.mean()), float(q.var())
 
-    def _max_overhead(self, k: int) -> tuple[float, float]:
+    def _max_overhead_q(self, k: int) -> np.ndarray:
+        """Quantiles (on a fixed grid) of the slowest of k round trips: F^-1(p^(1/k))."""
         got = self._max_cache.get(k)
         if got is None:
             overhead = np.asarray(self.profile.invoke_ms(k).values_ms)
             probs = np.linspace(0.0, 1.0, overhead.size)
-            q = np.interp(_GRID ** (1.0 / k), probs, overhead)
-            got = self._max_cache[k] = (float(q.mean()), float(q.var()))
+            got = self._max_cache[k] = np.interp(_GRID ** (1.0 / k), probs, overhead)
         return got
 
     def fixed(self) -> Estimate:

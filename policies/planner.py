@@ -6,24 +6,27 @@ conv/linear head split k ways by output channels). ``burst.candidates`` builds t
 
 The model (``policies.perf``) makes every quantity the search needs additive over stages: the
 latency's mean and variance, the cost, and the master's weight bytes (the serial stages' weights
-share one function). Constraints:
-  * every split leg's weights fit a worker's weight budget (per candidate: filtered up front);
-  * the serial stages' weights together fit the master's budget (a resource along the path);
+share one function). Constraints (every function keeps all its weights cached):
+  * the master computes leg 0 of every split stage itself (burst.forkjoin): the serial stages'
+    weights and its leg-0 slices together fit the master's weight budget;
+  * worker j runs leg j of every stage with more than j legs: worker 1's slices together (the
+    largest: output parts are cut largest first, spatial legs all hold the same weights) fit a
+    worker's weight budget;
   * cost objective: mean + z_q * sqrt(var) <= SLO at percentile q (q >= 0.5).
 
 Both searches are label-setting dynamic programmes over node positions (Gillis's DP, with the
 split per group and the boundary between groups inside the state: a label at position p is a
 partial plan ending at a stage boundary there, and each extension adds one whole stage, its
 transfers in and out included). Labels at a position are kept only while no other label is at
-least as good: (mean, master bytes) for latency, and for cost (mean, mean + z sqrt(var), cost,
-master bytes). Every extension adds the same (dm, dv, dc, db) to both labels; A's completion
-meets the SLO whenever B's does because mean_A <= mean_B and, for every dv >= 0,
-z (sqrt(var_A + dv) - sqrt(var_B + dv)) is largest at dv = 0 when var_A > var_B (sqrt is
-concave) and at most 0 otherwise. So a dominated label can never complete to a plan better
-than its dominator's completion: discarding it is exact. Labels that cannot meet
-the SLO even with the fastest possible rest (lower bounds from a backward pass), or that cannot
-beat the best complete plan found even with the cheapest rest, are discarded for the same
-reason. The result is optimal with respect to this model and these candidates.
+least as good: (mean, master bytes, worker bytes) for latency, and for cost (mean,
+mean + z sqrt(var), cost, master bytes, worker bytes). Every extension adds the same amounts to
+both labels; A's completion meets the SLO whenever B's does because mean_A <= mean_B and, for
+every dv >= 0, z (sqrt(var_A + dv) - sqrt(var_B + dv)) is largest at dv = 0 when var_A > var_B
+(sqrt is concave) and at most 0 otherwise. So a dominated label can never complete to a plan
+better than its dominator's completion: discarding it is exact. Labels that cannot meet the SLO
+even with the fastest possible rest (lower bounds from a backward pass), or that cannot beat the
+best complete plan found even with the cheapest rest (Lagrangian bounds, below), are discarded
+for the same reason. The result is optimal with respect to this model and these candidates.
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ class PlanningError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    worker_weight_bytes: int  # per leg
-    master_weight_bytes: int  # all serial stages together
+    worker_weight_bytes: int  # one worker function's: its legs of every stage together
+    master_weight_bytes: int  # the master's: serial stages and its own legs together
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class _Label:
     var: float
     cost: float
     mbytes: int
+    wbytes: int
     cand: Candidate | None
     parent: "_Label | None"
 
@@ -78,21 +82,32 @@ class _Label:
 
 
 def _prepare(model: PerfModel, candidates: list[Candidate], limits: Limits):
-    """Per start position: feasible candidates with their estimates and master bytes."""
-    by_start: dict[int, list[tuple[Candidate, Estimate, int]]] = {}
-    serial_total = sum(c.weight_bytes for c in candidates if c.split == "serial")
-    track_master = serial_total > limits.master_weight_bytes
+    """Per start position: feasible candidates with their estimates and the weight bytes they
+    add to the master and to worker 1 (the worker with the most: it has a leg in every split
+    stage, and parts are cut largest first). A resource no path can exhaust is not tracked."""
+    by_start: dict[int, list] = {}
     for c in candidates:
-        if c.split == "serial":
-            if c.weight_bytes > limits.master_weight_bytes:
-                continue
-            mbytes = c.weight_bytes if track_master else 0
-        else:
-            if c.weight_bytes > limits.worker_weight_bytes:
-                continue
-            mbytes = 0
-        by_start.setdefault(c.start, []).append((c, model.stage(c), mbytes))
-    return by_start
+        m, w = _resources(c)
+        if m > limits.master_weight_bytes or w > limits.worker_weight_bytes or \
+                c.weight_bytes > limits.worker_weight_bytes and c.split != "serial":
+            continue
+        by_start.setdefault(c.start, []).append([c, model.stage(c), m, w])
+    end = _end(candidates)
+    most_m, most_w = [0] * (end + 1), [0] * (end + 1)
+    for p in range(end - 1, -1, -1):
+        for c, _, m, w in by_start.get(p, []):
+            most_m[p] = max(most_m[p], m + most_m[c.end])
+            most_w[p] = max(most_w[p], w + most_w[c.end])
+    track_m = most_m[0] > limits.master_weight_bytes
+    track_w = most_w[0] > limits.worker_weight_bytes
+    return {p: [(c, e, m if track_m else 0, w if track_w else 0) for c, e, m, w in cs]
+            for p, cs in by_start.items()}
+
+
+def _resources(c: Candidate) -> tuple[int, int]:
+    if c.split == "serial":
+        return c.weight_bytes, 0
+    return c.master_weight_bytes, c.worker_weight_bytes
 
 
 def _end(candidates: list[Candidate]) -> int:
@@ -118,7 +133,7 @@ def _lower_bounds(by_start, end: int):
     mean, var, cost = [inf] * (end + 1), [inf] * (end + 1), [inf] * (end + 1)
     mean[end] = var[end] = cost[end] = 0.0
     for p in range(end - 1, -1, -1):
-        for c, e, _ in by_start.get(p, []):
+        for c, e, _, _ in by_start.get(p, []):
             mean[p] = min(mean[p], e.mean_ms + mean[c.end])
             var[p] = min(var[p], e.var_ms2 + var[c.end])
             cost[p] = min(cost[p], e.cost_usd + cost[c.end])
@@ -128,17 +143,17 @@ def _lower_bounds(by_start, end: int):
 def _search(model, by_start, end, limits, keys, keep, bounds) -> list[_Label]:
     fixed = model.fixed()
     fronts: list[list[_Label]] = [[] for _ in range(end + 1)]
-    fronts[0].append(_Label(fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, None, None))
+    fronts[0].append(_Label(fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0, None, None))
     for p in range(end):
         labels = [lab for lab in fronts[p] if keep(lab, p, bounds)]
         fronts[p] = []  # done with this position: free it
         for lab in labels:
-            for c, e, mb in by_start.get(p, []):
-                mbytes = lab.mbytes + mb
-                if mbytes > limits.master_weight_bytes:
+            for c, e, mb, wb in by_start.get(p, []):
+                mbytes, wbytes = lab.mbytes + mb, lab.wbytes + wb
+                if mbytes > limits.master_weight_bytes or wbytes > limits.worker_weight_bytes:
                     continue
                 new = _Label(lab.mean + e.mean_ms, lab.var + e.var_ms2, lab.cost + e.cost_usd,
-                             mbytes, c, lab)
+                             mbytes, wbytes, c, lab)
                 if keep(new, c.end, bounds):
                     _insert(fronts[c.end], new, keys)
     return [lab for lab in fronts[end] if keep(lab, end, bounds)]
@@ -149,7 +164,7 @@ def latency_optimal(model: PerfModel, candidates: list[Candidate],
     """The plan with the least predicted p50 (mean) whose functions all fit ``limits``."""
     by_start = _prepare(model, candidates, limits)
     finals = _search(model, by_start, _end(candidates), limits,
-                     keys=lambda lab: (lab.mean, lab.mbytes), keep=lambda lab, p, b: True,
+                     keys=lambda lab: (lab.mean, lab.mbytes, lab.wbytes), keep=lambda lab, p, b: True,
                      bounds=None)
     if not finals:
         raise PlanningError("no plan fits the memory limits: allow more workers or a larger "
@@ -174,24 +189,25 @@ def cheapest_meeting_slo(model: PerfModel, candidates: list[Candidate], limits: 
     # (and a weight u on master bytes: a rest within the memory left costs >= ... - u * left)
     duals, incumbent = [], math.inf
     memory_weights = [0.0] + ([10.0 ** -e for e in range(11, 16)]
-                              if any(mb for cs in by_start.values() for _, _, mb in cs) else [])
+                              if any(mb or wb for cs in by_start.values()
+                                     for _, _, mb, wb in cs) else [])
     for u in memory_weights:
         for w in [0.0] + [10.0 ** (e / 2.0) for e in range(-26, -5)]:
             g, path_cost = _lagrange(by_start, end, w, u, limits, fixed, z, slo_ms)
             duals.append((w, u, g))
             incumbent = min(incumbent, path_cost)
     incumbent *= 1 + 1e-9
-    budget = limits.master_weight_bytes
+    budget = limits.master_weight_bytes + limits.worker_weight_bytes
 
     def keep(lab: _Label, p: int, bounds) -> bool:
         slack = slo_ms - lab.mean - z * math.sqrt(lab.var)
         if lab.mean + lb_mean[p] + z * math.sqrt(lab.var + lb_var[p]) > slo_ms:
             return False
-        left = budget - lab.mbytes
+        left = budget - lab.mbytes - lab.wbytes
         return all(lab.cost + g[p] - w * slack - u * left <= incumbent for w, u, g in duals)
     finals = _search(model, by_start, end, limits,
                      keys=lambda lab: (lab.mean, lab.mean + z * math.sqrt(lab.var), lab.cost,
-                                       lab.mbytes), keep=keep,
+                                       lab.mbytes, lab.wbytes), keep=keep,
                      bounds=None)
     ok = [lab for lab in finals if lab.mean + z * math.sqrt(lab.var) <= slo_ms]
     if not ok:
@@ -210,15 +226,16 @@ def _lagrange(by_start, end: int, weight: float, memory_weight: float, limits: L
     best: list = [None] * (end + 1)
     g[end] = 0.0
     for p in range(end - 1, -1, -1):
-        for c, e, mb in by_start.get(p, []):
-            v = e.cost_usd + weight * e.mean_ms + memory_weight * mb + g[c.end]
+        for c, e, mb, wb in by_start.get(p, []):
+            v = e.cost_usd + weight * e.mean_ms + memory_weight * (mb + wb) + g[c.end]
             if v < g[p]:
-                g[p], best[p] = v, (c, e, mb)
-    mean, var, cost, mbytes, p = fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0
+                g[p], best[p] = v, (c, e, mb, wb)
+    mean, var, cost, mbytes, wbytes, p = fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0, 0
     while p < end and best[p] is not None:
-        c, e, mb = best[p]
-        mean, var, cost, mbytes, p = (mean + e.mean_ms, var + e.var_ms2, cost + e.cost_usd,
-                                      mbytes + mb, c.end)
+        c, e, mb, wb = best[p]
+        mean, var, cost, p = mean + e.mean_ms, var + e.var_ms2, cost + e.cost_usd, c.end
+        mbytes, wbytes = mbytes + mb, wbytes + wb
     feasible = (p == end and mbytes <= limits.master_weight_bytes
+                and wbytes <= limits.worker_weight_bytes
                 and mean + z * math.sqrt(var) <= slo_ms)
     return g, cost if feasible else math.inf

@@ -107,7 +107,7 @@ def test_uneven_adaptive_pool_runs_on_the_master():
 
 def test_output_split_gives_each_worker_one_nth_of_the_weights():
     graph, _, _, _ = _model("vgg16")
-    plan = make_plan(graph, workers=8, split="auto", batch=1)
+    plan = make_plan(graph, workers=8, split="output", batch=1)
     fc = [s for s in plan.stages if s.split == "output"
           and graph.node(s.nodes[0]).op == "aten.linear.default"]
     assert len(fc) == 3  # all three classifier layers are split 8 ways
@@ -116,6 +116,16 @@ def test_output_split_gives_each_worker_one_nth_of_the_weights():
         assert st.workers == 8
         assert max(st.weight_bytes) <= group / 8 * 1.01
         assert sum(st.weight_bytes) == group
+
+
+def test_planned_vgg16_fits_512_mb_functions_by_splitting_its_classifier():
+    graph, _, _, _ = _model("vgg16")
+    plan = make_plan(graph, workers=4, memory_mb=512, batch=1)
+    fc1 = next(s for s in plan.stages if graph.node(s.nodes[0]).op == "aten.linear.default")
+    assert fc1.split == "output" and fc1.workers >= 2  # 411 MB of weights: must be split
+    assert plan.totals["fits_memory"]
+    assert plan.totals["master_weight_bytes"] <= 256 * (1 << 20)
+    assert plan.totals["max_worker_weight_bytes"] <= 256 * (1 << 20)
 
 
 def test_zz_print_worst_diffs():

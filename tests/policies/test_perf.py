@@ -36,17 +36,21 @@ def _split(k: int, bytes_each: int = 1000) -> Candidate:
 
 
 def test_fork_join_waits_for_the_slowest_of_k_legs():
-    """The stage's mean is the mean of the max of k draws, not the mean of one draw."""
+    """The stage's mean is the mean of the max of its legs (the master's own and k-1 remote
+    round trips), not the mean of one leg."""
     profile = _profile()
     model = PerfModel(profile, Deployment(inline_limit_bytes=10**6), WORKS)
     est = model.stage(_split(4))
     rng = random.Random(0)
-    draws = [max(profile.invoke_ms(4).at(rng.random()) for _ in range(4)) for _ in range(100000)]
-    fixed = 20.0 / 4 + model.transfer_ms(1000) * (4 + 4 + 2) / 2  # compute + transfers
-    simulated = sum(draws) / len(draws) + fixed
+    t = model.transfer_ms(1000)
+    own = 20.0 / 4  # leg 0: a quarter of the work, on the master
+    remote = t + own  # a remote leg: its input and output, half each side, and its work
+    draws = [max(own, remote + max(profile.invoke_ms(3).at(rng.random()) for _ in range(3)))
+             for _ in range(100000)]
+    simulated = sum(draws) / len(draws) + 3 * t  # the master's halves of 3 inputs and outputs
     assert est.mean_ms == pytest.approx(simulated, rel=0.02)
-    one_leg = profile.invoke_ms(4).at(0.5)
-    assert est.mean_ms > one_leg + fixed + 1.0  # the tail of one leg in four shows up
+    one_leg = profile.invoke_ms(3).at(0.5)
+    assert est.mean_ms > one_leg + remote + 3 * t + 1.0  # the tail of one leg in three shows
 
 
 def test_measured_node_times_beat_the_fit_and_scale_with_batch():
@@ -67,10 +71,10 @@ def test_cost_adds_gb_seconds_requests_and_store_requests():
     serial = model.stage(Candidate(0, 1, "serial", 0, ("conv",), 0, (0,), (), (), 0))
     assert serial.cost_usd == pytest.approx(20.0 / 1000 * 1.0 * prices.fn_usd_per_gb_s)
     small, big = model.stage(_split(4, 1000)), model.stage(_split(4, 2 * MB))
-    store_requests = 8 * (prices.store_put_usd + prices.store_get_usd)
-    assert big.cost_usd - small.cost_usd > store_requests  # 8 messages through the store
-    # a leg bills its own work at 2 GB, plus a request each
-    leg_floor = 4 * (prices.fn_usd_per_request + 5.0 / 1000 * 2 * prices.fn_usd_per_gb_s)
+    store_requests = 6 * (prices.store_put_usd + prices.store_get_usd)
+    assert big.cost_usd - small.cost_usd > store_requests  # 6 remote messages via the store
+    # a remote leg bills its own work at 2 GB, plus a request each
+    leg_floor = 3 * (prices.fn_usd_per_request + 5.0 / 1000 * 2 * prices.fn_usd_per_gb_s)
     assert small.cost_usd > leg_floor
 
 

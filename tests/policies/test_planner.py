@@ -47,11 +47,13 @@ def _instance(seed: int, positions: int = 7, max_workers: int = 4):
         nodes = tuple(w.name for w in works[i:j])
         macs = sum(w.macs for w in works[i:j])
         split = rng.choice(["spatial", "output"])
+        leg_bytes = rng.choice([1, 50, 200, 400]) * MB // k
         cands.append(Candidate(i, j, split, k, nodes, macs,
                                tuple(macs // k + rng.randint(0, macs // 10) for _ in range(k)),
                                tuple(rng.randint(10**3, 3 * 10**6) for _ in range(k)),
                                tuple(rng.randint(10**3, 10**6) for _ in range(k)),
-                               rng.choice([1, 50, 200, 400]) * MB // k))
+                               leg_bytes, leg_bytes + rng.choice([0, MB]),
+                               leg_bytes if k > 1 else 0))
     model = PerfModel(_profile(), Deployment(memory_mb=1024, master_memory_mb=1024,
                                              inline_limit_bytes=64 * 1024, prices=PriceTable(),
                                              input_bytes=600_000, output_bytes=4000), works)
@@ -74,15 +76,20 @@ def _all_plans(cands, end):
 
 
 def _fits(plan, limits):
-    master = sum(c.weight_bytes for c in plan if c.split == "serial")
-    return master <= limits.master_weight_bytes and all(
-        c.weight_bytes <= limits.worker_weight_bytes for c in plan if c.split != "serial")
+    """Every function keeps its weights: the master its serial weights and leg-0 slices, worker
+    1 its slice of every stage, and no remote leg more than a worker holds."""
+    split = [c for c in plan if c.split != "serial"]
+    master = (sum(c.weight_bytes for c in plan if c.split == "serial")
+              + sum(c.master_weight_bytes for c in split))
+    worker = sum(c.worker_weight_bytes for c in split)
+    return (master <= limits.master_weight_bytes and worker <= limits.worker_weight_bytes
+            and all(c.weight_bytes <= limits.worker_weight_bytes for c in split))
 
 
-LIMITS = [Limits(10**12, 10**12), Limits(200 * MB, 400 * MB), Limits(150 * MB, 300 * MB)]
+LIMITS = [Limits(10**12, 10**12), Limits(400 * MB, 600 * MB), Limits(250 * MB, 500 * MB)]
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(6))
 def test_latency_optimal_matches_brute_force(seed):
     model, cands, end = _instance(seed)
     plans = _all_plans(cands, end)
@@ -99,7 +106,7 @@ def test_latency_optimal_matches_brute_force(seed):
         assert got.prediction.p50_ms == pytest.approx(best, rel=1e-9)
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(6))
 def test_cheapest_meeting_slo_matches_brute_force(seed):
     model, cands, end = _instance(seed)
     plans = _all_plans(cands, end)
