@@ -59,6 +59,7 @@ class PolicyEngine:
         self.has_models = has_models
         self._sleep = sleep
         self._task: asyncio.Task | None = None
+        self._prewarm: asyncio.Task | None = None
         self.last_decision: ScaleDecision | None = None
         self._last_tick_s: float | None = None
         self.choice = choice
@@ -82,15 +83,19 @@ class PolicyEngine:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
-        while True:
-            await self._sleep(self.choice.autoscaling.tick_s)
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a failed tick is seen (log, metric); the next one tries again
-                self.metrics.autoscaler_errors.inc()
-                log.exception("control-loop tick failed")
+        try:
+            while True:
+                await self._sleep(self.choice.autoscaling.tick_s)
+                try:
+                    await self.tick()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a failed tick is seen (log, metric); the next one tries
+                    self.metrics.autoscaler_errors.inc()
+                    log.exception("control-loop tick failed")
+        finally:
+            if self._prewarm is not None:
+                self._prewarm.cancel()
 
     async def tick(self) -> ScaleDecision:
         state = self.collector.snapshot(fresh=True)
@@ -108,8 +113,12 @@ class PolicyEngine:
         dt = 0.0 if self._last_tick_s is None else now_s - self._last_tick_s
         self._last_tick_s = now_s
         self.collector.warm_functions_target = decision.warm_functions
-        if decision.warm_functions and isinstance(self.burst, Prewarmer):
-            await self.burst.prewarm(decision.warm_functions)
+        if (decision.warm_functions and isinstance(self.burst, Prewarmer)
+                and (self._prewarm is None or self._prewarm.done())):
+            # in the background: starting instances takes seconds, the tick must not wait
+            self._prewarm = asyncio.get_running_loop().create_task(
+                self.burst.prewarm(decision.warm_functions))
+            self._prewarm.add_done_callback(_log_failure)
         if dt > 0 and decision.warm_cost_usd_per_s:
             self.metrics.warm_cost.inc(decision.warm_cost_usd_per_s * dt)
 
@@ -181,6 +190,8 @@ class PolicyEngine:
         }
 
     async def close(self) -> None:
+        if self._prewarm is not None:
+            self._prewarm.cancel()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -188,6 +199,11 @@ class PolicyEngine:
             except asyncio.CancelledError:
                 pass
             self._task = None
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("keeping function instances warm failed: %s", task.exception())
 
 
 def _quantiles(q) -> dict | None:

@@ -63,7 +63,7 @@ async def start(state: GatewayState, *, provisioner=None, burst=None,
     pool = ReplicaPool(prov, health_interval_s=settings.vm.health_interval_s)
     state.pool = pool
     await pool.start(settings.vm.replicas if models else 0)
-    burst_backend = burst
+    burst_backend, prepare = burst, None
     if burst_backend is None and settings.burst.enabled and models:
         from burst.service import BurstService
 
@@ -72,8 +72,9 @@ async def start(state: GatewayState, *, provisioner=None, burst=None,
         await burst_backend.start()
         state.burst = burst_backend
         if hasattr(burst_backend, "prepare"):
-            state.tasks.append(asyncio.get_running_loop().create_task(
-                burst_backend.prepare(list(models), settings.burst.default_workers)))
+            prepare = asyncio.get_running_loop().create_task(
+                burst_backend.prepare(list(models), settings.burst.default_workers))
+            state.tasks.append(prepare)
     policy = make_policy(settings.routing_policy, **(
         {"spill_outstanding_per_replica": settings.spill_outstanding_per_replica}
         if settings.routing_policy == "threshold" else {}))
@@ -84,10 +85,24 @@ async def start(state: GatewayState, *, provisioner=None, burst=None,
         burst_timeout_s=settings.burst.timeout_s,
         default_workers=settings.burst.default_workers,
         max_workers=settings.burst.max_workers)
+    from .control import start_policy_engine  # live view, routing policy, autoscaler loop
+
+    start_policy_engine(state, prepare_task=prepare)
+    from .asyncq.service import start_for_gateway as start_async
+    from .grpc.server import start_for_gateway
+
+    state.grpc = await start_for_gateway(state)
+    state.asyncq = await start_async(state)
 
 
 async def stop(state: GatewayState) -> None:
     """Undo ``start`` in reverse order; safe after a partial start."""
+    if state.asyncq is not None:  # consumers stop; jobs they held are retried at next start
+        await state.asyncq.stop()
+        state.asyncq = None
+    if state.grpc is not None:  # first: calls in flight still need the dispatcher
+        await state.grpc.stop()
+        state.grpc = None
     state.dispatcher = None
     for task in state.tasks:
         task.cancel()

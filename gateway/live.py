@@ -36,6 +36,19 @@ class BurstLiveSource(Protocol):
     def live_stats(self) -> BurstLiveStats: ...
 
 
+@runtime_checkable
+class BurstHealth(Protocol):
+    """A burst backend that knows whether it can serve now (runtime up, circuit closed)."""
+
+    def ready(self) -> bool: ...
+
+
+def burst_ready(burst: object | None) -> bool:
+    if burst is None:
+        return False
+    return burst.ready() if isinstance(burst, BurstHealth) else True
+
+
 class RateCounter:
     """Arrivals counted in one-second buckets; the rate over the last ``window_s``."""
 
@@ -164,7 +177,7 @@ class LiveCollector:
             self._cached = self._refresh(now)
             self._cached_at = now
         models, burst, short, long = self._cached
-        return LiveState(now, self._vm_state(), self.burst is not None,
+        return LiveState(now, self._vm_state(), burst_ready(self.burst),
                          _with_in_flight(burst, self._burst_in_flight), models, short, long)
 
     def _vm_state(self) -> VmState:

@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from burst.backend import backend_ready
 from vmpool.body import BodyBudget
 from vmpool.stats import StatsRegistry
 
@@ -39,6 +40,7 @@ class GatewayState:
     pool: ReplicaPool | None = None
     burst: object | None = None
     ledger: Ledger | None = None
+    asyncq: object | None = None  # async inference (gateway.asyncq.service), when enabled
     # Background tasks owned by the app (kept referenced; cancelled and awaited at shutdown).
     tasks: list[asyncio.Task] = field(default_factory=list)
     # The gRPC server beside HTTP (gateway.grpc), while the app runs and when enabled.
@@ -63,4 +65,6 @@ class GatewayState:
         d = self.dispatcher
         if d is None or not d.models:
             return False
-        return bool(d.pool and d.pool.ready()) or d.burst is not None
+        if d.engine is not None:  # min VM replicas ready and default plans prepared
+            return d.engine.ready()
+        return bool(d.pool and d.pool.ready()) or backend_ready(d.burst)
