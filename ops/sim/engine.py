@@ -80,14 +80,15 @@ class Simulation:
         self._tick_counts = [0, 0, 0]
 
     # -- snapshots -----------------------------------------------------------------------
-    def _snapshot(self, now_s: float, tick_s: float) -> LiveState:
+    def _snapshot(self, now_s: float, tick_s: float, per: tuple | None = None) -> LiveState:
         vm, fn, p = self.vm, self.fn, self.p
-        per = tuple(sorted(r.outstanding() for r in vm.ready))  # replica order carries nothing
+        if per is None:  # outstanding rows per ready replica, sorted (order carries nothing)
+            per = tuple(sorted(r.outstanding(now_s) for r in vm.ready))
         waiting = sum(len(r.queue) for r in vm.booting)
         boot_left = max(vm.booting[0].ready_s - now_s, 0.0) if vm.booting else 0.0
         vm_state = VmState(
             ready_replicas=len(per), booting_replicas=len(vm.booting),
-            outstanding=sum(per) + waiting + sum(r.outstanding() for r in vm.draining),
+            outstanding=sum(per) + waiting + sum(r.outstanding(now_s) for r in vm.draining),
             max_batch_size=p.vm_max_batch_size, desired_replicas=self.desired,
             outstanding_per_replica=per, boot_remaining_s=round(boot_left, 1), boot_s=p.vm_boot_s,
             max_queue_delay_ms=p.vm_max_queue_delay_ms, draining_replicas=len(vm.draining))
@@ -180,15 +181,17 @@ class Simulation:
             ready = vm.ready
             ten = tenant_of[i]
             if len(ready) == 1:
-                per = ready[0].in_service + len(ready[0].queue)
+                r = ready[0]
+                per = ((r.in_service if r.free_s > t else 0) + len(r.queue),)
             else:
-                per = tuple(sorted([r.in_service + len(r.queue) for r in ready]))
+                per = tuple(sorted([(r.in_service if r.free_s > t else 0) + len(r.queue)
+                                    for r in ready]))
             key = (ten, per, len(booting),
                    round(booting[0].ready_s - t, 1) if booting and not ready else 0.0,
                    len(fn.busy), len(fn.idle), fn.recent_cold)
             decision = cache.get(key)
             if decision is None:
-                decision = route(requests[ten], self._snapshot(t, tick_at))
+                decision = route(requests[ten], self._snapshot(t, tick_at, per))
                 cache[key] = decision
             where = decision.route
             if where is VM:
@@ -198,8 +201,9 @@ class Simulation:
                 elif n:
                     ri = (ri + 2) & 65535
                     a, b = ready[int(rand[ri] * n)], ready[int(rand[ri - 1] * n)]
-                    enqueue(a if a.in_service + len(a.queue) <= b.in_service + len(b.queue)
-                            else b, i)
+                    qa = len(a.queue) + (a.in_service if a.free_s > t else 0)
+                    qb = len(b.queue) + (b.in_service if b.free_s > t else 0)
+                    enqueue(a if qa <= qb else b, i)
                 else:
                     enqueue(booting[0], i)
                 counts[0] += 1

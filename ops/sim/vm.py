@@ -23,15 +23,15 @@ class Replica:
         self.launch_s = launch_s
         self.ready_s = ready_s
         self.free_s = ready_s  # when the replica can start its next batch
-        self.in_service = 0  # rows in the batch running until free_s
+        self.in_service = 0  # rows of the last batch: outstanding while free_s is ahead
         self.queue: deque[int] = deque()  # request indices, in arrival order
         self.draining = False
         self.stop_s: float | None = None
         self.busy_s = 0.0
         self.next_s = math.inf  # its next batch start or end (when it must be advanced)
 
-    def outstanding(self) -> int:
-        return len(self.queue) + self.in_service
+    def outstanding(self, now_s: float) -> int:
+        return len(self.queue) + (self.in_service if self.free_s > now_s else 0)
 
 
 class VmPool:
@@ -92,19 +92,19 @@ class VmPool:
             r.stop_s = now_s
             self.stopped.append(r)
             surplus -= 1
-        for r in sorted(self.ready, key=Replica.outstanding)[:max(surplus, 0)]:
+        for r in sorted(self.ready, key=lambda x: x.outstanding(now_s))[:max(surplus, 0)]:
             self.ready.remove(r)
             r.draining = True
             self.draining.append(r)
-            r.next_s = self._next_event(r, now_s)
+            r.next_s = self._next_event(r)
             self.next_event_s = min(self.next_event_s, r.next_s)
 
     # -- requests ------------------------------------------------------------------------
     def enqueue(self, r: Replica, idx: int) -> None:
         q = r.queue
         q.append(idx)
-        if r.in_service == 0 and (len(q) == 1 or len(q) == self.batch_max):
-            ev = self._next_event(r, self.arr[idx])
+        if len(q) == 1 or len(q) == self.batch_max:  # the next batch's start moves
+            ev = self._next_event(r)
             r.next_s = ev
             if ev < self.next_event_s:
                 self.next_event_s = ev
@@ -116,19 +116,19 @@ class VmPool:
             for r in group:
                 if r.next_s <= now_s:
                     self._advance(r, now_s)
-                    r.next_s = self._next_event(r, now_s)
+                    r.next_s = self._next_event(r)
                 if r.next_s < nxt:
                     nxt = r.next_s
         if self.draining:
-            for r in [r for r in self.draining if not r.queue and r.in_service == 0]:
+            for r in [r for r in self.draining if not r.queue and r.free_s <= now_s]:
                 self.draining.remove(r)
                 r.stop_s = max(r.free_s, r.launch_s)
                 self.stopped.append(r)
         self.next_event_s = nxt
 
-    def _next_event(self, r: Replica, now_s: float) -> float:
-        if r.in_service:
-            return r.free_s
+    def _next_event(self, r: Replica) -> float:
+        """When ``r``'s next batch can start (a draining, empty replica: when it can stop).
+        Batch ends need no event: a replica's outstanding rows are read against ``free_s``."""
         q = r.queue
         if not q:
             return r.free_s if r.draining else INF
@@ -138,10 +138,6 @@ class VmPool:
     def _advance(self, r: Replica, now_s: float) -> None:
         arr, q, bmax = self.arr, r.queue, self.batch_max
         while True:
-            if r.in_service:
-                if r.free_s > now_s:
-                    return
-                r.in_service = 0
             if not q:
                 return
             fill_s = arr[q[bmax - 1]] if len(q) >= bmax else INF
