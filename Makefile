@@ -42,6 +42,8 @@ bench: $(STAMP)
 	-$(MAKE) $(RAY_VENV)/.installed
 	$(PY) ops/bench/gateway_overhead.py
 	$(PY) ops/bench/burst_scaling.py
+	$(PY) ops/bench/route_speed.py
+	$(PY) ops/bench/autoscale_e2e.py
 
 clean:
 	rm -rf $(VENV) $(RAY_VENV) .pytest_cache build *.egg-info

@@ -129,7 +129,12 @@ async def stop(state: GatewayState) -> None:
 def make_provisioner(settings: Settings):
     if settings.vm.provisioner == "static":
         return StaticProvisioner(settings.vm.urls)
-    return LocalProvisioner(settings.repo_path, threads=settings.replica_threads,
+    if settings.vm.provisioner == "ec2":
+        return settings.vm.ec2.build()
+    if settings.vm.provisioner == "kubernetes":
+        return settings.vm.kubernetes.build()
+    # threads 0: cores / replicas wanted at each boot, so autoscaled replicas do not oversubscribe
+    return LocalProvisioner(settings.repo_path, threads=settings.vm.threads,
                             boot_delay_s=settings.vm.boot_delay_s,
                             log_dir=settings.data_dir / "logs", extra_args=_batching_args(settings))
 

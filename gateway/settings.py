@@ -13,9 +13,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from burst.faas.config import LocalPlatform, PlatformSettings
 from burst.store.config import DirStore, StoreSettings
+from gateway.asyncq.config import AsyncQueueSettings
 from gateway.ledger.config import LedgerSettings
 from gateway.tenants.config import TenantSettings
 from gateway.policy_settings import AutoscalingSettings, NoScaling, RoutingPolicyName
+from vmpool.provisioners.config import Ec2Settings, KubernetesSettings
 
 ENV_PREFIX = "TIDEGATE_"
 
@@ -27,8 +29,12 @@ class Section(BaseModel):
 
 
 class VmSettings(Section):
-    provisioner: Literal["local", "static"] = Field(
-        "local", description="local: model servers as subprocesses; static: the fixed `urls`.")
+    provisioner: Literal["local", "static", "ec2", "kubernetes"] = Field(
+        "local", description="local: model servers as subprocesses; static: the fixed `urls`; "
+        "ec2: an Auto Scaling group ([vm.ec2]); kubernetes: a Deployment ([vm.kubernetes]).")
+    ec2: Ec2Settings = Field(default_factory=Ec2Settings, description="The EC2 fleet.")
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings,
+                                           description="The Kubernetes fleet.")
     urls: list[str] = Field(default_factory=list, description="static: model-server base URLs.")
     replicas: int = Field(1, ge=0, description="VM replicas (model-server processes) to keep.")
     threads: int = Field(0, ge=0, description="torch threads per replica; 0 = cores / replicas.")
@@ -104,6 +110,9 @@ class Settings(BaseSettings):
                                   "(redis://host:6379/0); none = counters per process.")
     ledger: LedgerSettings = Field(default_factory=LedgerSettings, description="The request "
                                    "ledger: an SQLite file, or PostgreSQL shared by replicas.")
+    async_queue: AsyncQueueSettings = Field(
+        default_factory=AsyncQueueSettings, description="Async inference (`Prefer: "
+        "respond-async`): the durable queue, its consumers, results and callbacks.")
 
     @field_validator("routing_policy")
     @classmethod
