@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class BurstService:
                               max_wait_s=max_wait_s or function_timeout_s)
         self._breaker = Breakers(failure_threshold=3, open_s=5.0)
         self.supervisor: LocalRuntimeSupervisor | None = None
+        self._tensor_root: str | None = None
         self._started = False
         self._invoker = None
         self._store = None
@@ -126,6 +128,7 @@ class BurstService:
         from burst.faas.factory import make_invoker
         from burst.store.factory import make_store
 
+        self._use_memory_tensor_root()
         self._store = make_store(self.store_cfg)
         try:
             if self._local and not self.platform.get("endpoint"):
@@ -141,6 +144,17 @@ class BurstService:
             raise BurstUnavailable(str(exc)) from None
         self._invoker = make_invoker(self.platform)
         self._started = True
+
+    def _use_memory_tensor_root(self) -> None:
+        """Embedded runtime and directory store: tensors in flight go to /dev/shm (memory), not
+        the data directory's disk; only the functions on this machine read them."""
+        if not (self._local and self.store_cfg.get("kind", "dir") == "dir"
+                and not self.store_cfg.get("tensor_root") and os.access("/dev/shm", os.W_OK)):
+            return
+        import tempfile
+
+        self._tensor_root = tempfile.mkdtemp(prefix="tidegate-tensors-", dir="/dev/shm")
+        self.store_cfg = {**self.store_cfg, "tensor_root": self._tensor_root}
 
     def function_bodies(self, endpoint: str) -> list[dict]:
         """CreateFunction bodies for the master and workers on the local runtime at
@@ -204,6 +218,10 @@ class BurstService:
             self._invoker = None
         if self._store is not None:
             await self._store.close()
+        if self._tensor_root:
+            import shutil
+
+            shutil.rmtree(self._tensor_root, ignore_errors=True)
 
     # plans -----------------------------------------------------------------------------------
 

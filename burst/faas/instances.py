@@ -32,6 +32,11 @@ class Outcome(Enum):
     CRASH = "crash"
 
 
+# Lambda's errorType for an instance that failed to initialise
+FAILED_INIT = {Outcome.OOM: "Runtime.OutOfMemory", Outcome.TIMEOUT: "Sandbox.Timedout",
+               Outcome.CRASH: "Runtime.ExitError"}
+
+
 @dataclass
 class Frame:
     outcome: Outcome
@@ -145,3 +150,18 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[dict, bytes]:
     meta_len, body_len = _HEADER.unpack(await reader.readexactly(_HEADER.size))
     meta = orjson.loads(await reader.readexactly(meta_len))
     return meta, await reader.readexactly(body_len)
+
+
+def failure(frame: Frame, timeout_s: float, memory_mb: int, request_id: str,
+            code: int | None) -> tuple[str, str]:
+    """Lambda's (errorType, message) for an invocation that ended without a result frame."""
+    if frame.outcome is Outcome.TIMEOUT:
+        return "Sandbox.Timedout", (f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
+                                    f"{request_id} Task timed out after {timeout_s:.2f} seconds")
+    if frame.outcome is Outcome.OOM:
+        return "Runtime.OutOfMemory", (
+            f"RequestId: {request_id} Error: Runtime exited with error: signal: killed "
+            f"(memory used {frame.peak_mb} MB exceeded the function's memory size "
+            f"{memory_mb} MB)")
+    return "Runtime.ExitError", (f"RequestId: {request_id} Error: Runtime exited with error: "
+                                 f"exit status {code}")

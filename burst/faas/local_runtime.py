@@ -29,10 +29,6 @@ from burst.faas.watchdog import peak_mb, reset_peak
 __all__ = ["LocalFunctionRuntime", "FunctionSpec", "FunctionExists", "RuntimeApiError",
            "Invocation", "BillingRecord"]
 
-_FAILED_INIT = {Outcome.OOM: "Runtime.OutOfMemory", Outcome.TIMEOUT: "Sandbox.Timedout",
-                Outcome.CRASH: "Runtime.ExitError"}
-
-
 class LocalFunctionRuntime:
     """A Lambda-like function runtime on loopback. ``await start()`` returns its endpoint URL."""
 
@@ -201,7 +197,8 @@ class LocalFunctionRuntime:
                                    logs)
         code = await instances.exit_code(inst) if frame.outcome is Outcome.CRASH else None
         self._stop_instance(inst)
-        error_type, message = _failure_message(frame, spec, request_id, code)
+        error_type, message = instances.failure(frame, spec.timeout_s, spec.memory_mb,
+                                                request_id, code)
         return self._record(spec, request_id, start_unix_s, elapsed_ms, frame.peak_mb, cold,
                             init_ms, error_payload(error_type, message, request_id), error_type,
                             logs + message + "\n")
@@ -276,7 +273,7 @@ class LocalFunctionRuntime:
             error = orjson.loads(frame.body)  # the handler module failed to import
             return None, (error["errorType"], frame.body, frame.meta.get("logs", ""),
                           frame.peak_mb)
-        error_type = "Runtime.Shutdown" if self._closing else _FAILED_INIT[frame.outcome]
+        error_type = "Runtime.Shutdown" if self._closing else instances.FAILED_INIT[frame.outcome]
         message = f"Init failed: {error_type} after {inst.init_ms:.0f} ms (peak {frame.peak_mb} MB)"
         return None, (error_type, error_payload(error_type, message, ""), message + "\n",
                       frame.peak_mb)
@@ -358,17 +355,3 @@ class LocalFunctionRuntime:
         if handle is not None:
             handle.stop()
             self._thread_handle = None
-
-
-def _failure_message(frame, spec: FunctionSpec, request_id: str, code: int | None):
-    if frame.outcome is Outcome.TIMEOUT:
-        return "Sandbox.Timedout", (f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
-                                    f"{request_id} Task timed out after {spec.timeout_s:.2f} "
-                                    f"seconds")
-    if frame.outcome is Outcome.OOM:
-        return "Runtime.OutOfMemory", (
-            f"RequestId: {request_id} Error: Runtime exited with error: signal: killed "
-            f"(memory used {frame.peak_mb} MB exceeded the function's memory size "
-            f"{spec.memory_mb} MB)")
-    return "Runtime.ExitError", (f"RequestId: {request_id} Error: Runtime exited with error: "
-                                 f"exit status {code}")

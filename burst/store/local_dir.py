@@ -26,11 +26,16 @@ class LocalDirStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "LocalDirStore":
-        """``{"kind": "dir", "root": "/var/lib/tidegate/tensors"}``."""
+    def from_config(cls, cfg: dict):
+        """``{"kind": "dir", "root": "/var/lib/tidegate/objects", "tensor_root"?: "/dev/shm/x"}``;
+        with ``tensor_root``, per-request tensors live there (``burst.store.routed``)."""
         root = cfg.get("root") or cfg.get("path")
         if not root:
             raise ValueError("dir store config needs 'root'")
+        if cfg.get("tensor_root"):
+            from burst.store.routed import RoutedStore
+
+            return RoutedStore(cls(root), cls(cfg["tensor_root"]))
         return cls(root)
 
     def _path(self, key: str) -> Path:

@@ -152,3 +152,18 @@ def test_requests_in_several_processes_write_and_clean_up_side_by_side(tmp_path)
         done = list(pool.map(_put_and_clean, [str(tmp_path)] * 3, [400] * 3))
     assert done == [400] * 3
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+async def test_tensors_in_flight_can_live_in_their_own_root(tmp_path):
+    store = make_store({"kind": "dir", "root": str(tmp_path / "objects"),
+                        "tensor_root": str(tmp_path / "shm")})
+    await store.put("req/r1/input0", b"tensor")
+    await store.put("resp/r1/output0", b"answer")
+    await store.put("plans/p1/plan.json", b"{}")
+    assert (tmp_path / "shm/req/r1/input0").read_bytes() == b"tensor"
+    assert (tmp_path / "objects/plans/p1/plan.json").exists()
+    assert not (tmp_path / "objects/req").exists()
+    assert await store.get("resp/r1/output0") == b"answer"
+    assert await store.delete_prefix("req/r1/") == 1
+    assert await store.delete_prefix("") == 2  # both roots
+    await check_small_round_trip(store)
