@@ -24,8 +24,13 @@ def add_arguments(parser) -> None:
                              "(default) for every preset")
     parser.add_argument("--model", help="model to simulate (filters a multi-model trace)")
     parser.add_argument("--slo-ms", type=float, help="latency SLO (default: the profile's)")
-    parser.add_argument("--profile", help="profile.json from `tidegate profile` (default: the "
+    parser.add_argument("--profile", help="profile.json from `tidegate profile` (default: "
+                                          "REPO/MODEL/profile.json with --repo, else the "
                                           "bundled reference profile)")
+    parser.add_argument("--repo", help="model repository: plan --model's burst path exactly as "
+                                       "`tidegate plan` and the gateway do, and take its SLO "
+                                       "and batching from its config")
+    parser.add_argument("--vm-boot-s", type=float, help="VM boot time (default: the profile's)")
     parser.add_argument("--config", help="a `tidegate serve` config: its routing_policy, "
                                          "[autoscaling] and tenants' SLOs; may add [trace] "
                                          "mapping rules and a [simulate] table")
@@ -59,19 +64,30 @@ def load_inputs(args):
     """(trace, profile, sim config) from the common arguments; CliError on bad input."""
     from ops.cli import CliError
     from ops.sim import ProfileError, load_sim_profile
-    from ops.sim.config import ConfigError, load_config
+    from ops.sim.config import PROFILE_OVERRIDES, ConfigError, load_config
+    from ops.sim.profile_adapter import from_repo
     from ops.traces import TraceError, read_trace
 
     try:
         cfg = load_config(args.config, args.model)
-        profile = load_sim_profile(args.profile or cfg.simulate.get("profile"), args.model)
+        repo = getattr(args, "repo", None) or cfg.simulate.get("repo")
+        profile_path = args.profile or cfg.simulate.get("profile")
+        if repo:
+            if not args.model:
+                raise CliError("--repo needs --model (the model to plan)")
+            profile = from_repo(repo, args.model, profile_path=profile_path,
+                                settings=cfg.settings)
+        else:
+            profile = load_sim_profile(profile_path, args.model)
+        profile = profile.with_overrides(**{k: cfg.simulate[k] for k in PROFILE_OVERRIDES
+                                            if k in cfg.simulate})
         trace = read_trace(args.trace, args.trace_format, cfg.mapping, seed=args.seed)
         if args.model and len(trace.models) > 1:
             trace = trace.only_model(args.model)
     except (TraceError, ProfileError, ConfigError) as exc:
         raise CliError(str(exc)) from None
-    slo = args.slo_ms or cfg.simulate.get("slo_ms")
-    profile = profile.with_overrides(slo_ms=slo, model=args.model or trace.models[0])
+    profile = profile.with_overrides(slo_ms=args.slo_ms, vm_boot_s=getattr(args, "vm_boot_s", None),
+                                     model=args.model or trace.models[0])
     scale = args.rate_scale if args.rate_scale != 1.0 else cfg.simulate.get("rate_scale", 1.0)
     if scale <= 0:
         raise CliError("--rate-scale must be > 0")

@@ -19,7 +19,11 @@ from ops.traces import TraceMapping
 
 from .presets import PolicySpec
 
-SIM_KEYS = {"profile", "slo_ms", "tick_s", "rate_scale"}
+# [simulate] keys: where the profile is, and what the profile cannot know about a deployment
+SIM_KEYS = {"profile", "repo", "slo_ms", "tick_s", "rate_scale", "vm_boot_s", "cold_start_ms",
+            "fn_concurrency", "fn_keep_alive_s", "gateway_overhead_ms"}
+PROFILE_OVERRIDES = ("vm_boot_s", "cold_start_ms", "fn_concurrency", "fn_keep_alive_s",
+                     "gateway_overhead_ms", "slo_ms")
 
 
 class ConfigError(ValueError):
@@ -33,6 +37,7 @@ class SimConfig:
     mapping: TraceMapping = field(default_factory=TraceMapping)
     tick_s: float = 1.0
     simulate: dict = field(default_factory=dict)
+    settings: object = None  # the validated serve Settings, when a file was given
 
 
 def load_config(path: str | Path | None, model: str | None = None) -> SimConfig:
@@ -66,7 +71,7 @@ def load_config(path: str | Path | None, model: str | None = None) -> SimConfig:
         spec = spec_from_settings(settings)
     slos = {t.name: t.slo_ms for t in settings.tenants if t.slo_ms}
     tick_s = float(sim.get("tick_s", settings.autoscaling.tick_s))
-    return SimConfig(spec, slos, mapping, tick_s, sim)
+    return SimConfig(spec, slos, mapping, tick_s, sim, settings)
 
 
 def spec_from_settings(settings) -> PolicySpec:
