@@ -90,6 +90,9 @@ class Settings(BaseSettings):
                                   "this time (408 and the connection closed past it).")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS "
                                     "(e.g. https://app.example.com, or * for any); empty = off.")
+    access_log: Literal["text", "json", "off"] = Field(
+        "text", description="One line per request on the tidegate.access logger (method, path, "
+        "status, tenant, model, route, latency, request id): text (key=value) or JSON lines.")
     routing_policy: RoutingPolicyName = Field(
         "threshold", description="Where requests go: vm-only, burst-only, threshold (spill past "
         "a queue length) or slo-aware (cheapest path predicted to meet the SLO).")
