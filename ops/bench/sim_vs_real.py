@@ -1,0 +1,154 @@
+"""Does the simulator agree with reality? Replay a short trace with ``tidegate loadgen`` against a
+local gateway (local VM pool with a boot delay, local function runtime, the ``delay`` model), then
+simulate the same arrivals with the same policy and the profile measured here (``tidegate
+profile``). Prints both side by side; target: SLO attainment within 2 points, cost within 15 %.
+
+    .venv/bin/python ops/bench/sim_vs_real.py [--duration-s 150] [--policy threshold]
+
+Cost on both sides is what the fleet cost over the run: VM replica-seconds (ready and booting,
+without the billing minimum, which the live side cannot see per replica) at the VM price, plus
+the burst path's function and storage cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+TIDEGATE = [sys.executable, "-m", "ops"]
+
+POLICIES = {
+    "threshold": ('routing_policy = "threshold"\nspill_outstanding_per_replica = 6\n'
+                  '[autoscaling]\npolicy = "target"\nmin_replicas = 1\nmax_replicas = 3\n'
+                  'target_in_flight_per_replica = 3.0\nscale_in_cooldown_s = 60.0\n'),
+    "slo-aware": ('routing_policy = "slo-aware"\n[autoscaling]\npolicy = "predictive"\n'
+                  'min_replicas = 1\nmax_replicas = 3\n'),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd: list[str], timeout_s: float, **kw) -> subprocess.CompletedProcess:
+    print("$ " + " ".join(str(c) for c in cmd[2:]), file=sys.stderr)
+    return subprocess.run(cmd, cwd=ROOT, timeout=timeout_s, **kw)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 300.0) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as r:
+                if r.status == 200:
+                    return time.monotonic() - t0
+        except Exception:
+            time.sleep(0.3)
+    raise TimeoutError("gateway not ready")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration-s", type=float, default=150.0)
+    parser.add_argument("--base-rps", type=float, default=8.0)
+    parser.add_argument("--policy", choices=sorted(POLICIES), default="threshold")
+    parser.add_argument("--boot-delay-s", type=float, default=10.0)
+    parser.add_argument("--skip-profile", action="store_true", help="use the reference profile")
+    parser.add_argument("--json", default=str(ROOT / "ops/bench/results/sim_vs_real.json"))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="sim-vs-real-"))
+    repo = work / "repo"
+    run(TIDEGATE + ["export", "delay", "--out", str(repo), "--delay-ms", "20",
+                    "--per-item-ms", "3", "--slo-ms", "250"], 600, check=True)
+    if not args.skip_profile:
+        done = run(TIDEGATE + ["profile", "delay", "--repo", str(repo), "--reps", "3"], 1800)
+        if done.returncode != 0:
+            print("tidegate profile failed: simulating with the reference profile",
+                  file=sys.stderr)
+    cfg = work / "tidegate.toml"
+    cfg.write_text(POLICIES[args.policy] + f'access_log = "off"\n[vm]\nboot_delay_s = '
+                   f'{args.boot_delay_s}\n[burst]\nconcurrency = 8\nkeep_alive_s = 300.0\n')
+    trace = work / "trace.csv"
+    from ops.traces import read_trace, write_csv
+
+    spec = (f"synth:step:duration_s={args.duration_s},base_rps={args.base_rps},mult=4,"
+            f"start_s={args.duration_s / 3:.0f},step_s={args.duration_s / 4:.0f}")
+    write_csv(read_trace(spec, seed=3).with_model("delay"), trace)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(work / "serve.log", "w")
+    serve = subprocess.Popen(TIDEGATE + ["serve", "--config", str(cfg), "--repo", str(repo),
+                                         "--data-dir", str(work / "data"), "--port", str(port),
+                                         "--grpc-port", "-1"], cwd=ROOT, stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        start_s = wait_ready(url, serve)
+        live_json = work / "live.json"
+        run(TIDEGATE + ["loadgen", "--trace", str(trace), "--url", url, "--model", "delay",
+                        "--slo-ms", "250", "--json", str(live_json), "--no-progress"],
+            args.duration_s * 3 + 120, check=True, stdout=subprocess.DEVNULL)
+    finally:
+        serve.terminate()
+        try:
+            serve.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, 9)
+        log.close()
+    # a replica here takes its boot delay plus a model server start; the run's start says how long
+    sim_cfg = work / "sim.toml"
+    sim_cfg.write_text(cfg.read_text() + f"\n[simulate]\nvm_boot_s = {args.boot_delay_s + 3.0}\n"
+                       f"fn_keep_alive_s = 300.0\nfn_concurrency = 8\n")
+    sim_json = work / "sim.json"
+    run(TIDEGATE + ["simulate", "--trace", str(trace), "--policy", "config", "--config",
+                    str(sim_cfg), "--repo", str(repo), "--model", "delay", "--json",
+                    str(sim_json)], 900, check=True, stdout=subprocess.DEVNULL)
+    return report(json.loads(live_json.read_text()), json.loads(sim_json.read_text()),
+                  args, start_s)
+
+
+def report(live: dict, sim: dict, args, start_s: float) -> int:
+    from policies.costs import PriceTable
+
+    price = PriceTable().vm_usd_per_hour
+    sim_cost = (sim["vm_hours"] * price + sim["function_compute_usd"]
+                + sim["function_requests_usd"] + sim["store_usd"] + sim["warm_functions_usd"])
+    rows = [("requests", live["requests"], sim["requests"]),
+            ("SLO attainment %", live["slo_attainment"] * 100, sim["slo_attainment"] * 100),
+            ("p50 ms", live["p50_ms"], sim["p50_ms"]), ("p99 ms", live["p99_ms"], sim["p99_ms"]),
+            ("to functions", live["requests_burst"], sim["requests_burst"]),
+            ("cold starts", live["cold_starts"], sim["cold_starts"]),
+            ("VM hours", live["vm_hours"], sim["vm_hours"]),
+            ("cost $", live["cost_usd"], sim_cost)]
+    print(f"{'':<18} {'live':>12} {'simulated':>12}")
+    for name, a, b in rows:
+        print(f"{name:<18} {a:>12.4f} {b:>12.4f}" if isinstance(a, float) else
+              f"{name:<18} {a:>12} {b:>12}")
+    d_att = abs(live["slo_attainment"] - sim["slo_attainment"]) * 100
+    d_cost = abs(sim_cost - live["cost_usd"]) / max(live["cost_usd"], 1e-12) * 100
+    ok = d_att <= 2.0 and d_cost <= 15.0
+    print(f"attainment differs by {d_att:.2f} points (target <= 2), cost by {d_cost:.1f} % "
+          f"(target <= 15): {'PASS' if ok else 'FAIL'}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"policy": args.policy, "live": live, "sim": sim,
+                                           "sim_cost_usd": sim_cost, "gateway_start_s": start_s,
+                                           "attainment_diff_points": d_att,
+                                           "cost_diff_pct": d_cost, "pass": ok}, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

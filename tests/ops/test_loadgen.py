@@ -1,0 +1,125 @@
+"""``tidegate loadgen`` against a loopback gateway stand-in that checks the wire: open-loop timing,
+binary tensors, per-tenant keys, and a summary in the simulator's shape."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+from aiohttp import web
+
+from ops.cli import main
+from vmpool.codec import decode_request
+
+METADATA = {"name": "m", "versions": ["1"], "platform": "pytorch_torch_export",
+            "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 16]}],
+            "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 16]}]}
+SIM_KEYS = ("requests", "slo_attainment", "p50_ms", "p99_ms", "cost_usd", "vm_hours",
+            "function_gb_s", "cold_starts", "tenants")
+
+
+class FakeGateway:
+    """Answers like the gateway: VM for even request numbers, burst for odd (cold the first
+    time), 401 for an unknown key; records when each request arrived and what it carried."""
+
+    def __init__(self):
+        self.arrived: list[tuple[float, str, tuple]] = []
+        self.t0 = None
+
+    async def metadata(self, request):
+        return web.json_response(METADATA)
+
+    async def infer(self, request):
+        body = await request.read()
+        now = time.perf_counter()
+        self.t0 = self.t0 or now
+        key = request.headers.get("authorization", "")
+        if key not in ("Bearer ka", "Bearer kb"):
+            return web.json_response({"error": "unknown API key"}, status=401)
+        req = decode_request(body, int(request.headers["Inference-Header-Content-Length"]))
+        self.arrived.append((now - self.t0, key, req.inputs["input"].shape))
+        n = len(self.arrived)
+        burst = n % 2 == 1
+        headers = {"x-tidegate-path": "burst" if burst else "vm",
+                   "x-tidegate-cost-usd": "0.0000100000" if burst else "0.0000001000"}
+        if n == 1:
+            headers["x-tidegate-cold-starts"] = "2"
+        await asyncio.sleep(0.3 if n == 1 else 0.005)
+        return web.json_response({"outputs": []}, headers=headers)
+
+    async def metrics(self, request):
+        return web.Response(text='tidegate_vm_replicas{state="ready"} 2.0\n'
+                                 'tidegate_vm_replicas{state="booting"} 0.0\n')
+
+
+def _serve(gw: FakeGateway):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_get("/v2/models/m", gw.metadata)
+    app.router.add_post("/v2/models/m/infer", gw.infer)
+    app.router.add_get("/metrics", gw.metrics)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def stop():
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+def test_replay_is_open_loop_binary_per_tenant_and_shaped_like_the_simulator(tmp_path, capsys):
+    trace = tmp_path / "t.csv"
+    times = [0.0, 0.05, 0.1, 0.15, 0.2, 1.0, 1.5, 2.0]
+    trace.write_text("timestamp_s,model,tenant\n" + "".join(
+        f"{t},m,{'a' if i % 2 else 'b'}\n" for i, t in enumerate(times)))
+    gw = FakeGateway()
+    url, stop = _serve(gw)
+    out = tmp_path / "lg.json"
+    try:
+        rc = main(["loadgen", "--trace", str(trace), "--url", url, "--speedup", "2",
+                   "--key", "a=ka", "--key", "b=kb", "--slo-ms", "200", "--json", str(out),
+                   "--no-progress"])
+    finally:
+        stop()
+    assert rc == 0
+    summary = json.loads(out.read_text())
+    for key in SIM_KEYS:
+        assert key in summary
+    assert summary["requests"] == 8 and summary["statuses"] == {"200": 8}
+    assert {k for _, k, _ in gw.arrived} == {"Bearer ka", "Bearer kb"}
+    assert all(shape == (1, 16) for _, _, shape in gw.arrived)
+    # open loop: the first request's 0.3 s answer does not hold back the next ones
+    sent = sorted(t for t, _, _ in gw.arrived)
+    assert sent[1] < 0.15 and abs(sent[-1] - 1.0) < 0.25  # 2.0 s at 2x speed
+    assert summary["requests_burst"] == 4 and summary["cold_starts"] == 2
+    assert summary["slo_attainment"] == 7 / 8  # the slow first answer misses 200 ms
+    assert summary["tenants"]["a"]["requests"] == 4
+    assert summary["vm_hours"] > 0 and summary["cost_usd"] > 4 * 1e-5
+
+
+def test_bad_key_and_bad_url_are_reported(tmp_path, capsys):
+    gw = FakeGateway()
+    url, stop = _serve(gw)
+    try:
+        rc = main(["loadgen", "--trace", "synth:steady:duration_s=1,rps=5", "--url", url,
+                   "--model", "m", "--api-key", "wrong", "--no-progress"])
+        assert rc == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["statuses"].get("401", 0) == summary["requests"] > 0
+        assert summary["slo_attainment"] == 0.0
+    finally:
+        stop()
+    assert main(["loadgen", "--trace", "synth:steady:duration_s=1,rps=5", "--url",
+                 "http://127.0.0.1:9", "--model", "m", "--no-progress"]) == 2
+    assert "error" in capsys.readouterr().err
