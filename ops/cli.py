@@ -17,6 +17,7 @@ COMMANDS = {
     "export": ("ops.commands.export", "export a zoo model or import a .pt2 into a repository"),
     "model-server": ("ops.commands.model_server", "run one VM model server (a replica)"),
     "plan": ("ops.commands.plan", "show the partition plan of a model for N workers"),
+    "profile": ("ops.commands.profile", "measure a model's performance profile on this machine"),
     "function-runtime": ("ops.commands.function_runtime",
                          "run the local function runtime (Lambda Invoke API)"),
     "simulate": ("ops.commands.simulate", "simulate policies on a request trace (simulated time)"),

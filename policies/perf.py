@@ -155,7 +155,7 @@ class PerfModel:
     def stage(self, c: Candidate) -> Estimate:
         master_gb = self.dep.master_memory_mb
         if c.split == "serial":
-            mean = self.serial_ms(c.nodes)
+            mean = self.serial_ms(c.nodes) * self.profile.slowdown("serial", 1)
             var = (self.profile.compute_cv * mean) ** 2
             return Estimate(mean, var, self._gb_s_cost(mean, master_gb, invocation=False))
         k = c.workers

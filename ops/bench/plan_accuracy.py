@@ -1,0 +1,149 @@
+"""Are the planner's predictions honest? Predicted vs measured warm latency on the local runtime.
+
+For each model and worker count: the plan the gateway runs (``BurstService.plan_for``, the
+gateway's burst backend, same planner and profile as ``tidegate plan``), its predicted p50/p99,
+and the warm p50/p99 measured through the burst service on the local function runtime. Then,
+per model, the cheapest plan for an SLO between the fastest and the one-function plan's
+predicted p99: does it meet the SLO when measured? Prints a table and writes JSON
+(ops/bench/results/plan_accuracy.json). The machine's load average is printed with the table:
+on a shared machine, compare the ratios, not the absolute figures.
+
+    python ops/bench/plan_accuracy.py [--models resnet50,vgg16,mobilenet_v2] [--workers 1,2,4]
+        [--warm 8] [--memory-mb 1024] [--repo REPO]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from burst.service import BurstService  # noqa: E402
+
+
+def _quantile(xs: list[float], q: float) -> float:
+    return float(np.quantile(np.asarray(xs), q))
+
+
+async def _measure(svc, model: str, workers: int, split: str, x, warm: int) -> list[float]:
+    name = svc._configs[model].inputs[0].name
+    for _ in range(2):  # cold instances and first weight loads are not the warm figure
+        await svc.infer(model, {name: x}, workers=workers, split=split)
+    return [(await svc.infer(model, {name: x}, workers=workers, split=split)).total_ms
+            for _ in range(warm)]
+
+
+async def run_model(repo: Path, data: Path, model: str, workers: list[int], warm: int,
+                    memory_mb: int) -> list[dict]:
+    from burst.planning import Objective, load_profile, model_plan, predict_plan
+
+    svc = BurstService(repo, platform={"kind": "local"},
+                       store={"kind": "dir", "root": str(data / "objects")}, memory_mb=memory_mb,
+                       concurrency=max(workers) + 4, keep_alive_s=600, function_timeout_s=600,
+                       log_dir=data / "logs", max_workers=max(max(workers), 2))
+    await svc.start()
+    rows = []
+    try:
+        profile = load_profile(repo, model)
+        cfg_shape = None
+        for k in workers:
+            plan = await svc.plan_for(model, k, 1)
+            graph = svc._graphs[model]
+            if cfg_shape is None:
+                cfg_shape = [1 if d == -1 else d for d in svc._configs[model].inputs[0].shape]
+                x = np.random.default_rng(0).standard_normal(cfg_shape, dtype=np.float32)
+            pred = predict_plan(graph, plan, svc.plan_request(k), profile)
+            lat = await _measure(svc, model, k, "auto", x, warm)
+            rows.append(_row(model, f"latency x{k}", memory_mb, plan, pred, lat))
+            print(_fmt(rows[-1]), flush=True)
+        # the cheapest plan for an SLO halfway between the fastest and the slowest plan above
+        p99s = [r["predicted_p99_ms"] for r in rows]
+        slo = (min(p99s) + max(p99s)) / 2 if max(p99s) > min(p99s) * 1.05 else min(p99s) * 1.3
+        k = max(workers)
+        request = dataclasses.replace(svc.plan_request(k), objective=Objective.COST,
+                                      slo_ms=slo, percentile=0.99)
+        plan = await asyncio.to_thread(model_plan, graph, svc._configs[model], request, profile)
+        await asyncio.to_thread(svc._prepare_blocking, model, plan)
+        svc._plans[(model, k, 1, "cost")] = plan  # the bench runs this plan under its own key
+        pred = predict_plan(graph, plan, request, profile)
+        lat = await _measure(svc, model, k, "cost", x, warm)
+        row = _row(model, f"cost x{k}", memory_mb, plan, pred, lat)
+        row.update(slo_ms=slo, meets_slo_p50=row["measured_p50_ms"] <= slo,
+                   meets_slo_p99=row["measured_p99_ms"] <= slo)
+        rows.append(row)
+        print(_fmt(row) + f"  SLO {slo:.0f} ms: measured p99 "
+              f"{'meets' if row['meets_slo_p99'] else 'MISSES'} it", flush=True)
+    finally:
+        await svc.close()
+    return rows
+
+
+def _row(model, label, memory_mb, plan, pred, lat) -> dict:
+    p50 = statistics.median(lat)
+    return {"model": model, "plan": label, "memory_mb": memory_mb, "plan_id": plan.plan_id,
+            "split_stages": sum(1 for s in plan.stages if s.split != "serial"),
+            "max_workers_used": max([s.workers for s in plan.stages] or [0]),
+            "predicted_p50_ms": pred.p50_ms, "predicted_p99_ms": pred.p99_ms,
+            "predicted_cost_usd": pred.cost_usd, "measured_p50_ms": p50,
+            "measured_p99_ms": _quantile(lat, 0.99), "samples": len(lat),
+            "error_p50": (pred.p50_ms - p50) / p50}
+
+
+def _fmt(r: dict) -> str:
+    return (f"{r['model']:<13} {r['plan']:<11} {r['memory_mb']:>5} {r['split_stages']:>6} "
+            f"{r['predicted_p50_ms']:>9.1f} {r['measured_p50_ms']:>9.1f} {r['error_p50']:>+7.0%} "
+            f"{r['predicted_p99_ms']:>9.1f} {r['measured_p99_ms']:>9.1f}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="resnet50,vgg16,mobilenet_v2")
+    ap.add_argument("--workers", default="1,2,4")
+    ap.add_argument("--warm", type=int, default=8, help="warm requests per plan")
+    ap.add_argument("--memory-mb", type=int, default=1024)
+    ap.add_argument("--repo", type=Path, help="model repository (default: export into a temp dir)")
+    ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/plan_accuracy.json")
+    args = ap.parse_args()
+    import torch
+
+    from vmpool.export import export_zoo
+
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="tidegate-accuracy-"))
+    repo = args.repo or work / "models"
+    workers = [int(w) for w in args.workers.split(",")]
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
+    print(f"{'model':<13} {'plan':<11} {'MB':>5} {'splits':>6} {'pred p50':>9} {'meas p50':>9} "
+          f"{'err':>7} {'pred p99':>9} {'meas p99':>9}")
+    rows = []
+    for model in args.models.split(","):
+        if not (repo / model / "model.pt2").is_file():
+            export_zoo(model, repo)
+        rows += asyncio.run(run_model(repo, work / model, model, workers, args.warm,
+                                      args.memory_mb))
+    within = [r for r in rows if r["plan"].startswith("latency") and abs(r["error_p50"]) <= 0.25]
+    latency_rows = [r for r in rows if r["plan"].startswith("latency")]
+    print(f"p50 within 25 %: {len(within)} of {len(latency_rows)}; load average now "
+          f"{os.getloadavg()[0]:.1f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"load_average": load, "at": time.time(), "rows": rows},
+                                   indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

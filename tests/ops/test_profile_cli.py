@@ -1,0 +1,49 @@
+"""``tidegate profile`` measures on the local function runtime and ``tidegate plan`` uses it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ops.cli import main
+from policies.profile import Profile
+from vmpool.export import export_zoo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("repo")
+    export_zoo("resnet18", root, size=(32, 32), max_batch_size=2)
+    return root
+
+
+def test_bad_arguments_are_one_line_errors(repo, capsys):
+    assert main(["profile", "nope", "--repo", str(repo)]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["profile", "resnet18", "--repo", str(repo), "--workers", "two"]) == 2
+    assert "--workers" in capsys.readouterr().err
+    assert main(["profile", "resnet18", "--repo", str(repo), "--compute-only",
+                 "--out", str(repo / "missing.json")]) == 2
+    assert "existing profile" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_profile_measures_and_plan_reads_it(repo, capsys):
+    assert main(["profile", "resnet18", "--repo", str(repo), "--workers", "2",
+                 "--reps", "2"]) == 0
+    out = capsys.readouterr().out
+    for step in ("timing each node", "transfer dir", "VM service", "invocation round trip",
+                 "plan spatial x2", "wrote"):
+        assert step in out, step
+    profile = Profile.from_json(json.loads((repo / "resnet18" / "profile.json").read_text()))
+    times = profile.models["resnet18"]
+    assert times.input_shape == (1, 3, 32, 32) and len(times.node_ms) > 50
+    assert set(times.vm_service_ms) == {1, 2}
+    assert profile.invoke_cold_ms.median_ms > profile.invoke_ms(1).median_ms > 0
+    assert 2 in profile.split_slowdown.get("spatial", {})
+    assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "2", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    one_thread_ms = sum(times.node_ms.values())
+    # the whole model's measured compute is a floor for any plan's predicted p50
+    assert plan["predicted_p50_ms"] > one_thread_ms * 0.5
