@@ -21,6 +21,8 @@ def add_arguments(p) -> None:
                    "(default: ./.tidegate; survives restarts)")
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default 8000)")
+    p.add_argument("--grpc-port", type=int, help="gRPC (Open Inference Protocol) port "
+                   "(default 8001; 0 = a free port; -1 = no gRPC)")
     p.add_argument("--replicas", type=int, help="VM replicas to keep (default 1)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
@@ -28,7 +30,8 @@ def add_arguments(p) -> None:
 def _settings(args):
     from gateway.settings import Settings, UnknownSetting, describe_error
 
-    overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir,
+    overrides = {"host": args.host, "port": args.port, "grpc_port": args.grpc_port,
+                 "data_dir": args.data_dir,
                  "repo": args.repo}
     if args.replicas is not None:  # validated with the rest, not patched in afterwards
         overrides["vm"] = {"replicas": args.replicas}
@@ -166,6 +169,10 @@ def run(args) -> int:
     _GatewayServer = _server_class()
     settings = _settings(args)
     _check_port_free(settings.host, settings.port)
+    if settings.grpc_port > 0 and "grpc_port" in settings.model_fields_set:
+        # asked for explicitly: a busy port is an error; the default 8001 when busy is logged
+        # and HTTP serves alone (another local server often holds Triton's port)
+        _check_port_free(settings.host, settings.grpc_port)
     _prepare_data_dir(settings)
     models = _ensure_models(settings)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
