@@ -68,8 +68,13 @@ def preset_spec(name: str, trace, profile, params: dict | None = None) -> Policy
         spec = PolicySpec("threshold", "knative", {"spill_outstanding_per_replica": 16},
                           {"min_replicas": 1, "max_replicas": big})
     elif name == "slo-aware":
+        # Smoothed forecast: the scaler's own defaults (alpha 0.5, beta 0.2 on a 10 s rate)
+        # chase second-level spikes and boot VMs that a minute later are cancelled, billed a
+        # minute each (Azure LLM code trace x20: $1.48 vs $0.59 with these, same attainment).
         spec = PolicySpec("slo-aware", "predictive", {},
-                          {"min_replicas": 1, "max_replicas": big,
+                          {"min_replicas": 1, "max_replicas": big, "level_alpha": 0.05,
+                           "trend_beta": 0.005, "base_quantile": 0.3, "target_utilization": 0.9,
+                           "scale_in_cooldown_s": 180.0,
                            "burst_latency_s": profile.burst_p50_ms / 1000.0,
                            "instances_per_burst_request": profile.burst_instances})
     else:
