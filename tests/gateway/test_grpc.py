@@ -182,3 +182,40 @@ def test_unserved_methods_are_unimplemented(gateway):
     with pytest.raises(InferenceServerException) as err:
         client(gateway[0]).get_model_repository_index()
     assert err.value.status() == "StatusCode.UNIMPLEMENTED"
+
+
+def test_serve_refuses_a_busy_grpc_port_in_one_line(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("TIDEGATE_")}
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ops",
+                "serve",
+                "--port",
+                "0",
+                "--grpc-port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+            ],
+            cwd=ROOT,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], proc.stderr
