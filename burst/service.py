@@ -14,14 +14,14 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from burst.faas.base import InvokeError, InvokeErrorKind
+from burst.exchange import (BurstAnswer, BurstUnavailable, cleanup, download_outputs,
+                            make_answer, upload_inputs)
 from burst.gate import Busy, SlotGate
-from burst.report import MasterReport
 from burst.supervisor import LocalRuntimeSupervisor, RuntimeDown, register_functions
 from vmpool.artifact import ArtifactError, load_artifact
 from vmpool.breaker import Breakers
@@ -37,29 +37,6 @@ STORE_ENV = "TIDEGATE_BURST_STORE"
 _PLATFORM = "platform"  # the breaker's one circuit
 # the platform itself failing (not the function): these count against the circuit
 _PLATFORM_FAULTS = {InvokeErrorKind.TRANSPORT, InvokeErrorKind.SERVICE_ERROR}
-
-
-class BurstUnavailable(Exception):
-    """The burst path cannot take this request (platform down or busy, plan impossible, a
-    function failed). ``retry_after_s`` is set when trying again later may succeed."""
-
-    def __init__(self, message: str, retry_after_s: float | None = None):
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-@dataclass
-class BurstAnswer:
-    outputs: dict[str, np.ndarray]
-    workers: int
-    invocations: list[tuple[int, int]]  # (billed_ms, memory_mb) of the master and each worker
-    cold_starts: int
-    total_ms: float
-    comm_ms: float
-    max_memory_used_mb: int = 0  # the largest peak of any invocation (master or worker)
-    store_puts: int = 0
-    store_gets: int = 0
-    report: MasterReport | None = None  # the master's per-stage timings and bills
 
 
 class BurstService:
@@ -348,33 +325,15 @@ class BurstService:
         tensor_key = new_request_key() if isinstance(self._store, EncryptedStore) else None
         store = CountingStore(self._store.for_request(tensor_key) if tensor_key else self._store)
         try:
-            refs = await self._upload(cfg, inputs, store, request_id, plan)
+            refs = await upload_inputs(cfg, inputs, store, request_id, plan)
             # names and tensors only: functions resolve their platform and store themselves
             event = {"plan_id": plan.plan_id, "request_id": request_id, "inputs": refs,
                      **({EVENT_FIELD: encode_key(tensor_key)} if tensor_key else {})}
             result = await self._invoke_master(plan, json.dumps(event).encode())
-            outs, report = await self._download(cfg, result, store)
+            outs, report = await download_outputs(cfg, result, store)
         finally:
-            await self._cleanup(store, request_id)
-        return _answer(plan, result, report, outs, store, t0)
-
-    async def _upload(self, cfg, inputs, store, request_id: str, plan) -> list[dict]:
-        import torch
-
-        from burst.store.base import StoreError
-        from burst.tensors import TransportError, send
-
-        refs = []
-        try:
-            # the program's inputs come in the order of the model config's
-            for i, spec in enumerate(cfg.inputs):
-                tensor = torch.from_numpy(np.require(inputs[spec.name], requirements=["C", "W"]))
-                refs.append(await send(tensor, store, f"req/{request_id}/input{i}",
-                                       limit_bytes=plan.inline_limit_bytes))
-        except (StoreError, TransportError, OSError) as exc:
-            raise BurstUnavailable(f"cannot hand the inputs to the burst path: {exc}",
-                                   retry_after_s=1.0) from exc
-        return refs
+            await cleanup(store, request_id)
+        return make_answer(plan, result, report, outs, store, t0)
 
     async def _invoke_master(self, plan, payload: bytes):
         self._breaker.on_attempt(_PLATFORM)
@@ -390,39 +349,3 @@ class BurstService:
                                    retry_after_s=retry) from exc
         self._breaker.on_success(_PLATFORM)
         return result
-
-    async def _download(self, cfg, result, store) -> tuple[dict, MasterReport]:
-        from burst.store.base import StoreError
-        from burst.tensors import TransportError, receive
-
-        outs = {}
-        try:
-            body = json.loads(result.payload)
-            report = MasterReport.from_json(body["report"])
-            for spec, ref in zip(cfg.outputs, body["outputs"]):
-                outs[spec.name] = (await receive(ref, store)).numpy()
-        except (ValueError, KeyError, TypeError, TransportError, StoreError) as exc:
-            raise BurstUnavailable(f"burst master returned a malformed result: {exc}") from exc
-        return outs, report
-
-    async def _cleanup(self, store, request_id: str) -> None:
-        """Delete the request's tensors; a failure is logged, never raised over the answer or
-        the error the request already has (the keys are per request: nothing reads them)."""
-        for prefix in (f"req/{request_id}/", f"resp/{request_id}/"):
-            try:
-                await store.delete_prefix(prefix)
-            except Exception:  # noqa: BLE001 - cleanup must not hide the request's outcome
-                log.warning("could not delete %s from the burst store", prefix, exc_info=True)
-
-
-def _answer(plan, result, report: MasterReport, outs: dict, store, t0: float) -> BurstAnswer:
-    bills = [(result.billing.billed_ms, result.billing.memory_mb)]
-    bills += [(b.billed_ms, b.memory_mb) for b in report.billing]
-    peak_mb = max([result.billing.max_memory_used_mb]
-                  + [b.max_memory_used_mb for b in report.billing])
-    return BurstAnswer(outputs=outs, workers=plan.workers, invocations=bills,
-                       cold_starts=int(result.billing.cold_start) + report.cold_starts,
-                       max_memory_used_mb=peak_mb,
-                       total_ms=(time.perf_counter() - t0) * 1000.0, comm_ms=report.comm_ms,
-                       store_puts=report.store_puts + store.puts,
-                       store_gets=report.store_gets + store.gets, report=report)

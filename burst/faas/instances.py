@@ -19,7 +19,6 @@ import orjson
 from burst.faas.instance import encode_frame
 from burst.faas.watchdog import peak_mb, watch_memory
 from vmpool.procs import die_with_parent
-from vmpool.procs import die_with_parent
 
 _HEADER = struct.Struct(">II")
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])

@@ -103,7 +103,8 @@ async def test_a_killed_runtime_is_restarted_and_readiness_says_so_meanwhile(mlp
         await _until(svc.ready, "the runtime to be restarted")
         assert svc.supervisor.restarts == 1 and svc.supervisor.proc.pid != old_pid
         again = await svc.infer("mlp", {"input": x}, workers=2)
-        assert _close(again.outputs["output"], ref) and again.cold_starts == 3
+        # new instances for the master and worker 1 (the master computes leg 0 itself)
+        assert _close(again.outputs["output"], ref) and again.cold_starts == 2
     finally:
         await svc.close()
 

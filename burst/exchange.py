@@ -1,0 +1,98 @@
+"""One burst request's data at the service: inputs handed over, outputs and the master's report
+taken back, the request's tensors cleaned up, and the answer the gateway bills from."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from burst.report import MasterReport
+
+log = logging.getLogger("tidegate.burst")
+
+
+class BurstUnavailable(Exception):
+    """The burst path cannot take this request (platform down or busy, plan impossible, a
+    function failed). ``retry_after_s`` is set when trying again later may succeed."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class BurstAnswer:
+    outputs: dict[str, np.ndarray]
+    workers: int
+    invocations: list[tuple[int, int]]  # (billed_ms, memory_mb) of the master and each worker
+    cold_starts: int
+    total_ms: float
+    comm_ms: float
+    max_memory_used_mb: int = 0  # the largest peak of any invocation (master or worker)
+    store_puts: int = 0
+    store_gets: int = 0
+    report: MasterReport | None = None  # the master's per-stage timings and bills
+
+
+async def upload_inputs(cfg, inputs, store, request_id: str, plan) -> list[dict]:
+    """The request's input tensors as references (inline, or put in the store); a store or
+    transport failure is a clean 503."""
+    import torch
+
+    from burst.store.base import StoreError
+    from burst.tensors import TransportError, send
+
+    refs = []
+    try:
+        # the program's inputs come in the order of the model config's
+        for i, spec in enumerate(cfg.inputs):
+            tensor = torch.from_numpy(np.require(inputs[spec.name], requirements=["C", "W"]))
+            refs.append(await send(tensor, store, f"req/{request_id}/input{i}",
+                                   limit_bytes=plan.inline_limit_bytes))
+    except (StoreError, TransportError, OSError) as exc:
+        raise BurstUnavailable(f"cannot hand the inputs to the burst path: {exc}",
+                               retry_after_s=1.0) from exc
+    return refs
+
+
+async def download_outputs(cfg, result, store) -> tuple[dict, MasterReport]:
+    """The master's outputs (by the model config's names) and its report."""
+    from burst.store.base import StoreError
+    from burst.tensors import TransportError, receive
+
+    outs = {}
+    try:
+        body = json.loads(result.payload)
+        report = MasterReport.from_json(body["report"])
+        for spec, ref in zip(cfg.outputs, body["outputs"]):
+            outs[spec.name] = (await receive(ref, store)).numpy()
+    except (ValueError, KeyError, TypeError, TransportError, StoreError) as exc:
+        raise BurstUnavailable(f"burst master returned a malformed result: {exc}") from exc
+    return outs, report
+
+
+async def cleanup(store, request_id: str) -> None:
+    """Delete the request's tensors; a failure is logged, never raised over the answer or
+    the error the request already has (the keys are per request: nothing reads them)."""
+    for prefix in (f"req/{request_id}/", f"resp/{request_id}/"):
+        try:
+            await store.delete_prefix(prefix)
+        except Exception:  # noqa: BLE001 - cleanup must not hide the request's outcome
+            log.warning("could not delete %s from the burst store", prefix, exc_info=True)
+
+
+def make_answer(plan, result, report: MasterReport, outs: dict, store, t0: float) -> BurstAnswer:
+    bills = [(result.billing.billed_ms, result.billing.memory_mb)]
+    bills += [(b.billed_ms, b.memory_mb) for b in report.billing]
+    peak_mb = max([result.billing.max_memory_used_mb]
+                  + [b.max_memory_used_mb for b in report.billing])
+    return BurstAnswer(outputs=outs, workers=plan.workers, invocations=bills,
+                       cold_starts=int(result.billing.cold_start) + report.cold_starts,
+                       max_memory_used_mb=peak_mb,
+                       total_ms=(time.perf_counter() - t0) * 1000.0, comm_ms=report.comm_ms,
+                       store_puts=report.store_puts + store.puts,
+                       store_gets=report.store_gets + store.gets, report=report)
