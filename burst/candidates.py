@@ -114,30 +114,37 @@ class _Windows:
     independent, and a walk from one end serves every segment that ends there)."""
 
     def __init__(self, graph: Graph, names: list[str]):
-        self.graph, self.names = graph, names
-        self.specs = {n: window_spec(graph, graph.node(n)) for n in names}
+        self.names = names
+        # per node: (inputs, None for pointwise or per axis (k, s, p, d, input size))
+        self.steps = []
+        for name in names:
+            spec = window_spec(graph, graph.node(name))
+            srcs = node_inputs(graph.node(name))
+            if spec["kind"] == "point":
+                self.steps.append((srcs, None))
+            else:
+                hw = _shape(graph, srcs[0])[2:]
+                self.steps.append((srcs, [(spec["k"][a], spec["s"][a], spec["p"][a],
+                                           spec["d"][a], hw[a]) for a in (0, 1)]))
         self._cache: dict = {}
 
-    def walk(self, end: int, axis: int, rng: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    def walk(self, end: int, axis: int, rng: tuple[int, int]):
+        """(window per value, window length per node) for output window ``rng`` of node
+        ``end - 1`` along ``axis``."""
         key = (end, axis, rng)
         if key not in self._cache:
-            names = self.names[:end]
-            need = {names[-1]: rng}
-            for name in reversed(names):
-                r = need.get(name)
+            need = {self.names[end - 1]: rng}
+            for i in range(end - 1, -1, -1):
+                r = need.get(self.names[i])
                 if r is None:
                     continue
-                spec = self.specs[name]
-                for src in node_inputs(self.graph.node(name)):
-                    if spec["kind"] == "point":
-                        want = r
-                    else:
-                        size = _shape(self.graph, src)[2 + axis]
-                        want = input_window(r, spec["k"][axis], spec["s"][axis], spec["p"][axis],
-                                            spec["d"][axis], size)[0]
+                srcs, win = self.steps[i]
+                want = r if win is None else input_window(r, *win[axis])[0]
+                for src in srcs:
                     old = need.get(src)
                     need[src] = want if old is None else hull(old, want)
-            self._cache[key] = need
+            lengths = np.array([_len(need.get(n)) for n in self.names[:end]], dtype=float)
+            self._cache[key] = (need, lengths)
         return self._cache[key]
 
 
@@ -150,6 +157,8 @@ def _spatial_candidates(graph: Graph, run: list, start: int, workers: int,
     nodes = [graph.node(n) for n in names]
     macs_per_cell = np.array([n.macs / (n.shape[2] * n.shape[3]) for n in nodes])
     wbytes = np.concatenate([[0], np.cumsum([n.weight_bytes for n in nodes])])
+    macs = np.concatenate([[0], np.cumsum([n.macs for n in nodes])])
+    in_cells = [_nbytes_per_cell(graph, b.inputs[0], batch) for b in run]
     walks = _Windows(graph, names)
     out: list[Candidate] = []
     for j, bj in enumerate(run):
@@ -162,19 +171,18 @@ def _spatial_candidates(graph: Graph, run: list, start: int, workers: int,
             legs = []  # per tile: (cumulative leg macs, row need, col need, out area)
             for rows in split_range(oshape[2], gh):
                 for cols in split_range(oshape[3], gw):
-                    rn, cn = walks.walk(end, 0, rows), walks.walk(end, 1, cols)
-                    area = np.array([_len(rn.get(n)) * _len(cn.get(n)) for n in names[:end]])
-                    cum = np.concatenate([[0.0], np.cumsum(macs_per_cell[:end] * area)])
+                    (rn, rl), (cn, cl) = walks.walk(end, 0, rows), walks.walk(end, 1, cols)
+                    cum = np.concatenate([[0.0], np.cumsum(macs_per_cell[:end] * rl * cl)])
                     legs.append((cum, rn, cn, _len(rows) * _len(cols)))
+            out_cell = _nbytes_per_cell(graph, bj.output, batch)
             for i in range(max(0, j + 1 - MAX_SPATIAL_BLOCKS), j + 1):
                 src = run[i].inputs[0]
                 s0 = offsets[i]
-                in_cell = _nbytes_per_cell(graph, src, batch)
-                out_cell = _nbytes_per_cell(graph, bj.output, batch)
+                in_cell = in_cells[i]
                 seg = tuple(names[s0:end])
                 out.append(Candidate(
                     start=start + s0, end=start + end, split=Split.SPATIAL.value,
-                    workers=len(legs), nodes=seg, macs=batch * sum(n.macs for n in nodes[s0:end]),
+                    workers=len(legs), nodes=seg, macs=batch * int(macs[end] - macs[s0]),
                     leg_macs=tuple(int(batch * (c[end] - c[s0])) for c, _, _, _ in legs),
                     bytes_in=tuple(in_cell * _len(rn[src]) * _len(cn[src])
                                    for _, rn, cn, _ in legs),

@@ -27,7 +27,9 @@ def _ms(t0: float) -> float:
 
 
 def node_times_ms(graph, program, x, reps: int) -> dict[str, float]:
-    """Median single-thread time of every node at the example input's batch."""
+    """Median single-thread time of every node at the example input's batch: CPU time of this
+    thread, so other processes on a shared machine do not inflate it (how much slower legs run
+    when they share cores is measured separately, on real plans: ``slowdowns``)."""
     import torch
 
     from burst.graph import program_weights, run_node
@@ -39,9 +41,9 @@ def node_times_ms(graph, program, x, reps: int) -> dict[str, float]:
         for _ in range(reps + 1):  # the first pass warms allocators and kernels
             env = dict(zip(graph.inputs, [x]))
             for node in graph.nodes:
-                t0 = time.perf_counter()
+                t0 = time.thread_time()
                 env[node.name] = run_node(node, env, weights)
-                samples[node.name].append(_ms(t0))
+                samples[node.name].append((time.thread_time() - t0) * 1000.0)
     return {n: statistics.median(v[1:]) for n, v in samples.items()}
 
 

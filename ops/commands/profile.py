@@ -162,8 +162,9 @@ async def _measure_runtime(profile, graph, artifact, repo, tmp: Path, workers, r
                 name = artifact.config.inputs[0].name
                 for _ in range(2):  # cold instances and weight loads are not the warm profile
                     await svc.infer(artifact.name, {name: x}, workers=k, split=split)
+                n = reps if split in ("none", "auto") else max(2, reps // 2)
                 answers = [await svc.infer(artifact.name, {name: x}, workers=k, split=split)
-                           for _ in range(reps)]
+                           for _ in range(n)]
                 runs.append((plan, answers))
                 say(f"plan {split} x{k}: warm p50 "
                     f"{statistics.median(a.total_ms for a in answers):.1f} ms "
@@ -220,7 +221,9 @@ def _calibrate(profile, graph, svc, runs, say):
 def _source(name: str, memory_mb: int) -> str:
     import platform
 
+    load = os.getloadavg()[0]
     return (f"tidegate profile {name} --memory-mb {memory_mb} on {platform.node()} "
-            f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}) at "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; prices: "
+            f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}, load "
+            f"average {load:.1f}) at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+            f"node times are thread CPU time; prices: "
             f"policies.costs.PriceTable (AWS us-east-1 list prices)")
