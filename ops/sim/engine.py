@@ -86,8 +86,8 @@ class Simulation:
             per = tuple(sorted(r.outstanding(now_s) for r in vm.ready))
         waiting = sum(len(r.queue) for r in vm.booting)
         boot_left = max(vm.booting[0].ready_s - now_s, 0.0) if vm.booting else 0.0
-        vm_state = VmState(
-            ready_replicas=len(per), booting_replicas=len(vm.booting),
+        vm_state = _frozen(
+            VmState, ready_replicas=len(per), booting_replicas=len(vm.booting),
             outstanding=sum(per) + waiting + sum(r.outstanding(now_s) for r in vm.draining),
             max_batch_size=p.vm_max_batch_size, desired_replicas=self.desired,
             outstanding_per_replica=per, boot_remaining_s=round(boot_left, 1), boot_s=p.vm_boot_s,
@@ -95,11 +95,11 @@ class Simulation:
         # routing counts workers + 1 instances per burst request; report instance groups in
         # those units so "a warm group is idle" reads the same on both sides
         per = p.burst_workers + 1
-        burst = BurstState(in_flight=len(fn.busy), warm_instances=fn.warm_groups() * per,
+        burst = _frozen(BurstState, in_flight=len(fn.busy), warm_instances=fn.warm_groups() * per,
                            free_concurrency=(fn.cap_groups - len(fn.busy)) * per,
                            recent_cold_starts=fn.recent_cold, cold_start_ms=p.cold_start_ms,
                            memory_mb=p.burst_memory_mb, default_workers=p.burst_workers)
-        return LiveState(now_s=tick_s, vm=vm_state, burst_enabled=True, burst=burst,
+        return _frozen(LiveState, now_s=tick_s, vm=vm_state, burst_enabled=True, burst=burst,
                          models={p.model: self._stats},
                          arrival_rate_short_per_s=self._stats.arrival_rate_short_per_s,
                          arrival_rate_long_per_s=self._stats.arrival_rate_long_per_s)
@@ -224,6 +224,40 @@ class Simulation:
         self.fn_billed_by_tenant[ten] += billed
         self.fn_requests_by_tenant[ten] += 1
         self._tick_burst.append(latency_ms)
+
+
+def _frozen(cls, **fields):
+    """``cls(**fields)`` for a frozen dataclass without the per-field ``object.__setattr__`` of
+    its ``__init__`` (a third of a snapshot's cost); the result is the same object. Defaults of
+    fields not given are filled in; classes with ``__post_init__`` or slots go through
+    ``__init__``."""
+    spec = _FAST.get(cls)
+    if spec is None:
+        import dataclasses
+
+        ok = not hasattr(cls, "__post_init__") and not hasattr(cls, "__slots__")
+        defaults = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                defaults[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                defaults[f.name] = None  # filled per object below
+        spec = _FAST[cls] = (ok, defaults, {f.name: f.default_factory for f in dataclasses.fields(
+            cls) if f.default_factory is not dataclasses.MISSING})
+    ok, defaults, factories = spec
+    if not ok:
+        return cls(**fields)
+    obj = object.__new__(cls)
+    d = obj.__dict__
+    d.update(defaults)
+    for name, factory in factories.items():
+        if name not in fields:
+            d[name] = factory()
+    d.update(fields)
+    return obj
+
+
+_FAST: dict = {}
 
 
 def _quantiles(chunks: list[np.ndarray]) -> LatencyQuantiles | None:
