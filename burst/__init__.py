@@ -2,7 +2,9 @@
 
 Public names (imported lazily so ``burst.faas``/``burst.store`` stay light):
 ``build_graph``, ``Graph``, ``make_plan``, ``Plan``, ``PlanError``, ``prepare_plan``,
-``run_master``, ``run_worker``, ``master``, ``worker``, ``BurstError``, ``run_plan_local``.
+``run_master``, ``run_worker``, ``master``, ``worker``, ``BurstError``, ``run_plan_local``;
+what the gateway composes: ``BurstBackend`` (the protocol), ``BurstService`` (the embedded
+implementation), ``BurstUnavailable``, ``BurstAnswer``, ``MasterReport``; and ``RetryPolicy``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ _EXPORTS = {
     "run_plan_local": "burst.execute",
     "BurstError": "burst.runtime", "run_master": "burst.runtime", "run_worker": "burst.runtime",
     "master": "burst.runtime", "worker": "burst.runtime",
+    "BurstBackend": "burst.backend", "BurstService": "burst.service",
+    "BurstUnavailable": "burst.exchange", "BurstAnswer": "burst.exchange",
+    "MasterReport": "burst.report", "RetryPolicy": "burst.retry",
 }
 
 __all__ = sorted(_EXPORTS)
