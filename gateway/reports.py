@@ -131,7 +131,7 @@ def build_report(rows: list[tuple], filt: ReportFilter, slo_ms, prices: PriceTab
             for key, grows in sorted(buckets.items()):
                 g_share = math.fsum(r[7] for r in grows) / t_busy if t_busy > 0 else 0.0
                 u = _usage(grows, slo_ms, prices, idle * share * g_share)
-                u.key = {"tenant": tenant, **dict(zip(filt.by, key))}
+                u.key = {"tenant": tenant, **dict(zip(filt.by, key, strict=True))}
                 groups.append(u)
     return Report(filt, ledger_total, idle, tenants, groups)
 

@@ -59,7 +59,7 @@ def render_table(report: Report) -> str:
             rows.append(_line(name, g))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                     enumerate(zip(r, widths))) for r in rows]
+                     enumerate(zip(r, widths, strict=True))) for r in rows]
     out.insert(1, "  ".join("-" * w for w in widths))
     total = sum(u.cost_usd for u in report.tenants.values())
     out.append(f"total ${total:.6f} over {len(report.tenants)} tenants (ledger ${report.ledger_total_usd:.6f}"

@@ -43,7 +43,7 @@ def _svg_panel(title: str, t: np.ndarray, lines: list[tuple[str, np.ndarray, str
             continue
         xs = PAD + (t - t[0]) / span * (WIDTH - PAD - 10)
         ys = PAD + HEIGHT - values / top * HEIGHT
-        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.2" '
                      f'points="{points}"/>')
         parts.append(f'<text x="{PAD + 10 + 150 * k}" y="{PAD - 6}" font-size="12" '

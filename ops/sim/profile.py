@@ -62,7 +62,7 @@ class SimProfile:
         if len(curve) == 1:
             b0, s0 = curve[0]
             return s0 * (0.5 + 0.5 * rows / b0)
-        for (b0, s0), (b1, s1) in zip(curve, curve[1:]):
+        for (b0, s0), (b1, s1) in zip(curve, curve[1:], strict=False):  # noqa: B007
             if rows <= b1:
                 break
         return max(s0 + (s1 - s0) / (b1 - b0) * (rows - b0), 0.1)

@@ -83,7 +83,7 @@ def _brute(demand, cap, p, f, boot, minimum):
     best = float("inf")
     for bits in itertools.product([0, 1], repeat=len(demand)):
         cost, run = 0.0, minimum + 99 if bits[0] else 0  # may start already up, as sims do
-        for d, on in zip(demand, bits):
+        for d, on in zip(demand, bits, strict=True):
             if on:
                 cost += p * (boot if run == 0 else 0) + p
                 run += 1

@@ -1,0 +1,194 @@
+"""The trace file formats ``ops.traces.read_trace`` reads, one reader each (see there)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ops.traces import (FORMATS, Trace, TraceError, TraceMapping, _build, _uniform_trace,
+                        spread_counts)
+
+
+def detect_format(path: Path) -> str:
+    with open(path, "r", errors="replace") as f:
+        first = f.readline().strip()
+    low = first.lower().replace(" ", "")
+    if first.startswith("{"):
+        return "mooncake"
+    if low.startswith("hashowner,hashapp,hashfunction"):
+        return "azure2019"
+    if low.startswith("app,func,end_timestamp"):
+        return "azure2021"
+    if low.startswith("timestamp,contexttokens"):
+        return "azure-llm"
+    if low.startswith("timestamp_s"):
+        return "csv"
+    cells = first.split(",")
+    if len(cells) == 1:
+        return "gaps"
+    if len(cells) >= 3 and all(_is_number(c) for c in cells):
+        return "per-second"
+    if len(cells) in (2, 3) and _is_number(cells[0]):
+        return "csv"
+    raise TraceError(f"{path}: cannot tell the trace format from its first line {first[:80]!r}; "
+                     f"pass the format explicitly (one of {', '.join(FORMATS)})")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _rows(path: Path):
+    with open(path, newline="") as f:
+        yield from enumerate(csv.reader(f), start=1)
+
+
+def _read_azure2019(path: Path, mapping: TraceMapping, rng) -> Trace:
+    keys, counts = [], []
+    for lineno, row in _rows(path):
+        if lineno == 1:
+            if len(row) < 5 or row[4] != "1":
+                raise TraceError(f"{path}:1: expected header HashOwner,HashApp,HashFunction,"
+                                 "Trigger,1..1440")
+            minutes = len(row) - 4
+            continue
+        if len(row) != minutes + 4:
+            raise TraceError(f"{path}:{lineno}: expected {minutes + 4} columns, got {len(row)}")
+        try:
+            counts.append(np.array(row[4:], dtype=np.int64))
+        except ValueError:
+            raise TraceError(f"{path}:{lineno}: per-minute counts must be integers") from None
+        keys.append(f"{row[0]}/{row[1]}/{row[2]}")
+    if not keys:
+        raise TraceError(f"{path}: no function rows")
+    if any((c < 0).any() for c in counts):
+        raise TraceError(f"{path}: a per-minute count is negative")
+    times, models, tenants = [], [], []
+    for key, c in zip(keys, counts, strict=True):
+        t = spread_counts(c, 60.0, rng)
+        model, tenant = mapping.resolve(key)
+        times.append(t)
+        models.append(np.full(t.size, model, dtype=object))
+        tenants.append(np.full(t.size, tenant, dtype=object))
+    return _build(path.name, np.concatenate(times), np.concatenate(models),
+                  np.concatenate(tenants), rebase=False)
+
+
+def _read_azure2021(path: Path, mapping: TraceMapping, rng) -> Trace:
+    starts, keys = [], []
+    for lineno, row in _rows(path):
+        if lineno == 1:
+            if [c.strip() for c in row[:4]] != ["app", "func", "end_timestamp", "duration"]:
+                raise TraceError(f"{path}:1: expected header app,func,end_timestamp,duration")
+            continue
+        if len(row) < 4:
+            raise TraceError(f"{path}:{lineno}: expected app,func,end_timestamp,duration")
+        try:
+            starts.append(float(row[2]) - float(row[3]))
+        except ValueError:
+            raise TraceError(f"{path}:{lineno}: end_timestamp and duration must be "
+                             "numbers") from None
+        keys.append(f"{row[0]}/{row[1]}")
+    return _mapped(path, starts, keys, mapping)
+
+
+def _mapped(path: Path, starts: list[float], keys: list[str], mapping: TraceMapping) -> Trace:
+    if not starts:
+        raise TraceError(f"{path}: no requests")
+    resolved = {k: mapping.resolve(k) for k in set(keys)}
+    models = [resolved[k][0] for k in keys]
+    tenants = [resolved[k][1] for k in keys]
+    return _build(path.name, starts, models, tenants)
+
+
+def _read_azure_llm(path: Path, mapping: TraceMapping, rng) -> Trace:
+    stamps = []
+    for lineno, row in _rows(path):
+        if lineno == 1:
+            if not row or row[0].strip().upper() != "TIMESTAMP":
+                raise TraceError(f"{path}:1: expected header TIMESTAMP,ContextTokens,"
+                                 "GeneratedTokens")
+            continue
+        if not row:
+            continue
+        stamps.append(row[0].strip())
+    try:
+        t = np.array(stamps, dtype="datetime64[us]")
+    except ValueError as exc:
+        raise TraceError(f"{path}: a TIMESTAMP is not a date-time: {exc}") from None
+    if t.size == 0:
+        raise TraceError(f"{path}: no requests")
+    return _uniform_trace(path.name, (t - t.min()).astype(np.int64) / 1e6, mapping)
+
+
+def _read_mooncake(path: Path, mapping: TraceMapping, rng) -> Trace:
+    ms = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                ms.append(float(json.loads(line)["timestamp"]))
+            except (ValueError, KeyError, TypeError):
+                raise TraceError(f"{path}:{lineno}: expected a JSON object with a numeric "
+                                 "'timestamp' (ms)") from None
+    if not ms:
+        raise TraceError(f"{path}: no requests")
+    return _uniform_trace(path.name, np.array(ms) / 1000.0, mapping)
+
+
+def _numeric(path: Path, min_cols: int) -> np.ndarray:
+    try:
+        data = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+    except ValueError as exc:
+        raise TraceError(f"{path}: expected numbers only: {exc}") from None
+    if data.shape[0] == 0 or data.shape[1] < min_cols:
+        raise TraceError(f"{path}: expected at least {min_cols} numeric columns per line")
+    return data
+
+
+def _read_per_second(path: Path, mapping: TraceMapping, rng) -> Trace:
+    data = _numeric(path, 2)
+    sec, count = data[:, 0].astype(np.int64), data[:, -1]
+    if (count < 0).any() or (sec < 0).any() or (count != np.round(count)).any():
+        raise TraceError(f"{path}: seconds and counts must be non-negative integers")
+    counts = np.bincount(sec - sec.min(), weights=count).astype(np.int64)
+    return _uniform_trace(path.name, spread_counts(counts, 1.0, rng), mapping)
+
+
+def _read_gaps(path: Path, mapping: TraceMapping, rng) -> Trace:
+    gaps = _numeric(path, 1)[:, 0]
+    if (gaps < 0).any():
+        raise TraceError(f"{path}: an inter-arrival gap is negative")
+    return _uniform_trace(path.name, np.cumsum(gaps), mapping)
+
+
+def _read_csv(path: Path, mapping: TraceMapping, rng) -> Trace:
+    times, models, tenants = [], [], []
+    for lineno, row in _rows(path):
+        if not row or (lineno == 1 and row[0].strip() == "timestamp_s"):
+            continue
+        if len(row) not in (2, 3):
+            raise TraceError(f"{path}:{lineno}: expected timestamp_s,model[,tenant]")
+        try:
+            times.append(float(row[0]))
+        except ValueError:
+            raise TraceError(f"{path}:{lineno}: timestamp_s {row[0]!r} is not a number") from None
+        models.append(row[1].strip() or mapping.default_model)
+        tenants.append(row[2].strip() if len(row) == 3 and row[2].strip()
+                       else mapping.default_tenant)
+    if not times:
+        raise TraceError(f"{path}: no requests")
+    return _build(path.name, times, models, tenants, rebase=False)
+
+
+READERS = {"azure2019": _read_azure2019, "azure2021": _read_azure2021,
+           "azure-llm": _read_azure_llm, "mooncake": _read_mooncake,
+           "per-second": _read_per_second, "gaps": _read_gaps, "csv": _read_csv}
