@@ -18,7 +18,7 @@ from policies.costs import PriceTable
 from vmpool.body import BodyBudget
 
 from .errors import TidegateError
-from .infer_endpoint import InferEndpoint
+from .infer_endpoint import GatewayApp, InferEndpoint
 from .infer_schema import EXPOSED_HEADERS, document_infer
 from .lifespan import load_models, make_lifespan  # noqa: F401  (load_models: public helper)
 from .metrics import GatewayMetrics
@@ -39,7 +39,7 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
                          tenants=TenantRegistry(settings.tenants,
                                                 limits=make_limits(settings.redis_url)),
                          body_budget=BodyBudget(int(settings.max_inflight_body_mb * 1024 * 1024)))
-    app = FastAPI(title="Tidegate", version=VERSION, docs_url="/docs", redoc_url=None,
+    app = GatewayApp(title="Tidegate", version=VERSION, docs_url="/docs", redoc_url=None,
                   lifespan=make_lifespan(state, provisioner=provisioner, burst=burst,
                                          prices=prices))
     app.state.settings = settings
@@ -51,12 +51,12 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
     app.include_router(repository_router(state))
     document_infer(app)
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(InferEndpoint, state=state,
-                       limit_bytes=int(settings.max_body_mb * 1024 * 1024))
+    app.front = InferEndpoint(app.rest, state=state,
+                              limit_bytes=int(settings.max_body_mb * 1024 * 1024))
     if settings.cors_origins:  # outermost, so preflights of infer URLs are answered too
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_methods=["GET", "POST"], allow_headers=["*"],
-                           expose_headers=EXPOSED_HEADERS)
+        app.front = CORSMiddleware(app.front, allow_origins=settings.cors_origins,
+                                   allow_methods=["GET", "POST"], allow_headers=["*"],
+                                   expose_headers=EXPOSED_HEADERS)
     return app
 
 

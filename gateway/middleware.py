@@ -5,7 +5,8 @@ Pure ASGI (no BaseHTTPMiddleware): it only looks at ``http.response.start``.
 
 from __future__ import annotations
 
-import uuid
+from .infer_endpoint import new_request_id
+
 
 
 class RequestIdMiddleware:
@@ -23,7 +24,7 @@ class RequestIdMiddleware:
                 request_id = value
                 break
         if request_id is None:
-            request_id = uuid.uuid4().hex.encode()
+            request_id = new_request_id().encode()
 
         async def send_with_id(message):
             if message["type"] == "http.response.start":

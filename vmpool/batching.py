@@ -38,12 +38,16 @@ class Batcher:
     """Queue + one inference thread for ``module(*tensors)`` (inputs in ``input_names`` order).
 
     ``on_batch(batch_rows, seconds)`` is called on the inference thread after each batch (metrics).
+    ``warm_up()`` runs on the inference thread before the constructor returns: the OpenMP team
+    and oneDNN kernels that serve requests are the ones it initialises (warmed on another thread,
+    the first requests paid for them).
     """
 
     def __init__(self, module: Callable, *, input_names: Sequence[str],
                  output_names: Sequence[str], max_batch_size: int, max_queue_delay_ms: float,
                  threads: int = 1, name: str = "model",
-                 on_batch: Callable[[int, float], None] | None = None):
+                 on_batch: Callable[[int, float], None] | None = None,
+                 warm_up: Callable[[], None] | None = None):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if max_queue_delay_ms < 0:
@@ -63,8 +67,11 @@ class Batcher:
         self._gathered = 0  # requests taken off the queue into the batch being assembled
         self._running = 0  # requests in the batch being executed
         self._closing = False
+        self._warm_up = warm_up
+        self._started = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"infer-{name}", daemon=True)
         self._thread.start()
+        self._started.wait()
 
     @property
     def queue_depth(self) -> int:
@@ -107,7 +114,12 @@ class Batcher:
     def _loop(self) -> None:
         import torch
 
-        torch.set_num_threads(self._threads)
+        torch.set_num_threads(self._threads)  # per thread: OpenMP's thread count is thread-local
+        try:
+            if self._warm_up is not None:
+                self._warm_up()
+        finally:
+            self._started.set()
         while True:
             batch = self._gather()
             if batch is None:

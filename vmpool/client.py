@@ -1,7 +1,9 @@
 """A pooled binary Open Inference Protocol client for the gateway -> replica hop.
 
-aiohttp, not httpx: on this hop at concurrency 16-32 httpx's async pool spends a core on its own
-bookkeeping (measured in ops/bench/client_choice.py).
+Infer goes over ``vmpool.http1`` (keep-alive connections with httptools' parser: the gateway's
+per-request CPU lives here). Not httpx: on this hop at concurrency 16-32 httpx's async pool spends
+a core on its own bookkeeping (ops/bench/client_choice.py). aiohttp serves the rare calls
+(the repository extension).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import aiohttp
 import numpy as np
 
 from .codec import CodecError, decode_response, encode_request
-from .wire import HEADER_LENGTH, parse_header_length
+from .http1 import ConnectFailed, ConnectionDropped, Http1Pool
+from .wire import HEADER_LENGTH, HEADER_LENGTH_KEY, parse_header_length
+
+_HEADER_LENGTH_KEY = HEADER_LENGTH_KEY.encode()
 
 
 class ReplicaError(Exception):
@@ -31,7 +36,9 @@ class ReplicaClient:
                  max_connections: int = 256):
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self._max_connections = max_connections
+        self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
+        self._http = Http1Pool(connect_timeout_s=connect_timeout_s, max_idle=max_connections)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -47,27 +54,24 @@ class ReplicaClient:
         body, header_length = encode_request(inputs, outputs=outputs, binary_output=True,
                                              request_id=request_id)
         headers = {HEADER_LENGTH: str(header_length), "Content-Type": "application/octet-stream"}
-        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
-        url = f"{base_url}/v2/models/{model}/infer"
         try:
-            async with self._get_session().post(url, data=body, headers=headers,
-                                                timeout=timeout) as resp:
-                payload = await resp.read()
-                if resp.status != 200:
-                    raise ReplicaError(_error_text(payload, resp.status), resp.status,
-                                       retryable=resp.status == 503)
-                try:
-                    header_length = parse_header_length(resp.headers.get(HEADER_LENGTH))
-                    return decode_response(payload, header_length).outputs
-                except CodecError as exc:
-                    raise ReplicaError(f"replica sent a malformed response: {exc}", 502) from exc
-        except aiohttp.ClientConnectorError as exc:
+            answer = await self._http.post(base_url, f"/v2/models/{model}/infer", body, headers,
+                                           timeout_s or self._timeout_s)
+        except ConnectFailed as exc:
             raise ReplicaError(f"cannot connect to replica {base_url}: {exc}", 503,
                                connect=True, retryable=True) from exc
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise ReplicaError(f"replica {base_url} did not answer in time", 504) from exc
-        except aiohttp.ClientError as exc:
+        except (ConnectionDropped, OSError) as exc:
             raise ReplicaError(f"replica {base_url} failed: {exc}", 502) from exc
+        if answer.status != 200:
+            raise ReplicaError(_error_text(answer.body, answer.status), answer.status,
+                               retryable=answer.status == 503)
+        try:
+            hl = answer.headers.get(_HEADER_LENGTH_KEY)
+            return decode_response(answer.body, parse_header_length(hl)).outputs
+        except CodecError as exc:
+            raise ReplicaError(f"replica sent a malformed response: {exc}", 502) from exc
 
     async def repository(self, base_url: str, model: str, action: str) -> None:
         """Ask a replica to ``load`` or ``unload`` a model (the repository extension)."""
@@ -83,6 +87,7 @@ class ReplicaClient:
             raise ReplicaError(f"replica {base_url} did not answer in time", 504) from exc
 
     async def close(self) -> None:
+        self._http.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

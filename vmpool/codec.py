@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from vmpool.artifact import ModelConfig
+from vmpool.validation import validate_inputs
 from vmpool.wire import (HEADER_LENGTH, KIND_WORDS, CodecError, datatype_of, error_body,
                          numpy_dtype, parse_header_length)
 
@@ -254,46 +254,6 @@ def decode_response(body: bytes, header_length: int | None) -> InferResponse:
                              parameters=obj.get("parameters") or {})
     except CodecError as exc:
         raise CodecError(f"malformed response: {exc.message}", status=502) from None
-
-
-# ---------------------------------------------------------------- validation
-
-def validate_inputs(req: InferRequest, cfg: ModelConfig) -> None:
-    """Check a decoded request against the model's config; CodecError(400) if it does not fit."""
-    known = {t.name for t in cfg.inputs}
-    unknown = sorted(set(req.inputs) - known)
-    if unknown:
-        raise CodecError(f"model {cfg.name} has no input {unknown[0]!r}; "
-                         f"inputs are {', '.join(t.name for t in cfg.inputs)}")
-    batch: int | None = None
-    for spec in cfg.inputs:
-        array = req.inputs.get(spec.name)
-        if array is None:
-            raise CodecError(f"model {cfg.name}: missing input {spec.name!r}")
-        got = datatype_of(array)
-        if got != spec.datatype:
-            raise CodecError(f"input {spec.name!r}: datatype {got} but model {cfg.name} "
-                             f"expects {spec.datatype}")
-        shape = array.shape
-        if len(shape) != len(spec.shape) or any(
-                want != -1 and want != d for want, d in zip(spec.shape, shape, strict=True)):
-            raise CodecError(f"input {spec.name!r}: shape {list(shape)} does not match "
-                             f"{list(spec.shape)} (-1 is any size)")
-        if spec.shape and spec.shape[0] == -1:
-            if shape[0] < 1:
-                raise CodecError(f"input {spec.name!r}: batch size must be at least 1")
-            if shape[0] > cfg.max_batch_size:
-                raise CodecError(f"input {spec.name!r}: batch size {shape[0]} exceeds "
-                                 f"max_batch_size {cfg.max_batch_size} of model {cfg.name}")
-            if batch is not None and shape[0] != batch:
-                raise CodecError(f"inputs disagree on batch size ({batch} vs {shape[0]})")
-            batch = shape[0]
-    if req.outputs is not None:
-        names = {t.name for t in cfg.outputs}
-        for r in req.outputs:
-            if r.name not in names:
-                raise CodecError(f"model {cfg.name} has no output {r.name!r}; "
-                                 f"outputs are {', '.join(t.name for t in cfg.outputs)}")
 
 
 # ---------------------------------------------------------------- encoding

@@ -93,8 +93,7 @@ class ModelServer:
             except Exception as exc:
                 raise ArtifactError(
                     f"model {name}: cannot load {artifact.program_path}: {exc}") from exc
-            _warm_up(module, cfg, torch)
-            model = self._serve(module, cfg)
+            model = self._serve(module, cfg, lambda: _warm_up(module, cfg, torch))
             old = self.models.get(cfg.name)
             self.models[cfg.name] = model
             self.unavailable.pop(cfg.name, None)
@@ -102,7 +101,7 @@ class ModelServer:
             old.batcher.close(30.0)
         return model
 
-    def _serve(self, module, cfg: ModelConfig) -> LoadedModel:
+    def _serve(self, module, cfg: ModelConfig, warm_up) -> LoadedModel:
         self.stats.forget(cfg.name)
         stats = self.stats.model(cfg.name, cfg.version)
         holder: list[Batcher] = []
@@ -117,7 +116,7 @@ class ModelServer:
                           output_names=[t.name for t in cfg.outputs],
                           max_batch_size=cfg.max_batch_size,
                           max_queue_delay_ms=cfg.max_queue_delay_ms, threads=self.threads,
-                          name=cfg.name, on_batch=on_batch)
+                          name=cfg.name, on_batch=on_batch, warm_up=warm_up)
         holder.append(batcher)
         return LoadedModel(cfg, batcher, stats, orjson.dumps(model_metadata(cfg)))
 
@@ -145,7 +144,9 @@ class ModelServer:
 
     @property
     def ready(self) -> bool:
-        return not self.draining and bool(self.models)
+        # Ready with no model loaded too (as Triton): unloading the last model through the
+        # repository extension must not make the pool give up on the replica.
+        return not self.draining
 
     def model(self, name: str, version: str | None = None) -> LoadedModel:
         model = self.models.get(name)
@@ -199,12 +200,13 @@ class ModelServer:
 def _warm_up(module, cfg: ModelConfig, torch) -> None:
     """One batch-1 call so the first request does not pay for lazy initialisation."""
     args = []
-    for spec in cfg.inputs:
+    for spec in cfg.inputs:  # twice: the second call runs on kernels the first one prepared
         shape = [1 if d == -1 else d for d in spec.shape]
         dtype = getattr(torch, DATATYPES[spec.datatype])
         args.append(torch.zeros(shape, dtype=dtype))
     try:
         with torch.inference_mode():
+            module(*args)
             module(*args)
     except Exception as exc:  # zeros may be invalid input for some models; not fatal
         log.warning("model %s: warm-up call failed: %s", cfg.name, exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -42,6 +43,25 @@ def _version() -> str:
         return "0.1.0"
 
 
+class FrontedApp(FastAPI):
+    """FastAPI, with ``front`` (the infer endpoint) before FastAPI's own middleware stack.
+
+    FastAPI wraps every request in its middleware (server errors, telemetry, body limit,
+    exceptions): a fifth of the gateway's time on the hot path under py-spy. ``front`` answers
+    infer and hands everything else to ``rest``, the whole FastAPI app."""
+
+    front = None
+
+    @property
+    def rest(self):
+        return functools.partial(FastAPI.__call__, self)
+
+    async def __call__(self, scope, receive, send):
+        if self.front is None:
+            return await FastAPI.__call__(self, scope, receive, send)
+        await self.front(scope, receive, send)
+
+
 def _error(message: str, status: int, headers: dict | None = None) -> Response:
     return Response(error_body(message), status_code=status, media_type=JSON, headers=headers)
 
@@ -63,8 +83,8 @@ def create_model_server_app(repo: str | Path, models: list[str] | None = None, *
         yield
         await asyncio.to_thread(core.close)
 
-    app = FastAPI(title=SERVER_NAME, lifespan=lifespan, openapi_url=None, docs_url=None,
-                  redoc_url=None)
+    app = FrontedApp(title=SERVER_NAME, lifespan=lifespan, openapi_url=None, docs_url=None,
+                     redoc_url=None)
     app.state.model_server = core
 
     @app.exception_handler(StarletteHTTPException)
@@ -79,8 +99,8 @@ def create_model_server_app(repo: str | Path, models: list[str] | None = None, *
     app.include_router(repository_router(core))
     budget = BodyBudget(None if max_inflight_body_mb is None
                         else int(max_inflight_body_mb * 1024 * 1024))
-    app.add_middleware(InferEndpoint, core=core, limit_bytes=int(max_body_mb * 1024 * 1024),
-                       budget=budget, body_timeout_s=body_timeout_s)
+    app.front = InferEndpoint(app.rest, core=core, limit_bytes=int(max_body_mb * 1024 * 1024),
+                              budget=budget, body_timeout_s=body_timeout_s)
     return app
 
 

@@ -1,11 +1,14 @@
 """Gateway overhead: a model server called directly vs. through the gateway vs. Ray Serve.
 
-Same model, same replica, same load in one run: closed-loop clients at c=1 and c=16 sending
-binary tensors. Prints a table and writes JSON (default ops/bench/results/gateway_overhead.json).
-Targets: gateway adds <= 2 ms p50 at c=1, keeps >= 90% of direct throughput at c=16, and beats
-Ray Serve's throughput at c=16.
+Same model, same replica, same load in one run: closed-loop clients (aiohttp) at c=1 and c=16
+sending binary tensors, rounds alternating direct and gateway. Besides latency and throughput it
+reports the CPU time each process spent per request (from /proc), which a machine shared with
+other work inflates less than wall-clock figures. Prints a table and writes JSON (default
+ops/bench/results/gateway_overhead.json). Targets (issue 6): on mlp the gateway keeps >= 75 % of
+direct throughput at c=16 and adds <= 0.5 ms p50 at c=1; on resnet18 it adds <= 2 ms and keeps
+>= 90 %; and it beats Ray Serve's throughput at c=16.
 
-    python ops/bench/gateway_overhead.py [--model resnet18] [--duration 10] [--skip-ray]
+    python ops/bench/gateway_overhead.py [--model mlp|resnet18] [--duration 10] [--skip-ray]
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from ops.loadgen import LoadResult, closed_loop  # noqa: E402
 from vmpool.codec import encode_request  # noqa: E402
-from vmpool.provisioners.local import free_port  # noqa: E402
+from vmpool.procs import free_port  # noqa: E402
 
 RAY_VENV = ROOT / ".venv-ray"
 
@@ -62,30 +65,94 @@ def stop(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(targets: dict[str, tuple[str, bytes, dict]], duration_s: float,
-            concurrencies: list[int], rounds: int) -> list[dict]:
+            concurrencies: list[int], rounds: int,
+            pids: dict[str, dict[str, int]] | None = None) -> list[dict]:
     """Closed-loop load on each target, interleaved in ``rounds`` short rounds so that drift
-    (thermal, other processes) hits every target alike; latencies pooled over the rounds."""
+    (thermal, other processes) hits every target alike; latencies pooled over the rounds.
+    ``pids[target]`` names the processes whose CPU time per request is reported."""
     rows = []
+    pids = pids or {}
     for c in concurrencies:
         pooled = {name: LoadResult(c) for name in targets}
+        cpu = {name: {proc: 0.0 for proc in pids.get(name, {})} for name in targets}
+        answered = {name: 0 for name in targets}
         for _ in range(rounds):
             for name, (url, body, headers) in targets.items():
+                before = {proc: cpu_s(pid) for proc, pid in pids.get(name, {}).items()}
                 res = asyncio.run(closed_loop(url, body, headers, concurrency=c,
                                               duration_s=duration_s / rounds, warmup_s=0.5))
+                for proc, pid in pids.get(name, {}).items():
+                    cpu[name][proc] += cpu_s(pid) - before[proc]
+                answered[name] += sum(res.statuses.values())
                 agg = pooled[name]
                 agg.latencies_ms += res.latencies_ms
                 agg.errors += res.errors
                 agg.elapsed_s += res.elapsed_s
         for name, agg in pooled.items():
-            row = {"target": name, **agg.summary()}
+            row = {"target": name, **agg.summary(), "cpu_us_per_request": {
+                proc: seconds * 1e6 / max(1, answered[name])  # warm-up requests included
+                for proc, seconds in cpu[name].items()}}
+            cpu_text = "  ".join(f"{p} {us:5.0f} us/req" for p, us in
+                                 row["cpu_us_per_request"].items())
             print(f"  {name:<10} c={c:<3} p50={row['p50_ms']:7.2f} ms  p99={row['p99_ms']:7.2f} ms  "
-                  f"{row['throughput_rps']:7.1f} req/s  errors={row['errors']}", flush=True)
+                  f"{row['throughput_rps']:7.1f} req/s  errors={row['errors']}  {cpu_text}",
+                  flush=True)
             rows.append(row)
     return rows
 
 
+def report(rows: list[dict], args: argparse.Namespace) -> None:
+    """Print the table and the ratios against their targets; write the JSON."""
+    by = {(r["target"], r["concurrency"]): r for r in rows}
+    ratios = {
+        "gateway_added_p50_ms_c1": by[("gateway", 1)]["p50_ms"] - by[("direct", 1)]["p50_ms"],
+        "gateway_throughput_share_c16": by[("gateway", 16)]["throughput_rps"]
+        / by[("direct", 16)]["throughput_rps"],
+    }
+    if ("ray-serve", 16) in by:
+        ratios["gateway_over_ray_throughput_c16"] = (by[("gateway", 16)]["throughput_rps"]
+                                                     / by[("ray-serve", 16)]["throughput_rps"])
+        ratios["ray_added_p50_ms_c1"] = by[("ray-serve", 1)]["p50_ms"] - by[("direct", 1)]["p50_ms"]
+    print()
+    print(f"{'target':<10} {'c':>3} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}")
+    for r in rows:
+        print(f"{r['target']:<10} {r['concurrency']:>3} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+              f"{r['throughput_rps']:8.1f} {r['errors']:>6}")
+    ratios["gateway_cpu_us_per_request_c16"] = by[("gateway", 16)]["cpu_us_per_request"]["gateway"]
+    ratios["model_server_cpu_us_per_request_c16"] = (
+        by[("direct", 16)]["cpu_us_per_request"]["model-server"])
+    load = os.getloadavg()
+    print(f"load average during the run: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min) on "
+          f"{os.cpu_count()} cores")
+    print()
+    small = args.model == "mlp"
+    targets = {"gateway_added_p50_ms_c1": ("<=", 0.5 if small else 2.0),
+               "gateway_throughput_share_c16": (">=", 0.75 if small else 0.9),
+               "gateway_over_ray_throughput_c16": (">", 1.0)}
+    for key, value in ratios.items():
+        goal = targets.get(key)
+        verdict = ""
+        if goal:
+            ok = value <= goal[1] if goal[0] == "<=" else value >= goal[1] if goal[0] == ">=" else value > goal[1]
+            verdict = f"  target {goal[0]} {goal[1]}: {'met' if ok else 'MISSED'}"
+        print(f"{key:<34} {value:8.3f}{verdict}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"model": args.model, "threads": args.threads,
+                                    "duration_s": args.duration, "ledger_sync": args.ledger_sync,
+                                    "load_average": load[:2], "rows": rows, "ratios": ratios},
+                                   indent=2))
+
+
 def main() -> int:
+    # One function on purpose: the experiment reads top to bottom (setup, rounds, teardown).
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds measured per point")
@@ -93,6 +160,8 @@ def main() -> int:
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per point")
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--ledger-sync", choices=["full", "normal"], default="full",
+                    help="the gateway ledger's SQLite synchronous mode (full fsyncs each commit)")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/gateway_overhead.json")
     args = ap.parse_args()
 
@@ -124,7 +193,8 @@ def main() -> int:
         print(f"direct model server on :{mport} (threads={args.threads})", flush=True)
 
         (work / "gateway.toml").write_text(
-            f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {gport}\n'
+            f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {gport}\ngrpc_port = -1\n'
+            f'[ledger]\nsqlite_synchronous = "{args.ledger_sync}"\n'
             f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{mport}"]\n'
             f'[burst]\nenabled = false\n')
         gateway = start([py, "-m", "ops", "serve", "--config", str(work / "gateway.toml")],
@@ -134,7 +204,9 @@ def main() -> int:
         path = f"/v2/models/{args.model}/infer"
         rows += measure({"direct": (f"http://127.0.0.1:{mport}{path}", body, headers),
                          "gateway": (f"http://127.0.0.1:{gport}{path}", body, headers)},
-                        args.duration, conc, args.rounds)
+                        args.duration, conc, args.rounds,
+                        pids={"direct": {"model-server": server.pid},
+                              "gateway": {"gateway": gateway.pid, "model-server": server.pid}})
         stop(gateway)
         stop(server)
 
@@ -163,35 +235,7 @@ def main() -> int:
         for p in procs:
             stop(p)
 
-    by = {(r["target"], r["concurrency"]): r for r in rows}
-    ratios = {
-        "gateway_added_p50_ms_c1": by[("gateway", 1)]["p50_ms"] - by[("direct", 1)]["p50_ms"],
-        "gateway_throughput_share_c16": by[("gateway", 16)]["throughput_rps"]
-        / by[("direct", 16)]["throughput_rps"],
-    }
-    if ("ray-serve", 16) in by:
-        ratios["gateway_over_ray_throughput_c16"] = (by[("gateway", 16)]["throughput_rps"]
-                                                     / by[("ray-serve", 16)]["throughput_rps"])
-        ratios["ray_added_p50_ms_c1"] = by[("ray-serve", 1)]["p50_ms"] - by[("direct", 1)]["p50_ms"]
-    print()
-    print(f"{'target':<10} {'c':>3} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}")
-    for r in rows:
-        print(f"{r['target']:<10} {r['concurrency']:>3} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-              f"{r['throughput_rps']:8.1f} {r['errors']:>6}")
-    print()
-    targets = {"gateway_added_p50_ms_c1": ("<=", 2.0), "gateway_throughput_share_c16": (">=", 0.9),
-               "gateway_over_ray_throughput_c16": (">", 1.0)}
-    for key, value in ratios.items():
-        goal = targets.get(key)
-        verdict = ""
-        if goal:
-            ok = value <= goal[1] if goal[0] == "<=" else value >= goal[1] if goal[0] == ">=" else value > goal[1]
-            verdict = f"  target {goal[0]} {goal[1]}: {'met' if ok else 'MISSED'}"
-        print(f"{key:<34} {value:8.3f}{verdict}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"model": args.model, "threads": args.threads,
-                                    "duration_s": args.duration, "rows": rows, "ratios": ratios},
-                                   indent=2))
+    report(rows, args)
     print(f"\nwrote {args.out}")
     return 0
 

@@ -1,0 +1,153 @@
+"""Model server latency at one client vs the same exported program run in-process.
+
+resnet18 (224x224), batch 1, the same torch thread count on both sides; the server is called
+with sequential requests over one keep-alive connection (``http.client``, binary tensors).
+Rounds alternate in-process and server so that load from other processes hits both alike.
+Prints both side by side and writes JSON (default ops/bench/results/model_server_latency.json).
+Target: the server's p50 within 2 ms of the in-process p50.
+
+    python ops/bench/model_server_latency.py [--model resnet18] [--threads 2] [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from vmpool.codec import decode_response, encode_request  # noqa: E402
+from vmpool.procs import free_port, spawn_sync, wait_healthy_sync  # noqa: E402
+from vmpool.wire import HEADER_LENGTH  # noqa: E402
+
+
+def in_process(module, x, count: int, torch) -> list[float]:
+    times = []
+    tensor = torch.from_numpy(x)
+    with torch.inference_mode():
+        for _ in range(count):
+            t0 = time.perf_counter()
+            module(tensor)
+            times.append((time.perf_counter() - t0) * 1000.0)
+    return times
+
+
+def over_http(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict,
+              count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        conn.request("POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+        payload = resp.read()
+        times.append((time.perf_counter() - t0) * 1000.0)
+        if resp.status != 200:
+            raise RuntimeError(f"server answered {resp.status}: {payload[:200]!r}")
+    decode_response(payload, int(resp.getheader(HEADER_LENGTH)))
+    return times
+
+
+def p(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def report(rows: dict[str, list[float]], args: argparse.Namespace) -> None:
+    """Print both sides and the difference; write the JSON."""
+    load = os.getloadavg()
+    local, remote = rows["in-process"], rows["model-server"]
+    print(f"\n{args.model}, batch 1, {args.threads} torch threads, {len(local)} requests per "
+          f"side, load average {load[0]:.1f}")
+    print(f"{'':<14} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8}")
+    for name, values in rows.items():
+        print(f"{name:<14} {p(values, 50):8.2f} {p(values, 90):8.2f} "
+              f"{statistics.fmean(values):8.2f}")
+    added = p(remote, 50) - p(local, 50)
+    print(f"\nserver added p50: {added:.2f} ms  target <= 2.0: {'met' if added <= 2 else 'MISSED'}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "model": args.model, "threads": args.threads, "load_average_1m": load[0],
+        "rows": {name: {"p50_ms": p(v, 50), "p90_ms": p(v, 90), "mean_ms": statistics.fmean(v),
+                        "requests": len(v)} for name, v in rows.items()},
+        "server_added_p50_ms": added}, indent=2))
+
+
+def main() -> int:
+    # One function on purpose: the experiment reads top to bottom (setup, rounds, teardown).
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
+    ap.add_argument("--requests", type=int, default=200, help="measured per side")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds")
+    ap.add_argument("--max-queue-delay-ms", type=float, default=None,
+                    help="the server's batching delay (default: the model's config)")
+    ap.add_argument("--spin-compare", action="store_true",
+                    help="also run a server with libgomp's default spin (GOMP_SPINCOUNT=300000)")
+    ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/model_server_latency.json")
+    args = ap.parse_args()
+
+    import torch
+
+    from vmpool.artifact import load_artifact
+    from vmpool.export import export_zoo
+
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="tidegate-msl-"))
+    repo = work / "models"
+    print(f"exporting {args.model} into {repo} ...", flush=True)
+    export_zoo(args.model, repo)
+    artifact = load_artifact(repo, args.model)
+    spec = artifact.config.inputs[0]
+    x = np.random.default_rng(0).standard_normal((1, *spec.shape[1:])).astype(np.float32)
+    module = artifact.load_module()
+    body, hl = encode_request({spec.name: x}, binary_output=True)
+    headers = {HEADER_LENGTH: str(hl), "Content-Type": "application/octet-stream"}
+    variants = {"model-server": {}}
+    if args.spin_compare:
+        variants["server-spin300k"] = {"GOMP_SPINCOUNT": "300000"}
+    servers = {}
+    rows: dict[str, list[float]] = {"in-process": [], **{name: [] for name in variants}}
+    try:
+        for name, extra_env in variants.items():
+            port = free_port()
+            cmd = [sys.executable, "-m", "ops", "model-server", "--repo", str(repo),
+                   "--port", str(port), "--threads", str(args.threads)]
+            if args.max_queue_delay_ms is not None:
+                cmd += ["--max-queue-delay-ms", str(args.max_queue_delay_ms)]
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), **extra_env}
+            servers[name] = (port, spawn_sync(cmd, cwd=ROOT, log_path=work / f"{name}.log",
+                                              env=env))
+        for port, proc in servers.values():
+            wait_healthy_sync(proc, f"http://127.0.0.1:{port}/v2/health/ready", timeout_s=180)
+        path = f"/v2/models/{args.model}/infer"
+        in_process(module, x, 10, torch)  # warm both sides
+        per_round = max(1, args.requests // args.rounds)
+        for _ in range(args.rounds):
+            rows["in-process"] += in_process(module, x, per_round, torch)
+            for name, (port, _) in servers.items():
+                # a connection per round: the server closes idle keep-alive connections after 5 s
+                conn = http.client.HTTPConnection("127.0.0.1", port)
+                over_http(conn, path, body, headers, 3)
+                rows[name] += over_http(conn, path, body, headers, per_round)
+                conn.close()
+    finally:
+        for _, proc in servers.values():
+            proc.terminate()
+            proc.wait(30)
+    report(rows, args)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
