@@ -90,6 +90,41 @@ async def run_model(repo: Path, data: Path, model: str, workers: list[int], warm
     return rows
 
 
+def planner_speed(repo: Path, models: list[str], workers: list[int], memory_mb: int) -> list[dict]:
+    """Seconds to build the candidates and to search (latency; cost at an SLO between the
+    fastest and the one-function plan), per model and worker count: no functions run."""
+    from burst.candidates import build_candidates
+    from burst.graph import build_graph
+    from burst.planning import PlanRequest, load_profile, perf_model
+    from policies.planner import PlanningError, cheapest_meeting_slo, latency_optimal
+    from vmpool.artifact import load_artifact
+
+    rows = []
+    for model in models:
+        graph = build_graph(load_artifact(repo, model).load_program(), model)
+        for k in workers:
+            req = PlanRequest(workers=k, memory_mb=memory_mb)
+            t0 = time.perf_counter()
+            cands = build_candidates(graph, k, 1)
+            perf = perf_model(graph, req, load_profile(repo, model))
+            t1 = time.perf_counter()
+            try:
+                fast = latency_optimal(perf, cands, req.limits())
+                t2 = time.perf_counter()
+                slo = fast.prediction.p99_ms * 1.5
+                cheapest_meeting_slo(perf, cands, req.limits(), slo, 0.99)
+                t3 = time.perf_counter()
+            except PlanningError as exc:
+                print(f"{model:<13} x{k:<3} {exc}")
+                continue
+            rows.append({"model": model, "workers": k, "candidates": len(cands),
+                         "candidates_s": t1 - t0, "latency_s": t2 - t1, "cost_s": t3 - t2})
+            r = rows[-1]
+            print(f"{model:<13} x{k:<3} {r['candidates']:>6} {r['candidates_s']:>8.2f} "
+                  f"{r['latency_s']:>8.3f} {r['cost_s']:>8.3f}", flush=True)
+    return rows
+
+
 def _row(model, label, memory_mb, plan, pred, lat) -> dict:
     p50 = statistics.median(lat)
     return {"model": model, "plan": label, "memory_mb": memory_mb, "plan_id": plan.plan_id,
@@ -116,6 +151,8 @@ def main() -> int:
     ap.add_argument("--memory-mb", type=int, default=1024)
     ap.add_argument("--repo", type=Path, help="model repository (default: export into a temp dir)")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/plan_accuracy.json")
+    ap.add_argument("--speed-only", action="store_true", help="only time the planner")
+    ap.add_argument("--speed-workers", default="1,2,4,8,16")
     args = ap.parse_args()
     import torch
 
@@ -127,12 +164,20 @@ def main() -> int:
     workers = [int(w) for w in args.workers.split(",")]
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
+    for model in args.models.split(","):
+        if not (repo / model / "model.pt2").is_file():
+            export_zoo(model, repo)
+    print(f"{'model':<13} {'k':<4} {'cands':>6} {'build s':>8} {'fast s':>8} {'cheap s':>8}")
+    speed = planner_speed(repo, [m for m in args.models.split(",") if m != "mlp"],
+                          [int(w) for w in args.speed_workers.split(",")], args.memory_mb)
+    if args.speed_only:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_name("planner_speed.json").write_text(json.dumps(speed, indent=1))
+        return 0
     print(f"{'model':<13} {'plan':<11} {'MB':>5} {'splits':>6} {'pred p50':>9} {'meas p50':>9} "
           f"{'err':>7} {'pred p99':>9} {'meas p99':>9}")
     rows = []
     for model in args.models.split(","):
-        if not (repo / model / "model.pt2").is_file():
-            export_zoo(model, repo)
         rows += asyncio.run(run_model(repo, work / model, model, workers, args.warm,
                                       args.memory_mb))
     within = [r for r in rows if r["plan"].startswith("latency") and abs(r["error_p50"]) <= 0.25]
@@ -140,8 +185,8 @@ def main() -> int:
     print(f"p50 within 25 %: {len(within)} of {len(latency_rows)}; load average now "
           f"{os.getloadavg()[0]:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"load_average": load, "at": time.time(), "rows": rows},
-                                   indent=1))
+    args.out.write_text(json.dumps({"load_average": load, "at": time.time(), "rows": rows,
+                                    "planner_speed": speed}, indent=1))
     return 0
 
 
