@@ -49,7 +49,7 @@ return 0
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'status', ARGV[2], 'result', ARGV[3],
-           'result_headers', ARGV[4], 'finished_s', ARGV[5], 'lease_until_s', '0')
+           'result_headers', ARGV[4], 'finished_s', ARGV[5], 'lease_until_s', '0', 'body', '')
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 if redis.call('HGET', KEYS[1], 'callback_url') then redis.call('SADD', KEYS[2], ARGV[7]) end
 return 1

@@ -161,8 +161,10 @@ class SQLiteJobQueue:
     ) -> bool:
         def finish():
             cur = self._conn().execute(
+                # the request's body is not needed once answered: only the answer is kept
                 "UPDATE jobs SET state = ?, status = ?, result = ?, result_headers = ?, "
-                "finished_s = ?, lease_until_s = NULL WHERE id = ? AND state = 'running'",
+                "finished_s = ?, lease_until_s = NULL, body = x'' "
+                "WHERE id = ? AND state = 'running'",
                 (state.value, status, result, orjson.dumps(headers).decode(), now_s, job_id),
             )
             return cur.rowcount == 1

@@ -60,6 +60,7 @@ async def test_oldest_first_and_first_answer_wins(queue):
     assert not await queue.finish("a", JobState.DONE, 200, b"two", {}, now_s=12.0)
     done = await queue.get("a")
     assert (done.state, done.result, done.result_headers) == (JobState.DONE, b"one", {"k": "v"})
+    assert done.body == b""  # answered: the request's tensors are not kept for the TTL
 
 
 async def test_an_expired_lease_gives_the_job_to_another_consumer(tmp_path):
