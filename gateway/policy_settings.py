@@ -15,8 +15,8 @@ RoutingPolicyName = Literal["vm-only", "burst-only", "threshold", "slo-aware"]
 class _Scaling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min_replicas: int = Field(1, ge=0, description="Fewest VM replicas the autoscaler keeps.")
-    max_replicas: int = Field(8, ge=1, description="Most VM replicas the autoscaler keeps.")
+    min_replicas: int = Field(1, ge=0, le=10_000, description="Fewest VM replicas the autoscaler keeps.")
+    max_replicas: int = Field(8, ge=1, le=10_000, description="Most VM replicas the autoscaler keeps.")
     tick_s: float = Field(1.0, gt=0, le=3600, description="Control-loop period: snapshot, ask "
                           "the autoscaler, drive the provisioner.")
 
@@ -74,15 +74,17 @@ class PredictiveScaling(_Scaling):
                                       "capacity to plan for.")
     level_alpha: float = Field(0.5, gt=0, le=1, description="Holt smoothing of the level.")
     trend_beta: float = Field(0.2, gt=0, le=1, description="Holt smoothing of the trend.")
+    trend_damping: float = Field(0.95, gt=0, le=1, description="Damping of the trend per "
+                                 "second ahead (1 = none): how far a ramp is extrapolated.")
     scale_in_cooldown_s: float = Field(60.0, ge=0, description="Scale in only after the "
                                        "forecast stayed lower this long.")
-    max_warm_functions: int = Field(0, ge=0, description="Most function instances kept warm "
+    max_warm_functions: int = Field(0, ge=0, le=100_000, description="Most function instances kept warm "
                                     "for a forecast burst; 0 = none.")
-    min_warm_functions: int = Field(0, ge=0, description="Function instances always kept warm "
+    min_warm_functions: int = Field(0, ge=0, le=100_000, description="Function instances always kept warm "
                                     "(their GB-s are counted), to take a step no forecast saw.")
     burst_latency_s: float = Field(0.5, gt=0, description="A burst request's latency, for "
                                    "sizing the warm pool (Little's law).")
-    instances_per_burst_request: int = Field(5, ge=1, description="Function instances one "
+    instances_per_burst_request: int = Field(5, ge=1, le=1_000, description="Function instances one "
                                              "burst request uses (master + workers).")
 
 

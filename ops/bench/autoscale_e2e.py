@@ -42,14 +42,14 @@ SCENARIOS = {
     "knative": ("vm-only", {"policy": "knative", "target_in_flight_per_replica": 4}),
     "slo-aware+predictive": ("slo-aware", {"policy": "predictive", "base_quantile": 0.6,
                                            "target_utilization": 0.7, "scale_in_cooldown_s": 30,
-                                           "min_warm_functions": 4, "max_warm_functions": 16}),
+                                           "min_warm_functions": 6, "max_warm_functions": 12}),
 }
 
 
 @dataclass
 class Shape:
-    delay_ms: float = 100.0
-    per_item_ms: float = 10.0
+    delay_ms: float = 200.0  # slow enough that 2 shared cores carry the load generator, the
+    per_item_ms: float = 20.0  # gateway, the replicas and the functions at these rates
     max_batch: int = 8
     boot_delay_s: float = 20.0
     steady_s: float = 60.0
@@ -94,7 +94,7 @@ def write_config(path: Path, routing: str, scaling: dict, shape: Shape) -> None:
              "health_interval_s = 0.5",
              "[burst]", "default_workers = 1", "max_workers = 2", f"memory_mb = {shape.memory_mb}",
              "concurrency = 24", "keep_alive_s = 600.0", "timeout_s = 30.0",
-             "[autoscaling]", "min_replicas = 1", "max_replicas = 6", "tick_s = 1.0"]
+             "[autoscaling]", "min_replicas = 1", "max_replicas = 4", "tick_s = 1.0"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in scaling.items()]
     path.write_text("\n".join(lines) + "\n")
 
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"running {name} ({len(times)} requests over {shape.duration_s:g} s) ...",
                   flush=True)
             rows.append(run_scenario(name, repo, work, shape, times,
-                                     settle_s=10.0 if args.quick else 45.0))
+                                     settle_s=20.0 if args.quick else 90.0))
     peak = peak_sized(shape, len(times), PriceTable())
     print_table(rows, peak, shape)
     out = Path(args.json)

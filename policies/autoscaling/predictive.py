@@ -26,7 +26,8 @@ class Predictive(ScalerBase):
 
     def __init__(self, base_quantile: float = 0.6, warm_quantile: float = 0.99,
                  target_utilization: float = 0.7, level_alpha: float = 0.5,
-                 trend_beta: float = 0.2, scale_in_cooldown_s: float = 60.0,
+                 trend_beta: float = 0.2, trend_damping: float = 0.95,
+                 scale_in_cooldown_s: float = 60.0,
                  max_warm_functions: int = 0, min_warm_functions: int = 0,
                  burst_latency_s: float = 0.5,
                  instances_per_burst_request: int = 5, min_replicas: int = 0,
@@ -41,6 +42,9 @@ class Predictive(ScalerBase):
         self.warm_z = NormalDist().inv_cdf(warm_quantile)
         self.target_utilization = target_utilization
         self.alpha, self.beta = level_alpha, trend_beta
+        if not 0 < trend_damping <= 1:
+            raise ValueError("trend_damping must be in (0, 1]")
+        self.damping = trend_damping
         self.scale_in_cooldown_s = scale_in_cooldown_s
         self.max_warm_functions = max(max_warm_functions, min_warm_functions)
         self.min_warm_functions = min_warm_functions
@@ -58,7 +62,11 @@ class Predictive(ScalerBase):
         """(mean, std) of the arrival rate ``horizon_s`` ahead."""
         if self._level is None:
             return 0.0, 0.0
-        mean = max(self._level + self._trend_per_s * horizon_s, 0.0)
+        # damped trend (Gardner): a ramp seen for a few seconds is not extrapolated over the
+        # whole boot horizon; the trend's reach is at most phi / (1 - phi) seconds
+        phi = self.damping
+        reach_s = horizon_s if phi >= 1 else phi * (1 - phi ** horizon_s) / (1 - phi)
+        mean = max(self._level + self._trend_per_s * reach_s, 0.0)
         return mean, math.sqrt(self._err_var)
 
     def _observe(self, now_s: float, rate: float) -> None:
