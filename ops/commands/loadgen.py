@@ -38,6 +38,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--timeout-s", type=float, default=60.0, help="per-request timeout")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
+    parser.add_argument("--csv", dest="csv_out", help="write one line per request here (sent_s, "
+                        "latency_ms, status, path, cost_usd, cold_starts, tenant)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -134,6 +136,12 @@ async def _main(args, trace, model: str, keys: dict) -> dict:
         fleet = await poller
         if bar:
             bar.close()
+    if args.csv_out:
+        with open(args.csv_out, "w") as f:
+            f.write("index,tenant,sent_s,latency_ms,status,path,cost_usd,cold_starts\n")
+            for r in results:
+                f.write(f"{r.index},{r.tenant},{r.sent_s:.6f},{r.latency_ms:.3f},{r.status},"
+                        f"{r.path},{r.cost_usd:.10f},{r.cold_starts}\n")
     return summarize(results, wall, fleet, args, trace.name, model)
 
 

@@ -89,7 +89,7 @@ def test_replay_is_open_loop_binary_per_tenant_and_shaped_like_the_simulator(tmp
     try:
         rc = main(["loadgen", "--trace", str(trace), "--url", url, "--speedup", "2",
                    "--key", "a=ka", "--key", "b=kb", "--slo-ms", "200", "--json", str(out),
-                   "--no-progress"])
+                   "--csv", str(tmp_path / "lg.csv"), "--no-progress"])
     finally:
         stop()
     assert rc == 0
@@ -106,6 +106,8 @@ def test_replay_is_open_loop_binary_per_tenant_and_shaped_like_the_simulator(tmp
     assert summary["slo_attainment"] == 7 / 8  # the slow first answer misses 200 ms
     assert summary["tenants"]["a"]["requests"] == 4
     assert summary["vm_hours"] > 0 and summary["cost_usd"] > 4 * 1e-5
+    lines = (tmp_path / "lg.csv").read_text().splitlines()
+    assert len(lines) == 9 and lines[0].startswith("index,tenant,sent_s,latency_ms,status,path")
 
 
 def test_bad_key_and_bad_url_are_reported(tmp_path, capsys):
