@@ -119,16 +119,25 @@ class Trace:
                      self.tenant_idx[lo:hi], self.models, self.tenants)
 
     def scaled(self, rate_factor: float = 1.0, speedup: float = 1.0, seed: int = 0) -> "Trace":
-        """Thin (factor < 1) or replicate with jitter (factor > 1) arrivals; compress time."""
+        """More or fewer requests with the same shape, and/or time compressed by ``speedup``.
+
+        Each arrival is kept ``floor(factor)`` or ``ceil(factor)`` times (at random, so the
+        mean is ``factor``); the copies land uniformly within the original's second, so counts
+        per second scale and arrivals within a second stay Poisson (copies stacked on the
+        original instant would make every batch full)."""
         rng = np.random.default_rng(seed)
         t, m, tn = self.arrivals_s, self.model_idx, self.tenant_idx
         if rate_factor != 1.0:
             whole, frac = int(rate_factor), rate_factor - int(rate_factor)
             reps = np.full(len(self), whole) + (rng.random(len(self)) < frac)
+            first = np.zeros(int(reps.sum()), dtype=bool)
+            first[np.cumsum(reps)[reps > 0] - reps[reps > 0]] = True  # each original once
             t, m, tn = np.repeat(t, reps), np.repeat(m, reps), np.repeat(tn, reps)
-            t = t + rng.uniform(0, 1e-3, t.size) * (np.arange(t.size) > 0)
+            t = np.where(first, t, np.floor(t) + rng.random(t.size))
             order = np.argsort(t, kind="stable")
             t, m, tn = t[order], m[order], tn[order]
+            if t.size:
+                t = t - min(t[0], 0.0)
         return Trace(self.name, t / speedup, m, tn, self.models, self.tenants)
 
 

@@ -113,3 +113,16 @@ def test_synthetic_generators_have_the_asked_shape():
         read_trace("synth:mmpp:rate=3")
     with pytest.raises(TraceError, match="unknown synthetic"):
         read_trace("synth:sawtooth")
+
+
+def test_rate_scaling_keeps_the_shape_per_second_and_speedup_compresses_time():
+    trace = read_trace(SHARED / "azure/AzureLLMInferenceTrace_code.csv")
+    up = trace.scaled(rate_factor=20, seed=2)
+    assert len(up) == 20 * len(trace)
+    assert np.array_equal(up.counts(), 20 * trace.counts())  # each second's count x20
+    assert np.all(np.diff(up.arrivals_s) >= 0)
+    assert len(np.unique(np.round(up.arrivals_s, 4))) > 0.9 * len(up)  # copies not stacked
+    down = trace.scaled(rate_factor=0.25, seed=2)
+    assert 0.2 * len(trace) < len(down) < 0.3 * len(trace)
+    fast = trace.scaled(speedup=4.0)
+    assert fast.duration_s == pytest.approx(trace.duration_s / 4)
