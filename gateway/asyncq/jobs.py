@@ -51,7 +51,9 @@ class QueueStats:
 class JobQueue(Protocol):
     """A durable queue of jobs with results. Every write is durable when the call returns."""
 
-    async def put(self, job: Job) -> None: ...
+    async def put(self, job: Job) -> bool:
+        """Store a new job; False (and nothing changed) if a job with its id exists."""
+        ...
 
     async def claim(self, now_s: float, lease_s: float) -> Job | None:
         """The oldest pending job (or a running one whose lease ran out), now RUNNING."""

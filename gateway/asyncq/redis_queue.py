@@ -30,6 +30,13 @@ from .jobs import Job, JobState, QueueStats
 
 GROUP = "tidegate"
 
+# KEYS[1] job hash, KEYS[2] stream; ARGV: id, then field, value pairs. 0 if the id exists.
+_PUT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
+return 1
+"""
 # KEYS[1] job hash; ARGV: now, lease_until. 1: started (pending, or a lapsed lease);
 # 0: nothing to do (finished, cancelled, expired); -1: still leased by another consumer.
 _START = """
@@ -113,6 +120,7 @@ class RedisJobQueue:
         self.callbacks = prefix + "callbacks"
         self.ttl_s = max(1, int(result_ttl_s))
         self.consumer = consumer or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self._put = self._redis.register_script(_PUT)
         self._start = self._redis.register_script(_START)
         self._finish = self._redis.register_script(_FINISH)
         self._cancel = self._redis.register_script(_CANCEL)
@@ -131,7 +139,7 @@ class RedisJobQueue:
                     raise
             self._group_ready = True
 
-    async def put(self, job: Job) -> None:
+    async def put(self, job: Job) -> bool:
         await self._group()
         fields = {
             "tenant": job.tenant,
@@ -147,10 +155,8 @@ class RedisJobQueue:
             fields["header_length"] = job.header_length
         if job.callback_url:
             fields["callback_url"] = job.callback_url
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key(job.id), mapping=fields)
-            pipe.xadd(self.stream, {"id": job.id})
-            await pipe.execute()
+        args = [job.id] + [v for pair in fields.items() for v in pair]
+        return bool(await self._put(keys=[self._key(job.id), self.stream], args=args))
 
     async def claim(self, now_s: float, lease_s: float) -> Job | None:
         await self._group()

@@ -11,6 +11,7 @@ The first recorded answer wins, so a job served twice after a crash still has on
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -33,6 +34,8 @@ from .jobs import Job, JobQueue, JobState
 log = logging.getLogger("tidegate.async")
 REQUESTS_PATH = "/v2/requests/"
 CALLBACK_HEADER = "x-tidegate-callback"
+# A client that may retry a POST whose 202 it never saw sends the same key: one job, not two.
+IDEMPOTENCY_HEADER = "idempotency-key"
 _POLL_S = 0.02  # how often a consumer waiting for VM capacity looks again
 _HOUSEKEEPING_S = 1.0
 
@@ -111,6 +114,10 @@ class AsyncService:
                     "callback_secret (or async_queue.callback_secret)"
                 )
         body = await read_body()
+        key = headers.get(IDEMPOTENCY_HEADER)
+        job_id = idempotent_id(tenant.name, key) if key else uuid.uuid4().hex
+        if key and (earlier := await self.queue.get(job_id)) is not None:
+            return _accepted(earlier.id, earlier.state, None)  # a retry: same job, not a new one
         header_length = protocol.header_length(headers)
         req = protocol.decode_infer(body, header_length)
         try:  # bad input is a 400 now, not a failed job later
@@ -119,7 +126,7 @@ class AsyncService:
             raise BadRequest(str(exc)) from None
         await dispatcher.tenants.admit(tenant, route_override=False, model=cfg.name)
         job = Job(
-            id=uuid.uuid4().hex,
+            id=job_id,
             tenant=tenant.name,
             model=cfg.name,
             version=version,
@@ -128,18 +135,9 @@ class AsyncService:
             created_s=self.clock(),
             callback_url=callback_url,
         )
-        await self.queue.put(job)
-        self._wakeup.set()
-        location = REQUESTS_PATH + job.id
-        answer = orjson.dumps(
-            {"id": job.id, "state": job.state.value, "location": location, "request_id": req.id}
-        )
-        return answer, {
-            "content-type": "application/json",
-            "location": location,
-            "preference-applied": "respond-async",
-            "x-request-id": job.id,
-        }
+        if await self.queue.put(job):
+            self._wakeup.set()
+        return _accepted(job.id, job.state, req.id)
 
     async def lookup(self, job_id: str, headers: dict[str, str]) -> Job:
         """The caller's job (404 for an unknown id or another tenant's)."""
@@ -294,6 +292,24 @@ async def start_for_gateway(gateway: GatewayState) -> AsyncService | None:
     service = AsyncService(make_queue(gateway.settings), gateway, settings)
     await service.start()
     return service
+
+
+def idempotent_id(tenant: str, key: str) -> str:
+    """The job id of a tenant's ``Idempotency-Key``: a retried POST finds the job it made."""
+    return hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()[:32]
+
+
+def _accepted(job_id: str, state: JobState, request_id: str | None):
+    location = REQUESTS_PATH + job_id
+    answer = orjson.dumps(
+        {"id": job_id, "state": state.value, "location": location, "request_id": request_id}
+    )
+    return answer, {
+        "content-type": "application/json",
+        "location": location,
+        "preference-applied": "respond-async",
+        "x-request-id": job_id,
+    }
 
 
 def make_queue(settings) -> JobQueue:

@@ -103,25 +103,30 @@ class SQLiteJobQueue:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def put(self, job: Job) -> None:
+    async def put(self, job: Job) -> bool:
         def put():
-            self._conn().execute(
-                "INSERT INTO jobs (id, tenant, model, version, body, header_length, callback_url,"
-                " state, created_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    job.tenant,
-                    job.model,
-                    job.version,
-                    job.body,
-                    job.header_length,
-                    job.callback_url,
-                    job.state.value,
-                    job.created_s,
-                ),
+            return (
+                self._conn()
+                .execute(
+                    "INSERT OR IGNORE INTO jobs (id, tenant, model, version, body, header_length, callback_url,"
+                    " state, created_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        job.id,
+                        job.tenant,
+                        job.model,
+                        job.version,
+                        job.body,
+                        job.header_length,
+                        job.callback_url,
+                        job.state.value,
+                        job.created_s,
+                    ),
+                )
+                .rowcount
+                == 1
             )
 
-        await self._run(put)
+        return await self._run(put)
 
     async def claim(self, now_s: float, lease_s: float) -> Job | None:
         def claim():

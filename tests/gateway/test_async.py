@@ -222,3 +222,22 @@ def test_redis_backend_serves_the_same_way(model_server, small_repo, tmp_path):
             assert np.abs(answer.outputs["output"] - reference(small_repo, "mlp", x)).max() <= 1e-5
     finally:
         redis.stop()
+
+
+def test_a_retried_post_with_the_same_idempotency_key_is_one_job(gateway):
+    good = {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}
+
+    def post(key, headers):
+        return httpx.post(
+            gateway + "/v2/models/mlp/infer",
+            json={"inputs": [good]},
+            headers={**headers, **ASYNC, "Idempotency-Key": key},
+        )
+
+    first = post("batch-7/item-1", {"x-api-key": KEY_A})
+    again = post("batch-7/item-1", {"x-api-key": KEY_A})
+    assert first.status_code == again.status_code == 202
+    assert first.headers["location"] == again.headers["location"]
+    other_tenant = post("batch-7/item-1", {"x-api-key": KEY_B})
+    assert other_tenant.headers["location"] != first.headers["location"]
+    assert wait_done(gateway, first.headers["location"], {"x-api-key": KEY_A}).status_code == 200

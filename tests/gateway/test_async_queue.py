@@ -52,7 +52,8 @@ async def queue(request, tmp_path):
 
 
 async def test_oldest_first_and_first_answer_wins(queue):
-    await queue.put(_job("a", created_s=1.0))
+    assert await queue.put(_job("a", created_s=1.0))
+    assert not await queue.put(_job("a", created_s=5.0))  # an id is taken once
     await queue.put(_job("b", created_s=2.0))
     first = await queue.claim(now_s=10.0, lease_s=5.0)
     assert first.id == "a" and first.state == JobState.RUNNING and first.attempts == 1
