@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from policies.costs import PriceTable
 from vmpool.body import BodyBudget
 
+from .admin import admin_router
 from .errors import TidegateError
 from .infer_endpoint import GatewayApp, InferEndpoint
 from .infer_schema import EXPOSED_HEADERS, document_infer
@@ -48,6 +49,7 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
     install_error_handlers(app)
     app.include_router(protocol_router(state))
     app.include_router(metrics_router(state))
+    app.include_router(admin_router(state))
     app.include_router(repository_router(state))
     document_infer(app)
     app.add_middleware(RequestIdMiddleware)
