@@ -33,6 +33,9 @@ def add_arguments(parser) -> None:
                         help="worker counts to run real plans at (default 2,4)")
     parser.add_argument("--reps", type=int, default=6, help="timed repetitions per measurement")
     parser.add_argument("--out", type=Path, help="where to write (default REPO/NAME/profile.json)")
+    parser.add_argument("--vm-batches", default="1,2,4,8",
+                        help="batch sizes to time a VM replica at (default 1,2,4,8; at most the "
+                             "model's max_batch_size)")
     parser.add_argument("--compute-only", action="store_true",
                         help="measure only node times and VM service, and add them to the "
                              "profile in --out (how the bundled reference profile covers every "
@@ -62,6 +65,12 @@ def run(args) -> int:
                        f"{args.workers!r}") from None
     if not workers or min(workers) < 1 or args.reps < 2:
         raise CliError("--workers must be positive and --reps at least 2")
+    try:
+        batches = [b for b in sorted({int(b) for b in args.vm_batches.split(",") if b.strip()})
+                   if 1 <= b <= artifact.config.max_batch_size] or [1]
+    except ValueError:
+        raise CliError(f"--vm-batches must be a comma-separated list of integers, got "
+                       f"{args.vm_batches!r}") from None
     out = args.out or Path(args.repo) / args.name / "profile.json"
     if args.compute_only:
         from policies.profile import Profile, ProfileError
@@ -71,16 +80,16 @@ def run(args) -> int:
         except (OSError, ValueError, ProfileError) as exc:
             raise CliError(f"--compute-only adds to an existing profile: {out}: {exc}") from None
         profile = into.with_model(artifact.name, _measure_compute(artifact, args.reps,
-                                                                  _Progress())[1])
+                                                                  batches, _Progress())[1])
     else:
         profile = asyncio.run(_measure(artifact, args.repo, workers, args.reps, args.memory_mb,
-                                       _Progress()))
+                                       batches, _Progress()))
     out.write_text(json.dumps(profile.to_json(), indent=1, sort_keys=True) + "\n")
     print(f"wrote {out}")
     return 0
 
 
-def _measure_compute(artifact, reps: int, say):
+def _measure_compute(artifact, reps: int, batches: list[int], say):
     """(graph, ModelTimes, fit, example input): node times and the VM's service time."""
     import torch
 
@@ -98,7 +107,6 @@ def _measure_compute(artifact, reps: int, say):
     node_ms = profiler.node_times_ms(graph, program, x, reps)
     rates, fixed = profiler.fit_compute(graph, node_ms)
     say(f"compute: {sum(node_ms.values()):.1f} ms per sample on one thread")
-    batches = [b for b in (1, 2, 4, 8) if b <= artifact.config.max_batch_size]
     vm = profiler.vm_service_ms(program, x, batches, max(2, reps // 2),
                                 threads=os.cpu_count() or 1)
     say("VM service (whole model, all cores): " + ", ".join(
@@ -108,12 +116,13 @@ def _measure_compute(artifact, reps: int, say):
     return graph, times, ComputeFit(rates, fixed), x
 
 
-async def _measure(artifact, repo, workers: list[int], reps: int, memory_mb: int, say):
+async def _measure(artifact, repo, workers: list[int], reps: int, memory_mb: int,
+                   batches: list[int], say):
     from burst.planning import load_profile
     from ops import profiler
     from policies.profile import TransferFit
 
-    graph, times, fit, x = _measure_compute(artifact, reps, say)
+    graph, times, fit, x = _measure_compute(artifact, reps, batches, say)
     base = load_profile()
     transfer = dict(base.transfer)
     with tempfile.TemporaryDirectory(prefix="tidegate-profile-") as tmp:
