@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .control import PolicyChoice, PolicyEngine
 from .errors import BadRequest, Forbidden, Unauthorized, Unavailable
 from .policy_settings import AutoscalingSettings, RoutingPolicyName
-from .routes import json_response
+from .routes import ERROR_SCHEMA, json_response
 from .state import GatewayState
 
 
@@ -69,6 +69,9 @@ def _describe(engine: PolicyEngine) -> dict:
             "autoscaling": c.autoscaling.model_dump()}
 
 
+_ERROR = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
+
+
 def admin_router(state: GatewayState) -> APIRouter:
     router = APIRouter(prefix="/admin", tags=["Admin"])
 
@@ -77,7 +80,10 @@ def admin_router(state: GatewayState) -> APIRouter:
         authorize(state, request)
         return json_response(_describe(_engine(state)))
 
-    @router.put("/policy")
+    @router.put("/policy", responses={  # what authorize and set_policy raise (schema fuzzing)
+        400: {**_ERROR, "description": "Parameters the policy does not take, or out of range"},
+        401: {**_ERROR, "description": "Missing admin key"},
+        403: {**_ERROR, "description": "Not the admin key"}})
     async def put_policy(update: PolicyUpdate, request: Request):
         authorize(state, request)
         engine = _engine(state)

@@ -37,7 +37,10 @@ class Prewarmer(Protocol):
 
 def build_routing(name: RoutingPolicyName, params: dict, prices: PriceTable) -> RoutingPolicy:
     if name == "slo-aware":
-        return SloAware(prices=prices, **params)
+        try:
+            return SloAware(prices=prices, **params)
+        except TypeError as exc:  # an unknown parameter: the caller's mistake (400), not a 500
+            raise ValueError(f"bad parameters for routing policy {name!r}: {exc}") from None
     return make_policy(name, **params)
 
 

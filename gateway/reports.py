@@ -28,7 +28,7 @@ from fastapi import APIRouter, Query, Request
 from policies.costs import PriceTable
 
 from .errors import BadRequest
-from .routes import json_response
+from .routes import ERROR_SCHEMA, json_response
 from .state import GatewayState
 
 GROUP_KEYS = ("model", "path", "day")
@@ -207,7 +207,14 @@ def reports_router(state: GatewayState) -> APIRouter:
         if t.daily_budget_usd is not None:
             state.metrics.tenant_budget.labels(t.name).set(t.daily_budget_usd)
 
-    @router.get("/admin/reports/tenants/{tenant}")
+    error = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
+
+    @router.get("/admin/reports/tenants/{tenant}", responses={  # documented for schema fuzzing
+        400: {**error, "description": "A bad time or grouping"},
+        401: {**error, "description": "Missing or unknown key"},
+        403: {**error, "description": "Another tenant's usage, or not the admin key"},
+        404: {**error, "description": "No such tenant (admin callers)"},
+        503: {**error, "description": "No ledger yet"}})
     async def tenant_report(request: Request, tenant: str, since: str | None = None,
                             until: str | None = None, by: str = Query("", description=
                                                                       "model,path,day")):

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..errors import NotFound, TidegateError
+from ..routes import ERROR_SCHEMA
 from ..state import GatewayState
 from .jobs import JobState
 
@@ -22,10 +23,29 @@ def _json(payload: bytes, status: int, headers: dict[str, str] | None = None) ->
     return Response(payload, status_code=status, media_type="application/json", headers=headers)
 
 
+_ERROR = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
+_LOOKUP = {  # documented for clients and for schema fuzzing (tests/gateway/test_fuzz_schema.py)
+    401: {**_ERROR, "description": "Missing or unknown API key"},
+    404: {
+        **_ERROR,
+        "description": "Unknown, expired or another tenant's request, or async "
+        "requests not enabled",
+    },
+}
+_ANSWER = {
+    202: {"description": "Pending or running (Retry-After)"},
+    410: {**_ERROR, "description": "Cancelled"},
+    **{
+        code: {**_ERROR, "description": "The answer the synchronous call would have had"}
+        for code in (400, 403, 413, 429, 500, 503, 504)
+    },
+}
+
+
 def requests_router(state: GatewayState) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/v2/requests/{job_id}")
+    @router.get("/v2/requests/{job_id}", responses={**_LOOKUP, **_ANSWER})
     async def get_request(job_id: str, request: Request) -> Response:
         """202 while pending or running; then the answer the synchronous call would have had."""
         job = await _service(state).lookup(job_id, dict(request.headers))
@@ -45,7 +65,7 @@ def requests_router(state: GatewayState) -> APIRouter:
             job.result or b"", status_code=job.status or 500, media_type=media, headers=headers
         )
 
-    @router.delete("/v2/requests/{job_id}")
+    @router.delete("/v2/requests/{job_id}", responses=_LOOKUP)
     async def delete_request(job_id: str, request: Request) -> Response:
         """Cancel a pending or running request; for a finished one, drop its stored answer."""
         before = await _service(state).cancel(job_id, dict(request.headers))

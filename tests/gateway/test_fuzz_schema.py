@@ -1,0 +1,65 @@
+"""Schemathesis runs the gateway's own OpenAPI schema against it, the infer endpoint included:
+thousands of generated requests (valid and invalid), and every answer must be no 5xx and
+conform to the schema (status codes, content types, headers, bodies)."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import positive_data_acceptance
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+from .conftest import serve_app
+
+EXAMPLES_PER_OPERATION = 100  # where parameters leave that many distinct requests
+INFER_EXAMPLES = 400  # the infer endpoint: where hostile bodies land
+# Every check runs but "schema-valid data must be accepted": OpenAPI cannot say which tensor
+# shapes a model takes or which parameter ranges a routing policy accepts, so a 400 for those
+# is the right answer to a schema-valid request (it still must be documented and well-formed).
+
+
+@pytest.fixture(scope="module")
+def gateway_url(model_server, small_repo, tmp_path_factory):
+    settings_ = Settings.load(None, data_dir=tmp_path_factory.mktemp("fuzz"), repo=small_repo,
+                              max_body_mb=1.0, grpc_port=-1,
+                              vm={"provisioner": "static", "urls": [model_server]},
+                              burst={"enabled": False})
+    with serve_app(create_app(settings_)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def api_schema(gateway_url):
+    return schemathesis.openapi.from_url(gateway_url + "/openapi.json")
+
+
+def _fuzz(operation, calls: list[int]) -> str | None:
+    """Run the operation's generated cases; the first failure's report, or None."""
+    examples = INFER_EXAMPLES if operation.path.endswith("/infer") else EXAMPLES_PER_OPERATION
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck),
+              phases=[Phase.explicit, Phase.generate])  # no shrinking: report as found
+    def run(case) -> None:
+        calls.append(1)
+        case.call_and_validate(timeout=30, excluded_checks=[positive_data_acceptance])
+
+    try:
+        run()
+    except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - a group of check failures
+        return f"{operation.label}: {exc}"
+    return None
+
+
+@pytest.mark.slow
+def test_the_gateway_conforms_to_its_openapi_schema(api_schema):
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    assert any(op.path.endswith("/infer") for op in operations)  # the infer endpoint is in it
+    calls: list[int] = []
+    failures = [f for f in (_fuzz(op, calls) for op in operations) if f]
+    assert not failures, "\n\n".join(failures)
+    assert len(calls) >= 2000  # thousands of requests, not a handful
