@@ -26,7 +26,7 @@ def runtime():
         FunctionSpec("fail", f"{H}:fail"),
         FunctionSpec("slow", f"{H}:sleep", timeout_s=0.5),
         FunctionSpec("hog", f"{H}:hog", memory_mb=128),
-        FunctionSpec("gate", f"{H}:gate", reserved_concurrency=1),
+        FunctionSpec("gate", f"{H}:gate", reserved_concurrency=1, timeout_s=120),
     ], max_payload_bytes=4096)
     rt.start_in_thread()
     yield rt

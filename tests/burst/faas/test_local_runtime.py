@@ -116,7 +116,8 @@ def _gate(tmp_path, name: str) -> tuple[bytes, object, object]:
 async def test_concurrency_cap_throttles_and_a_retrying_client_gets_through(make_runtime,
                                                                             tmp_path):
     runtime, retrying = await make_runtime(
-        FunctionSpec("gate", f"{H}:gate"), FunctionSpec("echo", f"{H}:echo"), concurrency=1)
+        FunctionSpec("gate", f"{H}:gate", timeout_s=120), FunctionSpec("echo", f"{H}:echo"),
+        concurrency=1)
     no_retry = LocalInvoker(runtime.endpoint, throttle_retries=0)
     event, started, release = _gate(tmp_path, "a")
     busy = asyncio.create_task(retrying.invoke("gate", event))
@@ -135,7 +136,7 @@ async def test_concurrency_cap_throttles_and_a_retrying_client_gets_through(make
 
 async def test_reserved_concurrency_caps_one_function_only(make_runtime, tmp_path):
     runtime, _ = await make_runtime(
-        FunctionSpec("gate", f"{H}:gate", reserved_concurrency=1),
+        FunctionSpec("gate", f"{H}:gate", reserved_concurrency=1, timeout_s=120),
         FunctionSpec("echo", f"{H}:echo"), concurrency=4)
     invoker = LocalInvoker(runtime.endpoint, throttle_retries=0)
     event, started, release = _gate(tmp_path, "a")
@@ -153,8 +154,9 @@ async def test_reserved_concurrency_caps_one_function_only(make_runtime, tmp_pat
 async def test_warm_instances_stay_within_the_memory_budget_idle_ones_reclaimed_first(
         make_runtime, tmp_path):
     specs = [FunctionSpec(n, f"{H}:echo", memory_mb=128) for n in ("a", "b", "c")]
-    runtime, _ = await make_runtime(*specs, FunctionSpec("gate", f"{H}:gate", memory_mb=128),
-                                    memory_budget_mb=300)
+    runtime, _ = await make_runtime(
+        *specs, FunctionSpec("gate", f"{H}:gate", memory_mb=128, timeout_s=120),
+        memory_budget_mb=300)
     invoker = LocalInvoker(runtime.endpoint, throttle_retries=0)
     pids = {n: orjson.loads((await invoker.invoke(n, b"{}")).payload)["pid"] for n in "ab"}
     await invoker.invoke("b", b"{}")  # b is now the more recently used
@@ -166,7 +168,7 @@ async def test_warm_instances_stay_within_the_memory_budget_idle_ones_reclaimed_
     # busy instances are never reclaimed: with the budget held by two busy ones, a third
     # instance is throttled (and a retrying client gets it once one frees)
     gates = [_gate(tmp_path, n) for n in ("g1", "g2")]
-    runtime.add_function(FunctionSpec("gate2", f"{H}:gate", memory_mb=128))
+    runtime.add_function(FunctionSpec("gate2", f"{H}:gate", memory_mb=128, timeout_s=120))
     busy = [asyncio.create_task(invoker.invoke(f, g[0])) for f, g in zip(("gate", "gate2"), gates)]
     for g in gates:
         await _until(g[1].exists, "the gate functions to start")
