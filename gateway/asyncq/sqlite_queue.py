@@ -9,6 +9,7 @@ off the event loop; each is a few hundred microseconds. One gateway process owns
 from __future__ import annotations
 
 import asyncio
+import collections
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,12 +82,42 @@ def _job(row) -> Job:
     )
 
 
+_INSERT = (
+    "INSERT OR IGNORE INTO jobs (id, tenant, model, version, body, header_length, callback_url, "
+    "state, created_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _row(job: Job) -> tuple:
+    return (
+        job.id,
+        job.tenant,
+        job.model,
+        job.version,
+        job.body,
+        job.header_length,
+        job.callback_url,
+        job.state.value,
+        job.created_s,
+    )
+
+
+def _settle(done: asyncio.Future, value, exc: BaseException | None) -> None:
+    if done.done():  # the caller went away (cancelled); the write stands
+        return
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(value)
+
+
 class SQLiteJobQueue:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="tidegate-asyncq")
         self._db: sqlite3.Connection | None = None
+        self._puts: collections.deque = collections.deque()  # (job, future, loop) to write
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -104,29 +135,34 @@ class SQLiteJobQueue:
     # -- writes ---------------------------------------------------------------------------
 
     async def put(self, job: Job) -> bool:
-        def put():
-            return (
-                self._conn()
-                .execute(
-                    "INSERT OR IGNORE INTO jobs (id, tenant, model, version, body, header_length, callback_url,"
-                    " state, created_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        job.id,
-                        job.tenant,
-                        job.model,
-                        job.version,
-                        job.body,
-                        job.header_length,
-                        job.callback_url,
-                        job.state.value,
-                        job.created_s,
-                    ),
-                )
-                .rowcount
-                == 1
-            )
+        # Group commit: puts that arrive while the writer thread is busy go in one transaction,
+        # one fsync for all of them (synchronous=FULL costs an fsync per commit). Measured on
+        # the shared 2-core machine: 128 puts/s one at a time, 2,600/s with 200 at once.
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._puts.append((job, done, loop))
+        self._thread.submit(self._flush_puts)
+        return await done
 
-        return await self._run(put)
+    def _flush_puts(self) -> None:
+        batch = []
+        while self._puts:
+            batch.append(self._puts.popleft())
+        if not batch:
+            return  # an earlier flush took these
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            created = [db.execute(_INSERT, _row(job)).rowcount == 1 for job, _, _ in batch]
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for _, done, loop in batch:
+                loop.call_soon_threadsafe(_settle, done, None, exc)
+            return
+        for (_, done, loop), ok in zip(batch, created, strict=True):
+            loop.call_soon_threadsafe(_settle, done, ok, None)
 
     async def claim(self, now_s: float, lease_s: float) -> Job | None:
         def claim():

@@ -135,3 +135,19 @@ async def test_redis_hands_a_dead_consumers_job_to_another_gateway(redis_url):
     finally:
         await first.close()
         await second.close()
+
+
+async def test_concurrent_puts_share_commits_and_each_lands_once(tmp_path):
+    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+    try:
+        jobs = [_job(f"j{i}", created_s=float(i)) for i in range(200)] + [_job("j7")]
+        created = await asyncio.gather(*(queue.put(j) for j in jobs))
+        assert created.count(True) == 200 and created[-1] is False  # j7 twice: stored once
+        assert (await queue.stats(now_s=1000.0)).pending == 200
+    finally:
+        await queue.close()
+    reopened = SQLiteJobQueue(tmp_path / "q.sqlite")  # durable: on disk when put returned
+    try:
+        assert (await reopened.stats(now_s=1000.0)).pending == 200
+    finally:
+        await reopened.close()
