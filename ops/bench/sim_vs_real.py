@@ -68,8 +68,12 @@ def main() -> int:
     parser.add_argument("--policy", choices=sorted(POLICIES), default="threshold")
     parser.add_argument("--boot-delay-s", type=float, default=10.0)
     parser.add_argument("--skip-profile", action="store_true", help="use the reference profile")
+    parser.add_argument("--resimulate", help="a previous run's directory: simulate its live "
+                        "run again (after a simulator change) without replaying")
     parser.add_argument("--json", default=str(ROOT / "ops/bench/results/sim_vs_real.json"))
     args = parser.parse_args()
+    if args.resimulate:
+        return simulate_and_report(Path(args.resimulate), args, 0.0)
     work = Path(tempfile.mkdtemp(prefix="sim-vs-real-"))
     repo = work / "repo"
     run(TIDEGATE + ["export", "delay", "--out", str(repo), "--delay-ms", "20",
@@ -80,7 +84,7 @@ def main() -> int:
             print("tidegate profile failed: simulating with the reference profile",
                   file=sys.stderr)
     cfg = work / "tidegate.toml"
-    cfg.write_text(POLICIES[args.policy] + f'access_log = "off"\n[vm]\nboot_delay_s = '
+    cfg.write_text('access_log = "off"\n' + POLICIES[args.policy] + f'[vm]\nboot_delay_s = '
                    f'{args.boot_delay_s}\n[burst]\nconcurrency = 8\nkeep_alive_s = 300.0\n')
     trace = work / "trace.csv"
     from ops.traces import read_trace, write_csv
@@ -97,6 +101,7 @@ def main() -> int:
                              stderr=subprocess.STDOUT, start_new_session=True)
     try:
         start_s = wait_ready(url, serve)
+        overhead_ms = calibrate(url, work, repo)
         live_json = work / "live.json"
         run(TIDEGATE + ["loadgen", "--trace", str(trace), "--url", url, "--model", "delay",
                         "--slo-ms", "250", "--json", str(live_json), "--no-progress"],
@@ -108,16 +113,45 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             os.killpg(serve.pid, 9)
         log.close()
-    # a replica here takes its boot delay plus a model server start; the run's start says how long
+    (work / "overhead_ms").write_text(f"{overhead_ms:.3f}")
+    return simulate_and_report(work, args, start_s)
+
+
+def simulate_and_report(work: Path, args, start_s: float) -> int:
+    cfg, trace, repo = work / "tidegate.toml", work / "trace.csv", work / "repo"
+    overhead_ms = float((work / "overhead_ms").read_text())
+    # a replica here takes its boot delay plus a model server start
     sim_cfg = work / "sim.toml"
     sim_cfg.write_text(cfg.read_text() + f"\n[simulate]\nvm_boot_s = {args.boot_delay_s + 3.0}\n"
-                       f"fn_keep_alive_s = 300.0\nfn_concurrency = 8\n")
+                       f"fn_keep_alive_s = 300.0\nfn_concurrency = 8\n"
+                       f"gateway_overhead_ms = {overhead_ms:.3f}\n")
     sim_json = work / "sim.json"
     run(TIDEGATE + ["simulate", "--trace", str(trace), "--policy", "config", "--config",
                     str(sim_cfg), "--repo", str(repo), "--model", "delay", "--json",
                     str(sim_json)], 900, check=True, stdout=subprocess.DEVNULL)
-    return report(json.loads(live_json.read_text()), json.loads(sim_json.read_text()),
-                  args, start_s)
+    return report(json.loads((work / "live.json").read_text()),
+                  json.loads(sim_json.read_text()), args, start_s)
+
+
+def calibrate(url: str, work: Path, repo: Path) -> float:
+    """The gateway's own time per request on this machine as it is now: a light steady load
+    (one replica, no queueing) end to end, minus the VM service time the profile measured."""
+    probe = work / "probe.csv"
+    from ops.traces import read_trace, write_csv
+
+    write_csv(read_trace("synth:steady:duration_s=15,rps=4", seed=9).with_model("delay"), probe)
+    out = work / "probe.json"
+    run(TIDEGATE + ["loadgen", "--trace", str(probe), "--url", url, "--model", "delay",
+                    "--json", str(out), "--no-progress"], 180, check=True,
+        stdout=subprocess.DEVNULL)
+    live_p50 = json.loads(out.read_text())["p50_ms"]
+    from ops.sim.profile_adapter import from_repo
+
+    service_ms = from_repo(repo, "delay").vm_service_ms(1)
+    overhead = max(live_p50 - service_ms, 0.0)
+    print(f"calibration: end-to-end p50 {live_p50:.1f} ms, VM service {service_ms:.1f} ms: "
+          f"gateway and network overhead {overhead:.1f} ms", file=sys.stderr)
+    return overhead
 
 
 def report(live: dict, sim: dict, args, start_s: float) -> int:

@@ -182,9 +182,9 @@ class Simulation:
             ten = tenant_of[i]
             if len(ready) == 1:
                 r = ready[0]
-                per = ((r.in_service if r.free_s > t else 0) + len(r.queue),)
+                per = ((r.in_service if r.answered_s > t else 0) + len(r.queue),)
             else:
-                per = tuple(sorted([(r.in_service if r.free_s > t else 0) + len(r.queue)
+                per = tuple(sorted([(r.in_service if r.answered_s > t else 0) + len(r.queue)
                                     for r in ready]))
             key = (ten, per, len(booting),
                    round(booting[0].ready_s - t, 1) if booting and not ready else 0.0,
@@ -201,8 +201,8 @@ class Simulation:
                 elif n:
                     ri = (ri + 2) & 65535
                     a, b = ready[int(rand[ri] * n)], ready[int(rand[ri - 1] * n)]
-                    qa = len(a.queue) + (a.in_service if a.free_s > t else 0)
-                    qb = len(b.queue) + (b.in_service if b.free_s > t else 0)
+                    qa = len(a.queue) + (a.in_service if a.answered_s > t else 0)
+                    qb = len(b.queue) + (b.in_service if b.answered_s > t else 0)
                     enqueue(a if qa <= qb else b, i)
                 else:
                     enqueue(booting[0], i)

@@ -16,7 +16,7 @@ INF = math.inf
 
 class Replica:
     __slots__ = ("rid", "launch_s", "ready_s", "free_s", "in_service", "queue", "draining",
-                 "stop_s", "busy_s", "next_s")
+                 "stop_s", "busy_s", "next_s", "answered_s")
 
     def __init__(self, rid: int, launch_s: float, ready_s: float):
         self.rid = rid
@@ -29,9 +29,12 @@ class Replica:
         self.stop_s: float | None = None
         self.busy_s = 0.0
         self.next_s = math.inf  # its next batch start or end (when it must be advanced)
+        # when the last batch's answers are back at the gateway: the gateway counts a request
+        # outstanding until then (its own and the network's time included)
+        self.answered_s = ready_s
 
     def outstanding(self, now_s: float) -> int:
-        return len(self.queue) + (self.in_service if self.free_s > now_s else 0)
+        return len(self.queue) + (self.in_service if self.answered_s > now_s else 0)
 
 
 class VmPool:
@@ -159,6 +162,7 @@ class VmPool:
                 seen.append(ms)
                 busy[tenant_of[idx]] += share
             r.free_s, r.in_service = end, len(rows)
+            r.answered_s = end + self.overhead_ms / 1000.0
             r.busy_s += service
             self.batches += 1
 
