@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from policies.costs import PriceTable
 from vmpool.body import BodyBudget
 
+from .access_log import AccessLog
 from .admin import admin_router
 from .errors import TidegateError
 from .infer_endpoint import GatewayApp, InferEndpoint
@@ -24,6 +25,7 @@ from .infer_schema import EXPOSED_HEADERS, document_infer
 from .lifespan import load_models, make_lifespan  # noqa: F401  (load_models: public helper)
 from .metrics import GatewayMetrics
 from .middleware import RequestIdMiddleware
+from .reports import reports_router
 from .repository import repository_router
 from .routes import VERSION, json_response, metrics_router, protocol_router
 from .settings import Settings
@@ -51,6 +53,7 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
     app.include_router(metrics_router(state))
     app.include_router(admin_router(state))
     app.include_router(repository_router(state))
+    app.include_router(reports_router(state))
     document_infer(app)
     app.add_middleware(RequestIdMiddleware)
     app.front = InferEndpoint(app.rest, state=state,
@@ -59,6 +62,7 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
         app.front = CORSMiddleware(app.front, allow_origins=settings.cors_origins,
                                    allow_methods=["GET", "POST"], allow_headers=["*"],
                                    expose_headers=EXPOSED_HEADERS)
+    app.front = AccessLog(app.front, state=state, fmt=settings.access_log)  # every answer
     return app
 
 

@@ -68,7 +68,7 @@ class InferEndpoint:
         try:
             status, body, out_headers = 200, *await self._infer(
                 receive, headers, request_id, lease, unquote(match[1]),
-                unquote(match[2]) if match[2] else None)
+                unquote(match[2]) if match[2] else None, scope.get("tidegate.access"))
         except TidegateError as exc:
             status, body = exc.status, protocol.error_body(exc.message)
             out_headers = {"content-type": _JSON, "x-request-id": request_id, **exc.headers}
@@ -86,11 +86,13 @@ class InferEndpoint:
             lease.release()  # the body's bytes live until the answer is handed over
 
     async def _infer(self, receive, headers: dict[str, str], request_id: str, lease,
-                     model: str, version: str | None):
+                     model: str, version: str | None, note: dict | None = None):
         t0 = time.perf_counter_ns()
+        note = {} if note is None else note  # for the access log (gateway/access_log.py)
         dispatcher = self.state.require_dispatcher()
         tenant = dispatcher.tenants.authenticate(headers.get("authorization"),
                                                  headers.get("x-api-key"))
+        note["tenant"] = tenant.name
         cfg = dispatcher.model(model, version)
         stats = self.state.stats.model(cfg.name, cfg.version)
         try:
@@ -103,6 +105,7 @@ class InferEndpoint:
                               forced_route=_route_header(headers.get("x-tidegate-route")),
                               workers=_workers_header(headers.get("x-tidegate-workers")),
                               request_id=request_id)
+            note["ctx"] = ctx
             result = await dispatcher.infer(ctx, req)
         except TidegateError:
             stats.request_done(False, time.perf_counter_ns() - t0)
