@@ -23,6 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+# The same libgomp spin as `tidegate model-server` (ops/commands/model_server.py), set before
+# torch loads: the in-process side then runs the same OpenMP configuration as the server. With
+# libgomp's default on a loaded machine the in-process side itself slowed down many times over.
+os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 

@@ -85,6 +85,37 @@ def test_metadata_and_health(server, client):
     assert client.get("/v2/models/mlp/versions/1/ready").status_code == 200
 
 
+def test_health_bodies_config_stats_repository_and_405(server, client):
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2/models/mlp/ready").json() == {"name": "mlp", "ready": True}
+    config = client.get("/v2/models/pair/config").json()
+    assert config["max_batch_size"] == 8 and config["input"][1] == {
+        "name": "b", "data_type": "TYPE_INT64", "dims": [3]}
+    x = orjson.dumps({"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32",
+                                  "data": [0.5] * 8}]})
+    before = client.get("/v2/models/mlp/stats").json()["model_stats"][0]
+    assert client.post("/v2/models/mlp/infer", content=x).status_code == 200
+    after = client.get("/v2/models/mlp/stats").json()["model_stats"][0]
+    assert after["inference_count"] == before["inference_count"] + 2
+    assert after["execution_count"] == before["execution_count"] + 1
+    assert after["inference_stats"]["success"]["count"] == \
+        before["inference_stats"]["success"]["count"] + 1
+    r = client.get("/v2/models/mlp/infer")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    index = client.post("/v2/repository/index").json()
+    assert {row["name"]: row["state"] for row in index} == {
+        "embed": "READY", "mlp": "READY", "pair": "READY"}
+    assert client.post("/v2/repository/models/embed/unload").status_code == 200
+    r = client.post("/v2/models/embed/infer", content=b"{}")
+    assert r.status_code == 404 and "not loaded (unloaded)" in r.json()["error"]
+    assert client.get("/v2/health/ready").status_code == 200  # still ready, as Triton
+    assert client.post("/v2/repository/models/embed/load").status_code == 200
+    assert client.get("/v2/models/embed/ready").status_code == 200
+    r = client.post("/v2/repository/models/nope/load")
+    assert r.status_code == 404 and "not found" in r.json()["error"]
+
+
 def test_json_infer_equals_the_program_run_locally(model_repo, client):
     x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
     r = client.post("/v2/models/mlp/infer", content=orjson.dumps(
