@@ -70,15 +70,21 @@ def _read_azure2019(path: Path, mapping: TraceMapping, rng) -> Trace:
         raise TraceError(f"{path}: no function rows")
     if any((c < 0).any() for c in counts):
         raise TraceError(f"{path}: a per-minute count is negative")
-    times, models, tenants = [], [], []
-    for key, c in zip(keys, counts, strict=True):
+    resolved = [mapping.resolve(k) for k in keys]
+    models = sorted({m for m, _ in resolved})
+    tenants = sorted({t for _, t in resolved})
+    times, model_idx, tenant_idx = [], [], []
+    for (model, tenant), c in zip(resolved, counts, strict=True):
         t = spread_counts(c, 60.0, rng)
-        model, tenant = mapping.resolve(key)
-        times.append(t)
-        models.append(np.full(t.size, model, dtype=object))
-        tenants.append(np.full(t.size, tenant, dtype=object))
-    return _build(path.name, np.concatenate(times), np.concatenate(models),
-                  np.concatenate(tenants), rebase=False)
+        times.append(t)  # integer codes, not strings: a day is ~10 M requests
+        model_idx.append(np.full(t.size, models.index(model), np.int32))
+        tenant_idx.append(np.full(t.size, tenants.index(tenant), np.int32))
+    t = np.concatenate(times)
+    if t.size == 0:
+        raise TraceError(f"{path}: the trace has no requests")
+    order = np.argsort(t, kind="stable")
+    return Trace(path.name, t[order], np.concatenate(model_idx)[order],
+                 np.concatenate(tenant_idx)[order], tuple(models), tuple(tenants))
 
 
 def _read_azure2021(path: Path, mapping: TraceMapping, rng) -> Trace:
