@@ -68,7 +68,7 @@ async def download_outputs(cfg, result, store) -> tuple[dict, MasterReport]:
     try:
         body = json.loads(result.payload)
         report = MasterReport.from_json(body["report"])
-        for spec, ref in zip(cfg.outputs, body["outputs"]):
+        for spec, ref in zip(cfg.outputs, body["outputs"], strict=True):
             outs[spec.name] = (await receive(ref, store)).numpy()
     except (ValueError, KeyError, TypeError, TransportError, StoreError) as exc:
         raise BurstUnavailable(f"burst master returned a malformed result: {exc}") from exc

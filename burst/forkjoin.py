@@ -78,7 +78,7 @@ async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
             leg.cancel()
         raise
     invoke_ms = _ms(t0)
-    failures = [(j, r) for j, r in zip(refs, results) if isinstance(r, BaseException)]
+    failures = [(j, r) for j, r in zip(refs, results, strict=True) if isinstance(r, BaseException)]
     if failures:
         j, err = failures[0]
         kind = err.kind if isinstance(err, InvokeError) else type(err).__name__

@@ -187,7 +187,7 @@ async def _run_master(plan_id, request_id, in_refs, invoker, store, t_start, ext
     t0 = time.perf_counter()
     xs = [await receive(r, store) for r in in_refs]
     input_ms = _ms(t0)
-    for x, want, name in zip(xs, plan.input_shapes, graph.inputs):
+    for x, want, name in zip(xs, plan.input_shapes, graph.inputs, strict=True):
         if list(x.shape[1:]) != list(want[1:]) or x.shape[0] > plan.batch:
             raise BurstError(f"input {name}: shape {list(x.shape)} does not fit the plan "
                              f"(expects {want}, batch up to {plan.batch})")
@@ -200,7 +200,7 @@ async def _run_master(plan_id, request_id, in_refs, invoker, store, t_start, ext
 
     fj = ForkJoin(plan, graph, invoker, store, request_id, leg_times, leg_weights, extra,
                   master_leg)
-    env = dict(zip(graph.inputs, xs))
+    env = dict(zip(graph.inputs, xs, strict=True))
     stages: list[StageReport] = []
     for stage in plan.stages:
         t_stage = time.perf_counter()

@@ -140,7 +140,7 @@ class S3Store:
         for i in range(0, len(full_keys), _DELETE_BATCH_MAX):
             batch = full_keys[i:i + _DELETE_BATCH_MAX]
             try:
-                resp = await self._retried(lambda: s3.delete_objects(
+                resp = await self._retried(lambda batch=batch: s3.delete_objects(
                     Bucket=self.bucket,
                     Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
                 ), "s3 delete")
@@ -164,7 +164,7 @@ class S3Store:
         token: dict[str, str] = {}
         while True:
             try:
-                page = await self._retried(lambda: s3.list_objects_v2(
+                page = await self._retried(lambda token=token: s3.list_objects_v2(
                     Bucket=self.bucket, Prefix=full_prefix, **token), f"s3 list {full_prefix}")
             except (ClientError, BotoCoreError) as e:
                 raise StoreError(f"s3 list {self.bucket}/{full_prefix} failed after retries: "

@@ -109,8 +109,8 @@ async def test_a_killed_runtime_is_restarted_and_readiness_says_so_meanwhile(mlp
         await svc.close()
 
 
-async def test_no_configured_secret_travels_in_any_invocation(mlp_repo, tmp_path, s3_endpoint,
-                                                              s3_bucket):
+async def test_no_configured_secret_travels_in_any_invocation(
+        mlp_repo, tmp_path, s3_endpoint, s3_bucket):  # noqa: F811 (pytest fixtures)
     from burst.faas.local_runtime import LocalFunctionRuntime
     from tests.support.fault_proxy import FaultProxy
 
