@@ -116,6 +116,8 @@ def write_png(result, out: str | Path, tick_s: float = 1.0) -> Path | None:
     ax2.step(t, s["vm_ready"], label="ready", where="post", color="tab:green")
     ax2.step(t, s["vm_desired"], label="desired", where="post", color="tab:orange", lw=0.8)
     ax2.set_ylabel("VM replicas")
+    ax2.set_ylim(bottom=0, top=max(float(s["vm_desired"].max(initial=1)),
+                                   float(s["vm_ready"].max(initial=1))) + 1)
     ax2.set_xlabel("time (s)")
     ax2.legend(loc="upper right")
     fig.suptitle(f"{result.summary.get('policy')} on {result.summary.get('trace')}")
