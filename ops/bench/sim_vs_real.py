@@ -15,16 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from vmpool.procs import free_port, wait_healthy_sync  # noqa: E402
+
 TIDEGATE = [sys.executable, "-m", "ops"]
 
 POLICIES = {
@@ -36,29 +37,16 @@ POLICIES = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(cmd: list[str], timeout_s: float, **kw) -> subprocess.CompletedProcess:
     print("$ " + " ".join(str(c) for c in cmd[2:]), file=sys.stderr)
     return subprocess.run(cmd, cwd=ROOT, timeout=timeout_s, **kw)
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 300.0) -> float:
+    """Seconds until the gateway answered ready (vmpool.procs: the one spawn/health helper)."""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as r:
-                if r.status == 200:
-                    return time.monotonic() - t0
-        except Exception:
-            time.sleep(0.3)
-    raise TimeoutError("gateway not ready")
+    wait_healthy_sync(proc, url + "/v2/health/ready", timeout_s=timeout_s, interval_s=0.3)
+    return time.monotonic() - t0
 
 
 def main() -> int:
