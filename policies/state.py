@@ -48,7 +48,7 @@ class LatencyQuantiles:
         points = ((0.5, self.p50_ms), (0.9, self.p90_ms), (0.99, self.p99_ms))
         if quantile <= 0.5:
             return self.p50_ms
-        for (q0, v0), (q1, v1) in zip(points, points[1:]):
+        for (q0, v0), (q1, v1) in zip(points, points[1:], strict=False):
             if quantile <= q1:
                 return v0 + (v1 - v0) * (quantile - q0) / (q1 - q0)
         return self.p99_ms

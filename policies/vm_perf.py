@@ -26,9 +26,10 @@ def batch_service_ms(curve: tuple[tuple[int, float], ...], batch_size: int) -> f
     if len(curve) == 1:
         b0, s0 = curve[0]
         return s0 * (0.5 + 0.5 * batch_size / b0)
-    for (b0, s0), (b1, s1) in zip(curve, curve[1:]):
-        if batch_size <= b1:
-            break
+    i = 1  # the segment holding batch_size; the first or last one to extrapolate
+    while i < len(curve) - 1 and batch_size > curve[i][0]:
+        i += 1
+    (b0, s0), (b1, s1) = curve[i - 1], curve[i]
     slope = (s1 - s0) / (b1 - b0)
     return max(s0 + slope * (batch_size - b0), 0.1)
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from .breaker import Breakers
 from .client import ReplicaClient, ReplicaError
+from .health import BootBackoff, probe
 from .provisioners.base import LIVE_STATES, Provisioner, ReplicaInfo, ReplicaState
 
 log = logging.getLogger("tidegate.pool")
@@ -244,7 +245,9 @@ class ReplicaPool:
             result = await self.client.infer(replica.url, model, inputs, outputs, request_id,
                                              timeout_s)
         except ReplicaError as exc:
-            if exc.connect or exc.status >= 502:
+            # unreachable or dropped the request: its circuit counts it. A timeout (504) does
+            # not: an overloaded replica is slow, not dead, and taking it out makes it worse
+            if exc.connect or exc.status in (502, 503):
                 self.breakers.on_failure(rid)
             raise
         finally:
@@ -265,7 +268,7 @@ class ReplicaPool:
             try:
                 timeout = aiohttp.ClientTimeout(total=max(self.health_interval_s, 0.5))
                 async with aiohttp.ClientSession(timeout=timeout) as session:
-                    checker = _BootBackoff(self)
+                    checker = BootBackoff(self)
                     while True:
                         await self._sleep(self.health_interval_s)
                         await self._health_tick(session, checker)
@@ -281,17 +284,17 @@ class ReplicaPool:
                     raise
                 await self._sleep(min(self.health_interval_s * 2 ** crashes_in_row, 30.0))
 
-    async def _health_tick(self, session: aiohttp.ClientSession, backoff: "_BootBackoff") -> None:
+    async def _health_tick(self, session: aiohttp.ClientSession, backoff: BootBackoff) -> None:
         for r in [r for r in self.provisioner.replicas() if r.state == ReplicaState.READY]:
             if r.id not in self._boot_seen:
                 self._boot_seen.add(r.id)
                 if r.ready_at_s is not None:
                     self._boot_times_s.append(r.ready_at_s - r.started_at_s)
-            if await _probe(session, r.url):
+            if await probe(session, r.url):
                 self._unhealthy.discard(r.id)
                 continue
             self._unhealthy.add(r.id)
-            if not await _probe(session, r.url + "/v2/health/live", raw=True):
+            if not await probe(session, r.url + "/v2/health/live", raw=True):
                 log.warning("replica %s (%s) is gone; replacing it", r.id, r.url)
                 self.provisioner.mark_failed(r.id)
         await backoff.keep_desired()
@@ -318,39 +321,3 @@ class ReplicaPool:
         if error is not None:
             raise PoolError(f"the replica health loop died after {self.health_crashes} "
                             f"crashes: {error!r}") from error
-
-
-class _BootBackoff:
-    """Keeps the desired count; a replica that keeps failing to boot is retried with
-    exponential backoff instead of in a tight crash loop."""
-
-    def __init__(self, pool: ReplicaPool):
-        self.pool = pool
-        self.backoff_s = pool.health_interval_s
-        self.retry_at_s = 0.0
-        self.failures_seen = 0
-
-    async def keep_desired(self) -> None:
-        pool = self.pool
-        prov = pool.provisioner
-        live = sum(r.state in LIVE_STATES and r.id not in pool._draining
-                   for r in prov.replicas())
-        now = pool._clock()
-        if live >= pool.desired or now < self.retry_at_s:
-            return
-        failures = prov.boot_failures
-        if failures > self.failures_seen:
-            log.warning("a replica failed to boot; retrying in %.0f s", self.backoff_s)
-            self.backoff_s = min(self.backoff_s * 2, pool.max_boot_backoff_s)
-        else:
-            self.backoff_s = pool.health_interval_s
-        self.failures_seen, self.retry_at_s = failures, now + self.backoff_s
-        await prov.scale_to(pool.desired + len(pool._draining))
-
-
-async def _probe(session: aiohttp.ClientSession, url: str, raw: bool = False) -> bool:
-    try:
-        async with session.get(url if raw else url + "/v2/health/ready") as resp:
-            return resp.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError):
-        return False

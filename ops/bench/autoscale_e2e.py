@@ -170,10 +170,10 @@ def summarize(name: str, run: Run, before: dict, after: dict, shape: Shape,
     recs = run.records
     lat = np.array([r.latency_ms for r in recs if r.status == 200])
     ok_in_slo = [r.status == 200 and r.latency_ms <= shape.slo_ms for r in recs]
-    step = [ok for r, ok in zip(recs, ok_in_slo)
+    step = [ok for r, ok in zip(recs, ok_in_slo, strict=True)
             if shape.steady_s <= r.sent_s < shape.steady_s + shape.step_s]
     vm_s = 0.0
-    for (t0, *_), (t1, _d, ready, booting, draining) in zip(run.samples, run.samples[1:]):
+    for (t0, *_), (t1, _d, ready, booting, draining) in zip(run.samples, run.samples[1:], strict=False):
         vm_s += (ready + booting + draining) * (t1 - t0)  # billed from boot request to stop
     billed_s = (after["tidegate_function_billed_seconds_total"]
                 - before["tidegate_function_billed_seconds_total"])

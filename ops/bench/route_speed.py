@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in POLICIES:
         policy = make_policy(name)
-        us = time_per_call_us(lambda: policy.route(request, state), args.n)
+        us = time_per_call_us(lambda p=policy: p.route(request, state), args.n)
         rows.append({"what": f"route() {name}", "us": us})
     rows.append({"what": "LiveCollector.snapshot()", "us": snapshot_cost_us(args.n // 10)})
     slo = next(r["us"] for r in rows if r["what"] == "route() slo-aware")

@@ -73,6 +73,7 @@ class FakeClient:
         self.gate = asyncio.Event()
         self.gate.set()
         self.dead: set[str] = set()
+        self.slow: set[str] = set()  # answers with a timeout (504), as an overloaded replica
         self.refuse: set[str] = set()
 
     async def infer(self, url, model, inputs, outputs=None, request_id=None, timeout_s=None):
@@ -84,6 +85,8 @@ class FakeClient:
             await self.gate.wait()
             if url in self.dead:
                 raise ReplicaError(f"replica {url} failed: Server disconnected", 502)
+            if url in self.slow:
+                raise ReplicaError(f"replica {url} did not answer in time", 504)
             return {k: np.asarray(v) for k, v in inputs.items()}
         finally:
             self.in_flight[url] -= 1

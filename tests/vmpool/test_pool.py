@@ -124,6 +124,17 @@ async def test_a_replica_failing_in_a_row_gets_no_traffic_until_its_circuit_half
     assert not pool.breakers.is_open("fake-1")
 
 
+async def test_timeouts_of_an_overloaded_replica_do_not_open_its_circuit():
+    pool, prov, client = _fake_pool()
+    await pool.scale_to(1)
+    prov.boot_all()
+    client.slow.add("http://fake-1")
+    for _ in range(5):
+        with pytest.raises(ReplicaError, match="in time"):
+            await pool.infer("m", X)
+    assert [r.id for r in pool.ready()] == ["fake-1"]  # still takes traffic
+
+
 async def test_scale_in_drains_a_replica_before_stopping_it_and_loses_nothing():
     pool, prov, client = _fake_pool()
     await pool.scale_to(2)
