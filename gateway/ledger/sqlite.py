@@ -1,4 +1,4 @@
-"""The embedded ledger backend: one SQLite file in WAL mode, fsync'd on every commit."""
+"""The embedded ledger backend: one SQLite file in WAL mode (fsync per commit when `full`)."""
 
 from __future__ import annotations
 
