@@ -94,14 +94,18 @@ class ReplicaPool:
         live = [r for r in self.provisioner.replicas()
                 if r.state in LIVE_STATES and r.id not in self._draining]
         excess = len(live) - count
+        victims: list[ReplicaInfo] = []
         if excess > 0:
             victims = sorted(live, key=lambda r: (r.state == ReplicaState.READY,
                                                   self._outstanding.get(r.id, 0),
                                                   -r.started_at_s))[:excess]
             for r in victims:
                 self._draining[r.id] = asyncio.Event()  # out of rotation from now on
-                self._spawn(self._drain(r.id))
+        # the fleet's count first, then the drains (each stops its replica and lowers the count
+        # by one): the other order could undo a drain's decrement
         await self.provisioner.scale_to(count + len(self._draining))
+        for r in victims:
+            self._spawn(self._drain(r.id))
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
