@@ -67,7 +67,11 @@ class FaultProxy(LoopbackHTTPServer):
                     self.wfile.write(error)
                     return
                 if fault and fault[0] == "delay":
-                    proxy._released.wait(fault[1])  # the client gives up first
+                    # hold the answer past the client's patience, then drop the request: a
+                    # late write must not reach the server after the test moved on
+                    proxy._released.wait(fault[1])
+                    self.close_connection = True
+                    return
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=600)
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in _HOP_HEADERS}
