@@ -75,34 +75,46 @@ class Simulation:
         self._n_ticks = 0
         self._vm_q = self._burst_q = None
         self._window_idx = (0, 0, 0)
+        self._parts: dict = {}  # snapshot parts of this tick, by their fields
+        self._models: dict = {}
         self._burst_predicted_ms = self.p.burst_quantile_ms(setup.slo_percentile)
         self._tick_burst: list[float] = []
         self._tick_counts = [0, 0, 0]
 
     # -- snapshots -----------------------------------------------------------------------
     def _snapshot(self, now_s: float, tick_s: float, per: tuple | None = None) -> LiveState:
+        """The live state at ``now_s``; its parts are shared between equal snapshots of a tick
+        (they are frozen, so sharing is safe and saves most of a cache miss's cost)."""
         vm, fn, p = self.vm, self.fn, self.p
         if per is None:  # outstanding rows per ready replica, sorted (order carries nothing)
             per = tuple(sorted(r.outstanding(now_s) for r in vm.ready))
         waiting = sum(len(r.queue) for r in vm.booting)
-        boot_left = max(vm.booting[0].ready_s - now_s, 0.0) if vm.booting else 0.0
-        vm_state = _frozen(
-            VmState, ready_replicas=len(per), booting_replicas=len(vm.booting),
-            outstanding=sum(per) + waiting + sum(r.outstanding(now_s) for r in vm.draining),
-            max_batch_size=p.vm_max_batch_size, desired_replicas=self.desired,
-            outstanding_per_replica=per, boot_remaining_s=round(boot_left, 1), boot_s=p.vm_boot_s,
-            max_queue_delay_ms=p.vm_max_queue_delay_ms, draining_replicas=len(vm.draining))
-        # routing counts workers + 1 instances per burst request; report instance groups in
-        # those units so "a warm group is idle" reads the same on both sides
-        per = p.burst_workers + 1
-        burst = _frozen(BurstState, in_flight=len(fn.busy), warm_instances=fn.warm_groups() * per,
-                           free_concurrency=(fn.cap_groups - len(fn.busy)) * per,
-                           recent_cold_starts=fn.recent_cold, cold_start_ms=p.cold_start_ms,
-                           memory_mb=p.burst_memory_mb, default_workers=p.burst_workers)
+        boot_left = round(max(vm.booting[0].ready_s - now_s, 0.0), 1) if vm.booting else 0.0
+        outstanding = sum(per) + waiting + sum(r.outstanding(now_s) for r in vm.draining)
+        vm_key = (per, len(vm.booting), outstanding, boot_left, len(vm.draining))
+        vm_state = self._parts.get(vm_key)
+        if vm_state is None:
+            vm_state = self._parts[vm_key] = _frozen(
+                VmState, ready_replicas=len(per), booting_replicas=len(vm.booting),
+                outstanding=outstanding, max_batch_size=p.vm_max_batch_size,
+                desired_replicas=self.desired, outstanding_per_replica=per,
+                boot_remaining_s=boot_left, boot_s=p.vm_boot_s,
+                max_queue_delay_ms=p.vm_max_queue_delay_ms, draining_replicas=len(vm.draining))
+        burst_key = (len(fn.busy), fn.warm_groups(), fn.recent_cold)
+        burst = self._parts.get(burst_key)
+        if burst is None:
+            # routing counts workers + 1 instances per burst request; report instance groups
+            # in those units so "a warm group is idle" reads the same on both sides
+            k = p.burst_workers + 1
+            burst = self._parts[burst_key] = _frozen(
+                BurstState, in_flight=len(fn.busy), warm_instances=fn.warm_groups() * k,
+                free_concurrency=(fn.cap_groups - len(fn.busy)) * k,
+                recent_cold_starts=fn.recent_cold, cold_start_ms=p.cold_start_ms,
+                memory_mb=p.burst_memory_mb, default_workers=p.burst_workers)
         return _frozen(LiveState, now_s=tick_s, vm=vm_state, burst_enabled=True, burst=burst,
-                         models={p.model: self._stats},
-                         arrival_rate_short_per_s=self._stats.arrival_rate_short_per_s,
-                         arrival_rate_long_per_s=self._stats.arrival_rate_long_per_s)
+                       models=self._models, arrival_rate_short_per_s=self._stats.
+                       arrival_rate_short_per_s,
+                       arrival_rate_long_per_s=self._stats.arrival_rate_long_per_s)
 
     def _refresh_stats(self, now_s: float) -> None:
         a, (hi, lo_s, lo_l) = self.arr, self._window_idx
@@ -126,6 +138,8 @@ class Simulation:
             vm_latency=self._vm_q, burst_latency=self._burst_q,
             burst_predicted_ms=self._burst_predicted_ms,
             slo_ms=self.p.slo_ms)
+        self._models = {self.p.model: self._stats}  # one mapping per tick, shared
+        self._parts = {}
 
     # -- control tick --------------------------------------------------------------------
     def _tick(self, now_s: float) -> None:
@@ -147,6 +161,7 @@ class Simulation:
         self._tick_counts = [0, 0, 0]
         fn.recent_cold = 0
         self._cache.clear()
+        self._parts = {}  # desired_replicas changed
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> SimResult:
