@@ -166,19 +166,23 @@ def stage_observations(graph_node_ms: dict[str, float], plan, answers) -> list[d
 
 
 def slowdowns(observations: list[dict]) -> dict[str, dict[int, float]]:
-    """Measured leg compute over its single-thread time, median per (kind, legs)."""
-    ratios: dict[tuple[str, int], list[float]] = {}
+    """Measured compute over its single-thread time per (kind, legs), as a ratio of sums so
+    that big stages weigh more than the many tiny ones whose time is mostly dispatch."""
+    sums: dict[tuple[str, int], list[float]] = {}
     for o in observations:
         if o["split"] == "serial":
-            if o["single_ms"] > 1.0:
-                ratios.setdefault(("serial", 1), []).append(o["wall_ms"] / o["single_ms"])
+            acc = sums.setdefault(("serial", 1), [0.0, 0.0])
+            acc[0] += o["wall_ms"]
+            acc[1] += o["single_ms"]
             continue
+        acc = sums.setdefault((o["split"], o["workers"]), [0.0, 0.0])
         for measured, single in zip(o["legs_ms"], o["leg_single_ms"]):
-            if single > 0.5:  # tiny legs measure dispatch, not compute
-                ratios.setdefault((o["split"], o["workers"]), []).append(measured / single)
+            acc[0] += measured
+            acc[1] += single
     out: dict[str, dict[int, float]] = {}
-    for (kind, k), rs in ratios.items():
-        out.setdefault(kind, {})[k] = statistics.median(rs)
+    for (kind, k), (measured, single) in sums.items():
+        if single > 0:
+            out.setdefault(kind, {})[k] = measured / single
     return out
 
 
