@@ -143,7 +143,7 @@ async def _measure(artifact, repo, workers: list[int], reps: int, memory_mb: int
 
 async def _measure_runtime(profile, graph, artifact, repo, tmp: Path, workers, reps, memory_mb,
                            x, say):
-    from burst.service import BurstService
+    from burst.service import BurstService, BurstUnavailable
     from ops import profiler
     from policies.profile import Quantiles
 
@@ -169,11 +169,15 @@ async def _measure_runtime(profile, graph, artifact, repo, tmp: Path, workers, r
                 if any(p.plan_id == plan.plan_id for p, _ in runs):
                     continue
                 name = artifact.config.inputs[0].name
-                for _ in range(2):  # cold instances and weight loads are not the warm profile
-                    await svc.infer(artifact.name, {name: x}, workers=k, split=split)
                 n = reps if split in ("none", "auto") else max(2, reps // 2)
-                answers = [await svc.infer(artifact.name, {name: x}, workers=k, split=split)
-                           for _ in range(n)]
+                try:
+                    for _ in range(2):  # cold instances and first weight loads are not warm
+                        await svc.infer(artifact.name, {name: x}, workers=k, split=split)
+                    answers = [await svc.infer(artifact.name, {name: x}, workers=k,
+                                               split=split) for _ in range(n)]
+                except BurstUnavailable as exc:  # e.g. out of memory: measure the others
+                    say(f"plan {split} x{k}: skipped ({exc})")
+                    continue
                 runs.append((plan, answers))
                 say(f"plan {split} x{k}: warm p50 "
                     f"{statistics.median(a.total_ms for a in answers):.1f} ms "
