@@ -20,6 +20,7 @@ from vmpool.body import BodyBudget
 from .access_log import AccessLog
 from .admin import admin_router
 from .errors import TidegateError
+from .asyncq.routes import requests_router
 from .infer_endpoint import GatewayApp, InferEndpoint
 from .infer_schema import EXPOSED_HEADERS, document_infer
 from .lifespan import load_models, make_lifespan  # noqa: F401  (load_models: public helper)
@@ -52,6 +53,7 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
     app.include_router(protocol_router(state))
     app.include_router(metrics_router(state))
     app.include_router(admin_router(state))
+    app.include_router(requests_router(state))
     app.include_router(repository_router(state))
     app.include_router(reports_router(state))
     document_infer(app)

@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from vmpool.rest import FrontedApp
 
 from . import protocol
+from .asyncq.service import wants_async
 from .dispatch import CallContext
 from .errors import BadRequest, TidegateError
 from .state import GatewayState
@@ -65,10 +66,16 @@ class InferEndpoint:
                 f"method {scope['method']} is not allowed on an infer URL; use POST"),
                 {"content-type": _JSON, "allow": "POST", "x-request-id": request_id})
         lease = self.state.body_budget.lease()
+        model, version = unquote(match[1]), unquote(match[2]) if match[2] else None
         try:
-            status, body, out_headers = 200, *await self._infer(
-                receive, headers, request_id, lease, unquote(match[1]),
-                unquote(match[2]) if match[2] else None, scope.get("tidegate.access"))
+            if self.state.asyncq is not None and wants_async(headers.get("prefer")):
+                status, body, out_headers = 202, *await self.state.asyncq.submit(
+                    headers, model, version, lambda: protocol.read_body(
+                        receive, headers, self.limit_bytes, lease, self.body_timeout_s))
+            else:
+                status, body, out_headers = 200, *await self._infer(
+                    receive, headers, request_id, lease, model, version,
+                    scope.get("tidegate.access"))
         except TidegateError as exc:
             status, body = exc.status, protocol.error_body(exc.message)
             out_headers = {"content-type": _JSON, "x-request-id": request_id, **exc.headers}
