@@ -39,14 +39,28 @@ async def test_a_store_failure_while_uploading_inputs_is_a_503_with_retry_after(
     assert "b64" in refs[0]
 
 
-async def test_a_failed_cleanup_is_logged_and_does_not_replace_the_outcome(caplog):
+class Recorder(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def test_a_failed_cleanup_is_logged_and_does_not_replace_the_outcome():
     async def request():
         try:
             raise BurstUnavailable("burst master failed (OutOfMemory)")
         finally:
             await cleanup(BrokenStore(), "r3")
 
-    with caplog.at_level(logging.WARNING, logger="tidegate.burst"):
+    recorder, logger = Recorder(), logging.getLogger("tidegate.burst")
+    logger.addHandler(recorder)
+    try:
         with pytest.raises(BurstUnavailable, match="OutOfMemory"):
             await request()
-    assert "could not delete req/r3/" in caplog.text and "resp/r3/" in caplog.text
+    finally:
+        logger.removeHandler(recorder)
+    text = "\n".join(recorder.lines)
+    assert "could not delete req/r3/" in text and "resp/r3/" in text
