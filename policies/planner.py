@@ -104,10 +104,17 @@ def _prepare(model: PerfModel, candidates: list[Candidate], limits: Limits):
             for p, cs in by_start.items()}
 
 
+MIB = 1 << 20
+
+
 def _resources(c: Candidate) -> tuple[int, int]:
+    """Weight bytes a stage adds to the master and to worker 1, in whole MiB rounded up (the
+    model's unit: it keeps the Pareto fronts small and errs on the safe side)."""
+    def mib(n: int) -> int:
+        return -(-n // MIB) * MIB
     if c.split == "serial":
-        return c.weight_bytes, 0
-    return c.master_weight_bytes, c.worker_weight_bytes
+        return mib(c.weight_bytes), 0
+    return mib(c.master_weight_bytes), mib(c.worker_weight_bytes)
 
 
 def _end(candidates: list[Candidate]) -> int:

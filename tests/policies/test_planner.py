@@ -78,10 +78,12 @@ def _all_plans(cands, end):
 def _fits(plan, limits):
     """Every function keeps its weights: the master its serial weights and leg-0 slices, worker
     1 its slice of every stage, and no remote leg more than a worker holds."""
+    def mib(n):  # the model counts weights in whole MiB, rounded up per stage
+        return -(-n // MB) * MB
     split = [c for c in plan if c.split != "serial"]
-    master = (sum(c.weight_bytes for c in plan if c.split == "serial")
-              + sum(c.master_weight_bytes for c in split))
-    worker = sum(c.worker_weight_bytes for c in split)
+    master = (sum(mib(c.weight_bytes) for c in plan if c.split == "serial")
+              + sum(mib(c.master_weight_bytes) for c in split))
+    worker = sum(mib(c.worker_weight_bytes) for c in split)
     return (master <= limits.master_weight_bytes and worker <= limits.worker_weight_bytes
             and all(c.weight_bytes <= limits.worker_weight_bytes for c in split))
 
