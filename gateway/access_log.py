@@ -34,7 +34,8 @@ class AccessLog:
         self.app = app
         self.state = state
         self.fmt = fmt
-        self.sink = sink or log.info
+        self._default_sink = log.info
+        self.sink = sink or self._default_sink
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -68,8 +69,9 @@ class AccessLog:
         status = seen["status"]
         if match and scope["method"] == "POST":
             self._count(tenant, model, route, status, latency_ms, ctx)
-        if self.fmt == "off":
-            return
+        if self.fmt == "off" or (self.sink is self._default_sink
+                                 and not log.isEnabledFor(logging.INFO)):
+            return  # nobody reads the line: do not format it
         fields = {"method": scope["method"], "path": scope["path"], "status": status,
                   "tenant": tenant or "-", "model": model or "-", "route": route or "-",
                   "latency_ms": round(latency_ms, 3), "request_id": seen["request_id"] or "-"}
@@ -82,12 +84,12 @@ class AccessLog:
                ctx) -> None:
         metrics = self.state.metrics
         if not getattr(ctx, "route", ""):  # refused before routing: the dispatcher never saw it
-            metrics.requests.labels(tenant or "unknown", model, "none", str(status)).inc()
+            metrics.child(metrics.requests, tenant or "unknown", model, "none", str(status)).inc()
         if 400 <= status < 500 or not tenant:
             return
-        metrics.slo_requests.labels(tenant, model).inc()
+        metrics.child(metrics.slo_requests, tenant, model).inc()
         if 200 <= status < 300 and latency_ms <= self._slo_ms(tenant, model):
-            metrics.slo_met.labels(tenant, model).inc()
+            metrics.child(metrics.slo_met, tenant, model).inc()
 
     def _slo_ms(self, tenant: str, model: str) -> float:
         t = self.state.tenants.get(tenant)

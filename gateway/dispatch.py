@@ -147,9 +147,9 @@ class Dispatcher:
 
     def _count_decision(self, model: str, decision: Decision) -> None:
         path = decision.route.value
-        self.metrics.routed.labels(model, path, decision.reason.value).inc()
+        self.metrics.child(self.metrics.routed, model, path, decision.reason.value).inc()
         if decision.predicted_ms is not None:
-            self.metrics.predicted_latency.labels(model, path).set(decision.predicted_ms / 1e3)
+            self.metrics.child(self.metrics.predicted_latency, model, path).set(decision.predicted_ms / 1e3)
 
     async def _burst(self, ctx: CallContext, cfg: ModelConfig, req: InferRequest,
                      workers: int | None) -> InferResult:
@@ -186,11 +186,12 @@ class Dispatcher:
         latency_ms = (time.perf_counter() - start) * 1000.0
         tenant = ctx.tenant.name
         ctx.route = path  # counted here: the access log counts only what never got this far
-        self.metrics.requests.labels(tenant, cfg.name, path, str(status)).inc()
+        metrics = self.metrics
+        metrics.child(metrics.requests, tenant, cfg.name, path, str(status)).inc()
         cost = result.cost_usd if result else 0.0
         if result:
-            self.metrics.latency.labels(cfg.name, path).observe(latency_ms / 1000.0)
-            self.metrics.cost.labels(tenant, path).inc(cost)
+            metrics.child(metrics.latency, cfg.name, path).observe(latency_ms / 1000.0)
+            metrics.child(metrics.cost, tenant, path).inc(cost)
             if result.cold_starts:
                 self.metrics.cold_starts.labels(cfg.name).inc(result.cold_starts)
             if result.billed_ms:

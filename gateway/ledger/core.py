@@ -56,6 +56,7 @@ class Ledger:
         self._cond = threading.Condition()
         self._queue: list[tuple[tuple, asyncio.Future]] = []  # only the writer removes (head)
         self._closing = False
+        self._writer_idle = False  # the writer waits on _cond: a new row must wake it
         self._thread: threading.Thread | None = None
         self.commits = 0  # batches committed
         self.rows_written = 0
@@ -102,7 +103,8 @@ class Ledger:
         future = asyncio.get_running_loop().create_future()
         with self._cond:
             self._queue.append((_AS_TUPLE(row), future))
-            self._cond.notify()
+            if self._writer_idle:  # a busy writer takes this row with its next batch
+                self._cond.notify()
         # A request cancelled while waiting (client gone) still gets its row: shield the wait.
         await asyncio.shield(future)
 
@@ -111,7 +113,9 @@ class Ledger:
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
+                    self._writer_idle = True
                     self._cond.wait()
+                    self._writer_idle = False
                 if not self._queue:
                     return  # closing, nothing left
                 batch = self._queue[: self.max_batch_rows]
