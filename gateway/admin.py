@@ -25,10 +25,12 @@ class PolicyUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     routing_policy: RoutingPolicyName | None = Field(None, description="The new routing policy.")
-    routing_params: dict | None = Field(None, description="Its parameters (e.g. threshold's "
-                                        "spill_outstanding_per_replica).")
-    autoscaling: AutoscalingSettings | None = Field(None, description="The whole [autoscaling] "
-                                                    "table: policy and its parameters.")
+    routing_params: dict | None = Field(
+        None, description="Its parameters (e.g. threshold's spill_outstanding_per_replica)."
+    )
+    autoscaling: AutoscalingSettings | None = Field(
+        None, description="The whole [autoscaling] table: policy and its parameters."
+    )
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -41,19 +43,23 @@ def _is_loopback(host: str | None) -> bool:
 def authorize(state: GatewayState, request: Request) -> None:
     key = state.settings.admin_api_key
     auth = request.headers.get("authorization", "")
-    given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get(
-        "x-api-key")
+    given = (
+        auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-api-key")
+    )
     if key:
         if not given:
-            raise Unauthorized("the admin API needs the admin key",
-                               headers={"WWW-Authenticate": "Bearer"})
+            raise Unauthorized(
+                "the admin API needs the admin key", headers={"WWW-Authenticate": "Bearer"}
+            )
         if not hmac.compare_digest(given.encode(), key.encode()):
             raise Forbidden("wrong admin key")
         return
     if not state.settings.tenants and _is_loopback(request.client.host if request.client else None):
         return
-    raise Forbidden("the admin API is off: set admin_api_key in the config (without one it "
-                    "answers only loopback callers of a gateway with no tenants)")
+    raise Forbidden(
+        "the admin API is off: set admin_api_key in the config (without one it "
+        "answers only loopback callers of a gateway with no tenants)"
+    )
 
 
 def _engine(state: GatewayState) -> PolicyEngine:
@@ -65,8 +71,11 @@ def _engine(state: GatewayState) -> PolicyEngine:
 
 def _describe(engine: PolicyEngine) -> dict:
     c = engine.choice
-    return {"routing_policy": c.routing_policy, "routing_params": c.routing_params,
-            "autoscaling": c.autoscaling.model_dump()}
+    return {
+        "routing_policy": c.routing_policy,
+        "routing_params": c.routing_params,
+        "autoscaling": c.autoscaling.model_dump(),
+    }
 
 
 _ERROR = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
@@ -80,10 +89,14 @@ def admin_router(state: GatewayState) -> APIRouter:
         authorize(state, request)
         return json_response(_describe(_engine(state)))
 
-    @router.put("/policy", responses={  # what authorize and set_policy raise (schema fuzzing)
-        400: {**_ERROR, "description": "Parameters the policy does not take, or out of range"},
-        401: {**_ERROR, "description": "Missing admin key"},
-        403: {**_ERROR, "description": "Not the admin key"}})
+    @router.put(
+        "/policy",
+        responses={  # what authorize and set_policy raise (schema fuzzing)
+            400: {**_ERROR, "description": "Parameters the policy does not take, or out of range"},
+            401: {**_ERROR, "description": "Missing admin key"},
+            403: {**_ERROR, "description": "Not the admin key"},
+        },
+    )
     async def put_policy(update: PolicyUpdate, request: Request):
         authorize(state, request)
         engine = _engine(state)

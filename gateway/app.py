@@ -36,16 +36,23 @@ from .tenants import TenantRegistry, make_limits
 log = logging.getLogger("tidegate.gateway")
 
 
-def create_app(settings: Settings, *, provisioner=None, burst=None,
-               prices: PriceTable | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, provisioner=None, burst=None, prices: PriceTable | None = None
+) -> FastAPI:
     """Build the gateway. ``provisioner`` and ``burst`` replace the embedded defaults (tests)."""
-    state = GatewayState(settings=settings, metrics=GatewayMetrics(),
-                         tenants=TenantRegistry(settings.tenants,
-                                                limits=make_limits(settings.redis_url)),
-                         body_budget=BodyBudget(int(settings.max_inflight_body_mb * 1024 * 1024)))
-    app = GatewayApp(title="Tidegate", version=VERSION, docs_url="/docs", redoc_url=None,
-                  lifespan=make_lifespan(state, provisioner=provisioner, burst=burst,
-                                         prices=prices))
+    state = GatewayState(
+        settings=settings,
+        metrics=GatewayMetrics(),
+        tenants=TenantRegistry(settings.tenants, limits=make_limits(settings.redis_url)),
+        body_budget=BodyBudget(int(settings.max_inflight_body_mb * 1024 * 1024)),
+    )
+    app = GatewayApp(
+        title="Tidegate",
+        version=VERSION,
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=make_lifespan(state, provisioner=provisioner, burst=burst, prices=prices),
+    )
     app.state.settings = settings
     app.state.metrics = state.metrics
     app.state.gateway = state
@@ -58,12 +65,17 @@ def create_app(settings: Settings, *, provisioner=None, burst=None,
     app.include_router(reports_router(state))
     document_infer(app)
     app.add_middleware(RequestIdMiddleware)
-    app.front = InferEndpoint(app.rest, state=state,
-                              limit_bytes=int(settings.max_body_mb * 1024 * 1024))
+    app.front = InferEndpoint(
+        app.rest, state=state, limit_bytes=int(settings.max_body_mb * 1024 * 1024)
+    )
     if settings.cors_origins:  # outermost, so preflights of infer URLs are answered too
-        app.front = CORSMiddleware(app.front, allow_origins=settings.cors_origins,
-                                   allow_methods=["GET", "POST"], allow_headers=["*"],
-                                   expose_headers=EXPOSED_HEADERS)
+        app.front = CORSMiddleware(
+            app.front,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
+        )
     app.front = AccessLog(app.front, state=state, fmt=settings.access_log)  # every answer
     return app
 
@@ -77,13 +89,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
-        return json_response({"error": str(exc.detail)}, exc.status_code,
-                             getattr(exc, "headers", None))
+        return json_response(
+            {"error": str(exc.detail)}, exc.status_code, getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        return json_response({"error": "invalid request: " + "; ".join(
-            str(e.get("msg")) for e in exc.errors())}, 400)
+        return json_response(
+            {"error": "invalid request: " + "; ".join(str(e.get("msg")) for e in exc.errors())}, 400
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

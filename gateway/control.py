@@ -52,10 +52,20 @@ class PolicyChoice:
 
 
 class PolicyEngine:
-    def __init__(self, *, choice: PolicyChoice, configured_replicas: int, pool: ReplicaPool | None,
-                 collector: LiveCollector, dispatcher, metrics: GatewayMetrics,
-                 burst: object | None = None, prepare_task: asyncio.Task | None = None,
-                 has_models: bool = True, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+    def __init__(
+        self,
+        *,
+        choice: PolicyChoice,
+        configured_replicas: int,
+        pool: ReplicaPool | None,
+        collector: LiveCollector,
+        dispatcher,
+        metrics: GatewayMetrics,
+        burst: object | None = None,
+        prepare_task: asyncio.Task | None = None,
+        has_models: bool = True,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
         self.configured_replicas = configured_replicas
         self.pool, self.collector, self.dispatcher = pool, collector, dispatcher
         self.metrics, self.burst, self.prepare_task = metrics, burst, prepare_task
@@ -67,15 +77,15 @@ class PolicyEngine:
         self._last_tick_s: float | None = None
         self.choice = choice
         self.autoscaler: Autoscaler = choice.autoscaling.build(configured_replicas)
-        dispatcher.policy = build_routing(choice.routing_policy, choice.routing_params,
-                                          dispatcher.prices)
+        dispatcher.policy = build_routing(
+            choice.routing_policy, choice.routing_params, dispatcher.prices
+        )
 
     # run-time changes ----------------------------------------------------------------------
 
     def set_policy(self, choice: PolicyChoice) -> None:
         """Swap the routing policy and the autoscaler (built first: a bad one changes nothing)."""
-        policy = build_routing(choice.routing_policy, choice.routing_params,
-                               self.dispatcher.prices)
+        policy = build_routing(choice.routing_policy, choice.routing_params, self.dispatcher.prices)
         scaler = choice.autoscaling.build(self.configured_replicas)
         self.dispatcher.policy, self.autoscaler, self.choice = policy, scaler, choice
         log.info("policy now %s + %s", choice.routing_policy, choice.autoscaling.policy)
@@ -116,11 +126,15 @@ class PolicyEngine:
         dt = 0.0 if self._last_tick_s is None else now_s - self._last_tick_s
         self._last_tick_s = now_s
         self.collector.warm_functions_target = decision.warm_functions
-        if (decision.warm_functions and isinstance(self.burst, Prewarmer)
-                and (self._prewarm is None or self._prewarm.done())):
+        if (
+            decision.warm_functions
+            and isinstance(self.burst, Prewarmer)
+            and (self._prewarm is None or self._prewarm.done())
+        ):
             # in the background: starting instances takes seconds, the tick must not wait
             self._prewarm = asyncio.get_running_loop().create_task(
-                self.burst.prewarm(decision.warm_functions))
+                self.burst.prewarm(decision.warm_functions)
+            )
             self._prewarm.add_done_callback(_log_failure)
         if dt > 0 and decision.warm_cost_usd_per_s:
             self.metrics.warm_cost.inc(decision.warm_cost_usd_per_s * dt)
@@ -168,26 +182,44 @@ class PolicyEngine:
         models = {}
         for name, stats in state.models.items():
             models[name] = {
-                "slo_ms": stats.slo_ms, "arrival_rate_per_s": round(stats.arrival_rate_short_per_s, 3),
+                "slo_ms": stats.slo_ms,
+                "arrival_rate_per_s": round(stats.arrival_rate_short_per_s, 3),
                 "vm_observed_ms": _quantiles(stats.vm_latency),
                 "burst_observed_ms": _quantiles(stats.burst_latency),
                 "burst_predicted_ms": stats.burst_predicted_ms,
-                "vm_batch_ms": {str(b): round(ms, 3) for b, ms in stats.vm_service_ms_by_batch}}
+                "vm_batch_ms": {str(b): round(ms, 3) for b, ms in stats.vm_service_ms_by_batch},
+            }
         d = self.last_decision
         return {
             "ready": self.ready(),
-            "vm": {"desired": vm.desired_replicas, "ready": vm.ready_replicas,
-                   "booting": vm.booting_replicas, "draining": vm.draining_replicas,
-                   "outstanding": vm.outstanding, "boot_remaining_s": round(vm.boot_remaining_s, 3),
-                   "expected_boot_s": round(vm.boot_s, 3), "min_ready": self.autoscaler.min_replicas},
-            "burst": {"enabled": state.burst_enabled, "plans_prepared": self.plans_prepared(),
-                      "in_flight": burst.in_flight, "warm_instances": burst.warm_instances,
-                      "free_concurrency": burst.free_concurrency,
-                      "recent_cold_starts": burst.recent_cold_starts},
-            "autoscaler": {"policy": self.autoscaler.name,
-                           "last": None if d is None else {
-                               "replicas": d.replicas, "reason": d.reason,
-                               "warm_functions": d.warm_functions}},
+            "vm": {
+                "desired": vm.desired_replicas,
+                "ready": vm.ready_replicas,
+                "booting": vm.booting_replicas,
+                "draining": vm.draining_replicas,
+                "outstanding": vm.outstanding,
+                "boot_remaining_s": round(vm.boot_remaining_s, 3),
+                "expected_boot_s": round(vm.boot_s, 3),
+                "min_ready": self.autoscaler.min_replicas,
+            },
+            "burst": {
+                "enabled": state.burst_enabled,
+                "plans_prepared": self.plans_prepared(),
+                "in_flight": burst.in_flight,
+                "warm_instances": burst.warm_instances,
+                "free_concurrency": burst.free_concurrency,
+                "recent_cold_starts": burst.recent_cold_starts,
+            },
+            "autoscaler": {
+                "policy": self.autoscaler.name,
+                "last": None
+                if d is None
+                else {
+                    "replicas": d.replicas,
+                    "reason": d.reason,
+                    "warm_functions": d.warm_functions,
+                },
+            },
             "routing_policy": self.choice.routing_policy,
             "models": models,
         }
@@ -212,8 +244,12 @@ def _log_failure(task: asyncio.Task) -> None:
 def _quantiles(q) -> dict | None:
     if q is None:
         return None
-    return {"p50": round(q.p50_ms, 3), "p90": round(q.p90_ms, 3), "p99": round(q.p99_ms, 3),
-            "count": q.count}
+    return {
+        "p50": round(q.p50_ms, 3),
+        "p90": round(q.p90_ms, 3),
+        "p99": round(q.p99_ms, 3),
+        "count": q.count,
+    }
 
 
 def start_policy_engine(state, *, prepare_task: asyncio.Task | None = None) -> PolicyEngine:
@@ -222,21 +258,40 @@ def start_policy_engine(state, *, prepare_task: asyncio.Task | None = None) -> P
     s, d = state.settings, state.dispatcher
     models = d.models
     max_batch = s.vm.max_batch_size or max((m.max_batch_size for m in models.values()), default=8)
-    queue_delay_ms = (s.vm.max_queue_delay_ms if s.vm.max_queue_delay_ms is not None
-                      else min((m.max_queue_delay_ms for m in models.values()), default=2.0))
+    queue_delay_ms = (
+        s.vm.max_queue_delay_ms
+        if s.vm.max_queue_delay_ms is not None
+        else min((m.max_queue_delay_ms for m in models.values()), default=2.0)
+    )
     local_platform = getattr(s.burst.platform, "kind", "local") == "local"
     collector = LiveCollector(
-        pool=state.pool, burst=state.burst, model_slos_ms={n: m.slo_ms for n, m in models.items()},
+        pool=state.pool,
+        burst=state.burst,
+        model_slos_ms={n: m.slo_ms for n, m in models.items()},
         burst_concurrency=s.burst.concurrency if local_platform else None,
-        keep_alive_s=s.burst.keep_alive_s, default_workers=s.burst.default_workers,
-        memory_mb=s.burst.memory_mb, max_batch_size=max_batch, max_queue_delay_ms=queue_delay_ms)
+        keep_alive_s=s.burst.keep_alive_s,
+        default_workers=s.burst.default_workers,
+        memory_mb=s.burst.memory_mb,
+        max_batch_size=max_batch,
+        max_queue_delay_ms=queue_delay_ms,
+    )
     d.live = collector
-    params = ({"spill_outstanding_per_replica": s.spill_outstanding_per_replica}
-              if s.routing_policy == "threshold" else {})
-    engine = PolicyEngine(choice=PolicyChoice(s.routing_policy, params, s.autoscaling),
-                          configured_replicas=s.vm.replicas, pool=state.pool, collector=collector,
-                          dispatcher=d, metrics=state.metrics, burst=state.burst,
-                          prepare_task=prepare_task, has_models=bool(models))
+    params = (
+        {"spill_outstanding_per_replica": s.spill_outstanding_per_replica}
+        if s.routing_policy == "threshold"
+        else {}
+    )
+    engine = PolicyEngine(
+        choice=PolicyChoice(s.routing_policy, params, s.autoscaling),
+        configured_replicas=s.vm.replicas,
+        pool=state.pool,
+        collector=collector,
+        dispatcher=d,
+        metrics=state.metrics,
+        burst=state.burst,
+        prepare_task=prepare_task,
+        has_models=bool(models),
+    )
     engine.start()
     state.tasks.append(engine._task)  # cancelled and awaited by the lifespan's stop
     d.engine = engine

@@ -38,8 +38,10 @@ class TooManyRequests(TidegateError):
     status = 429
 
     def __init__(self, message: str, retry_after_s: float, headers: dict | None = None):
-        super().__init__(message, headers={
-            **(headers or {}), "Retry-After": str(max(1, int(retry_after_s + 0.999)))})
+        super().__init__(
+            message,
+            headers={**(headers or {}), "Retry-After": str(max(1, int(retry_after_s + 0.999)))},
+        )
 
 
 class Unavailable(TidegateError):

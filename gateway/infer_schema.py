@@ -17,14 +17,22 @@ from vmpool.wire import DATATYPES, HEADER_LENGTH
 from .routes import ERROR_SCHEMA
 
 Datatype = Literal[tuple(list(DATATYPES) + ["BYTES"])]  # type: ignore[valid-type]
-EXPOSED_HEADERS = [HEADER_LENGTH, "x-request-id", "x-tidegate-path", "x-tidegate-cost-usd",
-                   "x-tidegate-workers", "x-tidegate-cold-starts", "server-timing"]
+EXPOSED_HEADERS = [
+    HEADER_LENGTH,
+    "x-request-id",
+    "x-tidegate-path",
+    "x-tidegate-cost-usd",
+    "x-tidegate-workers",
+    "x-tidegate-cold-starts",
+    "server-timing",
+]
 
 
 class TensorParameters(BaseModel):
     model_config = ConfigDict(extra="allow")
-    binary_data_size: int | None = Field(None, ge=0, description="Binary extension: this "
-                                         "tensor's bytes follow the JSON header.")
+    binary_data_size: int | None = Field(
+        None, ge=0, description="Binary extension: this tensor's bytes follow the JSON header."
+    )
     binary_data: bool | None = Field(None, description="Requested output: answer in binary.")
 
 
@@ -33,8 +41,11 @@ class RequestInput(BaseModel):
     shape: list[int]
     datatype: Datatype
     parameters: TensorParameters | None = None
-    data: Any = Field(None, description="Row-major values, flat or nested; absent when "
-                      "parameters.binary_data_size is given.")
+    data: Any = Field(
+        None,
+        description="Row-major values, flat or nested; absent when "
+        "parameters.binary_data_size is given.",
+    )
 
 
 class RequestOutput(BaseModel):
@@ -44,8 +55,9 @@ class RequestOutput(BaseModel):
 
 class InferenceRequest(BaseModel):
     id: str | None = None
-    parameters: dict[str, Any] | None = Field(None, description="binary_data_output: true "
-                                              "answers every output in binary.")
+    parameters: dict[str, Any] | None = Field(
+        None, description="binary_data_output: true answers every output in binary."
+    )
     inputs: list[RequestInput]
     outputs: list[RequestOutput] | None = None
 
@@ -66,9 +78,11 @@ class InferenceResponse(BaseModel):
     outputs: list[ResponseOutput]
 
 
-_BINARY = ("Binary tensor extension: the JSON header (an InferenceRequest whose binary inputs "
-           f"carry parameters.binary_data_size) followed by the raw little-endian tensor bytes; "
-           f"the `{HEADER_LENGTH}` header gives the JSON header's length.")
+_BINARY = (
+    "Binary tensor extension: the JSON header (an InferenceRequest whose binary inputs "
+    f"carry parameters.binary_data_size) followed by the raw little-endian tensor bytes; "
+    f"the `{HEADER_LENGTH}` header gives the JSON header's length."
+)
 _ERR = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
 _ERRORS = {
     "400": {"description": "Malformed request, or tensors that do not fit the model", **_ERR},
@@ -84,26 +98,47 @@ _ERRORS = {
     "504": {"description": "No answer within the timeout", **_ERR},
 }
 _OPENAPI = {
-    "parameters": [{"name": HEADER_LENGTH, "in": "header", "required": False,
-                    "schema": {"type": "integer", "minimum": 0},
-                    "description": "Length of the JSON header when binary tensors follow."},
-                   {"name": "x-request-id", "in": "header", "required": False,
-                    "schema": {"type": "string"}}],
-    "requestBody": {"content": {"application/octet-stream": {
-        "schema": {"type": "string", "format": "binary"}, "description": _BINARY}}},
-    "responses": {"200": {
-        "description": "The outputs, as JSON or, with binary outputs, a JSON header and the "
-                       f"raw bytes (`{HEADER_LENGTH}` gives the header's length)",
-        "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                            "format": "binary"}}}},
-        **_ERRORS},
+    "parameters": [
+        {
+            "name": HEADER_LENGTH,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "Length of the JSON header when binary tensors follow.",
+        },
+        {"name": "x-request-id", "in": "header", "required": False, "schema": {"type": "string"}},
+    ],
+    "requestBody": {
+        "content": {
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": _BINARY,
+            }
+        }
+    },
+    "responses": {
+        "200": {
+            "description": "The outputs, as JSON or, with binary outputs, a JSON header and the "
+            f"raw bytes (`{HEADER_LENGTH}` gives the header's length)",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        **_ERRORS,
+    },
 }
 
 
 def document_infer(app: FastAPI) -> None:
     for path in ("/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer"):
-        @app.post(path, response_model=InferenceResponse, openapi_extra=_OPENAPI,
-                  tags=["Open Inference Protocol"], summary="Infer",
-                  description="Run the model on the request's tensors (JSON or binary).")
+
+        @app.post(
+            path,
+            response_model=InferenceResponse,
+            openapi_extra=_OPENAPI,
+            tags=["Open Inference Protocol"],
+            summary="Infer",
+            description="Run the model on the request's tensors (JSON or binary).",
+        )
         async def infer(model: str, request: InferenceRequest, version: str | None = None):
             raise RuntimeError("served by gateway.infer_endpoint.InferEndpoint")

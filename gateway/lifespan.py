@@ -34,9 +34,9 @@ def load_models(settings: Settings) -> dict[str, ModelConfig]:
     return models
 
 
-def make_lifespan(state: GatewayState, *, provisioner=None, burst=None,
-                  prices: PriceTable | None = None
-                  ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def make_lifespan(
+    state: GatewayState, *, provisioner=None, burst=None, prices: PriceTable | None = None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """The app's lifespan: ``start`` everything on enter, ``stop`` it all on exit."""
 
     @asynccontextmanager
@@ -50,8 +50,9 @@ def make_lifespan(state: GatewayState, *, provisioner=None, burst=None,
     return lifespan
 
 
-async def start(state: GatewayState, *, provisioner=None, burst=None,
-                prices: PriceTable | None = None) -> None:
+async def start(
+    state: GatewayState, *, provisioner=None, burst=None, prices: PriceTable | None = None
+) -> None:
     settings = state.settings
     models = load_models(settings)
     ledger = Ledger.from_settings(settings.ledger, settings.data_dir)
@@ -73,18 +74,31 @@ async def start(state: GatewayState, *, provisioner=None, burst=None,
         state.burst = burst_backend
         if hasattr(burst_backend, "prepare"):
             prepare = asyncio.get_running_loop().create_task(
-                burst_backend.prepare(list(models), settings.burst.default_workers))
+                burst_backend.prepare(list(models), settings.burst.default_workers)
+            )
             state.tasks.append(prepare)
-    policy = make_policy(settings.routing_policy, **(
-        {"spill_outstanding_per_replica": settings.spill_outstanding_per_replica}
-        if settings.routing_policy == "threshold" else {}))
+    policy = make_policy(
+        settings.routing_policy,
+        **(
+            {"spill_outstanding_per_replica": settings.spill_outstanding_per_replica}
+            if settings.routing_policy == "threshold"
+            else {}
+        ),
+    )
     state.dispatcher = Dispatcher(
-        models=models, tenants=state.tenants, pool=pool, burst=burst_backend, policy=policy,
-        ledger=ledger, metrics=state.metrics, prices=prices or PriceTable(),
+        models=models,
+        tenants=state.tenants,
+        pool=pool,
+        burst=burst_backend,
+        policy=policy,
+        ledger=ledger,
+        metrics=state.metrics,
+        prices=prices or PriceTable(),
         vm_timeout_s=settings.vm.request_timeout_s,
         burst_timeout_s=settings.burst.timeout_s,
         default_workers=settings.burst.default_workers,
-        max_workers=settings.burst.max_workers)
+        max_workers=settings.burst.max_workers,
+    )
     from .control import start_policy_engine  # live view, routing policy, autoscaler loop
 
     start_policy_engine(state, prepare_task=prepare)
@@ -134,9 +148,13 @@ def make_provisioner(settings: Settings):
     if settings.vm.provisioner == "kubernetes":
         return settings.vm.kubernetes.build()
     # threads 0: cores / replicas wanted at each boot, so autoscaled replicas do not oversubscribe
-    return LocalProvisioner(settings.repo_path, threads=settings.vm.threads,
-                            boot_delay_s=settings.vm.boot_delay_s,
-                            log_dir=settings.data_dir / "logs", extra_args=_batching_args(settings))
+    return LocalProvisioner(
+        settings.repo_path,
+        threads=settings.vm.threads,
+        boot_delay_s=settings.vm.boot_delay_s,
+        log_dir=settings.data_dir / "logs",
+        extra_args=_batching_args(settings),
+    )
 
 
 def _batching_args(settings: Settings) -> list[str]:

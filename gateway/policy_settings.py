@@ -15,16 +15,25 @@ RoutingPolicyName = Literal["vm-only", "burst-only", "threshold", "slo-aware"]
 class _Scaling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min_replicas: int = Field(1, ge=0, le=10_000, description="Fewest VM replicas the autoscaler keeps.")
-    max_replicas: int = Field(8, ge=1, le=10_000, description="Most VM replicas the autoscaler keeps.")
-    tick_s: float = Field(1.0, gt=0, le=3600, description="Control-loop period: snapshot, ask "
-                          "the autoscaler, drive the provisioner.")
+    min_replicas: int = Field(
+        1, ge=0, le=10_000, description="Fewest VM replicas the autoscaler keeps."
+    )
+    max_replicas: int = Field(
+        8, ge=1, le=10_000, description="Most VM replicas the autoscaler keeps."
+    )
+    tick_s: float = Field(
+        1.0,
+        gt=0,
+        le=3600,
+        description="Control-loop period: snapshot, ask the autoscaler, drive the provisioner.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self):
         if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas ({self.min_replicas}) is above max_replicas "
-                             f"({self.max_replicas})")
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})"
+            )
         return self
 
     def params(self) -> dict:
@@ -38,55 +47,94 @@ class NoScaling(_Scaling):
     policy: Literal["none"] = Field("none", description="Keep `vm.replicas` replicas.")
 
     def build(self, configured_replicas: int) -> Autoscaler:
-        return make_autoscaler("none", replicas=configured_replicas,
-                               min_replicas=min(self.min_replicas, configured_replicas),
-                               max_replicas=max(self.max_replicas, configured_replicas, 1))
+        return make_autoscaler(
+            "none",
+            replicas=configured_replicas,
+            min_replicas=min(self.min_replicas, configured_replicas),
+            max_replicas=max(self.max_replicas, configured_replicas, 1),
+        )
 
 
 class TargetScaling(_Scaling):
-    policy: Literal["target"] = Field(description="Target tracking on in-flight requests per "
-                                      "replica (SageMaker-like).")
-    target_in_flight_per_replica: float = Field(4.0, gt=0, description="In-flight requests "
-                                                "per replica to hold.")
+    policy: Literal["target"] = Field(
+        description="Target tracking on in-flight requests per replica (SageMaker-like)."
+    )
+    target_in_flight_per_replica: float = Field(
+        4.0, gt=0, description="In-flight requests per replica to hold."
+    )
     metric_window_s: float = Field(10.0, gt=0, description="Window the in-flight mean is over.")
-    scale_in_cooldown_s: float = Field(60.0, ge=0, description="No scale-in this long after a "
-                                       "change.")
+    scale_in_cooldown_s: float = Field(
+        60.0, ge=0, description="No scale-in this long after a change."
+    )
 
 
 class KnativeScaling(_Scaling):
     policy: Literal["knative"] = Field(description="Knative KPA: stable and panic windows.")
-    target_in_flight_per_replica: float = Field(4.0, gt=0, description="Concurrency target "
-                                                "per replica.")
+    target_in_flight_per_replica: float = Field(
+        4.0, gt=0, description="Concurrency target per replica."
+    )
     stable_window_s: float = Field(60.0, gt=0, description="Stable window.")
     panic_window_s: float = Field(6.0, gt=0, description="Panic window.")
-    panic_threshold: float = Field(2.0, gt=1, description="Panic when the panic window asks "
-                                   "for this multiple of the ready replicas (2.0 = 200 %).")
+    panic_threshold: float = Field(
+        2.0,
+        gt=1,
+        description="Panic when the panic window asks "
+        "for this multiple of the ready replicas (2.0 = 200 %).",
+    )
     max_scale_up_rate: float = Field(1000.0, gt=1, description="Most growth per decision.")
 
 
 class PredictiveScaling(_Scaling):
     policy: Literal["predictive"] = Field(description="Forecast over the boot horizon (MArk).")
-    base_quantile: float = Field(0.6, gt=0, lt=1, description="Quantile of the forecast rate "
-                                 "that VMs carry; functions take the rest.")
-    warm_quantile: float = Field(0.99, gt=0, lt=1, description="Quantile of the forecast that "
-                                 "warm function instances cover.")
-    target_utilization: float = Field(0.7, gt=0, le=1, description="Share of a replica's "
-                                      "capacity to plan for.")
+    base_quantile: float = Field(
+        0.6,
+        gt=0,
+        lt=1,
+        description="Quantile of the forecast rate that VMs carry; functions take the rest.",
+    )
+    warm_quantile: float = Field(
+        0.99, gt=0, lt=1, description="Quantile of the forecast that warm function instances cover."
+    )
+    target_utilization: float = Field(
+        0.7, gt=0, le=1, description="Share of a replica's capacity to plan for."
+    )
     level_alpha: float = Field(0.5, gt=0, le=1, description="Holt smoothing of the level.")
     trend_beta: float = Field(0.2, gt=0, le=1, description="Holt smoothing of the trend.")
-    trend_damping: float = Field(0.95, gt=0, le=1, description="Damping of the trend per "
-                                 "second ahead (1 = none): how far a ramp is extrapolated.")
-    scale_in_cooldown_s: float = Field(60.0, ge=0, description="Scale in only after the "
-                                       "forecast stayed lower this long.")
-    max_warm_functions: int = Field(0, ge=0, le=100_000, description="Most function instances kept warm "
-                                    "for a forecast burst; 0 = none.")
-    min_warm_functions: int = Field(0, ge=0, le=100_000, description="Function instances always kept warm "
-                                    "(their GB-s are counted), to take a step no forecast saw.")
-    burst_latency_s: float = Field(0.5, gt=0, description="A burst request's latency, for "
-                                   "sizing the warm pool (Little's law).")
-    instances_per_burst_request: int = Field(5, ge=1, le=1_000, description="Function instances one "
-                                             "burst request uses (master + workers).")
+    trend_damping: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Damping of the trend per "
+        "second ahead (1 = none): how far a ramp is extrapolated.",
+    )
+    scale_in_cooldown_s: float = Field(
+        60.0, ge=0, description="Scale in only after the forecast stayed lower this long."
+    )
+    max_warm_functions: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="Most function instances kept warm for a forecast burst; 0 = none.",
+    )
+    min_warm_functions: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="Function instances always kept warm "
+        "(their GB-s are counted), to take a step no forecast saw.",
+    )
+    burst_latency_s: float = Field(
+        0.5, gt=0, description="A burst request's latency, for sizing the warm pool (Little's law)."
+    )
+    instances_per_burst_request: int = Field(
+        5,
+        ge=1,
+        le=1_000,
+        description="Function instances one burst request uses (master + workers).",
+    )
 
 
-AutoscalingSettings = Annotated[Union[NoScaling, TargetScaling, KnativeScaling, PredictiveScaling],
-                                Field(discriminator="policy")]
+AutoscalingSettings = Annotated[
+    Union[NoScaling, TargetScaling, KnativeScaling, PredictiveScaling],
+    Field(discriminator="policy"),
+]

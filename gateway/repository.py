@@ -40,8 +40,9 @@ def require_admin(state: GatewayState, request: Request) -> None:
         scheme, _, token = auth.partition(" ")
         key = token.strip() if scheme.lower() == "bearer" else None
     if not key:
-        raise Unauthorized("the model repository needs the admin key "
-                           "(Authorization: Bearer <key> or x-api-key)")
+        raise Unauthorized(
+            "the model repository needs the admin key (Authorization: Bearer <key> or x-api-key)"
+        )
     if not hmac.compare_digest(key.encode(), expected.encode()):
         raise Forbidden("the model repository needs the admin key, not a tenant's")
 
@@ -58,8 +59,11 @@ def repository_router(state: GatewayState) -> APIRouter:
         rows = []
         for name in await asyncio.to_thread(list_models, repo):
             cfg = models.get(name)
-            rows.append(repository_entry(name, cfg.version, "READY") if cfg is not None else
-                        repository_entry(name, None, "UNAVAILABLE", "not loaded"))
+            rows.append(
+                repository_entry(name, cfg.version, "READY")
+                if cfg is not None
+                else repository_entry(name, None, "UNAVAILABLE", "not loaded")
+            )
         return json_response(rows)
 
     @router.post("/v2/repository/models/{model}/load", responses={**_GUARDED, **NOT_FOUND})
@@ -92,8 +96,11 @@ async def _tell_replicas(state: GatewayState, model: str, action: str) -> None:
         return
     replicas = pool.ready()
     results = await asyncio.gather(
-        *(pool.client.repository(r.url, model, action) for r in replicas), return_exceptions=True)
-    failed = [f"{r.url}: {exc}" for r, exc in zip(replicas, results, strict=True) if exc is not None]
+        *(pool.client.repository(r.url, model, action) for r in replicas), return_exceptions=True
+    )
+    failed = [
+        f"{r.url}: {exc}" for r, exc in zip(replicas, results, strict=True) if exc is not None
+    ]
     if failed:
         if action == "load":
             raise Unavailable(f"replicas could not {action} {model!r}: {'; '.join(failed)}")

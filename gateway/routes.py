@@ -7,15 +7,25 @@ import orjson
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from vmpool.wire import (LIVE_BODY, NOT_READY_BODY, READY_BODY, model_config, model_metadata,
-                         model_ready_body, server_metadata)
+from vmpool.wire import (
+    LIVE_BODY,
+    NOT_READY_BODY,
+    READY_BODY,
+    model_config,
+    model_metadata,
+    model_ready_body,
+    server_metadata,
+)
 
 from .state import GatewayState
 
 VERSION = "0.1.0"
 JSON = "application/json"
-ERROR_SCHEMA = {"type": "object", "required": ["error"],
-                "properties": {"error": {"type": "string"}}}
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
 _JSON_BODY = {"content": {JSON: {"schema": {"type": "object"}}}}
 _ERROR = {"description": "Error", "content": {JSON: {"schema": ERROR_SCHEMA}}}
 NOT_FOUND = {404: {**_ERROR, "description": "Unknown model or version"}}
@@ -38,16 +48,34 @@ def protocol_router(state: GatewayState) -> APIRouter:
     async def server_metadata_endpoint():
         return _raw(document)
 
-    @router.get("/v2/health/live", responses={200: {
-        "content": {JSON: {"schema": {"type": "object", "properties": {
-            "live": {"type": "boolean"}}}}}}})
+    @router.get(
+        "/v2/health/live",
+        responses={
+            200: {
+                "content": {
+                    JSON: {
+                        "schema": {"type": "object", "properties": {"live": {"type": "boolean"}}}
+                    }
+                }
+            }
+        },
+    )
     async def live():
         return _raw(LIVE_BODY)
 
-    @router.get("/v2/health/ready", responses={
-        200: {"content": {JSON: {"schema": {"type": "object", "properties": {
-            "ready": {"type": "boolean"}}}}}}, 503: {"description": "Not ready",
-                                                   "content": {JSON: {}}}})
+    @router.get(
+        "/v2/health/ready",
+        responses={
+            200: {
+                "content": {
+                    JSON: {
+                        "schema": {"type": "object", "properties": {"ready": {"type": "boolean"}}}
+                    }
+                }
+            },
+            503: {"description": "Not ready", "content": {JSON: {}}},
+        },
+    )
     async def ready():
         ok = state.ready()
         return _raw(READY_BODY if ok else NOT_READY_BODY, 200 if ok else 503)

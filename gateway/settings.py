@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -30,16 +31,23 @@ class Section(BaseModel):
 
 class VmSettings(Section):
     provisioner: Literal["local", "static", "ec2", "kubernetes"] = Field(
-        "local", description="local: model servers as subprocesses; static: the fixed `urls`; "
-        "ec2: an Auto Scaling group ([vm.ec2]); kubernetes: a Deployment ([vm.kubernetes]).")
+        "local",
+        description="local: model servers as subprocesses; static: the fixed `urls`; "
+        "ec2: an Auto Scaling group ([vm.ec2]); kubernetes: a Deployment ([vm.kubernetes]).",
+    )
     ec2: Ec2Settings = Field(default_factory=Ec2Settings, description="The EC2 fleet.")
-    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings,
-                                           description="The Kubernetes fleet.")
+    kubernetes: KubernetesSettings = Field(
+        default_factory=KubernetesSettings, description="The Kubernetes fleet."
+    )
     urls: list[str] = Field(default_factory=list, description="static: model-server base URLs.")
     replicas: int = Field(1, ge=0, description="VM replicas (model-server processes) to keep.")
     threads: int = Field(0, ge=0, description="torch threads per replica; 0 = cores / replicas.")
-    boot_delay_s: float = Field(0.0, ge=0, description="Extra delay before a replica starts, "
-                                "to behave like a VM that takes time to boot.")
+    boot_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="Extra delay before a replica starts, "
+        "to behave like a VM that takes time to boot.",
+    )
     request_timeout_s: float = Field(30.0, gt=0, description="Timeout of one replica call.")
     health_interval_s: float = Field(1.0, gt=0, description="Replica health-check period.")
     max_batch_size: int | None = Field(None, ge=1, description="Override the models' max batch.")
@@ -50,15 +58,21 @@ class BurstSettings(Section):
     enabled: bool = Field(True, description="Allow the serverless (burst) path.")
     platform: PlatformSettings = Field(
         default_factory=LocalPlatform,
-        description="Function platform, by `kind`: local (embedded), aws_lambda, alibaba_fc.")
+        description="Function platform, by `kind`: local (embedded), aws_lambda, alibaba_fc.",
+    )
     store: StoreSettings = Field(
         default_factory=DirStore,
-        description="Tensor transport store, by `kind`: dir (embedded), s3, oss, memory.")
+        description="Tensor transport store, by `kind`: dir (embedded), s3, oss, memory.",
+    )
     transport: Literal["auto", "inline", "store"] = Field(
-        "auto", description="How tensors travel between master and workers: inline in the "
-        "invocation payload, through the store, or auto (inline under the payload limit).")
+        "auto",
+        description="How tensors travel between master and workers: inline in the "
+        "invocation payload, through the store, or auto (inline under the payload limit).",
+    )
     default_workers: int = Field(4, ge=1, le=64, description="Workers per stage when not asked.")
-    max_workers: int = Field(16, ge=1, le=256, description="Largest worker count a request may ask.")
+    max_workers: int = Field(
+        16, ge=1, le=256, description="Largest worker count a request may ask."
+    )
     memory_mb: int = Field(1024, ge=128, le=10240, description="Memory size per function.")
     concurrency: int = Field(16, ge=1, description="Local runtime: concurrent instances cap.")
     keep_alive_s: float = Field(300.0, gt=0, description="Local runtime: idle instance keep-alive.")
@@ -71,51 +85,94 @@ class BurstSettings(Section):
 class Settings(BaseSettings):
     """Everything ``tidegate serve`` needs. Nested env vars use ``__``: TIDEGATE_VM__REPLICAS=2."""
 
-    model_config = SettingsConfigDict(env_prefix="TIDEGATE_", env_nested_delimiter="__",
-                                      extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="TIDEGATE_", env_nested_delimiter="__", extra="forbid"
+    )
 
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the gateway listens on.")
-    grpc_port: int = Field(8001, ge=-1, le=65535, description="Port of the Open Inference "
-                           "Protocol gRPC service, beside HTTP; 0 = a free port, -1 = no gRPC.")
+    grpc_port: int = Field(
+        8001,
+        ge=-1,
+        le=65535,
+        description="Port of the Open Inference "
+        "Protocol gRPC service, beside HTTP; 0 = a free port, -1 = no gRPC.",
+    )
     data_dir: Path = Field(Path(".tidegate"), description="Repository, ledger, objects and logs.")
     repo: Path | None = Field(None, description="Model repository; default DATA_DIR/models.")
-    demo_model: str | None = Field("resnet18", description="Exported on first run into an empty "
-                                   "default repository; empty string for none.")
-    max_body_mb: float = Field(64.0, gt=0, description="Largest request body accepted (413 past it).")
+    demo_model: str | None = Field(
+        "resnet18",
+        description="Exported on first run into an empty "
+        "default repository; empty string for none.",
+    )
+    max_body_mb: float = Field(
+        64.0, gt=0, description="Largest request body accepted (413 past it)."
+    )
     max_inflight_body_mb: float = Field(
-        1024.0, gt=0, description="Bytes of request bodies being received or served at once, "
-        "across requests; past it new bodies get 503 with Retry-After.")
-    body_timeout_s: float = Field(60.0, gt=0, description="A request body must arrive within "
-                                  "this time (408 and the connection closed past it).")
-    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS "
-                                    "(e.g. https://app.example.com, or * for any); empty = off.")
+        1024.0,
+        gt=0,
+        description="Bytes of request bodies being received or served at once, "
+        "across requests; past it new bodies get 503 with Retry-After.",
+    )
+    body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="A request body must arrive within "
+        "this time (408 and the connection closed past it).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed by CORS "
+        "(e.g. https://app.example.com, or * for any); empty = off.",
+    )
     access_log: Literal["text", "json", "off"] = Field(
-        "text", description="One line per request on the tidegate.access logger (method, path, "
-        "status, tenant, model, route, latency, request id): text (key=value) or JSON lines.")
+        "text",
+        description="One line per request on the tidegate.access logger (method, path, "
+        "status, tenant, model, route, latency, request id): text (key=value) or JSON lines.",
+    )
     routing_policy: RoutingPolicyName = Field(
-        "threshold", description="Where requests go: vm-only, burst-only, threshold (spill past "
-        "a queue length) or slo-aware (cheapest path predicted to meet the SLO).")
-    admin_api_key: str | None = Field(None, description="Key for /admin (Bearer or x-api-key); "
-                                      "without it /admin answers only loopback callers of a "
-                                      "gateway with no tenants.")
+        "threshold",
+        description="Where requests go: vm-only, burst-only, threshold (spill past "
+        "a queue length) or slo-aware (cheapest path predicted to meet the SLO).",
+    )
+    admin_api_key: str | None = Field(
+        None,
+        description="Key for /admin (Bearer or x-api-key); "
+        "without it /admin answers only loopback callers of a "
+        "gateway with no tenants.",
+    )
     autoscaling: AutoscalingSettings = Field(
-        default_factory=NoScaling, description="VM autoscaling, by `policy`: none, target, "
-        "knative or predictive; the policy's parameters sit beside it.")
+        default_factory=NoScaling,
+        description="VM autoscaling, by `policy`: none, target, "
+        "knative or predictive; the policy's parameters sit beside it.",
+    )
     spill_outstanding_per_replica: int = Field(16, ge=1, description="threshold: spill past this.")
-    vm: VmSettings = Field(default_factory=VmSettings, description="The VM pool: full-model servers.")
-    burst: BurstSettings = Field(default_factory=BurstSettings,
-                                 description="The burst path: partitioned inference on functions.")
-    tenants: list[TenantSettings] = Field(default_factory=list, description="API tenants "
-                                          "(`[[tenants]]` tables); none = open, keyless access.")
-    redis_url: str | None = Field(None, description="Redis holding the tenants' rate-limit, "
-                                  "quota and budget counters, shared by every gateway replica "
-                                  "(redis://host:6379/0); none = counters per process.")
-    ledger: LedgerSettings = Field(default_factory=LedgerSettings, description="The request "
-                                   "ledger: an SQLite file, or PostgreSQL shared by replicas.")
+    vm: VmSettings = Field(
+        default_factory=VmSettings, description="The VM pool: full-model servers."
+    )
+    burst: BurstSettings = Field(
+        default_factory=BurstSettings,
+        description="The burst path: partitioned inference on functions.",
+    )
+    tenants: list[TenantSettings] = Field(
+        default_factory=list,
+        description="API tenants (`[[tenants]]` tables); none = open, keyless access.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis holding the tenants' rate-limit, "
+        "quota and budget counters, shared by every gateway replica "
+        "(redis://host:6379/0); none = counters per process.",
+    )
+    ledger: LedgerSettings = Field(
+        default_factory=LedgerSettings,
+        description="The request ledger: an SQLite file, or PostgreSQL shared by replicas.",
+    )
     async_queue: AsyncQueueSettings = Field(
-        default_factory=AsyncQueueSettings, description="Async inference (`Prefer: "
-        "respond-async`): the durable queue, its consumers, results and callbacks.")
+        default_factory=AsyncQueueSettings,
+        description="Async inference (`Prefer: "
+        "respond-async`): the durable queue, its consumers, results and callbacks.",
+    )
 
     @field_validator("routing_policy")
     @classmethod
@@ -170,7 +227,7 @@ def check_environment(model: type[BaseModel], environ) -> None:
     for key in environ:
         if not key.upper().startswith(ENV_PREFIX):
             continue
-        parts = key[len(ENV_PREFIX):].lower().split("__")
+        parts = key[len(ENV_PREFIX) :].lower().split("__")
         current: type[BaseModel] | None = model
         for depth, part in enumerate(parts):
             fields = current.model_fields if current is not None else {}
@@ -180,8 +237,11 @@ def check_environment(model: type[BaseModel], environ) -> None:
                 hint = f" (did you mean {guess[0]}?)" if guess else ""
                 raise UnknownSetting(f"unknown environment variable {key}{hint}")
             annotation = fields[part].annotation
-            current = annotation if isinstance(annotation, type) and issubclass(
-                annotation, BaseModel) else None
+            current = (
+                annotation
+                if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+                else None
+            )
             if current is None:
                 break  # a leaf, a list or a union: pydantic validates the value itself
 
@@ -197,13 +257,19 @@ def describe_error(exc: Exception, model: type[BaseModel] | None = None) -> str:
         where = ".".join(loc)
         known = _known_keys(model or Settings, loc[:-1])
         guess = difflib.get_close_matches(loc[-1], known, n=1)
-        hint = f" (did you mean {guess[0]}?)" if guess else (
-            f" (known: {', '.join(known)})" if known else "")
+        hint = (
+            f" (did you mean {guess[0]}?)"
+            if guess
+            else (f" (known: {', '.join(known)})" if known else "")
+        )
         return f"unknown setting {where}{hint}"
     if first["type"] == "union_tag_invalid":
         ctx = first.get("ctx", {})
-        return (f"invalid setting {'.'.join(loc)}: kind {ctx.get('tag')!r} is not one of "
-                f"{ctx.get('expected_tags')}")
+        return (
+            f"invalid setting {'.'.join(loc)}: "
+            f"{str(ctx.get('discriminator', 'kind')).strip(chr(39))} {ctx.get('tag')!r} is not one of "
+            f"{ctx.get('expected_tags')}"
+        )
     return f"invalid setting {'.'.join(loc)}: {first['msg']}"
 
 
@@ -216,13 +282,17 @@ def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
             annotation = annotation.__args__[0]  # list[X] -> X
             continue
         if members:  # a union: the next part is a member's tag
-            annotation = next((m for m in members if part in str(m.model_fields["kind"].annotation)),
-                              None)
+            annotation = next((m for m in members if _has_tag(m, part)), None)
             continue
         if not _is_model(annotation) or part not in annotation.model_fields:
             return []
         annotation = annotation.model_fields[part].annotation
     return list(annotation.model_fields) if _is_model(annotation) else []
+
+
+def _has_tag(model: type[BaseModel], tag: str) -> bool:
+    """Whether a union member is the one a discriminator value (``kind``, ``policy``) names."""
+    return any(tag in typing.get_args(field.annotation) for field in model.model_fields.values())
 
 
 def _is_model(annotation) -> bool:

@@ -45,16 +45,18 @@ def store_cost_usd(prices: PriceTable, puts: int, gets: int) -> float:
     return puts * prices.store_put_usd + gets * prices.store_get_usd
 
 
-def burst_request_cost_usd(prices: PriceTable, duration_ms: float, workers: int,
-                           memory_mb: int) -> float:
+def burst_request_cost_usd(
+    prices: PriceTable, duration_ms: float, workers: int, memory_mb: int
+) -> float:
     """Predicted cost of one fork-join request: the master for the whole duration, each worker
     for about the same (a conservative bound: workers finish before the master)."""
     invocation = (billed_ms(prices, duration_ms), memory_mb)
     return function_cost_usd(prices, [invocation] * (workers + 1))
 
 
-def warm_instances_cost_usd(prices: PriceTable, instances: int, memory_mb: int,
-                            seconds: float) -> float:
+def warm_instances_cost_usd(
+    prices: PriceTable, instances: int, memory_mb: int, seconds: float
+) -> float:
     """Keeping ``instances`` function instances warm for ``seconds`` (billed as provisioned
     concurrency is: GB-s held, whether or not they serve)."""
     return instances * memory_mb / 1024.0 * seconds * prices.fn_usd_per_gb_s

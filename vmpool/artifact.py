@@ -22,7 +22,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _LOAD_LOCK = threading.Lock()
 
 
-
 class ArtifactError(Exception):
     """A model artifact is missing or malformed."""
 
@@ -56,7 +55,8 @@ class ModelConfig:
 def validate_name(name: str) -> str:
     if not _NAME_RE.match(name or ""):
         raise ArtifactError(
-            f"invalid model name {name!r}: use letters, digits, '_', '.', '-' (max 128)")
+            f"invalid model name {name!r}: use letters, digits, '_', '.', '-' (max 128)"
+        )
     return name
 
 
@@ -77,10 +77,20 @@ def config_from_dict(raw: dict, default_name: str = "") -> ModelConfig:
     outputs = tuple(_spec(t, f"model {name} output") for t in raw.get("outputs", []))
     if not inputs or not outputs:
         raise ArtifactError(f"model {name}: config needs at least one input and one output")
-    known = {"name", "batching", "inputs", "outputs", "max_batch_size", "slo_ms", "version",
-             "platform"}
+    known = {
+        "name",
+        "batching",
+        "inputs",
+        "outputs",
+        "max_batch_size",
+        "slo_ms",
+        "version",
+        "platform",
+    }
     return ModelConfig(
-        name=name, inputs=inputs, outputs=outputs,
+        name=name,
+        inputs=inputs,
+        outputs=outputs,
         max_batch_size=int(raw.get("max_batch_size", 8)),
         slo_ms=float(raw.get("slo_ms", 500.0)),
         max_queue_delay_ms=float(batching.get("max_queue_delay_ms", 2.0)),
@@ -112,11 +122,20 @@ def config_to_toml(cfg: ModelConfig) -> str:
     for key, value in cfg.extra.items():
         if not isinstance(value, dict):
             lines.append(f"{key} = {_toml_value(value)}")
-    lines += ["", "[batching]", f"max_queue_delay_ms = {_toml_value(float(cfg.max_queue_delay_ms))}"]
+    lines += [
+        "",
+        "[batching]",
+        f"max_queue_delay_ms = {_toml_value(float(cfg.max_queue_delay_ms))}",
+    ]
     for section, specs in (("inputs", cfg.inputs), ("outputs", cfg.outputs)):
         for t in specs:
-            lines += ["", f"[[{section}]]", f"name = {_toml_value(t.name)}",
-                      f"datatype = {_toml_value(t.datatype)}", f"shape = {_toml_value(t.shape)}"]
+            lines += [
+                "",
+                f"[[{section}]]",
+                f"name = {_toml_value(t.name)}",
+                f"datatype = {_toml_value(t.datatype)}",
+                f"shape = {_toml_value(t.shape)}",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -155,8 +174,10 @@ def load_artifact(repo: str | Path, name: str) -> Artifact:
     directory = Path(repo) / validate_name(name)
     cfg_path = directory / CONFIG_FILE
     if not cfg_path.is_file() or not (directory / PROGRAM_FILE).is_file():
-        raise ArtifactError(f"model {name!r} not found in repository {repo} "
-                            f"(need {name}/{PROGRAM_FILE} and {name}/{CONFIG_FILE})")
+        raise ArtifactError(
+            f"model {name!r} not found in repository {repo} "
+            f"(need {name}/{PROGRAM_FILE} and {name}/{CONFIG_FILE})"
+        )
     try:
         raw = tomllib.loads(cfg_path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -168,8 +189,11 @@ def list_models(repo: str | Path) -> list[str]:
     root = Path(repo)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir()
-                  if (p / PROGRAM_FILE).is_file() and (p / CONFIG_FILE).is_file())
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if (p / PROGRAM_FILE).is_file() and (p / CONFIG_FILE).is_file()
+    )
 
 
 def write_artifact(repo: str | Path, program, cfg: ModelConfig) -> Artifact:

@@ -43,11 +43,19 @@ class Batcher:
     the first requests paid for them).
     """
 
-    def __init__(self, module: Callable, *, input_names: Sequence[str],
-                 output_names: Sequence[str], max_batch_size: int, max_queue_delay_ms: float,
-                 threads: int = 1, name: str = "model",
-                 on_batch: Callable[[int, float], None] | None = None,
-                 warm_up: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        module: Callable,
+        *,
+        input_names: Sequence[str],
+        output_names: Sequence[str],
+        max_batch_size: int,
+        max_queue_delay_ms: float,
+        threads: int = 1,
+        name: str = "model",
+        on_batch: Callable[[int, float], None] | None = None,
+        warm_up: Callable[[], None] | None = None,
+    ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if max_queue_delay_ms < 0:
@@ -143,7 +151,8 @@ class Batcher:
                     rows += item.rows
                 self._gathered = len(batch)
                 full = rows >= self.max_batch_size or (
-                    self._queue and rows + self._queue[0].rows > self.max_batch_size)
+                    self._queue and rows + self._queue[0].rows > self.max_batch_size
+                )
                 remaining = deadline - time.monotonic()
                 if full or remaining <= 0 or self._closing:
                     break
@@ -155,29 +164,40 @@ class Batcher:
         rows = sum(p.rows for p in batch)
         started = time.perf_counter()
         try:
-            tensors = [torch.from_numpy(_concat([p.inputs[n] for p in batch]))
-                       for n in self._input_names]
+            tensors = [
+                torch.from_numpy(_concat([p.inputs[n] for p in batch])) for n in self._input_names
+            ]
             result = self._module(*tensors)
             if isinstance(result, torch.Tensor):
                 result = (result,)
             if len(result) != len(self._output_names):
-                raise InferenceError(f"model returned {len(result)} outputs, config names "
-                                     f"{len(self._output_names)}")
+                raise InferenceError(
+                    f"model returned {len(result)} outputs, config names {len(self._output_names)}"
+                )
             arrays = [t.detach().contiguous().numpy() for t in result]
             for name, a in zip(self._output_names, arrays, strict=True):
                 if a.ndim == 0 or a.shape[0] != rows:
-                    raise InferenceError(f"output {name!r} has shape {list(a.shape)}, "
-                                         f"expected {rows} rows")
+                    raise InferenceError(
+                        f"output {name!r} has shape {list(a.shape)}, expected {rows} rows"
+                    )
         except Exception as exc:  # the model's failure is this batch's failure only
-            error = exc if isinstance(exc, InferenceError) else InferenceError(
-                f"model {self.name} failed: {type(exc).__name__}: {exc}")
+            error = (
+                exc
+                if isinstance(exc, InferenceError)
+                else InferenceError(f"model {self.name} failed: {type(exc).__name__}: {exc}")
+            )
             for p in batch:
                 _deliver(p, error=error)
         else:
             offset = 0
             for p in batch:
-                _deliver(p, result={n: a[offset:offset + p.rows]
-                                    for n, a in zip(self._output_names, arrays, strict=True)})
+                _deliver(
+                    p,
+                    result={
+                        n: a[offset : offset + p.rows]
+                        for n, a in zip(self._output_names, arrays, strict=True)
+                    },
+                )
                 offset += p.rows
         finally:
             with self._cond:

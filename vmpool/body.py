@@ -56,7 +56,9 @@ class BodyBudget:
             raise CodecError(
                 f"the server is receiving {self.in_flight_bytes} bytes of request bodies, "
                 f"its limit is {limit}: retry shortly",
-                503, {"retry-after": str(self.retry_after_s), **_CLOSE})
+                503,
+                {"retry-after": str(self.retry_after_s), **_CLOSE},
+            )
         self.in_flight_bytes += size
         if self.in_flight_bytes > self.peak_bytes:
             self.peak_bytes = self.in_flight_bytes
@@ -101,8 +103,13 @@ class BodyLease:
             self.bytes = 0
 
 
-async def read_body(receive, content_length: bytes | str | None, limit_bytes: int,
-                    lease: BodyLease | None = None, timeout_s: float | None = None) -> bytes:
+async def read_body(
+    receive,
+    content_length: bytes | str | None,
+    limit_bytes: int,
+    lease: BodyLease | None = None,
+    timeout_s: float | None = None,
+) -> bytes:
     """The whole body from an ASGI ``receive``, within ``limit_bytes`` and ``timeout_s``.
 
     ``content_length`` is the raw header (None for a chunked upload). Raises CodecError with
@@ -126,8 +133,14 @@ async def read_body(receive, content_length: bytes | str | None, limit_bytes: in
     return await _read_rest(receive, first, declared, limit_bytes, lease, timeout_s)
 
 
-async def _read_rest(receive, first: bytes, declared: int | None, limit_bytes: int,
-                     lease: BodyLease | None, timeout_s: float | None) -> bytes:
+async def _read_rest(
+    receive,
+    first: bytes,
+    declared: int | None,
+    limit_bytes: int,
+    lease: BodyLease | None,
+    timeout_s: float | None,
+) -> bytes:
     started = time.monotonic()
     if declared is not None:
         # One buffer of the declared size (no list of chunks and no join: half the peak memory)
@@ -136,8 +149,9 @@ async def _read_rest(receive, first: bytes, declared: int | None, limit_bytes: i
         while True:
             end = filled + len(chunk)
             if end > declared:
-                raise CodecError(f"request body is longer than its Content-Length {declared}",
-                                 400, dict(_CLOSE))
+                raise CodecError(
+                    f"request body is longer than its Content-Length {declared}", 400, dict(_CLOSE)
+                )
             buffer[filled:end] = chunk
             filled = end
             message = await _receive(receive, timeout_s, started)
@@ -145,8 +159,11 @@ async def _read_rest(receive, first: bytes, declared: int | None, limit_bytes: i
             if not message.get("more_body", False):
                 end = filled + len(chunk)
                 if end != declared:
-                    raise CodecError(f"request body has {end} bytes but its Content-Length is "
-                                     f"{declared}", 400, dict(_CLOSE))
+                    raise CodecError(
+                        f"request body has {end} bytes but its Content-Length is {declared}",
+                        400,
+                        dict(_CLOSE),
+                    )
                 buffer[filled:end] = chunk
                 return buffer
     chunks, total = [first], len(first)
@@ -176,8 +193,9 @@ async def _receive(receive, timeout_s: float | None, started_s: float) -> dict:
             async with asyncio.timeout(remaining):  # no task per receive, unlike wait_for
                 message = await receive()
         except TimeoutError:
-            raise CodecError(f"the request body did not arrive within {timeout_s:g} s",
-                             408, dict(_CLOSE)) from None
+            raise CodecError(
+                f"the request body did not arrive within {timeout_s:g} s", 408, dict(_CLOSE)
+            ) from None
     if message["type"] == "http.disconnect":
         raise ClientGone()
     return message

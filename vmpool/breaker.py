@@ -16,8 +16,13 @@ class _Circuit:
 
 
 class Breakers:
-    def __init__(self, *, failure_threshold: int = 3, open_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = 3,
+        open_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.failure_threshold = failure_threshold
         self.open_s = open_s
         self._clock = clock

@@ -47,9 +47,16 @@ class LoadedModel:
 class ModelServer:
     """Loaded models with their batchers, plus the ready/draining state."""
 
-    def __init__(self, repo: str | Path, models: list[str] | None = None, *, threads: int = 1,
-                 max_batch_size: int | None = None, max_queue_delay_ms: float | None = None,
-                 metrics: ModelServerMetrics | None = None):
+    def __init__(
+        self,
+        repo: str | Path,
+        models: list[str] | None = None,
+        *,
+        threads: int = 1,
+        max_batch_size: int | None = None,
+        max_queue_delay_ms: float | None = None,
+        metrics: ModelServerMetrics | None = None,
+    ):
         names = list(dict.fromkeys(models)) if models else list_models(repo)
         if not names:
             raise ArtifactError(f"no models in repository {repo}")
@@ -92,7 +99,8 @@ class ModelServer:
                 module = artifact.load_module()
             except Exception as exc:
                 raise ArtifactError(
-                    f"model {name}: cannot load {artifact.program_path}: {exc}") from exc
+                    f"model {name}: cannot load {artifact.program_path}: {exc}"
+                ) from exc
             model = self._serve(module, cfg, lambda: _warm_up(module, cfg, torch))
             old = self.models.get(cfg.name)
             self.models[cfg.name] = model
@@ -106,17 +114,24 @@ class ModelServer:
         stats = self.stats.model(cfg.name, cfg.version)
         holder: list[Batcher] = []
         observe = self.metrics.track_model(
-            cfg.name, lambda: holder[0].queue_depth, lambda: holder[0].in_flight)
+            cfg.name, lambda: holder[0].queue_depth, lambda: holder[0].in_flight
+        )
 
         def on_batch(rows: int, seconds: float) -> None:
             observe(rows, seconds)
             stats.batch_done(rows, int(seconds * 1e9))
 
-        batcher = Batcher(module, input_names=[t.name for t in cfg.inputs],
-                          output_names=[t.name for t in cfg.outputs],
-                          max_batch_size=cfg.max_batch_size,
-                          max_queue_delay_ms=cfg.max_queue_delay_ms, threads=self.threads,
-                          name=cfg.name, on_batch=on_batch, warm_up=warm_up)
+        batcher = Batcher(
+            module,
+            input_names=[t.name for t in cfg.inputs],
+            output_names=[t.name for t in cfg.outputs],
+            max_batch_size=cfg.max_batch_size,
+            max_queue_delay_ms=cfg.max_queue_delay_ms,
+            threads=self.threads,
+            name=cfg.name,
+            on_batch=on_batch,
+            warm_up=warm_up,
+        )
         holder.append(batcher)
         return LoadedModel(cfg, batcher, stats, orjson.dumps(model_metadata(cfg)))
 
@@ -136,8 +151,11 @@ class ModelServer:
             if model is not None:
                 rows.append(repository_entry(name, model.config.version, "READY"))
             else:
-                rows.append(repository_entry(name, None, "UNAVAILABLE",
-                                             self.unavailable.get(name, "not loaded")))
+                rows.append(
+                    repository_entry(
+                        name, None, "UNAVAILABLE", self.unavailable.get(name, "not loaded")
+                    )
+                )
         return rows
 
     # ------------------------------------------------------------ serving
@@ -152,15 +170,21 @@ class ModelServer:
         model = self.models.get(name)
         if model is None:
             why = self.unavailable.get(name)
-            raise ModelServerError(f"unknown model {name!r}" if why is None else
-                                   f"model {name!r} is not loaded ({why})", 404)
+            raise ModelServerError(
+                f"unknown model {name!r}"
+                if why is None
+                else f"model {name!r} is not loaded ({why})",
+                404,
+            )
         if version is not None and version != model.config.version:
-            raise ModelServerError(f"model {name!r} has no version {version!r} "
-                                   f"(versions: {model.config.version})", 404)
+            raise ModelServerError(
+                f"model {name!r} has no version {version!r} (versions: {model.config.version})", 404
+            )
         return model
 
-    async def infer(self, model: LoadedModel, body: bytes,
-                    header_length: int | None) -> tuple[bytes, int | None, int]:
+    async def infer(
+        self, model: LoadedModel, body: bytes, header_length: int | None
+    ) -> tuple[bytes, int | None, int]:
         """Decode, validate, run (batched) and encode one request.
 
         Returns (body, binary header length or None, rows inferred)."""
@@ -173,9 +197,14 @@ class ModelServer:
         except InferenceError as exc:
             raise ModelServerError(str(exc), 500) from None
         cfg = model.config
-        body, length = encode_response(model_name=cfg.name, model_version=cfg.version,
-                                       request_id=req.id, outputs=outputs,
-                                       requested=req.outputs, binary_output=req.binary_output)
+        body, length = encode_response(
+            model_name=cfg.name,
+            model_version=cfg.version,
+            request_id=req.id,
+            outputs=outputs,
+            requested=req.outputs,
+            binary_output=req.binary_output,
+        )
         first = next(iter(req.inputs.values()))
         return body, length, int(first.shape[0]) if first.ndim else 1
 

@@ -18,9 +18,17 @@ import torch
 from torch import nn
 
 from vmpool import wire, zoo
-from vmpool.artifact import (CONFIG_FILE, PROGRAM_FILE, Artifact, ArtifactError,
-                             ModelConfig, TensorSpec, config_to_toml, validate_name,
-                             write_artifact)
+from vmpool.artifact import (
+    CONFIG_FILE,
+    PROGRAM_FILE,
+    Artifact,
+    ArtifactError,
+    ModelConfig,
+    TensorSpec,
+    config_to_toml,
+    validate_name,
+    write_artifact,
+)
 
 TRACE_BATCH = 2  # batch 0 and 1 get specialised by the tracer; 2 keeps the dimension symbolic
 
@@ -59,8 +67,9 @@ def _default_names(names: Sequence[str] | None, count: int, stem: str) -> tuple[
 def _spec(name: str, value) -> TensorSpec:
     """TensorSpec from a (fake) tensor; symbolic dimensions become -1."""
     if not isinstance(value, torch.Tensor):
-        raise ArtifactError(f"{name}: only tensor inputs and outputs are supported, "
-                            f"got {type(value).__name__}")
+        raise ArtifactError(
+            f"{name}: only tensor inputs and outputs are supported, got {type(value).__name__}"
+        )
     shape = tuple(d if isinstance(d, int) else -1 for d in value.shape)
     return TensorSpec(name, datatype_of(value.dtype), shape)
 
@@ -69,8 +78,11 @@ def _user_tensors(program) -> tuple[list, list]:
     """(input values, output values) of an ExportedProgram's user-facing signature."""
     signature = program.graph_signature
     user_inputs = set(signature.user_inputs)
-    inputs = [node.meta.get("val") for node in program.graph.nodes
-              if node.op == "placeholder" and node.name in user_inputs]
+    inputs = [
+        node.meta.get("val")
+        for node in program.graph.nodes
+        if node.op == "placeholder" and node.name in user_inputs
+    ]
     output_node = next(node for node in program.graph.nodes if node.op == "output")
     n_outputs = len(signature.user_outputs)
     # the output node lists mutated buffers first, then user outputs
@@ -81,8 +93,10 @@ def _user_tensors(program) -> tuple[list, list]:
 def _explain_export_error(exc: Exception) -> str:
     text = str(exc).strip()
     if "specialized it to be a constant" in text:
-        return ("the model fixes the batch size (code such as x.reshape(2, -1) or x.view(1, ...)"
-                "); make it batch-agnostic, e.g. x.flatten(1) or x.view(x.shape[0], -1)")
+        return (
+            "the model fixes the batch size (code such as x.reshape(2, -1) or x.view(1, ...)"
+            "); make it batch-agnostic, e.g. x.flatten(1) or x.view(x.shape[0], -1)"
+        )
     lines = [line.strip(" -") for line in text.splitlines() if line.strip()]
     return "; ".join(lines[:2]) if lines else type(exc).__name__
 
@@ -96,11 +110,19 @@ def _batch_to(tensor: torch.Tensor, batch: int) -> torch.Tensor:
     return torch.cat([tensor] * repeats)[:batch]
 
 
-def export_module(module: nn.Module, example_inputs: tuple, *, name: str, repo,
-                  max_batch_size: int = 8, slo_ms: float = 500.0,
-                  input_names: Sequence[str] | None = None,
-                  output_names: Sequence[str] | None = None,
-                  max_queue_delay_ms: float = 2.0, extra: Mapping | None = None) -> Artifact:
+def export_module(
+    module: nn.Module,
+    example_inputs: tuple,
+    *,
+    name: str,
+    repo,
+    max_batch_size: int = 8,
+    slo_ms: float = 500.0,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    max_queue_delay_ms: float = 2.0,
+    extra: Mapping | None = None,
+) -> Artifact:
     """Export ``module`` (in eval mode) with a dynamic batch dimension and write REPO/NAME.
 
     ``example_inputs`` are batched tensors; only their per-sample shapes and dtypes matter.
@@ -122,11 +144,13 @@ def export_module(module: nn.Module, example_inputs: tuple, *, name: str, repo,
     was_training = module.training
     module.eval()
     try:
-        program = torch.export.export(module, traced_inputs,
-                                      dynamic_shapes=tuple({0: batch} for _ in traced_inputs))
+        program = torch.export.export(
+            module, traced_inputs, dynamic_shapes=tuple({0: batch} for _ in traced_inputs)
+        )
     except Exception as exc:  # torch raises several unrelated types for the same user problem
-        raise ArtifactError(f"cannot export {name!r} with a dynamic batch dimension: "
-                            f"{_explain_export_error(exc)}") from exc
+        raise ArtifactError(
+            f"cannot export {name!r} with a dynamic batch dimension: {_explain_export_error(exc)}"
+        ) from exc
     finally:
         module.train(was_training)
     inputs, outputs = _user_tensors(program)
@@ -135,11 +159,19 @@ def export_module(module: nn.Module, example_inputs: tuple, *, name: str, repo,
     specs_out = tuple(_spec(n, v) for n, v in zip(out_names, outputs, strict=True))
     for spec in (*specs_in, *specs_out):
         if not spec.shape or spec.shape[0] != -1:
-            raise ArtifactError(f"cannot export {name!r}: {spec.name} has no dynamic batch "
-                                f"dimension (shape {list(spec.shape)})")
-    cfg = ModelConfig(name=name, inputs=specs_in, outputs=specs_out,
-                      max_batch_size=int(max_batch_size), slo_ms=float(slo_ms),
-                      max_queue_delay_ms=float(max_queue_delay_ms), extra=dict(extra or {}))
+            raise ArtifactError(
+                f"cannot export {name!r}: {spec.name} has no dynamic batch "
+                f"dimension (shape {list(spec.shape)})"
+            )
+    cfg = ModelConfig(
+        name=name,
+        inputs=specs_in,
+        outputs=specs_out,
+        max_batch_size=int(max_batch_size),
+        slo_ms=float(slo_ms),
+        max_queue_delay_ms=float(max_queue_delay_ms),
+        extra=dict(extra or {}),
+    )
     with _quiet_torch_export():  # write_artifact's "model.pt2.tmp" name draws a suffix warning
         return write_artifact(repo, program, cfg)
 
@@ -151,12 +183,14 @@ def load_state_dict_file(path) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise ArtifactError(f"weights file {path} not found") from None
     except Exception as exc:
-        raise ArtifactError(f"cannot read weights {path}: not a torch.save state_dict "
-                            f"({type(exc).__name__})") from exc
+        raise ArtifactError(
+            f"cannot read weights {path}: not a torch.save state_dict ({type(exc).__name__})"
+        ) from exc
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor)
-                                                 for v in state.values()):
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
         raise ArtifactError(f"weights {path}: expected a state_dict (name -> tensor)")
     if state and all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -168,11 +202,17 @@ def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], what:
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    wrong_shape = [f"{k} {list(state[k].shape)} vs {list(own[k].shape)}"
-                   for k in own if k in state and state[k].shape != own[k].shape]
+    wrong_shape = [
+        f"{k} {list(state[k].shape)} vs {list(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     problems = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected),
-                        ("wrong shape", wrong_shape)):
+    for label, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("wrong shape", wrong_shape),
+    ):
         if keys:
             more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
             problems.append(f"{label} {len(keys)}: {', '.join(keys[:3])}{more}")
@@ -181,9 +221,18 @@ def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], what:
     module.load_state_dict(state, strict=True)
 
 
-def export_zoo(name: str, repo, *, weights=None, max_batch_size: int | None = None,
-               size: tuple[int, int] | None = None, seed: int = 0, slo_ms: float | None = None,
-               artifact_name: str | None = None, options: dict | None = None) -> Artifact:
+def export_zoo(
+    name: str,
+    repo,
+    *,
+    weights=None,
+    max_batch_size: int | None = None,
+    size: tuple[int, int] | None = None,
+    seed: int = 0,
+    slo_ms: float | None = None,
+    artifact_name: str | None = None,
+    options: dict | None = None,
+) -> Artifact:
     """Export zoo model ``name`` to REPO/(artifact_name or name).
 
     ``weights`` is a state_dict file (torchvision key names); without it the weights are the
@@ -203,29 +252,38 @@ def export_zoo(name: str, repo, *, weights=None, max_batch_size: int | None = No
         apply_state_dict(module, load_state_dict_file(weights), f"zoo model {name}")
         source += f" weights:{Path(weights).name}"
     return export_module(
-        module, (example,), name=artifact_name or name, repo=repo,
+        module,
+        (example,),
+        name=artifact_name or name,
+        repo=repo,
         max_batch_size=entry.max_batch_size if max_batch_size is None else max_batch_size,
         slo_ms=zoo.default_slo_ms(name, options) if slo_ms is None else slo_ms,
-        extra={"source": source, "parameters": zoo.param_count(module), **(options or {})})
+        extra={"source": source, "parameters": zoo.param_count(module), **(options or {})},
+    )
 
 
 def _load_user_program(path: Path):
     if not path.is_file():
         raise ArtifactError(f"program file {path} not found")
     if not zipfile.is_zipfile(path):  # checked first: torch logs a traceback on garbage
-        raise ArtifactError(f"{path} is not a torch.export program (.pt2 saved with "
-                            f"torch.export.save): not a zip archive")
+        raise ArtifactError(
+            f"{path} is not a torch.export program (.pt2 saved with "
+            f"torch.export.save): not a zip archive"
+        )
     with zipfile.ZipFile(path) as archive:
         if any(n.endswith("/data.pkl") or n == "data.pkl" for n in archive.namelist()):
             raise ArtifactError(
                 f"{path} is a torch.save file (a state_dict or checkpoint), not a program: save "
-                f"with torch.export.save, or export a zoo model with these weights")
+                f"with torch.export.save, or export a zoo model with these weights"
+            )
     try:
         with _quiet_torch_export():  # it logs a traceback before raising; we explain instead
             return torch.export.load(str(path))
     except Exception as exc:
-        raise ArtifactError(f"{path} is not a readable torch.export program (.pt2 saved with "
-                            f"torch.export.save): {type(exc).__name__}") from exc
+        raise ArtifactError(
+            f"{path} is not a readable torch.export program (.pt2 saved with "
+            f"torch.export.save): {type(exc).__name__}"
+        ) from exc
 
 
 def _batch_upper_bound(program, value: torch.Tensor) -> int | None:
@@ -239,8 +297,15 @@ def _batch_upper_bound(program, value: torch.Tensor) -> int | None:
     return None  # unbounded (int_oo) or unknown
 
 
-def import_program(path, repo, name: str, *, max_batch_size: int = 8, slo_ms: float = 500.0,
-                   on_warning: Callable[[str], None] | None = None) -> Artifact:
+def import_program(
+    path,
+    repo,
+    name: str,
+    *,
+    max_batch_size: int = 8,
+    slo_ms: float = 500.0,
+    on_warning: Callable[[str], None] | None = None,
+) -> Artifact:
     """Bring your own model: copy a ``torch.export.save`` program into REPO/NAME with a config.
 
     Input names are the program's argument names; symbolic dimensions become -1. A program
@@ -255,29 +320,41 @@ def import_program(path, repo, name: str, *, max_batch_size: int = 8, slo_ms: fl
     inputs, outputs = _user_tensors(program)
     if not inputs or not outputs:
         raise ArtifactError(f"{path}: the program needs at least one tensor input and output")
-    specs_in = tuple(_spec(n, v) for n, v in
-                     zip(program.graph_signature.user_inputs, inputs, strict=True))
-    specs_out = tuple(_spec(n, v) for n, v in
-                      zip(_default_names(None, len(outputs), "output"), outputs, strict=True))
+    specs_in = tuple(
+        _spec(n, v) for n, v in zip(program.graph_signature.user_inputs, inputs, strict=True)
+    )
+    specs_out = tuple(
+        _spec(n, v)
+        for n, v in zip(_default_names(None, len(outputs), "output"), outputs, strict=True)
+    )
     dynamic_batch = all(s.shape and s.shape[0] == -1 for s in specs_in)
     asked = int(max_batch_size)
     if dynamic_batch:
         bounds = [b for b in (_batch_upper_bound(program, v) for v in inputs) if b is not None]
         max_batch_size = min([asked, *bounds])
         if max_batch_size < asked and on_warning is not None:
-            on_warning(f"max batch size {asked} capped at {max_batch_size}: the program's batch "
-                       f"dimension goes up to {max_batch_size} (export it with a larger "
-                       f"torch.export.Dim max to allow more)")
+            on_warning(
+                f"max batch size {asked} capped at {max_batch_size}: the program's batch "
+                f"dimension goes up to {max_batch_size} (export it with a larger "
+                f"torch.export.Dim max to allow more)"
+            )
     else:
         max_batch_size = 1
         if asked != 1 and on_warning is not None:
             shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in specs_in)
-            on_warning(f"max batch size set to 1, not {asked}: the program has a fixed batch "
-                       f"size ({shapes}); export it with a dynamic batch dimension "
-                       f"(torch.export.Dim) to batch requests")
-    cfg = ModelConfig(name=name, inputs=specs_in, outputs=specs_out,
-                      max_batch_size=max_batch_size, slo_ms=float(slo_ms),
-                      extra={"source": f"program:{path.name}", "dynamic_batch": dynamic_batch})
+            on_warning(
+                f"max batch size set to 1, not {asked}: the program has a fixed batch "
+                f"size ({shapes}); export it with a dynamic batch dimension "
+                f"(torch.export.Dim) to batch requests"
+            )
+    cfg = ModelConfig(
+        name=name,
+        inputs=specs_in,
+        outputs=specs_out,
+        max_batch_size=max_batch_size,
+        slo_ms=float(slo_ms),
+        extra={"source": f"program:{path.name}", "dynamic_batch": dynamic_batch},
+    )
     directory = Path(repo) / name
     directory.mkdir(parents=True, exist_ok=True)
     # copy then rename, so a reader never sees half a program

@@ -29,8 +29,7 @@ class BootBackoff:
     async def keep_desired(self) -> None:
         pool = self.pool
         prov = pool.provisioner
-        live = sum(r.state in LIVE_STATES and r.id not in pool._draining
-                   for r in prov.replicas())
+        live = sum(r.state in LIVE_STATES and r.id not in pool._draining for r in prov.replicas())
         now = pool._clock()
         if live >= pool.desired or now < self.retry_at_s:
             return

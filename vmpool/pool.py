@@ -51,13 +51,22 @@ class ReplicaPool:
     stopped. ``clock`` and ``sleep`` are injectable so the timing logic is testable.
     """
 
-    def __init__(self, provisioner: Provisioner, client: ReplicaClient | None = None, *,
-                 health_interval_s: float = 1.0, max_attempts: int = 3, seed: int | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 breakers: Breakers | None = None, drain_timeout_s: float = 60.0,
-                 boot_wait_s: float = 120.0, max_boot_backoff_s: float = 60.0,
-                 max_health_crashes: int = 10):
+    def __init__(
+        self,
+        provisioner: Provisioner,
+        client: ReplicaClient | None = None,
+        *,
+        health_interval_s: float = 1.0,
+        max_attempts: int = 3,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        breakers: Breakers | None = None,
+        drain_timeout_s: float = 60.0,
+        boot_wait_s: float = 120.0,
+        max_boot_backoff_s: float = 60.0,
+        max_health_crashes: int = 10,
+    ):
         self.provisioner = provisioner
         self.client = client or ReplicaClient()
         self.health_interval_s = health_interval_s
@@ -91,14 +100,22 @@ class ReplicaPool:
         if count < 0:
             raise ValueError("replica count must be >= 0")
         self.desired = count
-        live = [r for r in self.provisioner.replicas()
-                if r.state in LIVE_STATES and r.id not in self._draining]
+        live = [
+            r
+            for r in self.provisioner.replicas()
+            if r.state in LIVE_STATES and r.id not in self._draining
+        ]
         excess = len(live) - count
         victims: list[ReplicaInfo] = []
         if excess > 0:
-            victims = sorted(live, key=lambda r: (r.state == ReplicaState.READY,
-                                                  self._outstanding.get(r.id, 0),
-                                                  -r.started_at_s))[:excess]
+            victims = sorted(
+                live,
+                key=lambda r: (
+                    r.state == ReplicaState.READY,
+                    self._outstanding.get(r.id, 0),
+                    -r.started_at_s,
+                ),
+            )[:excess]
             for r in victims:
                 self._draining[r.id] = asyncio.Event()  # out of rotation from now on
         # the fleet's count first, then the drains (each stops its replica and lowers the count
@@ -125,8 +142,11 @@ class ReplicaPool:
         try:
             await asyncio.wait_for(idle.wait(), self.drain_timeout_s)
         except asyncio.TimeoutError:
-            log.warning("replica %s still busy after %.0f s of draining; stopping it",
-                        replica_id, self.drain_timeout_s)
+            log.warning(
+                "replica %s still busy after %.0f s of draining; stopping it",
+                replica_id,
+                self.drain_timeout_s,
+            )
         try:
             await self.provisioner.drain(replica_id)
         finally:
@@ -204,9 +224,15 @@ class ReplicaPool:
             await self._sleep(BOOT_POLL_S)
         return None
 
-    async def infer(self, model: str, inputs: dict[str, np.ndarray], *,
-                    outputs: list[str] | None = None, request_id: str | None = None,
-                    timeout_s: float | None = None) -> PoolAnswer:
+    async def infer(
+        self,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        outputs: list[str] | None = None,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> PoolAnswer:
         deadline = self._clock() + (timeout_s if timeout_s else self.boot_wait_s)
         tried: set[str] = set()
         last: ReplicaError | None = None
@@ -224,8 +250,15 @@ class ReplicaPool:
                 raise ReplicaError("the request's deadline passed before a replica took it", 504)
             tried.add(replica.id)
             try:
-                return await self._send(replica, attempt, model, inputs, outputs, request_id,
-                                        remaining_s if timeout_s else None)
+                return await self._send(
+                    replica,
+                    attempt,
+                    model,
+                    inputs,
+                    outputs,
+                    request_id,
+                    remaining_s if timeout_s else None,
+                )
             except ReplicaError as exc:
                 if exc.connect:
                     self._unhealthy.add(replica.id)
@@ -238,16 +271,25 @@ class ReplicaPool:
             raise NoReplicaError(f"no replica could take the request: {last}")
         raise NoReplicaError("no VM replica is ready")
 
-    async def _send(self, replica: ReplicaInfo, attempt: int, model, inputs, outputs, request_id,
-                    timeout_s: float | None) -> PoolAnswer:
+    async def _send(
+        self,
+        replica: ReplicaInfo,
+        attempt: int,
+        model,
+        inputs,
+        outputs,
+        request_id,
+        timeout_s: float | None,
+    ) -> PoolAnswer:
         rid = replica.id
         ahead = self._outstanding.get(rid, 0)
         self._outstanding[rid] = ahead + 1
         self.breakers.on_attempt(rid)
         start = time.perf_counter()
         try:
-            result = await self.client.infer(replica.url, model, inputs, outputs, request_id,
-                                             timeout_s)
+            result = await self.client.infer(
+                replica.url, model, inputs, outputs, request_id, timeout_s
+            )
         except ReplicaError as exc:
             # unreachable or dropped the request: its circuit counts it. A timeout (504) does
             # not: an overloaded replica is slow, not dead, and taking it out makes it worse
@@ -282,11 +324,12 @@ class ReplicaPool:
             except Exception:
                 self.health_crashes += 1
                 crashes_in_row += 1
-                log.exception("replica health loop crashed (%d in a row); restarting",
-                              crashes_in_row)
+                log.exception(
+                    "replica health loop crashed (%d in a row); restarting", crashes_in_row
+                )
                 if crashes_in_row >= self.max_health_crashes:
                     raise
-                await self._sleep(min(self.health_interval_s * 2 ** crashes_in_row, 30.0))
+                await self._sleep(min(self.health_interval_s * 2**crashes_in_row, 30.0))
 
     async def _health_tick(self, session: aiohttp.ClientSession, backoff: BootBackoff) -> None:
         for r in [r for r in self.provisioner.replicas() if r.state == ReplicaState.READY]:
@@ -323,5 +366,6 @@ class ReplicaPool:
         await self.client.close()
         await self.provisioner.close()
         if error is not None:
-            raise PoolError(f"the replica health loop died after {self.health_crashes} "
-                            f"crashes: {error!r}") from error
+            raise PoolError(
+                f"the replica health loop died after {self.health_crashes} crashes: {error!r}"
+            ) from error

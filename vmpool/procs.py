@@ -85,16 +85,28 @@ def _open_log(log_path: str | Path | None):
     return open(log_path, "ab")
 
 
-async def spawn(args: list[str], *, env: dict[str, str] | None = None,
-                log_path: str | Path | None = None, cwd: str | Path | None = None,
-                pass_fds: tuple[int, ...] = ()) -> asyncio.subprocess.Process:
+async def spawn(
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    log_path: str | Path | None = None,
+    cwd: str | Path | None = None,
+    pass_fds: tuple[int, ...] = (),
+) -> asyncio.subprocess.Process:
     """Start ``args`` in its own session, dying with us; output to ``log_path`` or nowhere."""
     log = _open_log(log_path)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=subprocess.DEVNULL, stdout=log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT if log else subprocess.DEVNULL, env=child_env(env),
-            cwd=cwd, pass_fds=pass_fds, start_new_session=True, preexec_fn=die_with_parent())
+            *args,
+            stdin=subprocess.DEVNULL,
+            stdout=log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+            env=child_env(env),
+            cwd=cwd,
+            pass_fds=pass_fds,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+        )
     finally:
         if log:
             log.close()
@@ -102,17 +114,31 @@ async def spawn(args: list[str], *, env: dict[str, str] | None = None,
     return proc
 
 
-def spawn_sync(args: list[str], *, env: dict[str, str] | None = None,
-               log_path: str | Path | None = None, cwd: str | Path | None = None,
-               pass_fds: tuple[int, ...] = (), user: str | None = None) -> subprocess.Popen:
+def spawn_sync(
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    log_path: str | Path | None = None,
+    cwd: str | Path | None = None,
+    pass_fds: tuple[int, ...] = (),
+    user: str | None = None,
+) -> subprocess.Popen:
     """``spawn`` for synchronous callers (tests, fixtures); ``user`` switches uid first."""
     log = _open_log(log_path)
     try:
         proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT if log else subprocess.DEVNULL, env=child_env(env),
-            cwd=cwd, pass_fds=pass_fds, start_new_session=True, user=user,
-            group=_group_of(user), preexec_fn=die_with_parent())  # runs after the uid change
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+            env=child_env(env),
+            cwd=cwd,
+            pass_fds=pass_fds,
+            start_new_session=True,
+            user=user,
+            group=_group_of(user),
+            preexec_fn=die_with_parent(),
+        )  # runs after the uid change
     finally:
         if log:
             log.close()
@@ -128,8 +154,9 @@ def _group_of(user: str | None) -> int | None:
     return pwd.getpwnam(user).pw_gid
 
 
-async def wait_healthy(proc: asyncio.subprocess.Process, url: str, *, timeout_s: float,
-                       interval_s: float = 0.1) -> None:
+async def wait_healthy(
+    proc: asyncio.subprocess.Process, url: str, *, timeout_s: float, interval_s: float = 0.1
+) -> None:
     """Poll ``url`` until it answers 200; ``SpawnError`` if ``proc`` exits or time runs out."""
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
@@ -146,8 +173,9 @@ async def wait_healthy(proc: asyncio.subprocess.Process, url: str, *, timeout_s:
     raise SpawnError(f"{url} not ready after {timeout_s:g} s")
 
 
-def wait_healthy_sync(proc: subprocess.Popen | None, url: str, *, timeout_s: float,
-                      interval_s: float = 0.1) -> None:
+def wait_healthy_sync(
+    proc: subprocess.Popen | None, url: str, *, timeout_s: float, interval_s: float = 0.1
+) -> None:
     """``wait_healthy`` for synchronous callers."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -163,8 +191,9 @@ def wait_healthy_sync(proc: subprocess.Popen | None, url: str, *, timeout_s: flo
     raise SpawnError(f"{url} not ready after {timeout_s:g} s")
 
 
-async def spawn_healthy(args: list[str], health_url: str, *, timeout_s: float,
-                        **spawn_args) -> asyncio.subprocess.Process:
+async def spawn_healthy(
+    args: list[str], health_url: str, *, timeout_s: float, **spawn_args
+) -> asyncio.subprocess.Process:
     """``spawn`` then ``wait_healthy``; on failure the child's group is killed, then raised."""
     proc = await spawn(args, **spawn_args)
     try:
@@ -184,8 +213,9 @@ def kill_group(pid: int) -> None:
     _SPAWNED.discard(pid)
 
 
-async def stop(proc: asyncio.subprocess.Process, *, grace_s: float = 15.0,
-               sig: int = signal.SIGTERM) -> int:
+async def stop(
+    proc: asyncio.subprocess.Process, *, grace_s: float = 15.0, sig: int = signal.SIGTERM
+) -> int:
     """Ask ``proc`` to stop with ``sig``; after ``grace_s`` kill its whole group. Its status."""
     if proc.returncode is None and grace_s > 0:
         try:

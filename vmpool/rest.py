@@ -24,9 +24,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vmpool.artifact import ArtifactError
 from vmpool.body import BodyBudget, ClientGone, read_body
 from vmpool.dataplane import ModelServer, ModelServerError
-from vmpool.wire import (HEADER_LENGTH_KEY, LIVE_BODY, NOT_READY_BODY, READY_BODY, CodecError,
-                         error_body, model_config, model_ready_body, parse_header_length,
-                         server_metadata)
+from vmpool.wire import (
+    HEADER_LENGTH_KEY,
+    LIVE_BODY,
+    NOT_READY_BODY,
+    READY_BODY,
+    CodecError,
+    error_body,
+    model_config,
+    model_ready_body,
+    parse_header_length,
+    server_metadata,
+)
 
 SERVER_NAME = "tidegate-model-server"
 JSON = "application/json"
@@ -66,25 +75,36 @@ def _error(message: str, status: int, headers: dict | None = None) -> Response:
     return Response(error_body(message), status_code=status, media_type=JSON, headers=headers)
 
 
-def create_model_server_app(repo: str | Path, models: list[str] | None = None, *,
-                            threads: int = 1, max_body_mb: float = 64,
-                            max_batch_size: int | None = None,
-                            max_queue_delay_ms: float | None = None,
-                            max_inflight_body_mb: float | None = None,
-                            body_timeout_s: float | None = 60.0) -> FastAPI:
+def create_model_server_app(
+    repo: str | Path,
+    models: list[str] | None = None,
+    *,
+    threads: int = 1,
+    max_body_mb: float = 64,
+    max_batch_size: int | None = None,
+    max_queue_delay_ms: float | None = None,
+    max_inflight_body_mb: float | None = None,
+    body_timeout_s: float | None = 60.0,
+) -> FastAPI:
     """A FastAPI app serving ``models`` (None: all) of ``repo``; overrides replace config values."""
     if max_body_mb <= 0:
         raise ValueError(f"max_body_mb must be positive, got {max_body_mb}")
-    core = ModelServer(repo, models, threads=threads, max_batch_size=max_batch_size,
-                       max_queue_delay_ms=max_queue_delay_ms)
+    core = ModelServer(
+        repo,
+        models,
+        threads=threads,
+        max_batch_size=max_batch_size,
+        max_queue_delay_ms=max_queue_delay_ms,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         await asyncio.to_thread(core.close)
 
-    app = FrontedApp(title=SERVER_NAME, lifespan=lifespan, openapi_url=None, docs_url=None,
-                     redoc_url=None)
+    app = FrontedApp(
+        title=SERVER_NAME, lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
+    )
     app.state.model_server = core
 
     @app.exception_handler(StarletteHTTPException)
@@ -97,10 +117,16 @@ def create_model_server_app(repo: str | Path, models: list[str] | None = None, *
 
     app.include_router(protocol_router(core))
     app.include_router(repository_router(core))
-    budget = BodyBudget(None if max_inflight_body_mb is None
-                        else int(max_inflight_body_mb * 1024 * 1024))
-    app.front = InferEndpoint(app.rest, core=core, limit_bytes=int(max_body_mb * 1024 * 1024),
-                              budget=budget, body_timeout_s=body_timeout_s)
+    budget = BodyBudget(
+        None if max_inflight_body_mb is None else int(max_inflight_body_mb * 1024 * 1024)
+    )
+    app.front = InferEndpoint(
+        app.rest,
+        core=core,
+        limit_bytes=int(max_body_mb * 1024 * 1024),
+        budget=budget,
+        body_timeout_s=body_timeout_s,
+    )
     return app
 
 
@@ -118,8 +144,11 @@ def protocol_router(core: ModelServer) -> APIRouter:
 
     @router.get("/v2/health/ready")
     async def ready() -> Response:
-        return Response(READY_BODY if core.ready else NOT_READY_BODY,
-                        status_code=200 if core.ready else 503, media_type=JSON)
+        return Response(
+            READY_BODY if core.ready else NOT_READY_BODY,
+            status_code=200 if core.ready else 503,
+            media_type=JSON,
+        )
 
     @router.get("/v2/models/stats")
     async def all_stats() -> Response:
@@ -127,6 +156,7 @@ def protocol_router(core: ModelServer) -> APIRouter:
         return Response(orjson.dumps(core.stats.document(pairs)), media_type=JSON)
 
     for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+
         @router.get(prefix)
         async def model_metadata(model: str, version: str | None = None) -> Response:
             return Response(core.model(model, version).metadata, media_type=JSON)
@@ -135,19 +165,24 @@ def protocol_router(core: ModelServer) -> APIRouter:
         async def model_ready(model: str, version: str | None = None) -> Response:
             loaded = core.model(model, version)
             ok = core.ready and not loaded.batcher.closed
-            return Response(model_ready_body(loaded.config.name, ok),
-                            status_code=200 if ok else 503, media_type=JSON)
+            return Response(
+                model_ready_body(loaded.config.name, ok),
+                status_code=200 if ok else 503,
+                media_type=JSON,
+            )
 
         @router.get(prefix + "/config")
         async def config(model: str, version: str | None = None) -> Response:
-            return Response(orjson.dumps(model_config(core.model(model, version).config)),
-                            media_type=JSON)
+            return Response(
+                orjson.dumps(model_config(core.model(model, version).config)), media_type=JSON
+            )
 
         @router.get(prefix + "/stats")
         async def stats(model: str, version: str | None = None) -> Response:
             cfg = core.model(model, version).config
-            return Response(orjson.dumps(core.stats.document([(cfg.name, cfg.version)])),
-                            media_type=JSON)
+            return Response(
+                orjson.dumps(core.stats.document([(cfg.name, cfg.version)])), media_type=JSON
+            )
 
     @router.get("/metrics")
     async def metrics_endpoint() -> Response:
@@ -170,8 +205,9 @@ def repository_router(core: ModelServer) -> APIRouter:
         try:
             await asyncio.to_thread(core.load, model)
         except ArtifactError as exc:
-            raise ModelServerError(str(exc).splitlines()[0], 404 if "not found" in str(exc)
-                                   else 400) from None
+            raise ModelServerError(
+                str(exc).splitlines()[0], 404 if "not found" in str(exc) else 400
+            ) from None
         return Response(b"", media_type=JSON)
 
     @router.post("/v2/repository/models/{model}/unload")
@@ -185,8 +221,15 @@ def repository_router(core: ModelServer) -> APIRouter:
 class InferEndpoint:
     """``POST /v2/models/{m}[/versions/{v}]/infer`` at the ASGI level; the rest goes to FastAPI."""
 
-    def __init__(self, app, *, core: ModelServer, limit_bytes: int, budget: BodyBudget,
-                 body_timeout_s: float | None):
+    def __init__(
+        self,
+        app,
+        *,
+        core: ModelServer,
+        limit_bytes: int,
+        budget: BodyBudget,
+        body_timeout_s: float | None,
+    ):
         self.app = app
         self.core = core
         self.limit_bytes = limit_bytes
@@ -200,12 +243,16 @@ class InferEndpoint:
         if match is None:
             return await self.app(scope, receive, send)
         if scope["method"] != "POST":
-            return await _send(send, 405, error_body(f"method {scope['method']} is not allowed "
-                                                     f"on an infer URL; use POST"),
-                               [(b"allow", b"POST")])
+            return await _send(
+                send,
+                405,
+                error_body(f"method {scope['method']} is not allowed on an infer URL; use POST"),
+                [(b"allow", b"POST")],
+            )
         name = unquote(match[1])
-        status, body, headers = await self._infer(scope, receive, name,
-                                                  unquote(match[2]) if match[2] else None)
+        status, body, headers = await self._infer(
+            scope, receive, name, unquote(match[2]) if match[2] else None
+        )
         if status is not None:
             await _send(send, status, body, headers)
 
@@ -228,10 +275,10 @@ class InferEndpoint:
         core.in_flight += 1
         lease = self.budget.lease()
         try:
-            body = await read_body(receive, content_length, self.limit_bytes, lease,
-                                   self.body_timeout_s)
-            out, out_hl, rows = await core.infer(model, body,
-                                                 parse_header_length(header_length))
+            body = await read_body(
+                receive, content_length, self.limit_bytes, lease, self.body_timeout_s
+            )
+            out, out_hl, rows = await core.infer(model, body, parse_header_length(header_length))
         except (CodecError, ModelServerError) as exc:
             metrics.request_done(name, exc.status)
             model.stats.request_done(False, time.perf_counter_ns() - started)
@@ -251,8 +298,14 @@ class InferEndpoint:
         model.stats.request_done(True, elapsed_ns, rows)
         if out_hl is None:
             return 200, out, []
-        return 200, out, [(b"content-type", b"application/octet-stream"),
-                          (HEADER_LENGTH_KEY.encode(), str(out_hl).encode())]
+        return (
+            200,
+            out,
+            [
+                (b"content-type", b"application/octet-stream"),
+                (HEADER_LENGTH_KEY.encode(), str(out_hl).encode()),
+            ],
+        )
 
 
 async def _send(send, status: int, body: bytes, headers: list) -> None:

@@ -25,9 +25,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_model_server(app: FastAPI, host: str = "127.0.0.1", port: int = 8001, *,
-                     drain_timeout_s: float = 30.0,
-                     on_ready: Callable[[str, int], None] | None = None) -> int:
+def run_model_server(
+    app: FastAPI,
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    *,
+    drain_timeout_s: float = 30.0,
+    on_ready: Callable[[str, int], None] | None = None,
+) -> int:
     """Serve ``app`` until SIGTERM/SIGINT, then drain and return 0 (1 if the drain timed out).
 
     ``on_ready(host, port)`` runs once the socket accepts requests (port 0 picks a free port).
@@ -39,8 +44,13 @@ def run_model_server(app: FastAPI, host: str = "127.0.0.1", port: int = 8001, *,
         return runner.run(_serve(app, host, port, drain_timeout_s, on_ready))
 
 
-async def _serve(app: FastAPI, host: str, port: int, drain_timeout_s: float,
-                 on_ready: Callable[[str, int], None] | None) -> int:
+async def _serve(
+    app: FastAPI,
+    host: str,
+    port: int,
+    drain_timeout_s: float,
+    on_ready: Callable[[str, int], None] | None,
+) -> int:
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -48,9 +58,15 @@ async def _serve(app: FastAPI, host: str, port: int, drain_timeout_s: float,
         def capture_signals(self):  # our own handlers drain first; uvicorn's would re-raise
             yield
 
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", access_log=False,
-                            log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=drain_timeout_s)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=drain_timeout_s,
+    )
     server = _Server(config)
     core: ModelServer = app.state.model_server
     try:
@@ -66,8 +82,11 @@ async def _serve(app: FastAPI, host: str, port: int, drain_timeout_s: float,
         core.start_drain()
         drained = await core.wait_idle(drain_timeout_s)
         if not drained:
-            log.error("drain timed out after %.1f s with %d requests in flight",
-                      drain_timeout_s, core.in_flight)
+            log.error(
+                "drain timed out after %.1f s with %d requests in flight",
+                drain_timeout_s,
+                core.in_flight,
+            )
         server.should_exit = True
 
     def on_signal() -> None:

@@ -10,5 +10,11 @@ from vmpool.dataplane import LoadedModel, ModelServer, ModelServerError
 from vmpool.rest import SERVER_NAME, create_model_server_app
 from vmpool.runner import run_model_server
 
-__all__ = ["SERVER_NAME", "LoadedModel", "ModelServer", "ModelServerError",
-           "create_model_server_app", "run_model_server"]
+__all__ = [
+    "SERVER_NAME",
+    "LoadedModel",
+    "ModelServer",
+    "ModelServerError",
+    "create_model_server_app",
+    "run_model_server",
+]

@@ -47,8 +47,7 @@ class ModelStats:
                 self.inference_count += rows
                 self.last_inference_ms = int(time.time() * 1000)
 
-    def batch_done(self, rows: int, compute_ns: int, queue_ns: int = 0,
-                   requests: int = 1) -> None:
+    def batch_done(self, rows: int, compute_ns: int, queue_ns: int = 0, requests: int = 1) -> None:
         """One model execution of ``rows`` rows for ``requests`` requests."""
         with self.lock:
             self.execution_count += 1
@@ -60,21 +59,30 @@ class ModelStats:
     def to_dict(self) -> dict:
         with self.lock:
             return {
-                "name": self.name, "version": self.version,
+                "name": self.name,
+                "version": self.version,
                 "last_inference": self.last_inference_ms,
                 "inference_count": self.inference_count,
                 "execution_count": self.execution_count,
                 "inference_stats": {
-                    "success": self.success.to_dict(), "fail": self.fail.to_dict(),
+                    "success": self.success.to_dict(),
+                    "fail": self.fail.to_dict(),
                     "queue": self.queue.to_dict(),
                     "compute_input": self.compute_input.to_dict(),
                     "compute_infer": self.compute_infer.to_dict(),
                     "compute_output": self.compute_output.to_dict(),
-                    "cache_hit": Duration().to_dict(), "cache_miss": Duration().to_dict()},
+                    "cache_hit": Duration().to_dict(),
+                    "cache_miss": Duration().to_dict(),
+                },
                 "batch_stats": [
-                    {"batch_size": rows, "compute_input": Duration().to_dict(),
-                     "compute_infer": d.to_dict(), "compute_output": Duration().to_dict()}
-                    for rows, d in sorted(self.batches.items())],
+                    {
+                        "batch_size": rows,
+                        "compute_input": Duration().to_dict(),
+                        "compute_infer": d.to_dict(),
+                        "compute_output": Duration().to_dict(),
+                    }
+                    for rows, d in sorted(self.batches.items())
+                ],
             }
 
 
@@ -95,5 +103,9 @@ class StatsRegistry:
 
     def document(self, models: list[tuple[str, str]]) -> dict:
         """``{"model_stats": [...]}`` for (name, version) pairs; unused models report zeros."""
-        return {"model_stats": [(self._models.get(name) or ModelStats(name, version)).to_dict()
-                                for name, version in models]}
+        return {
+            "model_stats": [
+                (self._models.get(name) or ModelStats(name, version)).to_dict()
+                for name, version in models
+            ]
+        }

@@ -16,8 +16,10 @@ def validate_inputs(req: InferRequest, cfg: ModelConfig) -> None:
     known = {t.name for t in cfg.inputs}
     unknown = sorted(set(req.inputs) - known)
     if unknown:
-        raise CodecError(f"model {cfg.name} has no input {unknown[0]!r}; "
-                         f"inputs are {', '.join(t.name for t in cfg.inputs)}")
+        raise CodecError(
+            f"model {cfg.name} has no input {unknown[0]!r}; "
+            f"inputs are {', '.join(t.name for t in cfg.inputs)}"
+        )
     batch: int | None = None
     for spec in cfg.inputs:
         array = req.inputs.get(spec.name)
@@ -25,19 +27,25 @@ def validate_inputs(req: InferRequest, cfg: ModelConfig) -> None:
             raise CodecError(f"model {cfg.name}: missing input {spec.name!r}")
         got = datatype_of(array)
         if got != spec.datatype:
-            raise CodecError(f"input {spec.name!r}: datatype {got} but model {cfg.name} "
-                             f"expects {spec.datatype}")
+            raise CodecError(
+                f"input {spec.name!r}: datatype {got} but model {cfg.name} expects {spec.datatype}"
+            )
         shape = array.shape
         if len(shape) != len(spec.shape) or any(
-                want != -1 and want != d for want, d in zip(spec.shape, shape, strict=True)):
-            raise CodecError(f"input {spec.name!r}: shape {list(shape)} does not match "
-                             f"{list(spec.shape)} (-1 is any size)")
+            want != -1 and want != d for want, d in zip(spec.shape, shape, strict=True)
+        ):
+            raise CodecError(
+                f"input {spec.name!r}: shape {list(shape)} does not match "
+                f"{list(spec.shape)} (-1 is any size)"
+            )
         if spec.shape and spec.shape[0] == -1:
             if shape[0] < 1:
                 raise CodecError(f"input {spec.name!r}: batch size must be at least 1")
             if shape[0] > cfg.max_batch_size:
-                raise CodecError(f"input {spec.name!r}: batch size {shape[0]} exceeds "
-                                 f"max_batch_size {cfg.max_batch_size} of model {cfg.name}")
+                raise CodecError(
+                    f"input {spec.name!r}: batch size {shape[0]} exceeds "
+                    f"max_batch_size {cfg.max_batch_size} of model {cfg.name}"
+                )
             if batch is not None and shape[0] != batch:
                 raise CodecError(f"inputs disagree on batch size ({batch} vs {shape[0]})")
             batch = shape[0]
@@ -45,5 +53,7 @@ def validate_inputs(req: InferRequest, cfg: ModelConfig) -> None:
         names = {t.name for t in cfg.outputs}
         for r in req.outputs:
             if r.name not in names:
-                raise CodecError(f"model {cfg.name} has no output {r.name!r}; "
-                                 f"outputs are {', '.join(t.name for t in cfg.outputs)}")
+                raise CodecError(
+                    f"model {cfg.name} has no output {r.name!r}; "
+                    f"outputs are {', '.join(t.name for t in cfg.outputs)}"
+                )

@@ -34,8 +34,14 @@ def _conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None, base_width: int = 64):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        base_width: int = 64,
+    ):
         super().__init__()
         self.conv1 = _conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -54,8 +60,14 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None, base_width: int = 64):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        base_width: int = 64,
+    ):
         super().__init__()
         width = int(planes * (base_width / 64.0))
         self.conv1 = _conv1x1(inplanes, width)
@@ -76,8 +88,9 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block: type, layers: list[int], num_classes: int = 1000,
-                 width_per_group: int = 64):
+    def __init__(
+        self, block: type, layers: list[int], num_classes: int = 1000, width_per_group: int = 64
+    ):
         super().__init__()
         self.inplanes = 64
         self.base_width = width_per_group
@@ -95,12 +108,15 @@ class ResNet(nn.Module):
     def _make_layer(self, block: type, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
+            downsample = nn.Sequential(
+                _conv1x1(self.inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
         layers = [block(self.inplanes, planes, stride, downsample, self.base_width)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, base_width=self.base_width)
-                   for _ in range(1, blocks)]
+        layers += [
+            block(self.inplanes, planes, base_width=self.base_width) for _ in range(1, blocks)
+        ]
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,8 +129,26 @@ class ResNet(nn.Module):
 
 _VGG_CFGS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-              512, 512, 512, "M"],
+    "vgg16": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+    ],
 }
 
 
@@ -132,9 +166,14 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(p=dropout),
-            nn.Linear(4096, num_classes))
+            nn.Linear(512 * 7 * 7, 4096),
+            nn.ReLU(),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, num_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
@@ -147,13 +186,22 @@ class VGG(nn.Module):
 class ConvBNReLU6(nn.Sequential):
     """torchvision's Conv2dNormActivation with BatchNorm2d and ReLU6 (keys 0, 1, 2)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1):
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1
+    ):
         super().__init__(
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride, (kernel_size - 1) // 2,
-                      groups=groups, bias=False),
+            nn.Conv2d(
+                in_ch,
+                out_ch,
+                kernel_size,
+                stride,
+                (kernel_size - 1) // 2,
+                groups=groups,
+                bias=False,
+            ),
             nn.BatchNorm2d(out_ch),
-            nn.ReLU6())
+            nn.ReLU6(),
+        )
 
 
 class InvertedResidual(nn.Module):
@@ -177,8 +225,15 @@ class InvertedResidual(nn.Module):
 
 class MobileNetV2(nn.Module):
     # (expansion t, channels c, repeats n, first stride s), as in the paper and torchvision
-    SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                (6, 160, 3, 2), (6, 320, 1, 1)]
+    SETTINGS = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
         super().__init__()
@@ -234,27 +289,78 @@ class ZooEntry:
         return len(self.input_size) == 3
 
 
-MODELS: dict[str, ZooEntry] = {e.name: e for e in [
-    ZooEntry("resnet18", lambda: ResNet(BasicBlock, [2, 2, 2, 2]), (3, 224, 224), 8, 300.0,
-             "ResNet-18, 11.7M params, ImageNet classifier"),
-    ZooEntry("resnet34", lambda: ResNet(BasicBlock, [3, 4, 6, 3]), (3, 224, 224), 8, 500.0,
-             "ResNet-34, 21.8M params, ImageNet classifier"),
-    ZooEntry("resnet50", lambda: ResNet(Bottleneck, [3, 4, 6, 3]), (3, 224, 224), 8, 800.0,
-             "ResNet-50 (v1.5), 25.6M params, ImageNet classifier"),
-    ZooEntry("wide_resnet50_2",
-             lambda: ResNet(Bottleneck, [3, 4, 6, 3], width_per_group=128), (3, 224, 224), 4,
-             2000.0, "Wide ResNet-50-2, 68.9M params, ImageNet classifier"),
-    ZooEntry("vgg11", lambda: VGG(_VGG_CFGS["vgg11"]), (3, 224, 224), 4, 1500.0,
-             "VGG-11 without batch norm, 132.9M params, ImageNet classifier"),
-    ZooEntry("vgg16", lambda: VGG(_VGG_CFGS["vgg16"]), (3, 224, 224), 4, 2500.0,
-             "VGG-16 without batch norm, 138.4M params, ImageNet classifier"),
-    ZooEntry("mobilenet_v2", MobileNetV2, (3, 224, 224), 8, 200.0,
-             "MobileNetV2, 3.5M params, ImageNet classifier"),
-    ZooEntry("mlp", MLP, (784,), 32, 50.0,
-             "MLP 784-512-256-10, 0.5M params, MNIST-sized classifier"),
-    ZooEntry("delay", DelayModel, (16,), 8, 360.0,
-             "load-test model: identity whose forward waits delay_ms + per_item_ms * batch"),
-]}
+MODELS: dict[str, ZooEntry] = {
+    e.name: e
+    for e in [
+        ZooEntry(
+            "resnet18",
+            lambda: ResNet(BasicBlock, [2, 2, 2, 2]),
+            (3, 224, 224),
+            8,
+            300.0,
+            "ResNet-18, 11.7M params, ImageNet classifier",
+        ),
+        ZooEntry(
+            "resnet34",
+            lambda: ResNet(BasicBlock, [3, 4, 6, 3]),
+            (3, 224, 224),
+            8,
+            500.0,
+            "ResNet-34, 21.8M params, ImageNet classifier",
+        ),
+        ZooEntry(
+            "resnet50",
+            lambda: ResNet(Bottleneck, [3, 4, 6, 3]),
+            (3, 224, 224),
+            8,
+            800.0,
+            "ResNet-50 (v1.5), 25.6M params, ImageNet classifier",
+        ),
+        ZooEntry(
+            "wide_resnet50_2",
+            lambda: ResNet(Bottleneck, [3, 4, 6, 3], width_per_group=128),
+            (3, 224, 224),
+            4,
+            2000.0,
+            "Wide ResNet-50-2, 68.9M params, ImageNet classifier",
+        ),
+        ZooEntry(
+            "vgg11",
+            lambda: VGG(_VGG_CFGS["vgg11"]),
+            (3, 224, 224),
+            4,
+            1500.0,
+            "VGG-11 without batch norm, 132.9M params, ImageNet classifier",
+        ),
+        ZooEntry(
+            "vgg16",
+            lambda: VGG(_VGG_CFGS["vgg16"]),
+            (3, 224, 224),
+            4,
+            2500.0,
+            "VGG-16 without batch norm, 138.4M params, ImageNet classifier",
+        ),
+        ZooEntry(
+            "mobilenet_v2",
+            MobileNetV2,
+            (3, 224, 224),
+            8,
+            200.0,
+            "MobileNetV2, 3.5M params, ImageNet classifier",
+        ),
+        ZooEntry(
+            "mlp", MLP, (784,), 32, 50.0, "MLP 784-512-256-10, 0.5M params, MNIST-sized classifier"
+        ),
+        ZooEntry(
+            "delay",
+            DelayModel,
+            (16,),
+            8,
+            360.0,
+            "load-test model: identity whose forward waits delay_ms + per_item_ms * batch",
+        ),
+    ]
+}
 
 # Options a zoo model's builder takes (``tidegate export delay --delay-ms 50 --per-item-ms 5``).
 OPTIONS = {"delay": ("delay_ms", "per_item_ms")}
@@ -328,13 +434,15 @@ def input_shape(name: str, batch: int = 1, size: tuple[int, int] | None = None) 
         raise ValueError(f"model {name!r} takes a feature vector; size (H, W) applies to CNNs only")
     height, width = (int(v) for v in size)
     if height < MIN_IMAGE_SIZE or width < MIN_IMAGE_SIZE:
-        raise ValueError(f"image size must be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}, "
-                         f"got {height}x{width}")
+        raise ValueError(
+            f"image size must be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}, got {height}x{width}"
+        )
     return (int(batch), zoo_entry.input_size[0], height, width)
 
 
-def example_input(name: str, batch: int = 1, size: tuple[int, int] | None = None,
-                  seed: int = 0) -> torch.Tensor:
+def example_input(
+    name: str, batch: int = 1, size: tuple[int, int] | None = None, seed: int = 0
+) -> torch.Tensor:
     """A seeded standard-normal float32 input for ``name``."""
     gen = torch.Generator().manual_seed(int(seed))
     return torch.randn(input_shape(name, batch, size), generator=gen)

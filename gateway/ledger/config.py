@@ -14,23 +14,32 @@ class LedgerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["sqlite", "postgresql"] = Field(
-        "sqlite", description="sqlite: one file, the embedded default; postgresql: one ledger "
-        "shared by several gateway replicas. Inferred from `url` when not given.")
+        "sqlite",
+        description="sqlite: one file, the embedded default; postgresql: one ledger "
+        "shared by several gateway replicas. Inferred from `url` when not given.",
+    )
     url: str | None = Field(
-        None, description="sqlite: the file (default DATA_DIR/ledger.sqlite); postgresql: a "
-        "libpq URL, postgresql://user:password@host:port/dbname.")
+        None,
+        description="sqlite: the file (default DATA_DIR/ledger.sqlite); postgresql: a "
+        "libpq URL, postgresql://user:password@host:port/dbname.",
+    )
     sqlite_synchronous: Literal["full", "normal"] = Field(
-        "normal", description="sqlite: normal (default) commits each batch to the WAL before the "
+        "normal",
+        description="sqlite: normal (default) commits each batch to the WAL before the "
         "answer, so a crash or SIGKILL of the gateway loses no row, at no fsync per request; "
         "full also fsyncs each commit, surviving power loss at one fsync per batch "
-        "(adds 1-30 ms at one client on this class of disk).")
+        "(adds 1-30 ms at one client on this class of disk).",
+    )
     max_batch_rows: int = Field(4096, ge=1, description="Most rows committed in one transaction.")
 
     @model_validator(mode="before")
     @classmethod
     def _kind_from_url(cls, data):
-        if isinstance(data, dict) and "kind" not in data and str(data.get("url") or "").startswith(
-                _PG_SCHEMES):
+        if (
+            isinstance(data, dict)
+            and "kind" not in data
+            and str(data.get("url") or "").startswith(_PG_SCHEMES)
+        ):
             data = {**data, "kind": "postgresql"}
         return data
 

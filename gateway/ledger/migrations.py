@@ -27,18 +27,30 @@ _V1_COLUMNS = """
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
-        1, "requests table",
-        sqlite=(f"CREATE TABLE IF NOT EXISTS requests ({_V1_COLUMNS.format(real='REAL')})",
-                "CREATE INDEX IF NOT EXISTS requests_tenant_ts ON requests (tenant, ts)"),
-        postgres=("CREATE TABLE IF NOT EXISTS requests (seq BIGSERIAL PRIMARY KEY, "
-                  f"{_V1_COLUMNS.format(real='DOUBLE PRECISION')})",
-                  "CREATE INDEX IF NOT EXISTS requests_tenant_ts ON requests (tenant, ts)")),
+        1,
+        "requests table",
+        sqlite=(
+            f"CREATE TABLE IF NOT EXISTS requests ({_V1_COLUMNS.format(real='REAL')})",
+            "CREATE INDEX IF NOT EXISTS requests_tenant_ts ON requests (tenant, ts)",
+        ),
+        postgres=(
+            "CREATE TABLE IF NOT EXISTS requests (seq BIGSERIAL PRIMARY KEY, "
+            f"{_V1_COLUMNS.format(real='DOUBLE PRECISION')})",
+            "CREATE INDEX IF NOT EXISTS requests_tenant_ts ON requests (tenant, ts)",
+        ),
+    ),
     Migration(
-        2, "routing reason per row; time index for reports",
-        sqlite=("ALTER TABLE requests ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
-                "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)"),
-        postgres=("ALTER TABLE requests ADD COLUMN IF NOT EXISTS reason TEXT NOT NULL DEFAULT ''",
-                  "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)")),
+        2,
+        "routing reason per row; time index for reports",
+        sqlite=(
+            "ALTER TABLE requests ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
+            "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
+        ),
+        postgres=(
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS reason TEXT NOT NULL DEFAULT ''",
+            "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -27,7 +27,9 @@ class PostgresBackend:
         from psycopg.conninfo import conninfo_to_dict
 
         info = conninfo_to_dict(self.url)
-        return f"postgresql://{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
+        return (
+            f"postgresql://{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
+        )
 
     def _connect(self):
         import psycopg
@@ -38,16 +40,20 @@ class PostgresBackend:
         with self._connect() as db:
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))
-                db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER "
-                           "PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER "
+                    "PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+                )
                 applied = {v for (v,) in db.execute("SELECT version FROM schema_migrations")}
                 for migration in MIGRATIONS:
                     if migration.version in applied:
                         continue
                     for statement in migration.postgres:
                         db.execute(statement)
-                    db.execute("INSERT INTO schema_migrations VALUES (%s, %s, %s)",
-                               (migration.version, migration.name, time.time()))
+                    db.execute(
+                        "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                        (migration.version, migration.name, time.time()),
+                    )
             return db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
 
     def write(self, rows: list[tuple]) -> None:

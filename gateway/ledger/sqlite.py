@@ -39,8 +39,7 @@ class SqliteBackend:
         return f"sqlite:{self.path}"
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                             check_same_thread=False)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.synchronous}")
         return db
@@ -49,18 +48,23 @@ class SqliteBackend:
         """Apply the migrations this file lacks, each in its own transaction; the version."""
         db = self._connect()
         try:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                       " name TEXT NOT NULL, applied_at REAL NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
             for migration in MIGRATIONS:
                 db.execute("BEGIN IMMEDIATE")  # one migrator at a time, even across processes
                 try:
-                    done = db.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
-                                      (migration.version,)).fetchone()
+                    done = db.execute(
+                        "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
+                    ).fetchone()
                     if not done:
                         for statement in migration.sqlite:
                             db.execute(statement)
-                        db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                                   (migration.version, migration.name, time.time()))
+                        db.execute(
+                            "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                            (migration.version, migration.name, time.time()),
+                        )
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -77,7 +81,7 @@ class SqliteBackend:
         try:
             db.execute("BEGIN IMMEDIATE")
             for start in range(0, len(rows), _CHUNK_ROWS):
-                chunk = rows[start:start + _CHUNK_ROWS]
+                chunk = rows[start : start + _CHUNK_ROWS]
                 db.execute(_insert(len(chunk)), [value for row in chunk for value in row])
             db.execute("COMMIT")
         except BaseException:

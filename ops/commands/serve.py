@@ -96,8 +96,17 @@ def _banner(settings, models: list[str]) -> str:
         f"'{spec.name}','shape':{shape},'datatype':'{spec.datatype}','data':[0.5]*{count}}}]}}).encode(); "
         f"r=json.load(u.urlopen(u.Request('{url}/v2/models/{cfg.name}/infer',b))); "
         f"print(r['outputs'][0]['shape'])\"",
+        f"  gRPC (tritonclient.grpc): {_grpc_address(settings)}",
         f"  Metrics: {url}/metrics   Stop: Ctrl-C",
     ])
+
+
+def _grpc_address(settings) -> str:
+    if settings.grpc_port < 0:
+        return "off"
+    if settings.grpc_port == 0:
+        return f"{settings.host}, a free port (logged at start)"
+    return f"{settings.host}:{settings.grpc_port}"
 
 
 async def _announce_ready(url: str, banner: str) -> None:

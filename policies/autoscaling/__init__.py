@@ -7,8 +7,12 @@ from .knative import Knative
 from .predictive import Predictive
 from .simple import FixedScaler, TargetTracking
 
-AUTOSCALERS = {"none": FixedScaler, "target": TargetTracking, "knative": Knative,
-               "predictive": Predictive}
+AUTOSCALERS = {
+    "none": FixedScaler,
+    "target": TargetTracking,
+    "knative": Knative,
+    "predictive": Predictive,
+}
 
 
 def make_autoscaler(policy: str, **params) -> Autoscaler:
@@ -16,13 +20,23 @@ def make_autoscaler(policy: str, **params) -> Autoscaler:
     try:
         cls = AUTOSCALERS[policy]
     except KeyError:
-        raise ValueError(f"unknown autoscaling policy {policy!r}; "
-                         f"known: {', '.join(AUTOSCALERS)}") from None
+        raise ValueError(
+            f"unknown autoscaling policy {policy!r}; known: {', '.join(AUTOSCALERS)}"
+        ) from None
     try:
         return cls(**params)
     except TypeError as exc:
         raise ValueError(f"bad parameters for autoscaling policy {policy!r}: {exc}") from None
 
 
-__all__ = ["AUTOSCALERS", "Autoscaler", "FixedScaler", "Knative", "Predictive", "ScaleDecision",
-           "ScalerBase", "TargetTracking", "make_autoscaler"]
+__all__ = [
+    "AUTOSCALERS",
+    "Autoscaler",
+    "FixedScaler",
+    "Knative",
+    "Predictive",
+    "ScaleDecision",
+    "ScalerBase",
+    "TargetTracking",
+    "make_autoscaler",
+]

@@ -39,8 +39,10 @@ class ScalerBase:
 
     def __init__(self, min_replicas: int = 0, max_replicas: int = 8):
         if min_replicas < 0 or max_replicas < max(min_replicas, 1):
-            raise ValueError(f"need 0 <= min_replicas <= max_replicas and max_replicas >= 1, "
-                             f"got {min_replicas}..{max_replicas}")
+            raise ValueError(
+                f"need 0 <= min_replicas <= max_replicas and max_replicas >= 1, "
+                f"got {min_replicas}..{max_replicas}"
+            )
         self.min_replicas = min_replicas
         self.max_replicas = max_replicas
 

@@ -10,10 +10,16 @@ from .base import ScaleDecision, ScalerBase, Window, current_replicas, in_flight
 class Knative(ScalerBase):
     name = "knative"
 
-    def __init__(self, target_in_flight_per_replica: float = 4.0, stable_window_s: float = 60.0,
-                 panic_window_s: float = 6.0, panic_threshold: float = 2.0,
-                 max_scale_up_rate: float = 1000.0, min_replicas: int = 0,
-                 max_replicas: int = 8):
+    def __init__(
+        self,
+        target_in_flight_per_replica: float = 4.0,
+        stable_window_s: float = 60.0,
+        panic_window_s: float = 6.0,
+        panic_threshold: float = 2.0,
+        max_scale_up_rate: float = 1000.0,
+        min_replicas: int = 0,
+        max_replicas: int = 8,
+    ):
         super().__init__(min_replicas, max_replicas)
         if target_in_flight_per_replica <= 0 or not 0 < panic_window_s <= stable_window_s:
             raise ValueError("need target > 0 and 0 < panic_window_s <= stable_window_s")
@@ -42,12 +48,15 @@ class Knative(ScalerBase):
         if panic_want / ready >= self.panic_threshold:
             if self._panic_since_s is None:
                 self._panic_desired = current_replicas(state)
-            self._panic_since_s = now  # (re)armed: panic lasts a stable window past the last trigger
+            self._panic_since_s = (
+                now  # (re)armed: panic lasts a stable window past the last trigger
+            )
         elif self.panicking and now - self._panic_since_s >= self.stable_window_s:
             self._panic_since_s = None
         if self.panicking:
             # in panic, follow the short window up but never scale down
-            self._panic_desired = max(self._panic_desired, self.clamp(panic_want),
-                                      self.clamp(stable_want))
+            self._panic_desired = max(
+                self._panic_desired, self.clamp(panic_want), self.clamp(stable_want)
+            )
             return ScaleDecision(self._panic_desired, "panic")
         return ScaleDecision(self.clamp(stable_want), "stable")

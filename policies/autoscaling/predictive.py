@@ -24,14 +24,23 @@ class Predictive(ScalerBase):
 
     name = "predictive"
 
-    def __init__(self, base_quantile: float = 0.6, warm_quantile: float = 0.99,
-                 target_utilization: float = 0.7, level_alpha: float = 0.5,
-                 trend_beta: float = 0.2, trend_damping: float = 0.95,
-                 scale_in_cooldown_s: float = 60.0,
-                 max_warm_functions: int = 0, min_warm_functions: int = 0,
-                 burst_latency_s: float = 0.5,
-                 instances_per_burst_request: int = 5, min_replicas: int = 0,
-                 max_replicas: int = 8, prices: PriceTable | None = None):
+    def __init__(
+        self,
+        base_quantile: float = 0.6,
+        warm_quantile: float = 0.99,
+        target_utilization: float = 0.7,
+        level_alpha: float = 0.5,
+        trend_beta: float = 0.2,
+        trend_damping: float = 0.95,
+        scale_in_cooldown_s: float = 60.0,
+        max_warm_functions: int = 0,
+        min_warm_functions: int = 0,
+        burst_latency_s: float = 0.5,
+        instances_per_burst_request: int = 5,
+        min_replicas: int = 0,
+        max_replicas: int = 8,
+        prices: PriceTable | None = None,
+    ):
         super().__init__(min_replicas, max_replicas)
         for label, q in (("base_quantile", base_quantile), ("warm_quantile", warm_quantile)):
             if not 0 < q < 1:
@@ -65,7 +74,7 @@ class Predictive(ScalerBase):
         # damped trend (Gardner): a ramp seen for a few seconds is not extrapolated over the
         # whole boot horizon; the trend's reach is at most phi / (1 - phi) seconds
         phi = self.damping
-        reach_s = horizon_s if phi >= 1 else phi * (1 - phi ** horizon_s) / (1 - phi)
+        reach_s = horizon_s if phi >= 1 else phi * (1 - phi**horizon_s) / (1 - phi)
         mean = max(self._level + self._trend_per_s * reach_s, 0.0)
         return mean, math.sqrt(self._err_var)
 
@@ -78,12 +87,16 @@ class Predictive(ScalerBase):
         err = rate - predicted
         self._err_var = 0.9 * self._err_var + 0.1 * err * err
         level = self.alpha * rate + (1 - self.alpha) * predicted
-        self._trend_per_s = self.beta * (level - self._level) / dt + (1 - self.beta) * self._trend_per_s
+        self._trend_per_s = (
+            self.beta * (level - self._level) / dt + (1 - self.beta) * self._trend_per_s
+        )
         self._level, self._last_s = level, now_s
 
     def _capacity_per_s(self, state: LiveState) -> float:
         caps = [replica_capacity_per_s(s, state.vm.max_batch_size) for s in state.models.values()]
-        cap = min(caps) if caps else replica_capacity_per_s(state.model(""), state.vm.max_batch_size)
+        cap = (
+            min(caps) if caps else replica_capacity_per_s(state.model(""), state.vm.max_batch_size)
+        )
         return cap * self.target_utilization
 
     def decide(self, state: LiveState) -> ScaleDecision:

@@ -25,8 +25,14 @@ class TargetTracking(ScalerBase):
 
     name = "target"
 
-    def __init__(self, target_in_flight_per_replica: float = 4.0, metric_window_s: float = 10.0,
-                 scale_in_cooldown_s: float = 60.0, min_replicas: int = 0, max_replicas: int = 8):
+    def __init__(
+        self,
+        target_in_flight_per_replica: float = 4.0,
+        metric_window_s: float = 10.0,
+        scale_in_cooldown_s: float = 60.0,
+        min_replicas: int = 0,
+        max_replicas: int = 8,
+    ):
         super().__init__(min_replicas, max_replicas)
         if target_in_flight_per_replica <= 0:
             raise ValueError("target_in_flight_per_replica must be > 0")
@@ -44,8 +50,10 @@ class TargetTracking(ScalerBase):
         if want > current:
             reason = "scale out: in-flight over target"
         elif want < current:
-            cooled = (self._last_change_s is None
-                      or state.now_s - self._last_change_s >= self.scale_in_cooldown_s)
+            cooled = (
+                self._last_change_s is None
+                or state.now_s - self._last_change_s >= self.scale_in_cooldown_s
+            )
             if cooled:
                 reason = "scale in: in-flight under target"
             else:

@@ -7,8 +7,12 @@ from .simple import BurstOnly, VmOnly
 from .slo_aware import SloAware, predict_burst_ms
 from .threshold import Threshold
 
-POLICIES = {"vm-only": VmOnly, "burst-only": BurstOnly, "threshold": Threshold,
-            "slo-aware": SloAware}
+POLICIES = {
+    "vm-only": VmOnly,
+    "burst-only": BurstOnly,
+    "threshold": Threshold,
+    "slo-aware": SloAware,
+}
 
 
 def make_policy(name: str, **params) -> RoutingPolicy:
@@ -23,5 +27,17 @@ def make_policy(name: str, **params) -> RoutingPolicy:
         raise ValueError(f"bad parameters for routing policy {name!r}: {exc}") from None
 
 
-__all__ = ["POLICIES", "REJECT_MESSAGES", "BurstOnly", "Decision", "Reason", "Route",
-           "RoutingPolicy", "SloAware", "Threshold", "VmOnly", "make_policy", "predict_burst_ms"]
+__all__ = [
+    "POLICIES",
+    "REJECT_MESSAGES",
+    "BurstOnly",
+    "Decision",
+    "Reason",
+    "Route",
+    "RoutingPolicy",
+    "SloAware",
+    "Threshold",
+    "VmOnly",
+    "make_policy",
+    "predict_burst_ms",
+]

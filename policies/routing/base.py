@@ -71,8 +71,9 @@ def vm_decision(state: LiveState, reason: Reason) -> Decision:
     if state.vm.ready_replicas == 0:
         if state.vm.booting_replicas == 0:
             return Decision(Route.REJECT, Reason.NO_VM_READY)
-        return Decision(Route.VM, Reason.VM_BOOTING,
-                        retry_after_s=max(state.vm.boot_remaining_s, 1.0))
+        return Decision(
+            Route.VM, Reason.VM_BOOTING, retry_after_s=max(state.vm.boot_remaining_s, 1.0)
+        )
     return Decision(Route.VM, reason)
 
 

@@ -18,7 +18,10 @@ class Threshold:
         if decision:
             return decision
         vm = state.vm
-        if vm.ready_replicas > 0 and vm.outstanding < vm.ready_replicas * self.spill_outstanding_per_replica:
+        if (
+            vm.ready_replicas > 0
+            and vm.outstanding < vm.ready_replicas * self.spill_outstanding_per_replica
+        ):
             return Decision(Route.VM, Reason.VM_HAS_CAPACITY)
         if state.burst_enabled:
             why = Reason.NO_VM_READY if vm.ready_replicas == 0 else Reason.VM_OVER_THRESHOLD

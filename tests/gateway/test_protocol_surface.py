@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 
 import httpx
@@ -64,31 +65,45 @@ def test_tritonclient_config_statistics_and_infer(gateway, small_repo):
     assert {s["name"] for s in every} == {"mlp", "resnet18"}
 
 
-def test_kserve_rest_client_v2(gateway, small_repo):
-    from kserve import InferenceRESTClient, RESTConfig
-    from kserve.protocol.infer_type import InferInput, InferRequest
+# KServe's SDK and tritonclient.grpc both register `inference.*` protobuf messages in the default
+# pool, so one process cannot import both: the KServe client runs in its own interpreter, as a
+# KServe user's program would.
+KSERVE_CLIENT = """
+import asyncio, sys
+import numpy as np
+from kserve import InferenceRESTClient, RESTConfig
+from kserve.protocol.infer_type import InferInput, InferRequest
 
-    async def run():
-        client = InferenceRESTClient(RESTConfig(protocol="v2", retries=0))
-        try:
-            assert await client.is_server_live(gateway) is True
-            assert await client.is_server_ready(gateway) is True
-            assert await client.is_model_ready(gateway, "mlp") is True
-            x = np.random.default_rng(4).standard_normal((2, 784)).astype(np.float32)
-            answers = []
-            for binary in (False, True):
-                inp = InferInput("input", list(x.shape), "FP32")
-                inp.set_data_from_numpy(x, binary_data=binary)
-                req = InferRequest(model_name="mlp", infer_inputs=[inp], request_id="k-1")
-                answers.append(await client.infer(gateway, req, model_name="mlp"))
-            return x, answers
-        finally:
-            await client.close()
+async def run(url, out):
+    client = InferenceRESTClient(RESTConfig(protocol="v2", retries=0))
+    try:
+        assert await client.is_server_live(url) is True
+        assert await client.is_server_ready(url) is True
+        assert await client.is_model_ready(url, "mlp") is True
+        x = np.random.default_rng(4).standard_normal((2, 784)).astype(np.float32)
+        answers = []
+        for binary in (False, True):
+            inp = InferInput("input", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x, binary_data=binary)
+            req = InferRequest(model_name="mlp", infer_inputs=[inp], request_id="k-1")
+            answers.append((await client.infer(url, req, model_name="mlp")).outputs[0].as_numpy())
+        np.savez(out, x=x, json=answers[0], binary=answers[1])
+    finally:
+        await client.close()
 
-    x, answers = asyncio.run(run())
-    want = reference(small_repo, "mlp", x)
-    for answer in answers:
-        assert np.abs(answer.outputs[0].as_numpy() - want).max() <= 1e-5
+asyncio.run(run(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_kserve_rest_client_v2(gateway, small_repo, tmp_path):
+    out = tmp_path / "kserve.npz"
+    proc = subprocess.run([sys.executable, "-c", KSERVE_CLIENT, gateway, str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = np.load(out)
+    want = reference(small_repo, "mlp", got["x"])
+    for name in ("json", "binary"):
+        assert np.abs(got[name] - want).max() <= 1e-5
 
 
 def test_health_bodies_request_ids_and_405s(gateway):

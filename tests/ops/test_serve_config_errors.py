@@ -26,6 +26,9 @@ CASES = [
      ["unknown environment variable TIDEGATE_VM__REPLICA", "TIDEGATE_VM__REPLICAS"]),
     ("", ["--data-dir", "/proc/nope"], {}, ["cannot use data directory /proc/nope"]),
     ("port = [1\n", [], {}, ["cannot read settings"]),
+    ('[autoscaling]\npolicy = "knative"\nstable_window = 30\n', [], {},
+     ["unknown setting autoscaling.knative.stable_window", "did you mean stable_window_s"]),
+    ('[autoscaling]\npolicy = "magic"\n', [], {}, ["autoscaling", "policy 'magic'", "predictive"]),
 ]
 
 

@@ -36,11 +36,20 @@ async def http_ready(url: str) -> bool:
 
 
 class Ec2Provisioner:
-    def __init__(self, group: str, *, region: str = "us-east-1", endpoint_url: str | None = None,
-                 url_template: str = "http://{private_ip}:8000", tag_key: str | None = None,
-                 tag_value: str | None = None, poll_interval_s: float = 5.0,
-                 expected_boot_s: float = 120.0, probe: Probe = http_ready,
-                 session_kwargs: dict | None = None):
+    def __init__(
+        self,
+        group: str,
+        *,
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        url_template: str = "http://{private_ip}:8000",
+        tag_key: str | None = None,
+        tag_value: str | None = None,
+        poll_interval_s: float = 5.0,
+        expected_boot_s: float = 120.0,
+        probe: Probe = http_ready,
+        session_kwargs: dict | None = None,
+    ):
         self.group = group
         self.region, self.endpoint_url = region, endpoint_url
         self.url_template = url_template
@@ -78,8 +87,9 @@ class Ec2Provisioner:
         if count < 0:
             raise ValueError("replica count must be >= 0")
         asg, _ = await self._clients()
-        await asg.set_desired_capacity(AutoScalingGroupName=self.group, DesiredCapacity=count,
-                                       HonorCooldown=False)
+        await asg.set_desired_capacity(
+            AutoScalingGroupName=self.group, DesiredCapacity=count, HonorCooldown=False
+        )
         await self.refresh()
         if self._poller is None:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
@@ -89,8 +99,9 @@ class Ec2Provisioner:
         info = self._replicas.get(replica_id)
         if info is not None:
             info.state = ReplicaState.STOPPING
-        await asg.terminate_instance_in_auto_scaling_group(InstanceId=replica_id,
-                                                          ShouldDecrementDesiredCapacity=True)
+        await asg.terminate_instance_in_auto_scaling_group(
+            InstanceId=replica_id, ShouldDecrementDesiredCapacity=True
+        )
         self._replicas.pop(replica_id, None)
 
     def mark_failed(self, replica_id: str) -> None:
@@ -104,8 +115,9 @@ class Ec2Provisioner:
 
     async def _report_unhealthy(self, replica_id: str) -> None:
         asg, _ = await self._clients()
-        await asg.set_instance_health(InstanceId=replica_id, HealthStatus="Unhealthy",
-                                      ShouldRespectGracePeriod=False)
+        await asg.set_instance_health(
+            InstanceId=replica_id, HealthStatus="Unhealthy", ShouldRespectGracePeriod=False
+        )
 
     async def close(self) -> None:
         """Stop watching the group; the fleet itself keeps running (it is not ours to end)."""
@@ -131,8 +143,10 @@ class Ec2Provisioner:
     async def refresh(self) -> None:
         """Read the group's live instances by tag and probe the ones not yet ready."""
         _, ec2 = await self._clients()
-        filters = [{"Name": f"tag:{self.tag_key}", "Values": [self.tag_value]},
-                   {"Name": "instance-state-name", "Values": ["pending", "running"]}]
+        filters = [
+            {"Name": f"tag:{self.tag_key}", "Values": [self.tag_value]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
         seen: dict[str, dict] = {}
         paginator = ec2.get_paginator("describe_instances")
         async for page in paginator.paginate(Filters=filters):
@@ -150,11 +164,16 @@ class Ec2Provisioner:
                 self._replicas[iid] = info
             elif not info.url.split("//", 1)[-1].split(":")[0]:
                 info.url = self._url(inst)  # the address arrives once the instance runs
-            if (info.state == ReplicaState.BOOTING and inst["State"]["Name"] == "running"
-                    and await self.probe(info.url)):
+            if (
+                info.state == ReplicaState.BOOTING
+                and inst["State"]["Name"] == "running"
+                and await self.probe(info.url)
+            ):
                 info.state, info.ready_at_s = ReplicaState.READY, time.monotonic()
 
     def _url(self, inst: dict) -> str:
-        return self.url_template.format(private_ip=inst.get("PrivateIpAddress", ""),
-                                        public_ip=inst.get("PublicIpAddress", ""),
-                                        instance_id=inst["InstanceId"])
+        return self.url_template.format(
+            private_ip=inst.get("PrivateIpAddress", ""),
+            public_ip=inst.get("PublicIpAddress", ""),
+            instance_id=inst["InstanceId"],
+        )

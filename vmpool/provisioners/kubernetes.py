@@ -36,17 +36,30 @@ class KubernetesError(Exception):
 
 
 class KubernetesProvisioner:
-    def __init__(self, deployment: str, *, service: str | None = None,
-                 namespace: str = "default", api_url: str = "https://kubernetes.default.svc",
-                 token: str | None = None, token_file: str | Path | None = None,
-                 ca_file: str | Path | None = None, port: int | None = None,
-                 use_endpoint_slices: bool = True, poll_interval_s: float = 2.0,
-                 expected_boot_s: float = 60.0):
+    def __init__(
+        self,
+        deployment: str,
+        *,
+        service: str | None = None,
+        namespace: str = "default",
+        api_url: str = "https://kubernetes.default.svc",
+        token: str | None = None,
+        token_file: str | Path | None = None,
+        ca_file: str | Path | None = None,
+        port: int | None = None,
+        use_endpoint_slices: bool = True,
+        poll_interval_s: float = 2.0,
+        expected_boot_s: float = 60.0,
+    ):
         self.deployment, self.service = deployment, service or deployment
         self.namespace = namespace
         self.api_url = api_url.rstrip("/")
         self._token, self._token_file = token, Path(token_file) if token_file else None
-        if self._token is None and self._token_file is None and (SERVICE_ACCOUNT / "token").is_file():
+        if (
+            self._token is None
+            and self._token_file is None
+            and (SERVICE_ACCOUNT / "token").is_file()
+        ):
             self._token_file = SERVICE_ACCOUNT / "token"
         self.ca_file = ca_file
         self.port = port
@@ -73,11 +86,19 @@ class KubernetesProvisioner:
             ctx = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
             connector = aiohttp.TCPConnector(ssl=ctx) if ctx else aiohttp.TCPConnector()
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=10))
+                connector=connector, timeout=aiohttp.ClientTimeout(total=10)
+            )
         return self._session
 
-    async def _call(self, method: str, path: str, *, json_body=None, params=None,
-                    content_type: str = "application/json"):
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body=None,
+        params=None,
+        content_type: str = "application/json",
+    ):
         headers = {**self._headers(), "Accept": "application/json"}
         kwargs = {}
         if json_body is not None:
@@ -85,8 +106,9 @@ class KubernetesProvisioner:
 
             headers["Content-Type"] = content_type
             kwargs["data"] = json.dumps(json_body).encode()
-        async with self._client().request(method, self.api_url + path, headers=headers,
-                                          params=params, **kwargs) as resp:
+        async with self._client().request(
+            method, self.api_url + path, headers=headers, params=params, **kwargs
+        ) as resp:
             body = await resp.json(content_type=None) if resp.status != 204 else {}
             if resp.status >= 400:
                 message = body.get("message") if isinstance(body, dict) else None
@@ -111,15 +133,22 @@ class KubernetesProvisioner:
 
     async def _set_replicas(self, count: int) -> None:
         self._wanted = count
-        await self._call("PATCH", self._deployment_path() + "/scale",
-                         json_body={"spec": {"replicas": count}}, content_type=MERGE_PATCH)
+        await self._call(
+            "PATCH",
+            self._deployment_path() + "/scale",
+            json_body={"spec": {"replicas": count}},
+            content_type=MERGE_PATCH,
+        )
 
     async def drain(self, replica_id: str) -> None:
         info = self._replicas.pop(replica_id, None)
         if info is not None and not replica_id.startswith("pending-"):
-            await self._call("PATCH", f"/api/v1/namespaces/{self.namespace}/pods/{replica_id}",
-                             json_body={"metadata": {"annotations": {DELETION_COST: "-1000"}}},
-                             content_type=MERGE_PATCH)
+            await self._call(
+                "PATCH",
+                f"/api/v1/namespaces/{self.namespace}/pods/{replica_id}",
+                json_body={"metadata": {"annotations": {DELETION_COST: "-1000"}}},
+                content_type=MERGE_PATCH,
+            )
         # from our own count, not a read-modify-write of the scale: drains run concurrently
         await self._set_replicas(max(self._wanted - 1, 0))
 
@@ -129,7 +158,8 @@ class KubernetesProvisioner:
             return
         info.state = ReplicaState.FAILED
         task = asyncio.get_running_loop().create_task(
-            self._call("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{replica_id}"))
+            self._call("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{replica_id}")
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -168,15 +198,20 @@ class KubernetesProvisioner:
             seen[pod] = info
         pending = [r for r in self._replicas.values() if r.id.startswith("pending-")]
         for i in range(max(self._wanted - len(seen), 0)):
-            placeholder = pending[i] if i < len(pending) else ReplicaInfo(
-                f"pending-{i + 1}", "", ReplicaState.BOOTING, now)
+            placeholder = (
+                pending[i]
+                if i < len(pending)
+                else ReplicaInfo(f"pending-{i + 1}", "", ReplicaState.BOOTING, now)
+            )
             seen[placeholder.id] = placeholder
         self._replicas = seen
 
     async def _slices(self) -> list[tuple[str, str, bool]]:
         body = await self._call(
-            "GET", f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices",
-            params={"labelSelector": f"kubernetes.io/service-name={self.service}"})
+            "GET",
+            f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices",
+            params={"labelSelector": f"kubernetes.io/service-name={self.service}"},
+        )
         out = []
         for item in body.get("items", []):
             port = self.port or next((p["port"] for p in item.get("ports") or []), 8000)
@@ -189,8 +224,9 @@ class KubernetesProvisioner:
         return out
 
     async def _endpoints(self) -> list[tuple[str, str, bool]]:
-        body = await self._call("GET", f"/api/v1/namespaces/{self.namespace}/endpoints/"
-                                f"{self.service}")
+        body = await self._call(
+            "GET", f"/api/v1/namespaces/{self.namespace}/endpoints/{self.service}"
+        )
         out = []
         for subset in body.get("subsets") or []:
             port = self.port or next((p["port"] for p in subset.get("ports") or []), 8000)

@@ -33,10 +33,19 @@ class LocalProvisioner:
     when it boots, so replicas do not oversubscribe the cores.
     """
 
-    def __init__(self, repo: str | Path, *, models: list[str] | None = None, threads: int = 1,
-                 boot_delay_s: float = 0.0, host: str = "127.0.0.1", log_dir: str | Path | None = None,
-                 ready_timeout_s: float = 120.0, drain_timeout_s: float = 30.0,
-                 extra_args: list[str] | None = None):
+    def __init__(
+        self,
+        repo: str | Path,
+        *,
+        models: list[str] | None = None,
+        threads: int = 1,
+        boot_delay_s: float = 0.0,
+        host: str = "127.0.0.1",
+        log_dir: str | Path | None = None,
+        ready_timeout_s: float = 120.0,
+        drain_timeout_s: float = 30.0,
+        extra_args: list[str] | None = None,
+    ):
         self.repo = Path(repo)
         self.models = models
         self.threads = threads
@@ -73,14 +82,18 @@ class LocalProvisioner:
         if count < 0:
             raise ValueError("replica count must be >= 0")
         self._wanted = count
-        live = [r for r in self._replicas.values()
-                if r.info.state in (ReplicaState.BOOTING, ReplicaState.READY)]
+        live = [
+            r
+            for r in self._replicas.values()
+            if r.info.state in (ReplicaState.BOOTING, ReplicaState.READY)
+        ]
         for _ in range(count - len(live)):
             self._start_one()
         if len(live) > count:
             # Stop booting replicas first, then the youngest ready ones.
-            victims = sorted(live, key=lambda r: (r.info.state == ReplicaState.READY,
-                                                  -r.info.started_at_s))[: len(live) - count]
+            victims = sorted(
+                live, key=lambda r: (r.info.state == ReplicaState.READY, -r.info.started_at_s)
+            )[: len(live) - count]
             for r in victims:
                 r.info.state = ReplicaState.STOPPING
                 self._spawn_stop(r)
@@ -96,7 +109,9 @@ class LocalProvisioner:
     def _start_one(self) -> None:
         rid = f"local-{next(self._ids)}"
         port = free_port(self.host)
-        info = ReplicaInfo(rid, f"http://{self.host}:{port}", ReplicaState.BOOTING, time.monotonic())
+        info = ReplicaInfo(
+            rid, f"http://{self.host}:{port}", ReplicaState.BOOTING, time.monotonic()
+        )
         replica = _Replica(info)
         self._replicas[rid] = replica
         replica.task = asyncio.get_running_loop().create_task(self._boot(replica, port))
@@ -108,23 +123,40 @@ class LocalProvisioner:
             if replica.info.state != ReplicaState.BOOTING:
                 return
             threads = self.threads_per_replica()
-            args = [sys.executable, "-m", "ops", "model-server", "--repo", str(self.repo),
-                    "--host", self.host, "--port", str(port), "--threads", str(threads),
-                    *self.extra_args]
+            args = [
+                sys.executable,
+                "-m",
+                "ops",
+                "model-server",
+                "--repo",
+                str(self.repo),
+                "--host",
+                self.host,
+                "--port",
+                str(port),
+                "--threads",
+                str(threads),
+                *self.extra_args,
+            ]
             for m in self.models or []:
                 args += ["--model", m]
             env = dict(os.environ, OMP_NUM_THREADS=str(threads))
             replica.process = await spawn(  # dies with the gateway, however the gateway dies
-                args, env=env,
-                log_path=self.log_dir / f"{replica.info.id}.log" if self.log_dir else None)
+                args,
+                env=env,
+                log_path=self.log_dir / f"{replica.info.id}.log" if self.log_dir else None,
+            )
             if await self._wait_ready(replica):
                 replica.info.ready_at_s = time.monotonic()
                 replica.info.state = ReplicaState.READY
             else:
                 replica.info.state = ReplicaState.FAILED
                 self.boot_failures += 1
-                log.warning("replica %s failed to become ready (log: %s)", replica.info.id,
-                            self.log_dir / f"{replica.info.id}.log" if self.log_dir else "none")
+                log.warning(
+                    "replica %s failed to become ready (log: %s)",
+                    replica.info.id,
+                    self.log_dir / f"{replica.info.id}.log" if self.log_dir else "none",
+                )
                 await self._kill(replica)
                 self._replicas.pop(replica.info.id, None)
         except asyncio.CancelledError:
@@ -133,8 +165,11 @@ class LocalProvisioner:
 
     async def _wait_ready(self, replica: _Replica) -> bool:
         try:
-            await wait_healthy(replica.process, replica.info.url + "/v2/health/ready",
-                               timeout_s=self.ready_timeout_s)
+            await wait_healthy(
+                replica.process,
+                replica.info.url + "/v2/health/ready",
+                timeout_s=self.ready_timeout_s,
+            )
         except SpawnError:
             return False
         return True
@@ -166,5 +201,6 @@ class LocalProvisioner:
 
     async def close(self) -> None:
         await asyncio.gather(*list(self._tasks), return_exceptions=True)  # stops under way
-        await asyncio.gather(*(self._stop(r) for r in list(self._replicas.values())),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(self._stop(r) for r in list(self._replicas.values())), return_exceptions=True
+        )

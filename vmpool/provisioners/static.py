@@ -18,8 +18,10 @@ class StaticProvisioner:
         if not urls:
             raise ValueError("the static provisioner needs at least one replica URL")
         now = time.monotonic()
-        self._replicas = [ReplicaInfo(f"static-{i + 1}", url.rstrip("/"), ReplicaState.READY, now,
-                                      now) for i, url in enumerate(urls)]
+        self._replicas = [
+            ReplicaInfo(f"static-{i + 1}", url.rstrip("/"), ReplicaState.READY, now, now)
+            for i, url in enumerate(urls)
+        ]
 
     def replicas(self) -> list[ReplicaInfo]:
         return list(self._replicas)
