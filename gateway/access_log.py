@@ -27,8 +27,7 @@ log = logging.getLogger("tidegate.access")
 
 
 class AccessLog:
-    def __init__(self, app, *, state, fmt: str = "text",
-                 sink: Callable[[str], None] | None = None):
+    def __init__(self, app, *, state, fmt: str = "text", sink: Callable[[str], None] | None = None):
         if fmt not in ("text", "json", "off"):
             raise ValueError(f"access log format must be text, json or off, not {fmt!r}")
         self.app = app
@@ -69,19 +68,28 @@ class AccessLog:
         status = seen["status"]
         if match and scope["method"] == "POST":
             self._count(tenant, model, route, status, latency_ms, ctx)
-        if self.fmt == "off" or (self.sink is self._default_sink
-                                 and not log.isEnabledFor(logging.INFO)):
+        if self.fmt == "off" or (
+            self.sink is self._default_sink and not log.isEnabledFor(logging.INFO)
+        ):
             return  # nobody reads the line: do not format it
-        fields = {"method": scope["method"], "path": scope["path"], "status": status,
-                  "tenant": tenant or "-", "model": model or "-", "route": route or "-",
-                  "latency_ms": round(latency_ms, 3), "request_id": seen["request_id"] or "-"}
+        fields = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "tenant": tenant or "-",
+            "model": model or "-",
+            "route": route or "-",
+            "latency_ms": round(latency_ms, 3),
+            "request_id": seen["request_id"] or "-",
+        }
         if self.fmt == "json":
             self.sink(orjson.dumps(fields).decode())
         else:
             self.sink(" ".join(f"{k}={v}" for k, v in fields.items()))
 
-    def _count(self, tenant: str, model: str, route: str, status: int, latency_ms: float,
-               ctx) -> None:
+    def _count(
+        self, tenant: str, model: str, route: str, status: int, latency_ms: float, ctx
+    ) -> None:
         metrics = self.state.metrics
         if not getattr(ctx, "route", ""):  # refused before routing: the dispatcher never saw it
             metrics.child(metrics.requests, tenant or "unknown", model, "none", str(status)).inc()

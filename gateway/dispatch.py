@@ -52,11 +52,23 @@ class InferResult:
 
 
 class Dispatcher:
-    def __init__(self, *, models: dict[str, ModelConfig], tenants: TenantRegistry,
-                 pool: ReplicaPool | None, burst, policy: RoutingPolicy, ledger: Ledger | None,
-                 metrics: GatewayMetrics, prices: PriceTable, vm_timeout_s: float = 30.0,
-                 burst_timeout_s: float = 120.0, default_workers: int = 4, max_workers: int = 16,
-                 live: LiveCollector | None = None):
+    def __init__(
+        self,
+        *,
+        models: dict[str, ModelConfig],
+        tenants: TenantRegistry,
+        pool: ReplicaPool | None,
+        burst,
+        policy: RoutingPolicy,
+        ledger: Ledger | None,
+        metrics: GatewayMetrics,
+        prices: PriceTable,
+        vm_timeout_s: float = 30.0,
+        burst_timeout_s: float = 120.0,
+        default_workers: int = 4,
+        max_workers: int = 16,
+        live: LiveCollector | None = None,
+    ):
         self.models = models
         self.tenants = tenants
         self.pool = pool
@@ -84,9 +96,11 @@ class Dispatcher:
         if self.live is not None:
             return self.live.snapshot()
         pool = self.pool
-        vm = VmState(ready_replicas=len(pool.ready()) if pool else 0,
-                     booting_replicas=len(pool.booting()) if pool else 0,
-                     outstanding=pool.outstanding if pool else 0)
+        vm = VmState(
+            ready_replicas=len(pool.ready()) if pool else 0,
+            booting_replicas=len(pool.booting()) if pool else 0,
+            outstanding=pool.outstanding if pool else 0,
+        )
         return LiveState(now_s=time.monotonic(), vm=vm, burst_enabled=self.burst is not None)
 
     async def infer(self, ctx: CallContext, req: InferRequest) -> InferResult:
@@ -98,12 +112,18 @@ class Dispatcher:
         if ctx.workers is not None and not 1 <= ctx.workers <= self.max_workers:
             raise BadRequest(f"X-Tidegate-Workers must be between 1 and {self.max_workers}")
         if not ctx.admitted:
-            await self.tenants.admit(ctx.tenant, model=cfg.name,
-                                     route_override=bool(ctx.forced_route or ctx.workers))
+            await self.tenants.admit(
+                ctx.tenant, model=cfg.name, route_override=bool(ctx.forced_route or ctx.workers)
+            )
         batch = int(next(iter(req.inputs.values())).shape[0]) if req.inputs else 1
-        route_req = RouteRequest(tenant=ctx.tenant.name, model=cfg.name, batch_size=batch,
-                                 slo_ms=ctx.tenant.settings.slo_ms or cfg.slo_ms,
-                                 forced_route=ctx.forced_route, workers=ctx.workers)
+        route_req = RouteRequest(
+            tenant=ctx.tenant.name,
+            model=cfg.name,
+            batch_size=batch,
+            slo_ms=ctx.tenant.settings.slo_ms or cfg.slo_ms,
+            forced_route=ctx.forced_route,
+            workers=ctx.workers,
+        )
         if self.live is not None:
             self.live.on_arrival(cfg.name)
         decision = self.policy.route(route_req, self.live_state())
@@ -113,8 +133,10 @@ class Dispatcher:
         self.metrics.in_flight.inc()
         try:
             if decision.route == Route.REJECT:
-                raise Unavailable(decision.message, headers={
-                    "Retry-After": str(max(1, int(decision.retry_after_s + 0.999)))})
+                raise Unavailable(
+                    decision.message,
+                    headers={"Retry-After": str(max(1, int(decision.retry_after_s + 0.999)))},
+                )
             if decision.route == Route.VM:
                 result = await self._vm(ctx, cfg, req, batch)
             else:
@@ -127,11 +149,13 @@ class Dispatcher:
         await self._account(ctx, cfg, result.path, 200, start, batch, result, decision.reason)
         return result
 
-    async def _vm(self, ctx: CallContext, cfg: ModelConfig, req: InferRequest,
-                  batch: int) -> InferResult:
+    async def _vm(
+        self, ctx: CallContext, cfg: ModelConfig, req: InferRequest, batch: int
+    ) -> InferResult:
         try:
-            answer = await self.pool.infer(cfg.name, req.inputs, request_id=ctx.request_id or None,
-                                           timeout_s=self.vm_timeout_s)
+            answer = await self.pool.infer(
+                cfg.name, req.inputs, request_id=ctx.request_id or None, timeout_s=self.vm_timeout_s
+            )
         except ReplicaError as exc:
             if exc.status == 504:
                 raise GatewayTimeout(str(exc)) from None
@@ -149,40 +173,63 @@ class Dispatcher:
         path = decision.route.value
         self.metrics.child(self.metrics.routed, model, path, decision.reason.value).inc()
         if decision.predicted_ms is not None:
-            self.metrics.child(self.metrics.predicted_latency, model, path).set(decision.predicted_ms / 1e3)
+            self.metrics.child(self.metrics.predicted_latency, model, path).set(
+                decision.predicted_ms / 1e3
+            )
 
-    async def _burst(self, ctx: CallContext, cfg: ModelConfig, req: InferRequest,
-                     workers: int | None) -> InferResult:
+    async def _burst(
+        self, ctx: CallContext, cfg: ModelConfig, req: InferRequest, workers: int | None
+    ) -> InferResult:
         workers = workers or self.default_workers
         live, answer = self.live, None
         if live is not None:
             live.burst_started(workers)
         try:
             answer = await asyncio.wait_for(
-                self.burst.infer(cfg.name, req.inputs, workers=workers,
-                                 request_id=ctx.request_id),
-                self.burst_timeout_s)
+                self.burst.infer(cfg.name, req.inputs, workers=workers, request_id=ctx.request_id),
+                self.burst_timeout_s,
+            )
         except asyncio.TimeoutError:
-            raise GatewayTimeout(f"burst path did not answer in {self.burst_timeout_s:g} s") from None
+            raise GatewayTimeout(
+                f"burst path did not answer in {self.burst_timeout_s:g} s"
+            ) from None
         except BurstUnavailable as exc:
             retry_s = getattr(exc, "retry_after_s", None)
-            raise Unavailable(str(exc), headers={"Retry-After": str(max(1, round(retry_s)))}
-                              if retry_s else None) from None
+            raise Unavailable(
+                str(exc), headers={"Retry-After": str(max(1, round(retry_s)))} if retry_s else None
+            ) from None
         finally:
             if live is not None:
-                live.burst_finished(cfg.name, answer.total_ms if answer else None,
-                                    answer.cold_starts if answer else 0)
+                live.burst_finished(
+                    cfg.name,
+                    answer.total_ms if answer else None,
+                    answer.cold_starts if answer else 0,
+                )
         fn_cost = function_cost_usd(self.prices, answer.invocations)
         st_cost = store_cost_usd(self.prices, answer.store_puts, answer.store_gets)
-        return InferResult(answer.outputs, "burst", fn_cost + st_cost, workers=answer.workers,
-                           cold_starts=answer.cold_starts, function_cost_usd=fn_cost,
-                           store_cost_usd=st_cost,
-                           billed_ms=sum(ms for ms, _ in answer.invocations),
-                           timings_ms={"burst": answer.total_ms, "comm": answer.comm_ms})
+        return InferResult(
+            answer.outputs,
+            "burst",
+            fn_cost + st_cost,
+            workers=answer.workers,
+            cold_starts=answer.cold_starts,
+            function_cost_usd=fn_cost,
+            store_cost_usd=st_cost,
+            billed_ms=sum(ms for ms, _ in answer.invocations),
+            timings_ms={"burst": answer.total_ms, "comm": answer.comm_ms},
+        )
 
-    async def _account(self, ctx: CallContext, cfg: ModelConfig, path: str, status: int,
-                       start: float, batch: int, result: InferResult | None,
-                       reason: str = "") -> None:
+    async def _account(
+        self,
+        ctx: CallContext,
+        cfg: ModelConfig,
+        path: str,
+        status: int,
+        start: float,
+        batch: int,
+        result: InferResult | None,
+        reason: str = "",
+    ) -> None:
         latency_ms = (time.perf_counter() - start) * 1000.0
         tenant = ctx.tenant.name
         ctx.route = path  # counted here: the access log counts only what never got this far
@@ -199,13 +246,23 @@ class Dispatcher:
             await self.tenants.charge(ctx.tenant, cost)
         if self.ledger is not None:
             # the answer goes out only once its row is durable (group commit: see gateway.ledger)
-            await self.ledger.record(LedgerRow(
-                id=ctx.request_id, ts=time.time(), tenant=tenant, model=cfg.name, path=path,
-                status=status, latency_ms=latency_ms, batch_size=batch,
-                workers=result.workers if result else 0,
-                cold_starts=result.cold_starts if result else 0,
-                vm_cost_usd=cost if (result and path == "vm") else 0.0,
-                function_cost_usd=result.function_cost_usd if result else 0.0,
-                store_cost_usd=result.store_cost_usd if result else 0.0,
-                cost_usd=cost, billed_ms=result.billed_ms if result else 0,
-                reason=getattr(reason, "value", reason) or ""))
+            await self.ledger.record(
+                LedgerRow(
+                    id=ctx.request_id,
+                    ts=time.time(),
+                    tenant=tenant,
+                    model=cfg.name,
+                    path=path,
+                    status=status,
+                    latency_ms=latency_ms,
+                    batch_size=batch,
+                    workers=result.workers if result else 0,
+                    cold_starts=result.cold_starts if result else 0,
+                    vm_cost_usd=cost if (result and path == "vm") else 0.0,
+                    function_cost_usd=result.function_cost_usd if result else 0.0,
+                    store_cost_usd=result.store_cost_usd if result else 0.0,
+                    cost_usd=cost,
+                    billed_ms=result.billed_ms if result else 0,
+                    reason=getattr(reason, "value", reason) or "",
+                )
+            )

@@ -62,20 +62,42 @@ class InferEndpoint:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get("x-request-id") or new_request_id()
         if scope["method"] != "POST":
-            return await protocol.send_response(send, 405, protocol.error_body(
-                f"method {scope['method']} is not allowed on an infer URL; use POST"),
-                {"content-type": _JSON, "allow": "POST", "x-request-id": request_id})
+            return await protocol.send_response(
+                send,
+                405,
+                protocol.error_body(
+                    f"method {scope['method']} is not allowed on an infer URL; use POST"
+                ),
+                {"content-type": _JSON, "allow": "POST", "x-request-id": request_id},
+            )
         lease = self.state.body_budget.lease()
         model, version = unquote(match[1]), unquote(match[2]) if match[2] else None
         try:
             if self.state.asyncq is not None and wants_async(headers.get("prefer")):
-                status, body, out_headers = 202, *await self.state.asyncq.submit(
-                    headers, model, version, lambda: protocol.read_body(
-                        receive, headers, self.limit_bytes, lease, self.body_timeout_s))
+                status, body, out_headers = (
+                    202,
+                    *await self.state.asyncq.submit(
+                        headers,
+                        model,
+                        version,
+                        lambda: protocol.read_body(
+                            receive, headers, self.limit_bytes, lease, self.body_timeout_s
+                        ),
+                    ),
+                )
             else:
-                status, body, out_headers = 200, *await self._infer(
-                    receive, headers, request_id, lease, model, version,
-                    scope.get("tidegate.access"))
+                status, body, out_headers = (
+                    200,
+                    *await self._infer(
+                        receive,
+                        headers,
+                        request_id,
+                        lease,
+                        model,
+                        version,
+                        scope.get("tidegate.access"),
+                    ),
+                )
         except TidegateError as exc:
             status, body = exc.status, protocol.error_body(exc.message)
             out_headers = {"content-type": _JSON, "x-request-id": request_id, **exc.headers}
@@ -92,26 +114,40 @@ class InferEndpoint:
         finally:
             lease.release()  # the body's bytes live until the answer is handed over
 
-    async def _infer(self, receive, headers: dict[str, str], request_id: str, lease,
-                     model: str, version: str | None, note: dict | None = None):
+    async def _infer(
+        self,
+        receive,
+        headers: dict[str, str],
+        request_id: str,
+        lease,
+        model: str,
+        version: str | None,
+        note: dict | None = None,
+    ):
         t0 = time.perf_counter_ns()
         note = {} if note is None else note  # for the access log (gateway/access_log.py)
         dispatcher = self.state.require_dispatcher()
-        tenant = dispatcher.tenants.authenticate(headers.get("authorization"),
-                                                 headers.get("x-api-key"))
+        tenant = dispatcher.tenants.authenticate(
+            headers.get("authorization"), headers.get("x-api-key")
+        )
         note["tenant"] = tenant.name
         cfg = dispatcher.model(model, version)
         stats = self.state.stats.model(cfg.name, cfg.version)
         try:
-            body = await protocol.read_body(receive, headers, self.limit_bytes, lease,
-                                            self.body_timeout_s)
+            body = await protocol.read_body(
+                receive, headers, self.limit_bytes, lease, self.body_timeout_s
+            )
             req = protocol.decode_infer(body, protocol.header_length(headers))
             if "x-request-id" not in headers and req.id:
                 request_id = req.id
-            ctx = CallContext(tenant=tenant, model=model, version=version,
-                              forced_route=_route_header(headers.get("x-tidegate-route")),
-                              workers=_workers_header(headers.get("x-tidegate-workers")),
-                              request_id=request_id)
+            ctx = CallContext(
+                tenant=tenant,
+                model=model,
+                version=version,
+                forced_route=_route_header(headers.get("x-tidegate-route")),
+                workers=_workers_header(headers.get("x-tidegate-workers")),
+                request_id=request_id,
+            )
             note["ctx"] = ctx
             result = await dispatcher.infer(ctx, req)
         except TidegateError:
@@ -122,11 +158,17 @@ class InferEndpoint:
         stats.request_done(True, total_ns, int(first.shape[0]) if first.ndim else 1)
         service_ms = sum(result.timings_ms.values()) if result.timings_ms else 0.0
         stats.batch_done(0, int(service_ms * 1e6))
-        timing = ", ".join([f"total;dur={total_ns / 1e6:.2f}"] +
-                           [f"{k};dur={v:.2f}" for k, v in result.timings_ms.items()])
-        out = {"x-tidegate-path": result.path, "x-tidegate-cost-usd": f"{result.cost_usd:.10f}",
-               "x-tidegate-workers": str(result.workers), "x-request-id": request_id,
-               "server-timing": timing}
+        timing = ", ".join(
+            [f"total;dur={total_ns / 1e6:.2f}"]
+            + [f"{k};dur={v:.2f}" for k, v in result.timings_ms.items()]
+        )
+        out = {
+            "x-tidegate-path": result.path,
+            "x-tidegate-cost-usd": f"{result.cost_usd:.10f}",
+            "x-tidegate-workers": str(result.workers),
+            "x-request-id": request_id,
+            "server-timing": timing,
+        }
         if result.cold_starts:
             out["x-tidegate-cold-starts"] = str(result.cold_starts)
         return protocol.infer_response(cfg, req, result.outputs, out)

@@ -101,13 +101,25 @@ class _ModelView:
 
 
 class LiveCollector:
-    def __init__(self, *, pool: ReplicaPool | None, burst: object | None,
-                 model_slos_ms: dict[str, float], clock: Callable[[], float] = time.monotonic,
-                 short_window_s: float = 10.0, long_window_s: float = 300.0,
-                 latency_window_s: float = 60.0, refresh_s: float = 0.25,
-                 burst_concurrency: int | None = None, keep_alive_s: float = 300.0,
-                 default_workers: int = 4, memory_mb: int = 1024, cold_start_ms: float = 1000.0,
-                 max_batch_size: int = 8, max_queue_delay_ms: float = 2.0):
+    def __init__(
+        self,
+        *,
+        pool: ReplicaPool | None,
+        burst: object | None,
+        model_slos_ms: dict[str, float],
+        clock: Callable[[], float] = time.monotonic,
+        short_window_s: float = 10.0,
+        long_window_s: float = 300.0,
+        latency_window_s: float = 60.0,
+        refresh_s: float = 0.25,
+        burst_concurrency: int | None = None,
+        keep_alive_s: float = 300.0,
+        default_workers: int = 4,
+        memory_mb: int = 1024,
+        cold_start_ms: float = 1000.0,
+        max_batch_size: int = 8,
+        max_queue_delay_ms: float = 2.0,
+    ):
         self.pool, self.burst = pool, burst
         self._clock = clock
         self.refresh_s = refresh_s
@@ -116,11 +128,16 @@ class LiveCollector:
         self.default_workers, self.memory_mb = default_workers, memory_mb
         self.cold_start_ms = cold_start_ms
         self.max_batch_size, self.max_queue_delay_ms = max_batch_size, max_queue_delay_ms
-        self._models = {name: _ModelView(slo, RateCounter(short_window_s),
-                                         RateCounter(long_window_s),
-                                         LatencyWindow(latency_window_s),
-                                         LatencyWindow(latency_window_s))
-                        for name, slo in model_slos_ms.items()}
+        self._models = {
+            name: _ModelView(
+                slo,
+                RateCounter(short_window_s),
+                RateCounter(long_window_s),
+                LatencyWindow(latency_window_s),
+                LatencyWindow(latency_window_s),
+            )
+            for name, slo in model_slos_ms.items()
+        }
         self._all_short, self._all_long = RateCounter(short_window_s), RateCounter(long_window_s)
         self._cold = RateCounter(short_window_s)
         self._burst_in_flight = 0
@@ -177,8 +194,15 @@ class LiveCollector:
             self._cached = self._refresh(now)
             self._cached_at = now
         models, burst, short, long = self._cached
-        return LiveState(now, self._vm_state(), burst_ready(self.burst),
-                         _with_in_flight(burst, self._burst_in_flight), models, short, long)
+        return LiveState(
+            now,
+            self._vm_state(),
+            burst_ready(self.burst),
+            _with_in_flight(burst, self._burst_in_flight),
+            models,
+            short,
+            long,
+        )
 
     def _vm_state(self) -> VmState:
         pool = self.pool
@@ -186,28 +210,45 @@ class LiveCollector:
             return VmState(0, 0, 0, self.max_batch_size)
         ready, booting = pool.view()
         per_replica = pool.outstanding_per_replica(ready)
-        return VmState(len(ready), len(booting), pool.outstanding, self.max_batch_size,
-                       pool.desired, per_replica,
-                       pool.boot_remaining_s(booting) if booting else 0.0,
-                       self._boot_s, self.max_queue_delay_ms, len(pool.draining()))
+        return VmState(
+            len(ready),
+            len(booting),
+            pool.outstanding,
+            self.max_batch_size,
+            pool.desired,
+            per_replica,
+            pool.boot_remaining_s(booting) if booting else 0.0,
+            self._boot_s,
+            self.max_queue_delay_ms,
+            len(pool.draining()),
+        )
 
     def _refresh(self, now: float):
         self._boot_s = self.pool.expected_boot_s if self.pool is not None else 0.0
         live = self.burst.live_stats() if isinstance(self.burst, BurstLiveSource) else None
         predicted = live.predicted_ms if live else {}
-        models = {name: ModelStats(
-            arrival_rate_short_per_s=v.short.rate(now), arrival_rate_long_per_s=v.long.rate(now),
-            vm_service_ms_by_batch=tuple(sorted(v.batch_ms.items())),
-            vm_latency=v.vm.quantiles(now), burst_latency=v.burst.quantiles(now),
-            burst_predicted_ms=predicted.get(name), slo_ms=v.slo_ms)
-            for name, v in self._models.items()}
+        models = {
+            name: ModelStats(
+                arrival_rate_short_per_s=v.short.rate(now),
+                arrival_rate_long_per_s=v.long.rate(now),
+                vm_service_ms_by_batch=tuple(sorted(v.batch_ms.items())),
+                vm_latency=v.vm.quantiles(now),
+                burst_latency=v.burst.quantiles(now),
+                burst_predicted_ms=predicted.get(name),
+                slo_ms=v.slo_ms,
+            )
+            for name, v in self._models.items()
+        }
         burst = BurstState(
-            warm_instances=live.warm_instances if live and live.warm_instances is not None
+            warm_instances=live.warm_instances
+            if live and live.warm_instances is not None
             else self._estimated_warm(now),
             free_concurrency=live.free_concurrency if live else self._estimated_free(),
             recent_cold_starts=round(self._cold.rate(now) * self._cold.window_s),
-            cold_start_ms=self.cold_start_ms, memory_mb=self.memory_mb,
-            default_workers=self.default_workers)
+            cold_start_ms=self.cold_start_ms,
+            memory_mb=self.memory_mb,
+            default_workers=self.default_workers,
+        )
         return models, burst, self._all_short.rate(now), self._all_long.rate(now)
 
     def _estimated_warm(self, now: float) -> int | None:
@@ -234,6 +275,12 @@ class LiveCollector:
 def _with_in_flight(burst: BurstState, in_flight: int) -> BurstState:
     if burst.in_flight == in_flight:
         return burst
-    return BurstState(in_flight, burst.warm_instances, burst.free_concurrency,
-                      burst.recent_cold_starts, burst.cold_start_ms, burst.memory_mb,
-                      burst.default_workers)
+    return BurstState(
+        in_flight,
+        burst.warm_instances,
+        burst.free_concurrency,
+        burst.recent_cold_starts,
+        burst.cold_start_ms,
+        burst.memory_mb,
+        burst.default_workers,
+    )

@@ -12,46 +12,94 @@ class GatewayMetrics:
         self._children: dict[tuple, object] = {}
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("tidegate_requests", "Inference requests answered.",
-                                ["tenant", "model", "path", "code"], registry=r)
-        self.latency = Histogram("tidegate_request_duration_seconds",
-                                 "End-to-end inference latency at the gateway.",
-                                 ["model", "path"], buckets=LATENCY_BUCKETS_S, registry=r)
-        self.cost = Counter("tidegate_cost_usd", "Attributed cost of answered requests.",
-                            ["tenant", "path"], registry=r)
-        self.cold_starts = Counter("tidegate_function_cold_starts",
-                                   "Function cold starts on the burst path.", ["model"], registry=r)
-        self.function_billed = Counter("tidegate_function_billed_seconds",
-                                       "Billed function time on the burst path.", ["model"],
-                                       registry=r)
-        self.in_flight = Gauge("tidegate_requests_in_flight", "Requests being served.",
-                               registry=r)
-        self.replicas = Gauge("tidegate_vm_replicas", "VM replicas by state: desired (what "
-                              "the autoscaler asked for), ready, booting, draining.", ["state"],
-                              registry=r)
-        self.routed = Counter("tidegate_routed_requests", "Routing decisions by path and reason.",
-                              ["model", "path", "reason"], registry=r)
-        self.predicted_latency = Gauge("tidegate_predicted_latency_seconds",
-                                       "Latest predicted latency of a path at the SLO's "
-                                       "percentile (what routing decided on).",
-                                       ["model", "path"], registry=r)
-        self.observed_latency = Gauge("tidegate_observed_latency_seconds",
-                                      "Observed latency of a path over the sliding window.",
-                                      ["model", "path", "quantile"], registry=r)
-        self.warm_functions = Gauge("tidegate_warm_functions", "Function instances the "
-                                    "autoscaler keeps warm.", registry=r)
-        self.warm_cost = Counter("tidegate_warm_functions_cost_usd", "What keeping function "
-                                 "instances warm cost.", registry=r)
-        self.slo_requests = Counter("tidegate_slo_requests", "Infer answers counted for SLO "
-                                    "attainment (4xx excluded), per tenant.", ["tenant", "model"],
-                                    registry=r)
-        self.slo_met = Counter("tidegate_slo_met", "Infer answers within the tenant's SLO.",
-                               ["tenant", "model"], registry=r)
-        self.tenant_budget = Gauge("tidegate_tenant_daily_budget_usd", "Each tenant's daily "
-                                   "budget (alerts compare spend with it).", ["tenant"],
-                                   registry=r)
-        self.autoscaler_errors = Counter("tidegate_control_loop_errors", "Control-loop ticks "
-                                         "that failed (logged; the loop carries on).", registry=r)
+        self.requests = Counter(
+            "tidegate_requests",
+            "Inference requests answered.",
+            ["tenant", "model", "path", "code"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "tidegate_request_duration_seconds",
+            "End-to-end inference latency at the gateway.",
+            ["model", "path"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.cost = Counter(
+            "tidegate_cost_usd",
+            "Attributed cost of answered requests.",
+            ["tenant", "path"],
+            registry=r,
+        )
+        self.cold_starts = Counter(
+            "tidegate_function_cold_starts",
+            "Function cold starts on the burst path.",
+            ["model"],
+            registry=r,
+        )
+        self.function_billed = Counter(
+            "tidegate_function_billed_seconds",
+            "Billed function time on the burst path.",
+            ["model"],
+            registry=r,
+        )
+        self.in_flight = Gauge("tidegate_requests_in_flight", "Requests being served.", registry=r)
+        self.replicas = Gauge(
+            "tidegate_vm_replicas",
+            "VM replicas by state: desired (what "
+            "the autoscaler asked for), ready, booting, draining.",
+            ["state"],
+            registry=r,
+        )
+        self.routed = Counter(
+            "tidegate_routed_requests",
+            "Routing decisions by path and reason.",
+            ["model", "path", "reason"],
+            registry=r,
+        )
+        self.predicted_latency = Gauge(
+            "tidegate_predicted_latency_seconds",
+            "Latest predicted latency of a path at the SLO's percentile (what routing decided on).",
+            ["model", "path"],
+            registry=r,
+        )
+        self.observed_latency = Gauge(
+            "tidegate_observed_latency_seconds",
+            "Observed latency of a path over the sliding window.",
+            ["model", "path", "quantile"],
+            registry=r,
+        )
+        self.warm_functions = Gauge(
+            "tidegate_warm_functions", "Function instances the autoscaler keeps warm.", registry=r
+        )
+        self.warm_cost = Counter(
+            "tidegate_warm_functions_cost_usd",
+            "What keeping function instances warm cost.",
+            registry=r,
+        )
+        self.slo_requests = Counter(
+            "tidegate_slo_requests",
+            "Infer answers counted for SLO attainment (4xx excluded), per tenant.",
+            ["tenant", "model"],
+            registry=r,
+        )
+        self.slo_met = Counter(
+            "tidegate_slo_met",
+            "Infer answers within the tenant's SLO.",
+            ["tenant", "model"],
+            registry=r,
+        )
+        self.tenant_budget = Gauge(
+            "tidegate_tenant_daily_budget_usd",
+            "Each tenant's daily budget (alerts compare spend with it).",
+            ["tenant"],
+            registry=r,
+        )
+        self.autoscaler_errors = Counter(
+            "tidegate_control_loop_errors",
+            "Control-loop ticks that failed (logged; the loop carries on).",
+            registry=r,
+        )
 
     def child(self, metric, *labels: str):
         """``metric.labels(*labels)``, looked up once: prometheus_client's ``labels()`` validates

@@ -8,7 +8,6 @@ from __future__ import annotations
 from .infer_endpoint import new_request_id
 
 
-
 class RequestIdMiddleware:
     """Every answer carries ``x-request-id``: the client's own if it sent one, else a new id."""
 

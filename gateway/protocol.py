@@ -15,8 +15,16 @@ from vmpool.wire import HEADER_LENGTH_KEY, error_body, model_metadata, parse_hea
 
 from .errors import TidegateError
 
-__all__ = ["ClientGone", "decode_infer", "error_body", "header_length", "infer_response",
-           "model_metadata", "read_body", "send_response"]
+__all__ = [
+    "ClientGone",
+    "decode_infer",
+    "error_body",
+    "header_length",
+    "infer_response",
+    "model_metadata",
+    "read_body",
+    "send_response",
+]
 JSON_TYPE = "application/json"
 
 
@@ -24,12 +32,18 @@ def _as_error(exc: CodecError) -> TidegateError:
     return TidegateError(exc.message, exc.status, exc.headers)
 
 
-async def read_body(receive, headers: dict[str, str], limit_bytes: int,
-                    lease: BodyLease | None = None, timeout_s: float | None = None) -> bytes:
+async def read_body(
+    receive,
+    headers: dict[str, str],
+    limit_bytes: int,
+    lease: BodyLease | None = None,
+    timeout_s: float | None = None,
+) -> bytes:
     """The request body from an ASGI ``receive`` (413/503/408 as ``vmpool.body`` decides)."""
     try:
-        return await body_reader.read_body(receive, headers.get("content-length"), limit_bytes,
-                                           lease, timeout_s)
+        return await body_reader.read_body(
+            receive, headers.get("content-length"), limit_bytes, lease, timeout_s
+        )
     except CodecError as exc:
         raise _as_error(exc) from None
 
@@ -48,12 +62,18 @@ def decode_infer(body: bytes, hl: int | None) -> InferRequest:
         raise _as_error(exc) from None
 
 
-def infer_response(cfg: ModelConfig, req: InferRequest, outputs,
-                   headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+def infer_response(
+    cfg: ModelConfig, req: InferRequest, outputs, headers: dict[str, str]
+) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers (content type, binary header length added)."""
-    body, hl = encode_response(model_name=cfg.name, model_version=cfg.version, request_id=req.id,
-                               outputs=outputs, requested=req.outputs,
-                               binary_output=req.binary_output)
+    body, hl = encode_response(
+        model_name=cfg.name,
+        model_version=cfg.version,
+        request_id=req.id,
+        outputs=outputs,
+        requested=req.outputs,
+        binary_output=req.binary_output,
+    )
     if hl is not None:
         headers[HEADER_LENGTH_KEY] = str(hl)
         headers["content-type"] = "application/octet-stream"

@@ -32,8 +32,19 @@ from .routes import ERROR_SCHEMA, json_response
 from .state import GatewayState
 
 GROUP_KEYS = ("model", "path", "day")
-_COLUMNS = ("tenant", "model", "path", "status", "latency_ms", "ts", "workers", "vm_cost_usd",
-            "function_cost_usd", "store_cost_usd", "cost_usd")
+_COLUMNS = (
+    "tenant",
+    "model",
+    "path",
+    "status",
+    "latency_ms",
+    "ts",
+    "workers",
+    "vm_cost_usd",
+    "function_cost_usd",
+    "store_cost_usd",
+    "cost_usd",
+)
 
 
 @dataclass(frozen=True)
@@ -71,11 +82,15 @@ class Report:
     groups: list[Usage]
 
     def as_dict(self) -> dict:
-        return {"since_ts": self.filter.since_ts, "until_ts": self.filter.until_ts,
-                "ledger_total_usd": self.ledger_total_usd, "idle_vm_usd": self.idle_vm_usd,
-                "total_usd": math.fsum(u.cost_usd for u in self.tenants.values()),
-                "tenants": {name: _public(u) for name, u in self.tenants.items()},
-                "groups": [_public(g) for g in self.groups]}
+        return {
+            "since_ts": self.filter.since_ts,
+            "until_ts": self.filter.until_ts,
+            "ledger_total_usd": self.ledger_total_usd,
+            "idle_vm_usd": self.idle_vm_usd,
+            "total_usd": math.fsum(u.cost_usd for u in self.tenants.values()),
+            "tenants": {name: _public(u) for name, u in self.tenants.items()},
+            "groups": [_public(g) for g in self.groups],
+        }
 
 
 def _public(u: Usage) -> dict:
@@ -103,8 +118,14 @@ def fetch_rows(query, filt: ReportFilter) -> list[tuple]:
     return query(sql + " ORDER BY ts", tuple(params))
 
 
-def build_report(rows: list[tuple], filt: ReportFilter, slo_ms, prices: PriceTable | None = None,
-                 vm_bill_usd: float | None = None, busy_vm_usd_all: float | None = None) -> Report:
+def build_report(
+    rows: list[tuple],
+    filt: ReportFilter,
+    slo_ms,
+    prices: PriceTable | None = None,
+    vm_bill_usd: float | None = None,
+    busy_vm_usd_all: float | None = None,
+) -> Report:
     """Aggregate ledger rows. ``slo_ms(tenant, model) -> ms``. ``busy_vm_usd_all``: the VM share
     of every tenant in the window (idle is split by it when the report is for one tenant)."""
     prices = prices or PriceTable()
@@ -137,8 +158,11 @@ def build_report(rows: list[tuple], filt: ReportFilter, slo_ms, prices: PriceTab
 
 
 def _group_key(row: tuple, by: tuple[str, ...]) -> tuple:
-    values = {"model": row[1], "path": row[2],
-              "day": datetime.fromtimestamp(row[5], timezone.utc).strftime("%Y-%m-%d")}
+    values = {
+        "model": row[1],
+        "path": row[2],
+        "day": datetime.fromtimestamp(row[5], timezone.utc).strftime("%Y-%m-%d"),
+    }
     return tuple(values[k] for k in by)
 
 
@@ -149,15 +173,21 @@ def _usage(rows: list[tuple], slo_ms, prices: PriceTable, idle_usd: float) -> Us
     counted = ok | (status >= 500)  # client errors (4xx) are not the service missing its SLO
     limits = np.array([slo_ms(r[0], r[1]) for r in rows], dtype=float)
     met = ok & (latency <= limits)
-    fn_requests = math.fsum(min(_invocations(r) * prices.fn_usd_per_request, r[8])
-                            for r in rows if r[8] > 0)
-    u = Usage(requests=len(rows), answered=int(ok.sum()),
-              slo_attainment=float(met.sum() / counted.sum()) if counted.any() else None,
-              p50_ms=float(np.percentile(latency[ok], 50)) if ok.any() else None,
-              p99_ms=float(np.percentile(latency[ok], 99)) if ok.any() else None,
-              vm_usd=math.fsum(r[7] for r in rows), idle_vm_usd=idle_usd,
-              function_compute_usd=math.fsum(r[8] for r in rows) - fn_requests,
-              function_requests_usd=fn_requests, store_usd=math.fsum(r[9] for r in rows))
+    fn_requests = math.fsum(
+        min(_invocations(r) * prices.fn_usd_per_request, r[8]) for r in rows if r[8] > 0
+    )
+    u = Usage(
+        requests=len(rows),
+        answered=int(ok.sum()),
+        slo_attainment=float(met.sum() / counted.sum()) if counted.any() else None,
+        p50_ms=float(np.percentile(latency[ok], 50)) if ok.any() else None,
+        p99_ms=float(np.percentile(latency[ok], 99)) if ok.any() else None,
+        vm_usd=math.fsum(r[7] for r in rows),
+        idle_vm_usd=idle_usd,
+        function_compute_usd=math.fsum(r[8] for r in rows) - fn_requests,
+        function_requests_usd=fn_requests,
+        store_usd=math.fsum(r[9] for r in rows),
+    )
     u.cost_usd = math.fsum(r[10] for r in rows) + idle_usd
     return u
 
@@ -209,20 +239,29 @@ def reports_router(state: GatewayState) -> APIRouter:
 
     error = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
 
-    @router.get("/admin/reports/tenants/{tenant}", responses={  # documented for schema fuzzing
-        400: {**error, "description": "A bad time or grouping"},
-        401: {**error, "description": "Missing or unknown key"},
-        403: {**error, "description": "Another tenant's usage, or not the admin key"},
-        404: {**error, "description": "No such tenant (admin callers)"},
-        503: {**error, "description": "No ledger yet"}})
-    async def tenant_report(request: Request, tenant: str, since: str | None = None,
-                            until: str | None = None, by: str = Query("", description=
-                                                                      "model,path,day")):
+    @router.get(
+        "/admin/reports/tenants/{tenant}",
+        responses={  # documented for schema fuzzing
+            400: {**error, "description": "A bad time or grouping"},
+            401: {**error, "description": "Missing or unknown key"},
+            403: {**error, "description": "Another tenant's usage, or not the admin key"},
+            404: {**error, "description": "No such tenant (admin callers)"},
+            503: {**error, "description": "No ledger yet"},
+        },
+    )
+    async def tenant_report(
+        request: Request,
+        tenant: str,
+        since: str | None = None,
+        until: str | None = None,
+        by: str = Query("", description="model,path,day"),
+    ):
         _caller_may_read(state, request, tenant)
         if state.ledger is None:
             return json_response({"error": "the gateway has no ledger yet"}, 503)
-        filt = ReportFilter(tenant, parse_time(since), parse_time(until),
-                            tuple(k for k in by.split(",") if k))
+        filt = ReportFilter(
+            tenant, parse_time(since), parse_time(until), tuple(k for k in by.split(",") if k)
+        )
         models = state.models
         slos = {t.name: t.slo_ms for t in state.settings.tenants if t.slo_ms}
 

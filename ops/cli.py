@@ -18,8 +18,10 @@ COMMANDS = {
     "model-server": ("ops.commands.model_server", "run one VM model server (a replica)"),
     "plan": ("ops.commands.plan", "show the partition plan of a model for N workers"),
     "profile": ("ops.commands.profile", "measure a model's performance profile on this machine"),
-    "function-runtime": ("ops.commands.function_runtime",
-                         "run the local function runtime (Lambda Invoke API)"),
+    "function-runtime": (
+        "ops.commands.function_runtime",
+        "run the local function runtime (Lambda Invoke API)",
+    ),
     "simulate": ("ops.commands.simulate", "simulate policies on a request trace (simulated time)"),
     "tune": ("ops.commands.tune", "search a policy's parameters on a trace (Optuna)"),
     "loadgen": ("ops.commands.loadgen", "replay a trace open-loop against a live gateway"),
@@ -35,7 +37,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tidegate",
         description="Tidegate: a hybrid VM + serverless inference gateway "
-                    "(Open Inference Protocol v2).")
+        "(Open Inference Protocol v2).",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -62,8 +62,11 @@ def _default(field: FieldInfo) -> str:
         return "(table)"
     if hasattr(value, "__fspath__"):
         return f"`{value}`"
-    return f"`{value!r}`" if value not in (None, [], {}) else ("none" if value is None else
-                                                              f"`{value!r}`")
+    return (
+        f"`{value!r}`"
+        if value not in (None, [], {})
+        else ("none" if value is None else f"`{value!r}`")
+    )
 
 
 def render_table(model: type[BaseModel], path: str, out: list[str], seen: set) -> None:
@@ -81,12 +84,17 @@ def render_table(model: type[BaseModel], path: str, out: list[str], seen: set) -
     for name, field in model.model_fields.items():
         members = _models_in(field.annotation)
         description = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        out.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | "
-                   f"{description} |")
+        out.append(
+            f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |"
+        )
         sub = f"{path}.{name}" if path else name
         for member in members:
-            nested.append((member, f"{sub}" if typing.get_origin(field.annotation) is not list
-                           else f"[{sub}]"))
+            nested.append(
+                (
+                    member,
+                    f"{sub}" if typing.get_origin(field.annotation) is not list else f"[{sub}]",
+                )
+            )
     for member, sub in nested:
         render_table(member, sub.strip("[]") if not sub.startswith("[") else sub[1:-1], out, seen)
 

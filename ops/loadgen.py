@@ -29,15 +29,28 @@ class LoadResult:
         return len(self.latencies_ms) / self.elapsed_s if self.elapsed_s else 0.0
 
     def summary(self) -> dict:
-        return {"concurrency": self.concurrency, "requests": len(self.latencies_ms),
-                "errors": self.errors, "p50_ms": self.percentile(50),
-                "p90_ms": self.percentile(90), "p99_ms": self.percentile(99),
-                "throughput_rps": self.throughput_rps, "elapsed_s": self.elapsed_s}
+        return {
+            "concurrency": self.concurrency,
+            "requests": len(self.latencies_ms),
+            "errors": self.errors,
+            "p50_ms": self.percentile(50),
+            "p90_ms": self.percentile(90),
+            "p99_ms": self.percentile(99),
+            "throughput_rps": self.throughput_rps,
+            "elapsed_s": self.elapsed_s,
+        }
 
 
-async def closed_loop(url: str, body: bytes, headers: dict, *, concurrency: int,
-                      duration_s: float = 10.0, warmup_s: float = 1.0,
-                      timeout_s: float = 60.0) -> LoadResult:
+async def closed_loop(
+    url: str,
+    body: bytes,
+    headers: dict,
+    *,
+    concurrency: int,
+    duration_s: float = 10.0,
+    warmup_s: float = 1.0,
+    timeout_s: float = 60.0,
+) -> LoadResult:
     """``concurrency`` clients each send the next request as soon as the last one is answered."""
     result = LoadResult(concurrency)
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0)
@@ -73,6 +86,7 @@ async def closed_loop(url: str, body: bytes, headers: dict, *, concurrency: int,
 
 # -- open-loop trace replay ------------------------------------------------------------------
 
+
 @dataclass
 class Sent:
     """What one replayed request got back."""
@@ -105,9 +119,18 @@ def model_inputs(metadata: dict, batch: int = 1, seed: int = 0) -> dict:
     return out
 
 
-async def replay(url: str, model: str, arrivals_s, tenants: list[str], keys: dict[str, str],
-                 *, speedup: float = 1.0, timeout_s: float = 60.0, progress=None,
-                 max_in_flight: int = 2000) -> tuple[list[Sent], float]:
+async def replay(
+    url: str,
+    model: str,
+    arrivals_s,
+    tenants: list[str],
+    keys: dict[str, str],
+    *,
+    speedup: float = 1.0,
+    timeout_s: float = 60.0,
+    progress=None,
+    max_in_flight: int = 2000,
+) -> tuple[list[Sent], float]:
     """Send request i at ``arrivals_s[i] / speedup`` after the start, whatever is outstanding
     (open loop: a slow gateway does not slow the offered load). Returns results and wall time."""
     from vmpool.codec import encode_request
@@ -116,20 +139,26 @@ async def replay(url: str, model: str, arrivals_s, tenants: list[str], keys: dic
     base = url.rstrip("/")
     connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0)
     results: list[Sent] = []
-    async with aiohttp.ClientSession(connector=connector,
-                                     timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
-        async with session.get(f"{base}/v2/models/{model}",
-                               headers=_auth(keys.get(tenants[0]) if tenants else None)) as resp:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)
+    ) as session:
+        async with session.get(
+            f"{base}/v2/models/{model}", headers=_auth(keys.get(tenants[0]) if tenants else None)
+        ) as resp:
             if resp.status != 200:
-                raise RuntimeError(f"GET /v2/models/{model} answered {resp.status}: "
-                                   f"{(await resp.text())[:200]}")
+                raise RuntimeError(
+                    f"GET /v2/models/{model} answered {resp.status}: {(await resp.text())[:200]}"
+                )
             metadata = await resp.json()
         body, header_len = encode_request(model_inputs(metadata))
         infer_url = f"{base}/v2/models/{model}/infer"
 
         async def one(i: int, tenant: str, at_s: float, start: float) -> None:
-            headers = {HEADER_LENGTH: str(header_len), "content-type": "application/octet-stream",
-                       **_auth(keys.get(tenant))}
+            headers = {
+                HEADER_LENGTH: str(header_len),
+                "content-type": "application/octet-stream",
+                **_auth(keys.get(tenant)),
+            }
             t0 = time.perf_counter()
             status, h = 0, {}
             try:
@@ -139,9 +168,18 @@ async def replay(url: str, model: str, arrivals_s, tenants: list[str], keys: dic
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 pass
             ms = (time.perf_counter() - t0) * 1000.0
-            results.append(Sent(i, tenant, t0 - start, ms, status, h.get("x-tidegate-path", ""),
-                                float(h.get("x-tidegate-cost-usd", 0) or 0),
-                                int(h.get("x-tidegate-cold-starts", 0) or 0)))
+            results.append(
+                Sent(
+                    i,
+                    tenant,
+                    t0 - start,
+                    ms,
+                    status,
+                    h.get("x-tidegate-path", ""),
+                    float(h.get("x-tidegate-cost-usd", 0) or 0),
+                    int(h.get("x-tidegate-cold-starts", 0) or 0),
+                )
+            )
             if progress:
                 progress.update(1)
 

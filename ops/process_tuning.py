@@ -15,7 +15,9 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 
-def tune_allocator(mmap_threshold_bytes: int = 64 << 20, trim_threshold_bytes: int = 256 << 20) -> bool:
+def tune_allocator(
+    mmap_threshold_bytes: int = 64 << 20, trim_threshold_bytes: int = 256 << 20
+) -> bool:
     """Keep large buffers on the reusable heap. Returns False where glibc is not there."""
     name = ctypes.util.find_library("c")
     if not name:

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ops.traces import (FORMATS, Trace, TraceError, TraceMapping, _build, _uniform_trace,
-                        spread_counts)
+from ops.traces import (
+    FORMATS,
+    Trace,
+    TraceError,
+    TraceMapping,
+    _build,
+    _uniform_trace,
+    spread_counts,
+)
 
 
 def detect_format(path: Path) -> str:
@@ -33,8 +40,10 @@ def detect_format(path: Path) -> str:
         return "per-second"
     if len(cells) in (2, 3) and _is_number(cells[0]):
         return "csv"
-    raise TraceError(f"{path}: cannot tell the trace format from its first line {first[:80]!r}; "
-                     f"pass the format explicitly (one of {', '.join(FORMATS)})")
+    raise TraceError(
+        f"{path}: cannot tell the trace format from its first line {first[:80]!r}; "
+        f"pass the format explicitly (one of {', '.join(FORMATS)})"
+    )
 
 
 def _is_number(text: str) -> bool:
@@ -55,8 +64,9 @@ def _read_azure2019(path: Path, mapping: TraceMapping, rng) -> Trace:
     for lineno, row in _rows(path):
         if lineno == 1:
             if len(row) < 5 or row[4] != "1":
-                raise TraceError(f"{path}:1: expected header HashOwner,HashApp,HashFunction,"
-                                 "Trigger,1..1440")
+                raise TraceError(
+                    f"{path}:1: expected header HashOwner,HashApp,HashFunction,Trigger,1..1440"
+                )
             minutes = len(row) - 4
             continue
         if len(row) != minutes + 4:
@@ -83,8 +93,14 @@ def _read_azure2019(path: Path, mapping: TraceMapping, rng) -> Trace:
     if t.size == 0:
         raise TraceError(f"{path}: the trace has no requests")
     order = np.argsort(t, kind="stable")
-    return Trace(path.name, t[order], np.concatenate(model_idx)[order],
-                 np.concatenate(tenant_idx)[order], tuple(models), tuple(tenants))
+    return Trace(
+        path.name,
+        t[order],
+        np.concatenate(model_idx)[order],
+        np.concatenate(tenant_idx)[order],
+        tuple(models),
+        tuple(tenants),
+    )
 
 
 def _read_azure2021(path: Path, mapping: TraceMapping, rng) -> Trace:
@@ -99,8 +115,9 @@ def _read_azure2021(path: Path, mapping: TraceMapping, rng) -> Trace:
         try:
             starts.append(float(row[2]) - float(row[3]))
         except ValueError:
-            raise TraceError(f"{path}:{lineno}: end_timestamp and duration must be "
-                             "numbers") from None
+            raise TraceError(
+                f"{path}:{lineno}: end_timestamp and duration must be numbers"
+            ) from None
         keys.append(f"{row[0]}/{row[1]}")
     return _mapped(path, starts, keys, mapping)
 
@@ -119,8 +136,9 @@ def _read_azure_llm(path: Path, mapping: TraceMapping, rng) -> Trace:
     for lineno, row in _rows(path):
         if lineno == 1:
             if not row or row[0].strip().upper() != "TIMESTAMP":
-                raise TraceError(f"{path}:1: expected header TIMESTAMP,ContextTokens,"
-                                 "GeneratedTokens")
+                raise TraceError(
+                    f"{path}:1: expected header TIMESTAMP,ContextTokens,GeneratedTokens"
+                )
             continue
         if not row:
             continue
@@ -143,8 +161,9 @@ def _read_mooncake(path: Path, mapping: TraceMapping, rng) -> Trace:
             try:
                 ms.append(float(json.loads(line)["timestamp"]))
             except (ValueError, KeyError, TypeError):
-                raise TraceError(f"{path}:{lineno}: expected a JSON object with a numeric "
-                                 "'timestamp' (ms)") from None
+                raise TraceError(
+                    f"{path}:{lineno}: expected a JSON object with a numeric 'timestamp' (ms)"
+                ) from None
     if not ms:
         raise TraceError(f"{path}: no requests")
     return _uniform_trace(path.name, np.array(ms) / 1000.0, mapping)
@@ -188,13 +207,20 @@ def _read_csv(path: Path, mapping: TraceMapping, rng) -> Trace:
         except ValueError:
             raise TraceError(f"{path}:{lineno}: timestamp_s {row[0]!r} is not a number") from None
         models.append(row[1].strip() or mapping.default_model)
-        tenants.append(row[2].strip() if len(row) == 3 and row[2].strip()
-                       else mapping.default_tenant)
+        tenants.append(
+            row[2].strip() if len(row) == 3 and row[2].strip() else mapping.default_tenant
+        )
     if not times:
         raise TraceError(f"{path}: no requests")
     return _build(path.name, times, models, tenants, rebase=False)
 
 
-READERS = {"azure2019": _read_azure2019, "azure2021": _read_azure2021,
-           "azure-llm": _read_azure_llm, "mooncake": _read_mooncake,
-           "per-second": _read_per_second, "gaps": _read_gaps, "csv": _read_csv}
+READERS = {
+    "azure2019": _read_azure2019,
+    "azure2021": _read_azure2021,
+    "azure-llm": _read_azure_llm,
+    "mooncake": _read_mooncake,
+    "per-second": _read_per_second,
+    "gaps": _read_gaps,
+    "csv": _read_csv,
+}

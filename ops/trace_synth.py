@@ -18,9 +18,16 @@ def _poisson_per_second(rate_per_s: np.ndarray, rng: np.random.Generator) -> np.
     return np.sort(starts + rng.random(starts.size))
 
 
-def diurnal(duration_s: float = 86400.0, mean_rps: float = 20.0, peak_to_trough: float = 3.0,
-            period_s: float = 86400.0, bursts: int = 6, burst_mult: float = 4.0,
-            burst_s: float = 120.0, seed: int = 0) -> np.ndarray:
+def diurnal(
+    duration_s: float = 86400.0,
+    mean_rps: float = 20.0,
+    peak_to_trough: float = 3.0,
+    period_s: float = 86400.0,
+    bursts: int = 6,
+    burst_mult: float = 4.0,
+    burst_s: float = 120.0,
+    seed: int = 0,
+) -> np.ndarray:
     """A sinusoidal day (trough at t=0) plus ``bursts`` rectangular bursts of ``burst_mult`` x
     the local rate, at random times."""
     rng = np.random.default_rng(seed)
@@ -33,9 +40,16 @@ def diurnal(duration_s: float = 86400.0, mean_rps: float = 20.0, peak_to_trough:
     return _poisson_per_second(rate, rng)
 
 
-def flash_crowd(duration_s: float = 3600.0, base_rps: float = 10.0, peak_mult: float = 10.0,
-                start_s: float = 1200.0, ramp_s: float = 30.0, hold_s: float = 300.0,
-                decay_s: float = 600.0, seed: int = 0) -> np.ndarray:
+def flash_crowd(
+    duration_s: float = 3600.0,
+    base_rps: float = 10.0,
+    peak_mult: float = 10.0,
+    start_s: float = 1200.0,
+    ramp_s: float = 30.0,
+    hold_s: float = 300.0,
+    decay_s: float = 600.0,
+    seed: int = 0,
+) -> np.ndarray:
     """Steady base, a fast ramp to ``peak_mult`` x, a hold, then an exponential decay back."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(duration_s), dtype=np.float64)
@@ -49,8 +63,14 @@ def flash_crowd(duration_s: float = 3600.0, base_rps: float = 10.0, peak_mult: f
     return _poisson_per_second(base_rps * (1.0 + (peak_mult - 1.0) * extra), rng)
 
 
-def mmpp(duration_s: float = 3600.0, low_rps: float = 5.0, high_rps: float = 50.0,
-         mean_low_s: float = 300.0, mean_high_s: float = 60.0, seed: int = 0) -> np.ndarray:
+def mmpp(
+    duration_s: float = 3600.0,
+    low_rps: float = 5.0,
+    high_rps: float = 50.0,
+    mean_low_s: float = 300.0,
+    mean_high_s: float = 60.0,
+    seed: int = 0,
+) -> np.ndarray:
     """A two-state Markov-modulated Poisson process: exponential sojourns in a low and a high
     rate state. Exact: Poisson counts per sojourn, uniform within it."""
     rng = np.random.default_rng(seed)
@@ -79,8 +99,14 @@ def steady(duration_s: float = 600.0, rps: float = 10.0, seed: int = 0) -> np.nd
     return _poisson_per_second(np.full(int(duration_s), rps), rng)
 
 
-def step(duration_s: float = 300.0, base_rps: float = 5.0, mult: float = 4.0,
-         start_s: float = 120.0, step_s: float = 60.0, seed: int = 0) -> np.ndarray:
+def step(
+    duration_s: float = 300.0,
+    base_rps: float = 5.0,
+    mult: float = 4.0,
+    start_s: float = 120.0,
+    step_s: float = 60.0,
+    seed: int = 0,
+) -> np.ndarray:
     """A steady rate with one step to ``mult`` x for ``step_s`` (the autoscale benchmark's load)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(duration_s), dtype=np.float64)
@@ -88,8 +114,13 @@ def step(duration_s: float = 300.0, base_rps: float = 5.0, mult: float = 4.0,
     return _poisson_per_second(rate, rng)
 
 
-GENERATORS = {"diurnal": diurnal, "flash-crowd": flash_crowd, "mmpp": mmpp, "steady": steady,
-              "step": step}
+GENERATORS = {
+    "diurnal": diurnal,
+    "flash-crowd": flash_crowd,
+    "mmpp": mmpp,
+    "steady": steady,
+    "step": step,
+}
 
 
 def from_spec(spec: str, seed: int = 0) -> np.ndarray:
@@ -107,8 +138,9 @@ def from_spec(spec: str, seed: int = 0) -> np.ndarray:
         key, eq, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not eq or key not in params:
-            raise TraceError(f"synth:{kind}: bad parameter {item!r}; known: "
-                             f"{', '.join(p for p in params)}")
+            raise TraceError(
+                f"synth:{kind}: bad parameter {item!r}; known: {', '.join(p for p in params)}"
+            )
         try:
             kwargs[key] = int(value) if key == "seed" else float(value)
         except ValueError:

@@ -71,11 +71,16 @@ class TraceMapping:
         rules = []
         for i, r in enumerate(table.get("map", [])):
             if not isinstance(r, dict) or "match" not in r or set(r) - {"match", "model", "tenant"}:
-                raise TraceError(f"[[trace.map]] rule {i + 1} needs 'match' and may have only "
-                                 "'model' and 'tenant'")
+                raise TraceError(
+                    f"[[trace.map]] rule {i + 1} needs 'match' and may have only "
+                    "'model' and 'tenant'"
+                )
             rules.append(MapRule(str(r["match"]), r.get("model"), r.get("tenant")))
-        return cls(default_model=model or table.get("default_model", DEFAULT_MODEL),
-                   default_tenant=table.get("default_tenant", DEFAULT_TENANT), rules=tuple(rules))
+        return cls(
+            default_model=model or table.get("default_model", DEFAULT_MODEL),
+            default_tenant=table.get("default_tenant", DEFAULT_TENANT),
+            rules=tuple(rules),
+        )
 
 
 @dataclass(frozen=True)
@@ -102,21 +107,40 @@ class Trace:
 
     def only_model(self, model: str) -> "Trace":
         if model not in self.models:
-            raise TraceError(f"trace {self.name} has no requests for model {model!r} "
-                             f"(models: {', '.join(self.models)})")
+            raise TraceError(
+                f"trace {self.name} has no requests for model {model!r} "
+                f"(models: {', '.join(self.models)})"
+            )
         keep = self.model_idx == self.models.index(model)
-        return _build(self.name, self.arrivals_s[keep], [model] * int(keep.sum()),
-                      [self.tenants[i] for i in self.tenant_idx[keep]], rebase=False)
+        return _build(
+            self.name,
+            self.arrivals_s[keep],
+            [model] * int(keep.sum()),
+            [self.tenants[i] for i in self.tenant_idx[keep]],
+            rebase=False,
+        )
 
     def with_model(self, model: str) -> "Trace":
         """The same arrivals, all for ``model``."""
-        return Trace(self.name, self.arrivals_s, np.zeros(len(self), np.int32), self.tenant_idx,
-                     (model,), self.tenants)
+        return Trace(
+            self.name,
+            self.arrivals_s,
+            np.zeros(len(self), np.int32),
+            self.tenant_idx,
+            (model,),
+            self.tenants,
+        )
 
     def window(self, start_s: float, end_s: float) -> "Trace":
         lo, hi = np.searchsorted(self.arrivals_s, [start_s, end_s])
-        return Trace(self.name, self.arrivals_s[lo:hi] - start_s, self.model_idx[lo:hi],
-                     self.tenant_idx[lo:hi], self.models, self.tenants)
+        return Trace(
+            self.name,
+            self.arrivals_s[lo:hi] - start_s,
+            self.model_idx[lo:hi],
+            self.tenant_idx[lo:hi],
+            self.models,
+            self.tenants,
+        )
 
     def scaled(self, rate_factor: float = 1.0, speedup: float = 1.0, seed: int = 0) -> "Trace":
         """More or fewer requests with the same shape, and/or time compressed by ``speedup``.
@@ -141,8 +165,9 @@ class Trace:
         return Trace(self.name, t / speedup, m, tn, self.models, self.tenants)
 
 
-def _build(name: str, arrivals_s, models: list[str] | np.ndarray, tenants, *,
-           rebase: bool = True) -> Trace:
+def _build(
+    name: str, arrivals_s, models: list[str] | np.ndarray, tenants, *, rebase: bool = True
+) -> Trace:
     t = np.asarray(arrivals_s, dtype=np.float64)
     if t.size == 0:
         raise TraceError(f"{name}: the trace has no requests")
@@ -152,12 +177,20 @@ def _build(name: str, arrivals_s, models: list[str] | np.ndarray, tenants, *,
     t = t[order]
     if rebase:
         t = t - t[0]
-    model_names, model_idx = np.unique(np.asarray(models, dtype=object).astype(str),
-                                       return_inverse=True)
-    tenant_names, tenant_idx = np.unique(np.asarray(tenants, dtype=object).astype(str),
-                                         return_inverse=True)
-    return Trace(name, t, model_idx[order].astype(np.int32), tenant_idx[order].astype(np.int32),
-                 tuple(model_names), tuple(tenant_names))
+    model_names, model_idx = np.unique(
+        np.asarray(models, dtype=object).astype(str), return_inverse=True
+    )
+    tenant_names, tenant_idx = np.unique(
+        np.asarray(tenants, dtype=object).astype(str), return_inverse=True
+    )
+    return Trace(
+        name,
+        t,
+        model_idx[order].astype(np.int32),
+        tenant_idx[order].astype(np.int32),
+        tuple(model_names),
+        tuple(tenant_names),
+    )
 
 
 def _uniform_trace(name: str, arrivals_s: np.ndarray, mapping: TraceMapping) -> Trace:
@@ -165,12 +198,14 @@ def _uniform_trace(name: str, arrivals_s: np.ndarray, mapping: TraceMapping) -> 
     t = np.sort(np.asarray(arrivals_s, dtype=np.float64))
     if t.size == 0:
         raise TraceError(f"{name}: the trace has no requests")
-    return Trace(name, t - t[0], np.zeros(t.size, np.int32), np.zeros(t.size, np.int32),
-                 (model,), (tenant,))
+    return Trace(
+        name, t - t[0], np.zeros(t.size, np.int32), np.zeros(t.size, np.int32), (model,), (tenant,)
+    )
 
 
-def spread_counts(counts: np.ndarray, bin_s: float, rng: np.random.Generator,
-                  offset_s: float = 0.0) -> np.ndarray:
+def spread_counts(
+    counts: np.ndarray, bin_s: float, rng: np.random.Generator, offset_s: float = 0.0
+) -> np.ndarray:
     """Arrivals for ``counts[i]`` requests in bin i: uniform in the bin, i.e. a Poisson process
     conditioned on the bin's count. Unsorted."""
     counts = np.asarray(counts, dtype=np.int64)
@@ -178,13 +213,14 @@ def spread_counts(counts: np.ndarray, bin_s: float, rng: np.random.Generator,
     return np.repeat(starts, counts) + rng.random(int(counts.sum())) * bin_s
 
 
-def read_trace(source: str | Path, fmt: str = "auto", mapping: TraceMapping | None = None,
-               seed: int = 0) -> Trace:
+def read_trace(
+    source: str | Path, fmt: str = "auto", mapping: TraceMapping | None = None, seed: int = 0
+) -> Trace:
     """Read a trace file (or build a ``synth:...`` trace). Raises ``TraceError`` on bad input."""
     mapping = mapping or TraceMapping()
     text = str(source)
     if text.startswith("synth:"):
-        arrivals = trace_synth.from_spec(text[len("synth:"):], seed=seed)
+        arrivals = trace_synth.from_spec(text[len("synth:") :], seed=seed)
         return _uniform_trace(text, arrivals, mapping)
     path = Path(source)
     if not path.is_file():
@@ -209,7 +245,13 @@ def write_csv(trace: Trace, out: str | Path) -> None:
 def describe(trace: Trace) -> dict:
     per_s = trace.counts(1.0)
     mean = len(trace) / max(trace.duration_s, 1.0)
-    return {"name": trace.name, "requests": len(trace), "duration_s": round(trace.duration_s, 3),
-            "mean_rps": round(mean, 3), "peak_rps_1s": int(per_s.max()),
-            "peak_to_mean": round(float(per_s.max()) / mean, 2) if mean else 0.0,
-            "models": list(trace.models), "tenants": list(trace.tenants)}
+    return {
+        "name": trace.name,
+        "requests": len(trace),
+        "duration_s": round(trace.duration_s, 3),
+        "mean_rps": round(mean, 3),
+        "peak_rps_1s": int(per_s.max()),
+        "peak_to_mean": round(float(per_s.max()) / mean, 2) if mean else 0.0,
+        "models": list(trace.models),
+        "tenants": list(trace.tenants),
+    }

@@ -84,9 +84,19 @@ def suggest(trial, space: dict[str, tuple], max_replicas: int) -> dict:
     return params
 
 
-def tune(trace, preset: str, profile, *, target: float = 0.99, trials: int = 20,
-         seed: int = 0, slo_ms_by_tenant: dict | None = None, tick_s: float = 1.0,
-         timeout_s: float | None = None, on_trial=None) -> TuneResult:
+def tune(
+    trace,
+    preset: str,
+    profile,
+    *,
+    target: float = 0.99,
+    trials: int = 20,
+    seed: int = 0,
+    slo_ms_by_tenant: dict | None = None,
+    tick_s: float = 1.0,
+    timeout_s: float | None = None,
+    on_trial=None,
+) -> TuneResult:
     """Minimise cost subject to ``slo_attainment >= target``."""
     import optuna
 
@@ -100,8 +110,15 @@ def tune(trace, preset: str, profile, *, target: float = 0.99, trials: int = 20,
     def objective(trial) -> float:
         params = suggest(trial, space, peak)
         spec = preset_spec(preset, trace, profile, params)
-        res = run_spec(trace, spec, profile, name=preset, slo_ms_by_tenant=slo_ms_by_tenant,
-                       tick_s=tick_s, seed=seed)
+        res = run_spec(
+            trace,
+            spec,
+            profile,
+            name=preset,
+            slo_ms_by_tenant=slo_ms_by_tenant,
+            tick_s=tick_s,
+            seed=seed,
+        )
         s = res.summary
         trial.set_constraint("slo_attainment", target - s["slo_attainment"])  # <= 0: feasible
         tr = TrialResult(trial.number, params, s["cost_usd"], s["slo_attainment"], s["p99_ms"])

@@ -23,8 +23,9 @@ _HEADER_LENGTH_KEY = HEADER_LENGTH_KEY.encode()
 class ReplicaError(Exception):
     """A replica answered with an error (``status``) or could not be reached (``connect``)."""
 
-    def __init__(self, message: str, status: int = 502, *, connect: bool = False,
-                 retryable: bool = False):
+    def __init__(
+        self, message: str, status: int = 502, *, connect: bool = False, retryable: bool = False
+    ):
         super().__init__(message)
         self.status = status
         self.connect = connect  # the request never reached the replica: safe to send elsewhere
@@ -32,8 +33,9 @@ class ReplicaError(Exception):
 
 
 class ReplicaClient:
-    def __init__(self, *, timeout_s: float = 30.0, connect_timeout_s: float = 2.0,
-                 max_connections: int = 256):
+    def __init__(
+        self, *, timeout_s: float = 30.0, connect_timeout_s: float = 2.0, max_connections: int = 256
+    ):
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self._max_connections = max_connections
         self._timeout_s = timeout_s
@@ -42,31 +44,48 @@ class ReplicaClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
-                                             keepalive_timeout=60, ttl_dns_cache=None)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
-                                                  auto_decompress=False)
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=0,
+                keepalive_timeout=60,
+                ttl_dns_cache=None,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, auto_decompress=False
+            )
         return self._session
 
-    async def infer(self, base_url: str, model: str, inputs: dict[str, np.ndarray],
-                    outputs: list[str] | None = None, request_id: str | None = None,
-                    timeout_s: float | None = None) -> dict[str, np.ndarray]:
-        body, header_length = encode_request(inputs, outputs=outputs, binary_output=True,
-                                             request_id=request_id)
+    async def infer(
+        self,
+        base_url: str,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        outputs: list[str] | None = None,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[str, np.ndarray]:
+        body, header_length = encode_request(
+            inputs, outputs=outputs, binary_output=True, request_id=request_id
+        )
         headers = {HEADER_LENGTH: str(header_length), "Content-Type": "application/octet-stream"}
         try:
-            answer = await self._http.post(base_url, f"/v2/models/{model}/infer", body, headers,
-                                           timeout_s or self._timeout_s)
+            answer = await self._http.post(
+                base_url, f"/v2/models/{model}/infer", body, headers, timeout_s or self._timeout_s
+            )
         except ConnectFailed as exc:
-            raise ReplicaError(f"cannot connect to replica {base_url}: {exc}", 503,
-                               connect=True, retryable=True) from exc
+            raise ReplicaError(
+                f"cannot connect to replica {base_url}: {exc}", 503, connect=True, retryable=True
+            ) from exc
         except TimeoutError as exc:
             raise ReplicaError(f"replica {base_url} did not answer in time", 504) from exc
         except (ConnectionDropped, OSError) as exc:
             raise ReplicaError(f"replica {base_url} failed: {exc}", 502) from exc
         if answer.status != 200:
-            raise ReplicaError(_error_text(answer.body, answer.status), answer.status,
-                               retryable=answer.status == 503)
+            raise ReplicaError(
+                _error_text(answer.body, answer.status),
+                answer.status,
+                retryable=answer.status == 503,
+            )
         try:
             hl = answer.headers.get(_HEADER_LENGTH_KEY)
             return decode_response(answer.body, parse_header_length(hl)).outputs

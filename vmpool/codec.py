@@ -16,12 +16,32 @@ import numpy as np
 import orjson
 
 from vmpool.validation import validate_inputs
-from vmpool.wire import (HEADER_LENGTH, KIND_WORDS, CodecError, datatype_of, error_body,
-                         numpy_dtype, parse_header_length)
+from vmpool.wire import (
+    HEADER_LENGTH,
+    KIND_WORDS,
+    CodecError,
+    datatype_of,
+    error_body,
+    numpy_dtype,
+    parse_header_length,
+)
 
-__all__ = ["HEADER_LENGTH", "CodecError", "InferRequest", "InferResponse", "RequestedOutput",
-           "datatype_of", "decode_request", "decode_response", "encode_error", "encode_request",
-           "encode_response", "numpy_dtype", "parse_header_length", "validate_inputs"]
+__all__ = [
+    "HEADER_LENGTH",
+    "CodecError",
+    "InferRequest",
+    "InferResponse",
+    "RequestedOutput",
+    "datatype_of",
+    "decode_request",
+    "decode_response",
+    "encode_error",
+    "encode_request",
+    "encode_response",
+    "numpy_dtype",
+    "parse_header_length",
+    "validate_inputs",
+]
 
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -52,18 +72,20 @@ class InferResponse:
 
 # ---------------------------------------------------------------- decoding
 
+
 def _split_body(body: bytes, header_length: int | None) -> tuple[dict, memoryview]:
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise CodecError("request body must be bytes")
     view = memoryview(body)
     if header_length is None:
-        header, binary = view, view[len(view):]
+        header, binary = view, view[len(view) :]
     else:
         if isinstance(header_length, bool) or not isinstance(header_length, int):
             raise CodecError(f"{HEADER_LENGTH} must be an integer, got {header_length!r}")
         if header_length < 0 or header_length > len(view):
-            raise CodecError(f"{HEADER_LENGTH} is {header_length} but the body has "
-                             f"{len(view)} bytes")
+            raise CodecError(
+                f"{HEADER_LENGTH} is {header_length} but the body has {len(view)} bytes"
+            )
         header, binary = view[:header_length], view[header_length:]
     try:
         obj = orjson.loads(header)
@@ -79,8 +101,9 @@ def _shape(raw, where: str) -> tuple[int, ...]:
         raise CodecError(f"{where}: 'shape' must be a list of non-negative integers")
     for d in raw:
         if isinstance(d, bool) or not isinstance(d, int):
-            raise CodecError(f"{where}: 'shape' must be a list of non-negative integers, "
-                             f"got {raw!r}")
+            raise CodecError(
+                f"{where}: 'shape' must be a list of non-negative integers, got {raw!r}"
+            )
         if d < 0:
             raise CodecError(f"{where}: negative dimension in shape {raw!r}")
     return tuple(raw)
@@ -93,8 +116,9 @@ def _json_array(data, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np
     if data and isinstance(data[0], list):
         flat = _flatten(data, shape, where)
     elif len(data) != count:
-        raise CodecError(f"{where}: 'data' has {len(data)} elements but shape "
-                         f"{list(shape)} needs {count}")
+        raise CodecError(
+            f"{where}: 'data' has {len(data)} elements but shape {list(shape)} needs {count}"
+        )
     else:
         flat = data
     try:
@@ -106,8 +130,7 @@ def _json_array(data, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np
             raw = np.asarray(flat if isinstance(flat, list) else list(flat))
             if raw.size and not _json_kind_ok(raw.dtype.kind, dtype.kind):
                 got = KIND_WORDS.get(raw.dtype.kind, "non-numeric")
-                raise CodecError(f"{where} is {datatype_of(dtype)} but 'data' holds {got} "
-                                 f"values")
+                raise CodecError(f"{where} is {datatype_of(dtype)} but 'data' holds {got} values")
             if dtype.kind in "iu" and raw.size:
                 info = np.iinfo(dtype)
                 if raw.min() < info.min or raw.max() > info.max:
@@ -118,8 +141,9 @@ def _json_array(data, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np
     except (ValueError, TypeError, OverflowError) as exc:
         raise CodecError(f"{where}: 'data' is not a list of numbers ({exc})") from None
     if array.size != count:  # e.g. a list hiding inside a flat list of integers
-        raise CodecError(f"{where}: 'data' has {array.size} elements but shape "
-                         f"{list(shape)} needs {count}")
+        raise CodecError(
+            f"{where}: 'data' has {array.size} elements but shape {list(shape)} needs {count}"
+        )
     return array.reshape(shape)
 
 
@@ -129,8 +153,9 @@ def _flatten(data: list, shape: tuple[int, ...], where: str):
     for depth, dim in enumerate(shape):
         for item in level:
             if not isinstance(item, list) or len(item) != dim:
-                raise CodecError(f"{where}: nested 'data' does not follow shape {list(shape)} "
-                                 f"at depth {depth}")
+                raise CodecError(
+                    f"{where}: nested 'data' does not follow shape {list(shape)} at depth {depth}"
+                )
         if depth == len(shape) - 1:
             return itertools.chain.from_iterable(level)
         level = list(itertools.chain.from_iterable(level))
@@ -172,20 +197,27 @@ def _tensors(entries, binary: memoryview, where: str) -> dict[str, np.ndarray]:
                 raise CodecError(f"{label}: has both 'data' and binary_data_size")
             need = math.prod(shape) * dtype.itemsize
             if size != need:
-                raise CodecError(f"{label}: binary_data_size is {size} bytes but shape "
-                                 f"{list(shape)} of {entry['datatype']} needs {need}")
+                raise CodecError(
+                    f"{label}: binary_data_size is {size} bytes but shape "
+                    f"{list(shape)} of {entry['datatype']} needs {need}"
+                )
             if offset + size > len(binary):
-                raise CodecError(f"{label}: binary data runs past the end of the body "
-                                 f"({len(binary)} binary bytes, need {offset + size})")
-            tensors[name] = np.frombuffer(binary[offset:offset + size], dtype=dtype).reshape(shape)
+                raise CodecError(
+                    f"{label}: binary data runs past the end of the body "
+                    f"({len(binary)} binary bytes, need {offset + size})"
+                )
+            tensors[name] = np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(
+                shape
+            )
             offset += size
         elif "data" in entry:
             tensors[name] = _json_array(entry["data"], dtype, shape, label)
         else:
             raise CodecError(f"{label}: has neither 'data' nor parameters.binary_data_size")
     if offset != len(binary):
-        raise CodecError(f"body has {len(binary) - offset} bytes after the JSON header "
-                         f"that no tensor claims")
+        raise CodecError(
+            f"body has {len(binary) - offset} bytes after the JSON header that no tensor claims"
+        )
     return tensors
 
 
@@ -233,9 +265,13 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
     inputs = _tensors(obj["inputs"], binary, "input")
     if not inputs:
         raise CodecError("request has no inputs")
-    return InferRequest(id=_optional_str(obj, "id"), inputs=inputs,
-                        outputs=_requested_outputs(obj.get("outputs")),
-                        binary_output=binary_output, parameters=params)
+    return InferRequest(
+        id=_optional_str(obj, "id"),
+        inputs=inputs,
+        outputs=_requested_outputs(obj.get("outputs")),
+        binary_output=binary_output,
+        parameters=params,
+    )
 
 
 def decode_response(body: bytes, header_length: int | None) -> InferResponse:
@@ -248,21 +284,29 @@ def decode_response(body: bytes, header_length: int | None) -> InferResponse:
     try:
         outputs = _tensors(obj["outputs"], binary, "output")
         name = obj.get("model_name")
-        return InferResponse(model_name=name if isinstance(name, str) else "",
-                             model_version=_optional_str(obj, "model_version"),
-                             id=_optional_str(obj, "id"), outputs=outputs,
-                             parameters=obj.get("parameters") or {})
+        return InferResponse(
+            model_name=name if isinstance(name, str) else "",
+            model_version=_optional_str(obj, "model_version"),
+            id=_optional_str(obj, "id"),
+            outputs=outputs,
+            parameters=obj.get("parameters") or {},
+        )
     except CodecError as exc:
         raise CodecError(f"malformed response: {exc.message}", status=502) from None
 
 
 # ---------------------------------------------------------------- encoding
 
+
 def _binary_entry(name: str, array: np.ndarray, chunks: list) -> dict:
     data = _le_contiguous(array)
     chunks.append(data)
-    return {"name": name, "datatype": datatype_of(array), "shape": list(array.shape),
-            "parameters": {"binary_data_size": data.nbytes}}
+    return {
+        "name": name,
+        "datatype": datatype_of(array),
+        "shape": list(array.shape),
+        "parameters": {"binary_data_size": data.nbytes},
+    }
 
 
 def _le_contiguous(array: np.ndarray) -> np.ndarray:
@@ -278,9 +322,13 @@ def _join(header: dict, chunks: list[np.ndarray]) -> tuple[bytes, int]:
     return b"".join([head, *chunks]), len(head)  # contiguous arrays expose their raw bytes
 
 
-def encode_request(inputs: dict[str, np.ndarray], *, outputs: list[str] | None = None,
-                   binary_output: bool = True,
-                   request_id: str | None = None) -> tuple[bytes, int]:
+def encode_request(
+    inputs: dict[str, np.ndarray],
+    *,
+    outputs: list[str] | None = None,
+    binary_output: bool = True,
+    request_id: str | None = None,
+) -> tuple[bytes, int]:
     """An infer request with every input as binary data; returns (body, JSON header length)."""
     chunks: list[np.ndarray] = []
     header: dict = {"inputs": [_binary_entry(n, np.asarray(a), chunks) for n, a in inputs.items()]}
@@ -289,14 +337,21 @@ def encode_request(inputs: dict[str, np.ndarray], *, outputs: list[str] | None =
     if outputs is None:
         header["parameters"] = {"binary_data_output": binary_output}
     else:
-        header["outputs"] = [{"name": n, "parameters": {"binary_data": binary_output}}
-                             for n in outputs]
+        header["outputs"] = [
+            {"name": n, "parameters": {"binary_data": binary_output}} for n in outputs
+        ]
     return _join(header, chunks)
 
 
-def encode_response(*, model_name: str, model_version: str | None, request_id: str | None,
-                    outputs: dict[str, np.ndarray], requested: list[RequestedOutput] | None,
-                    binary_output: bool) -> tuple[bytes, int | None]:
+def encode_response(
+    *,
+    model_name: str,
+    model_version: str | None,
+    request_id: str | None,
+    outputs: dict[str, np.ndarray],
+    requested: list[RequestedOutput] | None,
+    binary_output: bool,
+) -> tuple[bytes, int | None]:
     """An infer response; returns (body, header length, or None when every tensor is JSON)."""
     if requested is None:
         requested = [RequestedOutput(name, None) for name in outputs]
@@ -311,8 +366,14 @@ def encode_response(*, model_name: str, model_version: str | None, request_id: s
             entries.append(_binary_entry(r.name, array, chunks))
         else:
             data = _le_contiguous(array)
-            entries.append({"name": r.name, "datatype": datatype_of(array),
-                            "shape": list(array.shape), "data": data.reshape(-1)})
+            entries.append(
+                {
+                    "name": r.name,
+                    "datatype": datatype_of(array),
+                    "shape": list(array.shape),
+                    "data": data.reshape(-1),
+                }
+            )
     header: dict = {"model_name": model_name}
     if model_version is not None:
         header["model_version"] = model_version

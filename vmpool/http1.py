@@ -37,8 +37,18 @@ class Answer:
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("transport", "parser", "waiter", "status", "headers", "chunks", "received",
-                 "closed", "uses", "_name")
+    __slots__ = (
+        "transport",
+        "parser",
+        "waiter",
+        "status",
+        "headers",
+        "chunks",
+        "received",
+        "closed",
+        "uses",
+        "_name",
+    )
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -63,14 +73,22 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(ConnectionDropped(f"malformed HTTP answer: {exc}", reused=False,
-                                         answered_bytes=self.received))
+            self._fail(
+                ConnectionDropped(
+                    f"malformed HTTP answer: {exc}", reused=False, answered_bytes=self.received
+                )
+            )
             self.transport.close()
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        self._fail(ConnectionDropped(f"connection closed by the server ({exc or 'EOF'})",
-                                     reused=self.uses > 1, answered_bytes=self.received))
+        self._fail(
+            ConnectionDropped(
+                f"connection closed by the server ({exc or 'EOF'})",
+                reused=self.uses > 1,
+                answered_bytes=self.received,
+            )
+        )
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -130,14 +148,26 @@ class Http1Pool:
             raise ConnectFailed(f"cannot connect to {host}:{port}: {exc or 'timeout'}") from None
         return conn
 
-    async def post(self, base_url: str, path: str, body: bytes, headers: dict[str, str],
-                   timeout_s: float | None) -> Answer:
+    async def post(
+        self,
+        base_url: str,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout_s: float | None,
+    ) -> Answer:
         """POST ``body``; a dropped reused connection is retried once on a fresh one (the server
         may close an idle keep-alive connection just as a request is written on it)."""
         host, port, netloc = self._host(base_url)
-        head = "".join([f"POST {path} HTTP/1.1\r\nHost: ", netloc.decode(), "\r\n",
-                        *(f"{k}: {v}\r\n" for k, v in headers.items()),
-                        f"Content-Length: {len(body)}\r\n\r\n"]).encode("latin-1")
+        head = "".join(
+            [
+                f"POST {path} HTTP/1.1\r\nHost: ",
+                netloc.decode(),
+                "\r\n",
+                *(f"{k}: {v}\r\n" for k, v in headers.items()),
+                f"Content-Length: {len(body)}\r\n\r\n",
+            ]
+        ).encode("latin-1")
         idle = self._idle.setdefault((host, port), collections.deque())
         for attempt in (1, 2):
             conn = None

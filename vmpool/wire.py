@@ -22,21 +22,41 @@ EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 
 # Open Inference Protocol datatype <-> torch dtype name (numpy spells them the same, except BF16).
 DATATYPES: dict[str, str] = {
-    "BOOL": "bool", "UINT8": "uint8", "INT8": "int8", "INT16": "int16", "INT32": "int32",
-    "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64", "BF16": "bfloat16",
+    "BOOL": "bool",
+    "UINT8": "uint8",
+    "INT8": "int8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "FP16": "float16",
+    "FP32": "float32",
+    "FP64": "float64",
+    "BF16": "bfloat16",
 }
 # OIP datatype -> little-endian numpy dtype. BF16 has no numpy dtype and BYTES no fixed width.
 NUMPY_DTYPES: dict[str, np.dtype] = {
-    dt: np.dtype(name).newbyteorder("<") for dt, name in DATATYPES.items() if dt != "BF16"}
+    dt: np.dtype(name).newbyteorder("<") for dt, name in DATATYPES.items() if dt != "BF16"
+}
 _BY_NUMPY_KIND: dict[tuple[str, int], str] = {
     (np.dtype(name).kind, np.dtype(name).itemsize): dt
-    for dt, name in DATATYPES.items() if dt != "BF16"}
+    for dt, name in DATATYPES.items()
+    if dt != "BF16"
+}
 _BY_TORCH_NAME: dict[str, str] = {name: dt for dt, name in DATATYPES.items()}
 # Triton's model-config spelling of each datatype (GET /v2/models/{m}/config).
-TRITON_TYPES: dict[str, str] = {dt: "TYPE_" + ("STRING" if dt == "BYTES" else dt)
-                                for dt in DATATYPES}
-KIND_WORDS = {"f": "floating-point", "i": "integer", "u": "integer", "b": "boolean",
-              "U": "text", "S": "text", "O": "mixed or non-numeric", "c": "complex"}
+TRITON_TYPES: dict[str, str] = {
+    dt: "TYPE_" + ("STRING" if dt == "BYTES" else dt) for dt in DATATYPES
+}
+KIND_WORDS = {
+    "f": "floating-point",
+    "i": "integer",
+    "u": "integer",
+    "b": "boolean",
+    "U": "text",
+    "S": "text",
+    "O": "mixed or non-numeric",
+    "c": "complex",
+}
 
 
 class CodecError(Exception):
@@ -61,8 +81,10 @@ def datatype_of(value) -> str:
     torch_name = str(value).removeprefix("torch.")
     found = _BY_TORCH_NAME.get(torch_name)
     if found is None:
-        raise CodecError(f"tensor dtype {torch_name} has no Open Inference Protocol datatype "
-                         f"(supported: {', '.join(DATATYPES.values())})")
+        raise CodecError(
+            f"tensor dtype {torch_name} has no Open Inference Protocol datatype "
+            f"(supported: {', '.join(DATATYPES.values())})"
+        )
     return found
 
 
@@ -75,8 +97,9 @@ def numpy_dtype(datatype: str, where: str) -> np.dtype:
         raise CodecError(f"{where}: datatype BF16 is not supported by this server; send FP32")
     if datatype == "BYTES":
         raise CodecError(f"{where}: datatype BYTES is not supported by this server")
-    raise CodecError(f"{where}: unknown datatype {datatype!r}; "
-                     f"expected one of {', '.join(sorted(NUMPY_DTYPES))}")
+    raise CodecError(
+        f"{where}: unknown datatype {datatype!r}; expected one of {', '.join(sorted(NUMPY_DTYPES))}"
+    )
 
 
 def parse_header_length(value: str | bytes | None) -> int | None:
@@ -95,6 +118,7 @@ def parse_header_length(value: str | bytes | None) -> int | None:
 
 # ---------------------------------------------------------------- JSON documents
 
+
 def error_body(message: str) -> bytes:
     """The protocol's error body: ``{"error": "..."}``."""
     return orjson.dumps({"error": str(message)})
@@ -105,8 +129,10 @@ def too_large_message(limit_bytes: int, size_bytes: int | None = None) -> str:
     limit_mb = limit_bytes / (1024 * 1024)
     if size_bytes is None:
         return f"request body is over the limit of {limit_bytes} bytes ({limit_mb:g} MiB)"
-    return (f"request body of {size_bytes} bytes is over the limit of {limit_bytes} bytes "
-            f"({limit_mb:g} MiB)")
+    return (
+        f"request body of {size_bytes} bytes is over the limit of {limit_bytes} bytes "
+        f"({limit_mb:g} MiB)"
+    )
 
 
 LIVE_BODY = orjson.dumps({"live": True})
@@ -125,11 +151,16 @@ def server_metadata(name: str, version: str) -> dict:
 def model_metadata(cfg: ModelConfig) -> dict:
     """``GET /v2/models/{m}``: name, versions, platform, inputs, outputs, batching parameters."""
     return {
-        "name": cfg.name, "versions": [cfg.version], "platform": cfg.platform,
+        "name": cfg.name,
+        "versions": [cfg.version],
+        "platform": cfg.platform,
         "inputs": [t.to_dict() for t in cfg.inputs],
         "outputs": [t.to_dict() for t in cfg.outputs],
-        "parameters": {"max_batch_size": cfg.max_batch_size,
-                       "max_queue_delay_ms": cfg.max_queue_delay_ms, "slo_ms": cfg.slo_ms},
+        "parameters": {
+            "max_batch_size": cfg.max_batch_size,
+            "max_queue_delay_ms": cfg.max_queue_delay_ms,
+            "slo_ms": cfg.slo_ms,
+        },
     }
 
 
@@ -137,6 +168,7 @@ def model_config(cfg: ModelConfig) -> dict:
     """``GET /v2/models/{m}/config`` in Triton's model-config shape (what tritonclient reads).
 
     As in Triton, with ``max_batch_size > 0`` the dims leave out the batch dimension."""
+
     def tensors(specs) -> list[dict]:
         out = []
         for t in specs:
@@ -147,10 +179,13 @@ def model_config(cfg: ModelConfig) -> dict:
 
     batched = all(t.shape and t.shape[0] == -1 for t in cfg.inputs)
     return {
-        "name": cfg.name, "platform": cfg.platform, "backend": "pytorch",
+        "name": cfg.name,
+        "platform": cfg.platform,
+        "backend": "pytorch",
         "version_policy": {"specific": {"versions": [cfg.version]}},
         "max_batch_size": cfg.max_batch_size if batched else 0,
-        "input": tensors(cfg.inputs), "output": tensors(cfg.outputs),
+        "input": tensors(cfg.inputs),
+        "output": tensors(cfg.outputs),
         "dynamic_batching": {"max_queue_delay_microseconds": int(cfg.max_queue_delay_ms * 1000)},
         "parameters": {"slo_ms": {"string_value": f"{cfg.slo_ms:g}"}},
     }

@@ -46,8 +46,14 @@ def make_backend(target: str | Path, *, sqlite_synchronous: str = "FULL") -> Led
 
 
 class Ledger:
-    def __init__(self, target: str | Path | LedgerBackend, *, max_batch_rows: int = 4096,
-                 retry_initial_s: float = 0.05, retry_max_s: float = 2.0):
+    def __init__(
+        self,
+        target: str | Path | LedgerBackend,
+        *,
+        max_batch_rows: int = 4096,
+        retry_initial_s: float = 0.05,
+        retry_max_s: float = 2.0,
+    ):
         self.backend = target if hasattr(target, "write") else make_backend(target)
         self.max_batch_rows = max_batch_rows
         self.retry_initial_s = retry_initial_s
@@ -66,8 +72,9 @@ class Ledger:
     @classmethod
     def from_settings(cls, settings, data_dir: Path) -> "Ledger":
         """From a ``LedgerSettings`` (the ``[ledger]`` table)."""
-        backend = make_backend(settings.target(data_dir),
-                               sqlite_synchronous=settings.sqlite_synchronous.upper())
+        backend = make_backend(
+            settings.target(data_dir), sqlite_synchronous=settings.sqlite_synchronous.upper()
+        )
         return cls(backend, max_batch_rows=settings.max_batch_rows)
 
     # lifecycle -------------------------------------------------------------------------------
@@ -85,8 +92,9 @@ class Ledger:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, timeout_s)
             if self._thread.is_alive():
-                log.error("ledger: %d rows still unwritten at shutdown (%s)", self.queued,
-                          self.last_error)
+                log.error(
+                    "ledger: %d rows still unwritten at shutdown (%s)", self.queued, self.last_error
+                )
             self._thread = None
         self.backend.close()
 
@@ -124,8 +132,12 @@ class Ledger:
             except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, retry
                 self.write_failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("ledger write of %d rows failed, retrying in %.2f s: %s",
-                            len(batch), delay_s, self.last_error)
+                log.warning(
+                    "ledger write of %d rows failed, retrying in %.2f s: %s",
+                    len(batch),
+                    delay_s,
+                    self.last_error,
+                )
                 with self._cond:
                     self._cond.wait(delay_s)
                 delay_s = min(self.retry_max_s, delay_s * 2)
@@ -144,8 +156,10 @@ class Ledger:
         return self.backend.query(sql.format(p=self.backend.placeholder), params)
 
     def spent_by_tenant(self, since_ts: float = 0.0) -> dict[str, float]:
-        rows = self.query("SELECT tenant, SUM(cost_usd) FROM requests WHERE ts >= {p} "
-                          "GROUP BY tenant", (since_ts,))
+        rows = self.query(
+            "SELECT tenant, SUM(cost_usd) FROM requests WHERE ts >= {p} GROUP BY tenant",
+            (since_ts,),
+        )
         return {tenant: float(spent or 0.0) for tenant, spent in rows}
 
     def usage_by_tenant(self, now_s: float) -> dict[str, tuple[int, int, float]]:
@@ -158,15 +172,19 @@ class Ledger:
         rows = self.query(
             "SELECT tenant, SUM(CASE WHEN ts >= {p} THEN 1 ELSE 0 END), COUNT(*), "
             "SUM(CASE WHEN ts >= {p} THEN cost_usd ELSE 0 END) FROM requests WHERE ts >= {p} "
-            "GROUP BY tenant", (day_s, day_s, month_s))
+            "GROUP BY tenant",
+            (day_s, day_s, month_s),
+        )
         return {t: (int(d or 0), int(m or 0), float(c or 0.0)) for t, d, m, c in rows}
 
     def count(self) -> int:
         return int(self.query("SELECT COUNT(*) FROM requests")[0][0])
 
     def ids(self, status_min: int = 200, status_max: int = 299) -> set[str]:
-        rows = self.query("SELECT id FROM requests WHERE status >= {p} AND status <= {p}",
-                          (status_min, status_max))
+        rows = self.query(
+            "SELECT id FROM requests WHERE status >= {p} AND status <= {p}",
+            (status_min, status_max),
+        )
         return {rid for (rid,) in rows}
 
 

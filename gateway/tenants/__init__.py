@@ -14,5 +14,16 @@ def make_limits(redis_url: str | None) -> Limits:
     return LocalLimits()
 
 
-__all__ = ["DEFAULT_TENANT", "LimitSpec", "Limits", "LocalLimits", "Refusal", "Tenant",
-           "TenantRegistry", "TenantSettings", "Verdict", "hash_key", "make_limits"]
+__all__ = [
+    "DEFAULT_TENANT",
+    "LimitSpec",
+    "Limits",
+    "LocalLimits",
+    "Refusal",
+    "Tenant",
+    "TenantRegistry",
+    "TenantSettings",
+    "Verdict",
+    "hash_key",
+    "make_limits",
+]

@@ -24,25 +24,39 @@ class TenantSettings(BaseModel):
 
     name: str = Field(min_length=1, description="Tenant name (ledger, metrics, reports).")
     api_keys: list[SecretStr] = Field(
-        default_factory=list, description="Plain API keys; hashed at load, never stored or "
-        "logged. Prefer api_key_hashes in files.")
+        default_factory=list,
+        description="Plain API keys; hashed at load, never stored or "
+        "logged. Prefer api_key_hashes in files.",
+    )
     api_key_hashes: list[str] = Field(
-        default_factory=list, description="SHA-256 of each API key, 'sha256:<64 hex>' (python "
-        "-c \"import hashlib;print(hashlib.sha256(b'KEY').hexdigest())\").")
+        default_factory=list,
+        description="SHA-256 of each API key, 'sha256:<64 hex>' (python "
+        "-c \"import hashlib;print(hashlib.sha256(b'KEY').hexdigest())\").",
+    )
     rate_per_s: float = Field(0.0, ge=0, description="Token-bucket refill rate; 0 = unlimited.")
     burst: int = Field(0, ge=0, description="Token-bucket size; 0 = max(1, rate_per_s).")
-    daily_quota: int | None = Field(None, ge=0, description="Requests per UTC day; none = unlimited.")
-    monthly_quota: int | None = Field(None, ge=0, description="Requests per UTC calendar month; "
-                                      "none = unlimited.")
-    daily_budget_usd: float | None = Field(None, ge=0, description="Spend per UTC day; requests "
-                                           "past it get 429 until midnight UTC.")
-    slo_ms: float | None = Field(None, gt=0, description="Latency SLO class (default: the model's).")
-    models: list[str] = Field(default_factory=list, description="Models this tenant may call "
-                              "(403 on others); empty = all.")
+    daily_quota: int | None = Field(
+        None, ge=0, description="Requests per UTC day; none = unlimited."
+    )
+    monthly_quota: int | None = Field(
+        None, ge=0, description="Requests per UTC calendar month; none = unlimited."
+    )
+    daily_budget_usd: float | None = Field(
+        None, ge=0, description="Spend per UTC day; requests past it get 429 until midnight UTC."
+    )
+    slo_ms: float | None = Field(
+        None, gt=0, description="Latency SLO class (default: the model's)."
+    )
+    models: list[str] = Field(
+        default_factory=list,
+        description="Models this tenant may call (403 on others); empty = all.",
+    )
     allow_route_override: bool = Field(False, description="May use X-Tidegate-Route/-Workers.")
     admin: bool = Field(False, description="May read every tenant's usage, not only its own.")
-    callback_secret: str | None = Field(None, description="HMAC secret signing this tenant's "
-                                        "async callbacks (X-Tidegate-Signature).")
+    callback_secret: str | None = Field(
+        None,
+        description="HMAC secret signing this tenant's async callbacks (X-Tidegate-Signature).",
+    )
 
     @field_validator("api_key_hashes")
     @classmethod
@@ -60,7 +74,8 @@ class TenantSettings(BaseModel):
         # plain keys live only until here: from now on only their hashes exist
         if self.api_keys:
             self.api_key_hashes = self.api_key_hashes + [
-                hash_key(k.get_secret_value()) for k in self.api_keys]
+                hash_key(k.get_secret_value()) for k in self.api_keys
+            ]
             self.api_keys = []
         return self
 

@@ -33,8 +33,12 @@ class LimitSpec:
 
     @property
     def unlimited(self) -> bool:
-        return (self.rate_per_s <= 0 and self.daily_quota is None and self.monthly_quota is None
-                and self.daily_budget_usd is None)
+        return (
+            self.rate_per_s <= 0
+            and self.daily_quota is None
+            and self.monthly_quota is None
+            and self.daily_budget_usd is None
+        )
 
 
 @dataclass(frozen=True)
@@ -51,16 +55,25 @@ class Verdict:
     def headers(self) -> dict[str, str]:
         if self.limit is None:
             return {}
-        return {"X-RateLimit-Limit": str(int(self.limit)),
-                "X-RateLimit-Remaining": str(max(0, int(self.remaining))),
-                "X-RateLimit-Reset": str(max(0, math.ceil(self.reset_s)))}
+        return {
+            "X-RateLimit-Limit": str(int(self.limit)),
+            "X-RateLimit-Remaining": str(max(0, int(self.remaining))),
+            "X-RateLimit-Reset": str(max(0, math.ceil(self.reset_s))),
+        }
 
 
 class Limits(Protocol):
     async def take(self, tenant: str, spec: LimitSpec, now_s: float) -> Verdict: ...
     async def charge(self, tenant: str, cost_usd: float, now_s: float) -> None: ...
-    async def restore(self, tenant: str, *, requests_today: int, requests_this_month: int,
-                      spent_today_usd: float, now_s: float) -> None: ...
+    async def restore(
+        self,
+        tenant: str,
+        *,
+        requests_today: int,
+        requests_this_month: int,
+        spent_today_usd: float,
+        now_s: float,
+    ) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -122,13 +135,19 @@ class LocalLimits:
     def take_now(self, tenant: str, spec: LimitSpec, now_s: float) -> Verdict:
         """``take`` without the coroutine (the event loop runs one at a time: atomic)."""
         c = self._roll(tenant, now_s)
-        refused = _check_quotas(spec, c.spent_today_usd, c.requests_today,
-                                c.requests_this_month, now_s)
+        refused = _check_quotas(
+            spec, c.spent_today_usd, c.requests_today, c.requests_this_month, now_s
+        )
         if refused is not None:
             return refused
         if spec.rate_per_s > 0:
-            tokens = spec.bucket_size if c.tokens < 0 else min(
-                spec.bucket_size, c.tokens + max(0.0, now_s - c.bucket_ts) * spec.rate_per_s)
+            tokens = (
+                spec.bucket_size
+                if c.tokens < 0
+                else min(
+                    spec.bucket_size, c.tokens + max(0.0, now_s - c.bucket_ts) * spec.rate_per_s
+                )
+            )
             c.bucket_ts = now_s
             if tokens < 1.0:
                 c.tokens = tokens
@@ -141,8 +160,15 @@ class LocalLimits:
     async def charge(self, tenant: str, cost_usd: float, now_s: float) -> None:
         self._roll(tenant, now_s).spent_today_usd += cost_usd
 
-    async def restore(self, tenant: str, *, requests_today: int, requests_this_month: int,
-                      spent_today_usd: float, now_s: float) -> None:
+    async def restore(
+        self,
+        tenant: str,
+        *,
+        requests_today: int,
+        requests_this_month: int,
+        spent_today_usd: float,
+        now_s: float,
+    ) -> None:
         c = self._roll(tenant, now_s)
         c.requests_today, c.requests_this_month = requests_today, requests_this_month
         c.spent_today_usd = spent_today_usd
@@ -151,8 +177,13 @@ class LocalLimits:
         pass
 
 
-def _check_quotas(spec: LimitSpec, spent_today_usd: float, requests_today: int,
-                  requests_this_month: int, now_s: float) -> Verdict | None:
+def _check_quotas(
+    spec: LimitSpec,
+    spent_today_usd: float,
+    requests_today: int,
+    requests_this_month: int,
+    now_s: float,
+) -> Verdict | None:
     """The refusal of the first exhausted quota (budget, month, day), or None."""
     if spec.daily_budget_usd is not None and spent_today_usd >= spec.daily_budget_usd:
         return verdict_for(Refusal.DAILY_BUDGET, spec, now_s)
@@ -163,8 +194,13 @@ def _check_quotas(spec: LimitSpec, spent_today_usd: float, requests_today: int,
     return None
 
 
-def verdict_for(refusal: Refusal | None, spec: LimitSpec, now_s: float, tokens: float = 0.0,
-                requests_today: int = 0) -> Verdict:
+def verdict_for(
+    refusal: Refusal | None,
+    spec: LimitSpec,
+    now_s: float,
+    tokens: float = 0.0,
+    requests_today: int = 0,
+) -> Verdict:
     """The verdict (and header values) of an outcome; shared by the local and Redis limits."""
     to_midnight = DAY_S - now_s % DAY_S
     if refusal is Refusal.DAILY_BUDGET:
@@ -175,14 +211,23 @@ def verdict_for(refusal: Refusal | None, spec: LimitSpec, now_s: float, tokens: 
     if refusal is Refusal.DAILY_QUOTA:
         return Verdict(False, refusal, spec.daily_quota, 0.0, to_midnight, to_midnight)
     if refusal is Refusal.RATE:
-        return Verdict(False, refusal, spec.bucket_size, 0.0,
-                       (spec.bucket_size - tokens) / spec.rate_per_s,
-                       (1.0 - tokens) / spec.rate_per_s)
+        return Verdict(
+            False,
+            refusal,
+            spec.bucket_size,
+            0.0,
+            (spec.bucket_size - tokens) / spec.rate_per_s,
+            (1.0 - tokens) / spec.rate_per_s,
+        )
     # admitted: the headers report the bucket, else the daily quota
     if spec.rate_per_s > 0:
-        return Verdict(True, None, spec.bucket_size, math.floor(tokens),
-                       (spec.bucket_size - tokens) / spec.rate_per_s)
+        return Verdict(
+            True,
+            None,
+            spec.bucket_size,
+            math.floor(tokens),
+            (spec.bucket_size - tokens) / spec.rate_per_s,
+        )
     if spec.daily_quota is not None:
-        return Verdict(True, None, spec.daily_quota, spec.daily_quota - requests_today,
-                       to_midnight)
+        return Verdict(True, None, spec.daily_quota, spec.daily_quota - requests_today, to_midnight)
     return Verdict(True)

@@ -74,16 +74,26 @@ class RedisLimits:
     def _keys(self, tenant: str, now_s: float) -> list[str]:
         base = f"{self.prefix}:{{{tenant}}}"  # one hash slot per tenant (Redis Cluster)
         day = day_of(now_s)
-        return [f"{base}:bucket", f"{base}:day:{day}", f"{base}:month:{month_of(now_s)}",
-                f"{base}:spend:{day}"]
+        return [
+            f"{base}:bucket",
+            f"{base}:day:{day}",
+            f"{base}:month:{month_of(now_s)}",
+            f"{base}:spend:{day}",
+        ]
 
     async def take(self, tenant: str, spec: LimitSpec, now_s: float) -> Verdict:
-        args = [repr(now_s), repr(spec.rate_per_s), repr(spec.bucket_size),
-                _or_none(spec.daily_quota), _or_none(spec.monthly_quota),
-                _or_none(spec.daily_budget_usd)]
+        args = [
+            repr(now_s),
+            repr(spec.rate_per_s),
+            repr(spec.bucket_size),
+            _or_none(spec.daily_quota),
+            _or_none(spec.monthly_quota),
+            _or_none(spec.daily_budget_usd),
+        ]
         try:
             allowed, refusal, tokens, requests_today = await self._script(
-                _TAKE, self._keys(tenant, now_s), args)
+                _TAKE, self._keys(tenant, now_s), args
+            )
         except Exception as exc:  # noqa: BLE001 - redis errors, timeouts, lost connections
             self._fail(exc)
             return Verdict(True)
@@ -99,8 +109,15 @@ class RedisLimits:
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
 
-    async def restore(self, tenant: str, *, requests_today: int, requests_this_month: int,
-                      spent_today_usd: float, now_s: float) -> None:
+    async def restore(
+        self,
+        tenant: str,
+        *,
+        requests_today: int,
+        requests_this_month: int,
+        spent_today_usd: float,
+        now_s: float,
+    ) -> None:
         """Nothing to do: the counters outlive any one gateway in Redis."""
 
     async def _script(self, script: str, keys: list[str], args: list[str]):
@@ -117,8 +134,9 @@ class RedisLimits:
         self.failures += 1
         if time.monotonic() - self._warned_s > 10:  # a warning per 10 s, not per request
             self._warned_s = time.monotonic()
-            log.warning("shared limits unavailable (admitting requests): %s: %s",
-                        type(exc).__name__, exc)
+            log.warning(
+                "shared limits unavailable (admitting requests): %s: %s", type(exc).__name__, exc
+            )
 
     async def close(self) -> None:
         await self._client.close()

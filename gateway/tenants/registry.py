@@ -35,8 +35,13 @@ class TenantRegistry:
     """``limits`` defaults to per-process counters; pass ``RedisLimits`` to share them.
     ``clock`` is wall-clock seconds (days and months are UTC calendar ones)."""
 
-    def __init__(self, tenants: list[TenantSettings], *, limits: Limits | None = None,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        tenants: list[TenantSettings],
+        *,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.clock = clock
         self.limits: Limits = limits or LocalLimits()
         self._keys = KeyIndex()
@@ -47,9 +52,13 @@ class TenantRegistry:
         for ts in tenants:
             if ts.name in self._tenants:
                 raise ValueError(f"tenant {ts.name!r} is configured twice")
-            spec = LimitSpec(rate_per_s=ts.rate_per_s, bucket_size=ts.bucket_size,
-                             daily_quota=ts.daily_quota, monthly_quota=ts.monthly_quota,
-                             daily_budget_usd=ts.daily_budget_usd)
+            spec = LimitSpec(
+                rate_per_s=ts.rate_per_s,
+                bucket_size=ts.bucket_size,
+                daily_quota=ts.daily_quota,
+                monthly_quota=ts.monthly_quota,
+                daily_budget_usd=ts.daily_budget_usd,
+            )
             self._tenants[ts.name] = Tenant(ts, spec)
             for key_hash in ts.api_key_hashes:
                 self._keys.add(key_hash, ts.name)
@@ -78,8 +87,9 @@ class TenantRegistry:
             raise Unauthorized("unknown API key")
         return self._tenants[owner]
 
-    async def admit(self, tenant: Tenant, *, route_override: bool = False,
-                    model: str | None = None) -> Verdict:
+    async def admit(
+        self, tenant: Tenant, *, route_override: bool = False, model: str | None = None
+    ) -> Verdict:
         """Refuse with 403/429, or count the request against the tenant's limits. The verdict
         carries the X-RateLimit-* values an answer may show."""
         ts = tenant.settings
@@ -92,9 +102,11 @@ class TenantRegistry:
         verdict = await self.limits.take(tenant.name, tenant.limits, self.clock())
         if not verdict.allowed:
             text = _REFUSAL_TEXT[verdict.refusal].format(
-                limit=_limit_of(verdict.refusal, tenant.limits))
-            raise TooManyRequests(f"tenant {tenant.name!r} {text}", verdict.retry_after_s,
-                                  headers=verdict.headers())
+                limit=_limit_of(verdict.refusal, tenant.limits)
+            )
+            raise TooManyRequests(
+                f"tenant {tenant.name!r} {text}", verdict.retry_after_s, headers=verdict.headers()
+            )
         return verdict
 
     async def charge(self, tenant: Tenant, cost_usd: float) -> None:
@@ -106,8 +118,13 @@ class TenantRegistry:
         month, spent today in USD), from the ledger."""
         for name, (today, month, spent) in usage.items():
             if name in self._tenants:
-                await self.limits.restore(name, requests_today=today, requests_this_month=month,
-                                          spent_today_usd=spent, now_s=self.clock())
+                await self.limits.restore(
+                    name,
+                    requests_today=today,
+                    requests_this_month=month,
+                    spent_today_usd=spent,
+                    now_s=self.clock(),
+                )
 
     def authorize_usage(self, caller: Tenant, tenant_name: str) -> Tenant:
         """The tenant whose usage ``caller`` asks for: itself, or any if it is an admin.
@@ -124,5 +141,9 @@ class TenantRegistry:
 
 
 def _limit_of(refusal: Refusal | None, spec: LimitSpec) -> float:
-    return {Refusal.DAILY_BUDGET: spec.daily_budget_usd, Refusal.MONTHLY_QUOTA: spec.monthly_quota,
-            Refusal.DAILY_QUOTA: spec.daily_quota, Refusal.RATE: spec.rate_per_s}[refusal] or 0.0
+    return {
+        Refusal.DAILY_BUDGET: spec.daily_budget_usd,
+        Refusal.MONTHLY_QUOTA: spec.monthly_quota,
+        Refusal.DAILY_QUOTA: spec.daily_quota,
+        Refusal.RATE: spec.rate_per_s,
+    }[refusal] or 0.0

@@ -62,7 +62,8 @@ class PipelinedRedis:
             if self._writer is not None:
                 return
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.timeout_s)
+                asyncio.open_connection(self.host, self.port), self.timeout_s
+            )
             self._writer = writer
             self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
             if self.password:

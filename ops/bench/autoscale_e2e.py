@@ -35,14 +35,26 @@ from policies.costs import PriceTable  # noqa: E402
 from vmpool.provisioners.local import free_port  # noqa: E402
 
 SCENARIOS = {
-    "vm-only+target": ("vm-only", {"policy": "target", "target_in_flight_per_replica": 4,
-                                   "scale_in_cooldown_s": 30}),
-    "threshold+target": ("threshold", {"policy": "target", "target_in_flight_per_replica": 4,
-                                       "scale_in_cooldown_s": 30}),
+    "vm-only+target": (
+        "vm-only",
+        {"policy": "target", "target_in_flight_per_replica": 4, "scale_in_cooldown_s": 30},
+    ),
+    "threshold+target": (
+        "threshold",
+        {"policy": "target", "target_in_flight_per_replica": 4, "scale_in_cooldown_s": 30},
+    ),
     "knative": ("vm-only", {"policy": "knative", "target_in_flight_per_replica": 4}),
-    "slo-aware+predictive": ("slo-aware", {"policy": "predictive", "base_quantile": 0.6,
-                                           "target_utilization": 0.7, "scale_in_cooldown_s": 30,
-                                           "min_warm_functions": 6, "max_warm_functions": 12}),
+    "slo-aware+predictive": (
+        "slo-aware",
+        {
+            "policy": "predictive",
+            "base_quantile": 0.6,
+            "target_utilization": 0.7,
+            "scale_in_cooldown_s": 30,
+            "min_warm_functions": 6,
+            "max_warm_functions": 12,
+        },
+    ),
 }
 
 
@@ -89,12 +101,25 @@ def arrivals(shape: Shape, seed: int = 7) -> np.ndarray:
 
 
 def write_config(path: Path, routing: str, scaling: dict, shape: Shape) -> None:
-    lines = [f'routing_policy = "{routing}"', "spill_outstanding_per_replica = 8",
-             "[vm]", f"boot_delay_s = {shape.boot_delay_s}", "max_queue_delay_ms = 5.0",
-             "health_interval_s = 0.5",
-             "[burst]", "default_workers = 1", "max_workers = 2", f"memory_mb = {shape.memory_mb}",
-             "concurrency = 24", "keep_alive_s = 600.0", "timeout_s = 30.0",
-             "[autoscaling]", "min_replicas = 1", "max_replicas = 4", "tick_s = 1.0"]
+    lines = [
+        f'routing_policy = "{routing}"',
+        "spill_outstanding_per_replica = 8",
+        "[vm]",
+        f"boot_delay_s = {shape.boot_delay_s}",
+        "max_queue_delay_ms = 5.0",
+        "health_interval_s = 0.5",
+        "[burst]",
+        "default_workers = 1",
+        "max_workers = 2",
+        f"memory_mb = {shape.memory_mb}",
+        "concurrency = 24",
+        "keep_alive_s = 600.0",
+        "timeout_s = 30.0",
+        "[autoscaling]",
+        "min_replicas = 1",
+        "max_replicas = 4",
+        "tick_s = 1.0",
+    ]
     lines += [f"{k} = {json.dumps(v)}" for k, v in scaling.items()]
     path.write_text("\n".join(lines) + "\n")
 
@@ -123,12 +148,19 @@ async def drive(url: str, times: np.ndarray, body: bytes, run: Run) -> None:
         async def one(sent_s: float) -> None:
             start_s = time.perf_counter()
             try:
-                async with session.post(f"{url}/v2/models/delay/infer", data=body,
-                                        headers={"content-type": "application/json"}) as r:
+                async with session.post(
+                    f"{url}/v2/models/delay/infer",
+                    data=body,
+                    headers={"content-type": "application/json"},
+                ) as r:
                     await r.read()
-                    rec = Record(sent_s, (time.perf_counter() - start_s) * 1e3, r.status,
-                                 r.headers.get("x-tidegate-path", "-"),
-                                 float(r.headers.get("x-tidegate-cost-usd", 0.0)))
+                    rec = Record(
+                        sent_s,
+                        (time.perf_counter() - start_s) * 1e3,
+                        r.status,
+                        r.headers.get("x-tidegate-path", "-"),
+                        float(r.headers.get("x-tidegate-cost-usd", 0.0)),
+                    )
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 rec = Record(sent_s, (time.perf_counter() - start_s) * 1e3, 599, "-", 0.0)
             run.records.append(rec)
@@ -138,8 +170,15 @@ async def drive(url: str, times: np.ndarray, body: bytes, run: Run) -> None:
                 try:
                     async with session.get(f"{url}/admin/paths") as r:
                         vm = (await r.json())["vm"]
-                    run.samples.append((time.perf_counter() - t0, vm["desired"], vm["ready"],
-                                        vm["booting"], vm["draining"]))
+                    run.samples.append(
+                        (
+                            time.perf_counter() - t0,
+                            vm["desired"],
+                            vm["ready"],
+                            vm["booting"],
+                            vm["draining"],
+                        )
+                    )
                 except (aiohttp.ClientError, asyncio.TimeoutError, KeyError):
                     pass
                 await asyncio.sleep(1.0)
@@ -159,26 +198,39 @@ async def scrape(url: str) -> dict[str, float]:
     async with aiohttp.ClientSession() as s, s.get(f"{url}/metrics") as r:
         text = await r.text()
     out = {}
-    for name in ("tidegate_function_billed_seconds_total", "tidegate_warm_functions_cost_usd_total"):
+    for name in (
+        "tidegate_function_billed_seconds_total",
+        "tidegate_warm_functions_cost_usd_total",
+    ):
         values = re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M)
         out[name] = sum(float(v) for v in values)
     return out
 
 
-def summarize(name: str, run: Run, before: dict, after: dict, shape: Shape,
-              prices: PriceTable) -> dict:
+def summarize(
+    name: str, run: Run, before: dict, after: dict, shape: Shape, prices: PriceTable
+) -> dict:
     recs = run.records
     lat = np.array([r.latency_ms for r in recs if r.status == 200])
     ok_in_slo = [r.status == 200 and r.latency_ms <= shape.slo_ms for r in recs]
-    step = [ok for r, ok in zip(recs, ok_in_slo, strict=True)
-            if shape.steady_s <= r.sent_s < shape.steady_s + shape.step_s]
+    step = [
+        ok
+        for r, ok in zip(recs, ok_in_slo, strict=True)
+        if shape.steady_s <= r.sent_s < shape.steady_s + shape.step_s
+    ]
     vm_s = 0.0
-    for (t0, *_), (t1, _d, ready, booting, draining) in zip(run.samples, run.samples[1:], strict=False):
+    for (t0, *_), (t1, _d, ready, booting, draining) in zip(
+        run.samples, run.samples[1:], strict=False
+    ):
         vm_s += (ready + booting + draining) * (t1 - t0)  # billed from boot request to stop
-    billed_s = (after["tidegate_function_billed_seconds_total"]
-                - before["tidegate_function_billed_seconds_total"])
-    warm_usd = (after["tidegate_warm_functions_cost_usd_total"]
-                - before["tidegate_warm_functions_cost_usd_total"])
+    billed_s = (
+        after["tidegate_function_billed_seconds_total"]
+        - before["tidegate_function_billed_seconds_total"]
+    )
+    warm_usd = (
+        after["tidegate_warm_functions_cost_usd_total"]
+        - before["tidegate_warm_functions_cost_usd_total"]
+    )
     gb_s = billed_s * shape.memory_mb / 1024.0
     fn_usd = sum(r.cost_usd for r in recs if r.path == "burst")
     cost = vm_s * prices.vm_usd_per_hour / 3600.0 + fn_usd + warm_usd
@@ -186,33 +238,64 @@ def summarize(name: str, run: Run, before: dict, after: dict, shape: Shape,
     for r in recs:
         key = r.path if r.status == 200 else f"error {r.status}"
         paths[key] = paths.get(key, 0) + 1
-    return {"policy": name, "requests": len(recs), "slo_ms": shape.slo_ms,
-            "slo_attainment": sum(ok_in_slo) / max(len(recs), 1),
-            "step_slo_attainment": sum(step) / max(len(step), 1),
-            "p50_ms": float(np.percentile(lat, 50)) if len(lat) else math.nan,
-            "p99_ms": float(np.percentile(lat, 99)) if len(lat) else math.nan,
-            "paths": paths, "vm_seconds": vm_s, "function_gb_s": gb_s, "warm_usd": warm_usd,
-            "cost_usd": cost, "cost_per_1000_usd": cost / max(len(recs), 1) * 1000,
-            "replicas": [list(map(lambda v: round(v, 1), s)) for s in run.samples]}
+    return {
+        "policy": name,
+        "requests": len(recs),
+        "slo_ms": shape.slo_ms,
+        "slo_attainment": sum(ok_in_slo) / max(len(recs), 1),
+        "step_slo_attainment": sum(step) / max(len(step), 1),
+        "p50_ms": float(np.percentile(lat, 50)) if len(lat) else math.nan,
+        "p99_ms": float(np.percentile(lat, 99)) if len(lat) else math.nan,
+        "paths": paths,
+        "vm_seconds": vm_s,
+        "function_gb_s": gb_s,
+        "warm_usd": warm_usd,
+        "cost_usd": cost,
+        "cost_per_1000_usd": cost / max(len(recs), 1) * 1000,
+        "replicas": [list(map(lambda v: round(v, 1), s)) for s in run.samples],
+    }
 
 
-def run_scenario(name: str, repo: Path, work: Path, shape: Shape, times: np.ndarray,
-                 settle_s: float = 45.0) -> dict:
+def run_scenario(
+    name: str, repo: Path, work: Path, shape: Shape, times: np.ndarray, settle_s: float = 45.0
+) -> dict:
     routing, scaling = SCENARIOS[name]
     cfg = work / f"{name}.toml"
     write_config(cfg, routing, scaling, shape)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = work / f"{name}.log"
-    proc = start([sys.executable, "-m", "ops", "serve", "--config", str(cfg), "--repo", str(repo),
-                  "--data-dir", str(work / name), "--port", str(port), "--grpc-port", "-1"], log)
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "ops",
+            "serve",
+            "--config",
+            str(cfg),
+            "--repo",
+            str(repo),
+            "--data-dir",
+            str(work / name),
+            "--port",
+            str(port),
+            "--grpc-port",
+            "-1",
+        ],
+        log,
+    )
     try:
         wait_http(url + "/v2/health/ready", proc, timeout_s=600)
         time.sleep(settle_s)  # every pair alike: control ticks run, a warm pool (if any) starts
         before = asyncio.run(scrape(url))
         run = Run()
-        body = json.dumps({"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32",
-                                       "data": [0.5] * 16}]}).encode()
+        body = json.dumps(
+            {
+                "inputs": [
+                    {"name": "input", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}
+                ]
+            }
+        ).encode()
         asyncio.run(drive(url, times, body, run))
         after = asyncio.run(scrape(url))
     finally:
@@ -227,23 +310,31 @@ def peak_sized(shape: Shape, requests: int, prices: PriceTable) -> dict:
 
 
 def print_table(rows: list[dict], peak: dict, shape: Shape) -> None:
-    print(f"\nsteady {shape.steady_rate:.1f} req/s (half of one replica), step to "
-          f"{4 * shape.steady_rate:.1f} req/s for {shape.step_s:g} s; SLO {shape.slo_ms:g} ms; "
-          f"boot delay {shape.boot_delay_s:g} s")
-    head = (f"{'policy':<22}{'reqs':>6}{'SLO%':>8}{'step%':>8}{'p50ms':>8}{'p99ms':>9}"
-            f"{'vm':>7}{'burst':>7}{'err':>5}{'VM-s':>8}{'GB-s':>8}{'$/1k':>11}{'maxVM':>6}")
+    print(
+        f"\nsteady {shape.steady_rate:.1f} req/s (half of one replica), step to "
+        f"{4 * shape.steady_rate:.1f} req/s for {shape.step_s:g} s; SLO {shape.slo_ms:g} ms; "
+        f"boot delay {shape.boot_delay_s:g} s"
+    )
+    head = (
+        f"{'policy':<22}{'reqs':>6}{'SLO%':>8}{'step%':>8}{'p50ms':>8}{'p99ms':>9}"
+        f"{'vm':>7}{'burst':>7}{'err':>5}{'VM-s':>8}{'GB-s':>8}{'$/1k':>11}{'maxVM':>6}"
+    )
     print(head)
     for r in rows:
         err = sum(v for k, v in r["paths"].items() if k.startswith("error"))
         max_vm = max((s[1] for s in r["replicas"]), default=0)
-        print(f"{r['policy']:<22}{r['requests']:>6}{100 * r['slo_attainment']:>8.2f}"
-              f"{100 * r['step_slo_attainment']:>8.2f}{r['p50_ms']:>8.0f}{r['p99_ms']:>9.0f}"
-              f"{r['paths'].get('vm', 0):>7}{r['paths'].get('burst', 0):>7}{err:>5}"
-              f"{r['vm_seconds']:>8.0f}{r['function_gb_s']:>8.1f}"
-              f"{r['cost_per_1000_usd']:>11.6f}{max_vm:>6}")
-    print(f"{'VMs for the peak':<22}{'':>6}{'':>8}{'':>8}{'':>8}{'':>9}{'':>7}{'':>7}{'':>5}"
-          f"{peak['vms'] * shape.duration_s:>8.0f}{0:>8.1f}{peak['cost_per_1000_usd']:>11.6f}"
-          f"{peak['vms']:>6}")
+        print(
+            f"{r['policy']:<22}{r['requests']:>6}{100 * r['slo_attainment']:>8.2f}"
+            f"{100 * r['step_slo_attainment']:>8.2f}{r['p50_ms']:>8.0f}{r['p99_ms']:>9.0f}"
+            f"{r['paths'].get('vm', 0):>7}{r['paths'].get('burst', 0):>7}{err:>5}"
+            f"{r['vm_seconds']:>8.0f}{r['function_gb_s']:>8.1f}"
+            f"{r['cost_per_1000_usd']:>11.6f}{max_vm:>6}"
+        )
+    print(
+        f"{'VMs for the peak':<22}{'':>6}{'':>8}{'':>8}{'':>8}{'':>9}{'':>7}{'':>7}{'':>5}"
+        f"{peak['vms'] * shape.duration_s:>8.0f}{0:>8.1f}{peak['cost_per_1000_usd']:>11.6f}"
+        f"{peak['vms']:>6}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,8 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="a subset of the pairs")
     ap.add_argument("--json", default=str(ROOT / "ops/bench/results/autoscale_e2e.json"))
     args = ap.parse_args(argv)
-    shape = Shape(boot_delay_s=8.0, steady_s=20.0, step_s=30.0, after_s=15.0) if args.quick \
-        else Shape()
+    shape = (
+        Shape(boot_delay_s=8.0, steady_s=20.0, step_s=30.0, after_s=15.0) if args.quick else Shape()
+    )
     times = arrivals(shape)
     rows = []
     with tempfile.TemporaryDirectory(prefix="tidegate-autoscale-") as tmp:
@@ -261,19 +353,24 @@ def main(argv: list[str] | None = None) -> int:
         repo = work / "repo"
         from vmpool.export import export_zoo
 
-        export_zoo("delay", repo, options={"delay_ms": shape.delay_ms,
-                                           "per_item_ms": shape.per_item_ms})
+        export_zoo(
+            "delay", repo, options={"delay_ms": shape.delay_ms, "per_item_ms": shape.per_item_ms}
+        )
         for name in args.only or list(SCENARIOS):
-            print(f"running {name} ({len(times)} requests over {shape.duration_s:g} s) ...",
-                  flush=True)
-            rows.append(run_scenario(name, repo, work, shape, times,
-                                     settle_s=20.0 if args.quick else 90.0))
+            print(
+                f"running {name} ({len(times)} requests over {shape.duration_s:g} s) ...",
+                flush=True,
+            )
+            rows.append(
+                run_scenario(name, repo, work, shape, times, settle_s=20.0 if args.quick else 90.0)
+            )
     peak = peak_sized(shape, len(times), PriceTable())
     print_table(rows, peak, shape)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"shape": shape.__dict__, "peak_sized": peak, "rows": rows},
-                              indent=1))
+    out.write_text(
+        json.dumps({"shape": shape.__dict__, "peak_sized": peak, "rows": rows}, indent=1)
+    )
     print(f"wrote {out}")
     return 0
 

@@ -40,18 +40,23 @@ async def drive(post, concurrency: int, duration_s: float) -> dict:
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - t0
     latencies.sort()
-    return {"requests": len(latencies), "throughput_rps": len(latencies) / elapsed,
-            "p50_ms": latencies[len(latencies) // 2]}
+    return {
+        "requests": len(latencies),
+        "throughput_rps": len(latencies) / elapsed,
+        "p50_ms": latencies[len(latencies) // 2],
+    }
 
 
 async def with_aiohttp(url, body, headers, c, duration):
     import aiohttp
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+
         async def post():
             async with session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
                 assert resp.status == 200
+
         await drive(post, c, 0.5)
         return await drive(post, c, duration)
 
@@ -60,15 +65,19 @@ async def with_httpx(url, body, headers, c, duration):
     import httpx
 
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as client:
+
         async def post():
             resp = await client.post(url, content=body, headers=headers)
             assert resp.status_code == 200
+
         await drive(post, c, 0.5)
         return await drive(post, c, duration)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/client_choice.json")
     args = ap.parse_args()
@@ -77,22 +86,39 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tidegate-client-"))
     export_zoo("mlp", work / "models")
     port = free_port()
-    server = start([sys.executable, "-m", "ops", "model-server", "--repo", str(work / "models"),
-                    "--port", str(port), "--threads", "1"], work / "server.log")
+    server = start(
+        [
+            sys.executable,
+            "-m",
+            "ops",
+            "model-server",
+            "--repo",
+            str(work / "models"),
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+        ],
+        work / "server.log",
+    )
     rows = []
     try:
         wait_http(f"http://127.0.0.1:{port}/v2/health/ready", server)
         x = np.zeros((1, 784), np.float32)
         body, hl = encode_request({"input": x})
-        headers = {"Inference-Header-Content-Length": str(hl),
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "Inference-Header-Content-Length": str(hl),
+            "Content-Type": "application/octet-stream",
+        }
         url = f"http://127.0.0.1:{port}/v2/models/mlp/infer"
         for name, fn in (("aiohttp", with_aiohttp), ("httpx", with_httpx)):
             for c in (1, 16):
                 r = asyncio.run(fn(url, body, headers, c, args.duration))
                 rows.append({"client": name, "concurrency": c, **r})
-                print(f"{name:<8} c={c:<3} {r['throughput_rps']:8.1f} req/s  p50 {r['p50_ms']:6.2f} ms",
-                      flush=True)
+                print(
+                    f"{name:<8} c={c:<3} {r['throughput_rps']:8.1f} req/s  p50 {r['p50_ms']:6.2f} ms",
+                    flush=True,
+                )
     finally:
         stop(server)
     by = {(r["client"], r["concurrency"]): r["throughput_rps"] for r in rows}

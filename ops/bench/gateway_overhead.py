@@ -52,8 +52,14 @@ def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 180.0) -> Non
 
 
 def start(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(args, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+    return subprocess.Popen(
+        args,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -72,9 +78,13 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(targets: dict[str, tuple[str, bytes, dict]], duration_s: float,
-            concurrencies: list[int], rounds: int,
-            pids: dict[str, dict[str, int]] | None = None) -> list[dict]:
+def measure(
+    targets: dict[str, tuple[str, bytes, dict]],
+    duration_s: float,
+    concurrencies: list[int],
+    rounds: int,
+    pids: dict[str, dict[str, int]] | None = None,
+) -> list[dict]:
     """Closed-loop load on each target, interleaved in ``rounds`` short rounds so that drift
     (thermal, other processes) hits every target alike; latencies pooled over the rounds.
     ``pids[target]`` names the processes whose CPU time per request is reported."""
@@ -87,8 +97,16 @@ def measure(targets: dict[str, tuple[str, bytes, dict]], duration_s: float,
         for _ in range(rounds):
             for name, (url, body, headers) in targets.items():
                 before = {proc: cpu_s(pid) for proc, pid in pids.get(name, {}).items()}
-                res = asyncio.run(closed_loop(url, body, headers, concurrency=c,
-                                              duration_s=duration_s / rounds, warmup_s=0.5))
+                res = asyncio.run(
+                    closed_loop(
+                        url,
+                        body,
+                        headers,
+                        concurrency=c,
+                        duration_s=duration_s / rounds,
+                        warmup_s=0.5,
+                    )
+                )
                 for proc, pid in pids.get(name, {}).items():
                     cpu[name][proc] += cpu_s(pid) - before[proc]
                 answered[name] += sum(res.statuses.values())
@@ -97,14 +115,22 @@ def measure(targets: dict[str, tuple[str, bytes, dict]], duration_s: float,
                 agg.errors += res.errors
                 agg.elapsed_s += res.elapsed_s
         for name, agg in pooled.items():
-            row = {"target": name, **agg.summary(), "cpu_us_per_request": {
-                proc: seconds * 1e6 / max(1, answered[name])  # warm-up requests included
-                for proc, seconds in cpu[name].items()}}
-            cpu_text = "  ".join(f"{p} {us:5.0f} us/req" for p, us in
-                                 row["cpu_us_per_request"].items())
-            print(f"  {name:<10} c={c:<3} p50={row['p50_ms']:7.2f} ms  p99={row['p99_ms']:7.2f} ms  "
-                  f"{row['throughput_rps']:7.1f} req/s  errors={row['errors']}  {cpu_text}",
-                  flush=True)
+            row = {
+                "target": name,
+                **agg.summary(),
+                "cpu_us_per_request": {
+                    proc: seconds * 1e6 / max(1, answered[name])  # warm-up requests included
+                    for proc, seconds in cpu[name].items()
+                },
+            }
+            cpu_text = "  ".join(
+                f"{p} {us:5.0f} us/req" for p, us in row["cpu_us_per_request"].items()
+            )
+            print(
+                f"  {name:<10} c={c:<3} p50={row['p50_ms']:7.2f} ms  p99={row['p99_ms']:7.2f} ms  "
+                f"{row['throughput_rps']:7.1f} req/s  errors={row['errors']}  {cpu_text}",
+                flush=True,
+            )
             rows.append(row)
     return rows
 
@@ -118,51 +144,81 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
         / by[("direct", 16)]["throughput_rps"],
     }
     if ("ray-serve", 16) in by:
-        ratios["gateway_over_ray_throughput_c16"] = (by[("gateway", 16)]["throughput_rps"]
-                                                     / by[("ray-serve", 16)]["throughput_rps"])
+        ratios["gateway_over_ray_throughput_c16"] = (
+            by[("gateway", 16)]["throughput_rps"] / by[("ray-serve", 16)]["throughput_rps"]
+        )
         ratios["ray_added_p50_ms_c1"] = by[("ray-serve", 1)]["p50_ms"] - by[("direct", 1)]["p50_ms"]
     print()
     print(f"{'target':<10} {'c':>3} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}")
     for r in rows:
-        print(f"{r['target']:<10} {r['concurrency']:>3} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-              f"{r['throughput_rps']:8.1f} {r['errors']:>6}")
+        print(
+            f"{r['target']:<10} {r['concurrency']:>3} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+            f"{r['throughput_rps']:8.1f} {r['errors']:>6}"
+        )
     ratios["gateway_cpu_us_per_request_c16"] = by[("gateway", 16)]["cpu_us_per_request"]["gateway"]
-    ratios["model_server_cpu_us_per_request_c16"] = (
-        by[("direct", 16)]["cpu_us_per_request"]["model-server"])
+    ratios["model_server_cpu_us_per_request_c16"] = by[("direct", 16)]["cpu_us_per_request"][
+        "model-server"
+    ]
     load = os.getloadavg()
-    print(f"load average during the run: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min) on "
-          f"{os.cpu_count()} cores")
+    print(
+        f"load average during the run: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min) on "
+        f"{os.cpu_count()} cores"
+    )
     print()
     small = args.model == "mlp"
-    targets = {"gateway_added_p50_ms_c1": ("<=", 0.5 if small else 2.0),
-               "gateway_throughput_share_c16": (">=", 0.75 if small else 0.9),
-               "gateway_over_ray_throughput_c16": (">", 1.0)}
+    targets = {
+        "gateway_added_p50_ms_c1": ("<=", 0.5 if small else 2.0),
+        "gateway_throughput_share_c16": (">=", 0.75 if small else 0.9),
+        "gateway_over_ray_throughput_c16": (">", 1.0),
+    }
     for key, value in ratios.items():
         goal = targets.get(key)
         verdict = ""
         if goal:
-            ok = value <= goal[1] if goal[0] == "<=" else value >= goal[1] if goal[0] == ">=" else value > goal[1]
+            ok = (
+                value <= goal[1]
+                if goal[0] == "<="
+                else value >= goal[1]
+                if goal[0] == ">="
+                else value > goal[1]
+            )
             verdict = f"  target {goal[0]} {goal[1]}: {'met' if ok else 'MISSED'}"
         print(f"{key:<34} {value:8.3f}{verdict}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"model": args.model, "threads": args.threads,
-                                    "duration_s": args.duration, "ledger_sync": args.ledger_sync,
-                                    "load_average": load[:2], "rows": rows, "ratios": ratios},
-                                   indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "model": args.model,
+                "threads": args.threads,
+                "duration_s": args.duration,
+                "ledger_sync": args.ledger_sync,
+                "load_average": load[:2],
+                "rows": rows,
+                "ratios": ratios,
+            },
+            indent=2,
+        )
+    )
 
 
 def main() -> int:
     # One function on purpose: the experiment reads top to bottom (setup, rounds, teardown).
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds measured per point")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the replica")
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per point")
     ap.add_argument("--skip-ray", action="store_true")
-    ap.add_argument("--ledger-sync", choices=["full", "normal"], default="normal",
-                    help="the gateway ledger's SQLite synchronous mode: normal is the gateway's "
-                    "default (rows in the WAL before the answer); full fsyncs each commit")
+    ap.add_argument(
+        "--ledger-sync",
+        choices=["full", "normal"],
+        default="normal",
+        help="the gateway ledger's SQLite synchronous mode: normal is the gateway's "
+        "default (rows in the WAL before the answer); full fsyncs each commit",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/gateway_overhead.json")
     args = ap.parse_args()
 
@@ -179,16 +235,32 @@ def main() -> int:
     sample = tuple(d for d in spec.shape[1:])
     x = np.random.default_rng(0).standard_normal((1, *sample)).astype(np.float32)
     body, hl = encode_request({spec.name: x}, binary_output=True)
-    headers = {"Inference-Header-Content-Length": str(hl), "Content-Type": "application/octet-stream"}
+    headers = {
+        "Inference-Header-Content-Length": str(hl),
+        "Content-Type": "application/octet-stream",
+    }
     conc = [1, 16]
     rows: list[dict] = []
     procs: list[subprocess.Popen] = []
     py = sys.executable
     try:
         mport, gport = free_port(), free_port()
-        server = start([py, "-m", "ops", "model-server", "--repo", str(repo), "--port", str(mport),
-                        "--threads", str(args.threads)], work / "model-server.log",
-                       {"OMP_NUM_THREADS": str(args.threads)})
+        server = start(
+            [
+                py,
+                "-m",
+                "ops",
+                "model-server",
+                "--repo",
+                str(repo),
+                "--port",
+                str(mport),
+                "--threads",
+                str(args.threads),
+            ],
+            work / "model-server.log",
+            {"OMP_NUM_THREADS": str(args.threads)},
+        )
         procs.append(server)
         wait_http(f"http://127.0.0.1:{mport}/v2/health/ready", server)
         print(f"direct model server on :{mport} (threads={args.threads})", flush=True)
@@ -197,17 +269,27 @@ def main() -> int:
             f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {gport}\ngrpc_port = -1\n'
             f'[ledger]\nsqlite_synchronous = "{args.ledger_sync}"\n'
             f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{mport}"]\n'
-            f'[burst]\nenabled = false\n')
-        gateway = start([py, "-m", "ops", "serve", "--config", str(work / "gateway.toml")],
-                        work / "gateway.log")
+            f"[burst]\nenabled = false\n"
+        )
+        gateway = start(
+            [py, "-m", "ops", "serve", "--config", str(work / "gateway.toml")], work / "gateway.log"
+        )
         procs.append(gateway)
         wait_http(f"http://127.0.0.1:{gport}/v2/health/ready", gateway)
         path = f"/v2/models/{args.model}/infer"
-        rows += measure({"direct": (f"http://127.0.0.1:{mport}{path}", body, headers),
-                         "gateway": (f"http://127.0.0.1:{gport}{path}", body, headers)},
-                        args.duration, conc, args.rounds,
-                        pids={"direct": {"model-server": server.pid},
-                              "gateway": {"gateway": gateway.pid, "model-server": server.pid}})
+        rows += measure(
+            {
+                "direct": (f"http://127.0.0.1:{mport}{path}", body, headers),
+                "gateway": (f"http://127.0.0.1:{gport}{path}", body, headers),
+            },
+            args.duration,
+            conc,
+            args.rounds,
+            pids={
+                "direct": {"model-server": server.pid},
+                "gateway": {"gateway": gateway.pid, "model-server": server.pid},
+            },
+        )
         stop(gateway)
         stop(server)
 
@@ -218,19 +300,37 @@ def main() -> int:
             print(f"ray serve: skipped ({RAY_VENV} missing; `make bench` creates it)")
         else:
             rport = free_port()
-            ray = start([str(ray_py), str(ROOT / "ops/bench/ray_serve_app.py"),
-                         str(repo / args.model / "model.pt2"), str(rport), str(args.threads),
-                         str(args.max_batch), ",".join(map(str, sample))], work / "ray.log",
-                        {"OMP_NUM_THREADS": str(args.threads), "RAY_USAGE_STATS_ENABLED": "0"})
+            ray = start(
+                [
+                    str(ray_py),
+                    str(ROOT / "ops/bench/ray_serve_app.py"),
+                    str(repo / args.model / "model.pt2"),
+                    str(rport),
+                    str(args.threads),
+                    str(args.max_batch),
+                    ",".join(map(str, sample)),
+                ],
+                work / "ray.log",
+                {"OMP_NUM_THREADS": str(args.threads), "RAY_USAGE_STATS_ENABLED": "0"},
+            )
             procs.append(ray)
             deadline = time.monotonic() + 240
             while b"ready" not in (work / "ray.log").read_bytes():
                 if ray.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("ray serve did not start; see " + str(work / "ray.log"))
                 time.sleep(0.5)
-            rows += measure({"ray-serve": (f"http://127.0.0.1:{rport}/", x.tobytes(),
-                                           {"Content-Type": "application/octet-stream"})},
-                            args.duration, conc, args.rounds)
+            rows += measure(
+                {
+                    "ray-serve": (
+                        f"http://127.0.0.1:{rport}/",
+                        x.tobytes(),
+                        {"Content-Type": "application/octet-stream"},
+                    )
+                },
+                args.duration,
+                conc,
+                args.rounds,
+            )
             subprocess.run([str(RAY_VENV / "bin/ray"), "stop", "--force"], capture_output=True)
     finally:
         for p in procs:

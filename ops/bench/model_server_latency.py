@@ -47,8 +47,9 @@ def in_process(module, x, count: int, torch) -> list[float]:
     return times
 
 
-def over_http(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict,
-              count: int) -> list[float]:
+def over_http(
+    conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict, count: int
+) -> list[float]:
     times = []
     for _ in range(count):
         t0 = time.perf_counter()
@@ -70,35 +71,63 @@ def report(rows: dict[str, list[float]], args: argparse.Namespace) -> None:
     """Print both sides and the difference; write the JSON."""
     load = os.getloadavg()
     local, remote = rows["in-process"], rows["model-server"]
-    print(f"\n{args.model}, batch 1, {args.threads} torch threads, {len(local)} requests per "
-          f"side, load average {load[0]:.1f}")
+    print(
+        f"\n{args.model}, batch 1, {args.threads} torch threads, {len(local)} requests per "
+        f"side, load average {load[0]:.1f}"
+    )
     print(f"{'':<14} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8}")
     for name, values in rows.items():
-        print(f"{name:<14} {p(values, 50):8.2f} {p(values, 90):8.2f} "
-              f"{statistics.fmean(values):8.2f}")
+        print(
+            f"{name:<14} {p(values, 50):8.2f} {p(values, 90):8.2f} {statistics.fmean(values):8.2f}"
+        )
     added = p(remote, 50) - p(local, 50)
     print(f"\nserver added p50: {added:.2f} ms  target <= 2.0: {'met' if added <= 2 else 'MISSED'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "model": args.model, "threads": args.threads, "load_average_1m": load[0],
-        "rows": {name: {"p50_ms": p(v, 50), "p90_ms": p(v, 90), "mean_ms": statistics.fmean(v),
-                        "requests": len(v)} for name, v in rows.items()},
-        "server_added_p50_ms": added}, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "model": args.model,
+                "threads": args.threads,
+                "load_average_1m": load[0],
+                "rows": {
+                    name: {
+                        "p50_ms": p(v, 50),
+                        "p90_ms": p(v, 90),
+                        "mean_ms": statistics.fmean(v),
+                        "requests": len(v),
+                    }
+                    for name, v in rows.items()
+                },
+                "server_added_p50_ms": added,
+            },
+            indent=2,
+        )
+    )
 
 
 def main() -> int:
     # One function on purpose: the experiment reads top to bottom (setup, rounds, teardown).
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
     ap.add_argument("--requests", type=int, default=200, help="measured per side")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds")
-    ap.add_argument("--max-queue-delay-ms", type=float, default=None,
-                    help="the server's batching delay (default: the model's config)")
-    ap.add_argument("--spin-compare", action="store_true",
-                    help="also run a server with libgomp's default spin (GOMP_SPINCOUNT=300000)")
-    ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/model_server_latency.json")
+    ap.add_argument(
+        "--max-queue-delay-ms",
+        type=float,
+        default=None,
+        help="the server's batching delay (default: the model's config)",
+    )
+    ap.add_argument(
+        "--spin-compare",
+        action="store_true",
+        help="also run a server with libgomp's default spin (GOMP_SPINCOUNT=300000)",
+    )
+    ap.add_argument(
+        "--out", type=Path, default=ROOT / "ops/bench/results/model_server_latency.json"
+    )
     args = ap.parse_args()
 
     import torch
@@ -125,13 +154,25 @@ def main() -> int:
     try:
         for name, extra_env in variants.items():
             port = free_port()
-            cmd = [sys.executable, "-m", "ops", "model-server", "--repo", str(repo),
-                   "--port", str(port), "--threads", str(args.threads)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "ops",
+                "model-server",
+                "--repo",
+                str(repo),
+                "--port",
+                str(port),
+                "--threads",
+                str(args.threads),
+            ]
             if args.max_queue_delay_ms is not None:
                 cmd += ["--max-queue-delay-ms", str(args.max_queue_delay_ms)]
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), **extra_env}
-            servers[name] = (port, spawn_sync(cmd, cwd=ROOT, log_path=work / f"{name}.log",
-                                              env=env))
+            servers[name] = (
+                port,
+                spawn_sync(cmd, cwd=ROOT, log_path=work / f"{name}.log", env=env),
+            )
         for port, proc in servers.values():
             wait_healthy_sync(proc, f"http://127.0.0.1:{port}/v2/health/ready", timeout_s=180)
         path = f"/v2/models/{args.model}/infer"

@@ -76,19 +76,33 @@ async def _offer(replicas, clock, offered_per_s: float, seconds: float, stepped:
     admitted = sum(await asyncio.gather(*pending))
     for r in replicas:
         await r.close()
-    return {"offered": total, "admitted": admitted, "arrivals": sorted(arrivals),
-            "span_s": seen[-1] - seen[0],
-            "behind_s": max(0.0, seen[-1] - (start + (total - 1) / offered_per_s))}
+    return {
+        "offered": total,
+        "admitted": admitted,
+        "arrivals": sorted(arrivals),
+        "span_s": seen[-1] - seen[0],
+        "behind_s": max(0.0, seen[-1] - (start + (total - 1) / offered_per_s)),
+    }
 
 
-def _replica_process(url: str, prefix: str, rate: float, burst: int, offered: float,
-                     seconds: float, start_at: float, index: int, count: int) -> dict:
+def _replica_process(
+    url: str,
+    prefix: str,
+    rate: float,
+    burst: int,
+    offered: float,
+    seconds: float,
+    start_at: float,
+    index: int,
+    count: int,
+) -> dict:
     """One gateway replica in its own process: it offers every ``count``-th request slot."""
     from gateway.tenants.redis_limits import RedisLimits
 
     async def go() -> dict:
-        (registry,) = _replicas(lambda: RedisLimits(url, prefix=prefix, timeout_s=2.0),
-                                time.time, rate, burst, 1)
+        (registry,) = _replicas(
+            lambda: RedisLimits(url, prefix=prefix, timeout_s=2.0), time.time, rate, burst, 1
+        )
         tenant = registry.authenticate(None, "k")
         await registry.limits._client.execute("PING")  # connect before the clock starts
 
@@ -112,10 +126,15 @@ def _replica_process(url: str, prefix: str, rate: float, burst: int, offered: fl
         admitted = sum(await asyncio.gather(*pending))
         failures = registry.limits.failures
         await registry.close()
-        return {"offered": len(seen), "admitted": admitted, "arrivals": arrivals,
-                "behind_s": max(0.0, seen[-1] - (start_at + (int(offered * seconds) - count
-                                                             + index) / offered)),
-                "limiter_failures": failures}
+        return {
+            "offered": len(seen),
+            "admitted": admitted,
+            "arrivals": arrivals,
+            "behind_s": max(
+                0.0, seen[-1] - (start_at + (int(offered * seconds) - count + index) / offered)
+            ),
+            "limiter_failures": failures,
+        }
 
     return asyncio.run(go())
 
@@ -131,8 +150,9 @@ def _ideal_bucket(arrivals: list[float], rate: float, size: float) -> int:
     return admitted
 
 
-def run_shared_real_time(url: str, replicas: int, rate: float, burst: int, offered: float,
-                         seconds: float) -> dict:
+def run_shared_real_time(
+    url: str, replicas: int, rate: float, burst: int, offered: float, seconds: float
+) -> dict:
     """Replicas as separate processes sharing one Redis bucket, on the wall clock."""
     import multiprocessing
     import uuid
@@ -140,34 +160,64 @@ def run_shared_real_time(url: str, replicas: int, rate: float, burst: int, offer
 
     prefix, start_at = uuid.uuid4().hex, time.time() + 6.0  # all start at the same instant
     with ProcessPoolExecutor(replicas, mp_context=multiprocessing.get_context("spawn")) as ex:
-        futures = [ex.submit(_replica_process, url, prefix, rate, burst, offered, seconds,
-                             start_at, i, replicas) for i in range(replicas)]
+        futures = [
+            ex.submit(
+                _replica_process, url, prefix, rate, burst, offered, seconds, start_at, i, replicas
+            )
+            for i in range(replicas)
+        ]
         parts = [f.result() for f in futures]
     arrivals = sorted(t for p in parts for t in p["arrivals"])
-    result = {"offered": sum(p["offered"] for p in parts),
-              "admitted": sum(p["admitted"] for p in parts),
-              "span_s": arrivals[-1] - arrivals[0],
-              "behind_s": max(p["behind_s"] for p in parts),
-              "limiter_failures": sum(p["limiter_failures"] for p in parts)}
+    result = {
+        "offered": sum(p["offered"] for p in parts),
+        "admitted": sum(p["admitted"] for p in parts),
+        "span_s": arrivals[-1] - arrivals[0],
+        "behind_s": max(p["behind_s"] for p in parts),
+        "limiter_failures": sum(p["limiter_failures"] for p in parts),
+    }
     expected = _ideal_bucket(arrivals, rate, burst)
-    result.update(limiter="redis", replicas=replicas, clock="real", expected=expected,
-                  error_pct=100.0 * (result["admitted"] - expected) / expected)
+    result.update(
+        limiter="redis",
+        replicas=replicas,
+        clock="real",
+        expected=expected,
+        error_pct=100.0 * (result["admitted"] - expected) / expected,
+    )
     return result
 
 
-def run(name: str, limits_for_run, replicas: int, rate: float, burst: int, offered: float,
-        seconds: float, real_time: bool = True) -> list[dict]:
+def run(
+    name: str,
+    limits_for_run,
+    replicas: int,
+    rate: float,
+    burst: int,
+    offered: float,
+    seconds: float,
+    real_time: bool = True,
+) -> list[dict]:
     """``limits_for_run()`` gives, per run, the factory each replica calls for its limits."""
     rows = []
     for stepped in (True, False) if real_time else (True,):
         clock = SteppedClock(1_800_000_000.0) if stepped else time.time
         make_limits = limits_for_run()
-        result = asyncio.run(_offer(_replicas(make_limits, clock, rate, burst, replicas), clock,
-                                    offered, seconds, stepped))
+        result = asyncio.run(
+            _offer(
+                _replicas(make_limits, clock, rate, burst, replicas),
+                clock,
+                offered,
+                seconds,
+                stepped,
+            )
+        )
         expected = _ideal_bucket(result.pop("arrivals"), rate, burst)
-        result.update(limiter=name, replicas=replicas, clock="injected" if stepped else "real",
-                      expected=expected,
-                      error_pct=100.0 * (result["admitted"] - expected) / expected)
+        result.update(
+            limiter=name,
+            replicas=replicas,
+            clock="injected" if stepped else "real",
+            expected=expected,
+            error_pct=100.0 * (result["admitted"] - expected) / expected,
+        )
         rows.append(result)
     return rows
 
@@ -180,8 +230,21 @@ def _start_redis():
         return None, None
     port = free_port()
     base = tempfile.mkdtemp(prefix="tidegate-redis-bench-")
-    proc = spawn_sync([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                       "--appendonly", "no", "--dir", base])
+    proc = spawn_sync(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            base,
+        ]
+    )
     import socket
 
     for _ in range(200):
@@ -194,8 +257,9 @@ def _start_redis():
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rate", type=float, default=500.0, help="the tenant's limit, req/s")
     ap.add_argument("--burst", type=int, default=50, help="the tenant's bucket size")
     ap.add_argument("--offered", type=float, default=1000.0, help="offered load, req/s")
@@ -203,7 +267,9 @@ def main() -> int:
     ap.add_argument("--redis-url", help="default: start a redis-server on a free port if installed")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/ratelimit.json")
     args = ap.parse_args()
-    rows = run("per process", lambda: LocalLimits, 1, args.rate, args.burst, args.offered, args.seconds)
+    rows = run(
+        "per process", lambda: LocalLimits, 1, args.rate, args.burst, args.offered, args.seconds
+    )
     url, proc = (args.redis_url, None) if args.redis_url else _start_redis()
     try:
         if url:
@@ -215,29 +281,53 @@ def main() -> int:
                 prefix = uuid.uuid4().hex
                 return lambda: RedisLimits(url, prefix=prefix)
 
-            rows += run("redis", shared_store, 2, args.rate, args.burst, args.offered,
-                        args.seconds, real_time=False)
-            rows.append(run_shared_real_time(url, 2, args.rate, args.burst, args.offered,
-                                             args.seconds))
+            rows += run(
+                "redis",
+                shared_store,
+                2,
+                args.rate,
+                args.burst,
+                args.offered,
+                args.seconds,
+                real_time=False,
+            )
+            rows.append(
+                run_shared_real_time(url, 2, args.rate, args.burst, args.offered, args.seconds)
+            )
         else:
             print("redis-server not installed: the shared limiter is not measured")
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(10)
-    print(f"limit {args.rate:g} req/s, bucket {args.burst}, offered {args.offered:g} req/s "
-          f"for {args.seconds:g} s")
-    print(f"{'limiter':<12} {'replicas':>8} {'clock':<9} {'offered':>8} {'admitted':>9} "
-          f"{'expected':>9} {'error %':>8} {'behind s':>8} {'failures':>8}")
+    print(
+        f"limit {args.rate:g} req/s, bucket {args.burst}, offered {args.offered:g} req/s "
+        f"for {args.seconds:g} s"
+    )
+    print(
+        f"{'limiter':<12} {'replicas':>8} {'clock':<9} {'offered':>8} {'admitted':>9} "
+        f"{'expected':>9} {'error %':>8} {'behind s':>8} {'failures':>8}"
+    )
     for r in rows:
-        print(f"{r['limiter']:<12} {r['replicas']:>8} {r['clock']:<9} {r['offered']:>8} "
-              f"{r['admitted']:>9} {r['expected']:>9.1f} {r['error_pct']:>8.3f} "
-              f"{r['behind_s']:>8.3f} {r.get('limiter_failures', 0):>8}")
+        print(
+            f"{r['limiter']:<12} {r['replicas']:>8} {r['clock']:<9} {r['offered']:>8} "
+            f"{r['admitted']:>9} {r['expected']:>9.1f} {r['error_pct']:>8.3f} "
+            f"{r['behind_s']:>8.3f} {r.get('limiter_failures', 0):>8}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rate_per_s": args.rate, "burst": args.burst,
-                                    "offered_per_s": args.offered, "seconds": args.seconds,
-                                    "load_average": os.getloadavg()[0], "results": rows},
-                                   indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "rate_per_s": args.rate,
+                "burst": args.burst,
+                "offered_per_s": args.offered,
+                "seconds": args.seconds,
+                "load_average": os.getloadavg()[0],
+                "results": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {args.out}")
     worst = max(abs(r["error_pct"]) for r in rows)
     return 0 if worst <= 1.0 else 1

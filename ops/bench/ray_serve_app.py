@@ -16,7 +16,12 @@ from starlette.responses import Response
 
 
 def main() -> None:
-    program, port, threads, max_batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    program, port, threads, max_batch = (
+        sys.argv[1],
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        int(sys.argv[4]),
+    )
     sample_shape = tuple(int(d) for d in sys.argv[5].split(","))
     import ray
 

@@ -18,23 +18,47 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from policies.routing import POLICIES, make_policy  # noqa: E402
-from policies.state import (BurstState, LatencyQuantiles, LiveState, ModelStats,  # noqa: E402
-                            RouteRequest, VmState)
+from policies.state import (  # noqa: E402
+    BurstState,
+    LatencyQuantiles,
+    LiveState,
+    ModelStats,  # noqa: E402
+    RouteRequest,
+    VmState,
+)
 
 TARGET_US = 50.0
 
 
 def busy_state() -> LiveState:
     """A loaded gateway: 4 replicas with queues, burst history, observed latencies."""
-    vm = VmState(4, 1, 37, max_batch_size=8, desired_replicas=5,
-                 outstanding_per_replica=(8, 9, 10, 10), boot_remaining_s=7.5, boot_s=20.0)
-    stats = ModelStats(arrival_rate_short_per_s=180.0, arrival_rate_long_per_s=60.0,
-                       vm_service_ms_by_batch=((1, 52.0), (4, 68.0), (8, 91.0)),
-                       vm_latency=LatencyQuantiles(60.0, 110.0, 190.0, 4000),
-                       burst_latency=LatencyQuantiles(140.0, 210.0, 400.0, 900), slo_ms=360.0)
-    return LiveState(1000.0, vm, True, BurstState(in_flight=6, warm_instances=40,
-                                                  free_concurrency=10), {"delay": stats},
-                     180.0, 60.0)
+    vm = VmState(
+        4,
+        1,
+        37,
+        max_batch_size=8,
+        desired_replicas=5,
+        outstanding_per_replica=(8, 9, 10, 10),
+        boot_remaining_s=7.5,
+        boot_s=20.0,
+    )
+    stats = ModelStats(
+        arrival_rate_short_per_s=180.0,
+        arrival_rate_long_per_s=60.0,
+        vm_service_ms_by_batch=((1, 52.0), (4, 68.0), (8, 91.0)),
+        vm_latency=LatencyQuantiles(60.0, 110.0, 190.0, 4000),
+        burst_latency=LatencyQuantiles(140.0, 210.0, 400.0, 900),
+        slo_ms=360.0,
+    )
+    return LiveState(
+        1000.0,
+        vm,
+        True,
+        BurstState(in_flight=6, warm_instances=40, free_concurrency=10),
+        {"delay": stats},
+        180.0,
+        60.0,
+    )
 
 
 def time_per_call_us(fn, n: int) -> float:
@@ -61,8 +85,9 @@ def snapshot_cost_us(n: int) -> float:
         pool = ReplicaPool(prov, FakeClient())
         await pool.scale_to(4)
         prov.boot_all()
-        live = LiveCollector(pool=pool, burst=object(), model_slos_ms={"delay": 360.0},
-                             burst_concurrency=64)
+        live = LiveCollector(
+            pool=pool, burst=object(), model_slos_ms={"delay": 360.0}, burst_concurrency=64
+        )
         for i in range(2000):
             live.on_arrival("delay")
             live.on_vm_answer("delay", 1, 50.0 + i % 40, i % 5)
@@ -95,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"slo-aware route() + snapshot = {total:.1f} us; target < {TARGET_US:g} us: {verdict}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "target_us": TARGET_US, "pass": total < TARGET_US},
-                              indent=2))
+    out.write_text(
+        json.dumps({"rows": rows, "target_us": TARGET_US, "pass": total < TARGET_US}, indent=2)
+    )
     return 0 if total < TARGET_US else 1
 
 

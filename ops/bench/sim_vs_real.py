@@ -29,11 +29,15 @@ from vmpool.procs import free_port, wait_healthy_sync  # noqa: E402
 TIDEGATE = [sys.executable, "-m", "ops"]
 
 POLICIES = {
-    "threshold": ('routing_policy = "threshold"\nspill_outstanding_per_replica = 6\n'
-                  '[autoscaling]\npolicy = "target"\nmin_replicas = 1\nmax_replicas = 3\n'
-                  'target_in_flight_per_replica = 3.0\nscale_in_cooldown_s = 60.0\n'),
-    "slo-aware": ('routing_policy = "slo-aware"\n[autoscaling]\npolicy = "predictive"\n'
-                  'min_replicas = 1\nmax_replicas = 3\n'),
+    "threshold": (
+        'routing_policy = "threshold"\nspill_outstanding_per_replica = 6\n'
+        '[autoscaling]\npolicy = "target"\nmin_replicas = 1\nmax_replicas = 3\n'
+        "target_in_flight_per_replica = 3.0\nscale_in_cooldown_s = 60.0\n"
+    ),
+    "slo-aware": (
+        'routing_policy = "slo-aware"\n[autoscaling]\npolicy = "predictive"\n'
+        "min_replicas = 1\nmax_replicas = 3\n"
+    ),
 }
 
 
@@ -56,44 +60,98 @@ def main() -> int:
     parser.add_argument("--policy", choices=sorted(POLICIES), default="threshold")
     parser.add_argument("--boot-delay-s", type=float, default=10.0)
     parser.add_argument("--skip-profile", action="store_true", help="use the reference profile")
-    parser.add_argument("--resimulate", help="a previous run's directory: simulate its live "
-                        "run again (after a simulator change) without replaying")
+    parser.add_argument(
+        "--resimulate",
+        help="a previous run's directory: simulate its live "
+        "run again (after a simulator change) without replaying",
+    )
     parser.add_argument("--json", default=str(ROOT / "ops/bench/results/sim_vs_real.json"))
     args = parser.parse_args()
     if args.resimulate:
         return simulate_and_report(Path(args.resimulate), args, 0.0)
     work = Path(tempfile.mkdtemp(prefix="sim-vs-real-"))
     repo = work / "repo"
-    run(TIDEGATE + ["export", "delay", "--out", str(repo), "--delay-ms", "20",
-                    "--per-item-ms", "3", "--slo-ms", "250"], 600, check=True)
+    run(
+        TIDEGATE
+        + [
+            "export",
+            "delay",
+            "--out",
+            str(repo),
+            "--delay-ms",
+            "20",
+            "--per-item-ms",
+            "3",
+            "--slo-ms",
+            "250",
+        ],
+        600,
+        check=True,
+    )
     if not args.skip_profile:
         done = run(TIDEGATE + ["profile", "delay", "--repo", str(repo), "--reps", "3"], 1800)
         if done.returncode != 0:
-            print("tidegate profile failed: simulating with the reference profile",
-                  file=sys.stderr)
+            print("tidegate profile failed: simulating with the reference profile", file=sys.stderr)
     cfg = work / "tidegate.toml"
-    cfg.write_text('access_log = "off"\n' + POLICIES[args.policy] + f'[vm]\nboot_delay_s = '
-                   f'{args.boot_delay_s}\n[burst]\nconcurrency = 8\nkeep_alive_s = 300.0\n')
+    cfg.write_text(
+        'access_log = "off"\n' + POLICIES[args.policy] + f"[vm]\nboot_delay_s = "
+        f"{args.boot_delay_s}\n[burst]\nconcurrency = 8\nkeep_alive_s = 300.0\n"
+    )
     trace = work / "trace.csv"
     from ops.traces import read_trace, write_csv
 
-    spec = (f"synth:step:duration_s={args.duration_s},base_rps={args.base_rps},mult=4,"
-            f"start_s={args.duration_s / 3:.0f},step_s={args.duration_s / 4:.0f}")
+    spec = (
+        f"synth:step:duration_s={args.duration_s},base_rps={args.base_rps},mult=4,"
+        f"start_s={args.duration_s / 3:.0f},step_s={args.duration_s / 4:.0f}"
+    )
     write_csv(read_trace(spec, seed=3).with_model("delay"), trace)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(work / "serve.log", "w")
-    serve = subprocess.Popen(TIDEGATE + ["serve", "--config", str(cfg), "--repo", str(repo),
-                                         "--data-dir", str(work / "data"), "--port", str(port),
-                                         "--grpc-port", "-1"], cwd=ROOT, stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+    serve = subprocess.Popen(
+        TIDEGATE
+        + [
+            "serve",
+            "--config",
+            str(cfg),
+            "--repo",
+            str(repo),
+            "--data-dir",
+            str(work / "data"),
+            "--port",
+            str(port),
+            "--grpc-port",
+            "-1",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         start_s = wait_ready(url, serve)
         overhead_ms = calibrate(url, work, repo)
         live_json = work / "live.json"
-        run(TIDEGATE + ["loadgen", "--trace", str(trace), "--url", url, "--model", "delay",
-                        "--slo-ms", "250", "--json", str(live_json), "--no-progress"],
-            args.duration_s * 3 + 120, check=True, stdout=subprocess.DEVNULL)
+        run(
+            TIDEGATE
+            + [
+                "loadgen",
+                "--trace",
+                str(trace),
+                "--url",
+                url,
+                "--model",
+                "delay",
+                "--slo-ms",
+                "250",
+                "--json",
+                str(live_json),
+                "--no-progress",
+            ],
+            args.duration_s * 3 + 120,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     finally:
         serve.terminate()
         try:
@@ -110,15 +168,39 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
     overhead_ms = float((work / "overhead_ms").read_text())
     # a replica here takes its boot delay plus a model server start
     sim_cfg = work / "sim.toml"
-    sim_cfg.write_text(cfg.read_text() + f"\n[simulate]\nvm_boot_s = {args.boot_delay_s + 3.0}\n"
-                       f"fn_keep_alive_s = 300.0\nfn_concurrency = 8\n"
-                       f"gateway_overhead_ms = {overhead_ms:.3f}\n")
+    sim_cfg.write_text(
+        cfg.read_text() + f"\n[simulate]\nvm_boot_s = {args.boot_delay_s + 3.0}\n"
+        f"fn_keep_alive_s = 300.0\nfn_concurrency = 8\n"
+        f"gateway_overhead_ms = {overhead_ms:.3f}\n"
+    )
     sim_json = work / "sim.json"
-    run(TIDEGATE + ["simulate", "--trace", str(trace), "--policy", "config", "--config",
-                    str(sim_cfg), "--repo", str(repo), "--model", "delay", "--json",
-                    str(sim_json)], 900, check=True, stdout=subprocess.DEVNULL)
-    return report(json.loads((work / "live.json").read_text()),
-                  json.loads(sim_json.read_text()), args, start_s)
+    run(
+        TIDEGATE
+        + [
+            "simulate",
+            "--trace",
+            str(trace),
+            "--policy",
+            "config",
+            "--config",
+            str(sim_cfg),
+            "--repo",
+            str(repo),
+            "--model",
+            "delay",
+            "--json",
+            str(sim_json),
+        ],
+        900,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return report(
+        json.loads((work / "live.json").read_text()),
+        json.loads(sim_json.read_text()),
+        args,
+        start_s,
+    )
 
 
 def calibrate(url: str, work: Path, repo: Path) -> float:
@@ -129,16 +211,34 @@ def calibrate(url: str, work: Path, repo: Path) -> float:
 
     write_csv(read_trace("synth:steady:duration_s=15,rps=4", seed=9).with_model("delay"), probe)
     out = work / "probe.json"
-    run(TIDEGATE + ["loadgen", "--trace", str(probe), "--url", url, "--model", "delay",
-                    "--json", str(out), "--no-progress"], 180, check=True,
-        stdout=subprocess.DEVNULL)
+    run(
+        TIDEGATE
+        + [
+            "loadgen",
+            "--trace",
+            str(probe),
+            "--url",
+            url,
+            "--model",
+            "delay",
+            "--json",
+            str(out),
+            "--no-progress",
+        ],
+        180,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     live_p50 = json.loads(out.read_text())["p50_ms"]
     from ops.sim.profile_adapter import from_repo
 
     service_ms = from_repo(repo, "delay").vm_service_ms(1)
     overhead = max(live_p50 - service_ms, 0.0)
-    print(f"calibration: end-to-end p50 {live_p50:.1f} ms, VM service {service_ms:.1f} ms: "
-          f"gateway and network overhead {overhead:.1f} ms", file=sys.stderr)
+    print(
+        f"calibration: end-to-end p50 {live_p50:.1f} ms, VM service {service_ms:.1f} ms: "
+        f"gateway and network overhead {overhead:.1f} ms",
+        file=sys.stderr,
+    )
     return overhead
 
 
@@ -146,29 +246,53 @@ def report(live: dict, sim: dict, args, start_s: float) -> int:
     from policies.costs import PriceTable
 
     price = PriceTable().vm_usd_per_hour
-    sim_cost = (sim["vm_hours"] * price + sim["function_compute_usd"]
-                + sim["function_requests_usd"] + sim["store_usd"] + sim["warm_functions_usd"])
-    rows = [("requests", live["requests"], sim["requests"]),
-            ("SLO attainment %", live["slo_attainment"] * 100, sim["slo_attainment"] * 100),
-            ("p50 ms", live["p50_ms"], sim["p50_ms"]), ("p99 ms", live["p99_ms"], sim["p99_ms"]),
-            ("to functions", live["requests_burst"], sim["requests_burst"]),
-            ("cold starts", live["cold_starts"], sim["cold_starts"]),
-            ("VM hours", live["vm_hours"], sim["vm_hours"]),
-            ("cost $", live["cost_usd"], sim_cost)]
+    sim_cost = (
+        sim["vm_hours"] * price
+        + sim["function_compute_usd"]
+        + sim["function_requests_usd"]
+        + sim["store_usd"]
+        + sim["warm_functions_usd"]
+    )
+    rows = [
+        ("requests", live["requests"], sim["requests"]),
+        ("SLO attainment %", live["slo_attainment"] * 100, sim["slo_attainment"] * 100),
+        ("p50 ms", live["p50_ms"], sim["p50_ms"]),
+        ("p99 ms", live["p99_ms"], sim["p99_ms"]),
+        ("to functions", live["requests_burst"], sim["requests_burst"]),
+        ("cold starts", live["cold_starts"], sim["cold_starts"]),
+        ("VM hours", live["vm_hours"], sim["vm_hours"]),
+        ("cost $", live["cost_usd"], sim_cost),
+    ]
     print(f"{'':<18} {'live':>12} {'simulated':>12}")
     for name, a, b in rows:
-        print(f"{name:<18} {a:>12.4f} {b:>12.4f}" if isinstance(a, float) else
-              f"{name:<18} {a:>12} {b:>12}")
+        print(
+            f"{name:<18} {a:>12.4f} {b:>12.4f}"
+            if isinstance(a, float)
+            else f"{name:<18} {a:>12} {b:>12}"
+        )
     d_att = abs(live["slo_attainment"] - sim["slo_attainment"]) * 100
     d_cost = abs(sim_cost - live["cost_usd"]) / max(live["cost_usd"], 1e-12) * 100
     ok = d_att <= 2.0 and d_cost <= 15.0
-    print(f"attainment differs by {d_att:.2f} points (target <= 2), cost by {d_cost:.1f} % "
-          f"(target <= 15): {'PASS' if ok else 'FAIL'}")
+    print(
+        f"attainment differs by {d_att:.2f} points (target <= 2), cost by {d_cost:.1f} % "
+        f"(target <= 15): {'PASS' if ok else 'FAIL'}"
+    )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"policy": args.policy, "live": live, "sim": sim,
-                                           "sim_cost_usd": sim_cost, "gateway_start_s": start_s,
-                                           "attainment_diff_points": d_att,
-                                           "cost_diff_pct": d_cost, "pass": ok}, indent=2))
+    Path(args.json).write_text(
+        json.dumps(
+            {
+                "policy": args.policy,
+                "live": live,
+                "sim": sim,
+                "sim_cost_usd": sim_cost,
+                "gateway_start_s": start_s,
+                "attainment_diff_points": d_att,
+                "cost_diff_pct": d_cost,
+                "pass": ok,
+            },
+            indent=2,
+        )
+    )
     return 0 if ok else 1
 
 

@@ -32,7 +32,7 @@ def write_azure2019(path: Path, total_requests: int, functions: int = 200, seed:
     minutes = np.arange(1440)
     shape = 1.0 - 0.6 * np.cos(2 * np.pi * minutes / 1440.0)
     for start in rng.integers(0, 1430, 8):
-        shape[start:start + rng.integers(2, 10)] *= rng.uniform(2.0, 4.0)
+        shape[start : start + rng.integers(2, 10)] *= rng.uniform(2.0, 4.0)
     weights = rng.pareto(1.5, functions) + 0.1
     weights /= weights.sum()
     per_fn = np.outer(weights, shape / shape.sum()) * total_requests
@@ -48,8 +48,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000_000)
     parser.add_argument("--presets", default="slo-aware")
-    parser.add_argument("--trace", default=str(ROOT / "ops" / "bench" / "results" / "azure2019-day.csv"))
-    parser.add_argument("--json", default=str(ROOT / "ops" / "bench" / "results" / "simulate_speed.json"))
+    parser.add_argument(
+        "--trace", default=str(ROOT / "ops" / "bench" / "results" / "azure2019-day.csv")
+    )
+    parser.add_argument(
+        "--json", default=str(ROOT / "ops" / "bench" / "results" / "simulate_speed.json")
+    )
     args = parser.parse_args()
     trace_path = Path(args.trace)
     trace_path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,8 +62,10 @@ def main() -> int:
     t0 = time.perf_counter()
     trace = read_trace(trace_path, "azure2019", seed=1)
     read_s = time.perf_counter() - t0
-    print(f"read {trace_path.name}: {len(trace):,} requests over {trace.duration_s / 3600:.1f} h "
-          f"in {read_s:.1f} s")
+    print(
+        f"read {trace_path.name}: {len(trace):,} requests over {trace.duration_s / 3600:.1f} h "
+        f"in {read_s:.1f} s"
+    )
     rows = []
     for preset in args.presets.split(","):
         w0, c0 = time.perf_counter(), time.process_time()
@@ -67,19 +73,33 @@ def main() -> int:
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         s = res.summary
         events = s["requests"] + s.get("vm_batches", 0) + len(res.timeline.t_s)
-        rows.append({"preset": preset, "requests": s["requests"], "events": events,
-                     "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-                     "events_per_s": round(events / wall), "requests_per_s": round(len(trace) / wall),
-                     "slo_attainment": s["slo_attainment"], "cost_usd": s["cost_usd"],
-                     "under_2_min": wall < 120.0})
-    print(f"{'preset':<12} {'requests':>11} {'events':>11} {'wall s':>7} {'cpu s':>7} "
-          f"{'events/s':>10} {'attain %':>9} {'< 2 min':>8}")
+        rows.append(
+            {
+                "preset": preset,
+                "requests": s["requests"],
+                "events": events,
+                "wall_s": round(wall, 1),
+                "cpu_s": round(cpu, 1),
+                "events_per_s": round(events / wall),
+                "requests_per_s": round(len(trace) / wall),
+                "slo_attainment": s["slo_attainment"],
+                "cost_usd": s["cost_usd"],
+                "under_2_min": wall < 120.0,
+            }
+        )
+    print(
+        f"{'preset':<12} {'requests':>11} {'events':>11} {'wall s':>7} {'cpu s':>7} "
+        f"{'events/s':>10} {'attain %':>9} {'< 2 min':>8}"
+    )
     for r in rows:
-        print(f"{r['preset']:<12} {r['requests']:>11,} {r['events']:>11,} {r['wall_s']:>7} "
-              f"{r['cpu_s']:>7} {r['events_per_s']:>10,} {r['slo_attainment'] * 100:>9.2f} "
-              f"{str(r['under_2_min']):>8}")
-    Path(args.json).write_text(json.dumps({"trace_read_s": round(read_s, 1), "runs": rows},
-                                          indent=2))
+        print(
+            f"{r['preset']:<12} {r['requests']:>11,} {r['events']:>11,} {r['wall_s']:>7} "
+            f"{r['cpu_s']:>7} {r['events_per_s']:>10,} {r['slo_attainment'] * 100:>9.2f} "
+            f"{str(r['under_2_min']):>8}"
+        )
+    Path(args.json).write_text(
+        json.dumps({"trace_read_s": round(read_s, 1), "runs": rows}, indent=2)
+    )
     return 0
 
 

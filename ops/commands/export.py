@@ -18,38 +18,76 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (
-        "zoo models:\n" + "\n".join(f"  {e.name:<16} {e.description}" for e in zoo.MODELS.values())
+        "zoo models:\n"
+        + "\n".join(f"  {e.name:<16} {e.description}" for e in zoo.MODELS.values())
         + "\n\nexamples:\n"
-          "  tidegate export resnet18 --out models --batch 16 --size 160x160\n"
-          "  tidegate export resnet50 --out models --weights resnet50.pth\n"
-          "  tidegate export my_model.pt2 --name mymodel --out models\n\n"
-          "An artifact is REPO/NAME/model.pt2 (a torch.export program with a dynamic batch\n"
-          "dimension) plus REPO/NAME/config.toml (inputs, outputs, max batch size, SLO).")
-    parser.add_argument("model", metavar="NAME",
-                        help="a zoo model name, or the path of a program saved with "
-                             "torch.export.save (.pt2) to import")
-    parser.add_argument("--out", required=True, metavar="REPO",
-                        help="model repository directory (created if missing)")
-    parser.add_argument("--name", metavar="NAME",
-                        help="artifact name in the repository (default: the zoo name, or the "
-                             "program file's stem)")
-    parser.add_argument("--weights", metavar="STATE_DICT",
-                        help="zoo only: a torch.save state_dict with torchvision key names "
-                             "(default: seeded random weights)")
-    parser.add_argument("--batch", type=int, metavar="N",
-                        help="maximum batch size; the batch dimension stays dynamic in 1..N "
-                             "(default: per model, 8 for imported programs)")
-    parser.add_argument("--size", metavar="HxW",
-                        help="zoo CNNs only: input image size, e.g. 160x160 (default 224x224)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
-                        help="zoo only: seed for the random weights (default 0)")
-    parser.add_argument("--delay-ms", type=float, metavar="MS",
-                        help="delay model only: fixed wait of each batch (default 50)")
-    parser.add_argument("--per-item-ms", type=float, metavar="MS",
-                        help="delay model only: extra wait per row of a batch (default 5)")
-    parser.add_argument("--slo-ms", type=float, metavar="MS",
-                        help="latency SLO in milliseconds written to the config "
-                             "(default: per model, 500 for imported programs)")
+        "  tidegate export resnet18 --out models --batch 16 --size 160x160\n"
+        "  tidegate export resnet50 --out models --weights resnet50.pth\n"
+        "  tidegate export my_model.pt2 --name mymodel --out models\n\n"
+        "An artifact is REPO/NAME/model.pt2 (a torch.export program with a dynamic batch\n"
+        "dimension) plus REPO/NAME/config.toml (inputs, outputs, max batch size, SLO)."
+    )
+    parser.add_argument(
+        "model",
+        metavar="NAME",
+        help="a zoo model name, or the path of a program saved with "
+        "torch.export.save (.pt2) to import",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="REPO",
+        help="model repository directory (created if missing)",
+    )
+    parser.add_argument(
+        "--name",
+        metavar="NAME",
+        help="artifact name in the repository (default: the zoo name, or the program file's stem)",
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="STATE_DICT",
+        help="zoo only: a torch.save state_dict with torchvision key names "
+        "(default: seeded random weights)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        metavar="N",
+        help="maximum batch size; the batch dimension stays dynamic in 1..N "
+        "(default: per model, 8 for imported programs)",
+    )
+    parser.add_argument(
+        "--size",
+        metavar="HxW",
+        help="zoo CNNs only: input image size, e.g. 160x160 (default 224x224)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="zoo only: seed for the random weights (default 0)",
+    )
+    parser.add_argument(
+        "--delay-ms",
+        type=float,
+        metavar="MS",
+        help="delay model only: fixed wait of each batch (default 50)",
+    )
+    parser.add_argument(
+        "--per-item-ms",
+        type=float,
+        metavar="MS",
+        help="delay model only: extra wait per row of a batch (default 5)",
+    )
+    parser.add_argument(
+        "--slo-ms",
+        type=float,
+        metavar="MS",
+        help="latency SLO in milliseconds written to the config "
+        "(default: per model, 500 for imported programs)",
+    )
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -72,14 +110,19 @@ def _tensors(specs) -> str:
 
 def _summary(artifact) -> str:
     cfg = artifact.config
-    return (f"  inputs: {_tensors(cfg.inputs)}  outputs: {_tensors(cfg.outputs)}  "
-            f"max_batch_size {cfg.max_batch_size}, slo {cfg.slo_ms:g} ms")
+    return (
+        f"  inputs: {_tensors(cfg.inputs)}  outputs: {_tensors(cfg.outputs)}  "
+        f"max_batch_size {cfg.max_batch_size}, slo {cfg.slo_ms:g} ms"
+    )
 
 
 def _zoo_options(args: argparse.Namespace) -> dict:
     """Options of models that take them (the delay model's waits); refused for the others."""
-    given = {k: v for k, v in (("delay_ms", args.delay_ms), ("per_item_ms", args.per_item_ms))
-             if v is not None}
+    given = {
+        k: v
+        for k, v in (("delay_ms", args.delay_ms), ("per_item_ms", args.per_item_ms))
+        if v is not None
+    }
     if given and args.model != "delay":
         raise CliError("--delay-ms/--per-item-ms: for the delay model only")
     if any(v < 0 for v in given.values()):
@@ -101,34 +144,56 @@ def run(args: argparse.Namespace) -> int:
         if args.model in zoo.MODELS:
             entry = zoo.MODELS[args.model]
             if size is not None and not entry.is_image:
-                raise CliError(f"--size applies to image models; {entry.name} takes "
-                               f"{entry.input_size[0]} features")
+                raise CliError(
+                    f"--size applies to image models; {entry.name} takes "
+                    f"{entry.input_size[0]} features"
+                )
             try:
                 zoo.input_shape(args.model, 1, size)  # reject a bad size before the slow part
             except ValueError as exc:
                 raise CliError(str(exc)) from None
             params_m = zoo.param_count(args.model) / 1e6
             print(f"exporting {args.model} ({params_m:.1f}M params) ...", flush=True)
-            artifact = export.export_zoo(args.model, args.out, weights=args.weights,
-                                         max_batch_size=args.batch, size=size, seed=args.seed,
-                                         slo_ms=args.slo_ms, artifact_name=args.name,
-                                         options=_zoo_options(args))
+            artifact = export.export_zoo(
+                args.model,
+                args.out,
+                weights=args.weights,
+                max_batch_size=args.batch,
+                size=size,
+                seed=args.seed,
+                slo_ms=args.slo_ms,
+                artifact_name=args.name,
+                options=_zoo_options(args),
+            )
         elif source.is_file():
-            zoo_only = [flag for flag, value in (("--weights", args.weights), ("--size", args.size),
-                                                 ("--seed", args.seed or None)) if value]
+            zoo_only = [
+                flag
+                for flag, value in (
+                    ("--weights", args.weights),
+                    ("--size", args.size),
+                    ("--seed", args.seed or None),
+                )
+                if value
+            ]
             if zoo_only:
-                raise CliError(f"{', '.join(zoo_only)}: for zoo models only, "
-                               f"not for an imported program")
+                raise CliError(
+                    f"{', '.join(zoo_only)}: for zoo models only, not for an imported program"
+                )
             name = args.name or source.stem
             print(f"importing {source} as {name} ...", flush=True)
             artifact = export.import_program(
-                source, args.out, name,
+                source,
+                args.out,
+                name,
                 max_batch_size=8 if args.batch is None else args.batch,
                 slo_ms=500.0 if args.slo_ms is None else args.slo_ms,
-                on_warning=lambda text: print(f"warning: {text}", flush=True))
+                on_warning=lambda text: print(f"warning: {text}", flush=True),
+            )
         else:
-            raise CliError(f"{args.model!r} is neither a zoo model nor a file; "
-                           f"zoo models: {', '.join(zoo.MODELS)}")
+            raise CliError(
+                f"{args.model!r} is neither a zoo model nor a file; "
+                f"zoo models: {', '.join(zoo.MODELS)}"
+            )
     except ArtifactError as exc:
         raise CliError(str(exc).splitlines()[0]) from None
     print(f"wrote {artifact.program_path} ({_file_size(artifact.program_path)}), config.toml")

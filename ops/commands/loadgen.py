@@ -9,37 +9,66 @@ import sys
 import time
 from pathlib import Path
 
-HELP = ("Replay a request trace open-loop against a live gateway (binary tensors over aiohttp), "
-        "recording latency, path and cost per request; the summary has the simulator's shape.")
+HELP = (
+    "Replay a request trace open-loop against a live gateway (binary tensors over aiohttp), "
+    "recording latency, path and cost per request; the summary has the simulator's shape."
+)
 
 _GAUGE = re.compile(r'^tidegate_vm_replicas\{state="(ready|booting)"\} ([0-9.eE+-]+)$', re.M)
-_BILLED = re.compile(r'^tidegate_function_billed_seconds_total\{[^}]*\} ([0-9.eE+-]+)$', re.M)
+_BILLED = re.compile(r"^tidegate_function_billed_seconds_total\{[^}]*\} ([0-9.eE+-]+)$", re.M)
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--trace", required=True, help="trace file or synth:KIND[:k=v,...] "
-                                                       "(as `tidegate simulate` reads)")
+    parser.add_argument(
+        "--trace",
+        required=True,
+        help="trace file or synth:KIND[:k=v,...] (as `tidegate simulate` reads)",
+    )
     parser.add_argument("--trace-format", default="auto", help="force the trace format")
     parser.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8000")
     parser.add_argument("--model", help="model to call (default: the trace's, else resnet18)")
-    parser.add_argument("--speedup", type=float, default=1.0,
-                        help="replay this many times faster than recorded (default 1)")
-    parser.add_argument("--rate-scale", type=float, default=1.0,
-                        help="multiply the trace's request rate (shape kept)")
+    parser.add_argument(
+        "--speedup",
+        type=float,
+        default=1.0,
+        help="replay this many times faster than recorded (default 1)",
+    )
+    parser.add_argument(
+        "--rate-scale",
+        type=float,
+        default=1.0,
+        help="multiply the trace's request rate (shape kept)",
+    )
     parser.add_argument("--duration-s", type=float, help="replay only the first seconds")
     parser.add_argument("--api-key", help="API key for every request")
-    parser.add_argument("--key", action="append", default=[], metavar="TENANT=KEY",
-                        help="API key per trace tenant (repeatable)")
+    parser.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="TENANT=KEY",
+        help="API key per trace tenant (repeatable)",
+    )
     parser.add_argument("--slo-ms", type=float, default=300.0, help="SLO for attainment (ms)")
-    parser.add_argument("--vm-usd-per-hour", type=float, help="VM price for the fleet cost "
-                        "(default: policies.costs.PriceTable)")
-    parser.add_argument("--fn-memory-mb", type=int, default=1024,
-                        help="function memory size, for GB-s from billed seconds")
+    parser.add_argument(
+        "--vm-usd-per-hour",
+        type=float,
+        help="VM price for the fleet cost (default: policies.costs.PriceTable)",
+    )
+    parser.add_argument(
+        "--fn-memory-mb",
+        type=int,
+        default=1024,
+        help="function memory size, for GB-s from billed seconds",
+    )
     parser.add_argument("--timeout-s", type=float, default=60.0, help="per-request timeout")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
-    parser.add_argument("--csv", dest="csv_out", help="write one line per request here (sent_s, "
-                        "latency_ms, status, path, cost_usd, cold_starts, tenant)")
+    parser.add_argument(
+        "--csv",
+        dest="csv_out",
+        help="write one line per request here (sent_s, "
+        "latency_ms, status, path, cost_usd, cold_starts, tenant)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -94,26 +123,41 @@ def summarize(results, wall_s: float, fleet: dict, args, trace_name: str, model:
     for name in sorted({r.tenant for r in results}):
         mine = [r for r in results if r.tenant == name]
         t_lat = np.array([r.latency_ms for r in mine if 200 <= r.status < 300])
-        tenants[name] = {"requests": len(mine), "cost_usd": sum(r.cost_usd for r in mine),
-                         "slo_attainment": sum(1 for r in mine if 200 <= r.status < 300
-                                               and r.latency_ms <= args.slo_ms) / len(mine),
-                         "p99_ms": float(np.percentile(t_lat, 99)) if t_lat.size else None}
+        tenants[name] = {
+            "requests": len(mine),
+            "cost_usd": sum(r.cost_usd for r in mine),
+            "slo_attainment": sum(
+                1 for r in mine if 200 <= r.status < 300 and r.latency_ms <= args.slo_ms
+            )
+            / len(mine),
+            "p99_ms": float(np.percentile(t_lat, 99)) if t_lat.size else None,
+        }
     n = len(results)
     return {
-        "policy": "live", "trace": trace_name, "model": model, "requests": n,
-        "duration_s": round(wall_s * args.speedup, 3), "wall_s": round(wall_s, 3),
-        "slo_ms": args.slo_ms, "slo_attainment": float(met.mean()) if n else 1.0,
+        "policy": "live",
+        "trace": trace_name,
+        "model": model,
+        "requests": n,
+        "duration_s": round(wall_s * args.speedup, 3),
+        "wall_s": round(wall_s, 3),
+        "slo_ms": args.slo_ms,
+        "slo_attainment": float(met.mean()) if n else 1.0,
         "p50_ms": float(np.percentile(lat[ok], 50)) if ok.any() else None,
         "p99_ms": float(np.percentile(lat[ok], 99)) if ok.any() else None,
-        "cost_usd": vm_usd + burst_usd, "vm_usd": vm_usd, "burst_usd": burst_usd,
+        "cost_usd": vm_usd + burst_usd,
+        "vm_usd": vm_usd,
+        "burst_usd": burst_usd,
         "attributed_cost_usd": sum(r.cost_usd for r in results),
-        "vm_hours": fleet["vm_s"] / 3600.0, "function_gb_s": billed_s * args.fn_memory_mb / 1024.0,
+        "vm_hours": fleet["vm_s"] / 3600.0,
+        "function_gb_s": billed_s * args.fn_memory_mb / 1024.0,
         "cold_starts": sum(r.cold_starts for r in results),
         "requests_vm": sum(1 for r in results if r.path == "vm"),
         "requests_burst": sum(1 for r in results if r.path == "burst"),
-        "rejected": int((~ok).sum()), "spill_ratio": (sum(1 for r in results if r.path ==
-                                                          "burst") / n) if n else 0.0,
-        "peak_vm_replicas": fleet["peak"], "statuses": statuses, "tenants": tenants,
+        "rejected": int((~ok).sum()),
+        "spill_ratio": (sum(1 for r in results if r.path == "burst") / n) if n else 0.0,
+        "peak_vm_replicas": fleet["peak"],
+        "statuses": statuses,
+        "tenants": tenants,
     }
 
 
@@ -129,8 +173,16 @@ async def _main(args, trace, model: str, keys: dict) -> dict:
     poller = asyncio.create_task(_poll_metrics(args.url, stop))
     try:
         tenants = [trace.tenants[i] for i in trace.tenant_idx]
-        results, wall = await replay(args.url, model, trace.arrivals_s.tolist(), tenants, keys,
-                                     speedup=args.speedup, timeout_s=args.timeout_s, progress=bar)
+        results, wall = await replay(
+            args.url,
+            model,
+            trace.arrivals_s.tolist(),
+            tenants,
+            keys,
+            speedup=args.speedup,
+            timeout_s=args.timeout_s,
+            progress=bar,
+        )
     finally:
         stop.set()
         fleet = await poller
@@ -140,8 +192,10 @@ async def _main(args, trace, model: str, keys: dict) -> dict:
         with open(args.csv_out, "w") as f:
             f.write("index,tenant,sent_s,latency_ms,status,path,cost_usd,cold_starts\n")
             for r in results:
-                f.write(f"{r.index},{r.tenant},{r.sent_s:.6f},{r.latency_ms:.3f},{r.status},"
-                        f"{r.path},{r.cost_usd:.10f},{r.cold_starts}\n")
+                f.write(
+                    f"{r.index},{r.tenant},{r.sent_s:.6f},{r.latency_ms:.3f},{r.status},"
+                    f"{r.path},{r.cost_usd:.10f},{r.cold_starts}\n"
+                )
     return summarize(results, wall, fleet, args, trace.name, model)
 
 

@@ -10,27 +10,57 @@ HELP = "Run a model server (Open Inference Protocol v2) for models in a reposito
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", required=True, help="model repository directory")
-    parser.add_argument("--model", action="append", dest="models", metavar="NAME",
-                        help="model to serve (repeatable; default: every model in the repo)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME",
+        help="model to serve (repeatable; default: every model in the repo)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8001,
-                        help="port to bind (default 8001; 0 picks a free port)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per model inference thread (default 1)")
-    parser.add_argument("--max-batch-size", type=int, default=None,
-                        help="override each model's max_batch_size")
-    parser.add_argument("--max-queue-delay-ms", type=float, default=None,
-                        help="override each model's dynamic batching delay")
-    parser.add_argument("--max-body-mb", type=float, default=64.0,
-                        help="largest accepted request body (default 64 MB)")
-    parser.add_argument("--max-inflight-body-mb", type=float, default=1024.0,
-                        help="request body bytes in flight across requests before new bodies "
-                             "get 503 (default 1024 MB)")
-    parser.add_argument("--body-timeout-s", type=float, default=60.0,
-                        help="a request body must arrive within this time, else 408 "
-                             "(default 60)")
-    parser.add_argument("--drain-timeout-s", type=float, default=30.0,
-                        help="on SIGTERM, how long to wait for in-flight requests (default 30)")
+    parser.add_argument(
+        "--port", type=int, default=8001, help="port to bind (default 8001; 0 picks a free port)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per model inference thread (default 1)",
+    )
+    parser.add_argument(
+        "--max-batch-size", type=int, default=None, help="override each model's max_batch_size"
+    )
+    parser.add_argument(
+        "--max-queue-delay-ms",
+        type=float,
+        default=None,
+        help="override each model's dynamic batching delay",
+    )
+    parser.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=64.0,
+        help="largest accepted request body (default 64 MB)",
+    )
+    parser.add_argument(
+        "--max-inflight-body-mb",
+        type=float,
+        default=1024.0,
+        help="request body bytes in flight across requests before new bodies "
+        "get 503 (default 1024 MB)",
+    )
+    parser.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=60.0,
+        help="a request body must arrive within this time, else 408 (default 60)",
+    )
+    parser.add_argument(
+        "--drain-timeout-s",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, how long to wait for in-flight requests (default 30)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--max-queue-delay-ms must not be negative, got {args.max_queue_delay_ms}")
     if args.max_body_mb <= 0:
         raise CliError(f"--max-body-mb must be positive, got {args.max_body_mb}")
-    for flag, value in (("--max-inflight-body-mb", args.max_inflight_body_mb),
-                        ("--body-timeout-s", args.body_timeout_s)):
+    for flag, value in (
+        ("--max-inflight-body-mb", args.max_inflight_body_mb),
+        ("--body-timeout-s", args.body_timeout_s),
+    ):
         if value <= 0:
             raise CliError(f"{flag} must be positive, got {value:g}")
     if not 0 <= args.port <= 65535:
@@ -68,9 +100,15 @@ def run(args: argparse.Namespace) -> int:
         pass
     try:
         app = create_model_server_app(
-            args.repo, args.models, threads=args.threads, max_body_mb=args.max_body_mb,
-            max_batch_size=args.max_batch_size, max_queue_delay_ms=args.max_queue_delay_ms,
-            max_inflight_body_mb=args.max_inflight_body_mb, body_timeout_s=args.body_timeout_s)
+            args.repo,
+            args.models,
+            threads=args.threads,
+            max_body_mb=args.max_body_mb,
+            max_batch_size=args.max_batch_size,
+            max_queue_delay_ms=args.max_queue_delay_ms,
+            max_inflight_body_mb=args.max_inflight_body_mb,
+            body_timeout_s=args.body_timeout_s,
+        )
     except ArtifactError as exc:
         raise CliError(str(exc)) from None
     names = ", ".join(app.state.model_server.models)
@@ -81,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"tidegate model-server ready on http://{host}:{port} (models: {names})", flush=True)
 
     try:
-        return run_model_server(app, args.host, args.port, drain_timeout_s=args.drain_timeout_s,
-                                on_ready=ready)
+        return run_model_server(
+            app, args.host, args.port, drain_timeout_s=args.drain_timeout_s, on_ready=ready
+        )
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
-

@@ -5,13 +5,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-HELP = ("Per-tenant cost report from the ledger: requests, SLO attainment, p99 and cost split into "
-        "VM share, VM idle, function compute, function requests and storage.")
+HELP = (
+    "Per-tenant cost report from the ledger: requests, SLO attainment, p99 and cost split into "
+    "VM share, VM idle, function compute, function requests and storage."
+)
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--data-dir", default=".tidegate",
-                        help="the gateway's data_dir (its ledger.sqlite); default .tidegate")
+    parser.add_argument(
+        "--data-dir",
+        default=".tidegate",
+        help="the gateway's data_dir (its ledger.sqlite); default .tidegate",
+    )
     parser.add_argument("--ledger", help="ledger URL instead (postgresql://... or a file)")
     parser.add_argument("--tenant", help="only this tenant")
     parser.add_argument("--since", help="from this time: ISO 8601 (UTC) or epoch seconds")
@@ -20,11 +25,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
     parser.add_argument("--out", help="write here instead of stdout")
     parser.add_argument("--config", help="the serve config, for tenants' SLOs (slo_ms)")
-    parser.add_argument("--slo-ms", type=float, default=500.0,
-                        help="SLO for tenants without one (default 500, the model default)")
-    parser.add_argument("--vm-bill-usd", type=float,
-                        help="the VM fleet's bill for the period: its idle part is attributed "
-                             "to tenants by share of VM busy time")
+    parser.add_argument(
+        "--slo-ms",
+        type=float,
+        default=500.0,
+        help="SLO for tenants without one (default 500, the model default)",
+    )
+    parser.add_argument(
+        "--vm-bill-usd",
+        type=float,
+        help="the VM fleet's bill for the period: its idle part is attributed "
+        "to tenants by share of VM busy time",
+    )
 
 
 def run(args) -> int:
@@ -34,8 +46,12 @@ def run(args) -> int:
     from ops.report import RENDERERS, LedgerMissing, open_ledger
 
     try:
-        filt = ReportFilter(args.tenant, parse_time(args.since), parse_time(args.until),
-                            tuple(k.strip() for k in args.by.split(",") if k.strip()))
+        filt = ReportFilter(
+            args.tenant,
+            parse_time(args.since),
+            parse_time(args.until),
+            tuple(k.strip() for k in args.by.split(",") if k.strip()),
+        )
         query = open_ledger(args.data_dir, args.ledger)
         slos = _tenant_slos(args.config)
         rows = fetch_rows(query, filt)
@@ -43,8 +59,13 @@ def run(args) -> int:
         if args.tenant and args.vm_bill_usd is not None:
             everyone = ReportFilter(None, filt.since_ts, filt.until_ts)
             busy_all = sum(r[7] for r in fetch_rows(query, everyone))
-        report = build_report(rows, filt, lambda t, m: slos.get(t, args.slo_ms),
-                              vm_bill_usd=args.vm_bill_usd, busy_vm_usd_all=busy_all)
+        report = build_report(
+            rows,
+            filt,
+            lambda t, m: slos.get(t, args.slo_ms),
+            vm_bill_usd=args.vm_bill_usd,
+            busy_vm_usd_all=busy_all,
+        )
     except (TidegateError, LedgerMissing) as exc:
         raise CliError(getattr(exc, "message", str(exc))) from None
     text = RENDERERS[args.format](report)

@@ -15,14 +15,24 @@ HELP = "Run the gateway: Open Inference Protocol v2 over HTTP, VM pool plus burs
 
 def add_arguments(p) -> None:
     p.add_argument("--config", type=Path, help="TOML settings file (see README: Configuration)")
-    p.add_argument("--repo", type=Path, help="model repository (default: DATA_DIR/models, "
-                   "where the demo model is exported on first run)")
-    p.add_argument("--data-dir", type=Path, help="repository, ledger, objects and logs "
-                   "(default: ./.tidegate; survives restarts)")
+    p.add_argument(
+        "--repo",
+        type=Path,
+        help="model repository (default: DATA_DIR/models, "
+        "where the demo model is exported on first run)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="repository, ledger, objects and logs (default: ./.tidegate; survives restarts)",
+    )
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default 8000)")
-    p.add_argument("--grpc-port", type=int, help="gRPC (Open Inference Protocol) port "
-                   "(default 8001; 0 = a free port; -1 = no gRPC)")
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        help="gRPC (Open Inference Protocol) port (default 8001; 0 = a free port; -1 = no gRPC)",
+    )
     p.add_argument("--replicas", type=int, help="VM replicas to keep (default 1)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
@@ -30,9 +40,13 @@ def add_arguments(p) -> None:
 def _settings(args):
     from gateway.settings import Settings, UnknownSetting, describe_error
 
-    overrides = {"host": args.host, "port": args.port, "grpc_port": args.grpc_port,
-                 "data_dir": args.data_dir,
-                 "repo": args.repo}
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "grpc_port": args.grpc_port,
+        "data_dir": args.data_dir,
+        "repo": args.repo,
+    }
     if args.replicas is not None:  # validated with the rest, not patched in afterwards
         overrides["vm"] = {"replicas": args.replicas}
     try:
@@ -53,8 +67,9 @@ def _prepare_data_dir(settings) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise CliError(f"cannot use data directory {settings.data_dir}: "
-                       f"{exc.strerror or exc}") from None
+        raise CliError(
+            f"cannot use data directory {settings.data_dir}: {exc.strerror or exc}"
+        ) from None
 
 
 def _ensure_models(settings) -> list[str]:
@@ -65,8 +80,9 @@ def _ensure_models(settings) -> list[str]:
     if models:
         return models
     if settings.repo is not None:
-        raise CliError(f"no models in repository {repo} (export one: tidegate export resnet18 "
-                       f"--out {repo})")
+        raise CliError(
+            f"no models in repository {repo} (export one: tidegate export resnet18 --out {repo})"
+        )
     if not settings.demo_model:
         raise CliError(f"no models in {repo} and no demo model configured")
     from vmpool.export import export_zoo
@@ -86,19 +102,21 @@ def _banner(settings, models: list[str]) -> str:
     count = 1
     for d in shape:
         count *= d
-    return "\n".join([
-        f"Tidegate gateway on {url}  (models: {', '.join(models)}; data: {settings.data_dir})",
-        f"  VM replicas: {settings.vm.replicas}; burst path: "
-        f"{'on (' + settings.burst.platform.kind + ')' if settings.burst.enabled else 'off'}",
-        "  Try:",
-        f"    curl -s {url}/v2/models/{cfg.name}",
-        f"    python -c \"import json,sys,urllib.request as u; b=json.dumps({{'inputs':[{{'name':"
-        f"'{spec.name}','shape':{shape},'datatype':'{spec.datatype}','data':[0.5]*{count}}}]}}).encode(); "
-        f"r=json.load(u.urlopen(u.Request('{url}/v2/models/{cfg.name}/infer',b))); "
-        f"print(r['outputs'][0]['shape'])\"",
-        f"  gRPC (tritonclient.grpc): {_grpc_address(settings)}",
-        f"  Metrics: {url}/metrics   Stop: Ctrl-C",
-    ])
+    return "\n".join(
+        [
+            f"Tidegate gateway on {url}  (models: {', '.join(models)}; data: {settings.data_dir})",
+            f"  VM replicas: {settings.vm.replicas}; burst path: "
+            f"{'on (' + settings.burst.platform.kind + ')' if settings.burst.enabled else 'off'}",
+            "  Try:",
+            f"    curl -s {url}/v2/models/{cfg.name}",
+            f"    python -c \"import json,sys,urllib.request as u; b=json.dumps({{'inputs':[{{'name':"
+            f"'{spec.name}','shape':{shape},'datatype':'{spec.datatype}','data':[0.5]*{count}}}]}}).encode(); "
+            f"r=json.load(u.urlopen(u.Request('{url}/v2/models/{cfg.name}/infer',b))); "
+            f"print(r['outputs'][0]['shape'])\"",
+            f"  gRPC (tritonclient.grpc): {_grpc_address(settings)}",
+            f"  Metrics: {url}/metrics   Stop: Ctrl-C",
+        ]
+    )
 
 
 def _grpc_address(settings) -> str:
@@ -189,9 +207,16 @@ def run(args) -> int:
     print(f"starting: {len(models)} model(s), {settings.vm.replicas} VM replica(s) ...", flush=True)
     banner = _banner(settings, models)
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",
-                            http="httptools", access_log=False, log_level=args.log_level,
-                            timeout_graceful_shutdown=30)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=30,
+    )
     server = _GatewayServer(config)
 
     async def main() -> None:

@@ -7,42 +7,68 @@ import sys
 import time
 from pathlib import Path
 
-HELP = ("Simulate a routing + autoscaling policy on a request trace (simulated time: VM boot and "
-        "billing, batching, function cold starts, fork-join plans) and compare it with VMs for "
-        "the peak and the offline optimum.")
+HELP = (
+    "Simulate a routing + autoscaling policy on a request trace (simulated time: VM boot and "
+    "billing, batching, function cold starts, fork-join plans) and compare it with VMs for "
+    "the peak and the offline optimum."
+)
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--trace", required=True,
-                        help="trace file (Azure 2019/2021, Azure LLM, Mooncake, InferAll, gaps, "
-                             "or CSV timestamp_s,model[,tenant]) or synth:KIND[:k=v,...] with "
-                             "KIND diurnal, flash-crowd, mmpp, steady, step")
+    parser.add_argument(
+        "--trace",
+        required=True,
+        help="trace file (Azure 2019/2021, Azure LLM, Mooncake, InferAll, gaps, "
+        "or CSV timestamp_s,model[,tenant]) or synth:KIND[:k=v,...] with "
+        "KIND diurnal, flash-crowd, mmpp, steady, step",
+    )
     parser.add_argument("--trace-format", default="auto", help="force the trace format")
-    parser.add_argument("--policy", default="all",
-                        help="preset: vm-peak, vm-reactive, burst-only, threshold, knative, "
-                             "slo-aware, optimum; 'config' for the policy in --config; 'all' "
-                             "(default) for every preset")
+    parser.add_argument(
+        "--policy",
+        default="all",
+        help="preset: vm-peak, vm-reactive, burst-only, threshold, knative, "
+        "slo-aware, optimum; 'config' for the policy in --config; 'all' "
+        "(default) for every preset",
+    )
     parser.add_argument("--model", help="model to simulate (filters a multi-model trace)")
     parser.add_argument("--slo-ms", type=float, help="latency SLO (default: the profile's)")
-    parser.add_argument("--profile", help="profile.json from `tidegate profile` (default: "
-                                          "REPO/MODEL/profile.json with --repo, else the "
-                                          "bundled reference profile)")
-    parser.add_argument("--repo", help="model repository: plan --model's burst path exactly as "
-                                       "`tidegate plan` and the gateway do, and take its SLO "
-                                       "and batching from its config")
+    parser.add_argument(
+        "--profile",
+        help="profile.json from `tidegate profile` (default: "
+        "REPO/MODEL/profile.json with --repo, else the "
+        "bundled reference profile)",
+    )
+    parser.add_argument(
+        "--repo",
+        help="model repository: plan --model's burst path exactly as "
+        "`tidegate plan` and the gateway do, and take its SLO "
+        "and batching from its config",
+    )
     parser.add_argument("--vm-boot-s", type=float, help="VM boot time (default: the profile's)")
-    parser.add_argument("--config", help="a `tidegate serve` config: its routing_policy, "
-                                         "[autoscaling] and tenants' SLOs; may add [trace] "
-                                         "mapping rules and a [simulate] table")
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a preset parameter: routing.<field> or "
-                             "autoscaling.<field> (repeatable)")
-    parser.add_argument("--rate-scale", type=float, default=1.0,
-                        help="multiply the trace's request rate (shape kept)")
+    parser.add_argument(
+        "--config",
+        help="a `tidegate serve` config: its routing_policy, "
+        "[autoscaling] and tenants' SLOs; may add [trace] "
+        "mapping rules and a [simulate] table",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a preset parameter: routing.<field> or autoscaling.<field> (repeatable)",
+    )
+    parser.add_argument(
+        "--rate-scale",
+        type=float,
+        default=1.0,
+        help="multiply the trace's request rate (shape kept)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
-    parser.add_argument("--plot", help="write a self-contained HTML plot here (and a PNG "
-                                       "beside it)")
+    parser.add_argument(
+        "--plot", help="write a self-contained HTML plot here (and a PNG beside it)"
+    )
 
 
 def parse_params(items: list[str]) -> dict:
@@ -75,19 +101,22 @@ def load_inputs(args):
         if repo:
             if not args.model:
                 raise CliError("--repo needs --model (the model to plan)")
-            profile = from_repo(repo, args.model, profile_path=profile_path,
-                                settings=cfg.settings)
+            profile = from_repo(repo, args.model, profile_path=profile_path, settings=cfg.settings)
         else:
             profile = load_sim_profile(profile_path, args.model)
-        profile = profile.with_overrides(**{k: cfg.simulate[k] for k in PROFILE_OVERRIDES
-                                            if k in cfg.simulate})
+        profile = profile.with_overrides(
+            **{k: cfg.simulate[k] for k in PROFILE_OVERRIDES if k in cfg.simulate}
+        )
         trace = read_trace(args.trace, args.trace_format, cfg.mapping, seed=args.seed)
         if args.model and len(trace.models) > 1:
             trace = trace.only_model(args.model)
     except (TraceError, ProfileError, ConfigError) as exc:
         raise CliError(str(exc)) from None
-    profile = profile.with_overrides(slo_ms=args.slo_ms, vm_boot_s=getattr(args, "vm_boot_s", None),
-                                     model=args.model or trace.models[0])
+    profile = profile.with_overrides(
+        slo_ms=args.slo_ms,
+        vm_boot_s=getattr(args, "vm_boot_s", None),
+        model=args.model or trace.models[0],
+    )
     scale = args.rate_scale if args.rate_scale != 1.0 else cfg.simulate.get("rate_scale", 1.0)
     if scale <= 0:
         raise CliError("--rate-scale must be > 0")
@@ -106,14 +135,28 @@ def run_policies(names: list[str], trace, profile, cfg, params: dict, seed: int,
         try:
             if name == "config":
                 if cfg.spec is None:
-                    raise CliError("--policy config: the --config file sets no routing_policy "
-                                   "or [autoscaling]")
-                res = run_spec(trace, cfg.spec, profile, name="config", tick_s=cfg.tick_s,
-                               slo_ms_by_tenant=cfg.slo_ms_by_tenant, seed=seed)
+                    raise CliError(
+                        "--policy config: the --config file sets no routing_policy or [autoscaling]"
+                    )
+                res = run_spec(
+                    trace,
+                    cfg.spec,
+                    profile,
+                    name="config",
+                    tick_s=cfg.tick_s,
+                    slo_ms_by_tenant=cfg.slo_ms_by_tenant,
+                    seed=seed,
+                )
             else:
-                res = simulate(trace, name, profile, params=params if name != "optimum" else None,
-                               slo_ms_by_tenant=cfg.slo_ms_by_tenant, tick_s=cfg.tick_s,
-                               seed=seed)
+                res = simulate(
+                    trace,
+                    name,
+                    profile,
+                    params=params if name != "optimum" else None,
+                    slo_ms_by_tenant=cfg.slo_ms_by_tenant,
+                    tick_s=cfg.tick_s,
+                    seed=seed,
+                )
         except ValueError as exc:
             raise CliError(str(exc)) from None
         res.summary["wall_s"] = round(time.perf_counter() - t0, 2)
@@ -137,11 +180,14 @@ def run(args) -> int:
         names = [args.policy] if args.policy == "optimum" else [args.policy, "optimum"]
     else:
         raise CliError(f"unknown policy {args.policy!r}; known: {', '.join(PRESETS)}, config, all")
-    print(f"trace {trace.name}: {len(trace)} requests over {trace.duration_s:.0f} s, "
-          f"model {profile.model}, SLO {profile.slo_ms:g} ms, profile {profile.source}",
-          file=sys.stderr)
-    results = run_policies(names, trace, profile, cfg, params, args.seed,
-                           log=lambda m: print(m, file=sys.stderr))
+    print(
+        f"trace {trace.name}: {len(trace)} requests over {trace.duration_s:.0f} s, "
+        f"model {profile.model}, SLO {profile.slo_ms:g} ms, profile {profile.source}",
+        file=sys.stderr,
+    )
+    results = run_policies(
+        names, trace, profile, cfg, params, args.seed, log=lambda m: print(m, file=sys.stderr)
+    )
     summaries = ratios([r.summary for r in results])
     print(render(summaries))
     if args.json_out:
@@ -153,8 +199,9 @@ def run(args) -> int:
     if args.plot:
         shown = [r for r in results if r.summary["policy"] != "optimum"]
         out = write_html(shown, args.plot, cfg.tick_s)
-        star = next((r for r in shown if r.summary["policy"] == "slo-aware"), shown[0]
-                    if shown else None)  # the PNG shows one run: slo-aware when it ran
+        star = next(
+            (r for r in shown if r.summary["policy"] == "slo-aware"), shown[0] if shown else None
+        )  # the PNG shows one run: slo-aware when it ran
         png = write_png(star, out.with_suffix(".png"), cfg.tick_s) if star else None
         print(f"plot: {out}" + (f" and {png}" if png else ""), file=sys.stderr)
     return 0

@@ -6,9 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-HELP = ("Tune a policy preset's parameters on a trace (Optuna, simulated): minimise cost subject "
-        "to an SLO attainment target; print the best parameters and the cost/attainment front, "
-        "and write a config snippet `tidegate serve --config` accepts.")
+HELP = (
+    "Tune a policy preset's parameters on a trace (Optuna, simulated): minimise cost subject "
+    "to an SLO attainment target; print the best parameters and the cost/attainment front, "
+    "and write a config snippet `tidegate serve --config` accepts."
+)
 
 
 def add_arguments(parser) -> None:
@@ -16,12 +18,19 @@ def add_arguments(parser) -> None:
 
     sim_arguments(parser)
     parser.set_defaults(policy="slo-aware")
-    parser.add_argument("--slo-attainment", type=float, default=0.99,
-                        help="share of requests that must meet the SLO (default 0.99)")
+    parser.add_argument(
+        "--slo-attainment",
+        type=float,
+        default=0.99,
+        help="share of requests that must meet the SLO (default 0.99)",
+    )
     parser.add_argument("--trials", type=int, default=20, help="simulations to run (default 20)")
     parser.add_argument("--timeout-s", type=float, help="stop searching after this long")
-    parser.add_argument("--out", default="tidegate-tuned.toml",
-                        help="where to write the config snippet (default tidegate-tuned.toml)")
+    parser.add_argument(
+        "--out",
+        default="tidegate-tuned.toml",
+        help="where to write the config snippet (default tidegate-tuned.toml)",
+    )
 
 
 def run(args) -> int:
@@ -37,17 +46,30 @@ def run(args) -> int:
     if args.trials < 1:
         raise CliError("--trials must be >= 1")
     trace, profile, cfg = load_inputs(args)
-    print(f"tuning {args.policy} on {trace.name} ({len(trace)} requests, SLO "
-          f"{profile.slo_ms:g} ms, target {args.slo_attainment:.2%}), {args.trials} trials",
-          file=sys.stderr)
+    print(
+        f"tuning {args.policy} on {trace.name} ({len(trace)} requests, SLO "
+        f"{profile.slo_ms:g} ms, target {args.slo_attainment:.2%}), {args.trials} trials",
+        file=sys.stderr,
+    )
 
     def progress(t) -> None:
-        print(f"  trial {t.number:>3}: cost ${t.cost_usd:.4f}  attainment "
-              f"{t.slo_attainment:.4f}", file=sys.stderr)
+        print(
+            f"  trial {t.number:>3}: cost ${t.cost_usd:.4f}  attainment {t.slo_attainment:.4f}",
+            file=sys.stderr,
+        )
 
-    result = tune(trace, args.policy, profile, target=args.slo_attainment, trials=args.trials,
-                  seed=args.seed, slo_ms_by_tenant=cfg.slo_ms_by_tenant, tick_s=cfg.tick_s,
-                  timeout_s=args.timeout_s, on_trial=progress)
+    result = tune(
+        trace,
+        args.policy,
+        profile,
+        target=args.slo_attainment,
+        trials=args.trials,
+        seed=args.seed,
+        slo_ms_by_tenant=cfg.slo_ms_by_tenant,
+        tick_s=cfg.tick_s,
+        timeout_s=args.timeout_s,
+        on_trial=progress,
+    )
     print("cost/attainment front:")
     print(f"  {'trial':>5}  {'cost $':>10}  {'attain %':>8}  params")
     for t in result.front():
@@ -57,20 +79,31 @@ def run(args) -> int:
         print(f"no trial met {args.slo_attainment:.2%}; nothing written", file=sys.stderr)
         return 1
     best = result.best
-    print(f"best: trial {best.number}, cost ${best.cost_usd:.4f}, attainment "
-          f"{best.slo_attainment:.4f}")
+    print(
+        f"best: trial {best.number}, cost ${best.cost_usd:.4f}, attainment "
+        f"{best.slo_attainment:.4f}"
+    )
     for key, value in best.params.items():
         print(f"  {key} = {_short(value)}")
     text = snippet(result.best_spec, cfg.tick_s)
-    Path(args.out).write_text(f"# tidegate tune --policy {args.policy} on {trace.name}: cost "
-                              f"${best.cost_usd:.4f}, attainment {best.slo_attainment:.4f}\n"
-                              + text)
+    Path(args.out).write_text(
+        f"# tidegate tune --policy {args.policy} on {trace.name}: cost "
+        f"${best.cost_usd:.4f}, attainment {best.slo_attainment:.4f}\n" + text
+    )
     print(f"config snippet: {args.out}", file=sys.stderr)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({
-            "policy": args.policy, "target": args.slo_attainment,
-            "best": best.__dict__, "front": [t.__dict__ for t in result.front()],
-            "trials": [t.__dict__ for t in result.trials]}, indent=2))
+        Path(args.json_out).write_text(
+            json.dumps(
+                {
+                    "policy": args.policy,
+                    "target": args.slo_attainment,
+                    "best": best.__dict__,
+                    "front": [t.__dict__ for t in result.front()],
+                    "trials": [t.__dict__ for t in result.trials],
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -16,21 +16,44 @@ from .profile import ProfileError, SimProfile, load_sim_profile
 from .result import SimResult
 
 
-def run_spec(trace, spec: PolicySpec, profile: SimProfile, *, prices: PriceTable | None = None,
-             name: str = "", slo_ms_by_tenant: dict | None = None, tick_s: float = 1.0,
-             seed: int = 0) -> SimResult:
+def run_spec(
+    trace,
+    spec: PolicySpec,
+    profile: SimProfile,
+    *,
+    prices: PriceTable | None = None,
+    name: str = "",
+    slo_ms_by_tenant: dict | None = None,
+    tick_s: float = 1.0,
+    seed: int = 0,
+) -> SimResult:
     prices = prices or PriceTable()
     routing, scaler = build_policies(spec, prices)
-    setup = SimSetup(profile=profile, routing=routing, autoscaler=scaler, prices=prices,
-                     initial_replicas=spec.initial_replicas, tick_s=tick_s,
-                     slo_ms_by_tenant=slo_ms_by_tenant or {}, seed=seed,
-                     name=name or f"{spec.routing}+{spec.autoscaling}")
+    setup = SimSetup(
+        profile=profile,
+        routing=routing,
+        autoscaler=scaler,
+        prices=prices,
+        initial_replicas=spec.initial_replicas,
+        tick_s=tick_s,
+        slo_ms_by_tenant=slo_ms_by_tenant or {},
+        seed=seed,
+        name=name or f"{spec.routing}+{spec.autoscaling}",
+    )
     return Simulation(trace, setup).run()
 
 
-def simulate(trace, preset: str, profile: SimProfile, *, params: dict | None = None,
-             prices: PriceTable | None = None, slo_ms_by_tenant: dict | None = None,
-             tick_s: float = 1.0, seed: int = 0) -> SimResult:
+def simulate(
+    trace,
+    preset: str,
+    profile: SimProfile,
+    *,
+    params: dict | None = None,
+    prices: PriceTable | None = None,
+    slo_ms_by_tenant: dict | None = None,
+    tick_s: float = 1.0,
+    seed: int = 0,
+) -> SimResult:
     """Run one preset (``optimum`` included) and return its result."""
     prices = prices or PriceTable()
     if preset == "optimum":
@@ -38,9 +61,28 @@ def simulate(trace, preset: str, profile: SimProfile, *, params: dict | None = N
 
         return optimum_result(trace, profile, prices)
     spec = preset_spec(preset, trace, profile, params)
-    return run_spec(trace, spec, profile, prices=prices, name=preset,
-                    slo_ms_by_tenant=slo_ms_by_tenant, tick_s=tick_s, seed=seed)
+    return run_spec(
+        trace,
+        spec,
+        profile,
+        prices=prices,
+        name=preset,
+        slo_ms_by_tenant=slo_ms_by_tenant,
+        tick_s=tick_s,
+        seed=seed,
+    )
 
 
-__all__ = ["PRESETS", "PolicySpec", "ProfileError", "SimProfile", "SimResult", "SimSetup",
-           "Simulation", "load_sim_profile", "preset_spec", "run_spec", "simulate"]
+__all__ = [
+    "PRESETS",
+    "PolicySpec",
+    "ProfileError",
+    "SimProfile",
+    "SimResult",
+    "SimSetup",
+    "Simulation",
+    "load_sim_profile",
+    "preset_spec",
+    "run_spec",
+    "simulate",
+]

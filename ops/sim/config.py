@@ -20,10 +20,26 @@ from ops.traces import TraceMapping
 from .presets import PolicySpec
 
 # [simulate] keys: where the profile is, and what the profile cannot know about a deployment
-SIM_KEYS = {"profile", "repo", "slo_ms", "tick_s", "rate_scale", "vm_boot_s", "cold_start_ms",
-            "fn_concurrency", "fn_keep_alive_s", "gateway_overhead_ms"}
-PROFILE_OVERRIDES = ("vm_boot_s", "cold_start_ms", "fn_concurrency", "fn_keep_alive_s",
-                     "gateway_overhead_ms", "slo_ms")
+SIM_KEYS = {
+    "profile",
+    "repo",
+    "slo_ms",
+    "tick_s",
+    "rate_scale",
+    "vm_boot_s",
+    "cold_start_ms",
+    "fn_concurrency",
+    "fn_keep_alive_s",
+    "gateway_overhead_ms",
+}
+PROFILE_OVERRIDES = (
+    "vm_boot_s",
+    "cold_start_ms",
+    "fn_concurrency",
+    "fn_keep_alive_s",
+    "gateway_overhead_ms",
+    "slo_ms",
+)
 
 
 class ConfigError(ValueError):
@@ -57,8 +73,10 @@ def load_config(path: str | Path | None, model: str | None = None) -> SimConfig:
     sim = data.pop("simulate", {}) or {}
     unknown = set(sim) - SIM_KEYS
     if unknown:
-        raise ConfigError(f"{p}: unknown [simulate] keys: {', '.join(sorted(unknown))} "
-                          f"(known: {', '.join(sorted(SIM_KEYS))})")
+        raise ConfigError(
+            f"{p}: unknown [simulate] keys: {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(SIM_KEYS))})"
+        )
     from gateway.settings import Settings
 
     try:
@@ -80,22 +98,28 @@ def spec_from_settings(settings) -> PolicySpec:
     params = scaling.model_dump(exclude={"policy", "tick_s"})
     if scaling.policy == "none":
         replicas = settings.vm.replicas
-        params = {"replicas": replicas, "min_replicas": min(params["min_replicas"], replicas),
-                  "max_replicas": max(params["max_replicas"], replicas, 1)}
+        params = {
+            "replicas": replicas,
+            "min_replicas": min(params["min_replicas"], replicas),
+            "max_replicas": max(params["max_replicas"], replicas, 1),
+        }
     routing_params = {}
     if settings.routing_policy == "threshold":
         routing_params["spill_outstanding_per_replica"] = settings.spill_outstanding_per_replica
     initial = params.get("replicas", params.get("min_replicas", 1))
-    return PolicySpec(settings.routing_policy, scaling.policy, routing_params, params,
-                      max(int(initial), 0))
+    return PolicySpec(
+        settings.routing_policy, scaling.policy, routing_params, params, max(int(initial), 0)
+    )
 
 
 def snippet(spec: PolicySpec, tick_s: float = 1.0) -> str:
     """A TOML fragment ``tidegate serve --config`` accepts for this spec."""
     lines = [f'routing_policy = "{spec.routing}"']
     if "spill_outstanding_per_replica" in spec.routing_params:
-        lines.append("spill_outstanding_per_replica = "
-                     f"{int(spec.routing_params['spill_outstanding_per_replica'])}")
+        lines.append(
+            "spill_outstanding_per_replica = "
+            f"{int(spec.routing_params['spill_outstanding_per_replica'])}"
+        )
     lines += ["", "[autoscaling]", f'policy = "{spec.autoscaling}"']
     params = {k: v for k, v in spec.autoscaling_params.items() if k not in ("prices", "replicas")}
     for key in ("min_replicas", "max_replicas"):

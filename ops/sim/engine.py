@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from policies.routing import Route
-from policies.state import (BurstState, LatencyQuantiles, LiveState, ModelStats, RouteRequest,
-                            VmState)
+from policies.state import (
+    BurstState,
+    LatencyQuantiles,
+    LiveState,
+    ModelStats,
+    RouteRequest,
+    VmState,
+)
 
 from .functions import FunctionPool
 from .profile import SimProfile
@@ -61,10 +67,16 @@ class Simulation:
         self.fn = FunctionPool(self.p, setup.seed + 1)
         self.fn_billed_by_tenant = [0.0] * len(trace.tenants)
         self.fn_requests_by_tenant = [0] * len(trace.tenants)
-        self.requests = [RouteRequest(tenant=t, model=self.p.model, batch_size=1,
-                                      slo_ms=setup.slo_ms_by_tenant.get(t, self.p.slo_ms),
-                                      slo_percentile=setup.slo_percentile)
-                         for t in trace.tenants]
+        self.requests = [
+            RouteRequest(
+                tenant=t,
+                model=self.p.model,
+                batch_size=1,
+                slo_ms=setup.slo_ms_by_tenant.get(t, self.p.slo_ms),
+                slo_percentile=setup.slo_percentile,
+            )
+            for t in trace.tenants
+        ]
         self.timeline = Timeline()
         self.warm_cost_usd = 0.0
         self.desired = setup.initial_replicas
@@ -95,11 +107,18 @@ class Simulation:
         vm_state = self._parts.get(vm_key)
         if vm_state is None:
             vm_state = self._parts[vm_key] = _frozen(
-                VmState, ready_replicas=len(per), booting_replicas=len(vm.booting),
-                outstanding=outstanding, max_batch_size=p.vm_max_batch_size,
-                desired_replicas=self.desired, outstanding_per_replica=per,
-                boot_remaining_s=boot_left, boot_s=p.vm_boot_s,
-                max_queue_delay_ms=p.vm_max_queue_delay_ms, draining_replicas=len(vm.draining))
+                VmState,
+                ready_replicas=len(per),
+                booting_replicas=len(vm.booting),
+                outstanding=outstanding,
+                max_batch_size=p.vm_max_batch_size,
+                desired_replicas=self.desired,
+                outstanding_per_replica=per,
+                boot_remaining_s=boot_left,
+                boot_s=p.vm_boot_s,
+                max_queue_delay_ms=p.vm_max_queue_delay_ms,
+                draining_replicas=len(vm.draining),
+            )
         burst_key = (len(fn.busy), fn.warm_groups(), fn.recent_cold)
         burst = self._parts.get(burst_key)
         if burst is None:
@@ -107,14 +126,25 @@ class Simulation:
             # in those units so "a warm group is idle" reads the same on both sides
             k = p.burst_workers + 1
             burst = self._parts[burst_key] = _frozen(
-                BurstState, in_flight=len(fn.busy), warm_instances=fn.warm_groups() * k,
+                BurstState,
+                in_flight=len(fn.busy),
+                warm_instances=fn.warm_groups() * k,
                 free_concurrency=(fn.cap_groups - len(fn.busy)) * k,
-                recent_cold_starts=fn.recent_cold, cold_start_ms=p.cold_start_ms,
-                memory_mb=p.burst_memory_mb, default_workers=p.burst_workers)
-        return _frozen(LiveState, now_s=tick_s, vm=vm_state, burst_enabled=True, burst=burst,
-                       models=self._models, arrival_rate_short_per_s=self._stats.
-                       arrival_rate_short_per_s,
-                       arrival_rate_long_per_s=self._stats.arrival_rate_long_per_s)
+                recent_cold_starts=fn.recent_cold,
+                cold_start_ms=p.cold_start_ms,
+                memory_mb=p.burst_memory_mb,
+                default_workers=p.burst_workers,
+            )
+        return _frozen(
+            LiveState,
+            now_s=tick_s,
+            vm=vm_state,
+            burst_enabled=True,
+            burst=burst,
+            models=self._models,
+            arrival_rate_short_per_s=self._stats.arrival_rate_short_per_s,
+            arrival_rate_long_per_s=self._stats.arrival_rate_long_per_s,
+        )
 
     def _refresh_stats(self, now_s: float) -> None:
         a, (hi, lo_s, lo_l) = self.arr, self._window_idx
@@ -133,11 +163,14 @@ class Simulation:
             self._vm_q = _quantiles([v for v, _ in self._lat_ring])
             self._burst_q = _quantiles([b for _, b in self._lat_ring])
         self._stats = ModelStats(
-            arrival_rate_short_per_s=float(short), arrival_rate_long_per_s=float(long_),
+            arrival_rate_short_per_s=float(short),
+            arrival_rate_long_per_s=float(long_),
             vm_service_ms_by_batch=self.p.vm_service_ms_by_batch,
-            vm_latency=self._vm_q, burst_latency=self._burst_q,
+            vm_latency=self._vm_q,
+            burst_latency=self._burst_q,
             burst_predicted_ms=self._burst_predicted_ms,
-            slo_ms=self.p.slo_ms)
+            slo_ms=self.p.slo_ms,
+        )
         self._models = {self.p.model: self._stats}  # one mapping per tick, shared
         self._parts = {}
 
@@ -156,8 +189,17 @@ class Simulation:
             fn.keep_warm(decision.warm_functions, now_s)
         self.warm_cost_usd += decision.warm_cost_usd_per_s * self.s.tick_s
         c = self._tick_counts
-        self.timeline.add(now_s, c[0] + c[1] + c[2], c[0], c[1], c[2], len(vm.ready),
-                          len(vm.booting), decision.replicas, fn.warm_groups() * fn.k)
+        self.timeline.add(
+            now_s,
+            c[0] + c[1] + c[2],
+            c[0],
+            c[1],
+            c[2],
+            len(vm.ready),
+            len(vm.booting),
+            decision.replicas,
+            fn.warm_groups() * fn.k,
+        )
         self._tick_counts = [0, 0, 0]
         fn.recent_cold = 0
         self._cache.clear()
@@ -199,11 +241,20 @@ class Simulation:
                 r = ready[0]
                 per = ((r.in_service if r.answered_s > t else 0) + len(r.queue),)
             else:
-                per = tuple(sorted([(r.in_service if r.answered_s > t else 0) + len(r.queue)
-                                    for r in ready]))
-            key = (ten, per, len(booting),
-                   round(booting[0].ready_s - t, 1) if booting and not ready else 0.0,
-                   len(fn.busy), len(fn.idle), fn.recent_cold)
+                per = tuple(
+                    sorted(
+                        [(r.in_service if r.answered_s > t else 0) + len(r.queue) for r in ready]
+                    )
+                )
+            key = (
+                ten,
+                per,
+                len(booting),
+                round(booting[0].ready_s - t, 1) if booting and not ready else 0.0,
+                len(fn.busy),
+                len(fn.idle),
+                fn.recent_cold,
+            )
             decision = cache.get(key)
             if decision is None:
                 decision = route(requests[ten], self._snapshot(t, tick_at, per))
@@ -257,8 +308,15 @@ def _frozen(cls, **fields):
                 defaults[f.name] = f.default
             elif f.default_factory is not dataclasses.MISSING:
                 defaults[f.name] = None  # filled per object below
-        spec = _FAST[cls] = (ok, defaults, {f.name: f.default_factory for f in dataclasses.fields(
-            cls) if f.default_factory is not dataclasses.MISSING})
+        spec = _FAST[cls] = (
+            ok,
+            defaults,
+            {
+                f.name: f.default_factory
+                for f in dataclasses.fields(cls)
+                if f.default_factory is not dataclasses.MISSING
+            },
+        )
     ok, defaults, factories = spec
     if not ok:
         return cls(**fields)

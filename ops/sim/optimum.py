@@ -38,16 +38,27 @@ def function_cost_per_request(profile, prices) -> tuple[float, float]:
     path cannot meet the SLO at its percentile."""
     if profile.burst_quantile_ms(0.99) + profile.gateway_overhead_ms > profile.slo_ms:
         return math.inf, 0.0
-    mean_ms = profile.burst_billed_ms * math.exp(profile.burst_sigma ** 2 / 2)
+    mean_ms = profile.burst_billed_ms * math.exp(profile.burst_sigma**2 / 2)
     gb_s = mean_ms / 1000.0 * profile.burst_memory_mb / 1024.0
     puts, gets = profile.burst_store_ops
-    usd = (gb_s * prices.fn_usd_per_gb_s + profile.burst_instances * prices.fn_usd_per_request
-           + puts * prices.store_put_usd + gets * prices.store_get_usd)
+    usd = (
+        gb_s * prices.fn_usd_per_gb_s
+        + profile.burst_instances * prices.fn_usd_per_request
+        + puts * prices.store_put_usd
+        + gets * prices.store_get_usd
+    )
     return usd, gb_s
 
 
-def solve_layers(demand: np.ndarray, bin_s: float, capacity: float, vm_usd_per_s: float,
-                 fn_usd: float, boot_s: float, min_billed_s: float) -> dict:
+def solve_layers(
+    demand: np.ndarray,
+    bin_s: float,
+    capacity: float,
+    vm_usd_per_s: float,
+    fn_usd: float,
+    boot_s: float,
+    min_billed_s: float,
+) -> dict:
     """Exact DP per layer. ``demand`` is requests per bin. Returns cost and its parts."""
     per_bin_cap = capacity * bin_s
     if per_bin_cap <= 0:
@@ -61,8 +72,9 @@ def solve_layers(demand: np.ndarray, bin_s: float, capacity: float, vm_usd_per_s
     on_bin = vm_usd_per_s * bin_s
     start_usd = vm_usd_per_s * boot_s
     m = max(1, math.ceil(max(min_billed_s - boot_s, 0.0) / bin_s))  # bins until billing is linear
-    tail = np.array([vm_usd_per_s * max(min_billed_s - boot_s - j * bin_s, 0.0)
-                     for j in range(m + 1)])  # owed on stopping after j bins on
+    tail = np.array(
+        [vm_usd_per_s * max(min_billed_s - boot_s - j * bin_s, 0.0) for j in range(m + 1)]
+    )  # owed on stopping after j bins on
     inf = math.inf
     off = np.zeros(layers)
     on = np.full((layers, m + 1), inf)  # on[:, j]: on for j bins (j = m means >= m)
@@ -98,8 +110,12 @@ def solve_layers(demand: np.ndarray, bin_s: float, capacity: float, vm_usd_per_s
     use_on = end_on < off
     cost = np.where(use_on, end_on, off)
     acc = np.where(use_on[:, None], acc_on[np.arange(layers), j_best], acc_off)
-    return {"cost_usd": float(cost.sum()), "vm_bins": float(acc[:, 0].sum()),
-            "fn_requests": float(acc[:, 1].sum()), "layers": layers}
+    return {
+        "cost_usd": float(cost.sum()),
+        "vm_bins": float(acc[:, 0].sum()),
+        "fn_requests": float(acc[:, 1].sum()),
+        "layers": layers,
+    }
 
 
 def optimum_result(trace, profile, prices) -> SimResult:
@@ -109,22 +125,42 @@ def optimum_result(trace, profile, prices) -> SimResult:
     demand = trace.counts(bin_s).astype(np.float64)
     capacity = replica_capacity_per_s(profile)
     fn_usd, fn_gb_s = function_cost_per_request(profile, prices)
-    sol = solve_layers(demand, bin_s, capacity, prices.vm_usd_per_hour / 3600.0, fn_usd,
-                       profile.vm_boot_s, prices.vm_min_billed_s)
+    sol = solve_layers(
+        demand,
+        bin_s,
+        capacity,
+        prices.vm_usd_per_hour / 3600.0,
+        fn_usd,
+        profile.vm_boot_s,
+        prices.vm_min_billed_s,
+    )
     n = len(trace)
     counts = np.bincount(trace.tenant_idx, minlength=len(trace.tenants))
     summary = {
-        "policy": "optimum", "trace": trace.name, "model": profile.model, "requests": n,
-        "duration_s": round(trace.duration_s, 3), "slo_ms": profile.slo_ms,
-        "slo_attainment": 1.0, "p50_ms": None, "p99_ms": None, "cost_usd": sol["cost_usd"],
+        "policy": "optimum",
+        "trace": trace.name,
+        "model": profile.model,
+        "requests": n,
+        "duration_s": round(trace.duration_s, 3),
+        "slo_ms": profile.slo_ms,
+        "slo_attainment": 1.0,
+        "p50_ms": None,
+        "p99_ms": None,
+        "cost_usd": sol["cost_usd"],
         "cost_per_1k_usd": sol["cost_usd"] / n * 1000.0 if n else 0.0,
-        "vm_hours": sol["vm_bins"] * bin_s / 3600.0, "function_gb_s": sol["fn_requests"] * fn_gb_s,
-        "cold_starts": 0, "requests_vm": int(n - sol["fn_requests"]),
-        "requests_burst": int(round(sol["fn_requests"])), "rejected": 0,
-        "spill_ratio": sol["fn_requests"] / n if n else 0.0, "bin_s": bin_s,
-        "vm_capacity_per_s": capacity, "peak_vm_replicas": sol["layers"],
-        "tenants": {name: {"requests": int(counts[k]),
-                           "cost_usd": sol["cost_usd"] * counts[k] / max(n, 1)}
-                    for k, name in enumerate(trace.tenants)},
+        "vm_hours": sol["vm_bins"] * bin_s / 3600.0,
+        "function_gb_s": sol["fn_requests"] * fn_gb_s,
+        "cold_starts": 0,
+        "requests_vm": int(n - sol["fn_requests"]),
+        "requests_burst": int(round(sol["fn_requests"])),
+        "rejected": 0,
+        "spill_ratio": sol["fn_requests"] / n if n else 0.0,
+        "bin_s": bin_s,
+        "vm_capacity_per_s": capacity,
+        "peak_vm_replicas": sol["layers"],
+        "tenants": {
+            name: {"requests": int(counts[k]), "cost_usd": sol["cost_usd"] * counts[k] / max(n, 1)}
+            for k, name in enumerate(trace.tenants)
+        },
     }
     return SimResult(summary, np.empty(0), np.empty(0, dtype=np.uint8), Timeline())

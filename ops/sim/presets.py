@@ -43,47 +43,82 @@ def peak_replicas(trace, profile, headroom: float = 1.0) -> int:
 
 def preset_spec(name: str, trace, profile, params: dict | None = None) -> PolicySpec:
     params = dict(params or {})
-    routing_params = {k[len("routing."):]: v for k, v in params.items() if k.startswith("routing.")}
-    scaler_params = {k[len("autoscaling."):]: v for k, v in params.items()
-                     if k.startswith("autoscaling.")}
+    routing_params = {
+        k[len("routing.") :]: v for k, v in params.items() if k.startswith("routing.")
+    }
+    scaler_params = {
+        k[len("autoscaling.") :]: v for k, v in params.items() if k.startswith("autoscaling.")
+    }
     stray = [k for k in params if not k.startswith(("routing.", "autoscaling."))]
     if stray:
         raise ValueError(f"parameters must be routing.<field> or autoscaling.<field>: {stray}")
     peak = peak_replicas(trace, profile)
     big = max(peak * 2, 8)
     if name == "vm-peak":
-        spec = PolicySpec("vm-only", "none", {}, {"replicas": peak, "min_replicas": peak,
-                                                  "max_replicas": peak}, peak)
+        spec = PolicySpec(
+            "vm-only",
+            "none",
+            {},
+            {"replicas": peak, "min_replicas": peak, "max_replicas": peak},
+            peak,
+        )
     elif name == "vm-reactive":
-        spec = PolicySpec("vm-only", "target", {}, {"target_in_flight_per_replica": 4.0,
-                                                    "min_replicas": 1, "max_replicas": big})
+        spec = PolicySpec(
+            "vm-only",
+            "target",
+            {},
+            {"target_in_flight_per_replica": 4.0, "min_replicas": 1, "max_replicas": big},
+        )
     elif name == "burst-only":
-        spec = PolicySpec("burst-only", "none", {}, {"replicas": 0, "min_replicas": 0,
-                                                     "max_replicas": 1}, 0)
+        spec = PolicySpec(
+            "burst-only", "none", {}, {"replicas": 0, "min_replicas": 0, "max_replicas": 1}, 0
+        )
     elif name == "threshold":
-        spec = PolicySpec("threshold", "target", {"spill_outstanding_per_replica": 16},
-                          {"target_in_flight_per_replica": 4.0, "min_replicas": 1,
-                           "max_replicas": big})
+        spec = PolicySpec(
+            "threshold",
+            "target",
+            {"spill_outstanding_per_replica": 16},
+            {"target_in_flight_per_replica": 4.0, "min_replicas": 1, "max_replicas": big},
+        )
     elif name == "knative":
-        spec = PolicySpec("threshold", "knative", {"spill_outstanding_per_replica": 16},
-                          {"min_replicas": 1, "max_replicas": big})
+        spec = PolicySpec(
+            "threshold",
+            "knative",
+            {"spill_outstanding_per_replica": 16},
+            {"min_replicas": 1, "max_replicas": big},
+        )
     elif name == "slo-aware":
         # Smoothed forecast: the scaler's own defaults (alpha 0.5, beta 0.2 on a 10 s rate)
         # chase second-level spikes and boot VMs that a minute later are cancelled, billed a
         # minute each (Azure LLM code trace x20: $1.48 vs $0.59 with these, same attainment).
-        spec = PolicySpec("slo-aware", "predictive", {},
-                          {"min_replicas": 1, "max_replicas": big, "level_alpha": 0.05,
-                           "trend_beta": 0.005, "base_quantile": 0.3, "target_utilization": 0.9,
-                           "scale_in_cooldown_s": 180.0,
-                           "burst_latency_s": profile.burst_p50_ms / 1000.0,
-                           "instances_per_burst_request": profile.burst_instances})
+        spec = PolicySpec(
+            "slo-aware",
+            "predictive",
+            {},
+            {
+                "min_replicas": 1,
+                "max_replicas": big,
+                "level_alpha": 0.05,
+                "trend_beta": 0.005,
+                "base_quantile": 0.3,
+                "target_utilization": 0.9,
+                "scale_in_cooldown_s": 180.0,
+                "burst_latency_s": profile.burst_p50_ms / 1000.0,
+                "instances_per_burst_request": profile.burst_instances,
+            },
+        )
     else:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     scaling = {**spec.autoscaling_params, **scaler_params}
     # the run starts as a running system would be: at the fixed count, else at the minimum
     initial = int(scaling.get("replicas", scaling.get("min_replicas", 0)))
-    return PolicySpec(spec.routing, spec.autoscaling, {**spec.routing_params, **routing_params},
-                      scaling, max(initial, 0))
+    return PolicySpec(
+        spec.routing,
+        spec.autoscaling,
+        {**spec.routing_params, **routing_params},
+        scaling,
+        max(initial, 0),
+    )
 
 
 def build_policies(spec: PolicySpec, prices: PriceTable):
@@ -94,5 +129,7 @@ def build_policies(spec: PolicySpec, prices: PriceTable):
     scaler_params = dict(spec.autoscaling_params)
     if spec.autoscaling == "predictive":
         scaler_params.setdefault("prices", prices)
-    return (make_policy(spec.routing, **routing_params),
-            make_autoscaler(spec.autoscaling, **scaler_params))
+    return (
+        make_policy(spec.routing, **routing_params),
+        make_autoscaler(spec.autoscaling, **scaler_params),
+    )

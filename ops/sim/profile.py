@@ -32,8 +32,12 @@ class ProfileError(ValueError):
 @dataclass(frozen=True)
 class SimProfile:
     model: str = "resnet18"
-    vm_service_ms_by_batch: tuple[tuple[int, float], ...] = ((1, 12.0), (2, 18.0), (4, 30.0),
-                                                             (8, 55.0))
+    vm_service_ms_by_batch: tuple[tuple[int, float], ...] = (
+        (1, 12.0),
+        (2, 18.0),
+        (4, 30.0),
+        (8, 55.0),
+    )
     vm_max_batch_size: int = 8
     vm_max_queue_delay_ms: float = 2.0
     vm_service_cv: float = 0.05  # run-to-run spread of a batch's service time

@@ -17,8 +17,14 @@ from .profile import ProfileError, SimProfile
 Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 
 
-def from_repo(repo: str | Path, model: str, *, profile_path: str | Path | None = None,
-              settings=None, workers: int | None = None) -> SimProfile:
+def from_repo(
+    repo: str | Path,
+    model: str,
+    *,
+    profile_path: str | Path | None = None,
+    settings=None,
+    workers: int | None = None,
+) -> SimProfile:
     """Plan ``model`` from ``repo`` as the gateway would and describe it for the simulator."""
     import dataclasses
     import json
@@ -35,8 +41,11 @@ def from_repo(repo: str | Path, model: str, *, profile_path: str | Path | None =
     settings = settings or Settings.load(None, repo=repo)
     try:
         artifact = load_artifact(repo, model)
-        profile = (Profile.from_json(json.loads(Path(profile_path).read_text()))
-                   if profile_path else load_profile(repo, model))
+        profile = (
+            Profile.from_json(json.loads(Path(profile_path).read_text()))
+            if profile_path
+            else load_profile(repo, model)
+        )
         service = BurstService.from_settings(settings)  # not started: its plan settings only
         request = service.plan_request(workers or settings.burst.default_workers, 1)
         request = dataclasses.replace(request, percentile=0.99)
@@ -56,18 +65,27 @@ def from_repo(repo: str | Path, model: str, *, profile_path: str | Path | None =
     curve, cv = _vm_curve(profile, model, base)
     queue_delay = getattr(cfg, "max_queue_delay_ms", None)
     return SimProfile(
-        model=model, vm_service_ms_by_batch=curve, vm_service_cv=cv,
+        model=model,
+        vm_service_ms_by_batch=curve,
+        vm_service_cv=cv,
         vm_max_batch_size=int(cfg.max_batch_size),
-        vm_max_queue_delay_ms=float(queue_delay if queue_delay is not None
-                                    else base.vm_max_queue_delay_ms),
-        vm_boot_s=base.vm_boot_s, gateway_overhead_ms=base.gateway_overhead_ms,
-        burst_workers=int(plan.workers), burst_instances=instances,
-        burst_memory_mb=int(plan.memory_mb), burst_p50_ms=float(pred.p50_ms),
-        burst_sigma=sigma, burst_billed_ms=billed_ms,
+        vm_max_queue_delay_ms=float(
+            queue_delay if queue_delay is not None else base.vm_max_queue_delay_ms
+        ),
+        vm_boot_s=base.vm_boot_s,
+        gateway_overhead_ms=base.gateway_overhead_ms,
+        burst_workers=int(plan.workers),
+        burst_instances=instances,
+        burst_memory_mb=int(plan.memory_mb),
+        burst_p50_ms=float(pred.p50_ms),
+        burst_sigma=sigma,
+        burst_billed_ms=billed_ms,
         cold_start_ms=float(profile.invoke_cold_ms.median_ms),
-        fn_concurrency=int(settings.burst.concurrency), fn_keep_alive_s=float(
-            settings.burst.keep_alive_s), slo_ms=float(cfg.slo_ms),
-        source=f"plan of {model} in {repo} ({profile.source})")
+        fn_concurrency=int(settings.burst.concurrency),
+        fn_keep_alive_s=float(settings.burst.keep_alive_s),
+        slo_ms=float(cfg.slo_ms),
+        source=f"plan of {model} in {repo} ({profile.source})",
+    )
 
 
 def _vm_curve(profile, model: str, base: SimProfile):
@@ -75,8 +93,10 @@ def _vm_curve(profile, model: str, base: SimProfile):
     if times is None or not times.vm_service_ms:
         return base.vm_service_ms_by_batch, base.vm_service_cv
     points = tuple(sorted((int(b), float(q.median_ms)) for b, q in times.vm_service_ms.items()))
-    spreads = [(q.at(0.9) - q.at(0.1)) / 2.56 / max(q.median_ms, 1e-9)
-               for q in times.vm_service_ms.values()]
+    spreads = [
+        (q.at(0.9) - q.at(0.1)) / 2.56 / max(q.median_ms, 1e-9)
+        for q in times.vm_service_ms.values()
+    ]
     return points, float(min(max(sum(spreads) / len(spreads), 0.0), 1.0))
 
 
@@ -96,6 +116,9 @@ def from_profile_json(raw: dict, path: Path, model: str | None) -> SimProfile:
         raise ProfileError(f"{path}: {exc}") from None
     base = SimProfile.reference(name)
     curve, cv = _vm_curve(profile, name, base)
-    return base.with_overrides(vm_service_ms_by_batch=curve, vm_service_cv=cv,
-                               cold_start_ms=float(profile.invoke_cold_ms.median_ms),
-                               source=f"{path} ({profile.source})")
+    return base.with_overrides(
+        vm_service_ms_by_batch=curve,
+        vm_service_cv=cv,
+        cold_start_ms=float(profile.invoke_cold_ms.median_ms),
+        source=f"{path} ({profile.source})",
+    )

@@ -29,10 +29,17 @@ class Timeline:
     warm_functions: list[int] = field(default_factory=list)
 
     def add(self, t, arrivals, vm, burst, rejected, ready, booting, desired, warm) -> None:
-        for name, value in (("t_s", t), ("arrivals", arrivals), ("to_vm", vm),
-                            ("to_burst", burst), ("rejected", rejected), ("vm_ready", ready),
-                            ("vm_booting", booting), ("vm_desired", desired),
-                            ("warm_functions", warm)):
+        for name, value in (
+            ("t_s", t),
+            ("arrivals", arrivals),
+            ("to_vm", vm),
+            ("to_burst", burst),
+            ("rejected", rejected),
+            ("vm_ready", ready),
+            ("vm_booting", booting),
+            ("vm_desired", desired),
+            ("warm_functions", warm),
+        ):
             getattr(self, name).append(value)
 
     def as_dict(self) -> dict:
@@ -67,23 +74,37 @@ class SimResult:
         total = vm_usd + fn_compute_usd + fn_request_usd + store_usd + warm_usd
         n = len(trace)
         summary = {
-            "policy": sim.s.name, "trace": trace.name, "model": p.model, "requests": n,
-            "duration_s": round(end_s, 3), "slo_ms": p.slo_ms,
+            "policy": sim.s.name,
+            "trace": trace.name,
+            "model": p.model,
+            "requests": n,
+            "duration_s": round(end_s, 3),
+            "slo_ms": p.slo_ms,
             "slo_attainment": float(met.mean()) if n else 1.0,
-            "p50_ms": _pct(lat[served], 50), "p99_ms": _pct(lat[served], 99),
-            "cost_usd": total, "cost_per_1k_usd": total / n * 1000.0 if n else 0.0,
-            "vm_usd": vm_usd, "function_compute_usd": fn_compute_usd,
-            "function_requests_usd": fn_request_usd, "store_usd": store_usd,
-            "warm_functions_usd": warm_usd, "vm_hours": up_s / 3600.0,
-            "vm_billed_hours": billed_s / 3600.0, "function_gb_s": fn_gb_s,
-            "cold_starts": fn.cold_starts, "requests_vm": int((path == 0).sum()),
-            "requests_burst": int((path == 1).sum()), "rejected": int((path == 2).sum()),
+            "p50_ms": _pct(lat[served], 50),
+            "p99_ms": _pct(lat[served], 99),
+            "cost_usd": total,
+            "cost_per_1k_usd": total / n * 1000.0 if n else 0.0,
+            "vm_usd": vm_usd,
+            "function_compute_usd": fn_compute_usd,
+            "function_requests_usd": fn_request_usd,
+            "store_usd": store_usd,
+            "warm_functions_usd": warm_usd,
+            "vm_hours": up_s / 3600.0,
+            "vm_billed_hours": billed_s / 3600.0,
+            "function_gb_s": fn_gb_s,
+            "cold_starts": fn.cold_starts,
+            "requests_vm": int((path == 0).sum()),
+            "requests_burst": int((path == 1).sum()),
+            "rejected": int((path == 2).sum()),
             "spill_ratio": float((path == 1).mean()) if n else 0.0,
-            "throttled": fn.throttled, "vm_batches": vm.batches,
+            "throttled": fn.throttled,
+            "vm_batches": vm.batches,
             "peak_vm_replicas": max(sim.timeline.vm_ready, default=0),
         }
-        summary["tenants"] = _tenants(sim, lat, met, served, vm_usd,
-                                      (fn_compute_usd, fn_request_usd, store_usd, warm_usd))
+        summary["tenants"] = _tenants(
+            sim, lat, met, served, vm_usd, (fn_compute_usd, fn_request_usd, store_usd, warm_usd)
+        )
         return cls(summary, lat, path, sim.timeline)
 
 
@@ -105,11 +126,18 @@ def _tenants(sim, lat, met, served, vm_usd: float, fn_parts: tuple) -> dict:
     out = {}
     for k, name in enumerate(trace.tenants):
         mine = idx == k
-        parts = {"vm_usd": vm_usd * vm_share[k], "function_compute_usd": fn_compute * billed_share[k],
-                 "function_requests_usd": fn_requests * req_share[k],
-                 "store_usd": store * req_share[k], "warm_functions_usd": warm * req_share[k]}
-        out[name] = {"requests": int(counts[k]),
-                     "slo_attainment": float(met[mine].mean()) if counts[k] else 1.0,
-                     "p99_ms": _pct(lat[mine & served], 99),
-                     "cost_usd": sum(parts.values()), **parts}
+        parts = {
+            "vm_usd": vm_usd * vm_share[k],
+            "function_compute_usd": fn_compute * billed_share[k],
+            "function_requests_usd": fn_requests * req_share[k],
+            "store_usd": store * req_share[k],
+            "warm_functions_usd": warm * req_share[k],
+        }
+        out[name] = {
+            "requests": int(counts[k]),
+            "slo_attainment": float(met[mine].mean()) if counts[k] else 1.0,
+            "p99_ms": _pct(lat[mine & served], 99),
+            "cost_usd": sum(parts.values()),
+            **parts,
+        }
     return out

@@ -15,8 +15,19 @@ INF = math.inf
 
 
 class Replica:
-    __slots__ = ("rid", "launch_s", "ready_s", "free_s", "in_service", "queue", "draining",
-                 "stop_s", "busy_s", "next_s", "answered_s")
+    __slots__ = (
+        "rid",
+        "launch_s",
+        "ready_s",
+        "free_s",
+        "in_service",
+        "queue",
+        "draining",
+        "stop_s",
+        "busy_s",
+        "next_s",
+        "answered_s",
+    )
 
     def __init__(self, rid: int, launch_s: float, ready_s: float):
         self.rid = rid
@@ -40,8 +51,15 @@ class Replica:
 class VmPool:
     """Replicas plus the per-request bookkeeping (latency, VM busy share per tenant)."""
 
-    def __init__(self, profile, arrivals: list[float], latency_ms: list[float],
-                 tenant_of: list[int], n_tenants: int, rng):
+    def __init__(
+        self,
+        profile,
+        arrivals: list[float],
+        latency_ms: list[float],
+        tenant_of: list[int],
+        n_tenants: int,
+        rng,
+    ):
         self.p = profile
         self.arr = arrivals
         self.lat = latency_ms
@@ -50,8 +68,9 @@ class VmPool:
         self.batch_max = profile.vm_max_batch_size
         self.delay_s = profile.vm_max_queue_delay_ms / 1000.0
         self.overhead_ms = profile.gateway_overhead_ms
-        self.service_s = [0.0] + [profile.vm_service_ms(b) / 1000.0
-                                  for b in range(1, self.batch_max + 1)]
+        self.service_s = [0.0] + [
+            profile.vm_service_ms(b) / 1000.0 for b in range(1, self.batch_max + 1)
+        ]
         self.noise = (1.0 + profile.vm_service_cv * rng.standard_normal(65536)).clip(0.5).tolist()
         self.noise_i = 0
         self.ready: list[Replica] = []
@@ -95,7 +114,7 @@ class VmPool:
             r.stop_s = now_s
             self.stopped.append(r)
             surplus -= 1
-        for r in sorted(self.ready, key=lambda x: x.outstanding(now_s))[:max(surplus, 0)]:
+        for r in sorted(self.ready, key=lambda x: x.outstanding(now_s))[: max(surplus, 0)]:
             self.ready.remove(r)
             r.draining = True
             self.draining.append(r)

@@ -45,9 +45,22 @@ def model_server(small_repo, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("ms-log") / "model-server.log"
     proc = spawn_sync(
-        [sys.executable, "-m", "ops", "model-server", "--repo", str(small_repo),
-         "--port", str(port), "--threads", "1"], cwd=ROOT, log_path=log,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            "-m",
+            "ops",
+            "model-server",
+            "--repo",
+            str(small_repo),
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+        ],
+        cwd=ROOT,
+        log_path=log,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url + "/v2/health/ready", proc)
@@ -61,8 +74,11 @@ def model_server(small_repo, tmp_path_factory):
 def serve_app(app):
     """Run an ASGI app with uvicorn on a free loopback port in a thread; yield its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

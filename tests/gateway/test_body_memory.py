@@ -45,10 +45,15 @@ def gateway_proc(model_server, small_repo, tmp_path):
     config.write_text(
         f'data_dir = "{tmp_path}"\nrepo = "{small_repo}"\ngrpc_port = -1\nmax_body_mb = 64\n'
         f"max_inflight_body_mb = {BUDGET_MB}\nbody_timeout_s = {BODY_TIMEOUT_S}\n"
-        f'[vm]\nprovisioner = "static"\nurls = ["{model_server}"]\n[burst]\nenabled = false\n')
+        f'[vm]\nprovisioner = "static"\nurls = ["{model_server}"]\n[burst]\nenabled = false\n'
+    )
     port = free_port()
-    proc = spawn_sync([sys.executable, "-c", GATEWAY, str(config), str(port)], cwd=ROOT,
-                      log_path=tmp_path / "gateway.log", env=dict(os.environ))
+    proc = spawn_sync(
+        [sys.executable, "-c", GATEWAY, str(config), str(port)],
+        cwd=ROOT,
+        log_path=tmp_path / "gateway.log",
+        env=dict(os.environ),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url + "/v2/health/ready", proc)
@@ -63,8 +68,10 @@ def gateway_proc(model_server, small_repo, tmp_path):
 
 async def post_headers(port: int, declared: int):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: t\r\nContent-Length: {declared}\r\n"
-                 f"Content-Type: application/octet-stream\r\n\r\n".encode())
+    writer.write(
+        f"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: t\r\nContent-Length: {declared}\r\n"
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+    )
     await writer.drain()
     return reader, writer
 
@@ -73,8 +80,14 @@ async def answer(reader) -> tuple[int, bytes, bool]:
     """(status, head, closed): the response head, then whether the server closed the socket."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
     await reader.readexactly(length)
     closed = await asyncio.wait_for(reader.read(1), 5) == b""
     return status, head.lower(), closed
@@ -110,8 +123,11 @@ async def test_slow_large_bodies_stay_within_the_budget_and_memory_comes_back(ga
             refused.append(await asyncio.wait_for(answer(reader), 5))
             writer.close()
             peak_mb = max(peak_mb, rss_mb(proc.pid))
-        small = {"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32",
-                             "data": [0.0] * 784}]}
+        small = {
+            "inputs": [
+                {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}
+            ]
+        }
         r = await client.post("/v2/models/mlp/infer", json=small)
         assert r.status_code == 200  # small requests are still served while the budget is full
         assert (await client.get("/v2/health/live")).json() == {"live": True}
@@ -121,8 +137,9 @@ async def test_slow_large_bodies_stay_within_the_budget_and_memory_comes_back(ga
     # refused up front: 503 with Retry-After, connection closed, no body read
     statuses = [status for status, _, _ in refused]
     assert statuses.count(503) >= 12, statuses
-    assert all(b"retry-after:" in head and closed for status, head, closed in refused
-               if status == 503)
+    assert all(
+        b"retry-after:" in head and closed for status, head, closed in refused if status == 503
+    )
     # the admitted ones stalled: 408 after the body timeout, connection closed
     for status, head, closed, waited_s in (h.result() for h in hogs):
         assert status == 408 and closed and b"did not arrive within" not in head

@@ -21,9 +21,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def hybrid_gateway(model_server, small_repo, tmp_path_factory):
     data = tmp_path_factory.mktemp("gw-burst")
-    settings = Settings.load(None, data_dir=data, repo=small_repo,
-                             vm={"provisioner": "static", "urls": [model_server]},
-                             burst={"enabled": True, "memory_mb": 1024, "concurrency": 12})
+    settings = Settings.load(
+        None,
+        data_dir=data,
+        repo=small_repo,
+        vm={"provisioner": "static", "urls": [model_server]},
+        burst={"enabled": True, "memory_mb": 1024, "concurrency": 12},
+    )
     with serve_app(create_app(settings)) as url:
         yield url, data
 
@@ -46,10 +50,22 @@ def test_burst_with_4_workers_equals_the_vm_path(hybrid_gateway):
         assert got.shape == vm.shape
         assert np.abs(got - vm).max() <= 1e-5 * max(1.0, np.abs(vm).max())
 
-    body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
-                        "data": x.ravel().tolist()}]}
-    resp = httpx.post(f"{url}/v2/models/resnet18/infer", json=body, timeout=300,
-                      headers={"X-Tidegate-Route": "burst", "X-Tidegate-Workers": "4"})
+    body = {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "data": x.ravel().tolist(),
+            }
+        ]
+    }
+    resp = httpx.post(
+        f"{url}/v2/models/resnet18/infer",
+        json=body,
+        timeout=300,
+        headers={"X-Tidegate-Route": "burst", "X-Tidegate-Workers": "4"},
+    )
     assert resp.status_code == 200, resp.text
     assert resp.headers["x-tidegate-path"] == "burst"
     assert resp.headers["x-tidegate-workers"] == "4"
@@ -61,8 +77,10 @@ def test_burst_with_4_workers_equals_the_vm_path(hybrid_gateway):
     # billed in the ledger with function costs and the cold starts of the first request
     # (rows are committed before the answers are sent: no waiting for a flush)
     with sqlite3.connect(data / "ledger.sqlite") as db:
-        rows = db.execute("SELECT workers, cold_starts, function_cost_usd, billed_ms "
-                          "FROM requests WHERE path='burst' AND status=200 ORDER BY ts").fetchall()
+        rows = db.execute(
+            "SELECT workers, cold_starts, function_cost_usd, billed_ms "
+            "FROM requests WHERE path='burst' AND status=200 ORDER BY ts"
+        ).fetchall()
     assert len(rows) == 3
     assert all(r[0] == 4 and r[2] > 0 and r[3] > 0 for r in rows)
     assert rows[0][1] >= 1  # the first burst request started function instances
@@ -72,11 +90,15 @@ def test_burst_with_4_workers_equals_the_vm_path(hybrid_gateway):
 
 def test_bad_route_headers(hybrid_gateway):
     url, _ = hybrid_gateway
-    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32",
-                                   "data": [0.0] * 784}]})
-    for headers in ({"X-Tidegate-Route": "moon"}, {"X-Tidegate-Workers": "many"},
-                    {"X-Tidegate-Route": "burst", "X-Tidegate-Workers": "0"},
-                    {"X-Tidegate-Route": "burst", "X-Tidegate-Workers": "100000"}):
+    body = json.dumps(
+        {"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}]}
+    )
+    for headers in (
+        {"X-Tidegate-Route": "moon"},
+        {"X-Tidegate-Workers": "many"},
+        {"X-Tidegate-Route": "burst", "X-Tidegate-Workers": "0"},
+        {"X-Tidegate-Route": "burst", "X-Tidegate-Workers": "100000"},
+    ):
         resp = httpx.post(f"{url}/v2/models/mlp/infer", content=body, headers=headers)
         assert resp.status_code == 400, (headers, resp.text)
         assert resp.json()["error"]

@@ -38,16 +38,19 @@ def test_user_program_on_vm_and_burst(tmp_path):
     module = TwoInputs().eval()
     batch = torch.export.Dim("batch", min=1, max=8)
     image, token = torch.randn(2, 3, 20, 20), torch.randint(0, 16, (2, 4))
-    program = torch.export.export(module, (image, token),
-                                  dynamic_shapes=({0: batch}, {0: batch}))
+    program = torch.export.export(module, (image, token), dynamic_shapes=({0: batch}, {0: batch}))
     path = tmp_path / "two.pt2"
     torch.export.save(program, str(path))
     repo = tmp_path / "repo"
     assert cli(["export", str(path), "--name", "two", "--out", str(repo)]) == 0
 
-    settings = Settings.load(None, data_dir=tmp_path / "data", repo=repo,
-                             vm={"replicas": 1, "threads": 1},
-                             burst={"enabled": True, "max_workers": 4, "concurrency": 8})
+    settings = Settings.load(
+        None,
+        data_dir=tmp_path / "data",
+        repo=repo,
+        vm={"replicas": 1, "threads": 1},
+        burst={"enabled": True, "max_workers": 4, "concurrency": 8},
+    )
     x = np.random.default_rng(0).standard_normal((3, 3, 20, 20)).astype(np.float32)
     t = np.random.default_rng(1).integers(0, 16, (3, 4)).astype(np.int64)
     with torch.inference_mode():
@@ -62,14 +65,17 @@ def test_user_program_on_vm_and_burst(tmp_path):
             time.sleep(0.2)
         meta = client.get_model_metadata("two")
         assert [(i["datatype"], i["shape"]) for i in meta["inputs"]] == [
-            ("FP32", [-1, 3, 20, 20]), ("INT64", [-1, 4])]
+            ("FP32", [-1, 3, 20, 20]),
+            ("INT64", [-1, 4]),
+        ]
         for route in ("vm", "burst"):
             a = triton.InferInput(meta["inputs"][0]["name"], list(x.shape), "FP32")
             a.set_data_from_numpy(x)
             b = triton.InferInput(meta["inputs"][1]["name"], list(t.shape), "INT64")
             b.set_data_from_numpy(t, binary_data=False)
-            result = client.infer("two", [a, b], headers={"X-Tidegate-Route": route,
-                                                          "X-Tidegate-Workers": "2"})
+            result = client.infer(
+                "two", [a, b], headers={"X-Tidegate-Route": route, "X-Tidegate-Workers": "2"}
+            )
             names = [o["name"] for o in meta["outputs"]]
             assert np.abs(result.as_numpy(names[0]) - want).max() <= 1e-5, route
             assert (result.as_numpy(names[1]) == want_sum).all(), route

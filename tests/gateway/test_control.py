@@ -26,14 +26,30 @@ def _engine(scaling, clock, *, prepare_task=None, burst=None):
     prov.client = client
     pool = ReplicaPool(prov, client, clock=clock.now, seed=0)
     metrics = GatewayMetrics()
-    dispatcher = Dispatcher(models={}, tenants=TenantRegistry([]), pool=pool, burst=burst,
-                            policy=VmOnly(), ledger=None, metrics=metrics, prices=PriceTable())
-    collector = LiveCollector(pool=pool, burst=burst, model_slos_ms={"m": 100.0}, clock=clock.now,
-                              refresh_s=0.0)
+    dispatcher = Dispatcher(
+        models={},
+        tenants=TenantRegistry([]),
+        pool=pool,
+        burst=burst,
+        policy=VmOnly(),
+        ledger=None,
+        metrics=metrics,
+        prices=PriceTable(),
+    )
+    collector = LiveCollector(
+        pool=pool, burst=burst, model_slos_ms={"m": 100.0}, clock=clock.now, refresh_s=0.0
+    )
     dispatcher.live = collector
-    engine = PolicyEngine(choice=PolicyChoice("vm-only", {}, scaling), configured_replicas=1,
-                          pool=pool, collector=collector, dispatcher=dispatcher, metrics=metrics,
-                          burst=burst, prepare_task=prepare_task)
+    engine = PolicyEngine(
+        choice=PolicyChoice("vm-only", {}, scaling),
+        configured_replicas=1,
+        pool=pool,
+        collector=collector,
+        dispatcher=dispatcher,
+        metrics=metrics,
+        burst=burst,
+        prepare_task=prepare_task,
+    )
     return engine, pool, prov, client
 
 
@@ -48,8 +64,15 @@ async def _until(predicate):
 async def test_each_tick_drives_the_pool_to_what_the_autoscaler_wants():
     clock = ManualClock()
     engine, pool, prov, client = _engine(
-        TargetScaling(policy="target", target_in_flight_per_replica=2, metric_window_s=1,
-                      min_replicas=1, max_replicas=4), clock)
+        TargetScaling(
+            policy="target",
+            target_in_flight_per_replica=2,
+            metric_window_s=1,
+            min_replicas=1,
+            max_replicas=4,
+        ),
+        clock,
+    )
     clock.advance(1)
     assert (await engine.tick()).replicas == 1 and pool.desired == 1
     prov.boot_all()
@@ -69,8 +92,9 @@ async def test_each_tick_drives_the_pool_to_what_the_autoscaler_wants():
 async def test_scale_in_through_the_engine_loses_no_request():
     clock = ManualClock()
     engine, pool, prov, client = _engine(NoScaling(min_replicas=1, max_replicas=3), clock)
-    engine.set_policy(PolicyChoice("vm-only", {}, TargetScaling(policy="target", min_replicas=3,
-                                                                 max_replicas=3)))
+    engine.set_policy(
+        PolicyChoice("vm-only", {}, TargetScaling(policy="target", min_replicas=3, max_replicas=3))
+    )
     await engine.tick()
     prov.boot_all()
     client.gate.clear()
@@ -78,8 +102,15 @@ async def test_scale_in_through_the_engine_loses_no_request():
     await _until(lambda: sum(client.in_flight.values()) == 12)
     busy = {u: n for u, n in client.in_flight.items() if n}
     assert len(busy) == 3  # every replica holds requests
-    engine.set_policy(PolicyChoice("vm-only", {}, KnativeScaling(
-        policy="knative", target_in_flight_per_replica=100, min_replicas=1, max_replicas=3)))
+    engine.set_policy(
+        PolicyChoice(
+            "vm-only",
+            {},
+            KnativeScaling(
+                policy="knative", target_in_flight_per_replica=100, min_replicas=1, max_replicas=3
+            ),
+        )
+    )
     clock.advance(1)
     assert (await engine.tick()).replicas == 1
     assert len(pool.draining()) == 2 and prov.drained == []
@@ -94,8 +125,9 @@ async def test_scale_in_through_the_engine_loses_no_request():
 async def test_ready_only_with_the_minimum_of_replicas_and_prepared_plans():
     clock = ManualClock()
     never = asyncio.get_running_loop().create_future()
-    engine, pool, prov, _ = _engine(NoScaling(min_replicas=1), clock, prepare_task=never,
-                                    burst=object())
+    engine, pool, prov, _ = _engine(
+        NoScaling(min_replicas=1), clock, prepare_task=never, burst=object()
+    )
     await engine.tick()
     assert not engine.ready()  # booting
     prov.boot_all()
@@ -103,8 +135,9 @@ async def test_ready_only_with_the_minimum_of_replicas_and_prepared_plans():
     never.set_result(None)
     assert engine.ready()
     # with no VM minimum, the burst path alone makes it ready
-    engine2, *_ = _engine(TargetScaling(policy="target", min_replicas=0), ManualClock(),
-                          burst=object())
+    engine2, *_ = _engine(
+        TargetScaling(policy="target", min_replicas=0), ManualClock(), burst=object()
+    )
     assert engine2.ready()
 
 

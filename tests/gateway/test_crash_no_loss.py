@@ -21,15 +21,28 @@ from gateway.ledger import Ledger
 from vmpool.procs import free_port, kill_group, spawn_sync, wait_healthy_sync
 
 ROOT = Path(__file__).resolve().parents[2]
-BODY = b'{"inputs":[{"name":"input","shape":[1,784],"datatype":"FP32","data":[' + \
-    b",".join([b"0.5"] * 784) + b"]}]}"
+BODY = (
+    b'{"inputs":[{"name":"input","shape":[1,784],"datatype":"FP32","data":['
+    + b",".join([b"0.5"] * 784)
+    + b"]}]}"
+)
 
 
 def _serve(data: Path, port: int, env: dict[str, str], log: Path):
-    env = {**os.environ, "TIDEGATE_DEMO_MODEL": "mlp", "TIDEGATE_VM__THREADS": "1",
-           "TIDEGATE_GRPC_PORT": "-1", "TIDEGATE_BURST__DEFAULT_WORKERS": "2", **env}
-    proc = spawn_sync([sys.executable, "-m", "ops", "serve", "--data-dir", str(data), "--port",
-                       str(port)], env=env, cwd=ROOT, log_path=log)
+    env = {
+        **os.environ,
+        "TIDEGATE_DEMO_MODEL": "mlp",
+        "TIDEGATE_VM__THREADS": "1",
+        "TIDEGATE_GRPC_PORT": "-1",
+        "TIDEGATE_BURST__DEFAULT_WORKERS": "2",
+        **env,
+    }
+    proc = spawn_sync(
+        [sys.executable, "-m", "ops", "serve", "--data-dir", str(data), "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        log_path=log,
+    )
     try:
         wait_healthy_sync(proc, f"http://127.0.0.1:{port}/v2/health/ready", timeout_s=240)
     except BaseException:
@@ -78,16 +91,21 @@ class Load:
         self.stop = threading.Event()
         self._ids = itertools.count()
         self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._client, args=(route,), daemon=True)
-                        for route in ["vm"] * vm_clients + ["burst"] * burst_clients]
+        self.threads = [
+            threading.Thread(target=self._client, args=(route,), daemon=True)
+            for route in ["vm"] * vm_clients + ["burst"] * burst_clients
+        ]
 
     def _client(self, route: str) -> None:
         with httpx.Client(timeout=60) as client:
             while not self.stop.is_set():
                 rid = f"{route}-{next(self._ids)}"
                 try:
-                    resp = client.post(f"{self.url}/v2/models/mlp/infer", content=BODY,
-                                       headers={"x-request-id": rid, "x-tidegate-route": route})
+                    resp = client.post(
+                        f"{self.url}/v2/models/mlp/infer",
+                        content=BODY,
+                        headers={"x-request-id": rid, "x-tidegate-route": route},
+                    )
                 except httpx.HTTPError:
                     return  # the gateway is gone
                 if 200 <= resp.status_code < 300:
@@ -99,7 +117,8 @@ class Load:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sigkill_mid_load_loses_no_answered_request_and_leaves_nothing_running(
-        backend, tmp_path, request):
+    backend, tmp_path, request
+):
     env, data = {}, tmp_path / "data"
     if backend == "postgresql":
         env["TIDEGATE_LEDGER__URL"] = request.getfixturevalue("postgres_url")

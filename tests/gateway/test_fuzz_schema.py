@@ -23,10 +23,15 @@ INFER_EXAMPLES = 400  # the infer endpoint: where hostile bodies land
 
 @pytest.fixture(scope="module")
 def gateway_url(model_server, small_repo, tmp_path_factory):
-    settings_ = Settings.load(None, data_dir=tmp_path_factory.mktemp("fuzz"), repo=small_repo,
-                              max_body_mb=1.0, grpc_port=-1,
-                              vm={"provisioner": "static", "urls": [model_server]},
-                              burst={"enabled": False})
+    settings_ = Settings.load(
+        None,
+        data_dir=tmp_path_factory.mktemp("fuzz"),
+        repo=small_repo,
+        max_body_mb=1.0,
+        grpc_port=-1,
+        vm={"provisioner": "static", "urls": [model_server]},
+        burst={"enabled": False},
+    )
     with serve_app(create_app(settings_)) as url:
         yield url
 
@@ -41,9 +46,13 @@ def _fuzz(operation, calls: list[int]) -> str | None:
     examples = INFER_EXAMPLES if operation.path.endswith("/infer") else EXAMPLES_PER_OPERATION
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck),
-              phases=[Phase.explicit, Phase.generate])  # no shrinking: report as found
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+    )  # no shrinking: report as found
     def run(case) -> None:
         calls.append(1)
         case.call_and_validate(timeout=30, excluded_checks=[positive_data_acceptance])

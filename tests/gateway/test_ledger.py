@@ -13,8 +13,17 @@ from gateway.ledger.migrations import LATEST_VERSION, MIGRATIONS
 
 
 def row(i: int, tenant: str = "acme") -> LedgerRow:
-    return LedgerRow(id=f"r{i}", ts=time.time(), tenant=tenant, model="mlp", path="vm",
-                     status=200, latency_ms=1.5, cost_usd=0.001, reason="vm-has-capacity")
+    return LedgerRow(
+        id=f"r{i}",
+        ts=time.time(),
+        tenant=tenant,
+        model="mlp",
+        path="vm",
+        status=200,
+        latency_ms=1.5,
+        cost_usd=0.001,
+        reason="vm-has-capacity",
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -36,7 +45,7 @@ async def test_a_recorded_row_is_already_committed(target):
         for i in range(3):
             await ledger.record(row(i))
             assert fresh_count(target) == i + 1
-        (reason,), = make_backend(target).query("SELECT reason FROM requests WHERE id = 'r2'")
+        ((reason,),) = make_backend(target).query("SELECT reason FROM requests WHERE id = 'r2'")
         assert reason == "vm-has-capacity"
     finally:
         await ledger.close()
@@ -101,8 +110,10 @@ def test_a_ledger_from_before_migrations_is_adopted_and_upgraded(tmp_path):
     with sqlite3.connect(path) as db:  # the schema the first release wrote, with one row in it
         for statement in MIGRATIONS[0].sqlite:
             db.execute(statement)
-        db.execute("INSERT INTO requests VALUES ('old', 1.0, 'acme', 'mlp', 'vm', 200, 2.0, 1, 0,"
-                   " 0, 0.5, 0, 0, 0.5, 0, '')")
+        db.execute(
+            "INSERT INTO requests VALUES ('old', 1.0, 'acme', 'mlp', 'vm', 200, 2.0, 1, 0,"
+            " 0, 0.5, 0, 0, 0.5, 0, '')"
+        )
     ledger = Ledger(path)
     assert ledger.schema_version == LATEST_VERSION
     assert ledger.query("SELECT id, reason FROM requests") == [("old", "")]
@@ -117,8 +128,10 @@ async def test_two_gateway_replicas_share_one_postgres_ledger(postgres_url):
     await first.start()
     await second.start()
     try:
-        await asyncio.gather(*(first.record(row(i, "a")) for i in range(300)),
-                             *(second.record(row(1000 + i, "b")) for i in range(300)))
+        await asyncio.gather(
+            *(first.record(row(i, "a")) for i in range(300)),
+            *(second.record(row(1000 + i, "b")) for i in range(300)),
+        )
     finally:
         await first.close()
         await second.close()

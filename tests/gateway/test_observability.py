@@ -15,22 +15,34 @@ from gateway.settings import Settings
 
 from .conftest import serve_app
 
-TENANTS = [{"name": "acme", "api_keys": ["ka"], "slo_ms": 5000},
-           {"name": "globex", "api_keys": ["kb"]}]
+TENANTS = [
+    {"name": "acme", "api_keys": ["ka"], "slo_ms": 5000},
+    {"name": "globex", "api_keys": ["kb"]},
+]
 
 
 def _body(n: int = 1) -> dict:
     x = np.zeros((n, 784), np.float32)
-    return {"inputs": [{"name": "input", "shape": [n, 784], "datatype": "FP32",
-                        "data": x.ravel().tolist()}]}
+    return {
+        "inputs": [
+            {"name": "input", "shape": [n, 784], "datatype": "FP32", "data": x.ravel().tolist()}
+        ]
+    }
 
 
 @pytest.fixture(scope="module")
 def gateway(model_server, small_repo, tmp_path_factory):
-    settings = Settings.load(None, data_dir=tmp_path_factory.mktemp("obs"), repo=small_repo,
-                             vm={"provisioner": "static", "urls": [model_server]},
-                             burst={"enabled": False}, routing_policy="vm-only",
-                             tenants=TENANTS, admin_api_key="adm", access_log="json")
+    settings = Settings.load(
+        None,
+        data_dir=tmp_path_factory.mktemp("obs"),
+        repo=small_repo,
+        vm={"provisioner": "static", "urls": [model_server]},
+        burst={"enabled": False},
+        routing_policy="vm-only",
+        tenants=TENANTS,
+        admin_api_key="adm",
+        access_log="json",
+    )
     with serve_app(create_app(settings)) as url:
         yield url
 
@@ -40,10 +52,16 @@ def test_every_answer_is_counted_and_logged(gateway, caplog):
     with httpx.Client(base_url=gateway, timeout=60) as c:
         ok = c.post("/v2/models/mlp/infer", json=_body(), headers={"x-api-key": "ka"})
         assert ok.status_code == 200, ok.text
-        assert c.post("/v2/models/mlp/infer", content=b"{not json",
-                      headers={"x-api-key": "ka"}).status_code == 400
-        assert c.post("/v2/models/nope/infer", json=_body(),
-                      headers={"x-api-key": "kb"}).status_code == 404
+        assert (
+            c.post(
+                "/v2/models/mlp/infer", content=b"{not json", headers={"x-api-key": "ka"}
+            ).status_code
+            == 400
+        )
+        assert (
+            c.post("/v2/models/nope/infer", json=_body(), headers={"x-api-key": "kb"}).status_code
+            == 404
+        )
         assert c.post("/v2/models/mlp/infer", json=_body()).status_code == 401
         metrics = c.get("/metrics").text
     for code in ("200", "400", "404", "401"):
@@ -55,7 +73,11 @@ def test_every_answer_is_counted_and_logged(gateway, caplog):
     assert [ln["status"] for ln in infer] == [200, 400, 404, 401]
     first = infer[0]
     assert (first["method"], first["tenant"], first["model"], first["route"]) == (
-        "POST", "acme", "mlp", "vm")
+        "POST",
+        "acme",
+        "mlp",
+        "vm",
+    )
     assert first["latency_ms"] > 0 and first["request_id"] != "-"
     assert infer[3]["tenant"] == "-"  # no key: nobody
     assert any(ln["path"] == "/metrics" and ln["status"] == 200 for ln in lines)
@@ -64,22 +86,35 @@ def test_every_answer_is_counted_and_logged(gateway, caplog):
 def test_tenant_reads_only_its_own_report(gateway):
     with httpx.Client(base_url=gateway, timeout=60) as c:
         for _ in range(3):
-            assert c.post("/v2/models/mlp/infer", json=_body(),
-                          headers={"x-api-key": "kb"}).status_code == 200
+            assert (
+                c.post(
+                    "/v2/models/mlp/infer", json=_body(), headers={"x-api-key": "kb"}
+                ).status_code
+                == 200
+            )
         mine = c.get("/admin/reports/tenants/globex", headers={"x-api-key": "kb"})
         assert mine.status_code == 200, mine.text
         doc = mine.json()
         assert list(doc["tenants"]) == ["globex"] and doc["tenants"]["globex"]["requests"] >= 3
         assert doc["tenants"]["globex"]["cost_usd"] > 0
         assert doc["tenants"]["globex"]["vm_usd"] == pytest.approx(
-            doc["tenants"]["globex"]["cost_usd"])
-        assert c.get("/admin/reports/tenants/acme",
-                     headers={"x-api-key": "kb"}).status_code == 403
-        assert c.get("/admin/reports/tenants/acme",
-                     headers={"authorization": "Bearer adm"}).status_code == 200
+            doc["tenants"]["globex"]["cost_usd"]
+        )
+        assert c.get("/admin/reports/tenants/acme", headers={"x-api-key": "kb"}).status_code == 403
+        assert (
+            c.get(
+                "/admin/reports/tenants/acme", headers={"authorization": "Bearer adm"}
+            ).status_code
+            == 200
+        )
         assert c.get("/admin/reports/tenants/acme").status_code == 401
-        grouped = c.get("/admin/reports/tenants/globex?by=model,path",
-                        headers={"x-api-key": "kb"}).json()
+        grouped = c.get(
+            "/admin/reports/tenants/globex?by=model,path", headers={"x-api-key": "kb"}
+        ).json()
         assert grouped["groups"][0]["key"] == {"tenant": "globex", "model": "mlp", "path": "vm"}
-        assert c.get("/admin/reports/tenants/globex?since=yesterday",
-                     headers={"x-api-key": "kb"}).status_code == 400
+        assert (
+            c.get(
+                "/admin/reports/tenants/globex?since=yesterday", headers={"x-api-key": "kb"}
+            ).status_code
+            == 400
+        )

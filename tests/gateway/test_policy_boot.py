@@ -14,12 +14,22 @@ from .conftest import serve_app
 
 @pytest.mark.slow
 def test_a_request_during_the_boot_waits_for_the_replica(small_repo, tmp_path):
-    settings = Settings.load(None, data_dir=tmp_path, repo=small_repo, routing_policy="vm-only",
-                             vm={"replicas": 1, "boot_delay_s": 2.0, "threads": 1,
-                                 "request_timeout_s": 170.0},  # bounds the wait too
-                             burst={"enabled": False})
-    body = {"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32",
-                        "data": [0.0] * 784}]}
+    settings = Settings.load(
+        None,
+        data_dir=tmp_path,
+        repo=small_repo,
+        routing_policy="vm-only",
+        vm={
+            "replicas": 1,
+            "boot_delay_s": 2.0,
+            "threads": 1,
+            "request_timeout_s": 170.0,
+        },  # bounds the wait too
+        burst={"enabled": False},
+    )
+    body = {
+        "inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}]
+    }
     with serve_app(create_app(settings)) as url, httpx.Client(base_url=url, timeout=180) as c:
         assert c.get("/v2/health/ready").status_code == 503  # honest: the replica still boots
         paths = c.get("/admin/paths").json()

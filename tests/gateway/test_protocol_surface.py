@@ -4,7 +4,6 @@ the infer endpoint in the OpenAPI schema."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -24,9 +23,15 @@ from .conftest import ROOT, free_port, serve_app, wait_ready
 
 
 def settings_for(data, repo, urls, **extra) -> Settings:
-    return Settings.load(None, data_dir=data, repo=repo, grpc_port=-1,
-                         vm={"provisioner": "static", "urls": urls},
-                         burst={"enabled": False}, **extra)
+    return Settings.load(
+        None,
+        data_dir=data,
+        repo=repo,
+        grpc_port=-1,
+        vm={"provisioner": "static", "urls": urls},
+        burst={"enabled": False},
+        **extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +62,10 @@ def test_tritonclient_config_statistics_and_infer(gateway, small_repo):
     assert np.abs(got - reference(small_repo, "mlp", x)).max() <= 1e-5
     after = client.get_inference_statistics("mlp")["model_stats"][0]
     assert after["name"] == "mlp" and after["version"] == "1"
-    assert after["inference_stats"]["success"]["count"] == \
-        before["inference_stats"]["success"]["count"] + 1
+    assert (
+        after["inference_stats"]["success"]["count"]
+        == before["inference_stats"]["success"]["count"] + 1
+    )
     assert after["inference_count"] == before["inference_count"] + 3  # rows
     assert after["inference_stats"]["success"]["ns"] > before["inference_stats"]["success"]["ns"]
     every = client.get_inference_statistics()["model_stats"]
@@ -97,8 +104,12 @@ asyncio.run(run(sys.argv[1], sys.argv[2]))
 
 def test_kserve_rest_client_v2(gateway, small_repo, tmp_path):
     out = tmp_path / "kserve.npz"
-    proc = subprocess.run([sys.executable, "-c", KSERVE_CLIENT, gateway, str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KSERVE_CLIENT, gateway, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     got = np.load(out)
     want = reference(small_repo, "mlp", got["x"])
@@ -108,9 +119,11 @@ def test_kserve_rest_client_v2(gateway, small_repo, tmp_path):
 
 def test_health_bodies_request_ids_and_405s(gateway):
     with httpx.Client(base_url=gateway) as c:
-        for path, body in [("/v2/health/live", {"live": True}),
-                           ("/v2/health/ready", {"ready": True}),
-                           ("/v2/models/mlp/ready", {"name": "mlp", "ready": True})]:
+        for path, body in [
+            ("/v2/health/live", {"live": True}),
+            ("/v2/health/ready", {"ready": True}),
+            ("/v2/models/mlp/ready", {"name": "mlp", "ready": True}),
+        ]:
             r = c.get(path)
             assert r.status_code == 200 and r.json() == body
             assert r.headers["content-type"] == "application/json"
@@ -125,8 +138,10 @@ def test_health_bodies_request_ids_and_405s(gateway):
         assert r.status_code == 405 and r.headers["allow"] == "POST" and "POST" in r.json()["error"]
         r = c.request("TRACE", "/v2/health/live")
         assert r.status_code == 405 and r.headers["allow"] == "GET" and r.headers["x-request-id"]
-        assert "access-control-allow-origin" not in c.get(
-            "/v2", headers={"origin": "https://app.example"}).headers  # CORS is off by default
+        assert (
+            "access-control-allow-origin"
+            not in c.get("/v2", headers={"origin": "https://app.example"}).headers
+        )  # CORS is off by default
 
 
 def test_openapi_describes_infer(gateway):
@@ -141,12 +156,18 @@ def test_openapi_describes_infer(gateway):
 
 
 def test_cors_when_configured(model_server, small_repo, tmp_path):
-    settings = settings_for(tmp_path, small_repo, [model_server],
-                            cors_origins=["https://app.example"])
+    settings = settings_for(
+        tmp_path, small_repo, [model_server], cors_origins=["https://app.example"]
+    )
     with serve_app(create_app(settings)) as url:
-        r = httpx.options(url + "/v2/models/mlp/infer", headers={
-            "origin": "https://app.example", "access-control-request-method": "POST",
-            "access-control-request-headers": "content-type"})
+        r = httpx.options(
+            url + "/v2/models/mlp/infer",
+            headers={
+                "origin": "https://app.example",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type",
+            },
+        )
         assert r.status_code == 200
         assert r.headers["access-control-allow-origin"] == "https://app.example"
         r = httpx.get(url + "/v2/health/live", headers={"origin": "https://app.example"})
@@ -157,9 +178,25 @@ def test_cors_when_configured(model_server, small_repo, tmp_path):
 def own_replica(small_repo, tmp_path):
     """A model server of our own: the repository test unloads models on it."""
     port = free_port()
-    proc = spawn_sync([sys.executable, "-m", "ops", "model-server", "--repo", str(small_repo),
-                       "--model", "mlp", "--port", str(port), "--threads", "1"], cwd=ROOT,
-                      log_path=tmp_path / "ms.log", env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = spawn_sync(
+        [
+            sys.executable,
+            "-m",
+            "ops",
+            "model-server",
+            "--repo",
+            str(small_repo),
+            "--model",
+            "mlp",
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+        ],
+        cwd=ROOT,
+        log_path=tmp_path / "ms.log",
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url + "/v2/health/ready", proc)
@@ -171,8 +208,13 @@ def own_replica(small_repo, tmp_path):
 
 @pytest.mark.slow
 def test_repository_extension_with_the_admin_key(own_replica, small_repo, tmp_path):
-    settings = settings_for(tmp_path, small_repo, [own_replica], admin_api_key="admin-secret",
-                            tenants=[{"name": "a", "api_keys": ["tenant-a"]}])
+    settings = settings_for(
+        tmp_path,
+        small_repo,
+        [own_replica],
+        admin_api_key="admin-secret",
+        tenants=[{"name": "a", "api_keys": ["tenant-a"]}],
+    )
     admin = {"Authorization": "Bearer admin-secret"}
     with serve_app(create_app(settings)) as url:
         host = url.removeprefix("http://")
@@ -181,8 +223,7 @@ def test_repository_extension_with_the_admin_key(own_replica, small_repo, tmp_pa
         assert r.status_code == 403 and "admin key" in r.json()["error"]
         client = triton.InferenceServerClient(host)
         index = client.get_model_repository_index(headers=admin)
-        assert {row["name"]: row["state"] for row in index} == {"mlp": "READY",
-                                                               "resnet18": "READY"}
+        assert {row["name"]: row["state"] for row in index} == {"mlp": "READY", "resnet18": "READY"}
         client.unload_model("mlp", headers=admin)
         tenant = {"x-api-key": "tenant-a"}
         x = np.zeros((1, 784), np.float32)

@@ -31,8 +31,15 @@ def test_environment_overrides_the_file_and_flags_override_both(tmp_path, monkey
     assert (settings.port, settings.vm.replicas) == (9100, 2)
 
 
-@pytest.mark.parametrize("text", ['routing_policy = "cheapest"', "[vm]\nreplicas = -1",
-                                  "unknown_key = 1", '[burst]\ntransport = "carrier pigeon"'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'routing_policy = "cheapest"',
+        "[vm]\nreplicas = -1",
+        "unknown_key = 1",
+        '[burst]\ntransport = "carrier pigeon"',
+    ],
+)
 def test_bad_settings_are_refused(tmp_path, text):
     path = tmp_path / "bad.toml"
     path.write_text(text + "\n")

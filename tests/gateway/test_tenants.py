@@ -34,8 +34,11 @@ def make_limits(request):
 
 
 def registry(make_limits, clock, **tenant) -> TenantRegistry:
-    return TenantRegistry([TenantSettings(name="acme", api_keys=["k-acme"], **tenant)],
-                          limits=make_limits(), clock=clock)
+    return TenantRegistry(
+        [TenantSettings(name="acme", api_keys=["k-acme"], **tenant)],
+        limits=make_limits(),
+        clock=clock,
+    )
 
 
 def test_plain_keys_are_hashed_at_load_and_never_kept():
@@ -48,22 +51,36 @@ def test_plain_keys_are_hashed_at_load_and_never_kept():
 
 def test_pre_hashed_keys_authenticate_and_bad_hashes_are_refused():
     digest = hash_key("k2").removeprefix("sha256:")
-    reg = TenantRegistry([TenantSettings(name="a", api_key_hashes=[f"sha256:{digest}"]),
-                          TenantSettings(name="b", api_key_hashes=[
-                              hash_key("kb").removeprefix("sha256:").upper()])])
+    reg = TenantRegistry(
+        [
+            TenantSettings(name="a", api_key_hashes=[f"sha256:{digest}"]),
+            TenantSettings(
+                name="b", api_key_hashes=[hash_key("kb").removeprefix("sha256:").upper()]
+            ),
+        ]
+    )
     assert reg.authenticate("Bearer k2", None).name == "a"
     assert reg.authenticate(None, "kb").name == "b"
     with pytest.raises(ValueError, match="sha256"):
         TenantSettings(name="c", api_key_hashes=["md5:abc"])
     with pytest.raises(ValueError, match="shared by two tenants"):
-        TenantRegistry([TenantSettings(name="a", api_keys=["same"]),
-                        TenantSettings(name="b", api_key_hashes=[hash_key("same")])])
+        TenantRegistry(
+            [
+                TenantSettings(name="a", api_keys=["same"]),
+                TenantSettings(name="b", api_key_hashes=[hash_key("same")]),
+            ]
+        )
 
 
 def test_unknown_or_malformed_keys_get_401_without_repeating_the_key():
     reg = TenantRegistry([TenantSettings(name="a", api_keys=["ka"])])
-    for auth, key in [(None, None), ("Bearer guess-123", None), ("Basic guess-123", None),
-                      (None, "guess-123"), ("Bearer ", None)]:
+    for auth, key in [
+        (None, None),
+        ("Bearer guess-123", None),
+        ("Basic guess-123", None),
+        (None, "guess-123"),
+        ("Bearer ", None),
+    ]:
         with pytest.raises(Unauthorized) as exc:
             reg.authenticate(auth, key)
         assert "guess-123" not in exc.value.message
@@ -85,8 +102,12 @@ async def test_token_bucket_is_exact_and_429_carries_rate_limit_headers(make_lim
     with pytest.raises(TooManyRequests) as exc:
         await reg.admit(acme)
     h = exc.value.headers
-    assert (h["Retry-After"], h["X-RateLimit-Limit"], h["X-RateLimit-Remaining"],
-            h["X-RateLimit-Reset"]) == ("1", "3", "0", "2")  # full again in 3 / 2 = 1.5 s
+    assert (
+        h["Retry-After"],
+        h["X-RateLimit-Limit"],
+        h["X-RateLimit-Remaining"],
+        h["X-RateLimit-Reset"],
+    ) == ("1", "3", "0", "2")  # full again in 3 / 2 = 1.5 s
     clock.t += 0.5  # one token back at 2/s
     await reg.admit(acme)
     with pytest.raises(TooManyRequests):
@@ -124,13 +145,16 @@ async def test_quotas_and_daily_budget_reset_at_utc_midnight_and_month_end(make_
 
 async def test_replicas_sharing_redis_share_one_bucket_and_one_quota(redis_url):
     clock = FakeClock()
-    replicas = [registry(lambda: RedisLimits(redis_url), clock, rate_per_s=10, burst=10,
-                         daily_quota=25) for _ in range(3)]
+    replicas = [
+        registry(lambda: RedisLimits(redis_url), clock, rate_per_s=10, burst=10, daily_quota=25)
+        for _ in range(3)
+    ]
     tenants = [r.authenticate(None, "k-acme") for r in replicas]
 
     async def admitted(count: int) -> int:
-        outcomes = await asyncio.gather(*(replicas[i % 3].admit(tenants[i % 3])
-                                          for i in range(count)), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(replicas[i % 3].admit(tenants[i % 3]) for i in range(count)), return_exceptions=True
+        )
         return sum(not isinstance(o, Exception) for o in outcomes)
 
     assert await admitted(30) == 10  # one bucket of 10 across three replicas
@@ -152,8 +176,12 @@ async def test_per_process_limits_are_not_shared():
 async def test_an_unreachable_redis_admits_requests():
     from vmpool.procs import free_port
 
-    reg = registry(lambda: RedisLimits(f"redis://127.0.0.1:{free_port()}/0"), FakeClock(),
-                   rate_per_s=1, burst=1)
+    reg = registry(
+        lambda: RedisLimits(f"redis://127.0.0.1:{free_port()}/0"),
+        FakeClock(),
+        rate_per_s=1,
+        burst=1,
+    )
     acme = reg.authenticate(None, "k-acme")
     for _ in range(3):
         await reg.admit(acme)
@@ -172,9 +200,13 @@ async def test_models_and_route_overrides_a_tenant_may_use():
 
 
 def test_a_tenant_reads_only_its_own_usage_unless_admin():
-    reg = TenantRegistry([TenantSettings(name="a", api_keys=["ka"]),
-                          TenantSettings(name="b", api_keys=["kb"]),
-                          TenantSettings(name="ops", api_keys=["kops"], admin=True)])
+    reg = TenantRegistry(
+        [
+            TenantSettings(name="a", api_keys=["ka"]),
+            TenantSettings(name="b", api_keys=["kb"]),
+            TenantSettings(name="ops", api_keys=["kops"], admin=True),
+        ]
+    )
     a, ops = reg.authenticate(None, "ka"), reg.authenticate(None, "kops")
     assert reg.authorize_usage(a, "a").name == "a"
     with pytest.raises(Forbidden):
@@ -195,8 +227,18 @@ async def test_restart_restores_quota_and_budget_counters_from_the_ledger(tmp_pa
     await ledger.start()
     now = _time.time()
     for i in range(2):
-        await ledger.record(LedgerRow(id=str(i), ts=now, tenant="acme", model="m", path="vm",
-                                      status=200, latency_ms=1.0, cost_usd=0.3))
+        await ledger.record(
+            LedgerRow(
+                id=str(i),
+                ts=now,
+                tenant="acme",
+                model="m",
+                path="vm",
+                status=200,
+                latency_ms=1.0,
+                cost_usd=0.3,
+            )
+        )
     await ledger.close()
     reg = registry(LocalLimits, lambda: now, daily_quota=3)
     await reg.restore(ledger.usage_by_tenant(now))
@@ -206,8 +248,9 @@ async def test_restart_restores_quota_and_budget_counters_from_the_ledger(tmp_pa
         await reg.admit(acme)
 
 
-def test_a_key_never_reaches_logs_metrics_or_error_messages(model_server, small_repo, tmp_path,
-                                                            caplog):
+def test_a_key_never_reaches_logs_metrics_or_error_messages(
+    model_server, small_repo, tmp_path, caplog
+):
     import logging
 
     import httpx
@@ -217,15 +260,32 @@ def test_a_key_never_reaches_logs_metrics_or_error_messages(model_server, small_
     from .conftest import serve_app
 
     caplog.set_level(logging.DEBUG)
-    settings = Settings.load(None, data_dir=tmp_path, repo=small_repo,
-                             vm={"provisioner": "static", "urls": [model_server]},
-                             burst={"enabled": False},
-                             tenants=[{"name": "acme", "api_keys": ["acme-SECRET-1"],
-                                       "rate_per_s": 1, "burst": 1, "models": ["mlp"]}])
-    body = b'{"inputs":[{"name":"input","shape":[1,784],"datatype":"FP32","data":[' + \
-        b",".join([b"0"] * 784) + b"]}]}"
-    image = b'{"inputs":[{"name":"input","shape":[1,3,64,64],"datatype":"FP32","data":[' + \
-        b",".join([b"0"] * 3 * 64 * 64) + b"]}]}"
+    settings = Settings.load(
+        None,
+        data_dir=tmp_path,
+        repo=small_repo,
+        vm={"provisioner": "static", "urls": [model_server]},
+        burst={"enabled": False},
+        tenants=[
+            {
+                "name": "acme",
+                "api_keys": ["acme-SECRET-1"],
+                "rate_per_s": 1,
+                "burst": 1,
+                "models": ["mlp"],
+            }
+        ],
+    )
+    body = (
+        b'{"inputs":[{"name":"input","shape":[1,784],"datatype":"FP32","data":['
+        + b",".join([b"0"] * 784)
+        + b"]}]}"
+    )
+    image = (
+        b'{"inputs":[{"name":"input","shape":[1,3,64,64],"datatype":"FP32","data":['
+        + b",".join([b"0"] * 3 * 64 * 64)
+        + b"]}]}"
+    )
     seen = []
     app = create_app(settings)
     app.state.gateway.tenants.clock = lambda: T0
@@ -238,8 +298,11 @@ def test_a_key_never_reaches_logs_metrics_or_error_messages(model_server, small_
             ({"authorization": "Bearer guess-SECRET-2"}, "mlp"),  # 401
             ({"authorization": "Basic guess-SECRET-3"}, "mlp"),  # 401
         ]:
-            resp = client.post(f"/v2/models/{path}/infer", headers=headers,
-                               content=image if path == "resnet18" else body)
+            resp = client.post(
+                f"/v2/models/{path}/infer",
+                headers=headers,
+                content=image if path == "resnet18" else body,
+            )
             seen.append((resp.status_code, resp.text, str(resp.headers)))
         seen.append((0, client.get("/metrics").text, ""))
     assert [s[0] for s in seen[:6]] == [200, 429, 403, 403, 401, 401]

@@ -44,15 +44,19 @@ def test_prometheus_files_pass_promtool_or_a_structural_check():
     rules = yaml.safe_load((DEPLOY / "prometheus/tidegate-alerts.yml").read_text())
     alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
     names = {a["alert"] for a in alerts}
-    assert {"TidegateSLOFastBurn", "TidegateHighSpillRatio",
-            "TidegateTenantBudgetNearlySpent"} <= names
+    assert {
+        "TidegateSLOFastBurn",
+        "TidegateHighSpillRatio",
+        "TidegateTenantBudgetNearlySpent",
+    } <= names
     assert all("summary" in a["annotations"] and "severity" in a["labels"] for a in alerts)
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed: structural checks only")
     for args in (["check", "config", "prometheus.yml"], ["check", "rules", "tidegate-alerts.yml"]):
-        done = subprocess.run([promtool, *args], cwd=DEPLOY / "prometheus", capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            [promtool, *args], cwd=DEPLOY / "prometheus", capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -87,8 +91,10 @@ def test_kubernetes_manifests_are_consistent():
         assert d["apiVersion"] and d["kind"] and d["metadata"]["name"]
     deployments = [d for d in docs if d["kind"] == "Deployment"]
     services = [d for d in docs if d["kind"] == "Service"]
-    assert {d["metadata"]["name"] for d in deployments} == {"tidegate-gateway",
-                                                            "tidegate-model-server"}
+    assert {d["metadata"]["name"] for d in deployments} == {
+        "tidegate-gateway",
+        "tidegate-model-server",
+    }
     for d in deployments:
         labels = d["spec"]["template"]["metadata"]["labels"]
         assert d["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -106,11 +112,15 @@ def test_kubernetes_manifests_are_consistent():
     assert any("deployments/scale" in r["resources"] for r in role["rules"])
 
 
-@pytest.mark.parametrize("name", ["Dockerfile.gateway", "Dockerfile.model-server",
-                                  "Dockerfile.function"])
+@pytest.mark.parametrize(
+    "name", ["Dockerfile.gateway", "Dockerfile.model-server", "Dockerfile.function"]
+)
 def test_dockerfiles_copy_what_exists_and_start_tidegate(name):
-    lines = [ln.strip() for ln in (DEPLOY / "docker" / name).read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (DEPLOY / "docker" / name).read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     instructions = [ln.split()[0] for ln in lines]
     assert instructions[0] == "FROM"
     assert "torch==2.13.0" in " ".join(lines)  # the pinned CPU build, never a plain `torch`

@@ -12,14 +12,18 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_configuration_reference_matches_the_settings():
     committed = (ROOT / "docs/configuration.md").read_text()
     assert committed == render(), (
-        "docs/configuration.md is stale: python -m ops.config_reference > docs/configuration.md")
+        "docs/configuration.md is stale: python -m ops.config_reference > docs/configuration.md"
+    )
 
 
 def test_every_settings_field_is_described():
     from gateway.settings import Settings
 
-    missing = [line for line in render().splitlines()
-               if line.startswith("| `") and line.rstrip().endswith("|  |")]
+    missing = [
+        line
+        for line in render().splitlines()
+        if line.startswith("| `") and line.rstrip().endswith("|  |")
+    ]
     assert not missing, missing
     assert Settings.model_config.get("extra") == "forbid"
 

@@ -21,8 +21,9 @@ def one_line_error(capsys) -> str:
 
 
 def test_export_zoo_model(tmp_path, capsys):
-    rc = ops.cli.main(["export", "mlp", "--out", str(tmp_path), "--batch", "16",
-                       "--slo-ms", "40", "--seed", "4"])
+    rc = ops.cli.main(
+        ["export", "mlp", "--out", str(tmp_path), "--batch", "16", "--slo-ms", "40", "--seed", "4"]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "exporting mlp (0.5M params) ..." in out
@@ -36,8 +37,20 @@ def test_export_zoo_model(tmp_path, capsys):
 
 
 def test_export_cnn_with_size_and_name(tmp_path, capsys):
-    rc = ops.cli.main(["export", "resnet18", "--out", str(tmp_path), "--size", "48x64",
-                       "--batch", "2", "--name", "resnet18-small"])
+    rc = ops.cli.main(
+        [
+            "export",
+            "resnet18",
+            "--out",
+            str(tmp_path),
+            "--size",
+            "48x64",
+            "--batch",
+            "2",
+            "--name",
+            "resnet18-small",
+        ]
+    )
     assert rc == 0
     assert "exporting resnet18 (11.7M params) ..." in capsys.readouterr().out
     raw = tomllib.loads((tmp_path / "resnet18-small" / "config.toml").read_text())
@@ -48,32 +61,39 @@ def test_export_cnn_with_size_and_name(tmp_path, capsys):
 def test_export_with_weights(tmp_path, capsys):
     path = tmp_path / "w.pth"
     torch.save(zoo.build("mlp", seed=9).state_dict(), path)
-    assert ops.cli.main(["export", "mlp", "--out", str(tmp_path / "r"),
-                         "--weights", str(path)]) == 0
+    assert (
+        ops.cli.main(["export", "mlp", "--out", str(tmp_path / "r"), "--weights", str(path)]) == 0
+    )
     x = zoo.example_input("mlp")
     with torch.no_grad():
         got = load_artifact(tmp_path / "r", "mlp").load_module()(x)
         assert torch.allclose(got, zoo.build("mlp", seed=9)(x), atol=1e-6)
 
     torch.save(nn.Linear(3, 3).state_dict(), path)
-    assert ops.cli.main(["export", "mlp", "--out", str(tmp_path / "r2"),
-                         "--weights", str(path)]) == 2
+    assert (
+        ops.cli.main(["export", "mlp", "--out", str(tmp_path / "r2"), "--weights", str(path)]) == 2
+    )
     err = one_line_error(capsys)
     assert "weights do not fit" in err and "layers.0.weight" in err
 
 
 def test_import_program_file(tmp_path, capsys):
     batch = torch.export.Dim("batch", max=64)
-    program = torch.export.export(nn.Linear(5, 2).eval(), (torch.randn(2, 5),),
-                                  dynamic_shapes=({0: batch},))
+    program = torch.export.export(
+        nn.Linear(5, 2).eval(), (torch.randn(2, 5),), dynamic_shapes=({0: batch},)
+    )
     path = tmp_path / "my_model.pt2"
     torch.export.save(program, str(path))
     assert ops.cli.main(["export", str(path), "--out", str(tmp_path / "repo")]) == 0
     out = capsys.readouterr().out
     assert "importing" in out and "as my_model" in out
     assert "input FP32[-1,5]" in out
-    assert ops.cli.main(["export", str(path), "--name", "lin", "--out", str(tmp_path / "repo"),
-                         "--batch", "4"]) == 0
+    assert (
+        ops.cli.main(
+            ["export", str(path), "--name", "lin", "--out", str(tmp_path / "repo"), "--batch", "4"]
+        )
+        == 0
+    )
     assert load_artifact(tmp_path / "repo", "lin").config.max_batch_size == 4
 
     assert ops.cli.main(["export", str(path), "--out", str(tmp_path), "--size", "32x32"]) == 2
@@ -96,14 +116,17 @@ def test_unknown_name_lists_the_zoo(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["resnet18", "--size", "224"], "--size must look like HxW"),
-    (["resnet18", "--size", "axb"], "--size must look like HxW"),
-    (["resnet18", "--size", "16x16"], "at least 32x32"),
-    (["mlp", "--size", "32x32"], "--size applies to image models"),
-    (["mlp", "--batch", "0"], "--batch must be >= 1"),
-    (["mlp", "--slo-ms", "-5"], "--slo-ms must be positive"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["resnet18", "--size", "224"], "--size must look like HxW"),
+        (["resnet18", "--size", "axb"], "--size must look like HxW"),
+        (["resnet18", "--size", "16x16"], "at least 32x32"),
+        (["mlp", "--size", "32x32"], "--size applies to image models"),
+        (["mlp", "--batch", "0"], "--batch must be >= 1"),
+        (["mlp", "--slo-ms", "-5"], "--slo-ms must be positive"),
+    ],
+)
 def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, message):
     assert ops.cli.main(["export", *argv, "--out", str(tmp_path)]) == 2
     assert message in one_line_error(capsys)
@@ -121,11 +144,16 @@ def test_help_lists_the_zoo(capsys):
 
 def test_import_says_when_it_changes_what_was_asked(tmp_path, capsys):
     batch = torch.export.Dim("batch", max=16)
-    bounded = torch.export.export(nn.Linear(5, 2).eval(), (torch.randn(2, 5),),
-                                  dynamic_shapes=({0: batch},))
+    bounded = torch.export.export(
+        nn.Linear(5, 2).eval(), (torch.randn(2, 5),), dynamic_shapes=({0: batch},)
+    )
     torch.export.save(bounded, str(tmp_path / "bounded.pt2"))
-    assert ops.cli.main(["export", str(tmp_path / "bounded.pt2"), "--out", str(tmp_path / "r"),
-                         "--batch", "32"]) == 0
+    assert (
+        ops.cli.main(
+            ["export", str(tmp_path / "bounded.pt2"), "--out", str(tmp_path / "r"), "--batch", "32"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "warning: max batch size 32 capped at 16" in out
     assert load_artifact(tmp_path / "r", "bounded").config.max_batch_size == 16
@@ -136,6 +164,19 @@ def test_import_says_when_it_changes_what_was_asked(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "warning: max batch size set to 1, not 8: the program has a fixed batch size" in out
 
-    assert ops.cli.main(["export", str(tmp_path / "bounded.pt2"), "--out", str(tmp_path / "r"),
-                         "--batch", "4", "--name", "quiet"]) == 0
+    assert (
+        ops.cli.main(
+            [
+                "export",
+                str(tmp_path / "bounded.pt2"),
+                "--out",
+                str(tmp_path / "r"),
+                "--batch",
+                "4",
+                "--name",
+                "quiet",
+            ]
+        )
+        == 0
+    )
     assert "warning" not in capsys.readouterr().out  # nothing changed, nothing said

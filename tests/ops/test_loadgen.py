@@ -14,11 +14,24 @@ from aiohttp import web
 from ops.cli import main
 from vmpool.codec import decode_request
 
-METADATA = {"name": "m", "versions": ["1"], "platform": "pytorch_torch_export",
-            "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 16]}],
-            "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 16]}]}
-SIM_KEYS = ("requests", "slo_attainment", "p50_ms", "p99_ms", "cost_usd", "vm_hours",
-            "function_gb_s", "cold_starts", "tenants")
+METADATA = {
+    "name": "m",
+    "versions": ["1"],
+    "platform": "pytorch_torch_export",
+    "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 16]}],
+    "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 16]}],
+}
+SIM_KEYS = (
+    "requests",
+    "slo_attainment",
+    "p50_ms",
+    "p99_ms",
+    "cost_usd",
+    "vm_hours",
+    "function_gb_s",
+    "cold_starts",
+    "tenants",
+)
 
 
 class FakeGateway:
@@ -43,16 +56,20 @@ class FakeGateway:
         self.arrived.append((now - self.t0, key, req.inputs["input"].shape))
         n = len(self.arrived)
         burst = n % 2 == 1
-        headers = {"x-tidegate-path": "burst" if burst else "vm",
-                   "x-tidegate-cost-usd": "0.0000100000" if burst else "0.0000001000"}
+        headers = {
+            "x-tidegate-path": "burst" if burst else "vm",
+            "x-tidegate-cost-usd": "0.0000100000" if burst else "0.0000001000",
+        }
         if n == 1:
             headers["x-tidegate-cold-starts"] = "2"
         await asyncio.sleep(0.3 if n == 1 else 0.005)
         return web.json_response({"outputs": []}, headers=headers)
 
     async def metrics(self, request):
-        return web.Response(text='tidegate_vm_replicas{state="ready"} 2.0\n'
-                                 'tidegate_vm_replicas{state="booting"} 0.0\n')
+        return web.Response(
+            text='tidegate_vm_replicas{state="ready"} 2.0\n'
+            'tidegate_vm_replicas{state="booting"} 0.0\n'
+        )
 
 
 def _serve(gw: FakeGateway):
@@ -81,15 +98,36 @@ def _serve(gw: FakeGateway):
 def test_replay_is_open_loop_binary_per_tenant_and_shaped_like_the_simulator(tmp_path, capsys):
     trace = tmp_path / "t.csv"
     times = [0.0, 0.05, 0.1, 0.15, 0.2, 1.0, 1.5, 2.0]
-    trace.write_text("timestamp_s,model,tenant\n" + "".join(
-        f"{t},m,{'a' if i % 2 else 'b'}\n" for i, t in enumerate(times)))
+    trace.write_text(
+        "timestamp_s,model,tenant\n"
+        + "".join(f"{t},m,{'a' if i % 2 else 'b'}\n" for i, t in enumerate(times))
+    )
     gw = FakeGateway()
     url, stop = _serve(gw)
     out = tmp_path / "lg.json"
     try:
-        rc = main(["loadgen", "--trace", str(trace), "--url", url, "--speedup", "2",
-                   "--key", "a=ka", "--key", "b=kb", "--slo-ms", "200", "--json", str(out),
-                   "--csv", str(tmp_path / "lg.csv"), "--no-progress"])
+        rc = main(
+            [
+                "loadgen",
+                "--trace",
+                str(trace),
+                "--url",
+                url,
+                "--speedup",
+                "2",
+                "--key",
+                "a=ka",
+                "--key",
+                "b=kb",
+                "--slo-ms",
+                "200",
+                "--json",
+                str(out),
+                "--csv",
+                str(tmp_path / "lg.csv"),
+                "--no-progress",
+            ]
+        )
     finally:
         stop()
     assert rc == 0
@@ -114,14 +152,39 @@ def test_bad_key_and_bad_url_are_reported(tmp_path, capsys):
     gw = FakeGateway()
     url, stop = _serve(gw)
     try:
-        rc = main(["loadgen", "--trace", "synth:steady:duration_s=1,rps=5", "--url", url,
-                   "--model", "m", "--api-key", "wrong", "--no-progress"])
+        rc = main(
+            [
+                "loadgen",
+                "--trace",
+                "synth:steady:duration_s=1,rps=5",
+                "--url",
+                url,
+                "--model",
+                "m",
+                "--api-key",
+                "wrong",
+                "--no-progress",
+            ]
+        )
         assert rc == 0
         summary = json.loads(capsys.readouterr().out)
         assert summary["statuses"].get("401", 0) == summary["requests"] > 0
         assert summary["slo_attainment"] == 0.0
     finally:
         stop()
-    assert main(["loadgen", "--trace", "synth:steady:duration_s=1,rps=5", "--url",
-                 "http://127.0.0.1:9", "--model", "m", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "loadgen",
+                "--trace",
+                "synth:steady:duration_s=1,rps=5",
+                "--url",
+                "http://127.0.0.1:9",
+                "--model",
+                "m",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "error" in capsys.readouterr().err

@@ -23,18 +23,35 @@ def test_bad_arguments_are_one_line_errors(repo, capsys):
     assert "nope" in capsys.readouterr().err
     assert main(["profile", "resnet18", "--repo", str(repo), "--workers", "two"]) == 2
     assert "--workers" in capsys.readouterr().err
-    assert main(["profile", "resnet18", "--repo", str(repo), "--compute-only",
-                 "--out", str(repo / "missing.json")]) == 2
+    assert (
+        main(
+            [
+                "profile",
+                "resnet18",
+                "--repo",
+                str(repo),
+                "--compute-only",
+                "--out",
+                str(repo / "missing.json"),
+            ]
+        )
+        == 2
+    )
     assert "existing profile" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_profile_measures_and_plan_reads_it(repo, capsys):
-    assert main(["profile", "resnet18", "--repo", str(repo), "--workers", "2",
-                 "--reps", "2"]) == 0
+    assert main(["profile", "resnet18", "--repo", str(repo), "--workers", "2", "--reps", "2"]) == 0
     out = capsys.readouterr().out
-    for step in ("timing each node", "transfer dir", "VM service", "invocation round trip",
-                 "plan spatial x2", "wrote"):
+    for step in (
+        "timing each node",
+        "transfer dir",
+        "VM service",
+        "invocation round trip",
+        "plan spatial x2",
+        "wrote",
+    ):
         assert step in out, step
     profile = Profile.from_json(json.loads((repo / "resnet18" / "profile.json").read_text()))
     times = profile.models["resnet18"]

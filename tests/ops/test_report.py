@@ -29,11 +29,20 @@ def _ledger(tmp_path, n: int = 3000, seed: int = 7):
         vm = rng.uniform(1e-7, 5e-6) if path == "vm" and status == 200 else 0.0
         fn = rng.uniform(1e-6, 9e-5) if path == "burst" and status == 200 else 0.0
         store = rng.uniform(0, 2e-6) if fn else 0.0
-        row = LedgerRow(id=f"r{i}", ts=T0 + i * 60.0, tenant=tenant,
-                        model=rng.choice(["resnet18", "mlp"]), path=path, status=status,
-                        latency_ms=rng.uniform(5, 900), workers=4 if fn else 0,
-                        vm_cost_usd=vm, function_cost_usd=fn, store_cost_usd=store,
-                        cost_usd=vm + fn + store)
+        row = LedgerRow(
+            id=f"r{i}",
+            ts=T0 + i * 60.0,
+            tenant=tenant,
+            model=rng.choice(["resnet18", "mlp"]),
+            path=path,
+            status=status,
+            latency_ms=rng.uniform(5, 900),
+            workers=4 if fn else 0,
+            vm_cost_usd=vm,
+            function_cost_usd=fn,
+            store_cost_usd=store,
+            cost_usd=vm + fn + store,
+        )
         total += row.cost_usd
         rows.append(astuple(row))
     backend.write(rows)
@@ -54,8 +63,13 @@ def test_tenants_sum_to_the_ledger_total_to_the_cent(tmp_path, capsys):
     assert round(sum(t["cost_usd"] for t in tenants.values()), 2) == round(total, 2)
     assert abs(sum(t["cost_usd"] for t in tenants.values()) - total) < 1e-9
     for t in tenants.values():
-        parts = (t["vm_usd"] + t["function_compute_usd"] + t["function_requests_usd"]
-                 + t["store_usd"] + t["idle_vm_usd"])
+        parts = (
+            t["vm_usd"]
+            + t["function_compute_usd"]
+            + t["function_requests_usd"]
+            + t["store_usd"]
+            + t["idle_vm_usd"]
+        )
         assert parts == pytest.approx(t["cost_usd"], rel=1e-9, abs=1e-12)
         assert 0 < t["slo_attainment"] < 1 and t["p99_ms"] > t["p50_ms"]
 
@@ -63,26 +77,59 @@ def test_tenants_sum_to_the_ledger_total_to_the_cent(tmp_path, capsys):
 def test_idle_vm_bill_is_split_by_busy_share_and_still_reconciles(tmp_path, capsys):
     total, rows = _ledger(tmp_path)
     busy = sum(r[10] for r in rows)  # vm_cost_usd column
-    doc = json.loads(_run(capsys, "--data-dir", str(tmp_path), "--format", "json",
-                          "--vm-bill-usd", str(busy + 1.0)))
+    doc = json.loads(
+        _run(
+            capsys,
+            "--data-dir",
+            str(tmp_path),
+            "--format",
+            "json",
+            "--vm-bill-usd",
+            str(busy + 1.0),
+        )
+    )
     assert doc["idle_vm_usd"] == pytest.approx(1.0)
     tenants = doc["tenants"]
     assert sum(t["idle_vm_usd"] for t in tenants.values()) == pytest.approx(1.0)
     assert round(sum(t["cost_usd"] for t in tenants.values()), 2) == round(total + 1.0, 2)
     for t in tenants.values():
         assert t["idle_vm_usd"] == pytest.approx(t["vm_usd"] / busy, rel=1e-9)
-    one = json.loads(_run(capsys, "--data-dir", str(tmp_path), "--format", "json", "--tenant",
-                          "acme", "--vm-bill-usd", str(busy + 1.0)))
-    assert one["tenants"]["acme"]["idle_vm_usd"] == pytest.approx(
-        tenants["acme"]["idle_vm_usd"])
+    one = json.loads(
+        _run(
+            capsys,
+            "--data-dir",
+            str(tmp_path),
+            "--format",
+            "json",
+            "--tenant",
+            "acme",
+            "--vm-bill-usd",
+            str(busy + 1.0),
+        )
+    )
+    assert one["tenants"]["acme"]["idle_vm_usd"] == pytest.approx(tenants["acme"]["idle_vm_usd"])
 
 
 def test_filters_and_groups(tmp_path, capsys):
     _ledger(tmp_path)
     since = "2026-05-28T00:00:00"  # T0 is 2026-05-28T20:26:40Z; 3000 minutes run ~2 days
-    doc = json.loads(_run(capsys, "--data-dir", str(tmp_path), "--format", "json", "--tenant",
-                          "globex", "--since", since, "--until", str(T0 + DAY), "--by",
-                          "path,day"))
+    doc = json.loads(
+        _run(
+            capsys,
+            "--data-dir",
+            str(tmp_path),
+            "--format",
+            "json",
+            "--tenant",
+            "globex",
+            "--since",
+            since,
+            "--until",
+            str(T0 + DAY),
+            "--by",
+            "path,day",
+        )
+    )
     assert list(doc["tenants"]) == ["globex"]
     groups = doc["groups"]
     assert {g["key"]["path"] for g in groups} == {"vm", "burst"}

@@ -24,10 +24,25 @@ ENV = {**os.environ, "TIDEGATE_GRPC_PORT": "-1"}
 
 def _serve(data: Path, port: int, *extra: str) -> subprocess.Popen:
     env = {**ENV, "TIDEGATE_BURST__ENABLED": "false", "TIDEGATE_VM__THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ops", "serve", "--data-dir", str(data),
-                             "--port", str(port), *extra], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=die_with_parent())
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ops",
+            "serve",
+            "--data-dir",
+            str(data),
+            "--port",
+            str(port),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=die_with_parent(),
+    )
 
 
 @pytest.mark.slow
@@ -62,14 +77,32 @@ def test_first_run_exports_the_demo_model_and_restarts_keep_data(tmp_path):
     assert "exporting" not in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--config", "/nonexistent/tidegate.toml"], "config file not found"),
-    (["--repo", "/nonexistent/repo"], "no models in repository"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config", "/nonexistent/tidegate.toml"], "config file not found"),
+        (["--repo", "/nonexistent/repo"], "no models in repository"),
+    ],
+)
 def test_serve_user_errors_are_one_line(tmp_path, args, message):
-    proc = subprocess.run([sys.executable, "-m", "ops", "serve", "--data-dir", str(tmp_path),
-                           "--port", str(free_port()), *args], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ops",
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            str(free_port()),
+            *args,
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
@@ -78,9 +111,14 @@ def test_serve_user_errors_are_one_line(tmp_path, args, message):
 def test_serve_rejects_a_bad_setting(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text('routing_policy = "cheapest"\n[vm]\nreplicas = -1\n')
-    proc = subprocess.run([sys.executable, "-m", "ops", "serve", "--config", str(cfg), "--port",
-                           str(free_port())], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops", "serve", "--config", str(cfg), "--port", str(free_port())],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "invalid setting" in proc.stderr, proc.stderr
 
 
@@ -91,9 +129,22 @@ def test_serve_refuses_a_port_in_use_before_doing_anything(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "ops", "serve", "--data-dir",
-                               str(tmp_path / "d"), "--port", str(port)], cwd=ROOT, env=ENV,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ops",
+                "serve",
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert proc.returncode == 2 and "cannot listen on" in proc.stderr, proc.stderr
     assert not (tmp_path / "d" / "models").exists()  # no demo export for a server that cannot start
-

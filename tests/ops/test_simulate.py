@@ -39,10 +39,10 @@ def test_vm_peak_bills_its_fixed_fleet_per_second_and_meets_a_light_slo():
 
 def test_batches_form_under_load_and_not_when_idle():
     light = simulate(read_trace("synth:steady:duration_s=300,rps=2"), "vm-peak", PROFILE)
-    one = {"autoscaling.replicas": 1, "autoscaling.min_replicas": 1,
-           "autoscaling.max_replicas": 1}
-    heavy = simulate(read_trace("synth:steady:duration_s=300,rps=130"), "vm-peak", PROFILE,
-                     params=one)
+    one = {"autoscaling.replicas": 1, "autoscaling.min_replicas": 1, "autoscaling.max_replicas": 1}
+    heavy = simulate(
+        read_trace("synth:steady:duration_s=300,rps=130"), "vm-peak", PROFILE, params=one
+    )
     assert light.summary["vm_batches"] > 0.95 * light.summary["requests"]
     assert heavy.summary["vm_batches"] < 0.6 * heavy.summary["requests"]
 
@@ -61,20 +61,27 @@ def test_functions_start_cold_after_keep_alive_and_warm_when_busy():
     sparse = _trace(np.arange(20) * 100.0)  # 100 s apart, keep-alive 60 s
     res = simulate(sparse, "burst-only", replace(PROFILE, fn_keep_alive_s=60.0)).summary
     assert res["cold_starts"] == 20 and res["p50_ms"] > PROFILE.cold_start_ms
-    dense = simulate(read_trace("synth:steady:duration_s=120,rps=20"), "burst-only",
-                     PROFILE).summary
+    dense = simulate(
+        read_trace("synth:steady:duration_s=120,rps=20"), "burst-only", PROFILE
+    ).summary
     assert dense["cold_starts"] < 0.02 * dense["requests"]
     assert dense["function_gb_s"] > 0 and dense["vm_hours"] == 0
-    capped = simulate(read_trace("synth:steady:duration_s=120,rps=20"), "burst-only",
-                      replace(PROFILE, fn_concurrency=1)).summary
+    capped = simulate(
+        read_trace("synth:steady:duration_s=120,rps=20"),
+        "burst-only",
+        replace(PROFILE, fn_concurrency=1),
+    ).summary
     assert capped["throttled"] > 0 and capped["p99_ms"] > dense["p99_ms"] * 3
 
 
 def test_fork_join_plans_bill_every_instance():
     trace = read_trace("synth:steady:duration_s=60,rps=10")
     one = simulate(trace, "burst-only", PROFILE).summary
-    four = simulate(trace, "burst-only", replace(PROFILE, burst_workers=4, burst_instances=5,
-                                                 burst_billed_ms=5 * 60.0)).summary
+    four = simulate(
+        trace,
+        "burst-only",
+        replace(PROFILE, burst_workers=4, burst_instances=5, burst_billed_ms=5 * 60.0),
+    ).summary
     assert four["function_requests_usd"] == pytest.approx(5 * one["function_requests_usd"])
     assert four["cold_starts"] == pytest.approx(5 * one["cold_starts"], abs=5)
 
@@ -96,8 +103,9 @@ def _brute(demand, cap, p, f, boot, minimum):
     return best
 
 
-@pytest.mark.parametrize("p, f, boot, minimum", [(1.0, 0.1, 2, 4), (1.0, 0.3, 1, 3),
-                                                  (0.5, 0.2, 3, 6), (1.0, 0.05, 0, 1)])
+@pytest.mark.parametrize(
+    "p, f, boot, minimum", [(1.0, 0.1, 2, 4), (1.0, 0.3, 1, 3), (0.5, 0.2, 3, 6), (1.0, 0.05, 0, 1)]
+)
 def test_optimum_dp_is_exact_against_brute_force(p, f, boot, minimum):
     rng = np.random.default_rng(int(p * 100 + boot))
     demand = rng.choice([0.0, 2.0, 5.0], size=14)
@@ -123,16 +131,34 @@ def test_tenant_costs_add_up():
 
 def test_cli_prints_every_preset_and_writes_json_and_plots(tmp_path, capsys):
     out, plot = tmp_path / "sim.json", tmp_path / "sim.html"
-    rc = main(["simulate", "--trace", "synth:flash-crowd:duration_s=600,start_s=200,"
-               "base_rps=10", "--json", str(out), "--plot", str(plot)])
+    rc = main(
+        [
+            "simulate",
+            "--trace",
+            "synth:flash-crowd:duration_s=600,start_s=200,base_rps=10",
+            "--json",
+            str(out),
+            "--plot",
+            str(plot),
+        ]
+    )
     assert rc == 0
     table = capsys.readouterr().out
     for preset in ("vm-peak", "vm-reactive", "burst-only", "threshold", "slo-aware", "optimum"):
         assert preset in table
     runs = {r["policy"]: r for r in json.loads(out.read_text())["runs"]}
     for r in runs.values():
-        for key in ("requests", "slo_attainment", "p50_ms", "p99_ms", "cost_usd", "vm_hours",
-                    "function_gb_s", "cold_starts", "tenants"):
+        for key in (
+            "requests",
+            "slo_attainment",
+            "p50_ms",
+            "p99_ms",
+            "cost_usd",
+            "vm_hours",
+            "function_gb_s",
+            "cold_starts",
+            "tenants",
+        ):
             assert key in r
         assert r["cost_vs_optimum"] >= 1.0 - 1e-9
     page = plot.read_text()
@@ -142,12 +168,28 @@ def test_cli_prints_every_preset_and_writes_json_and_plots(tmp_path, capsys):
 
 def test_cli_single_policy_json_and_config_policy(tmp_path, capsys):
     cfg = tmp_path / "serve.toml"
-    cfg.write_text('routing_policy = "threshold"\nspill_outstanding_per_replica = 4\n'
-                   '[autoscaling]\npolicy = "target"\nmin_replicas = 1\nmax_replicas = 3\n'
-                   '[[tenants]]\nname = "default"\napi_keys = ["k"]\nslo_ms = 150\n')
+    cfg.write_text(
+        'routing_policy = "threshold"\nspill_outstanding_per_replica = 4\n'
+        '[autoscaling]\npolicy = "target"\nmin_replicas = 1\nmax_replicas = 3\n'
+        '[[tenants]]\nname = "default"\napi_keys = ["k"]\nslo_ms = 150\n'
+    )
     out = tmp_path / "one.json"
-    assert main(["simulate", "--trace", "synth:steady:duration_s=120,rps=30", "--policy",
-                 "config", "--config", str(cfg), "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--trace",
+                "synth:steady:duration_s=120,rps=30",
+                "--policy",
+                "config",
+                "--config",
+                str(cfg),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = json.loads(out.read_text())
     assert doc["policy"] == "config" and doc["peak_vm_replicas"] <= 3
     assert doc["optimum_cost_usd"] <= doc["cost_usd"] and doc["requests"] > 3000
@@ -163,6 +205,18 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert "unknown policy" in capsys.readouterr().err
     assert main(["simulate", "--trace", "synth:steady", "--profile", str(tmp_path / "no")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["simulate", "--trace", "synth:steady", "--policy", "threshold", "--param",
-                 "routing.nonsense=3"]) == 2
+    assert (
+        main(
+            [
+                "simulate",
+                "--trace",
+                "synth:steady",
+                "--policy",
+                "threshold",
+                "--param",
+                "routing.nonsense=3",
+            ]
+        )
+        == 2
+    )
     assert "nonsense" in capsys.readouterr().err

@@ -57,14 +57,17 @@ def test_plain_csv_with_models_and_tenants(tmp_path):
     assert read_trace(out).arrivals_s.tolist() == [0.0, 0.25, 0.5]
 
 
-@pytest.mark.parametrize("content, fmt, words", [
-    ("timestamp_s,model\nabc,mlp\n", "csv", "line 2"),
-    ("app,func,end_timestamp,duration\na,f,x,1\n", "azure2021", "numbers"),
-    ("HashOwner,HashApp,HashFunction,Trigger,1,2\no,a,f,t,1\n", "azure2019", "columns"),
-    ("{\"ts\": 1}\n", "mooncake", "timestamp"),
-    ("1,2,x,4\n", "per-second", "numbers"),
-    ("0.1\n-0.2\n", "gaps", "negative"),
-])
+@pytest.mark.parametrize(
+    "content, fmt, words",
+    [
+        ("timestamp_s,model\nabc,mlp\n", "csv", "line 2"),
+        ("app,func,end_timestamp,duration\na,f,x,1\n", "azure2021", "numbers"),
+        ("HashOwner,HashApp,HashFunction,Trigger,1,2\no,a,f,t,1\n", "azure2019", "columns"),
+        ('{"ts": 1}\n', "mooncake", "timestamp"),
+        ("1,2,x,4\n", "per-second", "numbers"),
+        ("0.1\n-0.2\n", "gaps", "negative"),
+    ],
+)
 def test_malformed_input_is_a_clear_error(tmp_path, content, fmt, words):
     p = tmp_path / "bad.txt"
     p.write_text(content)

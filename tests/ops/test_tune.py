@@ -24,14 +24,28 @@ def test_tune_meets_the_target_no_dearer_than_the_preset_and_front_is_pareto():
         assert result.best.cost_usd <= first.cost_usd
     front = result.front()
     for a in front:
-        assert not any(b.cost_usd < a.cost_usd and b.slo_attainment >= a.slo_attainment
-                       for b in result.trials)
+        assert not any(
+            b.cost_usd < a.cost_usd and b.slo_attainment >= a.slo_attainment for b in result.trials
+        )
 
 
 def test_cli_writes_a_snippet_serve_accepts(tmp_path, capsys):
     out = tmp_path / "tuned.toml"
-    rc = main(["tune", "--trace", TRACE, "--policy", "slo-aware", "--trials", "3",
-               "--slo-attainment", "0.95", "--out", str(out)])
+    rc = main(
+        [
+            "tune",
+            "--trace",
+            TRACE,
+            "--policy",
+            "slo-aware",
+            "--trials",
+            "3",
+            "--slo-attainment",
+            "0.95",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "cost/attainment front" in printed and "best: trial" in printed

@@ -8,13 +8,20 @@ from policies.state import BurstState, LiveState, ManualClock, ModelStats, VmSta
 CURVE = ((1, 20.0), (8, 48.0))  # capacity of one replica: 8 / 48 ms = 166.7 rows/s
 
 
-def snap(clock, in_flight=0, ready=1, rate=0.0, booting=0, desired=0, burst_in_flight=0,
-         boot_s=20.0):
-    vm = VmState(ready, booting, in_flight, max_batch_size=8, desired_replicas=desired,
-                 boot_s=boot_s)
-    return LiveState(clock.now(), vm, True, BurstState(in_flight=burst_in_flight),
-                     {"m": ModelStats(vm_service_ms_by_batch=CURVE)},
-                     arrival_rate_short_per_s=rate)
+def snap(
+    clock, in_flight=0, ready=1, rate=0.0, booting=0, desired=0, burst_in_flight=0, boot_s=20.0
+):
+    vm = VmState(
+        ready, booting, in_flight, max_batch_size=8, desired_replicas=desired, boot_s=boot_s
+    )
+    return LiveState(
+        clock.now(),
+        vm,
+        True,
+        BurstState(in_flight=burst_in_flight),
+        {"m": ModelStats(vm_service_ms_by_batch=CURVE)},
+        arrival_rate_short_per_s=rate,
+    )
 
 
 def run(scaler, clock, seconds, **kw):
@@ -32,8 +39,12 @@ def test_none_keeps_the_configured_count_within_bounds():
 
 
 def test_target_tracking_scales_out_at_once_and_in_after_the_cooldown():
-    clock, scaler = ManualClock(), TargetTracking(4.0, metric_window_s=5, scale_in_cooldown_s=60,
-                                                  min_replicas=1, max_replicas=8)
+    clock, scaler = (
+        ManualClock(),
+        TargetTracking(
+            4.0, metric_window_s=5, scale_in_cooldown_s=60, min_replicas=1, max_replicas=8
+        ),
+    )
     assert run(scaler, clock, 10, in_flight=20, ready=1)[-1] == 5
     assert run(scaler, clock, 10, in_flight=200, ready=5)[-1] == 8  # max_replicas
     calm = run(scaler, clock, 70, in_flight=0, ready=8)
@@ -43,8 +54,14 @@ def test_target_tracking_scales_out_at_once_and_in_after_the_cooldown():
 
 def test_knative_panics_on_a_spike_and_holds_until_a_stable_window_passes():
     clock = ManualClock()
-    scaler = Knative(4.0, stable_window_s=60, panic_window_s=6, panic_threshold=2.0,
-                     min_replicas=1, max_replicas=20)
+    scaler = Knative(
+        4.0,
+        stable_window_s=60,
+        panic_window_s=6,
+        panic_threshold=2.0,
+        min_replicas=1,
+        max_replicas=20,
+    )
     assert run(scaler, clock, 60, in_flight=4, ready=1)[-1] == 1 and not scaler.panicking
     spike = run(scaler, clock, 6, in_flight=40, ready=1)
     assert scaler.panicking
@@ -72,12 +89,13 @@ def test_knative_does_not_panic_below_200_percent():
 
 def test_predictive_sizes_vms_for_the_base_and_scales_ahead_of_a_ramp():
     clock = ManualClock()
-    scaler = Predictive(base_quantile=0.5, target_utilization=0.5, min_replicas=1,
-                        max_replicas=10)
+    scaler = Predictive(base_quantile=0.5, target_utilization=0.5, min_replicas=1, max_replicas=10)
     steady = run(scaler, clock, 30, rate=200.0, ready=3)
     assert steady[-1] == 3  # 200 / (166.7 * 0.5) = 2.4 -> 3
-    ramp_scaler, clock2 = Predictive(base_quantile=0.5, target_utilization=0.5, min_replicas=1,
-                                     max_replicas=10), ManualClock()
+    ramp_scaler, clock2 = (
+        Predictive(base_quantile=0.5, target_utilization=0.5, min_replicas=1, max_replicas=10),
+        ManualClock(),
+    )
     run(ramp_scaler, clock2, 30, rate=100.0, ready=2)
     got = []
     for i in range(10):  # +10 req/s each second: in 20 s (the boot horizon) +200 more
@@ -89,8 +107,7 @@ def test_predictive_sizes_vms_for_the_base_and_scales_ahead_of_a_ramp():
 
 def test_predictive_scale_in_waits_and_respects_min():
     clock = ManualClock()
-    scaler = Predictive(base_quantile=0.5, scale_in_cooldown_s=30, min_replicas=2,
-                        max_replicas=10)
+    scaler = Predictive(base_quantile=0.5, scale_in_cooldown_s=30, min_replicas=2, max_replicas=10)
     run(scaler, clock, 20, rate=500.0, ready=5)
     high = scaler.desired(snap(clock, rate=500.0, ready=5))
     drop = run(scaler, clock, 60, rate=0.0, ready=high)
@@ -100,8 +117,7 @@ def test_predictive_scale_in_waits_and_respects_min():
 
 def test_predictive_keeps_functions_warm_for_the_forecast_error_and_counts_the_cost():
     clock = ManualClock()
-    scaler = Predictive(base_quantile=0.5, max_warm_functions=50, min_replicas=1,
-                        max_replicas=1)
+    scaler = Predictive(base_quantile=0.5, max_warm_functions=50, min_replicas=1, max_replicas=1)
     for i in range(30):  # a noisy rate: the upper band exceeds the one VM allowed
         clock.advance(1.0)
         d = scaler.decide(snap(clock, rate=100.0 + (150.0 if i % 2 else -50.0), ready=1))

@@ -1,4 +1,10 @@
-from policies.costs import PriceTable, billed_ms, function_cost_usd, vm_fleet_cost_usd, vm_request_cost_usd
+from policies.costs import (
+    PriceTable,
+    billed_ms,
+    function_cost_usd,
+    vm_fleet_cost_usd,
+    vm_request_cost_usd,
+)
 from policies.routing import BurstOnly, Route, Threshold, VmOnly, make_policy
 from policies.state import LiveState, RouteRequest, VmState
 
@@ -44,4 +50,5 @@ def test_costs():
     assert billed_ms(prices, 12.01) == 13 and billed_ms(prices, 12.0) == 12
     # 1 GB for 1 s, twice: 2 GB-s plus two requests
     assert function_cost_usd(prices, [(1000, 1024), (1000, 1024)]) == pytest.approx(
-        2 * prices.fn_usd_per_gb_s + 2 * prices.fn_usd_per_request)
+        2 * prices.fn_usd_per_gb_s + 2 * prices.fn_usd_per_request
+    )

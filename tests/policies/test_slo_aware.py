@@ -5,7 +5,14 @@ import math
 import pytest
 
 from policies.routing import Reason, Route, SloAware, make_policy, predict_burst_ms
-from policies.state import BurstState, LatencyQuantiles, LiveState, ModelStats, RouteRequest, VmState
+from policies.state import (
+    BurstState,
+    LatencyQuantiles,
+    LiveState,
+    ModelStats,
+    RouteRequest,
+    VmState,
+)
 from policies.vm_perf import batch_service_ms, predict_vm_ms, replica_capacity_per_s
 
 CURVE = ((1, 20.0), (8, 48.0))  # 20 ms alone, 48 ms for a batch of 8
@@ -15,14 +22,35 @@ def stats(**kw):
     return ModelStats(vm_service_ms_by_batch=CURVE, **kw)
 
 
-def live(ready=1, booting=0, per_replica=(0,), burst=True, warm=None, free=None,
-         boot_remaining_s=0.0, model=None, in_flight=0):
-    vm = VmState(ready, booting, sum(per_replica), max_batch_size=8,
-                 outstanding_per_replica=tuple(per_replica), boot_remaining_s=boot_remaining_s,
-                 max_queue_delay_ms=2.0)
-    return LiveState(0.0, vm, burst, BurstState(in_flight=in_flight, warm_instances=warm,
-                                                free_concurrency=free, cold_start_ms=1000.0),
-                     {"m": model or stats(burst_predicted_ms=150.0)})
+def live(
+    ready=1,
+    booting=0,
+    per_replica=(0,),
+    burst=True,
+    warm=None,
+    free=None,
+    boot_remaining_s=0.0,
+    model=None,
+    in_flight=0,
+):
+    vm = VmState(
+        ready,
+        booting,
+        sum(per_replica),
+        max_batch_size=8,
+        outstanding_per_replica=tuple(per_replica),
+        boot_remaining_s=boot_remaining_s,
+        max_queue_delay_ms=2.0,
+    )
+    return LiveState(
+        0.0,
+        vm,
+        burst,
+        BurstState(
+            in_flight=in_flight, warm_instances=warm, free_concurrency=free, cold_start_ms=1000.0
+        ),
+        {"m": model or stats(burst_predicted_ms=150.0)},
+    )
 
 
 def req(slo_ms=200.0, **kw):
@@ -42,8 +70,9 @@ def test_vm_prediction_grows_with_the_queue_and_counts_the_boot_wait():
     deep = predict_vm_ms(live(per_replica=(20,)).vm, stats(), 1, 0.5)
     assert deep == pytest.approx(2 * 48.0 + batch_service_ms(CURVE, 5))
     assert predict_vm_ms(live(ready=0, booting=0, per_replica=()).vm, stats(), 1) == math.inf
-    booting = predict_vm_ms(live(ready=0, booting=1, per_replica=(), boot_remaining_s=3).vm,
-                            stats(), 1, 0.5)
+    booting = predict_vm_ms(
+        live(ready=0, booting=1, per_replica=(), boot_remaining_s=3).vm, stats(), 1, 0.5
+    )
     assert 3000 < booting < 3100
 
 

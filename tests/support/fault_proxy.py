@@ -58,8 +58,10 @@ class FaultProxy(LoopbackHTTPServer):
                 fault = proxy._next_fault(self.command, self.path, body)
                 if fault and fault[0] == "status":
                     code = b"ServiceUnavailable" if fault[1] >= 500 else b"AccessDenied"
-                    error = (b"<?xml version='1.0'?><Error><Code>" + code + b"</Code>"
-                             b"<Message>injected</Message></Error>")
+                    error = (
+                        b"<?xml version='1.0'?><Error><Code>" + code + b"</Code>"
+                        b"<Message>injected</Message></Error>"
+                    )
                     self.send_response(int(fault[1]))
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(error)))
@@ -73,8 +75,7 @@ class FaultProxy(LoopbackHTTPServer):
                     self.close_connection = True
                     return
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=600)
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in _HOP_HEADERS}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()

@@ -42,13 +42,28 @@ def _encode(s: str) -> str:
     return quote(s, safe="-_.~")
 
 
-def expected_signature(secret: str, method: str, path: str, query: list[tuple[str, str]],
-                       headers: dict[str, str], signed: list[str], body: bytes) -> str:
+def expected_signature(
+    secret: str,
+    method: str,
+    path: str,
+    query: list[tuple[str, str]],
+    headers: dict[str, str],
+    signed: list[str],
+    body: bytes,
+) -> str:
     canonical_uri = "/".join(_encode(unquote(seg)) for seg in path.split("/"))
     canonical_query = "&".join(f"{_encode(k)}={_encode(v)}" for k, v in sorted(query))
     canonical_headers = "".join(f"{name}:{headers.get(name, '').strip()}\n" for name in signed)
-    canonical = "\n".join([method, canonical_uri, canonical_query, canonical_headers, ";".join(signed),
-                           hashlib.sha256(body).hexdigest()])
+    canonical = "\n".join(
+        [
+            method,
+            canonical_uri,
+            canonical_query,
+            canonical_headers,
+            ";".join(signed),
+            hashlib.sha256(body).hexdigest(),
+        ]
+    )
     to_sign = "ACS3-HMAC-SHA256\n" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     return hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
 
@@ -88,60 +103,106 @@ class FCServer(LoopbackHTTPServer):
         self._listen(_make_handler(self))
 
     # -- request processing (called from handler threads) ------------------------------------
-    def authenticate(self, method: str, path: str, query: list[tuple[str, str]],
-                     headers: dict[str, str], body: bytes) -> None:
-        for required in ("authorization", "host", "x-acs-action", "x-acs-version", "x-acs-date",
-                         "x-acs-signature-nonce", "x-acs-content-sha256"):
+    def authenticate(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> None:
+        for required in (
+            "authorization",
+            "host",
+            "x-acs-action",
+            "x-acs-version",
+            "x-acs-date",
+            "x-acs-signature-nonce",
+            "x-acs-content-sha256",
+        ):
             if not headers.get(required):
                 raise FCError(400, "MissingHeader", f"Required header {required} is missing.")
         if headers["x-acs-version"] != API_VERSION:
-            raise FCError(400, "InvalidVersion", f"Specified API version {headers['x-acs-version']} is not supported.")
+            raise FCError(
+                400,
+                "InvalidVersion",
+                f"Specified API version {headers['x-acs-version']} is not supported.",
+            )
         if headers["x-acs-action"] != "InvokeFunction":
-            raise FCError(400, "InvalidAction", f"Action {headers['x-acs-action']} does not match the path.")
+            raise FCError(
+                400, "InvalidAction", f"Action {headers['x-acs-action']} does not match the path."
+            )
         try:
-            sent = datetime.strptime(headers["x-acs-date"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+            sent = datetime.strptime(headers["x-acs-date"], "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=timezone.utc
+            )
         except ValueError:
-            raise FCError(400, "InvalidTimeStamp.Format", "x-acs-date must be yyyy-MM-ddTHH:mm:ssZ in UTC.") from None
+            raise FCError(
+                400, "InvalidTimeStamp.Format", "x-acs-date must be yyyy-MM-ddTHH:mm:ssZ in UTC."
+            ) from None
         if abs(time.time() - sent.timestamp()) > MAX_CLOCK_SKEW_S:
-            raise FCError(400, "InvalidTimeStamp.Expired", "The request time is too far from the server time.")
+            raise FCError(
+                400, "InvalidTimeStamp.Expired", "The request time is too far from the server time."
+            )
         if headers["x-acs-content-sha256"] != hashlib.sha256(body).hexdigest():
-            raise FCError(400, "InvalidContentSHA256", "x-acs-content-sha256 does not match the request body.")
+            raise FCError(
+                400, "InvalidContentSHA256", "x-acs-content-sha256 does not match the request body."
+            )
         with self.lock:
             if headers["x-acs-signature-nonce"] in self._nonces:
-                raise FCError(400, "SignatureNonceUsed", "The request signature nonce has been used.")
+                raise FCError(
+                    400, "SignatureNonceUsed", "The request signature nonce has been used."
+                )
             self._nonces.add(headers["x-acs-signature-nonce"])
         algo, _, rest = headers["authorization"].partition(" ")
         if algo != "ACS3-HMAC-SHA256":
             raise FCError(400, "IncompleteSignature", f"Unsupported signature algorithm {algo!r}.")
         fields = dict(item.strip().split("=", 1) for item in rest.split(",") if "=" in item)
         if not {"Credential", "SignedHeaders", "Signature"} <= fields.keys():
-            raise FCError(400, "IncompleteSignature", "Authorization must carry Credential, SignedHeaders and Signature.")
+            raise FCError(
+                400,
+                "IncompleteSignature",
+                "Authorization must carry Credential, SignedHeaders and Signature.",
+            )
         signed = fields["SignedHeaders"].split(";")
         must_sign = {h for h in headers if h.startswith("x-acs-")} | {"host"}
         if "content-type" in headers:
             must_sign.add("content-type")
         if signed != sorted(signed) or not must_sign <= set(signed):
-            raise FCError(400, "IncompleteSignature",
-                          f"SignedHeaders must be sorted and include {sorted(must_sign)}, got {signed}.")
+            raise FCError(
+                400,
+                "IncompleteSignature",
+                f"SignedHeaders must be sorted and include {sorted(must_sign)}, got {signed}.",
+            )
         secret = self.credentials.get(fields["Credential"])
         if secret is None:
             raise FCError(403, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
         want = expected_signature(secret, method, path, query, headers, signed, body)
         if not hmac.compare_digest(want, fields["Signature"]):
-            raise FCError(403, "SignatureDoesNotMatch",
-                          "The request signature does not conform to Aliyun standards.")
+            raise FCError(
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature does not conform to Aliyun standards.",
+            )
 
-    def invoke(self, name: str, qualifier: str, headers: dict[str, str], body: bytes
-               ) -> tuple[int, dict[str, str], bytes]:
+    def invoke(
+        self, name: str, qualifier: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         with self.lock:
             if self.throttle_next > 0:
                 self.throttle_next -= 1
-                raise FCError(429, "ResourceThrottled", "Reserved resource exhausted, please retry later.")
+                raise FCError(
+                    429, "ResourceThrottled", "Reserved resource exhausted, please retry later."
+                )
             fn = self.functions.get(name)
             if fn is None:
                 raise FCError(404, "FunctionNotFound", f"function '{name}' does not exist")
             if qualifier not in fn.qualifiers:
-                raise FCError(404, "AliasNotFound", f"alias or version '{qualifier}' of function '{name}' does not exist")
+                raise FCError(
+                    404,
+                    "AliasNotFound",
+                    f"alias or version '{qualifier}' of function '{name}' does not exist",
+                )
             cold, fn.warm = not fn.warm, True
         request_id = headers["x-fc-request-id"]
         out_headers: dict[str, str] = {}
@@ -150,13 +211,17 @@ class FCServer(LoopbackHTTPServer):
             status, payload = 200, fn.handler(body)
         except FunctionFailed as e:
             status = 200
-            payload = json.dumps({"errorMessage": str(e), "errorType": "Error", "stackTrace": []}).encode()
+            payload = json.dumps(
+                {"errorMessage": str(e), "errorType": "Error", "stackTrace": []}
+            ).encode()
             out_headers["x-fc-error-type"] = e.error_type
         duration_ms = (time.perf_counter() - started) * 1000.0
         if headers.get("x-fc-log-type") == "Tail":
-            report = (f"FC Invoke End RequestId: {request_id}, Duration: {duration_ms:.2f} ms, "
-                      f"Billed Duration: {max(1, math.ceil(duration_ms))} ms, Memory Size: {fn.memory_mb} MB, "
-                      f"Max Memory Used: 21.37 MB")
+            report = (
+                f"FC Invoke End RequestId: {request_id}, Duration: {duration_ms:.2f} ms, "
+                f"Billed Duration: {max(1, math.ceil(duration_ms))} ms, Memory Size: {fn.memory_mb} MB, "
+                f"Max Memory Used: 21.37 MB"
+            )
             if cold:
                 report += ", Init Duration: 250.00 ms"
             log = f"FC Invoke Start RequestId: {request_id}\nhandler ran\n{report}\n"
@@ -188,20 +253,43 @@ def _make_handler(server: FCServer) -> type[BaseHTTPRequestHandler]:
             query = parse_qsl(parts.query, keep_blank_values=True)
             headers = {k.lower(): v for k, v in self.headers.items()}
             with server.lock:
-                server.requests.append({"method": method, "path": parts.path, "query": dict(query),
-                                        "headers": dict(headers)})
+                server.requests.append(
+                    {
+                        "method": method,
+                        "path": parts.path,
+                        "query": dict(query),
+                        "headers": dict(headers),
+                    }
+                )
             segs = parts.path.split("/")
             try:
-                if (method != "POST" or len(segs) != 5 or segs[1] != API_VERSION or segs[2] != "functions"
-                        or segs[4] != "invocations"):
-                    raise FCError(404, "PathNotSupported", f"{method} {parts.path} is not an InvokeFunction request.")
+                if (
+                    method != "POST"
+                    or len(segs) != 5
+                    or segs[1] != API_VERSION
+                    or segs[2] != "functions"
+                    or segs[4] != "invocations"
+                ):
+                    raise FCError(
+                        404,
+                        "PathNotSupported",
+                        f"{method} {parts.path} is not an InvokeFunction request.",
+                    )
                 server.authenticate(method, parts.path, query, headers, body)
                 headers["x-fc-request-id"] = request_id
-                status, out_headers, payload = server.invoke(unquote(segs[3]), dict(query).get("qualifier", "LATEST"),
-                                                             headers, body)
-                self._send(status, payload, {"Content-Type": "application/octet-stream", **out_headers}, request_id)
+                status, out_headers, payload = server.invoke(
+                    unquote(segs[3]), dict(query).get("qualifier", "LATEST"), headers, body
+                )
+                self._send(
+                    status,
+                    payload,
+                    {"Content-Type": "application/octet-stream", **out_headers},
+                    request_id,
+                )
             except FCError as e:
-                err = json.dumps({"Code": e.code, "Message": e.message, "RequestId": request_id}).encode()
+                err = json.dumps(
+                    {"Code": e.code, "Message": e.message, "RequestId": request_id}
+                ).encode()
                 self._send(e.status, err, {"Content-Type": "application/json"}, request_id)
 
         def _send(self, status: int, body: bytes, headers: dict[str, str], request_id: str) -> None:

@@ -23,7 +23,8 @@ def pg_bin_dir() -> Path | None:
     """The directory holding initdb and postgres, or None when PostgreSQL is not installed."""
     found = shutil.which("initdb")
     candidates = ([str(Path(found).resolve().parent)] if found else []) + sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+        glob.glob("/usr/lib/postgresql/*/bin"), reverse=True
+    )
     for cand in candidates:
         if (Path(cand) / "initdb").exists() and (Path(cand) / "postgres").exists():
             return Path(cand)
@@ -72,13 +73,40 @@ def start_postgres() -> PostgresServer:
         shutil.chown(base, user)
         shutil.chown(sock, user)
     run_as = ["runuser", "-u", user, "--"] if user else []
-    subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
-                    "--auth=trust", "-E", "UTF8", "--no-sync"], check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            *run_as,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     port = free_port()
-    proc = spawn_sync([str(bin_dir / "postgres"), "-D", str(data), "-p", str(port),
-                       "-k", str(sock), "-c", "listen_addresses=127.0.0.1"],
-                      log_path=base / "postgres.log", user=user, cwd=base)
+    proc = spawn_sync(
+        [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(sock),
+            "-c",
+            "listen_addresses=127.0.0.1",
+        ],
+        log_path=base / "postgres.log",
+        user=user,
+        cwd=base,
+    )
     server = PostgresServer(port, base, proc)
     _wait_accepting(server)
     return server
@@ -108,8 +136,10 @@ def _fixtures():
     def postgres_server():
         """One PostgreSQL server for the session; skipped only when it is not installed."""
         if pg_bin_dir() is None:
-            pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; "
-                        "`make test` does it)")
+            pytest.skip(
+                "PostgreSQL is not installed (Debian: apt-get install postgresql; "
+                "`make test` does it)"
+            )
         server = start_postgres()
         try:
             yield server

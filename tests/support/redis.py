@@ -43,14 +43,30 @@ def start_redis() -> RedisServer:
         raise FileNotFoundError("redis-server is not installed")
     base = Path(tempfile.mkdtemp(prefix="tidegate-redis-"))
     port = free_port()
-    proc = spawn_sync([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                       "--appendonly", "no", "--dir", str(base)], log_path=base / "redis.log")
+    proc = spawn_sync(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(base),
+        ],
+        log_path=base / "redis.log",
+    )
     server = RedisServer(port, base, proc)
     deadline = time.monotonic() + 30
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {proc.returncode}: "
-                               f"{(base / 'redis.log').read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"redis-server exited with {proc.returncode}: "
+                f"{(base / 'redis.log').read_text(errors='replace')[-2000:]}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
@@ -69,8 +85,10 @@ def _fixtures():
     def redis_server():
         """One redis-server for the session; skipped only when it is not installed."""
         if redis_binary() is None:
-            pytest.skip("redis-server is not installed (Debian: apt-get install redis-server; "
-                        "`make test` does it)")
+            pytest.skip(
+                "redis-server is not installed (Debian: apt-get install redis-server; "
+                "`make test` does it)"
+            )
         server = start_redis()
         try:
             yield server

@@ -32,7 +32,9 @@ def s3_bucket(s3_endpoint):
 
     import boto3
 
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
+    client = boto3.client(
+        "s3", endpoint_url=s3_endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS
+    )
     name = f"tidegate-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=name)
     yield name

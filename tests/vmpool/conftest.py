@@ -13,8 +13,9 @@ torch.set_num_threads(1)
 class Mlp(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(),
-                                       torch.nn.Linear(8, 3))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -50,16 +51,35 @@ def model_repo(tmp_path_factory):
     s FP32 [-1,3], m INT64 [-1]) and ``embed`` (ids INT64 [-1,2] in 0..4 -> e FP32 [-1,2,3])."""
     repo = tmp_path_factory.mktemp("repo")
     torch.manual_seed(0)
-    write_artifact(repo, _export(Mlp(), (torch.randn(2, 4),), 1), ModelConfig(
-        name="mlp", inputs=(TensorSpec("x", "FP32", (-1, 4)),),
-        outputs=(TensorSpec("y", "FP32", (-1, 3)),), max_batch_size=8))
+    write_artifact(
+        repo,
+        _export(Mlp(), (torch.randn(2, 4),), 1),
+        ModelConfig(
+            name="mlp",
+            inputs=(TensorSpec("x", "FP32", (-1, 4)),),
+            outputs=(TensorSpec("y", "FP32", (-1, 3)),),
+            max_batch_size=8,
+        ),
+    )
     pair_args = (torch.randn(2, 2, 3), torch.randint(0, 9, (2, 3)))
-    write_artifact(repo, _export(Pair(), pair_args, 2), ModelConfig(
-        name="pair",
-        inputs=(TensorSpec("a", "FP32", (-1, 2, 3)), TensorSpec("b", "INT64", (-1, 3))),
-        outputs=(TensorSpec("s", "FP32", (-1, 3)), TensorSpec("m", "INT64", (-1,))),
-        max_batch_size=8))
-    write_artifact(repo, _export(Embed(), (torch.zeros(2, 2, dtype=torch.int64),), 1), ModelConfig(
-        name="embed", inputs=(TensorSpec("ids", "INT64", (-1, 2)),),
-        outputs=(TensorSpec("e", "FP32", (-1, 2, 3)),), max_batch_size=8))
+    write_artifact(
+        repo,
+        _export(Pair(), pair_args, 2),
+        ModelConfig(
+            name="pair",
+            inputs=(TensorSpec("a", "FP32", (-1, 2, 3)), TensorSpec("b", "INT64", (-1, 3))),
+            outputs=(TensorSpec("s", "FP32", (-1, 3)), TensorSpec("m", "INT64", (-1,))),
+            max_batch_size=8,
+        ),
+    )
+    write_artifact(
+        repo,
+        _export(Embed(), (torch.zeros(2, 2, dtype=torch.int64),), 1),
+        ModelConfig(
+            name="embed",
+            inputs=(TensorSpec("ids", "INT64", (-1, 2)),),
+            outputs=(TensorSpec("e", "FP32", (-1, 2, 3)),),
+            max_batch_size=8,
+        ),
+    )
     return repo

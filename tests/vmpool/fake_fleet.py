@@ -33,16 +33,22 @@ class FakeProvisioner:
 
     async def scale_to(self, count: int) -> None:
         self.scale_calls.append(count)
-        live = [r for r in self._replicas.values()
-                if r.state in (ReplicaState.BOOTING, ReplicaState.READY)]
+        live = [
+            r
+            for r in self._replicas.values()
+            if r.state in (ReplicaState.BOOTING, ReplicaState.READY)
+        ]
         for _ in range(count - len(live)):
             rid = f"fake-{next(self._ids)}"
             if self.fail_boots:
                 self.boot_failures += 1
                 continue
-            self._replicas[rid] = ReplicaInfo(rid, f"http://{rid}", ReplicaState.BOOTING,
-                                              self.clock.now())
-        for r in sorted(live, key=lambda r: r.state == ReplicaState.READY)[:max(len(live) - count, 0)]:
+            self._replicas[rid] = ReplicaInfo(
+                rid, f"http://{rid}", ReplicaState.BOOTING, self.clock.now()
+            )
+        for r in sorted(live, key=lambda r: r.state == ReplicaState.READY)[
+            : max(len(live) - count, 0)
+        ]:
             self._replicas.pop(r.id)
 
     def boot_all(self) -> None:

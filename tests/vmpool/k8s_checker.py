@@ -21,8 +21,14 @@ COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
 class KubeChecker(LoopbackHTTPServer):
-    def __init__(self, *, token: str, namespace: str = "serving", deployment: str = "model-server",
-                 service: str = "model-server"):
+    def __init__(
+        self,
+        *,
+        token: str,
+        namespace: str = "serving",
+        deployment: str = "model-server",
+        service: str = "model-server",
+    ):
         self.token, self.namespace = token, namespace
         self.deployment, self.service = deployment, service
         self.replicas = 0
@@ -37,11 +43,17 @@ class KubeChecker(LoopbackHTTPServer):
     def _reconcile(self) -> None:
         while len(self.pods) < self.replicas:
             n = next(self._seq)
-            self.pods[f"{self.deployment}-{n}"] = {"ip": f"10.1.0.{n}", "ready": False,
-                                                   "cost": 0, "seq": n}
+            self.pods[f"{self.deployment}-{n}"] = {
+                "ip": f"10.1.0.{n}",
+                "ready": False,
+                "cost": 0,
+                "seq": n,
+            }
         while len(self.pods) > self.replicas:
-            victim = min(self.pods, key=lambda p: (self.pods[p]["cost"], self.pods[p]["ready"],
-                                                   -self.pods[p]["seq"]))
+            victim = min(
+                self.pods,
+                key=lambda p: (self.pods[p]["cost"], self.pods[p]["ready"], -self.pods[p]["seq"]),
+            )
             del self.pods[victim]
 
     def set_ready(self, *names: str) -> None:
@@ -71,7 +83,11 @@ class KubeChecker(LoopbackHTTPServer):
                 return 200, self._scale()
             if path == scale and method == "PATCH":
                 replicas = patch.get("spec", {}).get("replicas") if set(patch) == {"spec"} else None
-                if not isinstance(replicas, int) or replicas < 0 or set(patch["spec"]) != {"replicas"}:
+                if (
+                    not isinstance(replicas, int)
+                    or replicas < 0
+                    or set(patch["spec"]) != {"replicas"}
+                ):
                     return 422, _status(422, "Invalid")
                 self.replicas = replicas
                 self._reconcile()
@@ -79,12 +95,15 @@ class KubeChecker(LoopbackHTTPServer):
             if path == f"/apis/discovery.k8s.io/v1{ns}/endpointslices" and method == "GET":
                 if query.get("labelSelector") != [f"kubernetes.io/service-name={self.service}"]:
                     return 400, _status(400, "BadRequest")
-                return 200, {"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
-                             "items": [self._slice()]}
+                return 200, {
+                    "kind": "EndpointSliceList",
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "items": [self._slice()],
+                }
             if path == f"/api/v1{ns}/endpoints/{self.service}" and method == "GET":
                 return 200, self._endpoints()
             if path.startswith(pod_prefix):
-                name = path[len(pod_prefix):]
+                name = path[len(pod_prefix) :]
                 if name not in self.pods:
                     return 404, _status(404, "NotFound")
                 if method == "PATCH":
@@ -99,30 +118,56 @@ class KubeChecker(LoopbackHTTPServer):
         return 404, _status(404, "NotFound")
 
     def _scale(self) -> dict:
-        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-                "metadata": {"name": self.deployment, "namespace": self.namespace},
-                "spec": {"replicas": self.replicas}, "status": {"replicas": len(self.pods)}}
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {"name": self.deployment, "namespace": self.namespace},
+            "spec": {"replicas": self.replicas},
+            "status": {"replicas": len(self.pods)},
+        }
 
     def _slice(self) -> dict:
-        return {"addressType": "IPv4",
-                "metadata": {"labels": {"kubernetes.io/service-name": self.service}},
-                "endpoints": [{"addresses": [p["ip"]], "conditions": {"ready": p["ready"]},
-                               "targetRef": {"kind": "Pod", "name": name}}
-                              for name, p in self.pods.items()],
-                "ports": [{"name": "http", "port": 8000, "protocol": "TCP"}]}
+        return {
+            "addressType": "IPv4",
+            "metadata": {"labels": {"kubernetes.io/service-name": self.service}},
+            "endpoints": [
+                {
+                    "addresses": [p["ip"]],
+                    "conditions": {"ready": p["ready"]},
+                    "targetRef": {"kind": "Pod", "name": name},
+                }
+                for name, p in self.pods.items()
+            ],
+            "ports": [{"name": "http", "port": 8000, "protocol": "TCP"}],
+        }
 
     def _endpoints(self) -> dict:
         def addr(name, p):
             return {"ip": p["ip"], "targetRef": {"kind": "Pod", "name": name}}
-        return {"kind": "Endpoints", "subsets": [{
-            "addresses": [addr(n, p) for n, p in self.pods.items() if p["ready"]],
-            "notReadyAddresses": [addr(n, p) for n, p in self.pods.items() if not p["ready"]],
-            "ports": [{"name": "http", "port": 8000}]}]}
+
+        return {
+            "kind": "Endpoints",
+            "subsets": [
+                {
+                    "addresses": [addr(n, p) for n, p in self.pods.items() if p["ready"]],
+                    "notReadyAddresses": [
+                        addr(n, p) for n, p in self.pods.items() if not p["ready"]
+                    ],
+                    "ports": [{"name": "http", "port": 8000}],
+                }
+            ],
+        }
 
 
 def _status(code: int, reason: str) -> dict:
-    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
-            "code": code, "message": reason}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": reason,
+        "code": code,
+        "message": reason,
+    }
 
 
 def _handler(checker: KubeChecker):

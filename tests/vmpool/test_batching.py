@@ -27,9 +27,14 @@ class Recorder(torch.nn.Module):
 
 
 def _batcher(module, *, max_batch_size=8, max_queue_delay_ms=200.0):
-    return Batcher(module, input_names=["x"], output_names=["double", "total"],
-                   max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms,
-                   name="rec")
+    return Batcher(
+        module,
+        input_names=["x"],
+        output_names=["double", "total"],
+        max_batch_size=max_batch_size,
+        max_queue_delay_ms=max_queue_delay_ms,
+        name="rec",
+    )
 
 
 def _rows(value: float, n: int = 1) -> dict[str, np.ndarray]:
@@ -72,8 +77,12 @@ async def test_a_model_error_fails_only_its_own_batch():
     batcher = _batcher(model, max_batch_size=2)
     try:
         results = await asyncio.gather(
-            batcher.infer(_rows(-1)), batcher.infer(_rows(1)),
-            batcher.infer(_rows(2)), batcher.infer(_rows(3)), return_exceptions=True)
+            batcher.infer(_rows(-1)),
+            batcher.infer(_rows(1)),
+            batcher.infer(_rows(2)),
+            batcher.infer(_rows(3)),
+            return_exceptions=True,
+        )
         after = await batcher.infer(_rows(4))
     finally:
         batcher.close()
@@ -104,8 +113,9 @@ async def test_bad_requests_and_bad_models_give_clear_errors():
     def wrong_rows(x):
         return x[:1]
 
-    batcher = Batcher(wrong_rows, input_names=["x"], output_names=["y"], max_batch_size=4,
-                      max_queue_delay_ms=0)
+    batcher = Batcher(
+        wrong_rows, input_names=["x"], output_names=["y"], max_batch_size=4, max_queue_delay_ms=0
+    )
     try:
         with pytest.raises(InferenceError, match=r"expected 2 rows"):
             await batcher.infer(_rows(1, 2))
@@ -116,8 +126,13 @@ async def test_bad_requests_and_bad_models_give_clear_errors():
     finally:
         batcher.close()
     with pytest.raises(ValueError, match="max_batch_size"):
-        Batcher(wrong_rows, input_names=["x"], output_names=["y"], max_batch_size=0,
-                max_queue_delay_ms=1)
+        Batcher(
+            wrong_rows,
+            input_names=["x"],
+            output_names=["y"],
+            max_batch_size=0,
+            max_queue_delay_ms=1,
+        )
 
 
 async def test_read_only_wire_buffers_are_accepted():

@@ -12,20 +12,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from vmpool.codec import (CodecError, decode_request, decode_response, encode_request,
-                          encode_response, parse_header_length)
+from vmpool.codec import (
+    CodecError,
+    decode_request,
+    decode_response,
+    encode_request,
+    encode_response,
+    parse_header_length,
+)
 from vmpool.wire import NUMPY_DTYPES
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DTYPES = [np.dtype(dt).newbyteorder("=") for dt in NUMPY_DTYPES.values()]
-names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1,
-                max_size=12)
+names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12)
 
 
 def arrays(allow_nan: bool = True):
-    return st.sampled_from(DTYPES).flatmap(lambda dtype: hnp.arrays(
-        dtype, hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=5),
-        elements=hnp.from_dtype(dtype, allow_nan=allow_nan, allow_infinity=allow_nan)))
+    return st.sampled_from(DTYPES).flatmap(
+        lambda dtype: hnp.arrays(
+            dtype,
+            hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=5),
+            elements=hnp.from_dtype(dtype, allow_nan=allow_nan, allow_infinity=allow_nan),
+        )
+    )
 
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -46,8 +55,14 @@ def test_binary_request_round_trip_is_exact(inputs, with_id):
 @FUZZ
 @given(st.dictionaries(names, arrays(allow_nan=False), min_size=1, max_size=3), st.booleans())
 def test_response_round_trip_json_and_binary(outputs, binary):
-    body, header_length = encode_response(model_name="m", model_version="1", request_id="x",
-                                          outputs=outputs, requested=None, binary_output=binary)
+    body, header_length = encode_response(
+        model_name="m",
+        model_version="1",
+        request_id="x",
+        outputs=outputs,
+        requested=None,
+        binary_output=binary,
+    )
     decoded = decode_response(body, header_length)
     for name, array in outputs.items():
         got = decoded.outputs[name]
@@ -65,19 +80,24 @@ def test_arbitrary_bytes_are_a_codec_error_or_a_request(body, header_length):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
     | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
-                                                                 max_size=4),
-    max_leaves=12)
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 FIELDS = ["name", "datatype", "shape", "data", "parameters"]
 
 
 @FUZZ
-@given(arrays(), st.sampled_from(FIELDS + ["binary_data_size"]), json_values,
-       st.integers(0, 64))
-def test_a_valid_binary_body_with_one_field_replaced_or_truncated_is_a_400(array, field, value,
-                                                                           cut):
+@given(arrays(), st.sampled_from(FIELDS + ["binary_data_size"]), json_values, st.integers(0, 64))
+def test_a_valid_binary_body_with_one_field_replaced_or_truncated_is_a_400(
+    array, field, value, cut
+):
     body, header_length = encode_request({"x": array})
     header = orjson.loads(body[:header_length])
     entry = header["inputs"][0]
@@ -87,8 +107,10 @@ def test_a_valid_binary_body_with_one_field_replaced_or_truncated_is_a_400(array
         entry[field] = value
     head = json.dumps(header).encode()  # stdlib: it writes integers past 64 bits, too
     mutated = head + body[header_length:]
-    for candidate, length in [(mutated, len(head)), (mutated[:max(len(head), len(mutated) - cut)],
-                                                     len(head))]:
+    for candidate, length in [
+        (mutated, len(head)),
+        (mutated[: max(len(head), len(mutated) - cut)], len(head)),
+    ]:
         try:
             decode_request(candidate, length)
         except CodecError as exc:
@@ -96,8 +118,11 @@ def test_a_valid_binary_body_with_one_field_replaced_or_truncated_is_a_400(array
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["inputs", "outputs", "id", "parameters"]), json_values,
-                       max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from(["inputs", "outputs", "id", "parameters"]), json_values, max_size=4
+    )
+)
 def test_any_json_document_is_a_codec_error_or_a_request(doc):
     try:
         decode_request(json.dumps(doc).encode(), None)

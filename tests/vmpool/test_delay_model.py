@@ -14,8 +14,9 @@ from vmpool.artifact import load_artifact
 
 
 def test_export_delay_writes_its_waits_and_slo_and_serves_identity(tmp_path, monkeypatch):
-    rc = ops.cli.main(["export", "delay", "--out", str(tmp_path), "--delay-ms", "20",
-                       "--per-item-ms", "2"])
+    rc = ops.cli.main(
+        ["export", "delay", "--out", str(tmp_path), "--delay-ms", "20", "--per-item-ms", "2"]
+    )
     assert rc == 0
     raw = tomllib.loads((tmp_path / "delay" / "config.toml").read_text())
     assert (raw["delay_ms"], raw["per_item_ms"]) == (20.0, 2.0)

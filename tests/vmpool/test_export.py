@@ -58,10 +58,18 @@ def test_batch_above_the_maximum_is_refused(repo):
 def test_program_keeps_standard_aten_ops(tmp_path):
     artifact = export.export_zoo("mobilenet_v2", tmp_path, size=(32, 32), max_batch_size=2)
     ops = {str(n.target) for n in artifact.load_program().graph.nodes if n.op == "call_function"}
-    allowed = {"aten.conv2d.default", "aten.batch_norm.default", "aten.relu.default",
-               "aten.hardtanh.default", "aten.max_pool2d.default",
-               "aten.adaptive_avg_pool2d.default", "aten.flatten.using_ints",
-               "aten.linear.default", "aten.add.Tensor", "aten.dropout.default"}
+    allowed = {
+        "aten.conv2d.default",
+        "aten.batch_norm.default",
+        "aten.relu.default",
+        "aten.hardtanh.default",
+        "aten.max_pool2d.default",
+        "aten.adaptive_avg_pool2d.default",
+        "aten.flatten.using_ints",
+        "aten.linear.default",
+        "aten.add.Tensor",
+        "aten.dropout.default",
+    }
     assert {"aten.conv2d.default", "aten.hardtanh.default", "aten.add.Tensor"} <= ops
     assert ops <= allowed, ops - allowed
 
@@ -135,13 +143,23 @@ class TwoHeads(nn.Module):
 def test_export_module_with_several_tensors(tmp_path):
     module = TwoHeads()
     features, bias = torch.randn(1, 6), torch.randn(1, 4)  # batch 1: traced at 2 anyway
-    artifact = export.export_module(module, (features, bias), name="two", repo=tmp_path,
-                                    output_names=["scores", "label"], max_batch_size=1)
+    artifact = export.export_module(
+        module,
+        (features, bias),
+        name="two",
+        repo=tmp_path,
+        output_names=["scores", "label"],
+        max_batch_size=1,
+    )
     cfg = load_artifact(tmp_path, "two").config
     assert [(t.name, t.datatype, t.shape) for t in cfg.inputs] == [
-        ("input__0", "FP32", (-1, 6)), ("input__1", "FP32", (-1, 4))]
+        ("input__0", "FP32", (-1, 6)),
+        ("input__1", "FP32", (-1, 4)),
+    ]
     assert [(t.name, t.datatype, t.shape) for t in cfg.outputs] == [
-        ("scores", "FP32", (-1, 4)), ("label", "INT64", (-1,))]
+        ("scores", "FP32", (-1, 4)),
+        ("label", "INT64", (-1,)),
+    ]
     assert cfg.max_batch_size == 1
     scores, label = artifact.load_module()(features, bias)
     assert torch.allclose(scores, module(features, bias)[0])
@@ -158,11 +176,14 @@ def test_fixed_batch_model_is_refused_clearly(tmp_path):
     assert list_models(tmp_path) == []
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"max_batch_size": 0}, "max_batch_size"),
-    ({"name": "bad name"}, "invalid model name"),
-    ({"output_names": ["a", "b"]}, "2 output names for 1 outputs"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_batch_size": 0}, "max_batch_size"),
+        ({"name": "bad name"}, "invalid model name"),
+        ({"output_names": ["a", "b"]}, "2 output names for 1 outputs"),
+    ],
+)
 def test_export_module_bad_arguments(tmp_path, kwargs, message):
     args = {"name": "m", "repo": tmp_path, **kwargs}
     with pytest.raises(ArtifactError, match=message):
@@ -172,18 +193,24 @@ def test_export_module_bad_arguments(tmp_path, kwargs, message):
 def test_import_user_program(tmp_path):
     module = TwoHeads().eval()
     batch = torch.export.Dim("batch", max=16)
-    program = torch.export.export(module, (torch.randn(2, 6), torch.randn(2, 4)),
-                                  dynamic_shapes=({0: batch}, {0: batch}))
+    program = torch.export.export(
+        module, (torch.randn(2, 6), torch.randn(2, 4)), dynamic_shapes=({0: batch}, {0: batch})
+    )
     path = tmp_path / "user.pt2"
     torch.export.save(program, str(path))
-    artifact = export.import_program(path, tmp_path / "repo", "scorer", max_batch_size=32,
-                                     slo_ms=120.0)
+    artifact = export.import_program(
+        path, tmp_path / "repo", "scorer", max_batch_size=32, slo_ms=120.0
+    )
     assert artifact.program_path.read_bytes() == path.read_bytes()
     cfg = load_artifact(tmp_path / "repo", "scorer").config
     assert [(t.name, t.datatype, t.shape) for t in cfg.inputs] == [
-        ("features", "FP32", (-1, 6)), ("bias", "FP32", (-1, 4))]
+        ("features", "FP32", (-1, 6)),
+        ("bias", "FP32", (-1, 4)),
+    ]
     assert [(t.name, t.datatype, t.shape) for t in cfg.outputs] == [
-        ("output__0", "FP32", (-1, 4)), ("output__1", "INT64", (-1,))]
+        ("output__0", "FP32", (-1, 4)),
+        ("output__1", "INT64", (-1,)),
+    ]
     assert cfg.max_batch_size == 16  # the program's own bound wins over the 32 asked for
     assert cfg.slo_ms == 120.0
     features, bias = torch.randn(5, 6), torch.randn(5, 4)

@@ -17,6 +17,7 @@ from vmpool.provisioners.base import ReplicaState
 from vmpool.provisioners.local import LocalProvisioner
 from vmpool.provisioners.static import StaticProvisioner
 
+
 async def _wait(predicate, timeout_s: float) -> float:
     start = time.monotonic()
     while not predicate():
@@ -37,8 +38,9 @@ async def test_local_provisioner_boots_with_delay_scales_and_serves(model_repo, 
             await pool.infer("mlp", {"x": np.zeros((1, 4), np.float32)}, timeout_s=0.3)
         waited = await _wait(lambda: len(pool.ready()) == 2, 120)
         assert waited >= 1.0  # the boot delay is honoured, like a VM that takes time to boot
-        answers = await asyncio.gather(*(pool.infer("mlp", {"x": np.ones((1, 4), np.float32)})
-                                         for _ in range(20)))
+        answers = await asyncio.gather(
+            *(pool.infer("mlp", {"x": np.ones((1, 4), np.float32)}) for _ in range(20))
+        )
         assert {a.replica_id for a in answers} == {r.id for r in pool.ready()}
         assert all(a.outputs["y"].shape == (1, 3) for a in answers)
         assert pool.outstanding == 0
@@ -62,8 +64,10 @@ async def test_a_killed_replica_is_replaced(model_repo, tmp_path):
         await _wait(lambda: len(pool.ready()) == 1, 120)
         victim = prov.replicas()[0].id
         next(iter(prov._replicas.values())).process.kill()
-        await _wait(lambda: any(r.id != victim and r.state == ReplicaState.READY
-                                for r in prov.replicas()), 120)
+        await _wait(
+            lambda: any(r.id != victim and r.state == ReplicaState.READY for r in prov.replicas()),
+            120,
+        )
         answer = await pool.infer("mlp", {"x": np.ones((1, 4), np.float32)})
         assert answer.replica_id != victim
     finally:
@@ -107,8 +111,9 @@ async def test_a_request_whose_replica_dies_under_it_is_sent_once_elsewhere():
 
 async def test_a_replica_failing_in_a_row_gets_no_traffic_until_its_circuit_half_opens():
     clock = ManualClock()
-    pool, prov, client = _fake_pool(clock, breakers=Breakers(failure_threshold=3, open_s=5.0,
-                                                             clock=clock.now))
+    pool, prov, client = _fake_pool(
+        clock, breakers=Breakers(failure_threshold=3, open_s=5.0, clock=clock.now)
+    )
     await pool.scale_to(2)
     prov.boot_all()
     client.dead.add("http://fake-1")

@@ -29,25 +29,36 @@ def moto_url():
 
 @pytest.fixture
 def group(moto_url, monkeypatch):
-    for var, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                       ("AWS_DEFAULT_REGION", REGION)):
+    for var, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", REGION),
+    ):
         monkeypatch.setenv(var, value)
     ec2 = boto3.client("ec2", endpoint_url=moto_url, region_name=REGION)
     asg = boto3.client("autoscaling", endpoint_url=moto_url, region_name=REGION)
     image = ec2.describe_images()["Images"][0]["ImageId"]
-    ec2.create_launch_template(LaunchTemplateName="tidegate-model-server", LaunchTemplateData={
-        "ImageId": image, "InstanceType": "c6i.xlarge"})
+    ec2.create_launch_template(
+        LaunchTemplateName="tidegate-model-server",
+        LaunchTemplateData={"ImageId": image, "InstanceType": "c6i.xlarge"},
+    )
     asg.create_auto_scaling_group(
-        AutoScalingGroupName=GROUP, LaunchTemplate={"LaunchTemplateName": "tidegate-model-server"},
-        MinSize=0, MaxSize=8, DesiredCapacity=0, AvailabilityZones=[f"{REGION}a"])
+        AutoScalingGroupName=GROUP,
+        LaunchTemplate={"LaunchTemplateName": "tidegate-model-server"},
+        MinSize=0,
+        MaxSize=8,
+        DesiredCapacity=0,
+        AvailabilityZones=[f"{REGION}a"],
+    )
     yield asg
     asg.delete_auto_scaling_group(AutoScalingGroupName=GROUP, ForceDelete=True)
     ec2.delete_launch_template(LaunchTemplateName="tidegate-model-server")
 
 
 def _desired(asg) -> int:
-    return asg.describe_auto_scaling_groups(
-        AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]["DesiredCapacity"]
+    return asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0][
+        "DesiredCapacity"
+    ]
 
 
 async def test_scale_discover_probe_drain_and_replace(group, moto_url):
@@ -56,8 +67,14 @@ async def test_scale_discover_probe_drain_and_replace(group, moto_url):
     async def probe(url: str) -> bool:
         return url in answering
 
-    prov = Ec2Provisioner(GROUP, endpoint_url=moto_url, region=REGION, poll_interval_s=3600,
-                          url_template="http://{private_ip}:8000", probe=probe)
+    prov = Ec2Provisioner(
+        GROUP,
+        endpoint_url=moto_url,
+        region=REGION,
+        poll_interval_s=3600,
+        url_template="http://{private_ip}:8000",
+        probe=probe,
+    )
     assert isinstance(prov, Provisioner)
     try:
         await prov.scale_to(2)
@@ -68,7 +85,9 @@ async def test_scale_discover_probe_drain_and_replace(group, moto_url):
         answering.add(reps[0].url)
         await prov.refresh()
         states = {r.id: r.state for r in prov.replicas()}
-        assert states[reps[0].id] == ReplicaState.READY and states[reps[1].id] == ReplicaState.BOOTING
+        assert (
+            states[reps[0].id] == ReplicaState.READY and states[reps[1].id] == ReplicaState.BOOTING
+        )
 
         await prov.drain(reps[1].id)  # scale-in of a drained replica: that instance, one fewer
         assert _desired(group) == 1
@@ -87,8 +106,9 @@ async def test_the_pool_drives_the_group_like_the_local_provisioner(group, moto_
     async def probe(url: str) -> bool:
         return True
 
-    prov = Ec2Provisioner(GROUP, endpoint_url=moto_url, region=REGION, poll_interval_s=3600,
-                          probe=probe)
+    prov = Ec2Provisioner(
+        GROUP, endpoint_url=moto_url, region=REGION, poll_interval_s=3600, probe=probe
+    )
     client = FakeClient()
     pool = ReplicaPool(prov, client, seed=0)
     try:

@@ -21,9 +21,15 @@ def api():
 
 
 def _prov(api, token_file=None, **kw):
-    return KubernetesProvisioner("model-server", namespace="serving", api_url=api.endpoint,
-                                 token=None if token_file else "t0ken", token_file=token_file,
-                                 poll_interval_s=3600, **kw)
+    return KubernetesProvisioner(
+        "model-server",
+        namespace="serving",
+        api_url=api.endpoint,
+        token=None if token_file else "t0ken",
+        token_file=token_file,
+        poll_interval_s=3600,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("slices", [True, False])

@@ -25,16 +25,30 @@ from vmpool.artifact import load_artifact
 from vmpool.codec import HEADER_LENGTH, decode_response, encode_request
 
 READY_RE = re.compile(
-    r"^tidegate model-server ready on (http://127\.0\.0\.1:\d+) \(models: (.*)\)$")
+    r"^tidegate model-server ready on (http://127\.0\.0\.1:\d+) \(models: (.*)\)$"
+)
 
 
 class ServerProcess:
     def __init__(self, repo, *extra: str):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ops", "model-server", "--repo", str(repo),
-             "--port", "0", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            [
+                sys.executable,
+                "-m",
+                "ops",
+                "model-server",
+                "--repo",
+                str(repo),
+                "--port",
+                "0",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         ready, _, _ = select.select([self.proc.stdout], [], [], 60)
         line = self.proc.stdout.readline().strip() if ready else ""
         match = READY_RE.match(line)
@@ -77,8 +91,10 @@ def test_metadata_and_health(server, client):
     assert client.get("/v2/health/ready").status_code == 200
     model = client.get("/v2/models/pair").json()
     assert model["name"] == "pair" and model["versions"] == ["1"] and model["platform"]
-    assert model["inputs"] == [{"name": "a", "datatype": "FP32", "shape": [-1, 2, 3]},
-                               {"name": "b", "datatype": "INT64", "shape": [-1, 3]}]
+    assert model["inputs"] == [
+        {"name": "a", "datatype": "FP32", "shape": [-1, 2, 3]},
+        {"name": "b", "datatype": "INT64", "shape": [-1, 3]},
+    ]
     assert model["outputs"][1] == {"name": "m", "datatype": "INT64", "shape": [-1]}
     assert client.get("/v2/models/pair/versions/1").json() == model
     assert client.get("/v2/models/mlp/ready").status_code == 200
@@ -91,21 +107,30 @@ def test_health_bodies_config_stats_repository_and_405(server, client):
     assert client.get("/v2/models/mlp/ready").json() == {"name": "mlp", "ready": True}
     config = client.get("/v2/models/pair/config").json()
     assert config["max_batch_size"] == 8 and config["input"][1] == {
-        "name": "b", "data_type": "TYPE_INT64", "dims": [3]}
-    x = orjson.dumps({"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32",
-                                  "data": [0.5] * 8}]})
+        "name": "b",
+        "data_type": "TYPE_INT64",
+        "dims": [3],
+    }
+    x = orjson.dumps(
+        {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [0.5] * 8}]}
+    )
     before = client.get("/v2/models/mlp/stats").json()["model_stats"][0]
     assert client.post("/v2/models/mlp/infer", content=x).status_code == 200
     after = client.get("/v2/models/mlp/stats").json()["model_stats"][0]
     assert after["inference_count"] == before["inference_count"] + 2
     assert after["execution_count"] == before["execution_count"] + 1
-    assert after["inference_stats"]["success"]["count"] == \
-        before["inference_stats"]["success"]["count"] + 1
+    assert (
+        after["inference_stats"]["success"]["count"]
+        == before["inference_stats"]["success"]["count"] + 1
+    )
     r = client.get("/v2/models/mlp/infer")
     assert r.status_code == 405 and r.headers["allow"] == "POST"
     index = client.post("/v2/repository/index").json()
     assert {row["name"]: row["state"] for row in index} == {
-        "embed": "READY", "mlp": "READY", "pair": "READY"}
+        "embed": "READY",
+        "mlp": "READY",
+        "pair": "READY",
+    }
     assert client.post("/v2/repository/models/embed/unload").status_code == 200
     r = client.post("/v2/models/embed/infer", content=b"{}")
     assert r.status_code == 404 and "not loaded (unloaded)" in r.json()["error"]
@@ -118,9 +143,15 @@ def test_health_bodies_config_stats_repository_and_405(server, client):
 
 def test_json_infer_equals_the_program_run_locally(model_repo, client):
     x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
-    r = client.post("/v2/models/mlp/infer", content=orjson.dumps(
-        {"id": "j1", "inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32",
-                                 "data": x.tolist()}]}))
+    r = client.post(
+        "/v2/models/mlp/infer",
+        content=orjson.dumps(
+            {
+                "id": "j1",
+                "inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32", "data": x.tolist()}],
+            }
+        ),
+    )
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     body = r.json()
     assert body["model_name"] == "mlp" and body["model_version"] == "1" and body["id"] == "j1"
@@ -134,20 +165,32 @@ def test_binary_infer_with_mixed_outputs_equals_the_program(model_repo, client):
     rng = np.random.default_rng(2)
     a = rng.standard_normal((2, 2, 3)).astype(np.float32)
     b = rng.integers(-5, 5, (2, 3)).astype(np.int64)
-    header = orjson.dumps({"inputs": [
-        {"name": "a", "shape": [2, 2, 3], "datatype": "FP32",
-         "parameters": {"binary_data_size": a.nbytes}},
-        {"name": "b", "shape": [2, 3], "datatype": "INT64", "data": b.tolist()}],
-        "outputs": [{"name": "s", "parameters": {"binary_data": True}}, {"name": "m"}]})
-    r = client.post("/v2/models/pair/versions/1/infer", content=header + a.tobytes(),
-                    headers={HEADER_LENGTH: str(len(header))})
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "a",
+                    "shape": [2, 2, 3],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": a.nbytes},
+                },
+                {"name": "b", "shape": [2, 3], "datatype": "INT64", "data": b.tolist()},
+            ],
+            "outputs": [{"name": "s", "parameters": {"binary_data": True}}, {"name": "m"}],
+        }
+    )
+    r = client.post(
+        "/v2/models/pair/versions/1/infer",
+        content=header + a.tobytes(),
+        headers={HEADER_LENGTH: str(len(header))},
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/octet-stream"
     resp = decode_response(r.content, int(r.headers[HEADER_LENGTH]))
     s, m = _local(model_repo, "pair", a, b)
     assert np.abs(resp.outputs["s"] - s).max() <= 1e-5
     assert resp.outputs["m"].tolist() == m.tolist()
-    only_m = orjson.loads(r.content[:int(r.headers[HEADER_LENGTH])])["outputs"][1]
+    only_m = orjson.loads(r.content[: int(r.headers[HEADER_LENGTH])])["outputs"][1]
     assert only_m["data"] == m.tolist()  # the JSON output stayed JSON
 
     body, hl = encode_request({"a": a, "b": b})  # the gateway's hop: everything binary
@@ -168,31 +211,59 @@ def test_tritonclient_works_unchanged(model_repo, server):
         inp.set_data_from_numpy(x, binary_data=True)
         got = c.infer("mlp", [inp]).as_numpy("y")
         inp.set_data_from_numpy(x, binary_data=False)
-        got_json = c.infer("mlp", [inp], outputs=[
-            triton.InferRequestedOutput("y", binary_data=False)]).as_numpy("y")
+        got_json = c.infer(
+            "mlp", [inp], outputs=[triton.InferRequestedOutput("y", binary_data=False)]
+        ).as_numpy("y")
     finally:
         c.close()
     (expected,) = _local(model_repo, "mlp", x)
     assert np.abs(got - expected).max() <= 1e-5 and np.abs(got_json - expected).max() <= 1e-5
 
 
-@pytest.mark.parametrize("path,body,headers,status,message", [
-    ("/v2/models/nope/infer", b"{}", {}, 404, "unknown model 'nope'"),
-    ("/v2/models/mlp/versions/7/infer", b"{}", {}, 404, "no version '7'"),
-    ("/v2/models/mlp/infer", b"{oops", {}, 400, "malformed JSON"),
-    ("/v2/models/mlp/infer", orjson.dumps({"inputs": [
-        {"name": "x", "shape": [1, 5], "datatype": "FP32", "data": [0] * 5}]}), {}, 400,
-     "shape [1, 5] does not match [-1, 4]"),
-    ("/v2/models/mlp/infer", orjson.dumps({"inputs": [
-        {"name": "x", "shape": [9, 4], "datatype": "FP32", "data": [0] * 36}]}), {}, 400,
-     "exceeds max_batch_size 8"),
-    ("/v2/models/mlp/infer", b'{"inputs": []}', {HEADER_LENGTH: "99"}, 400,
-     "Inference-Header-Content-Length is 99"),
-    ("/v2/models/mlp/infer", b'{"inputs": []}', {HEADER_LENGTH: "x"}, 400, "must be an integer"),
-    ("/v2/models/mlp/infer", b"x" * 60_000, {}, 413, "over the limit"),
-])
-def test_bad_requests_get_clear_errors_and_the_server_stays_live(client, path, body, headers,
-                                                                  status, message):
+@pytest.mark.parametrize(
+    "path,body,headers,status,message",
+    [
+        ("/v2/models/nope/infer", b"{}", {}, 404, "unknown model 'nope'"),
+        ("/v2/models/mlp/versions/7/infer", b"{}", {}, 404, "no version '7'"),
+        ("/v2/models/mlp/infer", b"{oops", {}, 400, "malformed JSON"),
+        (
+            "/v2/models/mlp/infer",
+            orjson.dumps(
+                {"inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP32", "data": [0] * 5}]}
+            ),
+            {},
+            400,
+            "shape [1, 5] does not match [-1, 4]",
+        ),
+        (
+            "/v2/models/mlp/infer",
+            orjson.dumps(
+                {"inputs": [{"name": "x", "shape": [9, 4], "datatype": "FP32", "data": [0] * 36}]}
+            ),
+            {},
+            400,
+            "exceeds max_batch_size 8",
+        ),
+        (
+            "/v2/models/mlp/infer",
+            b'{"inputs": []}',
+            {HEADER_LENGTH: "99"},
+            400,
+            "Inference-Header-Content-Length is 99",
+        ),
+        (
+            "/v2/models/mlp/infer",
+            b'{"inputs": []}',
+            {HEADER_LENGTH: "x"},
+            400,
+            "must be an integer",
+        ),
+        ("/v2/models/mlp/infer", b"x" * 60_000, {}, 413, "over the limit"),
+    ],
+)
+def test_bad_requests_get_clear_errors_and_the_server_stays_live(
+    client, path, body, headers, status, message
+):
     r = client.post(path, content=body, headers=headers)
     assert r.status_code == status and message in r.json()["error"]
     assert client.get("/v2/health/live").status_code == 200
@@ -200,8 +271,9 @@ def test_bad_requests_get_clear_errors_and_the_server_stays_live(client, path, b
 
 def test_a_model_failure_is_a_500_with_the_reason_and_the_next_request_works(client):
     def ids(values):
-        return orjson.dumps({"inputs": [{"name": "ids", "shape": [1, 2], "datatype": "INT64",
-                                         "data": values}]})
+        return orjson.dumps(
+            {"inputs": [{"name": "ids", "shape": [1, 2], "datatype": "INT64", "data": values}]}
+        )
 
     r = client.post("/v2/models/embed/infer", content=ids([1, 99]))
     assert r.status_code == 500 and "model embed failed" in r.json()["error"]
@@ -225,8 +297,9 @@ def test_chunked_upload_over_the_limit_is_413_and_unknown_routes_are_404(client)
 
 
 def test_metrics_expose_the_series(client):
-    x = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
-                                  "data": [1, 2, 3, 4]}]})
+    x = orjson.dumps(
+        {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+    )
     assert client.post("/v2/models/mlp/infer", content=x).status_code == 200
     client.post("/v2/models/mlp/infer", content=b"{")
     text = client.get("/metrics").text
@@ -234,16 +307,18 @@ def test_metrics_expose_the_series(client):
     assert re.search(r'tidegate_model_requests_total\{code="200",model="mlp"\} [1-9]', text)
     assert re.search(r'tidegate_model_requests_total\{code="400",model="mlp"\} [1-9]', text)
     assert re.search(r'tidegate_model_batch_size_count\{model="mlp"\} [1-9]', text)
-    assert re.search(r'tidegate_model_inference_seconds_bucket\{le="\+Inf",model="mlp"\} [1-9]',
-                     text)
+    assert re.search(
+        r'tidegate_model_inference_seconds_bucket\{le="\+Inf",model="mlp"\} [1-9]', text
+    )
 
 
 async def test_sigterm_drains_in_flight_work_then_exits_zero(model_repo):
     # A long batching delay keeps the first request in the queue while we send SIGTERM.
     srv = ServerProcess(model_repo, "--model", "mlp", "--max-queue-delay-ms", "1500")
     try:
-        body = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
-                                         "data": [1, 2, 3, 4]}]})
+        body = orjson.dumps(
+            {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+        )
         async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
             first = asyncio.ensure_future(c.post("/v2/models/mlp/infer", content=body))
             deadline = time.monotonic() + 10
@@ -268,9 +343,19 @@ async def test_sigterm_drains_in_flight_work_then_exits_zero(model_repo):
 
 def test_cli_rejects_unknown_models_and_empty_repos(model_repo, tmp_path):
     def args(repo, models=None):
-        return Namespace(repo=str(repo), models=models, host="127.0.0.1", port=0, threads=1,
-                         max_batch_size=None, max_queue_delay_ms=None, max_body_mb=64.0,
-                         max_inflight_body_mb=1024.0, body_timeout_s=60.0, drain_timeout_s=30.0)
+        return Namespace(
+            repo=str(repo),
+            models=models,
+            host="127.0.0.1",
+            port=0,
+            threads=1,
+            max_batch_size=None,
+            max_queue_delay_ms=None,
+            max_body_mb=64.0,
+            max_inflight_body_mb=1024.0,
+            body_timeout_s=60.0,
+            drain_timeout_s=30.0,
+        )
 
     with pytest.raises(CliError, match="model 'nope' not found"):
         model_server_cmd.run(args(model_repo, ["nope"]))

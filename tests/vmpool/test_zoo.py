@@ -20,23 +20,38 @@ TORCHVISION_PARAMS = {
 
 # a few state-dict keys and shapes per model, as torchvision names them
 TORCHVISION_KEYS = {
-    "resnet18": {"conv1.weight": (64, 3, 7, 7), "layer2.0.downsample.0.weight": (128, 64, 1, 1),
-                 "layer4.1.bn2.running_var": (512,), "fc.weight": (1000, 512)},
-    "resnet50": {"layer1.0.conv3.weight": (256, 64, 1, 1),
-                 "layer1.0.downsample.1.running_mean": (256,),
-                 "layer3.5.conv2.weight": (256, 256, 3, 3), "fc.weight": (1000, 2048)},
-    "wide_resnet50_2": {"layer1.0.conv1.weight": (128, 64, 1, 1),
-                        "layer4.2.conv3.weight": (2048, 1024, 1, 1)},
-    "vgg16": {"features.0.weight": (64, 3, 3, 3), "features.28.bias": (512,),
-              "classifier.0.weight": (4096, 25088), "classifier.6.weight": (1000, 4096)},
+    "resnet18": {
+        "conv1.weight": (64, 3, 7, 7),
+        "layer2.0.downsample.0.weight": (128, 64, 1, 1),
+        "layer4.1.bn2.running_var": (512,),
+        "fc.weight": (1000, 512),
+    },
+    "resnet50": {
+        "layer1.0.conv3.weight": (256, 64, 1, 1),
+        "layer1.0.downsample.1.running_mean": (256,),
+        "layer3.5.conv2.weight": (256, 256, 3, 3),
+        "fc.weight": (1000, 2048),
+    },
+    "wide_resnet50_2": {
+        "layer1.0.conv1.weight": (128, 64, 1, 1),
+        "layer4.2.conv3.weight": (2048, 1024, 1, 1),
+    },
+    "vgg16": {
+        "features.0.weight": (64, 3, 3, 3),
+        "features.28.bias": (512,),
+        "classifier.0.weight": (4096, 25088),
+        "classifier.6.weight": (1000, 4096),
+    },
     "vgg11": {"features.18.weight": (512, 512, 3, 3), "classifier.3.weight": (4096, 4096)},
-    "mobilenet_v2": {"features.0.0.weight": (32, 3, 3, 3),
-                     "features.1.conv.0.0.weight": (32, 1, 3, 3),
-                     "features.1.conv.1.weight": (16, 32, 1, 1),
-                     "features.2.conv.1.0.weight": (96, 1, 3, 3),
-                     "features.17.conv.3.running_var": (320,),
-                     "features.18.0.weight": (1280, 320, 1, 1),
-                     "classifier.1.weight": (1000, 1280)},
+    "mobilenet_v2": {
+        "features.0.0.weight": (32, 3, 3, 3),
+        "features.1.conv.0.0.weight": (32, 1, 3, 3),
+        "features.1.conv.1.weight": (16, 32, 1, 1),
+        "features.2.conv.1.0.weight": (96, 1, 3, 3),
+        "features.17.conv.3.running_var": (320,),
+        "features.18.0.weight": (1280, 320, 1, 1),
+        "classifier.1.weight": (1000, 1280),
+    },
 }
 
 
@@ -66,7 +81,10 @@ def test_each_model_matches_torchvision_and_runs(name):
 def test_mlp_layout():
     state = zoo.build("mlp").state_dict()
     assert [tuple(state[f"layers.{i}.weight"].shape) for i in (0, 2, 4)] == [
-        (512, 784), (256, 512), (10, 256)]
+        (512, 784),
+        (256, 512),
+        (10, 256),
+    ]
 
 
 def test_build_is_deterministic_per_seed():
@@ -126,11 +144,14 @@ def test_unknown_model_names_the_known_ones():
         zoo.example_input("alexnet")
 
 
-@pytest.mark.parametrize("name, kwargs, message", [
-    ("resnet18", {"size": (16, 64)}, "at least 32x32"),
-    ("mlp", {"size": (32, 32)}, "CNNs only"),
-    ("mlp", {"batch": 0}, "batch must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, message",
+    [
+        ("resnet18", {"size": (16, 64)}, "at least 32x32"),
+        ("mlp", {"size": (32, 32)}, "CNNs only"),
+        ("mlp", {"batch": 0}, "batch must be >= 1"),
+    ],
+)
 def test_bad_example_input_arguments(name, kwargs, message):
     with pytest.raises(ValueError, match=message):
         zoo.example_input(name, **kwargs)
