@@ -48,10 +48,9 @@ class Knative(ScalerBase):
         if panic_want / ready >= self.panic_threshold:
             if self._panic_since_s is None:
                 self._panic_desired = current_replicas(state)
-            self._panic_since_s = (
-                now  # (re)armed: panic lasts a stable window past the last trigger
-            )
-        elif self.panicking and now - self._panic_since_s >= self.stable_window_s:
+            # (re)armed: panic lasts a stable window past the last trigger
+            self._panic_since_s = now
+        elif self._panic_since_s is not None and now - self._panic_since_s >= self.stable_window_s:
             self._panic_since_s = None
         if self.panicking:
             # in panic, follow the short window up but never scale down
