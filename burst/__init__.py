@@ -12,16 +12,26 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "Graph": "burst.graph", "GraphError": "burst.graph", "build_graph": "burst.graph",
-    "Plan": "burst.plan", "PlanError": "burst.plan", "make_plan": "burst.plan",
+    "Graph": "burst.graph",
+    "GraphError": "burst.graph",
+    "build_graph": "burst.graph",
+    "Plan": "burst.plan",
+    "PlanError": "burst.plan",
+    "make_plan": "burst.plan",
     "PLAN_VERSION": "burst.plan",
     "prepare_plan": "burst.weights",
     "run_plan_local": "burst.execute",
-    "BurstError": "burst.runtime", "run_master": "burst.runtime", "run_worker": "burst.runtime",
-    "master": "burst.runtime", "worker": "burst.runtime",
-    "BurstBackend": "burst.backend", "BurstService": "burst.service",
-    "BurstUnavailable": "burst.exchange", "BurstAnswer": "burst.exchange",
-    "MasterReport": "burst.report", "RetryPolicy": "burst.retry",
+    "BurstError": "burst.runtime",
+    "run_master": "burst.runtime",
+    "run_worker": "burst.runtime",
+    "master": "burst.runtime",
+    "worker": "burst.runtime",
+    "BurstBackend": "burst.backend",
+    "BurstService": "burst.service",
+    "BurstUnavailable": "burst.exchange",
+    "BurstAnswer": "burst.exchange",
+    "MasterReport": "burst.report",
+    "RetryPolicy": "burst.retry",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -19,8 +19,15 @@ class BurstBackend(Protocol):
     async def prepare(self, models: list[str], workers: int, batch: int = 1) -> None:
         """Make and store the default plans ahead of traffic."""
 
-    async def infer(self, model: str, inputs: dict[str, np.ndarray], *, workers: int,
-                    request_id: str | None = None, split: str | None = None):
+    async def infer(
+        self,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        workers: int,
+        request_id: str | None = None,
+        split: str | None = None,
+    ):
         """Run one request partitioned; a ``BurstAnswer``, or ``BurstUnavailable`` (503)."""
 
     def ready(self) -> bool:

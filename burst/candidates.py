@@ -45,10 +45,13 @@ def head_chains(graph: Graph) -> list[list[str]]:
             continue
         chain = [name]
         j = i
-        while (j + 1 < len(names) and users.get(chain[-1], 0) == 1
-               and chain[-1] not in graph.outputs
-               and per_channel(graph, graph.node(names[j + 1]))
-               and node_inputs(graph.node(names[j + 1])) == [chain[-1]]):
+        while (
+            j + 1 < len(names)
+            and users.get(chain[-1], 0) == 1
+            and chain[-1] not in graph.outputs
+            and per_channel(graph, graph.node(names[j + 1]))
+            and node_inputs(graph.node(names[j + 1])) == [chain[-1]]
+        ):
             j += 1
             chain.append(names[j])
         chains.append(chain)
@@ -81,12 +84,22 @@ def _candidate(graph: Graph, choice: StageChoice, start: int, batch: int) -> Can
 def stage_candidate(st: Stage, start: int = 0, end: int = 0) -> Candidate:
     """The planner's view of a built stage (leg 0 is the master's, the rest remote)."""
     remote = st.weight_bytes[1:] if st.split is not Split.SERIAL else st.weight_bytes
-    return Candidate(start=start, end=end, split=st.split.value, workers=st.workers,
-                     nodes=tuple(st.nodes), macs=st.macs, leg_macs=tuple(st.leg_macs or [st.macs]),
-                     bytes_in=tuple(st.bytes_in), bytes_out=tuple(st.bytes_out),
-                     weight_bytes=max(remote or [0]), master_weight_bytes=st.weight_bytes[0],
-                     worker_weight_bytes=(st.weight_bytes[1] if len(st.weight_bytes) > 1
-                                          and st.split is not Split.SERIAL else 0))
+    return Candidate(
+        start=start,
+        end=end,
+        split=st.split.value,
+        workers=st.workers,
+        nodes=tuple(st.nodes),
+        macs=st.macs,
+        leg_macs=tuple(st.leg_macs or [st.macs]),
+        bytes_in=tuple(st.bytes_in),
+        bytes_out=tuple(st.bytes_out),
+        weight_bytes=max(remote or [0]),
+        master_weight_bytes=st.weight_bytes[0],
+        worker_weight_bytes=(
+            st.weight_bytes[1] if len(st.weight_bytes) > 1 and st.split is not Split.SERIAL else 0
+        ),
+    )
 
 
 def build_candidates(graph: Graph, workers: int, batch: int) -> list[Candidate]:
@@ -94,8 +107,10 @@ def build_candidates(graph: Graph, workers: int, batch: int) -> list[Candidate]:
     head chain output-split 2..workers ways, every run of up to ``MAX_SPATIAL_BLOCKS`` spatial
     blocks tiled on each distinct grid of at most ``workers`` tiles."""
     pos = {n.name: i for i, n in enumerate(graph.nodes)}
-    out = [_candidate(graph, StageChoice(Split.SERIAL, (n.name,)), i, batch)
-           for i, n in enumerate(graph.nodes)]
+    out = [
+        _candidate(graph, StageChoice(Split.SERIAL, (n.name,)), i, batch)
+        for i, n in enumerate(graph.nodes)
+    ]
     for chain in head_chains(graph):
         head = graph.node(chain[0])
         for k in range(2, workers + 1):  # one part is the master's own: that is serial
@@ -124,8 +139,15 @@ class _Windows:
                 self.steps.append((srcs, None))
             else:
                 hw = _shape(graph, srcs[0])[2:]
-                self.steps.append((srcs, [(spec["k"][a], spec["s"][a], spec["p"][a],
-                                           spec["d"][a], hw[a]) for a in (0, 1)]))
+                self.steps.append(
+                    (
+                        srcs,
+                        [
+                            (spec["k"][a], spec["s"][a], spec["p"][a], spec["d"][a], hw[a])
+                            for a in (0, 1)
+                        ],
+                    )
+                )
         self._cache: dict = {}
 
     def walk(self, end: int, axis: int, rng: tuple[int, int]):
@@ -148,8 +170,9 @@ class _Windows:
         return self._cache[key]
 
 
-def _spatial_candidates(graph: Graph, run: list, start: int, workers: int,
-                        batch: int) -> list[Candidate]:
+def _spatial_candidates(
+    graph: Graph, run: list, start: int, workers: int, batch: int
+) -> list[Candidate]:
     names = [n for b in run for n in b.nodes]
     offsets = [0]
     for b in run:
@@ -180,16 +203,24 @@ def _spatial_candidates(graph: Graph, run: list, start: int, workers: int,
                 s0 = offsets[i]
                 in_cell = in_cells[i]
                 seg = tuple(names[s0:end])
-                out.append(Candidate(
-                    start=start + s0, end=start + end, split=Split.SPATIAL.value,
-                    workers=len(legs), nodes=seg, macs=batch * int(macs[end] - macs[s0]),
-                    leg_macs=tuple(int(batch * (c[end] - c[s0])) for c, _, _, _ in legs),
-                    bytes_in=tuple(in_cell * _len(rn[src]) * _len(cn[src])
-                                   for _, rn, cn, _ in legs),
-                    bytes_out=tuple(out_cell * a for _, _, _, a in legs),
-                    weight_bytes=int(wbytes[end] - wbytes[s0]),
-                    master_weight_bytes=int(wbytes[end] - wbytes[s0]),
-                    worker_weight_bytes=int(wbytes[end] - wbytes[s0])))
+                out.append(
+                    Candidate(
+                        start=start + s0,
+                        end=start + end,
+                        split=Split.SPATIAL.value,
+                        workers=len(legs),
+                        nodes=seg,
+                        macs=batch * int(macs[end] - macs[s0]),
+                        leg_macs=tuple(int(batch * (c[end] - c[s0])) for c, _, _, _ in legs),
+                        bytes_in=tuple(
+                            in_cell * _len(rn[src]) * _len(cn[src]) for _, rn, cn, _ in legs
+                        ),
+                        bytes_out=tuple(out_cell * a for _, _, _, a in legs),
+                        weight_bytes=int(wbytes[end] - wbytes[s0]),
+                        master_weight_bytes=int(wbytes[end] - wbytes[s0]),
+                        worker_weight_bytes=int(wbytes[end] - wbytes[s0]),
+                    )
+                )
     return out
 
 
@@ -235,11 +266,14 @@ def forced_choices(graph: Graph, split: str, workers: int) -> list[StageChoice]:
             # one stage per run of blocks with the same output map size
             group: list = []
             for b in run + [None]:
-                if group and (b is None or graph.node(b.output).shape[2:]
-                              != graph.node(group[-1].output).shape[2:]):
+                if group and (
+                    b is None
+                    or graph.node(b.output).shape[2:] != graph.node(group[-1].output).shape[2:]
+                ):
                     names = tuple(n for x in group for n in x.nodes)
-                    spatial[names[0]] = StageChoice(Split.SPATIAL, names, workers,
-                                                    group[0].inputs[0], group[-1].output)
+                    spatial[names[0]] = StageChoice(
+                        Split.SPATIAL, names, workers, group[0].inputs[0], group[-1].output
+                    )
                     group = []
                 if b is not None:
                     group.append(b)
@@ -252,8 +286,15 @@ def forced_choices(graph: Graph, split: str, workers: int) -> list[StageChoice]:
             i += len(spatial[names[i]].nodes)
         elif names[i] in chains:
             chain = chains[names[i]]
-            out.append(StageChoice(Split.OUTPUT, tuple(chain), workers,
-                                   node_inputs(graph.node(chain[0]))[0], chain[-1]))
+            out.append(
+                StageChoice(
+                    Split.OUTPUT,
+                    tuple(chain),
+                    workers,
+                    node_inputs(graph.node(chain[0]))[0],
+                    chain[-1],
+                )
+            )
             i += len(chain)
         else:
             out.append(StageChoice(Split.SERIAL, (names[i],)))

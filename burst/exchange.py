@@ -51,11 +51,15 @@ async def upload_inputs(cfg, inputs, store, request_id: str, plan) -> list[dict]
         # the program's inputs come in the order of the model config's
         for i, spec in enumerate(cfg.inputs):
             tensor = torch.from_numpy(np.require(inputs[spec.name], requirements=["C", "W"]))
-            refs.append(await send(tensor, store, f"req/{request_id}/input{i}",
-                                   limit_bytes=plan.inline_limit_bytes))
+            refs.append(
+                await send(
+                    tensor, store, f"req/{request_id}/input{i}", limit_bytes=plan.inline_limit_bytes
+                )
+            )
     except (StoreError, TransportError, OSError) as exc:
-        raise BurstUnavailable(f"cannot hand the inputs to the burst path: {exc}",
-                               retry_after_s=1.0) from exc
+        raise BurstUnavailable(
+            f"cannot hand the inputs to the burst path: {exc}", retry_after_s=1.0
+        ) from exc
     return refs
 
 
@@ -88,11 +92,18 @@ async def cleanup(store, request_id: str) -> None:
 def make_answer(plan, result, report: MasterReport, outs: dict, store, t0: float) -> BurstAnswer:
     bills = [(result.billing.billed_ms, result.billing.memory_mb)]
     bills += [(b.billed_ms, b.memory_mb) for b in report.billing]
-    peak_mb = max([result.billing.max_memory_used_mb]
-                  + [b.max_memory_used_mb for b in report.billing])
-    return BurstAnswer(outputs=outs, workers=plan.workers, invocations=bills,
-                       cold_starts=int(result.billing.cold_start) + report.cold_starts,
-                       max_memory_used_mb=peak_mb,
-                       total_ms=(time.perf_counter() - t0) * 1000.0, comm_ms=report.comm_ms,
-                       store_puts=report.store_puts + store.puts,
-                       store_gets=report.store_gets + store.gets, report=report)
+    peak_mb = max(
+        [result.billing.max_memory_used_mb] + [b.max_memory_used_mb for b in report.billing]
+    )
+    return BurstAnswer(
+        outputs=outs,
+        workers=plan.workers,
+        invocations=bills,
+        cold_starts=int(result.billing.cold_start) + report.cold_starts,
+        max_memory_used_mb=peak_mb,
+        total_ms=(time.perf_counter() - t0) * 1000.0,
+        comm_ms=report.comm_ms,
+        store_puts=report.store_puts + store.puts,
+        store_gets=report.store_gets + store.gets,
+        report=report,
+    )

@@ -13,11 +13,12 @@ from burst.partition import _shape, tile_windows, window_spec
 def _crop(t: torch.Tensor, held, want) -> torch.Tensor:
     (hr0, _), (hc0, _) = held
     (r0, r1), (c0, c1) = want
-    return t[..., r0 - hr0:r1 - hr0 + 1, c0 - hc0:c1 - hc0 + 1]
+    return t[..., r0 - hr0 : r1 - hr0 + 1, c0 - hc0 : c1 - hc0 + 1]
 
 
-def run_tile(graph: Graph, names: list[str], out_name: str, tile, inputs: dict,
-             weights: dict) -> torch.Tensor:
+def run_tile(
+    graph: Graph, names: list[str], out_name: str, tile, inputs: dict, weights: dict
+) -> torch.Tensor:
     """Compute ``out_name`` over ``tile`` (global (rows, cols)) from input windows.
 
     ``inputs`` maps each group input to ``(tensor, (rows, cols))``: the crop it holds.
@@ -39,8 +40,11 @@ def run_tile(graph: Graph, names: list[str], out_name: str, tile, inputs: dict,
             x, x_win = held[src]
             h, w = _shape(graph, src)[2:]
             (rows, plo_h, phi_h), (cols, plo_w, phi_w) = (
-                input_window(want[a], spec["k"][a], spec["s"][a], spec["p"][a], spec["d"][a],
-                             (h, w)[a]) for a in (0, 1))
+                input_window(
+                    want[a], spec["k"][a], spec["s"][a], spec["p"][a], spec["d"][a], (h, w)[a]
+                )
+                for a in (0, 1)
+            )
             crop = _crop(x, x_win, (rows, cols))
             out = _windowed(node, spec, crop, (plo_h, phi_h, plo_w, phi_w), want, (h, w), weights)
         held[name] = (out, want)
@@ -67,8 +71,9 @@ def _windowed(node, spec, crop, pads, want, in_hw, weights) -> torch.Tensor:
         crop = F.pad(crop, pad, value=0.0)
     acc = crop.double() if crop.dtype == torch.float32 else crop
     if spec.get("div"):
-        return F.avg_pool2d(acc, spec["k"], spec["s"], 0, False, True,
-                            int(spec["div"])).to(crop.dtype)
+        return F.avg_pool2d(acc, spec["k"], spec["s"], 0, False, True, int(spec["div"])).to(
+            crop.dtype
+        )
     total = F.avg_pool2d(acc, spec["k"], spec["s"], 0, False, True, 1)
     dh = avg_divisors(want[0], spec["k"][0], spec["s"][0], spec["p"][0], in_hw[0], spec["cip"])
     dw = avg_divisors(want[1], spec["k"][1], spec["s"][1], spec["p"][1], in_hw[1], spec["cip"])
@@ -89,7 +94,7 @@ def stitch_tiles(tiles: list[tuple[tuple, torch.Tensor]], shape) -> torch.Tensor
     first = tiles[0][1]
     out = torch.empty(list(first.shape[:2]) + list(shape[2:]), dtype=first.dtype)
     for ((r0, r1), (c0, c1)), t in tiles:
-        out[..., r0:r1 + 1, c0:c1 + 1] = t
+        out[..., r0 : r1 + 1, c0 : c1 + 1] = t
     return out
 
 
@@ -104,19 +109,21 @@ def worker_input(stage, worker: int, x: torch.Tensor) -> torch.Tensor:
     """What the master sends worker ``worker`` of a split stage: its window, or all of x."""
     if stage.split == "spatial":
         (r0, r1), (c0, c1) = stage.tiles[worker].window
-        return x[..., r0:r1 + 1, c0:c1 + 1].contiguous()
+        return x[..., r0 : r1 + 1, c0 : c1 + 1].contiguous()
     return x
 
 
-def run_worker_stage(graph: Graph, stage, worker: int, x: torch.Tensor,
-                     weights: dict) -> torch.Tensor:
+def run_worker_stage(
+    graph: Graph, stage, worker: int, x: torch.Tensor, weights: dict
+) -> torch.Tensor:
     """One worker's share of a split stage (``weights`` holds its slice)."""
     if stage.split == "spatial":
         tile = stage.tiles[worker]
         win = tuple(tuple(r) for r in tile.window)
         out_tile = tuple(tuple(r) for r in tile.out)
-        return run_tile(graph, stage.nodes, stage.output, out_tile,
-                        {stage.input: (x, win)}, weights)
+        return run_tile(
+            graph, stage.nodes, stage.output, out_tile, {stage.input: (x, win)}, weights
+        )
     if stage.split == "output":
         env = run_nodes(graph, stage.nodes, {stage.input: x}, weights)
         return env[stage.output]
@@ -125,13 +132,15 @@ def run_worker_stage(graph: Graph, stage, worker: int, x: torch.Tensor,
 
 def stitch(stage, outs: list[torch.Tensor], out_shape) -> torch.Tensor:
     if stage.split == "spatial":
-        return stitch_tiles([(tuple(tuple(r) for r in t.out), o)
-                             for t, o in zip(stage.tiles, outs)], out_shape)
+        return stitch_tiles(
+            [(tuple(tuple(r) for r in t.out), o) for t, o in zip(stage.tiles, outs)], out_shape
+        )
     return stitch_parts(outs, stage.cat_dim)
 
 
-def run_plan_local(graph: Graph, plan, weights: dict, inputs: list[torch.Tensor],
-                   slicer=None) -> list[torch.Tensor]:
+def run_plan_local(
+    graph: Graph, plan, weights: dict, inputs: list[torch.Tensor], slicer=None
+) -> list[torch.Tensor]:
     """Run a plan in-process, worker by worker (the reference the runtime must match).
 
     ``slicer(stage, worker) -> dict`` gives a worker its weights (default: all weights).
@@ -142,9 +151,12 @@ def run_plan_local(graph: Graph, plan, weights: dict, inputs: list[torch.Tensor]
             run_nodes(graph, stage.nodes, env, weights)
             continue
         x = env[stage.input]
-        outs = [run_worker_stage(graph, stage, j, worker_input(stage, j, x),
-                                 slicer(stage, j) if slicer else weights)
-                for j in range(stage.workers)]
+        outs = [
+            run_worker_stage(
+                graph, stage, j, worker_input(stage, j, x), slicer(stage, j) if slicer else weights
+            )
+            for j in range(stage.workers)
+        ]
         shape = list(x.shape[:1]) + list(graph.node(stage.output).shape[1:])
         env[stage.output] = stitch(stage, outs, shape)
     return [env[o] for o in graph.outputs]

@@ -57,10 +57,16 @@ async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
     x = env[stage.input]
     first_remote = 1 if fj.master_leg else 0
     t0 = time.perf_counter()
-    refs = {j: await send(worker_input(stage, j, x), fj.store,
-                          f"req/{fj.request_id}/s{stage.index}/w{j}/in",
-                          transport=fj.plan.transport, limit_bytes=fj.plan.inline_limit_bytes)
-            for j in range(first_remote, stage.workers)}
+    refs = {
+        j: await send(
+            worker_input(stage, j, x),
+            fj.store,
+            f"req/{fj.request_id}/s{stage.index}/w{j}/in",
+            transport=fj.plan.transport,
+            limit_bytes=fj.plan.inline_limit_bytes,
+        )
+        for j in range(first_remote, stage.workers)
+    }
     send_ms = _ms(t0)
     t0 = time.perf_counter()
     legs = [asyncio.ensure_future(_remote_leg(fj, stage, j, ref)) for j, ref in refs.items()]
@@ -69,8 +75,9 @@ async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
         if fj.master_leg:
             weights = await fj.leg_weights(stage.index, 0)
             t_own = time.perf_counter()
-            own_out = await asyncio.to_thread(compute_leg, fj.graph, stage, 0,
-                                              worker_input(stage, 0, x), weights)
+            own_out = await asyncio.to_thread(
+                compute_leg, fj.graph, stage, 0, worker_input(stage, 0, x), weights
+            )
             own_compute_ms = _ms(t_own)
         results = await asyncio.gather(*legs, return_exceptions=True)
     except BaseException:
@@ -82,31 +89,40 @@ async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
     if failures:
         j, err = failures[0]
         kind = err.kind if isinstance(err, InvokeError) else type(err).__name__
-        raise StageFailed(f"stage {stage.index}: {len(failures)} of {len(results)} workers "
-                          f"failed; worker {j}: {kind}: {err}") from err
+        raise StageFailed(
+            f"stage {stage.index}: {len(failures)} of {len(results)} workers "
+            f"failed; worker {j}: {kind}: {err}"
+        ) from err
     t0 = time.perf_counter()
     bodies = [body for body, _, _ in results]
-    outs = ([own_out] if fj.master_leg else []) + [await receive(b["output"], fj.store)
-                                                    for b in bodies]
+    outs = ([own_out] if fj.master_leg else []) + [
+        await receive(b["output"], fj.store) for b in bodies
+    ]
     recv_ms = _ms(t0)
     t0 = time.perf_counter()
     shape = list(x.shape[:1]) + list(fj.graph.node(stage.output).shape[1:])
     env[stage.output] = stitch(stage, outs, shape)
     stitch_ms = _ms(t0)
-    compute = ([own_compute_ms] if fj.master_leg else []) + [float(b["compute_ms"])
-                                                               for b in bodies]
+    compute = ([own_compute_ms] if fj.master_leg else []) + [float(b["compute_ms"]) for b in bodies]
     wall_ms = _ms(t_stage)
     compute_ms = max(compute) + stitch_ms
     return StageReport(
-        index=stage.index, split=stage.split.value, workers=stage.workers, wall_ms=wall_ms,
-        compute_ms=compute_ms, comm_ms=max(wall_ms - compute_ms, 0.0), invoke_ms=invoke_ms,
-        master_transfer_ms=send_ms + recv_ms, worker_compute_ms=compute,
+        index=stage.index,
+        split=stage.split.value,
+        workers=stage.workers,
+        wall_ms=wall_ms,
+        compute_ms=compute_ms,
+        comm_ms=max(wall_ms - compute_ms, 0.0),
+        invoke_ms=invoke_ms,
+        master_transfer_ms=send_ms + recv_ms,
+        worker_compute_ms=compute,
         worker_transfer_ms=[float(b["transfer_ms"]) for b in bodies],
         worker_load_ms=[float(b["load_ms"]) for b in bodies],
         billing=[bill for _, bill, _ in results],
         store_puts=sum(int(b["store_puts"]) for b in bodies),
         store_gets=sum(int(b["store_gets"]) for b in bodies),
-        hedged=sum(1 for _, _, attempt in results if attempt > 1))
+        hedged=sum(1 for _, _, attempt in results if attempt > 1),
+    )
 
 
 async def _remote_leg(fj: ForkJoin, stage, worker: int, ref: dict):
@@ -116,9 +132,15 @@ async def _remote_leg(fj: ForkJoin, stage, worker: int, ref: dict):
 
     async def attempt(n: int):
         # each attempt writes its own output key: a late straggler never overwrites a hedge's
-        event = {"plan_id": fj.plan.plan_id, "request_id": fj.request_id,
-                 "stage": stage.index, "worker": worker, "attempt": n, "input": ref,
-                 **fj.extra_event}
+        event = {
+            "plan_id": fj.plan.plan_id,
+            "request_id": fj.request_id,
+            "stage": stage.index,
+            "worker": worker,
+            "attempt": n,
+            "input": ref,
+            **fj.extra_event,
+        }
         return await fj.invoker.invoke(function, orjson.dumps(event))
 
     t0 = time.perf_counter()
@@ -130,6 +152,15 @@ async def _remote_leg(fj: ForkJoin, stage, worker: int, ref: dict):
     except orjson.JSONDecodeError as exc:
         raise StageFailed(f"stage {stage.index} worker {worker} returned invalid JSON") from exc
     b = result.billing
-    return body, LegBill(billed_ms=b.billed_ms, memory_mb=b.memory_mb, cold_start=b.cold_start,
-                         max_memory_used_mb=b.max_memory_used_mb, duration_ms=b.duration_ms,
-                         init_ms=b.init_ms), answered_by
+    return (
+        body,
+        LegBill(
+            billed_ms=b.billed_ms,
+            memory_mb=b.memory_mb,
+            cold_start=b.cold_start,
+            max_memory_used_mb=b.max_memory_used_mb,
+            duration_ms=b.duration_ms,
+            init_ms=b.init_ms,
+        ),
+        answered_by,
+    )

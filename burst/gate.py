@@ -25,8 +25,14 @@ class SlotGate:
     """FIFO admission over ``capacity`` slots; at most ``max_waiting`` requests queue, each for
     at most ``max_wait_s``. ``free()`` is what the gateway's routing can read."""
 
-    def __init__(self, capacity: int, *, max_waiting: int = 64, max_wait_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        max_waiting: int = 64,
+        max_wait_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if capacity < 1 or max_waiting < 0 or max_wait_s < 0:
             raise ValueError("capacity >= 1, max_waiting >= 0, max_wait_s >= 0")
         self.capacity = capacity
@@ -63,8 +69,11 @@ class SlotGate:
             self._used += slots
             return
         if len(self._waiters) >= self.max_waiting:
-            raise Busy(f"the burst path is at capacity ({self.capacity} function instances, "
-                       f"{len(self._waiters)} requests waiting)", self._retry_after_s())
+            raise Busy(
+                f"the burst path is at capacity ({self.capacity} function instances, "
+                f"{len(self._waiters)} requests waiting)",
+                self._retry_after_s(),
+            )
         waiter = asyncio.get_running_loop().create_future()
         entry = (slots, waiter)
         self._waiters.append(entry)
@@ -78,8 +87,10 @@ class SlotGate:
                 self._waiters.remove(entry)
                 self._grant()
             if isinstance(exc, asyncio.TimeoutError):
-                raise Busy(f"no function capacity freed within {self.max_wait_s:g} s",
-                           self._retry_after_s()) from None
+                raise Busy(
+                    f"no function capacity freed within {self.max_wait_s:g} s",
+                    self._retry_after_s(),
+                ) from None
             raise
 
     def _release(self, slots: int) -> None:

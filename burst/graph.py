@@ -15,8 +15,18 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-_DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4,
-                "int16": 2, "int8": 1, "uint8": 1, "bool": 1}
+_DTYPE_BYTES = {
+    "float32": 4,
+    "float64": 8,
+    "float16": 2,
+    "bfloat16": 2,
+    "int64": 8,
+    "int32": 4,
+    "int16": 2,
+    "int8": 1,
+    "uint8": 1,
+    "bool": 1,
+}
 
 
 class GraphError(Exception):
@@ -57,17 +67,26 @@ class Graph:
         return idx
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "inputs": self.inputs, "input_shapes": self.input_shapes,
-                "outputs": self.outputs, "nodes": [asdict(n) for n in self.nodes],
-                "weights": self.weights}
+        return {
+            "model": self.model,
+            "inputs": self.inputs,
+            "input_shapes": self.input_shapes,
+            "outputs": self.outputs,
+            "nodes": [asdict(n) for n in self.nodes],
+            "weights": self.weights,
+        }
 
     @classmethod
     def from_dict(cls, raw: dict) -> "Graph":
         try:
-            return cls(model=raw["model"], inputs=list(raw["inputs"]),
-                       input_shapes=[list(s) for s in raw["input_shapes"]],
-                       outputs=list(raw["outputs"]), nodes=[Node(**n) for n in raw["nodes"]],
-                       weights=dict(raw["weights"]))
+            return cls(
+                model=raw["model"],
+                inputs=list(raw["inputs"]),
+                input_shapes=[list(s) for s in raw["input_shapes"]],
+                outputs=list(raw["outputs"]),
+                nodes=[Node(**n) for n in raw["nodes"]],
+                weights=dict(raw["weights"]),
+            )
         except (KeyError, TypeError) as exc:
             raise GraphError(f"malformed graph IR: {exc}") from exc
 
@@ -209,10 +228,15 @@ def run_node(node: Node, env: dict, weights: dict):
 def _macs(op: str, args: list, out_shape, weights: dict) -> int:
     def per_sample(shape):
         return math.prod(d for d in shape[1:]) if shape else 0
+
     if out_shape is None:
         return 0
     if op in ("aten.conv2d.default", "aten.convolution.default") and len(args) > 1:
-        w = weights.get(args[1]["w"], {}).get("shape") if isinstance(args[1], dict) and "w" in args[1] else None
+        w = (
+            weights.get(args[1]["w"], {}).get("shape")
+            if isinstance(args[1], dict) and "w" in args[1]
+            else None
+        )
         if w:
             return per_sample(out_shape) * math.prod(w[1:])
     if op in ("aten.linear.default",) and isinstance(args[1], dict) and "w" in args[1]:
@@ -231,11 +255,14 @@ def build_graph(program, model: str = "") -> Graph:
     state = dict(program.state_dict)
     state.update(program.constants)
     weights: dict[str, dict] = {}
-    for ph, name in fqn.items():
+    for name in fqn.values():
         t = state.get(name)
         if isinstance(t, torch.Tensor):
-            weights[name] = {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
-                             "bytes": t.numel() * t.element_size()}
+            weights[name] = {
+                "shape": list(t.shape),
+                "dtype": str(t.dtype).removeprefix("torch."),
+                "bytes": t.numel() * t.element_size(),
+            }
     graph = program.graph
     # get_attr nodes (constants not lifted) are weights too
     for n in graph.nodes:
@@ -244,9 +271,11 @@ def build_graph(program, model: str = "") -> Graph:
             if isinstance(t, torch.Tensor):
                 fqn[n.name] = n.target
                 state[n.target] = t
-                weights[n.target] = {"shape": list(t.shape),
-                                     "dtype": str(t.dtype).removeprefix("torch."),
-                                     "bytes": t.numel() * t.element_size()}
+                weights[n.target] = {
+                    "shape": list(t.shape),
+                    "dtype": str(t.dtype).removeprefix("torch."),
+                    "bytes": t.numel() * t.element_size(),
+                }
     ph_to_w = {ph: name for ph, name in fqn.items()}
     user_inputs = list(sig.user_inputs)
     # fold getitem(x, i) when x's only users are getitems of one index
@@ -299,12 +328,28 @@ def build_graph(program, model: str = "") -> Graph:
             for w in weights_of(a):
                 if w not in wnames:
                     wnames.append(w)
-        nodes.append(Node(name=n.name, op=op, args=args, kwargs=kwargs, shape=shape, dtype=dtype,
-                          item=item, macs=_macs(op, args, shape, weights),
-                          weight_bytes=sum(weights[w]["bytes"] for w in wnames if w in weights),
-                          weights=wnames))
-    return Graph(model=model, inputs=inputs, input_shapes=input_shapes, outputs=outputs,
-                 nodes=nodes, weights=weights)
+        nodes.append(
+            Node(
+                name=n.name,
+                op=op,
+                args=args,
+                kwargs=kwargs,
+                shape=shape,
+                dtype=dtype,
+                item=item,
+                macs=_macs(op, args, shape, weights),
+                weight_bytes=sum(weights[w]["bytes"] for w in wnames if w in weights),
+                weights=wnames,
+            )
+        )
+    return Graph(
+        model=model,
+        inputs=inputs,
+        input_shapes=input_shapes,
+        outputs=outputs,
+        nodes=nodes,
+        weights=weights,
+    )
 
 
 def program_weights(program) -> dict[str, torch.Tensor]:

@@ -18,8 +18,9 @@ def pool_out_size(in_size: int, k: int, s: int, p: int, d: int = 1, ceil_mode: b
     return out
 
 
-def input_window(out_range: tuple[int, int], k: int, s: int, p: int, d: int, in_size: int
-                 ) -> tuple[tuple[int, int], int, int]:
+def input_window(
+    out_range: tuple[int, int], k: int, s: int, p: int, d: int, in_size: int
+) -> tuple[tuple[int, int], int, int]:
     """Input rows needed for output rows ``out_range``: (clipped range, pad_lo, pad_hi).
 
     ``pad_lo``/``pad_hi`` are how many rows of the window lie outside the image; the caller adds
@@ -32,8 +33,9 @@ def input_window(out_range: tuple[int, int], k: int, s: int, p: int, d: int, in_
     return (c_lo, c_hi), c_lo - lo, hi - c_hi
 
 
-def avg_divisors(out_range: tuple[int, int], k: int, s: int, p: int, in_size: int,
-                 count_include_pad: bool) -> torch.Tensor:
+def avg_divisors(
+    out_range: tuple[int, int], k: int, s: int, p: int, in_size: int, count_include_pad: bool
+) -> torch.Tensor:
     """Per-position window sizes along one axis, as PyTorch's avg_pool2d counts them."""
     sizes = []
     for o in range(out_range[0], out_range[1] + 1):

@@ -43,8 +43,9 @@ class LegTimes:
         return max(self.policy.min_delay_ms, self.policy.factor * statistics.median(seen)) / 1e3
 
 
-async def hedged(start: Callable[[int], Awaitable[T]], hedge_after_s: float | None
-                 ) -> tuple[T, int]:
+async def hedged(
+    start: Callable[[int], Awaitable[T]], hedge_after_s: float | None
+) -> tuple[T, int]:
     """``await start(1)``; if it has not answered after ``hedge_after_s``, also ``start(2)``.
     Returns (first successful answer, attempt that gave it); the loser is cancelled. Fails
     only when every attempt failed (with the first attempt's error)."""

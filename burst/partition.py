@@ -18,14 +18,54 @@ ADAPTIVE_OPS = {"aten.adaptive_avg_pool2d.default", "aten._adaptive_avg_pool2d.d
 BN_OPS = {"aten.batch_norm.default", "aten._native_batch_norm_legit_no_training.default"}
 LINEAR_OPS = {"aten.linear.default"}
 # ops that act on each element (or channel) alone: same window in as out
-UNARY_OPS = {f"aten.{n}.default" for n in (
-    "relu", "relu_", "hardtanh", "hardtanh_", "silu", "silu_", "sigmoid", "sigmoid_", "gelu",
-    "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_", "leaky_relu", "leaky_relu_", "elu",
-    "elu_", "tanh", "clone", "contiguous", "dropout", "dropout_", "alias", "detach", "relu6",
-    "identity", "mish", "softplus")} | {"aten.feature_dropout.default", "aten.alpha_dropout.default"}
-BINARY_OPS = {f"aten.{n}" for n in (
-    "add.Tensor", "add_.Tensor", "mul.Tensor", "mul_.Tensor", "sub.Tensor", "div.Tensor",
-    "add.Scalar", "mul.Scalar", "maximum.default", "minimum.default")}
+UNARY_OPS = {
+    f"aten.{n}.default"
+    for n in (
+        "relu",
+        "relu_",
+        "hardtanh",
+        "hardtanh_",
+        "silu",
+        "silu_",
+        "sigmoid",
+        "sigmoid_",
+        "gelu",
+        "hardswish",
+        "hardswish_",
+        "hardsigmoid",
+        "hardsigmoid_",
+        "leaky_relu",
+        "leaky_relu_",
+        "elu",
+        "elu_",
+        "tanh",
+        "clone",
+        "contiguous",
+        "dropout",
+        "dropout_",
+        "alias",
+        "detach",
+        "relu6",
+        "identity",
+        "mish",
+        "softplus",
+    )
+} | {"aten.feature_dropout.default", "aten.alpha_dropout.default"}
+BINARY_OPS = {
+    f"aten.{n}"
+    for n in (
+        "add.Tensor",
+        "add_.Tensor",
+        "mul.Tensor",
+        "mul_.Tensor",
+        "sub.Tensor",
+        "div.Tensor",
+        "add.Scalar",
+        "mul.Scalar",
+        "maximum.default",
+        "minimum.default",
+    )
+}
 CAT_OPS = {"aten.cat.default"}
 
 
@@ -67,23 +107,41 @@ def window_spec(graph: Graph, node: Node) -> dict | None:
             kshape = graph.weights[w["w"]]["shape"] if isinstance(w, dict) and "w" in w else None
             if kshape is None or len(kshape) != 4:
                 return None
-            return {"kind": "conv", "k": (kshape[2], kshape[3]), "s": _pair(b["stride"]),
-                    "p": _pair(b["padding"]), "d": _pair(b["dilation"])}
+            return {
+                "kind": "conv",
+                "k": (kshape[2], kshape[3]),
+                "s": _pair(b["stride"]),
+                "p": _pair(b["padding"]),
+                "d": _pair(b["dilation"]),
+            }
         if op in ADAPTIVE_OPS:
             in_h, in_w = _shape(graph, ins[0])[2:]
             oh, ow = node.shape[2:]
             if in_h % oh or in_w % ow or (oh == 1 and ow == 1):
                 return None  # uneven windows overlap; a global pool is one tile anyway
             k = (in_h // oh, in_w // ow)
-            return {"kind": "avg", "k": k, "s": k, "p": (0, 0), "d": (1, 1), "ceil": False,
-                    "cip": True, "div": None}
+            return {
+                "kind": "avg",
+                "k": k,
+                "s": k,
+                "p": (0, 0),
+                "d": (1, 1),
+                "ceil": False,
+                "cip": True,
+                "div": None,
+            }
         k = _pair(b["kernel_size"])
         s = _pair(b["stride"]) if b.get("stride") not in (None, []) else k
         spec = {"k": k, "s": s, "p": _pair(b["padding"]), "ceil": bool(b["ceil_mode"])}
         if op in MAX_OPS:
             return {"kind": "max", "d": _pair(b["dilation"]), **spec}
-        return {"kind": "avg", "d": (1, 1), "cip": bool(b["count_include_pad"]),
-                "div": b.get("divisor_override"), **spec}
+        return {
+            "kind": "avg",
+            "d": (1, 1),
+            "cip": bool(b["count_include_pad"]),
+            "div": b.get("divisor_override"),
+            **spec,
+        }
     if op in BN_OPS:
         b = bind_args(node)
         if b.get("training") or len(ins) != 1:
@@ -110,8 +168,13 @@ def output_head(graph: Graph, node: Node) -> bool:
     if node.op in CONV_OPS:
         b = bind_args(node)
         w = b["weight"]
-        return (not b.get("transposed") and int(b.get("groups") or 1) == 1
-                and isinstance(w, dict) and "w" in w and len(node_inputs(node)) == 1)
+        return (
+            not b.get("transposed")
+            and int(b.get("groups") or 1) == 1
+            and isinstance(w, dict)
+            and "w" in w
+            and len(node_inputs(node)) == 1
+        )
     return False
 
 
@@ -128,8 +191,11 @@ def per_channel(graph: Graph, node: Node) -> bool:
 
 def sliced_weights(node: Node) -> list[str]:
     """Weights of an output-split node that are cut along dim 0 (the rest are whole)."""
-    idx = {"aten.linear.default": (1, 2), "aten.conv2d.default": (1, 2),
-           "aten.convolution.default": (1, 2)}.get(node.op, (1, 2, 3, 4) if node.op in BN_OPS else ())
+    idx = {
+        "aten.linear.default": (1, 2),
+        "aten.conv2d.default": (1, 2),
+        "aten.convolution.default": (1, 2),
+    }.get(node.op, (1, 2, 3, 4) if node.op in BN_OPS else ())
     out = []
     for i in idx:
         if i < len(node.args) and isinstance(node.args[i], dict) and "w" in node.args[i]:
@@ -189,8 +255,13 @@ def _block(graph: Graph, names: list[str]) -> Block:
             if r not in inside and r not in ins:
                 ins.append(r)
     nodes = [graph.node(n) for n in names]
-    b = Block(nodes=names, inputs=ins, output=names[-1], macs=sum(n.macs for n in nodes),
-              weight_bytes=sum(n.weight_bytes for n in nodes))
+    b = Block(
+        nodes=names,
+        inputs=ins,
+        output=names[-1],
+        macs=sum(n.macs for n in nodes),
+        weight_bytes=sum(n.weight_bytes for n in nodes),
+    )
     if len(ins) == 1:
         if all(window_spec(graph, n) is not None for n in nodes):
             b.kind = "spatial"
@@ -202,8 +273,9 @@ def _block(graph: Graph, names: list[str]) -> Block:
     return b
 
 
-def tile_windows(graph: Graph, names: list[str], out_name: str,
-                 tile: tuple[tuple[int, int], tuple[int, int]]) -> dict:
+def tile_windows(
+    graph: Graph, names: list[str], out_name: str, tile: tuple[tuple[int, int], tuple[int, int]]
+) -> dict:
     """Global (rows, cols) each value must hold so ``out_name`` covers ``tile``.
 
     Walks the group backwards; a value read by several nodes (a residual branch, a
@@ -222,9 +294,16 @@ def tile_windows(graph: Graph, names: list[str], out_name: str,
             else:
                 h, w = _shape(graph, r)[2:]
                 want = tuple(
-                    input_window(rows_cols[a], spec["k"][a], spec["s"][a], spec["p"][a],
-                                 spec["d"][a], (h, w)[a])[0] for a in (0, 1))
+                    input_window(
+                        rows_cols[a],
+                        spec["k"][a],
+                        spec["s"][a],
+                        spec["p"][a],
+                        spec["d"][a],
+                        (h, w)[a],
+                    )[0]
+                    for a in (0, 1)
+                )
             old = need.get(r)
             need[r] = want if old is None else (hull(old[0], want[0]), hull(old[1], want[1]))
     return need
-

@@ -41,8 +41,10 @@ class Split(str, Enum):
 
 def function_names(memory_mb: int, master_memory_mb: int | None = None) -> tuple[str, str]:
     """(master, worker) function names for a memory size, as the README documents them."""
-    return (f"tidegate-master-{int(master_memory_mb or memory_mb)}mb",
-            f"tidegate-worker-{int(memory_mb)}mb")
+    return (
+        f"tidegate-master-{int(master_memory_mb or memory_mb)}mb",
+        f"tidegate-worker-{int(memory_mb)}mb",
+    )
 
 
 @dataclass
@@ -75,19 +77,30 @@ class Stage:
 
     def to_json(self) -> dict:
         """The stage as plain JSON data (only the fields its split uses)."""
-        d = {"index": self.index, "split": self.split.value, "nodes": list(self.nodes),
-             "macs": self.macs, "workers": self.workers, "weight_bytes": list(self.weight_bytes),
-             "bytes_in": list(self.bytes_in), "bytes_out": list(self.bytes_out),
-             "leg_macs": list(self.leg_macs)}
+        d = {
+            "index": self.index,
+            "split": self.split.value,
+            "nodes": list(self.nodes),
+            "macs": self.macs,
+            "workers": self.workers,
+            "weight_bytes": list(self.weight_bytes),
+            "bytes_in": list(self.bytes_in),
+            "bytes_out": list(self.bytes_out),
+            "leg_macs": list(self.leg_macs),
+        }
         if self.split is Split.SERIAL:
             return d
         d.update(input=self.input, output=self.output)
         if self.split is Split.SPATIAL:
-            d.update(grid=list(self.grid),
-                     tiles=[{"out": t.out, "in": t.window} for t in self.tiles])
+            d.update(
+                grid=list(self.grid), tiles=[{"out": t.out, "in": t.window} for t in self.tiles]
+            )
         else:
-            d.update(parts=[list(p) for p in self.parts], cat_dim=self.cat_dim,
-                     sliced_weights=list(self.sliced_weights))
+            d.update(
+                parts=[list(p) for p in self.parts],
+                cat_dim=self.cat_dim,
+                sliced_weights=list(self.sliced_weights),
+            )
         return d
 
     @classmethod
@@ -99,16 +112,24 @@ class Stage:
             raise PlanError(f"{where}: needs a non-empty node list")
         split = Split(raw["split"])
         try:
-            st = cls(index=int(raw["index"]), split=split, nodes=[str(n) for n in raw["nodes"]],
-                     macs=int(raw["macs"]), workers=int(raw["workers"]),
-                     weight_bytes=[int(b) for b in raw["weight_bytes"]],
-                     bytes_in=[int(b) for b in raw["bytes_in"]],
-                     bytes_out=[int(b) for b in raw["bytes_out"]],
-                     leg_macs=[int(m) for m in raw.get("leg_macs", [])],
-                     input=raw.get("input"), output=raw.get("output"), grid=raw.get("grid"),
-                     tiles=[Tile(out=t["out"], window=t["in"]) for t in raw.get("tiles", [])],
-                     parts=[list(p) for p in raw.get("parts", [])], cat_dim=raw.get("cat_dim"),
-                     sliced_weights=list(raw.get("sliced_weights", [])))
+            st = cls(
+                index=int(raw["index"]),
+                split=split,
+                nodes=[str(n) for n in raw["nodes"]],
+                macs=int(raw["macs"]),
+                workers=int(raw["workers"]),
+                weight_bytes=[int(b) for b in raw["weight_bytes"]],
+                bytes_in=[int(b) for b in raw["bytes_in"]],
+                bytes_out=[int(b) for b in raw["bytes_out"]],
+                leg_macs=[int(m) for m in raw.get("leg_macs", [])],
+                input=raw.get("input"),
+                output=raw.get("output"),
+                grid=raw.get("grid"),
+                tiles=[Tile(out=t["out"], window=t["in"]) for t in raw.get("tiles", [])],
+                parts=[list(p) for p in raw.get("parts", [])],
+                cat_dim=raw.get("cat_dim"),
+                sliced_weights=list(raw.get("sliced_weights", [])),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise PlanError(f"{where}: malformed ({exc!r})") from exc
         if split is Split.SPATIAL and len(st.tiles) != st.workers:
@@ -140,10 +161,25 @@ class Plan:
     totals: dict = field(default_factory=dict)
 
     def content(self) -> dict:
-        d = {k: getattr(self, k) for k in (
-            "plan_version", "model", "batch", "workers", "split", "memory_mb", "transport",
-            "inline_limit_bytes", "master_function", "worker_function", "inputs",
-            "input_shapes", "outputs", "totals")}
+        d = {
+            k: getattr(self, k)
+            for k in (
+                "plan_version",
+                "model",
+                "batch",
+                "workers",
+                "split",
+                "memory_mb",
+                "transport",
+                "inline_limit_bytes",
+                "master_function",
+                "worker_function",
+                "inputs",
+                "input_shapes",
+                "outputs",
+                "totals",
+            )
+        }
         d["stages"] = [s.to_json() for s in self.stages]
         return d
 
@@ -168,13 +204,30 @@ class Plan:
             raise PlanError("plan must be a JSON object")
         version = raw.get("plan_version")
         if version != PLAN_VERSION:
-            raise PlanError(f"unsupported plan_version {version!r} (this build reads "
-                            f"{PLAN_VERSION})")
+            raise PlanError(
+                f"unsupported plan_version {version!r} (this build reads {PLAN_VERSION})"
+            )
         try:
-            fields = {k: raw[k] for k in (
-                "model", "batch", "workers", "split", "memory_mb", "transport", "inputs",
-                "input_shapes", "outputs", "stages", "inline_limit_bytes", "master_function",
-                "worker_function", "plan_id", "totals")}
+            fields = {
+                k: raw[k]
+                for k in (
+                    "model",
+                    "batch",
+                    "workers",
+                    "split",
+                    "memory_mb",
+                    "transport",
+                    "inputs",
+                    "input_shapes",
+                    "outputs",
+                    "stages",
+                    "inline_limit_bytes",
+                    "master_function",
+                    "worker_function",
+                    "plan_id",
+                    "totals",
+                )
+            }
         except KeyError as exc:
             raise PlanError(f"plan is missing field {exc.args[0]!r}") from exc
         if not isinstance(fields["stages"], list) or not fields["stages"]:
@@ -229,13 +282,34 @@ def build_stage(graph: Graph, choice: StageChoice, index: int, batch: int) -> St
     nodes = [graph.node(n) for n in choice.nodes]
     macs = sum(n.macs for n in nodes) * batch
     if choice.split is Split.SERIAL:
-        wbytes = sum(graph.weights[w]["bytes"] for w in {w for n in nodes for w in n.weights}
-                     if w in graph.weights)
-        return Stage(index=index, split=Split.SERIAL, nodes=list(choice.nodes), macs=macs,
-                     workers=0, weight_bytes=[wbytes], bytes_in=[], bytes_out=[], leg_macs=[macs])
-    st = Stage(index=index, split=choice.split, nodes=list(choice.nodes), macs=macs, workers=0,
-               weight_bytes=[], bytes_in=[], bytes_out=[], input=choice.input,
-               output=choice.output)
+        wbytes = sum(
+            graph.weights[w]["bytes"]
+            for w in {w for n in nodes for w in n.weights}
+            if w in graph.weights
+        )
+        return Stage(
+            index=index,
+            split=Split.SERIAL,
+            nodes=list(choice.nodes),
+            macs=macs,
+            workers=0,
+            weight_bytes=[wbytes],
+            bytes_in=[],
+            bytes_out=[],
+            leg_macs=[macs],
+        )
+    st = Stage(
+        index=index,
+        split=choice.split,
+        nodes=list(choice.nodes),
+        macs=macs,
+        workers=0,
+        weight_bytes=[],
+        bytes_in=[],
+        bytes_out=[],
+        input=choice.input,
+        output=choice.output,
+    )
     (_spatial if choice.split is Split.SPATIAL else _output)(graph, st, choice.workers, batch)
     return st
 
@@ -249,23 +323,37 @@ def _spatial(graph: Graph, st: Stage, workers: int, batch: int) -> None:
     in_shape = _concrete(_shape(graph, st.input), batch)
     gh, gw = choose_grid(workers, out_shape[2], out_shape[3])
     nodes = [graph.node(n) for n in st.nodes]
-    wbytes = sum(graph.weights[w]["bytes"] for w in {w for n in nodes for w in n.weights}
-                 if w in graph.weights)
+    wbytes = sum(
+        graph.weights[w]["bytes"]
+        for w in {w for n in nodes for w in n.weights}
+        if w in graph.weights
+    )
     for rows in split_range(out_shape[2], gh):
         for cols in split_range(out_shape[3], gw):
             need = tile_windows(graph, st.nodes, st.output, (rows, cols))
-            st.tiles.append(Tile(out=[list(rows), list(cols)],
-                                 window=[list(need[st.input][0]), list(need[st.input][1])]))
+            st.tiles.append(
+                Tile(
+                    out=[list(rows), list(cols)],
+                    window=[list(need[st.input][0]), list(need[st.input][1])],
+                )
+            )
             # a node's work scales with the share of its output map this tile computes
-            st.leg_macs.append(batch * sum(
-                n.macs * _area(need[n.name]) // max(1, n.shape[2] * n.shape[3])
-                for n in nodes if n.name in need))
+            st.leg_macs.append(
+                batch
+                * sum(
+                    n.macs * _area(need[n.name]) // max(1, n.shape[2] * n.shape[3])
+                    for n in nodes
+                    if n.name in need
+                )
+            )
     st.grid, st.workers = [gh, gw], len(st.tiles)
     st.weight_bytes = [wbytes] * st.workers
-    st.bytes_in = [_nbytes(graph, st.input, batch, in_shape[:2] + [_area(t.window), 1])
-                   for t in st.tiles]
-    st.bytes_out = [_nbytes(graph, st.output, batch, out_shape[:2] + [_area(t.out), 1])
-                    for t in st.tiles]
+    st.bytes_in = [
+        _nbytes(graph, st.input, batch, in_shape[:2] + [_area(t.window), 1]) for t in st.tiles
+    ]
+    st.bytes_out = [
+        _nbytes(graph, st.output, batch, out_shape[:2] + [_area(t.out), 1]) for t in st.tiles
+    ]
 
 
 def _output(graph: Graph, st: Stage, workers: int, batch: int) -> None:
@@ -277,8 +365,10 @@ def _output(graph: Graph, st: Stage, workers: int, batch: int) -> None:
     sliced = {w for name in st.nodes for w in sliced_weights(graph.node(name))}
     whole = {w for name in st.nodes for w in graph.node(name).weights} - sliced
     for c0, c1 in parts:
-        b = sum(graph.weights[w]["bytes"] * (c1 - c0 + 1) // graph.weights[w]["shape"][0]
-                for w in sliced)
+        b = sum(
+            graph.weights[w]["bytes"] * (c1 - c0 + 1) // graph.weights[w]["shape"][0]
+            for w in sliced
+        )
         st.weight_bytes.append(b + sum(graph.weights[w]["bytes"] for w in whole))
         st.leg_macs.append(st.macs * (c1 - c0 + 1) // channels)
     per_channel_out = _nbytes(graph, st.output, batch) // channels
@@ -288,12 +378,20 @@ def _output(graph: Graph, st: Stage, workers: int, batch: int) -> None:
     st.bytes_out = [per_channel_out * (c1 - c0 + 1) for c0, c1 in parts]
 
 
-def make_plan(graph: Graph, *, workers: int, split: str = "auto", memory_mb: int = 1024,
-              transport: str = "auto", batch: int = 1,
-              inline_limit_bytes: int = DEFAULT_INLINE_LIMIT_BYTES,
-              choices: list[StageChoice] | None = None, input_names: list[str] | None = None,
-              output_names: list[str] | None = None,
-              master_memory_mb: int | None = None) -> Plan:
+def make_plan(
+    graph: Graph,
+    *,
+    workers: int,
+    split: str = "auto",
+    memory_mb: int = 1024,
+    transport: str = "auto",
+    batch: int = 1,
+    inline_limit_bytes: int = DEFAULT_INLINE_LIMIT_BYTES,
+    choices: list[StageChoice] | None = None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    master_memory_mb: int | None = None,
+) -> Plan:
     """Partition ``graph`` into fork-join stages for up to ``workers`` functions per stage.
 
     ``choices`` (from the planner) fix the stages; without them ``split`` picks them: "none" is
@@ -305,23 +403,37 @@ def make_plan(graph: Graph, *, workers: int, split: str = "auto", memory_mb: int
         if split == "auto":
             from burst.planning import PlanRequest, choose_stages
 
-            choices = choose_stages(graph, PlanRequest(workers=workers, batch=batch,
-                                                       memory_mb=memory_mb,
-                                                       master_memory_mb=master_memory_mb,
-                                                       transport=transport))
+            choices = choose_stages(
+                graph,
+                PlanRequest(
+                    workers=workers,
+                    batch=batch,
+                    memory_mb=memory_mb,
+                    master_memory_mb=master_memory_mb,
+                    transport=transport,
+                ),
+            )
         else:
             from burst.candidates import forced_choices
 
             choices = forced_choices(graph, split, workers)
     stages = [build_stage(graph, c, i, batch) for i, c in enumerate(_merge_serial(choices))]
     master_fn, worker_fn = function_names(memory_mb, master_memory_mb)
-    plan = Plan(model=graph.model, batch=batch, workers=workers, split=split,
-                memory_mb=int(memory_mb), transport=transport,
-                inputs=list(input_names or graph.inputs),
-                input_shapes=[_concrete(s, batch) for s in graph.input_shapes],
-                outputs=list(output_names or graph.outputs), stages=stages,
-                inline_limit_bytes=int(inline_limit_bytes), master_function=master_fn,
-                worker_function=worker_fn)
+    plan = Plan(
+        model=graph.model,
+        batch=batch,
+        workers=workers,
+        split=split,
+        memory_mb=int(memory_mb),
+        transport=transport,
+        inputs=list(input_names or graph.inputs),
+        input_shapes=[_concrete(s, batch) for s in graph.input_shapes],
+        outputs=list(output_names or graph.outputs),
+        stages=stages,
+        inline_limit_bytes=int(inline_limit_bytes),
+        master_function=master_fn,
+        worker_function=worker_fn,
+    )
     plan.totals = _totals(graph, stages, memory_mb, master_memory_mb or memory_mb)
     plan.plan_id = content_hash(plan.content())
     return plan
@@ -356,8 +468,10 @@ def _totals(graph: Graph, stages: list[Stage], memory_mb: int, master_memory_mb:
     (``burst.forkjoin``), so it holds those slices too; worker j holds leg j of every stage."""
     split_stages = [s for s in stages if s.split is not Split.SERIAL]
     remote = [s for s in split_stages if s.workers > 1]
-    per_worker = [sum(s.weight_bytes[j] for s in remote if j < s.workers)
-                  for j in range(1, max([s.workers for s in remote] or [1]))]
+    per_worker = [
+        sum(s.weight_bytes[j] for s in remote if j < s.workers)
+        for j in range(1, max([s.workers for s in remote] or [1]))
+    ]
     totals = {
         "stages": len(stages),
         "split_stages": len(split_stages),
@@ -370,7 +484,8 @@ def _totals(graph: Graph, stages: list[Stage], memory_mb: int, master_memory_mb:
     }
     totals["fits_memory"] = (
         totals["max_worker_weight_bytes"] <= memory_mb * (1 << 20) * WEIGHT_MEMORY_SHARE
-        and totals["master_weight_bytes"] <= master_memory_mb * (1 << 20) * WEIGHT_MEMORY_SHARE)
+        and totals["master_weight_bytes"] <= master_memory_mb * (1 << 20) * WEIGHT_MEMORY_SHARE
+    )
     return totals
 
 

@@ -14,16 +14,23 @@ from functools import lru_cache
 from pathlib import Path
 
 from burst.graph import Graph, dtype_bytes
-from burst.plan import (DEFAULT_INLINE_LIMIT_BYTES, WEIGHT_MEMORY_SHARE, Plan, PlanError, Split,
-                        StageChoice, make_plan)
+from burst.plan import (
+    DEFAULT_INLINE_LIMIT_BYTES,
+    WEIGHT_MEMORY_SHARE,
+    Plan,
+    PlanError,
+    Split,
+    StageChoice,
+    make_plan,
+)
 from policies.costs import PriceTable
 from policies.perf import Deployment, PerfModel, PlanPrediction
-from policies.planner import (Limits, Objective, PlanningError, cheapest_meeting_slo,
-                              latency_optimal)
+from policies.planner import Limits, Objective, PlanningError, cheapest_meeting_slo, latency_optimal
 from policies.profile import Profile, ProfileError
 
-REFERENCE_PROFILE = Path(__file__).resolve().parents[1] / "policies" / "data" / \
-    "reference_profile.json"
+REFERENCE_PROFILE = (
+    Path(__file__).resolve().parents[1] / "policies" / "data" / "reference_profile.json"
+)
 PROFILE_FILE = "profile.json"
 # with a local directory store a file round trip beats base64 through three hops from ~64 KB
 # (ResNet-18, 1 worker, warm: 145 ms inline vs 112 ms through the store); remote stores cost a
@@ -33,8 +40,11 @@ LOCAL_STORE_INLINE_LIMIT_BYTES = 64 * 1024
 
 def inline_limit_bytes(store_kind: str) -> int:
     """Largest tensor message sent inline (base64 in the invocation JSON) under "auto"."""
-    return LOCAL_STORE_INLINE_LIMIT_BYTES if store_kind in ("dir", "memory") else \
-        DEFAULT_INLINE_LIMIT_BYTES
+    return (
+        LOCAL_STORE_INLINE_LIMIT_BYTES
+        if store_kind in ("dir", "memory")
+        else DEFAULT_INLINE_LIMIT_BYTES
+    )
 
 
 @dataclass(frozen=True)
@@ -58,8 +68,10 @@ class PlanRequest:
         return int(self.master_memory_mb or self.memory_mb)
 
     def limits(self) -> Limits:
-        return Limits(worker_weight_bytes=int(self.memory_mb * (1 << 20) * WEIGHT_MEMORY_SHARE),
-                      master_weight_bytes=int(self.master_mb * (1 << 20) * WEIGHT_MEMORY_SHARE))
+        return Limits(
+            worker_weight_bytes=int(self.memory_mb * (1 << 20) * WEIGHT_MEMORY_SHARE),
+            master_weight_bytes=int(self.master_mb * (1 << 20) * WEIGHT_MEMORY_SHARE),
+        )
 
 
 @lru_cache(maxsize=4)
@@ -94,19 +106,29 @@ def perf_model(graph: Graph, request: PlanRequest, profile: Profile) -> PerfMode
     from burst.candidates import node_works
 
     out_shapes = [graph.node(o).shape or [] for o in graph.outputs]
-    dep = Deployment(memory_mb=request.memory_mb, master_memory_mb=request.master_mb,
-                     transport=request.transport, store_kind=request.store_kind,
-                     inline_limit_bytes=inline_limit_bytes(request.store_kind),
-                     prices=request.prices,
-                     input_bytes=_tensor_bytes(graph, graph.inputs, graph.input_shapes,
-                                               request.batch),
-                     output_bytes=_tensor_bytes(graph, graph.outputs, out_shapes, request.batch))
-    return PerfModel(profile, dep, node_works(graph, request.batch), graph.model,
-                     graph.input_shapes[0] if graph.input_shapes else (), request.batch)
+    dep = Deployment(
+        memory_mb=request.memory_mb,
+        master_memory_mb=request.master_mb,
+        transport=request.transport,
+        store_kind=request.store_kind,
+        inline_limit_bytes=inline_limit_bytes(request.store_kind),
+        prices=request.prices,
+        input_bytes=_tensor_bytes(graph, graph.inputs, graph.input_shapes, request.batch),
+        output_bytes=_tensor_bytes(graph, graph.outputs, out_shapes, request.batch),
+    )
+    return PerfModel(
+        profile,
+        dep,
+        node_works(graph, request.batch),
+        graph.model,
+        graph.input_shapes[0] if graph.input_shapes else (),
+        request.batch,
+    )
 
 
-def choose_stages(graph: Graph, request: PlanRequest, profile: Profile | None = None
-                  ) -> list[StageChoice]:
+def choose_stages(
+    graph: Graph, request: PlanRequest, profile: Profile | None = None
+) -> list[StageChoice]:
     """The planner's stages for ``request`` (latency-optimal, or cheapest meeting the SLO)."""
     from burst.candidates import build_candidates, choices_of
 
@@ -117,8 +139,9 @@ def choose_stages(graph: Graph, request: PlanRequest, profile: Profile | None = 
         if request.objective is Objective.COST:
             if request.slo_ms is None:
                 raise PlanError("the cost objective needs an SLO (--slo-ms)")
-            choice = cheapest_meeting_slo(model, cands, request.limits(), request.slo_ms,
-                                          request.percentile)
+            choice = cheapest_meeting_slo(
+                model, cands, request.limits(), request.slo_ms, request.percentile
+            )
         else:
             choice = latency_optimal(model, cands, request.limits())
     except PlanningError as exc:
@@ -134,16 +157,24 @@ def model_plan(graph: Graph, config, request: PlanRequest, profile: Profile) -> 
     choices = None
     if request.split == "auto":
         choices = choose_stages(graph, request, profile)
-    return make_plan(graph, workers=request.workers, split=request.split,
-                     memory_mb=request.memory_mb, master_memory_mb=request.master_memory_mb,
-                     transport=request.transport, batch=request.batch,
-                     inline_limit_bytes=inline_limit_bytes(request.store_kind), choices=choices,
-                     input_names=[t.name for t in config.inputs],
-                     output_names=[t.name for t in config.outputs])
+    return make_plan(
+        graph,
+        workers=request.workers,
+        split=request.split,
+        memory_mb=request.memory_mb,
+        master_memory_mb=request.master_memory_mb,
+        transport=request.transport,
+        batch=request.batch,
+        inline_limit_bytes=inline_limit_bytes(request.store_kind),
+        choices=choices,
+        input_names=[t.name for t in config.inputs],
+        output_names=[t.name for t in config.outputs],
+    )
 
 
-def predict_plan(graph: Graph, plan: Plan, request: PlanRequest,
-                 profile: Profile) -> PlanPrediction:
+def predict_plan(
+    graph: Graph, plan: Plan, request: PlanRequest, profile: Profile
+) -> PlanPrediction:
     """Predicted latency distribution and cost of ``plan`` (any plan, planned or forced)."""
     from burst.candidates import stage_candidate
 
@@ -151,5 +182,13 @@ def predict_plan(graph: Graph, plan: Plan, request: PlanRequest,
     return model.predict([stage_candidate(s) for s in plan.stages])
 
 
-__all__ = ["PlanRequest", "Objective", "model_plan", "predict_plan", "load_profile",
-           "choose_stages", "inline_limit_bytes", "Split"]
+__all__ = [
+    "PlanRequest",
+    "Objective",
+    "model_plan",
+    "predict_plan",
+    "load_profile",
+    "choose_stages",
+    "inline_limit_bytes",
+    "Split",
+]

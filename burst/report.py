@@ -80,16 +80,25 @@ class MasterReport:
         return sum(b.billed_ms / 1000.0 * b.memory_mb / 1024.0 for b in self.billing)
 
     def to_json(self) -> dict:
-        return {**asdict(self), "communication_share": self.communication_share,
-                "invocations": self.invocations, "cold_starts": self.cold_starts}
+        return {
+            **asdict(self),
+            "communication_share": self.communication_share,
+            "invocations": self.invocations,
+            "cold_starts": self.cold_starts,
+        }
 
     @classmethod
     def from_json(cls, raw: dict) -> "MasterReport":
         """Raises KeyError/TypeError on a malformed report (the caller says what failed)."""
-        stages = [StageReport(**{**_known(StageReport, s),
-                                 "billing": [LegBill(**_known(LegBill, b))
-                                             for b in s.get("billing", [])]})
-                  for s in raw.get("stages", [])]
+        stages = [
+            StageReport(
+                **{
+                    **_known(StageReport, s),
+                    "billing": [LegBill(**_known(LegBill, b)) for b in s.get("billing", [])],
+                }
+            )
+            for s in raw.get("stages", [])
+        ]
         return cls(**{**_known(cls, raw), "stages": stages})
 
 

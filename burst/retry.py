@@ -35,23 +35,37 @@ class RetryPolicy:
 RetryPredicate = Callable[[BaseException, int], bool]
 
 
-async def with_retries(call: Callable[[], Awaitable[T]], retry_on: RetryPredicate,
-                       policy: RetryPolicy, *, what: str = "",
-                       sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T:
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    retry_on: RetryPredicate,
+    policy: RetryPolicy,
+    *,
+    what: str = "",
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
     """``await call()``, again on errors ``retry_on`` accepts, up to ``policy.attempts`` tries;
     the last error is raised as is."""
+
     def should_retry(state: RetryCallState) -> bool:
         exc = state.outcome.exception() if state.outcome is not None else None
         return exc is not None and retry_on(exc, state.attempt_number)
 
     def before_sleep(state: RetryCallState) -> None:
-        log.debug("retrying %s after attempt %d: %r", what, state.attempt_number,
-                  state.outcome.exception())
+        log.debug(
+            "retrying %s after attempt %d: %r",
+            what,
+            state.attempt_number,
+            state.outcome.exception(),
+        )
 
     retrying = AsyncRetrying(
-        retry=should_retry, stop=stop_after_attempt(policy.attempts),
+        retry=should_retry,
+        stop=stop_after_attempt(policy.attempts),
         wait=wait_random_exponential(multiplier=policy.backoff_base_s, max=policy.backoff_max_s),
-        before_sleep=before_sleep, sleep=sleep, reraise=True)
+        before_sleep=before_sleep,
+        sleep=sleep,
+        reraise=True,
+    )
     async for attempt in retrying:
         with attempt:
             return await call()

@@ -28,8 +28,15 @@ from burst.report import MasterReport, StageReport
 from burst.store.counting import CountingStore
 from burst.tensors import receive, send
 from burst.store.encrypted import EVENT_FIELD as TENSOR_KEY_FIELD, bind_request_key
-from burst.weights import (LruCache, graph_key, loads_tensors, master_key, plan_key,
-                           tensors_nbytes, worker_key)
+from burst.weights import (
+    LruCache,
+    graph_key,
+    loads_tensors,
+    master_key,
+    plan_key,
+    tensors_nbytes,
+    worker_key,
+)
 
 PLATFORM_ENV = "TIDEGATE_BURST_PLATFORM"  # burst.service sets these on the functions it registers
 STORE_ENV = "TIDEGATE_BURST_STORE"
@@ -75,8 +82,9 @@ async def _get(store, key: str) -> bytes:
         return await store.get(key)
     except StoreError as exc:
         if exc.missing:
-            raise BurstError(f"{key} is not in the store: was the plan prepared "
-                             f"(burst.weights.prepare_plan)?") from exc
+            raise BurstError(
+                f"{key} is not in the store: was the plan prepared (burst.weights.prepare_plan)?"
+            ) from exc
         raise
 
 
@@ -85,6 +93,7 @@ async def _load_plan(store, plan_id: str) -> tuple[Plan, Graph]:
         plan = Plan.from_json(await _get(store, plan_key(plan_id)))
         graph = Graph.from_dict(json.loads(await _get(store, graph_key(plan_id))))
         return plan, graph
+
     value, _ = await _cached(f"{plan_id}/plan", load, lambda v: 1 << 20)
     return value
 
@@ -121,8 +130,10 @@ async def run_worker(event: dict, store) -> dict:
 
     async def load_weights():
         return loads_tensors(await _get(store, worker_key(plan_id, stage_index, worker)))
-    weights, weights_loaded = await _cached(f"{plan_id}/s{stage_index}/w{worker}", load_weights,
-                                            tensors_nbytes)
+
+    weights, weights_loaded = await _cached(
+        f"{plan_id}/s{stage_index}/w{worker}", load_weights, tensors_nbytes
+    )
     load_ms = _ms(t0)
     t0 = time.perf_counter()
     x = await receive(ref, store)
@@ -133,12 +144,24 @@ async def run_worker(event: dict, store) -> dict:
     y = compute_leg(graph, stage, worker, x, weights)
     compute_ms = _ms(t0)
     t0 = time.perf_counter()
-    out = await send(y, store, f"req/{request_id}/s{stage_index}/w{worker}/a{attempt}/out",
-                     transport=plan.transport, limit_bytes=plan.inline_limit_bytes)
+    out = await send(
+        y,
+        store,
+        f"req/{request_id}/s{stage_index}/w{worker}/a{attempt}/out",
+        transport=plan.transport,
+        limit_bytes=plan.inline_limit_bytes,
+    )
     transfer_ms += _ms(t0)
-    return {"output": out, "compute_ms": compute_ms, "transfer_ms": transfer_ms,
-            "load_ms": load_ms, "weights_loaded": weights_loaded, "total_ms": _ms(t_start),
-            "store_puts": store.puts, "store_gets": store.gets}
+    return {
+        "output": out,
+        "compute_ms": compute_ms,
+        "transfer_ms": transfer_ms,
+        "load_ms": load_ms,
+        "weights_loaded": weights_loaded,
+        "total_ms": _ms(t_start),
+        "store_puts": store.puts,
+        "store_gets": store.gets,
+    }
 
 
 def _serial(graph, names, env, weights):
@@ -146,8 +169,9 @@ def _serial(graph, names, env, weights):
         run_nodes(graph, names, env, weights)
 
 
-async def run_master(event: dict, invoker, store, *, leg_times: LegTimes | None = None,
-                     master_leg: bool = True) -> dict:
+async def run_master(
+    event: dict, invoker, store, *, leg_times: LegTimes | None = None, master_leg: bool = True
+) -> dict:
     """Run a prepared plan on ``event["inputs"]``; return outputs and a timing/billing report
     (``MasterReport.to_json``). ``master_leg``: the master computes leg 0 of each split stage
     itself (n-1 invocations per stage)."""
@@ -164,8 +188,16 @@ async def run_master(event: dict, invoker, store, *, leg_times: LegTimes | None 
     extra = {TENSOR_KEY_FIELD: event[TENSOR_KEY_FIELD]} if event.get(TENSOR_KEY_FIELD) else {}
     try:
         outputs, report = await _run_master(
-            plan_id, request_id, in_refs, invoker, store, t_start, extra,
-            leg_times or _LEG_TIMES, master_leg)
+            plan_id,
+            request_id,
+            in_refs,
+            invoker,
+            store,
+            t_start,
+            extra,
+            leg_times or _LEG_TIMES,
+            master_leg,
+        )
     finally:
         # per-request tensors go whether the join succeeded or not
         await store.delete_prefix(f"req/{request_id}/")
@@ -174,32 +206,39 @@ async def run_master(event: dict, invoker, store, *, leg_times: LegTimes | None 
     return {"outputs": outputs, "report": report.to_json()}
 
 
-async def _run_master(plan_id, request_id, in_refs, invoker, store, t_start, extra, leg_times,
-                      master_leg) -> tuple[list[dict], MasterReport]:
+async def _run_master(
+    plan_id, request_id, in_refs, invoker, store, t_start, extra, leg_times, master_leg
+) -> tuple[list[dict], MasterReport]:
     plan, graph = await _load_plan(store, plan_id)
 
     async def load_master():
         return loads_tensors(await _get(store, master_key(plan_id)))
+
     weights, _ = await _cached(f"{plan_id}/master", load_master, tensors_nbytes)
     if len(in_refs) != len(graph.inputs):
-        raise BurstError(f"model {plan.model} takes {len(graph.inputs)} input(s), "
-                         f"got {len(in_refs)}")
+        raise BurstError(
+            f"model {plan.model} takes {len(graph.inputs)} input(s), got {len(in_refs)}"
+        )
     t0 = time.perf_counter()
     xs = [await receive(r, store) for r in in_refs]
     input_ms = _ms(t0)
     for x, want, name in zip(xs, plan.input_shapes, graph.inputs, strict=True):
         if list(x.shape[1:]) != list(want[1:]) or x.shape[0] > plan.batch:
-            raise BurstError(f"input {name}: shape {list(x.shape)} does not fit the plan "
-                             f"(expects {want}, batch up to {plan.batch})")
+            raise BurstError(
+                f"input {name}: shape {list(x.shape)} does not fit the plan "
+                f"(expects {want}, batch up to {plan.batch})"
+            )
 
     async def leg_weights(stage_index: int, worker: int) -> dict:
         async def load():
             return loads_tensors(await _get(store, worker_key(plan_id, stage_index, worker)))
+
         value, _ = await _cached(f"{plan_id}/s{stage_index}/w{worker}", load, tensors_nbytes)
         return value
 
-    fj = ForkJoin(plan, graph, invoker, store, request_id, leg_times, leg_weights, extra,
-                  master_leg)
+    fj = ForkJoin(
+        plan, graph, invoker, store, request_id, leg_times, leg_weights, extra, master_leg
+    )
     env = dict(zip(graph.inputs, xs, strict=True))
     stages: list[StageReport] = []
     for stage in plan.stages:
@@ -213,17 +252,28 @@ async def _run_master(plan_id, request_id, in_refs, invoker, store, t_start, ext
         except StageFailed as exc:
             raise BurstError(str(exc)) from exc
     t0 = time.perf_counter()
-    outputs = [await send(env[o].contiguous(), store, f"resp/{request_id}/output{i}",
-                          transport="auto", limit_bytes=plan.inline_limit_bytes)
-               for i, o in enumerate(graph.outputs)]
+    outputs = [
+        await send(
+            env[o].contiguous(),
+            store,
+            f"resp/{request_id}/output{i}",
+            transport="auto",
+            limit_bytes=plan.inline_limit_bytes,
+        )
+        for i, o in enumerate(graph.outputs)
+    ]
     output_ms = _ms(t0)
     return outputs, MasterReport(
-        plan_id=plan_id, request_id=request_id, wall_ms=_ms(t_start),
+        plan_id=plan_id,
+        request_id=request_id,
+        wall_ms=_ms(t_start),
         compute_ms=sum(s.compute_ms for s in stages),
-        comm_ms=sum(s.comm_ms for s in stages) + input_ms + output_ms, stages=stages,
+        comm_ms=sum(s.comm_ms for s in stages) + input_ms + output_ms,
+        stages=stages,
         # the workers' store requests; the master adds its own once it has cleaned up
         store_puts=sum(s.store_puts for s in stages),
-        store_gets=sum(s.store_gets for s in stages))
+        store_gets=sum(s.store_gets for s in stages),
+    )
 
 
 def _set_threads() -> None:
@@ -247,6 +297,7 @@ def _handle(coro_fn):
             _LOOP = asyncio.new_event_loop()
         return _LOOP.run_until_complete(coro_fn(True))
     import concurrent.futures
+
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro_fn(False)).result()
 
@@ -291,13 +342,15 @@ def master(event: dict, context=None) -> dict:
     _set_threads()
 
     async def go(shared: bool):
-        invoker = _client("invoker", _env_config(PLATFORM_ENV, {"kind": "local"}), make_invoker,
-                          shared)
+        invoker = _client(
+            "invoker", _env_config(PLATFORM_ENV, {"kind": "local"}), make_invoker, shared
+        )
         store = _client("store", _env_config(STORE_ENV, {"kind": "dir"}), make_store, shared)
         try:
             return await run_master(event, invoker, store)
         finally:
             await _close_unshared(shared, invoker, store)
+
     return _handle(go)
 
 
@@ -313,4 +366,5 @@ def worker(event: dict, context=None) -> dict:
             return await run_worker(event, store)
         finally:
             await _close_unshared(shared, store)
+
     return _handle(go)

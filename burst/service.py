@@ -19,8 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from burst.faas.base import InvokeError, InvokeErrorKind
-from burst.exchange import (BurstAnswer, BurstUnavailable, cleanup, download_outputs,
-                            make_answer, upload_inputs)
+from burst.exchange import (
+    BurstAnswer,
+    BurstUnavailable,
+    cleanup,
+    download_outputs,
+    make_answer,
+    upload_inputs,
+)
 from burst.gate import Busy, SlotGate
 from burst.supervisor import LocalRuntimeSupervisor, RuntimeDown, register_functions
 from vmpool.artifact import ArtifactError, load_artifact
@@ -40,12 +46,25 @@ _PLATFORM_FAULTS = {InvokeErrorKind.TRANSPORT, InvokeErrorKind.SERVICE_ERROR}
 
 
 class BurstService:
-    def __init__(self, repo: str | Path, *, platform: dict, store: dict, memory_mb: int = 1024,
-                 master_memory_mb: int | None = None, concurrency: int = 16,
-                 keep_alive_s: float = 300.0, function_timeout_s: float = 120.0,
-                 log_dir: str | Path | None = None, split: str = "auto", max_workers: int = 16,
-                 transport: str = "auto", memory_budget_mb: int | None = None,
-                 max_waiting: int = 64, max_wait_s: float | None = None):
+    def __init__(
+        self,
+        repo: str | Path,
+        *,
+        platform: dict,
+        store: dict,
+        memory_mb: int = 1024,
+        master_memory_mb: int | None = None,
+        concurrency: int = 16,
+        keep_alive_s: float = 300.0,
+        function_timeout_s: float = 120.0,
+        log_dir: str | Path | None = None,
+        split: str = "auto",
+        max_workers: int = 16,
+        transport: str = "auto",
+        memory_budget_mb: int | None = None,
+        max_waiting: int = 64,
+        max_wait_s: float | None = None,
+    ):
         self.repo = Path(repo)
         self.platform = dict(platform)
         self.store_cfg = dict(store)
@@ -66,11 +85,11 @@ class BurstService:
         # instances that fit both the concurrency cap and (local) the memory budget
         capacity = concurrency
         if self.platform.get("kind", "local") == "local":
-            capacity = min(capacity, self.memory_budget_mb // max(memory_mb,
-                                                                  self.master_memory_mb))
+            capacity = min(capacity, self.memory_budget_mb // max(memory_mb, self.master_memory_mb))
         # a queued request waits at most as long as a request may take
-        self._gate = SlotGate(max(1, capacity), max_waiting=max_waiting,
-                              max_wait_s=max_wait_s or function_timeout_s)
+        self._gate = SlotGate(
+            max(1, capacity), max_waiting=max_waiting, max_wait_s=max_wait_s or function_timeout_s
+        )
         self._breaker = Breakers(failure_threshold=3, open_s=5.0)
         self.supervisor: LocalRuntimeSupervisor | None = None
         self._tensor_root: str | None = None
@@ -90,10 +109,18 @@ class BurstService:
             store.setdefault("kind", "dir")
             store.setdefault("root", str((settings.data_dir / "objects").resolve()))
         platform = b.platform.as_config() if hasattr(b.platform, "as_config") else b.platform
-        return cls(settings.repo_path, platform=platform, store=store, memory_mb=b.memory_mb,
-                   concurrency=b.concurrency, keep_alive_s=b.keep_alive_s,
-                   function_timeout_s=b.timeout_s, log_dir=settings.data_dir / "logs",
-                   max_workers=b.max_workers, transport=b.transport)
+        return cls(
+            settings.repo_path,
+            platform=platform,
+            store=store,
+            memory_mb=b.memory_mb,
+            concurrency=b.concurrency,
+            keep_alive_s=b.keep_alive_s,
+            function_timeout_s=b.timeout_s,
+            log_dir=settings.data_dir / "logs",
+            max_workers=b.max_workers,
+            transport=b.transport,
+        )
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -110,13 +137,18 @@ class BurstService:
         try:
             if self._local and not self.platform.get("endpoint"):
                 self.supervisor = LocalRuntimeSupervisor(
-                    functions=self.function_bodies, on_change=self._runtime_changed,
-                    concurrency=self.concurrency, keep_alive_s=self.keep_alive_s,
-                    memory_budget_mb=self.memory_budget_mb, log_dir=self.log_dir)
+                    functions=self.function_bodies,
+                    on_change=self._runtime_changed,
+                    concurrency=self.concurrency,
+                    keep_alive_s=self.keep_alive_s,
+                    memory_budget_mb=self.memory_budget_mb,
+                    log_dir=self.log_dir,
+                )
                 self.platform = {**self.platform, "endpoint": await self.supervisor.start()}
             elif self._local:
-                await register_functions(self.platform["endpoint"],
-                                         self.function_bodies(self.platform["endpoint"]))
+                await register_functions(
+                    self.platform["endpoint"], self.function_bodies(self.platform["endpoint"])
+                )
         except RuntimeDown as exc:
             raise BurstUnavailable(str(exc)) from None
         self._invoker = make_invoker(self.platform)
@@ -125,8 +157,12 @@ class BurstService:
     def _use_memory_tensor_root(self) -> None:
         """Embedded runtime and directory store: tensors in flight go to /dev/shm (memory), not
         the data directory's disk; only the functions on this machine read them."""
-        if not (self._local and self.store_cfg.get("kind", "dir") == "dir"
-                and not self.store_cfg.get("tensor_root") and os.access("/dev/shm", os.W_OK)):
+        if not (
+            self._local
+            and self.store_cfg.get("kind", "dir") == "dir"
+            and not self.store_cfg.get("tensor_root")
+            and os.access("/dev/shm", os.W_OK)
+        ):
             return
         import tempfile
 
@@ -137,15 +173,26 @@ class BurstService:
         """CreateFunction bodies for the master and workers on the local runtime at
         ``endpoint``. Their environment names the platform and store (credentials included, as
         a deployed function's configuration would); events never carry them."""
-        env = {"TIDEGATE_FUNCTION_THREADS": "1",
-               PLATFORM_ENV: json.dumps({"kind": "local", "endpoint": endpoint}),
-               STORE_ENV: json.dumps(self.store_cfg)}
+        env = {
+            "TIDEGATE_FUNCTION_THREADS": "1",
+            PLATFORM_ENV: json.dumps({"kind": "local", "endpoint": endpoint}),
+            STORE_ENV: json.dumps(self.store_cfg),
+        }
         functions = [(self.master_function, MASTER_HANDLER, self.master_memory_mb)]
-        functions += [(f"{self.worker_function}-{j}", WORKER_HANDLER, self.memory_mb)
-                      for j in range(self.max_workers)]
-        return [{"FunctionName": name, "Handler": handler, "MemorySize": memory_mb,
-                 "Timeout": int(self.function_timeout_s), "Environment": {"Variables": env}}
-                for name, handler, memory_mb in functions]
+        functions += [
+            (f"{self.worker_function}-{j}", WORKER_HANDLER, self.memory_mb)
+            for j in range(self.max_workers)
+        ]
+        return [
+            {
+                "FunctionName": name,
+                "Handler": handler,
+                "MemorySize": memory_mb,
+                "Timeout": int(self.function_timeout_s),
+                "Environment": {"Variables": env},
+            }
+            for name, handler, memory_mb in functions
+        ]
 
     async def _runtime_changed(self, endpoint: str | None) -> None:
         """The supervisor lost the runtime (None) or brought a new one up."""
@@ -229,10 +276,12 @@ class BurstService:
         async def go():
             store = make_store(self.store_cfg)  # clients are loop-bound: one for this thread
             try:
-                await prepare_plan(load_artifact(self.repo, model), plan, store,
-                                   graph=self._graphs[model])
+                await prepare_plan(
+                    load_artifact(self.repo, model), plan, store, graph=self._graphs[model]
+                )
             finally:
                 await store.close()
+
         asyncio.run(go())
 
     async def prepare(self, models: list[str], workers: int, batch: int = 1) -> None:
@@ -255,16 +304,26 @@ class BurstService:
             graph = build_graph(artifact.load_program(), model)
             self._graphs[model], self._configs[model] = graph, artifact.config
         # the same function `tidegate plan` calls: the gateway runs the plan it prints
-        return model_plan(graph, self._configs[model], self.plan_request(workers, batch, split),
-                          load_profile(self.repo, model))
+        return model_plan(
+            graph,
+            self._configs[model],
+            self.plan_request(workers, batch, split),
+            load_profile(self.repo, model),
+        )
 
     def plan_request(self, workers: int, batch: int = 1, split: str | None = None):
         """What a plan depends on in this service's config (objective: latency)."""
         from burst.planning import PlanRequest
 
-        return PlanRequest(workers=workers, batch=batch, memory_mb=self.memory_mb,
-                           master_memory_mb=self.master_memory_mb, transport=self.transport,
-                           store_kind=self.store_cfg.get("kind", "dir"), split=split or self.split)
+        return PlanRequest(
+            workers=workers,
+            batch=batch,
+            memory_mb=self.memory_mb,
+            master_memory_mb=self.master_memory_mb,
+            transport=self.transport,
+            store_kind=self.store_cfg.get("kind", "dir"),
+            split=split or self.split,
+        )
 
     def _inline_limit_bytes(self) -> int:
         """Largest tensor message sent inline (base64 in the invocation JSON) under "auto".
@@ -281,8 +340,15 @@ class BurstService:
 
     # requests --------------------------------------------------------------------------------
 
-    async def infer(self, model: str, inputs: dict[str, np.ndarray], *, workers: int,
-                    request_id: str | None = None, split: str | None = None) -> BurstAnswer:
+    async def infer(
+        self,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        workers: int,
+        request_id: str | None = None,
+        split: str | None = None,
+    ) -> BurstAnswer:
         from burst.graph import GraphError
         from burst.plan import PlanError
 
@@ -307,16 +373,19 @@ class BurstService:
     def _check_routable(self) -> None:
         if not self._started:
             raise BurstUnavailable("the burst path is not started")
-        if self._invoker is None or (self.supervisor is not None
-                                     and not self.supervisor.healthy):
-            raise BurstUnavailable("the local function runtime is down; it is being restarted",
-                                   retry_after_s=2.0)
+        if self._invoker is None or (self.supervisor is not None and not self.supervisor.healthy):
+            raise BurstUnavailable(
+                "the local function runtime is down; it is being restarted", retry_after_s=2.0
+            )
         if not self._breaker.allows(_PLATFORM):
-            raise BurstUnavailable("the function platform is failing; burst requests are paused",
-                                   retry_after_s=self._breaker.open_s)
+            raise BurstUnavailable(
+                "the function platform is failing; burst requests are paused",
+                retry_after_s=self._breaker.open_s,
+            )
 
-    async def _run(self, model: str, plan, inputs: dict[str, np.ndarray], request_id: str,
-                   t0: float) -> BurstAnswer:
+    async def _run(
+        self, model: str, plan, inputs: dict[str, np.ndarray], request_id: str, t0: float
+    ) -> BurstAnswer:
         from burst.store.counting import CountingStore
         from burst.store.encrypted import EVENT_FIELD, EncryptedStore, encode_key, new_request_key
 
@@ -327,8 +396,12 @@ class BurstService:
         try:
             refs = await upload_inputs(cfg, inputs, store, request_id, plan)
             # names and tensors only: functions resolve their platform and store themselves
-            event = {"plan_id": plan.plan_id, "request_id": request_id, "inputs": refs,
-                     **({EVENT_FIELD: encode_key(tensor_key)} if tensor_key else {})}
+            event = {
+                "plan_id": plan.plan_id,
+                "request_id": request_id,
+                "inputs": refs,
+                **({EVENT_FIELD: encode_key(tensor_key)} if tensor_key else {}),
+            }
             result = await self._invoke_master(plan, json.dumps(event).encode())
             outs, report = await download_outputs(cfg, result, store)
         finally:
@@ -345,7 +418,8 @@ class BurstService:
             else:
                 self._breaker.on_success(_PLATFORM)  # the platform answered; the function failed
             retry = 1.0 if exc.kind in (_PLATFORM_FAULTS | {InvokeErrorKind.THROTTLED}) else None
-            raise BurstUnavailable(f"burst master failed ({exc.kind}): {exc}",
-                                   retry_after_s=retry) from exc
+            raise BurstUnavailable(
+                f"burst master failed ({exc.kind}): {exc}", retry_after_s=retry
+            ) from exc
         self._breaker.on_success(_PLATFORM)
         return result

@@ -27,11 +27,18 @@ class LocalRuntimeSupervisor:
     """``functions(endpoint)`` gives the CreateFunction bodies to register on a (new) runtime;
     ``on_change(endpoint or None)`` is told when it goes down (None) and comes back."""
 
-    def __init__(self, *, functions: Callable[[str], list[dict]],
-                 on_change: Callable[[str | None], Awaitable[None]], concurrency: int,
-                 keep_alive_s: float, memory_budget_mb: int | None = None,
-                 log_dir: Path | None = None, start_timeout_s: float = 60.0,
-                 restart_backoff_s: float = 0.5):
+    def __init__(
+        self,
+        *,
+        functions: Callable[[str], list[dict]],
+        on_change: Callable[[str | None], Awaitable[None]],
+        concurrency: int,
+        keep_alive_s: float,
+        memory_budget_mb: int | None = None,
+        log_dir: Path | None = None,
+        start_timeout_s: float = 60.0,
+        restart_backoff_s: float = 0.5,
+    ):
         self._functions = functions
         self._on_change = on_change
         self.concurrency = concurrency
@@ -58,18 +65,34 @@ class LocalRuntimeSupervisor:
 
     async def _launch(self) -> str:
         port = procs.free_port()
-        args = [sys.executable, "-m", "ops", "function-runtime", "--port", str(port),
-                "--concurrency", str(self.concurrency), "--keep-alive-s", str(self.keep_alive_s)]
+        args = [
+            sys.executable,
+            "-m",
+            "ops",
+            "function-runtime",
+            "--port",
+            str(port),
+            "--concurrency",
+            str(self.concurrency),
+            "--keep-alive-s",
+            str(self.keep_alive_s),
+        ]
         if self.memory_budget_mb:
             args += ["--memory-budget-mb", str(self.memory_budget_mb)]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        )
         endpoint = f"http://127.0.0.1:{port}"
         log_path = self.log_dir / "function-runtime.log" if self.log_dir else None
         try:
-            self.proc = await procs.spawn_healthy(args, endpoint + "/health", env=env,
-                                                  log_path=log_path,
-                                                  timeout_s=self.start_timeout_s)
+            self.proc = await procs.spawn_healthy(
+                args,
+                endpoint + "/health",
+                env=env,
+                log_path=log_path,
+                timeout_s=self.start_timeout_s,
+            )
             await self._register(endpoint)
         except (procs.SpawnError, aiohttp.ClientError, OSError) as exc:
             if self.proc is not None:
@@ -101,8 +124,9 @@ class LocalRuntimeSupervisor:
             else:
                 return
             self.restarts += 1
-            log.warning("the local function runtime is back at %s (restart %d)", endpoint,
-                        self.restarts)
+            log.warning(
+                "the local function runtime is back at %s (restart %d)", endpoint, self.restarts
+            )
             await self._on_change(endpoint)
 
     async def close(self) -> None:
@@ -124,8 +148,10 @@ async def register_functions(endpoint: str, bodies: list[dict]) -> None:
         for body in bodies:
             async with session.post(f"{endpoint}/2015-03-31/functions", json=body) as resp:
                 if resp.status not in (200, 201, 409):  # 409: registered by an earlier start
-                    raise RuntimeDown(f"cannot register function {body['FunctionName']}: "
-                                      f"HTTP {resp.status} {await resp.text()}")
+                    raise RuntimeDown(
+                        f"cannot register function {body['FunctionName']}: "
+                        f"HTTP {resp.status} {await resp.text()}"
+                    )
 
 
 def _log_crash(task: asyncio.Task) -> None:

@@ -35,12 +35,16 @@ def tensor_from_bytes(data: bytes, dtype: str, shape: list[int]) -> torch.Tensor
         count *= int(d)
     expected = count * torch.empty((), dtype=dt).element_size()
     if len(data) != expected:
-        raise TransportError(f"tensor needs {expected} bytes for {dtype}{list(shape)}, "
-                             f"got {len(data)}")
+        raise TransportError(
+            f"tensor needs {expected} bytes for {dtype}{list(shape)}, got {len(data)}"
+        )
     if not data:
         return torch.empty([int(d) for d in shape], dtype=dt)
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dt).reshape(
-        [int(d) for d in shape])
+    return (
+        torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        .view(dt)
+        .reshape([int(d) for d in shape])
+    )
 
 
 def inline_size(nbytes: int) -> int:
@@ -49,12 +53,16 @@ def inline_size(nbytes: int) -> int:
 
 
 def encode_inline(t: torch.Tensor) -> dict:
-    return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
-            "b64": base64.b64encode(tensor_bytes(t)).decode("ascii")}
+    return {
+        "dtype": str(t.dtype).removeprefix("torch."),
+        "shape": list(t.shape),
+        "b64": base64.b64encode(tensor_bytes(t)).decode("ascii"),
+    }
 
 
-async def send(t: torch.Tensor, store, key: str, *, transport: str = "auto",
-               limit_bytes: int = 6 * 1024 * 1024) -> dict:
+async def send(
+    t: torch.Tensor, store, key: str, *, transport: str = "auto", limit_bytes: int = 6 * 1024 * 1024
+) -> dict:
     """A reference to ``t``: inline if it fits under ``limit_bytes`` (or forced), else in the store."""
     nbytes = t.numel() * t.element_size()
     if transport == "inline" or (transport == "auto" and inline_size(nbytes) <= limit_bytes):

@@ -48,12 +48,17 @@ def worker_weights(graph: Graph, stage: Stage, worker: int, full: dict) -> dict:
         return {w: full[w] for w in names}
     c0, c1 = stage.parts[worker]
     cut = set(stage.sliced_weights)
-    return {w: (full[w][c0:c1 + 1].clone() if w in cut else full[w]) for w in names}
+    return {w: (full[w][c0 : c1 + 1].clone() if w in cut else full[w]) for w in names}
 
 
 def master_weights(graph: Graph, plan: Plan, full: dict) -> dict:
-    names = {w for st in plan.stages if st.split is Split.SERIAL
-             for n in st.nodes for w in graph.node(n).weights}
+    names = {
+        w
+        for st in plan.stages
+        if st.split is Split.SERIAL
+        for n in st.nodes
+        for w in graph.node(n).weights
+    }
     return {w: full[w] for w in names}
 
 
@@ -89,8 +94,9 @@ async def prepare_plan(artifact, plan: Plan, store, *, graph: Graph | None = Non
     await store.put(master_key(pid), dumps_tensors(master_weights(graph, plan, full)))
     for st in plan.stages:
         for j in range(st.workers):
-            await store.put(worker_key(pid, st.index, j),
-                            dumps_tensors(worker_weights(graph, st, j, full)))
+            await store.put(
+                worker_key(pid, st.index, j), dumps_tensors(worker_weights(graph, st, j, full))
+            )
     # written last: a reader that sees it sees everything above
     await store.put(ready_key(pid), b"1")
 
@@ -140,5 +146,16 @@ def tensors_nbytes(tensors: dict) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
-__all__ = ["prepare_plan", "worker_weights", "master_weights", "LruCache", "dumps_tensors",
-           "loads_tensors", "worker_key", "master_key", "graph_key", "plan_key", "sliced_weights"]
+__all__ = [
+    "prepare_plan",
+    "worker_weights",
+    "master_weights",
+    "LruCache",
+    "dumps_tensors",
+    "loads_tensors",
+    "worker_key",
+    "master_key",
+    "graph_key",
+    "plan_key",
+    "sliced_weights",
+]

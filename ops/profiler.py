@@ -79,8 +79,13 @@ async def transfer_fit(store, inline: bool, sizes: list[int], reps: int) -> tupl
         t = torch.zeros(size // 4, dtype=torch.float32)
         for i in range(reps):
             t0 = time.perf_counter()
-            ref = await send(t, store, f"profile/t{size}/{i}", transport="inline" if inline
-                             else "store", limit_bytes=1 << 40)
+            ref = await send(
+                t,
+                store,
+                f"profile/t{size}/{i}",
+                transport="inline" if inline else "store",
+                limit_bytes=1 << 40,
+            )
             await receive(ref, store)
             xs.append(size / 1e6)
             ys.append(_ms(t0))
@@ -90,8 +95,9 @@ async def transfer_fit(store, inline: bool, sizes: list[int], reps: int) -> tupl
     return float(max(intercept, 0.0)), float(max(slope, 0.0))
 
 
-def vm_service_ms(program, example, batches: list[int], reps: int, threads: int
-                  ) -> dict[int, list[float]]:
+def vm_service_ms(
+    program, example, batches: list[int], reps: int, threads: int
+) -> dict[int, list[float]]:
     """A VM replica's compute per batch size (the whole model, ``threads`` torch threads)."""
     import torch
 
@@ -115,13 +121,24 @@ def vm_service_ms(program, example, batches: list[int], reps: int, threads: int
 async def register(endpoint: str, names: list[str], memory_mb: int) -> None:
     from burst.supervisor import register_functions
 
-    await register_functions(endpoint, [
-        {"FunctionName": n, "Handler": NOOP_HANDLER, "MemorySize": memory_mb, "Timeout": 60,
-         "Environment": {"Variables": {"TIDEGATE_FUNCTION_THREADS": "1"}}} for n in names])
+    await register_functions(
+        endpoint,
+        [
+            {
+                "FunctionName": n,
+                "Handler": NOOP_HANDLER,
+                "MemorySize": memory_mb,
+                "Timeout": 60,
+                "Environment": {"Variables": {"TIDEGATE_FUNCTION_THREADS": "1"}},
+            }
+            for n in names
+        ],
+    )
 
 
-async def invoke_round_trips(invoker, endpoint: str, fanouts: list[int], reps: int,
-                             memory_mb: int) -> tuple[dict[int, list[float]], list[float]]:
+async def invoke_round_trips(
+    invoker, endpoint: str, fanouts: list[int], reps: int, memory_mb: int
+) -> tuple[dict[int, list[float]], list[float]]:
     """Round trips of a no-op function: warm at each fan-out (n at once), and cold (first
     invocation of a fresh function: a new instance process)."""
     tag = f"{time.time_ns() % 10**9}"
@@ -139,6 +156,7 @@ async def invoke_round_trips(invoker, endpoint: str, fanouts: list[int], reps: i
         t0 = time.perf_counter()
         await invoker.invoke(name, b"{}")
         return _ms(t0)
+
     warm: dict[int, list[float]] = {}
     for n in fanouts:
         warm[n] = []
@@ -155,13 +173,27 @@ def stage_observations(graph_node_ms: dict[str, float], plan, answers) -> list[d
         for st_plan, st in zip(plan.stages, a.report.stages):
             whole = sum(graph_node_ms[n] for n in st_plan.nodes)
             if st_plan.split == "serial":
-                out.append({"split": "serial", "workers": 0, "wall_ms": st.wall_ms,
-                            "single_ms": whole, "legs_ms": [st.wall_ms]})
+                out.append(
+                    {
+                        "split": "serial",
+                        "workers": 0,
+                        "wall_ms": st.wall_ms,
+                        "single_ms": whole,
+                        "legs_ms": [st.wall_ms],
+                    }
+                )
                 continue
             share = [m / max(st_plan.macs, 1) * whole for m in st_plan.leg_macs]
-            out.append({"split": st_plan.split.value, "workers": st_plan.workers,
-                        "wall_ms": st.wall_ms, "single_ms": whole, "leg_single_ms": share,
-                        "legs_ms": list(st.worker_compute_ms)})
+            out.append(
+                {
+                    "split": st_plan.split.value,
+                    "workers": st_plan.workers,
+                    "wall_ms": st.wall_ms,
+                    "single_ms": whole,
+                    "leg_single_ms": share,
+                    "legs_ms": list(st.worker_compute_ms),
+                }
+            )
     return out
 
 

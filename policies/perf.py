@@ -29,6 +29,14 @@ import numpy as np
 from policies.costs import PriceTable
 from policies.profile import Profile
 
+# The VM path's latency prediction (queueing plus batching) lives beside this, in vm_perf;
+# ``policies.perf`` is the one place callers look for both paths' predictions.
+from policies.vm_perf import (  # noqa: F401  (re-exported)
+    batch_service_ms,
+    predict_vm_ms,
+    replica_capacity_per_s,
+)
+
 _GRID = (np.arange(64) + 0.5) / 64  # probabilities at which a stage's quantiles are read
 WORKER_HANDLER_FIXED_MS = 1.0  # a worker's own bookkeeping inside its billed time
 
@@ -81,8 +89,11 @@ class Estimate:
     cost_usd: float
 
     def __add__(self, other: "Estimate") -> "Estimate":
-        return Estimate(self.mean_ms + other.mean_ms, self.var_ms2 + other.var_ms2,
-                        self.cost_usd + other.cost_usd)
+        return Estimate(
+            self.mean_ms + other.mean_ms,
+            self.var_ms2 + other.var_ms2,
+            self.cost_usd + other.cost_usd,
+        )
 
 
 @dataclass(frozen=True)
@@ -108,8 +119,15 @@ def percentile_ms(mean_ms: float, var_ms2: float, q: float) -> float:
 class PerfModel:
     """Predicts stages and plans of one model under one profile and deployment."""
 
-    def __init__(self, profile: Profile, deployment: Deployment, works: list[NodeWork],
-                 model: str = "", input_shape=(), batch: int = 1):
+    def __init__(
+        self,
+        profile: Profile,
+        deployment: Deployment,
+        works: list[NodeWork],
+        model: str = "",
+        input_shape=(),
+        batch: int = 1,
+    ):
         self.profile, self.dep = profile, deployment
         times = profile.times_for(model, input_shape) if model else None
         fit = profile.compute
@@ -168,16 +186,21 @@ class PerfModel:
         # legs run, then reads their outputs; a remote leg reads its input and writes its
         # output (half of a one-way transfer each side)
         master_ms = (sum(t_in) + sum(t_out)) / 2.0
-        remote_ms = [(ti + to) / 2.0 + m * per_mac * slow
-                     for ti, to, m in zip(t_in, t_out, c.leg_macs[1:])]
+        remote_ms = [
+            (ti + to) / 2.0 + m * per_mac * slow for ti, to, m in zip(t_in, t_out, c.leg_macs[1:])
+        ]
         mean_max, var_max = self._join(k - 1, own_ms, max(remote_ms, default=0.0))
         mean = master_ms + mean_max
         p = self.dep.prices
-        cost = (self._gb_s_cost(mean, master_gb, invocation=False)
-                + sum(self._gb_s_cost(ms + WORKER_HANDLER_FIXED_MS, self.dep.memory_mb)
-                      for ms in remote_ms)
-                + (k - 1) * p.fn_usd_per_request
-                + sum(self._store_cost(b) for b in c.bytes_in[1:] + c.bytes_out[1:]))
+        cost = (
+            self._gb_s_cost(mean, master_gb, invocation=False)
+            + sum(
+                self._gb_s_cost(ms + WORKER_HANDLER_FIXED_MS, self.dep.memory_mb)
+                for ms in remote_ms
+            )
+            + (k - 1) * p.fn_usd_per_request
+            + sum(self._store_cost(b) for b in c.bytes_in[1:] + c.bytes_out[1:])
+        )
         return Estimate(mean, var_max, cost)
 
     def _join(self, remote: int, own_ms: float, leg_ms: float) -> tuple[float, float]:
@@ -203,8 +226,12 @@ class PerfModel:
         q = np.asarray(self.profile.master_overhead_ms.values_ms)
         io_ms = self.transfer_ms(d.input_bytes) + self.transfer_ms(d.output_bytes)
         mean = float(q.mean()) + io_ms
-        cost = (self._gb_s_cost(mean, d.master_memory_mb) + p.fn_usd_per_request
-                + self._store_cost(d.input_bytes) + self._store_cost(d.output_bytes))
+        cost = (
+            self._gb_s_cost(mean, d.master_memory_mb)
+            + p.fn_usd_per_request
+            + self._store_cost(d.input_bytes)
+            + self._store_cost(d.output_bytes)
+        )
         return Estimate(mean, float(q.var()), cost)
 
     def predict(self, stages: list[Candidate]) -> PlanPrediction:
@@ -212,7 +239,11 @@ class PerfModel:
         total = self.fixed()
         for e in parts:
             total = total + e
-        return PlanPrediction(p50_ms=percentile_ms(total.mean_ms, total.var_ms2, 0.5),
-                              p99_ms=percentile_ms(total.mean_ms, total.var_ms2, 0.99),
-                              mean_ms=total.mean_ms, var_ms2=total.var_ms2,
-                              cost_usd=total.cost_usd, stages=tuple(parts))
+        return PlanPrediction(
+            p50_ms=percentile_ms(total.mean_ms, total.var_ms2, 0.5),
+            p99_ms=percentile_ms(total.mean_ms, total.var_ms2, 0.99),
+            mean_ms=total.mean_ms,
+            var_ms2=total.var_ms2,
+            cost_usd=total.cost_usd,
+            stages=tuple(parts),
+        )

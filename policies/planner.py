@@ -38,8 +38,16 @@ from statistics import NormalDist
 
 from policies.perf import Candidate, Estimate, NodeWork, PerfModel, PlanPrediction
 
-__all__ = ["Objective", "Limits", "PlanChoice", "PlanningError", "latency_optimal",
-           "cheapest_meeting_slo", "Candidate", "NodeWork"]
+__all__ = [
+    "Objective",
+    "Limits",
+    "PlanChoice",
+    "PlanningError",
+    "latency_optimal",
+    "cheapest_meeting_slo",
+    "Candidate",
+    "NodeWork",
+]
 
 
 class Objective(str, Enum):
@@ -88,8 +96,12 @@ def _prepare(model: PerfModel, candidates: list[Candidate], limits: Limits):
     by_start: dict[int, list] = {}
     for c in candidates:
         m, w = _resources(c)
-        if m > limits.master_weight_bytes or w > limits.worker_weight_bytes or \
-                c.weight_bytes > limits.worker_weight_bytes and c.split != "serial":
+        if (
+            m > limits.master_weight_bytes
+            or w > limits.worker_weight_bytes
+            or c.weight_bytes > limits.worker_weight_bytes
+            and c.split != "serial"
+        ):
             continue
         by_start.setdefault(c.start, []).append([c, model.stage(c), m, w])
     end = _end(candidates)
@@ -100,8 +112,10 @@ def _prepare(model: PerfModel, candidates: list[Candidate], limits: Limits):
             most_w[p] = max(most_w[p], w + most_w[c.end])
     track_m = most_m[0] > limits.master_weight_bytes
     track_w = most_w[0] > limits.worker_weight_bytes
-    return {p: [(c, e, m if track_m else 0, w if track_w else 0) for c, e, m, w in cs]
-            for p, cs in by_start.items()}
+    return {
+        p: [(c, e, m if track_m else 0, w if track_w else 0) for c, e, m, w in cs]
+        for p, cs in by_start.items()
+    }
 
 
 MIB = 1 << 20
@@ -110,8 +124,10 @@ MIB = 1 << 20
 def _resources(c: Candidate) -> tuple[int, int]:
     """Weight bytes a stage adds to the master and to worker 1, in whole MiB rounded up (the
     model's unit: it keeps the Pareto fronts small and errs on the safe side)."""
+
     def mib(n: int) -> int:
         return -(-n // MIB) * MIB
+
     if c.split == "serial":
         return mib(c.weight_bytes), 0
     return mib(c.master_weight_bytes), mib(c.worker_weight_bytes)
@@ -159,29 +175,48 @@ def _search(model, by_start, end, limits, keys, keep, bounds) -> list[_Label]:
                 mbytes, wbytes = lab.mbytes + mb, lab.wbytes + wb
                 if mbytes > limits.master_weight_bytes or wbytes > limits.worker_weight_bytes:
                     continue
-                new = _Label(lab.mean + e.mean_ms, lab.var + e.var_ms2, lab.cost + e.cost_usd,
-                             mbytes, wbytes, c, lab)
+                new = _Label(
+                    lab.mean + e.mean_ms,
+                    lab.var + e.var_ms2,
+                    lab.cost + e.cost_usd,
+                    mbytes,
+                    wbytes,
+                    c,
+                    lab,
+                )
                 if keep(new, c.end, bounds):
                     _insert(fronts[c.end], new, keys)
     return [lab for lab in fronts[end] if keep(lab, end, bounds)]
 
 
-def latency_optimal(model: PerfModel, candidates: list[Candidate],
-                    limits: Limits) -> PlanChoice:
+def latency_optimal(model: PerfModel, candidates: list[Candidate], limits: Limits) -> PlanChoice:
     """The plan with the least predicted p50 (mean) whose functions all fit ``limits``."""
     by_start = _prepare(model, candidates, limits)
-    finals = _search(model, by_start, _end(candidates), limits,
-                     keys=lambda lab: (lab.mean, lab.mbytes, lab.wbytes), keep=lambda lab, p, b: True,
-                     bounds=None)
+    finals = _search(
+        model,
+        by_start,
+        _end(candidates),
+        limits,
+        keys=lambda lab: (lab.mean, lab.mbytes, lab.wbytes),
+        keep=lambda lab, p, b: True,
+        bounds=None,
+    )
     if not finals:
-        raise PlanningError("no plan fits the memory limits: allow more workers or a larger "
-                            "memory size per function")
+        raise PlanningError(
+            "no plan fits the memory limits: allow more workers or a larger "
+            "memory size per function"
+        )
     best = min(finals, key=lambda lab: (lab.mean, lab.cost))
     return PlanChoice(tuple(best.path()), model.predict(best.path()))
 
 
-def cheapest_meeting_slo(model: PerfModel, candidates: list[Candidate], limits: Limits,
-                         slo_ms: float, percentile: float = 0.99) -> PlanChoice:
+def cheapest_meeting_slo(
+    model: PerfModel,
+    candidates: list[Candidate],
+    limits: Limits,
+    slo_ms: float,
+    percentile: float = 0.99,
+) -> PlanChoice:
     """The least-cost plan whose predicted ``percentile`` latency is at most ``slo_ms``."""
     if not 0.5 <= percentile < 1.0:
         raise PlanningError(f"percentile must be in [0.5, 1), got {percentile}")
@@ -195,9 +230,11 @@ def cheapest_meeting_slo(model: PerfModel, candidates: list[Candidate], limits: 
     # their paths that meet the SLO (and the memory limit) are complete plans: incumbents
     # (and a weight u on master bytes: a rest within the memory left costs >= ... - u * left)
     duals, incumbent = [], math.inf
-    memory_weights = [0.0] + ([10.0 ** -e for e in range(11, 16)]
-                              if any(mb or wb for cs in by_start.values()
-                                     for _, _, mb, wb in cs) else [])
+    memory_weights = [0.0] + (
+        [10.0**-e for e in range(11, 16)]
+        if any(mb or wb for cs in by_start.values() for _, _, mb, wb in cs)
+        else []
+    )
     for u in memory_weights:
         for w in [0.0] + [10.0 ** (e / 2.0) for e in range(-26, -5)]:
             g, path_cost = _lagrange(by_start, end, w, u, limits, fixed, z, slo_ms)
@@ -212,20 +249,41 @@ def cheapest_meeting_slo(model: PerfModel, candidates: list[Candidate], limits: 
             return False
         left = budget - lab.mbytes - lab.wbytes
         return all(lab.cost + g[p] - w * slack - u * left <= incumbent for w, u, g in duals)
-    finals = _search(model, by_start, end, limits,
-                     keys=lambda lab: (lab.mean, lab.mean + z * math.sqrt(lab.var), lab.cost,
-                                       lab.mbytes, lab.wbytes), keep=keep,
-                     bounds=None)
+
+    finals = _search(
+        model,
+        by_start,
+        end,
+        limits,
+        keys=lambda lab: (
+            lab.mean,
+            lab.mean + z * math.sqrt(lab.var),
+            lab.cost,
+            lab.mbytes,
+            lab.wbytes,
+        ),
+        keep=keep,
+        bounds=None,
+    )
     ok = [lab for lab in finals if lab.mean + z * math.sqrt(lab.var) <= slo_ms]
     if not ok:
-        raise PlanningError(f"no plan meets {slo_ms:g} ms at p{percentile * 100:g} within "
-                            f"the memory limits")
+        raise PlanningError(
+            f"no plan meets {slo_ms:g} ms at p{percentile * 100:g} within the memory limits"
+        )
     best = min(ok, key=lambda lab: (lab.cost, lab.mean))
     return PlanChoice(tuple(best.path()), model.predict(best.path()))
 
 
-def _lagrange(by_start, end: int, weight: float, memory_weight: float, limits: Limits,
-              fixed: Estimate, z: float, slo_ms: float) -> tuple[list[float], float]:
+def _lagrange(
+    by_start,
+    end: int,
+    weight: float,
+    memory_weight: float,
+    limits: Limits,
+    fixed: Estimate,
+    z: float,
+    slo_ms: float,
+) -> tuple[list[float], float]:
     """Backward pass minimising cost + weight * mean + memory_weight * master bytes; returns the
     per-position values and the cost of its plan from position 0 if that plan is feasible
     (else infinity)."""
@@ -242,7 +300,10 @@ def _lagrange(by_start, end: int, weight: float, memory_weight: float, limits: L
         c, e, mb, wb = best[p]
         mean, var, cost, p = mean + e.mean_ms, var + e.var_ms2, cost + e.cost_usd, c.end
         mbytes, wbytes = mbytes + mb, wbytes + wb
-    feasible = (p == end and mbytes <= limits.master_weight_bytes
-                and wbytes <= limits.worker_weight_bytes
-                and mean + z * math.sqrt(var) <= slo_ms)
+    feasible = (
+        p == end
+        and mbytes <= limits.master_weight_bytes
+        and wbytes <= limits.worker_weight_bytes
+        and mean + z * math.sqrt(var) <= slo_ms
+    )
     return g, cost if feasible else math.inf

@@ -156,22 +156,34 @@ class Profile:
 
     def to_json(self) -> dict:
         return {
-            "profile_version": PROFILE_VERSION, "source": self.source, "cores": self.cores,
+            "profile_version": PROFILE_VERSION,
+            "source": self.source,
+            "cores": self.cores,
             "invoke_warm_ms": {str(k): q.to_json() for k, q in self.invoke_warm_ms.items()},
             "invoke_cold_ms": self.invoke_cold_ms.to_json(),
             "master_overhead_ms": self.master_overhead_ms.to_json(),
-            "transfer": {k: {"fixed_ms": round(f.fixed_ms, 4), "ms_per_mb": round(f.ms_per_mb, 4)}
-                         for k, f in self.transfer.items()},
-            "compute": {"ms_per_gmac": self.compute.ms_per_gmac,
-                        "fixed_ms_per_node": self.compute.fixed_ms_per_node},
-            "split_slowdown": {s: {str(k): round(v, 4) for k, v in t.items()}
-                               for s, t in self.split_slowdown.items()},
+            "transfer": {
+                k: {"fixed_ms": round(f.fixed_ms, 4), "ms_per_mb": round(f.ms_per_mb, 4)}
+                for k, f in self.transfer.items()
+            },
+            "compute": {
+                "ms_per_gmac": self.compute.ms_per_gmac,
+                "fixed_ms_per_node": self.compute.fixed_ms_per_node,
+            },
+            "split_slowdown": {
+                s: {str(k): round(v, 4) for k, v in t.items()}
+                for s, t in self.split_slowdown.items()
+            },
             "compute_cv": self.compute_cv,
-            "models": {m: {"input_shape": list(t.input_shape),
-                           "node_ms": {n: round(v, 5) for n, v in t.node_ms.items()},
-                           "vm_service_ms": {str(b): q.to_json()
-                                             for b, q in t.vm_service_ms.items()}}
-                       for m, t in self.models.items()}}
+            "models": {
+                m: {
+                    "input_shape": list(t.input_shape),
+                    "node_ms": {n: round(v, 5) for n, v in t.node_ms.items()},
+                    "vm_service_ms": {str(b): q.to_json() for b, q in t.vm_service_ms.items()},
+                }
+                for m, t in self.models.items()
+            },
+        }
 
     @classmethod
     def from_json(cls, raw) -> "Profile":
@@ -179,20 +191,31 @@ class Profile:
             raise ProfileError(f"not a version {PROFILE_VERSION} profile")
         try:
             return cls(
-                source=str(raw["source"]), cores=int(raw["cores"]),
-                invoke_warm_ms={int(k): Quantiles.from_json(v, f"invoke_warm_ms[{k}]")
-                                for k, v in raw["invoke_warm_ms"].items()},
+                source=str(raw["source"]),
+                cores=int(raw["cores"]),
+                invoke_warm_ms={
+                    int(k): Quantiles.from_json(v, f"invoke_warm_ms[{k}]")
+                    for k, v in raw["invoke_warm_ms"].items()
+                },
                 invoke_cold_ms=Quantiles.from_json(raw["invoke_cold_ms"], "invoke_cold_ms"),
-                master_overhead_ms=Quantiles.from_json(raw["master_overhead_ms"],
-                                                       "master_overhead_ms"),
-                transfer={k: TransferFit(float(v["fixed_ms"]), float(v["ms_per_mb"]))
-                          for k, v in raw["transfer"].items()},
-                compute=ComputeFit({k: float(v) for k, v in raw["compute"]["ms_per_gmac"].items()},
-                                   float(raw["compute"]["fixed_ms_per_node"])),
-                split_slowdown={s: {int(k): float(v) for k, v in t.items()}
-                                for s, t in raw["split_slowdown"].items()},
+                master_overhead_ms=Quantiles.from_json(
+                    raw["master_overhead_ms"], "master_overhead_ms"
+                ),
+                transfer={
+                    k: TransferFit(float(v["fixed_ms"]), float(v["ms_per_mb"]))
+                    for k, v in raw["transfer"].items()
+                },
+                compute=ComputeFit(
+                    {k: float(v) for k, v in raw["compute"]["ms_per_gmac"].items()},
+                    float(raw["compute"]["fixed_ms_per_node"]),
+                ),
+                split_slowdown={
+                    s: {int(k): float(v) for k, v in t.items()}
+                    for s, t in raw["split_slowdown"].items()
+                },
                 compute_cv=float(raw.get("compute_cv", 0.05)),
-                models={m: _model_times(m, t) for m, t in raw.get("models", {}).items()})
+                models={m: _model_times(m, t) for m, t in raw.get("models", {}).items()},
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProfileError(f"malformed profile: {exc!r}") from exc
 
@@ -206,5 +229,8 @@ def _model_times(model: str, raw: dict) -> ModelTimes:
     return ModelTimes(
         input_shape=tuple(int(d) for d in raw["input_shape"]),
         node_ms={str(n): float(v) for n, v in raw["node_ms"].items()},
-        vm_service_ms={int(b): Quantiles.from_json(q, f"{model} vm_service_ms[{b}]")
-                       for b, q in raw.get("vm_service_ms", {}).items()})
+        vm_service_ms={
+            int(b): Quantiles.from_json(q, f"{model} vm_service_ms[{b}]")
+            for b, q in raw.get("vm_service_ms", {}).items()
+        },
+    )

@@ -46,8 +46,10 @@ class Admission:
                 raise throttled("ReservedFunctionConcurrentInvocationLimitExceeded")
         else:
             # unreserved functions share what reserved ones leave, as on Lambda
-            if (self.unreserved_in_flight >= self.concurrency - reserved_by_functions
-                    or self.in_flight >= self.concurrency):
+            if (
+                self.unreserved_in_flight >= self.concurrency - reserved_by_functions
+                or self.in_flight >= self.concurrency
+            ):
                 raise throttled("ConcurrentInvocationLimitExceeded")
             self.unreserved_in_flight += 1
         state.in_flight += 1

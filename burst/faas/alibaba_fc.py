@@ -48,14 +48,28 @@ def rfc3986(value: str) -> str:
     return quote(value, safe="-_.~")
 
 
-def canonical_request(method: str, path: str, query: dict[str, str], headers: dict[str, str],
-                      signed_headers: list[str], payload_sha256_hex: str) -> str:
+def canonical_request(
+    method: str,
+    path: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+    signed_headers: list[str],
+    payload_sha256_hex: str,
+) -> str:
     """V3 canonical request. ``path`` is decoded; ``headers`` has lower-case names."""
     canonical_uri = "/".join(rfc3986(seg) for seg in path.split("/")) or "/"
     canonical_query = "&".join(f"{rfc3986(k)}={rfc3986(v)}" for k, v in sorted(query.items()))
     canonical_headers = "".join(f"{h}:{headers[h].strip()}\n" for h in signed_headers)
-    return "\n".join([method.upper(), canonical_uri, canonical_query, canonical_headers,
-                      ";".join(signed_headers), payload_sha256_hex])
+    return "\n".join(
+        [
+            method.upper(),
+            canonical_uri,
+            canonical_query,
+            canonical_headers,
+            ";".join(signed_headers),
+            payload_sha256_hex,
+        ]
+    )
 
 
 def sign_v3(secret: str, canonical: str) -> str:
@@ -92,7 +106,9 @@ class AlibabaFCInvoker(Invoker):
         memory_mb: int = 0,
     ):
         if not endpoint:
-            raise ValueError("AlibabaFCInvoker needs an endpoint, e.g. https://<account>.cn-hangzhou.fc.aliyuncs.com")
+            raise ValueError(
+                "AlibabaFCInvoker needs an endpoint, e.g. https://<account>.cn-hangzhou.fc.aliyuncs.com"
+            )
         if not access_key_id or not access_key_secret:
             raise ValueError("AlibabaFCInvoker needs access_key_id and access_key_secret")
         if "://" not in endpoint:
@@ -109,7 +125,9 @@ class AlibabaFCInvoker(Invoker):
         self.memory_mb = memory_mb  # reported in Billing when the log tail does not say
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
         )
 
     @classmethod
@@ -118,8 +136,18 @@ class AlibabaFCInvoker(Invoker):
         missing = [k for k in ("endpoint", "access_key_id", "access_key_secret") if not cfg.get(k)]
         if missing:
             raise ValueError(f"alibaba_fc config is missing {', '.join(missing)}")
-        known = {"endpoint", "access_key_id", "access_key_secret", "qualifier", "security_token",
-                 "timeout_s", "max_connections", "throttle_retries", "throttle_backoff_s", "memory_mb"}
+        known = {
+            "endpoint",
+            "access_key_id",
+            "access_key_secret",
+            "qualifier",
+            "security_token",
+            "timeout_s",
+            "max_connections",
+            "throttle_retries",
+            "throttle_backoff_s",
+            "memory_mb",
+        }
         return cls(**{k: v for k, v in cfg.items() if k in known})
 
     def signed_headers(self, function: str, payload: bytes) -> tuple[str, dict[str, str]]:
@@ -139,8 +167,12 @@ class AlibabaFCInvoker(Invoker):
         }
         if self._security_token:
             headers["x-acs-security-token"] = self._security_token
-        signed = sorted(h for h in headers if h in ("host", "content-type") or h.startswith("x-acs-"))
-        canonical = canonical_request("POST", path, {"qualifier": self.qualifier}, headers, signed, body_sha)
+        signed = sorted(
+            h for h in headers if h in ("host", "content-type") or h.startswith("x-acs-")
+        )
+        canonical = canonical_request(
+            "POST", path, {"qualifier": self.qualifier}, headers, signed, body_sha
+        )
         headers["authorization"] = (
             f"{SIGNATURE_ALGORITHM} Credential={self._access_key_id},"
             f"SignedHeaders={';'.join(signed)},Signature={sign_v3(self._access_key_secret, canonical)}"
@@ -149,23 +181,33 @@ class AlibabaFCInvoker(Invoker):
 
     async def invoke(self, function: str, payload: bytes) -> InvokeResult:
         if not isinstance(function, str) or not _FUNCTION_NAME_RE.match(function):
-            raise ValueError(f"invalid FC function name {function!r}: letters, digits, '_' and '-', "
-                             "starting with a letter or '_', at most 128 characters")
+            raise ValueError(
+                f"invalid FC function name {function!r}: letters, digits, '_' and '-', "
+                "starting with a letter or '_', at most 128 characters"
+            )
         # throttling only: an FC function error is not retried (its effects are unknown)
-        policy = RetryPolicy(attempts=self.throttle_retries + 1,
-                             backoff_base_s=self.throttle_backoff_s,
-                             backoff_max_s=self.throttle_backoff_s * 2 ** self.throttle_retries)
+        policy = RetryPolicy(
+            attempts=self.throttle_retries + 1,
+            backoff_base_s=self.throttle_backoff_s,
+            backoff_max_s=self.throttle_backoff_s * 2**self.throttle_retries,
+        )
         return await with_retries(
             lambda: self._invoke_once(function, payload),
             lambda exc, _: isinstance(exc, InvokeError) and exc.kind is InvokeErrorKind.THROTTLED,
-            policy, what=f"invoke {function}")
+            policy,
+            what=f"invoke {function}",
+        )
 
     async def _invoke_once(self, function: str, payload: bytes) -> InvokeResult:
         path, headers = self.signed_headers(function, payload)  # fresh date and nonce per attempt
         started = time.perf_counter()
         try:
-            resp = await self._client.post(self._base_url + path, params={"qualifier": self.qualifier},
-                                           content=payload, headers=headers)
+            resp = await self._client.post(
+                self._base_url + path,
+                params={"qualifier": self.qualifier},
+                content=payload,
+                headers=headers,
+            )
         except httpx.HTTPError as e:
             raise InvokeError(f"FC {function}: transport error: {e!r}", kind="Transport") from e
         wall_ms = (time.perf_counter() - started) * 1000.0
@@ -175,8 +217,11 @@ class AlibabaFCInvoker(Invoker):
         billing = self._billing(resp, wall_ms)
         error_type = resp.headers.get("x-fc-error-type")
         if error_type:
-            raise InvokeError(f"FC {function} ({request_id}): {error_type}: {_error_message(resp.content)}",
-                              kind=_function_error_kind(resp.content), billing=billing)
+            raise InvokeError(
+                f"FC {function} ({request_id}): {error_type}: {_error_message(resp.content)}",
+                kind=_function_error_kind(resp.content),
+                billing=billing,
+            )
         return InvokeResult(payload=resp.content, billing=billing)
 
     def _billing(self, resp: httpx.Response, wall_ms: float) -> Billing:
@@ -220,8 +265,10 @@ class AlibabaFCInvoker(Invoker):
             kind = "ServiceError"
         else:
             kind = "BadRequest"
-        return InvokeError(f"FC {function} ({request_id or 'no request id'}): HTTP {status} {code}: {message}",
-                           kind=kind)
+        return InvokeError(
+            f"FC {function} ({request_id or 'no request id'}): HTTP {status} {code}: {message}",
+            kind=kind,
+        )
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -13,13 +13,27 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError
 
 from burst.faas.base import InvokeError, InvokeErrorKind, InvokeResult
-from burst.faas.lambda_wire import (api_error, decode_log_result, function_error, parse_report,
-                                    retry_invoke_on)
+from burst.faas.lambda_wire import (
+    api_error,
+    decode_log_result,
+    function_error,
+    parse_report,
+    retry_invoke_on,
+)
 from burst.retry import RetryPolicy, with_retries
 
-_CONFIG_KEYS = {"kind", "region", "endpoint_url", "aws_access_key_id", "aws_secret_access_key",
-                "qualifier", "max_pool_connections", "timeout_s", "throttle_retries",
-                "throttle_backoff_max_s"}
+_CONFIG_KEYS = {
+    "kind",
+    "region",
+    "endpoint_url",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "qualifier",
+    "max_pool_connections",
+    "timeout_s",
+    "throttle_retries",
+    "throttle_backoff_max_s",
+}
 
 
 def _is_retryable(exc: BaseException, attempt: int) -> bool:
@@ -28,18 +42,28 @@ def _is_retryable(exc: BaseException, attempt: int) -> bool:
     idempotent (outputs go to per-request keys), so sending the invocation again is safe; other
     transport errors are not retried."""
     return retry_invoke_on(exc, attempt) or (
-        isinstance(exc, InvokeError) and exc.kind is InvokeErrorKind.TRANSPORT
-        and isinstance(exc.__cause__, ConnectionClosedError))
+        isinstance(exc, InvokeError)
+        and exc.kind is InvokeErrorKind.TRANSPORT
+        and isinstance(exc.__cause__, ConnectionClosedError)
+    )
 
 
 class LambdaInvoker:
     """Invokes AWS Lambda functions (RequestResponse, LogType Tail) and bills from REPORT."""
 
-    def __init__(self, *, region: str = "us-east-1", endpoint_url: str | None = None,
-                 aws_access_key_id: str | None = None, aws_secret_access_key: str | None = None,
-                 qualifier: str | None = None, max_pool_connections: int = 64,
-                 timeout_s: float = 900, throttle_retries: int = 4,
-                 throttle_backoff_max_s: float = 2.0):
+    def __init__(
+        self,
+        *,
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        qualifier: str | None = None,
+        max_pool_connections: int = 64,
+        timeout_s: float = 900,
+        throttle_retries: int = 4,
+        throttle_backoff_max_s: float = 2.0,
+    ):
         if max_pool_connections < 1 or timeout_s <= 0 or throttle_retries < 0:
             raise ValueError("max_pool_connections >= 1, timeout_s > 0, throttle_retries >= 0")
         self.region = region
@@ -47,13 +71,18 @@ class LambdaInvoker:
         self.qualifier = qualifier
         self.throttle_retries = throttle_retries
         self.throttle_backoff_max_s = throttle_backoff_max_s
-        self._session = aioboto3.Session(aws_access_key_id=aws_access_key_id,
-                                         aws_secret_access_key=aws_secret_access_key,
-                                         region_name=region)
+        self._session = aioboto3.Session(
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            region_name=region,
+        )
         # botocore's own retries off: only throttling is retried, and only here
-        self._config = AioConfig(max_pool_connections=max_pool_connections,
-                                 read_timeout=timeout_s, connect_timeout=10,
-                                 retries={"mode": "standard", "total_max_attempts": 1})
+        self._config = AioConfig(
+            max_pool_connections=max_pool_connections,
+            read_timeout=timeout_s,
+            connect_timeout=10,
+            retries={"mode": "standard", "total_max_attempts": 1},
+        )
         self._client_cm = None
         self._client = None
         self._lock = asyncio.Lock()
@@ -72,20 +101,30 @@ class LambdaInvoker:
             async with self._lock:
                 if self._client is None:
                     self._client_cm = self._session.client(
-                        "lambda", endpoint_url=self.endpoint_url, config=self._config)
+                        "lambda", endpoint_url=self.endpoint_url, config=self._config
+                    )
                     self._client = await self._client_cm.__aenter__()
         return self._client
 
     async def invoke(self, function: str, payload: bytes) -> InvokeResult:
-        policy = RetryPolicy(attempts=self.throttle_retries + 1,
-                             backoff_max_s=self.throttle_backoff_max_s)
-        return await with_retries(lambda: self._invoke_once(function, payload), _is_retryable,
-                                  policy, what=f"invoke {function}")
+        policy = RetryPolicy(
+            attempts=self.throttle_retries + 1, backoff_max_s=self.throttle_backoff_max_s
+        )
+        return await with_retries(
+            lambda: self._invoke_once(function, payload),
+            _is_retryable,
+            policy,
+            what=f"invoke {function}",
+        )
 
     async def _invoke_once(self, function: str, payload: bytes) -> InvokeResult:
         client = await self._get_client()
-        kwargs = {"FunctionName": function, "InvocationType": "RequestResponse",
-                  "LogType": "Tail", "Payload": payload}
+        kwargs = {
+            "FunctionName": function,
+            "InvocationType": "RequestResponse",
+            "LogType": "Tail",
+            "Payload": payload,
+        }
         if self.qualifier:
             kwargs["Qualifier"] = self.qualifier
         try:
@@ -95,10 +134,11 @@ class LambdaInvoker:
         except ClientError as exc:
             err = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            raise api_error(function, status, err.get("Code", ""), err.get("Message", "")) \
-                from exc
+            raise api_error(function, status, err.get("Code", ""), err.get("Message", "")) from exc
         except (BotoCoreError, asyncio.TimeoutError, OSError) as exc:
-            raise InvokeError(f"{function}: transport error: {exc!r}", kind=InvokeErrorKind.TRANSPORT) from exc
+            raise InvokeError(
+                f"{function}: transport error: {exc!r}", kind=InvokeErrorKind.TRANSPORT
+            ) from exc
         billing = parse_report(decode_log_result(resp.get("LogResult")))
         if resp.get("FunctionError"):
             raise function_error(function, body, billing)

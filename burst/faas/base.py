@@ -10,16 +10,16 @@ from typing import Protocol, runtime_checkable
 class InvokeErrorKind(str, Enum):
     """Why an invocation failed; a ``str`` enum so logs and messages read as plain words."""
 
-    THROTTLED = "Throttled"            # the platform's concurrency cap: retry with backoff
-    OUT_OF_MEMORY = "OutOfMemory"      # the function went over its memory size
-    TIMEOUT = "Timeout"                # the function ran past its timeout
-    CRASHED = "Crashed"                # the instance died mid-invocation (exit, signal)
-    FUNCTION_ERROR = "FunctionError"   # the handler raised
-    TRANSPORT = "Transport"            # no answer from the platform (connection, read timeout)
+    THROTTLED = "Throttled"  # the platform's concurrency cap: retry with backoff
+    OUT_OF_MEMORY = "OutOfMemory"  # the function went over its memory size
+    TIMEOUT = "Timeout"  # the function ran past its timeout
+    CRASHED = "Crashed"  # the instance died mid-invocation (exit, signal)
+    FUNCTION_ERROR = "FunctionError"  # the handler raised
+    TRANSPORT = "Transport"  # no answer from the platform (connection, read timeout)
     NOT_FOUND = "NotFound"
     PAYLOAD_TOO_LARGE = "PayloadTooLarge"
     ACCESS_DENIED = "AccessDenied"
-    SERVICE_ERROR = "ServiceError"     # the platform's own 5xx
+    SERVICE_ERROR = "ServiceError"  # the platform's own 5xx
     BAD_REQUEST = "BadRequest"
 
     def __str__(self) -> str:
@@ -29,8 +29,12 @@ class InvokeErrorKind(str, Enum):
 class InvokeError(Exception):
     """An invocation failed. ``kind`` says why (an ``InvokeErrorKind``)."""
 
-    def __init__(self, message: str, kind: InvokeErrorKind | str = InvokeErrorKind.FUNCTION_ERROR,
-                 billing: "Billing | None" = None):
+    def __init__(
+        self,
+        message: str,
+        kind: InvokeErrorKind | str = InvokeErrorKind.FUNCTION_ERROR,
+        billing: "Billing | None" = None,
+    ):
         super().__init__(message)
         self.kind = InvokeErrorKind(kind)
         self.billing = billing
@@ -66,5 +70,4 @@ class Invoker(Protocol):
         """Raise ``InvokeError`` when the platform or the function reports an error."""
         ...
 
-    async def close(self) -> None:
-        ...
+    async def close(self) -> None: ...

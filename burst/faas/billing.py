@@ -22,9 +22,11 @@ class BillingRecord:
     error_type: str | None = None
 
     def report_line(self) -> str:
-        line = (f"REPORT RequestId: {self.request_id}\tDuration: {self.duration_ms:.2f} ms\t"
-                f"Billed Duration: {self.billed_ms} ms\tMemory Size: {self.memory_mb} MB\t"
-                f"Max Memory Used: {self.max_memory_used_mb} MB\t")
+        line = (
+            f"REPORT RequestId: {self.request_id}\tDuration: {self.duration_ms:.2f} ms\t"
+            f"Billed Duration: {self.billed_ms} ms\tMemory Size: {self.memory_mb} MB\t"
+            f"Max Memory Used: {self.max_memory_used_mb} MB\t"
+        )
         if self.cold_start:
             line += f"Init Duration: {self.init_ms:.2f} ms\t"
         if self.error_type == "Sandbox.Timedout":
@@ -44,18 +46,38 @@ class Invocation:
     billing: BillingRecord
 
 
-def bill(*, function: str, memory_mb: int, request_id: str, start_unix_s: float,
-         duration_ms: float, peak_mb: int, cold: bool, init_ms: float, body: bytes,
-         error_type: str | None, logs: str) -> Invocation:
+def bill(
+    *,
+    function: str,
+    memory_mb: int,
+    request_id: str,
+    start_unix_s: float,
+    duration_ms: float,
+    peak_mb: int,
+    cold: bool,
+    init_ms: float,
+    body: bytes,
+    error_type: str | None,
+    logs: str,
+) -> Invocation:
     """The invocation's record at 1 ms granularity, with Lambda's START/END/REPORT log tail."""
     duration_ms = round(duration_ms, 2)
     record = BillingRecord(
-        request_id=request_id, function=function, start_unix_s=start_unix_s,
-        duration_ms=duration_ms, billed_ms=max(1, math.ceil(duration_ms)),
-        memory_mb=memory_mb, max_memory_used_mb=int(peak_mb), cold_start=cold,
-        init_ms=round(init_ms, 2), error_type=error_type)
+        request_id=request_id,
+        function=function,
+        start_unix_s=start_unix_s,
+        duration_ms=duration_ms,
+        billed_ms=max(1, math.ceil(duration_ms)),
+        memory_mb=memory_mb,
+        max_memory_used_mb=int(peak_mb),
+        cold_start=cold,
+        init_ms=round(init_ms, 2),
+        error_type=error_type,
+    )
     if logs and not logs.endswith("\n"):
         logs += "\n"
-    log = (f"START RequestId: {request_id} Version: $LATEST\n{logs}"
-           f"END RequestId: {request_id}\n{record.report_line()}\n")
+    log = (
+        f"START RequestId: {request_id} Version: $LATEST\n{logs}"
+        f"END RequestId: {request_id}\n{record.report_line()}\n"
+    )
     return Invocation(body, error_type, log, record)

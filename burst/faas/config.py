@@ -22,8 +22,10 @@ class _Platform(BaseModel):
 
 class LocalPlatform(_Platform):
     kind: Literal["local"] = Field("local", description="The embedded local function runtime.")
-    endpoint: str | None = Field(None, description="URL of a running local function runtime; "
-                                 "empty: the gateway starts its own.")
+    endpoint: str | None = Field(
+        None,
+        description="URL of a running local function runtime; empty: the gateway starts its own.",
+    )
     timeout_s: float = Field(900.0, gt=0, description="Timeout of one invocation.")
 
 
@@ -31,8 +33,10 @@ class AwsLambdaPlatform(_Platform):
     kind: Literal["aws_lambda"] = Field(description="AWS Lambda through aioboto3.")
     region: str = Field("us-east-1", description="AWS region of the functions.")
     endpoint_url: str | None = Field(None, description="Override the Lambda endpoint (testing).")
-    aws_access_key_id: str | None = Field(None, description="Access key; default: the usual "
-                                          "AWS credential chain (env, profile, role).")
+    aws_access_key_id: str | None = Field(
+        None,
+        description="Access key; default: the usual AWS credential chain (env, profile, role).",
+    )
     aws_secret_access_key: str | None = Field(None, description="Secret key for the access key.")
     qualifier: str | None = Field(None, description="Function version or alias to invoke.")
     max_pool_connections: int = Field(64, ge=1, description="HTTP connections to Lambda.")
@@ -43,7 +47,9 @@ class AwsLambdaPlatform(_Platform):
 
 class AlibabaFcPlatform(_Platform):
     kind: Literal["alibaba_fc"] = Field(description="Alibaba Cloud Function Compute 3.0.")
-    endpoint: str = Field(description="Account endpoint, e.g. https://<uid>.cn-hangzhou.fc.aliyuncs.com.")
+    endpoint: str = Field(
+        description="Account endpoint, e.g. https://<uid>.cn-hangzhou.fc.aliyuncs.com."
+    )
     access_key_id: str = Field(description="AccessKey ID.")
     access_key_secret: str = Field(description="AccessKey secret.")
     qualifier: str = Field("LATEST", description="Function version or alias to invoke.")
@@ -55,5 +61,6 @@ class AlibabaFcPlatform(_Platform):
     memory_mb: int = Field(0, ge=0, description="Memory size to bill when the log tail omits it.")
 
 
-PlatformSettings = Annotated[Union[LocalPlatform, AwsLambdaPlatform, AlibabaFcPlatform],
-                             Field(discriminator="kind")]
+PlatformSettings = Annotated[
+    Union[LocalPlatform, AwsLambdaPlatform, AlibabaFcPlatform], Field(discriminator="kind")
+]

@@ -15,11 +15,14 @@ def make_invoker(cfg: dict) -> Invoker:
     # imported lazily: each platform pulls its own client library
     if kind == "local":
         from burst.faas.local import LocalInvoker
+
         return LocalInvoker.from_config(cfg)
     if kind == "aws_lambda":
         from burst.faas.aws_lambda import LambdaInvoker
+
         return LambdaInvoker.from_config(cfg)
     if kind == "alibaba_fc":
         from burst.faas.alibaba_fc import AlibabaFCInvoker
+
         return AlibabaFCInvoker.from_config(cfg)
     raise ValueError(f"unknown invoker kind {kind!r}; known kinds: {', '.join(KINDS)}")

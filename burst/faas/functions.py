@@ -38,13 +38,15 @@ class FunctionSpec:
             "FunctionName": self.name,
             "FunctionArn": f"arn:aws:lambda:local:000000000000:function:{self.name}",
             "Runtime": f"python{sys.version_info.major}.{sys.version_info.minor}",
-            "Handler": self.handler, "MemorySize": self.memory_mb,
+            "Handler": self.handler,
+            "MemorySize": self.memory_mb,
             "Timeout": math.ceil(self.timeout_s),  # an integer number of seconds in Lambda's API
             "Environment": {"Variables": dict(self.environment)},
-            "State": "Active", "LastUpdateStatus": "Successful", "PackageType": "Zip",
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "PackageType": "Zip",
             "Version": "$LATEST",
         }
-
 
 
 class FunctionExists(ValueError):

@@ -53,7 +53,8 @@ class LambdaContext:
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
         self.function_version = "$LATEST"
         self.invoked_function_arn = (
-            f"arn:aws:lambda:local:000000000000:function:{self.function_name}")
+            f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+        )
         self.memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0"))
         self.aws_request_id = request_id
         self.log_group_name = f"/aws/lambda/{self.function_name}"
@@ -97,12 +98,14 @@ def serve(sock: socket.socket, handler_spec: str) -> None:
     except Exception as exc:  # the import is user code: report it, never crash silently
         body = _error_body(exc, "Runtime.ImportModuleError")
         body["errorMessage"] = f"Unable to import module '{handler_spec}': {exc}"
-        sock.sendall(encode_frame({"type": "init_error", "logs": logs.getvalue()},
-                                  orjson.dumps(body)))
+        sock.sendall(
+            encode_frame({"type": "init_error", "logs": logs.getvalue()}, orjson.dumps(body))
+        )
         return
     init_logs = logs.getvalue()
-    sock.sendall(encode_frame({"type": "ready",
-                               "import_ms": (time.perf_counter() - started) * 1000.0}))
+    sock.sendall(
+        encode_frame({"type": "ready", "import_ms": (time.perf_counter() - started) * 1000.0})
+    )
     while True:
         try:
             meta, event_bytes = _recv_frame(sock)
@@ -129,9 +132,12 @@ def serve(sock: socket.socket, handler_spec: str) -> None:
             body_dict["requestId"] = meta["request_id"]
             body = orjson.dumps(body_dict)
         sys.stdout.flush()
-        sock.sendall(encode_frame(
-            {"type": "result", "ok": ok, "duration_ms": duration_ms, "logs": logs.getvalue()},
-            body))
+        sock.sendall(
+            encode_frame(
+                {"type": "result", "ok": ok, "duration_ms": duration_ms, "logs": logs.getvalue()},
+                body,
+            )
+        )
 
 
 def main() -> None:

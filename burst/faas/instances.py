@@ -32,8 +32,11 @@ class Outcome(Enum):
 
 
 # Lambda's errorType for an instance that failed to initialise
-FAILED_INIT = {Outcome.OOM: "Runtime.OutOfMemory", Outcome.TIMEOUT: "Sandbox.Timedout",
-               Outcome.CRASH: "Runtime.ExitError"}
+FAILED_INIT = {
+    Outcome.OOM: "Runtime.OutOfMemory",
+    Outcome.TIMEOUT: "Sandbox.Timedout",
+    Outcome.CRASH: "Runtime.ExitError",
+}
 
 
 @dataclass
@@ -47,8 +50,13 @@ class Frame:
 class Instance:
     """One live instance process and the socket the runtime talks to it over."""
 
-    def __init__(self, proc: subprocess.Popen, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, memory_mb: int):
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        memory_mb: int,
+    ):
         self.proc = proc
         self.reader = reader
         self.writer = writer
@@ -63,26 +71,37 @@ class Instance:
         return self.proc.pid
 
     def send_invoke(self, request_id: str, timeout_s: float, payload: bytes) -> None:
-        self.writer.write(encode_frame({"type": "invoke", "request_id": request_id,
-                                        "timeout_ms": int(timeout_s * 1000)}, payload))
+        self.writer.write(
+            encode_frame(
+                {"type": "invoke", "request_id": request_id, "timeout_ms": int(timeout_s * 1000)},
+                payload,
+            )
+        )
 
 
-def instance_env(name: str, handler: str, memory_mb: int, environment: dict[str, str],
-                 fd: int) -> dict[str, str]:
+def instance_env(
+    name: str, handler: str, memory_mb: int, environment: dict[str, str], fd: int
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(environment)
-    env.update({
-        "AWS_LAMBDA_FUNCTION_NAME": name,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "TIDEGATE_FUNCTION_MEMORY_MB": str(memory_mb),
-        # one thread per instance, as a 1,769 MB Lambda has one vCPU
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TIDEGATE_FUNCTION_THREADS": "1",
-        "_HANDLER": handler,
-        "TIDEGATE_INSTANCE_FD": str(fd),
-        # the project root first, so handlers in this checkout import from any cwd
-        "PYTHONPATH": os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH", "")) if p),
-    })
+    env.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "TIDEGATE_FUNCTION_MEMORY_MB": str(memory_mb),
+            # one thread per instance, as a 1,769 MB Lambda has one vCPU
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "TIDEGATE_FUNCTION_THREADS": "1",
+            "_HANDLER": handler,
+            "TIDEGATE_INSTANCE_FD": str(fd),
+            # the project root first, so handlers in this checkout import from any cwd
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (_PROJECT_ROOT, env.get("PYTHONPATH", "")) if p
+            ),
+        }
+    )
     return env
 
 
@@ -91,9 +110,13 @@ async def spawn(name: str, handler: str, memory_mb: int, environment: dict[str, 
     parent_sock, child_sock = socket.socketpair()
     try:
         env = instance_env(name, handler, memory_mb, environment, child_sock.fileno())
-        proc = subprocess.Popen([sys.executable, "-m", "burst.faas.instance"], env=env,
-                                pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL,
-                                preexec_fn=die_with_parent())  # no orphans if the runtime dies
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "burst.faas.instance"],
+            env=env,
+            pass_fds=(child_sock.fileno(),),
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),
+        )  # no orphans if the runtime dies
     except BaseException:
         parent_sock.close()
         raise
@@ -108,8 +131,9 @@ async def next_frame(inst: Instance, timeout_s: float, memory_mb: int, poll_s: f
     read = asyncio.ensure_future(_read_frame(inst.reader))
     watch = asyncio.ensure_future(watch_memory(inst.pid, memory_mb, poll_s))
     try:
-        done, _ = await asyncio.wait({read, watch}, timeout=timeout_s,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {read, watch}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         watch.cancel()
         if not read.done():
@@ -151,16 +175,21 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[dict, bytes]:
     return meta, await reader.readexactly(body_len)
 
 
-def failure(frame: Frame, timeout_s: float, memory_mb: int, request_id: str,
-            code: int | None) -> tuple[str, str]:
+def failure(
+    frame: Frame, timeout_s: float, memory_mb: int, request_id: str, code: int | None
+) -> tuple[str, str]:
     """Lambda's (errorType, message) for an invocation that ended without a result frame."""
     if frame.outcome is Outcome.TIMEOUT:
-        return "Sandbox.Timedout", (f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
-                                    f"{request_id} Task timed out after {timeout_s:.2f} seconds")
+        return "Sandbox.Timedout", (
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
+            f"{request_id} Task timed out after {timeout_s:.2f} seconds"
+        )
     if frame.outcome is Outcome.OOM:
         return "Runtime.OutOfMemory", (
             f"RequestId: {request_id} Error: Runtime exited with error: signal: killed "
             f"(memory used {frame.peak_mb} MB exceeded the function's memory size "
-            f"{memory_mb} MB)")
-    return "Runtime.ExitError", (f"RequestId: {request_id} Error: Runtime exited with error: "
-                                 f"exit status {code}")
+            f"{memory_mb} MB)"
+        )
+    return "Runtime.ExitError", (
+        f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}"
+    )

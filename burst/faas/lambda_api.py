@@ -21,8 +21,12 @@ def _error_response(exc: RuntimeApiError) -> web.Response:
     headers = {"x-amzn-ErrorType": exc.error_type, "x-amzn-RequestId": str(uuid.uuid4())}
     if exc.status == 429:
         headers["Retry-After"] = "1"
-    return web.Response(status=exc.status, body=orjson.dumps(exc.body()), headers=headers,
-                        content_type="application/json")
+    return web.Response(
+        status=exc.status,
+        body=orjson.dumps(exc.body()),
+        headers=headers,
+        content_type="application/json",
+    )
 
 
 def _json(data, status: int = 200) -> web.Response:
@@ -30,13 +34,16 @@ def _json(data, status: int = 200) -> web.Response:
 
 
 def _too_large(limit: int) -> RuntimeApiError:
-    return RuntimeApiError(413, "RequestEntityTooLargeException",
-                           f"Request must be smaller than {limit} bytes for the InvokeFunction "
-                           f"operation")
+    return RuntimeApiError(
+        413,
+        "RequestEntityTooLargeException",
+        f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
+    )
 
 
 def add_routes(app: web.Application, runtime) -> None:
     """Lambda's REST API on ``app``, each route a thin translation to ``runtime``."""
+
     @web.middleware
     async def api_errors(request, handler):
         try:
@@ -44,8 +51,7 @@ def add_routes(app: web.Application, runtime) -> None:
         except RuntimeApiError as exc:
             return _error_response(exc)
         except ValueError as exc:
-            return _error_response(RuntimeApiError(400, "InvalidParameterValueException",
-                                                   str(exc)))
+            return _error_response(RuntimeApiError(400, "InvalidParameterValueException", str(exc)))
 
     app.middlewares.append(api_errors)
 
@@ -65,35 +71,43 @@ def add_routes(app: web.Application, runtime) -> None:
             runtime.invoke_event(name, payload)
             return web.Response(status=202)
         if kind != "RequestResponse":
-            raise RuntimeApiError(400, "InvalidParameterValueException",
-                                  f"unsupported X-Amz-Invocation-Type {kind!r}")
+            raise RuntimeApiError(
+                400, "InvalidParameterValueException", f"unsupported X-Amz-Invocation-Type {kind!r}"
+            )
         result = await runtime.invoke(name, payload)
-        headers = {"X-Amz-Executed-Version": "$LATEST",
-                   "x-amzn-RequestId": result.billing.request_id}
+        headers = {
+            "X-Amz-Executed-Version": "$LATEST",
+            "x-amzn-RequestId": result.billing.request_id,
+        }
         if result.error_type is not None:
             headers["X-Amz-Function-Error"] = "Unhandled"
         if request.headers.get("X-Amz-Log-Type") == "Tail":
             tail = result.log_tail.encode()[-LOG_TAIL_BYTES:]
             headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode()
-        return web.Response(status=200, body=result.payload, headers=headers,
-                            content_type="application/json")
+        return web.Response(
+            status=200, body=result.payload, headers=headers, content_type="application/json"
+        )
 
     async def create(request: web.Request) -> web.Response:
         try:
             body = orjson.loads(await request.read())
             spec = FunctionSpec(
-                name=body["FunctionName"], handler=body["Handler"],
+                name=body["FunctionName"],
+                handler=body["Handler"],
                 memory_mb=int(body.get("MemorySize", 128)),
                 timeout_s=float(body.get("Timeout", 3)),
-                environment=dict((body.get("Environment") or {}).get("Variables") or {}))
+                environment=dict((body.get("Environment") or {}).get("Variables") or {}),
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RuntimeApiError(400, "InvalidParameterValueException",
-                                  f"bad CreateFunction request: {exc!r}") from None
+            raise RuntimeApiError(
+                400, "InvalidParameterValueException", f"bad CreateFunction request: {exc!r}"
+            ) from None
         try:
             runtime.add_function(spec)
         except FunctionExists:
-            raise RuntimeApiError(409, "ResourceConflictException",
-                                  f"Function already exist: {spec.name}") from None
+            raise RuntimeApiError(
+                409, "ResourceConflictException", f"Function already exist: {spec.name}"
+            ) from None
         return _json(spec.configuration(), status=201)
 
     async def get_function(request: web.Request) -> web.Response:
@@ -114,8 +128,11 @@ def add_routes(app: web.Application, runtime) -> None:
         try:
             reserved = int(orjson.loads(await request.read())["ReservedConcurrentExecutions"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise RuntimeApiError(400, "InvalidParameterValueException",
-                                  f"bad PutFunctionConcurrency request: {exc!r}") from None
+            raise RuntimeApiError(
+                400,
+                "InvalidParameterValueException",
+                f"bad PutFunctionConcurrency request: {exc!r}",
+            ) from None
         runtime.set_reserved_concurrency(request.match_info["name"], reserved)
         return _json({"ReservedConcurrentExecutions": reserved})
 
@@ -123,8 +140,9 @@ def add_routes(app: web.Application, runtime) -> None:
         try:
             count = int(request.query.get("count", "1"))
         except ValueError:
-            raise RuntimeApiError(400, "InvalidParameterValueException",
-                                  "count must be an integer") from None
+            raise RuntimeApiError(
+                400, "InvalidParameterValueException", "count must be an integer"
+            ) from None
         return _json({"started": await runtime.prewarm(request.match_info["name"], count)})
 
     async def billing(request: web.Request) -> web.Response:
@@ -173,8 +191,9 @@ class ThreadHandle:
     def __init__(self, runtime):
         self.runtime = runtime
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="function-runtime",
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="function-runtime", daemon=True
+        )
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.runtime.stop(), self.loop).result(timeout=30)

@@ -23,9 +23,11 @@ _REPORT_FIELDS = {
     "init_ms": re.compile(r"Init Duration:\s*([\d.]+)\s*ms"),
 }
 # errorType -> kind; anything else a function raises is FUNCTION_ERROR
-_ERROR_KINDS = {"Runtime.OutOfMemory": InvokeErrorKind.OUT_OF_MEMORY,
-                "Sandbox.Timedout": InvokeErrorKind.TIMEOUT,
-                "Runtime.ExitError": InvokeErrorKind.CRASHED}
+_ERROR_KINDS = {
+    "Runtime.OutOfMemory": InvokeErrorKind.OUT_OF_MEMORY,
+    "Sandbox.Timedout": InvokeErrorKind.TIMEOUT,
+    "Runtime.ExitError": InvokeErrorKind.CRASHED,
+}
 # Lambda's platform error codes -> kind
 _API_ERROR_KINDS = {
     "TooManyRequestsException": InvokeErrorKind.THROTTLED,
@@ -63,8 +65,14 @@ def throttled(reason: str) -> RuntimeApiError:
 
 def error_payload(error_type: str, message: str, request_id: str) -> bytes:
     """A function error body as Lambda returns it."""
-    return orjson.dumps({"errorMessage": message, "errorType": error_type,
-                         "requestId": request_id, "stackTrace": []})
+    return orjson.dumps(
+        {
+            "errorMessage": message,
+            "errorType": error_type,
+            "requestId": request_id,
+            "stackTrace": [],
+        }
+    )
 
 
 def parse_report(log_tail: str) -> Billing:
@@ -78,8 +86,9 @@ def parse_report(log_tail: str) -> Billing:
         match = pattern.search(line)
         if match:
             value = match.group(1)
-            setattr(billing, name, float(value) if name in ("duration_ms", "init_ms")
-                    else int(value))
+            setattr(
+                billing, name, float(value) if name in ("duration_ms", "init_ms") else int(value)
+            )
     billing.cold_start = "Init Duration:" in line
     return billing
 

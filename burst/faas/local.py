@@ -9,8 +9,15 @@ import aiohttp
 import orjson
 
 from burst.faas.base import InvokeError, InvokeErrorKind, InvokeResult
-from burst.faas.lambda_wire import (API_PREFIX, api_error, decode_log_result, function_error,
-                                    invoke_path, parse_report, retry_invoke_on)
+from burst.faas.lambda_wire import (
+    API_PREFIX,
+    api_error,
+    decode_log_result,
+    function_error,
+    invoke_path,
+    parse_report,
+    retry_invoke_on,
+)
 from burst.retry import RetryPolicy, with_retries
 
 _CONFIG_KEYS = {"kind", "endpoint", "timeout_s", "throttle_retries", "throttle_backoff_max_s"}
@@ -21,14 +28,21 @@ class LocalInvoker:
     API without signing) over pooled HTTP connections. Throttling is retried with backoff and
     a crashed instance once, as on Lambda (``burst.faas.lambda_wire.retry_invoke_on``)."""
 
-    def __init__(self, endpoint: str, *, timeout_s: float = 900, throttle_retries: int = 6,
-                 throttle_backoff_max_s: float = 1.0):
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout_s: float = 900,
+        throttle_retries: int = 6,
+        throttle_backoff_max_s: float = 1.0,
+    ):
         if not endpoint.startswith(("http://", "https://")):
             raise ValueError(f"endpoint {endpoint!r} must be an http(s) URL")
         self.endpoint = endpoint.rstrip("/")
         self.timeout_s = timeout_s
-        self.retry = RetryPolicy(attempts=throttle_retries + 1,
-                                 backoff_max_s=throttle_backoff_max_s)
+        self.retry = RetryPolicy(
+            attempts=throttle_retries + 1, backoff_max_s=throttle_backoff_max_s
+        )
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -39,26 +53,37 @@ class LocalInvoker:
             raise ValueError(f"unknown local invoker settings: {sorted(unknown)}")
         if not cfg.get("endpoint"):
             raise ValueError("local invoker needs 'endpoint' (the function runtime's URL)")
-        return cls(cfg["endpoint"], **{k: v for k, v in cfg.items()
-                                       if k not in ("kind", "endpoint") and v is not None})
+        return cls(
+            cfg["endpoint"],
+            **{k: v for k, v in cfg.items() if k not in ("kind", "endpoint") and v is not None},
+        )
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                connector=aiohttp.TCPConnector(limit=0))  # the runtime's cap is the limit
+                connector=aiohttp.TCPConnector(limit=0),
+            )  # the runtime's cap is the limit
         return self._session
 
     async def invoke(self, function: str, payload: bytes) -> InvokeResult:
-        return await with_retries(lambda: self._invoke_once(function, payload), retry_invoke_on,
-                                  self.retry, what=f"invoke {function}")
+        return await with_retries(
+            lambda: self._invoke_once(function, payload),
+            retry_invoke_on,
+            self.retry,
+            what=f"invoke {function}",
+        )
 
     async def _invoke_once(self, function: str, payload: bytes) -> InvokeResult:
-        headers = {"X-Amz-Invocation-Type": "RequestResponse", "X-Amz-Log-Type": "Tail",
-                   "Content-Type": "application/json"}
+        headers = {
+            "X-Amz-Invocation-Type": "RequestResponse",
+            "X-Amz-Log-Type": "Tail",
+            "Content-Type": "application/json",
+        }
         try:
-            async with self._client().post(self.endpoint + invoke_path(function), data=payload,
-                                           headers=headers) as resp:
+            async with self._client().post(
+                self.endpoint + invoke_path(function), data=payload, headers=headers
+            ) as resp:
                 body = await resp.read()
                 if resp.status != 200:
                     raise self._api_error(function, resp, body)
@@ -67,8 +92,9 @@ class LocalInvoker:
                     raise function_error(function, body, billing)
                 return InvokeResult(payload=body, billing=billing)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise InvokeError(f"{function}: transport error: {exc!r}",
-                              kind=InvokeErrorKind.TRANSPORT) from exc
+            raise InvokeError(
+                f"{function}: transport error: {exc!r}", kind=InvokeErrorKind.TRANSPORT
+            ) from exc
 
     @staticmethod
     def _api_error(function: str, resp: aiohttp.ClientResponse, body: bytes) -> InvokeError:
@@ -90,8 +116,9 @@ class LocalInvoker:
                     raise self._api_error(function, resp, body)
                 return int(orjson.loads(body)["started"])
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise InvokeError(f"{function}: transport error: {exc!r}",
-                              kind=InvokeErrorKind.TRANSPORT) from exc
+            raise InvokeError(
+                f"{function}: transport error: {exc!r}", kind=InvokeErrorKind.TRANSPORT
+            ) from exc
 
     async def close(self) -> None:
         if self._session is not None:

@@ -19,24 +19,48 @@ import orjson
 from burst.faas import instances
 from burst.faas.admission import Admission, default_memory_budget_mb
 from burst.faas.billing import BillingRecord, Invocation, bill
-from burst.faas.functions import (FunctionExists, FunctionSpec, FunctionState,
-                                  function_name_from_path)
+from burst.faas.functions import (
+    FunctionExists,
+    FunctionSpec,
+    FunctionState,
+    function_name_from_path,
+)
 from burst.faas.instances import Instance, Outcome
-from burst.faas.lambda_wire import (DEFAULT_MAX_PAYLOAD_BYTES, RuntimeApiError, error_payload,
-                                    throttled)
+from burst.faas.lambda_wire import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    RuntimeApiError,
+    error_payload,
+    throttled,
+)
 from burst.faas.watchdog import peak_mb, reset_peak
 
-__all__ = ["LocalFunctionRuntime", "FunctionSpec", "FunctionExists", "RuntimeApiError",
-           "Invocation", "BillingRecord"]
+__all__ = [
+    "LocalFunctionRuntime",
+    "FunctionSpec",
+    "FunctionExists",
+    "RuntimeApiError",
+    "Invocation",
+    "BillingRecord",
+]
+
 
 class LocalFunctionRuntime:
     """A Lambda-like function runtime on loopback. ``await start()`` returns its endpoint URL."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, concurrency: int = 16,
-                 keep_alive_s: float = 300.0, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-                 memory_poll_ms: float = 5.0, init_timeout_s: float = 60.0,
-                 functions: list[FunctionSpec] | tuple = (), max_billing_records: int = 100_000,
-                 memory_budget_mb: int | None = None):
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        concurrency: int = 16,
+        keep_alive_s: float = 300.0,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        memory_poll_ms: float = 5.0,
+        init_timeout_s: float = 60.0,
+        functions: list[FunctionSpec] | tuple = (),
+        max_billing_records: int = 100_000,
+        memory_budget_mb: int | None = None,
+    ):
         if keep_alive_s <= 0:
             raise ValueError("keep_alive_s must be > 0")
         self.host, self.port = host, port
@@ -66,17 +90,22 @@ class LocalFunctionRuntime:
         if spec.name in self._functions:
             raise FunctionExists(f"function {spec.name!r} already exists")
         if spec.memory_mb > self.admission.memory_budget_mb:
-            raise ValueError(f"memory_mb {spec.memory_mb} exceeds the runtime's memory budget "
-                             f"({self.admission.memory_budget_mb} MB)")
+            raise ValueError(
+                f"memory_mb {spec.memory_mb} exceeds the runtime's memory budget "
+                f"({self.admission.memory_budget_mb} MB)"
+            )
         if (spec.reserved_concurrency or 0) + self._reserved_concurrency() > self.concurrency:
-            raise ValueError(f"reserved concurrency {spec.reserved_concurrency} exceeds what is "
-                             f"left of the runtime's cap "
-                             f"({self.concurrency - self._reserved_concurrency()})")
+            raise ValueError(
+                f"reserved concurrency {spec.reserved_concurrency} exceeds what is "
+                f"left of the runtime's cap "
+                f"({self.concurrency - self._reserved_concurrency()})"
+            )
         self._functions[spec.name] = FunctionState(spec)
 
     def _reserved_concurrency(self, but=None) -> int:
-        return sum(s.spec.reserved_concurrency or 0 for s in self._functions.values()
-                   if s is not but)
+        return sum(
+            s.spec.reserved_concurrency or 0 for s in self._functions.values() if s is not but
+        )
 
     def functions(self) -> list[FunctionSpec]:
         return [s.spec for s in self._functions.values()]
@@ -89,9 +118,12 @@ class LocalFunctionRuntime:
         state = self._state(name)
         others = self._reserved_concurrency(but=state)
         if reserved is not None and (reserved < 0 or reserved + others > self.concurrency):
-            raise RuntimeApiError(400, "InvalidParameterValueException",
-                                  f"ReservedConcurrentExecutions {reserved} must be between 0 "
-                                  f"and {self.concurrency - others}")
+            raise RuntimeApiError(
+                400,
+                "InvalidParameterValueException",
+                f"ReservedConcurrentExecutions {reserved} must be between 0 "
+                f"and {self.concurrency - others}",
+            )
         state.spec.reserved_concurrency = reserved
 
     async def remove_function(self, name: str) -> None:
@@ -112,17 +144,25 @@ class LocalFunctionRuntime:
     def health(self) -> dict:
         """What a supervisor or an admitting caller needs: caps, what is in use, what is free."""
         a = self.admission
-        return {"status": "ok", "functions": len(self._functions), "concurrency": a.concurrency,
-                "in_flight": a.in_flight, "free_concurrency": a.free_concurrency(),
-                "instances": self.instance_count(), "memory_budget_mb": a.memory_budget_mb,
-                "memory_reserved_mb": a.reserved_mb}
+        return {
+            "status": "ok",
+            "functions": len(self._functions),
+            "concurrency": a.concurrency,
+            "in_flight": a.in_flight,
+            "free_concurrency": a.free_concurrency(),
+            "instances": self.instance_count(),
+            "memory_budget_mb": a.memory_budget_mb,
+            "memory_reserved_mb": a.reserved_mb,
+        }
 
     def _state(self, name: str) -> FunctionState:
         state = self._functions.get(function_name_from_path(name))
         if state is None:
-            raise RuntimeApiError(404, "ResourceNotFoundException",
-                                  f"Function not found: arn:aws:lambda:local:000000000000:"
-                                  f"function:{name}")
+            raise RuntimeApiError(
+                404,
+                "ResourceNotFoundException",
+                f"Function not found: arn:aws:lambda:local:000000000000:function:{name}",
+            )
         return state
 
     # ---- invocation (the core) -------------------------------------------------------------
@@ -130,15 +170,21 @@ class LocalFunctionRuntime:
         """Run one invocation. Platform errors raise RuntimeApiError; function errors return."""
         state = self._state(function)
         if len(payload) > self.max_payload_bytes:
-            raise RuntimeApiError(413, "RequestEntityTooLargeException",
-                                  f"Request must be smaller than {self.max_payload_bytes} bytes "
-                                  f"for the InvokeFunction operation")
+            raise RuntimeApiError(
+                413,
+                "RequestEntityTooLargeException",
+                f"Request must be smaller than {self.max_payload_bytes} bytes "
+                f"for the InvokeFunction operation",
+            )
         if payload:
             try:
                 orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
-                raise RuntimeApiError(400, "InvalidRequestContentException",
-                                      f"Could not parse request body into json: {exc}") from None
+                raise RuntimeApiError(
+                    400,
+                    "InvalidRequestContentException",
+                    f"Could not parse request body into json: {exc}",
+                ) from None
         self.admission.admit(state, self._reserved_concurrency())
         try:
             return await self._run(state, payload)
@@ -155,6 +201,7 @@ class LocalFunctionRuntime:
                 await self.invoke(function, payload)
             except RuntimeApiError:
                 pass  # throttled or removed meanwhile: Lambda would retry; we drop it
+
         self._keep(asyncio.create_task(run()))
 
     async def _run(self, state: FunctionState, payload: bytes) -> Invocation:
@@ -169,8 +216,18 @@ class LocalFunctionRuntime:
             if failure is not None:
                 error_type, body, logs, peak = failure
                 elapsed_ms = (time.perf_counter() - t0) * 1000.0
-                return self._record(spec, request_id, start_unix_s, elapsed_ms, peak, True,
-                                    elapsed_ms, body, error_type, logs)
+                return self._record(
+                    spec,
+                    request_id,
+                    start_unix_s,
+                    elapsed_ms,
+                    peak,
+                    True,
+                    elapsed_ms,
+                    body,
+                    error_type,
+                    logs,
+                )
             logs, inst.init_logs = inst.init_logs, ""
         else:
             inst = state.idle.pop()
@@ -179,8 +236,9 @@ class LocalFunctionRuntime:
         t0 = time.perf_counter()
         try:
             inst.send_invoke(request_id, spec.timeout_s, payload)
-            frame = await instances.next_frame(inst, spec.timeout_s, spec.memory_mb,
-                                               self.memory_poll_s)
+            frame = await instances.next_frame(
+                inst, spec.timeout_s, spec.memory_mb, self.memory_poll_s
+            )
         except BaseException:
             self._stop_instance(inst)  # cancelled mid-invocation: its state is unknown
             raise
@@ -193,18 +251,30 @@ class LocalFunctionRuntime:
             if frame.peak_mb > spec.memory_mb:
                 frame.outcome = Outcome.OOM  # over its size between two polls: Lambda kills it
         if frame.outcome is Outcome.OK:
-            return self._succeeded(state, inst, frame, request_id, start_unix_s, cold, init_ms,
-                                   logs)
+            return self._succeeded(
+                state, inst, frame, request_id, start_unix_s, cold, init_ms, logs
+            )
         code = await instances.exit_code(inst) if frame.outcome is Outcome.CRASH else None
         self._stop_instance(inst)
-        error_type, message = instances.failure(frame, spec.timeout_s, spec.memory_mb,
-                                                request_id, code)
-        return self._record(spec, request_id, start_unix_s, elapsed_ms, frame.peak_mb, cold,
-                            init_ms, error_payload(error_type, message, request_id), error_type,
-                            logs + message + "\n")
+        error_type, message = instances.failure(
+            frame, spec.timeout_s, spec.memory_mb, request_id, code
+        )
+        return self._record(
+            spec,
+            request_id,
+            start_unix_s,
+            elapsed_ms,
+            frame.peak_mb,
+            cold,
+            init_ms,
+            error_payload(error_type, message, request_id),
+            error_type,
+            logs + message + "\n",
+        )
 
-    def _succeeded(self, state, inst, frame, request_id, start_unix_s, cold, init_ms,
-                   logs) -> Invocation:
+    def _succeeded(
+        self, state, inst, frame, request_id, start_unix_s, cold, init_ms, logs
+    ) -> Invocation:
         spec, meta, body = state.spec, frame.meta, frame.body
         logs += meta.get("logs", "")
         inst.last_used = time.monotonic()
@@ -217,18 +287,52 @@ class LocalFunctionRuntime:
             error_type = orjson.loads(body).get("errorType", "Unhandled")
         elif len(body) > self.max_payload_bytes:
             error_type = "Function.ResponseSizeTooLarge"
-            body = error_payload(error_type, f"Response payload size ({len(body)} bytes) "
-                                 f"exceeded maximum allowed payload size "
-                                 f"({self.max_payload_bytes} bytes).", request_id)
-        return self._record(spec, request_id, start_unix_s, meta["duration_ms"], frame.peak_mb,
-                            cold, init_ms, body, error_type, logs)
+            body = error_payload(
+                error_type,
+                f"Response payload size ({len(body)} bytes) "
+                f"exceeded maximum allowed payload size "
+                f"({self.max_payload_bytes} bytes).",
+                request_id,
+            )
+        return self._record(
+            spec,
+            request_id,
+            start_unix_s,
+            meta["duration_ms"],
+            frame.peak_mb,
+            cold,
+            init_ms,
+            body,
+            error_type,
+            logs,
+        )
 
-    def _record(self, spec, request_id, start_unix_s, duration_ms, peak, cold, init_ms, body,
-                error_type, logs) -> Invocation:
-        invocation = bill(function=spec.name, memory_mb=spec.memory_mb, request_id=request_id,
-                          start_unix_s=start_unix_s, duration_ms=duration_ms, peak_mb=peak,
-                          cold=cold, init_ms=init_ms, body=body, error_type=error_type,
-                          logs=logs)
+    def _record(
+        self,
+        spec,
+        request_id,
+        start_unix_s,
+        duration_ms,
+        peak,
+        cold,
+        init_ms,
+        body,
+        error_type,
+        logs,
+    ) -> Invocation:
+        invocation = bill(
+            function=spec.name,
+            memory_mb=spec.memory_mb,
+            request_id=request_id,
+            start_unix_s=start_unix_s,
+            duration_ms=duration_ms,
+            peak_mb=peak,
+            cold=cold,
+            init_ms=init_ms,
+            body=body,
+            error_type=error_type,
+            logs=logs,
+        )
         self._billing.append(invocation.billing)
         return invocation
 
@@ -236,8 +340,10 @@ class LocalFunctionRuntime:
     def _make_room(self, memory_mb: int) -> bool:
         """Stop idle instances, least recently used first, until ``memory_mb`` more fits the
         budget; False if busy instances alone leave no room."""
-        idle = sorted(((inst, s) for s in self._functions.values() for inst in s.idle),
-                      key=lambda pair: pair[0].last_used)
+        idle = sorted(
+            ((inst, s) for s in self._functions.values() for inst in s.idle),
+            key=lambda pair: pair[0].last_used,
+        )
         for inst, state in idle:
             if self.admission.fits(memory_mb):
                 break
@@ -253,14 +359,14 @@ class LocalFunctionRuntime:
         self.admission.reserve(spec.memory_mb)
         t0 = time.perf_counter()
         try:
-            inst = await instances.spawn(spec.name, spec.handler, spec.memory_mb,
-                                         spec.environment)
+            inst = await instances.spawn(spec.name, spec.handler, spec.memory_mb, spec.environment)
         except BaseException:
             self.admission.unreserve(spec.memory_mb)
             raise
         try:
-            frame = await instances.next_frame(inst, self.init_timeout_s, spec.memory_mb,
-                                               self.memory_poll_s)
+            frame = await instances.next_frame(
+                inst, self.init_timeout_s, spec.memory_mb, self.memory_poll_s
+            )
         except BaseException:
             self._stop_instance(inst)
             raise
@@ -271,29 +377,38 @@ class LocalFunctionRuntime:
         self._stop_instance(inst)
         if frame.outcome is Outcome.OK and frame.meta.get("type") == "init_error":
             error = orjson.loads(frame.body)  # the handler module failed to import
-            return None, (error["errorType"], frame.body, frame.meta.get("logs", ""),
-                          frame.peak_mb)
+            return None, (error["errorType"], frame.body, frame.meta.get("logs", ""), frame.peak_mb)
         error_type = "Runtime.Shutdown" if self._closing else instances.FAILED_INIT[frame.outcome]
         message = f"Init failed: {error_type} after {inst.init_ms:.0f} ms (peak {frame.peak_mb} MB)"
-        return None, (error_type, error_payload(error_type, message, ""), message + "\n",
-                      frame.peak_mb)
+        return None, (
+            error_type,
+            error_payload(error_type, message, ""),
+            message + "\n",
+            frame.peak_mb,
+        )
 
     async def prewarm(self, function: str, n: int) -> int:
         """Bring the function's idle warm instances up to at least ``n``; return how many
         were started. Their first invocation is warm (like provisioned concurrency)."""
         state = self._state(function)
         if not 0 <= n <= self.concurrency:
-            raise RuntimeApiError(400, "InvalidParameterValueException",
-                                  f"prewarm count {n} must be between 0 and {self.concurrency}")
+            raise RuntimeApiError(
+                400,
+                "InvalidParameterValueException",
+                f"prewarm count {n} must be between 0 and {self.concurrency}",
+            )
         missing = max(0, n - len(state.idle))
         results = await asyncio.gather(*(self._start_instance(state) for _ in range(missing)))
         started = [inst for inst, _ in results if inst is not None]
         state.idle.extend(started)
         if len(started) < missing:
             failure = next(f for _, f in results if f is not None)
-            raise RuntimeApiError(500, "ServiceException",
-                                  f"prewarm of {function!r} failed: {failure[0]}: "
-                                  f"{orjson.loads(failure[1]).get('errorMessage')}")
+            raise RuntimeApiError(
+                500,
+                "ServiceException",
+                f"prewarm of {function!r} failed: {failure[0]}: "
+                f"{orjson.loads(failure[1]).get('errorMessage')}",
+            )
         return len(started)
 
     def _stop_instance(self, inst: Instance) -> None:

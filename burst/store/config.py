@@ -14,9 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 class _Store(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    encrypt: bool | None = Field(None, description="Seal per-request tensors with AES-GCM under "
-                                 "a key that travels only in the invocations; default: on for "
-                                 "s3 and oss, off for dir and memory.")
+    encrypt: bool | None = Field(
+        None,
+        description="Seal per-request tensors with AES-GCM under "
+        "a key that travels only in the invocations; default: on for "
+        "s3 and oss, off for dir and memory.",
+    )
 
     def as_config(self) -> dict:
         """The plain dict ``burst.store.factory.make_store`` takes (unset optionals left out)."""
@@ -25,8 +28,9 @@ class _Store(BaseModel):
 
 class DirStore(_Store):
     kind: Literal["dir"] = Field("dir", description="A local directory (the embedded default).")
-    root: str | None = Field(None, description="Directory of the objects; default "
-                             "DATA_DIR/objects.")
+    root: str | None = Field(
+        None, description="Directory of the objects; default DATA_DIR/objects."
+    )
 
 
 class MemoryStore(_Store):
@@ -39,8 +43,9 @@ class S3Store(_Store):
     prefix: str = Field("", description="Key prefix inside the bucket.")
     region: str = Field("us-east-1", description="Bucket region.")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, testing).")
-    aws_access_key_id: str | None = Field(None, description="Access key; default: the usual "
-                                          "AWS credential chain.")
+    aws_access_key_id: str | None = Field(
+        None, description="Access key; default: the usual AWS credential chain."
+    )
     aws_secret_access_key: str | None = Field(None, description="Secret key for the access key.")
     max_pool_connections: int | None = Field(None, ge=1, description="HTTP connections to S3.")
     max_attempts: int | None = Field(None, ge=1, description="Attempts per S3 call (retries).")
@@ -60,5 +65,6 @@ class OssStore(_Store):
     connect_timeout_s: float | None = Field(None, gt=0, description="Connect timeout.")
 
 
-StoreSettings = Annotated[Union[DirStore, MemoryStore, S3Store, OssStore],
-                          Field(discriminator="kind")]
+StoreSettings = Annotated[
+    Union[DirStore, MemoryStore, S3Store, OssStore], Field(discriminator="kind")
+]

@@ -19,14 +19,18 @@ def make_store(cfg: dict) -> ObjectStore:
     # Imports are local so a deployment without aioboto3 or oss2 can still use the others.
     if kind == "dir":
         from burst.store.local_dir import LocalDirStore
+
         return LocalDirStore.from_config(cfg)
     if kind == "memory":
         from burst.store.memory import MemoryStore
+
         return MemoryStore.from_config(cfg)
     if kind == "s3":
         from burst.store.s3 import S3Store
+
         return S3Store.from_config(cfg)
     if kind == "oss":
         from burst.store.oss import OSSStore
+
         return OSSStore.from_config(cfg)
     raise ValueError(f"unknown store kind {kind!r}; expected one of: {', '.join(STORE_KINDS)}")

@@ -28,8 +28,9 @@ class LocalDirStore:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         if inline_io_max_bytes is None:
-            inline_io_max_bytes = (MEMORY_INLINE_IO_MAX_BYTES if _memory_backed(self.root)
-                                   else _INLINE_IO_MAX_BYTES)
+            inline_io_max_bytes = (
+                MEMORY_INLINE_IO_MAX_BYTES if _memory_backed(self.root) else _INLINE_IO_MAX_BYTES
+            )
         self.inline_io_max_bytes = inline_io_max_bytes
 
     @classmethod
@@ -172,6 +173,9 @@ def _memory_backed(path: Path) -> bool:
             mounts = [line.split()[1:3] for line in f]
     except OSError:
         return False
-    best = max((m for m in mounts if str(path).startswith(m[0].rstrip("/") + "/")
-                or str(path) == m[0]), key=lambda m: len(m[0]), default=None)
+    best = max(
+        (m for m in mounts if str(path).startswith(m[0].rstrip("/") + "/") or str(path) == m[0]),
+        key=lambda m: len(m[0]),
+        default=None,
+    )
     return best is not None and best[1] == "tmpfs"

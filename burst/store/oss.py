@@ -19,8 +19,7 @@ _LIST_PAGE_MAX = 1000
 
 def _transient(exc: BaseException, attempt: int) -> bool:
     """OSS's 5xx answers and transport failures (oss2 raises RequestError for those)."""
-    return isinstance(exc, RequestError) or (isinstance(exc, OssError)
-                                             and (exc.status or 0) >= 500)
+    return isinstance(exc, RequestError) or (isinstance(exc, OssError) and (exc.status or 0) >= 500)
 
 
 class OSSStore:
@@ -51,10 +50,13 @@ class OSSStore:
         # The session's connection pool must cover every worker thread, or threads queue on it.
         session = oss2.Session(pool_size=max_threads)
         try:
-            self._bucket = oss2.Bucket(auth, endpoint, bucket, session=session,
-                                       connect_timeout=connect_timeout_s)
+            self._bucket = oss2.Bucket(
+                auth, endpoint, bucket, session=session, connect_timeout=connect_timeout_s
+            )
         except ClientError as e:  # oss2 validates bucket names (3-63 chars, a-z 0-9 -)
-            raise ValueError(f"invalid OSS bucket {bucket!r} or endpoint {endpoint!r}: {e}") from None
+            raise ValueError(
+                f"invalid OSS bucket {bucket!r} or endpoint {endpoint!r}: {e}"
+            ) from None
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="oss")
         self.retry = RetryPolicy(attempts=max_attempts)
         self.bucket = bucket
@@ -62,11 +64,23 @@ class OSSStore:
     @classmethod
     def from_config(cls, cfg: dict) -> "OSSStore":
         """``{"kind": "oss", "bucket", "endpoint", "access_key_id", "access_key_secret", ...}``."""
-        missing = [k for k in ("bucket", "endpoint", "access_key_id", "access_key_secret") if not cfg.get(k)]
+        missing = [
+            k
+            for k in ("bucket", "endpoint", "access_key_id", "access_key_secret")
+            if not cfg.get(k)
+        ]
         if missing:
             raise ValueError(f"oss store config is missing {', '.join(missing)}")
-        known = {"endpoint", "access_key_id", "access_key_secret", "prefix", "security_token",
-                 "max_threads", "connect_timeout_s", "max_attempts"}
+        known = {
+            "endpoint",
+            "access_key_id",
+            "access_key_secret",
+            "prefix",
+            "security_token",
+            "max_threads",
+            "connect_timeout_s",
+            "max_attempts",
+        }
         return cls(cfg["bucket"], **{k: v for k, v in cfg.items() if k in known})
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -74,8 +88,12 @@ class OSSStore:
         failures are retried with backoff (``burst.retry``)."""
         loop = asyncio.get_running_loop()
         call = functools.partial(fn, *args, **kwargs)
-        return await with_retries(lambda: loop.run_in_executor(self._pool, call), _transient,
-                                  self.retry, what=f"oss {getattr(fn, '__name__', 'call')}")
+        return await with_retries(
+            lambda: loop.run_in_executor(self._pool, call),
+            _transient,
+            self.retry,
+            what=f"oss {getattr(fn, '__name__', 'call')}",
+        )
 
     def _full(self, key: str) -> str:
         return self.prefix + check_key(key)
@@ -108,7 +126,7 @@ class OSSStore:
     async def _delete_full(self, full_keys: list[str]) -> int:
         deleted = 0
         for i in range(0, len(full_keys), _DELETE_BATCH_MAX):
-            batch = full_keys[i:i + _DELETE_BATCH_MAX]
+            batch = full_keys[i : i + _DELETE_BATCH_MAX]
             try:
                 await self._call(self._bucket.batch_delete_objects, batch)
             except (OssError, ClientError) as e:
@@ -123,10 +141,16 @@ class OSSStore:
         token = ""
         while True:
             try:
-                page = await self._call(self._bucket.list_objects_v2, prefix=full_prefix,
-                                        continuation_token=token, max_keys=_LIST_PAGE_MAX)
+                page = await self._call(
+                    self._bucket.list_objects_v2,
+                    prefix=full_prefix,
+                    continuation_token=token,
+                    max_keys=_LIST_PAGE_MAX,
+                )
             except (OssError, ClientError) as e:
-                raise StoreError(f"oss list {self.bucket}/{full_prefix} failed: {_describe(e)}") from e
+                raise StoreError(
+                    f"oss list {self.bucket}/{full_prefix} failed: {_describe(e)}"
+                ) from e
             keys = [obj.key for obj in page.object_list]
             if keys:
                 deleted += await self._delete_full(keys)

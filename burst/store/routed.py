@@ -34,8 +34,9 @@ class RoutedStore:
         if prefix.startswith(REQUEST_PREFIXES):
             return await self.tensors.delete_prefix(prefix)
         if any(p.startswith(prefix) for p in REQUEST_PREFIXES):  # a prefix spanning both
-            return (await self.default.delete_prefix(prefix)
-                    + await self.tensors.delete_prefix(prefix))
+            return await self.default.delete_prefix(prefix) + await self.tensors.delete_prefix(
+                prefix
+            )
         return await self.default.delete_prefix(prefix)
 
     async def close(self) -> None:

@@ -7,18 +7,30 @@ from typing import Any
 
 import aioboto3
 from botocore.config import Config
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError,
-                                 ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError)
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from burst.retry import RetryPolicy, with_retries
 from burst.store.base import StoreError, check_key, check_prefix
 
 _DELETE_BATCH_MAX = 1000  # DeleteObjects accepts at most 1000 keys per call
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
-_THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
-                   "RequestLimitExceeded", "ServiceUnavailable", "InternalError"}
-_TRANSIENT = (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError,
-              ConnectionClosedError)
+_THROTTLE_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "InternalError",
+}
+_TRANSIENT = (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError, ConnectionClosedError)
 
 
 def _transient(exc: BaseException, attempt: int) -> bool:
@@ -83,8 +95,15 @@ class S3Store:
         if not cfg.get("bucket"):
             raise ValueError("s3 store config needs 'bucket'")
         known = {
-            "prefix", "region", "endpoint_url", "aws_access_key_id", "aws_secret_access_key",
-            "max_pool_connections", "max_attempts", "connect_timeout_s", "read_timeout_s",
+            "prefix",
+            "region",
+            "endpoint_url",
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "max_pool_connections",
+            "max_attempts",
+            "connect_timeout_s",
+            "read_timeout_s",
             "retry_backoff_max_s",
         }
         return cls(cfg["bucket"], **{k: v for k, v in cfg.items() if k in known})
@@ -108,8 +127,9 @@ class S3Store:
         full = self._full(key)
         s3 = await self._s3()
         try:
-            await self._retried(lambda: s3.put_object(Bucket=self.bucket, Key=full, Body=data),
-                                f"s3 put {full}")
+            await self._retried(
+                lambda: s3.put_object(Bucket=self.bucket, Key=full, Body=data), f"s3 put {full}"
+            )
         except (ClientError, BotoCoreError) as e:
             raise StoreError(f"s3 put {self.bucket}/{full} failed after retries: {e}") from e
 
@@ -121,6 +141,7 @@ class S3Store:
             resp = await s3.get_object(Bucket=self.bucket, Key=full)
             async with resp["Body"] as stream:
                 return await stream.read()
+
         try:
             return await self._retried(get_once, f"s3 get {full}")
         except ClientError as e:
@@ -138,12 +159,15 @@ class S3Store:
         s3 = await self._s3()
         deleted = 0
         for i in range(0, len(full_keys), _DELETE_BATCH_MAX):
-            batch = full_keys[i:i + _DELETE_BATCH_MAX]
+            batch = full_keys[i : i + _DELETE_BATCH_MAX]
             try:
-                resp = await self._retried(lambda batch=batch: s3.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-                ), "s3 delete")
+                resp = await self._retried(
+                    lambda batch=batch: s3.delete_objects(
+                        Bucket=self.bucket,
+                        Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                    ),
+                    "s3 delete",
+                )
             except (ClientError, BotoCoreError) as e:
                 raise StoreError(f"s3 delete in {self.bucket} failed: {e}") from e
             errors = resp.get("Errors") or []
@@ -164,11 +188,16 @@ class S3Store:
         token: dict[str, str] = {}
         while True:
             try:
-                page = await self._retried(lambda token=token: s3.list_objects_v2(
-                    Bucket=self.bucket, Prefix=full_prefix, **token), f"s3 list {full_prefix}")
+                page = await self._retried(
+                    lambda token=token: s3.list_objects_v2(
+                        Bucket=self.bucket, Prefix=full_prefix, **token
+                    ),
+                    f"s3 list {full_prefix}",
+                )
             except (ClientError, BotoCoreError) as e:
-                raise StoreError(f"s3 list {self.bucket}/{full_prefix} failed after retries: "
-                                 f"{e}") from e
+                raise StoreError(
+                    f"s3 list {self.bucket}/{full_prefix} failed after retries: {e}"
+                ) from e
             keys = [obj["Key"] for obj in page.get("Contents", [])]
             if keys:
                 deleted += await self._delete_full(keys)

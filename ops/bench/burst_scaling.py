@@ -31,12 +31,28 @@ def gb_s(answer) -> float:
     return sum(ms / 1000.0 * mb / 1024.0 for ms, mb in answer.invocations)
 
 
-async def run_config(repo: Path, data: Path, model: str, workers: int, split: str, warm: int,
-                     memory_mb: int, x: np.ndarray, reference: np.ndarray) -> dict:
-    svc = BurstService(repo, platform={"kind": "local"},
-                       store={"kind": "dir", "root": str(data / "objects")},
-                       memory_mb=memory_mb, concurrency=max(4, workers + 2), keep_alive_s=600,
-                       function_timeout_s=600, log_dir=data / "logs", split=split)
+async def run_config(
+    repo: Path,
+    data: Path,
+    model: str,
+    workers: int,
+    split: str,
+    warm: int,
+    memory_mb: int,
+    x: np.ndarray,
+    reference: np.ndarray,
+) -> dict:
+    svc = BurstService(
+        repo,
+        platform={"kind": "local"},
+        store={"kind": "dir", "root": str(data / "objects")},
+        memory_mb=memory_mb,
+        concurrency=max(4, workers + 2),
+        keep_alive_s=600,
+        function_timeout_s=600,
+        log_dir=data / "logs",
+        split=split,
+    )
     await svc.start()
     try:
         t0 = time.perf_counter()
@@ -46,25 +62,35 @@ async def run_config(repo: Path, data: Path, model: str, workers: int, split: st
         cold = await svc.infer(model, {name: x}, workers=workers, split=split)
         out = next(iter(cold.outputs.values()))
         diff = float(np.abs(out - reference).max())
-        warm_answers = [await svc.infer(model, {name: x}, workers=workers, split=split)
-                        for _ in range(warm)]
+        warm_answers = [
+            await svc.infer(model, {name: x}, workers=workers, split=split) for _ in range(warm)
+        ]
     finally:
         await svc.close()
     lat = [a.total_ms for a in warm_answers]
     share = [a.report.communication_share for a in warm_answers]
-    return {"model": model, "workers": workers if split != "none" else 0,
-            "config": "one function" if split == "none" else f"{workers} workers",
-            "cold_ms": cold.total_ms, "cold_starts": cold.cold_starts,
-            "warm_p50_ms": statistics.median(lat), "warm_min_ms": min(lat),
-            "comm_share_warm": statistics.median(share),
-            "comm_share_cold": cold.report.communication_share,
-            "billed_gb_s_warm": statistics.median(gb_s(a) for a in warm_answers),
-            "billed_gb_s_cold": gb_s(cold), "invocations": len(cold.invocations),
-            "max_abs_diff": diff, "prepare_s": prepare_s}
+    return {
+        "model": model,
+        "workers": workers if split != "none" else 0,
+        "config": "one function" if split == "none" else f"{workers} workers",
+        "cold_ms": cold.total_ms,
+        "cold_starts": cold.cold_starts,
+        "warm_p50_ms": statistics.median(lat),
+        "warm_min_ms": min(lat),
+        "comm_share_warm": statistics.median(share),
+        "comm_share_cold": cold.report.communication_share,
+        "billed_gb_s_warm": statistics.median(gb_s(a) for a in warm_answers),
+        "billed_gb_s_cold": gb_s(cold),
+        "invocations": len(cold.invocations),
+        "max_abs_diff": diff,
+        "prepare_s": prepare_s,
+    }
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--models", default="resnet18,resnet50,vgg11")
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--warm", type=int, default=5, help="warm requests per configuration")
@@ -88,24 +114,43 @@ def main() -> int:
             ref = load_artifact(repo, model).load_module()(torch.from_numpy(x)).numpy()
         configs = [("none", 1)] + [("auto", int(w)) for w in args.workers.split(",")]
         for split, workers in configs:
-            row = asyncio.run(run_config(repo, work / f"{model}-{split}-{workers}", model, workers,
-                                         split, args.warm, args.memory_mb, x, ref))
+            row = asyncio.run(
+                run_config(
+                    repo,
+                    work / f"{model}-{split}-{workers}",
+                    model,
+                    workers,
+                    split,
+                    args.warm,
+                    args.memory_mb,
+                    x,
+                    ref,
+                )
+            )
             rows.append(row)
-            print(f"  {model:<9} {row['config']:<13} cold {row['cold_ms']:8.0f} ms  warm p50 "
-                  f"{row['warm_p50_ms']:7.0f} ms  comm {row['comm_share_warm']:5.1%}  "
-                  f"{row['billed_gb_s_warm']:.3f} GB-s  diff {row['max_abs_diff']:.1e}", flush=True)
+            print(
+                f"  {model:<9} {row['config']:<13} cold {row['cold_ms']:8.0f} ms  warm p50 "
+                f"{row['warm_p50_ms']:7.0f} ms  comm {row['comm_share_warm']:5.1%}  "
+                f"{row['billed_gb_s_warm']:.3f} GB-s  diff {row['max_abs_diff']:.1e}",
+                flush=True,
+            )
     print()
-    print(f"{'model':<9} {'config':<13} {'cold ms':>8} {'warm p50':>9} {'vs one fn':>9} "
-          f"{'comm':>6} {'GB-s warm':>9} {'GB-s cold':>9} {'inv':>4}")
+    print(
+        f"{'model':<9} {'config':<13} {'cold ms':>8} {'warm p50':>9} {'vs one fn':>9} "
+        f"{'comm':>6} {'GB-s warm':>9} {'GB-s cold':>9} {'inv':>4}"
+    )
     for r in rows:
         base = next(b for b in rows if b["model"] == r["model"] and b["workers"] == 0)
         r["speedup_vs_one_function"] = base["warm_p50_ms"] / r["warm_p50_ms"]
-        print(f"{r['model']:<9} {r['config']:<13} {r['cold_ms']:8.0f} {r['warm_p50_ms']:9.0f} "
-              f"{r['speedup_vs_one_function']:8.2f}x {r['comm_share_warm']:6.1%} "
-              f"{r['billed_gb_s_warm']:9.3f} {r['billed_gb_s_cold']:9.3f} {r['invocations']:>4}")
+        print(
+            f"{r['model']:<9} {r['config']:<13} {r['cold_ms']:8.0f} {r['warm_p50_ms']:9.0f} "
+            f"{r['speedup_vs_one_function']:8.2f}x {r['comm_share_warm']:6.1%} "
+            f"{r['billed_gb_s_warm']:9.3f} {r['billed_gb_s_cold']:9.3f} {r['invocations']:>4}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"memory_mb": args.memory_mb, "batch": 1, "rows": rows},
-                                   indent=2))
+    args.out.write_text(
+        json.dumps({"memory_mb": args.memory_mb, "batch": 1, "rows": rows}, indent=2)
+    )
     print(f"\nwrote {args.out}")
     return 0
 

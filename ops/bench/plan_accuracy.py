@@ -42,18 +42,34 @@ async def _measure(svc, model: str, workers: int, split: str, x, warm: int) -> l
     name = svc._configs[model].inputs[0].name
     for _ in range(2):  # cold instances and first weight loads are not the warm figure
         await svc.infer(model, {name: x}, workers=workers, split=split)
-    return [(await svc.infer(model, {name: x}, workers=workers, split=split)).total_ms
-            for _ in range(warm)]
+    return [
+        (await svc.infer(model, {name: x}, workers=workers, split=split)).total_ms
+        for _ in range(warm)
+    ]
 
 
-async def run_model(repo: Path, data: Path, model: str, workers: list[int], warm: int,
-                    memory_mb: int, cost_row: bool = True) -> list[dict]:
+async def run_model(
+    repo: Path,
+    data: Path,
+    model: str,
+    workers: list[int],
+    warm: int,
+    memory_mb: int,
+    cost_row: bool = True,
+) -> list[dict]:
     from burst.planning import Objective, load_profile, model_plan, predict_plan
 
-    svc = BurstService(repo, platform={"kind": "local"},
-                       store={"kind": "dir", "root": str(data / "objects")}, memory_mb=memory_mb,
-                       concurrency=max(workers) + 4, keep_alive_s=600, function_timeout_s=600,
-                       log_dir=data / "logs", max_workers=max(max(workers), 2))
+    svc = BurstService(
+        repo,
+        platform={"kind": "local"},
+        store={"kind": "dir", "root": str(data / "objects")},
+        memory_mb=memory_mb,
+        concurrency=max(workers) + 4,
+        keep_alive_s=600,
+        function_timeout_s=600,
+        log_dir=data / "logs",
+        max_workers=max(max(workers), 2),
+    )
     await svc.start()
     rows = []
     try:
@@ -81,19 +97,26 @@ async def run_model(repo: Path, data: Path, model: str, workers: list[int], warm
             return rows
         slo = (min(p99s) + max(p99s)) / 2 if max(p99s) > min(p99s) * 1.05 else min(p99s) * 1.3
         k = max(workers)
-        request = dataclasses.replace(svc.plan_request(k), objective=Objective.COST,
-                                      slo_ms=slo, percentile=0.99)
+        request = dataclasses.replace(
+            svc.plan_request(k), objective=Objective.COST, slo_ms=slo, percentile=0.99
+        )
         plan = await asyncio.to_thread(model_plan, graph, svc._configs[model], request, profile)
         await asyncio.to_thread(svc._prepare_blocking, model, plan)
         svc._plans[(model, k, 1, "cost")] = plan  # the bench runs this plan under its own key
         pred = predict_plan(graph, plan, request, profile)
         lat = await _measure(svc, model, k, "cost", x, warm)
         row = _row(model, f"cost x{k}", memory_mb, plan, pred, lat)
-        row.update(slo_ms=slo, meets_slo_p50=row["measured_p50_ms"] <= slo,
-                   meets_slo_p99=row["measured_p99_ms"] <= slo)
+        row.update(
+            slo_ms=slo,
+            meets_slo_p50=row["measured_p50_ms"] <= slo,
+            meets_slo_p99=row["measured_p99_ms"] <= slo,
+        )
         rows.append(row)
-        print(_fmt(row) + f"  SLO {slo:.0f} ms: measured p99 "
-              f"{'meets' if row['meets_slo_p99'] else 'MISSES'} it", flush=True)
+        print(
+            _fmt(row) + f"  SLO {slo:.0f} ms: measured p99 "
+            f"{'meets' if row['meets_slo_p99'] else 'MISSES'} it",
+            flush=True,
+        )
     finally:
         await svc.close()
     return rows
@@ -127,37 +150,60 @@ def planner_speed(repo: Path, models: list[str], workers: list[int], memory_mb: 
             except PlanningError as exc:
                 print(f"{model:<13} x{k:<3} {exc}")
                 continue
-            rows.append({"model": model, "workers": k, "candidates": len(cands),
-                         "candidates_s": t1 - t0, "latency_s": t2 - t1, "cost_s": t3 - t2,
-                         "candidates_cpu_s": c1 - c0, "latency_cpu_s": c2 - c1,
-                         "cost_cpu_s": c3 - c2})
+            rows.append(
+                {
+                    "model": model,
+                    "workers": k,
+                    "candidates": len(cands),
+                    "candidates_s": t1 - t0,
+                    "latency_s": t2 - t1,
+                    "cost_s": t3 - t2,
+                    "candidates_cpu_s": c1 - c0,
+                    "latency_cpu_s": c2 - c1,
+                    "cost_cpu_s": c3 - c2,
+                }
+            )
             r = rows[-1]
-            print(f"{model:<13} x{k:<3} {r['candidates']:>6} {r['candidates_s']:>8.2f} "
-                  f"{r['latency_s']:>8.3f} {r['cost_s']:>8.3f}   cpu {r['candidates_cpu_s']:>6.2f}"
-                  f" {r['latency_cpu_s']:>6.3f} {r['cost_cpu_s']:>6.3f}", flush=True)
+            print(
+                f"{model:<13} x{k:<3} {r['candidates']:>6} {r['candidates_s']:>8.2f} "
+                f"{r['latency_s']:>8.3f} {r['cost_s']:>8.3f}   cpu {r['candidates_cpu_s']:>6.2f}"
+                f" {r['latency_cpu_s']:>6.3f} {r['cost_cpu_s']:>6.3f}",
+                flush=True,
+            )
     return rows
 
 
 def _row(model, label, memory_mb, plan, pred, lat) -> dict:
     p50 = statistics.median(lat)
-    return {"model": model, "plan": label, "memory_mb": memory_mb, "plan_id": plan.plan_id,
-            "split_stages": sum(1 for s in plan.stages if s.split != "serial"),
-            "max_workers_used": max([s.workers for s in plan.stages] or [0]),
-            "predicted_p50_ms": pred.p50_ms, "predicted_p99_ms": pred.p99_ms,
-            "predicted_cost_usd": pred.cost_usd, "measured_p50_ms": p50,
-            "measured_p99_ms": _quantile(lat, 0.99), "samples": len(lat),
-            "error_p50": (pred.p50_ms - p50) / p50}
+    return {
+        "model": model,
+        "plan": label,
+        "memory_mb": memory_mb,
+        "plan_id": plan.plan_id,
+        "split_stages": sum(1 for s in plan.stages if s.split != "serial"),
+        "max_workers_used": max([s.workers for s in plan.stages] or [0]),
+        "predicted_p50_ms": pred.p50_ms,
+        "predicted_p99_ms": pred.p99_ms,
+        "predicted_cost_usd": pred.cost_usd,
+        "measured_p50_ms": p50,
+        "measured_p99_ms": _quantile(lat, 0.99),
+        "samples": len(lat),
+        "error_p50": (pred.p50_ms - p50) / p50,
+    }
 
 
 def _fmt(r: dict) -> str:
-    return (f"{r['model']:<13} {r['plan']:<11} {r['memory_mb']:>5} {r['split_stages']:>6} "
-            f"{r['predicted_p50_ms']:>9.1f} {r['measured_p50_ms']:>9.1f} {r['error_p50']:>+7.0%} "
-            f"{r['predicted_p99_ms']:>9.1f} {r['measured_p99_ms']:>9.1f}")
+    return (
+        f"{r['model']:<13} {r['plan']:<11} {r['memory_mb']:>5} {r['split_stages']:>6} "
+        f"{r['predicted_p50_ms']:>9.1f} {r['measured_p50_ms']:>9.1f} {r['error_p50']:>+7.0%} "
+        f"{r['predicted_p99_ms']:>9.1f} {r['measured_p99_ms']:>9.1f}"
+    )
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--models", default="resnet50,vgg16,mobilenet_v2")
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--warm", type=int, default=8, help="warm requests per plan")
@@ -180,32 +226,55 @@ def main() -> int:
     for model in args.models.split(","):
         if not (repo / model / "model.pt2").is_file():
             export_zoo(model, repo)
-    print(f"{'model':<13} {'k':<4} {'cands':>6} {'build s':>8} {'fast s':>8} {'cheap s':>8}"
-          "   (wall; then CPU seconds)")
-    speed = planner_speed(repo, [m for m in args.models.split(",") if m != "mlp"],
-                          [int(w) for w in args.speed_workers.split(",")], args.memory_mb)
+    print(
+        f"{'model':<13} {'k':<4} {'cands':>6} {'build s':>8} {'fast s':>8} {'cheap s':>8}"
+        "   (wall; then CPU seconds)"
+    )
+    speed = planner_speed(
+        repo,
+        [m for m in args.models.split(",") if m != "mlp"],
+        [int(w) for w in args.speed_workers.split(",")],
+        args.memory_mb,
+    )
     if args.speed_only:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_name("planner_speed.json").write_text(json.dumps(speed, indent=1))
         return 0
-    print(f"{'model':<13} {'plan':<11} {'MB':>5} {'splits':>6} {'pred p50':>9} {'meas p50':>9} "
-          f"{'err':>7} {'pred p99':>9} {'meas p99':>9}")
+    print(
+        f"{'model':<13} {'plan':<11} {'MB':>5} {'splits':>6} {'pred p50':>9} {'meas p50':>9} "
+        f"{'err':>7} {'pred p99':>9} {'meas p99':>9}"
+    )
     rows = []
     for model in args.models.split(","):
-        rows += asyncio.run(run_model(repo, work / model, model, workers, args.warm,
-                                      args.memory_mb))
+        rows += asyncio.run(
+            run_model(repo, work / model, model, workers, args.warm, args.memory_mb)
+        )
     if "vgg16" in args.models.split(",") and args.memory_mb > 512:
         # VGG-16's classifier (411 MB in fc6) must be split to fit 512 MB functions
-        rows += asyncio.run(run_model(repo, work / "vgg16-512", "vgg16",
-                                      [w for w in workers if w > 1] or [2], args.warm, 512,
-                                      cost_row=False))
+        rows += asyncio.run(
+            run_model(
+                repo,
+                work / "vgg16-512",
+                "vgg16",
+                [w for w in workers if w > 1] or [2],
+                args.warm,
+                512,
+                cost_row=False,
+            )
+        )
     within = [r for r in rows if r["plan"].startswith("latency") and abs(r["error_p50"]) <= 0.25]
     latency_rows = [r for r in rows if r["plan"].startswith("latency")]
-    print(f"p50 within 25 %: {len(within)} of {len(latency_rows)}; load average now "
-          f"{os.getloadavg()[0]:.1f}")
+    print(
+        f"p50 within 25 %: {len(within)} of {len(latency_rows)}; load average now "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"load_average": load, "at": time.time(), "rows": rows,
-                                    "planner_speed": speed}, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {"load_average": load, "at": time.time(), "rows": rows, "planner_speed": speed},
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -24,8 +24,10 @@ def parse_function(text: str) -> FunctionSpec:
     for option in options:
         key, sep, value = option.partition("=")
         if not sep or key not in _OPTION_TYPES:
-            raise CliError(f"--function {text!r}: unknown option {option!r} "
-                           f"(known: {', '.join(_OPTION_TYPES)})")
+            raise CliError(
+                f"--function {text!r}: unknown option {option!r} "
+                f"(known: {', '.join(_OPTION_TYPES)})"
+            )
         try:
             kwargs[key] = _OPTION_TYPES[key](value)
         except ValueError:
@@ -41,16 +43,29 @@ def parse_function(text: str) -> FunctionSpec:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=9000, help="port (0 picks a free one)")
-    parser.add_argument("--concurrency", type=int, default=16,
-                        help="cap on concurrent invocations across functions (throttles above)")
-    parser.add_argument("--keep-alive-s", type=float, default=300.0,
-                        help="seconds an idle instance stays warm")
-    parser.add_argument("--memory-budget-mb", type=int, default=None,
-                        help="cap on the memory sizes of live instances together (default: half "
-                             "the machine's RAM); idle instances are reclaimed first")
-    parser.add_argument("--function", action="append", default=[], metavar="SPEC",
-                        help="NAME=module:handler[,memory_mb=..,timeout_s=..,"
-                             "reserved_concurrency=..] (repeatable)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="cap on concurrent invocations across functions (throttles above)",
+    )
+    parser.add_argument(
+        "--keep-alive-s", type=float, default=300.0, help="seconds an idle instance stays warm"
+    )
+    parser.add_argument(
+        "--memory-budget-mb",
+        type=int,
+        default=None,
+        help="cap on the memory sizes of live instances together (default: half "
+        "the machine's RAM); idle instances are reclaimed first",
+    )
+    parser.add_argument(
+        "--function",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="NAME=module:handler[,memory_mb=..,timeout_s=..,reserved_concurrency=..] (repeatable)",
+    )
 
 
 async def _serve(runtime: LocalFunctionRuntime) -> None:
@@ -73,10 +88,13 @@ async def _serve(runtime: LocalFunctionRuntime) -> None:
 def run(args: argparse.Namespace) -> int:
     specs = [parse_function(text) for text in args.function]
     try:
-        runtime = LocalFunctionRuntime(host=args.host, port=args.port,
-                                       concurrency=args.concurrency,
-                                       keep_alive_s=args.keep_alive_s,
-                                       memory_budget_mb=args.memory_budget_mb)
+        runtime = LocalFunctionRuntime(
+            host=args.host,
+            port=args.port,
+            concurrency=args.concurrency,
+            keep_alive_s=args.keep_alive_s,
+            memory_budget_mb=args.memory_budget_mb,
+        )
         for spec in specs:
             runtime.add_function(spec)
     except ValueError as exc:

@@ -11,36 +11,64 @@ import dataclasses
 import json
 from pathlib import Path
 
-HELP = ("Plan a model for the burst path (per stage: split, bytes, weights per worker) and "
-        "predict its p50/p99 latency and cost per request.")
+HELP = (
+    "Plan a model for the burst path (per stage: split, bytes, weights per worker) and "
+    "predict its p50/p99 latency and cost per request."
+)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("name", help="model name in the repository")
     parser.add_argument("--repo", required=True, help="model repository directory")
-    parser.add_argument("--workers", type=int,
-                        help="largest number of functions per split stage "
-                             "(default: the config's burst.default_workers)")
-    parser.add_argument("--objective", choices=("latency", "cost"), default="latency",
-                        help="latency: the fastest plan; cost: the cheapest meeting --slo-ms")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="largest number of functions per split stage "
+        "(default: the config's burst.default_workers)",
+    )
+    parser.add_argument(
+        "--objective",
+        choices=("latency", "cost"),
+        default="latency",
+        help="latency: the fastest plan; cost: the cheapest meeting --slo-ms",
+    )
     parser.add_argument("--slo-ms", type=float, help="latency SLO for --objective cost")
-    parser.add_argument("--percentile", type=float, default=0.99,
-                        help="percentile the SLO applies to (default 0.99)")
-    parser.add_argument("--split", choices=("auto", "spatial", "output", "none"), default="auto",
-                        help="auto: the planner chooses; or force spatial tiles, output "
-                             "channels/features, or none (the whole model in one function)")
-    parser.add_argument("--memory-mb", type=int,
-                        help="memory per function in MB (default: the config's burst.memory_mb)")
+    parser.add_argument(
+        "--percentile",
+        type=float,
+        default=0.99,
+        help="percentile the SLO applies to (default 0.99)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("auto", "spatial", "output", "none"),
+        default="auto",
+        help="auto: the planner chooses; or force spatial tiles, output "
+        "channels/features, or none (the whole model in one function)",
+    )
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        help="memory per function in MB (default: the config's burst.memory_mb)",
+    )
     parser.add_argument("--batch", type=int, default=1, help="batch size to plan for")
-    parser.add_argument("--transport", choices=("auto", "inline", "store"),
-                        help="how tensors travel between master and workers (default: config)")
+    parser.add_argument(
+        "--transport",
+        choices=("auto", "inline", "store"),
+        help="how tensors travel between master and workers (default: config)",
+    )
     parser.add_argument("--config", type=Path, help="TOML settings file, as for tidegate serve")
-    parser.add_argument("--profile", type=Path,
-                        help="profile JSON (default: REPO/NAME/profile.json, else the bundled "
-                             "reference profile)")
-    parser.add_argument("--json", action="store_true",
-                        help="print the plan as JSON with predicted_p50_ms, predicted_p99_ms "
-                             "and cost_usd at the top level")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="profile JSON (default: REPO/NAME/profile.json, else the bundled reference profile)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the plan as JSON with predicted_p50_ms, predicted_p99_ms "
+        "and cost_usd at the top level",
+    )
 
 
 def _mb(nbytes: int) -> str:
@@ -58,11 +86,13 @@ def render(plan, prediction=None, percentile: float = 0.99) -> str:
     """A human-readable table of the plan's stages (with predictions when given)."""
     from policies.perf import percentile_ms
 
-    lines = [f"plan {plan.plan_id}  model {plan.model}  batch {plan.batch}  workers {plan.workers}"
-             f"  split {plan.split}  memory {plan.memory_mb} MB  transport {plan.transport}",
-             f"{'stage':>5} {'split':<8} {'layout':<10} {'nodes':>5} {'workers':>7} "
-             f"{'in MB/worker':>14} {'out MB/worker':>14} {'weights MB/worker':>18}"
-             + (f" {'p50 ms':>8} {'p99 ms':>8}" if prediction else "")]
+    lines = [
+        f"plan {plan.plan_id}  model {plan.model}  batch {plan.batch}  workers {plan.workers}"
+        f"  split {plan.split}  memory {plan.memory_mb} MB  transport {plan.transport}",
+        f"{'stage':>5} {'split':<8} {'layout':<10} {'nodes':>5} {'workers':>7} "
+        f"{'in MB/worker':>14} {'out MB/worker':>14} {'weights MB/worker':>18}"
+        + (f" {'p50 ms':>8} {'p99 ms':>8}" if prediction else ""),
+    ]
     for i, st in enumerate(plan.stages):
         if st.split == "spatial":
             layout = "x".join(str(v) for v in st.grid)
@@ -70,28 +100,35 @@ def render(plan, prediction=None, percentile: float = 0.99) -> str:
             layout = f"{st.workers} parts"
         else:
             layout = "master"
-        row = (f"{st.index:>5} {st.split.value:<8} {layout:<10} {len(st.nodes):>5} "
-               f"{st.workers:>7} {_range(st.bytes_in):>14} {_range(st.bytes_out):>14} "
-               f"{_range(st.weight_bytes):>18}")
+        row = (
+            f"{st.index:>5} {st.split.value:<8} {layout:<10} {len(st.nodes):>5} "
+            f"{st.workers:>7} {_range(st.bytes_in):>14} {_range(st.bytes_out):>14} "
+            f"{_range(st.weight_bytes):>18}"
+        )
         if prediction:
             e = prediction.stages[i]
-            row += (f" {e.mean_ms:>8.1f} "
-                    f"{percentile_ms(e.mean_ms, e.var_ms2, percentile):>8.1f}")
+            row += f" {e.mean_ms:>8.1f} {percentile_ms(e.mean_ms, e.var_ms2, percentile):>8.1f}"
         lines.append(row)
     t = plan.totals
-    lines.append(f"totals: {t['stages']} stages ({t['split_stages']} split), "
-                 f"{t['invocations']} worker invocations, "
-                 f"{_mb(t['bytes_to_workers'])} MB to workers, "
-                 f"{_mb(t['bytes_from_workers'])} MB back, "
-                 f"max worker weights {_mb(t['max_worker_weight_bytes'])} MB, "
-                 f"master weights {_mb(t['master_weight_bytes'])} MB "
-                 f"(model {_mb(t['model_weight_bytes'])} MB)")
+    lines.append(
+        f"totals: {t['stages']} stages ({t['split_stages']} split), "
+        f"{t['invocations']} worker invocations, "
+        f"{_mb(t['bytes_to_workers'])} MB to workers, "
+        f"{_mb(t['bytes_from_workers'])} MB back, "
+        f"max worker weights {_mb(t['max_worker_weight_bytes'])} MB, "
+        f"master weights {_mb(t['master_weight_bytes'])} MB "
+        f"(model {_mb(t['model_weight_bytes'])} MB)"
+    )
     if prediction:
-        lines.append(f"predicted: p50 {prediction.p50_ms:.1f} ms, p99 {prediction.p99_ms:.1f} ms,"
-                     f" cost ${prediction.cost_usd:.8f} per request")
+        lines.append(
+            f"predicted: p50 {prediction.p50_ms:.1f} ms, p99 {prediction.p99_ms:.1f} ms,"
+            f" cost ${prediction.cost_usd:.8f} per request"
+        )
     if not t.get("fits_memory", True):
-        lines.append(f"warning: weights exceed half of {plan.memory_mb} MB per function; "
-                     f"use more workers, --split output or a larger --memory-mb")
+        lines.append(
+            f"warning: weights exceed half of {plan.memory_mb} MB per function; "
+            f"use more workers, --split output or a larger --memory-mb"
+        )
     return "\n".join(lines)
 
 
@@ -101,8 +138,11 @@ def _settings(args):
     from gateway.settings import Settings, UnknownSetting, describe_error
     from ops.cli import CliError
 
-    burst = {k: v for k, v in (("memory_mb", args.memory_mb), ("transport", args.transport))
-             if v is not None}
+    burst = {
+        k: v
+        for k, v in (("memory_mb", args.memory_mb), ("transport", args.transport))
+        if v is not None
+    }
     try:
         return Settings.load(args.config, repo=args.repo, **({"burst": burst} if burst else {}))
     except FileNotFoundError:
@@ -129,32 +169,49 @@ def run(args) -> int:
     except ArtifactError as exc:
         raise CliError(str(exc)) from None
     if args.batch > artifact.config.max_batch_size:
-        raise CliError(f"batch {args.batch} exceeds the model's max_batch_size "
-                       f"{artifact.config.max_batch_size}")
+        raise CliError(
+            f"batch {args.batch} exceeds the model's max_batch_size "
+            f"{artifact.config.max_batch_size}"
+        )
     if args.objective == "cost" and args.slo_ms is None:
         raise CliError("--objective cost needs --slo-ms")
     workers = args.workers if args.workers is not None else settings.burst.default_workers
     service = BurstService.from_settings(settings)  # not started: only its plan settings
-    request = dataclasses.replace(service.plan_request(workers, args.batch, args.split),
-                                  objective=Objective(args.objective), slo_ms=args.slo_ms,
-                                  percentile=args.percentile)
+    request = dataclasses.replace(
+        service.plan_request(workers, args.batch, args.split),
+        objective=Objective(args.objective),
+        slo_ms=args.slo_ms,
+        percentile=args.percentile,
+    )
     try:
-        profile = (Profile.from_json(json.loads(args.profile.read_text())) if args.profile
-                   else load_profile(args.repo, args.name))
+        profile = (
+            Profile.from_json(json.loads(args.profile.read_text()))
+            if args.profile
+            else load_profile(args.repo, args.name)
+        )
         graph = build_graph(artifact.load_program(), artifact.name)
         plan = model_plan(graph, artifact.config, request, profile)
         prediction = predict_plan(graph, plan, request, profile)
     except (GraphError, PlanError, ProfileError, OSError, ValueError) as exc:
         raise CliError(str(exc)) from None
     if args.json:
-        out = {**plan.to_dict(), "predicted_p50_ms": round(prediction.p50_ms, 3),
-               "predicted_p99_ms": round(prediction.p99_ms, 3),
-               "cost_usd": prediction.cost_usd, "objective": args.objective,
-               "slo_ms": args.slo_ms, "percentile": args.percentile,
-               "stage_predictions": [{"p50_ms": round(e.mean_ms, 3),
-                                      "p99_ms": round(percentile_ms(e.mean_ms, e.var_ms2,
-                                                                    0.99), 3),
-                                      "cost_usd": e.cost_usd} for e in prediction.stages]}
+        out = {
+            **plan.to_dict(),
+            "predicted_p50_ms": round(prediction.p50_ms, 3),
+            "predicted_p99_ms": round(prediction.p99_ms, 3),
+            "cost_usd": prediction.cost_usd,
+            "objective": args.objective,
+            "slo_ms": args.slo_ms,
+            "percentile": args.percentile,
+            "stage_predictions": [
+                {
+                    "p50_ms": round(e.mean_ms, 3),
+                    "p99_ms": round(percentile_ms(e.mean_ms, e.var_ms2, 0.99), 3),
+                    "cost_usd": e.cost_usd,
+                }
+                for e in prediction.stages
+            ],
+        }
         print(json.dumps(out, indent=2, sort_keys=True))
     else:
         print(render(plan, prediction, args.percentile))

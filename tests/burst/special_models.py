@@ -9,7 +9,7 @@ import torch.nn as nn
 def _init(model: nn.Module, seed: int) -> nn.Module:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, t in model.named_parameters():
+        for t in model.parameters():
             t.copy_(torch.randn(t.shape, generator=g) * (0.3 if t.dim() > 1 else 0.1))
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):

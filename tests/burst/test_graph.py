@@ -51,7 +51,8 @@ def test_nodes_carry_shapes_macs_and_weight_bytes(grouped):
     fc = next(n for n in graph.nodes if n.op == "aten.linear.default")
     assert fc.macs == 24 * 10
     assert sum(w["bytes"] for w in graph.weights.values()) == sum(
-        t.numel() * t.element_size() for t in program.state_dict.values())
+        t.numel() * t.element_size() for t in program.state_dict.values()
+    )
 
 
 def test_tuple_ops_are_folded_with_their_getitem(grouped):
@@ -69,8 +70,9 @@ def test_tuple_ops_are_folded_with_their_getitem(grouped):
         # the decomposed ops (convolution, bn-with-stats) still split spatially
         plan = make_plan(graph, workers=4, split="spatial", batch=2)
         assert any(s.split == "spatial" and s.workers == 4 for s in plan.stages)
-        y = run_plan_local(graph, plan, weights, [x],
-                           slicer=lambda st, j: worker_weights(graph, st, j, weights))[0]
+        y = run_plan_local(
+            graph, plan, weights, [x], slicer=lambda st, j: worker_weights(graph, st, j, weights)
+        )[0]
     assert (y - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 

@@ -17,14 +17,22 @@ def _cases(n: int, seed: int = 0):
     rng = random.Random(seed)
     for _ in range(n):
         k = rng.randint(1, 5)
-        yield k, rng.randint(1, 3), rng.randint(0, k // 2), rng.randint(1, 3), rng.randint(k * 3, 40)
+        yield (
+            k,
+            rng.randint(1, 3),
+            rng.randint(0, k // 2),
+            rng.randint(1, 3),
+            rng.randint(k * 3, 40),
+        )
 
 
 def test_output_size_matches_pytorch_pools_and_convs():
     for k, s, p, d, size in _cases(300):
         x = torch.zeros(1, 1, size)
-        assert pool_out_size(size, k, s, p, d) == F.conv1d(x, torch.zeros(1, 1, k), None, s, p,
-                                                           d).shape[-1]
+        assert (
+            pool_out_size(size, k, s, p, d)
+            == F.conv1d(x, torch.zeros(1, 1, k), None, s, p, d).shape[-1]
+        )
         for ceil in (False, True):
             got = pool_out_size(size, k, s, p, d, ceil)
             assert got == F.max_pool1d(x, k, s, p, d, ceil_mode=ceil).shape[-1], (k, s, p, d, size)
@@ -64,8 +72,10 @@ def test_avg_divisors_match_pytorch_for_all_padding_modes():
         for ceil, cip in itertools.product((False, True), (False, True)):
             avg = F.avg_pool1d(ones, k, s, p, ceil_mode=ceil, count_include_pad=cip)[0, 0]
             n = avg.shape[-1]
-            inside = torch.tensor([sum(1 for j in range(k) if 0 <= o * s - p + j < size)
-                                   for o in range(n)], dtype=torch.float64)
+            inside = torch.tensor(
+                [sum(1 for j in range(k) if 0 <= o * s - p + j < size) for o in range(n)],
+                dtype=torch.float64,
+            )
             want = inside / avg  # divisor = (elements inside the image) / average of ones
             got = avg_divisors((0, n - 1), k, s, p, size, cip)
             assert torch.allclose(got, want), (k, s, p, size, ceil, cip)

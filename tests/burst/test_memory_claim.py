@@ -23,10 +23,16 @@ def vgg16_repo(tmp_path_factory):
 
 
 async def _service(repo, tmp_path, memory_mb, split):
-    svc = BurstService(repo, platform={"kind": "local"},
-                       store={"kind": "dir", "root": str(tmp_path / "objects")},
-                       memory_mb=memory_mb, concurrency=12, function_timeout_s=300,
-                       log_dir=tmp_path / "logs", split=split)
+    svc = BurstService(
+        repo,
+        platform={"kind": "local"},
+        store={"kind": "dir", "root": str(tmp_path / "objects")},
+        memory_mb=memory_mb,
+        concurrency=12,
+        function_timeout_s=300,
+        log_dir=tmp_path / "logs",
+        split=split,
+    )
     await svc.start()
     return svc
 
@@ -57,8 +63,10 @@ async def test_vgg16_fc_split_8_ways_fits_512mb_and_unsplit_does_not(vgg16_repo,
         await svc.close()
     assert np.abs(whole.outputs["output"] - ref).max() <= 1e-5 * scale
     assert whole.max_memory_used_mb > 512, whole.max_memory_used_mb
-    print(f"vgg16 peak: split 8 ways {answer.max_memory_used_mb} MB per function, "
-          f"unsplit {whole.max_memory_used_mb} MB")
+    print(
+        f"vgg16 peak: split 8 ways {answer.max_memory_used_mb} MB per function, "
+        f"unsplit {whole.max_memory_used_mb} MB"
+    )
 
     svc = await _service(vgg16_repo, tmp_path / "whole-small", 512, "none")
     try:

@@ -26,9 +26,16 @@ TOLERANCE = 1e-5  # relative to max|y|
 WORST: dict[str, float] = {}
 _MODELS: dict[str, tuple] = {}
 
-ZOO_SIZES = {"resnet18": (224, 224), "resnet34": (64, 64), "resnet50": (64, 64),
-             "wide_resnet50_2": (64, 64), "vgg11": (64, 64), "vgg16": (64, 64),
-             "mobilenet_v2": (96, 96), "mlp": None}
+ZOO_SIZES = {
+    "resnet18": (224, 224),
+    "resnet34": (64, 64),
+    "resnet50": (64, 64),
+    "wide_resnet50_2": (64, 64),
+    "vgg11": (64, 64),
+    "vgg16": (64, 64),
+    "mobilenet_v2": (96, 96),
+    "mlp": None,
+}
 
 
 def _model(name: str):
@@ -53,8 +60,9 @@ def _check(name: str, split: str, workers: int, batch: int = 2):
     x, ref = x[:batch], ref[:batch]
     plan = make_plan(graph, workers=workers, split=split, batch=batch)
     with torch.no_grad():
-        y = run_plan_local(graph, plan, weights, [x],
-                           slicer=lambda st, j: worker_weights(graph, st, j, weights))[0]
+        y = run_plan_local(
+            graph, plan, weights, [x], slicer=lambda st, j: worker_weights(graph, st, j, weights)
+        )[0]
     assert y.shape == ref.shape
     diff = (y - ref).abs().max().item() / ref.abs().max().item()
     WORST[name] = max(WORST.get(name, 0.0), diff)
@@ -86,30 +94,44 @@ def test_special_model_partitioned_equals_full(name):
 def test_spatial_plans_really_tile_the_awkward_layers():
     graph, _, _, _ = _model("poolzoo")
     plan = make_plan(graph, workers=4, split="spatial", batch=2)
-    tiled = {graph.node(n).op for s in plan.stages if s.split == "spatial" and s.workers == 4
-             for n in s.nodes}
-    assert {"aten.avg_pool2d.default", "aten.max_pool2d.default",
-            "aten.conv2d.default"} <= tiled
+    tiled = {
+        graph.node(n).op
+        for s in plan.stages
+        if s.split == "spatial" and s.workers == 4
+        for n in s.nodes
+    }
+    assert {"aten.avg_pool2d.default", "aten.max_pool2d.default", "aten.conv2d.default"} <= tiled
     graph, _, _, _ = _model("grouped")
     plan = make_plan(graph, workers=4, split="spatial", batch=2)
-    tiled = {graph.node(n).op for s in plan.stages if s.split == "spatial" and s.workers == 4
-             for n in s.nodes}
+    tiled = {
+        graph.node(n).op
+        for s in plan.stages
+        if s.split == "spatial" and s.workers == 4
+        for n in s.nodes
+    }
     assert {"aten.cat.default", "aten.add.Tensor", "aten.batch_norm.default"} <= tiled
 
 
 def test_uneven_adaptive_pool_runs_on_the_master():
     graph, _, _, _ = _model("adaptive")
     plan = make_plan(graph, workers=4, split="spatial", batch=2)
-    where = {graph.node(n).shape[2]: s.split for s in plan.stages for n in s.nodes
-             if "adaptive" in graph.node(n).op}
+    where = {
+        graph.node(n).shape[2]: s.split
+        for s in plan.stages
+        for n in s.nodes
+        if "adaptive" in graph.node(n).op
+    }
     assert where == {8: "spatial", 3: "serial"}
 
 
 def test_output_split_gives_each_worker_one_nth_of_the_weights():
     graph, _, _, _ = _model("vgg16")
     plan = make_plan(graph, workers=8, split="output", batch=1)
-    fc = [s for s in plan.stages if s.split == "output"
-          and graph.node(s.nodes[0]).op == "aten.linear.default"]
+    fc = [
+        s
+        for s in plan.stages
+        if s.split == "output" and graph.node(s.nodes[0]).op == "aten.linear.default"
+    ]
     assert len(fc) == 3  # all three classifier layers are split 8 ways
     for st in fc:
         group = sum(graph.node(n).weight_bytes for n in st.nodes)

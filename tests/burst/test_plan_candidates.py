@@ -52,6 +52,7 @@ def _paths(cands, end):
         for c in by_start.get(p, []):
             for rest in walk(c.end):
                 yield [c] + rest
+
     return walk(0)
 
 
@@ -70,12 +71,12 @@ def test_planner_is_optimal_on_a_real_model(graph):
     assert cheapest.prediction.cost_usd == pytest.approx(best)
     # and the plan built from the choice predicts the same
     plan = make_plan(graph, workers=3, choices=choices_of(graph, list(cheapest.stages)))
-    assert plan.stages and all(s.split in (Split.SERIAL, Split.SPATIAL, Split.OUTPUT)
-                               for s in plan.stages)
+    assert plan.stages and all(
+        s.split in (Split.SERIAL, Split.SPATIAL, Split.OUTPUT) for s in plan.stages
+    )
 
 
 def test_serial_choices_merge_into_one_stage(graph):
     names = [n.name for n in graph.nodes]
-    plan = make_plan(graph, workers=2,
-                     choices=[StageChoice(Split.SERIAL, (n,)) for n in names])
+    plan = make_plan(graph, workers=2, choices=[StageChoice(Split.SERIAL, (n,)) for n in names])
     assert len(plan.stages) == 1 and plan.stages[0].nodes == names

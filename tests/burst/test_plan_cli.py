@@ -46,13 +46,16 @@ def test_workers_one_is_a_valid_plan(graph):
     assert any(s.split == "spatial" for s in plan.stages)
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda d: d.update(plan_version=99), "unsupported plan_version 99"),
-    (lambda d: d.pop("stages"), "missing field 'stages'"),
-    (lambda d: d["stages"][0].update(split="diagonal"), "split must be"),
-    (lambda d: d["stages"][0].update(nodes=[]), "non-empty node list"),
-    (lambda d: d.update(workers=7), "plan_id does not match"),
-])
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: d.update(plan_version=99), "unsupported plan_version 99"),
+        (lambda d: d.pop("stages"), "missing field 'stages'"),
+        (lambda d: d["stages"][0].update(split="diagonal"), "split must be"),
+        (lambda d: d["stages"][0].update(nodes=[]), "non-empty node list"),
+        (lambda d: d.update(workers=7), "plan_id does not match"),
+    ],
+)
 def test_malformed_plans_are_rejected_clearly(graph, mutate, message):
     raw = json.loads(make_plan(graph, workers=2).to_json())
     mutate(raw)
@@ -68,23 +71,43 @@ def test_garbage_is_not_a_plan():
 
 
 def test_bad_arguments_are_rejected(graph):
-    for kwargs, message in [({"workers": 0}, "workers"), ({"workers": 2, "split": "x"}, "split"),
-                            ({"workers": 2, "transport": "pigeon"}, "transport"),
-                            ({"workers": 2, "batch": 0}, "batch")]:
+    for kwargs, message in [
+        ({"workers": 0}, "workers"),
+        ({"workers": 2, "split": "x"}, "split"),
+        ({"workers": 2, "transport": "pigeon"}, "transport"),
+        ({"workers": 2, "batch": 0}, "batch"),
+    ]:
         with pytest.raises(PlanError, match=message):
             make_plan(graph, **kwargs)
 
 
 def test_cli_prints_stages_and_totals(repo, capsys):
-    assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "4",
-                 "--split", "spatial"]) == 0
+    assert (
+        main(["plan", "resnet18", "--repo", str(repo), "--workers", "4", "--split", "spatial"]) == 0
+    )
     out = capsys.readouterr().out
     assert "spatial" in out and "2x2" in out and "totals:" in out and "worker invocations" in out
 
 
 def test_cli_json_is_a_loadable_plan(repo, capsys):
-    assert main(["plan", "mlp", "--repo", str(repo), "--workers", "3", "--split", "output",
-                 "--json", "--batch", "2"]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "mlp",
+                "--repo",
+                str(repo),
+                "--workers",
+                "3",
+                "--split",
+                "output",
+                "--json",
+                "--batch",
+                "2",
+            ]
+        )
+        == 0
+    )
     plan = Plan.from_json(capsys.readouterr().out)
     assert plan.plan_version == PLAN_VERSION and plan.batch == 2
     heads = [s for s in plan.stages if s.split == "output"]
@@ -100,8 +123,22 @@ def test_cli_unknown_model_is_one_line_exit_2(repo, capsys):
 def test_cli_json_names_the_models_tensors_and_functions(repo, capsys):
     """Issue 7: the plan named inputs/outputs by graph names (x, linear) and the functions
     tidegate-master instead of the README's tidegate-master-{MB}mb."""
-    assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "2", "--memory-mb", "768",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "resnet18",
+                "--repo",
+                str(repo),
+                "--workers",
+                "2",
+                "--memory-mb",
+                "768",
+                "--json",
+            ]
+        )
+        == 0
+    )
     raw = json.loads(capsys.readouterr().out)
     assert raw["inputs"] == ["input"] and raw["outputs"] == ["output"]
     assert raw["master_function"] == "tidegate-master-768mb"
@@ -116,13 +153,31 @@ def test_cli_cost_objective_needs_an_slo_and_meets_it(repo, capsys):
     assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "4", "--json"]) == 0
     fastest = json.loads(capsys.readouterr().out)
     slo = fastest["predicted_p99_ms"] * 3
-    assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "4", "--json",
-                 "--objective", "cost", "--slo-ms", str(slo)]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "resnet18",
+                "--repo",
+                str(repo),
+                "--workers",
+                "4",
+                "--json",
+                "--objective",
+                "cost",
+                "--slo-ms",
+                str(slo),
+            ]
+        )
+        == 0
+    )
     cheapest = json.loads(capsys.readouterr().out)
     assert cheapest["predicted_p99_ms"] <= slo
     assert cheapest["cost_usd"] <= fastest["cost_usd"]
-    assert main(["plan", "resnet18", "--repo", str(repo), "--objective", "cost",
-                 "--slo-ms", "0.5"]) == 2
+    assert (
+        main(["plan", "resnet18", "--repo", str(repo), "--objective", "cost", "--slo-ms", "0.5"])
+        == 2
+    )
     assert "no plan meets" in capsys.readouterr().err
 
 
@@ -136,8 +191,22 @@ def test_gateway_runs_the_plan_the_cli_prints(repo, tmp_path, capsys):
     config = tmp_path / "tidegate.toml"
     config.write_text(f'data_dir = "{tmp_path}"\n[burst]\nmemory_mb = 640\n')
     for workers in (1, 3):
-        assert main(["plan", "resnet18", "--repo", str(repo), "--workers", str(workers),
-                     "--config", str(config), "--json"]) == 0
+        assert (
+            main(
+                [
+                    "plan",
+                    "resnet18",
+                    "--repo",
+                    str(repo),
+                    "--workers",
+                    str(workers),
+                    "--config",
+                    str(config),
+                    "--json",
+                ]
+            )
+            == 0
+        )
         printed = Plan.from_json(capsys.readouterr().out)
         svc = BurstService.from_settings(Settings.load(config, repo=str(repo)))
         served = asyncio.run(svc.plan_for("resnet18", workers, 1))

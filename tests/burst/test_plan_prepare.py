@@ -30,6 +30,7 @@ def test_program_loads_from_many_threads_at_once(repo):
             artifact.load_program()
         except BaseException as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
+
     threads = [threading.Thread(target=load) for _ in range(4)]
     for t in threads:
         t.start()
@@ -42,12 +43,15 @@ def test_program_loads_from_many_threads_at_once(repo):
 def test_plans_for_three_worker_counts_prepare_concurrently(repo, tmp_path):
     """What the gateway does right after start: background preparation of the default plan
     while requests ask for other worker counts (issue 7: two of three got a 500)."""
-    svc = BurstService(repo, platform={"kind": "local"},
-                       store={"kind": "dir", "root": str(tmp_path / "objects")})
+    svc = BurstService(
+        repo, platform={"kind": "local"}, store={"kind": "dir", "root": str(tmp_path / "objects")}
+    )
 
     async def go():
-        return await asyncio.gather(*(svc.plan_for("resnet18", w, 1) for w in (3, 5, 6)),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(svc.plan_for("resnet18", w, 1) for w in (3, 5, 6)), return_exceptions=True
+        )
+
     plans = asyncio.run(go())
     assert [type(p).__name__ for p in plans] == ["Plan"] * 3
     assert len({p.plan_id for p in plans}) == 3

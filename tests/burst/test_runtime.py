@@ -45,9 +45,12 @@ class InProcessInvoker:
         cold = slot not in self.seen
         self.seen.add(slot)
         billed = max(1, int(body["total_ms"] + 0.999))
-        return InvokeResult(orjson.dumps(body),
-                            Billing(duration_ms=body["total_ms"], billed_ms=billed,
-                                    memory_mb=1024, cold_start=cold))
+        return InvokeResult(
+            orjson.dumps(body),
+            Billing(
+                duration_ms=body["total_ms"], billed_ms=billed, memory_mb=1024, cold_start=cold
+            ),
+        )
 
     async def close(self) -> None:
         return None
@@ -69,8 +72,9 @@ async def _run(program, graph, x, tmp_path, **plan_kw):
     await prepare_plan(program, plan, store, graph=graph)
     reset_cache()
     invoker = InProcessInvoker(store)
-    result = await run_master({"plan_id": plan.plan_id, "request_id": "r1",
-                               "inputs": [encode_inline(x)]}, invoker, store)
+    result = await run_master(
+        {"plan_id": plan.plan_id, "request_id": "r1", "inputs": [encode_inline(x)]}, invoker, store
+    )
     return store, plan, invoker, result
 
 
@@ -82,8 +86,9 @@ def _keys(root: Path, prefix: str) -> list[str]:
 @pytest.mark.parametrize("split,workers", [("spatial", 4), ("output", 3), ("auto", 2)])
 async def test_master_output_matches_full_model(grouped, tmp_path, split, workers):
     program, graph, x, ref = grouped
-    store, plan, invoker, result = await _run(program, graph, x, tmp_path, workers=workers,
-                                              split=split)
+    store, plan, invoker, result = await _run(
+        program, graph, x, tmp_path, workers=workers, split=split
+    )
     y = await receive(result["outputs"][0], store)
     assert (y - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
     report = result["report"]
@@ -102,10 +107,12 @@ async def test_master_output_matches_full_model(grouped, tmp_path, split, worker
 
 async def test_store_transport_passes_keys_and_cleans_up(grouped, tmp_path):
     program, graph, x, ref = grouped
-    store, plan, invoker, result = await _run(program, graph, x, tmp_path, workers=2,
-                                              split="spatial", transport="store")
-    assert all("key" in e["input"] and e["input"]["key"].startswith("req/r1/")
-               for e in invoker.payloads)
+    store, plan, invoker, result = await _run(
+        program, graph, x, tmp_path, workers=2, split="spatial", transport="store"
+    )
+    assert all(
+        "key" in e["input"] and e["input"]["key"].startswith("req/r1/") for e in invoker.payloads
+    )
     y = await receive(result["outputs"][0], store)
     assert (y - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
     assert _keys(tmp_path / "store", "req/r1") == []
@@ -114,8 +121,9 @@ async def test_store_transport_passes_keys_and_cleans_up(grouped, tmp_path):
 async def test_second_request_is_warm_and_reuses_weights(grouped, tmp_path):
     program, graph, x, _ = grouped
     store, plan, invoker, _ = await _run(program, graph, x, tmp_path, workers=2, split="output")
-    again = await run_master({"plan_id": plan.plan_id, "request_id": "r2",
-                              "inputs": [encode_inline(x)]}, invoker, store)
+    again = await run_master(
+        {"plan_id": plan.plan_id, "request_id": "r2", "inputs": [encode_inline(x)]}, invoker, store
+    )
     assert again["report"]["cold_starts"] == 0
     loaded = [w for s in again["report"]["stages"] for w in s.get("worker_load_ms", [])]
     assert loaded and max(loaded) < 50.0  # served from the per-process cache
@@ -128,9 +136,11 @@ async def test_worker_failure_fails_request_and_cleans_up(grouped, tmp_path):
     await prepare_plan(program, plan, store, graph=graph)
     reset_cache()
     with pytest.raises(BurstError, match="OutOfMemory"):
-        await run_master({"plan_id": plan.plan_id, "request_id": "bad",
-                          "inputs": [encode_inline(x)]}, InProcessInvoker(store, fail_worker=1),
-                         store)
+        await run_master(
+            {"plan_id": plan.plan_id, "request_id": "bad", "inputs": [encode_inline(x)]},
+            InProcessInvoker(store, fail_worker=1),
+            store,
+        )
     assert _keys(tmp_path / "store", "req/bad") == []
 
 
@@ -139,20 +149,27 @@ async def test_unprepared_plan_and_bad_input_are_clear_errors(grouped, tmp_path)
     store = LocalDirStore(tmp_path / "store")
     reset_cache()
     with pytest.raises(BurstError, match="prepare_plan"):
-        await run_master({"plan_id": "0123456789abcdef", "inputs": [encode_inline(x)]},
-                         InProcessInvoker(store), store)
+        await run_master(
+            {"plan_id": "0123456789abcdef", "inputs": [encode_inline(x)]},
+            InProcessInvoker(store),
+            store,
+        )
     plan = make_plan(graph, workers=2, split="spatial", batch=2)
     await prepare_plan(program, plan, store, graph=graph)
     with pytest.raises(BurstError, match="does not fit"):
-        await run_master({"plan_id": plan.plan_id, "inputs": [encode_inline(x[:, :, :5])]},
-                         InProcessInvoker(store), store)
+        await run_master(
+            {"plan_id": plan.plan_id, "inputs": [encode_inline(x[:, :, :5])]},
+            InProcessInvoker(store),
+            store,
+        )
     with pytest.raises(BurstError, match="bad master event"):
         await run_master({"inputs": []}, InProcessInvoker(store), store)
 
 
 async def test_output_split_worker_holds_only_its_slice(tmp_path):
-    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(),
-                                torch.nn.Linear(256, 8)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 8)
+    ).eval()
     x = torch.randn(2, 64)
     program = sm.export(model, x)
     graph = build_graph(program, "mlp2")
@@ -160,6 +177,7 @@ async def test_output_split_worker_holds_only_its_slice(tmp_path):
     plan = make_plan(graph, workers=4, split="output", batch=2)
     await prepare_plan(program, plan, store, graph=graph)
     from burst.weights import loads_tensors, worker_key
+
     first = plan.stages[0]
     sizes = []
     for j in range(4):
@@ -168,8 +186,9 @@ async def test_output_split_worker_holds_only_its_slice(tmp_path):
     assert sizes == [64 * 64 + 64] * 4  # a quarter of 256x64 weights and 256 biases each
     assert first.weight_bytes == [(64 * 64 + 64) * 4] * 4
     reset_cache()
-    result = await run_master({"plan_id": plan.plan_id, "inputs": [encode_inline(x)]},
-                              InProcessInvoker(store), store)
+    result = await run_master(
+        {"plan_id": plan.plan_id, "inputs": [encode_inline(x)]}, InProcessInvoker(store), store
+    )
     with torch.no_grad():
         ref = model(x)
     assert torch.allclose(await receive(result["outputs"][0], store), ref, atol=1e-6)
@@ -189,10 +208,18 @@ async def test_worker_wrapper_builds_its_store_from_its_environment(grouped, tmp
     stage = next(s for s in plan.stages if s.split == "spatial")
     tile_in = worker_input(stage, 1, x)
     # the Lambda-style entry point is synchronous; it must also work under a running loop
-    monkeypatch.setenv("TIDEGATE_BURST_STORE",
-                       json.dumps({"kind": "dir", "root": str(tmp_path / "store")}))
-    body = worker({"plan_id": plan.plan_id, "request_id": "w1", "stage": stage.index,
-                   "worker": 1, "input": encode_inline(tile_in)})
+    monkeypatch.setenv(
+        "TIDEGATE_BURST_STORE", json.dumps({"kind": "dir", "root": str(tmp_path / "store")})
+    )
+    body = worker(
+        {
+            "plan_id": plan.plan_id,
+            "request_id": "w1",
+            "stage": stage.index,
+            "worker": 1,
+            "input": encode_inline(tile_in),
+        }
+    )
     json.dumps(body)  # a JSON-serialisable result
     got = await receive(body["output"], store)
     want = run_worker_stage(graph, stage, 1, tile_in, program_weights(program))
@@ -250,24 +277,36 @@ async def test_a_straggling_worker_is_hedged_and_bounds_the_request(grouped, tmp
     normal_ms = []
     for i in range(5):  # the first is cold (not learnt); then warm legs teach the stage times
         t0 = time.perf_counter()
-        await run_master({"plan_id": plan.plan_id, "request_id": f"warm{i}",
-                          "inputs": [encode_inline(x)]}, invoker, store, leg_times=leg_times)
+        await run_master(
+            {"plan_id": plan.plan_id, "request_id": f"warm{i}", "inputs": [encode_inline(x)]},
+            invoker,
+            store,
+            leg_times=leg_times,
+        )
         normal_ms.append((time.perf_counter() - t0) * 1000)
     stage = next(s for s in plan.stages if s.workers == 2)
     hedge_after_ms = leg_times.hedge_after_s(f"{plan.plan_id}/s{stage.index}") * 1000
     invoker.armed = True
     t0 = time.perf_counter()
-    result = await asyncio.wait_for(run_master(
-        {"plan_id": plan.plan_id, "request_id": "straggled", "inputs": [encode_inline(x)]},
-        invoker, store, leg_times=leg_times), timeout=60)
+    result = await asyncio.wait_for(
+        run_master(
+            {"plan_id": plan.plan_id, "request_id": "straggled", "inputs": [encode_inline(x)]},
+            invoker,
+            store,
+            leg_times=leg_times,
+        ),
+        timeout=60,
+    )
     hedged_ms = (time.perf_counter() - t0) * 1000
     assert invoker.stuck.is_set() and invoker.cancelled == 1  # the straggler was let go
     y = await receive(result["outputs"][0], store)
     assert (y - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
     assert sum(s["hedged"] for s in result["report"]["stages"]) == 1
     normal_p50_ms = sorted(normal_ms[1:])[len(normal_ms[1:]) // 2]
-    print(f"hedged request {hedged_ms:.0f} ms; normal p50 {normal_p50_ms:.0f} ms; "
-          f"hedge after {hedge_after_ms:.0f} ms (the straggler would have taken forever)")
+    print(
+        f"hedged request {hedged_ms:.0f} ms; normal p50 {normal_p50_ms:.0f} ms; "
+        f"hedge after {hedge_after_ms:.0f} ms (the straggler would have taken forever)"
+    )
     # the bound: the hedge delay plus about one more normal request
     assert hedged_ms <= hedge_after_ms + 3 * normal_p50_ms + 1000
     assert _keys(tmp_path / "store", "req") == []

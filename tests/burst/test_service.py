@@ -33,10 +33,16 @@ def mlp_repo(tmp_path_factory):
 
 
 def _service(repo, tmp_path, **kw) -> BurstService:
-    kw = {"platform": {"kind": "local"},
-          "store": {"kind": "dir", "root": str(tmp_path / "objects")}, "memory_mb": 512,
-          "function_timeout_s": 120, "log_dir": tmp_path / "logs", "split": "output",
-          "max_workers": 4, **kw}
+    kw = {
+        "platform": {"kind": "local"},
+        "store": {"kind": "dir", "root": str(tmp_path / "objects")},
+        "memory_mb": 512,
+        "function_timeout_s": 120,
+        "log_dir": tmp_path / "logs",
+        "split": "output",
+        "max_workers": 4,
+        **kw,
+    }
     return BurstService(repo, **kw)
 
 
@@ -52,14 +58,16 @@ def _close(a, b) -> bool:
 
 
 async def test_eight_clients_on_two_worker_plans_queue_for_capacity_instead_of_throttling(
-        mlp_repo, tmp_path):
+    mlp_repo, tmp_path
+):
     repo, x, ref = mlp_repo
     # 6 instances: two requests (master + 2 workers each) at a time; 8 arrive at once
     svc = _service(repo, tmp_path, concurrency=6)
     await svc.start()
     try:
-        answers = await asyncio.gather(*(svc.infer("mlp", {"input": x}, workers=2)
-                                         for _ in range(8)), return_exceptions=True)
+        answers = await asyncio.gather(
+            *(svc.infer("mlp", {"input": x}, workers=2) for _ in range(8)), return_exceptions=True
+        )
         failures = [a for a in answers if isinstance(a, BaseException)]
         assert not failures, failures[:1]
         assert all(_close(a.outputs["output"], ref) for a in answers)
@@ -70,14 +78,16 @@ async def test_eight_clients_on_two_worker_plans_queue_for_capacity_instead_of_t
 
 
 async def test_past_the_queue_bound_a_request_is_refused_at_once_with_retry_after(
-        mlp_repo, tmp_path):
+    mlp_repo, tmp_path
+):
     repo, x, _ = mlp_repo
     svc = _service(repo, tmp_path, concurrency=3, max_waiting=0)
     await svc.start()
     try:
         await svc.infer("mlp", {"input": x}, workers=2)  # plan prepared, instances warm
-        results = await asyncio.gather(*(svc.infer("mlp", {"input": x}, workers=2)
-                                         for _ in range(3)), return_exceptions=True)
+        results = await asyncio.gather(
+            *(svc.infer("mlp", {"input": x}, workers=2) for _ in range(3)), return_exceptions=True
+        )
         refused = [r for r in results if isinstance(r, BurstUnavailable)]
         assert len(refused) == 2 and all(r.retry_after_s >= 1 for r in refused)
         assert "capacity" in str(refused[0])
@@ -110,7 +120,8 @@ async def test_a_killed_runtime_is_restarted_and_readiness_says_so_meanwhile(mlp
 
 
 async def test_no_configured_secret_travels_in_any_invocation(
-        mlp_repo, tmp_path, s3_endpoint, s3_bucket):  # noqa: F811 (pytest fixtures)
+    mlp_repo, tmp_path, s3_endpoint, s3_bucket
+):  # noqa: F811 (pytest fixtures)
     from burst.faas.local_runtime import LocalFunctionRuntime
     from tests.support.fault_proxy import FaultProxy
 
@@ -119,10 +130,17 @@ async def test_no_configured_secret_travels_in_any_invocation(
     runtime = LocalFunctionRuntime(concurrency=8)
     runtime.start_in_thread()
     proxy = FaultProxy(runtime.endpoint).start()  # records every request to the runtime
-    store = {"kind": "s3", "bucket": s3_bucket, "endpoint_url": s3_endpoint, "region": "us-east-1",
-             "aws_access_key_id": key_id, "aws_secret_access_key": secret}
-    svc = _service(repo, tmp_path, platform={"kind": "local", "endpoint": proxy.endpoint},
-                   store=store)
+    store = {
+        "kind": "s3",
+        "bucket": s3_bucket,
+        "endpoint_url": s3_endpoint,
+        "region": "us-east-1",
+        "aws_access_key_id": key_id,
+        "aws_secret_access_key": secret,
+    }
+    svc = _service(
+        repo, tmp_path, platform={"kind": "local", "endpoint": proxy.endpoint}, store=store
+    )
     try:
         await svc.start()
         answer = await svc.infer("mlp", {"input": x}, workers=2)

@@ -15,13 +15,21 @@ MB = 1 << 20
 
 def _profile(**kw) -> Profile:
     overhead = Quantiles.from_samples([2.0 + 0.2 * i for i in range(20)] + [40.0])
-    base = dict(source="test", cores=2, invoke_warm_ms={1: overhead, 4: overhead},
-                invoke_cold_ms=Quantiles.constant(900.0),
-                master_overhead_ms=Quantiles.constant(5.0),
-                transfer={"inline": TransferFit(0.5, 4.0), "dir": TransferFit(1.0, 1.0),
-                          "s3": TransferFit(20.0, 10.0)},
-                compute=ComputeFit({"conv": 10.0, "linear": 10.0, "pool": 1.0, "other": 1.0}, 0.0),
-                split_slowdown={"spatial": {1: 1.0, 4: 1.0}, "output": {1: 1.0}}, compute_cv=0.0)
+    base = dict(
+        source="test",
+        cores=2,
+        invoke_warm_ms={1: overhead, 4: overhead},
+        invoke_cold_ms=Quantiles.constant(900.0),
+        master_overhead_ms=Quantiles.constant(5.0),
+        transfer={
+            "inline": TransferFit(0.5, 4.0),
+            "dir": TransferFit(1.0, 1.0),
+            "s3": TransferFit(20.0, 10.0),
+        },
+        compute=ComputeFit({"conv": 10.0, "linear": 10.0, "pool": 1.0, "other": 1.0}, 0.0),
+        split_slowdown={"spatial": {1: 1.0, 4: 1.0}, "output": {1: 1.0}},
+        compute_cv=0.0,
+    )
     base.update(kw)
     return Profile(**base)
 
@@ -31,8 +39,18 @@ WORKS = [NodeWork("conv", "aten.conv2d.default", 2 * 10**9)]  # 20 ms on one thr
 
 def _split(k: int, bytes_each: int = 1000) -> Candidate:
     macs = WORKS[0].macs
-    return Candidate(0, 1, "spatial", k, ("conv",), macs, (macs // k,) * k, (bytes_each,) * k,
-                     (bytes_each,) * k, 0)
+    return Candidate(
+        0,
+        1,
+        "spatial",
+        k,
+        ("conv",),
+        macs,
+        (macs // k,) * k,
+        (bytes_each,) * k,
+        (bytes_each,) * k,
+        0,
+    )
 
 
 def test_fork_join_waits_for_the_slowest_of_k_legs():
@@ -45,8 +63,10 @@ def test_fork_join_waits_for_the_slowest_of_k_legs():
     t = model.transfer_ms(1000)
     own = 20.0 / 4  # leg 0: a quarter of the work, on the master
     remote = t + own  # a remote leg: its input and output, half each side, and its work
-    draws = [max(own, remote + max(profile.invoke_ms(3).at(rng.random()) for _ in range(3)))
-             for _ in range(100000)]
+    draws = [
+        max(own, remote + max(profile.invoke_ms(3).at(rng.random()) for _ in range(3)))
+        for _ in range(100000)
+    ]
     simulated = sum(draws) / len(draws) + 3 * t  # the master's halves of 3 inputs and outputs
     assert est.mean_ms == pytest.approx(simulated, rel=0.02)
     one_leg = profile.invoke_ms(3).at(0.5)
@@ -65,8 +85,9 @@ def test_measured_node_times_beat_the_fit_and_scale_with_batch():
 
 def test_cost_adds_gb_seconds_requests_and_store_requests():
     prices = PriceTable()
-    dep = Deployment(memory_mb=2048, master_memory_mb=1024, inline_limit_bytes=64 * 1024,
-                     prices=prices)
+    dep = Deployment(
+        memory_mb=2048, master_memory_mb=1024, inline_limit_bytes=64 * 1024, prices=prices
+    )
     model = PerfModel(_profile(), dep, WORKS)
     serial = model.stage(Candidate(0, 1, "serial", 0, ("conv",), 0, (0,), (), (), 0))
     assert serial.cost_usd == pytest.approx(20.0 / 1000 * 1.0 * prices.fn_usd_per_gb_s)

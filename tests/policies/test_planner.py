@@ -10,7 +10,7 @@ import pytest
 
 from policies.costs import PriceTable
 from policies.perf import Candidate, Deployment, NodeWork, PerfModel
-from policies.planner import (Limits, PlanningError, cheapest_meeting_slo, latency_optimal)
+from policies.planner import Limits, PlanningError, cheapest_meeting_slo, latency_optimal
 from policies.profile import ComputeFit, Profile, Quantiles, TransferFit
 
 MB = 1 << 20
@@ -19,27 +19,51 @@ MB = 1 << 20
 def _profile() -> Profile:
     def spread(median, tail):
         return Quantiles.from_samples([median * (0.9 + 0.01 * i) for i in range(20)] + [tail])
+
     return Profile(
-        source="test", cores=2,
+        source="test",
+        cores=2,
         invoke_warm_ms={1: spread(3.0, 9.0), 2: spread(4.0, 14.0), 4: spread(6.0, 30.0)},
-        invoke_cold_ms=spread(800.0, 1500.0), master_overhead_ms=spread(4.0, 10.0),
-        transfer={"inline": TransferFit(0.2, 3.0), "dir": TransferFit(0.6, 1.0),
-                  "s3": TransferFit(15.0, 12.0)},
+        invoke_cold_ms=spread(800.0, 1500.0),
+        master_overhead_ms=spread(4.0, 10.0),
+        transfer={
+            "inline": TransferFit(0.2, 3.0),
+            "dir": TransferFit(0.6, 1.0),
+            "s3": TransferFit(15.0, 12.0),
+        },
         compute=ComputeFit({"conv": 20.0, "linear": 25.0, "pool": 5.0, "other": 2.0}, 0.02),
         split_slowdown={"spatial": {1: 1.0, 2: 1.15, 4: 2.3}, "output": {1: 1.0, 2: 1.1, 4: 2.2}},
-        compute_cv=0.05)
+        compute_cv=0.05,
+    )
 
 
 def _instance(seed: int, positions: int = 7, max_workers: int = 4):
     """Random nodes and candidates: every node serial, random splits over random runs."""
     rng = random.Random(seed)
-    works = [NodeWork(f"n{i}", rng.choice(["aten.conv2d.default", "aten.linear.default",
-                                           "aten.relu.default"]), rng.randint(1, 400) * 10**6)
-             for i in range(positions)]
+    works = [
+        NodeWork(
+            f"n{i}",
+            rng.choice(["aten.conv2d.default", "aten.linear.default", "aten.relu.default"]),
+            rng.randint(1, 400) * 10**6,
+        )
+        for i in range(positions)
+    ]
     cands = []
     for i, w in enumerate(works):
-        cands.append(Candidate(i, i + 1, "serial", 0, (w.name,), w.macs, (w.macs,), (), (),
-                               rng.choice([0, 0, 40, 120, 300]) * MB))
+        cands.append(
+            Candidate(
+                i,
+                i + 1,
+                "serial",
+                0,
+                (w.name,),
+                w.macs,
+                (w.macs,),
+                (),
+                (),
+                rng.choice([0, 0, 40, 120, 300]) * MB,
+            )
+        )
     for _ in range(positions * 3):
         i = rng.randrange(positions)
         j = rng.randint(i + 1, min(positions, i + 3))
@@ -48,15 +72,34 @@ def _instance(seed: int, positions: int = 7, max_workers: int = 4):
         macs = sum(w.macs for w in works[i:j])
         split = rng.choice(["spatial", "output"])
         leg_bytes = rng.choice([1, 50, 200, 400]) * MB // k
-        cands.append(Candidate(i, j, split, k, nodes, macs,
-                               tuple(macs // k + rng.randint(0, macs // 10) for _ in range(k)),
-                               tuple(rng.randint(10**3, 3 * 10**6) for _ in range(k)),
-                               tuple(rng.randint(10**3, 10**6) for _ in range(k)),
-                               leg_bytes, leg_bytes + rng.choice([0, MB]),
-                               leg_bytes if k > 1 else 0))
-    model = PerfModel(_profile(), Deployment(memory_mb=1024, master_memory_mb=1024,
-                                             inline_limit_bytes=64 * 1024, prices=PriceTable(),
-                                             input_bytes=600_000, output_bytes=4000), works)
+        cands.append(
+            Candidate(
+                i,
+                j,
+                split,
+                k,
+                nodes,
+                macs,
+                tuple(macs // k + rng.randint(0, macs // 10) for _ in range(k)),
+                tuple(rng.randint(10**3, 3 * 10**6) for _ in range(k)),
+                tuple(rng.randint(10**3, 10**6) for _ in range(k)),
+                leg_bytes,
+                leg_bytes + rng.choice([0, MB]),
+                leg_bytes if k > 1 else 0,
+            )
+        )
+    model = PerfModel(
+        _profile(),
+        Deployment(
+            memory_mb=1024,
+            master_memory_mb=1024,
+            inline_limit_bytes=64 * 1024,
+            prices=PriceTable(),
+            input_bytes=600_000,
+            output_bytes=4000,
+        ),
+        works,
+    )
     return model, cands, positions
 
 
@@ -72,20 +115,27 @@ def _all_plans(cands, end):
         for c in by_start.get(p, []):
             for rest in walk(c.end):
                 yield [c] + rest
+
     return list(walk(0))
 
 
 def _fits(plan, limits):
     """Every function keeps its weights: the master its serial weights and leg-0 slices, worker
     1 its slice of every stage, and no remote leg more than a worker holds."""
+
     def mib(n):  # the model counts weights in whole MiB, rounded up per stage
         return -(-n // MB) * MB
+
     split = [c for c in plan if c.split != "serial"]
-    master = (sum(mib(c.weight_bytes) for c in plan if c.split == "serial")
-              + sum(mib(c.master_weight_bytes) for c in split))
+    master = sum(mib(c.weight_bytes) for c in plan if c.split == "serial") + sum(
+        mib(c.master_weight_bytes) for c in split
+    )
     worker = sum(mib(c.worker_weight_bytes) for c in split)
-    return (master <= limits.master_weight_bytes and worker <= limits.worker_weight_bytes
-            and all(c.weight_bytes <= limits.worker_weight_bytes for c in split))
+    return (
+        master <= limits.master_weight_bytes
+        and worker <= limits.worker_weight_bytes
+        and all(c.weight_bytes <= limits.worker_weight_bytes for c in split)
+    )
 
 
 LIMITS = [Limits(10**12, 10**12), Limits(400 * MB, 600 * MB), Limits(250 * MB, 500 * MB)]
@@ -124,8 +174,7 @@ def test_cheapest_meeting_slo_matches_brute_force(seed):
             got = cheapest_meeting_slo(model, cands, limits, slo, 0.99)
             assert got.prediction.p99_ms <= slo + 1e-9
             assert _fits(list(got.stages), limits)
-            assert got.prediction.cost_usd == pytest.approx(min(pr.cost_usd for pr in ok),
-                                                            rel=1e-9)
+            assert got.prediction.cost_usd == pytest.approx(min(pr.cost_usd for pr in ok), rel=1e-9)
 
 
 def test_percentile_of_the_slo_matters():

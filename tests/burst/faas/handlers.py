@@ -10,11 +10,16 @@ _LOADED_AT = time.time()  # module import = the instance's init
 def echo(event, context):
     print("echo handler saw", sorted(event))  # goes to the log tail, not the protocol
     sys.stdout.write("x" * 10)  # raw writes must not corrupt frames either
-    return {"event": event, "function": context.function_name,
-            "memory_mb": context.memory_limit_in_mb, "request_id": context.aws_request_id,
-            "remaining_ms": context.get_remaining_time_in_millis(), "pid": os.getpid(),
-            "threads": os.environ.get("TIDEGATE_FUNCTION_THREADS"),
-            "greeting": os.environ.get("GREETING")}
+    return {
+        "event": event,
+        "function": context.function_name,
+        "memory_mb": context.memory_limit_in_mb,
+        "request_id": context.aws_request_id,
+        "remaining_ms": context.get_remaining_time_in_millis(),
+        "pid": os.getpid(),
+        "threads": os.environ.get("TIDEGATE_FUNCTION_THREADS"),
+        "greeting": os.environ.get("GREETING"),
+    }
 
 
 def sleep(event, context):
@@ -39,6 +44,7 @@ def crash(event, context):
 
 def torch_matmul(event, context):
     import torch  # lazy: the first invocation pays for it, like a model load
+
     torch.set_num_threads(int(os.environ.get("TIDEGATE_FUNCTION_THREADS", "1")))
     a = torch.ones(64, 64)
     return {"sum": float((a @ a).sum())}

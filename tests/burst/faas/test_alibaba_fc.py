@@ -18,13 +18,17 @@ from tests.support.fc_server import (  # noqa: F401  (fixtures)
     fc_server_session,
 )
 
-(ACCESS_KEY_ID, ACCESS_KEY_SECRET), = FC_TEST_CREDENTIALS.items()
+((ACCESS_KEY_ID, ACCESS_KEY_SECRET),) = FC_TEST_CREDENTIALS.items()
 
 
 @pytest.fixture
 async def invoker(fc_server):
-    inv = AlibabaFCInvoker(endpoint=fc_server.endpoint, access_key_id=ACCESS_KEY_ID,
-                           access_key_secret=ACCESS_KEY_SECRET, throttle_backoff_s=0.001)
+    inv = AlibabaFCInvoker(
+        endpoint=fc_server.endpoint,
+        access_key_id=ACCESS_KEY_ID,
+        access_key_secret=ACCESS_KEY_SECRET,
+        throttle_backoff_s=0.001,
+    )
     yield inv
     await inv.close()
 
@@ -55,9 +59,15 @@ async def test_wire_format_matches_invoke_function_api(fc_server, invoker):
     h = req["headers"]
     assert h["x-fc-invocation-type"] == "Sync" and h["x-fc-log-type"] == "Tail"
     assert h["x-acs-action"] == "InvokeFunction" and h["x-acs-version"] == "2023-03-30"
-    assert h["authorization"].startswith(f"ACS3-HMAC-SHA256 Credential={ACCESS_KEY_ID},SignedHeaders=")
-    prod = AlibabaFCInvoker(endpoint=fc_server.endpoint, access_key_id=ACCESS_KEY_ID,
-                            access_key_secret=ACCESS_KEY_SECRET, qualifier="prod")
+    assert h["authorization"].startswith(
+        f"ACS3-HMAC-SHA256 Credential={ACCESS_KEY_ID},SignedHeaders="
+    )
+    prod = AlibabaFCInvoker(
+        endpoint=fc_server.endpoint,
+        access_key_id=ACCESS_KEY_ID,
+        access_key_secret=ACCESS_KEY_SECRET,
+        qualifier="prod",
+    )
     try:
         assert (await prod.invoke("tg-worker", b"q")).payload == b"Q"
         assert fc_server.requests[-1]["query"] == {"qualifier": "prod"}
@@ -67,8 +77,9 @@ async def test_wire_format_matches_invoke_function_api(fc_server, invoker):
 
 async def test_wrong_secret_is_rejected_with_fc_error_json(fc_server):
     fc_server.functions["tg-worker"] = FakeFunction(_echo_upper)
-    bad = AlibabaFCInvoker(endpoint=fc_server.endpoint, access_key_id=ACCESS_KEY_ID,
-                           access_key_secret="not-the-secret")
+    bad = AlibabaFCInvoker(
+        endpoint=fc_server.endpoint, access_key_id=ACCESS_KEY_ID, access_key_secret="not-the-secret"
+    )
     try:
         with pytest.raises(InvokeError) as info:
             await bad.invoke("tg-worker", b"x")
@@ -80,8 +91,12 @@ async def test_wrong_secret_is_rejected_with_fc_error_json(fc_server):
 
 async def test_security_token_is_sent_and_signed(fc_server):
     fc_server.functions["tg-worker"] = FakeFunction(_echo_upper)
-    sts = AlibabaFCInvoker(endpoint=fc_server.endpoint, access_key_id=ACCESS_KEY_ID,
-                           access_key_secret=ACCESS_KEY_SECRET, security_token="sts-token-123")
+    sts = AlibabaFCInvoker(
+        endpoint=fc_server.endpoint,
+        access_key_id=ACCESS_KEY_ID,
+        access_key_secret=ACCESS_KEY_SECRET,
+        security_token="sts-token-123",
+    )
     try:
         assert (await sts.invoke("tg-worker", b"s")).payload == b"S"
     finally:
@@ -118,8 +133,12 @@ async def test_missing_function_and_alias_are_not_found(fc_server, invoker):
     with pytest.raises(InvokeError) as info:
         await invoker.invoke("tg-nope", b"")
     assert info.value.kind == "NotFound" and "FunctionNotFound" in str(info.value)
-    staging = AlibabaFCInvoker(endpoint=fc_server.endpoint, access_key_id=ACCESS_KEY_ID,
-                               access_key_secret=ACCESS_KEY_SECRET, qualifier="staging")
+    staging = AlibabaFCInvoker(
+        endpoint=fc_server.endpoint,
+        access_key_id=ACCESS_KEY_ID,
+        access_key_secret=ACCESS_KEY_SECRET,
+        qualifier="staging",
+    )
     try:
         with pytest.raises(InvokeError) as info:
             await staging.invoke("tg-worker", b"")
@@ -158,8 +177,12 @@ async def test_function_errors_are_not_retried(fc_server, invoker):
 
 
 async def test_unreachable_endpoint_is_transport_error():
-    inv = AlibabaFCInvoker(endpoint="http://127.0.0.1:9", access_key_id=ACCESS_KEY_ID,
-                           access_key_secret=ACCESS_KEY_SECRET, timeout_s=2)
+    inv = AlibabaFCInvoker(
+        endpoint="http://127.0.0.1:9",
+        access_key_id=ACCESS_KEY_ID,
+        access_key_secret=ACCESS_KEY_SECRET,
+        timeout_s=2,
+    )
     try:
         with pytest.raises(InvokeError) as info:
             await inv.invoke("tg-worker", b"")
@@ -170,7 +193,9 @@ async def test_unreachable_endpoint_is_transport_error():
 
 async def test_concurrent_invocations_share_the_pool(fc_server, invoker):
     fc_server.functions["tg-worker"] = FakeFunction(lambda p: json.dumps({"n": int(p)}).encode())
-    results = await asyncio.gather(*(invoker.invoke("tg-worker", str(i).encode()) for i in range(32)))
+    results = await asyncio.gather(
+        *(invoker.invoke("tg-worker", str(i).encode()) for i in range(32))
+    )
     assert [json.loads(r.payload)["n"] for r in results] == list(range(32))
 
 
@@ -183,8 +208,15 @@ async def test_bad_function_name_and_config_are_rejected(fc_server, invoker):
 
 
 def test_from_config_builds_an_https_invoker_by_default():
-    inv = AlibabaFCInvoker.from_config({"endpoint": "123.cn-hangzhou.fc.aliyuncs.com", "access_key_id": "a",
-                                        "access_key_secret": "b", "qualifier": "prod", "unknown": 1})
+    inv = AlibabaFCInvoker.from_config(
+        {
+            "endpoint": "123.cn-hangzhou.fc.aliyuncs.com",
+            "access_key_id": "a",
+            "access_key_secret": "b",
+            "qualifier": "prod",
+            "unknown": 1,
+        }
+    )
     path, headers = inv.signed_headers("f", b"")
     assert inv.qualifier == "prod" and headers["host"] == "123.cn-hangzhou.fc.aliyuncs.com"
     assert inv._base_url == "https://123.cn-hangzhou.fc.aliyuncs.com"
@@ -194,7 +226,10 @@ def test_from_config_builds_an_https_invoker_by_default():
 def test_log_tail_round_trip_is_base64():
     # Guards the assumption the invoker makes about x-fc-log-result's encoding.
     from burst.faas.alibaba_fc import parse_log_billing
-    tail = base64.b64encode(b"FC Invoke End RequestId: r, Duration: 3.20 ms, Billed Duration: 4 ms").decode()
+
+    tail = base64.b64encode(
+        b"FC Invoke End RequestId: r, Duration: 3.20 ms, Billed Duration: 4 ms"
+    ).decode()
     figures = parse_log_billing(base64.b64decode(tail).decode())
     assert figures == {"duration_ms": 3.2, "billed_ms": 4.0}
 
@@ -205,6 +240,10 @@ async def test_body_changed_after_signing_is_rejected(fc_server, invoker):
     fc_server.functions["tg-worker"] = FakeFunction(_echo_upper)
     path, headers = invoker.signed_headers("tg-worker", b"original")
     async with httpx.AsyncClient() as client:
-        resp = await client.post(fc_server.endpoint + path, params={"qualifier": "LATEST"},
-                                 content=b"tampered", headers=headers)
+        resp = await client.post(
+            fc_server.endpoint + path,
+            params={"qualifier": "LATEST"},
+            content=b"tampered",
+            headers=headers,
+        )
     assert resp.status_code == 400 and resp.json()["Code"] == "InvalidContentSHA256"

@@ -18,7 +18,8 @@ from burst.faas.local_runtime import FunctionSpec, LocalFunctionRuntime
 H = "tests.burst.faas.handlers"
 REPORT_RE = re.compile(
     r"^REPORT RequestId: [0-9a-f-]{36}\tDuration: \d+\.\d{2} ms\tBilled Duration: \d+ ms\t"
-    r"Memory Size: \d+ MB\tMax Memory Used: \d+ MB\t(Init Duration: \d+\.\d{2} ms\t)?$")
+    r"Memory Size: \d+ MB\tMax Memory Used: \d+ MB\t(Init Duration: \d+\.\d{2} ms\t)?$"
+)
 
 
 @pytest.fixture
@@ -49,7 +50,8 @@ def _pid_alive(pid: int) -> bool:
 
 async def test_cold_start_then_warm_reuse(make_runtime):
     runtime, invoker = await make_runtime(
-        FunctionSpec("echo", f"{H}:echo", memory_mb=256, environment={"GREETING": "hi"}))
+        FunctionSpec("echo", f"{H}:echo", memory_mb=256, environment={"GREETING": "hi"})
+    )
     first = await invoker.invoke("echo", b'{"x": 1}')
     second = await invoker.invoke("echo", b'{"x": 2}')
     a, b = orjson.loads(first.payload), orjson.loads(second.payload)
@@ -82,8 +84,9 @@ async def test_log_tail_has_prints_and_lambda_report_line(make_runtime):
 
 async def test_concurrent_invocations_use_separate_instances(make_runtime):
     runtime, invoker = await make_runtime(FunctionSpec("slow", f"{H}:sleep"))
-    results = await asyncio.gather(invoker.invoke("slow", b'{"sleep_s": 0.3}'),
-                                   invoker.invoke("slow", b'{"sleep_s": 0.3}'))
+    results = await asyncio.gather(
+        invoker.invoke("slow", b'{"sleep_s": 0.3}'), invoker.invoke("slow", b'{"sleep_s": 0.3}')
+    )
     pids = {orjson.loads(r.payload)["pid"] for r in results}
     assert len(pids) == 2 and all(r.billing.cold_start for r in results)
     assert runtime.instance_count("slow") == 2
@@ -113,11 +116,12 @@ def _gate(tmp_path, name: str) -> tuple[bytes, object, object]:
     return event, started, release
 
 
-async def test_concurrency_cap_throttles_and_a_retrying_client_gets_through(make_runtime,
-                                                                            tmp_path):
+async def test_concurrency_cap_throttles_and_a_retrying_client_gets_through(make_runtime, tmp_path):
     runtime, retrying = await make_runtime(
-        FunctionSpec("gate", f"{H}:gate", timeout_s=120), FunctionSpec("echo", f"{H}:echo"),
-        concurrency=1)
+        FunctionSpec("gate", f"{H}:gate", timeout_s=120),
+        FunctionSpec("echo", f"{H}:echo"),
+        concurrency=1,
+    )
     no_retry = LocalInvoker(runtime.endpoint, throttle_retries=0)
     event, started, release = _gate(tmp_path, "a")
     busy = asyncio.create_task(retrying.invoke("gate", event))
@@ -137,7 +141,9 @@ async def test_concurrency_cap_throttles_and_a_retrying_client_gets_through(make
 async def test_reserved_concurrency_caps_one_function_only(make_runtime, tmp_path):
     runtime, _ = await make_runtime(
         FunctionSpec("gate", f"{H}:gate", reserved_concurrency=1, timeout_s=120),
-        FunctionSpec("echo", f"{H}:echo"), concurrency=4)
+        FunctionSpec("echo", f"{H}:echo"),
+        concurrency=4,
+    )
     invoker = LocalInvoker(runtime.endpoint, throttle_retries=0)
     event, started, release = _gate(tmp_path, "a")
     busy = asyncio.create_task(invoker.invoke("gate", event))
@@ -152,11 +158,14 @@ async def test_reserved_concurrency_caps_one_function_only(make_runtime, tmp_pat
 
 
 async def test_warm_instances_stay_within_the_memory_budget_idle_ones_reclaimed_first(
-        make_runtime, tmp_path):
+    make_runtime, tmp_path
+):
     specs = [FunctionSpec(n, f"{H}:echo", memory_mb=128) for n in ("a", "b", "c")]
     runtime, _ = await make_runtime(
-        *specs, FunctionSpec("gate", f"{H}:gate", memory_mb=128, timeout_s=120),
-        memory_budget_mb=300)
+        *specs,
+        FunctionSpec("gate", f"{H}:gate", memory_mb=128, timeout_s=120),
+        memory_budget_mb=300,
+    )
     invoker = LocalInvoker(runtime.endpoint, throttle_retries=0)
     pids = {n: orjson.loads((await invoker.invoke(n, b"{}")).payload)["pid"] for n in "ab"}
     await invoker.invoke("b", b"{}")  # b is now the more recently used
@@ -241,8 +250,10 @@ async def test_handler_exception_is_function_error_and_instance_survives(make_ru
 
 async def test_crash_and_import_error_fail_cleanly(make_runtime):
     runtime, invoker = await make_runtime(
-        FunctionSpec("crash", f"{H}:crash"), FunctionSpec("missing", "no_such_module:handler"),
-        FunctionSpec("echo", f"{H}:echo"))
+        FunctionSpec("crash", f"{H}:crash"),
+        FunctionSpec("missing", "no_such_module:handler"),
+        FunctionSpec("echo", f"{H}:echo"),
+    )
     with pytest.raises(InvokeError) as err:
         await invoker.invoke("crash", b"{}")
     assert err.value.kind == "Crashed" and "exit status 3" in str(err.value)
@@ -261,8 +272,9 @@ async def test_billing_rounds_up_to_the_millisecond(make_runtime):
         assert r.billing.billed_ms == math.ceil(r.billing.duration_ms)
         assert r.billing.gb_seconds == pytest.approx(r.billing.billed_ms / 1000 * 1.0)
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{runtime.endpoint}/2015-03-31/billing",
-                            params={"function": "slow"}) as resp:
+        async with http.get(
+            f"{runtime.endpoint}/2015-03-31/billing", params={"function": "slow"}
+        ) as resp:
             records = await resp.json()
     assert [r["billed_ms"] for r in records] == [r.billing.billed_ms for r in results]
     assert [r["cold_start"] for r in records] == [True, False, False]
@@ -275,8 +287,9 @@ async def test_unknown_function_is_404_in_lambda_error_shape(make_runtime):
         await invoker.invoke("nope", b"{}")
     assert err.value.kind == "NotFound"
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{runtime.endpoint}/2015-03-31/functions/nope/invocations",
-                             data=b"{}") as resp:
+        async with http.post(
+            f"{runtime.endpoint}/2015-03-31/functions/nope/invocations", data=b"{}"
+        ) as resp:
             assert resp.status == 404
             assert resp.headers["x-amzn-ErrorType"] == "ResourceNotFoundException"
             body = await resp.json()
@@ -284,8 +297,7 @@ async def test_unknown_function_is_404_in_lambda_error_shape(make_runtime):
 
 
 async def test_oversized_and_malformed_payloads_are_rejected(make_runtime):
-    runtime, invoker = await make_runtime(FunctionSpec("echo", f"{H}:echo"),
-                                          max_payload_bytes=1000)
+    runtime, invoker = await make_runtime(FunctionSpec("echo", f"{H}:echo"), max_payload_bytes=1000)
     with pytest.raises(InvokeError) as err:
         await invoker.invoke("echo", b'{"a": "' + b"x" * 2000 + b'"}')
     assert err.value.kind == "PayloadTooLarge" and "1000 bytes" in str(err.value)
@@ -307,8 +319,13 @@ async def test_function_lifecycle_over_http_and_stop_kills_instances(make_runtim
     runtime, invoker = await make_runtime()
     api = f"{runtime.endpoint}/2015-03-31/functions"
     async with aiohttp.ClientSession() as http:
-        body = {"FunctionName": "made", "Handler": f"{H}:echo", "MemorySize": 192,
-                "Timeout": 5, "Environment": {"Variables": {"GREETING": "created"}}}
+        body = {
+            "FunctionName": "made",
+            "Handler": f"{H}:echo",
+            "MemorySize": 192,
+            "Timeout": 5,
+            "Environment": {"Variables": {"GREETING": "created"}},
+        }
         async with http.post(api, json=body) as resp:
             assert resp.status == 201 and (await resp.json())["MemorySize"] == 192
         async with http.post(api, json=body) as resp:
@@ -331,9 +348,19 @@ async def test_cli_runs_runtime_in_its_own_process_until_sigterm():
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ops", "function-runtime", "--port", "0",
-         "--function", f"echo={H}:echo,memory_mb=160,timeout_s=2"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "ops",
+            "function-runtime",
+            "--port",
+            "0",
+            "--function",
+            f"echo={H}:echo,memory_mb=160,timeout_s=2",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
         endpoint = re.search(r"http://\S+", ready).group(0)

@@ -18,8 +18,15 @@ from tests.support import (
     check_small_round_trip,
 )
 
-CONTRACT = [check_small_round_trip, check_large_round_trip, check_missing_key, check_delete,
-            check_delete_prefix, check_invalid_keys, check_concurrent_puts]
+CONTRACT = [
+    check_small_round_trip,
+    check_large_round_trip,
+    check_missing_key,
+    check_delete,
+    check_delete_prefix,
+    check_invalid_keys,
+    check_concurrent_puts,
+]
 
 
 @pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__)
@@ -33,7 +40,9 @@ async def test_memory_store_contract(check):
 
 
 def _files_under(root) -> list[str]:
-    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+    return sorted(
+        os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+    )
 
 
 async def test_objects_are_plain_files_and_no_temp_files_remain(tmp_path):
@@ -97,10 +106,24 @@ def test_factory_builds_each_kind_and_names_them_on_error(tmp_path):
     s3 = make_store({"kind": "s3", "bucket": "tg", "endpoint_url": "http://127.0.0.1:1"})
     assert type(getattr(s3, "inner", s3)).__name__ == "S3Store"  # maybe sealed (encrypted)
     with pytest.raises(ValueError, match="invalid OSS bucket"):
-        make_store({"kind": "oss", "bucket": "x", "endpoint": "http://127.0.0.1:1",
-                    "access_key_id": "a", "access_key_secret": "b"})
-    oss = make_store({"kind": "oss", "bucket": "tidegate", "endpoint": "http://127.0.0.1:1",
-                      "access_key_id": "a", "access_key_secret": "b"})
+        make_store(
+            {
+                "kind": "oss",
+                "bucket": "x",
+                "endpoint": "http://127.0.0.1:1",
+                "access_key_id": "a",
+                "access_key_secret": "b",
+            }
+        )
+    oss = make_store(
+        {
+            "kind": "oss",
+            "bucket": "tidegate",
+            "endpoint": "http://127.0.0.1:1",
+            "access_key_id": "a",
+            "access_key_secret": "b",
+        }
+    )
     assert type(getattr(oss, "inner", oss)).__name__ == "OSSStore"
     asyncio.run(oss.close())
     with pytest.raises(ValueError, match="dir, s3, oss, memory"):
@@ -112,7 +135,8 @@ def test_factory_builds_each_kind_and_names_them_on_error(tmp_path):
 
 
 async def test_a_cleanup_removing_the_shared_parent_mid_write_does_not_fail_the_write(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """The interleaving behind 'cannot write .../req/<id>/input0: No such file or directory':
     request B creates req/, request A's cleanup prunes the (still empty) req/, B's mkdir of
     req/B fails. Injected at that exact point, twice in a row."""
@@ -142,6 +166,7 @@ def _put_and_clean(root: str, rounds: int) -> int:
             await store.put(f"req/{rid}/input0", b"x" * 100)
             await store.delete_prefix(f"req/{rid}/")
         return rounds
+
     return asyncio.run(go())
 
 
@@ -155,8 +180,9 @@ def test_requests_in_several_processes_write_and_clean_up_side_by_side(tmp_path)
 
 
 async def test_tensors_in_flight_can_live_in_their_own_root(tmp_path):
-    store = make_store({"kind": "dir", "root": str(tmp_path / "objects"),
-                        "tensor_root": str(tmp_path / "shm")})
+    store = make_store(
+        {"kind": "dir", "root": str(tmp_path / "objects"), "tensor_root": str(tmp_path / "shm")}
+    )
     await store.put("req/r1/input0", b"tensor")
     await store.put("resp/r1/output0", b"answer")
     await store.put("plans/p1/plan.json", b"{}")

@@ -17,9 +17,16 @@ from tests.support import (
 )
 from tests.support.oss_server import OSS_TEST_CREDENTIALS, oss_server  # noqa: F401
 
-CONTRACT = [check_small_round_trip, check_large_round_trip, check_missing_key, check_delete,
-            check_delete_prefix, check_invalid_keys, check_concurrent_puts]
-(ACCESS_KEY_ID, ACCESS_KEY_SECRET), = OSS_TEST_CREDENTIALS.items()
+CONTRACT = [
+    check_small_round_trip,
+    check_large_round_trip,
+    check_missing_key,
+    check_delete,
+    check_delete_prefix,
+    check_invalid_keys,
+    check_concurrent_puts,
+]
+((ACCESS_KEY_ID, ACCESS_KEY_SECRET),) = OSS_TEST_CREDENTIALS.items()
 
 
 def _store(server, **kw) -> OSSStore:
@@ -46,10 +53,13 @@ async def test_wire_is_path_style_with_prefix_and_batch_delete(store, oss_server
     await store.put("req-1/x", b"v")
     await store.delete(["req-1/x", "req-1/y"])
     seen = oss_server.requests[-2:]
-    assert seen[0][0] == "PUT" and seen[0][1].startswith("/tidegate/t%2F")  # path-style for an IP endpoint
+    assert seen[0][0] == "PUT" and seen[0][1].startswith(
+        "/tidegate/t%2F"
+    )  # path-style for an IP endpoint
     assert seen[1][0] == "POST" and seen[1][1].startswith("/tidegate/?") and "delete" in seen[1][1]
     assert "tidegate" in oss_server.buckets and not [
-        k for k in oss_server.buckets["tidegate"] if k.startswith(store.prefix)]
+        k for k in oss_server.buckets["tidegate"] if k.startswith(store.prefix)
+    ]
 
 
 async def test_wrong_secret_gets_403_signature_does_not_match(oss_server):
@@ -90,6 +100,7 @@ async def test_delete_prefix_pages_past_1000_keys(oss_server):
     s = _store(oss_server, prefix="many")
     objects = oss_server.buckets["tidegate"]
     from tests.support.oss_server import _Object
+
     with oss_server.lock:  # seeded directly to keep the test fast
         for i in range(1203):
             objects[f"many/req/{i:05d}"] = _Object(b"", "application/octet-stream")

@@ -20,12 +20,21 @@ from tests.support import (
 )
 from tests.support.s3_server import S3_TEST_CREDENTIALS, S3_TEST_REGION, s3_bucket, s3_endpoint  # noqa: F401
 
-CONTRACT = [check_small_round_trip, check_large_round_trip, check_missing_key, check_delete,
-            check_delete_prefix, check_invalid_keys, check_concurrent_puts]
+CONTRACT = [
+    check_small_round_trip,
+    check_large_round_trip,
+    check_missing_key,
+    check_delete,
+    check_delete_prefix,
+    check_invalid_keys,
+    check_concurrent_puts,
+]
 
 
 def _store(endpoint: str, bucket: str, **kw) -> S3Store:
-    return S3Store(bucket, endpoint_url=endpoint, region=S3_TEST_REGION, **S3_TEST_CREDENTIALS, **kw)
+    return S3Store(
+        bucket, endpoint_url=endpoint, region=S3_TEST_REGION, **S3_TEST_CREDENTIALS, **kw
+    )
 
 
 @pytest.fixture
@@ -42,8 +51,13 @@ async def test_s3_store_contract(store, check):
 
 async def test_objects_live_under_the_configured_prefix(store, s3_endpoint, s3_bucket):
     await store.put("req-1/x", b"payload")
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
-    assert client.get_object(Bucket=s3_bucket, Key="tidegate/tensors/req-1/x")["Body"].read() == b"payload"
+    client = boto3.client(
+        "s3", endpoint_url=s3_endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS
+    )
+    assert (
+        client.get_object(Bucket=s3_bucket, Key="tidegate/tensors/req-1/x")["Body"].read()
+        == b"payload"
+    )
     # Objects outside the prefix are not the store's to delete.
     client.put_object(Bucket=s3_bucket, Key="other/req-1/y", Body=b"z")
     assert await store.delete_prefix("") == 1
@@ -53,7 +67,9 @@ async def test_objects_live_under_the_configured_prefix(store, s3_endpoint, s3_b
 async def test_delete_prefix_pages_and_batches_past_1000_keys(store, s3_endpoint, s3_bucket):
     # The store must list 2 pages and send 2 DeleteObjects batches.
     await asyncio.gather(*(store.put(f"req-many/{i:05d}", b"") for i in range(1205)))
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
+    client = boto3.client(
+        "s3", endpoint_url=s3_endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS
+    )
     assert await store.delete(["req-many/00000"]) is None
     assert await store.delete_prefix("req-many/") == 1204
     assert client.list_objects_v2(Bucket=s3_bucket, Prefix="tidegate/").get("KeyCount") == 0
@@ -111,9 +127,14 @@ class _ScriptedS3:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 outer.seen.append(self.command)
                 status, code = outer.script.pop(0) if outer.script else (200, "")
-                body = b"" if status == 200 else (
-                    f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
-                    f"<Message>scripted</Message><RequestId>r</RequestId></Error>").encode()
+                body = (
+                    b""
+                    if status == 200
+                    else (
+                        f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+                        f"<Message>scripted</Message><RequestId>r</RequestId></Error>"
+                    ).encode()
+                )
                 self.send_response(status)
                 if status == 200:
                     self.send_header("ETag", '"d41d8cd98f00b204e9800998ecf8427e"')
