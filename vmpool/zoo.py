@@ -1,6 +1,7 @@
-"""Model zoo: plain-torch copies of torchvision architectures plus a small MLP.
+"""Model zoo: the registry of plain-torch copies of torchvision architectures plus a small MLP.
 
-Layer layouts and state-dict keys match torchvision exactly, so a user's torchvision
+The architectures live in ``vmpool.arch`` (one module per family); this module names them,
+seeds their weights and makes their inputs. Layer layouts and state-dict keys match torchvision exactly, so a user's torchvision
 ``state_dict`` loads. ``build(name, seed)`` returns an eval-mode module with deterministic seeded
 weights; ``example_input(name, ...)`` a matching seeded input. Only ops that ``torch.export``
 lowers to standard ATen are used (conv2d, batch_norm, relu, hardtanh, max_pool2d,
@@ -15,264 +16,13 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .arch.mlp import MLP
+from .arch.mobilenet import MobileNetV2
+from .arch.resnet import BasicBlock, Bottleneck, ResNet
+from .arch.vgg import VGG, VGG_CFGS
 from .delay_op import DelayModel
 
 MIN_IMAGE_SIZE = 32  # every CNN here downsamples by 32
-
-
-def _conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, groups=groups, bias=False)
-
-
-def _conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
-
-
-# ---------------------------------------------------------------------------------------- ResNet
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        base_width: int = 64,
-    ):
-        super().__init__()
-        self.conv1 = _conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU()
-        self.conv2 = _conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        base_width: int = 64,
-    ):
-        super().__init__()
-        width = int(planes * (base_width / 64.0))
-        self.conv1 = _conv1x1(inplanes, width)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = _conv3x3(width, width, stride)  # stride on the 3x3, as torchvision (v1.5)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = _conv1x1(width, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU()
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
-
-
-class ResNet(nn.Module):
-    def __init__(
-        self, block: type, layers: list[int], num_classes: int = 1000, width_per_group: int = 64
-    ):
-        super().__init__()
-        self.inplanes = 64
-        self.base_width = width_per_group
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
-
-    def _make_layer(self, block: type, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                _conv1x1(self.inplanes, planes * block.expansion, stride),
-                nn.BatchNorm2d(planes * block.expansion),
-            )
-        layers = [block(self.inplanes, planes, stride, downsample, self.base_width)]
-        self.inplanes = planes * block.expansion
-        layers += [
-            block(self.inplanes, planes, base_width=self.base_width) for _ in range(1, blocks)
-        ]
-        return nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
-# ------------------------------------------------------------------------------------------- VGG
-
-_VGG_CFGS = {
-    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg16": [
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-    ],
-}
-
-
-class VGG(nn.Module):
-    def __init__(self, cfg: list, num_classes: int = 1000, dropout: float = 0.5):
-        super().__init__()
-        layers: list[nn.Module] = []
-        in_ch = 3
-        for v in cfg:
-            if v == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
-                layers += [nn.Conv2d(in_ch, v, 3, padding=1), nn.ReLU()]
-                in_ch = v
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-        self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096),
-            nn.ReLU(),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
-
-
-# ------------------------------------------------------------------------------------ MobileNetV2
-
-
-class ConvBNReLU6(nn.Sequential):
-    """torchvision's Conv2dNormActivation with BatchNorm2d and ReLU6 (keys 0, 1, 2)."""
-
-    def __init__(
-        self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1
-    ):
-        super().__init__(
-            nn.Conv2d(
-                in_ch,
-                out_ch,
-                kernel_size,
-                stride,
-                (kernel_size - 1) // 2,
-                groups=groups,
-                bias=False,
-            ),
-            nn.BatchNorm2d(out_ch),
-            nn.ReLU6(),
-        )
-
-
-class InvertedResidual(nn.Module):
-    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int):
-        super().__init__()
-        hidden = int(round(inp * expand_ratio))
-        self.use_res_connect = stride == 1 and inp == oup
-        layers: list[nn.Module] = []
-        if expand_ratio != 1:
-            layers.append(ConvBNReLU6(inp, hidden, kernel_size=1))
-        layers += [
-            ConvBNReLU6(hidden, hidden, stride=stride, groups=hidden),  # depthwise
-            nn.Conv2d(hidden, oup, 1, bias=False),  # linear bottleneck: no activation
-            nn.BatchNorm2d(oup),
-        ]
-        self.conv = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.use_res_connect else self.conv(x)
-
-
-class MobileNetV2(nn.Module):
-    # (expansion t, channels c, repeats n, first stride s), as in the paper and torchvision
-    SETTINGS = [
-        (1, 16, 1, 1),
-        (6, 24, 2, 2),
-        (6, 32, 3, 2),
-        (6, 64, 4, 2),
-        (6, 96, 3, 1),
-        (6, 160, 3, 2),
-        (6, 320, 1, 1),
-    ]
-
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
-        super().__init__()
-        in_ch, last_ch = 32, 1280
-        features: list[nn.Module] = [ConvBNReLU6(3, in_ch, stride=2)]
-        for t, c, n, s in self.SETTINGS:
-            for i in range(n):
-                features.append(InvertedResidual(in_ch, c, s if i == 0 else 1, t))
-                in_ch = c
-        features.append(ConvBNReLU6(in_ch, last_ch, kernel_size=1))
-        self.features = nn.Sequential(*features)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(last_ch, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(self.features(x)), 1)
-        return self.classifier(x)
-
-
-# ------------------------------------------------------------------------------------------- MLP
-
-
-class MLP(nn.Module):
-    """A small fully connected classifier (MNIST-sized by default)."""
-
-    def __init__(self, sizes: tuple[int, ...] = (784, 512, 256, 10)):
-        super().__init__()
-        layers: list[nn.Module] = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(nn.Linear(fan_in, fan_out))
-            if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-
-# ------------------------------------------------------------------------------------------ zoo
 
 
 @dataclass(frozen=True)
@@ -326,7 +76,7 @@ MODELS: dict[str, ZooEntry] = {
         ),
         ZooEntry(
             "vgg11",
-            lambda: VGG(_VGG_CFGS["vgg11"]),
+            lambda: VGG(VGG_CFGS["vgg11"]),
             (3, 224, 224),
             4,
             1500.0,
@@ -334,7 +84,7 @@ MODELS: dict[str, ZooEntry] = {
         ),
         ZooEntry(
             "vgg16",
-            lambda: VGG(_VGG_CFGS["vgg16"]),
+            lambda: VGG(VGG_CFGS["vgg16"]),
             (3, 224, 224),
             4,
             2500.0,

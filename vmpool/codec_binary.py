@@ -1,0 +1,91 @@
+"""The binary half of the V2 REST codec: the tensor extension's raw bytes after the JSON header.
+
+The header's length travels in ``Inference-Header-Content-Length``; each binary tensor carries
+``parameters.binary_data_size`` and its bytes follow in entry order, little-endian, row-major.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+
+from vmpool.wire import HEADER_LENGTH, CodecError, datatype_of
+
+_JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def split_body(body: bytes, header_length: int | None) -> tuple[dict, memoryview]:
+    """The parsed JSON header and the binary bytes that follow it."""
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise CodecError("request body must be bytes")
+    view = memoryview(body)
+    if header_length is None:
+        header, binary = view, view[len(view) :]
+    else:
+        if isinstance(header_length, bool) or not isinstance(header_length, int):
+            raise CodecError(f"{HEADER_LENGTH} must be an integer, got {header_length!r}")
+        if header_length < 0 or header_length > len(view):
+            raise CodecError(
+                f"{HEADER_LENGTH} is {header_length} but the body has {len(view)} bytes"
+            )
+        header, binary = view[:header_length], view[header_length:]
+    try:
+        obj = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise CodecError(f"malformed JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise CodecError("the JSON body must be an object")
+    return obj, binary
+
+
+def binary_tensor(
+    binary: memoryview,
+    offset: int,
+    size: int,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    label: str,
+    datatype: str,
+) -> np.ndarray:
+    """The tensor of ``size`` bytes at ``offset`` (a zero-copy view); CodecError if it does not
+    match ``shape`` or runs past the body."""
+    need = math.prod(shape) * dtype.itemsize
+    if size != need:
+        raise CodecError(
+            f"{label}: binary_data_size is {size} bytes but shape "
+            f"{list(shape)} of {datatype} needs {need}"
+        )
+    if offset + size > len(binary):
+        raise CodecError(
+            f"{label}: binary data runs past the end of the body "
+            f"({len(binary)} binary bytes, need {offset + size})"
+        )
+    return np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(shape)
+
+
+def binary_entry(name: str, array: np.ndarray, chunks: list) -> dict:
+    """A tensor entry sent as binary data; appends its bytes to ``chunks``."""
+    data = le_contiguous(array)
+    chunks.append(data)
+    return {
+        "name": name,
+        "datatype": datatype_of(array),
+        "shape": list(array.shape),
+        "parameters": {"binary_data_size": data.nbytes},
+    }
+
+
+def le_contiguous(array: np.ndarray) -> np.ndarray:
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(array)
+
+
+def join(header: dict, chunks: list[np.ndarray]) -> tuple[bytes, int]:
+    """The body (JSON header then binary chunks) and the header's length."""
+    head = orjson.dumps(header, option=_JSON_OPTS)
+    if not chunks:
+        return head, len(head)
+    return b"".join([head, *chunks]), len(head)  # contiguous arrays expose their raw bytes
