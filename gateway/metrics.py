@@ -11,7 +11,15 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self._children: dict[tuple, object] = {}
         self.registry = CollectorRegistry()
-        r = self.registry
+        # declared in groups, in the order they appear on /metrics
+        self._answer_metrics(self.registry)
+        self._function_metrics(self.registry)
+        self._routing_metrics(self.registry)
+        self._warm_pool_metrics(self.registry)
+        self._slo_metrics(self.registry)
+
+    def _answer_metrics(self, r: CollectorRegistry) -> None:
+        """What each answered request adds: count, latency, attributed cost."""
         self.requests = Counter(
             "tidegate_requests",
             "Inference requests answered.",
@@ -31,6 +39,9 @@ class GatewayMetrics:
             ["tenant", "path"],
             registry=r,
         )
+
+    def _function_metrics(self, r: CollectorRegistry) -> None:
+        """The burst path's functions: cold starts and billed time."""
         self.cold_starts = Counter(
             "tidegate_function_cold_starts",
             "Function cold starts on the burst path.",
@@ -43,6 +54,9 @@ class GatewayMetrics:
             ["model"],
             registry=r,
         )
+
+    def _routing_metrics(self, r: CollectorRegistry) -> None:
+        """Load, the VM fleet and the routing decisions with the latencies behind them."""
         self.in_flight = Gauge("tidegate_requests_in_flight", "Requests being served.", registry=r)
         self.replicas = Gauge(
             "tidegate_vm_replicas",
@@ -69,6 +83,9 @@ class GatewayMetrics:
             ["model", "path", "quantile"],
             registry=r,
         )
+
+    def _warm_pool_metrics(self, r: CollectorRegistry) -> None:
+        """Function instances the autoscaler keeps warm, and their cost."""
         self.warm_functions = Gauge(
             "tidegate_warm_functions", "Function instances the autoscaler keeps warm.", registry=r
         )
@@ -77,6 +94,9 @@ class GatewayMetrics:
             "What keeping function instances warm cost.",
             registry=r,
         )
+
+    def _slo_metrics(self, r: CollectorRegistry) -> None:
+        """Per-tenant SLO attainment and budgets, and control-loop failures."""
         self.slo_requests = Counter(
             "tidegate_slo_requests",
             "Infer answers counted for SLO attainment (4xx excluded), per tenant.",

@@ -44,13 +44,8 @@ def run_model_server(
         return runner.run(_serve(app, host, port, drain_timeout_s, on_ready))
 
 
-async def _serve(
-    app: FastAPI,
-    host: str,
-    port: int,
-    drain_timeout_s: float,
-    on_ready: Callable[[str, int], None] | None,
-) -> int:
+def _uvicorn_server(app: FastAPI, drain_timeout_s: float):
+    """A uvicorn server for ``app`` that leaves signal handling to us."""
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -67,7 +62,17 @@ async def _serve(
         lifespan="on",
         timeout_graceful_shutdown=drain_timeout_s,
     )
-    server = _Server(config)
+    return _Server(config)
+
+
+async def _serve(
+    app: FastAPI,
+    host: str,
+    port: int,
+    drain_timeout_s: float,
+    on_ready: Callable[[str, int], None] | None,
+) -> int:
+    server = _uvicorn_server(app, drain_timeout_s)
     core: ModelServer = app.state.model_server
     try:
         sock = _bind(host, port)

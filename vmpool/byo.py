@@ -1,0 +1,141 @@
+"""Bring your own model: copy a ``torch.export.save`` program into a repository with a config."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from vmpool.artifact import (
+    CONFIG_FILE,
+    PROGRAM_FILE,
+    Artifact,
+    ArtifactError,
+    ModelConfig,
+    TensorSpec,
+    config_to_toml,
+    validate_name,
+)
+from vmpool.program_specs import default_names, quiet_torch_export, tensor_spec, user_tensors
+
+
+def _load_user_program(path: Path):
+    if not path.is_file():
+        raise ArtifactError(f"program file {path} not found")
+    if not zipfile.is_zipfile(path):  # checked first: torch logs a traceback on garbage
+        raise ArtifactError(
+            f"{path} is not a torch.export program (.pt2 saved with "
+            f"torch.export.save): not a zip archive"
+        )
+    with zipfile.ZipFile(path) as archive:
+        if any(n.endswith("/data.pkl") or n == "data.pkl" for n in archive.namelist()):
+            raise ArtifactError(
+                f"{path} is a torch.save file (a state_dict or checkpoint), not a program: save "
+                f"with torch.export.save, or export a zoo model with these weights"
+            )
+    try:
+        with quiet_torch_export():  # it logs a traceback before raising; we explain instead
+            return torch.export.load(str(path))
+    except Exception as exc:
+        raise ArtifactError(
+            f"{path} is not a readable torch.export program (.pt2 saved with "
+            f"torch.export.save): {type(exc).__name__}"
+        ) from exc
+
+
+def _batch_upper_bound(program, value: torch.Tensor) -> int | None:
+    """The largest batch the program accepts, if its batch dimension is bounded."""
+    expr = getattr(value.shape[0], "node", None)
+    expr = getattr(expr, "expr", None)
+    bound = program.range_constraints.get(expr) if expr is not None else None
+    upper = getattr(bound, "upper", None)
+    if isinstance(upper, int) or getattr(upper, "is_Integer", False):
+        return int(upper)
+    return None  # unbounded (int_oo) or unknown
+
+
+def import_program(
+    path,
+    repo,
+    name: str,
+    *,
+    max_batch_size: int = 8,
+    slo_ms: float = 500.0,
+    on_warning: Callable[[str], None] | None = None,
+) -> Artifact:
+    """Bring your own model: copy a ``torch.export.save`` program into REPO/NAME with a config.
+
+    Input names are the program's argument names; symbolic dimensions become -1. A program
+    whose batch dimension is static gets ``max_batch_size = 1`` and its static shapes; a
+    bounded batch dimension caps ``max_batch_size``. Either change is told to ``on_warning``.
+    """
+    validate_name(name)
+    if int(max_batch_size) < 1:
+        raise ArtifactError(f"max_batch_size must be >= 1, got {max_batch_size}")
+    path = Path(path)
+    program = _load_user_program(path)
+    inputs, outputs = user_tensors(program)
+    if not inputs or not outputs:
+        raise ArtifactError(f"{path}: the program needs at least one tensor input and output")
+    specs_in = tuple(
+        tensor_spec(n, v) for n, v in zip(program.graph_signature.user_inputs, inputs, strict=True)
+    )
+    specs_out = tuple(
+        tensor_spec(n, v)
+        for n, v in zip(default_names(None, len(outputs), "output"), outputs, strict=True)
+    )
+    dynamic_batch = all(s.shape and s.shape[0] == -1 for s in specs_in)
+    max_batch_size = _batch_limit(program, inputs, specs_in, int(max_batch_size), on_warning)
+    cfg = ModelConfig(
+        name=name,
+        inputs=specs_in,
+        outputs=specs_out,
+        max_batch_size=max_batch_size,
+        slo_ms=float(slo_ms),
+        extra={"source": f"program:{path.name}", "dynamic_batch": dynamic_batch},
+    )
+    return _write(path, Path(repo) / name, cfg)
+
+
+def _batch_limit(
+    program,
+    inputs: list,
+    specs_in: tuple[TensorSpec, ...],
+    asked: int,
+    on_warning: Callable[[str], None] | None,
+) -> int:
+    """The max batch size the program allows: ``asked``, capped by a bounded batch dimension,
+    or 1 for a fixed batch size; a change from ``asked`` is told to ``on_warning``."""
+    if all(s.shape and s.shape[0] == -1 for s in specs_in):
+        bounds = [b for b in (_batch_upper_bound(program, v) for v in inputs) if b is not None]
+        max_batch_size = min([asked, *bounds])
+        if max_batch_size < asked and on_warning is not None:
+            on_warning(
+                f"max batch size {asked} capped at {max_batch_size}: the program's batch "
+                f"dimension goes up to {max_batch_size} (export it with a larger "
+                f"torch.export.Dim max to allow more)"
+            )
+        return max_batch_size
+    if asked != 1 and on_warning is not None:
+        shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in specs_in)
+        on_warning(
+            f"max batch size set to 1, not {asked}: the program has a fixed batch "
+            f"size ({shapes}); export it with a dynamic batch dimension "
+            f"(torch.export.Dim) to batch requests"
+        )
+    return 1
+
+
+def _write(program_path: Path, directory: Path, cfg: ModelConfig) -> Artifact:
+    directory.mkdir(parents=True, exist_ok=True)
+    # copy then rename, so a reader never sees half a program
+    tmp_program = directory / (PROGRAM_FILE + ".tmp")
+    shutil.copyfile(program_path, tmp_program)
+    tmp_program.replace(directory / PROGRAM_FILE)
+    tmp_cfg = directory / (CONFIG_FILE + ".tmp")
+    tmp_cfg.write_text(config_to_toml(cfg))
+    tmp_cfg.replace(directory / CONFIG_FILE)
+    return Artifact(cfg, directory)
