@@ -41,126 +41,141 @@ def _too_large(limit: int) -> RuntimeApiError:
     )
 
 
+# the runtime a route translates to, set on the app by ``add_routes``
+RUNTIME = web.AppKey("runtime", object)
+
+
+@web.middleware
+async def _api_errors(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RuntimeApiError as exc:
+        return _error_response(exc)
+    except ValueError as exc:
+        return _error_response(RuntimeApiError(400, "InvalidParameterValueException", str(exc)))
+
+
+async def _invoke(request: web.Request) -> web.Response:
+    runtime, name = request.app[RUNTIME], request.match_info["name"]
+    runtime.get_function(name)  # 404 before reading a body
+    if (request.content_length or 0) > runtime.max_payload_bytes:
+        raise _too_large(runtime.max_payload_bytes)
+    try:
+        payload = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(runtime.max_payload_bytes) from None
+    kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+    if kind == "DryRun":
+        return web.Response(status=204)
+    if kind == "Event":
+        runtime.invoke_event(name, payload)
+        return web.Response(status=202)
+    if kind != "RequestResponse":
+        raise RuntimeApiError(
+            400, "InvalidParameterValueException", f"unsupported X-Amz-Invocation-Type {kind!r}"
+        )
+    result = await runtime.invoke(name, payload)
+    headers = {
+        "X-Amz-Executed-Version": "$LATEST",
+        "x-amzn-RequestId": result.billing.request_id,
+    }
+    if result.error_type is not None:
+        headers["X-Amz-Function-Error"] = "Unhandled"
+    if request.headers.get("X-Amz-Log-Type") == "Tail":
+        tail = result.log_tail.encode()[-LOG_TAIL_BYTES:]
+        headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode()
+    return web.Response(
+        status=200, body=result.payload, headers=headers, content_type="application/json"
+    )
+
+
+async def _create(request: web.Request) -> web.Response:
+    try:
+        body = orjson.loads(await request.read())
+        spec = FunctionSpec(
+            name=body["FunctionName"],
+            handler=body["Handler"],
+            memory_mb=int(body.get("MemorySize", 128)),
+            timeout_s=float(body.get("Timeout", 3)),
+            environment=dict((body.get("Environment") or {}).get("Variables") or {}),
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RuntimeApiError(
+            400, "InvalidParameterValueException", f"bad CreateFunction request: {exc!r}"
+        ) from None
+    try:
+        request.app[RUNTIME].add_function(spec)
+    except FunctionExists:
+        raise RuntimeApiError(
+            409, "ResourceConflictException", f"Function already exist: {spec.name}"
+        ) from None
+    return _json(spec.configuration(), status=201)
+
+
+async def _get_function(request: web.Request) -> web.Response:
+    spec = request.app[RUNTIME].get_function(request.match_info["name"])
+    data = {"Configuration": spec.configuration(), "Code": {"RepositoryType": "Local"}}
+    if spec.reserved_concurrency is not None:
+        data["Concurrency"] = {"ReservedConcurrentExecutions": spec.reserved_concurrency}
+    return _json(data)
+
+
+async def _list_functions(request: web.Request) -> web.Response:
+    return _json({"Functions": [s.configuration() for s in request.app[RUNTIME].functions()]})
+
+
+async def _delete(request: web.Request) -> web.Response:
+    await request.app[RUNTIME].remove_function(request.match_info["name"])
+    return web.Response(status=204)
+
+
+async def _put_concurrency(request: web.Request) -> web.Response:
+    try:
+        reserved = int(orjson.loads(await request.read())["ReservedConcurrentExecutions"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise RuntimeApiError(
+            400,
+            "InvalidParameterValueException",
+            f"bad PutFunctionConcurrency request: {exc!r}",
+        ) from None
+    request.app[RUNTIME].set_reserved_concurrency(request.match_info["name"], reserved)
+    return _json({"ReservedConcurrentExecutions": reserved})
+
+
+async def _prewarm(request: web.Request) -> web.Response:
+    try:
+        count = int(request.query.get("count", "1"))
+    except ValueError:
+        raise RuntimeApiError(
+            400, "InvalidParameterValueException", "count must be an integer"
+        ) from None
+    started = await request.app[RUNTIME].prewarm(request.match_info["name"], count)
+    return _json({"started": started})
+
+
+async def _billing(request: web.Request) -> web.Response:
+    records = request.app[RUNTIME].billing(request.query.get("function"))
+    return _json([asdict(r) for r in records])
+
+
+async def _health(request: web.Request) -> web.Response:
+    return _json(request.app[RUNTIME].health())
+
+
 def add_routes(app: web.Application, runtime) -> None:
     """Lambda's REST API on ``app``, each route a thin translation to ``runtime``."""
-
-    @web.middleware
-    async def api_errors(request, handler):
-        try:
-            return await handler(request)
-        except RuntimeApiError as exc:
-            return _error_response(exc)
-        except ValueError as exc:
-            return _error_response(RuntimeApiError(400, "InvalidParameterValueException", str(exc)))
-
-    app.middlewares.append(api_errors)
-
-    async def invoke(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        runtime.get_function(name)  # 404 before reading a body
-        if (request.content_length or 0) > runtime.max_payload_bytes:
-            raise _too_large(runtime.max_payload_bytes)
-        try:
-            payload = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise _too_large(runtime.max_payload_bytes) from None
-        kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
-        if kind == "DryRun":
-            return web.Response(status=204)
-        if kind == "Event":
-            runtime.invoke_event(name, payload)
-            return web.Response(status=202)
-        if kind != "RequestResponse":
-            raise RuntimeApiError(
-                400, "InvalidParameterValueException", f"unsupported X-Amz-Invocation-Type {kind!r}"
-            )
-        result = await runtime.invoke(name, payload)
-        headers = {
-            "X-Amz-Executed-Version": "$LATEST",
-            "x-amzn-RequestId": result.billing.request_id,
-        }
-        if result.error_type is not None:
-            headers["X-Amz-Function-Error"] = "Unhandled"
-        if request.headers.get("X-Amz-Log-Type") == "Tail":
-            tail = result.log_tail.encode()[-LOG_TAIL_BYTES:]
-            headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode()
-        return web.Response(
-            status=200, body=result.payload, headers=headers, content_type="application/json"
-        )
-
-    async def create(request: web.Request) -> web.Response:
-        try:
-            body = orjson.loads(await request.read())
-            spec = FunctionSpec(
-                name=body["FunctionName"],
-                handler=body["Handler"],
-                memory_mb=int(body.get("MemorySize", 128)),
-                timeout_s=float(body.get("Timeout", 3)),
-                environment=dict((body.get("Environment") or {}).get("Variables") or {}),
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RuntimeApiError(
-                400, "InvalidParameterValueException", f"bad CreateFunction request: {exc!r}"
-            ) from None
-        try:
-            runtime.add_function(spec)
-        except FunctionExists:
-            raise RuntimeApiError(
-                409, "ResourceConflictException", f"Function already exist: {spec.name}"
-            ) from None
-        return _json(spec.configuration(), status=201)
-
-    async def get_function(request: web.Request) -> web.Response:
-        spec = runtime.get_function(request.match_info["name"])
-        data = {"Configuration": spec.configuration(), "Code": {"RepositoryType": "Local"}}
-        if spec.reserved_concurrency is not None:
-            data["Concurrency"] = {"ReservedConcurrentExecutions": spec.reserved_concurrency}
-        return _json(data)
-
-    async def list_functions(request: web.Request) -> web.Response:
-        return _json({"Functions": [s.configuration() for s in runtime.functions()]})
-
-    async def delete(request: web.Request) -> web.Response:
-        await runtime.remove_function(request.match_info["name"])
-        return web.Response(status=204)
-
-    async def put_concurrency(request: web.Request) -> web.Response:
-        try:
-            reserved = int(orjson.loads(await request.read())["ReservedConcurrentExecutions"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise RuntimeApiError(
-                400,
-                "InvalidParameterValueException",
-                f"bad PutFunctionConcurrency request: {exc!r}",
-            ) from None
-        runtime.set_reserved_concurrency(request.match_info["name"], reserved)
-        return _json({"ReservedConcurrentExecutions": reserved})
-
-    async def prewarm(request: web.Request) -> web.Response:
-        try:
-            count = int(request.query.get("count", "1"))
-        except ValueError:
-            raise RuntimeApiError(
-                400, "InvalidParameterValueException", "count must be an integer"
-            ) from None
-        return _json({"started": await runtime.prewarm(request.match_info["name"], count)})
-
-    async def billing(request: web.Request) -> web.Response:
-        return _json([asdict(r) for r in runtime.billing(request.query.get("function"))])
-
-    async def health(request: web.Request) -> web.Response:
-        return _json(runtime.health())
-
-    app.router.add_post(f"{API_PREFIX}/functions/{{name}}/invocations", invoke)
-    app.router.add_post(f"{API_PREFIX}/functions/{{name}}/prewarm", prewarm)
-    app.router.add_post(f"{API_PREFIX}/functions", create)
-    app.router.add_get(f"{API_PREFIX}/functions", list_functions)
-    app.router.add_get(f"{API_PREFIX}/functions/", list_functions)
-    app.router.add_get(f"{API_PREFIX}/functions/{{name}}", get_function)
-    app.router.add_delete(f"{API_PREFIX}/functions/{{name}}", delete)
-    app.router.add_put("/2017-10-31/functions/{name}/concurrency", put_concurrency)
-    app.router.add_get(f"{API_PREFIX}/billing", billing)
-    app.router.add_get("/health", health)
+    app[RUNTIME] = runtime
+    app.middlewares.append(_api_errors)
+    app.router.add_post(f"{API_PREFIX}/functions/{{name}}/invocations", _invoke)
+    app.router.add_post(f"{API_PREFIX}/functions/{{name}}/prewarm", _prewarm)
+    app.router.add_post(f"{API_PREFIX}/functions", _create)
+    app.router.add_get(f"{API_PREFIX}/functions", _list_functions)
+    app.router.add_get(f"{API_PREFIX}/functions/", _list_functions)
+    app.router.add_get(f"{API_PREFIX}/functions/{{name}}", _get_function)
+    app.router.add_delete(f"{API_PREFIX}/functions/{{name}}", _delete)
+    app.router.add_put("/2017-10-31/functions/{name}/concurrency", _put_concurrency)
+    app.router.add_get(f"{API_PREFIX}/billing", _billing)
+    app.router.add_get("/health", _health)
 
 
 class LambdaApiServer:

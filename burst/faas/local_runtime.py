@@ -4,6 +4,7 @@ Each function instance is its own OS process (``burst.faas.instances``) with rea
 one invocation at a time, keep-alive, a global and per-function concurrency cap and a memory
 budget (``burst.faas.admission``), a per-function timeout and an enforced memory size
 (``burst.faas.watchdog``), and a bill per invocation at 1 ms (``burst.faas.billing``).
+Instances are started, stopped and reaped by ``burst.faas.instance_pool``.
 ``LocalFunctionRuntime.invoke`` is the core; ``burst.faas.lambda_api`` serves it over HTTP.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass
 
 import orjson
 
@@ -25,14 +27,9 @@ from burst.faas.functions import (
     FunctionState,
     function_name_from_path,
 )
-from burst.faas.instances import Instance, Outcome
-from burst.faas.lambda_wire import (
-    DEFAULT_MAX_PAYLOAD_BYTES,
-    RuntimeApiError,
-    error_payload,
-    throttled,
-)
-from burst.faas.watchdog import peak_mb, reset_peak
+from burst.faas.instance_pool import InstancePool
+from burst.faas.instances import Frame, Instance, Outcome
+from burst.faas.lambda_wire import DEFAULT_MAX_PAYLOAD_BYTES, RuntimeApiError, error_payload
 
 __all__ = [
     "LocalFunctionRuntime",
@@ -42,6 +39,18 @@ __all__ = [
     "Invocation",
     "BillingRecord",
 ]
+
+
+@dataclass
+class _Call:
+    """What every outcome of one invocation is billed with."""
+
+    spec: FunctionSpec
+    request_id: str
+    start_unix_s: float
+    cold: bool
+    init_ms: float = 0.0
+    logs: str = ""  # the instance's init logs, on a cold start
 
 
 class LocalFunctionRuntime:
@@ -65,23 +74,29 @@ class LocalFunctionRuntime:
             raise ValueError("keep_alive_s must be > 0")
         self.host, self.port = host, port
         self.admission = Admission(concurrency, memory_budget_mb or default_memory_budget_mb())
-        self.keep_alive_s = keep_alive_s
         self.max_payload_bytes = max_payload_bytes
-        self.memory_poll_s = memory_poll_ms / 1000.0
-        self.init_timeout_s = init_timeout_s
         self._functions: dict[str, FunctionState] = {}
+        self._pool = InstancePool(
+            self._functions,
+            self.admission,
+            keep_alive_s=keep_alive_s,
+            init_timeout_s=init_timeout_s,
+            memory_poll_s=memory_poll_ms / 1000.0,
+        )
         self._billing: deque[BillingRecord] = deque(maxlen=max_billing_records)
-        self._background: set = set()
         self._reaper: asyncio.Task | None = None
         self._server = None
         self.endpoint = ""
-        self._closing = False
         for spec in functions:
             self.add_function(spec)
 
     @property
     def concurrency(self) -> int:
         return self.admission.concurrency
+
+    @property
+    def keep_alive_s(self) -> float:
+        return self._pool.keep_alive_s
 
     # ---- functions -------------------------------------------------------------------------
     def add_function(self, spec: FunctionSpec) -> None:
@@ -130,9 +145,7 @@ class LocalFunctionRuntime:
         state = self._functions.pop(function_name_from_path(name), None)
         if state is None:
             raise RuntimeApiError(404, "ResourceNotFoundException", f"Function not found: {name}")
-        for inst in state.idle + list(state.busy):
-            self._stop_instance(inst)
-        state.idle.clear()
+        self._pool.stop_all(state)
 
     def billing(self, function: str | None = None) -> list[BillingRecord]:
         return [r for r in self._billing if function is None or r.function == function]
@@ -202,84 +215,48 @@ class LocalFunctionRuntime:
             except RuntimeApiError:
                 pass  # throttled or removed meanwhile: Lambda would retry; we drop it
 
-        self._keep(asyncio.create_task(run()))
+        self._pool.keep(asyncio.create_task(run()))
 
     async def _run(self, state: FunctionState, payload: bytes) -> Invocation:
-        spec = state.spec
-        request_id = str(uuid.uuid4())
-        start_unix_s = time.time()
-        cold = not state.idle
-        logs = ""
-        if cold:
+        call = _Call(state.spec, str(uuid.uuid4()), time.time(), cold=not state.idle)
+        if call.cold:
             t0 = time.perf_counter()
-            inst, failure = await self._start_instance(state)
+            inst, failure = await self._pool.start(state)
             if failure is not None:
-                error_type, body, logs, peak = failure
-                elapsed_ms = (time.perf_counter() - t0) * 1000.0
+                call.init_ms = (time.perf_counter() - t0) * 1000.0
                 return self._record(
-                    spec,
-                    request_id,
-                    start_unix_s,
-                    elapsed_ms,
-                    peak,
-                    True,
-                    elapsed_ms,
-                    body,
-                    error_type,
-                    logs,
+                    call,
+                    call.init_ms,
+                    failure.peak_mb,
+                    failure.body,
+                    failure.error_type,
+                    failure.logs,
                 )
-            logs, inst.init_logs = inst.init_logs, ""
+            call.init_ms = inst.init_ms
+            call.logs, inst.init_logs = inst.init_logs, ""
         else:
             inst = state.idle.pop()
-        state.busy.add(inst)
-        reset_peak(inst.pid)
-        t0 = time.perf_counter()
-        try:
-            inst.send_invoke(request_id, spec.timeout_s, payload)
-            frame = await instances.next_frame(
-                inst, spec.timeout_s, spec.memory_mb, self.memory_poll_s
-            )
-        except BaseException:
-            self._stop_instance(inst)  # cancelled mid-invocation: its state is unknown
-            raise
-        finally:
-            state.busy.discard(inst)
-        elapsed_ms = (time.perf_counter() - t0) * 1000.0
-        init_ms = inst.init_ms if cold else 0.0
+        frame, elapsed_ms = await self._pool.exchange(state, inst, call.request_id, payload)
         if frame.outcome is Outcome.OK:
-            frame.peak_mb = peak_mb(inst.pid)
-            if frame.peak_mb > spec.memory_mb:
-                frame.outcome = Outcome.OOM  # over its size between two polls: Lambda kills it
-        if frame.outcome is Outcome.OK:
-            return self._succeeded(
-                state, inst, frame, request_id, start_unix_s, cold, init_ms, logs
-            )
+            return self._succeeded(state, inst, frame, call)
+        spec = call.spec
         code = await instances.exit_code(inst) if frame.outcome is Outcome.CRASH else None
-        self._stop_instance(inst)
+        self._pool.stop(inst)
         error_type, message = instances.failure(
-            frame, spec.timeout_s, spec.memory_mb, request_id, code
+            frame, spec.timeout_s, spec.memory_mb, call.request_id, code
         )
+        body = error_payload(error_type, message, call.request_id)
         return self._record(
-            spec,
-            request_id,
-            start_unix_s,
-            elapsed_ms,
-            frame.peak_mb,
-            cold,
-            init_ms,
-            error_payload(error_type, message, request_id),
-            error_type,
-            logs + message + "\n",
+            call, elapsed_ms, frame.peak_mb, body, error_type, call.logs + message + "\n"
         )
 
     def _succeeded(
-        self, state, inst, frame, request_id, start_unix_s, cold, init_ms, logs
+        self, state: FunctionState, inst: Instance, frame: Frame, call: _Call
     ) -> Invocation:
         spec, meta, body = state.spec, frame.meta, frame.body
-        logs += meta.get("logs", "")
         inst.last_used = time.monotonic()
-        if self._closing or self._functions.get(spec.name) is not state:
-            self._stop_instance(inst)  # stopped or deleted meanwhile
+        if self._pool.closing or self._functions.get(spec.name) is not state:
+            self._pool.stop(inst)  # stopped or deleted meanwhile
         else:
             state.idle.append(inst)
         error_type = None
@@ -292,43 +269,29 @@ class LocalFunctionRuntime:
                 f"Response payload size ({len(body)} bytes) "
                 f"exceeded maximum allowed payload size "
                 f"({self.max_payload_bytes} bytes).",
-                request_id,
+                call.request_id,
             )
-        return self._record(
-            spec,
-            request_id,
-            start_unix_s,
-            meta["duration_ms"],
-            frame.peak_mb,
-            cold,
-            init_ms,
-            body,
-            error_type,
-            logs,
-        )
+        logs = call.logs + meta.get("logs", "")
+        return self._record(call, meta["duration_ms"], frame.peak_mb, body, error_type, logs)
 
     def _record(
         self,
-        spec,
-        request_id,
-        start_unix_s,
-        duration_ms,
-        peak,
-        cold,
-        init_ms,
-        body,
-        error_type,
-        logs,
+        call: _Call,
+        duration_ms: float,
+        peak: int,
+        body: bytes,
+        error_type: str | None,
+        logs: str,
     ) -> Invocation:
         invocation = bill(
-            function=spec.name,
-            memory_mb=spec.memory_mb,
-            request_id=request_id,
-            start_unix_s=start_unix_s,
+            function=call.spec.name,
+            memory_mb=call.spec.memory_mb,
+            request_id=call.request_id,
+            start_unix_s=call.start_unix_s,
             duration_ms=duration_ms,
             peak_mb=peak,
-            cold=cold,
-            init_ms=init_ms,
+            cold=call.cold,
+            init_ms=call.init_ms,
             body=body,
             error_type=error_type,
             logs=logs,
@@ -337,56 +300,6 @@ class LocalFunctionRuntime:
         return invocation
 
     # ---- instances -------------------------------------------------------------------------
-    def _make_room(self, memory_mb: int) -> bool:
-        """Stop idle instances, least recently used first, until ``memory_mb`` more fits the
-        budget; False if busy instances alone leave no room."""
-        idle = sorted(
-            ((inst, s) for s in self._functions.values() for inst in s.idle),
-            key=lambda pair: pair[0].last_used,
-        )
-        for inst, state in idle:
-            if self.admission.fits(memory_mb):
-                break
-            state.idle.remove(inst)
-            self._stop_instance(inst)
-        return self.admission.fits(memory_mb)
-
-    async def _start_instance(self, state: FunctionState):
-        """Spawn and initialise one instance: (instance, None) or (None, failure)."""
-        spec = state.spec
-        if not self._make_room(spec.memory_mb):
-            raise throttled("MemoryBudgetExceeded")
-        self.admission.reserve(spec.memory_mb)
-        t0 = time.perf_counter()
-        try:
-            inst = await instances.spawn(spec.name, spec.handler, spec.memory_mb, spec.environment)
-        except BaseException:
-            self.admission.unreserve(spec.memory_mb)
-            raise
-        try:
-            frame = await instances.next_frame(
-                inst, self.init_timeout_s, spec.memory_mb, self.memory_poll_s
-            )
-        except BaseException:
-            self._stop_instance(inst)
-            raise
-        inst.init_ms = (time.perf_counter() - t0) * 1000.0
-        if frame.outcome is Outcome.OK and frame.meta.get("type") == "ready" and not self._closing:
-            inst.last_used = time.monotonic()
-            return inst, None
-        self._stop_instance(inst)
-        if frame.outcome is Outcome.OK and frame.meta.get("type") == "init_error":
-            error = orjson.loads(frame.body)  # the handler module failed to import
-            return None, (error["errorType"], frame.body, frame.meta.get("logs", ""), frame.peak_mb)
-        error_type = "Runtime.Shutdown" if self._closing else instances.FAILED_INIT[frame.outcome]
-        message = f"Init failed: {error_type} after {inst.init_ms:.0f} ms (peak {frame.peak_mb} MB)"
-        return None, (
-            error_type,
-            error_payload(error_type, message, ""),
-            message + "\n",
-            frame.peak_mb,
-        )
-
     async def prewarm(self, function: str, n: int) -> int:
         """Bring the function's idle warm instances up to at least ``n``; return how many
         were started. Their first invocation is warm (like provisioned concurrency)."""
@@ -397,40 +310,7 @@ class LocalFunctionRuntime:
                 "InvalidParameterValueException",
                 f"prewarm count {n} must be between 0 and {self.concurrency}",
             )
-        missing = max(0, n - len(state.idle))
-        results = await asyncio.gather(*(self._start_instance(state) for _ in range(missing)))
-        started = [inst for inst, _ in results if inst is not None]
-        state.idle.extend(started)
-        if len(started) < missing:
-            failure = next(f for _, f in results if f is not None)
-            raise RuntimeApiError(
-                500,
-                "ServiceException",
-                f"prewarm of {function!r} failed: {failure[0]}: "
-                f"{orjson.loads(failure[1]).get('errorMessage')}",
-            )
-        return len(started)
-
-    def _stop_instance(self, inst: Instance) -> None:
-        if inst.stopped:
-            return
-        inst.stopped = True
-        self.admission.unreserve(inst.memory_mb)
-        instances.stop(inst, self._background)
-
-    def _keep(self, task) -> None:
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _reap_idle(self) -> None:
-        interval_s = min(1.0, self.keep_alive_s / 4)
-        while True:
-            await asyncio.sleep(interval_s)
-            now = time.monotonic()
-            for state in list(self._functions.values()):
-                for inst in [i for i in state.idle if now - i.last_used >= self.keep_alive_s]:
-                    state.idle.remove(inst)
-                    self._stop_instance(inst)
+        return await self._pool.prewarm(state, n, function)
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> str:
@@ -440,20 +320,18 @@ class LocalFunctionRuntime:
         self._server = LambdaApiServer(self, self.host, self.port)
         self.endpoint = await self._server.start()
         self.port = self._server.port
-        self._reaper = asyncio.create_task(self._reap_idle())
+        self._reaper = asyncio.create_task(self._pool.reap_idle())
         return self.endpoint
 
     async def stop(self) -> None:
         """Stop every instance, then the server."""
-        self._closing = True
+        self._pool.closing = True
         if self._reaper is not None:
             self._reaper.cancel()
         for state in self._functions.values():
-            for inst in state.idle + list(state.busy):
-                self._stop_instance(inst)
-            state.idle.clear()
-        if self._background:
-            await asyncio.wait(set(self._background), timeout=5.0)
+            self._pool.stop_all(state)
+        if self._pool.background:
+            await asyncio.wait(set(self._pool.background), timeout=5.0)
         if self._server is not None:
             await self._server.stop()
             self._server = None
