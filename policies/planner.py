@@ -82,7 +82,8 @@ class _Label:
     parent: "_Label | None"
 
     def path(self) -> list[Candidate]:
-        out, lab = [], self
+        out: list[Candidate] = []
+        lab: _Label | None = self
         while lab is not None and lab.cand is not None:
             out.append(lab.cand)
             lab = lab.parent
