@@ -3,7 +3,8 @@
 ``BurstService.infer`` makes (once) the plan for a model and worker count, prepares its weight
 slices in the object store (once per plan), and invokes the master function, which forks the
 workers. With the embedded ``local`` platform it also runs the local function runtime as a
-subprocess and registers the master and worker functions there.
+subprocess and registers the master and worker functions there (``burst.local_functions``).
+Requests pause while the platform fails (``burst.platform_circuit``).
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from burst.faas.base import InvokeError, InvokeErrorKind
 from burst.exchange import (
     BurstAnswer,
     BurstUnavailable,
@@ -27,22 +26,15 @@ from burst.exchange import (
     make_answer,
     upload_inputs,
 )
+from burst.faas.admission import default_memory_budget_mb
 from burst.gate import Busy, SlotGate
+from burst.local_functions import function_bodies, memory_tensor_root
+from burst.platform_circuit import PlatformCircuit
+from burst.service_plans import load_graph, prepare_in_thread
 from burst.supervisor import LocalRuntimeSupervisor, RuntimeDown, register_functions
-from vmpool.artifact import ArtifactError, load_artifact
-from vmpool.breaker import Breakers
+from vmpool.artifact import ArtifactError
 
 log = logging.getLogger("tidegate.burst")
-
-MASTER_HANDLER = "burst.runtime:master"
-WORKER_HANDLER = "burst.runtime:worker"
-# Functions find their platform and store here (set when they are deployed or registered), so
-# invocation payloads carry names and tensors only, never credentials.
-PLATFORM_ENV = "TIDEGATE_BURST_PLATFORM"
-STORE_ENV = "TIDEGATE_BURST_STORE"
-_PLATFORM = "platform"  # the breaker's one circuit
-# the platform itself failing (not the function): these count against the circuit
-_PLATFORM_FAULTS = {InvokeErrorKind.TRANSPORT, InvokeErrorKind.SERVICE_ERROR}
 
 
 class BurstService:
@@ -79,18 +71,15 @@ class BurstService:
         self.transport = transport
         self.master_function = f"tidegate-master-{self.master_memory_mb}mb"
         self.worker_function = f"tidegate-worker-{self.memory_mb}mb"
-        from burst.faas.admission import default_memory_budget_mb
-
         self.memory_budget_mb = memory_budget_mb or default_memory_budget_mb()
         # instances that fit both the concurrency cap and (local) the memory budget
-        capacity = concurrency
-        if self.platform.get("kind", "local") == "local":
-            capacity = min(capacity, self.memory_budget_mb // max(memory_mb, self.master_memory_mb))
+        local_fit = self.memory_budget_mb // max(memory_mb, self.master_memory_mb)
+        capacity = min(concurrency, local_fit) if self._local else concurrency
         # a queued request waits at most as long as a request may take
         self._gate = SlotGate(
             max(1, capacity), max_waiting=max_waiting, max_wait_s=max_wait_s or function_timeout_s
         )
-        self._breaker = Breakers(failure_threshold=3, open_s=5.0)
+        self._circuit = PlatformCircuit(failure_threshold=3, open_s=5.0)
         self.supervisor: LocalRuntimeSupervisor | None = None
         self._tensor_root: str | None = None
         self._started = False
@@ -155,44 +144,23 @@ class BurstService:
         self._started = True
 
     def _use_memory_tensor_root(self) -> None:
-        """Embedded runtime and directory store: tensors in flight go to /dev/shm (memory), not
-        the data directory's disk; only the functions on this machine read them."""
-        if not (
-            self._local
-            and self.store_cfg.get("kind", "dir") == "dir"
-            and not self.store_cfg.get("tensor_root")
-            and os.access("/dev/shm", os.W_OK)
-        ):
-            return
-        import tempfile
-
-        self._tensor_root = tempfile.mkdtemp(prefix="tidegate-tensors-", dir="/dev/shm")
-        self.store_cfg = {**self.store_cfg, "tensor_root": self._tensor_root}
+        """Embedded runtime and directory store: tensors in flight go to /dev/shm (memory)."""
+        root = memory_tensor_root(self.store_cfg) if self._local else None
+        if root is not None:
+            self._tensor_root = root
+            self.store_cfg = {**self.store_cfg, "tensor_root": root}
 
     def function_bodies(self, endpoint: str) -> list[dict]:
         """CreateFunction bodies for the master and workers on the local runtime at
-        ``endpoint``. Their environment names the platform and store (credentials included, as
-        a deployed function's configuration would); events never carry them."""
-        env = {
-            "TIDEGATE_FUNCTION_THREADS": "1",
-            PLATFORM_ENV: json.dumps({"kind": "local", "endpoint": endpoint}),
-            STORE_ENV: json.dumps(self.store_cfg),
-        }
-        functions = [(self.master_function, MASTER_HANDLER, self.master_memory_mb)]
-        functions += [
-            (f"{self.worker_function}-{j}", WORKER_HANDLER, self.memory_mb)
-            for j in range(self.max_workers)
-        ]
-        return [
-            {
-                "FunctionName": name,
-                "Handler": handler,
-                "MemorySize": memory_mb,
-                "Timeout": int(self.function_timeout_s),
-                "Environment": {"Variables": env},
-            }
-            for name, handler, memory_mb in functions
-        ]
+        ``endpoint`` (``burst.local_functions``)."""
+        return function_bodies(
+            endpoint,
+            self.store_cfg,
+            master=(self.master_function, self.master_memory_mb),
+            worker=(self.worker_function, self.memory_mb),
+            workers=self.max_workers,
+            timeout_s=self.function_timeout_s,
+        )
 
     async def _runtime_changed(self, endpoint: str | None) -> None:
         """The supervisor lost the runtime (None) or brought a new one up."""
@@ -204,7 +172,7 @@ class BurstService:
         if endpoint is not None:
             self.platform = {**self.platform, "endpoint": endpoint}
             self._invoker = make_invoker(self.platform)
-            self._breaker.forget(_PLATFORM)
+            self._circuit.forget()
 
     def ready(self) -> bool:
         """Started, the runtime (if embedded) alive, and the circuit not open."""
@@ -212,7 +180,7 @@ class BurstService:
             return False
         if self.supervisor is not None and not self.supervisor.healthy:
             return False
-        return not self._breaker.is_open(_PLATFORM) or self._breaker.allows(_PLATFORM)
+        return self._circuit.usable()
 
     healthy = ready
 
@@ -270,19 +238,7 @@ class BurstService:
             return plan
 
     def _prepare_blocking(self, model: str, plan) -> None:
-        from burst.store.factory import make_store
-        from burst.weights import prepare_plan
-
-        async def go():
-            store = make_store(self.store_cfg)  # clients are loop-bound: one for this thread
-            try:
-                await prepare_plan(
-                    load_artifact(self.repo, model), plan, store, graph=self._graphs[model]
-                )
-            finally:
-                await store.close()
-
-        asyncio.run(go())
+        prepare_in_thread(self.repo, self.store_cfg, model, plan, self._graphs[model])
 
     async def prepare(self, models: list[str], workers: int, batch: int = 1) -> None:
         """Make and store the default plans ahead of traffic (graph building and weight slicing
@@ -295,17 +251,13 @@ class BurstService:
                 log.warning("no burst plan for %s at %d workers: %s", model, workers, exc)
 
     def _make_plan(self, model: str, workers: int, batch: int, split: str):
-        from burst.graph import build_graph
         from burst.planning import load_profile, model_plan
 
-        graph = self._graphs.get(model)
-        if graph is None:
-            artifact = load_artifact(self.repo, model)
-            graph = build_graph(artifact.load_program(), model)
-            self._graphs[model], self._configs[model] = graph, artifact.config
+        if model not in self._graphs:
+            self._graphs[model], self._configs[model] = load_graph(self.repo, model)
         # the same function `tidegate plan` calls: the gateway runs the plan it prints
         return model_plan(
-            graph,
+            self._graphs[model],
             self._configs[model],
             self.plan_request(workers, batch, split),
             load_profile(self.repo, model),
@@ -324,19 +276,6 @@ class BurstService:
             store_kind=self.store_cfg.get("kind", "dir"),
             split=split or self.split,
         )
-
-    def _inline_limit_bytes(self) -> int:
-        """Largest tensor message sent inline (base64 in the invocation JSON) under "auto".
-
-        With a local directory store a file round trip beats base64 through three hops from
-        ~64 KB on (ResNet-18, 1 worker, warm: 145 ms inline vs 112 ms through the store);
-        remote stores cost a request and tens of ms, so there inline wins up to the platform's
-        payload limit (6 MB on Lambda's synchronous invoke)."""
-        from burst.plan import DEFAULT_INLINE_LIMIT_BYTES
-
-        if self.store_cfg.get("kind", "dir") in ("dir", "memory"):
-            return 64 * 1024
-        return DEFAULT_INLINE_LIMIT_BYTES
 
     # requests --------------------------------------------------------------------------------
 
@@ -377,10 +316,10 @@ class BurstService:
             raise BurstUnavailable(
                 "the local function runtime is down; it is being restarted", retry_after_s=2.0
             )
-        if not self._breaker.allows(_PLATFORM):
+        if not self._circuit.allows():
             raise BurstUnavailable(
                 "the function platform is failing; burst requests are paused",
-                retry_after_s=self._breaker.open_s,
+                retry_after_s=self._circuit.open_s,
             )
 
     async def _run(
@@ -402,24 +341,10 @@ class BurstService:
                 "inputs": refs,
                 **({EVENT_FIELD: encode_key(tensor_key)} if tensor_key else {}),
             }
-            result = await self._invoke_master(plan, json.dumps(event).encode())
+            result = await self._circuit.invoke(
+                self._invoker, plan.master_function, json.dumps(event).encode()
+            )
             outs, report = await download_outputs(cfg, result, store)
         finally:
             await cleanup(store, request_id)
         return make_answer(plan, result, report, outs, store, t0)
-
-    async def _invoke_master(self, plan, payload: bytes):
-        self._breaker.on_attempt(_PLATFORM)
-        try:
-            result = await self._invoker.invoke(plan.master_function, payload)
-        except InvokeError as exc:
-            if exc.kind in _PLATFORM_FAULTS:
-                self._breaker.on_failure(_PLATFORM)
-            else:
-                self._breaker.on_success(_PLATFORM)  # the platform answered; the function failed
-            retry = 1.0 if exc.kind in (_PLATFORM_FAULTS | {InvokeErrorKind.THROTTLED}) else None
-            raise BurstUnavailable(
-                f"burst master failed ({exc.kind}): {exc}", retry_after_s=retry
-            ) from exc
-        self._breaker.on_success(_PLATFORM)
-        return result

@@ -1,0 +1,32 @@
+"""The service's plan work that runs in a worker thread: building a model's graph and slicing a
+plan's weights into the object store. Seconds of CPU each, kept off the gateway's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from vmpool.artifact import load_artifact
+
+
+def load_graph(repo: Path, model: str):
+    """(graph IR, model config) of a model in the repository."""
+    from burst.graph import build_graph
+
+    artifact = load_artifact(repo, model)
+    return build_graph(artifact.load_program(), model), artifact.config
+
+
+def prepare_in_thread(repo: Path, store_cfg: dict, model: str, plan, graph) -> None:
+    """Store the plan's weight slices, on this thread's own event loop."""
+    from burst.store.factory import make_store
+    from burst.weights import prepare_plan
+
+    async def go():
+        store = make_store(store_cfg)  # clients are loop-bound: one for this thread
+        try:
+            await prepare_plan(load_artifact(repo, model), plan, store, graph=graph)
+        finally:
+            await store.close()
+
+    asyncio.run(go())
