@@ -21,91 +21,26 @@ import torch
 
 from burst.execute import run_nodes
 from burst.forkjoin import ForkJoin, StageFailed, compute_leg, run_stage
-from burst.graph import Graph
 from burst.hedge import HedgePolicy, LegTimes
-from burst.plan import Plan
 from burst.report import MasterReport, StageReport
+from burst.runtime_cache import (  # BurstError and reset_cache are public here too
+    BurstError,
+    _cached,
+    _check_id,
+    _get,
+    _load_plan,
+    _ms,
+    reset_cache,  # noqa: F401  (re-exported: tests and callers import it from here)
+)
 from burst.store.counting import CountingStore
 from burst.tensors import receive, send
 from burst.store.encrypted import EVENT_FIELD as TENSOR_KEY_FIELD, bind_request_key
-from burst.weights import (
-    LruCache,
-    graph_key,
-    loads_tensors,
-    master_key,
-    plan_key,
-    tensors_nbytes,
-    worker_key,
-)
+from burst.weights import loads_tensors, master_key, tensors_nbytes, worker_key
 
 PLATFORM_ENV = "TIDEGATE_BURST_PLATFORM"  # burst.service sets these on the functions it registers
 STORE_ENV = "TIDEGATE_BURST_STORE"
-# One cache per function process: weights survive between warm invocations.
-_CACHE: LruCache | None = None
 # Leg times the master has seen, per plan stage: what a straggler is measured against.
 _LEG_TIMES = LegTimes(HedgePolicy())
-
-
-class BurstError(Exception):
-    """A partitioned request failed (bad event, missing plan, a worker failed)."""
-
-
-def _cache() -> LruCache:
-    global _CACHE
-    if _CACHE is None:
-        _CACHE = LruCache()
-    return _CACHE
-
-
-def reset_cache(budget_bytes: int | None = None) -> LruCache:
-    """Start a fresh per-process cache (tests; a new function memory size)."""
-    global _CACHE
-    _CACHE = LruCache(budget_bytes)
-    return _CACHE
-
-
-async def _cached(key: str, load, size) -> tuple[object, bool]:
-    """(value, loaded_now)."""
-    cache = _cache()
-    value = cache.get(key)
-    if value is not None:
-        return value, False
-    value = await load()
-    cache.put(key, value, size(value))
-    return value, True
-
-
-async def _get(store, key: str) -> bytes:
-    from burst.store.base import StoreError
-
-    try:
-        return await store.get(key)
-    except StoreError as exc:
-        if exc.missing:
-            raise BurstError(
-                f"{key} is not in the store: was the plan prepared (burst.weights.prepare_plan)?"
-            ) from exc
-        raise
-
-
-async def _load_plan(store, plan_id: str) -> tuple[Plan, Graph]:
-    async def load():
-        plan = Plan.from_json(await _get(store, plan_key(plan_id)))
-        graph = Graph.from_dict(json.loads(await _get(store, graph_key(plan_id))))
-        return plan, graph
-
-    value, _ = await _cached(f"{plan_id}/plan", load, lambda v: 1 << 20)
-    return value
-
-
-def _ms(t0: float) -> float:
-    return (time.perf_counter() - t0) * 1000.0
-
-
-def _check_id(value, what: str) -> str:
-    if not isinstance(value, str) or not value or "/" in value or ".." in value:
-        raise BurstError(f"{what} must be a non-empty string without '/', got {value!r}")
-    return value
 
 
 async def run_worker(event: dict, store) -> dict:
@@ -206,6 +141,36 @@ async def run_master(
     return {"outputs": outputs, "report": report.to_json()}
 
 
+async def _receive_inputs(plan, graph, in_refs, store) -> tuple[list, float]:
+    """The request's input tensors, checked against the plan's shapes; (tensors, input_ms)."""
+    t0 = time.perf_counter()
+    xs = [await receive(r, store) for r in in_refs]
+    input_ms = _ms(t0)
+    for x, want, name in zip(xs, plan.input_shapes, graph.inputs, strict=True):
+        if list(x.shape[1:]) != list(want[1:]) or x.shape[0] > plan.batch:
+            raise BurstError(
+                f"input {name}: shape {list(x.shape)} does not fit the plan "
+                f"(expects {want}, batch up to {plan.batch})"
+            )
+    return xs, input_ms
+
+
+async def _send_outputs(plan, graph, env, store, request_id) -> tuple[list[dict], float]:
+    """The graph's outputs as tensor refs (large ones under ``resp/``); (refs, output_ms)."""
+    t0 = time.perf_counter()
+    outputs = [
+        await send(
+            env[o].contiguous(),
+            store,
+            f"resp/{request_id}/output{i}",
+            transport="auto",
+            limit_bytes=plan.inline_limit_bytes,
+        )
+        for i, o in enumerate(graph.outputs)
+    ]
+    return outputs, _ms(t0)
+
+
 async def _run_master(
     plan_id, request_id, in_refs, invoker, store, t_start, extra, leg_times, master_leg
 ) -> tuple[list[dict], MasterReport]:
@@ -219,15 +184,7 @@ async def _run_master(
         raise BurstError(
             f"model {plan.model} takes {len(graph.inputs)} input(s), got {len(in_refs)}"
         )
-    t0 = time.perf_counter()
-    xs = [await receive(r, store) for r in in_refs]
-    input_ms = _ms(t0)
-    for x, want, name in zip(xs, plan.input_shapes, graph.inputs, strict=True):
-        if list(x.shape[1:]) != list(want[1:]) or x.shape[0] > plan.batch:
-            raise BurstError(
-                f"input {name}: shape {list(x.shape)} does not fit the plan "
-                f"(expects {want}, batch up to {plan.batch})"
-            )
+    xs, input_ms = await _receive_inputs(plan, graph, in_refs, store)
 
     async def leg_weights(stage_index: int, worker: int) -> dict:
         async def load():
@@ -251,18 +208,7 @@ async def _run_master(
             stages.append(await run_stage(fj, stage, env))
         except StageFailed as exc:
             raise BurstError(str(exc)) from exc
-    t0 = time.perf_counter()
-    outputs = [
-        await send(
-            env[o].contiguous(),
-            store,
-            f"resp/{request_id}/output{i}",
-            transport="auto",
-            limit_bytes=plan.inline_limit_bytes,
-        )
-        for i, o in enumerate(graph.outputs)
-    ]
-    output_ms = _ms(t0)
+    outputs, output_ms = await _send_outputs(plan, graph, env, store, request_id)
     return outputs, MasterReport(
         plan_id=plan_id,
         request_id=request_id,

@@ -1,0 +1,79 @@
+"""What master and worker handlers share: the per-process weight/plan cache, store reads that
+explain a missing key, event id checks and the request error type.
+
+Split from ``burst.runtime`` (which re-exports ``BurstError`` and ``reset_cache``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from burst.graph import Graph
+from burst.plan import Plan
+from burst.weights import LruCache, graph_key, plan_key
+
+# One cache per function process: weights survive between warm invocations.
+_CACHE: LruCache | None = None
+
+
+class BurstError(Exception):
+    """A partitioned request failed (bad event, missing plan, a worker failed)."""
+
+
+def _cache() -> LruCache:
+    global _CACHE
+    if _CACHE is None:
+        _CACHE = LruCache()
+    return _CACHE
+
+
+def reset_cache(budget_bytes: int | None = None) -> LruCache:
+    """Start a fresh per-process cache (tests; a new function memory size)."""
+    global _CACHE
+    _CACHE = LruCache(budget_bytes)
+    return _CACHE
+
+
+async def _cached(key: str, load, size) -> tuple[object, bool]:
+    """(value, loaded_now)."""
+    cache = _cache()
+    value = cache.get(key)
+    if value is not None:
+        return value, False
+    value = await load()
+    cache.put(key, value, size(value))
+    return value, True
+
+
+async def _get(store, key: str) -> bytes:
+    from burst.store.base import StoreError
+
+    try:
+        return await store.get(key)
+    except StoreError as exc:
+        if exc.missing:
+            raise BurstError(
+                f"{key} is not in the store: was the plan prepared (burst.weights.prepare_plan)?"
+            ) from exc
+        raise
+
+
+async def _load_plan(store, plan_id: str) -> tuple[Plan, Graph]:
+    async def load():
+        plan = Plan.from_json(await _get(store, plan_key(plan_id)))
+        graph = Graph.from_dict(json.loads(await _get(store, graph_key(plan_id))))
+        return plan, graph
+
+    value, _ = await _cached(f"{plan_id}/plan", load, lambda v: 1 << 20)
+    return value
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def _check_id(value, what: str) -> str:
+    if not isinstance(value, str) or not value or "/" in value or ".." in value:
+        raise BurstError(f"{what} must be a non-empty string without '/', got {value!r}")
+    return value
