@@ -134,7 +134,6 @@ async def replay(
     """Send request i at ``arrivals_s[i] / speedup`` after the start, whatever is outstanding
     (open loop: a slow gateway does not slow the offered load). Returns results and wall time."""
     from vmpool.codec import encode_request
-    from vmpool.wire import HEADER_LENGTH
 
     base = url.rstrip("/")
     connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0)
@@ -142,43 +141,15 @@ async def replay(
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)
     ) as session:
-        async with session.get(
-            f"{base}/v2/models/{model}", headers=_auth(keys.get(tenants[0]) if tenants else None)
-        ) as resp:
-            if resp.status != 200:
-                raise RuntimeError(
-                    f"GET /v2/models/{model} answered {resp.status}: {(await resp.text())[:200]}"
-                )
-            metadata = await resp.json()
+        first_key = keys.get(tenants[0]) if tenants else None
+        metadata = await _model_metadata(session, base, model, first_key)
         body, header_len = encode_request(model_inputs(metadata))
         infer_url = f"{base}/v2/models/{model}/infer"
 
-        async def one(i: int, tenant: str, at_s: float, start: float) -> None:
-            headers = {
-                HEADER_LENGTH: str(header_len),
-                "content-type": "application/octet-stream",
-                **_auth(keys.get(tenant)),
-            }
-            t0 = time.perf_counter()
-            status, h = 0, {}
-            try:
-                async with session.post(infer_url, data=body, headers=headers) as r:
-                    await r.read()
-                    status, h = r.status, r.headers
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                pass
-            ms = (time.perf_counter() - t0) * 1000.0
+        async def one(i: int, tenant: str, start: float) -> None:
+            key = keys.get(tenant)
             results.append(
-                Sent(
-                    i,
-                    tenant,
-                    t0 - start,
-                    ms,
-                    status,
-                    h.get("x-tidegate-path", ""),
-                    float(h.get("x-tidegate-cost-usd", 0) or 0),
-                    int(h.get("x-tidegate-cold-starts", 0) or 0),
-                )
+                await _send_one(session, infer_url, body, header_len, key, start, i, tenant)
             )
             if progress:
                 progress.update(1)
@@ -189,10 +160,60 @@ async def replay(
             delay = start + at / speedup - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, tenants[i], at, start)))
+            tasks.append(asyncio.create_task(one(i, tenants[i], start)))
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - start
     return sorted(results, key=lambda s: s.index), wall
+
+
+async def _model_metadata(
+    session: aiohttp.ClientSession, base: str, model: str, key: str | None
+) -> dict:
+    async with session.get(f"{base}/v2/models/{model}", headers=_auth(key)) as resp:
+        if resp.status != 200:
+            raise RuntimeError(
+                f"GET /v2/models/{model} answered {resp.status}: {(await resp.text())[:200]}"
+            )
+        return await resp.json()
+
+
+async def _send_one(
+    session: aiohttp.ClientSession,
+    infer_url: str,
+    body: bytes,
+    header_len: int,
+    key: str | None,
+    start: float,
+    index: int,
+    tenant: str,
+) -> Sent:
+    """One inference request; a transport error is recorded as status 0, not raised."""
+    from vmpool.wire import HEADER_LENGTH
+
+    headers = {
+        HEADER_LENGTH: str(header_len),
+        "content-type": "application/octet-stream",
+        **_auth(key),
+    }
+    t0 = time.perf_counter()
+    status, h = 0, {}
+    try:
+        async with session.post(infer_url, data=body, headers=headers) as r:
+            await r.read()
+            status, h = r.status, r.headers
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        pass
+    ms = (time.perf_counter() - t0) * 1000.0
+    return Sent(
+        index,
+        tenant,
+        t0 - start,
+        ms,
+        status,
+        h.get("x-tidegate-path", ""),
+        float(h.get("x-tidegate-cost-usd", 0) or 0),
+        int(h.get("x-tidegate-cold-starts", 0) or 0),
+    )
 
 
 def _auth(key: str | None) -> dict:

@@ -118,31 +118,83 @@ def collect(client: httpx.Client, location: str, deadline_s: float) -> httpx.Res
         time.sleep(0.05)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--requests", type=int, default=10000)
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/async_durability.json")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def expected_outputs(repo: Path, xs: np.ndarray) -> np.ndarray:
+    """The exported program's own answers, computed in-process for comparison."""
     import torch
 
     from vmpool.artifact import load_artifact
+
+    module = load_artifact(repo, "mlp").load_module()
+    with torch.inference_mode():  # in chunks: the program's batch dimension is bounded
+        return np.concatenate(
+            [
+                module(torch.from_numpy(xs[i : i + 32].reshape(-1, 784))).numpy()
+                for i in range(0, len(xs), 32)
+            ]
+        )
+
+
+def submit_all(client: httpx.Client, fleet: Fleet, xs: np.ndarray, plan: dict) -> list[str]:
+    """Submit every input asynchronously, killing processes at the planned submissions."""
+    locations: list[str] = []
+    for i in range(len(xs)):
+        if i in plan:
+            fleet.kill(plan[i])
+        body, hl = encode_request({"input": xs[i]})
+        locations.append(
+            submit(
+                client,
+                body,
+                {"Inference-Header-Content-Length": str(hl), "Prefer": "respond-async"},
+                time.monotonic() + 300,
+            )
+        )
+    return locations
+
+
+def collect_all(
+    client: httpx.Client, locations: list[str], want: np.ndarray
+) -> tuple[int, int, int]:
+    """(answered, failed, wrong) over every acknowledged submission."""
+    answers, failed, wrong = 0, 0, 0
+    for i, location in enumerate(locations):
+        resp = collect(client, location, time.monotonic() + 600)
+        if resp.status_code != 200:
+            failed += 1
+            continue
+        got = decode_response(resp.content, int(resp.headers["inference-header-content-length"]))
+        answers += 1
+        wrong += int(np.abs(got.outputs["output"][0] - want[i]).max() > 1e-5)
+    return answers, failed, wrong
+
+
+def queue_counts(db_path: Path) -> tuple[dict, int, int]:
+    """(jobs per state, jobs served more than once, jobs stored) from the SQLite queue."""
+    with sqlite3.connect(db_path) as db:
+        states = dict(db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+        retried = db.execute("SELECT COUNT(*) FROM jobs WHERE attempts > 1").fetchone()[0]
+        stored = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+    return states, retried, stored
+
+
+def main() -> int:
+    args = parse_args()
     from vmpool.export import export_zoo
 
     work = Path(tempfile.mkdtemp(prefix="tidegate-async-dur-"))
     export_zoo("mlp", work / "models")
     n = args.requests
     xs = np.random.default_rng(7).standard_normal((n, 1, 784)).astype(np.float32)
-    module = load_artifact(work / "models", "mlp").load_module()
-    with torch.inference_mode():  # in chunks: the program's batch dimension is bounded
-        want = np.concatenate(
-            [
-                module(torch.from_numpy(xs[i : i + 32].reshape(-1, 784))).numpy()
-                for i in range(0, n, 32)
-            ]
-        )
+    want = expected_outputs(work / "models", xs)
     # kills at these shares of the submissions, and one more of each while draining
     plan = {n // 5: "gateway", 2 * n // 5: "model-server", 3 * n // 5: "gateway"}
     fleet = Fleet(work, work / "models")
@@ -152,38 +204,14 @@ def main() -> int:
         fleet.start_model_server()
         fleet.start_gateway()
         with httpx.Client(base_url=fleet.url, timeout=30) as client:
-            for i in range(n):
-                if i in plan:
-                    fleet.kill(plan[i])
-                body, hl = encode_request({"input": xs[i]})
-                locations.append(
-                    submit(
-                        client,
-                        body,
-                        {"Inference-Header-Content-Length": str(hl), "Prefer": "respond-async"},
-                        time.monotonic() + 300,
-                    )
-                )
+            locations = submit_all(client, fleet, xs, plan)
             submitted_s = time.monotonic() - t0
             fleet.kill("model-server")
-            answers, failed, wrong = 0, 0, 0
-            for i, location in enumerate(locations):
-                resp = collect(client, location, time.monotonic() + 600)
-                if resp.status_code != 200:
-                    failed += 1
-                    continue
-                got = decode_response(
-                    resp.content, int(resp.headers["inference-header-content-length"])
-                )
-                answers += 1
-                wrong += int(np.abs(got.outputs["output"][0] - want[i]).max() > 1e-5)
+            answers, failed, wrong = collect_all(client, locations, want)
     finally:
         fleet.stop()
     total_s = time.monotonic() - t0
-    with sqlite3.connect(work / "gw" / "async-queue.sqlite") as db:
-        states = dict(db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
-        retried = db.execute("SELECT COUNT(*) FROM jobs WHERE attempts > 1").fetchone()[0]
-        stored = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+    states, retried, stored = queue_counts(work / "gw" / "async-queue.sqlite")
     acknowledged = len(locations)
     row = {
         "acknowledged": acknowledged,

@@ -17,19 +17,18 @@ import argparse
 import asyncio
 import json
 import math
-import re
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from ops.bench.autoscale_load import Record, Run, drive, scrape  # noqa: E402, F401
 from ops.bench.gateway_overhead import start, stop, wait_http  # noqa: E402
 from policies.costs import PriceTable  # noqa: E402
 from vmpool.provisioners.local import free_port  # noqa: E402
@@ -122,89 +121,6 @@ def write_config(path: Path, routing: str, scaling: dict, shape: Shape) -> None:
     ]
     lines += [f"{k} = {json.dumps(v)}" for k, v in scaling.items()]
     path.write_text("\n".join(lines) + "\n")
-
-
-@dataclass
-class Record:
-    sent_s: float
-    latency_ms: float
-    status: int
-    path: str
-    cost_usd: float
-
-
-@dataclass
-class Run:
-    records: list[Record] = field(default_factory=list)
-    samples: list[tuple] = field(default_factory=list)  # (t, desired, ready, booting, draining)
-
-
-async def drive(url: str, times: np.ndarray, body: bytes, run: Run) -> None:
-    timeout = aiohttp.ClientTimeout(total=30)
-    conn = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
-        t0 = time.perf_counter()
-
-        async def one(sent_s: float) -> None:
-            start_s = time.perf_counter()
-            try:
-                async with session.post(
-                    f"{url}/v2/models/delay/infer",
-                    data=body,
-                    headers={"content-type": "application/json"},
-                ) as r:
-                    await r.read()
-                    rec = Record(
-                        sent_s,
-                        (time.perf_counter() - start_s) * 1e3,
-                        r.status,
-                        r.headers.get("x-tidegate-path", "-"),
-                        float(r.headers.get("x-tidegate-cost-usd", 0.0)),
-                    )
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                rec = Record(sent_s, (time.perf_counter() - start_s) * 1e3, 599, "-", 0.0)
-            run.records.append(rec)
-
-        async def sampler() -> None:
-            while True:
-                try:
-                    async with session.get(f"{url}/admin/paths") as r:
-                        vm = (await r.json())["vm"]
-                    run.samples.append(
-                        (
-                            time.perf_counter() - t0,
-                            vm["desired"],
-                            vm["ready"],
-                            vm["booting"],
-                            vm["draining"],
-                        )
-                    )
-                except (aiohttp.ClientError, asyncio.TimeoutError, KeyError):
-                    pass
-                await asyncio.sleep(1.0)
-
-        sampling = asyncio.ensure_future(sampler())
-        tasks = []
-        for sent_s in times:
-            delay = t0 + sent_s - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one(float(sent_s))))
-        await asyncio.gather(*tasks)
-        sampling.cancel()
-
-
-async def scrape(url: str) -> dict[str, float]:
-    async with aiohttp.ClientSession() as s, s.get(f"{url}/metrics") as r:
-        text = await r.text()
-    out = {}
-    for name in (
-        "tidegate_function_billed_seconds_total",
-        "tidegate_warm_functions_cost_usd_total",
-    ):
-        values = re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M)
-        out[name] = sum(float(v) for v in values)
-    return out
 
 
 def summarize(

@@ -28,54 +28,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+# other benches import start, stop and wait_http from here too
+from ops.bench.procs import cpu_s, start, stop, wait_http  # noqa: E402
 from ops.loadgen import LoadResult, closed_loop  # noqa: E402
 from vmpool.codec import encode_request  # noqa: E402
 from vmpool.procs import free_port  # noqa: E402
 
 RAY_VENV = ROOT / ".venv-ray"
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 180.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except Exception:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready after {timeout_s} s")
-
-
-def start(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        args,
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,
-    )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (all its threads)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(
@@ -135,8 +94,8 @@ def measure(
     return rows
 
 
-def report(rows: list[dict], args: argparse.Namespace) -> None:
-    """Print the table and the ratios against their targets; write the JSON."""
+def ratios_of(rows: list[dict]) -> dict[str, float]:
+    """The figures the targets are about, from the rows of one run."""
     by = {(r["target"], r["concurrency"]): r for r in rows}
     ratios = {
         "gateway_added_p50_ms_c1": by[("gateway", 1)]["p50_ms"] - by[("direct", 1)]["p50_ms"],
@@ -148,24 +107,15 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
             by[("gateway", 16)]["throughput_rps"] / by[("ray-serve", 16)]["throughput_rps"]
         )
         ratios["ray_added_p50_ms_c1"] = by[("ray-serve", 1)]["p50_ms"] - by[("direct", 1)]["p50_ms"]
-    print()
-    print(f"{'target':<10} {'c':>3} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}")
-    for r in rows:
-        print(
-            f"{r['target']:<10} {r['concurrency']:>3} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-            f"{r['throughput_rps']:8.1f} {r['errors']:>6}"
-        )
     ratios["gateway_cpu_us_per_request_c16"] = by[("gateway", 16)]["cpu_us_per_request"]["gateway"]
     ratios["model_server_cpu_us_per_request_c16"] = by[("direct", 16)]["cpu_us_per_request"][
         "model-server"
     ]
-    load = os.getloadavg()
-    print(
-        f"load average during the run: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min) on "
-        f"{os.cpu_count()} cores"
-    )
-    print()
-    small = args.model == "mlp"
+    return ratios
+
+
+def print_verdicts(ratios: dict[str, float], small: bool) -> None:
+    """Each ratio, and whether it meets its target (issue 6) where it has one."""
     targets = {
         "gateway_added_p50_ms_c1": ("<=", 0.5 if small else 2.0),
         "gateway_throughput_share_c16": (">=", 0.75 if small else 0.9),
@@ -184,6 +134,25 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
             )
             verdict = f"  target {goal[0]} {goal[1]}: {'met' if ok else 'MISSED'}"
         print(f"{key:<34} {value:8.3f}{verdict}")
+
+
+def report(rows: list[dict], args: argparse.Namespace) -> None:
+    """Print the table and the ratios against their targets; write the JSON."""
+    ratios = ratios_of(rows)
+    print()
+    print(f"{'target':<10} {'c':>3} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}")
+    for r in rows:
+        print(
+            f"{r['target']:<10} {r['concurrency']:>3} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+            f"{r['throughput_rps']:8.1f} {r['errors']:>6}"
+        )
+    load = os.getloadavg()
+    print(
+        f"load average during the run: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min) on "
+        f"{os.cpu_count()} cores"
+    )
+    print()
+    print_verdicts(ratios, args.model == "mlp")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -201,8 +170,7 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
     )
 
 
-def main() -> int:
-    # One function on purpose: the experiment reads top to bottom (setup, rounds, teardown).
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -220,8 +188,113 @@ def main() -> int:
         "default (rows in the WAL before the answer); full fsyncs each commit",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/gateway_overhead.json")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def run_direct_and_gateway(args, work: Path, repo: Path, body, headers, conc, procs) -> list[dict]:
+    """A model server, then a gateway in front of it; rounds alternate direct and gateway.
+
+    Started processes are appended to ``procs`` so the caller stops them on failure too.
+    """
+    py = sys.executable
+    mport, gport = free_port(), free_port()
+    server = start(
+        [
+            py,
+            "-m",
+            "ops",
+            "model-server",
+            "--repo",
+            str(repo),
+            "--port",
+            str(mport),
+            "--threads",
+            str(args.threads),
+        ],
+        work / "model-server.log",
+        {"OMP_NUM_THREADS": str(args.threads)},
+    )
+    procs.append(server)
+    wait_http(f"http://127.0.0.1:{mport}/v2/health/ready", server)
+    print(f"direct model server on :{mport} (threads={args.threads})", flush=True)
+
+    (work / "gateway.toml").write_text(
+        f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {gport}\ngrpc_port = -1\n'
+        f'[ledger]\nsqlite_synchronous = "{args.ledger_sync}"\n'
+        f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{mport}"]\n'
+        f"[burst]\nenabled = false\n"
+    )
+    gateway = start(
+        [py, "-m", "ops", "serve", "--config", str(work / "gateway.toml")], work / "gateway.log"
+    )
+    procs.append(gateway)
+    wait_http(f"http://127.0.0.1:{gport}/v2/health/ready", gateway)
+    path = f"/v2/models/{args.model}/infer"
+    rows = measure(
+        {
+            "direct": (f"http://127.0.0.1:{mport}{path}", body, headers),
+            "gateway": (f"http://127.0.0.1:{gport}{path}", body, headers),
+        },
+        args.duration,
+        conc,
+        args.rounds,
+        pids={
+            "direct": {"model-server": server.pid},
+            "gateway": {"gateway": gateway.pid, "model-server": server.pid},
+        },
+    )
+    stop(gateway)
+    stop(server)
+    return rows
+
+
+def run_ray(args, work: Path, repo: Path, x: np.ndarray, conc, procs) -> list[dict]:
+    """The same model under Ray Serve (in its own venv), when that venv exists."""
+    ray_py = RAY_VENV / "bin/python"
+    if args.skip_ray:
+        print("ray serve: skipped (--skip-ray)")
+        return []
+    if not ray_py.exists():
+        print(f"ray serve: skipped ({RAY_VENV} missing; `make bench` creates it)")
+        return []
+    rport = free_port()
+    ray = start(
+        [
+            str(ray_py),
+            str(ROOT / "ops/bench/ray_serve_app.py"),
+            str(repo / args.model / "model.pt2"),
+            str(rport),
+            str(args.threads),
+            str(args.max_batch),
+            ",".join(map(str, x.shape[1:])),
+        ],
+        work / "ray.log",
+        {"OMP_NUM_THREADS": str(args.threads), "RAY_USAGE_STATS_ENABLED": "0"},
+    )
+    procs.append(ray)
+    deadline = time.monotonic() + 240
+    while b"ready" not in (work / "ray.log").read_bytes():
+        if ray.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("ray serve did not start; see " + str(work / "ray.log"))
+        time.sleep(0.5)
+    rows = measure(
+        {
+            "ray-serve": (
+                f"http://127.0.0.1:{rport}/",
+                x.tobytes(),
+                {"Content-Type": "application/octet-stream"},
+            )
+        },
+        args.duration,
+        conc,
+        args.rounds,
+    )
+    subprocess.run([str(RAY_VENV / "bin/ray"), "stop", "--force"], capture_output=True)
+    return rows
+
+
+def main() -> int:
+    args = parse_args()
     from vmpool.artifact import list_models, load_artifact
     from vmpool.export import export_zoo
 
@@ -230,10 +303,8 @@ def main() -> int:
     print(f"exporting {args.model} into {repo} ...", flush=True)
     export_zoo(args.model, repo, max_batch_size=args.max_batch)
     assert list_models(repo) == [args.model]
-    cfg = load_artifact(repo, args.model).config
-    spec = cfg.inputs[0]
-    sample = tuple(d for d in spec.shape[1:])
-    x = np.random.default_rng(0).standard_normal((1, *sample)).astype(np.float32)
+    spec = load_artifact(repo, args.model).config.inputs[0]
+    x = np.random.default_rng(0).standard_normal((1, *spec.shape[1:])).astype(np.float32)
     body, hl = encode_request({spec.name: x}, binary_output=True)
     headers = {
         "Inference-Header-Content-Length": str(hl),
@@ -242,96 +313,9 @@ def main() -> int:
     conc = [1, 16]
     rows: list[dict] = []
     procs: list[subprocess.Popen] = []
-    py = sys.executable
     try:
-        mport, gport = free_port(), free_port()
-        server = start(
-            [
-                py,
-                "-m",
-                "ops",
-                "model-server",
-                "--repo",
-                str(repo),
-                "--port",
-                str(mport),
-                "--threads",
-                str(args.threads),
-            ],
-            work / "model-server.log",
-            {"OMP_NUM_THREADS": str(args.threads)},
-        )
-        procs.append(server)
-        wait_http(f"http://127.0.0.1:{mport}/v2/health/ready", server)
-        print(f"direct model server on :{mport} (threads={args.threads})", flush=True)
-
-        (work / "gateway.toml").write_text(
-            f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {gport}\ngrpc_port = -1\n'
-            f'[ledger]\nsqlite_synchronous = "{args.ledger_sync}"\n'
-            f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{mport}"]\n'
-            f"[burst]\nenabled = false\n"
-        )
-        gateway = start(
-            [py, "-m", "ops", "serve", "--config", str(work / "gateway.toml")], work / "gateway.log"
-        )
-        procs.append(gateway)
-        wait_http(f"http://127.0.0.1:{gport}/v2/health/ready", gateway)
-        path = f"/v2/models/{args.model}/infer"
-        rows += measure(
-            {
-                "direct": (f"http://127.0.0.1:{mport}{path}", body, headers),
-                "gateway": (f"http://127.0.0.1:{gport}{path}", body, headers),
-            },
-            args.duration,
-            conc,
-            args.rounds,
-            pids={
-                "direct": {"model-server": server.pid},
-                "gateway": {"gateway": gateway.pid, "model-server": server.pid},
-            },
-        )
-        stop(gateway)
-        stop(server)
-
-        ray_py = RAY_VENV / "bin/python"
-        if args.skip_ray:
-            print("ray serve: skipped (--skip-ray)")
-        elif not ray_py.exists():
-            print(f"ray serve: skipped ({RAY_VENV} missing; `make bench` creates it)")
-        else:
-            rport = free_port()
-            ray = start(
-                [
-                    str(ray_py),
-                    str(ROOT / "ops/bench/ray_serve_app.py"),
-                    str(repo / args.model / "model.pt2"),
-                    str(rport),
-                    str(args.threads),
-                    str(args.max_batch),
-                    ",".join(map(str, sample)),
-                ],
-                work / "ray.log",
-                {"OMP_NUM_THREADS": str(args.threads), "RAY_USAGE_STATS_ENABLED": "0"},
-            )
-            procs.append(ray)
-            deadline = time.monotonic() + 240
-            while b"ready" not in (work / "ray.log").read_bytes():
-                if ray.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("ray serve did not start; see " + str(work / "ray.log"))
-                time.sleep(0.5)
-            rows += measure(
-                {
-                    "ray-serve": (
-                        f"http://127.0.0.1:{rport}/",
-                        x.tobytes(),
-                        {"Content-Type": "application/octet-stream"},
-                    )
-                },
-                args.duration,
-                conc,
-                args.rounds,
-            )
-            subprocess.run([str(RAY_VENV / "bin/ray"), "stop", "--force"], capture_output=True)
+        rows += run_direct_and_gateway(args, work, repo, body, headers, conc, procs)
+        rows += run_ray(args, work, repo, x, conc, procs)
     finally:
         for p in procs:
             stop(p)

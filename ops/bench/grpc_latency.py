@@ -59,7 +59,7 @@ def measure(calls: dict, requests: int, rounds: int) -> dict[str, list[float]]:
     return lat
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -68,69 +68,75 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the replica")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/grpc_latency.json")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    from vmpool.artifact import load_artifact
-    from vmpool.export import export_zoo
 
-    work = Path(tempfile.mkdtemp(prefix="tidegate-grpc-bench-"))
-    repo = work / "models"
-    models = args.models.split(",")
-    for m in models:
-        export_zoo(m, repo)
+def start_stack(work: Path, repo: Path, threads: int, procs: list) -> tuple[int, int]:
+    """Start a model server and a gateway in front of it; return (http port, grpc port).
+
+    Started processes are appended to ``procs`` as they come up, so the caller can stop
+    them even when a later one fails to start.
+    """
     mport, hport, gport = free_port(), free_port(), free_port()
     py = sys.executable
-    rows, procs = [], []
-    try:
-        procs.append(
-            start(
-                [
-                    py,
-                    "-m",
-                    "ops",
-                    "model-server",
-                    "--repo",
-                    str(repo),
-                    "--port",
-                    str(mport),
-                    "--threads",
-                    str(args.threads),
-                ],
-                work / "ms.log",
-                {"OMP_NUM_THREADS": str(args.threads)},
-            )
+    procs.append(
+        start(
+            [
+                py,
+                "-m",
+                "ops",
+                "model-server",
+                "--repo",
+                str(repo),
+                "--port",
+                str(mport),
+                "--threads",
+                str(threads),
+            ],
+            work / "ms.log",
+            {"OMP_NUM_THREADS": str(threads)},
         )
-        wait_http(f"http://127.0.0.1:{mport}/v2/health/ready", procs[-1])
-        (work / "gw.toml").write_text(
-            f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {hport}\ngrpc_port = {gport}\n'
-            f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{mport}"]\n'
-            f"[burst]\nenabled = false\n"
+    )
+    wait_http(f"http://127.0.0.1:{mport}/v2/health/ready", procs[-1])
+    (work / "gw.toml").write_text(
+        f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {hport}\ngrpc_port = {gport}\n'
+        f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{mport}"]\n'
+        f"[burst]\nenabled = false\n"
+    )
+    procs.append(
+        start([py, "-m", "ops", "serve", "--config", str(work / "gw.toml")], work / "gw.log")
+    )
+    wait_http(f"http://127.0.0.1:{hport}/v2/health/ready", procs[-1])
+    return hport, gport
+
+
+def measure_model(repo: Path, model: str, hport: int, gport: int, args) -> list[dict]:
+    """One row per protocol for ``model``: latency quantiles and whether outputs agree."""
+    from vmpool.artifact import load_artifact
+
+    spec = load_artifact(repo, model).config.inputs[0]
+    x = np.random.default_rng(0).standard_normal((1, *spec.shape[1:])).astype(np.float32)
+    calls = _clients(hport, gport, model, x, spec.name)
+    same = np.array_equal(calls["http-binary"](), calls["grpc-raw"]())
+    rows = []
+    for key, values in measure(calls, args.requests, args.rounds).items():
+        q = statistics.quantiles(values, n=100)
+        rows.append(
+            {
+                "model": model,
+                "protocol": key,
+                "requests": len(values),
+                "p50_ms": statistics.median(values),
+                "p99_ms": q[98],
+                "mean_ms": statistics.fmean(values),
+                "outputs_equal": same,
+            }
         )
-        procs.append(
-            start([py, "-m", "ops", "serve", "--config", str(work / "gw.toml")], work / "gw.log")
-        )
-        wait_http(f"http://127.0.0.1:{hport}/v2/health/ready", procs[-1])
-        for m in models:
-            spec = load_artifact(repo, m).config.inputs[0]
-            x = np.random.default_rng(0).standard_normal((1, *spec.shape[1:])).astype(np.float32)
-            calls = _clients(hport, gport, m, x, spec.name)
-            same = np.array_equal(calls["http-binary"](), calls["grpc-raw"]())
-            for key, values in measure(calls, args.requests, args.rounds).items():
-                q = statistics.quantiles(values, n=100)
-                rows.append(
-                    {
-                        "model": m,
-                        "protocol": key,
-                        "requests": len(values),
-                        "p50_ms": statistics.median(values),
-                        "p99_ms": q[98],
-                        "mean_ms": statistics.fmean(values),
-                        "outputs_equal": same,
-                    }
-                )
-    finally:
-        for p in reversed(procs):
-            stop(p)
+    return rows
+
+
+def report(rows: list[dict], models: list[str], out: Path) -> None:
+    """Print the table and the gRPC/HTTP ratios, and write both as JSON."""
     print(
         f"\n{'model':<10} {'protocol':<12} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}  same output"
     )
@@ -147,9 +153,29 @@ def main() -> int:
     print()
     for k, v in ratios.items():
         print(f"{k:<28} {v:6.3f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "ratios": ratios}, indent=2))
-    print(f"\nwrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": rows, "ratios": ratios}, indent=2))
+    print(f"\nwrote {out}")
+
+
+def main() -> int:
+    args = parse_args()
+    from vmpool.export import export_zoo
+
+    work = Path(tempfile.mkdtemp(prefix="tidegate-grpc-bench-"))
+    repo = work / "models"
+    models = args.models.split(",")
+    for m in models:
+        export_zoo(m, repo)
+    rows, procs = [], []
+    try:
+        hport, gport = start_stack(work, repo, args.threads, procs)
+        for m in models:
+            rows.extend(measure_model(repo, m, hport, gport, args))
+    finally:
+        for p in reversed(procs):
+            stop(p)
+    report(rows, models, args.out)
     return 0
 
 

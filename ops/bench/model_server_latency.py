@@ -105,8 +105,7 @@ def report(rows: dict[str, list[float]], args: argparse.Namespace) -> None:
     )
 
 
-def main() -> int:
-    # One function on purpose: the experiment reads top to bottom (setup, rounds, teardown).
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -128,8 +127,56 @@ def main() -> int:
     ap.add_argument(
         "--out", type=Path, default=ROOT / "ops/bench/results/model_server_latency.json"
     )
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def spawn_servers(args: argparse.Namespace, repo: Path, work: Path, variants: dict, servers: dict):
+    """Start one model server per variant (name -> extra env) into ``servers`` and wait for all.
+
+    ``servers`` is filled as processes start, so the caller can stop them if one fails.
+    """
+    for name, extra_env in variants.items():
+        port = free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            "ops",
+            "model-server",
+            "--repo",
+            str(repo),
+            "--port",
+            str(port),
+            "--threads",
+            str(args.threads),
+        ]
+        if args.max_queue_delay_ms is not None:
+            cmd += ["--max-queue-delay-ms", str(args.max_queue_delay_ms)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), **extra_env}
+        servers[name] = (
+            port,
+            spawn_sync(cmd, cwd=ROOT, log_path=work / f"{name}.log", env=env),
+        )
+    for port, proc in servers.values():
+        wait_healthy_sync(proc, f"http://127.0.0.1:{port}/v2/health/ready", timeout_s=180)
+
+
+def run_rounds(args, module, x, torch, servers: dict, body: bytes, headers: dict, rows: dict):
+    """Alternate in-process and over-HTTP rounds so drift hits every side alike."""
+    path = f"/v2/models/{args.model}/infer"
+    in_process(module, x, 10, torch)  # warm both sides
+    per_round = max(1, args.requests // args.rounds)
+    for _ in range(args.rounds):
+        rows["in-process"] += in_process(module, x, per_round, torch)
+        for name, (port, _) in servers.items():
+            # a connection per round: the server closes idle keep-alive connections after 5 s
+            conn = http.client.HTTPConnection("127.0.0.1", port)
+            over_http(conn, path, body, headers, 3)
+            rows[name] += over_http(conn, path, body, headers, per_round)
+            conn.close()
+
+
+def main() -> int:
+    args = parse_args()
     import torch
 
     from vmpool.artifact import load_artifact
@@ -152,40 +199,8 @@ def main() -> int:
     servers = {}
     rows: dict[str, list[float]] = {"in-process": [], **{name: [] for name in variants}}
     try:
-        for name, extra_env in variants.items():
-            port = free_port()
-            cmd = [
-                sys.executable,
-                "-m",
-                "ops",
-                "model-server",
-                "--repo",
-                str(repo),
-                "--port",
-                str(port),
-                "--threads",
-                str(args.threads),
-            ]
-            if args.max_queue_delay_ms is not None:
-                cmd += ["--max-queue-delay-ms", str(args.max_queue_delay_ms)]
-            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), **extra_env}
-            servers[name] = (
-                port,
-                spawn_sync(cmd, cwd=ROOT, log_path=work / f"{name}.log", env=env),
-            )
-        for port, proc in servers.values():
-            wait_healthy_sync(proc, f"http://127.0.0.1:{port}/v2/health/ready", timeout_s=180)
-        path = f"/v2/models/{args.model}/infer"
-        in_process(module, x, 10, torch)  # warm both sides
-        per_round = max(1, args.requests // args.rounds)
-        for _ in range(args.rounds):
-            rows["in-process"] += in_process(module, x, per_round, torch)
-            for name, (port, _) in servers.items():
-                # a connection per round: the server closes idle keep-alive connections after 5 s
-                conn = http.client.HTTPConnection("127.0.0.1", port)
-                over_http(conn, path, body, headers, 3)
-                rows[name] += over_http(conn, path, body, headers, per_round)
-                conn.close()
+        spawn_servers(args, repo, work, variants, servers)
+        run_rounds(args, module, x, torch, servers, body, headers, rows)
     finally:
         for _, proc in servers.values():
             proc.terminate()

@@ -256,7 +256,7 @@ def _start_redis():
     return f"redis://127.0.0.1:{port}/0", proc
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -266,40 +266,26 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--redis-url", help="default: start a redis-server on a free port if installed")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/ratelimit.json")
-    args = ap.parse_args()
-    rows = run(
-        "per process", lambda: LocalLimits, 1, args.rate, args.burst, args.offered, args.seconds
-    )
-    url, proc = (args.redis_url, None) if args.redis_url else _start_redis()
-    try:
-        if url:
-            from gateway.tenants.redis_limits import RedisLimits
+    return ap.parse_args()
 
-            import uuid
 
-            def shared_store():  # per run: a fresh key prefix that both replicas share
-                prefix = uuid.uuid4().hex
-                return lambda: RedisLimits(url, prefix=prefix)
+def run_redis(url: str, args: argparse.Namespace) -> list[dict]:
+    """The shared (Redis) limiter across two replicas: stepped clock, then real time."""
+    import uuid
 
-            rows += run(
-                "redis",
-                shared_store,
-                2,
-                args.rate,
-                args.burst,
-                args.offered,
-                args.seconds,
-                real_time=False,
-            )
-            rows.append(
-                run_shared_real_time(url, 2, args.rate, args.burst, args.offered, args.seconds)
-            )
-        else:
-            print("redis-server not installed: the shared limiter is not measured")
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(10)
+    from gateway.tenants.redis_limits import RedisLimits
+
+    def shared_store():  # per run: a fresh key prefix that both replicas share
+        prefix = uuid.uuid4().hex
+        return lambda: RedisLimits(url, prefix=prefix)
+
+    load = (args.rate, args.burst, args.offered, args.seconds)
+    rows = run("redis", shared_store, 2, *load, real_time=False)
+    rows.append(run_shared_real_time(url, 2, *load))
+    return rows
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
     print(
         f"limit {args.rate:g} req/s, bucket {args.burst}, offered {args.offered:g} req/s "
         f"for {args.seconds:g} s"
@@ -314,6 +300,9 @@ def main() -> int:
             f"{r['admitted']:>9} {r['expected']:>9.1f} {r['error_pct']:>8.3f} "
             f"{r['behind_s']:>8.3f} {r.get('limiter_failures', 0):>8}"
         )
+
+
+def write_json(rows: list[dict], args: argparse.Namespace) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -329,6 +318,25 @@ def main() -> int:
         )
     )
     print(f"wrote {args.out}")
+
+
+def main() -> int:
+    args = parse_args()
+    rows = run(
+        "per process", lambda: LocalLimits, 1, args.rate, args.burst, args.offered, args.seconds
+    )
+    url, proc = (args.redis_url, None) if args.redis_url else _start_redis()
+    try:
+        if url:
+            rows += run_redis(url, args)
+        else:
+            print("redis-server not installed: the shared limiter is not measured")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+    print_table(rows, args)
+    write_json(rows, args)
     worst = max(abs(r["error_pct"]) for r in rows)
     return 0 if worst <= 1.0 else 1
 

@@ -53,7 +53,7 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 300.0) -> fl
     return time.monotonic() - t0
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration-s", type=float, default=150.0)
     parser.add_argument("--base-rps", type=float, default=8.0)
@@ -66,10 +66,11 @@ def main() -> int:
         "run again (after a simulator change) without replaying",
     )
     parser.add_argument("--json", default=str(ROOT / "ops/bench/results/sim_vs_real.json"))
-    args = parser.parse_args()
-    if args.resimulate:
-        return simulate_and_report(Path(args.resimulate), args, 0.0)
-    work = Path(tempfile.mkdtemp(prefix="sim-vs-real-"))
+    return parser.parse_args()
+
+
+def prepare(work: Path, args: argparse.Namespace) -> None:
+    """Export (and profile) the delay model, write the gateway config and the step trace."""
     repo = work / "repo"
     run(
         TIDEGATE
@@ -92,30 +93,28 @@ def main() -> int:
         done = run(TIDEGATE + ["profile", "delay", "--repo", str(repo), "--reps", "3"], 1800)
         if done.returncode != 0:
             print("tidegate profile failed: simulating with the reference profile", file=sys.stderr)
-    cfg = work / "tidegate.toml"
-    cfg.write_text(
+    (work / "tidegate.toml").write_text(
         'access_log = "off"\n' + POLICIES[args.policy] + f"[vm]\nboot_delay_s = "
         f"{args.boot_delay_s}\n[burst]\nconcurrency = 8\nkeep_alive_s = 300.0\n"
     )
-    trace = work / "trace.csv"
     from ops.traces import read_trace, write_csv
 
     spec = (
         f"synth:step:duration_s={args.duration_s},base_rps={args.base_rps},mult=4,"
         f"start_s={args.duration_s / 3:.0f},step_s={args.duration_s / 4:.0f}"
     )
-    write_csv(read_trace(spec, seed=3).with_model("delay"), trace)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(work / "serve.log", "w")
-    serve = subprocess.Popen(
+    write_csv(read_trace(spec, seed=3).with_model("delay"), work / "trace.csv")
+
+
+def start_serve(work: Path, port: int, log) -> subprocess.Popen:
+    return subprocess.Popen(
         TIDEGATE
         + [
             "serve",
             "--config",
-            str(cfg),
+            str(work / "tidegate.toml"),
             "--repo",
-            str(repo),
+            str(work / "repo"),
             "--data-dir",
             str(work / "data"),
             "--port",
@@ -128,30 +127,46 @@ def main() -> int:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def replay_live(work: Path, url: str, args: argparse.Namespace) -> None:
+    """Replay the trace against the live gateway; its summary lands in live.json."""
+    run(
+        TIDEGATE
+        + [
+            "loadgen",
+            "--trace",
+            str(work / "trace.csv"),
+            "--url",
+            url,
+            "--model",
+            "delay",
+            "--slo-ms",
+            "250",
+            "--json",
+            str(work / "live.json"),
+            "--no-progress",
+        ],
+        args.duration_s * 3 + 120,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def main() -> int:
+    args = parse_args()
+    if args.resimulate:
+        return simulate_and_report(Path(args.resimulate), args, 0.0)
+    work = Path(tempfile.mkdtemp(prefix="sim-vs-real-"))
+    prepare(work, args)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(work / "serve.log", "w")
+    serve = start_serve(work, port, log)
     try:
         start_s = wait_ready(url, serve)
-        overhead_ms = calibrate(url, work, repo)
-        live_json = work / "live.json"
-        run(
-            TIDEGATE
-            + [
-                "loadgen",
-                "--trace",
-                str(trace),
-                "--url",
-                url,
-                "--model",
-                "delay",
-                "--slo-ms",
-                "250",
-                "--json",
-                str(live_json),
-                "--no-progress",
-            ],
-            args.duration_s * 3 + 120,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        overhead_ms = calibrate(url, work, work / "repo")
+        replay_live(work, url, args)
     finally:
         serve.terminate()
         try:

@@ -14,10 +14,17 @@ _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _epilog()
+    _add_source_arguments(parser)
+    _add_program_arguments(parser)
+    _add_serving_arguments(parser)
+
+
+def _epilog() -> str:
     from vmpool import zoo
 
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = (
+    return (
         "zoo models:\n"
         + "\n".join(f"  {e.name:<16} {e.description}" for e in zoo.MODELS.values())
         + "\n\nexamples:\n"
@@ -27,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "An artifact is REPO/NAME/model.pt2 (a torch.export program with a dynamic batch\n"
         "dimension) plus REPO/NAME/config.toml (inputs, outputs, max batch size, SLO)."
     )
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to export and where to put it."""
     parser.add_argument(
         "model",
         metavar="NAME",
@@ -44,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="artifact name in the repository (default: the zoo name, or the program file's stem)",
     )
+
+
+def _add_program_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the program is built: weights, batch dimension, input size, seed."""
     parser.add_argument(
         "--weights",
         metavar="STATE_DICT",
@@ -69,6 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="zoo only: seed for the random weights (default 0)",
     )
+
+
+def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the artifact serves: the delay model's waits and the latency SLO in its config."""
     parser.add_argument(
         "--delay-ms",
         type=float,
@@ -130,8 +149,61 @@ def _zoo_options(args: argparse.Namespace) -> dict:
     return given
 
 
-def run(args: argparse.Namespace) -> int:
+def _export_from_zoo(args: argparse.Namespace, size: tuple[int, int] | None):
     from vmpool import export, zoo
+
+    entry = zoo.MODELS[args.model]
+    if size is not None and not entry.is_image:
+        raise CliError(
+            f"--size applies to image models; {entry.name} takes {entry.input_size[0]} features"
+        )
+    try:
+        zoo.input_shape(args.model, 1, size)  # reject a bad size before the slow part
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    params_m = zoo.param_count(args.model) / 1e6
+    print(f"exporting {args.model} ({params_m:.1f}M params) ...", flush=True)
+    return export.export_zoo(
+        args.model,
+        args.out,
+        weights=args.weights,
+        max_batch_size=args.batch,
+        size=size,
+        seed=args.seed,
+        slo_ms=args.slo_ms,
+        artifact_name=args.name,
+        options=_zoo_options(args),
+    )
+
+
+def _import_program(args: argparse.Namespace, source: Path):
+    from vmpool import export
+
+    zoo_only = [
+        flag
+        for flag, value in (
+            ("--weights", args.weights),
+            ("--size", args.size),
+            ("--seed", args.seed or None),
+        )
+        if value
+    ]
+    if zoo_only:
+        raise CliError(f"{', '.join(zoo_only)}: for zoo models only, not for an imported program")
+    name = args.name or source.stem
+    print(f"importing {source} as {name} ...", flush=True)
+    return export.import_program(
+        source,
+        args.out,
+        name,
+        max_batch_size=8 if args.batch is None else args.batch,
+        slo_ms=500.0 if args.slo_ms is None else args.slo_ms,
+        on_warning=lambda text: print(f"warning: {text}", flush=True),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from vmpool import zoo
     from vmpool.artifact import ArtifactError
 
     if args.batch is not None and args.batch < 1:
@@ -142,53 +214,9 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.model)
     try:
         if args.model in zoo.MODELS:
-            entry = zoo.MODELS[args.model]
-            if size is not None and not entry.is_image:
-                raise CliError(
-                    f"--size applies to image models; {entry.name} takes "
-                    f"{entry.input_size[0]} features"
-                )
-            try:
-                zoo.input_shape(args.model, 1, size)  # reject a bad size before the slow part
-            except ValueError as exc:
-                raise CliError(str(exc)) from None
-            params_m = zoo.param_count(args.model) / 1e6
-            print(f"exporting {args.model} ({params_m:.1f}M params) ...", flush=True)
-            artifact = export.export_zoo(
-                args.model,
-                args.out,
-                weights=args.weights,
-                max_batch_size=args.batch,
-                size=size,
-                seed=args.seed,
-                slo_ms=args.slo_ms,
-                artifact_name=args.name,
-                options=_zoo_options(args),
-            )
+            artifact = _export_from_zoo(args, size)
         elif source.is_file():
-            zoo_only = [
-                flag
-                for flag, value in (
-                    ("--weights", args.weights),
-                    ("--size", args.size),
-                    ("--seed", args.seed or None),
-                )
-                if value
-            ]
-            if zoo_only:
-                raise CliError(
-                    f"{', '.join(zoo_only)}: for zoo models only, not for an imported program"
-                )
-            name = args.name or source.stem
-            print(f"importing {source} as {name} ...", flush=True)
-            artifact = export.import_program(
-                source,
-                args.out,
-                name,
-                max_batch_size=8 if args.batch is None else args.batch,
-                slo_ms=500.0 if args.slo_ms is None else args.slo_ms,
-                on_warning=lambda text: print(f"warning: {text}", flush=True),
-            )
+            artifact = _import_program(args, source)
         else:
             raise CliError(
                 f"{args.model!r} is neither a zoo model nor a file; "

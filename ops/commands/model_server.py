@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse out-of-range flags before torch is imported (a slow start for a typo)."""
     from ops.cli import CliError
 
     if args.threads < 1:
@@ -83,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be in 0..65535, got {args.port}")
 
+
+def run(args: argparse.Namespace) -> int:
+    from ops.cli import CliError
+
+    _check_arguments(args)
     # libgomp's idle workers spin ~300,000 times before sleeping: after each request a core
     # stays busy for milliseconds while the event loop and the client need it. A short spin
     # still bridges the gaps between the operators of one forward pass.

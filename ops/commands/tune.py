@@ -34,17 +34,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ops.cli import CliError
     from ops.commands.simulate import load_inputs
-    from ops.sim.config import snippet
-    from ops.tune import SPACES, tune
+    from ops.tune import tune
 
-    if not 0 < args.slo_attainment <= 1:
-        raise CliError("--slo-attainment must be in (0, 1]")
-    if args.policy not in SPACES:
-        raise CliError(f"cannot tune {args.policy!r}; tunable: {', '.join(SPACES)}")
-    if args.trials < 1:
-        raise CliError("--trials must be >= 1")
+    _check_arguments(args)
     trace, profile, cfg = load_inputs(args)
     print(
         f"tuning {args.policy} on {trace.name} ({len(trace)} requests, SLO "
@@ -70,14 +63,38 @@ def run(args) -> int:
         timeout_s=args.timeout_s,
         on_trial=progress,
     )
+    _print_front(result)
+    if result.best is None:
+        print(f"no trial met {args.slo_attainment:.2%}; nothing written", file=sys.stderr)
+        return 1
+    _write_best(args, result, trace.name, cfg.tick_s)
+    return 0
+
+
+def _check_arguments(args) -> None:
+    from ops.cli import CliError
+    from ops.tune import SPACES
+
+    if not 0 < args.slo_attainment <= 1:
+        raise CliError("--slo-attainment must be in (0, 1]")
+    if args.policy not in SPACES:
+        raise CliError(f"cannot tune {args.policy!r}; tunable: {', '.join(SPACES)}")
+    if args.trials < 1:
+        raise CliError("--trials must be >= 1")
+
+
+def _print_front(result) -> None:
     print("cost/attainment front:")
     print(f"  {'trial':>5}  {'cost $':>10}  {'attain %':>8}  params")
     for t in result.front():
         shown = ", ".join(f"{k.split('.', 1)[1]}={_short(v)}" for k, v in t.params.items())
         print(f"  {t.number:>5}  {t.cost_usd:>10.4f}  {t.slo_attainment * 100:>8.2f}  {shown}")
-    if result.best is None:
-        print(f"no trial met {args.slo_attainment:.2%}; nothing written", file=sys.stderr)
-        return 1
+
+
+def _write_best(args, result, trace_name: str, tick_s: float) -> None:
+    """Print the best trial, write its config snippet and (with --json) every trial."""
+    from ops.sim.config import snippet
+
     best = result.best
     print(
         f"best: trial {best.number}, cost ${best.cost_usd:.4f}, attainment "
@@ -85,9 +102,9 @@ def run(args) -> int:
     )
     for key, value in best.params.items():
         print(f"  {key} = {_short(value)}")
-    text = snippet(result.best_spec, cfg.tick_s)
+    text = snippet(result.best_spec, tick_s)
     Path(args.out).write_text(
-        f"# tidegate tune --policy {args.policy} on {trace.name}: cost "
+        f"# tidegate tune --policy {args.policy} on {trace_name}: cost "
         f"${best.cost_usd:.4f}, attainment {best.slo_attainment:.4f}\n" + text
     )
     print(f"config snippet: {args.out}", file=sys.stderr)
@@ -104,7 +121,6 @@ def run(args) -> int:
                 indent=2,
             )
         )
-    return 0
 
 
 def _short(value) -> str:

@@ -83,27 +83,9 @@ def solve_layers(
     acc_on = np.zeros((layers, m + 1, 2))
     fn_cost = served * fn_usd if np.isfinite(fn_usd) else np.where(served > 0, inf, 0.0)
     for t in range(served.shape[1]):
-        stop = on + tail[None, :]
-        j_best = np.argmin(stop, axis=1)
-        stop_best = stop[np.arange(layers), j_best]
-        from_on = stop_best < off
-        new_off = np.where(from_on, stop_best, off) + fn_cost[:, t]
-        new_acc_off = np.where(from_on[:, None], acc_on[np.arange(layers), j_best], acc_off)
-        new_acc_off[:, 1] += served[:, t]
-        start = off + start_usd + on_bin
-        new_on = np.full_like(on, inf)
-        new_acc_on = np.zeros_like(acc_on)
-        new_on[:, 1] = start
-        new_acc_on[:, 1] = acc_off
-        if m > 1:
-            new_on[:, 2:] = on[:, 1:-1] + on_bin
-            new_acc_on[:, 2:] = acc_on[:, 1:-1]
-        stay = on[:, m] + on_bin
-        better = stay < new_on[:, m]
-        new_on[:, m] = np.where(better, stay, new_on[:, m])
-        new_acc_on[:, m] = np.where(better[:, None], acc_on[:, m], new_acc_on[:, m])
-        new_acc_on[:, 1:, 0] += 1
-        off, on, acc_off, acc_on = new_off, new_on, new_acc_off, new_acc_on
+        off, on, acc_off, acc_on = _advance_bin(
+            off, on, acc_off, acc_on, tail, start_usd, on_bin, fn_cost[:, t], served[:, t]
+        )
     final = on + tail[None, :]
     j_best = np.argmin(final, axis=1)
     end_on = final[np.arange(layers), j_best]
@@ -116,6 +98,33 @@ def solve_layers(
         "fn_requests": float(acc[:, 1].sum()),
         "layers": layers,
     }
+
+
+def _advance_bin(off, on, acc_off, acc_on, tail, start_usd, on_bin, fn_cost_t, served_t):
+    """One bin of the DP, every layer at once: the cheapest way to be off (stopped now or
+    staying off, functions serving the layer) or on for j bins (started now or kept on)."""
+    layers, m = on.shape[0], on.shape[1] - 1
+    stop = on + tail[None, :]
+    j_best = np.argmin(stop, axis=1)
+    stop_best = stop[np.arange(layers), j_best]
+    from_on = stop_best < off
+    new_off = np.where(from_on, stop_best, off) + fn_cost_t
+    new_acc_off = np.where(from_on[:, None], acc_on[np.arange(layers), j_best], acc_off)
+    new_acc_off[:, 1] += served_t
+    start = off + start_usd + on_bin
+    new_on = np.full_like(on, math.inf)
+    new_acc_on = np.zeros_like(acc_on)
+    new_on[:, 1] = start
+    new_acc_on[:, 1] = acc_off
+    if m > 1:
+        new_on[:, 2:] = on[:, 1:-1] + on_bin
+        new_acc_on[:, 2:] = acc_on[:, 1:-1]
+    stay = on[:, m] + on_bin
+    better = stay < new_on[:, m]
+    new_on[:, m] = np.where(better, stay, new_on[:, m])
+    new_acc_on[:, m] = np.where(better[:, None], acc_on[:, m], new_acc_on[:, m])
+    new_acc_on[:, 1:, 0] += 1
+    return new_off, new_on, new_acc_off, new_acc_on
 
 
 def optimum_result(trace, profile, prices) -> SimResult:

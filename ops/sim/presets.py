@@ -42,7 +42,24 @@ def peak_replicas(trace, profile, headroom: float = 1.0) -> int:
 
 
 def preset_spec(name: str, trace, profile, params: dict | None = None) -> PolicySpec:
-    params = dict(params or {})
+    """The preset's policy pair with ``params`` laid over its defaults."""
+    routing_params, scaler_params = _split_params(params or {})
+    peak = peak_replicas(trace, profile)
+    spec = _preset_defaults(name, peak, max(peak * 2, 8), profile)
+    scaling = {**spec.autoscaling_params, **scaler_params}
+    # the run starts as a running system would be: at the fixed count, else at the minimum
+    initial = int(scaling.get("replicas", scaling.get("min_replicas", 0)))
+    return PolicySpec(
+        spec.routing,
+        spec.autoscaling,
+        {**spec.routing_params, **routing_params},
+        scaling,
+        max(initial, 0),
+    )
+
+
+def _split_params(params: dict) -> tuple[dict, dict]:
+    """``routing.<field>`` and ``autoscaling.<field>`` overrides, prefixes removed."""
     routing_params = {
         k[len("routing.") :]: v for k, v in params.items() if k.startswith("routing.")
     }
@@ -52,46 +69,49 @@ def preset_spec(name: str, trace, profile, params: dict | None = None) -> Policy
     stray = [k for k in params if not k.startswith(("routing.", "autoscaling."))]
     if stray:
         raise ValueError(f"parameters must be routing.<field> or autoscaling.<field>: {stray}")
-    peak = peak_replicas(trace, profile)
-    big = max(peak * 2, 8)
+    return routing_params, scaler_params
+
+
+def _preset_defaults(name: str, peak: int, big: int, profile) -> PolicySpec:
+    """A preset's own parameters; ``peak`` replicas carry the trace's peak, ``big`` caps scalers."""
     if name == "vm-peak":
-        spec = PolicySpec(
+        return PolicySpec(
             "vm-only",
             "none",
             {},
             {"replicas": peak, "min_replicas": peak, "max_replicas": peak},
             peak,
         )
-    elif name == "vm-reactive":
-        spec = PolicySpec(
+    if name == "vm-reactive":
+        return PolicySpec(
             "vm-only",
             "target",
             {},
             {"target_in_flight_per_replica": 4.0, "min_replicas": 1, "max_replicas": big},
         )
-    elif name == "burst-only":
-        spec = PolicySpec(
+    if name == "burst-only":
+        return PolicySpec(
             "burst-only", "none", {}, {"replicas": 0, "min_replicas": 0, "max_replicas": 1}, 0
         )
-    elif name == "threshold":
-        spec = PolicySpec(
+    if name == "threshold":
+        return PolicySpec(
             "threshold",
             "target",
             {"spill_outstanding_per_replica": 16},
             {"target_in_flight_per_replica": 4.0, "min_replicas": 1, "max_replicas": big},
         )
-    elif name == "knative":
-        spec = PolicySpec(
+    if name == "knative":
+        return PolicySpec(
             "threshold",
             "knative",
             {"spill_outstanding_per_replica": 16},
             {"min_replicas": 1, "max_replicas": big},
         )
-    elif name == "slo-aware":
+    if name == "slo-aware":
         # Smoothed forecast: the scaler's own defaults (alpha 0.5, beta 0.2 on a 10 s rate)
         # chase second-level spikes and boot VMs that a minute later are cancelled, billed a
         # minute each (Azure LLM code trace x20: $1.48 vs $0.59 with these, same attainment).
-        spec = PolicySpec(
+        return PolicySpec(
             "slo-aware",
             "predictive",
             {},
@@ -107,18 +127,7 @@ def preset_spec(name: str, trace, profile, params: dict | None = None) -> Policy
                 "instances_per_burst_request": profile.burst_instances,
             },
         )
-    else:
-        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    scaling = {**spec.autoscaling_params, **scaler_params}
-    # the run starts as a running system would be: at the fixed count, else at the minimum
-    initial = int(scaling.get("replicas", scaling.get("min_replicas", 0)))
-    return PolicySpec(
-        spec.routing,
-        spec.autoscaling,
-        {**spec.routing_params, **routing_params},
-        scaling,
-        max(initial, 0),
-    )
+    raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
 
 
 def build_policies(spec: PolicySpec, prices: PriceTable):

@@ -26,35 +26,10 @@ def from_repo(
     workers: int | None = None,
 ) -> SimProfile:
     """Plan ``model`` from ``repo`` as the gateway would and describe it for the simulator."""
-    import dataclasses
-    import json
-
-    from burst.graph import GraphError, build_graph
-    from burst.plan import PlanError
-    from burst.planning import load_profile, model_plan, predict_plan
-    from burst.service import BurstService
     from gateway.settings import Settings
-    from policies.profile import Profile
-    from policies.profile import ProfileError as PolicyProfileError
-    from vmpool.artifact import ArtifactError, load_artifact
 
     settings = settings or Settings.load(None, repo=repo)
-    try:
-        artifact = load_artifact(repo, model)
-        profile = (
-            Profile.from_json(json.loads(Path(profile_path).read_text()))
-            if profile_path
-            else load_profile(repo, model)
-        )
-        service = BurstService.from_settings(settings)  # not started: its plan settings only
-        request = service.plan_request(workers or settings.burst.default_workers, 1)
-        request = dataclasses.replace(request, percentile=0.99)
-        graph = build_graph(artifact.load_program(), artifact.name)
-        plan = model_plan(graph, artifact.config, request, profile)
-        pred = predict_plan(graph, plan, request, profile)
-    except (ArtifactError, GraphError, PlanError, PolicyProfileError, OSError, ValueError) as exc:
-        raise ProfileError(f"cannot plan {model!r} from {repo}: {exc}") from None
-    cfg = artifact.config
+    cfg, profile, request, plan, pred = _plan(repo, model, profile_path, settings, workers)
     instances = 1 + int(plan.totals.get("invocations", 0))
     prices = request.prices
     fees = instances * prices.fn_usd_per_request
@@ -86,6 +61,38 @@ def from_repo(
         slo_ms=float(cfg.slo_ms),
         source=f"plan of {model} in {repo} ({profile.source})",
     )
+
+
+def _plan(repo, model: str, profile_path, settings, workers: int | None):
+    """(artifact config, profile, plan request, burst plan, its prediction) as the gateway
+    plans ``model``, at the 99th percentile; any failure becomes a ProfileError."""
+    import dataclasses
+    import json
+
+    from burst.graph import GraphError, build_graph
+    from burst.plan import PlanError
+    from burst.planning import load_profile, model_plan, predict_plan
+    from burst.service import BurstService
+    from policies.profile import Profile
+    from policies.profile import ProfileError as PolicyProfileError
+    from vmpool.artifact import ArtifactError, load_artifact
+
+    try:
+        artifact = load_artifact(repo, model)
+        profile = (
+            Profile.from_json(json.loads(Path(profile_path).read_text()))
+            if profile_path
+            else load_profile(repo, model)
+        )
+        service = BurstService.from_settings(settings)  # not started: its plan settings only
+        request = service.plan_request(workers or settings.burst.default_workers, 1)
+        request = dataclasses.replace(request, percentile=0.99)
+        graph = build_graph(artifact.load_program(), artifact.name)
+        plan = model_plan(graph, artifact.config, request, profile)
+        pred = predict_plan(graph, plan, request, profile)
+    except (ArtifactError, GraphError, PlanError, PolicyProfileError, OSError, ValueError) as exc:
+        raise ProfileError(f"cannot plan {model!r} from {repo}: {exc}") from None
+    return artifact.config, profile, request, plan, pred
 
 
 def _vm_curve(profile, model: str, base: SimProfile):
