@@ -52,10 +52,8 @@ def compute_leg(graph, stage, worker: int, x, weights):
         return run_worker_stage(graph, stage, worker, x, weights)
 
 
-async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
-    t_stage = time.perf_counter()
-    x = env[stage.input]
-    first_remote = 1 if fj.master_leg else 0
+async def _send_inputs(fj: ForkJoin, stage, x, first_remote: int) -> tuple[dict, float]:
+    """Each remote leg's input window as a tensor ref; ({worker: ref}, send_ms)."""
     t0 = time.perf_counter()
     refs = {
         j: await send(
@@ -67,7 +65,26 @@ async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
         )
         for j in range(first_remote, stage.workers)
     }
-    send_ms = _ms(t0)
+    return refs, _ms(t0)
+
+
+def _raise_failures(stage, refs: dict, results: list) -> None:
+    """StageFailed naming the first failed worker, if any leg failed."""
+    failures = [(j, r) for j, r in zip(refs, results, strict=True) if isinstance(r, BaseException)]
+    if failures:
+        j, err = failures[0]
+        kind = err.kind if isinstance(err, InvokeError) else type(err).__name__
+        raise StageFailed(
+            f"stage {stage.index}: {len(failures)} of {len(results)} workers "
+            f"failed; worker {j}: {kind}: {err}"
+        ) from err
+
+
+async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
+    t_stage = time.perf_counter()
+    x = env[stage.input]
+    first_remote = 1 if fj.master_leg else 0
+    refs, send_ms = await _send_inputs(fj, stage, x, first_remote)
     t0 = time.perf_counter()
     legs = [asyncio.ensure_future(_remote_leg(fj, stage, j, ref)) for j, ref in refs.items()]
     own_out, own_compute_ms = None, None
@@ -85,14 +102,7 @@ async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
             leg.cancel()
         raise
     invoke_ms = _ms(t0)
-    failures = [(j, r) for j, r in zip(refs, results, strict=True) if isinstance(r, BaseException)]
-    if failures:
-        j, err = failures[0]
-        kind = err.kind if isinstance(err, InvokeError) else type(err).__name__
-        raise StageFailed(
-            f"stage {stage.index}: {len(failures)} of {len(results)} workers "
-            f"failed; worker {j}: {kind}: {err}"
-        ) from err
+    _raise_failures(stage, refs, results)
     t0 = time.perf_counter()
     bodies = [body for body, _, _ in results]
     outs = ([own_out] if fj.master_leg else []) + [

@@ -87,6 +87,55 @@ def _shape(graph: Graph, name: str):
     return graph.node(name).shape
 
 
+def _conv_spec(graph: Graph, b: dict) -> dict | None:
+    if b.get("transposed") or isinstance(b.get("padding"), str):
+        return None
+    w = b["weight"]
+    kshape = graph.weights[w["w"]]["shape"] if isinstance(w, dict) and "w" in w else None
+    if kshape is None or len(kshape) != 4:
+        return None
+    return {
+        "kind": "conv",
+        "k": (kshape[2], kshape[3]),
+        "s": _pair(b["stride"]),
+        "p": _pair(b["padding"]),
+        "d": _pair(b["dilation"]),
+    }
+
+
+def _adaptive_spec(graph: Graph, node: Node, ref) -> dict | None:
+    in_h, in_w = _shape(graph, ref)[2:]
+    oh, ow = node.shape[2:]
+    if in_h % oh or in_w % ow or (oh == 1 and ow == 1):
+        return None  # uneven windows overlap; a global pool is one tile anyway
+    k = (in_h // oh, in_w // ow)
+    return {
+        "kind": "avg",
+        "k": k,
+        "s": k,
+        "p": (0, 0),
+        "d": (1, 1),
+        "ceil": False,
+        "cip": True,
+        "div": None,
+    }
+
+
+def _pool_spec(op: str, b: dict) -> dict:
+    k = _pair(b["kernel_size"])
+    s = _pair(b["stride"]) if b.get("stride") not in (None, []) else k
+    spec = {"k": k, "s": s, "p": _pair(b["padding"]), "ceil": bool(b["ceil_mode"])}
+    if op in MAX_OPS:
+        return {"kind": "max", "d": _pair(b["dilation"]), **spec}
+    return {
+        "kind": "avg",
+        "d": (1, 1),
+        "cip": bool(b["count_include_pad"]),
+        "div": b.get("divisor_override"),
+        **spec,
+    }
+
+
 def window_spec(graph: Graph, node: Node) -> dict | None:
     """How a node maps output windows to input windows, or None if it cannot be tiled."""
     if node.shape is None or len(node.shape) != 4:
@@ -101,47 +150,10 @@ def window_spec(graph: Graph, node: Node) -> dict | None:
         if op in MAX_OPS and node.op.endswith("with_indices.default") and node.item != 0:
             return None
         if op in CONV_OPS:
-            if b.get("transposed") or isinstance(b.get("padding"), str):
-                return None
-            w = b["weight"]
-            kshape = graph.weights[w["w"]]["shape"] if isinstance(w, dict) and "w" in w else None
-            if kshape is None or len(kshape) != 4:
-                return None
-            return {
-                "kind": "conv",
-                "k": (kshape[2], kshape[3]),
-                "s": _pair(b["stride"]),
-                "p": _pair(b["padding"]),
-                "d": _pair(b["dilation"]),
-            }
+            return _conv_spec(graph, b)
         if op in ADAPTIVE_OPS:
-            in_h, in_w = _shape(graph, ins[0])[2:]
-            oh, ow = node.shape[2:]
-            if in_h % oh or in_w % ow or (oh == 1 and ow == 1):
-                return None  # uneven windows overlap; a global pool is one tile anyway
-            k = (in_h // oh, in_w // ow)
-            return {
-                "kind": "avg",
-                "k": k,
-                "s": k,
-                "p": (0, 0),
-                "d": (1, 1),
-                "ceil": False,
-                "cip": True,
-                "div": None,
-            }
-        k = _pair(b["kernel_size"])
-        s = _pair(b["stride"]) if b.get("stride") not in (None, []) else k
-        spec = {"k": k, "s": s, "p": _pair(b["padding"]), "ceil": bool(b["ceil_mode"])}
-        if op in MAX_OPS:
-            return {"kind": "max", "d": _pair(b["dilation"]), **spec}
-        return {
-            "kind": "avg",
-            "d": (1, 1),
-            "cip": bool(b["count_include_pad"]),
-            "div": b.get("divisor_override"),
-            **spec,
-        }
+            return _adaptive_spec(graph, node, ins[0])
+        return _pool_spec(op, b)
     if op in BN_OPS:
         b = bind_args(node)
         if b.get("training") or len(ins) != 1:
