@@ -226,22 +226,7 @@ def cheapest_meeting_slo(
     end = _end(candidates)
     fixed = model.fixed()
     lb_mean, lb_var, _ = _lower_bounds(by_start, end)
-    # Lagrangian passes: each weight w gives G_w[p] = least (cost + w * mean) of any rest from p,
-    # so a rest that keeps mean_rest <= M costs at least G_w[p] - w * M (a valid lower bound);
-    # their paths that meet the SLO (and the memory limit) are complete plans: incumbents
-    # (and a weight u on master bytes: a rest within the memory left costs >= ... - u * left)
-    duals, incumbent = [], math.inf
-    memory_weights = [0.0] + (
-        [10.0**-e for e in range(11, 16)]
-        if any(mb or wb for cs in by_start.values() for _, _, mb, wb in cs)
-        else []
-    )
-    for u in memory_weights:
-        for w in [0.0] + [10.0 ** (e / 2.0) for e in range(-26, -5)]:
-            g, path_cost = _lagrange(by_start, end, w, u, limits, fixed, z, slo_ms)
-            duals.append((w, u, g))
-            incumbent = min(incumbent, path_cost)
-    incumbent *= 1 + 1e-9
+    duals, incumbent = _duals(by_start, end, limits, fixed, z, slo_ms)
     budget = limits.master_weight_bytes + limits.worker_weight_bytes
 
     def keep(lab: _Label, p: int, bounds) -> bool:
@@ -273,6 +258,30 @@ def cheapest_meeting_slo(
         )
     best = min(ok, key=lambda lab: (lab.cost, lab.mean))
     return PlanChoice(tuple(best.path()), model.predict(best.path()))
+
+
+def _duals(
+    by_start, end: int, limits: Limits, fixed: Estimate, z: float, slo_ms: float
+) -> tuple[list[tuple[float, float, list[float]]], float]:
+    """Lagrangian passes: (weight, memory weight, per-position values) and the best incumbent.
+
+    Each weight w gives G_w[p] = least (cost + w * mean) of any rest from p, so a rest that keeps
+    mean_rest <= M costs at least G_w[p] - w * M (a valid lower bound); their paths that meet
+    the SLO (and the memory limit) are complete plans: incumbents (and a weight u on master
+    bytes: a rest within the memory left costs >= ... - u * left)."""
+    duals: list[tuple[float, float, list[float]]] = []
+    incumbent = math.inf
+    memory_weights = [0.0] + (
+        [10.0**-e for e in range(11, 16)]
+        if any(mb or wb for cs in by_start.values() for _, _, mb, wb in cs)
+        else []
+    )
+    for u in memory_weights:
+        for w in [0.0] + [10.0 ** (e / 2.0) for e in range(-26, -5)]:
+            g, path_cost = _lagrange(by_start, end, w, u, limits, fixed, z, slo_ms)
+            duals.append((w, u, g))
+            incumbent = min(incumbent, path_cost)
+    return duals, incumbent * (1 + 1e-9)
 
 
 def _lagrange(

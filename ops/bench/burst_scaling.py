@@ -87,7 +87,7 @@ async def run_config(
     }
 
 
-def main() -> int:
+def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -96,7 +96,28 @@ def main() -> int:
     ap.add_argument("--warm", type=int, default=5, help="warm requests per configuration")
     ap.add_argument("--memory-mb", type=int, default=2048, help="memory size of every function")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/burst_scaling.json")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def _print_table(rows: list[dict]) -> None:
+    """The summary table; adds each row's speedup over its model's one-function baseline."""
+    print()
+    print(
+        f"{'model':<9} {'config':<13} {'cold ms':>8} {'warm p50':>9} {'vs one fn':>9} "
+        f"{'comm':>6} {'GB-s warm':>9} {'GB-s cold':>9} {'inv':>4}"
+    )
+    for r in rows:
+        base = next(b for b in rows if b["model"] == r["model"] and b["workers"] == 0)
+        r["speedup_vs_one_function"] = base["warm_p50_ms"] / r["warm_p50_ms"]
+        print(
+            f"{r['model']:<9} {r['config']:<13} {r['cold_ms']:8.0f} {r['warm_p50_ms']:9.0f} "
+            f"{r['speedup_vs_one_function']:8.2f}x {r['comm_share_warm']:6.1%} "
+            f"{r['billed_gb_s_warm']:9.3f} {r['billed_gb_s_cold']:9.3f} {r['invocations']:>4}"
+        )
+
+
+def main() -> int:
+    args = _parse_args()
     import torch
 
     from vmpool.artifact import load_artifact
@@ -134,19 +155,7 @@ def main() -> int:
                 f"{row['billed_gb_s_warm']:.3f} GB-s  diff {row['max_abs_diff']:.1e}",
                 flush=True,
             )
-    print()
-    print(
-        f"{'model':<9} {'config':<13} {'cold ms':>8} {'warm p50':>9} {'vs one fn':>9} "
-        f"{'comm':>6} {'GB-s warm':>9} {'GB-s cold':>9} {'inv':>4}"
-    )
-    for r in rows:
-        base = next(b for b in rows if b["model"] == r["model"] and b["workers"] == 0)
-        r["speedup_vs_one_function"] = base["warm_p50_ms"] / r["warm_p50_ms"]
-        print(
-            f"{r['model']:<9} {r['config']:<13} {r['cold_ms']:8.0f} {r['warm_p50_ms']:9.0f} "
-            f"{r['speedup_vs_one_function']:8.2f}x {r['comm_share_warm']:6.1%} "
-            f"{r['billed_gb_s_warm']:9.3f} {r['billed_gb_s_cold']:9.3f} {r['invocations']:>4}"
-        )
+    _print_table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps({"memory_mb": args.memory_mb, "batch": 1, "rows": rows}, indent=2)
