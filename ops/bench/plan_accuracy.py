@@ -57,7 +57,7 @@ async def run_model(
     memory_mb: int,
     cost_row: bool = True,
 ) -> list[dict]:
-    from burst.planning import Objective, load_profile, model_plan, predict_plan
+    from burst.planning import load_profile, predict_plan
 
     svc = BurstService(
         repo,
@@ -89,37 +89,43 @@ async def run_model(
             lat = await _measure(svc, model, k, "auto", x, warm)
             rows.append(_row(model, f"latency x{k}", memory_mb, plan, pred, lat))
             print(_fmt(rows[-1]), flush=True)
-        if not cost_row:
+        if not cost_row or not rows:
             return rows
-        # the cheapest plan for an SLO halfway between the fastest and the slowest plan above
-        p99s = [r["predicted_p99_ms"] for r in rows]
-        if not p99s:
-            return rows
-        slo = (min(p99s) + max(p99s)) / 2 if max(p99s) > min(p99s) * 1.05 else min(p99s) * 1.3
-        k = max(workers)
-        request = dataclasses.replace(
-            svc.plan_request(k), objective=Objective.COST, slo_ms=slo, percentile=0.99
-        )
-        plan = await asyncio.to_thread(model_plan, graph, svc._configs[model], request, profile)
-        await asyncio.to_thread(svc._prepare_blocking, model, plan)
-        svc._plans[(model, k, 1, "cost")] = plan  # the bench runs this plan under its own key
-        pred = predict_plan(graph, plan, request, profile)
-        lat = await _measure(svc, model, k, "cost", x, warm)
-        row = _row(model, f"cost x{k}", memory_mb, plan, pred, lat)
-        row.update(
-            slo_ms=slo,
-            meets_slo_p50=row["measured_p50_ms"] <= slo,
-            meets_slo_p99=row["measured_p99_ms"] <= slo,
-        )
-        rows.append(row)
-        print(
-            _fmt(row) + f"  SLO {slo:.0f} ms: measured p99 "
-            f"{'meets' if row['meets_slo_p99'] else 'MISSES'} it",
-            flush=True,
+        rows.append(
+            await _cost_row(svc, model, graph, profile, x, rows, max(workers), warm, memory_mb)
         )
     finally:
         await svc.close()
     return rows
+
+
+async def _cost_row(svc, model, graph, profile, x, latency_rows, k, warm, memory_mb) -> dict:
+    """The cost-objective plan's row, for an SLO set from the latency plans' predicted p99s."""
+    from burst.planning import Objective, model_plan, predict_plan
+
+    # the cheapest plan for an SLO halfway between the fastest and the slowest plan above
+    p99s = [r["predicted_p99_ms"] for r in latency_rows]
+    slo = (min(p99s) + max(p99s)) / 2 if max(p99s) > min(p99s) * 1.05 else min(p99s) * 1.3
+    request = dataclasses.replace(
+        svc.plan_request(k), objective=Objective.COST, slo_ms=slo, percentile=0.99
+    )
+    plan = await asyncio.to_thread(model_plan, graph, svc._configs[model], request, profile)
+    await asyncio.to_thread(svc._prepare_blocking, model, plan)
+    svc._plans[(model, k, 1, "cost")] = plan  # the bench runs this plan under its own key
+    pred = predict_plan(graph, plan, request, profile)
+    lat = await _measure(svc, model, k, "cost", x, warm)
+    row = _row(model, f"cost x{k}", memory_mb, plan, pred, lat)
+    row.update(
+        slo_ms=slo,
+        meets_slo_p50=row["measured_p50_ms"] <= slo,
+        meets_slo_p99=row["measured_p99_ms"] <= slo,
+    )
+    print(
+        _fmt(row) + f"  SLO {slo:.0f} ms: measured p99 "
+        f"{'meets' if row['meets_slo_p99'] else 'MISSES'} it",
+        flush=True,
+    )
+    return row
 
 
 def planner_speed(repo: Path, models: list[str], workers: list[int], memory_mb: int) -> list[dict]:
@@ -200,7 +206,7 @@ def _fmt(r: dict) -> str:
     )
 
 
-def main() -> int:
+def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -212,7 +218,34 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/plan_accuracy.json")
     ap.add_argument("--speed-only", action="store_true", help="only time the planner")
     ap.add_argument("--speed-workers", default="1,2,4,8,16")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def _accuracy_rows(args: argparse.Namespace, repo: Path, work: Path, workers: list[int]) -> list:
+    """Predicted vs measured rows for every model (and VGG-16 split to fit 512 MB functions)."""
+    rows = []
+    for model in args.models.split(","):
+        rows += asyncio.run(
+            run_model(repo, work / model, model, workers, args.warm, args.memory_mb)
+        )
+    if "vgg16" in args.models.split(",") and args.memory_mb > 512:
+        # VGG-16's classifier (411 MB in fc6) must be split to fit 512 MB functions
+        rows += asyncio.run(
+            run_model(
+                repo,
+                work / "vgg16-512",
+                "vgg16",
+                [w for w in workers if w > 1] or [2],
+                args.warm,
+                512,
+                cost_row=False,
+            )
+        )
+    return rows
+
+
+def main() -> int:
+    args = _parse_args()
     import torch
 
     from vmpool.export import export_zoo
@@ -244,24 +277,7 @@ def main() -> int:
         f"{'model':<13} {'plan':<11} {'MB':>5} {'splits':>6} {'pred p50':>9} {'meas p50':>9} "
         f"{'err':>7} {'pred p99':>9} {'meas p99':>9}"
     )
-    rows = []
-    for model in args.models.split(","):
-        rows += asyncio.run(
-            run_model(repo, work / model, model, workers, args.warm, args.memory_mb)
-        )
-    if "vgg16" in args.models.split(",") and args.memory_mb > 512:
-        # VGG-16's classifier (411 MB in fc6) must be split to fit 512 MB functions
-        rows += asyncio.run(
-            run_model(
-                repo,
-                work / "vgg16-512",
-                "vgg16",
-                [w for w in workers if w > 1] or [2],
-                args.warm,
-                512,
-                cost_row=False,
-            )
-        )
+    rows = _accuracy_rows(args, repo, work, workers)
     within = [r for r in rows if r["plan"].startswith("latency") and abs(r["error_p50"]) <= 0.25]
     latency_rows = [r for r in rows if r["plan"].startswith("latency")]
     print(
