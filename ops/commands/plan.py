@@ -153,13 +153,36 @@ def _settings(args):
         raise CliError(f"cannot read settings {args.config}: {exc}") from None
 
 
+def _plan_json(args, plan, prediction) -> dict:
+    """``--json``: the plan with its predicted latency and cost, per stage too."""
+    from policies.perf import percentile_ms
+
+    out = {
+        **plan.to_dict(),
+        "predicted_p50_ms": round(prediction.p50_ms, 3),
+        "predicted_p99_ms": round(prediction.p99_ms, 3),
+        "cost_usd": prediction.cost_usd,
+        "objective": args.objective,
+        "slo_ms": args.slo_ms,
+        "percentile": args.percentile,
+        "stage_predictions": [
+            {
+                "p50_ms": round(e.mean_ms, 3),
+                "p99_ms": round(percentile_ms(e.mean_ms, e.var_ms2, 0.99), 3),
+                "cost_usd": e.cost_usd,
+            }
+            for e in prediction.stages
+        ],
+    }
+    return out
+
+
 def run(args) -> int:
     from burst.graph import GraphError, build_graph
     from burst.plan import PlanError
     from burst.planning import Objective, load_profile, model_plan, predict_plan
     from burst.service import BurstService
     from ops.cli import CliError
-    from policies.perf import percentile_ms
     from policies.profile import Profile, ProfileError
     from vmpool.artifact import ArtifactError, load_artifact
 
@@ -195,24 +218,7 @@ def run(args) -> int:
     except (GraphError, PlanError, ProfileError, OSError, ValueError) as exc:
         raise CliError(str(exc)) from None
     if args.json:
-        out = {
-            **plan.to_dict(),
-            "predicted_p50_ms": round(prediction.p50_ms, 3),
-            "predicted_p99_ms": round(prediction.p99_ms, 3),
-            "cost_usd": prediction.cost_usd,
-            "objective": args.objective,
-            "slo_ms": args.slo_ms,
-            "percentile": args.percentile,
-            "stage_predictions": [
-                {
-                    "p50_ms": round(e.mean_ms, 3),
-                    "p99_ms": round(percentile_ms(e.mean_ms, e.var_ms2, 0.99), 3),
-                    "cost_usd": e.cost_usd,
-                }
-                for e in prediction.stages
-            ],
-        }
-        print(json.dumps(out, indent=2, sort_keys=True))
+        print(json.dumps(_plan_json(args, plan, prediction), indent=2, sort_keys=True))
     else:
         print(render(plan, prediction, args.percentile))
     return 0

@@ -168,12 +168,32 @@ async def _measure(
         )
 
 
+async def _measure_invokes(svc, profile, workers, reps, memory_mb, say):
+    """The profile with the no-op invocation round trips measured (warm per fan-out, cold)."""
+    from ops import profiler
+    from policies.profile import Quantiles
+
+    fanouts = sorted({max(1, k - 1) for k in workers} | {1})
+    warm, cold = await profiler.invoke_round_trips(
+        svc._invoker, svc.platform["endpoint"], fanouts, reps * 3, memory_mb
+    )
+    say(
+        "invocation round trip (no-op), warm p50: "
+        + ", ".join(f"{n} at once {statistics.median(v):.1f} ms" for n, v in warm.items())
+        + f"; cold {statistics.median(cold):.0f} ms"
+    )
+    profile = replace(
+        profile,
+        invoke_warm_ms={n: Quantiles.from_samples(v) for n, v in warm.items()},
+        invoke_cold_ms=Quantiles.from_samples(cold),
+    )
+    return profile
+
+
 async def _measure_runtime(
     profile, graph, artifact, repo, tmp: Path, workers, reps, memory_mb, x, say
 ):
     from burst.service import BurstService, BurstUnavailable
-    from ops import profiler
-    from policies.profile import Quantiles
 
     svc = BurstService(
         repo,
@@ -188,20 +208,7 @@ async def _measure_runtime(
     )
     await svc.start()
     try:
-        fanouts = sorted({max(1, k - 1) for k in workers} | {1})
-        warm, cold = await profiler.invoke_round_trips(
-            svc._invoker, svc.platform["endpoint"], fanouts, reps * 3, memory_mb
-        )
-        say(
-            "invocation round trip (no-op), warm p50: "
-            + ", ".join(f"{n} at once {statistics.median(v):.1f} ms" for n, v in warm.items())
-            + f"; cold {statistics.median(cold):.0f} ms"
-        )
-        profile = replace(
-            profile,
-            invoke_warm_ms={n: Quantiles.from_samples(v) for n, v in warm.items()},
-            invoke_cold_ms=Quantiles.from_samples(cold),
-        )
+        profile = await _measure_invokes(svc, profile, workers, reps, memory_mb, say)
         runs = []
         for k in [1] + workers:
             for split in ("none",) if k == 1 else ("spatial", "output", "auto"):
