@@ -215,6 +215,10 @@ class Simulation:
 
     def _loop(self) -> float:
         """Every arrival in order; kept flat and local-variable heavy: it runs 10 M times."""
+        # size: the event loop is kept in one function because it runs once per request:
+        # with the per-replica queue tuple and the power-of-two replica pick as helpers, a
+        # 300k-request day (slo-aware) took 11.00 s CPU against 10.65 s flat (best of 7
+        # interleaved runs; 6 of 7 pairs slower, by 3-10 %), more at 10 M requests.
         vm, fn, arr, tenant_of = self.vm, self.fn, self.arr, self.tenant_of
         route, requests, tick_s = self.s.routing.route, self.requests, self.s.tick_s
         rand = np.random.default_rng(self.s.seed + 2).random(1 << 16).tolist()
