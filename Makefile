@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tidegate-installed
 
-.PHONY: install serve test test-services test-fast bench clean
+.PHONY: install serve test test-services test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -19,8 +19,14 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/tidegate serve
 
-test: $(STAMP) test-services
+test: $(STAMP) test-services lint
 	$(PY) -m pytest -q
+
+# ruff (lint + format check) over everything; mypy over policies/ and the seams (pyproject.toml)
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 # The ledger and shared rate-limit tests run a real PostgreSQL and redis-server on loopback.
 test-services:
