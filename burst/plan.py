@@ -37,6 +37,7 @@ __all__ = [
     "SPLITS",
     "TRANSPORTS",
     "WEIGHT_MEMORY_SHARE",
+    "weight_budget_bytes",
     "Plan",
     "PlanError",
     "Split",
@@ -55,6 +56,18 @@ SPLITS = ("auto", "spatial", "output", "none")  # none: the whole model on the m
 # weights may fill half a function's memory (the worker cache budget, burst.weights.CACHE_SHARE);
 # the rest is for activations and the runtime
 WEIGHT_MEMORY_SHARE = 0.5
+# A function process with torch loaded uses about 320 MB before any weight, and loading a slice
+# holds its bytes and its tensors at once for a moment: measured on the local runtime, a 512 MB
+# master given 201 MB of VGG-16 weights peaked at 522 MB and was killed.
+FUNCTION_RUNTIME_MB = 320
+WEIGHT_LOAD_PEAK = 1.5
+
+
+def weight_budget_bytes(memory_mb: int) -> int:
+    """Weight bytes one function of ``memory_mb`` may hold: what the runtime leaves, over the
+    loading peak, and never more than WEIGHT_MEMORY_SHARE of the function."""
+    left = max(0.0, memory_mb - FUNCTION_RUNTIME_MB) / WEIGHT_LOAD_PEAK
+    return int(min(left, memory_mb * WEIGHT_MEMORY_SHARE) * (1 << 20))
 
 
 @dataclass(frozen=True)
@@ -283,10 +296,9 @@ def _totals(graph: Graph, stages: list[Stage], memory_mb: int, master_memory_mb:
         "master_weight_bytes": sum(s.weight_bytes[0] for s in stages),
         "model_weight_bytes": sum(w["bytes"] for w in graph.weights.values()),
     }
-    totals["fits_memory"] = (
-        totals["max_worker_weight_bytes"] <= memory_mb * (1 << 20) * WEIGHT_MEMORY_SHARE
-        and totals["master_weight_bytes"] <= master_memory_mb * (1 << 20) * WEIGHT_MEMORY_SHARE
-    )
+    totals["fits_memory"] = totals["max_worker_weight_bytes"] <= weight_budget_bytes(
+        memory_mb
+    ) and totals["master_weight_bytes"] <= weight_budget_bytes(master_memory_mb)
     return totals
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from burst.graph import Graph, dtype_bytes
 from burst.plan import (
     DEFAULT_INLINE_LIMIT_BYTES,
-    WEIGHT_MEMORY_SHARE,
     Plan,
     PlanError,
     Split,
+    weight_budget_bytes,
     StageChoice,
     make_plan,
 )
@@ -69,8 +69,8 @@ class PlanRequest:
 
     def limits(self) -> Limits:
         return Limits(
-            worker_weight_bytes=int(self.memory_mb * (1 << 20) * WEIGHT_MEMORY_SHARE),
-            master_weight_bytes=int(self.master_mb * (1 << 20) * WEIGHT_MEMORY_SHARE),
+            worker_weight_bytes=weight_budget_bytes(self.memory_mb),
+            master_weight_bytes=weight_budget_bytes(self.master_mb),
         )
 
 

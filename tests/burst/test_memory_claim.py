@@ -1,5 +1,6 @@
 """The memory claim, measured on the real local function runtime (which enforces memory sizes):
-VGG-16 with its FC layers split 8 ways runs in 512 MB functions; unsplit it does not fit."""
+VGG-16 with its FC layers split by output features runs in 512 MB functions; unsplit it does not
+fit. The planner picks how many ways (up to the workers asked) from the memory limit."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ async def _service(repo, tmp_path, memory_mb, split):
     return svc
 
 
-async def test_vgg16_fc_split_8_ways_fits_512mb_and_unsplit_does_not(vgg16_repo, tmp_path):
+async def test_vgg16_fc_split_fits_512mb_and_unsplit_does_not(vgg16_repo, tmp_path):
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     with torch.inference_mode():
         ref = load_artifact(vgg16_repo, "vgg16").load_module()(torch.from_numpy(x)).numpy()
@@ -46,9 +47,12 @@ async def test_vgg16_fc_split_8_ways_fits_512mb_and_unsplit_does_not(vgg16_repo,
     svc = await _service(vgg16_repo, tmp_path / "split", 512, "auto")
     try:
         plan = await svc.plan_for("vgg16", 8, 1)
-        fc = [s for s in plan.stages if s.split == "output" and s.workers == 8]
+        fc = [s for s in plan.stages if s.split == "output"]
+        assert fc, "the 512 MB limit must force an output split of the FC layers"
         fc6 = max(fc, key=lambda s: max(s.weight_bytes))
-        assert max(fc6.weight_bytes) <= 103e6 / 8 * 4 * 1.01  # an eighth of fc6's 411 MB
+        assert 2 <= fc6.workers <= 8
+        # each worker holds only its slice of fc6's 411 MB, well inside a 512 MB function
+        assert max(fc6.weight_bytes) <= 411e6 / fc6.workers * 1.01 < 256e6
         answer = await svc.infer("vgg16", {"input": x}, workers=8)
     finally:
         await svc.close()
@@ -64,7 +68,7 @@ async def test_vgg16_fc_split_8_ways_fits_512mb_and_unsplit_does_not(vgg16_repo,
     assert np.abs(whole.outputs["output"] - ref).max() <= 1e-5 * scale
     assert whole.max_memory_used_mb > 512, whole.max_memory_used_mb
     print(
-        f"vgg16 peak: split 8 ways {answer.max_memory_used_mb} MB per function, "
+        f"vgg16 peak: FC split {fc6.workers} ways {answer.max_memory_used_mb} MB per function, "
         f"unsplit {whole.max_memory_used_mb} MB"
     )
 

@@ -17,7 +17,7 @@ import special_models as sm  # noqa: E402
 
 from burst.execute import run_plan_local  # noqa: E402
 from burst.graph import build_graph, program_weights  # noqa: E402
-from burst.plan import make_plan  # noqa: E402
+from burst.plan import make_plan, weight_budget_bytes  # noqa: E402
 from burst.weights import worker_weights  # noqa: E402
 from vmpool import zoo  # noqa: E402
 
@@ -142,12 +142,14 @@ def test_output_split_gives_each_worker_one_nth_of_the_weights():
 
 def test_planned_vgg16_fits_512_mb_functions_by_splitting_its_classifier():
     graph, _, _, _ = _model("vgg16")
-    plan = make_plan(graph, workers=4, memory_mb=512, batch=1)
+    # 8 workers: with 4, the master's quarter of fc6 plus the convs overflows a 512 MB function
+    # (measured: a 4-way plan's master peaked at 522 MB and was killed)
+    plan = make_plan(graph, workers=8, memory_mb=512, batch=1)
     fc1 = next(s for s in plan.stages if graph.node(s.nodes[0]).op == "aten.linear.default")
     assert fc1.split == "output" and fc1.workers >= 2  # 411 MB of weights: must be split
     assert plan.totals["fits_memory"]
-    assert plan.totals["master_weight_bytes"] <= 256 * (1 << 20)
-    assert plan.totals["max_worker_weight_bytes"] <= 256 * (1 << 20)
+    assert plan.totals["master_weight_bytes"] <= weight_budget_bytes(512)
+    assert plan.totals["max_worker_weight_bytes"] <= weight_budget_bytes(512)
 
 
 def test_zz_print_worst_diffs():
