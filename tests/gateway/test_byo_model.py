@@ -57,12 +57,13 @@ def test_user_program_on_vm_and_burst(tmp_path):
         want, want_sum = (v.numpy() for v in module(torch.from_numpy(x), torch.from_numpy(t)))
     with serve_app(create_app(settings)) as url:
         client = triton.InferenceServerClient(url.removeprefix("http://"), network_timeout=300)
-        # ready as soon as one path can serve: the burst path is up before the VM replica boots
-        assert client.is_server_ready() and client.is_model_ready("two")
-        deadline = time.monotonic() + 120
-        while 'tidegate_vm_replicas{state="ready"} 1.0' not in httpx.get(url + "/metrics").text:
-            assert time.monotonic() < deadline, "the VM replica did not boot"
+        # ready (honestly) once the VM replica is up and the default burst plans are prepared
+        deadline = time.monotonic() + 180
+        while not client.is_server_ready():
+            assert time.monotonic() < deadline, "the gateway did not become ready"
             time.sleep(0.2)
+        assert client.is_model_ready("two")
+        assert 'tidegate_vm_replicas{state="ready"} 1.0' in httpx.get(url + "/metrics").text
         meta = client.get_model_metadata("two")
         assert [(i["datatype"], i["shape"]) for i in meta["inputs"]] == [
             ("FP32", [-1, 3, 20, 20]),
