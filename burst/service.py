@@ -92,11 +92,11 @@ class BurstService:
 
     @classmethod
     def from_settings(cls, settings) -> "BurstService":
+        from burst.store.factory import with_default_roots
+
         b = settings.burst
         store = b.store.as_config() if hasattr(b.store, "as_config") else dict(b.store)
-        if store.get("kind", "dir") == "dir":
-            store.setdefault("kind", "dir")
-            store.setdefault("root", str((settings.data_dir / "objects").resolve()))
+        store = with_default_roots(store, settings.data_dir / "objects")
         platform = b.platform.as_config() if hasattr(b.platform, "as_config") else b.platform
         return cls(
             settings.repo_path,

@@ -65,6 +65,34 @@ class OssStore(_Store):
     connect_timeout_s: float | None = Field(None, gt=0, description="Connect timeout.")
 
 
+class SqsStore(_Store):
+    kind: Literal["sqs"] = Field(
+        description="Amazon SQS via aioboto3 for per-request tensors (one queue per request "
+        "and stage leg); plan data and tensors larger than a message in `backing`."
+    )
+    backing: Annotated[Union[DirStore, S3Store, OssStore], Field(discriminator="kind")] = Field(
+        default_factory=DirStore,
+        description="Store for plan data and claim checks (tensors over max_message_bytes).",
+    )
+    queue_prefix: str = Field(
+        "tidegate-", pattern=r"^[A-Za-z0-9_-]{0,24}$", description="Prefix of queue names."
+    )
+    region: str = Field("us-east-1", description="SQS region.")
+    endpoint_url: str | None = Field(None, description="SQS-compatible endpoint (testing).")
+    aws_access_key_id: str | None = Field(
+        None, description="Access key; default: the usual AWS credential chain."
+    )
+    aws_secret_access_key: str | None = Field(None, description="Secret key for the access key.")
+    max_message_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest message (key plus tensor bytes) sent inline; larger tensors go "
+        "through `backing` with a pointer in the message (claim check).",
+    )
+    max_attempts: int | None = Field(None, ge=1, description="Attempts per SQS call (retries).")
+
+
 StoreSettings = Annotated[
-    Union[DirStore, MemoryStore, S3Store, OssStore], Field(discriminator="kind")
+    Union[DirStore, MemoryStore, S3Store, OssStore, SqsStore], Field(discriminator="kind")
 ]

@@ -35,7 +35,7 @@ EVENT_FIELD = "tensor_key"
 REQUEST_PREFIXES = ("req/", "resp/")
 # Remote stores are encrypted unless the config says otherwise; local ones are not (the data
 # never leaves the machine, and the directory is the gateway's own).
-DEFAULT_ENCRYPTED_KINDS = ("s3", "oss")
+DEFAULT_ENCRYPTED_KINDS = ("s3", "oss", "sqs")
 
 
 class TamperedObject(StoreError):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from burst.store.base import ObjectStore
 
-STORE_KINDS = ("dir", "s3", "oss", "memory")
+STORE_KINDS = ("dir", "s3", "oss", "memory", "sqs")
 
 
 def make_store(cfg: dict) -> ObjectStore:
@@ -33,4 +35,22 @@ def make_store(cfg: dict) -> ObjectStore:
         from burst.store.oss import OSSStore
 
         return OSSStore.from_config(cfg)
+    if kind == "sqs":  # tensors through queues; plan data and claim checks in a backing store
+        from burst.store.sqs import SqsStore
+
+        backing = cfg.get("backing") or {"kind": "dir"}
+        return SqsStore.from_config(cfg, make_store({**backing, "encrypt": False}))
     raise ValueError(f"unknown store kind {kind!r}; expected one of: {', '.join(STORE_KINDS)}")
+
+
+def with_default_roots(cfg: dict, objects_dir) -> dict:
+    """``cfg`` with a directory store's root (its own, or an sqs store's backing one) defaulting
+    to ``objects_dir`` (the gateway's data directory)."""
+    cfg = dict(cfg)
+    if cfg.get("kind", "dir") == "dir":
+        cfg.setdefault("kind", "dir")
+        cfg.setdefault("root", str(Path(objects_dir).resolve()))
+    backing = cfg.get("backing")
+    if isinstance(backing, dict) and backing.get("kind") == "dir" and not backing.get("root"):
+        cfg["backing"] = {**backing, "root": str(Path(objects_dir).resolve())}
+    return cfg

@@ -1,0 +1,254 @@
+"""Per-request tensors through Amazon SQS (aioboto3), as FSD-Inference exchanges them; everything
+else, and tensors larger than a message, through a backing object store (claim check).
+
+Queues are per request and per stage leg (``burst.store.sqs_names``), so concurrent requests
+never read each other's messages. A message carries the key as its body and the tensor bytes in
+a binary attribute (no base64 growth in the size limit); a tensor that does not fit goes to the
+backing store under the same key and the message says so. Reads *peek* (``VisibilityTimeout=0``,
+no delete): a hedged second attempt of a worker reads the same input the first did. A request's
+queues are deleted with it (``delete_prefix("req/R/")``), which is where its messages go.
+
+Keys under ``req/`` and ``resp/`` are written once per request (no overwrite, unlike a store).
+Encryption wraps this whole store (``burst.store.encrypted``): the message attribute and the
+claim-check object are both ciphertext.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from burst.retry import RetryPolicy, with_retries
+from burst.store.base import ObjectStore, StoreError, check_key, check_prefix
+from burst.store.s3 import _transient
+from burst.store.sqs_names import check_queue_prefix, per_request, queue_name, queue_name_prefix
+
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024  # SQS's classic limit (body plus attributes)
+DATA_ATTR, CLAIM_ATTR = "data", "claim"
+_MISSING_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+_KNOWN_QUEUES_MAX = 4096  # names this instance created or read: sent to without a CreateQueue
+_QUEUE_ATTRIBUTES = {"MessageRetentionPeriod": "3600"}  # an orphan's messages expire in an hour
+
+
+def message_bytes(key: str, nbytes: int) -> int:
+    """What SQS counts for a tensor message: the body (key), the attribute's name, type, value."""
+    return len(key.encode()) + len(DATA_ATTR) + len("Binary") + nbytes
+
+
+class SqsStore:
+    """Per-request keys through SQS queues, other keys (and claim checks) in ``backing``."""
+
+    def __init__(
+        self,
+        backing: ObjectStore,
+        *,
+        queue_prefix: str = "tidegate-",
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_attempts: int = 5,
+        missing_after_s: float = 2.0,
+        max_pool_connections: int = 64,
+    ):
+        self.backing = backing
+        self.queue_prefix = check_queue_prefix(queue_prefix)
+        self.max_message_bytes = int(max_message_bytes)
+        self.missing_after_s = missing_after_s
+        self._session = aioboto3.Session(
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            region_name=region,
+        )
+        self._client_kwargs: dict[str, Any] = {
+            "endpoint_url": endpoint_url,
+            "config": Config(
+                max_pool_connections=max_pool_connections,
+                retries={"mode": "standard", "total_max_attempts": 1},  # burst.retry does it
+            ),
+        }
+        self.retry = RetryPolicy(attempts=max_attempts)
+        self._client_cm: Any = None
+        self._client: Any = None
+        self._open_lock = asyncio.Lock()
+        self._base_url: str | None = None  # "https://sqs.<region>.amazonaws.com/<account>"
+        self._known: OrderedDict[str, None] = OrderedDict()
+
+    @classmethod
+    def from_config(cls, cfg: dict, backing: ObjectStore) -> "SqsStore":
+        known = {
+            "queue_prefix",
+            "region",
+            "endpoint_url",
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "max_message_bytes",
+            "max_attempts",
+            "missing_after_s",
+            "max_pool_connections",
+        }
+        return cls(backing, **{k: v for k, v in cfg.items() if k in known})
+
+    # the client and queue URLs ---------------------------------------------------------------
+
+    async def _sqs(self) -> Any:
+        if self._client is None:
+            async with self._open_lock:
+                if self._client is None:
+                    cm = self._session.client("sqs", **self._client_kwargs)
+                    self._client = await cm.__aenter__()
+                    self._client_cm = cm
+        return self._client
+
+    async def _call(self, what: str, fn, **kwargs):
+        sqs = await self._sqs()
+        try:
+            return await with_retries(
+                lambda: getattr(sqs, fn)(**kwargs), _transient, self.retry, what=what
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in _MISSING_QUEUE:
+                raise StoreError(f"sqs {what}: no such queue", missing=True) from None
+            raise StoreError(f"sqs {what} failed after retries: {e}") from e
+        except BotoCoreError as e:
+            raise StoreError(f"sqs {what} failed after retries: {e}") from e
+
+    def _remember(self, name: str, url: str) -> None:
+        self._base_url = url.rsplit("/", 1)[0]
+        self._known[name] = None
+        self._known.move_to_end(name)
+        while len(self._known) > _KNOWN_QUEUES_MAX:
+            self._known.popitem(last=False)
+
+    async def _url(self, name: str, *, create: bool) -> str:
+        """The queue's URL: made from the account's base once one is known (queues this
+        instance has not seen are created first when writing)."""
+        if self._base_url is not None and (name in self._known or not create):
+            return f"{self._base_url}/{name}"
+        if create:
+            resp = await self._call(
+                f"create {name}", "create_queue", QueueName=name, Attributes=_QUEUE_ATTRIBUTES
+            )
+        else:
+            resp = await self._call(f"url of {name}", "get_queue_url", QueueName=name)
+        self._remember(name, resp["QueueUrl"])
+        return resp["QueueUrl"]
+
+    # the ObjectStore interface ---------------------------------------------------------------
+
+    async def put(self, key: str, data: bytes) -> None:
+        if not per_request(check_key(key)):
+            await self.backing.put(key, data)
+            return
+        name = queue_name(self.queue_prefix, key)
+        url = await self._url(name, create=True)
+        if message_bytes(key, len(data)) <= self.max_message_bytes:
+            attrs = {DATA_ATTR: {"DataType": "Binary", "BinaryValue": bytes(data)}}
+        else:  # claim check: the bytes in the store, the message points at them
+            await self.backing.put(key, data)
+            attrs = {CLAIM_ATTR: {"DataType": "String", "StringValue": "store"}}
+        send = {"QueueUrl": url, "MessageBody": key, "MessageAttributes": attrs}
+        try:
+            await self._call(f"send {key}", "send_message", **send)
+        except StoreError as exc:  # a queue this instance knew was deleted: make it again
+            if not exc.missing:
+                raise
+            self._known.pop(name, None)
+            send["QueueUrl"] = await self._url(name, create=True)
+            await self._call(f"send {key}", "send_message", **send)
+
+    async def _find(self, key: str, *, delete: bool = False) -> dict | None:
+        """The message carrying ``key`` (peeked, or deleted when ``delete``), or None."""
+        name = queue_name(self.queue_prefix, key)
+        url = await self._url(name, create=False)
+        deadline = time.monotonic() + self.missing_after_s
+        while True:
+            resp = await self._call(
+                f"receive {key}",
+                "receive_message",
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=0,  # peek: other readers (a hedge) still see it
+                WaitTimeSeconds=0 if delete else 1,
+                MessageAttributeNames=["All"],
+            )
+            self._remember(name, url)
+            found = [m for m in resp.get("Messages", []) if m.get("Body") == key]
+            if delete:
+                for m in found:
+                    await self._call(
+                        f"delete {key}",
+                        "delete_message",
+                        QueueUrl=url,
+                        ReceiptHandle=m["ReceiptHandle"],
+                    )
+            if found or delete or time.monotonic() >= deadline:
+                return found[0] if found else None
+
+    async def get(self, key: str) -> bytes:
+        if not per_request(check_key(key)):
+            return await self.backing.get(key)
+        try:
+            message = await self._find(key)
+        except StoreError as exc:
+            if exc.missing:
+                raise StoreError(f"no such key: {key}", missing=True) from None
+            raise
+        if message is None:
+            raise StoreError(f"no such key: {key}", missing=True)
+        attrs = message.get("MessageAttributes") or {}
+        if CLAIM_ATTR in attrs:
+            return await self.backing.get(key)
+        if DATA_ATTR not in attrs:
+            raise StoreError(f"sqs message for {key} carries neither data nor a claim check")
+        return attrs[DATA_ATTR]["BinaryValue"]
+
+    async def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            check_key(key)
+        for key in filter(per_request, keys):
+            try:
+                await self._find(key, delete=True)
+            except StoreError as exc:
+                if not exc.missing:
+                    raise
+        await self.backing.delete(keys)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete the queues under ``prefix`` and the backing store's keys; returns how many
+        queues and objects went."""
+        check_prefix(prefix)
+        deleted = await self.backing.delete_prefix(prefix)
+        names_prefix = queue_name_prefix(self.queue_prefix, prefix)
+        if names_prefix is None:
+            return deleted
+        # what this instance made, and what a listing finds (SQS lists eventually)
+        listed = await self._call(
+            f"list {names_prefix}", "list_queues", QueueNamePrefix=names_prefix, MaxResults=1000
+        )
+        urls = {u.rsplit("/", 1)[1]: u for u in listed.get("QueueUrls", [])}
+        if self._base_url is not None:
+            for name in [n for n in self._known if n.startswith(names_prefix)]:
+                urls.setdefault(name, f"{self._base_url}/{name}")
+        for name, url in urls.items():
+            self._known.pop(name, None)
+            try:
+                await self._call(f"delete queue {name}", "delete_queue", QueueUrl=url)
+                deleted += 1
+            except StoreError as exc:
+                if not exc.missing:
+                    raise
+        return deleted
+
+    async def close(self) -> None:
+        await self.backing.close()
+        cm, self._client_cm, self._client = self._client_cm, None, None
+        if cm is not None:
+            await cm.__aexit__(None, None, None)
