@@ -6,6 +6,32 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from burst.store.config import StoreSettings
+
+# SQS refuses a message over 256 KiB; an inline payload is base64 in the JSON message (4/3 of
+# its size), so 128 KiB of payload leaves room for the fields around it.
+DEFAULT_INLINE_LIMIT_BYTES = 128 * 1024
+
+
+class SqsQueueSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    queue_url: str | None = Field(
+        None, description="URL of the SQS queue; default: looked up from `queue_name`."
+    )
+    queue_name: str = Field("tidegate-async", description="Queue name when no URL is given.")
+    create: bool = Field(
+        False, description="Create the queue (standard, not FIFO) if it does not exist."
+    )
+    region: str = Field("us-east-1", description="AWS region of the queue.")
+    endpoint_url: str | None = Field(
+        None, description="SQS-compatible endpoint (moto, ElasticMQ, LocalStack: testing)."
+    )
+    aws_access_key_id: str | None = Field(
+        None, description="Access key; default: the usual AWS credential chain."
+    )
+    aws_secret_access_key: str | None = Field(None, description="Secret key for the access key.")
+
 
 class AsyncQueueSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -15,10 +41,44 @@ class AsyncQueueSettings(BaseModel):
         description="Accept `Prefer: respond-async` on infer (202 + "
         "Location /v2/requests/{id}); off: the header is ignored.",
     )
-    backend: Literal["sqlite", "redis"] = Field(
+    backend: Literal["sqlite", "redis", "sqs"] = Field(
         "sqlite",
         description="Durable queue: sqlite (embedded, DATA_DIR/async-queue.sqlite, one gateway "
-        "process) or redis (a stream shared by every gateway, at the top-level `redis_url`).",
+        "process), redis (a stream shared by every gateway, at the top-level `redis_url`) or "
+        "sqs (Amazon SQS carries the work, [async_queue.sqs]; states and answers in the "
+        "gateway's SQLite table).",
+    )
+    sqs: SqsQueueSettings = Field(
+        default_factory=SqsQueueSettings, description="The SQS queue (backend = sqs)."
+    )
+    inline_limit_bytes: int = Field(
+        DEFAULT_INLINE_LIMIT_BYTES,
+        ge=0,
+        le=192 * 1024,
+        description="Request bodies and answers up to this size travel inside the queue "
+        "message; larger ones go through `store` with a pointer in the message (claim check).",
+    )
+    store: StoreSettings | None = Field(
+        None,
+        description="Object store of claim-checked payloads (keys async/<id>/...); default: "
+        "the burst path's [burst.store].",
+    )
+    encrypt: bool = Field(
+        True,
+        description="Seal request bodies and answers (inline and in the store) with AES-GCM "
+        "under a key made per request, kept only in the queue's record of it.",
+    )
+    default_deadline_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Deadline of an async request whose tenant sets none: past "
+        "`urgent_fraction` of it a job is served even without spare VM capacity.",
+    )
+    urgent_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of a job's deadline after which it no longer waits for idle VMs.",
     )
     consumers: int = Field(2, ge=1, le=256, description="Jobs served at once by this gateway.")
     slots_per_replica: int = Field(

@@ -27,7 +27,9 @@ class Job:
     tenant: str
     model: str
     version: str | None
-    body: bytes
+    # the payload (plain, or a sealed envelope holding the request's key: see payload.py);
+    # never in a repr, so a logged Job cannot leak the key
+    body: bytes = field(repr=False)
     header_length: int | None  # Inference-Header-Content-Length of a binary body
     created_s: float
     callback_url: str | None = None
@@ -35,7 +37,7 @@ class Job:
     attempts: int = 0
     # the answer, in the shape the synchronous endpoint gives: status, body, headers
     status: int | None = None
-    result: bytes | None = None
+    result: bytes | None = field(default=None, repr=False)
     result_headers: dict[str, str] = field(default_factory=dict)
     finished_s: float | None = None
     callback_delivered: bool = False

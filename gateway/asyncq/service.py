@@ -320,6 +320,10 @@ def make_queue(settings) -> JobQueue:
         from .redis_queue import RedisJobQueue
 
         return RedisJobQueue(settings.redis_url, result_ttl_s=settings.async_queue.result_ttl_s)
+    if settings.async_queue.backend == "sqs":
+        from .sqs_queue import SqsJobQueue
+
+        return SqsJobQueue(settings.async_queue.sqs, settings.data_dir / "async-queue.sqlite")
     from .sqlite_queue import SQLiteJobQueue
 
     return SQLiteJobQueue(settings.data_dir / "async-queue.sqlite")

@@ -46,39 +46,23 @@ _COLUMNS = (
 
 
 def _job(row) -> Job:
-    (
-        id_,
-        tenant,
-        model,
-        version,
-        body,
-        hl,
-        callback,
-        state,
-        created,
-        attempts,
-        status,
-        result,
-        headers,
-        finished,
-        delivered,
-    ) = row
+    f = dict(zip((c.strip() for c in _COLUMNS.split(",")), row, strict=True))
     return Job(
-        id=id_,
-        tenant=tenant,
-        model=model,
-        version=version,
-        body=bytes(body),
-        header_length=hl,
-        created_s=created,
-        callback_url=callback,
-        state=JobState(state),
-        attempts=attempts,
-        status=status,
-        result=bytes(result) if result is not None else None,
-        result_headers=orjson.loads(headers) if headers else {},
-        finished_s=finished,
-        callback_delivered=bool(delivered),
+        id=f["id"],
+        tenant=f["tenant"],
+        model=f["model"],
+        version=f["version"],
+        body=bytes(f["body"]),
+        header_length=f["header_length"],
+        created_s=f["created_s"],
+        callback_url=f["callback_url"],
+        state=JobState(f["state"]),
+        attempts=f["attempts"],
+        status=f["status"],
+        result=bytes(f["result"]) if f["result"] is not None else None,
+        result_headers=orjson.loads(f["result_headers"]) if f["result_headers"] else {},
+        finished_s=f["finished_s"],
+        callback_delivered=bool(f["callback_delivered"]),
     )
 
 
@@ -191,6 +175,24 @@ class SQLiteJobQueue:
 
         return await self._run(claim)
 
+    async def start(self, job_id: str, now_s: float, lease_s: float) -> int:
+        """Claim one known job (the SQS backend's messages name it): 1 started (pending, or its
+        lease ran out), 0 nothing to do (finished, cancelled, unknown), -1 leased elsewhere."""
+
+        def start():
+            db = self._conn()
+            cur = db.execute(
+                "UPDATE jobs SET state = 'running', lease_until_s = ?, attempts = attempts + 1 "
+                "WHERE id = ? AND (state = 'pending' OR (state = 'running' AND lease_until_s < ?))",
+                (now_s + lease_s, job_id, now_s),
+            )
+            if cur.rowcount == 1:
+                return 1
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return -1 if row is not None and row[0] == "running" else 0
+
+        return await self._run(start)
+
     async def finish(
         self,
         job_id: str,
@@ -284,6 +286,12 @@ class SQLiteJobQueue:
             return _job(row) if row is not None else None
 
         return await self._run(get)
+
+    async def jobs_in(self, state: JobState) -> list[Job]:
+        """Every job in ``state`` (the SQS backend re-sends what a dead process held)."""
+        sql = f"SELECT {_COLUMNS} FROM jobs WHERE state = ? ORDER BY created_s"
+        rows = await self._run(lambda: self._conn().execute(sql, (state.value,)).fetchall())
+        return [_job(r) for r in rows]
 
     async def undelivered_callbacks(self) -> list[Job]:
         def undelivered():

@@ -15,6 +15,7 @@ from gateway.app import create_app
 from gateway.asyncq.callback import SIGNATURE_HEADER, verify_signature
 from gateway.settings import Settings
 from tests.support.loopback import LoopbackHTTPServer
+from tests.support.s3_server import s3_endpoint  # noqa: F401 - moto serves SQS too
 from vmpool.artifact import load_artifact
 from vmpool.codec import decode_response, encode_request
 
@@ -241,3 +242,24 @@ def test_a_retried_post_with_the_same_idempotency_key_is_one_job(gateway):
     other_tenant = post("batch-7/item-1", {"x-api-key": KEY_B})
     assert other_tenant.headers["location"] != first.headers["location"]
     assert wait_done(gateway, first.headers["location"], {"x-api-key": KEY_A}).status_code == 200
+
+
+def test_sqs_backend_serves_the_same_way(model_server, small_repo, tmp_path, s3_endpoint):
+    from tests.support.sqs import sqs_queue_settings
+
+    sqs = sqs_queue_settings(s3_endpoint).model_dump()
+    settings = _settings(
+        tmp_path, small_repo, [model_server], async_queue={"backend": "sqs", "sqs": sqs}
+    )
+    with serve_app(create_app(settings)) as url:
+        x = np.random.default_rng(8).standard_normal((1, 784)).astype(np.float32)
+        body, headers = _binary(x)
+        auth = {"x-api-key": KEY_A}
+        resp = httpx.post(
+            url + "/v2/models/mlp/infer", content=body, headers={**headers, **auth, **ASYNC}
+        )
+        assert resp.status_code == 202, resp.text
+        done = wait_done(url, resp.headers["location"], auth)
+        assert done.status_code == 200 and done.headers["x-tidegate-path"] == "vm"
+        answer = decode_response(done.content, int(done.headers["inference-header-content-length"]))
+        assert np.abs(answer.outputs["output"] - reference(small_repo, "mlp", x)).max() <= 1e-5

@@ -1,4 +1,4 @@
-"""The embedded SQLite queue: durable writes, leases, first-answer-wins, cancellation, TTL."""
+"""The queue backends (SQLite, Redis, SQS): durable writes, leases, first-answer-wins, cancellation, TTL."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import pytest
 from gateway.asyncq.jobs import Job, JobState
 from gateway.asyncq.redis_queue import RedisJobQueue
 from gateway.asyncq.sqlite_queue import SQLiteJobQueue
+from gateway.asyncq.sqs_queue import SqsJobQueue
+from tests.support.s3_server import s3_endpoint  # noqa: F401 - moto serves SQS too
+from tests.support.sqs import sqs_queue_settings
 
 
 def _job(job_id: str, created_s: float = 0.0) -> Job:
@@ -36,11 +39,14 @@ def redis_url():
     server.stop()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "sqs"])
 async def queue(request, tmp_path):
     """Each backend behind the JobQueue seam, passing the same tests."""
     if request.param == "sqlite":
         q = SQLiteJobQueue(tmp_path / "q.sqlite")
+    elif request.param == "sqs":  # moto's SQS server on loopback
+        endpoint = request.getfixturevalue("s3_endpoint")
+        q = SqsJobQueue(sqs_queue_settings(endpoint), tmp_path / "records.sqlite")
     else:
         q = RedisJobQueue(
             request.getfixturevalue("redis_url"),
