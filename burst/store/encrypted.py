@@ -73,6 +73,35 @@ def _per_request(key: str) -> bool:
     return key.startswith(REQUEST_PREFIXES)
 
 
+def seal_with(aead: AESGCM, key: str, data: bytes) -> bytearray:
+    """``data`` sealed in the object format above, ``key`` (its name) as associated data.
+    Also used for async payloads at rest (gateway/asyncq/payload.py)."""
+    nonce = os.urandom(NONCE_BYTES)
+    head = len(MAGIC) + NONCE_BYTES
+    # one buffer, written in place: tensors are megabytes, so no concatenation copies
+    out = bytearray(head + len(data) + TAG_BYTES)
+    out[:head] = MAGIC + nonce
+    aead.encrypt_into(nonce, data, key.encode(), memoryview(out)[head:])
+    return out
+
+
+def open_with(aead: AESGCM, key: str, blob: bytes) -> bytes:
+    """What ``seal_with`` sealed under ``key``; TamperedObject if it was changed or moved."""
+    head = len(MAGIC) + NONCE_BYTES
+    if len(blob) < head + TAG_BYTES or blob[: len(MAGIC)] != MAGIC:
+        raise TamperedObject(
+            f"object {key} is not an encrypted tensor (modified, "
+            f"truncated, or written without encryption)"
+        )
+    try:
+        return aead.decrypt(bytes(blob[len(MAGIC) : head]), memoryview(blob)[head:], key.encode())
+    except InvalidTag:
+        raise TamperedObject(
+            f"object {key} failed its integrity check (AES-GCM): it was "
+            f"modified, or sealed under another request's key"
+        ) from None
+
+
 class EncryptedStore:
     """Wraps an ObjectStore; per-request tensors are sealed with the bound request key."""
 
@@ -93,32 +122,10 @@ class EncryptedStore:
         return self._aead
 
     def seal(self, key: str, data: bytes) -> bytes:
-        aead = self._cipher(key)
-        nonce = os.urandom(NONCE_BYTES)
-        head = len(MAGIC) + NONCE_BYTES
-        # one buffer, written in place: tensors are megabytes, so no concatenation copies
-        out = bytearray(head + len(data) + TAG_BYTES)
-        out[:head] = MAGIC + nonce
-        aead.encrypt_into(nonce, data, key.encode(), memoryview(out)[head:])
-        return out
+        return seal_with(self._cipher(key), key, data)
 
     def open(self, key: str, blob: bytes) -> bytes:
-        aead = self._cipher(key)
-        head = len(MAGIC) + NONCE_BYTES
-        if len(blob) < head + TAG_BYTES or blob[: len(MAGIC)] != MAGIC:
-            raise TamperedObject(
-                f"object {key} is not an encrypted tensor (modified, "
-                f"truncated, or written without encryption)"
-            )
-        try:
-            return aead.decrypt(
-                bytes(blob[len(MAGIC) : head]), memoryview(blob)[head:], key.encode()
-            )
-        except InvalidTag:
-            raise TamperedObject(
-                f"object {key} failed its integrity check (AES-GCM): it was "
-                f"modified, or sealed under another request's key"
-            ) from None
+        return open_with(self._cipher(key), key, blob)
 
     async def put(self, key: str, data: bytes) -> None:
         if _per_request(key):
