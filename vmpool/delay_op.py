@@ -14,14 +14,23 @@ import time
 import torch
 
 
-@torch.library.custom_op("tidegate::delay", mutates_args=())
+# The low-level registration, not ``torch.library.custom_op``: the latter's first call imports
+# ~800 modules (torch._dynamo and friends), 5 s of CPU in every fresh function instance, which
+# made the burst path's first request per instance look like a multi-second cold start.
+_LIB = torch.library.Library("tidegate", "DEF")
+_LIB.define("delay(Tensor x, float delay_ms, float per_item_ms) -> Tensor")
+
+
 def delay(x: torch.Tensor, delay_ms: float, per_item_ms: float) -> torch.Tensor:
     rows = x.shape[0] if x.dim() else 1
     time.sleep(max(delay_ms + per_item_ms * rows, 0.0) / 1000.0)
     return x.clone()
 
 
-@delay.register_fake
+_LIB.impl("delay", delay, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("tidegate::delay")
 def _delay_fake(x: torch.Tensor, delay_ms: float, per_item_ms: float) -> torch.Tensor:
     return torch.empty_like(x)
 
