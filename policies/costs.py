@@ -14,10 +14,12 @@ class PriceTable:
     vm_min_billed_s: float = 60.0  # per-second billing with a one-minute minimum
     fn_usd_per_gb_s: float = 0.0000166667  # Lambda x86
     fn_usd_per_request: float = 0.0000002
+    fn_provisioned_usd_per_gb_s: float = 0.0000041667  # Lambda provisioned concurrency, held
     fn_billing_granularity_ms: int = 1
     store_put_usd: float = 0.000005  # S3 PUT/LIST per request
     store_get_usd: float = 0.0000004  # S3 GET per request
-    queue_request_usd: float = 0.0000004
+    queue_request_usd: float = 0.0000004  # SQS standard, per request
+    queue_billing_chunk_bytes: int = 64 * 1024  # SQS bills each 64 KiB of a payload as a request
 
 
 def vm_request_cost_usd(prices: PriceTable, service_ms: float, batch_size: int = 1) -> float:
@@ -41,8 +43,34 @@ def function_cost_usd(prices: PriceTable, invocations: list[tuple[int, int]]) ->
     return gb_s * prices.fn_usd_per_gb_s + len(invocations) * prices.fn_usd_per_request
 
 
-def store_cost_usd(prices: PriceTable, puts: int, gets: int) -> float:
+def store_cost_usd(prices: PriceTable, puts: int, gets: int, kind: str = "s3") -> float:
+    """Counted store requests: object-store PUT/LIST and GET classes, or, for the ``sqs``
+    transport, queue requests (a send and a receive; payload chunks are in
+    ``queue_transfer_cost_usd``, which the planner uses)."""
+    if kind == "sqs":
+        return (puts + gets) * prices.queue_request_usd
     return puts * prices.store_put_usd + gets * prices.store_get_usd
+
+
+def queue_requests(prices: PriceTable, payload_bytes: int) -> int:
+    """Billed requests of one SQS call carrying ``payload_bytes`` (one per started 64 KiB)."""
+    return max(1, math.ceil(max(payload_bytes, 0) / prices.queue_billing_chunk_bytes))
+
+
+def queue_transfer_cost_usd(
+    prices: PriceTable, nbytes: int, max_message_bytes: int = 256 * 1024
+) -> float:
+    """One tensor master <-> worker through SQS: its send and its receive, a share of its
+    queue's create and delete (a leg's queue carries its input and output), and, past the
+    message limit, a claim check (an object PUT and GET, the messages only pointers)."""
+    lifecycle = 1  # CreateQueue + DeleteQueue of a leg's queue, over its two tensors
+    if nbytes > max_message_bytes:
+        return (
+            (2 + lifecycle) * prices.queue_request_usd
+            + prices.store_put_usd
+            + (prices.store_get_usd)
+        )
+    return (2 * queue_requests(prices, nbytes) + lifecycle) * prices.queue_request_usd
 
 
 def burst_request_cost_usd(
@@ -58,5 +86,5 @@ def warm_instances_cost_usd(
     prices: PriceTable, instances: int, memory_mb: int, seconds: float
 ) -> float:
     """Keeping ``instances`` function instances warm for ``seconds`` (billed as provisioned
-    concurrency is: GB-s held, whether or not they serve)."""
-    return instances * memory_mb / 1024.0 * seconds * prices.fn_usd_per_gb_s
+    concurrency is: GB-s held, whether or not they serve; their invocations are billed on top)."""
+    return instances * memory_mb / 1024.0 * seconds * prices.fn_provisioned_usd_per_gb_s

@@ -26,7 +26,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from policies.costs import PriceTable
+from policies.costs import PriceTable, queue_transfer_cost_usd
 from policies.profile import Profile
 
 # The VM path's latency prediction (queueing plus batching) lives beside this, in vm_perf;
@@ -147,6 +147,8 @@ class PerfModel:
         d = self.dep
         if d.transport == "inline" or (d.transport == "auto" and nbytes <= d.inline_limit_bytes):
             return "inline"
+        if d.store_kind == "sqs":  # a regional round trip like S3's until a profile measures it
+            return "sqs" if "sqs" in self.profile.transfer else "s3"
         return "s3" if d.store_kind in ("s3", "oss") else "dir"
 
     def transfer_ms(self, nbytes: int) -> float:
@@ -156,6 +158,8 @@ class PerfModel:
         if self._route(nbytes) == "inline":
             return 0.0
         p = self.dep.prices
+        if self.dep.store_kind == "sqs":  # queue requests per 64 KiB, claim checks past a message
+            return queue_transfer_cost_usd(p, nbytes)
         return p.store_put_usd + p.store_get_usd
 
     def _gb_s_cost(self, ms: float, memory_mb: int, invocation: bool = True) -> float:
