@@ -87,7 +87,7 @@ class KnativeScaling(_Scaling):
 class PredictiveScaling(_Scaling):
     policy: Literal["predictive"] = Field(description="Forecast over the boot horizon (MArk).")
     base_quantile: float = Field(
-        0.6,
+        0.5,
         gt=0,
         lt=1,
         description="Quantile of the forecast rate that VMs carry; functions take the rest.",
@@ -99,9 +99,9 @@ class PredictiveScaling(_Scaling):
         0.7, gt=0, le=1, description="Share of a replica's capacity to plan for."
     )
     level_alpha: float = Field(0.5, gt=0, le=1, description="Holt smoothing of the level.")
-    trend_beta: float = Field(0.2, gt=0, le=1, description="Holt smoothing of the trend.")
+    trend_beta: float = Field(0.05, gt=0, le=1, description="Holt smoothing of the trend.")
     trend_damping: float = Field(
-        0.95,
+        0.7,
         gt=0,
         le=1,
         description="Damping of the trend per "
@@ -127,10 +127,10 @@ class PredictiveScaling(_Scaling):
         0.5, gt=0, description="A burst request's latency, for sizing the warm pool (Little's law)."
     )
     instances_per_burst_request: int = Field(
-        5,
+        4,
         ge=1,
         le=1_000,
-        description="Function instances one burst request uses (master + workers).",
+        description="Function instances one burst request holds (its workers; the master runs one leg).",
     )
 
 

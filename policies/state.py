@@ -90,6 +90,9 @@ class ModelStats:
     # observed VM service time (ms) of one batch, by batch size: ((1, 21.0), (4, 30.5), ...)
     vm_service_ms_by_batch: tuple[tuple[int, float], ...] = ()
     vm_latency: LatencyQuantiles | None = None
+    # VM latencies of requests that found their replica idle: one batch's service time and the
+    # batching delay, no queueing (the service-time spread the VM prediction's tail uses)
+    vm_service_latency: LatencyQuantiles | None = None
     burst_latency: LatencyQuantiles | None = None
     burst_predicted_ms: float | None = None  # from the plan's performance model when known
     slo_ms: float = 500.0

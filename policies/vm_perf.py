@@ -1,9 +1,12 @@
 """VM-path latency prediction: queueing plus batching, from the observed batch-time curve.
 
 A replica serves one batch at a time, up to ``max_batch_size`` rows, waiting up to
-``max_queue_delay_ms`` for a fuller batch when idle. A request that finds ``q`` rows queued on its
-replica waits for ``q // B`` full batches, then rides in a batch with the remaining ``q % B`` rows.
-The tail (the SLO's percentile) scales that by the spread observed on the VM path.
+``max_queue_delay_ms`` for a fuller batch when idle. A request that finds ``q`` rows on its
+replica waits for the batch running now (``min(q, B)`` rows; at the SLO's percentile it has
+barely started), then for the full batches behind it, then rides in a batch with the rows left
+over. The queue is modelled explicitly, so the tail factor covers only what it does not see: the
+spread of one batch's service time, measured on requests that found their replica idle (the
+spread of all latencies would count queueing twice, and made slo-aware spill too early).
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import math
 from .state import ModelStats, VmState
 
 DEFAULT_BATCH_MS = 50.0  # before anything was observed: a mid-sized CNN on one VM core
-DEFAULT_TAIL_FACTOR = 1.25
-MAX_TAIL_FACTOR = 3.0
+DEFAULT_TAIL_FACTOR = 1.1  # service-time spread at p99 before any was measured
+MAX_TAIL_FACTOR = 2.0
 MIN_TAIL_SAMPLES = 20
 
 
@@ -50,7 +53,9 @@ def _queued_rows(vm: VmState) -> float:
 
 
 def tail_factor(stats: ModelStats, quantile: float) -> float:
-    obs = stats.vm_latency
+    """Service-time spread at ``quantile`` (>= 1): the observed quantile over the median of
+    requests served without queueing, else a default that grows towards the tail."""
+    obs = stats.vm_service_latency
     if obs is None or obs.count < MIN_TAIL_SAMPLES or obs.p50_ms <= 0:
         return 1.0 + (DEFAULT_TAIL_FACTOR - 1.0) * min(max((quantile - 0.5) / 0.49, 0.0), 1.0)
     return min(max(obs.at(quantile) / obs.p50_ms, 1.0), MAX_TAIL_FACTOR)
@@ -69,9 +74,13 @@ def predict_vm_ms(vm: VmState, stats: ModelStats, batch_size: int, quantile: flo
         queued = _queued_rows(vm)
     cap = max(vm.max_batch_size, 1)
     curve = stats.vm_service_ms_by_batch
-    full_batches = int(queued // cap)
-    own_rows = min(int(queued % cap) + batch_size, cap)
-    service_ms = full_batches * batch_service_ms(curve, cap) + batch_service_ms(curve, own_rows)
-    if queued == 0:
-        service_ms += vm.max_queue_delay_ms  # an idle replica waits briefly for company
+    if queued <= 0:  # an idle replica waits briefly for company
+        service_ms = vm.max_queue_delay_ms + batch_service_ms(curve, min(batch_size, cap))
+        return wait_ms + service_ms * tail_factor(stats, quantile)
+    running = min(int(math.ceil(queued)), cap)
+    behind = max(int(math.ceil(queued)) - running, 0)
+    # the running batch's remaining time is uniform over its length: its ``quantile``
+    service_ms = quantile * batch_service_ms(curve, running)
+    service_ms += (behind // cap) * batch_service_ms(curve, cap)
+    service_ms += batch_service_ms(curve, min(behind % cap + batch_size, cap))
     return wait_ms + service_ms * tail_factor(stats, quantile)

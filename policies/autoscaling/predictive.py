@@ -16,6 +16,11 @@ from .base import ScaleDecision, ScalerBase, current_replicas
 class Predictive(ScalerBase):
     """Holt's linear trend on the short-window arrival rate, one sample per tick.
 
+    The defaults follow the level (alpha 0.5), learn the trend slowly (beta 0.05) and damp it
+    hard (0.7 per second ahead: a ramp is extrapolated about 2 s). The short window turns a step
+    into a ramp as long as the window; a livelier trend (beta 0.2, damping 0.95) extrapolated
+    that ramp and asked for ~2x the VMs a step to 4x needs; a sustained ramp is still seen. The error of the forecast is what functions are for.
+
     ``base_quantile`` of the forecast sizes the VMs at ``target_utilization`` of their capacity;
     ``warm_quantile`` of the forecast minus what the VMs carry, times a burst request's latency
     and instance count (Little's law), is the warm function pool, between ``min_warm_functions``
@@ -26,17 +31,17 @@ class Predictive(ScalerBase):
 
     def __init__(
         self,
-        base_quantile: float = 0.6,
+        base_quantile: float = 0.5,
         warm_quantile: float = 0.99,
         target_utilization: float = 0.7,
         level_alpha: float = 0.5,
-        trend_beta: float = 0.2,
-        trend_damping: float = 0.95,
+        trend_beta: float = 0.05,
+        trend_damping: float = 0.7,
         scale_in_cooldown_s: float = 60.0,
         max_warm_functions: int = 0,
         min_warm_functions: int = 0,
         burst_latency_s: float = 0.5,
-        instances_per_burst_request: int = 5,
+        instances_per_burst_request: int = 4,
         min_replicas: int = 0,
         max_replicas: int = 8,
         prices: PriceTable | None = None,

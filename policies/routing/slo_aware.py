@@ -13,35 +13,45 @@ from .base import Decision, Reason, Route, forced
 
 DEFAULT_BURST_MS = 400.0  # before any burst request was seen and without a plan prediction
 MIN_BURST_SAMPLES = 5
+DEFAULT_SLO_MARGIN = 0.9
+
+
+def burst_instances(workers: int) -> int:
+    """Function instances one request holds: the master computes one leg of each split stage
+    itself, so ``workers`` in all (the burst service's gate holds as many)."""
+    return max(workers, 1)
 
 
 def predict_burst_ms(
     burst: BurstState, stats: ModelStats, workers: int, quantile: float = 0.99
 ) -> float:
-    """Predicted burst-path latency at ``quantile``: the plan's prediction (warm), else the
-    observed latencies, else a default; plus a cold start when the idle warm instances cannot
-    cover the request (unknown warm pool: assume cold)."""
-    needed = workers + 1  # master and workers
+    """Predicted burst-path latency at ``quantile``: the observed warm latencies, else the
+    plan's prediction, else a default; plus a cold start when the idle warm instances cannot
+    cover the request (unknown warm pool: assume cold). The collector keeps cold-started
+    requests out of the observed latencies, so a cold start is counted once, here."""
+    needed = burst_instances(workers)
     if burst.free_concurrency is not None and burst.free_concurrency < needed:
         return math.inf  # the platform would throttle it
     idle_warm = (
         None if burst.warm_instances is None else burst.warm_instances - burst.in_flight * needed
     )
     cold_ms = burst.cold_start_ms if idle_warm is None or idle_warm < needed else 0.0
-    if stats.burst_predicted_ms is not None:
-        return stats.burst_predicted_ms + cold_ms
     observed = stats.burst_latency
     if observed is not None and observed.count >= MIN_BURST_SAMPLES:
-        # the observed tail already holds the cold starts that happened; add one only when
-        # the warm pool is known to be short
-        known_short = idle_warm is not None and idle_warm < needed
-        return max(observed.at(quantile), observed.p50_ms + (cold_ms if known_short else 0.0))
+        # an unknown warm pool that served recently is taken as warm
+        return observed.at(quantile) + (0.0 if idle_warm is None else cold_ms)
+    if stats.burst_predicted_ms is not None:
+        return stats.burst_predicted_ms + cold_ms
     return DEFAULT_BURST_MS + cold_ms
 
 
 @dataclass(frozen=True)
 class SloAware:
+    """``slo_margin``: a path meets the SLO when its prediction is within this share of it; the
+    rest is for what the prediction does not see (gateway and network time, a loaded host)."""
+
     prices: PriceTable = field(default_factory=PriceTable)
+    slo_margin: float = DEFAULT_SLO_MARGIN
     name: str = "slo-aware"
 
     def route(self, request: RouteRequest, state: LiveState) -> Decision:
@@ -58,7 +68,8 @@ class SloAware:
         if vm_ms == math.inf and burst_ms == math.inf:
             reason = Reason.NO_PATH if state.burst_enabled else Reason.NO_VM_READY
             return Decision(Route.REJECT, reason, retry_after_s=1.0)
-        meets_vm, meets_burst = vm_ms <= request.slo_ms, burst_ms <= request.slo_ms
+        budget_ms = request.slo_ms * self.slo_margin
+        meets_vm, meets_burst = vm_ms <= budget_ms, burst_ms <= budget_ms
         if meets_vm and meets_burst:
             vm_cost = vm_request_cost_usd(
                 self.prices,

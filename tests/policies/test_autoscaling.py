@@ -98,11 +98,34 @@ def test_predictive_sizes_vms_for_the_base_and_scales_ahead_of_a_ramp():
     )
     run(ramp_scaler, clock2, 30, rate=100.0, ready=2)
     got = []
-    for i in range(10):  # +10 req/s each second: in 20 s (the boot horizon) +200 more
+    for i in range(30):  # a sustained ramp, +5 req/s each second
         clock2.advance(1.0)
-        got.append(ramp_scaler.desired(snap(clock2, rate=100.0 + 10 * (i + 1), ready=2)))
-    now_needs = -(-200 / (166.7 * 0.5) // 1)  # what the present rate alone asks for
+        got.append(ramp_scaler.desired(snap(clock2, rate=100.0 + 5 * (i + 1), ready=2)))
+    now_needs = -(-250 / (166.7 * 0.5) // 1)  # what the present rate alone asks for
     assert got[-1] > now_needs
+
+
+def step_run(scaler, base_rate, seconds=120, step_at_s=60):
+    """A step to 4x at ``step_at_s``, seen through a 10 s rate window as the gateway sees it."""
+    clock, rates, out = ManualClock(), [], []
+    for t in range(seconds):
+        rates.append(base_rate * (4 if t >= step_at_s else 1))
+        clock.advance(1.0)
+        out.append(scaler.desired(snap(clock, rate=sum(rates[-10:]) / 10, ready=2)))
+    return out
+
+
+def test_predictive_does_not_overshoot_a_step():
+    """A step to 4x reaches the 10 s rate window as a 10 s ramp; the default trend must not
+    extrapolate that ramp past the plateau (alpha 0.5, beta 0.2, damping 0.95 asked for 6 VMs
+    where 3 carry the plateau at 70 %)."""
+    need = 320 / (166.7 * 0.7)  # 2.74
+    got = step_run(Predictive(min_replicas=1, max_replicas=20), 80.0)
+    assert max(got) == 3 > need and got[-1] == 3
+    lively = Predictive(
+        level_alpha=0.5, trend_beta=0.2, trend_damping=0.95, min_replicas=1, max_replicas=20
+    )
+    assert max(step_run(lively, 80.0)) >= 5
 
 
 def test_predictive_scale_in_waits_and_respects_min():
@@ -123,7 +146,8 @@ def test_predictive_keeps_functions_warm_for_the_forecast_error_and_counts_the_c
         d = scaler.decide(snap(clock, rate=100.0 + (150.0 if i % 2 else -50.0), ready=1))
     assert d.replicas == 1
     assert 0 < d.warm_functions <= 50
-    assert d.warm_cost_usd_per_s == pytest.approx(d.warm_functions * 1.0 * 0.0000166667)
+    # held as provisioned concurrency is billed: GB-s whether or not they serve
+    assert d.warm_cost_usd_per_s == pytest.approx(d.warm_functions * 1.0 * 0.0000041667)
     assert Predictive(min_replicas=1).decide(snap(clock, rate=1e4)).warm_functions == 0
 
 

@@ -67,8 +67,13 @@ def test_batch_curve_interpolates_and_extrapolates():
 def test_vm_prediction_grows_with_the_queue_and_counts_the_boot_wait():
     idle = predict_vm_ms(live().vm, stats(), 1, 0.5)
     assert idle == pytest.approx(22.0)  # one row plus the batching delay
+    # 20 rows ahead: the running batch of 8 (half done at the median), one more full batch,
+    # then its own batch with the 4 rows left over
     deep = predict_vm_ms(live(per_replica=(20,)).vm, stats(), 1, 0.5)
-    assert deep == pytest.approx(2 * 48.0 + batch_service_ms(CURVE, 5))
+    assert deep == pytest.approx(0.5 * 48.0 + 48.0 + batch_service_ms(CURVE, 5))
+    # at the SLO's percentile the running batch has barely started: a little less than 3 batches
+    tail = predict_vm_ms(live(per_replica=(20,)).vm, stats(), 1, 0.99)
+    assert tail == pytest.approx((0.99 * 48.0 + 48.0 + batch_service_ms(CURVE, 5)) * 1.1)
     assert predict_vm_ms(live(ready=0, booting=0, per_replica=()).vm, stats(), 1) == math.inf
     booting = predict_vm_ms(
         live(ready=0, booting=1, per_replica=(), boot_remaining_s=3).vm, stats(), 1, 0.5
@@ -76,16 +81,22 @@ def test_vm_prediction_grows_with_the_queue_and_counts_the_boot_wait():
     assert 3000 < booting < 3100
 
 
-def test_observed_spread_sets_the_tail():
-    spread = stats(vm_latency=LatencyQuantiles(p50_ms=20, p90_ms=40, p99_ms=60, count=100))
-    assert predict_vm_ms(live().vm, spread, 1, 0.99) == pytest.approx(22.0 * 3.0)
+def test_the_service_time_spread_sets_the_tail_and_queueing_is_not_counted_twice():
+    service = LatencyQuantiles(p50_ms=20, p90_ms=24, p99_ms=30, count=100)
+    spread = stats(vm_service_latency=service)
+    assert predict_vm_ms(live().vm, spread, 1, 0.99) == pytest.approx(22.0 * 1.5)
     assert predict_vm_ms(live().vm, spread, 1, 0.5) == pytest.approx(22.0)
+    # latencies spread by queueing (p99 of 10x the median) do not widen the tail: the queue
+    # is in the prediction already
+    queued = stats(vm_latency=LatencyQuantiles(p50_ms=50, p90_ms=300, p99_ms=500, count=100))
+    deep = live(per_replica=(20,)).vm
+    assert predict_vm_ms(deep, queued, 1, 0.99) == predict_vm_ms(deep, stats(), 1, 0.99)
 
 
 def test_cheapest_path_meeting_the_slo_is_the_vm_when_it_has_room():
     d = SloAware().route(req(), live(warm=10))
     assert (d.route, d.reason) == (Route.VM, Reason.VM_MEETS_SLO)
-    assert d.predicted_ms == pytest.approx(22.0 * 1.25)
+    assert d.predicted_ms == pytest.approx(22.0 * 1.1)
 
 
 def test_spills_to_functions_when_the_vm_queue_would_miss_the_slo():
@@ -110,7 +121,7 @@ def test_during_a_boot_requests_wait_for_the_replica_if_that_is_faster():
 
 
 def test_reject_only_when_no_path_can_serve():
-    state = live(ready=0, booting=0, per_replica=(), free=2)  # 5 instances needed, 2 free
+    state = live(ready=0, booting=0, per_replica=(), free=2)  # 4 instances needed, 2 free
     d = SloAware().route(req(), state)
     assert (d.route, d.reason) == (Route.REJECT, Reason.NO_PATH)
     assert d.retry_after_s >= 1 and "no path" in d.message
@@ -123,8 +134,20 @@ def test_burst_prediction_without_a_plan_uses_observed_latencies():
     observed = ModelStats(burst_latency=LatencyQuantiles(100, 200, 300, count=50))
     assert predict_burst_ms(BurstState(), observed, 4, 0.99) == 300
     assert predict_burst_ms(BurstState(), ModelStats(), 4) > 1000  # unknown: assume cold
-    assert predict_burst_ms(BurstState(warm_instances=0), observed, 4) == 1100  # known short
+    assert predict_burst_ms(BurstState(warm_instances=0), observed, 4) == 1300  # known short
     assert predict_burst_ms(BurstState(warm_instances=10), ModelStats(), 4) < 1000  # warm pool
+
+
+def test_a_cold_start_is_predicted_when_the_idle_warm_instances_run_out():
+    """A request holds ``workers`` instances (the master runs one leg): 8 warm instances carry
+    two 4-worker requests; the third would start cold."""
+    observed = ModelStats(burst_latency=LatencyQuantiles(100, 200, 300, count=50))
+    warm = BurstState(warm_instances=8, in_flight=1, cold_start_ms=5000.0)
+    assert predict_burst_ms(warm, observed, 4) == 300
+    busy = BurstState(warm_instances=8, in_flight=2, cold_start_ms=5000.0)
+    assert predict_burst_ms(busy, observed, 4) == 5300
+    plan_only = ModelStats(burst_predicted_ms=150.0)  # before any was observed
+    assert predict_burst_ms(warm, plan_only, 4) == 150.0
 
 
 def test_forced_routes_and_names():
