@@ -26,11 +26,12 @@ from burst.exchange import (
     make_answer,
     upload_inputs,
 )
+from burst.backend import BurstStats
 from burst.faas.admission import default_memory_budget_mb
 from burst.gate import Busy, SlotGate
 from burst.local_functions import function_bodies, memory_tensor_root
 from burst.platform_circuit import PlatformCircuit
-from burst.service_plans import load_graph, prepare_in_thread
+from burst.service_plans import load_graph, plan_and_predict, prepare_in_thread
 from burst.supervisor import LocalRuntimeSupervisor, RuntimeDown, register_functions
 from vmpool.artifact import ArtifactError
 
@@ -89,6 +90,7 @@ class BurstService:
         self._configs: dict[str, object] = {}
         self._plans: dict[tuple, object] = {}
         self._locks: dict[tuple, asyncio.Lock] = {}
+        self._predicted_ms: dict[str, float] = {}  # per model: its plan's p99 (live_stats)
 
     @classmethod
     def from_settings(cls, settings) -> "BurstService":
@@ -188,18 +190,18 @@ class BurstService:
         """Function instances free for new requests (0 when not ready)."""
         return self._gate.free() if self.ready() else 0
 
-    def live_stats(self):
-        from burst.backend import BurstStats
+    def live_stats(self) -> BurstStats:
+        return BurstStats(free_concurrency=self.free_concurrency(), predicted_ms=self._predicted_ms)
 
-        return BurstStats(free_concurrency=self.free_concurrency())
-
-    async def prewarm(self, instances: int) -> None:
-        """Keep at least ``instances`` master-function instances warm (the predictive scaler's
-        warm pool, gateway.control.Prewarmer) where the platform can: the local runtime."""
+    async def prewarm(self, instances: int) -> bool:
+        """Keep at least ``instances`` master-function instances warm where the platform can (the
+        local runtime), and say whether it could (gateway.control.Prewarmer, the warm pool)."""
         from burst.faas.local import LocalInvoker
 
-        if instances > 0 and isinstance(self._invoker, LocalInvoker):
+        local = instances > 0 and isinstance(self._invoker, LocalInvoker)
+        if local:
             await self._invoker.prewarm(self.master_function, instances)
+        return local
 
     async def close(self) -> None:
         self._started = False
@@ -251,17 +253,15 @@ class BurstService:
                 log.warning("no burst plan for %s at %d workers: %s", model, workers, exc)
 
     def _make_plan(self, model: str, workers: int, batch: int, split: str):
-        from burst.planning import load_profile, model_plan
-
         if model not in self._graphs:
             self._graphs[model], self._configs[model] = load_graph(self.repo, model)
         # the same function `tidegate plan` calls: the gateway runs the plan it prints
-        return model_plan(
-            self._graphs[model],
-            self._configs[model],
-            self.plan_request(workers, batch, split),
-            load_profile(self.repo, model),
-        )
+        graph, config = self._graphs[model], self._configs[model]
+        request = self.plan_request(workers, batch, split)
+        plan, predicted_ms = plan_and_predict(self.repo, model, graph, config, request)
+        if batch == 1 and predicted_ms is not None:  # routing's estimate for one request
+            self._predicted_ms[model] = predicted_ms
+        return plan
 
     def plan_request(self, workers: int, batch: int = 1, split: str | None = None):
         """What a plan depends on in this service's config (objective: latency)."""

@@ -17,6 +17,20 @@ def load_graph(repo: Path, model: str):
     return build_graph(artifact.load_program(), model), artifact.config
 
 
+def plan_and_predict(repo: Path, model: str, graph, config, request) -> tuple[object, float | None]:
+    """The plan ``tidegate plan`` prints for ``request``, and its predicted p99 latency (ms) from
+    the performance model (None if it cannot predict): routing's burst estimate until real
+    answers are seen."""
+    from burst.planning import load_profile, model_plan, predict_plan
+
+    profile = load_profile(repo, model)
+    plan = model_plan(graph, config, request, profile)
+    try:
+        return plan, float(predict_plan(graph, plan, request, profile).p99_ms)
+    except Exception:  # noqa: BLE001 - a prediction is advisory; the plan still runs
+        return plan, None
+
+
 def prepare_in_thread(repo: Path, store_cfg: dict, model: str, plan, graph) -> None:
     """Store the plan's weight slices, on this thread's own event loop."""
     from burst.store.factory import make_store

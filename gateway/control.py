@@ -32,7 +32,7 @@ log = logging.getLogger("tidegate.control")
 class Prewarmer(Protocol):
     """A burst backend that can keep function instances warm (optional)."""
 
-    async def prewarm(self, instances: int) -> None: ...
+    async def prewarm(self, instances: int) -> bool | None: ...
 
 
 def build_routing(name: RoutingPolicyName, params: dict, prices: PriceTable) -> RoutingPolicy:
@@ -96,9 +96,12 @@ class PolicyEngine:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
+        first = True  # the first tick at once: a warm pool starts with the gateway
         try:
             while True:
-                await self._sleep(self.choice.autoscaling.tick_s)
+                if not first:
+                    await self._sleep(self.choice.autoscaling.tick_s)
+                first = False
                 try:
                     await self.tick()
                 except asyncio.CancelledError:
@@ -133,11 +136,18 @@ class PolicyEngine:
         ):
             # in the background: starting instances takes seconds, the tick must not wait
             self._prewarm = asyncio.get_running_loop().create_task(
-                self.burst.prewarm(decision.warm_functions)
+                self._warm_up(decision.warm_functions)
             )
             self._prewarm.add_done_callback(_log_failure)
         if dt > 0 and decision.warm_cost_usd_per_s:
             self.metrics.warm_cost.inc(decision.warm_cost_usd_per_s * dt)
+
+    async def _warm_up(self, instances: int) -> None:
+        """Start the instances; only once they are up does routing count them as warm (a
+        request sent to one still starting would pay its cold start)."""
+        assert isinstance(self.burst, Prewarmer)
+        if await self.burst.prewarm(instances) is not False:
+            self.collector.prewarmed_instances = instances
 
     def _export(self, decision: ScaleDecision | None = None) -> None:
         m, pool = self.metrics, self.pool

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from policies.routing import burst_instances
 from policies.state import BurstState, LatencyQuantiles, LiveState, ModelStats, PathKind, VmState
 from vmpool.pool import ReplicaPool
 
@@ -96,7 +97,8 @@ class _ModelView:
     short: RateCounter
     long: RateCounter
     vm: LatencyWindow
-    burst: LatencyWindow
+    vm_idle: LatencyWindow  # requests that found their replica idle: service time, no queue
+    burst: LatencyWindow  # warm burst requests only: a cold start is predicted separately
     batch_ms: dict[int, float] = field(default_factory=dict)  # EWMA of service time by batch
 
 
@@ -135,6 +137,7 @@ class LiveCollector:
                 RateCounter(long_window_s),
                 LatencyWindow(latency_window_s),
                 LatencyWindow(latency_window_s),
+                LatencyWindow(latency_window_s),
             )
             for name, slo in model_slos_ms.items()
         }
@@ -145,6 +148,8 @@ class LiveCollector:
         self._cached_at = -1e18
         self._cached: tuple[dict[str, ModelStats], BurstState, float, float] | None = None
         self.warm_functions_target = 0  # what the predictive scaler asked to keep warm
+        self.prewarmed_instances = 0  # what the control loop's last prewarm brought up
+        self._cold_penalty_ms: float | None = None  # learned from cold-started answers
         self._boot_s = 0.0
 
     # events from dispatch ----------------------------------------------------------------------
@@ -165,7 +170,10 @@ class LiveCollector:
         view = self._models.get(model)
         if view is None:
             return
-        view.vm.add(self._clock(), latency_ms)
+        now = self._clock()
+        view.vm.add(now, latency_ms)
+        if queued_ahead == 0:
+            view.vm_idle.add(now, latency_ms)
         total = queued_ahead + rows
         rounds = -(-total // self.max_batch_size)
         batch = min(total, self.max_batch_size)
@@ -175,14 +183,25 @@ class LiveCollector:
 
     def burst_started(self, workers: int) -> None:
         self._burst_in_flight += 1
-        self._instances_seen.append((self._clock(), self._burst_in_flight * (workers + 1)))
+        self._instances_seen.append(
+            (self._clock(), self._burst_in_flight * burst_instances(workers))
+        )
 
     def burst_finished(self, model: str, latency_ms: float | None, cold_starts: int) -> None:
+        """A burst answer. Warm answers go to the latency window; a cold-started one teaches
+        the cold-start penalty (its latency over the warm median), so routing adds a cold start
+        once, when the warm pool is short, instead of reading it in a tail of past ones."""
         self._burst_in_flight -= 1
         now = self._clock()
         view = self._models.get(model)
         if view is not None and latency_ms is not None:
-            view.burst.add(now, latency_ms)
+            if cold_starts == 0:
+                view.burst.add(now, latency_ms)
+            else:
+                warm = view.burst.quantiles(now)
+                penalty_ms = max(latency_ms - (warm.p50_ms if warm else 0.0), 0.0)
+                old = self._cold_penalty_ms
+                self._cold_penalty_ms = penalty_ms if old is None else 0.7 * old + 0.3 * penalty_ms
         for _ in range(cold_starts):
             self._cold.add(now)
 
@@ -233,6 +252,7 @@ class LiveCollector:
                 arrival_rate_long_per_s=v.long.rate(now),
                 vm_service_ms_by_batch=tuple(sorted(v.batch_ms.items())),
                 vm_latency=v.vm.quantiles(now),
+                vm_service_latency=v.vm_idle.quantiles(now),
                 burst_latency=v.burst.quantiles(now),
                 burst_predicted_ms=predicted.get(name),
                 slo_ms=v.slo_ms,
@@ -245,23 +265,24 @@ class LiveCollector:
             else self._estimated_warm(now),
             free_concurrency=live.free_concurrency if live else self._estimated_free(),
             recent_cold_starts=round(self._cold.rate(now) * self._cold.window_s),
-            cold_start_ms=self.cold_start_ms,
+            cold_start_ms=self._cold_penalty_ms or self.cold_start_ms,
             memory_mb=self.memory_mb,
             default_workers=self.default_workers,
         )
         return models, burst, self._all_short.rate(now), self._all_long.rate(now)
 
     def _estimated_warm(self, now: float) -> int | None:
-        """Instances kept alive by recent use: the peak busy count within the keep-alive."""
+        """Instances kept alive by recent use (the peak busy count within the keep-alive) or
+        prewarmed by the control loop (counted once they are up, not when asked for)."""
         while self._instances_seen and self._instances_seen[0][0] < now - self.keep_alive_s:
             self._instances_seen.popleft()
         seen = max((n for _, n in self._instances_seen), default=0)
-        return max(seen, self.warm_functions_target)
+        return max(seen, self.prewarmed_instances)
 
     def _estimated_free(self) -> int | None:
         if self.burst_concurrency is None or self.burst is None:
             return None
-        busy = self._burst_in_flight * (self.default_workers + 1)
+        busy = self._burst_in_flight * burst_instances(self.default_workers)
         return max(self.burst_concurrency - busy, 0)
 
     def observed(self, model: str, path: PathKind) -> LatencyQuantiles | None:

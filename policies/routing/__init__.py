@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import REJECT_MESSAGES, Decision, Reason, Route, RoutingPolicy
 from .simple import BurstOnly, VmOnly
-from .slo_aware import SloAware, predict_burst_ms
+from .slo_aware import SloAware, burst_instances, predict_burst_ms
 from .threshold import Threshold
 
 POLICIES = {
@@ -38,6 +38,7 @@ __all__ = [
     "SloAware",
     "Threshold",
     "VmOnly",
+    "burst_instances",
     "make_policy",
     "predict_burst_ms",
 ]

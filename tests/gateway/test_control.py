@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from gateway.control import PolicyChoice, PolicyEngine
 from gateway.dispatch import Dispatcher
@@ -165,3 +166,58 @@ async def test_a_failing_tick_is_counted_and_the_loop_goes_on():
     await engine.close()
     assert len(calls) >= 2
     assert "tidegate_control_loop_errors_total 1.0" in engine.metrics.render().decode()
+
+
+def test_the_live_view_keeps_cold_starts_and_queueing_out_of_the_tails():
+    """Cold-started burst answers teach the cold-start penalty instead of widening the warm
+    tail (routing adds a cold start only when the warm pool is short); the VM service-time
+    spread comes from requests that found their replica idle, not from queued ones."""
+    clock = ManualClock()
+    live = LiveCollector(
+        pool=None, burst=None, model_slos_ms={"m": 1000.0}, clock=clock.now, refresh_s=0.0
+    )
+    for _ in range(10):
+        live.burst_started(1)
+        live.burst_finished("m", 250.0, 0)
+    live.burst_started(1)
+    live.burst_finished("m", 5250.0, 1)
+    for _ in range(25):
+        live.on_vm_answer("m", 1, 220.0, 0)
+    live.on_vm_answer("m", 1, 1400.0, 30)  # waited behind a queue of 30
+    snap = live.snapshot()
+    stats = snap.model("m")
+    assert stats.burst_latency.p99_ms == 250.0 and stats.burst_latency.count == 10
+    assert snap.burst.cold_start_ms == 5000.0
+    assert stats.vm_service_latency.p99_ms == 220.0 and stats.vm_service_latency.count == 25
+    assert stats.vm_latency.count == 26
+
+
+async def test_a_warm_pool_starts_with_the_gateway_counts_once_up_and_is_billed():
+    from gateway.policy_settings import PredictiveScaling
+
+    class Burst:
+        def __init__(self):
+            self.up = asyncio.Event()
+            self.asked: list[int] = []
+
+        async def prewarm(self, instances: int) -> bool:
+            self.asked.append(instances)
+            await self.up.wait()
+            return True
+
+    clock, burst = ManualClock(), Burst()
+    scaling = PredictiveScaling(policy="predictive", min_warm_functions=3, max_warm_functions=3)
+    engine, *_ = _engine(scaling, clock, burst=burst)
+    await engine.tick()
+    await _until(lambda: burst.asked == [3])
+    assert engine.collector.snapshot(fresh=True).burst.warm_instances == 0  # still starting
+    burst.up.set()
+    await _until(lambda: engine.collector.prewarmed_instances == 3)
+    assert engine.collector.snapshot(fresh=True).burst.warm_instances == 3
+    clock.advance(10.0)
+    await engine.tick()
+    text = engine.metrics.render().decode()
+    # 3 instances of the default 1024 MB held 10 s at the provisioned-concurrency price
+    cost = [ln for ln in text.splitlines() if ln.startswith("tidegate_warm_functions_cost")][0]
+    assert float(cost.split()[-1]) == pytest.approx(3 * 1.0 * 10 * 0.0000041667)
+    await engine.close()
