@@ -48,7 +48,8 @@ def requests_router(state: GatewayState) -> APIRouter:
     @router.get("/v2/requests/{job_id}", responses={**_LOOKUP, **_ANSWER})
     async def get_request(job_id: str, request: Request) -> Response:
         """202 while pending or running; then the answer the synchronous call would have had."""
-        job = await _service(state).lookup(job_id, dict(request.headers))
+        service = _service(state)
+        job = await service.lookup(job_id, dict(request.headers))
         headers = {"x-request-id": job.id, "x-tidegate-request-state": job.state.value}
         if job.state in (JobState.PENDING, JobState.RUNNING):
             return _json(
@@ -61,9 +62,8 @@ def requests_router(state: GatewayState) -> APIRouter:
         headers.update(job.result_headers)
         headers["x-tidegate-request-state"] = job.state.value
         media = headers.pop("content-type", "application/json")
-        return Response(
-            job.result or b"", status_code=job.status or 500, media_type=media, headers=headers
-        )
+        answer = await service.answer(job)  # unsealed; a tampered one is a clear 500
+        return Response(answer, status_code=job.status or 500, media_type=media, headers=headers)
 
     @router.delete("/v2/requests/{job_id}", responses=_LOOKUP)
     async def delete_request(job_id: str, request: Request) -> Response:

@@ -11,25 +11,26 @@ The first recorded answer wins, so a job served twice after a crash still has on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
 import uuid
-import weakref
 
 import aiohttp
 import orjson
-from prometheus_client import Gauge
 
 from vmpool.codec import CodecError, validate_inputs
 
 from .. import protocol
-from ..dispatch import CallContext
-from ..errors import BadRequest, NotFound, TidegateError, Unauthorized
+from ..errors import BadRequest, NotFound, TidegateError
 from ..state import GatewayState
-from . import callback
+from . import callback, serve
 from .config import AsyncQueueSettings
 from .jobs import Job, JobQueue, JobState
+from .payload import Part, PayloadCodec
+from .wiring import gauges as _gauges
+from .wiring import make_payloads, make_queue
 
 log = logging.getLogger("tidegate.async")
 REQUESTS_PATH = "/v2/requests/"
@@ -49,9 +50,16 @@ def wants_async(prefer: str | None) -> bool:
 
 class AsyncService:
     def __init__(
-        self, queue: JobQueue, gateway: GatewayState, settings: AsyncQueueSettings, clock=time.time
+        self,
+        queue: JobQueue,
+        gateway: GatewayState,
+        settings: AsyncQueueSettings,
+        clock=time.time,
+        payloads: PayloadCodec | None = None,
     ):
         self.queue = queue
+        # payloads at rest: sealed per request, large ones through the object store
+        self.payloads = payloads or PayloadCodec(None, settings.inline_limit_bytes, False)
         self.gateway = gateway
         self.settings = settings
         self.clock = clock
@@ -87,6 +95,7 @@ class AsyncService:
         if self._session is not None:
             await self._session.close()
         await self.queue.close()
+        await self.payloads.close()
 
     # -- HTTP side -----------------------------------------------------------------------------
 
@@ -125,18 +134,21 @@ class AsyncService:
         except CodecError as exc:
             raise BadRequest(str(exc)) from None
         await dispatcher.tenants.admit(tenant, route_override=False, model=cfg.name)
+        sealed = await self.payloads.pack(job_id, Part.REQUEST, body, self.payloads.new_key())
         job = Job(
             id=job_id,
             tenant=tenant.name,
             model=cfg.name,
             version=version,
-            body=bytes(body),
+            body=sealed,
             header_length=header_length,
             created_s=self.clock(),
             callback_url=callback_url,
         )
         if await self.queue.put(job):
             self._wakeup.set()
+        else:  # the same Idempotency-Key raced us: its job stands, our object goes
+            await self.payloads.discard(sealed)
         return _accepted(job.id, job.state, req.id)
 
     async def lookup(self, job_id: str, headers: dict[str, str]) -> Job:
@@ -155,11 +167,17 @@ class AsyncService:
         job = await self.lookup(job_id, headers)
         if job.state.finished:
             await self.queue.delete(job_id)
+            await self.payloads.discard_job(job_id)
             return job.state
         before = await self.queue.cancel(job_id)
         if before is None:
             raise NotFound(f"no async request {job_id!r}")
+        await self.payloads.discard(job.body)
         return JobState.CANCELLED
+
+    async def answer(self, job: Job) -> bytes:
+        """A finished job's answer, unsealed (PayloadError, a 500, if it was tampered with)."""
+        return await self.payloads.unpack(job.id, Part.RESULT, job.result or b"")
 
     # -- consumers -----------------------------------------------------------------------------
 
@@ -187,45 +205,22 @@ class AsyncService:
     async def _serve(self, job: Job) -> None:
         dispatcher = self.gateway.require_dispatcher()
         try:
-            tenant = dispatcher.tenants.get(job.tenant)
-            if tenant is None:
-                raise Unauthorized(f"tenant {job.tenant!r} is no longer configured")
-            cfg = dispatcher.model(job.model, job.version)
-            req = protocol.decode_infer(job.body, job.header_length)
-            ctx = CallContext(
-                tenant=tenant,
-                model=job.model,
-                version=job.version,
-                forced_route="vm",
-                request_id=job.id,
-                admitted=True,
-            )
-            result = await dispatcher.infer(ctx, req)
-            body, headers = protocol.infer_response(
-                cfg,
-                req,
-                result.outputs,
-                {
-                    "x-tidegate-path": result.path,
-                    "x-request-id": job.id,
-                    "x-tidegate-cost-usd": f"{result.cost_usd:.10f}",
-                },
-            )
-            state, status = JobState.DONE, 200
-        except TidegateError as exc:
-            if exc.status == 503 and job.attempts < self.settings.max_attempts:
-                await asyncio.sleep(self.settings.retry_delay_s)
-                await self.queue.release(job.id)  # the path is down for now: try again later
-                self._wakeup.set()
-                return
-            state, status, body = JobState.FAILED, exc.status, protocol.error_body(exc.message)
-            headers = {"content-type": "application/json", "x-request-id": job.id}
-        except Exception as exc:  # recorded as the synchronous endpoint would answer it
-            log.exception("async job %s failed", job.id)
-            state, status = JobState.FAILED, 500
-            body = protocol.error_body(f"internal error: {type(exc).__name__}")
-            headers = {"content-type": "application/json", "x-request-id": job.id}
-        recorded = await self.queue.finish(job.id, state, status, body, headers, self.clock())
+            body = await self.payloads.unpack(job.id, Part.REQUEST, job.body)
+            outcome = await serve.run(dispatcher, job, body)
+        except TidegateError as exc:  # the payload: tampered with, or its object gone
+            outcome = serve.failed(job, exc)
+        if outcome.status == 503 and job.attempts < self.settings.max_attempts:
+            await asyncio.sleep(self.settings.retry_delay_s)
+            await self.queue.release(job.id)  # the path is down for now: try again later
+            self._wakeup.set()
+            return
+        key = self.payloads.key_of(job.body) or self.payloads.new_key()
+        result = await self.payloads.pack(job.id, Part.RESULT, outcome.body, key)
+        recorded = await self.queue.finish(
+            job.id, outcome.state, outcome.status, result, outcome.headers, self.clock()
+        )
+        # the request's object is not needed once answered; a losing answer's object goes too
+        await self.payloads.discard(job.body if recorded else result)
         if recorded and job.callback_url:
             done = await self.queue.get(job.id)
             if done is not None:
@@ -235,6 +230,11 @@ class AsyncService:
         secret = self._secret(job.tenant)
         if secret is None or self._session is None:
             log.error("callback for %s not sent: no signing secret", job.id)
+            return
+        try:
+            job = dataclasses.replace(job, result=await self.answer(job))
+        except TidegateError as exc:
+            log.error("callback for %s not sent: %s", job.id, exc.message)
             return
         if await callback.deliver(
             self._session,
@@ -265,31 +265,14 @@ class AsyncService:
             await asyncio.sleep(_HOUSEKEEPING_S)
 
 
-_GAUGES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _gauges(registry) -> tuple[Gauge, Gauge]:
-    """The queue gauges of an app's registry (made once: a lifespan may start again)."""
-    if registry not in _GAUGES:
-        _GAUGES[registry] = (
-            Gauge(
-                "tidegate_async_queue_depth", "Async jobs by state.", ["state"], registry=registry
-            ),
-            Gauge(
-                "tidegate_async_oldest_pending_seconds",
-                "Age of the oldest pending async job.",
-                registry=registry,
-            ),
-        )
-    return _GAUGES[registry]
-
-
 async def start_for_gateway(gateway: GatewayState) -> AsyncService | None:
     """The async service a gateway's settings ask for, started (None when disabled)."""
     settings = gateway.settings.async_queue
     if not settings.enabled:
         return None
-    service = AsyncService(make_queue(gateway.settings), gateway, settings)
+    service = AsyncService(
+        make_queue(gateway.settings), gateway, settings, payloads=make_payloads(gateway.settings)
+    )
     await service.start()
     return service
 
@@ -310,23 +293,6 @@ def _accepted(job_id: str, state: JobState, request_id: str | None):
         "preference-applied": "respond-async",
         "x-request-id": job_id,
     }
-
-
-def make_queue(settings) -> JobQueue:
-    """The queue backend ``settings.async_queue.backend`` names."""
-    if settings.async_queue.backend == "redis":
-        if not settings.redis_url:
-            raise ValueError("async_queue.backend = 'redis' needs redis_url")
-        from .redis_queue import RedisJobQueue
-
-        return RedisJobQueue(settings.redis_url, result_ttl_s=settings.async_queue.result_ttl_s)
-    if settings.async_queue.backend == "sqs":
-        from .sqs_queue import SqsJobQueue
-
-        return SqsJobQueue(settings.async_queue.sqs, settings.data_dir / "async-queue.sqlite")
-    from .sqlite_queue import SQLiteJobQueue
-
-    return SQLiteJobQueue(settings.data_dir / "async-queue.sqlite")
 
 
 def _log_crash(task: asyncio.Task) -> None:

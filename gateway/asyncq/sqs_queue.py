@@ -94,9 +94,11 @@ def parse_message(text: str) -> Job:
 class SqsJobQueue:
     """``JobQueue`` on SQS (the work) and an ``SQLiteJobQueue`` (states and answers)."""
 
-    def __init__(self, settings: SqsQueueSettings, records_path: str | Path):
+    def __init__(self, settings: SqsQueueSettings, records_path: str | Path | None):
+        """``records_path`` None: a producer's handle, whose ``put`` only sends the message
+        (the consuming gateway makes the record); nothing else may be called on it."""
         self.settings = settings
-        self.records = SQLiteJobQueue(records_path)
+        self.records = SQLiteJobQueue(records_path) if records_path is not None else None
         self._session = aioboto3.Session(
             aws_access_key_id=settings.aws_access_key_id,
             aws_secret_access_key=settings.aws_secret_access_key,
@@ -133,6 +135,9 @@ class SqsJobQueue:
         # An id is taken once. The message goes first: a crash between the two leaves a
         # message whose consumer makes the record; the other order would leave a record
         # that no message ever serves.
+        if self.records is None:
+            await self._send(job)
+            return True
         if await self.records.get(job.id) is not None:
             return False
         await self._send(job)
@@ -241,4 +246,5 @@ class SqsJobQueue:
         if self._stack is not None:
             await self._stack.aclose()
             self._stack, self._client = None, None
-        await self.records.close()
+        if self.records is not None:
+            await self.records.close()
