@@ -237,15 +237,20 @@ class SqsStore:
         if self._base_url is not None:
             for name in [n for n in self._known if n.startswith(names_prefix)]:
                 urls.setdefault(name, f"{self._base_url}/{name}")
-        for name, url in urls.items():
+        for name in urls:
             self._known.pop(name, None)
+
+        async def delete_queue(name: str, url: str) -> int:
             try:
                 await self._call(f"delete queue {name}", "delete_queue", QueueUrl=url)
-                deleted += 1
+                return 1
             except StoreError as exc:
                 if not exc.missing:
                     raise
-        return deleted
+                return 0
+
+        # concurrently: the master cleans up before it answers, so this is on the request's path
+        return deleted + sum(await asyncio.gather(*(delete_queue(n, u) for n, u in urls.items())))
 
     async def close(self) -> None:
         await self.backing.close()
