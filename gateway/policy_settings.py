@@ -134,7 +134,25 @@ class PredictiveScaling(_Scaling):
     )
 
 
+class QueueScaling(_Scaling):
+    policy: Literal["queue"] = Field(
+        description="KEDA-style: replicas for the async queue's length (and in-flight requests)."
+    )
+    target_per_replica: float = Field(
+        20.0, gt=0, description="Queued async jobs (pending and running) per replica."
+    )
+    activation_depth: int = Field(
+        0, ge=0, description="A queue this short or shorter asks for no replicas (KEDA activation)."
+    )
+    target_in_flight_per_replica: float = Field(
+        0.0,
+        ge=0,
+        description="A second trigger on in-flight requests per replica (the larger wins); 0 = off.",
+    )
+    cooldown_s: float = Field(300.0, ge=0, description="No scale-in this long after a change.")
+
+
 AutoscalingSettings = Annotated[
-    Union[NoScaling, TargetScaling, KnativeScaling, PredictiveScaling],
+    Union[NoScaling, TargetScaling, KnativeScaling, PredictiveScaling, QueueScaling],
     Field(discriminator="policy"),
 ]

@@ -99,6 +99,15 @@ class ModelStats:
 
 
 @dataclass(frozen=True)
+class QueueState:
+    """The async queue (gateway/asyncq): jobs waiting, jobs being served, the oldest's wait."""
+
+    depth: int = 0
+    running: int = 0
+    oldest_age_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class LiveState:
     now_s: float
     vm: VmState
@@ -107,6 +116,7 @@ class LiveState:
     models: Mapping[str, ModelStats] = field(default_factory=dict)
     arrival_rate_short_per_s: float = 0.0  # all models
     arrival_rate_long_per_s: float = 0.0
+    queue: QueueState = field(default_factory=QueueState)  # the async queue, when there is one
 
     def model(self, name: str) -> ModelStats:
         return self.models.get(name) or _NO_STATS
@@ -126,3 +136,4 @@ class RouteRequest:
     forced_route: str | None = None  # "vm" | "burst" from a tenant allowed to force it
     workers: int | None = None
     slo_percentile: float = 0.99  # the share of requests that must meet ``slo_ms``
+    deadline_s: float | None = None  # async class: the answer may come this late (it may queue)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import Autoscaler, ScaleDecision, ScalerBase
 from .knative import Knative
 from .predictive import Predictive
+from .queue import QueueLength
 from .simple import FixedScaler, TargetTracking
 
 AUTOSCALERS = {
@@ -12,6 +13,7 @@ AUTOSCALERS = {
     "target": TargetTracking,
     "knative": Knative,
     "predictive": Predictive,
+    "queue": QueueLength,
 }
 
 
@@ -35,6 +37,7 @@ __all__ = [
     "FixedScaler",
     "Knative",
     "Predictive",
+    "QueueLength",
     "ScaleDecision",
     "ScalerBase",
     "TargetTracking",

@@ -13,6 +13,7 @@ class Route(str, Enum):
     VM = "vm"
     BURST = "burst"
     REJECT = "reject"
+    QUEUE = "queue"  # wait in the async queue for idle VMs (routing/async_class.py)
 
 
 class Reason(str, Enum):
@@ -32,6 +33,7 @@ class Reason(str, Enum):
     FASTEST_VM = "fastest-vm"  # no path meets the SLO
     FASTEST_BURST = "fastest-burst"
     NO_PATH = "no-path"
+    QUEUE_MEETS_DEADLINE = "queue-meets-deadline"
 
 
 # What a client reads in the 503 body when its request cannot be served.
