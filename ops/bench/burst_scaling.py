@@ -6,6 +6,7 @@ the share of wall time spent in communication (invocations, transfers, stitching
 GB-seconds (master + workers). Prints a table and writes JSON (ops/bench/results/burst_scaling.json).
 
     python ops/bench/burst_scaling.py [--models resnet18,resnet50,vgg11] [--workers 1,2,4] [--warm 5]
+    python ops/bench/burst_scaling.py --models resnet18 --workers 2 --transports inline,dir,s3,sqs
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ def _parse_args() -> argparse.Namespace:
     ap.add_argument("--warm", type=int, default=5, help="warm requests per configuration")
     ap.add_argument("--memory-mb", type=int, default=2048, help="memory size of every function")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/burst_scaling.json")
+    ap.add_argument(
+        "--transports",
+        help="compare tensor transports instead (subset of inline,dir,s3,sqs; "
+        "ops/bench/burst_transports.py)",
+    )
     return ap.parse_args()
 
 
@@ -118,6 +124,10 @@ def _print_table(rows: list[dict]) -> None:
 
 def main() -> int:
     args = _parse_args()
+    if args.transports:
+        from ops.bench.burst_transports import from_scaling_args
+
+        return from_scaling_args(args)
     import torch
 
     from vmpool.artifact import load_artifact

@@ -160,16 +160,16 @@ async def run_transport(args, transport, repo, work, endpoint, count, x, ref) ->
 
 
 def print_table(rows: list[dict]) -> None:
-    base = next((r for r in rows if r["transport"] == "inline"), rows[0])
     print(
-        f"\n{'transport':<9} {'warm p50':>9} {'vs ' + base['transport']:>10} {'comm':>6} "
+        f"\n{'model':<9} {'transport':<9} {'warm p50':>9} {'vs first':>9} {'comm':>6} "
         f"{'fn $/M req':>11} {'tx $/M req':>11} {'total $/M':>10} {'max diff':>9}"
     )
     for r in rows:
+        base = next(b for b in rows if b["model"] == r["model"])  # the first transport run
         r["latency_vs_" + base["transport"]] = r["warm_p50_ms"] / base["warm_p50_ms"]
         print(
-            f"{r['transport']:<9} {r['warm_p50_ms']:9.0f} "
-            f"{r['latency_vs_' + base['transport']]:9.2f}x {r['comm_share']:6.1%} "
+            f"{r['model']:<9} {r['transport']:<9} {r['warm_p50_ms']:9.0f} "
+            f"{r['latency_vs_' + base['transport']]:8.2f}x {r['comm_share']:6.1%} "
             f"{r['function_usd'] * 1e6:11.2f} {r['transport_usd'] * 1e6:11.2f} "
             f"{r['usd_per_request'] * 1e6:10.2f} {r['max_abs_diff']:9.1e}"
         )
@@ -207,6 +207,29 @@ def compare(args, work: Path) -> list[dict]:
         server.stop()
     print(f"  SQS calls over the run: {count.sqs_calls}")
     return rows
+
+
+def from_scaling_args(args) -> int:
+    """``burst_scaling.py --transports ...``: this comparison for each of its models at its
+    largest worker count (spatial split); the table, and JSON beside its own."""
+    rows: list[dict] = []
+    for model in args.models.split(","):
+        one = argparse.Namespace(
+            model=model,
+            workers=max(int(w) for w in args.workers.split(",")),
+            warm=args.warm,
+            memory_mb=args.memory_mb,
+            split="spatial",
+            transports=args.transports,
+        )
+        print(f"{model}: transports {args.transports} at {one.workers} workers", flush=True)
+        rows += compare(one, Path(tempfile.mkdtemp(prefix="tidegate-transports-")))
+    print_table(rows)
+    out = args.out.with_name("burst_transports.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"load_avg": os.getloadavg(), "rows": rows}, indent=2))
+    print(f"\nwrote {out}")
+    return 0
 
 
 def add_args(ap: argparse.ArgumentParser) -> None:
