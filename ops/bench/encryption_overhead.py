@@ -1,12 +1,15 @@
 """What sealing per-request tensors with AES-GCM costs on the burst path through S3.
 
-One S3-compatible server on loopback (moto), one model, two burst services that differ only in
-``encrypt`` (their store config); warm requests alternate between them so drift hits both
-alike. Tensors are forced through the store (``transport = "store"``), where encryption applies.
-Also reported: AES-GCM's own throughput here, and the bytes sealed per request. Target:
-encryption adds < 5 % to burst latency. Prints a table and writes JSON.
+One S3/SQS-compatible server on loopback (moto), one model, two burst services that differ
+only in ``encrypt`` (their store config); warm requests alternate between them so drift hits
+both alike. Tensors are forced through the store (``transport = "store"``, and a split given
+explicitly: left to the planner, a model that fits one function stays whole and no tensor
+crosses the store, which measures nothing). Also reported: AES-GCM's own throughput here, and
+the store requests per request. Target: encryption adds < 5 % to burst latency. Prints a table
+and writes JSON.
 
     python ops/bench/encryption_overhead.py [--model resnet50] [--workers 2] [--warm 20]
+        [--store s3|sqs] [--split spatial]
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def aes_gcm_mb_per_s(size_mb: float = 8.0, rounds: int = 5) -> float:
     return size_mb * rounds * 2 / (time.perf_counter() - t0)  # seal + open
 
 
-def _service(repo: Path, data: Path, store: dict, workers: int) -> BurstService:
+def _service(repo: Path, data: Path, store: dict, workers: int, split: str) -> BurstService:
     return BurstService(
         repo,
         platform={"kind": "local"},
@@ -69,6 +72,7 @@ def _service(repo: Path, data: Path, store: dict, workers: int) -> BurstService:
         log_dir=data / "logs",
         transport="store",
         max_workers=workers,
+        split=split,
     )
 
 
@@ -81,9 +85,14 @@ async def run(args, repo: Path, work: Path, endpoint: str) -> dict:
         Bucket="tidegate-bench"
     )
     base = {"kind": "s3", "bucket": "tidegate-bench", "endpoint_url": endpoint, **CREDENTIALS}
+    if args.store == "sqs":  # tensors in queues, claim checks and plan data in the bucket
+        sqs = {"kind": "sqs", "endpoint_url": endpoint, **CREDENTIALS}
+        base = {**sqs, "backing": base}
     services = {
-        "plain": _service(repo, work / "plain", {**base, "encrypt": False}, args.workers),
-        "sealed": _service(repo, work / "sealed", {**base, "encrypt": True}, args.workers),
+        mode: _service(
+            repo, work / mode, {**base, "encrypt": mode == "sealed"}, args.workers, args.split
+        )
+        for mode in ("plain", "sealed")
     }
     cfg = load_artifact(repo, args.model).config
     x = np.random.default_rng(0).standard_normal((1, *cfg.inputs[0].shape[1:])).astype(np.float32)
@@ -101,14 +110,14 @@ async def run(args, repo: Path, work: Path, endpoint: str) -> dict:
             for name, svc in services.items():
                 answer = await svc.infer(args.model, {cfg.inputs[0].name: x}, workers=args.workers)
                 latencies[name].append(answer.total_ms)
-                stores = answer.store_puts
+                stores = [answer.store_puts, answer.store_gets]
         same = all(
             np.array_equal(outputs["plain"][k], outputs["sealed"][k]) for k in outputs["plain"]
         )
     finally:
         for svc in services.values():
             await svc.close()
-    return {"latencies": latencies, "same_outputs": same, "store_puts_per_request": stores}
+    return {"latencies": latencies, "same_outputs": same, "store_requests_per_request": stores}
 
 
 def main() -> int:
@@ -118,8 +127,12 @@ def main() -> int:
     ap.add_argument("--model", default="resnet50")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--warm", type=int, default=20, help="warm requests per mode")
-    ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/encryption_overhead.json")
+    ap.add_argument("--store", choices=("s3", "sqs"), default="s3", help="the remote transport")
+    ap.add_argument("--split", default="spatial", help="spatial | output | auto (the planner's)")
+    ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    suffix = "" if args.store == "s3" else f"_{args.store}"
+    args.out = args.out or ROOT / f"ops/bench/results/encryption_overhead{suffix}.json"
 
     from vmpool.export import export_zoo
 
@@ -140,8 +153,10 @@ def main() -> int:
     overhead = paired - 1.0
     aes = aes_gcm_mb_per_s()
     print(
-        f"\n{args.model}, {args.workers} workers, tensors through S3 (moto on loopback), "
-        f"{args.warm} warm requests per mode, alternating"
+        f"\n{args.model}, {args.workers} workers ({args.split}), tensors through "
+        f"{args.store.upper()} (moto on loopback), {args.warm} warm requests per mode, "
+        f"alternating; store requests per request (puts, gets): "
+        f"{result['store_requests_per_request']}; load average {os.getloadavg()[0]:.1f}"
     )
     print(f"{'mode':<8} {'p50 ms':>9} {'min ms':>9} {'max ms':>9}")
     for k, v in lat.items():
@@ -163,7 +178,10 @@ def main() -> int:
                 "overhead_share": overhead,
                 "aes_gcm_mb_per_s": aes,
                 "same_outputs": result["same_outputs"],
-                "store_puts_per_request": result["store_puts_per_request"],
+                "store": args.store,
+                "split": args.split,
+                "store_requests_per_request": result["store_requests_per_request"],
+                "load_avg": os.getloadavg(),
             },
             indent=2,
         )
