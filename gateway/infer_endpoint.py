@@ -18,7 +18,6 @@ from urllib.parse import unquote
 from vmpool.rest import FrontedApp
 
 from . import protocol
-from .asyncq.service import wants_async
 from .dispatch import CallContext
 from .errors import BadRequest, TidegateError
 from .state import GatewayState
@@ -73,7 +72,7 @@ class InferEndpoint:
         lease = self.state.body_budget.lease()
         model, version = unquote(match[1]), unquote(match[2]) if match[2] else None
         try:
-            if self.state.asyncq is not None and wants_async(headers.get("prefer")):
+            if self.state.asyncq is not None and self.state.asyncq.takes(headers, model, version):
                 status, body, out_headers = (
                     202,
                     *await self.state.asyncq.submit(

@@ -17,7 +17,15 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from policies.routing import burst_instances
-from policies.state import BurstState, LatencyQuantiles, LiveState, ModelStats, PathKind, VmState
+from policies.state import (
+    BurstState,
+    LatencyQuantiles,
+    LiveState,
+    ModelStats,
+    PathKind,
+    QueueState,
+    VmState,
+)
 from vmpool.pool import ReplicaPool
 
 
@@ -148,6 +156,7 @@ class LiveCollector:
         self._cached_at = -1e18
         self._cached: tuple[dict[str, ModelStats], BurstState, float, float] | None = None
         self.warm_functions_target = 0  # what the predictive scaler asked to keep warm
+        self.queue = QueueState()  # the async queue, as its housekeeping last measured it
         self.prewarmed_instances = 0  # what the control loop's last prewarm brought up
         self._cold_penalty_ms: float | None = None  # learned from cold-started answers
         self._boot_s = 0.0
@@ -205,6 +214,9 @@ class LiveCollector:
         for _ in range(cold_starts):
             self._cold.add(now)
 
+    def on_queue_stats(self, depth: int, running: int, oldest_age_s: float) -> None:
+        self.queue = QueueState(depth, running, oldest_age_s)
+
     # snapshots ---------------------------------------------------------------------------------
 
     def snapshot(self, fresh: bool = False) -> LiveState:
@@ -221,6 +233,7 @@ class LiveCollector:
             models,
             short,
             long,
+            self.queue,
         )
 
     def _vm_state(self) -> VmState:

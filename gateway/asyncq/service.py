@@ -20,14 +20,15 @@ import uuid
 import aiohttp
 import orjson
 
+from policies.routing.async_class import serve_now
 from vmpool.codec import CodecError, validate_inputs
 
 from .. import protocol
 from ..errors import BadRequest, NotFound, TidegateError
 from ..state import GatewayState
-from . import callback, serve
+from . import callback, placement, serve
 from .config import AsyncQueueSettings
-from .jobs import Job, JobQueue, JobState
+from .jobs import Job, JobQueue, JobState, QueueStats
 from .payload import Part, PayloadCodec
 from .wiring import gauges as _gauges
 from .wiring import make_payloads, make_queue
@@ -67,6 +68,9 @@ class AsyncService:
         self._tasks: list[asyncio.Task] = []
         self._session: aiohttp.ClientSession | None = None
         self.depth, self.oldest_age = _gauges(gateway.metrics.registry)
+        self.stats = QueueStats(0, 0, 0.0)  # as housekeeping last measured it
+        # the tightest deadline any tenant's jobs have: past its urgent share, jobs stop waiting
+        self.min_deadline_s = placement.min_deadline_s(gateway.settings.tenants, settings)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -151,6 +155,13 @@ class AsyncService:
             await self.payloads.discard(sealed)
         return _accepted(job.id, job.state, req.id)
 
+    def takes(self, headers: dict[str, str], model: str, version: str | None) -> bool:
+        """Whether an infer call goes to the queue: ``Prefer: respond-async``, or a tenant of
+        the async SLO class whose deadline the queue meets (placement.py)."""
+        return wants_async(headers.get("prefer")) or placement.queues(
+            self.gateway, self.settings, headers, model, version
+        )
+
     async def lookup(self, job_id: str, headers: dict[str, str]) -> Job:
         """The caller's job (404 for an unknown id or another tenant's)."""
         dispatcher = self.gateway.require_dispatcher()
@@ -188,9 +199,15 @@ class AsyncService:
         ready = len(pool.ready())
         return ready > 0 and pool.outstanding < ready * self.settings.slots_per_replica
 
+    def _urgent(self) -> bool:
+        """The oldest job is past the urgent share of the tightest deadline: serve it now."""
+        return self.stats.pending > 0 and serve_now(
+            self.stats.oldest_pending_age_s, self.min_deadline_s, self.settings.urgent_fraction
+        )
+
     async def _consume(self, index: int) -> None:
         while True:
-            while not self._spare_capacity():
+            while not (self._spare_capacity() or self._urgent()):
                 await asyncio.sleep(_POLL_S)
             job = await self.queue.claim(self.clock(), self.settings.lease_s)
             if job is None:
@@ -258,10 +275,13 @@ class AsyncService:
         while True:
             now_s = self.clock()
             await self.queue.purge(now_s - self.settings.result_ttl_s)
-            stats = await self.queue.stats(now_s)
+            self.stats = stats = await self.queue.stats(now_s)
             self.depth.labels("pending").set(stats.pending)
             self.depth.labels("running").set(stats.running)
             self.oldest_age.set(stats.oldest_pending_age_s)
+            live = self.gateway.dispatcher.live if self.gateway.dispatcher else None
+            if live is not None:  # routing and autoscaling see the queue (QueueState)
+                live.on_queue_stats(stats.pending, stats.running, stats.oldest_pending_age_s)
             await asyncio.sleep(_HOUSEKEEPING_S)
 
 

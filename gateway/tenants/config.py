@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -46,6 +47,17 @@ class TenantSettings(BaseModel):
     )
     slo_ms: float | None = Field(
         None, gt=0, description="Latency SLO class (default: the model's)."
+    )
+    slo_class: Literal["interactive", "async"] = Field(
+        "interactive",
+        description="async: the tenant's infer calls may be queued (202 + Location, as with "
+        "`Prefer: respond-async`) when the queue meets `deadline_s`; else served at once.",
+    )
+    deadline_s: float | None = Field(
+        None,
+        gt=0,
+        description="Async requests' deadline (answer due this long after acceptance); "
+        "default `async_queue.default_deadline_s`.",
     )
     models: list[str] = Field(
         default_factory=list,

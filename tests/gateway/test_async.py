@@ -22,6 +22,7 @@ from vmpool.codec import decode_response, encode_request
 from .conftest import serve_app
 
 KEY_A, KEY_B, SECRET_A = "key-a", "key-b", "whsec-a"
+KEY_BATCH, KEY_TIGHT = "key-batch", "key-tight"  # async SLO class: loose and too tight deadlines
 ASYNC = {"Prefer": "respond-async"}
 
 
@@ -58,6 +59,8 @@ def _settings(data, repo, urls, **extra):
         tenants=[
             {"name": "a", "api_keys": [KEY_A], "callback_secret": SECRET_A},
             {"name": "b", "api_keys": [KEY_B]},
+            {"name": "batch", "api_keys": [KEY_BATCH], "slo_class": "async", "deadline_s": 600},
+            {"name": "tight", "api_keys": [KEY_TIGHT], "slo_class": "async", "deadline_s": 0.001},
         ],
         **extra,
     )
@@ -263,3 +266,20 @@ def test_sqs_backend_serves_the_same_way(model_server, small_repo, tmp_path, s3_
         assert done.status_code == 200 and done.headers["x-tidegate-path"] == "vm"
         answer = decode_response(done.content, int(done.headers["inference-header-content-length"]))
         assert np.abs(answer.outputs["output"] - reference(small_repo, "mlp", x)).max() <= 1e-5
+
+
+def test_an_async_class_tenant_is_queued_when_the_deadline_allows(gateway, small_repo):
+    x = np.random.default_rng(11).standard_normal((1, 784)).astype(np.float32)
+    body, headers = _binary(x)
+    post = lambda key: httpx.post(  # noqa: E731 - no Prefer header: the tenant's class decides
+        gateway + "/v2/models/mlp/infer", content=body, headers={**headers, "x-api-key": key}
+    )
+    queued = post(KEY_BATCH)
+    assert queued.status_code == 202, queued.text
+    done = wait_done(gateway, queued.headers["location"], {"x-api-key": KEY_BATCH})
+    assert done.status_code == 200 and done.headers["x-tidegate-path"] == "vm"
+    answer = decode_response(done.content, int(done.headers["inference-header-content-length"]))
+    assert np.abs(answer.outputs["output"] - reference(small_repo, "mlp", x)).max() <= 1e-5
+    # a deadline no queue can meet: served at once, like an interactive call
+    assert post(KEY_TIGHT).status_code == 200
+    assert post(KEY_A).status_code == 200  # interactive

@@ -157,3 +157,13 @@ async def test_concurrent_puts_share_commits_and_each_lands_once(tmp_path):
         assert (await reopened.stats(now_s=1000.0)).pending == 200
     finally:
         await reopened.close()
+
+
+def test_queue_stats_reach_the_policies_live_state():
+    from gateway.live import LiveCollector
+
+    live = LiveCollector(pool=None, burst=None, model_slos_ms={"mlp": 100.0})
+    assert live.snapshot().queue.depth == 0
+    live.on_queue_stats(depth=12, running=3, oldest_age_s=4.5)
+    queue = live.snapshot().queue
+    assert (queue.depth, queue.running, queue.oldest_age_s) == (12, 3, 4.5)
