@@ -26,6 +26,9 @@ from .metrics import GatewayMetrics
 from .policy_settings import AutoscalingSettings, RoutingPolicyName
 
 log = logging.getLogger("tidegate.control")
+# Function instances the warm pool starts at once: a dozen runtimes importing torch together on
+# a 2-core host overran the local runtime's 60 s init timeout, and the whole prewarm failed.
+PREWARM_STEP = 4
 
 
 @runtime_checkable
@@ -143,11 +146,13 @@ class PolicyEngine:
             self.metrics.warm_cost.inc(decision.warm_cost_usd_per_s * dt)
 
     async def _warm_up(self, instances: int) -> None:
-        """Start the instances; only once they are up does routing count them as warm (a
-        request sent to one still starting would pay its cold start)."""
+        """Start the instances, at most ``PREWARM_STEP`` more per tick; only once they are up
+        does routing count them as warm (one still starting would pay its cold start)."""
         assert isinstance(self.burst, Prewarmer)
-        if await self.burst.prewarm(instances) is not False:
-            self.collector.prewarmed_instances = instances
+        have = self.collector.prewarmed_instances
+        step = instances if instances <= have else min(instances, have + PREWARM_STEP)
+        if await self.burst.prewarm(step) is not False:
+            self.collector.prewarmed_instances = step
 
     def _export(self, decision: ScaleDecision | None = None) -> None:
         m, pool = self.metrics, self.pool

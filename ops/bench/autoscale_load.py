@@ -28,6 +28,17 @@ class Run:
     samples: list[tuple] = field(default_factory=list)  # (t, desired, ready, booting, draining)
 
 
+def drive_process(url: str, times: np.ndarray, body: bytes, start_at_unix: float) -> tuple:
+    """One scenario's load in its own process (so four scenarios run side by side without one
+    client's event loop delaying another's): wait for ``start_at_unix``, scrape the billing
+    counters, send, scrape again. Returns (Run, before, after)."""
+    time.sleep(max(start_at_unix - time.time(), 0.0))
+    before = asyncio.run(scrape(url))
+    run = Run()
+    asyncio.run(drive(url, times, body, run))
+    return run, before, asyncio.run(scrape(url))
+
+
 async def drive(url: str, times: np.ndarray, body: bytes, run: Run) -> None:
     timeout = aiohttp.ClientTimeout(total=30)
     conn = aiohttp.TCPConnector(limit=0)
