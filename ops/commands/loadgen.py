@@ -15,6 +15,7 @@ HELP = (
 )
 
 _GAUGE = re.compile(r'^tidegate_vm_replicas\{state="(ready|booting)"\} ([0-9.eE+-]+)$', re.M)
+_LONG_KEYS = ("tenants", "vm_replicas_timeline")  # in --json, not on the terminal
 _BILLED = re.compile(r"^tidegate_function_billed_seconds_total\{[^}]*\} ([0-9.eE+-]+)$", re.M)
 
 
@@ -76,8 +77,8 @@ async def _poll_metrics(url: str, stop: asyncio.Event, period_s: float = 1.0) ->
     """Integrate ready + booting VM replicas over time from /metrics (VM-seconds billed)."""
     import aiohttp
 
-    out = {"vm_s": 0.0, "billed_start": None, "billed_end": None, "peak": 0}
-    last = time.perf_counter()
+    out = {"vm_s": 0.0, "billed_start": None, "billed_end": None, "peak": 0, "timeline": []}
+    last = t0 = time.perf_counter()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
         while True:
             try:
@@ -88,6 +89,7 @@ async def _poll_metrics(url: str, stop: asyncio.Event, period_s: float = 1.0) ->
             now = time.perf_counter()
             replicas = sum(float(v) for _, v in _GAUGE.findall(text))
             out["vm_s"] += replicas * (now - last)
+            out["timeline"].append((round(now - t0, 2), replicas))  # beside the simulated one
             out["peak"] = max(out["peak"], int(replicas))
             last = now
             billed = sum(float(v) for v in _BILLED.findall(text)) if text else None
@@ -156,6 +158,7 @@ def summarize(results, wall_s: float, fleet: dict, args, trace_name: str, model:
         "rejected": int((~ok).sum()),
         "spill_ratio": (sum(1 for r in results if r.path == "burst") / n) if n else 0.0,
         "peak_vm_replicas": fleet["peak"],
+        "vm_replicas_timeline": fleet["timeline"],
         "statuses": statuses,
         "tenants": tenants,
     }
@@ -226,7 +229,7 @@ def run(args) -> int:
         summary = asyncio.run(_main(args, trace, model, keys))
     except (RuntimeError, OSError) as exc:
         raise CliError(str(exc)) from None
-    print(json.dumps({k: v for k, v in summary.items() if k != "tenants"}, indent=2))
+    print(json.dumps({k: v for k, v in summary.items() if k not in _LONG_KEYS}, indent=2))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(summary, indent=2))
     return 0

@@ -81,6 +81,7 @@ __all__ = [
     "SimResult",
     "SimSetup",
     "Simulation",
+    "build_policies",
     "load_sim_profile",
     "preset_spec",
     "run_spec",

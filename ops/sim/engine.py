@@ -1,24 +1,25 @@
 """The discrete-event simulation: arrivals in time order, a control tick every ``tick_s``, the
 gateway's routing policy and autoscaler (the very ``policies`` objects) deciding from snapshots.
 
-Speed: routing is a pure function of (request, snapshot), so decisions are memoised per tick on
-the snapshot's fast-moving fields (per-replica queues, boot wait, functions in flight and warm);
+Speed: routing is a pure function of (request, snapshot), so decisions are memoised on the
+snapshot's fast-moving fields (per-replica queues, boot wait, functions in flight and warm);
 the slow-moving fields (arrival rates, latency quantiles) are refreshed once per tick, as the
-gateway's collector does. A day at ~10 M requests runs in about a minute.
+gateway's collector does, and the memo is dropped when what the policy reads of them changes
+(``snap.tick_signature``; every tick for policies not known there). Arrivals are a sorted
+array walked once, with no event per request; VM batches are formed lazily (``vm.py``).
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from policies.routing import Route
+from policies.routing import Route, slo_aware
 from policies.state import (
     BurstState,
-    LatencyQuantiles,
     LiveState,
     ModelStats,
     RouteRequest,
@@ -28,6 +29,9 @@ from policies.state import (
 from .functions import FunctionPool
 from .profile import SimProfile
 from .result import SimResult, Timeline
+from .snap import frozen as _frozen
+from .snap import quantiles as _quantiles
+from .snap import queue_summary, tick_signature
 from .vm import VmPool
 
 SHORT_WINDOW_S = 10.0  # arrival-rate windows, as the gateway's collector keeps them
@@ -35,6 +39,9 @@ LONG_WINDOW_S = 120.0
 LATENCY_WINDOW_TICKS = 30  # ticks of observed latencies behind the quantiles
 QUANTILE_EVERY_TICKS = 5  # recomputed this often (a percentile per tick is a third of a day's run)
 PATH_VM, PATH_BURST, PATH_REJECT = 0, 1, 2
+# the routing's own units and stats fields (older policies: master + workers, no service spread)
+_instances_per_request = getattr(slo_aware, "burst_instances", lambda workers: workers + 1)
+_HAS_SERVICE_LATENCY = "vm_service_latency" in {f.name for f in fields(ModelStats)}
 
 
 @dataclass
@@ -51,6 +58,7 @@ class SimSetup:
     slo_percentile: float = 0.99
     seed: int = 0
     name: str = ""
+    exact_route_keys: bool = False  # cache routing on whole snapshots only (tests compare)
 
 
 class Simulation:
@@ -82,10 +90,14 @@ class Simulation:
         self.desired = setup.initial_replicas
         self.rejected = 0
         self._cache: dict = {}
+        exact = setup.exact_route_keys
+        self._queue_key = None if exact else queue_summary(setup.routing)
+        self._tick_sig = None if exact else tick_signature(setup.routing)
+        self._last_sig = None
         self._stats = ModelStats(slo_ms=self.p.slo_ms)
         self._lat_ring: list[tuple[np.ndarray, np.ndarray]] = []
         self._n_ticks = 0
-        self._vm_q = self._burst_q = None
+        self._vm_q = self._vm_idle_q = self._burst_q = None
         self._window_idx = (0, 0, 0)
         self._parts: dict = {}  # snapshot parts of this tick, by their fields
         self._models: dict = {}
@@ -122,9 +134,9 @@ class Simulation:
         burst_key = (len(fn.busy), fn.warm_groups(), fn.recent_cold)
         burst = self._parts.get(burst_key)
         if burst is None:
-            # routing counts workers + 1 instances per burst request; report instance groups
-            # in those units so "a warm group is idle" reads the same on both sides
-            k = p.burst_workers + 1
+            # report instance groups in the units routing counts per burst request, so "a
+            # warm group is idle" reads the same on both sides
+            k = _instances_per_request(p.burst_workers)
             burst = self._parts[burst_key] = _frozen(
                 BurstState,
                 in_flight=len(fn.busy),
@@ -153,15 +165,19 @@ class Simulation:
         lo_l = bisect_left(a, now_s - LONG_WINDOW_S, lo_l)
         self._window_idx = (hi, lo_s, lo_l)
         short, long_ = (hi - lo_s) / SHORT_WINDOW_S, (hi - lo_l) / LONG_WINDOW_S
-        self._lat_ring.append((np.asarray(self.vm.observed), np.asarray(self._tick_burst)))
-        self.vm.observed = []
+        vm = self.vm
+        self._lat_ring.append(
+            (np.asarray(vm.observed), np.asarray(vm.observed_idle), np.asarray(self._tick_burst))
+        )
+        vm.observed, vm.observed_idle, self._tick_burst = [], [], []
         if len(self._lat_ring) > LATENCY_WINDOW_TICKS:
             self._lat_ring.pop(0)
-        self._tick_burst = []
         self._n_ticks += 1
         if self._n_ticks % QUANTILE_EVERY_TICKS == 1 or QUANTILE_EVERY_TICKS == 1:
-            self._vm_q = _quantiles([v for v, _ in self._lat_ring])
-            self._burst_q = _quantiles([b for _, b in self._lat_ring])
+            self._vm_q = _quantiles([v for v, _, _ in self._lat_ring])
+            self._vm_idle_q = _quantiles([v for _, v, _ in self._lat_ring])
+            self._burst_q = _quantiles([b for _, _, b in self._lat_ring])
+        extra = {"vm_service_latency": self._vm_idle_q} if _HAS_SERVICE_LATENCY else {}
         self._stats = ModelStats(
             arrival_rate_short_per_s=float(short),
             arrival_rate_long_per_s=float(long_),
@@ -170,6 +186,7 @@ class Simulation:
             burst_latency=self._burst_q,
             burst_predicted_ms=self._burst_predicted_ms,
             slo_ms=self.p.slo_ms,
+            **extra,
         )
         self._models = {self.p.model: self._stats}  # one mapping per tick, shared
         self._parts = {}
@@ -202,7 +219,11 @@ class Simulation:
         )
         self._tick_counts = [0, 0, 0]
         fn.recent_cold = 0
-        self._cache.clear()
+        # decisions carry over while what the policy reads of this tick's state is unchanged
+        sig = self._tick_sig(self._stats) if self._tick_sig else None
+        if sig is None or sig != self._last_sig:
+            self._cache.clear()
+        self._last_sig = sig
         self._parts = {}  # desired_replicas changed
 
     # -- the loop ------------------------------------------------------------------------
@@ -223,7 +244,12 @@ class Simulation:
         route, requests, tick_s = self.s.routing.route, self.requests, self.s.tick_s
         rand = np.random.default_rng(self.s.seed + 2).random(1 << 16).tolist()
         ri, tick_at, next_tick = 0, 0.0, 0.0
-        cache, counts, enqueue = self._cache, self._tick_counts, vm.enqueue
+        cache, counts = self._cache, self._tick_counts
+        # the pools' lists are mutated in place, never replaced, while the loop runs
+        ready, booting, fn_busy, fn_idle = vm.ready, vm.booting, fn.busy, fn.idle
+        bmax, delay_s = vm.batch_max, vm.delay_s
+        summary = {} if self._queue_key else None
+        qk = None
         VM, BURST = Route.VM, Route.BURST
         for i, t in enumerate(arr):
             if t >= next_tick:
@@ -231,32 +257,32 @@ class Simulation:
                     self._tick(next_tick)
                     tick_at, next_tick = next_tick, next_tick + tick_s
                 cache, counts = self._cache, self._tick_counts
-            booting = vm.booting
             if booting and booting[0].ready_s <= t:
                 vm.promote(t)
                 vm.next_event_s = t
             if t >= vm.next_event_s:
                 vm.advance(t)
-            if fn.busy and fn.busy[0] <= t:
+            if fn_busy and fn_busy[0] <= t:
                 fn.release(t)
-            ready = vm.ready
             ten = tenant_of[i]
-            if len(ready) == 1:
+            n = len(ready)
+            if n == 1:
                 r = ready[0]
                 per = ((r.in_service if r.answered_s > t else 0) + len(r.queue),)
-            else:
-                per = tuple(
-                    sorted(
-                        [(r.in_service if r.answered_s > t else 0) + len(r.queue) for r in ready]
-                    )
-                )
+            else:  # outstanding rows per ready replica, sorted (order carries nothing)
+                outs = [(r.in_service if r.answered_s > t else 0) + len(r.queue) for r in ready]
+                per = tuple(sorted(outs))
+                if summary is not None:  # the queue summary, memoised: it is a pure function of per
+                    qk = summary.get(per)
+                    if qk is None:
+                        qk = summary[per] = (n, self._queue_key(per))
             key = (
                 ten,
-                per,
+                qk if summary is not None and n > 1 else per,
                 len(booting),
-                round(booting[0].ready_s - t, 1) if booting and not ready else 0.0,
-                len(fn.busy),
-                len(fn.idle),
+                self._no_ready_key(t) if booting and not n else 0.0,
+                len(fn_busy),
+                len(fn_idle),
                 fn.recent_cold,
             )
             decision = cache.get(key)
@@ -265,17 +291,23 @@ class Simulation:
                 cache[key] = decision
             where = decision.route
             if where is VM:
-                n = len(ready)
-                if n == 1:
-                    enqueue(ready[0], i)
-                elif n:
+                if n > 1:  # power of two choices on outstanding rows
                     ri = (ri + 2) & 65535
-                    a, b = ready[int(rand[ri] * n)], ready[int(rand[ri - 1] * n)]
-                    qa = len(a.queue) + (a.in_service if a.answered_s > t else 0)
-                    qb = len(b.queue) + (b.in_service if b.answered_s > t else 0)
-                    enqueue(a if qa <= qb else b, i)
-                else:
-                    enqueue(booting[0], i)
+                    a, b = int(rand[ri] * n), int(rand[ri - 1] * n)
+                    r = ready[a] if outs[a] <= outs[b] else ready[b]
+                elif not n:
+                    r = booting[0]
+                q = r.queue  # enqueue: the next batch's start moves with the first or last row
+                q.append(i)
+                if len(q) == 1 or len(q) == bmax:
+                    ev = arr[q[0]] + delay_s
+                    if len(q) >= bmax and t < ev:
+                        ev = t
+                    if r.free_s > ev:
+                        ev = r.free_s
+                    r.next_s = ev
+                    if ev < vm.next_event_s:
+                        vm.next_event_s = ev
                 counts[0] += 1
             elif where is BURST:
                 self._burst(i, t, ten)
@@ -287,61 +319,18 @@ class Simulation:
                 counts[2] += 1
         return max(arr[-1], next_tick) if arr else 0.0
 
+    def _no_ready_key(self, t: float) -> tuple:
+        """What a snapshot without ready replicas adds: the boot wait and the rows waiting."""
+        vm = self.vm
+        waiting = sum([len(b.queue) for b in vm.booting])
+        waiting += sum([r.outstanding(t) for r in vm.draining])
+        return round(vm.booting[0].ready_s - t, 1), waiting
+
     def _burst(self, i: int, t: float, ten: int) -> None:
-        latency_ms, billed, _ = self.fn.serve(t)
+        latency_ms, billed, cold = self.fn.serve(t)
         self.lat[i] = latency_ms + self.vm.overhead_ms
         self.path[i] = PATH_BURST
         self.fn_billed_by_tenant[ten] += billed
         self.fn_requests_by_tenant[ten] += 1
-        self._tick_burst.append(latency_ms)
-
-
-def _frozen(cls, **fields):
-    """``cls(**fields)`` for a frozen dataclass without the per-field ``object.__setattr__`` of
-    its ``__init__`` (a third of a snapshot's cost); the result is the same object. Defaults of
-    fields not given are filled in; classes with ``__post_init__`` or slots go through
-    ``__init__``."""
-    spec = _FAST.get(cls)
-    if spec is None:
-        import dataclasses
-
-        ok = not hasattr(cls, "__post_init__") and not hasattr(cls, "__slots__")
-        defaults = {}
-        for f in dataclasses.fields(cls):
-            if f.default is not dataclasses.MISSING:
-                defaults[f.name] = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                defaults[f.name] = None  # filled per object below
-        spec = _FAST[cls] = (
-            ok,
-            defaults,
-            {
-                f.name: f.default_factory
-                for f in dataclasses.fields(cls)
-                if f.default_factory is not dataclasses.MISSING
-            },
-        )
-    ok, defaults, factories = spec
-    if not ok:
-        return cls(**fields)
-    obj = object.__new__(cls)
-    d = obj.__dict__
-    d.update(defaults)
-    for name, factory in factories.items():
-        if name not in fields:
-            d[name] = factory()
-    d.update(fields)
-    return obj
-
-
-_FAST: dict = {}
-
-
-def _quantiles(chunks: list[np.ndarray]) -> LatencyQuantiles | None:
-    values = np.concatenate(chunks) if chunks else np.empty(0)
-    n = values.size
-    if not n:
-        return None
-    ks = [int(q * (n - 1)) for q in (0.5, 0.9, 0.99)]
-    part = np.partition(values, ks)  # nearest-rank quantiles; np.percentile costs 5x more
-    return LatencyQuantiles(float(part[ks[0]]), float(part[ks[1]]), float(part[ks[2]]), int(n))
+        if not cold:  # as the gateway's collector: routing adds a cold start where one is due
+            self._tick_burst.append(latency_ms)

@@ -29,18 +29,15 @@ class Timeline:
     warm_functions: list[int] = field(default_factory=list)
 
     def add(self, t, arrivals, vm, burst, rejected, ready, booting, desired, warm) -> None:
-        for name, value in (
-            ("t_s", t),
-            ("arrivals", arrivals),
-            ("to_vm", vm),
-            ("to_burst", burst),
-            ("rejected", rejected),
-            ("vm_ready", ready),
-            ("vm_booting", booting),
-            ("vm_desired", desired),
-            ("warm_functions", warm),
-        ):
-            getattr(self, name).append(value)
+        self.t_s.append(t)  # once per tick (86,400 a day): plain appends, no getattr
+        self.arrivals.append(arrivals)
+        self.to_vm.append(vm)
+        self.to_burst.append(burst)
+        self.rejected.append(rejected)
+        self.vm_ready.append(ready)
+        self.vm_booting.append(booting)
+        self.vm_desired.append(desired)
+        self.warm_functions.append(warm)
 
     def as_dict(self) -> dict:
         return {k: list(v) for k, v in self.__dict__.items()}

@@ -79,6 +79,9 @@ class VmPool:
         self.stopped: list[Replica] = []
         self.next_event_s = INF
         self.observed: list[float] = []  # latencies of finished VM requests (the engine drains)
+        # ... of those that found their replica idle (nothing outstanding): one batch's service
+        # and batching delay, no queueing (the spread the VM prediction's tail factor reads)
+        self.observed_idle: list[float] = []
         self.batches = 0
         self._rid = 0
 
@@ -134,7 +137,13 @@ class VmPool:
     def advance(self, now_s: float) -> None:
         """Form and finish every batch that starts or ends by ``now_s``."""
         nxt = INF
-        for group in (self.ready, self.booting, self.draining):
+        for r in self.ready:
+            if r.next_s <= now_s:
+                self._advance(r, now_s)
+                r.next_s = self._next_event(r)
+            if r.next_s < nxt:
+                nxt = r.next_s
+        for group in (self.booting, self.draining) if self.booting or self.draining else ():
             for r in group:
                 if r.next_s <= now_s:
                     self._advance(r, now_s)
@@ -154,34 +163,51 @@ class VmPool:
         q = r.queue
         if not q:
             return r.free_s if r.draining else INF
-        fill_s = self.arr[q[self.batch_max - 1]] if len(q) >= self.batch_max else INF
-        return max(r.free_s, min(self.arr[q[0]] + self.delay_s, fill_s))
+        start = self.arr[q[0]] + self.delay_s
+        if len(q) >= self.batch_max:
+            fill_s = self.arr[q[self.batch_max - 1]]
+            if fill_s < start:
+                start = fill_s
+        return r.free_s if r.free_s > start else start
 
     def _advance(self, r: Replica, now_s: float) -> None:
-        arr, q, bmax = self.arr, r.queue, self.batch_max
-        while True:
-            if not q:
-                return
-            fill_s = arr[q[bmax - 1]] if len(q) >= bmax else INF
-            start = max(r.free_s, min(arr[q[0]] + self.delay_s, fill_s))
+        """Every batch of ``r`` that starts by ``now_s``; it runs once per batch (~0.6 per
+        request), hence the hoisted locals and no helper calls."""
+        arr, q, bmax, delay_s = self.arr, r.queue, self.batch_max, self.delay_s
+        lat, tenant_of, busy = self.lat, self.tenant_of, self.tenant_busy_s
+        seen, overhead_ms, service_s, noise = (
+            self.observed,
+            self.overhead_ms,
+            self.service_s,
+            self.noise,
+        )
+        while q:
+            n = len(q)
+            first_s = arr[q[0]]
+            start = first_s + delay_s
+            if n >= bmax and arr[q[bmax - 1]] < start:
+                start = arr[q[bmax - 1]]
+            if r.free_s > start:
+                start = r.free_s
             if start > now_s:
                 return
-            rows = []
-            while q and len(rows) < bmax and arr[q[0]] <= start:
-                rows.append(q.popleft())
-            self.noise_i = (self.noise_i + 1) & 65535
-            service = self.service_s[len(rows)] * self.noise[self.noise_i]
+            k, top = 1, bmax if n >= bmax else n  # rows that arrived by the start, up to bmax
+            while k < top and arr[q[k]] <= start:
+                k += 1
+            rows = [q.popleft() for _ in range(k)]
+            self.noise_i = i = (self.noise_i + 1) & 65535
+            service = service_s[k] * noise[i]
             end = start + service
-            share = service / len(rows)
-            lat, tenant_of, busy = self.lat, self.tenant_of, self.tenant_busy_s
-            seen = self.observed
+            share = service / k
             for idx in rows:
-                ms = (end - arr[idx]) * 1000.0 + self.overhead_ms
+                ms = (end - arr[idx]) * 1000.0 + overhead_ms
                 lat[idx] = ms
                 seen.append(ms)
                 busy[tenant_of[idx]] += share
-            r.free_s, r.in_service = end, len(rows)
-            r.answered_s = end + self.overhead_ms / 1000.0
+            if first_s >= r.answered_s:  # the previous batch was answered: found it idle
+                self.observed_idle.append(lat[rows[0]])
+            r.free_s, r.in_service = end, k
+            r.answered_s = end + overhead_ms / 1000.0
             r.busy_s += service
             self.batches += 1
 

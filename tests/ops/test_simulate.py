@@ -220,3 +220,38 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
         == 2
     )
     assert "nonsense" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "synth:mmpp:duration_s=900,low_rps=60,high_rps=700,mean_low_s=120,mean_high_s=20",
+        "synth:flash-crowd:duration_s=900,base_rps=40,peak_mult=15,start_s=300,hold_s=60",
+    ],
+)
+def test_route_cache_shortcuts_give_exactly_the_decisions_of_whole_snapshots(spec):
+    """slo-aware decisions are reused across ticks and per queue summary (speed); every
+    request must still get what keying on the whole snapshot, tick by tick, gives it."""
+    from ops.sim import Simulation, SimSetup, build_policies, preset_spec
+    from policies.costs import PriceTable
+
+    trace = read_trace(spec, seed=4)
+    spec_ = preset_spec("slo-aware", trace, PROFILE)
+    runs = []
+    for exact in (True, False):
+        routing, scaler = build_policies(spec_, PriceTable())
+        setup = SimSetup(
+            PROFILE,
+            routing,
+            scaler,
+            PriceTable(),
+            initial_replicas=spec_.initial_replicas,
+            exact_route_keys=exact,
+        )
+        runs.append(Simulation(trace, setup).run())
+    exact, fast = runs
+    assert exact.summary["peak_vm_replicas"] >= 2  # the queue summary is exercised
+    assert exact.summary["requests_burst"] > 0
+    np.testing.assert_array_equal(exact.latency_ms, fast.latency_ms)
+    np.testing.assert_array_equal(exact.path, fast.path)
+    assert exact.summary["cost_usd"] == fast.summary["cost_usd"]
