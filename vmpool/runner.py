@@ -53,10 +53,13 @@ def _uvicorn_server(app: FastAPI, drain_timeout_s: float):
         def capture_signals(self):  # our own handlers drain first; uvicorn's would re-raise
             yield
 
+    from vmpool.http_protocol import OneSendProtocol
+
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=OneSendProtocol,  # httptools, head and body in one send
+        proxy_headers=False,  # a replica behind the gateway: no forwarded-for to honour
         access_log=False,
         log_level="warning",
         lifespan="on",

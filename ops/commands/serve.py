@@ -189,6 +189,7 @@ def run(args) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from vmpool.http_protocol import OneSendProtocol
 
     from ops.process_tuning import tune_allocator, tune_gc
 
@@ -212,7 +213,7 @@ def run(args) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=OneSendProtocol,  # httptools, each response's head and body in one send
         access_log=False,
         log_level=args.log_level,
         timeout_graceful_shutdown=30,
