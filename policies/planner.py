@@ -36,7 +36,10 @@ from dataclasses import dataclass
 from enum import Enum
 from statistics import NormalDist
 
-from policies.perf import Candidate, Estimate, NodeWork, PerfModel, PlanPrediction
+import numpy as np
+
+from policies.perf import Candidate, NodeWork, PerfModel, PlanPrediction
+from policies.planner_bounds import _duals, _fastest_fitting, _lower_bounds
 
 __all__ = [
     "Objective",
@@ -138,39 +141,35 @@ def _end(candidates: list[Candidate]) -> int:
     return max(c.end for c in candidates)
 
 
-def _dominated(lab: _Label, front: list[_Label], keys) -> bool:
-    new = keys(lab)
-    return any(all(a <= b for a, b in zip(keys(o), new)) for o in front)
-
-
-def _insert(front: list[_Label], lab: _Label, keys) -> None:
-    if _dominated(lab, front, keys):
-        return
-    new = keys(lab)
-    front[:] = [o for o in front if not all(a <= b for a, b in zip(new, keys(o)))]
-    front.append(lab)
-
-
-def _lower_bounds(by_start, end: int):
-    """Per position: the least mean, variance and cost any completion adds (each alone)."""
-    inf = math.inf
-    mean, var, cost = [inf] * (end + 1), [inf] * (end + 1), [inf] * (end + 1)
-    mean[end] = var[end] = cost[end] = 0.0
-    for p in range(end - 1, -1, -1):
-        for c, e, _, _ in by_start.get(p, []):
-            mean[p] = min(mean[p], e.mean_ms + mean[c.end])
-            var[p] = min(var[p], e.var_ms2 + var[c.end])
-            cost[p] = min(cost[p], e.cost_usd + cost[c.end])
-    return mean, var, cost
+def _pareto(labels: list[_Label], keys) -> list[_Label]:
+    """The labels no other label is at least as good as on every key (of equal ones, the
+    first). Sorted lexicographically, a label can only be dominated by one before it, which
+    is at most as large on the first key: so only the other keys are compared, in bulk."""
+    if len(labels) <= 1:
+        return labels
+    arr = np.array([keys(lab) for lab in labels], dtype=float)
+    order = np.lexsort(arr.T[::-1])
+    rest = arr[order, 1:]
+    kept_rows = np.empty_like(rest)
+    kept: list[_Label] = []
+    for i, idx in enumerate(order):
+        row = rest[i]
+        if kept and (kept_rows[: len(kept)] <= row).all(axis=1).any():
+            continue
+        kept_rows[len(kept)] = row
+        kept.append(labels[idx])
+    return kept
 
 
 def _search(model, by_start, end, limits, keys, keep, bounds) -> list[_Label]:
+    """Labels reach a position only from earlier ones, so each position's labels are all in
+    when it is reached: its Pareto front is taken once, in bulk, then extended."""
     fixed = model.fixed()
-    fronts: list[list[_Label]] = [[] for _ in range(end + 1)]
-    fronts[0].append(_Label(fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0, None, None))
+    pending: list[list[_Label]] = [[] for _ in range(end + 1)]
+    pending[0].append(_Label(fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0, None, None))
     for p in range(end):
-        labels = [lab for lab in fronts[p] if keep(lab, p, bounds)]
-        fronts[p] = []  # done with this position: free it
+        labels = _pareto([lab for lab in pending[p] if keep(lab, p, bounds)], keys)
+        pending[p] = []  # done with this position: free it
         for lab in labels:
             for c, e, mb, wb in by_start.get(p, []):
                 mbytes, wbytes = lab.mbytes + mb, lab.wbytes + wb
@@ -186,20 +185,25 @@ def _search(model, by_start, end, limits, keys, keep, bounds) -> list[_Label]:
                     lab,
                 )
                 if keep(new, c.end, bounds):
-                    _insert(fronts[c.end], new, keys)
-    return [lab for lab in fronts[end] if keep(lab, end, bounds)]
+                    pending[c.end].append(new)
+    return _pareto([lab for lab in pending[end] if keep(lab, end, bounds)], keys)
 
 
 def latency_optimal(model: PerfModel, candidates: list[Candidate], limits: Limits) -> PlanChoice:
     """The plan with the least predicted p50 (mean) whose functions all fit ``limits``."""
     by_start = _prepare(model, candidates, limits)
+    end = _end(candidates)
+    lb_mean, _, _ = _lower_bounds(by_start, end)
+    # a label that cannot beat a complete plan already known even with the fastest rest
+    # (memory ignored) is discarded: exact, and it keeps the fronts small
+    incumbent = _fastest_fitting(by_start, end, limits, model.fixed().mean_ms) * (1 + 1e-9)
     finals = _search(
         model,
         by_start,
-        _end(candidates),
+        end,
         limits,
         keys=lambda lab: (lab.mean, lab.mbytes, lab.wbytes),
-        keep=lambda lab, p, b: True,
+        keep=lambda lab, p, b: lab.mean + lb_mean[p] <= incumbent,
         bounds=None,
     )
     if not finals:
@@ -228,13 +232,17 @@ def cheapest_meeting_slo(
     lb_mean, lb_var, _ = _lower_bounds(by_start, end)
     duals, incumbent = _duals(by_start, end, limits, fixed, z, slo_ms)
     budget = limits.master_weight_bytes + limits.worker_weight_bytes
+    # the Lagrangian bounds as arrays: one vector operation per label, not one per dual
+    w_of = np.array([w for w, _, _ in duals])
+    u_of = np.array([u for _, u, _ in duals])
+    g_at = np.array([g for _, _, g in duals]).T.copy()  # [position, dual]
 
     def keep(lab: _Label, p: int, bounds) -> bool:
         slack = slo_ms - lab.mean - z * math.sqrt(lab.var)
         if lab.mean + lb_mean[p] + z * math.sqrt(lab.var + lb_var[p]) > slo_ms:
             return False
         left = budget - lab.mbytes - lab.wbytes
-        return all(lab.cost + g[p] - w * slack - u * left <= incumbent for w, u, g in duals)
+        return bool((g_at[p] - w_of * slack - u_of * left).max() <= incumbent - lab.cost)
 
     finals = _search(
         model,
@@ -258,62 +266,3 @@ def cheapest_meeting_slo(
         )
     best = min(ok, key=lambda lab: (lab.cost, lab.mean))
     return PlanChoice(tuple(best.path()), model.predict(best.path()))
-
-
-def _duals(
-    by_start, end: int, limits: Limits, fixed: Estimate, z: float, slo_ms: float
-) -> tuple[list[tuple[float, float, list[float]]], float]:
-    """Lagrangian passes: (weight, memory weight, per-position values) and the best incumbent.
-
-    Each weight w gives G_w[p] = least (cost + w * mean) of any rest from p, so a rest that keeps
-    mean_rest <= M costs at least G_w[p] - w * M (a valid lower bound); their paths that meet
-    the SLO (and the memory limit) are complete plans: incumbents (and a weight u on master
-    bytes: a rest within the memory left costs >= ... - u * left)."""
-    duals: list[tuple[float, float, list[float]]] = []
-    incumbent = math.inf
-    memory_weights = [0.0] + (
-        [10.0**-e for e in range(11, 16)]
-        if any(mb or wb for cs in by_start.values() for _, _, mb, wb in cs)
-        else []
-    )
-    for u in memory_weights:
-        for w in [0.0] + [10.0 ** (e / 2.0) for e in range(-26, -5)]:
-            g, path_cost = _lagrange(by_start, end, w, u, limits, fixed, z, slo_ms)
-            duals.append((w, u, g))
-            incumbent = min(incumbent, path_cost)
-    return duals, incumbent * (1 + 1e-9)
-
-
-def _lagrange(
-    by_start,
-    end: int,
-    weight: float,
-    memory_weight: float,
-    limits: Limits,
-    fixed: Estimate,
-    z: float,
-    slo_ms: float,
-) -> tuple[list[float], float]:
-    """Backward pass minimising cost + weight * mean + memory_weight * master bytes; returns the
-    per-position values and the cost of its plan from position 0 if that plan is feasible
-    (else infinity)."""
-    g = [math.inf] * (end + 1)
-    best: list = [None] * (end + 1)
-    g[end] = 0.0
-    for p in range(end - 1, -1, -1):
-        for c, e, mb, wb in by_start.get(p, []):
-            v = e.cost_usd + weight * e.mean_ms + memory_weight * (mb + wb) + g[c.end]
-            if v < g[p]:
-                g[p], best[p] = v, (c, e, mb, wb)
-    mean, var, cost, mbytes, wbytes, p = fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0, 0
-    while p < end and best[p] is not None:
-        c, e, mb, wb = best[p]
-        mean, var, cost, p = mean + e.mean_ms, var + e.var_ms2, cost + e.cost_usd, c.end
-        mbytes, wbytes = mbytes + mb, wbytes + wb
-    feasible = (
-        p == end
-        and mbytes <= limits.master_weight_bytes
-        and wbytes <= limits.worker_weight_bytes
-        and mean + z * math.sqrt(var) <= slo_ms
-    )
-    return g, cost if feasible else math.inf

@@ -1,0 +1,110 @@
+"""Bounds for ``policies.planner``'s exact searches: lower bounds on what completing a partial
+plan adds, and complete plans found by Lagrangian backward passes (incumbents). Pure.
+
+``by_start`` maps a position to its feasible candidates as ``(candidate, estimate, master
+bytes, worker bytes)`` (``planner._prepare``)."""
+
+from __future__ import annotations
+
+import math
+
+from policies.perf import Estimate
+
+
+def _lower_bounds(by_start, end: int):
+    """Per position: the least mean, variance and cost any completion adds (each alone)."""
+    inf = math.inf
+    mean, var, cost = [inf] * (end + 1), [inf] * (end + 1), [inf] * (end + 1)
+    mean[end] = var[end] = cost[end] = 0.0
+    for p in range(end - 1, -1, -1):
+        for c, e, _, _ in by_start.get(p, []):
+            mean[p] = min(mean[p], e.mean_ms + mean[c.end])
+            var[p] = min(var[p], e.var_ms2 + var[c.end])
+            cost[p] = min(cost[p], e.cost_usd + cost[c.end])
+    return mean, var, cost
+
+
+def _duals(
+    by_start, end: int, limits, fixed: Estimate, z: float, slo_ms: float
+) -> tuple[list[tuple[float, float, list[float]]], float]:
+    """Lagrangian passes: (weight, memory weight, per-position values) and the best incumbent.
+
+    Each weight w gives G_w[p] = least (cost + w * mean) of any rest from p, so a rest that keeps
+    mean_rest <= M costs at least G_w[p] - w * M (a valid lower bound); their paths that meet
+    the SLO (and the memory limit) are complete plans: incumbents (and a weight u on master
+    bytes: a rest within the memory left costs >= ... - u * left)."""
+    duals: list[tuple[float, float, list[float]]] = []
+    incumbent = math.inf
+    memory_weights = [0.0] + (
+        [10.0**-e for e in range(11, 16)]
+        if any(mb or wb for cs in by_start.values() for _, _, mb, wb in cs)
+        else []
+    )
+    for u in memory_weights:
+        for w in [0.0] + [10.0 ** (e / 2.0) for e in range(-26, -5)]:
+            g, path_cost = _lagrange(by_start, end, w, u, limits, fixed, z, slo_ms)
+            duals.append((w, u, g))
+            incumbent = min(incumbent, path_cost)
+    return duals, incumbent * (1 + 1e-9)
+
+
+def _lagrange(
+    by_start,
+    end: int,
+    weight: float,
+    memory_weight: float,
+    limits,
+    fixed: Estimate,
+    z: float,
+    slo_ms: float,
+) -> tuple[list[float], float]:
+    """Backward pass minimising cost + weight * mean + memory_weight * master bytes; returns the
+    per-position values and the cost of its plan from position 0 if that plan is feasible
+    (else infinity)."""
+    g = [math.inf] * (end + 1)
+    best: list = [None] * (end + 1)
+    g[end] = 0.0
+    for p in range(end - 1, -1, -1):
+        for c, e, mb, wb in by_start.get(p, []):
+            v = e.cost_usd + weight * e.mean_ms + memory_weight * (mb + wb) + g[c.end]
+            if v < g[p]:
+                g[p], best[p] = v, (c, e, mb, wb)
+    mean, var, cost, mbytes, wbytes, p = fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0, 0
+    while p < end and best[p] is not None:
+        c, e, mb, wb = best[p]
+        mean, var, cost, p = mean + e.mean_ms, var + e.var_ms2, cost + e.cost_usd, c.end
+        mbytes, wbytes = mbytes + mb, wbytes + wb
+    feasible = (
+        p == end
+        and mbytes <= limits.master_weight_bytes
+        and wbytes <= limits.worker_weight_bytes
+        and mean + z * math.sqrt(var) <= slo_ms
+    )
+    return g, cost if feasible else math.inf
+
+
+def _fastest_fitting(by_start, end: int, limits, fixed_mean_ms: float) -> float:
+    """The least mean of the plans that minimise mean + u * weight bytes for a range of u and
+    fit the limits (infinity if none does): an upper bound on the optimum."""
+    best = math.inf
+    tracked = any(mb or wb for cs in by_start.values() for _, _, mb, wb in cs)
+    for u in [0.0] + ([10.0**-e for e in range(4, 12)] if tracked else []):
+        g = [math.inf] * (end + 1)
+        pick: list = [None] * (end + 1)
+        g[end] = 0.0
+        for p in range(end - 1, -1, -1):
+            for c, e, mb, wb in by_start.get(p, []):
+                v = e.mean_ms + u * (mb + wb) + g[c.end]
+                if v < g[p]:
+                    g[p], pick[p] = v, (c, e, mb, wb)
+        mean, mbytes, wbytes, p = fixed_mean_ms, 0, 0, 0
+        while p < end and pick[p] is not None:
+            c, e, mb, wb = pick[p]
+            mean, mbytes, wbytes, p = mean + e.mean_ms, mbytes + mb, wbytes + wb, c.end
+        if (
+            p == end
+            and mbytes <= limits.master_weight_bytes
+            and wbytes <= limits.worker_weight_bytes
+        ):
+            best = min(best, mean)
+    return best
