@@ -49,6 +49,15 @@ def check_callback_url(url: str) -> str:
     return url
 
 
+# the answer's headers a callback carries: how to decode it, and where it ran at what cost
+_FORWARDED = (
+    "content-type",
+    "inference-header-content-length",
+    "x-tidegate-path",
+    "x-tidegate-cost-usd",
+)
+
+
 async def deliver(
     session: aiohttp.ClientSession,
     job: Job,
@@ -62,11 +71,7 @@ async def deliver(
     """POST the job's answer to its callback URL; True once a 2xx came back."""
     body = job.result or b""
     headers = {
-        **{
-            k: v
-            for k, v in job.result_headers.items()
-            if k in ("content-type", "inference-header-content-length")
-        },
+        **{k: v for k, v in job.result_headers.items() if k in _FORWARDED},
         "x-request-id": job.id,
         "x-tidegate-request-state": job.state.value,
         "x-tidegate-status": str(job.status),

@@ -161,6 +161,7 @@ def test_callback_is_signed_with_the_tenants_secret(gateway, small_repo):
         got_headers, got_body = receiver.received[0]
         assert got_headers["x-request-id"] == resp.json()["id"]
         assert got_headers["x-tidegate-status"] == "200"
+        assert got_headers["x-tidegate-path"] == "vm" and "x-tidegate-cost-usd" in got_headers
         assert verify_signature(
             SECRET_A, got_headers[SIGNATURE_HEADER.lower()], got_body, time.time()
         )
