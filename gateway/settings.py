@@ -62,7 +62,7 @@ class BurstSettings(Section):
     )
     store: StoreSettings = Field(
         default_factory=DirStore,
-        description="Tensor transport store, by `kind`: dir (embedded), s3, oss, memory.",
+        description="Tensor transport store, by `kind`: dir (embedded), s3, oss, sqs, memory.",
     )
     transport: Literal["auto", "inline", "store"] = Field(
         "auto",

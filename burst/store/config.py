@@ -18,7 +18,7 @@ class _Store(BaseModel):
         None,
         description="Seal per-request tensors with AES-GCM under "
         "a key that travels only in the invocations; default: on for "
-        "s3 and oss, off for dir and memory.",
+        "s3, oss and sqs, off for dir and memory.",
     )
 
     def as_config(self) -> dict:
