@@ -154,15 +154,19 @@ class SqsStore:
         else:  # claim check: the bytes in the store, the message points at them
             await self.backing.put(key, data)
             attrs = {CLAIM_ATTR: {"DataType": "String", "StringValue": "store"}}
-        send = {"QueueUrl": url, "MessageBody": key, "MessageAttributes": attrs}
         try:
-            await self._call(f"send {key}", "send_message", **send)
-        except StoreError as exc:  # a queue this instance knew was deleted: make it again
+            await self._call(
+                f"send {key}",
+                "send_message",
+                QueueUrl=url,
+                MessageBody=key,
+                MessageAttributes=attrs,
+            )
+        except StoreError as exc:
             if not exc.missing:
                 raise
-            self._known.pop(name, None)
-            send["QueueUrl"] = await self._url(name, create=True)
-            await self._call(f"send {key}", "send_message", **send)
+            # never made again: a late straggler of a finished request would leave an orphan
+            raise StoreError(f"sqs queue {name} is gone: its request has ended") from None
 
     async def _find(self, key: str, *, delete: bool = False) -> dict | None:
         """The message carrying ``key`` (peeked, or deleted when ``delete``), or None."""

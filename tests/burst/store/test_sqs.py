@@ -210,3 +210,21 @@ def test_a_dir_backing_defaults_to_the_data_directory(tmp_path):
     cfg = with_default_roots({"kind": "sqs", "backing": {"kind": "dir"}}, tmp_path / "objects")
     assert cfg["backing"]["root"] == str((tmp_path / "objects").resolve())
     assert isinstance(make_store({**cfg, "encrypt": False}).backing, LocalDirStore)
+
+
+async def test_a_late_straggler_after_cleanup_fails_and_leaves_no_queue(
+    store,
+    s3_endpoint,  # noqa: F811
+    tmp_path,
+    queue_prefix,
+):
+    worker = make_store(_cfg(s3_endpoint, tmp_path / "backing", queue_prefix, encrypt=False))
+    try:
+        await store.put("req/r5/s1/w1/in", b"in")  # the master
+        assert await worker.get("req/r5/s1/w1/in") == b"in"  # a worker instance, stuck after
+        await store.delete_prefix("req/r5/")  # the request ends without it
+        with pytest.raises(StoreError, match="gone"):
+            await worker.put("req/r5/s1/w1/a1/out", b"late")
+        assert _queues(s3_endpoint, queue_prefix) == []
+    finally:
+        await worker.close()
