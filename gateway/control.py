@@ -14,12 +14,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from burst.backend import backend_ready
 from policies.autoscaling import Autoscaler, ScaleDecision
 from policies.costs import PriceTable
 from policies.routing import RoutingPolicy, SloAware, make_policy
 from policies.state import PathKind
 from vmpool.pool import ReplicaPool
+from vmpool.wire import NUMPY_DTYPES
 
 from .live import LiveCollector
 from .metrics import GatewayMetrics
@@ -36,6 +39,8 @@ class Prewarmer(Protocol):
     """A burst backend that can keep function instances warm (optional)."""
 
     async def prewarm(self, instances: int) -> bool | None: ...
+
+    async def infer(self, model: str, inputs: dict, *, workers: int): ...
 
 
 def build_routing(name: RoutingPolicyName, params: dict, prices: PriceTable) -> RoutingPolicy:
@@ -151,8 +156,26 @@ class PolicyEngine:
         assert isinstance(self.burst, Prewarmer)
         have = self.collector.prewarmed_instances
         step = instances if instances <= have else min(instances, have + PREWARM_STEP)
-        if await self.burst.prewarm(step) is not False:
-            self.collector.prewarmed_instances = step
+        if await self.burst.prewarm(step) is False:
+            return
+        if step > have:
+            await self._first_invocations(step - have)
+        self.collector.prewarmed_instances = step
+
+    async def _first_invocations(self, n: int) -> None:
+        """Invoke the ``n`` instances just started once per model, together (so each takes its
+        own): a fresh instance's first invocation imports its clients and loads the plan, 13 s
+        on a loaded 2-core host, which a request must not pay. Failures are the next
+        request's to report."""
+        burst, workers = self.burst, getattr(self.dispatcher, "default_workers", 1)
+        for cfg in self.dispatcher.models.values():
+            inputs = {
+                t.name: np.zeros((1, *(max(d, 1) for d in t.shape[1:])), NUMPY_DTYPES[t.datatype])
+                for t in cfg.inputs
+                if t.datatype in NUMPY_DTYPES
+            }
+            calls = [burst.infer(cfg.name, inputs, workers=workers) for _ in range(n)]
+            await asyncio.gather(*calls, return_exceptions=True)
 
     def _export(self, decision: ScaleDecision | None = None) -> None:
         m, pool = self.metrics, self.pool

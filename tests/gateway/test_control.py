@@ -205,6 +205,9 @@ async def test_a_warm_pool_starts_with_the_gateway_counts_once_up_and_is_billed(
             await self.up.wait()
             return True
 
+        async def infer(self, model, inputs, *, workers):
+            raise AssertionError("no models: no first invocations")
+
     clock, burst = ManualClock(), Burst()
     scaling = PredictiveScaling(policy="predictive", min_warm_functions=3, max_warm_functions=3)
     engine, *_ = _engine(scaling, clock, burst=burst)
