@@ -9,8 +9,8 @@ import math
 import numpy as np
 
 from gateway.settings import Settings
-from ops.bench.async_step import Sent, _tenant_row, batch_arrivals, config
-from ops.bench.autoscale_e2e import Shape, arrivals
+from ops.bench.async_step import Sent, _tenant_row, batch_arrivals, config, web_arrivals
+from ops.bench.autoscale_e2e import Shape
 
 
 def test_the_config_is_one_the_gateway_accepts(tmp_path):
@@ -26,7 +26,7 @@ def test_the_config_is_one_the_gateway_accepts(tmp_path):
 
 def test_the_step_offers_four_times_one_replicas_capacity():
     shape = Shape()
-    web, batch = arrivals(shape), batch_arrivals(shape)
+    web, batch = web_arrivals(shape), batch_arrivals(shape)
     in_step = lambda t: t[(t >= shape.steady_s) & (t < shape.steady_s + shape.step_s)]  # noqa: E731
     rate = (len(in_step(web)) + len(in_step(batch))) / shape.step_s
     assert abs(rate / shape.capacity_per_s - 4.0) < 0.3
