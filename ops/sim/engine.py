@@ -246,45 +246,41 @@ class Simulation:
         ri, tick_at, next_tick = 0, 0.0, 0.0
         cache, counts = self._cache, self._tick_counts
         # the pools' lists are mutated in place, never replaced, while the loop runs
-        ready, booting, fn_busy, fn_idle = vm.ready, vm.booting, fn.busy, fn.idle
+        ready, booting, fn_busy = vm.ready, vm.booting, fn.busy
         bmax, delay_s = vm.batch_max, vm.delay_s
         summary = {} if self._queue_key else None
-        qk = None
+        # the key's slow parts (boots, functions busy/idle, recent cold starts), rebuilt only
+        # after the events that change them: a tick, a boot ending, functions freed, a burst
+        side = self._side_key()
         VM, BURST = Route.VM, Route.BURST
         for i, t in enumerate(arr):
             if t >= next_tick:
                 while t >= next_tick:
                     self._tick(next_tick)
                     tick_at, next_tick = next_tick, next_tick + tick_s
-                cache, counts = self._cache, self._tick_counts
+                cache, counts, side = self._cache, self._tick_counts, self._side_key()
             if booting and booting[0].ready_s <= t:
                 vm.promote(t)
                 vm.next_event_s = t
+                side = self._side_key()
             if t >= vm.next_event_s:
                 vm.advance(t)
             if fn_busy and fn_busy[0] <= t:
                 fn.release(t)
+                side = self._side_key()
             ten = tenant_of[i]
             n = len(ready)
             if n == 1:
                 r = ready[0]
-                per = ((r.in_service if r.answered_s > t else 0) + len(r.queue),)
+                per = pk = ((r.in_service if r.answered_s > t else 0) + len(r.queue),)
             else:  # outstanding rows per ready replica, sorted (order carries nothing)
                 outs = [(r.in_service if r.answered_s > t else 0) + len(r.queue) for r in ready]
-                per = tuple(sorted(outs))
-                if summary is not None:  # the queue summary, memoised: it is a pure function of per
-                    qk = summary.get(per)
-                    if qk is None:
-                        qk = summary[per] = (n, self._queue_key(per))
-            key = (
-                ten,
-                qk if summary is not None and n > 1 else per,
-                len(booting),
-                self._no_ready_key(t) if booting and not n else 0.0,
-                len(fn_busy),
-                len(fn_idle),
-                fn.recent_cold,
-            )
+                per = pk = tuple(sorted(outs))
+                if summary is not None and n:  # the queue summary, memoised (pure in per)
+                    pk = summary.get(per)
+                    if pk is None:
+                        pk = summary[per] = (n, self._queue_key(per))
+            key = (ten, pk, side, self._no_ready_key(t) if booting and not n else 0.0)
             decision = cache.get(key)
             if decision is None:
                 decision = route(requests[ten], self._snapshot(t, tick_at, per))
@@ -312,12 +308,17 @@ class Simulation:
             elif where is BURST:
                 self._burst(i, t, ten)
                 counts[1] += 1
+                side = self._side_key()
             else:
                 self.lat[i] = math.inf
                 self.path[i] = PATH_REJECT
                 self.rejected += 1
                 counts[2] += 1
         return max(arr[-1], next_tick) if arr else 0.0
+
+    def _side_key(self) -> tuple:
+        fn = self.fn
+        return len(self.vm.booting), len(fn.busy), len(fn.idle), fn.recent_cold
 
     def _no_ready_key(self, t: float) -> tuple:
         """What a snapshot without ready replicas adds: the boot wait and the rows waiting."""

@@ -194,7 +194,7 @@ class VmPool:
             k, top = 1, bmax if n >= bmax else n  # rows that arrived by the start, up to bmax
             while k < top and arr[q[k]] <= start:
                 k += 1
-            rows = [q.popleft() for _ in range(k)]
+            rows = [q.popleft() for _ in range(k)] if k > 1 else (q.popleft(),)
             self.noise_i = i = (self.noise_i + 1) & 65535
             service = service_s[k] * noise[i]
             end = start + service
