@@ -34,6 +34,10 @@ class SqliteBackend:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.synchronous = synchronous.upper()
         self._writer: sqlite3.Connection | None = None
+        self._on_loop: sqlite3.Connection | None = None  # write_now's own connection
+        # Without an fsync a commit is a write into the page cache (~100 us): the ledger commits
+        # on the event loop itself, no hand-off to the writer thread and back (see Ledger).
+        self.fast_commit = self.synchronous in ("NORMAL", "OFF")
 
     def describe(self) -> str:
         return f"sqlite:{self.path}"
@@ -77,16 +81,33 @@ class SqliteBackend:
         """Insert ``rows`` in one transaction; durable when this returns."""
         if self._writer is None:
             self._writer = self._connect()
-        db = self._writer
         try:
-            db.execute("BEGIN IMMEDIATE")
-            for start in range(0, len(rows), _CHUNK_ROWS):
-                chunk = rows[start : start + _CHUNK_ROWS]
-                db.execute(_insert(len(chunk)), [value for row in chunk for value in row])
-            db.execute("COMMIT")
+            _insert_rows(self._writer, rows)
         except BaseException:
             self._reset()
             raise
+
+    def write_now(self, rows: list[tuple]) -> None:
+        """``write`` for the event loop's thread: its own connection, which never waits for a
+        lock (busy: raises at once) and never checkpoints (``checkpoint``, on the writer thread,
+        does: a checkpoint fsyncs the database file)."""
+        if self._on_loop is None:
+            db = self._connect()
+            db.execute("PRAGMA busy_timeout = 0")
+            db.execute("PRAGMA wal_autocheckpoint = 0")
+            self._on_loop = db
+        try:
+            _insert_rows(self._on_loop, rows)
+        except BaseException:
+            self._on_loop.close()
+            self._on_loop = None
+            raise
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file as far as readers allow (writer thread)."""
+        if self._writer is None:
+            self._writer = self._connect()
+        self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _reset(self) -> None:
         if self._writer is not None:
@@ -105,3 +126,22 @@ class SqliteBackend:
 
     def close(self) -> None:
         self._reset()
+        if self._on_loop is not None:
+            self._on_loop.close()
+            self._on_loop = None
+
+
+def _insert_rows(db: sqlite3.Connection, rows: list[tuple]) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for start in range(0, len(rows), _CHUNK_ROWS):
+            chunk = rows[start : start + _CHUNK_ROWS]
+            db.execute(_insert(len(chunk)), [value for row in chunk for value in row])
+        db.execute("COMMIT")
+    except BaseException:
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the caller drops this connection anyway
+        raise

@@ -105,6 +105,50 @@ async def test_waiting_requests_are_answered_only_once_their_rows_are_in(tmp_pat
     assert fresh_count(str(tmp_path / "l.sqlite")) == 1
 
 
+async def test_without_fsync_rows_commit_on_the_loop_durably_and_in_groups(tmp_path):
+    target = str(tmp_path / "normal.sqlite")
+    ledger = Ledger(make_backend(target, sqlite_synchronous="NORMAL"))
+    await ledger.start()
+    try:
+        await ledger.record(row(0))
+        assert fresh_count(target) == 1  # committed before record returned
+        await asyncio.gather(*(ledger.record(row(i)) for i in range(1, 2001)))
+        assert fresh_count(target) == 2001
+        for i in range(2001, 2301):  # enough commits for the writer thread to checkpoint
+            await ledger.record(row(i))
+    finally:
+        await ledger.close()
+    assert Ledger(target).ids() == {f"r{i}" for i in range(2301)}
+    assert ledger.commits < 400  # the 2,000 concurrent rows shared one commit
+
+
+class FlakyLoopBackend(FlakyBackend):
+    """Commits on the loop fail ``failures`` times; the writer thread's writes succeed."""
+
+    def write_now(self, rows):
+        if self.failures > 0:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database is locked")
+        self.inner.write_now(rows)
+
+    def write(self, rows):
+        self.inner.write(rows)
+
+
+async def test_a_failed_commit_on_the_loop_is_taken_over_by_the_writer_thread(tmp_path):
+    target = str(tmp_path / "normal.sqlite")
+    backend = FlakyLoopBackend(make_backend(target, sqlite_synchronous="NORMAL"), failures=1)
+    ledger = Ledger(backend)
+    await ledger.start()
+    try:
+        await asyncio.gather(*(ledger.record(row(i)) for i in range(20)))
+        assert fresh_count(target) == 20  # answered only once the thread had written them
+        await ledger.record(row(20))  # and the loop commits again
+    finally:
+        await ledger.close()
+    assert Ledger(target).ids() == {f"r{i}" for i in range(21)}
+
+
 def test_a_ledger_from_before_migrations_is_adopted_and_upgraded(tmp_path):
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:  # the schema the first release wrote, with one row in it
