@@ -3,12 +3,15 @@
 The thread takes the first waiting request, then gathers more until the batch holds
 ``max_batch_size`` rows or ``max_queue_delay_ms`` has passed since that first request arrived,
 concatenates along dim 0, runs the module once and hands each caller its own rows back.
+It does not wait when the server holds no request besides those in hand (``upstream_in_flight``):
+at one client nothing can join, and the delay was pure latency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,6 +44,8 @@ class Batcher:
     ``warm_up()`` runs on the inference thread before the constructor returns: the OpenMP team
     and oneDNN kernels that serve requests are the ones it initialises (warmed on another thread,
     the first requests paid for them).
+    ``upstream_in_flight()`` counts the requests the server holds, for any model, from arrival
+    to answer (None: unknown, so a batch that is not full always waits for the delay).
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class Batcher:
         name: str = "model",
         on_batch: Callable[[int, float], None] | None = None,
         warm_up: Callable[[], None] | None = None,
+        upstream_in_flight: Callable[[], int] | None = None,
     ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -71,11 +77,18 @@ class Batcher:
         self._threads = threads
         self._on_batch = on_batch
         self._queue: collections.deque[_Pending] = collections.deque()
+        self._queued_rows = 0
+        # Queued rows at which an arrival wakes the inference thread: 1 while it waits for
+        # work, the rows that complete its batch while it waits for more, never while it runs
+        # (it looks at the queue itself afterwards). A wake-up per arrival cost a futex wake
+        # and a GIL hand-off each; most of them found the batch still not full.
+        self._wake_at_rows: float = math.inf
         self._cond = threading.Condition()
         self._gathered = 0  # requests taken off the queue into the batch being assembled
         self._running = 0  # requests in the batch being executed
         self._closing = False
         self._warm_up = warm_up
+        self._upstream_in_flight = upstream_in_flight
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"infer-{name}", daemon=True)
         self._thread.start()
@@ -107,7 +120,9 @@ class Batcher:
             if self._closing:
                 raise BatcherClosed(f"model {self.name} is shutting down")
             self._queue.append(pending)
-            self._cond.notify()
+            self._queued_rows += rows
+            if self._queued_rows >= self._wake_at_rows:
+                self._cond.notify()
         return await pending.future
 
     def close(self, timeout_s: float | None = None) -> None:
@@ -140,6 +155,7 @@ class Batcher:
             while not self._queue:
                 if self._closing:
                     return None
+                self._wake_at_rows = 1
                 self._cond.wait()
             deadline = self._queue[0].enqueued_s + self.max_queue_delay_s
             batch: list[_Pending] = []
@@ -147,6 +163,7 @@ class Batcher:
             while True:
                 while self._queue and rows + self._queue[0].rows <= self.max_batch_size:
                     item = self._queue.popleft()
+                    self._queued_rows -= item.rows
                     batch.append(item)
                     rows += item.rows
                 self._gathered = len(batch)
@@ -154,11 +171,19 @@ class Batcher:
                     self._queue and rows + self._queue[0].rows > self.max_batch_size
                 )
                 remaining = deadline - time.monotonic()
-                if full or remaining <= 0 or self._closing:
+                if full or remaining <= 0 or self._closing or self._alone(len(batch)):
                     break
+                self._wake_at_rows = self.max_batch_size - rows  # what fills (or overflows) it
                 self._cond.wait(remaining)
+            self._wake_at_rows = math.inf
             self._gathered, self._running = 0, len(batch)
             return batch
+
+    def _alone(self, in_hand: int) -> bool:
+        """Whether the server holds no request besides the ``in_hand`` ones (and the queue)."""
+        if self._upstream_in_flight is None:
+            return False
+        return self._upstream_in_flight() <= in_hand + len(self._queue)
 
     def _run(self, batch: list[_Pending], torch) -> None:
         rows = sum(p.rows for p in batch)
@@ -186,19 +211,15 @@ class Batcher:
                 if isinstance(exc, InferenceError)
                 else InferenceError(f"model {self.name} failed: {type(exc).__name__}: {exc}")
             )
-            for p in batch:
-                _deliver(p, error=error)
+            _deliver(batch, [error] * len(batch))
         else:
-            offset = 0
+            offset, results = 0, []
             for p in batch:
-                _deliver(
-                    p,
-                    result={
-                        n: a[offset : offset + p.rows]
-                        for n, a in zip(self._output_names, arrays, strict=True)
-                    },
+                results.append(
+                    {n: a[offset : offset + p.rows] for n, a in zip(self._output_names, arrays)}
                 )
                 offset += p.rows
+            _deliver(batch, results)
         finally:
             with self._cond:
                 self._running = 0
@@ -223,16 +244,24 @@ def _concat(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays, axis=0)
 
 
-def _deliver(p: _Pending, *, result=None, error: BaseException | None = None) -> None:
-    def settle() -> None:
-        if p.future.done():  # the caller went away (cancelled)
-            return
-        if error is not None:
-            p.future.set_exception(error)
-        else:
-            p.future.set_result(result)
+def _deliver(batch: list[_Pending], results: list) -> None:
+    """Hand each caller its result (a dict of outputs, or an exception): one call into each
+    event loop per batch, not one per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for p, result in zip(batch, results, strict=True):
+        by_loop.setdefault(p.loop, []).append((p.future, result))
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, settled)
+        except RuntimeError:  # that loop is closed; nobody is waiting
+            pass
 
-    try:
-        p.loop.call_soon_threadsafe(settle)
-    except RuntimeError:  # the caller's loop is closed; nobody is waiting
-        pass
+
+def _settle(settled: list) -> None:
+    for future, result in settled:
+        if future.done():  # the caller went away (cancelled)
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

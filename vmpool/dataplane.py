@@ -101,6 +101,11 @@ class ModelServer:
                 raise ArtifactError(
                     f"model {name}: cannot load {artifact.program_path}: {exc}"
                 ) from exc
+            # Requests are checked against the config (names, datatypes, shapes, batch size)
+            # before they are batched, and the batcher only stacks rows: torch.export's own
+            # per-call input check (a pre-forward hook walking the pytree) is a second check of
+            # the same. Measured on the mlp: 680 -> 453 us of CPU per forward.
+            module.validate_inputs = False
             model = self._serve(module, cfg, lambda: _warm_up(module, cfg, torch))
             old = self.models.get(cfg.name)
             self.models[cfg.name] = model
@@ -131,6 +136,7 @@ class ModelServer:
             name=cfg.name,
             on_batch=on_batch,
             warm_up=warm_up,
+            upstream_in_flight=lambda: self.in_flight,
         )
         holder.append(batcher)
         return LoadedModel(cfg, batcher, stats, orjson.dumps(model_metadata(cfg)))

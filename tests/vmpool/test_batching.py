@@ -72,6 +72,44 @@ async def test_a_full_batch_goes_without_waiting_and_rows_never_exceed_the_limit
     assert c["total"].tolist() == [9.0] * 3
 
 
+async def test_a_lone_request_does_not_wait_for_companions_that_cannot_come():
+    model = Recorder()
+    batcher = Batcher(
+        model,
+        input_names=["x"],
+        output_names=["double", "total"],
+        max_batch_size=8,
+        max_queue_delay_ms=600_000.0,  # ten minutes: waiting it out would fail the test
+        upstream_in_flight=lambda: 1,  # the server holds this request only
+    )
+    try:
+        out = await asyncio.wait_for(batcher.infer(_rows(1)), 60)
+    finally:
+        batcher.close()
+    assert model.batches == [1] and out["total"].tolist() == [3.0]
+
+
+async def test_a_request_waits_while_the_server_holds_another_one():
+    model = Recorder()
+    batcher = Batcher(
+        model,
+        input_names=["x"],
+        output_names=["double", "total"],
+        max_batch_size=2,
+        max_queue_delay_ms=600_000.0,
+        upstream_in_flight=lambda: 2,  # a second request is still being received
+    )
+    try:
+        first = asyncio.ensure_future(batcher.infer(_rows(1)))
+        while batcher._gathered != 1:  # the inference thread holds the first and waits
+            await asyncio.sleep(0.001)
+        second = await asyncio.wait_for(batcher.infer(_rows(2)), 60)
+        assert (await first)["total"].tolist() == [3.0]
+    finally:
+        batcher.close()
+    assert model.batches == [2] and second["total"].tolist() == [6.0]
+
+
 async def test_a_model_error_fails_only_its_own_batch():
     model = Recorder()
     batcher = _batcher(model, max_batch_size=2)

@@ -313,11 +313,20 @@ def test_metrics_expose_the_series(client):
 
 
 async def test_sigterm_drains_in_flight_work_then_exits_zero(model_repo):
-    # A long batching delay keeps the first request in the queue while we send SIGTERM.
+    # A long batching delay keeps the first request in the queue while we send SIGTERM: it
+    # waits for a companion because a second request is still arriving (a lone request would
+    # run at once). The second one's body never completes; it leaves when the test closes it.
     srv = ServerProcess(model_repo, "--model", "mlp", "--max-queue-delay-ms", "1500")
     try:
         body = orjson.dumps(
             {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+        )
+        _, arriving = await asyncio.open_connection("127.0.0.1", int(srv.url.rsplit(":", 1)[1]))
+        arriving.write(
+            b"POST /v2/models/mlp/infer HTTP/1.1\r\nhost: x\r\ncontent-length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body[:10]
         )
         async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
             first = asyncio.ensure_future(c.post("/v2/models/mlp/infer", content=body))
@@ -334,6 +343,7 @@ async def test_sigterm_drains_in_flight_work_then_exits_zero(model_repo):
             assert late.status_code == 503 and "draining" in late.json()["error"]
             assert not_ready.status_code == 503
             assert not first.done()
+            arriving.close()
             done = await first
             assert done.status_code == 200 and len(done.json()["outputs"][0]["data"]) == 3
         assert await asyncio.to_thread(srv.proc.wait, 15) == 0
