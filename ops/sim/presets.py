@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from policies.autoscaling import make_autoscaler
 from policies.costs import PriceTable
 from policies.routing import make_policy
@@ -41,14 +43,31 @@ def peak_replicas(trace, profile, headroom: float = 1.0) -> int:
     return max(1, math.ceil(peak_rps * headroom / profile.vm_capacity_per_s()))
 
 
+def starting_replicas(trace, profile) -> int:
+    """VMs that carry the mean rate of the trace's first boot time at full batches."""
+    if not len(trace):
+        return 0
+    window_s = max(profile.vm_boot_s, 1.0)
+    first = int(np.searchsorted(trace.arrivals_s, trace.arrivals_s[0] + window_s))
+    return math.ceil(first / window_s / profile.vm_capacity_per_s())
+
+
 def preset_spec(name: str, trace, profile, params: dict | None = None) -> PolicySpec:
     """The preset's policy pair with ``params`` laid over its defaults."""
     routing_params, scaler_params = _split_params(params or {})
     peak = peak_replicas(trace, profile)
     spec = _preset_defaults(name, peak, max(peak * 2, 8), profile)
     scaling = {**spec.autoscaling_params, **scaler_params}
-    # the run starts as a running system would be: at the fixed count, else at the minimum
-    initial = int(scaling.get("replicas", scaling.get("min_replicas", 0)))
+    # the run starts as a running system would be: at the fixed count, else with what carries
+    # the load of the first boot time (the trace is a window of live traffic; the optimum may
+    # start with VMs up too), within the scaler's bounds
+    if "replicas" in scaling:
+        initial = int(scaling["replicas"])
+    else:
+        initial = min(
+            max(starting_replicas(trace, profile), int(scaling.get("min_replicas", 0))),
+            int(scaling.get("max_replicas", 1 << 30)),
+        )
     return PolicySpec(
         spec.routing,
         spec.autoscaling,

@@ -255,3 +255,17 @@ def test_route_cache_shortcuts_give_exactly_the_decisions_of_whole_snapshots(spe
     np.testing.assert_array_equal(exact.latency_ms, fast.latency_ms)
     np.testing.assert_array_equal(exact.path, fast.path)
     assert exact.summary["cost_usd"] == fast.summary["cost_usd"]
+
+
+def test_autoscaled_presets_start_with_the_fleet_the_first_minute_needs():
+    """A trace is a window of live traffic: the run starts with VMs for its first boot time's
+    load (as the optimum may), not at the scaler's minimum with a minute of misses."""
+    from ops.sim.presets import preset_spec, starting_replicas
+
+    busy = read_trace("synth:steady:duration_s=300,rps=400")
+    need = starting_replicas(busy, PROFILE)
+    assert need == int(np.ceil(400 / PROFILE.vm_capacity_per_s() - 0.05))
+    assert preset_spec("vm-reactive", busy, PROFILE).initial_replicas == need
+    assert preset_spec("burst-only", busy, PROFILE).initial_replicas == 0
+    res = simulate(busy, "slo-aware", PROFILE).summary
+    assert res["slo_attainment"] > 0.99 and res["spill_ratio"] < 0.01
