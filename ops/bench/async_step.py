@@ -306,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results, shape, args.deadline_s)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.only and out.exists():  # a scenario run on its own joins the others' results
+        ran = {r["scenario"] for r in results}
+        earlier = json.loads(out.read_text()).get("results", [])
+        results = [r for r in earlier if r["scenario"] not in ran] + results
     payload = {"shape": shape.__dict__, "deadline_s": args.deadline_s, "results": results}
     out.write_text(json.dumps(payload, indent=1))
     print(f"wrote {out}")

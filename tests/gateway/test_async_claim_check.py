@@ -13,6 +13,7 @@ from pathlib import Path
 import boto3
 import httpx
 import numpy as np
+import pytest
 
 from burst.store.encrypted import encode_key
 from gateway.app import create_app
@@ -36,6 +37,7 @@ def _bucket_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
     return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
 
 
+@pytest.mark.slow
 def test_a_producer_skips_http_with_a_tensor_too_large_for_a_message(
     model_server, small_repo, tmp_path, s3_endpoint, s3_bucket
 ):
@@ -87,6 +89,7 @@ def _wait_file(root: Path, pattern: str, timeout_s: float = 30.0) -> Path:
     return found[0]
 
 
+@pytest.mark.slow
 def test_a_tampered_answer_is_a_clear_error_and_the_key_stays_in_the_record(
     model_server, small_repo, tmp_path, caplog
 ):
