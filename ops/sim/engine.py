@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from policies.routing import Route, slo_aware
+from policies.routing import Route
+from policies.routing.slo_aware import burst_instances
 from policies.state import (
     BurstState,
     LiveState,
@@ -39,9 +40,6 @@ LONG_WINDOW_S = 120.0
 LATENCY_WINDOW_TICKS = 30  # ticks of observed latencies behind the quantiles
 QUANTILE_EVERY_TICKS = 5  # recomputed this often (a percentile per tick is a third of a day's run)
 PATH_VM, PATH_BURST, PATH_REJECT = 0, 1, 2
-# the routing's own units and stats fields (older policies: master + workers, no service spread)
-_instances_per_request = getattr(slo_aware, "burst_instances", lambda workers: workers + 1)
-_HAS_SERVICE_LATENCY = "vm_service_latency" in {f.name for f in fields(ModelStats)}
 
 
 @dataclass
@@ -136,7 +134,7 @@ class Simulation:
         if burst is None:
             # report instance groups in the units routing counts per burst request, so "a
             # warm group is idle" reads the same on both sides
-            k = _instances_per_request(p.burst_workers)
+            k = burst_instances(p.burst_workers)
             burst = self._parts[burst_key] = _frozen(
                 BurstState,
                 in_flight=len(fn.busy),
@@ -177,16 +175,15 @@ class Simulation:
             self._vm_q = _quantiles([v for v, _, _ in self._lat_ring])
             self._vm_idle_q = _quantiles([v for _, v, _ in self._lat_ring])
             self._burst_q = _quantiles([b for _, _, b in self._lat_ring])
-        extra = {"vm_service_latency": self._vm_idle_q} if _HAS_SERVICE_LATENCY else {}
         self._stats = ModelStats(
             arrival_rate_short_per_s=float(short),
             arrival_rate_long_per_s=float(long_),
             vm_service_ms_by_batch=self.p.vm_service_ms_by_batch,
             vm_latency=self._vm_q,
+            vm_service_latency=self._vm_idle_q,
             burst_latency=self._burst_q,
             burst_predicted_ms=self._burst_predicted_ms,
             slo_ms=self.p.slo_ms,
-            **extra,
         )
         self._models = {self.p.model: self._stats}  # one mapping per tick, shared
         self._parts = {}
