@@ -34,9 +34,11 @@ def reset_peak(pid: int) -> None:
         pass
 
 
-async def watch_memory(pid: int, memory_mb: int, poll_s: float) -> int:
+async def watch_memory(pid: int, memory_mb: int, poll_s: float, max_poll_s: float = 0.0) -> int:
     """Return the peak (after killing the process) once it exceeds ``memory_mb``; Lambda kills a
-    function that goes over its memory size."""
+    function that goes over its memory size. The interval grows from ``poll_s`` to
+    ``max_poll_s``: memory grows most at an invocation's start (loading), and every poll wakes
+    this process on cores the function instances compute on."""
     while True:
         _, hwm_kb = status_kb(pid)
         if hwm_kb > memory_mb * 1024:
@@ -46,3 +48,4 @@ async def watch_memory(pid: int, memory_mb: int, poll_s: float) -> int:
                 pass
             return math.ceil(hwm_kb / 1024)
         await asyncio.sleep(poll_s)
+        poll_s = max(poll_s, min(poll_s * 1.5, max_poll_s))

@@ -88,6 +88,12 @@ async def run_config(
     }
 
 
+def _profile_source(repo: Path, model: str) -> str:
+    from burst.planning import load_profile
+
+    return load_profile(repo, model).source
+
+
 def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -97,6 +103,17 @@ def _parse_args() -> argparse.Namespace:
     ap.add_argument("--warm", type=int, default=5, help="warm requests per configuration")
     ap.add_argument("--memory-mb", type=int, default=2048, help="memory size of every function")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/burst_scaling.json")
+    ap.add_argument(
+        "--repo",
+        type=Path,
+        help="model repository to use (its REPO/MODEL/profile.json from `tidegate profile` "
+        "plans the splits; default: export into a temp dir, planned by the reference profile)",
+    )
+    ap.add_argument(
+        "--measure-profile",
+        action="store_true",
+        help="run `tidegate profile` for each model first (same memory size) and plan with it",
+    )
     ap.add_argument(
         "--transports",
         help="compare tensor transports instead (subset of inline,dir,s3,sqs; "
@@ -137,9 +154,16 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tidegate-burst-"))
     rows = []
     for model in args.models.split(","):
-        repo = work / "models"
-        print(f"exporting {model} ...", flush=True)
-        export_zoo(model, repo, max_batch_size=1)
+        repo = args.repo or work / "models"
+        if not (repo / model / "model.pt2").is_file():
+            print(f"exporting {model} ...", flush=True)
+            export_zoo(model, repo, max_batch_size=1)
+        if args.measure_profile:
+            from ops.bench.plan_accuracy import measure_profile
+
+            workers = [int(w) for w in args.workers.split(",")]
+            measure_profile(repo, model, args.memory_mb, workers)
+        print(f"{model}: planned with {_profile_source(repo, model)}", flush=True)
         x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
         with torch.inference_mode():
             ref = load_artifact(repo, model).load_module()(torch.from_numpy(x)).numpy()

@@ -217,14 +217,43 @@ def _parse_args() -> argparse.Namespace:
     ap.add_argument("--repo", type=Path, help="model repository (default: export into a temp dir)")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/plan_accuracy.json")
     ap.add_argument("--speed-only", action="store_true", help="only time the planner")
+    ap.add_argument(
+        "--measure-profile",
+        action="store_true",
+        help="run `tidegate profile` for each model first and predict from it (else "
+        "REPO/MODEL/profile.json if present, else the bundled reference profile)",
+    )
     ap.add_argument("--speed-workers", default="1,2,4,8,16")
     return ap.parse_args()
+
+
+def measure_profile(repo: Path, model: str, memory_mb: int, workers: list[int]) -> str:
+    """``tidegate profile MODEL`` on this machine, now (its figures are the predictions'
+    input); returns the profile's source line (it names the load it was measured at)."""
+    from burst.planning import load_profile
+    from ops.commands import profile as profile_command
+
+    print(f"measuring the {model} profile (tidegate profile) ...", flush=True)
+    args = argparse.Namespace(
+        name=model,
+        repo=str(repo),
+        memory_mb=memory_mb,
+        workers=",".join(str(w) for w in sorted({max(2, w) for w in workers})),
+        reps=4,
+        out=None,
+        vm_batches="1",
+        compute_only=False,
+    )
+    profile_command.run(args)
+    return load_profile(repo, model).source
 
 
 def _accuracy_rows(args: argparse.Namespace, repo: Path, work: Path, workers: list[int]) -> list:
     """Predicted vs measured rows for every model (and VGG-16 split to fit 512 MB functions)."""
     rows = []
     for model in args.models.split(","):
+        if args.measure_profile:
+            print(f"  profile: {measure_profile(repo, model, args.memory_mb, workers)}")
         rows += asyncio.run(
             run_model(repo, work / model, model, workers, args.warm, args.memory_mb)
         )
