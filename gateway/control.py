@@ -156,10 +156,13 @@ class PolicyEngine:
         assert isinstance(self.burst, Prewarmer)
         have = self.collector.prewarmed_instances
         step = instances if instances <= have else min(instances, have + PREWARM_STEP)
+        t0 = asyncio.get_running_loop().time()
         if await self.burst.prewarm(step) is False:
             return
         if step > have:
             await self._first_invocations(step - have)
+            # what starting instances took here is what a request sent to a cold one would wait
+            self.collector.cold_start_ms = (asyncio.get_running_loop().time() - t0) * 1e3
         self.collector.prewarmed_instances = step
 
     async def _first_invocations(self, n: int) -> None:
