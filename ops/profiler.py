@@ -188,6 +188,7 @@ def stage_observations(graph_node_ms: dict[str, float], plan, answers) -> list[d
                 {
                     "split": st_plan.split.value,
                     "workers": st_plan.workers,
+                    "nodes": len(st_plan.nodes),
                     "wall_ms": st.wall_ms,
                     "single_ms": whole,
                     "leg_single_ms": share,
@@ -197,25 +198,45 @@ def stage_observations(graph_node_ms: dict[str, float], plan, answers) -> list[d
     return out
 
 
-def slowdowns(observations: list[dict]) -> dict[str, dict[int, float]]:
-    """Measured compute over its single-thread time per (kind, legs), as a ratio of sums so
-    that big stages weigh more than the many tiny ones whose time is mostly dispatch."""
-    sums: dict[tuple[str, int], list[float]] = {}
+def slowdowns(
+    observations: list[dict],
+) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, float]]]:
+    """Per (kind, legs): (slowdown, ms per node), fitted over every measured leg as
+    ``measured = slowdown * single-thread share + ms_per_node * nodes`` (least squares, so big
+    stages weigh more than the many tiny ones). A leg's dispatch, cropping and padding do not
+    shrink with its share of the work: without the per-node term the slowdown would absorb
+    them and overcharge the big stages. Serial stages: the ratio of sums."""
+    rows: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     for o in observations:
         if o["split"] == "serial":
-            acc = sums.setdefault(("serial", 1), [0.0, 0.0])
-            acc[0] += o["wall_ms"]
-            acc[1] += o["single_ms"]
+            rows.setdefault(("serial", 1), []).append((o["wall_ms"], o["single_ms"], 0.0))
             continue
-        acc = sums.setdefault((o["split"], o["workers"]), [0.0, 0.0])
         for measured, single in zip(o["legs_ms"], o["leg_single_ms"]):
-            acc[0] += measured
-            acc[1] += single
-    out: dict[str, dict[int, float]] = {}
-    for (kind, k), (measured, single) in sums.items():
-        if single > 0:
-            out.setdefault(kind, {})[k] = measured / single
-    return out
+            rows.setdefault((o["split"], o["workers"]), []).append(
+                (measured, single, float(o.get("nodes", 0)))
+            )
+    slow: dict[str, dict[int, float]] = {}
+    per_node: dict[str, dict[int, float]] = {}
+    for (kind, k), pts in rows.items():
+        s, f = _fit_legs(np.array(pts, dtype=float))
+        if s > 0:
+            slow.setdefault(kind, {})[k] = s
+            if kind != "serial":
+                per_node.setdefault(kind, {})[k] = f
+    return slow, per_node
+
+
+def _fit_legs(pts: np.ndarray) -> tuple[float, float]:
+    """(slowdown, ms per node) for rows (measured, single, nodes); ratio of sums when the
+    two-term fit is degenerate or gives a negative term."""
+    measured, single, nodes = pts[:, 0], pts[:, 1], pts[:, 2]
+    ratio = float(measured.sum() / single.sum()) if single.sum() > 0 else 0.0
+    if len(pts) < 3 or not nodes.any():
+        return ratio, 0.0
+    (s, f), *_ = np.linalg.lstsq(np.stack([single, nodes], axis=1), measured, rcond=None)
+    if s < 0.8 or f < 0:  # not a physical fit (few or alike legs): one ratio explains them
+        return ratio, 0.0
+    return float(s), float(f)
 
 
 def repo_path(repo, name: str) -> Path:

@@ -6,7 +6,8 @@ they run in worker functions, waits for all and stitches: its time is the master
 send/receive work plus max(leg 0, the **maximum over the k-1 remote legs**), each remote leg an
 invocation round trip (an empirical distribution measured at that fan-out) plus its transfers
 plus its compute (the leg's share of the stage's measured node times, times the slowdown
-measured when k legs share the cores). The maximum's distribution is exact for i.i.d. legs,
+measured when k legs share the cores, plus a measured time per node that does not shrink with
+the leg's share). The maximum's distribution is exact for i.i.d. legs,
 P(max <= t) = F(t)^n, so its quantile at p is F^-1(p^(1/n)); every remote leg takes the
 heaviest remote leg's work (a slight overestimate when tiles differ by a halo row).
 
@@ -182,8 +183,9 @@ class PerfModel:
             return Estimate(mean, var, self._gb_s_cost(mean, master_gb, invocation=False))
         k = c.workers
         slow = self.profile.slowdown(c.split, k)
-        per_mac = self.serial_ms(c.nodes) / max(c.macs, 1)
-        own_ms = c.leg_macs[0] * per_mac * slow  # leg 0 runs on the master (burst.forkjoin)
+        per_mac = self.serial_ms(c.nodes) / max(c.macs, 1) * slow
+        per_leg_ms = self.profile.node_overhead_ms(c.split, k) * len(c.nodes)
+        own_ms = c.leg_macs[0] * per_mac + per_leg_ms  # leg 0 runs on the master (forkjoin)
         t_in = [self.transfer_ms(b) for b in c.bytes_in[1:]]
         t_out = [self.transfer_ms(b) for b in c.bytes_out[1:]]
         # the master writes every remote input, then computes its own leg while the remote
@@ -191,7 +193,8 @@ class PerfModel:
         # output (half of a one-way transfer each side)
         master_ms = (sum(t_in) + sum(t_out)) / 2.0
         remote_ms = [
-            (ti + to) / 2.0 + m * per_mac * slow for ti, to, m in zip(t_in, t_out, c.leg_macs[1:])
+            (ti + to) / 2.0 + m * per_mac + per_leg_ms
+            for ti, to, m in zip(t_in, t_out, c.leg_macs[1:])
         ]
         mean_max, var_max = self._join(k - 1, own_ms, max(remote_ms, default=0.0))
         mean = master_ms + mean_max

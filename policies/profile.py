@@ -121,6 +121,10 @@ class Profile:
     split_slowdown: dict[str, dict[int, float]]  # split kind -> k -> leg compute / predicted
     compute_cv: float = 0.05  # spread of one leg's compute (lognormal sigma)
     models: dict[str, ModelTimes] = field(default_factory=dict)
+    # split kind -> k -> ms a leg spends per node beyond its share of the work: dispatch,
+    # cropping and padding do not shrink with the tile (MobileNet's legs take as long as the
+    # whole stage at half the work)
+    split_node_ms: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def invoke_ms(self, workers: int) -> Quantiles:
         """A leg's warm overhead at fan-out ``workers`` (nearest measured at or below, else the
@@ -141,6 +145,13 @@ class Profile:
         i = bisect.bisect_right(ks, workers) - 1
         lo, hi = ks[i], ks[i + 1]
         return table[lo] + (table[hi] - table[lo]) * (workers - lo) / (hi - lo)
+
+    def node_overhead_ms(self, split: str, workers: int) -> float:
+        """A leg's time per node beyond its share of the work (measured at the nearest
+        fan-out at or below ``workers``; 0 where not measured)."""
+        table = self.split_node_ms.get(split) or {}
+        ks = [k for k in sorted(table) if k <= workers]
+        return table[ks[-1]] if ks else 0.0
 
     def transfer_fit(self, transport: str) -> TransferFit:
         return self.transfer.get(transport) or self.transfer["dir"]
@@ -175,6 +186,10 @@ class Profile:
                 for s, t in self.split_slowdown.items()
             },
             "compute_cv": self.compute_cv,
+            "split_node_ms": {
+                s: {str(k): round(v, 5) for k, v in t.items()}
+                for s, t in self.split_node_ms.items()
+            },
             "models": {
                 m: {
                     "input_shape": list(t.input_shape),
@@ -214,6 +229,10 @@ class Profile:
                     for s, t in raw["split_slowdown"].items()
                 },
                 compute_cv=float(raw.get("compute_cv", 0.05)),
+                split_node_ms={
+                    s: {int(k): float(v) for k, v in t.items()}
+                    for s, t in raw.get("split_node_ms", {}).items()
+                },
                 models={m: _model_times(m, t) for m, t in raw.get("models", {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -248,14 +248,18 @@ def _calibrate(profile, graph, svc, runs, say):
 
     node_ms = profile.models[graph.model].node_ms
     obs = [o for plan, answers in runs for o in profiler.stage_observations(node_ms, plan, answers)]
-    slow = profiler.slowdowns(obs)
+    slow, per_node = profiler.slowdowns(obs)
     for table in slow.values():
         table.setdefault(1, 1.0)
-    profile = replace(profile, split_slowdown=slow)
+    profile = replace(profile, split_slowdown=slow, split_node_ms=per_node)
     say(
         "leg compute vs one thread alone: "
         + "; ".join(
-            f"{kind} " + ", ".join(f"x{k} {v:.2f}" for k, v in sorted(t.items()))
+            f"{kind} "
+            + ", ".join(
+                f"x{k} {v:.2f} + {per_node.get(kind, {}).get(k, 0.0):.3f} ms/node"
+                for k, v in sorted(t.items())
+            )
             for kind, t in slow.items()
         )
     )

@@ -115,3 +115,28 @@ def test_more_legs_than_cores_slow_each_leg():
     assert profile.slowdown("spatial", 2) == 1.1
     assert profile.slowdown("spatial", 4) == pytest.approx(2.2)  # 4 legs on 2 cores
     assert profile.slowdown("output", 3) == 1.5  # unmeasured kind: 3 legs share 2 cores
+
+
+def test_a_leg_pays_its_per_node_time_whatever_its_share():
+    """Dispatch, cropping and padding per node do not shrink with a leg's share of the work:
+    a measured per-node time is added to every leg, so splitting many tiny nodes stops
+    looking free while big convolutions still pay."""
+    base = PerfModel(_profile(), Deployment(inline_limit_bytes=10**6), WORKS)
+    per_node = PerfModel(
+        _profile(split_node_ms={"spatial": {2: 3.0}}),
+        Deployment(inline_limit_bytes=10**6),
+        WORKS,
+    )
+    plain, with_nodes = base.stage(_split(2)), per_node.stage(_split(2))
+    assert with_nodes.mean_ms == pytest.approx(plain.mean_ms + 3.0, rel=0.05)
+    assert per_node.profile.node_overhead_ms("spatial", 4) == 3.0  # nearest measured below
+    assert per_node.profile.node_overhead_ms("output", 2) == 0.0  # not measured: nothing
+
+
+def test_profile_json_keeps_the_per_node_leg_time():
+    profile = _profile(split_node_ms={"spatial": {2: 0.125}})
+    again = Profile.from_json(profile.to_json())
+    assert again.split_node_ms == {"spatial": {2: 0.125}}
+    raw = profile.to_json()
+    del raw["split_node_ms"]  # profiles written before the field still load
+    assert Profile.from_json(raw).split_node_ms == {}

@@ -1,0 +1,38 @@
+"""The profiler's leg fit: slowdown and per-node time recovered from measured legs."""
+
+from __future__ import annotations
+
+import pytest
+
+from ops.profiler import slowdowns
+
+
+def _obs(single_ms: list[float], nodes: int, slow: float, per_node_ms: float) -> dict:
+    return {
+        "split": "spatial",
+        "workers": 2,
+        "nodes": nodes,
+        "wall_ms": 0.0,
+        "single_ms": sum(single_ms) * 2,
+        "leg_single_ms": single_ms,
+        "legs_ms": [slow * s + per_node_ms * nodes for s in single_ms],
+    }
+
+
+def test_fit_separates_slowdown_from_per_node_time():
+    obs = [
+        _obs([40.0, 42.0], 30, 1.2, 0.1),  # big convolutions: mostly work
+        _obs([2.0, 2.5], 60, 1.2, 0.1),  # many tiny nodes: mostly per-node time
+        _obs([10.0, 11.0], 10, 1.2, 0.1),
+        {"split": "serial", "workers": 0, "wall_ms": 13.0, "single_ms": 10.0, "legs_ms": [13.0]},
+    ]
+    slow, per_node = slowdowns(obs)
+    assert slow["spatial"][2] == pytest.approx(1.2, rel=1e-6)
+    assert per_node["spatial"][2] == pytest.approx(0.1, rel=1e-6)
+    assert slow["serial"][1] == pytest.approx(1.3)
+
+
+def test_too_few_legs_fall_back_to_one_ratio():
+    slow, per_node = slowdowns([_obs([10.0], 5, 1.5, 0.0)])
+    assert slow["spatial"][2] == pytest.approx(1.5)
+    assert per_node["spatial"][2] == 0.0
