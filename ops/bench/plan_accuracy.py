@@ -264,7 +264,7 @@ def _accuracy_rows(args: argparse.Namespace, repo: Path, work: Path, workers: li
                 repo,
                 work / "vgg16-512",
                 "vgg16",
-                [w for w in workers if w > 1] or [2],
+                [max(8, *workers)],  # fc6 alone is 411 MB: 8 ways fit 512 MB
                 args.warm,
                 512,
                 cost_row=False,
