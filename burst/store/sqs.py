@@ -148,11 +148,11 @@ class SqsStore:
             await self.backing.put(key, data)
             return
         name = queue_name(self.queue_prefix, key)
-        url = await self._url(name, create=True)
         if message_bytes(key, len(data)) <= self.max_message_bytes:
+            url = await self._url(name, create=True)
             attrs = {DATA_ATTR: {"DataType": "Binary", "BinaryValue": bytes(data)}}
-        else:  # claim check: the bytes in the store, the message points at them
-            await self.backing.put(key, data)
+        else:  # claim check: the bytes in the store (beside making the queue), a pointer sent
+            url, _ = await asyncio.gather(self._url(name, create=True), self.backing.put(key, data))
             attrs = {CLAIM_ATTR: {"DataType": "String", "StringValue": "store"}}
         try:
             await self._call(
@@ -229,13 +229,16 @@ class SqsStore:
         """Delete the queues under ``prefix`` and the backing store's keys; returns how many
         queues and objects went."""
         check_prefix(prefix)
-        deleted = await self.backing.delete_prefix(prefix)
         names_prefix = queue_name_prefix(self.queue_prefix, prefix)
         if names_prefix is None:
-            return deleted
-        # what this instance made, and what a listing finds (SQS lists eventually)
-        listed = await self._call(
-            f"list {names_prefix}", "list_queues", QueueNamePrefix=names_prefix, MaxResults=1000
+            return await self.backing.delete_prefix(prefix)
+        # what this instance made, and what a listing finds (SQS lists eventually); the claim
+        # checks go meanwhile
+        deleted, listed = await asyncio.gather(
+            self.backing.delete_prefix(prefix),
+            self._call(
+                f"list {names_prefix}", "list_queues", QueueNamePrefix=names_prefix, MaxResults=1000
+            ),
         )
         urls = {u.rsplit("/", 1)[1]: u for u in listed.get("QueueUrls", [])}
         if self._base_url is not None:
