@@ -43,7 +43,7 @@ from vmpool.procs import free_port  # noqa: E402
 SCENARIOS = ("async-class", "all-interactive")
 KEYS = {"web": "k-web", "batch": "k-batch"}
 ADMIN_KEY = "k-admin"  # /admin/paths (the replica counts) with tenants configured
-ROUTING = "threshold"  # spill past 8 in flight per replica: the interactive tenant's safety valve
+ROUTING = "slo-aware"  # interactive calls spill to functions only when the VMs would miss the SLO
 # KEDA-style: replicas for the queue and for in-flight requests, the larger wins
 SCALING = {
     "policy": "queue",
