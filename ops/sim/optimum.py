@@ -5,6 +5,9 @@ Relaxations, each of which can only lower the cost (so it is a bound, not a sche
 - a VM serves up to its full-batch capacity whenever one full batch meets the SLO;
 - functions are always warm when used (arrivals are known, so they could be pre-warmed) and
   cost their mean warm billed duration.
+Not relaxed, so the bound is exact only up to it: a request must be served within its bin (a
+real schedule may carry up to an SLO's worth of a bin's excess into the next one); at 1 s bins
+and a 300 ms SLO this can only overstate the bound where bins overflow a layer briefly.
 Kept, because the issue asks for them: a VM is billed from launch, i.e. ``boot_s`` before it
 can serve, and every VM interval is billed at least ``vm_min_billed_s``.
 
