@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,7 +249,9 @@ def run_all(names: list[str], repo: Path, work: Path, shape: Shape, times, body)
                 print(f"  {name}: warm pool up after {wait_warm(url, WARM_FUNCTIONS):.0f} s")
         print(f"  all ready; load average {os.getloadavg()[0]:.2f}", flush=True)
         t0 = time.time() + 5.0  # every load starts on the same second
-        with ProcessPoolExecutor(len(names)) as pool:
+        # spawn, not fork: this process has run event loops whose resolver threads a fork
+        # would copy mid-lock
+        with ProcessPoolExecutor(len(names), mp_context=get_context("spawn")) as pool:
             futures = {
                 n: pool.submit(
                     drive_process,
