@@ -171,6 +171,7 @@ class PolicyEngine:
         on a loaded 2-core host, which a request must not pay. Failures are the next
         request's to report."""
         burst, workers = self.burst, getattr(self.dispatcher, "default_workers", 1)
+        assert isinstance(burst, Prewarmer)
         for cfg in self.dispatcher.models.values():
             inputs = {
                 t.name: np.zeros((1, *(max(d, 1) for d in t.shape[1:])), NUMPY_DTYPES[t.datatype])
