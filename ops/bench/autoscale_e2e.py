@@ -41,7 +41,7 @@ from policies.costs import PriceTable  # noqa: E402
 from vmpool.procs import free_port  # noqa: E402
 
 TARGET = {"policy": "target", "target_in_flight_per_replica": 4, "scale_in_cooldown_s": 30}
-WARM_FUNCTIONS = 10  # the predictive pair's standing warm pool: the step's burst concurrency
+WARM_FUNCTIONS = 8  # the predictive pair's standing warm pool: the step's burst concurrency
 SCENARIOS = {
     "vm-only+target": ("vm-only", TARGET),
     "threshold+target": ("threshold", TARGET),

@@ -70,7 +70,8 @@ class SloAware:
             return Decision(Route.REJECT, reason, retry_after_s=1.0)
         budget_ms = request.slo_ms * self.slo_margin
         meets_vm, meets_burst = vm_ms <= budget_ms, burst_ms <= budget_ms
-        if meets_vm and meets_burst:
+        if meets_vm and meets_burst and state.vm.ready_replicas == 0:
+            # only booting replicas: compare what each path would bill for this request
             vm_cost = vm_request_cost_usd(
                 self.prices,
                 batch_service_ms(stats.vm_service_ms_by_batch, request.batch_size),
@@ -80,6 +81,9 @@ class SloAware:
                 self.prices, burst_ms, workers, state.burst.memory_mb
             )
             meets_vm = vm_cost <= burst_cost
+        # a ready VM is billed whether it serves or not: its marginal cost is nil, so a VM
+        # that meets the SLO is the cheapest path (costing its share of a batch sent the
+        # steady load to functions while the VM idled)
         if meets_vm:
             return self._vm(state, Reason.VM_MEETS_SLO, vm_ms)
         if meets_burst:

@@ -156,3 +156,11 @@ def test_forced_routes_and_names():
     assert (d.route, d.reason) == (Route.VM, Reason.VM_BOOTING)
     with pytest.raises(ValueError, match="bad parameters"):
         make_policy("threshold", nope=1)
+
+
+def test_a_ready_vm_that_meets_the_slo_wins_over_cheaper_looking_functions():
+    """A slow model alone in its batch bills a whole replica-second per request, more than a
+    function would; but the VM is billed whether it serves or not, so it takes the request."""
+    slow = ModelStats(vm_service_ms_by_batch=((1, 1100.0), (8, 1800.0)), burst_predicted_ms=1200.0)
+    d = SloAware().route(req(slo_ms=7200), live(warm=10, model=slow))
+    assert (d.route, d.reason) == (Route.VM, Reason.VM_MEETS_SLO)
