@@ -116,10 +116,15 @@ def _prepare(model: PerfModel, candidates: list[Candidate], limits: Limits):
             most_w[p] = max(most_w[p], w + most_w[c.end])
     track_m = most_m[0] > limits.master_weight_bytes
     track_w = most_w[0] > limits.worker_weight_bytes
-    return {
+    by_start = {
         p: [(c, e, m if track_m else 0, w if track_w else 0) for c, e, m, w in cs]
         for p, cs in by_start.items()
     }
+    # a label at p with at least most_*[p] left has every completion fit: how much more it has
+    # changes nothing, so its bytes compare as if it had exactly that much left (exact)
+    floor_m = [limits.master_weight_bytes - m if track_m else 0 for m in most_m]
+    floor_w = [limits.worker_weight_bytes - w if track_w else 0 for w in most_w]
+    return by_start, floor_m, floor_w
 
 
 MIB = 1 << 20
@@ -141,13 +146,13 @@ def _end(candidates: list[Candidate]) -> int:
     return max(c.end for c in candidates)
 
 
-def _pareto(labels: list[_Label], keys) -> list[_Label]:
+def _pareto(labels: list[_Label], keys, p: int) -> list[_Label]:
     """The labels no other label is at least as good as on every key (of equal ones, the
     first). Sorted lexicographically, a label can only be dominated by one before it, which
     is at most as large on the first key: so only the other keys are compared, in bulk."""
     if len(labels) <= 1:
         return labels
-    arr = np.array([keys(lab) for lab in labels], dtype=float)
+    arr = np.array([keys(lab, p) for lab in labels], dtype=float)
     order = np.lexsort(arr.T[::-1])
     rest = arr[order, 1:]
     kept_rows = np.empty_like(rest)
@@ -168,7 +173,7 @@ def _search(model, by_start, end, limits, keys, keep, bounds) -> list[_Label]:
     pending: list[list[_Label]] = [[] for _ in range(end + 1)]
     pending[0].append(_Label(fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0, None, None))
     for p in range(end):
-        labels = _pareto([lab for lab in pending[p] if keep(lab, p, bounds)], keys)
+        labels = _pareto([lab for lab in pending[p] if keep(lab, p, bounds)], keys, p)
         pending[p] = []  # done with this position: free it
         for lab in labels:
             for c, e, mb, wb in by_start.get(p, []):
@@ -186,12 +191,12 @@ def _search(model, by_start, end, limits, keys, keep, bounds) -> list[_Label]:
                 )
                 if keep(new, c.end, bounds):
                     pending[c.end].append(new)
-    return _pareto([lab for lab in pending[end] if keep(lab, end, bounds)], keys)
+    return _pareto([lab for lab in pending[end] if keep(lab, end, bounds)], keys, end)
 
 
 def latency_optimal(model: PerfModel, candidates: list[Candidate], limits: Limits) -> PlanChoice:
     """The plan with the least predicted p50 (mean) whose functions all fit ``limits``."""
-    by_start = _prepare(model, candidates, limits)
+    by_start, floor_m, floor_w = _prepare(model, candidates, limits)
     end = _end(candidates)
     lb_mean, _, _ = _lower_bounds(by_start, end)
     # a label that cannot beat a complete plan already known even with the fastest rest
@@ -202,7 +207,7 @@ def latency_optimal(model: PerfModel, candidates: list[Candidate], limits: Limit
         by_start,
         end,
         limits,
-        keys=lambda lab: (lab.mean, lab.mbytes, lab.wbytes),
+        keys=lambda lab, p: (lab.mean, max(lab.mbytes, floor_m[p]), max(lab.wbytes, floor_w[p])),
         keep=lambda lab, p, b: lab.mean + lb_mean[p] <= incumbent,
         bounds=None,
     )
@@ -226,7 +231,7 @@ def cheapest_meeting_slo(
     if not 0.5 <= percentile < 1.0:
         raise PlanningError(f"percentile must be in [0.5, 1), got {percentile}")
     z = NormalDist().inv_cdf(percentile)
-    by_start = _prepare(model, candidates, limits)
+    by_start, floor_m, floor_w = _prepare(model, candidates, limits)
     end = _end(candidates)
     fixed = model.fixed()
     lb_mean, lb_var, _ = _lower_bounds(by_start, end)
@@ -238,7 +243,8 @@ def cheapest_meeting_slo(
     g_at = np.array([g for _, _, g in duals]).T.copy()  # [position, dual]
 
     def keep(lab: _Label, p: int, bounds) -> bool:
-        slack = slo_ms - lab.mean - z * math.sqrt(lab.var)
+        # any rest adds at least lb_var[p], so its mean is at most this
+        slack = slo_ms - lab.mean - z * math.sqrt(lab.var + lb_var[p])
         if lab.mean + lb_mean[p] + z * math.sqrt(lab.var + lb_var[p]) > slo_ms:
             return False
         left = budget - lab.mbytes - lab.wbytes
@@ -249,12 +255,12 @@ def cheapest_meeting_slo(
         by_start,
         end,
         limits,
-        keys=lambda lab: (
+        keys=lambda lab, p: (
             lab.mean,
             lab.mean + z * math.sqrt(lab.var),
             lab.cost,
-            lab.mbytes,
-            lab.wbytes,
+            max(lab.mbytes, floor_m[p]),
+            max(lab.wbytes, floor_w[p]),
         ),
         keep=keep,
         bounds=None,
