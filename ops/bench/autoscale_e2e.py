@@ -1,3 +1,4 @@
+# size: one benchmark script (shape, configs, side-by-side run, accounting, table, verdicts) read top to bottom
 """Autoscaling end to end: real gateways, local VM pools (20 s boots), local function runtimes
 and the ``delay`` model, under a steady load that one replica carries at half its capacity, a
 step to 4x for 60 s, then back. One run, four policy pairs, the same seeded arrivals for each:
