@@ -39,7 +39,7 @@ from statistics import NormalDist
 import numpy as np
 
 from policies.perf import Candidate, NodeWork, PerfModel, PlanPrediction
-from policies.planner_bounds import _duals, _fastest_fitting, _lower_bounds
+from policies.planner_bounds import _duals, _fastest_fitting, _front, _lower_bounds
 
 __all__ = [
     "Objective",
@@ -128,6 +128,7 @@ def _prepare(model: PerfModel, candidates: list[Candidate], limits: Limits):
 
 
 MIB = 1 << 20
+BEAM_WIDTH = 64  # labels per position in the incumbent-finding beam (speed only, not exactness)
 
 
 def _resources(c: Candidate) -> tuple[int, int]:
@@ -146,52 +147,50 @@ def _end(candidates: list[Candidate]) -> int:
     return max(c.end for c in candidates)
 
 
-def _pareto(labels: list[_Label], keys, p: int) -> list[_Label]:
-    """The labels no other label is at least as good as on every key (of equal ones, the
-    first). Sorted lexicographically, a label can only be dominated by one before it, which
-    is at most as large on the first key: so only the other keys are compared, in bulk."""
-    if len(labels) <= 1:
+def _select(labels: list[_Label], p: int, keys, keep, cap=None, rank=None) -> list[_Label]:
+    """The labels at ``p`` that ``keep`` keeps and no other is at least as good as on every
+    key, all at once on arrays; with ``cap`` (a beam, not exact) the ``cap`` best by ``rank``."""
+    if not labels:
         return labels
-    arr = np.array([keys(lab, p) for lab in labels], dtype=float)
-    order = np.lexsort(arr.T[::-1])
-    rest = arr[order, 1:]
-    kept_rows = np.empty_like(rest)
-    kept: list[_Label] = []
-    for i, idx in enumerate(order):
-        row = rest[i]
-        if kept and (kept_rows[: len(kept)] <= row).all(axis=1).any():
-            continue
-        kept_rows[len(kept)] = row
-        kept.append(labels[idx])
-    return kept
+    cols = np.array([(lb.mean, lb.var, lb.cost, lb.mbytes, lb.wbytes) for lb in labels], float)
+    ok = np.flatnonzero(keep(cols, p))
+    idx = ok[_front(keys(cols[ok], p))] if len(ok) > 1 else ok
+    if cap is not None and len(idx) > cap:
+        idx = idx[np.argsort(rank(cols[idx], p), kind="stable")[:cap]]
+    return [labels[i] for i in idx]
 
 
-def _search(model, by_start, end, limits, keys, keep, bounds) -> list[_Label]:
+def _search(model, by_start, end, limits, keys, keep, cap=None, rank=None) -> list[_Label]:
     """Labels reach a position only from earlier ones, so each position's labels are all in
-    when it is reached: its Pareto front is taken once, in bulk, then extended."""
+    when it is reached: they are filtered once, in bulk, then extended."""
     fixed = model.fixed()
     pending: list[list[_Label]] = [[] for _ in range(end + 1)]
     pending[0].append(_Label(fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0, None, None))
     for p in range(end):
-        labels = _pareto([lab for lab in pending[p] if keep(lab, p, bounds)], keys, p)
+        labels = _select(pending[p], p, keys, keep, cap, rank)
         pending[p] = []  # done with this position: free it
         for lab in labels:
             for c, e, mb, wb in by_start.get(p, []):
                 mbytes, wbytes = lab.mbytes + mb, lab.wbytes + wb
                 if mbytes > limits.master_weight_bytes or wbytes > limits.worker_weight_bytes:
                     continue
-                new = _Label(
-                    lab.mean + e.mean_ms,
-                    lab.var + e.var_ms2,
-                    lab.cost + e.cost_usd,
-                    mbytes,
-                    wbytes,
-                    c,
-                    lab,
+                pending[c.end].append(
+                    _Label(
+                        lab.mean + e.mean_ms,
+                        lab.var + e.var_ms2,
+                        lab.cost + e.cost_usd,
+                        mbytes,
+                        wbytes,
+                        c,
+                        lab,
+                    )
                 )
-                if keep(new, c.end, bounds):
-                    pending[c.end].append(new)
-    return _pareto([lab for lab in pending[end] if keep(lab, end, bounds)], keys, end)
+    return _select(pending[end], end, keys, keep)
+
+
+def _bytes_keys(cols, p: int, floor_m, floor_w):
+    """Master and worker bytes as compared at ``p`` (see ``_prepare``)."""
+    return np.maximum(cols[:, 3], floor_m[p]), np.maximum(cols[:, 4], floor_w[p])
 
 
 def latency_optimal(model: PerfModel, candidates: list[Candidate], limits: Limits) -> PlanChoice:
@@ -207,9 +206,8 @@ def latency_optimal(model: PerfModel, candidates: list[Candidate], limits: Limit
         by_start,
         end,
         limits,
-        keys=lambda lab, p: (lab.mean, max(lab.mbytes, floor_m[p]), max(lab.wbytes, floor_w[p])),
-        keep=lambda lab, p, b: lab.mean + lb_mean[p] <= incumbent,
-        bounds=None,
+        keys=lambda cols, p: np.column_stack([cols[:, 0], *_bytes_keys(cols, p, floor_m, floor_w)]),
+        keep=lambda cols, p: cols[:, 0] + lb_mean[p] <= incumbent,
     )
     if not finals:
         raise PlanningError(
@@ -231,40 +229,44 @@ def cheapest_meeting_slo(
     if not 0.5 <= percentile < 1.0:
         raise PlanningError(f"percentile must be in [0.5, 1), got {percentile}")
     z = NormalDist().inv_cdf(percentile)
-    by_start, floor_m, floor_w = _prepare(model, candidates, limits)
+    by_start, fm, fw = _prepare(model, candidates, limits)
     end = _end(candidates)
     fixed = model.fixed()
     lb_mean, lb_var, _ = _lower_bounds(by_start, end)
     duals, incumbent = _duals(by_start, end, limits, fixed, z, slo_ms)
     budget = limits.master_weight_bytes + limits.worker_weight_bytes
-    # the Lagrangian bounds as arrays: one vector operation per label, not one per dual
+    # the Lagrangian bounds as arrays: one matrix operation per position
     w_of = np.array([w for w, _, _ in duals])
     u_of = np.array([u for _, u, _ in duals])
     g_at = np.array([g for _, _, g in duals]).T.copy()  # [position, dual]
 
-    def keep(lab: _Label, p: int, bounds) -> bool:
-        # any rest adds at least lb_var[p], so its mean is at most this
-        slack = slo_ms - lab.mean - z * math.sqrt(lab.var + lb_var[p])
-        if lab.mean + lb_mean[p] + z * math.sqrt(lab.var + lb_var[p]) > slo_ms:
-            return False
-        left = budget - lab.mbytes - lab.wbytes
-        return bool((g_at[p] - w_of * slack - u_of * left).max() <= incumbent - lab.cost)
+    def meets(cols, p: int):  # can still meet the SLO with the fastest rest
+        mean, sd = cols[:, 0], np.sqrt(cols[:, 1] + lb_var[p])
+        return mean + lb_mean[p] + z * sd <= slo_ms
 
-    finals = _search(
-        model,
-        by_start,
-        end,
-        limits,
-        keys=lambda lab, p: (
-            lab.mean,
-            lab.mean + z * math.sqrt(lab.var),
-            lab.cost,
-            max(lab.mbytes, floor_m[p]),
-            max(lab.wbytes, floor_w[p]),
-        ),
-        keep=keep,
-        bounds=None,
-    )
+    def rest_cost(cols, p: int):  # the least any rest can cost (Lagrangian bound)
+        # any rest adds at least lb_var[p], so its mean is at most slack
+        slack = slo_ms - cols[:, 0] - z * np.sqrt(cols[:, 1] + lb_var[p])
+        left = budget - cols[:, 3] - cols[:, 4]
+        return (g_at[p][None, :] - slack[:, None] * w_of - left[:, None] * u_of).max(axis=1)
+
+    def keys(cols, p: int):
+        z_mean = cols[:, 0] + z * np.sqrt(cols[:, 1])
+        return np.column_stack([cols[:, 0], z_mean, cols[:, 2], *_bytes_keys(cols, p, fm, fw)])
+
+    def rank(cols, p: int):
+        return cols[:, 2] + rest_cost(cols, p)
+
+    # a beam of the same search finds a good complete plan early: an incumbent to prune with
+    beam = _search(model, by_start, end, limits, keys, meets, cap=BEAM_WIDTH, rank=rank)
+    for lab in beam:
+        if lab.mean + z * math.sqrt(lab.var) <= slo_ms:
+            incumbent = min(incumbent, lab.cost * (1 + 1e-9))
+
+    def keep(cols, p: int):
+        return meets(cols, p) & (cols[:, 2] + rest_cost(cols, p) <= incumbent)
+
+    finals = _search(model, by_start, end, limits, keys, keep)
     ok = [lab for lab in finals if lab.mean + z * math.sqrt(lab.var) <= slo_ms]
     if not ok:
         raise PlanningError(

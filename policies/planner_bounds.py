@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from policies.perf import Estimate
 
 
@@ -108,3 +110,24 @@ def _fastest_fitting(by_start, end: int, limits, fixed_mean_ms: float) -> float:
         ):
             best = min(best, mean)
     return best
+
+
+def _front(keys: np.ndarray, block: int = 256) -> np.ndarray:
+    """Row indices of the Pareto front of ``keys`` (rows no other row is at most on every key;
+    of equal ones, the first). Sorted lexicographically a row can only be dominated by an
+    earlier one, and a row dominated by a dominated row is dominated by what dominates that
+    (<= is transitive): so a row is kept iff no earlier row at all is at most it, which is
+    checked a block at a time against the rows kept so far and the block's earlier rows."""
+    order = np.lexsort(keys.T[::-1])
+    rest = keys[order, 1:]
+    kept_rows = np.empty((0, rest.shape[1]))
+    kept: list[np.ndarray] = []
+    for start in range(0, len(order), block):
+        blk = rest[start : start + block]
+        inner = (blk[None, :, :] <= blk[:, None, :]).all(axis=2)  # [j, i]: row i <= row j
+        dominated = np.tril(inner, -1).any(axis=1)
+        if len(kept_rows):
+            dominated |= (kept_rows[None, :, :] <= blk[:, None, :]).all(axis=2).any(axis=1)
+        kept_rows = np.concatenate([kept_rows, blk[~dominated]])
+        kept.append(order[start : start + block][~dominated])
+    return np.concatenate(kept)
