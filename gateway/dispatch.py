@@ -138,7 +138,7 @@ class Dispatcher:
                     headers={"Retry-After": str(max(1, int(decision.retry_after_s + 0.999)))},
                 )
             if decision.route == Route.VM:
-                result = await self._vm(ctx, cfg, req, batch)
+                result = await self._vm(ctx, cfg, req, batch, decision.predicted_ms)
             else:
                 result = await self._burst(ctx, cfg, req, decision.workers)
         except TidegateError as exc:
@@ -150,8 +150,14 @@ class Dispatcher:
         return result
 
     async def _vm(
-        self, ctx: CallContext, cfg: ModelConfig, req: InferRequest, batch: int
+        self,
+        ctx: CallContext,
+        cfg: ModelConfig,
+        req: InferRequest,
+        batch: int,
+        predicted_ms: float | None = None,
     ) -> InferResult:
+        start = time.perf_counter()
         try:
             answer = await self.pool.infer(
                 cfg.name, req.inputs, request_id=ctx.request_id or None, timeout_s=self.vm_timeout_s
@@ -165,7 +171,10 @@ class Dispatcher:
         except NoReplicaError as exc:
             raise Unavailable(str(exc)) from None
         if self.live is not None:
-            self.live.on_vm_answer(cfg.name, batch, answer.service_ms, answer.queued_ahead)
+            path_ms = (time.perf_counter() - start) * 1000.0  # boot wait and retries included
+            self.live.on_vm_answer(
+                cfg.name, batch, answer.service_ms, answer.queued_ahead, predicted_ms, path_ms
+            )
         cost = vm_request_cost_usd(self.prices, answer.service_ms, batch)
         return InferResult(answer.outputs, "vm", cost, timings_ms={"vm": answer.service_ms})
 

@@ -28,6 +28,8 @@ from policies.state import (
 )
 from vmpool.pool import ReplicaPool
 
+from .vm_error import PREDICTION_WINDOW_S, PredictionError
+
 
 @dataclass(frozen=True)
 class BurstLiveStats:
@@ -108,6 +110,9 @@ class _ModelView:
     vm_idle: LatencyWindow  # requests that found their replica idle: service time, no queue
     burst: LatencyWindow  # warm burst requests only: a cold start is predicted separately
     batch_ms: dict[int, float] = field(default_factory=dict)  # EWMA of service time by batch
+    vm_error: PredictionError = field(
+        default_factory=lambda: PredictionError(LatencyWindow(PREDICTION_WINDOW_S))
+    )
 
 
 class LiveCollector:
@@ -172,14 +177,25 @@ class LiveCollector:
         self._all_short.add(now)
         self._all_long.add(now)
 
-    def on_vm_answer(self, model: str, rows: int, latency_ms: float, queued_ahead: int) -> None:
+    def on_vm_answer(
+        self,
+        model: str,
+        rows: int,
+        latency_ms: float,
+        queued_ahead: int,
+        predicted_ms: float | None = None,
+        path_ms: float | None = None,
+    ) -> None:
         """A VM answer. The batch-time curve is estimated from it: the rows already queued on
         the replica rode in the same batches, ``ceil(rows / max batch)`` rounds of them (an
-        overestimate when a batch was running on arrival: predictions err on the safe side)."""
+        overestimate when a batch was running on arrival: predictions err on the safe side).
+        With the routing's prediction and the whole VM path's time (boot wait and retries
+        included), it also teaches the prediction's error."""
         view = self._models.get(model)
         if view is None:
             return
         now = self._clock()
+        view.vm_error.on_answer(now, predicted_ms, path_ms)
         view.vm.add(now, latency_ms)
         if queued_ahead == 0:
             view.vm_idle.add(now, latency_ms)
@@ -269,6 +285,7 @@ class LiveCollector:
                 burst_latency=v.burst.quantiles(now),
                 burst_predicted_ms=predicted.get(name),
                 slo_ms=v.slo_ms,
+                vm_prediction_factor=v.vm_error.factor(now),
             )
             for name, v in self._models.items()
         }

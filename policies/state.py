@@ -95,6 +95,9 @@ class ModelStats:
     vm_service_latency: LatencyQuantiles | None = None
     burst_latency: LatencyQuantiles | None = None
     burst_predicted_ms: float | None = None  # from the plan's performance model when known
+    # observed over predicted VM latency, at the 99th percentile of recent answers: what the
+    # queue model does not see (a loaded host, the model server's own overheads); 1.0 unknown
+    vm_prediction_factor: float = 1.0
     slo_ms: float = 500.0
 
 

@@ -19,6 +19,10 @@ DEFAULT_BATCH_MS = 50.0  # before anything was observed: a mid-sized CNN on one 
 DEFAULT_TAIL_FACTOR = 1.1  # service-time spread at p99 before any was measured
 MAX_TAIL_FACTOR = 2.0
 MIN_TAIL_SAMPLES = 20
+# bounds of the learnt observed/predicted correction (``ModelStats.vm_prediction_factor``):
+# enough to cover a loaded host, not enough for one bad window to send everything away
+MIN_PREDICTION_FACTOR = 0.8
+MAX_PREDICTION_FACTOR = 2.0
 
 
 def batch_service_ms(curve: tuple[tuple[int, float], ...], batch_size: int) -> float:
@@ -42,11 +46,24 @@ def replica_capacity_per_s(stats: ModelStats, max_batch_size: int) -> float:
     return max_batch_size / batch_service_ms(stats.vm_service_ms_by_batch, max_batch_size) * 1e3
 
 
-def _queued_rows(vm: VmState) -> float:
-    """Rows ahead of a new request on the replica power-of-two choices would pick."""
+def _queued_rows(vm: VmState, quantile: float = 0.99) -> float:
+    """Rows ahead of a new request at ``quantile`` of power-of-two choices' pick.
+
+    The pool samples two distinct ready replicas and takes the less loaded one, so with the
+    queues sorted ascending the pick is the ``i``-th with probability ``(n-1-i) / C(n, 2)``.
+    The prediction is at the SLO's percentile, so the queue is too: the typical pick (a low
+    quartile) let the VM path's p99 run 15-60 % over the prediction once several replicas
+    were up (issue 8's step). With few replicas this is the second-longest queue."""
     per = sorted(vm.outstanding_per_replica)
-    if len(per) >= 2:
-        return per[len(per) // 4] if len(per) > 3 else per[0] * 0.75 + per[1] * 0.25
+    n = len(per)
+    if n >= 2:
+        pairs = n * (n - 1) / 2
+        cumulative = 0.0
+        for i, rows in enumerate(per[:-1]):
+            cumulative += (n - 1 - i) / pairs
+            if cumulative >= quantile - 1e-9:
+                return rows
+        return per[-2]
     if per:
         return per[0]
     return vm.outstanding / max(vm.ready_replicas, 1)
@@ -62,7 +79,14 @@ def tail_factor(stats: ModelStats, quantile: float) -> float:
 
 
 def predict_vm_ms(vm: VmState, stats: ModelStats, batch_size: int, quantile: float = 0.99) -> float:
-    """Predicted VM-path latency at ``quantile``; ``inf`` when no replica is ready or booting."""
+    """Predicted VM-path latency at ``quantile``; ``inf`` when no replica is ready or booting.
+    Scaled by what the gateway learnt of its own errors (``stats.vm_prediction_factor``)."""
+    raw_ms = _predict_raw_ms(vm, stats, batch_size, quantile)
+    factor = min(max(stats.vm_prediction_factor, MIN_PREDICTION_FACTOR), MAX_PREDICTION_FACTOR)
+    return raw_ms * factor
+
+
+def _predict_raw_ms(vm: VmState, stats: ModelStats, batch_size: int, quantile: float) -> float:
     if vm.ready_replicas == 0:
         if vm.booting_replicas == 0:
             return math.inf
@@ -71,7 +95,7 @@ def predict_vm_ms(vm: VmState, stats: ModelStats, batch_size: int, quantile: flo
         queued = vm.outstanding / vm.booting_replicas
     else:
         wait_ms = 0.0
-        queued = _queued_rows(vm)
+        queued = _queued_rows(vm, quantile)
     cap = max(vm.max_batch_size, 1)
     curve = stats.vm_service_ms_by_batch
     if queued <= 0:  # an idle replica waits briefly for company
