@@ -31,7 +31,6 @@ for the same reason. The result is optimal with respect to this model and these 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import Enum
 from statistics import NormalDist
@@ -75,22 +74,24 @@ class PlanChoice:
 
 
 @dataclass
-class _Label:
-    mean: float
-    var: float
-    cost: float
-    mbytes: int
-    wbytes: int
-    cand: Candidate | None
-    parent: "_Label | None"
+class _Labels:
+    """Partial plans ending at one position, as arrays: ``cols`` rows are (mean, var, cost,
+    master bytes, worker bytes); each came from label ``src`` at position ``pos`` by that
+    position's candidate ``cand`` (-1 for the empty plan)."""
 
-    def path(self) -> list[Candidate]:
-        out: list[Candidate] = []
-        lab: _Label | None = self
-        while lab is not None and lab.cand is not None:
-            out.append(lab.cand)
-            lab = lab.parent
-        return out[::-1]
+    cols: np.ndarray
+    pos: np.ndarray
+    src: np.ndarray
+    cand: np.ndarray
+
+
+def _path(kept: list[_Labels], by_start, end: int, i: int) -> list[Candidate]:
+    out: list[Candidate] = []
+    p = end
+    while kept[p].pos[i] >= 0:
+        p, i, c = int(kept[p].pos[i]), int(kept[p].src[i]), int(kept[p].cand[i])
+        out.append(by_start[p][c][0])
+    return out[::-1]
 
 
 def _prepare(model: PerfModel, candidates: list[Candidate], limits: Limits):
@@ -147,45 +148,48 @@ def _end(candidates: list[Candidate]) -> int:
     return max(c.end for c in candidates)
 
 
-def _select(labels: list[_Label], p: int, keys, keep, cap=None, rank=None) -> list[_Label]:
+def _select(chunks: list[_Labels], p: int, keys, keep, cap=None, rank=None) -> _Labels:
     """The labels at ``p`` that ``keep`` keeps and no other is at least as good as on every
-    key, all at once on arrays; with ``cap`` (a beam, not exact) the ``cap`` best by ``rank``."""
-    if not labels:
-        return labels
-    cols = np.array([(lb.mean, lb.var, lb.cost, lb.mbytes, lb.wbytes) for lb in labels], float)
+    key, all at once; with ``cap`` (a beam, not exact) the ``cap`` best by ``rank``."""
+    if not chunks:
+        return _Labels(np.empty((0, 5)), *(np.empty(0, int) for _ in range(3)))
+    cols = np.concatenate([ch.cols for ch in chunks])
     ok = np.flatnonzero(keep(cols, p))
+    if cap is not None:  # the beam: only the best few by rank are worth a front
+        ok = ok[np.argsort(rank(cols[ok], p), kind="stable")[: 4 * cap]]
     idx = ok[_front(keys(cols[ok], p))] if len(ok) > 1 else ok
     if cap is not None and len(idx) > cap:
         idx = idx[np.argsort(rank(cols[idx], p), kind="stable")[:cap]]
-    return [labels[i] for i in idx]
+    refs = (np.concatenate([getattr(ch, f) for ch in chunks])[idx] for f in ("pos", "src", "cand"))
+    return _Labels(cols[idx], *refs)
 
 
-def _search(model, by_start, end, limits, keys, keep, cap=None, rank=None) -> list[_Label]:
+def _search(model, by_start, end, limits, keys, keep, cap=None, rank=None) -> list[_Labels]:
     """Labels reach a position only from earlier ones, so each position's labels are all in
-    when it is reached: they are filtered once, in bulk, then extended."""
+    when it is reached: they are filtered once, in bulk, then extended by every candidate
+    there at once. Returns the kept labels of every position (the last: complete plans)."""
     fixed = model.fixed()
-    pending: list[list[_Label]] = [[] for _ in range(end + 1)]
-    pending[0].append(_Label(fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0, None, None))
-    for p in range(end):
-        labels = _select(pending[p], p, keys, keep, cap, rank)
+    root = np.array([[fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0.0, 0.0]])
+    pending: list[list[_Labels]] = [[] for _ in range(end + 1)]
+    pending[0].append(_Labels(root, *(np.array([-1]) for _ in range(3))))
+    kept: list[_Labels] = []
+    for p in range(end + 1):
+        kept.append(_select(pending[p], p, keys, keep, cap, rank))
         pending[p] = []  # done with this position: free it
-        for lab in labels:
-            for c, e, mb, wb in by_start.get(p, []):
-                mbytes, wbytes = lab.mbytes + mb, lab.wbytes + wb
-                if mbytes > limits.master_weight_bytes or wbytes > limits.worker_weight_bytes:
-                    continue
-                pending[c.end].append(
-                    _Label(
-                        lab.mean + e.mean_ms,
-                        lab.var + e.var_ms2,
-                        lab.cost + e.cost_usd,
-                        mbytes,
-                        wbytes,
-                        c,
-                        lab,
-                    )
-                )
-    return _select(pending[end], end, keys, keep)
+        cs = by_start.get(p, [])
+        if p == end or not cs or not len(kept[p].cols):
+            continue
+        adds = np.array([(e.mean_ms, e.var_ms2, e.cost_usd, mb, wb) for _, e, mb, wb in cs])
+        ends = np.array([c.end for c, _, _, _ in cs])
+        new = kept[p].cols[:, None, :] + adds[None, :, :]
+        fits = (new[:, :, 3] <= limits.master_weight_bytes) & (
+            new[:, :, 4] <= limits.worker_weight_bytes
+        )
+        li, ci = np.nonzero(fits)
+        for e in np.unique(ends[ci]):
+            at = ends[ci] == e
+            pending[e].append(_Labels(new[li[at], ci[at]], np.full(at.sum(), p), li[at], ci[at]))
+    return kept
 
 
 def _bytes_keys(cols, p: int, floor_m, floor_w):
@@ -201,7 +205,7 @@ def latency_optimal(model: PerfModel, candidates: list[Candidate], limits: Limit
     # a label that cannot beat a complete plan already known even with the fastest rest
     # (memory ignored) is discarded: exact, and it keeps the fronts small
     incumbent = _fastest_fitting(by_start, end, limits, model.fixed().mean_ms) * (1 + 1e-9)
-    finals = _search(
+    kept = _search(
         model,
         by_start,
         end,
@@ -209,13 +213,14 @@ def latency_optimal(model: PerfModel, candidates: list[Candidate], limits: Limit
         keys=lambda cols, p: np.column_stack([cols[:, 0], *_bytes_keys(cols, p, floor_m, floor_w)]),
         keep=lambda cols, p: cols[:, 0] + lb_mean[p] <= incumbent,
     )
-    if not finals:
+    finals = kept[end].cols
+    if not len(finals):
         raise PlanningError(
             "no plan fits the memory limits: allow more workers or a larger "
             "memory size per function"
         )
-    best = min(finals, key=lambda lab: (lab.mean, lab.cost))
-    return PlanChoice(tuple(best.path()), model.predict(best.path()))
+    best = _path(kept, by_start, end, int(np.lexsort((finals[:, 2], finals[:, 0]))[0]))
+    return PlanChoice(tuple(best), model.predict(best))
 
 
 def cheapest_meeting_slo(
@@ -258,19 +263,18 @@ def cheapest_meeting_slo(
         return cols[:, 2] + rest_cost(cols, p)
 
     # a beam of the same search finds a good complete plan early: an incumbent to prune with
-    beam = _search(model, by_start, end, limits, keys, meets, cap=BEAM_WIDTH, rank=rank)
-    for lab in beam:
-        if lab.mean + z * math.sqrt(lab.var) <= slo_ms:
-            incumbent = min(incumbent, lab.cost * (1 + 1e-9))
+    beam = _search(model, by_start, end, limits, keys, meets, cap=BEAM_WIDTH, rank=rank)[end]
+    if len(beam.cols):  # at the end, meets() is the SLO itself
+        incumbent = min(incumbent, beam.cols[:, 2].min() * (1 + 1e-9))
 
     def keep(cols, p: int):
         return meets(cols, p) & (cols[:, 2] + rest_cost(cols, p) <= incumbent)
 
-    finals = _search(model, by_start, end, limits, keys, keep)
-    ok = [lab for lab in finals if lab.mean + z * math.sqrt(lab.var) <= slo_ms]
-    if not ok:
+    kept = _search(model, by_start, end, limits, keys, keep)
+    finals = kept[end].cols  # all meet the SLO (keep's test at the end)
+    if not len(finals):
         raise PlanningError(
             f"no plan meets {slo_ms:g} ms at p{percentile * 100:g} within the memory limits"
         )
-    best = min(ok, key=lambda lab: (lab.cost, lab.mean))
-    return PlanChoice(tuple(best.path()), model.predict(best.path()))
+    best = _path(kept, by_start, end, int(np.lexsort((finals[:, 0], finals[:, 2]))[0]))
+    return PlanChoice(tuple(best), model.predict(best))
