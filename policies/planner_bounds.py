@@ -35,54 +35,55 @@ def _duals(
     mean_rest <= M costs at least G_w[p] - w * M (a valid lower bound); their paths that meet
     the SLO (and the memory limit) are complete plans: incumbents (and a weight u on master
     bytes: a rest within the memory left costs >= ... - u * left)."""
-    duals: list[tuple[float, float, list[float]]] = []
-    incumbent = math.inf
     memory_weights = [0.0] + (
         [10.0**-e for e in range(11, 16)]
         if any(mb or wb for cs in by_start.values() for _, _, mb, wb in cs)
         else []
     )
-    for u in memory_weights:
-        for w in [0.0] + [10.0 ** (e / 2.0) for e in range(-26, -5)]:
-            g, path_cost = _lagrange(by_start, end, w, u, limits, fixed, z, slo_ms)
-            duals.append((w, u, g))
-            incumbent = min(incumbent, path_cost)
+    pairs = [
+        (w, u) for u in memory_weights for w in [0.0] + [10.0 ** (e / 2.0) for e in range(-26, -5)]
+    ]
+    w_of, u_of = np.array([w for w, _ in pairs]), np.array([u for _, u in pairs])
+    g, pick = _lagrange(by_start, end, w_of, u_of)
+    incumbent = math.inf
+    for d in range(len(pairs)):
+        mean, var, cost, mbytes, wbytes, p = fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0, 0
+        while p < end and pick[p] is not None:
+            c, e, mb, wb = by_start[p][pick[p][d]]
+            mean, var, cost, p = mean + e.mean_ms, var + e.var_ms2, cost + e.cost_usd, c.end
+            mbytes, wbytes = mbytes + mb, wbytes + wb
+        if (
+            p == end
+            and mbytes <= limits.master_weight_bytes
+            and wbytes <= limits.worker_weight_bytes
+            and mean + z * math.sqrt(var) <= slo_ms
+        ):
+            incumbent = min(incumbent, cost)
+    duals = [(w, u, list(g[:, d])) for d, (w, u) in enumerate(pairs)]
     return duals, incumbent * (1 + 1e-9)
 
 
-def _lagrange(
-    by_start,
-    end: int,
-    weight: float,
-    memory_weight: float,
-    limits,
-    fixed: Estimate,
-    z: float,
-    slo_ms: float,
-) -> tuple[list[float], float]:
-    """Backward pass minimising cost + weight * mean + memory_weight * master bytes; returns the
-    per-position values and the cost of its plan from position 0 if that plan is feasible
-    (else infinity)."""
-    g = [math.inf] * (end + 1)
-    best: list = [None] * (end + 1)
+def _lagrange(by_start, end: int, weight: np.ndarray, memory_weight: np.ndarray):
+    """Backward passes minimising cost + weight * mean + memory_weight * weight bytes, for all
+    the weight pairs at once: per position and pair the least value of any rest, and the index
+    (in ``by_start[p]``) of the candidate that starts it (None where no rest exists)."""
+    g = np.full((end + 1, len(weight)), math.inf)
     g[end] = 0.0
+    pick: list = [None] * (end + 1)
     for p in range(end - 1, -1, -1):
-        for c, e, mb, wb in by_start.get(p, []):
-            v = e.cost_usd + weight * e.mean_ms + memory_weight * (mb + wb) + g[c.end]
-            if v < g[p]:
-                g[p], best[p] = v, (c, e, mb, wb)
-    mean, var, cost, mbytes, wbytes, p = fixed.mean_ms, fixed.var_ms2, fixed.cost_usd, 0, 0, 0
-    while p < end and best[p] is not None:
-        c, e, mb, wb = best[p]
-        mean, var, cost, p = mean + e.mean_ms, var + e.var_ms2, cost + e.cost_usd, c.end
-        mbytes, wbytes = mbytes + mb, wbytes + wb
-    feasible = (
-        p == end
-        and mbytes <= limits.master_weight_bytes
-        and wbytes <= limits.worker_weight_bytes
-        and mean + z * math.sqrt(var) <= slo_ms
-    )
-    return g, cost if feasible else math.inf
+        cs = by_start.get(p, [])
+        if not cs:
+            continue
+        cost = np.array([e.cost_usd for _, e, _, _ in cs])[:, None]
+        mean = np.array([e.mean_ms for _, e, _, _ in cs])[:, None]
+        nbytes = np.array([float(mb + wb) for _, _, mb, wb in cs])[:, None]
+        v = cost + mean * weight[None, :] + nbytes * memory_weight[None, :]
+        v = v + g[[c.end for c, _, _, _ in cs]]
+        best = v.argmin(axis=0)
+        g[p] = v[best, np.arange(len(weight))]
+        if np.isfinite(g[p]).any():
+            pick[p] = best
+    return g, pick
 
 
 def _fastest_fitting(by_start, end: int, limits, fixed_mean_ms: float) -> float:
