@@ -10,6 +10,7 @@ import pytest
 
 from policies.costs import PriceTable
 from policies.perf import Candidate, Deployment, NodeWork, PerfModel
+from policies import planner
 from policies.planner import Limits, PlanningError, cheapest_meeting_slo, latency_optimal
 from policies.profile import ComputeFit, Profile, Quantiles, TransferFit
 
@@ -158,8 +159,12 @@ def test_latency_optimal_matches_brute_force(seed):
         assert got.prediction.p50_ms == pytest.approx(best, rel=1e-9)
 
 
+@pytest.mark.parametrize("beam_width", [1, 64])
 @pytest.mark.parametrize("seed", range(6))
-def test_cheapest_meeting_slo_matches_brute_force(seed):
+def test_cheapest_meeting_slo_matches_brute_force(seed, beam_width, monkeypatch):
+    # the beam only finds a first plan to prune with: a width-1 beam (a poor first plan) must
+    # give the same optimum, with the memory limits binding (LIMITS[1:]) and not
+    monkeypatch.setattr(planner, "BEAM_WIDTH", beam_width)
     model, cands, end = _instance(seed)
     plans = _all_plans(cands, end)
     preds = [(p, model.predict(p)) for p in plans]
@@ -188,3 +193,15 @@ def test_percentile_of_the_slo_matters():
     with pytest.raises(PlanningError, match="percentile"):
         cheapest_meeting_slo(model, cands, LIMITS[0], slo, 0.3)
     assert math.isfinite(at_p50.prediction.cost_usd)
+
+
+def test_the_brute_force_cases_have_binding_memory_limits():
+    """The checks above mean something for tracked memory: in some of their cases the cheapest
+    plan without limits does not fit the limits, so the limits change the answer."""
+    binding = 0
+    for seed in range(6):
+        model, cands, end = _instance(seed)
+        p99s = sorted(model.predict(p).p99_ms for p in _all_plans(cands, end))
+        free = cheapest_meeting_slo(model, cands, LIMITS[0], p99s[len(p99s) // 2], 0.99)
+        binding += sum(not _fits(list(free.stages), limits) for limits in LIMITS[1:])
+    assert binding >= 3
