@@ -26,7 +26,12 @@ every dv >= 0, z (sqrt(var_A + dv) - sqrt(var_B + dv)) is largest at dv = 0 when
 better than its dominator's completion: discarding it is exact. Labels that cannot meet the SLO
 even with the fastest possible rest (lower bounds from a backward pass), or that cannot beat the
 best complete plan found even with the cheapest rest (Lagrangian bounds, below), are discarded
-for the same reason. The result is optimal with respect to this model and these candidates.
+for the same reason. A label whose memory left covers every completion from its position
+compares as if it had exactly that much left (the extra changes no completion). The cost search
+first runs a beam of itself (a few labels per position) for a good complete plan to prune with;
+the beam only sets that bound. The result is optimal with respect to this model and these
+candidates. Labels live in numpy arrays, one block per position, so each step is a few array
+operations (VGG-16 in 512 MB x 8 workers: under 1 s CPU for either objective).
 """
 
 from __future__ import annotations
