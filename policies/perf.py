@@ -178,8 +178,12 @@ class PerfModel:
     def stage(self, c: Candidate) -> Estimate:
         master_gb = self.dep.master_memory_mb
         if c.split == "serial":
-            mean = self.serial_ms(c.nodes) * self.profile.slowdown("serial", 1)
-            var = (self.profile.compute_cv * mean) ** 2
+            slow = self.profile.slowdown("serial", 1)
+            mean = self.serial_ms(c.nodes) * slow
+            # additive per node, so a run of serial nodes has the same variance as one stage
+            # or as many (the planner scores nodes apart; the plan merges them)
+            cv = self.profile.compute_cv * slow
+            var = cv * cv * sum(self.node_ms[n] ** 2 for n in c.nodes)
             return Estimate(mean, var, self._gb_s_cost(mean, master_gb, invocation=False))
         k = c.workers
         slow = self.profile.slowdown(c.split, k)
