@@ -4,6 +4,7 @@ request's SLO; if none does, the fastest; a rejection only when no path can serv
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..costs import PriceTable, burst_request_cost_usd, vm_request_cost_usd
@@ -14,6 +15,15 @@ from .base import Decision, Reason, Route, forced
 DEFAULT_BURST_MS = 400.0  # before any burst request was seen and without a plan prediction
 MIN_BURST_SAMPLES = 5
 DEFAULT_SLO_MARGIN = 0.9
+FALLBACK_QUANTILES = (0.95, 0.9, 0.75, 0.5)  # where a path that misses at the SLO's may meet
+
+
+def _met_quantile(predict: Callable[[float], float], budget_ms: float) -> float:
+    """The highest of ``FALLBACK_QUANTILES`` at which ``predict`` meets the budget, else 0."""
+    for quantile in FALLBACK_QUANTILES:
+        if predict(quantile) <= budget_ms:
+            return quantile
+    return 0.0
 
 
 def burst_instances(workers: int) -> int:
@@ -88,7 +98,21 @@ class SloAware:
             return self._vm(state, Reason.VM_MEETS_SLO, vm_ms)
         if meets_burst:
             return Decision(Route.BURST, Reason.BURST_MEETS_SLO, request.workers, burst_ms)
-        if vm_ms <= burst_ms:
+        # neither meets it at the SLO's percentile: the path that meets it for more requests
+        # (a VM behind a deep queue misses for nearly all, a path with a long tail for a few)
+        vm_met = (
+            _met_quantile(
+                lambda p: predict_vm_ms(state.vm, stats, request.batch_size, p), budget_ms
+            )
+            if vm_ms != math.inf
+            else 0.0
+        )
+        burst_met = (
+            _met_quantile(lambda p: predict_burst_ms(state.burst, stats, workers, p), budget_ms)
+            if burst_ms != math.inf
+            else 0.0
+        )
+        if vm_met > burst_met or (vm_met == burst_met and vm_ms <= burst_ms):
             return self._vm(state, Reason.FASTEST_VM, vm_ms)
         return Decision(Route.BURST, Reason.FASTEST_BURST, request.workers, burst_ms)
 

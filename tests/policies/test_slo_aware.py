@@ -164,3 +164,17 @@ def test_a_ready_vm_that_meets_the_slo_wins_over_cheaper_looking_functions():
     slow = ModelStats(vm_service_ms_by_batch=((1, 1100.0), (8, 1800.0)), burst_predicted_ms=1200.0)
     d = SloAware().route(req(slo_ms=7200), live(warm=10, model=slow))
     assert (d.route, d.reason) == (Route.VM, Reason.VM_MEETS_SLO)
+
+
+def test_when_no_path_meets_the_slo_the_one_that_meets_it_for_more_requests_wins():
+    # functions: a few slow answers in the window put their p99 over the SLO, most are quick;
+    # the VM: a queue deep enough that nearly every request behind it misses
+    tail = LatencyQuantiles(p50_ms=100.0, p90_ms=150.0, p99_ms=900.0, count=200)
+    state = live(per_replica=(40, 40), warm=10, model=stats(burst_latency=tail))
+    d = SloAware().route(req(), state)
+    assert (d.route, d.reason) == (Route.BURST, Reason.FASTEST_BURST)
+    assert d.predicted_ms == pytest.approx(900.0)  # the VM is predicted faster at the p99
+    # a VM that misses only in its tail keeps the request over a burst path that always misses
+    shallow = live(per_replica=(5, 5), warm=0, model=stats(burst_latency=tail))
+    d = SloAware().route(req(slo_ms=60.0), shallow)
+    assert (d.route, d.reason) == (Route.VM, Reason.FASTEST_VM)
