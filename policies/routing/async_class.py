@@ -46,12 +46,15 @@ class QueueFirst:
     inner: RoutingPolicy
     deadline_share: float = 0.5  # the predicted wait may use this share of the deadline
     min_drain_share: float = 0.1
+    # what a queued job pays besides the drain: its durable write, a consumer's pick-up and
+    # the answer's record (a deadline shorter than this is never worth queueing for)
+    pickup_s: float = 0.5
     name: str = "queue-first"
 
     def route(self, request: RouteRequest, state: LiveState) -> Decision:
         if request.deadline_s is None or request.forced_route is not None:
             return self.inner.route(request, state)
-        wait_s = predicted_queue_wait_s(state, request.model, self.min_drain_share)
+        wait_s = self.pickup_s + predicted_queue_wait_s(state, request.model, self.min_drain_share)
         if wait_s <= self.deadline_share * request.deadline_s:
             return Decision(Route.QUEUE, Reason.QUEUE_MEETS_DEADLINE, predicted_ms=wait_s * 1e3)
         return self.inner.route(request, state)

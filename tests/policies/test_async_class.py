@@ -47,6 +47,8 @@ def test_otherwise_the_wrapped_policy_decides():
     assert policy.route(req(), state()).route == Route.VM  # interactive: no deadline
     assert policy.route(req(deadline_s=60.0, forced="vm"), state()).reason == Reason.FORCED
     assert policy.route(req(deadline_s=60.0), state(ready=0)).route == Route.REJECT
+    # an idle queue still costs a pick-up: a deadline shorter than that is served at once
+    assert policy.route(req(deadline_s=0.001), state(ready=100)).route == Route.VM
 
 
 def test_a_job_stops_waiting_for_idle_vms_past_its_urgent_fraction():
