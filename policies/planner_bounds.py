@@ -128,7 +128,7 @@ def _front(keys: np.ndarray, block: int = 256) -> np.ndarray:
         inner = (blk[None, :, :] <= blk[:, None, :]).all(axis=2)  # [j, i]: row i <= row j
         dominated = np.tril(inner, -1).any(axis=1)
         if len(kept_rows):
-            dominated |= (kept_rows[None, :, :] <= blk[:, None, :]).all(axis=2).any(axis=1)
+            dominated |= np.any(np.all(kept_rows[None, :, :] <= blk[:, None, :], axis=2), axis=1)
         kept_rows = np.concatenate([kept_rows, blk[~dominated]])
         kept.append(order[start : start + block][~dominated])
     return np.concatenate(kept)
