@@ -277,6 +277,9 @@ def _calibrate(profile, graph, svc, runs, say):
     for n, rs in residual.items():
         shift = statistics.median(rs)
         base = warm.get(n) or profile.invoke_ms(n)
+        if shift <= 0.0:  # faster than the model: the round trip measured stays its floor
+            say(f"fan-out {n}: stages took {shift:+.1f} ms against the model; round trip kept")
+            continue
         warm[n] = Quantiles(tuple(max(0.0, v + shift) for v in base.values_ms))
         say(
             f"fan-out {n}: stages took {shift:+.1f} ms beyond the model; folded into the "
