@@ -10,7 +10,7 @@ from __future__ import annotations
 from vmpool import body as body_reader
 from vmpool.artifact import ModelConfig
 from vmpool.body import BodyLease, ClientGone
-from vmpool.codec import CodecError, InferRequest, decode_request, encode_response
+from vmpool.codec import CodecError, InferRequest, decode_request, encode_answer
 from vmpool.wire import HEADER_LENGTH_KEY, error_body, model_metadata, parse_header_length
 
 from .errors import TidegateError
@@ -66,14 +66,7 @@ def infer_response(
     cfg: ModelConfig, req: InferRequest, outputs, headers: dict[str, str]
 ) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers (content type, binary header length added)."""
-    body, hl = encode_response(
-        model_name=cfg.name,
-        model_version=cfg.version,
-        request_id=req.id,
-        outputs=outputs,
-        requested=req.outputs,
-        binary_output=req.binary_output,
-    )
+    body, hl = encode_answer(cfg, req, outputs)
     if hl is not None:
         headers[HEADER_LENGTH_KEY] = str(hl)
         headers["content-type"] = "application/octet-stream"

@@ -266,3 +266,19 @@ def encode_response(
 
 
 encode_error = error_body  # the protocol's error body: ``{"error": "..."}``
+
+
+def encode_answer(
+    cfg, req: InferRequest, outputs: dict[str, np.ndarray]
+) -> tuple[bytes, int | None]:
+    """The response to ``req`` from the model ``cfg`` describes (its name and version), with
+    the outputs and encoding the request asked for: one place for the model server and the
+    gateway."""
+    return encode_response(
+        model_name=cfg.name,
+        model_version=cfg.version,
+        request_id=req.id,
+        outputs=outputs,
+        requested=req.outputs,
+        binary_output=req.binary_output,
+    )

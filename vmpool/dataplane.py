@@ -19,7 +19,7 @@ import orjson
 
 from vmpool.artifact import ArtifactError, ModelConfig, list_models, load_artifact
 from vmpool.batching import Batcher, BatcherClosed, InferenceError
-from vmpool.codec import decode_request, encode_response, validate_inputs
+from vmpool.codec import decode_request, encode_answer, validate_inputs
 from vmpool.metrics import ModelServerMetrics
 from vmpool.stats import ModelStats, StatsRegistry
 from vmpool.wire import DATATYPES, model_metadata, repository_entry
@@ -203,14 +203,7 @@ class ModelServer:
         except InferenceError as exc:
             raise ModelServerError(str(exc), 500) from None
         cfg = model.config
-        body, length = encode_response(
-            model_name=cfg.name,
-            model_version=cfg.version,
-            request_id=req.id,
-            outputs=outputs,
-            requested=req.outputs,
-            binary_output=req.binary_output,
-        )
+        body, length = encode_answer(cfg, req, outputs)
         first = next(iter(req.inputs.values()))
         return body, length, int(first.shape[0]) if first.ndim else 1
 
