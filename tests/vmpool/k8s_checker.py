@@ -36,6 +36,8 @@ class KubeChecker(LoopbackHTTPServer):
         self.log: list[tuple[str, str, int]] = []  # (method, path, status)
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
+        self._hold: threading.Event | None = None  # armed: the next scale PATCH waits on it
+        self._release: threading.Event | None = None  # set once a later scale PATCH is applied
         self._listen(_handler(self))
 
     # controller behaviour ----------------------------------------------------------------
@@ -55,6 +57,11 @@ class KubeChecker(LoopbackHTTPServer):
                 key=lambda p: (self.pods[p]["cost"], self.pods[p]["ready"], -self.pods[p]["seq"]),
             )
             del self.pods[victim]
+
+    def hold_next_scale(self) -> None:
+        """Delay the next scale PATCH until another one has been applied (or 1 s has passed):
+        the network reordering two concurrent PATCHes."""
+        self._hold = threading.Event()
 
     def set_ready(self, *names: str) -> None:
         with self._lock:
@@ -78,6 +85,9 @@ class KubeChecker(LoopbackHTTPServer):
                 patch = json.loads(body)
             except ValueError:
                 return 400, _status(400, "BadRequest")
+        if path == scale and method == "PATCH" and self._hold is not None:
+            held, self._hold, self._release = self._hold, None, self._hold
+            held.wait(1.0)
         with self._lock:
             if path == scale and method == "GET":
                 return 200, self._scale()
@@ -91,6 +101,9 @@ class KubeChecker(LoopbackHTTPServer):
                     return 422, _status(422, "Invalid")
                 self.replicas = replicas
                 self._reconcile()
+                release, self._release = self._release, None
+                if release is not None and not release.is_set():
+                    release.set()
                 return 200, self._scale()
             if path == f"/apis/discovery.k8s.io/v1{ns}/endpointslices" and method == "GET":
                 if query.get("labelSelector") != [f"kubernetes.io/service-name={self.service}"]:

@@ -68,6 +68,9 @@ class KubernetesProvisioner:
         self.expected_boot_s = expected_boot_s
         self.boot_failures = 0
         self._wanted = 0
+        # one scale PATCH at a time, each sending the count as it is when sent: concurrent drains
+        # would otherwise race on the wire and an older, larger count could land last
+        self._scale_lock = asyncio.Lock()
         self._replicas: dict[str, ReplicaInfo] = {}
         self._session: aiohttp.ClientSession | None = None
         self._poller: asyncio.Task | None = None
@@ -133,12 +136,13 @@ class KubernetesProvisioner:
 
     async def _set_replicas(self, count: int) -> None:
         self._wanted = count
-        await self._call(
-            "PATCH",
-            self._deployment_path() + "/scale",
-            json_body={"spec": {"replicas": count}},
-            content_type=MERGE_PATCH,
-        )
+        async with self._scale_lock:
+            await self._call(
+                "PATCH",
+                self._deployment_path() + "/scale",
+                json_body={"spec": {"replicas": self._wanted}},
+                content_type=MERGE_PATCH,
+            )
 
     async def drain(self, replica_id: str) -> None:
         info = self._replicas.pop(replica_id, None)
