@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-import aioboto3
-from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError
 
+from burst.aws import AwsClient
 from burst.faas.base import InvokeError, InvokeErrorKind, InvokeResult
 from burst.faas.lambda_wire import (
     api_error,
@@ -66,26 +65,21 @@ class LambdaInvoker:
     ):
         if max_pool_connections < 1 or timeout_s <= 0 or throttle_retries < 0:
             raise ValueError("max_pool_connections >= 1, timeout_s > 0, throttle_retries >= 0")
-        self.region = region
-        self.endpoint_url = endpoint_url
+        self.region, self.endpoint_url = region, endpoint_url
         self.qualifier = qualifier
         self.throttle_retries = throttle_retries
         self.throttle_backoff_max_s = throttle_backoff_max_s
-        self._session = aioboto3.Session(
+        # botocore's own retries off: only throttling is retried, and only here
+        self._aws = AwsClient(
+            "lambda",
+            region=region,
+            endpoint_url=endpoint_url,
             aws_access_key_id=aws_access_key_id,
             aws_secret_access_key=aws_secret_access_key,
-            region_name=region,
-        )
-        # botocore's own retries off: only throttling is retried, and only here
-        self._config = AioConfig(
             max_pool_connections=max_pool_connections,
-            read_timeout=timeout_s,
-            connect_timeout=10,
-            retries={"mode": "standard", "total_max_attempts": 1},
+            connect_timeout_s=10,
+            read_timeout_s=timeout_s,
         )
-        self._client_cm = None
-        self._client = None
-        self._lock = asyncio.Lock()
 
     @classmethod
     def from_config(cls, cfg: dict) -> "LambdaInvoker":
@@ -97,14 +91,7 @@ class LambdaInvoker:
         return cls(**{k: v for k, v in cfg.items() if k != "kind"})
 
     async def _get_client(self):
-        if self._client is None:
-            async with self._lock:
-                if self._client is None:
-                    self._client_cm = self._session.client(
-                        "lambda", endpoint_url=self.endpoint_url, config=self._config
-                    )
-                    self._client = await self._client_cm.__aenter__()
-        return self._client
+        return await self._aws.client()
 
     async def invoke(self, function: str, payload: bytes) -> InvokeResult:
         policy = RetryPolicy(
@@ -145,6 +132,4 @@ class LambdaInvoker:
         return InvokeResult(payload=body, billing=billing)
 
     async def close(self) -> None:
-        if self._client_cm is not None:
-            cm, self._client_cm, self._client = self._client_cm, None, None
-            await cm.__aexit__(None, None, None)
+        await self._aws.close()

@@ -2,43 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import aioboto3
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
+from burst.aws import AwsClient, error_code, transient_error
 from burst.retry import RetryPolicy, with_retries
 from burst.store.base import StoreError, check_key, check_prefix
 
 _DELETE_BATCH_MAX = 1000  # DeleteObjects accepts at most 1000 keys per call
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
-_THROTTLE_CODES = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestTimeout",
-    "RequestLimitExceeded",
-    "ServiceUnavailable",
-    "InternalError",
-}
-_TRANSIENT = (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError, ConnectionClosedError)
-
-
-def _transient(exc: BaseException, attempt: int) -> bool:
-    """S3's 5xx and throttling answers, and a connection that failed or went silent."""
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return status >= 500 or exc.response.get("Error", {}).get("Code") in _THROTTLE_CODES
-    return isinstance(exc, _TRANSIENT)
 
 
 class S3Store:
@@ -70,24 +43,17 @@ class S3Store:
             check_prefix(prefix)
         self.bucket = bucket
         self.prefix = prefix.rstrip("/") + "/" if prefix else ""
-        self._session = aioboto3.Session(
+        self._aws = AwsClient(
+            "s3",
+            region=region,
+            endpoint_url=endpoint_url,
             aws_access_key_id=aws_access_key_id,
             aws_secret_access_key=aws_secret_access_key,
-            region_name=region,
+            max_pool_connections=max_pool_connections,
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
         )
-        self._client_kwargs: dict[str, Any] = {
-            "endpoint_url": endpoint_url,
-            "config": Config(
-                max_pool_connections=max_pool_connections,
-                retries={"mode": "standard", "total_max_attempts": 1},  # burst.retry does it
-                connect_timeout=connect_timeout_s,
-                read_timeout=read_timeout_s,
-            ),
-        }
         self.retry = RetryPolicy(attempts=max_attempts, backoff_max_s=retry_backoff_max_s)
-        self._client_cm: Any = None
-        self._client: Any = None
-        self._open_lock = asyncio.Lock()
 
     @classmethod
     def from_config(cls, cfg: dict) -> "S3Store":
@@ -109,19 +75,13 @@ class S3Store:
         return cls(cfg["bucket"], **{k: v for k, v in cfg.items() if k in known})
 
     async def _s3(self) -> Any:
-        if self._client is None:
-            async with self._open_lock:
-                if self._client is None:
-                    cm = self._session.client("s3", **self._client_kwargs)
-                    self._client = await cm.__aenter__()
-                    self._client_cm = cm
-        return self._client
+        return await self._aws.client()
 
     def _full(self, key: str) -> str:
         return self.prefix + check_key(key)
 
     async def _retried(self, call, what: str):
-        return await with_retries(call, _transient, self.retry, what=what)
+        return await with_retries(call, transient_error, self.retry, what=what)
 
     async def put(self, key: str, data: bytes) -> None:
         full = self._full(key)
@@ -145,7 +105,7 @@ class S3Store:
         try:
             return await self._retried(get_once, f"s3 get {full}")
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in _MISSING_CODES:
+            if error_code(e) in _MISSING_CODES:
                 raise StoreError(f"no such key: {key}", missing=True) from None
             raise StoreError(f"s3 get {self.bucket}/{full} failed after retries: {e}") from e
         except BotoCoreError as e:
@@ -206,6 +166,4 @@ class S3Store:
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     async def close(self) -> None:
-        cm, self._client_cm, self._client = self._client_cm, None, None
-        if cm is not None:
-            await cm.__aexit__(None, None, None)
+        await self._aws.close()

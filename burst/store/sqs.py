@@ -20,13 +20,11 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-import aioboto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from burst.aws import AwsClient, error_code, transient_error
 from burst.retry import RetryPolicy, with_retries
 from burst.store.base import ObjectStore, StoreError, check_key, check_prefix
-from burst.store.s3 import _transient
 from burst.store.sqs_names import check_queue_prefix, per_request, queue_name, queue_name_prefix
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024  # SQS's classic limit (body plus attributes)
@@ -62,22 +60,15 @@ class SqsStore:
         self.queue_prefix = check_queue_prefix(queue_prefix)
         self.max_message_bytes = int(max_message_bytes)
         self.missing_after_s = missing_after_s
-        self._session = aioboto3.Session(
+        self._aws = AwsClient(
+            "sqs",
+            region=region,
+            endpoint_url=endpoint_url,
             aws_access_key_id=aws_access_key_id,
             aws_secret_access_key=aws_secret_access_key,
-            region_name=region,
+            max_pool_connections=max_pool_connections,
         )
-        self._client_kwargs: dict[str, Any] = {
-            "endpoint_url": endpoint_url,
-            "config": Config(
-                max_pool_connections=max_pool_connections,
-                retries={"mode": "standard", "total_max_attempts": 1},  # burst.retry does it
-            ),
-        }
         self.retry = RetryPolicy(attempts=max_attempts)
-        self._client_cm: Any = None
-        self._client: Any = None
-        self._open_lock = asyncio.Lock()
         self._base_url: str | None = None  # "https://sqs.<region>.amazonaws.com/<account>"
         self._known: OrderedDict[str, None] = OrderedDict()
 
@@ -99,22 +90,16 @@ class SqsStore:
     # the client and queue URLs ---------------------------------------------------------------
 
     async def _sqs(self) -> Any:
-        if self._client is None:
-            async with self._open_lock:
-                if self._client is None:
-                    cm = self._session.client("sqs", **self._client_kwargs)
-                    self._client = await cm.__aenter__()
-                    self._client_cm = cm
-        return self._client
+        return await self._aws.client()
 
     async def _call(self, what: str, fn, **kwargs):
         sqs = await self._sqs()
         try:
             return await with_retries(
-                lambda: getattr(sqs, fn)(**kwargs), _transient, self.retry, what=what
+                lambda: getattr(sqs, fn)(**kwargs), transient_error, self.retry, what=what
             )
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in _MISSING_QUEUE:
+            if error_code(e) in _MISSING_QUEUE:
                 raise StoreError(f"sqs {what}: no such queue", missing=True) from None
             raise StoreError(f"sqs {what} failed after retries: {e}") from e
         except BotoCoreError as e:
@@ -261,6 +246,4 @@ class SqsStore:
 
     async def close(self) -> None:
         await self.backing.close()
-        cm, self._client_cm, self._client = self._client_cm, None, None
-        if cm is not None:
-            await cm.__aexit__(None, None, None)
+        await self._aws.close()

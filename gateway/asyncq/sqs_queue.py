@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
-import aioboto3
 import orjson
+
+from burst.aws import AwsClient
 
 from .config import SqsQueueSettings
 from .jobs import Job, JobState, QueueStats
@@ -99,35 +98,31 @@ class SqsJobQueue:
         (the consuming gateway makes the record); nothing else may be called on it."""
         self.settings = settings
         self.records = SQLiteJobQueue(records_path) if records_path is not None else None
-        self._session = aioboto3.Session(
+        self._aws = AwsClient(  # botocore's own retries kept: nothing here retries
+            "sqs",
+            region=settings.region,
+            endpoint_url=settings.endpoint_url,
             aws_access_key_id=settings.aws_access_key_id,
             aws_secret_access_key=settings.aws_secret_access_key,
-            region_name=settings.region,
+            botocore_attempts=None,
         )
-        self._stack: AsyncExitStack | None = None
-        self._client: Any = None
         self._url: str | None = settings.queue_url
         self._open_lock = asyncio.Lock()
         self._receipts: dict[str, str] = {}  # job id -> receipt handle, while we hold it
         self.skipped_messages = 0  # malformed messages deleted (logged by the caller's metrics)
 
     async def _sqs(self):
+        sqs = await self._aws.client()
         async with self._open_lock:
-            if self._client is None:
-                stack = AsyncExitStack()
-                self._client = await stack.enter_async_context(
-                    self._session.client("sqs", endpoint_url=self.settings.endpoint_url)
-                )
-                self._stack = stack
             if self._url is None:
-                self._url = await self._queue_url()
-        return self._client
+                self._url = await self._queue_url(sqs)
+        return sqs
 
-    async def _queue_url(self) -> str:
+    async def _queue_url(self, sqs) -> str:
         name = self.settings.queue_name
         if self.settings.create:
-            return (await self._client.create_queue(QueueName=name))["QueueUrl"]
-        return (await self._client.get_queue_url(QueueName=name))["QueueUrl"]
+            return (await sqs.create_queue(QueueName=name))["QueueUrl"]
+        return (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
 
     # -- the work ------------------------------------------------------------------------------
 
@@ -243,8 +238,6 @@ class SqsJobQueue:
         return QueueStats(max(known.pending, visible), known.running, known.oldest_pending_age_s)
 
     async def close(self) -> None:
-        if self._stack is not None:
-            await self._stack.aclose()
-            self._stack, self._client = None, None
+        await self._aws.close()
         if self.records is not None:
             await self.records.close()

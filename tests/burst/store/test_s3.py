@@ -89,11 +89,11 @@ async def test_missing_bucket_is_an_error_not_a_missing_key(s3_endpoint):
 
 async def test_client_opens_lazily_once_and_close_is_idempotent(s3_endpoint, s3_bucket):
     s = _store(s3_endpoint, s3_bucket)
-    assert s._client is None
+    assert s._aws._client is None
     await s.put("a", b"1")
-    first = s._client
+    first = s._aws._client
     await s.put("b", b"2")
-    assert s._client is first
+    assert s._aws._client is first
     await s.close()
     await s.close()
     assert await s.get("a") == b"1"  # reopens after close
