@@ -16,9 +16,7 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -223,37 +221,9 @@ def run(
 
 
 def _start_redis():
-    from vmpool.procs import free_port, spawn_sync
+    from ops.local_redis import redis_binary, start_redis
 
-    binary = shutil.which("redis-server")
-    if binary is None:
-        return None, None
-    port = free_port()
-    base = tempfile.mkdtemp(prefix="tidegate-redis-bench-")
-    proc = spawn_sync(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            base,
-        ]
-    )
-    import socket
-
-    for _ in range(200):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.05)
-    return f"redis://127.0.0.1:{port}/0", proc
+    return start_redis() if redis_binary() is not None else None
 
 
 def parse_args() -> argparse.Namespace:
@@ -325,16 +295,16 @@ def main() -> int:
     rows = run(
         "per process", lambda: LocalLimits, 1, args.rate, args.burst, args.offered, args.seconds
     )
-    url, proc = (args.redis_url, None) if args.redis_url else _start_redis()
+    server = None if args.redis_url else _start_redis()
+    url = args.redis_url or (server.url if server is not None else None)
     try:
         if url:
             rows += run_redis(url, args)
         else:
             print("redis-server not installed: the shared limiter is not measured")
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(10)
+        if server is not None:
+            server.stop()
     print_table(rows, args)
     write_json(rows, args)
     worst = max(abs(r["error_pct"]) for r in rows)
