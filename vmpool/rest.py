@@ -43,6 +43,18 @@ log = logging.getLogger("tidegate.model_server")
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 
 
+def infer_target(scope) -> tuple[str, str | None] | None:
+    """``(model, version)``, percent-decoded, of an HTTP request (any method) to
+    ``/v2/models/{m}[/versions/{v}]/infer``; None for every other request. The model server's and
+    the gateway's ASGI infer endpoints both answer what this matches."""
+    if scope["type"] != "http":
+        return None
+    match = INFER_PATH.match(scope["path"])
+    if match is None:
+        return None
+    return unquote(match[1]), unquote(match[2]) if match[2] else None
+
+
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -237,10 +249,8 @@ class InferEndpoint:
         self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        match = INFER_PATH.match(scope["path"])
-        if match is None:
+        target = infer_target(scope)
+        if target is None:
             return await self.app(scope, receive, send)
         if scope["method"] != "POST":
             return await _send(
@@ -249,10 +259,7 @@ class InferEndpoint:
                 error_body(f"method {scope['method']} is not allowed on an infer URL; use POST"),
                 [(b"allow", b"POST")],
             )
-        name = unquote(match[1])
-        status, body, headers = await self._infer(
-            scope, receive, name, unquote(match[2]) if match[2] else None
-        )
+        status, body, headers = await self._infer(scope, receive, *target)
         if status is not None:
             await _send(send, status, body, headers)
 
