@@ -165,6 +165,49 @@ async def invoke_round_trips(
     return warm, cold
 
 
+async def model_cold_starts(svc, model: str, inputs: dict, workers: int, reps: int, say):
+    """What a request on fresh instances of ``model``'s functions takes beyond a warm one, as
+    the gateway sees it (``svc.infer``): instance start, handler imports (torch), plan and
+    weight load. Each rep deletes and re-registers the functions (their instances stop), runs
+    one request cold and one warm right after: (latency ms, billed ms over the invocations)
+    per rep. A no-op's cold round trip (``invoke_round_trips``) misses the model load: 0.4 s
+    here against 16-21 s for the ``delay`` model's first answer under load."""
+    endpoint = svc.platform["endpoint"]
+    extra_ms, billed_ms = [], []
+    for i in range(reps):
+        await _fresh_functions(endpoint, svc.function_bodies(endpoint))
+        cold = await svc.infer(model, inputs, workers=workers)
+        warm = await svc.infer(model, inputs, workers=workers)
+        if cold.cold_starts == 0 or warm.cold_starts:  # not the contrast we mean to measure
+            say(f"cold start {i + 1}/{reps}: {cold.cold_starts} cold instances; not counted")
+            continue
+        extra_ms.append(max(cold.total_ms - warm.total_ms, 0.0))
+        billed_ms.append(
+            max(sum(b for b, _ in cold.invocations) - sum(b for b, _ in warm.invocations), 0)
+        )
+        say(
+            f"cold start {i + 1}/{reps} (x{workers}, {cold.cold_starts} instances): first "
+            f"answer {cold.total_ms:.0f} ms, warm {warm.total_ms:.0f} ms, billed "
+            f"+{billed_ms[-1]:.0f} ms"
+        )
+    return extra_ms, billed_ms
+
+
+async def _fresh_functions(endpoint: str, bodies: list[dict]) -> None:
+    """Delete the functions (the runtime stops their instances) and register them again."""
+    import aiohttp
+
+    from burst.supervisor import register_functions
+
+    async with aiohttp.ClientSession() as session:
+        for body in bodies:
+            url = f"{endpoint}/2015-03-31/functions/{body['FunctionName']}"
+            async with session.delete(url) as resp:
+                if resp.status not in (204, 404):
+                    raise RuntimeError(f"DeleteFunction {url}: HTTP {resp.status}")
+    await register_functions(endpoint, bodies)
+
+
 def stage_observations(graph_node_ms: dict[str, float], plan, answers) -> list[dict]:
     """Per split stage of each answer: kind, legs, measured wall and per-leg compute, and the
     single-thread time its legs' work takes (from node times)."""

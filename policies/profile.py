@@ -107,6 +107,21 @@ class ModelTimes:
     input_shape: tuple[int, ...]
     node_ms: dict[str, float]
     vm_service_ms: dict[int, Quantiles] = field(default_factory=dict)  # batch -> distribution
+    # plan workers -> what a request on fresh function instances (instance start, imports,
+    # weight load) takes beyond a warm one: latency, and billed ms over its invocations.
+    # Optional: older profiles have neither (callers fall back to ``invoke_cold_ms``).
+    cold_start_ms: dict[int, Quantiles] = field(default_factory=dict)
+    cold_billed_ms: dict[int, Quantiles] = field(default_factory=dict)
+
+    def cold_start(self, workers: int) -> tuple[Quantiles, Quantiles] | None:
+        """(latency, billed) of a cold start of the plan at ``workers`` (the nearest measured
+        at or below, else the smallest measured), or None if never measured."""
+        ks = sorted(k for k in self.cold_start_ms if k in self.cold_billed_ms)
+        if not ks:
+            return None
+        below = [k for k in ks if k <= workers]
+        k = below[-1] if below else ks[0]
+        return self.cold_start_ms[k], self.cold_billed_ms[k]
 
 
 @dataclass(frozen=True)
@@ -195,6 +210,8 @@ class Profile:
                     "input_shape": list(t.input_shape),
                     "node_ms": {n: round(v, 5) for n, v in t.node_ms.items()},
                     "vm_service_ms": {str(b): q.to_json() for b, q in t.vm_service_ms.items()},
+                    "cold_start_ms": {str(k): q.to_json() for k, q in t.cold_start_ms.items()},
+                    "cold_billed_ms": {str(k): q.to_json() for k, q in t.cold_billed_ms.items()},
                 }
                 for m, t in self.models.items()
             },
@@ -251,5 +268,13 @@ def _model_times(model: str, raw: dict) -> ModelTimes:
         vm_service_ms={
             int(b): Quantiles.from_json(q, f"{model} vm_service_ms[{b}]")
             for b, q in raw.get("vm_service_ms", {}).items()
+        },
+        cold_start_ms={
+            int(k): Quantiles.from_json(q, f"{model} cold_start_ms[{k}]")
+            for k, q in raw.get("cold_start_ms", {}).items()
+        },
+        cold_billed_ms={
+            int(k): Quantiles.from_json(q, f"{model} cold_billed_ms[{k}]")
+            for k, q in raw.get("cold_billed_ms", {}).items()
         },
     )

@@ -3,11 +3,12 @@
 Measures, with progress: every node's single-thread compute time (and a per-op-family fit for
 models without one); send+receive time against bytes, inline and through the directory store;
 a VM replica's service time per batch size; the local function runtime's warm round trip at each
-fan-out and its cold start; and, running real plans through the burst service, how much slower a
+fan-out and its cold start; running real plans through the burst service, how much slower a
 leg computes when k legs share the cores, the rest of a stage's wall time (calibrated into the
-round trips) and the gateway's own master invocation. Writes ``REPO/NAME/profile.json``, which
-``tidegate plan``, the gateway and the simulator read. S3 transfer figures are kept from the
-reference profile unless measured elsewhere.
+round trips) and the gateway's own master invocation; and the model's cold start as a request
+sees it (fresh instances: process start, torch import, weight load, to the first answer).
+Writes ``REPO/NAME/profile.json``, which ``tidegate plan``, the gateway and the simulator read.
+S3 transfer figures are kept from the reference profile unless measured elsewhere.
 """
 
 from __future__ import annotations
@@ -45,6 +46,20 @@ def add_arguments(parser) -> None:
         "model's max_batch_size)",
     )
     parser.add_argument(
+        "--cold-reps",
+        type=int,
+        default=3,
+        help="cold starts of the model's functions to time (fresh instances, model load "
+        "included; default 3, 0 to skip)",
+    )
+    parser.add_argument(
+        "--cold-workers",
+        type=int,
+        default=4,
+        help="workers of the plan whose cold start is timed (default 4, the gateway's "
+        "burst.default_workers)",
+    )
+    parser.add_argument(
         "--compute-only",
         action="store_true",
         help="measure only node times and VM service, and add them to the "
@@ -77,6 +92,9 @@ def run(args) -> int:
         ) from None
     if not workers or min(workers) < 1 or args.reps < 2:
         raise CliError("--workers must be positive and --reps at least 2")
+    if args.cold_reps < 0 or args.cold_workers < 1:
+        raise CliError("--cold-reps must be >= 0 and --cold-workers >= 1")
+    cold = (args.cold_workers, args.cold_reps)
     try:
         batches = [
             b
@@ -100,7 +118,9 @@ def run(args) -> int:
         )
     else:
         profile = asyncio.run(
-            _measure(artifact, args.repo, workers, args.reps, args.memory_mb, batches, _Progress())
+            _measure(
+                artifact, args.repo, workers, args.reps, args.memory_mb, batches, cold, _Progress()
+            )
         )
     out.write_text(json.dumps(profile.to_json(), indent=1, sort_keys=True) + "\n")
     print(f"wrote {out}")
@@ -136,7 +156,7 @@ def _measure_compute(artifact, reps: int, batches: list[int], say):
 
 
 async def _measure(
-    artifact, repo, workers: list[int], reps: int, memory_mb: int, batches: list[int], say
+    artifact, repo, workers: list[int], reps: int, memory_mb: int, batches: list[int], cold, say
 ):
     from burst.planning import load_profile
     from ops import profiler
@@ -164,7 +184,16 @@ async def _measure(
             compute=fit,
         ).with_model(artifact.name, times)
         return await _measure_runtime(
-            profile, graph, artifact, repo, Path(tmp), workers, reps, memory_mb, x.numpy(), say
+            profile,
+            graph,
+            artifact,
+            repo,
+            Path(tmp),
+            (workers, cold),
+            reps,
+            memory_mb,
+            x.numpy(),
+            say,
         )
 
 
@@ -191,20 +220,21 @@ async def _measure_invokes(svc, profile, workers, reps, memory_mb, say):
 
 
 async def _measure_runtime(
-    profile, graph, artifact, repo, tmp: Path, workers, reps, memory_mb, x, say
+    profile, graph, artifact, repo, tmp: Path, fanouts, reps, memory_mb, x, say
 ):
     from burst.service import BurstService, BurstUnavailable
 
+    workers, (cold_workers, cold_reps) = fanouts
     svc = BurstService(
         repo,
         platform={"kind": "local"},
         store={"kind": "dir", "root": str(tmp / "objects")},
         memory_mb=memory_mb,
-        concurrency=max(workers) + 4,
+        concurrency=max(*workers, cold_workers) + 4,
         keep_alive_s=600,
         function_timeout_s=300,
         log_dir=tmp / "logs",
-        max_workers=max(max(workers), 2),
+        max_workers=max(*workers, cold_workers, 2),
     )
     await svc.start()
     try:
@@ -233,71 +263,34 @@ async def _measure_runtime(
                     f"{statistics.median(a.total_ms for a in answers):.1f} ms "
                     f"({sum(1 for s in plan.stages if s.split != 'serial')} split stages)"
                 )
+        if cold_reps:
+            profile = await _measure_cold(svc, profile, artifact, x, cold_workers, cold_reps, say)
     finally:
         await svc.close()
-    return _calibrate(profile, graph, svc, runs, say)
+    from ops.profile_calibrate import calibrate
+
+    return calibrate(profile, graph, svc, runs, say)
 
 
-def _calibrate(profile, graph, svc, runs, say):
-    """Slowdowns from the legs' compute; the rest of each stage's wall time beyond the model
-    goes into the round trips at its fan-out; the gateway-side time into the master's."""
-    from burst.candidates import stage_candidate
-    from burst.planning import perf_model
+async def _measure_cold(svc, profile, artifact, x, workers: int, reps: int, say):
+    """The profile with this model's cold start at ``workers`` (keyed by its plan's workers)."""
     from ops import profiler
     from policies.profile import Quantiles
 
-    node_ms = profile.models[graph.model].node_ms
-    obs = [o for plan, answers in runs for o in profiler.stage_observations(node_ms, plan, answers)]
-    slow, per_node = profiler.slowdowns(obs)
-    for table in slow.values():
-        table.setdefault(1, 1.0)
-    profile = replace(profile, split_slowdown=slow, split_node_ms=per_node)
-    say(
-        "leg compute vs one thread alone: "
-        + "; ".join(
-            f"{kind} "
-            + ", ".join(
-                f"x{k} {v:.2f} + {per_node.get(kind, {}).get(k, 0.0):.3f} ms/node"
-                for k, v in sorted(t.items())
-            )
-            for kind, t in slow.items()
-        )
+    plan = await svc.plan_for(artifact.name, workers, 1)
+    inputs = {artifact.config.inputs[0].name: x}
+    extra, billed = await profiler.model_cold_starts(svc, artifact.name, inputs, workers, reps, say)
+    if not extra:
+        say("cold start: no sample counted; the profile keeps the no-op cold round trip only")
+        return profile
+    times = profile.models[artifact.name]
+    times = replace(
+        times,
+        cold_start_ms={**times.cold_start_ms, plan.workers: Quantiles.from_samples(extra)},
+        cold_billed_ms={**times.cold_billed_ms, plan.workers: Quantiles.from_samples(billed)},
     )
-    model = perf_model(graph, svc.plan_request(1), profile)
-    residual: dict[int, list[float]] = {}
-    master: list[float] = []
-    for plan, answers in runs:
-        for a in answers:
-            for st_plan, st in zip(plan.stages, a.report.stages):
-                if st_plan.split != "serial" and st_plan.workers > 1:
-                    est = model.stage(stage_candidate(st_plan))
-                    residual.setdefault(st_plan.workers - 1, []).append(st.wall_ms - est.mean_ms)
-            master.append(a.total_ms - a.report.wall_ms)
-    warm = dict(profile.invoke_warm_ms)
-    for n, rs in residual.items():
-        shift = statistics.median(rs)
-        base = warm.get(n) or profile.invoke_ms(n)
-        if shift <= 0.0:  # faster than the model: the round trip measured stays its floor
-            say(f"fan-out {n}: stages took {shift:+.1f} ms against the model; round trip kept")
-            continue
-        warm[n] = Quantiles(tuple(max(0.0, v + shift) for v in base.values_ms))
-        say(
-            f"fan-out {n}: stages took {shift:+.1f} ms beyond the model; folded into the "
-            f"round trip (warm p50 now {warm[n].median_ms:.1f} ms)"
-        )
-    io = model.fixed().mean_ms - float(
-        sum(profile.master_overhead_ms.values_ms) / len(profile.master_overhead_ms.values_ms)
-    )
-    profile = replace(
-        profile,
-        invoke_warm_ms=warm,
-        master_overhead_ms=Quantiles.from_samples([max(0.0, m - io) for m in master]),
-    )
-    say(
-        f"gateway -> master invocation: p50 {profile.master_overhead_ms.median_ms:.1f} ms "
-        f"beyond the plan"
-    )
-    return profile
+    say(f"cold start of {artifact.name} x{plan.workers}: p50 +{statistics.median(extra):.0f} ms")
+    return profile.with_model(artifact.name, times)
 
 
 def _source(name: str, memory_mb: int) -> str:

@@ -146,6 +146,7 @@ def run_policies(names: list[str], trace, profile, cfg, params: dict, seed: int,
                     tick_s=cfg.tick_s,
                     slo_ms_by_tenant=cfg.slo_ms_by_tenant,
                     seed=seed,
+                    async_setup=cfg.async_setup,
                 )
             else:
                 res = simulate(
@@ -156,6 +157,7 @@ def run_policies(names: list[str], trace, profile, cfg, params: dict, seed: int,
                     slo_ms_by_tenant=cfg.slo_ms_by_tenant,
                     tick_s=cfg.tick_s,
                     seed=seed,
+                    async_setup=cfg.async_setup,
                 )
         except ValueError as exc:
             raise CliError(str(exc)) from None

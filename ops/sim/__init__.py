@@ -11,6 +11,7 @@ from __future__ import annotations
 from policies.costs import PriceTable
 
 from .engine import SimSetup, Simulation
+from .queue import AsyncSetup
 from .presets import PRESETS, PolicySpec, build_policies, preset_spec
 from .profile import ProfileError, SimProfile, load_sim_profile
 from .result import SimResult
@@ -26,6 +27,7 @@ def run_spec(
     slo_ms_by_tenant: dict | None = None,
     tick_s: float = 1.0,
     seed: int = 0,
+    async_setup: AsyncSetup | None = None,
 ) -> SimResult:
     prices = prices or PriceTable()
     routing, scaler = build_policies(spec, prices)
@@ -39,6 +41,7 @@ def run_spec(
         slo_ms_by_tenant=slo_ms_by_tenant or {},
         seed=seed,
         name=name or f"{spec.routing}+{spec.autoscaling}",
+        async_setup=async_setup,
     )
     return Simulation(trace, setup).run()
 
@@ -53,6 +56,7 @@ def simulate(
     slo_ms_by_tenant: dict | None = None,
     tick_s: float = 1.0,
     seed: int = 0,
+    async_setup: AsyncSetup | None = None,
 ) -> SimResult:
     """Run one preset (``optimum`` included) and return its result."""
     prices = prices or PriceTable()
@@ -70,10 +74,12 @@ def simulate(
         slo_ms_by_tenant=slo_ms_by_tenant,
         tick_s=tick_s,
         seed=seed,
+        async_setup=async_setup,
     )
 
 
 __all__ = [
+    "AsyncSetup",
     "PRESETS",
     "PolicySpec",
     "ProfileError",

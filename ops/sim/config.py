@@ -18,6 +18,7 @@ from pathlib import Path
 from ops.traces import TraceMapping
 
 from .presets import PolicySpec
+from .queue import AsyncSetup
 
 # [simulate] keys: where the profile is, and what the profile cannot know about a deployment
 SIM_KEYS = {
@@ -54,6 +55,7 @@ class SimConfig:
     tick_s: float = 1.0
     simulate: dict = field(default_factory=dict)
     settings: object = None  # the validated serve Settings, when a file was given
+    async_setup: AsyncSetup | None = None  # async-class tenants ([[tenants]] slo_class)
 
 
 def load_config(path: str | Path | None, model: str | None = None) -> SimConfig:
@@ -89,7 +91,16 @@ def load_config(path: str | Path | None, model: str | None = None) -> SimConfig:
         spec = spec_from_settings(settings)
     slos = {t.name: t.slo_ms for t in settings.tenants if t.slo_ms}
     tick_s = float(sim.get("tick_s", settings.autoscaling.tick_s))
-    return SimConfig(spec, slos, mapping, tick_s, sim, settings)
+    async_setup = AsyncSetup.from_settings(settings)
+    return SimConfig(
+        spec,
+        slos,
+        mapping,
+        tick_s,
+        sim,
+        settings,
+        async_setup if async_setup.deadline_s_by_tenant else None,
+    )
 
 
 def spec_from_settings(settings) -> PolicySpec:

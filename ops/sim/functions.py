@@ -18,9 +18,12 @@ class FunctionPool:
     def __init__(self, profile, seed: int):
         self.p = profile
         self.k = max(1, profile.burst_instances)
-        self.cap_groups = max(1, profile.fn_concurrency // self.k)
+        # the gateway holds one concurrency slot per plan worker (the master runs a leg of each
+        # stage itself), so a serial plan asked at 4 workers takes 4 slots for its 1 instance
+        self.cap_groups = max(1, profile.fn_concurrency // max(self.k, profile.burst_workers))
         self.keep_alive_s = profile.fn_keep_alive_s
-        self.cold_ms = profile.cold_start_ms
+        self.cold_ms, self.cold_billed_ms = profile.cold_samples(4096, seed + 7)
+        self.cold_i = 0
         self.samples = profile.burst_samples_ms(65536, seed).tolist()
         self.sample_i = 0
         self.busy: list[float] = []  # end times of groups serving
@@ -69,8 +72,9 @@ class FunctionPool:
         billed = run_ms * self.billed_per_p50
         latency_ms = (start_s - now_s) * 1000.0 + run_ms
         if cold:
-            latency_ms += self.cold_ms
-            billed += self.cold_ms * self.k  # the init phase is billed on every instance
+            self.cold_i = c = (self.cold_i + 1) & 4095
+            latency_ms += self.cold_ms[c]
+            billed += self.cold_billed_ms[c]
             self.cold_starts += self.k
             self.cold_requests += 1
             self.recent_cold += self.k

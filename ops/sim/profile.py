@@ -50,7 +50,13 @@ class SimProfile:
     burst_sigma: float = 0.2  # lognormal shape of the warm burst latency
     burst_billed_ms: float = 110.0  # summed over the request's invocations, at p50
     burst_store_ops: tuple[int, int] = (0, 0)  # (puts, gets) per burst request
-    cold_start_ms: float = 900.0
+    cold_start_ms: float = 900.0  # the typical cold start (what routing is told)
+    # a cold start of the model's plan as measured (``tidegate profile``): quantiles of the
+    # latency beyond a warm request and of the billed ms over its invocations, sampled
+    # together; empty: every cold start takes ``cold_start_ms`` and bills it on every instance
+    # (Lambda bills the init phase)
+    cold_start_quantiles_ms: tuple[float, ...] = ()
+    cold_billed_quantiles_ms: tuple[float, ...] = ()
     fn_concurrency: int = 1000
     fn_keep_alive_s: float = 600.0
     slo_ms: float = 300.0
@@ -85,8 +91,23 @@ class SimProfile:
 
         return self.burst_p50_ms * math.exp(self.burst_sigma * NormalDist().inv_cdf(q))
 
+    def cold_samples(self, n: int, seed: int) -> tuple[list[float], list[float]]:
+        """``n`` cold starts: (latency ms beyond a warm request, billed ms), drawn together."""
+        lat, billed = self.cold_start_quantiles_ms, self.cold_billed_quantiles_ms
+        if len(lat) < 2 or len(billed) < 2:
+            return [self.cold_start_ms] * n, [self.cold_start_ms * self.burst_instances] * n
+        u = np.random.default_rng(seed).random(n)
+        return (
+            np.interp(u, np.linspace(0, 1, len(lat)), lat).tolist(),
+            np.interp(u, np.linspace(0, 1, len(billed)), billed).tolist(),
+        )
+
     def with_overrides(self, **kw) -> "SimProfile":
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+        kw = {k: v for k, v in kw.items() if v is not None}
+        if "cold_start_ms" in kw and "cold_start_quantiles_ms" not in kw:
+            # a deployment's own cold start replaces the measured distribution
+            kw.update(cold_start_quantiles_ms=(), cold_billed_quantiles_ms=())
+        return replace(self, **kw)
 
 
 def load_sim_profile(path: str | Path | None, model: str | None = None) -> SimProfile:

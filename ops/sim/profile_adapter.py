@@ -55,7 +55,7 @@ def from_repo(
         burst_p50_ms=float(pred.p50_ms),
         burst_sigma=sigma,
         burst_billed_ms=billed_ms,
-        cold_start_ms=float(profile.invoke_cold_ms.median_ms),
+        **_cold_start(profile, model, int(plan.workers)),
         fn_concurrency=int(settings.burst.concurrency),
         fn_keep_alive_s=float(settings.burst.keep_alive_s),
         slo_ms=float(cfg.slo_ms),
@@ -95,6 +95,21 @@ def _plan(repo, model: str, profile_path, settings, workers: int | None):
     return artifact.config, profile, request, plan, pred
 
 
+def _cold_start(profile, model: str, workers: int) -> dict:
+    """The model's measured cold start at ``workers`` (latency and billed quantiles); profiles
+    without one give the no-op function's cold round trip, billed on every instance."""
+    times = profile.models.get(model)
+    cold = times.cold_start(workers) if times is not None else None
+    if cold is None:
+        return {"cold_start_ms": float(profile.invoke_cold_ms.median_ms)}
+    latency, billed = cold
+    return {
+        "cold_start_ms": float(latency.median_ms),
+        "cold_start_quantiles_ms": latency.values_ms,
+        "cold_billed_quantiles_ms": billed.values_ms,
+    }
+
+
 def _vm_curve(profile, model: str, base: SimProfile):
     times = profile.models.get(model)
     if times is None or not times.vm_service_ms:
@@ -126,6 +141,6 @@ def from_profile_json(raw: dict, path: Path, model: str | None) -> SimProfile:
     return base.with_overrides(
         vm_service_ms_by_batch=curve,
         vm_service_cv=cv,
-        cold_start_ms=float(profile.invoke_cold_ms.median_ms),
+        **_cold_start(profile, name, base.burst_workers),
         source=f"{path} ({profile.source})",
     )

@@ -76,8 +76,8 @@ def tick_signature(routing):
     """``stats -> key`` of what ``routing`` reads of a tick's state besides the per-request
     parts (queues, boots, functions: the cache key), or ``None`` to drop decisions every tick.
 
-    SLO-aware routing reads the model's batch curve, latency quantiles and burst prediction
-    (refreshed every few ticks), not the clock, the arrival rates or the desired replicas: its
+    SLO-aware routing reads the model's batch curve, latency quantiles, burst prediction and
+    the learnt VM prediction factor (refreshed every few ticks), not the clock, the arrival rates or the desired replicas: its
     decisions stay valid across ticks until those change (~5x fewer policy calls).
     """
     if not _slo_aware(routing):
@@ -90,6 +90,7 @@ def tick_signature(routing):
             getattr(stats, "vm_service_latency", None),
             stats.burst_latency,
             stats.burst_predicted_ms,
+            stats.vm_prediction_factor,  # scales every VM prediction (policies.vm_perf)
             stats.slo_ms,
         )
 

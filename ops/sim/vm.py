@@ -1,7 +1,9 @@
 """The simulated VM pool: replicas that boot, batch dynamically, drain and are billed.
 
-Batching is Triton's dynamic batcher: a replica that is free takes up to ``max_batch`` queued rows,
-waiting at most ``max_queue_delay`` after the oldest queued row's arrival for a fuller batch.
+Batching is the model server's (``vmpool.batching``): a replica that is free takes up to
+``max_batch`` queued rows. The server waits up to ``max_queue_delay`` for a fuller batch only
+while it holds requests that are not yet queued (nothing else could join); here a request is
+queued the moment it is routed, so a free replica starts at once with the rows that have arrived.
 Replicas are advanced lazily: a batch is formed only once the simulation has seen every arrival
 up to its start, so the result is exact without an event per request.
 """
@@ -66,7 +68,8 @@ class VmPool:
         self.tenant_of = tenant_of
         self.tenant_busy_s = [0.0] * n_tenants
         self.batch_max = profile.vm_max_batch_size
-        self.delay_s = profile.vm_max_queue_delay_ms / 1000.0
+        # the batching wait (kept as a parameter of the start rule; 0: see the module docstring)
+        self.delay_s = 0.0
         self.overhead_ms = profile.gateway_overhead_ms
         self.service_s = [0.0] + [
             profile.vm_service_ms(b) / 1000.0 for b in range(1, self.batch_max + 1)

@@ -23,6 +23,8 @@ def test_bad_arguments_are_one_line_errors(repo, capsys):
     assert "nope" in capsys.readouterr().err
     assert main(["profile", "resnet18", "--repo", str(repo), "--workers", "two"]) == 2
     assert "--workers" in capsys.readouterr().err
+    assert main(["profile", "resnet18", "--repo", str(repo), "--cold-reps", "-1"]) == 2
+    assert "--cold-reps" in capsys.readouterr().err
     assert (
         main(
             [
@@ -42,7 +44,8 @@ def test_bad_arguments_are_one_line_errors(repo, capsys):
 
 @pytest.mark.slow
 def test_profile_measures_and_plan_reads_it(repo, capsys):
-    assert main(["profile", "resnet18", "--repo", str(repo), "--workers", "2", "--reps", "2"]) == 0
+    args = ["--workers", "2", "--reps", "2", "--cold-reps", "2", "--cold-workers", "2"]
+    assert main(["profile", "resnet18", "--repo", str(repo), *args]) == 0
     out = capsys.readouterr().out
     for step in (
         "timing each node",
@@ -50,6 +53,7 @@ def test_profile_measures_and_plan_reads_it(repo, capsys):
         "VM service",
         "invocation round trip",
         "plan spatial x2",
+        "cold start 2/2",
         "wrote",
     ):
         assert step in out, step
@@ -58,6 +62,10 @@ def test_profile_measures_and_plan_reads_it(repo, capsys):
     assert times.input_shape == (1, 3, 32, 32) and len(times.node_ms) > 50
     assert set(times.vm_service_ms) == {1, 2}
     assert profile.invoke_cold_ms.median_ms > profile.invoke_ms(1).median_ms > 0
+    # the model's own cold start: fresh instances import torch and load the plan's weights,
+    # far beyond a no-op function's cold round trip
+    cold, billed = times.cold_start(2)
+    assert cold.median_ms > profile.invoke_cold_ms.median_ms and billed.median_ms > 0
     assert 2 in profile.split_slowdown.get("spatial", {})
     assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "2", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)

@@ -1,0 +1,70 @@
+"""Calibrating a measured profile against real plans (``tidegate profile``'s last step): how
+much slower a leg computes when k legs share the cores, the rest of each stage's wall time beyond
+the model (folded into the round trips at its fan-out) and the gateway's master invocation."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+
+
+def calibrate(profile, graph, svc, runs, say):
+    """Slowdowns from the legs' compute; the rest of each stage's wall time beyond the model
+    goes into the round trips at its fan-out; the gateway-side time into the master's."""
+    from burst.candidates import stage_candidate
+    from burst.planning import perf_model
+    from ops import profiler
+    from policies.profile import Quantiles
+
+    node_ms = profile.models[graph.model].node_ms
+    obs = [o for plan, answers in runs for o in profiler.stage_observations(node_ms, plan, answers)]
+    slow, per_node = profiler.slowdowns(obs)
+    for table in slow.values():
+        table.setdefault(1, 1.0)
+    profile = replace(profile, split_slowdown=slow, split_node_ms=per_node)
+    say(
+        "leg compute vs one thread alone: "
+        + "; ".join(
+            f"{kind} "
+            + ", ".join(
+                f"x{k} {v:.2f} + {per_node.get(kind, {}).get(k, 0.0):.3f} ms/node"
+                for k, v in sorted(t.items())
+            )
+            for kind, t in slow.items()
+        )
+    )
+    model = perf_model(graph, svc.plan_request(1), profile)
+    residual: dict[int, list[float]] = {}
+    master: list[float] = []
+    for plan, answers in runs:
+        for a in answers:
+            for st_plan, st in zip(plan.stages, a.report.stages):
+                if st_plan.split != "serial" and st_plan.workers > 1:
+                    est = model.stage(stage_candidate(st_plan))
+                    residual.setdefault(st_plan.workers - 1, []).append(st.wall_ms - est.mean_ms)
+            master.append(a.total_ms - a.report.wall_ms)
+    warm = dict(profile.invoke_warm_ms)
+    for n, rs in residual.items():
+        shift = statistics.median(rs)
+        base = warm.get(n) or profile.invoke_ms(n)
+        if shift <= 0.0:  # faster than the model: the round trip measured stays its floor
+            say(f"fan-out {n}: stages took {shift:+.1f} ms against the model; round trip kept")
+            continue
+        warm[n] = Quantiles(tuple(max(0.0, v + shift) for v in base.values_ms))
+        say(
+            f"fan-out {n}: stages took {shift:+.1f} ms beyond the model; folded into the "
+            f"round trip (warm p50 now {warm[n].median_ms:.1f} ms)"
+        )
+    io = model.fixed().mean_ms - float(
+        sum(profile.master_overhead_ms.values_ms) / len(profile.master_overhead_ms.values_ms)
+    )
+    profile = replace(
+        profile,
+        invoke_warm_ms=warm,
+        master_overhead_ms=Quantiles.from_samples([max(0.0, m - io) for m in master]),
+    )
+    say(
+        f"gateway -> master invocation: p50 {profile.master_overhead_ms.median_ms:.1f} ms "
+        f"beyond the plan"
+    )
+    return profile

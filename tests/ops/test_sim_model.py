@@ -1,0 +1,148 @@
+"""What the simulator models beyond the basics: a model's measured cold start (distribution and
+bill), the model server's batching without a wait for a lone request, the async queue, and the
+route cache's key."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ops.sim import AsyncSetup, SimProfile, simulate
+from ops.sim.profile_adapter import _cold_start
+from ops.traces import Trace
+from policies.profile import ModelTimes, Profile, Quantiles
+
+PROFILE = SimProfile.reference()
+REFERENCE = Path(__file__).resolve().parents[2] / "policies/data/reference_profile.json"
+
+
+def _trace(arrivals, tenants=None) -> Trace:
+    t = np.asarray(arrivals, dtype=float)
+    order = np.argsort(t, kind="stable")
+    t = t[order]
+    tenants = [tenants[i] for i in order] if tenants else None
+    names = sorted(set(tenants)) if tenants else ["default"]
+    idx = np.array([names.index(x) for x in tenants] if tenants else np.zeros(t.size), np.int32)
+    return Trace("test", t, np.zeros(t.size, np.int32), idx, ("resnet18",), tuple(names))
+
+
+def test_a_measured_cold_start_is_sampled_and_billed_as_measured():
+    """Every request cold (keep-alive shorter than the gaps): latencies spread over the measured
+    cold starts, and the bill is the measured extra, not the whole cold start on every instance."""
+    measured = replace(
+        PROFILE,
+        fn_keep_alive_s=10.0,
+        cold_start_ms=15000.0,
+        cold_start_quantiles_ms=(10000.0, 15000.0, 20000.0),
+        cold_billed_quantiles_ms=(1000.0, 2000.0, 3000.0),
+    )
+    sparse = _trace(np.arange(200) * 60.0)
+    res = simulate(sparse, "burst-only", measured)
+    lat = res.latency_ms
+    assert res.summary["cold_starts"] == 200
+    assert lat.min() > 10000.0 and lat.max() < 20000.0 + 1000.0
+    assert np.percentile(lat, 90) - np.percentile(lat, 10) > 5000.0  # a spread, not a constant
+    flat = simulate(sparse, "burst-only", replace(measured, cold_start_quantiles_ms=()))
+    assert np.ptp(flat.latency_ms) < 1000.0  # no distribution: every cold start alike
+    # billed: ~2 s of init per request here against 15 s when the whole cold start is billed
+    assert res.summary["function_gb_s"] < 0.25 * flat.summary["function_gb_s"]
+
+
+def test_profiles_carry_the_model_cold_start_and_older_ones_still_read():
+    raw = json.loads(REFERENCE.read_text())
+    old = Profile.from_json(raw)  # written before cold starts were measured
+    assert all(not t.cold_start_ms for t in old.models.values())
+    assert _cold_start(old, "resnet18", 4) == {
+        "cold_start_ms": pytest.approx(old.invoke_cold_ms.median_ms)
+    }
+    times = replace(
+        old.models["resnet18"],
+        cold_start_ms={1: Quantiles((3000.0, 5000.0)), 4: Quantiles((9000.0, 16000.0))},
+        cold_billed_ms={1: Quantiles((500.0, 700.0)), 4: Quantiles((2000.0, 2600.0))},
+    )
+    again = Profile.from_json(json.loads(json.dumps(old.with_model("resnet18", times).to_json())))
+    got: ModelTimes = again.models["resnet18"]
+    assert got.cold_start_ms == times.cold_start_ms and got.cold_billed_ms == times.cold_billed_ms
+    assert got.cold_start(8)[0].median_ms == 12500.0  # nearest measured at or below
+    assert got.cold_start(2)[0].median_ms == 4000.0
+    sim = _cold_start(again, "resnet18", 4)
+    assert sim["cold_start_ms"] == 12500.0 and sim["cold_billed_quantiles_ms"] == (2000.0, 2600.0)
+    # a deployment's own cold start ([simulate] cold_start_ms) replaces the measured one
+    over = replace(PROFILE, **sim).with_overrides(cold_start_ms=800.0)
+    assert over.cold_start_quantiles_ms == () and over.cold_samples(3, 0)[0] == [800.0] * 3
+
+
+def test_a_lone_request_does_not_wait_for_a_fuller_batch():
+    """The model server starts at once when it holds nothing else (vmpool.batching)."""
+    slow_batcher = replace(PROFILE, vm_max_queue_delay_ms=200.0)
+    light = _trace(np.arange(300) * 1.0)  # one a second: always alone
+    one = {"autoscaling.replicas": 1, "autoscaling.min_replicas": 1, "autoscaling.max_replicas": 1}
+    res = simulate(light, "vm-peak", slow_batcher, params=one).summary
+    alone_ms = PROFILE.vm_service_ms(1) * (1 + 4 * PROFILE.vm_service_cv)
+    assert res["p99_ms"] < alone_ms + PROFILE.gateway_overhead_ms
+
+
+def test_the_route_cache_is_dropped_when_the_vm_prediction_factor_changes():
+    from ops.sim.snap import tick_signature
+    from policies.costs import PriceTable
+    from policies.routing import make_policy
+    from policies.state import ModelStats
+
+    sig = tick_signature(make_policy("slo-aware", prices=PriceTable()))
+    assert sig(ModelStats(vm_prediction_factor=1.0)) != sig(ModelStats(vm_prediction_factor=1.4))
+    assert sig(ModelStats(vm_prediction_factor=1.4)) == sig(ModelStats(vm_prediction_factor=1.4))
+
+
+TWO_VMS = {"autoscaling.replicas": 2, "autoscaling.min_replicas": 2, "autoscaling.max_replicas": 2}
+
+
+def _web_and_batch(seed=0):
+    """An interactive tenant at 40 req/s for 5 minutes, and 1,000 batch requests in one second."""
+    rng = np.random.default_rng(seed)
+    web = np.sort(rng.uniform(0, 300, 12000))
+    batch = 100.0 + np.sort(rng.uniform(0, 1.0, 1000))
+    return _trace(np.concatenate([web, batch]), ["web"] * web.size + ["batch"] * batch.size)
+
+
+def test_async_tenants_queue_and_drain_in_spare_vm_capacity():
+    trace = _web_and_batch()
+    served_at_once = simulate(trace, "vm-peak", PROFILE, params=TWO_VMS).summary
+    queued = simulate(
+        trace, "vm-peak", PROFILE, params=TWO_VMS, async_setup=AsyncSetup({"batch": 120.0})
+    ).summary
+    assert served_at_once["requests_queued"] == 0
+    assert served_at_once["tenants"]["web"]["slo_attainment"] < 0.995  # the burst queues it
+    assert queued["requests_queued"] == 1000
+    assert queued["queued_slo_attainment"] == 1.0  # within the 120 s deadline
+    assert queued["tenants"]["web"]["slo_attainment"] > 0.999  # only spare slots were used
+    assert queued["requests_burst"] == 0 and queued["requests_vm"] == len(trace)
+    batch_p99 = queued["tenants"]["batch"]["p99_ms"]
+    assert PROFILE.slo_ms < batch_p99 < 120_000.0  # they waited for the consumers
+
+
+def test_a_deadline_the_queue_cannot_meet_is_served_at_once():
+    trace = _web_and_batch()
+    res = simulate(
+        trace, "vm-peak", PROFILE, params=TWO_VMS, async_setup=AsyncSetup({"batch": 0.8})
+    ).summary
+    assert res["requests_queued"] == 0 and res["queued_slo_attainment"] is None
+
+
+def test_urgent_jobs_are_served_without_spare_capacity():
+    """Hardly a spare slot (slots_per_replica 1, a busy fleet): jobs wait until half their
+    deadline has passed, then go to the VMs anyway."""
+    rng = np.random.default_rng(2)
+    web = np.sort(rng.uniform(0, 200, 200 * 260))  # ~90 % of two replicas' capacity
+    batch = 50.0 + np.arange(20) * 0.01
+    trace = _trace(np.concatenate([web, batch]), ["web"] * web.size + ["batch"] * batch.size)
+    setup = AsyncSetup({"batch": 30.0}, consumers=2, slots_per_replica=1, urgent_fraction=0.5)
+    res = simulate(trace, "vm-peak", PROFILE, params=TWO_VMS, async_setup=setup)
+    s = res.summary
+    assert s["requests_queued"] == 20 and s["queued_slo_attainment"] == 1.0
+    lat = res.latency_ms[trace.tenant_idx == trace.tenants.index("batch")]
+    # a spare slot is rare at this load: most wait until urgent (15 s), none past the deadline
+    assert np.median(lat) >= 0.5 * 30.0 * 1000.0 and lat.max() < 30.0 * 1000.0
