@@ -137,11 +137,10 @@ class PolicyEngine:
         dt = 0.0 if self._last_tick_s is None else now_s - self._last_tick_s
         self._last_tick_s = now_s
         self.collector.warm_functions_target = decision.warm_functions
-        if (
-            decision.warm_functions
-            and isinstance(self.burst, Prewarmer)
-            and (self._prewarm is None or self._prewarm.done())
-        ):
+        # those the forecast no longer asks for are neither billed nor counted as held
+        self.collector.release_prewarmed(decision.warm_functions)
+        idle = self._prewarm is None or self._prewarm.done()
+        if decision.warm_functions and isinstance(self.burst, Prewarmer) and idle:
             # in the background: starting instances takes seconds, the tick must not wait
             self._prewarm = asyncio.get_running_loop().create_task(
                 self._warm_up(decision.warm_functions)
@@ -164,6 +163,7 @@ class PolicyEngine:
             # what starting instances took here is what a request sent to a cold one would wait
             self.collector.cold_start_ms = (asyncio.get_running_loop().time() - t0) * 1e3
         self.collector.prewarmed_instances = step
+        self.collector.release_prewarmed(self.collector.warm_functions_target)  # asked fewer since
 
     async def _first_invocations(self, n: int) -> None:
         """Invoke the ``n`` instances just started once per model, together (so each takes its

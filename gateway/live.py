@@ -230,6 +230,13 @@ class LiveCollector:
         for _ in range(cold_starts):
             self._cold.add(now)
 
+    def release_prewarmed(self, keep: int) -> None:
+        """The warm pool shrinks to ``keep`` (no longer billed as held): the instances let go
+        stay warm only as used ones do, for the keep-alive from now."""
+        if self.prewarmed_instances > keep:
+            self._instances_seen.append((self._clock(), self.prewarmed_instances))
+            self.prewarmed_instances = keep
+
     def on_queue_stats(self, depth: int, running: int, oldest_age_s: float) -> None:
         self.queue = QueueState(depth, running, oldest_age_s)
 

@@ -114,7 +114,8 @@ class PredictiveScaling(_Scaling):
         0,
         ge=0,
         le=100_000,
-        description="Most function instances kept warm for a forecast burst; 0 = none.",
+        description="Most function instances kept warm while the forecast exceeds what the "
+        "ready VMs carry (zero outside bursts); 0 = none.",
     )
     min_warm_functions: int = Field(
         0,
@@ -123,14 +124,18 @@ class PredictiveScaling(_Scaling):
         description="Function instances always kept warm "
         "(their GB-s are counted), to take a step no forecast saw.",
     )
-    burst_latency_s: float = Field(
-        0.5, gt=0, description="A burst request's latency, for sizing the warm pool (Little's law)."
+    burst_latency_s: float | None = Field(
+        None,
+        gt=0,
+        description="A burst request's latency, for sizing the warm pool (Little's law); "
+        "unset: the burst path's observed median, else its plan's prediction.",
     )
-    instances_per_burst_request: int = Field(
-        4,
+    instances_per_burst_request: int | None = Field(
+        None,
         ge=1,
         le=1_000,
-        description="Function instances one burst request holds (its workers; the master runs one leg).",
+        description="Function instances one burst request holds (its workers; the master runs "
+        "one leg); unset: the burst path's default workers.",
     )
 
 

@@ -12,16 +12,19 @@ starts' CPU does not starve them. Per pair: SLO attainment (overall and during t
 p50/p99, requests per path, VM-seconds, function GB-s, cost per 1,000 requests and the replica
 count over time; and the cost of VMs sized for the step's peak, kept the whole run.
 
-    python ops/bench/autoscale_e2e.py [--quick] [--only NAME ...] [--json OUT]
+    python ops/bench/autoscale_e2e.py [--quick] [--only NAME ...] [--json OUT] [--keep-logs]
+
+A failed request (or a failed run) keeps the gateway, replica and function-runtime logs in
+OUT-logs/ next to the JSON and prints the errors by status and answer per pair.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -30,7 +33,6 @@ from multiprocessing import get_context
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +44,6 @@ from policies.costs import PriceTable  # noqa: E402
 from vmpool.procs import free_port  # noqa: E402
 
 TARGET = {"policy": "target", "target_in_flight_per_replica": 4, "scale_in_cooldown_s": 30}
-WARM_FUNCTIONS = 8  # the predictive pair's standing warm pool: the step's burst concurrency
 SCENARIOS = {
     "vm-only+target": ("vm-only", TARGET),
     "threshold+target": ("threshold", TARGET),
@@ -56,10 +57,9 @@ SCENARIOS = {
             # back sooner than a VM-only fleet can
             "target_utilization": 0.8,
             "scale_in_cooldown_s": 15,
-            "min_warm_functions": WARM_FUNCTIONS,
+            # no standing pool: instances are held (and billed) only while the forecast says
+            # the ready VMs will be short over the boot horizon, sized from the live burst path
             "max_warm_functions": 16,
-            "instances_per_burst_request": 1,
-            "burst_latency_s": 1.5,
         },
     ),
 }
@@ -164,9 +164,13 @@ def summarize(
     vm_usd = vm_s * prices.vm_usd_per_hour / 3600.0
     cost = vm_usd + fn_usd + warm_usd
     paths: dict[str, int] = {}
+    errors: dict[str, int] = {}
     for r in recs:
         key = r.path if r.status == 200 else f"error {r.status}"
         paths[key] = paths.get(key, 0) + 1
+        if r.status != 200:
+            what = f"{r.status} {r.error}"
+            errors[what] = errors.get(what, 0) + 1
     return {
         "policy": name,
         "requests": len(recs),
@@ -176,6 +180,8 @@ def summarize(
         "p50_ms": float(np.percentile(lat, 50)) if len(lat) else math.nan,
         "p99_ms": float(np.percentile(lat, 99)) if len(lat) else math.nan,
         "paths": paths,
+        "errors": errors,
+        "error_sent_s": [round(r.sent_s, 1) for r in recs if r.status != 200],
         "vm_seconds": vm_s,
         "function_gb_s": gb_s,
         "vm_usd": vm_usd,
@@ -224,30 +230,13 @@ def start_gateway(name: str, repo: Path, work: Path, shape: Shape):
     return start(args, work / f"{name}.log"), f"http://127.0.0.1:{port}"
 
 
-async def _paths(url: str) -> dict:
-    async with aiohttp.ClientSession() as s, s.get(f"{url}/admin/paths") as r:
-        return await r.json()
-
-
-def wait_warm(url: str, instances: int, timeout_s: float = 300.0) -> float:
-    """Until the gateway's warm pool is up (the control loop prewarms it at start)."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if (asyncio.run(_paths(url))["burst"]["warm_instances"] or 0) >= instances:
-            return time.monotonic() - t0
-        time.sleep(1.0)
-    raise RuntimeError(f"{url}: the warm pool of {instances} did not come up in {timeout_s:g} s")
-
-
 def run_all(names: list[str], repo: Path, work: Path, shape: Shape, times, body) -> list[dict]:
     """Start every pair's gateway, wait until all are ready and warm, then load them side by
     side (the late ones after the others' run); one process per load."""
     gateways = {n: start_gateway(n, repo, work, shape) for n in names}
     try:
-        for name, (proc, url) in gateways.items():
+        for proc, url in gateways.values():
             wait_http(url + "/v2/health/ready", proc, timeout_s=600)
-            if SCENARIOS[name][1].get("min_warm_functions"):
-                print(f"  {name}: warm pool up after {wait_warm(url, WARM_FUNCTIONS):.0f} s")
         print(f"  all ready; load average {os.getloadavg()[0]:.2f}", flush=True)
         t0 = time.time() + 5.0  # every load starts on the same second
         # spawn, not fork: this process has run event loops whose resolver threads a fork
@@ -309,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short phases and 8 s boots (smoke)")
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="a subset of the pairs")
     ap.add_argument("--json", default=str(ROOT / "ops/bench/results/autoscale_e2e.json"))
+    ap.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="copy the gateway and runtime logs next to the JSON",
+    )
     args = ap.parse_args(argv)
     shape = (
         Shape(boot_delay_s=8.0, steady_s=20.0, step_s=30.0, after_s=20.0) if args.quick else Shape()
@@ -320,23 +314,57 @@ def main(argv: list[str] | None = None) -> int:
     ).encode()
     load_before = os.getloadavg()
     print(f"{len(times)} requests over {shape.duration_s:g} s per pair: {', '.join(names)}")
-    with tempfile.TemporaryDirectory(prefix="tidegate-autoscale-") as tmp:
-        work = Path(tmp)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work, rows = Path(tempfile.mkdtemp(prefix="tidegate-autoscale-")), []
+    try:
         from vmpool.export import export_zoo
 
         options = {"delay_ms": shape.delay_ms, "per_item_ms": shape.per_item_ms}
         export_zoo("delay", work / "repo", options=options)
         rows = run_all(names, work / "repo", work, shape, times, body)
+    finally:
+        # a failed run or a failed request: the logs outlive the temporary directory
+        failed = not rows or any(r["errors"] for r in rows)
+        kept = keep_logs(work, out) if failed or args.keep_logs else None
+        shutil.rmtree(work, ignore_errors=True)
     peak = peak_sized(shape, len(times), PriceTable())
     print_table(rows, peak, shape)
+    print_errors(rows, kept)
     verdicts(rows, peak)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
     load = {"before": load_before, "after": os.getloadavg()}
     doc = {"shape": shape.__dict__, "peak_sized": peak, "load_average": load, "rows": rows}
     out.write_text(json.dumps(doc, indent=1))
     print(f"load average before {load_before[0]:.2f}, after {load['after'][0]:.2f}; wrote {out}")
     return 0
+
+
+def keep_logs(work: Path, out: Path) -> Path:
+    """Copy every gateway, replica and function-runtime log of the run (and each gateway's
+    ledger) to ``OUT-logs/`` next to the JSON, laid out as in the run's directory."""
+    dest = out.with_name(out.stem + "-logs")
+    shutil.rmtree(dest, ignore_errors=True)
+    for path in [*work.rglob("*.log"), *work.rglob("ledger.sqlite*")]:
+        target = dest / path.relative_to(work)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    print(f"logs kept in {dest}", flush=True)
+    return dest
+
+
+def print_errors(rows: list[dict], kept: Path | None) -> None:
+    """Per pair: failed requests by status and answer, with when they were sent."""
+    for r in rows:
+        if not r["errors"]:
+            continue
+        sent = r["error_sent_s"]
+        print(
+            f"{r['policy']}: {sum(r['errors'].values())} errors, sent {min(sent):.0f}-{max(sent):.0f} s"
+        )
+        for what, n in sorted(r["errors"].items(), key=lambda kv: -kv[1]):
+            print(f"  {n:>5}  {what[:160]}")
+    if kept is not None:
+        print(f"gateway, replica and function-runtime logs: {kept}")
 
 
 def verdicts(rows: list[dict], peak: dict) -> None:

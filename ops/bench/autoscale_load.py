@@ -20,6 +20,7 @@ class Record:
     status: int
     path: str
     cost_usd: float
+    error: str = ""  # an error answer's body (or the client's exception), for the breakdown
 
 
 @dataclass
@@ -53,16 +54,18 @@ async def drive(url: str, times: np.ndarray, body: bytes, run: Run) -> None:
                     data=body,
                     headers={"content-type": "application/json"},
                 ) as r:
-                    await r.read()
+                    answer = await r.read()
                     rec = Record(
                         sent_s,
                         (time.perf_counter() - start_s) * 1e3,
                         r.status,
                         r.headers.get("x-tidegate-path", "-"),
                         float(r.headers.get("x-tidegate-cost-usd", 0.0)),
+                        "" if r.status == 200 else answer[:200].decode(errors="replace"),
                     )
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                rec = Record(sent_s, (time.perf_counter() - start_s) * 1e3, 599, "-", 0.0)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                took_ms = (time.perf_counter() - start_s) * 1e3
+                rec = Record(sent_s, took_ms, 599, "-", 0.0, f"client: {exc!r}"[:200])
             run.records.append(rec)
 
         async def sampler() -> None:

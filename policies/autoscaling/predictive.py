@@ -12,6 +12,8 @@ from ..state import LiveState
 from ..vm_perf import replica_capacity_per_s
 from .base import ScaleDecision, ScalerBase, current_replicas
 
+DEFAULT_BURST_LATENCY_S = 0.5  # before any burst answer or plan prediction is known
+
 
 class Predictive(ScalerBase):
     """Holt's linear trend on the short-window arrival rate, one sample per tick.
@@ -19,12 +21,18 @@ class Predictive(ScalerBase):
     The defaults follow the level (alpha 0.5), learn the trend slowly (beta 0.05) and damp it
     hard (0.7 per second ahead: a ramp is extrapolated about 2 s). The short window turns a step
     into a ramp as long as the window; a livelier trend (beta 0.2, damping 0.95) extrapolated
-    that ramp and asked for ~2x the VMs a step to 4x needs; a sustained ramp is still seen. The error of the forecast is what functions are for.
+    that ramp and asked for ~2x the VMs a step to 4x needs; a sustained ramp is still seen. The
+    error of the forecast is what functions are for.
 
-    ``base_quantile`` of the forecast sizes the VMs at ``target_utilization`` of their capacity;
-    ``warm_quantile`` of the forecast minus what the VMs carry, times a burst request's latency
-    and instance count (Little's law), is the warm function pool, between ``min_warm_functions``
-    (a standing pool that takes a step before any forecast sees it) and ``max_warm_functions``.
+    ``base_quantile`` of the forecast sizes the VMs at ``target_utilization`` of their capacity.
+    The warm function pool covers the expected spill over the boot horizon: ``warm_quantile``
+    of the forecast minus what the *ready* VMs carry (a replica asked for now serves only at
+    the horizon's end), times a burst request's latency and the instances it holds (Little's
+    law), capped at ``max_warm_functions``. It is zero while the ready fleet carries the
+    forecast, so no warm instance is paid for outside a burst; ``min_warm_functions`` is a
+    standing pool for steps no forecast sees (billed all the time). ``burst_latency_s`` and
+    ``instances_per_burst_request`` default to what the live state shows (the burst path's
+    observed median, the plan's prediction, its default workers); set, they override it.
     """
 
     name = "predictive"
@@ -40,8 +48,8 @@ class Predictive(ScalerBase):
         scale_in_cooldown_s: float = 60.0,
         max_warm_functions: int = 0,
         min_warm_functions: int = 0,
-        burst_latency_s: float = 0.5,
-        instances_per_burst_request: int = 4,
+        burst_latency_s: float | None = None,
+        instances_per_burst_request: int | None = None,
         min_replicas: int = 0,
         max_replicas: int = 8,
         prices: PriceTable | None = None,
@@ -122,13 +130,37 @@ class Predictive(ScalerBase):
         else:
             self._want_down_since_s = None
         self._current = want
-        warm = self._warm_functions(mean + self.warm_z * std, state.vm.ready_replicas * capacity)
+        # the upper band of the rate now or over the horizon, whichever is higher: a step
+        # shows in the level before the damped trend carries it to the horizon
+        upper = max(mean, self._level or 0.0) + self.warm_z * std
+        # what spills is what the ready VMs cannot take at full batches (target utilization
+        # is headroom for sizing the fleet, not a limit on what a replica serves)
+        full_per_replica = capacity / self.target_utilization
+        warm = self._warm_functions(state, upper, state.vm.ready_replicas * full_per_replica)
         cost = warm_instances_cost_usd(self.prices, warm, state.burst.memory_mb, 1.0)
         return ScaleDecision(want, reason, warm, cost)
 
-    def _warm_functions(self, upper_rate: float, vm_rate: float) -> int:
+    def _warm_functions(self, state: LiveState, upper_rate: float, vm_rate: float) -> int:
+        """Instances the expected spill keeps busy (Little's law), within min/max."""
         if self.max_warm_functions <= 0:
             return 0
-        excess = max(upper_rate - vm_rate, 0.0)
-        warm = math.ceil(excess * self.burst_latency_s * self.instances_per_burst_request)
+        spill_per_s = max(upper_rate - vm_rate, 0.0)
+        if spill_per_s <= 0.0:
+            return self.min_warm_functions
+        per_request = self.instances_per_burst_request or max(state.burst.default_workers, 1)
+        warm = math.ceil(spill_per_s * self._burst_latency_s(state) * per_request - 1e-9)
         return min(max(warm, self.min_warm_functions), self.max_warm_functions)
+
+    def _burst_latency_s(self, state: LiveState) -> float:
+        """A burst request's latency: as set, else the slowest model's observed median (warm
+        answers), else its plan's prediction, else half a second."""
+        if self.burst_latency_s is not None:
+            return self.burst_latency_s
+        known = [
+            s.burst_latency.p50_ms
+            if s.burst_latency is not None and s.burst_latency.count >= 5
+            else s.burst_predicted_ms
+            for s in state.models.values()
+        ]
+        known_ms = [ms for ms in known if ms is not None]
+        return max(known_ms) / 1e3 if known_ms else DEFAULT_BURST_LATENCY_S

@@ -224,3 +224,45 @@ async def test_a_warm_pool_starts_with_the_gateway_counts_once_up_and_is_billed(
     cost = [ln for ln in text.splitlines() if ln.startswith("tidegate_warm_functions_cost")][0]
     assert float(cost.split()[-1]) == pytest.approx(3 * 1.0 * 10 * 0.0000041667)
     await engine.close()
+
+
+async def test_the_warm_pool_is_let_go_and_no_longer_billed_once_the_forecast_drops():
+    """A forecast shortfall holds 4 instances (billed); once the forecast no longer asks for
+    them nothing more is billed, and routing counts them warm only for the keep-alive."""
+    from policies.autoscaling import ScaleDecision
+
+    class Burst:
+        asked: list[int] = []
+
+        async def prewarm(self, instances: int) -> bool:
+            self.asked.append(instances)
+            return True
+
+        async def infer(self, model, inputs, *, workers):
+            raise AssertionError("no models: no first invocations")
+
+    per_s = 4 * 1.0 * 0.0000041667  # 4 instances of 1024 MB at the provisioned price
+    script = [ScaleDecision(1, "burst", 4, per_s)] * 2 + [ScaleDecision(1, "calm", 0, 0.0)] * 2
+
+    class Scripted:
+        name, min_replicas, max_replicas = "scripted", 1, 1
+
+        def decide(self, state):
+            return script.pop(0)
+
+    clock = ManualClock()
+    engine, *_ = _engine(NoScaling(policy="none"), clock, burst=Burst())
+    engine.autoscaler = Scripted()
+    await engine.tick()
+    await _until(lambda: engine.collector.prewarmed_instances == 4)
+    for _ in range(3):
+        clock.advance(10.0)
+        await engine.tick()
+    assert engine.collector.prewarmed_instances == 0
+    text = engine.metrics.render().decode()
+    cost = [ln for ln in text.splitlines() if ln.startswith("tidegate_warm_functions_cost")][0]
+    assert float(cost.split()[-1]) == pytest.approx(per_s * 10)  # only the 10 s it was asked for
+    assert engine.collector.snapshot(fresh=True).burst.warm_instances == 4  # kept alive a while
+    clock.advance(engine.collector.keep_alive_s + 1)
+    assert engine.collector.snapshot(fresh=True).burst.warm_instances == 0
+    await engine.close()

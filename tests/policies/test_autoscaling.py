@@ -1,9 +1,17 @@
 """Autoscalers in simulated time: a ManualClock moves, the scalers see snapshots."""
 
+import numpy as np
 import pytest
 
 from policies.autoscaling import FixedScaler, Knative, Predictive, TargetTracking, make_autoscaler
-from policies.state import BurstState, LiveState, ManualClock, ModelStats, VmState
+from policies.state import (
+    BurstState,
+    LatencyQuantiles,
+    LiveState,
+    ManualClock,
+    ModelStats,
+    VmState,
+)
 
 CURVE = ((1, 20.0), (8, 48.0))  # capacity of one replica: 8 / 48 ms = 166.7 rows/s
 
@@ -149,6 +157,68 @@ def test_predictive_keeps_functions_warm_for_the_forecast_error_and_counts_the_c
     # held as provisioned concurrency is billed: GB-s whether or not they serve
     assert d.warm_cost_usd_per_s == pytest.approx(d.warm_functions * 1.0 * 0.0000041667)
     assert Predictive(min_replicas=1).decide(snap(clock, rate=1e4)).warm_functions == 0
+
+
+def _burst_snap(clock, rate, ready, booting=0, p50_ms=1100.0, workers=1):
+    burst = LatencyQuantiles(p50_ms, 1.4 * p50_ms, 2 * p50_ms, 50)
+    return LiveState(
+        clock.now(),
+        VmState(ready, booting, 0, max_batch_size=8, desired_replicas=ready + booting),
+        True,
+        BurstState(memory_mb=1024, default_workers=workers),
+        {"m": ModelStats(vm_service_ms_by_batch=CURVE, burst_latency=burst)},
+        arrival_rate_short_per_s=rate,
+    )
+
+
+def test_predictive_warm_pool_only_ahead_of_a_forecast_shortfall():
+    """Poisson arrivals at half a replica, a step to 4x at 60 s for 60 s, VMs that take 20 s
+    to boot: no warm instance is paid for while the one VM carries the load; they appear as
+    the step shows, before the rate reaches what the VM serves (before anything spills), stay
+    until the booted VMs are ready, then go (and stay gone after the step)."""
+    rng, clock = np.random.default_rng(1), ManualClock()
+    scaler = Predictive(max_warm_functions=64, scale_in_cooldown_s=15, min_replicas=1)
+    one_vm_per_s = 8 / 48e-3  # 166.7 req/s at full batches
+    ready, booting, boot_done_s, counts, rows = 1, 0, None, [], []
+    for t in range(200):
+        counts.append(rng.poisson(80 * (4 if 60 <= t < 120 else 1)))
+        clock.advance(1.0)
+        if boot_done_s is not None and t >= boot_done_s:  # the booting VMs are up
+            ready, booting, boot_done_s = ready + booting, 0, None
+        rate = sum(counts[-10:]) / 10  # the gateway's 10 s window
+        d = scaler.decide(_burst_snap(clock, rate, ready, booting))
+        if d.replicas > ready + booting:
+            booting, boot_done_s = d.replicas - ready, boot_done_s or t + 20
+        ready = min(ready, d.replicas)
+        rows.append((t, rate, d.replicas, ready, d.warm_functions, d.warm_cost_usd_per_s))
+    before = [r for r in rows if r[0] < 60]
+    assert all(r[4] == 0 and r[5] == 0.0 for r in before)
+    first = next(r for r in rows if r[4] > 0)
+    assert 60 <= first[0] and first[1] < one_vm_per_s  # ahead of the spill
+    vms_up = next(r for r in rows if r[0] > 60 and r[3] > 1)
+    assert all(r[4] > 0 for r in rows if first[0] <= r[0] < vms_up[0])
+    assert all(r[4] == 0 for r in rows if r[0] >= vms_up[0])
+    # and the fleet gives the step's VMs back within the cooldown and the rate window after it
+    assert next(r for r in rows if r[0] >= 120 and r[2] == 1)[0] <= 120 + 10 + 15 + 5
+
+
+def test_predictive_warm_pool_sized_from_the_live_burst_path():
+    """Little's law on what spills: the burst path's observed median and its default workers
+    when the operator set neither (the same spill, twice as slow and twice as wide: 4x)."""
+    spill_per_s = 50.0
+    rate = 8 / 48e-3 + spill_per_s  # one VM's full-batch capacity plus the spill
+    narrow = Predictive(max_warm_functions=1000, min_replicas=1).decide(
+        _burst_snap(ManualClock(1.0), rate, ready=1, p50_ms=1000.0, workers=1)
+    )
+    wide = Predictive(max_warm_functions=1000, min_replicas=1).decide(
+        _burst_snap(ManualClock(1.0), rate, ready=1, p50_ms=2000.0, workers=2)
+    )
+    assert narrow.warm_functions == pytest.approx(50, abs=1)
+    assert wide.warm_functions == pytest.approx(200, abs=1)
+    set_by_hand = Predictive(
+        max_warm_functions=1000, burst_latency_s=0.5, instances_per_burst_request=1, min_replicas=1
+    ).decide(_burst_snap(ManualClock(1.0), rate, ready=1, p50_ms=2000.0, workers=2))
+    assert set_by_hand.warm_functions == pytest.approx(25, abs=1)
 
 
 def test_bad_parameters_are_clear_errors():
