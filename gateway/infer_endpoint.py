@@ -11,11 +11,9 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
 import time
-from urllib.parse import unquote
 
-from vmpool.rest import FrontedApp
+from vmpool.rest import INFER_PATH, FrontedApp, infer_target  # noqa: F401 - INFER_PATH: access_log
 
 from . import protocol
 from .dispatch import CallContext
@@ -23,7 +21,6 @@ from .errors import BadRequest, TidegateError
 from .state import GatewayState
 
 log = logging.getLogger("tidegate.gateway")
-INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _JSON = "application/json"
 
 
@@ -53,10 +50,8 @@ class InferEndpoint:
         self.body_timeout_s = state.settings.body_timeout_s
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        match = INFER_PATH.match(scope["path"])
-        if match is None:
+        target = infer_target(scope)
+        if target is None:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get("x-request-id") or new_request_id()
@@ -70,7 +65,7 @@ class InferEndpoint:
                 {"content-type": _JSON, "allow": "POST", "x-request-id": request_id},
             )
         lease = self.state.body_budget.lease()
-        model, version = unquote(match[1]), unquote(match[2]) if match[2] else None
+        model, version = target
         try:
             if self.state.asyncq is not None and self.state.asyncq.takes(headers, model, version):
                 status, body, out_headers = (
