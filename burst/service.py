@@ -18,15 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from burst.exchange import (
-    BurstAnswer,
-    BurstUnavailable,
-    cleanup,
-    download_outputs,
-    make_answer,
-    upload_inputs,
-)
 from burst.backend import BurstStats
+from burst.detach import Detached
+from burst.exchange import BurstAnswer, BurstUnavailable, cleanup, make_answer
+from burst.exchange import download_outputs, upload_inputs
 from burst.faas.admission import default_memory_budget_mb
 from burst.gate import Busy, SlotGate
 from burst.local_functions import function_bodies, memory_tensor_root
@@ -81,6 +76,7 @@ class BurstService:
             max(1, capacity), max_waiting=max_waiting, max_wait_s=max_wait_s or function_timeout_s
         )
         self._circuit = PlatformCircuit(failure_threshold=3, open_s=5.0)
+        self._detached = Detached()  # invocations whose caller left still hold their slots
         self.supervisor: LocalRuntimeSupervisor | None = None
         self._tensor_root: str | None = None
         self._started = False
@@ -205,6 +201,7 @@ class BurstService:
 
     async def close(self) -> None:
         self._started = False
+        await self._detached.close()
         if self.supervisor is not None:
             await self.supervisor.close()
         if self._invoker is not None:
@@ -302,10 +299,12 @@ class BurstService:
         except (PlanError, GraphError, ArtifactError) as exc:
             raise BurstUnavailable(f"model {model} cannot run on the burst path: {exc}") from exc
         try:
-            # the master runs one leg of each stage itself: n instances for n workers
-            async with self._gate.hold(max(1, plan.workers)):
-                self._check_routable()  # the runtime may have gone while we waited
-                return await self._run(model, plan, inputs, request_id, t0)
+            # the master runs one leg of each stage itself: n instances for n workers, held
+            # until the invocation ends, whether our caller waits for it or not (burst.detach)
+            return await self._detached.run(
+                self._gate.hold(max(1, plan.workers)),
+                lambda: self._run(model, plan, inputs, request_id, t0),
+            )
         except Busy as exc:
             raise BurstUnavailable(str(exc), retry_after_s=exc.retry_after_s) from None
 
@@ -328,6 +327,7 @@ class BurstService:
         from burst.store.counting import CountingStore
         from burst.store.encrypted import EVENT_FIELD, EncryptedStore, encode_key, new_request_key
 
+        self._check_routable()  # the runtime may have gone while we waited for slots
         cfg = self._configs[model]
         # remote stores: tensors sealed under a key that travels only in the invocation payload
         tensor_key = new_request_key() if isinstance(self._store, EncryptedStore) else None

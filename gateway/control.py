@@ -3,7 +3,7 @@ the control loop that every ``tick_s`` snapshots, asks the autoscaler and drives
 
 Policies can be swapped at run time (``/admin/policy``); readiness is honest: ready once the
 minimum of VM replicas is ready and the default burst plans are prepared (with no VM minimum,
-once the burst path is).
+once the burst path is), and for slo-aware on the embedded runtime one cold start measured.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-import numpy as np
-
 from burst.backend import backend_ready
 from policies.autoscaling import Autoscaler, ScaleDecision
 from policies.costs import PriceTable
 from policies.routing import RoutingPolicy, SloAware, make_policy
 from policies.state import PathKind
 from vmpool.pool import ReplicaPool
-from vmpool.wire import NUMPY_DTYPES
 
+from .cold_start import probe_cold_start, zero_inputs
 from .live import LiveCollector
 from .metrics import GatewayMetrics
 from .policy_settings import AutoscalingSettings, RoutingPolicyName
@@ -173,11 +171,7 @@ class PolicyEngine:
         burst, workers = self.burst, getattr(self.dispatcher, "default_workers", 1)
         assert isinstance(burst, Prewarmer)
         for cfg in self.dispatcher.models.values():
-            inputs = {
-                t.name: np.zeros((1, *(max(d, 1) for d in t.shape[1:])), NUMPY_DTYPES[t.datatype])
-                for t in cfg.inputs
-                if t.datatype in NUMPY_DTYPES
-            }
+            inputs = zero_inputs(cfg)
             calls = [burst.infer(cfg.name, inputs, workers=workers) for _ in range(n)]
             await asyncio.gather(*calls, return_exceptions=True)
 
@@ -318,6 +312,19 @@ def start_policy_engine(state, *, prepare_task: asyncio.Task | None = None) -> P
         max_queue_delay_ms=queue_delay_ms,
     )
     d.live = collector
+    if s.routing_policy == "slo-aware" and local_platform and isinstance(state.burst, Prewarmer):
+        # readiness waits for a measured cold start: routing's default was 10x short here
+        prepare_task = asyncio.get_running_loop().create_task(
+            probe_cold_start(
+                prepare_task,
+                state.burst.prewarm,
+                state.burst.infer,
+                models,
+                s.burst.default_workers,
+                lambda ms: setattr(collector, "cold_start_ms", ms),
+            )
+        )
+        state.tasks.append(prepare_task)
     params = (
         {"spill_outstanding_per_replica": s.spill_outstanding_per_replica}
         if s.routing_policy == "threshold"

@@ -190,19 +190,21 @@ class Dispatcher:
         self, ctx: CallContext, cfg: ModelConfig, req: InferRequest, workers: int | None
     ) -> InferResult:
         workers = workers or self.default_workers
-        live, answer = self.live, None
-        if live is not None:
-            live.burst_started(workers)
+        live, answer, failed_after_ms = self.live, None, None
+        token = live.burst_started(workers) if live is not None else None
+        start = time.perf_counter()
         try:
             answer = await asyncio.wait_for(
                 self.burst.infer(cfg.name, req.inputs, workers=workers, request_id=ctx.request_id),
                 self.burst_timeout_s,
             )
         except asyncio.TimeoutError:
+            failed_after_ms = (time.perf_counter() - start) * 1e3  # routing learns it (cold_start)
             raise GatewayTimeout(
                 f"burst path did not answer in {self.burst_timeout_s:g} s"
             ) from None
         except BurstUnavailable as exc:
+            failed_after_ms = (time.perf_counter() - start) * 1e3
             retry_s = getattr(exc, "retry_after_s", None)
             raise Unavailable(
                 str(exc), headers={"Retry-After": str(max(1, round(retry_s)))} if retry_s else None
@@ -213,6 +215,8 @@ class Dispatcher:
                     cfg.name,
                     answer.total_ms if answer else None,
                     answer.cold_starts if answer else 0,
+                    token=token,
+                    failed_after_ms=failed_after_ms,
                 )
         fn_cost = function_cost_usd(self.prices, answer.invocations)
         st_cost = store_cost_usd(self.prices, answer.store_puts, answer.store_gets)

@@ -28,6 +28,7 @@ from policies.state import (
 )
 from vmpool.pool import ReplicaPool
 
+from .cold_start import ColdStartEstimate, warm_p50_ms
 from .vm_error import PREDICTION_WINDOW_S, PredictionError
 
 
@@ -156,14 +157,14 @@ class LiveCollector:
         }
         self._all_short, self._all_long = RateCounter(short_window_s), RateCounter(long_window_s)
         self._cold = RateCounter(short_window_s)
-        self._burst_in_flight = 0
+        self._burst_in_flight, self._burst_instances = 0, 1
         self._instances_seen: deque[tuple[float, int]] = deque()  # (t, instances busy at t)
         self._cached_at = -1e18
         self._cached: tuple[dict[str, ModelStats], BurstState, float, float] | None = None
         self.warm_functions_target = 0  # what the predictive scaler asked to keep warm
         self.queue = QueueState()  # the async queue, as its housekeeping last measured it
         self.prewarmed_instances = 0  # what the control loop's last prewarm brought up
-        self._cold_penalty_ms: float | None = None  # learned from cold-started answers
+        self._cold_start = ColdStartEstimate(latency_window_s)  # learnt, bounded by evidence
         self._boot_s = 0.0
 
     # events from dispatch ----------------------------------------------------------------------
@@ -206,27 +207,27 @@ class LiveCollector:
         old = view.batch_ms.get(batch)
         view.batch_ms[batch] = per_round_ms if old is None else 0.8 * old + 0.2 * per_round_ms
 
-    def burst_started(self, workers: int) -> None:
+    def burst_started(self, workers: int) -> int:
+        """A burst request sent; pass the token back to ``burst_finished``."""
         self._burst_in_flight += 1
-        self._instances_seen.append(
-            (self._clock(), self._burst_in_flight * burst_instances(workers))
-        )
+        self._burst_instances = burst_instances(workers)  # warm once one answers, not before
+        return self._cold_start.started(self._clock())
 
-    def burst_finished(self, model: str, latency_ms: float | None, cold_starts: int) -> None:
-        """A burst answer. Warm answers go to the latency window; a cold-started one teaches
-        the cold-start penalty (its latency over the warm median), so routing adds a cold start
-        once, when the warm pool is short, instead of reading it in a tail of past ones."""
+    def burst_finished(
+        self, model: str, latency_ms, cold_starts: int, *, token=None, failed_after_ms=None
+    ):
+        """A burst answer or a failure: warm answers go to the latency window; cold-started
+        ones and failures teach the cold start routing adds (``gateway.cold_start``)."""
         self._burst_in_flight -= 1
         now = self._clock()
         view = self._models.get(model)
-        if view is not None and latency_ms is not None:
-            if cold_starts == 0:
-                view.burst.add(now, latency_ms)
-            else:
-                warm = view.burst.quantiles(now)
-                penalty_ms = max(latency_ms - (warm.p50_ms if warm else 0.0), 0.0)
-                old = self._cold_penalty_ms
-                self._cold_penalty_ms = penalty_ms if old is None else 0.7 * old + 0.3 * penalty_ms
+        warm = view.burst.quantiles(now) if view is not None else None
+        if latency_ms is not None:  # a timed-out cold start left no warm instance behind
+            self._instances_seen.append((now, (self._burst_in_flight + 1) * self._burst_instances))
+        if view is not None and latency_ms is not None and not cold_starts:
+            view.burst.add(now, latency_ms)
+        cold_ms, warm_ms = latency_ms if cold_starts else None, warm.p50_ms if warm else 0.0
+        self._cold_start.finished(now, token, cold_ms, warm_ms, failed_after_ms)
         for _ in range(cold_starts):
             self._cold.add(now)
 
@@ -302,7 +303,7 @@ class LiveCollector:
             else self._estimated_warm(now),
             free_concurrency=live.free_concurrency if live else self._estimated_free(),
             recent_cold_starts=round(self._cold.rate(now) * self._cold.window_s),
-            cold_start_ms=self._cold_penalty_ms or self.cold_start_ms,
+            cold_start_ms=self._cold_start.ms(now, self.cold_start_ms, warm_p50_ms(models)),
             memory_mb=self.memory_mb,
             default_workers=self.default_workers,
         )

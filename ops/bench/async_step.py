@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from ops.bench.autoscale_e2e import Shape, write_config  # noqa: E402
 from ops.bench.autoscale_load import scrape  # noqa: E402
+from ops.bench.error_breakdown import breakdown, join, ledger_errors, print_breakdown  # noqa: E402
 from ops.bench.procs import start, stop, wait_http  # noqa: E402
 from vmpool.procs import free_port  # noqa: E402
 
@@ -62,6 +63,8 @@ class Sent:
     path: str = "-"
     cost_usd: float = 0.0
     job_id: str | None = None  # a 202: answered later, read from the queue's records
+    request_id: str = ""  # joins an error to its ledger row (ops/bench/error_breakdown.py)
+    error: str = ""  # the error body of a non-200/202 answer
 
 
 @dataclass
@@ -127,10 +130,14 @@ async def drive(url: str, plan: list[tuple[float, str]], load: Load) -> None:
                     rec = Sent(tenant, sent_s, (time.perf_counter() - start_s) * 1e3, r.status)
                     rec.path = r.headers.get("x-tidegate-path", "-")
                     rec.cost_usd = float(r.headers.get("x-tidegate-cost-usd", 0.0))
+                    rec.request_id = r.headers.get("x-request-id", "")
+                    if r.status not in (200, 202):
+                        rec.error = answer.decode("utf-8", "replace")[:300]
                     if r.status == 202:
                         rec.job_id, rec.path = json.loads(answer)["id"], "queued"
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 rec = Sent(tenant, sent_s, (time.perf_counter() - start_s) * 1e3, 599)
+                rec.error = f"client: {type(exc).__name__}"
             load.sent.append(rec)
 
         async def sampler() -> None:
@@ -206,7 +213,11 @@ def run_scenario(scenario: str, repo: Path, work: Path, shape: Shape, args) -> d
         after = asyncio.run(scrape(url))
     finally:
         stop(proc)
-    return summarize(scenario, load, jobs, before, after, shape, args.deadline_s)
+    result = summarize(scenario, load, jobs, before, after, shape, args.deadline_s)
+    failed = [(s.tenant, s.status, s.request_id, s.error, s.latency_ms) for s in load.sent]
+    failed = [f for f in failed if f[1] not in (200, 202)]
+    result["errors"] = breakdown(join(failed, ledger_errors(data / "ledger.sqlite")))
+    return result
 
 
 def _tenant_row(sent: list[Sent], jobs: dict, in_step, limit_ms: float) -> dict:
@@ -280,6 +291,8 @@ def print_table(results: list[dict], shape: Shape, deadline_s: float) -> None:
                 f"{100 * t['step_attainment']:>8.2f}{t['p50_ms']:>9.0f}{t['p99_ms']:>9.0f}"
                 f"{t['function_usd']:>10.6f}{r['max_replicas']:>6}  {paths}"
             )
+    for r in results:
+        print_breakdown(f"\nerrors, {r['scenario']} (gateway ms)", r.get("errors", []))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,13 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deadline-s", type=float, default=600.0, help="the batch tenant's deadline")
     ap.add_argument("--settle-s", type=float, default=10.0, help="idle time before the load")
     ap.add_argument("--json", default=str(ROOT / "ops/bench/results/async_step.json"))
+    ap.add_argument("--keep", help="a directory to keep the gateways' logs and data in")
     args = ap.parse_args(argv)
     shape = Shape(boot_delay_s=10.0, steady_s=10.0, step_s=60.0, after_s=10.0)
     if args.quick:
         shape = Shape(boot_delay_s=5.0, steady_s=5.0, step_s=15.0, after_s=5.0)
     results = []
     with tempfile.TemporaryDirectory(prefix="tidegate-async-step-") as tmp:
-        work = Path(tmp)
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         from vmpool.export import export_zoo
 
         opts = {"delay_ms": shape.delay_ms, "per_item_ms": shape.per_item_ms}
