@@ -33,8 +33,9 @@ class BurstAnswer:
     total_ms: float
     comm_ms: float
     max_memory_used_mb: int = 0  # the largest peak of any invocation (master or worker)
-    store_puts: int = 0
+    store_puts: int = 0  # object-store requests (PUT/LIST class, GET class)
     store_gets: int = 0
+    queue_requests: int = 0  # billed SQS requests (the sqs transport), priced as such
     report: MasterReport | None = None  # the master's per-stage timings and bills
 
 
@@ -105,5 +106,6 @@ def make_answer(plan, result, report: MasterReport, outs: dict, store, t0: float
         comm_ms=report.comm_ms,
         store_puts=report.store_puts + store.puts,
         store_gets=report.store_gets + store.gets,
+        queue_requests=report.queue_requests + store.queue_requests,
         report=report,
     )

@@ -131,6 +131,7 @@ async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
         billing=[bill for _, bill, _ in results],
         store_puts=sum(int(b["store_puts"]) for b in bodies),
         store_gets=sum(int(b["store_gets"]) for b in bodies),
+        queue_requests=sum(int(b.get("queue_requests", 0)) for b in bodies),
         hedged=sum(1 for _, _, attempt in results if attempt > 1),
     )
 

@@ -37,6 +37,7 @@ class StageReport:
     billing: list[LegBill] = field(default_factory=list)  # remote legs only
     store_puts: int = 0
     store_gets: int = 0
+    queue_requests: int = 0  # billed SQS requests (the sqs transport)
     hedged: int = 0  # legs answered by a hedge (a second invocation of a straggler)
 
     @property
@@ -54,6 +55,7 @@ class MasterReport:
     stages: list[StageReport] = field(default_factory=list)
     store_puts: int = 0  # the workers' and the master's store requests
     store_gets: int = 0
+    queue_requests: int = 0
 
     @property
     def communication_share(self) -> float:

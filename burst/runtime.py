@@ -96,6 +96,7 @@ async def run_worker(event: dict, store) -> dict:
         "total_ms": _ms(t_start),
         "store_puts": store.puts,
         "store_gets": store.gets,
+        "queue_requests": store.queue_requests,
     }
 
 
@@ -138,6 +139,7 @@ async def run_master(
         await store.delete_prefix(f"req/{request_id}/")
     report.store_puts += store.puts
     report.store_gets += store.gets
+    report.queue_requests += store.queue_requests
     return {"outputs": outputs, "report": report.to_json()}
 
 
@@ -219,6 +221,7 @@ async def _run_master(
         # the workers' store requests; the master adds its own once it has cleaned up
         store_puts=sum(s.store_puts for s in stages),
         store_gets=sum(s.store_gets for s in stages),
+        queue_requests=sum(s.queue_requests for s in stages),
     )
 
 

@@ -219,7 +219,9 @@ class Dispatcher:
                     failed_after_ms=failed_after_ms,
                 )
         fn_cost = function_cost_usd(self.prices, answer.invocations)
-        st_cost = store_cost_usd(self.prices, answer.store_puts, answer.store_gets)
+        st_cost = store_cost_usd(
+            self.prices, answer.store_puts, answer.store_gets, answer.queue_requests
+        )
         return InferResult(
             answer.outputs,
             "burst",

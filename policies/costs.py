@@ -43,13 +43,14 @@ def function_cost_usd(prices: PriceTable, invocations: list[tuple[int, int]]) ->
     return gb_s * prices.fn_usd_per_gb_s + len(invocations) * prices.fn_usd_per_request
 
 
-def store_cost_usd(prices: PriceTable, puts: int, gets: int, kind: str = "s3") -> float:
-    """Counted store requests: object-store PUT/LIST and GET classes, or, for the ``sqs``
-    transport, queue requests (a send and a receive; payload chunks are in
-    ``queue_transfer_cost_usd``, which the planner uses)."""
-    if kind == "sqs":
-        return (puts + gets) * prices.queue_request_usd
-    return puts * prices.store_put_usd + gets * prices.store_get_usd
+def store_cost_usd(prices: PriceTable, puts: int, gets: int, queue_requests: int = 0) -> float:
+    """Counted transport requests: object-store PUT/LIST and GET classes, and billed queue
+    requests (SQS: each started 64 KiB of a payload is one, ``queue_requests``)."""
+    return (
+        puts * prices.store_put_usd
+        + gets * prices.store_get_usd
+        + queue_requests * prices.queue_request_usd
+    )
 
 
 def queue_requests(prices: PriceTable, payload_bytes: int) -> int:

@@ -1,31 +1,43 @@
-"""Counts the billable requests a store serves (object stores bill per request)."""
+"""Counts the billable requests a store serves (object stores and queues bill per request)."""
 
 from __future__ import annotations
+
+from burst.store.requests import counting
 
 
 class CountingStore:
     """Wraps an ObjectStore. ``puts`` counts PUT/LIST-class requests (S3 and OSS bill those at
-    the higher tier), ``gets`` GET-class ones; deletes are free on both and not counted."""
+    the higher tier), ``gets`` GET-class ones; deletes are free on both and not counted. A store
+    that counts its own requests (SQS: ``burst.store.requests``) gives its object requests and
+    ``queue_requests`` instead of one per call."""
 
     def __init__(self, inner):
         self.inner = inner
         self.puts = 0
         self.gets = 0
+        self.queue_requests = 0
+
+    async def _counted(self, call, *, puts: int = 0, gets: int = 0):
+        with counting() as seen:
+            result = await call
+        if seen.self_counted:
+            puts, gets = seen.object_puts, seen.object_gets
+            self.queue_requests += seen.queue_requests
+        self.puts += puts
+        self.gets += gets
+        return result
 
     async def put(self, key: str, data: bytes) -> None:
-        self.puts += 1
-        await self.inner.put(key, data)
+        await self._counted(self.inner.put(key, data), puts=1)
 
     async def get(self, key: str) -> bytes:
-        self.gets += 1
-        return await self.inner.get(key)
+        return await self._counted(self.inner.get(key), gets=1)
 
     async def delete(self, keys: list[str]) -> None:
-        await self.inner.delete(keys)
+        await self._counted(self.inner.delete(keys))
 
     async def delete_prefix(self, prefix: str) -> int:
-        self.puts += 1  # the LIST that finds the keys
-        return await self.inner.delete_prefix(prefix)
+        return await self._counted(self.inner.delete_prefix(prefix), puts=1)  # the LIST
 
     async def close(self) -> None:
         await self.inner.close()

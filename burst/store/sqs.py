@@ -25,18 +25,26 @@ from botocore.exceptions import BotoCoreError, ClientError
 from burst.aws import AwsClient, error_code, transient_error
 from burst.retry import RetryPolicy, with_retries
 from burst.store.base import ObjectStore, StoreError, check_key, check_prefix
+from burst.store.requests import count_objects, count_queue
 from burst.store.sqs_names import check_queue_prefix, per_request, queue_name, queue_name_prefix
+from policies.costs import PriceTable, queue_requests
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024  # SQS's classic limit (body plus attributes)
 DATA_ATTR, CLAIM_ATTR = "data", "claim"
 _MISSING_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 _KNOWN_QUEUES_MAX = 4096  # names this instance created or read: sent to without a CreateQueue
 _QUEUE_ATTRIBUTES = {"MessageRetentionPeriod": "3600"}  # an orphan's messages expire in an hour
+_PRICES = PriceTable()  # only its billing chunk: SQS bills each started 64 KiB as a request
 
 
 def message_bytes(key: str, nbytes: int) -> int:
     """What SQS counts for a tensor message: the body (key), the attribute's name, type, value."""
     return len(key.encode()) + len(DATA_ATTR) + len("Binary") + nbytes
+
+
+def _message_bytes(message: dict) -> int:
+    data = (message.get("MessageAttributes") or {}).get(DATA_ATTR) or {}
+    return len(message.get("Body", "")) + len(data.get("BinaryValue", b""))
 
 
 class SqsStore:
@@ -92,8 +100,10 @@ class SqsStore:
     async def _sqs(self) -> Any:
         return await self._aws.client()
 
-    async def _call(self, what: str, fn, **kwargs):
+    async def _call(self, what: str, fn, *, payload_bytes: int = 0, **kwargs):
+        """One SQS API call (retried), counted for the ledger (``burst.store.requests``)."""
         sqs = await self._sqs()
+        count_queue(queue_requests(_PRICES, payload_bytes))
         try:
             return await with_retries(
                 lambda: getattr(sqs, fn)(**kwargs), transient_error, self.retry, what=what
@@ -130,19 +140,24 @@ class SqsStore:
 
     async def put(self, key: str, data: bytes) -> None:
         if not per_request(check_key(key)):
+            count_objects(puts=1)
             await self.backing.put(key, data)
             return
         name = queue_name(self.queue_prefix, key)
-        if message_bytes(key, len(data)) <= self.max_message_bytes:
+        nbytes = message_bytes(key, len(data))
+        if nbytes <= self.max_message_bytes:
             url = await self._url(name, create=True)
             attrs = {DATA_ATTR: {"DataType": "Binary", "BinaryValue": bytes(data)}}
         else:  # claim check: the bytes in the store (beside making the queue), a pointer sent
+            count_objects(puts=1)
             url, _ = await asyncio.gather(self._url(name, create=True), self.backing.put(key, data))
             attrs = {CLAIM_ATTR: {"DataType": "String", "StringValue": "store"}}
+            nbytes = message_bytes(key, 0)
         try:
             await self._call(
                 f"send {key}",
                 "send_message",
+                payload_bytes=nbytes,
                 QueueUrl=url,
                 MessageBody=key,
                 MessageAttributes=attrs,
@@ -169,6 +184,8 @@ class SqsStore:
                 MessageAttributeNames=["All"],
             )
             self._remember(name, url)
+            received = sum(_message_bytes(m) for m in resp.get("Messages", []))
+            count_queue(queue_requests(_PRICES, received) - 1)  # chunks past the first
             found = [m for m in resp.get("Messages", []) if m.get("Body") == key]
             if delete:
                 for m in found:
@@ -183,6 +200,7 @@ class SqsStore:
 
     async def get(self, key: str) -> bytes:
         if not per_request(check_key(key)):
+            count_objects(gets=1)
             return await self.backing.get(key)
         try:
             message = await self._find(key)
@@ -194,6 +212,7 @@ class SqsStore:
             raise StoreError(f"no such key: {key}", missing=True)
         attrs = message.get("MessageAttributes") or {}
         if CLAIM_ATTR in attrs:
+            count_objects(gets=1)
             return await self.backing.get(key)
         if DATA_ATTR not in attrs:
             raise StoreError(f"sqs message for {key} carries neither data nor a claim check")
@@ -215,6 +234,7 @@ class SqsStore:
         queues and objects went."""
         check_prefix(prefix)
         names_prefix = queue_name_prefix(self.queue_prefix, prefix)
+        count_objects(puts=1)  # the backing store's LIST, made either way
         if names_prefix is None:
             return await self.backing.delete_prefix(prefix)
         # what this instance made, and what a listing finds (SQS lists eventually); the claim

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from burst.service import BurstService  # noqa: E402
-from policies.costs import PriceTable, function_cost_usd  # noqa: E402
+from policies.costs import PriceTable, function_cost_usd, store_cost_usd  # noqa: E402
 
 TRANSPORTS = ("inline", "dir", "s3", "sqs")
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -155,14 +155,19 @@ async def run_transport(args, transport, repo, work, endpoint, count, x, ref) ->
         "usd_per_request": fn_usd + tr_usd,
         "max_abs_diff": diff,
         "wire_per_request": dict(zip(("sqs_units", "s3_put_class", "s3_get_class"), wire)),
-        "counted_store_requests": [answer.store_puts, answer.store_gets],
+        "counted_store_requests": [answer.store_puts, answer.store_gets, answer.queue_requests],
+        # what the gateway's ledger charges from those counts (next to the wire-counted bill)
+        "ledger_transport_usd": statistics.median(
+            store_cost_usd(prices, a.store_puts, a.store_gets, a.queue_requests) for a, _ in rows
+        ),
     }
 
 
 def print_table(rows: list[dict]) -> None:
     print(
         f"\n{'model':<9} {'transport':<9} {'warm p50':>9} {'vs first':>9} {'comm':>6} "
-        f"{'fn $/M req':>11} {'tx $/M req':>11} {'total $/M':>10} {'max diff':>9}"
+        f"{'fn $/M req':>11} {'tx $/M req':>11} {'ledger tx':>10} {'total $/M':>10} "
+        f"{'max diff':>9}"
     )
     for r in rows:
         base = next(b for b in rows if b["model"] == r["model"])  # the first transport run
@@ -171,6 +176,7 @@ def print_table(rows: list[dict]) -> None:
             f"{r['model']:<9} {r['transport']:<9} {r['warm_p50_ms']:9.0f} "
             f"{r['latency_vs_' + base['transport']]:8.2f}x {r['comm_share']:6.1%} "
             f"{r['function_usd'] * 1e6:11.2f} {r['transport_usd'] * 1e6:11.2f} "
+            f"{r['ledger_transport_usd'] * 1e6:10.2f} "
             f"{r['usd_per_request'] * 1e6:10.2f} {r['max_abs_diff']:9.1e}"
         )
 

@@ -37,7 +37,8 @@ def test_a_tensor_through_the_queue_costs_its_chunks_or_a_claim_check():
 
 def test_counted_requests_are_priced_by_transport():
     assert store_cost_usd(PRICES, 10, 10) == pytest.approx(10 * 0.000005 + 10 * 0.0000004)
-    assert store_cost_usd(PRICES, 10, 10, kind="sqs") == pytest.approx(20 * 0.0000004)
+    assert store_cost_usd(PRICES, 0, 0, queue_requests=20) == pytest.approx(20 * 0.0000004)
+    assert store_cost_usd(PRICES, 1, 1, 3) == pytest.approx(0.000005 + 0.0000004 + 3 * 0.0000004)
 
 
 def _stage_cost(store_kind: str, bytes_each: int) -> float:
