@@ -9,7 +9,8 @@ lines. For infer requests it also:
   (attainment = met / requests; 4xx answers are the client's and are not counted).
 
 The infer endpoint fills ``scope[NOTE_KEY]`` (tenant once authenticated, the call context once
-built); the dispatcher marks the context once it has counted the request.
+built, and the status, route and request id it answered with, so infer's ``send`` is not
+wrapped); the dispatcher marks the context once it has counted the request.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Callable
 
 import orjson
 
-from .infer_endpoint import INFER_PATH
+from .infer_endpoint import INFER_PATH, NOTE_KEY
 
-NOTE_KEY = "tidegate.access"
+__all__ = ["NOTE_KEY", "AccessLog"]
 log = logging.getLogger("tidegate.access")
 
 
@@ -42,6 +43,13 @@ class AccessLog:
         note: dict = {}
         scope[NOTE_KEY] = note
         t0 = time.perf_counter()
+        if scope["method"] == "POST" and INFER_PATH.match(scope["path"]):
+            # the infer endpoint notes what it answered: no wrapper on its send
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self._done(scope, note, note, (time.perf_counter() - t0) * 1000.0)
+            return
         seen = {"status": 500, "route": "", "request_id": ""}
 
         async def watch(message):
@@ -64,8 +72,8 @@ class AccessLog:
         model = match[1] if match else ""
         tenant = note.get("tenant", "")
         ctx = note.get("ctx")
-        route = seen["route"] or (getattr(ctx, "route", "") if ctx is not None else "")
-        status = seen["status"]
+        route = seen.get("route") or (getattr(ctx, "route", "") if ctx is not None else "")
+        status = seen.get("status", 500)
         if match and scope["method"] == "POST":
             self._count(tenant, model, route, status, latency_ms, ctx)
         if self.fmt == "off" or (
@@ -80,7 +88,7 @@ class AccessLog:
             "model": model or "-",
             "route": route or "-",
             "latency_ms": round(latency_ms, 3),
-            "request_id": seen["request_id"] or "-",
+            "request_id": seen.get("request_id") or "-",
         }
         if self.fmt == "json":
             self.sink(orjson.dumps(fields).decode())

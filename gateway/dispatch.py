@@ -18,10 +18,13 @@ from vmpool.codec import CodecError, InferRequest, validate_inputs
 from vmpool.pool import NoReplicaError, ReplicaPool
 
 from .errors import BadRequest, GatewayTimeout, NotFound, TidegateError, Unavailable
-from .ledger import Ledger, LedgerRow
+from .ledger import Ledger, row_values
 from .live import LiveCollector
 from .metrics import GatewayMetrics
 from .tenants import Tenant, TenantRegistry
+
+
+_MAX_VALID_SIGNATURES = 4096
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Dispatcher:
         self.max_workers = max_workers
         self.live = live  # the live view routing decides from (and dispatch reports into)
         self.engine = None  # gateway.control.PolicyEngine: readiness, run-time policy changes
+        self._valid: dict[tuple, ModelConfig] = {}  # request signatures validate_inputs passed
 
     def model(self, name: str, version: str | None = None) -> ModelConfig:
         cfg = self.models.get(name)
@@ -105,10 +109,7 @@ class Dispatcher:
 
     async def infer(self, ctx: CallContext, req: InferRequest) -> InferResult:
         cfg = self.model(ctx.model, ctx.version)
-        try:
-            validate_inputs(req, cfg)
-        except CodecError as exc:
-            raise BadRequest(str(exc)) from None
+        self._validate(req, cfg)
         if ctx.workers is not None and not 1 <= ctx.workers <= self.max_workers:
             raise BadRequest(f"X-Tidegate-Workers must be between 1 and {self.max_workers}")
         if not ctx.admitted:
@@ -177,6 +178,24 @@ class Dispatcher:
             )
         cost = vm_request_cost_usd(self.prices, answer.service_ms, batch)
         return InferResult(answer.outputs, "vm", cost, timings_ms={"vm": answer.service_ms})
+
+    def _validate(self, req: InferRequest, cfg: ModelConfig) -> None:
+        """``validate_inputs``, remembered per model config and request signature (names,
+        dtypes, shapes, outputs asked for): clients send the same few shapes again and again."""
+        key = (
+            id(cfg),
+            tuple([(name, array.dtype, array.shape) for name, array in req.inputs.items()]),
+            None if req.outputs is None else tuple([r.name for r in req.outputs]),
+        )
+        if self._valid.get(key) is cfg:
+            return
+        try:
+            validate_inputs(req, cfg)
+        except CodecError as exc:
+            raise BadRequest(str(exc)) from None
+        if len(self._valid) >= _MAX_VALID_SIGNATURES:
+            self._valid.clear()
+        self._valid[key] = cfg  # held, so its id is not reused while the entry lives
 
     def _count_decision(self, model: str, decision: Decision) -> None:
         path = decision.route.value
@@ -262,22 +281,23 @@ class Dispatcher:
         if self.ledger is not None:
             # the answer goes out only once its row is durable (group commit: see gateway.ledger)
             await self.ledger.record(
-                LedgerRow(
-                    id=ctx.request_id,
-                    ts=time.time(),
-                    tenant=tenant,
-                    model=cfg.name,
-                    path=path,
-                    status=status,
-                    latency_ms=latency_ms,
-                    batch_size=batch,
-                    workers=result.workers if result else 0,
-                    cold_starts=result.cold_starts if result else 0,
-                    vm_cost_usd=cost if (result and path == "vm") else 0.0,
-                    function_cost_usd=result.function_cost_usd if result else 0.0,
-                    store_cost_usd=result.store_cost_usd if result else 0.0,
-                    cost_usd=cost,
-                    billed_ms=result.billed_ms if result else 0,
-                    reason=getattr(reason, "value", reason) or "",
+                row_values(
+                    ctx.request_id,
+                    time.time(),
+                    tenant,
+                    cfg.name,
+                    path,
+                    status,
+                    latency_ms,
+                    batch,
+                    result.workers if result else 0,
+                    result.cold_starts if result else 0,
+                    cost if (result and path == "vm") else 0.0,
+                    result.function_cost_usd if result else 0.0,
+                    result.store_cost_usd if result else 0.0,
+                    cost,
+                    result.billed_ms if result else 0,
+                    "",
+                    getattr(reason, "value", reason) or "",
                 )
             )

@@ -21,6 +21,7 @@ from .errors import BadRequest, TidegateError
 from .state import GatewayState
 
 log = logging.getLogger("tidegate.gateway")
+NOTE_KEY = "tidegate.access"  # scope key of the access log's note (gateway/access_log.py)
 _JSON = "application/json"
 
 
@@ -64,34 +65,14 @@ class InferEndpoint:
                 ),
                 {"content-type": _JSON, "allow": "POST", "x-request-id": request_id},
             )
+        note = scope.get(NOTE_KEY)
+        if note is None:  # no access log in front
+            note = {}
         lease = self.state.body_budget.lease()
-        model, version = target
         try:
-            if self.state.asyncq is not None and self.state.asyncq.takes(headers, model, version):
-                status, body, out_headers = (
-                    202,
-                    *await self.state.asyncq.submit(
-                        headers,
-                        model,
-                        version,
-                        lambda: protocol.read_body(
-                            receive, headers, self.limit_bytes, lease, self.body_timeout_s
-                        ),
-                    ),
-                )
-            else:
-                status, body, out_headers = (
-                    200,
-                    *await self._infer(
-                        receive,
-                        headers,
-                        request_id,
-                        lease,
-                        model,
-                        version,
-                        scope.get("tidegate.access"),
-                    ),
-                )
+            status, body, out_headers = await self._answer(
+                receive, headers, request_id, lease, target, note
+            )
         except TidegateError as exc:
             status, body = exc.status, protocol.error_body(exc.message)
             out_headers = {"content-type": _JSON, "x-request-id": request_id, **exc.headers}
@@ -103,10 +84,28 @@ class InferEndpoint:
             status = 500
             body = protocol.error_body(f"internal error: {type(exc).__name__}")
             out_headers = {"content-type": _JSON, "x-request-id": request_id}
+        note["status"] = status  # for the access log
+        note["route"] = out_headers.get("x-tidegate-path", "")
+        note["request_id"] = out_headers.get("x-request-id", request_id)
         try:
             await protocol.send_response(send, status, body, out_headers)
         finally:
             lease.release()  # the body's bytes live until the answer is handed over
+
+    async def _answer(self, receive, headers, request_id, lease, target, note):
+        """(status, body, headers): 202 and the job's place for the async queue, else the
+        model's answer."""
+        model, version = target
+        asyncq = self.state.asyncq
+        if asyncq is not None and asyncq.takes(headers, model, version):
+            read = lambda: protocol.read_body(  # noqa: E731
+                receive, headers, self.limit_bytes, lease, self.body_timeout_s
+            )
+            return (202, *await asyncq.submit(headers, model, version, read))
+        return (
+            200,
+            *await self._infer(receive, headers, request_id, lease, model, version, note),
+        )
 
     async def _infer(
         self,

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-import numpy as np
-
 from policies.routing import burst_instances
 from policies.state import (
     BurstState,
@@ -29,6 +27,7 @@ from policies.state import (
 from vmpool.pool import ReplicaPool
 
 from .cold_start import ColdStartEstimate, warm_p50_ms
+from .latency_window import LatencyWindow
 from .vm_error import PREDICTION_WINDOW_S, PredictionError
 
 
@@ -82,24 +81,6 @@ class RateCounter:
         # whole seconds inside the window, plus the running one pro rata
         total = sum(c for s, c in self._buckets if s >= horizon)
         return total / self.window_s
-
-
-class LatencyWindow:
-    def __init__(self, window_s: float, max_samples: int = 4096):
-        self.window_s = window_s
-        self._samples: deque[tuple[float, float]] = deque(maxlen=max_samples)
-
-    def add(self, now_s: float, latency_ms: float) -> None:
-        self._samples.append((now_s, latency_ms))
-
-    def quantiles(self, now_s: float) -> LatencyQuantiles | None:
-        while self._samples and self._samples[0][0] < now_s - self.window_s:
-            self._samples.popleft()
-        if not self._samples:
-            return None
-        values = np.fromiter((ms for _, ms in self._samples), float, len(self._samples))
-        p50, p90, p99 = np.percentile(values, (50, 90, 99))
-        return LatencyQuantiles(float(p50), float(p90), float(p99), len(values))
 
 
 @dataclass

@@ -112,12 +112,29 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
-    async def request(self, head: bytes, body: bytes) -> Answer:
+    async def request(self, head: bytes, body: bytes, timeout_s: float | None = None) -> Answer:
+        """Send one request and wait for its answer; ``TimeoutError`` after ``timeout_s``.
+
+        The deadline is a timer on the answer's future, not an ``asyncio.timeout`` block: that
+        builds a context object, reschedules and uncancels the task on every request (about 4 %
+        of the gateway's CPU per request in py-spy)."""
         self._reset()
         self.uses += 1
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
         self.transport.writelines((head, body))
-        return await self.waiter
+        if timeout_s is None:
+            return await waiter
+        timer = loop.call_later(timeout_s, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+
+
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class Http1Pool:
@@ -178,11 +195,7 @@ class Http1Pool:
             if conn is None:
                 conn = await self._connect(host, port)
             try:
-                if timeout_s is None:
-                    answer = await conn.request(head, body)
-                else:
-                    async with asyncio.timeout(timeout_s):
-                        answer = await conn.request(head, body)
+                answer = await conn.request(head, body, timeout_s)
             except ConnectionDropped as exc:
                 if attempt == 1 and exc.reused and exc.answered_bytes == 0:
                     continue

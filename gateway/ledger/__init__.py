@@ -2,6 +2,14 @@
 
 from .config import LedgerSettings
 from .core import Ledger, LedgerBackend, make_backend
-from .row import COLUMNS, LedgerRow
+from .row import COLUMNS, LedgerRow, row_values
 
-__all__ = ["COLUMNS", "Ledger", "LedgerBackend", "LedgerRow", "LedgerSettings", "make_backend"]
+__all__ = [
+    "COLUMNS",
+    "Ledger",
+    "LedgerBackend",
+    "LedgerRow",
+    "LedgerSettings",
+    "make_backend",
+    "row_values",
+]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import time
 
 import pytest
 
-from gateway.ledger import Ledger, LedgerRow, make_backend
+from gateway.ledger import COLUMNS, Ledger, LedgerRow, make_backend, row_values
 from gateway.ledger.migrations import LATEST_VERSION, MIGRATIONS
 
 
@@ -186,3 +187,12 @@ async def test_two_gateway_replicas_share_one_postgres_ledger(postgres_url):
 def test_the_password_of_a_postgres_url_is_never_described():
     backend = make_backend("postgresql://bill:s3cret@db.internal:5432/ledger")
     assert "s3cret" not in backend.describe() and "db.internal" in backend.describe()
+
+
+def test_row_values_are_a_ledger_row_in_column_order():
+    row = LedgerRow(
+        id="r1", ts=1.5, tenant="t", model="m", path="vm", status=200, latency_ms=2.0,
+        batch_size=3, workers=1, cold_starts=2, vm_cost_usd=0.1, function_cost_usd=0.2,
+        store_cost_usd=0.3, cost_usd=0.6, billed_ms=7, detail="d", reason="slo",
+    )  # fmt: skip
+    assert row_values(**dataclasses.asdict(row)) == tuple(getattr(row, c) for c in COLUMNS)
