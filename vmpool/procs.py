@@ -46,6 +46,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def model_server_command(
+    repo: str | Path,
+    port: int,
+    *,
+    threads: int = 1,
+    host: str | None = None,
+    models: list[str] | tuple[str, ...] = (),
+    extra: list[str] | tuple[str, ...] = (),
+) -> list[str]:
+    """The command line of one model server (``tidegate model-server``) for ``spawn``: the pool's
+    local replicas, the benchmarks and the tests all start it this way."""
+    args = [sys.executable, "-m", "ops", "model-server", "--repo", str(repo), "--port", str(port)]
+    args += ["--threads", str(threads)] + (["--host", host] if host else [])
+    for model in models:
+        args += ["--model", model]
+    return [*args, *extra]
+
+
 def die_with_parent(parent_pid: int | None = None):
     """A ``preexec_fn``: SIGKILL this child when its parent dies (Linux), or no-op elsewhere."""
     parent_pid = parent_pid or os.getpid()

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from ops.bench.gateway_overhead import start, stop, wait_http  # noqa: E402
 from vmpool.codec import encode_request  # noqa: E402
-from vmpool.provisioners.local import free_port  # noqa: E402
+from vmpool.procs import free_port, model_server_command  # noqa: E402
 
 
 async def drive(post, concurrency: int, duration_s: float) -> dict:
@@ -86,21 +86,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tidegate-client-"))
     export_zoo("mlp", work / "models")
     port = free_port()
-    server = start(
-        [
-            sys.executable,
-            "-m",
-            "ops",
-            "model-server",
-            "--repo",
-            str(work / "models"),
-            "--port",
-            str(port),
-            "--threads",
-            "1",
-        ],
-        work / "server.log",
-    )
+    server = start(model_server_command(work / "models", port), work / "server.log")
     rows = []
     try:
         wait_http(f"http://127.0.0.1:{port}/v2/health/ready", server)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from ops.bench.procs import cpu_s, start, stop, wait_http  # noqa: E402
 from ops.loadgen import LoadResult, closed_loop  # noqa: E402
 from vmpool.codec import encode_request  # noqa: E402
-from vmpool.procs import free_port  # noqa: E402
+from vmpool.procs import free_port, model_server_command  # noqa: E402
 
 RAY_VENV = ROOT / ".venv-ray"
 
@@ -199,18 +199,7 @@ def run_direct_and_gateway(args, work: Path, repo: Path, body, headers, conc, pr
     py = sys.executable
     mport, gport = free_port(), free_port()
     server = start(
-        [
-            py,
-            "-m",
-            "ops",
-            "model-server",
-            "--repo",
-            str(repo),
-            "--port",
-            str(mport),
-            "--threads",
-            str(args.threads),
-        ],
+        model_server_command(repo, mport, threads=args.threads),
         work / "model-server.log",
         {"OMP_NUM_THREADS": str(args.threads)},
     )

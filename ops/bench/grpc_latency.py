@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ops.bench.gateway_overhead import start, stop, wait_http  # noqa: E402
-from vmpool.provisioners.local import free_port  # noqa: E402
+from vmpool.procs import free_port, model_server_command  # noqa: E402
 
 
 def _clients(http_port: int, grpc_port: int, model: str, x: np.ndarray, name: str):
@@ -81,18 +81,7 @@ def start_stack(work: Path, repo: Path, threads: int, procs: list) -> tuple[int,
     py = sys.executable
     procs.append(
         start(
-            [
-                py,
-                "-m",
-                "ops",
-                "model-server",
-                "--repo",
-                str(repo),
-                "--port",
-                str(mport),
-                "--threads",
-                str(threads),
-            ],
+            model_server_command(repo, mport, threads=threads),
             work / "ms.log",
             {"OMP_NUM_THREADS": str(threads)},
         )

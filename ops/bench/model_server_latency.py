@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from vmpool.codec import decode_response, encode_request  # noqa: E402
-from vmpool.procs import free_port, spawn_sync, wait_healthy_sync  # noqa: E402
+from vmpool.procs import free_port, model_server_command, spawn_sync, wait_healthy_sync  # noqa: E402
 from vmpool.wire import HEADER_LENGTH  # noqa: E402
 
 
@@ -137,18 +137,7 @@ def spawn_servers(args: argparse.Namespace, repo: Path, work: Path, variants: di
     """
     for name, extra_env in variants.items():
         port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "ops",
-            "model-server",
-            "--repo",
-            str(repo),
-            "--port",
-            str(port),
-            "--threads",
-            str(args.threads),
-        ]
+        cmd = model_server_command(repo, port, threads=args.threads)
         if args.max_queue_delay_ms is not None:
             cmd += ["--max-queue-delay-ms", str(args.max_queue_delay_ms)]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), **extra_env}

@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 180.0) -> None:
-    import urllib.request
+    """Until ``url`` answers 200; RuntimeError if ``proc`` exits first or time runs out."""
+    from vmpool.procs import wait_healthy_sync
 
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except Exception:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready after {timeout_s} s")
+    wait_healthy_sync(proc, url, timeout_s=timeout_s, interval_s=0.3)
 
 
 def start(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:

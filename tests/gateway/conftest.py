@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -17,13 +16,13 @@ import uvicorn
 from vmpool.export import export_zoo
 from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures
 from tests.support.redis import redis_server, redis_url  # noqa: F401 - fixtures
-from vmpool.procs import free_port, spawn_sync, wait_healthy_sync
+from vmpool.procs import free_port, model_server_command, spawn_sync, wait_healthy_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 torch.set_num_threads(1)
 
 
-__all__ = ["free_port", "serve_app", "wait_ready"]
+__all__ = ["free_port", "running_model_server", "serve_app", "wait_ready"]
 
 
 def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 120.0) -> None:
@@ -39,26 +38,15 @@ def small_repo(tmp_path_factory) -> Path:
     return repo
 
 
-@pytest.fixture(scope="session")
-def model_server(small_repo, tmp_path_factory):
-    """One real model server process serving ``small_repo``; yields its base URL."""
+@contextmanager
+def running_model_server(repo: Path, log_path: Path, *models: str):
+    """A real model server process serving ``repo`` (only ``models``, if named), one thread;
+    yields its base URL once it is ready, and stops it after."""
     port = free_port()
-    log = tmp_path_factory.mktemp("ms-log") / "model-server.log"
     proc = spawn_sync(
-        [
-            sys.executable,
-            "-m",
-            "ops",
-            "model-server",
-            "--repo",
-            str(small_repo),
-            "--port",
-            str(port),
-            "--threads",
-            "1",
-        ],
+        model_server_command(repo, port, models=models),
         cwd=ROOT,
-        log_path=log,
+        log_path=log_path,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     url = f"http://127.0.0.1:{port}"
@@ -68,6 +56,13 @@ def model_server(small_repo, tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.fixture(scope="session")
+def model_server(small_repo, tmp_path_factory):
+    """One real model server process serving ``small_repo``; yields its base URL."""
+    with running_model_server(small_repo, tmp_path_factory.mktemp("ms-log") / "ms.log") as url:
+        yield url
 
 
 @contextmanager

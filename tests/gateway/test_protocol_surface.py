@@ -4,7 +4,6 @@ the infer endpoint in the OpenAPI schema."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -17,9 +16,8 @@ import tritonclient.http as triton
 from gateway.app import create_app
 from gateway.settings import Settings
 from vmpool.artifact import load_artifact
-from vmpool.procs import spawn_sync
 
-from .conftest import ROOT, free_port, serve_app, wait_ready
+from .conftest import running_model_server, serve_app
 
 
 def settings_for(data, repo, urls, **extra) -> Settings:
@@ -177,33 +175,8 @@ def test_cors_when_configured(model_server, small_repo, tmp_path):
 @pytest.fixture
 def own_replica(small_repo, tmp_path):
     """A model server of our own: the repository test unloads models on it."""
-    port = free_port()
-    proc = spawn_sync(
-        [
-            sys.executable,
-            "-m",
-            "ops",
-            "model-server",
-            "--repo",
-            str(small_repo),
-            "--model",
-            "mlp",
-            "--port",
-            str(port),
-            "--threads",
-            "1",
-        ],
-        cwd=ROOT,
-        log_path=tmp_path / "ms.log",
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url + "/v2/health/ready", proc)
+    with running_model_server(small_repo, tmp_path / "ms.log", "mlp") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 @pytest.mark.slow

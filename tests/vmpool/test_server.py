@@ -9,7 +9,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from argparse import Namespace
 
@@ -23,6 +22,7 @@ from ops.cli import CliError, main as tidegate_main
 from ops.commands import model_server as model_server_cmd
 from vmpool.artifact import load_artifact
 from vmpool.codec import HEADER_LENGTH, decode_response, encode_request
+from vmpool.procs import model_server_command
 
 READY_RE = re.compile(
     r"^tidegate model-server ready on (http://127\.0\.0\.1:\d+) \(models: (.*)\)$"
@@ -33,17 +33,7 @@ class ServerProcess:
     def __init__(self, repo, *extra: str):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ops",
-                "model-server",
-                "--repo",
-                str(repo),
-                "--port",
-                "0",
-                *extra,
-            ],
+            model_server_command(repo, 0, extra=extra),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -7,11 +7,10 @@ import itertools
 import logging
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
-from ..procs import SpawnError, free_port, kill_group, spawn, wait_healthy
+from ..procs import SpawnError, free_port, kill_group, model_server_command, spawn, wait_healthy
 from .base import ReplicaInfo, ReplicaState
 
 log = logging.getLogger("tidegate.provisioner")
@@ -123,23 +122,14 @@ class LocalProvisioner:
             if replica.info.state != ReplicaState.BOOTING:
                 return
             threads = self.threads_per_replica()
-            args = [
-                sys.executable,
-                "-m",
-                "ops",
-                "model-server",
-                "--repo",
-                str(self.repo),
-                "--host",
-                self.host,
-                "--port",
-                str(port),
-                "--threads",
-                str(threads),
-                *self.extra_args,
-            ]
-            for m in self.models or []:
-                args += ["--model", m]
+            args = model_server_command(
+                self.repo,
+                port,
+                threads=threads,
+                host=self.host,
+                models=self.models or (),
+                extra=self.extra_args,
+            )
             env = dict(os.environ, OMP_NUM_THREADS=str(threads))
             replica.process = await spawn(  # dies with the gateway, however the gateway dies
                 args,
