@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/tidegate serve
 
+# Two pytest workers (pytest-xdist): most tests wait on real servers and subprocesses, so two
+# keep both cores busy; a file's tests stay on one worker (module fixtures export models once).
+# TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP) test-services lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # ruff (lint + format check) over everything; mypy over policies/ and the seams (pyproject.toml)
 lint: $(STAMP)
