@@ -19,23 +19,19 @@ import numpy as np
 
 from policies.routing import Route
 from policies.routing.async_class import QueueFirst
-from policies.routing.slo_aware import burst_instances
 from policies.state import (
-    BurstState,
-    LiveState,
     ModelStats,
     RouteRequest,
-    VmState,
 )
 
 from .functions import FunctionPool
 from .queue import AsyncQueue
 from .result import SimResult, Timeline
 from .setup import SimSetup
-from .snap import frozen as _frozen
 from .snap import quantiles as _quantiles
-from .snap import queue_summary, tick_signature
+from .snap import predicts_vm, queue_summary, snapshot, tick_signature
 from .vm import VmPool
+from .vm_error import PredictionFactor
 
 SHORT_WINDOW_S = 10.0  # arrival-rate windows, as the gateway's collector keeps them
 LONG_WINDOW_S = 120.0
@@ -91,62 +87,15 @@ class Simulation:
         self._tick_burst: list[float] = []
         self._tick_counts = [0, 0, 0]
         self._queue_first = QueueFirst(setup.routing)
+        # slo-aware predictions are scaled by what the gateway learns of their error
+        self.learnt = (
+            PredictionFactor(self.arr, self.arr_np, self.lat, self.p)
+            if predicts_vm(setup.routing)
+            else None
+        )
 
     # -- snapshots -----------------------------------------------------------------------
-    def _snapshot(
-        self, now_s: float, tick_s: float, per: tuple | None = None, queue=None
-    ) -> LiveState:
-        """The live state at ``now_s``; its parts are shared between equal snapshots of a tick
-        (they are frozen, so sharing is safe and saves most of a cache miss's cost)."""
-        vm, fn, p = self.vm, self.fn, self.p
-        if per is None:  # outstanding rows per ready replica, sorted (order carries nothing)
-            per = tuple(sorted(r.outstanding(now_s) for r in vm.ready))
-        waiting = sum(len(r.queue) for r in vm.booting)
-        boot_left = round(max(vm.booting[0].ready_s - now_s, 0.0), 1) if vm.booting else 0.0
-        outstanding = sum(per) + waiting + sum(r.outstanding(now_s) for r in vm.draining)
-        vm_key = (per, len(vm.booting), outstanding, boot_left, len(vm.draining))
-        vm_state = self._parts.get(vm_key)
-        if vm_state is None:
-            vm_state = self._parts[vm_key] = _frozen(
-                VmState,
-                ready_replicas=len(per),
-                booting_replicas=len(vm.booting),
-                outstanding=outstanding,
-                max_batch_size=p.vm_max_batch_size,
-                desired_replicas=self.desired,
-                outstanding_per_replica=per,
-                boot_remaining_s=boot_left,
-                boot_s=p.vm_boot_s,
-                max_queue_delay_ms=p.vm_max_queue_delay_ms,
-                draining_replicas=len(vm.draining),
-            )
-        burst_key = (len(fn.busy), fn.warm_groups(), fn.recent_cold)
-        burst = self._parts.get(burst_key)
-        if burst is None:
-            # report instance groups in the units routing counts per burst request, so "a
-            # warm group is idle" reads the same on both sides
-            k = burst_instances(p.burst_workers)
-            burst = self._parts[burst_key] = _frozen(
-                BurstState,
-                in_flight=len(fn.busy),
-                warm_instances=fn.warm_groups() * k,
-                free_concurrency=(fn.cap_groups - len(fn.busy)) * k,
-                recent_cold_starts=fn.recent_cold,
-                cold_start_ms=p.cold_start_ms,
-                memory_mb=p.burst_memory_mb,
-                default_workers=p.burst_workers,
-            )
-        return _frozen(
-            LiveState,
-            now_s=tick_s,
-            vm=vm_state,
-            burst_enabled=True,
-            burst=burst,
-            models=self._models,
-            arrival_rate_short_per_s=self._stats.arrival_rate_short_per_s,
-            arrival_rate_long_per_s=self._stats.arrival_rate_long_per_s,
-            **({"queue": queue} if queue is not None else {}),
-        )
+    _snapshot = snapshot  # (snap.py)
 
     def _refresh_stats(self, now_s: float) -> None:
         a, (hi, lo_s, lo_l) = self.arr, self._window_idx
@@ -163,7 +112,9 @@ class Simulation:
         if len(self._lat_ring) > LATENCY_WINDOW_TICKS:
             self._lat_ring.pop(0)
         self._n_ticks += 1
+        factor = self.learnt.factor if self.learnt else 1.0
         if self._n_ticks % QUANTILE_EVERY_TICKS == 1 or QUANTILE_EVERY_TICKS == 1:
+            factor = self.learnt.update(now_s) if self.learnt else 1.0
             self._vm_q = _quantiles([v for v, _, _ in self._lat_ring])
             self._vm_idle_q = _quantiles([v for _, v, _ in self._lat_ring])
             self._burst_q = _quantiles([b for _, _, b in self._lat_ring])
@@ -175,6 +126,7 @@ class Simulation:
             vm_service_latency=self._vm_idle_q,
             burst_latency=self._burst_q,
             burst_predicted_ms=self._burst_predicted_ms,
+            vm_prediction_factor=factor,
             slo_ms=self.p.slo_ms,
         )
         self._models = {self.p.model: self._stats}  # one mapping per tick, shared
@@ -235,6 +187,8 @@ class Simulation:
         # interleaved runs; 6 of 7 pairs slower, by 3-10 %), more at 10 M requests.
         vm, fn, arr, tenant_of = self.vm, self.fn, self.arr, self.tenant_of
         avail, aq, deadline_of = vm.arr, self.aq, self.deadline_of
+        raw = self.learnt.raw_ms if self.learnt else None
+        inv = 1.0
         route, requests, tick_s = self.s.routing.route, self.requests, self.s.tick_s
         rand = np.random.default_rng(self.s.seed + 2).random(1 << 16).tolist()
         ri, tick_at, next_tick = 0, 0.0, 0.0
@@ -253,6 +207,7 @@ class Simulation:
                     self._tick(next_tick)
                     tick_at, next_tick = next_tick, next_tick + tick_s
                 cache, counts, side = self._cache, self._tick_counts, self._side_key()
+                inv = 1.0 / self._stats.vm_prediction_factor
             if booting and booting[0].ready_s <= t:
                 vm.promote(t)
                 vm.next_event_s = t
@@ -304,6 +259,8 @@ class Simulation:
                     if ev < vm.next_event_s:
                         vm.next_event_s = ev
                 counts[0] += 1
+                if raw is not None:  # what the gateway compares its answer with, unscaled
+                    raw[i] = (decision.predicted_ms or 0.0) * inv
             elif where is BURST:
                 self._burst(i, t, ten)
                 counts[1] += 1

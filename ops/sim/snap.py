@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from policies.state import LatencyQuantiles
+from policies.routing.slo_aware import burst_instances
+from policies.state import BurstState, LatencyQuantiles, LiveState, VmState
 
 
 def frozen(cls, **fields):
@@ -72,6 +73,11 @@ def _slo_aware(routing) -> bool:
     return type(routing) is SloAware
 
 
+def predicts_vm(routing) -> bool:
+    """Whether ``routing`` reads the learnt VM prediction factor (its VM predictions scale)."""
+    return _slo_aware(routing)
+
+
 def tick_signature(routing):
     """``stats -> key`` of what ``routing`` reads of a tick's state besides the per-request
     parts (queues, boots, functions: the cache key), or ``None`` to drop decisions every tick.
@@ -117,3 +123,58 @@ def queue_summary(routing):
         return _queued_rows(view)
 
     return summary
+
+
+def snapshot(self, now_s: float, tick_s: float, per: tuple | None = None, queue=None) -> LiveState:
+    """The live state of the simulation ``self`` at ``now_s`` (its ``_snapshot`` method); its
+    parts are shared between equal snapshots of a tick (they are frozen, so sharing is safe
+    and saves most of a cache miss's cost)."""
+    vm, fn, p = self.vm, self.fn, self.p
+    if per is None:  # outstanding rows per ready replica, sorted (order carries nothing)
+        per = tuple(sorted(r.outstanding(now_s) for r in vm.ready))
+    waiting = sum(len(r.queue) for r in vm.booting)
+    boot_left = round(max(vm.booting[0].ready_s - now_s, 0.0), 1) if vm.booting else 0.0
+    outstanding = sum(per) + waiting + sum(r.outstanding(now_s) for r in vm.draining)
+    vm_key = (per, len(vm.booting), outstanding, boot_left, len(vm.draining))
+    vm_state = self._parts.get(vm_key)
+    if vm_state is None:
+        vm_state = self._parts[vm_key] = frozen(
+            VmState,
+            ready_replicas=len(per),
+            booting_replicas=len(vm.booting),
+            outstanding=outstanding,
+            max_batch_size=p.vm_max_batch_size,
+            desired_replicas=self.desired,
+            outstanding_per_replica=per,
+            boot_remaining_s=boot_left,
+            boot_s=p.vm_boot_s,
+            max_queue_delay_ms=p.vm_max_queue_delay_ms,
+            draining_replicas=len(vm.draining),
+        )
+    burst_key = (len(fn.busy), fn.warm_groups(), fn.recent_cold)
+    burst = self._parts.get(burst_key)
+    if burst is None:
+        # report instance groups in the units routing counts per burst request, so "a
+        # warm group is idle" reads the same on both sides
+        k = burst_instances(p.burst_workers)
+        burst = self._parts[burst_key] = frozen(
+            BurstState,
+            in_flight=len(fn.busy),
+            warm_instances=fn.warm_groups() * k,
+            free_concurrency=(fn.cap_groups - len(fn.busy)) * k,
+            recent_cold_starts=fn.recent_cold,
+            cold_start_ms=p.cold_start_ms,
+            memory_mb=p.burst_memory_mb,
+            default_workers=p.burst_workers,
+        )
+    return frozen(
+        LiveState,
+        now_s=tick_s,
+        vm=vm_state,
+        burst_enabled=True,
+        burst=burst,
+        models=self._models,
+        arrival_rate_short_per_s=self._stats.arrival_rate_short_per_s,
+        arrival_rate_long_per_s=self._stats.arrival_rate_long_per_s,
+        **({"queue": queue} if queue is not None else {}),
+    )

@@ -146,3 +146,39 @@ def test_urgent_jobs_are_served_without_spare_capacity():
     lat = res.latency_ms[trace.tenant_idx == trace.tenants.index("batch")]
     # a spare slot is rare at this load: most wait until urgent (15 s), none past the deadline
     assert np.median(lat) >= 0.5 * 30.0 * 1000.0 and lat.max() < 30.0 * 1000.0
+
+
+def test_the_vm_prediction_factor_is_learnt_as_the_gateway_learns_it():
+    """p99 of observed over predicted VM latency over the last 30 s of answers, from 20 of them,
+    bounded to [0.8, 2]; unanswered, non-VM and old requests do not count."""
+    from ops.sim.vm_error import PredictionFactor
+
+    n = 100
+    arrivals = (np.arange(n) * 0.2).tolist()  # 0 .. 19.8 s
+    lat = [0.0] * n
+    sim = replace(PROFILE, gateway_overhead_ms=2.0)
+    learnt = PredictionFactor(arrivals, np.asarray(arrivals), lat, sim)
+    assert learnt.update(20.0) == 1.0  # nothing answered yet
+    for i in range(n):
+        learnt.raw_ms[i] = 20.0
+        lat[i] = 2.0 + 20.0 * (1.5 if i % 10 == 0 else 1.0)  # a tenth are 1.5x the prediction
+    assert learnt.update(20.0) == 1.5
+    for i in range(0, n, 10):
+        lat[i] = 2.0 + 20.0 * 5.0
+    assert learnt.update(20.0) == 2.0  # bounded as the policy bounds it
+    assert learnt.update(80.0) == 1.0  # all answers are older than the window
+
+
+def test_slo_aware_runs_publish_the_learnt_factor():
+    from ops.sim import Simulation, SimSetup, build_policies, preset_spec
+    from ops.traces import read_trace
+    from policies.costs import PriceTable
+
+    trace = read_trace("synth:mmpp:duration_s=600,low_rps=30,high_rps=400", seed=1)
+    spec = preset_spec("slo-aware", trace, PROFILE)
+    routing, scaler = build_policies(spec, PriceTable())
+    sim = Simulation(trace, SimSetup(PROFILE, routing, scaler, PriceTable(), spec.initial_replicas))
+    sim.run()
+    raw = np.asarray(sim.learnt.raw_ms)
+    assert (raw > 0).sum() > 0.5 * len(trace)  # the VM requests' predictions were kept
+    assert sim.learnt.factor != 1.0 and sim._stats.vm_prediction_factor == sim.learnt.factor
