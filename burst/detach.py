@@ -1,4 +1,5 @@
-"""Invocations that outlive a caller who gave up on them.
+"""Invocations that outlive a caller who gave up on them (and the burst service's other
+background work: the sweep of orphaned SQS queues).
 
 A function platform runs an invocation to its end whatever its caller does (Lambda, and the
 local runtime, which holds the instance until the function returns). So when the gateway's
@@ -42,14 +43,26 @@ class Detached:
                 return await work()
 
         task = asyncio.ensure_future(body())
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        self.keep(task)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             if not held.is_set():
                 task.cancel()  # still queued for slots: nothing runs, nothing is held
             raise
+
+    def keep(self, task: asyncio.Task) -> None:
+        """Hold another background task of the owner until it ends (``close`` stops it)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def sweep_orphan_queues(self, store, store_cfg: dict, older_than_s: float) -> None:
+        """With the SQS transport, sweep the queues crashed masters left (``sqs_sweep``)."""
+        if store_cfg.get("kind") != "sqs":
+            return
+        from burst.store.sqs_sweep import OrphanSweeper  # botocore, 1 s to import: only for SQS
+
+        OrphanSweeper.start_for(store, older_than_s, keep=self.keep)
 
     def _done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)

@@ -76,7 +76,7 @@ class BurstService:
             max(1, capacity), max_waiting=max_waiting, max_wait_s=max_wait_s or function_timeout_s
         )
         self._circuit = PlatformCircuit(failure_threshold=3, open_s=5.0)
-        self._detached = Detached()  # invocations whose caller left still hold their slots
+        self._detached = Detached()  # invocations whose caller left; the orphan-queue sweep
         self.supervisor: LocalRuntimeSupervisor | None = None
         self._tensor_root: str | None = None
         self._started = False
@@ -121,6 +121,7 @@ class BurstService:
 
         self._use_memory_tensor_root()
         self._store = make_store(self.store_cfg)
+        self._detached.sweep_orphan_queues(self._store, self.store_cfg, 2 * self.function_timeout_s)
         try:
             if self._local and not self.platform.get("endpoint"):
                 self.supervisor = LocalRuntimeSupervisor(
@@ -299,11 +300,10 @@ class BurstService:
         except (PlanError, GraphError, ArtifactError) as exc:
             raise BurstUnavailable(f"model {model} cannot run on the burst path: {exc}") from exc
         try:
-            # the master runs one leg of each stage itself: n instances for n workers, held
-            # until the invocation ends, whether our caller waits for it or not (burst.detach)
+            # n instances for n workers (the master runs a leg), held until the invocation ends
+            hold = self._gate.hold(max(1, plan.workers))
             return await self._detached.run(
-                self._gate.hold(max(1, plan.workers)),
-                lambda: self._run(model, plan, inputs, request_id, t0),
+                hold, lambda: self._run(model, plan, inputs, request_id, t0)
             )
         except Busy as exc:
             raise BurstUnavailable(str(exc), retry_after_s=exc.retry_after_s) from None

@@ -26,7 +26,13 @@ from burst.aws import AwsClient, error_code, transient_error
 from burst.retry import RetryPolicy, with_retries
 from burst.store.base import ObjectStore, StoreError, check_key, check_prefix
 from burst.store.requests import count_objects, count_queue
-from burst.store.sqs_names import check_queue_prefix, per_request, queue_name, queue_name_prefix
+from burst.store.sqs_names import (
+    REQUEST_PREFIXES,
+    check_queue_prefix,
+    per_request,
+    queue_name,
+    queue_name_prefix,
+)
 from policies.costs import PriceTable, queue_requests
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024  # SQS's classic limit (body plus attributes)
@@ -249,20 +255,54 @@ class SqsStore:
         if self._base_url is not None:
             for name in [n for n in self._known if n.startswith(names_prefix)]:
                 urls.setdefault(name, f"{self._base_url}/{name}")
-        for name in urls:
-            self._known.pop(name, None)
-
-        async def delete_queue(name: str, url: str) -> int:
-            try:
-                await self._call(f"delete queue {name}", "delete_queue", QueueUrl=url)
-                return 1
-            except StoreError as exc:
-                if not exc.missing:
-                    raise
-                return 0
-
         # concurrently: the master cleans up before it answers, so this is on the request's path
-        return deleted + sum(await asyncio.gather(*(delete_queue(n, u) for n, u in urls.items())))
+        return deleted + sum(
+            await asyncio.gather(*(self.drop_queue(n, u) for n, u in urls.items()))
+        )
+
+    async def drop_queue(self, name: str, url: str) -> bool:
+        """Delete one queue (and forget it); False if it was gone already."""
+        self._known.pop(name, None)
+        try:
+            await self._call(f"delete queue {name}", "delete_queue", QueueUrl=url)
+            return True
+        except StoreError as exc:
+            if not exc.missing:
+                raise
+            return False
+
+    # orphans of crashed masters (burst.store.sqs_sweep) -----------------------------------------
+
+    async def request_queues(self) -> dict[str, str]:
+        """Every per-request queue under this store's prefix (all pages): name -> URL."""
+        found: dict[str, str] = {}
+        for key_prefix in REQUEST_PREFIXES:
+            names_prefix, page = queue_name_prefix(self.queue_prefix, key_prefix), {}
+            while True:
+                resp = await self._call(
+                    f"list {names_prefix}",
+                    "list_queues",
+                    QueueNamePrefix=names_prefix,
+                    MaxResults=1000,
+                    **page,
+                )
+                found.update({u.rsplit("/", 1)[1]: u for u in resp.get("QueueUrls", [])})
+                if not resp.get("NextToken"):
+                    break
+                page = {"NextToken": resp["NextToken"]}
+        return found
+
+    async def queue_created_unix_s(self, url: str) -> float | None:
+        """When the queue was made (SQS's clock), or None if it is gone."""
+        try:
+            resp = await self._call(
+                "created", "get_queue_attributes", QueueUrl=url, AttributeNames=["CreatedTimestamp"]
+            )
+        except StoreError as exc:
+            if exc.missing:
+                return None
+            raise
+        return float(resp["Attributes"]["CreatedTimestamp"])
 
     async def close(self) -> None:
         await self.backing.close()
