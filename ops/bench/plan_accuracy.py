@@ -243,6 +243,8 @@ def measure_profile(repo: Path, model: str, memory_mb: int, workers: list[int]) 
         out=None,
         vm_batches="1",
         compute_only=False,
+        cold_reps=0,  # cold starts are not what these benchmarks compare
+        cold_workers=max(workers),
     )
     profile_command.run(args)
     return load_profile(repo, model).source
