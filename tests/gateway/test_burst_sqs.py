@@ -6,7 +6,6 @@ logs or the metrics."""
 from __future__ import annotations
 
 import io
-import os
 import uuid
 
 import httpx
@@ -17,7 +16,7 @@ import burst.store.encrypted as encrypted
 from burst.service import BurstService
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.support.s3_server import S3_TEST_CREDENTIALS, S3_TEST_REGION
+from tests.support.s3_server import S3_TEST_CREDENTIALS, S3_TEST_REGION, moto_server
 from vmpool.codec import decode_response, encode_request
 
 from .conftest import serve_app
@@ -44,23 +43,16 @@ def recorded_moto():
     import logging
 
     import boto3
-    from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    recorder = WireRecorder(server._server.app)
-    server._server.app = recorder  # werkzeug reads .app per request
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    s3 = boto3.client(
-        "s3", endpoint_url=endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS
-    )
-    s3.create_bucket(Bucket="claims")
-    yield endpoint, recorder
-    server.stop()
+    with moto_server() as (endpoint, server):
+        recorder = WireRecorder(server._server.app)
+        server._server.app = recorder  # werkzeug reads .app per request
+        s3 = boto3.client(
+            "s3", endpoint_url=endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS
+        )
+        s3.create_bucket(Bucket="claims")
+        yield endpoint, recorder
 
 
 def _post_burst(url: str, x: np.ndarray, route: str) -> np.ndarray:

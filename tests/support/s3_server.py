@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import pytest
 
@@ -10,9 +11,10 @@ S3_TEST_REGION = "us-east-1"
 S3_TEST_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """Start moto's S3 server on 127.0.0.1 (free port); yield its endpoint URL."""
+@contextmanager
+def moto_server():
+    """moto's threaded server (S3, SQS, EC2, Auto Scaling, ...) on a free loopback port;
+    yields ``(endpoint URL, server)`` and stops it after."""
     from moto.server import ThreadedMotoServer
 
     # botocore must not find real credentials or a real endpoint through the environment.
@@ -21,8 +23,17 @@ def s3_endpoint():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    try:
+        yield f"http://{host}:{port}", server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's server for the session (it speaks SQS too); yields its endpoint URL."""
+    with moto_server() as (endpoint, _):
+        yield endpoint
 
 
 @pytest.fixture

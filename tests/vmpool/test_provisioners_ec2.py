@@ -7,6 +7,7 @@ import asyncio
 import boto3
 import pytest
 
+from tests.support.s3_server import moto_server
 from tests.vmpool.fake_fleet import FakeClient
 from vmpool.pool import ReplicaPool
 from vmpool.provisioners.base import Provisioner, ReplicaState
@@ -18,13 +19,8 @@ GROUP = "tidegate-replicas"
 
 @pytest.fixture(scope="module")
 def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as (endpoint, _):
+        yield endpoint
 
 
 @pytest.fixture
