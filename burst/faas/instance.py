@@ -11,6 +11,7 @@ Keep this module's imports light: they are part of every cold start.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import io
 import os
@@ -103,6 +104,9 @@ def serve(sock: socket.socket, handler_spec: str) -> None:
         )
         return
     init_logs = logs.getvalue()
+    # what the import made lives as long as the instance: out of the cycle collector's reach, a
+    # full collection during an invocation no longer walks torch's ~340 k objects (~80-250 ms)
+    gc.freeze()
     sock.sendall(
         encode_frame({"type": "ready", "import_ms": (time.perf_counter() - started) * 1000.0})
     )
