@@ -39,6 +39,7 @@ class ColdStartEstimate:
         self.learnt_ms: float | None = None
         self._failures: deque[tuple[float, float]] = deque()  # (when, failed after ms)
         self._in_flight: dict[int, float] = {}  # token -> start time, oldest first
+        self._answered: deque[tuple[float, float]] = deque()  # (start, end) of recent answers
         self._next_token = 0
 
     def started(self, now_s: float) -> int:
@@ -54,12 +55,21 @@ class ColdStartEstimate:
         cold_latency_ms: float | None = None,
         warm_p50_ms: float = 0.0,
         failed_after_ms: float | None = None,
-    ) -> None:
-        """A burst request ended: answered after a cold start (``cold_latency_ms``), failed
-        after ``failed_after_ms``, or neither (a warm answer, a caller that left)."""
+        answered: bool = False,
+    ) -> int:
+        """A burst request ended: ``answered`` (after a cold start: ``cold_latency_ms``), failed
+        after ``failed_after_ms``, or neither (a caller that left). Returns the instances an
+        answer proves warm: it and the answered requests it overlapped (requests still starting
+        cold beside it prove nothing: counting them sent spills to instances not up yet)."""
         if token is None:  # an untracked caller: the oldest request stands for it
             token = next(iter(self._in_flight), None)
-        self._in_flight.pop(token, None)
+        started_s = self._in_flight.pop(token, now_s)
+        while self._answered and self._answered[0][1] < now_s - self.window_s:
+            self._answered.popleft()
+        overlapped = 0
+        if answered:
+            overlapped = 1 + sum(1 for _, end_s in self._answered if end_s > started_s)
+            self._answered.append((started_s, now_s))
         if cold_latency_ms is not None:
             penalty_ms = max(cold_latency_ms - warm_p50_ms, 0.0)
             old = self.learnt_ms
@@ -68,6 +78,7 @@ class ColdStartEstimate:
             )
         if failed_after_ms is not None and failed_after_ms > 0:
             self._failures.append((now_s, failed_after_ms))
+        return overlapped
 
     def ms(self, now_s: float, default_ms: float, warm_p50_ms: float = 0.0) -> float:
         """The cold start to predict now."""

@@ -203,12 +203,14 @@ class LiveCollector:
         now = self._clock()
         view = self._models.get(model)
         warm = view.burst.quantiles(now) if view is not None else None
-        if latency_ms is not None:  # a timed-out cold start left no warm instance behind
-            self._instances_seen.append((now, (self._burst_in_flight + 1) * self._burst_instances))
         if view is not None and latency_ms is not None and not cold_starts:
             view.burst.add(now, latency_ms)
         cold_ms, warm_ms = latency_ms if cold_starts else None, warm.p50_ms if warm else 0.0
-        self._cold_start.finished(now, token, cold_ms, warm_ms, failed_after_ms)
+        done = self._cold_start.finished(
+            now, token, cold_ms, warm_ms, failed_after_ms, answered=latency_ms is not None
+        )
+        if done:  # instances proven warm (a timed-out cold start left none behind)
+            self._instances_seen.append((now, done * self._burst_instances))
         for _ in range(cold_starts):
             self._cold.add(now)
 

@@ -106,3 +106,23 @@ def test_zero_inputs_match_the_config():
     )
     x = zero_inputs(cfg)["x"]
     assert x.shape == (1, 3, 8) and x.dtype == np.float32 and not x.any()
+
+
+def test_an_answer_proves_only_itself_and_the_answers_beside_it_warm():
+    """Four spills starting cold beside one warm answer are not four warm instances (counting
+    them sent the next spills to instances not up yet: 30 s timeouts in async_step)."""
+    clock = ManualClock()
+    live = _live(clock)
+    cold = [live.burst_started(1) for _ in range(4)]
+    warm = live.burst_started(1)
+    clock.advance(1.2)
+    live.burst_finished("m", 1200.0, 0, token=warm)
+    assert live.snapshot().burst.warm_instances == 1
+    a, b = live.burst_started(1), live.burst_started(1)
+    clock.advance(1.0)
+    live.burst_finished("m", 1000.0, 0, token=a)
+    live.burst_finished("m", 1000.0, 0, token=b)
+    assert live.snapshot().burst.warm_instances == 2  # two answered side by side
+    for token in cold:
+        live.burst_finished("m", None, 0, token=token, failed_after_ms=30_000.0)
+    assert live.snapshot().burst.warm_instances == 2
