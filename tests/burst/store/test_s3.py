@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import boto3
 import pytest
 
@@ -19,6 +17,7 @@ from tests.support import (
     check_small_round_trip,
 )
 from tests.support.s3_server import S3_TEST_CREDENTIALS, S3_TEST_REGION, s3_bucket, s3_endpoint  # noqa: F401
+from tests.support.s3_server import seed_objects
 
 CONTRACT = [
     check_small_round_trip,
@@ -65,11 +64,12 @@ async def test_objects_live_under_the_configured_prefix(store, s3_endpoint, s3_b
 
 
 async def test_delete_prefix_pages_and_batches_past_1000_keys(store, s3_endpoint, s3_bucket):
-    # The store must list 2 pages and send 2 DeleteObjects batches.
-    await asyncio.gather(*(store.put(f"req-many/{i:05d}", b"") for i in range(1205)))
+    # The store must list 2 pages and send 2 DeleteObjects batches (S3 caps both at 1000).
+    seed_objects(s3_bucket, [f"tidegate/tensors/req-many/{i:05d}" for i in range(1205)])
     client = boto3.client(
         "s3", endpoint_url=s3_endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS
     )
+    assert await store.get("req-many/01204") == b""  # seeded where the store reads
     assert await store.delete(["req-many/00000"]) is None
     assert await store.delete_prefix("req-many/") == 1204
     assert client.list_objects_v2(Bucket=s3_bucket, Prefix="tidegate/").get("KeyCount") == 0
