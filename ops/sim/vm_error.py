@@ -43,5 +43,6 @@ class PredictionFactor:
         ratios = (lat[ok] - self.overhead_ms) / raw_ms[ok]
         k = int(0.99 * (ratios.size - 1))  # nearest rank, as the gateway's windows
         p99 = float(np.partition(ratios, k)[k])
-        # two decimals: finer steps would only drop the route cache more often
-        return round(min(max(p99, MIN_PREDICTION_FACTOR), MAX_PREDICTION_FACTOR), 2)
+        # in steps of 0.05: each change drops the route cache (a 1 M-request diurnal run,
+        # slo-aware: 12.5 s CPU with 0.01 steps, 9.6 s with 0.05, 8.8 s without learning)
+        return round(min(max(p99, MIN_PREDICTION_FACTOR), MAX_PREDICTION_FACTOR) * 20) / 20
