@@ -245,6 +245,7 @@ class PolicyEngine:
                 "warm_instances": burst.warm_instances,
                 "free_concurrency": burst.free_concurrency,
                 "recent_cold_starts": burst.recent_cold_starts,
+                "cold_start_ms": round(burst.cold_start_ms, 1),  # what routing assumes now
             },
             "autoscaler": {
                 "policy": self.autoscaler.name,

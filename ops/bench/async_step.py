@@ -163,6 +163,14 @@ async def drive(url: str, plan: list[tuple[float, str]], load: Load) -> None:
         sampling.cancel()
 
 
+def admin_paths(url: str) -> dict:
+    import urllib.request
+
+    req = urllib.request.Request(url + "/admin/paths", headers={"x-api-key": ADMIN_KEY})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
 def answers(db_path: Path, wait_s: float) -> dict[str, dict]:
     """The queue's records once every job finished (or ``wait_s`` passed): per job id, its
     state, status, wait from acceptance to answer, path and cost."""
@@ -206,6 +214,7 @@ def run_scenario(scenario: str, repo: Path, work: Path, shape: Shape, args) -> d
     try:
         wait_http(url + "/v2/health/ready", proc, timeout_s=600)
         time.sleep(args.settle_s)
+        cold_start_ms = admin_paths(url)["burst"].get("cold_start_ms")  # measured at start
         before = asyncio.run(scrape(url))
         load = Load()
         asyncio.run(drive(url, plan, load))
@@ -214,6 +223,7 @@ def run_scenario(scenario: str, repo: Path, work: Path, shape: Shape, args) -> d
     finally:
         stop(proc)
     result = summarize(scenario, load, jobs, before, after, shape, args.deadline_s)
+    result["cold_start_ms_at_start"] = cold_start_ms
     failed = [(s.tenant, s.status, s.request_id, s.error, s.latency_ms) for s in load.sent]
     failed = [f for f in failed if f[1] not in (200, 202)]
     result["errors"] = breakdown(join(failed, ledger_errors(data / "ledger.sqlite")))
@@ -292,6 +302,9 @@ def print_table(results: list[dict], shape: Shape, deadline_s: float) -> None:
                 f"{t['function_usd']:>10.6f}{r['max_replicas']:>6}  {paths}"
             )
     for r in results:
+        print(
+            f"{r['scenario']}: cold start routing assumed at start {r.get('cold_start_ms_at_start')} ms"
+        )
         print_breakdown(f"\nerrors, {r['scenario']} (gateway ms)", r.get("errors", []))
 
 
