@@ -100,12 +100,12 @@ class AccessLog:
     ) -> None:
         metrics = self.state.metrics
         if not getattr(ctx, "route", ""):  # refused before routing: the dispatcher never saw it
-            metrics.child(metrics.requests, tenant or "unknown", model, "none", str(status)).inc()
+            metrics.add(metrics.requests, (tenant or "unknown", model, "none", str(status)))
         if 400 <= status < 500 or not tenant:
             return
-        metrics.child(metrics.slo_requests, tenant, model).inc()
+        metrics.add(metrics.slo_requests, (tenant, model))
         if 200 <= status < 300 and latency_ms <= self._slo_ms(tenant, model):
-            metrics.child(metrics.slo_met, tenant, model).inc()
+            metrics.add(metrics.slo_met, (tenant, model))
 
     def _slo_ms(self, tenant: str, model: str) -> float:
         t = self.state.tenants.get(tenant)

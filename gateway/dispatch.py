@@ -131,7 +131,7 @@ class Dispatcher:
         self._count_decision(cfg.name, decision)
         start = time.perf_counter()
         path = decision.route.value
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight_now += 1
         try:
             if decision.route == Route.REJECT:
                 raise Unavailable(
@@ -146,7 +146,7 @@ class Dispatcher:
             await self._account(ctx, cfg, path, exc.status, start, batch, None, decision.reason)
             raise
         finally:
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight_now -= 1
         await self._account(ctx, cfg, result.path, 200, start, batch, result, decision.reason)
         return result
 
@@ -199,11 +199,10 @@ class Dispatcher:
 
     def _count_decision(self, model: str, decision: Decision) -> None:
         path = decision.route.value
-        self.metrics.child(self.metrics.routed, model, path, decision.reason.value).inc()
+        metrics = self.metrics
+        metrics.add(metrics.routed, (model, path, decision.reason.value))
         if decision.predicted_ms is not None:
-            self.metrics.child(self.metrics.predicted_latency, model, path).set(
-                decision.predicted_ms / 1e3
-            )
+            metrics.set_later(metrics.predicted_latency, (model, path), decision.predicted_ms / 1e3)
 
     async def _burst(
         self, ctx: CallContext, cfg: ModelConfig, req: InferRequest, workers: int | None
@@ -268,11 +267,11 @@ class Dispatcher:
         tenant = ctx.tenant.name
         ctx.route = path  # counted here: the access log counts only what never got this far
         metrics = self.metrics
-        metrics.child(metrics.requests, tenant, cfg.name, path, str(status)).inc()
+        metrics.add(metrics.requests, (tenant, cfg.name, path, str(status)))
         cost = result.cost_usd if result else 0.0
         if result:
             metrics.child(metrics.latency, cfg.name, path).observe(latency_ms / 1000.0)
-            metrics.child(metrics.cost, tenant, path).inc(cost)
+            metrics.add(metrics.cost, (tenant, path), cost)
             if result.cold_starts:
                 self.metrics.cold_starts.labels(cfg.name).inc(result.cold_starts)
             if result.billed_ms:

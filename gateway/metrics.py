@@ -10,6 +10,9 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 class GatewayMetrics:
     def __init__(self) -> None:
         self._children: dict[tuple, object] = {}
+        self._pending: dict[tuple, float] = {}  # (counter, labels) -> not yet added (see add)
+        self._pending_sets: dict[tuple, float] = {}  # (gauge, labels) -> latest value
+        self.in_flight_now = 0  # requests being served; the in-flight gauge reads it
         self.registry = CollectorRegistry()
         # declared in groups, in the order they appear on /metrics
         self._answer_metrics(self.registry)
@@ -58,6 +61,7 @@ class GatewayMetrics:
     def _routing_metrics(self, r: CollectorRegistry) -> None:
         """Load, the VM fleet and the routing decisions with the latencies behind them."""
         self.in_flight = Gauge("tidegate_requests_in_flight", "Requests being served.", registry=r)
+        self.in_flight.set_function(lambda: self.in_flight_now)  # an int, not a locked gauge
         self.replicas = Gauge(
             "tidegate_vm_replicas",
             "VM replicas by state: desired (what "
@@ -130,5 +134,27 @@ class GatewayMetrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    def add(self, counter: Counter, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        """``counter{labels} += amount``, folded into the counter when metrics are rendered.
+        The request path adds to a dict (one entry per label set, so it does not grow with
+        traffic) instead of paying prometheus_client's checks and lock six times a request."""
+        key = (counter, labels)
+        pending = self._pending
+        pending[key] = pending.get(key, 0.0) + amount
+
+    def set_later(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
+        """``gauge{labels} = value`` as of the next render (the latest value wins)."""
+        self._pending_sets[(gauge, labels)] = value
+
+    def flush(self) -> None:
+        """Fold what ``add`` and ``set_later`` kept into the Prometheus metrics."""
+        pending, self._pending = self._pending, {}
+        for (counter, labels), amount in pending.items():
+            self.child(counter, *labels).inc(amount)
+        sets, self._pending_sets = self._pending_sets, {}
+        for (gauge, labels), value in sets.items():
+            self.child(gauge, *labels).set(value)
+
     def render(self) -> bytes:
+        self.flush()
         return generate_latest(self.registry)
