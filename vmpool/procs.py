@@ -14,6 +14,7 @@ from the event-loop thread (as asyncio does), never from a short-lived worker th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
@@ -23,7 +24,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -103,6 +106,27 @@ def _open_log(log_path: str | Path | None):
     return open(log_path, "ab")
 
 
+@contextlib.contextmanager
+def _child_options(env, log_path, cwd, pass_fds) -> Iterator[dict[str, Any]]:
+    """What every child gets, for ``spawn`` and ``spawn_sync`` alike: no stdin, output to the
+    log or nowhere, its own session, death with us. The parent's copy of the log closes after."""
+    log = _open_log(log_path)
+    try:
+        yield {
+            "stdin": subprocess.DEVNULL,
+            "stdout": log or subprocess.DEVNULL,
+            "stderr": subprocess.STDOUT if log else subprocess.DEVNULL,
+            "env": child_env(env),
+            "cwd": cwd,
+            "pass_fds": pass_fds,
+            "start_new_session": True,
+            "preexec_fn": die_with_parent(),
+        }
+    finally:
+        if log:
+            log.close()
+
+
 async def spawn(
     args: list[str],
     *,
@@ -112,22 +136,8 @@ async def spawn(
     pass_fds: tuple[int, ...] = (),
 ) -> asyncio.subprocess.Process:
     """Start ``args`` in its own session, dying with us; output to ``log_path`` or nowhere."""
-    log = _open_log(log_path)
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=subprocess.DEVNULL,
-            stdout=log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
-            env=child_env(env),
-            cwd=cwd,
-            pass_fds=pass_fds,
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
-        )
-    finally:
-        if log:
-            log.close()
+    with _child_options(env, log_path, cwd, pass_fds) as options:
+        proc = await asyncio.create_subprocess_exec(*args, **options)
     _SPAWNED.add(proc.pid)
     return proc
 
@@ -142,24 +152,9 @@ def spawn_sync(
     user: str | None = None,
 ) -> subprocess.Popen:
     """``spawn`` for synchronous callers (tests, fixtures); ``user`` switches uid first."""
-    log = _open_log(log_path)
-    try:
-        proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
-            env=child_env(env),
-            cwd=cwd,
-            pass_fds=pass_fds,
-            start_new_session=True,
-            user=user,
-            group=_group_of(user),
-            preexec_fn=die_with_parent(),
-        )  # runs after the uid change
-    finally:
-        if log:
-            log.close()
+    with _child_options(env, log_path, cwd, pass_fds) as options:
+        # preexec_fn runs after the uid change
+        proc = subprocess.Popen(args, user=user, group=_group_of(user), **options)
     _SPAWNED.add(proc.pid)
     return proc
 
