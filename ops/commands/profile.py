@@ -113,9 +113,13 @@ def run(args) -> int:
             into = Profile.from_json(json.loads(out.read_text()))
         except (OSError, ValueError, ProfileError) as exc:
             raise CliError(f"--compute-only adds to an existing profile: {out}: {exc}") from None
-        profile = into.with_model(
-            artifact.name, _measure_compute(artifact, args.reps, batches, _Progress())[1]
-        )
+        times = _measure_compute(artifact, args.reps, batches, _Progress())[1]
+        old = into.models.get(artifact.name)
+        if old is not None:  # compute only: a cold start measured earlier stays
+            times = replace(
+                times, cold_start_ms=old.cold_start_ms, cold_billed_ms=old.cold_billed_ms
+            )
+        profile = into.with_model(artifact.name, times)
     else:
         profile = asyncio.run(
             _measure(

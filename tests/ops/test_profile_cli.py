@@ -72,3 +72,21 @@ def test_profile_measures_and_plan_reads_it(repo, capsys):
     one_thread_ms = sum(times.node_ms.values())
     # the whole model's measured compute is a floor for any plan's predicted p50
     assert plan["predicted_p50_ms"] > one_thread_ms * 0.5
+
+
+def test_compute_only_keeps_the_cold_start_measured_before(repo, tmp_path, capsys):
+    from dataclasses import replace
+
+    from burst.planning import load_profile
+    from policies.profile import ModelTimes, Quantiles
+
+    cold = {4: Quantiles((9000.0, 16000.0))}
+    base = load_profile()
+    times = ModelTimes((1, 3, 32, 32), {}, {}, cold_start_ms=cold, cold_billed_ms=cold)
+    out = tmp_path / "profile.json"
+    out.write_text(json.dumps(replace(base).with_model("resnet18", times).to_json()))
+    args = ["--compute-only", "--reps", "2", "--vm-batches", "1", "--out", str(out)]
+    assert main(["profile", "resnet18", "--repo", str(repo), *args]) == 0
+    again = Profile.from_json(json.loads(out.read_text())).models["resnet18"]
+    assert len(again.node_ms) > 50  # measured now
+    assert again.cold_start_ms == cold and again.cold_billed_ms == cold  # kept
