@@ -112,20 +112,27 @@ async def probe_cold_start(
     models: dict,
     workers: int,
     set_cold_start_ms: Callable[[float], None],
+    timeout_s: float = 300.0,
 ) -> None:
     """Once the plans are ``prepared``: start one instance and send it one request per model,
-    timing the whole as a cold-started request would wait; ``set_cold_start_ms`` receives it.
-    A failure is logged and the default stays (the first requests will report it)."""
+    timing the whole as a cold-started request would wait; ``set_cold_start_ms`` receives it
+    (``timeout_s`` if it took longer: readiness waits no more). A failure is logged and the
+    default stays (the first requests will report it)."""
     if prepared is not None:
         await prepared
     t0 = time.perf_counter()
     try:
-        if await prewarm(1) is False:
-            return
-        for cfg in models.values():
-            await infer(cfg.name, zero_inputs(cfg), workers=workers)
+        async with asyncio.timeout(timeout_s):
+            if await prewarm(1) is False:
+                return
+            for cfg in models.values():
+                await infer(cfg.name, zero_inputs(cfg), workers=workers)
     except asyncio.CancelledError:
         raise
+    except TimeoutError:
+        log.warning("the function cold start took over %.0f s", timeout_s)
+        set_cold_start_ms(timeout_s * 1e3)
+        return
     except Exception as exc:  # noqa: BLE001 - routing keeps its default; requests report it
         log.warning("could not measure the function cold start: %s", exc)
         return

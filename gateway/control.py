@@ -323,6 +323,7 @@ def start_policy_engine(state, *, prepare_task: asyncio.Task | None = None) -> P
                 models,
                 s.burst.default_workers,
                 lambda ms: setattr(collector, "cold_start_ms", ms),
+                timeout_s=s.burst.timeout_s,  # a cold start past it: spills would time out
             )
         )
         state.tasks.append(prepare_task)

@@ -86,6 +86,16 @@ async def test_the_probe_times_a_fresh_instance_once_the_plans_are_prepared():
     assert len(measured) == 1 and measured[0] >= 0.0
 
 
+async def test_a_probe_past_its_timeout_reports_the_timeout():
+    measured = []
+
+    async def prewarm(n):
+        await asyncio.Event().wait()  # an instance that never comes up
+
+    await probe_cold_start(None, prewarm, None, {}, 1, measured.append, timeout_s=0.05)
+    assert measured == [50.0]
+
+
 async def test_a_failed_probe_keeps_the_default():
     measured = []
 
