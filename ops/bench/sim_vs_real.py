@@ -275,6 +275,7 @@ def report(live: dict, sim: dict, args, start_s: float) -> int:
         ("p99 ms", live["p99_ms"], sim["p99_ms"]),
         ("to functions", live["requests_burst"], sim["requests_burst"]),
         ("cold starts", live["cold_starts"], sim["cold_starts"]),
+        ("peak VM replicas", live["peak_vm_replicas"], sim["peak_vm_replicas"]),
         ("VM hours", live["vm_hours"], sim["vm_hours"]),
         ("cost $", live["cost_usd"], sim_cost),
     ]
