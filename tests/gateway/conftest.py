@@ -9,10 +9,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 import uvicorn
 
+from vmpool.codec import decode_response, encode_request
 from vmpool.export import export_zoo
 from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures
 from tests.support.redis import redis_server, redis_url  # noqa: F401 - fixtures
@@ -22,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 torch.set_num_threads(1)
 
 
-__all__ = ["free_port", "running_model_server", "serve_app", "wait_ready"]
+__all__ = ["free_port", "post_routed", "running_model_server", "serve_app", "wait_ready"]
 
 
 def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 120.0) -> None:
@@ -63,6 +65,26 @@ def model_server(small_repo, tmp_path_factory):
     """One real model server process serving ``small_repo``; yields its base URL."""
     with running_model_server(small_repo, tmp_path_factory.mktemp("ms-log") / "ms.log") as url:
         yield url
+
+
+def post_routed(url: str, x, route: str, workers: int = 2, model: str = "resnet18"):
+    """One binary-tensor infer POST sent down ``route`` ("vm" or "burst"); asserts it answered
+    200 on that path, returns the "output" tensor."""
+    body, header_length = encode_request({"input": x})
+    resp = httpx.post(
+        f"{url}/v2/models/{model}/infer",
+        content=body,
+        timeout=300,
+        headers={
+            "Inference-Header-Content-Length": str(header_length),
+            "X-Tidegate-Route": route,
+            "X-Tidegate-Workers": str(workers),
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["x-tidegate-path"] == route
+    header_length = int(resp.headers["inference-header-content-length"])
+    return decode_response(resp.content, header_length).outputs["output"]
 
 
 @contextmanager

@@ -3,7 +3,6 @@ the per-request key goes gateway -> master -> workers in the payloads and the an
 
 from __future__ import annotations
 
-import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
@@ -12,9 +11,8 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.support.s3_server import S3_TEST_CREDENTIALS, S3_TEST_REGION
 from tests.support.s3_server import s3_bucket, s3_endpoint  # noqa: F401 (fixtures)
-from vmpool.codec import decode_response, encode_request
 
-from .conftest import serve_app
+from .conftest import post_routed, serve_app
 
 pytestmark = pytest.mark.slow
 
@@ -52,22 +50,7 @@ def test_burst_through_sealed_s3_equals_the_vm_path(
             return result.as_numpy("output")
 
         vm = infer({"X-Tidegate-Route": "vm"})
-        body, hl = encode_request({"input": x})
-        resp = httpx.post(
-            url + "/v2/models/resnet18/infer",
-            content=body,
-            timeout=300,
-            headers={
-                "Inference-Header-Content-Length": str(hl),
-                "X-Tidegate-Route": "burst",
-                "X-Tidegate-Workers": "2",
-            },
-        )
-        assert resp.status_code == 200, resp.text
-        assert resp.headers["x-tidegate-path"] == "burst"
-        burst = decode_response(
-            resp.content, int(resp.headers["inference-header-content-length"])
-        ).outputs["output"]
+        burst = post_routed(url, x, "burst")
     assert np.abs(burst - vm).max() <= 1e-5 * max(1.0, np.abs(vm).max())
     for log in (tmp_path / "logs").glob("*.log"):
         assert "tensor_key" not in log.read_text(errors="replace"), log

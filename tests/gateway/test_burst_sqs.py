@@ -17,9 +17,8 @@ from burst.service import BurstService
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.support.s3_server import S3_TEST_CREDENTIALS, S3_TEST_REGION, moto_server
-from vmpool.codec import decode_response, encode_request
 
-from .conftest import serve_app
+from .conftest import post_routed, serve_app
 
 pytestmark = pytest.mark.slow
 
@@ -55,24 +54,6 @@ def recorded_moto():
         yield endpoint, recorder
 
 
-def _post_burst(url: str, x: np.ndarray, route: str) -> np.ndarray:
-    body, hl = encode_request({"input": x})
-    resp = httpx.post(
-        url + "/v2/models/resnet18/infer",
-        content=body,
-        timeout=300,
-        headers={
-            "Inference-Header-Content-Length": str(hl),
-            "X-Tidegate-Route": route,
-            "X-Tidegate-Workers": "2",
-        },
-    )
-    assert resp.status_code == 200, resp.text
-    assert resp.headers["x-tidegate-path"] == route
-    hl = int(resp.headers["inference-header-content-length"])
-    return decode_response(resp.content, hl).outputs["output"]
-
-
 def test_burst_through_sealed_sqs_equals_the_vm_path_and_keys_stay_in_payloads(
     model_server, small_repo, tmp_path, recorded_moto, monkeypatch
 ):
@@ -106,8 +87,8 @@ def test_burst_through_sealed_sqs_equals_the_vm_path_and_keys_stay_in_payloads(
     )
     x = np.random.default_rng(11).standard_normal((1, 3, 64, 64)).astype(np.float32)
     with serve_app(create_app(settings, burst=svc)) as url:
-        vm = _post_burst(url, x, "vm")
-        burst = [_post_burst(url, x, "burst") for _ in range(2)]
+        vm = post_routed(url, x, "vm")
+        burst = [post_routed(url, x, "burst") for _ in range(2)]
         metrics = httpx.get(url + "/metrics", timeout=30).text
     for out in burst:
         assert np.abs(out - vm).max() <= 1e-5 * max(1.0, np.abs(vm).max())
