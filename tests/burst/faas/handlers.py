@@ -64,3 +64,14 @@ def crash_once(event, context):
         open(event["marker"], "w").close()
         os._exit(3)
     return {"pid": os.getpid(), "survived": True}
+
+
+def cpu_share(event, context):
+    """The instance's session and scheduling group (Linux autogroup), after a short hold."""
+    time.sleep(event.get("hold_s", 0.2))
+    try:
+        with open("/proc/self/autogroup") as f:
+            group = f.read().strip()
+    except OSError:
+        group = None
+    return {"pid": os.getpid(), "sid": os.getsid(0), "autogroup": group}

@@ -65,6 +65,24 @@ async def test_cold_start_then_warm_reuse(make_runtime):
     assert runtime.instance_count("echo") == 1
 
 
+async def test_each_instance_gets_its_own_cpu_share(make_runtime):
+    """Two legs computing at once must not split one scheduling group's share of the cores
+    (with Linux autogroup, a group per session): each instance is its own session, at the
+    runtime's weight, as each Lambda instance is its own microVM."""
+    runtime, invoker = await make_runtime(FunctionSpec("share", f"{H}:cpu_share", memory_mb=256))
+    a, b = await asyncio.gather(
+        invoker.invoke("share", b'{"hold_s": 0.3}'), invoker.invoke("share", b'{"hold_s": 0.3}')
+    )
+    a, b = orjson.loads(a.payload), orjson.loads(b.payload)
+    assert a["pid"] != b["pid"]
+    assert len({a["sid"], b["sid"], os.getsid(0)}) == 3
+    if a["autogroup"] is not None:  # kernels without autogroup schedule per thread anyway
+        with open("/proc/self/autogroup") as f:
+            ours = f.read().split()
+        assert a["autogroup"].split()[0] != b["autogroup"].split()[0]
+        assert a["autogroup"].split()[1:] == b["autogroup"].split()[1:] == ours[1:]
+
+
 async def test_log_tail_has_prints_and_lambda_report_line(make_runtime):
     runtime, _ = await make_runtime(FunctionSpec("echo", f"{H}:echo"))
     url = f"{runtime.endpoint}/2015-03-31/functions/echo/invocations"
