@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from burst.retry import RetryPolicy, with_retries
+
 from ..errors import BadRequest
 from .jobs import Job
 
@@ -58,6 +60,13 @@ _FORWARDED = (
 )
 
 
+class _Refused(Exception):
+    """The callback URL answered, but not 2xx."""
+
+
+_UNDELIVERED = (_Refused, aiohttp.ClientError, asyncio.TimeoutError)
+
+
 async def deliver(
     session: aiohttp.ClientSession,
     job: Job,
@@ -77,19 +86,24 @@ async def deliver(
         "x-tidegate-status": str(job.status),
         SIGNATURE_HEADER: sign(secret, int(now_s), body),
     }
-    for attempt in range(attempts):
-        try:
-            async with session.post(
-                job.callback_url,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-            ) as resp:
-                if 200 <= resp.status < 300:
-                    return True
-                log.warning("callback for %s answered HTTP %d", job.id, resp.status)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            log.warning("callback for %s failed: %s", job.id, exc)
-        if attempt + 1 < attempts:
-            await asyncio.sleep(backoff_s * 2**attempt)
-    return False
+
+    async def post_once() -> None:
+        async with session.post(
+            job.callback_url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+        ) as resp:
+            if not 200 <= resp.status < 300:
+                raise _Refused(f"answered HTTP {resp.status}")
+
+    def failed(exc: BaseException, attempt: int) -> bool:
+        log.warning("callback for %s failed: %s", job.id, exc)
+        return isinstance(exc, _UNDELIVERED)
+
+    policy = RetryPolicy(attempts, backoff_s, backoff_max_s=backoff_s * 2 ** (attempts - 1))
+    try:
+        await with_retries(post_once, failed, policy, what=f"callback for {job.id}")
+    except _UNDELIVERED:
+        return False
+    return True
