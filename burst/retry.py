@@ -1,4 +1,5 @@
-"""The one retry helper of the burst path (tenacity): invokers, the master and the stores use it.
+"""The one retry helper (tenacity): invokers, the master, the stores, the AWS clients' callers and
+the async queue's callbacks use it.
 
 Retries only what is safe to send again: Tidegate's handlers are idempotent (their outputs go to
 per-request keys), store puts overwrite, gets and deletes have no effects. Backoff is exponential
