@@ -86,3 +86,15 @@ async def check_concurrent_puts(store: ObjectStore, n: int = 48) -> None:
     await asyncio.gather(*(store.put("req-c/shared", v) for v in versions))
     assert await store.get("req-c/shared") in versions
     assert await store.delete_prefix("req-c/") == n + 1
+
+
+# Every ObjectStore passes these (parametrize a store test over them).
+STORE_CONTRACT = [
+    check_small_round_trip,
+    check_large_round_trip,
+    check_missing_key,
+    check_delete,
+    check_delete_prefix,
+    check_invalid_keys,
+    check_concurrent_puts,
+]

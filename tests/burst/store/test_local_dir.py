@@ -8,25 +8,8 @@ import os
 import pytest
 
 from burst.store import LocalDirStore, MemoryStore, StoreError, make_store
-from tests.support import (
-    check_concurrent_puts,
-    check_delete,
-    check_delete_prefix,
-    check_invalid_keys,
-    check_large_round_trip,
-    check_missing_key,
-    check_small_round_trip,
-)
-
-CONTRACT = [
-    check_small_round_trip,
-    check_large_round_trip,
-    check_missing_key,
-    check_delete,
-    check_delete_prefix,
-    check_invalid_keys,
-    check_concurrent_puts,
-]
+from tests.support import STORE_CONTRACT as CONTRACT
+from tests.support import check_small_round_trip
 
 
 @pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__)

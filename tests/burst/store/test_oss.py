@@ -6,26 +6,9 @@ import pytest
 
 from burst.store import StoreError
 from burst.store.oss import OSSStore
-from tests.support import (
-    check_concurrent_puts,
-    check_delete,
-    check_delete_prefix,
-    check_invalid_keys,
-    check_large_round_trip,
-    check_missing_key,
-    check_small_round_trip,
-)
+from tests.support import STORE_CONTRACT as CONTRACT
 from tests.support.oss_server import OSS_TEST_CREDENTIALS, oss_server  # noqa: F401
 
-CONTRACT = [
-    check_small_round_trip,
-    check_large_round_trip,
-    check_missing_key,
-    check_delete,
-    check_delete_prefix,
-    check_invalid_keys,
-    check_concurrent_puts,
-]
 ((ACCESS_KEY_ID, ACCESS_KEY_SECRET),) = OSS_TEST_CREDENTIALS.items()
 
 

@@ -7,27 +7,9 @@ import pytest
 
 from burst.store import StoreError
 from burst.store.s3 import S3Store
-from tests.support import (
-    check_concurrent_puts,
-    check_delete,
-    check_delete_prefix,
-    check_invalid_keys,
-    check_large_round_trip,
-    check_missing_key,
-    check_small_round_trip,
-)
+from tests.support import STORE_CONTRACT as CONTRACT
 from tests.support.s3_server import S3_TEST_CREDENTIALS, S3_TEST_REGION, s3_bucket, s3_endpoint  # noqa: F401
 from tests.support.s3_server import seed_objects
-
-CONTRACT = [
-    check_small_round_trip,
-    check_large_round_trip,
-    check_missing_key,
-    check_delete,
-    check_delete_prefix,
-    check_invalid_keys,
-    check_concurrent_puts,
-]
 
 
 def _store(endpoint: str, bucket: str, **kw) -> S3Store:
