@@ -78,4 +78,4 @@ def test_the_gateway_conforms_to_its_openapi_schema(api_schema):
     assert set(calls) == {op.label for op in operations}  # every operation was called
     infer = [op.label for op in operations if op.path.endswith("/infer")]
     assert all(calls[label] >= INFER_EXAMPLES // 2 for label in infer), calls
-    assert sum(calls.values()) >= 500  # hundreds of requests, not a handful
+    assert sum(calls.values()) >= 300  # hundreds of requests, not a handful
