@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from gateway.settings import Settings
 from tests.gateway.conftest import free_port, wait_ready
 from vmpool.procs import die_with_parent
 
@@ -24,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "TIDEGATE_GRPC_PORT": "-1"}
 
 
-def _serve(data: Path, port: int, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    env = {**ENV, "TIDEGATE_BURST__ENABLED": "false", "TIDEGATE_VM__THREADS": "1", **(env or {})}
+def _serve(data: Path, port: int, *extra: str) -> subprocess.Popen:
+    env = {**ENV, "TIDEGATE_BURST__ENABLED": "false", "TIDEGATE_VM__THREADS": "1"}
     return subprocess.Popen(
         [
             sys.executable,
@@ -68,39 +67,33 @@ class _Output:
         return "".join(self.lines)
 
 
-def test_the_demo_model_is_resnet18():
-    assert Settings.model_fields["demo_model"].default == "resnet18"
-
-
 @pytest.mark.slow
 def test_first_run_exports_the_demo_model_and_restarts_keep_data(tmp_path):
-    # the mlp as demo model: exporting and loading resnet18 at 224x224 was a third of the
-    # test's time, and the export path and the serving are the same for every model
-    data, port, demo = tmp_path / "data", free_port(), {"TIDEGATE_DEMO_MODEL": "mlp"}
-    proc = _serve(data, port, env=demo)
+    data, port = tmp_path / "data", free_port()
+    proc = _serve(data, port)
     output = _Output(proc)
     try:
         wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc, timeout_s=240)
         assert output.ready.wait(30), "".join(output.lines)
         client = triton.InferenceServerClient(f"127.0.0.1:{port}")
         assert client.is_server_live() and client.is_server_ready()
-        x = np.random.default_rng(0).standard_normal((1, 784)).astype(np.float32)
+        x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
         inp = triton.InferInput("input", list(x.shape), "FP32")
         inp.set_data_from_numpy(x)
-        assert client.infer("mlp", [inp]).as_numpy("output").shape == (1, 10)
+        assert client.infer("resnet18", [inp]).as_numpy("output").shape == (1, 1000)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
     out = output.text()
     assert proc.returncode == 0, out
-    assert "exporting demo model mlp" in out and f"http://127.0.0.1:{port}" in out
-    assert (data / "models/mlp/model.pt2").is_file()
+    assert "exporting demo model resnet18" in out and f"http://127.0.0.1:{port}" in out
+    assert (data / "models/resnet18/model.pt2").is_file()
     with sqlite3.connect(data / "ledger.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM requests WHERE status=200").fetchone()[0] == 1
 
     # second run: no export, same data directory, the first run's ledger still there
     port = free_port()
-    proc = _serve(data, port, env=demo)
+    proc = _serve(data, port)
     try:
         wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc, timeout_s=120)
     finally:
