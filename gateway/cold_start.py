@@ -34,8 +34,12 @@ SMOOTHING = 0.3  # weight of a new cold-started answer in the learnt penalty
 
 
 class ColdStartEstimate:
-    def __init__(self, window_s: float = 60.0):
+    def __init__(self, window_s: float = 60.0, shared_host: bool = False):
         self.window_s = window_s
+        # instances start on the gateway's own cores (the embedded runtime): k cold starts
+        # under way make the next one about k+1 times as long (async_step: 3.5 s alone, 16-23 s
+        # for 4-8 spills at once at the start of a step)
+        self.shared_host = shared_host
         self.learnt_ms: float | None = None
         self._failures: deque[tuple[float, float]] = deque()  # (when, failed after ms)
         self._in_flight: dict[int, float] = {}  # token -> start time, oldest first
@@ -80,11 +84,15 @@ class ColdStartEstimate:
             self._failures.append((now_s, failed_after_ms))
         return overlapped
 
-    def ms(self, now_s: float, default_ms: float, warm_p50_ms: float = 0.0) -> float:
-        """The cold start to predict now."""
+    def ms(
+        self, now_s: float, default_ms: float, warm_p50_ms: float = 0.0, cold_under_way: int = 0
+    ) -> float:
+        """The cold start to predict now (``cold_under_way``: cold starts in progress)."""
         while self._failures and self._failures[0][0] < now_s - self.window_s:
             self._failures.popleft()
         estimate = self.learnt_ms or default_ms
+        if self.shared_host:
+            estimate *= 1 + max(cold_under_way, 0)
         failed = max((ms for _, ms in self._failures), default=0.0)
         oldest = next(iter(self._in_flight.values()), None)
         running = 0.0 if oldest is None else (now_s - oldest) * 1e3 - warm_p50_ms

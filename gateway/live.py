@@ -145,7 +145,9 @@ class LiveCollector:
         self.warm_functions_target = 0  # what the predictive scaler asked to keep warm
         self.queue = QueueState()  # the async queue, as its housekeeping last measured it
         self.prewarmed_instances = 0  # what the control loop's last prewarm brought up
-        self._cold_start = ColdStartEstimate(latency_window_s)  # learnt, bounded by evidence
+        # learnt, bounded by evidence; the embedded runtime (the only one given a concurrency
+        # here) starts its instances on this host's cores, so cold starts under way contend
+        self._cold_start = ColdStartEstimate(latency_window_s, burst_concurrency is not None)
         self._boot_s = 0.0
 
     # events from dispatch ----------------------------------------------------------------------
@@ -280,13 +282,16 @@ class LiveCollector:
             )
             for name, v in self._models.items()
         }
+        warm = live.warm_instances if live and live.warm_instances is not None else None
+        warm = self._estimated_warm(now) if warm is None else warm
+        starting = self._burst_in_flight * self._burst_instances - (warm or 0)  # cold, under way
         burst = BurstState(
-            warm_instances=live.warm_instances
-            if live and live.warm_instances is not None
-            else self._estimated_warm(now),
+            warm_instances=warm,
             free_concurrency=live.free_concurrency if live else self._estimated_free(),
             recent_cold_starts=round(self._cold.rate(now) * self._cold.window_s),
-            cold_start_ms=self._cold_start.ms(now, self.cold_start_ms, warm_p50_ms(models)),
+            cold_start_ms=self._cold_start.ms(
+                now, self.cold_start_ms, warm_p50_ms(models), cold_under_way=starting
+            ),
             memory_mb=self.memory_mb,
             default_workers=self.default_workers,
         )

@@ -136,3 +136,24 @@ def test_an_answer_proves_only_itself_and_the_answers_beside_it_warm():
     for token in cold:
         live.burst_finished("m", None, 0, token=token, failed_after_ms=30_000.0)
     assert live.snapshot().burst.warm_instances == 2
+
+
+def test_on_the_embedded_runtime_cold_starts_under_way_lengthen_the_next():
+    """Instances of the embedded runtime start on the gateway's cores: with one cold start under
+    way the next is predicted twice as long (4-8 spills at once took 16-23 s where the probe
+    measured 3.5 s); a remote platform's cold starts do not contend."""
+    clock = ManualClock()
+    embedded = LiveCollector(
+        pool=None,
+        burst=None,
+        model_slos_ms={"m": 7200.0},
+        clock=clock.now,
+        refresh_s=0.0,
+        burst_concurrency=24,
+    )
+    remote = _live(clock)
+    for live in (embedded, remote):
+        live.cold_start_ms = 3500.0
+        live.burst_started(1)  # no instance known warm: a cold start under way
+    assert embedded.snapshot().burst.cold_start_ms == 7000.0
+    assert remote.snapshot().burst.cold_start_ms == 3500.0
