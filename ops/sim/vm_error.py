@@ -17,6 +17,10 @@ from gateway.vm_error import MIN_RATIO_SAMPLES, PREDICTION_WINDOW_S
 from policies.vm_perf import MAX_PREDICTION_FACTOR, MIN_PREDICTION_FACTOR
 
 
+SAMPLE_CAP = 1000  # answers a p99 is taken over, at most (an even sample past it)
+MAX_LATENCY_S = 10.0  # answers routed earlier than the window by more are not looked for
+
+
 class PredictionFactor:
     def __init__(self, arrivals: list[float], arrivals_np, lat: list[float], sim_profile):
         self.arr, self.arr_np, self.lat = arrivals, arrivals_np, lat
@@ -25,17 +29,22 @@ class PredictionFactor:
         self.factor = 1.0
 
     def update(self, now_s: float) -> float:
-        """The factor to publish now."""
-        self.factor = self._learn(now_s)
+        """The factor to publish now: the learnt one once it is a step (0.05) or more away
+        from the one published (each change drops the route cache; flickering between two
+        neighbouring steps dropped it at a third of the updates)."""
+        learnt = self._learn(now_s)
+        if abs(learnt - self.factor) > 0.05 + 1e-9 or learnt == 1.0:
+            self.factor = learnt
         return self.factor
 
     def _learn(self, now_s: float) -> float:
         # answers of the window: routed at most the window plus a generous latency ago
-        lo = bisect_left(self.arr, now_s - 2.0 * PREDICTION_WINDOW_S)
+        lo = bisect_left(self.arr, now_s - PREDICTION_WINDOW_S - MAX_LATENCY_S)
         hi = bisect_left(self.arr, now_s, lo)
-        raw_ms = np.asarray(self.raw_ms[lo:hi])
-        lat = np.asarray(self.lat[lo:hi])
-        t = self.arr_np[lo:hi]
+        step = max(1, (hi - lo) // SAMPLE_CAP)
+        raw_ms = np.asarray(self.raw_ms[lo:hi:step])
+        lat = np.asarray(self.lat[lo:hi:step])
+        t = self.arr_np[lo:hi:step]
         done_s = t + lat / 1000.0
         ok = (raw_ms > 0) & (lat > 0) & (done_s <= now_s) & (done_s > now_s - PREDICTION_WINDOW_S)
         if int(ok.sum()) < MIN_RATIO_SAMPLES:
