@@ -86,11 +86,11 @@ def _binary(x):
     }
 
 
-def wait_done(url, location, headers, timeout_s=60.0):
+def wait_done(url, location, headers, timeout_s=60.0, pending=(202,)):
     deadline = time.monotonic() + timeout_s
     while True:
         resp = httpx.get(url + location, headers=headers)
-        if resp.status_code != 202 or time.monotonic() > deadline:
+        if resp.status_code not in pending or time.monotonic() > deadline:
             return resp
         time.sleep(0.05)
 
