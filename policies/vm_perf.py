@@ -1,7 +1,8 @@
 """VM-path latency prediction: queueing plus batching, from the observed batch-time curve.
 
-A replica serves one batch at a time, up to ``max_batch_size`` rows, waiting up to
-``max_queue_delay_ms`` for a fuller batch when idle. A request that finds ``q`` rows on its
+A replica serves one batch at a time, up to ``max_batch_size`` rows; a request that finds it
+holding nothing starts at once (the model server waits ``max_queue_delay_ms`` only when other
+requests could join the batch). A request that finds ``q`` rows on its
 replica waits for the batch running now (``min(q, B)`` rows; at the SLO's percentile it has
 barely started), then for the full batches behind it, then rides in a batch with the rows left
 over. The queue is modelled explicitly, so the tail factor covers only what it does not see: the
@@ -98,8 +99,8 @@ def _predict_raw_ms(vm: VmState, stats: ModelStats, batch_size: int, quantile: f
         queued = _queued_rows(vm, quantile)
     cap = max(vm.max_batch_size, 1)
     curve = stats.vm_service_ms_by_batch
-    if queued <= 0:  # an idle replica waits briefly for company
-        service_ms = vm.max_queue_delay_ms + batch_service_ms(curve, min(batch_size, cap))
+    if queued <= 0:  # an idle replica starts a lone request at once (vmpool/batching.py)
+        service_ms = batch_service_ms(curve, min(batch_size, cap))
         return wait_ms + service_ms * tail_factor(stats, quantile)
     rows = int(math.ceil(queued))
     # the gateway does not see how the rows ahead split between the running batch and the

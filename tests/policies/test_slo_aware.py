@@ -66,7 +66,7 @@ def test_batch_curve_interpolates_and_extrapolates():
 
 def test_vm_prediction_grows_with_the_queue_and_counts_the_boot_wait():
     idle = predict_vm_ms(live().vm, stats(), 1, 0.5)
-    assert idle == pytest.approx(22.0)  # one row plus the batching delay
+    assert idle == pytest.approx(20.0)  # one row, started at once: nothing could join it
     # 20 rows ahead: the running batch of 8 (half done at the median), one more full batch,
     # then its own batch with the 4 rows left over
     deep = predict_vm_ms(live(per_replica=(20,)).vm, stats(), 1, 0.5)
@@ -86,8 +86,8 @@ def test_vm_prediction_grows_with_the_queue_and_counts_the_boot_wait():
 def test_the_service_time_spread_sets_the_tail_and_queueing_is_not_counted_twice():
     service = LatencyQuantiles(p50_ms=20, p90_ms=24, p99_ms=30, count=100)
     spread = stats(vm_service_latency=service)
-    assert predict_vm_ms(live().vm, spread, 1, 0.99) == pytest.approx(22.0 * 1.5)
-    assert predict_vm_ms(live().vm, spread, 1, 0.5) == pytest.approx(22.0)
+    assert predict_vm_ms(live().vm, spread, 1, 0.99) == pytest.approx(20.0 * 1.5)
+    assert predict_vm_ms(live().vm, spread, 1, 0.5) == pytest.approx(20.0)
     # latencies spread by queueing (p99 of 10x the median) do not widen the tail: the queue
     # is in the prediction already
     queued = stats(vm_latency=LatencyQuantiles(p50_ms=50, p90_ms=300, p99_ms=500, count=100))
@@ -98,7 +98,7 @@ def test_the_service_time_spread_sets_the_tail_and_queueing_is_not_counted_twice
 def test_cheapest_path_meeting_the_slo_is_the_vm_when_it_has_room():
     d = SloAware().route(req(), live(warm=10))
     assert (d.route, d.reason) == (Route.VM, Reason.VM_MEETS_SLO)
-    assert d.predicted_ms == pytest.approx(22.0 * 1.1)
+    assert d.predicted_ms == pytest.approx(20.0 * 1.1)  # one row, no batching wait
 
 
 def test_spills_to_functions_when_the_vm_queue_would_miss_the_slo():
