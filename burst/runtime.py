@@ -27,7 +27,7 @@ from burst.runtime_cache import (  # BurstError and reset_cache are public here 
     BurstError,
     _cached,
     _check_id,
-    _get,
+    _get_tensors,
     _load_plan,
     _ms,
     reset_cache,  # noqa: F401  (re-exported: tests and callers import it from here)
@@ -35,7 +35,7 @@ from burst.runtime_cache import (  # BurstError and reset_cache are public here 
 from burst.store.counting import CountingStore
 from burst.tensors import receive, send
 from burst.store.encrypted import EVENT_FIELD as TENSOR_KEY_FIELD, bind_request_key
-from burst.weights import loads_tensors, master_key, tensors_nbytes, worker_key
+from burst.weights import master_key, tensors_nbytes, worker_key
 
 PLATFORM_ENV = "TIDEGATE_BURST_PLATFORM"  # burst.service sets these on the functions it registers
 STORE_ENV = "TIDEGATE_BURST_STORE"
@@ -64,7 +64,7 @@ async def run_worker(event: dict, store) -> dict:
     t0 = time.perf_counter()
 
     async def load_weights():
-        return loads_tensors(await _get(store, worker_key(plan_id, stage_index, worker)))
+        return await _get_tensors(store, worker_key(plan_id, stage_index, worker))
 
     weights, weights_loaded = await _cached(
         f"{plan_id}/s{stage_index}/w{worker}", load_weights, tensors_nbytes
@@ -179,7 +179,7 @@ async def _run_master(
     plan, graph = await _load_plan(store, plan_id)
 
     async def load_master():
-        return loads_tensors(await _get(store, master_key(plan_id)))
+        return await _get_tensors(store, master_key(plan_id))
 
     weights, _ = await _cached(f"{plan_id}/master", load_master, tensors_nbytes)
     if len(in_refs) != len(graph.inputs):
@@ -190,7 +190,7 @@ async def _run_master(
 
     async def leg_weights(stage_index: int, worker: int) -> dict:
         async def load():
-            return loads_tensors(await _get(store, worker_key(plan_id, stage_index, worker)))
+            return await _get_tensors(store, worker_key(plan_id, stage_index, worker))
 
         value, _ = await _cached(f"{plan_id}/s{stage_index}/w{worker}", load, tensors_nbytes)
         return value

@@ -11,7 +11,7 @@ import time
 
 from burst.graph import Graph
 from burst.plan import Plan
-from burst.weights import LruCache, graph_key, plan_key
+from burst.weights import LruCache, graph_key, loads_tensors, plan_key
 
 # One cache per function process: weights survive between warm invocations.
 _CACHE: LruCache | None = None
@@ -57,6 +57,14 @@ async def _get(store, key: str) -> bytes:
                 f"{key} is not in the store: was the plan prepared (burst.weights.prepare_plan)?"
             ) from exc
         raise
+
+
+async def _get_tensors(store, key: str) -> dict:
+    """A weight blob from the store, loaded after the cache has made room for it: the
+    serialized bytes and the tensors coexist while it loads, hence twice its size."""
+    data = await _get(store, key)
+    _cache().make_room(2 * len(data))
+    return loads_tensors(data)
 
 
 async def _load_plan(store, plan_id: str) -> tuple[Plan, Graph]:

@@ -135,6 +135,15 @@ class LruCache:
             _, (_, size) = self._items.popitem(last=False)
             self.used_bytes -= size
 
+    def make_room(self, nbytes: int) -> None:
+        """Evict least recently used entries until ``nbytes`` more fit the budget: before a
+        load, so the old entries are gone while the new one is read (evicting after it had let
+        a warm 2048 MB master, switching plans, hold ~1 GB of old weights beside the new 553 MB
+        and die of out-of-memory)."""
+        while self._items and self.used_bytes + nbytes > self.budget_bytes:
+            _, (_, size) = self._items.popitem(last=False)
+            self.used_bytes -= size
+
     def __contains__(self, key: str) -> bool:
         return key in self._items
 

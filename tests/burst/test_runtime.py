@@ -241,6 +241,34 @@ def test_lru_cache_stays_within_its_byte_budget():
     assert len(cache) == 1 and cache.get("huge") == "H"
 
 
+async def test_a_new_plan_s_weights_evict_old_ones_before_they_load(tmp_path, monkeypatch):
+    """A warm instance switching plans must not hold the old weights beside the new ones while
+    they load (a 2048 MB master running four VGG-16 plans in turn died of out-of-memory)."""
+    import burst.runtime_cache as rc
+    from burst.weights import dumps_tensors, tensors_nbytes
+
+    store = LocalDirStore(tmp_path)
+    blob = dumps_tensors({"w": torch.zeros(1000)})  # ~4 kB of float32
+    await store.put("new/master", blob)
+    cache = reset_cache(budget_bytes=3 * len(blob))
+    cache.put("old-1", {"w": torch.zeros(1000)}, len(blob))
+    cache.put("old-2", {"w": torch.zeros(1000)}, len(blob))
+    held_while_loading = []
+    real_loads = rc.loads_tensors
+    monkeypatch.setattr(
+        rc,
+        "loads_tensors",
+        lambda data: held_while_loading.append(cache.used_bytes) or real_loads(data),
+    )
+    got, loaded = await rc._cached(
+        "new/master", lambda: rc._get_tensors(store, "new/master"), tensors_nbytes
+    )
+    assert loaded and torch.equal(got["w"], torch.zeros(1000))
+    # room for the bytes and the tensors was made first: the least recent entries went
+    assert held_while_loading == [len(blob)] and "old-1" not in cache and "old-2" in cache
+    assert cache.used_bytes <= cache.budget_bytes
+
+
 class StragglingInvoker(InProcessInvoker):
     """Once armed, the first attempt of worker 1 never answers (a stuck instance) until it is
     cancelled; a hedge (attempt 2) answers normally."""
