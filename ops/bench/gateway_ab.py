@@ -22,15 +22,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ops.bench.gateway_overhead import measure  # noqa: E402
+from ops.bench.gateway_overhead import binary_request, measure  # noqa: E402
 from ops.bench.procs import start, stop, wait_http  # noqa: E402
-from vmpool.codec import encode_request  # noqa: E402
-from vmpool.procs import free_port  # noqa: E402
+from vmpool.procs import free_port, model_server_command  # noqa: E402
 
 
 def start_gateway(tree: Path, work: Path, repo: Path, replica_port: int) -> tuple[int, object]:
@@ -69,25 +66,17 @@ def ratios_of(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Export the model, start the model server and both gateways, measure, stop them all."""
-    from vmpool.artifact import load_artifact
     from vmpool.export import export_zoo
 
     work = Path(tempfile.mkdtemp(prefix="tidegate-ab-"))
     repo = work / "models"
     export_zoo(args.model, repo, max_batch_size=8)
-    spec = load_artifact(repo, args.model).config.inputs[0]
-    x = np.random.default_rng(0).standard_normal((1, *spec.shape[1:])).astype(np.float32)
-    body, hl = encode_request({spec.name: x}, binary_output=True)
-    headers = {
-        "Inference-Header-Content-Length": str(hl),
-        "Content-Type": "application/octet-stream",
-    }
+    _, body, headers = binary_request(repo, args.model)
     procs: list = []
     try:
         mport = free_port()
         server = start(
-            [sys.executable, "-m", "ops", "model-server", "--repo", str(repo)]
-            + ["--port", str(mport), "--threads", "1"],
+            model_server_command(repo, mport, threads=1),
             work / "model-server.log",
             {"OMP_NUM_THREADS": "1"},
         )

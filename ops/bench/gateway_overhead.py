@@ -282,9 +282,27 @@ def run_ray(args, work: Path, repo: Path, x: np.ndarray, conc, procs) -> list[di
     return rows
 
 
+def binary_request(repo: Path, model: str) -> tuple[np.ndarray, bytes, dict[str, str]]:
+    """One seeded row for the model's first input, as itself and as a binary infer body with
+    its headers."""
+    from vmpool.artifact import load_artifact
+
+    spec = load_artifact(repo, model).config.inputs[0]
+    x = np.random.default_rng(0).standard_normal((1, *spec.shape[1:])).astype(np.float32)
+    body, hl = encode_request({spec.name: x}, binary_output=True)
+    return (
+        x,
+        body,
+        {
+            "Inference-Header-Content-Length": str(hl),
+            "Content-Type": "application/octet-stream",
+        },
+    )
+
+
 def main() -> int:
     args = parse_args()
-    from vmpool.artifact import list_models, load_artifact
+    from vmpool.artifact import list_models
     from vmpool.export import export_zoo
 
     work = Path(tempfile.mkdtemp(prefix="tidegate-bench-"))
@@ -292,13 +310,7 @@ def main() -> int:
     print(f"exporting {args.model} into {repo} ...", flush=True)
     export_zoo(args.model, repo, max_batch_size=args.max_batch)
     assert list_models(repo) == [args.model]
-    spec = load_artifact(repo, args.model).config.inputs[0]
-    x = np.random.default_rng(0).standard_normal((1, *spec.shape[1:])).astype(np.float32)
-    body, hl = encode_request({spec.name: x}, binary_output=True)
-    headers = {
-        "Inference-Header-Content-Length": str(hl),
-        "Content-Type": "application/octet-stream",
-    }
+    x, body, headers = binary_request(repo, args.model)
     conc = [1, 16]
     rows: list[dict] = []
     procs: list[subprocess.Popen] = []
