@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ops.sim import preset_spec, run_spec
+from ops.sim import AsyncSetup, preset_spec, run_spec
 from ops.sim.presets import PolicySpec, peak_replicas
 
 # preset -> parameter -> (kind, low, high[, log])
@@ -96,8 +96,10 @@ def tune(
     tick_s: float = 1.0,
     timeout_s: float | None = None,
     on_trial=None,
+    async_setup: AsyncSetup | None = None,
 ) -> TuneResult:
-    """Minimise cost subject to ``slo_attainment >= target``."""
+    """Minimise cost subject to ``slo_attainment >= target``. ``async_setup`` carries the
+    async-class tenants and their deadlines, so each trial queues them as ``serve`` would."""
     import optuna
 
     if preset not in SPACES:
@@ -118,6 +120,7 @@ def tune(
             slo_ms_by_tenant=slo_ms_by_tenant,
             tick_s=tick_s,
             seed=seed,
+            async_setup=async_setup,
         )
         s = res.summary
         trial.set_constraint("slo_attainment", target - s["slo_attainment"])  # <= 0: feasible

@@ -62,6 +62,7 @@ def run(args) -> int:
         tick_s=cfg.tick_s,
         timeout_s=args.timeout_s,
         on_trial=progress,
+        async_setup=cfg.async_setup,
     )
     _print_front(result)
     if result.best is None:

@@ -60,3 +60,42 @@ def test_cli_refuses_what_it_cannot_tune(capsys):
     assert "cannot tune" in capsys.readouterr().err
     assert main(["tune", "--trace", TRACE, "--slo-attainment", "1.5"]) == 2
     assert "--slo-attainment" in capsys.readouterr().err
+
+
+def test_tune_queues_async_tenants_as_serve_would(tmp_path):
+    """A --config with an async-class tenant: every trial queues its requests until their
+    deadline (as `tidegate simulate --config` and the gateway do), so the trial's figures are
+    the simulation's with the async queue, not with the burst served at once."""
+    import json
+
+    import numpy as np
+
+    from ops.sim import AsyncSetup, preset_spec, run_spec
+
+    rng = np.random.default_rng(0)
+    web = np.sort(rng.uniform(0, 300, 12000))
+    batch = 100.0 + np.sort(rng.uniform(0, 1.0, 1000))
+    rows = [(t, "web") for t in web] + [(t, "batch") for t in batch]
+    csv = tmp_path / "trace.csv"
+    csv.write_text("".join(f"{t:.6f},resnet18,{who}\n" for t, who in sorted(rows)))
+    cfg = tmp_path / "tenants.toml"
+    cfg.write_text(
+        '[[tenants]]\nname = "web"\napi_keys = ["w"]\n'
+        '[[tenants]]\nname = "batch"\napi_keys = ["b"]\nslo_class = "async"\ndeadline_s = 120\n'
+    )
+    out = tmp_path / "tune.json"
+    args = ["tune", "--trace", str(csv), "--config", str(cfg), "--policy", "threshold"]
+    rc = main(args + ["--trials", "1", "--slo-attainment", "0.5", "--json", str(out)])
+    assert rc == 0
+    first = json.loads(out.read_text())["trials"][0]
+    trace = read_trace(csv)
+    profile = SimProfile.reference().with_overrides(model="resnet18")
+    spec = preset_spec("threshold", trace, profile, first["params"])
+    queued = run_spec(
+        trace, spec, profile, name="threshold", async_setup=AsyncSetup({"batch": 120.0})
+    )
+    at_once = run_spec(trace, spec, profile, name="threshold")
+    assert queued.summary["requests_queued"] == 1000
+    assert first["cost_usd"] == queued.summary["cost_usd"]
+    assert first["slo_attainment"] == queued.summary["slo_attainment"]
+    assert first["slo_attainment"] != at_once.summary["slo_attainment"]
