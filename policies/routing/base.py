@@ -32,6 +32,7 @@ class Reason(str, Enum):
     BURST_MEETS_SLO = "burst-meets-slo"
     FASTEST_VM = "fastest-vm"  # no path meets the SLO
     FASTEST_BURST = "fastest-burst"
+    VM_SATURATED = "vm-saturated"  # the VM's queue misses the SLO even at the median
     NO_PATH = "no-path"
     QUEUE_MEETS_DEADLINE = "queue-meets-deadline"
 

@@ -1,5 +1,7 @@
 """SLO-aware routing: the cheapest path whose predicted latency at the SLO's percentile meets the
-request's SLO; if none does, the fastest; a rejection only when no path can serve at all."""
+request's SLO; if none does, the path that meets it for more requests (a VM whose queue misses
+it even at the median gives way to functions: its queue would hold every later request too);
+a rejection only when no path can serve at all."""
 
 from __future__ import annotations
 
@@ -112,6 +114,11 @@ class SloAware:
             if burst_ms != math.inf
             else 0.0
         )
+        if vm_met == 0.0 and burst_ms != math.inf and state.vm.ready_replicas > 0:
+            # the VM misses even at the median: its queue is the cause, and each request
+            # it takes delays every one behind it, while a function's latency does not grow
+            # with the load it is given (a cold start is paid once, then serves warm)
+            return Decision(Route.BURST, Reason.VM_SATURATED, request.workers, burst_ms)
         if vm_met > burst_met or (vm_met == burst_met and vm_ms <= burst_ms):
             return self._vm(state, Reason.FASTEST_VM, vm_ms)
         return Decision(Route.BURST, Reason.FASTEST_BURST, request.workers, burst_ms)

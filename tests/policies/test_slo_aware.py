@@ -107,11 +107,19 @@ def test_spills_to_functions_when_the_vm_queue_would_miss_the_slo():
     assert d.predicted_ms == 150.0  # warm instances: no cold start added
 
 
-def test_cold_functions_that_miss_the_slo_lose_to_the_faster_vm():
-    d = SloAware().route(req(), live(per_replica=(40, 40), warm=0))
+def test_cold_functions_that_miss_the_slo_lose_to_a_vm_that_meets_it_for_most():
+    # 30 rows ahead: the VM misses at the p99 but meets the SLO at the median
+    d = SloAware().route(req(), live(per_replica=(30, 30), warm=0))
     assert (d.route, d.reason) == (Route.VM, Reason.FASTEST_VM)
-    d = SloAware().route(req(), live(per_replica=(400, 400), warm=0))
-    assert (d.route, d.reason) == (Route.BURST, Reason.FASTEST_BURST)
+
+
+def test_a_vm_that_misses_even_at_its_median_sends_the_request_to_cold_functions():
+    """Its queue would make this request and every one behind it miss; a cold start misses
+    once and leaves a warm instance (a burst onset: 40 rows ahead, nothing warm)."""
+    for queue in ((40, 40), (400, 400)):
+        d = SloAware().route(req(), live(per_replica=queue, warm=0))
+        assert (d.route, d.reason) == (Route.BURST, Reason.VM_SATURATED)
+        assert d.predicted_ms == 1150.0  # the plan's 150 ms and a cold start
 
 
 def test_during_a_boot_requests_wait_for_the_replica_if_that_is_faster():
@@ -174,8 +182,13 @@ def test_when_no_path_meets_the_slo_the_one_that_meets_it_for_more_requests_wins
     tail = LatencyQuantiles(p50_ms=100.0, p90_ms=150.0, p99_ms=900.0, count=200)
     state = live(per_replica=(40, 40), warm=10, model=stats(burst_latency=tail))
     d = SloAware().route(req(), state)
-    assert (d.route, d.reason) == (Route.BURST, Reason.FASTEST_BURST)
+    assert (d.route, d.reason) == (Route.BURST, Reason.VM_SATURATED)
     assert d.predicted_ms == pytest.approx(900.0)  # the VM is predicted faster at the p99
+    # a queue that misses at the p99 but not at the median: functions that meet the SLO for
+    # 90 % of requests beat a VM that meets it for half
+    state = live(per_replica=(30, 30), warm=10, model=stats(burst_latency=tail))
+    d = SloAware().route(req(), state)
+    assert (d.route, d.reason) == (Route.BURST, Reason.FASTEST_BURST)
     # a VM that misses only in its tail keeps the request over a burst path that always misses
     shallow = live(per_replica=(5, 5), warm=0, model=stats(burst_latency=tail))
     d = SloAware().route(req(slo_ms=60.0), shallow)
