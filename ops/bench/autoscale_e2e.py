@@ -1,16 +1,15 @@
-# size: one benchmark script (shape, configs, side-by-side run, accounting, table, verdicts) read top to bottom
 """Autoscaling end to end: real gateways, local VM pools (20 s boots), local function runtimes
 and the ``delay`` model, under a steady load that one replica carries at half its capacity, a
 step to 4x for 60 s, then back. One run, four policy pairs, the same seeded arrivals for each:
 
     vm-only + target, threshold + target, vm-only + knative, slo-aware + predictive
 
-The pairs run side by side (one gateway each, started and warmed together, each load in its own
-process), so they share the machine's conditions and the run takes minutes; the pair whose
-spills start functions cold (threshold) runs its load after the others finished, so its cold
-starts' CPU does not starve them. Per pair: SLO attainment (overall and during the step),
-p50/p99, requests per path, VM-seconds, function GB-s, cost per 1,000 requests and the replica
-count over time; and the cost of VMs sized for the step's peak, kept the whole run.
+The pairs run one after another, each on its own gateway, pool and function runtime, fully taken
+down before the next starts (side by side, their VM boots shared the two cores: 20 s boots took
+55-65 s); one table compares them. Per pair: SLO attainment (overall and during the step),
+p50/p99, requests per path, VM-seconds, function GB-s, cost per 1,000 requests, the replica
+count over time and where the step's misses come from (path, routing reason, cold start, when);
+and the cost of VMs sized for the step's peak, kept the whole run.
 
     python ops/bench/autoscale_e2e.py [--quick] [--only NAME ...] [--json OUT] [--keep-logs]
 
@@ -29,8 +28,6 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +37,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ops.bench.autoscale_load import Run, drive_process  # noqa: E402
+from ops.bench.autoscale_load import drive_process  # noqa: E402
+from ops.bench.autoscale_report import (  # noqa: E402
+    ledger_reasons,
+    print_errors,
+    print_table,
+    summarize,
+)
 from ops.bench.procs import start, stop, wait_http  # noqa: E402
 from policies.costs import PriceTable  # noqa: E402
 from vmpool.procs import free_port  # noqa: E402
@@ -72,7 +75,6 @@ SCENARIOS = {
         },
     ),
 }
-LATE = {"threshold+target"}  # cold-start spills: its load runs after the others'
 
 
 @dataclass
@@ -144,91 +146,6 @@ def write_config(path: Path, routing: str, scaling: dict, shape: Shape) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def summarize(
-    name: str, run: Run, before: dict, after: dict, shape: Shape, prices: PriceTable
-) -> dict:
-    recs = run.records
-    lat = np.array([r.latency_ms for r in recs if r.status == 200])
-    ok_in_slo = [r.status == 200 and r.latency_ms <= shape.slo_ms for r in recs]
-    step = [
-        ok
-        for r, ok in zip(recs, ok_in_slo, strict=True)
-        if shape.steady_s <= r.sent_s < shape.steady_s + shape.step_s
-    ]
-    vm_s = 0.0
-    for (t0, *_), (t1, _d, ready, booting, draining) in zip(
-        run.samples, run.samples[1:], strict=False
-    ):
-        vm_s += (ready + booting + draining) * (t1 - t0)  # billed from boot request to stop
-    billed_s = (
-        after["tidegate_function_billed_seconds_total"]
-        - before["tidegate_function_billed_seconds_total"]
-    )
-    warm_usd = (
-        after["tidegate_warm_functions_cost_usd_total"]
-        - before["tidegate_warm_functions_cost_usd_total"]
-    )
-    gb_s = billed_s * shape.memory_mb / 1024.0
-    fn_usd = sum(r.cost_usd for r in recs if r.path == "burst")
-    vm_usd = vm_s * prices.vm_usd_per_hour / 3600.0
-    cost = vm_usd + fn_usd + warm_usd
-    paths: dict[str, int] = {}
-    errors: dict[str, int] = {}
-    for r in recs:
-        key = r.path if r.status == 200 else f"error {r.status}"
-        paths[key] = paths.get(key, 0) + 1
-        if r.status != 200:
-            what = f"{r.status} {r.error}"
-            errors[what] = errors.get(what, 0) + 1
-    return {
-        "policy": name,
-        "requests": len(recs),
-        "slo_ms": shape.slo_ms,
-        "slo_attainment": sum(ok_in_slo) / max(len(recs), 1),
-        "step_slo_attainment": sum(step) / max(len(step), 1),
-        "p50_ms": float(np.percentile(lat, 50)) if len(lat) else math.nan,
-        "p99_ms": float(np.percentile(lat, 99)) if len(lat) else math.nan,
-        "paths": paths,
-        "errors": errors,
-        "error_sent_s": [round(r.sent_s, 1) for r in recs if r.status != 200],
-        "vm_seconds": vm_s,
-        "function_gb_s": gb_s,
-        "vm_usd": vm_usd,
-        "function_usd": fn_usd,
-        "warm_usd": warm_usd,
-        "cost_usd": cost,
-        "cost_per_1000_usd": cost / max(len(recs), 1) * 1000,
-        "replicas": [list(map(lambda v: round(v, 1), s)) for s in run.samples],
-        "timeline": timeline(run.samples),
-        "per_10s": per_bucket(recs, shape.slo_ms),
-    }
-
-
-def per_bucket(recs: list, slo_ms: float, every_s: float = 10.0) -> list[dict]:
-    """Per ``every_s`` of sending: requests by path, their p99 and the share within the SLO."""
-    out = []
-    for k in range(int(max((r.sent_s for r in recs), default=0) // every_s) + 1):
-        b = [r for r in recs if k * every_s <= r.sent_s < (k + 1) * every_s]
-        row: dict = {"t_s": k * every_s, "requests": len(b)}
-        for path in ("vm", "burst"):
-            lat = [r.latency_ms for r in b if r.path == path and r.status == 200]
-            row[path] = len(lat)
-            row[f"{path}_p99_ms"] = round(float(np.percentile(lat, 99)), 1) if lat else None
-        ok = sum(r.status == 200 and r.latency_ms <= slo_ms for r in b)
-        row["in_slo"] = round(ok / max(len(b), 1), 4)
-        out.append(row)
-    return out
-
-
-def timeline(samples: list[tuple], every_s: float = 10.0) -> str:
-    """VMs up or booting, the most in each ``every_s`` of the run: one digit per bucket."""
-    buckets: dict[int, int] = {}
-    for t, _desired, ready, booting, _draining in samples:
-        k = int(t // every_s)
-        buckets[k] = max(buckets.get(k, 0), int(ready + booting))
-    return "".join(str(min(buckets.get(k, 0), 9)) for k in range(max(buckets, default=-1) + 1))
-
-
 def start_gateway(name: str, repo: Path, work: Path, shape: Shape):
     routing, scaling = SCENARIOS[name]
     cfg = work / f"{name}.toml"
@@ -254,69 +171,39 @@ def wait_warm(url: str, instances: int, timeout_s: float = 300.0) -> float:
     raise RuntimeError(f"{url}: the warm pool of {instances} did not come up in {timeout_s:g} s")
 
 
-def run_all(names: list[str], repo: Path, work: Path, shape: Shape, times, body) -> list[dict]:
-    """Start every pair's gateway, wait until all are ready and warm, then load them side by
-    side (the late ones after the others' run); one process per load."""
-    gateways = {n: start_gateway(n, repo, work, shape) for n in names}
+def run_pair(name: str, repo: Path, work: Path, shape: Shape, times, body) -> dict:
+    """One pair on its own gateway, pool and function runtime: start it, wait until it is
+    ready (and its standing warm pool up), load it, take it all down, read its ledger."""
+    proc, url = start_gateway(name, repo, work, shape)
     try:
-        for name, (proc, url) in gateways.items():
-            wait_http(url + "/v2/health/ready", proc, timeout_s=600)
-            if SCENARIOS[name][1].get("min_warm_functions"):
-                print(f"  {name}: warm pool up after {wait_warm(url, WARM_FUNCTIONS):.0f} s")
-        print(f"  all ready; load average {os.getloadavg()[0]:.2f}", flush=True)
-        t0 = time.time() + 5.0  # every load starts on the same second
-        # spawn, not fork: this process has run event loops whose resolver threads a fork
-        # would copy mid-lock
-        with ProcessPoolExecutor(len(names), mp_context=get_context("spawn")) as pool:
-            futures = {
-                n: pool.submit(
-                    drive_process,
-                    url,
-                    times,
-                    body,
-                    t0 + (shape.steady_s + shape.step_s if n in LATE else 0.0),
-                )
-                for n, (_, url) in gateways.items()
-            }
-            results = {n: f.result() for n, f in futures.items()}
-        print(f"  done; load average {os.getloadavg()[0]:.2f}", flush=True)
+        wait_http(url + "/v2/health/ready", proc, timeout_s=600)
+        warm = SCENARIOS[name][1].get("min_warm_functions")
+        if warm:
+            print(f"  {name}: warm pool up after {wait_warm(url, warm):.0f} s")
+        load = os.getloadavg()[0]
+        print(f"  {name}: ready; load average {load:.2f}", flush=True)
+        run, before, after = drive_process(url, times, body)
     finally:
-        for proc, _ in gateways.values():
-            stop(proc)
-    return [summarize(n, *results[n], shape, PriceTable()) for n in names]
+        stop(proc)
+    row = summarize(
+        name, run, before, after, shape, PriceTable(), ledger_reasons(work / name / "ledger.sqlite")
+    )
+    row["load_average"] = {"start": load, "end": os.getloadavg()[0]}
+    print(f"  {name}: done; load average {os.getloadavg()[0]:.2f}", flush=True)
+    return row
+
+
+def run_all(names: list[str], repo: Path, work: Path, shape: Shape, times, body) -> list[dict]:
+    """The pairs one after another, each torn down before the next starts: a pair's VM boots
+    and cold starts never share the two cores with another's (side by side, 11 model servers
+    booting at once turned 20 s boots into 55-65 s)."""
+    return [run_pair(n, repo, work, shape, times, body) for n in names]
 
 
 def peak_sized(shape: Shape, requests: int, prices: PriceTable) -> dict:
     vms = math.ceil(shape.steady_rate * 4.0 / (shape.capacity_per_s * 0.7))
     cost = vms * shape.duration_s * prices.vm_usd_per_hour / 3600.0
     return {"vms": vms, "cost_usd": cost, "cost_per_1000_usd": cost / max(requests, 1) * 1000}
-
-
-def print_table(rows: list[dict], peak: dict, shape: Shape) -> None:
-    print(
-        f"\nsteady {shape.steady_rate:.1f} req/s (half of one replica), step to "
-        f"{4 * shape.steady_rate:.1f} req/s for {shape.step_s:g} s; SLO {shape.slo_ms:g} ms; "
-        f"boot delay {shape.boot_delay_s:g} s"
-    )
-    print(
-        f"{'policy':<22}{'reqs':>6}{'SLO%':>8}{'step%':>8}{'p50ms':>8}{'p99ms':>8}"
-        f"{'vm':>6}{'burst':>6}{'err':>5}{'VM-s':>6}{'GB-s':>7}{'warm$':>9}{'$/1k':>10}"
-        f"  VMs per {10:g} s"
-    )
-    for r in rows:
-        err = sum(v for k, v in r["paths"].items() if k.startswith("error"))
-        print(
-            f"{r['policy']:<22}{r['requests']:>6}{100 * r['slo_attainment']:>8.2f}"
-            f"{100 * r['step_slo_attainment']:>8.2f}{r['p50_ms']:>8.0f}{r['p99_ms']:>8.0f}"
-            f"{r['paths'].get('vm', 0):>6}{r['paths'].get('burst', 0):>6}{err:>5}"
-            f"{r['vm_seconds']:>6.0f}{r['function_gb_s']:>7.1f}{r['warm_usd']:>9.5f}"
-            f"{r['cost_per_1000_usd']:>10.6f}  {r['timeline']}"
-        )
-    print(
-        f"{'VMs for the peak':<22}{'':>6}{'':>8}{'':>8}{'':>8}{'':>8}{'':>6}{'':>6}{'':>5}"
-        f"{peak['vms'] * shape.duration_s:>6.0f}{0:>7.1f}{0:>9.5f}"
-        f"{peak['cost_per_1000_usd']:>10.6f}  {str(peak['vms']) * len(rows[0]['timeline'] if rows else '')}"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,21 +263,6 @@ def keep_logs(work: Path, out: Path) -> Path:
         shutil.copy2(path, target)
     print(f"logs kept in {dest}", flush=True)
     return dest
-
-
-def print_errors(rows: list[dict], kept: Path | None) -> None:
-    """Per pair: failed requests by status and answer, with when they were sent."""
-    for r in rows:
-        if not r["errors"]:
-            continue
-        sent = r["error_sent_s"]
-        print(
-            f"{r['policy']}: {sum(r['errors'].values())} errors, sent {min(sent):.0f}-{max(sent):.0f} s"
-        )
-        for what, n in sorted(r["errors"].items(), key=lambda kv: -kv[1]):
-            print(f"  {n:>5}  {what[:160]}")
-    if kept is not None:
-        print(f"gateway, replica and function-runtime logs: {kept}")
 
 
 def verdicts(rows: list[dict], peak: dict) -> None:

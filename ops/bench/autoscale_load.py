@@ -21,6 +21,8 @@ class Record:
     path: str
     cost_usd: float
     error: str = ""  # an error answer's body (or the client's exception), for the breakdown
+    request_id: str = ""  # the ledger row's id (the routing reason is read from there)
+    cold_starts: int = 0  # function instances this request started cold
 
 
 @dataclass
@@ -29,11 +31,9 @@ class Run:
     samples: list[tuple] = field(default_factory=list)  # (t, desired, ready, booting, draining)
 
 
-def drive_process(url: str, times: np.ndarray, body: bytes, start_at_unix: float) -> tuple:
-    """One scenario's load in its own process (so four scenarios run side by side without one
-    client's event loop delaying another's): wait for ``start_at_unix``, scrape the billing
-    counters, send, scrape again. Returns (Run, before, after)."""
-    time.sleep(max(start_at_unix - time.time(), 0.0))
+def drive_process(url: str, times: np.ndarray, body: bytes) -> tuple:
+    """One scenario's load: scrape the billing counters, send, scrape again.
+    Returns (Run, before, after)."""
     before = asyncio.run(scrape(url))
     run = Run()
     asyncio.run(drive(url, times, body, run))
@@ -46,13 +46,12 @@ async def drive(url: str, times: np.ndarray, body: bytes, run: Run) -> None:
     async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
         t0 = time.perf_counter()
 
-        async def one(sent_s: float) -> None:
+        async def one(sent_s: float, request_id: str) -> None:
             start_s = time.perf_counter()
+            headers = {"content-type": "application/json", "x-request-id": request_id}
             try:
                 async with session.post(
-                    f"{url}/v2/models/delay/infer",
-                    data=body,
-                    headers={"content-type": "application/json"},
+                    f"{url}/v2/models/delay/infer", data=body, headers=headers
                 ) as r:
                     answer = await r.read()
                     rec = Record(
@@ -62,10 +61,12 @@ async def drive(url: str, times: np.ndarray, body: bytes, run: Run) -> None:
                         r.headers.get("x-tidegate-path", "-"),
                         float(r.headers.get("x-tidegate-cost-usd", 0.0)),
                         "" if r.status == 200 else answer[:200].decode(errors="replace"),
+                        request_id,
+                        int(r.headers.get("x-tidegate-cold-starts", 0)),
                     )
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 took_ms = (time.perf_counter() - start_s) * 1e3
-                rec = Record(sent_s, took_ms, 599, "-", 0.0, f"client: {exc!r}"[:200])
+                rec = Record(sent_s, took_ms, 599, "-", 0.0, f"client: {exc!r}"[:200], request_id)
             run.records.append(rec)
 
         async def sampler() -> None:
@@ -88,11 +89,11 @@ async def drive(url: str, times: np.ndarray, body: bytes, run: Run) -> None:
 
         sampling = asyncio.ensure_future(sampler())
         tasks = []
-        for sent_s in times:
+        for i, sent_s in enumerate(times):
             delay = t0 + sent_s - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one(float(sent_s))))
+            tasks.append(asyncio.ensure_future(one(float(sent_s), f"bench-{i}")))
         await asyncio.gather(*tasks)
         sampling.cancel()
 
