@@ -63,7 +63,7 @@ def simulate(
     if preset == "optimum":
         from .optimum import optimum_result
 
-        return optimum_result(trace, profile, prices)
+        return optimum_result(trace, profile, prices, async_setup)
     spec = preset_spec(preset, trace, profile, params)
     return run_spec(
         trace,

@@ -14,7 +14,9 @@ can serve, and every VM interval is billed at least ``vm_min_billed_s``.
 Solution: with identical VMs and a linear function price the problem splits into "layers": the
 k-th VM serves ``s_k(t) = clip(r(t) - (k-1) C, 0, C)``, and layer k is on exactly when
 ``n(t) >= k``. Each layer is then a two-state (off/on) problem with a boot cost and a
-minimum-billing tail, solved exactly by a dynamic programme, all layers at once in numpy.
+minimum-billing tail, solved exactly by a dynamic programme, all layers at once in numpy
+(``optimum_dp``). Async-class tenants' requests may wait until their deadline, so their work can
+fill idle VM time: with them the bound is a Lagrangian one (``optimum_async``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import math
 
 import numpy as np
 
+from .optimum_async import Economics, async_deadlines, bound_for_trace
+from .optimum_dp import min_billing_tail, solve
 from .result import SimResult, Timeline
 
 
@@ -36,10 +40,10 @@ def replica_capacity_per_s(profile) -> float:
     return best
 
 
-def function_cost_per_request(profile, prices) -> tuple[float, float]:
+def function_cost_per_request(profile, prices, check_slo: bool = True) -> tuple[float, float]:
     """(usd, gb_s) of one warm burst request at its mean billed duration; inf if the burst
-    path cannot meet the SLO at its percentile."""
-    if profile.burst_quantile_ms(0.99) + profile.gateway_overhead_ms > profile.slo_ms:
+    path cannot meet the SLO at its percentile (unless ``check_slo`` is off: async work)."""
+    if check_slo and profile.burst_quantile_ms(0.99) + profile.gateway_overhead_ms > profile.slo_ms:
         return math.inf, 0.0
     mean_ms = profile.burst_billed_ms * math.exp(profile.burst_sigma**2 / 2)
     gb_s = mean_ms / 1000.0 * profile.burst_memory_mb / 1024.0
@@ -69,83 +73,66 @@ def solve_layers(
             raise ValueError("neither VMs nor functions can meet the SLO with this profile")
         total = float(demand.sum())
         return {"cost_usd": total * fn_usd, "vm_bins": 0.0, "fn_requests": total, "layers": 0}
-    layers = max(1, math.ceil(demand.max() / per_bin_cap))
-    k = np.arange(layers)[:, None]
-    served = np.clip(demand[None, :] - k * per_bin_cap, 0, per_bin_cap)  # (layers, bins)
-    on_bin = vm_usd_per_s * bin_s
-    start_usd = vm_usd_per_s * boot_s
-    m = max(1, math.ceil(max(min_billed_s - boot_s, 0.0) / bin_s))  # bins until billing is linear
-    tail = np.array(
-        [vm_usd_per_s * max(min_billed_s - boot_s - j * bin_s, 0.0) for j in range(m + 1)]
-    )  # owed on stopping after j bins on
-    inf = math.inf
-    off = np.zeros(layers)
-    on = np.full((layers, m + 1), inf)  # on[:, j]: on for j bins (j = m means >= m)
-    on[:, m] = 0.0  # as the simulator starts: VMs may already be up (no boot, no minimum owed)
-    acc_off = np.zeros((layers, 2))  # (vm bins, fn requests) along the best path
-    acc_on = np.zeros((layers, m + 1, 2))
-    fn_cost = served * fn_usd if np.isfinite(fn_usd) else np.where(served > 0, inf, 0.0)
-    for t in range(served.shape[1]):
-        off, on, acc_off, acc_on = _advance_bin(
-            off, on, acc_off, acc_on, tail, start_usd, on_bin, fn_cost[:, t], served[:, t]
-        )
-    final = on + tail[None, :]
-    j_best = np.argmin(final, axis=1)
-    end_on = final[np.arange(layers), j_best]
-    use_on = end_on < off
-    cost = np.where(use_on, end_on, off)
-    acc = np.where(use_on[:, None], acc_on[np.arange(layers), j_best], acc_off)
+    served = layer_shares(demand, per_bin_cap)
+    m, tail = min_billing_tail(vm_usd_per_s, boot_s, min_billed_s, bin_s)
+    on_usd = np.full(served.shape, vm_usd_per_s * bin_s)
+    sol = solve(on_usd, fn_usd_of(served, fn_usd), vm_usd_per_s * boot_s, tail)
     return {
-        "cost_usd": float(cost.sum()),
-        "vm_bins": float(acc[:, 0].sum()),
-        "fn_requests": float(acc[:, 1].sum()),
-        "layers": layers,
+        "cost_usd": sol.cost_usd,
+        "vm_bins": float(sol.on.sum()),
+        "fn_requests": float(served[~sol.on].sum()),
+        "layers": served.shape[0],
     }
 
 
-def _advance_bin(off, on, acc_off, acc_on, tail, start_usd, on_bin, fn_cost_t, served_t):
-    """One bin of the DP, every layer at once: the cheapest way to be off (stopped now or
-    staying off, functions serving the layer) or on for j bins (started now or kept on)."""
-    layers, m = on.shape[0], on.shape[1] - 1
-    stop = on + tail[None, :]
-    j_best = np.argmin(stop, axis=1)
-    stop_best = stop[np.arange(layers), j_best]
-    from_on = stop_best < off
-    new_off = np.where(from_on, stop_best, off) + fn_cost_t
-    new_acc_off = np.where(from_on[:, None], acc_on[np.arange(layers), j_best], acc_off)
-    new_acc_off[:, 1] += served_t
-    start = off + start_usd + on_bin
-    new_on = np.full_like(on, math.inf)
-    new_acc_on = np.zeros_like(acc_on)
-    new_on[:, 1] = start
-    new_acc_on[:, 1] = acc_off
-    if m > 1:
-        new_on[:, 2:] = on[:, 1:-1] + on_bin
-        new_acc_on[:, 2:] = acc_on[:, 1:-1]
-    stay = on[:, m] + on_bin
-    better = stay < new_on[:, m]
-    new_on[:, m] = np.where(better, stay, new_on[:, m])
-    new_acc_on[:, m] = np.where(better[:, None], acc_on[:, m], new_acc_on[:, m])
-    new_acc_on[:, 1:, 0] += 1
-    return new_off, new_on, new_acc_off, new_acc_on
+def layer_shares(demand: np.ndarray, per_bin_cap: float) -> np.ndarray:
+    """(layers, bins): what the k-th VM serves of each bin's demand, ``clip(d - k C, 0, C)``."""
+    layers = max(1, math.ceil(float(demand.max(initial=0.0)) / per_bin_cap))
+    k = np.arange(layers)[:, None]
+    return np.clip(demand[None, :] - k * per_bin_cap, 0, per_bin_cap)
 
 
-def optimum_result(trace, profile, prices) -> SimResult:
-    """The bound as a ``SimResult`` (same JSON keys as a policy run)."""
-    span = max(trace.duration_s, 1.0)
-    bin_s = 1.0 if span <= 6 * 3600 else 5.0  # coarser bins only lower the bound further
-    demand = trace.counts(bin_s).astype(np.float64)
-    capacity = replica_capacity_per_s(profile)
-    fn_usd, fn_gb_s = function_cost_per_request(profile, prices)
-    sol = solve_layers(
-        demand,
-        bin_s,
+def fn_usd_of(served: np.ndarray, fn_usd: float) -> np.ndarray:
+    """The functions' bill for each layer's share when the layer is off (inf: they cannot)."""
+    if np.isfinite(fn_usd):
+        return served * fn_usd
+    return np.where(served > 0, math.inf, 0.0)
+
+
+def _economics(profile, prices, capacity: float, fn_usd: float) -> Economics:
+    sizes = range(1, profile.vm_max_batch_size + 1)
+    return Economics(
         capacity,
+        max(b / profile.vm_service_ms(b) * 1000.0 for b in sizes),
         prices.vm_usd_per_hour / 3600.0,
         fn_usd,
+        function_cost_per_request(profile, prices, check_slo=False)[0],
         profile.vm_boot_s,
         prices.vm_min_billed_s,
     )
+
+
+def optimum_result(trace, profile, prices, async_setup=None) -> SimResult:
+    """The bound as a ``SimResult`` (same JSON keys as a policy run). With ``async_setup``,
+    async-class tenants' requests may wait until their deadline (``optimum_async``)."""
+    span = max(trace.duration_s, 1.0)
+    bin_s = 1.0 if span <= 6 * 3600 else 5.0  # coarser bins only lower the bound further
+    capacity = replica_capacity_per_s(profile)
+    fn_usd, fn_gb_s = function_cost_per_request(profile, prices)
+    deadlines = async_deadlines(trace, async_setup)
+    if deadlines:
+        econ = _economics(profile, prices, capacity, fn_usd)
+        sol = bound_for_trace(trace, bin_s, deadlines, econ)
+    else:
+        sol = solve_layers(
+            trace.counts(bin_s).astype(np.float64),
+            bin_s,
+            capacity,
+            prices.vm_usd_per_hour / 3600.0,
+            fn_usd,
+            profile.vm_boot_s,
+            prices.vm_min_billed_s,
+        )
     n = len(trace)
     counts = np.bincount(trace.tenant_idx, minlength=len(trace.tenants))
     summary = {
@@ -170,6 +157,7 @@ def optimum_result(trace, profile, prices) -> SimResult:
         "bin_s": bin_s,
         "vm_capacity_per_s": capacity,
         "peak_vm_replicas": sol["layers"],
+        "requests_queued": sol.get("async_requests", 0),
         "tenants": {
             name: {"requests": int(counts[k]), "cost_usd": sol["cost_usd"] * counts[k] / max(n, 1)}
             for k, name in enumerate(trace.tenants)
