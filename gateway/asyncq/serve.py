@@ -33,8 +33,10 @@ def failed(job: Job, exc: TidegateError) -> Outcome:
     )
 
 
-async def run(dispatcher, job: Job, body: bytes) -> Outcome:
-    """The answer to ``job`` whose request body is ``body`` (already unsealed)."""
+async def run(dispatcher, job: Job, body: bytes, on_dispatch=None) -> Outcome:
+    """The answer to ``job`` whose request body is ``body`` (already unsealed). ``on_dispatch``
+    is called just before the dispatcher takes it: its forced VM route reaches the pool's
+    count of outstanding requests without an await in between."""
     try:
         tenant = dispatcher.tenants.get(job.tenant)
         if tenant is None:
@@ -49,6 +51,8 @@ async def run(dispatcher, job: Job, body: bytes) -> Outcome:
             request_id=job.id,
             admitted=True,
         )
+        if on_dispatch is not None:
+            on_dispatch()
         result = await dispatcher.infer(ctx, req)
         out, headers = protocol.infer_response(
             cfg,

@@ -27,6 +27,7 @@ from .. import protocol
 from ..errors import BadRequest, NotFound, TidegateError
 from ..state import GatewayState
 from . import callback, placement, serve
+from .capacity import Claim, VmShare
 from .config import AsyncQueueSettings
 from .jobs import Job, JobQueue, JobState, QueueStats
 from .payload import Part, PayloadCodec
@@ -71,6 +72,7 @@ class AsyncService:
         self.stats = QueueStats(0, 0, 0.0)  # as housekeeping last measured it
         # the tightest deadline any tenant's jobs have: past its urgent share, jobs stop waiting
         self.min_deadline_s = placement.min_deadline_s(gateway.settings.tenants, settings)
+        self.share = VmShare(gateway, settings)  # interactive requests have the VMs first
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -192,13 +194,6 @@ class AsyncService:
 
     # -- consumers -----------------------------------------------------------------------------
 
-    def _spare_capacity(self) -> bool:
-        pool = self.gateway.pool
-        if pool is None or self.gateway.dispatcher is None:
-            return False
-        ready = len(pool.ready())
-        return ready > 0 and pool.outstanding < ready * self.settings.slots_per_replica
-
     def _urgent(self) -> bool:
         """The oldest job is past the urgent share of the tightest deadline: serve it now."""
         return self.stats.pending > 0 and serve_now(
@@ -207,25 +202,33 @@ class AsyncService:
 
     async def _consume(self, index: int) -> None:
         while True:
-            while not (self._spare_capacity() or self._urgent()):
+            while not (self.share.may_take() or self._urgent()):
                 await asyncio.sleep(_POLL_S)
-            job = await self.queue.claim(self.clock(), self.settings.lease_s)
+            claim = self.share.take()  # counted before the first await: others see it
+            try:
+                job = await self.queue.claim(self.clock(), self.settings.lease_s)
+            except BaseException:
+                claim.done()
+                raise
             if job is None:
+                claim.done()
                 self._wakeup.clear()
                 try:  # a submit wakes us; the timeout catches leases that ran out
                     await asyncio.wait_for(self._wakeup.wait(), _HOUSEKEEPING_S)
                 except asyncio.TimeoutError:
                     pass
                 continue
-            await self._serve(job)
+            await self._serve(job, claim)
 
-    async def _serve(self, job: Job) -> None:
+    async def _serve(self, job: Job, claim: Claim) -> None:
         dispatcher = self.gateway.require_dispatcher()
         try:
             body = await self.payloads.unpack(job.id, Part.REQUEST, job.body)
-            outcome = await serve.run(dispatcher, job, body)
+            outcome = await serve.run(dispatcher, job, body, on_dispatch=claim.dispatched)
         except TidegateError as exc:  # the payload: tampered with, or its object gone
             outcome = serve.failed(job, exc)
+        finally:
+            claim.done()  # the pool answered: its row is gone
         if outcome.status == 503 and job.attempts < self.settings.max_attempts:
             await asyncio.sleep(self.settings.retry_delay_s)
             await self.queue.release(job.id)  # the path is down for now: try again later
