@@ -181,11 +181,13 @@ def main() -> int:
 def simulate_and_report(work: Path, args, start_s: float) -> int:
     cfg, trace, repo = work / "tidegate.toml", work / "trace.csv", work / "repo"
     overhead_ms = float((work / "overhead_ms").read_text())
-    # a replica here takes its boot delay plus a model server start
+    # a replica here takes its boot delay plus a model server start; the embedded function
+    # runtime's instances start on the gateway's cores, so cold starts started together slow
+    # each other (five at once took 16-20 s live where one takes 3)
     sim_cfg = work / "sim.toml"
     sim_cfg.write_text(
         cfg.read_text() + f"\n[simulate]\nvm_boot_s = {args.boot_delay_s + 3.0}\n"
-        f"fn_keep_alive_s = 300.0\nfn_concurrency = 8\n"
+        f"fn_keep_alive_s = 300.0\nfn_concurrency = 8\ncold_start_contention = true\n"
         f"gateway_overhead_ms = {overhead_ms:.3f}\n"
     )
     sim_json = work / "sim.json"

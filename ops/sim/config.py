@@ -32,6 +32,7 @@ SIM_KEYS = {
     "fn_concurrency",
     "fn_keep_alive_s",
     "gateway_overhead_ms",
+    "cold_start_contention",
 }
 PROFILE_OVERRIDES = (
     "vm_boot_s",
@@ -39,6 +40,7 @@ PROFILE_OVERRIDES = (
     "fn_concurrency",
     "fn_keep_alive_s",
     "gateway_overhead_ms",
+    "cold_start_contention",
     "slo_ms",
 )
 

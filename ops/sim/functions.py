@@ -26,6 +26,7 @@ class FunctionPool:
         self.cold_i = 0
         self.samples = profile.burst_samples_ms(65536, seed).tolist()
         self.sample_i = 0
+        self.starting: list[float] = []  # when cold starts under way end (contention only)
         self.busy: list[float] = []  # end times of groups serving
         self.idle: deque[float] = deque()  # idle-since times, ascending
         self.cold_starts = 0  # instances started cold
@@ -57,6 +58,16 @@ class FunctionPool:
             self.idle.append(now_s)
             self.prewarmed += 1
 
+    def _contention(self, now_s: float) -> float:
+        """How many times longer a cold start starting now takes: k + 1 with k under way
+        when cold starts share the host's cores, else 1."""
+        if not self.p.cold_start_contention:
+            return 1.0
+        starting = self.starting
+        while starting and starting[0] <= now_s:
+            heapq.heappop(starting)
+        return float(len(starting) + 1)
+
     def serve(self, now_s: float) -> tuple[float, float, bool]:
         """Run one burst request arriving at ``now_s``: (latency_ms, billed_ms, cold)."""
         start_s, cold = now_s, False
@@ -73,8 +84,11 @@ class FunctionPool:
         latency_ms = (start_s - now_s) * 1000.0 + run_ms
         if cold:
             self.cold_i = c = (self.cold_i + 1) & 4095
-            latency_ms += self.cold_ms[c]
-            billed += self.cold_billed_ms[c]
+            stretch = self._contention(now_s)
+            latency_ms += self.cold_ms[c] * stretch
+            billed += self.cold_billed_ms[c] * stretch
+            if self.p.cold_start_contention:
+                heapq.heappush(self.starting, now_s + self.cold_ms[c] * stretch / 1000.0)
             self.cold_starts += self.k
             self.cold_requests += 1
             self.recent_cold += self.k

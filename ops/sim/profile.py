@@ -59,6 +59,10 @@ class SimProfile:
     cold_billed_quantiles_ms: tuple[float, ...] = ()
     fn_concurrency: int = 1000
     fn_keep_alive_s: float = 600.0
+    # cold starts share the host's cores (the embedded function runtime): with k under way the
+    # next takes k+1 times as long, the rule the gateway predicts by (gateway/cold_start.py).
+    # Measured live: a 3.5 s cold start alone, 16-23 s for five started together
+    cold_start_contention: bool = False
     slo_ms: float = 300.0
     source: str = "reference"
     extra: dict = field(default_factory=dict, compare=False)
