@@ -67,6 +67,11 @@ class AccessLog:
         finally:
             self._done(scope, note, seen, (time.perf_counter() - t0) * 1000.0)
 
+    def done(self, scope, note: dict, latency_ms: float) -> None:
+        """The line and counts of an infer POST answered outside this middleware (the fast lane,
+        gateway/fast_lane.py): ``note`` as the infer endpoint filled it."""
+        self._done(scope, note, note, latency_ms)
+
     def _done(self, scope, note: dict, seen: dict, latency_ms: float) -> None:
         match = INFER_PATH.match(scope["path"])
         model = match[1] if match else ""

@@ -20,6 +20,7 @@ from vmpool.body import BodyBudget
 from .access_log import AccessLog
 from .admin import admin_router
 from .errors import TidegateError
+from .fast_lane import FastLane
 from .asyncq.routes import requests_router
 from .infer_endpoint import GatewayApp, InferEndpoint
 from .infer_schema import EXPOSED_HEADERS, document_infer
@@ -65,9 +66,10 @@ def create_app(
     app.include_router(reports_router(state))
     document_infer(app)
     app.add_middleware(RequestIdMiddleware)
-    app.front = InferEndpoint(
+    endpoint = InferEndpoint(
         app.rest, state=state, limit_bytes=int(settings.max_body_mb * 1024 * 1024)
     )
+    app.front = endpoint
     if settings.cors_origins:  # outermost, so preflights of infer URLs are answered too
         app.front = CORSMiddleware(
             app.front,
@@ -76,7 +78,9 @@ def create_app(
             allow_headers=["*"],
             expose_headers=EXPOSED_HEADERS,
         )
-    app.front = AccessLog(app.front, state=state, fmt=settings.access_log)  # every answer
+    app.front = access_log = AccessLog(app.front, state=state, fmt=settings.access_log)
+    # plain infer POSTs answered by the HTTP protocol itself, same endpoint and access log
+    app.fast_lane = FastLane(endpoint, access_log, cors=bool(settings.cors_origins))
     return app
 
 

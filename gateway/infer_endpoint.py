@@ -55,19 +55,29 @@ class InferEndpoint:
         if target is None:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = headers.get("x-request-id") or new_request_id()
-        if scope["method"] != "POST":
-            return await protocol.send_response(
-                send,
-                405,
-                protocol.error_body(
-                    f"method {scope['method']} is not allowed on an infer URL; use POST"
-                ),
-                {"content-type": _JSON, "allow": "POST", "x-request-id": request_id},
-            )
         note = scope.get(NOTE_KEY)
         if note is None:  # no access log in front
             note = {}
+        answer = await self.respond(scope["method"], scope["path"], target, headers, receive, note)
+        if answer is None:
+            return
+        status, body, out_headers, lease = answer
+        try:
+            await protocol.send_response(send, status, body, out_headers)
+        finally:
+            if lease is not None:
+                lease.release()  # the body's bytes live until the answer is handed over
+
+    async def respond(self, method: str, path: str, target, headers: dict[str, str], receive, note):
+        """``(status, body, headers, lease)`` for one request to an infer URL, errors included
+        (``{"error": ...}`` with their status), or None when the client went away. The caller
+        sends the answer, then releases the lease. Shared by the ASGI endpoint and the fast lane
+        (gateway/fast_lane.py): both answer alike."""
+        request_id = headers.get("x-request-id") or new_request_id()
+        if method != "POST":
+            body = protocol.error_body(f"method {method} is not allowed on an infer URL; use POST")
+            out = {"content-type": _JSON, "allow": "POST", "x-request-id": request_id}
+            return 405, body, out, None
         lease = self.state.body_budget.lease()
         try:
             status, body, out_headers = await self._answer(
@@ -78,19 +88,16 @@ class InferEndpoint:
             out_headers = {"content-type": _JSON, "x-request-id": request_id, **exc.headers}
         except protocol.ClientGone:
             lease.release()
-            return
+            return None
         except Exception as exc:  # never a bare 500 page: log it, answer in the protocol's shape
-            log.exception("unhandled error on %s", scope["path"])
+            log.exception("unhandled error on %s", path)
             status = 500
             body = protocol.error_body(f"internal error: {type(exc).__name__}")
             out_headers = {"content-type": _JSON, "x-request-id": request_id}
         note["status"] = status  # for the access log
         note["route"] = out_headers.get("x-tidegate-path", "")
         note["request_id"] = out_headers.get("x-request-id", request_id)
-        try:
-            await protocol.send_response(send, status, body, out_headers)
-        finally:
-            lease.release()  # the body's bytes live until the answer is handed over
+        return status, body, out_headers, lease
 
     async def _answer(self, receive, headers, request_id, lease, target, note):
         """(status, body, headers): 202 and the job's place for the async queue, else the

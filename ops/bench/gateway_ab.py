@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         path = f"/v2/models/{args.model}/infer"
         targets = {"direct": (f"http://127.0.0.1:{mport}{path}", body, headers)}
         pids = {"direct": {"model-server": server.pid}}
-        for name, tree in (("baseline", args.baseline), ("current", ROOT)):
+        for name, tree in (("baseline", args.baseline), ("current", args.current)):
             port, proc = start_gateway(tree.resolve(), work / name, repo, mport)
             procs.append(proc)
             wait_http(f"http://127.0.0.1:{port}/v2/health/ready", proc)
@@ -102,6 +102,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--baseline", type=Path, required=True, help="source tree of the baseline")
+    ap.add_argument(
+        "--current",
+        type=Path,
+        default=ROOT,
+        help="source tree of the change (default: this one; a copy keeps others' uncommitted "
+        "edits out of the comparison)",
+    )
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--duration", type=float, default=12.0, help="seconds per point and target")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds per point")
@@ -119,6 +126,7 @@ def main() -> int:
             {
                 "model": args.model,
                 "baseline": str(args.baseline),
+                "current": str(args.current),
                 "load_average": load[:2],
                 "rows": rows,
                 "ratios": ratios,

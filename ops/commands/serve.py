@@ -189,7 +189,7 @@ def run(args) -> int:
     import uvicorn
 
     from gateway.app import create_app
-    from vmpool.http_protocol import OneSendProtocol
+    from gateway.fast_lane import FastLaneProtocol
 
     from ops.process_tuning import tune_allocator, tune_gc
 
@@ -213,7 +213,7 @@ def run(args) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=OneSendProtocol,  # httptools, each response's head and body in one send
+        http=FastLaneProtocol,  # httptools; infer POSTs answered without the ASGI cycle
         access_log=False,
         log_level=args.log_level,
         timeout_graceful_shutdown=30,

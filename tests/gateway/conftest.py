@@ -89,11 +89,20 @@ def post_routed(url: str, x, route: str, workers: int = 2, model: str = "resnet1
 
 @contextmanager
 def serve_app(app):
-    """Run an ASGI app with uvicorn on a free loopback port in a thread; yield its base URL."""
+    """Run an ASGI app with uvicorn (httptools, and the gateway's fast lane for infer POSTs when
+    the app has one) on a free loopback port in a thread; yield its base URL."""
     port = free_port()
+    from gateway.fast_lane import FastLaneProtocol  # as `tidegate serve` runs the gateway
+
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            http=FastLaneProtocol,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
