@@ -12,6 +12,7 @@ count over time and where the step's misses come from (path, routing reason, col
 and the cost of VMs sized for the step's peak, kept the whole run.
 
     python ops/bench/autoscale_e2e.py [--quick] [--only NAME ...] [--json OUT] [--keep-logs]
+                                      [--set NAME.KEY=VALUE ...]
 
 A failed request (or a failed run) keeps the gateway, replica and function-runtime logs in
 OUT-logs/ next to the JSON and prints the errors by status and answer per pair.
@@ -177,7 +178,7 @@ def run_pair(name: str, repo: Path, work: Path, shape: Shape, times, body) -> di
     proc, url = start_gateway(name, repo, work, shape)
     try:
         wait_http(url + "/v2/health/ready", proc, timeout_s=600)
-        warm = SCENARIOS[name][1].get("min_warm_functions")
+        warm = SCENARIOS[name][1].get("min_warm_functions", 0)
         if warm:
             print(f"  {name}: warm pool up after {wait_warm(url, warm):.0f} s")
         load = os.getloadavg()[0]
@@ -212,6 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="a subset of the pairs")
     ap.add_argument("--json", default=str(ROOT / "ops/bench/results/autoscale_e2e.json"))
     ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="override one [autoscaling] key of a pair, e.g. "
+        "slo-aware+predictive.min_warm_functions=0 (VALUE is JSON)",
+    )
+    ap.add_argument(
         "--keep-logs",
         action="store_true",
         help="copy the gateway and runtime logs next to the JSON",
@@ -222,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     times = arrivals(shape)
     names = args.only or list(SCENARIOS)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        name, _, field = key.rpartition(".")
+        SCENARIOS[name][1][field] = json.loads(value)
     body = json.dumps(
         {"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
     ).encode()
@@ -247,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     verdicts(rows, peak)
     load = {"before": load_before, "after": os.getloadavg()}
     doc = {"shape": shape.__dict__, "peak_sized": peak, "load_average": load, "rows": rows}
+    doc["scenarios"] = {n: SCENARIOS[n] for n in names}
     out.write_text(json.dumps(doc, indent=1))
     print(f"load average before {load_before[0]:.2f}, after {load['after'][0]:.2f}; wrote {out}")
     return 0
