@@ -100,6 +100,25 @@ def _public(u: Usage) -> dict:
     return d
 
 
+def make_filter(
+    tenant: str | None, since: str | None, until: str | None, by: str = ""
+) -> ReportFilter:
+    """A filter from its text form (CLI flags, query parameters); BadRequest on a bad time, a
+    window that ends before it starts, or an unknown grouping."""
+    filt = ReportFilter(
+        tenant,
+        parse_time(since),
+        parse_time(until),
+        tuple(k.strip() for k in by.split(",") if k.strip()),
+    )
+    if None not in (filt.since_ts, filt.until_ts) and filt.since_ts >= filt.until_ts:
+        raise BadRequest(f"since ({since}) must be before until ({until})")
+    for key in filt.by:
+        if key not in GROUP_KEYS:
+            raise BadRequest(f"cannot group by {key!r}; choose from {', '.join(GROUP_KEYS)}")
+    return filt
+
+
 def fetch_rows(query, filt: ReportFilter) -> list[tuple]:
     """Rows of the window. ``query(sql, params)`` is ``Ledger.query`` ({p} placeholders)."""
     where, params = [], []
@@ -202,9 +221,13 @@ def parse_time(text: str | None) -> float | None:
     if text in (None, ""):
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):
+            raise BadRequest(f"{text!r} is not a time")
+        return value
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -259,9 +282,7 @@ def reports_router(state: GatewayState) -> APIRouter:
         _caller_may_read(state, request, tenant)
         if state.ledger is None:
             return json_response({"error": "the gateway has no ledger yet"}, 503)
-        filt = ReportFilter(
-            tenant, parse_time(since), parse_time(until), tuple(k for k in by.split(",") if k)
-        )
+        filt = make_filter(tenant, since, until, by)
         models = state.models
         slos = {t.name: t.slo_ms for t in state.settings.tenants if t.slo_ms}
 

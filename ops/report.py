@@ -41,7 +41,11 @@ def open_ledger(data_dir: str | Path | None, url: str | None = None):
         if not path.is_file():
             raise LedgerMissing(f"no ledger at {path} (is --data-dir the gateway's data_dir?)")
         url = str(path)
-    backend = make_backend(url)
+    try:
+        backend = make_backend(url)
+        backend.query("SELECT tenant, ts, cost_usd FROM requests LIMIT 1", ())
+    except Exception as exc:  # sqlite3 / psycopg errors alike: not a ledger we can read
+        raise LedgerMissing(f"{url}: not a readable Tidegate ledger ({exc})") from None
 
     def query(sql: str, params: tuple = ()) -> list[tuple]:
         return backend.query(sql.format(p=backend.placeholder), params)
@@ -95,17 +99,21 @@ def render_csv(report: Report) -> str:
     if report.groups:
         for g in report.groups:
             writer.writerow(
-                [g.key["tenant"]] + [g.key[k] for k in keys] + [_csv(getattr(g, f)) for f in FIELDS]
+                [g.key["tenant"]]
+                + [g.key[k] for k in keys]
+                + [_csv(f, getattr(g, f)) for f in FIELDS]
             )
     else:
         for name, u in report.tenants.items():
-            writer.writerow([name] + [_csv(getattr(u, f)) for f in FIELDS])
+            writer.writerow([name] + [_csv(f, getattr(u, f)) for f in FIELDS])
     return buf.getvalue()
 
 
-def _csv(value) -> str:
+def _csv(name: str, value) -> str:
     if value is None:
         return ""
+    if name.endswith("_usd"):
+        return repr(float(value))  # every digit: a spreadsheet's sum reconciles to the cent
     return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 

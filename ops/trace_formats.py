@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -170,12 +171,18 @@ def _read_mooncake(path: Path, mapping: TraceMapping, rng) -> Trace:
 
 
 def _numeric(path: Path, min_cols: int) -> np.ndarray:
-    try:
-        data = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        raise TraceError(f"{path}: expected numbers only: {exc}") from None
-    if data.shape[0] == 0 or data.shape[1] < min_cols:
+    with warnings.catch_warnings():  # "input contained no data": said below, in one line
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            data = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+        except ValueError as exc:
+            raise TraceError(f"{path}: expected numbers only: {exc}") from None
+    if data.shape[0] == 0:
+        raise TraceError(f"{path}: no requests")
+    if data.shape[1] < min_cols:
         raise TraceError(f"{path}: expected at least {min_cols} numeric columns per line")
+    if not np.isfinite(data).all():
+        raise TraceError(f"{path}: a value is not a finite number")
     return data
 
 

@@ -145,4 +145,26 @@ def from_spec(spec: str, seed: int = 0) -> np.ndarray:
             kwargs[key] = int(value) if key == "seed" else float(value)
         except ValueError:
             raise TraceError(f"synth:{kind}: {key} must be a number, got {value!r}") from None
-    return gen(**kwargs)
+        _check(kind, key, kwargs[key])
+    try:
+        return gen(**kwargs)
+    except MemoryError:
+        raise TraceError(f"synth:{kind}: too many requests to hold in memory") from None
+
+
+MAX_DURATION_S = 366 * 86400.0
+
+
+def _check(kind: str, key: str, value: float) -> None:
+    """Every parameter is a finite count, rate, factor or time: >= 0; a duration or period
+    > 0 and at most a year (the generators allocate per second)."""
+    if key == "seed":
+        return
+    from ops.traces import TraceError
+
+    if not np.isfinite(value) or value < 0:
+        raise TraceError(f"synth:{kind}: {key} must be a finite number >= 0, got {value:g}")
+    if key in ("mean_low_s", "mean_high_s") and value <= 0:
+        raise TraceError(f"synth:{kind}: {key} (a mean sojourn) must be > 0, got {value:g}")
+    if key in ("duration_s", "period_s") and not 0 < value <= MAX_DURATION_S:
+        raise TraceError(f"synth:{kind}: {key} must be > 0 and at most 366 days, got {value:g}")

@@ -32,6 +32,9 @@ from ops import trace_synth
 FORMATS = ("azure2019", "azure2021", "azure-llm", "mooncake", "per-second", "gaps", "csv")
 DEFAULT_MODEL = "resnet18"
 DEFAULT_TENANT = "default"
+MAX_SPAN_S = 366 * 86400.0  # longer is a unit mistake (ms read as s) or a hostile file
+MAX_REQUESTS = 200_000_000  # ~5 GB of arrays: sample or window a bigger trace first
+EPOCH_FLOOR_S = 1e8  # CSV timestamps from here on (1973) are epoch seconds: rebased
 
 
 class TraceError(ValueError):
@@ -165,17 +168,30 @@ class Trace:
         return Trace(self.name, t / speedup, m, tn, self.models, self.tenants)
 
 
-def _build(
-    name: str, arrivals_s, models: list[str] | np.ndarray, tenants, *, rebase: bool = True
-) -> Trace:
-    t = np.asarray(arrivals_s, dtype=np.float64)
+def check_arrivals(name: str, t: np.ndarray) -> None:
+    """TraceError unless ``t`` holds requests at finite times within a year of each other."""
     if t.size == 0:
         raise TraceError(f"{name}: the trace has no requests")
     if not np.all(np.isfinite(t)):
         raise TraceError(f"{name}: a timestamp is not a finite number")
+    span_s = float(t.max() - t.min())
+    if span_s > MAX_SPAN_S:
+        raise TraceError(
+            f"{name}: the trace spans {span_s / 86400:.0f} days (at most 366): "
+            "timestamps must be in seconds"
+        )
+
+
+def _build(
+    name: str, arrivals_s, models: list[str] | np.ndarray, tenants, *, rebase: bool = True
+) -> Trace:
+    t = np.asarray(arrivals_s, dtype=np.float64)
+    check_arrivals(name, t)
     order = np.argsort(t, kind="stable")
     t = t[order]
-    if rebase:
+    if not rebase and t[0] < 0:
+        raise TraceError(f"{name}: a timestamp is negative ({t[0]:g} s)")
+    if rebase or t[0] >= EPOCH_FLOOR_S:  # epoch seconds: the trace starts at its first request
         t = t - t[0]
     model_names, model_idx = np.unique(
         np.asarray(models, dtype=object).astype(str), return_inverse=True
@@ -195,9 +211,9 @@ def _build(
 
 def _uniform_trace(name: str, arrivals_s: np.ndarray, mapping: TraceMapping) -> Trace:
     model, tenant = mapping.resolve("")
-    t = np.sort(np.asarray(arrivals_s, dtype=np.float64))
-    if t.size == 0:
-        raise TraceError(f"{name}: the trace has no requests")
+    t = np.asarray(arrivals_s, dtype=np.float64)
+    check_arrivals(name, t)
+    t = np.sort(t)
     return Trace(
         name, t - t[0], np.zeros(t.size, np.int32), np.zeros(t.size, np.int32), (model,), (tenant,)
     )
@@ -209,6 +225,8 @@ def spread_counts(
     """Arrivals for ``counts[i]`` requests in bin i: uniform in the bin, i.e. a Poisson process
     conditioned on the bin's count. Unsorted."""
     counts = np.asarray(counts, dtype=np.int64)
+    if int(counts.sum()) > MAX_REQUESTS:
+        raise TraceError(f"more than {MAX_REQUESTS:,} requests: window or sample the trace first")
     starts = offset_s + np.arange(counts.size, dtype=np.float64) * bin_s
     return np.repeat(starts, counts) + rng.random(int(counts.sum())) * bin_s
 
@@ -219,18 +237,34 @@ def read_trace(
     """Read a trace file (or build a ``synth:...`` trace). Raises ``TraceError`` on bad input."""
     mapping = mapping or TraceMapping()
     text = str(source)
-    if text.startswith("synth:"):
-        arrivals = trace_synth.from_spec(text[len("synth:") :], seed=seed)
-        return _uniform_trace(text, arrivals, mapping)
-    path = Path(source)
+    try:
+        if text.startswith("synth:"):
+            arrivals = trace_synth.from_spec(text[len("synth:") :], seed=seed)
+            return _uniform_trace(text, arrivals, mapping)
+        return _read_file(Path(source), fmt, mapping, seed)
+    except MemoryError:
+        raise TraceError(f"{text}: too many requests to hold in memory") from None
+
+
+def _read_file(path: Path, fmt: str, mapping: TraceMapping, seed: int) -> Trace:
     if not path.is_file():
         raise TraceError(f"trace file {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except OSError as exc:
+        raise TraceError(f"trace file {path}: {exc.strerror}") from None
+    if not head.strip():
+        raise TraceError(f"trace file {path} is empty: no requests")
     from ops import trace_formats
 
     fmt = trace_formats.detect_format(path) if fmt == "auto" else fmt
     if fmt not in trace_formats.READERS:
         raise TraceError(f"unknown trace format {fmt!r}; known: {', '.join(FORMATS)}")
-    return trace_formats.READERS[fmt](path, mapping, np.random.default_rng(seed))
+    try:
+        return trace_formats.READERS[fmt](path, mapping, np.random.default_rng(seed))
+    except UnicodeDecodeError:
+        raise TraceError(f"{path}: not a text file (UTF-8)") from None
 
 
 def write_csv(trace: Trace, out: str | Path) -> None:

@@ -7,7 +7,6 @@ import json
 import re
 import sys
 import time
-from pathlib import Path
 
 HELP = (
     "Replay a request trace open-loop against a live gateway (binary tensors over aiohttp), "
@@ -202,27 +201,65 @@ async def _main(args, trace, model: str, keys: dict) -> dict:
     return summarize(results, wall, fleet, args, trace.name, model)
 
 
-def run(args) -> int:
-    from ops.cli import CliError
-    from ops.traces import TraceError, TraceMapping, read_trace
+def _check_arguments(args) -> None:
+    """Every number in range, the URL one aiohttp can call, outputs writable: before the
+    replay, so a typo does not cost a run."""
+    from urllib.parse import urlsplit
 
-    if args.speedup <= 0 or args.rate_scale <= 0:
+    from ops.cli import CliError
+    from ops.commands.outputs import check_writable
+
+    if not (args.speedup > 0 and args.rate_scale > 0):
         raise CliError("--speedup and --rate-scale must be > 0")
-    try:
-        trace = read_trace(args.trace, args.trace_format, TraceMapping(), seed=args.seed)
-    except TraceError as exc:
-        raise CliError(str(exc)) from None
-    if args.rate_scale != 1.0:
-        trace = trace.scaled(rate_factor=args.rate_scale, seed=args.seed)
-    if args.duration_s:
-        trace = trace.window(0.0, args.duration_s)
-    model = args.model or trace.models[0]
+    for flag, value in (("--duration-s", args.duration_s), ("--timeout-s", args.timeout_s)):
+        if value is not None and not value > 0:
+            raise CliError(f"{flag} must be > 0")
+    if not args.slo_ms > 0 or not args.fn_memory_mb > 0:
+        raise CliError("--slo-ms and --fn-memory-mb must be > 0")
+    if args.vm_usd_per_hour is not None and not args.vm_usd_per_hour >= 0:
+        raise CliError("--vm-usd-per-hour must be >= 0")
+    url = urlsplit(args.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise CliError(f"--url {args.url!r}: expected http://HOST[:PORT]")
+    check_writable(args.json_out, "--json")
+    check_writable(args.csv_out, "--csv")
+
+
+def _keys(args, trace) -> dict:
+    from ops.cli import CliError
+
     keys = {}
     for item in args.key:
         tenant, eq, key = item.partition("=")
         if not eq:
             raise CliError(f"--key {item!r}: expected TENANT=KEY")
+        if tenant not in trace.tenants:
+            raise CliError(
+                f"--key {item!r}: the trace has no tenant {tenant!r} "
+                f"(tenants: {', '.join(trace.tenants)})"
+            )
         keys[tenant] = key
+    return keys
+
+
+def run(args) -> int:
+    from ops.cli import CliError
+    from ops.commands.outputs import write_text
+    from ops.traces import TraceError, TraceMapping, read_trace
+
+    _check_arguments(args)
+    try:
+        trace = read_trace(args.trace, args.trace_format, TraceMapping(), seed=args.seed)
+        if args.rate_scale != 1.0:
+            trace = trace.scaled(rate_factor=args.rate_scale, seed=args.seed)
+        if args.duration_s:
+            trace = trace.window(0.0, args.duration_s)
+    except TraceError as exc:
+        raise CliError(str(exc)) from None
+    if len(trace) == 0:
+        raise CliError(f"no requests in the first {args.duration_s:g} s of the trace")
+    model = args.model or trace.models[0]
+    keys = _keys(args, trace)
     if args.api_key:
         keys = {t: keys.get(t, args.api_key) for t in trace.tenants}
     try:
@@ -231,5 +268,5 @@ def run(args) -> int:
         raise CliError(str(exc)) from None
     print(json.dumps({k: v for k, v in summary.items() if k not in _LONG_KEYS}, indent=2))
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(summary, indent=2))
+        write_text(args.json_out, json.dumps(summary, indent=2), "--json")
     return 0

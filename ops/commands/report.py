@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 HELP = (
     "Per-tenant cost report from the ledger: requests, SLO attainment, p99 and cost split into "
@@ -41,19 +40,22 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from gateway.errors import TidegateError
-    from gateway.reports import ReportFilter, build_report, fetch_rows, parse_time
+    from gateway.reports import ReportFilter, build_report, fetch_rows, make_filter
     from ops.cli import CliError
+    from ops.commands.outputs import check_writable, write_text
     from ops.report import RENDERERS, LedgerMissing, open_ledger
 
+    if not args.slo_ms > 0:
+        raise CliError("--slo-ms must be > 0")
+    if args.vm_bill_usd is not None and not args.vm_bill_usd >= 0:
+        raise CliError("--vm-bill-usd must be >= 0")
+    check_writable(args.out, "--out")
     try:
-        filt = ReportFilter(
-            args.tenant,
-            parse_time(args.since),
-            parse_time(args.until),
-            tuple(k.strip() for k in args.by.split(",") if k.strip()),
-        )
+        filt = make_filter(args.tenant, args.since, args.until, args.by)
         query = open_ledger(args.data_dir, args.ledger)
         slos = _tenant_slos(args.config)
+        if args.tenant:
+            _check_tenant(query, args.tenant, slos)
         rows = fetch_rows(query, filt)
         busy_all = None
         if args.tenant and args.vm_bill_usd is not None:
@@ -62,7 +64,7 @@ def run(args) -> int:
         report = build_report(
             rows,
             filt,
-            lambda t, m: slos.get(t, args.slo_ms),
+            lambda t, m: slos.get(t) or args.slo_ms,
             vm_bill_usd=args.vm_bill_usd,
             busy_vm_usd_all=busy_all,
         )
@@ -70,20 +72,39 @@ def run(args) -> int:
         raise CliError(getattr(exc, "message", str(exc))) from None
     text = RENDERERS[args.format](report)
     if args.out:
-        Path(args.out).write_text(text)
+        write_text(args.out, text, "--out")
         print(f"report: {args.out}", file=sys.stderr)
     else:
         print(text)
     return 0
 
 
-def _tenant_slos(config: str | None) -> dict[str, float]:
+def _check_tenant(query, tenant: str, slos: dict[str, float]) -> None:
+    """An unknown tenant is a typo, not an empty report: CliError naming the known ones (the
+    ledger's, and the --config's). A known tenant with nothing in the window reports zero."""
+    from ops.cli import CliError
+
+    if tenant in slos:
+        return
+    found = query("SELECT 1 FROM requests WHERE tenant = {p} LIMIT 1", (tenant,))
+    if found:
+        return
+    known = sorted({r[0] for r in query("SELECT DISTINCT tenant FROM requests")} | set(slos))
+    shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+    raise CliError(
+        f"unknown tenant {tenant!r}: not in the ledger or --config (tenants: {shown or 'none'})"
+    )
+
+
+def _tenant_slos(config: str | None) -> dict[str, float | None]:
+    """Tenant -> SLO (ms) from a serve config; None for a tenant without its own."""
     if not config:
         return {}
     from ops.cli import CliError
     from ops.sim.config import ConfigError, load_config
 
     try:
-        return load_config(config).slo_ms_by_tenant
+        settings = load_config(config).settings
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+    return {t.name: t.slo_ms for t in settings.tenants}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 HELP = (
     "Simulate a routing + autoscaling policy on a request trace (simulated time: VM boot and "
@@ -86,9 +85,26 @@ def parse_params(items: list[str]) -> dict:
     return out
 
 
+def check_arguments(args) -> None:
+    """Numbers out of range and unwritable outputs, before anything is read or run."""
+    from ops.cli import CliError
+    from ops.commands.outputs import check_writable
+
+    if args.slo_ms is not None and not args.slo_ms > 0:
+        raise CliError("--slo-ms must be > 0")
+    if getattr(args, "vm_boot_s", None) is not None and not args.vm_boot_s >= 0:
+        raise CliError("--vm-boot-s must be >= 0")
+    if not args.rate_scale > 0:
+        raise CliError("--rate-scale must be > 0")
+    check_writable(args.json_out, "--json")
+    check_writable(getattr(args, "plot", None), "--plot")
+
+
 def load_inputs(args):
     """(trace, profile, sim config) from the common arguments; CliError on bad input."""
     from ops.cli import CliError
+
+    check_arguments(args)
     from ops.sim import ProfileError, load_sim_profile
     from ops.sim.config import PROFILE_OVERRIDES, ConfigError, load_config
     from ops.sim.profile_adapter import from_repo
@@ -108,8 +124,8 @@ def load_inputs(args):
             **{k: cfg.simulate[k] for k in PROFILE_OVERRIDES if k in cfg.simulate}
         )
         trace = read_trace(args.trace, args.trace_format, cfg.mapping, seed=args.seed)
-        if args.model and len(trace.models) > 1:
-            trace = trace.only_model(args.model)
+        if args.model and trace.models != (args.model,):
+            trace = trace.only_model(args.model)  # TraceError if it has none of its requests
     except (TraceError, ProfileError, ConfigError) as exc:
         raise CliError(str(exc)) from None
     profile = profile.with_overrides(
@@ -118,8 +134,8 @@ def load_inputs(args):
         model=args.model or trace.models[0],
     )
     scale = args.rate_scale if args.rate_scale != 1.0 else cfg.simulate.get("rate_scale", 1.0)
-    if scale <= 0:
-        raise CliError("--rate-scale must be > 0")
+    if not (isinstance(scale, int | float) and scale > 0):
+        raise CliError("--rate-scale ([simulate] rate_scale) must be a number > 0")
     if scale != 1.0:
         trace = trace.scaled(rate_factor=scale, seed=args.seed)
     return trace, profile, cfg
@@ -170,6 +186,7 @@ def run_policies(names: list[str], trace, profile, cfg, params: dict, seed: int,
 
 def run(args) -> int:
     from ops.cli import CliError
+    from ops.commands.outputs import write_text
     from ops.sim import PRESETS
     from ops.sim.plot import write_html, write_png
     from ops.sim.table import ratios, render
@@ -197,7 +214,7 @@ def run(args) -> int:
         doc = dict(main) if main else {"runs": summaries}
         if main:
             doc["optimum_cost_usd"] = summaries[-1]["cost_usd"]
-        Path(args.json_out).write_text(json.dumps(doc, indent=2))
+        write_text(args.json_out, json.dumps(doc, indent=2), "--json")
     if args.plot:
         shown = [r for r in results if r.summary["policy"] != "optimum"]
         out = write_html(shown, args.plot, cfg.tick_s)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 HELP = (
     "Tune a policy preset's parameters on a trace (Optuna, simulated): minimise cost subject "
@@ -74,6 +73,7 @@ def run(args) -> int:
 
 def _check_arguments(args) -> None:
     from ops.cli import CliError
+    from ops.commands.outputs import check_writable
     from ops.tune import SPACES
 
     if not 0 < args.slo_attainment <= 1:
@@ -82,6 +82,9 @@ def _check_arguments(args) -> None:
         raise CliError(f"cannot tune {args.policy!r}; tunable: {', '.join(SPACES)}")
     if args.trials < 1:
         raise CliError("--trials must be >= 1")
+    if args.timeout_s is not None and not args.timeout_s > 0:
+        raise CliError("--timeout-s must be > 0")
+    check_writable(args.out, "--out")
 
 
 def _print_front(result) -> None:
@@ -94,6 +97,7 @@ def _print_front(result) -> None:
 
 def _write_best(args, result, trace_name: str, tick_s: float) -> None:
     """Print the best trial, write its config snippet and (with --json) every trial."""
+    from ops.commands.outputs import write_text
     from ops.sim.config import snippet
 
     best = result.best
@@ -104,13 +108,15 @@ def _write_best(args, result, trace_name: str, tick_s: float) -> None:
     for key, value in best.params.items():
         print(f"  {key} = {_short(value)}")
     text = snippet(result.best_spec, tick_s)
-    Path(args.out).write_text(
+    head = (
         f"# tidegate tune --policy {args.policy} on {trace_name}: cost "
-        f"${best.cost_usd:.4f}, attainment {best.slo_attainment:.4f}\n" + text
+        f"${best.cost_usd:.4f}, attainment {best.slo_attainment:.4f}\n"
     )
+    write_text(args.out, head + text, "--out")
     print(f"config snippet: {args.out}", file=sys.stderr)
     if args.json_out:
-        Path(args.json_out).write_text(
+        write_text(
+            args.json_out,
             json.dumps(
                 {
                     "policy": args.policy,
@@ -120,7 +126,8 @@ def _write_best(args, result, trace_name: str, tick_s: float) -> None:
                     "trials": [t.__dict__ for t in result.trials],
                 },
                 indent=2,
-            )
+            ),
+            "--json",
         )
 
 

@@ -11,6 +11,7 @@ a separate file if you share one): ``[trace]`` (mapping rule: ``default_model``,
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,12 +82,13 @@ def load_config(path: str | Path | None, model: str | None = None) -> SimConfig:
             f"{p}: unknown [simulate] keys: {', '.join(sorted(unknown))} "
             f"(known: {', '.join(sorted(SIM_KEYS))})"
         )
+    _check_simulate_table(p, sim)
     from gateway.settings import Settings
 
     try:
         settings = Settings.model_validate(data)
-    except Exception as exc:  # pydantic's ValidationError: one readable paragraph
-        raise ConfigError(f"{p}: {exc}") from None
+    except Exception as exc:  # pydantic's ValidationError: one line per error, joined
+        raise ConfigError(f"{p}: {_one_line(exc)}") from None
     spec = None
     set_keys = settings.model_fields_set
     if "routing_policy" in set_keys or "autoscaling" in set_keys:
@@ -103,6 +105,38 @@ def load_config(path: str | Path | None, model: str | None = None) -> SimConfig:
         settings,
         async_setup if async_setup.deadline_s_by_tenant else None,
     )
+
+
+def _one_line(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc).replace("\n", " ")
+    return "; ".join(
+        f"{'.'.join(str(x) for x in e.get('loc', ())) or 'config'}: {e.get('msg', '')}"
+        for e in errors()
+    )
+
+
+POSITIVE_KEYS = ("slo_ms", "tick_s", "rate_scale", "fn_concurrency", "fn_keep_alive_s")
+
+
+def _check_simulate_table(path: Path, sim: dict) -> None:
+    """Each [simulate] value has its type and range, so a typo fails here in one line."""
+    for key, value in sim.items():
+        if key in ("profile", "repo"):
+            ok, want = isinstance(value, str) and value != "", "a path"
+        elif key == "cold_start_contention":
+            ok, want = isinstance(value, bool), "true or false"
+        elif key in POSITIVE_KEYS:
+            ok, want = _number(value) and value > 0, "a number > 0"
+        else:
+            ok, want = _number(value) and value >= 0, "a number >= 0"
+        if not ok:
+            raise ConfigError(f"{path}: [simulate] {key} must be {want}, got {value!r}")
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def spec_from_settings(settings) -> PolicySpec:

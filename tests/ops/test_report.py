@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import random
 from dataclasses import astuple
 
@@ -157,3 +158,50 @@ def test_csv_table_html_and_clear_errors(tmp_path, capsys):
     assert "ISO 8601" in capsys.readouterr().err
     assert main(["report", "--data-dir", str(tmp_path), "--by", "colour"]) == 2
     assert "cannot group by" in capsys.readouterr().err
+
+
+def test_odd_amounts_reconcile_to_the_cent_in_every_format(tmp_path, capsys):
+    """Thirds of a cent, half cents, sub-micro-dollar rows and a large bill over seven tenants,
+    with an idle VM bill split seven ways: the tenants add up to the ledger's own SQL sum plus
+    the idle bill, in JSON, CSV (every digit kept) and the table's total line."""
+    backend = make_backend(str(tmp_path / "ledger.sqlite"))
+    backend.migrate()
+    amounts = [0.01 / 3, 0.005, 0.015, 1e-9, 123456789.015, 0.07, 2.675, 1 / 7]
+    rows = []
+    for i in range(700):
+        usd = amounts[i % len(amounts)]
+        vm = usd / 3 if i % 2 else 0.0
+        rows.append(
+            astuple(
+                LedgerRow(
+                    id=f"r{i}",
+                    ts=T0 + i,
+                    tenant=f"t{i % 7}",
+                    model="resnet18",
+                    path="vm" if vm else "burst",
+                    status=200,
+                    latency_ms=10.0,
+                    workers=0 if vm else 2,
+                    vm_cost_usd=vm,
+                    function_cost_usd=usd - vm,
+                    store_cost_usd=0.0,
+                    cost_usd=usd,
+                )
+            )
+        )
+    backend.write(rows)
+    (ledger_sum,) = backend.query("SELECT SUM(cost_usd) FROM requests", ())[0]
+    bill = sum(r[10] for r in rows) + 0.01  # one cent of idle VM time over seven tenants
+    args = ["--data-dir", str(tmp_path), "--vm-bill-usd", repr(bill)]
+    doc = json.loads(_run(capsys, *args, "--format", "json"))
+    tenant_sum = sum(t["cost_usd"] for t in doc["tenants"].values())
+    assert len(doc["tenants"]) == 7
+    assert round(tenant_sum, 2) == round(ledger_sum + 0.01, 2)
+    exact = math.fsum(r[13] for r in rows) + 0.01  # cost_usd; SQLite's SUM rounds as it goes
+    assert abs(tenant_sum - exact) < 1e-6
+    text = _run(capsys, *args, "--format", "csv")
+    csv_sum = sum(float(r["cost_usd"]) for r in csv.DictReader(io.StringIO(text)))
+    assert round(csv_sum, 2) == round(ledger_sum + 0.01, 2)
+    table = _run(capsys, *args)
+    shown = float(table.splitlines()[-1].split("$")[1].split()[0])
+    assert round(shown, 2) == round(ledger_sum + 0.01, 2)

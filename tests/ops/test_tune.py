@@ -85,7 +85,8 @@ def test_tune_queues_async_tenants_as_serve_would(tmp_path):
     )
     out = tmp_path / "tune.json"
     args = ["tune", "--trace", str(csv), "--config", str(cfg), "--policy", "threshold"]
-    rc = main(args + ["--trials", "1", "--slo-attainment", "0.5", "--json", str(out)])
+    snippet = ["--out", str(tmp_path / "tuned.toml")]
+    rc = main(args + snippet + ["--trials", "1", "--slo-attainment", "0.5", "--json", str(out)])
     assert rc == 0
     first = json.loads(out.read_text())["trials"][0]
     trace = read_trace(csv)
