@@ -61,6 +61,26 @@ def busy_state() -> LiveState:
     )
 
 
+def onset_states() -> dict[str, LiveState]:
+    """Where no path meets the SLO (slo-aware's slowest branch): a burst onset on one replica
+    with no warm function, its queue missing the SLO at the p99 but not at the median, then
+    missing even at the median (vm-saturated)."""
+    busy = busy_state()
+    stats = busy.models["delay"]
+    cold = BurstState(in_flight=0, warm_instances=0, free_concurrency=64, cold_start_ms=900.0)
+    out = {}
+    for label, rows in (("no path meets, VM at a lower quantile", 24), ("vm saturated", 60)):
+        vm = VmState(1, 0, rows, max_batch_size=8, outstanding_per_replica=(rows,), boot_s=20.0)
+        out[label] = LiveState(1000.0, vm, True, cold, {"delay": stats}, 400.0, 30.0)
+    # the slowest: warm functions whose p99 misses but p90 meets, the VM meeting it only lower
+    # down (every fallback quantile of both paths predicted)
+    vm = VmState(1, 0, 24, max_batch_size=8, outstanding_per_replica=(24,), boot_s=20.0)
+    out["both meet at lower quantiles"] = LiveState(
+        1000.0, vm, True, busy.burst, {"delay": stats}, 400.0, 30.0
+    )
+    return out
+
+
 def time_per_call_us(fn, n: int) -> float:
     fn()
     best = float("inf")
@@ -108,16 +128,22 @@ def main(argv: list[str] | None = None) -> int:
         policy = make_policy(name)
         us = time_per_call_us(lambda p=policy: p.route(request, state), args.n)
         rows.append({"what": f"route() {name}", "us": us})
+    slo_aware = make_policy("slo-aware")
+    for label, onset in onset_states().items():
+        us = time_per_call_us(lambda s=onset: slo_aware.route(request, s), args.n)
+        reason = slo_aware.route(request, onset).reason.value
+        rows.append({"what": f"route() slo-aware, {label} ({reason})", "us": us})
     rows.append({"what": "LiveCollector.snapshot()", "us": snapshot_cost_us(args.n // 10)})
-    slo = next(r["us"] for r in rows if r["what"] == "route() slo-aware")
+    slo = max(r["us"] for r in rows if r["what"].startswith("route() slo-aware"))
     snap = rows[-1]["us"]
-    rows.append({"what": "slo-aware decision incl. snapshot", "us": slo + snap})
-    print(f"{'what':<36} {'us/call':>9}")
+    rows.append({"what": "slo-aware slowest decision incl. snapshot", "us": slo + snap})
+    print(f"{'what':<72} {'us/call':>9}")
     for r in rows:
-        print(f"{r['what']:<36} {r['us']:>9.2f}")
+        print(f"{r['what']:<72} {r['us']:>9.2f}")
     total = slo + snap
     verdict = "PASS" if total < TARGET_US else "FAIL"
-    print(f"slo-aware route() + snapshot = {total:.1f} us; target < {TARGET_US:g} us: {verdict}")
+    print(f"slowest slo-aware route() {slo:.1f} us + snapshot = {total:.1f} us; ")
+    print(f"target < {TARGET_US:g} us: {verdict}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

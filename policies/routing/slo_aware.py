@@ -28,6 +28,18 @@ def _met_quantile(predict: Callable[[float], float], budget_ms: float) -> float:
     return 0.0
 
 
+def _vm_met_around(predict: Callable[[float], float], budget_ms: float, other: float) -> float:
+    """Where ``predict`` meets the budget relative to ``other`` (one of the fallback quantiles):
+    above it (the next one up meets), at it, or below it (0); predictions grow with the
+    quantile, so two predictions decide it."""
+    if predict(other) > budget_ms:
+        return 0.0
+    above = [q for q in FALLBACK_QUANTILES if q > other]
+    if above and predict(above[-1]) <= budget_ms:
+        return above[-1]
+    return other
+
+
 def burst_instances(workers: int) -> int:
     """Function instances one request holds: the master computes one leg of each split stage
     itself, so ``workers`` in all (the burst service's gate holds as many)."""
@@ -100,25 +112,47 @@ class SloAware:
             return self._vm(state, Reason.VM_MEETS_SLO, vm_ms)
         if meets_burst:
             return Decision(Route.BURST, Reason.BURST_MEETS_SLO, request.workers, burst_ms)
-        # neither meets it at the SLO's percentile: the path that meets it for more requests
-        # (a VM behind a deep queue misses for nearly all, a path with a long tail for a few)
-        vm_met = (
-            _met_quantile(
-                lambda p: predict_vm_ms(state.vm, stats, request.batch_size, p), budget_ms
-            )
-            if vm_ms != math.inf
-            else 0.0
+        return self._neither_meets(request, state, stats, workers, vm_ms, burst_ms, budget_ms)
+
+    def _neither_meets(
+        self,
+        request: RouteRequest,
+        state: LiveState,
+        stats: ModelStats,
+        workers: int,
+        vm_ms: float,
+        burst_ms: float,
+        budget_ms: float,
+    ) -> Decision:
+        """Neither path meets the SLO at its percentile: the one that meets it for more
+        requests (a VM behind a deep queue misses for nearly all, a path with a long tail for
+        a few). The VM is predicted at lower quantiles only where that can change the answer
+        (each VM prediction costs a few microseconds)."""
+        lowest = FALLBACK_QUANTILES[-1]
+        vm_meets_lowest = (
+            vm_ms != math.inf
+            and predict_vm_ms(state.vm, stats, request.batch_size, lowest) <= budget_ms
         )
+        if not vm_meets_lowest and burst_ms != math.inf and state.vm.ready_replicas > 0:
+            # the VM misses even at the median: its queue is the cause, and each request
+            # it takes delays every one behind it, while a function's latency does not grow
+            # with the load it is given (a cold start is paid once, then serves warm)
+            return Decision(Route.BURST, Reason.VM_SATURATED, request.workers, burst_ms)
         burst_met = (
             _met_quantile(lambda p: predict_burst_ms(state.burst, stats, workers, p), budget_ms)
             if burst_ms != math.inf
             else 0.0
         )
-        if vm_met == 0.0 and burst_ms != math.inf and state.vm.ready_replicas > 0:
-            # the VM misses even at the median: its queue is the cause, and each request
-            # it takes delays every one behind it, while a function's latency does not grow
-            # with the load it is given (a cold start is paid once, then serves warm)
-            return Decision(Route.BURST, Reason.VM_SATURATED, request.workers, burst_ms)
+        if not vm_meets_lowest:
+            vm_met = 0.0
+        elif burst_met < lowest:
+            vm_met = lowest  # meeting it at the median is enough to win
+        else:  # predictions grow with the quantile: two tell whether the VM's is above
+            vm_met = _vm_met_around(
+                lambda p: predict_vm_ms(state.vm, stats, request.batch_size, p),
+                budget_ms,
+                burst_met,
+            )
         if vm_met > burst_met or (vm_met == burst_met and vm_ms <= burst_ms):
             return self._vm(state, Reason.FASTEST_VM, vm_ms)
         return Decision(Route.BURST, Reason.FASTEST_BURST, request.workers, burst_ms)
