@@ -58,9 +58,10 @@ class AsyncBound:
 
 
 def async_bound(
-    inp: BoundInputs, demand: AsyncDemand, upper_usd: float, budget_s: float = 20.0
+    inp: BoundInputs, demand: AsyncDemand, upper_usd: float, budget_s: float = 10.0
 ) -> AsyncBound:
-    """The best Lagrangian bound found within ``budget_s`` (at most 80 subgradient steps)."""
+    """The best Lagrangian bound found within about ``budget_s`` (at most 80 subgradient
+    steps; a step is not started that would end past the budget)."""
     wmax = max(demand.window_bins, default=0)
     bins = inp.interactive.size + wmax  # VMs may run past the trace to finish async work
     inter = np.concatenate([inp.interactive, np.zeros(wmax)])
@@ -86,7 +87,10 @@ def async_bound(
         cap = (weights[:, None] * sol.on * spare).sum(axis=0)
         grad = used - cap
         norm = float(grad @ grad)
-        if norm <= 0 or upper_usd - best <= 1e-9 * upper_usd or time.perf_counter() - t0 > budget_s:
+        spent_s = time.perf_counter() - t0
+        if spent_s * (iterations + 1) / iterations > budget_s:  # the next step would overrun
+            break
+        if norm <= 0 or upper_usd - best <= 1e-9 * upper_usd:
             break
         pi = np.clip(pi + step * (upper_usd - value) / norm * grad, 0.0, inp.fn_unit_usd)
     return _result(best, best_sol, served, weights, iterations, trivial)
