@@ -33,7 +33,11 @@ def node_times_ms(graph, program, x, reps: int) -> dict[str, float]:
     import torch
 
     from burst.graph import program_weights, run_node
+    from ops.process_tuning import tune_allocator
 
+    # as in a function instance (burst.local_functions.ALLOCATOR_ENV): activations stay on the
+    # heap between passes; default glibc could fault them in afresh on every pass
+    tune_allocator()
     weights = program_weights(program)
     samples: dict[str, list[float]] = {n.name: [] for n in graph.nodes}
     torch.set_num_threads(1)
@@ -68,29 +72,36 @@ def fit_compute(graph, node_ms: dict[str, float]) -> tuple[dict[str, float], flo
     return rates, float(max(coef[-1], 0.0))
 
 
-async def transfer_fit(store, inline: bool, sizes: list[int], reps: int) -> tuple[float, float]:
-    """(fixed ms, ms per MB) of send + receive through ``store`` (or inline base64)."""
+async def transfer_fit(
+    store,
+    inline: bool,
+    sizes: list[int],
+    reps: int,
+    *,
+    transport: str | None = None,
+    prefix: str = "profile/",
+) -> tuple[float, float]:
+    """(fixed ms, ms per MB) of send + receive through ``store`` (or inline base64).
+    ``transport`` "queue" with an SQS store and a ``req/...`` prefix times its queues: each
+    tensor on a queue of its own, made by its send, as a stage leg's is (ops/queue_fit.py)."""
     import torch
 
     from burst.tensors import receive, send
 
+    transport = transport or ("inline" if inline else "store")
     xs, ys = [], []
     for size in sizes:
         t = torch.zeros(size // 4, dtype=torch.float32)
         for i in range(reps):
             t0 = time.perf_counter()
             ref = await send(
-                t,
-                store,
-                f"profile/t{size}/{i}",
-                transport="inline" if inline else "store",
-                limit_bytes=1 << 40,
+                t, store, f"{prefix}t{size}/{i}/x", transport=transport, limit_bytes=1 << 40
             )
             await receive(ref, store)
             xs.append(size / 1e6)
             ys.append(_ms(t0))
     if not inline:
-        await store.delete_prefix("profile/")
+        await store.delete_prefix(prefix)
     slope, intercept = np.polyfit(xs, ys, 1)
     return float(max(intercept, 0.0)), float(max(slope, 0.0))
 

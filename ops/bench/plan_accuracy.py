@@ -32,20 +32,23 @@ sys.path.insert(0, str(ROOT))
 
 from burst.plan import PlanError  # noqa: E402
 from burst.service import BurstService, BurstUnavailable  # noqa: E402
+from ops.bench import schedstat  # noqa: E402
 
 
 def _quantile(xs: list[float], q: float) -> float:
     return float(np.quantile(np.asarray(xs), q))
 
 
-async def _measure(svc, model: str, workers: int, split: str, x, warm: int) -> list[float]:
+async def _measure(svc, model: str, workers: int, split: str, x, warm: int) -> tuple:
+    """Warm answers (``BurstAnswer``: total, and the master's report of its own time) and what
+    the function runtime and its instances spent per request on a core and waiting for one."""
     name = svc._configs[model].inputs[0].name
     for _ in range(2):  # cold instances and first weight loads are not the warm figure
         await svc.infer(model, {name: x}, workers=workers, split=split)
-    return [
-        (await svc.infer(model, {name: x}, workers=workers, split=split)).total_ms
-        for _ in range(warm)
-    ]
+    before = schedstat.snapshot()
+    answers = [await svc.infer(model, {name: x}, workers=workers, split=split) for _ in range(warm)]
+    used = schedstat.delta(before, schedstat.snapshot())
+    return answers, schedstat.SchedTimes(used.run_ms / warm, used.wait_ms / warm)
 
 
 async def run_model(
@@ -86,8 +89,8 @@ async def run_model(
                 cfg_shape = [1 if d == -1 else d for d in svc._configs[model].inputs[0].shape]
                 x = np.random.default_rng(0).standard_normal(cfg_shape, dtype=np.float32)
             pred = predict_plan(graph, plan, svc.plan_request(k), profile)
-            lat = await _measure(svc, model, k, "auto", x, warm)
-            rows.append(_row(model, f"latency x{k}", memory_mb, plan, pred, lat))
+            answers = await _measure(svc, model, k, "auto", x, warm)
+            rows.append(_row(model, f"latency x{k}", memory_mb, plan, pred, answers))
             print(_fmt(rows[-1]), flush=True)
         if not cost_row or not rows:
             return rows
@@ -113,8 +116,8 @@ async def _cost_row(svc, model, graph, profile, x, latency_rows, k, warm, memory
     await asyncio.to_thread(svc._prepare_blocking, model, plan)
     svc._plans[(model, k, 1, "cost")] = plan  # the bench runs this plan under its own key
     pred = predict_plan(graph, plan, request, profile)
-    lat = await _measure(svc, model, k, "cost", x, warm)
-    row = _row(model, f"cost x{k}", memory_mb, plan, pred, lat)
+    answers = await _measure(svc, model, k, "cost", x, warm)
+    row = _row(model, f"cost x{k}", memory_mb, plan, pred, answers)
     row.update(
         slo_ms=slo,
         meets_slo_p50=row["measured_p50_ms"] <= slo,
@@ -179,7 +182,9 @@ def planner_speed(repo: Path, models: list[str], workers: list[int], memory_mb: 
     return rows
 
 
-def _row(model, label, memory_mb, plan, pred, lat) -> dict:
+def _row(model, label, memory_mb, plan, pred, measured) -> dict:
+    answers, sched = measured
+    lat = [a.total_ms for a in answers]
     p50 = statistics.median(lat)
     return {
         "model": model,
@@ -195,6 +200,16 @@ def _row(model, label, memory_mb, plan, pred, lat) -> dict:
         "measured_p99_ms": _quantile(lat, 0.99),
         "samples": len(lat),
         "error_p50": (pred.p50_ms - p50) / p50,
+        # where the time went (medians): the master's own wall time, the stages it spent
+        # computing, and the gateway's side (upload, master invocation, download)
+        "master_wall_p50_ms": statistics.median(a.report.wall_ms for a in answers),
+        "master_compute_p50_ms": statistics.median(a.report.compute_ms for a in answers),
+        "gateway_side_p50_ms": statistics.median(a.total_ms - a.report.wall_ms for a in answers),
+        # per request, over the function runtime and instances: CPU time, and time runnable
+        # but waiting for a core (other work on the machine)
+        "functions_cpu_ms": sched.run_ms,
+        "functions_wait_ms": sched.wait_ms,
+        "load_average_1m": os.getloadavg()[0],
     }
 
 
@@ -202,7 +217,9 @@ def _fmt(r: dict) -> str:
     return (
         f"{r['model']:<13} {r['plan']:<11} {r['memory_mb']:>5} {r['split_stages']:>6} "
         f"{r['predicted_p50_ms']:>9.1f} {r['measured_p50_ms']:>9.1f} {r['error_p50']:>+7.0%} "
-        f"{r['predicted_p99_ms']:>9.1f} {r['measured_p99_ms']:>9.1f}"
+        f"{r['predicted_p99_ms']:>9.1f} {r['measured_p99_ms']:>9.1f} "
+        f"{r['master_compute_p50_ms']:>8.1f} {r['gateway_side_p50_ms']:>7.1f} "
+        f"{r['functions_cpu_ms']:>7.1f} {r['functions_wait_ms']:>7.1f} {r['load_average_1m']:>5.1f}"
     )
 
 
@@ -279,9 +296,11 @@ def main() -> int:
     args = _parse_args()
     import torch
 
+    from ops.process_tuning import tune_allocator
     from vmpool.export import export_zoo
 
     torch.set_num_threads(1)
+    tune_allocator()  # this process stands in for the gateway, which tunes it (ops serve)
     work = Path(tempfile.mkdtemp(prefix="tidegate-accuracy-"))
     repo = args.repo or work / "models"
     workers = [int(w) for w in args.workers.split(",")]
@@ -306,7 +325,8 @@ def main() -> int:
         return 0
     print(
         f"{'model':<13} {'plan':<11} {'MB':>5} {'splits':>6} {'pred p50':>9} {'meas p50':>9} "
-        f"{'err':>7} {'pred p99':>9} {'meas p99':>9}"
+        f"{'err':>7} {'pred p99':>9} {'meas p99':>9} {'compute':>8} {'gw side':>7} "
+        f"{'fn cpu':>7} {'fn wait':>7} {'load':>5}"
     )
     rows = _accuracy_rows(args, repo, work, workers)
     within = [r for r in rows if r["plan"].startswith("latency") and abs(r["error_p50"]) <= 0.25]
