@@ -118,3 +118,8 @@ def test_tenant_reads_only_its_own_report(gateway):
             ).status_code
             == 400
         )
+        backwards = c.get(
+            "/admin/reports/tenants/globex?since=2026-11-30&until=2026-11-01",
+            headers={"x-api-key": "kb"},
+        )
+        assert backwards.status_code == 400 and "before" in backwards.json()["error"]
