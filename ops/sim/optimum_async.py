@@ -84,6 +84,8 @@ def async_bound(
             stale += 1
             if stale >= 4:
                 step, stale = step / 2, 0
+                if step < 1e-3:  # ten halvings without a better bound: converged
+                    break
         cap = (weights[:, None] * sol.on * spare).sum(axis=0)
         grad = used - cap
         norm = float(grad @ grad)
