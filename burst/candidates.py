@@ -99,6 +99,7 @@ def stage_candidate(st: Stage, start: int = 0, end: int = 0) -> Candidate:
         worker_weight_bytes=(
             st.weight_bytes[1] if len(st.weight_bytes) > 1 and st.split is not Split.SERIAL else 0
         ),
+        transport=st.transport,
     )
 
 
@@ -245,7 +246,7 @@ def choices_of(graph: Graph, picked: list[Candidate]) -> list[StageChoice]:
             continue
         first = graph.node(c.nodes[0])
         src = node_inputs(first)[0] if split is Split.OUTPUT else _spatial_input(graph, c.nodes)
-        out.append(StageChoice(split, c.nodes, c.workers, src, c.nodes[-1]))
+        out.append(StageChoice(split, c.nodes, c.workers, src, c.nodes[-1], c.transport))
     return out
 
 

@@ -20,6 +20,7 @@ from burst.execute import run_worker_stage, stitch, worker_input
 from burst.faas.base import InvokeError
 from burst.hedge import LegTimes, hedged
 from burst.plan import worker_function_name
+from burst.plan_schema import stage_transport
 from burst.report import LegBill, StageReport
 from burst.tensors import receive, send
 
@@ -60,7 +61,7 @@ async def _send_inputs(fj: ForkJoin, stage, x, first_remote: int) -> tuple[dict,
             worker_input(stage, j, x),
             fj.store,
             f"req/{fj.request_id}/s{stage.index}/w{j}/in",
-            transport=fj.plan.transport,
+            transport=stage_transport(fj.plan, stage),
             limit_bytes=fj.plan.inline_limit_bytes,
         )
         for j in range(first_remote, stage.workers)

@@ -79,6 +79,7 @@ class StageChoice:
     workers: int = 0
     input: str | None = None
     output: str | None = None
+    transport: str | None = None  # the planner's per-stage choice (split stages)
 
 
 def _concrete(shape: list[int], batch: int) -> list[int]:
@@ -123,6 +124,7 @@ def build_stage(graph: Graph, choice: StageChoice, index: int, batch: int) -> St
         bytes_out=[],
         input=choice.input,
         output=choice.output,
+        transport=choice.transport,
     )
     (_spatial if choice.split is Split.SPATIAL else _output)(graph, st, choice.workers, batch)
     return st

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 PLAN_VERSION = 1
-TRANSPORTS = ("auto", "inline", "store")
+# how tensors travel between master and workers: inline in the invocation payload, through the
+# object store, through the queue (SQS; a deployment without one sends them through its store),
+# auto (inline under ``inline_limit_bytes``, else the deployment's store or queue), or chosen per
+# stage by the planner (``per-stage``: each split stage says which, ``Stage.transport``)
+TRANSPORTS = ("auto", "inline", "store", "queue", "per-stage")
+STAGE_TRANSPORTS = ("auto", "inline", "store", "queue")
 DEFAULT_INLINE_LIMIT_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
 
 
@@ -63,6 +68,7 @@ class Stage:
     parts: list[list[int]] = field(default_factory=list)  # output: channel ranges per worker
     cat_dim: int | None = None
     sliced_weights: list[str] = field(default_factory=list)
+    transport: str | None = None  # this stage's (split stages): None takes the plan's
 
     def to_json(self) -> dict:
         """The stage as plain JSON data (only the fields its split uses)."""
@@ -80,6 +86,8 @@ class Stage:
         if self.split is Split.SERIAL:
             return d
         d.update(input=self.input, output=self.output)
+        if self.transport is not None:  # absent otherwise: older plans keep their hash
+            d["transport"] = self.transport
         if self.split is Split.SPATIAL:
             d.update(
                 grid=list(self.grid), tiles=[{"out": t.out, "in": t.window} for t in self.tiles]
@@ -118,9 +126,12 @@ class Stage:
                 parts=[list(p) for p in raw.get("parts", [])],
                 cat_dim=raw.get("cat_dim"),
                 sliced_weights=list(raw.get("sliced_weights", [])),
+                transport=raw.get("transport"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PlanError(f"{where}: malformed ({exc!r})") from exc
+        if st.transport is not None and st.transport not in STAGE_TRANSPORTS:
+            raise PlanError(f"{where}: transport must be one of {STAGE_TRANSPORTS}")
         if split is Split.SPATIAL and len(st.tiles) != st.workers:
             raise PlanError(f"{where}: one tile per worker expected")
         if split is Split.OUTPUT and len(st.parts) != st.workers:
@@ -231,6 +242,14 @@ class Plan:
         if plan.plan_id != content_hash(plan.content()):
             raise PlanError("plan_id does not match the plan's content (edited or corrupted)")
         return plan
+
+
+def stage_transport(plan: Plan, stage: Stage) -> str:
+    """How ``stage``'s tensors travel: its own transport, else the plan's (a per-stage plan's
+    stage without one: auto)."""
+    if stage.transport is not None:
+        return stage.transport
+    return "auto" if plan.transport == "per-stage" else plan.transport
 
 
 def worker_function_name(plan: Plan, worker: int) -> str:

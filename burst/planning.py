@@ -58,8 +58,9 @@ class PlanRequest:
     percentile: float = 0.99
     memory_mb: int = 1024
     master_memory_mb: int | None = None
-    transport: str = "auto"
+    transport: str = "auto"  # "per-stage": the planner picks inline / store / queue per stage
     store_kind: str = "dir"
+    object_store_kind: str = "s3"  # with store_kind sqs: the store beside the queues
     split: str = "auto"
     prices: PriceTable = PriceTable()
 
@@ -72,6 +73,16 @@ class PlanRequest:
             worker_weight_bytes=weight_budget_bytes(self.memory_mb),
             master_weight_bytes=weight_budget_bytes(self.master_mb),
         )
+
+
+def store_kinds(store_cfg: dict) -> dict:
+    """``PlanRequest``'s ``store_kind`` and ``object_store_kind`` for a store config (an sqs
+    store's object store is its backing one)."""
+    backing = store_cfg.get("backing") or {}
+    return {
+        "store_kind": store_cfg.get("kind", "dir"),
+        "object_store_kind": backing.get("kind", "dir"),
+    }
 
 
 @lru_cache(maxsize=4)
@@ -111,6 +122,7 @@ def perf_model(graph: Graph, request: PlanRequest, profile: Profile) -> PerfMode
         master_memory_mb=request.master_mb,
         transport=request.transport,
         store_kind=request.store_kind,
+        object_store_kind=request.object_store_kind,
         inline_limit_bytes=inline_limit_bytes(request.store_kind),
         prices=request.prices,
         input_bytes=_tensor_bytes(graph, graph.inputs, graph.input_shapes, request.batch),

@@ -32,6 +32,7 @@ from burst.runtime_cache import (  # BurstError and reset_cache are public here 
     _ms,
     reset_cache,  # noqa: F401  (re-exported: tests and callers import it from here)
 )
+from burst.plan_schema import stage_transport
 from burst.store.counting import CountingStore
 from burst.tensors import receive, send
 from burst.store.encrypted import EVENT_FIELD as TENSOR_KEY_FIELD, bind_request_key
@@ -83,7 +84,7 @@ async def run_worker(event: dict, store) -> dict:
         y,
         store,
         f"req/{request_id}/s{stage_index}/w{worker}/a{attempt}/out",
-        transport=plan.transport,
+        transport=stage_transport(plan, stage),
         limit_bytes=plan.inline_limit_bytes,
     )
     transfer_ms += _ms(t0)

@@ -263,7 +263,7 @@ class BurstService:
 
     def plan_request(self, workers: int, batch: int = 1, split: str | None = None):
         """What a plan depends on in this service's config (objective: latency)."""
-        from burst.planning import PlanRequest
+        from burst.planning import PlanRequest, store_kinds
 
         return PlanRequest(
             workers=workers,
@@ -271,7 +271,7 @@ class BurstService:
             memory_mb=self.memory_mb,
             master_memory_mb=self.master_memory_mb,
             transport=self.transport,
-            store_kind=self.store_cfg.get("kind", "dir"),
+            **store_kinds(self.store_cfg),
             split=split or self.split,
         )
 

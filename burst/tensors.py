@@ -63,10 +63,16 @@ def encode_inline(t: torch.Tensor) -> dict:
 async def send(
     t: torch.Tensor, store, key: str, *, transport: str = "auto", limit_bytes: int = 6 * 1024 * 1024
 ) -> dict:
-    """A reference to ``t``: inline if it fits under ``limit_bytes`` (or forced), else in the store."""
+    """A reference to ``t``: inline if it fits under ``limit_bytes`` (or forced), else by key:
+    "queue" and "auto" through the store as configured (an SQS store: its queues), "store"
+    through the object store (an SQS store's backing one: the key says so, ``object_key``)."""
     nbytes = t.numel() * t.element_size()
     if transport == "inline" or (transport == "auto" and inline_size(nbytes) <= limit_bytes):
         return encode_inline(t)
+    if transport == "store":
+        from burst.store.sqs_names import object_key
+
+        key = object_key(key)
     await store.put(key, tensor_bytes(t))
     return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape), "key": key}
 

@@ -64,10 +64,13 @@ class BurstSettings(Section):
         default_factory=DirStore,
         description="Tensor transport store, by `kind`: dir (embedded), s3, oss, sqs, memory.",
     )
-    transport: Literal["auto", "inline", "store"] = Field(
+    transport: Literal["auto", "inline", "store", "queue", "per-stage"] = Field(
         "auto",
         description="How tensors travel between master and workers: inline in the "
-        "invocation payload, through the store, or auto (inline under the payload limit).",
+        "invocation payload, through the object store (with an sqs store: its backing "
+        "store), through the queue (sqs), auto (inline under the payload limit, else the "
+        "store as configured), or per-stage (the planner picks one per stage from the "
+        "profile's transfer fits and the prices).",
     )
     default_workers: int = Field(4, ge=1, le=64, description="Workers per stage when not asked.")
     max_workers: int = Field(

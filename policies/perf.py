@@ -65,6 +65,7 @@ class Candidate:
     weight_bytes: int  # the largest remote leg's (serial: the master's for these nodes)
     master_weight_bytes: int = 0  # leg 0's, which the master computes itself
     worker_weight_bytes: int = 0  # leg 1's (the first remote leg: the largest part)
+    transport: str | None = None  # inline | store | queue | auto; None: the deployment's
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,10 @@ class Deployment:
 
     memory_mb: int = 1024
     master_memory_mb: int = 1024
-    transport: str = "auto"  # auto | inline | store
-    store_kind: str = "dir"  # the store transfers go through: dir | s3 | oss | memory
+    transport: str = "auto"  # auto | inline | store | queue | per-stage (the planner picks)
+    store_kind: str = "dir"  # the store transfers go through: dir | s3 | oss | memory | sqs
+    object_store_kind: str = "s3"  # with sqs: the object store beside the queues ("store")
+    max_payload_bytes: int = 6 * 1024 * 1024  # an invocation's payload limit (Lambda's)
     inline_limit_bytes: int = 64 * 1024
     prices: PriceTable = PriceTable()
     input_bytes: int = 0  # the request's tensors, gateway -> master
@@ -144,22 +147,37 @@ class PerfModel:
 
     # pieces ----------------------------------------------------------------------------------
 
-    def _route(self, nbytes: int) -> str:
+    def _route(self, nbytes: int, transport: str | None = None) -> str:
+        """The transfer fit a tensor of ``nbytes`` uses: inline, dir, s3 or sqs."""
         d = self.dep
-        if d.transport == "inline" or (d.transport == "auto" and nbytes <= d.inline_limit_bytes):
+        transport = self._transport(transport)
+        if transport == "inline" or (transport == "auto" and nbytes <= d.inline_limit_bytes):
             return "inline"
-        if d.store_kind == "sqs":  # a regional round trip like S3's until a profile measures it
+        kind = d.store_kind
+        if kind == "sqs" and transport == "store":  # past the queue, to its object store
+            kind = d.object_store_kind
+        if kind == "sqs" or transport == "queue":
+            # a regional round trip like S3's until a profile measures it
             return "sqs" if "sqs" in self.profile.transfer else "s3"
-        return "s3" if d.store_kind in ("s3", "oss") else "dir"
+        return "s3" if kind in ("s3", "oss") else "dir"
 
-    def transfer_ms(self, nbytes: int) -> float:
-        return self.profile.transfer_fit(self._route(nbytes)).ms(nbytes)
+    def _transport(self, transport: str | None) -> str:
+        """A stage's own transport, else the deployment's (per-stage without a choice: auto)."""
+        d = self.dep
+        return transport or ("auto" if d.transport == "per-stage" else d.transport)
 
-    def _store_cost(self, nbytes: int) -> float:
-        if self._route(nbytes) == "inline":
+    def transfer_ms(self, nbytes: int, transport: str | None = None) -> float:
+        return self.profile.transfer_fit(self._route(nbytes, transport)).ms(nbytes)
+
+    def _store_cost(self, nbytes: int, transport: str | None = None) -> float:
+        route = self._route(nbytes, transport)
+        if route == "inline":
             return 0.0
         p = self.dep.prices
-        if self.dep.store_kind == "sqs":  # queue requests per 64 KiB, claim checks past a message
+        if route == "sqs" or (
+            self.dep.store_kind == "sqs" and self._transport(transport) != "store"
+        ):
+            # queue requests per 64 KiB, claim checks past a message
             return queue_transfer_cost_usd(p, nbytes)
         return p.store_put_usd + p.store_get_usd
 
@@ -190,8 +208,8 @@ class PerfModel:
         per_mac = self.serial_ms(c.nodes) / max(c.macs, 1) * slow
         per_leg_ms = self.profile.node_overhead_ms(c.split, k) * len(c.nodes)
         own_ms = c.leg_macs[0] * per_mac + per_leg_ms  # leg 0 runs on the master (forkjoin)
-        t_in = [self.transfer_ms(b) for b in c.bytes_in[1:]]
-        t_out = [self.transfer_ms(b) for b in c.bytes_out[1:]]
+        t_in = [self.transfer_ms(b, c.transport) for b in c.bytes_in[1:]]
+        t_out = [self.transfer_ms(b, c.transport) for b in c.bytes_out[1:]]
         # the master writes every remote input, then computes its own leg while the remote
         # legs run, then reads their outputs; a remote leg reads its input and writes its
         # output (half of a one-way transfer each side)
@@ -210,7 +228,7 @@ class PerfModel:
                 for ms in remote_ms
             )
             + (k - 1) * p.fn_usd_per_request
-            + sum(self._store_cost(b) for b in c.bytes_in[1:] + c.bytes_out[1:])
+            + sum(self._store_cost(b, c.transport) for b in c.bytes_in[1:] + c.bytes_out[1:])
         )
         return Estimate(mean, var_max, cost)
 

@@ -36,13 +36,13 @@ operations (VGG-16 in 512 MB x 8 workers: under 1 s CPU for either objective).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from statistics import NormalDist
 
 import numpy as np
 
-from policies.perf import Candidate, NodeWork, PerfModel, PlanPrediction
+from policies.perf import Candidate, Deployment, NodeWork, PerfModel, PlanPrediction
 from policies.planner_bounds import _duals, _fastest_fitting, _front, _lower_bounds
 
 __all__ = [
@@ -54,7 +54,39 @@ __all__ = [
     "cheapest_meeting_slo",
     "Candidate",
     "NodeWork",
+    "stage_transports",
+    "with_transports",
 ]
+
+_INLINE_FRAMING_BYTES = 4096  # JSON around a base64 tensor in an event (burst.tensors)
+
+
+def stage_transports(dep: Deployment) -> tuple[str, ...]:
+    """The transports the planner weighs for a split stage: with ``per-stage``, inline, the
+    object store and, where the deployment has queues (sqs), the queue; else the one set."""
+    if dep.transport != "per-stage":
+        return ()
+    return ("inline", "store", "queue") if dep.store_kind == "sqs" else ("inline", "store")
+
+
+def with_transports(model: PerfModel, candidates: list[Candidate]) -> list[Candidate]:
+    """Each split candidate once per transport ``stage_transports`` allows (inline only where
+    every tensor of the stage fits an invocation's payload): the search then picks a stage's
+    transport with its split, from the transfer fits and prices, exactly like the rest."""
+    transports = stage_transports(model.dep)
+    if not transports:
+        return candidates
+    out: list[Candidate] = []
+    for c in candidates:
+        if c.split == "serial":
+            out.append(c)
+            continue
+        largest = max(c.bytes_in[1:] + c.bytes_out[1:], default=0)
+        inline_bytes = 4 * ((largest + 2) // 3) + _INLINE_FRAMING_BYTES
+        for t in transports:
+            if t != "inline" or inline_bytes <= model.dep.max_payload_bytes:
+                out.append(replace(c, transport=t))
+    return out
 
 
 class Objective(str, Enum):
@@ -204,6 +236,7 @@ def _bytes_keys(cols, p: int, floor_m, floor_w):
 
 def latency_optimal(model: PerfModel, candidates: list[Candidate], limits: Limits) -> PlanChoice:
     """The plan with the least predicted p50 (mean) whose functions all fit ``limits``."""
+    candidates = with_transports(model, candidates)
     by_start, floor_m, floor_w = _prepare(model, candidates, limits)
     end = _end(candidates)
     lb_mean, _, _ = _lower_bounds(by_start, end)
@@ -238,6 +271,7 @@ def cheapest_meeting_slo(
     """The least-cost plan whose predicted ``percentile`` latency is at most ``slo_ms``."""
     if not 0.5 <= percentile < 1.0:
         raise PlanningError(f"percentile must be in [0.5, 1), got {percentile}")
+    candidates = with_transports(model, candidates)
     z = NormalDist().inv_cdf(percentile)
     by_start, fm, fw = _prepare(model, candidates, limits)
     end = _end(candidates)

@@ -29,9 +29,9 @@ from burst.store.requests import count_objects, count_queue
 from burst.store.sqs_names import (
     REQUEST_PREFIXES,
     check_queue_prefix,
-    per_request,
     queue_name,
     queue_name_prefix,
+    queued,
 )
 from policies.costs import PriceTable, queue_requests
 
@@ -145,7 +145,7 @@ class SqsStore:
     # the ObjectStore interface ---------------------------------------------------------------
 
     async def put(self, key: str, data: bytes) -> None:
-        if not per_request(check_key(key)):
+        if not queued(check_key(key)):
             count_objects(puts=1)
             await self.backing.put(key, data)
             return
@@ -205,7 +205,7 @@ class SqsStore:
                 return found[0] if found else None
 
     async def get(self, key: str) -> bytes:
-        if not per_request(check_key(key)):
+        if not queued(check_key(key)):
             count_objects(gets=1)
             return await self.backing.get(key)
         try:
@@ -227,7 +227,7 @@ class SqsStore:
     async def delete(self, keys: list[str]) -> None:
         for key in keys:
             check_key(key)
-        for key in filter(per_request, keys):
+        for key in filter(queued, keys):
             try:
                 await self._find(key, delete=True)
             except StoreError as exc:

@@ -20,8 +20,22 @@ _CHANNEL_SEGMENTS = 4  # req / request id / stage / worker
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9-]{1,36}")
 
 
+# a per-request key ending so travels through the object store even where queues carry the
+# others (a stage whose plan says "store": burst.tensors.send)
+OBJECT_SUFFIX = ".obj"
+
+
 def per_request(key: str) -> bool:
     return key.startswith(REQUEST_PREFIXES)
+
+
+def object_key(key: str) -> str:
+    return key if key.endswith(OBJECT_SUFFIX) else key + OBJECT_SUFFIX
+
+
+def queued(key: str) -> bool:
+    """Whether a queue store carries ``key`` (per-request, not marked for the object store)."""
+    return per_request(key) and not key.endswith(OBJECT_SUFFIX)
 
 
 def _segment(text: str) -> str:

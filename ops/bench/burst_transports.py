@@ -2,7 +2,7 @@
 store (/dev/shm on this machine), S3 and SQS (both moto on loopback, sealed as by default).
 
 One model, one worker count, the same input; tensors are forced onto the transport
-(``transport = "store"``; inline: ``"inline"``). Per transport: warm latency, the share of it in
+(``transport = "store"``, SQS ``"queue"``; inline: ``"inline"``; per-stage: the planner's). Per transport: warm latency, the share of it in
 communication, and the cost of one request: functions (billed GB-s and requests) plus the
 transport's own requests, counted on the wire at the moto server (SQS bills each started 64 KiB
 of a payload; S3 PUT/LIST and GET classes). Prints a table and writes JSON.
@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from burst.service import BurstService  # noqa: E402
 from policies.costs import PriceTable, function_cost_usd, store_cost_usd  # noqa: E402
 
-TRANSPORTS = ("inline", "dir", "s3", "sqs")
+# per-stage: SQS beside S3, the planner choosing inline, store or queue for each stage
+TRANSPORTS = ("inline", "dir", "s3", "sqs", "per-stage")
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 BUCKET = "tidegate-transports"
 
@@ -97,9 +98,10 @@ def store_for(transport: str, data: Path, endpoint: str) -> tuple[dict, str]:
     s3 = {"kind": "s3", "bucket": BUCKET, "endpoint_url": endpoint, **CREDENTIALS}
     if transport == "s3":
         return s3, "store"
-    if transport == "sqs":
+    if transport in ("sqs", "per-stage"):
         sqs = {"kind": "sqs", "endpoint_url": endpoint, **CREDENTIALS}
-        return {**sqs, "queue_prefix": f"b{uuid.uuid4().hex[:6]}-", "backing": s3}, "store"
+        mode = "queue" if transport == "sqs" else "per-stage"
+        return {**sqs, "queue_prefix": f"b{uuid.uuid4().hex[:6]}-", "backing": s3}, mode
     return {"kind": "dir", "root": str(data / "objects")}, transport.replace("dir", "store")
 
 

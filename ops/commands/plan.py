@@ -54,8 +54,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="batch size to plan for")
     parser.add_argument(
         "--transport",
-        choices=("auto", "inline", "store"),
-        help="how tensors travel between master and workers (default: config)",
+        choices=("auto", "inline", "store", "queue", "per-stage"),
+        help="how tensors travel between master and workers (default: config); per-stage: "
+        "the planner picks inline, store or queue (sqs stores) for each stage",
     )
     parser.add_argument("--config", type=Path, help="TOML settings file, as for tidegate serve")
     parser.add_argument(
@@ -100,6 +101,8 @@ def render(plan, prediction=None, percentile: float = 0.99) -> str:
             layout = f"{st.workers} parts"
         else:
             layout = "master"
+        if st.transport:  # the planner's per-stage choice
+            layout = f"{layout} {st.transport}"
         row = (
             f"{st.index:>5} {st.split.value:<8} {layout:<10} {len(st.nodes):>5} "
             f"{st.workers:>7} {_range(st.bytes_in):>14} {_range(st.bytes_out):>14} "

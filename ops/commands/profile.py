@@ -60,6 +60,13 @@ def add_arguments(parser) -> None:
         "burst.default_workers)",
     )
     parser.add_argument(
+        "--sqs-endpoint",
+        help="also time tensors through SQS at this endpoint (moto, or "
+        "https://sqs.REGION.amazonaws.com with the usual AWS credentials): the queue "
+        "transport's fit, transfer.sqs (ops/queue_fit.py)",
+    )
+    parser.add_argument("--sqs-region", default="us-east-1", help="region of --sqs-endpoint")
+    parser.add_argument(
         "--compute-only",
         action="store_true",
         help="measure only node times and VM service, and add them to the "
@@ -126,9 +133,22 @@ def run(args) -> int:
                 artifact, args.repo, workers, args.reps, args.memory_mb, batches, cold, _Progress()
             )
         )
+    if args.sqs_endpoint:
+        profile = _with_sqs_fit(profile, args, _Progress())
     out.write_text(json.dumps(profile.to_json(), indent=1, sort_keys=True) + "\n")
     print(f"wrote {out}")
     return 0
+
+
+def _with_sqs_fit(profile, args, say):
+    from ops.queue_fit import measure_sqs_fit, sqs_store_config
+
+    with tempfile.TemporaryDirectory(prefix="tidegate-profile-sqs-") as tmp:
+        backing = {"kind": "dir", "root": str(Path(tmp) / "claims")}
+        cfg = sqs_store_config(args.sqs_endpoint, args.sqs_region, backing)
+        fit = asyncio.run(measure_sqs_fit(cfg, args.reps))
+    say(f"transfer sqs: {fit.fixed_ms:.2f} ms + {fit.ms_per_mb:.2f} ms/MB")
+    return replace(profile, transfer={**profile.transfer, "sqs": fit})
 
 
 def _measure_compute(artifact, reps: int, batches: list[int], say):

@@ -74,7 +74,7 @@ def test_burst_through_sealed_sqs_equals_the_vm_path_and_keys_stay_in_payloads(
         concurrency=6,
         log_dir=tmp_path / "logs",
         split="spatial",
-        transport="store",
+        transport="queue",
         max_workers=2,
     )
     settings = Settings.load(
@@ -83,7 +83,7 @@ def test_burst_through_sealed_sqs_equals_the_vm_path_and_keys_stay_in_payloads(
         repo=small_repo,
         grpc_port=-1,
         vm={"provisioner": "static", "urls": [model_server]},
-        burst={"enabled": True, "store": store, "transport": "store"},
+        burst={"enabled": True, "store": store, "transport": "queue"},
     )
     x = np.random.default_rng(11).standard_normal((1, 3, 64, 64)).astype(np.float32)
     with serve_app(create_app(settings, burst=svc)) as url:

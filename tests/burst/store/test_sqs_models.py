@@ -85,7 +85,7 @@ async def test_model_through_sqs_equals_the_vm_path(
         }
     )
     graph = build_graph(artifact.load_program(), model)
-    plan = make_plan(graph, workers=2, split=split, batch=2, transport="store")
+    plan = make_plan(graph, workers=2, split=split, batch=2, transport="queue")
     await prepare_plan(artifact, plan, store, graph=graph)
     reset_cache()
     invoker = QueueCountingInvoker(store)
