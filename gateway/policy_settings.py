@@ -155,6 +155,14 @@ class QueueScaling(_Scaling):
         description="A second trigger on in-flight requests per replica (the larger wins); 0 = off.",
     )
     cooldown_s: float = Field(300.0, ge=0, description="No scale-in this long after a change.")
+    warm_functions: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="Function instances kept warm while the queue is active (past "
+        "activation_depth): interactive requests that spill while async work fills the VMs "
+        "meet a warm instance; 0 = none.",
+    )
 
 
 AutoscalingSettings = Annotated[

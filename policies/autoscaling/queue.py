@@ -6,12 +6,16 @@ trickle of jobs does not wake a VM); with ``target_in_flight_per_replica`` set, 
 on in-flight requests, and the larger of the two wins (the HPA takes the largest metric).
 Scale-out is immediate; scale-in waits ``cooldown_s`` after the last change (KEDA's
 cooldownPeriod), so a queue drained by the VMs it asked for does not give them back at once.
+With ``warm_functions``, that many function instances are kept warm while the queue is active:
+async work fills the VMs then, so an interactive request that spills meets a warm instance,
+not a cold start (async_step: spills started cold during the step took 10-12 s, past the SLO).
 """
 
 from __future__ import annotations
 
 import math
 
+from ..costs import PriceTable, warm_instances_cost_usd
 from ..state import LiveState
 from .base import ScaleDecision, ScalerBase, current_replicas, in_flight
 
@@ -27,8 +31,14 @@ class QueueLength(ScalerBase):
         cooldown_s: float = 300.0,
         min_replicas: int = 0,
         max_replicas: int = 8,
+        warm_functions: int = 0,
+        prices: PriceTable | None = None,
     ):
         super().__init__(min_replicas, max_replicas)
+        if warm_functions < 0:
+            raise ValueError("need warm_functions >= 0")
+        self.warm_functions = warm_functions
+        self.prices = prices or PriceTable()
         if target_per_replica <= 0 or activation_depth < 0 or target_in_flight_per_replica < 0:
             raise ValueError(
                 "need target_per_replica > 0, activation_depth >= 0 and "
@@ -72,4 +82,7 @@ class QueueLength(ScalerBase):
         if want != current:
             self._last_change_s = state.now_s
         self._current = want
-        return ScaleDecision(want, reason)
+        queued = state.queue.depth + state.queue.running
+        warm = self.warm_functions if queued > self.activation_depth else 0
+        cost = warm_instances_cost_usd(self.prices, warm, state.burst.memory_mb, 1.0)
+        return ScaleDecision(want, reason, warm, cost)

@@ -61,3 +61,15 @@ def test_selectable_in_config_with_bad_parameters_refused():
     assert scaler.desired(snap(ManualClock(), depth=11)) == 3
     with pytest.raises(ValueError):
         make_autoscaler("queue", target_per_replica=0)
+
+
+def test_warm_functions_are_kept_only_while_the_queue_is_active():
+    clock = ManualClock()
+    scaler = QueueLength(target_per_replica=10, activation_depth=2, cooldown_s=0, warm_functions=3)
+    idle, active = scaler.decide(snap(clock, depth=2)), scaler.decide(snap(clock, depth=30))
+    assert (idle.warm_functions, idle.warm_cost_usd_per_s) == (0, 0.0)
+    assert active.warm_functions == 3 and active.warm_cost_usd_per_s > 0.0
+    assert scaler.decide(snap(clock, depth=0, running=0)).warm_functions == 0  # drained: released
+    assert QueueLength().decide(snap(clock, depth=30)).warm_functions == 0  # off by default
+    with pytest.raises(ValueError):
+        QueueLength(warm_functions=-1)
