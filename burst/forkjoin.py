@@ -25,6 +25,10 @@ from burst.report import LegBill, StageReport
 from burst.tensors import receive, send
 
 
+# the longest the master waits for its remote legs' requests to be sent before its own leg
+SEND_WAIT_S = 0.5
+
+
 class StageFailed(Exception):
     """A leg of a split stage failed (after retries and hedges)."""
 
@@ -81,22 +85,61 @@ def _raise_failures(stage, refs: dict, results: list) -> None:
         ) from err
 
 
+async def _all_sent(legs: list, sent: list, timeout_s: float = SEND_WAIT_S) -> None:
+    """Until every remote leg's request is on the wire (or its task ended, or ``timeout_s``)."""
+    pairs = [
+        (asyncio.ensure_future(ev.wait()), leg)
+        for ev, leg in zip(sent, legs, strict=True)
+        if not ev.is_set() and not leg.done()
+    ]
+    pending = {t for pair in pairs for t in pair}
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    try:
+        while any(not w.done() and not leg.done() for w, leg in pairs):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            _, pending = await asyncio.wait(
+                pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+    finally:
+        for w, _ in pairs:
+            w.cancel()
+
+
+async def _own_leg(fj: ForkJoin, stage, x, legs: list, sent: list) -> tuple[object, float]:
+    """The master's leg 0: (output, compute ms). With an invoker that says when a request is
+    sent, it computes on the loop once every remote leg is on its way (no thread to fight the
+    loop for the GIL while it sends; nothing else runs in the master meanwhile, and answers
+    wait in their sockets); otherwise in a thread beside the loop."""
+    weights = await fj.leg_weights(stage.index, 0)
+    inline = getattr(fj.invoker, "signals_sent", False)
+    if inline:
+        await _all_sent(legs, sent)
+    t_own = time.perf_counter()
+    leg_x = worker_input(stage, 0, x)
+    if inline:
+        out = compute_leg(fj.graph, stage, 0, leg_x, weights)
+    else:
+        out = await asyncio.to_thread(compute_leg, fj.graph, stage, 0, leg_x, weights)
+    return out, _ms(t_own)
+
+
 async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
     t_stage = time.perf_counter()
     x = env[stage.input]
     first_remote = 1 if fj.master_leg else 0
     refs, send_ms = await _send_inputs(fj, stage, x, first_remote)
     t0 = time.perf_counter()
-    legs = [asyncio.ensure_future(_remote_leg(fj, stage, j, ref)) for j, ref in refs.items()]
+    sent = [asyncio.Event() for _ in refs]
+    legs = [
+        asyncio.ensure_future(_remote_leg(fj, stage, j, ref, ev))
+        for (j, ref), ev in zip(refs.items(), sent)
+    ]
     own_out, own_compute_ms = None, None
     try:
         if fj.master_leg:
-            weights = await fj.leg_weights(stage.index, 0)
-            t_own = time.perf_counter()
-            own_out = await asyncio.to_thread(
-                compute_leg, fj.graph, stage, 0, worker_input(stage, 0, x), weights
-            )
-            own_compute_ms = _ms(t_own)
+            own_out, own_compute_ms = await _own_leg(fj, stage, x, legs, sent)
         results = await asyncio.gather(*legs, return_exceptions=True)
     except BaseException:
         for leg in legs:
@@ -137,8 +180,9 @@ async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
     )
 
 
-async def _remote_leg(fj: ForkJoin, stage, worker: int, ref: dict):
-    """(worker's result body, its bill, the attempt that answered)."""
+async def _remote_leg(fj: ForkJoin, stage, worker: int, ref: dict, sent: asyncio.Event):
+    """(worker's result body, its bill, the attempt that answered); ``sent`` is set once the
+    first attempt's request is on its way."""
     key = f"{fj.plan.plan_id}/s{stage.index}"
     function = worker_function_name(fj.plan, worker)
 
@@ -153,7 +197,11 @@ async def _remote_leg(fj: ForkJoin, stage, worker: int, ref: dict):
             "input": ref,
             **fj.extra_event,
         }
-        return await fj.invoker.invoke(function, orjson.dumps(event))
+        payload = orjson.dumps(event)
+        if n == 1 and getattr(fj.invoker, "signals_sent", False):
+            return await fj.invoker.invoke(function, payload, sent=sent)
+        sent.set()
+        return await fj.invoker.invoke(function, payload)
 
     t0 = time.perf_counter()
     result, answered_by = await hedged(attempt, fj.leg_times.hedge_after_s(key))

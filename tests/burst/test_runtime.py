@@ -338,3 +338,57 @@ async def test_a_straggling_worker_is_hedged_and_bounds_the_request(grouped, tmp
     # the bound: the hedge delay plus about one more normal request
     assert hedged_ms <= hedge_after_ms + 3 * normal_p50_ms + 1000
     assert _keys(tmp_path / "store", "req") == []
+
+
+class SignallingInvoker(InProcessInvoker):
+    """Says when a request is on its way (as ``LocalInvoker`` does), a little after it is
+    called, and logs that beside the master's own compute."""
+
+    signals_sent = True
+
+    def __init__(self, store, log: list):
+        super().__init__(store)
+        self.log = log
+
+    async def invoke(self, function: str, payload: bytes, *, sent=None) -> InvokeResult:
+        await asyncio.sleep(0.01)  # the request takes a moment to go out
+        self.log.append(("sent", orjson.loads(payload)["stage"]))
+        if sent is not None:
+            sent.set()
+        return await super().invoke(function, payload)
+
+
+async def test_master_computes_its_leg_once_every_remote_leg_is_sent(
+    grouped, tmp_path, monkeypatch
+):
+    import threading
+
+    import burst.forkjoin as forkjoin
+
+    program, graph, x, ref = grouped
+    store = LocalDirStore(tmp_path / "store")
+    plan = make_plan(graph, workers=3, split="spatial", batch=2)
+    await prepare_plan(program, plan, store, graph=graph)
+    reset_cache()
+    log: list = []
+    compute = forkjoin.compute_leg
+
+    def logged_compute(graph_, stage, worker, x_, weights):
+        log.append(("own", stage.index, threading.current_thread() is threading.main_thread()))
+        return compute(graph_, stage, worker, x_, weights)
+
+    monkeypatch.setattr(forkjoin, "compute_leg", logged_compute)
+    result = await run_master(
+        {"plan_id": plan.plan_id, "request_id": "r1", "inputs": [encode_inline(x)]},
+        SignallingInvoker(store, log),
+        store,
+    )
+    y = await receive(result["outputs"][0], store)
+    assert (y - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+    split = [s for s in plan.stages if s.split != "serial"]
+    assert split
+    for stage in split:
+        own = next(i for i, e in enumerate(log) if e[:2] == ("own", stage.index))
+        sends = [i for i, e in enumerate(log) if e == ("sent", stage.index)]
+        assert len(sends) == stage.workers - 1 and max(sends) < own  # both remote legs first
+        assert log[own][2]  # on the master's loop, not a thread beside it

@@ -65,6 +65,19 @@ async def test_cold_start_then_warm_reuse(make_runtime):
     assert runtime.instance_count("echo") == 1
 
 
+async def test_invoker_says_when_the_request_is_on_its_way(make_runtime):
+    """A master computes its own leg once its remote legs are sent (burst.forkjoin): the
+    invoker sets ``sent`` when the request has left, before the answer comes back."""
+    _, invoker = await make_runtime(FunctionSpec("sleepy", f"{H}:sleep", memory_mb=256))
+    await invoker.invoke("sleepy", b'{"sleep_s": 0}')  # warm
+    sent = asyncio.Event()
+    call = asyncio.ensure_future(invoker.invoke("sleepy", b'{"sleep_s": 0.3}', sent=sent))
+    await asyncio.wait_for(sent.wait(), timeout=5)
+    assert not call.done()  # sent, and the function still sleeping
+    result = await call
+    assert not result.billing.cold_start and result.billing.duration_ms >= 300
+
+
 async def test_each_instance_gets_its_own_cpu_share(make_runtime):
     """Two legs computing at once must not split one scheduling group's share of the cores
     (with Linux autogroup, a group per session): each instance is its own session, at the
