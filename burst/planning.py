@@ -8,6 +8,7 @@ memory limit, and assembles the ``Plan``. The profile is ``REPO/NAME/profile.jso
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -169,6 +170,12 @@ def model_plan(graph: Graph, config, request: PlanRequest, profile: Profile) -> 
     choices = None
     if request.split == "auto":
         choices = choose_stages(graph, request, profile)
+    elif request.transport == "per-stage":  # forced stages, each on its best transport
+        from burst.candidates import forced_choices
+
+        choices = pick_transports(
+            graph, forced_choices(graph, request.split, request.workers), request, profile
+        )
     return make_plan(
         graph,
         workers=request.workers,
@@ -182,6 +189,31 @@ def model_plan(graph: Graph, config, request: PlanRequest, profile: Profile) -> 
         input_names=[t.name for t in config.inputs],
         output_names=[t.name for t in config.outputs],
     )
+
+
+def pick_transports(
+    graph: Graph, choices: list[StageChoice], request: PlanRequest, profile: Profile
+) -> list[StageChoice]:
+    """``choices`` with each split stage on the transport its estimate favours (the least
+    mean time, or the least cost for the cost objective): stages are independent once fixed."""
+    from burst.candidates import stage_candidate
+    from burst.plan import build_stage
+    from policies.planner import with_transports
+
+    model = perf_model(graph, request, profile)
+    cost = request.objective is Objective.COST
+    out = []
+    for i, choice in enumerate(choices):
+        if choice.split is Split.SERIAL:
+            out.append(choice)
+            continue
+        options = with_transports(
+            model, [stage_candidate(build_stage(graph, choice, i, request.batch))]
+        )
+        estimate = {c.transport: model.stage(c) for c in options}
+        best = min(estimate, key=lambda t: estimate[t].cost_usd if cost else estimate[t].mean_ms)
+        out.append(dataclasses.replace(choice, transport=best))
+    return out
 
 
 def predict_plan(

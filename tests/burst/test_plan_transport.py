@@ -75,3 +75,23 @@ def test_a_bad_stage_transport_is_refused(graph):
     stage["transport"] = "carrier-pigeon"
     with pytest.raises(PlanError, match="transport must be one of"):
         Plan.from_dict(raw)
+
+
+def test_a_forced_split_gets_a_transport_per_stage(graph):
+    from types import SimpleNamespace
+
+    from burst.planning import model_plan
+
+    config = SimpleNamespace(
+        inputs=[SimpleNamespace(name="x")], outputs=[SimpleNamespace(name="linear")]
+    )
+    request = PlanRequest(workers=2, split="spatial", transport="per-stage", store_kind="sqs")
+    plan = model_plan(graph, config, request, _slow_compute())
+    split = [s for s in plan.stages if s.workers]
+    assert split and all(s.transport in ("inline", "store", "queue") for s in split)
+    # the same split on one transport keeps the stages, without a per-stage field
+    fixed = model_plan(
+        graph, config, dataclasses.replace(request, transport="queue"), load_profile()
+    )
+    assert [s.nodes for s in fixed.stages] == [s.nodes for s in plan.stages]
+    assert all(s.transport is None for s in fixed.stages)
