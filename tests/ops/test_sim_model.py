@@ -202,3 +202,27 @@ def test_cold_starts_on_a_shared_host_slow_each_other():
     shared.idle.clear()  # nothing warm left: the next request starts cold, alone
     later_ms, _, cold = shared.serve(200.0)
     assert cold and later_ms < 3000.0 + 400.0
+
+
+def test_contended_cold_spills_hold_the_target_tracker_up_as_live():
+    """What the live threshold run at load 14 did: a clump of spills cold-starting together on
+    the shared host stays in flight for many seconds, and target tracking (which counts burst
+    requests in flight) adds replicas; the same spills on a cloud platform answer in 3 s and
+    leave the fleet at one."""
+    rng = np.random.default_rng(4)
+    base = np.sort(rng.uniform(0, 300, 8 * 300))
+    clump = 100.0 + np.sort(rng.uniform(0, 0.3, 30))
+    trace = _trace(np.concatenate([base, clump]))
+    sim = replace(PROFILE, cold_start_ms=3000.0, fn_concurrency=64, vm_boot_s=10.0)
+    params = {
+        "routing.spill_outstanding_per_replica": 6,
+        "autoscaling.target_in_flight_per_replica": 3.0,
+        "autoscaling.max_replicas": 3,
+    }
+    cloud = simulate(trace, "threshold", sim, params=params).summary
+    shared = simulate(
+        trace, "threshold", replace(sim, cold_start_contention=True), params=params
+    ).summary
+    assert cloud["requests_burst"] == shared["requests_burst"] >= 4
+    assert cloud["peak_vm_replicas"] == 1
+    assert shared["peak_vm_replicas"] >= 2
