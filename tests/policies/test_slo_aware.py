@@ -193,3 +193,30 @@ def test_when_no_path_meets_the_slo_the_one_that_meets_it_for_more_requests_wins
     shallow = live(per_replica=(5, 5), warm=0, model=stats(burst_latency=tail))
     d = SloAware().route(req(slo_ms=60.0), shallow)
     assert (d.route, d.reason) == (Route.VM, Reason.FASTEST_VM)
+
+
+def test_the_vm_is_placed_against_the_functions_quantile_with_two_predictions():
+    from policies.routing.slo_aware import _vm_met_around
+
+    calls = []
+
+    def vm(quantile):  # meets a 100 ms budget up to the 95th percentile
+        calls.append(quantile)
+        return 90.0 if quantile <= 0.95 else 120.0
+
+    assert _vm_met_around(vm, 100.0, 0.9) == 0.95  # above the functions' 0.9: the VM wins
+    assert calls == [0.9, 0.95]
+    assert _vm_met_around(vm, 100.0, 0.95) == 0.95  # level: the faster at the p99 wins
+    assert _vm_met_around(lambda q: 200.0 if q > 0.5 else 90.0, 100.0, 0.75) == 0.0
+
+
+def test_a_vm_that_meets_the_slo_for_more_requests_than_the_functions_keeps_them():
+    # functions: over the budget (~202 ms) from the p90 up; the VM, 25 rows ahead: over it
+    # only at the p99
+    tail = LatencyQuantiles(p50_ms=100.0, p90_ms=250.0, p99_ms=900.0, count=200)
+    state = live(per_replica=(25, 25), warm=10, model=stats(burst_latency=tail))
+    budget_ms = 224.0 * 0.9
+    assert predict_vm_ms(state.vm, stats(), 1, 0.99) > budget_ms
+    assert predict_vm_ms(state.vm, stats(), 1, 0.9) <= budget_ms
+    d = SloAware().route(req(slo_ms=224.0), state)
+    assert (d.route, d.reason) == (Route.VM, Reason.FASTEST_VM)
