@@ -51,7 +51,7 @@ from vmpool.procs import free_port  # noqa: E402
 
 TARGET = {"policy": "target", "target_in_flight_per_replica": 4, "scale_in_cooldown_s": 30}
 WARM_FUNCTIONS = 8  # the predictive pair's standing pool: the step's burst concurrency
-SCENARIOS = {
+SCENARIOS: dict[str, tuple[str, dict]] = {
     "vm-only+target": ("vm-only", TARGET),
     "threshold+target": ("threshold", TARGET),
     "knative": ("vm-only", {"policy": "knative", "target_in_flight_per_replica": 4}),

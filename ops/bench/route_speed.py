@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     state = busy_state()
     request = RouteRequest("t", "delay", 1, 360.0)
-    rows = []
+    rows: list[dict] = []
     for name in POLICIES:
         policy = make_policy(name)
         us = time_per_call_us(lambda p=policy: p.route(request, state), args.n)
