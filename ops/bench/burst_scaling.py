@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -30,6 +31,21 @@ from burst.service import BurstService  # noqa: E402
 
 def gb_s(answer) -> float:
     return sum(ms / 1000.0 * mb / 1024.0 for ms, mb in answer.invocations)
+
+
+def round_overhead_ms(answer) -> float | None:
+    """A fork-join round's cost beyond its slowest leg's compute, averaged over the request's
+    split stages (sends, invocation, hand-offs, receives, stitching); None with no split."""
+    extra = [
+        s.wall_ms - max(s.worker_compute_ms)
+        for s in answer.report.stages
+        if s.workers > 1 and s.worker_compute_ms
+    ]
+    return statistics.mean(extra) if extra else None
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
 
 
 async def run_config(
@@ -70,6 +86,8 @@ async def run_config(
         await svc.close()
     lat = [a.total_ms for a in warm_answers]
     share = [a.report.communication_share for a in warm_answers]
+    rounds = [r for r in map(round_overhead_ms, warm_answers) if r is not None]
+    splits = sum(1 for s in warm_answers[0].report.stages if s.workers > 1) if warm else 0
     return {
         "model": model,
         "workers": workers if split != "none" else 0,
@@ -83,6 +101,9 @@ async def run_config(
         "billed_gb_s_warm": statistics.median(gb_s(a) for a in warm_answers),
         "billed_gb_s_cold": gb_s(cold),
         "invocations": len(cold.invocations),
+        "split_stages": splits,
+        "round_overhead_ms": statistics.median(rounds) if rounds else None,
+        "load_1min": load_average(),
         "max_abs_diff": diff,
         "prepare_s": prepare_s,
     }
@@ -127,7 +148,8 @@ def _print_table(rows: list[dict]) -> None:
     print()
     print(
         f"{'model':<9} {'config':<13} {'cold ms':>8} {'warm p50':>9} {'vs one fn':>9} "
-        f"{'comm':>6} {'GB-s warm':>9} {'GB-s cold':>9} {'inv':>4}"
+        f"{'comm':>6} {'GB-s warm':>9} {'GB-s cold':>9} {'inv':>4} {'rounds':>6} "
+        f"{'ms/round':>8} {'load':>5}"
     )
     for r in rows:
         base = next(b for b in rows if b["model"] == r["model"] and b["workers"] == 0)
@@ -135,8 +157,13 @@ def _print_table(rows: list[dict]) -> None:
         print(
             f"{r['model']:<9} {r['config']:<13} {r['cold_ms']:8.0f} {r['warm_p50_ms']:9.0f} "
             f"{r['speedup_vs_one_function']:8.2f}x {r['comm_share_warm']:6.1%} "
-            f"{r['billed_gb_s_warm']:9.3f} {r['billed_gb_s_cold']:9.3f} {r['invocations']:>4}"
+            f"{r['billed_gb_s_warm']:9.3f} {r['billed_gb_s_cold']:9.3f} {r['invocations']:>4} "
+            f"{r['split_stages']:>6} {_num(r['round_overhead_ms']):>8} {r['load_1min']:5.1f}"
         )
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
 
 
 def main() -> int:
