@@ -3,8 +3,11 @@
 resnet18 (224x224), batch 1, the same torch thread count on both sides; the server is called
 with sequential requests over one keep-alive connection (``http.client``, binary tensors).
 Rounds alternate in-process and server so that load from other processes hits both alike.
-Prints both side by side and writes JSON (default ops/bench/results/model_server_latency.json).
-Target: the server's p50 within 2 ms of the in-process p50.
+A third side, ``server-core``, runs the server's own core in this process (decode, validation,
+the batcher's inference thread, encode; no HTTP), so the gap splits into the inference thread's
+hand-off and the HTTP layer. Prints them side by side and writes JSON (default
+ops/bench/results/model_server_latency.json). Target: the server's p50 within 2 ms of the
+in-process p50.
 
     python ops/bench/model_server_latency.py [--model resnet18] [--threads 2] [--requests 200]
 """
@@ -47,6 +50,25 @@ def in_process(module, x, count: int, torch) -> list[float]:
     return times
 
 
+def through_core(core, loaded, body: bytes, header_length: int, count: int) -> list[float]:
+    """``ModelServer.infer`` called in-process, one request at a time, on its own event loop."""
+    import asyncio
+
+    async def run() -> list[float]:
+        times = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            core.in_flight += 1  # as the HTTP handler counts it (the batcher's "alone" test)
+            try:
+                await core.infer(loaded, body, header_length)
+            finally:
+                core.in_flight -= 1
+            times.append((time.perf_counter() - t0) * 1000.0)
+        return times
+
+    return asyncio.run(run())
+
+
 def over_http(
     conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict, count: int
 ) -> list[float]:
@@ -81,7 +103,12 @@ def report(rows: dict[str, list[float]], args: argparse.Namespace) -> None:
             f"{name:<14} {p(values, 50):8.2f} {p(values, 90):8.2f} {statistics.fmean(values):8.2f}"
         )
     added = p(remote, 50) - p(local, 50)
+    core_ms = p(rows["server-core"], 50) - p(local, 50)
     print(f"\nserver added p50: {added:.2f} ms  target <= 2.0: {'met' if added <= 2 else 'MISSED'}")
+    print(
+        f"  of which the core (decode, inference thread, encode): {core_ms:.2f} ms, "
+        f"HTTP: {added - core_ms:.2f} ms"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -99,6 +126,7 @@ def report(rows: dict[str, list[float]], args: argparse.Namespace) -> None:
                     for name, v in rows.items()
                 },
                 "server_added_p50_ms": added,
+                "core_added_p50_ms": core_ms,
             },
             indent=2,
         )
@@ -150,18 +178,32 @@ def spawn_servers(args: argparse.Namespace, repo: Path, work: Path, variants: di
 
 
 def run_rounds(args, module, x, torch, servers: dict, body: bytes, headers: dict, rows: dict):
-    """Alternate in-process and over-HTTP rounds so drift hits every side alike."""
+    """Alternate in-process, server-core and over-HTTP rounds so drift hits every side alike."""
+    from vmpool.dataplane import ModelServer
+
     path = f"/v2/models/{args.model}/infer"
+    header_length = int(headers[HEADER_LENGTH])
+    core = ModelServer(args.repo, [args.model], threads=args.threads)
+    loaded = core.model(args.model)
     in_process(module, x, 10, torch)  # warm both sides
+    through_core(core, loaded, body, header_length, 10)
     per_round = max(1, args.requests // args.rounds)
-    for _ in range(args.rounds):
-        rows["in-process"] += in_process(module, x, per_round, torch)
-        for name, (port, _) in servers.items():
-            # a connection per round: the server closes idle keep-alive connections after 5 s
-            conn = http.client.HTTPConnection("127.0.0.1", port)
-            over_http(conn, path, body, headers, 3)
-            rows[name] += over_http(conn, path, body, headers, per_round)
-            conn.close()
+    try:
+        for _ in range(args.rounds):
+            rows["in-process"] += in_process(module, x, per_round, torch)
+            rows["server-core"] += through_core(core, loaded, body, header_length, per_round)
+            _http_round(servers, path, body, headers, per_round, rows)
+    finally:
+        core.close()
+
+
+def _http_round(servers: dict, path: str, body: bytes, headers: dict, count: int, rows: dict):
+    for name, (port, _) in servers.items():
+        # a connection per round: the server closes idle keep-alive connections after 5 s
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        over_http(conn, path, body, headers, 3)
+        rows[name] += over_http(conn, path, body, headers, count)
+        conn.close()
 
 
 def main() -> int:
@@ -186,7 +228,12 @@ def main() -> int:
     if args.spin_compare:
         variants["server-spin300k"] = {"GOMP_SPINCOUNT": "300000"}
     servers = {}
-    rows: dict[str, list[float]] = {"in-process": [], **{name: [] for name in variants}}
+    args.repo = repo
+    rows: dict[str, list[float]] = {
+        "in-process": [],
+        "server-core": [],
+        **{name: [] for name in variants},
+    }
     try:
         spawn_servers(args, repo, work, variants, servers)
         run_rounds(args, module, x, torch, servers, body, headers, rows)
