@@ -43,7 +43,9 @@ def test_counted_requests_are_priced_by_transport():
 
 def _stage_cost(store_kind: str, bytes_each: int) -> float:
     works = [NodeWork("conv", "aten.conv2d.default", 2 * 10**9)]
-    dep = Deployment(transport="store", store_kind=store_kind, prices=PRICES)
+    # with an sqs store, "queue" sends tensors through its queues ("store": its backing store)
+    transport = "queue" if store_kind == "sqs" else "store"
+    dep = Deployment(transport=transport, store_kind=store_kind, prices=PRICES)
     model = PerfModel(_profile(), dep, works)
     macs = works[0].macs
     k = 4
