@@ -92,7 +92,7 @@ def _service(repo: Path, data: Path, store: dict, workers: int, split: str) -> B
         keep_alive_s=600,
         function_timeout_s=600,
         log_dir=data / "logs",
-        transport="store",
+        transport="queue" if store.get("kind") == "sqs" else "store",  # sqs: its queues
         max_workers=workers,
         split=split,
     )
