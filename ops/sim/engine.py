@@ -194,7 +194,7 @@ class Simulation:
         ri, tick_at, next_tick = 0, 0.0, 0.0
         cache, counts = self._cache, self._tick_counts
         # the pools' lists are mutated in place, never replaced, while the loop runs
-        ready, booting, fn_busy = vm.ready, vm.booting, fn.busy
+        ready, booting, fn_ends = vm.ready, vm.booting, fn.request_ends
         bmax, delay_s = vm.batch_max, vm.delay_s
         summary = {} if self._queue_key else None
         # the key's slow parts (boots, functions busy/idle, recent cold starts), rebuilt only
@@ -214,7 +214,7 @@ class Simulation:
                 side = self._side_key()
             if t >= vm.next_event_s:
                 vm.advance(t)
-            if fn_busy and fn_busy[0] <= t:
+            if fn_ends and fn_ends[0] <= t:  # a request's end comes no later than its group's
                 fn.release(t)
                 side = self._side_key()
             if aq is not None and (aq.pending or aq.running):
@@ -284,7 +284,13 @@ class Simulation:
 
     def _side_key(self) -> tuple:
         fn = self.fn
-        return len(self.vm.booting), len(fn.busy), len(fn.idle), fn.recent_cold
+        return (
+            len(self.vm.booting),
+            len(fn.busy),
+            len(fn.request_ends),
+            len(fn.idle),
+            fn.recent_cold,
+        )
 
     def _no_ready_key(self, t: float) -> tuple:
         """What a snapshot without ready replicas adds: the boot wait and the rows waiting."""

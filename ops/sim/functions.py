@@ -28,6 +28,10 @@ class FunctionPool:
         self.sample_i = 0
         self.starting: list[float] = []  # when cold starts under way end (contention only)
         self.busy: list[float] = []  # end times of groups serving
+        # end times of every burst request not yet answered: throttled ones wait behind a busy
+        # group, and the gateway counts them in flight from dispatch to answer (its autoscaler
+        # sees them), so the group count alone undercounts a queue of spills
+        self.request_ends: list[float] = []
         self.idle: deque[float] = deque()  # idle-since times, ascending
         self.cold_starts = 0  # instances started cold
         self.cold_requests = 0
@@ -40,9 +44,11 @@ class FunctionPool:
         self.billed_per_p50 = profile.burst_billed_ms / max(profile.burst_p50_ms, 1e-9)
 
     def release(self, now_s: float) -> None:
-        busy, idle = self.busy, self.idle
+        busy, idle, ends = self.busy, self.idle, self.request_ends
         while busy and busy[0] <= now_s:
             idle.append(heapq.heappop(busy))
+        while ends and ends[0] <= now_s:
+            heapq.heappop(ends)
         horizon = now_s - self.keep_alive_s
         while idle and idle[0] < horizon:
             idle.popleft()
@@ -93,6 +99,7 @@ class FunctionPool:
             self.cold_requests += 1
             self.recent_cold += self.k
         heapq.heappush(self.busy, now_s + latency_ms / 1000.0)
+        heapq.heappush(self.request_ends, now_s + latency_ms / 1000.0)
         self.requests += 1
         self.invocations += self.k
         self.billed_ms += billed

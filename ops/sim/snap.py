@@ -151,7 +151,7 @@ def snapshot(self, now_s: float, tick_s: float, per: tuple | None = None, queue=
             max_queue_delay_ms=p.vm_max_queue_delay_ms,
             draining_replicas=len(vm.draining),
         )
-    burst_key = (len(fn.busy), fn.warm_groups(), fn.recent_cold)
+    burst_key = (len(fn.busy), len(fn.request_ends), fn.warm_groups(), fn.recent_cold)
     burst = self._parts.get(burst_key)
     if burst is None:
         # report instance groups in the units routing counts per burst request, so "a
@@ -159,7 +159,7 @@ def snapshot(self, now_s: float, tick_s: float, per: tuple | None = None, queue=
         k = burst_instances(p.burst_workers)
         burst = self._parts[burst_key] = frozen(
             BurstState,
-            in_flight=len(fn.busy),
+            in_flight=len(fn.request_ends),  # requests, as the gateway counts them
             warm_instances=fn.warm_groups() * k,
             free_concurrency=(fn.cap_groups - len(fn.busy)) * k,
             recent_cold_starts=fn.recent_cold,

@@ -226,3 +226,21 @@ def test_contended_cold_spills_hold_the_target_tracker_up_as_live():
     assert cloud["requests_burst"] == shared["requests_burst"] >= 4
     assert cloud["peak_vm_replicas"] == 1
     assert shared["peak_vm_replicas"] >= 2
+
+
+def test_spills_queued_behind_busy_functions_count_as_in_flight():
+    """With the concurrency cap reached, spills wait behind busy instance groups; the gateway
+    counts each of them in flight until answered (its target tracker sees them), so the
+    simulated burst state does too: 12 requests, 2 groups, 12 in flight, then fewer as each
+    is answered."""
+    from ops.sim.functions import FunctionPool
+
+    sim = replace(PROFILE, cold_start_ms=3000.0, cold_start_quantiles_ms=(), fn_concurrency=2)
+    pool = FunctionPool(sim, seed=0)
+    sent = [100.0 + i * 0.001 for i in range(12)]
+    ends = [t + pool.serve(t)[0] / 1000.0 for t in sent]
+    assert len(pool.busy) == 2 and len(pool.request_ends) == 12
+    pool.release(sorted(ends)[5])
+    assert len(pool.request_ends) == 6
+    pool.release(max(ends))
+    assert not pool.request_ends and not pool.busy
