@@ -3,7 +3,7 @@
 A consumer takes a job only while (a) the rows on the ready replicas, counting the jobs other
 consumers have claimed but not yet handed to the pool, stay under ``slots_per_replica`` each,
 and (b) an interactive request arriving after that job would still be predicted to meet the
-tightest interactive SLO on the VMs (the same prediction slo-aware routing makes, so async
+tightest interactive SLO on the VMs (while interactive requests are on the VMs or were lately) (the same prediction slo-aware routing makes, so async
 work never pushes an interactive request onto a cold function).
 
 Both are counted before the first ``await`` of a take: the check used to read only
@@ -25,6 +25,10 @@ from policies.vm_perf import predict_vm_ms
 from .config import AsyncQueueSettings
 
 REFRESH_S = 0.02  # the interactive-room figure is recomputed at most this often
+# interactive requests seen on the VMs this recently: the next one is protected even while
+# none is in flight (async_step: slots filled in a gap between interactive requests made the
+# next one predicted to miss, and it spilled to a cold function)
+INTERACTIVE_MEMORY_S = 10.0
 
 
 def with_rows(vm: VmState, extra_rows: int) -> VmState:
@@ -106,6 +110,7 @@ class VmShare:
         self.in_pool = 0  # jobs in ``pool.outstanding``: the rest there is interactive
         self._limit_rows = 0  # total rows (all classes) past which async waits
         self._limit_at_s = -math.inf
+        self._interactive_at_s = -math.inf  # when interactive rows were last on the VMs
 
     def may_take(self) -> bool:
         pool = self.gateway.pool
@@ -118,17 +123,19 @@ class VmShare:
         rows = outstanding + self.claiming
         if rows >= ready * self.settings.slots_per_replica:
             return False
-        if outstanding <= self.in_pool:  # no interactive request on the VMs to protect
-            return True
-        return rows < self._interactive_limit(ready)
+        now_s = self.clock()
+        if outstanding > self.in_pool:
+            self._interactive_at_s = now_s
+        elif now_s - self._interactive_at_s > INTERACTIVE_MEMORY_S:
+            return True  # no interactive traffic lately: nothing to protect
+        return rows < self._interactive_limit(ready, now_s)
 
     def take(self) -> Claim:
         """A consumer claims a job (call right after ``may_take``, before any await)."""
         self.claiming += 1
         return Claim(self)
 
-    def _interactive_limit(self, ready: int) -> int:
-        now_s = self.clock()
+    def _interactive_limit(self, ready: int, now_s: float) -> int:
         if now_s - self._limit_at_s >= REFRESH_S:
             self._limit_at_s = now_s
             state = self.gateway.dispatcher.live_state()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from gateway.asyncq.capacity import VmShare, interactive_room, with_rows
+from gateway.asyncq.capacity import INTERACTIVE_MEMORY_S, VmShare, interactive_room, with_rows
 from gateway.asyncq.config import AsyncQueueSettings
 from policies.state import LiveState, ModelStats, VmState
 
@@ -95,13 +95,21 @@ def test_interactive_rows_leave_async_fewer_slots():
 
 
 def test_async_waits_while_an_interactive_request_would_miss():
-    pool = FakePool(replicas=1)
+    pool, now_s = FakePool(replicas=1), [100.0]
     pool.per_replica[0] = 1  # an interactive request in flight
     # a 2.5 s SLO: one more row ahead of the next one (1.1 s running + 1.2 s) would miss it
-    share = VmShare(gateway_for(pool, slo_ms=2500.0), AsyncQueueSettings(slots_per_replica=4))
+    share = VmShare(
+        gateway_for(pool, slo_ms=2500.0),
+        AsyncQueueSettings(slots_per_replica=4),
+        clock=lambda: now_s[0],
+    )
     assert asyncio.run(_consumers_race(share, pool, consumers=16)) == 0
-    # with no interactive request on the VMs, async work fills the slots
+    # it left: the next interactive request is still protected a while
     pool.per_replica[0] = 0
+    now_s[0] += 1.0
+    assert asyncio.run(_consumers_race(share, pool, consumers=16)) == 0
+    # no interactive traffic lately: async work fills the slots
+    now_s[0] += INTERACTIVE_MEMORY_S + 1.0
     assert asyncio.run(_consumers_race(share, pool, consumers=16)) == 4
 
 
