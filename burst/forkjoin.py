@@ -4,6 +4,10 @@ The master runs leg 0 itself while the other legs run in their worker functions 
 invocations per stage instead of n, and the master's core is not idle during the stage). A leg
 that straggles past what the stage's legs usually take is hedged (``burst.hedge``). An instance
 that crashed is retried by the invoker (``burst.faas.lambda_wire.retry_invoke_on``).
+
+On the local runtime the master computes leg 0 on its event loop once the remote legs' requests
+are sent (``_own_leg``): a hedge's timer then fires at the earliest when leg 0 is done, which is
+no loss, since the stage cannot end before leg 0 either.
 """
 
 from __future__ import annotations
