@@ -21,7 +21,10 @@ FALLBACK_QUANTILES = (0.95, 0.9, 0.75, 0.5)  # where a path that misses at the S
 
 
 def _met_quantile(predict: Callable[[float], float], budget_ms: float) -> float:
-    """The highest of ``FALLBACK_QUANTILES`` at which ``predict`` meets the budget, else 0."""
+    """The highest of ``FALLBACK_QUANTILES`` at which ``predict`` meets the budget, else 0.
+    Predictions grow with the quantile: a miss at the lowest (a cold start) settles it in one."""
+    if predict(FALLBACK_QUANTILES[-1]) > budget_ms:
+        return 0.0
     for quantile in FALLBACK_QUANTILES:
         if predict(quantile) <= budget_ms:
             return quantile
