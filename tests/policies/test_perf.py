@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from policies.costs import PriceTable
@@ -140,3 +141,15 @@ def test_profile_json_keeps_the_per_node_leg_time():
     raw = profile.to_json()
     del raw["split_node_ms"]  # profiles written before the field still load
     assert Profile.from_json(raw).split_node_ms == {}
+
+
+def test_predicted_p50_is_the_median_when_the_master_invocation_is_skewed():
+    """Most master invocations take 5 ms and one in five 45 ms (a 13 ms mean): the plan's
+    median is 5 ms plus the rest, not the mean; a symmetric invocation keeps p50 at the mean."""
+    skewed = Quantiles.from_samples([5.0] * 16 + [45.0] * 4)
+    for overhead, median_ms in ((skewed, 5.0), (Quantiles.constant(13.0), 13.0)):
+        model = PerfModel(_profile(master_overhead_ms=overhead), Deployment(), WORKS)
+        pred = model.predict([_split(1)])  # one leg, compute_cv 0: the stage has no spread
+        rest = pred.mean_ms - float(np.mean(overhead.values_ms))  # stage, request's tensors
+        assert pred.p50_ms == pytest.approx(median_ms + rest, abs=0.7)
+    assert pred.mean_ms == pytest.approx(pred.p50_ms)
