@@ -4,7 +4,8 @@ A profile says how long things take on one target: the invocation round trip of 
 each fan-out (warm and cold), moving bytes by each transport, compute per node (this model,
 measured) or per unit of work (any model, fitted), how much slower a leg computes when k run
 at once, and a VM replica's service time per batch size. ``tidegate profile`` writes one; the
-bundled reference profile (``policies/data/reference_profile.json``) covers the zoo models.
+bundled reference profile (``policies/data/reference_profile.json``) covers the zoo models;
+``policies/data/README.md`` says how, when and at what load it was measured.
 Pure: no I/O here (callers read the JSON).
 """
 

@@ -54,7 +54,10 @@ def test_a_measured_cold_start_is_sampled_and_billed_as_measured():
 
 def test_profiles_carry_the_model_cold_start_and_older_ones_still_read():
     raw = json.loads(REFERENCE.read_text())
-    old = Profile.from_json(raw)  # written before cold starts were measured
+    for times in raw["models"].values():  # as written before cold starts were measured
+        times.pop("cold_start_ms", None)
+        times.pop("cold_billed_ms", None)
+    old = Profile.from_json(raw)
     assert all(not t.cold_start_ms for t in old.models.values())
     assert _cold_start(old, "resnet18", 4) == {
         "cold_start_ms": pytest.approx(old.invoke_cold_ms.median_ms)
