@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 
 import boto3
 import numpy as np
@@ -54,6 +55,40 @@ class QueueCountingInvoker:
         return None
 
 
+@dataclass
+class SealedRun:
+    """One master run on a sealed input, the request's objects deleted after it."""
+
+    result: dict
+    output: np.ndarray
+    invoker: QueueCountingInvoker
+    key: bytes
+
+
+async def run_sealed_master(store, plan_id: str, x: torch.Tensor) -> SealedRun:
+    """Put ``x`` sealed under a new request key, run the real master with workers in-process,
+    read its output, then delete the request's objects and close the store."""
+    invoker = QueueCountingInvoker(store)
+    key = new_request_key()
+    sealed = store.for_request(key)
+    request_id = uuid.uuid4().hex
+    await sealed.put(f"req/{request_id}/input0", x.numpy().tobytes())
+    event = {
+        "plan_id": plan_id,
+        "request_id": request_id,
+        "inputs": [{"dtype": "float32", "shape": list(x.shape), "key": f"req/{request_id}/input0"}],
+        EVENT_FIELD: encode_key(key),
+    }
+    try:
+        result = await run_master(event, invoker, store)
+        output = (await receive(result["outputs"][0], sealed)).numpy()
+    finally:
+        await sealed.delete_prefix(f"resp/{request_id}/")
+        await sealed.delete_prefix(f"req/{request_id}/")
+        await store.close()
+    return SealedRun(result, output, invoker, key)
+
+
 def _sqs_queues(endpoint: str, prefix: str) -> list[str]:
     client = boto3.client(
         "sqs", endpoint_url=endpoint, region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS
@@ -88,27 +123,10 @@ async def test_model_through_sqs_equals_the_vm_path(
     plan = make_plan(graph, workers=2, split=split, batch=2, transport="queue")
     await prepare_plan(artifact, plan, store, graph=graph)
     reset_cache()
-    invoker = QueueCountingInvoker(store)
-    key = new_request_key()
-    sealed = store.for_request(key)
-    request_id = uuid.uuid4().hex
-    await sealed.put(f"req/{request_id}/input0", x.numpy().tobytes())
-    event = {
-        "plan_id": plan.plan_id,
-        "request_id": request_id,
-        "inputs": [{"dtype": "float32", "shape": list(x.shape), "key": f"req/{request_id}/input0"}],
-        EVENT_FIELD: encode_key(key),
-    }
     caplog.set_level(logging.DEBUG)
-    try:
-        result = await run_master(event, invoker, store)
-        out = result["outputs"][0]
-        assert "key" in out or "b64" in out
-        burst = (await receive(out, sealed)).numpy()
-    finally:
-        await sealed.delete_prefix(f"resp/{request_id}/")
-        await sealed.delete_prefix(f"req/{request_id}/")
-        await store.close()
+    run = await run_sealed_master(store, plan.plan_id, x)
+    out, burst, invoker, key = run.result["outputs"][0], run.output, run.invoker, run.key
+    assert "key" in out or "b64" in out
     assert invoker.events and all(e["input"].get("key") for e in invoker.events)  # via SQS
     assert np.abs(burst - vm).max() <= 1e-5 * max(1.0, float(np.abs(vm).max()))
     assert _sqs_queues(s3_endpoint, prefix) == []  # every queue of the request is gone

@@ -14,18 +14,16 @@ import torch
 from burst.graph import build_graph
 from burst.plan import content_hash, make_plan
 from burst.plan_schema import stage_transport
-from burst.runtime import reset_cache, run_master
+from burst.runtime import reset_cache
 from burst.store import make_store
-from burst.store.encrypted import EVENT_FIELD, encode_key, new_request_key
 from burst.store.sqs_names import OBJECT_SUFFIX
-from burst.tensors import receive
 from burst.weights import prepare_plan
 from tests.support.s3_server import S3_TEST_CREDENTIALS, S3_TEST_REGION, s3_bucket, s3_endpoint  # noqa: F401
 from vmpool.artifact import load_artifact
 from vmpool.export import export_zoo
 from vmpool.zoo import example_input
 
-from .test_sqs_models import QueueCountingInvoker, _sqs_queues
+from .test_sqs_models import _sqs_queues, run_sealed_master
 
 pytestmark = pytest.mark.slow
 torch.set_num_threads(1)
@@ -68,24 +66,8 @@ async def test_mixed_transports_equal_the_vm_path(tmp_path, s3_endpoint, s3_buck
     plan = _mixed_plan(graph)
     await prepare_plan(artifact, plan, store, graph=graph)
     reset_cache()
-    invoker = QueueCountingInvoker(store)
-    key = new_request_key()
-    sealed = store.for_request(key)
-    request_id = uuid.uuid4().hex
-    await sealed.put(f"req/{request_id}/input0", x.numpy().tobytes())
-    event = {
-        "plan_id": plan.plan_id,
-        "request_id": request_id,
-        "inputs": [{"dtype": "float32", "shape": list(x.shape), "key": f"req/{request_id}/input0"}],
-        EVENT_FIELD: encode_key(key),
-    }
-    try:
-        result = await run_master(event, invoker, store)
-        burst = (await receive(result["outputs"][0], sealed)).numpy()
-    finally:
-        await sealed.delete_prefix(f"resp/{request_id}/")
-        await sealed.delete_prefix(f"req/{request_id}/")
-        await store.close()
+    run = await run_sealed_master(store, plan.plan_id, x)
+    result, burst, invoker = run.result, run.output, run.invoker
     assert np.abs(burst - vm).max() <= 1e-5 * max(1.0, float(np.abs(vm).max()))
     # each worker's input went the way its stage's transport says
     want = {s.index: stage_transport(plan, s) for s in plan.stages}
