@@ -60,7 +60,7 @@ class LocalDirStore:
         for attempt in range(_WRITE_ATTEMPTS):
             try:
                 return self._write_once(path, data)
-            except FileNotFoundError as e:
+            except (FileNotFoundError, FileExistsError) as e:
                 if attempt == _WRITE_ATTEMPTS - 1:
                     raise StoreError(f"cannot write {path}: {e}") from e
 
@@ -79,8 +79,10 @@ class LocalDirStore:
                 except FileNotFoundError:
                     pass
                 raise
-        except FileNotFoundError:
-            raise  # a folder vanished under us: _write tries again
+        except (FileNotFoundError, FileExistsError):
+            # a folder vanished under us: _write tries again (pathlib's mkdir raises
+            # FileExistsError when another cleanup removed the folder it found existing)
+            raise
         except OSError as e:
             raise StoreError(f"cannot write {path}: {e}") from e
 
