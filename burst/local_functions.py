@@ -20,7 +20,13 @@ STORE_ENV = "TIDEGATE_BURST_STORE"
 # 48 ms, steady per plan and instance. Fixed thresholds keep the memory for the next request
 # (what `ops.process_tuning` does for the gateway and model servers). A deployed function sets
 # the same variables in its configuration (ops/deploy/docker/Dockerfile.function).
-ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+# One arena: a function computes on one thread, and each extra arena (one per thread that ever
+# allocated, up to 8 per core) would keep its own freed memory under these thresholds.
+ALLOCATOR_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(64 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
+    "MALLOC_ARENA_MAX": "1",
+}
 
 
 def function_bodies(

@@ -53,19 +53,22 @@ __all__ = [
 ]
 
 SPLITS = ("auto", "spatial", "output", "none")  # none: the whole model on the master
-# weights may fill half a function's memory (the worker cache budget, burst.weights.CACHE_SHARE);
-# the rest is for activations and the runtime
+# weights may fill half a function's memory at most; the rest is for activations and the runtime
 WEIGHT_MEMORY_SHARE = 0.5
-# A function process with torch loaded uses about 320 MB before any weight, and loading a slice
-# holds its bytes and its tensors at once for a moment: measured on the local runtime, a 512 MB
-# master given 201 MB of VGG-16 weights peaked at 522 MB and was killed.
+# A function process with torch loaded uses 230-320 MB before any weight (by host: its libraries
+# and allocator), and a slice is read whole before its tensors view it: measured on the local
+# runtime, a 512 MB master given 201 MB of VGG-16 weights peaked at 522 MB and was killed, and
+# given 122 MB it peaked at 442 MB here and past 514 MB on another host while each tensor was
+# still loaded as a copy beside its blob (burst.weights.loads_tensors now makes none). The load
+# factor is the headroom for a store that decrypts (ciphertext and plaintext at once).
 FUNCTION_RUNTIME_MB = 320
 WEIGHT_LOAD_PEAK = 1.5
 
 
 def weight_budget_bytes(memory_mb: int) -> int:
     """Weight bytes one function of ``memory_mb`` may hold: what the runtime leaves, over the
-    loading peak, and never more than WEIGHT_MEMORY_SHARE of the function."""
+    loading peak, and never more than WEIGHT_MEMORY_SHARE of the function. A function's weight
+    cache (burst.weights.LruCache) holds no more either."""
     left = max(0.0, memory_mb - FUNCTION_RUNTIME_MB) / WEIGHT_LOAD_PEAK
     return int(min(left, memory_mb * WEIGHT_MEMORY_SHARE) * (1 << 20))
 

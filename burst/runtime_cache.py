@@ -60,10 +60,10 @@ async def _get(store, key: str) -> bytes:
 
 
 async def _get_tensors(store, key: str) -> dict:
-    """A weight blob from the store, loaded after the cache has made room for it: the
-    serialized bytes and the tensors coexist while it loads, hence twice its size."""
+    """A weight blob from the store, loaded after the cache has made room for it (its tensors
+    are views of the bytes read, burst.weights.loads_tensors)."""
     data = await _get(store, key)
-    _cache().make_room(2 * len(data))
+    _cache().make_room(len(data))
     return loads_tensors(data)
 
 

@@ -250,7 +250,7 @@ async def test_a_new_plan_s_weights_evict_old_ones_before_they_load(tmp_path, mo
     store = LocalDirStore(tmp_path)
     blob = dumps_tensors({"w": torch.zeros(1000)})  # ~4 kB of float32
     await store.put("new/master", blob)
-    cache = reset_cache(budget_bytes=3 * len(blob))
+    cache = reset_cache(budget_bytes=2 * len(blob))
     cache.put("old-1", {"w": torch.zeros(1000)}, len(blob))
     cache.put("old-2", {"w": torch.zeros(1000)}, len(blob))
     held_while_loading = []
@@ -264,7 +264,7 @@ async def test_a_new_plan_s_weights_evict_old_ones_before_they_load(tmp_path, mo
         "new/master", lambda: rc._get_tensors(store, "new/master"), tensors_nbytes
     )
     assert loaded and torch.equal(got["w"], torch.zeros(1000))
-    # room for the bytes and the tensors was made first: the least recent entries went
+    # room for the new blob was made first: the least recent entry went
     assert held_while_loading == [len(blob)] and "old-1" not in cache and "old-2" in cache
     assert cache.used_bytes <= cache.budget_bytes
 
