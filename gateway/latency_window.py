@@ -9,6 +9,8 @@ import numpy as np
 
 from policies.state import LatencyQuantiles
 
+_QUANTILES = (0.50, 0.90, 0.99)
+
 
 class LatencyWindow:
     """The latencies of the last ``window_s`` (the newest ``max_samples`` at most) in two ring
@@ -33,5 +35,30 @@ class LatencyWindow:
         values = np.frombuffer(self._values)[recent]
         if not len(values):
             return None
-        p50, p90, p99 = np.percentile(values, (50, 90, 99))
-        return LatencyQuantiles(float(p50), float(p90), float(p99), len(values))
+        p50, p90, p99 = _percentiles(values)
+        return LatencyQuantiles(p50, p90, p99, len(values))
+
+
+def _percentiles(values: np.ndarray) -> tuple[float, float, float]:
+    """``np.percentile(values, (50, 90, 99))`` (its default, linear interpolation between the
+    closest ranks) from one ``np.partition``: np.percentile's own machinery cost ~190 us on a
+    full window, 15 % of the gateway's main thread on mlp at 16 clients (py-spy)."""
+    last = len(values) - 1
+    positions = [q * last for q in _QUANTILES]
+    below = [int(p) for p in positions]
+    above = [min(b + 1, last) for b in below]
+    ranks = below + above
+    low_and_high = np.partition(values, ranks)[ranks].tolist()
+    p50, p90, p99 = [
+        _lerp(low, high, p - b)
+        for p, b, low, high in zip(
+            positions, below, low_and_high[:3], low_and_high[3:], strict=True
+        )
+    ]
+    return p50, p90, p99
+
+
+def _lerp(low: float, high: float, fraction: float) -> float:
+    # numpy's lerp: exact at both ends, so a window of equal values gives that value back
+    diff = high - low
+    return high - diff * (1.0 - fraction) if fraction >= 0.5 else low + diff * fraction

@@ -26,3 +26,14 @@ def test_a_full_window_keeps_the_newest_samples():
     q = window.quantiles(20.0)
     assert q.count == 8
     assert q.p50_ms == np.percentile(np.arange(12.0, 20.0), 50)  # 12..19 kept, 0..11 dropped
+
+
+def test_quantiles_equal_numpys_linear_percentiles():
+    rng = np.random.default_rng(7)
+    for count in (1, 2, 3, 7, 100, 4096):
+        for values in (rng.exponential(20.0, count), np.round(rng.uniform(0, 3, count))):
+            window = LatencyWindow(1e9, max_samples=4096)
+            for i, value in enumerate(values):
+                window.add(float(i), float(value))
+            q = window.quantiles(float(count))
+            assert (q.p50_ms, q.p90_ms, q.p99_ms) == tuple(np.percentile(values, (50, 90, 99)))
