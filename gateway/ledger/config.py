@@ -31,6 +31,15 @@ class LedgerSettings(BaseModel):
         "(adds 1-30 ms at one client on this class of disk).",
     )
     max_batch_rows: int = Field(4096, ge=1, description="Most rows committed in one transaction.")
+    commit_interval_ms: float = Field(
+        0.0,
+        ge=0.0,
+        le=10_000.0,
+        description="0 (default): an answer goes out once its row is committed. Above 0: "
+        "answers do not wait; the rows of each interval are committed together, off the "
+        "request path (less CPU per request). A clean shutdown writes every row first; a "
+        "SIGKILL, crash or power loss loses at most the rows of the last interval.",
+    )
 
     @model_validator(mode="before")
     @classmethod
