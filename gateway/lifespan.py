@@ -98,6 +98,8 @@ async def start(
         burst_timeout_s=settings.burst.timeout_s,
         default_workers=settings.burst.default_workers,
         max_workers=settings.burst.max_workers,
+        coalesce=settings.vm.coalesce,
+        coalesce_max_rows=settings.vm.max_batch_size,
     )
     from .control import start_policy_engine  # live view, routing policy, autoscaler loop
 

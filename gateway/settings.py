@@ -52,6 +52,12 @@ class VmSettings(Section):
     health_interval_s: float = Field(1.0, gt=0, description="Replica health-check period.")
     max_batch_size: int | None = Field(None, ge=1, description="Override the models' max batch.")
     max_queue_delay_ms: float | None = Field(None, ge=0, description="Override batching delay.")
+    coalesce: bool = Field(
+        True,
+        description="Send concurrent small requests (64 KiB of tensors or less) for one "
+        "replica and model as one batched call, up to the model's max batch; each client "
+        "still gets its own answer, ledger row and metrics.",
+    )
 
 
 class BurstSettings(Section):

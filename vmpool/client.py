@@ -14,6 +14,7 @@ import aiohttp
 import numpy as np
 
 from .codec import CodecError, decode_response, encode_request
+from .coalesce import Coalescer
 from .http1 import ConnectFailed, ConnectionDropped, Http1Pool
 from .wire import HEADER_LENGTH, HEADER_LENGTH_KEY, parse_header_length
 
@@ -41,6 +42,9 @@ class ReplicaClient:
         self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
         self._http = Http1Pool(connect_timeout_s=connect_timeout_s, max_idle=max_connections)
+        # concurrent small calls to one replica and model ride in one request (vmpool.coalesce);
+        # off until the gateway gives a model its largest batch (coalescer.set_max_rows)
+        self.coalescer = Coalescer(self._infer_one)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -64,6 +68,18 @@ class ReplicaClient:
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> dict[str, np.ndarray]:
+        answer = await self.coalescer.infer(base_url, model, inputs, outputs, request_id, timeout_s)
+        return answer[0]
+
+    async def _infer_one(
+        self,
+        base_url: str,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        outputs: list[str] | None,
+        request_id: str | None,
+        timeout_s: float | None,
+    ) -> tuple[dict[str, np.ndarray], None]:
         body, header_length = encode_request(
             inputs, outputs=outputs, binary_output=True, request_id=request_id
         )
@@ -88,7 +104,7 @@ class ReplicaClient:
             )
         try:
             hl = answer.headers.get(_HEADER_LENGTH_KEY)
-            return decode_response(answer.body, parse_header_length(hl)).outputs
+            return decode_response(answer.body, parse_header_length(hl)).outputs, None
         except CodecError as exc:
             raise ReplicaError(f"replica sent a malformed response: {exc}", 502) from exc
 

@@ -30,13 +30,16 @@ from ops.bench.procs import start, stop, wait_http  # noqa: E402
 from vmpool.procs import free_port, model_server_command  # noqa: E402
 
 
-def start_gateway(tree: Path, work: Path, repo: Path, replica_port: int) -> tuple[int, object]:
-    """``tidegate serve`` from ``tree`` (its own code: the tree is the working directory)."""
+def start_gateway(
+    tree: Path, work: Path, repo: Path, replica_port: int, ledger_extra: str = ""
+) -> tuple[int, object]:
+    """``tidegate serve`` from ``tree`` (its own code: the tree is the working directory);
+    ``ledger_extra``: more lines of its ``[ledger]`` table."""
     port = free_port()
     work.mkdir(parents=True)
     (work / "gateway.toml").write_text(
         f'data_dir = "{work / "data"}"\nrepo = "{repo}"\nport = {port}\ngrpc_port = -1\n'
-        f'[ledger]\nsqlite_synchronous = "normal"\n'
+        f'[ledger]\nsqlite_synchronous = "normal"\n{ledger_extra}'
         f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{replica_port}"]\n'
         f"[burst]\nenabled = false\n"
     )
@@ -85,8 +88,16 @@ def run(args: argparse.Namespace) -> list[dict]:
         path = f"/v2/models/{args.model}/infer"
         targets = {"direct": (f"http://127.0.0.1:{mport}{path}", body, headers)}
         pids = {"direct": {"model-server": server.pid}}
-        for name, tree in (("baseline", args.baseline), ("current", args.current)):
-            port, proc = start_gateway(tree.resolve(), work / name, repo, mport)
+        current_ledger = (
+            f"commit_interval_ms = {args.ledger_commit_interval_ms}\n"
+            if args.ledger_commit_interval_ms
+            else ""
+        )
+        for name, tree, ledger in (
+            ("baseline", args.baseline, ""),
+            ("current", args.current, current_ledger),
+        ):
+            port, proc = start_gateway(tree.resolve(), work / name, repo, mport, ledger)
             procs.append(proc)
             wait_http(f"http://127.0.0.1:{port}/v2/health/ready", proc)
             targets[name] = (f"http://127.0.0.1:{port}{path}", body, headers)
@@ -110,6 +121,13 @@ def main() -> int:
         "edits out of the comparison)",
     )
     ap.add_argument("--model", default="mlp")
+    ap.add_argument(
+        "--ledger-commit-interval-ms",
+        type=float,
+        default=0.0,
+        help="the current gateway's [ledger] commit_interval_ms (the baseline keeps its "
+        "default: an older tree may not know the field)",
+    )
     ap.add_argument("--duration", type=float, default=12.0, help="seconds per point and target")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds per point")
     ap.add_argument("--out", type=Path, default=None)
@@ -127,6 +145,7 @@ def main() -> int:
                 "model": args.model,
                 "baseline": str(args.baseline),
                 "current": str(args.current),
+                "current_ledger_commit_interval_ms": args.ledger_commit_interval_ms,
                 "load_average": load[:2],
                 "rows": rows,
                 "ratios": ratios,

@@ -161,6 +161,7 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
                 "threads": args.threads,
                 "duration_s": args.duration,
                 "ledger_sync": args.ledger_sync,
+                "ledger_commit_interval_ms": args.ledger_commit_interval_ms,
                 "load_average": load[:2],
                 "rows": rows,
                 "ratios": ratios,
@@ -187,6 +188,13 @@ def parse_args() -> argparse.Namespace:
         help="the gateway ledger's SQLite synchronous mode: normal is the gateway's "
         "default (rows in the WAL before the answer); full fsyncs each commit",
     )
+    ap.add_argument(
+        "--ledger-commit-interval-ms",
+        type=float,
+        default=0.0,
+        help="the gateway ledger's commit_interval_ms: 0 (default) answers once the row is "
+        "in; above 0 rows are committed per interval, off the request path",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/gateway_overhead.json")
     return ap.parse_args()
 
@@ -210,6 +218,7 @@ def run_direct_and_gateway(args, work: Path, repo: Path, body, headers, conc, pr
     (work / "gateway.toml").write_text(
         f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {gport}\ngrpc_port = -1\n'
         f'[ledger]\nsqlite_synchronous = "{args.ledger_sync}"\n'
+        f"commit_interval_ms = {args.ledger_commit_interval_ms}\n"
         f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{mport}"]\n'
         f"[burst]\nenabled = false\n"
     )

@@ -1,0 +1,142 @@
+"""Gateway-side coalescing: concurrent small calls ride in one replica request, each caller gets
+its own rows back, failures are everyone's, a cancelled caller drops only its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.vmpool.test_server import ServerProcess, _local
+from vmpool.client import ReplicaClient, ReplicaError
+from vmpool.coalesce import Coalescer
+
+
+class FakeReplica:
+    """``send`` for a Coalescer: doubles its input, records each request's rows."""
+
+    def __init__(self, fail: Exception | None = None, batched: bool = True):
+        self.requests: list[int] = []
+        self.ids: list[str | None] = []
+        self.fail, self.batched = fail, batched
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def __call__(self, base_url, model, inputs, outputs, request_id, timeout_s):
+        self.requests.append(int(inputs["x"].shape[0]))
+        self.ids.append(request_id)
+        await self.release.wait()
+        if self.fail is not None:
+            raise self.fail
+        y = inputs["x"] * 2 if self.batched else np.zeros(3, np.float32)
+        return {"y": y}, ("report", len(inputs["x"]))
+
+
+def _call(coalescer, value: float, rows: int = 1, model: str = "m", width: int = 4, rid=None):
+    x = np.full((rows, width), value, np.float32)
+    return coalescer.infer("http://r", model, {"x": x}, None, rid, 5.0)
+
+
+async def test_calls_of_one_loop_iteration_ride_in_one_request_and_get_their_own_rows():
+    replica = FakeReplica()
+    coalescer = Coalescer(replica)
+    coalescer.set_max_rows("m", 8)
+    answers = await asyncio.gather(*(_call(coalescer, i, rid=f"r{i}") for i in range(3)))
+    assert replica.requests == [3] and replica.ids == ["r0"]  # the leader's id
+    for i, (outputs, report) in enumerate(answers):
+        assert outputs["y"].shape == (1, 4) and (outputs["y"] == 2 * i).all()
+        assert report == ("report", 3)  # the batch they shared
+    assert (coalescer.requests_sent, coalescer.calls_merged) == (1, 3)
+
+
+async def test_a_call_alone_goes_as_it_came_and_unknown_models_never_wait():
+    replica = FakeReplica()
+    coalescer = Coalescer(replica)
+    coalescer.set_max_rows("m", 8)
+    outputs, _ = await _call(coalescer, 1.0, rows=2)
+    assert replica.requests == [2] and outputs["y"].shape == (2, 4)
+    await asyncio.gather(_call(coalescer, 1.0, model="other"), _call(coalescer, 2.0, model="other"))
+    assert replica.requests == [2, 1, 1]  # no row limit given for "other": never merged
+    coalescer.set_max_rows("m", 1)  # a model without batching
+    await asyncio.gather(_call(coalescer, 1.0), _call(coalescer, 2.0))
+    assert replica.requests == [2, 1, 1, 1, 1]
+
+
+async def test_groups_stop_at_the_models_largest_batch_and_split_by_signature():
+    replica = FakeReplica()
+    coalescer = Coalescer(replica)
+    coalescer.set_max_rows("m", 4)
+    calls = [_call(coalescer, i) for i in range(6)] + [_call(coalescer, 9, width=5)]
+    calls.append(_call(coalescer, 7, rows=4))  # a full batch by itself: sent alone
+    answers = await asyncio.gather(*calls)
+    assert sorted(replica.requests) == [1, 2, 4, 4]  # 4 + 2 of width 4, 1 of width 5, the 4
+    assert [float(out["y"][0, 0]) for out, _ in answers] == [0, 2, 4, 6, 8, 10, 18, 14]
+
+
+async def test_large_calls_are_not_merged():
+    replica = FakeReplica()
+    coalescer = Coalescer(replica, max_bytes=64)
+    coalescer.set_max_rows("m", 8)
+    await asyncio.gather(_call(coalescer, 1.0, width=32), _call(coalescer, 2.0, width=32))
+    assert replica.requests == [1, 1]
+
+
+async def test_a_failure_is_every_members_and_the_next_calls_go_on():
+    replica = FakeReplica(fail=ReplicaError("replica failed", 502))
+    coalescer = Coalescer(replica)
+    coalescer.set_max_rows("m", 8)
+    results = await asyncio.gather(*(_call(coalescer, i) for i in range(3)), return_exceptions=True)
+    assert [getattr(r, "status", None) for r in results] == [502, 502, 502]
+    replica.fail = None
+    outputs, _ = await _call(coalescer, 5.0)
+    assert (outputs["y"] == 10).all()
+
+
+async def test_outputs_without_a_batch_dimension_fail_the_merged_calls_plainly():
+    coalescer = Coalescer(FakeReplica(batched=False))
+    coalescer.set_max_rows("m", 8)
+    results = await asyncio.gather(_call(coalescer, 1), _call(coalescer, 2), return_exceptions=True)
+    assert all(isinstance(r, ReplicaError) and "not batched" in str(r) for r in results)
+
+
+async def test_a_cancelled_member_drops_only_its_own_answer():
+    replica = FakeReplica()
+    replica.release.clear()  # the merged request is in flight until released
+    coalescer = Coalescer(replica)
+    coalescer.set_max_rows("m", 8)
+    leader, follower, other = (asyncio.ensure_future(_call(coalescer, i)) for i in range(3))
+    while not replica.requests:
+        await asyncio.sleep(0)
+    leader.cancel()
+    follower.cancel()
+    replica.release.set()
+    outputs, _ = await other
+    assert replica.requests == [3] and (outputs["y"] == 4).all()
+    assert leader.cancelled() and follower.cancelled()
+
+
+@pytest.fixture(scope="module")
+def replica(model_repo):
+    srv = ServerProcess(model_repo, "--max-queue-delay-ms", "1")
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.slow
+async def test_merged_calls_to_a_real_model_server_answer_what_each_alone_would(
+    model_repo, replica
+):
+    client = ReplicaClient()
+    client.coalescer.set_max_rows("mlp", 8)
+    xs = [
+        np.random.default_rng(i).standard_normal((1 + i % 2, 4)).astype(np.float32)
+        for i in range(5)
+    ]
+    try:
+        answers = await asyncio.gather(*(client.infer(replica.url, "mlp", {"x": x}) for x in xs))
+    finally:
+        await client.close()
+    assert client.coalescer.calls_merged == 5  # all in one request
+    for x, outputs in zip(xs, answers, strict=True):
+        np.testing.assert_allclose(outputs["y"], _local(model_repo, "mlp", x)[0], rtol=1e-5)

@@ -1,0 +1,159 @@
+"""Gateway-side coalescing: concurrent small infer calls to one replica, sent as one batch.
+
+A model server batches concurrent requests itself, but it still parses, decodes, queues,
+encodes and answers each HTTP request, and the gateway's replica client pays a request's
+encode, ``writev``, read, parse and decode per call. On a small model that per-call work is
+most of the CPU per request on both sides (py-spy, mlp at 16 clients). Calls that reach the
+replica client in the same event-loop iteration, for the same replica, model, outputs and
+input signature (names, dtypes, shapes past the batch dimension), ride in one request whose
+inputs are stacked along the batch dimension, up to the model's largest batch; each caller
+gets its own rows of the outputs back (views, not copies).
+
+The first call of a group (its leader) yields the loop once so that the others can join, then
+sends alone when nobody did (one loop iteration more than before at one client) or starts the
+group's request. A failure is every member's (they are one request to the replica); a member
+cancelled while it waits only drops its own answer. The merged request carries the leader's
+request id. Only small calls are merged (``max_bytes``): large tensors are compute-bound on
+the replica and stacking them would copy them once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import numpy as np
+
+Outputs = dict[str, np.ndarray]
+Answer = tuple[Outputs, object]  # the outputs and the replica's batch report (or None)
+Send = Callable[..., Awaitable[Answer]]  # (base_url, model, inputs, outputs, id, timeout_s)
+MAX_COALESCED_BYTES = 64 * 1024  # per call: above it, a call goes alone
+
+
+@dataclass
+class _Call:
+    inputs: Outputs
+    rows: int
+    future: asyncio.Future | None = None  # a follower's; the leader returns its rows itself
+
+
+@dataclass
+class _Group:
+    limit_rows: int
+    calls: list[_Call] = field(default_factory=list)
+    rows: int = 0
+
+
+class Coalescer:
+    """Merges concurrent calls to ``send`` for models given a row limit (``set_max_rows``)."""
+
+    def __init__(self, send: Send, *, max_bytes: int = MAX_COALESCED_BYTES):
+        self._send = send
+        self.max_bytes = max_bytes
+        self._max_rows: dict[str, int] = {}
+        self._open: dict[tuple, _Group] = {}  # groups still taking calls, by key
+        self._tasks: set[asyncio.Task] = set()
+        self.requests_sent = 0  # merged requests (for tests and benchmarks)
+        self.calls_merged = 0
+
+    def set_max_rows(self, model: str, max_rows: int) -> None:
+        """Coalesce calls to ``model`` up to ``max_rows`` rows (its largest batch); <= 1: never."""
+        if max_rows > 1:
+            self._max_rows[model] = max_rows
+        else:
+            self._max_rows.pop(model, None)
+
+    async def infer(self, base_url, model, inputs: Outputs, outputs, request_id, timeout_s):
+        """``send``'s answer for these inputs: alone, or as rows of a merged request."""
+        limit = self._max_rows.get(model)
+        rows = _rows(inputs, self.max_bytes) if limit else None
+        if rows is None or rows >= limit:
+            return await self._send(base_url, model, inputs, outputs, request_id, timeout_s)
+        key = (base_url, model, None if outputs is None else tuple(outputs), _signature(inputs))
+        group = self._open.get(key)
+        if group is not None and group.rows + rows <= group.limit_rows:
+            call = _Call(inputs, rows, asyncio.get_running_loop().create_future())
+            group.calls.append(call)
+            group.rows += rows
+            if group.rows >= group.limit_rows:
+                del self._open[key]  # full: the next call opens a new group
+            return await call.future
+        group = self._open[key] = _Group(limit)
+        group.calls.append(_Call(inputs, rows))
+        group.rows = rows
+        try:
+            await asyncio.sleep(0)  # the calls of this loop iteration join
+        finally:
+            if self._open.get(key) is group:
+                del self._open[key]
+        if len(group.calls) == 1:
+            return await self._send(base_url, model, inputs, outputs, request_id, timeout_s)
+        leader = group.calls[0]
+        leader.future = asyncio.get_running_loop().create_future()
+        task = asyncio.get_running_loop().create_task(
+            self._send_group(group, (base_url, model, outputs, request_id, timeout_s))
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await leader.future  # (cancelled: only this call's answer is dropped)
+
+    async def _send_group(self, group: _Group, args: tuple) -> None:
+        base_url, model, outputs, request_id, timeout_s = args
+        calls = group.calls
+        names = list(calls[0].inputs)
+        merged = {name: np.concatenate([c.inputs[name] for c in calls]) for name in names}
+        self.requests_sent += 1
+        self.calls_merged += len(calls)
+        try:
+            answer, report = await self._send(
+                base_url, model, merged, outputs, request_id, timeout_s
+            )
+            parts = _split(answer, [c.rows for c in calls], model)
+        except asyncio.CancelledError:  # (the loop shuts down)
+            for call in calls:
+                call.future.cancel()
+            raise
+        except Exception as exc:  # every member's failure (they were one request)
+            for call in calls:
+                if not call.future.done():
+                    call.future.set_exception(exc)
+            return
+        for call, part in zip(calls, parts, strict=True):
+            if not call.future.done():
+                call.future.set_result((part, report))
+
+
+def _rows(inputs: Outputs, max_bytes: int) -> int | None:
+    """The rows every input has (its first dimension), or None when the call cannot merge."""
+    rows = None
+    size = 0
+    for array in inputs.values():
+        if array.ndim == 0 or (rows is not None and array.shape[0] != rows):
+            return None
+        rows = array.shape[0]
+        size += array.nbytes
+    return rows if rows and size <= max_bytes else None
+
+
+def _signature(inputs: Outputs) -> tuple:
+    return tuple([(name, a.dtype.str, a.shape[1:]) for name, a in inputs.items()])
+
+
+def _split(answer: Outputs, rows: list[int], model: str) -> list[Outputs]:
+    total = sum(rows)
+    for name, array in answer.items():
+        if array.ndim == 0 or array.shape[0] != total:
+            from .client import ReplicaError  # (client imports this module)
+
+            raise ReplicaError(
+                f"model {model!r} answered a batch of {total} rows with output {name!r} of "
+                f"shape {list(array.shape)}: its outputs are not batched",
+                502,
+            )
+    parts = []
+    start = 0
+    for count in rows:
+        parts.append({name: array[start : start + count] for name, array in answer.items()})
+        start += count
+    return parts
