@@ -181,7 +181,13 @@ class Dispatcher:
         if self.live is not None:
             path_ms = (time.perf_counter() - start) * 1000.0  # boot wait and retries included
             self.live.on_vm_answer(
-                cfg.name, batch, answer.service_ms, answer.queued_ahead, predicted_ms, path_ms
+                cfg.name,
+                batch,
+                answer.service_ms,
+                answer.queued_ahead,
+                predicted_ms,
+                path_ms,
+                reported=answer.batch,
             )
         cost = vm_request_cost_usd(self.prices, answer.service_ms, batch)
         return InferResult(answer.outputs, "vm", cost, timings_ms={"vm": answer.service_ms})

@@ -24,6 +24,7 @@ from policies.state import (
     QueueState,
     VmState,
 )
+from vmpool.batch_report import BatchReport
 from vmpool.pool import ReplicaPool
 
 from .cold_start import ColdStartEstimate, warm_p50_ms
@@ -92,6 +93,8 @@ class _ModelView:
     vm_idle: LatencyWindow  # requests that found their replica idle: service time, no queue
     burst: LatencyWindow  # warm burst requests only: a cold start is predicted separately
     batch_ms: dict[int, float] = field(default_factory=dict)  # EWMA of service time by batch
+    # the same, from what replicas reported of each answer's batch: exact, so it wins
+    reported_batch_ms: dict[int, float] = field(default_factory=dict)
     vm_error: PredictionError = field(
         default_factory=lambda: PredictionError(LatencyWindow(PREDICTION_WINDOW_S))
     )
@@ -169,12 +172,16 @@ class LiveCollector:
         queued_ahead: int,
         predicted_ms: float | None = None,
         path_ms: float | None = None,
+        *,
+        reported: BatchReport | None = None,
     ) -> None:
-        """A VM answer. The batch-time curve is estimated from it: the rows already queued on
-        the replica rode in the same batches, ``ceil(rows / max batch)`` rounds of them (an
-        overestimate when a batch was running on arrival: predictions err on the safe side).
-        With the routing's prediction and the whole VM path's time (boot wait and retries
-        included), it also teaches the prediction's error."""
+        """A VM answer, teaching the batch-time curve. A replica that ``reported`` the batch
+        the request ran in (rows, service time) gives the curve exactly. Else it is estimated:
+        the rows already queued on the replica rode in the same batches, ``ceil(rows / max
+        batch)`` rounds of them (an overestimate when a batch was running on arrival: b(2)
+        2.08 s for a true 1.2 s on the delay model). With the routing's prediction and the
+        whole VM path's time (boot wait and retries included), it also teaches the
+        prediction's error."""
         view = self._models.get(model)
         if view is None:
             return
@@ -183,12 +190,13 @@ class LiveCollector:
         view.vm.add(now, latency_ms)
         if queued_ahead == 0:
             view.vm_idle.add(now, latency_ms)
+        if reported is not None:
+            _ewma(view.reported_batch_ms, reported.rows, reported.service_ms)
+            return
         total = queued_ahead + rows
         rounds = -(-total // self.max_batch_size)
         batch = min(total, self.max_batch_size)
-        per_round_ms = latency_ms / rounds
-        old = view.batch_ms.get(batch)
-        view.batch_ms[batch] = per_round_ms if old is None else 0.8 * old + 0.2 * per_round_ms
+        _ewma(view.batch_ms, batch, latency_ms / rounds)
 
     def burst_started(self, workers: int) -> int:
         """A burst request sent; pass the token back to ``burst_finished``."""
@@ -272,7 +280,7 @@ class LiveCollector:
             name: ModelStats(
                 arrival_rate_short_per_s=v.short.rate(now),
                 arrival_rate_long_per_s=v.long.rate(now),
-                vm_service_ms_by_batch=tuple(sorted(v.batch_ms.items())),
+                vm_service_ms_by_batch=tuple(sorted((v.reported_batch_ms or v.batch_ms).items())),
                 vm_latency=v.vm.quantiles(now),
                 vm_service_latency=v.vm_idle.quantiles(now),
                 burst_latency=v.burst.quantiles(now),
@@ -317,6 +325,11 @@ class LiveCollector:
             return None
         window = view.vm if path == PathKind.VM else view.burst
         return window.quantiles(self._clock())
+
+
+def _ewma(curve: dict[int, float], rows: int, service_ms: float) -> None:
+    old = curve.get(rows)
+    curve[rows] = service_ms if old is None else 0.8 * old + 0.2 * service_ms
 
 
 def _with_in_flight(burst: BurstState, in_flight: int) -> BurstState:

@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from vmpool.batch_report import BatchReport
+
 
 class BatcherClosed(RuntimeError):
     """The batcher is closing and accepts no new work."""
@@ -111,6 +113,13 @@ class Batcher:
 
     async def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one request (every input batched on dim 0); returns its outputs by name."""
+        outputs, _ = await self.infer_reported(inputs)
+        return outputs
+
+    async def infer_reported(
+        self, inputs: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], BatchReport]:
+        """``infer``, plus the batch the request rode in (its rows and service time)."""
         rows = _rows(inputs, self._input_names)
         if rows > self.max_batch_size:
             raise ValueError(f"batch of {rows} exceeds max_batch_size {self.max_batch_size}")
@@ -213,11 +222,16 @@ class Batcher:
             )
             _deliver(batch, [error] * len(batch))
         else:
+            # the replica's time for this batch, as every answer in it reports it: the
+            # inference thread is free for the next batch once the callers are handed theirs
+            service_s = time.perf_counter() - started
+            report = BatchReport(rows, service_s * 1000.0)
             offset, results = 0, []
             for p in batch:
-                results.append(
-                    {n: a[offset : offset + p.rows] for n, a in zip(self._output_names, arrays)}
-                )
+                outputs = {
+                    n: a[offset : offset + p.rows] for n, a in zip(self._output_names, arrays)
+                }
+                results.append((outputs, report))
                 offset += p.rows
             _deliver(batch, results)
         finally:

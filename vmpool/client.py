@@ -13,6 +13,7 @@ import asyncio
 import aiohttp
 import numpy as np
 
+from .batch_report import BatchReport, parse_batch_report
 from .codec import CodecError, decode_response, encode_request
 from .coalesce import Coalescer
 from .http1 import ConnectFailed, ConnectionDropped, Http1Pool
@@ -68,8 +69,21 @@ class ReplicaClient:
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> dict[str, np.ndarray]:
-        answer = await self.coalescer.infer(base_url, model, inputs, outputs, request_id, timeout_s)
+        answer = await self.infer_reported(base_url, model, inputs, outputs, request_id, timeout_s)
         return answer[0]
+
+    async def infer_reported(
+        self,
+        base_url: str,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        outputs: list[str] | None = None,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> tuple[dict[str, np.ndarray], BatchReport | None]:
+        """``infer``, plus the batch the replica says it ran the request in (None: it did not
+        say; ``vmpool.batch_report``)."""
+        return await self.coalescer.infer(base_url, model, inputs, outputs, request_id, timeout_s)
 
     async def _infer_one(
         self,
@@ -79,7 +93,7 @@ class ReplicaClient:
         outputs: list[str] | None,
         request_id: str | None,
         timeout_s: float | None,
-    ) -> tuple[dict[str, np.ndarray], None]:
+    ) -> tuple[dict[str, np.ndarray], BatchReport | None]:
         body, header_length = encode_request(
             inputs, outputs=outputs, binary_output=True, request_id=request_id
         )
@@ -104,9 +118,10 @@ class ReplicaClient:
             )
         try:
             hl = answer.headers.get(_HEADER_LENGTH_KEY)
-            return decode_response(answer.body, parse_header_length(hl)).outputs, None
+            decoded = decode_response(answer.body, parse_header_length(hl)).outputs
         except CodecError as exc:
             raise ReplicaError(f"replica sent a malformed response: {exc}", 502) from exc
+        return decoded, parse_batch_report(answer.headers)
 
     async def repository(self, base_url: str, model: str, action: str) -> None:
         """Ask a replica to ``load`` or ``unload`` a model (the repository extension)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 
 from vmpool.artifact import ArtifactError, ModelConfig, list_models, load_artifact
+from vmpool.batch_report import BatchReport
 from vmpool.batching import Batcher, BatcherClosed, InferenceError
 from vmpool.codec import decode_request, encode_answer, validate_inputs
 from vmpool.metrics import ModelServerMetrics
@@ -34,6 +35,16 @@ class ModelServerError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One inferred request, encoded."""
+
+    body: bytes
+    header_length: int | None  # of a binary answer's JSON header; None for a JSON answer
+    rows: int  # this request's
+    batch: BatchReport  # the batch it rode in
 
 
 @dataclass
@@ -188,16 +199,12 @@ class ModelServer:
             )
         return model
 
-    async def infer(
-        self, model: LoadedModel, body: bytes, header_length: int | None
-    ) -> tuple[bytes, int | None, int]:
-        """Decode, validate, run (batched) and encode one request.
-
-        Returns (body, binary header length or None, rows inferred)."""
+    async def infer(self, model: LoadedModel, body: bytes, header_length: int | None) -> Answer:
+        """Decode, validate, run (batched) and encode one request."""
         req = decode_request(body, header_length)
         validate_inputs(req, model.config)
         try:
-            outputs = await model.batcher.infer(req.inputs)
+            outputs, batch = await model.batcher.infer_reported(req.inputs)
         except BatcherClosed as exc:
             raise ModelServerError(str(exc), 503) from None
         except InferenceError as exc:
@@ -205,7 +212,7 @@ class ModelServer:
         cfg = model.config
         body, length = encode_answer(cfg, req, outputs)
         first = next(iter(req.inputs.values()))
-        return body, length, int(first.shape[0]) if first.ndim else 1
+        return Answer(body, length, int(first.shape[0]) if first.ndim else 1, batch)
 
     def start_drain(self) -> None:
         """Stop being ready; new infer requests get 503, accepted ones finish."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .batch_report import BatchReport
 from .breaker import Breakers
 from .client import ReplicaClient, ReplicaError
 from .provisioners.base import Provisioner, ReplicaInfo, ReplicaState
@@ -29,6 +30,7 @@ class PoolAnswer:
     attempts: int
     service_ms: float
     queued_ahead: int = 0  # requests already outstanding on that replica when this one was sent
+    batch: BatchReport | None = None  # the batch the replica ran it in, if it said
 
 
 class NoReplicaError(Exception):
@@ -174,7 +176,7 @@ class ReplicaRouting:
         self.breakers.on_attempt(rid)
         start = time.perf_counter()
         try:
-            result = await self.client.infer(
+            result, batch = await self.client.infer_reported(
                 replica.url, model, inputs, outputs, request_id, timeout_s
             )
         except ReplicaError as exc:
@@ -189,4 +191,5 @@ class ReplicaRouting:
             if left == 0 and rid in self._draining:
                 self._draining[rid].set()
         self.breakers.on_success(rid)
-        return PoolAnswer(result, rid, attempt, (time.perf_counter() - start) * 1000.0, ahead)
+        service_ms = (time.perf_counter() - start) * 1000.0
+        return PoolAnswer(result, rid, attempt, service_ms, ahead, batch)

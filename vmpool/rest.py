@@ -40,6 +40,7 @@ from vmpool.wire import (
 SERVER_NAME = "tidegate-model-server"
 JSON = "application/json"
 log = logging.getLogger("tidegate.model_server")
+_HEADER_LENGTH_KEY = HEADER_LENGTH_KEY.encode()
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 
 
@@ -277,7 +278,7 @@ class InferEndpoint:
         for key, value in scope["headers"]:
             if key == b"content-length":
                 content_length = value
-            elif key == HEADER_LENGTH_KEY.encode():
+            elif key == _HEADER_LENGTH_KEY:
                 header_length = value
         core.in_flight += 1
         lease = self.budget.lease()
@@ -285,7 +286,7 @@ class InferEndpoint:
             body = await read_body(
                 receive, content_length, self.limit_bytes, lease, self.body_timeout_s
             )
-            out, out_hl, rows = await core.infer(model, body, parse_header_length(header_length))
+            answer = await core.infer(model, body, parse_header_length(header_length))
         except (CodecError, ModelServerError) as exc:
             metrics.request_done(name, exc.status)
             model.stats.request_done(False, time.perf_counter_ns() - started)
@@ -302,17 +303,12 @@ class InferEndpoint:
             core.in_flight -= 1
         elapsed_ns = time.perf_counter_ns() - started
         metrics.request_done(name, 200, elapsed_ns / 1e9)
-        model.stats.request_done(True, elapsed_ns, rows)
-        if out_hl is None:
-            return 200, out, []
-        return (
-            200,
-            out,
-            [
-                (b"content-type", b"application/octet-stream"),
-                (HEADER_LENGTH_KEY.encode(), str(out_hl).encode()),
-            ],
-        )
+        model.stats.request_done(True, elapsed_ns, answer.rows)
+        headers = answer.batch.headers()  # the gateway learns its batch-time curve from these
+        if answer.header_length is not None:
+            headers.append((b"content-type", b"application/octet-stream"))
+            headers.append((_HEADER_LENGTH_KEY, str(answer.header_length).encode()))
+        return 200, answer.body, headers
 
 
 async def _send(send, status: int, body: bytes, headers: list) -> None:

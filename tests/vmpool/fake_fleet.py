@@ -97,5 +97,11 @@ class FakeClient:
         finally:
             self.in_flight[url] -= 1
 
+    async def infer_reported(
+        self, url, model, inputs, outputs=None, request_id=None, timeout_s=None
+    ):
+        # a replica that does not report its batches (as another OIP server)
+        return await self.infer(url, model, inputs, outputs, request_id, timeout_s), None
+
     async def close(self) -> None:
         return None
