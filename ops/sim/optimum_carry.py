@@ -50,6 +50,16 @@ class CarryBound:
     late_usd_per_request: float  # the multiplier that gave the best bound (inf: none late)
 
 
+def dp_cells(pr: CarryProblem) -> float:
+    """The DP's work: bins x VM counts x carried requests (its time grows with it)."""
+    per_vm = pr.capacity_per_s * pr.bin_s
+    if per_vm <= 0:
+        return 0.0
+    layers = max(1, math.ceil(float(pr.demand.max(initial=0.0)) / per_vm))
+    carried = min(pr.slo_s, pr.bin_s) * pr.capacity_per_s * layers + 1
+    return float(pr.demand.size) * (layers + 1) * carried
+
+
 def carry_dp(pr: CarryProblem, late_usd: float = math.inf) -> CarryBound:
     """Least cost of the relaxed problem with late requests at ``late_usd`` each (not counting
     the allowance), and the VM bins and spilled requests of the schedule that reaches it."""

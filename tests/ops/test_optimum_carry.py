@@ -80,3 +80,19 @@ def test_functions_that_cannot_meet_the_slo_leave_only_vms():
     d = np.array([100.0, 400.0, 100.0])
     b = carry_dp(CarryProblem(d, 1.0, 145.0, 1e-4, math.inf, 60.0, 0.3))
     assert b.fn_requests == 0.0 and b.layers == 3 and math.isfinite(b.cost_usd)
+
+
+def test_long_traces_take_the_widened_layers_which_never_exceed_the_dp():
+    """Past ``CARRY_DP_BINS`` bins the bound is the per-layer model with (bin + SLO) of capacity
+    per up bin and a boot one bin shorter: looser, valid, seconds for a day."""
+    from ops.sim.optimum import widened_layers
+
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        d = rng.poisson(rng.choice([40.0, 160.0, 300.0], size=240)).astype(float)
+        d = np.append(d, 0.0)  # the DP may carry the last bin's tail past the trace for free
+        pr = CarryProblem(d, 1.0, 145.0, 0.17 / 3600, 3.9e-6, 60.0, 0.3)
+        wide = widened_layers(pr, 60.0, 0.0)["cost_usd"]
+        assert wide <= carry_dp(pr).cost_usd + 1e-12
+        late = widened_layers(pr, 60.0, 50.0)
+        assert late["cost_usd"] == pytest.approx(wide - 50 * 3.9e-6) and late["late"] == 50.0
