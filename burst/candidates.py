@@ -9,17 +9,39 @@ with its per-channel followers. ``burst`` describes; ``policies.planner`` choose
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from burst.graph import Graph, dtype_bytes, node_inputs
 from burst.halo import choose_grid, hull, input_window, split_range
 from burst.partition import _shape, blocks, output_head, per_channel, window_spec
-from burst.plan import Split, Stage, StageChoice, build_stage
+from burst.plan import Split, Stage, StageChoice, build_stage, lead_split
 from policies.planner import Candidate, NodeWork
 
 # longest run of blocks one spatial stage may cover: halos grow with depth, and longer runs
 # only pay when rounds are expensive; 12 blocks covers a whole ResNet stage and more
 MAX_SPATIAL_BLOCKS = 12
+# leg 0 runs on the master with no invocation or transfer, so a split whose legs are even waits
+# on the remote leg: in plans of up to LEAD_MAX_WORKERS, candidates also give leg 0 this much
+# more than an even share (of rows, or of output channels), and the planner weighs each from
+# the profile. Wider plans have even legs only: the master's edge is shared by more legs there,
+# and the variants tripled the cost search (VGG-16 in 512 MB x 8: 0.95 -> 3.0 s CPU).
+LEAD_STEPS = (0.07, 0.15, 0.3, 0.45)
+LEAD_MAX_WORKERS = 2
+
+
+def lead_options(size: int, parts: int, workers: int = 2) -> list[int]:
+    """The leads (units beyond an even first part) the candidates try for ``size`` units in
+    ``parts`` in a plan of ``workers``: 0 and each of ``LEAD_STEPS`` of an even share,
+    rounded, distinct."""
+    if parts < 2 or workers > LEAD_MAX_WORKERS or size <= parts:
+        return [0]
+    even = -(-size // parts)
+    most = size - (parts - 1)
+    return sorted(
+        {0} | {max(0, min(round(size / parts * (1 + f)), most) - even) for f in LEAD_STEPS}
+    )
 
 
 def node_works(graph: Graph, batch: int) -> list[NodeWork]:
@@ -78,7 +100,7 @@ def spatial_runs(graph: Graph) -> list[tuple[int, list]]:
 
 def _candidate(graph: Graph, choice: StageChoice, start: int, batch: int) -> Candidate:
     st = build_stage(graph, choice, 0, batch)
-    return stage_candidate(st, start, start + len(choice.nodes))
+    return replace(stage_candidate(st, start, start + len(choice.nodes)), lead=choice.lead)
 
 
 def stage_candidate(st: Stage, start: int = 0, end: int = 0) -> Candidate:
@@ -114,11 +136,15 @@ def build_candidates(graph: Graph, workers: int, batch: int) -> list[Candidate]:
     ]
     for chain in head_chains(graph):
         head = graph.node(chain[0])
+        channels = _channels(graph, chain)
         for k in range(2, workers + 1):  # one part is the master's own: that is serial
-            choice = StageChoice(Split.OUTPUT, tuple(chain), k, node_inputs(head)[0], chain[-1])
-            cand = _candidate(graph, choice, pos[chain[0]], batch)
-            if cand.workers == k:  # fewer channels than k: the smaller k covers it
-                out.append(cand)
+            for lead in lead_options(channels, k, workers):
+                choice = StageChoice(
+                    Split.OUTPUT, tuple(chain), k, node_inputs(head)[0], chain[-1], lead=lead
+                )
+                cand = _candidate(graph, choice, pos[chain[0]], batch)
+                if cand.workers == k:  # fewer channels than k: the smaller k covers it
+                    out.append(cand)
     if workers >= 2:
         for start, run in spatial_runs(graph):
             out.extend(_spatial_candidates(graph, run, start, workers, batch))
@@ -189,11 +215,15 @@ def _spatial_candidates(
         end = offsets[j + 1]
         oshape = graph.node(bj.output).shape
         grids = sorted({choose_grid(k, oshape[2], oshape[3]) for k in range(2, workers + 1)})
-        for gh, gw in grids:
-            if gh * gw < 2:
-                continue
+        layouts = [
+            (gh, gw, lead)
+            for gh, gw in grids
+            if gh * gw >= 2
+            for lead in (lead_options(oshape[2], gh, workers) if gw == 1 else [0])
+        ]
+        for gh, gw, lead in layouts:
             legs = []  # per tile: (cumulative leg macs, row need, col need, out area)
-            for rows in split_range(oshape[2], gh):
+            for rows in lead_split(oshape[2], gh, lead):
                 for cols in split_range(oshape[3], gw):
                     (rn, rl), (cn, cl) = walks.walk(end, 0, rows), walks.walk(end, 1, cols)
                     cum = np.concatenate([[0.0], np.cumsum(macs_per_cell[:end] * rl * cl)])
@@ -220,9 +250,16 @@ def _spatial_candidates(
                         weight_bytes=int(wbytes[end] - wbytes[s0]),
                         master_weight_bytes=int(wbytes[end] - wbytes[s0]),
                         worker_weight_bytes=int(wbytes[end] - wbytes[s0]),
+                        lead=lead,
                     )
                 )
     return out
+
+
+def _channels(graph: Graph, chain: list[str]) -> int:
+    """Output channels (conv) or features (linear) an output split of ``chain`` divides."""
+    shape = graph.node(chain[-1]).shape
+    return shape[1] if graph.node(chain[0]).op != "aten.linear.default" else shape[-1]
 
 
 def _len(r) -> int:
@@ -246,7 +283,9 @@ def choices_of(graph: Graph, picked: list[Candidate]) -> list[StageChoice]:
             continue
         first = graph.node(c.nodes[0])
         src = node_inputs(first)[0] if split is Split.OUTPUT else _spatial_input(graph, c.nodes)
-        out.append(StageChoice(split, c.nodes, c.workers, src, c.nodes[-1], c.transport))
+        out.append(
+            StageChoice(split, c.nodes, c.workers, src, c.nodes[-1], c.transport, lead=c.lead)
+        )
     return out
 
 

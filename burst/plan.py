@@ -45,6 +45,7 @@ __all__ = [
     "StageChoice",
     "Tile",
     "build_stage",
+    "lead_split",
     "content_hash",
     "function_names",
     "make_plan",
@@ -83,6 +84,20 @@ class StageChoice:
     input: str | None = None
     output: str | None = None
     transport: str | None = None  # the planner's per-stage choice (split stages)
+    # rows (spatial, one column of tiles) or channels (output) leg 0 gets beyond an even
+    # split: the master computes leg 0 with no invocation or transfer, so it can take more
+    lead: int = 0
+
+
+def lead_split(size: int, parts: int, lead: int = 0) -> list[tuple[int, int]]:
+    """``split_range`` with ``lead`` more units in the first part, taken from the others
+    (which stay near-equal); ``lead`` 0 is exactly ``split_range``."""
+    if lead <= 0:
+        return split_range(size, parts)
+    parts = max(1, min(parts, size))
+    first = min(-(-size // parts) + lead, size - (parts - 1))
+    rest = split_range(size - first, parts - 1) if parts > 1 else []
+    return [(0, first - 1)] + [(first + a, first + b) for a, b in rest]
 
 
 def _concrete(shape: list[int], batch: int) -> list[int]:
@@ -129,7 +144,8 @@ def build_stage(graph: Graph, choice: StageChoice, index: int, batch: int) -> St
         output=choice.output,
         transport=choice.transport,
     )
-    (_spatial if choice.split is Split.SPATIAL else _output)(graph, st, choice.workers, batch)
+    fill = _spatial if choice.split is Split.SPATIAL else _output
+    fill(graph, st, choice.workers, batch, choice.lead)
     return st
 
 
@@ -137,7 +153,7 @@ def _area(win) -> int:
     return (win[0][1] - win[0][0] + 1) * (win[1][1] - win[1][0] + 1)
 
 
-def _spatial(graph: Graph, st: Stage, workers: int, batch: int) -> None:
+def _spatial(graph: Graph, st: Stage, workers: int, batch: int, lead: int = 0) -> None:
     out_shape = _concrete(graph.node(st.output).shape, batch)
     in_shape = _concrete(_shape(graph, st.input), batch)
     gh, gw = choose_grid(workers, out_shape[2], out_shape[3])
@@ -147,7 +163,9 @@ def _spatial(graph: Graph, st: Stage, workers: int, batch: int) -> None:
         for w in {w for n in nodes for w in n.weights}
         if w in graph.weights
     )
-    for rows in split_range(out_shape[2], gh):
+    if lead and gw != 1:
+        raise PlanError(f"a lead for leg 0 needs one column of tiles, got a {gh}x{gw} grid")
+    for rows in lead_split(out_shape[2], gh, lead):
         for cols in split_range(out_shape[3], gw):
             need = tile_windows(graph, st.nodes, st.output, (rows, cols))
             st.tiles.append(
@@ -175,12 +193,12 @@ def _spatial(graph: Graph, st: Stage, workers: int, batch: int) -> None:
     ]
 
 
-def _output(graph: Graph, st: Stage, workers: int, batch: int) -> None:
+def _output(graph: Graph, st: Stage, workers: int, batch: int, lead: int = 0) -> None:
     head = graph.node(st.nodes[0])
     out_shape = _concrete(graph.node(st.output).shape, batch)
     cat_dim = 1 if head.op != "aten.linear.default" else len(out_shape) - 1
     channels = out_shape[cat_dim]
-    parts = split_range(channels, workers)
+    parts = lead_split(channels, workers, lead)
     sliced = {w for name in st.nodes for w in sliced_weights(graph.node(name))}
     whole = {w for name in st.nodes for w in graph.node(name).weights} - sliced
     for c0, c1 in parts:

@@ -69,6 +69,7 @@ class Candidate:
     master_weight_bytes: int = 0  # leg 0's, which the master computes itself
     worker_weight_bytes: int = 0  # leg 1's (the first remote leg: the largest part)
     transport: str | None = None  # inline | store | queue | auto; None: the deployment's
+    lead: int = 0  # rows or channels leg 0 (the master's) has beyond an even split
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ class PerfModel:
         slow = self.profile.slowdown(c.split, k)
         per_mac = self.serial_ms(c.nodes) / max(c.macs, 1) * slow
         per_leg_ms = self.profile.node_overhead_ms(c.split, k) * len(c.nodes)
-        own_ms = c.leg_macs[0] * per_mac + per_leg_ms  # leg 0 runs on the master (forkjoin)
+        own_ms = self._own_leg_ms(c, per_mac, per_leg_ms)  # leg 0 runs on the master
         t_in = [self.transfer_ms(b, c.transport) for b in c.bytes_in[1:]]
         t_out = [self.transfer_ms(b, c.transport) for b in c.bytes_out[1:]]
         # the master writes every remote input, then computes its own leg while the remote
@@ -234,6 +235,19 @@ class PerfModel:
             + sum(self._store_cost(b, c.transport) for b in c.bytes_in[1:] + c.bytes_out[1:])
         )
         return Estimate(mean, var_max, cost)
+
+    def _own_leg_ms(self, c: Candidate, per_mac: float, per_leg_ms: float) -> float:
+        """Leg 0's compute on the master. Where the profile measured the master's legs apart
+        (``SPLIT/master``: it starts its leg with no hand-off and runs it at its own pace,
+        here faster per MAC than a worker's) its own fit; else the legs' shared one."""
+        key = f"{c.split}/master"
+        if key not in self.profile.split_slowdown or c.workers < 2:
+            return c.leg_macs[0] * per_mac + per_leg_ms
+        slow = self.profile.slowdown(key, c.workers)
+        node_ms = self.profile.node_overhead_ms(key, c.workers)
+        return c.leg_macs[0] * self.serial_ms(c.nodes) / max(c.macs, 1) * slow + node_ms * len(
+            c.nodes
+        )
 
     def _join(self, remote: int, own_ms: float, leg_ms: float) -> tuple[float, float]:
         """Mean and variance of max(own leg, slowest of ``remote`` i.i.d. legs): each remote

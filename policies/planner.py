@@ -155,7 +155,7 @@ def _prepare(model: PerfModel, candidates: list[Candidate], limits: Limits):
     track_m = most_m[0] > limits.master_weight_bytes
     track_w = most_w[0] > limits.worker_weight_bytes
     by_start = {
-        p: [(c, e, m if track_m else 0, w if track_w else 0) for c, e, m, w in cs]
+        p: _undominated([(c, e, m if track_m else 0, w if track_w else 0) for c, e, m, w in cs])
         for p, cs in by_start.items()
     }
     # a label at p with at least most_*[p] left has every completion fit: how much more it has
@@ -163,6 +163,33 @@ def _prepare(model: PerfModel, candidates: list[Candidate], limits: Limits):
     floor_m = [limits.master_weight_bytes - m if track_m else 0 for m in most_m]
     floor_w = [limits.worker_weight_bytes - w if track_w else 0 for w in most_w]
     return by_start, floor_m, floor_w
+
+
+def _undominated(cs: list) -> list:
+    """The candidates no other with the same end and weight bytes beats or ties on mean,
+    variance and cost (the first of equals stays): every label extended by a dominated one
+    is dominated by the same label extended by its dominator, so dropping it is exact (a
+    split's lead variants differ only in these)."""
+    groups: dict[tuple, list] = {}
+    for item in cs:
+        c, _, m, w = item
+        groups.setdefault((c.end, m, w), []).append(item)
+    out = []
+    for group in groups.values():
+        for i, (_, e, _, _) in enumerate(group):
+            if not any(
+                f.mean_ms <= e.mean_ms
+                and f.var_ms2 <= e.var_ms2
+                and f.cost_usd <= e.cost_usd
+                and (
+                    j < i
+                    or (f.mean_ms, f.var_ms2, f.cost_usd) != (e.mean_ms, e.var_ms2, e.cost_usd)
+                )
+                for j, (_, f, _, _) in enumerate(group)
+                if j != i
+            ):
+                out.append(group[i])
+    return out
 
 
 MIB = 1 << 20

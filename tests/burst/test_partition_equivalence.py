@@ -6,6 +6,7 @@ split that needed more than its slice would fail here.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -150,6 +151,43 @@ def test_planned_vgg16_fits_512_mb_functions_by_splitting_its_classifier():
     assert plan.totals["fits_memory"]
     assert plan.totals["master_weight_bytes"] <= weight_budget_bytes(512)
     assert plan.totals["max_worker_weight_bytes"] <= weight_budget_bytes(512)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vgg11", "grouped", "poolzoo"])
+def test_stages_leaning_on_the_master_equal_the_full_model(name):
+    """Leg 0 given more rows or channels than an even share (the planner's lead variants,
+    at their largest) still computes exactly the unsplit model."""
+    from burst.candidates import forced_choices, lead_options
+
+    graph, weights, x, ref = _model(name)
+    leaned = 0
+    for split in ("spatial", "output"):
+        choices = []
+        for c in forced_choices(graph, split, 2):
+            if c.split.value == "spatial":
+                size = graph.node(c.output).shape[2]
+            elif c.split.value == "output":
+                op = graph.node(c.nodes[0]).op
+                size = graph.node(c.output).shape[1 if op != "aten.linear.default" else -1]
+            else:
+                choices.append(c)
+                continue
+            lead = max(lead_options(size, 2))
+            leaned += lead > 0
+            choices.append(dataclasses.replace(c, lead=lead))
+        plan = make_plan(graph, workers=2, batch=2, choices=choices)
+        with torch.no_grad():
+            y = run_plan_local(
+                graph,
+                plan,
+                weights,
+                [x],
+                slicer=lambda st, j: worker_weights(graph, st, j, weights),
+            )[0]
+        diff = (y - ref).abs().max().item() / ref.abs().max().item()
+        WORST[name] = max(WORST.get(name, 0.0), diff)
+        assert diff <= TOLERANCE, f"{name} {split} leaning on the master: {diff:.2e}"
+    assert leaned
 
 
 def test_zz_print_worst_diffs():

@@ -153,3 +153,24 @@ def test_predicted_p50_is_the_median_when_the_master_invocation_is_skewed():
         rest = pred.mean_ms - float(np.mean(overhead.values_ms))  # stage, request's tensors
         assert pred.p50_ms == pytest.approx(median_ms + rest, abs=0.7)
     assert pred.mean_ms == pytest.approx(pred.p50_ms)
+
+
+def test_the_masters_leg_can_take_more_than_an_even_share():
+    """Leg 0 runs on the master with no round trip: with the master's legs measured apart
+    (``spatial/master``), a stage that gives leg 0 more work waits less than an even one,
+    and the master's own fit, not the workers', prices leg 0."""
+    macs = WORKS[0].macs
+    slow = {"spatial": {1: 1.0, 2: 1.2}, "spatial/master": {2: 1.0}, "output": {1: 1.0}}
+    model = PerfModel(_profile(split_slowdown=slow), Deployment(inline_limit_bytes=10**6), WORKS)
+
+    def stage(master_share: float) -> Candidate:
+        own = int(macs * master_share)
+        return Candidate(
+            0, 1, "spatial", 2, ("conv",), macs, (own, macs - own), (1000,) * 2, (1000,) * 2, 0
+        )
+
+    even, lead = model.stage(stage(0.5)), model.stage(stage(0.6))
+    assert lead.mean_ms < even.mean_ms - 2.0
+    # all on the master: its own fit (1.0x of 20 ms, not the workers' 24 ms), plus the
+    # master's transfer halves and the odd slow round trip of the empty remote leg
+    assert 20.0 < model.stage(stage(1.0)).mean_ms < 21.5

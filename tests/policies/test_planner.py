@@ -33,7 +33,12 @@ def _profile() -> Profile:
             "s3": TransferFit(15.0, 12.0),
         },
         compute=ComputeFit({"conv": 20.0, "linear": 25.0, "pool": 5.0, "other": 2.0}, 0.02),
-        split_slowdown={"spatial": {1: 1.0, 2: 1.15, 4: 2.3}, "output": {1: 1.0, 2: 1.1, 4: 2.2}},
+        split_slowdown={
+            "spatial": {1: 1.0, 2: 1.15, 4: 2.3},
+            "output": {1: 1.0, 2: 1.1, 4: 2.2},
+            # the master's own legs, measured apart (leg 0 starts with no hand-off)
+            "spatial/master": {2: 1.0, 4: 1.9},
+        },
         compute_cv=0.05,
     )
 
