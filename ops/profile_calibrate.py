@@ -11,7 +11,6 @@ from dataclasses import replace
 def calibrate(profile, graph, svc, runs, say):
     """Slowdowns from the legs' compute; the rest of each stage's wall time beyond the model
     goes into the round trips at its fan-out; the gateway-side time into the master's."""
-    from burst.candidates import stage_candidate
     from burst.planning import perf_model
     from ops import profiler
     from policies.profile import Quantiles
@@ -34,17 +33,10 @@ def calibrate(profile, graph, svc, runs, say):
         )
     )
     model = perf_model(graph, svc.plan_request(1), profile)
-    residual: dict[int, list[float]] = {}
-    master: list[float] = []
-    for plan, answers in runs:
-        for a in answers:
-            for st_plan, st in zip(plan.stages, a.report.stages):
-                if st_plan.split != "serial" and st_plan.workers > 1:
-                    est = model.stage(stage_candidate(st_plan))
-                    residual.setdefault(st_plan.workers - 1, []).append(st.wall_ms - est.mean_ms)
-            master.append(a.total_ms - a.report.wall_ms)
+    residual, master = _residuals(model, runs)
     warm = dict(profile.invoke_warm_ms)
     for n, rs in residual.items():
+        say(f"fan-out {n}: stages beyond the model, median per plan: {_ms_list(rs)}")
         shift = statistics.median(rs)
         base = warm.get(n) or profile.invoke_ms(n)
         if shift <= 0.0:  # faster than the model: the round trip measured stays its floor
@@ -68,3 +60,28 @@ def calibrate(profile, graph, svc, runs, say):
         f"beyond the plan"
     )
     return profile
+
+
+def _residuals(model, runs) -> tuple[dict[int, list[float]], list[float]]:
+    """Per fan-out, each plan's median of (stage wall - the model's stage), one value per plan
+    (a plan of 54 tiny stages, output x2, must not outvote the few big stages a useful plan
+    has); and each request's time beyond its master's report (the gateway's invocation)."""
+    from burst.candidates import stage_candidate
+
+    residual: dict[int, list[float]] = {}
+    master: list[float] = []
+    for plan, answers in runs:
+        per_plan: dict[int, list[float]] = {}
+        for a in answers:
+            for st_plan, st in zip(plan.stages, a.report.stages):
+                if st_plan.split != "serial" and st_plan.workers > 1:
+                    est = model.stage(stage_candidate(st_plan))
+                    per_plan.setdefault(st_plan.workers - 1, []).append(st.wall_ms - est.mean_ms)
+            master.append(a.total_ms - a.report.wall_ms)
+        for n, rs in per_plan.items():
+            residual.setdefault(n, []).append(statistics.median(rs))
+    return residual, master
+
+
+def _ms_list(values: list[float]) -> str:
+    return ", ".join(f"{v:+.1f} ms" for v in values)

@@ -255,7 +255,8 @@ def stage_observations(graph_node_ms: dict[str, float], plan, answers) -> list[d
 def slowdowns(
     observations: list[dict],
 ) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, float]]]:
-    """Per (kind, legs): (slowdown, ms per node), fitted over every measured leg as
+    """Per (kind, legs): (slowdown, ms per node), fitted over every measured leg (the master's
+    own legs apart, as kind ``SPLIT/master``) as
     ``measured = slowdown * single-thread share + ms_per_node * nodes`` (least squares, so big
     stages weigh more than the many tiny ones). A leg's dispatch, cropping and padding do not
     shrink with its share of the work: without the per-node term the slowdown would absorb
@@ -265,8 +266,11 @@ def slowdowns(
         if o["split"] == "serial":
             rows.setdefault(("serial", 1), []).append((o["wall_ms"], o["single_ms"], 0.0))
             continue
-        for measured, single in zip(o["legs_ms"], o["leg_single_ms"]):
-            rows.setdefault((o["split"], o["workers"]), []).append(
+        for leg, (measured, single) in enumerate(zip(o["legs_ms"], o["leg_single_ms"])):
+            # the master's own leg (leg 0 of a fan-out) is fitted apart: it starts with no
+            # hand-off and here computes faster per MAC than a worker's (burst.forkjoin)
+            kind = f"{o['split']}/master" if leg == 0 and o["workers"] > 1 else o["split"]
+            rows.setdefault((kind, o["workers"]), []).append(
                 (measured, single, float(o.get("nodes", 0)))
             )
     slow: dict[str, dict[int, float]] = {}

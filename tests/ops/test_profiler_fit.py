@@ -33,6 +33,19 @@ def test_fit_separates_slowdown_from_per_node_time():
 
 
 def test_too_few_legs_fall_back_to_one_ratio():
-    slow, per_node = slowdowns([_obs([10.0], 5, 1.5, 0.0)])
+    slow, per_node = slowdowns([_obs([10.0, 10.0], 5, 1.5, 0.0)])
     assert slow["spatial"][2] == pytest.approx(1.5)
     assert per_node["spatial"][2] == 0.0
+
+
+def test_the_masters_own_legs_are_fitted_apart():
+    """Leg 0 runs on the master (no hand-off, here faster per MAC than a worker's): one fit
+    over both would overcharge the master and hide the workers' extra time."""
+    obs = [_obs([40.0, 42.0], 30, 1.3, 0.1), _obs([10.0, 11.0], 10, 1.3, 0.1)]
+    obs.append(_obs([20.0, 20.0], 20, 1.3, 0.1))
+    for o in obs:  # the master's leg: 1.05x its share, no per-node time
+        o["legs_ms"][0] = 1.05 * o["leg_single_ms"][0]
+    slow, per_node = slowdowns(obs)
+    assert slow["spatial/master"][2] == pytest.approx(1.05)
+    assert slow["spatial"][2] == pytest.approx(1.3, rel=1e-6)
+    assert per_node["spatial"][2] == pytest.approx(0.1, rel=1e-6)
