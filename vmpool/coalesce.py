@@ -11,8 +11,11 @@ gets its own rows of the outputs back (views, not copies).
 
 The first call of a group (its leader) yields the loop once so that the others can join, then
 sends alone when nobody did (one loop iteration more than before at one client) or starts the
-group's request. A failure is every member's (they are one request to the replica); a member
-cancelled while it waits only drops its own answer. The merged request carries the leader's
+group's request. A merged request the replica refuses or fails on (an answer of 400 to 500, or
+outputs without a batch dimension) is sent again as each member alone, so one caller's bad input
+never fails another's request (callers of several tenants share groups); a replica that cannot be
+reached, is overloaded or times out fails every member as it is. A member cancelled while it
+waits only drops its own answer. The merged request carries the leader's
 request id. Only small calls are merged (``max_bytes``): large tensors are compute-bound on
 the replica and stacking them would copy them once more.
 """
@@ -109,19 +112,52 @@ class Coalescer:
             answer, report = await self._send(
                 base_url, model, merged, outputs, request_id, timeout_s
             )
-            parts = _split(answer, [c.rows for c in calls], model)
+            parts = _split(answer, [c.rows for c in calls])
         except asyncio.CancelledError:  # (the loop shuts down)
             for call in calls:
                 call.future.cancel()
             raise
-        except Exception as exc:  # every member's failure (they were one request)
-            for call in calls:
-                if not call.future.done():
-                    call.future.set_exception(exc)
+        except Exception as exc:
+            if not _members_may_differ(exc):  # the replica's state: every member's failure
+                for call in calls:
+                    if not call.future.done():
+                        call.future.set_exception(exc)
+                return
+            if isinstance(exc, _NotBatched):
+                self._max_rows.pop(model, None)  # its outputs cannot be split: never merge again
+            await asyncio.gather(*(self._send_alone(call, args) for call in calls))
             return
         for call, part in zip(calls, parts, strict=True):
             if not call.future.done():
                 call.future.set_result((part, report))
+
+    async def _send_alone(self, call: _Call, args: tuple) -> None:
+        base_url, model, outputs, request_id, timeout_s = args
+        if call.future.done():  # cancelled meanwhile
+            return
+        try:
+            answer = await self._send(base_url, model, call.inputs, outputs, request_id, timeout_s)
+        except Exception as exc:  # (CancelledError is not one: the loop shuts down)
+            if not call.future.done():
+                call.future.set_exception(exc)
+            return
+        if not call.future.done():
+            call.future.set_result(answer)
+
+
+class _NotBatched(Exception):
+    """A merged answer whose outputs do not have the merged rows: the model's outputs are not
+    per row, so its calls go alone from then on."""
+
+
+def _members_may_differ(exc: Exception) -> bool:
+    """Could one member's input have caused ``exc``? An answer of 400 to 500 from the model, or
+    outputs that are not batched; not an unreachable, overloaded or slow replica."""
+    if isinstance(exc, _NotBatched):
+        return True
+    status = getattr(exc, "status", None)
+    connect = getattr(exc, "connect", False)
+    return isinstance(status, int) and 400 <= status <= 500 and status != 429 and not connect
 
 
 def _rows(inputs: Outputs, max_bytes: int) -> int | None:
@@ -140,17 +176,11 @@ def _signature(inputs: Outputs) -> tuple:
     return tuple([(name, a.dtype.str, a.shape[1:]) for name, a in inputs.items()])
 
 
-def _split(answer: Outputs, rows: list[int], model: str) -> list[Outputs]:
+def _split(answer: Outputs, rows: list[int]) -> list[Outputs]:
     total = sum(rows)
     for name, array in answer.items():
         if array.ndim == 0 or array.shape[0] != total:
-            from .client import ReplicaError  # (client imports this module)
-
-            raise ReplicaError(
-                f"model {model!r} answered a batch of {total} rows with output {name!r} of "
-                f"shape {list(array.shape)}: its outputs are not batched",
-                502,
-            )
+            raise _NotBatched(name, list(array.shape))
     parts = []
     start = 0
     for count in rows:

@@ -1,5 +1,6 @@
 """Gateway-side coalescing: concurrent small calls ride in one replica request, each caller gets
-its own rows back, failures are everyone's, a cancelled caller drops only its own answer."""
+its own rows back, a bad input fails only its own call, a down replica fails everyone's, a
+cancelled caller drops only its own answer."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class FakeReplica:
         await self.release.wait()
         if self.fail is not None:
             raise self.fail
+        if (inputs["x"] < 0).any():  # as a model refuses a bad input: the whole request fails
+            raise ReplicaError("x must not be negative", 400)
         y = inputs["x"] * 2 if self.batched else np.zeros(3, np.float32)
         return {"y": y}, ("report", len(inputs["x"]))
 
@@ -93,11 +96,29 @@ async def test_a_failure_is_every_members_and_the_next_calls_go_on():
     assert (outputs["y"] == 10).all()
 
 
-async def test_outputs_without_a_batch_dimension_fail_the_merged_calls_plainly():
-    coalescer = Coalescer(FakeReplica(batched=False))
+async def test_one_callers_bad_input_fails_only_its_own_call():
+    replica = FakeReplica()
+    coalescer = Coalescer(replica)
     coalescer.set_max_rows("m", 8)
-    results = await asyncio.gather(_call(coalescer, 1), _call(coalescer, 2), return_exceptions=True)
-    assert all(isinstance(r, ReplicaError) and "not batched" in str(r) for r in results)
+    results = await asyncio.gather(
+        _call(coalescer, 1.0),
+        _call(coalescer, -1.0),
+        _call(coalescer, 3.0),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], ReplicaError) and results[1].status == 400
+    assert (results[0][0]["y"] == 2).all() and (results[2][0]["y"] == 6).all()
+    assert replica.requests == [3, 1, 1, 1]  # the merged request, then each alone
+
+
+async def test_outputs_without_a_batch_dimension_send_each_call_alone_from_then_on():
+    replica = FakeReplica(batched=False)
+    coalescer = Coalescer(replica)
+    coalescer.set_max_rows("m", 8)
+    results = await asyncio.gather(_call(coalescer, 1), _call(coalescer, 2))
+    assert all(r[0]["y"].shape == (3,) for r in results)  # what each alone gets
+    await asyncio.gather(_call(coalescer, 1), _call(coalescer, 2))
+    assert replica.requests == [2, 1, 1, 1, 1]
 
 
 async def test_a_cancelled_member_drops_only_its_own_answer():
