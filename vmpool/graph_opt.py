@@ -56,7 +56,20 @@ def optimize(module: torch.fx.GraphModule, example: tuple[torch.Tensor, ...]):
     except Exception as exc:  # a graph these rewrites do not know: serve it as exported
         log.warning("serving the program as exported (rewrite failed: %s)", exc)
         return module, "as exported"
+    _drop_unused(rewritten)
     return rewritten, f"{folded} batch norms folded, {packed} convs in oneDNN layout"
+
+
+def _drop_unused(module: torch.fx.GraphModule) -> None:
+    """Let go of the weights the rewrites replaced (the exported module is dropped by the
+    caller): otherwise a served resnet holds its conv weights three times."""
+    used = {n.target for n in module.graph.nodes if n.op == "get_attr"}
+    for name, _ in [*module.named_parameters(), *module.named_buffers()]:
+        if name not in used:
+            owner_name, _, attr = name.rpartition(".")
+            owner = module.get_submodule(owner_name) if owner_name else module
+            owner._parameters.pop(attr, None)
+            owner._buffers.pop(attr, None)
 
 
 def _check_close(want, got) -> None:
