@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import httpx
 import numpy as np
@@ -68,7 +69,8 @@ def test_every_answer_is_counted_and_logged(gateway, caplog):
         assert f'code="{code}"' in metrics, code
     assert 'tidegate_requests_total{code="400",model="mlp",path="none",tenant="acme"}' in metrics
     assert 'tidegate_slo_met_total{model="mlp",tenant="acme"} 1.0' in metrics
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tidegate.access"]
+    # an answer is logged once it has been sent: the client may read it first
+    lines = _access_lines(caplog, lambda ln: ln["path"] == "/metrics" and ln["status"] == 200)
     infer = [ln for ln in lines if ln["path"].endswith("/infer")]
     assert [ln["status"] for ln in infer] == [200, 400, 404, 401]
     first = infer[0]
@@ -81,6 +83,18 @@ def test_every_answer_is_counted_and_logged(gateway, caplog):
     assert first["latency_ms"] > 0 and first["request_id"] != "-"
     assert infer[3]["tenant"] == "-"  # no key: nobody
     assert any(ln["path"] == "/metrics" and ln["status"] == 200 for ln in lines)
+
+
+def _access_lines(caplog, last, bound_s: float = 60.0) -> list[dict]:
+    """The access log's lines once one matches ``last`` (the gateway logs each answer after
+    sending it); ``bound_s`` only bounds a broken gateway."""
+    deadline = time.monotonic() + bound_s
+    while True:
+        records = [r for r in caplog.records if r.name == "tidegate.access"]
+        lines = [json.loads(r.getMessage()) for r in records]
+        if any(last(ln) for ln in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.005)
 
 
 def test_tenant_reads_only_its_own_report(gateway):

@@ -39,7 +39,8 @@ class ServerProcess:
             text=True,
             env=env,
         )
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        # a bound, not a timing: a model server importing torch on a starved host took over 60 s
+        ready, _, _ = select.select([self.proc.stdout], [], [], 300)
         line = self.proc.stdout.readline().strip() if ready else ""
         match = READY_RE.match(line)
         if not match:
