@@ -251,15 +251,12 @@ def _example(cfg: ModelConfig, torch) -> tuple:
 
 
 def _warm_up(module, cfg: ModelConfig, torch) -> None:
-    """One batch-1 call so the first request does not pay for lazy initialisation."""
-    args = []
-    for spec in cfg.inputs:  # twice: the second call runs on kernels the first one prepared
-        shape = [1 if d == -1 else d for d in spec.shape]
-        dtype = getattr(torch, DATATYPES[spec.datatype])
-        args.append(torch.zeros(shape, dtype=dtype))
+    """Batch-1 calls so the first request does not pay for lazy initialisation (twice: the
+    second runs on kernels the first one prepared)."""
+    args = _example(cfg, torch)
     try:
         with torch.inference_mode():
             module(*args)
             module(*args)
-    except Exception as exc:  # zeros may be invalid input for some models; not fatal
+    except Exception as exc:  # the example may be invalid input for some models; not fatal
         log.warning("model %s: warm-up call failed: %s", cfg.name, exc)
