@@ -1,8 +1,9 @@
 """Gateway overhead: a model server called directly vs. through the gateway vs. Ray Serve.
 
 Same model, same replica, same load in one run: closed-loop clients (aiohttp) at c=1 and c=16
-sending binary tensors, rounds alternating direct and gateway. Besides latency and throughput it
-reports the CPU time each process spent per request (from /proc), which a machine shared with
+sending binary tensors, rounds alternating direct, gateway and a bare TCP relay
+(``ops/bench/relay.py``: the floor of what one more process on the request path costs here).
+Besides latency and throughput it reports the CPU time each process spent per request (from /proc), which a machine shared with
 other work inflates less than wall-clock figures. Prints a table and writes JSON (default
 ops/bench/results/gateway_overhead.json). Targets (issue 6): on mlp the gateway keeps >= 75 % of
 direct throughput at c=16 and adds <= 0.5 ms p50 at c=1; on resnet18 it adds <= 2 ms and keeps
@@ -107,6 +108,11 @@ def ratios_of(rows: list[dict]) -> dict[str, float]:
             by[("gateway", 16)]["throughput_rps"] / by[("ray-serve", 16)]["throughput_rps"]
         )
         ratios["ray_added_p50_ms_c1"] = by[("ray-serve", 1)]["p50_ms"] - by[("direct", 1)]["p50_ms"]
+    if ("relay", 16) in by:  # the floor of one more process on the path (ops/bench/relay.py)
+        ratios["relay_added_p50_ms_c1"] = by[("relay", 1)]["p50_ms"] - by[("direct", 1)]["p50_ms"]
+        ratios["relay_throughput_share_c16"] = (
+            by[("relay", 16)]["throughput_rps"] / by[("direct", 16)]["throughput_rps"]
+        )
     ratios["gateway_cpu_us_per_request_c16"] = by[("gateway", 16)]["cpu_us_per_request"]["gateway"]
     ratios["model_server_cpu_us_per_request_c16"] = by[("direct", 16)]["cpu_us_per_request"][
         "model-server"
@@ -227,11 +233,21 @@ def run_direct_and_gateway(args, work: Path, repo: Path, body, headers, conc, pr
     )
     procs.append(gateway)
     wait_http(f"http://127.0.0.1:{gport}/v2/health/ready", gateway)
+    # the floor: a bare TCP relay (ops/bench/relay.py) costs one more process on the path
+    rport = free_port()
+    relay = start(
+        [py, str(ROOT / "ops/bench/relay.py"), "--upstream", f"127.0.0.1:{mport}"]
+        + ["--port", str(rport)],
+        work / "relay.log",
+    )
+    procs.append(relay)
+    wait_http(f"http://127.0.0.1:{rport}/v2/health/ready", relay)
     path = f"/v2/models/{args.model}/infer"
     rows = measure(
         {
             "direct": (f"http://127.0.0.1:{mport}{path}", body, headers),
             "gateway": (f"http://127.0.0.1:{gport}{path}", body, headers),
+            "relay": (f"http://127.0.0.1:{rport}{path}", body, headers),
         },
         args.duration,
         conc,
@@ -239,10 +255,11 @@ def run_direct_and_gateway(args, work: Path, repo: Path, body, headers, conc, pr
         pids={
             "direct": {"model-server": server.pid},
             "gateway": {"gateway": gateway.pid, "model-server": server.pid},
+            "relay": {"relay": relay.pid, "model-server": server.pid},
         },
     )
-    stop(gateway)
-    stop(server)
+    for proc in (relay, gateway, server):
+        stop(proc)
     return rows
 
 
