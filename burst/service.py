@@ -23,7 +23,7 @@ from burst.detach import Detached
 from burst.exchange import BurstAnswer, BurstUnavailable, cleanup, make_answer
 from burst.exchange import download_outputs, upload_inputs
 from burst.faas.admission import default_memory_budget_mb
-from burst.gate import Busy, SlotGate
+from burst.instance_gate import Busy, InstanceGate
 from burst.local_functions import function_bodies, memory_tensor_root
 from burst.platform_circuit import PlatformCircuit
 from burst.service_plans import load_graph, plan_and_predict, prepare_in_thread
@@ -72,7 +72,7 @@ class BurstService:
         local_fit = self.memory_budget_mb // max(memory_mb, self.master_memory_mb)
         capacity = min(concurrency, local_fit) if self._local else concurrency
         # a queued request waits at most as long as a request may take
-        self._gate = SlotGate(
+        self._gate = InstanceGate(  # waits for started instances (policies/routing/instance_wait)
             max(1, capacity), max_waiting=max_waiting, max_wait_s=max_wait_s or function_timeout_s
         )
         self._circuit = PlatformCircuit(failure_threshold=3, open_s=5.0)

@@ -34,6 +34,7 @@ SIM_KEYS = {
     "fn_keep_alive_s",
     "gateway_overhead_ms",
     "cold_start_contention",
+    "fn_wait_for_instances",
 }
 PROFILE_OVERRIDES = (
     "vm_boot_s",
@@ -42,6 +43,7 @@ PROFILE_OVERRIDES = (
     "fn_keep_alive_s",
     "gateway_overhead_ms",
     "cold_start_contention",
+    "fn_wait_for_instances",
     "slo_ms",
 )
 
@@ -125,7 +127,7 @@ def _check_simulate_table(path: Path, sim: dict) -> None:
     for key, value in sim.items():
         if key in ("profile", "repo"):
             ok, want = isinstance(value, str) and value != "", "a path"
-        elif key == "cold_start_contention":
+        elif key in ("cold_start_contention", "fn_wait_for_instances"):
             ok, want = isinstance(value, bool), "true or false"
         elif key in POSITIVE_KEYS:
             ok, want = _number(value) and value > 0, "a number > 0"

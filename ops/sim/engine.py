@@ -54,7 +54,8 @@ class Simulation:
         # reached them (``avail``: for a queued job, when a consumer took it)
         self.deadline_of, self.aq, avail = AsyncQueue.for_run(setup, trace, self.arr, self.lat)
         self.vm = VmPool(self.p, avail, self.lat, self.tenant_of, len(trace.tenants), rng)
-        self.fn = FunctionPool(self.p, setup.seed + 1)
+        run_tail_ms = self.p.burst_quantile_ms(setup.slo_percentile)
+        self.fn = FunctionPool(self.p, setup.seed + 1, run_tail_ms)
         self.fn_billed_by_tenant = [0.0] * len(trace.tenants)
         self.fn_requests_by_tenant = [0] * len(trace.tenants)
         self.requests = [
@@ -300,7 +301,8 @@ class Simulation:
         return round(vm.booting[0].ready_s - t, 1), waiting
 
     def _burst(self, i: int, t: float, ten: int) -> None:
-        latency_ms, billed, cold = self.fn.serve(t)
+        budget_ms = self.requests[ten].slo_ms - self.vm.overhead_ms
+        latency_ms, billed, cold = self.fn.serve(t, budget_ms)
         self.lat[i] = latency_ms + self.vm.overhead_ms
         self.path[i] = PATH_BURST
         self.fn_billed_by_tenant[ten] += billed

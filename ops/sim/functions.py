@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import heapq
 import math
+import statistics
 from collections import deque
+
+from policies.routing.instance_wait import should_wait
 
 
 class FunctionPool:
-    def __init__(self, profile, seed: int):
+    def __init__(self, profile, seed: int, run_tail_ms: float | None = None):
         self.p = profile
         self.k = max(1, profile.burst_instances)
         # the gateway holds one concurrency slot per plan worker (the master runs a leg of each
@@ -24,10 +27,16 @@ class FunctionPool:
         self.keep_alive_s = profile.fn_keep_alive_s
         self.cold_ms, self.cold_billed_ms = profile.cold_samples(4096, seed + 7)
         self.cold_i = 0
+        # what the gateway predicts a cold start and a warm request take (it cannot know the draw)
+        self.cold_predicted_ms = statistics.median(self.cold_ms)
+        self.run_tail_ms = profile.burst_p50_ms if run_tail_ms is None else run_tail_ms
+        self.wait_rule = getattr(profile, "fn_wait_for_instances", True)
+        self.waited = 0  # requests that waited for a started group instead of a cold start
         self.samples = profile.burst_samples_ms(65536, seed).tolist()
         self.sample_i = 0
         self.starting: list[float] = []  # when cold starts under way end (contention only)
-        self.busy: list[float] = []  # end times of groups serving
+        # groups serving: (when free, when up); a group started cold is up after its cold start
+        self.busy: list[tuple[float, float]] = []
         # end times of every burst request not yet answered: throttled ones wait behind a busy
         # group, and the gateway counts them in flight from dispatch to answer (its autoscaler
         # sees them), so the group count alone undercounts a queue of spills
@@ -45,8 +54,8 @@ class FunctionPool:
 
     def release(self, now_s: float) -> None:
         busy, idle, ends = self.busy, self.idle, self.request_ends
-        while busy and busy[0] <= now_s:
-            idle.append(heapq.heappop(busy))
+        while busy and busy[0][0] <= now_s:
+            idle.append(heapq.heappop(busy)[0])
         while ends and ends[0] <= now_s:
             heapq.heappop(ends)
         horizon = now_s - self.keep_alive_s
@@ -74,16 +83,38 @@ class FunctionPool:
             heapq.heappop(starting)
         return float(len(starting) + 1)
 
-    def serve(self, now_s: float) -> tuple[float, float, bool]:
-        """Run one burst request arriving at ``now_s``: (latency_ms, billed_ms, cold)."""
-        start_s, cold = now_s, False
+    def _waits(self, now_s: float, slo_ms: float | None) -> bool:
+        """No idle group: wait for the first busy one (the burst service's rule)?"""
+        busy = self.busy
+        can_start = len(busy) < self.cap_groups
+        if not busy or (can_start and (not self.wait_rule or slo_ms is None)):
+            return not can_start
+        free_s, up_s = busy[0]
+        return should_wait(
+            (free_s - now_s) * 1000.0,
+            cold_ms=self.cold_predicted_ms * self._contention(now_s),
+            run_ms=self.run_tail_ms,
+            slo_ms=slo_ms,
+            can_start=can_start,
+            starting=up_s > now_s,
+        )
+
+    def serve(self, now_s: float, slo_ms: float | None = None) -> tuple[float, float, bool]:
+        """Run one burst request arriving at ``now_s`` with ``slo_ms`` left of its SLO (None:
+        it never waits for a started group, as the gateway without one): (latency_ms,
+        billed_ms, cold)."""
+        start_s, cold, up_s = now_s, False, 0.0
         if self.idle:
             self.idle.pop()  # the most recently used group is the warmest
-        elif len(self.busy) < self.cap_groups:
-            cold = True
+        elif self._waits(now_s, slo_ms):
+            if len(self.busy) < self.cap_groups:
+                self.waited += 1
+            else:
+                self.throttled += 1  # the platform would throttle a new one
+            free_s, up_s = heapq.heappop(self.busy)  # waits for a group to free up
+            start_s = max(free_s, now_s)
         else:
-            start_s = heapq.heappop(self.busy)  # throttled: waits for a group to free up
-            self.throttled += 1
+            cold = True
         self.sample_i = (self.sample_i + 1) & 65535
         run_ms = self.samples[self.sample_i]
         billed = run_ms * self.billed_per_p50
@@ -93,12 +124,13 @@ class FunctionPool:
             stretch = self._contention(now_s)
             latency_ms += self.cold_ms[c] * stretch
             billed += self.cold_billed_ms[c] * stretch
+            up_s = now_s + self.cold_ms[c] * stretch / 1000.0
             if self.p.cold_start_contention:
-                heapq.heappush(self.starting, now_s + self.cold_ms[c] * stretch / 1000.0)
+                heapq.heappush(self.starting, up_s)
             self.cold_starts += self.k
             self.cold_requests += 1
             self.recent_cold += self.k
-        heapq.heappush(self.busy, now_s + latency_ms / 1000.0)
+        heapq.heappush(self.busy, (now_s + latency_ms / 1000.0, up_s))
         heapq.heappush(self.request_ends, now_s + latency_ms / 1000.0)
         self.requests += 1
         self.invocations += self.k

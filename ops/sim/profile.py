@@ -63,6 +63,10 @@ class SimProfile:
     # next takes k+1 times as long, the rule the gateway predicts by (gateway/cold_start.py).
     # Measured live: a 3.5 s cold start alone, 16-23 s for five started together
     cold_start_contention: bool = False
+    # a spill with no idle instance waits for a started one when that is no slower and meets the
+    # SLO (policies/routing/instance_wait.py, as the gateway's burst service does); off: every
+    # such spill starts an instance cold
+    fn_wait_for_instances: bool = True
     slo_ms: float = 300.0
     source: str = "reference"
     extra: dict = field(default_factory=dict, compare=False)

@@ -102,6 +102,7 @@ class SimResult:
             "requests_queued": int(jobs.size),
             "queued_slo_attainment": float(met[jobs].mean()) if jobs.size else None,
             "throttled": fn.throttled,
+            "waited_for_instance": fn.waited,
             "vm_batches": vm.batches,
             "peak_vm_replicas": max(sim.timeline.vm_ready, default=0),
         }
