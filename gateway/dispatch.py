@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from burst.instance_gate import request_slo_ms
 from burst.service import BurstUnavailable
 from policies.costs import PriceTable, function_cost_usd, store_cost_usd, vm_request_cost_usd
 from policies.routing import Decision, Route, RoutingPolicy
@@ -223,6 +224,7 @@ class Dispatcher:
         workers = workers or self.default_workers
         live, answer, failed_after_ms = self.live, None, None
         token = live.burst_started(workers) if live is not None else None
+        request_slo_ms.set(ctx.tenant.settings.slo_ms or cfg.slo_ms)  # the instance wait's SLO
         start = time.perf_counter()
         try:
             answer = await asyncio.wait_for(
