@@ -72,8 +72,6 @@ class Dispatcher:
         default_workers: int = 4,
         max_workers: int = 16,
         live: LiveCollector | None = None,
-        coalesce: bool = True,
-        coalesce_max_rows: int | None = None,
     ):
         self.models = models
         self.tenants = tenants
@@ -90,11 +88,6 @@ class Dispatcher:
         self.live = live  # the live view routing decides from (and dispatch reports into)
         self.engine = None  # gateway.control.PolicyEngine: readiness, run-time policy changes
         self._valid: dict[tuple, ModelConfig] = {}  # request signatures validate_inputs passed
-        # concurrent small requests for one replica ride in one call, up to the model's largest
-        # batch (vmpool.coalesce): the per-call work on both sides is paid once per batch
-        coalescer = getattr(getattr(pool, "client", None), "coalescer", None)
-        for cfg in models.values() if coalesce and coalescer is not None else ():
-            coalescer.set_max_rows(cfg.name, min(cfg.max_batch_size, coalesce_max_rows or 1 << 30))
 
     def model(self, name: str, version: str | None = None) -> ModelConfig:
         cfg = self.models.get(name)

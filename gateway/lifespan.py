@@ -63,6 +63,12 @@ async def start(
     prov = provisioner or make_provisioner(settings)
     pool = ReplicaPool(prov, health_interval_s=settings.vm.health_interval_s)
     state.pool = pool
+    if settings.vm.coalesce:
+        # concurrent small requests for one replica ride in one call, up to the model's largest
+        # batch (vmpool.coalesce): the per-call work on both sides is paid once per batch
+        for cfg in models.values():
+            rows = min(cfg.max_batch_size, settings.vm.max_batch_size or 1 << 30)
+            pool.client.coalescer.set_max_rows(cfg.name, rows)
     await pool.start(settings.vm.replicas if models else 0)
     burst_backend, prepare = burst, None
     if burst_backend is None and settings.burst.enabled and models:
@@ -98,8 +104,6 @@ async def start(
         burst_timeout_s=settings.burst.timeout_s,
         default_workers=settings.burst.default_workers,
         max_workers=settings.burst.max_workers,
-        coalesce=settings.vm.coalesce,
-        coalesce_max_rows=settings.vm.max_batch_size,
     )
     from .control import start_policy_engine  # live view, routing policy, autoscaler loop
 
