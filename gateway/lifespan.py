@@ -64,11 +64,7 @@ async def start(
     pool = ReplicaPool(prov, health_interval_s=settings.vm.health_interval_s)
     state.pool = pool
     if settings.vm.coalesce:
-        # concurrent small requests for one replica ride in one call, up to the model's largest
-        # batch (vmpool.coalesce): the per-call work on both sides is paid once per batch
-        for cfg in models.values():
-            rows = min(cfg.max_batch_size, settings.vm.max_batch_size or 1 << 30)
-            pool.client.coalescer.set_max_rows(cfg.name, rows)
+        _coalesce(pool, models, settings.vm.max_batch_size)
     await pool.start(settings.vm.replicas if models else 0)
     burst_backend, prepare = burst, None
     if burst_backend is None and settings.burst.enabled and models:
@@ -113,6 +109,14 @@ async def start(
 
     state.grpc = await start_for_gateway(state)
     state.asyncq = await start_async(state)
+
+
+def _coalesce(pool: ReplicaPool, models: dict, max_batch_size: int | None) -> None:
+    """Concurrent small requests for one replica ride in one call, up to each model's largest
+    batch (vmpool.coalesce): the per-call work on both sides is paid once per batch."""
+    for cfg in models.values():
+        rows = min(cfg.max_batch_size, max_batch_size or 1 << 30)
+        pool.client.coalescer.set_max_rows(cfg.name, rows)
 
 
 async def stop(state: GatewayState) -> None:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 # other benches import start, stop and wait_http from here too
 from ops.bench.procs import cpu_s, start, stop, wait_http  # noqa: E402
+from ops.bench.relay import start_relay  # noqa: E402
 from ops.loadgen import LoadResult, closed_loop  # noqa: E402
 from vmpool.codec import encode_request  # noqa: E402
 from vmpool.procs import free_port, model_server_command  # noqa: E402
@@ -122,6 +123,9 @@ def ratios_of(rows: list[dict]) -> dict[str, float]:
 
 def print_verdicts(ratios: dict[str, float], small: bool) -> None:
     """Each ratio, and whether it meets its target (issue 6) where it has one."""
+    import operator
+
+    compare = {"<=": operator.le, ">=": operator.ge, ">": operator.gt}
     targets = {
         "gateway_added_p50_ms_c1": ("<=", 0.5 if small else 2.0),
         "gateway_throughput_share_c16": (">=", 0.75 if small else 0.9),
@@ -131,13 +135,7 @@ def print_verdicts(ratios: dict[str, float], small: bool) -> None:
         goal = targets.get(key)
         verdict = ""
         if goal:
-            ok = (
-                value <= goal[1]
-                if goal[0] == "<="
-                else value >= goal[1]
-                if goal[0] == ">="
-                else value > goal[1]
-            )
+            ok = compare[goal[0]](value, goal[1])
             verdict = f"  target {goal[0]} {goal[1]}: {'met' if ok else 'MISSED'}"
         print(f"{key:<34} {value:8.3f}{verdict}")
 
@@ -234,12 +232,7 @@ def run_direct_and_gateway(args, work: Path, repo: Path, body, headers, conc, pr
     procs.append(gateway)
     wait_http(f"http://127.0.0.1:{gport}/v2/health/ready", gateway)
     # the floor: a bare TCP relay (ops/bench/relay.py) costs one more process on the path
-    rport = free_port()
-    relay = start(
-        [py, str(ROOT / "ops/bench/relay.py"), "--upstream", f"127.0.0.1:{mport}"]
-        + ["--port", str(rport)],
-        work / "relay.log",
-    )
+    relay, rport = start_relay(mport, work / "relay.log")
     procs.append(relay)
     wait_http(f"http://127.0.0.1:{rport}/v2/health/ready", relay)
     path = f"/v2/models/{args.model}/infer"

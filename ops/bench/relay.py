@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from vmpool.procs import free_port  # noqa: E402
 
 
 class _Upstream(asyncio.Protocol):
@@ -75,6 +80,19 @@ async def serve(upstream: str, port: int) -> None:
     )
     async with server:
         await server.serve_forever()
+
+
+def start_relay(upstream_port: int, log: Path) -> tuple[subprocess.Popen, int]:
+    """This relay in its own process, in front of ``127.0.0.1:upstream_port``: (process, port)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--upstream", f"127.0.0.1:{upstream_port}"]
+        + ["--port", str(port)],
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return proc, port
 
 
 def main() -> int:
