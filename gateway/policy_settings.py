@@ -137,6 +137,13 @@ class PredictiveScaling(_Scaling):
         description="Function instances one burst request holds (its workers; the master runs "
         "one leg); unset: the burst path's default workers.",
     )
+    spill_window_s: float = Field(
+        600.0,
+        ge=0,
+        le=86_400,
+        description="One VM more than the forecast while the spill it would take, averaged over "
+        "this window, costs more than the VM (clumped load the mean rate hides); 0 = off.",
+    )
 
 
 class QueueScaling(_Scaling):

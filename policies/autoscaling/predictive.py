@@ -7,10 +7,11 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
-from ..costs import PriceTable, warm_instances_cost_usd
+from ..costs import PriceTable, billed_ms, function_cost_usd, warm_instances_cost_usd
 from ..state import LiveState
 from ..vm_perf import replica_capacity_per_s
 from .base import ScaleDecision, ScalerBase, current_replicas
+from .spill_vm import SpillEconomics
 
 DEFAULT_BURST_LATENCY_S = 0.5  # before any burst answer or plan prediction is known
 
@@ -33,6 +34,8 @@ class Predictive(ScalerBase):
     standing pool for steps no forecast sees (billed all the time). ``burst_latency_s`` and
     ``instances_per_burst_request`` default to what the live state shows (the burst path's
     observed median, the plan's prediction, its default workers); set, they override it.
+    ``spill_window_s`` > 0: one VM more than the forecast while the spill it would take, averaged
+    over that window, costs more than the VM (``spill_vm.py``); 0 turns it off.
     """
 
     name = "predictive"
@@ -53,6 +56,7 @@ class Predictive(ScalerBase):
         min_replicas: int = 0,
         max_replicas: int = 8,
         prices: PriceTable | None = None,
+        spill_window_s: float = 600.0,
     ):
         super().__init__(min_replicas, max_replicas)
         for label, q in (("base_quantile", base_quantile), ("warm_quantile", warm_quantile)):
@@ -73,6 +77,7 @@ class Predictive(ScalerBase):
         self.burst_latency_s = burst_latency_s
         self.instances_per_burst_request = instances_per_burst_request
         self.prices = prices or PriceTable()
+        self._spill = SpillEconomics(spill_window_s, self.prices)
         self._level: float | None = None
         self._trend_per_s = 0.0
         self._err_var = 0.0
@@ -129,7 +134,10 @@ class Predictive(ScalerBase):
                 want, reason = current, "scale-in cooldown"
         else:
             self._want_down_since_s = None
-        self._current = want
+        self._current = want  # the forecast's part: the extra VM below is not held by cooldown
+        extra = self._spill_extra(state, want, capacity)
+        if extra and self.clamp(want + extra) > want:
+            want, reason = self.clamp(want + extra), "spill costs more than a VM"
         # the upper band of the rate now or over the horizon, whichever is higher: a step
         # shows in the level before the damped trend carries it to the horizon
         upper = max(mean, self._level or 0.0) + self.warm_z * std
@@ -139,6 +147,20 @@ class Predictive(ScalerBase):
         warm = self._warm_functions(state, upper, state.vm.ready_replicas * full_per_replica)
         cost = warm_instances_cost_usd(self.prices, warm, state.burst.memory_mb, 1.0)
         return ScaleDecision(want, reason, warm, cost)
+
+    def _spill_extra(self, state: LiveState, forecast_want: int, capacity: float) -> int:
+        latency_s = self._burst_latency_s(state)
+        instances = self.instances_per_burst_request or max(state.burst.default_workers, 1)
+        invocation = (billed_ms(self.prices, latency_s * 1e3), state.burst.memory_mb)
+        return self._spill.extra(
+            state.now_s,
+            spill_per_s=state.burst.in_flight / max(latency_s, 1e-3),
+            vm_capacity_per_s=capacity / self.target_utilization,
+            request_usd=function_cost_usd(self.prices, [invocation] * instances),
+            arrival_rate_per_s=state.arrival_rate_long_per_s,
+            fleet_at_forecast=state.vm.booting_replicas == 0
+            and state.vm.ready_replicas == forecast_want,
+        )
 
     def _warm_functions(self, state: LiveState, upper_rate: float, vm_rate: float) -> int:
         """Instances the expected spill keeps busy (Little's law), within min/max."""
