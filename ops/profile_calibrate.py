@@ -59,7 +59,34 @@ def calibrate(profile, graph, svc, runs, say):
         f"gateway -> master invocation: p50 {profile.master_overhead_ms.median_ms:.1f} ms "
         f"beyond the plan"
     )
-    return profile
+    return plan_errors(profile, graph, svc, runs, say)
+
+
+def plan_errors(profile, graph, svc, runs, say):
+    """The profile with this model's plan errors: warm p50 measured / predicted (by the
+    calibrated profile) of one function and of the latency plan at each fan-out, which the
+    planner's guard applies (``policies.plan_guard``)."""
+    from burst.planning import load_profile, predict_plan
+
+    # a fan-out whose latency plan ran in one function (the guard chose it from the profile
+    # this run replaces) keeps the split error measured before: else the next profile would
+    # drop the guard, split again, and so on
+    before = load_profile(svc.repo, graph.model).models.get(graph.model)
+    errors = {k: v for k, v in (before.plan_error if before else {}).items() if k >= 2}
+    for plan, answers in runs:
+        splits = any(s.split != "serial" for s in plan.stages)
+        if not answers or not (plan.split == "none" or plan.split == "auto" and splits):
+            continue
+        k = 1 if plan.split == "none" else plan.workers
+        measured = statistics.median(a.total_ms for a in answers)
+        predicted = predict_plan(graph, plan, svc.plan_request(plan.workers), profile).p50_ms
+        errors[k] = measured / max(predicted, 1e-9)
+        say(
+            f"plan {plan.split} x{plan.workers}: warm p50 {measured:.1f} ms, predicted "
+            f"{predicted:.1f} ms (x{errors[k]:.3f})"
+        )
+    times = profile.models[graph.model]
+    return profile.with_model(graph.model, replace(times, plan_error=errors))
 
 
 def _residuals(model, runs) -> tuple[dict[int, list[float]], list[float]]:

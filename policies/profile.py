@@ -113,6 +113,19 @@ class ModelTimes:
     # Optional: older profiles have neither (callers fall back to ``invoke_cold_ms``).
     cold_start_ms: dict[int, Quantiles] = field(default_factory=dict)
     cold_billed_ms: dict[int, Quantiles] = field(default_factory=dict)
+    # plan workers -> measured warm p50 / predicted p50 of the latency plan at those workers
+    # (1: the whole model in one function), from ``tidegate profile``'s own runs: the planner
+    # keeps a split only if it still beats one function with each side's error applied
+    plan_error: dict[int, float] = field(default_factory=dict)
+
+    def error_at(self, workers: int) -> float:
+        """The measured plan error at ``workers``: one function's at 1; for a split, the
+        nearest split measured at or below (else the smallest measured); 1.0 if none."""
+        if workers <= 1:
+            return self.plan_error.get(1, 1.0)
+        ks = sorted(k for k in self.plan_error if k >= 2)
+        below = [k for k in ks if k <= workers]
+        return self.plan_error[below[-1] if below else ks[0]] if ks else 1.0
 
     def cold_start(self, workers: int) -> tuple[Quantiles, Quantiles] | None:
         """(latency, billed) of a cold start of the plan at ``workers`` (the nearest measured
@@ -213,6 +226,7 @@ class Profile:
                     "vm_service_ms": {str(b): q.to_json() for b, q in t.vm_service_ms.items()},
                     "cold_start_ms": {str(k): q.to_json() for k, q in t.cold_start_ms.items()},
                     "cold_billed_ms": {str(k): q.to_json() for k, q in t.cold_billed_ms.items()},
+                    "plan_error": {str(k): round(v, 4) for k, v in t.plan_error.items()},
                 }
                 for m, t in self.models.items()
             },
@@ -278,4 +292,5 @@ def _model_times(model: str, raw: dict) -> ModelTimes:
             int(k): Quantiles.from_json(q, f"{model} cold_billed_ms[{k}]")
             for k, q in raw.get("cold_billed_ms", {}).items()
         },
+        plan_error={int(k): float(v) for k, v in raw.get("plan_error", {}).items()},
     )

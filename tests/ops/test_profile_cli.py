@@ -67,6 +67,8 @@ def test_profile_measures_and_plan_reads_it(repo, capsys):
     cold, billed = times.cold_start(2)
     assert cold.median_ms > profile.invoke_cold_ms.median_ms and billed.median_ms > 0
     assert 2 in profile.split_slowdown.get("spatial", {})
+    # measured / predicted p50 of its own plans: what the planner's guard applies
+    assert times.plan_error.get(1, 0.0) > 0
     assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "2", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     one_thread_ms = sum(times.node_ms.values())
