@@ -64,7 +64,7 @@ async def start(
     pool = ReplicaPool(prov, health_interval_s=settings.vm.health_interval_s)
     state.pool = pool
     if settings.vm.coalesce:
-        _coalesce(pool, models, settings.vm.max_batch_size)
+        _coalesce(pool, models, settings.vm)
     await pool.start(settings.vm.replicas if models else 0)
     burst_backend, prepare = burst, None
     if burst_backend is None and settings.burst.enabled and models:
@@ -111,12 +111,14 @@ async def start(
     state.asyncq = await start_async(state)
 
 
-def _coalesce(pool: ReplicaPool, models: dict, max_batch_size: int | None) -> None:
+def _coalesce(pool: ReplicaPool, models: dict, vm) -> None:
     """Concurrent small requests for one replica ride in one call, up to each model's largest
     batch (vmpool.coalesce): the per-call work on both sides is paid once per batch."""
+    coalescer = pool.client.coalescer
+    coalescer.max_in_flight = vm.coalesce_max_in_flight
+    coalescer.max_hold_s = vm.coalesce_max_hold_ms / 1000.0
     for cfg in models.values():
-        rows = min(cfg.max_batch_size, max_batch_size or 1 << 30)
-        pool.client.coalescer.set_max_rows(cfg.name, rows)
+        coalescer.set_max_rows(cfg.name, min(cfg.max_batch_size, vm.max_batch_size or 1 << 30))
 
 
 async def stop(state: GatewayState) -> None:

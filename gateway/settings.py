@@ -58,6 +58,20 @@ class VmSettings(Section):
         "replica and model as one batched call, up to the model's max batch; each client "
         "still gets its own answer, ledger row and metrics.",
     )
+    coalesce_max_in_flight: int = Field(
+        2,
+        ge=0,
+        description="With coalesce: while this many requests of a model are out to a replica "
+        "(one batch running, one queued), newer small requests wait for one to come back and "
+        "go together as one batch (fewer, larger calls: much less CPU per request on both "
+        "sides). 0: merge only requests that arrive together.",
+    )
+    coalesce_max_hold_ms: float = Field(
+        20.0,
+        ge=0,
+        description="Longest a request waits under coalesce_max_in_flight before it is sent "
+        "anyway (bounds the wait behind a replica that is slow to answer).",
+    )
 
 
 class BurstSettings(Section):

@@ -9,9 +9,14 @@ input signature (names, dtypes, shapes past the batch dimension), ride in one re
 inputs are stacked along the batch dimension, up to the model's largest batch; each caller
 gets its own rows of the outputs back (views, not copies).
 
-The first call of a group (its leader) yields the loop once so that the others can join, then
-sends alone when nobody did (one loop iteration more than before at one client) or starts the
-group's request. A merged request the replica refuses or fails on (an answer of 400 to 500, or
+A group is sent by its own task, which yields the loop once so that the calls of this iteration
+can join, then sends alone when nobody did (one loop iteration more than before at one client)
+or sends the merged request. While ``max_in_flight`` requests of the model are already out to
+that replica (one batch running, one queued behind it), the group waits for one of them to come
+back, taking the calls that arrive meanwhile, until it is full or ``max_hold_s`` has passed: the
+replica could not start them any sooner, and one request of 8 rows costs both sides far less
+than 8 of one row (mlp: the model server's CPU per row fell from 442 to 165 us, 1 -> 8 rows).
+A merged request the replica refuses or fails on (an answer of 400 to 500, or
 outputs without a batch dimension) is sent again as each member alone, so one caller's bad input
 never fails another's request (callers of several tenants share groups); a replica that cannot be
 reached, is overloaded or times out fails every member as it is. A member cancelled while it
@@ -23,6 +28,7 @@ the replica and stacking them would copy them once more.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -34,11 +40,15 @@ Send = Callable[..., Awaitable[Answer]]  # (base_url, model, inputs, outputs, id
 MAX_COALESCED_BYTES = 64 * 1024  # per call: above it, a call goes alone
 
 
+DEFAULT_MAX_IN_FLIGHT = 2  # one batch running on the replica, one queued behind it
+DEFAULT_MAX_HOLD_S = 0.02
+
+
 @dataclass
 class _Call:
     inputs: Outputs
     rows: int
-    future: asyncio.Future | None = None  # a follower's; the leader returns its rows itself
+    future: asyncio.Future  # the caller's answer
 
 
 @dataclass
@@ -46,19 +56,41 @@ class _Group:
     limit_rows: int
     calls: list[_Call] = field(default_factory=list)
     rows: int = 0
+    held: asyncio.Future | None = None  # set while the group waits for a request to come back
+
+
+def _wake(waiter: asyncio.Future | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 class Coalescer:
-    """Merges concurrent calls to ``send`` for models given a row limit (``set_max_rows``)."""
+    """Merges concurrent calls to ``send`` for models given a row limit (``set_max_rows``).
 
-    def __init__(self, send: Send, *, max_bytes: int = MAX_COALESCED_BYTES):
+    While ``max_in_flight`` requests of a model are already out to a replica, a new group waits
+    (at most ``max_hold_s``) for one of them to come back, taking the calls that arrive
+    meanwhile, unless it fills up first (see the module docstring)."""
+
+    def __init__(
+        self,
+        send: Send,
+        *,
+        max_bytes: int = MAX_COALESCED_BYTES,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_hold_s: float = DEFAULT_MAX_HOLD_S,
+    ):
         self._send = send
         self.max_bytes = max_bytes
+        self.max_in_flight = max_in_flight  # per replica and model; 0: never hold
+        self.max_hold_s = max_hold_s
         self._max_rows: dict[str, int] = {}
         self._open: dict[tuple, _Group] = {}  # groups still taking calls, by key
+        self._in_flight: dict[tuple[str, str], int] = {}  # requests out, per (replica, model)
+        self._slots: dict[tuple[str, str], deque[asyncio.Future]] = {}  # groups held for one
         self._tasks: set[asyncio.Task] = set()
         self.requests_sent = 0  # merged requests (for tests and benchmarks)
         self.calls_merged = 0
+        self.groups_held = 0  # groups that waited for a request in flight to come back
 
     def set_max_rows(self, model: str, max_rows: int) -> None:
         """Coalesce calls to ``model`` up to ``max_rows`` rows (its largest batch); <= 1: never."""
@@ -70,48 +102,87 @@ class Coalescer:
     async def infer(self, base_url, model, inputs: Outputs, outputs, request_id, timeout_s):
         """``send``'s answer for these inputs: alone, or as rows of a merged request."""
         limit = self._max_rows.get(model)
-        rows = _rows(inputs, self.max_bytes) if limit else None
-        if rows is None or rows >= limit:
+        if not limit:
             return await self._send(base_url, model, inputs, outputs, request_id, timeout_s)
+        rows = _rows(inputs, self.max_bytes)
+        args = (base_url, model, outputs, request_id, timeout_s)
+        if rows is None or rows >= limit:
+            return await self._tracked(inputs, args)
         key = (base_url, model, None if outputs is None else tuple(outputs), _signature(inputs))
+        call = _Call(inputs, rows, asyncio.get_running_loop().create_future())
         group = self._open.get(key)
         if group is not None and group.rows + rows <= group.limit_rows:
-            call = _Call(inputs, rows, asyncio.get_running_loop().create_future())
             group.calls.append(call)
             group.rows += rows
             if group.rows >= group.limit_rows:
                 del self._open[key]  # full: the next call opens a new group
+                _wake(group.held)  # (a held group goes now: nothing more can join)
             return await call.future
-        group = self._open[key] = _Group(limit)
-        group.calls.append(_Call(inputs, rows))
-        group.rows = rows
+        group = self._open[key] = _Group(limit, [call], rows)
+        task = asyncio.get_running_loop().create_task(self._run_group(key, group, args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await call.future  # (cancelled: only this call's answer is dropped)
+
+    async def _run_group(self, key: tuple, group: _Group, args: tuple) -> None:
+        """Let the calls of this loop iteration join (and, while the replica has
+        ``max_in_flight`` requests of the model out, those until one comes back), then send."""
         try:
-            await asyncio.sleep(0)  # the calls of this loop iteration join
+            await asyncio.sleep(0)
+            slot = (args[0], args[1])
+            if (
+                self.max_in_flight
+                and group.rows < group.limit_rows
+                and self._in_flight.get(slot, 0) >= self.max_in_flight
+            ):
+                await self._hold(slot, group)
+        except asyncio.CancelledError:  # (the loop shuts down)
+            for call in group.calls:
+                call.future.cancel()
+            raise
         finally:
             if self._open.get(key) is group:
                 del self._open[key]
         if len(group.calls) == 1:
+            await self._send_alone(group.calls[0], args)
+        else:
+            await self._send_group(group, args)
+
+    async def _hold(self, slot: tuple[str, str], group: _Group) -> None:
+        loop = asyncio.get_running_loop()
+        group.held = loop.create_future()
+        self._slots.setdefault(slot, deque()).append(group.held)
+        self.groups_held += 1
+        timer = loop.call_later(self.max_hold_s, _wake, group.held)
+        try:
+            await group.held
+        finally:
+            timer.cancel()
+
+    async def _tracked(self, inputs: Outputs, args: tuple) -> Answer:
+        """``send``, counted in flight for its replica and model; a held group gets the slot."""
+        base_url, model, outputs, request_id, timeout_s = args
+        slot = (base_url, model)
+        self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
+        try:
             return await self._send(base_url, model, inputs, outputs, request_id, timeout_s)
-        leader = group.calls[0]
-        leader.future = asyncio.get_running_loop().create_future()
-        task = asyncio.get_running_loop().create_task(
-            self._send_group(group, (base_url, model, outputs, request_id, timeout_s))
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return await leader.future  # (cancelled: only this call's answer is dropped)
+        finally:
+            self._in_flight[slot] -= 1
+            waiting = self._slots.get(slot)
+            while waiting:
+                waiter = waiting.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    break
 
     async def _send_group(self, group: _Group, args: tuple) -> None:
-        base_url, model, outputs, request_id, timeout_s = args
         calls = group.calls
         names = list(calls[0].inputs)
         merged = {name: np.concatenate([c.inputs[name] for c in calls]) for name in names}
         self.requests_sent += 1
         self.calls_merged += len(calls)
         try:
-            answer, report = await self._send(
-                base_url, model, merged, outputs, request_id, timeout_s
-            )
+            answer, report = await self._tracked(merged, args)
             parts = _split(answer, [c.rows for c in calls])
         except asyncio.CancelledError:  # (the loop shuts down)
             for call in calls:
@@ -124,7 +195,7 @@ class Coalescer:
                         call.future.set_exception(exc)
                 return
             if isinstance(exc, _NotBatched):
-                self._max_rows.pop(model, None)  # its outputs cannot be split: never merge again
+                self._max_rows.pop(args[1], None)  # outputs cannot be split: never merge again
             await asyncio.gather(*(self._send_alone(call, args) for call in calls))
             return
         for call, part in zip(calls, parts, strict=True):
@@ -132,11 +203,10 @@ class Coalescer:
                 call.future.set_result((part, report))
 
     async def _send_alone(self, call: _Call, args: tuple) -> None:
-        base_url, model, outputs, request_id, timeout_s = args
         if call.future.done():  # cancelled meanwhile
             return
         try:
-            answer = await self._send(base_url, model, call.inputs, outputs, request_id, timeout_s)
+            answer = await self._tracked(call.inputs, args)
         except Exception as exc:  # (CancelledError is not one: the loop shuts down)
             if not call.future.done():
                 call.future.set_exception(exc)

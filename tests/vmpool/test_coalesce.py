@@ -137,6 +137,66 @@ async def test_a_cancelled_member_drops_only_its_own_answer():
     assert leader.cancelled() and follower.cancelled()
 
 
+async def _until(predicate) -> None:
+    while not predicate():
+        await asyncio.sleep(0)
+
+
+async def test_calls_arriving_while_the_replica_is_busy_wait_and_go_as_one_request():
+    replica = FakeReplica()
+    replica.release.clear()  # the first request stays in flight until released
+    coalescer = Coalescer(replica, max_in_flight=1, max_hold_s=60)
+    coalescer.set_max_rows("m", 8)
+    first = asyncio.ensure_future(_call(coalescer, 1))
+    await _until(lambda: replica.requests)
+    later = []
+    for i in range(5):  # each in its own loop iteration: not merged by the iteration alone
+        later.append(asyncio.ensure_future(_call(coalescer, 10 + i)))
+        for _ in range(3):
+            await asyncio.sleep(0)
+    assert replica.requests == [1]  # held while the replica is busy
+    replica.release.set()
+    answers = await asyncio.gather(first, *later)
+    assert replica.requests == [1, 5]
+    assert [float(out["y"][0, 0]) for out, _ in answers] == [2, 20, 22, 24, 26, 28]
+    assert coalescer.groups_held == 1
+
+
+async def test_a_held_group_goes_as_soon_as_it_is_full_or_its_hold_ends():
+    replica = FakeReplica()
+    replica.release.clear()
+    coalescer = Coalescer(replica, max_in_flight=1, max_hold_s=60)
+    coalescer.set_max_rows("m", 4)
+    first = asyncio.ensure_future(_call(coalescer, 1))
+    await _until(lambda: replica.requests)
+    held = []
+    for i in range(4):
+        held.append(asyncio.ensure_future(_call(coalescer, i)))
+        await asyncio.sleep(0)
+    await _until(lambda: len(replica.requests) == 2)
+    assert replica.requests == [1, 4]  # full: sent while the first is still out
+    coalescer.max_hold_s = 0.001  # a replica that does not answer holds nobody for long
+    late = asyncio.ensure_future(_call(coalescer, 7))
+    await _until(lambda: len(replica.requests) == 3)
+    assert replica.requests == [1, 4, 1]
+    replica.release.set()
+    await asyncio.gather(first, late, *held)
+
+
+async def test_without_holding_calls_of_different_iterations_go_separately():
+    replica = FakeReplica()
+    replica.release.clear()
+    coalescer = Coalescer(replica, max_in_flight=0)
+    coalescer.set_max_rows("m", 8)
+    calls = []
+    for i in range(3):
+        calls.append(asyncio.ensure_future(_call(coalescer, i)))
+        await _until(lambda n=i + 1: len(replica.requests) == n)
+    replica.release.set()
+    await asyncio.gather(*calls)
+    assert replica.requests == [1, 1, 1] and coalescer.groups_held == 0
+
+
 @pytest.fixture(scope="module")
 def replica(model_repo):
     srv = ServerProcess(model_repo, "--max-queue-delay-ms", "1")
