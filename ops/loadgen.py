@@ -16,6 +16,7 @@ class LoadResult:
     errors: int = 0
     elapsed_s: float = 0.0
     statuses: dict[int, int] = field(default_factory=dict)
+    warmup_requests: int = 0  # answered before measuring began (for CPU time per request)
 
     def percentile(self, q: float) -> float:
         if not self.latencies_ms:
@@ -72,7 +73,9 @@ async def closed_loop(
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     status = 0
                 t1 = time.perf_counter()
-                if t0 >= measure_from:
+                if t0 < measure_from:
+                    result.warmup_requests += 1
+                else:
                     result.statuses[status] = result.statuses.get(status, 0) + 1
                     if status == 200:
                         result.latencies_ms.append((t1 - t0) * 1000.0)

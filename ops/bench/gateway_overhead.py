@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 # other benches import start, stop and wait_http from here too
 from ops.bench.procs import cpu_s, start, stop, wait_http  # noqa: E402
+from ops.bench.ray_target import start_ray_serve  # noqa: E402
 from ops.bench.relay import start_relay  # noqa: E402
+from ops.bench.wrk_client import closed_loop_wrk  # noqa: E402
 from ops.loadgen import LoadResult, closed_loop  # noqa: E402
 from vmpool.codec import encode_request  # noqa: E402
 from vmpool.procs import free_port, model_server_command  # noqa: E402
@@ -45,6 +46,7 @@ def measure(
     concurrencies: list[int],
     rounds: int,
     pids: dict[str, dict[str, int]] | None = None,
+    client: str = "aiohttp",
 ) -> list[dict]:
     """Closed-loop load on each target, interleaved in ``rounds`` short rounds so that drift
     (thermal, other processes) hits every target alike; latencies pooled over the rounds.
@@ -58,19 +60,11 @@ def measure(
         for _ in range(rounds):
             for name, (url, body, headers) in targets.items():
                 before = {proc: cpu_s(pid) for proc, pid in pids.get(name, {}).items()}
-                res = asyncio.run(
-                    closed_loop(
-                        url,
-                        body,
-                        headers,
-                        concurrency=c,
-                        duration_s=duration_s / rounds,
-                        warmup_s=0.5,
-                    )
-                )
+                load = closed_loop_wrk if client == "wrk" else _aiohttp_loop
+                res = load(url, body, headers, concurrency=c, duration_s=duration_s / rounds)
                 for proc, pid in pids.get(name, {}).items():
                     cpu[name][proc] += cpu_s(pid) - before[proc]
-                answered[name] += sum(res.statuses.values())
+                answered[name] += sum(res.statuses.values()) + res.warmup_requests
                 agg = pooled[name]
                 agg.latencies_ms += res.latencies_ms
                 agg.errors += res.errors
@@ -80,7 +74,7 @@ def measure(
                 "target": name,
                 **agg.summary(),
                 "cpu_us_per_request": {
-                    proc: seconds * 1e6 / max(1, answered[name])  # warm-up requests included
+                    proc: seconds * 1e6 / max(1, answered[name])  # warm-up included in both
                     for proc, seconds in cpu[name].items()
                 },
             }
@@ -94,6 +88,14 @@ def measure(
             )
             rows.append(row)
     return rows
+
+
+def _aiohttp_loop(url, body, headers, *, concurrency: int, duration_s: float) -> LoadResult:
+    return asyncio.run(
+        closed_loop(
+            url, body, headers, concurrency=concurrency, duration_s=duration_s, warmup_s=0.5
+        )
+    )
 
 
 def ratios_of(rows: list[dict]) -> dict[str, float]:
@@ -164,6 +166,7 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
                 "model": args.model,
                 "threads": args.threads,
                 "duration_s": args.duration,
+                "client": args.client,
                 "ledger_sync": args.ledger_sync,
                 "ledger_commit_interval_ms": args.ledger_commit_interval_ms,
                 "load_average": load[:2],
@@ -185,6 +188,13 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per point")
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument(
+        "--client",
+        choices=["aiohttp", "wrk"],
+        default="aiohttp",
+        help="load generator: aiohttp (ops.loadgen; ~0.6 ms of CPU per request here) or wrk "
+        "(C; leaves the 2 cores to the servers measured: ops/bench/wrk_client.py)",
+    )
     ap.add_argument(
         "--ledger-sync",
         choices=["full", "normal"],
@@ -250,6 +260,7 @@ def run_direct_and_gateway(args, work: Path, repo: Path, body, headers, conc, pr
             "gateway": {"gateway": gateway.pid, "model-server": server.pid},
             "relay": {"relay": relay.pid, "model-server": server.pid},
         },
+        client=args.client,
     )
     for proc in (relay, gateway, server):
         stop(proc)
@@ -265,26 +276,8 @@ def run_ray(args, work: Path, repo: Path, x: np.ndarray, conc, procs) -> list[di
     if not ray_py.exists():
         print(f"ray serve: skipped ({RAY_VENV} missing; `make bench` creates it)")
         return []
-    rport = free_port()
-    ray = start(
-        [
-            str(ray_py),
-            str(ROOT / "ops/bench/ray_serve_app.py"),
-            str(repo / args.model / "model.pt2"),
-            str(rport),
-            str(args.threads),
-            str(args.max_batch),
-            ",".join(map(str, x.shape[1:])),
-        ],
-        work / "ray.log",
-        {"OMP_NUM_THREADS": str(args.threads), "RAY_USAGE_STATS_ENABLED": "0"},
-    )
+    ray, rport = start_ray_serve(ray_py, args, work, repo, x.shape[1:])
     procs.append(ray)
-    deadline = time.monotonic() + 240
-    while b"ready" not in (work / "ray.log").read_bytes():
-        if ray.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("ray serve did not start; see " + str(work / "ray.log"))
-        time.sleep(0.5)
     rows = measure(
         {
             "ray-serve": (
@@ -296,6 +289,7 @@ def run_ray(args, work: Path, repo: Path, x: np.ndarray, conc, procs) -> list[di
         args.duration,
         conc,
         args.rounds,
+        client=args.client,
     )
     subprocess.run([str(RAY_VENV / "bin/ray"), "stop", "--force"], capture_output=True)
     return rows
