@@ -70,7 +70,8 @@ class VmSettings(Section):
         20.0,
         ge=0,
         description="Longest a request waits under coalesce_max_in_flight before it is sent "
-        "anyway (bounds the wait behind a replica that is slow to answer).",
+        "anyway. Only models whose calls come back within it (moving average) are held: for "
+        "slower ones the per-call work is small beside the compute.",
     )
 
 

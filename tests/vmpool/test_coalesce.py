@@ -142,11 +142,19 @@ async def _until(predicate) -> None:
         await asyncio.sleep(0)
 
 
+async def _fast_replica(replica: FakeReplica, **kwargs) -> Coalescer:
+    """A coalescer that has seen one request of model "m" come back at once (a fast model)."""
+    coalescer = Coalescer(replica, clock=lambda: 0.0, **kwargs)
+    coalescer.set_max_rows("m", 8)
+    await _call(coalescer, 0)
+    replica.requests.clear()
+    replica.release.clear()  # from now on requests stay in flight until released
+    return coalescer
+
+
 async def test_calls_arriving_while_the_replica_is_busy_wait_and_go_as_one_request():
     replica = FakeReplica()
-    replica.release.clear()  # the first request stays in flight until released
-    coalescer = Coalescer(replica, max_in_flight=1, max_hold_s=60)
-    coalescer.set_max_rows("m", 8)
+    coalescer = await _fast_replica(replica, max_in_flight=1, max_hold_s=60)
     first = asyncio.ensure_future(_call(coalescer, 1))
     await _until(lambda: replica.requests)
     later = []
@@ -164,8 +172,7 @@ async def test_calls_arriving_while_the_replica_is_busy_wait_and_go_as_one_reque
 
 async def test_a_held_group_goes_as_soon_as_it_is_full_or_its_hold_ends():
     replica = FakeReplica()
-    replica.release.clear()
-    coalescer = Coalescer(replica, max_in_flight=1, max_hold_s=60)
+    coalescer = await _fast_replica(replica, max_in_flight=1, max_hold_s=60)
     coalescer.set_max_rows("m", 4)
     first = asyncio.ensure_future(_call(coalescer, 1))
     await _until(lambda: replica.requests)
@@ -183,11 +190,18 @@ async def test_a_held_group_goes_as_soon_as_it_is_full_or_its_hold_ends():
     await asyncio.gather(first, late, *held)
 
 
-async def test_without_holding_calls_of_different_iterations_go_separately():
+@pytest.mark.parametrize("case", ["holding off", "slow model"])
+async def test_without_holding_calls_of_different_iterations_go_separately(case):
     replica = FakeReplica()
-    replica.release.clear()
-    coalescer = Coalescer(replica, max_in_flight=0)
-    coalescer.set_max_rows("m", 8)
+    if case == "holding off":
+        coalescer = await _fast_replica(replica, max_in_flight=0)
+    else:  # its requests took 1 s to come back: far longer than the 20 ms a request may wait
+        ticks = iter(range(0, 1000))
+        coalescer = Coalescer(replica, max_in_flight=1, clock=lambda: float(next(ticks)))
+        coalescer.set_max_rows("m", 8)
+        await _call(coalescer, 0)
+        replica.requests.clear()
+        replica.release.clear()
     calls = []
     for i in range(3):
         calls.append(asyncio.ensure_future(_call(coalescer, i)))
