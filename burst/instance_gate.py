@@ -72,27 +72,28 @@ class InstanceGate(SlotGate):
         out = []
         for invoked_s, cold in self._busy.values():
             up_s = invoked_s + cold_s if cold else invoked_s
-            out.append((max(up_s + run_s, now), up_s))
+            # one already past its predicted end is taken to need another run, not to be free
+            # now: counted free, it drew waiters that then waited out the whole limit
+            free_s = up_s + run_s if up_s + run_s > now else now + run_s
+            out.append((free_s, up_s))
         return out
 
-    def decide(self, now: float, slo_ms: float | None) -> bool:
-        """Wait for a started instance (True) or invoke now (False)."""
+    def decide(self, now: float, slo_ms: float | None) -> float | None:
+        """The predicted wait (ms) for a started instance, if the rule says wait; else None
+        (invoke now)."""
         run_p50, run_tail = self.run_ms(0.5), self.run_ms(0.99)
         if run_p50 is None or slo_ms is None or not self._busy:
-            return False
-        nxt = next_free(
+            return None
+        free_s, up_s = next_free(
             self._predicted_busy(now, run_p50 / 1000.0),
             len(self._instance_waiters),
             run_p50 / 1000.0,
         )
-        free_s, up_s = nxt
-        return should_wait(
-            (free_s - now) * 1000.0,
-            cold_ms=self.cold_start_ms,
-            run_ms=run_tail,
-            slo_ms=slo_ms,
-            starting=up_s > now,
+        wait_ms = max(free_s - now, 0.0) * 1000.0
+        wait = should_wait(
+            wait_ms, cold_ms=self.cold_start_ms, run_ms=run_tail, slo_ms=slo_ms, starting=up_s > now
         )
+        return wait_ms if wait else None
 
     # admission ----------------------------------------------------------------------------------
 
@@ -126,13 +127,15 @@ class InstanceGate(SlotGate):
         if self._idle:
             self._idle.pop()
             return False
-        if not self.decide(now, slo_ms):
+        wait_ms = self.decide(now, slo_ms)
+        if wait_ms is None:
             self.cold_started += 1
             return True
         waiter = asyncio.get_running_loop().create_future()
         self._instance_waiters.append(waiter)
-        # a prediction that was wrong must not hold a request longer than a cold start would
-        limit_s = self.cold_start_ms / 1000.0 + (self.run_ms(0.99) or 0.0) / 1000.0
+        # a prediction that was wrong must not hold a request much past it: after the predicted
+        # wait and a run's tail the request starts its own instance
+        limit_s = (wait_ms + (self.run_ms(0.99) or 0.0)) / 1000.0
         try:
             warm = await asyncio.wait_for(asyncio.shield(waiter), limit_s)
         except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
