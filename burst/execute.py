@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from burst.graph import Graph, bind_args, decode_arg, node_inputs, resolve_op, run_node
 from burst.halo import avg_divisors, input_window
+from burst.packed_conv import LAYOUT_FREE_OPS, conv2d, plain_inputs
 from burst.partition import _shape, tile_windows, window_spec
 
 
@@ -92,7 +93,7 @@ def run_tile(
     for st in _tile_program(graph, names, out_name, tile, inputs):
         if st.spec["kind"] == "point":
             env = {r: held[r][..., rs, cs] for r, (rs, cs) in zip(st.srcs, st.crops)}
-            held[st.name] = run_node(st.node, env, weights)
+            held[st.name] = run_op(st.node, env, weights)
         else:
             rs, cs = st.crops[0]
             crop = held[st.srcs[0]][..., rs, cs]
@@ -110,7 +111,7 @@ def _windowed(node, spec, crop, pads, want, in_hw, weights) -> torch.Tensor:
         b = bind_args(node)
         wt = decode_arg(b["weight"], {}, weights)
         bias = decode_arg(b["bias"], {}, weights)
-        return F.conv2d(crop, wt, bias, spec["s"], 0, spec["d"], int(b.get("groups") or 1))
+        return conv2d(crop, wt, bias, spec["s"], 0, spec["d"], int(b.get("groups") or 1))
     if kind == "max":
         if any(pad):
             crop = F.pad(crop, pad, value=float("-inf"))
@@ -130,11 +131,29 @@ def _windowed(node, spec, crop, pads, want, in_hw, weights) -> torch.Tensor:
     return (total / div).to(crop.dtype)
 
 
+_CONV = "aten.conv2d.default"
+
+
+def run_op(node, env: dict, weights: dict):
+    """One node as a function instance runs it: convs on packed weights in channels-last
+    (``burst.packed_conv``), ops that read the layout on plain tensors, the rest as is."""
+    if node.op == _CONV and not node.kwargs:
+        return conv2d(*decode_arg(node.args, env, weights))
+    if node.op in LAYOUT_FREE_OPS:
+        return run_node(node, env, weights)
+    args = plain_inputs(node.op, decode_arg(node.args, env, weights))
+    kwargs = {k: decode_arg(v, env, weights) for k, v in node.kwargs.items()}
+    out = resolve_op(node.op)(
+        *args, **dict(zip(kwargs, plain_inputs(node.op, list(kwargs.values()))))
+    )
+    return out[node.item] if node.item is not None else out
+
+
 def run_nodes(graph: Graph, names: list[str], env: dict, weights: dict) -> dict:
     """Run nodes in order on full tensors (serial stages, output slices); updates ``env``."""
     for name in names:
         node = graph.node(name)
-        env[name] = run_node(node, env, weights)
+        env[name] = run_op(node, env, weights)
     return env
 
 

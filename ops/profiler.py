@@ -32,7 +32,8 @@ def node_times_ms(graph, program, x, reps: int) -> dict[str, float]:
     when they share cores is measured separately, on real plans: ``slowdowns``)."""
     import torch
 
-    from burst.graph import program_weights, run_node
+    from burst.execute import run_op  # as a function instance runs a node (packed convs)
+    from burst.graph import program_weights
     from ops.process_tuning import tune_allocator
 
     # as in a function instance (burst.local_functions.ALLOCATOR_ENV): activations stay on the
@@ -46,7 +47,7 @@ def node_times_ms(graph, program, x, reps: int) -> dict[str, float]:
             env = dict(zip(graph.inputs, [x]))
             for node in graph.nodes:
                 t0 = time.thread_time()
-                env[node.name] = run_node(node, env, weights)
+                env[node.name] = run_op(node, env, weights)
                 samples[node.name].append((time.thread_time() - t0) * 1000.0)
     return {n: statistics.median(v[1:]) for n, v in samples.items()}
 

@@ -1,0 +1,104 @@
+"""Convs in function instances on prepacked weights and channels-last activations.
+
+``F.conv2d`` on plain (NCHW) tensors makes oneDNN reorder the weights into its blocked layout
+and the activations into and out of it on every call. On this 2-core VM that memory traffic,
+not the arithmetic, is what two legs running at once fight over: VGG-11's first stage, its two
+legs at once, one thread each, p50 100 / 83 ms as exported, 69 / 63 ms here, and the whole
+stage alone 157 -> 126 ms (``/tmp`` probes under the bench lock, load 1.3). So a conv's weights
+are packed once per instance (kept on the weight tensor, keyed by the conv's geometry) and its
+input goes channels-last, which the following ReLU, batch norm, add and pooling keep; ops that
+read the layout (view, flatten, linear, ...) get plain tensors again (``plain_inputs``).
+
+Results equal ``F.conv2d``'s to float rounding. Anything the packed kernel does not take (no
+oneDNN, other dtypes, a failure once for a weight) runs through ``F.conv2d`` as before.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+_ATTR = "_tidegate_packed"  # on a weight tensor: {geometry: packed weight, or None if refused}
+# ops that take channels-last tensors as they are and keep the layout (or do not care)
+LAYOUT_FREE_OPS = frozenset(
+    {
+        "aten.relu.default",
+        "aten.relu_.default",
+        "aten.add.Tensor",
+        "aten.add_.Tensor",
+        "aten.mul.Tensor",
+        "aten.hardtanh.default",
+        "aten.hardtanh_.default",
+        "aten.batch_norm.default",
+        "aten._native_batch_norm_legit_no_training.default",
+        "aten.max_pool2d.default",
+        "aten.max_pool2d_with_indices.default",
+        "aten.avg_pool2d.default",
+        "aten.adaptive_avg_pool2d.default",
+        "aten.dropout.default",
+        "aten.clone.default",
+        "getitem",
+    }
+)
+_AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(
+    torch.ops.mkldnn, "_convolution_pointwise"
+)
+
+
+def _pair(v) -> list[int]:
+    return [int(a) for a in v] if isinstance(v, (list, tuple)) else [int(v), int(v)]
+
+
+def _packed(w: torch.Tensor, stride, padding, dilation, groups: int, in_shape):
+    # packed for the input's shape too: packed for no shape, oneDNN picked a layout that ran
+    # VGG-11's 14x14 512->512 convs at ~10x their plain time; a plan's legs have fixed shapes
+    key = (tuple(stride), tuple(padding), tuple(dilation), groups, tuple(in_shape))
+    table = getattr(w, _ATTR, None)
+    if table is None:
+        table = {}
+        setattr(w, _ATTR, table)
+    if key not in table:
+        try:
+            table[key] = torch.ops.mkldnn._reorder_convolution_weight(
+                w.detach(), padding, stride, dilation, groups, list(in_shape)
+            )
+        except RuntimeError:
+            table[key] = None  # this build or shape: plain convs for this weight
+    return table[key]
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
+    """``F.conv2d`` (no autograd: functions only infer), on packed weights where it can."""
+    stride, padding, dilation, groups = _pair(stride), _pair(padding), _pair(dilation), int(groups)
+    if (
+        not _AVAILABLE
+        or x.dim() != 4
+        or w.dim() != 4
+        or x.dtype != torch.float32
+        or w.dtype != torch.float32
+        or (b is not None and b.dtype != torch.float32)
+    ):
+        return F.conv2d(x, w, b, stride, padding, dilation, groups)
+    packed = _packed(w, stride, padding, dilation, groups, x.shape)
+    if packed is None:
+        return F.conv2d(x, w, b, stride, padding, dilation, groups)
+    x = x.contiguous(memory_format=torch.channels_last)
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, packed, b, padding, stride, dilation, groups, "none", [], ""
+    )
+
+
+def plain_inputs(op: str, args):
+    """``args`` with channels-last tensors made plain for an op that reads the layout."""
+    if op in LAYOUT_FREE_OPS:
+        return args
+    return [_plain(a) for a in args]
+
+
+def _plain(a):
+    if isinstance(a, torch.Tensor) and a.dim() == 4 and not a.is_contiguous():
+        if a.is_contiguous(memory_format=torch.channels_last):
+            return a.contiguous()
+    if isinstance(a, (list, tuple)):
+        return type(a)(_plain(v) for v in a)
+    return a
