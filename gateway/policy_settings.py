@@ -144,6 +144,12 @@ class PredictiveScaling(_Scaling):
         description="One VM more than the forecast while the spill it would take, averaged over "
         "this window, costs more than the VM (clumped load the mean rate hides); 0 = off.",
     )
+    duration_aware: bool = Field(
+        True,
+        description="Boot a VM for an overload only if past overloads that lasted as long went "
+        "on long enough for it to pay (the spill it takes against its boot, billing minimum and "
+        "cooldown); with fewer than 3 such overloads seen, boot as the forecast asks.",
+    )
 
 
 class QueueScaling(_Scaling):

@@ -11,6 +11,7 @@ from ..costs import PriceTable, billed_ms, function_cost_usd, warm_instances_cos
 from ..state import LiveState
 from ..vm_perf import replica_capacity_per_s
 from .base import ScaleDecision, ScalerBase, current_replicas
+from .episodes import BootEconomics, OverloadEpisodes
 from .spill_vm import SpillEconomics
 
 DEFAULT_BURST_LATENCY_S = 0.5  # before any burst answer or plan prediction is known
@@ -36,6 +37,8 @@ class Predictive(ScalerBase):
     observed median, the plan's prediction, its default workers); set, they override it.
     ``spill_window_s`` > 0: one VM more than the forecast while the spill it would take, averaged
     over that window, costs more than the VM (``spill_vm.py``); 0 turns it off.
+    ``duration_aware``: during an overload, boot a VM only if past overloads that lasted as long
+    as this one went on long enough for it to pay (``episodes.py``); no history, as before.
     """
 
     name = "predictive"
@@ -57,6 +60,7 @@ class Predictive(ScalerBase):
         max_replicas: int = 8,
         prices: PriceTable | None = None,
         spill_window_s: float = 600.0,
+        duration_aware: bool = True,
     ):
         super().__init__(min_replicas, max_replicas)
         for label, q in (("base_quantile", base_quantile), ("warm_quantile", warm_quantile)):
@@ -78,6 +82,7 @@ class Predictive(ScalerBase):
         self.instances_per_burst_request = instances_per_burst_request
         self.prices = prices or PriceTable()
         self._spill = SpillEconomics(spill_window_s, self.prices)
+        self._episodes = OverloadEpisodes(self.prices) if duration_aware else None
         self._level: float | None = None
         self._trend_per_s = 0.0
         self._err_var = 0.0
@@ -127,6 +132,15 @@ class Predictive(ScalerBase):
         want = self.clamp(base_rate / capacity)
         current = self._current if self._current is not None else current_replicas(state)
         reason = "forecast base"
+        if self._episodes is not None:
+            full_per_replica = capacity / self.target_utilization
+            rate = state.arrival_rate_short_per_s
+            self._episodes.observe(now, rate, state.vm.ready_replicas * full_per_replica)
+            if want > current:
+                demand = max(rate, mean)  # the forecast asks ahead of an overload, or after it
+                paid = self._paying(state, current, want, capacity, demand)
+                if paid < want:
+                    want, reason = paid, "overloads end before a VM would pay"
         if want < current:
             if self._want_down_since_s is None:
                 self._want_down_since_s = now
@@ -147,6 +161,30 @@ class Predictive(ScalerBase):
         warm = self._warm_functions(state, upper, state.vm.ready_replicas * full_per_replica)
         cost = warm_instances_cost_usd(self.prices, warm, state.burst.memory_mb, 1.0)
         return ScaleDecision(want, reason, warm, cost)
+
+    def _paying(
+        self, state: LiveState, current: int, want: int, capacity: float, demand: float
+    ) -> int:
+        """The replicas up to ``want`` whose boot the past overloads say pays, one at a time;
+        each takes what the scaler sizes a replica for (``capacity``, at target utilization)."""
+        for replicas in range(current, want):
+            absorb = demand - replicas * capacity
+            econ = BootEconomics(
+                boot_s=state.vm.boot_s,
+                cooldown_s=self.scale_in_cooldown_s,
+                absorb_per_s=min(max(absorb, 0.0), capacity),
+                request_usd=self._request_usd(state),
+            )
+            if not self._episodes.pays(state.now_s, econ):
+                return replicas
+        return want
+
+    def _request_usd(self, state: LiveState) -> float:
+        """What one spilled request costs on functions."""
+        latency_s = self._burst_latency_s(state)
+        instances = self.instances_per_burst_request or max(state.burst.default_workers, 1)
+        invocation = (billed_ms(self.prices, latency_s * 1e3), state.burst.memory_mb)
+        return function_cost_usd(self.prices, [invocation] * instances)
 
     def _spill_extra(self, state: LiveState, forecast_want: int, capacity: float) -> int:
         latency_s = self._burst_latency_s(state)
