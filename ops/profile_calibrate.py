@@ -64,27 +64,31 @@ def calibrate(profile, graph, svc, runs, say):
 
 def plan_errors(profile, graph, svc, runs, say):
     """The profile with this model's plan errors: warm p50 measured / predicted (by the
-    calibrated profile) of one function and of the latency plan at each fan-out, which the
-    planner's guard applies (``policies.plan_guard``)."""
-    from burst.planning import load_profile, predict_plan
+    calibrated profile) of one function, and per fan-out of the latency plan, which the
+    planner's guard applies (``policies.plan_guard``). Where the latency plan ran in one
+    function (the guard chose it from the profile this run replaces), the split plans this run
+    forced stand in, the best-predicted of them: the guard then still sees splits' error (a
+    stale one from another executor or load kept a ResNet-50 split that measured 0.75x)."""
+    from burst.planning import predict_plan
 
-    # a fan-out whose latency plan ran in one function (the guard chose it from the profile
-    # this run replaces) keeps the split error measured before: else the next profile would
-    # drop the guard, split again, and so on
-    before = load_profile(svc.repo, graph.model).models.get(graph.model)
-    errors = {k: v for k, v in (before.plan_error if before else {}).items() if k >= 2}
+    latency: dict[int, float] = {}
+    forced: dict[int, list[float]] = {}
     for plan, answers in runs:
         splits = any(s.split != "serial" for s in plan.stages)
-        if not answers or not (plan.split == "none" or plan.split == "auto" and splits):
+        if not answers or not (plan.split == "none" or splits):
             continue
-        k = 1 if plan.split == "none" else plan.workers
         measured = statistics.median(a.total_ms for a in answers)
         predicted = predict_plan(graph, plan, svc.plan_request(plan.workers), profile).p50_ms
-        errors[k] = measured / max(predicted, 1e-9)
+        error = measured / max(predicted, 1e-9)
         say(
             f"plan {plan.split} x{plan.workers}: warm p50 {measured:.1f} ms, predicted "
-            f"{predicted:.1f} ms (x{errors[k]:.3f})"
+            f"{predicted:.1f} ms (x{error:.3f})"
         )
+        if plan.split in ("none", "auto"):
+            latency[1 if plan.split == "none" else plan.workers] = error
+        else:
+            forced.setdefault(plan.workers, []).append(error)
+    errors = {k: min(v) for k, v in forced.items()} | latency
     times = profile.models[graph.model]
     return profile.with_model(graph.model, replace(times, plan_error=errors))
 
