@@ -167,6 +167,9 @@ class Predictive(ScalerBase):
     ) -> int:
         """The replicas up to ``want`` whose boot the past overloads say pays, one at a time;
         each takes what the scaler sizes a replica for (``capacity``, at target utilization)."""
+        episodes = self._episodes
+        if episodes is None:  # (not duration-aware: every replica the forecast asks for)
+            return want
         for replicas in range(current, want):
             absorb = demand - replicas * capacity
             econ = BootEconomics(
@@ -175,7 +178,7 @@ class Predictive(ScalerBase):
                 absorb_per_s=min(max(absorb, 0.0), capacity),
                 request_usd=self._request_usd(state),
             )
-            if not self._episodes.pays(state.now_s, econ):
+            if not episodes.pays(state.now_s, econ):
                 return replicas
         return want
 
