@@ -251,17 +251,13 @@ def measure_profile(repo: Path, model: str, memory_mb: int, workers: list[int]) 
     from ops.commands import profile as profile_command
 
     print(f"measuring the {model} profile (tidegate profile) ...", flush=True)
-    args = argparse.Namespace(
-        name=model,
-        repo=str(repo),
-        memory_mb=memory_mb,
-        workers=",".join(str(w) for w in sorted({max(2, w) for w in workers})),
-        reps=4,
-        out=None,
-        vm_batches="1",
-        compute_only=False,
-        cold_reps=0,  # cold starts are not what these benchmarks compare
-        cold_workers=max(workers),
+    parser = argparse.ArgumentParser()  # the command's own arguments and defaults
+    profile_command.add_arguments(parser)
+    fan_outs = ",".join(str(w) for w in sorted({max(2, w) for w in workers}))
+    args = parser.parse_args(
+        [model, "--repo", str(repo), "--memory-mb", str(memory_mb), "--workers", fan_outs]
+        + ["--reps", "4", "--vm-batches", "1", "--cold-reps", "0"]  # cold starts: not compared
+        + ["--cold-workers", str(max(workers))]
     )
     profile_command.run(args)
     return load_profile(repo, model).source
