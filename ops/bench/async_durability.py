@@ -18,7 +18,6 @@ import os
 import signal
 import sqlite3
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 from ops.bench.gateway_overhead import start, wait_http  # noqa: E402
 from vmpool.codec import decode_response, encode_request  # noqa: E402
@@ -199,7 +199,7 @@ def main() -> int:
     args = parse_args()
     from vmpool.export import export_zoo
 
-    work = Path(tempfile.mkdtemp(prefix="tidegate-async-dur-"))
+    work = work_dir("tidegate-async-dur-")
     export_zoo("mlp", work / "models")
     n = args.requests
     xs = np.random.default_rng(7).standard_normal((n, 1, 784)).astype(np.float32)

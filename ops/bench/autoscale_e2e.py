@@ -27,7 +27,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 from ops.bench.autoscale_load import drive_process  # noqa: E402
 from ops.bench.autoscale_report import (  # noqa: E402
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(times)} requests over {shape.duration_s:g} s per pair: {', '.join(names)}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    work, rows = Path(tempfile.mkdtemp(prefix="tidegate-autoscale-")), []
+    work, rows = work_dir("tidegate-autoscale-"), []
     try:
         from vmpool.export import export_zoo
 

@@ -17,7 +17,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 from burst.service import BurstService  # noqa: E402
 
@@ -178,7 +178,7 @@ def main() -> int:
     from vmpool.export import export_zoo
 
     torch.set_num_threads(1)
-    work = Path(tempfile.mkdtemp(prefix="tidegate-burst-"))
+    work = work_dir("tidegate-burst-")
     rows = []
     for model in args.models.split(","):
         repo = args.repo or work / "models"

@@ -20,7 +20,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 from burst.service import BurstService  # noqa: E402
 from policies.costs import PriceTable, function_cost_usd, store_cost_usd  # noqa: E402
@@ -231,7 +231,7 @@ def from_scaling_args(args) -> int:
             transports=args.transports,
         )
         print(f"{model}: transports {args.transports} at {one.workers} workers", flush=True)
-        rows += compare(one, Path(tempfile.mkdtemp(prefix="tidegate-transports-")))
+        rows += compare(one, work_dir("tidegate-transports-"))
     print_table(rows)
     out = args.out.with_name("burst_transports.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -258,7 +258,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/burst_transports.json")
     add_args(ap)
     args = ap.parse_args()
-    rows = compare(args, Path(tempfile.mkdtemp(prefix="tidegate-transports-")))
+    rows = compare(args, work_dir("tidegate-transports-"))
     print_table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"load_avg": os.getloadavg(), "rows": rows}, indent=2))

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 from ops.bench.gateway_overhead import start, stop, wait_http  # noqa: E402
 from vmpool.codec import encode_request  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> int:
     args = ap.parse_args()
     from vmpool.export import export_zoo
 
-    work = Path(tempfile.mkdtemp(prefix="tidegate-client-"))
+    work = work_dir("tidegate-client-")
     export_zoo("mlp", work / "models")
     port = free_port()
     server = start(model_server_command(work / "models", port), work / "server.log")

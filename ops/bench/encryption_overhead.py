@@ -20,7 +20,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 from burst.service import BurstService  # noqa: E402
 
@@ -167,7 +167,7 @@ def main() -> int:
 
     from vmpool.export import export_zoo
 
-    work = Path(tempfile.mkdtemp(prefix="tidegate-enc-bench-"))
+    work = work_dir("tidegate-enc-bench-")
     repo = work / "models"
     print(f"exporting {args.model} ...", flush=True)
     export_zoo(args.model, repo)

@@ -19,11 +19,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 from ops.bench.gateway_overhead import binary_request, measure  # noqa: E402
 from ops.bench.procs import start, stop, wait_http  # noqa: E402
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     """Export the model, start the model server and both gateways, measure, stop them all."""
     from vmpool.export import export_zoo
 
-    work = Path(tempfile.mkdtemp(prefix="tidegate-ab-"))
+    work = work_dir("tidegate-ab-")
     repo = work / "models"
     export_zoo(args.model, repo, max_batch_size=8)
     _, body, headers = binary_request(repo, args.model)

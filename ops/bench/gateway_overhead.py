@@ -20,13 +20,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 # other benches import start, stop and wait_http from here too
 from ops.bench.procs import cpu_s, start, stop, wait_http  # noqa: E402
@@ -318,7 +318,7 @@ def main() -> int:
     from vmpool.artifact import list_models
     from vmpool.export import export_zoo
 
-    work = Path(tempfile.mkdtemp(prefix="tidegate-bench-"))
+    work = work_dir("tidegate-bench-")
     repo = work / "models"
     print(f"exporting {args.model} into {repo} ...", flush=True)
     export_zoo(args.model, repo, max_batch_size=args.max_batch)

@@ -13,7 +13,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 from ops.bench.gateway_overhead import start, stop, wait_http  # noqa: E402
 from vmpool.procs import free_port, model_server_command  # noqa: E402
@@ -151,7 +151,7 @@ def main() -> int:
     args = parse_args()
     from vmpool.export import export_zoo
 
-    work = Path(tempfile.mkdtemp(prefix="tidegate-grpc-bench-"))
+    work = work_dir("tidegate-grpc-bench-")
     repo = work / "models"
     models = args.models.split(",")
     for m in models:

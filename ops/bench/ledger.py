@@ -17,12 +17,12 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 from gateway.ledger import Ledger, LedgerRow, make_backend  # noqa: E402
 from gateway.ledger.row import COLUMNS  # noqa: E402
@@ -121,7 +121,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/ledger.json")
     args = ap.parse_args()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
-    tmp = Path(tempfile.mkdtemp(prefix="tidegate-ledger-bench-"))
+    tmp = work_dir("tidegate-ledger-bench-")
     runs = iter(range(1000))
     results = bench(
         "sqlite",

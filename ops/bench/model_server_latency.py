@@ -24,7 +24,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 from vmpool.codec import decode_response, encode_request  # noqa: E402
 from vmpool.procs import free_port, model_server_command, spawn_sync, wait_healthy_sync  # noqa: E402
@@ -258,7 +258,7 @@ def main() -> int:
     from vmpool.export import export_zoo
 
     torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix="tidegate-msl-"))
+    work = work_dir("tidegate-msl-")
     repo = work / "models"
     print(f"exporting {args.model} into {repo} ...", flush=True)
     export_zoo(args.model, repo)

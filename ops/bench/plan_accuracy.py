@@ -21,7 +21,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 from burst.plan import PlanError  # noqa: E402
 from burst.service import BurstService, BurstUnavailable  # noqa: E402
@@ -297,7 +297,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     tune_allocator()  # this process stands in for the gateway, which tunes it (ops serve)
-    work = Path(tempfile.mkdtemp(prefix="tidegate-accuracy-"))
+    work = work_dir("tidegate-accuracy-")
     repo = args.repo or work / "models"
     workers = [int(w) for w in args.workers.split(",")]
     load = os.getloadavg()

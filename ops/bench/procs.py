@@ -3,8 +3,11 @@ HTTP, stop it, and read the CPU time it has used."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,3 +45,15 @@ def cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def work_dir(prefix: str) -> Path:
+    """A scratch directory for one benchmark run (exports, stores, logs), removed when the
+    process exits: a burst benchmark leaves gigabytes of tensors and weights behind otherwise.
+    ``TIDEGATE_BENCH_KEEP=1`` keeps it (its path is printed) to read the logs after a failure."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.environ.get("TIDEGATE_BENCH_KEEP"):
+        print(f"scratch directory kept: {path}", flush=True)
+    else:
+        atexit.register(shutil.rmtree, path, True)
+    return path

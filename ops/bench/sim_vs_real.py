@@ -17,12 +17,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.procs import work_dir  # noqa: E402
 
 from vmpool.procs import free_port, wait_healthy_sync  # noqa: E402
 
@@ -157,7 +157,7 @@ def main() -> int:
     args = parse_args()
     if args.resimulate:
         return simulate_and_report(Path(args.resimulate), args, 0.0)
-    work = Path(tempfile.mkdtemp(prefix="sim-vs-real-"))
+    work = work_dir("sim-vs-real-")
     prepare(work, args)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
