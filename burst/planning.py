@@ -157,33 +157,21 @@ def choose_stages(
             )
         else:
             choice = _guarded(
-                model,
-                latency_optimal(model, cands, request.limits()),
-                cands,
-                graph,
-                request,
-                profile,
+                model, latency_optimal(model, cands, request.limits()), cands, request
             )
     except PlanningError as exc:
         raise PlanError(str(exc)) from exc
     return choices_of(graph, list(choice.stages))
 
 
-def _guarded(model, choice, cands, graph: Graph, request: PlanRequest, profile: Profile):
-    """The latency plan, or the whole model in one function where the split is not expected to
-    beat it once the profile's measured plan errors are applied (``policies.plan_guard``)."""
+def _guarded(model, choice, cands, request: PlanRequest):
+    """The latency plan, or the whole model in one function where the split's predicted p50
+    (calibrated on this model's measured plans, ``policies.calibration``) does not beat it
+    (``policies.plan_guard``)."""
     from policies.plan_guard import no_slower_than_serial
 
-    times = profile.times_for(graph.model, graph.input_shapes[0] if graph.input_shapes else ())
     serial = sorted((c for c in cands if c.split == "serial"), key=lambda c: c.start)
-    return no_slower_than_serial(
-        model,
-        choice,
-        serial,
-        request.limits(),
-        split_error=times.error_at(request.workers) if times else 1.0,
-        serial_error=times.error_at(1) if times else 1.0,
-    )
+    return no_slower_than_serial(model, choice, serial, request.limits())
 
 
 def model_plan(graph: Graph, config, request: PlanRequest, profile: Profile) -> Plan:

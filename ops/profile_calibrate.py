@@ -63,26 +63,38 @@ def calibrate(profile, graph, svc, runs, say):
 
 
 def plan_errors(profile, graph, svc, runs, say):
-    """The profile with this model's plan errors: warm p50 measured / predicted (by the
-    calibrated profile) of one function, and per fan-out of the latency plan, which the
-    planner's guard applies (``policies.plan_guard``). Where the latency plan ran in one
-    function (the guard chose it from the profile this run replaces), the split plans this run
-    forced stand in, the best-predicted of them: the guard then still sees splits' error (a
-    stale one from another executor or load kept a ResNet-50 split that measured 0.75x)."""
+    """The profile with this model's calibration (``policies.calibration``: serial compute and
+    split stages per fan-out, measured / modelled, from these runs' warm p50s against the
+    uncalibrated model) and its plan errors (warm p50 measured / uncalibrated predicted, of
+    one function and per fan-out of the latency plan, else the best of the forced splits
+    there): a record of how far the model missed before calibration."""
     from burst.planning import predict_plan
+    from policies.calibration import Calibration, fit
 
-    latency: dict[int, float] = {}
-    forced: dict[int, list[float]] = {}
+    times = profile.models[graph.model]
+    raw = profile.with_model(graph.model, replace(times, calibration=Calibration()))
+    measured: list[tuple] = []
     for plan, answers in runs:
         splits = any(s.split != "serial" for s in plan.stages)
-        if not answers or not (plan.split == "none" or splits):
-            continue
-        measured = statistics.median(a.total_ms for a in answers)
-        predicted = predict_plan(graph, plan, svc.plan_request(plan.workers), profile).p50_ms
-        error = measured / max(predicted, 1e-9)
+        if answers and (plan.split == "none" or splits):
+            p50 = statistics.median(a.total_ms for a in answers)
+            pred = predict_plan(graph, plan, svc.plan_request(plan.workers), raw)
+            measured.append((plan, p50, _plan_run(plan, p50, pred)))
+    calibration = fit([r for _, _, r in measured])
+    say(
+        f"calibration: serial compute x{calibration.serial:.3f}; split stages "
+        + (", ".join(f"x{k} {v:.3f}" for k, v in sorted(calibration.split.items())) or "none")
+    )
+    profile = profile.with_model(graph.model, replace(times, calibration=calibration))
+    latency: dict[int, float] = {}
+    forced: dict[int, list[float]] = {}
+    for plan, p50, run in measured:
+        now = predict_plan(graph, plan, svc.plan_request(plan.workers), profile).p50_ms
+        error = p50 / max(run.predicted_p50_ms, 1e-9)
         say(
-            f"plan {plan.split} x{plan.workers}: warm p50 {measured:.1f} ms, predicted "
-            f"{predicted:.1f} ms (x{error:.3f})"
+            f"plan {plan.split} x{plan.workers}: warm p50 {p50:.1f} ms, predicted "
+            f"{run.predicted_p50_ms:.1f} ms (x{error:.3f}), calibrated {now:.1f} ms "
+            f"(x{p50 / max(now, 1e-9):.3f})"
         )
         if plan.split in ("none", "auto"):
             latency[1 if plan.split == "none" else plan.workers] = error
@@ -91,6 +103,21 @@ def plan_errors(profile, graph, svc, runs, say):
     errors = {k: min(v) for k, v in forced.items()} | latency
     times = profile.models[graph.model]
     return profile.with_model(graph.model, replace(times, plan_error=errors))
+
+
+def _plan_run(plan, measured_p50_ms: float, pred):
+    """A ``policies.calibration.PlanRun`` of ``plan`` from its uncalibrated prediction."""
+    from policies.calibration import PlanRun
+
+    split = [s.workers for s in plan.stages if s.split != "serial"]
+    return PlanRun(
+        workers=max(split, default=1),
+        measured_p50_ms=measured_p50_ms,
+        predicted_p50_ms=pred.p50_ms,
+        serial_ms=sum(e.mean_ms for s, e in zip(plan.stages, pred.stages) if s.split == "serial"),
+        split_ms=sum(e.mean_ms for s, e in zip(plan.stages, pred.stages) if s.split != "serial"),
+        planned=plan.split in ("none", "auto"),
+    )
 
 
 def _residuals(model, runs) -> tuple[dict[int, list[float]], list[float]]:

@@ -19,6 +19,12 @@ invocation's measured distribution is skewed (its mean lies well above its media
 median is that of the invocation's quantiles plus the stages' normal sum. Cost is additive too: GB-s at the
 platform's billing granularity for the master (for the whole request) and each leg, one request
 per invocation, and store requests for tensors too big to travel inline.
+
+Every stage is then scaled by how this model's real plans ran against the model
+(``policies.calibration``: serial compute, and split stages per fan-out, from ``tidegate
+profile``'s runs); mean and spread scale together, and so does what a leg is billed. Every
+consumer (the planner's objectives, ``tidegate plan``, the gateway, the simulator) prices
+through here, so all of them see the same calibrated distribution.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from policies.calibration import Calibration
 from policies.costs import PriceTable, queue_transfer_cost_usd
 from policies.profile import Profile
 
@@ -138,6 +145,7 @@ class PerfModel:
     ):
         self.profile, self.dep = profile, deployment
         times = profile.times_for(model, input_shape) if model else None
+        self.calibration = times.calibration if times else Calibration()
         fit = profile.compute
         self.node_ms: dict[str, float] = {}
         for w in works:
@@ -200,7 +208,7 @@ class PerfModel:
     def stage(self, c: Candidate) -> Estimate:
         master_gb = self.dep.master_memory_mb
         if c.split == "serial":
-            slow = self.profile.slowdown("serial", 1)
+            slow = self.profile.slowdown("serial", 1) * self.calibration.serial
             mean = self.serial_ms(c.nodes) * slow
             # additive per node, so a run of serial nodes has the same variance as one stage
             # or as many (the planner scores nodes apart; the plan merges them)
@@ -223,7 +231,9 @@ class PerfModel:
             for ti, to, m in zip(t_in, t_out, c.leg_macs[1:])
         ]
         mean_max, var_max = self._join(k - 1, own_ms, max(remote_ms, default=0.0))
-        mean = master_ms + mean_max
+        scale = self.calibration.split_at(k)  # the stage's wall as this model's plans ran
+        mean, var_max = (master_ms + mean_max) * scale, var_max * scale * scale
+        remote_ms = [ms * scale for ms in remote_ms]
         p = self.dep.prices
         cost = (
             self._gb_s_cost(mean, master_gb, invocation=False)

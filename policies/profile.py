@@ -14,6 +14,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from policies.calibration import Calibration
+
 PROFILE_VERSION = 1
 QUANTILE_POINTS = 21  # 0, 5, ..., 100 %
 
@@ -113,13 +115,15 @@ class ModelTimes:
     # Optional: older profiles have neither (callers fall back to ``invoke_cold_ms``).
     cold_start_ms: dict[int, Quantiles] = field(default_factory=dict)
     cold_billed_ms: dict[int, Quantiles] = field(default_factory=dict)
-    # plan workers -> measured warm p50 / predicted p50 of the latency plan at those workers
-    # (1: the whole model in one function), from ``tidegate profile``'s own runs: the planner
-    # keeps a split only if it still beats one function with each side's error applied
+    # plan workers -> measured warm p50 / uncalibrated predicted p50 of the latency plan at
+    # those workers (1: the whole model in one function), from ``tidegate profile``'s own
+    # runs: a record of how far the model missed before ``calibration``
     plan_error: dict[int, float] = field(default_factory=dict)
+    # the per-component scales fitted from those runs, which ``policies.perf`` applies
+    calibration: Calibration = field(default_factory=Calibration)
 
     def error_at(self, workers: int) -> float:
-        """The measured plan error at ``workers``: one function's at 1; for a split, the
+        """The recorded plan error at ``workers``: one function's at 1; for a split, the
         nearest split measured at or below (else the smallest measured); 1.0 if none."""
         if workers <= 1:
             return self.plan_error.get(1, 1.0)
@@ -227,6 +231,7 @@ class Profile:
                     "cold_start_ms": {str(k): q.to_json() for k, q in t.cold_start_ms.items()},
                     "cold_billed_ms": {str(k): q.to_json() for k, q in t.cold_billed_ms.items()},
                     "plan_error": {str(k): round(v, 4) for k, v in t.plan_error.items()},
+                    "calibration": t.calibration.to_json(),
                 }
                 for m, t in self.models.items()
             },
@@ -293,4 +298,5 @@ def _model_times(model: str, raw: dict) -> ModelTimes:
             for k, q in raw.get("cold_billed_ms", {}).items()
         },
         plan_error={int(k): float(v) for k, v in raw.get("plan_error", {}).items()},
+        calibration=Calibration.from_json(raw.get("calibration")),
     )

@@ -1,0 +1,119 @@
+"""How far one model's real plans ran from the performance model, per component. Pure.
+
+``tidegate profile`` runs real plans of the model it profiles (one function, and plans split
+at each fan-out it is given) and compares each warm p50 with the uncalibrated prediction. The
+miss is attributed to the part of the plan that carries it, not to the whole plan:
+
+* the gateway's master invocation is measured directly in those runs (the time beyond the
+  master's own report), so it is taken as exact;
+* **serial** compute (the master running nodes in one thread) is measured against the node
+  times of ``tidegate profile``, which are thread CPU time in the profiling process: a function
+  instance runs them at its own pace (MobileNetV2's 150 small nodes ran at ~0.85x in a function
+  here). The one-function plan is all serial compute, so it alone sets this scale;
+* **split** stages (legs, round trips, transfers, the join) at each fan-out: what the plans at
+  that fan-out measured beyond the fixed part and their serial part (scaled as above), over
+  what the model gave their split stages.
+
+``policies.perf.PerfModel`` applies both scales to every stage it prices, so the planner's
+objectives (including the p99 the cost objective holds to an SLO), ``tidegate plan``, the
+gateway and the simulator all see the same calibrated distribution. A fan-out that was not
+measured takes the scale interpolated between the measured ones (the nearest one outside
+them); a model without runs is not scaled. Scales are bounded (``SCALE_BOUNDS``): a profile
+measured on a machine under a passing storm must not turn into predictions off by 5x.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+SCALE_BOUNDS = (0.5, 2.0)
+# a plan whose split stages are under this share of its prediction says little about splits
+# (a 1-stage split of a few ms inside a 200 ms plan would make the scale chase noise)
+MIN_SPLIT_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Measured / modelled time, per component: the master's serial compute, and the split
+    stages' wall time per fan-out (legs of a stage)."""
+
+    serial: float = 1.0
+    split: dict[int, float] = field(default_factory=dict)
+
+    def split_at(self, workers: int) -> float:
+        """The split scale at fan-out ``workers``: linear between measured fan-outs, the
+        nearest measured one outside them, 1.0 if none was measured."""
+        ks = sorted(self.split)
+        if not ks:
+            return 1.0
+        if workers <= ks[0]:
+            return self.split[ks[0]]
+        if workers >= ks[-1]:
+            return self.split[ks[-1]]
+        i = bisect.bisect_right(ks, workers) - 1
+        lo, hi = ks[i], ks[i + 1]
+        return self.split[lo] + (self.split[hi] - self.split[lo]) * (workers - lo) / (hi - lo)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.serial == 1.0 and all(v == 1.0 for v in self.split.values())
+
+    def to_json(self) -> dict:
+        return {
+            "serial": round(self.serial, 4),
+            "split": {str(k): round(v, 4) for k, v in sorted(self.split.items())},
+        }
+
+    @classmethod
+    def from_json(cls, raw) -> "Calibration":
+        if not raw:
+            return cls()
+        return cls(
+            serial=float(raw.get("serial", 1.0)),
+            split={int(k): float(v) for k, v in raw.get("split", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    """One real plan's warm p50 against the uncalibrated model's view of it."""
+
+    workers: int  # the largest fan-out of its split stages (1: no split stage)
+    measured_p50_ms: float
+    predicted_p50_ms: float
+    serial_ms: float  # the model's mean for its serial stages
+    split_ms: float  # the model's mean for its split stages
+    planned: bool  # the planner's own plan at these workers (else a forced split)
+
+    @property
+    def fixed_ms(self) -> float:
+        """What the prediction holds beyond the stages: the gateway's master invocation."""
+        return self.predicted_p50_ms - self.serial_ms - self.split_ms
+
+
+def _bounded(scale: float) -> float:
+    lo, hi = SCALE_BOUNDS
+    return min(max(scale, lo), hi)
+
+
+def fit(runs: list[PlanRun]) -> Calibration:
+    """The scales that make the model meet these runs (see the module docstring). Serial: the
+    one-function runs' (ratio of sums). Split, per fan-out: the planner's own plans there if
+    any has a split share worth fitting, else the forced ones (ratio of sums over plans)."""
+    one = [r for r in runs if r.split_ms == 0.0 and r.serial_ms > 0.0 and r.workers <= 1]
+    serial = 1.0
+    if one:
+        serial = _bounded(
+            sum(r.measured_p50_ms - r.fixed_ms for r in one) / sum(r.serial_ms for r in one)
+        )
+    split: dict[int, float] = {}
+    for k in sorted({r.workers for r in runs if r.workers >= 2}):
+        useful = [
+            r for r in runs if r.workers == k and r.split_ms >= MIN_SPLIT_SHARE * r.predicted_p50_ms
+        ]
+        chosen = [r for r in useful if r.planned] or useful
+        if chosen:
+            rest = sum(r.measured_p50_ms - r.fixed_ms - serial * r.serial_ms for r in chosen)
+            split[k] = _bounded(rest / sum(r.split_ms for r in chosen))
+    return Calibration(serial, split)

@@ -1,0 +1,116 @@
+"""Calibration on a model's own measured plans: the scales it fits, and that every prediction
+(plan latency, its p99, its cost, the cost objective's SLO check) carries them."""
+
+from __future__ import annotations
+
+import pytest
+
+from policies.calibration import SCALE_BOUNDS, Calibration, PlanRun, fit
+from policies.perf import Candidate, Deployment, NodeWork, PerfModel
+from policies.planner import Limits, PlanningError, cheapest_meeting_slo
+from policies.profile import ComputeFit, ModelTimes, Profile, Quantiles, TransferFit
+
+WORKS = [NodeWork("conv", "aten.conv2d.default", 2 * 10**9)]  # 20 ms on one thread
+SHAPE = (1, 3, 8, 8)
+ROOMY = Limits(worker_weight_bytes=1 << 40, master_weight_bytes=1 << 40)
+
+
+def _profile(calibration: Calibration) -> Profile:
+    overhead = Quantiles.from_samples([2.0 + 0.1 * i for i in range(20)])
+    profile = Profile(
+        source="test",
+        cores=2,
+        invoke_warm_ms={1: overhead, 3: overhead},
+        invoke_cold_ms=Quantiles.constant(900.0),
+        master_overhead_ms=Quantiles.from_samples([5.0 + 0.5 * i for i in range(20)]),
+        transfer={"inline": TransferFit(0.5, 4.0), "dir": TransferFit(1.0, 1.0)},
+        compute=ComputeFit({"conv": 10.0, "linear": 10.0, "pool": 1.0, "other": 1.0}, 0.0),
+        split_slowdown={"spatial": {1: 1.0, 4: 1.0}},
+        compute_cv=0.05,
+    )
+    return profile.with_model("m", ModelTimes(SHAPE, {"conv": 20.0}, calibration=calibration))
+
+
+def _model(calibration: Calibration | None = None) -> PerfModel:
+    return PerfModel(
+        _profile(calibration or Calibration()),
+        Deployment(inline_limit_bytes=10**6),
+        WORKS,
+        "m",
+        SHAPE,
+    )
+
+
+SERIAL = Candidate(0, 1, "serial", 0, ("conv",), 0, (0,), (), (), 0)
+
+
+def _split(k: int) -> Candidate:
+    macs = WORKS[0].macs
+    return Candidate(0, 1, "spatial", k, ("conv",), macs, (macs // k,) * k, (1000,) * k,
+                     (1000,) * k, 0)  # fmt: skip
+
+
+def test_fit_recovers_the_scale_of_each_component():
+    """Runs made with known scales (serial compute 0.8x, split stages 1.3x at 2 legs and
+    1.1x at 4, a 7 ms master invocation) give those scales back, whatever each plan's mix."""
+    true = Calibration(0.8, {2: 1.3, 4: 1.1})
+
+    def run(k, serial_ms, split_ms, planned=True):
+        measured = 7.0 + true.serial * serial_ms + true.split_at(k) * split_ms
+        return PlanRun(k, measured, 7.0 + serial_ms + split_ms, serial_ms, split_ms, planned)
+
+    got = fit([run(1, 100.0, 0.0), run(2, 30.0, 60.0), run(4, 10.0, 50.0)])
+    assert got.serial == pytest.approx(0.8)
+    assert got.split == pytest.approx({2: 1.3, 4: 1.1})
+    # the planner's own plan at a fan-out wins over a forced one; a split that is a sliver of
+    # its plan says nothing about splits; a fan-out never measured is left out
+    forced = PlanRun(2, 500.0, 100.0, 30.0, 60.0, planned=False)
+    sliver = PlanRun(4, 500.0, 200.0, 190.0, 3.0, planned=True)
+    again = fit([run(1, 100.0, 0.0), run(2, 30.0, 60.0), forced, sliver])
+    assert again.split == pytest.approx({2: 1.3})
+    # a run far off (a storm while profiling) is bounded, not believed
+    storm = fit([PlanRun(1, 1000.0, 107.0, 100.0, 0.0, True)])
+    assert storm.serial == SCALE_BOUNDS[1]
+    assert fit([]) == Calibration()
+
+
+def test_an_unmeasured_fan_out_interpolates_between_measured_ones():
+    cal = Calibration(1.0, {2: 1.2, 4: 1.0, 8: 1.4})
+    assert [cal.split_at(k) for k in (2, 3, 4, 6, 8, 16)] == pytest.approx(
+        [1.2, 1.1, 1.0, 1.2, 1.4, 1.4]
+    )
+    assert Calibration(1.0, {4: 0.9}).split_at(2) == 0.9  # nearest measured outside
+    assert Calibration().split_at(3) == 1.0
+    assert Calibration.from_json(Calibration(0.9, {2: 1.1}).to_json()) == Calibration(0.9, {2: 1.1})
+    assert Calibration.from_json(None) == Calibration()  # profiles written before it
+
+
+def test_predictions_carry_the_calibration():
+    """The reported p50 and p99 and the legs' billed time move with the scales: a model whose
+    one function measured 0.8x its compute is predicted 4 ms faster there (of 20 ms), and its
+    4-way split at 1.5x is predicted slower by half its stage, in mean, spread and cost."""
+    plain = _model()
+    cal = _model(Calibration(0.8, {4: 1.5}))
+    one, one_cal = plain.predict([SERIAL]), cal.predict([SERIAL])
+    assert one_cal.p50_ms == pytest.approx(one.p50_ms - 4.0, abs=0.1)
+    split, split_cal = plain.stage(_split(4)), cal.stage(_split(4))
+    assert split_cal.mean_ms == pytest.approx(1.5 * split.mean_ms)
+    assert split_cal.var_ms2 == pytest.approx(2.25 * split.var_ms2)
+    assert split_cal.cost_usd > split.cost_usd * 1.15  # legs bill longer (requests do not)
+    p, p_cal = plain.predict([_split(4)]), cal.predict([_split(4)])
+    assert p_cal.p50_ms - p.p50_ms == pytest.approx(0.5 * split.mean_ms, rel=0.05)
+    assert p_cal.p99_ms - p_cal.p50_ms > p.p99_ms - p.p50_ms
+    # another model in the same profile is not scaled
+    other = PerfModel(_profile(Calibration(0.8)), Deployment(), WORKS, "n", SHAPE)
+    assert other.calibration == Calibration()
+
+
+def test_the_cost_objective_holds_the_calibrated_p99_to_the_slo():
+    """An SLO only a split meets by the uncalibrated model: once this model's splits measured
+    1.8x slower, no plan meets it, and the planner says so instead of promising it."""
+    candidates = [SERIAL, _split(4)]
+    plain = _model()
+    slo = (plain.predict([_split(4)]).p99_ms + plain.predict([SERIAL]).p99_ms) / 2
+    assert cheapest_meeting_slo(plain, candidates, ROOMY, slo).stages[0].workers == 4
+    with pytest.raises(PlanningError):
+        cheapest_meeting_slo(_model(Calibration(1.0, {4: 1.8})), candidates, ROOMY, slo)
