@@ -82,6 +82,7 @@ class Predictive(ScalerBase):
         self.instances_per_burst_request = instances_per_burst_request
         self.prices = prices or PriceTable()
         self._spill = SpillEconomics(spill_window_s, self.prices)
+        self._spill_base: int | None = None  # the forecast's fleet when the spill VM was asked
         self._episodes = OverloadEpisodes(self.prices) if duration_aware else None
         self._level: float | None = None
         self._trend_per_s = 0.0
@@ -149,9 +150,9 @@ class Predictive(ScalerBase):
         else:
             self._want_down_since_s = None
         self._current = want  # the forecast's part: the extra VM below is not held by cooldown
-        extra = self._spill_extra(state, want, capacity)
-        if extra and self.clamp(want + extra) > want:
-            want, reason = self.clamp(want + extra), "spill costs more than a VM"
+        floor = self._spill_floor(state, want, capacity)
+        if floor > want and self.clamp(floor) > want:
+            want, reason = self.clamp(floor), "spill costs more than a VM"
         # the upper band of the rate now or over the horizon, whichever is higher: a step
         # shows in the level before the damped trend carries it to the horizon
         upper = max(mean, self._level or 0.0) + self.warm_z * std
@@ -188,6 +189,18 @@ class Predictive(ScalerBase):
         instances = self.instances_per_burst_request or max(state.burst.default_workers, 1)
         invocation = (billed_ms(self.prices, latency_s * 1e3), state.burst.memory_mb)
         return function_cost_usd(self.prices, [invocation] * instances)
+
+    def _spill_floor(self, state: LiveState, forecast_want: int, capacity: float) -> int:
+        """The fleet the spill VM asks for: one more than the fleet its spill was measured at
+        (0 while it does not pay). Not one more than the forecast now: when the forecast grows
+        after the spill was measured, its own VMs take that spill, and one more on top counted
+        it twice (Azure code x20: a third VM booted into a burst, $0.4606 -> $0.4516)."""
+        if not self._spill_extra(state, forecast_want, capacity):
+            self._spill_base = None
+            return 0
+        if self._spill_base is None:  # measured only at the forecast's fleet: that one
+            self._spill_base = forecast_want
+        return self._spill_base + 1
 
     def _spill_extra(self, state: LiveState, forecast_want: int, capacity: float) -> int:
         latency_s = self._burst_latency_s(state)

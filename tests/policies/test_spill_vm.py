@@ -63,3 +63,39 @@ def test_a_spill_under_the_break_even_never_adds_one():
 def test_a_zero_window_turns_it_off():
     econ = SpillEconomics(0.0, PRICES)
     assert not any(run(econ, 1200, lambda t: 100.0))
+
+
+def _state(now_s: float, rate: float, ready: int, burst_in_flight: int):
+    from policies.state import BurstState, LiveState, VmState
+
+    return LiveState(
+        now_s=now_s,
+        vm=VmState(ready_replicas=ready, booting_replicas=0, outstanding=0, desired_replicas=ready),
+        burst_enabled=True,
+        burst=BurstState(in_flight=burst_in_flight, memory_mb=2048, default_workers=1),
+        arrival_rate_short_per_s=rate,
+        arrival_rate_long_per_s=rate,
+    )
+
+
+def test_the_spill_vm_is_one_more_than_the_fleet_it_was_measured_at_not_than_the_forecast():
+    """The spill was measured at one VM; when the forecast then asks for a second VM itself, that
+    VM takes the spill: the fleet is two, not three (the spill counted twice)."""
+    from policies.autoscaling.predictive import Predictive
+
+    scaler = Predictive(
+        min_replicas=1,
+        max_replicas=8,
+        burst_latency_s=0.5,
+        instances_per_burst_request=1,
+        duration_aware=False,
+        scale_in_cooldown_s=0.0,
+    )
+    # one VM carries 100 req/s on average, 20 req/s spill (10 in flight for 0.5 s each)
+    for t in range(700):
+        desired = scaler.decide(_state(float(t), 100.0, 1, 10)).replicas
+    assert desired == 2  # a window of evidence: the spill VM
+    for t in range(700, 760):  # the load rises so that the forecast wants two VMs itself
+        decision = scaler.decide(_state(float(t), 200.0, 2, 0))
+    assert scaler.forecast(60.0)[0] > 150.0
+    assert decision.replicas == 2
