@@ -1,11 +1,13 @@
 """Calibrating a measured profile against real plans (``tidegate profile``'s last step): how
 much slower a leg computes when k legs share the cores, the rest of each stage's wall time beyond
-the model (folded into the round trips at its fan-out) and the gateway's master invocation."""
+the model (folded into the round trips at its fan-out), the gateway's master invocation, and the
+model's own calibration (``policies.calibration``) with its plan errors."""
 
 from __future__ import annotations
 
 import statistics
 from dataclasses import replace
+from pathlib import Path
 
 
 def calibrate(profile, graph, svc, runs, say):
@@ -143,3 +145,76 @@ def _residuals(model, runs) -> tuple[dict[int, list[float]], list[float]]:
 
 def _ms_list(values: list[float]) -> str:
     return ", ".join(f"{v:+.1f} ms" for v in values)
+
+
+async def run_plans(svc, artifact, x, plans: list[tuple[int, str]], reps: int, say) -> list:
+    """``(plan, warm answers)`` of each distinct plan of ``(workers, split)`` through ``svc``:
+    two requests each first (cold instances and first weight loads are not the warm figure),
+    then ``reps`` for one function and the planner's plans, half that for forced splits, the
+    plans taking turns one request each: this host drifts by 20-30 % over seconds, and plans
+    measured one after another would read those drifts as the plans' differences."""
+    from burst.plan import PlanError
+    from burst.service import BurstUnavailable
+
+    name = artifact.config.inputs[0].name
+    todo: list = []  # (workers, split, plan, timed requests, answers)
+    for k, split in plans:
+        try:
+            plan = await svc.plan_for(artifact.name, k, 1, split)
+            if any(t[2].plan_id == plan.plan_id for t in todo):
+                continue
+            for _ in range(2):
+                await svc.infer(artifact.name, {name: x}, workers=k, split=split)
+        except (PlanError, BurstUnavailable) as exc:  # e.g. out of memory: measure the others
+            say(f"plan {split} x{k}: skipped ({exc})")
+            continue
+        todo.append((k, split, plan, reps if split in ("none", "auto") else max(2, reps // 2), []))
+    for r in range(max((t[3] for t in todo), default=0)):
+        for k, split, _, n, answers in todo:
+            if r < n:
+                answers.append(await svc.infer(artifact.name, {name: x}, workers=k, split=split))
+    for k, split, plan, _, answers in todo:
+        say(
+            f"plan {split} x{k}: warm p50 "
+            f"{statistics.median(a.total_ms for a in answers):.1f} ms "
+            f"({sum(1 for s in plan.stages if s.split != 'serial')} split stages)"
+        )
+    return [(plan, answers) for _, _, plan, _, answers in todo]
+
+
+async def calibrate_into(profile, graph, artifact, repo, workers, reps, memory_mb, x, say):
+    """``--compute-only --calibrate``: this model's calibration and plan errors against the
+    rest of ``profile``, which stays as it is (how the bundled reference profile calibrates
+    every zoo model on one set of round trips, transfers and slowdowns). Runs one function
+    and the latency plan at each of ``workers``, planned by ``profile`` itself: a scratch
+    repository links the model's files beside it, so the user's repository is not written."""
+    import json
+    import tempfile
+
+    from burst.service import BurstService
+
+    with tempfile.TemporaryDirectory(prefix="tidegate-calibrate-") as tmp:
+        scratch = Path(tmp) / "repo" / artifact.name
+        scratch.mkdir(parents=True)
+        for f in (Path(repo) / artifact.name).iterdir():
+            if f.name != "profile.json":
+                (scratch / f.name).symlink_to(f.resolve())
+        (scratch / "profile.json").write_text(json.dumps(profile.to_json()))
+        svc = BurstService(
+            scratch.parent,
+            platform={"kind": "local"},
+            store={"kind": "dir", "root": str(Path(tmp) / "objects")},
+            memory_mb=memory_mb,
+            concurrency=max(workers) + 4,
+            keep_alive_s=600,
+            function_timeout_s=300,
+            log_dir=Path(tmp) / "logs",
+            max_workers=max(*workers, 2),
+        )
+        await svc.start()
+        try:
+            plans = [(1, "none")] + [(k, "auto") for k in workers]
+            runs = await run_plans(svc, artifact, x, plans, reps, say)
+        finally:
+            await svc.close()
+    return plan_errors(profile, graph, svc, runs, say)

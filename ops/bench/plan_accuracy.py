@@ -2,14 +2,13 @@
 
 For each model and worker count: the plan the gateway runs (``BurstService.plan_for``, the
 gateway's burst backend, same planner and profile as ``tidegate plan``), its predicted p50/p99,
-and the warm p50/p99 measured through the burst service on the local function runtime. Then,
-per model, the cheapest plan for an SLO between the fastest and the one-function plan's
-predicted p99: does it meet the SLO when measured? Prints a table and writes JSON
-(ops/bench/results/plan_accuracy.json). The machine's load average is printed with the table:
-on a shared machine, compare the ratios, not the absolute figures.
+and the warm p50/p99 measured through the burst service on the local function runtime; and
+per model the cheapest plan for an SLO between the fastest and the slowest plan's predicted
+p99: does it meet the SLO when measured? A model's plans are measured in turns (``_measure``).
+Prints a table with the load average and writes JSON (ops/bench/results/plan_accuracy.json).
 
     python ops/bench/plan_accuracy.py [--models resnet50,vgg16,mobilenet_v2] [--workers 1,2,4]
-        [--warm 8] [--memory-mb 1024] [--repo REPO]
+        [--warm 12] [--memory-mb 1024] [--repo REPO] [--measure-profile]
 """
 
 from __future__ import annotations
@@ -34,21 +33,36 @@ from burst.plan import PlanError  # noqa: E402
 from burst.service import BurstService, BurstUnavailable  # noqa: E402
 from ops.bench import schedstat  # noqa: E402
 
+WARMUP = 3  # requests per plan before the timed ones
+
 
 def _quantile(xs: list[float], q: float) -> float:
     return float(np.quantile(np.asarray(xs), q))
 
 
-async def _measure(svc, model: str, workers: int, split: str, x, warm: int) -> tuple:
-    """Warm answers (``BurstAnswer``: total, and the master's report of its own time) and what
-    the function runtime and its instances spent per request on a core and waiting for one."""
+async def _measure(svc, model: str, keys: list[tuple[int, str]], x, warm: int) -> dict:
+    """Per plan key (workers, split): its warm answers (``BurstAnswer``: total, and the
+    master's report of its own time) and what the function runtime and its instances spent
+    per request on a core and waiting for one. The plans take turns, one request each per
+    round: this host drifts by 20-30 % over seconds (the same MobileNetV2 plan measured 48 to
+    65 ms in windows of five requests, with its CPU time per request moving alike), and one
+    plan's run after another's would read those drifts as differences between plans."""
     name = svc._configs[model].inputs[0].name
-    for _ in range(2):  # cold instances and first weight loads are not the warm figure
-        await svc.infer(model, {name: x}, workers=workers, split=split)
-    before = schedstat.snapshot()
-    answers = [await svc.infer(model, {name: x}, workers=workers, split=split) for _ in range(warm)]
-    used = schedstat.delta(before, schedstat.snapshot())
-    return answers, schedstat.SchedTimes(used.run_ms / warm, used.wait_ms / warm)
+    for k, split in keys:  # cold instances and first weight loads are not the warm figure
+        for _ in range(WARMUP):
+            await svc.infer(model, {name: x}, workers=k, split=split)
+    answers: dict = {key: [] for key in keys}
+    used: dict = {key: schedstat.SchedTimes(0.0, 0.0) for key in keys}
+    for _ in range(warm):
+        for k, split in keys:
+            before = schedstat.snapshot()
+            answers[(k, split)].append(await svc.infer(model, {name: x}, workers=k, split=split))
+            spent = schedstat.delta(before, schedstat.snapshot())
+            was = used[(k, split)]
+            used[(k, split)] = schedstat.SchedTimes(
+                was.run_ms + spent.run_ms / warm, was.wait_ms + spent.wait_ms / warm
+            )
+    return {key: (answers[key], used[key]) for key in keys}
 
 
 async def run_model(
@@ -74,61 +88,53 @@ async def run_model(
         max_workers=max(max(workers), 2),
     )
     await svc.start()
-    rows = []
     try:
         profile = load_profile(repo, model)
-        cfg_shape = None
+        plans = []  # (label, key, plan, prediction, SLO)
         for k in workers:
             try:
                 plan = await svc.plan_for(model, k, 1)
             except (BurstUnavailable, PlanError) as exc:  # weights no plan at k fits
                 print(f"{model:<13} latency x{k:<3} {memory_mb:>5}  no plan: {exc}", flush=True)
                 continue
-            graph = svc._graphs[model]
-            if cfg_shape is None:
-                cfg_shape = [1 if d == -1 else d for d in svc._configs[model].inputs[0].shape]
-                x = np.random.default_rng(0).standard_normal(cfg_shape, dtype=np.float32)
-            pred = predict_plan(graph, plan, svc.plan_request(k), profile)
-            answers = await _measure(svc, model, k, "auto", x, warm)
-            rows.append(_row(model, f"latency x{k}", memory_mb, plan, pred, answers))
-            print(_fmt(rows[-1]), flush=True)
-        if not cost_row or not rows:
-            return rows
-        rows.append(
-            await _cost_row(svc, model, graph, profile, x, rows, max(workers), warm, memory_mb)
-        )
+            pred = predict_plan(svc._graphs[model], plan, svc.plan_request(k), profile)
+            plans.append((f"latency x{k}", (k, "auto"), plan, pred, None))
+        if not plans:
+            return []
+        if cost_row:
+            plans.append(await _cost_plan(svc, model, profile, plans, max(workers)))
+        shape = [1 if d == -1 else d for d in svc._configs[model].inputs[0].shape]
+        x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+        measured = await _measure(svc, model, [p[1] for p in plans], x, warm)
     finally:
         await svc.close()
+    rows = []
+    for label, key, plan, pred, slo in plans:
+        rows.append(_row(model, label, memory_mb, plan, pred, measured[key]))
+        note = ""
+        if slo is not None:
+            rows[-1].update(slo_ms=slo, meets_slo_p99=rows[-1]["measured_p99_ms"] <= slo)
+            note = f"  SLO {slo:.0f} ms: measured p99 "
+            note += "meets it" if rows[-1]["meets_slo_p99"] else "MISSES it"
+        print(_fmt(rows[-1]) + note, flush=True)
     return rows
 
 
-async def _cost_row(svc, model, graph, profile, x, latency_rows, k, warm, memory_mb) -> dict:
-    """The cost-objective plan's row, for an SLO set from the latency plans' predicted p99s."""
+async def _cost_plan(svc, model, profile, latency_plans, k) -> tuple:
+    """The cost-objective plan, for an SLO set from the latency plans' predicted p99s: halfway
+    between the fastest and the slowest (1.3x the fastest if they are alike)."""
     from burst.planning import Objective, model_plan, predict_plan
 
-    # the cheapest plan for an SLO halfway between the fastest and the slowest plan above
-    p99s = [r["predicted_p99_ms"] for r in latency_rows]
+    p99s = [pred.p99_ms for _, _, _, pred, _ in latency_plans]
     slo = (min(p99s) + max(p99s)) / 2 if max(p99s) > min(p99s) * 1.05 else min(p99s) * 1.3
     request = dataclasses.replace(
         svc.plan_request(k), objective=Objective.COST, slo_ms=slo, percentile=0.99
     )
+    graph = svc._graphs[model]
     plan = await asyncio.to_thread(model_plan, graph, svc._configs[model], request, profile)
     await asyncio.to_thread(svc._prepare_blocking, model, plan)
     svc._plans[(model, k, 1, "cost")] = plan  # the bench runs this plan under its own key
-    pred = predict_plan(graph, plan, request, profile)
-    answers = await _measure(svc, model, k, "cost", x, warm)
-    row = _row(model, f"cost x{k}", memory_mb, plan, pred, answers)
-    row.update(
-        slo_ms=slo,
-        meets_slo_p50=row["measured_p50_ms"] <= slo,
-        meets_slo_p99=row["measured_p99_ms"] <= slo,
-    )
-    print(
-        _fmt(row) + f"  SLO {slo:.0f} ms: measured p99 "
-        f"{'meets' if row['meets_slo_p99'] else 'MISSES'} it",
-        flush=True,
-    )
-    return row
+    return (f"cost x{k}", (k, "cost"), plan, predict_plan(graph, plan, request, profile), slo)
 
 
 def planner_speed(repo: Path, models: list[str], workers: list[int], memory_mb: int) -> list[dict]:
@@ -199,14 +205,13 @@ def _row(model, label, memory_mb, plan, pred, measured) -> dict:
         "measured_p50_ms": p50,
         "measured_p99_ms": _quantile(lat, 0.99),
         "samples": len(lat),
+        "latencies_ms": lat,  # in the order measured (the plans took turns)
         "error_p50": (pred.p50_ms - p50) / p50,
-        # where the time went (medians): the master's own wall time, the stages it spent
-        # computing, and the gateway's side (upload, master invocation, download)
+        # medians: the master's wall, its stages' compute, the gateway's side (up, invoke, down)
         "master_wall_p50_ms": statistics.median(a.report.wall_ms for a in answers),
         "master_compute_p50_ms": statistics.median(a.report.compute_ms for a in answers),
         "gateway_side_p50_ms": statistics.median(a.total_ms - a.report.wall_ms for a in answers),
-        # per request, over the function runtime and instances: CPU time, and time runnable
-        # but waiting for a core (other work on the machine)
+        # per request, over the function runtime and instances: on a core, and waiting for one
         "functions_cpu_ms": sched.run_ms,
         "functions_wait_ms": sched.wait_ms,
         "load_average_1m": os.getloadavg()[0],
@@ -229,7 +234,7 @@ def _parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--models", default="resnet50,vgg16,mobilenet_v2")
     ap.add_argument("--workers", default="1,2,4")
-    ap.add_argument("--warm", type=int, default=8, help="warm requests per plan")
+    ap.add_argument("--warm", type=int, default=12, help="warm requests per plan")
     ap.add_argument("--memory-mb", type=int, default=1024)
     ap.add_argument("--repo", type=Path, help="model repository (default: export into a temp dir)")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/plan_accuracy.json")
@@ -256,7 +261,7 @@ def measure_profile(repo: Path, model: str, memory_mb: int, workers: list[int]) 
     fan_outs = ",".join(str(w) for w in sorted({max(2, w) for w in workers}))
     args = parser.parse_args(
         [model, "--repo", str(repo), "--memory-mb", str(memory_mb), "--workers", fan_outs]
-        + ["--reps", "4", "--vm-batches", "1", "--cold-reps", "0"]  # cold starts: not compared
+        + ["--reps", "6", "--vm-batches", "1", "--cold-reps", "0"]  # cold starts: not compared
         + ["--cold-workers", str(max(workers))]
     )
     profile_command.run(args)

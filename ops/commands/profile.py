@@ -73,6 +73,13 @@ def add_arguments(parser) -> None:
         "profile in --out (how the bundled reference profile covers every "
         "zoo model from one full run)",
     )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="with --compute-only: also run one function and the latency plan at each "
+        "--workers, and fit this model's calibration against the rest of the profile in "
+        "--out, which stays as it is",
+    )
 
 
 class _Progress:
@@ -101,6 +108,8 @@ def run(args) -> int:
         raise CliError("--workers must be positive and --reps at least 2")
     if args.cold_reps < 0 or args.cold_workers < 1:
         raise CliError("--cold-reps must be >= 0 and --cold-workers >= 1")
+    if args.calibrate and not args.compute_only:
+        raise CliError("--calibrate goes with --compute-only (a full run calibrates anyway)")
     cold = (args.cold_workers, args.cold_reps)
     try:
         batches = [
@@ -120,13 +129,30 @@ def run(args) -> int:
             into = Profile.from_json(json.loads(out.read_text()))
         except (OSError, ValueError, ProfileError) as exc:
             raise CliError(f"--compute-only adds to an existing profile: {out}: {exc}") from None
-        times = _measure_compute(artifact, args.reps, batches, _Progress())[1]
+        say = _Progress()
+        graph, times, _, x = _measure_compute(artifact, args.reps, batches, say)
         old = into.models.get(artifact.name)
         if old is not None:  # compute only: a cold start measured earlier stays
             times = replace(
                 times, cold_start_ms=old.cold_start_ms, cold_billed_ms=old.cold_billed_ms
             )
         profile = into.with_model(artifact.name, times)
+        if args.calibrate:
+            from ops.profile_calibrate import calibrate_into
+
+            profile = asyncio.run(
+                calibrate_into(
+                    profile,
+                    graph,
+                    artifact,
+                    args.repo,
+                    workers,
+                    args.reps,
+                    args.memory_mb,
+                    x.numpy(),
+                    say,
+                )  # fmt: skip
+            )
     else:
         profile = asyncio.run(
             _measure(
@@ -246,7 +272,7 @@ async def _measure_invokes(svc, profile, workers, reps, memory_mb, say):
 async def _measure_runtime(
     profile, graph, artifact, repo, tmp: Path, fanouts, reps, memory_mb, x, say
 ):
-    from burst.service import BurstService, BurstUnavailable
+    from burst.service import BurstService
 
     workers, (cold_workers, cold_reps) = fanouts
     svc = BurstService(
@@ -263,30 +289,11 @@ async def _measure_runtime(
     await svc.start()
     try:
         profile = await _measure_invokes(svc, profile, workers, reps, memory_mb, say)
-        runs = []
-        for k in [1] + workers:
-            for split in ("none",) if k == 1 else ("spatial", "output", "auto"):
-                plan = await svc.plan_for(artifact.name, k, 1, split)
-                if any(p.plan_id == plan.plan_id for p, _ in runs):
-                    continue
-                name = artifact.config.inputs[0].name
-                n = reps if split in ("none", "auto") else max(2, reps // 2)
-                try:
-                    for _ in range(2):  # cold instances and first weight loads are not warm
-                        await svc.infer(artifact.name, {name: x}, workers=k, split=split)
-                    answers = [
-                        await svc.infer(artifact.name, {name: x}, workers=k, split=split)
-                        for _ in range(n)
-                    ]
-                except BurstUnavailable as exc:  # e.g. out of memory: measure the others
-                    say(f"plan {split} x{k}: skipped ({exc})")
-                    continue
-                runs.append((plan, answers))
-                say(
-                    f"plan {split} x{k}: warm p50 "
-                    f"{statistics.median(a.total_ms for a in answers):.1f} ms "
-                    f"({sum(1 for s in plan.stages if s.split != 'serial')} split stages)"
-                )
+        from ops.profile_calibrate import run_plans
+
+        kinds = ("spatial", "output", "auto")
+        plans = [(1, "none")] + [(k, s) for k in workers if k > 1 for s in kinds]
+        runs = await run_plans(svc, artifact, x, plans, reps, say)
         if cold_reps:
             profile = await _measure_cold(svc, profile, artifact, x, cold_workers, cold_reps, say)
     finally:

@@ -67,8 +67,9 @@ def test_profile_measures_and_plan_reads_it(repo, capsys):
     cold, billed = times.cold_start(2)
     assert cold.median_ms > profile.invoke_cold_ms.median_ms and billed.median_ms > 0
     assert 2 in profile.split_slowdown.get("spatial", {})
-    # measured / predicted p50 of its own plans: what the planner's guard applies
+    # measured / predicted p50 of its own plans, and the calibration fitted from them
     assert times.plan_error.get(1, 0.0) > 0
+    assert "calibration: serial compute" in out and times.calibration.serial != 1.0
     assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "2", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     one_thread_ms = sum(times.node_ms.values())
@@ -92,3 +93,30 @@ def test_compute_only_keeps_the_cold_start_measured_before(repo, tmp_path, capsy
     again = Profile.from_json(json.loads(out.read_text())).models["resnet18"]
     assert len(again.node_ms) > 50  # measured now
     assert again.cold_start_ms == cold and again.cold_billed_ms == cold  # kept
+
+
+@pytest.mark.slow
+def test_compute_only_can_calibrate_the_model_against_the_profile_it_joins(repo, tmp_path):
+    """How the reference profile calibrates each zoo model: this model's plans run, its
+    calibration is fitted, and the rest of the profile (round trips, slowdowns) stays."""
+    from burst.planning import load_profile
+
+    base = load_profile()
+    out = tmp_path / "profile.json"
+    out.write_text(json.dumps(base.to_json()))
+    before = _repo_profile(repo)
+    args = ["--compute-only", "--calibrate", "--workers", "2", "--reps", "2"]
+    assert main(["profile", "resnet18", "--repo", str(repo), *args, "--out", str(out)]) == 0
+    again = Profile.from_json(json.loads(out.read_text()))
+    times = again.models["resnet18"]
+    assert times.input_shape == (1, 3, 32, 32) and times.plan_error.get(1, 0.0) > 0
+    assert times.calibration.serial != 1.0
+    assert again.invoke_warm_ms == base.invoke_warm_ms
+    assert again.split_slowdown == base.split_slowdown
+    assert _repo_profile(repo) == before  # the user's repository is not written
+    assert main(["profile", "resnet18", "--repo", str(repo), "--calibrate"]) == 2
+
+
+def _repo_profile(repo) -> str | None:
+    path = repo / "resnet18" / "profile.json"
+    return path.read_text() if path.exists() else None

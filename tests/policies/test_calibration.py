@@ -68,6 +68,14 @@ def test_fit_recovers_the_scale_of_each_component():
     sliver = PlanRun(4, 500.0, 200.0, 190.0, 3.0, planned=True)
     again = fit([run(1, 100.0, 0.0), run(2, 30.0, 60.0), forced, sliver])
     assert again.split == pytest.approx({2: 1.3})
+
+    # forced splits alone (the planner split nothing there) only make splits dearer: the
+    # least of their scales, and never below 1
+    def forced(scale):
+        return PlanRun(4, 7.0 + 30.0 + scale * 60.0, 97.0, 30.0, 60.0, planned=False)
+
+    assert fit([forced(1.6), forced(1.3)]).split == pytest.approx({4: 1.3})
+    assert fit([forced(0.4), forced(1.3)]).split == pytest.approx({4: 1.0})
     # a run far off (a storm while profiling) is bounded, not believed
     storm = fit([PlanRun(1, 1000.0, 107.0, 100.0, 0.0, True)])
     assert storm.serial == SCALE_BOUNDS[1]
