@@ -123,36 +123,7 @@ def run(args) -> int:
         ) from None
     out = args.out or Path(args.repo) / args.name / "profile.json"
     if args.compute_only:
-        from policies.profile import Profile, ProfileError
-
-        try:
-            into = Profile.from_json(json.loads(out.read_text()))
-        except (OSError, ValueError, ProfileError) as exc:
-            raise CliError(f"--compute-only adds to an existing profile: {out}: {exc}") from None
-        say = _Progress()
-        graph, times, _, x = _measure_compute(artifact, args.reps, batches, say)
-        old = into.models.get(artifact.name)
-        if old is not None:  # compute only: a cold start measured earlier stays
-            times = replace(
-                times, cold_start_ms=old.cold_start_ms, cold_billed_ms=old.cold_billed_ms
-            )
-        profile = into.with_model(artifact.name, times)
-        if args.calibrate:
-            from ops.profile_calibrate import calibrate_into
-
-            profile = asyncio.run(
-                calibrate_into(
-                    profile,
-                    graph,
-                    artifact,
-                    args.repo,
-                    workers,
-                    args.reps,
-                    args.memory_mb,
-                    x.numpy(),
-                    say,
-                )  # fmt: skip
-            )
+        profile = _compute_only(args, artifact, workers, batches, out)
     else:
         profile = asyncio.run(
             _measure(
@@ -164,6 +135,33 @@ def run(args) -> int:
     out.write_text(json.dumps(profile.to_json(), indent=1, sort_keys=True) + "\n")
     print(f"wrote {out}")
     return 0
+
+
+def _compute_only(args, artifact, workers: list[int], batches: list[int], out: Path):
+    """``--compute-only``: the profile in ``out`` with this model's node times and VM service
+    (a cold start measured before stays), and with ``--calibrate`` its calibration."""
+    from ops.cli import CliError
+    from policies.profile import Profile, ProfileError
+
+    try:
+        into = Profile.from_json(json.loads(out.read_text()))
+    except (OSError, ValueError, ProfileError) as exc:
+        raise CliError(f"--compute-only adds to an existing profile: {out}: {exc}") from None
+    say = _Progress()
+    graph, times, _, x = _measure_compute(artifact, args.reps, batches, say)
+    old = into.models.get(artifact.name)
+    if old is not None:
+        times = replace(times, cold_start_ms=old.cold_start_ms, cold_billed_ms=old.cold_billed_ms)
+    profile = into.with_model(artifact.name, times)
+    if not args.calibrate:
+        return profile
+    from ops.profile_calibrate import calibrate_into
+
+    return asyncio.run(
+        calibrate_into(
+            profile, graph, artifact, args.repo, workers, args.reps, args.memory_mb, x.numpy(), say
+        )
+    )
 
 
 def _with_sqs_fit(profile, args, say):
