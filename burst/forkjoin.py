@@ -121,7 +121,7 @@ async def _own_leg(fj: ForkJoin, stage, x, legs: list, sent: list) -> tuple[obje
     if inline:
         await _all_sent(legs, sent)
     t_own = time.perf_counter()
-    leg_x = worker_input(stage, 0, x)
+    leg_x = worker_input(stage, 0, x, copy=False)
     if inline:
         out = compute_leg(fj.graph, stage, 0, leg_x, weights)
     else:
@@ -140,10 +140,11 @@ async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
         asyncio.ensure_future(_remote_leg(fj, stage, j, ref, ev))
         for (j, ref), ev in zip(refs.items(), sent)
     ]
-    own_out, own_compute_ms = None, None
+    own_out, own_compute_ms, own_start_ms = None, None, 0.0
     try:
         if fj.master_leg:
             own_out, own_compute_ms = await _own_leg(fj, stage, x, legs, sent)
+            own_start_ms = _ms(t_stage) - own_compute_ms
         results = await asyncio.gather(*legs, return_exceptions=True)
     except BaseException:
         for leg in legs:
@@ -181,7 +182,19 @@ async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
         store_gets=sum(int(b["store_gets"]) for b in bodies),
         queue_requests=sum(int(b.get("queue_requests", 0)) for b in bodies),
         hedged=sum(1 for _, _, attempt in results if attempt > 1),
+        hop_in_ms=[b["hops_ms"][0] for b in bodies],
+        hop_out_ms=[b["hops_ms"][1] for b in bodies],
+        own_start_ms=own_start_ms,
     )
+
+
+def _hops_ms(sent_at: float, body: dict) -> tuple[float, float]:
+    """(send -> the worker's handler starts, its handler ends -> the master has the answer)."""
+    try:
+        started, ended = float(body["started_at"]), float(body["ended_at"])
+    except (KeyError, TypeError, ValueError):  # an older worker: no timeline
+        return 0.0, 0.0
+    return (started - sent_at) * 1000.0, (time.monotonic() - ended) * 1000.0
 
 
 async def _remote_leg(fj: ForkJoin, stage, worker: int, ref: dict, sent: asyncio.Event):
@@ -208,6 +221,7 @@ async def _remote_leg(fj: ForkJoin, stage, worker: int, ref: dict, sent: asyncio
         return await fj.invoker.invoke(function, payload)
 
     t0 = time.perf_counter()
+    sent_at = time.monotonic()
     result, answered_by = await hedged(attempt, fj.leg_times.hedge_after_s(key))
     if not result.billing.cold_start:  # a cold start says nothing about a warm leg's time
         fj.leg_times.record(key, _ms(t0))
@@ -215,6 +229,7 @@ async def _remote_leg(fj: ForkJoin, stage, worker: int, ref: dict, sent: asyncio
         body = orjson.loads(result.payload)
     except orjson.JSONDecodeError as exc:
         raise StageFailed(f"stage {stage.index} worker {worker} returned invalid JSON") from exc
+    body["hops_ms"] = _hops_ms(sent_at, body)
     b = result.billing
     return (
         body,

@@ -39,6 +39,11 @@ class StageReport:
     store_gets: int = 0
     queue_requests: int = 0  # billed SQS requests (the sqs transport)
     hedged: int = 0  # legs answered by a hedge (a second invocation of a straggler)
+    # where a round's time goes, per remote leg: master's send -> the worker's handler starts,
+    # and the worker's handler ends -> the master holds its answer (one machine's clock)
+    hop_in_ms: list[float] = field(default_factory=list)
+    hop_out_ms: list[float] = field(default_factory=list)
+    own_start_ms: float = 0.0  # the master's own leg, from the stage's start
 
     @property
     def cold_starts(self) -> int:

@@ -47,6 +47,7 @@ _LEG_TIMES = LegTimes(HedgePolicy())
 async def run_worker(event: dict, store) -> dict:
     """One worker's share of one split stage."""
     t_start = time.perf_counter()
+    started_at = time.monotonic()  # system-wide: the master compares it with its own
     store = CountingStore(bind_request_key(store, event))  # the request's tensor key, if sealed
     try:
         plan_id = _check_id(event["plan_id"], "plan_id")
@@ -95,6 +96,8 @@ async def run_worker(event: dict, store) -> dict:
         "load_ms": load_ms,
         "weights_loaded": weights_loaded,
         "total_ms": _ms(t_start),
+        "started_at": started_at,
+        "ended_at": time.monotonic(),
         "store_puts": store.puts,
         "store_gets": store.gets,
         "queue_requests": store.queue_requests,
