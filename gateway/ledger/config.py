@@ -31,6 +31,20 @@ class LedgerSettings(BaseModel):
         "(adds 1-30 ms at one client on this class of disk).",
     )
     max_batch_rows: int = Field(4096, ge=1, description="Most rows committed in one transaction.")
+    journal: bool = Field(
+        True,
+        description="sqlite with synchronous = normal: each row is appended to a journal "
+        "file beside the database before its answer (one write, as durable against a crash "
+        "or SIGKILL as the WAL commit it replaces) and folded into the database every "
+        "journal_fold_ms; false commits each loop iteration's rows to SQLite before the "
+        "answers. Another process reading the database sees a row up to journal_fold_ms late.",
+    )
+    journal_fold_ms: float = Field(
+        50.0,
+        gt=0.0,
+        le=10_000.0,
+        description="How often journal rows are folded into the SQLite database.",
+    )
     commit_interval_ms: float = Field(
         0.0,
         ge=0.0,

@@ -25,6 +25,11 @@ _V1_COLUMNS = """
     function_cost_usd {real} NOT NULL, store_cost_usd {real} NOT NULL, cost_usd {real} NOT NULL,
     billed_ms INTEGER NOT NULL, detail TEXT NOT NULL DEFAULT ''"""
 
+_JOURNAL_TABLE = (
+    "CREATE TABLE IF NOT EXISTS ledger_journal (id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "folded_segment INTEGER NOT NULL)"
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -50,6 +55,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE requests ADD COLUMN IF NOT EXISTS reason TEXT NOT NULL DEFAULT ''",
             "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
         ),
+    ),
+    Migration(
+        3,
+        "the last journal segment folded into the table (gateway.ledger.journal)",
+        sqlite=(_JOURNAL_TABLE,),
+        postgres=(_JOURNAL_TABLE,),
     ),
 )
 

@@ -35,6 +35,9 @@ class SqliteBackend:
         self.synchronous = synchronous.upper()
         self._writer: sqlite3.Connection | None = None
         self._on_loop: sqlite3.Connection | None = None  # write_now's own connection
+        self._journal: sqlite3.Connection | None = (
+            None  # the journal's folder (gateway.ledger.journal)
+        )
         # Without an fsync a commit is a write into the page cache (~100 us): the ledger commits
         # on the event loop itself, no hand-off to the writer thread and back (see Ledger).
         self.fast_commit = self.synchronous in ("NORMAL", "OFF")
@@ -103,6 +106,26 @@ class SqliteBackend:
             self._on_loop = None
             raise
 
+    def journal_folded(self) -> int:
+        """The last journal segment folded into this database (0: none)."""
+        found = self.query("SELECT folded_segment FROM ledger_journal WHERE id = 1")
+        return int(found[0][0]) if found else 0
+
+    def write_journal(self, rows: list[tuple], segment: int) -> None:
+        """Insert a journal segment's rows and record the segment as folded, in one
+        transaction: after a crash the segment is folded either wholly or not at all."""
+        if self._journal is None:
+            self._journal = self._connect()
+        db = self._journal
+        try:
+            _insert_rows(
+                db, rows, ("INSERT OR REPLACE INTO ledger_journal VALUES (1, ?)", (segment,))
+            )
+        except BaseException:
+            db.close()
+            self._journal = None
+            raise
+
     def checkpoint(self) -> None:
         """Copy the WAL into the database file as far as readers allow (writer thread)."""
         if self._writer is None:
@@ -126,13 +149,15 @@ class SqliteBackend:
 
     def close(self) -> None:
         self._reset()
-        if self._on_loop is not None:
-            self._on_loop.close()
-            self._on_loop = None
+        for db in (self._on_loop, self._journal):
+            if db is not None:
+                db.close()
+        self._on_loop = self._journal = None
 
 
-def _insert_rows(db: sqlite3.Connection, rows: list[tuple]) -> None:
-    if len(rows) <= _CHUNK_ROWS:  # one statement is its own transaction: no BEGIN and COMMIT
+def _insert_rows(db: sqlite3.Connection, rows: list[tuple], also: tuple | None = None) -> None:
+    """``rows`` in one transaction, with the statement ``also`` (sql, params) when given."""
+    if len(rows) <= _CHUNK_ROWS and also is None:  # one statement commits itself: no BEGIN
         db.execute(_insert(len(rows)), [value for row in rows for value in row])  # (-12 % CPU)
         return
     db.execute("BEGIN IMMEDIATE")
@@ -140,6 +165,8 @@ def _insert_rows(db: sqlite3.Connection, rows: list[tuple]) -> None:
         for start in range(0, len(rows), _CHUNK_ROWS):
             chunk = rows[start : start + _CHUNK_ROWS]
             db.execute(_insert(len(chunk)), [value for row in chunk for value in row])
+        if also is not None:
+            db.execute(*also)
         db.execute("COMMIT")
     except BaseException:
         try:

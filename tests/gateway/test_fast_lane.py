@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import sqlite3
 
 import httpx
 import numpy as np
@@ -22,6 +21,7 @@ from gateway.settings import Settings
 from vmpool.codec import decode_response, encode_request
 
 from .conftest import serve_app
+from .ledger_rows import ledger_rows
 
 MLP = "/v2/models/mlp/infer"
 VOLATILE = {"date", "x-request-id", "server-timing", "x-tidegate-cost-usd"}
@@ -140,8 +140,7 @@ def test_answers_are_logged_counted_and_in_the_ledger(lane_gateway, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "tidegate.access"]
     assert any("status=200" in line and "request_id=lane-ok" in line for line in lines), lines
     assert any("status=404" in line and "model=nope" in line for line in lines), lines
-    with sqlite3.connect(data / "ledger.sqlite") as db:
-        rows = db.execute("SELECT path, status FROM requests WHERE id = 'lane-ok'").fetchall()
+    rows = ledger_rows(data, "SELECT path, status FROM requests WHERE id = 'lane-ok'")
     assert rows == [("vm", 200)]
     metrics = httpx.get(url + "/metrics").text
     assert 'code="404",model="nope",path="none"' in metrics

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 
 import grpc
 import numpy as np
@@ -17,6 +16,7 @@ from gateway.settings import Settings
 from vmpool.artifact import load_artifact
 
 from .conftest import serve_app
+from .ledger_rows import ledger_rows
 
 KEY_A, KEY_B = "key-a", "key-b"
 
@@ -91,10 +91,9 @@ def test_infer_raw_contents_equals_the_exported_program(gateway, small_repo, mod
     assert np.abs(got - reference(small_repo, model, x)).max() <= 1e-5
     assert result.get_response().id == "grpc-req-1"
     # through the same dispatcher: the ledger has the tenant's row
-    with sqlite3.connect(data / "ledger.sqlite") as db:
-        rows = db.execute(
-            "SELECT tenant, model, path, status FROM requests WHERE id = ?", ("grpc-req-1",)
-        ).fetchall()
+    rows = ledger_rows(
+        data, "SELECT tenant, model, path, status FROM requests WHERE id = ?", ("grpc-req-1",)
+    )
     assert ("a", model, "vm", 200) in rows
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import httpx
 import numpy as np
@@ -16,6 +15,7 @@ from gateway.settings import Settings
 from vmpool.artifact import load_artifact
 
 from .conftest import serve_app
+from .ledger_rows import ledger_rows
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +150,12 @@ def test_ledger_and_metrics_record_answers(gateway):
     good = {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}
     resp = _post(url, "/v2/models/mlp/infer", json.dumps({"inputs": [good]}).encode())
     assert resp.status_code == 200
-    # the row is committed before the answer is sent: no waiting for a flush
-    with sqlite3.connect(data / "ledger.sqlite") as db:
-        rows = db.execute(
-            "SELECT tenant, model, path, status, cost_usd, reason FROM requests WHERE id = ?",
-            (resp.headers["x-request-id"],),
-        ).fetchall()
+    # the row is in the journal before the answer; another process sees it once it is folded
+    rows = ledger_rows(
+        data,
+        "SELECT tenant, model, path, status, cost_usd, reason FROM requests WHERE id = ?",
+        (resp.headers["x-request-id"],),
+    )
     assert rows and rows[0][:4] == ("default", "mlp", "vm", 200) and rows[0][4] > 0
     assert rows[0][5]  # why it went there (the routing decision's reason)
     metrics = httpx.get(url + "/metrics").text

@@ -23,8 +23,12 @@ class FakeReplica:
         self.fail, self.batched = fail, batched
         self.release = asyncio.Event()
         self.release.set()
+        self.busy = asyncio.Event()  # holds requests of width 3 (``_busy``)
 
     async def __call__(self, base_url, model, inputs, outputs, request_id, timeout_s):
+        if inputs["x"].shape[1] == 3:
+            await self.busy.wait()
+            return {"y": inputs["x"]}, None
         self.requests.append(int(inputs["x"].shape[0]))
         self.ids.append(request_id)
         await self.release.wait()
@@ -41,11 +45,34 @@ def _call(coalescer, value: float, rows: int = 1, model: str = "m", width: int =
     return coalescer.infer("http://r", model, {"x": x}, None, rid, 5.0)
 
 
+def _busy(coalescer, replica: FakeReplica) -> asyncio.Future:
+    """A request of model "m" out to the replica until ``replica.busy`` is set: calls that come
+    meanwhile form groups (a call to a replica with nothing out goes at once, alone)."""
+    return asyncio.ensure_future(_call(coalescer, 0, width=3))
+
+
+async def test_a_call_to_an_idle_replica_goes_at_once_and_the_calls_behind_it_merge():
+    replica = FakeReplica()
+    coalescer = Coalescer(replica)
+    coalescer.set_max_rows("m", 8)
+    replica.release.clear()  # requests stay out until released
+    calls = [asyncio.ensure_future(_call(coalescer, i, rid=f"r{i}")) for i in range(3)]
+    await _until(lambda: len(replica.requests) == 2)
+    replica.release.set()
+    answers = await asyncio.gather(*calls)
+    assert replica.requests == [1, 2] and replica.ids == ["r0", "r1"]
+    assert [float(out["y"][0, 0]) for out, _ in answers] == [0, 2, 4]
+    assert (coalescer.requests_sent, coalescer.calls_merged) == (1, 2)
+
+
 async def test_calls_of_one_loop_iteration_ride_in_one_request_and_get_their_own_rows():
     replica = FakeReplica()
     coalescer = Coalescer(replica)
     coalescer.set_max_rows("m", 8)
+    busy = _busy(coalescer, replica)
     answers = await asyncio.gather(*(_call(coalescer, i, rid=f"r{i}") for i in range(3)))
+    replica.busy.set()
+    await busy
     assert replica.requests == [3] and replica.ids == ["r0"]  # the leader's id
     for i, (outputs, report) in enumerate(answers):
         assert outputs["y"].shape == (1, 4) and (outputs["y"] == 2 * i).all()
@@ -70,9 +97,12 @@ async def test_groups_stop_at_the_models_largest_batch_and_split_by_signature():
     replica = FakeReplica()
     coalescer = Coalescer(replica)
     coalescer.set_max_rows("m", 4)
+    busy = _busy(coalescer, replica)
     calls = [_call(coalescer, i) for i in range(6)] + [_call(coalescer, 9, width=5)]
     calls.append(_call(coalescer, 7, rows=4))  # a full batch by itself: sent alone
     answers = await asyncio.gather(*calls)
+    replica.busy.set()
+    await busy
     assert sorted(replica.requests) == [1, 2, 4, 4]  # 4 + 2 of width 4, 1 of width 5, the 4
     assert [float(out["y"][0, 0]) for out, _ in answers] == [0, 2, 4, 6, 8, 10, 18, 14]
 
@@ -100,12 +130,15 @@ async def test_one_callers_bad_input_fails_only_its_own_call():
     replica = FakeReplica()
     coalescer = Coalescer(replica)
     coalescer.set_max_rows("m", 8)
+    busy = _busy(coalescer, replica)
     results = await asyncio.gather(
         _call(coalescer, 1.0),
         _call(coalescer, -1.0),
         _call(coalescer, 3.0),
         return_exceptions=True,
     )
+    replica.busy.set()
+    await busy
     assert isinstance(results[1], ReplicaError) and results[1].status == 400
     assert (results[0][0]["y"] == 2).all() and (results[2][0]["y"] == 6).all()
     assert replica.requests == [3, 1, 1, 1]  # the merged request, then each alone
@@ -115,7 +148,10 @@ async def test_outputs_without_a_batch_dimension_send_each_call_alone_from_then_
     replica = FakeReplica(batched=False)
     coalescer = Coalescer(replica)
     coalescer.set_max_rows("m", 8)
+    busy = _busy(coalescer, replica)
     results = await asyncio.gather(_call(coalescer, 1), _call(coalescer, 2))
+    replica.busy.set()
+    await busy
     assert all(r[0]["y"].shape == (3,) for r in results)  # what each alone gets
     await asyncio.gather(_call(coalescer, 1), _call(coalescer, 2))
     assert replica.requests == [2, 1, 1, 1, 1]
@@ -126,6 +162,7 @@ async def test_a_cancelled_member_drops_only_its_own_answer():
     replica.release.clear()  # the merged request is in flight until released
     coalescer = Coalescer(replica)
     coalescer.set_max_rows("m", 8)
+    busy = _busy(coalescer, replica)
     leader, follower, other = (asyncio.ensure_future(_call(coalescer, i)) for i in range(3))
     while not replica.requests:
         await asyncio.sleep(0)
@@ -135,6 +172,8 @@ async def test_a_cancelled_member_drops_only_its_own_answer():
     outputs, _ = await other
     assert replica.requests == [3] and (outputs["y"] == 4).all()
     assert leader.cancelled() and follower.cancelled()
+    replica.busy.set()
+    await busy
 
 
 async def _until(predicate) -> None:
@@ -232,6 +271,7 @@ async def test_merged_calls_to_a_real_model_server_answer_what_each_alone_would(
         answers = await asyncio.gather(*(client.infer(replica.url, "mlp", {"x": x}) for x in xs))
     finally:
         await client.close()
-    assert client.coalescer.calls_merged == 5  # all in one request
+    # the first goes at once (nothing was out to the replica), the four behind it as one request
+    assert (client.coalescer.requests_sent, client.coalescer.calls_merged) == (1, 4)
     for x, outputs in zip(xs, answers, strict=True):
         np.testing.assert_allclose(outputs["y"], _local(model_repo, "mlp", x)[0], rtol=1e-5)
