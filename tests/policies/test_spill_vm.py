@@ -99,3 +99,15 @@ def test_the_spill_vm_is_one_more_than_the_fleet_it_was_measured_at_not_than_the
         decision = scaler.decide(_state(float(t), 200.0, 2, 0))
     assert scaler.forecast(60.0)[0] > 150.0
     assert decision.replicas == 2
+
+
+def test_once_let_go_it_is_asked_again_only_on_a_fresh_window_of_evidence():
+    """The figure the VM was let go on was extrapolated to just under the price: the first spill
+    after must not bring it back (a boot cancelled seconds later is billed its minimum)."""
+    econ = SpillEconomics(600.0, PRICES)
+    run(econ, 900, lambda t: 20.0)
+    gone = run(econ, 1800, lambda t: 0.0, rate=35.0, at_forecast=False, t0=900)
+    assert gone[-1] == 0
+    again = run(econ, 900, lambda t: 20.0, t0=2700)  # the spill is back, measured without it
+    assert not any(again[:590])
+    assert all(again[610:])
