@@ -147,39 +147,76 @@ def _ms_list(values: list[float]) -> str:
     return ", ".join(f"{v:+.1f} ms" for v in values)
 
 
+def in_turns(graph, plans: int, memory_mb: int) -> bool:
+    """Whether ``plans`` plans of ``graph`` can take turns on one warm master: their weights
+    (twice: plain and packed) fit its weight cache. Else each turn would evict the last
+    plan's weights and time a reload (VGG-16's plans in turns killed a 2048 MB master)."""
+    from burst.plan import weight_budget_bytes
+
+    model_bytes = sum(int(w.get("bytes", 0)) for w in graph.weights.values())
+    return 2 * plans * model_bytes <= weight_budget_bytes(memory_mb)
+
+
+async def measure_plans(svc, model: str, keys: list, reps: dict, warmup: int, request, say):
+    """Per key (workers, split): ``reps[key]`` warm answers of ``await request(key, timed)``
+    after ``warmup`` untimed ones (cold instances and first weight loads are not the warm
+    figure). Where the plans fit one master's cache (``in_turns``) they take turns, one
+    request each per round: this host drifts by 20-30 % over seconds (the same MobileNetV2
+    plan measured 48 to 65 ms in windows of five requests), and plans measured one after
+    another would read those drifts as the plans' differences. A plan the platform refuses
+    (out of memory) is dropped and the others measured."""
+    from burst.service import BurstUnavailable
+
+    out: dict = {key: [] for key in keys}
+    order = [[key] * (warmup + reps[key]) for key in keys]  # one plan after another
+    if in_turns(svc._graphs[model], len(keys), svc.master_memory_mb or svc.memory_mb):
+        order = [[key] * warmup for key in keys]
+        order += [[key for key in keys if r < reps[key]] for r in range(max(reps.values()))]
+    seen: dict = {key: 0 for key in keys}
+    for key in (key for turn in order for key in turn):
+        if key not in out:
+            continue
+        seen[key] += 1
+        try:
+            answer = await request(key, seen[key] > warmup)
+        except BurstUnavailable as exc:
+            say(f"plan {key[1]} x{key[0]}: skipped ({exc})")
+            del out[key]
+            continue
+        if seen[key] > warmup:
+            out[key].append(answer)
+    return out
+
+
 async def run_plans(svc, artifact, x, plans: list[tuple[int, str]], reps: int, say) -> list:
-    """``(plan, warm answers)`` of each distinct plan of ``(workers, split)`` through ``svc``:
-    two requests each first (cold instances and first weight loads are not the warm figure),
-    then ``reps`` for one function and the planner's plans, half that for forced splits, the
-    plans taking turns one request each: this host drifts by 20-30 % over seconds, and plans
-    measured one after another would read those drifts as the plans' differences."""
+    """``(plan, warm answers)`` of each distinct plan of ``(workers, split)`` through ``svc``
+    (``measure_plans``, 2 warm-up requests): ``reps`` for one function and the planner's
+    plans, half that for forced splits."""
     from burst.plan import PlanError
     from burst.service import BurstUnavailable
 
     name = artifact.config.inputs[0].name
-    todo: list = []  # (workers, split, plan, timed requests, answers)
+    made: dict = {}
     for k, split in plans:
         try:
             plan = await svc.plan_for(artifact.name, k, 1, split)
-            if any(t[2].plan_id == plan.plan_id for t in todo):
-                continue
-            for _ in range(2):
-                await svc.infer(artifact.name, {name: x}, workers=k, split=split)
-        except (PlanError, BurstUnavailable) as exc:  # e.g. out of memory: measure the others
-            say(f"plan {split} x{k}: skipped ({exc})")
+        except (PlanError, BurstUnavailable) as exc:
+            say(f"plan {split} x{k}: no plan ({exc})")
             continue
-        todo.append((k, split, plan, reps if split in ("none", "auto") else max(2, reps // 2), []))
-    for r in range(max((t[3] for t in todo), default=0)):
-        for k, split, _, n, answers in todo:
-            if r < n:
-                answers.append(await svc.infer(artifact.name, {name: x}, workers=k, split=split))
-    for k, split, plan, _, answers in todo:
+        if all(p.plan_id != plan.plan_id for p in made.values()):
+            made[(k, split)] = plan
+
+    async def request(key, timed):
+        return await svc.infer(artifact.name, {name: x}, workers=key[0], split=key[1])
+
+    n = {key: reps if key[1] in ("none", "auto") else max(2, reps // 2) for key in made}
+    answers = await measure_plans(svc, artifact.name, list(made), n, 2, request, say)
+    for (k, split), got in answers.items():
         say(
-            f"plan {split} x{k}: warm p50 "
-            f"{statistics.median(a.total_ms for a in answers):.1f} ms "
-            f"({sum(1 for s in plan.stages if s.split != 'serial')} split stages)"
+            f"plan {split} x{k}: warm p50 {statistics.median(a.total_ms for a in got):.1f} ms "
+            f"({sum(1 for s in made[(k, split)].stages if s.split != 'serial')} split stages)"
         )
-    return [(plan, answers) for _, _, plan, _, answers in todo]
+    return [(made[key], got) for key, got in answers.items()]
 
 
 async def calibrate_into(profile, graph, artifact, repo, workers, reps, memory_mb, x, say):

@@ -43,26 +43,25 @@ def _quantile(xs: list[float], q: float) -> float:
 async def _measure(svc, model: str, keys: list[tuple[int, str]], x, warm: int) -> dict:
     """Per plan key (workers, split): its warm answers (``BurstAnswer``: total, and the
     master's report of its own time) and what the function runtime and its instances spent
-    per request on a core and waiting for one. The plans take turns, one request each per
-    round: this host drifts by 20-30 % over seconds (the same MobileNetV2 plan measured 48 to
-    65 ms in windows of five requests, with its CPU time per request moving alike), and one
-    plan's run after another's would read those drifts as differences between plans."""
+    per request on a core and waiting for one. The plans take turns where they fit one
+    master's weight cache (``ops.profile_calibrate.measure_plans``)."""
+    from ops.profile_calibrate import measure_plans
+
     name = svc._configs[model].inputs[0].name
-    for k, split in keys:  # cold instances and first weight loads are not the warm figure
-        for _ in range(WARMUP):
-            await svc.infer(model, {name: x}, workers=k, split=split)
-    answers: dict = {key: [] for key in keys}
-    used: dict = {key: schedstat.SchedTimes(0.0, 0.0) for key in keys}
-    for _ in range(warm):
-        for k, split in keys:
-            before = schedstat.snapshot()
-            answers[(k, split)].append(await svc.infer(model, {name: x}, workers=k, split=split))
-            spent = schedstat.delta(before, schedstat.snapshot())
-            was = used[(k, split)]
-            used[(k, split)] = schedstat.SchedTimes(
+    used = {key: schedstat.SchedTimes(0.0, 0.0) for key in keys}
+
+    async def request(key, timed):
+        before = schedstat.snapshot()
+        answer = await svc.infer(model, {name: x}, workers=key[0], split=key[1])
+        if timed:
+            spent, was = schedstat.delta(before, schedstat.snapshot()), used[key]
+            used[key] = schedstat.SchedTimes(
                 was.run_ms + spent.run_ms / warm, was.wait_ms + spent.wait_ms / warm
             )
-    return {key: (answers[key], used[key]) for key in keys}
+        return answer
+
+    got = await measure_plans(svc, model, keys, dict.fromkeys(keys, warm), WARMUP, request, print)
+    return {key: (answers, used[key]) for key, answers in got.items()}
 
 
 async def run_model(
@@ -109,7 +108,7 @@ async def run_model(
     finally:
         await svc.close()
     rows = []
-    for label, key, plan, pred, slo in plans:
+    for label, key, plan, pred, slo in (p for p in plans if p[1] in measured):
         rows.append(_row(model, label, memory_mb, plan, pred, measured[key]))
         note = ""
         if slo is not None:
