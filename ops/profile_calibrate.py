@@ -65,50 +65,61 @@ def calibrate(profile, graph, svc, runs, say):
 
 
 def plan_errors(profile, graph, svc, runs, say):
-    """The profile with this model's calibration (``policies.calibration``: serial compute and
-    split stages per fan-out, measured / modelled, from these runs' warm p50s against the
-    uncalibrated model) and its plan errors (warm p50 measured / uncalibrated predicted, of
-    one function and per fan-out of the latency plan, else the best of the forced splits
-    there): a record of how far the model missed before calibration."""
-    from burst.planning import predict_plan
-    from policies.calibration import Calibration, fit
+    """The profile with this model's calibration (``policies.calibration``: the compute scale
+    from one function against the uncalibrated model, then split stages per fan-out against
+    the model with that scale) and its plan errors (warm p50 measured / uncalibrated
+    predicted, of one function and per fan-out of the latency plan, else the best of the
+    forced splits there): a record of how far the model missed before calibration."""
+    from policies.calibration import Calibration, fit_compute, fit_split
 
     times = profile.models[graph.model]
-    raw = profile.with_model(graph.model, replace(times, calibration=Calibration()))
-    measured: list[tuple] = []
-    for plan, answers in runs:
-        splits = any(s.split != "serial" for s in plan.stages)
-        if answers and (plan.split == "none" or splits):
-            p50 = statistics.median(a.total_ms for a in answers)
-            pred = predict_plan(graph, plan, svc.plan_request(plan.workers), raw)
-            measured.append((plan, p50, _plan_run(plan, p50, pred)))
-    calibration = fit([r for _, _, r in measured])
+
+    def runs_under(calibration):
+        p = profile.with_model(graph.model, replace(times, calibration=calibration))
+        return _plan_runs(p, graph, svc, runs)
+
+    raw = runs_under(Calibration())
+    compute = fit_compute([r for _, r in raw])
+    calibration = Calibration(compute, fit_split([r for _, r in runs_under(Calibration(compute))]))
     say(
-        f"calibration: serial compute x{calibration.serial:.3f}; split stages "
+        f"calibration: compute x{calibration.compute:.3f}; split stages "
         + (", ".join(f"x{k} {v:.3f}" for k, v in sorted(calibration.split.items())) or "none")
     )
-    profile = profile.with_model(graph.model, replace(times, calibration=calibration))
     latency: dict[int, float] = {}
     forced: dict[int, list[float]] = {}
-    for plan, p50, run in measured:
-        now = predict_plan(graph, plan, svc.plan_request(plan.workers), profile).p50_ms
-        error = p50 / max(run.predicted_p50_ms, 1e-9)
+    for (plan, run), (_, now) in zip(raw, runs_under(calibration)):
+        error = run.measured_p50_ms / max(run.predicted_p50_ms, 1e-9)
         say(
-            f"plan {plan.split} x{plan.workers}: warm p50 {p50:.1f} ms, predicted "
-            f"{run.predicted_p50_ms:.1f} ms (x{error:.3f}), calibrated {now:.1f} ms "
-            f"(x{p50 / max(now, 1e-9):.3f})"
+            f"plan {plan.split} x{plan.workers}: warm p50 {run.measured_p50_ms:.1f} ms, "
+            f"predicted {run.predicted_p50_ms:.1f} ms (x{error:.3f}), calibrated "
+            f"{now.predicted_p50_ms:.1f} ms (x{run.measured_p50_ms / now.predicted_p50_ms:.3f})"
         )
         if plan.split in ("none", "auto"):
             latency[1 if plan.split == "none" else plan.workers] = error
         else:
             forced.setdefault(plan.workers, []).append(error)
     errors = {k: min(v) for k, v in forced.items()} | latency
-    times = profile.models[graph.model]
-    return profile.with_model(graph.model, replace(times, plan_error=errors))
+    return profile.with_model(
+        graph.model, replace(times, plan_error=errors, calibration=calibration)
+    )
+
+
+def _plan_runs(profile, graph, svc, runs) -> list[tuple]:
+    """(plan, ``PlanRun``) of each run of one function or with a split stage, predicted by
+    ``profile``."""
+    from burst.planning import predict_plan
+
+    out = []
+    for plan, answers in runs:
+        if answers and (plan.split == "none" or any(s.split != "serial" for s in plan.stages)):
+            p50 = statistics.median(a.total_ms for a in answers)
+            pred = predict_plan(graph, plan, svc.plan_request(plan.workers), profile)
+            out.append((plan, _plan_run(plan, p50, pred)))
+    return out
 
 
 def _plan_run(plan, measured_p50_ms: float, pred):
-    """A ``policies.calibration.PlanRun`` of ``plan`` from its uncalibrated prediction."""
+    """A ``policies.calibration.PlanRun`` of ``plan`` from its prediction ``pred``."""
     from policies.calibration import PlanRun
 
     split = [s.workers for s in plan.stages if s.split != "serial"]
@@ -147,14 +158,17 @@ def _ms_list(values: list[float]) -> str:
     return ", ".join(f"{v:+.1f} ms" for v in values)
 
 
+def _model_bytes(graph) -> int:
+    return sum(int(w.get("bytes", 0)) for w in graph.weights.values())
+
+
 def in_turns(graph, plans: int, memory_mb: int) -> bool:
     """Whether ``plans`` plans of ``graph`` can take turns on one warm master: their weights
     (twice: plain and packed) fit its weight cache. Else each turn would evict the last
     plan's weights and time a reload (VGG-16's plans in turns killed a 2048 MB master)."""
     from burst.plan import weight_budget_bytes
 
-    model_bytes = sum(int(w.get("bytes", 0)) for w in graph.weights.values())
-    return 2 * plans * model_bytes <= weight_budget_bytes(memory_mb)
+    return 2 * plans * _model_bytes(graph) <= weight_budget_bytes(memory_mb)
 
 
 async def measure_plans(svc, model: str, keys: list, reps: dict, warmup: int, request, say):
@@ -188,16 +202,24 @@ async def measure_plans(svc, model: str, keys: list, reps: dict, warmup: int, re
     return out
 
 
-async def run_plans(svc, artifact, x, plans: list[tuple[int, str]], reps: int, say) -> list:
+async def run_plans(svc, artifact, graph, x, plans: list[tuple[int, str]], reps: int, say) -> list:
     """``(plan, warm answers)`` of each distinct plan of ``(workers, split)`` through ``svc``
     (``measure_plans``, 2 warm-up requests): ``reps`` for one function and the planner's
     plans, half that for forced splits."""
     from burst.plan import PlanError
     from burst.service import BurstUnavailable
 
+    from burst.plan import weight_budget_bytes
+
     name = artifact.config.inputs[0].name
     made: dict = {}
+    budget = weight_budget_bytes(svc.master_memory_mb or svc.memory_mb)
     for k, split in plans:
+        if split == "none" and _model_bytes(graph) > budget:
+            # one function that cannot keep the weights reloads them on every request: not a
+            # warm figure, and no plan the planner makes (VGG-16 in 1024 MB measured 1.8x)
+            say(f"plan none x1: skipped (the weights exceed a {svc.memory_mb} MB function's cache)")
+            continue
         try:
             plan = await svc.plan_for(artifact.name, k, 1, split)
         except (PlanError, BurstUnavailable) as exc:
@@ -251,7 +273,7 @@ async def calibrate_into(profile, graph, artifact, repo, workers, reps, memory_m
         await svc.start()
         try:
             plans = [(1, "none")] + [(k, "auto") for k in workers]
-            runs = await run_plans(svc, artifact, x, plans, reps, say)
+            runs = await run_plans(svc, artifact, graph, x, plans, reps, say)
         finally:
             await svc.close()
     return plan_errors(profile, graph, svc, runs, say)

@@ -6,14 +6,18 @@ miss is attributed to the part of the plan that carries it, not to the whole pla
 
 * the gateway's master invocation is measured directly in those runs (the time beyond the
   master's own report), so it is taken as exact;
-* **serial** compute (the master running nodes in one thread) is measured against the node
-  times of ``tidegate profile``, which are thread CPU time in the profiling process: a function
-  instance runs them at its own pace (MobileNetV2's 150 small nodes ran at ~0.85x in a function
-  here). The one-function plan is all serial compute, so it alone sets this scale;
+* **compute**: the node times of ``tidegate profile`` are thread CPU time in the profiling
+  process, a few passes on a shared host, and a function instance runs the nodes at its own
+  pace (MobileNetV2's 150 small nodes ran at ~0.82x their profiled sum in a function here,
+  ResNet-50's at 0.74x to 0.94x from one profile to the next). The one-function plan is all
+  compute, so it alone sets this scale, and it applies to the nodes wherever they run: the
+  master's serial stages and the legs of split ones alike (the legs' slowdowns are relative
+  to the same node times);
 * **split** stages (legs, round trips, transfers, the join) at each fan-out: what the plans at
-  that fan-out measured beyond the fixed part and their serial part (scaled as above), over
-  what the model gave their split stages; the planner's own plans where they split enough to
-  tell, else forced splits, and those only to make splits dearer (``_forced_scale``).
+  that fan-out measured beyond the fixed part and their serial part, over what the model
+  (with the compute scale) gave their split stages; the planner's own plans where they split
+  enough to tell, else forced splits, and those only to make splits dearer
+  (``_forced_scale``).
 
 ``policies.perf.PerfModel`` applies both scales to every stage it prices, so the planner's
 objectives (including the p99 the cost objective holds to an SLO), ``tidegate plan``, the
@@ -36,10 +40,10 @@ MIN_SPLIT_SHARE = 0.1
 
 @dataclass(frozen=True)
 class Calibration:
-    """Measured / modelled time, per component: the master's serial compute, and the split
-    stages' wall time per fan-out (legs of a stage)."""
+    """Measured / modelled time, per component: the model's node times wherever they run, and
+    the split stages' wall time per fan-out (legs of a stage)."""
 
-    serial: float = 1.0
+    compute: float = 1.0
     split: dict[int, float] = field(default_factory=dict)
 
     def split_at(self, workers: int) -> float:
@@ -58,11 +62,11 @@ class Calibration:
 
     @property
     def is_identity(self) -> bool:
-        return self.serial == 1.0 and all(v == 1.0 for v in self.split.values())
+        return self.compute == 1.0 and all(v == 1.0 for v in self.split.values())
 
     def to_json(self) -> dict:
         return {
-            "serial": round(self.serial, 4),
+            "compute": round(self.compute, 4),
             "split": {str(k): round(v, 4) for k, v in sorted(self.split.items())},
         }
 
@@ -71,7 +75,7 @@ class Calibration:
         if not raw:
             return cls()
         return cls(
-            serial=float(raw.get("serial", 1.0)),
+            compute=float(raw.get("compute", 1.0)),
             split={int(k): float(v) for k, v in raw.get("split", {}).items()},
         )
 
@@ -98,16 +102,21 @@ def _bounded(scale: float) -> float:
     return min(max(scale, lo), hi)
 
 
-def fit(runs: list[PlanRun]) -> Calibration:
-    """The scales that make the model meet these runs (see the module docstring). Serial: the
-    one-function runs' (ratio of sums). Split, per fan-out: the planner's own plans there
-    whose split share is worth fitting (ratio of sums), else ``_forced_scale``."""
+def fit_compute(runs: list[PlanRun]) -> float:
+    """The compute scale from one-function runs predicted without calibration (ratio of
+    sums); 1.0 without any."""
     one = [r for r in runs if r.split_ms == 0.0 and r.serial_ms > 0.0 and r.workers <= 1]
-    serial = 1.0
-    if one:
-        serial = _bounded(
-            sum(r.measured_p50_ms - r.fixed_ms for r in one) / sum(r.serial_ms for r in one)
-        )
+    if not one:
+        return 1.0
+    return _bounded(
+        sum(r.measured_p50_ms - r.fixed_ms for r in one) / sum(r.serial_ms for r in one)
+    )
+
+
+def fit_split(runs: list[PlanRun]) -> dict[int, float]:
+    """Split scales per fan-out from runs predicted with the compute scale applied: the
+    planner's own plans there whose split share is worth fitting (ratio of sums), else
+    ``_forced_scale``; a fan-out without either is left out."""
     split: dict[int, float] = {}
     for k in sorted({r.workers for r in runs if r.workers >= 2}):
         useful = [
@@ -115,23 +124,23 @@ def fit(runs: list[PlanRun]) -> Calibration:
         ]
         planned = [r for r in useful if r.planned]
         if planned:
-            rest = sum(_split_part(r, serial) for r in planned)
+            rest = sum(_split_part(r) for r in planned)
             split[k] = _bounded(rest / sum(r.split_ms for r in planned))
         elif useful:
-            split[k] = _forced_scale(useful, serial)
-    return Calibration(serial, split)
+            split[k] = _forced_scale(useful)
+    return split
 
 
-def _split_part(run: PlanRun, serial: float) -> float:
+def _split_part(run: PlanRun) -> float:
     """The measured time of a run's split stages: all but its fixed and serial parts."""
-    return run.measured_p50_ms - run.fixed_ms - serial * run.serial_ms
+    return run.measured_p50_ms - run.fixed_ms - run.serial_ms
 
 
-def _forced_scale(runs: list[PlanRun], serial: float) -> float:
+def _forced_scale(runs: list[PlanRun]) -> float:
     """The split scale from forced plans alone (the planner split nothing worth fitting at
     this fan-out): at least 1, the least of theirs. Forced plans split every stage, most of
     which the planner would never choose (ResNet-50's 54 output-split stages at 4 legs ran
     at 0.37x the model, its 6 spatial ones at 0.64x); believing them down would make the
     planner's few best splits look cheap, and a 2-stage plan so chosen measured 1.5x its
     prediction. Evidence that splits run slower than the model is kept."""
-    return _bounded(max(1.0, min(_split_part(r, serial) / r.split_ms for r in runs)))
+    return _bounded(max(1.0, min(_split_part(r) / r.split_ms for r in runs)))

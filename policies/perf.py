@@ -21,8 +21,8 @@ platform's billing granularity for the master (for the whole request) and each l
 per invocation, and store requests for tensors too big to travel inline.
 
 Every stage is then scaled by how this model's real plans ran against the model
-(``policies.calibration``: serial compute, and split stages per fan-out, from ``tidegate
-profile``'s runs); mean and spread scale together, and so does what a leg is billed. Every
+(``policies.calibration``: its measured node times, and split stages per fan-out, from
+``tidegate profile``'s runs); mean and spread scale together, and so does what a leg is billed. Every
 consumer (the planner's objectives, ``tidegate plan``, the gateway, the simulator) prices
 through here, so all of them see the same calibrated distribution.
 """
@@ -154,7 +154,8 @@ class PerfModel:
                 self.node_ms[w.name] = fit.ms(w.op, w.macs)
             else:  # measured at batch 1: the work part grows with the batch, dispatch does not
                 fixed = min(fit.fixed_ms_per_node, measured)
-                self.node_ms[w.name] = fixed + (measured - fixed) * batch
+                ms = fixed + (measured - fixed) * batch
+                self.node_ms[w.name] = ms * self.calibration.compute  # as functions ran them
         self._max_cache: dict[int, np.ndarray] = {}
 
     # pieces ----------------------------------------------------------------------------------
@@ -208,7 +209,7 @@ class PerfModel:
     def stage(self, c: Candidate) -> Estimate:
         master_gb = self.dep.master_memory_mb
         if c.split == "serial":
-            slow = self.profile.slowdown("serial", 1) * self.calibration.serial
+            slow = self.profile.slowdown("serial", 1)
             mean = self.serial_ms(c.nodes) * slow
             # additive per node, so a run of serial nodes has the same variance as one stage
             # or as many (the planner scores nodes apart; the plan merges them)

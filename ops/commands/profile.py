@@ -291,7 +291,7 @@ async def _measure_runtime(
 
         kinds = ("spatial", "output", "auto")
         plans = [(1, "none")] + [(k, s) for k in workers if k > 1 for s in kinds]
-        runs = await run_plans(svc, artifact, x, plans, reps, say)
+        runs = await run_plans(svc, artifact, graph, x, plans, reps, say)
         if cold_reps:
             profile = await _measure_cold(svc, profile, artifact, x, cold_workers, cold_reps, say)
     finally:

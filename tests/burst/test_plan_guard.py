@@ -93,7 +93,7 @@ def test_a_split_measured_slower_than_one_function_is_not_chosen(graph):
 
 def test_the_reported_prediction_is_the_calibrated_one(graph):
     """``predict_plan`` (what ``tidegate plan`` prints, the gateway's SLO hint and the
-    simulator read) of the one-function plan drops with a serial scale of 0.5 by half its
+    simulator read) of the one-function plan drops with a compute scale of 0.5 by half its
     stage time: the figure a user compares with what they measure."""
     request = PlanRequest(workers=WORKERS)
     plain = _prediction(graph, request, _profile(graph), serial=True)

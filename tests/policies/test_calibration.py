@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from policies.calibration import SCALE_BOUNDS, Calibration, PlanRun, fit
+from policies.calibration import SCALE_BOUNDS, Calibration, PlanRun, fit_compute, fit_split
 from policies.perf import Candidate, Deployment, NodeWork, PerfModel
 from policies.planner import Limits, PlanningError, cheapest_meeting_slo
 from policies.profile import ComputeFit, ModelTimes, Profile, Quantiles, TransferFit
@@ -51,35 +51,33 @@ def _split(k: int) -> Candidate:
 
 
 def test_fit_recovers_the_scale_of_each_component():
-    """Runs made with known scales (serial compute 0.8x, split stages 1.3x at 2 legs and
-    1.1x at 4, a 7 ms master invocation) give those scales back, whatever each plan's mix."""
+    """Runs made with known scales (node times 0.8x, split stages 1.3x at 2 legs and 1.1x at
+    4, a 7 ms master invocation) give those scales back, whatever each plan's mix: compute
+    from one function against the uncalibrated model, splits against the model with it."""
     true = Calibration(0.8, {2: 1.3, 4: 1.1})
 
     def run(k, serial_ms, split_ms, planned=True):
-        measured = 7.0 + true.serial * serial_ms + true.split_at(k) * split_ms
+        measured = 7.0 + serial_ms + true.split_at(k) * split_ms
         return PlanRun(k, measured, 7.0 + serial_ms + split_ms, serial_ms, split_ms, planned)
 
-    got = fit([run(1, 100.0, 0.0), run(2, 30.0, 60.0), run(4, 10.0, 50.0)])
-    assert got.serial == pytest.approx(0.8)
-    assert got.split == pytest.approx({2: 1.3, 4: 1.1})
+    assert fit_compute([PlanRun(1, 7.0 + 80.0, 107.0, 100.0, 0.0, True)]) == pytest.approx(0.8)
+    assert fit_split([run(2, 30.0, 60.0), run(4, 10.0, 50.0)]) == pytest.approx(true.split)
     # the planner's own plan at a fan-out wins over a forced one; a split that is a sliver of
     # its plan says nothing about splits; a fan-out never measured is left out
     forced = PlanRun(2, 500.0, 100.0, 30.0, 60.0, planned=False)
     sliver = PlanRun(4, 500.0, 200.0, 190.0, 3.0, planned=True)
-    again = fit([run(1, 100.0, 0.0), run(2, 30.0, 60.0), forced, sliver])
-    assert again.split == pytest.approx({2: 1.3})
+    assert fit_split([run(2, 30.0, 60.0), forced, sliver]) == pytest.approx({2: 1.3})
 
     # forced splits alone (the planner split nothing there) only make splits dearer: the
     # least of their scales, and never below 1
-    def forced(scale):
+    def forced_at(scale):
         return PlanRun(4, 7.0 + 30.0 + scale * 60.0, 97.0, 30.0, 60.0, planned=False)
 
-    assert fit([forced(1.6), forced(1.3)]).split == pytest.approx({4: 1.3})
-    assert fit([forced(0.4), forced(1.3)]).split == pytest.approx({4: 1.0})
+    assert fit_split([forced_at(1.6), forced_at(1.3)]) == pytest.approx({4: 1.3})
+    assert fit_split([forced_at(0.4), forced_at(1.3)]) == pytest.approx({4: 1.0})
     # a run far off (a storm while profiling) is bounded, not believed
-    storm = fit([PlanRun(1, 1000.0, 107.0, 100.0, 0.0, True)])
-    assert storm.serial == SCALE_BOUNDS[1]
-    assert fit([]) == Calibration()
+    assert fit_compute([PlanRun(1, 1000.0, 107.0, 100.0, 0.0, True)]) == SCALE_BOUNDS[1]
+    assert fit_compute([]) == 1.0 and fit_split([]) == {}
 
 
 def test_an_unmeasured_fan_out_interpolates_between_measured_ones():
@@ -95,17 +93,19 @@ def test_an_unmeasured_fan_out_interpolates_between_measured_ones():
 
 def test_predictions_carry_the_calibration():
     """The reported p50 and p99 and the legs' billed time move with the scales: a model whose
-    one function measured 0.8x its compute is predicted 4 ms faster there (of 20 ms), and its
-    4-way split at 1.5x is predicted slower by half its stage, in mean, spread and cost."""
-    plain = _model()
+    one function measured 0.8x its node times is predicted 4 ms faster there (of 20 ms) and
+    its legs compute faster too; its 4-way split at 1.5x is predicted slower by half its
+    stage, in mean, spread and cost."""
+    plain, faster = _model(), _model(Calibration(0.8))
     cal = _model(Calibration(0.8, {4: 1.5}))
     one, one_cal = plain.predict([SERIAL]), cal.predict([SERIAL])
     assert one_cal.p50_ms == pytest.approx(one.p50_ms - 4.0, abs=0.1)
-    split, split_cal = plain.stage(_split(4)), cal.stage(_split(4))
+    assert faster.stage(_split(4)).mean_ms < plain.stage(_split(4)).mean_ms - 0.5
+    split, split_cal = faster.stage(_split(4)), cal.stage(_split(4))
     assert split_cal.mean_ms == pytest.approx(1.5 * split.mean_ms)
     assert split_cal.var_ms2 == pytest.approx(2.25 * split.var_ms2)
     assert split_cal.cost_usd > split.cost_usd * 1.15  # legs bill longer (requests do not)
-    p, p_cal = plain.predict([_split(4)]), cal.predict([_split(4)])
+    p, p_cal = faster.predict([_split(4)]), cal.predict([_split(4)])
     assert p_cal.p50_ms - p.p50_ms == pytest.approx(0.5 * split.mean_ms, rel=0.05)
     assert p_cal.p99_ms - p_cal.p50_ms > p.p99_ms - p.p50_ms
     # another model in the same profile is not scaled
