@@ -129,9 +129,10 @@ class Dispatcher:
         if self.live is not None:
             self.live.on_arrival(cfg.name)
         decision = self.policy.route(route_req, self.live_state())
-        self._count_decision(cfg.name, decision)
+        # (``_value_``: the member's string; ``.value`` is a Python-level property, 6 a request)
+        path, reason = decision.route._value_, decision.reason._value_
+        self._count_decision(cfg.name, decision, path, reason)
         start = time.perf_counter()
-        path = decision.route.value
         self.metrics.in_flight_now += 1
         try:
             if decision.route == Route.REJECT:
@@ -144,11 +145,11 @@ class Dispatcher:
             else:
                 result = await self._burst(ctx, cfg, req, decision.workers)
         except TidegateError as exc:
-            await self._account(ctx, cfg, path, exc.status, start, batch, None, decision.reason)
+            await self._account(ctx, cfg, path, exc.status, start, batch, None, reason)
             raise
         finally:
             self.metrics.in_flight_now -= 1
-        await self._account(ctx, cfg, result.path, 200, start, batch, result, decision.reason)
+        await self._account(ctx, cfg, result.path, 200, start, batch, result, reason)
         return result
 
     async def _vm(
@@ -204,10 +205,9 @@ class Dispatcher:
             self._valid.clear()
         self._valid[key] = cfg  # held, so its id is not reused while the entry lives
 
-    def _count_decision(self, model: str, decision: Decision) -> None:
-        path = decision.route.value
+    def _count_decision(self, model: str, decision: Decision, path: str, reason: str) -> None:
         metrics = self.metrics
-        metrics.add(metrics.routed, (model, path, decision.reason.value))
+        metrics.add(metrics.routed, (model, path, reason))
         if decision.predicted_ms is not None:
             metrics.set_later(metrics.predicted_latency, (model, path), decision.predicted_ms / 1e3)
 
@@ -305,6 +305,6 @@ class Dispatcher:
                     cost,
                     result.billed_ms if result else 0,
                     "",
-                    getattr(reason, "value", reason) or "",
+                    reason,
                 )
             )

@@ -72,6 +72,13 @@ class _FastCycle:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def ready_body(self) -> bytes | None:
+        """The whole body when it is all in and the client is still there, else None."""
+        if not self.done or self.disconnected:
+            return None
+        chunks = self.chunks
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
     async def receive(self) -> dict:
         """The ASGI ``receive`` the endpoint reads the body with: the whole body, once it is in."""
         if not self.done and not self.disconnected:

@@ -11,7 +11,13 @@ from vmpool import body as body_reader
 from vmpool.artifact import ModelConfig
 from vmpool.body import BodyLease, ClientGone
 from vmpool.codec import CodecError, InferRequest, decode_request, encode_answer
-from vmpool.wire import HEADER_LENGTH_KEY, error_body, model_metadata, parse_header_length
+from vmpool.wire import (
+    HEADER_LENGTH_KEY,
+    error_body,
+    model_metadata,
+    parse_header_length,
+    too_large_message,
+)
 
 from .errors import TidegateError
 
@@ -40,6 +46,15 @@ async def read_body(
     timeout_s: float | None = None,
 ) -> bytes:
     """The request body from an ASGI ``receive`` (413/503/408 as ``vmpool.body`` decides)."""
+    # the fast lane's request whose body is all in already (gateway/fast_lane.py): no receive,
+    # and no timer for a read that cannot wait
+    ready = getattr(getattr(receive, "__self__", None), "ready_body", None)
+    body = ready() if ready is not None else None
+    if body is not None:
+        if len(body) > limit_bytes:
+            message = too_large_message(limit_bytes, len(body))
+            raise TidegateError(message, 413, {"connection": "close"})
+        return body
     try:
         return await body_reader.read_body(
             receive, headers.get("content-length"), limit_bytes, lease, timeout_s

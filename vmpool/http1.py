@@ -47,6 +47,7 @@ class _Connection(asyncio.Protocol):
         "received",
         "closed",
         "uses",
+        "loop",
         "_name",
     )
 
@@ -56,6 +57,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future | None = None
         self.closed = False
         self.uses = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -67,6 +69,8 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
+        # (asyncio.get_running_loop() is a getpid() system call per use on Python 3.11)
+        self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
@@ -120,7 +124,7 @@ class _Connection(asyncio.Protocol):
         of the gateway's CPU per request in py-spy)."""
         self._reset()
         self.uses += 1
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         waiter = self.waiter = loop.create_future()
         self.transport.writelines((head, body))
         if timeout_s is None:
