@@ -242,9 +242,10 @@ class Simulation:
                 cache[key] = decision
             where = decision.route
             if where is VM:
-                if n > 1:  # power of two choices on outstanding rows
-                    ri = (ri + 2) & 65535
-                    a, b = int(rand[ri] * n), int(rand[ri - 1] * n)
+                if n > 1:  # power of two choices on outstanding rows, two distinct replicas
+                    ri = (ri + 2) & 65535  # (as vmpool's pick: with one replica drawn twice,
+                    a, b = int(rand[ri] * n), int(rand[ri - 1] * (n - 1))  # two landed on
+                    b += b >= a  # the longer queue a quarter of the time)
                     r = ready[a] if outs[a] <= outs[b] else ready[b]
                 elif not n:
                     r = booting[0]

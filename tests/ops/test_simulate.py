@@ -269,3 +269,15 @@ def test_autoscaled_presets_start_with_the_fleet_the_first_minute_needs():
     assert preset_spec("burst-only", busy, PROFILE).initial_replicas == 0
     res = simulate(busy, "slo-aware", PROFILE).summary
     assert res["slo_attainment"] > 0.99 and res["spill_ratio"] < 0.01
+
+
+def test_power_of_two_choices_draws_two_distinct_replicas_as_the_pool_does():
+    """Pairs of requests a millisecond apart, each pair alone on two idle VMs: the second finds
+    one replica busy and two distinct draws always show it the idle one (vmpool's pick samples
+    two distinct replicas). Drawn with replacement, a quarter of them queued behind the first."""
+    t0 = np.arange(200) * 1.0 + 0.5
+    trace = _trace(np.sort(np.concatenate([t0, t0 + 0.001])))
+    two = {"autoscaling.replicas": 2, "autoscaling.min_replicas": 2, "autoscaling.max_replicas": 2}
+    res = simulate(trace, "vm-peak", PROFILE, params=two)
+    alone_ms = PROFILE.vm_service_ms(1) * (1 + 5 * PROFILE.vm_service_cv)
+    assert res.latency_ms.max() <= alone_ms + PROFILE.gateway_overhead_ms
