@@ -44,6 +44,31 @@ def round_overhead_ms(answer) -> float | None:
     return statistics.mean(extra) if extra else None
 
 
+def round_parts_ms(answers) -> dict | None:
+    """Where a round's overhead goes, median over the warm answers' split stages: the hop to a
+    remote leg's handler and back (the function runtime's relay), the tensor transfers at each
+    end, and how late the master's own leg starts; None with no split."""
+    parts: dict[str, list[float]] = {
+        "hop_in": [],
+        "hop_out": [],
+        "master_transfer": [],
+        "worker_transfer": [],
+        "own_start": [],
+    }
+    for a in answers:
+        for s in a.report.stages:
+            if s.workers < 2 or not s.hop_in_ms:
+                continue
+            parts["hop_in"].append(max(s.hop_in_ms))
+            parts["hop_out"].append(max(s.hop_out_ms))
+            parts["master_transfer"].append(s.master_transfer_ms)
+            parts["worker_transfer"].append(max(s.worker_transfer_ms))
+            parts["own_start"].append(s.own_start_ms)
+    if not parts["hop_in"]:
+        return None
+    return {k: round(statistics.median(v), 2) for k, v in parts.items()}
+
+
 def load_average() -> float:
     return os.getloadavg()[0]
 
@@ -103,6 +128,7 @@ async def run_config(
         "invocations": len(cold.invocations),
         "split_stages": splits,
         "round_overhead_ms": statistics.median(rounds) if rounds else None,
+        "round_parts_ms": round_parts_ms(warm_answers),
         "load_1min": load_average(),
         "max_abs_diff": diff,
         "prepare_s": prepare_s,
@@ -162,6 +188,18 @@ def _print_table(rows: list[dict]) -> None:
         )
 
 
+def _print_round_parts(rows: list[dict]) -> None:
+    """Per split configuration, the median round's parts (ms): ``round_parts_ms``."""
+    split = [r for r in rows if r.get("round_parts_ms")]
+    if not split:
+        return
+    names = list(split[0]["round_parts_ms"])
+    print("\nround parts, ms (median over split stages): " + ", ".join(names))
+    for r in split:
+        parts = r["round_parts_ms"]
+        print(f"{r['model']:<9} {r['config']:<13} " + " ".join(f"{parts[n]:6.1f}" for n in names))
+
+
 def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
 
@@ -217,6 +255,7 @@ def main() -> int:
                 flush=True,
             )
     _print_table(rows)
+    _print_round_parts(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps({"memory_mb": args.memory_mb, "batch": 1, "rows": rows}, indent=2)
