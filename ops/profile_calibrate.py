@@ -80,10 +80,12 @@ def plan_errors(profile, graph, svc, runs, say):
 
     raw = runs_under(Calibration())
     compute = fit_compute([r for _, r in raw])
-    calibration = Calibration(compute, fit_split([r for _, r in runs_under(Calibration(compute))]))
+    split = fit_split([r for _, r in runs_under(Calibration(compute))])
+    calibration = Calibration(compute, split, _compute_cv(profile, runs, raw))
     say(
         f"calibration: compute x{calibration.compute:.3f}; split stages "
         + (", ".join(f"x{k} {v:.3f}" for k, v in sorted(calibration.split.items())) or "none")
+        + f"; compute spread {calibration.compute_cv:.1%}"
     )
     latency: dict[int, float] = {}
     forced: dict[int, list[float]] = {}
@@ -104,17 +106,38 @@ def plan_errors(profile, graph, svc, runs, say):
     )
 
 
+def _compute_cv(profile, runs, raw) -> float:
+    """The spread of one function's warm requests beyond the master invocation's, over their
+    compute (``policies.calibration.fit_cv``); 0 (the profile's) without a one-function run."""
+    from policies.calibration import fit_cv, robust_sd
+
+    for (plan, answers), (_, run) in zip(_runs_with_splits(runs), raw):
+        if plan.split == "none":
+            fixed_sd = robust_sd(profile.master_overhead_ms.values_ms)
+            compute_ms = run.measured_p50_ms - run.fixed_ms
+            return fit_cv([a.total_ms for a in answers], fixed_sd, compute_ms)
+    return 0.0
+
+
+def _runs_with_splits(runs) -> list[tuple]:
+    """The runs calibration reads: one function's, and those with a split stage."""
+    return [
+        (plan, answers)
+        for plan, answers in runs
+        if answers and (plan.split == "none" or any(s.split != "serial" for s in plan.stages))
+    ]
+
+
 def _plan_runs(profile, graph, svc, runs) -> list[tuple]:
     """(plan, ``PlanRun``) of each run of one function or with a split stage, predicted by
     ``profile``."""
     from burst.planning import predict_plan
 
     out = []
-    for plan, answers in runs:
-        if answers and (plan.split == "none" or any(s.split != "serial" for s in plan.stages)):
-            p50 = statistics.median(a.total_ms for a in answers)
-            pred = predict_plan(graph, plan, svc.plan_request(plan.workers), profile)
-            out.append((plan, _plan_run(plan, p50, pred)))
+    for plan, answers in _runs_with_splits(runs):
+        p50 = statistics.median(a.total_ms for a in answers)
+        pred = predict_plan(graph, plan, svc.plan_request(plan.workers), profile)
+        out.append((plan, _plan_run(plan, p50, pred)))
     return out
 
 

@@ -19,7 +19,11 @@ miss is attributed to the part of the plan that carries it, not to the whole pla
   enough to tell, else forced splits, and those only to make splits dearer
   (``_forced_scale``).
 
-``policies.perf.PerfModel`` applies both scales to every stage it prices, so the planner's
+* **spread**: how much one function's warm requests vary beyond the master invocation's own
+  spread, over their compute (``fit_cv``). On a shared host the drift moves a request's
+  compute together, and the model spreads it that way (``policies.perf``).
+
+``policies.perf.PerfModel`` applies the scales to every stage it prices, so the planner's
 objectives (including the p99 the cost objective holds to an SLO), ``tidegate plan``, the
 gateway and the simulator all see the same calibrated distribution. A fan-out that was not
 measured takes the scale interpolated between the measured ones (the nearest one outside
@@ -33,6 +37,8 @@ import bisect
 from dataclasses import dataclass, field
 
 SCALE_BOUNDS = (0.5, 2.0)
+CV_BOUNDS = (0.01, 0.3)
+_SPREAD_Z = 2.5631  # (p90 - p10) / this is a normal's sd: robust to one stray request
 # a plan whose split stages are under this share of its prediction says little about splits
 # (a 1-stage split of a few ms inside a 200 ms plan would make the scale chase noise)
 MIN_SPLIT_SHARE = 0.1
@@ -45,6 +51,7 @@ class Calibration:
 
     compute: float = 1.0
     split: dict[int, float] = field(default_factory=dict)
+    compute_cv: float = 0.0  # a request's compute spread, sd / mean (0: the profile's)
 
     def split_at(self, workers: int) -> float:
         """The split scale at fan-out ``workers``: linear between measured fan-outs, the
@@ -68,6 +75,7 @@ class Calibration:
         return {
             "compute": round(self.compute, 4),
             "split": {str(k): round(v, 4) for k, v in sorted(self.split.items())},
+            "compute_cv": round(self.compute_cv, 4),
         }
 
     @classmethod
@@ -77,6 +85,7 @@ class Calibration:
         return cls(
             compute=float(raw.get("compute", 1.0)),
             split={int(k): float(v) for k, v in raw.get("split", {}).items()},
+            compute_cv=float(raw.get("compute_cv", 0.0)),
         )
 
 
@@ -144,3 +153,28 @@ def _forced_scale(runs: list[PlanRun]) -> float:
     planner's few best splits look cheap, and a 2-stage plan so chosen measured 1.5x its
     prediction. Evidence that splits run slower than the model is kept."""
     return _bounded(max(1.0, min(_split_part(r) / r.split_ms for r in runs)))
+
+
+def robust_sd(samples_ms) -> float:
+    """sd read from the 10th to 90th percentile range (one stray request does not set it)."""
+    xs = sorted(samples_ms)
+    if len(xs) < 3:
+        return 0.0
+
+    def at(p: float) -> float:
+        pos = p * (len(xs) - 1)
+        i = min(int(pos), len(xs) - 2)
+        return xs[i] + (xs[i + 1] - xs[i]) * (pos - i)
+
+    return (at(0.9) - at(0.1)) / _SPREAD_Z
+
+
+def fit_cv(totals_ms, fixed_sd_ms: float, compute_ms: float) -> float:
+    """A request's compute spread (sd / mean) from one function's warm totals: their spread
+    beyond the master invocation's (measured apart), over the compute they took. 0 (the
+    profile's) without enough requests."""
+    if len(totals_ms) < 3 or compute_ms <= 0:
+        return 0.0
+    sd = max(robust_sd(totals_ms) ** 2 - fixed_sd_ms**2, 0.0) ** 0.5
+    lo, hi = CV_BOUNDS
+    return min(max(sd / compute_ms, lo), hi)

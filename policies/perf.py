@@ -157,6 +157,8 @@ class PerfModel:
                 ms = fixed + (measured - fixed) * batch
                 self.node_ms[w.name] = ms * self.calibration.compute  # as functions ran them
         self._max_cache: dict[int, np.ndarray] = {}
+        self._cv = self.calibration.compute_cv or profile.compute_cv
+        self._whole_ms = sum(self.node_ms.values())
 
     # pieces ----------------------------------------------------------------------------------
 
@@ -211,10 +213,11 @@ class PerfModel:
         if c.split == "serial":
             slow = self.profile.slowdown("serial", 1)
             mean = self.serial_ms(c.nodes) * slow
-            # additive per node, so a run of serial nodes has the same variance as one stage
-            # or as many (the planner scores nodes apart; the plan merges them)
-            cv = self.profile.compute_cv * slow
-            var = cv * cv * sum(self.node_ms[n] ** 2 for n in c.nodes)
+            # the host's drift moves a request's compute together (one function's requests
+            # spread as a whole, VGG-16's ~8 %, not as 40 independent nodes would): a node
+            # carries cv^2 * its time * the whole model's, additive over nodes (the planner
+            # scores them apart; the plan merges them) and (cv * whole)^2 for one function
+            var = (self._cv * slow) ** 2 * self.serial_ms(c.nodes) * self._whole_ms
             return Estimate(mean, var, self._gb_s_cost(mean, master_gb, invocation=False))
         k = c.workers
         slow = self.profile.slowdown(c.split, k)
@@ -264,7 +267,7 @@ class PerfModel:
         """Mean and variance of max(own leg, slowest of ``remote`` i.i.d. legs): each remote
         leg is its work and transfers plus a round trip measured at that fan-out."""
         if remote == 0:
-            return own_ms, (self.profile.compute_cv * own_ms) ** 2
+            return own_ms, (self._cv * own_ms) ** 2
         q = np.maximum(own_ms, leg_ms + self._max_overhead_q(remote))
         return float(q.mean()), float(q.var())
 

@@ -3,9 +3,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+from statistics import NormalDist
+
 import pytest
 
-from policies.calibration import SCALE_BOUNDS, Calibration, PlanRun, fit_compute, fit_split
+from policies.calibration import (
+    SCALE_BOUNDS,
+    Calibration,
+    PlanRun,
+    fit_compute,
+    fit_cv,
+    fit_split,
+)
 from policies.perf import Candidate, Deployment, NodeWork, PerfModel
 from policies.planner import Limits, PlanningError, cheapest_meeting_slo
 from policies.profile import ComputeFit, ModelTimes, Profile, Quantiles, TransferFit
@@ -122,3 +132,25 @@ def test_the_cost_objective_holds_the_calibrated_p99_to_the_slo():
     assert cheapest_meeting_slo(plain, candidates, ROOMY, slo).stages[0].workers == 4
     with pytest.raises(PlanningError):
         cheapest_meeting_slo(_model(Calibration(1.0, {4: 1.8})), candidates, ROOMY, slo)
+
+
+def test_a_requests_measured_spread_sets_its_p99():
+    """One function's warm requests spread 8 % of their compute beyond the master
+    invocation's own spread: the fit finds 8 %, and the one-function plan's p99 sits
+    z_0.99 * 8 % of its compute above its median (the drift moves all its nodes together)."""
+    z = 2.3263
+    normal = NormalDist(107.0, 0.08 * 100.0)
+    totals = [normal.inv_cdf((i + 0.5) / 101) for i in range(101)]
+    assert fit_cv(totals, 0.0, 100.0) == pytest.approx(0.08, rel=0.15)
+    assert fit_cv(totals[:2], 0.0, 100.0) == 0.0  # too few to tell: the profile's
+    model = _model(Calibration(1.0, {}, 0.08))
+    flat = PerfModel(
+        dataclasses.replace(model.profile, master_overhead_ms=Quantiles.constant(5.0)),
+        model.dep,
+        WORKS,
+        "m",
+        SHAPE,
+    )
+    one = flat.predict([SERIAL])
+    assert one.p99_ms - one.p50_ms == pytest.approx(z * 0.08 * 20.0, rel=0.02)
+    assert Calibration.from_json(Calibration(1.0, {}, 0.08).to_json()).compute_cv == 0.08
