@@ -15,10 +15,17 @@ point neither loses nor doubles a row; a torn last line (a ``write`` cut short) 
 acknowledged and is skipped. What this trades: another process reading the SQLite file sees a
 row up to ``fold_interval_s`` after its answer (``Ledger.query`` folds first, so the gateway's
 own reports do not lag).
+
+One process at a time owns a database's journal: it holds an exclusive ``flock`` on
+``<database>.lock`` (released by the kernel however the process dies). A second gateway on
+the same data directory is refused (``JournalBusy``), and ``fold_left_behind`` (used by ``tidegate
+report``) folds a crashed gateway's rows only when no gateway holds the lock, so two folders never
+insert the same segment.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
@@ -28,6 +35,58 @@ import orjson
 
 log = logging.getLogger("tidegate.ledger")
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+
+class JournalBusy(RuntimeError):
+    """Another live process owns this database's journal."""
+
+
+def lock_path(database: Path) -> Path:
+    return Path(database).with_name(Path(database).name + ".lock")
+
+
+def _take_lock(database: Path) -> int | None:
+    """The journal's lock, held (a file descriptor), or None if another process holds it."""
+    fd = os.open(lock_path(database), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def holder(database: Path) -> str | None:
+    """The pid (as written) of the process owning this database's journal, or None if free."""
+    path = lock_path(database)
+    if not path.exists():
+        return None
+    fd = _take_lock(database)
+    if fd is not None:
+        os.close(fd)
+        return None
+    try:
+        return path.read_text().strip() or "?"
+    except OSError:
+        return "?"
+
+
+def fold_left_behind(backend, database: Path) -> int | None:
+    """Fold the segments a crashed gateway left behind, if no live process owns the journal:
+    the rows folded, or None when a gateway holds it (it folds them within its interval)."""
+    database = Path(database)
+    prefix = database.name + ".journal."
+    if not any(_segments(database.parent, prefix)):
+        return 0
+    fd = _take_lock(database)
+    if fd is None:
+        return None
+    try:
+        return _fold_segments(backend, database.parent, prefix)
+    finally:
+        os.close(fd)
 
 
 class Journal:
@@ -50,10 +109,19 @@ class Journal:
         self.folds = 0
         self.rows_folded = 0
         self.fold_failures = 0
-        self.rows_recovered = 0  # folded at start from segments a crash left behind
-        self._recover()
-        self._seq = max([self.backend.journal_folded(), *self._segments()], default=0) + 1
-        self._fd = self._open(self._seq)
+        self._lock_fd = _take_lock(database)
+        if self._lock_fd is None:
+            raise JournalBusy(
+                f"ledger {database} is in use by another gateway (pid {holder(database)}): "
+                "give each gateway its own data directory"
+            )
+        try:  # folded at start: the segments a crash left behind
+            self.rows_recovered = _fold_segments(backend, self.dir, self.prefix)
+            self._seq = max([self.backend.journal_folded(), *self._segments()], default=0) + 1
+            self._fd = self._open(self._seq)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self._rows: list[tuple] = []
 
     # the request path ---------------------------------------------------------------------------
@@ -106,6 +174,7 @@ class Journal:
             os.close(self._fd)
             self._fd = -1
         self._remove_if_empty(self._seq)
+        os.close(self._lock_fd)  # (after the last fold: another process may take over now)
 
     def _run(self) -> None:
         delay_s = self.fold_interval_s
@@ -144,26 +213,8 @@ class Journal:
 
     # start-up -------------------------------------------------------------------------------
 
-    def _recover(self) -> None:
-        """Fold the segments a crash left behind, in order; delete those folded already."""
-        folded = self.backend.journal_folded()
-        for seq in self._segments():
-            path = self._path(seq)
-            if seq > folded:
-                rows = _read_rows(path)
-                if rows:
-                    self.backend.write_journal(rows, seq)
-                    self.rows_recovered += len(rows)
-                    log.info("ledger journal: %d rows recovered from %s", len(rows), path.name)
-            path.unlink(missing_ok=True)
-
     def _segments(self) -> list[int]:
-        found = []
-        for path in self.dir.glob(self.prefix + "*"):
-            suffix = path.name[len(self.prefix) :]
-            if suffix.isdigit():
-                found.append(int(suffix))
-        return sorted(found)
+        return _segments(self.dir, self.prefix)
 
     def _path(self, seq: int) -> Path:
         return self.dir / f"{self.prefix}{seq}"
@@ -178,6 +229,32 @@ class Journal:
                 path.unlink()
         except FileNotFoundError:
             pass
+
+
+def _segments(directory: Path, prefix: str) -> list[int]:
+    found = []
+    for path in directory.glob(prefix + "*"):
+        suffix = path.name[len(prefix) :]
+        if suffix.isdigit():
+            found.append(int(suffix))
+    return sorted(found)
+
+
+def _fold_segments(backend, directory: Path, prefix: str) -> int:
+    """Fold the segments a crash left behind, in order; delete those folded already. The caller
+    holds the journal's lock. Returns the rows folded."""
+    folded = backend.journal_folded()
+    recovered = 0
+    for seq in _segments(directory, prefix):
+        path = directory / f"{prefix}{seq}"
+        if seq > folded:
+            rows = _read_rows(path)
+            if rows:
+                backend.write_journal(rows, seq)
+                recovered += len(rows)
+                log.info("ledger journal: %d rows recovered from %s", len(rows), path.name)
+        path.unlink(missing_ok=True)
+    return recovered
 
 
 def _read_rows(path: Path) -> list[tuple]:

@@ -70,6 +70,16 @@ def _prepare_data_dir(settings) -> None:
         raise CliError(
             f"cannot use data directory {settings.data_dir}: {exc.strerror or exc}"
         ) from None
+    if settings.ledger.kind != "postgresql":
+        from gateway.ledger.journal import holder
+
+        database = Path(settings.ledger.target(settings.data_dir))
+        pid = holder(database)
+        if pid is not None:
+            raise CliError(
+                f"ledger {database} is in use by another gateway (pid {pid}): "
+                "give each gateway its own --data-dir"
+            )
 
 
 def _ensure_models(settings) -> list[str]:

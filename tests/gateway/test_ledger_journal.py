@@ -143,3 +143,50 @@ def test_sigkill_while_rows_are_written_and_folded_loses_and_doubles_none(tmp_pa
         assert not missing, f"{len(missing)} acknowledged rows lost (run {run})"
         ledger.journal.close()
         ledger.backend.close()
+
+
+def test_one_process_owns_a_journal_a_second_is_refused_until_it_closes(tmp_path):
+    from gateway.ledger.journal import JournalBusy, holder
+
+    path = tmp_path / "ledger.sqlite"
+    first = _ledger(path)
+    assert holder(path) == str(os.getpid())
+    with pytest.raises(JournalBusy, match="in use by another gateway"):
+        _ledger(path)  # two folders would insert the same segment twice
+    first.journal.close()
+    assert holder(path) is None
+    second = _ledger(path)  # free again once the owner closed it
+    second.journal.close()
+
+
+@pytest.mark.slow
+def test_report_reads_rows_a_killed_gateway_left_and_never_folds_a_live_ones(tmp_path):
+    from gateway.ledger.journal import fold_left_behind, holder
+    from ops.report import open_ledger
+
+    path = tmp_path / "ledger.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER.format(root=str(ROOT), path=str(path), start=0)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        acknowledged = 0
+        for line in proc.stdout:
+            acknowledged = int(line)
+            if acknowledged >= 2000:
+                break
+        assert holder(path) == str(proc.pid)
+        assert fold_left_behind(make_backend(path), path) is None  # the live writer folds
+        open_ledger(tmp_path)  # a report while it runs reads, and leaves its segments alone
+        assert list(tmp_path.glob("ledger.sqlite.journal.*"))
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        proc.stdout.close()
+    query = open_ledger(tmp_path)  # the writer is gone: its rows are folded in for the report
+    ids = [rid for (rid,) in query("SELECT id FROM requests", ())]
+    assert len(ids) == len(set(ids))
+    got = {int(rid[1:]) for rid in ids}
+    assert all(i in got for i in range(acknowledged + 1)), "an acknowledged row is not reported"
+    assert not list(tmp_path.glob("ledger.sqlite.journal.*"))

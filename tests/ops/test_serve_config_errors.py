@@ -72,3 +72,23 @@ def test_config_mistakes_are_one_line_and_exit_2(tmp_path, text, args, env, word
         assert word in lines[0]
     assert "Try:" not in proc.stdout and "ready" not in proc.stdout  # no banner before a failure
     assert not (tmp_path / "data" / "models").exists()  # nothing exported for nothing
+
+
+def test_a_second_gateway_on_the_same_data_directory_is_one_line_and_exit_2(tmp_path):
+    from gateway.ledger import Ledger, make_backend
+
+    data = tmp_path / "data"
+    data.mkdir()
+    owner = Ledger(make_backend(data / "ledger.sqlite", sqlite_synchronous="NORMAL"), journal=True)
+    try:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("TIDEGATE_")}
+        argv = [sys.executable, "-m", "ops", "serve", "--port", "0", "--data-dir", str(data)]
+        proc = subprocess.run(
+            argv, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        owner.journal.close()
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "in use by another gateway" in lines[0], proc.stderr
+    assert f"pid {os.getpid()}" in lines[0]
