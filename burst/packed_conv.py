@@ -11,9 +11,16 @@ read the layout (view, flatten, linear, ...) get plain tensors again (``plain_in
 
 Results equal ``F.conv2d``'s to float rounding. Anything the packed kernel does not take (no
 oneDNN, other dtypes, a failure once for a weight) runs through ``F.conv2d`` as before.
+
+A packed weight is a second copy of the weight. In a function instance it is paid for out of
+the weight cache's budget (``set_room``: the cache evicts older plans' weights for it, or
+refuses and the conv runs plain), so a plan that fits the function's memory still fits with its
+convs packed (before, a 1024 MB master switching VGG-16 plans died at 1058 MB).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +52,16 @@ _AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(
 )
 
 
+# asked before packing: may ``nbytes`` more be held? (None: no budget, as in the profiler)
+_ROOM: Callable[[int], bool] | None = None
+
+
+def set_room(room: Callable[[int], bool] | None) -> None:
+    """Where packed copies are paid for: ``room(nbytes)`` True if they may be held."""
+    global _ROOM
+    _ROOM = room
+
+
 def _pair(v) -> list[int]:
     return [int(a) for a in v] if isinstance(v, (list, tuple)) else [int(v), int(v)]
 
@@ -58,6 +75,8 @@ def _packed(w: torch.Tensor, stride, padding, dilation, groups: int, in_shape):
         table = {}
         setattr(w, _ATTR, table)
     if key not in table:
+        if _ROOM is not None and not _ROOM(w.numel() * w.element_size()):
+            return None  # no room for a second copy now: plain, and asked again next call
         try:
             table[key] = torch.ops.mkldnn._reorder_convolution_weight(
                 w.detach(), padding, stride, dilation, groups, list(in_shape)

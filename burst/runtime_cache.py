@@ -10,6 +10,7 @@ import json
 import time
 
 from burst.graph import Graph
+from burst.packed_conv import set_room
 from burst.plan import Plan
 from burst.weights import LruCache, graph_key, loads_tensors, plan_key
 
@@ -24,15 +25,18 @@ class BurstError(Exception):
 def _cache() -> LruCache:
     global _CACHE
     if _CACHE is None:
-        _CACHE = LruCache()
+        reset_cache()
+    assert _CACHE is not None
     return _CACHE
 
 
 def reset_cache(budget_bytes: int | None = None) -> LruCache:
-    """Start a fresh per-process cache (tests; a new function memory size)."""
+    """Start a fresh per-process cache (tests; a new function memory size). Packed conv weights
+    are charged to it (burst.packed_conv.set_room)."""
     global _CACHE
-    _CACHE = LruCache(budget_bytes)
-    return _CACHE
+    _CACHE = cache = LruCache(budget_bytes)
+    set_room(cache.grow_newest)
+    return cache
 
 
 async def _cached(key: str, load, size) -> tuple[object, bool]:

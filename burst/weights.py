@@ -183,6 +183,23 @@ class LruCache:
             _, (_, size) = self._items.popitem(last=False)
             self.used_bytes -= size
 
+    def grow_newest(self, nbytes: int) -> bool:
+        """Charge ``nbytes`` more to the newest entry (the one in use: its convs' packed copies,
+        ``burst.packed_conv``), evicting older entries to make room; False, and nothing charged,
+        if even the newest alone would not fit."""
+        if not self._items:
+            return False
+        key = next(reversed(self._items))
+        value, size = self._items[key]
+        if size + nbytes > self.budget_bytes:
+            return False
+        self.make_room(nbytes)
+        if key not in self._items:  # (make_room keeps the newest: it alone fits, see above)
+            return False
+        self._items[key] = (value, size + nbytes)
+        self.used_bytes += nbytes
+        return True
+
     def __contains__(self, key: str) -> bool:
         return key in self._items
 

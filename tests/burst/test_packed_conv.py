@@ -58,3 +58,32 @@ def test_other_dtypes_run_plain():
     x = torch.randn(1, 4, 6, 6, dtype=torch.float64)
     w = torch.randn(4, 4, 3, 3, dtype=torch.float64)
     torch.testing.assert_close(conv2d(x, w, None, 1, 1), F.conv2d(x, w, None, 1, 1))
+
+
+def test_packed_copies_are_paid_from_the_weight_cache_and_refused_when_they_do_not_fit():
+    from burst import packed_conv
+    from burst.weights import LruCache
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 16, 10, 10)
+    w = torch.randn(32, 16, 3, 3)  # 18,432 bytes: its packed copy costs as much again
+    wbytes = w.numel() * w.element_size()
+    want = F.conv2d(x, w, None, 1, 1)
+    cache = LruCache(budget_bytes=wbytes + wbytes // 2)  # the weight fits, a second copy not
+    cache.put("old-plan", object(), wbytes // 2)
+    cache.put("plan", {"w": w}, wbytes)
+    packed_conv.set_room(cache.grow_newest)
+    try:
+        torch.testing.assert_close(conv2d(x, w, None, 1, 1), want, rtol=1e-4, atol=1e-4)
+        assert not hasattr(w, "_tidegate_packed") or not any(w._tidegate_packed.values())
+        assert cache.used_bytes == wbytes + wbytes // 2  # refused: nothing charged or evicted
+
+        roomy = LruCache(budget_bytes=2 * wbytes + wbytes // 2)
+        roomy.put("old-plan", object(), wbytes)
+        roomy.put("plan", {"w": w}, wbytes)
+        packed_conv.set_room(roomy.grow_newest)
+        torch.testing.assert_close(conv2d(x, w, None, 1, 1), want, rtol=1e-4, atol=1e-4)
+        # the older plan's weights made way for the packed copy, charged to the plan in use
+        assert "old-plan" not in roomy and roomy.used_bytes == 2 * wbytes
+    finally:
+        packed_conv.set_room(None)
