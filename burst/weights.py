@@ -13,7 +13,7 @@ import torch
 
 from burst.graph import Graph, build_graph, program_weights
 from burst.partition import sliced_weights
-from burst.plan import WEIGHT_LOAD_PEAK, Plan, Split, Stage, weight_budget_bytes
+from burst.plan import Plan, Split, Stage, weight_budget_bytes
 
 
 def plan_prefix(plan_id: str) -> str:
@@ -186,19 +186,16 @@ class LruCache:
     def grow_newest(self, nbytes: int) -> bool:
         """Charge ``nbytes`` more to the newest entry (the one in use: its convs' packed copies,
         ``burst.packed_conv``), evicting older entries to make room; False, and nothing charged,
-        if even the newest alone would not fit. Packed copies are made once the weights are
-        loaded, so they may use the headroom the planner keeps for the loading peak
-        (``WEIGHT_LOAD_PEAK``): never more memory than loading the weights took."""
+        if even the newest alone would not fit."""
         if not self._items:
             return False
-        limit = int(self.budget_bytes * WEIGHT_LOAD_PEAK)
         key = next(reversed(self._items))
         value, size = self._items[key]
-        if size + nbytes > limit:
+        if size + nbytes > self.budget_bytes:
             return False
-        while self.used_bytes + nbytes > limit and len(self._items) > 1:
-            _, (_, evicted) = self._items.popitem(last=False)  # oldest first, never the newest
-            self.used_bytes -= evicted
+        self.make_room(nbytes)
+        if key not in self._items:  # (make_room keeps the newest: it alone fits, see above)
+            return False
         self._items[key] = (value, size + nbytes)
         self.used_bytes += nbytes
         return True

@@ -62,7 +62,6 @@ def test_other_dtypes_run_plain():
 
 def test_packed_copies_are_paid_from_the_weight_cache_and_refused_when_they_do_not_fit():
     from burst import packed_conv
-    from burst.plan import WEIGHT_LOAD_PEAK
     from burst.weights import LruCache
 
     torch.manual_seed(0)
@@ -70,17 +69,16 @@ def test_packed_copies_are_paid_from_the_weight_cache_and_refused_when_they_do_n
     w = torch.randn(32, 16, 3, 3)  # 18,432 bytes: its packed copy costs as much again
     wbytes = w.numel() * w.element_size()
     want = F.conv2d(x, w, None, 1, 1)
-    # packed copies may use the loading peak's headroom, no more: here the weight fits the
-    # budget and the peak, a second copy of it does not
-    tight = LruCache(budget_bytes=int(wbytes * 1.5 / WEIGHT_LOAD_PEAK))
-    tight.put("plan", {"w": w}, wbytes)
-    packed_conv.set_room(tight.grow_newest)
+    cache = LruCache(budget_bytes=wbytes + wbytes // 2)  # the weight fits, a second copy not
+    cache.put("old-plan", object(), wbytes // 2)
+    cache.put("plan", {"w": w}, wbytes)
+    packed_conv.set_room(cache.grow_newest)
     try:
         torch.testing.assert_close(conv2d(x, w, None, 1, 1), want, rtol=1e-4, atol=1e-4)
         assert not hasattr(w, "_tidegate_packed") or not any(w._tidegate_packed.values())
-        assert tight.used_bytes == wbytes  # refused: nothing charged
+        assert cache.used_bytes == wbytes + wbytes // 2  # refused: nothing charged or evicted
 
-        roomy = LruCache(budget_bytes=int(2.5 * wbytes / WEIGHT_LOAD_PEAK) + 1)
+        roomy = LruCache(budget_bytes=2 * wbytes + wbytes // 2)
         roomy.put("old-plan", object(), wbytes)
         roomy.put("plan", {"w": w}, wbytes)
         packed_conv.set_room(roomy.grow_newest)
