@@ -137,10 +137,24 @@ def _grpc_address(settings) -> str:
     return f"{settings.host}:{settings.grpc_port}"
 
 
-async def _announce_ready(url: str, banner: str) -> None:
-    """Print the banner and "ready" only once the gateway answers ready (start-up succeeded)."""
+async def _bound_port(server) -> int:
+    """The port the server listens on, once it does (``--port 0`` asks the kernel for one)."""
+    while True:
+        for srv in getattr(server, "servers", None) or ():
+            for sock in srv.sockets:
+                return sock.getsockname()[1]
+        await asyncio.sleep(0.05)
+
+
+async def _announce_ready(server, settings, models: list[str]) -> None:
+    """Print the banner and "ready" only once the gateway answers ready (start-up succeeded),
+    with the port it really listens on."""
     import aiohttp
 
+    if settings.port == 0:
+        settings = settings.model_copy(update={"port": await _bound_port(server)})
+    url = f"http://{settings.host}:{settings.port}"
+    banner = _banner(settings, models)
     async with aiohttp.ClientSession() as session:
         while True:
             await asyncio.sleep(0.25)
@@ -214,9 +228,7 @@ def run(args) -> int:
     _prepare_data_dir(settings)
     models = _ensure_models(settings)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    url = f"http://{settings.host}:{settings.port}"
     print(f"starting: {len(models)} model(s), {settings.vm.replicas} VM replica(s) ...", flush=True)
-    banner = _banner(settings, models)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -232,7 +244,7 @@ def run(args) -> int:
 
     async def main() -> None:
         tune_gc()
-        ready = asyncio.create_task(_announce_ready(url, banner))
+        ready = asyncio.create_task(_announce_ready(server, settings, models))
         try:
             await server.serve()
         finally:

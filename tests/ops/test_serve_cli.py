@@ -175,3 +175,27 @@ def test_serve_refuses_a_port_in_use_before_doing_anything(tmp_path):
         )
     assert proc.returncode == 2 and "cannot listen on" in proc.stderr, proc.stderr
     assert not (tmp_path / "d" / "models").exists()  # no demo export for a server that cannot start
+
+
+@pytest.mark.slow
+def test_port_0_announces_the_port_the_kernel_gave(tmp_path):
+    import re
+    import urllib.request
+
+    from vmpool.export import export_zoo
+
+    export_zoo("mlp", tmp_path / "repo")
+    proc = _serve(tmp_path / "data", 0, "--repo", str(tmp_path / "repo"))
+    output = _Output(proc)
+    try:
+        assert output.ready.wait(180), "".join(output.lines)
+        ready = next(line for line in output.lines if line.startswith("ready: "))
+        port = int(re.fullmatch(r"ready: http://127\.0\.0\.1:(\d+)\s*", ready).group(1))
+        assert port != 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=30) as r:
+            assert r.status == 200
+        assert f"curl -s http://127.0.0.1:{port}/v2/models/mlp" in "".join(output.lines)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    output.text()
