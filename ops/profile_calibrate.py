@@ -107,16 +107,20 @@ def plan_errors(profile, graph, svc, runs, say):
 
 
 def _compute_cv(profile, runs, raw) -> float:
-    """The spread of one function's warm requests beyond the master invocation's, over their
-    compute (``policies.calibration.fit_cv``); 0 (the profile's) without a one-function run."""
-    from policies.calibration import fit_cv, robust_sd
+    """A request's compute spread from the warm requests of every plan run with its compute
+    (one function and the splits), beyond the master invocation's spread
+    (``policies.calibration.fit_spread``); 0 (the profile's) without enough of them."""
+    from policies.calibration import PlanSpread, fit_spread, robust_sd
 
-    for (plan, answers), (_, run) in zip(_runs_with_splits(runs), raw):
-        if plan.split == "none":
-            fixed_sd = robust_sd(profile.master_overhead_ms.values_ms)
-            compute_ms = run.measured_p50_ms - run.fixed_ms
-            return fit_cv([a.total_ms for a in answers], fixed_sd, compute_ms)
-    return 0.0
+    fixed_sd = robust_sd(profile.master_overhead_ms.values_ms)
+    return fit_spread(
+        [
+            PlanSpread(
+                tuple(a.total_ms for a in answers), run.measured_p50_ms - run.fixed_ms, fixed_sd
+            )
+            for (_, answers), (_, run) in zip(_runs_with_splits(runs), raw)
+        ]
+    )
 
 
 def _runs_with_splits(runs) -> list[tuple]:

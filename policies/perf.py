@@ -158,7 +158,7 @@ class PerfModel:
                 self.node_ms[w.name] = ms * self.calibration.compute  # as functions ran them
         self._max_cache: dict[int, np.ndarray] = {}
         self._cv = self.calibration.compute_cv or profile.compute_cv
-        self._whole_ms = sum(self.node_ms.values())
+        self._one_fn_ms = sum(self.node_ms.values()) * profile.slowdown("serial", 1)
 
     # pieces ----------------------------------------------------------------------------------
 
@@ -213,11 +213,7 @@ class PerfModel:
         if c.split == "serial":
             slow = self.profile.slowdown("serial", 1)
             mean = self.serial_ms(c.nodes) * slow
-            # the host's drift moves a request's compute together (one function's requests
-            # spread as a whole, VGG-16's ~8 %, not as 40 independent nodes would): a node
-            # carries cv^2 * its time * the whole model's, additive over nodes (the planner
-            # scores them apart; the plan merges them) and (cv * whole)^2 for one function
-            var = (self._cv * slow) ** 2 * self.serial_ms(c.nodes) * self._whole_ms
+            var = self._drift_var(mean)
             return Estimate(mean, var, self._gb_s_cost(mean, master_gb, invocation=False))
         k = c.workers
         slow = self.profile.slowdown(c.split, k)
@@ -237,6 +233,7 @@ class PerfModel:
         mean_max, var_max = self._join(k - 1, own_ms, max(remote_ms, default=0.0))
         scale = self.calibration.split_at(k)  # the stage's wall as this model's plans ran
         mean, var_max = (master_ms + mean_max) * scale, var_max * scale * scale
+        var_max += self._drift_var(mean)  # the host's drift moves the legs too
         remote_ms = [ms * scale for ms in remote_ms]
         p = self.dep.prices
         cost = (
@@ -249,6 +246,15 @@ class PerfModel:
             + sum(self._store_cost(b, c.transport) for b in c.bytes_in[1:] + c.bytes_out[1:])
         )
         return Estimate(mean, var_max, cost)
+
+    def _drift_var(self, stage_ms: float) -> float:
+        """A stage's share of the request's compute spread. The host's drift moves a
+        request's compute together (requests spread as a whole, not as 40 independent nodes
+        would): a stage carries cv^2 * its time * one function's, additive over stages (the
+        planner scores them apart) and (cv * one function)^2 for one function. A split plan,
+        faster than one function, is given a little more than (cv * its time)^2: on the
+        safe side."""
+        return self._cv**2 * stage_ms * self._one_fn_ms
 
     def _own_leg_ms(self, c: Candidate, per_mac: float, per_leg_ms: float) -> float:
         """Leg 0's compute on the master. Where the profile measured the master's legs apart
@@ -267,7 +273,7 @@ class PerfModel:
         """Mean and variance of max(own leg, slowest of ``remote`` i.i.d. legs): each remote
         leg is its work and transfers plus a round trip measured at that fan-out."""
         if remote == 0:
-            return own_ms, (self._cv * own_ms) ** 2
+            return own_ms, 0.0
         q = np.maximum(own_ms, leg_ms + self._max_overhead_q(remote))
         return float(q.mean()), float(q.var())
 

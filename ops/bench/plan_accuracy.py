@@ -18,7 +18,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,15 +31,12 @@ from ops.bench.procs import work_dir  # noqa: E402
 from burst.plan import PlanError  # noqa: E402
 from burst.service import BurstService, BurstUnavailable  # noqa: E402
 from ops.bench import schedstat  # noqa: E402
+from ops.bench.accuracy_rows import format_row, accuracy_row  # noqa: E402
 
 WARMUP = 3  # requests per plan before the timed ones
 
 
-def _quantile(xs: list[float], q: float) -> float:
-    return float(np.quantile(np.asarray(xs), q))
-
-
-async def _measure(svc, model: str, keys: list[tuple[int, str]], x, warm: int) -> dict:
+async def _measure(svc, model: str, keys: list[tuple[int, str]], x, reps: dict) -> dict:
     """Per plan key (workers, split): its warm answers (``BurstAnswer``: total, and the
     master's report of its own time) and what the function runtime and its instances spent
     per request on a core and waiting for one. The plans take turns where they fit one
@@ -56,11 +52,11 @@ async def _measure(svc, model: str, keys: list[tuple[int, str]], x, warm: int) -
         if timed:
             spent, was = schedstat.delta(before, schedstat.snapshot()), used[key]
             used[key] = schedstat.SchedTimes(
-                was.run_ms + spent.run_ms / warm, was.wait_ms + spent.wait_ms / warm
+                was.run_ms + spent.run_ms / reps[key], was.wait_ms + spent.wait_ms / reps[key]
             )
         return answer
 
-    got = await measure_plans(svc, model, keys, dict.fromkeys(keys, warm), WARMUP, request, print)
+    got = await measure_plans(svc, model, keys, reps, WARMUP, request, print)
     return {key: (answers, used[key]) for key, answers in got.items()}
 
 
@@ -72,6 +68,7 @@ async def run_model(
     warm: int,
     memory_mb: int,
     cost_row: bool = True,
+    slo_warm: int | None = None,
 ) -> list[dict]:
     from burst.planning import load_profile, predict_plan
 
@@ -104,18 +101,23 @@ async def run_model(
             plans.append(await _cost_plan(svc, model, profile, plans, max(workers)))
         shape = [1 if d == -1 else d for d in svc._configs[model].inputs[0].shape]
         x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-        measured = await _measure(svc, model, [p[1] for p in plans], x, warm)
+        reps = {p[1]: warm if p[4] is None else slo_warm or warm for p in plans}
+        measured = await _measure(svc, model, [p[1] for p in plans], x, reps)
     finally:
         await svc.close()
     rows = []
     for label, key, plan, pred, slo in (p for p in plans if p[1] in measured):
-        rows.append(_row(model, label, memory_mb, plan, pred, measured[key]))
+        rows.append(accuracy_row(model, label, memory_mb, plan, pred, measured[key]))
         note = ""
         if slo is not None:
-            rows[-1].update(slo_ms=slo, meets_slo_p99=rows[-1]["measured_p99_ms"] <= slo)
+            over = sum(1 for t in rows[-1]["latencies_ms"] if t > slo)
+            rows[-1].update(
+                slo_ms=slo, meets_slo_p99=rows[-1]["measured_p99_ms"] <= slo, over_slo=over
+            )
             note = f"  SLO {slo:.0f} ms: measured p99 "
             note += "meets it" if rows[-1]["meets_slo_p99"] else "MISSES it"
-        print(_fmt(rows[-1]) + note, flush=True)
+            note += f" ({over} of {rows[-1]['samples']} requests over it)"
+        print(format_row(rows[-1]) + note, flush=True)
     return rows
 
 
@@ -187,46 +189,6 @@ def planner_speed(repo: Path, models: list[str], workers: list[int], memory_mb: 
     return rows
 
 
-def _row(model, label, memory_mb, plan, pred, measured) -> dict:
-    answers, sched = measured
-    lat = [a.total_ms for a in answers]
-    p50 = statistics.median(lat)
-    return {
-        "model": model,
-        "plan": label,
-        "memory_mb": memory_mb,
-        "plan_id": plan.plan_id,
-        "split_stages": sum(1 for s in plan.stages if s.split != "serial"),
-        "max_workers_used": max([s.workers for s in plan.stages] or [0]),
-        "predicted_p50_ms": pred.p50_ms,
-        "predicted_p99_ms": pred.p99_ms,
-        "predicted_cost_usd": pred.cost_usd,
-        "measured_p50_ms": p50,
-        "measured_p99_ms": _quantile(lat, 0.99),
-        "samples": len(lat),
-        "latencies_ms": lat,  # in the order measured (the plans took turns)
-        "error_p50": (pred.p50_ms - p50) / p50,
-        # medians: the master's wall, its stages' compute, the gateway's side (up, invoke, down)
-        "master_wall_p50_ms": statistics.median(a.report.wall_ms for a in answers),
-        "master_compute_p50_ms": statistics.median(a.report.compute_ms for a in answers),
-        "gateway_side_p50_ms": statistics.median(a.total_ms - a.report.wall_ms for a in answers),
-        # per request, over the function runtime and instances: on a core, and waiting for one
-        "functions_cpu_ms": sched.run_ms,
-        "functions_wait_ms": sched.wait_ms,
-        "load_average_1m": os.getloadavg()[0],
-    }
-
-
-def _fmt(r: dict) -> str:
-    return (
-        f"{r['model']:<13} {r['plan']:<11} {r['memory_mb']:>5} {r['split_stages']:>6} "
-        f"{r['predicted_p50_ms']:>9.1f} {r['measured_p50_ms']:>9.1f} {r['error_p50']:>+7.0%} "
-        f"{r['predicted_p99_ms']:>9.1f} {r['measured_p99_ms']:>9.1f} "
-        f"{r['master_compute_p50_ms']:>8.1f} {r['gateway_side_p50_ms']:>7.1f} "
-        f"{r['functions_cpu_ms']:>7.1f} {r['functions_wait_ms']:>7.1f} {r['load_average_1m']:>5.1f}"
-    )
-
-
 def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -234,6 +196,12 @@ def _parse_args() -> argparse.Namespace:
     ap.add_argument("--models", default="resnet50,vgg16,mobilenet_v2")
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--warm", type=int, default=12, help="warm requests per plan")
+    ap.add_argument(
+        "--slo-warm",
+        type=int,
+        help="warm requests of the cost plan (default: --warm); its p99 is in effect the "
+        "slowest of them, so more requests make the SLO check a p99's",
+    )
     ap.add_argument("--memory-mb", type=int, default=1024)
     ap.add_argument("--repo", type=Path, help="model repository (default: export into a temp dir)")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/plan_accuracy.json")
@@ -274,7 +242,15 @@ def _accuracy_rows(args: argparse.Namespace, repo: Path, work: Path, workers: li
         if args.measure_profile:
             print(f"  profile: {measure_profile(repo, model, args.memory_mb, workers)}")
         rows += asyncio.run(
-            run_model(repo, work / model, model, workers, args.warm, args.memory_mb)
+            run_model(
+                repo,
+                work / model,
+                model,
+                workers,
+                args.warm,
+                args.memory_mb,
+                slo_warm=args.slo_warm,
+            )
         )
     if "vgg16" in args.models.split(",") and args.memory_mb > 512:
         # VGG-16's classifier (411 MB in fc6) must be split to fit 512 MB functions
