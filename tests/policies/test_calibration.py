@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-import random
+import statistics
 from statistics import NormalDist
 
 import pytest
@@ -144,15 +144,17 @@ def _spread(totals, compute_ms=100.0, fixed_sd_ms=0.0) -> PlanSpread:
 
 def test_a_requests_measured_spread_sets_its_p99():
     """Warm requests spread 8 % of their compute beyond the master invocation's own spread:
-    the fit finds 8 %, and the one-function plan's p99 sits z_0.99 * 8 % of its compute
-    above its median (the drift moves all its nodes together)."""
+    read as an exponential tail, the fit finds at least that (a normal's tail is lighter:
+    1.34x on the safe side), and the one-function plan's p99 sits z_0.99 * the fitted spread
+    of its compute above its median (the drift moves all its nodes together)."""
     z = 2.3263
     normal = NormalDist(107.0, 0.08 * 100.0)
     totals = [normal.inv_cdf((i + 0.5) / 101) for i in range(101)]
-    assert fit_spread([_spread(totals)]) == pytest.approx(0.08, rel=0.15)
+    assert fit_spread([_spread(totals)]) == pytest.approx(0.08 * 1.34, rel=0.05)
     assert fit_spread([_spread(totals[:2])]) == 0.0  # too few to tell: the profile's
     # the master invocation's own spread is not the compute's
-    assert fit_spread([_spread(totals, fixed_sd_ms=6.0)]) == pytest.approx(0.053, rel=0.15)
+    with_fixed = fit_spread([_spread(totals, fixed_sd_ms=6.0)])
+    assert with_fixed == pytest.approx(((0.08 * 1.34) ** 2 - 0.06**2) ** 0.5, rel=0.05)
     model = _model(Calibration(1.0, {}, 0.08))
     flat = PerfModel(
         dataclasses.replace(model.profile, master_overhead_ms=Quantiles.constant(5.0)),
@@ -166,25 +168,34 @@ def test_a_requests_measured_spread_sets_its_p99():
     assert Calibration.from_json(Calibration(1.0, {}, 0.08).to_json()).compute_cv == 0.08
 
 
-def test_the_spread_is_read_where_the_slow_requests_are():
-    """Requests here are skewed slow: most within a few per cent of their plan's median, one
-    in twelve 25-40 % over it (VGG-16's benchmark: 361-413 ms and a 502). Pooled over plans
-    of different speeds, the fitted spread puts the p99 over those slow requests; a spread
-    read from the body (p10-p90) put it at +9 % and the cheapest plan for an SLO missed it."""
-    rng = random.Random(7)
+# VGG-16's warm requests (ms) through the burst service, plans x1, x2, x4 and the cost plan,
+# twelve each, from two plan_accuracy runs (29 Nov, 22:5x and 00:1x UTC)
+VGG16_RUNS = [
+    [[465, 500, 541, 538, 538, 606, 486, 474, 479, 521, 438, 506],
+     [411, 375, 389, 381, 413, 380, 357, 502, 401, 361, 360, 364],
+     [353, 359, 400, 390, 392, 390, 374, 455, 373, 357, 389, 394],
+     [462, 445, 477, 473, 451, 452, 498, 576, 466, 526, 454, 529]],
+    [[550, 560, 559, 562, 585, 569, 549, 519, 538, 516, 520, 538],
+     [378, 339, 366, 364, 398, 361, 363, 367, 387, 400, 362, 329],
+     [485, 460, 387, 396, 334, 327, 346, 403, 406, 405, 407, 412],
+     [472, 415, 432, 425, 450, 430, 437, 543, 496, 518, 623, 511]],
+]  # fmt: skip
 
-    def plan(median_ms):
-        body = [median_ms * (1 + rng.gauss(0.0, 0.03)) for _ in range(11)]
-        return _spread(body + [median_ms * rng.uniform(1.25, 1.4)], compute_ms=median_ms)
 
-    plans = [plan(m) for m in (500.0, 380.0, 390.0, 450.0)]
+@pytest.mark.parametrize("run", VGG16_RUNS)
+def test_the_spread_is_read_where_the_slow_requests_are(run):
+    """Requests here are skewed slow: most within a few per cent of their plan's median, a
+    few 20-35 % over it. Pooled over plans of different speeds and read as an exponential
+    tail, the fitted spread puts the p99 over all but the slowest of 48 (the p99 of 48 lies
+    between the two slowest); a normal through their p10-p90 put it under the second
+    slowest, and the cheapest plan for an SLO missed it in every run."""
+    plans = [_spread(totals, compute_ms=statistics.median(totals) - 8.0) for totals in run]
     cv = fit_spread(plans)
     z = NormalDist().inv_cdf(0.99)
-    slow = sorted((t / p.compute_ms - 1.0 for p in plans for t in p.totals_ms))[-3]
-    assert z * cv >= slow  # the p99 covers all but the slowest two of 48
-    assert z * cv <= 0.5  # and is not absurd
-    body = [t - p.compute_ms for p in plans for t in p.totals_ms]
-    assert robust_sd(body) / 450.0 * z < slow  # the body alone does not see them
+    ratios = sorted(t / (p.compute_ms + 8.0) - 1.0 for p in plans for t in p.totals_ms)
+    assert z * cv >= ratios[-2]  # covers all but the slowest
+    assert z * cv <= ratios[-1] * 1.25  # and is not absurd
+    assert robust_sd(ratios) * z < ratios[-2]  # the body alone does not see them
 
 
 def test_a_split_plan_spreads_with_the_host_too():
