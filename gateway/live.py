@@ -29,7 +29,7 @@ from vmpool.pool import ReplicaPool
 
 from .cold_start import ColdStartEstimate, warm_p50_ms
 from .latency_window import LatencyWindow
-from .vm_error import PREDICTION_WINDOW_S, PredictionError
+from .vm_error import PredictionError
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,7 @@ class _ModelView:
     batch_ms: dict[int, float] = field(default_factory=dict)  # EWMA of service time by batch
     # the same, from what replicas reported of each answer's batch: exact, so it wins
     reported_batch_ms: dict[int, float] = field(default_factory=dict)
-    vm_error: PredictionError = field(
-        default_factory=lambda: PredictionError(LatencyWindow(PREDICTION_WINDOW_S))
-    )
+    vm_error: PredictionError = field(default_factory=PredictionError)
 
 
 class LiveCollector:
@@ -286,7 +284,7 @@ class LiveCollector:
                 burst_latency=v.burst.quantiles(now),
                 burst_predicted_ms=predicted.get(name),
                 slo_ms=v.slo_ms,
-                vm_prediction_factor=v.vm_error.factor(now),
+                vm_prediction_factors=v.vm_error.table(now, v.slo_ms),
             )
             for name, v in self._models.items()
         }

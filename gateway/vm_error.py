@@ -1,60 +1,71 @@
-"""What the VM-path prediction gets wrong, learnt from answers (``ModelStats.vm_prediction_factor``).
+"""What the VM-path prediction gets wrong, learnt from answers (``ModelStats.vm_prediction_factors``).
 
 The queue model sees the gateway's outstanding counts and the batch-time curve; it does not see
-a loaded host, the model server's own overheads or a pick that landed behind a long batch. The
-99th percentile of observed over predicted latency, over recent answers, scales the prediction
-(bounded as the policy bounds it). Each answer is compared with the unscaled prediction: its
-prediction is divided by the factor published when it was routed, so the factor does not feed
-on itself.
+a loaded host, the model server's own overheads, a pick that landed behind a long batch, or the
+rows that arrive behind a request and ride in its own batch. How much that matters depends on
+how deep the prediction is (a short queue's tail runs 1.5-2.4x over it, a deep one's 5-15 %),
+so the 99th percentile of observed over predicted latency is learnt per regime of the
+prediction, and each prediction is scaled by its own regime's (``policies.vm_factor``, which
+the simulator learns by too). Each answer is compared with its raw prediction, recovered from
+the published one with the table in force when it was routed, so the factors do not feed on
+themselves.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
-from typing import Protocol
 
-from policies.state import LatencyQuantiles
-from policies.vm_perf import MAX_PREDICTION_FACTOR, MIN_PREDICTION_FACTOR
+import numpy as np
+
+from policies.vm_factor import MIN_RATIO_SAMPLES, FactorTable, learn_table
 
 PREDICTION_WINDOW_S = 30.0  # recent enough to follow a step in load
-MIN_RATIO_SAMPLES = 20
-
-
-class _Window(Protocol):
-    window_s: float
-
-    def add(self, now_s: float, latency_ms: float) -> None: ...
-
-    def quantiles(self, now_s: float) -> LatencyQuantiles | None: ...
+__all__ = ["MIN_RATIO_SAMPLES", "PREDICTION_WINDOW_S", "PredictionError"]
 
 
 class PredictionError:
-    def __init__(self, ratios: _Window):
-        self._ratios = ratios  # unitless ratios kept in a latency window
-        self._factors: deque[tuple[float, float]] = deque([(-math.inf, 1.0)])
+    """Raw predictions and observed/raw ratios of the answers of the last ``window_s``, in ring
+    buffers (a refresh learns from them in one vectorised pass, as ``LatencyWindow``)."""
+
+    def __init__(self, window_s: float = PREDICTION_WINDOW_S, max_samples: int = 4096):
+        self.window_s = window_s
+        self._times = array("d", [-math.inf]) * max_samples  # -inf: an empty slot
+        self._raw_ms = array("d", [0.0]) * max_samples
+        self._ratios = array("d", [0.0]) * max_samples
+        self._next = 0
+        # the tables published, with when: an answer's prediction was scaled by the one in
+        # force when it was routed
+        self._tables: deque[tuple[float, FactorTable | None]] = deque([(-math.inf, None)])
 
     def on_answer(self, now_s: float, predicted_ms: float | None, path_ms: float | None) -> None:
         if not predicted_ms or path_ms is None or math.isinf(predicted_ms):
             return
-        raw_ms = predicted_ms / self._factor_at(now_s - path_ms / 1e3)
-        self._ratios.add(now_s, path_ms / raw_ms)
+        table = self._table_at(now_s - path_ms / 1e3)
+        raw_ms = table.raw_of(predicted_ms) if table is not None else predicted_ms
+        slot = self._next
+        self._times[slot] = now_s
+        self._raw_ms[slot] = raw_ms
+        self._ratios[slot] = path_ms / raw_ms
+        self._next = slot + 1 if slot + 1 < len(self._times) else 0
 
-    def factor(self, now_s: float) -> float:
-        """The factor to publish now (remembered with its time)."""
-        ratios = self._ratios.quantiles(now_s)
-        factor = 1.0
-        if ratios is not None and ratios.count >= MIN_RATIO_SAMPLES:
-            factor = min(max(ratios.p99_ms, MIN_PREDICTION_FACTOR), MAX_PREDICTION_FACTOR)
-        if factor != self._factors[-1][1]:
-            self._factors.append((now_s, factor))
-            horizon = now_s - 2 * self._ratios.window_s  # older than any answer still to come
-            while len(self._factors) > 1 and self._factors[1][0] < horizon:
-                self._factors.popleft()
-        return factor
+    def table(self, now_s: float, slo_ms: float) -> FactorTable | None:
+        """The factors to publish now (remembered with their time); ``None`` before enough
+        answers."""
+        recent = np.frombuffer(self._times) >= now_s - self.window_s
+        learnt = learn_table(
+            np.frombuffer(self._raw_ms)[recent], np.frombuffer(self._ratios)[recent], slo_ms
+        )
+        if learnt != self._tables[-1][1]:
+            self._tables.append((now_s, learnt))
+            horizon = now_s - 2 * self.window_s  # older than any answer still to come
+            while len(self._tables) > 1 and self._tables[1][0] < horizon:
+                self._tables.popleft()
+        return learnt
 
-    def _factor_at(self, t_s: float) -> float:
-        for when, factor in reversed(self._factors):
+    def _table_at(self, t_s: float) -> FactorTable | None:
+        for when, table in reversed(self._tables):
             if when <= t_s:
-                return factor
-        return self._factors[0][1]
+                return table
+        return self._tables[0][1]

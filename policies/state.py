@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Mapping, Protocol
 
+from .vm_factor import FactorTable
+
 
 class Clock(Protocol):
     def now(self) -> float: ...
@@ -96,8 +98,11 @@ class ModelStats:
     burst_latency: LatencyQuantiles | None = None
     burst_predicted_ms: float | None = None  # from the plan's performance model when known
     # observed over predicted VM latency, at the 99th percentile of recent answers: what the
-    # queue model does not see (a loaded host, the model server's own overheads); 1.0 unknown
+    # queue model does not see (a loaded host, the model server's own overheads, the rows that
+    # join a request's own batch); learnt per regime of the raw prediction (``vm_factor``),
+    # which replaces the single factor; 1.0 and None unknown
     vm_prediction_factor: float = 1.0
+    vm_prediction_factors: FactorTable | None = None
     slo_ms: float = 500.0
 
 

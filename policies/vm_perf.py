@@ -15,15 +15,12 @@ from __future__ import annotations
 import math
 
 from .state import ModelStats, VmState
+from .vm_factor import MAX_PREDICTION_FACTOR, MIN_PREDICTION_FACTOR
 
 DEFAULT_BATCH_MS = 50.0  # before anything was observed: a mid-sized CNN on one VM core
 DEFAULT_TAIL_FACTOR = 1.1  # service-time spread at p99 before any was measured
 MAX_TAIL_FACTOR = 2.0
 MIN_TAIL_SAMPLES = 20
-# bounds of the learnt observed/predicted correction (``ModelStats.vm_prediction_factor``):
-# enough to cover a loaded host, not enough for one bad window to send everything away
-MIN_PREDICTION_FACTOR = 0.8
-MAX_PREDICTION_FACTOR = 2.0
 
 
 def batch_service_ms(curve: tuple[tuple[int, float], ...], batch_size: int) -> float:
@@ -81,8 +78,11 @@ def tail_factor(stats: ModelStats, quantile: float) -> float:
 
 def predict_vm_ms(vm: VmState, stats: ModelStats, batch_size: int, quantile: float = 0.99) -> float:
     """Predicted VM-path latency at ``quantile``; ``inf`` when no replica is ready or booting.
-    Scaled by what the gateway learnt of its own errors (``stats.vm_prediction_factor``)."""
+    Scaled by what the gateway learnt of its own errors: by regime when it has learnt them
+    (``stats.vm_prediction_factors``, ``vm_factor``), else by one factor."""
     raw_ms = _predict_raw_ms(vm, stats, batch_size, quantile)
+    if stats.vm_prediction_factors is not None:
+        return stats.vm_prediction_factors.scale(raw_ms)
     factor = min(max(stats.vm_prediction_factor, MIN_PREDICTION_FACTOR), MAX_PREDICTION_FACTOR)
     return raw_ms * factor
 

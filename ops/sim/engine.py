@@ -113,9 +113,9 @@ class Simulation:
         if len(self._lat_ring) > LATENCY_WINDOW_TICKS:
             self._lat_ring.pop(0)
         self._n_ticks += 1
-        factor = self.learnt.factor if self.learnt else 1.0
+        factors = self.learnt.table if self.learnt else None
         if self._n_ticks % QUANTILE_EVERY_TICKS == 1 or QUANTILE_EVERY_TICKS == 1:
-            factor = self.learnt.update(now_s) if self.learnt else 1.0
+            factors = self.learnt.update(now_s) if self.learnt else None
             self._vm_q = _quantiles([v for v, _, _ in self._lat_ring])
             self._vm_idle_q = _quantiles([v for _, v, _ in self._lat_ring])
             self._burst_q = _quantiles([b for _, _, b in self._lat_ring])
@@ -127,7 +127,7 @@ class Simulation:
             vm_service_latency=self._vm_idle_q,
             burst_latency=self._burst_q,
             burst_predicted_ms=self._burst_predicted_ms,
-            vm_prediction_factor=factor,
+            vm_prediction_factors=factors,
             slo_ms=self.p.slo_ms,
         )
         self._models = {self.p.model: self._stats}  # one mapping per tick, shared
@@ -189,7 +189,7 @@ class Simulation:
         vm, fn, arr, tenant_of = self.vm, self.fn, self.arr, self.tenant_of
         avail, aq, deadline_of = vm.arr, self.aq, self.deadline_of
         raw = self.learnt.raw_ms if self.learnt else None
-        inv = 1.0
+        unscale = self._unscale()
         route, requests, tick_s = self.s.routing.route, self.requests, self.s.tick_s
         rand = np.random.default_rng(self.s.seed + 2).random(1 << 16).tolist()
         ri, tick_at, next_tick = 0, 0.0, 0.0
@@ -208,7 +208,7 @@ class Simulation:
                     self._tick(next_tick)
                     tick_at, next_tick = next_tick, next_tick + tick_s
                 cache, counts, side = self._cache, self._tick_counts, self._side_key()
-                inv = 1.0 / self._stats.vm_prediction_factor
+                unscale = self._unscale()
             if booting and booting[0].ready_s <= t:
                 vm.promote(t)
                 vm.next_event_s = t
@@ -262,7 +262,7 @@ class Simulation:
                         vm.next_event_s = ev
                 counts[0] += 1
                 if raw is not None:  # what the gateway compares its answer with, unscaled
-                    raw[i] = (decision.predicted_ms or 0.0) * inv
+                    raw[i] = unscale(decision.predicted_ms or 0.0)
             elif where is BURST:
                 self._burst(i, t, ten)
                 counts[1] += 1
@@ -283,6 +283,21 @@ class Simulation:
             return False
         self.aq.put(i)
         return True
+
+    def _unscale(self):
+        """``published prediction -> raw`` under this tick's factors, as the gateway recovers
+        it (memoised: routing decisions, and so their predictions, repeat)."""
+        table, memo = self._stats.vm_prediction_factors, {0.0: 0.0}
+        if table is None:
+            return float
+
+        def unscale(predicted_ms: float) -> float:
+            raw_ms = memo.get(predicted_ms)
+            if raw_ms is None:
+                raw_ms = memo[predicted_ms] = table.raw_of(predicted_ms)
+            return raw_ms
+
+        return unscale
 
     def _side_key(self) -> tuple:
         fn = self.fn

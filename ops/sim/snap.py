@@ -97,6 +97,7 @@ def tick_signature(routing):
             stats.burst_latency,
             stats.burst_predicted_ms,
             stats.vm_prediction_factor,  # scales every VM prediction (policies.vm_perf)
+            stats.vm_prediction_factors,  # by regime, when learnt (policies.vm_factor)
             stats.slo_ms,
         )
 
