@@ -13,6 +13,7 @@ import logging
 import os
 import time
 
+from vmpool.forward import wire_inputs
 from vmpool.rest import INFER_PATH, FrontedApp, infer_target  # noqa: F401 - INFER_PATH: access_log
 
 from . import protocol
@@ -137,7 +138,9 @@ class InferEndpoint:
             body = await protocol.read_body(
                 receive, headers, self.limit_bytes, lease, self.body_timeout_s
             )
-            req = protocol.decode_infer(body, protocol.header_length(headers))
+            hl = protocol.header_length(headers)
+            req = protocol.decode_infer(body, hl)
+            req.inputs = wire_inputs(req, body, hl)  # forwarded as they came where they may
             if "x-request-id" not in headers and req.id:
                 request_id = req.id
             ctx = CallContext(

@@ -11,6 +11,7 @@ from vmpool import body as body_reader
 from vmpool.artifact import ModelConfig
 from vmpool.body import BodyLease, ClientGone
 from vmpool.codec import CodecError, InferRequest, decode_request, encode_answer
+from vmpool.forward import WireOutputs, answer_prefix
 from vmpool.wire import (
     HEADER_LENGTH_KEY,
     error_body,
@@ -80,8 +81,12 @@ def decode_infer(body: bytes, hl: int | None) -> InferRequest:
 def infer_response(
     cfg: ModelConfig, req: InferRequest, outputs, headers: dict[str, str]
 ) -> tuple[bytes, dict[str, str]]:
-    """The response body and its headers (content type, binary header length added)."""
-    body, hl = encode_answer(cfg, req, outputs)
+    """The response body and its headers (content type, binary header length added). A
+    replica's answer forwarded as its bytes (``vmpool.forward``) goes back as it came."""
+    if type(outputs) is WireOutputs and outputs.answers(answer_prefix(cfg.name, cfg.version)):
+        body, hl = outputs.body, outputs.header_length
+    else:
+        body, hl = encode_answer(cfg, req, outputs)
     if hl is not None:
         headers[HEADER_LENGTH_KEY] = str(hl)
         headers["content-type"] = "application/octet-stream"

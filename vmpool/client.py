@@ -9,6 +9,7 @@ a core on its own bookkeeping (ops/bench/client_choice.py). aiohttp serves the r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import aiohttp
 import numpy as np
@@ -16,10 +17,12 @@ import numpy as np
 from .batch_report import BatchReport, parse_batch_report
 from .codec import CodecError, decode_response, encode_request
 from .coalesce import Coalescer
+from .forward import WireInputs, WireOutputs, check_answer
 from .http1 import ConnectFailed, ConnectionDropped, Http1Pool
 from .wire import HEADER_LENGTH, HEADER_LENGTH_KEY, parse_header_length
 
 _HEADER_LENGTH_KEY = HEADER_LENGTH_KEY.encode()
+_OCTETS = "application/octet-stream"
 
 
 class ReplicaError(Exception):
@@ -93,11 +96,18 @@ class ReplicaClient:
         outputs: list[str] | None,
         request_id: str | None,
         timeout_s: float | None,
-    ) -> tuple[dict[str, np.ndarray], BatchReport | None]:
-        body, header_length = encode_request(
-            inputs, outputs=outputs, binary_output=True, request_id=request_id
-        )
-        headers = {HEADER_LENGTH: str(header_length), "Content-Type": "application/octet-stream"}
+    ) -> tuple[Mapping[str, np.ndarray], BatchReport | None]:
+        forwarded = type(inputs) is WireInputs and outputs is None
+        if forwarded:  # the client's own bytes (vmpool.forward); the id travels as a header
+            body, header_length = inputs.body, inputs.header_length
+            headers = {HEADER_LENGTH: str(header_length), "Content-Type": _OCTETS}
+            if request_id is not None:
+                headers["x-request-id"] = request_id
+        else:
+            body, header_length = encode_request(
+                inputs, outputs=outputs, binary_output=True, request_id=request_id
+            )
+            headers = {HEADER_LENGTH: str(header_length), "Content-Type": _OCTETS}
         try:
             answer = await self._http.post(
                 base_url, f"/v2/models/{model}/infer", body, headers, timeout_s or self._timeout_s
@@ -117,8 +127,12 @@ class ReplicaClient:
                 retryable=answer.status == 503,
             )
         try:
-            hl = answer.headers.get(_HEADER_LENGTH_KEY)
-            decoded = decode_response(answer.body, parse_header_length(hl)).outputs
+            hl = parse_header_length(answer.headers.get(_HEADER_LENGTH_KEY))
+            if forwarded and hl is not None:
+                check_answer(answer.body, hl)
+                decoded = WireOutputs(answer.body, hl)
+            else:
+                decoded = decode_response(answer.body, hl).outputs
         except CodecError as exc:
             raise ReplicaError(f"replica sent a malformed response: {exc}", 502) from exc
         return decoded, parse_batch_report(answer.headers)

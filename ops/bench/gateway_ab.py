@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             wait_http(f"http://127.0.0.1:{port}/v2/health/ready", proc)
             targets[name] = (f"http://127.0.0.1:{port}{path}", body, headers)
             pids[name] = {"gateway": proc.pid, "model-server": server.pid}
-        return measure(targets, args.duration, [1, 16], args.rounds, pids)
+        return measure(targets, args.duration, [1, 16], args.rounds, pids, client=args.client)
     finally:
         for proc in procs:
             stop(proc)
@@ -130,6 +130,9 @@ def main() -> int:
     )
     ap.add_argument("--duration", type=float, default=12.0, help="seconds per point and target")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds per point")
+    ap.add_argument(
+        "--client", choices=["aiohttp", "wrk"], default="aiohttp", help="as gateway_overhead's"
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     rows = run(args)
