@@ -8,19 +8,36 @@ how long the overload goes on, which the rate alone does not say, but past overl
 ``OverloadEpisodes`` records overload episodes: the seconds the arrival rate stayed above the
 full capacity of the VMs ready when it rose past it (that capacity is held for the episode, so a
 VM booted for it does not end it). When the forecast asks for more VMs during an episode of age
-``t``, ``pays`` weighs, over the past episodes that lasted beyond ``t`` (the empirical survival
-given ``t``), the spill one more VM would take over what remains of each after the boot against
-what the VM costs: booting, the rest of the episode, the scale-in cooldown, at least the billing
-minimum. With fewer than ``min_episodes`` past episodes that lasted beyond ``t`` (no history, or
-an episode longer than any seen) there is no evidence, and the VM is booted as before.
+``t``, ``pays`` weighs the spill one more VM would take over what remains of the episode after
+the boot against what the VM costs: booting, the rest of the episode, the scale-in cooldown, at
+least the billing minimum. It is a rent-or-buy decision (ski rental with a learnt length
+distribution, and a robust fallback):
+
+- **No history** (fewer than ``min_episodes`` overloads seen): boot, as a scaler without one.
+- **Evidence**: ``min_episodes`` or more past overloads lasted beyond ``t``. Their remaining
+  lengths are the distribution (the empirical survival given ``t``).
+- **Older than nearly all seen**: few or none lasted beyond ``t``. The remaining length is taken
+  as exponential, with the mean of every overload seen, this one counted as lasting at least
+  ``t`` (the censored maximum-likelihood estimate). Before, this was "no evidence: boot", so on
+  bursts a little longer than the boot (MMPP seed 3) every burst past the longest few booted
+  2-3 VMs that came up after it and idled through the cooldown: dearer than any fixed fleet.
+  For memoryless bursts the remaining length does not grow with age; a long overload raises
+  the mean, so a change of regime (a load that stays up) is still learnt.
+- **Robust fallback** (the learning-augmented ski rental): whatever the history says, the VM is
+  booted once the spill it would already have taken in this overload costs ``1 / robustness``
+  times the VM's commitment (boot + cooldown, at least the billing minimum). If the history is
+  wrong about this overload, the scaler pays at most that much more than it would have.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
 from ..costs import PriceTable
+
+MAX_TRACKED_REPLICAS = 64  # replicas over the ready fleet whose would-be spill is counted
 
 
 @dataclass(frozen=True)
@@ -31,15 +48,27 @@ class BootEconomics:
         float  # requests per second the VM would take off functions while the overload lasts
     )
     request_usd: float  # what one spilled request costs on functions
+    extra_replica: int = 0  # which VM over the fleet ready at the overload's start (0: the first)
 
 
 class OverloadEpisodes:
-    def __init__(self, prices: PriceTable, min_episodes: int = 3, keep: int = 64):
+    def __init__(
+        self,
+        prices: PriceTable,
+        min_episodes: int = 3,
+        keep: int = 64,
+        robustness: float = 0.2,
+    ):
+        if not 0 < robustness <= 1:
+            raise ValueError("robustness must be in (0, 1]")
         self.prices = prices
         self.min_episodes = min_episodes
+        self.robustness = robustness
         self._durations_s: deque[float] = deque(maxlen=keep)  # the most recent episodes
         self._start_s: float | None = None
         self._level_per_s = 0.0  # the ready fleet's full capacity when the episode began
+        self._last_s: float | None = None
+        self._taken_rows: list[float] = []  # per extra VM: rows it would have taken so far
 
     @property
     def durations_s(self) -> list[float]:
@@ -49,25 +78,76 @@ class OverloadEpisodes:
         """How long the current overload has lasted, None outside one."""
         return None if self._start_s is None else now_s - self._start_s
 
-    def observe(self, now_s: float, rate_per_s: float, ready_capacity_per_s: float) -> None:
+    def ready_at_start(self, replica_capacity_per_s: float) -> int:
+        """Replicas ready when the current overload began (its capacity held for it)."""
+        return round(self._level_per_s / max(replica_capacity_per_s, 1e-9))
+
+    def observe(
+        self,
+        now_s: float,
+        rate_per_s: float,
+        ready_capacity_per_s: float,
+        replica_capacity_per_s: float = 0.0,
+    ) -> None:
+        """One sample of the arrival rate; ``replica_capacity_per_s`` (a replica's full
+        capacity) counts what each extra VM would have taken off functions in the overload."""
+        dt = 0.0 if self._last_s is None else max(now_s - self._last_s, 0.0)
+        self._last_s = now_s
         if self._start_s is None:
             if rate_per_s > ready_capacity_per_s:
                 self._start_s, self._level_per_s = now_s, ready_capacity_per_s
-        elif rate_per_s <= self._level_per_s:
+                self._taken_rows = []
+            return
+        if rate_per_s <= self._level_per_s:
             self._durations_s.append(now_s - self._start_s)
             self._start_s = None
+            return
+        self._count_taken(rate_per_s - self._level_per_s, replica_capacity_per_s, dt)
+
+    def _count_taken(self, excess_per_s: float, cap_per_s: float, dt_s: float) -> None:
+        if cap_per_s <= 0 or dt_s <= 0:
+            return
+        n = min(math.ceil(excess_per_s / cap_per_s), MAX_TRACKED_REPLICAS)
+        if len(self._taken_rows) < n:
+            self._taken_rows.extend([0.0] * (n - len(self._taken_rows)))
+        for k in range(n):
+            self._taken_rows[k] += min(excess_per_s - k * cap_per_s, cap_per_s) * dt_s
 
     def pays(self, now_s: float, econ: BootEconomics) -> bool:
         """Whether one more VM booted now is expected to cost less than the spill it takes."""
+        if len(self._durations_s) < max(self.min_episodes, 1):
+            return True  # no history: boot, as without one
+        if self._spilled_past_robust_limit(econ):
+            return True
         age = self.age_s(now_s) or 0.0
-        at_risk = [d for d in self._durations_s if d > age]
-        if len(at_risk) < max(self.min_episodes, 1):
-            return True  # no evidence: boot, as without a history
-        vm_usd_per_s = self.prices.vm_usd_per_hour / 3600.0
-        benefit_usd = cost_usd = 0.0
-        for d in at_risk:
-            served_s = max(d - age - econ.boot_s, 0.0)  # the part of it the VM is up for
-            benefit_usd += econ.absorb_per_s * econ.request_usd * served_s
-            up_s = econ.boot_s + served_s + econ.cooldown_s
-            cost_usd += vm_usd_per_s * max(up_s, self.prices.vm_min_billed_s)
-        return benefit_usd > cost_usd
+        at_risk = [d - age for d in self._durations_s if d > age]
+        if len(at_risk) >= self.min_episodes:
+            return self._expected_gain_usd(econ, at_risk) > 0
+        return self._exponential_gain_usd(econ, age) > 0
+
+    def _vm_usd(self, econ: BootEconomics, served_s: float) -> float:
+        up_s = econ.boot_s + served_s + econ.cooldown_s
+        return self.prices.vm_usd_per_hour / 3600.0 * max(up_s, self.prices.vm_min_billed_s)
+
+    def _expected_gain_usd(self, econ: BootEconomics, remaining_s: list[float]) -> float:
+        """Spill taken minus the VM's bill, averaged over the remaining lengths given."""
+        gain_usd = 0.0
+        for rest_s in remaining_s:
+            served_s = max(rest_s - econ.boot_s, 0.0)  # the part of it the VM is up for
+            gain_usd += econ.absorb_per_s * econ.request_usd * served_s
+            gain_usd -= self._vm_usd(econ, served_s)
+        return gain_usd / len(remaining_s)
+
+    def _exponential_gain_usd(self, econ: BootEconomics, age_s: float) -> float:
+        """The same with an exponential remaining length: E[max(R - boot, 0)] = m e^(-boot/m)
+        for mean m; the bill's minimum is met by boot + cooldown in any real setting."""
+        mean_s = (sum(self._durations_s) + age_s) / len(self._durations_s)
+        served_s = mean_s * math.exp(-econ.boot_s / max(mean_s, 1e-9))
+        return econ.absorb_per_s * econ.request_usd * served_s - self._vm_usd(econ, served_s)
+
+    def _spilled_past_robust_limit(self, econ: BootEconomics) -> bool:
+        k = econ.extra_replica
+        if self._start_s is None or k >= len(self._taken_rows):
+            return False
+        spilled_usd = self._taken_rows[k] * econ.request_usd
+        return spilled_usd * self.robustness >= self._vm_usd(econ, 0.0)

@@ -5,16 +5,17 @@ keeping some function instances warm when the forecast's upper band exceeds the 
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
+from statistics import NormalDist, median
 
 from ..costs import PriceTable, billed_ms, function_cost_usd, warm_instances_cost_usd
 from ..state import LiveState
 from ..vm_perf import replica_capacity_per_s
-from .base import ScaleDecision, ScalerBase, current_replicas
+from .base import ScaleDecision, ScalerBase, Window, current_replicas
 from .episodes import BootEconomics, OverloadEpisodes
 from .spill_vm import SpillEconomics
 
 DEFAULT_BURST_LATENCY_S = 0.5  # before any burst answer or plan prediction is known
+BASE_WINDOW_S = 300.0  # the base load: the median rate over this window (bursts are above it)
 
 
 class Predictive(ScalerBase):
@@ -38,7 +39,10 @@ class Predictive(ScalerBase):
     ``spill_window_s`` > 0: one VM more than the forecast while the spill it would take, averaged
     over that window, costs more than the VM (``spill_vm.py``); 0 turns it off.
     ``duration_aware``: during an overload, boot a VM only if past overloads that lasted as long
-    as this one went on long enough for it to pay (``episodes.py``); no history, as before.
+    as this one went on long enough for it to pay, past the longest seen by their exponential
+    fit, and in any case once the spill it would have taken paid for it 5 times over
+    (``episodes.py``); no history, as before. VMs for the base load (the median rate of the last
+    ``BASE_WINDOW_S``) are not held back by it.
     """
 
     name = "predictive"
@@ -84,6 +88,7 @@ class Predictive(ScalerBase):
         self._spill = SpillEconomics(spill_window_s, self.prices)
         self._spill_base: int | None = None  # the forecast's fleet when the spill VM was asked
         self._episodes = OverloadEpisodes(self.prices) if duration_aware else None
+        self._recent_rates = Window(BASE_WINDOW_S)
         self._level: float | None = None
         self._trend_per_s = 0.0
         self._err_var = 0.0
@@ -136,10 +141,17 @@ class Predictive(ScalerBase):
         if self._episodes is not None:
             full_per_replica = capacity / self.target_utilization
             rate = state.arrival_rate_short_per_s
-            self._episodes.observe(now, rate, state.vm.ready_replicas * full_per_replica)
+            self._recent_rates.add(now, rate)
+            self._episodes.observe(
+                now, rate, state.vm.ready_replicas * full_per_replica, full_per_replica
+            )
             if want > current:
                 demand = max(rate, mean)  # the forecast asks ahead of an overload, or after it
                 paid = self._paying(state, current, want, capacity, demand)
+                # the base load (the median rate of the last minutes) is no overload: its VMs
+                # are not gated
+                base = median(self._recent_rates.values())
+                paid = max(paid, min(self.clamp(base / capacity), want))
                 if paid < want:
                     want, reason = paid, "overloads end before a VM would pay"
         if want < current:
@@ -171,6 +183,7 @@ class Predictive(ScalerBase):
         episodes = self._episodes
         if episodes is None:  # (not duration-aware: every replica the forecast asks for)
             return want
+        ready_at_start = episodes.ready_at_start(capacity / self.target_utilization)
         for replicas in range(current, want):
             absorb = demand - replicas * capacity
             econ = BootEconomics(
@@ -178,6 +191,7 @@ class Predictive(ScalerBase):
                 cooldown_s=self.scale_in_cooldown_s,
                 absorb_per_s=min(max(absorb, 0.0), capacity),
                 request_usd=self._request_usd(state),
+                extra_replica=max(replicas - ready_at_start, 0),
             )
             if not episodes.pays(state.now_s, econ):
                 return replicas
