@@ -16,6 +16,7 @@ import numpy as np
 from burst.graph import Graph, dtype_bytes, node_inputs
 from burst.halo import choose_grid, hull, input_window, split_range
 from burst.partition import _shape, blocks, output_head, per_channel, window_spec
+from burst.packing import conv_weight_bytes, with_pack_bytes
 from burst.plan import Split, Stage, StageChoice, build_stage, lead_split
 from policies.planner import Candidate, NodeWork
 
@@ -100,7 +101,8 @@ def spatial_runs(graph: Graph) -> list[tuple[int, list]]:
 
 def _candidate(graph: Graph, choice: StageChoice, start: int, batch: int) -> Candidate:
     st = build_stage(graph, choice, 0, batch)
-    return replace(stage_candidate(st, start, start + len(choice.nodes)), lead=choice.lead)
+    c = replace(stage_candidate(st, start, start + len(choice.nodes)), lead=choice.lead)
+    return with_pack_bytes(graph, st, c)
 
 
 def stage_candidate(st: Stage, start: int = 0, end: int = 0) -> Candidate:
@@ -122,6 +124,7 @@ def stage_candidate(st: Stage, start: int = 0, end: int = 0) -> Candidate:
             st.weight_bytes[1] if len(st.weight_bytes) > 1 and st.split is not Split.SERIAL else 0
         ),
         transport=st.transport,
+        packed=st.packed,
     )
 
 
@@ -207,6 +210,7 @@ def _spatial_candidates(
     nodes = [graph.node(n) for n in names]
     macs_per_cell = np.array([n.macs / (n.shape[2] * n.shape[3]) for n in nodes])
     wbytes = np.concatenate([[0], np.cumsum([n.weight_bytes for n in nodes])])
+    cbytes = np.concatenate([[0], np.cumsum([conv_weight_bytes(graph, [n]) for n in names])])
     macs = np.concatenate([[0], np.cumsum([n.macs for n in nodes])])
     in_cells = [_nbytes_per_cell(graph, b.inputs[0], batch) for b in run]
     walks = _Windows(graph, names)
@@ -251,6 +255,8 @@ def _spatial_candidates(
                         master_weight_bytes=int(wbytes[end] - wbytes[s0]),
                         worker_weight_bytes=int(wbytes[end] - wbytes[s0]),
                         lead=lead,
+                        master_pack_bytes=int(cbytes[end] - cbytes[s0]),  # every leg: all
+                        worker_pack_bytes=int(cbytes[end] - cbytes[s0]),
                     )
                 )
     return out
@@ -279,12 +285,12 @@ def choices_of(graph: Graph, picked: list[Candidate]) -> list[StageChoice]:
     for c in picked:
         split = Split(c.split)
         if split is Split.SERIAL:
-            out.append(StageChoice(split, c.nodes))
+            out.append(StageChoice(split, c.nodes, packed=c.packed))
             continue
         first = graph.node(c.nodes[0])
         src = node_inputs(first)[0] if split is Split.OUTPUT else _spatial_input(graph, c.nodes)
         out.append(
-            StageChoice(split, c.nodes, c.workers, src, c.nodes[-1], c.transport, lead=c.lead)
+            StageChoice(split, c.nodes, c.workers, src, c.nodes[-1], c.transport, c.lead, c.packed)
         )
     return out
 

@@ -23,6 +23,7 @@ import torch
 from burst.execute import run_worker_stage, stitch, worker_input
 from burst.faas.base import InvokeError
 from burst.hedge import LegTimes, hedged
+from burst.packed_conv import packing
 from burst.plan import worker_function_name
 from burst.plan_schema import stage_transport
 from burst.report import LegBill, StageReport
@@ -57,7 +58,7 @@ def _ms(t0: float) -> float:
 
 
 def compute_leg(graph, stage, worker: int, x, weights):
-    with torch.no_grad():
+    with torch.no_grad(), packing(stage.packed):  # convs packed as the plan says
         return run_worker_stage(graph, stage, worker, x, weights)
 
 

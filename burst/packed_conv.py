@@ -20,7 +20,9 @@ convs packed (before, a 1024 MB master switching VGG-16 plans died at 1058 MB).
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +56,22 @@ _AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(
 
 # asked before packing: may ``nbytes`` more be held? (None: no budget, as in the profiler)
 _ROOM: Callable[[int], bool] | None = None
+
+
+# whether convs run packed here: a plan marks each stage (``Stage.packed``: the planner packs a
+# stage's convs only where the function has room for the copies, ``policies.packing``) and the
+# runtime runs the stage under ``packing(stage.packed)``
+_PACKING: ContextVar[bool] = ContextVar("tidegate_packing", default=True)
+
+
+@contextmanager
+def packing(enabled: bool) -> Iterator[None]:
+    """Convs inside run packed (``enabled``, the default) or plain, as the plan says."""
+    token = _PACKING.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _PACKING.reset(token)
 
 
 def set_room(room: Callable[[int], bool] | None) -> None:
@@ -91,6 +109,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Ten
     stride, padding, dilation, groups = _pair(stride), _pair(padding), _pair(dilation), int(groups)
     if (
         not _AVAILABLE
+        or not _PACKING.get()
         or x.dim() != 4
         or w.dim() != 4
         or x.dtype != torch.float32

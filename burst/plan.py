@@ -87,6 +87,7 @@ class StageChoice:
     # rows (spatial, one column of tiles) or channels (output) leg 0 gets beyond an even
     # split: the master computes leg 0 with no invocation or transfer, so it can take more
     lead: int = 0
+    packed: bool = True  # convs on packed weights (``Stage.packed``)
 
 
 def lead_split(size: int, parts: int, lead: int = 0) -> list[tuple[int, int]]:
@@ -130,6 +131,7 @@ def build_stage(graph: Graph, choice: StageChoice, index: int, batch: int) -> St
             bytes_in=[],
             bytes_out=[],
             leg_macs=[macs],
+            packed=choice.packed,
         )
     st = Stage(
         index=index,
@@ -143,6 +145,7 @@ def build_stage(graph: Graph, choice: StageChoice, index: int, batch: int) -> St
         input=choice.input,
         output=choice.output,
         transport=choice.transport,
+        packed=choice.packed,
     )
     fill = _spatial if choice.split is Split.SPATIAL else _output
     fill(graph, st, choice.workers, batch, choice.lead)
@@ -290,11 +293,17 @@ def _check_args(workers, split, transport, batch, memory_mb) -> None:
 
 
 def _merge_serial(choices: list[StageChoice]) -> list[StageChoice]:
-    """Consecutive serial choices are one stage (the master runs them back to back)."""
+    """Consecutive serial choices, packed alike, are one stage (the master runs them back to
+    back)."""
     out: list[StageChoice] = []
     for c in choices:
-        if out and out[-1].split is Split.SERIAL and c.split is Split.SERIAL:
-            out[-1] = StageChoice(Split.SERIAL, out[-1].nodes + tuple(c.nodes))
+        if (
+            out
+            and out[-1].split is Split.SERIAL
+            and c.split is Split.SERIAL
+            and out[-1].packed == c.packed
+        ):
+            out[-1] = StageChoice(Split.SERIAL, out[-1].nodes + tuple(c.nodes), packed=c.packed)
         else:
             out.append(c)
     return out

@@ -69,6 +69,9 @@ class Stage:
     cat_dim: int | None = None
     sliced_weights: list[str] = field(default_factory=list)
     transport: str | None = None  # this stage's (split stages): None takes the plan's
+    # its convs run on packed weights (``burst.packed_conv``); the planner leaves a stage plain
+    # where the function lacks room for the copies (``policies.packing``)
+    packed: bool = True
 
     def to_json(self) -> dict:
         """The stage as plain JSON data (only the fields its split uses)."""
@@ -83,6 +86,8 @@ class Stage:
             "bytes_out": list(self.bytes_out),
             "leg_macs": list(self.leg_macs),
         }
+        if not self.packed:  # absent when packed: older plans keep their hash
+            d["packed"] = False
         if self.split is Split.SERIAL:
             return d
         d.update(input=self.input, output=self.output)
@@ -127,6 +132,7 @@ class Stage:
                 cat_dim=raw.get("cat_dim"),
                 sliced_weights=list(raw.get("sliced_weights", [])),
                 transport=raw.get("transport"),
+                packed=bool(raw.get("packed", True)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PlanError(f"{where}: malformed ({exc!r})") from exc

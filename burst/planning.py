@@ -33,6 +33,7 @@ REFERENCE_PROFILE = (
     Path(__file__).resolve().parents[1] / "policies" / "data" / "reference_profile.json"
 )
 PROFILE_FILE = "profile.json"
+PLAN_ENTRY_BYTES = 1 << 20  # what a function's weight cache charges for the plan it runs
 # with a local directory store a file round trip beats base64 through three hops from ~64 KB
 # (ResNet-18, 1 worker, warm: 145 ms inline vs 112 ms through the store); remote stores cost a
 # request and tens of ms, so there inline wins up to the platform's payload limit
@@ -70,9 +71,12 @@ class PlanRequest:
         return int(self.master_memory_mb or self.memory_mb)
 
     def limits(self) -> Limits:
+        # a function's weight cache also holds the plan itself (burst.runtime_cache: 1 MiB):
+        # a plan filling the budget to the last MiB had it evicted, and its reload evicted
+        # weights in use, every request
         return Limits(
-            worker_weight_bytes=weight_budget_bytes(self.memory_mb),
-            master_weight_bytes=weight_budget_bytes(self.master_mb),
+            worker_weight_bytes=weight_budget_bytes(self.memory_mb) - PLAN_ENTRY_BYTES,
+            master_weight_bytes=weight_budget_bytes(self.master_mb) - PLAN_ENTRY_BYTES,
         )
 
 
@@ -144,21 +148,23 @@ def choose_stages(
 ) -> list[StageChoice]:
     """The planner's stages for ``request`` (latency-optimal, or cheapest meeting the SLO)."""
     from burst.candidates import build_candidates, choices_of
+    from burst.packing import packing_choices
 
     profile = profile or load_profile()
     model = perf_model(graph, request, profile)
-    cands = build_candidates(graph, request.workers, request.batch)
+    limits = request.limits()
+    # where a function may lack room for every packed copy, the search weighs each stage
+    # packed or plain (memory against time: policies.packing)
+    cands = packing_choices(
+        build_candidates(graph, request.workers, request.batch), limits, model.packing_matters
+    )
     try:
         if request.objective is Objective.COST:
             if request.slo_ms is None:
                 raise PlanError("the cost objective needs an SLO (--slo-ms)")
-            choice = cheapest_meeting_slo(
-                model, cands, request.limits(), request.slo_ms, request.percentile
-            )
+            choice = cheapest_meeting_slo(model, cands, limits, request.slo_ms, request.percentile)
         else:
-            choice = _guarded(
-                model, latency_optimal(model, cands, request.limits()), cands, request
-            )
+            choice = _guarded(model, latency_optimal(model, cands, limits), cands, request)
     except PlanningError as exc:
         raise PlanError(str(exc)) from exc
     return choices_of(graph, list(choice.stages))
@@ -170,7 +176,7 @@ def _guarded(model, choice, cands, request: PlanRequest):
     (``policies.plan_guard``)."""
     from policies.plan_guard import no_slower_than_serial
 
-    serial = sorted((c for c in cands if c.split == "serial"), key=lambda c: c.start)
+    serial = sorted((c for c in cands if c.split == "serial" and c.packed), key=lambda c: c.start)
     return no_slower_than_serial(model, choice, serial, request.limits())
 
 

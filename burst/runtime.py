@@ -22,6 +22,7 @@ import torch
 from burst.execute import run_nodes
 from burst.forkjoin import ForkJoin, StageFailed, compute_leg, run_stage
 from burst.hedge import HedgePolicy, LegTimes
+from burst.packed_conv import packing
 from burst.report import MasterReport, StageReport
 from burst.runtime_cache import (  # BurstError and reset_cache are public here too
     BurstError,
@@ -207,7 +208,8 @@ async def _run_master(
     for stage in plan.stages:
         t_stage = time.perf_counter()
         if stage.split == "serial":
-            _serial(graph, stage.nodes, env, weights)  # nothing runs beside it: no thread hop
+            with packing(stage.packed):  # convs packed as the plan says
+                _serial(graph, stage.nodes, env, weights)  # nothing beside it: no thread hop
             stages.append(StageReport(stage.index, "serial", _ms(t_stage), _ms(t_stage)))
             continue
         try:

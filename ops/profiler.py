@@ -26,13 +26,15 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
-def node_times_ms(graph, program, x, reps: int) -> dict[str, float]:
+def node_times_ms(graph, program, x, reps: int, packed: bool = True) -> dict[str, float]:
     """Median single-thread time of every node at the example input's batch: CPU time of this
     thread, so other processes on a shared machine do not inflate it (how much slower legs run
-    when they share cores is measured separately, on real plans: ``slowdowns``)."""
+    when they share cores is measured separately, on real plans: ``slowdowns``). Convs run
+    packed, or plain with ``packed`` False (a stage its plan leaves plain)."""
     import torch
 
     from burst.execute import run_op  # as a function instance runs a node (packed convs)
+    from burst.packed_conv import packing
     from burst.graph import program_weights
     from ops.process_tuning import tune_allocator
 
@@ -42,7 +44,7 @@ def node_times_ms(graph, program, x, reps: int) -> dict[str, float]:
     weights = program_weights(program)
     samples: dict[str, list[float]] = {n.name: [] for n in graph.nodes}
     torch.set_num_threads(1)
-    with torch.no_grad():
+    with torch.no_grad(), packing(packed):
         for _ in range(reps + 1):  # the first pass warms allocators and kernels
             env = dict(zip(graph.inputs, [x]))
             for node in graph.nodes:

@@ -30,13 +30,20 @@ through here, so all of them see the same calibrated distribution.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
 
 from policies.calibration import Calibration
-from policies.costs import PriceTable, queue_transfer_cost_usd
+from policies.costs import queue_transfer_cost_usd
+from policies.perf_types import (  # noqa: F401  (re-exported: what a plan is priced from)
+    Candidate,
+    Deployment,
+    Estimate,
+    NodeWork,
+    PlanPrediction,
+    percentile_ms,
+)
 from policies.profile import Profile
 
 # The VM path's latency prediction (queueing plus batching) lives beside this, in vm_perf;
@@ -50,85 +57,6 @@ from policies.vm_perf import (  # noqa: F401  (re-exported)
 _GRID = (np.arange(64) + 0.5) / 64  # probabilities at which a stage's quantiles are read
 _NORMAL = NormalDist()
 WORKER_HANDLER_FIXED_MS = 1.0  # a worker's own bookkeeping inside its billed time
-
-
-@dataclass(frozen=True)
-class NodeWork:
-    name: str
-    op: str
-    macs: int  # at the plan's batch
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One possible stage: nodes ``[start, end)`` run ``split`` on ``workers`` legs."""
-
-    start: int
-    end: int
-    split: str  # "serial" | "spatial" | "output"
-    workers: int  # 0 for serial
-    nodes: tuple[str, ...]
-    macs: int
-    leg_macs: tuple[int, ...]
-    bytes_in: tuple[int, ...]
-    bytes_out: tuple[int, ...]
-    weight_bytes: int  # the largest remote leg's (serial: the master's for these nodes)
-    master_weight_bytes: int = 0  # leg 0's, which the master computes itself
-    worker_weight_bytes: int = 0  # leg 1's (the first remote leg: the largest part)
-    transport: str | None = None  # inline | store | queue | auto; None: the deployment's
-    lead: int = 0  # rows or channels leg 0 (the master's) has beyond an even split
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """Where plans run: function sizes, how tensors travel, and prices."""
-
-    memory_mb: int = 1024
-    master_memory_mb: int = 1024
-    transport: str = "auto"  # auto | inline | store | queue | per-stage (the planner picks)
-    store_kind: str = "dir"  # the store transfers go through: dir | s3 | oss | memory | sqs
-    object_store_kind: str = "s3"  # with sqs: the object store beside the queues ("store")
-    max_payload_bytes: int = 6 * 1024 * 1024  # an invocation's payload limit (Lambda's)
-    inline_limit_bytes: int = 64 * 1024
-    prices: PriceTable = PriceTable()
-    input_bytes: int = 0  # the request's tensors, gateway -> master
-    output_bytes: int = 0
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """Mean and variance of a time, and its cost (all additive over stages)."""
-
-    mean_ms: float
-    var_ms2: float
-    cost_usd: float
-
-    def __add__(self, other: "Estimate") -> "Estimate":
-        return Estimate(
-            self.mean_ms + other.mean_ms,
-            self.var_ms2 + other.var_ms2,
-            self.cost_usd + other.cost_usd,
-        )
-
-
-@dataclass(frozen=True)
-class PlanPrediction:
-    p50_ms: float
-    p99_ms: float
-    mean_ms: float
-    var_ms2: float
-    cost_usd: float
-    stages: tuple[Estimate, ...]
-
-    def percentile_ms(self, q: float) -> float:
-        return percentile_ms(self.mean_ms, self.var_ms2, q)
-
-
-def percentile_ms(mean_ms: float, var_ms2: float, q: float) -> float:
-    """The q-quantile of the plan latency (normal approximation of a sum of stages)."""
-    if q == 0.5:
-        return mean_ms
-    return mean_ms + NormalDist().inv_cdf(q) * math.sqrt(max(var_ms2, 0.0))
 
 
 class PerfModel:
@@ -146,19 +74,32 @@ class PerfModel:
         self.profile, self.dep = profile, deployment
         times = profile.times_for(model, input_shape) if model else None
         self.calibration = times.calibration if times else Calibration()
-        fit = profile.compute
-        self.node_ms: dict[str, float] = {}
-        for w in works:
-            measured = times.node_ms.get(w.name) if times else None
-            if measured is None:
-                self.node_ms[w.name] = fit.ms(w.op, w.macs)
-            else:  # measured at batch 1: the work part grows with the batch, dispatch does not
-                fixed = min(fit.fixed_ms_per_node, measured)
-                ms = fixed + (measured - fixed) * batch
-                self.node_ms[w.name] = ms * self.calibration.compute  # as functions ran them
+        self.node_ms = self._node_times(works, times.node_ms if times else {}, batch)
+        # convs run plain (their stage not packed): measured apart, else as packed (profiles
+        # from before packing was a choice; their plans pack every stage)
+        plain = self._node_times(works, times.plain_node_ms if times else {}, batch)
+        self.plain_ms = {n: plain[n] for n in (times.plain_node_ms if times else {})}
         self._max_cache: dict[int, np.ndarray] = {}
         self._cv = self.calibration.compute_cv or profile.compute_cv
         self._one_fn_ms = sum(self.node_ms.values()) * profile.slowdown("serial", 1)
+
+    def _node_times(self, works, measured_ms: dict, batch: int) -> dict[str, float]:
+        fit = self.profile.compute
+        out: dict[str, float] = {}
+        for w in works:
+            measured = measured_ms.get(w.name)
+            if measured is None:
+                out[w.name] = fit.ms(w.op, w.macs)
+            else:  # measured at batch 1: the work part grows with the batch, dispatch does not
+                fixed = min(fit.fixed_ms_per_node, measured)
+                ms = fixed + (measured - fixed) * batch
+                out[w.name] = ms * self.calibration.compute  # as functions ran them
+        return out
+
+    @property
+    def packing_matters(self) -> bool:
+        """Whether convs were measured plain too (else a plain stage is priced as packed)."""
+        return bool(self.plain_ms)
 
     # pieces ----------------------------------------------------------------------------------
 
@@ -203,8 +144,10 @@ class PerfModel:
         billed = ms + (p.fn_billing_granularity_ms / 2.0 if invocation else 0.0)
         return billed / 1000.0 * memory_mb / 1024.0 * p.fn_usd_per_gb_s
 
-    def serial_ms(self, nodes) -> float:
-        return sum(self.node_ms[n] for n in nodes)
+    def serial_ms(self, nodes, packed: bool = True) -> float:
+        if packed:
+            return sum(self.node_ms[n] for n in nodes)
+        return sum(self.plain_ms.get(n, self.node_ms[n]) for n in nodes)
 
     # stages ----------------------------------------------------------------------------------
 
@@ -212,12 +155,12 @@ class PerfModel:
         master_gb = self.dep.master_memory_mb
         if c.split == "serial":
             slow = self.profile.slowdown("serial", 1)
-            mean = self.serial_ms(c.nodes) * slow
+            mean = self.serial_ms(c.nodes, c.packed) * slow
             var = self._drift_var(mean)
             return Estimate(mean, var, self._gb_s_cost(mean, master_gb, invocation=False))
         k = c.workers
         slow = self.profile.slowdown(c.split, k)
-        per_mac = self.serial_ms(c.nodes) / max(c.macs, 1) * slow
+        per_mac = self.serial_ms(c.nodes, c.packed) / max(c.macs, 1) * slow
         per_leg_ms = self.profile.node_overhead_ms(c.split, k) * len(c.nodes)
         own_ms = self._own_leg_ms(c, per_mac, per_leg_ms)  # leg 0 runs on the master
         t_in = [self.transfer_ms(b, c.transport) for b in c.bytes_in[1:]]
@@ -265,9 +208,8 @@ class PerfModel:
             return c.leg_macs[0] * per_mac + per_leg_ms
         slow = self.profile.slowdown(key, c.workers)
         node_ms = self.profile.node_overhead_ms(key, c.workers)
-        return c.leg_macs[0] * self.serial_ms(c.nodes) / max(c.macs, 1) * slow + node_ms * len(
-            c.nodes
-        )
+        compute_ms = self.serial_ms(c.nodes, c.packed)
+        return c.leg_macs[0] * compute_ms / max(c.macs, 1) * slow + node_ms * len(c.nodes)
 
     def _join(self, remote: int, own_ms: float, leg_ms: float) -> tuple[float, float]:
         """Mean and variance of max(own leg, slowest of ``remote`` i.i.d. legs): each remote

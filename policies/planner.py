@@ -42,6 +42,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from policies.packing import held_bytes
 from policies.perf import Candidate, Deployment, NodeWork, PerfModel, PlanPrediction
 from policies.planner_bounds import _duals, _fastest_fitting, _front, _lower_bounds
 
@@ -197,15 +198,18 @@ BEAM_WIDTH = 64  # labels per position in the incumbent-finding beam (speed only
 
 
 def _resources(c: Candidate) -> tuple[int, int]:
-    """Weight bytes a stage adds to the master and to worker 1, in whole MiB rounded up (the
-    model's unit: it keeps the Pareto fronts small and errs on the safe side)."""
+    """Weight bytes (packed copies included) a stage adds to the master and to worker 1, in
+    whole MiB rounded up (the model's unit: small Pareto fronts, errs on the safe side)."""
 
     def mib(n: int) -> int:
         return -(-n // MIB) * MIB
 
     if c.split == "serial":
-        return mib(c.weight_bytes), 0
-    return mib(c.master_weight_bytes), mib(c.worker_weight_bytes)
+        return mib(held_bytes(c.weight_bytes, c.master_pack_bytes, c.packed)), 0
+    return (
+        mib(held_bytes(c.master_weight_bytes, c.master_pack_bytes, c.packed)),
+        mib(held_bytes(c.worker_weight_bytes, c.worker_pack_bytes, c.packed)),
+    )
 
 
 def _end(candidates: list[Candidate]) -> int:

@@ -121,6 +121,8 @@ class ModelTimes:
     plan_error: dict[int, float] = field(default_factory=dict)
     # the per-component scales fitted from those runs, which ``policies.perf`` applies
     calibration: Calibration = field(default_factory=Calibration)
+    # conv nodes run plain (``node_ms`` runs them packed), for stages a plan leaves plain
+    plain_node_ms: dict[str, float] = field(default_factory=dict)
 
     def error_at(self, workers: int) -> float:
         """The recorded plan error at ``workers``: one function's at 1; for a split, the
@@ -232,6 +234,7 @@ class Profile:
                     "cold_billed_ms": {str(k): q.to_json() for k, q in t.cold_billed_ms.items()},
                     "plan_error": {str(k): round(v, 4) for k, v in t.plan_error.items()},
                     "calibration": t.calibration.to_json(),
+                    "plain_node_ms": {n: round(v, 5) for n, v in t.plain_node_ms.items()},
                 }
                 for m, t in self.models.items()
             },
@@ -299,4 +302,5 @@ def _model_times(model: str, raw: dict) -> ModelTimes:
         },
         plan_error={int(k): float(v) for k, v in raw.get("plan_error", {}).items()},
         calibration=Calibration.from_json(raw.get("calibration")),
+        plain_node_ms={str(n): float(v) for n, v in raw.get("plain_node_ms", {}).items()},
     )

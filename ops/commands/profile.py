@@ -199,7 +199,18 @@ def _measure_compute(artifact, reps: int, batches: list[int], say):
         "VM service (whole model, all cores): "
         + ", ".join(f"batch {b} {statistics.median(v):.1f} ms" for b, v in vm.items())
     )
-    times = ModelTimes(tuple(shape), node_ms, {b: Quantiles.from_samples(v) for b, v in vm.items()})
+    plain = profiler.node_times_ms(graph, program, x, reps, packed=False)
+    convs = [n.name for n in graph.nodes if "conv" in n.op]
+    say(
+        f"convs: {sum(node_ms[n] for n in convs):.1f} ms packed, "
+        f"{sum(plain[n] for n in convs):.1f} ms plain"
+    )
+    times = ModelTimes(
+        tuple(shape),
+        node_ms,
+        {b: Quantiles.from_samples(v) for b, v in vm.items()},
+        plain_node_ms={n: plain[n] for n in convs},
+    )
     return graph, times, ComputeFit(rates, fixed), x
 
 

@@ -15,6 +15,7 @@ import special_models as sm  # noqa: E402
 
 from burst import candidates  # noqa: E402
 from burst.candidates import build_candidates, choices_of, stage_candidate  # noqa: E402
+from burst.packing import with_pack_bytes  # noqa: E402
 from burst.graph import build_graph  # noqa: E402
 from burst.plan import Split, StageChoice, build_stage, make_plan  # noqa: E402
 from burst.planning import PlanRequest, load_profile, perf_model  # noqa: E402
@@ -43,6 +44,7 @@ def test_candidates_match_the_stages_built_from_them(graph, workers):
         (choice,) = choices_of(graph, [c])
         st = build_stage(graph, choice, 0, 2)
         again = dataclasses.replace(stage_candidate(st, c.start, c.end), lead=choice.lead)
+        again = with_pack_bytes(graph, st, again)  # its convs' packed copies, per leg
         assert again == c, f"{c.split} x{c.workers} over {c.nodes[0]}..{c.nodes[-1]}"
         if c.lead:
             assert st.leg_macs[0] > st.leg_macs[1]
