@@ -90,7 +90,7 @@ def render(plan, prediction=None, percentile: float = 0.99) -> str:
     lines = [
         f"plan {plan.plan_id}  model {plan.model}  batch {plan.batch}  workers {plan.workers}"
         f"  split {plan.split}  memory {plan.memory_mb} MB  transport {plan.transport}",
-        f"{'stage':>5} {'split':<8} {'layout':<10} {'nodes':>5} {'workers':>7} "
+        f"{'stage':>5} {'split':<8} {'layout':<13} {'nodes':>5} {'workers':>7} "
         f"{'in MB/worker':>14} {'out MB/worker':>14} {'weights MB/worker':>18}"
         + (f" {'p50 ms':>8} {'p99 ms':>8}" if prediction else ""),
     ]
@@ -103,8 +103,10 @@ def render(plan, prediction=None, percentile: float = 0.99) -> str:
             layout = "master"
         if st.transport:  # the planner's per-stage choice
             layout = f"{layout} {st.transport}"
+        if not st.packed:  # convs plain: no room for their packed copies (policies.packing)
+            layout = f"{layout} plain"
         row = (
-            f"{st.index:>5} {st.split.value:<8} {layout:<10} {len(st.nodes):>5} "
+            f"{st.index:>5} {st.split.value:<8} {layout:<13} {len(st.nodes):>5} "
             f"{st.workers:>7} {_range(st.bytes_in):>14} {_range(st.bytes_out):>14} "
             f"{_range(st.weight_bytes):>18}"
         )
