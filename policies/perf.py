@@ -80,6 +80,7 @@ class PerfModel:
         plain = self._node_times(works, times.plain_node_ms if times else {}, batch)
         self.plain_ms = {n: plain[n] for n in (times.plain_node_ms if times else {})}
         self._max_cache: dict[int, np.ndarray] = {}
+        self._transfer_cache: dict[tuple, float] = {}
         self._cv = self.calibration.compute_cv or profile.compute_cv
         self._one_fn_ms = sum(self.node_ms.values()) * profile.slowdown("serial", 1)
 
@@ -123,7 +124,13 @@ class PerfModel:
         return transport or ("auto" if d.transport == "per-stage" else d.transport)
 
     def transfer_ms(self, nbytes: int, transport: str | None = None) -> float:
-        return self.profile.transfer_fit(self._route(nbytes, transport)).ms(nbytes)
+        key = (nbytes, transport)  # the planner prices thousands of stages of few sizes
+        got = self._transfer_cache.get(key)
+        if got is None:
+            got = self._transfer_cache[key] = self.profile.transfer_fit(
+                self._route(nbytes, transport)
+            ).ms(nbytes)
+        return got
 
     def _store_cost(self, nbytes: int, transport: str | None = None) -> float:
         route = self._route(nbytes, transport)
