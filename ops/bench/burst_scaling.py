@@ -1,9 +1,10 @@
 """Partitioned fork-join latency on the local function runtime vs. the whole model in one function.
 
 For each model at batch 1 and each worker count (and "one function": the whole model in the
-master), a fresh function runtime serves one cold request, then warm requests. Reported: latency,
-the share of wall time spent in communication (invocations, transfers, stitching), and billed
-GB-seconds (master + workers). Prints a table and writes JSON (ops/bench/results/burst_scaling.json).
+master), one function runtime serves each config's first (cold) request, then the configs' warm
+requests in turns, so the speedups compare requests made under the same host load. Reported:
+latency, the share of wall time spent in communication (invocations, transfers, stitching), and
+billed GB-seconds (master + workers). Prints a table and writes JSON (ops/bench/results/burst_scaling.json).
 
     python ops/bench/burst_scaling.py [--models resnet18,resnet50,vgg11] [--workers 1,2,4] [--warm 5]
     python ops/bench/burst_scaling.py --models resnet18 --workers 2 --transports inline,dir,s3,sqs
@@ -73,18 +74,8 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
-async def run_config(
-    repo: Path,
-    data: Path,
-    model: str,
-    workers: int,
-    split: str,
-    warm: int,
-    memory_mb: int,
-    x: np.ndarray,
-    reference: np.ndarray,
-) -> dict:
-    svc = BurstService(
+def _service(repo: Path, data: Path, workers: int, memory_mb: int) -> BurstService:
+    return BurstService(
         repo,
         platform={"kind": "local"},
         store={"kind": "dir", "root": str(data / "objects")},
@@ -93,26 +84,51 @@ async def run_config(
         keep_alive_s=600,
         function_timeout_s=600,
         log_dir=data / "logs",
-        split=split,
     )
+
+
+async def run_model(
+    repo: Path,
+    data: Path,
+    model: str,
+    configs: list[tuple[str, int]],
+    warm: int,
+    memory_mb: int,
+    x: np.ndarray,
+    reference: np.ndarray,
+) -> list[dict]:
+    """Every (split, workers) config of one model on one function runtime, its warm requests
+    taken in turns (one request per config per turn): the host drifts 20-30 % over seconds, and
+    configs run one after another each saw a different host (VGG-11 2 workers: 1.26x and 1.39x
+    in two runs minutes apart). The first request of each config is its cold one (only the
+    first config's master starts cold: ``cold_starts`` says how many instances did)."""
+    svc = _service(repo, data, max(w for _, w in configs), memory_mb)
     await svc.start()
     try:
-        t0 = time.perf_counter()
-        await svc.plan_for(model, workers, 1, split)  # weight slices written once, not timed
-        prepare_s = time.perf_counter() - t0
-        name = svc._configs[model].inputs[0].name
-        cold = await svc.infer(model, {name: x}, workers=workers, split=split)
-        out = next(iter(cold.outputs.values()))
-        diff = float(np.abs(out - reference).max())
-        warm_answers = [
-            await svc.infer(model, {name: x}, workers=workers, split=split) for _ in range(warm)
-        ]
+        name, prepare_s, first = None, {}, {}
+        for split, workers in configs:
+            t0 = time.perf_counter()
+            await svc.plan_for(model, workers, 1, split)  # weight slices written once, not timed
+            prepare_s[split, workers] = time.perf_counter() - t0
+            name = svc._configs[model].inputs[0].name
+            first[split, workers] = await svc.infer(model, {name: x}, workers=workers, split=split)
+        answers: dict = {c: [] for c in configs}
+        for _ in range(warm):
+            for split, workers in configs:
+                a = await svc.infer(model, {name: x}, workers=workers, split=split)
+                answers[split, workers].append(a)
     finally:
         await svc.close()
+    return [_row(model, c, first[c], answers[c], reference, prepare_s[c]) for c in configs]
+
+
+def _row(model: str, config, cold, warm_answers: list, reference, prepare_s: float) -> dict:
+    split, workers = config
+    out = next(iter(cold.outputs.values()))
     lat = [a.total_ms for a in warm_answers]
     share = [a.report.communication_share for a in warm_answers]
     rounds = [r for r in map(round_overhead_ms, warm_answers) if r is not None]
-    splits = sum(1 for s in warm_answers[0].report.stages if s.workers > 1) if warm else 0
+    splits = sum(1 for s in warm_answers[0].report.stages if s.workers > 1) if warm_answers else 0
     return {
         "model": model,
         "workers": workers if split != "none" else 0,
@@ -130,7 +146,7 @@ async def run_config(
         "round_overhead_ms": statistics.median(rounds) if rounds else None,
         "round_parts_ms": round_parts_ms(warm_answers),
         "load_1min": load_average(),
-        "max_abs_diff": diff,
+        "max_abs_diff": float(np.abs(out - reference).max()),
         "prepare_s": prepare_s,
     }
 
@@ -233,20 +249,10 @@ def main() -> int:
         with torch.inference_mode():
             ref = load_artifact(repo, model).load_module()(torch.from_numpy(x)).numpy()
         configs = [("none", 1)] + [("auto", int(w)) for w in args.workers.split(",")]
-        for split, workers in configs:
-            row = asyncio.run(
-                run_config(
-                    repo,
-                    work / f"{model}-{split}-{workers}",
-                    model,
-                    workers,
-                    split,
-                    args.warm,
-                    args.memory_mb,
-                    x,
-                    ref,
-                )
-            )
+        model_rows = asyncio.run(
+            run_model(repo, work / model, model, configs, args.warm, args.memory_mb, x, ref)
+        )
+        for row in model_rows:
             rows.append(row)
             print(
                 f"  {model:<9} {row['config']:<13} cold {row['cold_ms']:8.0f} ms  warm p50 "
