@@ -143,21 +143,26 @@ def perf_model(graph: Graph, request: PlanRequest, profile: Profile) -> PerfMode
     )
 
 
+def search_inputs(graph: Graph, request: PlanRequest, profile: Profile):
+    """(perf model, candidates, limits) the planner searches for ``request``: where a
+    function may lack room for every packed copy, each stage packed or plain (memory against
+    time: ``policies.packing``)."""
+    from burst.candidates import build_candidates
+    from burst.packing import packing_choices
+
+    model = perf_model(graph, request, profile)
+    limits = request.limits()
+    cands = build_candidates(graph, request.workers, request.batch)
+    return model, packing_choices(cands, limits, model.packing_matters), limits
+
+
 def choose_stages(
     graph: Graph, request: PlanRequest, profile: Profile | None = None
 ) -> list[StageChoice]:
     """The planner's stages for ``request`` (latency-optimal, or cheapest meeting the SLO)."""
-    from burst.candidates import build_candidates, choices_of
-    from burst.packing import packing_choices
+    from burst.candidates import choices_of
 
-    profile = profile or load_profile()
-    model = perf_model(graph, request, profile)
-    limits = request.limits()
-    # where a function may lack room for every packed copy, the search weighs each stage
-    # packed or plain (memory against time: policies.packing)
-    cands = packing_choices(
-        build_candidates(graph, request.workers, request.batch), limits, model.packing_matters
-    )
+    model, cands, limits = search_inputs(graph, request, profile or load_profile())
     try:
         if request.objective is Objective.COST:
             if request.slo_ms is None:

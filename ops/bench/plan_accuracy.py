@@ -148,9 +148,8 @@ async def _cost_plan(svc, model, profile, latency_plans, k) -> tuple:
 def planner_speed(repo: Path, models: list[str], workers: list[int], memory_mb: int) -> list[dict]:
     """Seconds to build the candidates and to search (latency; cost at an SLO between the
     fastest and the one-function plan), per model and worker count: no functions run."""
-    from burst.candidates import build_candidates
     from burst.graph import build_graph
-    from burst.planning import PlanRequest, load_profile, perf_model
+    from burst.planning import PlanRequest, load_profile, search_inputs
     from policies.planner import PlanningError, cheapest_meeting_slo, latency_optimal
     from vmpool.artifact import load_artifact
 
@@ -161,8 +160,7 @@ def planner_speed(repo: Path, models: list[str], workers: list[int], memory_mb: 
             req = PlanRequest(workers=k, memory_mb=memory_mb)
             c0 = time.process_time()  # CPU seconds: what a loaded, shared machine cannot inflate
             t0 = time.perf_counter()
-            cands = build_candidates(graph, k, 1)
-            perf = perf_model(graph, req, load_profile(repo, model))
+            perf, cands, _ = search_inputs(graph, req, load_profile(repo, model))
             t1, c1 = time.perf_counter(), time.process_time()
             try:
                 fast = latency_optimal(perf, cands, req.limits())

@@ -20,9 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from burst.candidates import build_candidates  # noqa: E402
 from burst.graph import build_graph  # noqa: E402
-from burst.planning import PlanRequest, load_profile, perf_model  # noqa: E402
+from burst.planning import PlanRequest, load_profile, search_inputs  # noqa: E402
 from policies.planner import PlanningError, cheapest_meeting_slo, latency_optimal  # noqa: E402
 from vmpool.artifact import load_artifact  # noqa: E402
 
@@ -44,9 +43,7 @@ def run_case(repo: str, name: str, memory_mb: int, workers: int) -> dict:
     art = load_artifact(repo, name)
     graph = build_graph(art.load_program(), art.name)
     request = PlanRequest(workers=workers, memory_mb=memory_mb)
-    model = perf_model(graph, request, load_profile(repo, name))
-    cands = build_candidates(graph, workers, 1)
-    limits = request.limits()
+    model, cands, limits = search_inputs(graph, request, load_profile(repo, name))
     fastest, latency_s = _timed(lambda: latency_optimal(model, cands, limits))
     row = {"model": name, "memory_mb": memory_mb, "workers": workers, "latency_s": latency_s}
     row["latency_p99_ms"] = fastest.prediction.p99_ms if fastest else None
