@@ -134,15 +134,15 @@ class Batcher:
         rows = _rows(inputs, self._input_names)
         if rows > self.max_batch_size:
             raise ValueError(f"batch of {rows} exceeds max_batch_size {self.max_batch_size}")
-        loop = asyncio.get_running_loop()
-        pending = _Pending(inputs, rows, loop.create_future(), loop)
         with self._cond:
             if self._closing:
                 raise BatcherClosed(f"model {self.name} is shutting down")
             inline = self._may_run_inline(rows)
             if inline:
                 self._running = 1
-            else:
+            else:  # (get_running_loop is a getpid() system call per use on Python 3.11)
+                loop = asyncio.get_running_loop()
+                pending = _Pending(inputs, rows, loop.create_future(), loop)
                 self._queue.append(pending)
                 self._queued_rows += rows
                 if self._queued_rows >= self._wake_at_rows:
