@@ -109,23 +109,26 @@ async def run_model(
     rows = []
     for label, key, plan, pred, slo in (p for p in plans if p[1] in measured):
         rows.append(accuracy_row(model, label, memory_mb, plan, pred, measured[key]))
-        note = ""
-        if slo is not None:
-            over = sum(1 for t in rows[-1]["latencies_ms"] if t > slo)
-            # the model's share over the SLO: the p99 of n requests is in effect their slowest,
-            # so even a plan at exactly p99 = SLO has 1 - 0.99^n odds that one is over it
-            share = 1.0 - NormalDist(pred.mean_ms, max(pred.var_ms2, 1e-9) ** 0.5).cdf(slo)
-            rows[-1].update(
-                slo_ms=slo,
-                meets_slo_p99=rows[-1]["measured_p99_ms"] <= slo,
-                over_slo=over,
-                predicted_share_over_slo=share,
-            )
-            note = f"  SLO {slo:.0f} ms: measured p99 "
-            note += "meets it" if rows[-1]["meets_slo_p99"] else "MISSES it"
-            note += f" ({over} of {rows[-1]['samples']} requests over it; model {share:.1%})"
+        note = "" if slo is None else _slo_check(rows[-1], pred, slo)
         print(format_row(rows[-1]) + note, flush=True)
     return rows
+
+
+def _slo_check(row: dict, pred, slo: float) -> str:
+    """Marks the cost plan's row with its SLO check; returns the note printed beside it."""
+    over = sum(1 for t in row["latencies_ms"] if t > slo)
+    # the model's share over the SLO: the p99 of n requests is in effect their slowest, so
+    # even a plan at exactly p99 = SLO has 1 - 0.99^n odds that one is over it
+    share = 1.0 - NormalDist(pred.mean_ms, max(pred.var_ms2, 1e-9) ** 0.5).cdf(slo)
+    row.update(
+        slo_ms=slo,
+        meets_slo_p99=row["measured_p99_ms"] <= slo,
+        over_slo=over,
+        predicted_share_over_slo=share,
+    )
+    note = f"  SLO {slo:.0f} ms: measured p99 "
+    note += "meets it" if row["meets_slo_p99"] else "MISSES it"
+    return note + f" ({over} of {row['samples']} requests over it; model {share:.1%})"
 
 
 async def _cost_plan(svc, model, profile, latency_plans, k) -> tuple:
