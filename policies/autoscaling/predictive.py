@@ -15,7 +15,10 @@ from .episodes import BootEconomics, OverloadEpisodes
 from .spill_vm import SpillEconomics
 
 DEFAULT_BURST_LATENCY_S = 0.5  # before any burst answer or plan prediction is known
-BASE_WINDOW_S = 300.0  # the base load: the median rate over this window (bursts are above it)
+# the base load: the median rate over this many boot times. An overload that held the rate
+# above the fleet for more than a boot time of the last two is load a VM is for (the Azure
+# conversation trace x20 rising past one VM); a burst shorter than a boot is not
+BASE_WINDOW_BOOTS = 2.0
 
 
 class Predictive(ScalerBase):
@@ -42,7 +45,7 @@ class Predictive(ScalerBase):
     as this one went on long enough for it to pay, past the longest seen by their exponential
     fit, and in any case once the spill it would have taken paid for it 5 times over
     (``episodes.py``); no history, as before. VMs for the base load (the median rate of the last
-    ``BASE_WINDOW_S``) are not held back by it.
+    ``BASE_WINDOW_BOOTS`` boot times) are not held back by it.
     """
 
     name = "predictive"
@@ -88,7 +91,7 @@ class Predictive(ScalerBase):
         self._spill = SpillEconomics(spill_window_s, self.prices)
         self._spill_base: int | None = None  # the forecast's fleet when the spill VM was asked
         self._episodes = OverloadEpisodes(self.prices) if duration_aware else None
-        self._recent_rates = Window(BASE_WINDOW_S)
+        self._recent_rates: Window | None = None  # (its span is set by the boot time)
         self._level: float | None = None
         self._trend_per_s = 0.0
         self._err_var = 0.0
@@ -141,6 +144,8 @@ class Predictive(ScalerBase):
         if self._episodes is not None:
             full_per_replica = capacity / self.target_utilization
             rate = state.arrival_rate_short_per_s
+            if self._recent_rates is None:
+                self._recent_rates = Window(BASE_WINDOW_BOOTS * max(state.vm.boot_s, 1.0))
             self._recent_rates.add(now, rate)
             self._episodes.observe(
                 now, rate, state.vm.ready_replicas * full_per_replica, full_per_replica
@@ -148,8 +153,8 @@ class Predictive(ScalerBase):
             if want > current:
                 demand = max(rate, mean)  # the forecast asks ahead of an overload, or after it
                 paid = self._paying(state, current, want, capacity, demand)
-                # the base load (the median rate of the last minutes) is no overload: its VMs
-                # are not gated
+                # the base load (the median rate of the last two boot times) is no overload:
+                # its VMs are not gated
                 base = median(self._recent_rates.values())
                 paid = max(paid, min(self.clamp(base / capacity), want))
                 if paid < want:
