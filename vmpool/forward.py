@@ -5,7 +5,7 @@ outputs, tenants, routing) into numpy views of the body's bytes. When the replic
 the very body the gateway would have built from the answer, re-encoding is wasted work on both
 hops: the request is sent as its own bytes (``WireInputs``) and the answer's bytes go back to the
 client as they came (``WireOutputs``). That holds when the client asked for binary outputs only,
-sent every input as binary data and no parameter besides ``binary_data_output``: the replica
+sent every input as binary data and no parameter but ``binary_data_output``: the replica
 then decodes the same request and encodes its answer as the gateway's ``encode_answer`` does,
 with the model's name and version, which the gateway checks on the answer's first bytes.
 Anything else (JSON tensors, merged calls, the burst path) decodes and re-encodes as before.
@@ -21,7 +21,7 @@ import orjson
 
 from vmpool.codec import InferRequest, decode_response
 
-_FORWARDED_PARAMETERS = {"binary_data_output": True}
+_FORWARDED_PARAMETERS = {"binary_data_output"}  # the only request parameter a replica may see
 
 
 class WireInputs(dict):
@@ -38,12 +38,13 @@ class WireInputs(dict):
 def wire_inputs(req: InferRequest, body: bytes, header_length: int | None) -> dict:
     """``req.inputs``, as ``WireInputs`` when the body may be forwarded as it came (see the module
     docstring), else unchanged."""
-    if (
-        header_length is None
-        or req.parameters != _FORWARDED_PARAMETERS
-        or (req.outputs is not None and any(r.binary is False for r in req.outputs))
-    ):
+    if header_length is None or not req.parameters.keys() <= _FORWARDED_PARAMETERS:
         return req.inputs
+    if req.outputs is None:
+        if not req.binary_output:
+            return req.inputs
+    elif not all(r.binary or (r.binary is None and req.binary_output) for r in req.outputs):
+        return req.inputs  # (tritonclient names its outputs, each binary, and no parameters)
     binary_bytes = 0
     for array in req.inputs.values():
         binary_bytes += array.nbytes

@@ -128,6 +128,20 @@ def test_binary_request_travels_as_its_bytes_both_ways(forwarding):
     assert resp.headers["x-tidegate-path"] == "vm"
 
 
+def test_named_binary_outputs_without_parameters_are_forwarded(forwarding):
+    """As tritonclient.http sends them: each output binary_data true, no request parameters."""
+    url, replica = forwarding
+    replica.model_version, replica.truncate = "1", 0
+    x = np.ones((1, 784), np.float32)
+    body, hl = encode_request({"input": x}, outputs=["output"], binary_output=True)
+    assert b'"parameters":{"binary_data_output"' not in body[:hl]
+    resp = _post(url, body, hl)
+    assert resp.status_code == 200, resp.text
+    assert replica.bodies[-1] == body
+    answer = decode_response(resp.content, int(resp.headers["inference-header-content-length"]))
+    assert answer.outputs["output"].tolist() == [list(range(10))]
+
+
 def test_json_outputs_are_re_encoded(forwarding):
     url, replica = forwarding
     replica.model_version, replica.truncate = "1", 0
