@@ -81,6 +81,7 @@ class PerfModel:
         self.plain_ms = {n: plain[n] for n in (times.plain_node_ms if times else {})}
         self._max_cache: dict[int, np.ndarray] = {}
         self._transfer_cache: dict[tuple, float] = {}
+        self._serial_cache: dict[tuple, float] = {}
         self._cv = self.calibration.compute_cv or profile.compute_cv
         self._one_fn_ms = sum(self.node_ms.values()) * profile.slowdown("serial", 1)
 
@@ -152,9 +153,12 @@ class PerfModel:
         return billed / 1000.0 * memory_mb / 1024.0 * p.fn_usd_per_gb_s
 
     def serial_ms(self, nodes, packed: bool = True) -> float:
-        if packed:
-            return sum(self.node_ms[n] for n in nodes)
-        return sum(self.plain_ms.get(n, self.node_ms[n]) for n in nodes)
+        key = (tuple(nodes), packed)  # candidates share runs (grids, leads, transports)
+        got = self._serial_cache.get(key)
+        if got is None:
+            times = self.node_ms if packed else {**self.node_ms, **self.plain_ms}
+            got = self._serial_cache[key] = sum(times[n] for n in key[0])
+        return got
 
     # stages ----------------------------------------------------------------------------------
 
@@ -224,7 +228,8 @@ class PerfModel:
         if remote == 0:
             return own_ms, 0.0
         q = np.maximum(own_ms, leg_ms + self._max_overhead_q(remote))
-        return float(q.mean()), float(q.var())
+        mean = float(q.sum()) / q.size  # (np.var's overhead was a third of the planner's time)
+        return mean, max(float(q @ q) / q.size - mean * mean, 0.0)
 
     def _max_overhead_q(self, k: int) -> np.ndarray:
         """Quantiles (on a fixed grid) of the slowest of k round trips: F^-1(p^(1/k))."""
