@@ -99,3 +99,28 @@ async def test_a_slow_model_stays_on_the_inference_thread():
     finally:
         batcher.close()
     assert threading.get_ident() not in model.threads
+
+
+async def test_a_burst_of_requests_is_batched_not_run_inline_one_by_one():
+    """As a server reads 16 requests in one loop iteration: each counts itself in flight when
+    its task starts, so the first one's check alone would find nobody else."""
+    model, held = ThreadRecorder(), [0]
+    batcher = _batcher(model, held, max_rows=16)
+
+    async def request(value: float):
+        held[0] += 1
+        try:
+            return await batcher.infer(_row(value))
+        finally:
+            held[0] -= 1
+
+    try:
+        await request(1)  # a lone one, measured on the inference thread
+        await _settled(batcher)
+        before = len(model.threads)
+        answers = await asyncio.wait_for(asyncio.gather(*(request(v) for v in range(16))), 60)
+    finally:
+        batcher.close()
+    assert len(model.threads) == before + 1  # one batch of all 16, on the inference thread
+    assert threading.get_ident() not in model.threads
+    assert [a["double"][0, 0] for a in answers] == [2.0 * v for v in range(16)]
