@@ -7,7 +7,8 @@ on, in one table: the generalisation check for the predictive scaler (issue 10).
 Traces: MMPP and the flash crowd of ``docs/ops.md``, seeds 0-4, and the shared Azure code,
 conversation and Mooncake traces x20. Each cell is attainment / cost / optimum / vm-peak's cost
 over the cost, the figures ``tidegate simulate --policy all`` prints. vm-peak and the optimum do
-not depend on the scaler and are cached in ``--cache``. Simulated time: run it niced.
+not depend on the scaler: ``--cache FILE`` keeps them between runs of one tree (delete it when
+the simulator or the optimum changes). Simulated time: run it niced.
 """
 
 from __future__ import annotations
@@ -61,12 +62,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--param", action="append", default=[])
     ap.add_argument("--only", action="append", default=[])
-    ap.add_argument("--cache", default=str(ROOT / "ops/bench/results/scaler_sweep_refs.json"))
+    ap.add_argument("--cache", help="JSON file keeping vm-peak's and the optimum's cost")
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
     params = parse_params(args.param)
-    cache_path = Path(args.cache)
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    cache_path = Path(args.cache) if args.cache else None
+    cache = json.loads(cache_path.read_text()) if cache_path and cache_path.is_file() else {}
     profile = SimProfile.reference()
     rows = {}
     print(f"{'trace':<13} {'attain %':>8} {'cost $':>7} {'x opt':>6} {'peak/x':>6}  {'VM h':>5}")
@@ -79,7 +80,8 @@ def main() -> int:
                 p: simulate(trace, p, profile, seed=seed).summary["cost_usd"]
                 for p in ("vm-peak", "optimum")
             }
-            cache_path.write_text(json.dumps(cache, indent=1))
+            if cache_path:
+                cache_path.write_text(json.dumps(cache, indent=1))
         s = simulate(trace, "slo-aware", profile, params=params, seed=seed).summary
         ref = cache[name]
         row = {
