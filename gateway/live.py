@@ -29,6 +29,7 @@ from vmpool.pool import ReplicaPool
 
 from .cold_start import ColdStartEstimate, warm_p50_ms
 from .latency_window import LatencyWindow
+from .slo_budget import SloBudget
 from .vm_error import PredictionError
 
 
@@ -96,6 +97,7 @@ class _ModelView:
     # the same, from what replicas reported of each answer's batch: exact, so it wins
     reported_batch_ms: dict[int, float] = field(default_factory=dict)
     vm_error: PredictionError = field(default_factory=PredictionError)
+    budget: SloBudget = field(default_factory=SloBudget)  # answers, misses: the error budget
 
 
 class LiveCollector:
@@ -185,6 +187,7 @@ class LiveCollector:
             return
         now = self._clock()
         view.vm_error.on_answer(now, predicted_ms, path_ms)
+        view.budget.on_answer(now, path_ms if path_ms is not None else latency_ms, view.slo_ms)
         view.vm.add(now, latency_ms)
         if queued_ahead == 0:
             view.vm_idle.add(now, latency_ms)
@@ -211,6 +214,8 @@ class LiveCollector:
         now = self._clock()
         view = self._models.get(model)
         warm = view.burst.quantiles(now) if view is not None else None
+        if view is not None and latency_ms is not None:  # (a failure is retried or answered)
+            view.budget.on_answer(now, latency_ms, view.slo_ms)
         if view is not None and latency_ms is not None and not cold_starts:
             view.burst.add(now, latency_ms)
         cold_ms, warm_ms = latency_ms if cold_starts else None, warm.p50_ms if warm else 0.0
@@ -285,6 +290,7 @@ class LiveCollector:
                 burst_predicted_ms=predicted.get(name),
                 slo_ms=v.slo_ms,
                 vm_prediction_factors=v.vm_error.table(now, v.slo_ms),
+                **v.budget.stats(now, v.vm_error, v.slo_ms),
             )
             for name, v in self._models.items()
         }

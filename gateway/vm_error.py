@@ -50,13 +50,15 @@ class PredictionError:
         self._ratios[slot] = path_ms / raw_ms
         self._next = slot + 1 if slot + 1 < len(self._times) else 0
 
-    def table(self, now_s: float, slo_ms: float) -> FactorTable | None:
+    def table(self, now_s: float, slo_ms: float, quantile: float = 0.99) -> FactorTable | None:
         """The factors to publish now (remembered with their time); ``None`` before enough
-        answers."""
+        answers. Another ``quantile`` calibrates the same predictions there (the error
+        budget's), published with the routing's but not remembered: nothing is scaled by it."""
         recent = np.frombuffer(self._times) >= now_s - self.window_s
-        learnt = learn_table(
-            np.frombuffer(self._raw_ms)[recent], np.frombuffer(self._ratios)[recent], slo_ms
-        )
+        raw_ms, ratios = np.frombuffer(self._raw_ms)[recent], np.frombuffer(self._ratios)[recent]
+        if quantile != 0.99:
+            return learn_table(raw_ms, ratios, slo_ms, quantile)
+        learnt = learn_table(raw_ms, ratios, slo_ms)
         if learnt != self._tables[-1][1]:
             self._tables.append((now_s, learnt))
             horizon = now_s - 2 * self.window_s  # older than any answer still to come

@@ -104,6 +104,13 @@ class ModelStats:
     vm_prediction_factor: float = 1.0
     vm_prediction_factors: FactorTable | None = None
     slo_ms: float = 500.0
+    # answers over the recent window and those that missed their SLO: the error budget
+    # routing may spend (``routing.error_budget``); 0 unknown
+    # observed over raw VM prediction at the error budget's quantile, by regime: the same raw
+    # prediction calibrated at that quantile (``vm_factor.learn_table``); None unknown
+    vm_budget_factors: FactorTable | None = None
+    slo_answered: int = 0
+    slo_missed: int = 0
 
 
 @dataclass(frozen=True)

@@ -95,15 +95,17 @@ def regimes(raw_ms: np.ndarray, slo_ms: float) -> np.ndarray:
     return np.clip(np.rint(doublings), 0, len(REGIME_FRACTIONS_OF_SLO) - 1).astype(np.int64)
 
 
-def p99(values: np.ndarray) -> float:
-    """Nearest-rank 99th percentile (as the simulator's latency windows take it)."""
-    k = int(0.99 * (values.size - 1))
+def p99(values: np.ndarray, quantile: float = 0.99) -> float:
+    """Nearest-rank 99th percentile (as the simulator's latency windows take it), or another."""
+    k = int(quantile * (values.size - 1))
     return float(np.partition(values, k)[k])
 
 
-def learn_table(raw_ms, ratios, slo_ms: float) -> FactorTable | None:
+def learn_table(raw_ms, ratios, slo_ms: float, quantile: float = 0.99) -> FactorTable | None:
     """The factor table from answers' raw predictions and observed/raw ratios; ``None`` (no
-    correction) before ``MIN_RATIO_SAMPLES`` answers."""
+    correction) before ``MIN_RATIO_SAMPLES`` answers. At ``quantile`` of the ratios: the p99
+    one corrects the routing's prediction; a lower one calibrates the same raw prediction at
+    that quantile, what the error budget judges a VM by (``routing.error_budget``)."""
     raw_ms, ratios = np.asarray(raw_ms, dtype=float), np.asarray(ratios, dtype=float)
     if ratios.size < MIN_RATIO_SAMPLES:
         return None
@@ -113,9 +115,9 @@ def learn_table(raw_ms, ratios, slo_ms: float) -> FactorTable | None:
     for i in range(n):
         mine = ratios[regime == i]
         if mine.size >= MIN_RATIO_SAMPLES:
-            own[i] = p99(mine)
+            own[i] = p99(mine, quantile)
     if all(f is None for f in own):
-        own = [p99(ratios)] * n  # enough answers in all, none in one regime: one factor
+        own = [p99(ratios, quantile)] * n  # enough answers in all, none in one regime: one factor
     factors = [_nearest(own, i) for i in range(n)]
     bounded = [min(max(f, MIN_PREDICTION_FACTOR), MAX_PREDICTION_FACTOR) for f in factors]
     for i in range(1, n):  # the scaled prediction keeps growing with the raw one

@@ -19,6 +19,7 @@ import numpy as np
 
 from policies.routing import Route
 from policies.routing.async_class import QueueFirst
+from policies.routing.error_budget import MissWindow
 from policies.state import (
     ModelStats,
     RouteRequest,
@@ -75,7 +76,10 @@ class Simulation:
         self._cache: dict = {}
         exact = setup.exact_route_keys
         self._queue_key = None if exact else queue_summary(setup.routing)
-        self._tick_sig = None if exact else tick_signature(setup.routing)
+        self._tick_sig = None if exact else tick_signature(setup.routing, setup.slo_percentile)
+        # answers and misses, as the gateway's collector counts them for the error budget
+        self._slo_window = MissWindow(getattr(setup.routing, "budget_window_s", 3600.0))
+        self._tick_slo = [0, 0]  # burst answers and misses since the last tick
         self._last_sig = None
         self._stats = ModelStats(slo_ms=self.p.slo_ms)
         self._lat_ring: list[tuple[np.ndarray, np.ndarray]] = []
@@ -90,7 +94,7 @@ class Simulation:
         self._queue_first = QueueFirst(setup.routing)
         # slo-aware predictions are scaled by what the gateway learns of their error
         self.learnt = (
-            PredictionFactor(self.arr, self.arr_np, self.lat, self.p)
+            PredictionFactor(self.arr, self.arr_np, self.lat, self.p, setup.routing.budget_quantile)
             if predicts_vm(setup.routing)
             else None
         )
@@ -109,7 +113,11 @@ class Simulation:
         self._lat_ring.append(
             (np.asarray(vm.observed), np.asarray(vm.observed_idle), np.asarray(self._tick_burst))
         )
-        vm.observed, vm.observed_idle, self._tick_burst = [], [], []
+        seen, slo = self._lat_ring[-1][0], self._tick_slo
+        missed = int(np.count_nonzero(seen > self.p.slo_ms)) + slo[1]
+        self._slo_window.add(now_s, seen.size + slo[0], missed)
+        answered, missed = self._slo_window.counts(now_s)
+        vm.observed, vm.observed_idle, self._tick_burst, self._tick_slo = [], [], [], [0, 0]
         if len(self._lat_ring) > LATENCY_WINDOW_TICKS:
             self._lat_ring.pop(0)
         self._n_ticks += 1
@@ -128,7 +136,10 @@ class Simulation:
             burst_latency=self._burst_q,
             burst_predicted_ms=self._burst_predicted_ms,
             vm_prediction_factors=factors,
+            vm_budget_factors=self.learnt.budget_table if self.learnt else None,
             slo_ms=self.p.slo_ms,
+            slo_answered=answered,
+            slo_missed=missed,
         )
         self._models = {self.p.model: self._stats}  # one mapping per tick, shared
         self._parts = {}
@@ -320,6 +331,8 @@ class Simulation:
         budget_ms = self.requests[ten].slo_ms - self.vm.overhead_ms
         latency_ms, billed, cold = self.fn.serve(t, budget_ms)
         self.lat[i] = latency_ms + self.vm.overhead_ms
+        self._tick_slo[0] += 1
+        self._tick_slo[1] += self.lat[i] > self.requests[ten].slo_ms
         self.path[i] = PATH_BURST
         self.fn_billed_by_tenant[ten] += billed
         self.fn_requests_by_tenant[ten] += 1

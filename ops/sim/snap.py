@@ -78,7 +78,7 @@ def predicts_vm(routing) -> bool:
     return _slo_aware(routing)
 
 
-def tick_signature(routing):
+def tick_signature(routing, slo_percentile: float = 0.99):
     """``stats -> key`` of what ``routing`` reads of a tick's state besides the per-request
     parts (queues, boots, functions: the cache key), or ``None`` to drop decisions every tick.
 
@@ -98,7 +98,9 @@ def tick_signature(routing):
             stats.burst_predicted_ms,
             stats.vm_prediction_factor,  # scales every VM prediction (policies.vm_perf)
             stats.vm_prediction_factors,  # by regime, when learnt (policies.vm_factor)
+            stats.vm_budget_factors,  # at the error budget's quantile
             stats.slo_ms,
+            routing.vm_quantile(stats, slo_percentile),  # the error budget's (not its counts)
         )
 
     return signature
@@ -118,10 +120,16 @@ def queue_summary(routing):
         return None
     view = _PerReplica()
 
-    def summary(per: tuple) -> float:
+    # the error budget may judge the VM at any quantile from its own up to p99, in steps of 0.01
+    lowest = min(max(routing.budget_quantile, 0.5), 0.99)
+    levels = tuple(round(lowest + k / 100, 2) for k in range(round((0.99 - lowest) * 100) + 1))
+
+    def summary(per: tuple):
         view.outstanding_per_replica = per
         view.outstanding, view.ready_replicas = sum(per), len(per)
-        return _queued_rows(view)
+        if len(levels) == 1 or len(per) < 3:  # two replicas: every quantile picks the shorter
+            return _queued_rows(view)
+        return tuple([_queued_rows(view, q) for q in levels])
 
     return summary
 

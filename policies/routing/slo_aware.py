@@ -13,6 +13,7 @@ from ..costs import PriceTable, burst_request_cost_usd, vm_request_cost_usd
 from ..state import BurstState, LiveState, ModelStats, RouteRequest
 from ..vm_perf import batch_service_ms, predict_vm_ms
 from .base import Decision, Reason, Route, forced
+from .error_budget import DEFAULT_WINDOW_S, ErrorBudget
 
 DEFAULT_BURST_MS = 400.0  # before any burst request was seen and without a plan prediction
 MIN_BURST_SAMPLES = 5
@@ -75,11 +76,22 @@ def predict_burst_ms(
 @dataclass(frozen=True)
 class SloAware:
     """``slo_margin``: a path meets the SLO when its prediction is within this share of it; the
-    rest is for what the prediction does not see (gateway and network time, a loaded host)."""
+    rest is for what the prediction does not see (gateway and network time, a loaded host).
+    ``budget_quantile``, ``budget_spend``: the SLO's error budget (``error_budget``); while the
+    recent misses leave room, a VM that meets the SLO at ``budget_quantile`` of its prediction
+    keeps the request (at or above the SLO's percentile: never)."""
 
     prices: PriceTable = field(default_factory=PriceTable)
     slo_margin: float = DEFAULT_SLO_MARGIN
+    budget_quantile: float = 0.5
+    budget_spend: float = 0.5
+    budget_window_s: float = DEFAULT_WINDOW_S
     name: str = "slo-aware"
+
+    def vm_quantile(self, stats: ModelStats, target: float) -> float:
+        """The quantile the VM's prediction is judged at: the target unless the budget has room."""
+        budget = ErrorBudget(self.budget_quantile, self.budget_spend)
+        return budget.vm_quantile(target, stats.slo_answered, stats.slo_missed)
 
     def route(self, request: RouteRequest, state: LiveState) -> Decision:
         decision = forced(request, state)
@@ -97,6 +109,12 @@ class SloAware:
             return Decision(Route.REJECT, reason, retry_after_s=1.0)
         budget_ms = request.slo_ms * self.slo_margin
         meets_vm, meets_burst = vm_ms <= budget_ms, burst_ms <= budget_ms
+        if not meets_vm and vm_ms != math.inf and state.vm.ready_replicas > 0:
+            # the error budget: judged at a lower quantile while misses leave room (the
+            # decision still carries the prediction at the target, which the factor learns on)
+            vm_q = self.vm_quantile(stats, q)
+            if vm_q < q:
+                meets_vm = self._vm_at(state, stats, request, vm_ms, vm_q) <= budget_ms
         if meets_vm and meets_burst and state.vm.ready_replicas == 0:
             # only booting replicas: compare what each path would bill for this request
             vm_cost = vm_request_cost_usd(
@@ -116,6 +134,23 @@ class SloAware:
         if meets_burst:
             return Decision(Route.BURST, Reason.BURST_MEETS_SLO, request.workers, burst_ms)
         return self._neither_meets(request, state, stats, workers, vm_ms, burst_ms, budget_ms)
+
+    def _vm_at(
+        self, state: LiveState, stats: ModelStats, request: RouteRequest, vm_ms: float, q: float
+    ) -> float:
+        """The VM's predicted latency at ``q`` (between the budget's quantile and the target):
+        the raw prediction behind ``vm_ms`` scaled by what answers measured at the budget's
+        quantile, when learnt (the p99 factor would carry the tail into a median judgement);
+        else the queue model's own prediction at ``q``. Between, linear in the quantile."""
+        table = stats.vm_budget_factors
+        if table is None:
+            return predict_vm_ms(state.vm, stats, request.batch_size, q)
+        target_table = stats.vm_prediction_factors
+        raw_ms = target_table.raw_of(vm_ms) if target_table is not None else vm_ms
+        low_ms = min(table.scale(raw_ms), vm_ms)
+        target, low_q = request.slo_percentile, min(self.budget_quantile, q)
+        share = (q - low_q) / (target - low_q) if target > low_q else 0.0
+        return low_ms + (vm_ms - low_ms) * share
 
     def _neither_meets(
         self,
