@@ -121,15 +121,27 @@ def queue_summary(routing):
     view = _PerReplica()
 
     # the error budget may judge the VM at any quantile from its own up to p99, in steps of 0.01
-    lowest = min(max(routing.budget_quantile, 0.5), 0.99)
-    levels = tuple(round(lowest + k / 100, 2) for k in range(round((0.99 - lowest) * 100) + 1))
+    lowest = min(max(routing.budget_quantile, 0.0), 0.99)
+    steps = range(round((0.99 - lowest) * 100) + 1)
+    levels = tuple({lowest, *(round(lowest + k / 100, 2) for k in steps)})
+
+    picks: dict[int, tuple[int, ...]] = {}  # replicas -> the ranks picked at those levels
+
+    def ranks(n: int) -> tuple[int, ...]:
+        view.outstanding_per_replica = per = tuple(range(n))  # each queue its own rank
+        view.outstanding, view.ready_replicas = sum(per), n
+        return tuple(sorted({int(_queued_rows(view, q)) for q in levels}))
 
     def summary(per: tuple):
+        n = len(per)
+        if len(levels) > 1 and n >= 3:  # (two replicas: every quantile picks the shorter)
+            at = picks.get(n)
+            if at is None:
+                at = picks[n] = ranks(n)
+            return tuple([per[i] for i in at])
         view.outstanding_per_replica = per
-        view.outstanding, view.ready_replicas = sum(per), len(per)
-        if len(levels) == 1 or len(per) < 3:  # two replicas: every quantile picks the shorter
-            return _queued_rows(view)
-        return tuple([_queued_rows(view, q) for q in levels])
+        view.outstanding, view.ready_replicas = sum(per), n
+        return _queued_rows(view)
 
     return summary
 
