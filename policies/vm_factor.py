@@ -127,8 +127,9 @@ def learn_table(raw_ms, ratios, slo_ms: float, quantile: float = 0.99) -> Factor
 
 def _nearest(own: list[float | None], i: int) -> float:
     """Regime ``i``'s factor, else its nearest learnt neighbour's, the shallower on a tie."""
-    for d in range(len(own)):
-        for j in (i - d, i + d):
-            if 0 <= j < len(own) and own[j] is not None:
-                return own[j]
+    for distance in range(len(own)):
+        for j in (i - distance, i + distance):
+            factor = own[j] if 0 <= j < len(own) else None
+            if factor is not None:
+                return factor
     raise ValueError("no regime learnt")
