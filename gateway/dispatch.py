@@ -221,7 +221,9 @@ class Dispatcher:
         start = time.perf_counter()
         try:
             answer = await asyncio.wait_for(
-                self.burst.infer(cfg.name, req.inputs, workers=workers, request_id=ctx.request_id),
+                # no client id: the request's object-store keys must be its own (two clients
+                # may send the same "id"), so the burst service makes a fresh one
+                self.burst.infer(cfg.name, req.inputs, workers=workers, request_id=None),
                 self.burst_timeout_s,
             )
         except asyncio.TimeoutError:

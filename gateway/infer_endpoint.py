@@ -74,7 +74,7 @@ class InferEndpoint:
         (``{"error": ...}`` with their status), or None when the client went away. The caller
         sends the answer, then releases the lease. Shared by the ASGI endpoint and the fast lane
         (gateway/fast_lane.py): both answer alike."""
-        request_id = headers.get("x-request-id") or new_request_id()
+        request_id = protocol.header_safe_id(headers.get("x-request-id")) or new_request_id()
         if method != "POST":
             body = protocol.error_body(f"method {method} is not allowed on an infer URL; use POST")
             out = {"content-type": _JSON, "allow": "POST", "x-request-id": request_id}
@@ -141,7 +141,7 @@ class InferEndpoint:
             hl = protocol.header_length(headers)
             req = protocol.decode_infer(body, hl)
             req.inputs = wire_inputs(req, body, hl)  # forwarded as they came where they may
-            if "x-request-id" not in headers and req.id:
+            if "x-request-id" not in headers and protocol.header_safe_id(req.id):
                 request_id = req.id
             ctx = CallContext(
                 tenant=tenant,

@@ -7,6 +7,8 @@ itself (header names, datatypes, error body, metadata documents) is ``vmpool.wir
 
 from __future__ import annotations
 
+import re
+
 from vmpool import body as body_reader
 from vmpool.artifact import ModelConfig
 from vmpool.body import BodyLease, ClientGone
@@ -27,12 +29,23 @@ __all__ = [
     "decode_infer",
     "error_body",
     "header_length",
+    "header_safe_id",
     "infer_response",
     "model_metadata",
     "read_body",
     "send_response",
 ]
 JSON_TYPE = "application/json"
+# A request id that may travel as an HTTP header or gRPC metadata value: visible ASCII and
+# inner spaces, at most 256 characters. A body's "id" is the client's own text: a CR/LF in it
+# would split the answer's headers (and the replica request's), so such an id stays in the
+# body only and the headers carry the gateway's own.
+_SAFE_ID = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,254}[\x21-\x7e])?")
+
+
+def header_safe_id(value: str | None) -> str | None:
+    """``value`` if it may be sent as a header value (``_SAFE_ID``), else None."""
+    return value if value and _SAFE_ID.fullmatch(value) else None
 
 
 def _as_error(exc: CodecError) -> TidegateError:

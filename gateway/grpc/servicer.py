@@ -25,6 +25,7 @@ from vmpool.codec import CodecError
 
 from ..dispatch import CallContext, Dispatcher
 from ..errors import BadRequest, GatewayTimeout, TidegateError
+from ..protocol import header_safe_id
 from . import inference_pb2 as pb
 from .tensors import decode_infer_request, encode_infer_response
 
@@ -141,7 +142,9 @@ class InferenceServicer:
                 version=version,
                 forced_route=_route(meta.get("x-tidegate-route")),
                 workers=_workers(meta.get("x-tidegate-workers")),
-                request_id=req.id or meta.get("x-request-id") or uuid.uuid4().hex,
+                request_id=header_safe_id(req.id)
+                or header_safe_id(meta.get("x-request-id"))
+                or uuid.uuid4().hex,
             )
             context.set_trailing_metadata((("x-request-id", ctx.request_id),))
             result = await _within_deadline(dispatcher.infer(ctx, req), context.time_remaining())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import socket
+import threading
 
 import httpx
 import numpy as np
@@ -103,3 +106,64 @@ def test_bad_route_headers(hybrid_gateway):
         resp = httpx.post(f"{url}/v2/models/mlp/infer", content=body, headers=headers)
         assert resp.status_code == 400, (headers, resp.text)
         assert resp.json()["error"]
+
+
+def test_client_request_ids_are_the_clients_text_not_keys_or_headers(hybrid_gateway):
+    """A body's "id" is whatever the client wrote: two clients may send the same one at once,
+    it may hold '/' (the burst path's object keys once took it), or CR/LF (it once went into the
+    answer's and the replica request's headers, and the connection closed with no answer)."""
+    url, _ = hybrid_gateway
+    rng = np.random.default_rng(11)
+    xs = [rng.standard_normal((1, 3, 64, 64)).astype(np.float32) for _ in range(2)]
+    vms = [_infer(url, x, {"X-Tidegate-Route": "vm"}, True)[0] for x in xs]
+    burst = {"X-Tidegate-Route": "burst", "X-Tidegate-Workers": "2"}
+    barrier = threading.Barrier(2)
+
+    def same_id(x):
+        client = triton.InferenceServerClient(url.removeprefix("http://"), network_timeout=300)
+        inp = triton.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x, binary_data=True)
+        barrier.wait()
+        result = client.infer("resnet18", [inp], request_id="shared/../id", headers=burst)
+        return result.as_numpy("output"), result.get_response()["id"]
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(same_id, xs))
+    for (got, echoed), vm in zip(answers, vms):
+        assert echoed == "shared/../id"
+        assert np.abs(got - vm).max() <= 1e-5 * max(1.0, np.abs(vm).max())
+
+    x = xs[0].tobytes()
+    head = json.dumps(
+        {
+            "id": "a\r\nX-Evil: 1",
+            "inputs": [
+                {
+                    "name": "input",
+                    "datatype": "FP32",
+                    "shape": [1, 3, 64, 64],
+                    "parameters": {"binary_data_size": len(x)},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    for route in ("vm", "burst"):
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=60) as sock:
+            sock.sendall(
+                b"POST /v2/models/resnet18/infer HTTP/1.1\r\nHost: t\r\n"
+                b"X-Tidegate-Route: %s\r\nInference-Header-Content-Length: %d\r\n"
+                b"Content-Length: %d\r\n\r\n"
+                % (route.encode(), len(head), len(head) + len(x))
+                + head
+                + x
+            )
+            answer = b""
+            while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+                answer += chunk
+        status, *header_lines = answer.split(b"\r\n\r\n")[0].split(b"\r\n")
+        assert status.startswith(b"HTTP/1.1 200"), (route, answer[:300])
+        assert not any(line.lower().startswith(b"x-evil") for line in header_lines)
+        ids = [line for line in header_lines if line.lower().startswith(b"x-request-id:")]
+        assert len(ids) == 1 and b"a" != ids[0].split(b":", 1)[1].strip()
