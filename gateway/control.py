@@ -11,20 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from burst.backend import backend_ready
 from policies.autoscaling import Autoscaler, ScaleDecision
-from policies.costs import PriceTable
-from policies.routing import RoutingPolicy, SloAware, make_policy
 from policies.state import PathKind
 from vmpool.pool import ReplicaPool
 
 from .cold_start import probe_cold_start, zero_inputs
 from .live import LiveCollector
 from .metrics import GatewayMetrics
-from .policy_settings import AutoscalingSettings, RoutingPolicyName
+from .policy_settings import PolicyChoice, build_routing
+from .slo_budget import budget_params
 
 log = logging.getLogger("tidegate.control")
 # Function instances the warm pool starts at once: a dozen runtimes importing torch together on
@@ -39,22 +37,6 @@ class Prewarmer(Protocol):
     async def prewarm(self, instances: int) -> bool | None: ...
 
     async def infer(self, model: str, inputs: dict, *, workers: int): ...
-
-
-def build_routing(name: RoutingPolicyName, params: dict, prices: PriceTable) -> RoutingPolicy:
-    if name == "slo-aware":
-        try:
-            return SloAware(prices=prices, **params)
-        except TypeError as exc:  # an unknown parameter: the caller's mistake (400), not a 500
-            raise ValueError(f"bad parameters for routing policy {name!r}: {exc}") from None
-    return make_policy(name, **params)
-
-
-@dataclass
-class PolicyChoice:
-    routing_policy: RoutingPolicyName
-    routing_params: dict
-    autoscaling: AutoscalingSettings
 
 
 class PolicyEngine:
@@ -86,6 +68,7 @@ class PolicyEngine:
         dispatcher.policy = build_routing(
             choice.routing_policy, choice.routing_params, dispatcher.prices
         )
+        collector.use_budget(*budget_params(dispatcher.policy))
 
     # run-time changes ----------------------------------------------------------------------
 
@@ -94,6 +77,7 @@ class PolicyEngine:
         policy = build_routing(choice.routing_policy, choice.routing_params, self.dispatcher.prices)
         scaler = choice.autoscaling.build(self.configured_replicas)
         self.dispatcher.policy, self.autoscaler, self.choice = policy, scaler, choice
+        self.collector.use_budget(*budget_params(policy))  # the window and quantile it spends at
         log.info("policy now %s + %s", choice.routing_policy, choice.autoscaling.policy)
 
     # the control loop ------------------------------------------------------------------------

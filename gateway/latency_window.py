@@ -1,9 +1,11 @@
-"""A sliding window of latencies and its quantiles (the live view's p50/p90/p99 per path)."""
+"""Sliding windows of the live view: latencies and their quantiles (p50/p90/p99 per path), and
+arrival rates."""
 
 from __future__ import annotations
 
 import math
 from array import array
+from collections import deque
 
 import numpy as np
 
@@ -62,3 +64,26 @@ def _lerp(low: float, high: float, fraction: float) -> float:
     # numpy's lerp: exact at both ends, so a window of equal values gives that value back
     diff = high - low
     return high - diff * (1.0 - fraction) if fraction >= 0.5 else low + diff * fraction
+
+
+class RateCounter:
+    """Arrivals counted in one-second buckets; the rate over the last ``window_s``."""
+
+    def __init__(self, window_s: float):
+        self.window_s = window_s
+        self._buckets: deque[list] = deque()  # [second, count]
+
+    def add(self, now_s: float) -> None:
+        sec = int(now_s)
+        if self._buckets and self._buckets[-1][0] == sec:
+            self._buckets[-1][1] += 1
+        else:
+            self._buckets.append([sec, 1])
+
+    def rate(self, now_s: float) -> float:
+        horizon = now_s - self.window_s
+        while self._buckets and self._buckets[0][0] < horizon - 1:
+            self._buckets.popleft()
+        # whole seconds inside the window, plus the running one pro rata
+        total = sum(c for s, c in self._buckets if s >= horizon)
+        return total / self.window_s

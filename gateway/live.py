@@ -28,7 +28,7 @@ from vmpool.batch_report import BatchReport
 from vmpool.pool import ReplicaPool
 
 from .cold_start import ColdStartEstimate, warm_p50_ms
-from .latency_window import LatencyWindow
+from .latency_window import LatencyWindow, RateCounter
 from .slo_budget import SloBudget
 from .vm_error import PredictionError
 
@@ -60,29 +60,6 @@ def burst_ready(burst: object | None) -> bool:
     if burst is None:
         return False
     return burst.ready() if isinstance(burst, BurstHealth) else True
-
-
-class RateCounter:
-    """Arrivals counted in one-second buckets; the rate over the last ``window_s``."""
-
-    def __init__(self, window_s: float):
-        self.window_s = window_s
-        self._buckets: deque[list] = deque()  # [second, count]
-
-    def add(self, now_s: float) -> None:
-        sec = int(now_s)
-        if self._buckets and self._buckets[-1][0] == sec:
-            self._buckets[-1][1] += 1
-        else:
-            self._buckets.append([sec, 1])
-
-    def rate(self, now_s: float) -> float:
-        horizon = now_s - self.window_s
-        while self._buckets and self._buckets[0][0] < horizon - 1:
-            self._buckets.popleft()
-        # whole seconds inside the window, plus the running one pro rata
-        total = sum(c for s, c in self._buckets if s >= horizon)
-        return total / self.window_s
 
 
 @dataclass
@@ -152,6 +129,11 @@ class LiveCollector:
         # here) starts its instances on this host's cores, so cold starts under way contend
         self._cold_start = ColdStartEstimate(latency_window_s, burst_concurrency is not None)
         self._boot_s = 0.0
+
+    def use_budget(self, quantile: float, window_s: float) -> None:
+        """Measure the error budget as the routing policy in force spends it (``slo_budget``)."""
+        for view in self._models.values():
+            view.budget.configure(quantile, window_s)
 
     # events from dispatch ----------------------------------------------------------------------
 

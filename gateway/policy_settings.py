@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policies.autoscaling import Autoscaler, make_autoscaler
+from policies.costs import PriceTable
+from policies.routing import RoutingPolicy, SloAware, make_policy
 
 RoutingPolicyName = Literal["vm-only", "burst-only", "threshold", "slo-aware"]
 
@@ -182,3 +185,36 @@ AutoscalingSettings = Annotated[
     Union[NoScaling, TargetScaling, KnativeScaling, PredictiveScaling, QueueScaling],
     Field(discriminator="policy"),
 ]
+
+
+@dataclass
+class PolicyChoice:
+    """What the policy engine runs: set from config at start, swapped by ``/admin/policy``."""
+
+    routing_policy: RoutingPolicyName
+    routing_params: dict
+    autoscaling: AutoscalingSettings
+
+
+def build_routing(name: RoutingPolicyName, params: dict, prices: PriceTable) -> RoutingPolicy:
+    """The routing policy ``name`` with ``params``; a ``ValueError`` (the caller's mistake, a 400
+    from the admin API) for a parameter it does not take or one out of range."""
+    if name != "slo-aware":
+        return make_policy(name, **params)
+    try:
+        policy = SloAware(prices=prices, **params)
+    except TypeError as exc:  # an unknown parameter
+        raise ValueError(f"bad parameters for routing policy {name!r}: {exc}") from None
+    ranges = {  # (low, high, inclusive): each a share, a quantile or a time
+        "slo_margin": (0.0, 1.0, True),
+        "budget_quantile": (0.0, 1.0, False),
+        "budget_spend": (0.0, 1.0, True),
+        "budget_window_s": (0.0, 30 * 86400.0, True),
+    }
+    for key, (low, high, inclusive) in ranges.items():
+        value = getattr(policy, key)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not (low < value < high or (inclusive and value == high)):
+            bound = f"<= {high:g}" if inclusive else f"< {high:g}"
+            raise ValueError(f"routing parameter {key} must be a number > {low:g} and {bound}")
+    return policy
