@@ -97,6 +97,7 @@ class Predictive(ScalerBase):
         self._err_var = 0.0
         self._last_s = 0.0
         self._want_down_since_s: float | None = None
+        self._base_high = 0  # the most VMs the base load needed since the fleet last shrank
         self._current: int | None = None
 
     def forecast(self, horizon_s: float) -> tuple[float, float]:
@@ -150,22 +151,18 @@ class Predictive(ScalerBase):
             self._episodes.observe(
                 now, rate, state.vm.ready_replicas * full_per_replica, full_per_replica
             )
+            # the base load (the median rate of the last two boot times) is no overload: its
+            # VMs are not gated, and are let go after one boot time, not the full cooldown
+            base_fleet = self.clamp(median(self._recent_rates.values()) / capacity)
+            self._base_high = max(self._base_high, base_fleet)
             if want > current:
                 demand = max(rate, mean)  # the forecast asks ahead of an overload, or after it
                 paid = self._paying(state, current, want, capacity, demand)
-                # the base load (the median rate of the last two boot times) is no overload:
-                # its VMs are not gated
-                base = median(self._recent_rates.values())
-                paid = max(paid, min(self.clamp(base / capacity), want))
+                paid = max(paid, min(base_fleet, want))
                 if paid < want:
                     want, reason = paid, "overloads end before a VM would pay"
-        if want < current:
-            if self._want_down_since_s is None:
-                self._want_down_since_s = now
-            if now - self._want_down_since_s < self.scale_in_cooldown_s:
-                want, reason = current, "scale-in cooldown"
-        else:
-            self._want_down_since_s = None
+        if self._cooling(now, want, current, state.vm.boot_s):
+            want, reason = current, "scale-in cooldown"
         self._current = want  # the forecast's part: the extra VM below is not held by cooldown
         floor = self._spill_floor(state, want, capacity)
         if floor > want and self.clamp(floor) > want:
@@ -179,6 +176,26 @@ class Predictive(ScalerBase):
         warm = self._warm_functions(state, upper, state.vm.ready_replicas * full_per_replica)
         cost = warm_instances_cost_usd(self.prices, warm, state.burst.memory_mb, 1.0)
         return ScaleDecision(want, reason, warm, cost)
+
+    def _cooling(self, now_s: float, want: int, current: int, boot_s: float) -> bool:
+        """Hold the fleet through the scale-in cooldown. A VM the base load once needed (the
+        median rate of two boot times held ``current`` VMs) waits one boot time only: the
+        load it was for has fallen for a sustained spell, and a boot's bill is what letting
+        it go risks (ski rental: rent as long as buying again costs). A VM booted for
+        overloads waits the full cooldown: bursts recur, and one held may take the next
+        (MMPP: 15 s bursts a few minutes apart, each shorter than a boot)."""
+        if want >= current:
+            self._want_down_since_s = None
+            return False
+        if self._want_down_since_s is None:
+            self._want_down_since_s = now_s
+        cooldown_s = self.scale_in_cooldown_s
+        if self._base_high >= current:
+            cooldown_s = min(cooldown_s, boot_s)
+        if now_s - self._want_down_since_s < cooldown_s:
+            return True
+        self._base_high = min(self._base_high, want)  # the smaller fleet starts afresh
+        return False
 
     def _paying(
         self, state: LiveState, current: int, want: int, capacity: float, demand: float
