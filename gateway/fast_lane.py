@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from uvicorn.protocols.http.httptools_impl import HEADER_VALUE_RE, STATUS_LINE
 
+from .deferred import run_after
 from vmpool.body import SMALL_BODY_BYTES
 from vmpool.http_protocol import OneSendProtocol
 from vmpool.rest import infer_target
@@ -157,9 +158,10 @@ class FastLaneProtocol(OneSendProtocol):
     async def _answer(self, lane: FastLane, cycle: _FastCycle, scope, target, headers) -> None:
         t0 = time.perf_counter()
         note: dict = {}
+        after: list = []  # bookkeeping put off until the answer is written (gateway/deferred.py)
         try:
             answer = await lane.endpoint.respond(
-                "POST", scope["path"], target, headers, cycle.receive, note
+                "POST", scope["path"], target, headers, cycle.receive, note, after
             )
             if answer is not None:
                 status, body, out_headers, lease = answer
@@ -169,6 +171,7 @@ class FastLaneProtocol(OneSendProtocol):
                     if lease is not None:
                         lease.release()
         finally:
+            run_after(after)
             if lane.access_log is not None:
                 lane.access_log.done(scope, note, (time.perf_counter() - t0) * 1000.0)
             self._complete(cycle)

@@ -17,6 +17,7 @@ from vmpool.forward import wire_inputs
 from vmpool.rest import INFER_PATH, FrontedApp, infer_target  # noqa: F401 - INFER_PATH: access_log
 
 from . import protocol
+from .deferred import later, run_after
 from .dispatch import CallContext
 from .errors import BadRequest, TidegateError
 from .state import GatewayState
@@ -59,21 +60,30 @@ class InferEndpoint:
         note = scope.get(NOTE_KEY)
         if note is None:  # no access log in front
             note = {}
-        answer = await self.respond(scope["method"], scope["path"], target, headers, receive, note)
-        if answer is None:
-            return
-        status, body, out_headers, lease = answer
+        after: list = []  # bookkeeping put off until the answer is sent (gateway/deferred.py)
         try:
-            await protocol.send_response(send, status, body, out_headers)
+            answer = await self.respond(
+                scope["method"], scope["path"], target, headers, receive, note, after
+            )
+            if answer is None:
+                return
+            status, body, out_headers, lease = answer
+            try:
+                await protocol.send_response(send, status, body, out_headers)
+            finally:
+                if lease is not None:
+                    lease.release()  # the body's bytes live until the answer is handed over
         finally:
-            if lease is not None:
-                lease.release()  # the body's bytes live until the answer is handed over
+            run_after(after)
 
-    async def respond(self, method: str, path: str, target, headers: dict[str, str], receive, note):
+    async def respond(
+        self, method: str, path: str, target, headers: dict[str, str], receive, note, after=None
+    ):
         """``(status, body, headers, lease)`` for one request to an infer URL, errors included
         (``{"error": ...}`` with their status), or None when the client went away. The caller
-        sends the answer, then releases the lease. Shared by the ASGI endpoint and the fast lane
-        (gateway/fast_lane.py): both answer alike."""
+        sends the answer, then releases the lease, then runs what was put in ``after`` (a list:
+        metrics and stats that may wait until the answer is written; None: done at once).
+        Shared by the ASGI endpoint and the fast lane (gateway/fast_lane.py): both answer alike."""
         request_id = protocol.header_safe_id(headers.get("x-request-id")) or new_request_id()
         if method != "POST":
             body = protocol.error_body(f"method {method} is not allowed on an infer URL; use POST")
@@ -82,7 +92,7 @@ class InferEndpoint:
         lease = self.state.body_budget.lease()
         try:
             status, body, out_headers = await self._answer(
-                receive, headers, request_id, lease, target, note
+                receive, headers, request_id, lease, target, note, after
             )
         except TidegateError as exc:
             status, body = exc.status, protocol.error_body(exc.message)
@@ -100,7 +110,7 @@ class InferEndpoint:
         note["request_id"] = out_headers.get("x-request-id", request_id)
         return status, body, out_headers, lease
 
-    async def _answer(self, receive, headers, request_id, lease, target, note):
+    async def _answer(self, receive, headers, request_id, lease, target, note, after=None):
         """(status, body, headers): 202 and the job's place for the async queue, else the
         model's answer."""
         model, version = target
@@ -112,7 +122,7 @@ class InferEndpoint:
             return (202, *await asyncq.submit(headers, model, version, read))
         return (
             200,
-            *await self._infer(receive, headers, request_id, lease, model, version, note),
+            *await self._infer(receive, headers, request_id, lease, model, version, note, after),
         )
 
     async def _infer(
@@ -124,6 +134,7 @@ class InferEndpoint:
         model: str,
         version: str | None,
         note: dict | None = None,
+        after: list | None = None,
     ):
         t0 = time.perf_counter_ns()
         note = {} if note is None else note  # for the access log (gateway/access_log.py)
@@ -150,6 +161,7 @@ class InferEndpoint:
                 forced_route=_route_header(headers.get("x-tidegate-route")),
                 workers=_workers_header(headers.get("x-tidegate-workers")),
                 request_id=request_id,
+                after=after,
             )
             note["ctx"] = ctx
             result = await dispatcher.infer(ctx, req)
@@ -158,23 +170,33 @@ class InferEndpoint:
             raise
         total_ns = time.perf_counter_ns() - t0
         first = next(iter(req.inputs.values()))
-        stats.request_done(True, total_ns, int(first.shape[0]) if first.ndim else 1)
         service_ms = sum(result.timings_ms.values()) if result.timings_ms else 0.0
-        stats.batch_done(0, int(service_ms * 1e6))
-        timing = ", ".join(
-            [f"total;dur={total_ns / 1e6:.2f}"]
-            + [f"{k};dur={v:.2f}" for k, v in result.timings_ms.items()]
-        )
-        out = {
-            "x-tidegate-path": result.path,
-            "x-tidegate-cost-usd": f"{result.cost_usd:.10f}",
-            "x-tidegate-workers": str(result.workers),
-            "x-request-id": request_id,
-            "server-timing": timing,
-        }
-        if result.cold_starts:
-            out["x-tidegate-cold-starts"] = str(result.cold_starts)
+        later(ctx, _count, stats, total_ns, int(first.shape[0]) if first.ndim else 1, service_ms)
+        out = _answer_headers(result, request_id, total_ns)
         return protocol.infer_response(cfg, req, result.outputs, out)
+
+
+def _answer_headers(result, request_id: str, total_ns: int) -> dict[str, str]:
+    timing = ", ".join(
+        [f"total;dur={total_ns / 1e6:.2f}"]
+        + [f"{k};dur={v:.2f}" for k, v in result.timings_ms.items()]
+    )
+    out = {
+        "x-tidegate-path": result.path,
+        "x-tidegate-cost-usd": f"{result.cost_usd:.10f}",
+        "x-tidegate-workers": str(result.workers),
+        "x-request-id": request_id,
+        "server-timing": timing,
+    }
+    if result.cold_starts:
+        out["x-tidegate-cold-starts"] = str(result.cold_starts)
+    return out
+
+
+def _count(stats, total_ns: int, rows: int, service_ms: float) -> None:
+    """The model's statistics (``/v2/models/{m}/stats``) of one answered request."""
+    stats.request_done(True, total_ns, rows)
+    stats.batch_done(0, int(service_ms * 1e6))
 
 
 def _route_header(value: str | None) -> str | None:

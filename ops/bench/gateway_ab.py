@@ -31,16 +31,21 @@ from vmpool.procs import free_port, model_server_command  # noqa: E402
 
 
 def start_gateway(
-    tree: Path, work: Path, repo: Path, replica_port: int, ledger_extra: str = ""
+    tree: Path,
+    work: Path,
+    repo: Path,
+    replica_port: int,
+    ledger_extra: str = "",
+    vm_extra: str = "",
 ) -> tuple[int, object]:
     """``tidegate serve`` from ``tree`` (its own code: the tree is the working directory);
-    ``ledger_extra``: more lines of its ``[ledger]`` table."""
+    ``ledger_extra`` and ``vm_extra``: more lines of its ``[ledger]`` and ``[vm]`` tables."""
     port = free_port()
     work.mkdir(parents=True)
     (work / "gateway.toml").write_text(
         f'data_dir = "{work / "data"}"\nrepo = "{repo}"\nport = {port}\ngrpc_port = -1\n'
         f'[ledger]\nsqlite_synchronous = "normal"\n{ledger_extra}'
-        f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{replica_port}"]\n'
+        f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{replica_port}"]\n{vm_extra}'
         f"[burst]\nenabled = false\n"
     )
     proc = subprocess.Popen(
@@ -93,11 +98,12 @@ def run(args: argparse.Namespace) -> list[dict]:
             if args.ledger_commit_interval_ms
             else ""
         )
-        for name, tree, ledger in (
-            ("baseline", args.baseline, ""),
-            ("current", args.current, current_ledger),
+        current_vm = "".join(f"{line}\n" for line in args.current_vm)
+        for name, tree, ledger, vm in (
+            ("baseline", args.baseline, "", ""),
+            ("current", args.current, current_ledger, current_vm),
         ):
-            port, proc = start_gateway(tree.resolve(), work / name, repo, mport, ledger)
+            port, proc = start_gateway(tree.resolve(), work / name, repo, mport, ledger, vm)
             procs.append(proc)
             wait_http(f"http://127.0.0.1:{port}/v2/health/ready", proc)
             targets[name] = (f"http://127.0.0.1:{port}{path}", body, headers)
@@ -128,6 +134,14 @@ def main() -> int:
         help="the current gateway's [ledger] commit_interval_ms (the baseline keeps its "
         "default: an older tree may not know the field)",
     )
+    ap.add_argument(
+        "--current-vm",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help="a line for the current gateway's [vm] table, e.g. 'coalesce = false' (repeatable): "
+        "one tree against itself under another setting",
+    )
     ap.add_argument("--duration", type=float, default=12.0, help="seconds per point and target")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds per point")
     ap.add_argument(
@@ -149,6 +163,7 @@ def main() -> int:
                 "baseline": str(args.baseline),
                 "current": str(args.current),
                 "current_ledger_commit_interval_ms": args.ledger_commit_interval_ms,
+                "current_vm": args.current_vm,
                 "load_average": load[:2],
                 "rows": rows,
                 "ratios": ratios,
