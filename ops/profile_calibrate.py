@@ -70,7 +70,7 @@ def plan_errors(profile, graph, svc, runs, say):
     the model with that scale) and its plan errors (warm p50 measured / uncalibrated
     predicted, of one function and per fan-out of the latency plan, else the best of the
     forced splits there): a record of how far the model missed before calibration."""
-    from policies.calibration import Calibration, fit_compute, fit_split
+    from policies.calibration import Calibration, fit_compute, fit_drift, fit_split
 
     times = profile.models[graph.model]
 
@@ -81,11 +81,13 @@ def plan_errors(profile, graph, svc, runs, say):
     raw = runs_under(Calibration())
     compute = fit_compute([r for _, r in raw])
     split = fit_split([r for _, r in runs_under(Calibration(compute))])
-    calibration = Calibration(compute, split, _compute_cv(profile, runs, raw))
+    drift = fit_drift(getattr(runs, "host_ms", []))
+    calibration = Calibration(compute, split, _compute_cv(profile, runs, raw), drift)
     say(
         f"calibration: compute x{calibration.compute:.3f}; split stages "
         + (", ".join(f"x{k} {v:.3f}" for k, v in sorted(calibration.split.items())) or "none")
-        + f"; compute spread {calibration.compute_cv:.1%}"
+        + f"; compute spread {calibration.compute_cv:.1%}; host drift {drift:.1%} (of "
+        + f"{len(getattr(runs, 'host_ms', []))} probes)"
     )
     latency: dict[int, float] = {}
     forced: dict[int, list[float]] = {}
@@ -185,6 +187,11 @@ def _ms_list(values: list[float]) -> str:
     return ", ".join(f"{v:+.1f} ms" for v in values)
 
 
+# untimed requests per plan before its timed ones: as ``ops/bench/plan_accuracy.py`` serves
+# them (3), so the profile times a plan in the state its predictions are checked in
+WARMUP = 3
+
+
 def _model_bytes(graph) -> int:
     return sum(int(w.get("bytes", 0)) for w in graph.weights.values())
 
@@ -231,12 +238,11 @@ async def measure_plans(svc, model: str, keys: list, reps: dict, warmup: int, re
 
 async def run_plans(svc, artifact, graph, x, plans: list[tuple[int, str]], reps: int, say) -> list:
     """``(plan, warm answers)`` of each distinct plan of ``(workers, split)`` through ``svc``
-    (``measure_plans``, 2 warm-up requests): ``reps`` for one function and the planner's
+    (``measure_plans``, ``WARMUP`` requests first): ``reps`` for one function and the planner's
     plans, half that for forced splits."""
-    from burst.plan import PlanError
+    from burst.plan import PlanError, weight_budget_bytes
     from burst.service import BurstUnavailable
-
-    from burst.plan import weight_budget_bytes
+    from ops.profile_drift import HostProbe
 
     name = artifact.config.inputs[0].name
     made: dict = {}
@@ -255,17 +261,32 @@ async def run_plans(svc, artifact, graph, x, plans: list[tuple[int, str]], reps:
         if all(p.plan_id != plan.plan_id for p in made.values()):
             made[(k, split)] = plan
 
+    probe, probed = HostProbe(), {key: [] for key in made}
+
     async def request(key, timed):
-        return await svc.infer(artifact.name, {name: x}, workers=key[0], split=key[1])
+        answer = await svc.infer(artifact.name, {name: x}, workers=key[0], split=key[1])
+        if timed:  # the host's pace now: the series spans every plan's turn (profile_drift)
+            probed[key].append(probe.sample())
+        return answer
 
     n = {key: reps if key[1] in ("none", "auto") else max(2, reps // 2) for key in made}
-    answers = await measure_plans(svc, artifact.name, list(made), n, 2, request, say)
+    answers = await measure_plans(svc, artifact.name, list(made), n, WARMUP, request, say)
     for (k, split), got in answers.items():
         say(
             f"plan {split} x{k}: warm p50 {statistics.median(a.total_ms for a in got):.1f} ms "
-            f"({sum(1 for s in made[(k, split)].stages if s.split != 'serial')} split stages)"
+            f"({sum(1 for s in made[(k, split)].stages if s.split != 'serial')} split stages; "
+            f"host probe p50 {statistics.median(probed[(k, split)] or [0.0]):.1f} ms)"
         )
-    return [(made[key], got) for key, got in answers.items()]
+    return PlanRuns([(made[key], got) for key, got in answers.items()], probe.samples_ms)
+
+
+class PlanRuns(list):
+    """``(plan, warm answers)`` per plan run, and the host probe's series over the whole run
+    (``ops.profile_drift``), in the order taken."""
+
+    def __init__(self, runs: list, host_ms: list[float]) -> None:
+        super().__init__(runs)
+        self.host_ms = host_ms
 
 
 async def calibrate_into(profile, graph, artifact, repo, workers, reps, memory_mb, x, say):

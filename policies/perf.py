@@ -82,7 +82,8 @@ class PerfModel:
         self._max_cache: dict[int, np.ndarray] = {}
         self._transfer_cache: dict[tuple, float] = {}
         self._serial_cache: dict[tuple, float] = {}
-        self._cv = self.calibration.compute_cv or profile.compute_cv
+        # within a window and the host's drift between windows (``Calibration.request_cv``)
+        self._cv = self.calibration.request_cv or profile.compute_cv
         self._one_fn_ms = sum(self.node_ms.values()) * profile.slowdown("serial", 1)
 
     def _node_times(self, works, measured_ms: dict, batch: int) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from statistics import NormalDist
 
 import numpy as np
 
@@ -51,3 +52,33 @@ def format_row(r: dict) -> str:
         f"{r['master_compute_p50_ms']:>8.1f} {r['gateway_side_p50_ms']:>7.1f} "
         f"{r['functions_cpu_ms']:>7.1f} {r['functions_wait_ms']:>7.1f} {r['load_average_1m']:>5.1f}"
     )
+
+
+# a measured p99 means a p99 from this many requests on (from fewer it is their slowest or so)
+P99_MIN_SAMPLES = 100
+
+
+def slo_check(row: dict, pred, slo: float, latency_rows: list[dict]) -> str:
+    """Marks the cost plan's row with its SLO check; returns the note printed beside it. The
+    SLO is feasible if a latency plan measured its p99 under it (else a miss says nothing of
+    the model), and the p99 counts only from ``P99_MIN_SAMPLES`` requests on."""
+    over = sum(1 for t in row["latencies_ms"] if t > slo)
+    share = 1.0 - NormalDist(pred.mean_ms, max(pred.var_ms2, 1e-9) ** 0.5).cdf(slo)
+    best = min(latency_rows, key=lambda r: r["measured_p99_ms"], default=None)
+    row.update(
+        slo_ms=slo,
+        meets_slo_p99=row["measured_p99_ms"] <= slo,
+        over_slo=over,
+        predicted_share_over_slo=share,
+        p99_means_p99=row["samples"] >= P99_MIN_SAMPLES,
+        slo_feasible=best is not None and best["measured_p99_ms"] <= slo,
+    )
+    note = f"  SLO {slo:.0f} ms: measured p99 "
+    note += "meets it" if row["meets_slo_p99"] else "MISSES it"
+    note += f" ({over} of {row['samples']} requests over it; model {share:.1%})"
+    if not row["p99_means_p99"]:
+        note += f" [p99 of < {P99_MIN_SAMPLES} requests: in effect their slowest]"
+    if best is not None:
+        feasible = "feasible" if row["slo_feasible"] else "NOT shown feasible"
+        note += f"; {feasible}: {best['plan']} measured p99 {best['measured_p99_ms']:.0f} ms"
+    return note

@@ -21,7 +21,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 
@@ -31,10 +30,10 @@ from ops.bench.procs import work_dir  # noqa: E402
 
 from burst.plan import PlanError  # noqa: E402
 from burst.service import BurstService, BurstUnavailable  # noqa: E402
-from ops.bench import schedstat  # noqa: E402
-from ops.bench.accuracy_rows import format_row, accuracy_row  # noqa: E402
+from ops.bench import request_trace, schedstat  # noqa: E402
+from ops.bench.accuracy_rows import accuracy_row, format_row, slo_check  # noqa: E402
 
-WARMUP = 3  # requests per plan before the timed ones
+from ops.profile_calibrate import WARMUP  # noqa: E402  (the profile's: the same state)
 
 
 async def _measure(svc, model: str, keys: list[tuple[int, str]], x, reps: dict) -> dict:
@@ -43,22 +42,26 @@ async def _measure(svc, model: str, keys: list[tuple[int, str]], x, reps: dict) 
     per request on a core and waiting for one. The plans take turns where they fit one
     master's weight cache (``ops.profile_calibrate.measure_plans``)."""
     from ops.profile_calibrate import measure_plans
+    from ops.profile_drift import HostProbe
 
     name = svc._configs[model].inputs[0].name
     used = {key: schedstat.SchedTimes(0.0, 0.0) for key in keys}
+    traces: dict = {key: [] for key in keys}  # per timed request: why it took what it took
+    origin_s, probe = time.perf_counter(), HostProbe()  # the host's pace, as the profile reads it
 
     async def request(key, timed):
-        before = schedstat.snapshot()
+        tracer = request_trace.Tracer(origin_s)
         answer = await svc.infer(model, {name: x}, workers=key[0], split=key[1])
         if timed:
-            spent, was = schedstat.delta(before, schedstat.snapshot()), used[key]
+            traces[key].append(trace := tracer.done(answer, probe))
+            was, n = used[key], reps[key]
             used[key] = schedstat.SchedTimes(
-                was.run_ms + spent.run_ms / reps[key], was.wait_ms + spent.wait_ms / reps[key]
+                was.run_ms + trace.fn_run_ms / n, was.wait_ms + trace.fn_wait_ms / n
             )
         return answer
 
     got = await measure_plans(svc, model, keys, reps, WARMUP, request, print)
-    return {key: (answers, used[key]) for key, answers in got.items()}
+    return {key: (answers, used[key], traces[key]) for key, answers in got.items()}
 
 
 async def run_model(
@@ -108,27 +111,16 @@ async def run_model(
         await svc.close()
     rows = []
     for label, key, plan, pred, slo in (p for p in plans if p[1] in measured):
-        rows.append(accuracy_row(model, label, memory_mb, plan, pred, measured[key]))
-        note = "" if slo is None else _slo_check(rows[-1], pred, slo)
+        answers, sched, traces = measured[key]
+        rows.append(accuracy_row(model, label, memory_mb, plan, pred, (answers, sched)))
+        rows[-1]["requests"] = request_trace.as_json(traces)
+        note = "" if slo is None else slo_check(rows[-1], pred, slo, rows[:-1])
         print(format_row(rows[-1]) + note, flush=True)
+        if slo is not None:
+            rows[-1]["evidence"] = ev = request_trace.slow_vs_rest(traces, slo)
+            print(request_trace.format_evidence(ev), flush=True)
+    print(request_trace.format_probes(rows), flush=True)
     return rows
-
-
-def _slo_check(row: dict, pred, slo: float) -> str:
-    """Marks the cost plan's row with its SLO check; returns the note printed beside it."""
-    over = sum(1 for t in row["latencies_ms"] if t > slo)
-    # the model's share over the SLO: the p99 of n requests is in effect their slowest, so
-    # even a plan at exactly p99 = SLO has 1 - 0.99^n odds that one is over it
-    share = 1.0 - NormalDist(pred.mean_ms, max(pred.var_ms2, 1e-9) ** 0.5).cdf(slo)
-    row.update(
-        slo_ms=slo,
-        meets_slo_p99=row["measured_p99_ms"] <= slo,
-        over_slo=over,
-        predicted_share_over_slo=share,
-    )
-    note = f"  SLO {slo:.0f} ms: measured p99 "
-    note += "meets it" if row["meets_slo_p99"] else "MISSES it"
-    return note + f" ({over} of {row['samples']} requests over it; model {share:.1%})"
 
 
 async def _cost_plan(svc, model, profile, latency_plans, k) -> tuple:
@@ -207,8 +199,9 @@ def _parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--slo-warm",
         type=int,
-        help="warm requests of the cost plan (default: --warm); its p99 is in effect the "
-        "slowest of them, so more requests make the SLO check a p99's",
+        default=100,
+        help="warm requests of the cost plan (default 100: a p99 of fewer is in effect "
+        "their slowest, and the check says so)",
     )
     ap.add_argument("--memory-mb", type=int, default=1024)
     ap.add_argument("--repo", type=Path, help="model repository (default: export into a temp dir)")

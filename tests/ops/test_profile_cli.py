@@ -70,6 +70,9 @@ def test_profile_measures_and_plan_reads_it(repo, capsys):
     # measured / predicted p50 of its own plans, and the calibration fitted from them
     assert times.plan_error.get(1, 0.0) > 0
     assert "calibration: compute" in out and times.calibration.compute != 1.0
+    # the host probe ran after every timed request, and the drift is read (from too few
+    # probes here to tell: none)
+    assert "host probe p50" in out and "host drift 0.0% (of" in out
     assert main(["plan", "resnet18", "--repo", str(repo), "--workers", "2", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     one_thread_ms = sum(times.node_ms.values())
