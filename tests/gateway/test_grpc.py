@@ -90,9 +90,13 @@ def test_infer_raw_contents_equals_the_exported_program(gateway, small_repo, mod
     got = result.as_numpy("output")
     assert np.abs(got - reference(small_repo, model, x)).max() <= 1e-5
     assert result.get_response().id == "grpc-req-1"
-    # through the same dispatcher: the ledger has the tenant's row
+    # through the same dispatcher: the ledger has the tenant's row. (Both models' cases send
+    # the same id to one gateway: waiting for any row of that id returned the first case's row
+    # while this one's was not folded yet, a failure seen under load.)
     rows = ledger_rows(
-        data, "SELECT tenant, model, path, status FROM requests WHERE id = ?", ("grpc-req-1",)
+        data,
+        "SELECT tenant, model, path, status FROM requests WHERE id = ? AND model = ?",
+        ("grpc-req-1", model),
     )
     assert ("a", model, "vm", 200) in rows
 
