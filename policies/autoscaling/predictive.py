@@ -45,7 +45,8 @@ class Predictive(ScalerBase):
     as this one went on long enough for it to pay, past the longest seen by their exponential
     fit, and in any case once the spill it would have taken paid for it 5 times over
     (``episodes.py``); no history, as before. VMs for the base load (the median rate of the last
-    ``BASE_WINDOW_BOOTS`` boot times) are not held back by it.
+    ``BASE_WINDOW_BOOTS`` boot times) are not held back by it, and when the load falls they go
+    after ``min(scale_in_cooldown_s, boot)``; VMs booted for overloads wait the whole cooldown.
     """
 
     name = "predictive"
