@@ -146,6 +146,7 @@ async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
         if fj.master_leg:
             own_out, own_compute_ms = await _own_leg(fj, stage, x, legs, sent)
             own_start_ms = _ms(t_stage) - own_compute_ms
+        own_end_ms = _ms(t0)  # the master then waits on its remote legs
         results = await asyncio.gather(*legs, return_exceptions=True)
     except BaseException:
         for leg in legs:
@@ -186,6 +187,8 @@ async def run_stage(fj: ForkJoin, stage, env: dict) -> StageReport:
         hop_in_ms=[b["hops_ms"][0] for b in bodies],
         hop_out_ms=[b["hops_ms"][1] for b in bodies],
         own_start_ms=own_start_ms,
+        send_ms=send_ms,
+        own_wait_ms=invoke_ms - own_end_ms if fj.master_leg else 0.0,
     )
 
 

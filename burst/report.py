@@ -44,6 +44,10 @@ class StageReport:
     hop_in_ms: list[float] = field(default_factory=list)
     hop_out_ms: list[float] = field(default_factory=list)
     own_start_ms: float = 0.0  # the master's own leg, from the stage's start
+    send_ms: float = 0.0  # the master writing the remote legs' inputs (part of own_start_ms)
+    # the master waiting on its remote legs once its own leg is done: ~0 when its own leg is
+    # the stage's slowest (then a remote answer's hop_out_ms holds its wait for the master)
+    own_wait_ms: float = 0.0
 
     @property
     def cold_starts(self) -> int:

@@ -241,6 +241,10 @@ def stage_observations(graph_node_ms: dict[str, float], plan, answers) -> list[d
                 )
                 continue
             share = [m / max(st_plan.macs, 1) * whole for m in st_plan.leg_macs]
+            legs = list(st.worker_compute_ms)
+            if legs and st.send_ms:  # the master's leg as the stage waits on it: it starts
+                # once its remote requests are out (own_start_ms beyond its sends), 1-1.5 ms
+                legs[0] += max(st.own_start_ms - st.send_ms, 0.0)
             out.append(
                 {
                     "split": st_plan.split.value,
@@ -249,7 +253,7 @@ def stage_observations(graph_node_ms: dict[str, float], plan, answers) -> list[d
                     "wall_ms": st.wall_ms,
                     "single_ms": whole,
                     "leg_single_ms": share,
-                    "legs_ms": list(st.worker_compute_ms),
+                    "legs_ms": legs,
                 }
             )
     return out

@@ -212,9 +212,9 @@ class PerfModel:
         return self._cv**2 * stage_ms * self._one_fn_ms
 
     def _own_leg_ms(self, c: Candidate, per_mac: float, per_leg_ms: float) -> float:
-        """Leg 0's compute on the master. Where the profile measured the master's legs apart
-        (``SPLIT/master``: it starts its leg with no hand-off and runs it at its own pace,
-        here faster per MAC than a worker's) its own fit; else the legs' shared one."""
+        """Leg 0 on the master, from its sends to its output. Where the profile measured the
+        master's legs apart (``SPLIT/master``: no hand-off, but it starts once its remote
+        requests are out, and runs at its own pace) its own fit; else the legs' shared one."""
         key = f"{c.split}/master"
         if key not in self.profile.split_slowdown or c.workers < 2:
             return c.leg_macs[0] * per_mac + per_leg_ms

@@ -48,13 +48,18 @@ def round_overhead_ms(answer) -> float | None:
 def round_parts_ms(answers) -> dict | None:
     """Where a round's overhead goes, median over the warm answers' split stages: the hop to a
     remote leg's handler and back (the function runtime's relay), the tensor transfers at each
-    end, and how late the master's own leg starts; None with no split."""
+    end, how late the master's own leg starts (its sends, then the wait for its requests to go
+    out: ``own_delay``), and how long the master then waits on its remote legs (``own_wait``
+    under ~1 ms: its own leg was the slowest; then hop_out holds the remote's wait); None with
+    no split."""
     parts: dict[str, list[float]] = {
         "hop_in": [],
         "hop_out": [],
         "master_transfer": [],
         "worker_transfer": [],
         "own_start": [],
+        "own_delay": [],
+        "own_wait": [],
     }
     for a in answers:
         for s in a.report.stages:
@@ -65,6 +70,8 @@ def round_parts_ms(answers) -> dict | None:
             parts["master_transfer"].append(s.master_transfer_ms)
             parts["worker_transfer"].append(max(s.worker_transfer_ms))
             parts["own_start"].append(s.own_start_ms)
+            parts["own_delay"].append(s.own_start_ms - s.send_ms)
+            parts["own_wait"].append(s.own_wait_ms)
     if not parts["hop_in"]:
         return None
     return {k: round(statistics.median(v), 2) for k, v in parts.items()}

@@ -392,3 +392,8 @@ async def test_master_computes_its_leg_once_every_remote_leg_is_sent(
         sends = [i for i, e in enumerate(log) if e == ("sent", stage.index)]
         assert len(sends) == stage.workers - 1 and max(sends) < own  # both remote legs first
         assert log[own][2]  # on the master's loop, not a thread beside it
+    # the report says when the master's leg started, what of that was writing the remote
+    # inputs, and how long it then waited on the remote legs (which leg held the stage up)
+    for st in (s for s in result["report"]["stages"] if s["workers"] > 1):
+        assert 0.0 < st["send_ms"] <= st["own_start_ms"] < st["wall_ms"]
+        assert 0.0 <= st["own_wait_ms"] < st["wall_ms"]

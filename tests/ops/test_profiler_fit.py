@@ -49,3 +49,35 @@ def test_the_masters_own_legs_are_fitted_apart():
     assert slow["spatial/master"][2] == pytest.approx(1.05)
     assert slow["spatial"][2] == pytest.approx(1.3, rel=1e-6)
     assert per_node["spatial"][2] == pytest.approx(0.1, rel=1e-6)
+
+
+def test_the_masters_leg_counts_from_when_its_requests_are_out():
+    """The stage waits on the master's leg from its start: after its sends, the master waits
+    1-1.5 ms for its remote requests to go out before it computes. A fit of its compute alone
+    made the planner give it rows it then finished last with (VGG-11, every split stage)."""
+    from types import SimpleNamespace
+
+    from burst.plan import Split
+    from burst.report import MasterReport, StageReport
+    from ops.profiler import stage_observations
+
+    plan = SimpleNamespace(
+        stages=[
+            SimpleNamespace(
+                split=Split.SPATIAL, workers=2, nodes=["a", "b"], macs=10, leg_macs=[6, 4]
+            )
+        ]
+    )
+    stage = StageReport(
+        index=0,
+        split="spatial",
+        workers=2,
+        wall_ms=40.0,
+        compute_ms=30.0,
+        worker_compute_ms=[30.0, 20.0],
+        own_start_ms=3.5,
+        send_ms=2.0,
+    )
+    answer = SimpleNamespace(report=MasterReport("p", "r", 40.0, 30.0, 10.0, [stage]))
+    (obs,) = stage_observations({"a": 10.0, "b": 10.0}, plan, [answer])
+    assert obs["legs_ms"] == [31.5, 20.0]  # the remote leg's hand-offs are its round trip's
