@@ -48,6 +48,7 @@ class FastLane:
     endpoint: object  # gateway.infer_endpoint.InferEndpoint
     access_log: object | None  # gateway.access_log.AccessLog
     cors: bool = False
+    answering: int = 0  # lane requests being answered now (all connections)
 
 
 class _FastCycle:
@@ -159,18 +160,26 @@ class FastLaneProtocol(OneSendProtocol):
         t0 = time.perf_counter()
         note: dict = {}
         after: list = []  # bookkeeping put off until the answer is written (gateway/deferred.py)
+        lane.answering += 1
         try:
             answer = await lane.endpoint.respond(
                 "POST", scope["path"], target, headers, cycle.receive, note, after
             )
             if answer is not None:
                 status, body, out_headers, lease = answer
+                if lane.answering == 1:
+                    # alone: no other client waits on us, and this one's next request cannot
+                    # come before it reads the answer; a loopback wake-up likely puts the client
+                    # on this CPU behind our remaining work, so the work goes first (mlp, c=1:
+                    # always after measured +0.10 and +0.35 ms worse; c=16 better, 0.74-0.76)
+                    run_after(after)
                 try:
                     self._write(cycle, status, body, out_headers)
                 finally:
                     if lease is not None:
                         lease.release()
         finally:
+            lane.answering -= 1
             run_after(after)
             if lane.access_log is not None:
                 lane.access_log.done(scope, note, (time.perf_counter() - t0) * 1000.0)

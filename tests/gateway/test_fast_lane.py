@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 
 import httpx
 import numpy as np
@@ -136,8 +137,15 @@ def test_answers_are_logged_counted_and_in_the_ledger(lane_gateway, caplog):
     with caplog.at_level(logging.INFO, logger="tidegate.access"):
         ok = httpx.post(url + MLP, content=body, headers={**headers, "x-request-id": "lane-ok"})
         missing = httpx.post(url + "/v2/models/nope/infer", content=b"{}")
-    assert ok.status_code == 200 and missing.status_code == 404
-    lines = [r.getMessage() for r in caplog.records if r.name == "tidegate.access"]
+        assert ok.status_code == 200 and missing.status_code == 404
+        # (the line and the 404's count are made just after the answer is written, on the
+        # server's thread: under load this thread can read before they are; wait for them)
+        deadline = time.monotonic() + 10.0
+        while True:
+            lines = [r.getMessage() for r in caplog.records if r.name == "tidegate.access"]
+            if any("status=404" in line for line in lines) or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
     assert any("status=200" in line and "request_id=lane-ok" in line for line in lines), lines
     assert any("status=404" in line and "model=nope" in line for line in lines), lines
     rows = ledger_rows(data, "SELECT path, status FROM requests WHERE id = 'lane-ok'")
