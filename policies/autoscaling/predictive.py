@@ -154,8 +154,10 @@ class Predictive(ScalerBase):
             )
             # the base load (the median rate of the last two boot times) is no overload: its
             # VMs are not gated, and are let go after one boot time, not the full cooldown
-            base_fleet = self.clamp(median(self._recent_rates.values()) / capacity)
-            self._base_high = max(self._base_high, base_fleet)
+            # (read only when it can change a decision: a median a tick costs ~1 s a day)
+            if want > current or self._base_high < current:
+                base_fleet = self.clamp(median(self._recent_rates.values()) / capacity)
+                self._base_high = max(self._base_high, base_fleet)
             if want > current:
                 demand = max(rate, mean)  # the forecast asks ahead of an overload, or after it
                 paid = self._paying(state, current, want, capacity, demand)
