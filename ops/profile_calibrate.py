@@ -15,8 +15,10 @@ def calibrate(profile, graph, svc, runs, say):
     goes into the round trips at its fan-out; the gateway-side time into the master's."""
     from burst.planning import perf_model
     from ops import profiler
+    from ops.profile_drift import window_times
     from policies.profile import Quantiles
 
+    profile = window_times(profile, graph, runs, say)
     node_ms = profile.models[graph.model].node_ms
     obs = [o for plan, answers in runs for o in profiler.stage_observations(node_ms, plan, answers)]
     slow, per_node = profiler.slowdowns(obs)
@@ -242,7 +244,7 @@ async def run_plans(svc, artifact, graph, x, plans: list[tuple[int, str]], reps:
     plans, half that for forced splits."""
     from burst.plan import PlanError, weight_budget_bytes
     from burst.service import BurstUnavailable
-    from ops.profile_drift import HostProbe
+    from ops.profile_drift import HostProbe, WindowNodeTimes
 
     name = artifact.config.inputs[0].name
     made: dict = {}
@@ -262,14 +264,16 @@ async def run_plans(svc, artifact, graph, x, plans: list[tuple[int, str]], reps:
             made[(k, split)] = plan
 
     probe, probed = HostProbe(), {key: [] for key in made}
+    n = {key: reps if key[1] in ("none", "auto") else max(2, reps // 2) for key in made}
+    window = WindowNodeTimes(graph, artifact.load_program(), x, sum(n.values()))
 
     async def request(key, timed):
         answer = await svc.infer(artifact.name, {name: x}, workers=key[0], split=key[1])
         if timed:  # the host's pace now: the series spans every plan's turn (profile_drift)
             probed[key].append(probe.sample())
+            window.after_request()
         return answer
 
-    n = {key: reps if key[1] in ("none", "auto") else max(2, reps // 2) for key in made}
     answers = await measure_plans(svc, artifact.name, list(made), n, WARMUP, request, say)
     for (k, split), got in answers.items():
         say(
@@ -277,16 +281,18 @@ async def run_plans(svc, artifact, graph, x, plans: list[tuple[int, str]], reps:
             f"({sum(1 for s in made[(k, split)].stages if s.split != 'serial')} split stages; "
             f"host probe p50 {statistics.median(probed[(k, split)] or [0.0]):.1f} ms)"
         )
-    return PlanRuns([(made[key], got) for key, got in answers.items()], probe.samples_ms)
+    runs = [(made[key], got) for key, got in answers.items()]
+    return PlanRuns(runs, probe.samples_ms, window.median_ms())
 
 
 class PlanRuns(list):
-    """``(plan, warm answers)`` per plan run, and the host probe's series over the whole run
-    (``ops.profile_drift``), in the order taken."""
+    """``(plan, warm answers)`` per plan run, the host probe's series over the whole run
+    (``ops.profile_drift``), in the order taken, and the node times taken between them."""
 
-    def __init__(self, runs: list, host_ms: list[float]) -> None:
+    def __init__(self, runs: list, host_ms: list[float], node_ms: dict | None = None) -> None:
         super().__init__(runs)
         self.host_ms = host_ms
+        self.node_ms = node_ms or {}
 
 
 async def calibrate_into(profile, graph, artifact, repo, workers, reps, memory_mb, x, say):

@@ -51,3 +51,66 @@ class HostProbe:
         ms = (time.thread_time() - t0) * 1000.0
         self.samples_ms.append(ms)
         return ms
+
+
+class WindowNodeTimes:
+    """Single-thread node times taken between the plans' timed requests, so the legs'
+    slowdowns are fitted against node times from the same minutes. The node times taken at
+    the profile's start are seconds to a minute earlier, and this host's pace moves 10-15 %
+    between such windows (VGG-11: 267.6 vs 234.8 ms per sample in two profiles back to back):
+    a leg measured in a slower window than those passes read as a slower leg, and the chosen
+    plan changed from profile to profile. At most ``max_passes`` passes, spread evenly over
+    ``timed`` requests (a pass costs one single-thread inference)."""
+
+    def __init__(self, graph, program, x, timed: int, max_passes: int = 15) -> None:
+        import torch
+
+        from burst.graph import program_weights
+
+        torch.set_num_threads(1)  # as a function instance computes
+        self._graph = graph
+        self._weights = program_weights(program)
+        self._x = torch.as_tensor(x)
+        self._every = max(1, -(-timed // max_passes))
+        self._seen = 0
+        self.samples: dict[str, list[float]] = {n.name: [] for n in graph.nodes}
+
+    def after_request(self) -> None:
+        """One pass after every ``_every``-th timed request (the first a warm-up pass)."""
+        from burst.packed_conv import packing
+        from ops.profiler import node_pass_ms
+
+        if self._seen % self._every == 0:
+            with packing(True):
+                if self._seen == 0:
+                    node_pass_ms(self._graph, self._weights, self._x)
+                for name, ms in node_pass_ms(self._graph, self._weights, self._x).items():
+                    self.samples[name].append(ms)
+        self._seen += 1
+
+    def median_ms(self) -> dict[str, float]:
+        """Each node's median over the passes; empty when no pass was taken."""
+        import statistics
+
+        return {n: statistics.median(v) for n, v in self.samples.items() if v}
+
+
+def window_times(profile, graph, runs, say):
+    """The profile with the node times taken between the plans' requests
+    (``WindowNodeTimes``), plain convs scaled alike: the legs' slowdowns, the
+    stages' rest and the plan errors are then all read against times from the same minutes
+    as the legs, not the profile's start (the host's pace moves 10-15 % in between)."""
+    from dataclasses import replace
+
+    times = profile.models[graph.model]
+    window = getattr(runs, "node_ms", None)
+    if not window or set(window) != set(times.node_ms):
+        return profile
+    say(
+        f"node times between the plans' requests: {sum(window.values()):.1f} ms per sample "
+        f"(at the start {sum(times.node_ms.values()):.1f})"
+    )
+    plain = {
+        n: ms * window[n] / max(times.node_ms[n], 1e-9) for n, ms in times.plain_node_ms.items()
+    }
+    return profile.with_model(graph.model, replace(times, node_ms=window, plain_node_ms=plain))

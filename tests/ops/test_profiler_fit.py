@@ -81,3 +81,38 @@ def test_the_masters_leg_counts_from_when_its_requests_are_out():
     answer = SimpleNamespace(report=MasterReport("p", "r", 40.0, 30.0, 10.0, [stage]))
     (obs,) = stage_observations({"a": 10.0, "b": 10.0}, plan, [answer])
     assert obs["legs_ms"] == [31.5, 20.0]  # the remote leg's hand-offs are its round trip's
+
+
+def test_legs_are_read_against_node_times_from_their_own_window():
+    """The node times at the profile's start are a minute before the legs, and the host's pace
+    moves 10-15 % in between: the profile takes the times measured between the plans'
+    requests (plain convs scaled alike), so a slower window is not read as slower legs."""
+    from types import SimpleNamespace
+
+    from burst.planning import load_profile
+    from ops.profile_calibrate import PlanRuns
+    from ops.profile_drift import window_times
+    from policies.profile import ModelTimes
+
+    start = ModelTimes((1, 3), {"conv": 10.0, "fc": 5.0}, plain_node_ms={"conv": 12.0})
+    profile = load_profile().with_model("m", start)
+    graph = SimpleNamespace(model="m")
+    said: list[str] = []
+    runs = PlanRuns([], [], {"conv": 11.0, "fc": 6.0})
+    times = window_times(profile, graph, runs, said.append).models["m"]
+    assert times.node_ms == {"conv": 11.0, "fc": 6.0}
+    assert times.plain_node_ms["conv"] == pytest.approx(13.2)
+    assert "17.0 ms per sample (at the start 15.0)" in said[0]
+    # no passes taken (or another model's): the start's times stay
+    assert window_times(profile, graph, PlanRuns([], []), said.append) is profile
+
+
+def test_a_leg_is_never_fitted_faster_than_one_thread_alone():
+    """Against node times from the same minutes a leg sharing the cores is no faster than
+    alone: a fit below 1.0x traded slowdown for per-node time on noisy legs (VGG-11's
+    master 0.83x + 2.5 ms/node) and is refitted at 1.0x."""
+    obs = [_obs([40.0, 42.0], 30, 0.85, 2.0), _obs([10.0, 11.0], 10, 0.85, 2.0)]
+    obs.append(_obs([20.0, 20.0], 20, 0.85, 2.0))
+    slow, per_node = slowdowns(obs)
+    assert slow["spatial"][2] == 1.0
+    assert 0.0 < per_node["spatial"][2] < 2.0
