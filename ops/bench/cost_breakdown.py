@@ -23,8 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ops.bench.scaler_sweep import load, parse_params  # noqa: E402
-from ops.sim import SimProfile, SimSetup, Simulation, build_policies, preset_spec  # noqa: E402
-from ops.sim import simulate  # noqa: E402
+from ops.sim import SimProfile, preset_spec, simulate, spec_simulation  # noqa: E402
 from policies.costs import PriceTable  # noqa: E402
 
 
@@ -83,17 +82,7 @@ def fn_parts(sim, res: dict) -> dict:
 def breakdown(trace, policy: str, params: dict, seed: int) -> dict:
     profile, prices = SimProfile.reference(), PriceTable()
     spec = preset_spec(policy, trace, profile, params)
-    routing, scaler = build_policies(spec, prices)
-    setup = SimSetup(
-        profile=profile,
-        routing=routing,
-        autoscaler=scaler,
-        prices=prices,
-        initial_replicas=spec.initial_replicas,
-        seed=seed,
-        name=policy,
-    )
-    sim = Simulation(trace, setup)
+    sim = spec_simulation(trace, spec, profile, prices=prices, seed=seed, name=policy)
     res = sim.run().summary
     opt = simulate(trace, "optimum", profile, prices=prices).summary
     return {

@@ -17,7 +17,7 @@ from .profile import ProfileError, SimProfile, load_sim_profile
 from .result import SimResult
 
 
-def run_spec(
+def spec_simulation(
     trace,
     spec: PolicySpec,
     profile: SimProfile,
@@ -28,7 +28,8 @@ def run_spec(
     tick_s: float = 1.0,
     seed: int = 0,
     async_setup: AsyncSetup | None = None,
-) -> SimResult:
+) -> Simulation:
+    """The simulation of ``spec`` on ``trace``, not yet run (a caller may read its state after)."""
     prices = prices or PriceTable()
     routing, scaler = build_policies(spec, prices)
     setup = SimSetup(
@@ -43,7 +44,12 @@ def run_spec(
         name=name or f"{spec.routing}+{spec.autoscaling}",
         async_setup=async_setup,
     )
-    return Simulation(trace, setup).run()
+    return Simulation(trace, setup)
+
+
+def run_spec(trace, spec: PolicySpec, profile: SimProfile, **options) -> SimResult:
+    """``spec_simulation``'s keyword options; the run's result."""
+    return spec_simulation(trace, spec, profile, **options).run()
 
 
 def simulate(
@@ -91,5 +97,6 @@ __all__ = [
     "load_sim_profile",
     "preset_spec",
     "run_spec",
+    "spec_simulation",
     "simulate",
 ]
