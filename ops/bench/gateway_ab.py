@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             if args.ledger_commit_interval_ms
             else ""
         )
+        current_ledger += "".join(f"{line}\n" for line in args.current_ledger)
         current_vm = "".join(f"{line}\n" for line in args.current_vm)
         for name, tree, ledger, vm in (
             ("baseline", args.baseline, "", ""),
@@ -135,6 +136,13 @@ def main() -> int:
         "default: an older tree may not know the field)",
     )
     ap.add_argument(
+        "--current-ledger",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help="a line for the current gateway's [ledger] table, e.g. 'journal_fold_ms = 500'",
+    )
+    ap.add_argument(
         "--current-vm",
         action="append",
         default=[],
@@ -164,6 +172,7 @@ def main() -> int:
                 "current": str(args.current),
                 "current_ledger_commit_interval_ms": args.ledger_commit_interval_ms,
                 "current_vm": args.current_vm,
+                "current_ledger": args.current_ledger,
                 "load_average": load[:2],
                 "rows": rows,
                 "ratios": ratios,
