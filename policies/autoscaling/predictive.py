@@ -42,11 +42,12 @@ class Predictive(ScalerBase):
     ``spill_window_s`` > 0: one VM more than the forecast while the spill it would take, averaged
     over that window, costs more than the VM (``spill_vm.py``); 0 turns it off.
     ``duration_aware``: during an overload, boot a VM only if past overloads that lasted as long
-    as this one went on long enough for it to pay, past the longest seen by their exponential
-    fit, and in any case once the spill it would have taken paid for it 5 times over
-    (``episodes.py``); no history, as before. VMs for the base load (the median rate of the last
-    ``BASE_WINDOW_BOOTS`` boot times) are not held back by it, and when the load falls they go
-    after ``min(scale_in_cooldown_s, boot)``; VMs booted for overloads wait the whole cooldown.
+    as this one went on long enough for it to pay, past the longest seen (or before three are
+    seen) by their exponential fit with a prior of one overload as long as a boot, and in any
+    case once the spill it would have taken paid for it 5 times over (``episodes.py``). VMs for
+    the base load (the median rate of the last ``BASE_WINDOW_BOOTS`` boot times) are not held
+    back by it, and when the load falls they go after ``min(scale_in_cooldown_s, boot)``; VMs
+    booted for overloads wait the whole cooldown.
     """
 
     name = "predictive"
