@@ -21,16 +21,17 @@ def calibrate(profile, graph, svc, runs, say):
     profile = window_times(profile, graph, runs, say)
     node_ms = profile.models[graph.model].node_ms
     obs = [o for plan, answers in runs for o in profiler.stage_observations(node_ms, plan, answers)]
-    slow, per_node = profiler.slowdowns(obs)
+    slow, per_node, per_leg = profiler.slowdowns(obs)
     for table in slow.values():
         table.setdefault(1, 1.0)
-    profile = replace(profile, split_slowdown=slow, split_node_ms=per_node)
+    profile = replace(profile, split_slowdown=slow, split_node_ms=per_node, split_leg_ms=per_leg)
     say(
         "leg compute vs one thread alone: "
         + "; ".join(
             f"{kind} "
             + ", ".join(
                 f"x{k} {v:.2f} + {per_node.get(kind, {}).get(k, 0.0):.3f} ms/node"
+                f" + {per_leg.get(kind, {}).get(k, 0.0):.2f} ms/leg"
                 for k, v in sorted(t.items())
             )
             for kind, t in slow.items()
@@ -111,18 +112,22 @@ def plan_errors(profile, graph, svc, runs, say):
 
 
 def _compute_cv(profile, runs, raw) -> float:
-    """A request's compute spread from the warm requests of every plan run with its compute
-    (one function and the splits), beyond the master invocation's spread
-    (``policies.calibration.fit_spread``); 0 (the profile's) without enough of them."""
+    """A request's compute spread from the warm requests of the plans run with their
+    compute (one function and the planner's splits; the forced splits too when those are
+    too few), beyond the master invocation's spread (``policies.calibration.fit_spread``);
+    0 (the profile's) without enough of them."""
     from policies.calibration import PlanSpread, fit_spread, robust_sd
 
     fixed_sd = robust_sd(profile.master_overhead_ms.values_ms)
     return fit_spread(
         [
             PlanSpread(
-                tuple(a.total_ms for a in answers), run.measured_p50_ms - run.fixed_ms, fixed_sd
+                tuple(a.total_ms for a in answers),
+                run.measured_p50_ms - run.fixed_ms,
+                fixed_sd,
+                planned=plan.split in ("none", "auto"),
             )
-            for (_, answers), (_, run) in zip(_runs_with_splits(runs), raw)
+            for (plan, answers), (_, run) in zip(_runs_with_splits(runs), raw)
         ]
     )
 

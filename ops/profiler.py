@@ -8,6 +8,8 @@ as a function instance does (a 1,769 MB Lambda has one vCPU).
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import statistics
 import time
 from pathlib import Path
@@ -273,13 +275,16 @@ def stage_observations(graph_node_ms: dict[str, float], plan, answers) -> list[d
 
 def slowdowns(
     observations: list[dict],
-) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, float]]]:
-    """Per (kind, legs): (slowdown, ms per node), fitted over every measured leg (the master's
-    own legs apart, as kind ``SPLIT/master``) as
-    ``measured = slowdown * single-thread share + ms_per_node * nodes`` (least squares, so big
-    stages weigh more than the many tiny ones). A leg's dispatch, cropping and padding do not
-    shrink with its share of the work: without the per-node term the slowdown would absorb
-    them and overcharge the big stages. Serial stages: the ratio of sums."""
+) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, float]], dict[str, dict[int, float]]]:
+    """Per (kind, legs): (slowdown, ms per node, ms per leg), fitted over every measured leg
+    (the master's own legs apart, as kind ``SPLIT/master``) as
+    ``measured = slowdown * single-thread share + ms_per_node * nodes + ms_per_leg``
+    (least squares, so big stages weigh more than the many tiny ones). A leg's dispatch,
+    cropping and padding do not shrink with its share of the work (per node), and a leg's
+    start does not grow with its nodes (per leg: the master starts its own leg 1-1.5 ms after
+    its sends, once its remote requests are out): without those terms the slowdown would
+    absorb them and overcharge the big stages, and with one term for both the per-node time
+    swung between profiles (VGG-11 0.44-2.3 ms/node). Serial stages: the ratio of sums."""
     rows: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     for o in observations:
         if o["split"] == "serial":
@@ -294,31 +299,51 @@ def slowdowns(
             )
     slow: dict[str, dict[int, float]] = {}
     per_node: dict[str, dict[int, float]] = {}
+    per_leg: dict[str, dict[int, float]] = {}
     for (kind, k), pts in rows.items():
-        s, f = _fit_legs(np.array(pts, dtype=float))
+        s, f, g = _fit_legs(np.array(pts, dtype=float))
         if s > 0:
             slow.setdefault(kind, {})[k] = s
             if kind != "serial":
                 per_node.setdefault(kind, {})[k] = f
-    return slow, per_node
+                per_leg.setdefault(kind, {})[k] = g
+    return slow, per_node, per_leg
 
 
-def _fit_legs(pts: np.ndarray) -> tuple[float, float]:
-    """(slowdown, ms per node) for rows (measured, single, nodes); ratio of sums when the
-    two-term fit is degenerate or gives a negative term."""
+MIN_LEGS_PER_LEG_TERM = 6  # legs a three-term fit needs: with fewer it would fit the noise
+
+
+def _fit_legs(pts: np.ndarray) -> tuple[float, float, float]:
+    """(slowdown, ms per node, ms per leg) for rows (measured, single, nodes): least squares
+    with every term bounded below (slowdown >= 1.0 against node times from the same minutes,
+    or the ratio of sums if that is lower; times >= 0), exact over the bounds' active sets.
+    The ratio of sums alone when there are too few legs or no node counts."""
     measured, single, nodes = pts[:, 0], pts[:, 1], pts[:, 2]
     ratio = float(measured.sum() / single.sum()) if single.sum() > 0 else 0.0
-    if len(pts) < 3 or not nodes.any():
-        return ratio, 0.0
-    (s, f), *_ = np.linalg.lstsq(np.stack([single, nodes], axis=1), measured, rcond=None)
-    if s < 1.0 <= ratio and f > 0:  # a leg sharing the cores faster than one thread alone
-        # in the same minutes (ops.profile_drift.WindowNodeTimes): the two terms traded off
-        # on a few noisy legs (VGG-11's master 0.83x + 2.5 ms/node, then 1.04x + 0.4); keep
-        # 1.0x and fit the per-node time to the rest
-        s, f = 1.0, float(((measured - single) * nodes).sum() / (nodes * nodes).sum())
-    if s < 0.8 or f < 0:  # not a physical fit (few or alike legs): one ratio explains them
-        return ratio, 0.0
-    return float(s), float(f)
+    if len(pts) < 3 or not nodes.any() or ratio <= 0.0:
+        return ratio, 0.0, 0.0
+    # a leg sharing the cores is no faster than one thread alone in the same minutes
+    # (ops.profile_drift.WindowNodeTimes): free terms traded off on a few noisy legs
+    # (VGG-11's master 0.83x + 2.5 ms/node, then 1.04x + 0.4)
+    lower = np.array([min(1.0, ratio), 0.0, 0.0])
+    columns = np.stack([single, nodes, np.ones_like(single)], axis=1)
+    terms = 3 if len(pts) >= MIN_LEGS_PER_LEG_TERM else 2
+    best, best_sse = None, math.inf
+    for free in itertools.product((True, False), repeat=terms):
+        idx = [i for i, f in enumerate(free) if f]
+        coef = np.concatenate([lower[:terms], np.zeros(3 - terms)])
+        coef[idx] = 0.0  # free terms are fitted to what the bounded ones leave
+        rest = measured - columns @ coef
+        if idx:
+            sol, *_ = np.linalg.lstsq(columns[:, idx], rest, rcond=None)
+            coef[idx] = sol
+        if np.any(coef[:terms] < lower[:terms] - 1e-9):
+            continue
+        sse = float(((measured - columns @ coef) ** 2).sum())
+        if sse < best_sse - 1e-9:
+            best, best_sse = coef, sse
+    assert best is not None  # every term at its bound is feasible
+    return float(best[0]), float(best[1]), float(best[2])
 
 
 def repo_path(repo, name: str) -> Path:

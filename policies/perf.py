@@ -6,8 +6,8 @@ they run in worker functions, waits for all and stitches: its time is the master
 send/receive work plus max(leg 0, the **maximum over the k-1 remote legs**), each remote leg an
 invocation round trip (an empirical distribution measured at that fan-out) plus its transfers
 plus its compute (the leg's share of the stage's measured node times, times the slowdown
-measured when k legs share the cores, plus a measured time per node that does not shrink with
-the leg's share). The maximum's distribution is exact for i.i.d. legs,
+measured when k legs share the cores, plus a measured time per node and one per leg that do
+not shrink with the leg's share). The maximum's distribution is exact for i.i.d. legs,
 P(max <= t) = F(t)^n, so its quantile at p is F^-1(p^(1/n)); every remote leg takes the
 heaviest remote leg's work (a slight overestimate when tiles differ by a halo row).
 
@@ -173,7 +173,7 @@ class PerfModel:
         k = c.workers
         slow = self.profile.slowdown(c.split, k)
         per_mac = self.serial_ms(c.nodes, c.packed) / max(c.macs, 1) * slow
-        per_leg_ms = self.profile.node_overhead_ms(c.split, k) * len(c.nodes)
+        per_leg_ms = self._leg_fixed_ms(c.split, k, len(c.nodes))
         own_ms = self._own_leg_ms(c, per_mac, per_leg_ms)  # leg 0 runs on the master
         t_in = [self.transfer_ms(b, c.transport) for b in c.bytes_in[1:]]
         t_out = [self.transfer_ms(b, c.transport) for b in c.bytes_out[1:]]
@@ -219,9 +219,15 @@ class PerfModel:
         if key not in self.profile.split_slowdown or c.workers < 2:
             return c.leg_macs[0] * per_mac + per_leg_ms
         slow = self.profile.slowdown(key, c.workers)
-        node_ms = self.profile.node_overhead_ms(key, c.workers)
         compute_ms = self.serial_ms(c.nodes, c.packed)
-        return c.leg_macs[0] * compute_ms / max(c.macs, 1) * slow + node_ms * len(c.nodes)
+        fixed_ms = self._leg_fixed_ms(key, c.workers, len(c.nodes))
+        return c.leg_macs[0] * compute_ms / max(c.macs, 1) * slow + fixed_ms
+
+    def _leg_fixed_ms(self, kind: str, workers: int, nodes: int) -> float:
+        """What a leg of ``kind`` spends beyond its share of the work: per node (dispatch,
+        cropping, padding) and once per leg (its start)."""
+        p = self.profile
+        return p.node_overhead_ms(kind, workers) * nodes + p.leg_overhead_ms(kind, workers)
 
     def _join(self, remote: int, own_ms: float, leg_ms: float) -> tuple[float, float]:
         """Mean and variance of max(own leg, slowest of ``remote`` i.i.d. legs): each remote

@@ -160,6 +160,10 @@ class Profile:
     # cropping and padding do not shrink with the tile (MobileNet's legs take as long as the
     # whole stage at half the work)
     split_node_ms: dict[str, dict[int, float]] = field(default_factory=dict)
+    # split kind -> k -> ms a leg spends once, whatever its nodes and share: the master's own
+    # leg starts once its remote requests are out (1-1.5 ms after its sends). Optional:
+    # profiles before it carry that in the per-node time
+    split_leg_ms: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def invoke_ms(self, workers: int) -> Quantiles:
         """A leg's warm overhead at fan-out ``workers`` (nearest measured at or below, else the
@@ -184,9 +188,12 @@ class Profile:
     def node_overhead_ms(self, split: str, workers: int) -> float:
         """A leg's time per node beyond its share of the work (measured at the nearest
         fan-out at or below ``workers``; 0 where not measured)."""
-        table = self.split_node_ms.get(split) or {}
-        ks = [k for k in sorted(table) if k <= workers]
-        return table[ks[-1]] if ks else 0.0
+        return _at_or_below(self.split_node_ms.get(split) or {}, workers)
+
+    def leg_overhead_ms(self, split: str, workers: int) -> float:
+        """A leg's fixed time beyond its nodes and its share of the work (measured at the
+        nearest fan-out at or below ``workers``; 0 where not measured)."""
+        return _at_or_below(self.split_leg_ms.get(split) or {}, workers)
 
     def transfer_fit(self, transport: str) -> TransferFit:
         return self.transfer.get(transport) or self.transfer["dir"]
@@ -224,6 +231,9 @@ class Profile:
             "split_node_ms": {
                 s: {str(k): round(v, 5) for k, v in t.items()}
                 for s, t in self.split_node_ms.items()
+            },
+            "split_leg_ms": {
+                s: {str(k): round(v, 5) for k, v in t.items()} for s, t in self.split_leg_ms.items()
             },
             "models": {
                 m: {
@@ -273,6 +283,10 @@ class Profile:
                     s: {int(k): float(v) for k, v in t.items()}
                     for s, t in raw.get("split_node_ms", {}).items()
                 },
+                split_leg_ms={
+                    s: {int(k): float(v) for k, v in t.items()}
+                    for s, t in raw.get("split_leg_ms", {}).items()
+                },
                 models={m: _model_times(m, t) for m, t in raw.get("models", {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -282,6 +296,11 @@ class Profile:
         models = dict(self.models)
         models[model] = times
         return Profile(**{**self.__dict__, "models": models})
+
+
+def _at_or_below(table: dict[int, float], workers: int) -> float:
+    ks = [k for k in sorted(table) if k <= workers]
+    return table[ks[-1]] if ks else 0.0
 
 
 def _model_times(model: str, raw: dict) -> ModelTimes:

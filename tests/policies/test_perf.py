@@ -134,6 +134,46 @@ def test_a_leg_pays_its_per_node_time_whatever_its_share():
     assert per_node.profile.node_overhead_ms("output", 2) == 0.0  # not measured: nothing
 
 
+def test_a_leg_pays_its_fixed_start_once_whatever_its_nodes():
+    """A leg's fixed start (the master's leg: once its remote requests are out, 1-1.5 ms
+    after its sends) is paid once per leg, not per node: a stage of many nodes is not
+    charged it many times over, and the master's own leg pays its own."""
+    dep = Deployment(inline_limit_bytes=10**6)
+    base = PerfModel(_profile(), dep, WORKS)
+    per_leg = PerfModel(
+        _profile(
+            split_slowdown={"spatial": {1: 1.0, 4: 1.0}, "spatial/master": {2: 1.0}},
+            split_leg_ms={"spatial": {2: 2.0}, "spatial/master": {2: 6.0}},
+        ),
+        dep,
+        WORKS,
+    )
+    assert per_leg.profile.leg_overhead_ms("spatial", 4) == 2.0
+    assert per_leg.profile.leg_overhead_ms("output", 2) == 0.0  # not measured: nothing
+    # two legs of 10 ms of work: the master's starts 6 ms late, the remote one pays 2 ms
+    stage, plain = per_leg.stage(_split(2)).mean_ms, base.stage(_split(2)).mean_ms
+    assert stage >= 16.0 and stage > plain + 2.0
+    # a stage of two nodes (half the work each) pays the start once, not twice
+    halves = [
+        NodeWork("a", "aten.conv2d.default", 10**9),
+        NodeWork("b", "aten.conv2d.default", 10**9),
+    ]
+    two = PerfModel(per_leg.profile, dep, halves)
+    macs = 2 * 10**9
+    c = Candidate(
+        0, 2, "spatial", 2, ("a", "b"), macs, (macs // 2,) * 2, (1000,) * 2, (1000,) * 2, 0
+    )
+    assert two.stage(c).mean_ms == pytest.approx(stage, rel=1e-6)
+
+
+def test_profile_json_keeps_the_per_leg_time():
+    profile = _profile(split_leg_ms={"spatial/master": {2: 1.25}})
+    assert Profile.from_json(profile.to_json()).split_leg_ms == {"spatial/master": {2: 1.25}}
+    raw = profile.to_json()
+    del raw["split_leg_ms"]  # profiles written before the field still load
+    assert Profile.from_json(raw).split_leg_ms == {}
+
+
 def test_profile_json_keeps_the_per_node_leg_time():
     profile = _profile(split_node_ms={"spatial": {2: 0.125}})
     again = Profile.from_json(profile.to_json())
