@@ -151,7 +151,14 @@ class PredictiveScaling(_Scaling):
         True,
         description="Boot a VM for an overload only if past overloads that lasted as long went "
         "on long enough for it to pay (the spill it takes against its boot, billing minimum and "
-        "cooldown); with fewer than 3 such overloads seen, boot as the forecast asks.",
+        "cooldown); with fewer than 3 such overloads seen, by an exponential fit of those seen "
+        "and one as long as a boot.",
+    )
+    learn_holds: bool = Field(
+        True,
+        description="Hold a VM after a burst for as long as the gaps between past bursts say "
+        "the next burst's first boot time of spill costs more than the wait (5 gaps seen "
+        "first); the cooldown still applies after.",
     )
 
 

@@ -12,6 +12,7 @@ from ..state import LiveState
 from ..vm_perf import replica_capacity_per_s
 from .base import ScaleDecision, ScalerBase, Window, current_replicas
 from .episodes import BootEconomics, OverloadEpisodes
+from .recurrence import LayerRecurrence
 from .spill_vm import SpillEconomics
 
 DEFAULT_BURST_LATENCY_S = 0.5  # before any burst answer or plan prediction is known
@@ -70,6 +71,7 @@ class Predictive(ScalerBase):
         prices: PriceTable | None = None,
         spill_window_s: float = 600.0,
         duration_aware: bool = True,
+        learn_holds: bool = True,
     ):
         super().__init__(min_replicas, max_replicas)
         for label, q in (("base_quantile", base_quantile), ("warm_quantile", warm_quantile)):
@@ -93,6 +95,7 @@ class Predictive(ScalerBase):
         self._spill = SpillEconomics(spill_window_s, self.prices)
         self._spill_base: int | None = None  # the forecast's fleet when the spill VM was asked
         self._episodes = OverloadEpisodes(self.prices) if duration_aware else None
+        self._holds = LayerRecurrence() if learn_holds else None
         self._recent_rates: Window | None = None  # (its span is set by the boot time)
         self._level: float | None = None
         self._trend_per_s = 0.0
@@ -138,9 +141,14 @@ class Predictive(ScalerBase):
         now = state.now_s
         self._observe(now, state.arrival_rate_short_per_s)
         mean, std = self.forecast(state.vm.boot_s)
+        capacity = self._capacity_per_s(state)
+        if self._holds is not None:
+            full_per_replica = capacity / self.target_utilization
+            self._holds.observe(
+                now, state.arrival_rate_short_per_s, full_per_replica, state.vm.boot_s
+            )
         # the VMs booting now serve from now + boot_s on; those up now must carry the present
         base_rate = max(mean + self.base_z * std, self._level or 0.0)
-        capacity = self._capacity_per_s(state)
         want = self.clamp(base_rate / capacity)
         current = self._current if self._current is not None else current_replicas(state)
         reason = "forecast base"
@@ -165,6 +173,8 @@ class Predictive(ScalerBase):
                 paid = max(paid, min(base_fleet, want))
                 if paid < want:
                     want, reason = paid, "overloads end before a VM would pay"
+        if want < current and self._held(state, current):
+            want, reason = current, "bursts recur: held for the next"
         if self._cooling(now, want, current, state.vm.boot_s):
             want, reason = current, "scale-in cooldown"
         self._current = want  # the forecast's part: the extra VM below is not held by cooldown
@@ -180,6 +190,14 @@ class Predictive(ScalerBase):
         warm = self._warm_functions(state, upper, state.vm.ready_replicas * full_per_replica)
         cost = warm_instances_cost_usd(self.prices, warm, state.burst.memory_mb, 1.0)
         return ScaleDecision(want, reason, warm, cost)
+
+    def _held(self, state: LiveState, current: int) -> bool:
+        """Whether the top VM is within the hold the gaps between past bursts say pays
+        (``recurrence.py``)."""
+        if self._holds is None:
+            return False
+        vm_usd_per_s = self.prices.vm_usd_per_hour / 3600.0
+        return self._holds.holds(state.now_s, current - 1, self._request_usd(state), vm_usd_per_s)
 
     def _cooling(self, now_s: float, want: int, current: int, boot_s: float) -> bool:
         """Hold the fleet through the scale-in cooldown. A VM the base load once needed (the
