@@ -14,14 +14,16 @@ def calibrate(profile, graph, svc, runs, say):
     """Slowdowns from the legs' compute; the rest of each stage's wall time beyond the model
     goes into the round trips at its fan-out; the gateway-side time into the master's."""
     from burst.planning import perf_model
-    from ops import profiler
+    from ops import profile_legs
     from ops.profile_drift import window_times
     from policies.profile import Quantiles
 
     profile = window_times(profile, graph, runs, say)
     node_ms = profile.models[graph.model].node_ms
-    obs = [o for plan, answers in runs for o in profiler.stage_observations(node_ms, plan, answers)]
-    slow, per_node, per_leg = profiler.slowdowns(obs)
+    obs = [
+        o for plan, answers in runs for o in profile_legs.stage_observations(node_ms, plan, answers)
+    ]
+    slow, per_node, per_leg = profile_legs.slowdowns(obs)
     for table in slow.values():
         table.setdefault(1, 1.0)
     profile = replace(profile, split_slowdown=slow, split_node_ms=per_node, split_leg_ms=per_leg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ops.profiler import slowdowns
+from ops.profile_legs import slowdowns
 
 
 def _obs(
@@ -61,7 +61,7 @@ def test_the_masters_leg_counts_from_when_its_requests_are_out():
 
     from burst.plan import Split
     from burst.report import MasterReport, StageReport
-    from ops.profiler import stage_observations
+    from ops.profile_legs import stage_observations
 
     plan = SimpleNamespace(
         stages=[
@@ -158,3 +158,48 @@ def test_few_legs_keep_two_terms():
     obs = [_obs([40.0, 42.0], 30, 1.2, 0.1, 2.0), _obs([10.0, 11.0], 10, 1.2, 0.1, 2.0)]
     _, _, per_leg = slowdowns(obs[:1] + [_obs([20.0, 20.0], 20, 1.2, 0.1, 2.0)])
     assert per_leg["spatial"][2] == 0.0
+
+
+class _ClockedStore:
+    """A store whose writes take ``0.2 + 0.5 ms/MB`` on a fake clock: each size's first
+    write 2 ms/MB more (its pages fault in), and every fifth 3x (the host's stray slow write)."""
+
+    def __init__(self) -> None:
+        self.now_s, self.puts, self.seen, self.data = 0.0, 0, set(), {}
+
+    def perf_counter(self) -> float:
+        return self.now_s
+
+    async def put(self, key: str, data: bytes) -> None:
+        self.puts += 1
+        ms = 0.2 + 0.5 * len(data) / 1e6
+        if len(data) not in self.seen:
+            self.seen.add(len(data))
+            ms += 2.0 * len(data) / 1e6
+        elif self.puts % 5 == 0:
+            ms *= 3
+        self.now_s += ms / 1000.0
+        self.data[key] = data
+
+    async def get(self, key: str) -> bytes:
+        return self.data[key]
+
+    async def delete_prefix(self, prefix: str) -> None:
+        self.data.clear()
+
+
+def test_a_transfer_fit_is_not_moved_by_first_writes_or_stray_slow_ones(monkeypatch):
+    """One line through every sample swung 0.7-3.2 ms/MB between profiles minutes apart (an
+    8 MB round trip took 3.9-15.7 ms in one run): the fit takes each size's median after an
+    untimed first write, so neither page faults nor a stray slow write set the slope."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from ops import profiler
+
+    store = _ClockedStore()
+    monkeypatch.setattr(profiler, "time", SimpleNamespace(perf_counter=store.perf_counter))
+    sizes = [16 << 10, 256 << 10, 2 << 20, 8 << 20]
+    fixed, per_mb = asyncio.run(profiler.transfer_fit(store, False, sizes, 3))
+    assert per_mb == pytest.approx(0.5, rel=0.02)
+    assert fixed == pytest.approx(0.2, abs=0.05)
