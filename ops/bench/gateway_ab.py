@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             stop(proc)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -156,7 +156,11 @@ def main() -> int:
         "--client", choices=["aiohttp", "wrk"], default="aiohttp", help="as gateway_overhead's"
     )
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     rows = run(args)
     ratios = ratios_of(rows)
     load = os.getloadavg()
