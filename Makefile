@@ -32,11 +32,15 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-# The ledger and shared rate-limit tests run a real PostgreSQL and redis-server on loopback.
+# The ledger and shared rate-limit tests run a real PostgreSQL and redis-server on loopback;
+# the deployment test checks the Prometheus files with promtool (Debian's prometheus package).
 test-services:
 	@command -v redis-server >/dev/null && { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
 	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server) >/dev/null 2>&1 || \
 	    echo "warning: could not install postgresql/redis-server: their tests will be skipped"; }
+	@command -v promtool >/dev/null || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null 2>&1 || \
+	    echo "warning: could not install promtool (Debian's prometheus): the deployment test checks structure only"; }
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
