@@ -101,8 +101,9 @@ async def transfer_fit(
 ) -> tuple[float, float]:
     """(fixed ms, ms per MB) of send + receive through ``store`` (or inline base64): a line
     through each size's median of at least ``TRANSFER_REPS`` round trips, after one untimed
-    (a first write of a size faults its pages in). One line through every sample swung
-    0.7-3.2 ms/MB between VGG-11 profiles minutes apart (8 MB: 3.9-15.7 ms in one run), and
+    (a first write of a size faults its pages in), the sizes taking turns. One line through
+    every sample, each size's taken back to back, swung 0.7-3.2 ms/MB between VGG-11
+    profiles minutes apart (8 MB: 3.9-15.7 ms in one run, slow for several in a row), and
     the plan with it. ``transport`` "queue" with an SQS store and a ``req/...`` prefix times
     its queues, ``reps`` each: each tensor on a queue of its own, made by its send, as a
     stage leg's is (ops/queue_fit.py)."""
@@ -113,19 +114,18 @@ async def transfer_fit(
     transport = transport or ("inline" if inline else "store")
     # a queue's round trips make a queue each (ops/queue_fit.py warms its client apart)
     untimed, reps = (0, reps) if transport == "queue" else (1, max(reps, TRANSFER_REPS))
-    xs, ys = [], []
-    for size in sizes:
-        t = torch.zeros(size // 4, dtype=torch.float32)
-        samples = []
-        for i in range(untimed + reps):
+    tensors = {size: torch.zeros(size // 4, dtype=torch.float32) for size in sizes}
+    samples: dict[int, list[float]] = {size: [] for size in sizes}
+    for i in range(untimed + reps):  # the sizes in turns: a slow spell slows them all alike
+        for size, t in tensors.items():
             t0 = time.perf_counter()
             ref = await send(
                 t, store, f"{prefix}t{size}/{i}/x", transport=transport, limit_bytes=1 << 40
             )
             await receive(ref, store)
-            samples.append(_ms(t0))
-        xs.append(size / 1e6)
-        ys.append(statistics.median(samples[untimed:]))
+            samples[size].append(_ms(t0))
+    xs = [size / 1e6 for size in sizes]
+    ys = [statistics.median(samples[size][untimed:]) for size in sizes]
     if not inline:
         await store.delete_prefix(prefix)
     slope, intercept = np.polyfit(xs, ys, 1)
