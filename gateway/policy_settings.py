@@ -160,6 +160,14 @@ class PredictiveScaling(_Scaling):
         "the next burst's first boot time of spill costs more than the wait (5 gaps seen "
         "first); the cooldown still applies after.",
     )
+    regret_window_s: float = Field(
+        1800.0,
+        ge=0,
+        le=86_400,
+        description="Once the scaler paid over 1.5x what the cheapest fixed fleet would have "
+        "on the load of this window (its VMs, and the rate above them spilled), it runs that "
+        "fleet from then on, except for an overload longer than every one seen; 0 = off.",
+    )
 
 
 class QueueScaling(_Scaling):

@@ -12,6 +12,7 @@ from ..state import LiveState
 from ..vm_perf import replica_capacity_per_s
 from .base import ScaleDecision, ScalerBase, Window, current_replicas
 from .episodes import BootEconomics, OverloadEpisodes
+from .fleet_regret import FleetRegret
 from .recurrence import LayerRecurrence
 from .spill_vm import SpillEconomics
 
@@ -49,6 +50,9 @@ class Predictive(ScalerBase):
     the base load (the median rate of the last ``BASE_WINDOW_BOOTS`` boot times) are not held
     back by it, and when the load falls they go after ``min(scale_in_cooldown_s, boot)``; VMs
     booted for overloads wait the whole cooldown.
+    ``regret_window_s`` > 0: once this scaler has paid over 1.5x what the cheapest fixed fleet
+    would have on the load seen over that window (``fleet_regret.py``), its VMs are that fleet
+    from then on, except for an overload longer than every one seen; 0 turns it off.
     """
 
     name = "predictive"
@@ -72,6 +76,7 @@ class Predictive(ScalerBase):
         spill_window_s: float = 600.0,
         duration_aware: bool = True,
         learn_holds: bool = True,
+        regret_window_s: float = 1800.0,
     ):
         super().__init__(min_replicas, max_replicas)
         for label, q in (("base_quantile", base_quantile), ("warm_quantile", warm_quantile)):
@@ -96,6 +101,11 @@ class Predictive(ScalerBase):
         self._spill_base: int | None = None  # the forecast's fleet when the spill VM was asked
         self._episodes = OverloadEpisodes(self.prices) if duration_aware else None
         self._holds = LayerRecurrence() if learn_holds else None
+        self._regret = (
+            FleetRegret(regret_window_s, utilization=target_utilization)
+            if regret_window_s > 0
+            else None
+        )
         self._recent_rates: Window | None = None  # (its span is set by the boot time)
         self._level: float | None = None
         self._trend_per_s = 0.0
@@ -173,6 +183,10 @@ class Predictive(ScalerBase):
                 paid = max(paid, min(base_fleet, want))
                 if paid < want:
                     want, reason = paid, "overloads end before a VM would pay"
+        fleet = self._regret_fleet(state, capacity / self.target_utilization)
+        if fleet is not None and (fleet > want or not self._outlasts_bursts(now)):
+            if fleet != want:
+                want, reason = fleet, "a fixed fleet cost less than this scaler"
         if want < current and self._held(state, current):
             want, reason = current, "bursts recur: held for the next"
         if self._cooling(now, want, current, state.vm.boot_s):
@@ -190,6 +204,33 @@ class Predictive(ScalerBase):
         warm = self._warm_functions(state, upper, state.vm.ready_replicas * full_per_replica)
         cost = warm_instances_cost_usd(self.prices, warm, state.burst.memory_mb, 1.0)
         return ScaleDecision(want, reason, warm, cost)
+
+    def _outlasts_bursts(self, now_s: float) -> bool:
+        """Whether the overload going on has lasted longer than every one seen: load the
+        fixed fleet was not chosen for, left to the forecast and the boot gate."""
+        episodes = self._episodes
+        age_s = None if episodes is None else episodes.age_s(now_s)
+        if episodes is None or age_s is None:
+            return False
+        return age_s > max(episodes.durations_s, default=0.0)
+
+    def _regret_fleet(self, state: LiveState, full_per_replica: float) -> int | None:
+        """The fixed fleet once this scaler paid far more than it over the regret window
+        (``fleet_regret.py``): then the forecast's VMs are that fleet (the spill VM may still
+        add one). None before, or when off."""
+        if self._regret is None:
+            return None
+        vm = state.vm
+        self._regret.observe(
+            state.now_s,
+            state.arrival_rate_short_per_s,
+            full_per_replica,
+            vm.ready_replicas + vm.booting_replicas,
+            vm.ready_replicas,
+        )
+        vm_usd_per_s = self.prices.vm_usd_per_hour / 3600.0
+        fleet = self._regret.floor(self._request_usd(state), vm_usd_per_s)
+        return self.clamp(fleet) if self._regret.engaged else None
 
     def _held(self, state: LiveState, current: int) -> bool:
         """Whether the top VM is within the hold the gaps between past bursts say pays

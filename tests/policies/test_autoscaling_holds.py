@@ -72,6 +72,7 @@ def fleet_between_bursts(learn_holds: bool) -> list[int]:
         burst_latency_s=0.11,
         instances_per_burst_request=1,
         learn_holds=learn_holds,
+        regret_window_s=0.0,  # the holds alone (VMs here are up at once: no boot to regret)
     )
     fleet = [1]
 
