@@ -114,18 +114,22 @@ def plan_errors(profile, graph, svc, runs, say):
 
 
 def _compute_cv(profile, runs, raw) -> float:
-    """A request's compute spread from the warm requests of every plan run with its compute
-    (one function and the splits), beyond the master invocation's spread
-    (``policies.calibration.fit_spread``); 0 (the profile's) without enough of them."""
+    """A request's compute spread from the warm requests of the plans run with their
+    compute (one function and the planner's splits; the forced splits too when those are
+    too few), beyond the master invocation's spread (``policies.calibration.fit_spread``);
+    0 (the profile's) without enough of them."""
     from policies.calibration import PlanSpread, fit_spread, robust_sd
 
     fixed_sd = robust_sd(profile.master_overhead_ms.values_ms)
     return fit_spread(
         [
             PlanSpread(
-                tuple(a.total_ms for a in answers), run.measured_p50_ms - run.fixed_ms, fixed_sd
+                tuple(a.total_ms for a in answers),
+                run.measured_p50_ms - run.fixed_ms,
+                fixed_sd,
+                planned=plan.split in ("none", "auto"),
             )
-            for (_, answers), (_, run) in zip(_runs_with_splits(runs), raw)
+            for (plan, answers), (_, run) in zip(_runs_with_splits(runs), raw)
         ]
     )
 

@@ -52,6 +52,8 @@ TAIL_Q = 0.99
 # (its forced splits then measured 0.73x the calibrated model)
 MIN_SPLIT_SHARE = 0.25
 MIN_PROBES = 20  # host probes a drift is read from (``fit_drift``)
+# requests of the planner's own plans a spread is read from alone (``fit_spread``)
+MIN_SPREAD_REQUESTS = 12
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ class PlanSpread:
     totals_ms: tuple[float, ...]
     compute_ms: float  # its measured p50 beyond the fixed part
     fixed_sd_ms: float  # the master invocation's own spread
+    planned: bool = True  # a plan the planner makes (one function, its own splits)
 
 
 def tail_sd(deviations: list[float]) -> float:
@@ -217,11 +220,17 @@ def tail_sd(deviations: list[float]) -> float:
 
 
 def fit_spread(plans: list[PlanSpread]) -> float:
-    """A request's compute spread (sd / mean), from every real plan a profile ran: each
+    """A request's compute spread (sd / mean), from the real plans a profile ran: each
     request's distance above its own plan's median over that plan's compute, pooled (a plan's
     few requests cannot show a p99; plans measured in turns span the whole run, so the
     host's drift over it is in them), read as an exponential tail (``tail_sd``), less the
-    master invocation's own spread. 0 (the profile's) without enough requests."""
+    master invocation's own spread. The plans the planner makes where they ran at least
+    ``MIN_SPREAD_REQUESTS``: the forced all-spatial and all-output plans, dozens of rounds
+    each, spread wider than any plan served (VGG-16's pooled spread 24-30 % put its
+    predicted p99 26-75 % over the measured). 0 (the profile's) without enough requests."""
+    planned = [p for p in plans if p.planned and len(p.totals_ms) >= 3 and p.compute_ms > 0]
+    if sum(len(p.totals_ms) for p in planned) >= MIN_SPREAD_REQUESTS:
+        plans = planned
     deviations: list[float] = []
     fixed_rel2: list[float] = []
     for p in plans:
