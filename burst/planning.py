@@ -167,12 +167,28 @@ def choose_stages(
         if request.objective is Objective.COST:
             if request.slo_ms is None:
                 raise PlanError("the cost objective needs an SLO (--slo-ms)")
-            choice = cheapest_meeting_slo(model, cands, limits, request.slo_ms, request.percentile)
+            choice = _cheapest_with_headroom(model, cands, limits, request)
         else:
             choice = _guarded(model, latency_optimal(model, cands, limits), cands, request)
     except PlanningError as exc:
         raise PlanError(str(exc)) from exc
     return choices_of(graph, list(choice.stages))
+
+
+# The cost objective first looks for the cheapest plan whose predicted percentile is this share
+# under the SLO: the cheapest plan otherwise sits at the SLO's edge, where a p99 read from a
+# profile's few hundred requests misses about half the time (VGG-16, 08:13 UTC: predicted p99
+# 277.2 ms, measured 278.8 ms, 2 of 100 over a 278 ms SLO). Where no plan has that room, the
+# cheapest plan meeting the SLO itself, as before: what is feasible stays feasible.
+SLO_HEADROOM = 0.05
+
+
+def _cheapest_with_headroom(model, cands, limits, request: PlanRequest):
+    slo_ms, percentile = float(request.slo_ms or 0.0), request.percentile
+    try:
+        return cheapest_meeting_slo(model, cands, limits, slo_ms / (1 + SLO_HEADROOM), percentile)
+    except PlanningError:
+        return cheapest_meeting_slo(model, cands, limits, slo_ms, percentile)
 
 
 def _guarded(model, choice, cands, request: PlanRequest):

@@ -20,6 +20,7 @@ import special_models as sm  # noqa: E402
 from burst.plan import PlanError, Split  # noqa: E402
 from burst.planning import (  # noqa: E402
     Objective,
+    SLO_HEADROOM,
     PlanRequest,
     choose_stages,
     load_profile,
@@ -89,6 +90,21 @@ def test_a_split_measured_slower_than_one_function_is_not_chosen(graph):
     assert _splits(choose_stages(graph, cheap, _profile(graph))) > 0
     with pytest.raises(PlanError):
         choose_stages(graph, cheap, _profile(graph, SLOW_SPLITS))
+
+
+def test_the_cost_plan_keeps_headroom_under_the_slo_where_a_plan_has_it(graph):
+    """An SLO just above the one-function plan's p99 would be met by it only at the edge (half
+    the requests of a perfectly predicted p99 over it when measured); a faster plan with room
+    under the SLO is chosen instead, and where none has that room the edge plan still is."""
+    request = PlanRequest(workers=WORKERS)
+    one = _prediction(graph, request, _profile(graph), serial=True)
+    fast = _prediction(graph, request, _profile(graph), serial=False)
+    slo = one.p99_ms * 1.01
+    assert fast.p99_ms <= slo / (1 + SLO_HEADROOM)  # (a plan with room exists)
+    cost = PlanRequest(workers=WORKERS, objective=Objective.COST, slo_ms=slo)
+    assert _splits(choose_stages(graph, cost, _profile(graph))) > 0
+    edge = PlanRequest(workers=WORKERS, objective=Objective.COST, slo_ms=fast.p99_ms * 1.001)
+    assert _splits(choose_stages(graph, edge, _profile(graph))) > 0  # still feasible
 
 
 def test_the_reported_prediction_is_the_calibrated_one(graph):
