@@ -32,7 +32,12 @@ def add_arguments(parser) -> None:
         default="latency",
         help="latency: the fastest plan; cost: the cheapest meeting --slo-ms",
     )
-    parser.add_argument("--slo-ms", type=float, help="latency SLO for --objective cost")
+    parser.add_argument(
+        "--slo-ms",
+        type=float,
+        help="latency SLO for --objective cost: the cheapest plan predicted 5%% under it where "
+        "one is, else the cheapest plan meeting it",
+    )
     parser.add_argument(
         "--percentile",
         type=float,
