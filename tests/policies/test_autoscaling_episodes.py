@@ -4,22 +4,8 @@ overloads say it would come up in time to pay for itself."""
 from policies.autoscaling import Predictive
 from policies.autoscaling.episodes import BootEconomics, OverloadEpisodes
 from policies.costs import PriceTable
-from policies.state import BurstState, LiveState, ManualClock, ModelStats, VmState
-
-CURVE = ((1, 20.0), (8, 48.0))  # one replica: 8 / 48 ms = 166.7 rows/s at full batches
-BOOT_S = 60.0
-
-
-def snap(clock, rate, ready=1):
-    vm = VmState(ready, 0, 0, max_batch_size=8, boot_s=BOOT_S)
-    return LiveState(
-        clock.now(),
-        vm,
-        True,
-        BurstState(),
-        {"m": ModelStats(vm_service_ms_by_batch=CURVE)},
-        arrival_rate_short_per_s=rate,
-    )
+from policies.state import ManualClock
+from tests.policies.scaler_state import BOOT_S, snap
 
 
 def bursts(scaler, clock, burst_s, n, rate=400.0, quiet_s=400):

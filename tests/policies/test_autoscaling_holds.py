@@ -2,26 +2,9 @@
 when the gaps seen so far say the next burst's first boot time of spill costs more than the
 wait (``policies/autoscaling/recurrence.py``)."""
 
-from policies.autoscaling import Predictive
 from policies.autoscaling.recurrence import LayerRecurrence
-from policies.state import BurstState, LiveState, ManualClock, ModelStats, VmState
-
-CURVE = ((1, 20.0), (8, 48.0))  # one replica: 8 / 48 ms = 166.7 rows/s at full batches
-CAP = 1000.0 * 8 / 48
-BOOT_S = 60.0
-VM_USD_PER_S = 0.17 / 3600
-
-
-def snap(clock, rate, ready):
-    vm = VmState(ready, 0, 0, max_batch_size=8, boot_s=BOOT_S, desired_replicas=ready)
-    return LiveState(
-        clock.now(),
-        vm,
-        True,
-        BurstState(),
-        {"m": ModelStats(vm_service_ms_by_batch=CURVE)},
-        arrival_rate_short_per_s=rate,
-    )
+from policies.state import ManualClock
+from tests.policies.scaler_state import BOOT_S, CAP, VM_USD_PER_S, preset_scaler, snap
 
 
 def bursts(clock, n, burst_s, gap_s, observe, rate=400.0, quiet=20.0):
@@ -65,19 +48,14 @@ def fleet_between_bursts(learn_holds: bool) -> list[int]:
     """The fleet asked for in the quiet of each of eight 60 s bursts 200 s apart (the preset's
     3-minute cooldown, functions at 0.11 s x 2 GB)."""
     clock = ManualClock()
-    s = Predictive(
-        min_replicas=1,
-        max_replicas=10,
-        scale_in_cooldown_s=180.0,
-        burst_latency_s=0.11,
-        instances_per_burst_request=1,
+    s = preset_scaler(
         learn_holds=learn_holds,
         regret_window_s=0.0,  # the holds alone (VMs here are up at once: no boot to regret)
     )
     fleet = [1]
 
     def tick(rate):
-        fleet[0] = s.desired(snap(clock, rate, fleet[0]))
+        fleet[0] = s.desired(snap(clock, rate, fleet[0], desired=fleet[0]))
         return fleet[0]
 
     asked = bursts(clock, 8, 60, 200, tick)

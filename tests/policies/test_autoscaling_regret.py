@@ -4,14 +4,10 @@ fleet_regret.py``). Time is a ManualClock; VMs come up a boot time after they ar
 
 import pytest
 
-from policies.autoscaling import Predictive
 from policies.autoscaling.fleet_regret import FleetRegret
-from policies.state import BurstState, LiveState, ManualClock, ModelStats, VmState
+from policies.state import BurstState, ManualClock
+from tests.policies.scaler_state import BOOT_S, CAP, VM_USD_PER_S, preset_scaler, snap
 
-CURVE = ((1, 20.0), (8, 48.0))  # one replica: 8 / 48 ms = 166.7 rows/s at full batches
-CAP = 1000.0 * 8 / 48
-BOOT_S = 60.0
-VM_USD_PER_S = 0.17 / 3600
 ROW_USD = 4e-6
 
 
@@ -61,14 +57,7 @@ def run(regret_window_s: float, pieces) -> list[int]:
     """The VMs up or booting each second over ``pieces`` of (rate, seconds) (the preset's
     3-minute cooldown, functions at 0.11 s x 2 GB); a VM asked for is ready a boot time later."""
     clock = ManualClock()
-    s = Predictive(
-        min_replicas=1,
-        max_replicas=10,
-        scale_in_cooldown_s=180.0,
-        burst_latency_s=0.11,
-        instances_per_burst_request=1,
-        regret_window_s=regret_window_s,
-    )
+    s = preset_scaler(regret_window_s=regret_window_s)
     asked: list[float] = [-BOOT_S]  # when each VM up or booting was asked for
     fleet = []
     for rate, seconds in pieces:
@@ -76,14 +65,8 @@ def run(regret_window_s: float, pieces) -> list[int]:
             clock.advance(1.0)
             now = clock.now()
             ready = sum(1 for t in asked if now - t >= BOOT_S)
-            vm = VmState(ready, len(asked) - ready, 0, max_batch_size=8, boot_s=BOOT_S)
-            state = LiveState(
-                now,
-                vm,
-                True,
-                BurstState(memory_mb=2048),
-                {"m": ModelStats(vm_service_ms_by_batch=CURVE)},
-                arrival_rate_short_per_s=rate,
+            state = snap(
+                clock, rate, ready, booting=len(asked) - ready, burst=BurstState(memory_mb=2048)
             )
             want = s.desired(state)
             while len(asked) < want:

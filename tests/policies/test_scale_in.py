@@ -2,23 +2,10 @@
 load falls; a VM booted for a burst is held the whole cooldown for the next burst."""
 
 from policies.autoscaling import Predictive
-from policies.state import BurstState, LiveState, ManualClock, ModelStats, VmState
+from policies.state import ManualClock
+from tests.policies.scaler_state import BOOT_S, snap
 
-CURVE = ((1, 20.0), (8, 48.0))  # one replica: 8 / 48 ms = 166.7 rows/s at full batches
-BOOT_S = 60.0
 COOLDOWN_S = 180.0
-
-
-def snap(clock, rate, ready):
-    vm = VmState(ready, 0, 0, max_batch_size=8, boot_s=BOOT_S, desired_replicas=ready)
-    return LiveState(
-        clock.now(),
-        vm,
-        True,
-        BurstState(),
-        {"m": ModelStats(vm_service_ms_by_batch=CURVE)},
-        arrival_rate_short_per_s=rate,
-    )
 
 
 def run(scaler, clock, rate, seconds, fleet):
@@ -27,7 +14,7 @@ def run(scaler, clock, rate, seconds, fleet):
     asked = []
     for _ in range(seconds):
         clock.advance(1.0)
-        fleet = scaler.desired(snap(clock, rate, fleet))
+        fleet = scaler.desired(snap(clock, rate, fleet, desired=fleet))
         asked.append(fleet)
     return asked
 
