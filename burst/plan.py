@@ -236,8 +236,8 @@ def make_plan(
 
     ``choices`` (from the planner) fix the stages; without them ``split`` picks them: "none" is
     the whole model on the master, "spatial"/"output" split everything that can be split that
-    way, "auto" asks the planner with the bundled reference profile (latency-optimal).
-    """
+    way, "auto" asks the planner with the bundled reference profile (latency-optimal). A plan
+    with no split stage is the "none" plan (1 worker, one plan_id) however it was asked for."""
     _check_args(workers, split, transport, batch, memory_mb)
     if choices is None:
         if split == "auto":
@@ -258,12 +258,13 @@ def make_plan(
 
             choices = forced_choices(graph, split, workers)
     stages = [build_stage(graph, c, i, batch) for i, c in enumerate(_merge_serial(choices))]
+    serial = all(s.split is Split.SERIAL for s in stages)  # the "none" plan: one id, one copy
     master_fn, worker_fn = function_names(memory_mb, master_memory_mb)
     plan = Plan(
         model=graph.model,
         batch=batch,
-        workers=workers,
-        split=split,
+        workers=1 if serial else workers,
+        split="none" if serial else split,
         memory_mb=int(memory_mb),
         transport=transport,
         inputs=list(input_names or graph.inputs),

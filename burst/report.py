@@ -65,6 +65,9 @@ class MasterReport:
     store_puts: int = 0  # the workers' and the master's store requests
     store_gets: int = 0
     queue_requests: int = 0
+    # weight blobs the master read from the store for this request (its own and its legs'):
+    # 0 once warm, unless its weight cache evicted them (it logs which plan evicted which)
+    weights_loaded: int = 0
 
     @property
     def communication_share(self) -> float:

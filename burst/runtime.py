@@ -26,18 +26,17 @@ from burst.packed_conv import packing
 from burst.report import MasterReport, StageReport
 from burst.runtime_cache import (  # BurstError and reset_cache are public here too
     BurstError,
-    _cached,
     _check_id,
-    _get_tensors,
     _load_plan,
     _ms,
+    _weights,
     reset_cache,  # noqa: F401  (re-exported: tests and callers import it from here)
 )
 from burst.plan_schema import stage_transport
 from burst.store.counting import CountingStore
 from burst.tensors import receive, send
 from burst.store.encrypted import EVENT_FIELD as TENSOR_KEY_FIELD, bind_request_key
-from burst.weights import master_key, tensors_nbytes, worker_key
+from burst.weights import master_key, worker_key
 
 PLATFORM_ENV = "TIDEGATE_BURST_PLATFORM"  # burst.service sets these on the functions it registers
 STORE_ENV = "TIDEGATE_BURST_STORE"
@@ -66,11 +65,8 @@ async def run_worker(event: dict, store) -> dict:
         raise BurstError(f"stage {stage_index} has no worker {worker}")
     t0 = time.perf_counter()
 
-    async def load_weights():
-        return await _get_tensors(store, worker_key(plan_id, stage_index, worker))
-
-    weights, weights_loaded = await _cached(
-        f"{plan_id}/s{stage_index}/w{worker}", load_weights, tensors_nbytes
+    weights, weights_loaded = await _weights(
+        store, plan_id, f"s{stage_index}/w{worker}", worker_key(plan_id, stage_index, worker)
     )
     load_ms = _ms(t0)
     t0 = time.perf_counter()
@@ -182,11 +178,8 @@ async def _run_master(
     plan_id, request_id, in_refs, invoker, store, t_start, extra, leg_times, master_leg
 ) -> tuple[list[dict], MasterReport]:
     plan, graph = await _load_plan(store, plan_id)
-
-    async def load_master():
-        return await _get_tensors(store, master_key(plan_id))
-
-    weights, _ = await _cached(f"{plan_id}/master", load_master, tensors_nbytes)
+    weights, loaded = await _weights(store, plan_id, "master", master_key(plan_id))
+    loads = [loaded]  # blobs this request read from the store: none once warm
     if len(in_refs) != len(graph.inputs):
         raise BurstError(
             f"model {plan.model} takes {len(graph.inputs)} input(s), got {len(in_refs)}"
@@ -194,10 +187,9 @@ async def _run_master(
     xs, input_ms = await _receive_inputs(plan, graph, in_refs, store)
 
     async def leg_weights(stage_index: int, worker: int) -> dict:
-        async def load():
-            return await _get_tensors(store, worker_key(plan_id, stage_index, worker))
-
-        value, _ = await _cached(f"{plan_id}/s{stage_index}/w{worker}", load, tensors_nbytes)
+        key = worker_key(plan_id, stage_index, worker)
+        value, loaded = await _weights(store, plan_id, f"s{stage_index}/w{worker}", key)
+        loads.append(loaded)
         return value
 
     fj = ForkJoin(
@@ -228,6 +220,7 @@ async def _run_master(
         store_puts=sum(s.store_puts for s in stages),
         store_gets=sum(s.store_gets for s in stages),
         queue_requests=sum(s.queue_requests for s in stages),
+        weights_loaded=sum(loads),
     )
 
 

@@ -12,7 +12,14 @@ import time
 from burst.graph import Graph
 from burst.packed_conv import set_room
 from burst.plan import Plan
-from burst.weights import LruCache, graph_key, loads_tensors, plan_key
+from burst.weights import (
+    LruCache,
+    graph_key,
+    loads_tensors,
+    plan_key,
+    tensors_nbytes,
+    weight_ids_key,
+)
 
 # One cache per function process: weights survive between warm invocations.
 _CACHE: LruCache | None = None
@@ -39,14 +46,14 @@ def reset_cache(budget_bytes: int | None = None) -> LruCache:
     return cache
 
 
-async def _cached(key: str, load, size) -> tuple[object, bool]:
-    """(value, loaded_now)."""
+async def _cached(key: str, load, size, label: str | None = None) -> tuple[object, bool]:
+    """(value, loaded_now); ``label`` names what uses it in the cache's eviction log."""
     cache = _cache()
-    value = cache.get(key)
+    value = cache.get(key, label)
     if value is not None:
         return value, False
     value = await load()
-    cache.put(key, value, size(value))
+    cache.put(key, value, size(value), label)
     return value, True
 
 
@@ -63,12 +70,43 @@ async def _get(store, key: str) -> bytes:
         raise
 
 
-async def _get_tensors(store, key: str) -> dict:
+async def _get_tensors(store, key: str, label: str | None = None) -> dict:
     """A weight blob from the store, loaded after the cache has made room for it (its tensors
     are views of the bytes read, burst.weights.loads_tensors)."""
     data = await _get(store, key)
-    _cache().make_room(len(data))
+    _cache().make_room(len(data), label)
     return loads_tensors(data)
+
+
+async def _weights(store, plan_id: str, part: str, key: str) -> tuple[dict, bool]:
+    """A plan's weight blob (``part``: "master" or "s{stage}/w{worker}", stored at ``key``),
+    cached by what it holds (its digest, ``burst.weights.blob_digest``): plans that hold the
+    same tensors share one copy, so alternating them loads nothing. (weights, loaded_now)."""
+    ids = await _weight_ids(store, plan_id)
+    digest = ids.get(part)
+    label = f"plan {plan_id} {part}"
+    cache_key = f"blob/{digest}" if digest else f"{plan_id}/{part}"
+    value, loaded = await _cached(
+        cache_key, lambda: _get_tensors(store, key, label), tensors_nbytes, label
+    )
+    return value, loaded  # type: ignore[return-value]
+
+
+async def _weight_ids(store, plan_id: str) -> dict:
+    """The plan's blob digests; {} for a plan prepared before they were written (its blobs are
+    then cached per plan, as before)."""
+    from burst.store.base import StoreError
+
+    async def load():
+        try:
+            return json.loads(await store.get(weight_ids_key(plan_id)))
+        except StoreError as exc:
+            if exc.missing:
+                return {}
+            raise
+
+    value, _ = await _cached(f"{plan_id}/weights", load, lambda v: 4096, f"plan {plan_id} ids")
+    return value  # type: ignore[return-value]
 
 
 async def _load_plan(store, plan_id: str) -> tuple[Plan, Graph]:
@@ -77,7 +115,7 @@ async def _load_plan(store, plan_id: str) -> tuple[Plan, Graph]:
         graph = Graph.from_dict(json.loads(await _get(store, graph_key(plan_id))))
         return plan, graph
 
-    value, _ = await _cached(f"{plan_id}/plan", load, lambda v: 1 << 20)
+    value, _ = await _cached(f"{plan_id}/plan", load, lambda v: 1 << 20, f"plan {plan_id} graph")
     return value
 
 

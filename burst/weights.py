@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import logging
 import math
 import os
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import torch
 
 from burst.graph import Graph, build_graph, program_weights
 from burst.partition import sliced_weights
 from burst.plan import Plan, Split, Stage, weight_budget_bytes
+
+log = logging.getLogger(__name__)
 
 
 def plan_prefix(plan_id: str) -> str:
@@ -40,9 +44,21 @@ def ready_key(plan_id: str) -> str:
     return f"plans/{plan_id}/READY"
 
 
+def weight_ids_key(plan_id: str) -> str:
+    """The plan's blobs by what they hold: ``{"master" | "s{stage}/w{worker}": digest}``."""
+    return f"plans/{plan_id}/weights.json"
+
+
+def blob_digest(blob: bytes) -> str:
+    """A weight blob's identity: two plans whose master (or leg) holds the same tensors share
+    one copy in a function's weight cache, whichever plan loaded it."""
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
 def worker_weights(graph: Graph, stage: Stage, worker: int, full: dict) -> dict:
     """The tensors worker ``worker`` of ``stage`` needs; an output split gets only its slice."""
-    names = {w for n in stage.nodes for w in graph.node(n).weights}
+    # sorted: the same tensors make the same blob bytes, so the same digest (blob_digest)
+    names = sorted({w for n in stage.nodes for w in graph.node(n).weights})
     if stage.split is not Split.OUTPUT:
         return {w: full[w] for w in names}
     c0, c1 = stage.parts[worker]
@@ -51,13 +67,15 @@ def worker_weights(graph: Graph, stage: Stage, worker: int, full: dict) -> dict:
 
 
 def master_weights(graph: Graph, plan: Plan, full: dict) -> dict:
-    names = {
-        w
-        for st in plan.stages
-        if st.split is Split.SERIAL
-        for n in st.nodes
-        for w in graph.node(n).weights
-    }
+    names = sorted(
+        {
+            w
+            for st in plan.stages
+            if st.split is Split.SERIAL
+            for n in st.nodes
+            for w in graph.node(n).weights
+        }
+    )
     return {w: full[w] for w in names}
 
 
@@ -128,12 +146,15 @@ async def prepare_plan(artifact, plan: Plan, store, *, graph: Graph | None = Non
     pid = plan.plan_id
     await store.put(graph_key(pid), json.dumps(graph.to_dict()).encode())
     await store.put(plan_key(pid), plan.to_json().encode())
-    await store.put(master_key(pid), dumps_tensors(master_weights(graph, plan, full)))
+    blob = dumps_tensors(master_weights(graph, plan, full))
+    await store.put(master_key(pid), blob)
+    ids = {"master": blob_digest(blob)}
     for st in plan.stages:
         for j in range(st.workers):
-            await store.put(
-                worker_key(pid, st.index, j), dumps_tensors(worker_weights(graph, st, j, full))
-            )
+            blob = dumps_tensors(worker_weights(graph, st, j, full))
+            await store.put(worker_key(pid, st.index, j), blob)
+            ids[f"s{st.index}/w{j}"] = blob_digest(blob)
+    await store.put(weight_ids_key(pid), json.dumps(ids).encode())
     # written last: a reader that sees it sees everything above
     await store.put(ready_key(pid), b"1")
 
@@ -146,42 +167,63 @@ def cache_budget_bytes() -> int:
 
 
 class LruCache:
-    """A per-process cache bounded by total bytes (least recently used evicted first)."""
+    """A per-process cache bounded by total bytes (least recently used evicted first). Entries
+    carry a label (which plan's weights) so an eviction says in the log which plan evicted which;
+    nothing is evicted while the budget holds both."""
 
     def __init__(self, budget_bytes: int | None = None):
         self.budget_bytes = cache_budget_bytes() if budget_bytes is None else budget_bytes
         self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self._labels: dict[str, str] = {}
         self.used_bytes = 0
         self.hits = 0
         self.misses = 0
+        # (evicted label, label of what needed the room), the latest only
+        self.evictions: deque[tuple[str, str]] = deque(maxlen=64)
 
-    def get(self, key: str):
+    def get(self, key: str, label: str | None = None):
         item = self._items.get(key)
         if item is None:
             self.misses += 1
             return None
         self._items.move_to_end(key)
+        if label:
+            self._labels[key] = label  # the plan that uses it now
         self.hits += 1
         return item[0]
 
-    def put(self, key: str, value, nbytes: int) -> None:
+    def put(self, key: str, value, nbytes: int, label: str | None = None) -> None:
         if key in self._items:
             self.used_bytes -= self._items.pop(key)[1]
         self._items[key] = (value, nbytes)
+        self._labels[key] = label or key
         self.used_bytes += nbytes
         # keep at least the newest entry: it is in use right now
         while self.used_bytes > self.budget_bytes and len(self._items) > 1:
-            _, (_, size) = self._items.popitem(last=False)
-            self.used_bytes -= size
+            self._evict_oldest(label or key, nbytes)
 
-    def make_room(self, nbytes: int) -> None:
+    def make_room(self, nbytes: int, label: str | None = None) -> None:
         """Evict least recently used entries until ``nbytes`` more fit the budget: before a
         load, so the old entries are gone while the new one is read (evicting after it had let
         a warm 2048 MB master, switching plans, hold ~1 GB of old weights beside the new 553 MB
         and die of out-of-memory)."""
         while self._items and self.used_bytes + nbytes > self.budget_bytes:
-            _, (_, size) = self._items.popitem(last=False)
-            self.used_bytes -= size
+            self._evict_oldest(label or "a new entry", nbytes)
+
+    def _evict_oldest(self, for_label: str, nbytes: int) -> None:
+        key, (_, size) = self._items.popitem(last=False)
+        self.used_bytes -= size
+        evicted = self._labels.pop(key, key)
+        self.evictions.append((evicted, for_label))
+        log.warning(
+            "weight cache: %s (%.1f MB) evicts %s (%.1f MB): budget %.1f MB, %.1f MB left held",
+            for_label,
+            nbytes / 2**20,
+            evicted,
+            size / 2**20,
+            self.budget_bytes / 2**20,
+            self.used_bytes / 2**20,
+        )
 
     def grow_newest(self, nbytes: int) -> bool:
         """Charge ``nbytes`` more to the newest entry (the one in use: its convs' packed copies,
@@ -193,7 +235,7 @@ class LruCache:
         value, size = self._items[key]
         if size + nbytes > self.budget_bytes:
             return False
-        self.make_room(nbytes)
+        self.make_room(nbytes, f"{self._labels.get(key, key)} (packed copies)")
         if key not in self._items:  # (make_room keeps the newest: it alone fits, see above)
             return False
         self._items[key] = (value, size + nbytes)
@@ -222,5 +264,7 @@ __all__ = [
     "master_key",
     "graph_key",
     "plan_key",
+    "weight_ids_key",
+    "blob_digest",
     "sliced_weights",
 ]
