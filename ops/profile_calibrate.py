@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import replace
-from pathlib import Path
 
 
 def calibrate(profile, graph, svc, runs, say):
@@ -308,33 +307,9 @@ async def calibrate_into(profile, graph, artifact, repo, workers, reps, memory_m
     every zoo model on one set of round trips, transfers and slowdowns). Runs one function
     and the latency plan at each of ``workers``, planned by ``profile`` itself: a scratch
     repository links the model's files beside it, so the user's repository is not written."""
-    import json
-    import tempfile
+    from ops.profile_second_pass import scratch_service
 
-    from burst.service import BurstService
-
-    with tempfile.TemporaryDirectory(prefix="tidegate-calibrate-") as tmp:
-        scratch = Path(tmp) / "repo" / artifact.name
-        scratch.mkdir(parents=True)
-        for f in (Path(repo) / artifact.name).iterdir():
-            if f.name != "profile.json":
-                (scratch / f.name).symlink_to(f.resolve())
-        (scratch / "profile.json").write_text(json.dumps(profile.to_json()))
-        svc = BurstService(
-            scratch.parent,
-            platform={"kind": "local"},
-            store={"kind": "dir", "root": str(Path(tmp) / "objects")},
-            memory_mb=memory_mb,
-            concurrency=max(workers) + 4,
-            keep_alive_s=600,
-            function_timeout_s=300,
-            log_dir=Path(tmp) / "logs",
-            max_workers=max(*workers, 2),
-        )
-        await svc.start()
-        try:
-            plans = [(1, "none")] + [(k, "auto") for k in workers]
-            runs = await run_plans(svc, artifact, graph, x, plans, reps, say)
-        finally:
-            await svc.close()
+    async with scratch_service(profile, artifact, repo, workers, memory_mb) as svc:
+        plans = [(1, "none")] + [(k, "auto") for k in workers]
+        runs = await run_plans(svc, artifact, graph, x, plans, reps, say)
     return plan_errors(profile, graph, svc, runs, say)

@@ -308,8 +308,12 @@ async def _measure_runtime(
     finally:
         await svc.close()
     from ops.profile_calibrate import calibrate
+    from ops.profile_second_pass import second_pass
 
-    return calibrate(profile, graph, svc, runs, say)
+    fitted = calibrate(profile, graph, svc, runs, say)
+    # the "auto" plans above were the previous profile's: run the new one's too if it differs
+    config = (workers, reps, memory_mb)
+    return await second_pass(profile, fitted, graph, artifact, repo, runs, config, x, say)
 
 
 async def _measure_cold(svc, profile, artifact, x, workers: int, reps: int, say):
