@@ -12,7 +12,7 @@ import re
 from vmpool import body as body_reader
 from vmpool.artifact import ModelConfig
 from vmpool.body import BodyLease, ClientGone
-from vmpool.codec import CodecError, InferRequest, decode_request, encode_answer
+from vmpool.codec import CodecError, DecodeCache, InferRequest, encode_answer
 from vmpool.forward import WireOutputs, answer_prefix
 from vmpool.wire import (
     HEADER_LENGTH_KEY,
@@ -84,9 +84,12 @@ def header_length(headers: dict[str, str]) -> int | None:
         raise _as_error(exc) from None
 
 
+_DECODED = DecodeCache()  # clients repeat their request headers (vmpool.codec.DecodeCache)
+
+
 def decode_infer(body: bytes, hl: int | None) -> InferRequest:
     try:
-        return decode_request(body, hl)
+        return _DECODED.decode(body, hl)
     except CodecError as exc:
         raise _as_error(exc) from None
 

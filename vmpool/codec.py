@@ -29,6 +29,7 @@ from vmpool.wire import (
 __all__ = [
     "HEADER_LENGTH",
     "CodecError",
+    "DecodeCache",
     "InferRequest",
     "InferResponse",
     "RequestedOutput",
@@ -162,6 +163,60 @@ def _optional_str(obj: dict, key: str) -> str | None:
     if not isinstance(value, str):
         raise CodecError(f"'{key}' must be a string")
     return value
+
+
+class DecodeCache:
+    """Request headers decoded before, by their bytes: a client sends the same JSON header
+    (names, datatypes, shapes, sizes) again and again, and only the tensor bytes after it
+    differ. For a header whose every input is binary it keeps the request's fields and each
+    tensor's layout, so a repeat is one dict lookup and a view per tensor (the full decode was
+    a sixth of the gateway's CPU per request on ``mlp``, in cProfile). Bounded: emptied when
+    ``max_entries`` headers are held (clients that put a fresh ``id`` in each header miss)."""
+
+    MAX_HEADER_BYTES = 4096
+
+    def __init__(self, max_entries: int = 256):
+        self.max_entries = max_entries
+        self._plans: dict[bytes, tuple] = {}
+
+    def decode(self, body: bytes, header_length: int | None) -> InferRequest:
+        """``decode_request(body, header_length)``, from the cache when the header repeats."""
+        if header_length is None or type(body) is not bytes or not 0 < header_length <= len(body):
+            return decode_request(body, header_length)
+        key = body[:header_length]
+        plan = self._plans.get(key)
+        if plan is not None and len(body) - header_length == plan[5]:
+            request_id, outputs, binary_output, params, layout, _ = plan
+            inputs = {
+                name: np.frombuffer(body, dtype, count, header_length + offset).reshape(shape)
+                for name, dtype, count, offset, shape in layout
+            }
+            return InferRequest(
+                request_id,
+                inputs,
+                None if outputs is None else list(outputs),
+                binary_output,
+                dict(params),
+            )
+        req = decode_request(body, header_length)
+        if header_length <= self.MAX_HEADER_BYTES:
+            self._remember(key, req, len(body) - header_length)
+        return req
+
+    def _remember(self, key: bytes, req: InferRequest, binary_bytes: int) -> None:
+        layout, offset = [], 0
+        for name, array in req.inputs.items():
+            if array.nbytes == 0:
+                return  # (a JSON or empty tensor: decoded in full every time)
+            layout.append((name, array.dtype, array.size, offset, array.shape))
+            offset += array.nbytes
+        if offset != binary_bytes:  # an input sent as a JSON list
+            return
+        if len(self._plans) >= self.max_entries:
+            self._plans.clear()
+        outputs = None if req.outputs is None else tuple(req.outputs)
+        plan = (req.id, outputs, req.binary_output, dict(req.parameters), tuple(layout), offset)
+        self._plans[key] = plan
 
 
 def decode_request(body: bytes, header_length: int | None) -> InferRequest:
