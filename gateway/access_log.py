@@ -25,6 +25,7 @@ from .infer_endpoint import INFER_PATH, NOTE_KEY
 
 __all__ = ["NOTE_KEY", "AccessLog"]
 log = logging.getLogger("tidegate.access")
+MODEL_KEY = "tidegate.model"  # scope key of an infer URL's model (as in its path), when known
 
 
 class AccessLog:
@@ -73,13 +74,15 @@ class AccessLog:
         self._done(scope, note, note, latency_ms)
 
     def _done(self, scope, note: dict, seen: dict, latency_ms: float) -> None:
-        match = INFER_PATH.match(scope["path"])
-        model = match[1] if match else ""
+        model = scope.get(MODEL_KEY)  # the fast lane matched the path already
+        if model is None:
+            match = INFER_PATH.match(scope["path"])
+            model = match[1] if match else ""
         tenant = note.get("tenant", "")
         ctx = note.get("ctx")
         route = seen.get("route") or (getattr(ctx, "route", "") if ctx is not None else "")
         status = seen.get("status", 500)
-        if match and scope["method"] == "POST":
+        if model and scope["method"] == "POST":
             self._count(tenant, model, route, status, latency_ms, ctx)
         if self.fmt == "off" or (
             self.sink is self._default_sink and not log.isEnabledFor(logging.INFO)

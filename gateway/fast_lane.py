@@ -23,20 +23,25 @@ Used as ``uvicorn.Config(http=FastLaneProtocol)`` with an app that has a ``fast_
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 
 from uvicorn.protocols.http.httptools_impl import HEADER_VALUE_RE, STATUS_LINE
 
+from .access_log import MODEL_KEY
 from .deferred import run_after
 from vmpool.body import SMALL_BODY_BYTES
 from vmpool.http_protocol import OneSendProtocol
-from vmpool.rest import infer_target
+from vmpool.rest import INFER_PATH
 
 _PREFIX = b"/v2/models/"
 _SUFFIX = b"/infer"
 _SEP = b": "
 _CRLF = b"\r\n"
+# uvicorn's HEADER_VALUE_RE on the values as latin-1 text (a tab is allowed)
+_BAD_VALUE = re.compile(HEADER_VALUE_RE.pattern.decode("latin-1"))
+_DEFAULT_HEAD: list = [None, b""]  # uvicorn's default headers: the list, and its bytes
 
 
 @dataclass
@@ -120,10 +125,11 @@ class FastLaneProtocol(OneSendProtocol):
         if self.parser.get_http_version() != "1.1" or self.parser.should_upgrade():
             return False
         headers: dict[str, str] = {}
-        for name, value in self.headers:
+        for raw_name, value in self.headers:
+            name = raw_name.decode("latin-1")
             if name in headers:  # a repeated header: the app's path decides what it means
                 return False
-            headers[name.decode("latin-1")] = value.decode("latin-1")
+            headers[name] = value.decode("latin-1")
         length = headers.get("content-length")
         if length is None or "transfer-encoding" in headers or (lane.cors and "origin" in headers):
             return False
@@ -132,10 +138,12 @@ class FastLaneProtocol(OneSendProtocol):
         path = self.url.decode("latin-1")
         if "%" in path:
             return False  # percent-decoding is the app's (uvicorn decodes the path)
-        scope = {"type": "http", "method": "POST", "path": path}
-        target = infer_target(scope)
-        if target is None:
+        # vmpool.rest.infer_target without its percent-decoding (the path has no "%")
+        match = INFER_PATH.match(path)
+        if match is None:
             return False
+        target = (match[1], match[2])
+        scope = {"type": "http", "method": "POST", "path": path, MODEL_KEY: match[1]}
         self.cycle = fast = _FastCycle(self.parser.should_keep_alive())
         task = self.loop.create_task(self._answer(lane, fast, scope, target, headers))
         task.add_done_callback(self.tasks.discard)
@@ -188,24 +196,32 @@ class FastLaneProtocol(OneSendProtocol):
     def _write(self, cycle: _FastCycle, status: int, body: bytes, headers: dict[str, str]) -> None:
         if cycle.disconnected:
             return
-        head = [STATUS_LINE[status]]
-        for name, value in self.server_state.default_headers:
-            head += (name, _SEP, value, _CRLF)
-        for name, value in headers.items():
-            raw = value.encode("latin-1")
-            if HEADER_VALUE_RE.search(raw):  # (an echoed x-request-id): uvicorn closes too
-                self.transport.close()
-                return
-            head += (name.lower().encode("latin-1"), _SEP, raw, _CRLF)
-            if name == "connection" and value.lower() == "close":
-                cycle.keep_alive = False
+        # (one search over every value: what uvicorn's HEADER_VALUE_RE finds in any one of them,
+        # an echoed x-request-id's CR/LF say, closes the connection as uvicorn does; a tab joins)
+        if _BAD_VALUE.search("\t".join(headers.values())):
+            self.transport.close()
+            return
+        lines = "".join([f"{name.lower()}: {value}\r\n" for name, value in headers.items()])
+        connection = headers.get("connection")
+        if connection is not None and connection.lower() == "close":
+            cycle.keep_alive = False
+        head = [STATUS_LINE[status], self._default_head(), lines.encode("latin-1")]
         head.append(b"content-length: %d\r\n" % len(body))
-        if not cycle.keep_alive and "connection" not in headers:
+        if not cycle.keep_alive and connection is None:
             head.append(b"connection: close\r\n")
         head.append(_CRLF)
         self.transport.writelines((b"".join(head), body))
         if not cycle.keep_alive:
             self.transport.close()
+
+    def _default_head(self) -> bytes:
+        """uvicorn's default headers (date, server) as bytes, joined once per new list (uvicorn
+        makes one a second)."""
+        headers = self.server_state.default_headers
+        if _DEFAULT_HEAD[0] is not headers:
+            _DEFAULT_HEAD[1] = b"".join([name + _SEP + value + _CRLF for name, value in headers])
+            _DEFAULT_HEAD[0] = headers  # (held: its id cannot be reused while cached)
+        return _DEFAULT_HEAD[1]
 
     def _complete(self, cycle: _FastCycle) -> None:
         if cycle.response_complete:

@@ -90,10 +90,17 @@ class InferEndpoint:
             out = {"content-type": _JSON, "allow": "POST", "x-request-id": request_id}
             return 405, body, out, None
         lease = self.state.body_budget.lease()
+        model, version = target
+        asyncq = self.state.asyncq
         try:
-            status, body, out_headers = await self._answer(
-                receive, headers, request_id, lease, target, note, after
-            )
+            if asyncq is not None and asyncq.takes(headers, model, version):
+                status = 202  # the job's place in the async queue
+                body, out_headers = await self._enqueue(asyncq, receive, headers, lease, target)
+            else:  # (no coroutine between: each level is paid twice a request, in and out)
+                status = 200
+                body, out_headers = await self._infer(
+                    receive, headers, request_id, lease, model, version, note, after
+                )
         except TidegateError as exc:
             status, body = exc.status, protocol.error_body(exc.message)
             out_headers = {"content-type": _JSON, "x-request-id": request_id, **exc.headers}
@@ -110,20 +117,12 @@ class InferEndpoint:
         note["request_id"] = out_headers.get("x-request-id", request_id)
         return status, body, out_headers, lease
 
-    async def _answer(self, receive, headers, request_id, lease, target, note, after=None):
-        """(status, body, headers): 202 and the job's place for the async queue, else the
-        model's answer."""
-        model, version = target
-        asyncq = self.state.asyncq
-        if asyncq is not None and asyncq.takes(headers, model, version):
-            read = lambda: protocol.read_body(  # noqa: E731
-                receive, headers, self.limit_bytes, lease, self.body_timeout_s
-            )
-            return (202, *await asyncq.submit(headers, model, version, read))
-        return (
-            200,
-            *await self._infer(receive, headers, request_id, lease, model, version, note, after),
+    async def _enqueue(self, asyncq, receive, headers, lease, target):
+        """(body, headers) of a call the async queue takes: the job's place."""
+        read = lambda: protocol.read_body(  # noqa: E731
+            receive, headers, self.limit_bytes, lease, self.body_timeout_s
         )
+        return await asyncq.submit(headers, *target, read)
 
     async def _infer(
         self,

@@ -9,7 +9,7 @@ a core on its own bookkeeping (ops/bench/client_choice.py). aiohttp serves the r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 import aiohttp
 import numpy as np
@@ -75,7 +75,7 @@ class ReplicaClient:
         answer = await self.infer_reported(base_url, model, inputs, outputs, request_id, timeout_s)
         return answer[0]
 
-    async def infer_reported(
+    def infer_reported(
         self,
         base_url: str,
         model: str,
@@ -83,10 +83,11 @@ class ReplicaClient:
         outputs: list[str] | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
-    ) -> tuple[dict[str, np.ndarray], BatchReport | None]:
+    ) -> Awaitable[tuple[dict[str, np.ndarray], BatchReport | None]]:
         """``infer``, plus the batch the replica says it ran the request in (None: it did not
-        say; ``vmpool.batch_report``)."""
-        return await self.coalescer.infer(base_url, model, inputs, outputs, request_id, timeout_s)
+        say; ``vmpool.batch_report``). The coalescer's coroutine itself, not one around it (a
+        level of coroutines costs each request on the way in and out)."""
+        return self.coalescer.infer(base_url, model, inputs, outputs, request_id, timeout_s)
 
     async def _infer_one(
         self,

@@ -21,6 +21,9 @@ _REFUSAL_TEXT = {
 }
 
 
+_ADMITTED = Verdict(True)  # (frozen: one for every tenant without limits, not one a request)
+
+
 @dataclass
 class Tenant:
     settings: TenantSettings
@@ -98,7 +101,7 @@ class TenantRegistry:
         if model is not None and ts.models and model not in ts.models:
             raise Forbidden(f"tenant {tenant.name!r} may not use model {model!r}")
         if tenant.limits.unlimited:
-            return Verdict(True)
+            return _ADMITTED
         verdict = await self.limits.take(tenant.name, tenant.limits, self.clock())
         if not verdict.allowed:
             text = _REFUSAL_TEXT[verdict.refusal].format(

@@ -290,8 +290,9 @@ def test_connection_close_is_honoured_on_the_lane(lane_gateway):
         _request(b"{}", {}).replace(b"HTTP/1.1", b"HTTP/1.0"),
         _request(b"{}", {"Expect": "100-continue"}),
         _request(b"{}", {"Transfer-Encoding": "chunked"}).replace(b"Content-Length: 2\r\n", b""),
+        _request(b"{}", {"X-Request-Id": "a"}).replace(b"\r\n\r\n", b"\r\nX-Request-Id: b\r\n\r\n"),
     ],
-    ids=["http-1.0", "expect-100-continue", "chunked"],
+    ids=["http-1.0", "expect-100-continue", "chunked", "repeated-header"],
 )
 def test_requests_the_lane_does_not_take_are_answered_by_the_app(lane_gateway, raw):
     url, counter, _ = lane_gateway
