@@ -34,8 +34,8 @@ class LedgerSettings(BaseModel):
     journal: bool = Field(
         True,
         description="sqlite with synchronous = normal: each row is appended to a journal "
-        "file beside the database before its answer (one write, as durable against a crash "
-        "or SIGKILL as the WAL commit it replaces) and folded into the database every "
+        "file beside the database before its answer (copied into the file mapped in memory, "
+        "as durable against a crash or SIGKILL as the WAL commit it replaces) and folded into the database every "
         "journal_fold_ms; false commits each loop iteration's rows to SQLite before the "
         "answers. Another process reading the database sees a row up to journal_fold_ms late.",
     )

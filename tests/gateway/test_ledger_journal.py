@@ -93,6 +93,38 @@ def test_a_torn_last_line_is_skipped_and_folded_segments_are_not_folded_twice(tm
     ledger.journal.close()
 
 
+def test_a_segment_a_crash_left_mapped_is_read_up_to_its_padding(tmp_path):
+    import orjson
+
+    path = tmp_path / "ledger.sqlite"
+    Ledger(make_backend(path, sqlite_synchronous="NORMAL"))  # migrated
+    rows = orjson.dumps(_row(1)) + b"\n" + orjson.dumps(_row(2)) + b"\n"
+    torn = orjson.dumps(_row(3))[:30]  # a copy cut short, then the segment's unused room
+    (tmp_path / "ledger.sqlite.journal.1").write_bytes(rows + torn + bytes(4096))
+    ledger = _ledger(path)
+    assert ledger.journal.rows_recovered == 2
+    assert _ids(path) == ["r1", "r2"]
+    ledger.journal.close()
+
+
+async def test_rows_past_a_full_segment_go_to_the_next(tmp_path, monkeypatch):
+    from gateway.ledger import journal
+
+    monkeypatch.setattr(journal._Segment.__init__, "__defaults__", (200,))  # 2 rows a segment
+    path = tmp_path / "ledger.sqlite"
+    ledger = _ledger(path, fold_interval_s=3600)
+    await ledger.start()
+    try:
+        for i in range(10):
+            await ledger.record(_row(i))
+        assert len(list(tmp_path.glob("ledger.sqlite.journal.*"))) >= 4
+        assert ledger.count() == 10
+        assert _ids(path) == [f"r{i}" for i in range(10)]
+    finally:
+        await ledger.close()
+    assert not list(tmp_path.glob("ledger.sqlite.journal.*"))
+
+
 _WRITER = """
 import asyncio, sys, time
 sys.path.insert(0, {root!r})
