@@ -27,7 +27,7 @@ from fastapi import APIRouter, Query, Request
 
 from policies.costs import PriceTable
 
-from .errors import BadRequest
+from .errors import BadRequest, NotFound
 from .routes import ERROR_SCHEMA, json_response
 from .state import GatewayState
 
@@ -249,6 +249,8 @@ def _caller_may_read(state: GatewayState, request: Request, tenant: str) -> None
     auth = h.get("authorization", "")
     given = auth[7:].strip() if auth.lower().startswith("bearer ") else h.get("x-api-key")
     if admin_key and given and hmac.compare_digest(given.encode(), admin_key.encode()):
+        if registry.get(tenant) is None:  # as for an admin tenant's key: a typo is not usage
+            raise NotFound(f"no tenant {tenant!r}")
         return
     caller = registry.authenticate(h.get("authorization"), h.get("x-api-key"))
     registry.authorize_usage(caller, tenant)

@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except CliError as exc:
-        print(f"tidegate {args.command}: error: {exc}", file=sys.stderr)
+        # one line, whatever the message carries (a driver's error often spans several)
+        text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"tidegate {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -247,6 +247,8 @@ def read_trace(
 
 
 def _read_file(path: Path, fmt: str, mapping: TraceMapping, seed: int) -> Trace:
+    if path.is_dir():
+        raise TraceError(f"trace {path} is a directory, not a trace file")
     if not path.is_file():
         raise TraceError(f"trace file {path} does not exist")
     try:

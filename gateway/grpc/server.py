@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from . import inference_pb2 as pb
 from .servicer import SERVICE, GatewayView, InferenceServicer
@@ -40,11 +41,42 @@ class GrpcServer:
         await self.server.stop(grace_s)
 
 
+class _Malformed:
+    """A request message that did not parse (its bytes are not the method's protobuf)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _lenient(message_type):
+    """A deserializer that hands a parse failure to the method instead of raising in gRPC's
+    core (which answers UNKNOWN and logs a traceback for what is the caller's mistake)."""
+
+    def parse(data: bytes):
+        try:
+            return message_type.FromString(data)
+        except DecodeError as exc:
+            return _Malformed(exc)
+
+    return parse
+
+
+def _guarded(method):
+    async def call(request, context):
+        if isinstance(request, _Malformed):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"malformed request message: {request.error}"
+            )
+        return await method(request, context)
+
+    return call
+
+
 def _handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, name),
-            request_deserializer=req.FromString,
+            _guarded(getattr(servicer, name)),
+            request_deserializer=_lenient(req),
             response_serializer=resp.SerializeToString,
         )
         for name, (req, resp) in _METHODS.items()

@@ -55,6 +55,10 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
         dtype = numpy_dtype(tensor.datatype, where)
         count = math.prod(shape)
         if raw:
+            if tensor.HasField("contents"):
+                raise CodecError(
+                    f"{where} has both contents and raw_input_contents; give its data in one"
+                )
             inputs[tensor.name] = _from_raw(raw[i], dtype, shape, count, where)
         else:
             inputs[tensor.name] = _from_contents(tensor, dtype, shape, count, where)

@@ -211,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
     if args.slo_ms is not None and args.slo_ms <= 0:
         raise CliError(f"--slo-ms must be positive, got {args.slo_ms:g}")
     size = parse_size(args.size) if args.size is not None else None
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CliError(f"--out {args.out} is a file, not a model repository directory")
     source = Path(args.model)
     try:
         if args.model in zoo.MODELS:
@@ -224,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
             )
     except ArtifactError as exc:
         raise CliError(str(exc).splitlines()[0]) from None
+    except OSError as exc:  # the repository cannot be written (permissions, disk full)
+        raise CliError(f"cannot write to {args.out}: {exc.strerror or exc}") from None
     print(f"wrote {artifact.program_path} ({_file_size(artifact.program_path)}), config.toml")
     print(_summary(artifact))
     return 0

@@ -209,8 +209,8 @@ def _check_arguments(args) -> None:
     from ops.cli import CliError
     from ops.commands.outputs import check_writable
 
-    if not (args.speedup > 0 and args.rate_scale > 0):
-        raise CliError("--speedup and --rate-scale must be > 0")
+    if not (0 < args.speedup < float("inf") and 0 < args.rate_scale < float("inf")):
+        raise CliError("--speedup and --rate-scale must be finite numbers > 0")
     for flag, value in (("--duration-s", args.duration_s), ("--timeout-s", args.timeout_s)):
         if value is not None and not value > 0:
             raise CliError(f"{flag} must be > 0")

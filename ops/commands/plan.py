@@ -187,6 +187,17 @@ def _plan_json(args, plan, prediction) -> dict:
     return out
 
 
+def _check_numbers(args) -> None:
+    from ops.cli import CliError
+
+    if not 0 < args.percentile < 1:
+        raise CliError(f"--percentile must be between 0 and 1 (e.g. 0.99), got {args.percentile:g}")
+    if args.batch < 1:
+        raise CliError(f"--batch must be >= 1, got {args.batch}")
+    if args.slo_ms is not None and not args.slo_ms > 0:
+        raise CliError(f"--slo-ms must be > 0, got {args.slo_ms:g}")
+
+
 def run(args) -> int:
     from burst.graph import GraphError, build_graph
     from burst.plan import PlanError
@@ -196,6 +207,7 @@ def run(args) -> int:
     from policies.profile import Profile, ProfileError
     from vmpool.artifact import ArtifactError, load_artifact
 
+    _check_numbers(args)
     settings = _settings(args)
     try:
         artifact = load_artifact(args.repo, args.name)

@@ -137,6 +137,18 @@ def _grpc_address(settings) -> str:
     return f"{settings.host}:{settings.grpc_port}"
 
 
+def _with_grpc_port(settings, server):
+    """``--grpc-port 0``: the settings with the port the gRPC server really listens on (once
+    the app is up), so the banner names it; the same settings if gRPC is off or not served."""
+    if settings.grpc_port != 0:
+        return settings
+    state = getattr(getattr(server.config.app, "state", None), "gateway", None)
+    grpc = getattr(state, "grpc", None)
+    if grpc is None:
+        return settings.model_copy(update={"grpc_port": -1})
+    return settings.model_copy(update={"grpc_port": grpc.port})
+
+
 async def _bound_port(server) -> int:
     """The port the server listens on, once it does (``--port 0`` asks the kernel for one)."""
     while True:
@@ -154,14 +166,13 @@ async def _announce_ready(server, settings, models: list[str]) -> None:
     if settings.port == 0:
         settings = settings.model_copy(update={"port": await _bound_port(server)})
     url = f"http://{settings.host}:{settings.port}"
-    banner = _banner(settings, models)
     async with aiohttp.ClientSession() as session:
         while True:
             await asyncio.sleep(0.25)
             try:
                 async with session.get(url + "/v2/health/ready") as resp:
                     if resp.status == 200:
-                        print(banner, flush=True)
+                        print(_banner(_with_grpc_port(settings, server), models), flush=True)
                         print(f"ready: {url}", flush=True)
                         return
             except aiohttp.ClientError:

@@ -94,8 +94,8 @@ def check_arguments(args) -> None:
         raise CliError("--slo-ms must be > 0")
     if getattr(args, "vm_boot_s", None) is not None and not args.vm_boot_s >= 0:
         raise CliError("--vm-boot-s must be >= 0")
-    if not args.rate_scale > 0:
-        raise CliError("--rate-scale must be > 0")
+    if not 0 < args.rate_scale < float("inf"):
+        raise CliError("--rate-scale must be a finite number > 0")
     check_writable(args.json_out, "--json")
     check_writable(getattr(args, "plot", None), "--plot")
 
@@ -134,7 +134,7 @@ def load_inputs(args):
         model=args.model or trace.models[0],
     )
     scale = args.rate_scale if args.rate_scale != 1.0 else cfg.simulate.get("rate_scale", 1.0)
-    if not (isinstance(scale, int | float) and scale > 0):
+    if not (isinstance(scale, int | float) and 0 < scale < float("inf")):
         raise CliError("--rate-scale ([simulate] rate_scale) must be a number > 0")
     if scale != 1.0:
         trace = trace.scaled(rate_factor=scale, seed=args.seed)
