@@ -172,12 +172,19 @@ async def replay(
 async def _model_metadata(
     session: aiohttp.ClientSession, base: str, model: str, key: str | None
 ) -> dict:
-    async with session.get(f"{base}/v2/models/{model}", headers=_auth(key)) as resp:
-        if resp.status != 200:
-            raise RuntimeError(
-                f"GET /v2/models/{model} answered {resp.status}: {(await resp.text())[:200]}"
-            )
-        return await resp.json()
+    try:
+        async with session.get(f"{base}/v2/models/{model}", headers=_auth(key)) as resp:
+            if resp.status != 200:
+                raise RuntimeError(
+                    f"GET /v2/models/{model} answered {resp.status}: {(await resp.text())[:200]}"
+                )
+            return await resp.json()
+    except aiohttp.ClientResponseError as exc:  # not HTTP, or not JSON (e.g. the gRPC port)
+        first = str(exc.message).strip().splitlines()[0] if exc.message else type(exc).__name__
+        raise RuntimeError(
+            f"{base} did not answer GET /v2/models/{model} as a Tidegate gateway ({first}); "
+            "is --url the gateway's HTTP address?"
+        ) from None
 
 
 async def _send_one(

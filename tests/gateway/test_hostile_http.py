@@ -49,11 +49,21 @@ def gateway(model_server, small_repo, tmp_path_factory):
 
 
 @pytest.fixture
-def no_tracebacks(caplog):
-    """The records the gateway logs during a test; fails the test on an error with a traceback."""
+def server_log(caplog):
+    """The records the gateway logs during a test, uvicorn's own included (its loggers do not
+    propagate to the root logger that caplog listens on)."""
     caplog.set_level(logging.WARNING)
+    uvicorn_log = logging.getLogger("uvicorn")
+    uvicorn_log.addHandler(caplog.handler)
+    yield caplog
+    uvicorn_log.removeHandler(caplog.handler)
+
+
+@pytest.fixture
+def no_tracebacks(server_log):
+    """Fails the test if the gateway logs an error or a traceback during it."""
     yield
-    bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    bad = [r for r in server_log.records if r.exc_info or r.levelno >= logging.ERROR]
     assert not bad, [r.getMessage() for r in bad]
 
 
@@ -257,6 +267,45 @@ def test_the_same_binary_header_with_other_bytes_gets_its_own_answer(gateway, no
             headers={**AUTH, "Inference-Header-Content-Length": str(len(header))},
         )
         assert_user_error(r, 400, says)
+
+
+def test_a_cached_header_is_still_checked_against_each_model(gateway, no_tracebacks):
+    """The header that mlp accepted (and the cache holds) is refused by resnet18."""
+    url, _, module = gateway
+    x = rows(30)
+    binary_post(url, x)
+    body, length = encode_request({"input": x}, binary_output=True)
+    r = httpx.post(
+        url + "/v2/models/resnet18/infer",
+        content=body,
+        headers={**AUTH, "Inference-Header-Content-Length": str(length)},
+    )
+    assert_user_error(r, 400, "input")
+    np.testing.assert_allclose(binary_post(url, x), reference(module, x), rtol=1e-4, atol=1e-5)
+
+
+def test_pipelined_binary_requests_with_one_header_get_their_own_answers(gateway):
+    url, _, module = gateway
+    xs = [rows(300 + i) for i in range(4)]
+    wire = b""
+    for x in xs:
+        body, length = encode_request({"input": x}, binary_output=False)
+        wire += (
+            b"POST "
+            + MLP.encode()
+            + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + KEY_A.encode()
+            + b"\r\nInference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n"
+            % (length, len(body))
+            + body
+        )
+    answer = _raw_http(url, wire)
+    heads = answer.split(b"HTTP/1.1 ")[1:]
+    assert [h[:3] for h in heads] == [b"200"] * len(xs), answer[:300]
+    for head, x in zip(heads, xs):
+        doc = json.loads(head[head.index(b"\r\n\r\n") + 4 :])
+        got = np.asarray(doc["outputs"][0]["data"], np.float32).reshape(2, 10)
+        np.testing.assert_allclose(got, reference(module, x), rtol=1e-4, atol=1e-5)
 
 
 def test_simultaneous_requests_with_one_header_each_get_their_own_answer(gateway, no_tracebacks):

@@ -111,3 +111,28 @@ def test_serve_banner_names_the_grpc_port_it_really_bound():
     assert _grpc_address(_with_grpc_port(settings, server)) == "off"  # could not be served
     app.state.gateway.grpc = SimpleNamespace(port=43121)
     assert _grpc_address(_with_grpc_port(settings, server)) == f"{settings.host}:43121"
+
+
+def test_loadgen_pointed_at_a_port_that_is_not_http_is_one_line(d, capsys):
+    """A user gives the gRPC port (or any non-HTTP service) as --url."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_garbage() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"\x00\x00\x18\x04\x00\x00\x00\x00\x00 not http\r\n\r\n")
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    rc = main(["loadgen", "--trace", f"{d}/ok.csv", "--url", url, "--no-progress"])
+    thread.join(10)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "is --url the gateway's HTTP address?" in err, err
