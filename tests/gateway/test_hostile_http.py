@@ -505,3 +505,33 @@ def test_non_numbers_in_a_float_tensor_are_refused(gateway, data):
     url, _, _ = gateway
     r = httpx.post(url + MLP, json=json_body(X, data=data), headers=AUTH)
     assert_user_error(r, 400, "data")
+
+
+@pytest.fixture(scope="module")
+def open_gateway_with_admin_key(model_server, small_repo, tmp_path_factory):
+    """A gateway without tenants whose operator set an admin key."""
+    settings = Settings.load(
+        None,
+        data_dir=tmp_path_factory.mktemp("hostile-open"),
+        repo=small_repo,
+        admin_api_key=ADMIN,
+        vm={"provisioner": "static", "urls": [model_server]},
+        burst={"enabled": False},
+    )
+    with serve_app(create_app(settings)) as url:
+        yield url
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gateway/repository.py require_admin returns early on a gateway without tenants, "
+    "so with admin_api_key set anyone may unload a model (the /admin API asks for the key)",
+)
+def test_the_admin_key_guards_the_repository_api_as_it_guards_admin(open_gateway_with_admin_key):
+    url = open_gateway_with_admin_key
+    assert_user_error(httpx.get(url + "/admin/policy"), 401, "admin key")
+    r = httpx.post(url + "/v2/repository/models/mlp/unload")
+    try:
+        assert_user_error(r, 401, "admin key")
+    finally:
+        httpx.post(url + "/v2/repository/models/mlp/load", headers={"x-api-key": ADMIN})
