@@ -105,6 +105,14 @@ class FastLaneProtocol(OneSendProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.lane: FastLane | None = getattr(config.app, "fast_lane", None)
 
+    def on_message_begin(self) -> None:
+        # uvicorn builds the request's ASGI scope here (ten entries and a copy of the app's
+        # state); a lane request never reads it, so it is built once the app takes the request
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = None  # type: ignore[assignment]
+
     def on_headers_complete(self) -> None:
         lane = self.lane
         url = self.url
@@ -115,6 +123,10 @@ class FastLaneProtocol(OneSendProtocol):
             or self.parser.get_method() != b"POST"
             or not self._fast_request(lane)
         ):
+            url, headers, expect = self.url, self.headers, self.expect_100_continue
+            super().on_message_begin()  # the scope, as uvicorn makes it, for the app
+            self.url, self.expect_100_continue = url, expect
+            self.headers = self.scope["headers"] = headers
             super().on_headers_complete()
 
     def _fast_request(self, lane: FastLane) -> bool:
@@ -124,12 +136,9 @@ class FastLaneProtocol(OneSendProtocol):
             return False
         if self.parser.get_http_version() != "1.1" or self.parser.should_upgrade():
             return False
-        headers: dict[str, str] = {}
-        for raw_name, value in self.headers:
-            name = raw_name.decode("latin-1")
-            if name in headers:  # a repeated header: the app's path decides what it means
-                return False
-            headers[name] = value.decode("latin-1")
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in self.headers}
+        if len(headers) != len(self.headers):  # a repeated header: the app decides what it means
+            return False
         length = headers.get("content-length")
         if length is None or "transfer-encoding" in headers or (lane.cors and "origin" in headers):
             return False

@@ -111,11 +111,11 @@ class Coalescer:
         limit = self._max_rows.get(model)
         if not limit:
             return await self._send(base_url, model, inputs, outputs, request_id, timeout_s)
-        rows = _rows(inputs, self.max_bytes)
+        rows, signature = _rows(inputs, self.max_bytes)
         args = (base_url, model, outputs, request_id, timeout_s)
         if rows is None or rows >= limit:
             return await self._tracked(inputs, args)
-        key = (base_url, model, None if outputs is None else tuple(outputs), _signature(inputs))
+        key = (base_url, model, None if outputs is None else tuple(outputs), signature)
         if not self._in_flight.get((base_url, model)) and key not in self._open:
             # the replica has none of this model's requests: this one goes now, from the
             # caller's task (no group task and loop iteration of its own, 1 in 6 of the
@@ -248,20 +248,20 @@ def _members_may_differ(exc: Exception) -> bool:
     return isinstance(status, int) and 400 <= status <= 500 and status != 429 and not connect
 
 
-def _rows(inputs: Outputs, max_bytes: int) -> int | None:
-    """The rows every input has (its first dimension), or None when the call cannot merge."""
+def _rows(inputs: Outputs, max_bytes: int) -> tuple[int | None, tuple]:
+    """The rows every input has (its first dimension), or None when the call cannot merge, and
+    the inputs' signature (names, dtypes, shapes past the batch dimension), in one pass."""
     rows = None
     size = 0
-    for array in inputs.values():
-        if array.ndim == 0 or (rows is not None and array.shape[0] != rows):
-            return None
-        rows = array.shape[0]
+    signature = []
+    for name, array in inputs.items():
+        shape = array.shape
+        if not shape or (rows is not None and shape[0] != rows):
+            return None, ()
+        rows = shape[0]
         size += array.nbytes
-    return rows if rows and size <= max_bytes else None
-
-
-def _signature(inputs: Outputs) -> tuple:
-    return tuple([(name, a.dtype.str, a.shape[1:]) for name, a in inputs.items()])
+        signature.append((name, array.dtype.str, shape[1:]))
+    return (rows if rows and size <= max_bytes else None), tuple(signature)
 
 
 def _split(answer: Outputs, rows: list[int]) -> list[Outputs]:
