@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 
+# An error message quotes what the client sent (a name, a datatype): a hostile client's 10 MB
+# name must not come back as a 10 MB answer (or line of log).
+MAX_MESSAGE_CHARS = 2000
+
+
+def bounded(message: str) -> str:
+    """``message``, cut to MAX_MESSAGE_CHARS with a note of how much was left out."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} characters cut)"
+
+
 class TidegateError(Exception):
     status = 500
 
     def __init__(self, message: str, status: int | None = None, headers: dict | None = None):
+        message = bounded(message)
         super().__init__(message)
         self.message = message
         if status is not None:

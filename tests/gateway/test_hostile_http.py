@@ -248,6 +248,23 @@ def test_binary_mistakes_get_a_clear_400_and_the_server_goes_on(gateway, no_trac
     still_serving(url, module)
 
 
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        (MLP, b'{"inputs": [{"name": "' + b"n" * 2**20 + b'"}]}'),
+        (MLP, json.dumps(json_body(X, datatype="Q" * 2**20)).encode()),
+        ("/v2/models/" + "m" * 60_000 + "/infer", b"{}"),
+    ],
+    ids=["input name", "datatype", "model name"],
+)
+def test_an_error_does_not_echo_a_huge_value_back(gateway, no_tracebacks, path, body):
+    url, _, module = gateway
+    r = httpx.post(url + path, content=body, headers=AUTH)
+    assert r.status_code in (400, 404) and len(r.content) < 4096, len(r.content)
+    assert "characters cut" in r.json()["error"]
+    still_serving(url, module)
+
+
 def test_the_same_binary_header_with_other_bytes_gets_its_own_answer(gateway, no_tracebacks):
     """The decode cache keys on the header's bytes: each body's tensors are its own, and a bad
     body behind a cached header is still refused."""
