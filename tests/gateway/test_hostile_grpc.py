@@ -196,3 +196,21 @@ def test_tritonclient_sees_not_found_and_invalid_argument(gateway, no_tracebacks
     good.set_data_from_numpy(X)
     got = client.infer("mlp", [good]).as_numpy("output")
     np.testing.assert_allclose(got, reference(gateway[1], X), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "msg, code",
+    [
+        (request(model="m" * 100_000), NOT_FOUND),
+        (request(name="n" * 100_000), INVALID),
+        (request(datatype="Q" * 100_000), INVALID),
+    ],
+    ids=["model name", "input name", "datatype"],
+)
+def test_a_huge_name_gets_its_status_with_a_short_message(gateway, channel, msg, code):
+    """(gRPC sends the message in trailing metadata, which clients cap at 8 KiB by default.)"""
+    with pytest.raises(grpc.RpcError) as err:
+        infer(channel, msg)
+    assert err.value.code() == code, err.value.details()
+    assert len(err.value.details()) < 4096
+    still_serving(channel, gateway[1])
