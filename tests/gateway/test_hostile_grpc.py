@@ -214,3 +214,28 @@ def test_a_huge_name_gets_its_status_with_a_short_message(gateway, channel, msg,
     assert err.value.code() == code, err.value.details()
     assert len(err.value.details()) < 4096
     still_serving(channel, gateway[1])
+
+
+def test_simultaneous_calls_each_get_their_own_answer(gateway, channel):
+    import threading
+
+    xs = [
+        np.random.default_rng(50 + i % 4).standard_normal((2, 784)).astype(np.float32)
+        for i in range(12)
+    ]
+    got: dict[int, np.ndarray] = {}
+    start = threading.Barrier(len(xs))
+
+    def call(i: int) -> None:
+        start.wait()
+        resp = infer(channel, request(raw=(xs[i].tobytes(),)))
+        got[i] = np.frombuffer(resp.raw_output_contents[0], np.float32).reshape(2, 10)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(len(xs)))  # identical calls (i % 4) included
+    for i, x in enumerate(xs):
+        np.testing.assert_allclose(got[i], reference(gateway[1], x), rtol=1e-4, atol=1e-5)
