@@ -21,7 +21,7 @@ from ops.traces import (
 
 
 def detect_format(path: Path) -> str:
-    with open(path, "r", errors="replace") as f:
+    with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
         first = f.readline().strip()
     low = first.lower().replace(" ", "")
     if first.startswith("{"):
@@ -56,7 +56,7 @@ def _is_number(text: str) -> bool:
 
 
 def _rows(path: Path):
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         yield from enumerate(csv.reader(f), start=1)
 
 
@@ -155,7 +155,7 @@ def _read_azure_llm(path: Path, mapping: TraceMapping, rng) -> Trace:
 
 def _read_mooncake(path: Path, mapping: TraceMapping, rng) -> Trace:
     ms = []
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue

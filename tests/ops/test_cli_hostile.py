@@ -136,3 +136,15 @@ def test_loadgen_pointed_at_a_port_that_is_not_http_is_one_line(d, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
     assert "is --url the gateway's HTTP address?" in err, err
+
+
+def test_a_csv_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    """Spreadsheet programs start a UTF-8 CSV with a BOM; the trace is the same."""
+    from ops.traces import read_trace
+
+    rows = "timestamp_s,model,tenant\n0.0,mlp,acme\n0.5,mlp,acme\n2.0,mlp,beta\n"
+    (tmp_path / "plain.csv").write_text(rows, encoding="utf-8")
+    (tmp_path / "bom.csv").write_text(rows, encoding="utf-8-sig")
+    plain, bom = read_trace(tmp_path / "plain.csv"), read_trace(tmp_path / "bom.csv")
+    assert len(bom) == len(plain) == 3
+    assert bom.duration_s == plain.duration_s and bom.tenants == plain.tenants
