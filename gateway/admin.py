@@ -40,19 +40,30 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+def presented_key(request: Request) -> str | None:
+    """The key a caller presents: ``Authorization: Bearer <key>``, else ``x-api-key``."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def check_admin_key(expected: str, request: Request, what: str) -> None:
+    """401 without a key, 403 with another; ``what`` names the API in the message."""
+    given = presented_key(request)
+    if not given:
+        raise Unauthorized(
+            f"{what} needs the admin key (Authorization: Bearer <key> or x-api-key)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Forbidden(f"{what} needs the admin key: wrong key")
+
+
 def authorize(state: GatewayState, request: Request) -> None:
     key = state.settings.admin_api_key
-    auth = request.headers.get("authorization", "")
-    given = (
-        auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-api-key")
-    )
     if key:
-        if not given:
-            raise Unauthorized(
-                "the admin API needs the admin key", headers={"WWW-Authenticate": "Bearer"}
-            )
-        if not hmac.compare_digest(given.encode(), key.encode()):
-            raise Forbidden("wrong admin key")
+        check_admin_key(key, request, "the admin API")
         return
     if not state.settings.tenants and _is_loopback(request.client.host if request.client else None):
         return

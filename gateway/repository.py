@@ -1,16 +1,15 @@
 """The model repository extension: ``POST /v2/repository/index``, ``.../models/{m}/load``,
 ``.../models/{m}/unload`` (what ``tritonclient``'s load_model/unload_model call).
 
-Where tenants exist these need the admin key (``admin_api_key``, as Bearer or x-api-key): a
-tenant must not take a model away from another. With no tenants the gateway is open, so are
-these. Loading reads the model's config from the repository and asks every ready replica to
+Where tenants exist, or an operator set ``admin_api_key``, these need the admin key (as Bearer
+or x-api-key): a tenant must not take a model away from another. A gateway with no tenants and
+no admin key is open, and so are these. Loading reads the model's config from the repository and asks every ready replica to
 load the program; unloading stops routing to the model first, then tells the replicas.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 
 from fastapi import APIRouter, Request
@@ -19,7 +18,8 @@ from fastapi.responses import Response
 from vmpool.artifact import ArtifactError, list_models, load_artifact
 from vmpool.wire import repository_entry
 
-from .errors import Forbidden, NotFound, Unauthorized, Unavailable
+from .admin import check_admin_key
+from .errors import Forbidden, NotFound, Unavailable
 from .routes import NOT_FOUND, json_response
 from .state import GatewayState
 
@@ -28,23 +28,13 @@ _GUARDED = {401: {"description": "Missing admin key"}, 403: {"description": "Not
 
 
 def require_admin(state: GatewayState, request: Request) -> None:
-    """401/403 unless the caller holds the admin key; a no-op on a gateway without tenants."""
-    if state.tenants.open:
-        return
+    """401/403 unless the caller holds the admin key; open only on a gateway without tenants
+    whose operator set no admin key (a set key guards these as it guards ``/admin``)."""
     expected = state.settings.admin_api_key
-    if not expected:
+    if expected:
+        check_admin_key(expected, request, "the model repository")
+    elif not state.tenants.open:
         raise Forbidden("the model repository needs the admin key; set admin_api_key")
-    key = request.headers.get("x-api-key")
-    auth = request.headers.get("authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        key = token.strip() if scheme.lower() == "bearer" else None
-    if not key:
-        raise Unauthorized(
-            "the model repository needs the admin key (Authorization: Bearer <key> or x-api-key)"
-        )
-    if not hmac.compare_digest(key.encode(), expected.encode()):
-        raise Forbidden("the model repository needs the admin key, not a tenant's")
 
 
 def repository_router(state: GatewayState) -> APIRouter:

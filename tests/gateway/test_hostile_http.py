@@ -539,16 +539,16 @@ def open_gateway_with_admin_key(model_server, small_repo, tmp_path_factory):
         yield url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/repository.py require_admin returns early on a gateway without tenants, "
-    "so with admin_api_key set anyone may unload a model (the /admin API asks for the key)",
-)
 def test_the_admin_key_guards_the_repository_api_as_it_guards_admin(open_gateway_with_admin_key):
     url = open_gateway_with_admin_key
     assert_user_error(httpx.get(url + "/admin/policy"), 401, "admin key")
     r = httpx.post(url + "/v2/repository/models/mlp/unload")
     try:
         assert_user_error(r, 401, "admin key")
+        wrong = httpx.post(url + "/v2/repository/models/mlp/unload", headers={"x-api-key": "x"})
+        assert_user_error(wrong, 403, "admin key")
+        index = httpx.post(url + "/v2/repository/index", headers={"x-api-key": ADMIN})
+        assert index.status_code == 200
+        assert {"name": "mlp", "state": "READY"}.items() <= index.json()[0].items()
     finally:
         httpx.post(url + "/v2/repository/models/mlp/load", headers={"x-api-key": ADMIN})
