@@ -69,16 +69,8 @@ CASES = [
     ("report", "--data-dir {d}/adir", "no ledger"),
     ("profile", "nope --repo {d}/repo", "model 'nope' not found"),
     ("profile", "mlp --repo {d}/repo --reps 0", "--reps"),
-    pytest.param(
-        "profile",
-        "mlp --repo {d}/repo --memory-mb -1 --reps 2 --workers 2",
-        "memory",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="ops/commands/profile.py does not check --memory-mb: BurstUnavailable "
-            "traceback from the function runtime (not audit's file)",
-        ),
-    ),
+    ("profile", "mlp --repo {d}/repo --memory-mb -1 --reps 2 --workers 2", "--memory-mb"),
+    ("profile", "mlp --repo {d}/repo --memory-mb 99999 --reps 2 --workers 2", "--memory-mb"),
 ]
 
 
