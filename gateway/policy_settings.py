@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policies.autoscaling import Autoscaler, make_autoscaler
 from policies.costs import PriceTable
-from policies.routing import RoutingPolicy, SloAware, make_policy
+from policies.routing import RoutingPolicy, SloAware, check_params, make_policy
 
 RoutingPolicyName = Literal["vm-only", "burst-only", "threshold", "slo-aware"]
 
@@ -216,6 +216,7 @@ def build_routing(name: RoutingPolicyName, params: dict, prices: PriceTable) -> 
     from the admin API) for a parameter it does not take or one out of range."""
     if name != "slo-aware":
         return make_policy(name, **params)
+    check_params(name, params, internal=("prices",))
     try:
         policy = SloAware(prices=prices, **params)
     except TypeError as exc:  # an unknown parameter

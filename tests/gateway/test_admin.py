@@ -87,6 +87,11 @@ def test_bad_policy_changes_are_refused_and_change_nothing(open_gateway):
             r = c.put("/admin/policy", json=bad)
             assert r.status_code == 400, (bad, r.text)
             assert "error" in r.json()
+        r = c.put("/admin/policy", json={"routing_policy": "slo-aware", "routing_params": {"x": 1}})
+        assert r.status_code == 400
+        error = r.json()["error"]  # names what it takes, not a Python TypeError
+        assert "takes no parameter 'x'" in error and "slo_margin" in error
+        assert "__init__" not in error
         assert c.get("/admin/policy").json() == before
 
 
