@@ -88,7 +88,7 @@ def _range(values: list[int]) -> str:
     return _mb(lo) if lo == hi else f"{_mb(lo)}..{_mb(hi)}"
 
 
-def render(plan, prediction=None, percentile: float = 0.99) -> str:
+def render(plan, prediction=None, percentile: float = 0.99, asked_workers: int = 0) -> str:
     """A human-readable table of the plan's stages (with predictions when given)."""
     from policies.perf import percentile_ms
 
@@ -134,6 +134,11 @@ def render(plan, prediction=None, percentile: float = 0.99) -> str:
             f"predicted: p50 {prediction.p50_ms:.1f} ms, p99 {prediction.p99_ms:.1f} ms,"
             f" cost ${prediction.cost_usd:.8f} per request"
         )
+    if asked_workers > plan.workers and plan.split == "none":
+        lines.append(
+            f"note: asked for {asked_workers} workers; no split pays here, so the plan (the one "
+            f"the gateway runs) is the whole model in one function"
+        )
     if not t.get("fits_memory", True):
         lines.append(
             f"warning: weights exceed half of {plan.memory_mb} MB per function; "
@@ -163,7 +168,7 @@ def _settings(args):
         raise CliError(f"cannot read settings {args.config}: {exc}") from None
 
 
-def _plan_json(args, plan, prediction) -> dict:
+def _plan_json(args, plan, prediction, asked_workers: int) -> dict:
     """``--json``: the plan with its predicted latency and cost, per stage too."""
     from policies.perf import percentile_ms
 
@@ -173,6 +178,7 @@ def _plan_json(args, plan, prediction) -> dict:
         "predicted_p99_ms": round(prediction.p99_ms, 3),
         "cost_usd": prediction.cost_usd,
         "objective": args.objective,
+        "workers_asked": asked_workers,  # "workers" is what the plan uses: 1 where no split pays
         "slo_ms": args.slo_ms,
         "percentile": args.percentile,
         "stage_predictions": [
@@ -240,7 +246,7 @@ def run(args) -> int:
     except (GraphError, PlanError, ProfileError, OSError, ValueError) as exc:
         raise CliError(str(exc)) from None
     if args.json:
-        print(json.dumps(_plan_json(args, plan, prediction), indent=2, sort_keys=True))
+        print(json.dumps(_plan_json(args, plan, prediction, workers), indent=2, sort_keys=True))
     else:
-        print(render(plan, prediction, args.percentile))
+        print(render(plan, prediction, args.percentile, asked_workers=workers))
     return 0

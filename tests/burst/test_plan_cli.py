@@ -212,3 +212,13 @@ def test_gateway_runs_the_plan_the_cli_prints(repo, tmp_path, capsys):
         served = asyncio.run(svc.plan_for("resnet18", workers, 1))
         assert served.plan_id == printed.plan_id and served.to_dict() == printed.to_dict()
         assert printed.memory_mb == 640
+
+
+def test_cli_says_when_no_split_pays_for_the_workers_asked(repo, capsys):
+    # mlp is far too small for a fork-join to pay: the plan (the gateway's too) is one function
+    assert main(["plan", "mlp", "--repo", str(repo), "--workers", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "workers 1  split none" in out and "asked for 4 workers; no split pays" in out
+    assert main(["plan", "mlp", "--repo", str(repo), "--workers", "4", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["workers"] == 1 and answer["workers_asked"] == 4
