@@ -106,10 +106,8 @@ def run(args) -> int:
         ) from None
     if not workers or min(workers) < 1 or args.reps < 2:
         raise CliError("--workers must be positive and --reps at least 2")
-    if args.cold_reps < 0 or args.cold_workers < 1:
-        raise CliError("--cold-reps must be >= 0 and --cold-workers >= 1")
-    if not 128 <= args.memory_mb <= 10240:  # burst.memory_mb's range
-        raise CliError(f"--memory-mb must be between 128 and 10240, got {args.memory_mb}")
+    if args.cold_reps < 0 or args.cold_workers < 1 or not 128 <= args.memory_mb <= 10240:
+        raise CliError("--cold-reps must be >= 0, --cold-workers >= 1, --memory-mb 128-10240")
     if args.calibrate and not args.compute_only:
         raise CliError("--calibrate goes with --compute-only (a full run calibrates anyway)")
     cold = (args.cold_workers, args.cold_reps)
