@@ -8,6 +8,11 @@ head waits for the body and both leave in one ``writelines`` (one ``writev``). A
 also sent when the response ends without a body write (HEAD), when the connection closes, and
 at the end of the event-loop iteration (a streamed body that comes later).
 
+A client that half-closes its side after sending (``shutdown(SHUT_WR)``, as ``nc -N`` does)
+still gets every answer it is owed: uvicorn lets asyncio close the connection at EOF, which
+dropped answers in progress and those pipelined behind them. The connection now closes after
+the last one.
+
 Used as ``uvicorn.Config(http=OneSendProtocol)`` by the model server and the gateway.
 """
 
@@ -35,7 +40,8 @@ class _OneSendTransport:
         head = self._head
         if head is not None:
             self._head = None
-            self._transport.writelines((head, data))
+            if not self._transport.is_closing():  # (writelines raises on a closed socket)
+                self._transport.writelines((head, data))
             return
         # uvicorn's head write: status line and headers in one bytes object ("100 Continue"
         # must go out at once: the client waits for it before sending the body)
@@ -62,9 +68,25 @@ class _OneSendTransport:
 class OneSendProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` whose responses leave in one write (see the module docstring)."""
 
+    _half_closed = False  # the client sent EOF: close once no answer is owed
+
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(_OneSendTransport(transport, self.loop))
 
     def on_response_complete(self) -> None:
         self.transport.flush()  # a response with no body write (HEAD)
         super().on_response_complete()
+        if self._half_closed and not self.answers_owed():
+            self.transport.close()
+
+    def eof_received(self) -> bool | None:
+        """Keep the write side open while answers are owed (True); else let asyncio close (and
+        a request whose body the EOF cut short learns of it: ``http.disconnect``)."""
+        if self.answers_owed() and not (self.cycle is not None and self.cycle.more_body):
+            self._half_closed = True
+            return True
+        return None
+
+    def answers_owed(self) -> bool:
+        """Whether a request on this connection still waits for its answer."""
+        return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
