@@ -510,13 +510,10 @@ def test_a_tenant_reads_only_its_own_report_and_keys_are_checked(gateway, no_tra
     assert r.status_code == 200 and "routing_policy" in r.json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vmpool/codec_json.py json_array: FP tensors go through np.fromiter, which takes "
-    "numeric strings, null (NaN) and booleans; integer tensors refuse text (h6's file)",
-)
 @pytest.mark.parametrize(
-    "data", [["0.5"] * 784, [None] * 784, [True] * 784], ids=["numeric strings", "null", "bool"]
+    "data",
+    [["0.5"] * 784, [None] * 784, [True] * 784, [0.5] * 783 + [False]],
+    ids=["numeric strings", "null", "bool", "a bool last"],
 )
 def test_non_numbers_in_a_float_tensor_are_refused(gateway, data):
     url, _, _ = gateway
