@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import socket
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
+from burst.service import BurstService
 from gateway.app import create_app
 from gateway.settings import Settings
 
@@ -21,18 +23,29 @@ from .ledger_rows import ledger_rows
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def hybrid_gateway(model_server, small_repo, tmp_path_factory):
-    data = tmp_path_factory.mktemp("gw-burst")
-    settings = Settings.load(
+def _settings(data, small_repo, model_server) -> Settings:
+    return Settings.load(
         None,
         data_dir=data,
         repo=small_repo,
         vm={"provisioner": "static", "urls": [model_server]},
         burst={"enabled": True, "memory_mb": 1024, "concurrency": 12},
     )
-    with serve_app(create_app(settings)) as url:
+
+
+@pytest.fixture(scope="module")
+def hybrid_gateway(model_server, small_repo, tmp_path_factory):
+    data = tmp_path_factory.mktemp("gw-burst")
+    with serve_app(create_app(_settings(data, small_repo, model_server))) as url:
         yield url, data
+
+
+def _planned_workers(model_server, small_repo, tmp_path, asked: int) -> int:
+    """The workers `tidegate plan resnet18 --workers ASKED` uses with the gateway's config: 1
+    where no split pays (the plan is then the whole model in one function)."""
+    settings = _settings(tmp_path, small_repo, model_server)
+    plan = asyncio.run(BurstService.from_settings(settings).plan_for("resnet18", asked, 1))
+    return plan.workers
 
 
 def _infer(url, x, headers, binary):
@@ -44,7 +57,9 @@ def _infer(url, x, headers, binary):
     return result.as_numpy("output"), result.get_response()
 
 
-def test_burst_with_4_workers_equals_the_vm_path(hybrid_gateway):
+def test_burst_with_4_workers_equals_the_vm_path(
+    hybrid_gateway, model_server, small_repo, tmp_path
+):
     url, data = hybrid_gateway
     x = np.random.default_rng(5).standard_normal((1, 3, 64, 64)).astype(np.float32)
     vm, _ = _infer(url, x, {"X-Tidegate-Route": "vm"}, True)
@@ -71,7 +86,8 @@ def test_burst_with_4_workers_equals_the_vm_path(hybrid_gateway):
     )
     assert resp.status_code == 200, resp.text
     assert resp.headers["x-tidegate-path"] == "burst"
-    assert resp.headers["x-tidegate-workers"] == "4"
+    planned = _planned_workers(model_server, small_repo, tmp_path, 4)
+    assert resp.headers["x-tidegate-workers"] == str(planned)
     assert float(resp.headers["x-tidegate-cost-usd"]) > 0
     out = resp.json()["outputs"][0]
     got = np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
@@ -86,7 +102,7 @@ def test_burst_with_4_workers_equals_the_vm_path(hybrid_gateway):
         at_least=3,
     )
     assert len(rows) == 3
-    assert all(r[0] == 4 and r[2] > 0 and r[3] > 0 for r in rows)
+    assert all(r[0] == planned and r[2] > 0 and r[3] > 0 for r in rows)
     assert rows[0][1] >= 1  # the first burst request started function instances
     metrics = httpx.get(url + "/metrics").text
     assert "tidegate_function_cold_starts_total" in metrics
