@@ -71,6 +71,10 @@ class _FastCycle:
         self.waiter: asyncio.Future | None = None
 
     @property
+    def more_body(self) -> bool:  # (as uvicorn's cycle: an EOF before the body's end cuts it)
+        return not self.done
+
+    @property
     def message_event(self) -> _FastCycle:
         return self  # uvicorn calls ``cycle.message_event.set()`` when the connection is lost
 

@@ -13,17 +13,28 @@ still gets every answer it is owed: uvicorn lets asyncio close the connection at
 dropped answers in progress and those pipelined behind them. The connection now closes after
 the last one.
 
+A connection waiting for a request head (idle from the start, or a head begun and never
+finished) is answered 408 and closed after ``head_timeout_s``: uvicorn has no such limit, so a
+slowloris client could hold connections until the process ran out of them. One timer per event
+loop sweeps the connections; a request costs one clock read.
+
 Used as ``uvicorn.Config(http=OneSendProtocol)`` by the model server and the gateway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _STATUS_PREFIX = b"HTTP/1.1 "
 _HEAD_END = b"\r\n\r\n"
+_HEAD_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+    b'connection: close\r\ncontent-length: 51\r\n\r\n{"error":"the request head did not arrive in time"}'
+)
+_SWEEPING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> its sweep timer
 
 
 class _OneSendTransport:
@@ -69,15 +80,26 @@ class OneSendProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` whose responses leave in one write (see the module docstring)."""
 
     _half_closed = False  # the client sent EOF: close once no answer is owed
+    head_timeout_s = 60.0  # a request head must arrive within this (the module docstring)
+    _waiting_since = 0.0  # loop time the connection began waiting for a request head
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(_OneSendTransport(transport, self.loop))
+        self._waiting_since = self.loop.time()
+        if self.loop not in _SWEEPING:  # (past uvicorn's keep-alive, which closes idle ones)
+            timeout_s = max(self.head_timeout_s, self.timeout_keep_alive + 1.0)
+            _sweep(self.loop, self.connections, timeout_s)
 
     def on_response_complete(self) -> None:
         self.transport.flush()  # a response with no body write (HEAD)
+        self._waiting_since = self.loop.time()
         super().on_response_complete()
         if self._half_closed and not self.answers_owed():
             self.transport.close()
+
+    def head_overdue(self, now: float, timeout_s: float) -> bool:
+        """Waiting for a request head (none in progress) for longer than ``timeout_s``."""
+        return not self.answers_owed() and now - self._waiting_since > timeout_s
 
     def eof_received(self) -> bool | None:
         """Keep the write side open while answers are owed (True); else let asyncio close (and
@@ -90,3 +112,17 @@ class OneSendProtocol(HttpToolsProtocol):
     def answers_owed(self) -> bool:
         """Whether a request on this connection still waits for its answer."""
         return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
+
+
+def _sweep(loop: asyncio.AbstractEventLoop, connections: set, timeout_s: float) -> None:
+    """Answer 408 and close every connection overdue for a request head; again in a while."""
+    now = loop.time()
+    for protocol in list(connections):
+        if isinstance(protocol, OneSendProtocol) and protocol.head_overdue(now, timeout_s):
+            transport = protocol.transport
+            if not transport.is_closing():
+                transport.write(_HEAD_TIMEOUT)
+                transport.close()
+    _SWEEPING[loop] = loop.call_later(
+        max(timeout_s / 4, 0.05), _sweep, loop, connections, timeout_s
+    )

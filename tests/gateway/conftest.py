@@ -88,9 +88,9 @@ def post_routed(url: str, x, route: str, workers: int = 2, model: str = "resnet1
 
 
 @contextmanager
-def serve_app(app):
+def serve_app(app, protocol=None):
     """Run an ASGI app with uvicorn (httptools, and the gateway's fast lane for infer POSTs when
-    the app has one) on a free loopback port in a thread; yield its base URL."""
+    the app has one, or ``protocol``) on a free loopback port in a thread; yield its base URL."""
     port = free_port()
     from gateway.fast_lane import FastLaneProtocol  # as `tidegate serve` runs the gateway
 
@@ -102,7 +102,7 @@ def serve_app(app):
             log_level="warning",
             access_log=False,
             lifespan="on",
-            http=FastLaneProtocol,
+            http=protocol or FastLaneProtocol,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

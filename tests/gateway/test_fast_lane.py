@@ -217,6 +217,22 @@ def test_keep_alive_and_pipelined_requests_are_answered_in_order(lane_gateway):
     assert counter.calls >= 2
 
 
+def test_a_client_that_half_closes_after_pipelining_gets_every_answer(lane_gateway):
+    url, _, _ = lane_gateway
+    body, headers = _binary(seed=3)
+    with _connect(url) as sock:
+        sock.sendall(b"".join(_request(body, {**headers, "x-request-id": i}) for i in "abc"))
+        sock.shutdown(socket.SHUT_WR)  # as `nc -N` does: nothing more to send
+        answers = _read_answers(sock, 4)  # three, then the close (no fourth)
+    assert [(status, h["x-request-id"]) for status, h, _ in answers] == [
+        (200, "a"),
+        (200, "b"),
+        (200, "c"),
+    ]
+    assert answers[0][2] == answers[1][2] == answers[2][2]  # one input, one output
+    assert _live(url)
+
+
 def test_a_truncated_body_gets_408_and_the_connection_closes(lane_gateway):
     url, _, _ = lane_gateway
     body, headers = _binary()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from gateway.fast_lane import FastLaneProtocol
+
 from .conftest import serve_app
 
 
@@ -62,3 +64,29 @@ def test_an_eof_inside_a_body_still_ends_the_request():
             sock.shutdown(socket.SHUT_WR)
             assert sock.recv(65536) == b""  # closed without an answer: the request was cut
     assert seen == ["http.request", "http.disconnect"]
+
+
+class _QuickHeads(FastLaneProtocol):
+    head_timeout_s = 0.3  # (the sweep is what the test waits on: recv until the close)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timeout_keep_alive = 0.1  # (the head timeout waits past uvicorn's keep-alive)
+
+
+def test_a_head_that_never_ends_gets_408_and_the_close_and_others_are_served():
+    with serve_app(slow_app, protocol=_QuickHeads) as url:
+        host, port = url.removeprefix("http://").split(":")
+        idle = socket.create_connection((host, int(port)), timeout=30)
+        partial = socket.create_connection((host, int(port)), timeout=30)
+        partial.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Drip: ")  # and never the rest
+        answers = []
+        for sock in (idle, partial):
+            received = b""
+            while chunk := sock.recv(65536):  # until the server closes
+                received += chunk
+            sock.close()
+            answers.append(received)
+        assert _send_then_half_close(url, ["/after"]).endswith(b"/after")
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 408 ") and b"did not arrive in time" in answer
