@@ -164,7 +164,7 @@ def test_forced_routes_and_names():
     assert make_policy("slo-aware").name == "slo-aware"
     d = SloAware().route(req(forced_route="vm"), live(ready=0, booting=1, per_replica=()))
     assert (d.route, d.reason) == (Route.VM, Reason.VM_BOOTING)
-    with pytest.raises(ValueError, match="bad parameters"):
+    with pytest.raises(ValueError, match="no parameter 'nope'; it takes: spill_outstanding"):
         make_policy("threshold", nope=1)
 
 
