@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vmpool.classify import classes_entry, classes_of
 from vmpool.codec_binary import binary_entry, binary_tensor, join, le_contiguous, split_body
 from vmpool.codec_json import json_array, json_entry
 from vmpool.validation import validate_inputs
@@ -49,6 +50,7 @@ __all__ = [
 class RequestedOutput:
     name: str
     binary: bool | None  # None: follow the request-level binary_data_output
+    classes: int = 0  # the classification extension's top-k (0: the tensor itself)
 
 
 @dataclass
@@ -152,7 +154,7 @@ def _requested_outputs(raw) -> list[RequestedOutput] | None:
             raise CodecError(f"requested output {entry['name']!r}: binary_data must be a boolean")
         if any(r.name == entry["name"] for r in requested):
             raise CodecError(f"requested output {entry['name']!r} appears twice")
-        requested.append(RequestedOutput(entry["name"], binary))
+        requested.append(RequestedOutput(entry["name"], binary, classes_of(entry["name"], params)))
     return requested
 
 
@@ -306,7 +308,10 @@ def encode_response(
         if array is None:
             raise CodecError(f"no output named {r.name!r}")
         array = np.asarray(array)
-        if binary_output if r.binary is None else r.binary:
+        binary = binary_output if r.binary is None else r.binary
+        if r.classes:
+            entries.append(classes_entry(r.name, array, r.classes, binary, chunks))
+        elif binary:
             entries.append(binary_entry(r.name, array, chunks))
         else:
             entries.append(json_entry(r.name, array, le_contiguous(array)))

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from vmpool.classify import bytes_payload, classes_of, classify
 from vmpool.codec import CodecError, InferRequest, RequestedOutput, datatype_of, numpy_dtype
 
 from . import inference_pb2 as pb
@@ -62,8 +63,18 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
             inputs[tensor.name] = _from_raw(raw[i], dtype, shape, count, where)
         else:
             inputs[tensor.name] = _from_contents(tensor, dtype, shape, count, where)
-    outputs = [RequestedOutput(o.name, True) for o in msg.outputs] if msg.outputs else None
+    outputs = [_requested(o) for o in msg.outputs] if msg.outputs else None
     return InferRequest(id=msg.id or None, inputs=inputs, outputs=outputs, binary_output=True)
+
+
+def _requested(output) -> RequestedOutput:
+    """A requested output; its ``classification`` parameter (int64) asks for the top k."""
+    params = {}
+    if "classification" in output.parameters:
+        param = output.parameters["classification"]
+        kind = param.WhichOneof("parameter_choice")
+        params["classification"] = getattr(param, kind) if kind else None
+    return RequestedOutput(output.name, True, classes_of(output.name, params))
 
 
 def _from_raw(data: bytes, dtype: np.dtype, shape: tuple, count: int, where: str) -> np.ndarray:
@@ -102,13 +113,24 @@ def encode_infer_response(
     requested: list[RequestedOutput] | None,
 ) -> pb.ModelInferResponse:
     """The dispatcher's outputs as a ModelInferResponse with raw output contents."""
-    names = [r.name for r in requested] if requested is not None else list(outputs)
+    if requested is None:
+        requested = [RequestedOutput(name, True) for name in outputs]
     entries, raw = [], []
-    for name in names:
+    for r in requested:
+        name = r.name
         array = outputs.get(name)
         if array is None:
             raise CodecError(f"no output named {name!r}")
         array = np.asarray(array)
+        if r.classes:  # the classification extension: BYTES "score:index", top k
+            labels = classify(name, array, r.classes)
+            entries.append(
+                pb.ModelInferResponse.InferOutputTensor(
+                    name=name, datatype="BYTES", shape=list(labels.shape)
+                )
+            )
+            raw.append(bytes_payload(labels))
+            continue
         if array.dtype.byteorder == ">":
             array = array.astype(array.dtype.newbyteorder("<"))
         entries.append(
