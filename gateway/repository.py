@@ -63,7 +63,9 @@ def repository_router(state: GatewayState) -> APIRouter:
         try:
             artifact = await asyncio.to_thread(load_artifact, repo, model)
         except ArtifactError as exc:
-            raise NotFound(str(exc).splitlines()[0]) from None
+            # (the repository's place on disk is the operator's, not the caller's, to know)
+            message = str(exc).splitlines()[0].replace(str(repo), "the model repository")
+            raise NotFound(message) from None
         await _tell_replicas(state, model, "load")
         dispatcher.models[artifact.config.name] = artifact.config
         return Response(b"{}", media_type="application/json")

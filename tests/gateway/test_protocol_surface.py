@@ -209,3 +209,4 @@ def test_repository_extension_with_the_admin_key(own_replica, small_repo, tmp_pa
         assert client.infer("mlp", [inp], headers=tenant).as_numpy("output").shape == (1, 10)
         r = httpx.post(url + "/v2/repository/models/nope/load", headers=admin)
         assert r.status_code == 404 and "not found" in r.json()["error"]
+        assert str(small_repo) not in r.json()["error"]  # (not the repository's place on disk)
