@@ -34,7 +34,9 @@ _HEAD_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
     b'connection: close\r\ncontent-length: 51\r\n\r\n{"error":"the request head did not arrive in time"}'
 )
-_SWEEPING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> its sweep timer
+# the loops whose connections are swept (a set of weak references: a closed loop and its timer,
+# which holds it, go with it)
+_SWEEPING: weakref.WeakSet = weakref.WeakSet()
 
 
 class _OneSendTransport:
@@ -123,6 +125,5 @@ def _sweep(loop: asyncio.AbstractEventLoop, connections: set, timeout_s: float) 
             if not transport.is_closing():
                 transport.write(_HEAD_TIMEOUT)
                 transport.close()
-    _SWEEPING[loop] = loop.call_later(
-        max(timeout_s / 4, 0.05), _sweep, loop, connections, timeout_s
-    )
+    _SWEEPING.add(loop)
+    loop.call_later(max(timeout_s / 4, 0.05), _sweep, loop, connections, timeout_s)
