@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import json
+import lzma
 import warnings
 from pathlib import Path
 
@@ -20,8 +23,23 @@ from ops.traces import (
 )
 
 
+_COMPRESSED = ((b"\x1f\x8b", gzip.open), (b"\xfd7zXZ\x00", lzma.open), (b"BZh", bz2.open))
+
+
+def open_text(path: Path, **kwargs):
+    """The file as text, decompressed when it is gzip, xz or bzip2 (as the public traces are
+    shipped: ``.csv.gz``), whatever its name says; a damaged archive is a ``TraceError``."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    kwargs.setdefault("encoding", "utf-8-sig")
+    for prefix, opener in _COMPRESSED:
+        if magic.startswith(prefix):
+            return opener(path, "rt", **kwargs)
+    return open(path, "r", **kwargs)
+
+
 def detect_format(path: Path) -> str:
-    with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
+    with open_text(path, errors="replace") as f:
         first = f.readline().strip()
     low = first.lower().replace(" ", "")
     if first.startswith("{"):
@@ -56,7 +74,7 @@ def _is_number(text: str) -> bool:
 
 
 def _rows(path: Path):
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with open_text(path, newline="") as f:
         yield from enumerate(csv.reader(f), start=1)
 
 
@@ -155,7 +173,7 @@ def _read_azure_llm(path: Path, mapping: TraceMapping, rng) -> Trace:
 
 def _read_mooncake(path: Path, mapping: TraceMapping, rng) -> Trace:
     ms = []
-    with open(path, encoding="utf-8-sig") as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -174,7 +192,8 @@ def _numeric(path: Path, min_cols: int) -> np.ndarray:
     with warnings.catch_warnings():  # "input contained no data": said below, in one line
         warnings.simplefilter("ignore", UserWarning)
         try:
-            data = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+            with open_text(path) as f:
+                data = np.loadtxt(f, delimiter=",", ndmin=2, dtype=np.float64)
         except ValueError as exc:
             raise TraceError(f"{path}: expected numbers only: {exc}") from None
     if data.shape[0] == 0:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import io
+import lzma
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,13 +261,15 @@ def _read_file(path: Path, fmt: str, mapping: TraceMapping, seed: int) -> Trace:
         raise TraceError(f"trace file {path} is empty: no requests")
     from ops import trace_formats
 
-    fmt = trace_formats.detect_format(path) if fmt == "auto" else fmt
-    if fmt not in trace_formats.READERS:
+    if fmt != "auto" and fmt not in trace_formats.READERS:
         raise TraceError(f"unknown trace format {fmt!r}; known: {', '.join(FORMATS)}")
     try:
+        fmt = trace_formats.detect_format(path) if fmt == "auto" else fmt
         return trace_formats.READERS[fmt](path, mapping, np.random.default_rng(seed))
     except UnicodeDecodeError:
         raise TraceError(f"{path}: not a text file (UTF-8)") from None
+    except (OSError, EOFError, lzma.LZMAError) as exc:  # a damaged .gz / .xz / .bz2
+        raise TraceError(f"{path}: cannot decompress it ({exc})") from None
 
 
 def write_csv(trace: Trace, out: str | Path) -> None:

@@ -126,6 +126,8 @@ def load_inputs(args):
         trace = read_trace(args.trace, args.trace_format, cfg.mapping, seed=args.seed)
         if args.model and trace.models != (args.model,):
             trace = trace.only_model(args.model)  # TraceError if it has none of its requests
+        elif len(trace.models) > 1:  # one model's fleet is simulated: not all as the first's
+            raise TraceError(_several_models(trace))
     except (TraceError, ProfileError, ConfigError) as exc:
         raise CliError(str(exc)) from None
     profile = profile.with_overrides(
@@ -139,6 +141,17 @@ def load_inputs(args):
     if scale != 1.0:
         trace = trace.scaled(rate_factor=scale, seed=args.seed)
     return trace, profile, cfg
+
+
+def _several_models(trace) -> str:
+    import numpy as np
+
+    counts = np.bincount(trace.model_idx, minlength=len(trace.models))
+    shown = ", ".join(f"{m} {int(n)}" for m, n in zip(trace.models, counts, strict=True))
+    return (
+        f"trace {trace.name} has requests for {len(trace.models)} models ({shown}): "
+        "a run simulates one model's fleet; choose one with --model"
+    )
 
 
 def run_policies(names: list[str], trace, profile, cfg, params: dict, seed: int, log=None):

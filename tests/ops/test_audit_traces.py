@@ -1,0 +1,67 @@
+"""Traces an ops person brings that our own tests did not: compressed files (the public traces
+ship as .csv.gz / .xz), several models in one trace, several days of the Azure 2019 trace."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+
+import numpy as np
+import pytest
+
+from ops.cli import main
+from ops.traces import TraceError, read_trace
+
+PLAIN = "timestamp_s,model,tenant\n" + "".join(
+    f"{t * 0.25:.2f},mlp,{'acme' if t % 3 else 'beta'}\n" for t in range(40)
+)
+AZURE_2021 = "app,func,end_timestamp,duration\n" + "".join(
+    f"a{i % 2},f,{(i * 7919) % 97 + 0.125:.3f},0.0625\n" for i in range(60)
+)
+
+
+@pytest.mark.parametrize("opener", [gzip.open, lzma.open, bz2.open], ids=["gz", "xz", "bz2"])
+@pytest.mark.parametrize("text", [PLAIN, AZURE_2021], ids=["csv", "azure2021"])
+def test_a_compressed_trace_reads_as_the_plain_file(tmp_path, opener, text):
+    plain = tmp_path / "trace.csv"
+    plain.write_text(text)
+    packed = tmp_path / "trace.csv.packed"
+    with opener(packed, "wt") as f:
+        f.write(text)
+    want, got = read_trace(plain), read_trace(packed)
+    assert len(got) == len(want) > 0
+    np.testing.assert_array_equal(got.arrivals_s, want.arrivals_s)
+    assert got.tenants == want.tenants and got.models == want.models
+
+
+def test_a_truncated_archive_is_one_line(tmp_path, capsys):
+    whole = gzip.compress(PLAIN.encode() * 50)
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(TraceError, match="cannot decompress"):
+        read_trace(cut)
+    assert main(["simulate", "--trace", str(cut), "--policy", "burst-only"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and err.startswith("tidegate simulate: error:")
+
+
+@pytest.mark.parametrize("command", ["simulate", "tune"])
+def test_a_trace_of_several_models_is_not_simulated_as_the_first(tmp_path, capsys, command):
+    """The simulator runs one model's fleet: a two-model trace without --model was run as if
+    every request were the first model's (alphabetically), with its profile, silently."""
+    trace = tmp_path / "two.csv"
+    trace.write_text(
+        "".join(f"{i * 0.1:.1f},{'mlp' if i % 2 else 'resnet18'}\n" for i in range(50))
+    )
+    policy = "burst-only" if command == "simulate" else "threshold"
+    argv = [command, "--trace", str(trace), "--policy", policy]
+    if command == "tune":  # (before the fix it ran and wrote its snippet)
+        argv += ["--trials", "2", "--out", str(tmp_path / "tuned.toml")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "2 models" in err and "mlp 25" in err and "--model" in err
+    if command == "simulate":  # one of them, chosen, runs
+        out = tmp_path / "mlp.json"
+        assert main([*argv, "--model", "mlp", "--json", str(out)]) == 0
+        assert '"requests": 25' in out.read_text()
