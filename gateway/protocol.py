@@ -64,15 +64,19 @@ async def read_body(
     # and no timer for a read that cannot wait
     ready = getattr(getattr(receive, "__self__", None), "ready_body", None)
     body = ready() if ready is not None else None
-    if body is not None:
-        if len(body) > limit_bytes:
-            message = too_large_message(limit_bytes, len(body))
-            raise TidegateError(message, 413, {"connection": "close"})
-        return body
     try:
-        return await body_reader.read_body(
-            receive, headers.get("content-length"), limit_bytes, lease, timeout_s
-        )
+        if body is not None:
+            if len(body) > limit_bytes:
+                message = too_large_message(limit_bytes, len(body))
+                raise TidegateError(message, 413, {"connection": "close"})
+        else:
+            body = await body_reader.read_body(
+                receive, headers.get("content-length"), limit_bytes, lease, timeout_s
+            )
+        encoding = headers.get("content-encoding")
+        if encoding is None:
+            return body
+        return body_reader.decode_content(body, encoding, limit_bytes, lease)
     except CodecError as exc:
         raise _as_error(exc) from None
 

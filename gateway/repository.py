@@ -4,13 +4,16 @@
 Where tenants exist, or an operator set ``admin_api_key``, these need the admin key (as Bearer
 or x-api-key): a tenant must not take a model away from another. A gateway with no tenants and
 no admin key is open, and so are these. Loading reads the model's config from the repository and asks every ready replica to
-load the program; unloading stops routing to the model first, then tells the replicas.
+load the program; unloading stops routing to the model first, then tells the replicas. The gRPC service's
+RepositoryIndex, RepositoryModelLoad and RepositoryModelUnload call the same functions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -18,8 +21,7 @@ from fastapi.responses import Response
 from vmpool.artifact import ArtifactError, list_models, load_artifact
 from vmpool.wire import repository_entry
 
-from .admin import check_admin_key
-from .errors import Forbidden, NotFound, Unavailable
+from .errors import Forbidden, NotFound, Unauthorized, Unavailable
 from .routes import NOT_FOUND, json_response
 from .state import GatewayState
 
@@ -27,56 +29,82 @@ log = logging.getLogger("tidegate.gateway")
 _GUARDED = {401: {"description": "Missing admin key"}, 403: {"description": "Not the admin key"}}
 
 
-def require_admin(state: GatewayState, request: Request) -> None:
-    """401/403 unless the caller holds the admin key; open only on a gateway without tenants
-    whose operator set no admin key (a set key guards these as it guards ``/admin``)."""
+def require_admin(state: GatewayState, headers: Mapping[str, str]) -> None:
+    """401/403 unless the caller holds the admin key (``headers``: the HTTP headers or gRPC
+    metadata); open only on a gateway without tenants whose operator set no admin key (a set
+    key guards these as it guards ``/admin``)."""
     expected = state.settings.admin_api_key
     if expected:
-        check_admin_key(expected, request, "the model repository")
+        auth = headers.get("authorization") or ""
+        given = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        given = given or headers.get("x-api-key")
+        if not given:
+            raise Unauthorized(
+                "the model repository needs the admin key (Authorization: Bearer <key> or "
+                "x-api-key)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Forbidden("the model repository needs the admin key: wrong key")
     elif not state.tenants.open:
         raise Forbidden("the model repository needs the admin key; set admin_api_key")
 
 
+async def index_rows(state: GatewayState) -> list[dict]:
+    """Every model in the repository, READY if the gateway serves it."""
+    models = state.require_dispatcher().models
+    rows = []
+    for name in await asyncio.to_thread(list_models, state.settings.repo_path):
+        cfg = models.get(name)
+        rows.append(
+            repository_entry(name, cfg.version, "READY")
+            if cfg is not None
+            else repository_entry(name, None, "UNAVAILABLE", "not loaded")
+        )
+    return rows
+
+
+async def load_model(state: GatewayState, model: str) -> None:
+    """Read ``model``'s config from the repository, have every ready replica load it, serve it."""
+    dispatcher = state.require_dispatcher()
+    repo = state.settings.repo_path
+    try:
+        artifact = await asyncio.to_thread(load_artifact, repo, model)
+    except ArtifactError as exc:
+        # (the repository's place on disk is the operator's, not the caller's, to know)
+        message = str(exc).splitlines()[0].replace(str(repo), "the model repository")
+        raise NotFound(message) from None
+    await _tell_replicas(state, model, "load")
+    dispatcher.models[artifact.config.name] = artifact.config
+
+
+async def unload_model(state: GatewayState, model: str) -> None:
+    """Stop routing to ``model``, then tell the replicas to drop it."""
+    dispatcher = state.require_dispatcher()
+    if dispatcher.models.pop(model, None) is None:
+        raise NotFound(f"model {model!r} is not loaded")
+    await _tell_replicas(state, model, "unload")
+
+
 def repository_router(state: GatewayState) -> APIRouter:
     router = APIRouter(tags=["Model repository"])
-    repo = state.settings.repo_path
 
     @router.post("/v2/repository/index", responses=_GUARDED)
     async def index(request: Request):
         """Every model in the repository, READY if the gateway serves it."""
-        require_admin(state, request)
-        models = state.require_dispatcher().models
-        rows = []
-        for name in await asyncio.to_thread(list_models, repo):
-            cfg = models.get(name)
-            rows.append(
-                repository_entry(name, cfg.version, "READY")
-                if cfg is not None
-                else repository_entry(name, None, "UNAVAILABLE", "not loaded")
-            )
-        return json_response(rows)
+        require_admin(state, request.headers)
+        return json_response(await index_rows(state))
 
     @router.post("/v2/repository/models/{model}/load", responses={**_GUARDED, **NOT_FOUND})
     async def load(model: str, request: Request):
-        require_admin(state, request)
-        dispatcher = state.require_dispatcher()
-        try:
-            artifact = await asyncio.to_thread(load_artifact, repo, model)
-        except ArtifactError as exc:
-            # (the repository's place on disk is the operator's, not the caller's, to know)
-            message = str(exc).splitlines()[0].replace(str(repo), "the model repository")
-            raise NotFound(message) from None
-        await _tell_replicas(state, model, "load")
-        dispatcher.models[artifact.config.name] = artifact.config
+        require_admin(state, request.headers)
+        await load_model(state, model)
         return Response(b"{}", media_type="application/json")
 
     @router.post("/v2/repository/models/{model}/unload", responses={**_GUARDED, **NOT_FOUND})
     async def unload(model: str, request: Request):
-        require_admin(state, request)
-        dispatcher = state.require_dispatcher()
-        if dispatcher.models.pop(model, None) is None:
-            raise NotFound(f"model {model!r} is not loaded")
-        await _tell_replicas(state, model, "unload")
+        require_admin(state, request.headers)
+        await unload_model(state, model)
         return Response(b"{}", media_type="application/json")
 
     return router

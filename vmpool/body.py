@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import logging
 import time
+import zlib
 
 from vmpool.wire import CodecError, too_large_message
 
@@ -131,6 +132,45 @@ async def read_body(
             raise CodecError(too_large_message(limit_bytes), 413, dict(_CLOSE))
         return first
     return await _read_rest(receive, first, declared, limit_bytes, lease, timeout_s)
+
+
+# Content-Encoding -> zlib's wbits (tritonclient's request_compression_algorithm sends these)
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def decode_content(
+    body: bytes, encoding: str | None, limit_bytes: int, lease: BodyLease | None = None
+) -> bytes:
+    """``body`` with its ``Content-Encoding`` (gzip or deflate, as Triton takes) undone,
+    within ``limit_bytes`` once inflated (413 past it: a small bomb must not fill memory);
+    415 for another coding, 400 for bytes that do not inflate."""
+    if encoding is None:
+        return body
+    coding = encoding.strip().lower()
+    if coding in ("", "identity"):
+        return body
+    wbits = _WBITS.get(coding)
+    if wbits is None:
+        raise CodecError(
+            f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none",
+            415,
+        )
+    if coding == "deflate" and body[:1] and body[0] & 0x0F != 8:
+        wbits = -zlib.MAX_WBITS  # raw deflate, as some clients send it
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit_bytes + 1)
+    except zlib.error as exc:
+        raise CodecError(f"request body is not valid {coding} data ({exc})") from None
+    if len(out) > limit_bytes or inflater.unconsumed_tail:
+        raise CodecError(
+            f"request body inflates past the limit: {too_large_message(limit_bytes)}", 413
+        )
+    if not inflater.eof:
+        raise CodecError(f"request body is truncated {coding} data")
+    if lease is not None and len(out) > SMALL_BODY_BYTES:
+        lease.take(len(out))
+    return out
 
 
 async def _read_rest(

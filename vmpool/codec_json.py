@@ -74,7 +74,10 @@ def _float_array(flat, dtype: np.dtype, where: str) -> np.ndarray:
 
 def _strict_array(flat, dtype: np.dtype, where: str) -> np.ndarray:
     # Parse without a dtype first so 1.5 in an INT32 tensor is an error, not a truncation.
-    raw = np.asarray(flat if isinstance(flat, list) else list(flat))
+    leaves = flat if isinstance(flat, list) else list(flat)
+    raw = np.asarray(leaves)
+    if raw.dtype.kind in "fO" and dtype.kind in "iu" and all(type(v) is int for v in leaves):
+        return _wide_integers(leaves, dtype, where)
     if raw.size and not _json_kind_ok(raw.dtype.kind, dtype.kind):
         got = KIND_WORDS.get(raw.dtype.kind, "non-numeric")
         raise CodecError(f"{where} is {datatype_of(dtype)} but 'data' holds {got} values")
@@ -83,6 +86,15 @@ def _strict_array(flat, dtype: np.dtype, where: str) -> np.ndarray:
         if raw.min() < info.min or raw.max() > info.max:
             raise CodecError(f"{where}: 'data' value out of range for {dtype.name}")
     return raw.astype(dtype, copy=False)
+
+
+def _wide_integers(leaves: list, dtype: np.dtype, where: str) -> np.ndarray:
+    """Integers past int64's range (numpy parsed them as floats or objects): a UINT64 above
+    2**63 is valid, anything else out of range."""
+    try:
+        return np.array(leaves, dtype=dtype)
+    except OverflowError:
+        raise CodecError(f"{where}: 'data' value out of range for {dtype.name}") from None
 
 
 def _flatten(data: list, shape: tuple[int, ...], where: str):

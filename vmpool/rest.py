@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vmpool.artifact import ArtifactError
-from vmpool.body import BodyBudget, ClientGone, read_body
+from vmpool.body import BodyBudget, ClientGone, decode_content, read_body
 from vmpool.dataplane import ModelServer, ModelServerError
 from vmpool.wire import (
     HEADER_LENGTH_KEY,
@@ -274,18 +274,22 @@ class InferEndpoint:
         if core.draining:
             metrics.request_done(name, 503)
             return 503, error_body("server is draining; retry on another replica"), []
-        content_length = header_length = None
+        content_length = header_length = encoding = None
         for key, value in scope["headers"]:
             if key == b"content-length":
                 content_length = value
             elif key == _HEADER_LENGTH_KEY:
                 header_length = value
+            elif key == b"content-encoding":
+                encoding = value.decode("latin-1")
         core.in_flight += 1
         lease = self.budget.lease()
         try:
             body = await read_body(
                 receive, content_length, self.limit_bytes, lease, self.body_timeout_s
             )
+            if encoding is not None:
+                body = decode_content(body, encoding, self.limit_bytes, lease)
             answer = await core.infer(model, body, parse_header_length(header_length))
         except (CodecError, ModelServerError) as exc:
             metrics.request_done(name, exc.status)

@@ -24,6 +24,9 @@ EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 DATATYPES: dict[str, str] = {
     "BOOL": "bool",
     "UINT8": "uint8",
+    "UINT16": "uint16",
+    "UINT32": "uint32",
+    "UINT64": "uint64",
     "INT8": "int8",
     "INT16": "int16",
     "INT32": "int32",

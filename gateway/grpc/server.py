@@ -23,6 +23,9 @@ _METHODS = {
     "ModelConfig": (pb.ModelConfigRequest, pb.ModelConfigResponse),
     "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
     "ModelStatistics": (pb.ModelStatisticsRequest, pb.ModelStatisticsResponse),
+    "RepositoryIndex": (pb.RepositoryIndexRequest, pb.RepositoryIndexResponse),
+    "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, pb.RepositoryModelLoadResponse),
+    "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse),
 }
 
 
@@ -81,6 +84,11 @@ def _handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         )
         for name, (req, resp) in _METHODS.items()
     }
+    handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+        servicer.ModelStreamInfer,
+        request_deserializer=_lenient(pb.ModelInferRequest),
+        response_serializer=pb.ModelStreamInferResponse.SerializeToString,
+    )
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 

@@ -13,19 +13,20 @@ import logging
 import time
 import uuid
 from importlib import metadata as _metadata
-from typing import Protocol
+from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import json_format
 
 from vmpool.artifact import ModelConfig
-from vmpool.body import BodyBudget
-from vmpool.stats import StatsRegistry
+from vmpool.wire import EXTENSIONS
 from vmpool.codec import CodecError
 
-from ..dispatch import CallContext, Dispatcher
+from ..dispatch import CallContext
 from ..errors import BadRequest, GatewayTimeout, TidegateError
 from ..protocol import header_safe_id
+from ..repository import index_rows, load_model, require_admin, unload_model
+from ..state import GatewayState
 from . import inference_pb2 as pb
 from .tensors import decode_infer_request, encode_infer_response
 
@@ -54,15 +55,7 @@ except _metadata.PackageNotFoundError:  # a source checkout that was never insta
     VERSION = "0.0.0"
 
 
-class GatewayView(Protocol):
-    """What the servicer needs of the running gateway (``gateway.state.GatewayState``)."""
-
-    stats: StatsRegistry
-    body_budget: BodyBudget
-
-    def require_dispatcher(self) -> Dispatcher: ...
-
-    def ready(self) -> bool: ...
+GatewayView = GatewayState  # what the servicer serves (repository calls need all of it)
 
 
 def grpc_code(status: int) -> grpc.StatusCode:
@@ -80,10 +73,16 @@ class InferenceServicer:
         return pb.ServerReadyResponse(ready=self.gateway.ready())
 
     async def ServerMetadata(self, request, context) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name="tidegate", version=VERSION, extensions=[])
+        return pb.ServerMetadataResponse(
+            name="tidegate", version=VERSION, extensions=list(EXTENSIONS)
+        )
 
     async def ModelReady(self, request, context) -> pb.ModelReadyResponse:
-        await _guard(context, self._model, request)
+        # as Triton and the HTTP endpoint: an unknown model or version is not ready (no error)
+        try:
+            self._model(request)
+        except (TidegateError, CodecError):
+            return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=self.gateway.ready())
 
     async def ModelMetadata(self, request, context) -> pb.ModelMetadataResponse:
@@ -114,13 +113,75 @@ class InferenceServicer:
         return json_format.ParseDict(document, pb.ModelStatisticsResponse())
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
-        return await _guard(context, self._infer, request, context)
+        return await _guard(context, self._infer_call, request, context)
+
+    async def _infer_call(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+        response, trailing = await self._infer(request, _metadata_of(context), context)
+        context.set_trailing_metadata(trailing)
+        return response
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator, context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Each request on the stream answered in turn; a failed one answers its error and the
+        stream goes on (as Triton's decoupled-free models do)."""
+        meta = _metadata_of(context)
+        async for request in requests:
+            try:
+                if not isinstance(request, pb.ModelInferRequest):  # (server._Malformed)
+                    raise BadRequest(f"malformed request message: {request.error}")
+                response, _ = await self._infer(request, meta, context)
+            except TidegateError as exc:
+                yield pb.ModelStreamInferResponse(
+                    error_message=exc.message,
+                    infer_response=pb.ModelInferResponse(id=getattr(request, "id", "")),
+                )
+            except CodecError as exc:
+                yield pb.ModelStreamInferResponse(error_message=exc.message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug, not the caller's: log it, answer, go on
+                log.exception("unhandled error on a gRPC stream")
+                yield pb.ModelStreamInferResponse(
+                    error_message=f"internal error: {type(exc).__name__}"
+                )
+            else:
+                yield pb.ModelStreamInferResponse(infer_response=response)
+
+    async def RepositoryIndex(self, request, context) -> pb.RepositoryIndexResponse:
+        return await _guard(context, self._index, request, context)
+
+    async def _index(self, request, context) -> pb.RepositoryIndexResponse:
+        require_admin(self.gateway, _metadata_of(context))
+        rows = await index_rows(self.gateway)
+        if request.ready:
+            rows = [r for r in rows if r["state"] == "READY"]
+        index = pb.RepositoryIndexResponse.ModelIndex
+        return pb.RepositoryIndexResponse(models=[index(**r) for r in rows])
+
+    async def RepositoryModelLoad(self, request, context) -> pb.RepositoryModelLoadResponse:
+        return await _guard(context, self._load, request, context)
+
+    async def _load(self, request, context) -> pb.RepositoryModelLoadResponse:
+        require_admin(self.gateway, _metadata_of(context))
+        await load_model(self.gateway, request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request, context) -> pb.RepositoryModelUnloadResponse:
+        return await _guard(context, self._unload, request, context)
+
+    async def _unload(self, request, context) -> pb.RepositoryModelUnloadResponse:
+        require_admin(self.gateway, _metadata_of(context))
+        await unload_model(self.gateway, request.model_name)
+        return pb.RepositoryModelUnloadResponse()
 
     def _model(self, request) -> ModelConfig:
         return self.gateway.require_dispatcher().model(request.name, request.version or None)
 
-    async def _infer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
-        meta = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+    async def _infer(
+        self, request: pb.ModelInferRequest, meta: dict[str, str], context
+    ) -> tuple[pb.ModelInferResponse, tuple]:
+        """The answer to one infer request and its trailing metadata."""
         dispatcher = self.gateway.require_dispatcher()
         tenant = dispatcher.tenants.authenticate(meta.get("authorization"), meta.get("x-api-key"))
         version = request.model_version or None
@@ -146,7 +207,7 @@ class InferenceServicer:
                 or header_safe_id(meta.get("x-request-id"))
                 or uuid.uuid4().hex,
             )
-            context.set_trailing_metadata((("x-request-id", ctx.request_id),))
+            context.set_trailing_metadata((("x-request-id", ctx.request_id),))  # errors too
             result = await _within_deadline(dispatcher.infer(ctx, req), context.time_remaining())
         except (TidegateError, CodecError):
             stats.request_done(False, time.perf_counter_ns() - t0)
@@ -157,21 +218,24 @@ class InferenceServicer:
         stats.request_done(
             True, time.perf_counter_ns() - t0, int(first.shape[0]) if first.ndim else 1
         )
-        context.set_trailing_metadata(
-            (
-                ("x-request-id", ctx.request_id),
-                ("x-tidegate-path", result.path),
-                ("x-tidegate-cost-usd", f"{result.cost_usd:.10f}"),
-                ("x-tidegate-workers", str(result.workers)),
-            )
+        trailing = (
+            ("x-request-id", ctx.request_id),
+            ("x-tidegate-path", result.path),
+            ("x-tidegate-cost-usd", f"{result.cost_usd:.10f}"),
+            ("x-tidegate-workers", str(result.workers)),
         )
-        return encode_infer_response(
+        response = encode_infer_response(
             model_name=cfg.name,
             model_version=cfg.version,
             request_id=req.id,
             outputs=result.outputs,
             requested=req.outputs,
         )
+        return response, trailing
+
+
+def _metadata_of(context) -> dict[str, str]:
+    return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
 
 
 async def _within_deadline(call, remaining_s: float | None):

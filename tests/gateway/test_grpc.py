@@ -183,8 +183,60 @@ def test_statistics_count_grpc_calls(gateway):
 
 def test_unserved_methods_are_unimplemented(gateway):
     with pytest.raises(InferenceServerException) as err:
-        client(gateway[0]).get_model_repository_index()
+        client(gateway[0]).get_system_shared_memory_status()
     assert err.value.status() == "StatusCode.UNIMPLEMENTED"
+
+
+def test_model_ready_is_false_for_an_unknown_model_or_version(gateway):
+    c = client(gateway[0])  # as Triton answers, and as tritonclient.http's is_model_ready
+    assert c.is_model_ready("nope") is False
+    assert c.is_model_ready("mlp", "9") is False
+    assert c.is_model_ready("mlp") is True
+    extensions = c.get_server_metadata().extensions
+    assert {"model_repository", "statistics"} <= set(extensions)
+
+
+def test_the_repository_needs_the_admin_key_where_tenants_exist(gateway):
+    c = client(gateway[0])
+    for call in (
+        c.get_model_repository_index,
+        lambda: c.unload_model("mlp", headers=AUTH_A),
+        lambda: c.load_model("mlp", headers=AUTH_A),
+    ):
+        with pytest.raises(InferenceServerException) as err:
+            call()
+        assert err.value.status() == "StatusCode.PERMISSION_DENIED"
+        assert "admin key" in err.value.message()
+    assert c.is_model_ready("mlp")  # nothing was unloaded
+
+
+def test_stream_infer_answers_each_request_with_tenants(gateway, small_repo):
+    import queue
+
+    c = client(gateway[0])
+    answers: queue.Queue = queue.Queue()
+    x = np.random.default_rng(5).standard_normal((2, 784)).astype(np.float32)
+    inp = tgrpc.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    c.start_stream(callback=lambda result, error: answers.put((result, error)), headers=AUTH_A)
+    try:
+        c.async_stream_infer("mlp", [inp], request_id="one")
+        c.async_stream_infer("mlp", [inp], request_id="two")
+        got = [answers.get(timeout=60) for _ in range(2)]
+    finally:
+        c.stop_stream()
+    want = reference(small_repo, "mlp", x)
+    for (result, error), rid in zip(got, ["one", "two"], strict=True):
+        assert error is None and result.get_response().id == rid
+        assert np.abs(result.as_numpy("output") - want).max() <= 1e-5
+    # without a key, the stream answers the error, as a unary call would refuse
+    c.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        c.async_stream_infer("mlp", [inp])
+        result, error = answers.get(timeout=60)
+    finally:
+        c.stop_stream()
+    assert result is None and "key" in str(error).lower()
 
 
 def test_serve_refuses_a_busy_grpc_port_in_one_line(tmp_path):
@@ -222,3 +274,48 @@ def test_serve_refuses_a_busy_grpc_port_in_one_line(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], proc.stderr
+
+
+@pytest.mark.slow
+def test_repository_index_load_unload_over_grpc(small_repo, tmp_path):
+    from .conftest import running_model_server
+
+    admin = {"authorization": "Bearer admin-secret"}
+    with running_model_server(small_repo, tmp_path / "ms.log", "mlp") as replica:
+        settings = Settings.load(
+            None,
+            data_dir=tmp_path / "data",
+            repo=small_repo,
+            grpc_port=0,
+            admin_api_key="admin-secret",
+            vm={"provisioner": "static", "urls": [replica]},
+            burst={"enabled": False},
+        )
+        app = create_app(settings)
+        with serve_app(app):
+            c = client(f"127.0.0.1:{app.state.gateway.grpc.port}")
+            with pytest.raises(InferenceServerException) as err:
+                c.get_model_repository_index()
+            assert err.value.status() == "StatusCode.UNAUTHENTICATED"
+            with pytest.raises(InferenceServerException) as err:
+                c.get_model_repository_index(headers={"x-api-key": "wrong"})
+            assert err.value.status() == "StatusCode.PERMISSION_DENIED"
+            index = c.get_model_repository_index(headers=admin).models
+            assert {(m.name, m.state) for m in index} == {("mlp", "READY"), ("resnet18", "READY")}
+            c.unload_model("mlp", headers=admin)
+            assert c.is_model_ready("mlp") is False
+            index = c.get_model_repository_index(headers=admin, as_json=True)["models"]
+            assert {m["name"]: m["state"] for m in index}["mlp"] == "UNAVAILABLE"
+            x = np.zeros((1, 784), np.float32)
+            inp = tgrpc.InferInput("input", [1, 784], "FP32")
+            inp.set_data_from_numpy(x)
+            with pytest.raises(InferenceServerException) as err:
+                c.infer("mlp", [inp])
+            assert err.value.status() == "StatusCode.NOT_FOUND"
+            c.load_model("mlp", headers=admin)
+            assert c.is_model_ready("mlp")
+            assert c.infer("mlp", [inp]).as_numpy("output").shape == (1, 10)
+            with pytest.raises(InferenceServerException) as err:
+                c.load_model("nope", headers=admin)
+            assert err.value.status() == "StatusCode.NOT_FOUND"
+            assert str(small_repo) not in err.value.message()

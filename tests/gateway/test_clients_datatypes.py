@@ -1,0 +1,287 @@
+"""Every Open Inference Protocol datatype a torch program takes or gives, through the real
+clients (tritonclient.http, tritonclient.grpc, KServe's InferenceRESTClient) against a gateway
+serving a user's program: outputs equal the program run in-process, dtype for dtype."""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import tritonclient.grpc as tgrpc
+import tritonclient.http as thttp
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from ops.cli import main as cli
+
+from .conftest import running_model_server, serve_app
+
+# (input name, OIP datatype, numpy dtype): every fixed-width datatype torch has
+TYPES = [
+    ("b", "BOOL", np.bool_),
+    ("u8", "UINT8", np.uint8),
+    ("u16", "UINT16", np.uint16),
+    ("u32", "UINT32", np.uint32),
+    ("u64", "UINT64", np.uint64),
+    ("i8", "INT8", np.int8),
+    ("i16", "INT16", np.int16),
+    ("i32", "INT32", np.int32),
+    ("i64", "INT64", np.int64),
+    ("f16", "FP16", np.float16),
+    ("f32", "FP32", np.float32),
+    ("f64", "FP64", np.float64),
+]
+
+
+class EveryType(torch.nn.Module):
+    """One output per input, in the input's own dtype, and a reduction to FP64."""
+
+    def forward(self, b, u8, u16, u32, u64, i8, i16, i32, i64, f16, f32, f64):
+        return (
+            torch.logical_not(b),
+            u8 + 1,
+            u16,
+            (u32.to(torch.int64) + 7).to(torch.uint32),  # (uint32 arithmetic is not in torch)
+            u64,
+            i8 - 1,
+            i16 * 2,
+            i32 + 3,
+            i64 * 3,
+            f16 * 2,
+            f32 + 0.5,
+            f64 * 1.5,
+            f32.sum(dim=1).to(torch.float64) + f64.sum(dim=1),
+        )
+
+
+def sample(rows: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _, _, dtype in TYPES:
+        if dtype is np.bool_:
+            out.append(rng.integers(0, 2, (rows, 4)).astype(bool))
+        elif np.dtype(dtype).kind == "u":
+            top = np.iinfo(dtype).max  # UINT64 past 2**63 too: no sign or width slip
+            out.append(rng.integers(0, top, (rows, 4), dtype=np.uint64).astype(dtype))
+        elif np.dtype(dtype).kind == "i":
+            info = np.iinfo(dtype)
+            out.append(rng.integers(info.min // 4, info.max // 4, (rows, 4)).astype(dtype))
+        else:
+            out.append(rng.standard_normal((rows, 4)).astype(dtype))
+    return out
+
+
+def reference(xs: list[np.ndarray]) -> list[np.ndarray]:
+    with torch.inference_mode():
+        return [o.numpy() for o in EveryType()(*(torch.from_numpy(x) for x in xs))]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The program imported with `tidegate export`, a model server, a gateway (HTTP and gRPC):
+    yields (http host:port, grpc target, output names)."""
+    root = tmp_path_factory.mktemp("every-type")
+    xs = [torch.from_numpy(x) for x in sample(2, 0)]
+    batch = torch.export.Dim("batch", min=1, max=8)
+    program = torch.export.export(
+        EveryType(), tuple(xs), dynamic_shapes=tuple({0: batch} for _ in xs)
+    )
+    torch.export.save(program, str(root / "every.pt2"))
+    repo = root / "repo"
+    assert cli(["export", str(root / "every.pt2"), "--name", "every", "--out", str(repo)]) == 0
+    with running_model_server(repo, root / "ms.log") as replica:
+        settings = Settings.load(
+            None,
+            data_dir=root / "data",
+            repo=repo,
+            grpc_port=0,
+            vm={"provisioner": "static", "urls": [replica]},
+            burst={"enabled": False},
+        )
+        app = create_app(settings)
+        with serve_app(app) as url:
+            host = url.removeprefix("http://")
+            meta = thttp.InferenceServerClient(host).get_model_metadata("every")
+            yield host, f"127.0.0.1:{app.state.gateway.grpc.port}", meta
+
+
+def http_inputs(xs, binary) -> list:
+    inputs = []
+    for i, ((name, datatype, _), x) in enumerate(zip(TYPES, xs, strict=True)):
+        inp = thttp.InferInput(name, list(x.shape), datatype)
+        inp.set_data_from_numpy(x, binary_data=binary if isinstance(binary, bool) else i % 2 == 0)
+        inputs.append(inp)
+    return inputs
+
+
+def grpc_inputs(xs) -> list:
+    inputs = []
+    for (name, datatype, _), x in zip(TYPES, xs, strict=True):
+        inp = tgrpc.InferInput(name, list(x.shape), datatype)
+        inp.set_data_from_numpy(x)
+        inputs.append(inp)
+    return inputs
+
+
+def assert_same(result, names, want) -> None:
+    for name, expected in zip(names, want, strict=True):
+        got = result.as_numpy(name)
+        assert got is not None, f"{name} missing from the answer"
+        assert got.dtype == expected.dtype and got.shape == expected.shape, name
+        assert np.array_equal(got, expected), name
+
+
+def test_metadata_and_config_name_every_datatype(served):
+    host, _, meta = served
+    assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [(n, d) for n, d, _ in TYPES]
+    config = thttp.InferenceServerClient(host).get_model_config("every")
+    assert [i["data_type"] for i in config["input"]] == ["TYPE_" + d for _, d, _ in TYPES]
+    assert config["max_batch_size"] == 8 and config["input"][0]["dims"] == [4]
+
+
+@pytest.mark.parametrize("binary", [True, False, "mixed"])
+def test_tritonclient_http_every_datatype(served, binary):
+    host, _, meta = served
+    xs = sample(3, 1)
+    names = [o["name"] for o in meta["outputs"]]
+    result = thttp.InferenceServerClient(host).infer("every", http_inputs(xs, binary))
+    assert_same(result, names, reference(xs))
+
+
+def test_outputs_by_name_a_subset_binary_and_json_mixed(served):
+    host, _, meta = served
+    xs = sample(2, 2)
+    want = reference(xs)
+    names = [o["name"] for o in meta["outputs"]]
+    picked = [3, 4, 9, 0, 12]  # UINT32, UINT64, FP16, BOOL, the FP64 sum
+    asked = [thttp.InferRequestedOutput(names[i], binary_data=i % 2 == 0) for i in picked]
+    c = thttp.InferenceServerClient(host)
+    result = c.infer("every", http_inputs(xs, "mixed"), outputs=asked, request_id="r-7")
+    assert_same(result, [names[i] for i in picked], [want[i] for i in picked])
+    answer = result.get_response()
+    assert [o["name"] for o in answer["outputs"]] == [names[i] for i in picked]  # asked order
+    assert answer["id"] == "r-7"
+    top = c.infer(
+        "every",
+        http_inputs(xs, True),
+        outputs=[thttp.InferRequestedOutput(names[10], class_count=2, binary_data=False)],
+    ).as_numpy(names[10])
+    order = np.argsort(-want[10], axis=1, kind="stable")[:, :2]
+    assert [[int(v.split(":")[1]) for v in row] for row in top.tolist()] == order.tolist()
+
+
+def test_tritonclient_grpc_every_datatype_unary_async_and_stream(served):
+    _, target, meta = served
+    xs = sample(4, 3)
+    want = reference(xs)
+    names = [o["name"] for o in meta["outputs"]]
+    c = tgrpc.InferenceServerClient(target)
+    assert_same(c.infer("every", grpc_inputs(xs), client_timeout=60), names, want)
+    answers: queue.Queue = queue.Queue()
+    c.async_infer("every", grpc_inputs(xs), lambda result, error: answers.put((result, error)))
+    result, error = answers.get(timeout=60)
+    assert error is None
+    assert_same(result, names, want)
+    c.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        c.async_stream_infer("every", grpc_inputs(xs), request_id="s-1")
+        c.async_stream_infer("nope", grpc_inputs(xs), request_id="s-2")
+        c.async_stream_infer("every", grpc_inputs(xs), request_id="s-3")
+        got = [answers.get(timeout=60) for _ in range(3)]
+    finally:
+        c.stop_stream()
+    assert got[0][1] is None and got[0][0].get_response().id == "s-1"
+    assert_same(got[0][0], names, want)
+    assert got[1][0] is None and "unknown model 'nope'" in str(got[1][1])
+    assert got[2][1] is None and got[2][0].get_response().id == "s-3"  # the stream went on
+
+
+# KServe's SDK and tritonclient.grpc both register `inference.*` protobuf messages in the default
+# pool, so the KServe client runs in its own interpreter, as a KServe user's program would.
+KSERVE_CLIENT = """
+import asyncio, sys
+import numpy as np
+from kserve import InferenceRESTClient, RESTConfig
+from kserve.protocol.infer_type import InferInput, InferRequest
+
+TYPES = [("b", "BOOL", "bool"), ("u16", "UINT16", "uint16"), ("u64", "UINT64", "uint64"),
+         ("i8", "INT8", "int8"), ("f64", "FP64", "float64")]
+
+async def run(url, out):
+    client = InferenceRESTClient(RESTConfig(protocol="v2", retries=0))
+    try:
+        assert await client.is_model_ready(url, "every") is True
+        rng = np.random.default_rng(5)
+        xs = {n: rng.integers(0, 100, (2, 4)).astype(d) for n, _, d in TYPES}
+        got = {}
+        for binary in (False, True):
+            inputs = []
+            for name, datatype, _ in TYPES:
+                inp = InferInput(name, [2, 4], datatype)
+                inp.set_data_from_numpy(xs[name], binary_data=binary)
+                inputs.append(inp)
+            req = InferRequest(model_name="every", infer_inputs=inputs, request_id="k-1")
+            answer = await client.infer(url, req, model_name="every")
+            for o in answer.outputs:
+                got[f"{binary}/{o.name}"] = o.as_numpy()
+        np.savez(out, **{f"x/{n}": x for n, x in xs.items()}, **got)
+    finally:
+        await client.close()
+
+asyncio.run(run(sys.argv[1], sys.argv[2]))
+"""
+KSERVE_INPUTS = {"b", "u16", "u64", "i8", "f64"}
+
+
+def test_kserve_rest_client_several_datatypes(tmp_path, tmp_path_factory):
+    # the model takes every datatype; KServe sends five of them, the rest are zeros from here
+    root = tmp_path_factory.mktemp("kserve-every")
+    module = EveryType()
+    xs = [torch.from_numpy(x) for x in sample(2, 0)]
+    dtypes = [(name in KSERVE_INPUTS, x.dtype) for (name, _, _), x in zip(TYPES, xs, strict=True)]
+
+    class Five(torch.nn.Module):
+        def forward(self, b, u16, u64, i8, f64):
+            given = iter((b, u16, u64, i8, f64))
+            rows = b.shape[0]
+            args = [next(given) if k else torch.zeros(rows, 4, dtype=d) for k, d in dtypes]
+            return module(*args)
+
+    five = [x for (k, _), x in zip(dtypes, xs, strict=True) if k]
+    batch = torch.export.Dim("batch", min=1, max=8)
+    program = torch.export.export(
+        Five(), tuple(five), dynamic_shapes=tuple({0: batch} for _ in five)
+    )
+    torch.export.save(program, str(root / "five.pt2"))
+    repo = root / "repo"
+    assert cli(["export", str(root / "five.pt2"), "--name", "every", "--out", str(repo)]) == 0
+    with running_model_server(repo, root / "ms.log") as replica:
+        settings = Settings.load(
+            None,
+            data_dir=root / "data",
+            repo=repo,
+            grpc_port=-1,
+            vm={"provisioner": "static", "urls": [replica]},
+            burst={"enabled": False},
+        )
+        with serve_app(create_app(settings)) as url:
+            out = tmp_path / "kserve.npz"
+            proc = subprocess.run(
+                [sys.executable, "-c", KSERVE_CLIENT, url, str(out)],
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+    assert proc.returncode == 0, proc.stderr
+    got = np.load(out)
+    given = [torch.from_numpy(got[f"x/{n}"]) for n, _, _ in TYPES if n in KSERVE_INPUTS]
+    with torch.inference_mode():
+        want = [w.numpy() for w in Five()(*given)]
+    for binary in (False, True):
+        for i, expected in enumerate(want):
+            answer = got[f"{binary}/output__{i}"]
+            assert answer.dtype == expected.dtype and np.array_equal(answer, expected), (binary, i)
