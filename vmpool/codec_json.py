@@ -69,6 +69,12 @@ def _float_array(flat, dtype: np.dtype, where: str) -> np.ndarray:
                 f"{where}: 'data' is not a list of numbers ({datatype_of(dtype)} tensor given "
                 f"bool values)"
             )
+    if dtype.itemsize < values.itemsize:  # FP16 from float32
+        with np.errstate(over="ignore"):
+            values = values.astype(dtype)
+    # JSON has no infinity: one here is a value past the datatype's range (1e6 in an FP16)
+    if not np.isfinite(values).all():
+        raise CodecError(f"{where}: 'data' value out of range for {datatype_of(dtype)}")
     return values.astype(dtype, copy=False)
 
 
@@ -79,6 +85,12 @@ def _strict_array(flat, dtype: np.dtype, where: str) -> np.ndarray:
     if raw.dtype.kind in "fO" and dtype.kind in "iu" and all(type(v) is int for v in leaves):
         return _wide_integers(leaves, dtype, where)
     if raw.size and not _json_kind_ok(raw.dtype.kind, dtype.kind):
+        if raw.dtype.kind == "f" and dtype.kind in "iu" and np.abs(raw).max() >= 2.0**63:
+            # (the JSON parser reads an integer past 64 bits as a float)
+            raise CodecError(
+                f"{where} is {datatype_of(dtype)} but 'data' holds floating-point values: "
+                f"a value out of range for {dtype.name}"
+            )
         got = KIND_WORDS.get(raw.dtype.kind, "non-numeric")
         raise CodecError(f"{where} is {datatype_of(dtype)} but 'data' holds {got} values")
     if dtype.kind in "iu" and raw.size:

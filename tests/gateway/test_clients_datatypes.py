@@ -8,6 +8,7 @@ import queue
 import subprocess
 import sys
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -204,6 +205,7 @@ def test_tritonclient_grpc_every_datatype_unary_async_and_stream(served):
 # pool, so the KServe client runs in its own interpreter, as a KServe user's program would.
 KSERVE_CLIENT = """
 import asyncio, sys
+import httpx
 import numpy as np
 from kserve import InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
@@ -285,3 +287,31 @@ def test_kserve_rest_client_several_datatypes(tmp_path, tmp_path_factory):
         for i, expected in enumerate(want):
             answer = got[f"{binary}/output__{i}"]
             assert answer.dtype == expected.dtype and np.array_equal(answer, expected), (binary, i)
+
+
+@pytest.mark.parametrize(
+    "name,value,fits",
+    [
+        ("f16", 1e6, False),  # past FP16's 65504: was taken as inf
+        ("f16", 30000.0, True),  # (the program doubles it: 60000 is still an FP16)
+        ("f32", 1e300, False),  # past FP32's range: was taken as inf
+        ("i8", 300, False),
+        ("u64", 2**64, False),
+        ("u64", 2**64 - 1, True),  # past int64: numpy read it as a float
+        ("u32", -1, False),
+    ],
+)
+def test_json_values_past_a_datatype_range_are_a_clear_400(served, name, value, fits):
+    host, _, _ = served
+    inputs = []
+    for (input_name, datatype, _), x in zip(TYPES, sample(1, 4), strict=True):
+        data = [value] * 4 if input_name == name else x.ravel().tolist()
+        inputs.append({"name": input_name, "datatype": datatype, "shape": [1, 4], "data": data})
+    r = httpx.post(f"http://{host}/v2/models/every/infer", json={"inputs": inputs})
+    if fits:
+        assert r.status_code == 200, r.text
+        got = [o["data"] for o in r.json()["outputs"]]
+        assert [value] * 4 in got or [2 * value] * 4 in got  # u64 as given, f16 doubled
+    else:
+        assert r.status_code == 400
+        assert f"input '{name}'" in r.json()["error"] and "range" in r.json()["error"]
