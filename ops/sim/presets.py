@@ -135,7 +135,7 @@ def _preset_defaults(name: str, peak: int, big: int, profile) -> PolicySpec:
             "predictive",
             {},
             {
-                "min_replicas": 1,
+                "min_replicas": 0,
                 "max_replicas": big,
                 "level_alpha": 0.05,
                 "trend_beta": 0.005,

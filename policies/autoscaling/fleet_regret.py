@@ -107,6 +107,16 @@ class FleetRegret:
         k = next(k for k, usd in enumerate(costs) if usd <= (1.0 + self.tolerance) * least)
         return k, least
 
+    def none_pays(self, request_usd: float, vm_usd_per_s: float) -> bool:
+        """Whether no VM at all is the fixed fleet for the window (once ``min_seen_s`` seen).
+        The predictive scaler with ``min_replicas`` 0 keeps one VM until then: not let go in
+        each gap between bursts, where the next burst's first minute spills cold (Azure code
+        x20: $0.4927 letting it go in gaps, $0.4378 with one kept), but on load that never pays
+        for a VM (a trickle of 1-5 req/s: a VM all day was 4-9x the functions' bill)."""
+        if self._costs.seen_s < self.min_seen_s:
+            return False
+        return self.best(request_usd, vm_usd_per_s)[0] == 0
+
     def floor(self, request_usd: float, vm_usd_per_s: float) -> int:
         """The fixed fleet once the scaler's regret against it engaged, else 0. The fleet
         held moves only when it costs more than ``tolerance`` over the least."""

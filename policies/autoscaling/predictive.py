@@ -183,10 +183,7 @@ class Predictive(ScalerBase):
                 paid = max(paid, min(base_fleet, want))
                 if paid < want:
                     want, reason = paid, "overloads end before a VM would pay"
-        fleet = self._regret_fleet(state, capacity / self.target_utilization)
-        if fleet is not None and (fleet > want or not self._outlasts_bursts(now)):
-            if fleet != want:
-                want, reason = fleet, "a fixed fleet cost less than this scaler"
+        want, reason = self._fixed_fleet(state, want, reason, current, mean, capacity)
         if want < current and self._held(state, current):
             want, reason = current, "bursts recur: held for the next"
         if self._cooling(now, want, current, state.vm.boot_s):
@@ -205,6 +202,32 @@ class Predictive(ScalerBase):
         cost = warm_instances_cost_usd(self.prices, warm, state.burst.memory_mb, 1.0)
         return ScaleDecision(want, reason, warm, cost)
 
+    def _fixed_fleet(
+        self, state: LiveState, want: int, reason: str, current: int, mean: float, capacity: float
+    ) -> tuple[int, str]:
+        """The fixed fleet once this scaler paid far more than it over the regret window
+        (``fleet_regret.py``) instead of the forecast's (the spill VM may still add one), but
+        for an overload longer than every one seen whose rate above the fleet costs more
+        spilled than a VM (a trickle over no VMs is an overload that never ends). With
+        ``min_replicas`` 0 the last VM goes only once the window shows none pays."""
+        if self._regret is None:
+            return want, reason
+        vm, full_per_replica = state.vm, capacity / self.target_utilization
+        rate = state.arrival_rate_short_per_s
+        ready = vm.ready_replicas
+        self._regret.observe(
+            state.now_s, rate, full_per_replica, ready + vm.booting_replicas, ready
+        )
+        request_usd, vm_usd_per_s = self._request_usd(state), self.prices.vm_usd_per_hour / 3600
+        fleet = self.clamp(self._regret.floor(request_usd, vm_usd_per_s))
+        if self._regret.engaged and fleet != want:
+            excess_usd = (max(rate, mean) - fleet * full_per_replica) * request_usd
+            if fleet > want or not self._outlasts_bursts(state.now_s) or excess_usd < vm_usd_per_s:
+                want, reason = fleet, "a fixed fleet cost less than this scaler"
+        if want < 1 <= current and not self._regret.none_pays(request_usd, vm_usd_per_s):
+            want, reason = 1, "one VM until the regret window shows none pays"
+        return want, reason
+
     def _outlasts_bursts(self, now_s: float) -> bool:
         """Whether the overload going on has lasted longer than every one seen: load the
         fixed fleet was not chosen for, left to the forecast and the boot gate."""
@@ -213,24 +236,6 @@ class Predictive(ScalerBase):
         if episodes is None or age_s is None:
             return False
         return age_s > max(episodes.durations_s, default=0.0)
-
-    def _regret_fleet(self, state: LiveState, full_per_replica: float) -> int | None:
-        """The fixed fleet once this scaler paid far more than it over the regret window
-        (``fleet_regret.py``): then the forecast's VMs are that fleet (the spill VM may still
-        add one). None before, or when off."""
-        if self._regret is None:
-            return None
-        vm = state.vm
-        self._regret.observe(
-            state.now_s,
-            state.arrival_rate_short_per_s,
-            full_per_replica,
-            vm.ready_replicas + vm.booting_replicas,
-            vm.ready_replicas,
-        )
-        vm_usd_per_s = self.prices.vm_usd_per_hour / 3600.0
-        fleet = self._regret.floor(self._request_usd(state), vm_usd_per_s)
-        return self.clamp(fleet) if self._regret.engaged else None
 
     def _held(self, state: LiveState, current: int) -> bool:
         """Whether the top VM is within the hold the gaps between past bursts say pays
