@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vmpool.classify import classes_entry, classes_of
+from vmpool.classify import batched_outputs, classes_entry, classes_of
 from vmpool.codec_binary import binary_entry, binary_tensor, join, le_contiguous, split_body
 from vmpool.codec_json import json_array, json_entry
 from vmpool.validation import validate_inputs
@@ -297,8 +297,10 @@ def encode_response(
     outputs: dict[str, np.ndarray],
     requested: list[RequestedOutput] | None,
     binary_output: bool,
+    batched: bool = False,
 ) -> tuple[bytes, int | None]:
-    """An infer response; returns (body, header length, or None when every tensor is JSON)."""
+    """An infer response; returns (body, header length, or None when every tensor is JSON).
+    ``batched``: the outputs lead with the batch dimension (for classification)."""
     if requested is None:
         requested = [RequestedOutput(name, None) for name in outputs]
     chunks: list[np.ndarray] = []
@@ -310,7 +312,7 @@ def encode_response(
         array = np.asarray(array)
         binary = binary_output if r.binary is None else r.binary
         if r.classes:
-            entries.append(classes_entry(r.name, array, r.classes, binary, chunks))
+            entries.append(classes_entry(r.name, array, r.classes, binary, chunks, batched))
         elif binary:
             entries.append(binary_entry(r.name, array, chunks))
         else:
@@ -341,4 +343,7 @@ def encode_answer(
         outputs=outputs,
         requested=req.outputs,
         binary_output=req.binary_output,
+        batched=req.outputs is not None
+        and any(r.classes for r in req.outputs)
+        and batched_outputs(cfg),
     )

@@ -19,6 +19,7 @@ import grpc
 from google.protobuf import json_format
 
 from vmpool.artifact import ModelConfig
+from vmpool.classify import batched_outputs
 from vmpool.wire import EXTENSIONS
 from vmpool.codec import CodecError
 
@@ -230,6 +231,7 @@ class InferenceServicer:
             request_id=req.id,
             outputs=result.outputs,
             requested=req.outputs,
+            batched=batched_outputs(cfg),
         )
         return response, trailing
 

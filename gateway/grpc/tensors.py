@@ -111,8 +111,10 @@ def encode_infer_response(
     request_id: str | None,
     outputs: dict[str, np.ndarray],
     requested: list[RequestedOutput] | None,
+    batched: bool = False,
 ) -> pb.ModelInferResponse:
-    """The dispatcher's outputs as a ModelInferResponse with raw output contents."""
+    """The dispatcher's outputs as a ModelInferResponse with raw output contents (``batched``:
+    the outputs lead with the batch dimension, for classification)."""
     if requested is None:
         requested = [RequestedOutput(name, True) for name in outputs]
     entries, raw = [], []
@@ -123,7 +125,7 @@ def encode_infer_response(
             raise CodecError(f"no output named {name!r}")
         array = np.asarray(array)
         if r.classes:  # the classification extension: BYTES "score:index", top k
-            labels = classify(name, array, r.classes)
+            labels = classify(name, array, r.classes, batched)
             entries.append(
                 pb.ModelInferResponse.InferOutputTensor(
                     name=name, datatype="BYTES", shape=list(labels.shape)

@@ -315,3 +315,22 @@ def test_json_values_past_a_datatype_range_are_a_clear_400(served, name, value, 
     else:
         assert r.status_code == 400
         assert f"input '{name}'" in r.json()["error"] and "range" in r.json()["error"]
+
+
+def test_class_count_is_per_batch_row_over_http_and_grpc(served):
+    """A ``[batch]`` output (one score per row) classified: one class per row, as Triton does
+    (it was the top k across the batch, mixing the rows)."""
+    host, target, meta = served
+    xs = sample(3, 6)
+    want = reference(xs)[12]  # the FP64 sum, shape [3]
+    name = meta["outputs"][12]["name"]
+    rows = [[f"{v:f}:0"] for v in want.tolist()]
+    for binary in (True, False):
+        asked = [thttp.InferRequestedOutput(name, class_count=3, binary_data=binary)]
+        got = thttp.InferenceServerClient(host).infer("every", http_inputs(xs, True), outputs=asked)
+        labels = got.as_numpy(name)
+        assert labels.shape == (3, 1)
+        assert [[v.decode() if isinstance(v, bytes) else v for v in r] for r in labels] == rows
+    asked = [tgrpc.InferRequestedOutput(name, class_count=3)]
+    got = tgrpc.InferenceServerClient(target).infer("every", grpc_inputs(xs), outputs=asked)
+    assert [[v.decode() for v in r] for r in got.as_numpy(name)] == rows
