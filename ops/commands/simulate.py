@@ -18,7 +18,8 @@ def add_arguments(parser) -> None:
         "--trace",
         required=True,
         help="trace file (Azure 2019/2021, Azure LLM, Mooncake, InferAll, gaps, "
-        "or CSV timestamp_s,model[,tenant]) or synth:KIND[:k=v,...] with "
+        "or CSV timestamp_s,model[,tenant]; gzip/xz/bzip2 too), a quoted glob of Azure 2019 "
+        "daily files ('...anon.d*.csv': one day after another) or synth:KIND[:k=v,...] with "
         "KIND diurnal, flash-crowd, mmpp, steady, step",
     )
     parser.add_argument("--trace-format", default="auto", help="force the trace format")

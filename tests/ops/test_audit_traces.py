@@ -65,3 +65,28 @@ def test_a_trace_of_several_models_is_not_simulated_as_the_first(tmp_path, capsy
         out = tmp_path / "mlp.json"
         assert main([*argv, "--model", "mlp", "--json", str(out)]) == 0
         assert '"requests": 25' in out.read_text()
+
+
+def _azure2019_day(path, functions: int, per_minute: int) -> None:
+    head = "HashOwner,HashApp,HashFunction,Trigger," + ",".join(map(str, range(1, 1441)))
+    rows = [
+        f"o{f % 2},app{f},fn{f},http," + ",".join([str(per_minute)] * 600 + ["0"] * 840)
+        for f in range(functions)
+    ]
+    path.write_text("\n".join([head, *rows]) + "\n")
+
+
+def test_azure2019_days_by_pattern_follow_each_other(tmp_path, capsys):
+    """A week of the 2019 trace is 14 files (...anon.d01.csv .. d14.csv): a quoted glob reads
+    them as one trace, each at its day (d03 missing: a day without requests)."""
+    for day, n in ((1, 1), (2, 2), (4, 3)):
+        _azure2019_day(tmp_path / f"invocations_per_function_md.anon.d{day:02d}.csv", n, 2)
+    trace = read_trace(str(tmp_path / "invocations_per_function_md.anon.d*.csv"))
+    per_day = np.bincount((trace.arrivals_s // 86400).astype(int))
+    assert per_day.tolist() == [1200, 2400, 0, 3600]
+    assert np.all(np.diff(trace.arrivals_s) >= 0)
+    (tmp_path / "other.csv").write_text("timestamp_s,model\n1,mlp\n")
+    with pytest.raises(TraceError, match="Azure 2019 daily files"):
+        read_trace(str(tmp_path / "*.csv"))
+    with pytest.raises(TraceError, match="does not exist"):
+        read_trace(str(tmp_path / "nothing*.csv"))
