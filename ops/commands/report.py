@@ -75,8 +75,18 @@ def run(args) -> int:
         write_text(args.out, text, "--out")
         print(f"report: {args.out}", file=sys.stderr)
     else:
-        print(text)
+        _print(text)
     return 0
+
+
+def _print(text: str) -> None:
+    """To stdout; a reader that closes early (``tidegate report | head``) ends it quietly."""
+    import os
+
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # the interpreter's own flush at exit would raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _check_tenant(query, tenant: str, slos: dict[str, float]) -> None:
