@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.vmpool.test_server import ServerProcess, _local
+from vmpool.batch_report import BatchReport
 from vmpool.client import ReplicaClient, ReplicaError
 from vmpool.coalesce import Coalescer
 
@@ -248,6 +249,54 @@ async def test_without_holding_calls_of_different_iterations_go_separately(case)
     replica.release.set()
     await asyncio.gather(*calls)
     assert replica.requests == [1, 1, 1] and coalescer.groups_held == 0
+
+
+class ReportingReplica(FakeReplica):
+    """A FakeReplica whose answers report their batch's service time, as a model server's do."""
+
+    def __init__(self, service_ms: float):
+        super().__init__()
+        self.service_ms = service_ms
+
+    async def __call__(self, *args):
+        outputs, _ = await super().__call__(*args)
+        return outputs, BatchReport(len(outputs["y"]), self.service_ms)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+async def test_a_replica_with_time_to_spare_gets_one_call_at_a_time_a_busy_one_two(busy):
+    """Idle most of the time, the replica loses nothing by waiting for the gateway between
+    batches: calls wait behind the one out (the fewest calls). Busy, it is kept fed: one
+    batch running, one queued."""
+    now = [0.0]
+    replica = ReportingReplica(service_ms=800.0 if busy else 100.0)  # of the next 1 s
+    coalescer = Coalescer(replica, max_in_flight=2, max_hold_s=60, clock=lambda: now[0])
+    coalescer.set_max_rows("m", 8)
+    replica.release.clear()
+    first = asyncio.ensure_future(_call(coalescer, 0))
+    await _until(lambda: replica.requests)
+    now[0] = 1.0  # it came back after a second, in which the replica reported its service
+    replica.release.set()
+    await first
+    replica.requests.clear()
+    replica.release.clear()
+    out = [asyncio.ensure_future(_call(coalescer, 1))]  # nothing out: goes at once
+    await _until(lambda: replica.requests)
+    out.append(asyncio.ensure_future(_call(coalescer, 2)))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    if busy:
+        assert replica.requests == [1, 1]  # one running, one queued
+        out.append(asyncio.ensure_future(_call(coalescer, 3)))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert replica.requests == [1, 1]  # two out: the third waits
+    else:
+        assert replica.requests == [1]  # waits behind the one out
+    replica.release.set()
+    answers = await asyncio.gather(*out)
+    assert [float(a["y"][0, 0]) for a, _ in answers] == [2.0 * (i + 1) for i in range(len(out))]
+    assert coalescer.groups_held == 1
 
 
 @pytest.fixture(scope="module")
