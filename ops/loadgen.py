@@ -124,7 +124,7 @@ def model_inputs(metadata: dict, batch: int = 1, seed: int = 0) -> dict:
 
 async def replay(
     url: str,
-    model: str,
+    model: str | list[str],
     arrivals_s,
     tenants: list[str],
     keys: dict[str, str],
@@ -135,7 +135,8 @@ async def replay(
     max_in_flight: int = 2000,
 ) -> tuple[list[Sent], float]:
     """Send request i at ``arrivals_s[i] / speedup`` after the start, whatever is outstanding
-    (open loop: a slow gateway does not slow the offered load). Returns results and wall time."""
+    (open loop: a slow gateway does not slow the offered load), to ``model``, or to
+    ``model[i]`` when it is a list (a trace of several models). Returns results and wall time."""
     from vmpool.codec import encode_request
 
     base = url.rstrip("/")
@@ -144,13 +145,17 @@ async def replay(
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)
     ) as session:
-        first_key = keys.get(tenants[0]) if tenants else None
-        metadata = await _model_metadata(session, base, model, first_key)
-        body, header_len = encode_request(model_inputs(metadata))
-        infer_url = f"{base}/v2/models/{model}/infer"
+        per_request = [model] * len(tenants) if isinstance(model, str) else list(model)
+        targets = {}  # model -> (infer URL, body, header length)
+        for i, name in enumerate(per_request):
+            if name not in targets:  # asked with the key of its first request's tenant
+                metadata = await _model_metadata(session, base, name, keys.get(tenants[i]))
+                body, header_len = encode_request(model_inputs(metadata))
+                targets[name] = (f"{base}/v2/models/{name}/infer", body, header_len)
 
         async def one(i: int, tenant: str, start: float) -> None:
             key = keys.get(tenant)
+            infer_url, body, header_len = targets[per_request[i]]
             results.append(
                 await _send_one(session, infer_url, body, header_len, key, start, i, tenant)
             )

@@ -26,7 +26,16 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--trace-format", default="auto", help="force the trace format")
     parser.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--model", help="model to call (default: the trace's, else resnet18)")
+    parser.add_argument(
+        "--model",
+        help="model to call with every request (default: each request's model in the trace; "
+        "resnet18 where it names none)",
+    )
+    parser.add_argument(
+        "--config",
+        help="a config whose [trace] table maps the trace's functions to models and tenants "
+        "(as `tidegate simulate --config` reads it)",
+    )
     parser.add_argument(
         "--speedup",
         type=float,
@@ -163,7 +172,7 @@ def summarize(results, wall_s: float, fleet: dict, args, trace_name: str, model:
     }
 
 
-async def _main(args, trace, model: str, keys: dict) -> dict:
+async def _main(args, trace, model: str | list[str], keys: dict) -> dict:
     from ops.loadgen import replay
 
     bar = None
@@ -198,7 +207,8 @@ async def _main(args, trace, model: str, keys: dict) -> dict:
                     f"{r.index},{r.tenant},{r.sent_s:.6f},{r.latency_ms:.3f},{r.status},"
                     f"{r.path},{r.cost_usd:.10f},{r.cold_starts}\n"
                 )
-    return summarize(results, wall, fleet, args, trace.name, model)
+    names = [model] if isinstance(model, str) else sorted(set(model))
+    return summarize(results, wall, fleet, args, trace.name, ",".join(names))
 
 
 def _check_arguments(args) -> None:
@@ -249,7 +259,15 @@ def run(args) -> int:
 
     _check_arguments(args)
     try:
-        trace = read_trace(args.trace, args.trace_format, TraceMapping(), seed=args.seed)
+        mapping = TraceMapping()
+        if args.config:
+            from ops.sim.config import ConfigError, load_config
+
+            try:
+                mapping = load_config(args.config).mapping
+            except ConfigError as exc:
+                raise CliError(str(exc)) from None
+        trace = read_trace(args.trace, args.trace_format, mapping, seed=args.seed)
         if args.rate_scale != 1.0:
             trace = trace.scaled(rate_factor=args.rate_scale, seed=args.seed)
         if args.duration_s:
@@ -258,7 +276,8 @@ def run(args) -> int:
         raise CliError(str(exc)) from None
     if len(trace) == 0:
         raise CliError(f"no requests in the first {args.duration_s:g} s of the trace")
-    model = args.model or trace.models[0]
+    models = [args.model] if args.model else list(trace.models)
+    model = models[0] if len(models) == 1 else [trace.models[i] for i in trace.model_idx]
     keys = _keys(args, trace)
     if args.api_key:
         keys = {t: keys.get(t, args.api_key) for t in trace.tenants}

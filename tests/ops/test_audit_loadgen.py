@@ -1,0 +1,79 @@
+"""``tidegate loadgen`` on a trace of several models, mapped by a config's [trace] rules (an
+Azure trace's functions): each request goes to its own model with its tenant's key (every
+request went to the first model, and loadgen took no mapping: every tenant was 'default')."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+
+from aiohttp import web
+
+from ops.cli import main
+
+METADATA = {
+    "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}],
+    "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 4]}],
+}
+
+
+def _serve(hits: list[tuple[str, str]]):
+    async def metadata(request):
+        return web.json_response({"name": request.match_info["model"], **METADATA})
+
+    async def infer(request):
+        await request.read()
+        hits.append((request.match_info["model"], request.headers.get("authorization", "")))
+        return web.json_response({"outputs": []}, headers={"x-tidegate-path": "vm"})
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_get("/v2/models/{model}", metadata)
+    app.router.add_post("/v2/models/{model}/infer", infer)
+    app.router.add_get("/metrics", lambda r: web.Response(text=""))
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def stop():
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+def test_each_request_goes_to_its_mapped_model_with_its_tenants_key(tmp_path):
+    trace = tmp_path / "az21.csv"
+    trace.write_text(
+        "app,func,end_timestamp,duration\n"
+        + "".join(
+            f"{'big' if i % 3 == 0 else 'small'},f,{0.05 * i + 1:.2f},0.5\n" for i in range(9)
+        )
+    )
+    config = tmp_path / "map.toml"
+    config.write_text(
+        '[trace]\ndefault_model = "m"\ndefault_tenant = "a"\n'
+        '[[trace.map]]\nmatch = "big/*"\nmodel = "n"\ntenant = "b"\n'
+    )
+    hits: list[tuple[str, str]] = []
+    url, stop = _serve(hits)
+    out = tmp_path / "lg.json"
+    try:
+        argv = ["loadgen", "--trace", str(trace), "--url", url, "--no-progress"]
+        keys = ["--key", "a=ka", "--key", "b=kb", "--json", str(out)]
+        rc = main([*argv, "--config", str(config), *keys])
+    finally:
+        stop()
+    assert rc == 0
+    assert sorted(hits) == sorted([("n", "Bearer kb")] * 3 + [("m", "Bearer ka")] * 6)
+    summary = json.loads(out.read_text())
+    assert summary["requests"] == 9 and summary["model"] == "m,n"
+    assert summary["tenants"]["b"]["requests"] == 3
