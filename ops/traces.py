@@ -207,8 +207,8 @@ def _build(
         t,
         model_idx[order].astype(np.int32),
         tenant_idx[order].astype(np.int32),
-        tuple(model_names),
-        tuple(tenant_names),
+        tuple(str(m) for m in model_names),
+        tuple(str(t) for t in tenant_names),
     )
 
 

@@ -115,20 +115,20 @@ def load_inputs(args):
         cfg = load_config(args.config, args.model)
         repo = getattr(args, "repo", None) or cfg.simulate.get("repo")
         profile_path = args.profile or cfg.simulate.get("profile")
-        if repo:
-            if not args.model:
-                raise CliError("--repo needs --model (the model to plan)")
-            profile = from_repo(repo, args.model, profile_path=profile_path, settings=cfg.settings)
-        else:
-            profile = load_sim_profile(profile_path, args.model)
-        profile = profile.with_overrides(
-            **{k: cfg.simulate[k] for k in PROFILE_OVERRIDES if k in cfg.simulate}
-        )
+        if repo and not args.model:
+            raise CliError("--repo needs --model (the model to plan)")
         trace = read_trace(args.trace, args.trace_format, cfg.mapping, seed=args.seed)
         if args.model and trace.models != (args.model,):
             trace = trace.only_model(args.model)  # TraceError if it has none of its requests
         elif len(trace.models) > 1:  # one model's fleet is simulated: not all as the first's
             raise TraceError(_several_models(trace))
+        if repo:
+            profile = from_repo(repo, args.model, profile_path=profile_path, settings=cfg.settings)
+        else:  # the trace's model: a profile's measurements are looked up by it
+            profile = load_sim_profile(profile_path, args.model or trace.models[0])
+        profile = profile.with_overrides(
+            **{k: cfg.simulate[k] for k in PROFILE_OVERRIDES if k in cfg.simulate}
+        )
     except (TraceError, ProfileError, ConfigError) as exc:
         raise CliError(str(exc)) from None
     profile = profile.with_overrides(

@@ -126,7 +126,7 @@ def from_profile_json(raw: dict, path: Path, model: str | None) -> SimProfile:
     """``profile.json`` read on its own: plan the model when its artifact sits beside the
     profile (``REPO/NAME/profile.json``), else take what the profile measured (VM batch times,
     cold start) over the reference profile."""
-    name = model or path.parent.name
+    name = str(model or path.parent.name)
     if (path.parent / "config.toml").is_file() and (path.parent.name == name):
         return from_repo(path.parent.parent, name, profile_path=path)
     from policies.profile import Profile
@@ -136,11 +136,17 @@ def from_profile_json(raw: dict, path: Path, model: str | None) -> SimProfile:
         profile = Profile.from_json(raw)
     except PolicyProfileError as exc:
         raise ProfileError(f"{path}: {exc}") from None
+    if profile.models and name not in profile.models:  # not the reference's numbers, silently
+        raise ProfileError(
+            f"{path} has no measurements for model {name!r} (it has: "
+            f"{', '.join(sorted(profile.models))}); pass --model or another profile"
+        )
     base = SimProfile.reference(name)
     curve, cv = _vm_curve(profile, name, base)
     return base.with_overrides(
         vm_service_ms_by_batch=curve,
         vm_service_cv=cv,
         **_cold_start(profile, name, base.burst_workers),
-        source=f"{path} ({profile.source})",
+        source=f"{path} ({profile.source}): its VM times and cold starts; the burst path's "
+        "latency and bill are the reference profile's unless --repo plans the model",
     )
