@@ -213,6 +213,8 @@ def run(args) -> int:
         names = [args.policy] if args.policy == "optimum" else [args.policy, "optimum"]
     else:
         raise CliError(f"unknown policy {args.policy!r}; known: {', '.join(PRESETS)}, config, all")
+    if args.plot and names == ["optimum"]:  # (it wrote a page with no chart)
+        raise CliError("--plot: the optimum is a bound, not a run over time; plot a preset")
     print(
         f"trace {trace.name}: {len(trace)} requests over {trace.duration_s:.0f} s, "
         f"model {profile.model}, SLO {profile.slo_ms:g} ms, profile {profile.source}",
