@@ -88,6 +88,8 @@ def _read_azure2019(path: Path, mapping: TraceMapping, rng) -> Trace:
                 )
             minutes = len(row) - 4
             continue
+        if not row:  # a blank line (one left at the end of a file)
+            continue
         if len(row) != minutes + 4:
             raise TraceError(f"{path}:{lineno}: expected {minutes + 4} columns, got {len(row)}")
         try:
@@ -128,6 +130,8 @@ def _read_azure2021(path: Path, mapping: TraceMapping, rng) -> Trace:
         if lineno == 1:
             if [c.strip() for c in row[:4]] != ["app", "func", "end_timestamp", "duration"]:
                 raise TraceError(f"{path}:1: expected header app,func,end_timestamp,duration")
+            continue
+        if not row:
             continue
         if len(row) < 4:
             raise TraceError(f"{path}:{lineno}: expected app,func,end_timestamp,duration")

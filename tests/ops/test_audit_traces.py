@@ -90,3 +90,15 @@ def test_azure2019_days_by_pattern_follow_each_other(tmp_path, capsys):
         read_trace(str(tmp_path / "*.csv"))
     with pytest.raises(TraceError, match="does not exist"):
         read_trace(str(tmp_path / "nothing*.csv"))
+
+
+def test_blank_lines_in_azure_files_are_skipped(tmp_path):
+    """As the CSV, gaps and LLM readers skip them (a file saved with a blank last line was
+    'expected 1444 columns, got 0')."""
+    day = tmp_path / "d.csv"
+    _azure2019_day(day, 1, 1)
+    day.write_text(day.read_text() + "\n\n")
+    assert len(read_trace(day)) == 600
+    calls = tmp_path / "a.csv"
+    calls.write_text(AZURE_2021.replace("\n", "\n\n", 3) + "\n")
+    assert len(read_trace(calls)) == 60
