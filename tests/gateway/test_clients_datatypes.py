@@ -207,13 +207,13 @@ KSERVE_CLIENT = """
 import asyncio, sys
 import httpx
 import numpy as np
-from kserve import InferenceRESTClient, RESTConfig
+from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 TYPES = [("b", "BOOL", "bool"), ("u16", "UINT16", "uint16"), ("u64", "UINT64", "uint64"),
          ("i8", "INT8", "int8"), ("f64", "FP64", "float64")]
 
-async def run(url, out):
+async def run(url, target, out):
     client = InferenceRESTClient(RESTConfig(protocol="v2", retries=0))
     try:
         assert await client.is_model_ready(url, "every") is True
@@ -230,16 +230,30 @@ async def run(url, out):
             answer = await client.infer(url, req, model_name="every")
             for o in answer.outputs:
                 got[f"{binary}/{o.name}"] = o.as_numpy()
+        grpc = InferenceGRPCClient(target)
+        try:
+            assert await grpc.is_model_ready("every") is True
+            inputs = []
+            for name, datatype, _ in TYPES:
+                inp = InferInput(name, [2, 4], datatype)
+                inp.set_data_from_numpy(xs[name])
+                inputs.append(inp)
+            req = InferRequest(model_name="every", infer_inputs=inputs, request_id="g-1")
+            answer = await grpc.infer(req)
+            for o in answer.outputs:
+                got[f"grpc/{o.name}"] = o.as_numpy()
+        finally:
+            await grpc.close()
         np.savez(out, **{f"x/{n}": x for n, x in xs.items()}, **got)
     finally:
         await client.close()
 
-asyncio.run(run(sys.argv[1], sys.argv[2]))
+asyncio.run(run(sys.argv[1], sys.argv[2], sys.argv[3]))
 """
 KSERVE_INPUTS = {"b", "u16", "u64", "i8", "f64"}
 
 
-def test_kserve_rest_client_several_datatypes(tmp_path, tmp_path_factory):
+def test_kserve_rest_and_grpc_clients_several_datatypes(tmp_path, tmp_path_factory):
     # the model takes every datatype; KServe sends five of them, the rest are zeros from here
     root = tmp_path_factory.mktemp("kserve-every")
     module = EveryType()
@@ -266,14 +280,16 @@ def test_kserve_rest_client_several_datatypes(tmp_path, tmp_path_factory):
             None,
             data_dir=root / "data",
             repo=repo,
-            grpc_port=-1,
+            grpc_port=0,
             vm={"provisioner": "static", "urls": [replica]},
             burst={"enabled": False},
         )
-        with serve_app(create_app(settings)) as url:
+        app = create_app(settings)
+        with serve_app(app) as url:
             out = tmp_path / "kserve.npz"
+            target = f"127.0.0.1:{app.state.gateway.grpc.port}"
             proc = subprocess.run(
-                [sys.executable, "-c", KSERVE_CLIENT, url, str(out)],
+                [sys.executable, "-c", KSERVE_CLIENT, url, target, str(out)],
                 capture_output=True,
                 text=True,
                 timeout=180,
@@ -283,10 +299,10 @@ def test_kserve_rest_client_several_datatypes(tmp_path, tmp_path_factory):
     given = [torch.from_numpy(got[f"x/{n}"]) for n, _, _ in TYPES if n in KSERVE_INPUTS]
     with torch.inference_mode():
         want = [w.numpy() for w in Five()(*given)]
-    for binary in (False, True):
+    for way in ("False", "True", "grpc"):  # JSON, binary, KServe's gRPC client
         for i, expected in enumerate(want):
-            answer = got[f"{binary}/output__{i}"]
-            assert answer.dtype == expected.dtype and np.array_equal(answer, expected), (binary, i)
+            answer = got[f"{way}/output__{i}"]
+            assert answer.dtype == expected.dtype and np.array_equal(answer, expected), (way, i)
 
 
 @pytest.mark.parametrize(
