@@ -187,6 +187,17 @@ def test_unserved_methods_are_unimplemented(gateway):
     assert err.value.status() == "StatusCode.UNIMPLEMENTED"
 
 
+def test_an_output_asked_twice_is_invalid_argument_as_over_http(gateway):
+    x = np.zeros((1, 784), np.float32)
+    inp = tgrpc.InferInput("input", [1, 784], "FP32")
+    inp.set_data_from_numpy(x)
+    twice = [tgrpc.InferRequestedOutput("output"), tgrpc.InferRequestedOutput("output")]
+    with pytest.raises(InferenceServerException) as err:
+        client(gateway[0]).infer("mlp", [inp], outputs=twice, headers=AUTH_A)
+    assert err.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "'output' appears twice" in err.value.message()
+
+
 def test_model_ready_is_false_for_an_unknown_model_or_version(gateway):
     c = client(gateway[0])  # as Triton answers, and as tritonclient.http's is_model_ready
     assert c.is_model_ready("nope") is False
