@@ -170,7 +170,9 @@ class InferEndpoint:
         total_ns = time.perf_counter_ns() - t0
         first = next(iter(req.inputs.values()))
         service_ms = sum(result.timings_ms.values()) if result.timings_ms else 0.0
-        later(ctx, _count, stats, total_ns, int(first.shape[0]) if first.ndim else 1, service_ms)
+        later(
+            ctx, count_answer, stats, total_ns, int(first.shape[0]) if first.ndim else 1, service_ms
+        )
         out = _answer_headers(result, request_id, total_ns)
         return protocol.infer_response(cfg, req, result.outputs, out)
 
@@ -192,10 +194,11 @@ def _answer_headers(result, request_id: str, total_ns: int) -> dict[str, str]:
     return out
 
 
-def _count(stats, total_ns: int, rows: int, service_ms: float) -> None:
-    """The model's statistics (``/v2/models/{m}/stats``) of one answered request."""
+def count_answer(stats, total_ns: int, rows: int, service_ms: float) -> None:
+    """The model's statistics (``/v2/models/{m}/stats``) of one answered request (HTTP or
+    gRPC): from the gateway's side, one execution of the request's rows."""
     stats.request_done(True, total_ns, rows)
-    stats.batch_done(0, int(service_ms * 1e6))
+    stats.batch_done(rows, int(service_ms * 1e6))
 
 
 def _route_header(value: str | None) -> str | None:

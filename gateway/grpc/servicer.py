@@ -25,6 +25,7 @@ from vmpool.codec import CodecError
 
 from ..dispatch import CallContext
 from ..errors import BadRequest, GatewayTimeout, TidegateError
+from ..infer_endpoint import count_answer
 from ..protocol import header_safe_id
 from ..repository import index_rows, load_model, require_admin, unload_model
 from ..state import GatewayState
@@ -216,9 +217,9 @@ class InferenceServicer:
         finally:
             lease.release()
         first = next(iter(req.inputs.values()))
-        stats.request_done(
-            True, time.perf_counter_ns() - t0, int(first.shape[0]) if first.ndim else 1
-        )
+        rows = int(first.shape[0]) if first.ndim else 1
+        service_ms = sum(result.timings_ms.values()) if result.timings_ms else 0.0
+        count_answer(stats, time.perf_counter_ns() - t0, rows, service_ms)  # as over HTTP
         trailing = (
             ("x-request-id", ctx.request_id),
             ("x-tidegate-path", result.path),

@@ -170,13 +170,20 @@ def test_message_over_the_body_limit_is_resource_exhausted(gateway):
 
 def test_statistics_count_grpc_calls(gateway):
     c = client(gateway[0])
-    before = c.get_inference_statistics("mlp").model_stats[0].inference_stats.success.count
-    x = np.zeros((1, 784), np.float32)
-    inp = tgrpc.InferInput("input", [1, 784], "FP32")
+    before = c.get_inference_statistics("mlp").model_stats[0]
+    x = np.zeros((3, 784), np.float32)
+    inp = tgrpc.InferInput("input", [3, 784], "FP32")
     inp.set_data_from_numpy(x)
     c.infer("mlp", [inp], headers={"x-api-key": KEY_A})
     after = c.get_inference_statistics("mlp", as_json=True)["model_stats"][0]
-    assert int(after["inference_stats"]["success"]["count"]) == before + 1
+    assert int(after["inference_stats"]["success"]["count"]) == (
+        before.inference_stats.success.count + 1
+    )
+    # an execution of 3 rows, as an HTTP call counts (gRPC calls counted none)
+    assert int(after["inference_count"]) == before.inference_count + 3
+    assert int(after["execution_count"]) == before.execution_count + 1
+    sizes = {int(b["batch_size"]) for b in after["batch_stats"]}
+    assert 3 in sizes and 0 not in sizes
     names = {s.name for s in c.get_inference_statistics().model_stats}
     assert names == {"mlp", "resnet18"}
 

@@ -65,6 +65,8 @@ def test_tritonclient_config_statistics_and_infer(gateway, small_repo):
         == before["inference_stats"]["success"]["count"] + 1
     )
     assert after["inference_count"] == before["inference_count"] + 3  # rows
+    assert after["execution_count"] == before["execution_count"] + 1
+    assert 3 in {b["batch_size"] for b in after["batch_stats"]}  # (was batch size 0)
     assert after["inference_stats"]["success"]["ns"] > before["inference_stats"]["success"]["ns"]
     every = client.get_inference_statistics()["model_stats"]
     assert {s["name"] for s in every} == {"mlp", "resnet18"}
