@@ -61,6 +61,21 @@ def in_flight(state: LiveState) -> int:
     return state.vm.outstanding + state.burst.in_flight
 
 
+def functions_meet_slo(state: LiveState, quantile: float = 0.99, min_count: int = 20) -> bool:
+    """Whether every model's burst path answers within its SLO at ``quantile``: as observed
+    (``min_count`` answers or more), else as its plan predicts; False while neither is known."""
+    if not state.models:
+        return False
+    for stats in state.models.values():
+        seen = stats.burst_latency
+        tail = (
+            seen.at(quantile) if seen is not None and seen.count >= min_count else None
+        ) or stats.burst_predicted_ms
+        if tail is None or tail > stats.slo_ms:
+            return False
+    return True
+
+
 def current_replicas(state: LiveState) -> int:
     return max(state.vm.desired_replicas, state.vm.ready_replicas + state.vm.booting_replicas)
 

@@ -10,7 +10,7 @@ from statistics import NormalDist, median
 from ..costs import PriceTable, billed_ms, function_cost_usd, warm_instances_cost_usd
 from ..state import LiveState
 from ..vm_perf import replica_capacity_per_s
-from .base import ScaleDecision, ScalerBase, Window, current_replicas
+from .base import ScaleDecision, ScalerBase, Window, current_replicas, functions_meet_slo
 from .episodes import BootEconomics, OverloadEpisodes
 from .fleet_regret import FleetRegret
 from .recurrence import LayerRecurrence
@@ -224,8 +224,10 @@ class Predictive(ScalerBase):
             excess_usd = (max(rate, mean) - fleet * full_per_replica) * request_usd
             if fleet > want or not self._outlasts_bursts(state.now_s) or excess_usd < vm_usd_per_s:
                 want, reason = fleet, "a fixed fleet cost less than this scaler"
-        if want < 1 <= current and not self._regret.none_pays(request_usd, vm_usd_per_s):
-            want, reason = 1, "one VM until the regret window shows none pays"
+        if want < 1 <= current and not (  # and not where functions miss the SLO
+            self._regret.none_pays(request_usd, vm_usd_per_s) and functions_meet_slo(state)
+        ):
+            want, reason = 1, "one VM until functions meet the SLO and none pays"
         return want, reason
 
     def _outlasts_bursts(self, now_s: float) -> bool:
