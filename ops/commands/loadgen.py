@@ -26,11 +26,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--trace-format", default="auto", help="force the trace format")
     parser.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8000")
-    parser.add_argument(
-        "--model",
-        help="model to call with every request (default: each request's model in the trace; "
-        "resnet18 where it names none)",
-    )
+    parser.add_argument("--model", help="model for every request (default: each one's own)")
     parser.add_argument(
         "--config",
         help="a config whose [trace] table maps the trace's functions to models and tenants "
