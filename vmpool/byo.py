@@ -93,6 +93,7 @@ def import_program(
                 f"{path}: tensor {spec.name!r} is bfloat16, which this server does not take "
                 f"or give; cast it to float32 (or float16) at the program's edge and export again"
             )
+    _check_batch_axis(path, specs_in, specs_out)
     dynamic_batch = all(s.shape and s.shape[0] == -1 for s in specs_in)
     max_batch_size = _batch_limit(program, inputs, specs_in, int(max_batch_size), on_warning)
     cfg = ModelConfig(
@@ -104,6 +105,20 @@ def import_program(
         extra={"source": f"program:{path.name}", "dynamic_batch": dynamic_batch},
     )
     return _write(path, Path(repo) / name, cfg)
+
+
+def _check_batch_axis(path: Path, specs_in, specs_out) -> None:
+    """Each output must lead with the inputs' batch dimension: the server stacks requests along
+    it and hands each its rows back (an output without it failed every request)."""
+    first = specs_in[0].shape[0] if specs_in[0].shape else None
+    for spec in specs_out:
+        if not spec.shape or spec.shape[0] != first:
+            raise ArtifactError(
+                f"{path}: output {spec.name!r} has shape {list(spec.shape)}, which does not "
+                f"lead with the batch dimension of input {specs_in[0].name!r} "
+                f"{list(specs_in[0].shape)}; return one row per input row (keepdim, or "
+                f"unsqueeze(0) and expand) and export again"
+            )
 
 
 def _batch_limit(

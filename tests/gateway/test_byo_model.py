@@ -97,3 +97,19 @@ def test_a_bfloat16_tensor_is_refused_at_import_in_one_line(tmp_path, capsys, dt
     err = capsys.readouterr().err
     assert code != 0 and "bfloat16" in err and "Traceback" not in err
     assert not (tmp_path / "half").exists()
+
+
+class Totals(torch.nn.Module):
+    def forward(self, x):
+        return x * 2, x.sum()
+
+
+def test_an_output_without_the_batch_dimension_is_refused_at_import(tmp_path, capsys):
+    """It was imported, then every request failed (the server hands each request its rows)."""
+    batch = torch.export.Dim("batch", min=1, max=8)
+    program = torch.export.export(Totals(), (torch.ones(2, 3),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(tmp_path / "totals.pt2"))
+    code = cli(["export", str(tmp_path / "totals.pt2"), "--name", "totals", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code != 0 and "output__1" in err and "batch dimension" in err
+    assert "Traceback" not in err and not (tmp_path / "totals").exists()
