@@ -38,6 +38,7 @@ DEFAULT_TENANT = "default"
 MAX_SPAN_S = 366 * 86400.0  # longer is a unit mistake (ms read as s) or a hostile file
 MAX_REQUESTS = 200_000_000  # ~5 GB of arrays: sample or window a bigger trace first
 EPOCH_FLOOR_S = 1e8  # CSV timestamps from here on (1973) are epoch seconds: rebased
+EPOCH_MS_FLOOR = 1e11  # epoch seconds past the year 5000: epoch milliseconds (1.7e12 today)
 
 
 class TraceError(ValueError):
@@ -194,6 +195,10 @@ def _build(
     t = t[order]
     if not rebase and t[0] < 0:
         raise TraceError(f"{name}: a timestamp is negative ({t[0]:g} s)")
+    if t[0] >= EPOCH_MS_FLOOR:  # (an hour of them read as seconds is a 41-day trace)
+        raise TraceError(
+            f"{name}: timestamps from {t[0]:.4g} look like epoch milliseconds; give seconds"
+        )
     if rebase or t[0] >= EPOCH_FLOOR_S:  # epoch seconds: the trace starts at its first request
         t = t - t[0]
     model_names, model_idx = np.unique(

@@ -102,3 +102,14 @@ def test_blank_lines_in_azure_files_are_skipped(tmp_path):
     calls = tmp_path / "a.csv"
     calls.write_text(AZURE_2021.replace("\n", "\n\n", 3) + "\n")
     assert len(read_trace(calls)) == 60
+
+
+def test_epoch_milliseconds_are_refused_not_read_as_a_month(tmp_path):
+    """An hour of requests stamped in epoch ms (as many loggers write them) read as seconds
+    was a 41-day trace at 1/1000 of its rate, silently."""
+    path = tmp_path / "ms.csv"
+    path.write_text("".join(f"{1_764_500_000_000 + i * 1000},mlp\n" for i in range(3600)))
+    with pytest.raises(TraceError, match="epoch milliseconds"):
+        read_trace(path)
+    path.write_text("".join(f"{1_764_500_000 + i},mlp\n" for i in range(3600)))
+    assert read_trace(path).duration_s == 3599.0  # epoch seconds still read (rebased)
