@@ -167,7 +167,9 @@ def _read_azure_llm(path: Path, mapping: TraceMapping, rng) -> Trace:
             continue
         stamps.append(row[0].strip())
     try:
-        t = np.array(stamps, dtype="datetime64[us]")
+        with warnings.catch_warnings():  # "+00:00" (the 2024 release): converted to UTC, right
+            warnings.simplefilter("ignore", UserWarning)
+            t = np.array(stamps, dtype="datetime64[us]")
     except ValueError as exc:
         raise TraceError(f"{path}: a TIMESTAMP is not a date-time: {exc}") from None
     if t.size == 0:

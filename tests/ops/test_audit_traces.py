@@ -113,3 +113,19 @@ def test_epoch_milliseconds_are_refused_not_read_as_a_month(tmp_path):
         read_trace(path)
     path.write_text("".join(f"{1_764_500_000 + i},mlp\n" for i in range(3600)))
     assert read_trace(path).duration_s == 3599.0  # epoch seconds still read (rebased)
+
+
+def test_llm_timestamps_with_an_offset_read_quietly_in_utc(tmp_path):
+    """The 2024 Azure LLM release writes '2024-05-10 00:00:00.009930+00:00': each read printed
+    numpy's timezone UserWarning."""
+    import warnings
+
+    path = tmp_path / "llm.csv"
+    path.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2024-05-10 00:00:00.5+02:00,10,1\n2024-05-09 22:00:02+00:00,10,1\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trace = read_trace(path)
+    assert trace.arrivals_s.tolist() == [0.0, 1.5]
