@@ -181,7 +181,7 @@ def model_config(cfg: ModelConfig) -> dict:
         return out
 
     batched = all(t.shape and t.shape[0] == -1 for t in cfg.inputs)
-    return {
+    config = {
         "name": cfg.name,
         "platform": cfg.platform,
         "backend": "pytorch",
@@ -189,9 +189,12 @@ def model_config(cfg: ModelConfig) -> dict:
         "max_batch_size": cfg.max_batch_size if batched else 0,
         "input": tensors(cfg.inputs),
         "output": tensors(cfg.outputs),
-        "dynamic_batching": {"max_queue_delay_microseconds": int(cfg.max_queue_delay_ms * 1000)},
         "parameters": {"slo_ms": {"string_value": f"{cfg.slo_ms:g}"}},
     }
+    if batched:  # (as Triton, and the gRPC ModelConfig: no dynamic batching without a batch)
+        delay_us = int(cfg.max_queue_delay_ms * 1000)
+        config["dynamic_batching"] = {"max_queue_delay_microseconds": delay_us}
+    return config
 
 
 def repository_entry(name: str, version: str | None, state: str, reason: str = "") -> dict:

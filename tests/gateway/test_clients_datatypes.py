@@ -350,3 +350,30 @@ def test_class_count_is_per_batch_row_over_http_and_grpc(served):
     asked = [tgrpc.InferRequestedOutput(name, class_count=3)]
     got = tgrpc.InferenceServerClient(target).infer("every", grpc_inputs(xs), outputs=asked)
     assert [[v.decode() for v in r] for r in got.as_numpy(name)] == rows
+
+
+def test_config_of_a_fixed_batch_program_has_no_dynamic_batching():
+    """Triton's config: dims with the batch and no dynamic_batching when max_batch_size is 0,
+    the same over HTTP and gRPC (HTTP named a dynamic batcher for it)."""
+    from gateway.grpc.servicer import model_config as grpc_config
+    from vmpool.artifact import ModelConfig, TensorSpec
+    from vmpool.wire import model_config
+
+    fixed = ModelConfig(
+        name="fixed",
+        inputs=(TensorSpec("x", "FP32", (1, 10)),),
+        outputs=(TensorSpec("y", "FP32", (1, 10)),),
+        max_batch_size=1,
+    )
+    http = model_config(fixed)
+    assert http["max_batch_size"] == 0 and http["input"][0]["dims"] == [1, 10]
+    assert "dynamic_batching" not in http
+    assert not grpc_config(fixed).HasField("dynamic_batching")
+    batched = ModelConfig(
+        name="batched",
+        inputs=(TensorSpec("x", "FP32", (-1, 10)),),
+        outputs=(TensorSpec("y", "FP32", (-1, 10)),),
+        max_batch_size=4,
+    )
+    assert model_config(batched)["dynamic_batching"]["max_queue_delay_microseconds"] >= 0
+    assert grpc_config(batched).HasField("dynamic_batching")
