@@ -16,7 +16,7 @@ RoutingPolicyName = Literal["vm-only", "burst-only", "threshold", "slo-aware"]
 
 
 class _Scaling(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     min_replicas: int = Field(
         1, ge=0, le=10_000, description="Fewest VM replicas the autoscaler keeps."
@@ -85,6 +85,15 @@ class KnativeScaling(_Scaling):
         "for this multiple of the ready replicas (2.0 = 200 %).",
     )
     max_scale_up_rate: float = Field(1000.0, gt=1, description="Most growth per decision.")
+
+    @model_validator(mode="after")
+    def _windows(self):
+        if self.panic_window_s > self.stable_window_s:
+            raise ValueError(
+                f"panic_window_s ({self.panic_window_s:g}) is longer than "
+                f"stable_window_s ({self.stable_window_s:g})"
+            )
+        return self
 
 
 class PredictiveScaling(_Scaling):

@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
-import typing
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from burst.faas.config import LocalPlatform, PlatformSettings
 from burst.store.config import DirStore, StoreSettings
+from gateway import settings_errors
 from gateway.asyncq.config import AsyncQueueSettings
 from gateway.ledger.config import LedgerSettings
 from gateway.tenants.config import TenantSettings
 from gateway.policy_settings import AutoscalingSettings, NoScaling, RoutingPolicyName
+from gateway.settings_errors import (  # noqa: F401 (ENV_PREFIX, UnknownSetting: public)
+    ENV_PREFIX,
+    UnknownSetting,
+    check_environment,
+)
 from vmpool.provisioners.config import Ec2Settings, KubernetesSettings
-
-ENV_PREFIX = "TIDEGATE_"
 
 
 class Section(BaseModel):
-    """Base of every settings table: an unknown key is an error, never silently ignored."""
+    """Base of every settings table: an unknown key is an error, never silently ignored, and
+    no number is nan or inf."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class VmSettings(Section):
@@ -40,8 +43,12 @@ class VmSettings(Section):
         default_factory=KubernetesSettings, description="The Kubernetes fleet."
     )
     urls: list[str] = Field(default_factory=list, description="static: model-server base URLs.")
-    replicas: int = Field(1, ge=0, description="VM replicas (model-server processes) to keep.")
-    threads: int = Field(0, ge=0, description="torch threads per replica; 0 = cores / replicas.")
+    replicas: int = Field(
+        1, ge=0, le=10_000, description="VM replicas (model-server processes) to keep."
+    )
+    threads: int = Field(
+        0, ge=0, le=1024, description="torch threads per replica; 0 = cores / replicas."
+    )
     boot_delay_s: float = Field(
         0.0,
         ge=0,
@@ -74,6 +81,20 @@ class VmSettings(Section):
         "slower ones the per-call work is small beside the compute.",
     )
 
+    @model_validator(mode="after")
+    def _provisioner_has_its_table(self) -> "VmSettings":
+        if self.provisioner == "static":
+            if not self.urls:
+                raise ValueError("vm.provisioner = 'static' needs vm.urls (model-server URLs)")
+            for url in self.urls:
+                if not url.startswith(("http://", "https://")) or len(url) < 10:
+                    raise ValueError(f"vm.urls: {url!r} is not an http:// or https:// URL")
+        if self.provisioner == "ec2" and not self.ec2.group:
+            raise ValueError("vm.provisioner = 'ec2' needs [vm.ec2] group")
+        if self.provisioner == "kubernetes" and not self.kubernetes.deployment:
+            raise ValueError("vm.provisioner = 'kubernetes' needs [vm.kubernetes] deployment")
+        return self
+
 
 class BurstSettings(Section):
     enabled: bool = Field(True, description="Allow the serverless (burst) path.")
@@ -98,9 +119,20 @@ class BurstSettings(Section):
         16, ge=1, le=256, description="Largest worker count a request may ask."
     )
     memory_mb: int = Field(1024, ge=128, le=10240, description="Memory size per function.")
-    concurrency: int = Field(16, ge=1, description="Local runtime: concurrent instances cap.")
+    concurrency: int = Field(
+        16, ge=1, le=100_000, description="Local runtime: concurrent instances cap."
+    )
     keep_alive_s: float = Field(300.0, gt=0, description="Local runtime: idle instance keep-alive.")
     timeout_s: float = Field(120.0, gt=0, description="Timeout of one burst request.")
+
+    @model_validator(mode="after")
+    def _workers_in_order(self) -> "BurstSettings":
+        if self.default_workers > self.max_workers:
+            raise ValueError(
+                f"burst.default_workers ({self.default_workers}) is above "
+                f"burst.max_workers ({self.max_workers})"
+            )
+        return self
 
 
 # TenantSettings lives with the tenants (gateway/tenants/config.py): keys are hashed there.
@@ -110,10 +142,10 @@ class Settings(BaseSettings):
     """Everything ``tidegate serve`` needs. Nested env vars use ``__``: TIDEGATE_VM__REPLICAS=2."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TIDEGATE_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="TIDEGATE_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False
     )
 
-    host: str = Field("127.0.0.1", description="Address the gateway listens on.")
+    host: str = Field("127.0.0.1", min_length=1, description="Address the gateway listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the gateway listens on.")
     grpc_port: int = Field(
         8001,
@@ -161,6 +193,7 @@ class Settings(BaseSettings):
     )
     admin_api_key: str | None = Field(
         None,
+        min_length=1,
         description="Key for /admin (Bearer or x-api-key); "
         "without it /admin answers only loopback callers of a "
         "gateway with no tenants.",
@@ -207,6 +240,37 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown routing policy {value!r}; known: {', '.join(POLICIES)}")
         return value
 
+    @field_validator("data_dir", "repo", mode="before")
+    @classmethod
+    def _not_empty(cls, value):
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty (leave it out for the default)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r} is not a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.async_queue.backend == "redis" and not self.redis_url:
+            raise ValueError("async_queue.backend = 'redis' needs redis_url")
+        names: set[str] = set()
+        owners: dict[str, str] = {}
+        for tenant in self.tenants:
+            if tenant.name in names:
+                raise ValueError(f"two tenants are named {tenant.name!r}")
+            names.add(tenant.name)
+            for digest in tenant.api_key_hashes:
+                if owners.setdefault(digest, tenant.name) != tenant.name:
+                    raise ValueError(
+                        f"tenants {owners[digest]!r} and {tenant.name!r} share an API key"
+                    )
+        return self
+
     @property
     def repo_path(self) -> Path:
         return self.repo if self.repo is not None else self.data_dir / "models"
@@ -242,82 +306,6 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return out
 
 
-class UnknownSetting(ValueError):
-    """A ``TIDEGATE_*`` environment variable that names no setting."""
-
-
-def check_environment(model: type[BaseModel], environ) -> None:
-    """Refuse a misspelt ``TIDEGATE_*`` variable (pydantic-settings would ignore it silently)."""
-    for key in environ:
-        if not key.upper().startswith(ENV_PREFIX):
-            continue
-        parts = key[len(ENV_PREFIX) :].lower().split("__")
-        current: type[BaseModel] | None = model
-        for depth, part in enumerate(parts):
-            fields = current.model_fields if current is not None else {}
-            if part not in fields:
-                known = [ENV_PREFIX + "__".join([*parts[:depth], name]).upper() for name in fields]
-                guess = difflib.get_close_matches(key.upper(), known, n=1)
-                hint = f" (did you mean {guess[0]}?)" if guess else ""
-                raise UnknownSetting(f"unknown environment variable {key}{hint}")
-            annotation = fields[part].annotation
-            current = (
-                annotation
-                if isinstance(annotation, type) and issubclass(annotation, BaseModel)
-                else None
-            )
-            if current is None:
-                break  # a leaf, a list or a union: pydantic validates the value itself
-
-
 def describe_error(exc: Exception, model: type[BaseModel] | None = None) -> str:
     """One line a person can act on, from a pydantic ``ValidationError`` (first problem)."""
-    errors = getattr(exc, "errors", None)
-    if errors is None:
-        return str(exc)
-    first = errors()[0]
-    loc = [str(part) for part in first["loc"]]
-    if first["type"] == "extra_forbidden":
-        where = ".".join(loc)
-        known = _known_keys(model or Settings, loc[:-1])
-        guess = difflib.get_close_matches(loc[-1], known, n=1)
-        hint = (
-            f" (did you mean {guess[0]}?)"
-            if guess
-            else (f" (known: {', '.join(known)})" if known else "")
-        )
-        return f"unknown setting {where}{hint}"
-    if first["type"] == "union_tag_invalid":
-        ctx = first.get("ctx", {})
-        return (
-            f"invalid setting {'.'.join(loc)}: "
-            f"{str(ctx.get('discriminator', 'kind')).strip(chr(39))} {ctx.get('tag')!r} is not one of "
-            f"{ctx.get('expected_tags')}"
-        )
-    return f"invalid setting {'.'.join(loc)}: {first['msg']}"
-
-
-def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
-    """Field names of the table at ``path`` (list indexes and union tags walked through)."""
-    annotation: object = model
-    for part in path:
-        members = [a for a in getattr(annotation, "__args__", ()) if _is_model(a)]
-        if part.isdigit() and getattr(annotation, "__args__", None):
-            annotation = annotation.__args__[0]  # list[X] -> X
-            continue
-        if members:  # a union: the next part is a member's tag
-            annotation = next((m for m in members if _has_tag(m, part)), None)
-            continue
-        if not _is_model(annotation) or part not in annotation.model_fields:
-            return []
-        annotation = annotation.model_fields[part].annotation
-    return list(annotation.model_fields) if _is_model(annotation) else []
-
-
-def _has_tag(model: type[BaseModel], tag: str) -> bool:
-    """Whether a union member is the one a discriminator value (``kind``, ``policy``) names."""
-    return any(tag in typing.get_args(field.annotation) for field in model.model_fields.values())
-
-
-def _is_model(annotation) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return settings_errors.describe_error(exc, model or Settings)

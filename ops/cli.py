@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 
 # name -> (module, one-line help shown by `tidegate --help`)
@@ -33,8 +34,26 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake in the flags is one line (its usage block is in ``--help``)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type``: a number, not nan or inf (which no flag means)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tidegate",
         description="Tidegate: a hybrid VM + serverless inference gateway "
         "(Open Inference Protocol v2).",
@@ -54,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(chosen if chosen in COMMANDS else None)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the sub-command's parser, not the top one ("tidegate: error")
+        name = getattr(args, "command", None)
+        prog = f"tidegate {name}" if name else "tidegate"
+        parser.exit(
+            2, f"{prog}: error: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)\n"
+        )
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

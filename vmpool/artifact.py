@@ -7,6 +7,8 @@ the dynamic batching knobs. It is plain TOML so a person can read and edit it.
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
 import threading
 import tomllib
@@ -60,43 +62,98 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _spec(raw: dict, where: str) -> TensorSpec:
+_KNOWN = (
+    "name",
+    "batching",
+    "inputs",
+    "outputs",
+    "max_batch_size",
+    "slo_ms",
+    "version",
+    "platform",
+)
+
+
+def _spec(raw, where: str) -> TensorSpec:
+    if not isinstance(raw, dict):
+        raise ArtifactError(f"{where}: each tensor is a table with name, datatype and shape")
+    _no_unknown(raw, ("name", "datatype", "shape"), where)
     try:
-        name, datatype, shape = raw["name"], raw["datatype"], tuple(int(d) for d in raw["shape"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{where}: each tensor needs name, datatype and shape ({exc})") from exc
+        name, datatype, shape = raw["name"], raw["datatype"], raw["shape"]
+    except KeyError as exc:
+        raise ArtifactError(
+            f"{where}: each tensor needs name, datatype and shape ({exc})"
+        ) from None
+    if not isinstance(name, str) or not name:
+        raise ArtifactError(f"{where}: name must be a non-empty string, got {name!r}")
     if datatype not in DATATYPES:
-        raise ArtifactError(f"{where}: unsupported datatype {datatype!r}")
-    return TensorSpec(str(name), datatype, shape)
+        raise ArtifactError(f"{where} {name}: unsupported datatype {datatype!r}")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= -1 for d in shape):
+        raise ArtifactError(
+            f"{where} {name}: shape must be a list of sizes (-1: any), got {shape!r}"
+        )
+    return TensorSpec(name, datatype, tuple(shape))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _no_unknown(raw: dict, known, where: str, *, near_only: bool = False) -> None:
+    """A key that is not one of ``known`` is an error (``near_only``: only a near miss of one,
+    the other keys are kept as the model's extra metadata)."""
+    for key in raw:
+        if key in known:
+            continue
+        guess = difflib.get_close_matches(str(key).lower(), known, n=1, cutoff=0.8)
+        if guess or not near_only:
+            hint = f" (did you mean {guess[0]}?)" if guess else f" (known: {', '.join(known)})"
+            raise ArtifactError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _number(raw: dict, key: str, default: float, where: str, *, low: float, strict: bool) -> float:
+    value = raw.get(key, default)
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < low or (strict and value == low):
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        raise ArtifactError(f"{where}: {key} must be a number {bound}, got {value!r}")
+    return float(value)
 
 
 def config_from_dict(raw: dict, default_name: str = "") -> ModelConfig:
+    """The model's config from its ``config.toml`` table; ``ArtifactError`` names a mistake."""
     name = validate_name(str(raw.get("name", default_name)))
+    where = f"model {name} config"
+    _no_unknown(raw, _KNOWN, where, near_only=True)
     batching = raw.get("batching", {})
-    inputs = tuple(_spec(t, f"model {name} input") for t in raw.get("inputs", []))
-    outputs = tuple(_spec(t, f"model {name} output") for t in raw.get("outputs", []))
-    if not inputs or not outputs:
+    if not isinstance(batching, dict):
+        raise ArtifactError(f"{where}: [batching] must be a table")
+    _no_unknown(batching, ("max_queue_delay_ms",), f"{where} [batching]")
+    tensors = {}
+    for section in ("inputs", "outputs"):
+        listed = raw.get(section, [])
+        if not isinstance(listed, list):
+            raise ArtifactError(f"{where}: {section} must be [[{section}]] tables")
+        tensors[section] = tuple(_spec(t, f"model {name} {section[:-1]}") for t in listed)
+    if not tensors["inputs"] or not tensors["outputs"]:
         raise ArtifactError(f"model {name}: config needs at least one input and one output")
-    known = {
-        "name",
-        "batching",
-        "inputs",
-        "outputs",
-        "max_batch_size",
-        "slo_ms",
-        "version",
-        "platform",
-    }
+    max_batch_size = raw.get("max_batch_size", 8)
+    if not _is_int(max_batch_size) or max_batch_size < 1:
+        raise ArtifactError(
+            f"{where}: max_batch_size must be an integer >= 1, got {max_batch_size!r}"
+        )
     return ModelConfig(
         name=name,
-        inputs=inputs,
-        outputs=outputs,
-        max_batch_size=int(raw.get("max_batch_size", 8)),
-        slo_ms=float(raw.get("slo_ms", 500.0)),
-        max_queue_delay_ms=float(batching.get("max_queue_delay_ms", 2.0)),
+        inputs=tensors["inputs"],
+        outputs=tensors["outputs"],
+        max_batch_size=max_batch_size,
+        slo_ms=_number(raw, "slo_ms", 500.0, where, low=0.0, strict=True),
+        max_queue_delay_ms=_number(
+            batching, "max_queue_delay_ms", 2.0, where, low=0.0, strict=False
+        ),
         version=str(raw.get("version", "1")),
         platform=str(raw.get("platform", "pytorch_torch_export")),
-        extra={k: v for k, v in raw.items() if k not in known},
+        extra={k: v for k, v in raw.items() if k not in _KNOWN},
     )
 
 
@@ -180,7 +237,7 @@ def load_artifact(repo: str | Path, name: str) -> Artifact:
         )
     try:
         raw = tomllib.loads(cfg_path.read_text())
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{cfg_path}: {exc}") from exc
     return Artifact(config_from_dict(raw, default_name=name), directory)
 

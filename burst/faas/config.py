@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Platform(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     def as_config(self) -> dict:
         """The plain dict ``burst.faas.factory.make_invoker`` takes (unset optionals left out)."""
@@ -28,10 +28,21 @@ class LocalPlatform(_Platform):
     )
     timeout_s: float = Field(900.0, gt=0, description="Timeout of one invocation.")
 
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _http_url(value or None, "endpoint")
+
+
+def _http_url(value: str | None, what: str) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{what} {value!r} is not an http:// or https:// URL")
+    return value
+
 
 class AwsLambdaPlatform(_Platform):
     kind: Literal["aws_lambda"] = Field(description="AWS Lambda through aioboto3.")
-    region: str = Field("us-east-1", description="AWS region of the functions.")
+    region: str = Field("us-east-1", min_length=1, description="AWS region of the functions.")
     endpoint_url: str | None = Field(None, description="Override the Lambda endpoint (testing).")
     aws_access_key_id: str | None = Field(
         None,
@@ -50,8 +61,8 @@ class AlibabaFcPlatform(_Platform):
     endpoint: str = Field(
         description="Account endpoint, e.g. https://<uid>.cn-hangzhou.fc.aliyuncs.com."
     )
-    access_key_id: str = Field(description="AccessKey ID.")
-    access_key_secret: str = Field(description="AccessKey secret.")
+    access_key_id: str = Field(min_length=1, description="AccessKey ID.")
+    access_key_secret: str = Field(min_length=1, description="AccessKey secret.")
     qualifier: str = Field("LATEST", description="Function version or alias to invoke.")
     security_token: str | None = Field(None, description="STS token for temporary credentials.")
     timeout_s: float = Field(900.0, gt=0, description="Timeout of one invocation.")
@@ -59,6 +70,11 @@ class AlibabaFcPlatform(_Platform):
     throttle_retries: int = Field(4, ge=0, description="Retries of a throttled invocation.")
     throttle_backoff_s: float = Field(0.1, gt=0, description="First backoff between them.")
     memory_mb: int = Field(0, ge=0, description="Memory size to bill when the log tail omits it.")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return str(_http_url(value, "endpoint"))
 
 
 PlatformSettings = Annotated[

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Store(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     encrypt: bool | None = Field(
         None,
@@ -29,7 +29,7 @@ class _Store(BaseModel):
 class DirStore(_Store):
     kind: Literal["dir"] = Field("dir", description="A local directory (the embedded default).")
     root: str | None = Field(
-        None, description="Directory of the objects; default DATA_DIR/objects."
+        None, min_length=1, description="Directory of the objects; default DATA_DIR/objects."
     )
 
 
@@ -39,7 +39,7 @@ class MemoryStore(_Store):
 
 class S3Store(_Store):
     kind: Literal["s3"] = Field(description="Amazon S3 or an S3-compatible server, via aioboto3.")
-    bucket: str = Field(description="Bucket holding intermediate tensors.")
+    bucket: str = Field(min_length=1, description="Bucket holding intermediate tensors.")
     prefix: str = Field("", description="Key prefix inside the bucket.")
     region: str = Field("us-east-1", description="Bucket region.")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, testing).")
@@ -55,10 +55,12 @@ class S3Store(_Store):
 
 class OssStore(_Store):
     kind: Literal["oss"] = Field(description="Alibaba Cloud OSS via oss2.")
-    bucket: str = Field(description="Bucket holding intermediate tensors.")
-    endpoint: str = Field(description="OSS endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com.")
-    access_key_id: str = Field(description="AccessKey ID.")
-    access_key_secret: str = Field(description="AccessKey secret.")
+    bucket: str = Field(min_length=1, description="Bucket holding intermediate tensors.")
+    endpoint: str = Field(
+        min_length=1, description="OSS endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com."
+    )
+    access_key_id: str = Field(min_length=1, description="AccessKey ID.")
+    access_key_secret: str = Field(min_length=1, description="AccessKey secret.")
     prefix: str = Field("", description="Key prefix inside the bucket.")
     security_token: str | None = Field(None, description="STS token for temporary credentials.")
     max_threads: int | None = Field(None, ge=1, description="Threads for blocking oss2 calls.")

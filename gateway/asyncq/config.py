@@ -14,7 +14,7 @@ DEFAULT_INLINE_LIMIT_BYTES = 128 * 1024
 
 
 class SqsQueueSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     queue_url: str | None = Field(
         None, description="URL of the SQS queue; default: looked up from `queue_name`."
@@ -34,7 +34,7 @@ class SqsQueueSettings(BaseModel):
 
 
 class AsyncQueueSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = Field(
         True,

@@ -11,7 +11,7 @@ _PG_SCHEMES = ("postgresql://", "postgres://")
 
 
 class LedgerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: Literal["sqlite", "postgresql"] = Field(
         "sqlite",

@@ -21,7 +21,7 @@ def hash_key(key: str) -> str:
 
 
 class TenantSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1, description="Tenant name (ledger, metrics, reports).")
     api_keys: list[SecretStr] = Field(
@@ -69,6 +69,13 @@ class TenantSettings(BaseModel):
         None,
         description="HMAC secret signing this tenant's async callbacks (X-Tidegate-Signature).",
     )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, values: list[SecretStr]) -> list[SecretStr]:
+        if any(not key.get_secret_value() for key in values):
+            raise ValueError("an api_keys entry is empty")
+        return values
 
     @field_validator("api_key_hashes")
     @classmethod

@@ -7,11 +7,11 @@ import asyncio
 import signal
 
 from burst.faas.local_runtime import FunctionSpec, LocalFunctionRuntime
-from ops.cli import CliError
+from ops.cli import CliError, finite_float
 
 HELP = "Run the local function runtime (AWS Lambda Invoke API on loopback) until interrupted."
 
-_OPTION_TYPES = {"memory_mb": int, "timeout_s": float, "reserved_concurrency": int}
+_OPTION_TYPES = {"memory_mb": int, "timeout_s": finite_float, "reserved_concurrency": int}
 
 
 def parse_function(text: str) -> FunctionSpec:
@@ -30,7 +30,7 @@ def parse_function(text: str) -> FunctionSpec:
             )
         try:
             kwargs[key] = _OPTION_TYPES[key](value)
-        except ValueError:
+        except (ValueError, argparse.ArgumentTypeError):
             raise CliError(f"--function {text!r}: {key} must be a number, got {value!r}") from None
     spec = FunctionSpec(name=name, handler=handler, **kwargs)
     try:
@@ -50,7 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cap on concurrent invocations across functions (throttles above)",
     )
     parser.add_argument(
-        "--keep-alive-s", type=float, default=300.0, help="seconds an idle instance stays warm"
+        "--keep-alive-s",
+        type=finite_float,
+        default=300.0,
+        help="seconds an idle instance stays warm",
     )
     parser.add_argument(
         "--memory-budget-mb",
@@ -86,6 +89,8 @@ async def _serve(runtime: LocalFunctionRuntime) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be in 0..65535, got {args.port}")
     specs = [parse_function(text) for text in args.function]
     try:
         runtime = LocalFunctionRuntime(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 HELP = "Run a model server (Open Inference Protocol v2) for models in a repository."
@@ -83,6 +84,17 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise CliError(f"{flag} must be positive, got {value:g}")
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be in 0..65535, got {args.port}")
+    for flag, number in (
+        ("--max-queue-delay-ms", args.max_queue_delay_ms),
+        ("--max-body-mb", args.max_body_mb),
+        ("--max-inflight-body-mb", args.max_inflight_body_mb),
+        ("--body-timeout-s", args.body_timeout_s),
+        ("--drain-timeout-s", args.drain_timeout_s),
+    ):
+        if number is not None and not math.isfinite(number):
+            raise CliError(f"{flag} must be a finite number, got {number}")
+    if args.drain_timeout_s < 0:
+        raise CliError(f"--drain-timeout-s must not be negative, got {args.drain_timeout_s:g}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,11 +6,10 @@ import asyncio
 import logging
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from ops.cli import CliError
 
 HELP = "Run the gateway: Open Inference Protocol v2 over HTTP, VM pool plus burst functions."
+log = logging.getLogger("tidegate.serve")
 
 
 def add_arguments(p) -> None:
@@ -35,71 +34,6 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--replicas", type=int, help="VM replicas to keep (default 1)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-
-
-def _settings(args):
-    from gateway.settings import Settings, UnknownSetting, describe_error
-
-    overrides = {
-        "host": args.host,
-        "port": args.port,
-        "grpc_port": args.grpc_port,
-        "data_dir": args.data_dir,
-        "repo": args.repo,
-    }
-    if args.replicas is not None:  # validated with the rest, not patched in afterwards
-        overrides["vm"] = {"replicas": args.replicas}
-    try:
-        return Settings.load(args.config, **overrides)
-    except FileNotFoundError:
-        raise CliError(f"config file not found: {args.config}") from None
-    except (ValidationError, UnknownSetting) as exc:
-        raise CliError(describe_error(exc)) from None
-    except Exception as exc:  # TOML syntax errors and the like
-        raise CliError(f"cannot read settings {args.config}: {exc}") from None
-
-
-def _prepare_data_dir(settings) -> None:
-    """Create the data directory, or say in one line why it cannot be used."""
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        probe = settings.data_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise CliError(
-            f"cannot use data directory {settings.data_dir}: {exc.strerror or exc}"
-        ) from None
-    if settings.ledger.kind != "postgresql":
-        from gateway.ledger.journal import holder
-
-        database = Path(settings.ledger.target(settings.data_dir))
-        pid = holder(database)
-        if pid is not None:
-            raise CliError(
-                f"ledger {database} is in use by another gateway (pid {pid}): "
-                "give each gateway its own --data-dir"
-            )
-
-
-def _ensure_models(settings) -> list[str]:
-    from vmpool.artifact import list_models
-
-    repo = settings.repo_path
-    models = list_models(repo)
-    if models:
-        return models
-    if settings.repo is not None:
-        raise CliError(
-            f"no models in repository {repo} (export one: tidegate export resnet18 --out {repo})"
-        )
-    if not settings.demo_model:
-        raise CliError(f"no models in {repo} and no demo model configured")
-    from vmpool.export import export_zoo
-
-    print(f"first run: exporting demo model {settings.demo_model} into {repo} ...", flush=True)
-    export_zoo(settings.demo_model, repo)
-    return list_models(repo)
 
 
 def _banner(settings, models: list[str]) -> str:
@@ -158,9 +92,12 @@ async def _bound_port(server) -> int:
         await asyncio.sleep(0.05)
 
 
-async def _announce_ready(server, settings, models: list[str]) -> None:
+async def _announce_ready(
+    server, settings, models: list[str], failed=lambda: None, on_ready=lambda: None
+) -> None:
     """Print the banner and "ready" only once the gateway answers ready (start-up succeeded),
-    with the port it really listens on."""
+    with the port it really listens on. If ``failed()`` names a failure first, that is the
+    gateway's end: ``server.failure`` holds it and the server stops."""
     import aiohttp
 
     if settings.port == 0:
@@ -174,21 +111,15 @@ async def _announce_ready(server, settings, models: list[str]) -> None:
                     if resp.status == 200:
                         print(_banner(_with_grpc_port(settings, server), models), flush=True)
                         print(f"ready: {url}", flush=True)
+                        on_ready()
                         return
             except aiohttp.ClientError:
                 pass
-
-
-def _check_port_free(host: str, port: int) -> None:
-    """Fail in one line before exporting models or booting replicas for nothing."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            message = failed()
+            if message:
+                server.failure = message
+                server.should_exit = True
+                return
 
 
 def _server_class():
@@ -202,6 +133,8 @@ def _server_class():
 
         (uvicorn's own handlers re-raise the signal after shutdown, which turns a clean stop into
         exit status 130 / -15.)"""
+
+        failure: str | None = None  # why start-up failed after the server began listening
 
         @contextlib.contextmanager
         def capture_signals(self):
@@ -220,25 +153,75 @@ def _server_class():
     return GatewayServer
 
 
+def _replica_failure(settings, server, since: float) -> str | None:
+    """A local model server that exited with a user error (its last log line is the one-line
+    error) before any replica was ready: what to say instead of retrying it for ever."""
+    state = getattr(server.config.app.state, "gateway", None)
+    pool = getattr(state, "pool", None)
+    if settings.vm.provisioner != "local" or pool is None or pool.ready():
+        return None
+    if not getattr(pool.provisioner, "boot_failures", 0):
+        return None
+    prefix = "tidegate model-server: error: "
+    for log_path in (settings.data_dir / "logs").glob("*.log"):
+        if log_path.stat().st_mtime < since:
+            continue  # a previous run's
+        lines = [line for line in log_path.read_text(errors="replace").splitlines() if line]
+        if lines and lines[-1].startswith(prefix):
+            return f"a model server cannot start: {lines[-1][len(prefix) :]} (log: {log_path})"
+    return None
+
+
+class _HoldBootWarnings(logging.Filter):
+    """Replica boot warnings before the gateway is ready are held back: a start that fails
+    prints its one line (naming the replica's log) instead; otherwise they are let through."""
+
+    LOGGERS = ("tidegate.provisioner", "tidegate.pool")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] = []
+        self.holding = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.holding and record.name in self.LOGGERS:
+            self.held.append(record)
+            return False
+        return True
+
+    def release(self, keep: bool = True) -> None:
+        self.holding = False
+        for record in self.held if keep else ():
+            logging.getLogger(record.name).handle(record)
+        self.held.clear()
+
+
+class _Failed(Exception):
+    """Start-up failed: its message is the one line to print."""
+
+
 def run(args) -> int:
+    # size: the start-up sequence in order (checks, app, server, loop, the exit paths)
+    import time
+
     import uvicorn
 
     from gateway.app import create_app
     from gateway.fast_lane import FastLaneProtocol
-
     from ops.process_tuning import tune_allocator, tune_gc
 
+    from . import serve_checks as checks
+
+    since = time.time()
     tune_allocator()
-    _GatewayServer = _server_class()
-    settings = _settings(args)
-    _check_port_free(settings.host, settings.port)
-    if settings.grpc_port > 0 and "grpc_port" in settings.model_fields_set:
-        # asked for explicitly: a busy port is an error; the default 8001 when busy is logged
-        # and HTTP serves alone (another local server often holds Triton's port)
-        _check_port_free(settings.host, settings.grpc_port)
-    _prepare_data_dir(settings)
-    models = _ensure_models(settings)
+    settings = checks.load_settings(args)
+    checks.check_ports(settings)
+    checks.prepare_data_dir(settings)
+    models = checks.ensure_models(settings)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    held = _HoldBootWarnings()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(held)
     print(f"starting: {len(models)} model(s), {settings.vm.replicas} VM replica(s) ...", flush=True)
     app = create_app(settings)
     config = uvicorn.Config(
@@ -250,16 +233,32 @@ def run(args) -> int:
         access_log=False,
         log_level=args.log_level,
         timeout_graceful_shutdown=30,
+        lifespan="off",  # started below: a start-up error is one line, not uvicorn's traceback
     )
-    server = _GatewayServer(config)
+    server = _server_class()(config)
 
     async def main() -> None:
         tune_gc()
-        ready = asyncio.create_task(_announce_ready(server, settings, models))
         try:
-            await server.serve()
-        finally:
-            ready.cancel()
+            async with app.router.lifespan_context(app):  # start-up, and shutdown on the way out
+                ready = asyncio.create_task(
+                    _announce_ready(
+                        server,
+                        settings,
+                        models,
+                        failed=lambda: _replica_failure(settings, server, since),
+                        on_ready=held.release,
+                    )
+                )
+                try:
+                    await server.serve()
+                finally:
+                    ready.cancel()
+        except Exception as exc:
+            if server.started:
+                raise
+            log.debug("start-up failed", exc_info=True)
+            raise _Failed(_one_line(exc)) from None
 
     import uvloop
 
@@ -268,11 +267,21 @@ def run(args) -> int:
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(main())
+    except _Failed as exc:
+        raise CliError(f"the gateway did not start: {exc}") from None
     except OSError as exc:
         raise CliError(str(exc)) from None
     finally:  # whatever ended the loop, no replica or function runtime outlives the gateway
         kill_spawned()
+    held.release(keep=not server.failure)
+    if server.failure:
+        raise CliError(f"the gateway did not start: {server.failure}")
     if server.started:
         print("stopped: in-flight requests answered, replicas and functions shut down", flush=True)
         return 0
     raise CliError(f"the gateway did not start (see the log above; data: {settings.data_dir})")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())

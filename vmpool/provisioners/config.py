@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Ec2Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     group: str = Field("", description="Auto Scaling group whose instances run model servers.")
     region: str = Field("us-east-1", description="AWS region of the group.")
@@ -26,6 +26,19 @@ class Ec2Settings(BaseModel):
         120.0, gt=0, description="Boot time assumed before one was observed."
     )
 
+    @field_validator("url_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            url = value.format(private_ip="10.0.0.1", public_ip="10.0.0.1", instance_id="i-1")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"{value!r} may use only {{private_ip}}, {{public_ip}} and {{instance_id}} ({exc})"
+            ) from None
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL template")
+        return value
+
     def build(self):
         from .ec2 import Ec2Provisioner
 
@@ -44,7 +57,7 @@ class Ec2Settings(BaseModel):
 
 
 class KubernetesSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     deployment: str = Field("", description="Deployment of the model servers.")
     service: str | None = Field(

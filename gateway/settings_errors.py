@@ -1,0 +1,93 @@
+"""Settings mistakes in words: a misspelt ``TIDEGATE_*`` variable, and a pydantic error as the
+one line ``tidegate serve`` prints (imported by gateway.settings)."""
+
+from __future__ import annotations
+
+import difflib
+import typing
+
+from pydantic import BaseModel
+
+ENV_PREFIX = "TIDEGATE_"
+
+
+class UnknownSetting(ValueError):
+    """A ``TIDEGATE_*`` environment variable that names no setting."""
+
+
+def check_environment(model: type[BaseModel], environ) -> None:
+    """Refuse a misspelt ``TIDEGATE_*`` variable (pydantic-settings would ignore it silently)."""
+    for key in environ:
+        if not key.upper().startswith(ENV_PREFIX):
+            continue
+        parts = key[len(ENV_PREFIX) :].lower().split("__")
+        current: type[BaseModel] | None = model
+        for depth, part in enumerate(parts):
+            fields = current.model_fields if current is not None else {}
+            if part not in fields:
+                known = [ENV_PREFIX + "__".join([*parts[:depth], name]).upper() for name in fields]
+                guess = difflib.get_close_matches(key.upper(), known, n=1)
+                hint = f" (did you mean {guess[0]}?)" if guess else ""
+                raise UnknownSetting(f"unknown environment variable {key}{hint}")
+            annotation = fields[part].annotation
+            current = (
+                annotation
+                if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+                else None
+            )
+            if current is None:
+                break  # a leaf, a list or a union: pydantic validates the value itself
+
+
+def describe_error(exc: Exception, model: type[BaseModel]) -> str:
+    """One line a person can act on, from a pydantic ``ValidationError`` (first problem)."""
+    errors = getattr(exc, "errors", None)
+    if errors is None:
+        return str(exc)
+    first = errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    if first["type"] == "extra_forbidden":
+        where = ".".join(loc)
+        known = _known_keys(model, loc[:-1])
+        guess = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = (
+            f" (did you mean {guess[0]}?)"
+            if guess
+            else (f" (known: {', '.join(known)})" if known else "")
+        )
+        return f"unknown setting {where}{hint}"
+    if first["type"] == "union_tag_invalid":
+        ctx = first.get("ctx", {})
+        return (
+            f"invalid setting {'.'.join(loc)}: "
+            f"{str(ctx.get('discriminator', 'kind')).strip(chr(39))} {ctx.get('tag')!r} is not one of "
+            f"{ctx.get('expected_tags')}"
+        )
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"invalid setting {'.'.join(loc)}: {message}" if loc else f"invalid settings: {message}"
+
+
+def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
+    """Field names of the table at ``path`` (list indexes and union tags walked through)."""
+    annotation: object = model
+    for part in path:
+        members = [a for a in getattr(annotation, "__args__", ()) if _is_model(a)]
+        if part.isdigit() and getattr(annotation, "__args__", None):
+            annotation = annotation.__args__[0]  # list[X] -> X
+            continue
+        if members:  # a union: the next part is a member's tag
+            annotation = next((m for m in members if _has_tag(m, part)), None)
+            continue
+        if not _is_model(annotation) or part not in annotation.model_fields:
+            return []
+        annotation = annotation.model_fields[part].annotation
+    return list(annotation.model_fields) if _is_model(annotation) else []
+
+
+def _has_tag(model: type[BaseModel], tag: str) -> bool:
+    """Whether a union member is the one a discriminator value (``kind``, ``policy``) names."""
+    return any(tag in typing.get_args(field.annotation) for field in model.model_fields.values())
+
+
+def _is_model(annotation) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)

@@ -1,0 +1,213 @@
+"""Config mistakes a careless operator makes, in the settings, the environment, the flags and the
+model repository: each is refused with one line naming it (no traceback, no silent default)."""
+
+from __future__ import annotations
+
+import argparse
+import zipfile
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.settings import Settings, UnknownSetting, describe_error
+from ops.cli import CliError, main
+from ops.commands import serve_checks
+from vmpool.artifact import ArtifactError, config_from_dict
+
+REFUSED = [
+    # (TOML, words the one line carries)
+    ("max_body_mb = inf\n", ["max_body_mb", "finite"]),
+    ("body_timeout_s = inf\n", ["body_timeout_s", "finite"]),
+    ("[vm]\nrequest_timeout_s = inf\n", ["vm.request_timeout_s", "finite"]),
+    ("[burst]\nkeep_alive_s = inf\n", ["burst.keep_alive_s", "finite"]),
+    ("[[tenants]]\nname = 'a'\nrate_per_s = inf\n", ["tenants.0.rate_per_s", "finite"]),
+    ("[autoscaling]\npolicy = 'target'\ntarget_in_flight_per_replica = inf\n", ["finite"]),
+    ("[vm]\nreplicas = 100000000\n", ["vm.replicas", "10000"]),
+    ('host = ""\n', ["host"]),
+    ('admin_api_key = ""\n', ["admin_api_key"]),
+    ('repo = ""\n', ["repo", "empty"]),
+    ('redis_url = "http://cache:6379"\n', ["redis_url", "redis://"]),
+    ("[vm]\nprovisioner = 'static'\n", ["vm.urls"]),
+    ("[vm]\nprovisioner = 'static'\nurls = ['model-server:8000']\n", ["not an http"]),
+    ("[vm]\nprovisioner = 'ec2'\n", ["[vm.ec2] group"]),
+    ("[vm]\nprovisioner = 'kubernetes'\n", ["[vm.kubernetes] deployment"]),
+    ("[vm.ec2]\nurl_template = 'http://{private_ipp}:8000'\n", ["url_template", "private_ip"]),
+    ("[async_queue]\nbackend = 'redis'\n", ["needs redis_url"]),
+    ("[burst]\ndefault_workers = 32\n", ["default_workers (32)", "max_workers (16)"]),
+    ("[burst.platform]\nkind = 'local'\nendpoint = 'localhost:9000'\n", ["endpoint", "http"]),
+    ("[burst.store]\nkind = 's3'\nbucket = ''\n", ["burst.store.s3.bucket"]),
+    ("[burst.store]\nkind = 'dir'\nroot = ''\n", ["burst.store.dir.root"]),
+    (
+        "[autoscaling]\npolicy = 'knative'\nstable_window_s = 5\npanic_window_s = 30\n",
+        ["panic_window_s", "stable_window_s"],
+    ),
+    ("[[tenants]]\nname = 'a'\n[[tenants]]\nname = 'a'\n", ["two tenants are named 'a'"]),
+    (
+        "[[tenants]]\nname = 'a'\napi_keys = ['k1']\n[[tenants]]\nname = 'b'\napi_keys = ['k1']\n",
+        ["'a' and 'b' share an API key"],
+    ),
+    ("[[tenants]]\nname = 'a'\napi_keys = ['']\n", ["api_keys", "empty"]),
+]
+
+
+@pytest.mark.parametrize("text, words", REFUSED, ids=[w[0] for _, w in REFUSED])
+def test_a_setting_that_makes_no_sense_is_refused_in_one_line(tmp_path, monkeypatch, text, words):
+    for key in [k for k in __import__("os").environ if k.upper().startswith("TIDEGATE_")]:
+        monkeypatch.delenv(key)
+    config = tmp_path / "tidegate.toml"
+    config.write_text(text)
+    with pytest.raises((ValidationError, UnknownSetting)) as caught:
+        Settings.load(config)
+    line = describe_error(caught.value)
+    assert "\n" not in line and "Value error" not in line, line
+    for word in words:
+        assert word in line, line
+
+
+def _args(**given) -> argparse.Namespace:
+    fields = ("config", "host", "port", "grpc_port", "data_dir", "repo", "replicas")
+    return argparse.Namespace(**{name: given.get(name) for name in fields})
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (b"[vm]\nreplicas = 2\nport = \n", "line 3"),
+        (b'{"port": 8000}\n', "not valid TOML"),
+        (b"\xff\xfe[vm]\n", "not UTF-8"),
+    ],
+)
+def test_a_settings_file_that_is_not_toml_is_one_line(tmp_path, content, says):
+    config = tmp_path / "tidegate.toml"
+    config.write_bytes(content)
+    with pytest.raises(CliError, match="cannot read settings") as caught:
+        serve_checks.load_settings(_args(config=config))
+    assert says in str(caught.value)
+
+
+def test_a_settings_file_that_is_a_directory_is_one_line(tmp_path):
+    with pytest.raises(CliError, match="cannot read settings .*: Is a directory"):
+        serve_checks.load_settings(_args(config=tmp_path))
+
+
+def test_an_environment_value_that_is_not_json_is_one_line(monkeypatch):
+    monkeypatch.setenv("TIDEGATE_CORS_ORIGINS", "*")
+    with pytest.raises(CliError, match=r"cors_origins.*JSON"):
+        serve_checks.load_settings(_args())
+
+
+def test_an_empty_repo_variable_is_not_the_current_directory(monkeypatch):
+    monkeypatch.setenv("TIDEGATE_REPO", "")
+    with pytest.raises(CliError, match="invalid setting repo: is empty"):
+        serve_checks.load_settings(_args())
+
+
+def test_the_same_port_for_http_and_grpc_is_refused(tmp_path):
+    settings = Settings.load(None, port=18123, grpc_port=18123, data_dir=tmp_path)
+    with pytest.raises(CliError, match="both 18123"):
+        serve_checks.check_ports(settings)
+
+
+def test_a_data_dir_or_repository_that_is_a_file_is_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(CliError, match="data directory .* is a file"):
+        serve_checks.prepare_data_dir(Settings.load(None, data_dir=afile))
+    with pytest.raises(CliError, match="repository .* is a file"):
+        serve_checks.ensure_models(Settings.load(None, data_dir=tmp_path, repo=afile))
+
+
+def test_an_unknown_demo_model_is_one_line_before_any_export(tmp_path, capsys):
+    settings = Settings.load(None, data_dir=tmp_path, demo_model="resnet19")
+    with pytest.raises(CliError, match="demo_model: unknown zoo model 'resnet19'"):
+        serve_checks.ensure_models(settings)
+    assert "exporting" not in capsys.readouterr().out
+
+
+MODEL = {
+    "name": "m",
+    "max_batch_size": 8,
+    "slo_ms": 50.0,
+    "batching": {"max_queue_delay_ms": 2.0},
+    "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
+    "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}],
+}
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"max_batch_sise": 8}, "unknown key 'max_batch_sise' (did you mean max_batch_size?)"),
+        ({"max_batch_size": "abc"}, "max_batch_size must be an integer >= 1"),
+        ({"max_batch_size": 0}, "max_batch_size must be an integer >= 1"),
+        ({"slo_ms": -5}, "slo_ms must be a number > 0"),
+        ({"slo_ms": float("nan")}, "slo_ms must be a number > 0"),
+        ({"batching": {"max_queue_delay": 1}}, "[batching]: unknown key 'max_queue_delay'"),
+        ({"inputs": [{"name": "x", "datatype": "FP32", "shap": [4]}]}, "did you mean shape?"),
+        ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, "a"]}]}, "shape must be"),
+        ({"outputz": []}, "did you mean outputs?"),
+    ],
+)
+def test_a_model_config_typo_is_an_error_not_a_default(change, says):
+    with pytest.raises(ArtifactError) as caught:
+        config_from_dict({**MODEL, **change}, "m")
+    assert says in str(caught.value)
+
+
+def test_model_metadata_beside_the_config_is_kept():
+    cfg = config_from_dict({**MODEL, "source": "zoo:mlp", "delay_ms": 5.0}, "m")
+    assert cfg.extra == {"source": "zoo:mlp", "delay_ms": 5.0}
+
+
+def test_a_truncated_or_foreign_model_file_is_one_line_before_start(tmp_path):
+    from vmpool.artifact import config_to_toml
+
+    model = tmp_path / "repo" / "m"
+    model.mkdir(parents=True)
+    (model / "config.toml").write_text(config_to_toml(config_from_dict(MODEL, "m")))
+    (model / "model.pt2").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(CliError, match="not a readable model.pt2"):
+        serve_checks.check_model(tmp_path / "repo", "m")
+    with zipfile.ZipFile(model / "model.pt2", "w") as archive:
+        archive.writestr("m/data.bin", b"x" * 1000)
+    raw = bytearray((model / "model.pt2").read_bytes())
+    raw[raw.index(b"x" * 10)] = ord("y")  # one byte of the member changed: its CRC fails
+    (model / "model.pt2").write_bytes(bytes(raw))
+    with pytest.raises(CliError, match="corrupt"):
+        serve_checks.check_model(tmp_path / "repo", "m")
+
+
+FLAGS = [
+    ("serve --port abc", "argument --port: invalid int value"),
+    ("serve --bogus", "tidegate serve: error: unrecognized arguments: --bogus"),
+    ("plan", "the following arguments are required"),
+    ("model-server", "the following arguments are required: --repo"),
+    ("function-runtime --keep-alive-s nan", "--keep-alive-s: must be a finite number"),
+    ("function-runtime --port 70000", "--port must be in 0..65535"),
+    ("function-runtime --function f=m:h,timeout_s=inf", "timeout_s must be a number"),
+    ("model-server --repo {repo} --max-queue-delay-ms nan", "--max-queue-delay-ms"),
+    ("model-server --repo {repo} --drain-timeout-s -1", "--drain-timeout-s"),
+]
+
+
+@pytest.mark.parametrize("argv, says", FLAGS)
+def test_a_flag_mistake_is_one_line_and_status_2(tmp_path, capsys, monkeypatch, argv, says):
+    async def serve_nothing(runtime) -> None:  # a flag let through ends the run, not the test
+        return None
+
+    monkeypatch.setattr("ops.commands.function_runtime._serve", serve_nothing)
+    try:
+        rc = main(argv.format(repo=tmp_path).split())
+    except SystemExit as exc:  # argparse's own errors
+        rc = exc.code
+    captured = capsys.readouterr()
+    assert rc == 2, captured.err
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and says in lines[0], captured.err
+    assert "usage:" not in captured.err and not captured.out
+
+
+def test_every_command_keeps_its_help(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", "--help"])
+    assert caught.value.code == 0 and "--data-dir" in capsys.readouterr().out
