@@ -15,13 +15,14 @@ import hmac
 import logging
 from collections.abc import Mapping
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from vmpool.artifact import ArtifactError, list_models, load_artifact
 from vmpool.wire import repository_entry
 
-from .errors import Forbidden, NotFound, Unauthorized, Unavailable
+from .errors import BadRequest, Forbidden, NotFound, Unauthorized, Unavailable
 from .routes import NOT_FOUND, json_response
 from .state import GatewayState
 
@@ -86,6 +87,31 @@ async def unload_model(state: GatewayState, model: str) -> None:
     await _tell_replicas(state, model, "unload")
 
 
+def refuse_load_overrides(names) -> None:
+    """400 for Triton's load parameters that replace the model (``config``, ``file:...``):
+    a model loads from the repository as it is there; ignoring them would answer with another
+    model than the caller asked for. (``unload_dependents`` has nothing to act on: taken.)"""
+    overrides = sorted(n for n in names if n == "config" or n.startswith("file:"))
+    if overrides:
+        raise BadRequest(
+            f"loading with {', '.join(overrides)} is not supported: put the model in the "
+            f"repository (tidegate export) and load it by name"
+        )
+
+
+async def _parameter_names(request: Request) -> list[str]:
+    raw = await request.body()
+    if not raw.strip():
+        return []
+    try:
+        params = orjson.loads(raw).get("parameters") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        raise BadRequest("the request body must be a JSON object") from None
+    if not isinstance(params, dict):
+        raise BadRequest("'parameters' must be an object")
+    return list(params)
+
+
 def repository_router(state: GatewayState) -> APIRouter:
     router = APIRouter(tags=["Model repository"])
 
@@ -98,6 +124,7 @@ def repository_router(state: GatewayState) -> APIRouter:
     @router.post("/v2/repository/models/{model}/load", responses={**_GUARDED, **NOT_FOUND})
     async def load(model: str, request: Request):
         require_admin(state, request.headers)
+        refuse_load_overrides(await _parameter_names(request))
         await load_model(state, model)
         return Response(b"{}", media_type="application/json")
 

@@ -27,7 +27,13 @@ from ..dispatch import CallContext
 from ..errors import BadRequest, GatewayTimeout, TidegateError
 from ..infer_endpoint import count_answer
 from ..protocol import header_safe_id
-from ..repository import index_rows, load_model, require_admin, unload_model
+from ..repository import (
+    index_rows,
+    load_model,
+    refuse_load_overrides,
+    require_admin,
+    unload_model,
+)
 from ..state import GatewayState
 from . import inference_pb2 as pb
 from .tensors import decode_infer_request, encode_infer_response
@@ -166,6 +172,7 @@ class InferenceServicer:
 
     async def _load(self, request, context) -> pb.RepositoryModelLoadResponse:
         require_admin(self.gateway, _metadata_of(context))
+        refuse_load_overrides(request.parameters)
         await load_model(self.gateway, request.model_name)
         return pb.RepositoryModelLoadResponse()
 

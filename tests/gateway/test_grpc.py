@@ -330,6 +330,10 @@ def test_repository_index_load_unload_over_grpc(small_repo, tmp_path):
             with pytest.raises(InferenceServerException) as err:
                 c.infer("mlp", [inp])
             assert err.value.status() == "StatusCode.NOT_FOUND"
+            with pytest.raises(InferenceServerException) as err:
+                c.load_model("mlp", headers=admin, config='{"max_batch_size": 2}')
+            assert err.value.status() == "StatusCode.INVALID_ARGUMENT"
+            assert c.is_model_ready("mlp") is False  # (not loaded with another config)
             c.load_model("mlp", headers=admin)
             assert c.is_model_ready("mlp")
             assert c.infer("mlp", [inp]).as_numpy("output").shape == (1, 10)

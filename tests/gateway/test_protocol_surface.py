@@ -199,7 +199,9 @@ def test_repository_extension_with_the_admin_key(own_replica, small_repo, tmp_pa
         client = triton.InferenceServerClient(host)
         index = client.get_model_repository_index(headers=admin)
         assert {row["name"]: row["state"] for row in index} == {"mlp": "READY", "resnet18": "READY"}
-        client.unload_model("mlp", headers=admin)
+        with pytest.raises(triton.InferenceServerException, match="config is not supported"):
+            client.load_model("mlp", headers=admin, config='{"max_batch_size": 2}')
+        client.unload_model("mlp", headers=admin, unload_dependents=True)
         tenant = {"x-api-key": "tenant-a"}
         x = np.zeros((1, 784), np.float32)
         inp = triton.InferInput("input", [1, 784], "FP32")
