@@ -214,7 +214,8 @@ def repository_router(core: ModelServer) -> APIRouter:
         return Response(orjson.dumps(core.repository_index()), media_type=JSON)
 
     @router.post("/v2/repository/models/{model}/load")
-    async def load(model: str) -> Response:
+    async def load(model: str, request: Request) -> Response:
+        _refuse_overrides(await request.body())
         try:
             await asyncio.to_thread(core.load, model)
         except ArtifactError as exc:
@@ -229,6 +230,19 @@ def repository_router(core: ModelServer) -> APIRouter:
         return Response(b"", media_type=JSON)
 
     return router
+
+
+def _refuse_overrides(raw: bytes) -> None:
+    """400 for Triton's load parameters that replace the model (``config``, ``file:...``):
+    ignoring them would load the repository's model in place of the one asked for."""
+    if not raw.strip():
+        return
+    try:
+        params = orjson.loads(raw).get("parameters") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        raise ModelServerError("the request body must be a JSON object", 400) from None
+    if isinstance(params, dict) and any(k == "config" or k.startswith("file:") for k in params):
+        raise ModelServerError("loading with config or file: parameters is not supported", 400)
 
 
 class InferEndpoint:

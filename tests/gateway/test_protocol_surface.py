@@ -214,3 +214,7 @@ def test_repository_extension_with_the_admin_key(own_replica, small_repo, tmp_pa
         r = httpx.post(url + "/v2/repository/models/nope/load", headers=admin)
         assert r.status_code == 404 and "not found" in r.json()["error"]
         assert str(small_repo) not in r.json()["error"]  # (not the repository's place on disk)
+    replica = triton.InferenceServerClient(own_replica.removeprefix("http://"))
+    with pytest.raises(triton.InferenceServerException, match="config or file: parameters"):
+        replica.load_model("mlp", config='{"max_batch_size": 2}')  # the model server alike
+    replica.load_model("mlp")
