@@ -104,3 +104,15 @@ def test_a_body_inflating_past_the_limit_is_413(gateway):
     assert r.status_code == 413 and "inflates past the limit" in r.json()["error"]
     # and the gateway goes on serving
     assert _post(gateway, gzip.compress(json_body(2)), "gzip").status_code == 200
+
+
+def test_a_large_compressed_json_body_on_the_app_path(gateway, small_repo):
+    # over the fast lane's 64 KiB even compressed: read by the ASGI endpoint, inflated alike
+    x = np.random.default_rng(12).standard_normal((24, 784)).astype(np.float32)
+    inp = thttp.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=False)
+    body, _ = thttp.InferenceServerClient.generate_request_body([inp])
+    assert len(gzip.compress(body)) > 64 << 10
+    client = thttp.InferenceServerClient(gateway.removeprefix("http://"))
+    got = client.infer("mlp", [inp], request_compression_algorithm="gzip").as_numpy("output")
+    assert np.abs(got - reference(small_repo, x)).max() <= 1e-5
