@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from ops.cli import CliError
+from ops.cli import CliError, finite_float
 
 HELP = "export a zoo model, or import your own torch.export program, into a model repository"
 
@@ -90,19 +90,19 @@ def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
     """How the artifact serves: the delay model's waits and the latency SLO in its config."""
     parser.add_argument(
         "--delay-ms",
-        type=float,
+        type=finite_float,
         metavar="MS",
         help="delay model only: fixed wait of each batch (default 50)",
     )
     parser.add_argument(
         "--per-item-ms",
-        type=float,
+        type=finite_float,
         metavar="MS",
         help="delay model only: extra wait per row of a batch (default 5)",
     )
     parser.add_argument(
         "--slo-ms",
-        type=float,
+        type=finite_float,
         metavar="MS",
         help="latency SLO in milliseconds written to the config "
         "(default: per model, 500 for imported programs)",

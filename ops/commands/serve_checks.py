@@ -149,7 +149,16 @@ def check_model(repo: Path, name: str) -> None:
     try:
         with zipfile.ZipFile(program) as archive:
             bad = archive.testzip()  # reads every member: a truncated or corrupt file fails
+            names = archive.namelist()
+            formats = [n for n in names if n.endswith("/archive_format")]
+            is_pt2 = any(archive.read(n).strip() == b"pt2" for n in formats)
     except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
         raise CliError(f"model {name}: {program} is not a readable model.pt2 ({exc})") from None
     if bad is not None:
         raise CliError(f"model {name}: {program} is corrupt (member {bad} fails its checksum)")
+    has_program = any(n.endswith("/models/model.json") for n in names)
+    if not (is_pt2 and has_program) and "version" not in names:  # "version": torch 2.7's layout
+        raise CliError(
+            f"model {name}: {program} is a zip but not a torch.export program "
+            "(export it with tidegate export)"
+        )

@@ -19,21 +19,26 @@ MODEL = {
 }
 
 
-def _repo(root: Path) -> Path:
-    """A model whose config is fine and whose model.pt2 is a whole zip, but no program."""
+# a whole zip laid out as a torch.export archive, whose program does not deserialize
+BROKEN_PT2 = {"m/archive_format": "pt2", "m/archive_version": "0", "m/models/model.json": "{"}
+
+
+def _repo(root: Path, members: dict[str, str]) -> Path:
+    """A model whose config is fine and whose model.pt2 is a zip of ``members``."""
     model = root / "repo" / "m"
     model.mkdir(parents=True)
     (model / "config.toml").write_text(config_to_toml(config_from_dict(MODEL, "m")))
     with zipfile.ZipFile(model / "model.pt2", "w") as archive:
-        archive.writestr("m/hello.txt", "not a torch.export program")
+        for name, text in members.items():
+            archive.writestr(name, text)
     return model.parent
 
 
-def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _serve(tmp_path: Path, *args: str, members=BROKEN_PT2) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TIDEGATE_")}
     environ.update(TIDEGATE_GRPC_PORT="-1", TIDEGATE_BURST__ENABLED="false")
     argv = [sys.executable, "-m", "ops", "serve", "--port", "0"]
-    argv += ["--data-dir", str(tmp_path / "data"), "--repo", str(_repo(tmp_path)), *args]
+    argv += ["--data-dir", str(tmp_path / "data"), "--repo", str(_repo(tmp_path, members)), *args]
     return subprocess.run(argv, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
 
 
@@ -63,6 +68,13 @@ def test_a_model_server_that_cannot_load_its_model_ends_the_start_in_one_line(tm
     line = _one_line_and_nothing_left(proc, tmp_path)
     assert "the gateway did not start: a model server cannot start: model m" in line
     assert "local-1.log" in line  # where the rest of the story is
+
+
+def test_a_zip_that_is_no_torch_export_program_is_refused_before_any_replica(tmp_path):
+    proc = _serve(tmp_path, members={"m/hello.txt": "not a program"})
+    line = _one_line_and_nothing_left(proc, tmp_path)
+    assert "is a zip but not a torch.export program" in line
+    assert "starting" not in proc.stdout
 
 
 def test_a_ledger_database_that_refuses_ends_the_start_in_one_line(tmp_path):

@@ -187,6 +187,8 @@ FLAGS = [
     ("function-runtime --function f=m:h,timeout_s=inf", "timeout_s must be a number"),
     ("model-server --repo {repo} --max-queue-delay-ms nan", "--max-queue-delay-ms"),
     ("model-server --repo {repo} --drain-timeout-s -1", "--drain-timeout-s"),
+    ("export mlp --out {repo} --slo-ms nan", "--slo-ms: must be a finite number"),
+    ("export delay --out {repo} --delay-ms inf", "--delay-ms: must be a finite number"),
 ]
 
 
