@@ -36,6 +36,7 @@ from ..repository import (
 )
 from ..state import GatewayState
 from . import inference_pb2 as pb
+from .stream import answer_in_order
 from .tensors import decode_infer_request, encode_infer_response
 
 log = logging.getLogger("tidegate.grpc")
@@ -131,30 +132,33 @@ class InferenceServicer:
     async def ModelStreamInfer(
         self, requests: AsyncIterator, context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        """Each request on the stream answered in turn; a failed one answers its error and the
-        stream goes on (as Triton's decoupled-free models do)."""
+        """Every request on the stream answered, in the order they came, while they run at once
+        (``stream.answer_in_order``); a failed one answers its error and the stream goes on."""
         meta = _metadata_of(context)
-        async for request in requests:
-            try:
-                if not isinstance(request, pb.ModelInferRequest):  # (server._Malformed)
-                    raise BadRequest(f"malformed request message: {request.error}")
-                response, _ = await self._infer(request, meta, context)
-            except TidegateError as exc:
-                yield pb.ModelStreamInferResponse(
-                    error_message=exc.message,
-                    infer_response=pb.ModelInferResponse(id=getattr(request, "id", "")),
-                )
-            except CodecError as exc:
-                yield pb.ModelStreamInferResponse(error_message=exc.message)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug, not the caller's: log it, answer, go on
-                log.exception("unhandled error on a gRPC stream")
-                yield pb.ModelStreamInferResponse(
-                    error_message=f"internal error: {type(exc).__name__}"
-                )
-            else:
-                yield pb.ModelStreamInferResponse(infer_response=response)
+        answer = lambda request: self._stream_answer(request, meta, context)  # noqa: E731
+        async for response in answer_in_order(requests, answer):
+            yield response
+
+    async def _stream_answer(self, request, meta, context) -> pb.ModelStreamInferResponse:
+        try:
+            if not isinstance(request, pb.ModelInferRequest):  # (server._Malformed)
+                raise BadRequest(f"malformed request message: {request.error}")
+            response, _ = await self._infer(request, meta, context)
+        except TidegateError as exc:
+            return pb.ModelStreamInferResponse(
+                error_message=exc.message,
+                infer_response=pb.ModelInferResponse(id=getattr(request, "id", "")),
+            )
+        except CodecError as exc:
+            return pb.ModelStreamInferResponse(error_message=exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug, not the caller's: log it, answer, go on
+            log.exception("unhandled error on a gRPC stream")
+            return pb.ModelStreamInferResponse(
+                error_message=f"internal error: {type(exc).__name__}"
+            )
+        return pb.ModelStreamInferResponse(infer_response=response)
 
     async def RepositoryIndex(self, request, context) -> pb.RepositoryIndexResponse:
         return await _guard(context, self._index, request, context)

@@ -341,3 +341,29 @@ def test_repository_index_load_unload_over_grpc(small_repo, tmp_path):
                 c.load_model("nope", headers=admin)
             assert err.value.status() == "StatusCode.NOT_FOUND"
             assert str(small_repo) not in err.value.message()
+
+
+def test_stream_requests_run_at_once_and_are_answered_in_order():
+    """A stream's requests were answered one after another (no two could share a batch);
+    now the first waits here until the second has started, and answers still come in order."""
+    import asyncio
+
+    from gateway.grpc.stream import answer_in_order
+
+    async def run():
+        second_started = asyncio.Event()
+
+        async def answer(request):
+            if request == 0:
+                await second_started.wait()
+            else:
+                second_started.set()
+            return f"answer {request}"
+
+        async def requests():
+            for i in range(3):
+                yield i
+
+        return [a async for a in answer_in_order(requests(), answer)]
+
+    assert asyncio.run(asyncio.wait_for(run(), 60)) == ["answer 0", "answer 1", "answer 2"]
