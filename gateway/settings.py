@@ -123,7 +123,13 @@ class BurstSettings(Section):
         16, ge=1, le=100_000, description="Local runtime: concurrent instances cap."
     )
     keep_alive_s: float = Field(300.0, gt=0, description="Local runtime: idle instance keep-alive.")
-    timeout_s: float = Field(120.0, gt=0, description="Timeout of one burst request.")
+    timeout_s: float = Field(
+        120.0,
+        gt=0,
+        le=900,
+        description="Timeout of one burst request and of its functions (at most 900 s, "
+        "as AWS Lambda's).",
+    )
 
     @model_validator(mode="after")
     def _workers_in_order(self) -> "BurstSettings":
