@@ -35,7 +35,11 @@ def _serve(hits: list[tuple[str, str]]):
     app = web.Application()
     app.router.add_get("/v2/models/{model}", metadata)
     app.router.add_post("/v2/models/{model}/infer", infer)
-    app.router.add_get("/metrics", lambda r: web.Response(text=""))
+
+    async def metrics(request):
+        return web.Response(text="")
+
+    app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
     loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
