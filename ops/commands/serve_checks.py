@@ -80,6 +80,7 @@ def prepare_data_dir(settings) -> None:
         raise CliError(
             f"cannot use data directory {settings.data_dir}: {exc.strerror or exc}"
         ) from None
+    _check_dirs(settings)
     if settings.ledger.kind != "postgresql":
         from gateway.ledger.journal import holder
 
@@ -90,6 +91,30 @@ def prepare_data_dir(settings) -> None:
                 f"ledger {database} is in use by another gateway (pid {pid}): "
                 "give each gateway its own --data-dir"
             )
+
+
+def _check_dirs(settings) -> None:
+    """The ledger's file and the directory stores the settings name, made or refused here."""
+    places = []
+    if settings.ledger.kind != "postgresql":
+        ledger = Path(settings.ledger.target(settings.data_dir))
+        if ledger.is_dir():
+            raise CliError(f"invalid setting ledger.url: {ledger} is a directory, not a file")
+        places.append(("ledger.url", ledger.parent))
+    stores = [
+        ("burst.store", settings.burst.store),
+        ("async_queue.store", settings.async_queue.store),
+    ]
+    for where, store in stores:
+        backing = getattr(store, "backing", None)
+        for key, table in ((where, store), (f"{where}.backing", backing)):
+            if getattr(table, "kind", None) == "dir" and table.root:
+                places.append((f"{key}.root", Path(table.root)))
+    for key, place in places:
+        try:
+            place.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"invalid setting {key}: cannot use {place}: {exc.strerror}") from None
 
 
 def ensure_models(settings) -> list[str]:

@@ -214,3 +214,21 @@ def test_every_command_keeps_its_help(capsys):
     with pytest.raises(SystemExit) as caught:
         main(["serve", "--help"])
     assert caught.value.code == 0 and "--data-dir" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ('[ledger]\nurl = "{d}"\n', "ledger.url: {d} is a directory"),
+        ('[ledger]\nurl = "{f}/ledger.sqlite"\n', "ledger.url: cannot use {f}"),
+        ('[burst.store]\nkind = "dir"\nroot = "{f}/objects"\n', "burst.store.root: cannot use"),
+    ],
+)
+def test_a_ledger_or_store_place_that_cannot_be_used_is_one_line(tmp_path, text, says):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    config = tmp_path / "tidegate.toml"
+    config.write_text(text.format(d=tmp_path, f=afile))
+    settings = Settings.load(config, data_dir=tmp_path / "data")
+    with pytest.raises(CliError, match="invalid setting " + says.format(d=tmp_path, f=afile)):
+        serve_checks.prepare_data_dir(settings)
