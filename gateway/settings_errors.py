@@ -63,25 +63,47 @@ def describe_error(exc: Exception, model: type[BaseModel]) -> str:
             f"{str(ctx.get('discriminator', 'kind')).strip(chr(39))} {ctx.get('tag')!r} is not one of "
             f"{ctx.get('expected_tags')}"
         )
+    if first["type"] == "union_tag_not_found":
+        key = str(first.get("ctx", {}).get("discriminator", "kind")).strip("'")
+        tags = [t for m in _members(_annotation_at(model, loc)) for t in _tags(m, key)]
+        return f"invalid setting {'.'.join(loc)}: the table needs {key} = one of {', '.join(tags)}"
     message = str(first["msg"]).removeprefix("Value error, ")
     return f"invalid setting {'.'.join(loc)}: {message}" if loc else f"invalid settings: {message}"
 
 
 def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
     """Field names of the table at ``path`` (list indexes and union tags walked through)."""
+    annotation = _annotation_at(model, path)
+    return list(annotation.model_fields) if _is_model(annotation) else []
+
+
+def _annotation_at(model: type[BaseModel], path: list[str]):
+    """The type of the value at ``path`` (list indexes and union tags walked through)."""
     annotation: object = model
     for part in path:
-        members = [a for a in getattr(annotation, "__args__", ()) if _is_model(a)]
+        members = _members(annotation)
         if part.isdigit() and getattr(annotation, "__args__", None):
             annotation = annotation.__args__[0]  # list[X] -> X
             continue
-        if members:  # a union: the next part is a member's tag
+        if members and not _is_model(annotation):  # a union: the next part is a member's tag
             annotation = next((m for m in members if _has_tag(m, part)), None)
             continue
         if not _is_model(annotation) or part not in annotation.model_fields:
-            return []
+            return None
         annotation = annotation.model_fields[part].annotation
-    return list(annotation.model_fields) if _is_model(annotation) else []
+    return annotation
+
+
+def _members(annotation) -> list[type[BaseModel]]:
+    """The models a union (plain, Optional or Annotated) may hold."""
+    if _is_model(annotation):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+
+
+def _tags(model: type[BaseModel], key: str) -> list[str]:
+    field = model.model_fields.get(key)
+    return [str(t) for t in typing.get_args(field.annotation)] if field else []
 
 
 def _has_tag(model: type[BaseModel], tag: str) -> bool:

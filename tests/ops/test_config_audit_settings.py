@@ -21,6 +21,8 @@ REFUSED = [
     ("[vm]\nrequest_timeout_s = inf\n", ["vm.request_timeout_s", "finite"]),
     ("[burst]\nkeep_alive_s = inf\n", ["burst.keep_alive_s", "finite"]),
     ("[burst]\ntimeout_s = 1000\n", ["burst.timeout_s", "900"]),
+    ("[autoscaling]\nmin_replicas = 3\n", ["autoscaling", "needs policy = one of none, target"]),
+    ("[burst.platform]\nendpoint = 'http://x'\n", ["needs kind = one of local, aws_lambda"]),
     ("[[tenants]]\nname = 'a'\nrate_per_s = inf\n", ["tenants.0.rate_per_s", "finite"]),
     ("[autoscaling]\npolicy = 'target'\ntarget_in_flight_per_replica = inf\n", ["finite"]),
     ("[vm]\nreplicas = 100000000\n", ["vm.replicas", "10000"]),
