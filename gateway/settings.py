@@ -264,6 +264,15 @@ class Settings(BaseSettings):
     def _consistent(self) -> "Settings":
         if self.async_queue.backend == "redis" and not self.redis_url:
             raise ValueError("async_queue.backend = 'redis' needs redis_url")
+        if not self.burst.enabled and self.routing_policy == "burst-only":
+            raise ValueError("routing_policy = 'burst-only' needs burst.enabled = true")
+        if not self.burst.enabled and self.vm.replicas == 0 and self.autoscaling.policy == "none":
+            raise ValueError(
+                "nothing would serve: vm.replicas = 0, burst.enabled = false and no autoscaling"
+            )
+        late = [t.name for t in self.tenants if t.slo_class == "async"]
+        if late and not self.async_queue.enabled:
+            raise ValueError(f"tenant {late[0]!r} has slo_class = 'async' but async_queue is off")
         names: set[str] = set()
         owners: dict[str, str] = {}
         for tenant in self.tenants:

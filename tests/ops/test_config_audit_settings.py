@@ -36,6 +36,12 @@ REFUSED = [
     ("[vm]\nprovisioner = 'kubernetes'\n", ["[vm.kubernetes] deployment"]),
     ("[vm.ec2]\nurl_template = 'http://{private_ipp}:8000'\n", ["url_template", "private_ip"]),
     ("[async_queue]\nbackend = 'redis'\n", ["needs redis_url"]),
+    ("routing_policy = 'burst-only'\n[burst]\nenabled = false\n", ["burst.enabled = true"]),
+    ("[vm]\nreplicas = 0\n[burst]\nenabled = false\n", ["nothing would serve"]),
+    (
+        "[async_queue]\nenabled = false\n[[tenants]]\nname = 'b'\nslo_class = 'async'\n",
+        ["tenant 'b'", "async_queue is off"],
+    ),
     ("[burst]\ndefault_workers = 32\n", ["default_workers (32)", "max_workers (16)"]),
     ("[burst.platform]\nkind = 'local'\nendpoint = 'localhost:9000'\n", ["endpoint", "http"]),
     ("[burst.store]\nkind = 's3'\nbucket = ''\n", ["burst.store.s3.bucket"]),
