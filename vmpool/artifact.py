@@ -239,7 +239,10 @@ def load_artifact(repo: str | Path, name: str) -> Artifact:
         raw = tomllib.loads(cfg_path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{cfg_path}: {exc}") from exc
-    return Artifact(config_from_dict(raw, default_name=name), directory)
+    cfg = config_from_dict(raw, default_name=name)
+    if cfg.name != name:  # served under one name, listed under the other
+        raise ArtifactError(f"{cfg_path}: name {cfg.name!r} is not its directory's ({name!r})")
+    return Artifact(cfg, directory)
 
 
 def list_models(repo: str | Path) -> list[str]:

@@ -240,3 +240,14 @@ def test_a_ledger_or_store_place_that_cannot_be_used_is_one_line(tmp_path, text,
     settings = Settings.load(config, data_dir=tmp_path / "data")
     with pytest.raises(CliError, match="invalid setting " + says.format(d=tmp_path, f=afile)):
         serve_checks.prepare_data_dir(settings)
+
+
+def test_a_model_config_naming_another_model_is_refused(tmp_path):
+    from vmpool.artifact import config_to_toml, load_artifact
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.toml").write_text(config_to_toml(config_from_dict({**MODEL, "name": "n"})))
+    (model / "model.pt2").write_bytes(b"")
+    with pytest.raises(ArtifactError, match="name 'n' is not its directory's"):
+        load_artifact(tmp_path, "m")
