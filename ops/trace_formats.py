@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import bz2
 import csv
+import glob
 import gzip
 import json
 import lzma
+import re
 import warnings
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from ops.traces import (
     TraceError,
     TraceMapping,
     _build,
+    _read_file,
     _uniform_trace,
     spread_counts,
 )
@@ -256,3 +259,40 @@ READERS = {
     "gaps": _read_gaps,
     "csv": _read_csv,
 }
+
+
+def read_days(pattern: str, fmt: str, mapping: TraceMapping, seed: int) -> Trace:
+    """Azure 2019 daily files matched by a glob (``...anon.d*.csv``), one day after another:
+    a name's ``dNN`` is its day (a missing day is a day without requests), else name order.
+    Each day spreads its minutes with its own seed (``seed`` + its place)."""
+    paths = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+    if len(paths) < 2:
+        return _read_file(Path(paths[0] if paths else pattern), fmt, mapping, seed)
+    numbers = [re.search(r"[._-]d(\d+)[._]", p.name) for p in paths]
+    days = [int(m.group(1)) for m in numbers if m]
+    if len(set(days)) != len(paths):
+        days = list(range(len(paths)))
+    parts = []
+    for k, (day, path) in enumerate(sorted(zip(days, paths, strict=True))):
+        trace = _read_file(path, fmt, mapping, seed + k)
+        kind = fmt if fmt != "auto" else detect_format(path)
+        if kind != "azure2019":
+            raise TraceError(
+                f"{pattern}: a pattern of several files reads Azure 2019 daily files; "
+                f"{path.name} is {kind}"
+            )
+        parts.append((day - min(days), trace))
+    models = sorted({m for _, t in parts for m in t.models})
+    tenants = sorted({n for _, t in parts for n in t.tenants})
+    return Trace(
+        f"{paths[0].name} .. {paths[-1].name}",
+        np.concatenate([t.arrivals_s + day * 86400.0 for day, t in parts]),
+        np.concatenate(
+            [np.array([models.index(m) for m in t.models])[t.model_idx] for _, t in parts]
+        ).astype(np.int32),
+        np.concatenate(
+            [np.array([tenants.index(n) for n in t.tenants])[t.tenant_idx] for _, t in parts]
+        ).astype(np.int32),
+        tuple(models),
+        tuple(tenants),
+    )

@@ -21,10 +21,8 @@ Synthetic traces are named ``synth:KIND[:key=value,...]`` (see ``synthetic``).
 from __future__ import annotations
 
 import fnmatch
-import glob
 import io
 import lzma
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +58,8 @@ class TraceMapping:
     default_model: str = DEFAULT_MODEL
     default_tenant: str = DEFAULT_TENANT
     rules: tuple[MapRule, ...] = ()
+    fmt: str = "auto"  # [trace] format: when the command line does not force one
+    seed: int | None = None  # [trace] seed: when the command line gives none
 
     def resolve(self, key: str) -> tuple[str, str]:
         for rule in self.rules:
@@ -83,10 +83,17 @@ class TraceMapping:
                     "'model' and 'tenant'"
                 )
             rules.append(MapRule(str(r["match"]), r.get("model"), r.get("tenant")))
+        fmt, seed = table.get("format", "auto"), table.get("seed")
+        if fmt != "auto" and fmt not in FORMATS:
+            raise TraceError(f"[trace] format {fmt!r}: one of {', '.join(FORMATS)}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TraceError(f"[trace] seed {seed!r}: an integer")
         return cls(
             default_model=model or table.get("default_model", DEFAULT_MODEL),
             default_tenant=table.get("default_tenant", DEFAULT_TENANT),
             rules=tuple(rules),
+            fmt=fmt,
+            seed=seed,
         )
 
 
@@ -250,49 +257,12 @@ def read_trace(
             arrivals = trace_synth.from_spec(text[len("synth:") :], seed=seed)
             return _uniform_trace(text, arrivals, mapping)
         if not Path(text).exists() and any(c in text for c in "*?["):
-            return _read_days(text, fmt, mapping, seed)
+            from ops.trace_formats import read_days
+
+            return read_days(text, fmt, mapping, seed)
         return _read_file(Path(source), fmt, mapping, seed)
     except MemoryError:
         raise TraceError(f"{text}: too many requests to hold in memory") from None
-
-
-def _read_days(pattern: str, fmt: str, mapping: TraceMapping, seed: int) -> Trace:
-    """Azure 2019 daily files matched by a glob (``...anon.d*.csv``), one day after another:
-    a name's ``dNN`` is its day (a missing day is a day without requests), else name order.
-    Each day spreads its minutes with its own seed (``seed`` + its place)."""
-    from ops import trace_formats
-
-    paths = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
-    if len(paths) < 2:
-        return _read_file(Path(paths[0] if paths else pattern), fmt, mapping, seed)
-    numbers = [re.search(r"[._-]d(\d+)[._]", p.name) for p in paths]
-    days = [int(m.group(1)) for m in numbers if m]
-    if len(set(days)) != len(paths):
-        days = list(range(len(paths)))
-    parts = []
-    for k, (day, path) in enumerate(sorted(zip(days, paths, strict=True))):
-        trace = _read_file(path, fmt, mapping, seed + k)
-        kind = fmt if fmt != "auto" else trace_formats.detect_format(path)
-        if kind != "azure2019":
-            raise TraceError(
-                f"{pattern}: a pattern of several files reads Azure 2019 daily files; "
-                f"{path.name} is {kind}"
-            )
-        parts.append((day - min(days), trace))
-    models = sorted({m for _, t in parts for m in t.models})
-    tenants = sorted({n for _, t in parts for n in t.tenants})
-    return Trace(
-        f"{paths[0].name} .. {paths[-1].name}",
-        np.concatenate([t.arrivals_s + day * 86400.0 for day, t in parts]),
-        np.concatenate(
-            [np.array([models.index(m) for m in t.models])[t.model_idx] for _, t in parts]
-        ).astype(np.int32),
-        np.concatenate(
-            [np.array([tenants.index(n) for n in t.tenants])[t.tenant_idx] for _, t in parts]
-        ).astype(np.int32),
-        tuple(models),
-        tuple(tenants),
-    )
 
 
 def _read_file(path: Path, fmt: str, mapping: TraceMapping, seed: int) -> Trace:

@@ -66,7 +66,7 @@ def add_arguments(parser) -> None:
         help="function memory size, for GB-s from billed seconds",
     )
     parser.add_argument("--timeout-s", type=float, default=60.0, help="per-request timeout")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int)
     parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
     parser.add_argument(
         "--csv",
@@ -263,7 +263,10 @@ def run(args) -> int:
                 mapping = load_config(args.config).mapping
             except ConfigError as exc:
                 raise CliError(str(exc)) from None
-        trace = read_trace(args.trace, args.trace_format, mapping, seed=args.seed)
+        fmt = args.trace_format if args.trace_format != "auto" else mapping.fmt
+        if args.seed is None:
+            args.seed = mapping.seed if mapping.seed is not None else 0
+        trace = read_trace(args.trace, fmt, mapping, seed=args.seed)
         if args.rate_scale != 1.0:
             trace = trace.scaled(rate_factor=args.rate_scale, seed=args.seed)
         if args.duration_s:

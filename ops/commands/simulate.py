@@ -64,7 +64,9 @@ def add_arguments(parser) -> None:
         default=1.0,
         help="multiply the trace's request rate (shape kept)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    parser.add_argument(
+        "--seed", type=int, help="seed of every random draw (default: [trace] seed, else 0)"
+    )
     parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
     parser.add_argument(
         "--plot", help="write a self-contained HTML plot here (and a PNG beside it)"
@@ -117,7 +119,10 @@ def load_inputs(args):
         profile_path = args.profile or cfg.simulate.get("profile")
         if repo and not args.model:
             raise CliError("--repo needs --model (the model to plan)")
-        trace = read_trace(args.trace, args.trace_format, cfg.mapping, seed=args.seed)
+        if args.seed is None:  # (the runs and the tuner read args.seed too)
+            args.seed = cfg.mapping.seed if cfg.mapping.seed is not None else 0
+        fmt = args.trace_format if args.trace_format != "auto" else cfg.mapping.fmt
+        trace = read_trace(args.trace, fmt, cfg.mapping, seed=args.seed)
         if args.model and trace.models != (args.model,):
             trace = trace.only_model(args.model)  # TraceError if it has none of its requests
         elif len(trace.models) > 1:  # one model's fleet is simulated: not all as the first's

@@ -129,3 +129,32 @@ def test_llm_timestamps_with_an_offset_read_quietly_in_utc(tmp_path):
         warnings.simplefilter("error")
         trace = read_trace(path)
     assert trace.arrivals_s.tolist() == [0.0, 1.5]
+
+
+def test_the_trace_tables_format_and_seed_are_used(tmp_path):
+    """[trace] format and seed were accepted and ignored: the run used auto-detection and
+    seed 0, whatever the config said."""
+    import argparse
+
+    from ops.commands.simulate import add_arguments, load_inputs
+
+    day = tmp_path / "d.csv"
+    _azure2019_day(day, 2, 3)
+    config = tmp_path / "sim.toml"
+    config.write_text('[trace]\nformat = "azure2019"\nseed = 5\n')
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--trace", str(day), "--config", str(config)])
+    trace = load_inputs(args)[0]
+    np.testing.assert_array_equal(trace.arrivals_s, read_trace(day, seed=5).arrivals_s)
+    assert args.seed == 5  # the runs' draws too
+    args = parser.parse_args(["--trace", str(day), "--config", str(config), "--seed", "0"])
+    np.testing.assert_array_equal(load_inputs(args)[0].arrivals_s, read_trace(day).arrivals_s)
+    gaps = tmp_path / "g.csv"
+    gaps.write_text("0.5,1\n0.5,1\n")  # two columns: read as CSV unless the config says gaps
+    config.write_text('[trace]\nformat = "gaps"\n')
+    args = parser.parse_args(["--trace", str(gaps), "--config", str(config)])
+    assert load_inputs(args)[0].arrivals_s.tolist() == [0.0, 0.5]
+    config.write_text('[trace]\nformat = "azure2020"\n')
+    with pytest.raises(Exception, match="format 'azure2020'"):
+        load_inputs(parser.parse_args(["--trace", str(gaps), "--config", str(config)]))
