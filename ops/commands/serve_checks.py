@@ -4,6 +4,7 @@ exported or a replica booted for nothing."""
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -67,6 +68,29 @@ def check_ports(settings) -> None:
         check_port_free(settings.host, settings.grpc_port)
 
 
+HELD: list[int] = []  # the data directory's lock, held while this gateway runs
+
+
+def lock_data_dir(data_dir: Path) -> None:
+    """One gateway per data directory, whatever its ledger (the async queue, objects and logs
+    are there too): a second one is one line naming the first."""
+    import fcntl
+
+    fd = os.open(data_dir / "gateway.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise CliError(
+            f"data directory {data_dir} is in use by another gateway (pid {pid}): "
+            "give each gateway its own --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    HELD.append(fd)
+
+
 def prepare_data_dir(settings) -> None:
     """Create the data directory, or say in one line why it cannot be used."""
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
@@ -91,6 +115,7 @@ def prepare_data_dir(settings) -> None:
                 f"ledger {database} is in use by another gateway (pid {pid}): "
                 "give each gateway its own --data-dir"
             )
+    lock_data_dir(settings.data_dir)
 
 
 def _check_dirs(settings) -> None:

@@ -251,3 +251,18 @@ def test_a_model_config_naming_another_model_is_refused(tmp_path):
     (model / "model.pt2").write_bytes(b"")
     with pytest.raises(ArtifactError, match="name 'n' is not its directory's"):
         load_artifact(tmp_path, "m")
+
+
+def test_a_second_gateway_on_one_data_directory_is_refused_whatever_its_ledger(tmp_path):
+    import os
+
+    settings = Settings.load(None, data_dir=tmp_path, ledger={"journal": False})
+    serve_checks.prepare_data_dir(settings)  # the first gateway's
+    try:
+        with pytest.raises(CliError, match=f"in use by another gateway \\(pid {os.getpid()}\\)"):
+            serve_checks.prepare_data_dir(settings)
+    finally:
+        while serve_checks.HELD:
+            os.close(serve_checks.HELD.pop())
+    serve_checks.prepare_data_dir(settings)  # free again once the first is gone
+    os.close(serve_checks.HELD.pop())
