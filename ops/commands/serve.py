@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from pathlib import Path
 
 from ops.cli import CliError
@@ -239,8 +240,12 @@ def run(args) -> int:
 
     async def main() -> None:
         tune_gc()
+        loop = asyncio.get_running_loop()
+        # SIGTERM while starting: stop what started (the server handles it from then on)
+        loop.add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
         try:
             async with app.router.lifespan_context(app):  # start-up, and shutdown on the way out
+                loop.remove_signal_handler(signal.SIGTERM)
                 ready = asyncio.create_task(
                     _announce_ready(
                         server,
@@ -269,6 +274,9 @@ def run(args) -> int:
             runner.run(main())
     except _Failed as exc:
         raise CliError(f"the gateway did not start: {exc}") from None
+    except asyncio.CancelledError:  # SIGTERM before start-up finished
+        print("stopped: before start-up finished", flush=True)
+        return 0
     except OSError as exc:
         raise CliError(str(exc)) from None
     finally:  # whatever ended the loop, no replica or function runtime outlives the gateway
