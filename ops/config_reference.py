@@ -22,7 +22,15 @@ Generated from `gateway/settings.py` by `python -m ops.config_reference`; do not
 Settings come from defaults, then a TOML file (`tidegate serve --config FILE`), then environment
 variables (`TIDEGATE_` prefix, `__` between nested names: `TIDEGATE_VM__REPLICAS=2`), then command
 line flags. An unknown key in any table, or a misspelt `TIDEGATE_*` variable, is refused at start
-with one line naming it (exit status 2).
+with one line naming it (exit status 2). So are: a number that is nan or inf, or out of its range;
+a provisioner, store or platform without the keys it needs (`vm.provisioner = "static"` without
+`urls`); settings that contradict each other (`burst.default_workers` above `max_workers`, two
+tenants with one name or one API key, nothing left to serve); a list or table given in the
+environment as anything but JSON (`TIDEGATE_CORS_ORIGINS='["*"]'`). In the model repository, a
+`config.toml` with a misspelt key or a bad value, and a `model.pt2` that is truncated or not a
+`torch.export` archive, stop `tidegate serve` the same way before any replica starts; a start-up
+that fails later (the ledger's database refuses, a model server cannot load its model) is one
+line too, and nothing it started is left running.
 """
 
 
