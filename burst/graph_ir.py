@@ -52,6 +52,9 @@ class Graph:
     outputs: list[str]
     nodes: list[Node]
     weights: dict[str, dict]  # fqn -> {"shape", "dtype", "bytes"}
+    # what the weights hold (``burst.graph.weights_digest``): a plan of a model exported again
+    # with new weights is a new plan, so its store entries and functions' caches are new too
+    weights_digest: str = ""
 
     def node(self, name: str) -> Node:
         return self._index()[name]
@@ -71,6 +74,7 @@ class Graph:
             "outputs": self.outputs,
             "nodes": [asdict(n) for n in self.nodes],
             "weights": self.weights,
+            "weights_digest": self.weights_digest,
         }
 
     @classmethod
@@ -83,6 +87,7 @@ class Graph:
                 outputs=list(raw["outputs"]),
                 nodes=[Node(**n) for n in raw["nodes"]],
                 weights=dict(raw["weights"]),
+                weights_digest=str(raw.get("weights_digest", "")),
             )
         except (KeyError, TypeError) as exc:
             raise GraphError(f"malformed graph IR: {exc}") from exc

@@ -28,6 +28,7 @@ from burst.plan_schema import (
     Tile,
     content_hash,
     function_names,
+    held_functions,
     worker_function_name,
 )
 
@@ -236,34 +237,29 @@ def make_plan(
 
     ``choices`` (from the planner) fix the stages; without them ``split`` picks them: "none" is
     the whole model on the master, "spatial"/"output" split everything that can be split that
-    way, "auto" asks the planner with the bundled reference profile (latency-optimal). A plan
-    with no split stage is the "none" plan (1 worker, one plan_id) however it was asked for."""
+    way, "auto" asks the planner with the bundled reference profile (latency-optimal). The
+    plan's ``workers`` is its widest stage's; with no split stage it is the "none" plan (1
+    worker, one plan_id) however it was asked for."""
     _check_args(workers, split, transport, batch, memory_mb)
     if choices is None:
-        if split == "auto":
-            from burst.planning import PlanRequest, choose_stages
+        from burst.planning import PlanRequest, default_choices
 
-            choices = choose_stages(
-                graph,
-                PlanRequest(
-                    workers=workers,
-                    batch=batch,
-                    memory_mb=memory_mb,
-                    master_memory_mb=master_memory_mb,
-                    transport=transport,
-                ),
-            )
-        else:
-            from burst.candidates import forced_choices
-
-            choices = forced_choices(graph, split, workers)
+        request = PlanRequest(
+            workers=workers,
+            batch=batch,
+            memory_mb=memory_mb,
+            master_memory_mb=master_memory_mb,
+            transport=transport,
+            split=split,
+        )
+        choices = default_choices(graph, request)
     stages = [build_stage(graph, c, i, batch) for i, c in enumerate(_merge_serial(choices))]
     serial = all(s.split is Split.SERIAL for s in stages)  # the "none" plan: one id, one copy
     master_fn, worker_fn = function_names(memory_mb, master_memory_mb)
     plan = Plan(
         model=graph.model,
         batch=batch,
-        workers=1 if serial else workers,
+        workers=held_functions(stages),
         split="none" if serial else split,
         memory_mb=int(memory_mb),
         transport=transport,
@@ -274,6 +270,7 @@ def make_plan(
         inline_limit_bytes=int(inline_limit_bytes),
         master_function=master_fn,
         worker_function=worker_fn,
+        weights_digest=graph.weights_digest,
     )
     plan.totals = _totals(graph, stages, memory_mb, master_memory_mb or memory_mb)
     plan.plan_id = content_hash(plan.content())

@@ -165,6 +165,7 @@ class Plan:
     plan_id: str = ""
     plan_version: int = PLAN_VERSION
     totals: dict = field(default_factory=dict)
+    weights_digest: str = ""  # the model's weights (``Graph.weights_digest``): in the plan_id
 
     def content(self) -> dict:
         d = {
@@ -184,6 +185,7 @@ class Plan:
                 "input_shapes",
                 "outputs",
                 "totals",
+                "weights_digest",
             )
         }
         d["stages"] = [s.to_json() for s in self.stages]
@@ -236,6 +238,7 @@ class Plan:
             }
         except KeyError as exc:
             raise PlanError(f"plan is missing field {exc.args[0]!r}") from exc
+        fields["weights_digest"] = raw.get("weights_digest", "")
         if not isinstance(fields["stages"], list) or not fields["stages"]:
             raise PlanError("plan has no stages")
         fields["stages"] = [Stage.from_json(s, i) for i, s in enumerate(fields["stages"])]
@@ -263,6 +266,12 @@ def worker_function_name(plan: Plan, worker: int) -> str:
     worker ``j`` of every stage warm (as Gillis deploys one function per partition); one generic
     worker function would hand slices to random instances and reload them."""
     return f"{plan.worker_function}-{worker}"
+
+
+def held_functions(stages: list[Stage]) -> int:
+    """The functions a request of these stages holds: its widest stage's, 1 where none splits
+    (not the cap asked for: 16 asked of a model whose widest split is 8 held 16 instances)."""
+    return max([1] + [s.workers for s in stages if s.split is not Split.SERIAL])
 
 
 def content_hash(content: dict) -> str:

@@ -118,10 +118,17 @@ def _tensor_bytes(graph: Graph, names: list[str], shapes: list[list[int]], batch
     return total
 
 
+def _value_shape(graph: Graph, name: str) -> list[int]:
+    """The shape of a graph value: a node's, or an input's (a model may return its input)."""
+    if name in graph.inputs:
+        return graph.input_shapes[graph.inputs.index(name)] or []
+    return graph.node(name).shape or []
+
+
 def perf_model(graph: Graph, request: PlanRequest, profile: Profile) -> PerfModel:
     from burst.candidates import node_works
 
-    out_shapes = [graph.node(o).shape or [] for o in graph.outputs]
+    out_shapes = [_value_shape(graph, o) for o in graph.outputs]
     dep = Deployment(
         memory_mb=request.memory_mb,
         master_memory_mb=request.master_mb,
@@ -169,10 +176,45 @@ def choose_stages(
                 raise PlanError("the cost objective needs an SLO (--slo-ms)")
             choice = _cheapest_with_headroom(model, cands, limits, request)
         else:
-            choice = _guarded(model, latency_optimal(model, cands, limits), cands, request)
+            try:
+                best = latency_optimal(model, cands, limits)
+            except PlanningError:
+                raise PlanError(_no_fit_message(graph, request, cands)) from None
+            choice = _guarded(model, best, cands, request)
     except PlanningError as exc:
         raise PlanError(str(exc)) from exc
     return choices_of(graph, list(choice.stages))
+
+
+def _no_fit_message(graph: Graph, request: PlanRequest, cands) -> str:
+    """Why no plan fits, with the memory size that holds the whole model in one function (a
+    128 MB function has no room for any weights: "allow more workers" would not help)."""
+    from burst.plan import FUNCTION_RUNTIME_MB
+    from policies.planner import _resources
+
+    mib = 1 << 20
+    room = max(0, request.limits().worker_weight_bytes)
+    whole = sum(_resources(c)[0] for c in cands if c.split == "serial" and not c.packed)
+    whole = whole or sum(_resources(c)[0] for c in cands if c.split == "serial")
+    one_mb = 128
+    while one_mb < 10240 and weight_budget_bytes(one_mb) - PLAN_ENTRY_BYTES < whole:
+        one_mb += 64
+    if not room:
+        why = (
+            f"a {request.memory_mb} MB function has no room for weights (the function runtime "
+            f"takes about {FUNCTION_RUNTIME_MB} MB)"
+        )
+    else:
+        why = f"a {request.memory_mb} MB function holds {room / mib:.0f} MB of weights" + (
+            f" and no split into up to {request.workers} workers fits that"
+            if request.workers > 1
+            else ""
+        )
+    model_mb = sum(w["bytes"] for w in graph.weights.values()) / 1e6
+    return (
+        f"no plan of {graph.model} fits: {why}; the whole model ({model_mb:.1f} MB of weights) "
+        f"fits one function of {one_mb} MB" + (" (or allow more workers)" if room else "")
+    )
 
 
 # The cost objective first looks for the cheapest plan whose predicted percentile is this share
@@ -199,6 +241,16 @@ def _guarded(model, choice, cands, request: PlanRequest):
 
     serial = sorted((c for c in cands if c.split == "serial" and c.packed), key=lambda c: c.start)
     return no_slower_than_serial(model, choice, serial, request.limits())
+
+
+def default_choices(graph: Graph, request: PlanRequest) -> list[StageChoice]:
+    """``make_plan``'s stages when none are given: the planner's with the bundled reference
+    profile for split "auto", else every stage split that way."""
+    if request.split == "auto":
+        return choose_stages(graph, request)
+    from burst.candidates import forced_choices
+
+    return forced_choices(graph, request.split, request.workers)
 
 
 def model_plan(graph: Graph, config, request: PlanRequest, profile: Profile) -> Plan:

@@ -26,7 +26,7 @@ from burst.faas.admission import default_memory_budget_mb
 from burst.instance_gate import Busy, InstanceGate
 from burst.local_functions import function_bodies, memory_tensor_root
 from burst.platform_circuit import PlatformCircuit
-from burst.service_plans import load_graph, plan_and_predict, prepare_in_thread
+from burst.service_plans import load_graph, model_files_stamp, plan_and_predict, prepare_in_thread
 from burst.supervisor import LocalRuntimeSupervisor, RuntimeDown, register_functions
 from vmpool.artifact import ArtifactError
 
@@ -84,6 +84,7 @@ class BurstService:
         self._store = None
         self._graphs: dict[str, object] = {}
         self._configs: dict[str, object] = {}
+        self._graph_stamps: dict[str, tuple] = {}
         self._plans: dict[tuple, object] = {}
         self._locks: dict[tuple, asyncio.Lock] = {}
         self._predicted_ms: dict[str, float] = {}  # per model: its plan's p99 (live_stats)
@@ -218,12 +219,10 @@ class BurstService:
     # plans -----------------------------------------------------------------------------------
 
     async def plan_for(self, model: str, workers: int, batch: int, split: str | None = None):
-        """The prepared plan for ``model`` at ``workers`` and ``batch`` (made and stored once).
-
-        ``split`` defaults to the service's; "none" runs the whole model in the master function.
-        """
-        split = split or self.split
-        key = (model, workers, batch, split)
+        """The prepared plan for ``model`` at ``workers`` and ``batch`` (made and stored once);
+        ``split`` defaults to the service's ("none": the whole model in the master function)."""
+        # and the files it is made from: a profile written (or a model replaced) means a new plan
+        key = (model, workers, batch, split or self.split, model_files_stamp(self.repo, model))
         plan = self._plans.get(key)
         if plan is not None:
             return plan
@@ -231,7 +230,7 @@ class BurstService:
         async with lock:
             if key in self._plans:
                 return self._plans[key]
-            plan = await asyncio.to_thread(self._make_plan, model, workers, batch, split)
+            plan = await asyncio.to_thread(self._make_plan, *key)
             # loading the program and slicing weights takes seconds of CPU: off the event loop
             await asyncio.to_thread(self._prepare_blocking, model, plan)
             self._plans[key] = plan
@@ -250,9 +249,10 @@ class BurstService:
             except Exception as exc:  # noqa: BLE001 - a model that cannot be planned still serves on VMs
                 log.warning("no burst plan for %s at %d workers: %s", model, workers, exc)
 
-    def _make_plan(self, model: str, workers: int, batch: int, split: str):
-        if model not in self._graphs:
+    def _make_plan(self, model: str, workers: int, batch: int, split: str, stamp: tuple):
+        if self._graph_stamps.get(model) != stamp[:2]:  # the program and config it was read from
             self._graphs[model], self._configs[model] = load_graph(self.repo, model)
+            self._graph_stamps[model] = stamp[:2]
         # the same function `tidegate plan` calls: the gateway runs the plan it prints
         graph, config = self._graphs[model], self._configs[model]
         request = self.plan_request(workers, batch, split)

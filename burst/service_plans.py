@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from vmpool.artifact import load_artifact
+from vmpool.artifact import CONFIG_FILE, PROGRAM_FILE, load_artifact
 
 
 def load_graph(repo: Path, model: str):
@@ -15,6 +15,21 @@ def load_graph(repo: Path, model: str):
 
     artifact = load_artifact(repo, model)
     return build_graph(artifact.load_program(), model), artifact.config
+
+
+def model_files_stamp(repo: Path, model: str) -> tuple:
+    """When the files a model's plan is made from last changed (program, config, profile; None
+    where missing): ``tidegate profile`` or a new export while the gateway runs means new plans
+    (the cached plans once stayed as they were, unlike what ``tidegate plan`` printed)."""
+    from burst.planning import PROFILE_FILE
+
+    out = []
+    for name in (PROGRAM_FILE, CONFIG_FILE, PROFILE_FILE):
+        try:
+            out.append((repo / model / name).stat().st_mtime_ns)
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 def plan_and_predict(repo: Path, model: str, graph, config, request) -> tuple[object, float | None]:

@@ -15,13 +15,10 @@ import bisect
 from dataclasses import dataclass, field
 
 from policies.calibration import Calibration
+from policies.profile_checks import ProfileError, check_numbers, check_profile
 
 PROFILE_VERSION = 1
 QUANTILE_POINTS = 21  # 0, 5, ..., 100 %
-
-
-class ProfileError(Exception):
-    """A profile is malformed."""
 
 
 @dataclass(frozen=True)
@@ -254,8 +251,9 @@ class Profile:
     def from_json(cls, raw) -> "Profile":
         if not isinstance(raw, dict) or raw.get("profile_version") != PROFILE_VERSION:
             raise ProfileError(f"not a version {PROFILE_VERSION} profile")
+        check_numbers(raw, "profile")
         try:
-            return cls(
+            profile = cls(
                 source=str(raw["source"]),
                 cores=int(raw["cores"]),
                 invoke_warm_ms={
@@ -291,6 +289,8 @@ class Profile:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProfileError(f"malformed profile: {exc!r}") from exc
+        check_profile(profile)
+        return profile
 
     def with_model(self, model: str, times: ModelTimes) -> "Profile":
         models = dict(self.models)

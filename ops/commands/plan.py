@@ -88,8 +88,16 @@ def _range(values: list[int]) -> str:
     return _mb(lo) if lo == hi else f"{_mb(lo)}..{_mb(hi)}"
 
 
-def render(plan, prediction=None, percentile: float = 0.99, asked_workers: int = 0) -> str:
-    """A human-readable table of the plan's stages (with predictions when given)."""
+def render(
+    plan,
+    prediction=None,
+    percentile: float = 0.99,
+    asked_workers: int = 0,
+    slo_ms: float | None = None,
+    forced: bool = False,
+) -> str:
+    """A human-readable table of the plan's stages (with predictions when given); a warning
+    where the predicted ``percentile`` misses ``slo_ms`` (a forced split is not searched)."""
     from policies.perf import percentile_ms
 
     lines = [
@@ -134,17 +142,39 @@ def render(plan, prediction=None, percentile: float = 0.99, asked_workers: int =
             f"predicted: p50 {prediction.p50_ms:.1f} ms, p99 {prediction.p99_ms:.1f} ms,"
             f" cost ${prediction.cost_usd:.8f} per request"
         )
+    lines += _notes(plan, prediction, percentile, asked_workers, slo_ms, forced)
+    return "\n".join(lines)
+
+
+def _notes(plan, prediction, percentile, asked_workers, slo_ms, forced) -> list[str]:
+    """What a reader of the table should be told: fewer workers than asked, a missed SLO,
+    weights that do not fit."""
+    lines: list[str] = []
+    t = plan.totals
     if asked_workers > plan.workers and plan.split == "none":
         lines.append(
             f"note: asked for {asked_workers} workers; no split pays here, so the plan (the one "
             f"the gateway runs) is the whole model in one function"
         )
-    if not t.get("fits_memory", True):
+    elif asked_workers > plan.workers:
         lines.append(
-            f"warning: weights exceed half of {plan.memory_mb} MB per function; "
-            f"use more workers, --split output or a larger --memory-mb"
+            f"note: asked for {asked_workers} workers; the widest stage uses {plan.workers}"
         )
-    return "\n".join(lines)
+    if slo_ms is not None and prediction and prediction.percentile_ms(percentile) > slo_ms:
+        lines.append(
+            f"warning: predicted p{percentile * 100:g} "
+            f"{prediction.percentile_ms(percentile):.1f} ms misses the {slo_ms:g} ms SLO"
+            + (f" (the split is forced to {plan.split})" if forced else "")
+        )
+    if not t.get("fits_memory", True):
+        from burst.plan import weight_budget_bytes
+
+        lines.append(
+            f"warning: weights exceed the {_mb(weight_budget_bytes(plan.memory_mb))} MB a "
+            f"{plan.memory_mb} MB function holds; use more workers, --split output or a larger "
+            f"--memory-mb"
+        )
+    return lines
 
 
 def _settings(args):
@@ -180,6 +210,9 @@ def _plan_json(args, plan, prediction, asked_workers: int) -> dict:
         "objective": args.objective,
         "workers_asked": asked_workers,  # "workers" is what the plan uses: 1 where no split pays
         "slo_ms": args.slo_ms,
+        "slo_met": None
+        if args.slo_ms is None
+        else prediction.percentile_ms(args.percentile) <= args.slo_ms,
         "percentile": args.percentile,
         "stage_predictions": [
             {
@@ -248,5 +281,14 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(_plan_json(args, plan, prediction, workers), indent=2, sort_keys=True))
     else:
-        print(render(plan, prediction, args.percentile, asked_workers=workers))
+        print(
+            render(
+                plan,
+                prediction,
+                args.percentile,
+                asked_workers=workers,
+                slo_ms=args.slo_ms,
+                forced=args.split != "auto",
+            )
+        )
     return 0
