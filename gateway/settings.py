@@ -251,6 +251,8 @@ class Settings(BaseSettings):
     def _not_empty(cls, value):
         if isinstance(value, str) and not value.strip():
             raise ValueError("is empty (leave it out for the default)")
+        if isinstance(value, str | Path):  # "~/tidegate" in a file means the home directory
+            return Path(value).expanduser()
         return value
 
     @field_validator("redis_url")

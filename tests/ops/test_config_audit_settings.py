@@ -266,3 +266,11 @@ def test_a_second_gateway_on_one_data_directory_is_refused_whatever_its_ledger(t
             os.close(serve_checks.HELD.pop())
     serve_checks.prepare_data_dir(settings)  # free again once the first is gone
     os.close(serve_checks.HELD.pop())
+
+
+def test_a_home_directory_in_the_settings_file_is_the_home_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "tidegate.toml"
+    config.write_text('data_dir = "~/tidegate"\nrepo = "~/models"\n')
+    settings = Settings.load(config)
+    assert (settings.data_dir, settings.repo) == (tmp_path / "tidegate", tmp_path / "models")
