@@ -7,11 +7,14 @@ the dynamic batching knobs. It is plain TOML so a person can read and edit it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
 import math
 import re
 import threading
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,12 +222,28 @@ class Artifact:
 
         # torch.export.load keeps its deserializer in a global: two loads at once in one
         # process fail with "_CURRENT_DESERIALIZER is already set" (issue 7)
-        with _LOAD_LOCK:
+        with _LOAD_LOCK, _quiet_load():
             return torch.export.load(str(self.program_path))
 
     def load_module(self):
         """A callable ``torch.nn.Module`` in eval mode."""
         return self.load_program().module()
+
+
+@contextlib.contextmanager
+def _quiet_load():
+    """torch.export.load without its noise on stderr: a FutureWarning from its own pytree code
+    on every load, and, for a file it cannot read, a logged traceback before the error it
+    raises (which the caller reports in one line)."""
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def load_artifact(repo: str | Path, name: str) -> Artifact:

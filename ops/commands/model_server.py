@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import warnings
 
 HELP = "Run a model server (Open Inference Protocol v2) for models in a repository."
 
@@ -105,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     # stays busy for milliseconds while the event loop and the client need it. A short spin
     # still bridges the gaps between the operators of one forward pass.
     os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+    # torch's own pytree code warns on each program copy: noise on every start, nothing to act on
+    warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
     import torch
 
     from ops.process_tuning import tune_allocator, tune_gc

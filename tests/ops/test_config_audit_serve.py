@@ -83,3 +83,14 @@ def test_a_ledger_database_that_refuses_ends_the_start_in_one_line(tmp_path):
     proc = _serve(tmp_path, "--config", str(config))
     line = _one_line_and_nothing_left(proc, tmp_path)
     assert "the gateway did not start" in line and "127.0.0.1" in line
+
+
+def test_a_model_server_given_a_broken_program_says_so_in_one_line(tmp_path):
+    """torch logged its own traceback before the error (13 lines for a truncated file)."""
+    repo = _repo(tmp_path, BROKEN_PT2)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TIDEGATE_")}
+    argv = [sys.executable, "-m", "ops", "model-server", "--repo", str(repo), "--port", "0"]
+    proc = subprocess.run(argv, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("tidegate model-server: error: model m: cannot load")
