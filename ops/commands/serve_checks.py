@@ -146,11 +146,16 @@ def ensure_models(settings) -> list[str]:
     """The repository's models (the demo model exported into an empty default one), each
     checked: a config.toml a model server would refuse, or a truncated model.pt2, is one line
     here rather than replicas that fail to boot, retried for ever."""
-    from vmpool.artifact import list_models
+    from vmpool.artifact import CONFIG_FILE, PROGRAM_FILE, list_models
 
     repo = settings.repo_path
     if repo.exists() and not repo.is_dir():
         raise CliError(f"model repository {repo} is a file, not a directory")
+    for place in sorted(repo.iterdir()) if repo.is_dir() else ():
+        halves = [(place / f).is_file() for f in (PROGRAM_FILE, CONFIG_FILE)]
+        if any(halves) and not all(halves):  # a model copied in part
+            missing = CONFIG_FILE if halves[0] else PROGRAM_FILE
+            raise CliError(f"model repository {repo}: model {place.name} has no {missing}")
     models = list_models(repo)
     if not models:
         models = _export_demo(settings)

@@ -274,3 +274,11 @@ def test_a_home_directory_in_the_settings_file_is_the_home_directory(tmp_path, m
     config.write_text('data_dir = "~/tidegate"\nrepo = "~/models"\n')
     settings = Settings.load(config)
     assert (settings.data_dir, settings.repo) == (tmp_path / "tidegate", tmp_path / "models")
+
+
+def test_a_model_copied_in_part_is_named_not_skipped(tmp_path):
+    (tmp_path / "repo" / "m").mkdir(parents=True)
+    (tmp_path / "repo" / "m" / "model.pt2").write_bytes(b"")
+    settings = Settings.load(None, data_dir=tmp_path, repo=tmp_path / "repo")
+    with pytest.raises(CliError, match="model m has no config.toml"):
+        serve_checks.ensure_models(settings)
