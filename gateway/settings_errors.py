@@ -9,6 +9,15 @@ import typing
 from pydantic import BaseModel
 
 ENV_PREFIX = "TIDEGATE_"
+# set by Tidegate itself on the processes it starts (functions, instances) or read by its
+# benchmarks: never settings, and no misspelling of one
+INTERNAL_ENV = {
+    "TIDEGATE_BENCH_KEEP",
+    "TIDEGATE_FUNCTION_MEMORY_MB",
+    "TIDEGATE_FUNCTION_THREADS",
+    "TIDEGATE_INSTANCE_FD",
+    "TIDEGATE_PARENT_PID",
+}
 
 
 class UnknownSetting(ValueError):
@@ -18,7 +27,7 @@ class UnknownSetting(ValueError):
 def check_environment(model: type[BaseModel], environ) -> None:
     """Refuse a misspelt ``TIDEGATE_*`` variable (pydantic-settings would ignore it silently)."""
     for key in environ:
-        if not key.upper().startswith(ENV_PREFIX):
+        if not key.upper().startswith(ENV_PREFIX) or key.upper() in INTERNAL_ENV:
             continue
         parts = key[len(ENV_PREFIX) :].lower().split("__")
         current: type[BaseModel] | None = model
@@ -26,7 +35,17 @@ def check_environment(model: type[BaseModel], environ) -> None:
             fields = current.model_fields if current is not None else {}
             if part not in fields:
                 known = [ENV_PREFIX + "__".join([*parts[:depth], name]).upper() for name in fields]
-                guess = difflib.get_close_matches(key.upper(), known, n=1)
+                # one "_" where two were meant: TIDEGATE_BURST_PLATFORM for TIDEGATE_BURST__PLATFORM
+                tables = [n for n, f in fields.items() if _members(f.annotation)]
+                nested = [
+                    k
+                    for k, n in zip(known, fields)
+                    if n in tables and key.upper().startswith(k + "_")
+                ]
+                guess = (
+                    [key.upper().replace(nested[0] + "_", nested[0] + "__", 1)] if nested else []
+                )
+                guess = guess or difflib.get_close_matches(key.upper(), known, n=1)
                 hint = f" (did you mean {guess[0]}?)" if guess else ""
                 raise UnknownSetting(f"unknown environment variable {key}{hint}")
             annotation = fields[part].annotation

@@ -282,3 +282,26 @@ def test_a_model_copied_in_part_is_named_not_skipped(tmp_path):
     settings = Settings.load(None, data_dir=tmp_path, repo=tmp_path / "repo")
     with pytest.raises(CliError, match="model m has no config.toml"):
         serve_checks.ensure_models(settings)
+
+
+@pytest.mark.parametrize(
+    "name, hint",
+    [
+        ("TIDEGATE_VM_REPLICAS", "TIDEGATE_VM__REPLICAS"),
+        ("TIDEGATE_BURST_PLATFORM__KIND", "TIDEGATE_BURST__PLATFORM__KIND"),
+        ("TIDEGATE_PORT_X", "TIDEGATE_PORT"),
+    ],
+)
+def test_one_underscore_for_two_is_pointed_out(monkeypatch, name, hint):
+    monkeypatch.setenv(name, "2")
+    with pytest.raises(
+        CliError, match=f"unknown environment variable {name} .did you mean {hint}."
+    ):
+        serve_checks.load_settings(_args())
+
+
+def test_tidegates_own_process_variables_are_not_settings_mistakes(monkeypatch):
+    """A benchmark run with TIDEGATE_BENCH_KEEP=1 starts `tidegate serve` in that environment."""
+    monkeypatch.setenv("TIDEGATE_BENCH_KEEP", "1")
+    monkeypatch.setenv("TIDEGATE_FUNCTION_THREADS", "2")
+    assert serve_checks.load_settings(_args()).vm.replicas == 1
