@@ -202,6 +202,15 @@ def _import_program(args: argparse.Namespace, source: Path):
     )
 
 
+def _valid_name(name: str) -> None:
+    from vmpool.artifact import ArtifactError, validate_name
+
+    try:
+        validate_name(name)
+    except ArtifactError as exc:
+        raise CliError(f"--name: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from vmpool import zoo
     from vmpool.artifact import ArtifactError
@@ -210,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--batch must be >= 1, got {args.batch}")
     if args.slo_ms is not None and args.slo_ms <= 0:
         raise CliError(f"--slo-ms must be positive, got {args.slo_ms:g}")
+    if args.name is not None:  # an empty --name fell back to the model's own name unsaid
+        _valid_name(args.name)
     size = parse_size(args.size) if args.size is not None else None
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise CliError(f"--out {args.out} is a file, not a model repository directory")

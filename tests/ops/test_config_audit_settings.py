@@ -198,6 +198,8 @@ FLAGS = [
     ("model-server --repo {repo} --drain-timeout-s -1", "--drain-timeout-s"),
     ("export mlp --out {repo} --slo-ms nan", "--slo-ms: must be a finite number"),
     ("export delay --out {repo} --delay-ms inf", "--delay-ms: must be a finite number"),
+    ("export mlp --out {repo} --name=", "--name: invalid model name ''"),
+    ("profile mlp --repo {repo} --out /proc/nope/profile.json", "--out /proc/nope/profile.json"),
 ]
 
 
