@@ -216,7 +216,7 @@ def run(args) -> int:
     since = time.time()
     tune_allocator()
     settings = checks.load_settings(args)
-    checks.check_ports(settings)
+    settings = checks.check_ports(settings)
     checks.prepare_data_dir(settings)
     models = checks.ensure_models(settings)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")

@@ -58,14 +58,25 @@ def check_port_free(host: str, port: int) -> None:
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def check_ports(settings) -> None:
+def grpc_beside_http(settings):
+    """HTTP and gRPC on one port is an error; HTTP given gRPC's default port (8001, Triton's)
+    leaves gRPC off, as a busy default port does."""
     if settings.grpc_port > 0 and settings.grpc_port == settings.port:
-        raise CliError(f"port and grpc_port are both {settings.port}: give gRPC its own port")
+        if "grpc_port" in settings.model_fields_set:
+            raise CliError(f"port and grpc_port are both {settings.port}: give gRPC its own port")
+        return settings.model_copy(update={"grpc_port": -1})
+    return settings
+
+
+def check_ports(settings):
+    """The settings, once their ports are usable: ``CliError`` for a busy or shared one."""
+    settings = grpc_beside_http(settings)
     check_port_free(settings.host, settings.port)
     if settings.grpc_port > 0 and "grpc_port" in settings.model_fields_set:
         # asked for explicitly: a busy port is an error; the default 8001 when busy is logged
         # and HTTP serves alone (another local server often holds Triton's port)
         check_port_free(settings.host, settings.grpc_port)
+    return settings
 
 
 HELD: list[int] = []  # the data directory's lock, held while this gateway runs

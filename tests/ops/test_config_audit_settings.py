@@ -114,7 +114,12 @@ def test_an_empty_repo_variable_is_not_the_current_directory(monkeypatch):
 def test_the_same_port_for_http_and_grpc_is_refused(tmp_path):
     settings = Settings.load(None, port=18123, grpc_port=18123, data_dir=tmp_path)
     with pytest.raises(CliError, match="both 18123"):
-        serve_checks.check_ports(settings)
+        serve_checks.grpc_beside_http(settings)
+
+
+def test_http_on_grpcs_default_port_leaves_grpc_off_rather_than_failing():
+    settings = Settings.load(None, port=8001)  # Triton's gRPC port, gRPC left at its default
+    assert serve_checks.grpc_beside_http(settings).grpc_port == -1
 
 
 def test_a_data_dir_or_repository_that_is_a_file_is_one_line(tmp_path):
