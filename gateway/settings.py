@@ -31,6 +31,11 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data):
+        return settings_errors.refuse_bools(cls, data)
+
 
 class VmSettings(Section):
     provisioner: Literal["local", "static", "ec2", "kubernetes"] = Field(
@@ -236,6 +241,11 @@ class Settings(BaseSettings):
         description="Async inference (`Prefer: "
         "respond-async`): the durable queue, its consumers, results and callbacks.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data):
+        return settings_errors.refuse_bools(cls, data)
 
     @field_validator("routing_policy")
     @classmethod

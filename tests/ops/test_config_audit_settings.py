@@ -27,6 +27,8 @@ REFUSED = [
     ("[autoscaling]\npolicy = 'target'\ntarget_in_flight_per_replica = inf\n", ["finite"]),
     ("[vm]\nreplicas = 100000000\n", ["vm.replicas", "10000"]),
     ('host = ""\n', ["host"]),
+    ("port = true\n", ["port must be a number, got true"]),
+    ("[vm]\nreplicas = false\n", ["vm", "replicas must be a number, got false"]),
     ('admin_api_key = ""\n', ["admin_api_key"]),
     ('repo = ""\n', ["repo", "empty"]),
     ('redis_url = "http://cache:6379"\n', ["redis_url", "redis://"]),
