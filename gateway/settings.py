@@ -73,10 +73,12 @@ class VmSettings(Section):
     coalesce_max_in_flight: int = Field(
         2,
         ge=0,
-        description="With coalesce: while this many requests of a model are out to a replica "
-        "(one batch running, one queued), newer small requests wait for one to come back and "
-        "go together as one batch (fewer, larger calls: much less CPU per request on both "
-        "sides). 0: merge only requests that arrive together.",
+        description="With coalesce: while requests of a model are out to a replica, newer "
+        "small requests wait for one to come back and go together as one batch (fewer, larger "
+        "calls: much less CPU per request on both sides): behind one while the replica has "
+        "time to spare (its answers report its batches), behind this many (one batch running, "
+        "one queued) once it spends over 60 % of its time on batches. 0: merge only requests "
+        "that arrive together.",
     )
     coalesce_max_hold_ms: float = Field(
         20.0,

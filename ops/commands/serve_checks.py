@@ -60,7 +60,11 @@ def check_port_free(host: str, port: int) -> None:
 
 def grpc_beside_http(settings):
     """HTTP and gRPC on one port is an error; HTTP given gRPC's default port (8001, Triton's)
-    leaves gRPC off, as a busy default port does."""
+    leaves gRPC off, as a busy default port does; HTTP on a free port (0) with gRPC's port not
+    given puts gRPC on a free port too (two such gateways, as tests start them, would race for
+    8001), and the banner names both."""
+    if settings.port == 0 and "grpc_port" not in settings.model_fields_set:
+        return settings.model_copy(update={"grpc_port": 0})
     if settings.grpc_port > 0 and settings.grpc_port == settings.port:
         if "grpc_port" in settings.model_fields_set:
             raise CliError(f"port and grpc_port are both {settings.port}: give gRPC its own port")

@@ -124,6 +124,14 @@ def test_http_on_grpcs_default_port_leaves_grpc_off_rather_than_failing():
     assert serve_checks.grpc_beside_http(settings).grpc_port == -1
 
 
+def test_http_on_a_free_port_puts_grpc_on_one_too_unless_it_is_given(tmp_path):
+    assert serve_checks.grpc_beside_http(Settings.load(None, port=0)).grpc_port == 0
+    given = Settings.load(None, port=0, grpc_port=18124)
+    assert serve_checks.grpc_beside_http(given).grpc_port == 18124
+    off = Settings.load(None, port=0, grpc_port=-1)
+    assert serve_checks.grpc_beside_http(off).grpc_port == -1
+
+
 def test_a_data_dir_or_repository_that_is_a_file_is_one_line(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("x")
