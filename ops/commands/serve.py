@@ -31,7 +31,8 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--grpc-port",
         type=int,
-        help="gRPC (Open Inference Protocol) port (default 8001; 0 = a free port; -1 = no gRPC)",
+        help="gRPC (Open Inference Protocol) port (default 8001, or a free one with --port 0; "
+        "0 = a free port; -1 = no gRPC)",
     )
     p.add_argument("--replicas", type=int, help="VM replicas to keep (default 1)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
