@@ -44,7 +44,7 @@ import numpy as np
 
 from policies.packing import held_bytes
 from policies.perf import Candidate, Deployment, NodeWork, PerfModel, PlanPrediction
-from policies.planner_bounds import _duals, _fastest_fitting, _front, _lower_bounds
+from policies.planner_bounds import _duals, _fastest_fitting, _front, _lagrangian, _lower_bounds
 
 __all__ = [
     "Objective",
@@ -323,7 +323,7 @@ def cheapest_meeting_slo(
         # any rest adds at least lb_var[p], so its mean is at most slack
         slack = slo_ms - cols[:, 0] - z * np.sqrt(cols[:, 1] + lb_var[p])
         left = budget - cols[:, 3] - cols[:, 4]
-        return (g_at[p][None, :] - slack[:, None] * w_of - left[:, None] * u_of).max(axis=1)
+        return _lagrangian(g_at[p], slack, w_of, left, u_of)
 
     def keys(cols, p: int):
         z_mean = cols[:, 0] + z * np.sqrt(cols[:, 1])

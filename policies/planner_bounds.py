@@ -132,3 +132,12 @@ def _front(keys: np.ndarray, block: int = 256) -> np.ndarray:
         kept_rows = np.concatenate([kept_rows, blk[~dominated]])
         kept.append(order[start : start + block][~dominated])
     return np.concatenate(kept)
+
+
+def _lagrangian(g, slack, w_of, left, u_of):
+    """Per label, the largest Lagrangian bound over the duals: ``g - slack w - left u``. Where
+    no plan fits, a dual's inf * 0 is NaN (numpy warned on stderr under a one-line error):
+    such a dual bounds nothing (-inf), which keeps the bound a bound."""
+    with np.errstate(invalid="ignore"):
+        terms = g[None, :] - slack[:, None] * w_of - left[:, None] * u_of
+    return np.where(np.isnan(terms), -np.inf, terms).max(axis=1)

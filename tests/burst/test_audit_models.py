@@ -176,3 +176,33 @@ def test_a_model_exported_again_with_new_weights_gets_a_new_plan_id(tmp_path):
         digests.append(plan.weights_digest)
     assert ids[0] != ids[1] and ids[0] == ids[2]
     assert digests[0] and digests[0] != digests[1]
+
+
+def test_more_workers_allowed_never_plans_slower_or_dearer(repo):
+    """2-leg stages lean on the master only in plans of 2 workers, so --workers 3 lost the
+    2-worker plan: VGG-11 planned at 84.5 ms mean for 3 workers against 84.2 ms for 2 (VGG-16
+    at 224x224 in 1024 MB: 360 against 343 ms)."""
+    from burst.planning import Objective, predict_plan
+
+    artifact = load_artifact(repo, "vgg11")
+    graph = build_graph(artifact.load_program(), "vgg11")
+    profile = load_profile()
+    means, costs = [], []
+    for workers in (2, 3, 4, 6):
+        request = PlanRequest(workers=workers)
+        plan = model_plan(graph, artifact.config, request, profile)
+        means.append(predict_plan(graph, plan, request, profile).p50_ms)
+        cheap = PlanRequest(workers=workers, objective=Objective.COST, slo_ms=150.0)
+        plan = model_plan(graph, artifact.config, cheap, profile)
+        costs.append(predict_plan(graph, plan, cheap, profile).cost_usd)
+    assert all(b <= a + 1e-9 for a, b in zip(means, means[1:])), means
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(costs, costs[1:])), costs
+
+
+def test_a_cost_plan_that_cannot_fit_says_so_not_that_it_misses_the_slo(repo):
+    """vgg11 in 512 MB functions at 2 workers fits no plan at all: the cost objective said "no
+    plan meets 1500 ms at p99" (and numpy warned twice on stderr)."""
+    args = ["--workers", "2", "--memory-mb", "512", "--objective", "cost", "--slo-ms", "1500"]
+    code, _, err = _plan(repo, "vgg11", *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "no plan of vgg11 fits" in err and "meets" not in err
