@@ -25,7 +25,8 @@ from burst.planning import PlanRequest, load_profile, search_inputs  # noqa: E40
 from policies.planner import PlanningError, cheapest_meeting_slo, latency_optimal  # noqa: E402
 from vmpool.artifact import load_artifact  # noqa: E402
 
-CASES = [("resnet50", 2048, w) for w in (2, 4, 8)] + [("vgg16", 512, 8), ("vgg16", 1024, 8)]
+CASES = [("resnet50", 2048, w) for w in (2, 4, 8)] + [("resnet50", 512, 8)]
+CASES += [("vgg16", 512, 8), ("vgg16", 1024, 8)]
 SLO_FACTORS = (1.05, 1.5, 3.0)
 TARGET_S = 1.0
 
