@@ -157,8 +157,8 @@ class InferEndpoint:
                 tenant=tenant,
                 model=model,
                 version=version,
-                forced_route=_route_header(headers.get("x-tidegate-route")),
-                workers=_workers_header(headers.get("x-tidegate-workers")),
+                forced_route=route_header(headers.get("x-tidegate-route")),
+                workers=workers_header(headers.get("x-tidegate-workers")),
                 request_id=request_id,
                 after=after,
             )
@@ -201,7 +201,8 @@ def count_answer(stats, total_ns: int, rows: int, service_ms: float) -> None:
     stats.batch_done(rows, int(service_ms * 1e6))
 
 
-def _route_header(value: str | None) -> str | None:
+def route_header(value: str | None) -> str | None:
+    """``X-Tidegate-Route`` (HTTP header or gRPC metadata): None, "vm" or "burst"."""
     if value is None:
         return None
     value = value.strip().lower()
@@ -210,10 +211,12 @@ def _route_header(value: str | None) -> str | None:
     return value
 
 
-def _workers_header(value: str | None) -> int | None:
+def workers_header(value: str | None) -> int | None:
+    """``X-Tidegate-Workers`` (HTTP header or gRPC metadata): None or an integer in ASCII."""
     if value is None:
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest("X-Tidegate-Workers must be an integer") from None
+    value = value.strip()
+    digits = value[1:] if value.startswith("-") else value
+    if not (digits.isascii() and digits.isdigit()):  # (int() takes "1_0", "+2" and "٣")
+        raise BadRequest("X-Tidegate-Workers must be an integer")
+    return int(value)

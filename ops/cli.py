@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 import sys
 
 # name -> (module, one-line help shown by `tidegate --help`)
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader closed early (``tidegate plan ... | head``): quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (exit's flush too)
+        return 0
 
 
 if __name__ == "__main__":

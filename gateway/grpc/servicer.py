@@ -25,7 +25,7 @@ from vmpool.codec import CodecError
 
 from ..dispatch import CallContext
 from ..errors import BadRequest, GatewayTimeout, TidegateError
-from ..infer_endpoint import count_answer
+from ..infer_endpoint import count_answer, route_header, workers_header
 from ..protocol import header_safe_id
 from ..repository import (
     index_rows,
@@ -214,8 +214,8 @@ class InferenceServicer:
                 tenant=tenant,
                 model=cfg.name,
                 version=version,
-                forced_route=_route(meta.get("x-tidegate-route")),
-                workers=_workers(meta.get("x-tidegate-workers")),
+                forced_route=route_header(meta.get("x-tidegate-route")),
+                workers=workers_header(meta.get("x-tidegate-workers")),
                 request_id=header_safe_id(req.id)
                 or header_safe_id(meta.get("x-request-id"))
                 or uuid.uuid4().hex,
@@ -274,24 +274,6 @@ async def _guard(context, fn, *args):
     except Exception as exc:  # never a bare failure: log it, answer INTERNAL with its kind
         log.exception("unhandled error in gRPC call")
         await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
-
-
-def _route(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip().lower()
-    if value not in ("vm", "burst"):
-        raise BadRequest("x-tidegate-route must be 'vm' or 'burst'")
-    return value
-
-
-def _workers(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest("x-tidegate-workers must be an integer") from None
 
 
 def model_config(cfg: ModelConfig) -> pb.ModelConfig:

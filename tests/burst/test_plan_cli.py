@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -222,3 +225,18 @@ def test_cli_says_when_no_split_pays_for_the_workers_asked(repo, capsys):
     assert main(["plan", "mlp", "--repo", str(repo), "--workers", "4", "--json"]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["workers"] == 1 and answer["workers_asked"] == 4
+
+
+def test_cli_piped_into_a_reader_that_closes_early_ends_quietly(repo):
+    """``tidegate plan ... | head -1``: the reader goes away before the plan is printed."""
+    read, write = os.pipe()
+    os.close(read)  # a reader that is already gone
+    done = subprocess.run(
+        [sys.executable, "-m", "ops", "plan", "resnet18", "--repo", str(repo), "--workers", "4"],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+    )
+    os.close(write)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

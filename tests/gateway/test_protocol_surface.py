@@ -14,6 +14,8 @@ import torch
 import tritonclient.http as triton
 
 from gateway.app import create_app
+from gateway.errors import BadRequest
+from gateway.infer_endpoint import route_header, workers_header
 from gateway.settings import Settings
 from vmpool.artifact import load_artifact
 
@@ -218,3 +220,15 @@ def test_repository_extension_with_the_admin_key(own_replica, small_repo, tmp_pa
     with pytest.raises(triton.InferenceServerException, match="config or file: parameters"):
         replica.load_model("mlp", config='{"max_batch_size": 2}')  # the model server alike
     replica.load_model("mlp")
+
+
+@pytest.mark.parametrize("value", ["1_0", "+2", "\u0663", "2.0", "", "0x2"])
+def test_worker_counts_are_plain_ascii_integers(value):
+    """HTTP header and gRPC metadata alike: int() would take "1_0" as 10 and "+2" as 2."""
+    with pytest.raises(BadRequest, match="X-Tidegate-Workers must be an integer"):
+        workers_header(value)
+
+
+def test_worker_counts_parse_and_leave_the_range_to_dispatch():
+    assert workers_header(" 3 ") == 3 and workers_header("-1") == -1
+    assert workers_header(None) is None and route_header(" VM ") == "vm"
