@@ -128,6 +128,7 @@ async def _cost_plan(svc, model, profile, latency_plans, k) -> tuple:
     between the fastest and the slowest; if they are alike, the fastest's own (feasible by the
     model and tight: 1.3x it, as before, was met by any plan and tested no tail)."""
     from burst.planning import Objective, model_plan, predict_plan
+    from burst.service_plans import model_files_stamp
 
     p99s = [pred.p99_ms for _, _, _, pred, _ in latency_plans]
     slo = (min(p99s) + max(p99s)) / 2 if max(p99s) > min(p99s) * 1.05 else min(p99s) * 1.001
@@ -137,7 +138,8 @@ async def _cost_plan(svc, model, profile, latency_plans, k) -> tuple:
     graph = svc._graphs[model]
     plan = await asyncio.to_thread(model_plan, graph, svc._configs[model], request, profile)
     await asyncio.to_thread(svc._prepare_blocking, model, plan)
-    svc._plans[(model, k, 1, "cost")] = plan  # the bench runs this plan under its own key
+    # the bench runs this plan under its own key (the service's: with its files' stamp)
+    svc._plans[(model, k, 1, "cost", model_files_stamp(svc.repo, model))] = plan
     return (f"cost x{k}", (k, "cost"), plan, predict_plan(graph, plan, request, profile), slo)
 
 
