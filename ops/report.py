@@ -42,6 +42,9 @@ def open_ledger(data_dir: str | Path | None, url: str | None = None):
         if not path.is_file():
             raise LedgerMissing(f"no ledger at {path} (is --data-dir the gateway's data_dir?)")
         url = str(path)
+    elif not url.startswith(("postgresql://", "postgres://")) and not Path(url).is_file():
+        # (an SQLite path that is not a file: opening it would create an empty database)
+        raise LedgerMissing(f"no ledger at {url}")
     try:
         backend = make_backend(url)
         backend.query("SELECT tenant, ts, cost_usd FROM requests LIMIT 1", ())

@@ -36,3 +36,16 @@ def test_a_report_piped_into_head_ends_without_a_traceback(tmp_path):
     )
     assert done.stdout.splitlines()[1].startswith("tenant-00000,"), done.stdout
     assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr
+
+
+def test_a_ledger_file_that_does_not_exist_is_one_line_and_stays_absent(tmp_path):
+    missing = tmp_path / "missing.sqlite"
+    done = subprocess.run(
+        [sys.executable, "-m", "ops", "report", "--ledger", str(missing), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and f"no ledger at {missing}" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not missing.exists()  # (opening it would have made an empty SQLite file)
