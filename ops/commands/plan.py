@@ -260,6 +260,11 @@ def run(args) -> int:
     if args.objective == "cost" and args.slo_ms is None:
         raise CliError("--objective cost needs --slo-ms")
     workers = args.workers if args.workers is not None else settings.burst.default_workers
+    if workers > settings.burst.max_workers:  # (the gateway answers such a request 400)
+        raise CliError(
+            f"--workers {workers} is above burst.max_workers ({settings.burst.max_workers}), "
+            "the most a request may ask for"
+        )
     service = BurstService.from_settings(settings)  # not started: only its plan settings
     request = dataclasses.replace(
         service.plan_request(workers, args.batch, args.split),

@@ -240,3 +240,11 @@ def test_cli_piped_into_a_reader_that_closes_early_ends_quietly(repo):
     )
     os.close(write)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_cli_refuses_more_workers_than_a_request_may_ask(repo, capsys):
+    """The gateway answers X-Tidegate-Workers above burst.max_workers 400; the CLI, which
+    prints the plan such a request runs, says so at once (100000 planned for minutes)."""
+    assert main(["plan", "mlp", "--repo", str(repo), "--workers", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert "above burst.max_workers (16)" in err and len(err.strip().splitlines()) == 1
