@@ -7,6 +7,7 @@ from __future__ import annotations
 import queue
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -15,11 +16,9 @@ import torch
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 
-from gateway.app import create_app
-from gateway.settings import Settings
 from ops.cli import main as cli
 
-from .conftest import running_model_server, serve_app
+from .conftest import gateway_before_replica
 
 # (input name, OIP datatype, numpy dtype): every fixed-width datatype torch has
 TYPES = [
@@ -86,28 +85,22 @@ def served(tmp_path_factory):
     """The program imported with `tidegate export`, a model server, a gateway (HTTP and gRPC):
     yields (http host:port, grpc target, output names)."""
     root = tmp_path_factory.mktemp("every-type")
-    xs = [torch.from_numpy(x) for x in sample(2, 0)]
+    repo = _imported(EveryType(), [torch.from_numpy(x) for x in sample(2, 0)], root)
+    with gateway_before_replica(repo, root) as (url, target):
+        host = url.removeprefix("http://")
+        meta = thttp.InferenceServerClient(host).get_model_metadata("every")
+        yield host, target, meta
+
+
+def _imported(module: torch.nn.Module, xs: list, root) -> Path:
+    """``module`` exported with a dynamic batch and imported as "every" with `tidegate
+    export`, as a user brings a program: the repository."""
     batch = torch.export.Dim("batch", min=1, max=8)
-    program = torch.export.export(
-        EveryType(), tuple(xs), dynamic_shapes=tuple({0: batch} for _ in xs)
-    )
-    torch.export.save(program, str(root / "every.pt2"))
+    program = torch.export.export(module, tuple(xs), dynamic_shapes=tuple({0: batch} for _ in xs))
+    torch.export.save(program, str(root / "program.pt2"))
     repo = root / "repo"
-    assert cli(["export", str(root / "every.pt2"), "--name", "every", "--out", str(repo)]) == 0
-    with running_model_server(repo, root / "ms.log") as replica:
-        settings = Settings.load(
-            None,
-            data_dir=root / "data",
-            repo=repo,
-            grpc_port=0,
-            vm={"provisioner": "static", "urls": [replica]},
-            burst={"enabled": False},
-        )
-        app = create_app(settings)
-        with serve_app(app) as url:
-            host = url.removeprefix("http://")
-            meta = thttp.InferenceServerClient(host).get_model_metadata("every")
-            yield host, f"127.0.0.1:{app.state.gateway.grpc.port}", meta
+    assert cli(["export", str(root / "program.pt2"), "--name", "every", "--out", str(repo)]) == 0
+    return repo
 
 
 def http_inputs(xs, binary) -> list:
@@ -268,32 +261,15 @@ def test_kserve_rest_and_grpc_clients_several_datatypes(tmp_path, tmp_path_facto
             return module(*args)
 
     five = [x for (k, _), x in zip(dtypes, xs, strict=True) if k]
-    batch = torch.export.Dim("batch", min=1, max=8)
-    program = torch.export.export(
-        Five(), tuple(five), dynamic_shapes=tuple({0: batch} for _ in five)
-    )
-    torch.export.save(program, str(root / "five.pt2"))
-    repo = root / "repo"
-    assert cli(["export", str(root / "five.pt2"), "--name", "every", "--out", str(repo)]) == 0
-    with running_model_server(repo, root / "ms.log") as replica:
-        settings = Settings.load(
-            None,
-            data_dir=root / "data",
-            repo=repo,
-            grpc_port=0,
-            vm={"provisioner": "static", "urls": [replica]},
-            burst={"enabled": False},
+    repo = _imported(Five(), five, root)
+    out = tmp_path / "kserve.npz"
+    with gateway_before_replica(repo, root) as (url, target):
+        proc = subprocess.run(
+            [sys.executable, "-c", KSERVE_CLIENT, url, target, str(out)],
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
-        app = create_app(settings)
-        with serve_app(app) as url:
-            out = tmp_path / "kserve.npz"
-            target = f"127.0.0.1:{app.state.gateway.grpc.port}"
-            proc = subprocess.run(
-                [sys.executable, "-c", KSERVE_CLIENT, url, target, str(out)],
-                capture_output=True,
-                text=True,
-                timeout=180,
-            )
     assert proc.returncode == 0, proc.stderr
     got = np.load(out)
     given = [torch.from_numpy(got[f"x/{n}"]) for n, _, _ in TYPES if n in KSERVE_INPUTS]

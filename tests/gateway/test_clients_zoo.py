@@ -10,13 +10,11 @@ import torch
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 
-from gateway.app import create_app
-from gateway.settings import Settings
 from vmpool.artifact import load_artifact
 from vmpool.export import export_zoo
 from vmpool.zoo import MIN_IMAGE_SIZE, MODELS
 
-from .conftest import running_model_server, serve_app
+from .conftest import gateway_before_replica
 
 pytestmark = pytest.mark.slow
 
@@ -30,18 +28,8 @@ def zoo(tmp_path_factory):
     for name, entry in MODELS.items():
         size = (MIN_IMAGE_SIZE, MIN_IMAGE_SIZE) if entry.is_image else None
         export_zoo(name, repo, size=size, max_batch_size=2)
-    with running_model_server(repo, root / "ms.log") as replica:
-        settings = Settings.load(
-            None,
-            data_dir=root / "data",
-            repo=repo,
-            grpc_port=0,
-            vm={"provisioner": "static", "urls": [replica]},
-            burst={"enabled": False},
-        )
-        app = create_app(settings)
-        with serve_app(app) as url:
-            yield repo, url.removeprefix("http://"), f"127.0.0.1:{app.state.gateway.grpc.port}"
+    with gateway_before_replica(repo, root) as (url, target):
+        yield repo, url.removeprefix("http://"), target
 
 
 def close_enough(got: np.ndarray, want: np.ndarray) -> bool:

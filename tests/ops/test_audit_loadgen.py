@@ -4,12 +4,11 @@ request went to the first model, and loadgen took no mapping: every tenant was '
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-import threading
 
 from aiohttp import web
+
+from tests.support.loopback import serve_aiohttp
 
 from ops.cli import main
 
@@ -28,10 +27,6 @@ def _serve(hits: list[tuple[str, str]]):
         hits.append((request.match_info["model"], request.headers.get("authorization", "")))
         return web.json_response({"outputs": []}, headers={"x-tidegate-path": "vm"})
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    loop = asyncio.new_event_loop()
     app = web.Application()
     app.router.add_get("/v2/models/{model}", metadata)
     app.router.add_post("/v2/models/{model}/infer", infer)
@@ -40,18 +35,7 @@ def _serve(hits: list[tuple[str, str]]):
         return web.Response(text="")
 
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    def stop():
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-    return f"http://127.0.0.1:{port}", stop
+    return serve_aiohttp(app)
 
 
 def test_each_request_goes_to_its_mapped_model_with_its_tenants_key(tmp_path):

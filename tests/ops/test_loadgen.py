@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 
 from aiohttp import web
+
+from tests.support.loopback import serve_aiohttp
 
 from ops.cli import main
 from vmpool.codec import decode_request
@@ -73,26 +73,11 @@ class FakeGateway:
 
 
 def _serve(gw: FakeGateway):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    loop = asyncio.new_event_loop()
     app = web.Application()
     app.router.add_get("/v2/models/m", gw.metadata)
     app.router.add_post("/v2/models/m/infer", gw.infer)
     app.router.add_get("/metrics", gw.metrics)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    def stop():
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-    return f"http://127.0.0.1:{port}", stop
+    return serve_aiohttp(app)
 
 
 def test_replay_is_open_loop_binary_per_tenant_and_shaped_like_the_simulator(tmp_path, capsys):
