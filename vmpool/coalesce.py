@@ -21,9 +21,9 @@ with time to spare, one (every call carries all that came while the last was out
 calls, and the fewest hand-offs between processes); once it is busy (over ``BUSY_ENTER`` of its
 time, until it falls under ``BUSY_LEAVE``), ``max_in_flight`` (one batch running, one queued
 behind it: the replica never waits for the gateway's turnaround between batches). Measured on
-mlp, 16 clients, gateway and model server on one 2-core host (ops/bench/gateway_ab.py, both
-orders): holding behind one call instead of two raised the gateway's share of direct
-throughput by 0.06-0.16, with 5-20 % less CPU per request on both sides.
+mlp, 16 clients, gateway and model server on one 2-core host (ops/bench/gateway_ab.py against
+always holding behind two, both orders): the gateway's share of direct throughput rose by
+0.09-0.15 (0.04-0.06 under SCHED_FIFO), with 5-20 % less CPU per request on both sides.
 Only models whose requests come back within ``max_hold_s`` (a moving average of the round
 trip) are held: for a slow model the per-call work is small beside its compute, and a held
 request would miss the batch queued on the replica that it could have joined there.
