@@ -6,18 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from policies.autoscaling import Autoscaler, make_autoscaler
+from policies.config_table import ConfigTable
 from policies.costs import PriceTable
 from policies.routing import RoutingPolicy, SloAware, check_params, make_policy
 
 RoutingPolicyName = Literal["vm-only", "burst-only", "threshold", "slo-aware"]
 
 
-class _Scaling(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class _Scaling(ConfigTable):
     min_replicas: int = Field(
         1, ge=0, le=10_000, description="Fewest VM replicas the autoscaler keeps."
     )

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from burst.faas.config import LocalPlatform, PlatformSettings
@@ -15,26 +15,20 @@ from burst.store.config import DirStore, StoreSettings
 from gateway import settings_errors
 from gateway.asyncq.config import AsyncQueueSettings
 from gateway.ledger.config import LedgerSettings
-from gateway.tenants.config import TenantSettings
 from gateway.policy_settings import AutoscalingSettings, NoScaling, RoutingPolicyName
 from gateway.settings_errors import (  # noqa: F401 (ENV_PREFIX, UnknownSetting: public)
     ENV_PREFIX,
     UnknownSetting,
     check_environment,
 )
+from gateway.tenants.config import TenantSettings
+from policies.config_table import ConfigTable, refuse_bools
 from vmpool.provisioners.config import Ec2Settings, KubernetesSettings
 
 
-class Section(BaseModel):
-    """Base of every settings table: an unknown key is an error, never silently ignored, and
-    no number is nan or inf."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_bool_numbers(cls, data):
-        return settings_errors.refuse_bools(cls, data)
+class Section(ConfigTable):
+    """Base of every settings table: an unknown key is an error, never silently ignored, no
+    number is nan or inf, and no number is a boolean (``policies.config_table``)."""
 
 
 class VmSettings(Section):
@@ -247,7 +241,7 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _no_bool_numbers(cls, data):
-        return settings_errors.refuse_bools(cls, data)
+        return refuse_bools(cls, data)
 
     @field_validator("routing_policy")
     @classmethod

@@ -20,16 +20,6 @@ INTERNAL_ENV = {
 }
 
 
-def refuse_bools(model: type[BaseModel], data):
-    """TOML's true/false where a number goes is a mistake (pydantic reads true as 1)."""
-    if isinstance(data, dict):
-        for name, field in model.model_fields.items():
-            kinds = set(typing.get_args(field.annotation) or (field.annotation,)) - {type(None)}
-            if isinstance(data.get(name), bool) and kinds and kinds <= {int, float}:
-                raise ValueError(f"{name} must be a number, got {str(data[name]).lower()}")
-    return data
-
-
 class UnknownSetting(ValueError):
     """A ``TIDEGATE_*`` environment variable that names no setting."""
 

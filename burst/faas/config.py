@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from policies.config_table import ConfigTable
 
 
-class _Platform(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class _Platform(ConfigTable):
     def as_config(self) -> dict:
         """The plain dict ``burst.faas.factory.make_invoker`` takes (unset optionals left out)."""
         return self.model_dump(exclude_none=True)

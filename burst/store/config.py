@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from policies.config_table import ConfigTable
 
 
-class _Store(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class _Store(ConfigTable):
     encrypt: bool | None = Field(
         None,
         description="Seal per-request tensors with AES-GCM under "

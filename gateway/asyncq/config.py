@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from burst.store.config import StoreSettings
+from policies.config_table import ConfigTable
 
 # SQS refuses a message over 256 KiB; an inline payload is base64 in the JSON message (4/3 of
 # its size), so 128 KiB of payload leaves room for the fields around it.
 DEFAULT_INLINE_LIMIT_BYTES = 128 * 1024
 
 
-class SqsQueueSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class SqsQueueSettings(ConfigTable):
     queue_url: str | None = Field(
         None, description="URL of the SQS queue; default: looked up from `queue_name`."
     )
@@ -33,9 +32,7 @@ class SqsQueueSettings(BaseModel):
     aws_secret_access_key: str | None = Field(None, description="Secret key for the access key.")
 
 
-class AsyncQueueSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class AsyncQueueSettings(ConfigTable):
     enabled: bool = Field(
         True,
         description="Accept `Prefer: respond-async` on infer (202 + "

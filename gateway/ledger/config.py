@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from policies.config_table import ConfigTable
 
 _PG_SCHEMES = ("postgresql://", "postgres://")
 
 
-class LedgerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class LedgerSettings(ConfigTable):
     kind: Literal["sqlite", "postgresql"] = Field(
         "sqlite",
         description="sqlite: one file, the embedded default; postgresql: one ledger "

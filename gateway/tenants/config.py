@@ -10,7 +10,9 @@ import hashlib
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from policies.config_table import ConfigTable
 
 _HASH = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 
@@ -20,9 +22,7 @@ def hash_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
-class TenantSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class TenantSettings(ConfigTable):
     name: str = Field(min_length=1, description="Tenant name (ledger, metrics, reports).")
     api_keys: list[SecretStr] = Field(
         default_factory=list,

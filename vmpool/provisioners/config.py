@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from policies.config_table import ConfigTable
 
 
-class Ec2Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class Ec2Settings(ConfigTable):
     group: str = Field("", description="Auto Scaling group whose instances run model servers.")
     region: str = Field("us-east-1", description="AWS region of the group.")
     endpoint_url: str | None = Field(
@@ -56,9 +56,7 @@ class Ec2Settings(BaseModel):
         )
 
 
-class KubernetesSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class KubernetesSettings(ConfigTable):
     deployment: str = Field("", description="Deployment of the model servers.")
     service: str | None = Field(
         None, description="Service in front of them (default: the deployment's name)."
