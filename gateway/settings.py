@@ -243,6 +243,21 @@ class Settings(BaseSettings):
     def _no_bool_numbers(cls, data):
         return refuse_bools(cls, data)
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        """Each origin is ``*`` or ``scheme://host[:port]``, as a browser sends it."""
+        for origin in value:
+            scheme, sep, host = origin.partition("://")
+            if origin != "*" and (
+                not sep or scheme not in ("http", "https") or not host or "/" in host
+            ):
+                raise ValueError(
+                    f"cors origin {origin!r} is not * or scheme://host[:port] "
+                    "(no path, no trailing slash)"
+                )
+        return value
+
     @field_validator("routing_policy")
     @classmethod
     def _known_policy(cls, value: str) -> str:

@@ -58,6 +58,9 @@ REFUSED = [
         ["'a' and 'b' share an API key"],
     ),
     ("[[tenants]]\nname = 'a'\napi_keys = ['']\n", ["api_keys", "empty"]),
+    ("cors_origins = ['']\n", ["cors origin ''"]),
+    ("cors_origins = ['https://app.example.com/']\n", ["no trailing slash"]),
+    ("cors_origins = ['app.example.com']\n", ["scheme://host"]),
 ]
 
 
