@@ -39,6 +39,24 @@ class BurstAnswer:
     report: MasterReport | None = None  # the master's per-stage timings and bills
 
 
+def plan_unavailable(model: str, exc: BaseException) -> BurstUnavailable | None:
+    """What a request gets when its plan could not be made or stored: the model cannot run on
+    the burst path, or the store failed while the plan's weights were put there (a 503 to try
+    again, not a 500 "internal error"); None for anything else."""
+    from burst.graph import GraphError
+    from burst.plan import PlanError
+    from burst.store.base import StoreError
+    from vmpool.artifact import ArtifactError
+
+    if isinstance(exc, (PlanError, GraphError, ArtifactError)):
+        return BurstUnavailable(f"model {model} cannot run on the burst path: {exc}")
+    if isinstance(exc, (StoreError, OSError)):
+        return BurstUnavailable(
+            f"cannot put the burst plan's weights in the store: {exc}", retry_after_s=1.0
+        )
+    return None
+
+
 async def upload_inputs(cfg, inputs, store, request_id: str, plan) -> list[dict]:
     """The request's input tensors as references (inline, or put in the store); a store or
     transport failure is a clean 503."""

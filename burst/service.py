@@ -20,7 +20,7 @@ import numpy as np
 
 from burst.backend import BurstStats
 from burst.detach import Detached
-from burst.exchange import BurstAnswer, BurstUnavailable, cleanup, make_answer
+from burst.exchange import BurstAnswer, BurstUnavailable, cleanup, make_answer, plan_unavailable
 from burst.exchange import download_outputs, upload_inputs
 from burst.faas.admission import default_memory_budget_mb
 from burst.instance_gate import Busy, InstanceGate
@@ -28,7 +28,6 @@ from burst.local_functions import function_bodies, memory_tensor_root
 from burst.platform_circuit import PlatformCircuit
 from burst.service_plans import load_graph, model_files_stamp, plan_and_predict, prepare_in_thread
 from burst.supervisor import LocalRuntimeSupervisor, RuntimeDown, register_functions
-from vmpool.artifact import ArtifactError
 
 log = logging.getLogger("tidegate.burst")
 
@@ -286,9 +285,6 @@ class BurstService:
         request_id: str | None = None,
         split: str | None = None,
     ) -> BurstAnswer:
-        from burst.graph import GraphError
-        from burst.plan import PlanError
-
         self._check_routable()
         if not 1 <= workers <= self.max_workers:
             raise BurstUnavailable(f"workers must be between 1 and {self.max_workers}")
@@ -297,8 +293,10 @@ class BurstService:
         t0 = time.perf_counter()
         try:
             plan = await self.plan_for(model, workers, batch, split)
-        except (PlanError, GraphError, ArtifactError) as exc:
-            raise BurstUnavailable(f"model {model} cannot run on the burst path: {exc}") from exc
+        except Exception as exc:  # a model that cannot be planned, a store that is down: 503s
+            if (unavailable := plan_unavailable(model, exc)) is None:
+                raise
+            raise unavailable from exc
         try:
             # n instances for n workers (the master runs a leg), held until the invocation ends
             hold = self._gate.hold(max(1, plan.workers))
