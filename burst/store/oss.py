@@ -100,6 +100,8 @@ class OSSStore:
 
     async def put(self, key: str, data: bytes) -> None:
         full = self._full(key)
+        # oss2 reads anything but bytes/str as a file: a sealed tensor is a bytearray
+        data = data if isinstance(data, bytes) else bytes(data)
         try:
             await self._call(self._bucket.put_object, full, data)
         except (OssError, ClientError) as e:
