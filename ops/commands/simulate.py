@@ -34,15 +34,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--slo-ms", type=float, help="latency SLO (default: the profile's)")
     parser.add_argument(
         "--profile",
-        help="profile.json from `tidegate profile` (default: "
-        "REPO/MODEL/profile.json with --repo, else the "
-        "bundled reference profile)",
+        help="profile.json from `tidegate profile`: its figures for the simulated model "
+        "(default: REPO/MODEL/profile.json with --repo, else the production target; "
+        "docs/ops.md says where each figure comes from)",
     )
     parser.add_argument(
         "--repo",
         help="model repository: plan --model's burst path exactly as "
-        "`tidegate plan` and the gateway do, and take its SLO "
-        "and batching from its config",
+        "`tidegate plan` and the gateway do (with a profile measured for the model; "
+        "else the production target), and take its SLO and batching from its config",
     )
     parser.add_argument("--vm-boot-s", type=float, help="VM boot time (default: the profile's)")
     parser.add_argument(
@@ -109,7 +109,7 @@ def load_inputs(args):
 
     check_arguments(args)
     from ops.sim import ProfileError, load_sim_profile
-    from ops.sim.config import PROFILE_OVERRIDES, ConfigError, load_config
+    from ops.sim.config import ConfigError, load_config
     from ops.sim.profile_adapter import from_repo
     from ops.traces import TraceError, read_trace
 
@@ -131,22 +131,37 @@ def load_inputs(args):
             profile = from_repo(repo, args.model, profile_path=profile_path, settings=cfg.settings)
         else:  # the trace's model: a profile's measurements are looked up by it
             profile = load_sim_profile(profile_path, args.model or trace.models[0])
-        profile = profile.with_overrides(
-            **{k: cfg.simulate[k] for k in PROFILE_OVERRIDES if k in cfg.simulate}
-        )
+        profile = _overridden(profile, cfg, args, args.model or trace.models[0])
     except (TraceError, ProfileError, ConfigError) as exc:
         raise CliError(str(exc)) from None
-    profile = profile.with_overrides(
-        slo_ms=args.slo_ms,
-        vm_boot_s=getattr(args, "vm_boot_s", None),
-        model=args.model or trace.models[0],
-    )
     scale = args.rate_scale if args.rate_scale != 1.0 else cfg.simulate.get("rate_scale", 1.0)
     if not (isinstance(scale, int | float) and 0 < scale < float("inf")):
         raise CliError("--rate-scale ([simulate] rate_scale) must be a number > 0")
     if scale != 1.0:
         trace = trace.scaled(rate_factor=scale, seed=args.seed)
     return trace, profile, cfg
+
+
+def _overridden(profile, cfg, args, model: str):
+    """The profile with the deployment facts of ``[simulate]`` and the flags, each override of
+    a figure with a source (the VM boot, the cold start) named as its source."""
+    from ops.sim.config import PROFILE_OVERRIDES
+
+    given = {k: cfg.simulate[k] for k in PROFILE_OVERRIDES if k in cfg.simulate}
+    where = f"[simulate] in {args.config}"
+    sources = {
+        key: f"{where}: {name} = {given[name]}"
+        for key, name in (("cold_start", "cold_start_ms"), ("vm_boot", "vm_boot_s"))
+        if name in given
+    }
+    boot = getattr(args, "vm_boot_s", None)
+    if boot is not None:
+        sources["vm_boot"] = f"--vm-boot-s {boot:g}"
+    return (
+        profile.with_overrides(**given)
+        .with_overrides(slo_ms=args.slo_ms, vm_boot_s=boot, model=model)
+        .with_sources(**sources)
+    )
 
 
 def _several_models(trace) -> str:
@@ -197,6 +212,8 @@ def run_policies(names: list[str], trace, profile, cfg, params: dict, seed: int,
         except ValueError as exc:
             raise CliError(str(exc)) from None
         res.summary["wall_s"] = round(time.perf_counter() - t0, 2)
+        # (the optimum's summary is built apart: every run names its figures' sources)
+        res.summary.setdefault("profile_sources", {"profile": profile.source, **profile.provenance})
         if log:
             log(f"  {name}: {len(trace)} requests in {res.summary['wall_s']:.1f} s")
         results.append(res)
@@ -223,6 +240,8 @@ def run(args) -> int:
     print(
         f"trace {trace.name}: {len(trace)} requests over {trace.duration_s:.0f} s, "
         f"model {profile.model}, SLO {profile.slo_ms:g} ms, profile {profile.source}",
+        *(f"  {line}" for line in profile.describe()),
+        sep="\n",
         file=sys.stderr,
     )
     results = run_policies(

@@ -1,18 +1,33 @@
 """What the simulator needs to know about a model on this target: the VM batch-time curve, boot
 time, and the burst plan's latency distribution, instance count and billed GB-s.
 
-``SimProfile.reference()`` is the bundled default; ``load_sim_profile(path)`` reads a
-``profile.json`` written by ``tidegate profile`` (through ``policies.profile`` when present).
+One rule decides where each figure comes from (docs/ops.md, "Where the simulator's numbers come
+from"): a profile *measured for the model being simulated* (``tidegate profile NAME``: the VM
+curve, the cold start and, with the model's artifact, the gateway's own plan priced by it)
+replaces the parts it measured; everything else is the production target below. Nothing
+measured for one model is used for another: the entries ``tidegate profile`` copies into its
+output from the bundled planner profile (``policies/data/reference_profile.json``, the dev
+host's figures) do not count as measured (``ops.sim.profile_adapter.measured_models``). Every
+``SimProfile`` carries ``provenance``: where its VM curve, function times, cold start, VM boot
+and prices came from (``simulate`` prints it and writes it to ``--json`` as
+``profile_sources``).
 
-Reference figures and where they come from:
-- VM batch curve: resnet18 on one 4-vCPU c6i.xlarge-class VM, batch 1 -> 12 ms, 8 -> 55 ms
-  (the shape measured by this repo's model server at 224x224 on 2 cores, scaled to 4 vCPUs).
+``SimProfile.reference()`` is the production target; ``load_sim_profile(path)`` reads a
+``profile.json`` written by ``tidegate profile`` (through ``policies.profile``).
+
+The production target (ResNet-18 at 224x224) and where each figure comes from:
+- VM batch curve: one 4-vCPU c6i.xlarge, batch 1 -> 12 ms, 2 -> 18, 4 -> 30, 8 -> 55 ms. An
+  estimate, not a measurement on that instance: the batch shape of this repo's model server,
+  scaled to 4 vCPUs of AVX-512 (this 2-core dev host, busy, measured ~65 ms at batch 1).
 - VM boot 60 s: EC2 launch to a ready model server (instance ~30-45 s, image pull and model load
   ~15 s; SageMaker documents "a few minutes" for new instances, so this is optimistic).
-- Function: the whole-model plan in one 2,048 MB function, warm p50 110 ms (lognormal, sigma
-  0.2), cold start +900 ms (Lambda with a container image of torch: ~1 s, AWS re:Invent 2022
-  SVS404); concurrency 1,000 (Lambda's default regional limit); keep-alive 10 min.
-- Prices: ``policies.costs.PriceTable`` (AWS us-east-1 list prices).
+- Function: the whole model in one 2,048 MB function (Lambda gives 1,769 MB one vCPU's worth),
+  warm p50 110 ms (lognormal, sigma 0.2), billed 110 ms; cold start +900 ms, billed on every
+  instance (Lambda bills the init phase). 900 ms is optimistic for a container image with
+  torch: published accounts put them at 1-10 s (``import torch`` alone 1-2 s), and this repo
+  measured +3.0 s for ResNet-18 at 4 workers on the dev host. Concurrency 1,000 (Lambda's
+  default regional limit); keep-alive 10 min.
+- Prices: ``policies.costs.PriceTable`` (AWS us-east-1 on-demand list prices, ``prices_source``).
 """
 
 from __future__ import annotations
@@ -70,10 +85,20 @@ class SimProfile:
     slo_ms: float = 300.0
     source: str = "reference"
     extra: dict = field(default_factory=dict, compare=False)
+    # where each group of figures came from (keys of ``SOURCES``): what `simulate` prints
+    provenance: dict = field(default_factory=lambda: reference_sources(), compare=False)
 
     @classmethod
     def reference(cls, model: str = "resnet18") -> "SimProfile":
-        return cls(model=model)
+        return cls(model=model, provenance=reference_sources(model))
+
+    def with_sources(self, **sources: str) -> "SimProfile":
+        """The same figures, with the named groups' sources replaced (an override's)."""
+        return replace(self, provenance={**self.provenance, **sources})
+
+    def describe(self) -> list[str]:
+        """One line per group of figures: where the run's numbers came from."""
+        return [f"{SOURCES[k]}: {self.provenance[k]}" for k in SOURCES if k in self.provenance]
 
     def vm_service_ms(self, rows: int) -> float:
         curve = self.vm_service_ms_by_batch
@@ -118,8 +143,49 @@ class SimProfile:
         return replace(self, **kw)
 
 
+SOURCES = {  # provenance key -> what the banner calls it
+    "vm_curve": "VM curve",
+    "function_times": "function times",
+    "cold_start": "cold start",
+    "vm_boot": "VM boot",
+    "prices": "prices",
+}
+TARGET_MODEL = "resnet18"  # the model the production target describes
+
+
+def prices_source() -> str:
+    from policies.costs import PriceTable
+
+    t = PriceTable()
+    return (
+        "policies.costs.PriceTable, AWS us-east-1 on-demand list prices: VM (c6i.xlarge) "
+        f"${t.vm_usd_per_hour:g}/h per second with a {t.vm_min_billed_s:g} s minimum, Lambda x86 "
+        f"${t.fn_usd_per_gb_s:.10f}".rstrip("0")
+        + f"/GB-s + ${t.fn_usd_per_request * 1e6:.2f} per million requests"
+    )
+
+
+def reference_sources(model: str = TARGET_MODEL, why: str | None = None) -> dict:
+    """The production target's provenance for ``model``: for another model than the target's,
+    says the figures are ResNet-18's; ``why`` says why nothing measured was used."""
+    whose = "" if model == TARGET_MODEL else f"{TARGET_MODEL}'s "
+    note = f" ({why})" if why else ""
+    if not why and model != TARGET_MODEL:
+        note = f" (nothing measured for {model})"
+    return {
+        "vm_curve": f"production target: {whose}batch 1/2/4/8 at 12/18/30/55 ms on a c6i.xlarge "
+        f"(an estimate, docs/ops.md){note}",
+        "function_times": f"production target: {whose}whole model in one 2048 MB Lambda function, "
+        f"warm p50 110 ms, billed 110 ms{note}",
+        "cold_start": f"production target: {whose}900 ms, billed on every instance{note}",
+        "vm_boot": "production target: 60 s, EC2 launch to a ready model server",
+        "prices": prices_source(),
+    }
+
+
 def load_sim_profile(path: str | Path | None, model: str | None = None) -> SimProfile:
-    """The reference profile, or one measured by ``tidegate profile`` (``profile.json``)."""
+    """The production target, or one measured by ``tidegate profile`` (``profile.json``): its
+    figures for ``model`` where it measured them (``profile_adapter.from_profile_json``)."""
     if path is None:
         return SimProfile.reference(model or "resnet18")
     p = Path(path)

@@ -1,10 +1,19 @@
-"""A ``SimProfile`` from what the gateway itself would use: the model's artifact in a repository,
-its ``profile.json`` (or the bundled reference profile) and the serve settings.
+"""A ``SimProfile`` from a profile measured for the model (``tidegate profile``) and, with the
+model's artifact in a repository, from what the gateway itself would run.
 
-The burst path's numbers come from the very plan ``tidegate plan`` prints and the gateway runs
-(``burst.planning.model_plan`` + ``predict_plan``): its predicted p50/p99 (a lognormal through
-both), instances per request (master + worker invocations), memory size and cost. The VM path's
-batch curve comes from the profile's measured VM service times for this model, when present.
+The rule (docs/ops.md, "Where the simulator's numbers come from"): what a profile *measured for
+the model being simulated* says replaces the production target's figures (``SimProfile.reference``)
+for the parts it measured; nothing measured for one model is used for another. With the artifact
+the burst path's numbers come from the very plan ``tidegate plan`` prints and the gateway runs
+(``burst.planning.model_plan`` + ``predict_plan``) priced by that profile: its predicted p50/p99
+(a lognormal through both), instances per request (master + worker invocations), memory size and
+cost. The VM path's batch curve is the profile's measured VM service times for this model.
+
+A repository without a profile measured for the model (no ``REPO/NAME/profile.json``, or one
+that measured another model) gets the production target, with the repository's SLO, batching
+and burst settings: the bundled planner profile (``policies/data/reference_profile.json``, the
+dev host's figures the gateway plans with) is never the simulator's silent default. Passing it
+with ``--profile`` simulates with it on purpose.
 """
 
 from __future__ import annotations
@@ -12,9 +21,21 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .profile import ProfileError, SimProfile
+from .profile import ProfileError, SimProfile, reference_sources
 
 Z99 = 2.3263478740408408  # the standard normal's 99th percentile
+
+
+def measured_models(profile, path: str | Path | None) -> frozenset[str]:
+    """The models whose times ``profile`` (read from ``path``) measured itself: every entry but
+    those identical to the bundled planner profile's, which ``tidegate profile`` copies into each
+    profile it writes; the bundled file itself measured all of its own (on the dev host)."""
+    from burst.planning import REFERENCE_PROFILE, load_profile
+
+    if path is not None and Path(path).resolve() == REFERENCE_PROFILE.resolve():
+        return frozenset(profile.models)
+    bundled = load_profile().models
+    return frozenset(n for n, t in profile.models.items() if bundled.get(n) != t)
 
 
 def from_repo(
@@ -25,65 +46,112 @@ def from_repo(
     settings=None,
     workers: int | None = None,
 ) -> SimProfile:
-    """Plan ``model`` from ``repo`` as the gateway would and describe it for the simulator."""
+    """Plan ``model`` from ``repo`` as the gateway would and describe it for the simulator; the
+    production target when no profile measured for ``model`` is there (or at ``profile_path``)."""
+    from burst.planning import PROFILE_FILE
     from gateway.settings import Settings
 
     settings = settings or Settings.load(None, repo=repo)
-    cfg, profile, request, plan, pred = _plan(repo, model, profile_path, settings, workers)
+    path = Path(profile_path) if profile_path else Path(repo) / model / PROFILE_FILE
+    profile = _read(path) if profile_path or path.is_file() else None
+    if profile is None or model not in measured_models(profile, path):
+        why = (
+            f"no {path}"
+            if profile is None
+            else f"{path} measured {_names(measured_models(profile, path))}, not {model}"
+        )
+        return _target_for_repo(repo, model, settings, why)
+    cfg, request, plan, pred = _plan(repo, model, profile, settings, workers)
     instances = 1 + int(plan.totals.get("invocations", 0))
     prices = request.prices
     fees = instances * prices.fn_usd_per_request
     gb_per_ms = plan.memory_mb / 1024.0 / 1000.0
     billed_ms = max(pred.cost_usd - fees, 0.0) / prices.fn_usd_per_gb_s / gb_per_ms
     sigma = max(math.log(max(pred.p99_ms, pred.p50_ms * 1.0001) / pred.p50_ms) / Z99, 0.01)
-    base = SimProfile.reference(model)
-    curve, cv = _vm_curve(profile, model, base)
-    queue_delay = getattr(cfg, "max_queue_delay_ms", None)
-    return SimProfile(
-        model=model,
+    base = _with_repo_facts(SimProfile.reference(model), cfg, settings)
+    curve, cv, vm_src = _vm_curve(profile, model, base, path)
+    cold, cold_src = _cold_start_sourced(profile, model, int(plan.workers), path)
+    return base.with_overrides(
         vm_service_ms_by_batch=curve,
         vm_service_cv=cv,
-        vm_max_batch_size=int(cfg.max_batch_size),
-        vm_max_queue_delay_ms=float(
-            queue_delay if queue_delay is not None else base.vm_max_queue_delay_ms
-        ),
-        vm_boot_s=base.vm_boot_s,
-        gateway_overhead_ms=base.gateway_overhead_ms,
         burst_workers=int(plan.workers),
         burst_instances=instances,
         burst_memory_mb=int(plan.memory_mb),
         burst_p50_ms=float(pred.p50_ms),
         burst_sigma=sigma,
         burst_billed_ms=billed_ms,
-        **_cold_start(profile, model, int(plan.workers)),
-        fn_concurrency=int(settings.burst.concurrency),
-        fn_keep_alive_s=float(settings.burst.keep_alive_s),
-        slo_ms=float(cfg.slo_ms),
+        burst_store_ops=(0, 0),
+        **cold,
         source=f"plan of {model} in {repo} ({profile.source})",
+    ).with_sources(
+        vm_curve=vm_src,
+        function_times=f"the gateway's plan of {model} in {repo} ({_workers(plan.workers)}, "
+        f"{plan.memory_mb} MB), priced by {_where(path, profile)}",
+        cold_start=cold_src,
     )
 
 
-def _plan(repo, model: str, profile_path, settings, workers: int | None):
-    """(artifact config, profile, plan request, burst plan, its prediction) as the gateway
-    plans ``model``, at the 99th percentile; any failure becomes a ProfileError."""
-    import dataclasses
+def _with_repo_facts(base: SimProfile, cfg, settings) -> SimProfile:
+    """``base`` with the deployment facts a repository and its settings state: the model's SLO
+    and batching, the burst service's concurrency and keep-alive."""
+    queue_delay = getattr(cfg, "max_queue_delay_ms", None)
+    return base.with_overrides(
+        vm_max_batch_size=int(cfg.max_batch_size),
+        vm_max_queue_delay_ms=float(queue_delay) if queue_delay is not None else None,
+        fn_concurrency=int(settings.burst.concurrency),
+        fn_keep_alive_s=float(settings.burst.keep_alive_s),
+        slo_ms=float(cfg.slo_ms),
+    )
+
+
+def _target_for_repo(repo, model: str, settings, why: str) -> SimProfile:
+    """The production target for ``model`` in ``repo`` (its artifact must load), with the
+    repository's SLO, batching and burst settings, and the reason nothing measured was used."""
+    from vmpool.artifact import ArtifactError, load_artifact
+
+    try:
+        artifact = load_artifact(repo, model)
+    except (ArtifactError, OSError, ValueError) as exc:
+        raise ProfileError(f"cannot plan {model!r} from {repo}: {exc}") from None
+    hint = f"`tidegate profile {model} --repo {repo}` measures one; the gateway's plan then runs"
+    return (
+        _with_repo_facts(SimProfile.reference(model), artifact.config, settings)
+        .with_overrides(source=f"production target for {model} in {repo} ({why}; {hint})")
+        .with_sources(**reference_sources(model, f"nothing measured for {model}: {why}"))
+    )
+
+
+def _read(path: Path):
+    """``policies.profile.Profile`` from ``path``; ProfileError naming it when unreadable."""
     import json
+
+    from policies.profile import Profile
+    from policies.profile import ProfileError as PolicyProfileError
+
+    try:
+        return Profile.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise ProfileError(
+            f"profile {path} does not exist (write one with `tidegate profile`)"
+        ) from None
+    except (OSError, ValueError, PolicyProfileError) as exc:
+        raise ProfileError(f"cannot read profile {path}: {exc}") from None
+
+
+def _plan(repo, model: str, profile, settings, workers: int | None):
+    """(artifact config, plan request, burst plan, its prediction) as the gateway plans
+    ``model`` with ``profile``, at the 99th percentile; any failure becomes a ProfileError."""
+    import dataclasses
 
     from burst.graph import GraphError, build_graph
     from burst.plan import PlanError
-    from burst.planning import load_profile, model_plan, predict_plan
+    from burst.planning import model_plan, predict_plan
     from burst.service import BurstService
-    from policies.profile import Profile
     from policies.profile import ProfileError as PolicyProfileError
     from vmpool.artifact import ArtifactError, load_artifact
 
     try:
         artifact = load_artifact(repo, model)
-        profile = (
-            Profile.from_json(json.loads(Path(profile_path).read_text()))
-            if profile_path
-            else load_profile(repo, model)
-        )
         service = BurstService.from_settings(settings)  # not started: its plan settings only
         request = service.plan_request(workers or settings.burst.default_workers, 1)
         request = dataclasses.replace(request, percentile=0.99)
@@ -92,7 +160,7 @@ def _plan(repo, model: str, profile_path, settings, workers: int | None):
         pred = predict_plan(graph, plan, request, profile)
     except (ArtifactError, GraphError, PlanError, PolicyProfileError, OSError, ValueError) as exc:
         raise ProfileError(f"cannot plan {model!r} from {repo}: {exc}") from None
-    return artifact.config, profile, request, plan, pred
+    return artifact.config, request, plan, pred
 
 
 def _cold_start(profile, model: str, workers: int) -> dict:
@@ -110,22 +178,51 @@ def _cold_start(profile, model: str, workers: int) -> dict:
     }
 
 
-def _vm_curve(profile, model: str, base: SimProfile):
+def _cold_start_sourced(profile, model: str, workers: int, path) -> tuple[dict, str]:
+    """``_cold_start`` and where it came from (only for a profile measured for ``model``)."""
+    cold = _cold_start(profile, model, workers)
+    where = _where(path, profile)
+    if "cold_start_quantiles_ms" in cold:
+        return cold, f"{model}'s cold start (p50 +{cold['cold_start_ms']:.0f} ms), {where}"
+    return cold, (
+        f"the no-op function's cold round trip ({cold['cold_start_ms']:.0f} ms; {model}'s own "
+        f"cold start not measured), {where}"
+    )
+
+
+def _vm_curve(profile, model: str, base: SimProfile, path=None):
+    """(batch curve, spread, its source): the profile's VM service times for ``model``, else
+    ``base``'s."""
     times = profile.models.get(model)
     if times is None or not times.vm_service_ms:
-        return base.vm_service_ms_by_batch, base.vm_service_cv
+        return base.vm_service_ms_by_batch, base.vm_service_cv, base.provenance["vm_curve"]
     points = tuple(sorted((int(b), float(q.median_ms)) for b, q in times.vm_service_ms.items()))
     spreads = [
         (q.at(0.9) - q.at(0.1)) / 2.56 / max(q.median_ms, 1e-9)
         for q in times.vm_service_ms.values()
     ]
-    return points, float(min(max(sum(spreads) / len(spreads), 0.0), 1.0))
+    shown = ", ".join(f"{b}: {ms:.1f}" for b, ms in points)
+    src = f"measured for {model} (ms by batch {shown}), {_where(path, profile)}"
+    return points, float(min(max(sum(spreads) / len(spreads), 0.0), 1.0)), src
+
+
+def _where(path, profile) -> str:
+    return str(path)  # (the profile's own source is the banner's first line, `profile` in JSON)
+
+
+def _workers(n: int) -> str:
+    return "one function" if n <= 1 else f"{n} workers"
+
+
+def _names(models) -> str:
+    return ", ".join(sorted(models)) or "no model"
 
 
 def from_profile_json(raw: dict, path: Path, model: str | None) -> SimProfile:
     """``profile.json`` read on its own: plan the model when its artifact sits beside the
-    profile (``REPO/NAME/profile.json``), else take what the profile measured (VM batch times,
-    cold start) over the reference profile."""
+    profile (``REPO/NAME/profile.json``), else take what the profile measured for the model (VM
+    batch times, cold start) over the production target. A profile that did not measure the
+    model is refused (never another model's numbers, silently)."""
     name = str(model or path.parent.name)
     if (path.parent / "config.toml").is_file() and (path.parent.name == name):
         return from_repo(path.parent.parent, name, profile_path=path)
@@ -136,17 +233,30 @@ def from_profile_json(raw: dict, path: Path, model: str | None) -> SimProfile:
         profile = Profile.from_json(raw)
     except PolicyProfileError as exc:
         raise ProfileError(f"{path}: {exc}") from None
-    if profile.models and name not in profile.models:  # not the reference's numbers, silently
+    measured = measured_models(profile, path)
+    if name not in measured:
+        copied = sorted(set(profile.models) - measured)
         raise ProfileError(
-            f"{path} has no measurements for model {name!r} (it has: "
-            f"{', '.join(sorted(profile.models))}); pass --model or another profile"
+            f"{path} has no measurements for model {name!r} (it measured: {_names(measured)}"
+            + (
+                f"; {', '.join(copied)} are the bundled planner profile's, copied in"
+                if copied
+                else ""
+            )
+            + "); pass --model or another profile"
         )
     base = SimProfile.reference(name)
-    curve, cv = _vm_curve(profile, name, base)
+    curve, cv, vm_src = _vm_curve(profile, name, base, path)
+    cold, cold_src = _cold_start_sourced(profile, name, base.burst_workers, path)
+    why = f"{path} cannot plan {name} without its artifact: --repo REPO plans it"
     return base.with_overrides(
         vm_service_ms_by_batch=curve,
         vm_service_cv=cv,
-        **_cold_start(profile, name, base.burst_workers),
+        **cold,
         source=f"{path} ({profile.source}): its VM times and cold starts; the burst path's "
-        "latency and bill are the reference profile's unless --repo plans the model",
+        "latency and bill are the production target's unless --repo plans the model",
+    ).with_sources(
+        vm_curve=vm_src,
+        cold_start=cold_src,
+        function_times=reference_sources(name, why)["function_times"],
     )

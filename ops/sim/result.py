@@ -78,6 +78,7 @@ class SimResult:
             "policy": sim.s.name,
             "trace": trace.name,
             "model": p.model,
+            "profile_sources": {"profile": p.source, **p.provenance},  # (SimProfile.provenance)
             "requests": n,
             "duration_s": round(end_s, 3),
             "slo_ms": p.slo_ms,
