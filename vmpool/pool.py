@@ -73,6 +73,7 @@ class ReplicaPool(ReplicaRouting):
         self.breakers = breakers or Breakers(clock=clock)
         self._outstanding: dict[str, int] = {}
         self._unhealthy: set[str] = set()
+        self._gone_urls: set[str] = set()  # said once per outage, not on every health tick
         self._draining: dict[str, asyncio.Event] = {}  # replica id -> set when it has no requests
         self._tasks: set[asyncio.Task] = set()
         self._boot_seen: set[str] = set()
@@ -198,10 +199,15 @@ class ReplicaPool(ReplicaRouting):
                     self._boot_times_s.append(r.ready_at_s - r.started_at_s)
             if await probe(session, r.url):
                 self._unhealthy.discard(r.id)
+                if r.url in self._gone_urls:
+                    self._gone_urls.discard(r.url)
+                    log.warning("replica %s (%s) answers again", r.id, r.url)
                 continue
             self._unhealthy.add(r.id)
             if not await probe(session, r.url + "/v2/health/live", raw=True):
-                log.warning("replica %s (%s) is gone; replacing it", r.id, r.url)
+                if r.url not in self._gone_urls:  # a fleet address that stays down: once
+                    self._gone_urls.add(r.url)
+                    log.warning("replica %s (%s) is gone; replacing it", r.id, r.url)
                 self.provisioner.mark_failed(r.id)
         await backoff.keep_desired()
 

@@ -105,9 +105,13 @@ async def _announce_ready(
     if settings.port == 0:
         settings = settings.model_copy(update={"port": await _bound_port(server)})
     url = f"http://{settings.host}:{settings.port}"
+    said_waiting = asyncio.get_running_loop().time() + NOT_READY_NOTICE_S
     async with aiohttp.ClientSession() as session:
         while True:
             await asyncio.sleep(0.25)
+            if said_waiting and asyncio.get_running_loop().time() >= said_waiting:
+                said_waiting = 0.0  # once: a remote fleet may come up later; the server waits
+                print(f"listening: {url} (not ready yet: {_waiting_for(settings)})", flush=True)
             try:
                 async with session.get(url + "/v2/health/ready") as resp:
                     if resp.status == 200:
@@ -122,6 +126,15 @@ async def _announce_ready(
                 server.failure = message
                 server.should_exit = True
                 return
+
+
+NOT_READY_NOTICE_S = 15.0  # a start slower than this says what it waits for
+
+
+def _waiting_for(settings) -> str:
+    if settings.vm.provisioner == "static":
+        return f"no VM replica answers at {', '.join(settings.vm.urls)}"
+    return f"no {settings.vm.provisioner} VM replica has become ready"
 
 
 def _server_class():

@@ -228,3 +228,30 @@ async def test_a_crashing_health_loop_restarts_and_close_surfaces_it_when_it_giv
     assert len(ticks) == 3 and pool.health_crashes == 3  # restarted twice, then gave up
     with pytest.raises(PoolError, match="boom"):
         await pool.close()
+
+
+async def test_a_fleet_address_that_stays_down_is_reported_once_not_on_every_check(caplog):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    clock = ManualClock()
+    pool = ReplicaPool(StaticProvisioner([dead]), health_interval_s=1.0, clock=clock)
+    ticks = asyncio.Event()
+    seen = []
+
+    async def sleep(seconds):
+        clock.advance(seconds)
+        seen.append(seconds)
+        if len(seen) >= 6:
+            ticks.set()
+        await asyncio.sleep(0)
+
+    pool._sleep = sleep
+    with caplog.at_level("WARNING", logger="tidegate.pool"):
+        await pool.start(1)
+        await ticks.wait()
+        await pool.close()
+    gone = [r for r in caplog.records if "is gone" in r.getMessage()]
+    assert len(seen) >= 6 and len(gone) == 1, [r.getMessage() for r in caplog.records]
