@@ -11,7 +11,7 @@ import numpy as np
 from burst.instance_gate import request_slo_ms
 from burst.service import BurstUnavailable
 from policies.costs import PriceTable, function_cost_usd, store_cost_usd, vm_request_cost_usd
-from policies.routing import Decision, Route, RoutingPolicy
+from policies.routing import Decision, Reason, Route, RoutingPolicy
 from policies.state import LiveState, RouteRequest, VmState
 from vmpool.artifact import ModelConfig
 from vmpool.client import ReplicaError
@@ -141,6 +141,9 @@ class Dispatcher:
         start = time.perf_counter()
         self.metrics.in_flight_now += 1
         try:
+            if decision.reason == Reason.BURST_DISABLED and ctx.forced_route:
+                # X-Tidegate-Route: burst where the config turns it off: a retry cannot help
+                raise BadRequest(f"{decision.message} on this gateway (burst.enabled is false)")
             if decision.route == Route.REJECT:
                 raise Unavailable(
                     decision.message,
