@@ -89,10 +89,13 @@ async def closed_loop(
 
 # -- open-loop trace replay ------------------------------------------------------------------
 
+REFUSED = "connection refused"  # nothing listens at the URL (any more)
+GIVE_UP_AFTER_REFUSED = 20  # this many refusals in a row: the gateway is gone, stop sending
+
 
 @dataclass
 class Sent:
-    """What one replayed request got back."""
+    """What one replayed request got back (``status`` 0: no HTTP answer, ``error`` says why)."""
 
     index: int
     tenant: str
@@ -102,6 +105,7 @@ class Sent:
     path: str = ""
     cost_usd: float = 0.0
     cold_starts: int = 0
+    error: str = ""
 
 
 def model_inputs(metadata: dict, batch: int = 1, seed: int = 0) -> dict:
@@ -133,45 +137,86 @@ async def replay(
     timeout_s: float = 60.0,
     progress=None,
     max_in_flight: int = 2000,
-) -> tuple[list[Sent], float]:
+    stop: asyncio.Event | None = None,
+) -> tuple[list[Sent], float, str]:
     """Send request i at ``arrivals_s[i] / speedup`` after the start, whatever is outstanding
     (open loop: a slow gateway does not slow the offered load), to ``model``, or to
-    ``model[i]`` when it is a list (a trace of several models). Returns results and wall time."""
-    from vmpool.codec import encode_request
+    ``model[i]`` when it is a list (a trace of several models). Returns the answered requests,
+    the wall time and why the replay ended early ("" when it did not): ``stop`` set (Ctrl-C:
+    requests still in flight are dropped), or the gateway refusing connections
+    ``GIVE_UP_AFTER_REFUSED`` times in a row (the rest is not sent)."""
 
     base = url.rstrip("/")
+    stop = stop or asyncio.Event()
     connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0)
     results: list[Sent] = []
+    ended = [""]  # why the replay ended early, "" when it did not
+    refused_in_a_row = [0]
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)
     ) as session:
         per_request = [model] * len(tenants) if isinstance(model, str) else list(model)
-        targets = {}  # model -> (infer URL, body, header length)
-        for i, name in enumerate(per_request):
-            if name not in targets:  # asked with the key of its first request's tenant
-                metadata = await _model_metadata(session, base, name, keys.get(tenants[i]))
-                body, header_len = encode_request(model_inputs(metadata))
-                targets[name] = (f"{base}/v2/models/{name}/infer", body, header_len)
+        targets = await _targets(session, base, per_request, tenants, keys)
 
         async def one(i: int, tenant: str, start: float) -> None:
             key = keys.get(tenant)
             infer_url, body, header_len = targets[per_request[i]]
-            results.append(
-                await _send_one(session, infer_url, body, header_len, key, start, i, tenant)
-            )
+            sent = await _send_one(session, infer_url, body, header_len, key, start, i, tenant)
+            results.append(sent)
+            refused_in_a_row[0] = refused_in_a_row[0] + 1 if sent.error == REFUSED else 0
+            if refused_in_a_row[0] >= GIVE_UP_AFTER_REFUSED and not stop.is_set():
+                ended[0] = f"the gateway refused {GIVE_UP_AFTER_REFUSED} connections in a row"
+                stop.set()
             if progress:
                 progress.update(1)
 
         start = time.perf_counter()
-        tasks = []
-        for i, at in enumerate(arrivals_s):
-            delay = start + at / speedup - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, tenants[i], start)))
-        await asyncio.gather(*tasks)
+        tasks = await _on_schedule(
+            arrivals_s, speedup, start, stop, lambda i: one(i, tenants[i], start)
+        )
+        answered = asyncio.gather(*tasks, return_exceptions=True)
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({answered, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if stop.is_set() and not ended[0]:  # interrupted: what is still in flight is dropped
+            ended[0] = "interrupted"
+            for task in tasks:
+                task.cancel()
+        await answered
         wall = time.perf_counter() - start
-    return sorted(results, key=lambda s: s.index), wall
+    return sorted(results, key=lambda s: s.index), wall, ended[0]
+
+
+async def _targets(session, base: str, per_request: list[str], tenants, keys) -> dict:
+    """model -> (infer URL, body, header length); metadata asked with the key of the tenant
+    of the model's first request."""
+    from vmpool.codec import encode_request
+
+    targets = {}
+    for i, name in enumerate(per_request):
+        if name not in targets:
+            metadata = await _model_metadata(session, base, name, keys.get(tenants[i]))
+            body, header_len = encode_request(model_inputs(metadata))
+            targets[name] = (f"{base}/v2/models/{name}/infer", body, header_len)
+    return targets
+
+
+async def _on_schedule(arrivals_s, speedup: float, start: float, stop: asyncio.Event, send):
+    """Start ``send(i)`` at each arrival / speedup after ``start`` until ``stop`` is set."""
+    tasks = []
+    for i, at in enumerate(arrivals_s):
+        delay = start + at / speedup - time.perf_counter()
+        if delay > 0 and not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+        elif i % 64 == 0:
+            await asyncio.sleep(0)  # a backlog sent at once still hears Ctrl-C
+        if stop.is_set():
+            break
+        tasks.append(asyncio.create_task(send(i)))
+    return tasks
 
 
 async def _model_metadata(
@@ -190,6 +235,21 @@ async def _model_metadata(
             f"{base} did not answer GET /v2/models/{model} as a Tidegate gateway ({first}); "
             "is --url the gateway's HTTP address?"
         ) from None
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise RuntimeError(
+            f"nothing answered at {base} ({_failure(exc)}): is the gateway running there?"
+        ) from None
+
+
+def _failure(exc: BaseException) -> str:
+    """A request that got no HTTP answer, in a few words (the summary counts them by these)."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return REFUSED if isinstance(exc.os_error, ConnectionRefusedError) else "cannot connect"
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        return "connection lost"
+    return type(exc).__name__
 
 
 async def _send_one(
@@ -211,13 +271,13 @@ async def _send_one(
         **_auth(key),
     }
     t0 = time.perf_counter()
-    status, h = 0, {}
+    status, h, error = 0, {}, ""
     try:
         async with session.post(infer_url, data=body, headers=headers) as r:
             await r.read()
             status, h = r.status, r.headers
-    except (aiohttp.ClientError, asyncio.TimeoutError):
-        pass
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        error = _failure(exc)
     ms = (time.perf_counter() - t0) * 1000.0
     return Sent(
         index,
@@ -228,6 +288,7 @@ async def _send_one(
         h.get("x-tidegate-path", ""),
         float(h.get("x-tidegate-cost-usd", 0) or 0),
         int(h.get("x-tidegate-cold-starts", 0) or 0),
+        error,
     )
 
 

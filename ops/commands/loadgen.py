@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import sys
 import time
 
@@ -15,6 +16,7 @@ HELP = (
 
 _GAUGE = re.compile(r'^tidegate_vm_replicas\{state="(ready|booting)"\} ([0-9.eE+-]+)$', re.M)
 _LONG_KEYS = ("tenants", "vm_replicas_timeline")  # in --json, not on the terminal
+MAX_REPLAY_S = 31 * 86400.0  # a slower --speedup is a typo, not a plan
 _BILLED = re.compile(r"^tidegate_function_billed_seconds_total\{[^}]*\} ([0-9.eE+-]+)$", re.M)
 
 
@@ -108,79 +110,31 @@ async def _poll_metrics(url: str, stop: asyncio.Event, period_s: float = 1.0) ->
                 pass
 
 
-def summarize(results, wall_s: float, fleet: dict, args, trace_name: str, model: str) -> dict:
-    """The simulator's JSON keys, measured."""
-    import numpy as np
+def _progress(args, total: int):
+    """tqdm on a terminal, a plain line per tenth otherwise (a log gets no carriage returns)."""
+    if args.no_progress:
+        return None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
 
-    from policies.costs import PriceTable
+        return tqdm(total=total, unit="req", file=sys.stderr, desc="replay", leave=False)
+    from ops.commands.loadgen_summary import LineProgress
 
-    prices = PriceTable()
-    vm_price = args.vm_usd_per_hour or prices.vm_usd_per_hour
-    lat = np.array([r.latency_ms for r in results])
-    ok = np.array([200 <= r.status < 300 for r in results])
-    met = ok & (lat <= args.slo_ms)
-    burst_usd = sum(r.cost_usd for r in results if r.path == "burst")
-    vm_usd = fleet["vm_s"] * vm_price / 3600.0
-    billed_s = (fleet["billed_end"] or 0.0) - (fleet["billed_start"] or 0.0)
-    statuses: dict[str, int] = {}
-    for r in results:
-        statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
-    tenants = {}
-    for name in sorted({r.tenant for r in results}):
-        mine = [r for r in results if r.tenant == name]
-        t_lat = np.array([r.latency_ms for r in mine if 200 <= r.status < 300])
-        tenants[name] = {
-            "requests": len(mine),
-            "cost_usd": sum(r.cost_usd for r in mine),
-            "slo_attainment": sum(
-                1 for r in mine if 200 <= r.status < 300 and r.latency_ms <= args.slo_ms
-            )
-            / len(mine),
-            "p99_ms": float(np.percentile(t_lat, 99)) if t_lat.size else None,
-        }
-    n = len(results)
-    return {
-        "policy": "live",
-        "trace": trace_name,
-        "model": model,
-        "requests": n,
-        "duration_s": round(wall_s * args.speedup, 3),
-        "wall_s": round(wall_s, 3),
-        "slo_ms": args.slo_ms,
-        "slo_attainment": float(met.mean()) if n else 1.0,
-        "p50_ms": float(np.percentile(lat[ok], 50)) if ok.any() else None,
-        "p99_ms": float(np.percentile(lat[ok], 99)) if ok.any() else None,
-        "cost_usd": vm_usd + burst_usd,
-        "vm_usd": vm_usd,
-        "burst_usd": burst_usd,
-        "attributed_cost_usd": sum(r.cost_usd for r in results),
-        "vm_hours": fleet["vm_s"] / 3600.0,
-        "function_gb_s": billed_s * args.fn_memory_mb / 1024.0,
-        "cold_starts": sum(r.cold_starts for r in results),
-        "requests_vm": sum(1 for r in results if r.path == "vm"),
-        "requests_burst": sum(1 for r in results if r.path == "burst"),
-        "rejected": int((~ok).sum()),
-        "spill_ratio": (sum(1 for r in results if r.path == "burst") / n) if n else 0.0,
-        "peak_vm_replicas": fleet["peak"],
-        "vm_replicas_timeline": fleet["timeline"],
-        "statuses": statuses,
-        "tenants": tenants,
-    }
+    return LineProgress(total)
 
 
 async def _main(args, trace, model: str | list[str], keys: dict) -> dict:
+    from ops.commands.loadgen_summary import summarize
     from ops.loadgen import replay
 
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(trace), unit="req", file=sys.stderr, desc="replay")
+    bar = _progress(args, len(trace))
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C: stop, summarise what came back
     poller = asyncio.create_task(_poll_metrics(args.url, stop))
     try:
         tenants = [trace.tenants[i] for i in trace.tenant_idx]
-        results, wall = await replay(
+        results, wall, ended = await replay(
             args.url,
             model,
             trace.arrivals_s.tolist(),
@@ -189,8 +143,10 @@ async def _main(args, trace, model: str | list[str], keys: dict) -> dict:
             speedup=args.speedup,
             timeout_s=args.timeout_s,
             progress=bar,
+            stop=stop,
         )
     finally:
+        loop.remove_signal_handler(signal.SIGINT)
         stop.set()
         fleet = await poller
         if bar:
@@ -204,7 +160,7 @@ async def _main(args, trace, model: str | list[str], keys: dict) -> dict:
                     f"{r.path},{r.cost_usd:.10f},{r.cold_starts}\n"
                 )
     names = [model] if isinstance(model, str) else sorted(set(model))
-    return summarize(results, wall, fleet, args, trace.name, ",".join(names))
+    return summarize(results, wall, fleet, args, trace, ",".join(names), ended)
 
 
 def _check_arguments(args) -> None:
@@ -232,9 +188,11 @@ def _check_arguments(args) -> None:
 
 
 def _keys(args, trace) -> dict:
+    """Each trace tenant's API key: --key, else --api-key, else the first plain ``api_keys``
+    entry of that tenant in --config's ``[[tenants]]`` (the gateway's own config serves)."""
     from ops.cli import CliError
 
-    keys = {}
+    keys = _config_keys(args.config)
     for item in args.key:
         tenant, eq, key = item.partition("=")
         if not eq:
@@ -245,7 +203,27 @@ def _keys(args, trace) -> dict:
                 f"(tenants: {', '.join(trace.tenants)})"
             )
         keys[tenant] = key
+    sending = [trace.tenants[i] for i in sorted(set(trace.tenant_idx.tolist()))]
+    if args.api_key:
+        keys = {t: keys.get(t, args.api_key) for t in sending}
+    keys = {t: k for t, k in keys.items() if t in sending}
+    missing = [t for t in sending if t not in keys]
+    if keys and missing:  # a keyed gateway would answer all of theirs 401
+        raise CliError(
+            f"no API key for the trace's tenant(s) {', '.join(missing)}: give --key TENANT=KEY, "
+            "--api-key, or their api_keys in --config's [[tenants]]"
+        )
     return keys
+
+
+def _config_keys(path: str | None) -> dict:
+    if not path:
+        return {}
+    import tomllib
+
+    with open(path, "rb") as f:  # load_config has read and checked it already
+        tenants = tomllib.load(f).get("tenants", [])
+    return {t["name"]: t["api_keys"][0] for t in tenants if t.get("api_keys")}
 
 
 def run(args) -> int:
@@ -277,9 +255,12 @@ def run(args) -> int:
         raise CliError(f"no requests in the first {args.duration_s:g} s of the trace")
     models = [args.model] if args.model else list(trace.models)
     model = models[0] if len(models) == 1 else [trace.models[i] for i in trace.model_idx]
+    if trace.duration_s / args.speedup > MAX_REPLAY_S:
+        raise CliError(
+            f"--speedup {args.speedup:g}: replaying the trace's {trace.duration_s:g} s would take "
+            f"{trace.duration_s / args.speedup / 86400:.3g} days (more than 31)"
+        )
     keys = _keys(args, trace)
-    if args.api_key:
-        keys = {t: keys.get(t, args.api_key) for t in trace.tenants}
     try:
         summary = asyncio.run(_main(args, trace, model, keys))
     except (RuntimeError, OSError) as exc:
@@ -287,4 +268,9 @@ def run(args) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k not in _LONG_KEYS}, indent=2))
     if args.json_out:
         write_text(args.json_out, json.dumps(summary, indent=2), "--json")
-    return 0
+    from ops.commands.loadgen_summary import verdict
+
+    status, line = verdict(summary)
+    if line:
+        print(line, file=sys.stderr)
+    return status

@@ -1,0 +1,127 @@
+"""``tidegate loadgen``'s summary (the simulator's keys, measured), its exit status, and its
+progress lines when stderr is not a terminal."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+
+def summarize(
+    results, wall_s: float, fleet: dict, args, trace, model: str, ended: str = ""
+) -> dict:
+    """The simulator's JSON keys, measured; ``failures`` counts the requests that got no HTTP
+    answer by why, ``unfinished`` those of the trace not sent or dropped (``stopped`` says why)."""
+    import numpy as np
+
+    from policies.costs import PriceTable
+
+    prices = PriceTable()
+    vm_price = args.vm_usd_per_hour or prices.vm_usd_per_hour
+    lat = np.array([r.latency_ms for r in results])
+    ok = np.array([200 <= r.status < 300 for r in results], dtype=bool)
+    met = ok & (lat <= args.slo_ms)
+    burst_usd = sum(r.cost_usd for r in results if r.path == "burst")
+    vm_usd = fleet["vm_s"] * vm_price / 3600.0
+    billed_s = (fleet["billed_end"] or 0.0) - (fleet["billed_start"] or 0.0)
+    statuses: dict[str, int] = {}
+    failures: dict[str, int] = {}
+    for r in results:
+        statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
+        if r.status == 0:
+            failures[r.error or "no answer"] = failures.get(r.error or "no answer", 0) + 1
+    n = len(results)
+    # trace seconds replayed: the wall time at the trace's pace, the drain after the last send
+    # at the wall's (a huge --speedup sends everything at once: the trace, not wall x 1e300)
+    covered_s = min(wall_s * args.speedup, trace.duration_s + wall_s)
+    return {
+        "policy": "live",
+        "trace": trace.name,
+        "model": model,
+        "requests": n,
+        "duration_s": round(covered_s, 3),
+        "wall_s": round(wall_s, 3),
+        "slo_ms": args.slo_ms,
+        "slo_attainment": float(met.mean()) if n else 1.0,
+        "p50_ms": float(np.percentile(lat[ok], 50)) if ok.any() else None,
+        "p99_ms": float(np.percentile(lat[ok], 99)) if ok.any() else None,
+        "cost_usd": vm_usd + burst_usd,
+        "vm_usd": vm_usd,
+        "burst_usd": burst_usd,
+        "attributed_cost_usd": sum(r.cost_usd for r in results),
+        "vm_hours": fleet["vm_s"] / 3600.0,
+        "function_gb_s": billed_s * args.fn_memory_mb / 1024.0,
+        "cold_starts": sum(r.cold_starts for r in results),
+        "requests_vm": sum(1 for r in results if r.path == "vm"),
+        "requests_burst": sum(1 for r in results if r.path == "burst"),
+        "rejected": int((~ok).sum()),
+        "spill_ratio": (sum(1 for r in results if r.path == "burst") / n) if n else 0.0,
+        "peak_vm_replicas": fleet["peak"],
+        "vm_replicas_timeline": fleet["timeline"],
+        "statuses": statuses,
+        "failures": failures,
+        "unfinished": len(trace) - n,
+        "stopped": ended or None,
+        "tenants": _tenants(results, args.slo_ms),
+    }
+
+
+def _tenants(results, slo_ms: float) -> dict:
+    import numpy as np
+
+    tenants = {}
+    for name in sorted({r.tenant for r in results}):
+        mine = [r for r in results if r.tenant == name]
+        t_lat = np.array([r.latency_ms for r in mine if 200 <= r.status < 300])
+        tenants[name] = {
+            "requests": len(mine),
+            "cost_usd": sum(r.cost_usd for r in mine),
+            "slo_attainment": sum(
+                1 for r in mine if 200 <= r.status < 300 and r.latency_ms <= slo_ms
+            )
+            / len(mine),
+            "p99_ms": float(np.percentile(t_lat, 99)) if t_lat.size else None,
+        }
+    return tenants
+
+
+def verdict(summary: dict) -> tuple[int, str]:
+    """Exit status and the line for stderr: 130 after Ctrl-C (the partial summary is out),
+    1 when requests got no HTTP answer (the gateway died, hung or was never there), else 0."""
+    done, left = summary["requests"], summary["unfinished"]
+    planned = done + left
+    if summary["stopped"] == "interrupted":
+        return 130, (
+            f"tidegate loadgen: interrupted: the summary covers the {done} of {planned} "
+            f"requests answered by then ({left} not sent or dropped)"
+        )
+    failed = summary["failures"]
+    if not failed:
+        return 0, ""
+    kinds = ", ".join(f"{kind} x{count}" for kind, count in sorted(failed.items()))
+    line = (
+        f"tidegate loadgen: error: {sum(failed.values())} of {done} requests sent got no "
+        f"answer ({kinds})"
+    )
+    if summary["stopped"]:
+        line += f"; stopped: {summary['stopped']}, {left} of {planned} not sent"
+    return 1, line
+
+
+class LineProgress:
+    """tqdm's interface (update, close) for a stderr that is not a terminal: one plain line
+    at each tenth of the replay, none of tqdm's carriage returns."""
+
+    def __init__(self, total: int, file=None, steps: int = 10):
+        self.total, self.done, self.file = total, 0, file or sys.stderr
+        self._marks = sorted({max(1, math.ceil(total * k / steps)) for k in range(1, steps + 1)})
+
+    def update(self, n: int = 1) -> None:
+        before, self.done = self.done, self.done + n
+        if any(before < m <= self.done for m in self._marks):
+            pct = 100.0 * self.done / self.total if self.total else 100.0
+            print(f"replay: {self.done}/{self.total} answered ({pct:.0f}%)", file=self.file)
+            self.file.flush()
+
+    def close(self) -> None:
+        pass
