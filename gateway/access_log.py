@@ -5,6 +5,10 @@ Outermost ASGI middleware. For every request it logs method, path, status, tenan
 lines. For infer requests it also:
 - counts answers the dispatcher never saw (refused before routing: 400, 401, 404, 413, 429 ...)
   in ``tidegate_requests_total`` with ``path="none"``, so every answer is counted with its code;
+  so is every refusal (4xx, 5xx) on any other path (an unknown path's 404, a GET on infer's 405,
+  a model's metadata 404 ...), health probes and /metrics scrapes excepted; gRPC's infer counts
+  its refusals the same way (``count_refusal``, the code being the HTTP status its gRPC status
+  maps from);
 - counts ``tidegate_slo_requests_total`` / ``tidegate_slo_met_total`` per tenant and model
   (attainment = met / requests; 4xx answers are the client's and are not counted).
 
@@ -16,6 +20,7 @@ wrapped); the dispatcher marks the context once it has counted the request.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Callable
 
@@ -23,9 +28,16 @@ import orjson
 
 from .infer_endpoint import INFER_PATH, NOTE_KEY
 
-__all__ = ["NOTE_KEY", "AccessLog"]
+__all__ = ["NOTE_KEY", "AccessLog", "count_refusal"]
 log = logging.getLogger("tidegate.access")
 MODEL_KEY = "tidegate.model"  # scope key of an infer URL's model (as in its path), when known
+UNCOUNTED = re.compile(r"^/(?:metrics|v2/health/|healthz|readyz|livez)")  # probes, scrapes
+MODEL_IN_PATH = re.compile(r"^/v2/models/([^/]+)")
+
+
+def count_refusal(metrics, tenant: str, model: str, status: int) -> None:
+    """A refusal the dispatcher never saw, in ``tidegate_requests_total`` (``path="none"``)."""
+    metrics.add(metrics.requests, (tenant or "unknown", model, "none", str(status)))
 
 
 class AccessLog:
@@ -37,6 +49,7 @@ class AccessLog:
         self.fmt = fmt
         self._default_sink = log.info
         self.sink = sink or self._default_sink
+        self._primed: set[str] = set()  # models whose burst-path counters exist at 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -84,6 +97,9 @@ class AccessLog:
         status = seen.get("status", 500)
         if model and scope["method"] == "POST":
             self._count(tenant, model, route, status, latency_ms, ctx)
+        elif status >= 400 and not UNCOUNTED.match(scope["path"]):
+            named = MODEL_IN_PATH.match(scope["path"])
+            count_refusal(self.state.metrics, tenant, named[1] if named else "", status)
         if self.fmt == "off" or (
             self.sink is self._default_sink and not log.isEnabledFor(logging.INFO)
         ):
@@ -108,9 +124,13 @@ class AccessLog:
     ) -> None:
         metrics = self.state.metrics
         if not getattr(ctx, "route", ""):  # refused before routing: the dispatcher never saw it
-            metrics.add(metrics.requests, (tenant or "unknown", model, "none", str(status)))
+            count_refusal(metrics, tenant, model, status)
         if 400 <= status < 500 or not tenant:
             return
+        if model not in self._primed:  # the dashboard's per-model series exist from the start
+            self._primed.add(model)
+            metrics.child(metrics.cold_starts, model)
+            metrics.child(metrics.function_billed, model)
         metrics.add(metrics.slo_requests, (tenant, model))
         if 200 <= status < 300 and latency_ms <= self._slo_ms(tenant, model):
             metrics.add(metrics.slo_met, (tenant, model))

@@ -23,6 +23,7 @@ from vmpool.classify import batched_outputs
 from vmpool.wire import EXTENSIONS
 from vmpool.codec import CodecError
 
+from ..access_log import count_refusal
 from ..dispatch import CallContext
 from ..errors import BadRequest, GatewayTimeout, TidegateError
 from ..infer_endpoint import count_answer, route_header, workers_header
@@ -194,9 +195,25 @@ class InferenceServicer:
     async def _infer(
         self, request: pb.ModelInferRequest, meta: dict[str, str], context
     ) -> tuple[pb.ModelInferResponse, tuple]:
+        """``_answer``, with a refusal before routing counted as over HTTP (the code: the HTTP
+        status the gRPC status maps from)."""
+        seen: dict = {}
+        try:
+            return await self._answer(request, meta, context, seen)
+        except (TidegateError, CodecError) as exc:
+            if not getattr(seen.get("ctx"), "route", ""):
+                count_refusal(
+                    self.gateway.metrics, seen.get("tenant", ""), request.model_name, exc.status
+                )
+            raise
+
+    async def _answer(
+        self, request: pb.ModelInferRequest, meta: dict[str, str], context, seen: dict
+    ) -> tuple[pb.ModelInferResponse, tuple]:
         """The answer to one infer request and its trailing metadata."""
         dispatcher = self.gateway.require_dispatcher()
         tenant = dispatcher.tenants.authenticate(meta.get("authorization"), meta.get("x-api-key"))
+        seen["tenant"] = tenant.name
         version = request.model_version or None
         cfg = dispatcher.model(request.model_name, version)
         # the message's bytes count against the process-wide budget of bodies in flight, as an
@@ -220,6 +237,7 @@ class InferenceServicer:
                 or header_safe_id(meta.get("x-request-id"))
                 or uuid.uuid4().hex,
             )
+            seen["ctx"] = ctx
             context.set_trailing_metadata((("x-request-id", ctx.request_id),))  # errors too
             result = await _within_deadline(dispatcher.infer(ctx, req), context.time_remaining())
         except (TidegateError, CodecError):
