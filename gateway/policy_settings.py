@@ -59,12 +59,19 @@ class NoScaling(_Scaling):
 
 class TargetScaling(_Scaling):
     policy: Literal["target"] = Field(
-        description="Target tracking on in-flight requests per replica (SageMaker-like)."
+        description="Target tracking on in-flight requests or the request rate per replica."
     )
     target_in_flight_per_replica: float = Field(
         4.0, gt=0, description="In-flight requests per replica to hold."
     )
-    metric_window_s: float = Field(10.0, gt=0, description="Window the in-flight mean is over.")
+    target_rps_per_replica: float | None = Field(
+        None,
+        gt=0,
+        description="Requests per second per replica to hold (SageMaker's "
+        "InvocationsPerInstance, e.g. half a replica's measured peak); set: the arrival rate "
+        "is tracked instead of in-flight requests.",
+    )
+    metric_window_s: float = Field(10.0, gt=0, description="Window the metric's mean is over.")
     scale_in_cooldown_s: float = Field(
         60.0, ge=0, description="No scale-in this long after a change."
     )

@@ -62,6 +62,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--param", action="append", default=[])
     ap.add_argument("--only", action="append", default=[])
+    ap.add_argument("--policy", default="slo-aware", help="preset to judge (default slo-aware)")
     ap.add_argument("--cache", help="JSON file keeping vm-peak's and the optimum's cost")
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
@@ -82,7 +83,7 @@ def main() -> int:
             }
             if cache_path:
                 cache_path.write_text(json.dumps(cache, indent=1))
-        s = simulate(trace, "slo-aware", profile, params=params, seed=seed).summary
+        s = simulate(trace, args.policy, profile, params=params, seed=seed).summary
         ref = cache[name]
         row = {
             "slo_attainment": s["slo_attainment"],

@@ -1,7 +1,8 @@
 """Named policy presets: a routing policy plus an autoscaler, built from the ``policies`` package.
 
 - ``vm-peak``: VMs for the trace's peak (1 s bins, at full-batch capacity x ``headroom``), fixed.
-- ``vm-reactive``: VMs only, target tracking on in-flight requests (SageMaker-like).
+- ``vm-reactive``: VMs only, target tracking on requests per second per replica at half a
+  replica's peak rate (SageMaker's InvocationsPerInstance with its safety factor 0.5).
 - ``burst-only``: every request to functions, no VMs.
 - ``threshold``: spill past a queue threshold, target tracking for the VMs.
 - ``knative``: threshold routing, Knative's stable/panic autoscaler.
@@ -22,6 +23,8 @@ import numpy as np
 from policies.autoscaling import make_autoscaler
 from policies.costs import PriceTable
 from policies.routing import make_policy
+
+SAGEMAKER_SAFETY = 0.5  # "SAFETY_FACTOR" of SageMaker's load-testing guidance
 
 PRESETS = ("vm-peak", "vm-reactive", "burst-only", "threshold", "knative", "slo-aware", "optimum")
 
@@ -106,7 +109,9 @@ def _preset_defaults(name: str, peak: int, big: int, profile) -> PolicySpec:
             "vm-only",
             "target",
             {},
-            {"target_in_flight_per_replica": 4.0, "min_replicas": 1, "max_replicas": big},
+            # SageMaker's guidance: InvocationsPerInstance at half a replica's peak rate
+            {"target_rps_per_replica": SAGEMAKER_SAFETY * profile.vm_capacity_per_s()}
+            | {"min_replicas": 1, "max_replicas": big},
         )
     if name == "burst-only":
         return PolicySpec(
