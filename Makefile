@@ -9,12 +9,16 @@ STAMP := $(VENV)/.tidegate-installed
 
 install: $(STAMP)
 
+# The stamp holds pyproject.toml's hash: a fresh clone (newer mtime) sharing a venv that was
+# installed from the same pyproject.toml does not reinstall (nor repoint the editable install).
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
-	@touch $(STAMP)
+	@hash=$$(sha256sum pyproject.toml | cut -d' ' -f1); \
+	if [ -x $(PY) ] && [ "$$(cat $(STAMP) 2>/dev/null)" = "$$hash" ]; then touch $(STAMP); exit 0; fi; \
+	set -e; test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	$(PY) -m pip install -q --upgrade pip; \
+	$(PY) -m pip install -q torch==2.13.0; \
+	$(PY) -m pip install -q -e '.[test]'; \
+	echo "$$hash" > $(STAMP)
 
 serve: $(STAMP)
 	$(VENV)/bin/tidegate serve
