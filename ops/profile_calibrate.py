@@ -252,7 +252,8 @@ async def run_plans(svc, artifact, graph, x, plans: list[tuple[int, str]], reps:
     from burst.service import BurstUnavailable
     from ops.profile_drift import HostProbe, WindowNodeTimes
 
-    name = artifact.config.inputs[0].name
+    # every input by name (a model may take several), or the one input
+    inputs = x if isinstance(x, dict) else {artifact.config.inputs[0].name: x}
     made: dict = {}
     budget = weight_budget_bytes(svc.master_memory_mb or svc.memory_mb)
     for k, split in plans:
@@ -274,7 +275,7 @@ async def run_plans(svc, artifact, graph, x, plans: list[tuple[int, str]], reps:
     window = WindowNodeTimes(graph, artifact.load_program(), x, sum(n.values()))
 
     async def request(key, timed):
-        answer = await svc.infer(artifact.name, {name: x}, workers=key[0], split=key[1])
+        answer = await svc.infer(artifact.name, inputs, workers=key[0], split=key[1])
         if timed:  # the host's pace now: the series spans every plan's turn (profile_drift)
             probed[key].append(probe.sample())
             window.after_request()

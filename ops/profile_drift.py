@@ -70,7 +70,7 @@ class WindowNodeTimes:
         torch.set_num_threads(1)  # as a function instance computes
         self._graph = graph
         self._weights = program_weights(program)
-        self._x = torch.as_tensor(x)
+        self._x = x  # every input by name, or the one input (ops.profiler.node_pass_ms)
         self._every = max(1, -(-timed // max_passes))
         self._seen = 0
         self.samples: dict[str, list[float]] = {n.name: [] for n in graph.nodes}

@@ -26,6 +26,30 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
+def example_inputs(config) -> dict[str, np.ndarray]:
+    """One sample of each of the model's inputs, by name in the config's order (the program's):
+    floats from a normal distribution, integers and booleans zero (an index valid anywhere)."""
+    from vmpool.wire import numpy_dtype
+
+    rng, out = np.random.default_rng(0), {}
+    for spec in config.inputs:
+        shape = [1 if d == -1 else d for d in spec.shape]
+        dtype = numpy_dtype(spec.datatype, spec.name)
+        out[spec.name] = (
+            rng.standard_normal(shape).astype(dtype)
+            if dtype.kind == "f"
+            else np.zeros(shape, dtype)
+        )
+    return out
+
+
+def _values(x) -> list:
+    """The example's tensors in the program's input order (a dict by name, or one tensor)."""
+    import torch
+
+    return [torch.as_tensor(t) for t in (x.values() if isinstance(x, dict) else [x])]
+
+
 def node_times_ms(graph, program, x, reps: int, packed: bool = True) -> dict[str, float]:
     """Median single-thread time of every node at the example input's batch: CPU time of this
     thread, so other processes on a shared machine do not inflate it (how much slower legs run
@@ -58,7 +82,7 @@ def node_pass_ms(graph, weights, x) -> dict[str, float]:
 
     out: dict[str, float] = {}
     with torch.no_grad():
-        env = dict(zip(graph.inputs, [x]))
+        env = dict(zip(graph.inputs, _values(x)))
         for node in graph.nodes:
             t0 = time.thread_time()
             env[node.name] = run_op(node, env, weights)
@@ -143,12 +167,12 @@ def vm_service_ms(
     out: dict[int, list[float]] = {}
     with torch.no_grad():
         for b in batches:
-            x = example[:1].repeat(b, *([1] * (example.dim() - 1)))
-            module(x)
+            xs = [t[:1].repeat(b, *([1] * (t.dim() - 1))) for t in _values(example)]
+            module(*xs)
             samples = []
             for _ in range(reps):
                 t0 = time.perf_counter()
-                module(x)
+                module(*xs)
                 samples.append(_ms(t0))
             out[b] = samples
     torch.set_num_threads(1)
@@ -247,3 +271,40 @@ async def _fresh_functions(endpoint: str, bodies: list[dict]) -> None:
 
 def repo_path(repo, name: str) -> Path:
     return Path(repo) / name / "profile.json"
+
+
+class Progress:
+    """``tidegate profile``'s progress lines: seconds since the start, then the message."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        print(f"[{time.perf_counter() - self.t0:6.1f}s] {msg}", flush=True)
+
+
+def write_profile(profile, out: Path) -> None:
+    """``out`` whole or not at all (a Ctrl-C while writing leaves the old file or none)."""
+    import json
+    import os
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(profile.to_json(), indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def profile_source(name: str, memory_mb: int) -> str:
+    import os
+    import platform
+
+    load = os.getloadavg()[0]
+    return (
+        f"tidegate profile {name} --memory-mb {memory_mb} on {platform.node()} "
+        f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}, load "
+        f"average {load:.1f}) at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"node times are thread CPU time; prices: "
+        f"policies.costs.PriceTable (AWS us-east-1 list prices)"
+    )

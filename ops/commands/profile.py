@@ -17,8 +17,8 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -82,15 +82,17 @@ def add_arguments(parser) -> None:
     )
 
 
-class _Progress:
-    def __init__(self):
-        self.t0 = time.perf_counter()
-
-    def __call__(self, msg: str) -> None:
-        print(f"[{time.perf_counter() - self.t0:6.1f}s] {msg}", flush=True)
-
-
 def run(args) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, and no profile.json, whole or half
+        out = args.out or Path(args.repo) / args.name / "profile.json"
+        print(f"tidegate profile: interrupted; {out} not written", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
+    from ops import profiler
     from ops.cli import CliError
     from vmpool.artifact import ArtifactError, load_artifact
 
@@ -127,12 +129,19 @@ def run(args) -> int:
     else:
         profile = asyncio.run(
             _measure(
-                artifact, args.repo, workers, args.reps, args.memory_mb, batches, cold, _Progress()
+                artifact,
+                args.repo,
+                workers,
+                args.reps,
+                args.memory_mb,
+                batches,
+                cold,
+                profiler.Progress(),
             )
         )
     if args.sqs_endpoint:
-        profile = _with_sqs_fit(profile, args, _Progress())
-    out.write_text(json.dumps(profile.to_json(), indent=1, sort_keys=True) + "\n")
+        profile = _with_sqs_fit(profile, args, profiler.Progress())
+    profiler.write_profile(profile, out)
     print(f"wrote {out}")
     return 0
 
@@ -140,6 +149,7 @@ def run(args) -> int:
 def _compute_only(args, artifact, workers: list[int], batches: list[int], out: Path):
     """``--compute-only``: the profile in ``out`` with this model's node times and VM service
     (a cold start measured before stays), and with ``--calibrate`` its calibration."""
+    from ops import profiler
     from ops.cli import CliError
     from policies.profile import Profile, ProfileError
 
@@ -147,7 +157,7 @@ def _compute_only(args, artifact, workers: list[int], batches: list[int], out: P
         into = Profile.from_json(json.loads(out.read_text()))
     except (OSError, ValueError, ProfileError) as exc:
         raise CliError(f"--compute-only adds to an existing profile: {out}: {exc}") from None
-    say = _Progress()
+    say = profiler.Progress()
     graph, times, _, x = _measure_compute(artifact, args.reps, batches, say)
     old = into.models.get(artifact.name)
     if old is not None:
@@ -159,7 +169,7 @@ def _compute_only(args, artifact, workers: list[int], batches: list[int], out: P
 
     return asyncio.run(
         calibrate_into(
-            profile, graph, artifact, args.repo, workers, args.reps, args.memory_mb, x.numpy(), say
+            profile, graph, artifact, args.repo, workers, args.reps, args.memory_mb, x, say
         )
     )
 
@@ -186,8 +196,8 @@ def _measure_compute(artifact, reps: int, batches: list[int], say):
     torch.set_num_threads(1)
     program = artifact.load_program()
     graph = build_graph(program, artifact.name)
-    shape = [1 if d == -1 else d for d in artifact.config.inputs[0].shape]
-    x = torch.randn(*shape)
+    x = profiler.example_inputs(artifact.config)  # every input, by name
+    shape = next(iter(x.values())).shape
     say(
         f"{artifact.name}: {len(graph.nodes)} nodes; timing each node on one thread ({reps} passes)"
     )
@@ -237,7 +247,7 @@ async def _measure(
             )
         profile = replace(
             base,
-            source=_source(artifact.name, memory_mb),
+            source=profiler.profile_source(artifact.name, memory_mb),
             cores=os.cpu_count() or 1,
             transfer=transfer,
             compute=fit,
@@ -251,7 +261,7 @@ async def _measure(
             (workers, cold),
             reps,
             memory_mb,
-            x.numpy(),
+            x,
             say,
         )
 
@@ -322,7 +332,7 @@ async def _measure_cold(svc, profile, artifact, x, workers: int, reps: int, say)
     from policies.profile import Quantiles
 
     plan = await svc.plan_for(artifact.name, workers, 1)
-    inputs = {artifact.config.inputs[0].name: x}
+    inputs = dict(x)
     extra, billed = await profiler.model_cold_starts(svc, artifact.name, inputs, workers, reps, say)
     if not extra:
         say("cold start: no sample counted; the profile keeps the no-op cold round trip only")
@@ -335,16 +345,3 @@ async def _measure_cold(svc, profile, artifact, x, workers: int, reps: int, say)
     )
     say(f"cold start of {artifact.name} x{plan.workers}: p50 +{statistics.median(extra):.0f} ms")
     return profile.with_model(artifact.name, times)
-
-
-def _source(name: str, memory_mb: int) -> str:
-    import platform
-
-    load = os.getloadavg()[0]
-    return (
-        f"tidegate profile {name} --memory-mb {memory_mb} on {platform.node()} "
-        f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}, load "
-        f"average {load:.1f}) at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-        f"node times are thread CPU time; prices: "
-        f"policies.costs.PriceTable (AWS us-east-1 list prices)"
-    )
