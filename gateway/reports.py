@@ -109,7 +109,7 @@ def make_filter(
         tenant,
         parse_time(since),
         parse_time(until),
-        tuple(k.strip() for k in by.split(",") if k.strip()),
+        tuple(dict.fromkeys(k.strip() for k in by.split(",") if k.strip())),  # once each
     )
     if None not in (filt.since_ts, filt.until_ts) and filt.since_ts >= filt.until_ts:
         raise BadRequest(f"since ({since}) must be before until ({until})")
@@ -173,6 +173,8 @@ def build_report(
                 u = _usage(grows, slo_ms, prices, idle * share * g_share)
                 u.key = {"tenant": tenant, **dict(zip(filt.by, key, strict=True))}
                 groups.append(u)
+    if filt.tenant and filt.tenant not in tenants:  # a tenant with nothing in the window
+        tenants[filt.tenant] = Usage()
     return Report(filt, ledger_total, idle, tenants, groups)
 
 

@@ -178,6 +178,31 @@ def _bars(report: Report) -> str:
     return "".join(parts)
 
 
+def _attainment(report: Report) -> str:
+    """Requests per tenant (bar) with SLO attainment beside it."""
+    names = list(report.tenants)
+    top = max((u.requests for u in report.tenants.values()), default=0) or 1
+    row_h, left, width = 26, 160, 500
+    parts = [
+        f'<svg width="{left + width + 160}" height="{row_h * len(names) + 20}" role="img" '
+        'aria-label="requests and SLO attainment by tenant">'
+    ]
+    for i, name in enumerate(names):
+        u, y = report.tenants[name], 10 + i * row_h
+        w = u.requests / top * width
+        att = "-" if u.slo_attainment is None else f"{u.slo_attainment * 100:.2f} %"
+        color = "#1f77b4" if u.slo_attainment is None or u.slo_attainment >= 0.99 else "#ff7f0e"
+        parts.append(
+            f'<text x="4" y="{y + 15}" font-size="12">{html.escape(name)}</text>'
+            f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{row_h - 6}" fill="{color}">'
+            f"<title>{u.requests} requests</title></rect>"
+            f'<text x="{left + w + 4:.1f}" y="{y + 15}" font-size="11">{u.requests} req, '
+            f"SLO {att}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def render_html(report: Report) -> str:
     table = render_table(report)
     return (
@@ -185,6 +210,8 @@ def render_html(report: Report) -> str:
         "</title><style>body{font-family:sans-serif;margin:24px} pre{background:#f6f6f6;"
         "padding:12px}</style></head><body><h1>Cost by tenant</h1>"
         + _bars(report)
+        + "<h2>Requests and SLO attainment</h2>"
+        + _attainment(report)
         + "<h2>Details</h2><pre>"
         + html.escape(table)
         + "</pre><p>VM share: each VM "
