@@ -89,7 +89,8 @@ class TraceMapping:
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise TraceError(f"[trace] seed {seed!r}: an integer")
         return cls(
-            default_model=model or table.get("default_model", DEFAULT_MODEL),
+            # the config's own default wins: --model then picks that model's requests
+            default_model=table.get("default_model") or model or DEFAULT_MODEL,
             default_tenant=table.get("default_tenant", DEFAULT_TENANT),
             rules=tuple(rules),
             fmt=fmt,
