@@ -44,8 +44,9 @@ def _models_in(annotation) -> list[type[BaseModel]]:
 
 
 def _type_name(annotation) -> str:
-    if _models_in(annotation) and len(_models_in(annotation)) > 1:
-        return "table, by `kind`"
+    members = _models_in(annotation)
+    if len(members) > 1:
+        return f"table, by `{(_kind(members[0]) or ('kind', ''))[0]}`"
     if isinstance(annotation, type):
         text = "table" if issubclass(annotation, BaseModel) else annotation.__name__
     else:
@@ -77,14 +78,17 @@ def _default(field: FieldInfo) -> str:
     )
 
 
-def render_table(model: type[BaseModel], path: str, out: list[str], seen: set) -> None:
+def render_table(
+    model: type[BaseModel], path: str, out: list[str], seen: set, array: bool = False
+) -> None:
     key = (model, path)
     if key in seen:
         return
     seen.add(key)
-    title = f"`[{path}]`" if path else "Top level"
+    title = (f"`[[{path}]]`" if array else f"`[{path}]`") if path else "Top level"
     doc = (model.__doc__ or "").strip().splitlines()
-    out += ["", f"## {title}" + (f" — kind `{_kind(model)}`" if _kind(model) else ""), ""]
+    kind = _kind(model)
+    out += ["", f"## {title}" + (f" — {kind[0]} `{kind[1]}`" if kind else ""), ""]
     if doc and not path == "":
         out += [doc[0], ""]
     out += ["| key | type | default | meaning |", "|---|---|---|---|"]
@@ -96,23 +100,21 @@ def render_table(model: type[BaseModel], path: str, out: list[str], seen: set) -
             f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |"
         )
         sub = f"{path}.{name}" if path else name
-        for member in members:
-            nested.append(
-                (
-                    member,
-                    f"{sub}" if typing.get_origin(field.annotation) is not list else f"[{sub}]",
-                )
-            )
-    for member, sub in nested:
-        render_table(member, sub.strip("[]") if not sub.startswith("[") else sub[1:-1], out, seen)
+        array = typing.get_origin(field.annotation) is list  # [[tenants]]: an array of tables
+        nested += [(member, sub, array) for member in members]
+    for member, sub, array in nested:
+        render_table(member, sub, out, seen, array)
 
 
-def _kind(model: type[BaseModel]) -> str | None:
-    field = model.model_fields.get("kind")
-    if field is None:
-        return None
-    args = typing.get_args(field.annotation)
-    return str(args[0]) if args else None
+def _kind(model: type[BaseModel]) -> tuple[str, str] | None:
+    """(discriminator, value) of a table that is one of several: `kind`, or `policy`
+    ([autoscaling])."""
+    for name in ("kind", "policy"):
+        field = model.model_fields.get(name)
+        args = typing.get_args(field.annotation) if field is not None else ()
+        if len(args) == 1 and isinstance(args[0], str):
+            return name, args[0]
+    return None
 
 
 def render() -> str:

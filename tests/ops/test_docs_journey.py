@@ -40,3 +40,15 @@ def test_model_filters_a_trace_its_config_maps_to_several_models(tmp_path):
 def test_model_names_every_request_of_a_trace_with_no_models(tmp_path):
     run = _simulate(tmp_path, "--model", "mlp")
     assert run["requests"] == 3 and run["model"] == "mlp"
+
+
+def test_configuration_reference_names_tables_as_toml_writes_them():
+    """A reader copies the headings: tenants are an array of tables, and each [autoscaling]
+    table is named by its policy (five identical `[autoscaling]` headings said nothing)."""
+    from ops.config_reference import render
+
+    headings = [line for line in render().splitlines() if line.startswith("## ")]
+    assert "## `[[tenants]]`" in headings
+    for policy in ("none", "target", "knative", "predictive", "queue"):
+        assert f"## `[autoscaling]` — policy `{policy}`" in headings
+    assert "## `[ledger]`" in headings  # sqlite or postgresql: no one kind
