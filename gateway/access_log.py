@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 from typing import Callable
 
@@ -28,11 +29,41 @@ import orjson
 
 from .infer_endpoint import INFER_PATH, NOTE_KEY
 
-__all__ = ["NOTE_KEY", "AccessLog", "count_refusal"]
+__all__ = ["NOTE_KEY", "AccessLog", "count_refusal", "log_to_stream"]
 log = logging.getLogger("tidegate.access")
 MODEL_KEY = "tidegate.model"  # scope key of an infer URL's model (as in its path), when known
 UNCOUNTED = re.compile(r"^/(?:metrics|v2/health/|healthz|readyz|livez)")  # probes, scrapes
 MODEL_IN_PATH = re.compile(r"^/v2/models/([^/]+)")
+
+
+def log_to_stream(fmt: str, stream=None) -> None:
+    """``tidegate serve``: the access log's lines on ``stream`` (stdout, beside the banner: stderr
+    keeps to warnings and errors), at any --log-level (its default, warning, kept them all
+    back), each line as formatted: a JSON line stays JSON (the root logger's time and name
+    prefix is not added); text lines get a UTC time first."""
+    if fmt == "off":
+        return
+    handler = logging.StreamHandler(stream or sys.stdout)
+    if fmt == "text":
+        formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+    else:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(_no_probes)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+_PATH_FIELD = re.compile(r'"?path"?[=:]"?(/[^ ",]*)')
+
+
+def _no_probes(record: logging.LogRecord) -> bool:
+    """Health probes and /metrics scrapes stay out of serve's lines (a kubelet probes every
+    few seconds, serve polls its own readiness while it starts)."""
+    found = _PATH_FIELD.search(record.getMessage())
+    return not (found and UNCOUNTED.match(found[1]))
 
 
 def count_refusal(metrics, tenant: str, model: str, status: int) -> None:

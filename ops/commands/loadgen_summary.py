@@ -120,7 +120,7 @@ class LineProgress:
         before, self.done = self.done, self.done + n
         if any(before < m <= self.done for m in self._marks):
             pct = 100.0 * self.done / self.total if self.total else 100.0
-            print(f"replay: {self.done}/{self.total} answered ({pct:.0f}%)", file=self.file)
+            print(f"replay: {self.done}/{self.total} done ({pct:.0f}%)", file=self.file)
             self.file.flush()
 
     def close(self) -> None:

@@ -234,6 +234,9 @@ def run(args) -> int:
     checks.prepare_data_dir(settings)
     models = checks.ensure_models(settings)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    from gateway.access_log import log_to_stream
+
+    log_to_stream(settings.access_log)  # access lines whatever --log-level says
     held = _HoldBootWarnings()
     for handler in logging.getLogger().handlers:
         handler.addFilter(held)
