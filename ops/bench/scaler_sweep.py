@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,7 +31,16 @@ FLASH = (
     "synth:flash-crowd:duration_s=3600,base_rps=20,peak_mult=20,start_s=1200,ramp_s=20,"
     "hold_s=120,decay_s=300"
 )
-SHARED = ROOT.parent / "shared" / "traces"
+# the shared public traces: $TIDEGATE_TRACES, else ../shared/traces beside the checkout, else
+# /work/shared/traces (a clone elsewhere, e.g. /tmp/x, has no ../shared)
+SHARED = next(
+    (
+        Path(p)
+        for p in (os.environ.get("TIDEGATE_TRACES"), ROOT.parent / "shared" / "traces")
+        if p and Path(p).is_dir()
+    ),
+    Path("/work/shared/traces"),
+)
 TRACES = (
     [(f"mmpp s{s}", MMPP, 1.0, s) for s in range(5)]
     + [(f"flash s{s}", FLASH, 1.0, s) for s in range(5)]

@@ -52,3 +52,17 @@ def test_configuration_reference_names_tables_as_toml_writes_them():
     for policy in ("none", "target", "knative", "predictive", "queue"):
         assert f"## `[autoscaling]` — policy `{policy}`" in headings
     assert "## `[ledger]`" in headings  # sqlite or postgresql: no one kind
+
+
+def test_heldout_sets_are_the_runs_ops_md_counts():
+    """docs/ops.md cites `ops/bench/heldout.py --set 18|20|v3|v4` by their run counts."""
+    from ops.bench.heldout import SETS
+
+    assert {name: len(runs) for name, runs in SETS.items()} == {
+        "18": 18,
+        "20": 20,
+        "v3": 11,
+        "v4": 12,
+    }
+    for runs in SETS.values():
+        assert len({name for name, _, _ in runs}) == len(runs)  # one row per run

@@ -1,0 +1,116 @@
+"""The scaler's held-out sets beside ``scaler_sweep.py``'s 13 traces (docs/ops.md, sessions 10
+and 11): slo-aware against the offline bound and vm-peak on runs no scaler change was chosen on.
+
+    .venv/bin/python ops/bench/heldout.py --set 18|20|v3|v4 [--param autoscaling.X=V ...]
+        [--cache FILE] [--json OUT]
+
+``18``: other MMPP and flash-crowd parameters, seeds 0-1; ``20``: MMPP bursts about as long as a
+VM boot, seeds 0-4; ``v3``: session 10b's 11 held-out runs; ``v4``: session 11's 12 runs used
+to choose nothing. Each row: attainment %, cost $, cost / optimum, vm-peak's cost / cost, VM
+hours; then the set's total cost. Reference profile, simulated time: run it niced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from ops.bench.scaler_sweep import load, parse_params  # noqa: E402
+from ops.sim import SimProfile, simulate  # noqa: E402
+
+M = "synth:mmpp:duration_s=3600,low_rps={},high_rps={},mean_low_s={},mean_high_s={}"
+F = "synth:flash-crowd:duration_s=3600,base_rps={},peak_mult={},start_s={},ramp_s={},hold_s={},decay_s={}"
+D = "synth:diurnal:duration_s={0},mean_rps={1},peak_to_trough=3,period_s={0},bursts={2},burst_mult={3},burst_s={4}"
+SWEEP_MMPP, SWEEP_FLASH = M.format(30, 400, 240, 15), F.format(20, 20, 1200, 20, 120, 300)
+V18 = [
+    ("mmpp mh8", M.format(30, 400, 240, 8)),
+    ("mmpp mh30", M.format(30, 400, 240, 30)),
+    ("mmpp mh60", M.format(30, 400, 240, 60)),
+    ("mmpp mh120", M.format(30, 400, 600, 120)),
+    ("mmpp h250", M.format(30, 250, 120, 15)),
+    ("mmpp h800", M.format(60, 800, 300, 20)),
+    ("flash pm5", F.format(20, 5, 600, 10, 60, 120)),
+    ("flash pm10 long", F.format(30, 10, 900, 60, 900, 600)),
+    ("flash pm30 short", F.format(20, 30, 1500, 5, 30, 60)),
+]
+V20 = [
+    ("mmpp mh30", M.format(30, 400, 240, 30)),
+    ("mmpp mh45", M.format(30, 400, 240, 45)),
+    ("mmpp mh60", M.format(30, 400, 240, 60)),
+    ("mmpp mh20 ml120", M.format(30, 400, 120, 20)),
+]
+SETS: dict[str, list[tuple[str, str, int]]] = {
+    "18": [(f"{n} s{s}", src, s) for n, src in V18 for s in (0, 1)],
+    "20": [(f"{n} s{s}", src, s) for n, src in V20 for s in range(5)],
+    "v3": [
+        *[(f"mmpp sweep s{s}", SWEEP_MMPP, s) for s in (5, 6, 7)],
+        *[(f"mmpp h600 mh40 s{s}", M.format(50, 600, 180, 40), s) for s in (0, 1)],
+        *[(f"mmpp mh90 ml300 s{s}", M.format(30, 400, 300, 90), s) for s in (0, 1)],
+        *[(f"diurnal 2h s{s}", D.format(7200, 120, 10, 3, 60), s) for s in (0, 1)],
+        ("diurnal 1h b20 s0", D.format(3600, 100, 20, 3, 45), 0),
+        (
+            "step x6 20min s0",
+            "synth:step:duration_s=3600,base_rps=50,mult=6,start_s=1800,step_s=1200",
+            0,
+        ),
+    ],
+    "v4": [
+        *[(f"mmpp 40/500 ml200 mh25 s{s}", M.format(40, 500, 200, 25), s) for s in (0, 1)],
+        *[(f"mmpp 20/300 ml150 mh50 s{s}", M.format(20, 300, 150, 50), s) for s in (0, 1)],
+        ("mmpp 80/700 ml400 mh70 s0", M.format(80, 700, 400, 70), 0),
+        *[(f"mmpp sweep s{s}", SWEEP_MMPP, s) for s in (8, 9)],
+        ("flash pm15 s5", F.format(25, 15, 1500, 30, 200, 400), 5),
+        ("flash pm25 s6", F.format(15, 25, 800, 10, 90, 200), 6),
+        ("flash sweep s7", SWEEP_FLASH, 7),
+        ("diurnal 1h b12 s2", D.format(3600, 80, 12, 4, 30), 2),
+        (
+            "step x4 10min s1",
+            "synth:step:duration_s=3600,base_rps=60,mult=4,start_s=1200,step_s=600",
+            1,
+        ),
+    ],
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--set", dest="which", choices=list(SETS), required=True)
+    ap.add_argument("--param", action="append", default=[], help="autoscaling.X=V (JSON value)")
+    ap.add_argument("--cache", help="JSON file keeping vm-peak's and the optimum's cost")
+    ap.add_argument("--json", dest="json_out")
+    args = ap.parse_args()
+    params = parse_params(args.param) or None
+    cache_path = Path(args.cache) if args.cache else None
+    cache = json.loads(cache_path.read_text()) if cache_path and cache_path.is_file() else {}
+    profile, rows, total = SimProfile.reference(), {}, 0.0
+    for name, source, seed in SETS[args.which]:
+        trace = load(source, 1.0, seed)
+        if name not in cache:
+            cache[name] = {
+                p: simulate(trace, p, profile, seed=seed).summary["cost_usd"]
+                for p in ("vm-peak", "optimum")
+            }
+            if cache_path:
+                cache_path.write_text(json.dumps(cache))
+        s = simulate(trace, "slo-aware", profile, seed=seed, params=params).summary
+        ref, cost = cache[name], s["cost_usd"]
+        rows[name] = {**{k: s[k] for k in ("slo_attainment", "cost_usd", "vm_hours")}, **ref}
+        total += cost
+        print(
+            f"{name:<26} {100 * s['slo_attainment']:6.2f} {cost:.4f} "
+            f"{cost / ref['optimum']:6.3f} {ref['vm-peak'] / cost:5.2f} {s['vm_hours']:5.2f}",
+            flush=True,
+        )
+    print(f"total ({len(rows)} runs): ${total:.4f}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"set": args.which, "runs": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
