@@ -216,14 +216,22 @@ def _keys(args, trace) -> dict:
     return keys
 
 
-def _config_keys(path: str | None) -> dict:
+def _config_tenants(path: str | None) -> list[dict]:
     if not path:
-        return {}
+        return []
     import tomllib
 
     with open(path, "rb") as f:  # load_config has read and checked it already
-        tenants = tomllib.load(f).get("tenants", [])
-    return {t["name"]: t["api_keys"][0] for t in tenants if t.get("api_keys")}
+        return tomllib.load(f).get("tenants", [])
+
+
+def _config_keys(path: str | None) -> dict:
+    return {t["name"]: t["api_keys"][0] for t in _config_tenants(path) if t.get("api_keys")}
+
+
+def tenant_slos(path: str | None) -> dict[str, float]:
+    """Each --config tenant's own slo_ms (attainment is judged by it, as the gateway does)."""
+    return {t["name"]: float(t["slo_ms"]) for t in _config_tenants(path) if t.get("slo_ms")}
 
 
 def run(args) -> int:

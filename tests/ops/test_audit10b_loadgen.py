@@ -184,3 +184,23 @@ def test_tenant_keys_come_from_the_gateways_config(tmp_path, capsys):
         assert gw.keys[-6:].count("Bearer kc") == 3
     finally:
         gw.stop()
+
+
+def test_each_tenant_is_judged_by_its_own_slo_from_the_config(tmp_path):
+    config = tmp_path / "gw.toml"
+    config.write_text(
+        '[[tenants]]\nname = "a"\napi_keys = ["ka"]\nslo_ms = 0.001\n'
+        '[[tenants]]\nname = "b"\napi_keys = ["kb"]\n'
+    )
+    gw = Gateway()
+    out = tmp_path / "lg.json"
+    try:
+        trace = str(_trace(tmp_path, 10, 0.01, tenants=("a", "b")))
+        argv = ["loadgen", "--trace", trace, "--url", gw.url, "--no-progress", "--json", str(out)]
+        assert main([*argv, "--config", str(config), "--slo-ms", "60000"]) == 0
+    finally:
+        gw.stop()
+    summary = json.loads(out.read_text())
+    assert summary["tenants"]["a"]["slo_attainment"] == 0.0  # 1 us: nothing meets it
+    assert summary["tenants"]["b"]["slo_attainment"] == 1.0  # --slo-ms for the rest
+    assert summary["slo_attainment"] == 0.5
