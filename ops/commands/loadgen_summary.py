@@ -28,12 +28,7 @@ def summarize(
     burst_usd = sum(r.cost_usd for r in results if r.path == "burst")
     vm_usd = fleet["vm_s"] * vm_price / 3600.0
     billed_s = (fleet["billed_end"] or 0.0) - (fleet["billed_start"] or 0.0)
-    statuses: dict[str, int] = {}
-    failures: dict[str, int] = {}
-    for r in results:
-        statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
-        if r.status == 0:
-            failures[r.error or "no answer"] = failures.get(r.error or "no answer", 0) + 1
+    statuses, failures = _tallies(results)
     n = len(results)
     # trace seconds replayed: the wall time at the trace's pace, the drain after the last send
     # at the wall's (a huge --speedup sends everything at once: the trace, not wall x 1e300)
@@ -68,6 +63,17 @@ def summarize(
         "stopped": ended or None,
         "tenants": _tenants(results, args.slo_ms, slos),
     }
+
+
+def _tallies(results) -> tuple[dict[str, int], dict[str, int]]:
+    """Answers by HTTP status, and those with none by why."""
+    statuses: dict[str, int] = {}
+    failures: dict[str, int] = {}
+    for r in results:
+        statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
+        if r.status == 0:
+            failures[r.error or "no answer"] = failures.get(r.error or "no answer", 0) + 1
+    return statuses, failures
 
 
 def _tenants(results, slo_ms: float, slos: dict[str, float]) -> dict:
