@@ -123,8 +123,9 @@ def test_grpc_refusals_are_counted_with_their_http_equivalent(gateway):
     assert _grpc_error(target, "mlp", {"x-api-key": "ka"}, (1, 5)) == "StatusCode.INVALID_ARGUMENT"
     denied = _grpc_error(target, "resnet18", {"x-api-key": "ka"}, (1, 3, 64, 64))
     assert denied == "StatusCode.PERMISSION_DENIED"
+    assert _grpc_error(target, "mlp", {"x-api-key": "ks"}) == "StatusCode.RESOURCE_EXHAUSTED"
     after = _codes(httpx.get(url + "/metrics").text)
-    for code in ("401", "404", "400", "403"):
+    for code in ("401", "404", "400", "403", "429"):
         assert after.get(code, 0) - before.get(code, 0) == 1, (code, before, after)
 
 
