@@ -93,6 +93,11 @@ def test_every_http_refusal_is_counted_with_its_code(gateway):
             "404 path": c.post("/v2/models/mlp/infr", json=_mlp(), headers=ka),
             "405": c.get("/v2/models/mlp/infer", headers=ka),
             "413": c.post("/v2/models/mlp/infer", json=_mlp(64), headers=ka),
+            "415": c.post(
+                "/v2/models/mlp/infer",
+                content=b"{}",
+                headers={**ka, "content-type": "application/json", "content-encoding": "lzma"},
+            ),
         }
         c.post("/v2/models/mlp/infer", json=_mlp(), headers={"x-api-key": "ks"})
         sent["429"] = c.post("/v2/models/mlp/infer", json=_mlp(), headers={"x-api-key": "ks"})
