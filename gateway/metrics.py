@@ -25,7 +25,7 @@ class GatewayMetrics:
         """What each answered request adds: count, latency, attributed cost."""
         self.requests = Counter(
             "tidegate_requests",
-            "Inference requests answered.",
+            'Requests answered, by code; refusals included (path="none": refused before routing).',
             ["tenant", "model", "path", "code"],
             registry=r,
         )
