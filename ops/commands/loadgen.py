@@ -260,7 +260,9 @@ def run(args) -> int:
     except TraceError as exc:
         raise CliError(str(exc)) from None
     if len(trace) == 0:
-        raise CliError(f"no requests in the first {args.duration_s:g} s of the trace")
+        where = f"the first {args.duration_s:g} s of " if args.duration_s else ""
+        scaled = f" at --rate-scale {args.rate_scale:g}" if args.rate_scale != 1.0 else ""
+        raise CliError(f"no requests in {where}the trace{scaled}")
     models = [args.model] if args.model else list(trace.models)
     model = models[0] if len(models) == 1 else [trace.models[i] for i in trace.model_idx]
     if trace.duration_s / args.speedup > MAX_REPLAY_S:

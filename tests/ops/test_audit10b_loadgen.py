@@ -204,3 +204,10 @@ def test_each_tenant_is_judged_by_its_own_slo_from_the_config(tmp_path):
     assert summary["tenants"]["a"]["slo_attainment"] == 0.0  # 1 us: nothing meets it
     assert summary["tenants"]["b"]["slo_attainment"] == 1.0  # --slo-ms for the rest
     assert summary["slo_attainment"] == 0.5
+
+
+def test_a_rate_scale_that_leaves_no_request_is_one_line(tmp_path, capsys):
+    trace = str(_trace(tmp_path, 5, 0.1))
+    rc = main(["loadgen", "--trace", trace, "--url", "http://127.0.0.1:9", "--rate-scale", "1e-9"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no requests" in err[0] and "rate-scale" in err[0]
