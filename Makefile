@@ -10,10 +10,14 @@ STAMP := $(VENV)/.tidegate-installed
 install: $(STAMP)
 
 # The stamp holds pyproject.toml's hash: a fresh clone (newer mtime) sharing a venv that was
-# installed from the same pyproject.toml does not reinstall (nor repoint the editable install).
+# installed from the same pyproject.toml does not reinstall. A linked .venv (shared with another
+# checkout) is never reinstalled from here: pip -e would repoint it at this clone.
 $(STAMP): pyproject.toml
 	@hash=$$(sha256sum pyproject.toml | cut -d' ' -f1); \
 	if [ -x $(PY) ] && [ "$$(cat $(STAMP) 2>/dev/null)" = "$$hash" ]; then touch $(STAMP); exit 0; fi; \
+	if [ -L $(VENV) ] && [ -x $(PY) ]; then \
+	  echo "$(VENV) links to a shared venv: not reinstalling it here (that would point its editable install at this checkout); run make install where it lives"; \
+	  touch $(STAMP); exit 0; fi; \
 	set -e; test -x $(PY) || $(PYTHON) -m venv $(VENV); \
 	$(PY) -m pip install -q --upgrade pip; \
 	$(PY) -m pip install -q torch==2.13.0; \
