@@ -146,6 +146,7 @@ def from_spec(spec: str, seed: int = 0) -> np.ndarray:
         except ValueError:
             raise TraceError(f"synth:{kind}: {key} must be a number, got {value!r}") from None
         _check(kind, key, kwargs[key])
+    _check_start(kind, {name: p.default for name, p in params.items()} | kwargs)
     try:
         return gen(**kwargs)
     except MemoryError:
@@ -168,3 +169,18 @@ def _check(kind: str, key: str, value: float) -> None:
         raise TraceError(f"synth:{kind}: {key} (a mean sojourn) must be > 0, got {value:g}")
     if key in ("duration_s", "period_s") and not 0 < value <= MAX_DURATION_S:
         raise TraceError(f"synth:{kind}: {key} must be > 0 and at most 366 days, got {value:g}")
+
+
+def _check_start(kind: str, args: dict) -> None:
+    """A flash crowd or step that starts at or after the trace's end would silently leave a
+    steady trace: refused, naming both times."""
+    if "start_s" not in args:
+        return
+    from ops.traces import TraceError
+
+    start, duration = float(args["start_s"]), float(args["duration_s"])
+    if start >= duration:
+        raise TraceError(
+            f"synth:{kind}: start_s {start:g} is not before duration_s {duration:g} "
+            "(the trace would hold no burst); set start_s=... below it"
+        )

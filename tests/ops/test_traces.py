@@ -129,3 +129,14 @@ def test_rate_scaling_keeps_the_shape_per_second_and_speedup_compresses_time():
     assert 0.2 * len(trace) < len(down) < 0.3 * len(trace)
     fast = trace.scaled(speedup=4.0)
     assert fast.duration_s == pytest.approx(trace.duration_s / 4)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["synth:flash-crowd:duration_s=600", "synth:step:duration_s=100,start_s=100"],
+)
+def test_a_burst_that_would_start_after_the_trace_ends_is_refused(spec):
+    """It generated a steady trace without a word (a flash crowd at its default 1200 s in a
+    600 s trace)."""
+    with pytest.raises(TraceError, match=r"start_s \d+ is not before duration_s"):
+        read_trace(spec)
