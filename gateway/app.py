@@ -99,9 +99,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        return json_response(
-            {"error": "invalid request: " + "; ".join(str(e.get("msg")) for e in exc.errors())}, 400
-        )
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method in ("PUT", "POST") and kind and "json" not in kind:
+            # curl -d sends a form: the body was never read as JSON
+            message = f"the body must be JSON sent as Content-Type: application/json, not {kind}"
+        else:
+            message = "; ".join(str(e.get("msg")) for e in exc.errors())
+        return json_response({"error": "invalid request: " + message}, 400)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

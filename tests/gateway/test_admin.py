@@ -92,6 +92,17 @@ def test_bad_policy_changes_are_refused_and_change_nothing(open_gateway):
         error = r.json()["error"]  # names what it takes, not a Python TypeError
         assert "takes no parameter 'x'" in error and "slo_margin" in error
         assert "__init__" not in error
+        # curl -d '{...}' without -H 'Content-Type: application/json' sends a form
+        r = c.put(
+            "/admin/policy",
+            content=b'{"routing_policy": "threshold"}',
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 400
+        assert (
+            "Content-Type: application/json, not application/x-www-form-urlencoded"
+            in r.json()["error"]
+        )
         assert c.get("/admin/policy").json() == before
 
 
