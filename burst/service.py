@@ -26,7 +26,8 @@ from burst.faas.admission import default_memory_budget_mb
 from burst.instance_gate import Busy, InstanceGate
 from burst.local_functions import function_bodies, memory_tensor_root
 from burst.platform_circuit import PlatformCircuit
-from burst.service_plans import load_graph, model_files_stamp, plan_and_predict, prepare_in_thread
+from burst.service_plans import ModelReplaced, load_graph, model_files_stamp, plan_and_predict
+from burst.service_plans import prepare_in_thread
 from burst.supervisor import LocalRuntimeSupervisor, RuntimeDown, register_functions
 
 log = logging.getLogger("tidegate.burst")
@@ -150,8 +151,7 @@ class BurstService:
             self.store_cfg = {**self.store_cfg, "tensor_root": root}
 
     def function_bodies(self, endpoint: str) -> list[dict]:
-        """CreateFunction bodies for the master and workers on the local runtime at
-        ``endpoint`` (``burst.local_functions``)."""
+        """CreateFunction bodies for the master and workers (``burst.local_functions``)."""
         return function_bodies(
             endpoint,
             self.store_cfg,
@@ -229,19 +229,21 @@ class BurstService:
         async with lock:
             if key in self._plans:
                 return self._plans[key]
-            plan = await asyncio.to_thread(self._make_plan, *key)
-            # loading the program and slicing weights takes seconds of CPU: off the event loop
-            await asyncio.to_thread(self._prepare_blocking, model, plan)
+            plan, graph = await asyncio.to_thread(self._make_plan, *key)
+            try:  # loading the program and slicing weights: seconds of CPU, off the event loop
+                await asyncio.to_thread(self._prepare_blocking, model, plan, graph, key[-1])
+            except ModelReplaced:  # since its graph was read: a plan from the new file
+                return await self.plan_for(model, workers, batch, split)
             self._plans[key] = plan
             return plan
 
-    def _prepare_blocking(self, model: str, plan) -> None:
-        prepare_in_thread(self.repo, self.store_cfg, model, plan, self._graphs[model])
+    def _prepare_blocking(self, model: str, plan, graph=None, when=None) -> None:
+        graph = graph or self._graphs[model]  # (``when``: the files' stamp it was read at)
+        prepare_in_thread(self.repo, self.store_cfg, model, plan, graph, when)
 
     async def prepare(self, models: list[str], workers: int, batch: int = 1) -> None:
-        """Make and store the default plans ahead of traffic (graph building and weight slicing
-        take seconds that the first burst request should not wait for). Failures are logged:
-        such a model's burst requests will report them."""
+        """Make and store the default plans ahead of traffic (seconds the first burst request
+        should not wait). Failures are logged: such a model's burst requests report them."""
         for model in models:
             try:
                 await self.plan_for(model, workers, batch)
@@ -258,7 +260,7 @@ class BurstService:
         plan, predicted_ms = plan_and_predict(self.repo, model, graph, config, request)
         if batch == 1 and predicted_ms is not None:  # routing's estimate for one request
             self._predicted_ms[model] = predicted_ms
-        return plan
+        return plan, graph
 
     def plan_request(self, workers: int, batch: int = 1, split: str | None = None):
         """What a plan depends on in this service's config (objective: latency)."""

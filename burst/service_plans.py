@@ -46,15 +46,42 @@ def plan_and_predict(repo: Path, model: str, graph, config, request) -> tuple[ob
         return plan, None
 
 
-def prepare_in_thread(repo: Path, store_cfg: dict, model: str, plan, graph) -> None:
-    """Store the plan's weight slices, on this thread's own event loop."""
+class ModelReplaced(Exception):
+    """model.pt2 was replaced after the plan's graph was read: its weights are not the plan's
+    (``Plan.weights_digest``), so the plan is made again from the new file."""
+
+
+class _Pinned:
+    """The model's artifact, whose program is read only while model.pt2 is the file with
+    ``stamp`` (the one the plan was made from): else ModelReplaced, before anything is stored
+    under the plan's id (new weights once went there under the old weights' id)."""
+
+    def __init__(self, repo: Path, model: str, stamp) -> None:
+        self.repo, self.model, self.stamp = repo, model, stamp
+
+    def _check(self) -> None:
+        if model_files_stamp(self.repo, self.model)[0] != self.stamp:
+            raise ModelReplaced(f"{self.model}: {PROGRAM_FILE} was replaced; planning again")
+
+    def load_program(self):
+        self._check()
+        program = load_artifact(self.repo, self.model).load_program()
+        self._check()  # (replaced while it was read: perhaps the old file, perhaps not)
+        return program
+
+
+def prepare_in_thread(repo: Path, store_cfg: dict, model: str, plan, graph, stamp=None) -> None:
+    """Store the plan's weight slices, on this thread's own event loop; with ``stamp`` (the
+    model files' when its graph was read) only while model.pt2 is still that file."""
     from burst.store.factory import make_store
     from burst.weights import prepare_plan
+
+    source = _Pinned(repo, model, stamp[0]) if stamp else load_artifact(repo, model)
 
     async def go():
         store = make_store(store_cfg)  # clients are loop-bound: one for this thread
         try:
-            await prepare_plan(load_artifact(repo, model), plan, store, graph=graph)
+            await prepare_plan(source, plan, store, graph=graph)
         finally:
             await store.close()
 
