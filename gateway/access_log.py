@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import time
 from typing import Callable
 
@@ -36,34 +35,21 @@ UNCOUNTED = re.compile(r"^/(?:metrics|v2/health/|healthz|readyz|livez)")  # prob
 MODEL_IN_PATH = re.compile(r"^/v2/models/([^/]+)")
 
 
+_STREAM_SINK = None  # set by log_to_stream: the sink of every AccessLog made after it
+
+
 def log_to_stream(fmt: str, stream=None) -> None:
     """``tidegate serve``: the access log's lines on ``stream`` (stdout, beside the banner: stderr
     keeps to warnings and errors), at any --log-level (its default, warning, kept them all
-    back), each line as formatted: a JSON line stays JSON (the root logger's time and name
-    prefix is not added); text lines get a UTC time first."""
+    back), each line as formatted: a JSON line is the JSON object alone (no time and logger
+    name before it), a text line starts with the UTC time. Written in batches by a thread
+    (gateway/access_log_stream.py), without health probes and /metrics scrapes."""
+    global _STREAM_SINK
     if fmt == "off":
         return
-    handler = logging.StreamHandler(stream or sys.stdout)
-    if fmt == "text":
-        formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-        formatter.converter = time.gmtime
-        handler.setFormatter(formatter)
-    else:
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.addFilter(_no_probes)
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    from .access_log_stream import LineWriter
 
-
-_PATH_FIELD = re.compile(r'"?path"?[=:]"?(/[^ ",]*)')
-
-
-def _no_probes(record: logging.LogRecord) -> bool:
-    """Health probes and /metrics scrapes stay out of serve's lines (a kubelet probes every
-    few seconds, serve polls its own readiness while it starts)."""
-    found = _PATH_FIELD.search(record.getMessage())
-    return not (found and UNCOUNTED.match(found[1]))
+    _STREAM_SINK = LineWriter(stream, timestamps=fmt == "text", skip=UNCOUNTED)
 
 
 def count_refusal(metrics, tenant: str, model: str, status: int) -> None:
@@ -79,7 +65,7 @@ class AccessLog:
         self.state = state
         self.fmt = fmt
         self._default_sink = log.info
-        self.sink = sink or self._default_sink
+        self.sink = sink or _STREAM_SINK or self._default_sink
         self._primed: set[str] = set()  # models whose burst-path counters exist at 0
 
     async def __call__(self, scope, receive, send):
@@ -135,20 +121,31 @@ class AccessLog:
             self.sink is self._default_sink and not log.isEnabledFor(logging.INFO)
         ):
             return  # nobody reads the line: do not format it
-        fields = {
-            "method": scope["method"],
-            "path": scope["path"],
-            "status": status,
-            "tenant": tenant or "-",
-            "model": model or "-",
-            "route": route or "-",
-            "latency_ms": round(latency_ms, 3),
-            "request_id": seen.get("request_id") or "-",
-        }
+        skip = getattr(self.sink, "skip", None)  # serve's stdout leaves probes and scrapes out
+        if skip is not None and skip.match(scope["path"]):
+            return
+        method, path, request_id = scope["method"], scope["path"], seen.get("request_id") or "-"
+        tenant, model, route, ms = tenant or "-", model or "-", route or "-", round(latency_ms, 3)
         if self.fmt == "json":
-            self.sink(orjson.dumps(fields).decode())
-        else:
-            self.sink(" ".join(f"{k}={v}" for k, v in fields.items()))
+            self.sink(
+                orjson.dumps(
+                    {
+                        "method": method,
+                        "path": path,
+                        "status": status,
+                        "tenant": tenant,
+                        "model": model,
+                        "route": route,
+                        "latency_ms": ms,
+                        "request_id": request_id,
+                    }
+                ).decode()
+            )
+        else:  # one f-string: a third of the join's cost on every request
+            self.sink(
+                f"method={method} path={path} status={status} tenant={tenant} model={model} "
+                f"route={route} latency_ms={ms} request_id={request_id}"
+            )
 
     def _count(
         self, tenant: str, model: str, route: str, status: int, latency_ms: float, ctx

@@ -86,3 +86,24 @@ def test_serve_writes_json_access_lines_at_the_default_log_level(
     assert infer[0]["route"] == "vm" and infer[0]["model"] == "mlp"
     assert infer[0]["request_id"] == ok.headers["x-request-id"]
     assert not any('"method"' in line for line in list(err.queue))  # not among the warnings
+
+
+def test_text_lines_start_with_the_time_and_probes_are_left_out():
+    import io
+
+    from gateway.access_log import UNCOUNTED, AccessLog
+    from gateway.access_log_stream import LineWriter
+
+    buf = io.StringIO()
+    access = AccessLog(
+        None, state=None, fmt="text", sink=LineWriter(buf, timestamps=True, skip=UNCOUNTED)
+    )
+    for path in ("/v2/health/ready", "/metrics", "/v2/models/m"):
+        scope = {"method": "GET", "path": path}
+        access._done(scope, {}, {"status": 200, "request_id": "r1"}, 1.5)
+    access.sink.flush()
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 1
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d method=GET path=/v2/models/m status=200 .*", lines[0]
+    )
