@@ -161,6 +161,9 @@ class Profile:
     # leg starts once its remote requests are out (1-1.5 ms after its sends). Optional:
     # profiles before it carry that in the per-node time
     split_leg_ms: dict[str, dict[int, float]] = field(default_factory=dict)
+    # the models whose times this profile measured itself (``tidegate profile`` copies the
+    # bundled profile's other models in, for the planner); empty in profiles before it
+    measured_models: tuple[str, ...] = ()
 
     def invoke_ms(self, workers: int) -> Quantiles:
         """A leg's warm overhead at fan-out ``workers`` (nearest measured at or below, else the
@@ -232,6 +235,7 @@ class Profile:
             "split_leg_ms": {
                 s: {str(k): round(v, 5) for k, v in t.items()} for s, t in self.split_leg_ms.items()
             },
+            "measured_models": sorted(self.measured_models),
             "models": {
                 m: {
                     "input_shape": list(t.input_shape),
@@ -286,6 +290,7 @@ class Profile:
                     for s, t in raw.get("split_leg_ms", {}).items()
                 },
                 models={m: _model_times(m, t) for m, t in raw.get("models", {}).items()},
+                measured_models=tuple(str(m) for m in raw.get("measured_models", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProfileError(f"malformed profile: {exc!r}") from exc
@@ -293,9 +298,11 @@ class Profile:
         return profile
 
     def with_model(self, model: str, times: ModelTimes) -> "Profile":
+        """This profile with ``model``'s times, measured here."""
         models = dict(self.models)
         models[model] = times
-        return Profile(**{**self.__dict__, "models": models})
+        measured = tuple(sorted({*self.measured_models, model}))
+        return Profile(**{**self.__dict__, "models": models, "measured_models": measured})
 
 
 def _at_or_below(table: dict[int, float], workers: int) -> float:

@@ -251,6 +251,7 @@ async def _measure(
             cores=os.cpu_count() or 1,
             transfer=transfer,
             compute=fit,
+            measured_models=(),  # the bundled models copied in are not measured here
         ).with_model(artifact.name, times)
         return await _measure_runtime(
             profile,

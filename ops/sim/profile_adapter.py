@@ -27,13 +27,17 @@ Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 
 
 def measured_models(profile, path: str | Path | None) -> frozenset[str]:
-    """The models whose times ``profile`` (read from ``path``) measured itself: every entry but
-    those identical to the bundled planner profile's, which ``tidegate profile`` copies into each
-    profile it writes; the bundled file itself measured all of its own (on the dev host)."""
+    """The models whose times ``profile`` (read from ``path``) measured itself: those it lists
+    as measured (``tidegate profile`` records them); in a profile written before it did, every
+    entry but those identical to the bundled planner profile's, which ``tidegate profile``
+    copies into each profile it writes. The bundled file itself measured all of its own (on
+    the dev host)."""
     from burst.planning import REFERENCE_PROFILE, load_profile
 
     if path is not None and Path(path).resolve() == REFERENCE_PROFILE.resolve():
         return frozenset(profile.models)
+    if profile.measured_models:
+        return frozenset(profile.measured_models) & frozenset(profile.models)
     bundled = load_profile().models
     return frozenset(n for n, t in profile.models.items() if bundled.get(n) != t)
 

@@ -87,6 +87,8 @@ def test_profile_of_a_two_input_model_is_written_and_plans_use_it(repo, tmp_path
     assert sum(1 for line in out.splitlines() if line.startswith("[")) >= 5  # progress
     written = Profile.from_json(json.loads((repo / "two" / "profile.json").read_text()))
     assert written.models["two"].node_ms and written.models["two"].vm_service_ms
+    # it says which model it measured: the zoo's entries beside it are the bundled profile's
+    assert written.measured_models == ("two",) and "resnet18" in written.models
     after = _plan(repo)
     assert after["predicted_p50_ms"] != before["predicted_p50_ms"]  # the profile's figures
     service = BurstService(

@@ -14,6 +14,7 @@ REFERENCE = Path(__file__).resolve().parents[2] / "policies" / "data" / "referen
 def _files(tmp_path):
     raw = json.loads(REFERENCE.read_text())
     raw["models"] = {"mlp": raw["models"]["mlp"]}  # a profile of mlp alone (VM batch ~0.5 ms)
+    raw["measured_models"] = ["mlp"]  # as `tidegate profile mlp` records it
     profile = tmp_path / "profiles" / "mlp-2026-11.json"
     profile.parent.mkdir()
     profile.write_text(json.dumps(raw))
