@@ -52,8 +52,12 @@ def log_to_stream(fmt: str, stream=None) -> None:
     _STREAM_SINK = LineWriter(stream, timestamps=fmt == "text", skip=UNCOUNTED)
 
 
-def count_refusal(metrics, tenant: str, model: str, status: int) -> None:
-    """A refusal the dispatcher never saw, in ``tidegate_requests_total`` (``path="none"``)."""
+def count_refusal(metrics, tenant: str, model: str, status: int, known=None) -> None:
+    """A refusal the dispatcher never saw, in ``tidegate_requests_total`` (``path="none"``).
+    A model the gateway does not serve is counted as ``model="unknown"``: a client's made-up
+    names must not each make a series (unbounded label values)."""
+    if known is not None and model and model not in known:
+        model = "unknown"
     metrics.add(metrics.requests, (tenant or "unknown", model, "none", str(status)))
 
 
@@ -116,7 +120,8 @@ class AccessLog:
             self._count(tenant, model, route, status, latency_ms, ctx)
         elif status >= 400 and not UNCOUNTED.match(scope["path"]):
             named = MODEL_IN_PATH.match(scope["path"])
-            count_refusal(self.state.metrics, tenant, named[1] if named else "", status)
+            named_model = named[1] if named else ""
+            count_refusal(self.state.metrics, tenant, named_model, status, self.state.models)
         if self.fmt == "off" or (
             self.sink is self._default_sink and not log.isEnabledFor(logging.INFO)
         ):
@@ -152,7 +157,7 @@ class AccessLog:
     ) -> None:
         metrics = self.state.metrics
         if not getattr(ctx, "route", ""):  # refused before routing: the dispatcher never saw it
-            count_refusal(metrics, tenant, model, status)
+            count_refusal(metrics, tenant, model, status, self.state.models)
         if 400 <= status < 500 or not tenant:
             return
         if model not in self._primed:  # the dashboard's per-model series exist from the start

@@ -143,6 +143,7 @@ class InferEndpoint:
         )
         note["tenant"] = tenant.name
         cfg = dispatcher.model(model, version)
+        dispatcher.tenants.check_model(tenant, cfg.name)
         stats = self.state.stats.model(cfg.name, cfg.version)
         try:
             body = await protocol.read_body(

@@ -203,7 +203,11 @@ class InferenceServicer:
         except (TidegateError, CodecError) as exc:
             if not getattr(seen.get("ctx"), "route", ""):
                 count_refusal(
-                    self.gateway.metrics, seen.get("tenant", ""), request.model_name, exc.status
+                    self.gateway.metrics,
+                    seen.get("tenant", ""),
+                    request.model_name,
+                    exc.status,
+                    self.gateway.models,
                 )
             raise
 
@@ -216,6 +220,7 @@ class InferenceServicer:
         seen["tenant"] = tenant.name
         version = request.model_version or None
         cfg = dispatcher.model(request.model_name, version)
+        dispatcher.tenants.check_model(tenant, cfg.name)
         # the message's bytes count against the process-wide budget of bodies in flight, as an
         # HTTP body does (503 UNAVAILABLE past it), and the call lands in the model's statistics
         lease = self.gateway.body_budget.lease()

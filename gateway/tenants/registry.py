@@ -90,6 +90,14 @@ class TenantRegistry:
             raise Unauthorized("unknown API key")
         return self._tenants[owner]
 
+    @staticmethod
+    def check_model(tenant: Tenant, model: str) -> None:
+        """403 for a model the tenant may not use: before its body is read or checked (a 400
+        about the body would tell it the model's inputs)."""
+        allowed = tenant.settings.models
+        if allowed and model not in allowed:
+            raise Forbidden(f"tenant {tenant.name!r} may not use model {model!r}")
+
     async def admit(
         self, tenant: Tenant, *, route_override: bool = False, model: str | None = None
     ) -> Verdict:
@@ -98,8 +106,8 @@ class TenantRegistry:
         ts = tenant.settings
         if route_override and not ts.allow_route_override:
             raise Forbidden(f"tenant {tenant.name!r} may not choose the route or worker count")
-        if model is not None and ts.models and model not in ts.models:
-            raise Forbidden(f"tenant {tenant.name!r} may not use model {model!r}")
+        if model is not None:
+            self.check_model(tenant, model)
         if tenant.limits.unlimited:
             return _ADMITTED
         verdict = await self.limits.take(tenant.name, tenant.limits, self.clock())

@@ -177,3 +177,18 @@ def test_every_series_the_dashboard_and_alerts_read_is_on_a_live_gateway(gateway
         exported = set(SERIES.findall(c.get("/metrics").text))
     missing = names - exported
     assert not missing, f"the dashboard or alerts read series /metrics lacks: {sorted(missing)}"
+
+
+def test_a_model_a_tenant_may_not_use_is_403_before_its_body_is_read_or_checked(gateway):
+    """A wrong-shaped body for a model the tenant may not use got a 400 naming the model's
+    input shape: the refusal came after the body was checked. HTTP and gRPC."""
+    url, grpc_url = gateway
+    with httpx.Client(base_url=url, timeout=60) as c:
+        r = c.post("/v2/models/resnet18/infer", json=_mlp(), headers={"x-api-key": "ka"})
+    assert r.status_code == 403 and "may not use model 'resnet18'" in r.json()["error"], r.text
+    client = tgrpc.InferenceServerClient(grpc_url)
+    x = tgrpc.InferInput("input", [1, 784], "FP32")
+    x.set_data_from_numpy(np.zeros((1, 784), np.float32))
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("resnet18", [x], headers={"x-api-key": "ka"})
+    assert "may not use model" in str(caught.value) and "shape" not in str(caught.value)
