@@ -34,7 +34,7 @@ def _written_for(model: str, path: Path) -> Profile:
     """A profile as `tidegate profile MODEL` writes it: the bundled profile's entries copied in,
     ``model``'s own measured (here: its VM times 1.5x the bundled ones, no cold start)."""
     bundled = Profile.from_json(json.loads(BUNDLED.read_text()))
-    profile = replace(bundled, source=f"tidegate profile {model} (test)")
+    profile = replace(bundled, source=f"tidegate profile {model} (test)", measured_models=())
     profile = profile.with_model(model, _scaled(bundled.models[model], 1.5))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(profile.to_json()))
