@@ -168,6 +168,7 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
                 "duration_s": args.duration,
                 "client": args.client,
                 "ledger_sync": args.ledger_sync,
+                "access_log": args.access_log,
                 "ledger_commit_interval_ms": args.ledger_commit_interval_ms,
                 "load_average": load[:2],
                 "rows": rows,
@@ -209,6 +210,13 @@ def parse_args() -> argparse.Namespace:
         help="the gateway ledger's commit_interval_ms: 0 (default) answers once the row is "
         "in; above 0 rows are committed per interval, off the request path",
     )
+    ap.add_argument(
+        "--access-log",
+        choices=("text", "json", "off"),
+        default="text",
+        help="the gateway's access log (default text, the gateway's own default: a line per "
+        "request on its stdout; off measures the forwarding alone)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/gateway_overhead.json")
     return ap.parse_args()
 
@@ -231,6 +239,7 @@ def run_direct_and_gateway(args, work: Path, repo: Path, body, headers, conc, pr
 
     (work / "gateway.toml").write_text(
         f'data_dir = "{work / "gw"}"\nrepo = "{repo}"\nport = {gport}\ngrpc_port = -1\n'
+        f'access_log = "{args.access_log}"\n'
         f'[ledger]\nsqlite_synchronous = "{args.ledger_sync}"\n'
         f"commit_interval_ms = {args.ledger_commit_interval_ms}\n"
         f'[vm]\nprovisioner = "static"\nurls = ["http://127.0.0.1:{mport}"]\n'
