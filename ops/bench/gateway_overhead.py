@@ -210,13 +210,8 @@ def parse_args() -> argparse.Namespace:
         help="the gateway ledger's commit_interval_ms: 0 (default) answers once the row is "
         "in; above 0 rows are committed per interval, off the request path",
     )
-    ap.add_argument(
-        "--access-log",
-        choices=("text", "json", "off"),
-        default="text",
-        help="the gateway's access log (default text, the gateway's own default: a line per "
-        "request on its stdout; off measures the forwarding alone)",
-    )
+    access = "the gateway's access log (default text, its own default); off: forwarding alone"
+    ap.add_argument("--access-log", choices=("text", "json", "off"), default="text", help=access)
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/gateway_overhead.json")
     return ap.parse_args()
 
