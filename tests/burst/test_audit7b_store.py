@@ -12,17 +12,16 @@ import shutil
 from pathlib import Path
 
 import boto3
-import httpx
 import numpy as np
 import pytest
 
 from burst.planning import REFERENCE_PROFILE
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.gateway.conftest import running_model_server, serve_app
+from tests.gateway.conftest import running_model_server, send_routed, serve_app
 from tests.support.fault_proxy import FaultProxy
 from tests.support.s3_server import S3_TEST_CREDENTIALS, S3_TEST_REGION, moto_server
-from vmpool.codec import decode_response, encode_request
+from vmpool.codec import decode_response
 from vmpool.export import export_zoo
 
 pytestmark = pytest.mark.slow
@@ -83,17 +82,7 @@ def s3():
 
 def post(url: str, x: np.ndarray, route: str, workers: int = 2):
     """(status, output tensor or error JSON, headers) of one binary infer POST."""
-    body, header_length = encode_request({"input": x})
-    resp = httpx.post(
-        f"{url}/v2/models/resnet18/infer",
-        content=body,
-        timeout=300,
-        headers={
-            "Inference-Header-Content-Length": str(header_length),
-            "X-Tidegate-Route": route,
-            "X-Tidegate-Workers": str(workers),
-        },
-    )
+    resp = send_routed(url, x, route, workers)
     if resp.status_code != 200:
         return resp.status_code, resp.json(), resp.headers
     length = int(resp.headers["inference-header-content-length"])

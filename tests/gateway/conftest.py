@@ -67,11 +67,13 @@ def model_server(small_repo, tmp_path_factory):
         yield url
 
 
-def post_routed(url: str, x, route: str, workers: int = 2, model: str = "resnet18"):
-    """One binary-tensor infer POST sent down ``route`` ("vm" or "burst"); asserts it answered
-    200 on that path, returns the "output" tensor."""
+def send_routed(
+    url: str, x, route: str, workers: int = 2, model: str = "resnet18"
+) -> httpx.Response:
+    """One binary-tensor infer POST of ``x`` as "input", sent down ``route`` ("vm" or "burst")
+    with at most ``workers`` functions: the response as it came."""
     body, header_length = encode_request({"input": x})
-    resp = httpx.post(
+    return httpx.post(
         f"{url}/v2/models/{model}/infer",
         content=body,
         timeout=300,
@@ -81,6 +83,11 @@ def post_routed(url: str, x, route: str, workers: int = 2, model: str = "resnet1
             "X-Tidegate-Workers": str(workers),
         },
     )
+
+
+def post_routed(url: str, x, route: str, workers: int = 2, model: str = "resnet18"):
+    """``send_routed``, asserting it answered 200 on that path: the "output" tensor."""
+    resp = send_routed(url, x, route, workers, model)
     assert resp.status_code == 200, resp.text
     assert resp.headers["x-tidegate-path"] == route
     header_length = int(resp.headers["inference-header-content-length"])
