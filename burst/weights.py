@@ -5,19 +5,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 import math
-import os
 import warnings
-from collections import OrderedDict, deque
 
 import torch
 
 from burst.graph import Graph, build_graph, program_weights
 from burst.partition import sliced_weights
-from burst.plan import Plan, Split, Stage, weight_budget_bytes
-
-log = logging.getLogger(__name__)
+from burst.plan import Plan, Split, Stage
 
 
 def plan_prefix(plan_id: str) -> str:
@@ -159,99 +154,11 @@ async def prepare_plan(artifact, plan: Plan, store, *, graph: Graph | None = Non
     await store.put(ready_key(pid), b"1")
 
 
-def cache_budget_bytes() -> int:
-    """What the planner lets one function's weights fill: a warm master switching plans keeps
-    no more than that (half its memory had let a 512 MB master hold 250 MB of weights beside a
-    320 MB runtime)."""
-    return weight_budget_bytes(int(os.environ.get("TIDEGATE_FUNCTION_MEMORY_MB", "1024")))
-
-
-class LruCache:
-    """A per-process cache bounded by total bytes (least recently used evicted first). Entries
-    carry a label (which plan's weights) so an eviction says in the log which plan evicted which;
-    nothing is evicted while the budget holds both."""
-
-    def __init__(self, budget_bytes: int | None = None):
-        self.budget_bytes = cache_budget_bytes() if budget_bytes is None else budget_bytes
-        self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
-        self._labels: dict[str, str] = {}
-        self.used_bytes = 0
-        self.hits = 0
-        self.misses = 0
-        # (evicted label, label of what needed the room), the latest only
-        self.evictions: deque[tuple[str, str]] = deque(maxlen=64)
-
-    def get(self, key: str, label: str | None = None):
-        item = self._items.get(key)
-        if item is None:
-            self.misses += 1
-            return None
-        self._items.move_to_end(key)
-        if label:
-            self._labels[key] = label  # the plan that uses it now
-        self.hits += 1
-        return item[0]
-
-    def put(self, key: str, value, nbytes: int, label: str | None = None) -> None:
-        if key in self._items:
-            self.used_bytes -= self._items.pop(key)[1]
-        self._items[key] = (value, nbytes)
-        self._labels[key] = label or key
-        self.used_bytes += nbytes
-        # keep at least the newest entry: it is in use right now
-        while self.used_bytes > self.budget_bytes and len(self._items) > 1:
-            self._evict_oldest(label or key, nbytes)
-
-    def make_room(self, nbytes: int, label: str | None = None) -> None:
-        """Evict least recently used entries until ``nbytes`` more fit the budget: before a
-        load, so the old entries are gone while the new one is read (evicting after it had let
-        a warm 2048 MB master, switching plans, hold ~1 GB of old weights beside the new 553 MB
-        and die of out-of-memory)."""
-        while self._items and self.used_bytes + nbytes > self.budget_bytes:
-            self._evict_oldest(label or "a new entry", nbytes)
-
-    def _evict_oldest(self, for_label: str, nbytes: int) -> None:
-        key, (_, size) = self._items.popitem(last=False)
-        self.used_bytes -= size
-        evicted = self._labels.pop(key, key)
-        self.evictions.append((evicted, for_label))
-        log.warning(
-            "weight cache: %s (%.1f MB) evicts %s (%.1f MB): budget %.1f MB, %.1f MB left held",
-            for_label,
-            nbytes / 2**20,
-            evicted,
-            size / 2**20,
-            self.budget_bytes / 2**20,
-            self.used_bytes / 2**20,
-        )
-
-    def grow_newest(self, nbytes: int) -> bool:
-        """Charge ``nbytes`` more to the newest entry (the one in use: its convs' packed copies,
-        ``burst.packed_conv``), evicting older entries to make room; False, and nothing charged,
-        if even the newest alone would not fit."""
-        if not self._items:
-            return False
-        key = next(reversed(self._items))
-        value, size = self._items[key]
-        if size + nbytes > self.budget_bytes:
-            return False
-        self.make_room(nbytes, f"{self._labels.get(key, key)} (packed copies)")
-        if key not in self._items:  # (make_room keeps the newest: it alone fits, see above)
-            return False
-        self._items[key] = (value, size + nbytes)
-        self.used_bytes += nbytes
-        return True
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 def tensors_nbytes(tensors: dict) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
+
+from burst.weight_cache import LruCache  # noqa: E402  (re-exported)
 
 __all__ = [
     "prepare_plan",
