@@ -6,15 +6,16 @@ two ``send`` messages, each header re-validated. Measured with a trivial app, th
 162 us per request against 62 us on bare httptools; on the small ``mlp`` model it was the largest
 share of the gateway's CPU per request. ``FastLaneProtocol`` (uvicorn's httptools protocol,
 ``OneSendProtocol``) recognises an infer POST when its headers are complete and answers it
-itself, through the same ``InferEndpoint.respond`` as the ASGI path: tenants, rate limits,
-routing, the ledger, metrics, error bodies and ``x-request-id`` are the same code, and the access
-log gets the same line. The answer leaves in one ``writev``.
+itself, through the same ``InferEndpoint.respond`` as the ASGI path: tenants, rate limits, the
+body budget (a lane body holds its declared bytes from before its first byte is read), routing,
+the ledger, metrics, error bodies and ``x-request-id`` are the same code, and the access log
+gets the same line. The answer leaves in one ``writev``.
 
 Only plain requests take the lane; everything else goes to the app unchanged (uvicorn's path):
 other URLs and methods, HTTP/1.0, ``Expect: 100-continue``, chunked or upgrade requests, bodies
-without a ``Content-Length`` or above ``SMALL_BODY_BYTES`` (those are read with flow control and
-the body budget), a CORS request (``Origin``, when CORS is on), and a request pipelined behind
-one still being answered.
+without a ``Content-Length`` or above ``SMALL_BODY_BYTES`` (those are read with flow control), a
+CORS request (``Origin``, when CORS is on), and a request pipelined behind one still being
+answered.
 
 Used as ``uvicorn.Config(http=FastLaneProtocol)`` with an app that has a ``fast_lane``
 (``gateway.app.create_app`` sets it); without one it is ``OneSendProtocol``.

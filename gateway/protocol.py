@@ -69,6 +69,8 @@ async def read_body(
             if len(body) > limit_bytes:
                 message = too_large_message(limit_bytes, len(body))
                 raise TidegateError(message, 413, {"connection": "close"})
+            if lease is not None and body:  # it counts in the budget as any body does
+                lease.take(len(body))
         else:
             body = await body_reader.read_body(
                 receive, headers.get("content-length"), limit_bytes, lease, timeout_s

@@ -1,9 +1,11 @@
 """Reading request bodies from ASGI with bounds: per-request size, bytes in flight, time.
 
 One reader for the gateway and the model server. A body is refused with 413 past the per-request
-limit, with 503 + ``Retry-After`` when the bytes of all bodies in flight would pass the budget,
-and with 408 when it does not arrive within the body timeout (a client that declared a large
-body and went silent is answered and its connection closed). Memory goes back to the system
+limit, with 503 + ``Retry-After`` when the bytes of all bodies in flight would pass the budget
+(every body counts, from before its first byte is read when it declares its length; large ones
+may not take the budget's last sixteenth, kept for small requests), and with 408 when it does
+not arrive within the body timeout (a client that declared a large body and went silent is
+answered and its connection closed). Memory goes back to the system
 after large bodies (glibc keeps freed heap pages otherwise: after a flood of 60 MiB bodies the
 gateway stayed at 4.3 GB, issue 9).
 """
@@ -21,9 +23,12 @@ from vmpool.wire import CodecError, too_large_message
 
 log = logging.getLogger("tidegate.body")
 _CLOSE = {"connection": "close"}  # the rest of the refused body may still be on its way
-# Bodies up to this size are not counted: the server buffers that much per connection anyway
-# (uvicorn's read high-water mark), and a full budget must not starve small requests.
+# Bodies up to this size are small: they may use the whole budget, while larger ones leave its
+# last sixteenth to them (a budget full of large bodies must not starve small requests). Every
+# body counts: uncounted 64 KiB bodies let slow clients hold any number of them (issue: 0.08 MB
+# budget, two 60 KB bodies in flight).
 SMALL_BODY_BYTES = 64 << 10
+SMALL_RESERVE_FRACTION = 1 / 16
 TRIM_AFTER_BYTES = 32 << 20  # malloc_trim once this many body bytes were released since the last
 _TRIM_MIN_INTERVAL_S = 1.0
 
@@ -39,6 +44,10 @@ class BodyBudget:
 
     def __init__(self, limit_bytes: int | None, *, retry_after_s: int = 1):
         self.limit_bytes = limit_bytes
+        # what large bodies may fill (the rest is for small ones: SMALL_BODY_BYTES)
+        self.large_limit_bytes = (
+            None if limit_bytes is None else int(limit_bytes * (1 - SMALL_RESERVE_FRACTION))
+        )
         self.retry_after_s = retry_after_s
         self.in_flight_bytes = 0
         self.peak_bytes = 0
@@ -50,8 +59,12 @@ class BodyBudget:
     def lease(self) -> BodyLease:
         return BodyLease(self)
 
-    def _take(self, size: int) -> None:
+    def _take(self, size: int, body_bytes: int) -> None:
+        """Count ``size`` more bytes of a body that then holds ``body_bytes``; 503 past the
+        budget (a body alone is let through: its own limit bounds it)."""
         limit = self.limit_bytes
+        if limit is not None and body_bytes > SMALL_BODY_BYTES:
+            limit = self.large_limit_bytes
         if limit is not None and self.in_flight_bytes + size > limit and self.in_flight_bytes:
             self.refused += 1
             raise CodecError(
@@ -66,6 +79,8 @@ class BodyBudget:
 
     def _give(self, size: int) -> None:
         self.in_flight_bytes -= size
+        if size <= SMALL_BODY_BYTES:
+            return  # small bodies' memory is reused by the next ones: no trim for them
         self._released_since_trim += size
         if self._released_since_trim >= TRIM_AFTER_BYTES and not self._trim_pending:
             self._trim_pending = True
@@ -95,7 +110,7 @@ class BodyLease:
         self.bytes = 0
 
     def take(self, size: int) -> None:
-        self.budget._take(size)
+        self.budget._take(size, self.bytes + size)
         self.bytes += size
 
     def release(self) -> None:
@@ -123,13 +138,15 @@ async def read_body(
             raise CodecError("invalid Content-Length", 400, dict(_CLOSE)) from None
         if declared > limit_bytes:
             raise CodecError(too_large_message(limit_bytes, declared), 413, dict(_CLOSE))
-        if lease is not None and declared > SMALL_BODY_BYTES:
+        if lease is not None and declared:
             lease.take(declared)  # before reading a byte: refuse a flood up front
     message = await _receive(receive, timeout_s, time.monotonic())
     first = message.get("body", b"")
     if not message.get("more_body", False):  # the common case: one message, no copy
         if len(first) > limit_bytes:
             raise CodecError(too_large_message(limit_bytes), 413, dict(_CLOSE))
+        if lease is not None and declared is None and first:
+            lease.take(len(first))
         return first
     return await _read_rest(receive, first, declared, limit_bytes, lease, timeout_s)
 
@@ -168,7 +185,7 @@ def decode_content(
         )
     if not inflater.eof:
         raise CodecError(f"request body is truncated {coding} data")
-    if lease is not None and len(out) > SMALL_BODY_BYTES:
+    if lease is not None:
         lease.take(len(out))
     return out
 
