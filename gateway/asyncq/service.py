@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
 import time
 import uuid
@@ -29,6 +28,7 @@ from ..state import GatewayState
 from . import callback, placement, serve
 from .capacity import Claim, VmShare
 from .config import AsyncQueueSettings
+from .idempotency import IDEMPOTENCY_HEADER, first_request_id, idempotent_id
 from .jobs import Job, JobQueue, JobState, QueueStats
 from .payload import Part, PayloadCodec
 from .wiring import gauges as _gauges
@@ -37,8 +37,6 @@ from .wiring import make_payloads, make_queue
 log = logging.getLogger("tidegate.async")
 REQUESTS_PATH = "/v2/requests/"
 CALLBACK_HEADER = "x-tidegate-callback"
-# A client that may retry a POST whose 202 it never saw sends the same key: one job, not two.
-IDEMPOTENCY_HEADER = "idempotency-key"
 _POLL_S = 0.02  # how often a consumer waiting for VM capacity looks again
 _HOUSEKEEPING_S = 1.0
 
@@ -115,6 +113,7 @@ class AsyncService:
             headers.get("authorization"), headers.get("x-api-key")
         )
         cfg = dispatcher.model(model, version)
+        dispatcher.tenants.check_model(tenant, cfg.name)  # 403 before the body is read or checked
         if headers.get("x-tidegate-route") or headers.get("x-tidegate-workers"):
             raise BadRequest(
                 "async requests are served on the VM path; drop X-Tidegate-Route "
@@ -132,7 +131,9 @@ class AsyncService:
         key = headers.get(IDEMPOTENCY_HEADER)
         job_id = idempotent_id(tenant.name, key) if key else uuid.uuid4().hex
         if key and (earlier := await self.queue.get(job_id)) is not None:
-            return _accepted(earlier.id, earlier.state, None)  # a retry: same job, not a new one
+            # a retry: the same job, not a new one, and the first request's id
+            request_id = await first_request_id(self.payloads, earlier, body, headers)
+            return _accepted(earlier.id, earlier.state, request_id)
         header_length = protocol.header_length(headers)
         req = protocol.decode_infer(body, header_length)
         try:  # bad input is a 400 now, not a failed job later
@@ -155,7 +156,7 @@ class AsyncService:
             self._wakeup.set()
         else:  # the same Idempotency-Key raced us: its job stands, our object goes
             await self.payloads.discard(sealed)
-        return _accepted(job.id, job.state, req.id)
+        return _accepted(job.id, job.state, req.id or job.id)
 
     def takes(self, headers: dict[str, str], model: str, version: str | None) -> bool:
         """Whether an infer call goes to the queue: ``Prefer: respond-async``, or a tenant of
@@ -313,12 +314,7 @@ async def start_for_gateway(gateway: GatewayState) -> AsyncService | None:
     return service
 
 
-def idempotent_id(tenant: str, key: str) -> str:
-    """The job id of a tenant's ``Idempotency-Key``: a retried POST finds the job it made."""
-    return hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()[:32]
-
-
-def _accepted(job_id: str, state: JobState, request_id: str | None):
+def _accepted(job_id: str, state: JobState, request_id: str):
     location = REQUESTS_PATH + job_id
     answer = orjson.dumps(
         {"id": job_id, "state": state.value, "location": location, "request_id": request_id}

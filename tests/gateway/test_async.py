@@ -23,6 +23,7 @@ from .conftest import serve_app
 
 KEY_A, KEY_B, SECRET_A = "key-a", "key-b", "whsec-a"
 KEY_BATCH, KEY_TIGHT = "key-batch", "key-tight"  # async SLO class: loose and too tight deadlines
+KEY_RESNET = "key-resnet"  # a tenant that may use resnet18 only
 ASYNC = {"Prefer": "respond-async"}
 
 
@@ -61,6 +62,7 @@ def _settings(data, repo, urls, **extra):
             {"name": "b", "api_keys": [KEY_B]},
             {"name": "batch", "api_keys": [KEY_BATCH], "slo_class": "async", "deadline_s": 600},
             {"name": "tight", "api_keys": [KEY_TIGHT], "slo_class": "async", "deadline_s": 0.001},
+            {"name": "resnet", "api_keys": [KEY_RESNET], "models": ["resnet18"]},
         ],
         **extra,
     )
@@ -127,6 +129,11 @@ def test_bad_requests_are_refused_before_queueing(gateway):
     assert post("/v2/models/nope/infer", {"inputs": [good]}).status_code == 404
     bad = post("/v2/models/mlp/infer", {"inputs": [{**good, "shape": [1, 5], "data": [0.0] * 5}]})
     assert bad.status_code == 400 and "shape" in bad.json()["error"]
+    # a model the tenant may not use: 403 before the body is read (a 400 would name the shape)
+    other = {"x-api-key": KEY_RESNET, **ASYNC}
+    denied = post("/v2/models/mlp/infer", {"inputs": [{**good, "shape": [1, 5]}]}, other)
+    assert denied.status_code == 403 and "may not use model" in denied.json()["error"]
+    assert "shape" not in denied.json()["error"]
     forced = httpx.post(
         gateway + "/v2/models/mlp/infer",
         json={"inputs": [good]},
@@ -232,10 +239,10 @@ def test_redis_backend_serves_the_same_way(model_server, small_repo, tmp_path):
 def test_a_retried_post_with_the_same_idempotency_key_is_one_job(gateway):
     good = {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}
 
-    def post(key, headers):
+    def post(key, headers, body_id="item-1"):
         return httpx.post(
             gateway + "/v2/models/mlp/infer",
-            json={"inputs": [good]},
+            json={"inputs": [good], **({"id": body_id} if body_id else {})},
             headers={**headers, **ASYNC, "Idempotency-Key": key},
         )
 
@@ -243,9 +250,19 @@ def test_a_retried_post_with_the_same_idempotency_key_is_one_job(gateway):
     again = post("batch-7/item-1", {"x-api-key": KEY_A})
     assert first.status_code == again.status_code == 202
     assert first.headers["location"] == again.headers["location"]
+    # the retry's 202 is the first one's: same job, status URL and request id
+    assert first.json()["request_id"] == again.json()["request_id"] == "item-1"
+    assert first.json()["id"] == again.json()["id"]
     other_tenant = post("batch-7/item-1", {"x-api-key": KEY_B})
     assert other_tenant.headers["location"] != first.headers["location"]
     assert wait_done(gateway, first.headers["location"], {"x-api-key": KEY_A}).status_code == 200
+    late = post("batch-7/item-1", {"x-api-key": KEY_A})  # a retry after it was served
+    assert late.status_code == 202 and late.json()["request_id"] == "item-1"
+    assert late.headers["location"] == first.headers["location"]
+    # no id in the body: the request id is the job's (as the answer's x-request-id)
+    plain = [post("batch-7/item-2", {"x-api-key": KEY_A}, body_id=None) for _ in range(2)]
+    assert [p.json()["request_id"] for p in plain] == [plain[0].json()["id"]] * 2
+    assert plain[0].headers["x-request-id"] == plain[0].json()["request_id"]
 
 
 def test_sqs_backend_serves_the_same_way(model_server, small_repo, tmp_path, s3_endpoint):
