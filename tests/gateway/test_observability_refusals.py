@@ -192,3 +192,21 @@ def test_a_model_a_tenant_may_not_use_is_403_before_its_body_is_read_or_checked(
     with pytest.raises(InferenceServerException) as caught:
         client.infer("resnet18", [x], headers={"x-api-key": "ka"})
     assert "may not use model" in str(caught.value) and "shape" not in str(caught.value)
+
+
+def test_made_up_model_names_make_no_series_of_their_own(gateway):
+    """A client can send any number of model names: none becomes a label value on any metric,
+    HTTP (the fast lane and the app's path, with and without a key) or gRPC."""
+    url, target = gateway
+    names = [f"made-up-{i}" for i in range(4)]
+    with httpx.Client(base_url=url, timeout=60) as c:
+        for i, name in enumerate(names):
+            key = {"x-api-key": "ka"} if i % 2 else {}
+            c.post(f"/v2/models/{name}/infer", json=_mlp(), headers=key)
+            c.post(f"/v2/models/{name}/infer?via=app", json=_mlp(), headers=key)
+            c.post(f"/v2/models/{name}/versions/3/infer", json=_mlp(), headers=key)
+            c.get(f"/v2/models/{name}", headers=key)
+            c.get(f"/v2/models/{name}/ready", headers=key)
+            _grpc_error(target, name, key)
+        labels = set(re.findall(r'model="([^"]*)"', c.get("/metrics").text))
+    assert labels <= {"mlp", "resnet18", "unknown", ""}, labels
