@@ -46,6 +46,38 @@ def _load_user_program(path: Path):
         ) from exc
 
 
+def _check_rebuilds(path: Path, program) -> None:
+    """The server serves ``program.module()``: a program it cannot rebuild is refused in one
+    line, before anything is written. A submodule named like an attribute of torch.fx's
+    GraphModule (``meta``, ``graph``, ``code``) was imported, then failed every load."""
+    try:
+        with quiet_torch_export():
+            program.module()
+    except Exception as exc:
+        clash = _clashing_submodule(program)
+        if clash is not None:
+            raise ArtifactError(
+                f"{path}: submodule {clash!r} cannot be served: torch.export's program.module() "
+                f"cannot rebuild a submodule with that name (torch.fx.GraphModule has its own "
+                f"attribute {clash!r}); rename it (e.g. self.{clash}_net) and export again"
+            ) from exc
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ArtifactError(
+            f"{path}: torch.export's program.module(), which the server loads, fails on this "
+            f"program ({type(exc).__name__}: {first})"
+        ) from exc
+
+
+def _clashing_submodule(program) -> str | None:
+    """The first top-level submodule whose name a bare GraphModule already uses, if any."""
+    taken = torch.fx.GraphModule(torch.nn.Module(), torch.fx.Graph())
+    for fqn in (*program.state_dict, *program.constants):
+        head, dot, _ = fqn.partition(".")
+        if dot and hasattr(taken, head):
+            return head
+    return None
+
+
 def _batch_upper_bound(program, value: torch.Tensor) -> int | None:
     """The largest batch the program accepts, if its batch dimension is bounded."""
     expr = getattr(value.shape[0], "node", None)
@@ -77,6 +109,7 @@ def import_program(
         raise ArtifactError(f"max_batch_size must be >= 1, got {max_batch_size}")
     path = Path(path)
     program = _load_user_program(path)
+    _check_rebuilds(path, program)
     inputs, outputs = user_tensors(program)
     if not inputs or not outputs:
         raise ArtifactError(f"{path}: the program needs at least one tensor input and output")

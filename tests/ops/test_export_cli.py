@@ -180,3 +180,29 @@ def test_import_says_when_it_changes_what_was_asked(tmp_path, capsys):
         == 0
     )
     assert "warning" not in capsys.readouterr().out  # nothing changed, nothing said
+
+
+class _WithMeta(nn.Module):
+    """A user model with a submodule named ``meta``: torch.export saves it, but
+    ``program.module()`` (what the server loads) fails on it."""
+
+    def __init__(self):
+        super().__init__()
+        self.meta = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.meta(x))
+
+
+def test_a_program_the_server_cannot_rebuild_is_refused_before_writing(tmp_path, capsys):
+    batch = torch.export.Dim("batch", max=64)
+    program = torch.export.export(
+        _WithMeta().eval(), (torch.randn(2, 4),), dynamic_shapes=({0: batch},)
+    )
+    path = tmp_path / "with_meta.pt2"
+    torch.export.save(program, str(path))
+    assert ops.cli.main(["export", str(path), "--out", str(tmp_path / "repo")]) == 2
+    err = one_line_error(capsys)
+    assert "submodule 'meta'" in err and "rename" in err, err
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
