@@ -142,7 +142,8 @@ async def spawn(name: str, handler: str, memory_mb: int, environment: dict[str, 
     try:
         env = instance_env(name, handler, memory_mb, environment, child_sock.fileno())
         proc = subprocess.Popen(
-            [sys.executable, "-m", "burst.faas.instance"],
+            # the trailing words are for people (``pgrep -af tidegate``): the module ignores them
+            [sys.executable, "-m", "burst.faas.instance", "tidegate-function", name],
             env=env,
             pass_fds=(child_sock.fileno(),),
             stdin=subprocess.DEVNULL,

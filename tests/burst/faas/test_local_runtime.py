@@ -65,6 +65,16 @@ async def test_cold_start_then_warm_reuse(make_runtime):
     assert runtime.instance_count("echo") == 1
 
 
+async def test_an_instance_process_names_its_function_on_its_command_line(make_runtime):
+    """``pgrep -af tidegate`` lists function instances too: their command line says
+    ``tidegate-function <name>`` (it was ``python -m burst.faas.instance``)."""
+    _, invoker = await make_runtime(FunctionSpec("echo-fn", f"{H}:echo", memory_mb=256))
+    pid = orjson.loads((await invoker.invoke("echo-fn", b"{}")).payload)["pid"]
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        argv = f.read().decode().split("\0")
+    assert "tidegate-function" in argv and argv[argv.index("tidegate-function") + 1] == "echo-fn"
+
+
 async def test_invoker_says_when_the_request_is_on_its_way(make_runtime):
     """A master computes its own leg once its remote legs are sent (burst.forkjoin): the
     invoker sets ``sent`` when the request has left, before the answer comes back."""
