@@ -4,11 +4,14 @@ bound) and vm-peak. It answers "is 2x below vm-peak reachable on this trace at a
 the scaler does?" without a policy in the way.
 
     .venv/bin/python ops/bench/fleet_oracle.py --trace T [--rate-scale X]
-        [--schedule 0:1,1500:2,2280:1 ...] [--json OUT]
+        [--schedule 0:1,1500:2,2280:1 ...] [--hindsight] [--json OUT]
 
 Each ``--schedule`` is ``t_s:replicas`` steps (the fleet asked for from t_s on; a VM asked for
 serves a boot time later, as in every run). Routing is slo-aware's, the profile the reference
 one, so the figures compare with `tidegate simulate --policy slo-aware` on the same trace.
+``--hindsight`` adds the offline optimum's own VM timeline (the per-layer DP's, each VM launched a
+boot ahead), the cheapest of a few planning capacities that meets the SLO: a feasible schedule
+chosen with hindsight, so ``hindsight / optimum`` is the most the bound can be loose by.
 Not timing-sensitive (simulated time): run it niced.
 """
 
@@ -23,30 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ops.sim import SimProfile, simulate  # noqa: E402
-from ops.sim.engine import Simulation  # noqa: E402
-from ops.sim.presets import build_policies, preset_spec  # noqa: E402
-from ops.sim.setup import SimSetup  # noqa: E402
 from ops.sim.config import load_config  # noqa: E402
+from ops.sim.optimum_schedule import best_hindsight, run_schedule  # noqa: E402
 from ops.traces import read_trace  # noqa: E402
-from policies.autoscaling.base import ScaleDecision, ScalerBase  # noqa: E402
 from policies.costs import PriceTable  # noqa: E402
-
-
-class Scheduled(ScalerBase):
-    """The fleet a schedule names at each moment, nothing else."""
-
-    name = "scheduled"
-
-    def __init__(self, steps: list[tuple[float, int]]):
-        super().__init__(0, max(k for _, k in steps) or 1)
-        self.steps = sorted(steps)
-
-    def decide(self, state) -> ScaleDecision:
-        want = 0
-        for t_s, replicas in self.steps:
-            if state.now_s >= t_s:
-                want = replicas
-        return ScaleDecision(want, "schedule")
 
 
 def parse_schedule(text: str) -> list[tuple[float, int]]:
@@ -55,20 +38,6 @@ def parse_schedule(text: str) -> list[tuple[float, int]]:
         t_s, _, k = part.partition(":")
         steps.append((float(t_s), int(k)))
     return steps
-
-
-def run_schedule(trace, profile, prices, steps) -> dict:
-    spec = preset_spec("slo-aware", trace, profile)
-    routing, _ = build_policies(spec, prices)
-    setup = SimSetup(
-        profile=profile,
-        routing=routing,
-        autoscaler=Scheduled(steps),
-        prices=prices,
-        initial_replicas=steps[0][1] if steps[0][0] <= 0 else 0,
-        name="schedule",
-    )
-    return Simulation(trace, setup).run().summary
 
 
 KEYS = ("slo_attainment", "cost_usd", "vm_usd", "vm_hours", "spill_ratio", "cold_starts")
@@ -81,6 +50,11 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--schedule", action="append", default=[])
     ap.add_argument("--json", dest="json_out")
+    ap.add_argument(
+        "--hindsight",
+        action="store_true",
+        help="also the optimum's own VM timeline, simulated (ops/sim/optimum_schedule.py)",
+    )
     args = ap.parse_args()
     cfg = load_config(None, None)
     trace = read_trace(args.trace, "auto", cfg.mapping, seed=args.seed)
@@ -91,8 +65,11 @@ def main() -> int:
         name: simulate(trace, name, profile, seed=args.seed).summary
         for name in ("vm-peak", "slo-aware", "optimum")
     }
-    for text in args.schedule or ["0:1"]:
+    for text in args.schedule or ([] if args.hindsight else ["0:1"]):
         rows[f"schedule {text}"] = run_schedule(trace, profile, prices, parse_schedule(text))
+    if args.hindsight:
+        h = best_hindsight(trace, profile, prices)
+        rows[f"hindsight (capacity x{h['capacity_factor']:g})"] = h
     peak_usd = rows["vm-peak"]["cost_usd"]
     print(
         f"{'run':<34} {'attain %':>8} {'cost $':>7} {'VM $':>7} {'VM h':>5} "

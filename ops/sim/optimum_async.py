@@ -55,6 +55,7 @@ class AsyncBound:
     layers: int
     iterations: int
     trivial_usd: float  # the bound with the async work left out (pi = 0)
+    starts: float = 0.0  # VM starts in the bound's schedule (each billed a boot)
 
 
 def async_bound(
@@ -145,6 +146,7 @@ def _result(best, sol: LayerSolution, served, weights, iterations, trivial) -> A
         layers=int(weights.sum()),
         iterations=iterations,
         trivial_usd=float(trivial),
+        starts=float((weights[:, None] * (sol.on[:, 1:] & ~sol.on[:, :-1])).sum()),
     )
 
 
@@ -194,7 +196,8 @@ def bound_for_trace(trace, bin_s: float, deadlines: dict[int, float], econ: Econ
         work = np.bincount(mine, minlength=nbins) * (unit / econ.cap_max)
         by_window[w] = by_window.get(w, 0) + work
     demand = AsyncDemand(list(by_window), list(by_window.values()))
-    _, tail = min_billing_tail(econ.vm_usd_per_s, econ.boot_s, econ.min_billed_s, bin_s)
+    # no billing minimum beyond the boot: nested layers would overstate it (``widened_layers``)
+    _, tail = min_billing_tail(econ.vm_usd_per_s, econ.boot_s, 0.0, bin_s)
     inp = BoundInputs(
         interactive=interactive,
         per_bin_cap=unit * bin_s,
@@ -212,6 +215,7 @@ def bound_for_trace(trace, bin_s: float, deadlines: dict[int, float], econ: Econ
         "layers": bound.layers,
         "async_requests": int(is_async.sum()),
         "bound_iterations": bound.iterations,
+        "boots_s": bound.starts * econ.boot_s,
     }
 
 

@@ -15,7 +15,9 @@ The relaxed problem here (each part can only lower the cost):
   it (work still in the queue when its SLO runs out cannot be served in time); a carried request
   is whole (the carry is an integer);
 - functions serve any share at their mean warm price;
-- a start bills ``boot_s`` (the minimum billing beyond the boot is relaxed away);
+- a start bills ``boot_s`` (the minimum billing beyond the boot is relaxed away: nothing with
+  the reference profile, whose 60 s boot covers the 60 s minimum; ``optimum.interactive_bound``
+  takes the widened per-layer bound, which keeps it, where that is higher);
 - a late request costs the multiplier ``mu`` and nothing else: for any ``mu >= 0`` the least cost
   minus ``mu x late allowance`` is a lower bound (weak duality); the best of a few ``mu`` is kept.
 
@@ -48,6 +50,7 @@ class CarryBound:
     fn_requests: float  # requests on functions (or late) in it
     layers: int
     late_usd_per_request: float  # the multiplier that gave the best bound (inf: none late)
+    starts: float = 0.0  # VM starts in it (each billed a boot)
 
 
 def dp_cells(pr: CarryProblem) -> float:
@@ -78,7 +81,7 @@ def carry_dp(pr: CarryProblem, late_usd: float = math.inf) -> CarryBound:
     fits = g.q[None, :] <= carry_per_vm * g.n[:, None] + 1e-9
     # before the first bin any fleet may already be up (as a simulation starts), nothing carried
     cost = np.zeros((layers + 1, 1))
-    aux = np.zeros((2,) + cost.shape)  # the path's VM bins and spilled requests
+    aux = np.zeros((3,) + cost.shape)  # the path's VM bins, spilled requests and starts
     up_usd = pr.vm_usd_per_s * pr.bin_s * g.n[:, None]
     start_usd = pr.vm_usd_per_s * pr.boot_s
     for d in pr.demand.tolist():
@@ -87,11 +90,13 @@ def carry_dp(pr: CarryProblem, late_usd: float = math.inf) -> CarryBound:
         c1 = np.where(fits[:, :w_in], c1 + up_usd, BIG)
         a1 = aux[:, k, g.cols[:, :w_in]]
         a1[0] += g.n[:, None]
+        a1[2] += np.maximum(g.n[:, None] - k, 0)
         # only this bin's arrivals may be carried out of it: the state is as wide as they are
         w_out = min(q_max, int(math.floor(d + 1e-9))) + 1
         cost, aux = _carry_out(g, c1, a1, d - per_vm * g.n, spill, w_out)
     best = np.unravel_index(int(cost.argmin()), cost.shape)
-    return CarryBound(float(cost[best]), float(aux[0][best]), float(aux[1][best]), layers, late_usd)
+    vm_bins, spilled, starts = (float(a[best]) for a in aux)
+    return CarryBound(float(cost[best]), vm_bins, spilled, layers, late_usd, starts)
 
 
 BIG = 1e30
@@ -189,4 +194,4 @@ def carry_bound(pr: CarryProblem, late_allowance: float, probes: int = 3) -> Car
 
 
 def _with_allowance(b: CarryBound, allowance: float, mu: float) -> CarryBound:
-    return CarryBound(b.cost_usd - mu * allowance, b.vm_bins, b.fn_requests, b.layers, mu)
+    return CarryBound(b.cost_usd - mu * allowance, b.vm_bins, b.fn_requests, b.layers, mu, b.starts)

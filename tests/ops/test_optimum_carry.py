@@ -92,7 +92,7 @@ def test_long_traces_take_the_widened_layers_which_never_exceed_the_dp():
         d = rng.poisson(rng.choice([40.0, 160.0, 300.0], size=240)).astype(float)
         d = np.append(d, 0.0)  # the DP may carry the last bin's tail past the trace for free
         pr = CarryProblem(d, 1.0, 145.0, 0.17 / 3600, 3.9e-6, 60.0, 0.3)
-        wide = widened_layers(pr, 60.0, 0.0)["cost_usd"]
+        wide = widened_layers(pr, 0.0)["cost_usd"]
         assert wide <= carry_dp(pr).cost_usd + 1e-12
-        late = widened_layers(pr, 60.0, 50.0)
+        late = widened_layers(pr, 50.0)
         assert late["cost_usd"] == pytest.approx(wide - 50 * 3.9e-6) and late["late"] == 50.0
