@@ -10,9 +10,9 @@ Relaxations, each of which can only lower the cost (so it is a bound, not a sche
   (``optimum_carry``: a DP over VMs up and requests carried, the late allowance priced by a
   multiplier).
 Kept, because the issue asks for it: a VM is billed from launch, i.e. ``boot_s`` before it can
-serve, and for at least its billing minimum (the carry bound relaxes a minimum beyond the boot;
-the widened per-layer one keeps it, and the bound is the higher of the two).
-``vm_hours`` is billed time: the bins up and every start's boot.
+serve, and for at least its billing minimum where the minimum outlasts the boot (the carry
+bound relaxes that part, ``optimum_minbill`` keeps some of it; ``combined_bound`` takes the
+highest). ``vm_hours`` is billed time: the bins up and every start's boot.
 
 How loose it is: ``optimum_schedule`` simulates a feasible hindsight schedule (the per-layer
 DP's VM timeline) with the engine; on the bursty traces of docs/ops.md it costs 2-16 % above
@@ -23,7 +23,9 @@ served within themselves and a linear function price the problem splits into "la
 k-th VM serves ``s_k(t) = clip(r(t) - (k-1) C, 0, C)``, and layer k is on exactly when
 ``n(t) >= k``. Each layer is then a two-state (off/on) problem with a boot cost and a
 minimum-billing tail, solved exactly by a dynamic programme, all layers at once in numpy
-(``optimum_dp``). Async-class tenants' requests may wait until their deadline, so their work can
+(``optimum_dp``). The tail makes it no bound where the minimum outlasts the boot (nested layers
+overstate the minimum: ``widened_layers``), so the bounds built on it pass none; schedules
+(``optimum_schedule``) and the async bound's target keep it. Async-class tenants' requests may wait until their deadline, so their work can
 fill idle VM time: with them the bound is a Lagrangian one (``optimum_async``).
 """
 
