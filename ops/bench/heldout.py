@@ -1,19 +1,24 @@
 """The scaler's held-out sets beside ``scaler_sweep.py``'s 13 traces (docs/ops.md, sessions 10
 and 11): slo-aware against the offline bound and vm-peak on runs no scaler change was chosen on.
 
-    .venv/bin/python ops/bench/heldout.py --set 18|20|v3|v4 [--param autoscaling.X=V ...]
+    .venv/bin/python ops/bench/heldout.py --set 18|20|v3|v4|mmpp8|rand [--param autoscaling.X=V]
         [--cache FILE] [--json OUT]
 
 ``18``: other MMPP and flash-crowd parameters, seeds 0-1; ``20``: MMPP bursts about as long as a
 VM boot, seeds 0-4; ``v3``: session 10b's 11 held-out runs; ``v4``: session 11's 12 runs used
-to choose nothing. Each row: attainment %, cost $, cost / optimum, vm-peak's cost / cost, VM
-hours; then the set's total cost. Reference profile, simulated time: run it niced.
+to choose nothing; ``mmpp8``: the sweep's MMPP, seeds 0-7; ``rand``: 16 MMPP traces whose
+rates and burst lengths are drawn once (low 10-80 req/s, high 200-800, bursts 5-120 s
+log-uniform, gaps 60-600 s; a fixed generator, so the set is the same each run; session 14).
+Each row: attainment %, cost $, cost / optimum, vm-peak's cost / cost, VM hours; then the
+set's total cost. Reference profile, simulated time: run it niced.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
 import sys
 from pathlib import Path
 
@@ -44,6 +49,20 @@ V20 = [
     ("mmpp mh60", M.format(30, 400, 240, 60)),
     ("mmpp mh20 ml120", M.format(30, 400, 120, 20)),
 ]
+
+
+def _random_mmpp(n: int, seed: int = 14) -> list[tuple[str, str, int]]:
+    rng = random.Random(seed)
+    runs = []
+    for i in range(n):
+        low, high = rng.randint(10, 80), rng.randint(200, 800)
+        gap, burst = rng.randint(60, 600), round(math.exp(rng.uniform(math.log(5), math.log(120))))
+        runs.append(
+            (f"rand {low}/{high} ml{gap} mh{burst} s{i}", M.format(low, high, gap, burst), i)
+        )
+    return runs
+
+
 SETS: dict[str, list[tuple[str, str, int]]] = {
     "18": [(f"{n} s{s}", src, s) for n, src in V18 for s in (0, 1)],
     "20": [(f"{n} s{s}", src, s) for n, src in V20 for s in range(5)],
@@ -74,6 +93,8 @@ SETS: dict[str, list[tuple[str, str, int]]] = {
             1,
         ),
     ],
+    "mmpp8": [(f"mmpp sweep s{s}", SWEEP_MMPP, s) for s in range(8)],
+    "rand": _random_mmpp(16),
 }
 
 

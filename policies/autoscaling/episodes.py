@@ -164,3 +164,33 @@ class OverloadEpisodes:
             return False
         spilled_usd = self._taken_rows[k] * econ.request_usd
         return spilled_usd * self.robustness >= self._vm_usd(econ, 0.0)
+
+
+def replicas_that_pay(
+    episodes: OverloadEpisodes,
+    now_s: float,
+    current: int,
+    want: int,
+    *,
+    demand: float,
+    capacity: float,
+    full_per_replica: float,
+    boot_s: float,
+    cooldown_s: float,
+    request_usd: float,
+) -> int:
+    """The replicas from ``current`` up to ``want`` whose boot the past overloads say pays, one
+    at a time: each takes ``capacity`` (what a replica is sized for) of ``demand`` and is let
+    go ``cooldown_s`` after the overload."""
+    ready_at_start = episodes.ready_at_start(full_per_replica)
+    for replicas in range(current, want):
+        econ = BootEconomics(
+            boot_s=boot_s,
+            cooldown_s=cooldown_s,
+            absorb_per_s=min(max(demand - replicas * capacity, 0.0), capacity),
+            request_usd=request_usd,
+            extra_replica=max(replicas - ready_at_start, 0),
+        )
+        if not episodes.pays(now_s, econ):
+            return replicas
+    return want

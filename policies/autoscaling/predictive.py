@@ -5,13 +5,14 @@ keeping some function instances warm when the forecast's upper band exceeds the 
 from __future__ import annotations
 
 import math
+from functools import partial
 from statistics import NormalDist, median
 
 from ..costs import PriceTable, billed_ms, function_cost_usd, warm_instances_cost_usd
 from ..state import LiveState
 from ..vm_perf import replica_capacity_per_s
 from .base import ScaleDecision, ScalerBase, Window, current_replicas, functions_meet_slo
-from .episodes import BootEconomics, OverloadEpisodes
+from .episodes import OverloadEpisodes, replicas_that_pay
 from .fleet_regret import FleetRegret
 from .recurrence import LayerRecurrence
 from .spill_vm import SpillEconomics
@@ -48,8 +49,9 @@ class Predictive(ScalerBase):
     seen) by their exponential fit with a prior of one overload as long as a boot, and in any
     case once the spill it would have taken paid for it 5 times over (``episodes.py``). VMs for
     the base load (the median rate of the last ``BASE_WINDOW_BOOTS`` boot times) are not held
-    back by it, and when the load falls they go after ``min(scale_in_cooldown_s, boot)``; VMs
-    booted for overloads wait the whole cooldown.
+    back by it outside an overload (during one they are judged with the hold they get), and
+    when the load falls they go after ``min(scale_in_cooldown_s, boot)``; VMs booted for
+    overloads wait the whole cooldown.
     ``regret_window_s`` > 0: once this scaler has paid over 1.5x what the cheapest fixed fleet
     would have on the load seen over that window (``fleet_regret.py``), its VMs are that fleet
     from then on, except for an overload longer than every one seen; 0 turns it off.
@@ -179,8 +181,7 @@ class Predictive(ScalerBase):
                 self._base_high = max(self._base_high, base_fleet)
             if want > current:
                 demand = max(rate, mean)  # the forecast asks ahead of an overload, or after it
-                paid = self._paying(state, current, want, capacity, demand)
-                paid = max(paid, min(base_fleet, want))
+                paid = self._gated(state, current, want, capacity, demand, base_fleet)
                 if paid < want:
                     want, reason = paid, "overloads end before a VM would pay"
         want, reason = self._fixed_fleet(state, want, reason, current, mean, capacity)
@@ -267,27 +268,26 @@ class Predictive(ScalerBase):
         self._base_high = min(self._base_high, want)  # the smaller fleet starts afresh
         return False
 
-    def _paying(
-        self, state: LiveState, current: int, want: int, capacity: float, demand: float
+    def _gated(
+        self, state: LiveState, current: int, want: int, capacity: float, demand: float, base: int
     ) -> int:
-        """The replicas up to ``want`` whose boot the past overloads say pays, one at a time;
-        each takes what the scaler sizes a replica for (``capacity``, at target utilization)."""
+        """The replicas up to ``want`` the boot gate lets through (``replicas_that_pay``). The
+        base load's (up to ``base``) pass unjudged but during an overload, where they are judged
+        with a base VM's hold (one boot: ``_cooling``): a burst that lasted a boot fills the
+        base median alone, and its VMs came up after bursts like those seen (MMPP 60 s bursts);
+        a load past a VM's sizing within its full capacity (Azure conv x20) is no overload."""
         episodes = self._episodes
         if episodes is None:  # (not duration-aware: every replica the forecast asks for)
             return want
-        ready_at_start = episodes.ready_at_start(capacity / self.target_utilization)
-        for replicas in range(current, want):
-            absorb = demand - replicas * capacity
-            econ = BootEconomics(
-                boot_s=state.vm.boot_s,
-                cooldown_s=self.scale_in_cooldown_s,
-                absorb_per_s=min(max(absorb, 0.0), capacity),
-                request_usd=self._request_usd(state),
-                extra_replica=max(replicas - ready_at_start, 0),
-            )
-            if not episodes.pays(state.now_s, econ):
-                return replicas
-        return want
+        full, usd = capacity / self.target_utilization, self._request_usd(state)
+        pays = partial(replicas_that_pay, episodes, state.now_s, demand=demand, capacity=capacity)
+        pays = partial(pays, full_per_replica=full, boot_s=state.vm.boot_s, request_usd=usd)
+        paid = pays(current, want, cooldown_s=self.scale_in_cooldown_s)
+        base_want = min(base, want)
+        if base_want > paid and episodes.age_s(state.now_s) is not None:
+            hold_s = min(self.scale_in_cooldown_s, state.vm.boot_s)
+            base_want = pays(paid, base_want, cooldown_s=hold_s)
+        return max(paid, base_want)
 
     def _request_usd(self, state: LiveState) -> float:
         """What one spilled request costs on functions."""
