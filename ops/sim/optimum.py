@@ -15,7 +15,7 @@ bound relaxes that part, ``optimum_minbill`` keeps some of it; ``combined_bound`
 highest). ``vm_hours`` is billed time: the bins up and every start's boot.
 
 How loose it is: ``optimum_schedule`` simulates a feasible hindsight schedule (the per-layer
-DP's VM timeline) with the engine; on the bursty traces of docs/ops.md it costs 2-16 % above
+DP's VM timeline) with the engine; on the bursty traces of docs/ops.md it costs 2-15 % above
 the bound (its cold starts and the spill of Poisson arrivals a fluid bin does not have).
 
 The per-layer model (``solve_layers``; the async bound builds on it): with identical VMs, bins
