@@ -78,6 +78,8 @@ def test_a_short_burst_on_a_fast_boot_owes_the_minimum():
     assert minbill_dp(pr, 5.0) == pytest.approx(8.0)
     got = combined_bound(pr, 5.0, 0.0)
     assert got["cost_usd"] == pytest.approx(8.0) and got["bound"] == "minimum"
+    # its parts are the carry schedule's: two starts, each billed its boot (in ``vm_hours``)
+    assert got["boots_s"] == pytest.approx(2.0) and got["vm_bins"] == pytest.approx(2.0)
     assert brute(list(d), 3.0, 1.0, 10.0, 1.0, 0.0, 5.0) == pytest.approx(10.0)
 
 
