@@ -82,6 +82,9 @@ class PerfModel:
         self._max_cache: dict[int, np.ndarray] = {}
         self._transfer_cache: dict[tuple, float] = {}
         self._serial_cache: dict[tuple, float] = {}
+        # a stage's estimate, for the searches after the first (the planner prices every
+        # candidate each search; ``tidegate plan`` and the benches search a model several times)
+        self._stage_cache: dict[Candidate, Estimate] = {}
         # within a window and the host's drift between windows (``Calibration.request_cv``)
         self._cv = self.calibration.request_cv or profile.compute_cv
         self._one_fn_ms = sum(self.node_ms.values()) * profile.slowdown("serial", 1)
@@ -164,6 +167,12 @@ class PerfModel:
     # stages ----------------------------------------------------------------------------------
 
     def stage(self, c: Candidate) -> Estimate:
+        got = self._stage_cache.get(c)
+        if got is None:
+            got = self._stage_cache[c] = self._stage(c)
+        return got
+
+    def _stage(self, c: Candidate) -> Estimate:
         master_gb = self.dep.master_memory_mb
         if c.split == "serial":
             slow = self.profile.slowdown("serial", 1)

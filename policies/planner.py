@@ -24,27 +24,35 @@ both labels; A's completion meets the SLO whenever B's does because mean_A <= me
 every dv >= 0, z (sqrt(var_A + dv) - sqrt(var_B + dv)) is largest at dv = 0 when var_A > var_B
 (sqrt is concave) and at most 0 otherwise. So a dominated label can never complete to a plan
 better than its dominator's completion: discarding it is exact. Labels that cannot meet the SLO
-even with the fastest possible rest (lower bounds from a backward pass), or that cannot beat the
-best complete plan found even with the cheapest rest (Lagrangian bounds, below), are discarded
-for the same reason. A label whose memory left covers every completion from its position
+even with the fastest possible rest (lower bounds from a backward pass, and Lagrangian bounds on
+the time of a rest within the memory left), or that cannot beat the best complete plan found
+even with the cheapest rest (Lagrangian bounds, ``policies.planner_bounds``), are discarded for
+the same reason. A label whose memory left covers every completion from its position
 compares as if it had exactly that much left (the extra changes no completion). The cost search
 first runs a beam of itself (a few labels per position) for a good complete plan to prune with;
 the beam only sets that bound. The result is optimal with respect to this model and these
 candidates. Labels live in numpy arrays, one block per position, so each step is a few array
-operations (VGG-16 in 512 MB x 8 workers: under 1 s CPU for either objective).
+operations (ResNet-50 and VGG-16 in 512-2048 MB x 1-8 workers: under 1 s CPU either objective).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 from statistics import NormalDist
 
 import numpy as np
 
 from policies.packing import held_bytes
-from policies.perf import Candidate, Deployment, NodeWork, PerfModel, PlanPrediction
-from policies.planner_bounds import _duals, _fastest_fitting, _front, _lagrangian, _lower_bounds
+from policies.perf import Candidate, NodeWork, PerfModel, PlanPrediction
+from policies.planner_bounds import (
+    Bound,
+    _duals,
+    _fastest_fitting,
+    _front,
+    _lower_bounds,
+)
+from policies.planner_transports import stage_transports, with_transports
 
 __all__ = [
     "Objective",
@@ -58,36 +66,6 @@ __all__ = [
     "stage_transports",
     "with_transports",
 ]
-
-_INLINE_FRAMING_BYTES = 4096  # JSON around a base64 tensor in an event (burst.tensors)
-
-
-def stage_transports(dep: Deployment) -> tuple[str, ...]:
-    """The transports the planner weighs for a split stage: with ``per-stage``, inline, the
-    object store and, where the deployment has queues (sqs), the queue; else the one set."""
-    if dep.transport != "per-stage":
-        return ()
-    return ("inline", "store", "queue") if dep.store_kind == "sqs" else ("inline", "store")
-
-
-def with_transports(model: PerfModel, candidates: list[Candidate]) -> list[Candidate]:
-    """Each split candidate once per transport ``stage_transports`` allows (inline only where
-    every tensor of the stage fits an invocation's payload): the search then picks a stage's
-    transport with its split, from the transfer fits and prices, exactly like the rest."""
-    transports = stage_transports(model.dep)
-    if not transports:
-        return candidates
-    out: list[Candidate] = []
-    for c in candidates:
-        if c.split == "serial":
-            out.append(c)
-            continue
-        largest = max(c.bytes_in[1:] + c.bytes_out[1:], default=0)
-        inline_bytes = 4 * ((largest + 2) // 3) + _INLINE_FRAMING_BYTES
-        for t in transports:
-            if t != "inline" or inline_bytes <= model.dep.max_payload_bytes:
-                out.append(replace(c, transport=t))
-    return out
 
 
 class Objective(str, Enum):
@@ -308,29 +286,30 @@ def cheapest_meeting_slo(
     end = _end(candidates)
     fixed = model.fixed()
     lb_mean, lb_var, _ = _lower_bounds(by_start, end)
-    duals, incumbent = _duals(by_start, end, limits, fixed, z, slo_ms)
-    budget = limits.master_weight_bytes + limits.worker_weight_bytes
-    # the Lagrangian bounds as arrays: one matrix operation per position
-    w_of = np.array([w for w, _, _ in duals])
-    u_of = np.array([u for _, u, _ in duals])
-    g_at = np.array([g for _, _, g in duals]).T.copy()  # [position, dual]
+    cost_duals, mean_duals, incumbent = _duals(by_start, end, limits, fixed, z, slo_ms)
+
+    def sd_at(cols, p: int):  # any rest adds at least lb_var[p]
+        return np.sqrt(cols[:, 1] + lb_var[p])
+
+    # the least any rest can cost while the plan meets the SLO, and the least time any rest
+    # takes within the memory left (Lagrangian bounds)
+    rest = Bound(cost_duals, limits, lambda cols, p: cols[:, 2])
+    rest.slack_of = lambda cols, p: slo_ms - cols[:, 0] - z * sd_at(cols, p)
+    rest_mean = Bound(mean_duals, limits, lambda cols, p: cols[:, 0] + z * sd_at(cols, p))
 
     def meets(cols, p: int):  # can still meet the SLO with the fastest rest
-        mean, sd = cols[:, 0], np.sqrt(cols[:, 1] + lb_var[p])
-        return mean + lb_mean[p] + z * sd <= slo_ms
-
-    def rest_cost(cols, p: int):  # the least any rest can cost (Lagrangian bound)
-        # any rest adds at least lb_var[p], so its mean is at most slack
-        slack = slo_ms - cols[:, 0] - z * np.sqrt(cols[:, 1] + lb_var[p])
-        left = budget - cols[:, 3] - cols[:, 4]
-        return _lagrangian(g_at[p], slack, w_of, left, u_of)
+        ok = cols[:, 0] + lb_mean[p] + z * sd_at(cols, p) <= slo_ms
+        idx = np.flatnonzero(ok)
+        # (a plan exactly at the SLO stays: the bound's sums round apart from the label's)
+        ok[idx] = rest_mean.within(cols[idx], p, slo_ms * (1 + 1e-9))
+        return ok
 
     def keys(cols, p: int):
         z_mean = cols[:, 0] + z * np.sqrt(cols[:, 1])
         return np.column_stack([cols[:, 0], z_mean, cols[:, 2], *_bytes_keys(cols, p, fm, fw)])
 
     def rank(cols, p: int):
-        return cols[:, 2] + rest_cost(cols, p)
+        return cols[:, 2] + rest.value(cols, p)
 
     # a beam of the same search finds a good complete plan early: an incumbent to prune with
     beam = _search(model, by_start, end, limits, keys, meets, cap=BEAM_WIDTH, rank=rank)[end]
@@ -338,7 +317,10 @@ def cheapest_meeting_slo(
         incumbent = min(incumbent, beam.cols[:, 2].min() * (1 + 1e-9))
 
     def keep(cols, p: int):
-        return meets(cols, p) & (cols[:, 2] + rest_cost(cols, p) <= incumbent)
+        ok = meets(cols, p)
+        idx = np.flatnonzero(ok)
+        ok[idx] = rest.within(cols[idx], p, incumbent)
+        return ok
 
     kept = _search(model, by_start, end, limits, keys, keep)
     finals = kept[end].cols  # all meet the SLO (keep's test at the end)
