@@ -22,7 +22,14 @@ for the window (follow-the-leader without this test kept a flash crowd's VMs hal
 first bursts' boots while the boot gate has no history, and at 1.25x that alone engaged it on
 traces where it then learns to do as well as any fixed fleet (MMPP 250 req/s in 15 s bursts
 every 2 minutes: +17 %). Engaged, its regret is no longer measured against what it would have
-paid alone, so it stays engaged: the load has shown it recurs."""
+paid alone, so it stays engaged: the load has shown it recurs.
+
+``peak_guard``: it also engages once a whole window is seen and the scaler paid more than a
+fleet for the window's peak would have (the smallest whose spill is under 1 % of its VMs'
+bill), however near the cheapest fleet's cost that is: a scaler dearer than VMs for the peak
+has lost its point, and a full window is the evidence the margin stands in for early on
+(session 14, random MMPP 42/498 req/s with 41 s bursts every 134 s: $0.98 against vm-peak's
+$0.68, 1.44x the cheapest fleet; $0.83 guarded, and MMPP 50/600 mh40 seed 1 $0.95 -> $0.87)."""
 
 from __future__ import annotations
 
@@ -74,6 +81,7 @@ class FleetRegret:
         tolerance: float = 0.1,
         min_seen_s: float = 300.0,
         utilization: float = 1.0,
+        peak_guard: bool = True,
     ):
         if window_s <= 0:
             raise ValueError("window_s must be > 0")
@@ -85,6 +93,7 @@ class FleetRegret:
         self._last_s: float | None = None
         self.engaged = False
         self._k = 0
+        self.peak_guard = peak_guard
 
     def observe(
         self, now_s: float, rate_per_s: float, cap_per_s: float, billed: int, ready: int
@@ -117,6 +126,13 @@ class FleetRegret:
             return False
         return self.best(request_usd, vm_usd_per_s)[0] == 0
 
+    def _peak_fleet_usd(self, request_usd: float, vm_usd_per_s: float) -> float:
+        """What the smallest fleet whose spill costs under 1 % of its VMs would have cost."""
+        for k in range(1, MAX_FLEET + 1):
+            if request_usd * self._costs.excess[k] < 0.01 * k * vm_usd_per_s:
+                return self._costs.fleet_usd(k, request_usd, vm_usd_per_s)
+        return self._costs.fleet_usd(MAX_FLEET, request_usd, vm_usd_per_s)
+
     def floor(self, request_usd: float, vm_usd_per_s: float) -> int:
         """The fixed fleet once the scaler's regret against it engaged, else 0. The fleet
         held moves only when it costs more than ``tolerance`` over the least."""
@@ -125,7 +141,11 @@ class FleetRegret:
         k, least_usd = self.best(request_usd, vm_usd_per_s)
         if not self.engaged:
             paid_usd = self._costs.paid_usd(request_usd, vm_usd_per_s)
-            self.engaged = paid_usd > (1.0 + self.margin) * least_usd
+            self.engaged = paid_usd > (1.0 + self.margin) * least_usd or (
+                self.peak_guard
+                and self._costs.seen_s >= self._costs.window_s
+                and paid_usd > self._peak_fleet_usd(request_usd, vm_usd_per_s)
+            )
             self._k = k
             if not self.engaged:
                 return 0

@@ -43,6 +43,19 @@ def test_a_scaler_that_paid_about_what_the_best_fleet_would_is_left_alone():
     assert not reg.engaged
 
 
+def test_a_scaler_dearer_than_a_fleet_for_the_peak_over_a_whole_window_gets_the_fleet():
+    # a steady 2.5 VMs' worth of load on four VMs: 1.33x the cheapest fleet (three), under the
+    # margin, but dearer than VMs for the peak, which is all a scaler is for
+    clock, reg = ManualClock(), FleetRegret(1800.0)
+    feed(reg, clock, [(2.5 * CAP, 1700)], billed=4, ready=4)
+    assert reg.floor(ROW_USD, VM_USD_PER_S) == 0  # not a whole window yet
+    feed(reg, clock, [(2.5 * CAP, 200)], billed=4, ready=4)
+    assert reg.floor(ROW_USD, VM_USD_PER_S) == 3 and reg.engaged
+    clock, off = ManualClock(), FleetRegret(1800.0, peak_guard=False)
+    feed(off, clock, [(2.5 * CAP, 1900)], billed=4, ready=4)
+    assert off.floor(ROW_USD, VM_USD_PER_S) == 0  # the margin alone lets it be
+
+
 def test_the_floor_follows_the_window_once_another_fleet_is_clearly_cheaper():
     clock, reg = ManualClock(), FleetRegret(1800.0)
     feed(reg, clock, [(400.0, 45), (30.0, 195)] * 5, billed=3, ready=1)
