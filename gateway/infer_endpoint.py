@@ -13,6 +13,8 @@ import logging
 import os
 import time
 
+from vmpool.body import read_body as read_raw_body
+from vmpool.codec import CodecError
 from vmpool.forward import wire_inputs
 from vmpool.rest import INFER_PATH, FrontedApp, infer_target  # noqa: F401 - INFER_PATH: access_log
 
@@ -25,6 +27,7 @@ from .state import GatewayState
 log = logging.getLogger("tidegate.gateway")
 NOTE_KEY = "tidegate.access"  # scope key of the access log's note (gateway/access_log.py)
 _JSON = "application/json"
+_BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 
 
 GatewayApp = FrontedApp  # FastAPI with the infer endpoint in front of its middleware stack
@@ -55,6 +58,8 @@ class InferEndpoint:
     async def __call__(self, scope, receive, send):
         target = infer_target(scope)
         if target is None:
+            if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
+                return await self._bounded(scope, receive, send)
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         note = scope.get(NOTE_KEY)
@@ -75,6 +80,32 @@ class InferEndpoint:
                     lease.release()  # the body's bytes live until the answer is handed over
         finally:
             run_after(after)
+
+    async def _bounded(self, scope, receive, send):
+        """A body sent to another route (admin, repository, async requests): read here within
+        the same bounds as an infer body (size, the budget, the timeout) before the app sees
+        it. FastAPI read any body whole, at any pace, before a route checked its key."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        lease = self.state.body_budget.lease()
+        try:
+            try:
+                body = await read_raw_body(
+                    receive,
+                    headers.get("content-length"),
+                    self.limit_bytes,
+                    lease,
+                    self.body_timeout_s,
+                )
+            except CodecError as exc:
+                request_id = protocol.header_safe_id(headers.get("x-request-id"))
+                out = {"content-type": _JSON, "x-request-id": request_id or new_request_id()}
+                body = protocol.error_body(exc.message)
+                return await protocol.send_response(send, exc.status, body, {**out, **exc.headers})
+            except protocol.ClientGone:
+                return
+            await self.app(scope, _replay(bytes(body), receive), send)
+        finally:
+            lease.release()
 
     async def respond(
         self, method: str, path: str, target, headers: dict[str, str], receive, note, after=None
@@ -176,6 +207,17 @@ class InferEndpoint:
         )
         out = _answer_headers(result, request_id, total_ns)
         return protocol.infer_response(cfg, req, result.outputs, out)
+
+
+def _replay(body: bytes, receive):
+    """An ASGI ``receive`` that gives ``body`` whole, then what ``receive`` gives (a
+    disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay():
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def _answer_headers(result, request_id: str, total_ns: int) -> dict[str, str]:

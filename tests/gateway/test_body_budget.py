@@ -120,3 +120,24 @@ def test_small_requests_are_served_beside_a_body_that_fits(tight_gateway):
         assert r.status_code == 200, r.text
     finally:
         hog.close()
+
+
+def test_bodies_to_other_routes_are_bounded_too(tight_gateway):
+    """An admin or repository call's body counts as an infer body does (FastAPI read any body
+    whole, at any pace, before the route checked its key)."""
+    url, state = tight_gateway
+    hog = _hold(url, state.body_budget)
+    try:
+        big = b'{"routing_policy": "threshold", "pad": "' + b" " * BODY_BYTES + b'"}'
+        for method, path in (("PUT", "/admin/policy"), ("POST", "/v2/repository/index")):
+            r = httpx.request(method, url + path, content=big)
+            assert r.status_code == 503, (path, r.status_code, r.text)
+            assert r.headers["retry-after"] and "retry shortly" in r.json()["error"]
+    finally:
+        hog.close()
+    deadline = time.monotonic() + 10
+    while state.body_budget.in_flight_bytes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # the same calls, once the budget is free, reach their routes (open: no tenants, no key)
+    index = httpx.post(url + "/v2/repository/index", content=big)
+    assert index.status_code == 200 and "mlp" in {row["name"] for row in index.json()}
