@@ -10,7 +10,7 @@ import pytest
 
 from policies.costs import PriceTable
 from policies.perf import Candidate, Deployment, NodeWork, PerfModel
-from policies import planner
+from policies import planner, planner_bounds
 from policies.planner import Limits, PlanningError, cheapest_meeting_slo, latency_optimal
 from policies.profile import ComputeFit, Profile, Quantiles, TransferFit
 
@@ -210,3 +210,30 @@ def test_the_brute_force_cases_have_binding_memory_limits():
         free = cheapest_meeting_slo(model, cands, LIMITS[0], p99s[len(p99s) // 2], 0.99)
         binding += sum(not _fits(list(free.stages), limits) for limits in LIMITS[1:])
     assert binding >= 3
+
+
+# the master full and the workers free, and the reverse: splitting a stage moves its weights
+# from the master to a worker, so the bounds weigh the two apart (a weight on their sum cannot
+# see a full master)
+LOPSIDED = [Limits(10**12, 250 * MB), Limits(250 * MB, 10**12)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cheapest_is_exact_with_one_function_full_and_bounds_from_few_duals(seed, monkeypatch):
+    # every label bounded by two learned duals, every dual for two labels a position: a bound
+    # from fewer duals is weaker, never wrong, so the optimum is the same
+    monkeypatch.setattr(planner_bounds.Bound, "HOT", 2)
+    monkeypatch.setattr(planner_bounds.Bound, "SAMPLE", 2)
+    model, cands, end = _instance(seed)
+    preds = [(p, model.predict(p)) for p in _all_plans(cands, end)]
+    p99s = sorted(pr.p99_ms for _, pr in preds)
+    for limits in LOPSIDED:
+        for slo in (p99s[len(p99s) // 10], p99s[len(p99s) // 2], p99s[-1]):
+            ok = [pr for p, pr in preds if _fits(p, limits) and pr.p99_ms <= slo]
+            if not ok:
+                with pytest.raises(PlanningError):
+                    cheapest_meeting_slo(model, cands, limits, slo, 0.99)
+                continue
+            got = cheapest_meeting_slo(model, cands, limits, slo, 0.99)
+            assert got.prediction.p99_ms <= slo + 1e-9 and _fits(list(got.stages), limits)
+            assert got.prediction.cost_usd == pytest.approx(min(pr.cost_usd for pr in ok), rel=1e-9)
