@@ -173,8 +173,10 @@ class InferEndpoint:
             headers.get("authorization"), headers.get("x-api-key")
         )
         note["tenant"] = tenant.name
+        # 403 before the model is looked up: a restricted tenant learns nothing of which other
+        # models exist (a 404 for unknown ones and a 403 for real ones told it)
+        dispatcher.tenants.check_model(tenant, model)
         cfg = dispatcher.model(model, version)
-        dispatcher.tenants.check_model(tenant, cfg.name)
         stats = self.state.stats.model(cfg.name, cfg.version)
         try:
             body = await protocol.read_body(

@@ -112,8 +112,9 @@ class AsyncService:
         tenant = dispatcher.tenants.authenticate(
             headers.get("authorization"), headers.get("x-api-key")
         )
+        # 403 before the model is looked up or the body read or checked (HTTP infer's order)
+        dispatcher.tenants.check_model(tenant, model)
         cfg = dispatcher.model(model, version)
-        dispatcher.tenants.check_model(tenant, cfg.name)  # 403 before the body is read or checked
         if headers.get("x-tidegate-route") or headers.get("x-tidegate-workers"):
             raise BadRequest(
                 "async requests are served on the VM path; drop X-Tidegate-Route "

@@ -219,8 +219,8 @@ class InferenceServicer:
         tenant = dispatcher.tenants.authenticate(meta.get("authorization"), meta.get("x-api-key"))
         seen["tenant"] = tenant.name
         version = request.model_version or None
+        dispatcher.tenants.check_model(tenant, request.model_name)  # before the lookup (HTTP's)
         cfg = dispatcher.model(request.model_name, version)
-        dispatcher.tenants.check_model(tenant, cfg.name)
         # the message's bytes count against the process-wide budget of bodies in flight, as an
         # HTTP body does (503 UNAVAILABLE past it), and the call lands in the model's statistics
         lease = self.gateway.body_budget.lease()

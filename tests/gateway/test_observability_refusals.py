@@ -89,7 +89,8 @@ def test_every_http_refusal_is_counted_with_its_code(gateway):
             ),
             "401": c.post("/v2/models/mlp/infer", json=_mlp()),
             "403": c.post("/v2/models/resnet18/infer", json=_resnet(), headers=ka),
-            "404 model": c.post("/v2/models/nope/infer", json=_mlp(), headers=ka),
+            # (a tenant limited to some models gets 403 for any other name, served or not)
+            "404 model": c.post("/v2/models/nope/infer", json=_mlp(), headers={"x-api-key": "ks"}),
             "404 path": c.post("/v2/models/mlp/infr", json=_mlp(), headers=ka),
             "405": c.get("/v2/models/mlp/infer", headers=ka),
             "413": c.post("/v2/models/mlp/infer", json=_mlp(64), headers=ka),
@@ -124,7 +125,7 @@ def test_grpc_refusals_are_counted_with_their_http_equivalent(gateway):
     url, target = gateway
     before = _codes(httpx.get(url + "/metrics").text)
     assert _grpc_error(target, "mlp", {}) == "StatusCode.UNAUTHENTICATED"
-    assert _grpc_error(target, "nope", {"x-api-key": "ka"}) == "StatusCode.NOT_FOUND"
+    assert _grpc_error(target, "nope", {"x-api-key": "ks"}) == "StatusCode.NOT_FOUND"
     assert _grpc_error(target, "mlp", {"x-api-key": "ka"}, (1, 5)) == "StatusCode.INVALID_ARGUMENT"
     denied = _grpc_error(target, "resnet18", {"x-api-key": "ka"}, (1, 3, 64, 64))
     assert denied == "StatusCode.PERMISSION_DENIED"
@@ -210,3 +211,30 @@ def test_made_up_model_names_make_no_series_of_their_own(gateway):
             _grpc_error(target, name, key)
         labels = set(re.findall(r'model="([^"]*)"', c.get("/metrics").text))
     assert labels <= {"mlp", "resnet18", "unknown", ""}, labels
+
+
+def test_a_restricted_tenant_cannot_tell_which_other_models_exist(gateway):
+    """A tenant limited to some models got 404 for a model the gateway does not serve and 403
+    for one it does: probing names told it which exist. Now both are the same 403, on the infer
+    and async routes and over gRPC; an unrestricted tenant still gets the 404."""
+    url, grpc_url = gateway
+    answers = {}
+    with httpx.Client(base_url=url, timeout=60) as c:
+        for model in ("resnet18", "no-such-model"):
+            for route in ("infer", "async-infer"):
+                r = c.post(f"/v2/models/{model}/{route}", json=_mlp(), headers={"x-api-key": "ka"})
+                answers[model, route] = (r.status_code, r.json()["error"].replace(model, "M"))
+        other = c.post("/v2/models/no-such-model/infer", json=_mlp(), headers={"x-api-key": "ks"})
+    assert answers[("resnet18", "infer")] == answers[("no-such-model", "infer")], answers
+    assert answers[("resnet18", "infer")][0] == 403
+    assert answers[("resnet18", "async-infer")] == answers[("no-such-model", "async-infer")]
+    assert other.status_code == 404
+    client = tgrpc.InferenceServerClient(grpc_url)
+    x = tgrpc.InferInput("input", [1, 784], "FP32")
+    x.set_data_from_numpy(np.zeros((1, 784), np.float32))
+    statuses = []
+    for model in ("resnet18", "no-such-model"):
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer(model, [x], headers={"x-api-key": "ka"})
+        statuses.append(caught.value.status())
+    assert statuses[0] == statuses[1] == "StatusCode.PERMISSION_DENIED", statuses
