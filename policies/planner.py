@@ -298,9 +298,9 @@ def cheapest_meeting_slo(
     rest_mean = Bound(mean_duals, limits, lambda cols, p: cols[:, 0] + z * sd_at(cols, p))
 
     def meets(cols, p: int):  # can still meet the SLO with the fastest rest
-        ok = cols[:, 0] + lb_mean[p] + z * sd_at(cols, p) <= slo_ms
+        # (a plan at the SLO stays: these sums round apart from the prediction's, see tests)
+        ok = cols[:, 0] + lb_mean[p] + z * sd_at(cols, p) <= slo_ms * (1 + 1e-9)
         idx = np.flatnonzero(ok)
-        # (a plan exactly at the SLO stays: the bound's sums round apart from the label's)
         ok[idx] = rest_mean.within(cols[idx], p, slo_ms * (1 + 1e-9))
         return ok
 
