@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -222,12 +223,13 @@ def _cheapest_with_headroom(spaces, request: PlanRequest, graph: Graph):
                 error = error or exc
         if found:
             return min(found, key=lambda c: (c.prediction.cost_usd, c.prediction.p99_ms))
-    fits = False
+    fastest = []
     for space in spaces:
         with contextlib.suppress(PlanningError):
-            fits = fits or bool(latency_optimal(*space))
-    if fits and error is not None:
-        raise error  # a plan fits: the SLO is what none meets
+            fastest.append(latency_optimal(*space).prediction.percentile_ms(percentile))
+    if fastest and error is not None:  # a plan fits: the SLO is what none meets
+        least = math.ceil(min(fastest) * 100) / 100  # rounded up: an SLO the user may give
+        raise PlanError(f"{error}; the fastest plan's is {least:.2f} ms (rounded up)") from error
     from burst.plan_search import no_fit_message
 
     raise PlanError(no_fit_message(graph, request, spaces[0][1], PLAN_ENTRY_BYTES))

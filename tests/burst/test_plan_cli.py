@@ -181,7 +181,13 @@ def test_cli_cost_objective_needs_an_slo_and_meets_it(repo, capsys):
         main(["plan", "resnet18", "--repo", str(repo), "--objective", "cost", "--slo-ms", "0.5"])
         == 2
     )
-    assert "no plan meets" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no plan meets" in err
+    # the refusal names the least SLO a plan meets (rounded up): given, it is met
+    least = err.split("the fastest plan's is ")[1].split(" ms")[0]
+    cmd = ["plan", "resnet18", "--repo", str(repo), "--objective", "cost", "--json"]
+    assert main([*cmd, "--slo-ms", least]) == 0
+    assert json.loads(capsys.readouterr().out)["predicted_p99_ms"] <= float(least)
 
 
 def test_gateway_runs_the_plan_the_cli_prints(repo, tmp_path, capsys):
