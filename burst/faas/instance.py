@@ -145,6 +145,9 @@ def serve(sock: socket.socket, handler_spec: str) -> None:
 
 
 def main() -> None:
+    from vmpool.proc_name import name_process
+
+    name_process("tidegate-fn")
     fd = int(os.environ["TIDEGATE_INSTANCE_FD"])
     sock = socket.socket(fileno=fd)
     try:

@@ -89,6 +89,9 @@ async def _serve(runtime: LocalFunctionRuntime) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vmpool.proc_name import name_process
+
+    name_process("tidegate-fnrt")
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be in 0..65535, got {args.port}")
     specs = [parse_function(text) for text in args.function]

@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     from ops.cli import CliError
 
     _check_arguments(args)
+    from vmpool.proc_name import name_process
+
+    name_process("tidegate-model")
     # libgomp's idle workers spin ~300,000 times before sleeping: after each request a core
     # stays busy for milliseconds while the event loop and the client need it. A short spin
     # still bridges the gaps between the operators of one forward pass.

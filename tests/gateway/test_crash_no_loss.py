@@ -81,6 +81,13 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _alive(pid: int, start: str) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -142,6 +149,7 @@ def test_sigkill_mid_load_loses_no_answered_request_and_leaves_nothing_running(
         children = _descendants(proc.pid)
         # function instances among them, by the name their command line gives
         instances = [pid for pid in children if "tidegate-function" in _cmdline(pid)]
+        names = {_comm(pid) for pid in children}  # what `pgrep -l tidegate` and `ps` show
         os.kill(proc.pid, signal.SIGKILL)  # mid-load: requests are in flight
         proc.wait(30)
     finally:
@@ -153,6 +161,7 @@ def test_sigkill_mid_load_loses_no_answered_request_and_leaves_nothing_running(
 
     # a model server, the function runtime and function instances were running: none survives
     assert len(children) >= 3 and instances, children
+    assert {"tidegate-model", "tidegate-fnrt", "tidegate-fn"} <= names, names
     deadline = time.monotonic() + 15
     while any(_alive(pid, start) for pid, start in children.items()):
         left = [pid for pid, start in children.items() if _alive(pid, start)]

@@ -73,6 +73,8 @@ async def test_an_instance_process_names_its_function_on_its_command_line(make_r
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         argv = f.read().decode().split("\0")
     assert "tidegate-function" in argv and argv[argv.index("tidegate-function") + 1] == "echo-fn"
+    with open(f"/proc/{pid}/comm") as f:  # `pgrep -l tidegate`, `ps`, `top`
+        assert f.read().strip() == "tidegate-fn"
 
 
 async def test_invoker_says_when_the_request_is_on_its_way(make_runtime):
