@@ -83,6 +83,17 @@ def test_bad_policy_changes_are_refused_and_change_nothing(open_gateway):
             {"autoscaling": {"policy": "target", "min_replicas": 5, "max_replicas": 2}},
             {"routing_policy": "threshold", "routing_params": {"nope": 1}},
             {"surprise": 1},
+            # an integer no JSON reader holds: it was applied, then its echo was a 500
+            {"autoscaling": {"policy": "queue", "activation_depth": 11139550521187226353664}},
+            {
+                "routing_policy": "threshold",
+                "routing_params": {"spill_outstanding_per_replica": 2**64},
+            },
+            # a string was taken, and every request then failed comparing it
+            {
+                "routing_policy": "threshold",
+                "routing_params": {"spill_outstanding_per_replica": "8"},
+            },
         ):
             r = c.put("/admin/policy", json=bad)
             assert r.status_code == 400, (bad, r.text)
