@@ -17,17 +17,26 @@ from ops.sim.optimum_carry import CarryProblem, carry_bound, carry_dp
 def brute(d, cap, vm, fn, boot, slo, free_late=0):
     """Every VM schedule and every whole-request carry; ``free_late`` spilled requests cost
     nothing (the SLO's allowance)."""
-    bins, layers, per_vm = len(d), max(1, math.ceil(max(d) / cap)), min(slo, 1.0) * cap
+    bins, layers = len(d), max(1, math.ceil(max(d) / cap))
     best = math.inf
     for ns in itertools.product(range(layers + 1), repeat=bins):
         fixed = sum(ns) * vm + sum(vm * boot * max(b - a, 0) for a, b in zip(ns, ns[1:]))
-        limits = [int(min(d[t], math.floor(per_vm * ns[t + 1] + 1e-9))) for t in range(bins - 1)]
-        for qs in itertools.product(*[range(m + 1) for m in limits], [0]):
-            spilled, prev = 0.0, 0
-            for t in range(bins):
-                spilled += max(prev + d[t] - qs[t] - cap * ns[t], 0.0)
-                prev = qs[t]
-            best = min(best, fixed + fn * max(spilled - free_late, 0.0))
+        best = min(best, fixed + least_spill_cost(d, ns, cap, fn, slo, free_late))
+    return best
+
+
+def least_spill_cost(d, ns, cap, fn, slo, free_late=0) -> float:
+    """For VMs up ``ns`` per bin: the cheapest spill over every whole-request carry into the
+    next bin (up to ``SLO x capacity`` per VM), ``free_late`` spilled requests free."""
+    bins, per_vm = len(d), min(slo, 1.0) * cap
+    limits = [int(min(d[t], math.floor(per_vm * ns[t + 1] + 1e-9))) for t in range(bins - 1)]
+    best = math.inf
+    for qs in itertools.product(*[range(m + 1) for m in limits], [0]):
+        spilled, prev = 0.0, 0
+        for t in range(bins):
+            spilled += max(prev + d[t] - qs[t] - cap * ns[t], 0.0)
+            prev = qs[t]
+        best = min(best, fn * max(spilled - free_late, 0.0))
     return best
 
 

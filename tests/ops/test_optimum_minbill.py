@@ -14,6 +14,7 @@ import pytest
 from ops.sim.optimum import combined_bound
 from ops.sim.optimum_carry import CarryProblem, carry_bound
 from ops.sim.optimum_minbill import minbill_dp
+from tests.ops.test_optimum_carry import least_spill_cost
 
 
 def billing(patterns, vm, boot, min_billed):
@@ -35,21 +36,14 @@ def billing(patterns, vm, boot, min_billed):
 
 
 def brute(d, cap, vm, fn, boot, slo, min_billed, vms=2, free_late=0):
-    bins, per_vm = len(d), min(slo, 1.0) * cap
+    bins = len(d)
     fleet: dict[tuple, float] = {}  # VMs up per bin -> the cheapest billing of it
     for pats in itertools.product(itertools.product((0, 1), repeat=bins), repeat=vms):
         ns = tuple(sum(col) for col in zip(*pats, strict=True))
         fleet[ns] = min(fleet.get(ns, math.inf), billing(pats, vm, boot, min_billed))
-    best = math.inf
-    for ns, fixed in fleet.items():
-        limits = [int(min(d[t], math.floor(per_vm * ns[t + 1] + 1e-9))) for t in range(bins - 1)]
-        for qs in itertools.product(*[range(m + 1) for m in limits], [0]):
-            spilled, prev = 0.0, 0
-            for t in range(bins):
-                spilled += max(prev + d[t] - qs[t] - cap * ns[t], 0.0)
-                prev = qs[t]
-            best = min(best, fixed + fn * max(spilled - free_late, 0.0))
-    return best
+    return min(
+        fixed + least_spill_cost(d, ns, cap, fn, slo, free_late) for ns, fixed in fleet.items()
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
