@@ -130,6 +130,13 @@ def test_health_bodies_config_stats_repository_and_405(server, client):
     assert client.get("/v2/models/embed/ready").status_code == 200
     r = client.post("/v2/repository/models/nope/load")
     assert r.status_code == 404 and "not found" in r.json()["error"]
+    # a load request's body is a few parameters: a large one is refused, declared or streamed
+    big = b'{"parameters": {"x": "' + b"a" * (1 << 20) + b'"}}'
+    r = client.post("/v2/repository/models/embed/load", content=big)
+    assert r.status_code == 413 and "over" in r.json()["error"]
+    r = client.post("/v2/repository/models/embed/load", content=iter([big[:4096], big[4096:]]))
+    assert r.status_code == 413
+    assert client.post("/v2/repository/models/embed/load", json={}).status_code == 200
 
 
 def test_json_infer_equals_the_program_run_locally(model_repo, client):
