@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, model_validator
 
 from policies.autoscaling import Autoscaler, make_autoscaler
-from policies.config_table import MAX_INT, ConfigTable
+from policies.config_table import ConfigTable
 from policies.costs import PriceTable
 from policies.routing import RoutingPolicy, SloAware, check_params, make_policy
 
@@ -229,13 +229,6 @@ class PolicyChoice:
 def build_routing(name: RoutingPolicyName, params: dict, prices: PriceTable) -> RoutingPolicy:
     """The routing policy ``name`` with ``params``; a ``ValueError`` (the caller's mistake, a 400
     from the admin API) for a parameter it does not take or one out of range."""
-    if name == "threshold":  # the settings' own bounds (spill_outstanding_per_replica >= 1)
-        value = params.get("spill_outstanding_per_replica", 1)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
-            raise ValueError(
-                f"routing parameter spill_outstanding_per_replica must be an integer in "
-                f"1..{MAX_INT}, got {value!r}"
-            )
     if name != "slo-aware":
         return make_policy(name, **params)
     check_params(name, params, internal=("prices",))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..config_table import MAX_INT
 from ..state import LiveState, RouteRequest
 from .base import Decision, Reason, Route, forced, vm_decision
 
@@ -12,6 +13,15 @@ from .base import Decision, Reason, Route, forced, vm_decision
 class Threshold:
     spill_outstanding_per_replica: int = 16
     name: str = "threshold"
+
+    def __post_init__(self) -> None:
+        # a string was taken from PUT /admin/policy and every request then failed comparing it
+        value = self.spill_outstanding_per_replica
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
+            raise ValueError(
+                f"routing parameter spill_outstanding_per_replica must be an integer in "
+                f"1..{MAX_INT}, got {value!r}"
+            )
 
     def route(self, request: RouteRequest, state: LiveState) -> Decision:
         decision = forced(request, state)
