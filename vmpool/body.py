@@ -289,27 +289,3 @@ def release_memory() -> bool:
     if not _libc or not hasattr(_libc, "malloc_trim"):
         return False
     return bool(_libc.malloc_trim(0))
-
-
-# a load request's body holds a few parameters; any size and pace was read whole before
-SMALL_BODY_LIMIT = 64 << 10
-SMALL_BODY_TIMEOUT_S = 30.0
-
-
-async def read_small_body(request) -> bytes:
-    """A control request's body, refused with 413 past ``SMALL_BODY_LIMIT`` (before a byte
-    when it declares its length) and 408 when it does not arrive within the timeout."""
-    too_large = CodecError(f"the request body is over {SMALL_BODY_LIMIT} bytes", 413)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > SMALL_BODY_LIMIT:
-        raise too_large
-    body = bytearray()
-    try:
-        async with asyncio.timeout(SMALL_BODY_TIMEOUT_S):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > SMALL_BODY_LIMIT:
-                    raise too_large
-    except TimeoutError:
-        raise CodecError("the request body did not arrive in time", 408) from None
-    return bytes(body)

@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vmpool.artifact import ArtifactError
-from vmpool.body import BodyBudget, ClientGone, decode_content, read_body, read_small_body
+from vmpool.body import BodyBudget, ClientGone, decode_content, read_body
 from vmpool.dataplane import ModelServer, ModelServerError
 from vmpool.wire import (
     HEADER_LENGTH_KEY,
@@ -125,7 +125,7 @@ def create_model_server_app(
         return _error(str(exc.detail), exc.status_code, getattr(exc, "headers", None))
 
     @app.exception_handler(ModelServerError)
-    @app.exception_handler(CodecError)  # a control request's body (vmpool.body.read_small_body)
+    @app.exception_handler(CodecError)  # a control request's body (vmpool.body.read_body)
     async def core_error(request: Request, exc: ModelServerError | CodecError) -> Response:
         return _error(exc.message, exc.status)
 
@@ -216,7 +216,11 @@ def repository_router(core: ModelServer) -> APIRouter:
 
     @router.post("/v2/repository/models/{model}/load")
     async def load(model: str, request: Request) -> Response:
-        _refuse_overrides(await read_small_body(request))
+        # a few parameters: read within 64 KiB and 30 s (it was read whole at any size and pace)
+        body = await read_body(
+            request.receive, request.headers.get("content-length"), 64 << 10, None, 30.0
+        )
+        _refuse_overrides(body)
         try:
             await asyncio.to_thread(core.load, model)
         except ArtifactError as exc:
