@@ -21,6 +21,7 @@ from burst.plan import Split, StageChoice, build_stage, make_plan  # noqa: E402
 from burst.planning import PlanRequest, load_profile, perf_model  # noqa: E402
 from policies.perf import percentile_ms  # noqa: E402
 from policies.planner import Limits, cheapest_meeting_slo, latency_optimal  # noqa: E402
+from tests.support.plan_paths import all_plans  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -60,22 +61,6 @@ def _leaning_profile():
     return dataclasses.replace(profile, split_slowdown=slow)
 
 
-def _paths(cands, end):
-    by_start: dict[int, list] = {}
-    for c in cands:
-        by_start.setdefault(c.start, []).append(c)
-
-    def walk(p):
-        if p == end:
-            yield []
-            return
-        for c in by_start.get(p, []):
-            for rest in walk(c.end):
-                yield [c] + rest
-
-    return walk(0)
-
-
 @dataclasses.dataclass
 class _Totals:
     mean_ms: float
@@ -101,7 +86,7 @@ def test_planner_is_optimal_on_a_real_model(graph, workers, monkeypatch):
     model = perf_model(graph, request, profile)
     cands = build_candidates(graph, workers, batch=1)
     limits = Limits(10**12, 10**12)
-    plans = [(p, _totals(model, p)) for p in _paths(cands, len(graph.nodes))]
+    plans = [(p, _totals(model, p)) for p in all_plans(cands, len(graph.nodes))]
     assert len(plans) > 100
     fastest = latency_optimal(model, cands, limits)
     assert fastest.prediction.mean_ms == pytest.approx(min(pr.mean_ms for _, pr in plans))

@@ -13,6 +13,7 @@ from policies.perf import Candidate, Deployment, NodeWork, PerfModel
 from policies import planner, planner_bounds
 from policies.planner import Limits, PlanningError, cheapest_meeting_slo, latency_optimal
 from policies.profile import ComputeFit, Profile, Quantiles, TransferFit
+from tests.support.plan_paths import all_plans
 
 MB = 1 << 20
 
@@ -109,22 +110,6 @@ def _instance(seed: int, positions: int = 7, max_workers: int = 4):
     return model, cands, positions
 
 
-def _all_plans(cands, end):
-    by_start: dict[int, list] = {}
-    for c in cands:
-        by_start.setdefault(c.start, []).append(c)
-
-    def walk(p):
-        if p == end:
-            yield []
-            return
-        for c in by_start.get(p, []):
-            for rest in walk(c.end):
-                yield [c] + rest
-
-    return list(walk(0))
-
-
 def _fits(plan, limits):
     """Every function keeps its weights: the master its serial weights and leg-0 slices, worker
     1 its slice of every stage, and no remote leg more than a worker holds."""
@@ -150,7 +135,7 @@ LIMITS = [Limits(10**12, 10**12), Limits(400 * MB, 600 * MB), Limits(250 * MB, 5
 @pytest.mark.parametrize("seed", range(6))
 def test_latency_optimal_matches_brute_force(seed):
     model, cands, end = _instance(seed)
-    plans = _all_plans(cands, end)
+    plans = all_plans(cands, end)
     assert len(plans) > 20  # a search space worth searching
     for limits in LIMITS:
         feasible = [p for p in plans if _fits(p, limits)]
@@ -177,7 +162,7 @@ def _check_cheapest_against_brute_force(seed: int, limit_sets) -> None:
     """At a low, middle and the highest plan p99 as SLO: the cheapest plan meeting it within
     each of ``limit_sets``, as every plan enumerated says (or PlanningError where none does)."""
     model, cands, end = _instance(seed)
-    preds = [(p, model.predict(p)) for p in _all_plans(cands, end)]
+    preds = [(p, model.predict(p)) for p in all_plans(cands, end)]
     p99s = sorted(pr.p99_ms for _, pr in preds)
     for limits in limit_sets:
         for slo in (p99s[len(p99s) // 10], p99s[len(p99s) // 2], p99s[-1]):
@@ -194,7 +179,7 @@ def _check_cheapest_against_brute_force(seed: int, limit_sets) -> None:
 
 def test_percentile_of_the_slo_matters():
     model, cands, end = _instance(3)
-    preds = [model.predict(p) for p in _all_plans(cands, end)]
+    preds = [model.predict(p) for p in all_plans(cands, end)]
     slo = sorted(pr.p99_ms for pr in preds)[len(preds) // 3]
     at_p50 = cheapest_meeting_slo(model, cands, LIMITS[0], slo, 0.5)
     at_p99 = cheapest_meeting_slo(model, cands, LIMITS[0], slo, 0.99)
@@ -211,7 +196,7 @@ def test_the_brute_force_cases_have_binding_memory_limits():
     binding = 0
     for seed in range(6):
         model, cands, end = _instance(seed)
-        p99s = sorted(model.predict(p).p99_ms for p in _all_plans(cands, end))
+        p99s = sorted(model.predict(p).p99_ms for p in all_plans(cands, end))
         free = cheapest_meeting_slo(model, cands, LIMITS[0], p99s[len(p99s) // 2], 0.99)
         binding += sum(not _fits(list(free.stages), limits) for limits in LIMITS[1:])
     assert binding >= 3
