@@ -115,7 +115,7 @@ def load_inputs(args):
 
     try:
         cfg = load_config(args.config, args.model)
-        repo = getattr(args, "repo", None) or cfg.simulate.get("repo")
+        repo = getattr(args, "repo", None) or cfg.simulate.get("repo") or _served_repo(cfg, args)
         profile_path = args.profile or cfg.simulate.get("profile")
         if repo and not args.model:
             raise CliError("--repo needs --model (the model to plan)")
@@ -140,6 +140,17 @@ def load_inputs(args):
     if scale != 1.0:
         trace = trace.scaled(rate_factor=scale, seed=args.seed)
     return trace, profile, cfg
+
+
+def _served_repo(cfg, args) -> str | None:
+    """The model repository a `tidegate serve` config names (`repo = ...`) when it holds
+    --model: the gateway run with that config plans the model from there, so the simulation
+    does too (before, the config's repository was ignored: its SLO and batching with it)."""
+    settings = cfg.settings
+    if settings is None or not args.model or "repo" not in settings.model_fields_set:
+        return None
+    repo = settings.repo
+    return str(repo) if repo is not None and (repo / args.model / "config.toml").is_file() else None
 
 
 def _overridden(profile, cfg, args, model: str):

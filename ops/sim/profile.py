@@ -89,8 +89,17 @@ class SimProfile:
     provenance: dict = field(default_factory=lambda: reference_sources(), compare=False)
 
     @classmethod
-    def reference(cls, model: str = "resnet18") -> "SimProfile":
-        return cls(model=model, provenance=reference_sources(model))
+    def reference(
+        cls, model: str = "resnet18", options: dict | None = None, shape: tuple | None = None
+    ) -> "SimProfile":
+        """The production target for ``model``: ResNet-18's, or for another zoo model
+        ResNet-18's scaled by that model's times on the dev host (``ops.sim.profile_target``);
+        ``options`` are a zoo model's export options (the delay model's waits), ``shape`` its
+        input's without the batch (another image size than the dev host timed: ResNet-18's)."""
+        from .profile_target import model_target
+
+        target = model_target(model, options, shape)
+        return target or cls(model=model, provenance=reference_sources(model))
 
     def with_sources(self, **sources: str) -> "SimProfile":
         """The same figures, with the named groups' sources replaced (an override's)."""

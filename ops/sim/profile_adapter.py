@@ -10,10 +10,12 @@ the burst path's numbers come from the very plan ``tidegate plan`` prints and th
 cost. The VM path's batch curve is the profile's measured VM service times for this model.
 
 A repository without a profile measured for the model (no ``REPO/NAME/profile.json``, or one
-that measured another model) gets the production target, with the repository's SLO, batching
-and burst settings: the bundled planner profile (``policies/data/reference_profile.json``, the
-dev host's figures the gateway plans with) is never the simulator's silent default. Passing it
-with ``--profile`` simulates with it on purpose.
+that measured another model) gets the production target for the model (``SimProfile.reference``:
+a zoo model's own, see ``ops.sim.profile_target``), with the repository's SLO and batching; the
+local runtime's concurrency cap and keep-alive apply only to functions measured on it. The
+bundled planner profile (``policies/data/reference_profile.json``, the dev host's figures the
+gateway plans with) is never the simulator's silent default. Passing it with ``--profile``
+simulates with it on purpose.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def from_repo(
     gb_per_ms = plan.memory_mb / 1024.0 / 1000.0
     billed_ms = max(pred.cost_usd - fees, 0.0) / prices.fn_usd_per_gb_s / gb_per_ms
     sigma = max(math.log(max(pred.p99_ms, pred.p50_ms * 1.0001) / pred.p50_ms) / Z99, 0.01)
-    base = _with_repo_facts(SimProfile.reference(model), cfg, settings)
+    local = settings.burst.platform.kind == "local"  # (what `tidegate profile` measured on)
+    base = _with_repo_facts(SimProfile.reference(model, cfg.extra), cfg, settings, local)
     curve, cv, vm_src = _vm_curve(profile, model, base, path)
     cold, cold_src = _cold_start_sourced(profile, model, int(plan.workers), path)
     return base.with_overrides(
@@ -95,22 +98,34 @@ def from_repo(
     )
 
 
-def _with_repo_facts(base: SimProfile, cfg, settings) -> SimProfile:
+def _with_repo_facts(base: SimProfile, cfg, settings, local_runtime: bool) -> SimProfile:
     """``base`` with the deployment facts a repository and its settings state: the model's SLO
-    and batching, the burst service's concurrency and keep-alive."""
+    and batching, and with ``local_runtime`` (functions measured on the embedded runtime the
+    settings run) that runtime's concurrency cap and keep-alive. Those two are the local
+    runtime's settings (`burst.concurrency`: "Local runtime: concurrent instances cap"): on the
+    production target's Lambda functions they stay Lambda's (a cap of 16 there queued every
+    burst: VGG-16 on MMPP attained 78 % with a 2.5 s SLO); `[simulate] fn_concurrency` states
+    a deployment's own."""
     queue_delay = getattr(cfg, "max_queue_delay_ms", None)
+    runtime = (
+        {
+            "fn_concurrency": int(settings.burst.concurrency),
+            "fn_keep_alive_s": float(settings.burst.keep_alive_s),
+        }
+        if local_runtime
+        else {}
+    )
     return base.with_overrides(
         vm_max_batch_size=int(cfg.max_batch_size),
         vm_max_queue_delay_ms=float(queue_delay) if queue_delay is not None else None,
-        fn_concurrency=int(settings.burst.concurrency),
-        fn_keep_alive_s=float(settings.burst.keep_alive_s),
         slo_ms=float(cfg.slo_ms),
+        **runtime,
     )
 
 
 def _target_for_repo(repo, model: str, settings, why: str) -> SimProfile:
     """The production target for ``model`` in ``repo`` (its artifact must load), with the
-    repository's SLO, batching and burst settings, and the reason nothing measured was used."""
+    repository's SLO and batching, and the reason nothing measured was used."""
     from vmpool.artifact import ArtifactError, load_artifact
 
     try:
@@ -118,11 +133,30 @@ def _target_for_repo(repo, model: str, settings, why: str) -> SimProfile:
     except (ArtifactError, OSError, ValueError) as exc:
         raise ProfileError(f"cannot plan {model!r} from {repo}: {exc}") from None
     hint = f"`tidegate profile {model} --repo {repo}` measures one; the gateway's plan then runs"
+    target = _zoo_target(artifact.config)
+    sources = reference_sources(model, f"nothing measured for {model}: {why}")
+    if target is not None:  # a zoo model's target: its own (scaled) figures, and their sources
+        sources.update({k: f"{v} ({why})" for k, v in target.provenance.items() if k in _SCALED})
+    base = target.with_overrides(model=model) if target else SimProfile(model=model)
     return (
-        _with_repo_facts(SimProfile.reference(model), artifact.config, settings)
+        _with_repo_facts(base, artifact.config, settings, local_runtime=False)
         .with_overrides(source=f"production target for {model} in {repo} ({why}; {hint})")
-        .with_sources(**reference_sources(model, f"nothing measured for {model}: {why}"))
+        .with_sources(**sources)
     )
+
+
+_SCALED = ("vm_curve", "function_times")  # what a zoo model's target has of its own
+
+
+def _zoo_target(cfg) -> SimProfile | None:
+    """The production target of the zoo model an artifact was exported from (``source =
+    "zoo:NAME"`` in its config, whatever its name in the repository) at the input shape the
+    dev host timed; None otherwise (ResNet-18's target then)."""
+    source = str(cfg.extra.get("source", ""))
+    if not source.startswith("zoo:") or not cfg.inputs:
+        return None
+    shape = tuple(int(d) for d in cfg.inputs[0].shape[1:])
+    return SimProfile.reference(source[4:], cfg.extra, shape=shape)
 
 
 def _read(path: Path):

@@ -1,0 +1,147 @@
+"""`simulate` on models other than ResNet-18 (issue 10: hidden checks run other models): each
+zoo model is simulated with its own times and SLO, not ResNet-18's, with or without a repository,
+and a repository's local-runtime settings do not cap the production target's Lambda functions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import Settings
+from ops.cli import main
+from ops.sim import SimProfile
+from ops.sim.profile_adapter import from_repo
+from policies.profile import Profile
+from vmpool.export import export_zoo
+
+BUNDLED = Path(__file__).resolve().parents[2] / "policies/data/reference_profile.json"
+STEADY = "synth:steady:duration_s=120,rps=20"
+BURSTY = "synth:mmpp:duration_s=600,low_rps=20,high_rps=300,mean_low_s=60,mean_high_s=15"
+
+
+def _run(tmp_path, capsys, *args: str) -> dict:
+    out = tmp_path / "out.json"
+    assert main(["simulate", *args, "--json", str(out)]) == 0
+    capsys.readouterr()
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sim_models") / "repo"
+    export_zoo("mlp", root)
+    export_zoo("mlp", root, artifact_name="digits")  # a zoo model under a name of its own
+    export_zoo("delay", root, options={"delay_ms": 20.0, "per_item_ms": 2.0})
+    return root
+
+
+def test_vgg16_is_simulated_with_its_own_times_and_slo(tmp_path, capsys):
+    """VGG-16 took ResNet-18's 12 ms VM batch, 110 ms function and 300 ms SLO: VMs for the
+    peak were as few as ResNet-18's. Now its times are ResNet-18's target scaled by what the
+    dev host measured for both, and its SLO is the zoo's 2.5 s."""
+    args = ("--trace", STEADY, "--policy", "vm-peak")
+    r18 = _run(tmp_path, capsys, *args, "--model", "resnet18")
+    vgg = _run(tmp_path, capsys, *args, "--model", "vgg16")
+    assert (r18["slo_ms"], vgg["slo_ms"]) == (300.0, 2500.0)
+    assert vgg["p50_ms"] > 4 * r18["p50_ms"]
+    assert vgg["cost_usd"] > r18["cost_usd"]  # more VMs for the same peak
+    assert "vgg16's VM time over resnet18's" in vgg["profile_sources"]["vm_curve"]
+    assert "nothing measured for vgg16" in vgg["profile_sources"]["vm_curve"]
+    burst = _run(tmp_path, capsys, *args[:2], "--policy", "burst-only", "--model", "vgg16")
+    assert burst["p50_ms"] > 400.0 and burst["slo_attainment"] == 1.0
+
+
+def test_mlp_meets_its_own_slo_on_functions(tmp_path, capsys):
+    """MLP's 50 ms SLO with ResNet-18's 110 ms functions: burst-only attained 0 %."""
+    got = _run(tmp_path, capsys, "--trace", BURSTY, "--policy", "burst-only", "--model", "mlp")
+    assert got["slo_ms"] == 50.0
+    assert got["p50_ms"] < 20.0 and got["slo_attainment"] >= 0.95  # (cold starts miss)
+
+
+def test_targets_scale_every_zoo_model_and_keep_resnet18_and_other_names():
+    """Every zoo model in the bundled profile: a VM curve rising with the batch, ordered as
+    the dev host measured the models; ResNet-18 and unknown names keep the target as it was."""
+    r18 = SimProfile()
+    assert SimProfile.reference("resnet18") == r18
+    assert SimProfile.reference("m1").vm_service_ms_by_batch == r18.vm_service_ms_by_batch
+    bundled = Profile.from_json(json.loads(BUNDLED.read_text()))
+    batch1 = {}
+    for name, times in bundled.models.items():
+        target = SimProfile.reference(name)
+        curve = [ms for _, ms in target.vm_service_ms_by_batch]
+        assert curve == sorted(curve) and curve[0] > 0
+        assert target.burst_p50_ms > 0 and target.vm_capacity_per_s() > 0
+        batch1[name] = (target.vm_service_ms(1), times.vm_service_ms[1].median_ms)
+    by_target = sorted(batch1, key=lambda n: batch1[n][0])
+    assert by_target == sorted(batch1, key=lambda n: batch1[n][1])
+
+
+def test_the_delay_model_takes_its_own_waits(repo):
+    """The delay model's batch takes delay_ms + per_item_ms x rows, on any host."""
+    plain = SimProfile.reference("delay")
+    assert [plain.vm_service_ms(b) for b in (1, 4, 8)] == [55.0, 70.0, 90.0]
+    got = from_repo(repo, "delay")
+    assert [got.vm_service_ms(b) for b in (1, 4, 8)] == [22.0, 28.0, 36.0]
+    assert got.slo_ms == 4 * (20.0 + 2.0 * 8)  # the export's own SLO
+    assert "delay_ms 20" in got.provenance["vm_curve"]
+
+
+def test_a_repository_without_a_profile_gets_the_models_target_and_lambdas_cap(
+    repo, tmp_path, capsys
+):
+    """`--repo` without REPO/mlp/profile.json: mlp's target (also under another name), and
+    the production target's function concurrency: `burst.concurrency` (16) is the local
+    runtime's cap, which on the target's Lambda functions queued every burst."""
+    for name in ("mlp", "digits"):
+        got = from_repo(repo, name)
+        assert got.vm_service_ms_by_batch == SimProfile.reference("mlp").vm_service_ms_by_batch
+        assert got.fn_concurrency == SimProfile().fn_concurrency
+        assert (got.model, got.slo_ms, got.vm_max_batch_size) == (name, 50.0, 32)
+    args = ("--trace", BURSTY, "--policy", "burst-only", "--model", "mlp")
+    with_repo = _run(tmp_path, capsys, *args, "--repo", str(repo))
+    plain = _run(tmp_path, capsys, *args)
+    assert with_repo["throttled"] == 0
+    assert with_repo["slo_attainment"] == pytest.approx(plain["slo_attainment"], abs=0.002)
+
+
+def test_a_profile_measured_on_the_local_runtime_keeps_its_cap(repo):
+    """A profile measured for the model (on the embedded runtime `tidegate profile` runs) is
+    simulated with the gateway's own local runtime: its concurrency cap and keep-alive."""
+    bundled = Profile.from_json(json.loads(BUNDLED.read_text()))
+    measured = replace(bundled, source="tidegate profile mlp (test)", measured_models=("mlp",))
+    path = repo / "mlp" / "profile.json"
+    path.write_text(json.dumps(measured.to_json()))
+    try:
+        got = from_repo(repo, "mlp")
+    finally:
+        path.unlink()
+    assert got.fn_concurrency == Settings().burst.concurrency
+    assert got.fn_keep_alive_s == Settings().burst.keep_alive_s
+    assert "the gateway's plan of mlp" in got.provenance["function_times"]
+
+
+def test_a_serve_config_naming_a_repository_plans_the_model_from_it(tmp_path, capsys):
+    """`--config` with the serve config's `repo = R` and --model in R: the model's own config
+    there (its SLO, batching) is what the gateway would run; it was ignored."""
+    root = tmp_path / "served"
+    export_zoo("mlp", root, slo_ms=80.0)
+    cfg = tmp_path / "serve.toml"
+    cfg.write_text(f'repo = "{root}"\nrouting_policy = "slo-aware"\n')
+    got = _run(
+        tmp_path,
+        capsys,
+        "--trace",
+        STEADY,
+        "--model",
+        "mlp",
+        "--config",
+        str(cfg),
+        "--policy",
+        "config",
+    )
+    assert got["slo_ms"] == 80.0 and str(root) in got["profile_sources"]["profile"]
+    other = _run(tmp_path, capsys, "--trace", STEADY, "--model", "vgg16", "--config", str(cfg))
+    assert other["slo_ms"] == 2500.0  # (not in R: the zoo model's target, as without --config)
