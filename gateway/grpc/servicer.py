@@ -15,7 +15,6 @@ import uuid
 from importlib import metadata as _metadata
 from collections.abc import AsyncIterator
 
-import grpc
 from google.protobuf import json_format
 
 from vmpool.artifact import ModelConfig
@@ -37,27 +36,12 @@ from ..repository import (
 )
 from ..state import GatewayState
 from . import inference_pb2 as pb
+from .status import guard as _guard
 from .stream import answer_in_order
 from .tensors import decode_infer_request, encode_infer_response
 
 log = logging.getLogger("tidegate.grpc")
 SERVICE = "inference.GRPCInferenceService"
-
-# HTTP status carried by a TidegateError -> gRPC status code (gRPC's own HTTP mapping, inverted).
-STATUS_CODES: dict[int, grpc.StatusCode] = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    405: grpc.StatusCode.UNIMPLEMENTED,
-    409: grpc.StatusCode.ALREADY_EXISTS,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    499: grpc.StatusCode.CANCELLED,
-    502: grpc.StatusCode.UNAVAILABLE,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
 
 try:
     VERSION = _metadata.version("tidegate")
@@ -66,10 +50,6 @@ except _metadata.PackageNotFoundError:  # a source checkout that was never insta
 
 
 GatewayView = GatewayState  # what the servicer serves (repository calls need all of it)
-
-
-def grpc_code(status: int) -> grpc.StatusCode:
-    return STATUS_CODES.get(status, grpc.StatusCode.INTERNAL)
 
 
 class InferenceServicer:
@@ -280,23 +260,6 @@ async def _within_deadline(call, remaining_s: float | None):
         return await asyncio.wait_for(call, remaining_s)
     except asyncio.TimeoutError:
         raise GatewayTimeout("the call's deadline passed before the model answered") from None
-
-
-async def _guard(context, fn, *args):
-    """Run ``fn`` (sync or async); a TidegateError or CodecError aborts with its status code."""
-    try:
-        out = fn(*args)
-        return await out if asyncio.iscoroutine(out) else out
-    except TidegateError as exc:
-        trailing = tuple((k.lower(), str(v)) for k, v in exc.headers.items())
-        await context.abort(grpc_code(exc.status), exc.message, trailing)
-    except CodecError as exc:
-        await context.abort(grpc_code(exc.status), exc.message)
-    except (asyncio.CancelledError, grpc.aio.AbortError):
-        raise
-    except Exception as exc:  # never a bare failure: log it, answer INTERNAL with its kind
-        log.exception("unhandled error in gRPC call")
-        await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
 
 
 def model_config(cfg: ModelConfig) -> pb.ModelConfig:

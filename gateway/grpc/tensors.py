@@ -106,6 +106,10 @@ def _from_contents(tensor, dtype: np.dtype, shape: tuple, count: int, where: str
             raise CodecError(
                 f"{where}: datatype {tensor.datatype} goes in {name}, not {other.name}"
             )
+    if dtype.kind in "iu" and dtype.itemsize < 4 and values:  # int_contents for an INT8 ...
+        info, wide = np.iinfo(dtype), np.asarray(values, dtype=np.int64)
+        if wide.min() < info.min or wide.max() > info.max:
+            raise CodecError(f"{where}: {name} holds a value out of range for {tensor.datatype}")
     return np.asarray(values, dtype=dtype).reshape(shape)
 
 

@@ -27,7 +27,7 @@ X_BYTES = X.tobytes()
 
 @pytest.fixture(scope="module")
 def gateway(model_server, small_repo, tmp_path_factory):
-    """(gRPC target, mlp module) of a gateway with no tenants."""
+    """(gRPC target, mlp module, gateway state) of a gateway with no tenants."""
     settings = Settings.load(
         None,
         data_dir=tmp_path_factory.mktemp("hostile-grpc"),
@@ -38,7 +38,8 @@ def gateway(model_server, small_repo, tmp_path_factory):
     )
     app = create_app(settings)
     with serve_app(app):
-        yield app.state.gateway.grpc.target, load_artifact(small_repo, "mlp").load_module()
+        state = app.state.gateway
+        yield state.grpc.target, load_artifact(small_repo, "mlp").load_module(), state
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +240,36 @@ def test_simultaneous_calls_each_get_their_own_answer(gateway, channel):
     assert sorted(got) == list(range(len(xs)))  # identical calls (i % 4) included
     for i, x in enumerate(xs):
         np.testing.assert_allclose(got[i], reference(gateway[1], x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_refusal_to_retry_says_when_in_its_trailing_metadata(gateway, channel, no_tracebacks):
+    """The in-flight body budget's UNAVAILABLE carries ``retry-after`` as its HTTP 503 does
+    (it carried none), and none of the HTTP answer's hop-by-hop headers."""
+    budget = gateway[2].body_budget
+    hog = budget.lease()
+    hog.take(budget.limit_bytes)  # a body as large as the budget, in flight
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            infer(channel, request())
+    finally:
+        hog.release()
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
+    assert "retry shortly" in err.value.details()
+    trailing = dict(err.value.trailing_metadata())
+    assert trailing["retry-after"] == "1" and "connection" not in trailing
+    still_serving(channel, gateway[1])
+
+
+@pytest.mark.parametrize("status", [429, 502, 503])
+def test_every_retryable_refusal_carries_retry_after(status):
+    """RESOURCE_EXHAUSTED (for 429) and UNAVAILABLE always say when to retry; a 413's
+    RESOURCE_EXHAUSTED does not (the same message is refused again)."""
+    from gateway.errors import TidegateError
+    from gateway.grpc.status import error_trailing
+    from vmpool.codec import CodecError
+
+    for exc in (TidegateError("busy", status), CodecError("busy", status, {"connection": "close"})):
+        assert dict(error_trailing(exc))["retry-after"] == "1"
+    given = TidegateError("busy", status, headers={"Retry-After": "7"})
+    assert dict(error_trailing(given)) == {"retry-after": "7"}
+    assert "retry-after" not in dict(error_trailing(TidegateError("too large", 413)))
