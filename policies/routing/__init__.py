@@ -30,7 +30,7 @@ def check_params(name: str, params: dict, internal: tuple[str, ...] = ()) -> Non
         )
 
 
-def make_policy(name: str, **params) -> RoutingPolicy:
+def make_policy(name: str, /, **params) -> RoutingPolicy:
     """Build a policy by name; ``params`` are its fields (unknown ones are a clear error)."""
     try:
         cls = POLICIES[name]
