@@ -45,8 +45,12 @@ def verify_signature(
 
 
 def check_callback_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:  # (urlsplit refuses "http://[::1", .port "http://h:99999"; both were a 500)
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - read for its ValueError
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadRequest(f"callback URL must be an absolute http(s) URL, got {url!r}")
     return url
 

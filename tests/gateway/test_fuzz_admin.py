@@ -164,6 +164,8 @@ def test_tenant_reports_answer_or_refuse_clearly(gateway, tenant, since, until, 
     if resp.status_code == 200:
         doc = resp.json()
         assert doc["tenant"] == tenant and tenant in doc["tenants"]
+    elif resp.status_code == 307:  # "a/" is another path (HTTP servers decode %2F): to "a"
+        assert "/" in tenant
     else:
         assert_refusal(resp)
     failures.assert_none()
