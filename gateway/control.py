@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from burst.backend import backend_ready
 from policies.autoscaling import Autoscaler, ScaleDecision
+from policies.autoscaling.warm_pool import ping_interval_s
 from policies.state import PathKind
 from vmpool.pool import ReplicaPool
 
@@ -61,6 +62,7 @@ class PolicyEngine:
         self._sleep = sleep
         self._task: asyncio.Task | None = None
         self._prewarm: asyncio.Task | None = None
+        self._pinged_s = 0.0  # when the warm pool was last pinged
         self.last_decision: ScaleDecision | None = None
         self._last_tick_s: float | None = None
         self.choice = choice
@@ -125,15 +127,18 @@ class PolicyEngine:
         if decision.warm_functions and isinstance(self.burst, Prewarmer) and idle:
             # in the background: starting instances takes seconds, the tick must not wait
             self._prewarm = asyncio.get_running_loop().create_task(
-                self._warm_up(decision.warm_functions)
+                self._warm_up(decision.warm_functions, now_s)
             )
             self._prewarm.add_done_callback(_log_failure)
         if dt > 0 and decision.warm_cost_usd_per_s:
             self.metrics.warm_cost.inc(decision.warm_cost_usd_per_s * dt)
 
-    async def _warm_up(self, instances: int) -> None:
+    async def _warm_up(self, instances: int, now_s: float) -> None:
         """Start the instances, at most ``PREWARM_STEP`` more per tick; only once they are up
-        does routing count them as warm (one still starting would pay its cold start)."""
+        does routing count them as warm (one still starting would pay its cold start). Those
+        up are pinged (one invocation each, together) once ``ping_interval_s`` has passed since
+        their last, so the platform does not reclaim them between bursts
+        (``policies/autoscaling/warm_pool.py``; the simulator's pool does the same)."""
         assert isinstance(self.burst, Prewarmer)
         have = self.collector.prewarmed_instances
         step = instances if instances <= have else min(instances, have + PREWARM_STEP)
@@ -144,6 +149,11 @@ class PolicyEngine:
             await self._first_invocations(step - have)
             # what starting instances took here is what a request sent to a cold one would wait
             self.collector.cold_start_ms = (asyncio.get_running_loop().time() - t0) * 1e3
+            if not have:  # (a pool grown since is pinged with the first ones: a little early)
+                self._pinged_s = now_s
+        elif now_s - self._pinged_s >= ping_interval_s(getattr(self.burst, "keep_alive_s", None)):
+            await self._first_invocations(step)
+            self._pinged_s = now_s
         self.collector.prewarmed_instances = step
         self.collector.release_prewarmed(self.collector.warm_functions_target)  # asked fewer since
 

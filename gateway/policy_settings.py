@@ -142,6 +142,14 @@ class PredictiveScaling(_Scaling):
         description="Function instances always kept warm "
         "(their GB-s are counted), to take a step no forecast saw.",
     )
+    warm_pool_horizon_s: float = Field(
+        0.0,
+        ge=0,
+        le=86_400,
+        description="Also keep warm, by pinging idle ones before the platform reclaims them, "
+        "the most function instances past bursts' spill kept busy over this many seconds, so "
+        "a burst's onset finds them warm; capped by max_warm_functions when set; 0 = off.",
+    )
     burst_latency_s: float | None = Field(
         None,
         gt=0,

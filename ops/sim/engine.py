@@ -159,7 +159,6 @@ class Simulation:
         vm.scale_to(decision.replicas, now_s, self.p.vm_boot_s)
         if decision.warm_functions:
             fn.keep_warm(decision.warm_functions, now_s)
-        self.warm_cost_usd += decision.warm_cost_usd_per_s * self.s.tick_s
         c = self._tick_counts
         self.timeline.add(
             now_s,
@@ -189,6 +188,7 @@ class Simulation:
         if self.aq is not None:  # the consumers serve what is left after the trace
             self.aq.flush(end_s, self.vm)
         self.vm.finish(end_s)
+        self.warm_cost_usd = self.fn.warm_usd(self.s.prices)  # pool starts and pings, billed
         return SimResult.build(self, end_s)
 
     def _loop(self) -> float:

@@ -14,6 +14,7 @@ import math
 import statistics
 from collections import deque
 
+from policies.autoscaling.warm_pool import ping_interval_s
 from policies.routing.instance_wait import should_wait
 
 
@@ -48,7 +49,11 @@ class FunctionPool:
         self.requests = 0
         self.billed_ms = 0.0  # over all invocations
         self.throttled = 0
-        self.prewarmed = 0
+        self.prewarmed = 0  # groups the warm pool started
+        self.pings = 0  # pool groups pinged to keep them alive
+        self.warm_billed_ms, self.warm_invocations = 0.0, 0
+        self.ping_s = ping_interval_s(self.keep_alive_s)
+        self.cold_billed_p50_ms = statistics.median(self.cold_billed_ms)
         self.invocations = 0
         self.billed_per_p50 = profile.burst_billed_ms / max(profile.burst_p50_ms, 1e-9)
 
@@ -66,12 +71,35 @@ class FunctionPool:
         return len(self.idle) + len(self.busy)
 
     def keep_warm(self, instances: int, now_s: float) -> None:
-        """Pre-start groups so that ``instances`` function instances are warm (predictive)."""
-        want = math.ceil(instances / self.k)
-        extra = min(want - self.warm_groups(), self.cap_groups - self.warm_groups())
-        for _ in range(max(extra, 0)):
-            self.idle.append(now_s)
+        """Keep ``instances`` function instances warm as a caller can where the platform reclaims
+        an instance idle for its keep-alive (the gateway's control loop, gateway/control.py):
+        an idle group idle for ``ping_s`` is pinged, one warm invocation per instance; groups
+        missing are started, each billed its cold start and first invocation, and serve once
+        up. Both are billed apart from requests (``warm_usd``); groups past ``instances`` are
+        left to the keep-alive."""
+        want, idle, limit = math.ceil(instances / self.k), self.idle, now_s - self.ping_s
+        due = next((i for i, t in enumerate(idle) if t >= limit), len(idle))
+        for _ in range(min(due, want - (self.warm_groups() - due))):
+            idle.popleft()
+            self._invoke_warm(now_s, 0.0, 0.0)
+            self.pings += 1
+        missing = min(want, self.cap_groups) - self.warm_groups()
+        for _ in range(max(missing, 0)):
+            self._invoke_warm(now_s, self.cold_predicted_ms, self.cold_billed_p50_ms)
             self.prewarmed += 1
+
+    def _invoke_warm(self, now_s: float, cold_ms: float, cold_billed_ms: float) -> None:
+        up_s = now_s + cold_ms / 1000.0
+        if cold_ms and self.p.cold_start_contention:
+            heapq.heappush(self.starting, up_s)
+        heapq.heappush(self.busy, (up_s + self.p.burst_p50_ms / 1000.0, up_s))
+        self.warm_billed_ms += self.p.burst_billed_ms + cold_billed_ms
+        self.warm_invocations += self.k
+
+    def warm_usd(self, prices) -> float:
+        """What keeping instances warm billed: pool starts and pings (their GB-s and fees)."""
+        gb_s = self.warm_billed_ms / 1000.0 * self.p.burst_memory_mb / 1024.0
+        return gb_s * prices.fn_usd_per_gb_s + self.warm_invocations * prices.fn_usd_per_request
 
     def _contention(self, now_s: float) -> float:
         """How many times longer a cold start starting now takes: k + 1 with k under way

@@ -149,6 +149,8 @@ def _preset_defaults(name: str, peak: int, big: int, profile) -> PolicySpec:
                 "scale_in_cooldown_s": 180.0,
                 "burst_latency_s": profile.burst_p50_ms / 1000.0,
                 "instances_per_burst_request": profile.burst_instances,
+                # past bursts' spill kept warm by pings for the next onset (warm_pool.py)
+                "warm_pool_horizon_s": 3600.0,
             },
         )
     raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")

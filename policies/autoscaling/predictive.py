@@ -8,7 +8,7 @@ import math
 from functools import partial
 from statistics import NormalDist, median
 
-from ..costs import PriceTable, billed_ms, function_cost_usd, warm_instances_cost_usd
+from ..costs import PriceTable, billed_ms, function_cost_usd
 from ..state import LiveState
 from ..vm_perf import replica_capacity_per_s
 from .base import ScaleDecision, ScalerBase, Window, current_replicas, functions_meet_slo
@@ -16,6 +16,7 @@ from .episodes import OverloadEpisodes, replicas_that_pay
 from .fleet_regret import FleetRegret
 from .recurrence import LayerRecurrence
 from .spill_vm import SpillEconomics
+from .warm_pool import BurstPool, warm_cost_usd_per_s
 
 DEFAULT_BURST_LATENCY_S = 0.5  # before any burst answer or plan prediction is known
 # the base load: the median rate over this many boot times. An overload that held the rate
@@ -79,6 +80,7 @@ class Predictive(ScalerBase):
         duration_aware: bool = True,
         learn_holds: bool = True,
         regret_window_s: float = 1800.0,
+        warm_pool_horizon_s: float = 0.0,
     ):
         super().__init__(min_replicas, max_replicas)
         for label, q in (("base_quantile", base_quantile), ("warm_quantile", warm_quantile)):
@@ -96,6 +98,7 @@ class Predictive(ScalerBase):
         self.scale_in_cooldown_s = scale_in_cooldown_s
         self.max_warm_functions = max(max_warm_functions, min_warm_functions)
         self.min_warm_functions = min_warm_functions
+        self._pool = BurstPool(warm_pool_horizon_s) if warm_pool_horizon_s > 0 else None
         self.burst_latency_s = burst_latency_s
         self.instances_per_burst_request = instances_per_burst_request
         self.prices = prices or PriceTable()
@@ -199,8 +202,7 @@ class Predictive(ScalerBase):
         # what spills is what the ready VMs cannot take at full batches (target utilization
         # is headroom for sizing the fleet, not a limit on what a replica serves)
         full_per_replica = capacity / self.target_utilization
-        warm = self._warm_functions(state, upper, state.vm.ready_replicas * full_per_replica)
-        cost = warm_instances_cost_usd(self.prices, warm, state.burst.memory_mb, 1.0)
+        warm, cost = self._warm_functions(state, upper, state.vm.ready_replicas * full_per_replica)
         return ScaleDecision(want, reason, warm, cost)
 
     def _fixed_fleet(
@@ -322,16 +324,16 @@ class Predictive(ScalerBase):
             and state.vm.ready_replicas == forecast_want,
         )
 
-    def _warm_functions(self, state: LiveState, upper_rate: float, vm_rate: float) -> int:
-        """Instances the expected spill keeps busy (Little's law), within min/max."""
-        if self.max_warm_functions <= 0:
-            return 0
-        spill_per_s = max(upper_rate - vm_rate, 0.0)
-        if spill_per_s <= 0.0:
-            return self.min_warm_functions
+    def _warm_functions(self, state: LiveState, upper: float, vm_rate: float) -> tuple[int, float]:
+        """The instances the forecast's spill keeps busy (Little's law) and the learnt pool's
+        (``warm_pool.py``), within min/max, and what keeping them warm costs a second."""
         per_request = self.instances_per_burst_request or max(state.burst.default_workers, 1)
-        warm = math.ceil(spill_per_s * self._burst_latency_s(state) * per_request - 1e-9)
-        return min(max(warm, self.min_warm_functions), self.max_warm_functions)
+        latency_s, pool, cap = self._burst_latency_s(state), self._pool, self.max_warm_functions
+        warm = math.ceil(max(upper - vm_rate, 0.0) * latency_s * per_request - 1e-9) if cap else 0
+        if pool is not None:
+            warm = max(warm, pool.sample(state, vm_rate, latency_s, per_request))
+        warm, mb = min(max(warm, self.min_warm_functions), cap or warm), state.burst.memory_mb
+        return warm, warm_cost_usd_per_s(self.prices, warm, latency_s, mb, pool is not None)
 
     def _burst_latency_s(self, state: LiveState) -> float:
         """A burst request's latency: as set, else the slowest model's observed median (warm

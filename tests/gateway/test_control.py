@@ -266,3 +266,39 @@ async def test_the_warm_pool_is_let_go_and_no_longer_billed_once_the_forecast_dr
     clock.advance(engine.collector.keep_alive_s + 1)
     assert engine.collector.snapshot(fresh=True).burst.warm_instances == 0
     await engine.close()
+
+
+async def test_the_warm_pool_is_pinged_before_the_platform_reclaims_its_instances():
+    """The instances kept warm get one invocation each, together, once ``ping_interval_s``
+    (240 s) has passed since their last, so an idle one is not reclaimed between bursts; not
+    more often (each ping is billed as an invocation)."""
+    from policies.autoscaling import ScaleDecision
+
+    class Burst:
+        async def prewarm(self, instances: int) -> bool:
+            return True
+
+        async def infer(self, model, inputs, *, workers):
+            raise AssertionError("counted by _first_invocations below")
+
+    class Pool:
+        name, min_replicas, max_replicas = "pool", 1, 1
+
+        def decide(self, state):
+            return ScaleDecision(1, "learnt pool", 3, 0.0)
+
+    clock, invoked = ManualClock(), []
+    engine, *_ = _engine(NoScaling(policy="none"), clock, burst=Burst())
+    engine.autoscaler = Pool()
+
+    async def first_invocations(n: int) -> None:
+        invoked.append((clock.now(), n))
+
+    engine._first_invocations = first_invocations
+    start = clock.now()
+    for dt in (0.0, 100.0, 130.0, 20.0, 200.0, 60.0):  # at 0, 100, 230, 250, 450, 510 s
+        clock.advance(dt)
+        await engine.tick()
+        await _until(lambda: engine._prewarm is not None and engine._prewarm.done())
+    assert [(t - start, n) for t, n in invoked] == [(0.0, 3), (250.0, 3), (510.0, 3)]
+    await engine.close()
