@@ -215,6 +215,15 @@ def m_outputs(draw, msg) -> None:
         _parameter(draw, out.parameters["classification"])
 
 
+def m_shared_memory(draw, msg) -> None:
+    """tritonclient's set_shared_memory on an input or a requested output."""
+    tensors = [*msg.inputs, *msg.outputs]
+    if tensors:
+        params = tensors[draw(st.integers(0, len(tensors) - 1))].parameters
+        params["shared_memory_region"].string_param = draw(st.text(max_size=8))
+        params["shared_memory_byte_size"].int64_param = draw(st.integers(0, 2**20))
+
+
 def m_model(draw, msg) -> None:
     if draw(st.booleans()):
         msg.model_name = draw(odd_names())
@@ -231,6 +240,7 @@ MUTATIONS = [
     m_typed,
     m_inputs,
     m_outputs,
+    m_shared_memory,
     m_model,
 ]
 

@@ -102,6 +102,16 @@ def still_serving(channel, module) -> None:
     np.testing.assert_allclose(got, reference(module, x), rtol=1e-4, atol=1e-5)
 
 
+def shared_memory(where: str) -> pb.ModelInferRequest:
+    """tritonclient's set_shared_memory on the input or the output (a region never registered:
+    the output was answered in the message while the client read its region)."""
+    msg = request(raw=() if where == "input" else (X_BYTES,), outputs=("output",))
+    params = (msg.inputs[0] if where == "input" else msg.outputs[0]).parameters
+    params["shared_memory_region"].string_param = "region"
+    params["shared_memory_byte_size"].int64_param = 80
+    return msg
+
+
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
 CASES = {
     "two raw entries for one input": (request(raw=(X.tobytes(),) * 2), INVALID, "2 entries"),
@@ -133,6 +143,8 @@ CASES = {
     "unknown input": (request(name="nope"), INVALID, "no input 'nope'"),
     "unknown output": (request(outputs=("nope",)), INVALID, "no output 'nope'"),
     "unknown model": (request(model="nope"), NOT_FOUND, "unknown model 'nope'"),
+    "shared memory input": (shared_memory("input"), INVALID, "shared memory is not supported"),
+    "shared memory output": (shared_memory("output"), INVALID, "shared memory is not supported"),
     "path traversal": (request(model="../../etc"), NOT_FOUND, "unknown model"),
     "unicode and NUL": (request(model="mlé\x00"), NOT_FOUND, "unknown model"),
     "unknown version": (request(version="2"), NOT_FOUND, "no version '2'"),
