@@ -10,6 +10,7 @@ never a failure in the log. (``FUZZ_EXAMPLES``: see fuzz_support.py.)
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import quote
 
 import httpx
@@ -42,7 +43,7 @@ INFER = {"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "da
 
 @pytest.fixture(scope="module")
 def gateway(model_server, small_repo, tmp_path_factory):
-    """(base URL, log failures) of a gateway with an admin key and two tenants."""
+    """(base URL, log failures, its state) of a gateway with an admin key and two tenants."""
     settings = Settings.load(
         None,
         data_dir=tmp_path_factory.mktemp("fuzz-admin"),
@@ -56,8 +57,17 @@ def gateway(model_server, small_repo, tmp_path_factory):
         vm={"provisioner": "static", "urls": [model_server]},
         burst={"enabled": False},
     )
-    with logged_failures() as failures, serve_app(create_app(settings)) as url:
-        yield url, failures
+    app = create_app(settings)
+    with logged_failures() as failures, serve_app(app) as url:
+        yield url, failures, app.state.gateway
+
+
+def control_tick(state) -> None:
+    """One tick of the control loop now, on the gateway's event loop (what the policy asks
+    for is then driven, as it will be every ``tick_s``): its error, if any, raised here."""
+    engine = state.require_dispatcher().engine
+    loop = engine._task.get_loop()  # (the loop uvicorn runs the gateway on, in its thread)
+    asyncio.run_coroutine_threadsafe(engine.tick(), loop).result(30)
 
 
 def odd(values: list) -> st.SearchStrategy:
@@ -110,7 +120,7 @@ KINDS = st.sampled_from(["application/json"] * 6 + ["text/plain", "", "applicati
 def test_policy_changes_are_applied_whole_or_refused_with_nothing_changed(
     gateway, body, headers, kind
 ):
-    url, failures = gateway
+    url, failures, state = gateway
     with httpx.Client(base_url=url, timeout=30) as c:
         before = c.get("/admin/policy", headers=AS_ADMIN).json()
         put = c.put(
@@ -128,6 +138,7 @@ def test_policy_changes_are_applied_whole_or_refused_with_nothing_changed(
             assert put.json() == after.json()
             again = c.put("/admin/policy", json=after.json(), headers=AS_ADMIN)
             assert again.status_code == 200 and again.json() == after.json(), again.text
+            control_tick(state)
             answer = c.post("/v2/models/mlp/infer", json=INFER, headers={"x-api-key": KEY_A})
             assert answer.status_code in (200, 503), answer.text  # (burst-only: no functions)
             assert "error" in answer.json() or answer.status_code == 200
@@ -155,7 +166,7 @@ REPORT_KEYS = st.sampled_from(
 @fuzz_settings(100)
 @example(tenant="a", since="1e400", until=None, by=None, headers=AS_ADMIN)
 def test_tenant_reports_answer_or_refuse_clearly(gateway, tenant, since, until, by, headers):
-    url, failures = gateway
+    url, failures, _ = gateway
     params = {k: v for k, v in (("since", since), ("until", until), ("by", by)) if v is not None}
     with httpx.Client(base_url=url, timeout=30) as c:
         path = "/admin/reports/tenants/" + quote(tenant, safe="").replace(".", "%2E")
