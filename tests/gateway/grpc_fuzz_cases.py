@@ -100,6 +100,8 @@ def valid_request(draw) -> pb.ModelInferRequest:
         out = msg.outputs.add(name=name)
         if draw(st.booleans()):
             out.parameters["classification"].int64_param = draw(st.integers(1, 12))
+        if draw(st.booleans()):  # (HTTP's binary_data: every gRPC output is raw already)
+            out.parameters["binary_data"].bool_param = draw(st.booleans())
     return msg
 
 

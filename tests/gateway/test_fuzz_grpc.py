@@ -19,7 +19,7 @@ import orjson
 import pytest
 import torch
 import tritonclient.http as thttp
-from hypothesis import event, example, given
+from hypothesis import assume, event, example, given
 from hypothesis import strategies as st
 from tritonclient.utils import deserialize_bytes_tensor
 
@@ -259,6 +259,22 @@ def test_any_rpc_with_garbage_bytes_and_metadata(served, rpc, data, metadata):
     _, channel, failures = served
     method, response_type = rpc
     call(channel, method, data, response_type, metadata)
+    failures.assert_none()
+
+
+NOT_SERVED = ["TraceSetting", "LogSettings", "SystemSharedMemoryStatus", "CudaSharedMemoryRegister"]
+
+
+@given(
+    method=st.one_of(st.sampled_from(NOT_SERVED), st.from_regex(r"[A-Za-z]{1,20}", fullmatch=True))
+)
+@fuzz_settings(OTHER_EXAMPLES // 3)
+def test_a_method_not_served_is_unimplemented(served, method):
+    _, channel, failures = served
+    served_methods = {m for m, _ in ANY_MESSAGE} | {"ModelStreamInfer", "RepositoryModelLoad"}
+    assume(method not in served_methods | {"RepositoryModelUnload"})
+    _, err = call(channel, method, b"", pb.ServerLiveResponse)
+    assert err is not None and err.code() == grpc.StatusCode.UNIMPLEMENTED
     failures.assert_none()
 
 
