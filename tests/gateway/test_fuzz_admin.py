@@ -180,3 +180,32 @@ def test_tenant_reports_answer_or_refuse_clearly(gateway, tenant, since, until, 
     else:
         assert_refusal(resp)
     failures.assert_none()
+
+
+CREDENTIAL = st.one_of(
+    # (what an HTTP header value may hold: no control characters, which the parser refuses)
+    st.binary(max_size=40).map(lambda b: bytes(c for c in b if c >= 0x20 and c != 0x7F).strip()),
+    st.sampled_from([b"Bearer", b"bearer  " + ADMIN.encode(), b"Basic " + b"x" * 8000]),
+    st.sampled_from([b"Bearer " + ADMIN.encode() + b"\xff", ADMIN.encode().upper()]),
+)
+PLACES = ["/admin/policy", "/admin/paths", "/admin/reports/tenants/a", "/v2/models/mlp/infer"]
+
+
+@given(
+    place=st.sampled_from(PLACES),
+    header=st.sampled_from(["authorization", "x-api-key"]),
+    value=CREDENTIAL,
+)
+@fuzz_settings(60)
+def test_odd_credentials_are_refused_clearly(gateway, place, header, value):
+    url, failures, _ = gateway
+    method = "POST" if place.endswith("/infer") else "GET"
+    with httpx.Client(base_url=url, timeout=30) as c:
+        before = c.get("/admin/policy", headers=AS_ADMIN).json()
+        resp = c.request(method, place, json=INFER, headers=[(header.encode(), value)])
+        assert c.get("/admin/policy", headers=AS_ADMIN).json() == before
+    event(f"{place} {resp.status_code}")
+    if resp.status_code != 200:  # (an empty x-api-key is no key: an open-loopback path)
+        assert resp.status_code in (401, 403), resp.text
+        assert_refusal(resp)
+    failures.assert_none()
