@@ -145,3 +145,25 @@ def test_a_serve_config_naming_a_repository_plans_the_model_from_it(tmp_path, ca
     assert got["slo_ms"] == 80.0 and str(root) in got["profile_sources"]["profile"]
     other = _run(tmp_path, capsys, "--trace", STEADY, "--model", "vgg16", "--config", str(cfg))
     assert other["slo_ms"] == 2500.0  # (not in R: the zoo model's target, as without --config)
+
+
+def test_a_measured_curve_that_dips_with_the_batch_is_named(repo):
+    """A batch measured slower than a larger one (a busy host: mlp's batch 2 at 21.8 ms
+    between 0.3 and 0.5 ms) is simulated as measured, and its source says so."""
+    from policies.profile import Quantiles
+
+    bundled = Profile.from_json(json.loads(BUNDLED.read_text()))
+    times = bundled.models["mlp"]
+    vm = {**times.vm_service_ms, 2: Quantiles.constant(21.8)}
+    measured = replace(bundled, measured_models=("mlp",)).with_model(
+        "mlp", replace(times, vm_service_ms=vm)
+    )
+    path = repo / "mlp" / "profile.json"
+    path.write_text(json.dumps(measured.to_json()))
+    try:
+        got = from_repo(repo, "mlp")
+    finally:
+        path.unlink()
+    assert got.vm_service_ms(2) == pytest.approx(21.8)
+    assert "batch 2 took longer than batch 4" in got.provenance["vm_curve"]
+    assert "took longer" not in SimProfile.reference("mlp").provenance["vm_curve"]
