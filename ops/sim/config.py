@@ -161,6 +161,12 @@ def spec_from_settings(settings) -> PolicySpec:
     )
 
 
+# the simulated profile's figures a preset hands the scaler; a serve config leaves them unset
+# (the burst path's observed median and workers): VGG-16's tuned snippet pinned the production
+# target's 0.594 s on whatever host it then served
+LIVE_FIGURES = ("burst_latency_s", "instances_per_burst_request")
+
+
 def snippet(spec: PolicySpec, tick_s: float = 1.0) -> str:
     """A TOML fragment ``tidegate serve --config`` accepts for this spec."""
     lines = [f'routing_policy = "{spec.routing}"']
@@ -170,7 +176,14 @@ def snippet(spec: PolicySpec, tick_s: float = 1.0) -> str:
             f"{int(spec.routing_params['spill_outstanding_per_replica'])}"
         )
     lines += ["", "[autoscaling]", f'policy = "{spec.autoscaling}"']
-    params = {k: v for k, v in spec.autoscaling_params.items() if k not in ("prices", "replicas")}
+    skip = ("prices", "replicas", *LIVE_FIGURES)
+    params = {k: v for k, v in spec.autoscaling_params.items() if k not in skip}
+    pinned = {k: spec.autoscaling_params[k] for k in LIVE_FIGURES if k in spec.autoscaling_params}
+    if pinned:  # the simulated profile's figures: the gateway measures its own burst path
+        shown = ", ".join(f"{k} = {_toml(v)}" for k, v in pinned.items())
+        lines.append(
+            f"# left unset, the gateway reads them off its burst path (simulated: {shown})"
+        )
     for key in ("min_replicas", "max_replicas"):
         if key in params:
             lines.append(f"{key} = {int(params.pop(key))}")

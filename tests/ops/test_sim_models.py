@@ -167,3 +167,18 @@ def test_a_measured_curve_that_dips_with_the_batch_is_named(repo):
     assert got.vm_service_ms(2) == pytest.approx(21.8)
     assert "batch 2 took longer than batch 4" in got.provenance["vm_curve"]
     assert "took longer" not in SimProfile.reference("mlp").provenance["vm_curve"]
+
+
+def test_a_tuned_snippet_leaves_the_burst_paths_figures_to_the_gateway(tmp_path, capsys):
+    """`tune --model vgg16` wrote `burst_latency_s = 0.594` (the simulated target's) into
+    the serve config: the gateway then sized with it instead of its own burst path's."""
+    import tomllib
+
+    out = tmp_path / "tuned.toml"
+    args = ["tune", "--trace", STEADY, "--policy", "slo-aware", "--model", "vgg16"]
+    assert main([*args, "--trials", "1", "--slo-attainment", "0.5", "--out", str(out)]) == 0
+    capsys.readouterr()
+    text = out.read_text()
+    scaling = Settings.model_validate(tomllib.loads(text)).autoscaling
+    assert scaling.burst_latency_s is None and scaling.instances_per_burst_request is None
+    assert "simulated: burst_latency_s = 0.59" in text
