@@ -64,7 +64,7 @@ class SimProfile:
     burst_p50_ms: float = 110.0
     burst_sigma: float = 0.2  # lognormal shape of the warm burst latency
     burst_billed_ms: float = 110.0  # summed over the request's invocations, at p50
-    burst_store_ops: tuple[int, int] = (0, 0)  # (puts, gets) per burst request
+    burst_store_ops: tuple[float, float] = (0, 0)  # (puts, gets) per burst request (a mean)
     cold_start_ms: float = 900.0  # the typical cold start (what routing is told)
     # a cold start of the model's plan as measured (``tidegate profile``): quantiles of the
     # latency beyond a warm request and of the billed ms over its invocations, sampled

@@ -67,12 +67,17 @@ def from_repo(
             else f"{path} measured {_names(measured_models(profile, path))}, not {model}"
         )
         return _target_for_repo(repo, model, settings, why)
-    cfg, request, plan, pred = _plan(repo, model, profile, settings, workers)
+    cfg, request, plan, pred, transfer_usd = _plan(repo, model, profile, settings, workers)
     instances = 1 + int(plan.totals.get("invocations", 0))
     prices = request.prices
     fees = instances * prices.fn_usd_per_request
     gb_per_ms = plan.memory_mb / 1024.0 / 1000.0
-    billed_ms = max(pred.cost_usd - fees, 0.0) / prices.fn_usd_per_gb_s / gb_per_ms
+    compute_usd = max(pred.cost_usd - fees - transfer_usd, 0.0)
+    billed_ms = compute_usd / prices.fn_usd_per_gb_s / gb_per_ms
+    # the plan's store / queue requests (tensors past the inline limit), as PUT + GET pairs
+    # worth their price: they were billed as compute (MobileNetV2's 602 KB input through the
+    # store: 352 ms "billed" at a 27 ms p50, function_gb_s 13x its compute)
+    pairs = transfer_usd / max(prices.store_put_usd + prices.store_get_usd, 1e-30)
     sigma = max(math.log(max(pred.p99_ms, pred.p50_ms * 1.0001) / pred.p50_ms) / Z99, 0.01)
     local = settings.burst.platform.kind == "local"  # (what `tidegate profile` measured on)
     base = _with_repo_facts(SimProfile.reference(model, cfg.extra), cfg, settings, local)
@@ -87,7 +92,7 @@ def from_repo(
         burst_p50_ms=float(pred.p50_ms),
         burst_sigma=sigma,
         burst_billed_ms=billed_ms,
-        burst_store_ops=(0, 0),
+        burst_store_ops=(pairs, pairs),
         **cold,
         source=f"plan of {model} in {repo} ({profile.source})",
     ).with_sources(
@@ -177,8 +182,9 @@ def _read(path: Path):
 
 
 def _plan(repo, model: str, profile, settings, workers: int | None):
-    """(artifact config, plan request, burst plan, its prediction) as the gateway plans
-    ``model`` with ``profile``, at the 99th percentile; any failure becomes a ProfileError."""
+    """(artifact config, plan request, burst plan, its prediction, the prediction's store and
+    queue $ per request) as the gateway plans ``model`` with ``profile``, at the 99th
+    percentile; any failure becomes a ProfileError."""
     import dataclasses
 
     from burst.graph import GraphError, build_graph
@@ -196,9 +202,13 @@ def _plan(repo, model: str, profile, settings, workers: int | None):
         graph = build_graph(artifact.load_program(), artifact.name)
         plan = model_plan(graph, artifact.config, request, profile)
         pred = predict_plan(graph, plan, request, profile)
+        free = dataclasses.replace(
+            request.prices, store_put_usd=0.0, store_get_usd=0.0, queue_request_usd=0.0
+        )
+        bare = predict_plan(graph, plan, dataclasses.replace(request, prices=free), profile)
     except (ArtifactError, GraphError, PlanError, PolicyProfileError, OSError, ValueError) as exc:
         raise ProfileError(f"cannot plan {model!r} from {repo}: {exc}") from None
-    return artifact.config, request, plan, pred
+    return artifact.config, request, plan, pred, max(pred.cost_usd - bare.cost_usd, 0.0)
 
 
 def _cold_start(profile, model: str, workers: int) -> dict:

@@ -182,3 +182,25 @@ def test_a_tuned_snippet_leaves_the_burst_paths_figures_to_the_gateway(tmp_path,
     scaling = Settings.model_validate(tomllib.loads(text)).autoscaling
     assert scaling.burst_latency_s is None and scaling.instances_per_burst_request is None
     assert "simulated: burst_latency_s = 0.59" in text
+
+
+def test_a_plans_store_requests_are_not_billed_as_compute(tmp_path):
+    """MobileNetV2's 602 KB input goes through the store (past the inline limit): its PUT and
+    GET were folded into the function's billed time, 352 ms at a 27 ms p50 (function_gb_s
+    13x its compute, and what the scaler was told a spill costs came from the latency alone).
+    Now they are store requests; the request's total price is the plan's as before."""
+    from ops.sim.optimum import function_cost_per_request
+    from policies.costs import PriceTable
+
+    root = tmp_path / "repo"
+    export_zoo("mobilenet_v2", root)
+    bundled = Profile.from_json(json.loads(BUNDLED.read_text()))
+    measured = replace(bundled, measured_models=("mobilenet_v2",))
+    (root / "mobilenet_v2" / "profile.json").write_text(json.dumps(measured.to_json()))
+    got = from_repo(root, "mobilenet_v2")
+    assert got.burst_billed_ms < 1.5 * got.burst_p50_ms
+    assert got.burst_store_ops[0] == pytest.approx(1.0) and got.burst_store_ops[1] > 0
+    prices = PriceTable()
+    usd, _ = function_cost_per_request(got, prices, check_slo=False)
+    store = prices.store_put_usd + prices.store_get_usd
+    assert usd > store > 0.5 * usd  # (the store pair is most of this request's price)
