@@ -49,8 +49,9 @@ def error_trailing(exc: TidegateError | CodecError, context=None) -> tuple:
     a retryable refusal always carries ``retry-after``."""
     meta = dict(_trailing_set(context))
     for key, value in exc.headers.items():
-        if key.lower() not in _NOT_METADATA:
-            meta[key.lower()] = str(value)
+        text = str(value)  # (gRPC takes printable ASCII in a text value, and fails the call else)
+        if key.lower() not in _NOT_METADATA and text.isascii() and text.isprintable():
+            meta[key.lower()] = text
     if exc.status in RETRYABLE:
         meta.setdefault("retry-after", DEFAULT_RETRY_AFTER_S)
     return tuple(meta.items())

@@ -285,3 +285,5 @@ def test_every_retryable_refusal_carries_retry_after(status):
     given = TidegateError("busy", status, headers={"Retry-After": "7"})
     assert dict(error_trailing(given)) == {"retry-after": "7"}
     assert "retry-after" not in dict(error_trailing(TidegateError("too large", 413)))
+    odd = TidegateError("no", 401, headers={"WWW-Authenticate": "Bearer", "X-Name": "mlé\n"})
+    assert dict(error_trailing(odd)) == {"www-authenticate": "Bearer"}  # (gRPC refuses the other)
