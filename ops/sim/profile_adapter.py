@@ -320,5 +320,5 @@ def from_profile_json(raw: dict, path: Path, model: str | None) -> SimProfile:
     ).with_sources(
         vm_curve=vm_src,
         cold_start=cold_src,
-        function_times=reference_sources(name, why)["function_times"],
+        function_times=f"{base.provenance['function_times']} ({why})",
     )

@@ -204,3 +204,18 @@ def test_a_plans_store_requests_are_not_billed_as_compute(tmp_path):
     usd, _ = function_cost_per_request(got, prices, check_slo=False)
     store = prices.store_put_usd + prices.store_get_usd
     assert usd > store > 0.5 * usd  # (the store pair is most of this request's price)
+
+
+def test_a_profile_without_the_artifact_names_the_models_own_function_times(tmp_path):
+    """`--profile FILE --model mobilenet_v2` without the artifact: the function times are the
+    model's target (its own p50), and the source line says those, not ResNet-18's 110 ms."""
+    bundled = Profile.from_json(json.loads(BUNDLED.read_text()))
+    path = tmp_path / "measured.json"
+    path.write_text(json.dumps(replace(bundled, measured_models=("mobilenet_v2",)).to_json()))
+    from ops.sim import load_sim_profile
+
+    got = load_sim_profile(path, "mobilenet_v2")
+    target = SimProfile.reference("mobilenet_v2")
+    assert got.burst_p50_ms == target.burst_p50_ms != SimProfile().burst_p50_ms
+    assert f"p50 {target.burst_p50_ms:.1f} ms" in got.provenance["function_times"]
+    assert "cannot plan mobilenet_v2 without its artifact" in got.provenance["function_times"]
