@@ -1,14 +1,16 @@
 """The scaler's held-out sets beside ``scaler_sweep.py``'s 13 traces (docs/ops.md, sessions 10
 and 11): slo-aware against the offline bound and vm-peak on runs no scaler change was chosen on.
 
-    .venv/bin/python ops/bench/heldout.py --set 18|20|v3|v4|mmpp8|rand [--param autoscaling.X=V]
-        [--cache FILE] [--json OUT]
+    .venv/bin/python ops/bench/heldout.py --set 18|20|v3|v4|mmpp8|rand|rand2
+        [--param autoscaling.X=V] [--cache FILE] [--json OUT]
 
 ``18``: other MMPP and flash-crowd parameters, seeds 0-1; ``20``: MMPP bursts about as long as a
 VM boot, seeds 0-4; ``v3``: session 10b's 11 held-out runs; ``v4``: session 11's 12 runs used
 to choose nothing; ``mmpp8``: the sweep's MMPP, seeds 0-7; ``rand``: 16 MMPP traces whose
 rates and burst lengths are drawn once (low 10-80 req/s, high 200-800, bursts 5-120 s
-log-uniform, gaps 60-600 s; a fixed generator, so the set is the same each run; session 14).
+log-uniform, gaps 60-600 s; a fixed generator, so the set is the same each run; session 14);
+``rand2``: 20 traces from another generator (14 MMPP over wider ranges, 2 diurnal, 2 flash
+crowds, 2 steps), kept for validation only (session 15).
 Each row: attainment %, cost $, cost / optimum, vm-peak's cost / cost, VM hours; then the
 set's total cost. Reference profile, simulated time: run it niced.
 """
@@ -63,6 +65,45 @@ def _random_mmpp(n: int, seed: int = 14) -> list[tuple[str, str, int]]:
     return runs
 
 
+def _random_mixed(seed: int = 15) -> list[tuple[str, str, int]]:
+    """Session 15's validation set, drawn once from its own generator and tuned on by nothing:
+    14 MMPP (low 10-100 req/s, high 150-900, bursts 5-150 s and gaps 60-600 s log-uniform) and
+    two each of diurnal, flash-crowd and step shapes with drawn parameters."""
+    rng = random.Random(seed)
+
+    def logu(lo: float, hi: float) -> int:
+        return round(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+    runs = []
+    for i in range(14):
+        low, high = rng.randint(10, 100), rng.randint(150, 900)
+        gap, burst = logu(60, 600), logu(5, 150)
+        name = f"rand2 {low}/{high} ml{gap} mh{burst} s{i}"
+        runs.append((name, M.format(low, high, gap, burst), 100 + i))
+    for i in range(14, 16):
+        mean, n, mult, dur = (
+            rng.randint(40, 150),
+            rng.randint(5, 20),
+            rng.randint(2, 5),
+            logu(20, 90),
+        )
+        src = D.format(3600, mean, n, mult, dur)
+        runs.append((f"rand2 diurnal {mean} b{n}x{mult} {dur}s s{i}", src, 100 + i))
+    for i in range(16, 18):
+        base, mult, hold = rng.randint(10, 60), rng.randint(5, 30), logu(30, 900)
+        start, ramp = rng.randint(300, 2400), logu(5, 120)
+        src = F.format(base, mult, start, ramp, hold, logu(30, 600))
+        runs.append((f"rand2 flash {base}x{mult} h{hold} s{i}", src, 100 + i))
+    for i in range(18, 20):
+        base, mult, step = rng.randint(20, 100), rng.randint(2, 8), logu(120, 1800)
+        start = rng.randint(300, 3600 - step)
+        src = (
+            f"synth:step:duration_s=3600,base_rps={base},mult={mult},start_s={start},step_s={step}"
+        )
+        runs.append((f"rand2 step {base}x{mult} {step}s s{i}", src, 100 + i))
+    return runs
+
+
 SETS: dict[str, list[tuple[str, str, int]]] = {
     "18": [(f"{n} s{s}", src, s) for n, src in V18 for s in (0, 1)],
     "20": [(f"{n} s{s}", src, s) for n, src in V20 for s in range(5)],
@@ -98,6 +139,8 @@ SETS: dict[str, list[tuple[str, str, int]]] = {
 MORE_SETS: dict[str, list[tuple[str, str, int]]] = {
     "mmpp8": [(f"mmpp sweep s{s}", SWEEP_MMPP, s) for s in range(8)],
     "rand": _random_mmpp(16),
+    # session 15: a validation set no change is chosen on (reported before/after only)
+    "rand2": _random_mixed(),
 }
 
 
