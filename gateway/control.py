@@ -113,11 +113,11 @@ class PolicyEngine:
         if pool is not None and self.has_models and decision.replicas != pool.desired:
             log.info("scaling to %d replicas (%s)", decision.replicas, decision.reason)
             await pool.scale_to(decision.replicas)
-        await self._keep_warm(decision, state.now_s)
+        await self._keep_warm(decision, state.now_s, quiet=state.burst.in_flight == 0)
         self._export(decision)
         return decision
 
-    async def _keep_warm(self, decision: ScaleDecision, now_s: float) -> None:
+    async def _keep_warm(self, decision: ScaleDecision, now_s: float, quiet: bool = True) -> None:
         dt = 0.0 if self._last_tick_s is None else now_s - self._last_tick_s
         self._last_tick_s = now_s
         self.collector.warm_functions_target = decision.warm_functions
@@ -127,18 +127,19 @@ class PolicyEngine:
         if decision.warm_functions and isinstance(self.burst, Prewarmer) and idle:
             # in the background: starting instances takes seconds, the tick must not wait
             self._prewarm = asyncio.get_running_loop().create_task(
-                self._warm_up(decision.warm_functions, now_s)
+                self._warm_up(decision.warm_functions, now_s, quiet)
             )
             self._prewarm.add_done_callback(_log_failure)
         if dt > 0 and decision.warm_cost_usd_per_s:
             self.metrics.warm_cost.inc(decision.warm_cost_usd_per_s * dt)
 
-    async def _warm_up(self, instances: int, now_s: float) -> None:
+    async def _warm_up(self, instances: int, now_s: float, quiet: bool = True) -> None:
         """Start the instances, at most ``PREWARM_STEP`` more per tick; only once they are up
         does routing count them as warm (one still starting would pay its cold start). Those
         up are pinged (one invocation each, together) once ``ping_interval_s`` has passed since
-        their last, so the platform does not reclaim them between bursts
-        (``policies/autoscaling/warm_pool.py``; the simulator's pool does the same)."""
+        their last, so the platform does not reclaim them between bursts, when no burst request
+        is in flight (``quiet``: all are idle, so no ping starts one; the simulator pings idle
+        ones only) (``policies/autoscaling/warm_pool.py``)."""
         assert isinstance(self.burst, Prewarmer)
         have = self.collector.prewarmed_instances
         step = instances if instances <= have else min(instances, have + PREWARM_STEP)
@@ -151,7 +152,7 @@ class PolicyEngine:
             self.collector.cold_start_ms = (asyncio.get_running_loop().time() - t0) * 1e3
             if not have:  # (a pool grown since is pinged with the first ones: a little early)
                 self._pinged_s = now_s
-        elif now_s - self._pinged_s >= ping_interval_s(getattr(self.burst, "keep_alive_s", None)):
+        elif quiet and now_s - self._pinged_s >= ping_interval_s():  # (keep-alive unknown)
             await self._first_invocations(step)
             self._pinged_s = now_s
         self.collector.prewarmed_instances = step

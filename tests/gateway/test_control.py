@@ -295,10 +295,22 @@ async def test_the_warm_pool_is_pinged_before_the_platform_reclaims_its_instance
         invoked.append((clock.now(), n))
 
     engine._first_invocations = first_invocations
-    start = clock.now()
-    for dt in (0.0, 100.0, 130.0, 20.0, 200.0, 60.0):  # at 0, 100, 230, 250, 450, 510 s
-        clock.advance(dt)
+
+    async def tick_at(at_s: float) -> None:
+        clock.advance(start + at_s - clock.now())
         await engine.tick()
         await _until(lambda: engine._prewarm is not None and engine._prewarm.done())
+
+    start = clock.now()
+    for at_s in (0.0, 100.0, 230.0, 250.0, 450.0, 510.0):
+        await tick_at(at_s)
     assert [(t - start, n) for t, n in invoked] == [(0.0, 3), (250.0, 3), (510.0, 3)]
+    # a ping due while a burst request is in flight waits for the platform to be quiet: an
+    # instance serving needs none, and pinging all would start one for the ping
+    token = engine.collector.burst_started(1)
+    await tick_at(760.0)
+    assert len(invoked) == 3
+    engine.collector.burst_finished("m", 100.0, 0, token=token)
+    await tick_at(770.0)
+    assert [(t - start, n) for t, n in invoked][3:] == [(770.0, 3)]
     await engine.close()
