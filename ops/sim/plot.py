@@ -156,12 +156,21 @@ def write_png(result, out: str | Path, tick_s: float = 1.0) -> Path | None:
     )
     ax2.set_xlabel("time (s)")
     ax2.legend(loc="upper right")
-    fig.suptitle(f"{result.summary.get('policy')} on {result.summary.get('trace')}")
+    fig.suptitle(png_title(result.summary))
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def png_title(summary: dict, width: int = 110) -> str:
+    """The PNG's title: the policy, the model and the trace, wrapped to the figure's width (a
+    synth: trace's parameters ran past its right edge, and the model was not named)."""
+    import textwrap
+
+    text = f"{summary.get('policy')}, {summary.get('model')}, on {summary.get('trace')}"
+    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)) or text
 
 
 def _fmt(value) -> str:

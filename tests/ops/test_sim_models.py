@@ -219,3 +219,13 @@ def test_a_profile_without_the_artifact_names_the_models_own_function_times(tmp_
     assert got.burst_p50_ms == target.burst_p50_ms != SimProfile().burst_p50_ms
     assert f"p50 {target.burst_p50_ms:.1f} ms" in got.provenance["function_times"]
     assert "cannot plan mobilenet_v2 without its artifact" in got.provenance["function_times"]
+
+
+def test_the_png_title_names_the_model_and_fits_the_figure():
+    """The PNG's title ran past the figure on a synth: trace and did not say which model."""
+    from ops.sim.plot import png_title
+
+    trace = "synth:flash-crowd:duration_s=3600,base_rps=20,peak_mult=20,start_s=1200,ramp_s=20"
+    title = png_title({"policy": "slo-aware", "model": "vgg16", "trace": trace + ",hold_s=120"})
+    assert "vgg16" in title and all(len(line) <= 110 for line in title.splitlines())
+    assert title.replace("\n", " ").endswith("hold_s=120")
