@@ -3,6 +3,7 @@ instances a burst's spill kept busy stay asked for over the horizon after it, so
 onset finds them warm, and keeping them costs pings, not provisioned concurrency."""
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -81,6 +82,19 @@ def test_requests_in_flight_during_a_cold_start_do_not_size_the_pool():
     assert pool.sample(_state(0.0, 0.0, in_flight=500, cold=300), FULL, 0.1, 1) == 0
     assert pool.sample(_state(1.0, 0.0, in_flight=60), FULL, 0.1, 1) == 60
     assert pool.sample(_state(2.0, 0.0, in_flight=10), FULL, 0.1, 2) == 60  # the most seen
+
+
+def test_requests_queued_behind_busy_instances_do_not_size_the_pool():
+    """In flight beyond the instances up, requests wait for one: the pool is the instances the
+    spill kept busy, not the queue (it grows as instances started for the queue are seen)."""
+    pool = BurstPool(600.0)
+
+    def state(now_s, in_flight, warm):
+        s = _state(now_s, 0.0, in_flight=in_flight)
+        return replace(s, burst=replace(s.burst, warm_instances=warm))
+
+    assert pool.sample(state(0.0, 209, 105), FULL, 0.1, 1) == 105
+    assert pool.sample(state(1.0, 150, 160), FULL, 0.1, 1) == 150
 
 
 def test_pings_come_within_the_platforms_keep_alive():
