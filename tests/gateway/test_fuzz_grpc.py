@@ -12,6 +12,8 @@ messages and odd metadata the same way.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import grpc
 import httpx
 import numpy as np
@@ -23,12 +25,14 @@ from hypothesis import assume, event, example, given
 from hypothesis import strategies as st
 from tritonclient.utils import deserialize_bytes_tensor
 
+from gateway.app import create_app
 from gateway.grpc import inference_pb2 as pb
+from gateway.settings import Settings
 from gateway.grpc.tensors import CONTENTS_FIELD
 from vmpool.export import export_zoo
 from vmpool.wire import NUMPY_DTYPES
 
-from .conftest import gateway_before_replica
+from .conftest import running_model_server, serve_app
 from .fuzz_support import fuzz_settings, logged_failures
 from .grpc_fuzz_cases import SERVICE, infer_cases, metadata_strategy, odd_names
 from .test_clients_datatypes import TYPES, EveryType, _imported, sample
@@ -41,14 +45,40 @@ NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEAD
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """(HTTP base URL, gRPC channel) of a gateway serving the MLP and the every-datatype program."""
+def replica(tmp_path_factory):
+    """(repository, model server URL, scratch dir): the MLP and the every-datatype program."""
     root = tmp_path_factory.mktemp("fuzz-grpc")
     repo = _imported(EveryType(), [torch.from_numpy(x) for x in sample(2, 0)], root)
     export_zoo("mlp", repo)
-    with logged_failures() as failures, gateway_before_replica(repo, root) as (url, target):
-        with grpc.insecure_channel(target) as channel:
+    with running_model_server(repo, root / "ms.log") as url:
+        yield repo, url, root
+
+
+@contextmanager
+def gateway(replica, name: str, **settings):
+    """(HTTP base URL, gRPC channel, log failures) of a gateway in front of ``replica``."""
+    repo, replica_url, root = replica
+    app = create_app(
+        Settings.load(
+            None,
+            data_dir=root / name,
+            repo=repo,
+            grpc_port=0,
+            vm={"provisioner": "static", "urls": [replica_url]},
+            burst={"enabled": False},
+            **settings,
+        )
+    )
+    with logged_failures() as failures, serve_app(app) as url:
+        with grpc.insecure_channel(app.state.gateway.grpc.target) as channel:
             yield url, channel, failures
+
+
+@pytest.fixture(scope="module")
+def served(replica):
+    """A gateway without tenants."""
+    with gateway(replica, "open") as served:
+        yield served
 
 
 def unary(channel, method: str, response_type):
@@ -304,3 +334,59 @@ def test_typed_contents_out_of_range_for_a_narrow_type_is_invalid_argument(serve
     failures.assert_none()
     assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"input {name!r}" in err.details() and "out of range" in err.details()
+
+
+# -- a gateway with tenants: odd credentials, a tenant's model list, its rate limit ---------
+
+KEY_A, KEY_B, KEY_C = "key-a", "key-b", "key-c"
+GOOD = [("x-api-key", KEY_A), ("authorization", "Bearer " + KEY_A), ("x-api-key", KEY_B)]
+GOOD += [("authorization", "bearer  " + KEY_B), ("x-api-key", KEY_C)]
+ODD_CREDENTIALS = st.lists(
+    st.tuples(
+        st.sampled_from(["authorization", "x-api-key"]),
+        st.one_of(
+            st.sampled_from(
+                [KEY_A, "Bearer", "Bearer x", KEY_A.upper(), KEY_A + " x", "Basic a2V5"]
+            ),
+            st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=16),
+        ),
+    ),
+    max_size=2,
+    unique_by=lambda kv: kv[0],
+).map(tuple)
+GOOD_CREDENTIALS = st.sampled_from(GOOD).map(lambda kv: (kv,))
+CREDENTIALS = st.one_of(GOOD_CREDENTIALS, GOOD_CREDENTIALS, ODD_CREDENTIALS)
+ROUTE = st.one_of(
+    st.just(()), st.sampled_from([(("x-tidegate-route", "vm"),), (("x-tidegate-workers", "2"),)])
+)
+
+
+@pytest.fixture(scope="module")
+def with_tenants(replica):
+    """a: a bucket of three requests refilled once in 1,000 s; b: the every-datatype program
+    only; c: may choose the route."""
+    tenants = [
+        {"name": "a", "api_keys": [KEY_A], "rate_per_s": 0.001, "burst": 3},
+        {"name": "b", "api_keys": [KEY_B], "models": ["every"]},
+        {"name": "c", "api_keys": [KEY_C], "allow_route_override": True},
+    ]
+    with gateway(replica, "tenants", tenants=tenants) as served:
+        yield served
+
+
+@given(case=infer_cases(), credentials=CREDENTIALS, route=ROUTE)
+@fuzz_settings(OTHER_EXAMPLES)
+def test_model_infer_with_odd_credentials_on_a_gateway_with_tenants(
+    with_tenants, case, credentials, route
+):
+    _, channel, failures = with_tenants
+    msg, _ = case
+    _, err = call(channel, "ModelInfer", msg, pb.ModelInferResponse, (*credentials, *route))
+    failures.assert_none()
+    event(f"{err.code().name if err else 'OK'}")
+    if err is None:
+        return
+    if not credentials:
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    if err.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
+        assert int(dict(err.trailing_metadata())["retry-after"]) >= 1  # when to retry
