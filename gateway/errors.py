@@ -58,7 +58,13 @@ class TooManyRequests(TidegateError):
 
 
 class Unavailable(TidegateError):
+    """503: no capacity now. Always with ``Retry-After`` (1 s unless the raiser knows better),
+    as gRPC's UNAVAILABLE carries ``retry-after``: a client may try again."""
+
     status = 503
+
+    def __init__(self, message: str, status: int | None = None, headers: dict | None = None):
+        super().__init__(message, status, headers={"Retry-After": "1", **(headers or {})})
 
 
 class GatewayTimeout(TidegateError):

@@ -25,7 +25,7 @@ class _Scaling(ConfigTable):
     )
     tick_s: float = Field(
         1.0,
-        gt=0,
+        ge=0.05,  # (a tick runs on the gateway's event loop: back to back, it starves requests)
         le=3600,
         description="Control-loop period: snapshot, ask the autoscaler, drive the provisioner.",
     )

@@ -24,7 +24,9 @@ from vmpool.wire import (
     datatype_of,
     error_body,
     numpy_dtype,
+    optional_str,
     parse_header_length,
+    refuse_shared_memory,
 )
 
 __all__ = [
@@ -124,6 +126,7 @@ def _tensor(entry: dict, label: str, binary: memoryview, offset: int) -> tuple[n
     params = entry.get("parameters") or {}
     if not isinstance(params, dict):
         raise CodecError(f"{label}: 'parameters' must be an object")
+    refuse_shared_memory(params, label)
     size = params.get("binary_data_size")
     if size is not None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -149,6 +152,7 @@ def _requested_outputs(raw) -> list[RequestedOutput] | None:
         params = entry.get("parameters") or {}
         if not isinstance(params, dict):
             raise CodecError(f"requested output {entry['name']!r}: 'parameters' must be an object")
+        refuse_shared_memory(params, f"requested output {entry['name']!r}", output=True)
         binary = params.get("binary_data")
         if binary is not None and not isinstance(binary, bool):
             raise CodecError(f"requested output {entry['name']!r}: binary_data must be a boolean")
@@ -156,15 +160,6 @@ def _requested_outputs(raw) -> list[RequestedOutput] | None:
             raise CodecError(f"requested output {entry['name']!r} appears twice")
         requested.append(RequestedOutput(entry["name"], binary, classes_of(entry["name"], params)))
     return requested
-
-
-def _optional_str(obj: dict, key: str) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise CodecError(f"'{key}' must be a string")
-    return value
 
 
 class DecodeCache:
@@ -236,7 +231,7 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
     if not inputs:
         raise CodecError("request has no inputs")
     return InferRequest(
-        id=_optional_str(obj, "id"),
+        id=optional_str(obj, "id"),
         inputs=inputs,
         outputs=_requested_outputs(obj.get("outputs")),
         binary_output=binary_output,
@@ -256,8 +251,8 @@ def decode_response(body: bytes, header_length: int | None) -> InferResponse:
         name = obj.get("model_name")
         return InferResponse(
             model_name=name if isinstance(name, str) else "",
-            model_version=_optional_str(obj, "model_version"),
-            id=_optional_str(obj, "id"),
+            model_version=optional_str(obj, "model_version"),
+            id=optional_str(obj, "id"),
             outputs=outputs,
             parameters=obj.get("parameters") or {},
         )

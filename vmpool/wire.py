@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 HEADER_LENGTH = "Inference-Header-Content-Length"
 HEADER_LENGTH_KEY = HEADER_LENGTH.lower()  # as ASGI and aiohttp's multidict give it
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
+SHARED_MEMORY = "shared_memory_region"  # Triton's shared-memory extension: not served
 
 # Open Inference Protocol datatype <-> torch dtype name (numpy spells them the same, except BF16).
 DATATYPES: dict[str, str] = {
@@ -203,3 +204,22 @@ def repository_entry(name: str, version: str | None, state: str, reason: str = "
     if version is not None:
         row["version"] = version
     return row
+
+
+def refuse_shared_memory(params, where: str, *, output: bool = False) -> None:
+    """Triton's shared-memory extension (tritonclient's ``set_shared_memory``) is not served, on
+    either protocol: an input or requested output that names a region is refused (an output
+    answered in the body would leave the client reading a region nothing wrote)."""
+    if SHARED_MEMORY in params:
+        hint = "" if output else "; send its data in the request"
+        raise CodecError(f"{where}: shared memory is not supported by this server{hint}")
+
+
+def optional_str(obj: dict, key: str) -> str | None:
+    """``obj[key]``: a string or absent (None); CodecError otherwise."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise CodecError(f"'{key}' must be a string")
+    return value

@@ -14,6 +14,7 @@ import numpy as np
 
 from vmpool.classify import bytes_payload, classes_of, classify
 from vmpool.codec import CodecError, InferRequest, RequestedOutput, datatype_of, numpy_dtype
+from vmpool.wire import refuse_shared_memory
 
 from . import inference_pb2 as pb
 
@@ -31,10 +32,6 @@ CONTENTS_FIELD: dict[str, str] = {
     "FP32": "fp32_contents",
     "FP64": "fp64_contents",
 }
-
-# Triton's shared-memory extension (tritonclient's set_shared_memory): not served here
-SHARED_MEMORY = "shared_memory_region"
-NO_SHARED_MEMORY = "shared memory is not supported by this server"
 
 
 def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
@@ -54,8 +51,7 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
             raise CodecError(f"input {i} has no name")
         if tensor.name in inputs:
             raise CodecError(f"{where} is given twice")
-        if SHARED_MEMORY in tensor.parameters:
-            raise CodecError(f"{where}: {NO_SHARED_MEMORY}; send its data in the request")
+        refuse_shared_memory(tensor.parameters, where)
         shape = tuple(int(d) for d in tensor.shape)
         if any(d < 0 for d in shape):
             raise CodecError(f"{where}: shape {list(shape)} has a negative dimension")
@@ -80,9 +76,7 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
 
 def _requested(output) -> RequestedOutput:
     """A requested output; its ``classification`` parameter (int64) asks for the top k."""
-    if SHARED_MEMORY in output.parameters:  # (answered in the message, the client would
-        # read its region, which nothing wrote)
-        raise CodecError(f"requested output {output.name!r}: {NO_SHARED_MEMORY}")
+    refuse_shared_memory(output.parameters, f"requested output {output.name!r}", output=True)
     params = {}
     if "classification" in output.parameters:
         param = output.parameters["classification"]

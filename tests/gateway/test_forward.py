@@ -177,6 +177,7 @@ def test_a_malformed_forwarded_answer_is_refused(forwarding):
         replica.truncate = 0
     assert resp.status_code == 503  # as for any replica that failed (gateway/dispatch.py)
     assert "malformed" in resp.json()["error"]
+    assert resp.headers["retry-after"] == "1"  # (as gRPC's UNAVAILABLE carries retry-after)
 
 
 def test_a_bad_request_is_refused_before_any_replica_sees_it(forwarding):

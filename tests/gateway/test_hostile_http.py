@@ -111,6 +111,7 @@ def assert_user_error(r: httpx.Response, status: int, says: str) -> None:
 
 
 X = rows(0, 1)
+SHM = {"shared_memory_region": "out", "shared_memory_byte_size": 40}
 JSON_CASES = {
     "malformed": (b"{not json", 400, "malformed JSON"),
     "empty body": (b"", 400, "malformed JSON"),
@@ -148,6 +149,17 @@ JSON_CASES = {
         "both 'data' and binary_data_size",
     ),
     "id a number": ({**json_body(X), "id": 5}, 400, "'id' must be a string"),
+    # tritonclient's set_shared_memory: answered in the body, the client's region stays unwritten
+    "shared memory input": (
+        json_body(X, parameters={"shared_memory_region": "r", "shared_memory_byte_size": 3136}),
+        400,
+        "shared memory is not supported",
+    ),
+    "shared memory output": (
+        {**json_body(X), "outputs": [{"name": "output", "parameters": SHM}]},
+        400,
+        "shared memory is not supported",
+    ),
     "batch of 0": (json_body(X, shape=[0, 784], data=[]), 400, "at least 1"),
     "batch over max_batch_size": (
         json_body(rows(0, 33)),

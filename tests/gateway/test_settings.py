@@ -38,6 +38,7 @@ def test_environment_overrides_the_file_and_flags_override_both(tmp_path, monkey
         "[vm]\nreplicas = -1",
         "unknown_key = 1",
         '[burst]\ntransport = "carrier pigeon"',
+        "[autoscaling]\ntick_s = 1e-300",  # (ticks back to back would starve the event loop)
     ],
 )
 def test_bad_settings_are_refused(tmp_path, text):
