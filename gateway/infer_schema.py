@@ -92,6 +92,7 @@ _ERRORS = {
     "405": {"description": "Not POST", **_ERR},
     "408": {"description": "The body did not arrive in time", **_ERR},
     "413": {"description": "Body over the size limit", **_ERR},
+    "422": {"description": "Idempotency-Key sent again with another request", **_ERR},
     "429": {"description": "Rate limit, quota or budget (Retry-After)", **_ERR},
     "500": {"description": "Internal error", **_ERR},
     "503": {"description": "No capacity now (Retry-After)", **_ERR},

@@ -133,7 +133,7 @@ class AsyncService:
         job_id = idempotent_id(tenant.name, key) if key else uuid.uuid4().hex
         if key and (earlier := await self.queue.get(job_id)) is not None:
             # a retry: the same job, not a new one, and the first request's id
-            request_id = await first_request_id(self.payloads, earlier, body, headers)
+            request_id = await first_request_id(self.payloads, earlier, body, headers, cfg.name)
             return _accepted(earlier.id, earlier.state, request_id)
         header_length = protocol.header_length(headers)
         req = protocol.decode_infer(body, header_length)

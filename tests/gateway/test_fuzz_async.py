@@ -171,6 +171,10 @@ def test_a_submit_is_accepted_and_answered_or_refused_with_nothing_queued(
         before = jobs_in(queue_file)
         resp = c.post(MLP, content=body, headers=headers)
         event(f"submit {resp.status_code}")
+        retry_of = (str(key), (idempotency or "").strip())
+        first = jobs_by_key.get(retry_of) if retry_of[1] else None
+        # a key sent again with another body: 422 (the IETF Idempotency-Key draft), else a retry
+        assert (resp.status_code == 422) == (first is not None and first[1] != body), resp.text
         if resp.status_code != 202:
             assert_refusal(resp)
             assert jobs_in(queue_file) == before, "a refused request left a job"
@@ -180,12 +184,12 @@ def test_a_submit_is_accepted_and_answered_or_refused_with_nothing_queued(
             return
         doc = resp.json()
         assert resp.headers["location"] == doc["location"] == f"/v2/requests/{doc['id']}"
-        retry_of = (str(key), (idempotency or "").strip())
-        if retry_of[1] and retry_of in jobs_by_key:  # a retry: the first request's job
-            assert doc["id"] == jobs_by_key[retry_of]
+        if first is not None:  # a retry: the first request's job
+            assert doc["id"] == first[0]
             failures.assert_none()
             return
-        jobs_by_key[retry_of] = doc["id"]
+        if retry_of[1]:
+            jobs_by_key[retry_of] = (doc["id"], body)
         done = final_answer(c, doc["location"], key)
         assert done.headers["x-tidegate-request-state"] in ("done", "failed"), done.text
         sync_headers = {
