@@ -1,14 +1,17 @@
 """The offline optimum: a hindsight lower bound on the cost of serving a trace within its SLO.
 
 Relaxations, each of which can only lower the cost (so it is a bound, not a schedule to copy):
-- demand is fluid per bin (1 s, coarser for very long traces);
+- demand is fluid per bin (1 s, coarser for very long traces, and at least the SLO:
+  ``covering_slo``; a VM's up interval rounded out to whole bins is credited the rounding);
 - a VM serves up to its full-batch capacity whenever one full batch meets the SLO;
 - functions are always warm when used (arrivals are known, so they could be pre-warmed) and
   cost their mean warm billed duration;
 - work may wait in the fleet's queue up to the SLO, so a bin's last ``slo`` of arrivals may be
   served in the next bin, and the SLO's percentile lets ``1 - p`` of the requests be late
   (``optimum_carry``: a DP over VMs up and requests carried, the late allowance priced by a
-  multiplier).
+  multiplier);
+- every request on time costs at least its cheaper of a function and a VM's full-batch share
+  (``work_bound``: where VMs are busy all along, e.g. VGG-16's flash crowd, it is the highest).
 Kept, because the issue asks for it: a VM is billed from launch, i.e. ``boot_s`` before it can
 serve, and for at least its billing minimum where the minimum outlasts the boot (the carry
 bound relaxes that part, ``optimum_minbill`` keeps some of it; ``combined_bound`` takes the
@@ -31,12 +34,13 @@ fill idle VM time: with them the bound is a Lagrangian one (``optimum_async``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from .optimum_async import Economics, async_deadlines, bound_for_trace
-from .optimum_carry import CarryProblem, carry_bound, dp_cells
+from .optimum_carry import CarryProblem, carry_bound, dp_work
 from .optimum_dp import min_billing_tail, solve
 from .optimum_minbill import minbill_dp, young_bins
 from .result import SimResult, Timeline
@@ -77,8 +81,10 @@ def solve_layers(
     fn_usd: float,
     boot_s: float,
     min_billed_s: float,
+    initial_usd: float = 0.0,
 ) -> dict:
-    """Exact DP per layer. ``demand`` is requests per bin. Returns cost and its parts."""
+    """Exact DP per layer. ``demand`` is requests per bin. Returns cost and its parts
+    (``initial_usd``: a layer up before the first bin, ``optimum_dp.solve``'s)."""
     per_bin_cap = capacity * bin_s
     if per_bin_cap <= 0:
         if not np.isfinite(fn_usd):
@@ -94,7 +100,7 @@ def solve_layers(
     served = layer_shares(demand, per_bin_cap)
     m, tail = min_billing_tail(vm_usd_per_s, boot_s, min_billed_s, bin_s)
     on_usd = np.full(served.shape, vm_usd_per_s * bin_s)
-    sol = solve(on_usd, fn_usd_of(served, fn_usd), vm_usd_per_s * boot_s, tail)
+    sol = solve(on_usd, fn_usd_of(served, fn_usd), vm_usd_per_s * boot_s, tail, None, initial_usd)
     return {
         "cost_usd": sol.cost_usd,
         "vm_bins": float(sol.on.sum()),
@@ -118,15 +124,10 @@ def fn_usd_of(served: np.ndarray, fn_usd: float) -> np.ndarray:
     return np.where(served > 0, math.inf, 0.0)
 
 
-# where the carry DP gives way to the widened layers: its time grows with the bins and with
-# bins x VM counts x carried requests (an hour at 1 s bins, 4-10 VMs: 3-15 s niced on this
-# loaded machine; a day at 5 s bins, 2.3e7 cells: 2-3 minutes)
-CARRY_DP_BINS = 7200
-CARRY_DP_CELLS = 2.5e7
-
-
 def interactive_bound(trace, bin_s, profile, prices, capacity, fn_usd, slo_percentile) -> dict:
-    """``combined_bound`` for the trace's bins (``late``: requests it lets miss)."""
+    """``combined_bound`` for the trace's bins (``late``: requests it lets miss). ``bin_s`` is
+    at least how often the fleet may change (the engine's 1 s tick): coarser bins round a VM's
+    up interval out and are credited that (``CarryProblem.edge_s``)."""
     problem = CarryProblem(
         trace.counts(bin_s).astype(np.float64),
         bin_s,
@@ -145,20 +146,26 @@ MINBILL_CELLS = 3e8
 
 
 def combined_bound(pr: CarryProblem, min_billed_s: float, allowance: float) -> dict:
-    """The highest of three valid bounds, as ``solve_layers``' dict, ``bound`` naming it. Each
-    is at most the cost of every schedule that meets the SLO, so the highest one is too:
-    ``optimum_carry``'s (queueing across bins exact, a start billed its boot only), the widened
-    per-layer one (``widened_layers``) and, where the billing minimum outlasts the boot,
-    ``optimum_minbill``'s (queueing widened, the minimum kept; with a 10 s boot and the 60 s
-    minimum, Azure code x20: $0.142 carry, $0.191 with the minimum). Its parts (VM bins,
-    spill) are the carry bound's schedule's. For long traces the widened one alone (time)."""
-    wide = {**widened_layers(pr, allowance), "bound": "widened"}
-    if pr.demand.size > CARRY_DP_BINS or dp_cells(pr) > CARRY_DP_CELLS:
-        return wide
-    b = carry_bound(pr, allowance)
+    """The highest of four valid bounds, as ``solve_layers``' dict, ``bound`` naming it and
+    ``bin_s`` its bins. Each is at most the cost of every schedule that meets the SLO, so the
+    highest one is too: ``optimum_carry``'s (queueing across bins exact, a start billed its
+    boot only) on the finest bins its time budget affords (``affordable``), the widened
+    per-layer one (``widened_layers``), the work one (``work_bound``) and, where the billing
+    minimum outlasts the boot, ``optimum_minbill``'s (queueing widened, the minimum kept; with
+    a 10 s boot and the 60 s minimum, Azure code x20: $0.142 carry, $0.191 with the minimum).
+    Its parts (VM bins, spill) are the carry bound's schedule's where it ran."""
+    pr = covering_slo(pr)
+    best = {**widened_layers(pr, allowance), "bound": "widened", "bin_s": pr.bin_s}
+    work = work_bound(pr, allowance)
+    if work > best["cost_usd"]:
+        best = {**best, "cost_usd": work, "bound": "work"}
+    fit = affordable(pr)
+    if fit is None:
+        return best
+    b = carry_bound(fit, allowance)
     mu = b.late_usd_per_request
     late = allowance if math.isfinite(mu) else 0.0
-    best = {
+    carry = {
         "cost_usd": b.cost_usd,
         "vm_bins": b.vm_bins,
         "fn_requests": max(b.fn_requests - late, 0.0),
@@ -166,15 +173,64 @@ def combined_bound(pr: CarryProblem, min_billed_s: float, allowance: float) -> d
         "late": late,
         "boots_s": b.starts * pr.boot_s,
         "bound": "carry",
+        "bin_s": fit.bin_s,
     }
-    if wide["cost_usd"] > best["cost_usd"]:
-        best = wide
-    m = young_bins(pr, min_billed_s)
-    if m >= 2 and pr.demand.size * (b.layers + 1) ** 3 * m <= MINBILL_CELLS:
-        kept = minbill_dp(pr, min_billed_s, mu) - (mu * late if late else 0.0)
+    if b.cost_usd >= best["cost_usd"]:
+        best = carry
+    elif best["bound"] == "work":  # its parts: the carry schedule's
+        best = {**carry, "cost_usd": best["cost_usd"], "bound": "work"}
+    m = young_bins(fit, min_billed_s)
+    if m >= 2 and fit.demand.size * (b.layers + 1) ** 3 * m <= MINBILL_CELLS:
+        kept = minbill_dp(fit, min_billed_s, mu) - (mu * late if late else 0.0)
         if kept > best["cost_usd"]:
             best = {**best, "cost_usd": kept, "bound": "minimum"}
     return best
+
+
+# the carry bound's time budget in cell-equivalents (``optimum_carry.dp_work``: ~125 ns each on
+# this 2-core host, so ~20 s at most; a day of a 10 M-request trace in 5 s bins: 1.1e8, 14 s)
+CARRY_DP_WORK = 1.6e8
+COARSEST = 8  # past this many times the bin, the widened layers alone
+
+
+def covering_slo(pr: CarryProblem) -> CarryProblem:
+    """``pr`` on the fewest whole bins that cover its SLO. The bounds' queue lets a bin's
+    arrivals wait into the next bin only; with bins shorter than the SLO a real queue may wait
+    two bins or more, which they would forbid (no bound: a 2.5 s SLO, one VM up all along
+    serving 40 requests of one second over 2.4 s; on 1 s bins the bounds started a second)."""
+    return coarsened(pr, max(1, math.ceil(pr.slo_s / pr.bin_s - 1e-9)))
+
+
+def affordable(pr: CarryProblem) -> CarryProblem | None:
+    """``pr`` on the finest bins (``pr``'s doubled, up to ``COARSEST`` times) whose carry DP
+    fits ``CARRY_DP_WORK``: coarser bins relax the queue further (a bin's arrivals spread over
+    it), so each gives a lower, still valid bound, far tighter than the widened layers'."""
+    k = 1
+    while k <= COARSEST:
+        c = coarsened(pr, k)
+        if dp_work(c) <= CARRY_DP_WORK:
+            return c
+        k *= 2
+    return None
+
+
+def coarsened(pr: CarryProblem, k: int) -> CarryProblem:
+    """``pr`` with ``k`` bins summed into one; an up interval's ends round out by ``k - 1``
+    bins more."""
+    if k == 1:
+        return pr
+    d = np.append(pr.demand, np.zeros(-pr.demand.size % k)).reshape(-1, k).sum(axis=1)
+    edge = pr.edge_s + (k - 1) * pr.bin_s
+    return dataclasses.replace(pr, demand=d, bin_s=pr.bin_s * k, edge_s=edge)
+
+
+def work_bound(pr: CarryProblem, allowance: float) -> float:
+    """Every request but the late allowance is served by functions or by a VM at full batch
+    (``capacity_per_s``: the largest batch that meets the SLO), whichever costs less each."""
+    vm = pr.vm_usd_per_s / pr.capacity_per_s if pr.capacity_per_s > 0 else math.inf
+    each = min(vm, pr.spill_usd)
+    rest = max(float(pr.demand.sum()) - allowance, 0.0)
+    return rest * each if rest > 0 and math.isfinite(each) else 0.0
 
 
 def widened_layers(pr: CarryProblem, allowance: float) -> dict:
@@ -193,8 +249,9 @@ def widened_layers(pr: CarryProblem, allowance: float) -> dict:
         pr.capacity_per_s * (1.0 + slack),
         pr.vm_usd_per_s,
         pr.spill_usd,
-        max(pr.boot_s - pr.bin_s, 0.0),
+        max(pr.boot_s - pr.bin_s - 2.0 * pr.edge_s, 0.0),
         0.0,
+        float(pr.initial_usd(np.ones(1))[0]),
     )
     # the Lagrangian value at mu = the spill price (valid whatever the schedule spills)
     late = allowance if math.isfinite(pr.spill_usd) else 0.0
@@ -249,14 +306,14 @@ def optimum_result(
         "cost_usd": sol["cost_usd"],
         "cost_per_1k_usd": sol["cost_usd"] / n * 1000.0 if n else 0.0,
         # billed: the bins up and each start's boot (its boot alone was 1.21 of 1.55 VM h)
-        "vm_hours": (sol["vm_bins"] * bin_s + sol.get("boots_s", 0.0)) / 3600.0,
+        "vm_hours": (sol["vm_bins"] * sol.get("bin_s", bin_s) + sol.get("boots_s", 0.0)) / 3600.0,
         "function_gb_s": sol["fn_requests"] * fn_gb_s,
         "cold_starts": 0,
         "requests_vm": int(n - sol["fn_requests"]),
         "requests_burst": int(round(sol["fn_requests"])),
         "rejected": 0,
         "spill_ratio": sol["fn_requests"] / n if n else 0.0,
-        "bin_s": bin_s,
+        "bin_s": sol.get("bin_s", bin_s),
         "vm_capacity_per_s": capacity,
         "peak_vm_replicas": sol["layers"],
         "requests_queued": sol.get("async_requests", 0),

@@ -37,16 +37,18 @@ def solve(
     start_usd: float,
     tail: np.ndarray,
     weights: np.ndarray | None = None,
+    initial_usd: float = 0.0,
 ) -> LayerSolution:
     """Least cost per layer. ``on_usd[k, t]``: layer k being up in bin t (its VM time, less any
     reward); ``off_usd[k, t]``: layer k being off (functions serve its share, ``inf`` if they
-    cannot); ``start_usd``: a start (the boot is billed); ``tail``: from ``min_billing_tail``."""
+    cannot); ``start_usd``: a start (the boot is billed); ``tail``: from ``min_billing_tail``;
+    ``initial_usd``: a layer up before the first bin (0, or a credit: ``CarryProblem.edge_s``)."""
     layers, bins = on_usd.shape
     m = tail.size - 1
     rows = np.arange(layers)
     off = np.zeros(layers)
     on = np.full((layers, m + 1), math.inf)
-    on[:, m] = 0.0
+    on[:, m] = initial_usd
     from_on = np.zeros((bins, layers), dtype=bool)
     j_stop = np.zeros((bins, layers), dtype=np.int32)
     stayed = np.zeros((bins, layers), dtype=bool)

@@ -47,10 +47,10 @@ def minbill_dp(pr: CarryProblem, min_billed_s: float, late_usd: float = math.inf
     big_m = max(young_bins(pr, min_billed_s), 1)
     n = np.arange(layers + 1, dtype=np.float64)
     up = pr.vm_usd_per_s * pr.bin_s * n
-    boot = pr.vm_usd_per_s * pr.boot_s
+    boot = pr.start_usd()
     keep = np.where(n[:, None] >= n[None, :], 0.0, math.inf)  # [n, n']: n' <= n
     young_ok = np.where(n[:, None] >= n[None, :], 0.0, math.inf)  # [n', y]: n' >= y
-    old = up.copy()  # any fleet may be up before the first bin
+    old = up + pr.initial_usd(n)  # any fleet may be up before the first bin
     young = np.full((layers + 1, big_m, layers + 1), math.inf)  # [n, j, y]
     for t in range(d.size - 1):
         over = d[t] - a * n[:, None] - b * n[None, :]  # [n, n']
