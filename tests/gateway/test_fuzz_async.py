@@ -173,8 +173,10 @@ def test_a_submit_is_accepted_and_answered_or_refused_with_nothing_queued(
         event(f"submit {resp.status_code}")
         retry_of = (str(key), (idempotency or "").strip())
         first = jobs_by_key.get(retry_of) if retry_of[1] else None
-        # a key sent again with another body: 422 (the IETF Idempotency-Key draft), else a retry
-        assert (resp.status_code == 422) == (first is not None and first[1] != body), resp.text
+        # a key sent again is a retry: each first request was answered before the next example,
+        # so its body is no longer stored to compare (the 422 for another body while it is:
+        # test_async.py), and the model is the same
+        assert resp.status_code != 422, resp.text
         if resp.status_code != 202:
             assert_refusal(resp)
             assert jobs_in(queue_file) == before, "a refused request left a job"
@@ -189,7 +191,7 @@ def test_a_submit_is_accepted_and_answered_or_refused_with_nothing_queued(
             failures.assert_none()
             return
         if retry_of[1]:
-            jobs_by_key[retry_of] = (doc["id"], body)
+            jobs_by_key[retry_of] = (doc["id"], body)  # (the body: for a reader of a failure)
         done = final_answer(c, doc["location"], key)
         assert done.headers["x-tidegate-request-state"] in ("done", "failed"), done.text
         sync_headers = {
