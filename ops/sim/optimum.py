@@ -124,10 +124,13 @@ def fn_usd_of(served: np.ndarray, fn_usd: float) -> np.ndarray:
     return np.where(served > 0, math.inf, 0.0)
 
 
+FLEET_TICK_S = 1.0  # the engine's control tick (``tick_s``): how often the fleet may change
+
+
 def interactive_bound(trace, bin_s, profile, prices, capacity, fn_usd, slo_percentile) -> dict:
-    """``combined_bound`` for the trace's bins (``late``: requests it lets miss). ``bin_s`` is
-    at least how often the fleet may change (the engine's 1 s tick): coarser bins round a VM's
-    up interval out and are credited that (``CarryProblem.edge_s``)."""
+    """``combined_bound`` for the trace's bins (``late``: requests it lets miss). Bins coarser
+    than the fleet's changes (the engine's 1 s tick) round a VM's up interval out to whole bins
+    and are credited that (``CarryProblem.edge_s``)."""
     problem = CarryProblem(
         trace.counts(bin_s).astype(np.float64),
         bin_s,
@@ -136,6 +139,7 @@ def interactive_bound(trace, bin_s, profile, prices, capacity, fn_usd, slo_perce
         fn_usd,
         profile.vm_boot_s,
         profile.slo_ms / 1000.0,
+        max(bin_s - FLEET_TICK_S, 0.0),
     )
     allowance = max(1.0 - slo_percentile, 0.0) * len(trace)
     return combined_bound(problem, prices.vm_min_billed_s, allowance)
