@@ -223,8 +223,10 @@ class LiveCollector:
             self._instances_seen.append((self._clock(), self.prewarmed_instances))
             self.prewarmed_instances = keep
 
-    def on_queue_stats(self, depth: int, running: int, oldest_age_s: float) -> None:
-        self.queue = QueueState(depth, running, oldest_age_s)
+    def on_queue_stats(
+        self, depth: int, running: int, oldest_age_s: float, consumers: int | None = None
+    ) -> None:
+        self.queue = QueueState(depth, running, oldest_age_s, consumers)
 
     # snapshots ---------------------------------------------------------------------------------
 

@@ -120,6 +120,7 @@ class QueueState:
     depth: int = 0
     running: int = 0
     oldest_age_s: float = 0.0
+    consumers: int | None = None  # jobs served at once (each waits for its answer); None unknown
 
 
 @dataclass(frozen=True)

@@ -299,7 +299,12 @@ class AsyncService:
             self.oldest_age.set(stats.oldest_pending_age_s)
             live = self.gateway.dispatcher.live if self.gateway.dispatcher else None
             if live is not None:  # routing and autoscaling see the queue (QueueState)
-                live.on_queue_stats(stats.pending, stats.running, stats.oldest_pending_age_s)
+                live.on_queue_stats(
+                    stats.pending,
+                    stats.running,
+                    stats.oldest_pending_age_s,
+                    self.settings.consumers,
+                )
             await asyncio.sleep(_HOUSEKEEPING_S)
 
 

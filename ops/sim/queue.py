@@ -65,7 +65,7 @@ class AsyncQueue:
 
     def state(self, now_s: float) -> QueueState:
         oldest = now_s - self.arr[self.pending[0]] if self.pending else 0.0
-        return QueueState(len(self.pending), len(self.running), max(oldest, 0.0))
+        return QueueState(len(self.pending), len(self.running), max(oldest, 0.0), self.s.consumers)
 
     def put(self, idx: int) -> None:
         self.pending.append(idx)

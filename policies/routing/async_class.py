@@ -5,7 +5,8 @@ it in time. ``QueueFirst`` wraps any routing policy; what it does not queue, the
 The queue drains at the VM capacity that interactive traffic leaves over: replicas (ready and
 booting) times one replica's rows per second, less the long-window arrival rate, and never less
 than ``min_drain_share`` of the capacity (jobs near their deadline are served even without idle
-VMs: ``serve_now``). A request queues when the jobs ahead of it, plus itself, drain within
+VMs: ``serve_now``), and no faster than the queue's consumers take jobs (one each, a batch
+of one's service time at least). A request queues when the jobs ahead of it, plus itself, drain within
 ``deadline_share`` of its deadline.
 """
 
@@ -15,17 +16,25 @@ import math
 from dataclasses import dataclass
 
 from ..state import LiveState, RouteRequest
-from ..vm_perf import replica_capacity_per_s
+from ..vm_perf import predict_vm_ms, replica_capacity_per_s
 from .base import Decision, Reason, Route, RoutingPolicy
 
 
 def drain_rate_per_s(state: LiveState, model: str, min_drain_share: float = 0.1) -> float:
-    """Jobs per second the VMs are predicted to take from the queue (0: no VM at all)."""
+    """Jobs per second the VMs are predicted to take from the queue (0: no VM at all), and no
+    more than the consumers take: each serves one job at a time and waits for its answer, at
+    least a batch of one's service time (VGG-16: two consumers drain ~28 jobs/s, where the
+    fleet's spare at full batches was taken for several times that)."""
     replicas = state.vm.ready_replicas + state.vm.booting_replicas
     if replicas == 0:
         return 0.0
-    capacity = replicas * replica_capacity_per_s(state.model(model), state.vm.max_batch_size)
-    return max(capacity - state.arrival_rate_long_per_s, min_drain_share * capacity)
+    stats = state.model(model)
+    capacity = replicas * replica_capacity_per_s(stats, state.vm.max_batch_size)
+    rate = max(capacity - state.arrival_rate_long_per_s, min_drain_share * capacity)
+    if state.queue.consumers is not None:
+        one_job_s = predict_vm_ms(state.vm, stats, 1, quantile=0.5) / 1e3
+        rate = min(rate, state.queue.consumers / one_job_s)
+    return rate
 
 
 def predicted_queue_wait_s(state: LiveState, model: str, min_drain_share: float = 0.1) -> float:
@@ -33,7 +42,9 @@ def predicted_queue_wait_s(state: LiveState, model: str, min_drain_share: float 
     rate = drain_rate_per_s(state, model, min_drain_share)
     if rate <= 0.0:
         return math.inf
-    return (state.queue.depth + state.queue.running + 1) / rate
+    wait_s = (state.queue.depth + state.queue.running + 1) / rate
+    # with only booting replicas nothing drains until the first is up
+    return wait_s + (state.vm.boot_remaining_s if state.vm.ready_replicas == 0 else 0.0)
 
 
 def serve_now(age_s: float, deadline_s: float, urgent_fraction: float) -> bool:

@@ -54,3 +54,30 @@ def test_otherwise_the_wrapped_policy_decides():
 def test_a_job_stops_waiting_for_idle_vms_past_its_urgent_fraction():
     assert not serve_now(age_s=29.0, deadline_s=60.0, urgent_fraction=0.5)
     assert serve_now(age_s=30.0, deadline_s=60.0, urgent_fraction=0.5)
+
+
+def test_the_queue_drains_no_faster_than_its_consumers_take_jobs():
+    """Each consumer serves one job and waits for its answer (a batch of one, 20 ms here): two
+    drain ~100 jobs/s whatever the fleet's spare at full batches (VGG-16's async tenant was
+    queued for a fleet's full-batch rate and attained 85 %)."""
+    many = LiveState(
+        0.0,
+        VmState(10, 0, 0, max_batch_size=8),
+        False,
+        models={"m": ModelStats(vm_service_ms_by_batch=CURVE)},
+        queue=QueueState(depth=99, consumers=2),
+    )
+    assert predicted_queue_wait_s(state(depth=99, ready=10), "m") == 0.1  # 1,000 rows/s
+    assert 0.9 <= predicted_queue_wait_s(many, "m") <= 1.2  # 2 consumers x ~50 jobs/s
+
+
+def test_with_only_booting_replicas_the_wait_starts_when_the_first_is_up():
+    booting = LiveState(
+        0.0,
+        VmState(0, 1, 0, max_batch_size=8, boot_remaining_s=40.0),
+        False,
+        models={"m": ModelStats(vm_service_ms_by_batch=CURVE)},
+        queue=QueueState(depth=99),
+    )
+    assert predicted_queue_wait_s(booting, "m") == 41.0
+    assert QueueFirst(VmOnly()).route(req(deadline_s=60.0), booting).route == Route.VM
