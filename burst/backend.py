@@ -48,6 +48,7 @@ class BurstStats:
     warm_instances: int | None = None
     free_concurrency: int | None = None
     predicted_ms: dict[str, float] = field(default_factory=dict)
+    predicted_usd: dict[str, float] = field(default_factory=dict)  # a request's, by its plan
 
 
 def backend_ready(backend) -> bool:

@@ -87,7 +87,8 @@ class BurstService:
         self._graph_stamps: dict[str, tuple] = {}
         self._plans: dict[tuple, object] = {}
         self._locks: dict[tuple, asyncio.Lock] = {}
-        self._predicted_ms: dict[str, float] = {}  # per model: its plan's p99 (live_stats)
+        self._predicted_ms: dict[str, float] = {}  # per model: its plan's p99 and $ (live_stats)
+        self._predicted_usd: dict[str, float] = {}
 
     @classmethod
     def from_settings(cls, settings) -> "BurstService":
@@ -177,9 +178,8 @@ class BurstService:
         """Started, the runtime (if embedded) alive, and the circuit not open."""
         if not self._started or self._invoker is None:
             return False
-        if self.supervisor is not None and not self.supervisor.healthy:
-            return False
-        return self._circuit.usable()
+        supervised = self.supervisor is None or self.supervisor.healthy
+        return supervised and self._circuit.usable()
 
     healthy = ready
 
@@ -188,7 +188,7 @@ class BurstService:
         return self._gate.free() if self.ready() else 0
 
     def live_stats(self) -> BurstStats:
-        return BurstStats(free_concurrency=self.free_concurrency(), predicted_ms=self._predicted_ms)
+        return BurstStats(None, self.free_concurrency(), self._predicted_ms, self._predicted_usd)
 
     async def prewarm(self, instances: int) -> bool:
         """Keep at least ``instances`` master-function instances warm where the platform can (the
@@ -257,9 +257,9 @@ class BurstService:
         # the same function `tidegate plan` calls: the gateway runs the plan it prints
         graph, config = self._graphs[model], self._configs[model]
         request = self.plan_request(workers, batch, split)
-        plan, predicted_ms = plan_and_predict(self.repo, model, graph, config, request)
-        if batch == 1 and predicted_ms is not None:  # routing's estimate for one request
-            self._predicted_ms[model] = predicted_ms
+        plan, ms, usd = plan_and_predict(self.repo, model, graph, config, request)
+        if batch == 1 and ms is not None:  # routing's estimate and the scaler's price of one
+            self._predicted_ms[model], self._predicted_usd[model] = ms, usd
         return plan, graph
 
     def plan_request(self, workers: int, batch: int = 1, split: str | None = None):

@@ -32,18 +32,20 @@ def model_files_stamp(repo: Path, model: str) -> tuple:
     return tuple(out)
 
 
-def plan_and_predict(repo: Path, model: str, graph, config, request) -> tuple[object, float | None]:
-    """The plan ``tidegate plan`` prints for ``request``, and its predicted p99 latency (ms) from
-    the performance model (None if it cannot predict): routing's burst estimate until real
-    answers are seen."""
+def plan_and_predict(repo: Path, model: str, graph, config, request):
+    """The plan ``tidegate plan`` prints for ``request``, and its predicted p99 latency (ms) and
+    cost per request ($: compute, invocations, store requests) from the performance model
+    (None, None if it cannot predict): routing's burst estimate until real answers are seen,
+    and the scaler's price of a spilled request."""
     from burst.planning import load_profile, model_plan, predict_plan
 
     profile = load_profile(repo, model)
     plan = model_plan(graph, config, request, profile)
     try:
-        return plan, float(predict_plan(graph, plan, request, profile).p99_ms)
+        prediction = predict_plan(graph, plan, request, profile)
+        return plan, float(prediction.p99_ms), float(prediction.cost_usd)
     except Exception:  # noqa: BLE001 - a prediction is advisory; the plan still runs
-        return plan, None
+        return plan, None, None
 
 
 class ModelReplaced(Exception):

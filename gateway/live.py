@@ -270,6 +270,7 @@ class LiveCollector:
         self._boot_s = self.pool.expected_boot_s if self.pool is not None else 0.0
         live = self.burst.live_stats() if isinstance(self.burst, BurstLiveSource) else None
         predicted = live.predicted_ms if live else {}
+        priced = live.predicted_usd if live else {}
         models = {
             name: ModelStats(
                 arrival_rate_short_per_s=v.short.rate(now),
@@ -279,6 +280,7 @@ class LiveCollector:
                 vm_service_latency=v.vm_idle.quantiles(now),
                 burst_latency=v.burst.quantiles(now),
                 burst_predicted_ms=predicted.get(name),
+                burst_usd=priced.get(name),
                 slo_ms=v.slo_ms,
                 vm_prediction_factors=v.vm_error.table(now, v.slo_ms),
                 **v.budget.stats(now, v.vm_error, v.slo_ms),

@@ -26,6 +26,7 @@ from policies.state import (
 )
 
 from .functions import FunctionPool
+from .optimum import function_cost_per_request
 from .queue import AsyncQueue
 from .result import SimResult, Timeline
 from .setup import SimSetup
@@ -89,6 +90,8 @@ class Simulation:
         self._parts: dict = {}  # snapshot parts of this tick, by their fields
         self._models: dict = {}
         self._burst_predicted_ms = self.p.burst_quantile_ms(setup.slo_percentile)
+        # a burst request's price as the gateway's plan predicts it (compute, fees, store)
+        self._burst_usd = function_cost_per_request(self.p, setup.prices, check_slo=False)[0]
         self._tick_burst: list[float] = []
         self._tick_counts = [0, 0, 0]
         self._queue_first = QueueFirst(setup.routing)
@@ -135,6 +138,7 @@ class Simulation:
             vm_service_latency=self._vm_idle_q,
             burst_latency=self._burst_q,
             burst_predicted_ms=self._burst_predicted_ms,
+            burst_usd=self._burst_usd,
             vm_prediction_factors=factors,
             vm_budget_factors=self.learnt.budget_table if self.learnt else None,
             slo_ms=self.p.slo_ms,

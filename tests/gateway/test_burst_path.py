@@ -183,3 +183,16 @@ def test_client_request_ids_are_the_clients_text_not_keys_or_headers(hybrid_gate
         assert not any(line.lower().startswith(b"x-evil") for line in header_lines)
         ids = [line for line in header_lines if line.lower().startswith(b"x-request-id:")]
         assert len(ids) == 1 and b"a" != ids[0].split(b":", 1)[1].strip()
+
+
+def test_a_planned_models_price_reaches_the_live_view(model_server, small_repo, tmp_path):
+    """The scaler prices a spilled request by its plan's cost model (compute, invocation fees,
+    store requests), which the burst service reports with the plan's predicted latency."""
+    from policies.costs import PriceTable
+
+    service = BurstService.from_settings(_settings(tmp_path, small_repo, model_server))
+    plan = asyncio.run(service.plan_for("resnet18", 4, 1))
+    stats = service.live_stats()
+    assert stats.predicted_ms["resnet18"] > 0
+    fees = plan.workers * PriceTable().fn_usd_per_request  # (at least one invocation each)
+    assert fees < stats.predicted_usd["resnet18"] < 1e-3, stats.predicted_usd
