@@ -112,3 +112,14 @@ def test_a_load_that_stays_up_longer_than_any_burst_still_gets_its_vms():
     # follows its half-hour window only minutes later)
     assert rise[30] == held
     assert max(rise[60:]) > held + 2
+
+
+def test_a_first_burst_longer_than_a_boot_is_judged_before_the_next_one():
+    # 80 s at 470 req/s over one VM, three more booted into it, then quiet: by 260 s (four
+    # boot times) the scaler paid ~4x what three VMs would have, and the next burst is met by
+    # them instead of spilling its first boot time again (judged only from 300 s, a second
+    # burst a few minutes on spilled first)
+    clock, reg = ManualClock(), FleetRegret(1800.0)
+    feed(reg, clock, [(30.0, 20), (470.0, 80)], billed=4, ready=1)
+    feed(reg, clock, [(30.0, 160)], billed=4, ready=4)
+    assert reg.floor(ROW_USD, VM_USD_PER_S) == 3 and reg.engaged
