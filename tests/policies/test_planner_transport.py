@@ -16,7 +16,9 @@ from policies.planner import (
 )
 from policies.profile import TransferFit
 
-from .test_planner import LIMITS, _all_plans, _fits, _instance, _profile
+from tests.support.plan_paths import all_plans
+
+from .test_planner import LIMITS, _fits, _instance, _profile
 
 MB = 1 << 20
 
@@ -44,7 +46,7 @@ def _per_stage(seed: int, store_kind: str = "sqs", max_payload_bytes: int = MB, 
 
 def _expanded_plans(model, cands, end):
     """Every plan with every transport per split stage (what the planner must search)."""
-    return _all_plans(with_transports(model, cands), end)
+    return all_plans(with_transports(model, cands), end)
 
 
 def test_transports_weighed_depend_on_the_deployment():
