@@ -292,11 +292,13 @@ class Predictive(ScalerBase):
         return max(paid, base_want)
 
     def _request_usd(self, state: LiveState) -> float:
-        """What one spilled request costs on functions."""
+        """What one spilled request costs on functions: its instances billed for its latency,
+        at least its plan's price where known (``ModelStats.burst_usd``: store requests too)."""
         latency_s = self._burst_latency_s(state)
         instances = self.instances_per_burst_request or max(state.burst.default_workers, 1)
         invocation = (billed_ms(self.prices, latency_s * 1e3), state.burst.memory_mb)
-        return function_cost_usd(self.prices, [invocation] * instances)
+        usd = function_cost_usd(self.prices, [invocation] * instances)
+        return max([usd, *(s.burst_usd for s in state.models.values() if s.burst_usd)])
 
     def _spill_floor(self, state: LiveState, forecast_want: int, capacity: float) -> int:
         """The fleet the spill VM asks for: one more than the fleet its spill was measured at
@@ -312,13 +314,11 @@ class Predictive(ScalerBase):
 
     def _spill_extra(self, state: LiveState, forecast_want: int, capacity: float) -> int:
         latency_s = self._burst_latency_s(state)
-        instances = self.instances_per_burst_request or max(state.burst.default_workers, 1)
-        invocation = (billed_ms(self.prices, latency_s * 1e3), state.burst.memory_mb)
         return self._spill.extra(
             state.now_s,
             spill_per_s=state.burst.in_flight / max(latency_s, 1e-3),
             vm_capacity_per_s=capacity / self.target_utilization,
-            request_usd=function_cost_usd(self.prices, [invocation] * instances),
+            request_usd=self._request_usd(state),
             arrival_rate_per_s=state.arrival_rate_long_per_s,
             fleet_at_forecast=state.vm.booting_replicas == 0
             and state.vm.ready_replicas == forecast_want,

@@ -2,6 +2,7 @@
 (``policies/autoscaling/spill_vm.py``; reference prices: a VM $0.17/h, a 110 ms 2 GB function
 request ~$3.9e-6, so a VM pays once it takes ~12 spilled requests a second)."""
 
+import dataclasses
 import math
 
 from policies.autoscaling.spill_vm import SpillEconomics
@@ -125,3 +126,32 @@ def test_a_spill_from_two_bursts_a_window_is_not_trusted_to_recur():
     # the same average spread over the window (one piece a minute) is trusted: ~0.68
     steady = SpillEconomics(600.0, PRICES)
     assert all(run(steady, 1200, lambda t: 29.0)[610:])
+
+
+def test_a_plan_priced_above_its_latency_is_spilled_at_its_price():
+    """A spill the latency prices under the VM's break-even pays for one when the plan's own
+    price (``ModelStats.burst_usd``: its store requests too, which the latency does not show)
+    is five times that: MobileNetV2's measured plan spent 89 % of its price on the store."""
+    from policies.autoscaling.predictive import Predictive
+    from policies.state import ModelStats
+
+    latency_usd = function_cost_usd(PRICES, [(billed_ms(PRICES, 500.0), 2048)])
+
+    def desired(burst_usd):
+        scaler = Predictive(
+            min_replicas=1,
+            max_replicas=8,
+            burst_latency_s=0.5,
+            instances_per_burst_request=1,
+            duration_aware=False,
+            scale_in_cooldown_s=0.0,
+        )
+        models = {"m": ModelStats(burst_usd=burst_usd)}
+        for t in range(700):  # 2 requests a second spilled (one in flight for 0.5 s)
+            state = dataclasses.replace(_state(float(t), 100.0, 1, 1), models=models)
+            replicas = scaler.decide(state).replicas
+        return replicas
+
+    assert 2.0 < PRICES.vm_usd_per_hour / 3600.0 / latency_usd < 3.0  # break-even: ~2.8 req/s
+    assert desired(None) == desired(latency_usd) == 1
+    assert desired(5 * latency_usd) == 2
