@@ -113,9 +113,7 @@ class Predictive(ScalerBase):
         )
         self._recent_rates: Window | None = None  # (its span is set by the boot time)
         self._level: float | None = None
-        self._trend_per_s = 0.0
-        self._err_var = 0.0
-        self._last_s = 0.0
+        self._trend_per_s = self._err_var = self._last_s = 0.0
         self._want_down_since_s: float | None = None
         self._base_high = 0  # the most VMs the base load needed since the fleet last shrank
         self._current: int | None = None
@@ -292,13 +290,15 @@ class Predictive(ScalerBase):
         return max(paid, base_want)
 
     def _request_usd(self, state: LiveState) -> float:
-        """What one spilled request costs on functions: its instances billed for its latency,
-        at least its plan's price where known (``ModelStats.burst_usd``: store requests too)."""
+        """A spilled request's bill for its latency, or its plan's price (``burst_usd``: store
+        requests too) if more; x100 when the median misses the SLO: any VM that takes it pays."""
         latency_s = self._burst_latency_s(state)
         instances = self.instances_per_burst_request or max(state.burst.default_workers, 1)
         invocation = (billed_ms(self.prices, latency_s * 1e3), state.burst.memory_mb)
         usd = function_cost_usd(self.prices, [invocation] * instances)
-        return max([usd, *(s.burst_usd for s in state.models.values() if s.burst_usd)])
+        usd = max([usd, *(s.burst_usd for s in state.models.values() if s.burst_usd)])
+        misses = any(latency_s * 1e3 > s.slo_ms for s in state.models.values())
+        return usd * 100.0 if misses else usd
 
     def _spill_floor(self, state: LiveState, forecast_want: int, capacity: float) -> int:
         """The fleet the spill VM asks for: one more than the fleet its spill was measured at
