@@ -291,14 +291,14 @@ class Predictive(ScalerBase):
 
     def _request_usd(self, state: LiveState) -> float:
         """A spilled request's bill for its latency, or its plan's price (``burst_usd``: store
-        requests too) if more; x100 when the median misses the SLO: any VM that takes it pays."""
+        requests too) if more; x100 when every model's misses its SLO: any VM taking it pays."""
         latency_s = self._burst_latency_s(state)
         instances = self.instances_per_burst_request or max(state.burst.default_workers, 1)
         invocation = (billed_ms(self.prices, latency_s * 1e3), state.burst.memory_mb)
         usd = function_cost_usd(self.prices, [invocation] * instances)
         usd = max([usd, *(s.burst_usd for s in state.models.values() if s.burst_usd)])
-        misses = any(latency_s * 1e3 > s.slo_ms for s in state.models.values())
-        return usd * 100.0 if misses else usd
+        misses = [(self._model_burst_ms(s) or 0.0) > s.slo_ms for s in state.models.values()]
+        return usd * 100.0 if misses and all(misses) else usd
 
     def _spill_floor(self, state: LiveState, forecast_want: int, capacity: float) -> int:
         """The fleet the spill VM asks for: one more than the fleet its spill was measured at
@@ -336,15 +336,15 @@ class Predictive(ScalerBase):
         return warm, warm_cost_usd_per_s(self.prices, warm, latency_s, mb, pool is not None)
 
     def _burst_latency_s(self, state: LiveState) -> float:
-        """A burst request's latency: as set, else the slowest model's observed median (warm
-        answers), else its plan's prediction, else half a second."""
+        """As set, else the slowest model's (observed median, else plan's prediction), or 0.5 s."""
         if self.burst_latency_s is not None:
             return self.burst_latency_s
-        known = [
-            s.burst_latency.p50_ms
-            if s.burst_latency is not None and s.burst_latency.count >= 5
-            else s.burst_predicted_ms
-            for s in state.models.values()
-        ]
-        known_ms = [ms for ms in known if ms is not None]
-        return max(known_ms) / 1e3 if known_ms else DEFAULT_BURST_LATENCY_S
+        known = [ms for s in state.models.values() if (ms := self._model_burst_ms(s)) is not None]
+        return max(known) / 1e3 if known else DEFAULT_BURST_LATENCY_S
+
+    def _model_burst_ms(self, s) -> float | None:
+        if self.burst_latency_s is not None:
+            return self.burst_latency_s * 1e3
+        if s.burst_latency is not None and s.burst_latency.count >= 5:
+            return s.burst_latency.p50_ms
+        return s.burst_predicted_ms

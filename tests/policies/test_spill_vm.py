@@ -181,3 +181,24 @@ def test_a_spill_whose_median_misses_the_slo_is_worth_any_vm():
 
     assert desired(1000.0) == 1  # (met by the functions: under the break-even, no VM)
     assert desired(300.0) == 2
+
+
+def test_one_model_whose_functions_miss_does_not_price_every_spill_as_a_miss():
+    """A gateway serving a 50 ms MLP beside a 1 s model: the MLP's functions miss its SLO, but
+    the other model's spills are served in time (the price stays the functions' bill)."""
+    from policies.autoscaling.predictive import Predictive
+    from policies.state import ModelStats
+
+    scaler = Predictive(
+        min_replicas=1,
+        max_replicas=8,
+        burst_latency_s=0.5,
+        instances_per_burst_request=1,
+        duration_aware=False,
+        scale_in_cooldown_s=0.0,
+    )
+    models = {"mlp": ModelStats(slo_ms=50.0), "m": ModelStats(slo_ms=1000.0)}
+    for t in range(700):
+        state = dataclasses.replace(_state(float(t), 100.0, 1, 1), models=models)
+        replicas = scaler.decide(state).replicas
+    assert replicas == 1
