@@ -107,17 +107,23 @@ def test_a_repository_without_a_profile_gets_the_models_target_and_lambdas_cap(
     assert with_repo["slo_attainment"] == pytest.approx(plain["slo_attainment"], abs=0.002)
 
 
+def _from_repo_measured(repo: Path, measured: Profile):
+    """The simulated profile of mlp in ``repo`` with ``measured`` as its profile.json (removed
+    after: the repository fixture is shared)."""
+    path = repo / "mlp" / "profile.json"
+    path.write_text(json.dumps(measured.to_json()))
+    try:
+        return from_repo(repo, "mlp")
+    finally:
+        path.unlink()
+
+
 def test_a_profile_measured_on_the_local_runtime_keeps_its_cap(repo):
     """A profile measured for the model (on the embedded runtime `tidegate profile` runs) is
     simulated with the gateway's own local runtime: its concurrency cap and keep-alive."""
     bundled = Profile.from_json(json.loads(BUNDLED.read_text()))
     measured = replace(bundled, source="tidegate profile mlp (test)", measured_models=("mlp",))
-    path = repo / "mlp" / "profile.json"
-    path.write_text(json.dumps(measured.to_json()))
-    try:
-        got = from_repo(repo, "mlp")
-    finally:
-        path.unlink()
+    got = _from_repo_measured(repo, measured)
     assert got.fn_concurrency == Settings().burst.concurrency
     assert got.fn_keep_alive_s == Settings().burst.keep_alive_s
     assert "the gateway's plan of mlp" in got.provenance["function_times"]
@@ -158,12 +164,7 @@ def test_a_measured_curve_that_dips_with_the_batch_is_named(repo):
     measured = replace(bundled, measured_models=("mlp",)).with_model(
         "mlp", replace(times, vm_service_ms=vm)
     )
-    path = repo / "mlp" / "profile.json"
-    path.write_text(json.dumps(measured.to_json()))
-    try:
-        got = from_repo(repo, "mlp")
-    finally:
-        path.unlink()
+    got = _from_repo_measured(repo, measured)
     assert got.vm_service_ms(2) == pytest.approx(21.8)
     assert "batch 2 took longer than batch 4" in got.provenance["vm_curve"]
     assert "took longer" not in SimProfile.reference("mlp").provenance["vm_curve"]

@@ -7,6 +7,7 @@ import math
 
 from policies.autoscaling.spill_vm import SpillEconomics
 from policies.costs import PriceTable, billed_ms, function_cost_usd
+from policies.state import ModelStats
 
 PRICES = PriceTable()
 REQUEST_USD = function_cost_usd(PRICES, [(billed_ms(PRICES, 110.0), 2048)])
@@ -128,29 +129,33 @@ def test_a_spill_from_two_bursts_a_window_is_not_trusted_to_recur():
     assert all(run(steady, 1200, lambda t: 29.0)[610:])
 
 
+def _desired_with(models: dict) -> int:
+    """The fleet after 700 s of 100 req/s on one VM with 2 requests a second spilled (one in
+    flight for 0.5 s each), the live state carrying ``models``."""
+    from policies.autoscaling.predictive import Predictive
+
+    scaler = Predictive(
+        min_replicas=1,
+        max_replicas=8,
+        burst_latency_s=0.5,
+        instances_per_burst_request=1,
+        duration_aware=False,
+        scale_in_cooldown_s=0.0,
+    )
+    for t in range(700):
+        state = dataclasses.replace(_state(float(t), 100.0, 1, 1), models=models)
+        replicas = scaler.decide(state).replicas
+    return replicas
+
+
 def test_a_plan_priced_above_its_latency_is_spilled_at_its_price():
     """A spill the latency prices under the VM's break-even pays for one when the plan's own
     price (``ModelStats.burst_usd``: its store requests too, which the latency does not show)
     is five times that: MobileNetV2's measured plan spent 89 % of its price on the store."""
-    from policies.autoscaling.predictive import Predictive
-    from policies.state import ModelStats
-
     latency_usd = function_cost_usd(PRICES, [(billed_ms(PRICES, 500.0), 2048)])
 
     def desired(burst_usd):
-        scaler = Predictive(
-            min_replicas=1,
-            max_replicas=8,
-            burst_latency_s=0.5,
-            instances_per_burst_request=1,
-            duration_aware=False,
-            scale_in_cooldown_s=0.0,
-        )
-        models = {"m": ModelStats(burst_usd=burst_usd)}
-        for t in range(700):  # 2 requests a second spilled (one in flight for 0.5 s)
-            state = dataclasses.replace(_state(float(t), 100.0, 1, 1), models=models)
-            replicas = scaler.decide(state).replicas
-        return replicas
+        return _desired_with({"m": ModelStats(burst_usd=burst_usd)})
 
     assert 2.0 < PRICES.vm_usd_per_hour / 3600.0 / latency_usd < 3.0  # break-even: ~2.8 req/s
     assert desired(None) == desired(latency_usd) == 1
@@ -161,44 +166,13 @@ def test_a_spill_whose_median_misses_the_slo_is_worth_any_vm():
     """Functions at 0.5 s against a 300 ms SLO serve almost no spilled request in time (VGG-16
     at 300 ms: slo-aware held 2.7 VM hours and attained 62.6 %): a spill under the break-even
     then pays for a VM as soon as one would take it."""
-    from policies.autoscaling.predictive import Predictive
-    from policies.state import ModelStats
-
-    def desired(slo_ms):
-        scaler = Predictive(
-            min_replicas=1,
-            max_replicas=8,
-            burst_latency_s=0.5,
-            instances_per_burst_request=1,
-            duration_aware=False,
-            scale_in_cooldown_s=0.0,
-        )
-        models = {"m": ModelStats(slo_ms=slo_ms)}
-        for t in range(700):  # 2 requests a second spilled (one in flight for 0.5 s)
-            state = dataclasses.replace(_state(float(t), 100.0, 1, 1), models=models)
-            replicas = scaler.decide(state).replicas
-        return replicas
-
-    assert desired(1000.0) == 1  # (met by the functions: under the break-even, no VM)
-    assert desired(300.0) == 2
+    # (met by the functions: under the break-even, no VM)
+    assert _desired_with({"m": ModelStats(slo_ms=1000.0)}) == 1
+    assert _desired_with({"m": ModelStats(slo_ms=300.0)}) == 2
 
 
 def test_one_model_whose_functions_miss_does_not_price_every_spill_as_a_miss():
     """A gateway serving a 50 ms MLP beside a 1 s model: the MLP's functions miss its SLO, but
     the other model's spills are served in time (the price stays the functions' bill)."""
-    from policies.autoscaling.predictive import Predictive
-    from policies.state import ModelStats
-
-    scaler = Predictive(
-        min_replicas=1,
-        max_replicas=8,
-        burst_latency_s=0.5,
-        instances_per_burst_request=1,
-        duration_aware=False,
-        scale_in_cooldown_s=0.0,
-    )
     models = {"mlp": ModelStats(slo_ms=50.0), "m": ModelStats(slo_ms=1000.0)}
-    for t in range(700):
-        state = dataclasses.replace(_state(float(t), 100.0, 1, 1), models=models)
-        replicas = scaler.decide(state).replicas
-    assert replicas == 1
+    assert _desired_with(models) == 1
