@@ -8,17 +8,17 @@ import math
 from functools import partial
 from statistics import NormalDist, median
 
-from ..costs import PriceTable, billed_ms, function_cost_usd
+from ..costs import PriceTable
 from ..state import LiveState
 from ..vm_perf import replica_capacity_per_s
 from .base import ScaleDecision, ScalerBase, Window, current_replicas, functions_meet_slo
 from .episodes import OverloadEpisodes, replicas_that_pay
 from .fleet_regret import FleetRegret
 from .recurrence import LayerRecurrence
+from .spill_price import break_even_rate, burst_latency_s, first_vm_pays, request_usd
 from .spill_vm import SpillEconomics
 from .warm_pool import BurstPool, warm_cost_usd_per_s
 
-DEFAULT_BURST_LATENCY_S = 0.5  # before any burst answer or plan prediction is known
 # the base load: the median rate over this many boot times. An overload that held the rate
 # above the fleet for more than a boot time of the last two is load a VM is for (the Azure
 # conversation trace x20 rising past one VM); a burst shorter than a boot is not
@@ -165,21 +165,28 @@ class Predictive(ScalerBase):
         want = self.clamp(base_rate / capacity)
         current = self._current if self._current is not None else current_replicas(state)
         reason = "forecast base"
+        if want > current == 0 and not self._first_vm_pays(state, base_rate):
+            want, reason = 0, "the base load costs less spilled than a VM"
         if self._episodes is not None:
             full_per_replica = capacity / self.target_utilization
             rate = state.arrival_rate_short_per_s
             if self._recent_rates is None:
                 self._recent_rates = Window(BASE_WINDOW_BOOTS * max(state.vm.boot_s, 1.0))
             self._recent_rates.add(now, rate)
-            self._episodes.observe(
-                now, rate, state.vm.ready_replicas * full_per_replica, full_per_replica
+            # over no VM, an overload is load a first VM would pay for (not a trickle)
+            ready_per_s = state.vm.ready_replicas * full_per_replica or min(
+                full_per_replica, break_even_rate(self.prices, self._request_usd(state))
             )
+            self._episodes.observe(now, rate, ready_per_s, full_per_replica)
             # the base load (the median rate of the last two boot times) is no overload: its
             # VMs are not gated, and are let go after one boot time, not the full cooldown
             # (read only when it can change a decision: a median a tick costs ~1 s a day)
             if want > current or self._base_high < current:
-                base_fleet = self.clamp(median(self._recent_rates.values()) / capacity)
+                base_rate_now = median(self._recent_rates.values())
+                base_fleet = self.clamp(base_rate_now / capacity)
                 self._base_high = max(self._base_high, base_fleet)
+                if current == 0 and not self._first_vm_pays(state, base_rate_now):
+                    base_fleet = 0  # (the first VM is judged as an overload's)
             if want > current:
                 demand = max(rate, mean)  # the forecast asks ahead of an overload, or after it
                 paid = self._gated(state, current, want, capacity, demand, base_fleet)
@@ -290,15 +297,16 @@ class Predictive(ScalerBase):
         return max(paid, base_want)
 
     def _request_usd(self, state: LiveState) -> float:
-        """A spilled request's bill for its latency, or its plan's price (``burst_usd``: store
-        requests too) if more; x100 when every model's misses its SLO: any VM taking it pays."""
-        latency_s = self._burst_latency_s(state)
-        instances = self.instances_per_burst_request or max(state.burst.default_workers, 1)
-        invocation = (billed_ms(self.prices, latency_s * 1e3), state.burst.memory_mb)
-        usd = function_cost_usd(self.prices, [invocation] * instances)
-        usd = max([usd, *(s.burst_usd for s in state.models.values() if s.burst_usd)])
-        misses = [(self._model_burst_ms(s) or 0.0) > s.slo_ms for s in state.models.values()]
-        return usd * 100.0 if misses and all(misses) else usd
+        fixed_s, instances = self.burst_latency_s, self.instances_per_burst_request
+        return request_usd(state, self.prices, fixed_s, instances)
+
+    def _burst_latency_s(self, state: LiveState) -> float:
+        return burst_latency_s(state, self.burst_latency_s)
+
+    def _first_vm_pays(self, state: LiveState, rate: float) -> bool:
+        return self.min_replicas > 0 or first_vm_pays(
+            state, rate, self._request_usd(state), self.prices
+        )
 
     def _spill_floor(self, state: LiveState, forecast_want: int, capacity: float) -> int:
         """The fleet the spill VM asks for: one more than the fleet its spill was measured at
@@ -334,17 +342,3 @@ class Predictive(ScalerBase):
             warm = max(warm, pool.sample(state, vm_rate, latency_s, per_request))
         warm, mb = min(max(warm, self.min_warm_functions), cap or warm), state.burst.memory_mb
         return warm, warm_cost_usd_per_s(self.prices, warm, latency_s, mb, pool is not None)
-
-    def _burst_latency_s(self, state: LiveState) -> float:
-        """As set, else the slowest model's (observed median, else plan's prediction), or 0.5 s."""
-        if self.burst_latency_s is not None:
-            return self.burst_latency_s
-        known = [ms for s in state.models.values() if (ms := self._model_burst_ms(s)) is not None]
-        return max(known) / 1e3 if known else DEFAULT_BURST_LATENCY_S
-
-    def _model_burst_ms(self, s) -> float | None:
-        if self.burst_latency_s is not None:
-            return self.burst_latency_s * 1e3
-        if s.burst_latency is not None and s.burst_latency.count >= 5:
-            return s.burst_latency.p50_ms
-        return s.burst_predicted_ms

@@ -1,11 +1,13 @@
 """Duration-aware scale-out: the predictive scaler boots a VM for an overload only once past
 overloads say it would come up in time to pay for itself."""
 
+from dataclasses import replace
+
 from policies.autoscaling import Predictive
 from policies.autoscaling.episodes import BootEconomics, OverloadEpisodes
 from policies.costs import PriceTable
-from policies.state import ManualClock
-from tests.policies.scaler_state import BOOT_S, snap
+from policies.state import BurstState, ManualClock, ModelStats
+from tests.policies.scaler_state import BOOT_S, CURVE, snap
 
 
 def bursts(scaler, clock, burst_s, n, rate=400.0, quiet_s=400):
@@ -161,3 +163,28 @@ def test_past_the_history_the_remaining_length_is_learnt_not_assumed_long():
         clock.advance(1.0)
         episodes.observe(clock.now(), 300.0, 100.0, 100.0)
     assert episodes.pays(clock.now(), econ)
+
+
+def test_no_first_vm_for_a_base_load_cheaper_spilled_nor_for_short_bursts_over_it():
+    """Functions at 50 ms in 1 GB (~1e-6 $ a request): a 20 req/s trickle costs 2e-5 $/s
+    spilled against a VM's 4.7e-5, so the forecast's ceil(rate / capacity) of 1 VM does not
+    pay. Over no VM that trickle is no overload either: a 15 s burst over it is judged by the
+    boot gate (no history: overloads a boot long, not worth a VM), not booted at once as an
+    overload that had lasted since the last VM went (``mlp`` in ``simulate``: a VM for each
+    MMPP burst, 1.8x burst-only's cost)."""
+    clock = ManualClock()
+    model = {"m": ModelStats(vm_service_ms_by_batch=CURVE, slo_ms=200.0, burst_predicted_ms=50.0)}
+
+    def asked(scaler: Predictive, rate: float) -> int:
+        clock.advance(1.0)
+        state = replace(snap(clock, rate, ready=0), models=model)
+        return scaler.decide(replace(state, burst=BurstState(memory_mb=1024))).replicas
+
+    cheap = Predictive(min_replicas=0, burst_latency_s=0.05, instances_per_burst_request=1)
+    assert [asked(cheap, 20.0) for _ in range(600)] == [0] * 600
+    assert [asked(cheap, 400.0) for _ in range(15)] == [0] * 15
+    # on 0.2 s functions the same trickle costs 7e-5 $/s spilled, more than a VM: over no
+    # VM it is an overload, and the boot gate lets a VM through once it has lasted long
+    # enough to be load a VM is for (the exponential fit's mean, 4 boots)
+    costly = Predictive(min_replicas=0, burst_latency_s=0.2, instances_per_burst_request=1)
+    assert max(asked(costly, 20.0) for _ in range(300)) == 1
