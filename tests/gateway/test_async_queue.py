@@ -128,9 +128,11 @@ async def test_redis_hands_a_dead_consumers_job_to_another_gateway(redis_url):
     second = RedisJobQueue(redis_url, result_ttl_s=60, prefix=prefix, consumer="gw-2")
     try:
         await first.put(_job("a"))
-        lease_s = 0.2
-        assert (await first.claim(time.time(), lease_s)).id == "a"  # then gw-1 "dies"
-        assert await second.claim(time.time(), lease_s) is None  # leased
+        lease_s, claimed_s = 0.2, time.time()
+        assert (await first.claim(claimed_s, lease_s)).id == "a"  # then gw-1 "dies"
+        # leased: asked at the claim's own time (a loaded host may take the whole 0.2 s lease
+        # between two calls; the stream's idle clock alone would then hand it over already)
+        assert await second.claim(claimed_s, lease_s) is None
         deadline = time.monotonic() + 10
         while (taken := await second.claim(time.time(), lease_s)) is None:
             assert time.monotonic() < deadline, "the lapsed lease was not handed over"

@@ -36,11 +36,16 @@ SIM_KEYS = (
 
 class FakeGateway:
     """Answers like the gateway: VM for even request numbers, burst for odd (cold the first
-    time), 401 for an unknown key; records when each request arrived and what it carried."""
+    time), 401 for an unknown key; records when each request arrived and what it carried.
+    The first answer is held until ``expect`` requests have arrived (then 1.5 s after it came):
+    a closed-loop client would never send them, and the hold runs out (``held_for_all`` False)."""
 
-    def __init__(self):
+    def __init__(self, expect: int = 0):
         self.arrived: list[tuple[float, str, tuple]] = []
         self.t0 = None
+        self.expect = expect
+        self.all_in: asyncio.Event | None = None  # made on the server's loop
+        self.held_for_all = False
 
     async def metadata(self, request):
         return web.json_response(METADATA)
@@ -55,6 +60,9 @@ class FakeGateway:
         req = decode_request(body, int(request.headers["Inference-Header-Content-Length"]))
         self.arrived.append((now - self.t0, key, req.inputs["input"].shape))
         n = len(self.arrived)
+        self.all_in = self.all_in or asyncio.Event()
+        if n == self.expect:
+            self.all_in.set()
         burst = n % 2 == 1
         headers = {
             "x-tidegate-path": "burst" if burst else "vm",
@@ -62,7 +70,15 @@ class FakeGateway:
         }
         if n == 1:
             headers["x-tidegate-cold-starts"] = "2"
-        await asyncio.sleep(1.5 if n == 1 else 0.005)
+        if n == 1 and self.expect:
+            try:  # (a bound, not a timing: the others come within about a second)
+                await asyncio.wait_for(self.all_in.wait(), 60)
+                self.held_for_all = True
+            except asyncio.TimeoutError:
+                pass
+            await asyncio.sleep(max(0.0, 1.5 - (time.perf_counter() - now)))
+        else:
+            await asyncio.sleep(1.5 if n == 1 else 0.005)
         return web.json_response({"outputs": []}, headers=headers)
 
     async def metrics(self, request):
@@ -87,7 +103,7 @@ def test_replay_is_open_loop_binary_per_tenant_and_shaped_like_the_simulator(tmp
         "timestamp_s,model,tenant\n"
         + "".join(f"{t},m,{'a' if i % 2 else 'b'}\n" for i, t in enumerate(times))
     )
-    gw = FakeGateway()
+    gw = FakeGateway(expect=len(times))
     url, stop = _serve(gw)
     out = tmp_path / "lg.json"
     try:
@@ -122,10 +138,11 @@ def test_replay_is_open_loop_binary_per_tenant_and_shaped_like_the_simulator(tmp
     assert summary["requests"] == 8 and summary["statuses"] == {"200": 8}
     assert {k for _, k, _ in gw.arrived} == {"Bearer ka", "Bearer kb"}
     assert all(shape == (1, 16) for _, _, shape in gw.arrived)
-    # open loop: every request left before the first one's 1.5 s answer came back, none before
-    # its time in the trace (the last at 2.0 s, played at 2x speed)
+    # open loop: every request arrived while the first one's answer was held back (by arrivals,
+    # not by a clock), none before its time in the trace (the last at 2.0 s, played at 2x speed)
+    assert gw.held_for_all
     sent = sorted(t for t, _, _ in gw.arrived)
-    assert 0.95 <= sent[-1] < 1.5
+    assert 0.95 <= sent[-1]
     assert summary["requests_burst"] == 4 and summary["cold_starts"] == 2
     assert summary["slo_attainment"] == 7 / 8  # the slow first answer misses 1000 ms
     assert summary["tenants"]["a"]["requests"] == 4

@@ -56,18 +56,18 @@ async def test_concurrent_requests_run_as_one_batch_and_get_their_own_rows():
 
 async def test_a_full_batch_goes_without_waiting_and_rows_never_exceed_the_limit():
     model = Recorder()
-    batcher = _batcher(model, max_batch_size=4, max_queue_delay_ms=300.0)
+    # ten minutes: a full batch that waited out the delay would fail wait_for's bound (a bound,
+    # not a timing); the 3-row rest waits for companions until close() sends it
+    batcher = _batcher(model, max_batch_size=4, max_queue_delay_ms=600_000.0)
     try:
-        started = time.monotonic()
         first = asyncio.gather(batcher.infer(_rows(1, 2)), batcher.infer(_rows(2, 2)))
         rest = asyncio.ensure_future(batcher.infer(_rows(3, 3)))
-        a, b = await first
-        full_batch_s = time.monotonic() - started
-        c = await rest
+        a, b = await asyncio.wait_for(first, 60)
+        assert not rest.done()  # held for companions: the full batch did not take it along
     finally:
-        batcher.close()
+        await asyncio.to_thread(batcher.close)
+    c = await asyncio.wait_for(rest, 60)
     assert model.batches == [4, 3]
-    assert full_batch_s < 0.25  # the full batch did not wait out the 300 ms delay
     assert a["double"].shape == (2, 3) and b["double"][0, 0] == 4.0
     assert c["total"].tolist() == [9.0] * 3
 
@@ -133,14 +133,16 @@ async def test_a_model_error_fails_only_its_own_batch():
 
 async def test_queue_depth_in_flight_and_close_finishes_queued_work():
     model = Recorder()
-    batcher = _batcher(model, max_queue_delay_ms=10_000.0)
+    batcher = _batcher(model, max_queue_delay_ms=600_000.0)
     pending = [asyncio.ensure_future(batcher.infer(_rows(i))) for i in range(3)]
-    await asyncio.sleep(0.05)
-    assert (batcher.queue_depth, batcher.in_flight) == (3, 3)
-    started = time.monotonic()
-    await asyncio.to_thread(batcher.close)
-    results = await asyncio.gather(*pending)
-    assert time.monotonic() - started < 5  # closing did not wait out the 10 s delay
+    deadline = time.monotonic() + 60  # (the inference thread takes the first on its own time)
+    while (batcher.queue_depth, batcher.in_flight) != (3, 3):
+        assert time.monotonic() < deadline, (batcher.queue_depth, batcher.in_flight)
+        await asyncio.sleep(0.001)
+    assert model.batches == []  # all three wait for companions
+    # closing runs them at once: within wait_for's bound, not after the ten-minute delay
+    await asyncio.wait_for(asyncio.to_thread(batcher.close), 60)
+    results = await asyncio.wait_for(asyncio.gather(*pending), 60)
     assert [r["total"][0] for r in results] == [0.0, 3.0, 6.0]
     assert (batcher.queue_depth, batcher.in_flight) == (0, 0)
     with pytest.raises(BatcherClosed):

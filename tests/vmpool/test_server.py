@@ -334,10 +334,13 @@ async def test_sigterm_drains_in_flight_work_then_exits_zero(model_repo):
                 assert time.monotonic() < deadline, "request never reached the queue"
                 await asyncio.sleep(0.02)
             srv.proc.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.2)
             async with httpx.AsyncClient(base_url=srv.url, timeout=30) as fresh:
+                # the server's loop takes the signal on its own time: wait for it to stop
+                # being ready (a late POST sent before that would be a companion, not refused)
+                while (not_ready := await fresh.get("/v2/health/ready")).status_code == 200:
+                    assert time.monotonic() < deadline, "SIGTERM never stopped readiness"
+                    await asyncio.sleep(0.005)
                 late = await fresh.post("/v2/models/mlp/infer", content=body)
-                not_ready = await fresh.get("/v2/health/ready")
             assert late.status_code == 503 and "draining" in late.json()["error"]
             assert not_ready.status_code == 503
             assert not first.done()

@@ -274,9 +274,11 @@ async def test_timeout_kills_instance(make_runtime):
     runtime, invoker = await make_runtime(FunctionSpec("slow", f"{H}:sleep", timeout_s=0.5))
     t0 = time.perf_counter()
     with pytest.raises(InvokeError) as err:
-        await invoker.invoke("slow", b'{"sleep_s": 10}')
+        await invoker.invoke("slow", b'{"sleep_s": 60}')
     assert err.value.kind == "Timeout" and "Task timed out after 0.50 seconds" in str(err.value)
-    assert time.perf_counter() - t0 < 3.0
+    # killed, not waited out: far sooner than the handler's 60 s (a bound, not a timing: an
+    # instance's cold start on a loaded 2-core host takes seconds)
+    assert time.perf_counter() - t0 < 30.0
     assert err.value.billing.billed_ms >= 500
     assert runtime.instance_count("slow") == 0
     assert (await invoker.invoke("slow", b'{"sleep_s": 0}')).billing.cold_start
