@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -17,8 +16,9 @@ import uvicorn
 from vmpool.codec import decode_response, encode_request
 from vmpool.export import export_zoo
 from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures
+from tests.support.model_server import spawn_model_server
 from tests.support.redis import redis_server, redis_url  # noqa: F401 - fixtures
-from vmpool.procs import free_port, model_server_command, spawn_sync, wait_healthy_sync
+from vmpool.procs import free_port, wait_healthy_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 torch.set_num_threads(1)
@@ -43,15 +43,9 @@ def small_repo(tmp_path_factory) -> Path:
 @contextmanager
 def running_model_server(repo: Path, log_path: Path, *models: str):
     """A real model server process serving ``repo`` (only ``models``, if named), one thread;
-    yields its base URL once it is ready, and stops it after."""
-    port = free_port()
-    proc = spawn_sync(
-        model_server_command(repo, port, models=models),
-        cwd=ROOT,
-        log_path=log_path,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
+    yields its base URL once it is ready, and stops it after. It listens on port 0 (the
+    kernel's pick at bind; a port found free earlier may be taken by then) and says which."""
+    proc, url = spawn_model_server(repo, log_path, models=models)
     try:
         wait_ready(url + "/v2/health/ready", proc)
         yield url
@@ -98,14 +92,13 @@ def post_routed(url: str, x, route: str, workers: int = 2, model: str = "resnet1
 def serve_app(app, protocol=None):
     """Run an ASGI app with uvicorn (httptools, and the gateway's fast lane for infer POSTs when
     the app has one, or ``protocol``) on a free loopback port in a thread; yield its base URL."""
-    port = free_port()
     from gateway.fast_lane import FastLaneProtocol  # as `tidegate serve` runs the gateway
 
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             host="127.0.0.1",
-            port=port,
+            port=0,  # the kernel's pick at bind: a port found free earlier may be taken by then
             log_level="warning",
             access_log=False,
             lifespan="on",
@@ -114,14 +107,14 @@ def serve_app(app, protocol=None):
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while not server.started:
             if time.monotonic() > deadline or not thread.is_alive():
                 raise RuntimeError("gateway did not start")
             time.sleep(0.02)
-        yield url
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(30)

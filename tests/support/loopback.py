@@ -36,18 +36,16 @@ def serve_aiohttp(app):
     """An aiohttp ``web.Application`` on a free loopback port, in a thread with its own event
     loop: returns (base URL, stop)."""
     import asyncio
-    import socket
     import threading
 
     from aiohttp import web
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    # port 0: the kernel's pick at bind (a port found free earlier may be taken by then)
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    port = runner.addresses[0][1]
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 

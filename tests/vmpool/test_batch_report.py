@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
+from tests.support.model_server import spawn_model_server
 from vmpool.batch_report import BatchReport, parse_batch_report
 from vmpool.client import ReplicaClient
 from vmpool.codec import encode_request
 from vmpool.export import export_zoo
-from vmpool.procs import free_port, model_server_command, spawn_sync, wait_healthy_sync
+from vmpool.procs import wait_healthy_sync
 from vmpool.wire import HEADER_LENGTH
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,14 +36,11 @@ def _close(measured_ms: float, rows: int) -> bool:
 def delay_server(tmp_path_factory):
     repo = tmp_path_factory.mktemp("delay-repo")
     export_zoo("delay", repo, options={"delay_ms": DELAY_MS, "per_item_ms": PER_ITEM_MS})
-    port = free_port()
-    proc = spawn_sync(
-        model_server_command(repo, port, extra=["--max-queue-delay-ms", "200"]),
-        cwd=ROOT,
-        log_path=tmp_path_factory.mktemp("delay-log") / "ms.log",
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    proc, url = spawn_model_server(
+        repo,
+        tmp_path_factory.mktemp("delay-log") / "ms.log",
+        extra=["--max-queue-delay-ms", "200"],
     )
-    url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy_sync(proc, url + "/v2/health/ready", timeout_s=120)
         yield url
