@@ -17,9 +17,12 @@ import torch
 from vmpool.artifact import load_artifact
 from vmpool.codec import decode_response, encode_request
 
+from tests.support.fault_proxy import FaultProxy
+
 from .conftest import ROOT, free_port, wait_ready
 
 JOBS = 40
+PASSED = 5  # jobs answered before the replica holds the rest
 
 
 def _start(config, log):
@@ -37,10 +40,13 @@ def test_sigkill_with_jobs_queued_loses_nothing(model_server, small_repo, tmp_pa
     port = free_port()
     data = tmp_path / "data"
     config = tmp_path / "gateway.toml"
-    # one consumer, one slot: the queue drains slowly enough to be killed mid-way
+    # the replica behind a proxy that answers a few jobs, then holds the rest until after the
+    # kill: work is left (done, running and queued) whatever the processes' relative speeds
+    replica = FaultProxy(model_server).start()
+    # one consumer, one slot: one job at a time
     config.write_text(
         f'data_dir = "{data}"\nrepo = "{small_repo}"\nport = {port}\ngrpc_port = -1\n'
-        f'[vm]\nprovisioner = "static"\nurls = ["{model_server}"]\n[burst]\nenabled = false\n'
+        f'[vm]\nprovisioner = "static"\nurls = ["{replica.endpoint}"]\n[burst]\nenabled = false\n'
         f"[async_queue]\nconsumers = 1\nslots_per_replica = 1\n"
     )
     url = f"http://127.0.0.1:{port}"
@@ -49,6 +55,7 @@ def test_sigkill_with_jobs_queued_loses_nothing(model_server, small_repo, tmp_pa
     gateway = _start(config, log)
     try:
         wait_ready(url + "/v2/health/ready", gateway)
+        replica.hold_after(PASSED)
         locations = []
         with httpx.Client(base_url=url) as client:
             for x in inputs:
@@ -60,11 +67,13 @@ def test_sigkill_with_jobs_queued_loses_nothing(model_server, small_repo, tmp_pa
                 )
                 assert resp.status_code == 202, resp.text
                 locations.append(resp.headers["location"])
+        assert replica.holding.wait(120), "the queue never reached the held job"
         os.kill(gateway.pid, signal.SIGKILL)
         gateway.wait(30)
     finally:
         if gateway.poll() is None:
             gateway.kill()
+        replica.release()  # the restarted gateway's jobs pass
     with sqlite3.connect(data / "async-queue.sqlite") as db:
         states = dict(db.execute("SELECT id, state FROM jobs").fetchall())
     assert len(states) == JOBS, "every acknowledged job is on disk"
@@ -90,5 +99,6 @@ def test_sigkill_with_jobs_queued_loses_nothing(model_server, small_repo, tmp_pa
     finally:
         gateway.terminate()
         gateway.wait(30)
+        replica.stop()
     with sqlite3.connect(data / "async-queue.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'done'").fetchone()[0] == JOBS

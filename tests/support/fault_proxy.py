@@ -1,6 +1,7 @@
 """A loopback HTTP proxy in front of a real server (the S3 test server, the function runtime):
 it records every request, and injects faults: the next N answers replaced by an error status,
-or held back longer than a client waits."""
+or held back longer than a client waits, or (``hold_after``) every one past a count held until
+``release``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class FaultProxy(LoopbackHTTPServer):
         self._faults: list[tuple[str, float]] = []  # ("status", code) or ("delay", seconds)
         self._lock = threading.Lock()
         self._released = threading.Event()  # set on stop: held answers return at once
+        self._hold: tuple[str, int] | None = None  # (method, how many more pass) once told
+        self.holding = threading.Event()  # set when the first request is held
         self._listen(self._handler())
 
     def fail_next(self, n: int, status: int = 503) -> None:
@@ -33,10 +36,23 @@ class FaultProxy(LoopbackHTTPServer):
         with self._lock:
             self._faults += [("delay", seconds)] * n
 
+    def hold_after(self, n: int, method: str = "POST") -> None:
+        """From now on pass ``n`` more ``method`` requests, then hold each further one (its
+        answer comes after ``release``): work that cannot finish, whatever the hosts' speeds."""
+        with self._lock:
+            self._hold = (method, n)
+
+    def release(self) -> None:
+        self._released.set()
+
     def _next_fault(self, method: str, path: str, body: bytes):
         with self._lock:
             self.requests += 1
             self.seen.append((method, path, body))
+            if self._hold is not None and self._hold[0] == method:
+                if self._hold[1] <= 0:
+                    return ("hold", 0.0)
+                self._hold = (method, self._hold[1] - 1)
             return self._faults.pop(0) if self._faults else None
 
     def stop(self) -> None:
@@ -68,7 +84,10 @@ class FaultProxy(LoopbackHTTPServer):
                     self.end_headers()
                     self.wfile.write(error)
                     return
-                if fault and fault[0] == "delay":
+                if fault and fault[0] == "hold":
+                    proxy.holding.set()
+                    proxy._released.wait(600)  # then passed on (its client may be gone)
+                elif fault and fault[0] == "delay":
                     # hold the answer past the client's patience, then drop the request: a
                     # late write must not reach the server after the test moved on
                     proxy._released.wait(fault[1])
