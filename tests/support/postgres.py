@@ -90,26 +90,32 @@ def start_postgres() -> PostgresServer:
         capture_output=True,
         timeout=120,
     )
-    port = free_port()
-    proc = spawn_sync(
-        [
-            str(bin_dir / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(sock),
-            "-c",
-            "listen_addresses=127.0.0.1",
-        ],
-        log_path=base / "postgres.log",
-        user=user,
-        cwd=base,
-    )
-    server = PostgresServer(port, base, proc)
-    _wait_accepting(server)
-    return server
+    for attempt in range(5):  # postgres cannot listen on port 0: a free port, taken at times
+        port = free_port()  # by another process before postgres binds it
+        proc = spawn_sync(
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(sock),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ],
+            log_path=base / "postgres.log",
+            user=user,
+            cwd=base,
+        )
+        server = PostgresServer(port, base, proc)
+        try:
+            _wait_accepting(server)
+            return server
+        except RuntimeError as exc:
+            if "Address already in use" not in str(exc) or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _wait_accepting(server: PostgresServer, timeout_s: float = 60.0) -> None:

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 from ops.local_redis import RedisServer, redis_binary, start_redis
 
 __all__ = ["RedisServer", "redis_binary", "start_redis", "redis_server", "redis_url"]
+
+
+def _start_own_redis() -> RedisServer:
+    """``start_redis``, again on another port when the free port it found was taken before
+    redis-server bound it; and the server answering there is this one (its ``dir``), not
+    another test process's redis on that port (its FLUSHDB would reach theirs)."""
+    for attempt in range(5):
+        try:
+            server = start_redis()
+        except RuntimeError as exc:
+            if "Address already in use" in str(exc) and attempt < 4:
+                continue
+            raise
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"CONFIG GET dir\r\n")
+            reply = sock.recv(4096)
+        if os.path.realpath(server.base).encode() in reply:
+            return server
+        server.stop()
+    raise RuntimeError("no free port that redis-server could bind")
 
 
 def _fixtures():
@@ -20,7 +41,7 @@ def _fixtures():
                 "redis-server is not installed (Debian: apt-get install redis-server; "
                 "`make test` does it)"
             )
-        server = start_redis()
+        server = _start_own_redis()
         try:
             yield server
         finally:
