@@ -19,25 +19,34 @@ from vmpool.codec import decode_response, encode_request
 
 from tests.support.fault_proxy import FaultProxy
 
-from .conftest import ROOT, free_port, wait_ready
+from tests.support.announced import GATEWAY, announced_url, log_offset
+
+from .conftest import ROOT, wait_ready
 
 JOBS = 40
 PASSED = 5  # jobs answered before the replica holds the rest
 
 
 def _start(config, log):
-    return subprocess.Popen(
+    """`tidegate serve` on port 0 (the kernel's pick at bind): (process, base URL) once it
+    says it is ready."""
+    offset = log_offset(log)
+    proc = subprocess.Popen(
         [sys.executable, "-m", "ops", "serve", "--config", str(config)],
         cwd=ROOT,
         stdout=open(log, "ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    try:
+        return proc, announced_url(log, offset, proc, GATEWAY, bound_s=240)
+    except BaseException:
+        proc.kill()
+        raise
 
 
 @pytest.mark.slow
 def test_sigkill_with_jobs_queued_loses_nothing(model_server, small_repo, tmp_path):
-    port = free_port()
     data = tmp_path / "data"
     config = tmp_path / "gateway.toml"
     # the replica behind a proxy that answers a few jobs, then holds the rest until after the
@@ -45,14 +54,13 @@ def test_sigkill_with_jobs_queued_loses_nothing(model_server, small_repo, tmp_pa
     replica = FaultProxy(model_server).start()
     # one consumer, one slot: one job at a time
     config.write_text(
-        f'data_dir = "{data}"\nrepo = "{small_repo}"\nport = {port}\ngrpc_port = -1\n'
+        f'data_dir = "{data}"\nrepo = "{small_repo}"\nport = 0\ngrpc_port = -1\n'
         f'[vm]\nprovisioner = "static"\nurls = ["{replica.endpoint}"]\n[burst]\nenabled = false\n'
         f"[async_queue]\nconsumers = 1\nslots_per_replica = 1\n"
     )
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path / "gateway.log"
     inputs = np.random.default_rng(5).standard_normal((JOBS, 2, 3, 64, 64)).astype(np.float32)
-    gateway = _start(config, log)
+    gateway, url = _start(config, log)
     try:
         wait_ready(url + "/v2/health/ready", gateway)
         replica.hold_after(PASSED)
@@ -79,7 +87,7 @@ def test_sigkill_with_jobs_queued_loses_nothing(model_server, small_repo, tmp_pa
     assert len(states) == JOBS, "every acknowledged job is on disk"
     assert any(s != "done" for s in states.values()), "the kill should find work unfinished"
 
-    gateway = _start(config, log)
+    gateway, url = _start(config, log)  # (a job's Location is a path: any port serves it)
     try:
         wait_ready(url + "/v2/health/ready", gateway)
         module = load_artifact(small_repo, "resnet18").load_module()

@@ -15,19 +15,26 @@ import pytest
 
 from vmpool.procs import spawn_sync
 
-from .conftest import ROOT, free_port, wait_ready
+from tests.support.announced import LISTENING, announced_url
+
+from .conftest import ROOT, wait_ready
 
 BUDGET_MB = 64
 DECLARED = 15 << 20  # 4 of these fit the budget, the 5th does not
 BODY_TIMEOUT_S = 2.0
 GATEWAY = """
-import os, sys, uvicorn
+import os, socket, sys, uvicorn
 from ops.process_tuning import tune_allocator
 from gateway.app import create_app
 from gateway.settings import Settings
 tune_allocator()  # as `tidegate serve` does: freed buffers stay on the heap unless trimmed
-uvicorn.run(create_app(Settings.load(sys.argv[1])), host="127.0.0.1", port=int(sys.argv[2]),
-            log_level="warning", loop="uvloop", http="httptools", lifespan="on")
+sock = socket.socket()  # port 0: the kernel's pick at bind, said on stdout
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.bind(("127.0.0.1", 0))
+print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+config = uvicorn.Config(create_app(Settings.load(sys.argv[1])), log_level="warning",
+                        loop="uvloop", http="httptools", lifespan="on")
+uvicorn.Server(config).run(sockets=[sock])
 """
 
 
@@ -47,15 +54,15 @@ def gateway_proc(model_server, small_repo, tmp_path):
         f"max_inflight_body_mb = {BUDGET_MB}\nbody_timeout_s = {BODY_TIMEOUT_S}\n"
         f'[vm]\nprovisioner = "static"\nurls = ["{model_server}"]\n[burst]\nenabled = false\n'
     )
-    port = free_port()
     proc = spawn_sync(
-        [sys.executable, "-c", GATEWAY, str(config), str(port)],
+        [sys.executable, "-c", GATEWAY, str(config)],
         cwd=ROOT,
         log_path=tmp_path / "gateway.log",
         env=dict(os.environ),
     )
-    url = f"http://127.0.0.1:{port}"
     try:
+        url = announced_url(tmp_path / "gateway.log", 0, proc, LISTENING)
+        port = int(url.rsplit(":", 1)[1])
         wait_ready(url + "/v2/health/ready", proc)
         yield proc, port, url
     finally:

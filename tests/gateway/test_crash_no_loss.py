@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from gateway.ledger import Ledger
-from vmpool.procs import free_port, kill_group, spawn_sync, wait_healthy_sync
+from tests.support.announced import GATEWAY, announced_url, log_offset
+from vmpool.procs import kill_group, spawn_sync, wait_healthy_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY = (
@@ -28,7 +29,9 @@ BODY = (
 )
 
 
-def _serve(data: Path, port: int, env: dict[str, str], log: Path):
+def _serve(data: Path, env: dict[str, str], log: Path):
+    """`tidegate serve` on port 0 (the kernel's pick at bind): (process, base URL) once the
+    gateway says it is ready."""
     env = {
         **os.environ,
         "TIDEGATE_DEMO_MODEL": "mlp",
@@ -37,18 +40,20 @@ def _serve(data: Path, port: int, env: dict[str, str], log: Path):
         "TIDEGATE_BURST__DEFAULT_WORKERS": "2",
         **env,
     }
+    offset = log_offset(log)
     proc = spawn_sync(
-        [sys.executable, "-m", "ops", "serve", "--data-dir", str(data), "--port", str(port)],
+        [sys.executable, "-m", "ops", "serve", "--data-dir", str(data), "--port", "0"],
         env=env,
         cwd=ROOT,
         log_path=log,
     )
     try:
-        wait_healthy_sync(proc, f"http://127.0.0.1:{port}/v2/health/ready", timeout_s=240)
+        url = announced_url(log, offset, proc, GATEWAY, bound_s=240)
+        wait_healthy_sync(proc, f"{url}/v2/health/ready", timeout_s=240)
     except BaseException:
         kill_group(proc.pid)
         raise
-    return proc
+    return proc, url
 
 
 def _descendants(root_pid: int) -> dict[int, str]:
@@ -136,9 +141,8 @@ def test_sigkill_mid_load_loses_no_answered_request_and_leaves_nothing_running(
     env, data = {}, tmp_path / "data"
     if backend == "postgresql":
         env["TIDEGATE_LEDGER__URL"] = request.getfixturevalue("postgres_url")
-    port = free_port()
-    proc = _serve(data, port, env, tmp_path / "serve-1.log")
-    load = Load(f"http://127.0.0.1:{port}")
+    proc, url = _serve(data, env, tmp_path / "serve-1.log")
+    load = Load(url)
     try:
         for thread in load.threads:
             thread.start()
@@ -169,8 +173,7 @@ def test_sigkill_mid_load_loses_no_answered_request_and_leaves_nothing_running(
         time.sleep(0.1)
 
     # restart on the same data: it starts, and every answered request has its row
-    port = free_port()
-    again = _serve(data, port, env, tmp_path / "serve-2.log")
+    again, _ = _serve(data, env, tmp_path / "serve-2.log")
     try:
         target = env.get("TIDEGATE_LEDGER__URL", str(data / "ledger.sqlite"))
         missing = answered - Ledger(target).ids()
