@@ -18,7 +18,7 @@ from tests.support.loopback import LoopbackHTTPServer
 from tests.support.s3_server import s3_endpoint  # noqa: F401 - moto serves SQS too
 from vmpool.artifact import load_artifact
 from vmpool.codec import decode_response, encode_request
-from vmpool.procs import free_port
+from tests.support.loopback import refusing_port
 
 from .conftest import serve_app
 
@@ -270,26 +270,27 @@ def test_an_idempotency_key_sent_with_another_request_is_a_422(small_repo, tmp_p
     """While the first request waits (its only replica is down; a failed try waits 600 s for
     the next, so its request stays stored), the key again with another
     body, or for another model, is refused; with the same body it is the retry it was."""
-    dead = f"http://127.0.0.1:{free_port()}"  # (nothing listens: every job waits for a replica)
-    settings = _settings(tmp_path, small_repo, [dead], async_queue={"retry_delay_s": 600})
-    x = {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}
-    with serve_app(create_app(settings)) as url:
+    with refusing_port() as port:  # (nothing listens: every job waits for a replica)
+        dead = f"http://127.0.0.1:{port}"
+        settings = _settings(tmp_path, small_repo, [dead], async_queue={"retry_delay_s": 600})
+        x = {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}
+        with serve_app(create_app(settings)) as url:
 
-        def post(data, model="mlp"):
-            body = {"inputs": [{**x, "data": data}]}
-            hdrs = {"x-api-key": KEY_A, **ASYNC, "Idempotency-Key": "k-1"}
-            return httpx.post(f"{url}/v2/models/{model}/infer", json=body, headers=hdrs)
+            def post(data, model="mlp"):
+                body = {"inputs": [{**x, "data": data}]}
+                hdrs = {"x-api-key": KEY_A, **ASYNC, "Idempotency-Key": "k-1"}
+                return httpx.post(f"{url}/v2/models/{model}/infer", json=body, headers=hdrs)
 
-        first = post([0.0] * 784)
-        assert first.status_code == 202, first.text
-        other_body, other_model = post([1.0] * 784), post([0.0] * 784, model="resnet18")
-        assert other_body.status_code == other_model.status_code == 422
-        assert "another request body" in other_body.json()["error"]
-        assert "model 'mlp'" in other_model.json()["error"]
-        again = post([0.0] * 784)
-        assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
-        status = httpx.get(url + first.headers["location"], headers={"x-api-key": KEY_A})
-        assert status.headers["x-tidegate-request-state"] in ("pending", "running")
+            first = post([0.0] * 784)
+            assert first.status_code == 202, first.text
+            other_body, other_model = post([1.0] * 784), post([0.0] * 784, model="resnet18")
+            assert other_body.status_code == other_model.status_code == 422
+            assert "another request body" in other_body.json()["error"]
+            assert "model 'mlp'" in other_model.json()["error"]
+            again = post([0.0] * 784)
+            assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+            status = httpx.get(url + first.headers["location"], headers={"x-api-key": KEY_A})
+            assert status.headers["x-tidegate-request-state"] in ("pending", "running")
 
 
 def test_sqs_backend_serves_the_same_way(model_server, small_repo, tmp_path, s3_endpoint):

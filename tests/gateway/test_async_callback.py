@@ -7,7 +7,7 @@ from aiohttp import web
 
 from gateway.asyncq.callback import SIGNATURE_HEADER, deliver, verify_signature
 from gateway.asyncq.jobs import Job, JobState
-from vmpool.procs import free_port
+from tests.support.loopback import refusing_port
 
 
 def _job(url: str) -> Job:
@@ -64,15 +64,16 @@ async def test_a_callback_gives_up_after_its_attempts():
             ok = await deliver(
                 session, _job(url), "s3cret", 1000.0, attempts=2, timeout_s=5, backoff_s=0.01
             )
-            unreachable = await deliver(
-                session,
-                _job(f"http://127.0.0.1:{free_port()}/cb"),  # nothing listens there
-                "s3cret",
-                1000.0,
-                attempts=2,
-                timeout_s=5,
-                backoff_s=0.01,
-            )
+            with refusing_port() as port:  # nothing listens there
+                unreachable = await deliver(
+                    session,
+                    _job(f"http://127.0.0.1:{port}/cb"),
+                    "s3cret",
+                    1000.0,
+                    attempts=2,
+                    timeout_s=5,
+                    backoff_s=0.01,
+                )
     finally:
         await stop()
     assert not ok and len(seen) == 2

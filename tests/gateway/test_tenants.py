@@ -174,19 +174,20 @@ async def test_per_process_limits_are_not_shared():
 
 
 async def test_an_unreachable_redis_admits_requests():
-    from vmpool.procs import free_port
+    from tests.support.loopback import refusing_port
 
-    reg = registry(
-        lambda: RedisLimits(f"redis://127.0.0.1:{free_port()}/0"),
-        FakeClock(),
-        rate_per_s=1,
-        burst=1,
-    )
-    acme = reg.authenticate(None, "k-acme")
-    for _ in range(3):
-        await reg.admit(acme)
-    assert reg.limits.failures == 3
-    await reg.close()
+    with refusing_port() as port:
+        reg = registry(
+            lambda: RedisLimits(f"redis://127.0.0.1:{port}/0"),
+            FakeClock(),
+            rate_per_s=1,
+            burst=1,
+        )
+        acme = reg.authenticate(None, "k-acme")
+        for _ in range(3):
+            await reg.admit(acme)
+        assert reg.limits.failures == 3
+        await reg.close()
 
 
 async def test_models_and_route_overrides_a_tenant_may_use():

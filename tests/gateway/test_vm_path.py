@@ -200,9 +200,14 @@ def test_tenants_keys_rate_limits_and_route_permission(model_server, small_repo,
 
 
 def test_failover_to_a_live_replica(model_server, small_repo, tmp_path):
-    from .conftest import free_port
+    from tests.support.loopback import refusing_port
 
-    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
+    with refusing_port() as port:
+        _failover(f"http://127.0.0.1:{port}", model_server, small_repo, tmp_path)
+
+
+def _failover(dead, model_server, small_repo, tmp_path):
+    """Twelve requests over a dead replica (``dead``: connection refused) and a live one."""
     settings = Settings.load(
         None,
         data_dir=tmp_path,

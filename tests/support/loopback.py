@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 
 
@@ -55,3 +58,13 @@ def serve_aiohttp(app):
         thread.join(10)
 
     return f"http://127.0.0.1:{port}", stop
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port where nothing listens, for the with-block: bound and never listening,
+    so a connection is refused, and no other process can take the port meanwhile (a port only
+    found free could be serving something else by the time the test connects)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
