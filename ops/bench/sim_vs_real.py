@@ -4,6 +4,12 @@ simulate the same arrivals with the same policy and the profile measured here (`
 profile``). Prints both side by side; target: SLO attainment within 2 points, cost within 15 %.
 
     .venv/bin/python ops/bench/sim_vs_real.py [--duration-s 150] [--policy threshold]
+        [--trace SPEC] [--model delay|mlp] [--seed N]
+
+``--trace`` replays any trace ``tidegate simulate`` reads (a file or ``synth:KIND:k=v,...``,
+e.g. a short MMPP or flash crowd that spills to functions and boots VMs); the default is a
+step of ``--duration-s`` at ``--base-rps`` x1 -> x4 -> x1. ``--model mlp`` computes for real
+(a tiny MLP, SLO 50 ms) where ``delay`` only waits.
 
 Cost on both sides is what the fleet cost over the run: VM replica-seconds (ready and booting,
 without the billing minimum, which the live side cannot see per replica) at the VM price, plus
@@ -59,6 +65,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--base-rps", type=float, default=8.0)
     parser.add_argument("--policy", choices=sorted(POLICIES), default="threshold")
     parser.add_argument("--boot-delay-s", type=float, default=10.0)
+    parser.add_argument("--trace", help="a trace file or synth:KIND:k=v,... (default: a step)")
+    parser.add_argument("--seed", type=int, default=3, help="the synthetic trace's seed")
+    parser.add_argument("--model", choices=("delay", "mlp"), default="delay")
+    parser.add_argument("--slo-ms", type=float, help="default: the model's (delay 250, mlp 50)")
     parser.add_argument("--skip-profile", action="store_true", help="use the reference profile")
     parser.add_argument(
         "--resimulate",
@@ -66,31 +76,29 @@ def parse_args() -> argparse.Namespace:
         "run again (after a simulator change) without replaying",
     )
     parser.add_argument("--json", default=str(ROOT / "ops/bench/results/sim_vs_real.json"))
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.slo_ms is None:
+        args.slo_ms = DEFAULT_SLO_MS[args.model]
+    return args
+
+
+MODEL_ARGS = {"delay": ["--delay-ms", "20", "--per-item-ms", "3"], "mlp": []}
+DEFAULT_SLO_MS = {"delay": 250.0, "mlp": 50.0}
+# what a --resimulate takes from the run it simulates again, not from its own flags
+RUN_KEYS = ("model", "slo_ms", "policy", "boot_delay_s", "trace", "seed", "load_avg")
 
 
 def prepare(work: Path, args: argparse.Namespace) -> None:
-    """Export (and profile) the delay model, write the gateway config and the step trace."""
+    """Export (and profile) the model, write the gateway config and the trace."""
     repo = work / "repo"
+    slo = ["--slo-ms", f"{args.slo_ms:g}"]
     run(
-        TIDEGATE
-        + [
-            "export",
-            "delay",
-            "--out",
-            str(repo),
-            "--delay-ms",
-            "20",
-            "--per-item-ms",
-            "3",
-            "--slo-ms",
-            "250",
-        ],
+        TIDEGATE + ["export", args.model, "--out", str(repo)] + MODEL_ARGS[args.model] + slo,
         600,
         check=True,
     )
     if not args.skip_profile:
-        done = run(TIDEGATE + ["profile", "delay", "--repo", str(repo), "--reps", "3"], 1800)
+        done = run(TIDEGATE + ["profile", args.model, "--repo", str(repo), "--reps", "3"], 1800)
         if done.returncode != 0:
             print("tidegate profile failed: simulating with the reference profile", file=sys.stderr)
     (work / "tidegate.toml").write_text(
@@ -99,11 +107,16 @@ def prepare(work: Path, args: argparse.Namespace) -> None:
     )
     from ops.traces import read_trace, write_csv
 
-    spec = (
+    spec = args.trace or (
         f"synth:step:duration_s={args.duration_s},base_rps={args.base_rps},mult=4,"
         f"start_s={args.duration_s / 3:.0f},step_s={args.duration_s / 4:.0f}"
     )
-    write_csv(read_trace(spec, seed=3).with_model("delay"), work / "trace.csv")
+    trace = read_trace(spec, seed=args.seed).with_model(args.model)
+    write_csv(trace, work / "trace.csv")
+    args.duration_s = trace.duration_s  # the replay's timeout
+    args.trace = spec
+    kept = {k: getattr(args, k) for k in RUN_KEYS}
+    (work / "bench_args.json").write_text(json.dumps(kept))
 
 
 def start_serve(work: Path, port: int, log) -> subprocess.Popen:
@@ -140,11 +153,13 @@ def replay_live(work: Path, url: str, args: argparse.Namespace) -> None:
             "--url",
             url,
             "--model",
-            "delay",
+            args.model,
             "--slo-ms",
-            "250",
+            f"{args.slo_ms:g}",
             "--json",
             str(work / "live.json"),
+            "--csv",
+            str(work / "live.csv"),
             "--no-progress",
         ],
         args.duration_s * 3 + 120,
@@ -156,7 +171,12 @@ def replay_live(work: Path, url: str, args: argparse.Namespace) -> None:
 def main() -> int:
     args = parse_args()
     if args.resimulate:
+        kept = Path(args.resimulate) / "bench_args.json"
+        if kept.exists():
+            vars(args).update(json.loads(kept.read_text()))
         return simulate_and_report(Path(args.resimulate), args, 0.0)
+    args.load_avg = os.getloadavg()[0]
+    print(f"load average {args.load_avg:.2f} at {time.strftime('%H:%M:%S')} UTC", file=sys.stderr)
     work = work_dir("sim-vs-real-")
     prepare(work, args)
     port = free_port()
@@ -165,7 +185,7 @@ def main() -> int:
     serve = start_serve(work, port, log)
     try:
         start_s = wait_ready(url, serve)
-        overhead_ms = calibrate(url, work, work / "repo")
+        overhead_ms = calibrate(url, work, work / "repo", args.model)
         replay_live(work, url, args)
     finally:
         serve.terminate()
@@ -204,7 +224,7 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
             "--repo",
             str(repo),
             "--model",
-            "delay",
+            args.model,
             "--json",
             str(sim_json),
         ],
@@ -220,13 +240,13 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
     )
 
 
-def calibrate(url: str, work: Path, repo: Path) -> float:
+def calibrate(url: str, work: Path, repo: Path, model: str) -> float:
     """The gateway's own time per request on this machine as it is now: a light steady load
     (one replica, no queueing) end to end, minus the VM service time the profile measured."""
     probe = work / "probe.csv"
     from ops.traces import read_trace, write_csv
 
-    write_csv(read_trace("synth:steady:duration_s=15,rps=4", seed=9).with_model("delay"), probe)
+    write_csv(read_trace("synth:steady:duration_s=15,rps=4", seed=9).with_model(model), probe)
     out = work / "probe.json"
     run(
         TIDEGATE
@@ -237,7 +257,7 @@ def calibrate(url: str, work: Path, repo: Path) -> float:
             "--url",
             url,
             "--model",
-            "delay",
+            model,
             "--json",
             str(out),
             "--no-progress",
@@ -249,7 +269,7 @@ def calibrate(url: str, work: Path, repo: Path) -> float:
     live_p50 = json.loads(out.read_text())["p50_ms"]
     from ops.sim.profile_adapter import from_repo
 
-    service_ms = from_repo(repo, "delay").vm_service_ms(1)
+    service_ms = from_repo(repo, model).vm_service_ms(1)
     overhead = max(live_p50 - service_ms, 0.0)
     print(
         f"calibration: end-to-end p50 {live_p50:.1f} ms, VM service {service_ms:.1f} ms: "
@@ -300,6 +320,12 @@ def report(live: dict, sim: dict, args, start_s: float) -> int:
         json.dumps(
             {
                 "policy": args.policy,
+                "model": args.model,
+                "trace": args.trace,
+                "seed": args.seed,
+                "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "load_avg_at_start": getattr(args, "load_avg", None),
+                "command": " ".join(sys.argv),
                 "live": live,
                 "sim": sim,
                 "sim_cost_usd": sim_cost,

@@ -279,8 +279,7 @@ class Simulation:
                 if raw is not None:  # what the gateway compares its answer with, unscaled
                     raw[i] = unscale(decision.predicted_ms or 0.0)
             elif where is BURST:
-                self._burst(i, t, ten)
-                counts[1] += 1
+                counts[1 if self._burst(i, t, ten) else 2] += 1
                 side = self._side_key()
             else:
                 self.lat[i] = math.inf
@@ -331,9 +330,15 @@ class Simulation:
         waiting += sum([r.outstanding(t) for r in vm.draining])
         return round(vm.booting[0].ready_s - t, 1), waiting
 
-    def _burst(self, i: int, t: float, ten: int) -> None:
+    def _burst(self, i: int, t: float, ten: int) -> bool:  # False: refused (503), as live
         budget_ms = self.requests[ten].slo_ms - self.vm.overhead_ms
-        latency_ms, billed, cold = self.fn.serve(t, budget_ms)
+        served = self.fn.serve(t, budget_ms)
+        if served is None:
+            self.lat[i] = math.inf
+            self.path[i] = PATH_REJECT
+            self.rejected += 1
+            return False
+        latency_ms, billed, cold = served
         self.lat[i] = latency_ms + self.vm.overhead_ms
         self._tick_slo[0] += 1
         self._tick_slo[1] += self.lat[i] > self.requests[ten].slo_ms
@@ -342,3 +347,4 @@ class Simulation:
         self.fn_requests_by_tenant[ten] += 1
         if not cold:  # as the gateway's collector: routing adds a cold start where one is due
             self._tick_burst.append(latency_ms)
+        return True

@@ -17,6 +17,10 @@ from collections import deque
 from policies.autoscaling.warm_pool import ping_interval_s
 from policies.routing.instance_wait import should_wait
 
+# requests the gateway lets wait for function slots (``burst.service.BurstService``'s
+# ``max_waiting``, its instance gate's bound); one more is refused at once (503, Retry-After)
+GATEWAY_MAX_WAITING = 64
+
 
 class FunctionPool:
     def __init__(self, profile, seed: int, run_tail_ms: float | None = None):
@@ -33,6 +37,9 @@ class FunctionPool:
         self.run_tail_ms = profile.burst_p50_ms if run_tail_ms is None else run_tail_ms
         self.wait_rule = getattr(profile, "fn_wait_for_instances", True)
         self.waited = 0  # requests that waited for a started group instead of a cold start
+        self.max_waiting = GATEWAY_MAX_WAITING
+        self.waiting: list[float] = []  # when the requests waiting for a group start
+        self.refused = 0  # requests refused with that many already waiting
         self.samples = profile.burst_samples_ms(65536, seed).tolist()
         self.sample_i = 0
         self.starting: list[float] = []  # when cold starts under way end (contention only)
@@ -127,20 +134,32 @@ class FunctionPool:
             starting=up_s > now_s,
         )
 
-    def serve(self, now_s: float, slo_ms: float | None = None) -> tuple[float, float, bool]:
+    def _queue_full(self, now_s: float) -> bool:
+        """As many requests wait for a group as the gateway's gate lets wait."""
+        waiting = self.waiting
+        while waiting and waiting[0] <= now_s:
+            heapq.heappop(waiting)
+        return len(waiting) >= self.max_waiting
+
+    def serve(self, now_s: float, slo_ms: float | None = None) -> tuple[float, float, bool] | None:
         """Run one burst request arriving at ``now_s`` with ``slo_ms`` left of its SLO (None:
         it never waits for a started group, as the gateway without one): (latency_ms,
-        billed_ms, cold)."""
+        billed_ms, cold); None when it would wait behind ``max_waiting`` others (refused)."""
         start_s, cold, up_s = now_s, False, 0.0
         if self.idle:
             self.idle.pop()  # the most recently used group is the warmest
         elif self._waits(now_s, slo_ms):
+            if self._queue_full(now_s):
+                self.refused += 1
+                return None
             if len(self.busy) < self.cap_groups:
                 self.waited += 1
             else:
                 self.throttled += 1  # the platform would throttle a new one
             free_s, up_s = heapq.heappop(self.busy)  # waits for a group to free up
             start_s = max(free_s, now_s)
+            if start_s > now_s:
+                heapq.heappush(self.waiting, start_s)
         else:
             cold = True
         self.sample_i = (self.sample_i + 1) & 65535

@@ -1,0 +1,103 @@
+"""Where a live replay and its simulation disagreed on a trace that spills (issue 10, the bench
+``ops/bench/sim_vs_real.py`` on a flash crowd): the store requests every burst request is
+billed, and the gateway refusing spills past its waiting bound."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from ops.sim import SimProfile, simulate
+from ops.sim.functions import GATEWAY_MAX_WAITING, FunctionPool
+from ops.sim.result import CLEANUP_PUTS
+from ops.traces import Trace
+from policies.costs import PriceTable
+
+PROFILE = SimProfile.reference()
+
+
+def _trace(arrivals_s: np.ndarray) -> Trace:
+    t = np.sort(np.asarray(arrivals_s, dtype=np.float64))
+    zeros = np.zeros(t.size, np.int32)
+    return Trace("test", t, zeros, zeros, (PROFILE.model,), ("default",))
+
+
+def test_every_spilled_request_is_billed_its_cleanup_store_requests():
+    """The gateway bills each burst request the LISTs that clean its tensors up (3 PUT-class
+    requests, $15e-6: 20x the function time of a 28 ms request); the simulation billed only
+    the plan's tensor transfers, none for small tensors, and cost half of the live run."""
+    rng = np.random.default_rng(1)
+    run = simulate(_trace(rng.uniform(0.0, 60.0, 600)), "burst-only", PROFILE).summary
+    assert PROFILE.burst_store_ops == (0, 0)  # small tensors: the plan stores none
+    prices = PriceTable()
+    assert run["requests_burst"] == 600
+    assert run["store_usd"] == pytest.approx(600 * 3 * prices.store_put_usd)
+    parts = ("function_compute_usd", "function_requests_usd", "store_usd", "warm_functions_usd")
+    assert run["cost_usd"] == pytest.approx(run["vm_usd"] + sum(run[k] for k in parts))
+
+
+def test_spills_past_the_gateways_waiting_bound_are_refused():
+    """The gateway's instance gate lets 64 requests wait for function slots and answers the
+    next 503 at once; the simulation queued every spill, so a flash crowd's onset that live
+    refused 216 requests met its SLO there."""
+    sim = replace(PROFILE, cold_start_ms=2000.0, cold_start_quantiles_ms=(), fn_concurrency=2)
+    pool = FunctionPool(sim, seed=0)
+    served = [pool.serve(10.0 + i * 0.001, slo_ms=300.0) for i in range(2 + 64 + 10)]
+    assert all(s is not None for s in served[: 2 + 64])  # two start cold, 64 wait
+    assert served[2 + 64 :] == [None] * 10 and pool.refused == 10
+    assert pool.serve(30.0, slo_ms=300.0) is not None  # the queue drained: served again
+
+
+def test_a_refused_spill_is_a_rejected_request_that_misses():
+    rng = np.random.default_rng(2)
+    crowd = rng.uniform(5.0, 5.5, 400)  # 400 spills in half a second, 2 function instances
+    sim = replace(PROFILE, fn_concurrency=2)
+    run = simulate(_trace(crowd), "burst-only", sim).summary
+    assert run["rejected"] > 200
+    assert run["requests_burst"] + run["rejected"] == 400
+    assert run["slo_attainment"] <= 1.0 - run["rejected"] / 400
+
+
+def test_the_bound_is_the_gateways():
+    from burst.service import BurstService
+
+    default = inspect.signature(BurstService.__init__).parameters["max_waiting"].default
+    assert default == GATEWAY_MAX_WAITING
+
+
+@pytest.mark.slow
+def test_the_cleanup_requests_are_what_the_burst_service_bills(tmp_path):
+    """A warm request with inline tensors on the real burst service (local runtime, directory
+    store): its store requests are the cleanup's alone."""
+    import asyncio
+
+    from vmpool.export import export_zoo
+    from vmpool.zoo import example_input
+
+    export_zoo("mlp", tmp_path / "repo")
+    x = example_input("mlp").numpy()
+
+    async def answers():
+        svc = BurstService(
+            tmp_path / "repo",
+            platform={"kind": "local"},
+            store={"kind": "dir", "root": str(tmp_path / "objects")},
+            memory_mb=512,
+            function_timeout_s=120,
+            log_dir=tmp_path / "logs",
+            split="none",
+            max_workers=1,
+        )
+        await svc.start()
+        try:
+            return [await svc.infer("mlp", {"input": x}, workers=1) for _ in range(2)]
+        finally:
+            await svc.close()
+
+    from burst.service import BurstService
+
+    warm = asyncio.run(answers())[1]
+    assert (warm.store_puts, warm.store_gets) == (CLEANUP_PUTS, 0)
