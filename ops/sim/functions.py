@@ -40,6 +40,9 @@ class FunctionPool:
         self.max_waiting = GATEWAY_MAX_WAITING
         self.waiting: list[float] = []  # when the requests waiting for a group start
         self.refused = 0  # requests refused with that many already waiting
+        # the gateway's gate waits for a started group only once it has seen a warm answer
+        # (it cannot tell a wait meets the SLO before): when the first one comes
+        self.first_warm_s = math.inf
         self.samples = profile.burst_samples_ms(65536, seed).tolist()
         self.sample_i = 0
         self.starting: list[float] = []  # when cold starts under way end (contention only)
@@ -122,7 +125,8 @@ class FunctionPool:
         """No idle group: wait for the first busy one (the burst service's rule)?"""
         busy = self.busy
         can_start = len(busy) < self.cap_groups
-        if not busy or (can_start and (not self.wait_rule or slo_ms is None)):
+        blind = not self.wait_rule or slo_ms is None or now_s < self.first_warm_s
+        if not busy or (can_start and blind):
             return not can_start
         free_s, up_s = busy[0]
         return should_wait(
@@ -145,9 +149,10 @@ class FunctionPool:
         """Run one burst request arriving at ``now_s`` with ``slo_ms`` left of its SLO (None:
         it never waits for a started group, as the gateway without one): (latency_ms,
         billed_ms, cold); None when it would wait behind ``max_waiting`` others (refused)."""
-        start_s, cold, up_s = now_s, False, 0.0
+        start_s, cold, up_s, warm = now_s, False, 0.0, False
         if self.idle:
             self.idle.pop()  # the most recently used group is the warmest
+            warm = True
         elif self._waits(now_s, slo_ms):
             if self._queue_full(now_s):
                 self.refused += 1
@@ -177,8 +182,11 @@ class FunctionPool:
             self.cold_starts += self.k
             self.cold_requests += 1
             self.recent_cold += self.k
-        heapq.heappush(self.busy, (now_s + latency_ms / 1000.0, up_s))
-        heapq.heappush(self.request_ends, now_s + latency_ms / 1000.0)
+        end_s = now_s + latency_ms / 1000.0
+        if warm and end_s < self.first_warm_s:
+            self.first_warm_s = end_s
+        heapq.heappush(self.busy, (end_s, up_s))
+        heapq.heappush(self.request_ends, end_s)
         self.requests += 1
         self.invocations += self.k
         self.billed_ms += billed
