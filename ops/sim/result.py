@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from burst.store.routed import REQUEST_PREFIXES
 
-# store requests every burst request is billed beyond its plan's tensor transfers: the
-# gateway's cleanup lists each per-request prefix (``burst.exchange.cleanup``: req/ and
-# resp/) and the master lists its req/ (``burst.runtime.run_master``); a LIST bills as a PUT.
-# The plan does not predict them (a small-tensor request: 3 PUTs, $15e-6, against $0.7e-6 of
-# function time for the delay model)
-CLEANUP_PUTS = len(REQUEST_PREFIXES) + 1
+def cleanup_puts(plan_puts: float) -> int:
+    """Store requests a burst request is billed beyond its plan's tensor transfers: the LIST
+    (billed as a PUT) that deletes its tensors under req/, made only when some went through
+    the store (``burst.runtime.run_master``); a request whose tensors all travelled inline
+    lists nothing. (The gateway's LIST of resp/, for an output sent by key, is not told apart
+    by the plan's counts: not counted.) Until the gateway skipped them, every request listed
+    req/ twice and resp/ once ($15e-6 a request: 20x a delay-model function's time)."""
+    return 1 if plan_puts > 0 else 0
 
 
 @dataclass
@@ -78,7 +79,7 @@ class SimResult:
         fn_gb_s = fn.billed_ms * gb_per_ms
         fn_compute_usd = fn_gb_s * prices.fn_usd_per_gb_s
         fn_request_usd = fn.invocations * prices.fn_usd_per_request
-        puts, gets = p.burst_store_ops[0] + CLEANUP_PUTS, p.burst_store_ops[1]
+        puts, gets = p.burst_store_ops[0] + cleanup_puts(p.burst_store_ops[0]), p.burst_store_ops[1]
         store_usd = fn.requests * (puts * prices.store_put_usd + gets * prices.store_get_usd)
         warm_usd = sim.warm_cost_usd
         total = vm_usd + fn_compute_usd + fn_request_usd + store_usd + warm_usd

@@ -12,7 +12,7 @@ import pytest
 
 from ops.sim import SimProfile, simulate
 from ops.sim.functions import GATEWAY_MAX_WAITING, FunctionPool
-from ops.sim.result import CLEANUP_PUTS
+from ops.sim.result import cleanup_puts
 from ops.traces import Trace
 from policies.costs import PriceTable
 
@@ -25,18 +25,22 @@ def _trace(arrivals_s: np.ndarray) -> Trace:
     return Trace("test", t, zeros, zeros, (PROFILE.model,), ("default",))
 
 
-def test_every_spilled_request_is_billed_its_cleanup_store_requests():
-    """The gateway bills each burst request the LISTs that clean its tensors up (3 PUT-class
-    requests, $15e-6: 20x the function time of a 28 ms request); the simulation billed only
-    the plan's tensor transfers, none for small tensors, and cost half of the live run."""
+def test_a_spill_whose_tensors_go_through_the_store_is_billed_their_cleanup():
+    """The master deletes a request's stored tensors with a LIST, billed as a PUT, which the
+    plan's transfers do not count; a request whose tensors all travel inline lists nothing
+    (the gateway listed 3 prefixes for every request until it skipped them: the simulation
+    billed none of them and cost half of the live run)."""
     rng = np.random.default_rng(1)
-    run = simulate(_trace(rng.uniform(0.0, 60.0, 600)), "burst-only", PROFILE).summary
-    assert PROFILE.burst_store_ops == (0, 0)  # small tensors: the plan stores none
+    trace = _trace(rng.uniform(0.0, 60.0, 600))
     prices = PriceTable()
-    assert run["requests_burst"] == 600
-    assert run["store_usd"] == pytest.approx(600 * 3 * prices.store_put_usd)
+    inline = simulate(trace, "burst-only", PROFILE).summary
+    assert PROFILE.burst_store_ops == (0, 0) and inline["store_usd"] == 0.0
+    stored = simulate(trace, "burst-only", replace(PROFILE, burst_store_ops=(1.0, 1.0))).summary
+    assert stored["requests_burst"] == 600
+    per_request = 2 * prices.store_put_usd + prices.store_get_usd  # its PUT and the LIST
+    assert stored["store_usd"] == pytest.approx(600 * per_request)
     parts = ("function_compute_usd", "function_requests_usd", "store_usd", "warm_functions_usd")
-    assert run["cost_usd"] == pytest.approx(run["vm_usd"] + sum(run[k] for k in parts))
+    assert stored["cost_usd"] == pytest.approx(stored["vm_usd"] + sum(stored[k] for k in parts))
 
 
 def test_spills_past_the_gateways_waiting_bound_are_refused():
@@ -71,7 +75,7 @@ def test_the_bound_is_the_gateways():
 @pytest.mark.slow
 def test_the_cleanup_requests_are_what_the_burst_service_bills(tmp_path):
     """A warm request with inline tensors on the real burst service (local runtime, directory
-    store): its store requests are the cleanup's alone."""
+    store) is billed the store requests the simulation bills it."""
     import asyncio
 
     from vmpool.export import export_zoo
@@ -100,7 +104,7 @@ def test_the_cleanup_requests_are_what_the_burst_service_bills(tmp_path):
     from burst.service import BurstService
 
     warm = asyncio.run(answers())[1]
-    assert (warm.store_puts, warm.store_gets) == (CLEANUP_PUTS, 0)
+    assert (warm.store_puts, warm.store_gets) == (cleanup_puts(0), 0)
 
 
 def test_no_wait_for_a_started_instance_before_a_warm_answer():
