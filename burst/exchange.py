@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from burst.report import MasterReport
+from burst.store.routed import REQUEST_PREFIXES
 
 log = logging.getLogger("tidegate.burst")
 
@@ -82,8 +83,9 @@ async def upload_inputs(cfg, inputs, store, request_id: str, plan) -> list[dict]
     return refs
 
 
-async def download_outputs(cfg, result, store) -> tuple[dict, MasterReport]:
-    """The master's outputs (by the model config's names) and its report."""
+async def download_outputs(cfg, result, store, request_id: str) -> tuple[dict, MasterReport]:
+    """The master's outputs (by the model config's names) and its report; the outputs it put
+    in the store are deleted once read (a LIST only then: the master deleted ``req/``)."""
     from burst.store.base import StoreError
     from burst.tensors import TransportError, receive
 
@@ -95,13 +97,18 @@ async def download_outputs(cfg, result, store) -> tuple[dict, MasterReport]:
             outs[spec.name] = (await receive(ref, store)).numpy()
     except (ValueError, KeyError, TypeError, TransportError, StoreError) as exc:
         raise BurstUnavailable(f"burst master returned a malformed result: {exc}") from exc
+    if any("key" in ref for ref in body["outputs"]):
+        await cleanup(store, request_id, ("resp/",))
     return outs, report
 
 
-async def cleanup(store, request_id: str) -> None:
-    """Delete the request's tensors; a failure is logged, never raised over the answer or
-    the error the request already has (the keys are per request: nothing reads them)."""
-    for prefix in (f"req/{request_id}/", f"resp/{request_id}/"):
+async def cleanup(store, request_id: str, prefixes: tuple[str, ...] = REQUEST_PREFIXES) -> None:
+    """Delete the request's tensors under ``prefixes``; a failure is logged, never raised over
+    the answer or the error the request already has (the keys are per request: nothing reads
+    them). Each prefix is a LIST, billed as a PUT: an answered request whose tensors all
+    travelled inline lists none (3 LISTs were $15e-6 a request on S3, 4x a ResNet-18
+    function's time)."""
+    for prefix in (f"{p}{request_id}/" for p in prefixes):
         try:
             await store.delete_prefix(prefix)
         except Exception:  # noqa: BLE001 - cleanup must not hide the request's outcome

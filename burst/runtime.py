@@ -123,6 +123,7 @@ async def run_master(
         raise BurstError(f"bad master event: {exc!r}") from exc
     store = CountingStore(bind_request_key(store, event))  # the request's tensor key, if sealed
     extra = {TENSOR_KEY_FIELD: event[TENSOR_KEY_FIELD]} if event.get(TENSOR_KEY_FIELD) else {}
+    report = None
     try:
         outputs, report = await _run_master(
             plan_id,
@@ -136,12 +137,22 @@ async def run_master(
             master_leg,
         )
     finally:
-        # per-request tensors go whether the join succeeded or not
-        await store.delete_prefix(f"req/{request_id}/")
+        # per-request tensors go whether the join succeeded or not (a LIST: not when none
+        # can be there, every tensor inline)
+        if report is None or _stored_under_req(in_refs, report, store):
+            await store.delete_prefix(f"req/{request_id}/")
     report.store_puts += store.puts
     report.store_gets += store.gets
     report.queue_requests += store.queue_requests
     return {"outputs": outputs, "report": report.to_json()}
+
+
+def _stored_under_req(in_refs: list, report: MasterReport, store) -> bool:
+    """Whether ``req/`` may hold a tensor: an input sent by key, or a tensor the master
+    (``store``'s counts) or a worker (the report's) sent through the store or a queue."""
+    by_key = any(isinstance(ref, dict) and "key" in ref for ref in in_refs)
+    sent = store.puts + store.queue_requests + report.store_puts + report.queue_requests
+    return by_key or sent > 0
 
 
 async def _receive_inputs(plan, graph, in_refs, store) -> tuple[list, float]:

@@ -4,8 +4,7 @@
 slices in the object store (once per plan), and invokes the master function, which forks the
 workers. With the embedded ``local`` platform it also runs the local function runtime as a
 subprocess and registers the master and worker functions there (``burst.local_functions``).
-Requests pause while the platform fails (``burst.platform_circuit``).
-"""
+Requests pause while the platform fails (``burst.platform_circuit``)."""
 
 from __future__ import annotations
 
@@ -344,7 +343,8 @@ class BurstService:
             result = await self._circuit.invoke(
                 self._invoker, plan.master_function, json.dumps(event).encode()
             )
-            outs, report = await download_outputs(cfg, result, store)
-        finally:
+            outs, report = await download_outputs(cfg, result, store, request_id)
+        except BaseException:  # (answered: the master deleted req/, download_outputs resp/)
             await cleanup(store, request_id)
+            raise
         return make_answer(plan, result, report, outs, store, t0)
