@@ -154,16 +154,19 @@ class FunctionPool:
             self.idle.pop()  # the most recently used group is the warmest
             warm = True
         elif self._waits(now_s, slo_ms):
-            if self._queue_full(now_s):
+            # every slot in use: the gateway's slot gate queues it, at most max_waiting deep
+            # (a wait for a started instance while slots are free is not bounded)
+            full = len(self.busy) >= self.cap_groups
+            if full and self._queue_full(now_s):
                 self.refused += 1
                 return None
-            if len(self.busy) < self.cap_groups:
-                self.waited += 1
-            else:
+            if full:
                 self.throttled += 1  # the platform would throttle a new one
+            else:
+                self.waited += 1
             free_s, up_s = heapq.heappop(self.busy)  # waits for a group to free up
             start_s = max(free_s, now_s)
-            if start_s > now_s:
+            if full and start_s > now_s:
                 heapq.heappush(self.waiting, start_s)
         else:
             cold = True

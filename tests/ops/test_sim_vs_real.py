@@ -55,6 +55,21 @@ def test_spills_past_the_gateways_waiting_bound_are_refused():
     assert pool.serve(30.0, slo_ms=300.0) is not None  # the queue drained: served again
 
 
+def test_a_wait_for_a_started_instance_with_slots_free_is_not_refused():
+    """The bound is the slot gate's (every function slot in use); the wait for a started
+    instance before it is not bounded. With Lambda's 1,000 slots the simulation refused 468
+    of Azure code x20's spills that the gateway would have let wait (99.48 % -> 99.22 %)."""
+    sim = replace(PROFILE, cold_start_ms=2000.0, cold_start_quantiles_ms=(), fn_concurrency=1000)
+    pool = FunctionPool(sim, seed=0)
+    pool.max_waiting = 5  # (a small bound: the waits below are many more)
+    for t in (0.0, 10.0):  # eight instances started, then warm and busy with a request each
+        pool.release(t)
+        assert None not in [pool.serve(t, slo_ms=3000.0) for _ in range(8)]
+    assert pool.first_warm_s < 11.0  # a warm answer seen: the instance-wait rule is on
+    served = [pool.serve(10.001 + i * 0.001, slo_ms=3000.0) for i in range(100)]
+    assert pool.waited > 5 * pool.max_waiting and pool.refused == 0 and None not in served
+
+
 def test_a_refused_spill_is_a_rejected_request_that_misses():
     rng = np.random.default_rng(2)
     crowd = rng.uniform(5.0, 5.5, 400)  # 400 spills in half a second, 2 function instances
