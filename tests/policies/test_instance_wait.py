@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ops.sim import load_sim_profile, simulate
-from ops.traces import read_trace
+from ops.traces import Trace, read_trace
 from policies.routing.instance_wait import next_free, should_wait
 
 ONSET_S = 60.0
@@ -53,10 +53,20 @@ def test_waiting_requests_claim_instances_in_turn():
 
 @pytest.fixture(scope="module")
 def onsets():
-    # 30 req/s, then 390 req/s for 20 s: the VM takes ~141/s, functions the rest
+    # 30 req/s, then 390 req/s for 20 s: the VM takes ~141/s, functions the rest. Before it, 400
+    # requests at 5-7 s, whose instances have gone (a 30 s keep-alive) by the onset: the
+    # gateway's gate, and the simulator's, waits for a started instance only once it has seen
+    # a warm answer (it cannot tell whether a wait meets the SLO before), which a first-ever
+    # onset has not
     spec = f"synth:step:duration_s=120,base_rps=30,mult=13,start_s={ONSET_S:g},step_s=20"
-    trace = read_trace(spec, seed=3)
-    profile = load_sim_profile(None, None).with_overrides(model=trace.models[0])
+    step = read_trace(spec, seed=3)
+    early = np.random.default_rng(3).uniform(5.0, 7.0, 400)
+    arrivals = np.sort(np.concatenate([step.arrivals_s, early]))
+    zeros = np.zeros(arrivals.size, np.int32)
+    trace = Trace(step.name, arrivals, zeros, zeros, step.models, step.tenants)
+    profile = load_sim_profile(None, None).with_overrides(
+        model=trace.models[0], fn_keep_alive_s=30.0
+    )
     on = simulate(trace, "slo-aware", profile)
     off = simulate(trace, "slo-aware", profile.with_overrides(fn_wait_for_instances=False))
     return trace.arrivals_s, on, off, profile.slo_ms
@@ -66,8 +76,9 @@ def test_a_burst_onset_starts_far_fewer_instances(onsets):
     _, on, off, _ = onsets
     assert on.summary["waited_for_instance"] > 0
     # one per spill for a cold start and a run (~250/s x 1.0 s) against ~250/s x (half a cold
-    # start + a run) before the first started ones are worth waiting for: 230 -> 163 here
-    assert on.summary["cold_starts"] <= 0.75 * off.summary["cold_starts"]
+    # start + a run) before the first started ones are worth waiting for: 323 -> 269 here,
+    # the early requests' 93 in both (230 -> 163 when a first onset waited too)
+    assert on.summary["cold_starts"] <= 0.85 * off.summary["cold_starts"]
     assert on.summary["cost_usd"] < off.summary["cost_usd"]
 
 
