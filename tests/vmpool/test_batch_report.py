@@ -27,9 +27,10 @@ def _true_ms(rows: int) -> float:
 
 def _close(measured_ms: float, rows: int) -> bool:
     # the forward sleeps exactly; stacking, the clone and a late wake-up of the inference
-    # thread on a loaded host add a little (the end-to-end estimate this replaces was 73 %
-    # off at b=2)
-    return abs(measured_ms - _true_ms(rows)) <= max(15.0, 0.05 * _true_ms(rows))
+    # thread on a loaded host add a little, never take any away (the end-to-end estimate
+    # this replaces was 73 % off at b=2): within 15 ms under, 50 ms or 10 % over
+    error_ms = measured_ms - _true_ms(rows)
+    return -15.0 <= error_ms <= max(50.0, 0.10 * _true_ms(rows))
 
 
 @pytest.fixture(scope="module")
