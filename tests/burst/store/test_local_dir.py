@@ -139,6 +139,25 @@ async def test_a_cleanup_removing_the_shared_parent_mid_write_does_not_fail_the_
     assert len(pruned) == 2 and await store.get("req/B/input0") == b"tensor"
 
 
+async def test_a_write_outlasts_many_prunes_in_a_row(tmp_path, monkeypatch):
+    """Five tries back to back lost to three processes cleaning up side by side on a loaded
+    host (CI: 'cannot write .../req/<id>/input0'); the write now outlasts ten in a row."""
+    store = LocalDirStore(tmp_path)
+    (tmp_path / "req").mkdir()
+    real_mkdir, pruned = os.mkdir, []
+
+    def mkdir_after_a_concurrent_prune(path, *args, **kwargs):
+        parent = os.path.dirname(os.fspath(path))
+        if os.path.basename(os.fspath(path)) == "B" and len(pruned) < 10 and os.path.isdir(parent):
+            os.rmdir(parent)
+            pruned.append(parent)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_after_a_concurrent_prune)
+    await store.put("req/B/input0", b"tensor")
+    assert len(pruned) == 10 and await store.get("req/B/input0") == b"tensor"
+
+
 def _put_and_clean(root: str, rounds: int) -> int:
     import uuid
 
