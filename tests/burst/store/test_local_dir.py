@@ -117,45 +117,30 @@ def test_factory_builds_each_kind_and_names_them_on_error(tmp_path):
         make_store({"kind": "oss", "bucket": "tg", "endpoint": "http://x"})
 
 
+@pytest.mark.parametrize("prunes", [2, 10])
 async def test_a_cleanup_removing_the_shared_parent_mid_write_does_not_fail_the_write(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, prunes
 ):
     """The interleaving behind 'cannot write .../req/<id>/input0: No such file or directory':
     request B creates req/, request A's cleanup prunes the (still empty) req/, B's mkdir of
-    req/B fails. Injected at that exact point, twice in a row."""
+    req/B fails. Injected at that exact point, ``prunes`` times in a row: five tries back to
+    back lost to three processes cleaning up side by side on a loaded host (CI); the write
+    now outlasts ten."""
     store = LocalDirStore(tmp_path)
     (tmp_path / "req").mkdir()
     real_mkdir, pruned = os.mkdir, []
 
     def mkdir_after_a_concurrent_prune(path, *args, **kwargs):
         parent = os.path.dirname(os.fspath(path))
-        if os.path.basename(os.fspath(path)) == "B" and len(pruned) < 2 and os.path.isdir(parent):
-            os.rmdir(parent)  # what A's _prune_empty_dirs does to an empty req/
-            pruned.append(parent)
+        if os.path.basename(os.fspath(path)) == "B" and len(pruned) < prunes:
+            if os.path.isdir(parent):
+                os.rmdir(parent)  # what A's _prune_empty_dirs does to an empty req/
+                pruned.append(parent)
         return real_mkdir(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "mkdir", mkdir_after_a_concurrent_prune)
     await store.put("req/B/input0", b"tensor")
-    assert len(pruned) == 2 and await store.get("req/B/input0") == b"tensor"
-
-
-async def test_a_write_outlasts_many_prunes_in_a_row(tmp_path, monkeypatch):
-    """Five tries back to back lost to three processes cleaning up side by side on a loaded
-    host (CI: 'cannot write .../req/<id>/input0'); the write now outlasts ten in a row."""
-    store = LocalDirStore(tmp_path)
-    (tmp_path / "req").mkdir()
-    real_mkdir, pruned = os.mkdir, []
-
-    def mkdir_after_a_concurrent_prune(path, *args, **kwargs):
-        parent = os.path.dirname(os.fspath(path))
-        if os.path.basename(os.fspath(path)) == "B" and len(pruned) < 10 and os.path.isdir(parent):
-            os.rmdir(parent)
-            pruned.append(parent)
-        return real_mkdir(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "mkdir", mkdir_after_a_concurrent_prune)
-    await store.put("req/B/input0", b"tensor")
-    assert len(pruned) == 10 and await store.get("req/B/input0") == b"tensor"
+    assert len(pruned) == prunes and await store.get("req/B/input0") == b"tensor"
 
 
 def _put_and_clean(root: str, rounds: int) -> int:
