@@ -80,12 +80,12 @@ def _state(now_s: float, rate: float, ready: int, burst_in_flight: int):
     )
 
 
-def test_the_spill_vm_is_one_more_than_the_fleet_it_was_measured_at_not_than_the_forecast():
-    """The spill was measured at one VM; when the forecast then asks for a second VM itself, that
-    VM takes the spill: the fleet is two, not three (the spill counted twice)."""
+def _spill_scaler():
+    """The predictive scaler with the spill VM alone deciding past the forecast: functions at
+    0.5 s and one instance a request, no boot gate, no cooldown."""
     from policies.autoscaling.predictive import Predictive
 
-    scaler = Predictive(
+    return Predictive(
         min_replicas=1,
         max_replicas=8,
         burst_latency_s=0.5,
@@ -93,6 +93,12 @@ def test_the_spill_vm_is_one_more_than_the_fleet_it_was_measured_at_not_than_the
         duration_aware=False,
         scale_in_cooldown_s=0.0,
     )
+
+
+def test_the_spill_vm_is_one_more_than_the_fleet_it_was_measured_at_not_than_the_forecast():
+    """The spill was measured at one VM; when the forecast then asks for a second VM itself, that
+    VM takes the spill: the fleet is two, not three (the spill counted twice)."""
+    scaler = _spill_scaler()
     # one VM carries 100 req/s on average, 20 req/s spill (10 in flight for 0.5 s each)
     for t in range(700):
         desired = scaler.decide(_state(float(t), 100.0, 1, 10)).replicas
@@ -132,16 +138,7 @@ def test_a_spill_from_two_bursts_a_window_is_not_trusted_to_recur():
 def _desired_with(models: dict) -> int:
     """The fleet after 700 s of 100 req/s on one VM with 2 requests a second spilled (one in
     flight for 0.5 s each), the live state carrying ``models``."""
-    from policies.autoscaling.predictive import Predictive
-
-    scaler = Predictive(
-        min_replicas=1,
-        max_replicas=8,
-        burst_latency_s=0.5,
-        instances_per_burst_request=1,
-        duration_aware=False,
-        scale_in_cooldown_s=0.0,
-    )
+    scaler = _spill_scaler()
     for t in range(700):
         state = dataclasses.replace(_state(float(t), 100.0, 1, 1), models=models)
         replicas = scaler.decide(state).replicas
