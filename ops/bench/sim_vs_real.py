@@ -205,8 +205,8 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
     cfg, trace, repo = work / "tidegate.toml", work / "trace.csv", work / "repo"
     overhead_ms = float((work / "overhead_ms").read_text())
     # a replica here takes its boot delay plus a model server start; the embedded function
-    # runtime's instances start on the gateway's cores, so cold starts started together slow
-    # each other (five at once took 16-20 s live where one takes 3)
+    # runtime's instances start on the gateway's cores, so cold starts under way share the
+    # cores the profile recorded (8 at once on 2 cores took ~4x one alone: ops/sim/cold_share.py)
     sim_cfg = work / "sim.toml"
     sim_cfg.write_text(
         cfg.read_text() + f"\n[simulate]\nvm_boot_s = {args.boot_delay_s + 3.0}\n"

@@ -34,6 +34,7 @@ SIM_KEYS = {
     "fn_keep_alive_s",
     "gateway_overhead_ms",
     "cold_start_contention",
+    "fn_host_cores",
     "fn_wait_for_instances",
 }
 PROFILE_OVERRIDES = (
@@ -43,6 +44,7 @@ PROFILE_OVERRIDES = (
     "fn_keep_alive_s",
     "gateway_overhead_ms",
     "cold_start_contention",
+    "fn_host_cores",
     "fn_wait_for_instances",
     "slo_ms",
 )
@@ -119,7 +121,14 @@ def _one_line(exc: Exception) -> str:
     )
 
 
-POSITIVE_KEYS = ("slo_ms", "tick_s", "rate_scale", "fn_concurrency", "fn_keep_alive_s")
+POSITIVE_KEYS = (
+    "slo_ms",
+    "tick_s",
+    "rate_scale",
+    "fn_concurrency",
+    "fn_keep_alive_s",
+    "fn_host_cores",
+)
 
 
 def _check_simulate_table(path: Path, sim: dict) -> None:

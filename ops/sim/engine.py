@@ -25,6 +25,7 @@ from policies.state import (
     RouteRequest,
 )
 
+from .burst_path import PATH_REJECT, burst, late
 from .functions import FunctionPool
 from .optimum import function_cost_per_request
 from .queue import AsyncQueue
@@ -39,7 +40,7 @@ SHORT_WINDOW_S = 10.0  # arrival-rate windows, as the gateway's collector keeps 
 LONG_WINDOW_S = 120.0
 LATENCY_WINDOW_TICKS = 30  # ticks of observed latencies behind the quantiles
 QUANTILE_EVERY_TICKS = 5  # recomputed this often (a percentile per tick is a third of a day's run)
-PATH_VM, PATH_BURST, PATH_REJECT = 0, 1, 2
+PATH_VM = 0  # (PATH_BURST, PATH_REJECT: burst_path.py)
 
 
 class Simulation:
@@ -104,6 +105,7 @@ class Simulation:
 
     # -- snapshots -----------------------------------------------------------------------
     _snapshot = snapshot  # (snap.py)
+    _burst = burst  # a spill: served by the function pool or refused (burst_path.py)
 
     def _refresh_stats(self, now_s: float) -> None:
         a, (hi, lo_s, lo_l) = self.arr, self._window_idx
@@ -163,6 +165,8 @@ class Simulation:
         vm.scale_to(decision.replicas, now_s, self.p.vm_boot_s)
         if decision.warm_functions:
             fn.keep_warm(decision.warm_functions, now_s)
+            if fn.late:  # pool starts sharing the host's cores pushed answers back
+                late(self)
         c = self._tick_counts
         self.timeline.add(
             now_s,
@@ -329,22 +333,3 @@ class Simulation:
         waiting = sum([len(b.queue) for b in vm.booting])
         waiting += sum([r.outstanding(t) for r in vm.draining])
         return round(vm.booting[0].ready_s - t, 1), waiting
-
-    def _burst(self, i: int, t: float, ten: int) -> bool:  # False: refused (503), as live
-        budget_ms = self.requests[ten].slo_ms - self.vm.overhead_ms
-        served = self.fn.serve(t, budget_ms)
-        if served is None:
-            self.lat[i] = math.inf
-            self.path[i] = PATH_REJECT
-            self.rejected += 1
-            return False
-        latency_ms, billed, cold = served
-        self.lat[i] = latency_ms + self.vm.overhead_ms
-        self._tick_slo[0] += 1
-        self._tick_slo[1] += self.lat[i] > self.requests[ten].slo_ms
-        self.path[i] = PATH_BURST
-        self.fn_billed_by_tenant[ten] += billed
-        self.fn_requests_by_tenant[ten] += 1
-        if not cold:  # as the gateway's collector: routing adds a cold start where one is due
-            self._tick_burst.append(latency_ms)
-        return True

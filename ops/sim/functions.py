@@ -17,6 +17,8 @@ from collections import deque
 from policies.autoscaling.warm_pool import ping_interval_s
 from policies.routing.instance_wait import should_wait
 
+from .cold_share import DEPS, SharedStarts, pushed_back
+
 # requests the gateway lets wait for function slots (``burst.service.BurstService``'s
 # ``max_waiting``, its instance gate's bound); one more is refused at once (503, Retry-After)
 GATEWAY_MAX_WAITING = 64
@@ -45,7 +47,12 @@ class FunctionPool:
         self.first_warm_s = math.inf
         self.samples = profile.burst_samples_ms(65536, seed).tolist()
         self.sample_i = 0
-        self.starting: list[float] = []  # when cold starts under way end (contention only)
+        # cold starts sharing the host's cores (``cold_start_contention``: ``cold_share.py``)
+        self.shared = (
+            SharedStarts(profile.fn_host_cores or 1) if profile.cold_start_contention else None
+        )
+        # (request index, latency ms, billed ms) its start was pushed back by, for the engine
+        self.late: list[tuple[int, float, float]] = []
         # groups serving: (when free, when up); a group started cold is up after its cold start
         self.busy: list[tuple[float, float]] = []
         # end times of every burst request not yet answered: throttled ones wait behind a busy
@@ -100,8 +107,10 @@ class FunctionPool:
 
     def _invoke_warm(self, now_s: float, cold_ms: float, cold_billed_ms: float) -> None:
         up_s = now_s + cold_ms / 1000.0
-        if cold_ms and self.p.cold_start_contention:
-            heapq.heappush(self.starting, up_s)
+        if cold_ms and self.shared is not None:
+            start, moved = self.shared.join(now_s, cold_ms)
+            up_s = start[1]
+            pushed_back(self, moved)
         heapq.heappush(self.busy, (up_s + self.p.burst_p50_ms / 1000.0, up_s))
         self.warm_billed_ms += self.p.burst_billed_ms + cold_billed_ms
         self.warm_invocations += self.k
@@ -112,14 +121,12 @@ class FunctionPool:
         return gb_s * prices.fn_usd_per_gb_s + self.warm_invocations * prices.fn_usd_per_request
 
     def _contention(self, now_s: float) -> float:
-        """How many times longer a cold start starting now takes: k + 1 with k under way
-        when cold starts share the host's cores, else 1."""
-        if not self.p.cold_start_contention:
+        """How many times longer the gateway predicts a cold start starting now takes: k + 1
+        with k under way when cold starts share the host's cores (its rule,
+        gateway/cold_start.py), else 1."""
+        if self.shared is None:
             return 1.0
-        starting = self.starting
-        while starting and starting[0] <= now_s:
-            heapq.heappop(starting)
-        return float(len(starting) + 1)
+        return float(self.shared.under_way(now_s) + 1)
 
     def _waits(self, now_s: float, slo_ms: float | None) -> bool:
         """No idle group: wait for the first busy one (the burst service's rule)?"""
@@ -145,11 +152,15 @@ class FunctionPool:
             heapq.heappop(waiting)
         return len(waiting) >= self.max_waiting
 
-    def serve(self, now_s: float, slo_ms: float | None = None) -> tuple[float, float, bool] | None:
-        """Run one burst request arriving at ``now_s`` with ``slo_ms`` left of its SLO (None:
+    def serve(
+        self, now_s: float, slo_ms: float | None = None, i: int = -1
+    ) -> tuple[float, float, bool] | None:
+        """Run burst request ``i`` arriving at ``now_s`` with ``slo_ms`` left of its SLO (None:
         it never waits for a started group, as the gateway without one): (latency_ms,
-        billed_ms, cold); None when it would wait behind ``max_waiting`` others (refused)."""
-        start_s, cold, up_s, warm = now_s, False, 0.0, False
+        billed_ms, cold), pushed back later by shared cold starts (``late``); None when it
+        would wait behind ``max_waiting`` others (refused)."""
+        # shares: its answer moves with a start under way (shared cold starts only)
+        start_s, cold, up_s, warm, shares = now_s, False, 0.0, False, False
         if self.idle:
             self.idle.pop()  # the most recently used group is the warmest
             warm = True
@@ -166,8 +177,10 @@ class FunctionPool:
                 self.waited += 1
             free_s, up_s = heapq.heappop(self.busy)  # waits for a group to free up
             start_s = max(free_s, now_s)
-            if full and start_s > now_s:
+            waited_s = start_s if full and start_s > now_s else None
+            if waited_s is not None:
                 heapq.heappush(self.waiting, start_s)
+            shares, per_ms = up_s > now_s and self.shared is not None, 0.0
         else:
             cold = True
         self.sample_i = (self.sample_i + 1) & 65535
@@ -175,22 +188,38 @@ class FunctionPool:
         billed = run_ms * self.billed_per_p50
         latency_ms = (start_s - now_s) * 1000.0 + run_ms
         if cold:
-            self.cold_i = c = (self.cold_i + 1) & 4095
-            stretch = self._contention(now_s)
-            latency_ms += self.cold_ms[c] * stretch
-            billed += self.cold_billed_ms[c] * stretch
-            up_s = now_s + self.cold_ms[c] * stretch / 1000.0
-            if self.p.cold_start_contention:
-                heapq.heappush(self.starting, up_s)
-            self.cold_starts += self.k
-            self.cold_requests += 1
-            self.recent_cold += self.k
+            up_s, cold_ms, cold_billed, per_ms = self._cold_start(now_s)
+            latency_ms, billed = latency_ms + cold_ms, billed + cold_billed
+            shares, waited_s = per_ms is not None and up_s > now_s, None
         end_s = now_s + latency_ms / 1000.0
         if warm and end_s < self.first_warm_s:
             self.first_warm_s = end_s
+        if shares:
+            self._depend(up_s, i, end_s, waited_s, per_ms)
         heapq.heappush(self.busy, (end_s, up_s))
         heapq.heappush(self.request_ends, end_s)
         self.requests += 1
         self.invocations += self.k
         self.billed_ms += billed
         return latency_ms, billed, cold
+
+    def _cold_start(self, now_s: float) -> tuple[float, float, float, float | None]:
+        """A group started cold at ``now_s``: (when up, ms beyond a warm run, billed ms, billed
+        per ms it takes (None: independent starts)). Shared, it joins the starts under way,
+        and those it pushes back move what depends on them."""
+        self.cold_i = c = (self.cold_i + 1) & 4095
+        self.cold_starts += self.k
+        self.cold_requests += 1
+        self.recent_cold += self.k
+        if self.shared is None:
+            return now_s + self.cold_ms[c] / 1000.0, self.cold_ms[c], self.cold_billed_ms[c], None
+        start, moved = self.shared.join(now_s, self.cold_ms[c])
+        pushed_back(self, moved)
+        up_s = start[1]
+        per_ms = self.cold_billed_ms[c] / max(self.cold_ms[c], 1e-9)  # billed as it runs
+        return up_s, (up_s - now_s) * 1000.0, per_ms * (up_s - now_s) * 1000.0, per_ms
+
+    def _depend(self, up_s, i, end_s, waited_s, billed_per_ms) -> None:
+        start = self.shared.of_instance(up_s)
+        if start is not None:
+            start[DEPS].append([i, end_s, waited_s, billed_per_ms])

@@ -74,10 +74,16 @@ class SimProfile:
     cold_billed_quantiles_ms: tuple[float, ...] = ()
     fn_concurrency: int = 1000
     fn_keep_alive_s: float = 600.0
-    # cold starts share the host's cores (the embedded function runtime): with k under way the
-    # next takes k+1 times as long, the rule the gateway predicts by (gateway/cold_start.py).
-    # Measured live: a 3.5 s cold start alone, 16-23 s for five started together
+    # cold starts share the host's cores (the embedded function runtime): with n under way on
+    # ``fn_host_cores`` cores each runs at min(1, cores / n) of its speed alone, so a start
+    # that joins pushes back those under way (``cold_share.py``; measured there: 8 started at
+    # once on 2 cores ended together after 3.7-3.9x one alone). Off: independent cold starts
+    # (Lambda's, the production target's)
     cold_start_contention: bool = False
+    # cores the function instances share: what ``tidegate profile`` recorded (the profile's
+    # ``cores``, os.cpu_count() where it ran); 0, not recorded (the production target), counts
+    # as 1 core, the assumption of the gateway's own prediction (k under way: k + 1 times as long)
+    fn_host_cores: int = 0
     # a spill with no idle instance waits for a started one when that is no slower and meets the
     # SLO (policies/routing/instance_wait.py, as the gateway's burst service does); off: every
     # such spill starts an instance cold

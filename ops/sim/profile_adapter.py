@@ -93,6 +93,7 @@ def from_repo(
         burst_sigma=sigma,
         burst_billed_ms=billed_ms,
         burst_store_ops=(pairs, pairs),
+        fn_host_cores=int(profile.cores),
         **cold,
         source=f"plan of {model} in {repo} ({profile.source})",
     ).with_sources(
@@ -314,6 +315,7 @@ def from_profile_json(raw: dict, path: Path, model: str | None) -> SimProfile:
     return base.with_overrides(
         vm_service_ms_by_batch=curve,
         vm_service_cv=cv,
+        fn_host_cores=int(profile.cores),
         **cold,
         source=f"{path} ({profile.source}): its VM times and cold starts; the burst path's "
         "latency and bill are the production target's unless --repo plans the model",

@@ -201,19 +201,21 @@ def test_slo_aware_runs_publish_the_learnt_factor():
 
 def test_cold_starts_on_a_shared_host_slow_each_other():
     """The embedded runtime's instances share the host's cores: five spills started together
-    take 1..5 times the cold start (as the gateway predicts), where on a cloud platform each
-    takes its own; a lone cold start later is back to 1x."""
+    on one core (no core count recorded) end together after about 5 cold starts (processor
+    sharing, ops/sim/cold_share.py), where on a cloud platform each takes its own; a lone cold
+    start later is back to 1x."""
     from ops.sim.functions import FunctionPool
 
     sim = replace(PROFILE, cold_start_ms=3000.0, cold_start_quantiles_ms=(), fn_concurrency=50)
     alone = FunctionPool(sim, seed=0)
     shared = FunctionPool(replace(sim, cold_start_contention=True), seed=0)
     cloud_ms = [alone.serve(100.0 + i * 0.01)[0] for i in range(5)]
-    host_ms = [shared.serve(100.0 + i * 0.01)[0] for i in range(5)]
+    host_ms = [shared.serve(100.0 + i * 0.01, None, i)[0] for i in range(5)]
+    for i, late_ms, _ in shared.late:  # pushed back by the starts that joined after
+        host_ms[i] += late_ms
     assert all(2900.0 < ms < 3000.0 + 400.0 for ms in cloud_ms)
-    for k, ms in enumerate(host_ms):
-        assert (k + 1) * 3000.0 < ms < (k + 1) * 3000.0 + 400.0
-    assert shared.billed_ms > 2.5 * alone.billed_ms  # 1+2+..+5 = 15 cold starts billed, not 5
+    assert all(5 * 3000.0 - 100.0 < ms < 5 * 3000.0 + 400.0 for ms in host_ms)
+    assert shared.billed_ms > 4 * alone.billed_ms  # 5 starts, each billed ~5x as long
     shared.idle.clear()  # nothing warm left: the next request starts cold, alone
     later_ms, _, cold = shared.serve(200.0)
     assert cold and later_ms < 3000.0 + 400.0
