@@ -23,6 +23,7 @@ from .warm_pool import BurstPool, warm_cost_usd_per_s
 # above the fleet for more than a boot time of the last two is load a VM is for (the Azure
 # conversation trace x20 rising past one VM); a burst shorter than a boot is not
 BASE_WINDOW_BOOTS = 2.0
+FIXED_FLEET = "a fixed fleet cost less than this scaler"
 
 
 class Predictive(ScalerBase):
@@ -198,7 +199,7 @@ class Predictive(ScalerBase):
         if self._cooling(now, want, current, state.vm.boot_s):
             want, reason = current, "scale-in cooldown"
         self._current = want  # the forecast's part: the extra VM below is not held by cooldown
-        floor = self._spill_floor(state, want, capacity)
+        floor = self._spill_floor(state, want, capacity, reason == FIXED_FLEET)
         if floor > want and self.clamp(floor) > want:
             want, reason = self.clamp(floor), "spill costs more than a VM"
         # the upper band of the rate now or over the horizon, whichever is higher: a step
@@ -231,7 +232,7 @@ class Predictive(ScalerBase):
         if self._regret.engaged and fleet != want:
             excess_usd = (max(rate, mean) - fleet * full_per_replica) * request_usd
             if fleet > want or not self._outlasts_bursts(state.now_s) or excess_usd < vm_usd_per_s:
-                want, reason = fleet, "a fixed fleet cost less than this scaler"
+                want, reason = fleet, FIXED_FLEET
         if want < 1 <= current and not (  # and not where functions miss the SLO
             self._regret.none_pays(request_usd, vm_usd_per_s) and functions_meet_slo(state)
         ):
@@ -308,29 +309,30 @@ class Predictive(ScalerBase):
             state, rate, self._request_usd(state), self.prices
         )
 
-    def _spill_floor(self, state: LiveState, forecast_want: int, capacity: float) -> int:
+    def _spill_floor(
+        self, state: LiveState, forecast_want: int, capacity: float, fixed: bool
+    ) -> int:
         """The fleet the spill VM asks for: one more than the fleet its spill was measured at
         (0 while it does not pay). Not one more than the forecast now: when the forecast grows
         after the spill was measured, its own VMs take that spill, and one more on top counted
         it twice (Azure code x20: a third VM booted into a burst, $0.4606 -> $0.4516)."""
-        if not self._spill_extra(state, forecast_want, capacity):
-            self._spill_base = None
-            return 0
-        if self._spill_base is None:  # measured only at the forecast's fleet: that one
-            self._spill_base = forecast_want
-        return self._spill_base + 1
-
-    def _spill_extra(self, state: LiveState, forecast_want: int, capacity: float) -> int:
-        latency_s = self._burst_latency_s(state)
-        return self._spill.extra(
+        extra = self._spill.extra(
             state.now_s,
-            spill_per_s=state.burst.in_flight / max(latency_s, 1e-3),
+            spill_per_s=state.burst.in_flight / max(self._burst_latency_s(state), 1e-3),
             vm_capacity_per_s=capacity / self.target_utilization,
             request_usd=self._request_usd(state),
             arrival_rate_per_s=state.arrival_rate_long_per_s,
             fleet_at_forecast=state.vm.booting_replicas == 0
             and state.vm.ready_replicas == forecast_want,
+            fleet=forecast_want,
+            grown=fixed,  # (the fixed fleet priced the spill in: measured afresh at it)
         )
+        if not extra:
+            self._spill_base = None
+            return 0
+        if self._spill_base is None:  # measured only at the forecast's fleet: that one
+            self._spill_base = forecast_want
+        return self._spill_base + 1
 
     def _warm_functions(self, state: LiveState, upper: float, vm_rate: float) -> tuple[int, float]:
         """The instances the forecast's spill keeps busy (Little's law) and the learnt pool's

@@ -173,3 +173,30 @@ def test_one_model_whose_functions_miss_does_not_price_every_spill_as_a_miss():
     the other model's spills are served in time (the price stays the functions' bill)."""
     models = {"mlp": ModelStats(slo_ms=50.0), "m": ModelStats(slo_ms=1000.0)}
     assert _desired_with(models) == 1
+
+
+def test_spill_measured_before_the_fleet_grew_does_not_ask_for_one_more():
+    """A tight SLO's learning bursts spill at 1 VM; the fixed fleet then holds 4, which take that
+    spill. Asked on it, the spill VM made 5 (MMPP, ResNet-18 at 80 ms: $0.80 against VMs for the
+    peak's $0.68). At the fleet it was measured at, the same spill still asks for one."""
+
+    def ticks(econ, fleet_after):
+        asked = []
+        for t in range(1200):
+            fleet = 1 if t < 550 else fleet_after
+            asked.append(
+                econ.extra(
+                    float(t),
+                    spill_per_s=30.0 if t < 550 else 0.0,
+                    vm_capacity_per_s=145.0,
+                    request_usd=REQUEST_USD,
+                    arrival_rate_per_s=70.0,
+                    fleet_at_forecast=True,
+                    fleet=fleet,
+                    grown=True,
+                )
+            )
+        return asked
+
+    assert any(ticks(SpillEconomics(600.0, PRICES), fleet_after=1))
+    assert not any(ticks(SpillEconomics(600.0, PRICES), fleet_after=4))
