@@ -1,8 +1,8 @@
 """A plain, JSON-serialisable IR of an exported program's ATen graph.
 
 Each node records its op (``"aten.conv2d.default"``), its args with references to other nodes
-(``{"ref": name}``) and to weights (``{"w": fqn}``), its output shape (``-1`` for a symbolic
-dimension such as the batch), dtype, MACs per sample and the bytes of weights it reads.
+(``{"ref": name}``) and to weights (``{"w": fqn}``), its output shape (``-1`` for the symbolic
+batch, ``-k`` for k times it), dtype, MACs per sample and the bytes of weights it reads.
 A ``getitem(op, 0)`` on a tuple-returning op (e.g. ``_native_batch_norm_legit_no_training``)
 is folded into the op's node as ``item=0`` when no other element is used.
 
@@ -20,6 +20,7 @@ import torch
 
 # the IR's types and execution live in burst.graph_ir; re-exported: callers import them here
 from burst.graph_ir import (
+    SYM_OPS,
     Graph,
     GraphError,
     Node,
@@ -59,11 +60,29 @@ def _shape_of(val) -> tuple[list[int] | None, str | None]:
             if isinstance(d, torch.SymInt):
                 # a symbolic size (the dynamic batch): int() would bake in the trace's hint
                 const = d.node.maybe_as_int() if hasattr(d.node, "maybe_as_int") else None
-                dims.append(int(const) if const is not None else -1)
+                dims.append(int(const) if const is not None else _batch_multiple(d))
             else:
                 dims.append(int(d))
         return dims, str(val.dtype).removeprefix("torch.")
     return None, None
+
+
+def _batch_multiple(d: torch.SymInt) -> int:
+    """A symbolic size as ``-k`` for ``k`` times the batch (``-1``: the batch itself); attention
+    views its [T, B, D] as [T, heads * B, D/heads], whose bytes are ``heads`` times a batch's.
+    ``-1`` where it is no whole multiple of one symbol."""
+    expr = getattr(d.node, "expr", None)
+    if expr is None or len(getattr(expr, "free_symbols", ())) != 1:
+        return -1
+    coeff, rest = expr.as_coeff_Mul()
+    if rest.is_Symbol and coeff.is_Integer and int(coeff) >= 1:
+        return -int(coeff)
+    return -1
+
+
+def batch_size(d: int, batch: int) -> int:
+    """A dim of the IR at ``batch``: ``-k`` is ``k * batch``."""
+    return -d * batch if d < 0 else d
 
 
 def _encode(arg, names: dict, weights: dict):
@@ -93,7 +112,13 @@ def _encode(arg, names: dict, weights: dict):
 
 def _macs(op: str, args: list, out_shape, weights: dict) -> int:
     def per_sample(shape):
-        return math.prod(d for d in shape[1:]) if shape else 0
+        # the batch is the symbolic dim, not always the first ([T, B, D] in attention): the
+        # size at batch 1 (-1 times a size made MACs negative, and stages "faster" than free)
+        if not shape:
+            return 0
+        if any(d < 0 for d in shape):
+            return math.prod(batch_size(d, 1) for d in shape)
+        return math.prod(shape[1:])
 
     if out_shape is None:
         return 0
@@ -214,9 +239,7 @@ def _output_names(n, rename: dict[str, str]) -> list[str]:
 
 def _node(n, rename: dict, placeholder_weights: dict, item: int | None, weights: dict) -> Node:
     """One call of an op as IR: encoded args, output shape and dtype, work and weights read."""
-    op = "getitem" if n.target is operator.getitem else str(n.target)
-    if op != "getitem" and not isinstance(n.target, torch._ops.OpOverload):
-        raise GraphError(f"unsupported call target {n.target!r}")
+    op = _op_name(n.target)
     args = _encode(list(n.args), rename, placeholder_weights)
     kwargs = {k: _encode(v, rename, placeholder_weights) for k, v in n.kwargs.items()}
     val = n.meta.get("val")
@@ -240,6 +263,20 @@ def _node(n, rename: dict, placeholder_weights: dict, item: int | None, weights:
         weight_bytes=sum(weights[w]["bytes"] for w in wnames if w in weights),
         weights=wnames,
     )
+
+
+def _op_name(target) -> str:
+    """An fx call target's IR name: ``aten.x.overload``, ``getitem``, or ``operator.mul`` for the
+    int arithmetic ``torch.export`` records on a dynamic batch size (``view(x, [4 * batch, ...])``
+    in multi-head attention)."""
+    if target is operator.getitem:
+        return "getitem"
+    if isinstance(target, torch._ops.OpOverload):
+        return str(target)
+    name = getattr(target, "__name__", "")
+    if getattr(operator, name, None) is target and name in SYM_OPS:
+        return f"operator.{name}"
+    raise GraphError(f"unsupported call target {target!r}")
 
 
 def program_weights(program) -> dict[str, torch.Tensor]:

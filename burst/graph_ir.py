@@ -26,6 +26,10 @@ _DTYPE_BYTES = {
 }
 
 
+# the python int arithmetic an exported program may do on symbolic sizes
+SYM_OPS = frozenset({"add", "sub", "mul", "floordiv", "mod", "neg", "truediv", "pow"})
+
+
 class GraphError(Exception):
     """The exported program cannot be represented or run."""
 
@@ -36,7 +40,7 @@ class Node:
     op: str
     args: list
     kwargs: dict
-    shape: list[int] | None = None  # -1 for a symbolic dim; None when not a tensor
+    shape: list[int] | None = None  # -k for k times the batch (-1: it); None: not a tensor
     dtype: str | None = None
     item: int | None = None  # output is op(...)[item]
     macs: int = 0  # per sample
@@ -151,6 +155,8 @@ def resolve_op(name: str):
         return fn
     if name == "getitem":
         fn = operator.getitem
+    elif name.startswith("operator.") and name.removeprefix("operator.") in SYM_OPS:
+        fn = getattr(operator, name.removeprefix("operator."))
     else:
         try:
             ns, op, overload = name.split(".")

@@ -103,7 +103,7 @@ def lead_split(size: int, parts: int, lead: int = 0) -> list[tuple[int, int]]:
 
 
 def _concrete(shape: list[int], batch: int) -> list[int]:
-    return [batch if d == -1 else d for d in shape]
+    return [-d * batch if d < 0 else d for d in shape]  # -k: k times the batch (burst.graph)
 
 
 def _nbytes(graph: Graph, name: str, batch: int, shape=None) -> int:

@@ -115,7 +115,7 @@ def _tensor_bytes(graph: Graph, names: list[str], shapes: list[list[int]], batch
         dtype = None if name in graph.inputs else graph.node(name).dtype
         n = 1
         for d in shape:
-            n *= batch if d == -1 else d
+            n *= -d * batch if d < 0 else d
         total += n * dtype_bytes(dtype)
     return total
 

@@ -1,0 +1,151 @@
+"""Models users bring, unlike the zoo's (``byo_models``): each is planned, split and run as the
+burst path runs it, and must answer what the model answers.
+
+A transformer encoder exported with a dynamic batch was refused outright (``tidegate plan``:
+"unsupported call target <built-in function mul>", the int arithmetic attention does on the
+batch size); once built, the planner priced its attention projections at negative MACs (the
+batch is not the first dim of [T, B, D]) and found "no plan fits" at 2 or 4 workers; and bytes of
+a [T, heads * B, D] view were counted for one batch, not ``heads``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import byo_models as bm  # noqa: E402
+
+from burst.candidates import stage_candidate  # noqa: E402
+from burst.execute import run_plan_local, worker_input  # noqa: E402
+from burst.graph import build_graph, program_weights, run_graph, run_node  # noqa: E402
+from burst.plan import make_plan  # noqa: E402
+from burst.planning import PlanRequest, load_profile, perf_model  # noqa: E402
+from burst.weights import worker_weights  # noqa: E402
+from ops.cli import main  # noqa: E402
+
+torch.set_num_threads(1)
+TOLERANCE = 1e-5  # relative to max|y|
+_BUILT: dict[str, tuple] = {}
+
+
+def _model(name: str):
+    """(module, program, graph, weights), exported with a dynamic batch from a batch of 2."""
+    if name not in _BUILT:
+        module = bm.build(name)
+        program = bm.export(module, bm.example(name))
+        _BUILT[name] = (module, program, build_graph(program, name), program_weights(program))
+    return _BUILT[name]
+
+
+def _assert_same(got: list[torch.Tensor], want, what: str) -> None:
+    want = list(want) if isinstance(want, tuple) else [want]
+    assert len(got) == len(want), what
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype, what
+        if w.is_floating_point():
+            diff = (g - w).abs().max().item() / max(w.abs().max().item(), 1e-12)
+            assert diff <= TOLERANCE, f"{what}: relative diff {diff:.2e}"
+        else:
+            assert torch.equal(g, w), what
+
+
+def _run(graph, plan, weights, xs):
+    with torch.no_grad():
+        return run_plan_local(
+            graph, plan, weights, xs, slicer=lambda st, j: worker_weights(graph, st, j, weights)
+        )
+
+
+def test_an_attention_model_with_a_dynamic_batch_builds_and_runs_at_any_batch():
+    """Its graph holds ``view(x, [T, 4 * batch, 8])``: the size is computed per request, not
+    the traced batch of 2 baked in."""
+    module, _, graph, weights = _model("encoder")
+    assert any(n.op == "operator.mul" for n in graph.nodes)
+    for batch in (1, 3):
+        xs = bm.example("encoder", batch=batch, seed=5)
+        with torch.no_grad():
+            _assert_same(run_graph(graph, xs, weights), module(*xs), f"batch {batch}")
+
+
+def test_an_attention_models_work_and_stage_times_are_never_negative():
+    _, _, graph, _ = _model("encoder")
+    assert all(n.macs >= 0 for n in graph.nodes)
+    for workers in (2, 4):
+        plan = make_plan(graph, workers=workers, split="output", batch=2)
+        model = perf_model(graph, PlanRequest(workers=workers, batch=2), load_profile())
+        for st in plan.stages:
+            assert model.stage(stage_candidate(st)).mean_ms >= 0, st.nodes
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_the_planner_plans_an_attention_model_and_its_plan_runs_equal(workers):
+    """It said "no plan of encoder fits" for any plan of more than one worker."""
+    module, _, graph, weights = _model("encoder")
+    xs = bm.example("encoder", batch=2, seed=5)
+    plan = make_plan(graph, workers=workers, split="auto", batch=2)
+    with torch.no_grad():
+        _assert_same(_run(graph, plan, weights, xs), module(*xs), f"auto x{workers}")
+
+
+def test_a_split_stages_bytes_are_what_its_workers_are_sent():
+    """``tidegate plan``'s "in MB/worker" of the attention's output projection, whose input is
+    the [T * batch, D] reshape: it was a twelfth of what was sent (one batch, not T)."""
+    _, _, graph, weights = _model("encoder")
+    batch = 3
+    xs = bm.example("encoder", batch=batch, seed=5)
+    plan = make_plan(graph, workers=2, split="output", batch=batch)
+    env = dict(zip(graph.inputs, xs))
+    checked = 0
+    with torch.no_grad():
+        for n in graph.nodes:
+            env[n.name] = run_node(n, env, weights)
+    for st in plan.stages:
+        if st.split == "serial":
+            continue
+        for j in range(st.workers):
+            sent = worker_input(st, j, env[st.input])
+            assert st.bytes_in[j] == sent.numel() * sent.element_size(), (st.input, j)
+        checked += 1
+    assert checked >= 4
+
+
+# every model, every way the burst path may split it, at the traced batch and another
+@pytest.mark.parametrize("name", list(bm.BYO))
+def test_each_model_split_every_way_equals_the_model(name):
+    module, _, graph, weights = _model(name)
+    for batch in (1, 2):
+        xs = bm.example(name, batch=batch, seed=7)
+        with torch.no_grad():
+            want = module(*xs)
+        for split, workers in (("spatial", 2), ("spatial", 4), ("output", 3), ("auto", 4)):
+            plan = make_plan(graph, workers=workers, split=split, batch=batch)
+            _assert_same(_run(graph, plan, weights, xs), want, f"{split} x{workers} b{batch}")
+
+
+def _cli(*args) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_tidegate_plan_plans_a_users_attention_model(tmp_path):
+    """As the README says: save the program, ``tidegate export`` it, ``tidegate plan`` it."""
+    _, program, _, _ = _model("encoder")
+    torch.export.save(program, str(tmp_path / "encoder.pt2"))
+    repo = tmp_path / "models"
+    assert (
+        _cli("export", str(tmp_path / "encoder.pt2"), "--name", "enc", "--out", str(repo))[0] == 0
+    )
+    for args in (("--workers", "4"), ("--workers", "2", "--split", "output")):
+        code, out, err = _cli("plan", "enc", "--repo", str(repo), *args, "--json")
+        assert code == 0, err
+        plan = json.loads(out)
+        assert plan["model"] == "enc" and plan["stages"]
