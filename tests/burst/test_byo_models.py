@@ -24,7 +24,7 @@ import byo_models as bm  # noqa: E402
 
 from burst.candidates import stage_candidate  # noqa: E402
 from burst.execute import run_plan_local, worker_input  # noqa: E402
-from burst.graph import build_graph, program_weights, run_graph, run_node  # noqa: E402
+from burst.graph import GraphError, build_graph, program_weights, run_graph, run_node  # noqa: E402
 from burst.plan import make_plan  # noqa: E402
 from burst.planning import PlanRequest, load_profile, perf_model  # noqa: E402
 from burst.weights import worker_weights  # noqa: E402
@@ -149,3 +149,36 @@ def test_tidegate_plan_plans_a_users_attention_model(tmp_path):
         assert code == 0, err
         plan = json.loads(out)
         assert plan["model"] == "enc" and plan["stages"]
+
+
+def test_a_model_with_a_dynamic_sequence_length_is_refused_in_one_line(tmp_path):
+    """Its plan took the sequence length for the batch: every burst request failed in the
+    master ("shape [1, 20] does not fit the plan (expects [1, 1])"), a 503 after a paid
+    invocation; ``tidegate plan`` printed that plan. Now both say why, before any function runs."""
+    module = bm.build("textcls")
+    batch, seq = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=4, max=64)
+    program = torch.export.export(
+        module, tuple(bm.example("textcls")), dynamic_shapes=({0: batch, 1: seq},)
+    )
+    with pytest.raises(GraphError, match="dynamic dimension 1 besides the batch"):
+        build_graph(program, "text")
+    torch.export.save(program, str(tmp_path / "text.pt2"))
+    repo = tmp_path / "models"
+    assert _cli("export", str(tmp_path / "text.pt2"), "--name", "text", "--out", str(repo))[0] == 0
+    code, out, err = _cli("plan", "text", "--repo", str(repo), "--workers", "2")
+    assert code != 0 and not out
+    assert "dynamic dimension 1" in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_model_exported_with_a_fixed_batch_is_planned_and_runs_equal():
+    """No ``torch.export.Dim`` (the README asks for one; users forget): batch 1 only."""
+    module = bm.build("unet")
+    x = bm.example("unet", batch=1, seed=5)
+    program = torch.export.export(module, tuple(x))
+    graph, weights = build_graph(program, "unet1"), program_weights(program)
+    assert graph.input_shapes == [[1, 3, 32, 24]]
+    with torch.no_grad():
+        want = module(*x)
+    for split in ("spatial", "output", "auto"):
+        plan = make_plan(graph, workers=4, split=split, batch=1)
+        _assert_same(_run(graph, plan, weights, x), want, split)
