@@ -147,7 +147,7 @@ def build_graph(program, model: str = "") -> Graph:
     for n in program.graph.nodes:
         if n.op == "placeholder":
             if n.name in user_inputs:
-                _only_the_batch_dynamic(n, program)
+                _only_the_batch_dynamic(n)
                 shape, _ = _shape_of(n.meta.get("val"))
                 inputs.append(n.name)
                 input_shapes.append(shape)
@@ -166,27 +166,17 @@ def build_graph(program, model: str = "") -> Graph:
     )
 
 
-def _symbols(d) -> set:
-    expr = getattr(getattr(d, "node", None), "expr", None)
-    return set(getattr(expr, "free_symbols", ()))
-
-
-def _only_the_batch_dynamic(n, program) -> None:
+def _only_the_batch_dynamic(n) -> None:
     """A plan is made for one input shape per batch size: an input with another dynamic
     dimension (a sequence length) is refused here, not failed in the master on every request
-    ("shape [1, 20] does not fit the plan (expects [1, 1])"). The batch is the first user
-    input's first dimension."""
-    first = next(
-        p
-        for p in program.graph.nodes
-        if p.op == "placeholder" and p.name in program.graph_signature.user_inputs
-    )
-    val, first_val = n.meta.get("val"), first.meta.get("val")
-    if not isinstance(val, torch.Tensor) or not isinstance(first_val, torch.Tensor):
+    ("shape [1, 20] does not fit the plan (expects [1, 1])"). Each input's first dimension is
+    its batch (the model server batches them so)."""
+    val = n.meta.get("val")
+    if not isinstance(val, torch.Tensor):
         return
-    batch = _symbols(first_val.shape[0]) if first_val.dim() else set()
-    for i, d in enumerate(val.shape):
-        if isinstance(d, torch.SymInt) and (i > 0 or _symbols(d) != batch):
+    for i, d in enumerate(val.shape[1:], start=1):
+        expr = getattr(getattr(d, "node", None), "expr", None)
+        if isinstance(d, torch.SymInt) and getattr(expr, "free_symbols", None):
             raise GraphError(
                 f"input {n.name!r} has a dynamic dimension {i} besides the batch "
                 f"(shape {list(val.shape)}): burst plans are made for fixed shapes; export it "
