@@ -116,3 +116,14 @@ def test_the_simulation_records_the_pushed_back_latencies():
     assert alone["p50_ms"] == pytest.approx(COLD_MS + 20.0, rel=0.02)
     assert shared["p50_ms"] == pytest.approx(4 * COLD_MS + 20.0, rel=0.02)
     assert shared["function_gb_s"] > 3 * alone["function_gb_s"]
+
+
+def test_a_warm_pool_start_shares_the_cores_with_the_starts_under_way():
+    """The control loop's pool starts (``keep_warm``) are cold starts on the same cores: one
+    started 500 ms into a request's cold start on one core pushes that request back 500 ms,
+    and its bill with it (this profile bills a cold start's whole time)."""
+    pool = Pool(replace(LOCAL, fn_host_cores=1))
+    pool.serve(0, 10.0)
+    pool.pool.keep_warm(2, 10.5)
+    assert pool.pool.prewarmed == 1
+    assert pool.pool.late == [(0, pytest.approx(500.0), pytest.approx(500.0))]
