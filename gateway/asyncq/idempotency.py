@@ -25,6 +25,12 @@ def idempotent_id(tenant: str, key: str) -> str:
     return hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()[:32]
 
 
+def body_digest(body: bytes) -> str:
+    """What a job keeps of its request body for retries: the sha256 of the body as received
+    (not of the sealed payload, which differs with each request's key)."""
+    return hashlib.sha256(body).hexdigest()
+
+
 async def first_request_id(
     payloads: PayloadCodec, job: Job, retry_body: bytes, headers: dict[str, str], model: str
 ) -> str:
@@ -32,9 +38,12 @@ async def first_request_id(
     the stored request; from the retry's own body once that is gone (a served job's).
 
     A key sent again with another request is a 422 (the IETF Idempotency-Key draft): another
-    model always; another body while the first one is still stored (until it is served)."""
+    model, or another body (by the digest the job keeps, served or not; a job queued before
+    digests were kept is compared with its stored body, while that is there)."""
     if job.model != model:
         raise KeyReused(f"Idempotency-Key was used for a request to model {job.model!r}")
+    if job.body_sha256 is not None and job.body_sha256 != body_digest(retry_body):
+        raise KeyReused("Idempotency-Key was used for another request body")
     try:  # (a served job's request is gone: empty, or its object deleted)
         stored = await payloads.unpack(job.id, Part.REQUEST, job.body) if job.body else None
     except TidegateError:

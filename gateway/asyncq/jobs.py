@@ -41,6 +41,10 @@ class Job:
     result_headers: dict[str, str] = field(default_factory=dict)
     finished_s: float | None = None
     callback_delivered: bool = False
+    # sha256 hex of the request body as received (before sealing), kept after the body is
+    # dropped: an Idempotency-Key's retry with another body is refused (idempotency.py).
+    # None for jobs queued before it was kept, and for producers that do not set it.
+    body_sha256: str | None = None
 
 
 @dataclass

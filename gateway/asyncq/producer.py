@@ -21,6 +21,7 @@ import numpy as np
 
 from vmpool.codec import encode_request
 
+from .idempotency import body_digest
 from .jobs import Job, JobQueue
 from .payload import Part, PayloadCodec
 from .wiring import make_payloads
@@ -77,6 +78,7 @@ class Producer:
             header_length=header_length,
             created_s=self.clock(),
             callback_url=callback_url,
+            body_sha256=body_digest(body),
         )
         if not await self.queue.put(job):
             await self.payloads.discard(sealed)

@@ -11,9 +11,10 @@ Durability is Redis's: run it with ``appendonly yes`` and ``appendfsync always``
 accepting up to a second of acknowledged jobs at risk) for the promise a 202 makes.
 
 Message format for producers that skip HTTP: ``HSET {prefix}job:{id} tenant T model M body B
-header_length N state pending created_s S [version V] [callback_url U]`` then
+header_length N state pending created_s S [version V] [callback_url U] [body_sha256 H]`` then
 ``XADD {prefix}jobs * id {id}``; the body is the Open Inference Protocol request as it would be
-POSTed (JSON, or JSON header + binary tensors with ``header_length``).
+POSTed (JSON, or JSON header + binary tensors with ``header_length``); ``body_sha256`` is the
+hex sha256 of that body before sealing (an ``Idempotency-Key`` retry is compared with it).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def _job(job_id: str, h: dict) -> Job:
         result_headers=orjson.loads(headers) if headers else {},
         finished_s=num("finished_s", float),
         callback_delivered=bool(num("callback_delivered", int, 0)),
+        body_sha256=_s(get("body_sha256")) or None,
     )
 
 
@@ -155,6 +157,8 @@ class RedisJobQueue:
             fields["header_length"] = job.header_length
         if job.callback_url:
             fields["callback_url"] = job.callback_url
+        if job.body_sha256:
+            fields["body_sha256"] = job.body_sha256
         args = [job.id] + [v for pair in fields.items() for v in pair]
         return bool(await self._put(keys=[self._key(job.id), self.stream], args=args))
 

@@ -28,7 +28,7 @@ from ..state import GatewayState
 from . import callback, placement, serve
 from .capacity import Claim, VmShare
 from .config import AsyncQueueSettings
-from .idempotency import IDEMPOTENCY_HEADER, first_request_id, idempotent_id
+from .idempotency import IDEMPOTENCY_HEADER, body_digest, first_request_id, idempotent_id
 from .jobs import Job, JobQueue, JobState, QueueStats
 from .payload import Part, PayloadCodec
 from .wiring import gauges as _gauges
@@ -132,9 +132,7 @@ class AsyncService:
         key = headers.get(IDEMPOTENCY_HEADER)
         job_id = idempotent_id(tenant.name, key) if key else uuid.uuid4().hex
         if key and (earlier := await self.queue.get(job_id)) is not None:
-            # a retry: the same job, not a new one, and the first request's id
-            request_id = await first_request_id(self.payloads, earlier, body, headers, cfg.name)
-            return _accepted(earlier.id, earlier.state, request_id)
+            return await self._retry(earlier, body, headers, cfg.name)
         header_length = protocol.header_length(headers)
         req = protocol.decode_infer(body, header_length)
         try:  # bad input is a 400 now, not a failed job later
@@ -152,12 +150,22 @@ class AsyncService:
             header_length=header_length,
             created_s=self.clock(),
             callback_url=callback_url,
+            body_sha256=body_digest(body),
         )
         if await self.queue.put(job):
             self._wakeup.set()
-        else:  # the same Idempotency-Key raced us: its job stands, our object goes
-            await self.payloads.discard(sealed)
-        return _accepted(job.id, job.state, req.id or job.id)
+            return _accepted(job.id, job.state, req.id or job.id)
+        await self.payloads.discard(sealed)  # the same key raced us: its job stands (or a 422)
+        earlier = await self.queue.get(job_id)
+        if earlier is None:  # (already served, expired and purged)
+            return _accepted(job.id, job.state, req.id or job.id)
+        return await self._retry(earlier, body, headers, cfg.name)
+
+    async def _retry(self, earlier: Job, body: bytes, headers: dict[str, str], model: str):
+        """A retry: the same job, not a new one, and the first request's id (422 for a key
+        sent again with another request)."""
+        request_id = await first_request_id(self.payloads, earlier, body, headers, model)
+        return _accepted(earlier.id, earlier.state, request_id)
 
     def takes(self, headers: dict[str, str], model: str, version: str | None) -> bool:
         """Whether an infer call goes to the queue: ``Prefer: respond-async``, or a tenant of

@@ -35,13 +35,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     result BLOB,
     result_headers TEXT,
     finished_s REAL,
-    callback_delivered INTEGER NOT NULL DEFAULT 0
+    callback_delivered INTEGER NOT NULL DEFAULT 0,
+    body_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created_s);
 """
 _COLUMNS = (
     "id, tenant, model, version, body, header_length, callback_url, state, created_s, "
-    "attempts, status, result, result_headers, finished_s, callback_delivered"
+    "attempts, status, result, result_headers, finished_s, callback_delivered, body_sha256"
 )
 
 
@@ -63,12 +64,13 @@ def _job(row) -> Job:
         result_headers=orjson.loads(f["result_headers"]) if f["result_headers"] else {},
         finished_s=f["finished_s"],
         callback_delivered=bool(f["callback_delivered"]),
+        body_sha256=f["body_sha256"],
     )
 
 
 _INSERT = (
     "INSERT OR IGNORE INTO jobs (id, tenant, model, version, body, header_length, callback_url, "
-    "state, created_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "state, created_s, body_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -83,6 +85,7 @@ def _row(job: Job) -> tuple:
         job.callback_url,
         job.state.value,
         job.created_s,
+        job.body_sha256,
     )
 
 
@@ -110,6 +113,8 @@ class SQLiteJobQueue:
             db.execute("PRAGMA synchronous=FULL")  # the 202 promises the job is on disk
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
+            if "body_sha256" not in {c[1] for c in db.execute("PRAGMA table_info(jobs)")}:
+                db.execute("ALTER TABLE jobs ADD COLUMN body_sha256 TEXT")  # an older file's
             self._db = db
         return self._db
 

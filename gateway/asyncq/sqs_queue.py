@@ -17,11 +17,13 @@ Message format (``MessageBody``, UTF-8 JSON), for producers that skip HTTP::
 
     {"v": 1, "id": "<unique id>", "tenant": "<tenant name>", "model": "<model>",
      "version": null, "header_length": <int or null>, "created_s": <unix seconds>,
-     "callback_url": null, "body_b64": "<base64 of the payload>"}
+     "callback_url": null, "body_b64": "<base64 of the payload>", "body_sha256": "<hex>"}
 
 The payload is the Open Inference Protocol request as it would be POSTed (JSON, or JSON header
 + binary tensors with ``header_length``), or a sealed envelope (``payload.py``: encrypted, and
 large tensors through the object store with a pointer). ``gateway.asyncq.producer`` writes it.
+``body_sha256`` (optional) is the hex sha256 of the request body before sealing: an
+``Idempotency-Key`` retry is compared with it.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def job_message(job: Job) -> str:
             "created_s": job.created_s,
             "callback_url": job.callback_url,
             "body_b64": base64.b64encode(job.body).decode("ascii"),
+            **({"body_sha256": job.body_sha256} if job.body_sha256 else {}),
         }
     ).decode()
     if len(text.encode()) > SQS_MAX_MESSAGE_BYTES:
@@ -85,6 +88,7 @@ def parse_message(text: str) -> Job:
             header_length=m.get("header_length"),
             created_s=float(m["created_s"]),
             callback_url=m.get("callback_url"),
+            body_sha256=str(m["body_sha256"]) if m.get("body_sha256") else None,
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a tidegate async message: {exc}") from None
