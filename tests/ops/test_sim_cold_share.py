@@ -127,3 +127,37 @@ def test_a_warm_pool_start_shares_the_cores_with_the_starts_under_way():
     pool.pool.keep_warm(2, 10.5)
     assert pool.pool.prewarmed == 1
     assert pool.pool.late == [(0, pytest.approx(500.0), pytest.approx(500.0))]
+
+
+def _processor_sharing(starts: list[tuple[float, float]], cores: float) -> list[float]:
+    """Each start's end, stepped in 0.1 ms: (begin s, work ms) served at min(1, cores / n)."""
+    left = [work for _, work in starts]
+    ends = [0.0] * len(starts)
+    t, dt = 0.0, 1e-4
+    while any(left):
+        active = [k for k, (begin, _) in enumerate(starts) if begin <= t and left[k] > 0]
+        for k in active:
+            left[k] = max(left[k] - dt * 1000.0 * min(1.0, cores / len(active)), 0.0)
+            if left[k] == 0.0:
+                ends[k] = t + dt
+        t += dt
+    return ends
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_staggered_starts_end_when_processor_sharing_ends_them(seed):
+    """Starts joining at random times with random cold starts, ending at different times:
+    each request's final latency is its start's end under processor sharing on 2 cores (a
+    step-by-step reference)."""
+    rng = np.random.default_rng(seed)
+    # all begin before any could end (else the next spill takes its idle instance, warm)
+    begins = np.sort(rng.uniform(10.0, 10.3, 8)).tolist()
+    cold = rng.uniform(400.0, 1500.0, 8).tolist()
+    pool = Pool(LOCAL)
+    for k, (begin, work) in enumerate(zip(begins, cold, strict=True)):
+        pool.pool.cold_ms[(pool.pool.cold_i + 1) & 4095] = work  # the next draw
+        pool.serve(k, begin)
+    assert pool.pool.cold_requests == 8
+    want = _processor_sharing(list(zip(begins, cold, strict=True)), 2.0)
+    got = [begins[k] + (pool.latency_ms[k] - 20.0) / 1000.0 for k in range(8)]
+    assert got == pytest.approx(want, abs=2e-3)
