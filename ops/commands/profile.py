@@ -1,3 +1,4 @@
+# size: every measuring step and the one-line errors of each (the burst graph refused, Ctrl-C)
 """``tidegate profile``: measure a model's performance profile on this machine.
 
 Measures, with progress: every node's single-thread compute time (and a per-op-family fit for
@@ -83,8 +84,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from burst.graph import GraphError
+    from ops.cli import CliError
+
     try:
         return _run(args)
+    except GraphError as exc:  # the burst path cannot run it: one line, not a traceback
+        raise CliError(f"cannot profile {args.name} for the burst path: {exc}") from None
     except KeyboardInterrupt:  # Ctrl-C: one line, and no profile.json, whole or half
         out = args.out or Path(args.repo) / args.name / "profile.json"
         print(f"tidegate profile: interrupted; {out} not written", file=sys.stderr)

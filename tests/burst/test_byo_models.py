@@ -151,15 +151,19 @@ def test_tidegate_plan_plans_a_users_attention_model(tmp_path):
         assert plan["model"] == "enc" and plan["stages"]
 
 
+def _sequence_model():
+    """The text classifier exported with its sequence length dynamic too."""
+    batch, seq = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=4, max=64)
+    return torch.export.export(
+        bm.build("textcls"), tuple(bm.example("textcls")), dynamic_shapes=({0: batch, 1: seq},)
+    )
+
+
 def test_a_model_with_a_dynamic_sequence_length_is_refused_in_one_line(tmp_path):
     """Its plan took the sequence length for the batch: every burst request failed in the
     master ("shape [1, 20] does not fit the plan (expects [1, 1])"), a 503 after a paid
     invocation; ``tidegate plan`` printed that plan. Now both say why, before any function runs."""
-    module = bm.build("textcls")
-    batch, seq = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=4, max=64)
-    program = torch.export.export(
-        module, tuple(bm.example("textcls")), dynamic_shapes=({0: batch, 1: seq},)
-    )
+    program = _sequence_model()
     with pytest.raises(GraphError, match="dynamic dimension 1 besides the batch"):
         build_graph(program, "text")
     torch.export.save(program, str(tmp_path / "text.pt2"))
@@ -182,3 +186,14 @@ def test_a_model_exported_with_a_fixed_batch_is_planned_and_runs_equal():
     for split in ("spatial", "output", "auto"):
         plan = make_plan(graph, workers=4, split=split, batch=1)
         _assert_same(_run(graph, plan, weights, x), want, split)
+
+
+def test_tidegate_profile_refuses_a_sequence_length_model_in_one_line(tmp_path):
+    """It ended in a traceback of GraphError."""
+    program = _sequence_model()
+    torch.export.save(program, str(tmp_path / "text.pt2"))
+    repo = tmp_path / "models"
+    assert _cli("export", str(tmp_path / "text.pt2"), "--name", "text", "--out", str(repo))[0] == 0
+    code, _, err = _cli("profile", "text", "--repo", str(repo), "--reps", "2", "--cold-reps", "0")
+    assert code == 2 and "dynamic dimension 1" in err and err.count("\n") == 1
+    assert not (repo / "text" / "profile.json").exists()
