@@ -1,8 +1,10 @@
+# size: validate, admit, route, execute, bill: one request's whole way, read top to bottom
 """The core of the gateway: validate, admit, route, execute, bill. No HTTP types in here."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -12,6 +14,7 @@ from burst.instance_gate import request_slo_ms
 from burst.service import BurstUnavailable
 from policies.costs import PriceTable, function_cost_usd, store_cost_usd, vm_request_cost_usd
 from policies.routing import Decision, Reason, Route, RoutingPolicy
+from policies.routing.base import vm_can_take
 from policies.state import LiveState, RouteRequest, VmState
 from vmpool.artifact import ModelConfig
 from vmpool.client import ReplicaError
@@ -94,6 +97,12 @@ class Dispatcher:
         self.live = live  # the live view routing decides from (and dispatch reports into)
         self.engine = None  # gateway.control.PolicyEngine: readiness, run-time policy changes
         self._valid: dict[tuple, ModelConfig] = {}  # request signatures validate_inputs passed
+        self._no_burst: set[str] = set()  # models whose graph the burst path cannot run
+
+    def _vm_instead(self, ctx: CallContext, model: str, state: LiveState) -> bool:
+        """A model whose graph the burst path cannot run goes to VMs, not to 503s, unless the
+        request forces the burst path or no VM can take it."""
+        return model in self._no_burst and not ctx.forced_route and vm_can_take(state)
 
     def model(self, name: str, version: str | None = None) -> ModelConfig:
         cfg = self.models.get(name)
@@ -134,7 +143,9 @@ class Dispatcher:
         )
         if self.live is not None:
             self.live.on_arrival(cfg.name)
-        decision = self.policy.route(route_req, self.live_state())
+        decision = self.policy.route(route_req, state := self.live_state())
+        if decision.route == Route.BURST and self._vm_instead(ctx, cfg.name, state):
+            decision = Decision(Route.VM, decision.reason)
         # (``_value_``: the member's string; ``.value`` is a Python-level property, 6 a request)
         path, reason = decision.route._value_, decision.reason._value_
         self._count_decision(cfg.name, decision, path, reason)
@@ -152,7 +163,12 @@ class Dispatcher:
             if decision.route == Route.VM:
                 result = await self._vm(ctx, cfg, req, batch, decision.predicted_ms)
             else:
-                result = await self._burst(ctx, cfg, req, decision.workers)
+                try:
+                    result = await self._burst(ctx, cfg, req, decision.workers)
+                except Unavailable:  # found just now that the burst path cannot run it
+                    if not self._vm_instead(ctx, cfg.name, self.live_state()):
+                        raise
+                    result = await self._vm(ctx, cfg, req, batch)
         except TidegateError as exc:
             await self._account(ctx, cfg, path, exc.status, start, batch, None, reason)
             raise
@@ -246,6 +262,8 @@ class Dispatcher:
             ) from None
         except BurstUnavailable as exc:
             failed_after_ms = (time.perf_counter() - start) * 1e3
+            if isinstance(exc.__cause__, getattr(sys.modules.get("burst.graph"), "GraphError", ())):
+                self._no_burst.add(cfg.name)  # its graph: no plan at any size, until a burst runs
             retry_s = getattr(exc, "retry_after_s", None)
             raise Unavailable(
                 str(exc), headers={"Retry-After": str(max(1, round(retry_s)))} if retry_s else None
@@ -259,6 +277,7 @@ class Dispatcher:
                     token=token,
                     failed_after_ms=failed_after_ms,
                 )
+        self._no_burst.discard(cfg.name)
         fn_cost = function_cost_usd(self.prices, answer.invocations)
         st_cost = store_cost_usd(
             self.prices, answer.store_puts, answer.store_gets, answer.queue_requests
