@@ -173,14 +173,17 @@ def _batch_limit(
                 f"torch.export.Dim max to allow more)"
             )
         return max_batch_size
-    if asked != 1 and on_warning is not None:
+    # a fixed batch of n rows: every request is those n (max 1 failed every request of n > 1:
+    # "internal error: batch of 2 exceeds max_batch_size 1")
+    fixed = specs_in[0].shape[0] if specs_in[0].shape and specs_in[0].shape[0] > 0 else 1
+    if asked != fixed and on_warning is not None:
         shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in specs_in)
         on_warning(
-            f"max batch size set to 1, not {asked}: the program has a fixed batch "
+            f"max batch size set to {fixed}, not {asked}: the program has a fixed batch "
             f"size ({shapes}); export it with a dynamic batch dimension "
             f"(torch.export.Dim) to batch requests"
         )
-    return 1
+    return fixed
 
 
 def _write(program_path: Path, directory: Path, cfg: ModelConfig) -> Artifact:
