@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from ops.bench.host_cpu import probe_cpu, replica_cores  # noqa: E402
 from ops.bench.procs import work_dir  # noqa: E402
 
 from vmpool.procs import free_port, wait_healthy_sync  # noqa: E402
@@ -70,11 +71,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", choices=("delay", "mlp"), default="delay")
     parser.add_argument("--slo-ms", type=float, help="default: the model's (delay 250, mlp 50)")
     parser.add_argument("--skip-profile", action="store_true", help="use the reference profile")
-    parser.add_argument(
-        "--resimulate",
-        help="a previous run's directory: simulate its live "
-        "run again (after a simulator change) without replaying",
-    )
+    parser.add_argument("--resimulate", help="a run's directory: simulate its live run again")
+    parser.add_argument("--host-cpu-from", help="host_cpu.json of another run (--resimulate)")
+    parser.add_argument("--no-host-work", action="store_true", help="starts get every core")
     parser.add_argument("--json", default=str(ROOT / "ops/bench/results/sim_vs_real.json"))
     args = parser.parse_args()
     if args.slo_ms is None:
@@ -188,7 +187,7 @@ def main() -> int:
     serve = start_serve(work, port, log)
     try:
         start_s = wait_ready(url, serve)
-        overhead_ms = calibrate(url, work, work / "repo", args.model)
+        overhead_ms = calibrate(url, work, work / "repo", args.model, serve.pid)
         replay_live(work, url, args)
     finally:
         serve.terminate()
@@ -211,7 +210,7 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
     sim_cfg.write_text(
         cfg.read_text() + f"\n[simulate]\nvm_boot_s = {args.boot_delay_s + 3.0}\n"
         f"fn_keep_alive_s = 300.0\nfn_concurrency = 8\ncold_start_contention = true\n"
-        f"gateway_overhead_ms = {overhead_ms:.3f}\n"
+        f"gateway_overhead_ms = {overhead_ms:.3f}\n" + host_work(work, args)
     )
     sim_json = work / "sim.json"
     run(
@@ -243,7 +242,20 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
     )
 
 
-def calibrate(url: str, work: Path, repo: Path, model: str) -> float:
+def host_work(work: Path, args) -> str:
+    """The [simulate] keys of the host's other work the starts share the cores with, measured
+    in this run (host_cpu.json) or in ``--host-cpu-from``'s (a run before it measured none)."""
+    path = Path(args.host_cpu_from or work / "host_cpu.json")
+    if args.no_host_work or not path.exists():
+        return ""
+    cpu = json.loads(path.read_text())
+    per_request = cpu["gateway_session_cpu_ms_per_request"] + cpu["loadgen_cpu_ms_per_request"]
+    return f"host_cpu_ms_per_request = {per_request:.4f}\n" + (
+        f"vm_replica_cores = {cpu['vm_replica_cores']:.4f}\n"
+    )
+
+
+def calibrate(url: str, work: Path, repo: Path, model: str, sid: int) -> float:
     """The gateway's own time per request on this machine as it is now: a light steady load
     (one replica, no queueing) end to end, minus the VM service time the profile measured."""
     probe = work / "probe.csv"
@@ -251,24 +263,12 @@ def calibrate(url: str, work: Path, repo: Path, model: str) -> float:
 
     write_csv(read_trace("synth:steady:duration_s=15,rps=4", seed=9).with_model(model), probe)
     out = work / "probe.json"
-    run(
-        TIDEGATE
-        + [
-            "loadgen",
-            "--trace",
-            str(probe),
-            "--url",
-            url,
-            "--model",
-            model,
-            "--json",
-            str(out),
-            "--no-progress",
-        ],
-        180,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    cmd = TIDEGATE + ["loadgen", "--trace", str(probe), "--url", url, "--model", model]
+    # and what the gateway's processes and the load generator spend per request (host_cpu.py)
+    cpu = probe_cpu(cmd + ["--json", str(out), "--no-progress"], ROOT, sid, 4.0, 180)
+    cpu["vm_replica_cores"] = replica_cores(repo, model, 1)
+    (work / "host_cpu.json").write_text(json.dumps(cpu, indent=1))
+    print(f"host CPU: {cpu}", file=sys.stderr)
     live_p50 = json.loads(out.read_text())["p50_ms"]
     from ops.sim.profile_adapter import from_repo
 

@@ -4,12 +4,18 @@ refused past the gateway's waiting bound, and its answer's latency and bill reco
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 
 PATH_BURST, PATH_REJECT = 1, 2
+# how often (simulated s) the host's other work is read again while spills come (its rate: over
+# the last RATE_WINDOW_S of arrivals)
+HOST_EVERY_S, RATE_WINDOW_S = 0.1, 1.0
 
 
 def burst(sim, i: int, t: float, ten: int) -> bool:  # False: refused (503), as live
     fn = sim.fn
+    if fn.host_work and t - fn.host_seen_s >= HOST_EVERY_S:
+        host_work(sim, i, t)
     budget_ms = sim.requests[ten].slo_ms - sim.vm.overhead_ms
     served = fn.serve(t, budget_ms, i)
     if served is None:
@@ -29,6 +35,20 @@ def burst(sim, i: int, t: float, ten: int) -> bool:  # False: refused (503), as 
     if not cold:  # as the gateway's collector: routing adds a cold start where one is due
         sim._tick_burst.append(latency_ms)
     return True
+
+
+def host_work(sim, i: int, t: float) -> None:
+    """The cores the host's other work keeps busy at ``t``: the gateway's (and the bench's
+    load generator's) CPU per request at the arrival rate, and the VM replicas serving a batch
+    (the embedded deployment's local VMs share the host). The cold starts share the rest."""
+    p = sim.p
+    rate = (i - bisect_left(sim.arr, t - RATE_WINDOW_S, 0, i)) / RATE_WINDOW_S
+    busy = p.host_cpu_ms_per_request * rate / 1000.0
+    if p.vm_replica_cores > 0:
+        busy += p.vm_replica_cores * sim.vm.serving(t)
+    sim.fn.share_host(t, busy)
+    if sim.fn.late:
+        late(sim)
 
 
 def late(sim) -> None:

@@ -21,11 +21,14 @@ from bisect import insort
 # a start under way: [work left at ``SharedStarts.t`` (ms, alone), end (s), its dependents]
 # a dependent: [request index (-1: none), end (s), its wait's entry (s) or None, billed per ms]
 REMAINING, END, DEPS = 0, 1, 2
+# the least share of a core the starts keep when the host's other work takes the rest (the
+# scheduler still gives a runnable process time slices, so they always progress)
+MIN_CORES = 0.1
 
 
 class SharedStarts:
     def __init__(self, cores: float):
-        self.cores = max(float(cores), 1.0)
+        self.cores = max(float(cores), MIN_CORES)
         self.t = 0.0  # when ``starts``' work left was last brought up to date
         self.starts: list[list] = []  # ascending work left (so ascending ends)
 
@@ -64,12 +67,27 @@ class SharedStarts:
         before = [(s, s[END]) for s in self.starts]
         start: list = [max(work_ms, 0.0), now_s, []]
         insort(self.starts, start, key=lambda s: s[REMAINING])
+        self._schedule(now_s)
+        return start, [(s, old) for s, old in before if s[END] != old]
+
+    def set_cores(self, now_s: float, cores: float) -> list[tuple[list, float]]:
+        """From ``now_s`` the starts have ``cores`` (the host's cores less its other work, at
+        least ``MIN_CORES``): [(start under way moved, its end before)]."""
+        self.advance(now_s)
+        cores = max(cores, MIN_CORES)
+        if cores == self.cores:
+            return []
+        self.cores = cores
+        before = [(s, s[END]) for s in self.starts]
+        self._schedule(now_s)
+        return [(s, old) for s, old in before if s[END] != old]
+
+    def _schedule(self, now_s: float) -> None:
         t, done, n = now_s, 0.0, len(self.starts)
         for j, s in enumerate(self.starts):  # they end in order, each leaving more cores
             t += (s[REMAINING] - done) / 1000.0 / self._rate(n - j)
             done = s[REMAINING]
             s[END] = t
-        return start, [(s, old) for s, old in before if s[END] != old]
 
     def of_instance(self, up_s: float) -> list | None:
         """The start under way an instance up at ``up_s`` waits for (ties end together)."""

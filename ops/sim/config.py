@@ -35,6 +35,8 @@ SIM_KEYS = {
     "gateway_overhead_ms",
     "cold_start_contention",
     "fn_host_cores",
+    "host_cpu_ms_per_request",
+    "vm_replica_cores",
     "fn_wait_for_instances",
 }
 PROFILE_OVERRIDES = (
@@ -45,6 +47,8 @@ PROFILE_OVERRIDES = (
     "gateway_overhead_ms",
     "cold_start_contention",
     "fn_host_cores",
+    "host_cpu_ms_per_request",
+    "vm_replica_cores",
     "fn_wait_for_instances",
     "slo_ms",
 )

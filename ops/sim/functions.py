@@ -51,6 +51,12 @@ class FunctionPool:
         self.shared = (
             SharedStarts(profile.fn_host_cores or 1) if profile.cold_start_contention else None
         )
+        # what else keeps the host busy (``share_host``): cores less that are the starts' share
+        self.host_cores = float(profile.fn_host_cores or 1)
+        self.host_work = self.shared is not None and (
+            profile.host_cpu_ms_per_request > 0 or profile.vm_replica_cores > 0
+        )
+        self.host_seen_s = -math.inf
         # (request index, latency ms, billed ms) its start was pushed back by, for the engine
         self.late: list[tuple[int, float, float]] = []
         # groups serving: (when free, when up); a group started cold is up after its cold start
@@ -119,6 +125,14 @@ class FunctionPool:
         """What keeping instances warm billed: pool starts and pings (their GB-s and fees)."""
         gb_s = self.warm_billed_ms / 1000.0 * self.p.burst_memory_mb / 1024.0
         return gb_s * prices.fn_usd_per_gb_s + self.warm_invocations * prices.fn_usd_per_request
+
+    def share_host(self, now_s: float, other_cores: float) -> None:
+        """From ``now_s`` the host's other work keeps ``other_cores`` busy: the starts under
+        way share the rest (what depends on them moves, ``late``)."""
+        self.host_seen_s = now_s
+        moved = self.shared.set_cores(now_s, self.host_cores - other_cores)
+        if moved:
+            pushed_back(self, moved)
 
     def _contention(self, now_s: float) -> float:
         """How many times longer the gateway predicts a cold start starting now takes: k + 1

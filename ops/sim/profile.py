@@ -84,6 +84,13 @@ class SimProfile:
     # ``cores``, os.cpu_count() where it ran); 0, not recorded (the production target), counts
     # as 1 core, the assumption of the gateway's own prediction (k under way: k + 1 times as long)
     fn_host_cores: int = 0
+    # what else keeps those cores busy, so the starts share only the rest (``cold_share.py``,
+    # floored at ``MIN_CORES``): CPU ms per request arriving (the gateway, and on the bench its
+    # load generator: ``sim_vs_real.py`` measures them) and the cores a VM replica keeps busy
+    # while it serves a batch (its torch threads x the share of the batch that computes). 0:
+    # not measured, nothing deducted
+    host_cpu_ms_per_request: float = 0.0
+    vm_replica_cores: float = 0.0
     # a spill with no idle instance waits for a started one when that is no slower and meets the
     # SLO (policies/routing/instance_wait.py, as the gateway's burst service does); off: every
     # such spill starts an instance cold

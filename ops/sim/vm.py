@@ -127,6 +127,12 @@ class VmPool:
             r.next_s = self._next_event(r)
             self.next_event_s = min(self.next_event_s, r.next_s)
 
+    def serving(self, now_s: float) -> int:
+        """Replicas serving a batch at ``now_s`` (formed so far: batches form lazily)."""
+        return sum(r.free_s > now_s for r in self.ready) + sum(
+            r.free_s > now_s for r in self.draining
+        )
+
     # -- requests ------------------------------------------------------------------------
     def enqueue(self, r: Replica, idx: int) -> None:
         q = r.queue

@@ -1,0 +1,88 @@
+"""What else keeps the host busy while the embedded function runtime starts instances, measured
+for the simulator (``[simulate] host_cpu_ms_per_request`` and ``vm_replica_cores``,
+``ops/sim/cold_share.py``).
+
+- CPU per request: during ``sim_vs_real.py``'s calibration probe (a steady light load, one VM
+  replica, no spill), the CPU the gateway's process session (the gateway, its local model
+  servers, the function runtime) and the load generator spent, from /proc, less what the
+  session spends idle (measured just before, over ``IDLE_S``), per request sent. The load
+  generator's own start-up is left out: its CPU is read from ``SKIP_S`` into the probe on.
+- A serving replica's cores: its torch threads (the gateway's default, cores / replicas, at
+  least 1) x the share of a batch that computes: the profile's CPU time of the model's nodes
+  (``node_ms``, thread time) over its VM service time at batch 1 (wall). The ``delay`` model
+  sleeps: ~0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+IDLE_S, SKIP_S, POLL_S = 5.0, 3.0, 0.2
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: str) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def session_cpu_s(sid: int) -> float:
+    """User + system CPU seconds of the processes in session ``sid`` (those alive now)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            fields = _stat(pid)
+            if fields is not None and int(fields[3]) == sid:
+                total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def probe_cpu(cmd: list[str], cwd: Path, sid: int, rps: float, timeout_s: float) -> dict:
+    """Run the probe ``cmd`` (a load generator sending ``rps`` requests/s) and measure the CPU
+    per request of session ``sid`` and of the load generator."""
+    idle0 = session_cpu_s(sid)
+    time.sleep(IDLE_S)
+    idle_cores = (session_cpu_s(sid) - idle0) / IDLE_S
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    first = last = None  # (monotonic s, load generator CPU s, session CPU s)
+    while proc.poll() is None and time.monotonic() - t0 < timeout_s:
+        time.sleep(POLL_S)
+        fields = _stat(str(proc.pid))
+        if fields is None or proc.poll() is not None:
+            break
+        now = (time.monotonic(), (int(fields[11]) + int(fields[12])) / TICK, session_cpu_s(sid))
+        if first is None and now[0] - t0 >= SKIP_S:
+            first = now
+        elif first is not None:
+            last = now
+    proc.wait(timeout_s)
+    if first is None or last is None or last[0] - first[0] < 1.0:
+        raise RuntimeError("the calibration probe ended too soon to measure its CPU")
+    span = last[0] - first[0]
+    sent = rps * span
+    gateway_ms = max(last[2] - first[2] - idle_cores * span, 0.0) * 1000.0 / sent
+    loadgen_ms = (last[1] - first[1]) * 1000.0 / sent
+    return {
+        "gateway_session_cpu_ms_per_request": gateway_ms,
+        "loadgen_cpu_ms_per_request": loadgen_ms,
+        "idle_session_cores": idle_cores,
+        "span_s": span,
+        "returncode": proc.returncode,
+    }
+
+
+def replica_cores(repo: Path, model: str, max_replicas: int) -> float:
+    """Cores a local VM replica keeps busy while it serves a batch (see the module docstring)."""
+    prof = json.loads((repo / model / "profile.json").read_text())["models"][model]
+    cpu_ms = sum(prof.get("node_ms", {}).values())
+    wall = sorted(prof["vm_service_ms"]["1"])
+    threads = max(1, (os.cpu_count() or 1) // max(1, max_replicas))
+    return min(float(threads), cpu_ms / wall[len(wall) // 2]) if wall else 0.0
