@@ -166,7 +166,7 @@ class Predictive(ScalerBase):
         want = self.clamp(base_rate / capacity)
         current = self._current if self._current is not None else current_replicas(state)
         reason = "forecast base"
-        if want > current == 0 and not self._first_vm_pays(state, base_rate):
+        if want == 1 and not self._first_vm_pays(state, base_rate):
             want, reason = 0, "the base load costs less spilled than a VM"
         if self._episodes is not None:
             full_per_replica = capacity / self.target_utilization
