@@ -24,6 +24,7 @@ from vmpool.codec import decode_request, encode_answer, validate_inputs
 from vmpool.graph_opt import optimize
 from vmpool.metrics import ModelServerMetrics
 from vmpool.stats import ModelStats, StatsRegistry
+from vmpool.validation import check_ranges
 from vmpool.wire import DATATYPES, model_metadata, repository_entry
 
 log = logging.getLogger("tidegate.model_server")
@@ -54,6 +55,7 @@ class LoadedModel:
     batcher: Batcher
     stats: ModelStats
     metadata: bytes  # pre-rendered JSON
+    ranges: dict = dataclasses.field(default_factory=dict)  # program_specs.input_ranges
 
 
 class ModelServer:
@@ -108,7 +110,8 @@ class ModelServer:
             if self.max_queue_delay_ms is not None:
                 cfg = dataclasses.replace(cfg, max_queue_delay_ms=self.max_queue_delay_ms)
             try:
-                module = artifact.load_module()
+                program = artifact.load_program()
+                module = program.module()
             except Exception as exc:
                 raise ArtifactError(
                     f"model {name}: cannot load {artifact.program_path}: {exc}"
@@ -122,6 +125,9 @@ class ModelServer:
             # the same. Measured on the mlp: 680 -> 453 us of CPU per forward.
             module.validate_inputs = False
             model = self._serve(module, cfg, lambda: _warm_up(module, cfg, torch))
+            from vmpool.program_specs import input_ranges  # (torch: imported to load)
+
+            model.ranges = input_ranges(program, [t.name for t in cfg.inputs])
             old = self.models.get(cfg.name)
             self.models[cfg.name] = model
             self.unavailable.pop(cfg.name, None)
@@ -207,6 +213,8 @@ class ModelServer:
         """Decode, validate, run (batched) and encode one request."""
         req = decode_request(body, header_length)
         validate_inputs(req, model.config)
+        if model.ranges:
+            check_ranges(req, model.ranges, model.config.name)
         try:
             outputs, batch = await model.batcher.infer_reported(req.inputs)
         except BatcherClosed as exc:

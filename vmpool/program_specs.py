@@ -70,3 +70,24 @@ def user_tensors(program) -> tuple[list, list]:
     # the output node lists mutated buffers first, then user outputs
     outputs = [getattr(arg, "meta", {}).get("val") for arg in output_node.args[0][-n_outputs:]]
     return inputs, outputs
+
+
+def input_ranges(program, names: Sequence[str]) -> dict[str, tuple[tuple[int, int, int], ...]]:
+    """Per user input (by config name), the (dim, min, max) of each dynamic dimension past the
+    batch that the program bounds (a ``torch.export.Dim(min=, max=)``; no max: a huge one).
+    A request outside them failed inside the graph ("Guard failed: x.size()[1] >= 4", a 500
+    from the model); ``check_ranges`` makes it a 400 before it is batched."""
+    inputs, _ = user_tensors(program)
+    constraints = program.range_constraints
+    ranges: dict[str, tuple[tuple[int, int, int], ...]] = {}
+    for name, value in zip(names, inputs, strict=False):
+        dims = []
+        for d, size in enumerate(getattr(value, "shape", ())[1:], start=1):
+            bound = constraints.get(getattr(getattr(size, "node", None), "expr", None))
+            if bound is None:
+                continue  # a static size (the config's shape) or a derived one
+            lo, hi = int(bound.lower), bound.upper
+            dims.append((d, lo, int(hi) if hi.is_finite else 1 << 62))
+        if dims:
+            ranges[name] = tuple(dims)
+    return ranges

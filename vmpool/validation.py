@@ -57,3 +57,19 @@ def validate_inputs(req: InferRequest, cfg: ModelConfig) -> None:
                     f"model {cfg.name} has no output {r.name!r}; "
                     f"outputs are {', '.join(t.name for t in cfg.outputs)}"
                 )
+
+
+def check_ranges(req: InferRequest, ranges: dict, model: str) -> None:
+    """CodecError(400) for an input size outside the range its program was exported for
+    (``program_specs.input_ranges``)."""
+    for name, dims in ranges.items():
+        array = req.inputs.get(name)
+        if array is None:
+            continue
+        for d, lo, hi in dims:
+            if not lo <= array.shape[d] <= hi:
+                limit = f"at least {lo}" if array.shape[d] < lo else f"at most {hi}"
+                raise CodecError(
+                    f"input {name!r}: dimension {d} is {array.shape[d]}, model {model} "
+                    f"takes {limit} there"
+                )
