@@ -264,6 +264,8 @@ class Dispatcher:
             failed_after_ms = (time.perf_counter() - start) * 1e3
             if isinstance(exc.__cause__, getattr(sys.modules.get("burst.graph"), "GraphError", ())):
                 self._no_burst.add(cfg.name)  # its graph: no plan at any size, until a burst runs
+                if ctx.forced_route:  # no retry can help the request as sent: a client error
+                    raise BadRequest(f"{exc}; send it without X-Tidegate-Route: burst") from None
             retry_s = getattr(exc, "retry_after_s", None)
             raise Unavailable(
                 str(exc), headers={"Retry-After": str(max(1, round(retry_s)))} if retry_s else None

@@ -1,7 +1,7 @@
 """Users' models end to end (``byo_models``): exported as the README says, served by a gateway
 with a local VM replica and the local function runtime, asked on the VM path and the burst path
 (``X-Tidegate-Route``, ``X-Tidegate-Workers``) in JSON, binary and with ``tritonclient``. The
-burst answer is the VM answer; a model the burst path cannot split says why, in a 503's error."""
+burst answer is the VM answer; a model the burst path cannot split says why, in a 400's error."""
 
 from __future__ import annotations
 
@@ -146,4 +146,4 @@ def test_users_models_answer_alike_on_both_paths_or_say_why_not(tmp_path):
             headers={"X-Tidegate-Route": "burst"},
             timeout=300,
         )
-        assert r.status_code == 503 and "dynamic dimension 1" in r.json()["error"]
+        assert r.status_code == 400 and "dynamic dimension 1" in r.json()["error"]

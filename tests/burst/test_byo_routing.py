@@ -16,7 +16,7 @@ import pytest
 from burst.graph import GraphError
 from burst.service import BurstUnavailable
 from gateway.dispatch import CallContext, Dispatcher
-from gateway.errors import Unavailable
+from gateway.errors import BadRequest
 from gateway.metrics import GatewayMetrics
 from gateway.tenants import TenantRegistry
 from policies.costs import PriceTable
@@ -112,7 +112,8 @@ def test_spilled_requests_of_a_model_the_burst_path_cannot_run_are_served_on_vms
     assert pool.calls == 45
     assert burst.calls == tried  # once known, straight to the VMs
     calls = burst.calls
-    with pytest.raises(Unavailable, match="dynamic dimension 1"):
+    # forced there, no retry can help: a 400 that says why (it was a 503 to retry)
+    with pytest.raises(BadRequest, match="dynamic dimension 1"):
         asyncio.run(
             d.infer(CallContext(tenant=tenant, model="text", forced_route="burst"), _request())
         )
