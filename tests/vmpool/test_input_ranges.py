@@ -41,9 +41,7 @@ def server(tmp_path_factory):
 
 def _infer(server, length: int) -> httpx.Response:
     body = {
-        "inputs": [
-            {"name": "ids", "datatype": "INT64", "shape": [1, length], "data": [1] * length}
-        ]
+        "inputs": [{"name": "ids", "datatype": "INT64", "shape": [1, length], "data": [1] * length}]
     }
     return httpx.post(f"{server.url}/v2/models/text/infer", json=body, timeout=120)
 
