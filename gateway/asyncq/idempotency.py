@@ -44,6 +44,12 @@ async def first_request_id(
         raise KeyReused(f"Idempotency-Key was used for a request to model {job.model!r}")
     if job.body_sha256 is not None and job.body_sha256 != body_digest(retry_body):
         raise KeyReused("Idempotency-Key was used for another request body")
+    # the same bytes cut elsewhere into JSON and binary parts are another request (no header
+    # is a body that is all JSON: the same as its whole length)
+    whole = len(retry_body)
+    sent = protocol.header_length(headers)
+    if (job.header_length or whole) != (whole if sent is None else sent):
+        raise KeyReused("Idempotency-Key was used with another Inference-Header-Content-Length")
     try:  # (a served job's request is gone: empty, or its object deleted)
         stored = await payloads.unpack(job.id, Part.REQUEST, job.body) if job.body else None
     except TidegateError:

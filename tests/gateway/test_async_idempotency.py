@@ -33,8 +33,8 @@ def _body(value: float, body_id: str) -> bytes:
     return orjson.dumps({"id": body_id, "inputs": [x]})
 
 
-def _post(url: str, body: bytes, key: str) -> httpx.Response:
-    headers = {"x-api-key": KEY_A, **ASYNC, "Idempotency-Key": key}
+def _post(url: str, body: bytes, key: str, extra: dict | None = None) -> httpx.Response:
+    headers = {"x-api-key": KEY_A, **ASYNC, "Idempotency-Key": key, **(extra or {})}
     headers["content-type"] = "application/json"
     return httpx.post(url + "/v2/models/mlp/infer", content=body, headers=headers)
 
@@ -79,6 +79,44 @@ def test_a_key_sent_again_with_another_body_after_its_job_was_served_is_a_422(
         after = httpx.get(url + first.headers["location"], headers={"x-api-key": KEY_A})
         assert after.status_code == 200 and after.content == served.content
         assert orjson.loads(after.content)["id"] == "item-a"
+
+
+def test_the_same_bytes_cut_at_another_json_header_length_are_another_request(
+    model_server, small_repo, tmp_path
+):
+    """A binary body's bytes are its JSON header and its tensors: sent again with another
+    Inference-Header-Content-Length they are another request, not a retry (a 202 before).
+    A JSON body with or without the header (its whole length) is the same request."""
+    settings = _settings(tmp_path, small_repo, [model_server])
+    json_body = _body(0.0, "item-j")
+    x = np.full((1, 784), 0.25, np.float32).tobytes()
+    head = orjson.dumps(
+        {
+            "id": "item-b",
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, 784],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(x)},
+                }
+            ],
+        }
+    )
+    binary = head + x
+    with serve_app(create_app(settings)) as url:
+        first = _post(url, binary, "k-bin", {"Inference-Header-Content-Length": str(len(head))})
+        assert first.status_code == 202, first.text
+        other = _post(url, binary, "k-bin", {"Inference-Header-Content-Length": str(len(head) + 8)})
+        assert other.status_code == 422 and "Header-Content-Length" in other.json()["error"]
+        again = _post(url, binary, "k-bin", {"Inference-Header-Content-Length": str(len(head))})
+        assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+        plain = _post(url, json_body, "k-json")
+        assert plain.status_code == 202, plain.text
+        same = _post(
+            url, json_body, "k-json", {"Inference-Header-Content-Length": str(len(json_body))}
+        )
+        assert same.status_code == 202 and same.json()["id"] == plain.json()["id"]
 
 
 def test_a_key_racing_its_first_request_with_another_body_is_a_422(
