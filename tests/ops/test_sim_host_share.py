@@ -19,17 +19,7 @@ from ops.sim.functions import FunctionPool
 from ops.sim.vm import VmPool
 from ops.traces import Trace
 
-COLD_MS = 1000.0
-LOCAL = replace(
-    SimProfile.reference(),
-    cold_start_ms=COLD_MS,
-    cold_start_quantiles_ms=(),
-    burst_p50_ms=20.0,
-    burst_sigma=0.0,
-    fn_concurrency=8,
-    cold_start_contention=True,
-    fn_host_cores=2,
-)
+from tests.ops.test_sim_cold_share import COLD_MS, LOCAL  # the 2-core local runtime profile
 
 
 def _onset() -> Trace:
