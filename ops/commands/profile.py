@@ -1,4 +1,3 @@
-# size: every measuring step and the one-line errors of each (the burst graph refused, Ctrl-C)
 """``tidegate profile``: measure a model's performance profile on this machine.
 
 Measures, with progress: every node's single-thread compute time (and a per-op-family fit for
@@ -10,14 +9,13 @@ round trips) and the gateway's own master invocation; and the model's cold start
 sees it (fresh instances: process start, torch import, weight load, to the first answer).
 Writes ``REPO/NAME/profile.json``, which ``tidegate plan``, the gateway and the simulator read.
 S3 transfer figures are kept from the reference profile unless measured elsewhere.
+The measuring steps are in ``ops/commands/profile_measure.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import statistics
 import sys
 import tempfile
 from dataclasses import replace
@@ -100,41 +98,21 @@ def run(args) -> int:
 def _run(args) -> int:
     from ops import profiler
     from ops.cli import CliError
+    from ops.commands.profile_measure import measure
     from vmpool.artifact import ArtifactError, load_artifact
 
     try:
         artifact = load_artifact(args.repo, args.name)
     except ArtifactError as exc:
         raise CliError(str(exc)) from None
-    try:
-        workers = sorted({int(w) for w in args.workers.split(",") if w.strip()})
-    except ValueError:
-        raise CliError(
-            f"--workers must be a comma-separated list of integers, got {args.workers!r}"
-        ) from None
-    if not workers or min(workers) < 1 or args.reps < 2:
-        raise CliError("--workers must be positive and --reps at least 2")
-    if args.cold_reps < 0 or args.cold_workers < 1 or not 128 <= args.memory_mb <= 10240:
-        raise CliError("--cold-reps must be >= 0, --cold-workers >= 1, --memory-mb 128-10240")
-    if args.calibrate and not args.compute_only:
-        raise CliError("--calibrate goes with --compute-only (a full run calibrates anyway)")
+    workers, batches = _checked(args, artifact.config.max_batch_size)
     cold = (args.cold_workers, args.cold_reps)
-    try:
-        batches = [
-            b
-            for b in sorted({int(b) for b in args.vm_batches.split(",") if b.strip()})
-            if 1 <= b <= artifact.config.max_batch_size
-        ] or [1]
-    except ValueError:
-        raise CliError(
-            f"--vm-batches must be a comma-separated list of integers, got {args.vm_batches!r}"
-        ) from None
     out = args.out or Path(args.repo) / args.name / "profile.json"
     if args.compute_only:
         profile = _compute_only(args, artifact, workers, batches, out)
     else:
         profile = asyncio.run(
-            _measure(
+            measure(
                 artifact,
                 args.repo,
                 workers,
@@ -152,11 +130,42 @@ def _run(args) -> int:
     return 0
 
 
+def _checked(args, max_batch_size: int) -> tuple[list[int], list[int]]:
+    """(worker counts, VM batch sizes up to the model's ``max_batch_size``) from the arguments,
+    each checked: a bad value is a one-line error before anything is measured."""
+    from ops.cli import CliError
+
+    try:
+        workers = sorted({int(w) for w in args.workers.split(",") if w.strip()})
+    except ValueError:
+        raise CliError(
+            f"--workers must be a comma-separated list of integers, got {args.workers!r}"
+        ) from None
+    if not workers or min(workers) < 1 or args.reps < 2:
+        raise CliError("--workers must be positive and --reps at least 2")
+    if args.cold_reps < 0 or args.cold_workers < 1 or not 128 <= args.memory_mb <= 10240:
+        raise CliError("--cold-reps must be >= 0, --cold-workers >= 1, --memory-mb 128-10240")
+    if args.calibrate and not args.compute_only:
+        raise CliError("--calibrate goes with --compute-only (a full run calibrates anyway)")
+    try:
+        batches = [
+            b
+            for b in sorted({int(b) for b in args.vm_batches.split(",") if b.strip()})
+            if 1 <= b <= max_batch_size
+        ] or [1]
+    except ValueError:
+        raise CliError(
+            f"--vm-batches must be a comma-separated list of integers, got {args.vm_batches!r}"
+        ) from None
+    return workers, batches
+
+
 def _compute_only(args, artifact, workers: list[int], batches: list[int], out: Path):
     """``--compute-only``: the profile in ``out`` with this model's node times and VM service
     (a cold start measured before stays), and with ``--calibrate`` its calibration."""
     from ops import profiler
     from ops.cli import CliError
+    from ops.commands.profile_measure import measure_compute
     from policies.profile import Profile, ProfileError
 
     try:
@@ -164,7 +173,7 @@ def _compute_only(args, artifact, workers: list[int], batches: list[int], out: P
     except (OSError, ValueError, ProfileError) as exc:
         raise CliError(f"--compute-only adds to an existing profile: {out}: {exc}") from None
     say = profiler.Progress()
-    graph, times, _, x = _measure_compute(artifact, args.reps, batches, say)
+    graph, times, _, x = measure_compute(artifact, args.reps, batches, say)
     old = into.models.get(artifact.name)
     if old is not None:
         times = replace(times, cold_start_ms=old.cold_start_ms, cold_billed_ms=old.cold_billed_ms)
@@ -189,166 +198,3 @@ def _with_sqs_fit(profile, args, say):
         fit = asyncio.run(measure_sqs_fit(cfg, args.reps))
     say(f"transfer sqs: {fit.fixed_ms:.2f} ms + {fit.ms_per_mb:.2f} ms/MB")
     return replace(profile, transfer={**profile.transfer, "sqs": fit})
-
-
-def _measure_compute(artifact, reps: int, batches: list[int], say):
-    """(graph, ModelTimes, fit, example input): node times and the VM's service time."""
-    import torch
-
-    from burst.graph import build_graph
-    from ops import profiler
-    from policies.profile import ComputeFit, ModelTimes, Quantiles
-
-    torch.set_num_threads(1)
-    program = artifact.load_program()
-    graph = build_graph(program, artifact.name)
-    x = profiler.example_inputs(artifact.config)  # every input, by name
-    shape = next(iter(x.values())).shape
-    say(
-        f"{artifact.name}: {len(graph.nodes)} nodes; timing each node on one thread ({reps} passes)"
-    )
-    node_ms = profiler.node_times_ms(graph, program, x, reps)
-    rates, fixed = profiler.fit_compute(graph, node_ms)
-    say(f"compute: {sum(node_ms.values()):.1f} ms per sample on one thread")
-    vm = profiler.vm_service_ms(program, x, batches, max(2, reps // 2), threads=os.cpu_count() or 1)
-    say(
-        "VM service (whole model, all cores): "
-        + ", ".join(f"batch {b} {statistics.median(v):.1f} ms" for b, v in vm.items())
-    )
-    plain = profiler.node_times_ms(graph, program, x, reps, packed=False)
-    convs = [n.name for n in graph.nodes if "conv" in n.op]
-    say(
-        f"convs: {sum(node_ms[n] for n in convs):.1f} ms packed, "
-        f"{sum(plain[n] for n in convs):.1f} ms plain"
-    )
-    times = ModelTimes(
-        tuple(shape),
-        node_ms,
-        {b: Quantiles.from_samples(v) for b, v in vm.items()},
-        plain_node_ms={n: plain[n] for n in convs},
-    )
-    return graph, times, ComputeFit(rates, fixed), x
-
-
-async def _measure(
-    artifact, repo, workers: list[int], reps: int, memory_mb: int, batches: list[int], cold, say
-):
-    from burst.planning import load_profile
-    from ops import profiler
-    from policies.profile import TransferFit
-
-    graph, times, fit, x = _measure_compute(artifact, reps, batches, say)
-    base = load_profile()
-    transfer = dict(base.transfer)
-    with tempfile.TemporaryDirectory(prefix="tidegate-profile-") as tmp:
-        from burst.store.local_dir import LocalDirStore
-
-        store = LocalDirStore(Path(tmp) / "objects")
-        sizes = [16 << 10, 256 << 10, 2 << 20, 8 << 20]
-        for kind, inline in (("inline", True), ("dir", False)):
-            transfer[kind] = TransferFit(*await profiler.transfer_fit(store, inline, sizes, reps))
-            say(
-                f"transfer {kind}: {transfer[kind].fixed_ms:.2f} ms + "
-                f"{transfer[kind].ms_per_mb:.2f} ms/MB"
-            )
-        profile = replace(
-            base,
-            source=profiler.profile_source(artifact.name, memory_mb),
-            cores=os.cpu_count() or 1,
-            transfer=transfer,
-            compute=fit,
-            measured_models=(),  # the bundled models copied in are not measured here
-        ).with_model(artifact.name, times)
-        return await _measure_runtime(
-            profile,
-            graph,
-            artifact,
-            repo,
-            Path(tmp),
-            (workers, cold),
-            reps,
-            memory_mb,
-            x,
-            say,
-        )
-
-
-async def _measure_invokes(svc, profile, workers, reps, memory_mb, say):
-    """The profile with the no-op invocation round trips measured (warm per fan-out, cold)."""
-    from ops import profiler
-    from policies.profile import Quantiles
-
-    fanouts = sorted({max(1, k - 1) for k in workers} | {1})
-    warm, cold = await profiler.invoke_round_trips(
-        svc._invoker, svc.platform["endpoint"], fanouts, reps * 3, memory_mb
-    )
-    say(
-        "invocation round trip (no-op), warm p50: "
-        + ", ".join(f"{n} at once {statistics.median(v):.1f} ms" for n, v in warm.items())
-        + f"; cold {statistics.median(cold):.0f} ms"
-    )
-    profile = replace(
-        profile,
-        invoke_warm_ms={n: Quantiles.from_samples(v) for n, v in warm.items()},
-        invoke_cold_ms=Quantiles.from_samples(cold),
-    )
-    return profile
-
-
-async def _measure_runtime(
-    profile, graph, artifact, repo, tmp: Path, fanouts, reps, memory_mb, x, say
-):
-    from burst.service import BurstService
-
-    workers, (cold_workers, cold_reps) = fanouts
-    svc = BurstService(
-        repo,
-        platform={"kind": "local"},
-        store={"kind": "dir", "root": str(tmp / "objects")},
-        memory_mb=memory_mb,
-        concurrency=max(*workers, cold_workers) + 4,
-        keep_alive_s=600,
-        function_timeout_s=300,
-        log_dir=tmp / "logs",
-        max_workers=max(*workers, cold_workers, 2),
-    )
-    await svc.start()
-    try:
-        profile = await _measure_invokes(svc, profile, workers, reps, memory_mb, say)
-        from ops.profile_calibrate import run_plans
-
-        kinds = ("spatial", "output", "auto")
-        plans = [(1, "none")] + [(k, s) for k in workers if k > 1 for s in kinds]
-        runs = await run_plans(svc, artifact, graph, x, plans, reps, say)
-        if cold_reps:
-            profile = await _measure_cold(svc, profile, artifact, x, cold_workers, cold_reps, say)
-    finally:
-        await svc.close()
-    from ops.profile_calibrate import calibrate
-    from ops.profile_second_pass import second_pass
-
-    fitted = calibrate(profile, graph, svc, runs, say)
-    # the "auto" plans above were the previous profile's: run the new one's too if it differs
-    config = (workers, reps, memory_mb)
-    return await second_pass(profile, fitted, graph, artifact, repo, runs, config, x, say)
-
-
-async def _measure_cold(svc, profile, artifact, x, workers: int, reps: int, say):
-    """The profile with this model's cold start at ``workers`` (keyed by its plan's workers)."""
-    from ops import profiler
-    from policies.profile import Quantiles
-
-    plan = await svc.plan_for(artifact.name, workers, 1)
-    inputs = dict(x)
-    extra, billed = await profiler.model_cold_starts(svc, artifact.name, inputs, workers, reps, say)
-    if not extra:
-        say("cold start: no sample counted; the profile keeps the no-op cold round trip only")
-        return profile
-    times = profile.models[artifact.name]
-    times = replace(
-        times,
-        cold_start_ms={**times.cold_start_ms, plan.workers: Quantiles.from_samples(extra)},
-        cold_billed_ms={**times.cold_billed_ms, plan.workers: Quantiles.from_samples(billed)},
-    )
-    say(f"cold start of {artifact.name} x{plan.workers}: p50 +{statistics.median(extra):.0f} ms")
-    return profile.with_model(artifact.name, times)
