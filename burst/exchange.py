@@ -1,5 +1,6 @@
 """One burst request's data at the service: inputs handed over, outputs and the master's report
-taken back, the request's tensors cleaned up, and the answer the gateway bills from."""
+taken back, the request's tensors cleaned up, and the answer the gateway bills from; or why the
+burst path cannot take it (``BurstUnavailable``: an outage, or a refusal)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ log = logging.getLogger("tidegate.burst")
 
 class BurstUnavailable(Exception):
     """The burst path cannot take this request (platform down or busy, plan impossible, a
-    function failed). ``retry_after_s`` is set when trying again later may succeed."""
+    function failed). ``retry_after_s`` is set when trying again later may succeed;
+    ``refused`` when the burst path refuses the model as asked (its graph, its plan or its
+    artifact: ``plan_unavailable``), which no retry changes, unlike an outage."""
 
-    def __init__(self, message: str, retry_after_s: float | None = None):
+    def __init__(self, message: str, retry_after_s: float | None = None, *, refused: bool = False):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.refused = refused
 
 
 @dataclass
@@ -40,17 +44,25 @@ class BurstAnswer:
     report: MasterReport | None = None  # the master's per-stage timings and bills
 
 
-def plan_unavailable(model: str, exc: BaseException) -> BurstUnavailable | None:
-    """What a request gets when its plan could not be made or stored: the model cannot run on
-    the burst path, or the store failed while the plan's weights were put there (a 503 to try
-    again, not a 500 "internal error"); None for anything else."""
+def refusal_kinds() -> tuple[type[Exception], ...]:
+    """The errors by which the burst path refuses a model as asked: its graph (``GraphError``),
+    its plan (``PlanError``) or its artifact (``ArtifactError``). No retry changes them; a new
+    export, config or profile may."""
     from burst.graph import GraphError
     from burst.plan import PlanError
-    from burst.store.base import StoreError
     from vmpool.artifact import ArtifactError
 
-    if isinstance(exc, (PlanError, GraphError, ArtifactError)):
-        return BurstUnavailable(f"model {model} cannot run on the burst path: {exc}")
+    return (PlanError, GraphError, ArtifactError)
+
+
+def plan_unavailable(model: str, exc: BaseException) -> BurstUnavailable | None:
+    """What a request gets when its plan could not be made or stored: the model cannot run on
+    the burst path (``refused``), or the store failed while the plan's weights were put there
+    (a 503 to try again, not a 500 "internal error"); None for anything else."""
+    from burst.store.base import StoreError
+
+    if isinstance(exc, refusal_kinds()):
+        return BurstUnavailable(f"model {model} cannot run on the burst path: {exc}", refused=True)
     if isinstance(exc, (StoreError, OSError)):
         return BurstUnavailable(
             f"cannot put the burst plan's weights in the store: {exc}", retry_after_s=1.0

@@ -20,7 +20,7 @@ from vmpool.rest import INFER_PATH, FrontedApp, infer_target  # noqa: F401 - INF
 
 from . import protocol
 from .deferred import later, run_after
-from .dispatch import CallContext
+from .call import CallContext
 from .errors import BadRequest, TidegateError
 from .state import GatewayState
 

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from .. import protocol
-from ..dispatch import CallContext
+from ..call import CallContext
 from ..errors import TidegateError, Unauthorized
 from .jobs import Job, JobState
 

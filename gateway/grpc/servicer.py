@@ -23,7 +23,7 @@ from vmpool.wire import EXTENSIONS
 from vmpool.codec import CodecError
 
 from ..access_log import count_refusal
-from ..dispatch import CallContext
+from ..call import CallContext
 from ..errors import BadRequest, GatewayTimeout, TidegateError
 from ..infer_endpoint import count_answer, route_header, workers_header
 from ..protocol import header_safe_id

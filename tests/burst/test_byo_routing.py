@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from burst.graph import GraphError
-from burst.service import BurstUnavailable
-from gateway.dispatch import CallContext, Dispatcher
+from burst.exchange import plan_unavailable
+from gateway.call import CallContext
+from gateway.dispatch import Dispatcher
 from gateway.errors import BadRequest
 from gateway.metrics import GatewayMetrics
 from gateway.tenants import TenantRegistry
@@ -61,7 +62,7 @@ class _Burst:
         try:
             raise GraphError("input 'ids' has a dynamic dimension 1 besides the batch")
         except GraphError as exc:
-            raise BurstUnavailable(f"model {model} cannot run on the burst path: {exc}") from exc
+            raise plan_unavailable(model, exc) from exc  # as the service does
 
 
 class _Spill:

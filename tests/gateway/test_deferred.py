@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from gateway.deferred import later, run_after
-from gateway.dispatch import CallContext
+from gateway.call import CallContext
 
 
 def _ctx(after: list | None) -> CallContext:
