@@ -104,10 +104,20 @@ def install_error_handlers(app: FastAPI) -> None:
             # curl -d sends a form: the body was never read as JSON
             message = f"the body must be JSON sent as Content-Type: application/json, not {kind}"
         else:
-            message = "; ".join(str(e.get("msg")) for e in exc.errors())
+            message = "; ".join(_describe(e) for e in exc.errors())
         return json_response({"error": "invalid request: " + message}, 400)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s", request.url.path)
         return json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
+
+
+def _describe(error) -> str:
+    """One validation error with the field it is about ("autoscaling.knative.max_replicas:
+    Input should be ...": the bare message did not say which field)."""
+    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    message = str(error.get("msg"))
+    if error.get("type") == "union_tag_not_found":  # a table sent without its "policy"
+        message = f"needs its {error['ctx']['discriminator']} (send the whole table)"
+    return f"{where}: {message}" if where else message

@@ -86,8 +86,8 @@ class TraceMapping:
         fmt, seed = table.get("format", "auto"), table.get("seed")
         if fmt != "auto" and fmt not in FORMATS:
             raise TraceError(f"[trace] format {fmt!r}: one of {', '.join(FORMATS)}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise TraceError(f"[trace] seed {seed!r}: an integer")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+            raise TraceError(f"[trace] seed {seed!r}: an integer >= 0")
         return cls(
             # the config's own default wins: --model then picks that model's requests
             default_model=table.get("default_model") or model or DEFAULT_MODEL,

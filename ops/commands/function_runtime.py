@@ -11,6 +11,7 @@ from ops.cli import CliError, finite_float
 
 HELP = "Run the local function runtime (AWS Lambda Invoke API on loopback) until interrupted."
 
+MIN_BUDGET_MB = 64  # the runtime's own floor (burst/faas/admission.py)
 _OPTION_TYPES = {"memory_mb": int, "timeout_s": finite_float, "reserved_concurrency": int}
 
 
@@ -41,26 +42,30 @@ def parse_function(text: str) -> FunctionSpec:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=9000, help="port (0 picks a free one)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=9000, help="port (default 9000; 0 picks a free one)"
+    )
     parser.add_argument(
         "--concurrency",
         type=int,
         default=16,
-        help="cap on concurrent invocations across functions (throttles above)",
+        help="cap on concurrent invocations across functions (throttles above; default 16)",
     )
     parser.add_argument(
         "--keep-alive-s",
         type=finite_float,
         default=300.0,
-        help="seconds an idle instance stays warm",
+        help="seconds an idle instance stays warm (default 300)",
     )
     parser.add_argument(
         "--memory-budget-mb",
         type=int,
         default=None,
-        help="cap on the memory sizes of live instances together (default: half "
-        "the machine's RAM); idle instances are reclaimed first",
+        help=f"cap on the memory sizes of live instances together, at least {MIN_BUDGET_MB} "
+        "(default: half the machine's RAM); idle instances are reclaimed first",
     )
     parser.add_argument(
         "--function",
@@ -69,6 +74,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="NAME=module:handler[,memory_mb=..,timeout_s=..,reserved_concurrency=..] (repeatable)",
     )
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Each number in range, named by its flag (the runtime's own errors name its fields, and
+    it reads a budget of 0 as "not given")."""
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be in 0..65535, got {args.port}")
+    if args.concurrency < 1:
+        raise CliError(f"--concurrency must be >= 1, got {args.concurrency}")
+    if not args.keep_alive_s > 0:
+        raise CliError(f"--keep-alive-s must be > 0, got {args.keep_alive_s:g}")
+    if args.memory_budget_mb is not None and args.memory_budget_mb < MIN_BUDGET_MB:
+        raise CliError(
+            f"--memory-budget-mb must be >= {MIN_BUDGET_MB}, got {args.memory_budget_mb}"
+        )
 
 
 async def _serve(runtime: LocalFunctionRuntime) -> None:
@@ -92,8 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from vmpool.proc_name import name_process
 
     name_process("tidegate-fnrt")
-    if not 0 <= args.port <= 65535:
-        raise CliError(f"--port must be in 0..65535, got {args.port}")
+    check_numbers(args)
     specs = [parse_function(text) for text in args.function]
     try:
         runtime = LocalFunctionRuntime(

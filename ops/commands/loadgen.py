@@ -55,7 +55,20 @@ def add_arguments(parser) -> None:
         metavar="TENANT=KEY",
         help="API key per trace tenant (repeatable)",
     )
-    parser.add_argument("--slo-ms", type=float, default=300.0, help="SLO for attainment (ms)")
+    _add_measure_arguments(parser)
+
+
+def _add_measure_arguments(parser) -> None:
+    """How the answers are judged and priced, and where the results go."""
+    from ops.cli import seed_int
+
+    parser.add_argument(
+        "--slo-ms",
+        type=float,
+        default=300.0,
+        help="SLO for attainment (ms) of tenants without their own slo_ms in --config "
+        "(default 300)",
+    )
     parser.add_argument(
         "--vm-usd-per-hour",
         type=float,
@@ -65,16 +78,23 @@ def add_arguments(parser) -> None:
         "--fn-memory-mb",
         type=int,
         default=1024,
-        help="function memory size, for GB-s from billed seconds",
+        help="function memory size, for GB-s from billed seconds (default 1024)",
     )
-    parser.add_argument("--timeout-s", type=float, default=60.0, help="per-request timeout")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--timeout-s", type=float, default=60.0, help="per-request timeout (default 60)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=seed_int,
+        help="seed of the trace's random draws: synth: traces, arrivals spread within a "
+        "minute or second, --rate-scale's copies (default: [trace] seed, else 0)",
+    )
     parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
     parser.add_argument(
         "--csv",
         dest="csv_out",
-        help="write one line per request here (sent_s, "
-        "latency_ms, status, path, cost_usd, cold_starts, tenant)",
+        help="write one line per request here: index, tenant, sent_s, latency_ms, status "
+        "(0: no HTTP answer), path, cost_usd, cold_starts",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -237,13 +237,29 @@ def _check_numbers(args) -> None:
         raise CliError(f"--slo-ms must be > 0, got {args.slo_ms:g}")
 
 
+def _profile(args):
+    """The --profile file as a Profile; CliError naming the file (a bare "Expecting value"
+    or "[Errno 2]" does not say which file it is about)."""
+    from ops.cli import CliError
+    from policies.profile import Profile, ProfileError
+
+    try:
+        return Profile.from_json(json.loads(args.profile.read_text()))
+    except FileNotFoundError:
+        raise CliError(f"--profile {args.profile}: No such file") from None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--profile {args.profile} is not JSON: {exc}") from None
+    except (ProfileError, OSError, ValueError, TypeError, KeyError) as exc:
+        raise CliError(f"--profile {args.profile}: {exc}") from None
+
+
 def run(args) -> int:
     from burst.graph import GraphError, build_graph
     from burst.plan import PlanError
     from burst.planning import Objective, load_profile, model_plan, predict_plan
     from burst.service import BurstService
     from ops.cli import CliError
-    from policies.profile import Profile, ProfileError
+    from policies.profile import ProfileError
     from vmpool.artifact import ArtifactError, load_artifact
 
     _check_numbers(args)
@@ -273,11 +289,7 @@ def run(args) -> int:
         percentile=args.percentile,
     )
     try:
-        profile = (
-            Profile.from_json(json.loads(args.profile.read_text()))
-            if args.profile
-            else load_profile(args.repo, args.name)
-        )
+        profile = _profile(args) if args.profile else load_profile(args.repo, args.name)
         graph = build_graph(artifact.load_program(), artifact.name)
         plan = model_plan(graph, artifact.config, request, profile)
         prediction = predict_plan(graph, plan, request, profile)

@@ -21,7 +21,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--since", help="from this time: ISO 8601 (UTC) or epoch seconds")
     parser.add_argument("--until", help="before this time: ISO 8601 (UTC) or epoch seconds")
     parser.add_argument("--by", default="", help="also group by any of model,path,day")
-    parser.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
+    parser.add_argument(
+        "--format",
+        choices=("table", "csv", "json", "html"),
+        default="table",
+        help="table (default) for a terminal, csv (every digit of each dollar amount), json, "
+        "or a self-contained html page with two charts",
+    )
     parser.add_argument("--out", help="write here instead of stdout")
     parser.add_argument("--config", help="the serve config, for tenants' SLOs (slo_ms)")
     parser.add_argument(
@@ -45,10 +51,10 @@ def run(args) -> int:
     from ops.commands.outputs import check_writable, write_text
     from ops.report import RENDERERS, LedgerMissing, open_ledger
 
-    if not args.slo_ms > 0:
-        raise CliError("--slo-ms must be > 0")
-    if args.vm_bill_usd is not None and not args.vm_bill_usd >= 0:
-        raise CliError("--vm-bill-usd must be >= 0")
+    if not 0 < args.slo_ms < float("inf"):
+        raise CliError("--slo-ms must be a finite number > 0")
+    if args.vm_bill_usd is not None and not 0 <= args.vm_bill_usd < float("inf"):
+        raise CliError("--vm-bill-usd must be a finite number >= 0")
     check_writable(args.out, "--out")
     try:
         filt = make_filter(args.tenant, args.since, args.until, args.by)

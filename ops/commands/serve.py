@@ -35,7 +35,13 @@ def add_arguments(p) -> None:
         "0 = a free port; -1 = no gRPC)",
     )
     p.add_argument("--replicas", type=int, help="VM replicas to keep (default 1)")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="what reaches stderr (default warning); the access log goes to stdout whatever "
+        "this says (access_log in the config turns it off)",
+    )
 
 
 def _banner(settings, models: list[str]) -> str:
@@ -48,16 +54,20 @@ def _banner(settings, models: list[str]) -> str:
     count = 1
     for d in shape:
         count *= d
+    # with tenants every request needs a key: the examples show where it goes (never a key)
+    keyed = bool(settings.tenants)
+    curl_key = " -H 'Authorization: Bearer KEY'" if keyed else ""
+    py_key = ",headers={'Authorization':'Bearer KEY'}" if keyed else ""
     return "\n".join(
         [
             f"Tidegate gateway on {url}  (models: {', '.join(models)}; data: {settings.data_dir})",
             f"  VM replicas: {settings.vm.replicas}; burst path: "
             f"{'on (' + settings.burst.platform.kind + ')' if settings.burst.enabled else 'off'}",
-            "  Try:",
-            f"    curl -s {url}/v2/models/{cfg.name}",
+            "  Try" + (" (KEY: one of a tenant's api_keys):" if keyed else ":"),
+            f"    curl -s{curl_key} {url}/v2/models/{cfg.name}",
             f"    python -c \"import json,sys,urllib.request as u; b=json.dumps({{'inputs':[{{'name':"
             f"'{spec.name}','shape':{shape},'datatype':'{spec.datatype}','data':[0.5]*{count}}}]}}).encode(); "
-            f"r=json.load(u.urlopen(u.Request('{url}/v2/models/{cfg.name}/infer',b))); "
+            f"r=json.load(u.urlopen(u.Request('{url}/v2/models/{cfg.name}/infer',b{py_key}))); "
             f"print(r['outputs'][0]['shape'])\"",
             f"  gRPC (tritonclient.grpc): {_grpc_address(settings)}",
             f"  Metrics: {url}/metrics   Stop: Ctrl-C",

@@ -13,7 +13,9 @@ HELP = (
 )
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser, for_tune: bool = False) -> None:
+    """The flags of simulate; ``tune`` takes the same ones but ``--plot`` (it plots nothing),
+    with its own ``--policy`` default (it tunes one preset)."""
     parser.add_argument(
         "--trace",
         required=True,
@@ -25,8 +27,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--trace-format", default="auto", help="force the trace format")
     parser.add_argument(
         "--policy",
-        default="all",
-        help="preset: vm-peak, vm-reactive, burst-only, threshold, knative, "
+        default="slo-aware" if for_tune else "all",
+        help="preset to tune: slo-aware (default), threshold, knative, vm-reactive"
+        if for_tune
+        else "preset: vm-peak, vm-reactive, burst-only, threshold, knative, "
         "slo-aware, optimum; 'config' for the policy in --config; 'all' "
         "(default) for every preset",
     )
@@ -45,6 +49,13 @@ def add_arguments(parser) -> None:
         "else the production target), and take its SLO and batching from its config",
     )
     parser.add_argument("--vm-boot-s", type=float, help="VM boot time (default: the profile's)")
+    _add_run_arguments(parser, for_tune)
+
+
+def _add_run_arguments(parser, for_tune: bool) -> None:
+    """How the run goes and what it writes: config, parameters, rate, seed, outputs."""
+    from ops.cli import seed_int
+
     parser.add_argument(
         "--config",
         help="a `tidegate serve` config: its routing_policy, "
@@ -65,12 +76,13 @@ def add_arguments(parser) -> None:
         help="multiply the trace's request rate (shape kept)",
     )
     parser.add_argument(
-        "--seed", type=int, help="seed of every random draw (default: [trace] seed, else 0)"
+        "--seed", type=seed_int, help="seed of every random draw (default: [trace] seed, else 0)"
     )
     parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
-    parser.add_argument(
-        "--plot", help="write a self-contained HTML plot here (and a PNG beside it)"
-    )
+    if not for_tune:
+        parser.add_argument(
+            "--plot", help="write a self-contained HTML plot here (and a PNG beside it)"
+        )
 
 
 def parse_params(items: list[str]) -> dict:
@@ -93,10 +105,10 @@ def check_arguments(args) -> None:
     from ops.cli import CliError
     from ops.commands.outputs import check_writable
 
-    if args.slo_ms is not None and not args.slo_ms > 0:
-        raise CliError("--slo-ms must be > 0")
-    if getattr(args, "vm_boot_s", None) is not None and not args.vm_boot_s >= 0:
-        raise CliError("--vm-boot-s must be >= 0")
+    if args.slo_ms is not None and not 0 < args.slo_ms < float("inf"):
+        raise CliError("--slo-ms must be a finite number > 0")
+    if getattr(args, "vm_boot_s", None) is not None and not 0 <= args.vm_boot_s < float("inf"):
+        raise CliError("--vm-boot-s must be a finite number >= 0")
     if not 0 < args.rate_scale < float("inf"):
         raise CliError("--rate-scale must be a finite number > 0")
     check_writable(args.json_out, "--json")

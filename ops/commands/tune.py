@@ -15,8 +15,7 @@ HELP = (
 def add_arguments(parser) -> None:
     from ops.commands.simulate import add_arguments as sim_arguments
 
-    sim_arguments(parser)
-    parser.set_defaults(policy="slo-aware")
+    sim_arguments(parser, for_tune=True)
     parser.add_argument(
         "--slo-attainment",
         type=float,

@@ -1,0 +1,121 @@
+"""A new operator runs every flag `--help` lists, once with a sensible value and once with a
+bad one (session 18 walkthrough). What they saw before each fix: a numpy traceback for a
+negative ``--seed`` (simulate, tune, loadgen) or ``[trace] seed``, an OverflowError for
+``--slo-ms inf``, a table with ``nan`` VM hours for ``--vm-boot-s inf``, ``tune --plot`` taken
+and ignored, ``function-runtime --memory-budget-mb 0`` taken as "not given", a bare
+"Expecting value: line 1 column 1" from ``plan --profile``, and flags whose ``--help`` said
+nothing or something else than what they do."""
+
+from __future__ import annotations
+
+import pytest
+
+from ops.cli import main
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("walkthrough-cli")
+    (root / "ok.csv").write_text("timestamp_s,model\n0.0,mlp\n0.5,mlp\n1.5,mlp\n")
+    (root / "negseed.toml").write_text("[trace]\nseed = -4\n")
+    (root / "notjson.json").write_text("timestamp_s,model\n")
+    return root
+
+
+CASES = [
+    ("simulate --trace {d}/ok.csv --policy threshold --seed -1", "--seed: must be an integer >= 0"),
+    ("simulate --trace {d}/ok.csv --config {d}/negseed.toml", "[trace] seed -4: an integer >= 0"),
+    ("simulate --trace {d}/ok.csv --slo-ms inf", "--slo-ms must be a finite number > 0"),
+    ("simulate --trace {d}/ok.csv --vm-boot-s inf", "--vm-boot-s must be a finite number >= 0"),
+    ("tune --trace {d}/ok.csv --seed -3", "--seed: must be an integer >= 0"),
+    ("tune --trace {d}/ok.csv --plot {d}/t.html", "unrecognized arguments: --plot"),
+    ("loadgen --trace {d}/ok.csv --url http://127.0.0.1:9 --seed -1", "--seed: must be an"),
+    ("loadgen --trace {d}/ok.csv --url http://127.0.0.1:9 --config {d}/negseed.toml", "seed -4"),
+    ("function-runtime --port 0 --memory-budget-mb 0", "--memory-budget-mb must be >= 64, got 0"),
+    ("function-runtime --port 0 --concurrency 0", "--concurrency must be >= 1, got 0"),
+    ("function-runtime --port 0 --keep-alive-s -1", "--keep-alive-s must be > 0, got -1"),
+    ("report --data-dir {d} --slo-ms inf", "--slo-ms must be a finite number > 0"),
+    ("report --data-dir {d} --vm-bill-usd inf", "--vm-bill-usd must be a finite number >= 0"),
+]
+
+
+def _run(argv: list[str]) -> int:
+    """Exit status of ``tidegate ARGV`` (argparse's own errors exit, the commands' return)."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+
+
+@pytest.mark.parametrize(("line", "says"), CASES)
+def test_a_bad_value_is_one_line_naming_its_flag(d, capsys, line, says):
+    argv = line.format(d=d).split()
+    rc = _run(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith(f"tidegate {argv[0]}: error:") and says in err, err
+
+
+def test_plan_profile_that_is_not_json_names_the_file(d, tmp_path, capsys):
+    from vmpool.export import export_zoo
+
+    export_zoo("mlp", tmp_path / "repo")
+    for profile, says in (
+        (d / "notjson.json", f"--profile {d / 'notjson.json'} is not JSON: Expecting value"),
+        (d / "missing.json", f"--profile {d / 'missing.json'}: No such file"),
+    ):
+        rc = _run(["plan", "mlp", "--repo", str(tmp_path / "repo"), "--profile", str(profile)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and err.startswith(f"tidegate plan: error: {says}"), err
+        assert len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "says"),
+    [
+        ("serve", "--log-level", "default warning"),
+        ("report", "--format", "table (default)"),
+        ("loadgen", "--seed", "default: [trace] seed, else 0"),
+        ("loadgen", "--csv", "index, tenant, sent_s"),
+        ("tune", "--policy", "slo-aware (default)"),
+        ("function-runtime", "--port", "default 9000"),
+        ("function-runtime", "--concurrency", "default 16"),
+        ("function-runtime", "--keep-alive-s", "default 300"),
+    ],
+)
+def test_help_explains_each_flag(capsys, command, flag, says):
+    assert _run([command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    options = text.split(" options: ", 1)[1]
+    described = options.split(f" {flag} ", 1)[1][:240]  # its own help, not another flag's
+    assert says in described, described
+
+
+def test_tune_help_does_not_offer_a_plot_it_never_writes(capsys):
+    assert _run(["tune", "--help"]) == 0
+    assert "--plot" not in capsys.readouterr().out
+
+
+def test_serve_banner_with_tenants_shows_where_the_key_goes_and_no_key(tmp_path):
+    """With tenants every request needs a key: the printed examples carry the header (before,
+    they answered 401), never a real key."""
+    from gateway.settings import Settings
+    from ops.commands.serve import _banner
+    from vmpool.export import export_zoo
+
+    export_zoo("mlp", tmp_path / "models")
+    open_settings = Settings.load(None, data_dir=tmp_path, grpc_port=-1)
+    assert "Authorization" not in _banner(open_settings, ["mlp"])
+    keyed = Settings.load(
+        None,
+        data_dir=tmp_path,
+        grpc_port=-1,
+        tenants=[{"name": "acme", "api_keys": ["secret-key"]}],
+    )
+    text = _banner(keyed, ["mlp"])
+    curl = next(line for line in text.splitlines() if "curl" in line)
+    python = next(line for line in text.splitlines() if "python -c" in line)
+    assert "-H 'Authorization: Bearer KEY'" in curl
+    assert "headers={'Authorization':'Bearer KEY'}" in python
+    assert "secret-key" not in text
