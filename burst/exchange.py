@@ -1,6 +1,6 @@
-"""One burst request's data at the service: inputs handed over, outputs and the master's report
-taken back, the request's tensors cleaned up, and the answer the gateway bills from; or why the
-burst path cannot take it (``BurstUnavailable``: an outage, or a refusal)."""
+"""One burst request at the service: its inputs handed over, the master invoked, its outputs and
+the master's report taken back, its tensors cleaned up, and the answer the gateway bills from;
+or why the burst path cannot take it (``BurstUnavailable``: an outage, or a refusal)."""
 
 from __future__ import annotations
 
@@ -125,6 +125,35 @@ async def cleanup(store, request_id: str, prefixes: tuple[str, ...] = REQUEST_PR
             await store.delete_prefix(prefix)
         except Exception:  # noqa: BLE001 - cleanup must not hide the request's outcome
             log.warning("could not delete %s from the burst store", prefix, exc_info=True)
+
+
+async def run_request(
+    invoke, base_store, cfg, plan, inputs: dict[str, np.ndarray], request_id: str, t0: float
+) -> BurstAnswer:
+    """One request on the burst path: its inputs handed over, the master invoked (``invoke``:
+    function name, payload -> result), its outputs and report taken back, its tensors cleaned
+    up on any failure (answered: the master deleted ``req/``, ``download_outputs`` ``resp/``)."""
+    from burst.store.counting import CountingStore
+    from burst.store.encrypted import EVENT_FIELD, EncryptedStore, encode_key, new_request_key
+
+    # remote stores: tensors sealed under a key that travels only in the invocation payload
+    tensor_key = new_request_key() if isinstance(base_store, EncryptedStore) else None
+    store = CountingStore(base_store.for_request(tensor_key) if tensor_key else base_store)
+    try:
+        refs = await upload_inputs(cfg, inputs, store, request_id, plan)
+        # names and tensors only: functions resolve their platform and store themselves
+        event = {
+            "plan_id": plan.plan_id,
+            "request_id": request_id,
+            "inputs": refs,
+            **({EVENT_FIELD: encode_key(tensor_key)} if tensor_key else {}),
+        }
+        result = await invoke(plan.master_function, json.dumps(event).encode())
+        outs, report = await download_outputs(cfg, result, store, request_id)
+    except BaseException:
+        await cleanup(store, request_id)
+        raise
+    return make_answer(plan, result, report, outs, store, t0)
 
 
 def make_answer(plan, result, report: MasterReport, outs: dict, store, t0: float) -> BurstAnswer:

@@ -9,7 +9,6 @@ Requests pause while the platform fails (``burst.platform_circuit``)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -19,11 +18,12 @@ import numpy as np
 
 from burst.backend import BurstStats
 from burst.detach import Detached
-from burst.exchange import BurstAnswer, BurstUnavailable, cleanup, make_answer, plan_unavailable
-from burst.exchange import download_outputs, upload_inputs
+from burst.exchange import BurstAnswer, BurstUnavailable, plan_unavailable, refusal_kinds
+from burst.exchange import run_request
 from burst.faas.admission import default_memory_budget_mb
 from burst.instance_gate import Busy, InstanceGate
 from burst.local_functions import function_bodies, memory_tensor_root
+from burst.plan_refusals import PlanRefusals
 from burst.platform_circuit import PlatformCircuit
 from burst.service_plans import ModelReplaced, load_graph, model_files_stamp, plan_and_predict
 from burst.service_plans import prepare_in_thread
@@ -85,6 +85,7 @@ class BurstService:
         self._configs: dict[str, object] = {}
         self._graph_stamps: dict[str, tuple] = {}
         self._plans: dict[tuple, object] = {}
+        self._refused = PlanRefusals()  # plans that could not be made: not made again
         self._locks: dict[tuple, asyncio.Lock] = {}
         self._predicted_ms: dict[str, float] = {}  # per model: its plan's p99 and $ (live_stats)
         self._predicted_usd: dict[str, float] = {}
@@ -228,11 +229,16 @@ class BurstService:
         async with lock:
             if key in self._plans:
                 return self._plans[key]
-            plan, graph = await asyncio.to_thread(self._make_plan, *key)
-            try:  # loading the program and slicing weights: seconds of CPU, off the event loop
+            self._refused.check(key)  # refused before: the same error, not seconds of CPU again
+            try:
+                plan, graph = await asyncio.to_thread(self._make_plan, *key)
+                # loading the program and slicing weights: seconds of CPU, off the event loop
                 await asyncio.to_thread(self._prepare_blocking, model, plan, graph, key[-1])
             except ModelReplaced:  # since its graph was read: a plan from the new file
                 return await self.plan_for(model, workers, batch, split)
+            except refusal_kinds() as exc:
+                self._refused.remember(key, exc)
+                raise
             self._plans[key] = plan
             return plan
 
@@ -323,28 +329,14 @@ class BurstService:
     async def _run(
         self, model: str, plan, inputs: dict[str, np.ndarray], request_id: str, t0: float
     ) -> BurstAnswer:
-        from burst.store.counting import CountingStore
-        from burst.store.encrypted import EVENT_FIELD, EncryptedStore, encode_key, new_request_key
-
         self._check_routable()  # the runtime may have gone while we waited for slots
-        cfg = self._configs[model]
-        # remote stores: tensors sealed under a key that travels only in the invocation payload
-        tensor_key = new_request_key() if isinstance(self._store, EncryptedStore) else None
-        store = CountingStore(self._store.for_request(tensor_key) if tensor_key else self._store)
-        try:
-            refs = await upload_inputs(cfg, inputs, store, request_id, plan)
-            # names and tensors only: functions resolve their platform and store themselves
-            event = {
-                "plan_id": plan.plan_id,
-                "request_id": request_id,
-                "inputs": refs,
-                **({EVENT_FIELD: encode_key(tensor_key)} if tensor_key else {}),
-            }
-            result = await self._circuit.invoke(
-                self._invoker, plan.master_function, json.dumps(event).encode()
-            )
-            outs, report = await download_outputs(cfg, result, store, request_id)
-        except BaseException:  # (answered: the master deleted req/, download_outputs resp/)
-            await cleanup(store, request_id)
-            raise
-        return make_answer(plan, result, report, outs, store, t0)
+        invoker, cfg = self._invoker, self._configs[model]
+        return await run_request(
+            lambda name, payload: self._circuit.invoke(invoker, name, payload),
+            self._store,
+            cfg,
+            plan,
+            inputs,
+            request_id,
+            t0,
+        )
