@@ -27,4 +27,6 @@ class PlanRefusals:
             raise copy.copy(exc)
 
     def remember(self, key: tuple, exc: BaseException) -> None:
-        self._errors[key] = exc
+        # a copy: the same type and message, without the traceback, whose frames hold what the
+        # planning had loaded (the model's program and weights)
+        self._errors[key] = copy.copy(exc)
