@@ -58,8 +58,8 @@ def detect_format(path: Path) -> str:
     cells = first.split(",")
     if len(cells) == 1:
         return "gaps"
-    if len(cells) >= 3 and all(_is_number(c) for c in cells):
-        return "per-second"
+    if len(cells) >= 2 and all(_is_number(c) for c in cells):  # "second,count" too: a
+        return "per-second"  # model is not named by a number (before: 2 columns read as csv)
     if len(cells) in (2, 3) and _is_number(cells[0]):
         return "csv"
     raise TraceError(

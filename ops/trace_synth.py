@@ -144,7 +144,8 @@ def from_spec(spec: str, seed: int = 0) -> np.ndarray:
         try:
             kwargs[key] = int(value) if key == "seed" else float(value)
         except ValueError:
-            raise TraceError(f"synth:{kind}: {key} must be a number, got {value!r}") from None
+            what = "an integer" if key == "seed" else "a number"
+            raise TraceError(f"synth:{kind}: {key} must be {what}, got {value!r}") from None
         _check(kind, key, kwargs[key])
     _check_start(kind, {name: p.default for name, p in params.items()} | kwargs)
     try:
@@ -159,10 +160,12 @@ MAX_DURATION_S = 366 * 86400.0
 def _check(kind: str, key: str, value: float) -> None:
     """Every parameter is a finite count, rate, factor or time: >= 0; a duration or period
     > 0 and at most a year (the generators allocate per second)."""
-    if key == "seed":
-        return
     from ops.traces import TraceError
 
+    if key == "seed":  # numpy's generators take no negative seed (a traceback before)
+        if value < 0:
+            raise TraceError(f"synth:{kind}: seed must be an integer >= 0, got {value:g}")
+        return
     if not np.isfinite(value) or value < 0:
         raise TraceError(f"synth:{kind}: {key} must be a finite number >= 0, got {value:g}")
     if key in ("mean_low_s", "mean_high_s") and value <= 0:

@@ -27,6 +27,8 @@ CASES = [
     ("simulate --trace {d}/ok.csv --config {d}/negseed.toml", "[trace] seed -4: an integer >= 0"),
     ("simulate --trace {d}/ok.csv --slo-ms inf", "--slo-ms must be a finite number > 0"),
     ("simulate --trace {d}/ok.csv --vm-boot-s inf", "--vm-boot-s must be a finite number >= 0"),
+    ("simulate --trace synth:steady:seed=-1", "synth:steady: seed must be an integer >= 0"),
+    ("simulate --trace synth:steady:seed=1.5", "synth:steady: seed must be an integer, got"),
     ("tune --trace {d}/ok.csv --seed -3", "--seed: must be an integer >= 0"),
     ("tune --trace {d}/ok.csv --plot {d}/t.html", "unrecognized arguments: --plot"),
     ("loadgen --trace {d}/ok.csv --url http://127.0.0.1:9 --seed -1", "--seed: must be an"),
@@ -119,3 +121,19 @@ def test_serve_banner_with_tenants_shows_where_the_key_goes_and_no_key(tmp_path)
     assert "-H 'Authorization: Bearer KEY'" in curl
     assert "headers={'Authorization':'Bearer KEY'}" in python
     assert "secret-key" not in text
+
+
+def test_a_two_column_per_second_file_reads_as_counts(tmp_path):
+    """docs/ops.md: per-second is "first column the second, last the count". A file of two
+    columns was read as CSV with models named "5", "7", "3" (simulate: "requests for 3
+    models"); unsorted CSV rows and rows at one instant are each a request."""
+    from ops.traces import read_trace
+
+    counts = tmp_path / "per_second.csv"
+    counts.write_text("0,5\n1,7\n2,3\n")
+    trace = read_trace(counts)
+    assert len(trace) == 15 and len(trace.models) == 1
+    assert trace.duration_s < 3.0  # three seconds of counts, not one request per line
+    rows = tmp_path / "rows.csv"
+    rows.write_text("timestamp_s,model\n2.0,mlp\n0.5,mlp\n0.5,mlp\n")
+    assert read_trace(rows).arrivals_s.tolist() == [0.5, 0.5, 2.0]
