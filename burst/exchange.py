@@ -21,12 +21,22 @@ class BurstUnavailable(Exception):
     """The burst path cannot take this request (platform down or busy, plan impossible, a
     function failed). ``retry_after_s`` is set when trying again later may succeed;
     ``refused`` when the burst path refuses the model as asked (its graph, its plan or its
-    artifact: ``plan_unavailable``), which no retry changes, unlike an outage."""
+    artifact: ``plan_unavailable``), which no retry changes, unlike an outage. ``model_wide``
+    when that holds for every request of the model (its graph or artifact), not only for this
+    request's plan (a worker count or batch that fits no function's memory)."""
 
-    def __init__(self, message: str, retry_after_s: float | None = None, *, refused: bool = False):
+    def __init__(
+        self,
+        message: str,
+        retry_after_s: float | None = None,
+        *,
+        refused: bool = False,
+        model_wide: bool = False,
+    ):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.refused = refused
+        self.model_wide = refused and model_wide
 
 
 @dataclass
@@ -62,7 +72,13 @@ def plan_unavailable(model: str, exc: BaseException) -> BurstUnavailable | None:
     from burst.store.base import StoreError
 
     if isinstance(exc, refusal_kinds()):
-        return BurstUnavailable(f"model {model} cannot run on the burst path: {exc}", refused=True)
+        from burst.plan import PlanError
+
+        return BurstUnavailable(
+            f"model {model} cannot run on the burst path: {exc}",
+            refused=True,
+            model_wide=not isinstance(exc, PlanError),
+        )
     if isinstance(exc, (StoreError, OSError)):
         return BurstUnavailable(
             f"cannot put the burst plan's weights in the store: {exc}", retry_after_s=1.0

@@ -62,7 +62,7 @@ class Dispatcher:
         self._check_inputs = InputCheck()
         # models the burst path refuses (their graph or plan: BurstUnavailable.refused), until
         # a burst of theirs runs (gateway.execute)
-        self.no_burst: set[str] = set()
+        self.no_burst: set[str | tuple[str, int, int]] = set()
 
     def model(self, name: str, version: str | None = None) -> ModelConfig:
         cfg = self.models.get(name)
@@ -109,7 +109,7 @@ class Dispatcher:
                 try:
                     result = await on_burst(self, ctx, cfg, req, decision.workers)
                 except Unavailable:  # found just now that the burst path cannot run it
-                    if not self._vm_instead(ctx, cfg.name, self.live_state()):
+                    if not self._vm_instead(ctx, cfg, decision.workers, batch, self.live_state()):
                         raise
                     result = await on_vm(self, ctx, cfg, req, batch)
         except TidegateError as exc:
@@ -134,14 +134,21 @@ class Dispatcher:
         if self.live is not None:
             self.live.on_arrival(cfg.name)
         decision = self.policy.route(route_req, state := self.live_state())
-        if decision.route == Route.BURST and self._vm_instead(ctx, cfg.name, state):
+        if decision.route == Route.BURST and self._vm_instead(
+            ctx, cfg, decision.workers, batch, state
+        ):
             decision = Decision(Route.VM, decision.reason)
         return decision
 
-    def _vm_instead(self, ctx: CallContext, model: str, state: LiveState) -> bool:
-        """A model whose graph the burst path cannot run goes to VMs, not to 503s, unless the
-        request forces the burst path or no VM can take it."""
-        return model in self.no_burst and not ctx.forced_route and vm_can_take(state)
+    def _vm_instead(
+        self, ctx: CallContext, cfg: ModelConfig, workers: int | None, batch: int, state: LiveState
+    ) -> bool:
+        """A request the burst path refuses (the model's graph, or a plan for these workers and
+        batch) goes to VMs, not to 503s, unless it forces the burst path or no VM can take it."""
+        if ctx.forced_route or not self.no_burst:
+            return False
+        key = (cfg.name, workers or self.default_workers, batch)
+        return (cfg.name in self.no_burst or key in self.no_burst) and vm_can_take(state)
 
     def _count_decision(self, model: str, decision: Decision, path: str, reason: str) -> None:
         metrics = self.metrics

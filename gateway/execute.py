@@ -85,7 +85,7 @@ async def on_burst(
         raise GatewayTimeout(f"burst path did not answer in {d.burst_timeout_s:g} s") from None
     except BurstUnavailable as exc:
         failed_after_ms = (time.perf_counter() - start) * 1e3
-        raise _burst_error(d, ctx, cfg.name, exc) from None
+        raise _burst_error(d, ctx, refusal_key(cfg.name, workers, req), exc) from None
     finally:
         if live is not None:
             live.burst_finished(
@@ -96,6 +96,7 @@ async def on_burst(
                 failed_after_ms=failed_after_ms,
             )
     d.no_burst.discard(cfg.name)
+    d.no_burst.discard(refusal_key(cfg.name, workers, req))
     fn_cost = function_cost_usd(d.prices, answer.invocations)
     st_cost = store_cost_usd(d.prices, answer.store_puts, answer.store_gets, answer.queue_requests)
     return InferResult(
@@ -111,14 +112,22 @@ async def on_burst(
     )
 
 
+def refusal_key(model: str, workers: int, req: InferRequest) -> tuple[str, int, int]:
+    """What a plan the burst path refused was asked for: the model, its workers and batch."""
+    batch = int(next(iter(req.inputs.values())).shape[0]) if req.inputs else 1
+    return (model, workers, batch)
+
+
 def _burst_error(
-    d: Dispatcher, ctx: CallContext, model: str, exc: BurstUnavailable
+    d: Dispatcher, ctx: CallContext, key: tuple[str, int, int], exc: BurstUnavailable
 ) -> TidegateError:
-    """The gateway's error for a burst path that could not take the request: a model it refuses
-    (``exc.refused``: its graph or plan, not an outage) is remembered, so routing sends its
-    requests to the VMs until a burst runs; forced there, no retry can help: a client error."""
+    """The gateway's error for a burst path that could not take the request: a refusal
+    (``exc.refused``: the graph or the plan, not an outage) is remembered, so routing sends the
+    model's requests to the VMs until a burst of it runs: all of them for a graph it cannot
+    run (``model_wide``), those asking for the same workers and batch for a plan that fits no
+    function. Forced there, no retry can help: a client error."""
     if exc.refused:
-        d.no_burst.add(model)
+        d.no_burst.add(key[0] if exc.model_wide else key)
         if ctx.forced_route:
             return BadRequest(f"{exc}; send it without X-Tidegate-Route: burst")
     retry_s = exc.retry_after_s

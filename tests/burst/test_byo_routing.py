@@ -72,7 +72,7 @@ class _Spill:
 
     def route(self, request, state):
         if request.forced_route == "burst" or state.burst_enabled:
-            return Decision(Route.BURST, Reason.VM_OVER_THRESHOLD, 4)
+            return Decision(Route.BURST, Reason.VM_OVER_THRESHOLD, request.workers or 4)
         return Decision(Route.VM, Reason.VM_HAS_CAPACITY)
 
 

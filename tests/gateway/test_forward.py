@@ -175,7 +175,7 @@ def test_a_malformed_forwarded_answer_is_refused(forwarding):
         resp = _post(url, *_binary_body())
     finally:
         replica.truncate = 0
-    assert resp.status_code == 503  # as for any replica that failed (gateway/dispatch.py)
+    assert resp.status_code == 503  # as for any replica that failed (gateway/execute.py)
     assert "malformed" in resp.json()["error"]
     assert resp.headers["retry-after"] == "1"  # (as gRPC's UNAVAILABLE carries retry-after)
 

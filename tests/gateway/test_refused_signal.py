@@ -86,3 +86,26 @@ def test_an_outage_of_the_burst_path_stays_a_503_to_retry_and_the_model_is_spill
         with pytest.raises(Unavailable):
             _infer(d, tenant)
     assert burst.calls == 3 and pool.calls == 0
+
+
+def test_a_plan_refused_for_one_worker_count_leaves_the_model_on_the_burst_path_for_others():
+    """No plan fits at 6 workers: those requests go to the VMs (and a forced one is a 400),
+    but the model's other requests are still spilled to the burst path."""
+    refusal = plan_unavailable("text", PlanError("no plan fits 128 MB at 6 workers"))
+    assert refusal is not None and refusal.refused and not refusal.model_wide
+    d, tenant, pool, burst = _dispatcher(refusal)
+    assert _infer(d, tenant, workers=6).path == "vm"
+    assert _infer(d, tenant, workers=6).path == "vm"
+    assert burst.calls == 1  # remembered for 6 workers
+    with pytest.raises(BadRequest, match="no plan fits"):
+        _infer(d, tenant, workers=6, forced_route="burst")
+    _infer(d, tenant, workers=2)
+    assert burst.calls == 3  # the forced request and 2 workers: still tried on the burst path
+
+
+def test_a_graph_refusal_holds_for_every_worker_count():
+    refusal = plan_unavailable("text", GraphError("unsupported call target 'aten.foo'"))
+    assert refusal is not None and refusal.model_wide
+    d, tenant, pool, burst = _dispatcher(refusal)
+    _infer(d, tenant, workers=6)
+    assert _infer(d, tenant, workers=2).path == "vm" and burst.calls == 1
