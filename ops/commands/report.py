@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 HELP = (
     "Per-tenant cost report from the ledger: requests, SLO attainment, p99 and cost split into "
@@ -33,8 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--slo-ms",
         type=float,
-        default=500.0,
-        help="SLO for tenants without one (default 500, the model default)",
+        help="SLO for tenants without one (default: each model's slo_ms in the repository, "
+        "the --config's repo or DATA_DIR/models, as the gateway's report judges; else 500)",
     )
     parser.add_argument(
         "--vm-bill-usd",
@@ -51,7 +52,7 @@ def run(args) -> int:
     from ops.commands.outputs import check_writable, write_text
     from ops.report import RENDERERS, LedgerMissing, open_ledger
 
-    if not 0 < args.slo_ms < float("inf"):
+    if args.slo_ms is not None and not 0 < args.slo_ms < float("inf"):
         raise CliError("--slo-ms must be a finite number > 0")
     if args.vm_bill_usd is not None and not 0 <= args.vm_bill_usd < float("inf"):
         raise CliError("--vm-bill-usd must be a finite number >= 0")
@@ -59,7 +60,8 @@ def run(args) -> int:
     try:
         filt = make_filter(args.tenant, args.since, args.until, args.by)
         query = open_ledger(args.data_dir, args.ledger)
-        slos = _tenant_slos(args.config)
+        slos, repo = _tenant_slos(args.config)
+        model_slo = _model_slos(repo or Path(args.data_dir) / "models")
         if args.tenant:
             _check_tenant(query, args.tenant, slos)
         rows = fetch_rows(query, filt)
@@ -70,7 +72,7 @@ def run(args) -> int:
         report = build_report(
             rows,
             filt,
-            lambda t, m: slos.get(t) or args.slo_ms,
+            lambda t, m: slos.get(t) or args.slo_ms or model_slo(m),
             vm_bill_usd=args.vm_bill_usd,
             busy_vm_usd_all=busy_all,
         )
@@ -112,10 +114,30 @@ def _check_tenant(query, tenant: str, slos: dict[str, float]) -> None:
     )
 
 
-def _tenant_slos(config: str | None) -> dict[str, float | None]:
-    """Tenant -> SLO (ms) from a serve config; None for a tenant without its own."""
+def _model_slos(repo: Path):
+    """model -> its config's slo_ms in ``repo``, else 500 (the gateway's rule for a tenant
+    without its own SLO: before, the report judged every model by 500 ms, so ResNet-18's
+    300 ms SLO read better here than at ``GET /admin/reports/...``)."""
+    from vmpool.artifact import ArtifactError, load_artifact
+
+    known: dict[str, float] = {}
+
+    def slo_ms(model: str) -> float:
+        if model not in known:
+            try:
+                known[model] = load_artifact(repo, model).config.slo_ms
+            except (ArtifactError, OSError, ValueError):  # gone, or a name no repo holds
+                known[model] = 500.0
+        return known[model]
+
+    return slo_ms
+
+
+def _tenant_slos(config: str | None) -> tuple[dict[str, float | None], Path | None]:
+    """(tenant -> SLO (ms), None for a tenant without its own; the model repository) from a
+    serve config."""
     if not config:
-        return {}
+        return {}, None
     from ops.cli import CliError
     from ops.sim.config import ConfigError, load_config
 
@@ -123,4 +145,4 @@ def _tenant_slos(config: str | None) -> dict[str, float | None]:
         settings = load_config(config).settings
     except ConfigError as exc:
         raise CliError(str(exc)) from None
-    return {t.name: t.slo_ms for t in settings.tenants}
+    return {t.name: t.slo_ms for t in settings.tenants}, settings.repo_path
