@@ -11,6 +11,11 @@ for the simulator (``[simulate] host_cpu_ms_per_request`` and ``vm_replica_cores
   least 1) x the share of a batch that computes: the profile's CPU time of the model's nodes
   (``node_ms``, thread time) over its VM service time at batch 1 (wall). The ``delay`` model
   sleeps: ~0.
+- CPU per warm burst invocation (``[simulate] fn_warm_cpu_ms``): a few requests forced onto
+  the burst path (``X-Tidegate-Route: burst``) one at a time, after one that starts the
+  instance: what the session and the function instances (processes of their own sessions,
+  started by it) spent per request, less the session's idle CPU and the gateway's CPU per
+  request already counted above (every arrival is charged that).
 """
 
 from __future__ import annotations
@@ -42,6 +47,55 @@ def session_cpu_s(sid: int) -> float:
             if fields is not None and int(fields[3]) == sid:
                 total += int(fields[11]) + int(fields[12])
     return total / TICK
+
+
+def instances_cpu_s(sid: int) -> float:
+    """User + system CPU seconds of the function instances session ``sid``'s processes started
+    (the local runtime runs each in a session of its own)."""
+    total = 0
+    stats = {pid: _stat(pid) for pid in os.listdir("/proc") if pid.isdigit()}
+    parents = {pid for pid, f in stats.items() if f is not None and int(f[3]) == sid}
+    for fields in stats.values():
+        if fields is not None and fields[1] in parents and int(fields[3]) != sid:
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def _post(url: str, body: bytes, header_len: int) -> None:
+    import urllib.request
+
+    from vmpool.wire import HEADER_LENGTH
+
+    headers = {
+        HEADER_LENGTH: str(header_len),
+        "content-type": "application/octet-stream",
+        "x-tidegate-route": "burst",
+    }
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        resp.read()
+
+
+def probe_warm_cpu(url: str, model: str, sid: int, idle_cores: float, n: int = 60) -> float:
+    """CPU ms a warm burst invocation adds on this host (see the module docstring), beyond
+    the per-request CPU the session spends anyway (``gateway_ms``, subtracted by the caller)."""
+    import urllib.request
+
+    from ops.loadgen import model_inputs
+    from vmpool.codec import encode_request
+
+    with urllib.request.urlopen(f"{url}/v2/models/{model}", timeout=30) as resp:
+        body, header_len = encode_request(model_inputs(json.loads(resp.read())))
+    infer = f"{url}/v2/models/{model}/infer"
+    _post(infer, body, header_len)  # starts the instance (its cold start is left out)
+    time.sleep(1.0)
+    t0, cpu0 = time.monotonic(), session_cpu_s(sid) + instances_cpu_s(sid)
+    for _ in range(n):
+        _post(infer, body, header_len)
+        time.sleep(0.05)
+    span = time.monotonic() - t0
+    used = session_cpu_s(sid) + instances_cpu_s(sid) - cpu0 - idle_cores * span
+    return max(used, 0.0) * 1000.0 / n
 
 
 def probe_cpu(cmd: list[str], cwd: Path, sid: int, rps: float, timeout_s: float) -> dict:
@@ -86,3 +140,21 @@ def replica_cores(repo: Path, model: str, max_replicas: int) -> float:
     wall = sorted(prof["vm_service_ms"]["1"])
     threads = max(1, (os.cpu_count() or 1) // max(1, max_replicas))
     return min(float(threads), cpu_ms / wall[len(wall) // 2]) if wall else 0.0
+
+
+def simulate_keys(path: Path, host: bool = True, warm: bool = True) -> str:
+    """The [simulate] keys a measurement (``host_cpu.json``) gives: ``host`` the host's other
+    work, ``warm`` a warm invocation's CPU beyond the gateway's per request (a measurement
+    without it: none). No file: none."""
+    if not path.exists():
+        return ""
+    cpu = json.loads(path.read_text())
+    gateway_ms = cpu["gateway_session_cpu_ms_per_request"]
+    keys = ""
+    if host:
+        keys += f"host_cpu_ms_per_request = {gateway_ms + cpu['loadgen_cpu_ms_per_request']:.4f}\n"
+        keys += f"vm_replica_cores = {cpu['vm_replica_cores']:.4f}\n"
+    if warm and "warm_burst_cpu_ms_per_request" in cpu:
+        warm_ms = max(cpu["warm_burst_cpu_ms_per_request"] - gateway_ms, 0.0)
+        keys += f"fn_warm_cpu_ms = {warm_ms:.4f}\n"
+    return keys

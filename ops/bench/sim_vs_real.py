@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from ops.bench.host_cpu import probe_cpu, replica_cores  # noqa: E402
+from ops.bench.host_cpu import probe_cpu, probe_warm_cpu, replica_cores, simulate_keys  # noqa: E402
 from ops.bench.procs import work_dir  # noqa: E402
 
 from vmpool.procs import free_port, wait_healthy_sync  # noqa: E402
@@ -74,6 +74,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--resimulate", help="a run's directory: simulate its live run again")
     parser.add_argument("--host-cpu-from", help="host_cpu.json of another run (--resimulate)")
     parser.add_argument("--no-host-work", action="store_true", help="starts get every core")
+    parser.add_argument("--no-warm-cpu", action="store_true", help="warm runs as profiled")
     parser.add_argument("--json", default=str(ROOT / "ops/bench/results/sim_vs_real.json"))
     args = parser.parse_args()
     if args.slo_ms is None:
@@ -243,16 +244,10 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
 
 
 def host_work(work: Path, args) -> str:
-    """The [simulate] keys of the host's other work the starts share the cores with, measured
-    in this run (host_cpu.json) or in ``--host-cpu-from``'s (a run before it measured none)."""
+    """The [simulate] keys of the host's other work (and of warm runs' CPU) measured in this
+    run (host_cpu.json) or in ``--host-cpu-from``'s (a run before it measured none)."""
     path = Path(args.host_cpu_from or work / "host_cpu.json")
-    if args.no_host_work or not path.exists():
-        return ""
-    cpu = json.loads(path.read_text())
-    per_request = cpu["gateway_session_cpu_ms_per_request"] + cpu["loadgen_cpu_ms_per_request"]
-    return f"host_cpu_ms_per_request = {per_request:.4f}\n" + (
-        f"vm_replica_cores = {cpu['vm_replica_cores']:.4f}\n"
-    )
+    return simulate_keys(path, host=not args.no_host_work, warm=not args.no_warm_cpu)
 
 
 def calibrate(url: str, work: Path, repo: Path, model: str, sid: int) -> float:
@@ -267,6 +262,9 @@ def calibrate(url: str, work: Path, repo: Path, model: str, sid: int) -> float:
     # and what the gateway's processes and the load generator spend per request (host_cpu.py)
     cpu = probe_cpu(cmd + ["--json", str(out), "--no-progress"], ROOT, sid, 4.0, 180)
     cpu["vm_replica_cores"] = replica_cores(repo, model, 1)
+    cpu["warm_burst_cpu_ms_per_request"] = probe_warm_cpu(
+        url, model, sid, cpu["idle_session_cores"]
+    )
     (work / "host_cpu.json").write_text(json.dumps(cpu, indent=1))
     print(f"host CPU: {cpu}", file=sys.stderr)
     live_p50 = json.loads(out.read_text())["p50_ms"]

@@ -40,13 +40,14 @@ def burst(sim, i: int, t: float, ten: int) -> bool:  # False: refused (503), as 
 def host_work(sim, i: int, t: float) -> None:
     """The cores the host's other work keeps busy at ``t``: the gateway's (and the bench's
     load generator's) CPU per request at the arrival rate, and the VM replicas serving a batch
-    (the embedded deployment's local VMs share the host). The cold starts share the rest."""
+    (the embedded deployment's local VMs share the host). The warm runs' CPU and the cold
+    starts share the rest (``FunctionPool.share_host``)."""
     p = sim.p
     rate = (i - bisect_left(sim.arr, t - RATE_WINDOW_S, 0, i)) / RATE_WINDOW_S
     busy = p.host_cpu_ms_per_request * rate / 1000.0
     if p.vm_replica_cores > 0:
         busy += p.vm_replica_cores * sim.vm.serving(t)
-    sim.fn.share_host(t, busy)
+    sim.fn.share_host(t, busy, RATE_WINDOW_S)
     if sim.fn.late:
         late(sim)
 

@@ -37,6 +37,7 @@ SIM_KEYS = {
     "fn_host_cores",
     "host_cpu_ms_per_request",
     "vm_replica_cores",
+    "fn_warm_cpu_ms",
     "fn_wait_for_instances",
 }
 PROFILE_OVERRIDES = (
@@ -49,6 +50,7 @@ PROFILE_OVERRIDES = (
     "fn_host_cores",
     "host_cpu_ms_per_request",
     "vm_replica_cores",
+    "fn_warm_cpu_ms",
     "fn_wait_for_instances",
     "slo_ms",
 )

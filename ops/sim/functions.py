@@ -17,7 +17,7 @@ from collections import deque
 from policies.autoscaling.warm_pool import ping_interval_s
 from policies.routing.instance_wait import should_wait
 
-from .cold_share import DEPS, SharedStarts, pushed_back
+from .cold_share import DEPS, END, MIN_CORES, SharedStarts, pushed_back
 
 # requests the gateway lets wait for function slots (``burst.service.BurstService``'s
 # ``max_waiting``, its instance gate's bound); one more is refused at once (503, Retry-After)
@@ -47,16 +47,7 @@ class FunctionPool:
         self.first_warm_s = math.inf
         self.samples = profile.burst_samples_ms(65536, seed).tolist()
         self.sample_i = 0
-        # cold starts sharing the host's cores (``cold_start_contention``: ``cold_share.py``)
-        self.shared = (
-            SharedStarts(profile.fn_host_cores or 1) if profile.cold_start_contention else None
-        )
-        # what else keeps the host busy (``share_host``): cores less that are the starts' share
-        self.host_cores = float(profile.fn_host_cores or 1)
-        self.host_work = self.shared is not None and (
-            profile.host_cpu_ms_per_request > 0 or profile.vm_replica_cores > 0
-        )
-        self.host_seen_s = -math.inf
+        self._share_cores(profile)
         # (request index, latency ms, billed ms) its start was pushed back by, for the engine
         self.late: list[tuple[int, float, float]] = []
         # groups serving: (when free, when up); a group started cold is up after its cold start
@@ -79,6 +70,28 @@ class FunctionPool:
         self.cold_billed_p50_ms = statistics.median(self.cold_billed_ms)
         self.invocations = 0
         self.billed_per_p50 = profile.burst_billed_ms / max(profile.burst_p50_ms, 1e-9)
+
+    def _share_cores(self, profile) -> None:
+        """What shares the host's cores on the embedded runtime (``cold_start_contention``)."""
+        # cold starts sharing the host's cores (``cold_start_contention``: ``cold_share.py``)
+        self.shared = (
+            SharedStarts(profile.fn_host_cores or 1) if profile.cold_start_contention else None
+        )
+        # what else keeps the host busy (``share_host``): cores less that are the starts' share
+        self.host_cores = float(profile.fn_host_cores or 1)
+        # warm invocations' CPU on those cores (``fn_warm_cpu_ms``, 0: warm runs as profiled):
+        # what the host's other work leaves, and the CPU phases of warm runs under way (start
+        # s, end s); the warm runs started over the last second are the cold starts' other work
+        self.warm_cpu_ms = profile.fn_warm_cpu_ms if self.shared is not None else 0.0
+        self.host_free = self.host_cores
+        self.cpu_runs: list[tuple[float, float]] = []
+        self.warm_started: deque[float] = deque()
+        self.host_work = self.shared is not None and (
+            profile.host_cpu_ms_per_request > 0
+            or profile.vm_replica_cores > 0
+            or self.warm_cpu_ms > 0
+        )
+        self.host_seen_s = -math.inf
 
     def release(self, now_s: float) -> None:
         busy, idle, ends = self.busy, self.idle, self.request_ends
@@ -126,13 +139,34 @@ class FunctionPool:
         gb_s = self.warm_billed_ms / 1000.0 * self.p.burst_memory_mb / 1024.0
         return gb_s * prices.fn_usd_per_gb_s + self.warm_invocations * prices.fn_usd_per_request
 
-    def share_host(self, now_s: float, other_cores: float) -> None:
-        """From ``now_s`` the host's other work keeps ``other_cores`` busy: the starts under
-        way share the rest (what depends on them moves, ``late``)."""
+    def share_host(self, now_s: float, other_cores: float, window_s: float = 1.0) -> None:
+        """From ``now_s`` the host's other work keeps ``other_cores`` busy: the warm runs share
+        the rest with the cold starts, which also leave the warm runs' CPU over the last
+        ``window_s`` (what depends on the starts moves, ``late``)."""
         self.host_seen_s = now_s
-        moved = self.shared.set_cores(now_s, self.host_cores - other_cores)
+        self.host_free = max(self.host_cores - other_cores, MIN_CORES)
+        started = self.warm_started
+        while started and started[0] < now_s - window_s:
+            started.popleft()
+        warm_cores = len(started) * self.warm_cpu_ms / 1000.0 / window_s
+        moved = self.shared.set_cores(now_s, self.host_free - warm_cores)
         if moved:
             pushed_back(self, moved)
+
+    def _warm_cpu_late_ms(self, now_s: float, at_s: float, run_ms: float) -> float:
+        """How much longer than alone a warm run whose CPU starts at ``at_s`` takes: its CPU
+        (one process, one thread: at most a core) shares what the host's other work leaves
+        with the cold starts and the warm runs' CPU under way then (processor sharing, the
+        rate fixed at its start)."""
+        runs = self.cpu_runs = [r for r in self.cpu_runs if r[1] > now_s]
+        self.warm_started.append(at_s)
+        cpu_ms = min(self.warm_cpu_ms, run_ms)
+        self.shared.advance(now_s)
+        n = 1 + sum(s[END] > at_s for s in self.shared.starts)
+        n += sum(start <= at_s < end for start, end in runs)
+        stretch_ms = cpu_ms / min(1.0, self.host_free / n) - cpu_ms
+        runs.append((at_s, at_s + (cpu_ms + stretch_ms) / 1000.0))
+        return stretch_ms
 
     def _contention(self, now_s: float) -> float:
         """How many times longer the gateway predicts a cold start starting now takes: k + 1
@@ -199,6 +233,8 @@ class FunctionPool:
             cold = True
         self.sample_i = (self.sample_i + 1) & 65535
         run_ms = self.samples[self.sample_i]
+        if self.warm_cpu_ms and not cold:  # its CPU shares the host's cores
+            run_ms += self._warm_cpu_late_ms(now_s, start_s, run_ms)
         billed = run_ms * self.billed_per_p50
         latency_ms = (start_s - now_s) * 1000.0 + run_ms
         if cold:

@@ -91,6 +91,12 @@ class SimProfile:
     # not measured, nothing deducted
     host_cpu_ms_per_request: float = 0.0
     vm_replica_cores: float = 0.0
+    # CPU ms a warm invocation adds on those cores beyond the gateway's per-request CPU (its
+    # instance is one process computing on one thread: ``sim_vs_real.py`` measures it). Its
+    # run takes the profile's warm time alone; that CPU shares the cores with the cold starts
+    # and other warm invocations under way, and the cold starts share what the warm ones
+    # leave (``functions.py``, ``cold_share.py``). 0: not measured, warm runs as profiled
+    fn_warm_cpu_ms: float = 0.0
     # a spill with no idle instance waits for a started one when that is no slower and meets the
     # SLO (policies/routing/instance_wait.py, as the gateway's burst service does); off: every
     # such spill starts an instance cold
