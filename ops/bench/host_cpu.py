@@ -11,11 +11,12 @@ for the simulator (``[simulate] host_cpu_ms_per_request`` and ``vm_replica_cores
   least 1) x the share of a batch that computes: the profile's CPU time of the model's nodes
   (``node_ms``, thread time) over its VM service time at batch 1 (wall). The ``delay`` model
   sleeps: ~0.
-- CPU per warm burst invocation (``[simulate] fn_warm_cpu_ms``): a few requests forced onto
-  the burst path (``X-Tidegate-Route: burst``) one at a time, after one that starts the
+- CPU per warm burst invocation (``[simulate] fn_warm_cpu_ms``): after the replay (so the
+  replay starts with no warm instance, as the simulation does), ~60 requests forced onto the
+  burst path (``X-Tidegate-Route: burst``) one at a time, after one that finds (or starts) an
   instance: what the session and the function instances (processes of their own sessions,
-  started by it) spent per request, less the session's idle CPU and the gateway's CPU per
-  request already counted above (every arrival is charged that).
+  started by it) spent per request, less the session's idle CPU (measured again just before)
+  and the gateway's CPU per request already counted above (every arrival is charged that).
 """
 
 from __future__ import annotations
@@ -96,6 +97,23 @@ def probe_warm_cpu(url: str, model: str, sid: int, idle_cores: float, n: int = 6
     span = time.monotonic() - t0
     used = session_cpu_s(sid) + instances_cpu_s(sid) - cpu0 - idle_cores * span
     return max(used, 0.0) * 1000.0 / n
+
+
+def add_warm_cpu(path: Path, url: str, model: str, sid: int) -> None:
+    """Measure a warm burst invocation's CPU on the gateway at ``url`` (session ``sid``) and
+    add it to the measurement at ``path`` (``warm_burst_cpu_ms_per_request``)."""
+    idle0 = session_cpu_s(sid)
+    time.sleep(IDLE_S)
+    idle_cores = (session_cpu_s(sid) - idle0) / IDLE_S
+    cpu = json.loads(path.read_text())
+    try:
+        cpu["warm_burst_cpu_ms_per_request"] = probe_warm_cpu(url, model, sid, idle_cores)
+    except OSError as exc:  # no burst answer (urllib's errors): not measured, the run stands
+        print(f"warm burst CPU not measured: {exc}", flush=True)
+        return
+    cpu["warm_idle_session_cores"] = idle_cores
+    path.write_text(json.dumps(cpu, indent=1))
+    print(f"warm burst CPU: {cpu['warm_burst_cpu_ms_per_request']:.2f} ms", flush=True)
 
 
 def probe_cpu(cmd: list[str], cwd: Path, sid: int, rps: float, timeout_s: float) -> dict:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from ops.bench.host_cpu import probe_cpu, probe_warm_cpu, replica_cores, simulate_keys  # noqa: E402
+from ops.bench.host_cpu import add_warm_cpu, probe_cpu, replica_cores, simulate_keys  # noqa: E402
 from ops.bench.procs import work_dir  # noqa: E402
 
 from vmpool.procs import free_port, wait_healthy_sync  # noqa: E402
@@ -190,6 +190,7 @@ def main() -> int:
         start_s = wait_ready(url, serve)
         overhead_ms = calibrate(url, work, work / "repo", args.model, serve.pid)
         replay_live(work, url, args)
+        add_warm_cpu(work / "host_cpu.json", url, args.model, serve.pid)  # after: no warm one
     finally:
         serve.terminate()
         try:
@@ -262,9 +263,6 @@ def calibrate(url: str, work: Path, repo: Path, model: str, sid: int) -> float:
     # and what the gateway's processes and the load generator spend per request (host_cpu.py)
     cpu = probe_cpu(cmd + ["--json", str(out), "--no-progress"], ROOT, sid, 4.0, 180)
     cpu["vm_replica_cores"] = replica_cores(repo, model, 1)
-    cpu["warm_burst_cpu_ms_per_request"] = probe_warm_cpu(
-        url, model, sid, cpu["idle_session_cores"]
-    )
     (work / "host_cpu.json").write_text(json.dumps(cpu, indent=1))
     print(f"host CPU: {cpu}", file=sys.stderr)
     live_p50 = json.loads(out.read_text())["p50_ms"]
