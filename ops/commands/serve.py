@@ -138,6 +138,13 @@ async def _announce_ready(
                 return
 
 
+# An idle client connection stays open this long. uvicorn's 5 s is shorter than clients keep
+# theirs (aiohttp 15 s, load balancers 60 s): a client that reuses one as the server closes it
+# loses the request unanswered. tidegate loadgen, ResNet-18 overloaded (speedup 10, 1 replica,
+# 2026-12-01, load 3-16): 34-63 of 600 "connection lost" at 5 s, 179 idle closes in one run;
+# none at 60 s. Past the LB's 60 s, as its docs ask of a backend; slowloris heads still get
+# 408 (vmpool/http_protocol.py).
+KEEP_ALIVE_S = 75
 NOT_READY_NOTICE_S = 15.0  # a start slower than this says what it waits for
 
 
@@ -261,6 +268,7 @@ def run(args) -> int:
         access_log=False,
         log_level=args.log_level,
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=KEEP_ALIVE_S,
         lifespan="off",  # started below: a start-up error is one line, not uvicorn's traceback
     )
     server = _server_class()(config)
