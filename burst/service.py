@@ -26,7 +26,7 @@ from burst.local_functions import function_bodies, memory_tensor_root
 from burst.plan_refusals import PlanRefusals
 from burst.platform_circuit import PlatformCircuit
 from burst.service_plans import ModelReplaced, load_graph, model_files_stamp, plan_and_predict
-from burst.service_plans import prepare_in_thread
+from burst.service_plans import drop_stale, prepare_in_thread
 from burst.supervisor import LocalRuntimeSupervisor, RuntimeDown, register_functions
 
 log = logging.getLogger("tidegate.burst")
@@ -225,11 +225,13 @@ class BurstService:
         plan = self._plans.get(key)
         if plan is not None:
             return plan
+        drop_stale(model, key[-1], self._plans, self._locks)  # an old export's plans: gone
+        self._refused.check(key)  # refused before: the same error, not seconds of CPU again
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             if key in self._plans:
                 return self._plans[key]
-            self._refused.check(key)  # refused before: the same error, not seconds of CPU again
+            self._refused.check(key)  # (while this caller waited)
             try:
                 plan, graph = await asyncio.to_thread(self._make_plan, *key)
                 # loading the program and slicing weights: seconds of CPU, off the event loop
@@ -238,8 +240,10 @@ class BurstService:
                 return await self.plan_for(model, workers, batch, split)
             except refusal_kinds() as exc:
                 self._refused.remember(key, exc)
+                self._locks.pop(key, None)  # settled: later callers meet the refusal
                 raise
             self._plans[key] = plan
+            self._locks.pop(key, None)  # settled: later callers find the plan, lock-free
             return plan
 
     def _prepare_blocking(self, model: str, plan, graph=None, when=None) -> None:

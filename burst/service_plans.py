@@ -32,6 +32,15 @@ def model_files_stamp(repo: Path, model: str) -> tuple:
     return tuple(out)
 
 
+def drop_stale(model: str, stamp: tuple, *caches: dict) -> None:
+    """Forget the model's entries (keyed ``(model, ..., stamp)``) made from files it no longer
+    has: a gateway that sees a model exported or profiled again kept the plans (and their
+    locks) of every version otherwise, each plan holding its partition of the graph."""
+    for cache in caches:
+        for old in [k for k in cache if k[0] == model and k[-1] != stamp]:
+            del cache[old]
+
+
 def plan_and_predict(repo: Path, model: str, graph, config, request):
     """The plan ``tidegate plan`` prints for ``request``, and its predicted p99 latency (ms) and
     cost per request ($: compute, invocations, store requests) from the performance model
