@@ -192,7 +192,9 @@ class ReplicaPool(ReplicaRouting):
                 await self._sleep(min(self.health_interval_s * 2**crashes_in_row, 30.0))
 
     async def _health_tick(self, session: aiohttp.ClientSession, backoff: BootBackoff) -> None:
-        for r in [r for r in self.provisioner.replicas() if r.state == ReplicaState.READY]:
+        listed = self.provisioner.replicas()
+        self._forget_gone({r.id for r in listed}, {r.url for r in listed})
+        for r in [r for r in listed if r.state == ReplicaState.READY]:
             if r.id not in self._boot_seen:
                 self._boot_seen.add(r.id)
                 if r.ready_at_s is not None:
@@ -210,6 +212,16 @@ class ReplicaPool(ReplicaRouting):
                     log.warning("replica %s (%s) is gone; replacing it", r.id, r.url)
                 self.provisioner.mark_failed(r.id)
         await backoff.keep_desired()
+
+    def _forget_gone(self, ids: set[str], urls: set[str]) -> None:
+        """What the pool kept of replicas the provisioner no longer lists (failed and replaced,
+        or stopped): kept, each replacement or scale-down grew these for as long as it ran."""
+        self._boot_seen &= ids
+        self._unhealthy &= ids
+        self._gone_urls &= urls
+        for rid in [k for k, n in self._outstanding.items() if k not in ids and not n]:
+            del self._outstanding[rid]
+            self.breakers.forget(rid)
 
     async def close(self) -> None:
         error: BaseException | None = None
