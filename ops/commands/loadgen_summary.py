@@ -98,7 +98,8 @@ def _tenants(results, slo_ms: float, slos: dict[str, float]) -> dict:
 
 def verdict(summary: dict) -> tuple[int, str]:
     """Exit status and the line for stderr: 130 after Ctrl-C (the partial summary is out),
-    1 when requests got no HTTP answer (the gateway died, hung or was never there), else 0."""
+    1 when requests got no HTTP answer (the gateway died, hung or was never there) or every
+    one was refused 401/403 (no or a wrong key: the run measured nothing), else 0."""
     done, left = summary["requests"], summary["unfinished"]
     planned = done + left
     if summary["stopped"] == "interrupted":
@@ -107,6 +108,14 @@ def verdict(summary: dict) -> tuple[int, str]:
             f"requests answered by then ({left} not sent or dropped)"
         )
     failed = summary["failures"]
+    refused = {s: n for s, n in summary.get("statuses", {}).items() if str(s) in ("401", "403")}
+    if done and not failed and sum(refused.values()) == done:  # a replay that measured nothing
+        shown = ", ".join(f"{status} x{count}" for status, count in sorted(refused.items()))
+        return 1, (
+            f"tidegate loadgen: error: the gateway refused every request ({shown}): give the "
+            "tenants' keys (--api-key, --key TENANT=KEY, or --config with the gateway's "
+            "[[tenants]]) and check their models and route permissions"
+        )
     if not failed:
         return 0, ""
     kinds = ", ".join(f"{kind} x{count}" for kind, count in sorted(failed.items()))
