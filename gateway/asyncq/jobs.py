@@ -98,8 +98,9 @@ class JobQueue(Protocol):
 
     async def undelivered_callbacks(self) -> list[Job]: ...
 
-    async def purge(self, before_s: float) -> int:
-        """Delete finished jobs that finished before ``before_s``; return how many."""
+    async def purge(self, before_s: float, discard=None) -> int:
+        """Delete finished jobs that finished before ``before_s``; return how many. ``discard``
+        is awaited with each one's stored answer (its claim-checked object goes with it)."""
         ...
 
     async def stats(self, now_s: float) -> QueueStats: ...

@@ -251,7 +251,7 @@ class RedisJobQueue:
                 jobs.append(job)
         return jobs
 
-    async def purge(self, before_s: float) -> int:
+    async def purge(self, before_s: float, discard=None) -> int:
         return 0  # finished jobs carry a Redis TTL
 
     async def stats(self, now_s: float) -> QueueStats:

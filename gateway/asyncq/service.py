@@ -300,7 +300,7 @@ class AsyncService:
             await self._callback(job)
         while True:
             now_s = self.clock()
-            await self.queue.purge(now_s - self.settings.result_ttl_s)
+            await self.queue.purge(now_s - self.settings.result_ttl_s, self.payloads.discard)
             self.stats = stats = await self.queue.stats(now_s)
             self.depth.labels("pending").set(stats.pending)
             self.depth.labels("running").set(stats.running)

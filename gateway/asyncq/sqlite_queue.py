@@ -266,18 +266,21 @@ class SQLiteJobQueue:
             )
         )
 
-    async def purge(self, before_s: float) -> int:
-        return await self._run(
+    async def purge(self, before_s: float, discard=None) -> int:
+        results = await self._run(
             lambda: (
                 self._conn()
                 .execute(
                     "DELETE FROM jobs WHERE state IN ('done', 'failed', 'cancelled') "
-                    "AND finished_s IS NOT NULL AND finished_s < ?",
+                    "AND finished_s IS NOT NULL AND finished_s < ? RETURNING result",
                     (before_s,),
                 )
-                .rowcount
+                .fetchall()
             )
         )
+        for (result,) in results if discard is not None else ():
+            await discard(result)  # an expired answer's object in the store goes too
+        return len(results)
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -227,8 +227,8 @@ class SqsJobQueue:
     async def undelivered_callbacks(self) -> list[Job]:
         return await self.records.undelivered_callbacks()
 
-    async def purge(self, before_s: float) -> int:
-        return await self.records.purge(before_s)
+    async def purge(self, before_s: float, discard=None) -> int:
+        return await self.records.purge(before_s, discard)
 
     async def stats(self, now_s: float) -> QueueStats:
         """Pending: the queue's visible messages (producers that skipped HTTP included) or the

@@ -1,0 +1,46 @@
+"""An async answer too large for the queue's record goes to the object store (claim check);
+once it expires (``result_ttl_s``) its object goes too. Found reviewing what grows under a
+soak (ops/bench/soak.py): the housekeeping purge deleted the expired jobs' records only, so
+every large answer stayed in the store for as long as the store lived (a model with large
+outputs, served asynchronously, filled the disk or the bucket)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from burst.store.factory import make_store
+from gateway.asyncq.jobs import Job, JobState
+from gateway.asyncq.payload import Part, PayloadCodec
+from gateway.asyncq.sqlite_queue import SQLiteJobQueue
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("encrypt", [True, False])
+async def test_an_expired_answer_leaves_nothing_in_the_store(tmp_path, encrypt):
+    root = tmp_path / "objects"
+    codec = PayloadCodec(make_store({"kind": "dir", "root": str(root)}), 1024, encrypt)
+    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+    try:
+        for i, size in enumerate((100, 64 * 1024, 64 * 1024)):  # inline, then claim-checked
+            job_id = f"job-{i}"
+            key = codec.new_key()
+            body = await codec.pack(job_id, Part.REQUEST, b"x" * 10, key)
+            await queue.put(Job(job_id, "t", "m", None, body, None, created_s=float(i)))
+            await queue.claim(now_s=10.0 + i, lease_s=60.0)
+            answer = await codec.pack(job_id, Part.RESULT, b"y" * size, key)
+            assert await queue.finish(job_id, JobState.DONE, 200, answer, {}, now_s=20.0 + i)
+        assert len(_files(root)) == 2  # the two large answers, kept for their TTL
+        # the housekeeping's purge: job-0 and job-1 expired, job-2 not yet
+        assert await queue.purge(21.5, codec.discard) == 2
+        kept = _files(root)
+        assert [p.name.split("-")[0] for p in kept] == ["result"]
+        assert "job-2" in str(kept[0])
+        assert await queue.get("job-2") is not None and await queue.get("job-1") is None
+    finally:
+        await queue.close()
+        await codec.close()
