@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import warnings
+from pathlib import Path
 
 HELP = "Run a model server (Open Inference Protocol v2) for models in a repository."
 
@@ -96,6 +97,14 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise CliError(f"{flag} must be a finite number, got {number}")
     if args.drain_timeout_s < 0:
         raise CliError(f"--drain-timeout-s must not be negative, got {args.drain_timeout_s:g}")
+    repo = Path(args.repo)  # (a missing one read as "model 'x' not found in repository ...")
+    if not repo.exists():
+        raise CliError(
+            f"model repository {args.repo} does not exist "
+            f"(export one: tidegate export resnet18 --out {args.repo})"
+        )
+    if not repo.is_dir():
+        raise CliError(f"model repository {args.repo} is a file, not a directory")
 
 
 def run(args: argparse.Namespace) -> int:

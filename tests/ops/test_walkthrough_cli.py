@@ -36,6 +36,8 @@ CASES = [
     ("function-runtime --port 0 --memory-budget-mb 0", "--memory-budget-mb must be >= 64, got 0"),
     ("function-runtime --port 0 --concurrency 0", "--concurrency must be >= 1, got 0"),
     ("function-runtime --port 0 --keep-alive-s -1", "--keep-alive-s must be > 0, got -1"),
+    ("model-server --repo {d}/nosuchdir", "model repository {d}/nosuchdir does not exist"),
+    ("model-server --repo {d}/ok.csv", "model repository {d}/ok.csv is a file, not a directory"),
     ("report --data-dir {d} --slo-ms inf", "--slo-ms must be a finite number > 0"),
     ("report --data-dir {d} --vm-bill-usd inf", "--vm-bill-usd must be a finite number >= 0"),
 ]
@@ -51,7 +53,7 @@ def _run(argv: list[str]) -> int:
 
 @pytest.mark.parametrize(("line", "says"), CASES)
 def test_a_bad_value_is_one_line_naming_its_flag(d, capsys, line, says):
-    argv = line.format(d=d).split()
+    argv, says = line.format(d=d).split(), says.format(d=d)
     rc = _run(argv)
     err = capsys.readouterr().err.strip()
     assert rc == 2, err
