@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from burst import tensor_roots
 from burst.backend import BurstStats
 from burst.detach import Detached
 from burst.exchange import BurstAnswer, BurstUnavailable, plan_unavailable, refusal_kinds
@@ -148,6 +149,8 @@ class BurstService:
         """Embedded runtime and directory store: tensors in flight go to /dev/shm (memory)."""
         root = memory_tensor_root(self.store_cfg) if self._local else None
         if root is not None:
+            tensor_roots.claim(root)  # and those of gateways that died without removing theirs:
+            tensor_roots.sweep(Path(root).parent, keep=root)  # gone (burst/tensor_roots.py)
             self._tensor_root = root
             self.store_cfg = {**self.store_cfg, "tensor_root": root}
 
