@@ -266,6 +266,8 @@ def read_days(pattern: str, fmt: str, mapping: TraceMapping, seed: int) -> Trace
     a name's ``dNN`` is its day (a missing day is a day without requests), else name order.
     Each day spreads its minutes with its own seed (``seed`` + its place)."""
     paths = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+    if not paths and not Path(pattern).exists():  # (read as one file: "does not exist")
+        raise TraceError(f"trace file {pattern} does not exist: no file matches the pattern")
     if len(paths) < 2:
         return _read_file(Path(paths[0] if paths else pattern), fmt, mapping, seed)
     numbers = [re.search(r"[._-]d(\d+)[._]", p.name) for p in paths]

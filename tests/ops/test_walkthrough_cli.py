@@ -27,6 +27,10 @@ CASES = [
     ("simulate --trace {d}/ok.csv --config {d}/negseed.toml", "[trace] seed -4: an integer >= 0"),
     ("simulate --trace {d}/ok.csv --slo-ms inf", "--slo-ms must be a finite number > 0"),
     ("simulate --trace {d}/ok.csv --vm-boot-s inf", "--vm-boot-s must be a finite number >= 0"),
+    (
+        "simulate --trace {d}/nomatch.d*.csv",
+        "nomatch.d*.csv does not exist: no file matches the pattern",
+    ),
     ("simulate --trace synth:steady:seed=-1", "synth:steady: seed must be an integer >= 0"),
     ("simulate --trace synth:steady:seed=1.5", "synth:steady: seed must be an integer, got"),
     ("tune --trace {d}/ok.csv --seed -3", "--seed: must be an integer >= 0"),
