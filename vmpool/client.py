@@ -151,6 +151,11 @@ class ReplicaClient:
         except asyncio.TimeoutError as exc:
             raise ReplicaError(f"replica {base_url} did not answer in time", 504) from exc
 
+    def forget(self, base_url: str) -> None:
+        """A replica that is gone: what the client kept for it (connections, batching state)."""
+        self._http.forget(base_url)
+        self.coalescer.forget(base_url)
+
     async def close(self) -> None:
         self._http.close()
         if self._session is not None:

@@ -132,6 +132,12 @@ class Coalescer:
         self.calls_merged = 0
         self.groups_held = 0  # groups that waited for a request in flight to come back
 
+    def forget(self, base_url: str) -> None:
+        """A replica that is gone: its per-model counts, round trips and load (none in flight)."""
+        for per_slot in (self._in_flight, self._slots, self._round_trip_s, self._busy):
+            for slot in [s for s in per_slot if s[0] == base_url and not self._in_flight.get(s)]:
+                del per_slot[slot]
+
     def set_max_rows(self, model: str, max_rows: int) -> None:
         """Coalesce calls to ``model`` up to ``max_rows`` rows (its largest batch); <= 1: never."""
         if max_rows > 1:

@@ -213,6 +213,13 @@ class Http1Pool:
             return answer
         raise AssertionError("unreachable")
 
+    def forget(self, base_url: str) -> None:
+        """A replica that is gone: its idle connections closed, its address dropped."""
+        known = self._hosts.pop(base_url, None)
+        for conn in self._idle.pop(known[:2], ()) if known else ():
+            if conn.transport is not None:
+                conn.transport.close()
+
     def close(self) -> None:
         for idle in self._idle.values():
             while idle:

@@ -77,6 +77,7 @@ class ReplicaPool(ReplicaRouting):
         self._draining: dict[str, asyncio.Event] = {}  # replica id -> set when it has no requests
         self._tasks: set[asyncio.Task] = set()
         self._boot_seen: set[str] = set()
+        self._listed_urls: set[str] = set()  # the provisioner's replicas at the last health tick
         self._boot_times_s: deque[float] = deque(maxlen=20)
         self._rng = random.Random(seed)
         self._health_task: asyncio.Task | None = None
@@ -219,6 +220,10 @@ class ReplicaPool(ReplicaRouting):
         self._boot_seen &= ids
         self._unhealthy &= ids
         self._gone_urls &= urls
+        forget = getattr(self.client, "forget", None)  # its connections, its batching state
+        for url in self._listed_urls - urls if forget is not None else ():
+            forget(url)
+        self._listed_urls = urls
         for rid in [k for k, n in self._outstanding.items() if k not in ids and not n]:
             del self._outstanding[rid]
             self.breakers.forget(rid)
