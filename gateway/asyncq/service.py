@@ -299,21 +299,24 @@ class AsyncService:
         for job in await self.queue.undelivered_callbacks():
             await self._callback(job)
         while True:
-            now_s = self.clock()
-            await self.queue.purge(now_s - self.settings.result_ttl_s, self.payloads.discard)
-            self.stats = stats = await self.queue.stats(now_s)
-            self.depth.labels("pending").set(stats.pending)
-            self.depth.labels("running").set(stats.running)
-            self.oldest_age.set(stats.oldest_pending_age_s)
-            live = self.gateway.dispatcher.live if self.gateway.dispatcher else None
-            if live is not None:  # routing and autoscaling see the queue (QueueState)
-                live.on_queue_stats(
-                    stats.pending,
-                    stats.running,
-                    stats.oldest_pending_age_s,
-                    self.settings.consumers,
-                )
+            try:
+                await self._tick()
+            except Exception as exc:  # a store or queue outage: the next tick tries again
+                log.warning("async housekeeping failed (trying again): %s", exc)
             await asyncio.sleep(_HOUSEKEEPING_S)
+
+    async def _tick(self) -> None:
+        now_s = self.clock()
+        await self.queue.purge(now_s - self.settings.result_ttl_s, self.payloads.discard_expired)
+        self.stats = stats = await self.queue.stats(now_s)
+        self.depth.labels("pending").set(stats.pending)
+        self.depth.labels("running").set(stats.running)
+        self.oldest_age.set(stats.oldest_pending_age_s)
+        live = self.gateway.dispatcher.live if self.gateway.dispatcher else None
+        if live is not None:  # routing and autoscaling see the queue (QueueState)
+            live.on_queue_stats(
+                stats.pending, stats.running, stats.oldest_pending_age_s, self.settings.consumers
+            )
 
 
 async def start_for_gateway(gateway: GatewayState) -> AsyncService | None:
