@@ -118,8 +118,8 @@ class PerfModel:
         kind = d.store_kind
         if kind == "sqs" and transport == "store":  # past the queue, to its object store
             kind = d.object_store_kind
-        if kind == "sqs" or transport == "queue":
-            # a regional round trip like S3's until a profile measures it
+        if kind == "sqs":  # ("queue" on a store without queues goes through the store, as
+            # burst/tensors.send carries it); a regional round trip like S3's until measured
             return "sqs" if "sqs" in self.profile.transfer else "s3"
         return "s3" if kind in ("s3", "oss") else "dir"
 

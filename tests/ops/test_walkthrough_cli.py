@@ -143,3 +143,21 @@ def test_a_two_column_per_second_file_reads_as_counts(tmp_path):
     rows = tmp_path / "rows.csv"
     rows.write_text("timestamp_s,model\n2.0,mlp\n0.5,mlp\n0.5,mlp\n")
     assert read_trace(rows).arrivals_s.tolist() == [0.5, 0.5, 2.0]
+
+
+def test_plan_queue_transport_on_a_store_without_queues_is_priced_as_the_store(tmp_path, capsys):
+    """docs/transports.md: ``queue`` on a store without queues (the embedded ``dir``) carries
+    tensors as ``store`` would, and burst/tensors.py does; the planner priced them as SQS round
+    trips (ResNet-18, 4 workers: p50 87.5 ms and "no split pays" against 42.7 ms split)."""
+    import json
+
+    from vmpool.export import export_zoo
+
+    export_zoo("resnet18", tmp_path / "repo", size=(64, 64), max_batch_size=2)
+    predicted = {}
+    for transport in ("store", "queue"):
+        argv = ["plan", "resnet18", "--repo", str(tmp_path / "repo"), "--split", "spatial"]
+        assert _run([*argv, "--transport", transport, "--json"]) == 0
+        plan = json.loads(capsys.readouterr().out)
+        predicted[transport] = (plan["predicted_p50_ms"], plan["cost_usd"])
+    assert predicted["queue"] == predicted["store"]
