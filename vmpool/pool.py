@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("tidegate.pool")
+LIVE_MISSES = 3  # health ticks in a row a replica's live probe fails before it is replaced
 
 
 class PoolError(Exception):
@@ -77,6 +78,7 @@ class ReplicaPool(ReplicaRouting):
         self._draining: dict[str, asyncio.Event] = {}  # replica id -> set when it has no requests
         self._tasks: set[asyncio.Task] = set()
         self._boot_seen: set[str] = set()
+        self._live_misses: dict[str, int] = {}  # replica id -> live probes failed in a row
         self._listed_urls: set[str] = set()  # the provisioner's replicas at the last health tick
         self._boot_times_s: deque[float] = deque(maxlen=20)
         self._rng = random.Random(seed)
@@ -202,22 +204,31 @@ class ReplicaPool(ReplicaRouting):
                     self._boot_times_s.append(r.ready_at_s - r.started_at_s)
             if await probe(session, r.url):
                 self._unhealthy.discard(r.id)
+                self._live_misses.pop(r.id, None)
                 if r.url in self._gone_urls:
                     self._gone_urls.discard(r.url)
                     log.warning("replica %s (%s) answers again", r.id, r.url)
                 continue
             self._unhealthy.add(r.id)
-            if not await probe(session, r.url + "/v2/health/live", raw=True):
-                if r.url not in self._gone_urls:  # a fleet address that stays down: once
-                    self._gone_urls.add(r.url)
-                    log.warning("replica %s (%s) is gone; replacing it", r.id, r.url)
-                self.provisioner.mark_failed(r.id)
+            if await probe(session, r.url + "/v2/health/live", raw=True):
+                self._live_misses.pop(r.id, None)
+                continue
+            # replaced after LIVE_MISSES ticks in a row: one slow answer (a busy or starved host)
+            # once killed a working replica, the only one, under the load it was serving
+            self._live_misses[r.id] = misses = self._live_misses.get(r.id, 0) + 1
+            if misses < LIVE_MISSES:
+                continue
+            if r.url not in self._gone_urls:  # a fleet address that stays down: once
+                self._gone_urls.add(r.url)
+                log.warning("replica %s (%s) is gone; replacing it", r.id, r.url)
+            self.provisioner.mark_failed(r.id)
         await backoff.keep_desired()
 
     def _forget_gone(self, ids: set[str], urls: set[str]) -> None:
         """What the pool kept of replicas the provisioner no longer lists (failed and replaced,
         or stopped): kept, each replacement or scale-down grew these for as long as it ran."""
         self._boot_seen &= ids
+        self._live_misses = {k: n for k, n in self._live_misses.items() if k in ids}
         self._unhealthy &= ids
         self._gone_urls &= urls
         forget = getattr(self.client, "forget", None)  # its connections, its batching state

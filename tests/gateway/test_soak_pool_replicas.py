@@ -18,7 +18,7 @@ from vmpool.client import ReplicaError
 from vmpool.coalesce import Coalescer
 from vmpool.health import BootBackoff
 from vmpool.http1 import Http1Pool
-from vmpool.pool import NoReplicaError, ReplicaPool
+from vmpool.pool import LIVE_MISSES, NoReplicaError, ReplicaPool
 
 X = {"input": np.ones((1, 4), np.float32)}
 
@@ -68,7 +68,8 @@ async def test_replicas_replaced_many_times_leave_nothing_of_the_dead_ones(monke
         for _ in range(3):
             with pytest.raises((ReplicaError, NoReplicaError)):
                 await pool.infer("m", X)
-        await pool._health_tick(None, backoff)  # gone: marked failed, a new one boots
+        for _ in range(LIVE_MISSES):  # gone: marked failed, a new one boots
+            await pool._health_tick(None, backoff)
         clock.advance(60.0)
         await pool._health_tick(None, backoff)
     live = {r.id for r in prov.replicas()} | {r.url for r in prov.replicas()}
@@ -120,3 +121,34 @@ async def test_the_connections_of_a_forgotten_replica_are_closed_and_dropped():
         pool.close()
         for s in servers:
             s.close()
+
+
+async def test_a_replica_slow_to_answer_its_health_probe_is_kept_and_a_dead_one_replaced(
+    monkeypatch,
+):
+    """Under load (the soak's first run, a starved host) the only replica missed one probe
+    and was killed as gone; now only LIVE_MISSES ticks in a row replace it."""
+    clock = ManualClock()
+    prov, client = FakeProvisioner(clock), FakeClient()
+    prov.client = client
+    pool = ReplicaPool(prov, client, clock=clock.now, seed=0)
+    slow_ticks: set[int] = set()
+    tick = [0]
+
+    async def probe(session, url, raw=False):
+        return tick[0] not in slow_ticks
+
+    monkeypatch.setattr(vmpool.pool, "probe", probe)
+    backoff = BootBackoff(pool)
+    await pool.scale_to(1)
+    prov.boot_all()
+    # slow now and then, never LIVE_MISSES ticks in a row: kept
+    slow_ticks.update(t for t in range(40) if t % LIVE_MISSES)
+    for tick[0] in range(40):
+        await pool._health_tick(None, backoff)
+    assert prov.failed == []
+    # silent from now on: replaced after LIVE_MISSES ticks
+    slow_ticks.update(range(40, 100))
+    for tick[0] in range(40, 40 + LIVE_MISSES):
+        await pool._health_tick(None, backoff)
+        assert len(prov.failed) == (tick[0] == 40 + LIVE_MISSES - 1)
