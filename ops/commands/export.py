@@ -161,6 +161,9 @@ def _export_from_zoo(args: argparse.Namespace, size: tuple[int, int] | None):
         zoo.input_shape(args.model, 1, size)  # reject a bad size before the slow part
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    options = _zoo_options(args)  # flag mistakes before "exporting ..." says it has begun
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise CliError(f"weights file {args.weights} not found")
     params_m = zoo.param_count(args.model) / 1e6
     print(f"exporting {args.model} ({params_m:.1f}M params) ...", flush=True)
     return export.export_zoo(
@@ -172,7 +175,7 @@ def _export_from_zoo(args: argparse.Namespace, size: tuple[int, int] | None):
         seed=args.seed,
         slo_ms=args.slo_ms,
         artifact_name=args.name,
-        options=_zoo_options(args),
+        options=options,
     )
 
 
@@ -185,8 +188,10 @@ def _import_program(args: argparse.Namespace, source: Path):
             ("--weights", args.weights),
             ("--size", args.size),
             ("--seed", args.seed or None),
+            ("--delay-ms", args.delay_ms),  # (an imported program took them and never waited)
+            ("--per-item-ms", args.per_item_ms),
         )
-        if value
+        if value is not None
     ]
     if zoo_only:
         raise CliError(f"{', '.join(zoo_only)}: for zoo models only, not for an imported program")

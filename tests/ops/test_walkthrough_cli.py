@@ -161,3 +161,24 @@ def test_plan_queue_transport_on_a_store_without_queues_is_priced_as_the_store(t
         plan = json.loads(capsys.readouterr().out)
         predicted[transport] = (plan["predicted_p50_ms"], plan["cost_usd"])
     assert predicted["queue"] == predicted["store"]
+
+
+def test_export_mistakes_are_refused_before_exporting_begins(tmp_path, capsys):
+    """An imported program took --delay-ms/--per-item-ms and ignored them (exit 0); a missing
+    --weights file and a negative delay were refused only after "exporting ..." was printed."""
+    import torch
+
+    program = torch.export.export(torch.nn.Linear(8, 4).eval(), (torch.randn(2, 8),))
+    torch.export.save(program, tmp_path / "linear.pt2")
+    out = str(tmp_path / "models")
+    for argv, says in (
+        ([str(tmp_path / "linear.pt2"), "--delay-ms", "5"], "--delay-ms: for zoo models only"),
+        ([str(tmp_path / "linear.pt2"), "--per-item-ms", "0"], "--per-item-ms: for zoo models"),
+        (["resnet50", "--weights", str(tmp_path / "nope.pt")], "nope.pt not found"),
+        (["delay", "--delay-ms", "-5"], "--delay-ms and --per-item-ms must be >= 0"),
+    ):
+        assert _run(["export", *argv, "--out", out]) == 2
+        captured = capsys.readouterr()
+        assert says in captured.err and len(captured.err.strip().splitlines()) == 1, captured
+        assert captured.out == "", captured.out  # nothing started
+    assert not (tmp_path / "models").exists()
