@@ -14,8 +14,8 @@ HELP = (
 
 
 def add_arguments(parser, for_tune: bool = False) -> None:
-    """The flags of simulate; ``tune`` takes the same ones but ``--plot`` (it plots nothing),
-    with its own ``--policy`` default (it tunes one preset)."""
+    """The flags of simulate; ``tune`` takes the same ones but ``--plot`` (it plots nothing)
+    and ``--param`` (it searches the parameters), with its own ``--policy`` default."""
     parser.add_argument(
         "--trace",
         required=True,
@@ -62,13 +62,14 @@ def _add_run_arguments(parser, for_tune: bool) -> None:
         "[autoscaling] and tenants' SLOs; may add [trace] "
         "mapping rules and a [simulate] table",
     )
-    parser.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a preset parameter: routing.<field> or autoscaling.<field> (repeatable)",
-    )
+    if not for_tune:  # (tune searches the parameters: a fixed one was taken and ignored)
+        parser.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a preset parameter: routing.<field> or autoscaling.<field> (repeatable)",
+        )
     parser.add_argument(
         "--rate-scale",
         type=float,

@@ -35,6 +35,7 @@ CASES = [
     ("simulate --trace synth:steady:seed=1.5", "synth:steady: seed must be an integer, got"),
     ("tune --trace {d}/ok.csv --seed -3", "--seed: must be an integer >= 0"),
     ("tune --trace {d}/ok.csv --plot {d}/t.html", "unrecognized arguments: --plot"),
+    ("tune --trace {d}/ok.csv --param autoscaling.max_replicas=2", "unrecognized arguments"),
     ("loadgen --trace {d}/ok.csv --url http://127.0.0.1:9 --seed -1", "--seed: must be an"),
     ("loadgen --trace {d}/ok.csv --url http://127.0.0.1:9 --config {d}/negseed.toml", "seed -4"),
     ("function-runtime --port 0 --memory-budget-mb 0", "--memory-budget-mb must be >= 64, got 0"),
@@ -100,9 +101,10 @@ def test_help_explains_each_flag(capsys, command, flag, says):
     assert says in described, described
 
 
-def test_tune_help_does_not_offer_a_plot_it_never_writes(capsys):
+def test_tune_help_does_not_offer_flags_it_ignored(capsys):
     assert _run(["tune", "--help"]) == 0
-    assert "--plot" not in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "--plot" not in text and "--param" not in text
 
 
 def test_serve_banner_with_tenants_shows_where_the_key_goes_and_no_key(tmp_path):
