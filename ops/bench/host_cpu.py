@@ -11,12 +11,13 @@ for the simulator (``[simulate] host_cpu_ms_per_request`` and ``vm_replica_cores
   least 1) x the share of a batch that computes: the profile's CPU time of the model's nodes
   (``node_ms``, thread time) over its VM service time at batch 1 (wall). The ``delay`` model
   sleeps: ~0.
-- CPU per warm burst invocation (``[simulate] fn_warm_cpu_ms``): after the replay (so the
-  replay starts with no warm instance, as the simulation does), ~60 requests forced onto the
-  burst path (``X-Tidegate-Route: burst``) one at a time, after one that finds (or starts) an
-  instance: what the session and the function instances (processes of their own sessions,
-  started by it) spent per request, less the session's idle CPU (measured again just before)
-  and the gateway's CPU per request already counted above (every arrival is charged that).
+- CPU per warm burst invocation (``[simulate] fn_warm_cpu_ms``): after the calibration probe
+  (one replica, nothing scaling; the bench then restarts the gateway, so the replay starts
+  with no warm instance, as the simulation does), ~60 requests forced onto the burst path
+  (``X-Tidegate-Route: burst``) one at a time, after one that starts an instance: what the
+  session and the function instances (processes of their own sessions, started by it) spent
+  per request, less the session's idle CPU (measured again just before) and the gateway's
+  CPU per request already counted above (every arrival is charged that).
 """
 
 from __future__ import annotations
@@ -50,16 +51,22 @@ def session_cpu_s(sid: int) -> float:
     return total / TICK
 
 
-def instances_cpu_s(sid: int) -> float:
-    """User + system CPU seconds of the function instances session ``sid``'s processes started
-    (the local runtime runs each in a session of its own)."""
-    total = 0
+def _cpu_by_pid(sid: int) -> dict[str, int]:
+    """CPU ticks of each process of session ``sid`` and of the function instances its
+    processes started (the local runtime runs each in a session of its own)."""
     stats = {pid: _stat(pid) for pid in os.listdir("/proc") if pid.isdigit()}
-    parents = {pid for pid, f in stats.items() if f is not None and int(f[3]) == sid}
-    for fields in stats.values():
-        if fields is not None and fields[1] in parents and int(fields[3]) != sid:
-            total += int(fields[11]) + int(fields[12])
-    return total / TICK
+    session = {pid for pid, f in stats.items() if f is not None and int(f[3]) == sid}
+    return {
+        pid: int(f[11]) + int(f[12])
+        for pid, f in stats.items()
+        if f is not None and (pid in session or f[1] in session)
+    }
+
+
+def _cpu_since(before: dict[str, int], sid: int) -> float:
+    """CPU seconds the processes alive now spent since ``before`` (one that exited, e.g. a VM
+    replica scaled in, takes its past CPU away from a plain sum)."""
+    return sum(t - before.get(pid, 0) for pid, t in _cpu_by_pid(sid).items()) / TICK
 
 
 def _post(url: str, body: bytes, header_len: int) -> None:
@@ -90,21 +97,21 @@ def probe_warm_cpu(url: str, model: str, sid: int, idle_cores: float, n: int = 6
     infer = f"{url}/v2/models/{model}/infer"
     _post(infer, body, header_len)  # starts the instance (its cold start is left out)
     time.sleep(1.0)
-    t0, cpu0 = time.monotonic(), session_cpu_s(sid) + instances_cpu_s(sid)
+    t0, cpu0 = time.monotonic(), _cpu_by_pid(sid)
     for _ in range(n):
         _post(infer, body, header_len)
         time.sleep(0.05)
     span = time.monotonic() - t0
-    used = session_cpu_s(sid) + instances_cpu_s(sid) - cpu0 - idle_cores * span
+    used = _cpu_since(cpu0, sid) - idle_cores * span
     return max(used, 0.0) * 1000.0 / n
 
 
 def add_warm_cpu(path: Path, url: str, model: str, sid: int) -> None:
     """Measure a warm burst invocation's CPU on the gateway at ``url`` (session ``sid``) and
     add it to the measurement at ``path`` (``warm_burst_cpu_ms_per_request``)."""
-    idle0 = session_cpu_s(sid)
+    idle0 = _cpu_by_pid(sid)
     time.sleep(IDLE_S)
-    idle_cores = (session_cpu_s(sid) - idle0) / IDLE_S
+    idle_cores = _cpu_since(idle0, sid) / IDLE_S
     cpu = json.loads(path.read_text())
     try:
         cpu["warm_burst_cpu_ms_per_request"] = probe_warm_cpu(url, model, sid, idle_cores)

@@ -142,6 +142,14 @@ def start_serve(work: Path, port: int, log) -> subprocess.Popen:
     )
 
 
+def stop(serve: subprocess.Popen) -> None:
+    serve.terminate()
+    try:
+        serve.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(serve.pid, 9)
+
+
 def replay_live(work: Path, url: str, args: argparse.Namespace) -> None:
     """Replay the trace against the live gateway; its summary lands in live.json."""
     run(
@@ -189,14 +197,14 @@ def main() -> int:
     try:
         start_s = wait_ready(url, serve)
         overhead_ms = calibrate(url, work, work / "repo", args.model, serve.pid)
+        # its warm burst probe left an instance warm: the replay starts on a fresh gateway, as
+        # the simulation starts with none
+        stop(serve)
+        serve = start_serve(work, port, log)
+        wait_ready(url, serve)
         replay_live(work, url, args)
-        add_warm_cpu(work / "host_cpu.json", url, args.model, serve.pid)  # after: no warm one
     finally:
-        serve.terminate()
-        try:
-            serve.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, 9)
+        stop(serve)
         log.close()
     (work / "overhead_ms").write_text(f"{overhead_ms:.3f}")
     return simulate_and_report(work, args, start_s)
@@ -212,7 +220,12 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
     sim_cfg.write_text(
         cfg.read_text() + f"\n[simulate]\nvm_boot_s = {args.boot_delay_s + 3.0}\n"
         f"fn_keep_alive_s = 300.0\nfn_concurrency = 8\ncold_start_contention = true\n"
-        f"gateway_overhead_ms = {overhead_ms:.3f}\n" + host_work(work, args)
+        f"gateway_overhead_ms = {overhead_ms:.3f}\n"
+        + simulate_keys(
+            Path(args.host_cpu_from or work / "host_cpu.json"),
+            host=not args.no_host_work,
+            warm=not args.no_warm_cpu,
+        )
     )
     sim_json = work / "sim.json"
     run(
@@ -244,13 +257,6 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
     )
 
 
-def host_work(work: Path, args) -> str:
-    """The [simulate] keys of the host's other work (and of warm runs' CPU) measured in this
-    run (host_cpu.json) or in ``--host-cpu-from``'s (a run before it measured none)."""
-    path = Path(args.host_cpu_from or work / "host_cpu.json")
-    return simulate_keys(path, host=not args.no_host_work, warm=not args.no_warm_cpu)
-
-
 def calibrate(url: str, work: Path, repo: Path, model: str, sid: int) -> float:
     """The gateway's own time per request on this machine as it is now: a light steady load
     (one replica, no queueing) end to end, minus the VM service time the profile measured."""
@@ -265,6 +271,7 @@ def calibrate(url: str, work: Path, repo: Path, model: str, sid: int) -> float:
     cpu["vm_replica_cores"] = replica_cores(repo, model, 1)
     (work / "host_cpu.json").write_text(json.dumps(cpu, indent=1))
     print(f"host CPU: {cpu}", file=sys.stderr)
+    add_warm_cpu(work / "host_cpu.json", url, model, sid)
     live_p50 = json.loads(out.read_text())["p50_ms"]
     from ops.sim.profile_adapter import from_repo
 
