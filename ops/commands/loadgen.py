@@ -193,13 +193,14 @@ def _check_arguments(args) -> None:
 
     if not (0 < args.speedup < float("inf") and 0 < args.rate_scale < float("inf")):
         raise CliError("--speedup and --rate-scale must be finite numbers > 0")
-    for flag, value in (("--duration-s", args.duration_s), ("--timeout-s", args.timeout_s)):
-        if value is not None and not value > 0:
-            raise CliError(f"{flag} must be > 0")
-    if not args.slo_ms > 0 or not args.fn_memory_mb > 0:
-        raise CliError("--slo-ms and --fn-memory-mb must be > 0")
-    if args.vm_usd_per_hour is not None and not args.vm_usd_per_hour >= 0:
-        raise CliError("--vm-usd-per-hour must be >= 0")
+    if args.duration_s is not None and not args.duration_s > 0:
+        raise CliError("--duration-s must be > 0")
+    if not 0 < args.timeout_s < float("inf"):  # (inf: an OverflowError inside aiohttp)
+        raise CliError("--timeout-s must be a finite number > 0")
+    if not 0 < args.slo_ms < float("inf") or not args.fn_memory_mb > 0:
+        raise CliError("--slo-ms (a finite number) and --fn-memory-mb must be > 0")
+    if args.vm_usd_per_hour is not None and not 0 <= args.vm_usd_per_hour < float("inf"):
+        raise CliError("--vm-usd-per-hour must be a finite number >= 0")
     url = urlsplit(args.url)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise CliError(f"--url {args.url!r}: expected http://HOST[:PORT]")

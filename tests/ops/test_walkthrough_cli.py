@@ -38,6 +38,12 @@ CASES = [
     ("tune --trace {d}/ok.csv --param autoscaling.max_replicas=2", "unrecognized arguments"),
     ("loadgen --trace {d}/ok.csv --url http://127.0.0.1:9 --seed -1", "--seed: must be an"),
     ("loadgen --trace {d}/ok.csv --url http://127.0.0.1:9 --config {d}/negseed.toml", "seed -4"),
+    (
+        "loadgen --trace {d}/ok.csv --url http://127.0.0.1:9 --timeout-s inf",
+        "--timeout-s must be a",
+    ),
+    ("loadgen --trace {d}/ok.csv --url http://127.0.0.1:9 --slo-ms inf", "--slo-ms (a finite"),
+    ("loadgen --trace {d}/ok.csv --url http://127.0.0.1:9 --vm-usd-per-hour inf", "finite"),
     ("function-runtime --port 0 --memory-budget-mb 0", "--memory-budget-mb must be >= 64, got 0"),
     ("function-runtime --port 0 --concurrency 0", "--concurrency must be >= 1, got 0"),
     ("function-runtime --port 0 --keep-alive-s -1", "--keep-alive-s must be > 0, got -1"),
