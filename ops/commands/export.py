@@ -222,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch is not None and args.batch < 1:
         raise CliError(f"--batch must be >= 1, got {args.batch}")
+    if not 0 <= args.seed < 2**63:  # torch.manual_seed's range ("Overflow when unpacking long")
+        raise CliError(f"--seed must be in 0..2**63-1, got {args.seed}")
     if args.slo_ms is not None and args.slo_ms <= 0:
         raise CliError(f"--slo-ms must be positive, got {args.slo_ms:g}")
     if args.name is not None:  # an empty --name fell back to the model's own name unsaid
@@ -244,6 +246,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc).splitlines()[0]) from None
     except OSError as exc:  # the repository cannot be written (permissions, disk full)
         raise CliError(f"cannot write to {args.out}: {exc.strerror or exc}") from None
+    except (RuntimeError, MemoryError) as exc:  # torch: e.g. --size 99999x99999 cannot allocate
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CliError(f"cannot export {args.model}: {first}") from None
     print(f"wrote {artifact.program_path} ({_file_size(artifact.program_path)}), config.toml")
     print(_summary(artifact))
     return 0

@@ -66,12 +66,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+MAX_THREADS = 1024  # torch threads per model: far past any core count this serves on
+
+
 def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse out-of-range flags before torch is imported (a slow start for a typo)."""
     from ops.cli import CliError
 
-    if args.threads < 1:
-        raise CliError(f"--threads must be at least 1, got {args.threads}")
+    if not 1 <= args.threads <= MAX_THREADS:  # (past it: "can't start new thread", overflow)
+        raise CliError(f"--threads must be in 1..{MAX_THREADS}, got {args.threads}")
     if args.max_batch_size is not None and args.max_batch_size < 1:
         raise CliError(f"--max-batch-size must be at least 1, got {args.max_batch_size}")
     if args.max_queue_delay_ms is not None and args.max_queue_delay_ms < 0:

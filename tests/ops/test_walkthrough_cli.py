@@ -49,6 +49,8 @@ CASES = [
     ("function-runtime --port 0 --keep-alive-s -1", "--keep-alive-s must be > 0, got -1"),
     ("model-server --repo {d}/nosuchdir", "model repository {d}/nosuchdir does not exist"),
     ("model-server --repo {d}/ok.csv", "model repository {d}/ok.csv is a file, not a directory"),
+    ("model-server --repo {d} --threads 2000", "--threads must be in 1..1024, got 2000"),
+    ("export mlp --out {d}/m --seed 99999999999999999999", "--seed must be in 0..2**63-1"),
     ("report --data-dir {d} --slo-ms inf", "--slo-ms must be a finite number > 0"),
     ("report --data-dir {d} --vm-bill-usd inf", "--vm-bill-usd must be a finite number >= 0"),
 ]
