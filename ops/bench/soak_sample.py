@@ -5,6 +5,7 @@ prints, the slopes per hour and the change per request it writes."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -97,6 +98,7 @@ async def sample(session, url, pid, data: Path, log: Path, t0, traffic, tensor_r
         text = await resp.text()
     row["prom_series"] = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
     row["requests"] = sum(traffic.counts.values())
+    row["load1"] = os.getloadavg()[0]  # the host's, beside every figure (shared machine)
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}
 
 
@@ -119,6 +121,7 @@ COLUMNS = [
     ("shm_files", "shm_files"),
     ("access_log_kb", "acc_kb"),
     ("prom_series", "series"),
+    ("load1", "load1"),
 ]
 
 
@@ -133,7 +136,7 @@ def slopes_per_hour(samples: list[dict]) -> dict:
     """Least-squares slope of each figure per hour, after the first sample (warm-up)."""
     use = samples[1:] if len(samples) >= 3 else samples
     out = {}
-    for key in sorted({k for s in use for k in s if k != "t_s"}):
+    for key in sorted({k for s in use for k in s if k not in ("t_s", "load1")}):
         t = np.array([s["t_s"] for s in use], float)
         v = np.array([s.get(key, 0) for s in use], float)
         if len(use) >= 2 and np.ptp(t) > 0:
@@ -145,5 +148,5 @@ def per_request(samples: list[dict]) -> dict:
     """Each figure's change from the first sample to the last, per request sent between."""
     first, last = samples[0], samples[-1]
     sent = last["requests"] - first["requests"]
-    keys = [k for k in last if k not in ("t_s", "requests") and k in first]
+    keys = [k for k in last if k not in ("t_s", "requests", "load1") and k in first]
     return {k: round((last[k] - first[k]) / sent, 4) for k in keys} if sent else {}
