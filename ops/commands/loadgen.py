@@ -26,7 +26,12 @@ def add_arguments(parser) -> None:
         required=True,
         help="trace file or synth:KIND[:k=v,...] (as `tidegate simulate` reads)",
     )
-    parser.add_argument("--trace-format", default="auto", help="force the trace format")
+    parser.add_argument(
+        "--trace-format",
+        default="auto",
+        help="force the trace format: azure2019, azure2021, azure-llm, mooncake, per-second, "
+        "gaps or csv (default: told by the first line; docs/ops.md, Traces)",
+    )
     parser.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8000")
     parser.add_argument("--model", help="model for every request (default: each one's own)")
     parser.add_argument(
@@ -44,7 +49,7 @@ def add_arguments(parser) -> None:
         "--rate-scale",
         type=float,
         default=1.0,
-        help="multiply the trace's request rate (shape kept)",
+        help="multiply the trace's request rate (shape kept; default 1)",
     )
     parser.add_argument("--duration-s", type=float, help="replay only the first seconds")
     parser.add_argument("--api-key", help="API key for every request")

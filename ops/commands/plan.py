@@ -30,7 +30,7 @@ def add_arguments(parser) -> None:
         "--objective",
         choices=("latency", "cost"),
         default="latency",
-        help="latency: the fastest plan; cost: the cheapest meeting --slo-ms",
+        help="latency (default): the fastest plan; cost: the cheapest meeting --slo-ms",
     )
     parser.add_argument(
         "--slo-ms",
@@ -48,7 +48,7 @@ def add_arguments(parser) -> None:
         "--split",
         choices=("auto", "spatial", "output", "none"),
         default="auto",
-        help="auto: the planner chooses; or force spatial tiles, output "
+        help="auto (default): the planner chooses; or force spatial tiles, output "
         "channels/features, or none (the whole model in one function)",
     )
     parser.add_argument(
@@ -56,7 +56,7 @@ def add_arguments(parser) -> None:
         type=int,
         help="memory per function in MB (default: the config's burst.memory_mb)",
     )
-    parser.add_argument("--batch", type=int, default=1, help="batch size to plan for")
+    parser.add_argument("--batch", type=int, default=1, help="batch size to plan for (default 1)")
     parser.add_argument(
         "--transport",
         choices=("auto", "inline", "store", "queue", "per-stage"),

@@ -24,7 +24,12 @@ def add_arguments(parser, for_tune: bool = False) -> None:
         "daily files ('...anon.d*.csv': one day after another) or synth:KIND[:k=v,...] with "
         "KIND diurnal, flash-crowd, mmpp, steady, step",
     )
-    parser.add_argument("--trace-format", default="auto", help="force the trace format")
+    parser.add_argument(
+        "--trace-format",
+        default="auto",
+        help="force the trace format: azure2019, azure2021, azure-llm, mooncake, per-second, "
+        "gaps or csv (default: told by the first line; docs/ops.md, Traces)",
+    )
     parser.add_argument(
         "--policy",
         default="slo-aware" if for_tune else "all",
@@ -74,7 +79,7 @@ def _add_run_arguments(parser, for_tune: bool) -> None:
         "--rate-scale",
         type=float,
         default=1.0,
-        help="multiply the trace's request rate (shape kept)",
+        help="multiply the trace's request rate (shape kept; default 1)",
     )
     parser.add_argument(
         "--seed", type=seed_int, help="seed of every random draw (default: [trace] seed, else 0)"
