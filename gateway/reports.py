@@ -293,9 +293,10 @@ def reports_router(state: GatewayState) -> APIRouter:
         def slo_ms(t: str, m: str) -> float:
             return slos.get(t) or (models[m].slo_ms if m in models else 500.0)
 
-        rows = await asyncio.to_thread(fetch_rows, state.ledger.query, filt)
-        report = build_report(rows, filt, slo_ms)
-        doc = report.as_dict()
+        def build() -> dict:  # a thread: linear in the window's rows (1.2 s at 219k) (soak)
+            return build_report(fetch_rows(state.ledger.query, filt), filt, slo_ms).as_dict()
+
+        doc = await asyncio.to_thread(build)
         doc["tenant"] = tenant
         doc["tenants"].setdefault(tenant, _public(Usage()))
         return json_response(doc)
