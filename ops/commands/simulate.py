@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 
@@ -99,10 +100,15 @@ def parse_params(items: list[str]) -> dict:
         key, eq, value = item.partition("=")
         if not eq:
             raise CliError(f"--param {item!r}: expected KEY=VALUE")
+        key = key.strip()
+        if key in ("autoscaling.policy", "routing.policy"):  # (a TypeError traceback)
+            raise CliError(f"--param {key}: the preset sets it; choose the preset with --policy")
         try:
-            out[key.strip()] = json.loads(value)
+            out[key] = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip()] = value
+            out[key] = value
+        if isinstance(out[key], float) and not math.isfinite(out[key]):  # 1e400, NaN
+            raise CliError(f"--param {item!r}: must be a finite number")
     return out
 
 
@@ -238,8 +244,11 @@ def run_policies(names: list[str], trace, profile, cfg, params: dict, seed: int,
                     seed=seed,
                     async_setup=cfg.async_setup,
                 )
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, TypeError) and not params:
+                raise  # not a value the user gave: a defect, with its traceback
+            given = ", ".join(f"{k}={v}" for k, v in params.items())
+            raise CliError(f"{exc} (--param {given})" if params else str(exc)) from None
         res.summary["wall_s"] = round(time.perf_counter() - t0, 2)
         # (the optimum's summary is built apart: every run names its figures' sources)
         res.summary.setdefault("profile_sources", {"profile": profile.source, **profile.provenance})
