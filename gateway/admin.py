@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .control import PolicyChoice, PolicyEngine
 from .errors import BadRequest, Forbidden, Unauthorized, Unavailable
-from .policy_settings import AutoscalingSettings, RoutingPolicyName
+from .policy_settings import AutoscalingSettings, RoutingPolicyName, configured_routing_params
 from .routes import ERROR_SCHEMA, json_response
 from .state import GatewayState
 
@@ -113,12 +113,13 @@ def admin_router(state: GatewayState) -> APIRouter:
         engine = _engine(state)
         old = engine.choice
         name = update.routing_policy or old.routing_policy
-        if update.routing_params is not None:
-            params = update.routing_params
+        if update.routing_params is not None:  # over the configured ones, as at start
+            spill = state.settings.spill_outstanding_per_replica
+            params = {**configured_routing_params(name, spill), **update.routing_params}
         elif name == old.routing_policy:
             params = old.routing_params
         else:
-            params = {}
+            params = configured_routing_params(name, state.settings.spill_outstanding_per_replica)
         choice = PolicyChoice(name, params, update.autoscaling or old.autoscaling)
         try:
             engine.set_policy(choice)

@@ -22,7 +22,7 @@ from vmpool.pool import ReplicaPool
 from .cold_start import probe_cold_start, zero_inputs
 from .live import LiveCollector
 from .metrics import GatewayMetrics
-from .policy_settings import PolicyChoice, build_routing
+from .policy_settings import PolicyChoice, build_routing, configured_routing_params
 from .slo_budget import budget_params
 
 log = logging.getLogger("tidegate.control")
@@ -322,11 +322,7 @@ def start_policy_engine(state, *, prepare_task: asyncio.Task | None = None) -> P
             )
         )
         state.tasks.append(prepare_task)
-    params = (
-        {"spill_outstanding_per_replica": s.spill_outstanding_per_replica}
-        if s.routing_policy == "threshold"
-        else {}
-    )
+    params = configured_routing_params(s.routing_policy, s.spill_outstanding_per_replica)
     engine = PolicyEngine(
         choice=PolicyChoice(s.routing_policy, params, s.autoscaling),
         configured_replicas=s.vm.replicas,

@@ -234,6 +234,16 @@ class PolicyChoice:
     autoscaling: AutoscalingSettings
 
 
+def configured_routing_params(name: RoutingPolicyName, spill_outstanding_per_replica: int) -> dict:
+    """The parameters routing policy ``name`` runs with unless told otherwise: the configured
+    ones (threshold: ``spill_outstanding_per_replica``), alike whether the gateway started on it
+    or ``PUT /admin/policy`` switched to it (which once ran threshold at its built-in 16, shown
+    as ``{}``, whatever the config said)."""
+    if name == "threshold":
+        return {"spill_outstanding_per_replica": spill_outstanding_per_replica}
+    return {}
+
+
 def build_routing(name: RoutingPolicyName, params: dict, prices: PriceTable) -> RoutingPolicy:
     """The routing policy ``name`` with ``params``; a ``ValueError`` (the caller's mistake, a 400
     from the admin API) for a parameter it does not take or one out of range."""
