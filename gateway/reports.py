@@ -240,8 +240,9 @@ def parse_time(text: str | None) -> float | None:
 
 
 def _caller_may_read(state: GatewayState, request: Request, tenant: str) -> None:
-    """The admin key reads any tenant; a tenant's key reads only its own (403 otherwise). A
-    gateway without tenants answers as its admin API does (loopback callers only)."""
+    """The admin key and an admin tenant's read any tenant; a tenant's key reads only its own
+    (403 otherwise, never telling whether that tenant exists). A gateway without tenants
+    answers as its admin API does (loopback callers only)."""
     from .admin import authorize
 
     registry, h = state.tenants, request.headers
@@ -251,11 +252,26 @@ def _caller_may_read(state: GatewayState, request: Request, tenant: str) -> None
     auth = h.get("authorization", "")
     given = auth[7:].strip() if auth.lower().startswith("bearer ") else h.get("x-api-key")
     if admin_key and given and hmac.compare_digest(given.encode(), admin_key.encode()):
-        if registry.get(tenant) is None:  # as for an admin tenant's key: a typo is not usage
-            raise NotFound(f"no tenant {tenant!r}")
         return
     caller = registry.authenticate(h.get("authorization"), h.get("x-api-key"))
-    registry.authorize_usage(caller, tenant)
+    if not caller.settings.admin:
+        registry.authorize_usage(caller, tenant)
+
+
+def _unknown_tenant(state: GatewayState, tenant: str) -> str | None:
+    """For an admin caller: None for a tenant configured (an open gateway's "default" too) or
+    in the ledger, else the 404's message naming the known ones, as ``tidegate report --tenant``
+    says. A typo is not an empty report: an open gateway answered 200 with zeros. Ledger reads:
+    run it in a thread."""
+    if state.tenants.get(tenant) is not None or state.ledger is None:
+        return None
+    query = state.ledger.query
+    if query("SELECT 1 FROM requests WHERE tenant = {p} LIMIT 1", (tenant,)):
+        return None
+    known = {r[0] for r in query("SELECT DISTINCT tenant FROM requests")}
+    known |= {t.name for t in state.tenants.tenants()}
+    shown = ", ".join(sorted(known)[:20]) + (", ..." if len(known) > 20 else "")
+    return f"unknown tenant {tenant!r}: not configured or in the ledger (tenants: {shown})"
 
 
 def reports_router(state: GatewayState) -> APIRouter:
@@ -284,6 +300,9 @@ def reports_router(state: GatewayState) -> APIRouter:
         by: str = Query("", description="model,path,day"),
     ):
         _caller_may_read(state, request, tenant)
+        unknown = await asyncio.to_thread(_unknown_tenant, state, tenant)
+        if unknown:
+            raise NotFound(unknown)
         if state.ledger is None:
             return json_response({"error": "the gateway has no ledger yet"}, 503)
         filt = make_filter(tenant, since, until, by)
