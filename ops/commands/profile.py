@@ -17,11 +17,32 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+_DEFAULT_REGION = "us-east-1"
 HELP = "Measure a model's performance profile (compute, transfers, invocations, VM service)."
+
+
+def _endpoint_url(text: str) -> str:
+    """``--sqs-endpoint``, checked as the flags are read: a bad URL was a botocore traceback at
+    the end of the whole measuring run."""
+    import argparse
+    from urllib.parse import urlsplit
+
+    from botocore.utils import is_valid_endpoint_url
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not is_valid_endpoint_url(text):
+        raise argparse.ArgumentTypeError(
+            f"must be an http(s) URL such as http://127.0.0.1:5000 or "
+            f"https://sqs.us-east-1.amazonaws.com, got {text!r}"
+        )
+    return text
 
 
 def add_arguments(parser) -> None:
@@ -36,13 +57,14 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--workers", default="2,4", help="worker counts to run real plans at (default 2,4)"
     )
-    parser.add_argument("--reps", type=int, default=6, help="timed repetitions per measurement")
+    parser.add_argument(
+        "--reps", type=int, default=6, help="timed repetitions per measurement (default 6, >= 2)"
+    )
     parser.add_argument("--out", type=Path, help="where to write (default REPO/NAME/profile.json)")
     parser.add_argument(
         "--vm-batches",
-        default="1,2,4,8",
-        help="batch sizes to time a VM replica at (default 1,2,4,8; at most the "
-        "model's max_batch_size)",
+        help="batch sizes to time a VM replica at, each 1 to the model's max_batch_size "
+        "(default 1,2,4,8 up to max_batch_size)",
     )
     parser.add_argument(
         "--cold-reps",
@@ -58,13 +80,7 @@ def add_arguments(parser) -> None:
         help="workers of the plan whose cold start is timed (default 4, the gateway's "
         "burst.default_workers)",
     )
-    parser.add_argument(
-        "--sqs-endpoint",
-        help="also time tensors through SQS at this endpoint (moto, or "
-        "https://sqs.REGION.amazonaws.com with the usual AWS credentials): the queue "
-        "transport's fit, transfer.sqs (ops/queue_fit.py)",
-    )
-    parser.add_argument("--sqs-region", default="us-east-1", help="region of --sqs-endpoint")
+    _add_sqs_arguments(parser)
     parser.add_argument(
         "--compute-only",
         action="store_true",
@@ -78,6 +94,21 @@ def add_arguments(parser) -> None:
         help="with --compute-only: also run one function and the latency plan at each "
         "--workers, and fit this model's calibration against the rest of the profile in "
         "--out, which stays as it is",
+    )
+
+
+def _add_sqs_arguments(parser) -> None:
+    parser.add_argument(
+        "--sqs-endpoint",
+        type=_endpoint_url,
+        help="also time tensors through SQS at this endpoint (moto, or "
+        "https://sqs.REGION.amazonaws.com with the usual AWS credentials): the queue "
+        "transport's fit, transfer.sqs (ops/queue_fit.py)",
+    )
+    parser.add_argument(
+        "--sqs-region",
+        help="region of --sqs-endpoint (default: the one in an sqs.REGION.amazonaws.com "
+        f"endpoint, else {_DEFAULT_REGION})",
     )
 
 
@@ -105,7 +136,17 @@ def _run(args) -> int:
         artifact = load_artifact(args.repo, args.name)
     except ArtifactError as exc:
         raise CliError(str(exc)) from None
-    workers, batches = _checked(args, artifact.config.max_batch_size)
+    workers, batches = _checked(args, artifact)
+    if args.sqs_endpoint:  # before the long run: it ended in a traceback after all of it
+        from ops.commands.profile_measure import check_sqs, sqs_region
+
+        args.sqs_region = sqs_region(args.sqs_endpoint, args.sqs_region)
+        check_sqs(args.sqs_endpoint, args.sqs_region, profiler.Progress())
+    elif args.sqs_region:
+        raise CliError(
+            "--sqs-region goes with --sqs-endpoint (no SQS is timed without one; for AWS's, "
+            "--sqs-endpoint https://sqs.REGION.amazonaws.com)"
+        )
     cold = (args.cold_workers, args.cold_reps)
     out = args.out or Path(args.repo) / args.name / "profile.json"
     if args.compute_only:
@@ -123,41 +164,68 @@ def _run(args) -> int:
                 profiler.Progress(),
             )
         )
+    failed = None
     if args.sqs_endpoint:
-        profile = _with_sqs_fit(profile, args, profiler.Progress())
+        from ops.commands.profile_measure import with_sqs_fit
+
+        profile, failed = with_sqs_fit(profile, args, profiler.Progress())
     profiler.write_profile(profile, out)
     print(f"wrote {out}")
+    if failed:  # what was measured is kept; the exit status says the fit is missing
+        print(f"tidegate profile: {failed}; {out} has no transfer.sqs", file=sys.stderr)
+        return 1
     return 0
 
 
-def _checked(args, max_batch_size: int) -> tuple[list[int], list[int]]:
-    """(worker counts, VM batch sizes up to the model's ``max_batch_size``) from the arguments,
-    each checked: a bad value is a one-line error before anything is measured."""
+def _checked(args, artifact) -> tuple[list[int], list[int]]:
+    """(worker counts, VM batch sizes) from the arguments, each checked: a bad value is a
+    one-line error naming its flag, before anything is measured."""
+    from ops.cli import CliError
+
+    workers = _int_list("--workers", args.workers)
+    for bad, message in (
+        (not workers or min(workers) < 1, "--workers must be positive"),
+        (args.reps < 2, "--reps must be at least 2"),
+        (args.cold_reps < 0, "--cold-reps must be >= 0"),
+        (args.cold_workers < 1, "--cold-workers must be >= 1"),
+        (not 128 <= args.memory_mb <= 10240, "--memory-mb must be 128-10240"),
+        (
+            args.calibrate and not args.compute_only,
+            "--calibrate goes with --compute-only (a full run calibrates anyway)",
+        ),
+    ):
+        if bad:
+            raise CliError(message)
+    return workers, _vm_batches(args.vm_batches, artifact)
+
+
+def _int_list(flag: str, text: str) -> list[int]:
     from ops.cli import CliError
 
     try:
-        workers = sorted({int(w) for w in args.workers.split(",") if w.strip()})
+        return sorted({int(v) for v in text.split(",") if v.strip()})
     except ValueError:
+        raise CliError(f"{flag} must be a comma-separated list of integers, got {text!r}") from None
+
+
+def _vm_batches(text: str | None, artifact) -> list[int]:
+    """The batch sizes to time: the default list up to the model's max_batch_size; given ones
+    each 1 to it, else an error naming the limit (0 was timed as 1, 64 past a max of 8 dropped
+    without a word: a user who asks for a batch means it, and the VM never runs one past it)."""
+    from ops.cli import CliError
+
+    most = artifact.config.max_batch_size
+    if text is None:
+        return [b for b in (1, 2, 4, 8) if b <= most]
+    batches = _int_list("--vm-batches", text)
+    if not batches or batches[0] < 1:
+        raise CliError(f"--vm-batches must be batch sizes of at least 1, got {text!r}")
+    if batches[-1] > most:
         raise CliError(
-            f"--workers must be a comma-separated list of integers, got {args.workers!r}"
-        ) from None
-    if not workers or min(workers) < 1 or args.reps < 2:
-        raise CliError("--workers must be positive and --reps at least 2")
-    if args.cold_reps < 0 or args.cold_workers < 1 or not 128 <= args.memory_mb <= 10240:
-        raise CliError("--cold-reps must be >= 0, --cold-workers >= 1, --memory-mb 128-10240")
-    if args.calibrate and not args.compute_only:
-        raise CliError("--calibrate goes with --compute-only (a full run calibrates anyway)")
-    try:
-        batches = [
-            b
-            for b in sorted({int(b) for b in args.vm_batches.split(",") if b.strip()})
-            if 1 <= b <= max_batch_size
-        ] or [1]
-    except ValueError:
-        raise CliError(
-            f"--vm-batches must be a comma-separated list of integers, got {args.vm_batches!r}"
-        ) from None
-    return workers, batches
+            f"--vm-batches {batches[-1]} is past {artifact.name}'s max_batch_size {most} "
+            f"(its VM never runs a larger batch; give sizes 1-{most})"
+        )
+    return batches
 
 
 def _compute_only(args, artifact, workers: list[int], batches: list[int], out: Path):
@@ -187,14 +255,3 @@ def _compute_only(args, artifact, workers: list[int], batches: list[int], out: P
             profile, graph, artifact, args.repo, workers, args.reps, args.memory_mb, x, say
         )
     )
-
-
-def _with_sqs_fit(profile, args, say):
-    from ops.queue_fit import measure_sqs_fit, sqs_store_config
-
-    with tempfile.TemporaryDirectory(prefix="tidegate-profile-sqs-") as tmp:
-        backing = {"kind": "dir", "root": str(Path(tmp) / "claims")}
-        cfg = sqs_store_config(args.sqs_endpoint, args.sqs_region, backing)
-        fit = asyncio.run(measure_sqs_fit(cfg, args.reps))
-    say(f"transfer sqs: {fit.fixed_ms:.2f} ms + {fit.ms_per_mb:.2f} ms/MB")
-    return replace(profile, transfer={**profile.transfer, "sqs": fit})

@@ -175,3 +175,86 @@ async def _measure_cold(svc, profile, artifact, x, workers: int, reps: int, say)
     )
     say(f"cold start of {artifact.name} x{plan.workers}: p50 +{statistics.median(extra):.0f} ms")
     return profile.with_model(artifact.name, times)
+
+
+# SQS: checked before the long run, timed after it -------------------------------------------
+
+
+def _sqs_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from burst.store.base import StoreError
+
+    return (StoreError, BotoCoreError, ClientError, ValueError, OSError)
+
+
+def sqs_region(endpoint: str, region: str | None) -> str:
+    """``--sqs-region``, or the region an ``sqs.REGION.amazonaws.com`` endpoint names (a region
+    beside it that differs is an error: AWS refuses the signature, after the whole run)."""
+    import re
+    from urllib.parse import urlsplit
+
+    from ops.cli import CliError
+
+    named = re.fullmatch(
+        r"sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?", urlsplit(endpoint).hostname or ""
+    )
+    if named and region and region != named.group(1):
+        raise CliError(
+            f"--sqs-region {region} but --sqs-endpoint {endpoint} is in {named.group(1)}"
+        )
+    return region or (named.group(1) if named else "us-east-1")
+
+
+def check_sqs(endpoint: str, region: str, say) -> None:
+    """One message through a queue at ``endpoint`` (made, sent, received, deleted): reachable,
+    with credentials it takes; else a one-line error before anything is measured."""
+    import asyncio
+
+    from ops.cli import CliError
+
+    say(f"checking SQS at {endpoint} ({region})")
+    try:
+        asyncio.run(_one_message(endpoint, region))
+    except _sqs_errors() as exc:  # unreachable, no credentials, refused: one line
+        raise CliError(f"--sqs-endpoint {endpoint}: {_reason(exc)}; nothing measured") from None
+
+
+async def _one_message(endpoint: str, region: str) -> None:
+    import uuid
+
+    from burst.store.factory import make_store
+    from ops.queue_fit import sqs_store_config
+
+    cfg = sqs_store_config(endpoint, region, {"kind": "memory"})
+    store = make_store({**cfg, "max_attempts": 2})
+    prefix = f"req/profile-check-{uuid.uuid4().hex[:12]}/"
+    try:
+        await store.put(prefix + "check/0/x", b"x")
+        await store.get(prefix + "check/0/x")
+        await store.delete_prefix(prefix)
+    finally:
+        await store.close()
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def with_sqs_fit(profile, args, say):
+    """(profile with ``transfer["sqs"]`` measured, None), or (profile as it was, why not): a
+    queue that fails after the check costs the fit, not the rest of the run."""
+    import asyncio
+
+    from ops.queue_fit import measure_sqs_fit, sqs_store_config
+
+    with tempfile.TemporaryDirectory(prefix="tidegate-profile-sqs-") as tmp:
+        backing = {"kind": "dir", "root": str(Path(tmp) / "claims")}
+        cfg = sqs_store_config(args.sqs_endpoint, args.sqs_region, backing)
+        try:
+            fit = asyncio.run(measure_sqs_fit(cfg, args.reps))
+        except _sqs_errors() as exc:  # one line, and the profile is kept
+            return profile, f"the SQS fit at {args.sqs_endpoint} failed: {_reason(exc)}"
+    say(f"transfer sqs: {fit.fixed_ms:.2f} ms + {fit.ms_per_mb:.2f} ms/MB")
+    return replace(profile, transfer={**profile.transfer, "sqs": fit}), None
