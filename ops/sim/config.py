@@ -145,9 +145,9 @@ def _check_simulate_table(path: Path, sim: dict) -> None:
         elif key in ("cold_start_contention", "fn_wait_for_instances"):
             ok, want = isinstance(value, bool), "true or false"
         elif key in POSITIVE_KEYS:
-            ok, want = _number(value) and value > 0, "a number > 0"
+            ok, want = _number(value) and value > 0, "a finite number > 0"
         else:
-            ok, want = _number(value) and value >= 0, "a number >= 0"
+            ok, want = _number(value) and value >= 0, "a finite number >= 0"
         if not ok:
             raise ConfigError(f"{path}: [simulate] {key} must be {want}, got {value!r}")
 

@@ -18,6 +18,7 @@ def d(tmp_path_factory):
     root = tmp_path_factory.mktemp("walkthrough-cli")
     (root / "ok.csv").write_text("timestamp_s,model\n0.0,mlp\n0.5,mlp\n1.5,mlp\n")
     (root / "negseed.toml").write_text("[trace]\nseed = -4\n")
+    (root / "infslo.toml").write_text("[simulate]\nslo_ms = 1e400\n")
     (root / "notjson.json").write_text("timestamp_s,model\n")
     return root
 
@@ -40,6 +41,7 @@ CASES = [
     ),
     ("simulate --trace {d}/ok.csv --policy slo-aware --param routing.slo_margin=[1]", "(--param"),
     ("simulate --trace {d}/ok.csv --policy knative --param autoscaling.max_replicas=x", "(--param"),
+    ("simulate --trace {d}/ok.csv --config {d}/infslo.toml", "slo_ms must be a finite number"),
     ("tune --trace {d}/ok.csv --seed -3", "--seed: must be an integer >= 0"),
     ("tune --trace {d}/ok.csv --plot {d}/t.html", "unrecognized arguments: --plot"),
     ("tune --trace {d}/ok.csv --param autoscaling.max_replicas=2", "unrecognized arguments"),
