@@ -4,8 +4,7 @@ workers, with what work, bytes and weights per worker.
 Positions are node indices: a candidate covers nodes ``[start, end)``. Serial candidates are
 single nodes (the plan merges neighbours); spatial candidates are runs of whole spatial blocks
 (one value enters, one leaves, every node tileable); output candidates are a conv/linear head
-with its per-channel followers. ``burst`` describes; ``policies.planner`` chooses.
-"""
+with its per-channel followers. ``burst`` describes; ``policies.planner`` chooses."""
 
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ from burst.partition import _shape, blocks, output_head, per_channel, window_spe
 from burst.packing import conv_weight_bytes, with_pack_bytes
 from burst.plan import Split, Stage, StageChoice, build_stage, lead_split
 from policies.planner import Candidate, NodeWork
+from vmpool.delay_op import wait_ms
 
 # longest run of blocks one spatial stage may cover: halos grow with depth, and longer runs
 # only pay when rounds are expensive; 12 blocks covers a whole ResNet stage and more
@@ -47,7 +47,9 @@ def lead_options(size: int, parts: int, workers: int = 2) -> list[int]:
 
 def node_works(graph: Graph, batch: int) -> list[NodeWork]:
     """Each node's op and work at ``batch``, for the performance model."""
-    return [NodeWork(name=n.name, op=n.op, macs=n.macs * batch) for n in graph.nodes]
+    return [
+        NodeWork(n.name, n.op, n.macs * batch, wait_ms(n.op, n.args, batch)) for n in graph.nodes
+    ]
 
 
 def _users(graph: Graph) -> dict[str, int]:

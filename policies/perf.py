@@ -95,7 +95,7 @@ class PerfModel:
         for w in works:
             measured = measured_ms.get(w.name)
             if measured is None:
-                out[w.name] = fit.ms(w.op, w.macs)
+                out[w.name] = fit.ms(w.op, w.macs) + w.wait_ms
             else:  # measured at batch 1: the work part grows with the batch, dispatch does not
                 fixed = min(fit.fixed_ms_per_node, measured)
                 ms = fixed + (measured - fixed) * batch

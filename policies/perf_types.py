@@ -15,6 +15,9 @@ class NodeWork:
     name: str
     op: str
     macs: int  # at the plan's batch
+    # wall time it waits rather than computes, at the plan's batch (the ``delay`` load-test
+    # model's op sleeps: no MACs, yet 50 ms + 5 ms a row); added where no profile measured it
+    wait_ms: float = 0.0
 
 
 @dataclass(frozen=True)

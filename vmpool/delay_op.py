@@ -28,6 +28,18 @@ def delay(x: torch.Tensor, delay_ms: float, per_item_ms: float) -> torch.Tensor:
 
 
 _LIB.impl("delay", delay, "CompositeExplicitAutograd")
+OP = "tidegate.delay.default"  # as a graph node names it (``burst.graph``)
+
+
+def wait_ms(op: str, args: list, batch: int) -> float:
+    """What a graph node waits at ``batch``: this op's delay_ms + per_item_ms x rows, 0 for
+    any other op (the performance model prices the wait that no MAC count shows)."""
+    if op != OP or len(args) < 3:
+        return 0.0
+    delay_ms, per_item_ms = args[1], args[2]
+    if not all(isinstance(v, int | float) for v in (delay_ms, per_item_ms)):
+        return 0.0
+    return max(float(delay_ms) + float(per_item_ms) * batch, 0.0)
 
 
 @torch.library.register_fake("tidegate::delay")
