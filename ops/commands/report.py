@@ -47,7 +47,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from gateway.errors import TidegateError
-    from gateway.reports import ReportFilter, build_report, fetch_rows, make_filter
+    from gateway.reports import build_report, make_filter
     from ops.cli import CliError
     from ops.commands.outputs import check_writable, write_text
     from ops.report import RENDERERS, LedgerMissing, open_ledger
@@ -64,17 +64,11 @@ def run(args) -> int:
         model_slo = _model_slos(repo or Path(args.data_dir) / "models")
         if args.tenant:
             _check_tenant(query, args.tenant, slos)
-        rows = fetch_rows(query, filt)
-        busy_all = None
-        if args.tenant and args.vm_bill_usd is not None:
-            everyone = ReportFilter(None, filt.since_ts, filt.until_ts)
-            busy_all = sum(r[7] for r in fetch_rows(query, everyone))
         report = build_report(
-            rows,
+            query,
             filt,
             lambda t, m: slos.get(t) or args.slo_ms or model_slo(m),
             vm_bill_usd=args.vm_bill_usd,
-            busy_vm_usd_all=busy_all,
         )
     except (TidegateError, LedgerMissing) as exc:
         raise CliError(getattr(exc, "message", str(exc))) from None
