@@ -178,7 +178,8 @@ def _usage(keys: list, sums: dict, latencies: dict, slo_ms, idle_usd: float) -> 
     u = Usage(
         requests=sum(s.requests for s in parts),
         answered=answered,
-        slo_attainment=met / counted if counted else None,
+        # (a live ledger's row written between the two reads: never more met than counted)
+        slo_attainment=min(met, counted) / counted if counted else None,
         p50_ms=float(np.percentile(ok, 50)) if ok.size else None,
         p99_ms=float(np.percentile(ok, 99)) if ok.size else None,
         vm_usd=_dollars(sum(s.vm for s in parts)),
