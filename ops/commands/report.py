@@ -129,9 +129,12 @@ def _model_slos(repo: Path):
 
 def _tenant_slos(config: str | None) -> tuple[dict[str, float | None], Path | None]:
     """(tenant -> SLO (ms), None for a tenant without its own; the model repository) from a
-    serve config."""
+    serve config. A gateway without tenants (no config, or none in it) answers as ``default``:
+    that tenant is known before its first request, as ``GET /admin/reports`` knows it."""
+    from gateway.tenants.registry import DEFAULT_TENANT
+
     if not config:
-        return {}, None
+        return {DEFAULT_TENANT: None}, None
     from ops.cli import CliError
     from ops.sim.config import ConfigError, load_config
 
@@ -139,4 +142,5 @@ def _tenant_slos(config: str | None) -> tuple[dict[str, float | None], Path | No
         settings = load_config(config).settings
     except ConfigError as exc:
         raise CliError(str(exc)) from None
-    return {t.name: t.slo_ms for t in settings.tenants}, settings.repo_path
+    slos = {t.name: t.slo_ms for t in settings.tenants} or {DEFAULT_TENANT: None}
+    return slos, settings.repo_path

@@ -52,6 +52,7 @@ def test_an_open_gateway_says_404_for_a_tenant_that_does_not_exist(
         fresh = _get(url, "default")  # the open gateway's own tenant: no requests yet
         assert fresh.status_code == 200, fresh.text
         assert fresh.json()["tenants"]["default"]["requests"] == 0
+        assert _cli(tmp_path, "default", capsys)[0] == 0  # the CLI knows it before a request too
         assert httpx.post(url + "/v2/models/mlp/infer", json=BODY, timeout=60).status_code == 200
         ledger_rows(tmp_path, "SELECT id FROM requests", at_least=1)
         r = _get(url, "nosuch")
