@@ -85,6 +85,19 @@ def parse(blob: bytes) -> Envelope | None:
         raise PayloadError("async payload envelope is corrupt (modified or truncated)") from None
 
 
+def claim_checked(blob: bytes | None) -> bool:
+    """Whether ``blob`` is an envelope whose payload is an object in the store (reads the
+    header only: an inline payload is not copied)."""
+    if not blob or blob[: len(MAGIC)] != MAGIC:
+        return False
+    try:
+        (n,) = _HEAD.unpack_from(blob, len(MAGIC))
+        start = len(MAGIC) + _HEAD.size
+        return bool(orjson.loads(blob[start : start + n]).get("ref"))
+    except (struct.error, orjson.JSONDecodeError, AttributeError):
+        return False
+
+
 def _dump(env: Envelope) -> bytes:
     head = orjson.dumps(
         {"key": encode_key(env.key) if env.key else None, "ref": env.ref, "size": env.size}

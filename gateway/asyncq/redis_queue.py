@@ -6,6 +6,10 @@ entry stays in the group's pending list until the answer is written; one idle fo
 the lease is taken over by another gateway (XAUTOCLAIM), so a gateway that dies mid-job loses
 nothing (at-least-once). State changes run as Lua scripts, so the first answer wins and a
 cancelled job is never answered. Finished jobs expire with the result TTL (Redis EXPIRE).
+An answer claim-checked into the object store is also listed in the sorted set
+``{prefix}expiring`` (its envelope, scored by when it finished); the housekeeping's purge takes
+those past the TTL off the set and deletes their objects (the gateway whose ZREM removed an
+entry deletes it, so a fleet deletes each once), as Redis's EXPIRE cannot reach the store.
 
 Durability is Redis's: run it with ``appendonly yes`` and ``appendfsync always`` (or everysec,
 accepting up to a second of acknowledged jobs at risk) for the promise a 202 makes.
@@ -28,8 +32,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from .jobs import Job, JobState, QueueStats
+from .payload import claim_checked
 
 GROUP = "tidegate"
+_PURGE_BATCH = 256
 
 # KEYS[1] job hash, KEYS[2] stream; ARGV: id, then field, value pairs. 0 if the id exists.
 _PUT = """
@@ -53,12 +59,14 @@ if state == 'pending' or state == 'running' then
 end
 return 0
 """
-# KEYS[1] job hash, KEYS[2] callbacks set; ARGV: state, status, result, headers, now, ttl, id
+# KEYS[1] job hash, KEYS[2] callbacks set, KEYS[3] expiring set; ARGV: state, status, result,
+# headers, now, ttl, id, 1 if the result is claim-checked (its object outlives the hash's TTL)
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'status', ARGV[2], 'result', ARGV[3],
            'result_headers', ARGV[4], 'finished_s', ARGV[5], 'lease_until_s', '0', 'body', '')
 redis.call('EXPIRE', KEYS[1], ARGV[6])
+if ARGV[8] == '1' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3]) end
 if redis.call('HGET', KEYS[1], 'callback_url') then redis.call('SADD', KEYS[2], ARGV[7]) end
 return 1
 """
@@ -120,6 +128,7 @@ class RedisJobQueue:
         self.prefix = prefix
         self.stream = prefix + "jobs"
         self.callbacks = prefix + "callbacks"
+        self.expiring = prefix + "expiring"
         self.ttl_s = max(1, int(result_ttl_s))
         self.consumer = consumer or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self._put = self._redis.register_script(_PUT)
@@ -203,8 +212,11 @@ class RedisJobQueue:
         now_s: float,
     ) -> bool:
         recorded = await self._finish(
-            keys=[self._key(job_id), self.callbacks],
-            args=[state.value, status, result, orjson.dumps(headers), now_s, self.ttl_s, job_id],
+            keys=[self._key(job_id), self.callbacks, self.expiring],
+            args=[
+                *(state.value, status, result, orjson.dumps(headers), now_s, self.ttl_s, job_id),
+                int(claim_checked(result)),
+            ],
         )
         await self._ack(job_id)
         return bool(recorded)
@@ -252,7 +264,19 @@ class RedisJobQueue:
         return jobs
 
     async def purge(self, before_s: float, discard=None) -> int:
-        return 0  # finished jobs carry a Redis TTL
+        """Finished jobs carry a Redis TTL; their claim-checked answers' objects go here."""
+        purged = 0
+        while True:
+            due = await self._redis.zrangebyscore(
+                self.expiring, "-inf", f"({before_s!r}", start=0, num=_PURGE_BATCH
+            )
+            for blob in due:
+                if await self._redis.zrem(self.expiring, blob):  # 0: another gateway took it
+                    purged += 1
+                    if discard is not None:
+                        await discard(bytes(blob))
+            if len(due) < _PURGE_BATCH:
+                return purged
 
     async def stats(self, now_s: float) -> QueueStats:
         await self._group()
