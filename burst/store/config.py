@@ -49,8 +49,8 @@ class S3Store(_Store):
     aws_secret_access_key: str | None = Field(None, description="Secret key for the access key.")
     max_pool_connections: int | None = Field(None, ge=1, description="HTTP connections to S3.")
     max_attempts: int | None = Field(None, ge=1, description="Attempts per S3 call (retries).")
-    connect_timeout_s: float | None = Field(None, gt=0, description="Connect timeout.")
-    read_timeout_s: float | None = Field(None, gt=0, description="Read timeout.")
+    connect_timeout_s: float | None = Field(None, gt=0, description="Connect timeout (3 s).")
+    read_timeout_s: float | None = Field(None, gt=0, description="Read timeout (60 s).")
 
 
 class OssStore(_Store):
@@ -93,6 +93,8 @@ class SqsStore(_Store):
         "through `backing` with a pointer in the message (claim check).",
     )
     max_attempts: int | None = Field(None, ge=1, description="Attempts per SQS call (retries).")
+    connect_timeout_s: float | None = Field(None, gt=0, description="Connect timeout (3 s).")
+    read_timeout_s: float | None = Field(None, gt=0, description="Read timeout (10 s).")
 
 
 StoreSettings = Annotated[

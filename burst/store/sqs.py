@@ -40,6 +40,11 @@ DATA_ATTR, CLAIM_ATTR = "data", "claim"
 _MISSING_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 _KNOWN_QUEUES_MAX = 4096  # names this instance created or read: sent to without a CreateQueue
 _QUEUE_ATTRIBUTES = {"MessageRetentionPeriod": "3600"}  # an orphan's messages expire in an hour
+# botocore waits 60 s for a connection and 60 s for an answer: an endpoint that never answers
+# took ~2 min to report (two attempts of ``tidegate profile --sqs-endpoint``'s check). A queue
+# call is small (a message is at most 1 MiB, a receive waits 1 s at most), so a connection not
+# made in 3 s, or an answer not begun in 10 s, is a failure to retry, not a slow success.
+CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 3.0, 10.0
 _PRICES = PriceTable()  # only its billing chunk: SQS bills each started 64 KiB as a request
 
 
@@ -69,6 +74,8 @@ class SqsStore:
         max_attempts: int = 5,
         missing_after_s: float = 2.0,
         max_pool_connections: int = 64,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        read_timeout_s: float = READ_TIMEOUT_S,
     ):
         self.backing = backing
         self.queue_prefix = check_queue_prefix(queue_prefix)
@@ -81,6 +88,8 @@ class SqsStore:
             aws_access_key_id=aws_access_key_id,
             aws_secret_access_key=aws_secret_access_key,
             max_pool_connections=max_pool_connections,
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
         )
         self.retry = RetryPolicy(attempts=max_attempts)
         self._base_url: str | None = None  # "https://sqs.<region>.amazonaws.com/<account>"
@@ -98,6 +107,8 @@ class SqsStore:
             "max_attempts",
             "missing_after_s",
             "max_pool_connections",
+            "connect_timeout_s",
+            "read_timeout_s",
         }
         return cls(backing, **{k: v for k, v in cfg.items() if k in known})
 
