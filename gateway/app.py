@@ -52,6 +52,7 @@ def create_app(
         version=VERSION,
         docs_url="/docs",
         redoc_url=None,
+        redirect_slashes=False,  # (a 307 to the Host header's site, for a URL ending in "/")
         lifespan=make_lifespan(state, provisioner=provisioner, burst=burst, prices=prices),
     )
     app.state.settings = settings

@@ -87,7 +87,42 @@ def protocol_router(state: GatewayState) -> APIRouter:
 
     for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
         _model_routes(router, state, prefix)
+    for path, extension in UNSUPPORTED.items():
+        router.add_api_route(
+            path, _unsupported(extension), methods=["GET", "POST"], include_in_schema=False
+        )
     return router
+
+
+# Triton's extensions this server does not serve, by the URLs tritonclient calls: a 501 naming
+# the extension (they were a bare 404 "Not Found", which read as a wrong URL or model). gRPC
+# answers their methods UNIMPLEMENTED alike (gateway/grpc/server.py).
+UNSUPPORTED = {
+    "/v2/systemsharedmemory{rest:path}": "system shared memory",
+    "/v2/cudasharedmemory{rest:path}": "CUDA shared memory",
+    "/v2/trace/setting": "trace",
+    "/v2/models/{model}/trace/setting": "trace",
+    "/v2/models/{model}/versions/{version}/trace/setting": "trace",
+    "/v2/logging": "logging",
+    "/v2/models/{model}/generate{rest:path}": "generate",
+    "/v2/models/{model}/versions/{version}/generate{rest:path}": "generate",
+}
+
+
+def unsupported_message(extension: str) -> str:
+    return (
+        f"the {extension} extension is not supported by this server "
+        f"(GET /v2 lists the extensions it serves)"
+    )
+
+
+def _unsupported(extension: str):
+    body = orjson.dumps({"error": unsupported_message(extension)})
+
+    async def unsupported():
+        return _raw(body, 501)
+
+    return unsupported
 
 
 def _model_routes(router: APIRouter, state: GatewayState, prefix: str) -> None:

@@ -159,7 +159,7 @@ def _requested_outputs(raw) -> list[RequestedOutput] | None:
         if any(r.name == entry["name"] for r in requested):
             raise CodecError(f"requested output {entry['name']!r} appears twice")
         requested.append(RequestedOutput(entry["name"], binary, classes_of(entry["name"], params)))
-    return requested
+    return requested or None  # [] asks for none in particular: every output, as Triton and gRPC
 
 
 class DecodeCache:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.message import DecodeError
 
+from ..routes import unsupported_message
 from . import inference_pb2 as pb
 from .servicer import SERVICE, GatewayView, InferenceServicer
 
@@ -75,6 +76,27 @@ def _guarded(method):
     return call
 
 
+# Triton's methods of extensions not served: UNIMPLEMENTED naming the extension (gRPC's own
+# answer for them was "Method not found!"), as HTTP's 501 (gateway/routes.py UNSUPPORTED)
+_UNSUPPORTED = {
+    "SystemSharedMemoryStatus": "system shared memory",
+    "SystemSharedMemoryRegister": "system shared memory",
+    "SystemSharedMemoryUnregister": "system shared memory",
+    "CudaSharedMemoryStatus": "CUDA shared memory",
+    "CudaSharedMemoryRegister": "CUDA shared memory",
+    "CudaSharedMemoryUnregister": "CUDA shared memory",
+    "TraceSetting": "trace",
+    "LogSettings": "logging",
+}
+
+
+def _unsupported(extension: str):
+    async def call(request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, unsupported_message(extension))
+
+    return call
+
+
 def _handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
@@ -84,6 +106,10 @@ def _handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         )
         for name, (req, resp) in _METHODS.items()
     }
+    for name, extension in _UNSUPPORTED.items():
+        handlers[name] = grpc.unary_unary_rpc_method_handler(
+            _unsupported(extension), request_deserializer=bytes, response_serializer=bytes
+        )
     handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
         servicer.ModelStreamInfer,
         request_deserializer=_lenient(pb.ModelInferRequest),

@@ -22,9 +22,9 @@ from vmpool.classify import batched_outputs
 from vmpool.wire import EXTENSIONS
 from vmpool.codec import CodecError
 
-from ..access_log import count_refusal
+from ..access_log import MODEL_KEY, AccessLog
 from ..call import CallContext
-from ..errors import BadRequest, GatewayTimeout, TidegateError
+from ..errors import BadRequest, TidegateError
 from ..infer_endpoint import count_answer, route_header, workers_header
 from ..protocol import header_safe_id
 from ..repository import (
@@ -37,6 +37,7 @@ from ..repository import (
 from ..state import GatewayState
 from . import inference_pb2 as pb
 from .status import guard as _guard
+from .deadline import within_deadline
 from .stream import answer_in_order
 from .tensors import decode_infer_request, encode_infer_response
 
@@ -55,6 +56,8 @@ GatewayView = GatewayState  # what the servicer serves (repository calls need al
 class InferenceServicer:
     def __init__(self, gateway: GatewayView):
         self.gateway = gateway
+        # each infer call's line and counts, as the HTTP infer endpoint's (the same sink)
+        self.access = AccessLog(None, state=gateway, fmt=gateway.settings.access_log)
 
     async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
@@ -124,7 +127,7 @@ class InferenceServicer:
         try:
             if not isinstance(request, pb.ModelInferRequest):  # (server._Malformed)
                 raise BadRequest(f"malformed request message: {request.error}")
-            response, _ = await self._infer(request, meta, context)
+            response, _ = await self._infer(request, meta, context, "ModelStreamInfer")
         except TidegateError as exc:
             return pb.ModelStreamInferResponse(
                 error_message=exc.message,
@@ -173,23 +176,54 @@ class InferenceServicer:
         return self.gateway.require_dispatcher().model(request.name, request.version or None)
 
     async def _infer(
-        self, request: pb.ModelInferRequest, meta: dict[str, str], context
+        self, request: pb.ModelInferRequest, meta: dict[str, str], context, method="ModelInfer"
     ) -> tuple[pb.ModelInferResponse, tuple]:
-        """``_answer``, with a refusal before routing counted as over HTTP (the code: the HTTP
-        status the gRPC status maps from)."""
-        seen: dict = {}
+        """``_answer``, with the call's access-log line and counts as over HTTP (the code: the
+        HTTP status the gRPC status maps from; ``method``: the line's path)."""
+        seen: dict = {"t0": time.perf_counter(), "method": method}
+        status = 500  # (an unexpected error: guard answers INTERNAL)
         try:
-            return await self._answer(request, meta, context, seen)
+            response = await self._answer(request, meta, context, seen)
+            status = 200
+            return response
         except (TidegateError, CodecError) as exc:
-            if not getattr(seen.get("ctx"), "route", ""):
-                count_refusal(
-                    self.gateway.metrics,
-                    seen.get("tenant", ""),
-                    request.model_name,
-                    exc.status,
-                    self.gateway.models,
-                )
+            status = exc.status
             raise
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        finally:
+            # (a call whose deadline passed is logged when its dispatch ends: _dispatch_ended)
+            if not seen.get("late"):
+                self._logged(request.model_name, seen, status)
+
+    def _logged(self, model: str, seen: dict, status: int) -> None:
+        """The call's access-log line, and its counts as an HTTP infer's: a refusal before
+        routing in ``tidegate_requests_total`` (a routed call counted itself, with its ledger
+        row), an answer in the tenant's SLO series."""
+        ctx = seen.get("ctx")
+        note = {
+            "tenant": seen.get("tenant", ""),
+            "ctx": ctx,
+            "status": status,
+            "route": getattr(ctx, "route", ""),
+            "request_id": getattr(ctx, "request_id", ""),
+        }
+        path = f"/{SERVICE}/{seen['method']}"
+        scope = {"type": "grpc", "method": "POST", "path": path, MODEL_KEY: model}
+        self.access.done(scope, note, (time.perf_counter() - seen["t0"]) * 1000.0)
+
+    def _dispatch_ended(self, task: asyncio.Task, lease, seen: dict, model: str) -> None:
+        """A dispatch that ran on past its call's deadline (or the client's cancel) ended: its
+        body's bytes leave the budget now, and the call gets its line and counts, with the
+        status the dispatch ended with (as an HTTP request whose client went away)."""
+        lease.release()
+        if task.cancelled():
+            return self._logged(model, seen, 499)
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, (TidegateError, CodecError)):
+            log.error("a gRPC dispatch past its deadline failed", exc_info=exc)
+        self._logged(model, seen, 200 if exc is None else getattr(exc, "status", 500))
 
     async def _answer(
         self, request: pb.ModelInferRequest, meta: dict[str, str], context, seen: dict
@@ -212,24 +246,18 @@ class InferenceServicer:
                 req = decode_infer_request(request)
             except CodecError as exc:
                 raise BadRequest(exc.message) from None
-            ctx = CallContext(
-                tenant=tenant,
-                model=cfg.name,
-                version=version,
-                forced_route=route_header(meta.get("x-tidegate-route")),
-                workers=workers_header(meta.get("x-tidegate-workers")),
-                request_id=header_safe_id(req.id)
-                or header_safe_id(meta.get("x-request-id"))
-                or uuid.uuid4().hex,
-            )
-            seen["ctx"] = ctx
+            seen["ctx"] = ctx = _call_context(tenant, cfg.name, version, meta, req.id)
             context.set_trailing_metadata((("x-request-id", ctx.request_id),))  # errors too
-            result = await _within_deadline(dispatcher.infer(ctx, req), context.time_remaining())
+            ended = lambda task: self._dispatch_ended(task, lease, seen, cfg.name)  # noqa: E731
+            result = await within_deadline(
+                dispatcher.infer(ctx, req), context.time_remaining(), seen, ended
+            )
         except (TidegateError, CodecError):
             stats.request_done(False, time.perf_counter_ns() - t0)
             raise
         finally:
-            lease.release()
+            if not seen.get("late"):  # (else released when the dispatch ends)
+                lease.release()
         first = next(iter(req.inputs.values()))
         rows = int(first.shape[0]) if first.ndim else 1
         service_ms = sum(result.timings_ms.values()) if result.timings_ms else 0.0
@@ -251,15 +279,21 @@ class InferenceServicer:
         return response, trailing
 
 
+def _call_context(tenant, model: str, version, meta: dict[str, str], body_id) -> CallContext:
+    return CallContext(
+        tenant=tenant,
+        model=model,
+        version=version,
+        forced_route=route_header(meta.get("x-tidegate-route")),
+        workers=workers_header(meta.get("x-tidegate-workers")),
+        request_id=header_safe_id(body_id)
+        or header_safe_id(meta.get("x-request-id"))
+        or uuid.uuid4().hex,
+    )
+
+
 def _metadata_of(context) -> dict[str, str]:
     return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-
-
-async def _within_deadline(call, remaining_s: float | None):
-    try:
-        return await asyncio.wait_for(call, remaining_s)
-    except asyncio.TimeoutError:
-        raise GatewayTimeout("the call's deadline passed before the model answered") from None
 
 
 def model_config(cfg: ModelConfig) -> pb.ModelConfig:
