@@ -30,6 +30,7 @@ from policies.costs import PriceTable
 
 from .errors import BadRequest, NotFound
 from .ledger import report_queries as rq
+from .ledger import retention
 from .routes import ERROR_SCHEMA, json_response
 from .state import GatewayState
 
@@ -69,6 +70,8 @@ class Report:
     idle_vm_usd: float
     tenants: dict[str, Usage]
     groups: list[Usage]
+    note: str | None = None  # the window reaches before pruned rows (gateway.ledger.retention)
+    pruned_before_ts: float | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -79,7 +82,7 @@ class Report:
             "total_usd": math.fsum(u.cost_usd for u in self.tenants.values()),
             "tenants": {name: _public(u) for name, u in self.tenants.items()},
             "groups": [_public(g) for g in self.groups],
-        }
+        } | ({"note": self.note, "pruned_before_ts": self.pruned_before_ts} if self.note else {})
 
 
 def _public(u: Usage) -> dict:
@@ -152,7 +155,9 @@ def build_report(
     if filt.tenant and filt.tenant not in tenants:  # a tenant with nothing in the window
         tenants[filt.tenant] = Usage()
     ledger_total = _dollars(sum(s.cost for s in sums.values()))
-    return Report(filt, ledger_total, idle, tenants, groups)
+    horizon = retention.pruned_before(query)
+    note = retention.coverage_note(horizon, filt.since_ts)
+    return Report(filt, ledger_total, idle, tenants, groups, note, horizon if note else None)
 
 
 def _group_key(key: tuple, by: tuple[str, ...]) -> tuple:

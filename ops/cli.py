@@ -28,6 +28,7 @@ COMMANDS = {
     "tune": ("ops.commands.tune", "search a policy's parameters on a trace (Optuna)"),
     "loadgen": ("ops.commands.loadgen", "replay a trace open-loop against a live gateway"),
     "report": ("ops.commands.report", "per-tenant cost and SLO report from the ledger"),
+    "ledger": ("ops.commands.ledger", "ledger upkeep: prune rows before a date"),
 }
 
 

@@ -112,6 +112,8 @@ def render_table(report: Report) -> str:
         f"total ${total:.6f} over {len(report.tenants)} tenants (ledger ${report.ledger_total_usd:.6f}"
         f" + idle VM ${report.idle_vm_usd:.6f})"
     )
+    if report.note:
+        out.append(f"note: {report.note}")
     return "\n".join(out)
 
 

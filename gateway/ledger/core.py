@@ -30,11 +30,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from operator import attrgetter
 from pathlib import Path
 from typing import Protocol
 
 from .journal import Journal
+from .retention import LedgerPruner
 from .row import COLUMNS, LedgerRow
 
 _AS_TUPLE = attrgetter(*COLUMNS)  # dataclasses.astuple deep-copies: 10x slower
@@ -78,6 +80,8 @@ class Ledger:
         commit_interval_s: float = 0.0,
         journal: bool = False,
         fold_interval_s: float = 0.05,
+        retain_days: float = 0.0,
+        clock=time.time,
     ):
         self.backend = target if hasattr(target, "write") else make_backend(target)
         self.max_batch_rows = max_batch_rows
@@ -95,6 +99,8 @@ class Ledger:
             and hasattr(self.backend, "write_journal")
         ):
             self.journal = Journal(self.backend, self.backend.path, fold_interval_s=fold_interval_s)
+        # rows older than retain_days deleted by a thread of its own (gateway.ledger.retention)
+        self.pruner = LedgerPruner(self.backend, retain_days, clock=clock) if retain_days else None
         self._cond = threading.Condition()
         self._queue: list[tuple[tuple, asyncio.Future]] = []  # only the writer removes (head)
         self._closing = False
@@ -121,6 +127,7 @@ class Ledger:
             commit_interval_s=settings.commit_interval_ms / 1000.0,
             journal=settings.journal,
             fold_interval_s=settings.journal_fold_ms / 1000.0,
+            retain_days=settings.retain_days,
         )
 
     # lifecycle -------------------------------------------------------------------------------
@@ -131,9 +138,13 @@ class Ledger:
             self._thread.start()
         if self.journal is not None:
             self.journal.start()
+        if self.pruner is not None:
+            self.pruner.start()
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Write what is queued (retrying for up to ``timeout_s``), then stop the writer."""
+        if self.pruner is not None:  # (mid-pass: it stops after its batch)
+            await asyncio.to_thread(self.pruner.close)
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
         for loop in list(self._loop_rows):

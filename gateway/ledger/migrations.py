@@ -30,6 +30,11 @@ _JOURNAL_TABLE = (
     "folded_segment INTEGER NOT NULL)"
 )
 
+_RETENTION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS ledger_retention (id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "pruned_before_ts {real} NOT NULL)"
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -61,6 +66,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the last journal segment folded into the table (gateway.ledger.journal)",
         sqlite=(_JOURNAL_TABLE,),
         postgres=(_JOURNAL_TABLE,),
+    ),
+    Migration(
+        4,
+        "how far back rows were pruned (gateway.ledger.retention)",
+        sqlite=(_RETENTION_TABLE.format(real="REAL"),),
+        postgres=(_RETENTION_TABLE.format(real="DOUBLE PRECISION"),),
     ),
 )
 

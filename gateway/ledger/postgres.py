@@ -5,8 +5,14 @@ from __future__ import annotations
 import time
 
 from .migrations import MIGRATIONS
+from .retention import HORIZON
 from .row import COLUMNS
 
+# the oldest rows first, through the ts index (seq: the table's key)
+_PRUNE = (
+    "DELETE FROM requests WHERE seq IN "
+    "(SELECT seq FROM requests WHERE ts < %s ORDER BY ts LIMIT %s)"
+)
 # Any constant: serialises migrators of every replica that starts at the same moment.
 _MIGRATION_LOCK_ID = 7_402_611
 
@@ -21,6 +27,7 @@ class PostgresBackend:
         self.url = url
         self.connect_timeout_s = connect_timeout_s
         self._writer = None
+        self._pruner = None  # the retention thread's (prune)
 
     def describe(self) -> str:
         # never the password: the URL may carry one
@@ -69,6 +76,23 @@ class PostgresBackend:
             self._reset()
             raise
 
+    def prune(self, before_ts: float, limit: int) -> int:
+        """``SqliteBackend.prune``: up to ``limit`` of the oldest rows before ``before_ts``, and
+        the horizon, in one transaction (the retention thread's own connection)."""
+        if self._pruner is None or self._pruner.closed:
+            self._pruner = self._connect()
+        db = self._pruner
+        try:
+            with db.transaction():
+                deleted = db.execute(_PRUNE, (before_ts, limit)).rowcount
+                if deleted:
+                    db.execute(HORIZON.replace("?", "%s"), (before_ts,))
+            return max(deleted, 0)
+        except BaseException:
+            db.close()
+            self._pruner = None
+            raise
+
     def _reset(self) -> None:
         if self._writer is not None:
             try:
@@ -83,3 +107,6 @@ class PostgresBackend:
 
     def close(self) -> None:
         self._reset()
+        if self._pruner is not None:
+            self._pruner.close()
+            self._pruner = None

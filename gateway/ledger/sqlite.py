@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from .migrations import MIGRATIONS
+from .retention import HORIZON as _HORIZON
 from .row import COLUMNS
 
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES "
@@ -15,6 +16,13 @@ _ONE_ROW = f"({', '.join('?' * len(COLUMNS))})"
 # gives the GIL up and waits to get it back once, not once per row: with executemany, a loaded
 # event loop made a 118-row commit take 20 ms (5 ms switch interval per hand-back).
 _CHUNK_ROWS = 500  # 500 x 17 parameters, under SQLite's 32,766 limit
+
+
+# the oldest rows first, through the ts index: a batch is a short range of it
+_PRUNE = (
+    "DELETE FROM requests WHERE rowid IN "
+    "(SELECT rowid FROM requests WHERE ts < ? ORDER BY ts LIMIT ?)"
+)
 
 
 def _insert(count: int) -> str:
@@ -41,6 +49,7 @@ class SqliteBackend:
         # Without an fsync a commit is a write into the page cache (~100 us): the ledger commits
         # on the event loop itself, no hand-off to the writer thread and back (see Ledger).
         self.fast_commit = self.synchronous in ("NORMAL", "OFF")
+        self._pruner: sqlite3.Connection | None = None  # the retention thread's (prune)
 
     def describe(self) -> str:
         return f"sqlite:{self.path}"
@@ -126,6 +135,26 @@ class SqliteBackend:
             self._journal = None
             raise
 
+    def prune(self, before_ts: float, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest rows older than ``before_ts`` and record how far
+        back rows are gone, in one short transaction (its own connection: the pruning thread's).
+        Busy (another writer holds the lock past a moment): raises, the pruner tries later."""
+        if self._pruner is None:
+            self._pruner = self._connect()
+            self._pruner.execute("PRAGMA busy_timeout = 200")
+        db = self._pruner
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            deleted = db.execute(_PRUNE, (before_ts, limit)).rowcount
+            if deleted:
+                db.execute(_HORIZON.replace("GREATEST", "MAX"), (before_ts,))
+            db.execute("COMMIT")
+            return deleted
+        except BaseException:
+            db.close()
+            self._pruner = None
+            raise
+
     def checkpoint(self) -> None:
         """Copy the WAL into the database file as far as readers allow (writer thread)."""
         if self._writer is None:
@@ -149,10 +178,10 @@ class SqliteBackend:
 
     def close(self) -> None:
         self._reset()
-        for db in (self._on_loop, self._journal):
+        for db in (self._on_loop, self._journal, self._pruner):
             if db is not None:
                 db.close()
-        self._on_loop = self._journal = None
+        self._on_loop = self._journal = self._pruner = None
 
 
 def _insert_rows(db: sqlite3.Connection, rows: list[tuple], also: tuple | None = None) -> None:
