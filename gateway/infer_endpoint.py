@@ -135,8 +135,10 @@ class InferEndpoint:
         except TidegateError as exc:
             status, body = exc.status, protocol.error_body(exc.message)
             out_headers = {"content-type": _JSON, "x-request-id": request_id, **exc.headers}
-        except protocol.ClientGone:
+        except protocol.ClientGone:  # it left before its body was in: nobody to answer
             lease.release()
+            # its line and count say so (nginx's 499), not the access log's default 500
+            note["status"], note["request_id"] = 499, request_id
             return None
         except Exception as exc:  # never a bare 500 page: log it, answer in the protocol's shape
             log.exception("unhandled error on %s", path)

@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -561,3 +562,34 @@ def test_the_admin_key_guards_the_repository_api_as_it_guards_admin(open_gateway
         assert {"name": "mlp", "state": "READY"}.items() <= index.json()[0].items()
     finally:
         httpx.post(url + "/v2/repository/models/mlp/load", headers={"x-api-key": ADMIN})
+
+
+def _codes(url: str) -> dict[str, float]:
+    """tidegate_requests_total by code, summed over the other labels."""
+    out: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith("tidegate_requests_total{"):
+            code = line.split('code="', 1)[1].split('"', 1)[0]
+            out[code] = out.get(code, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+@pytest.mark.parametrize("rows_sent", [1, 40], ids=["fast lane", "app path"])
+def test_a_client_gone_before_its_body_is_in_is_a_499_not_a_500(gateway, rows_sent):
+    """Counted (and logged) as 499, the client's doing: it was the access log's default 500,
+    a server error on the dashboards for every client that hung up mid-upload."""
+    url, _, module = gateway
+    before = _codes(url)
+    body = json.dumps(json_body(rows(5, rows_sent))).encode()
+    assert (len(body) > 64 << 10) == (rows_sent > 1)  # (the lane takes bodies up to 64 KiB)
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(_post(body)[: -len(body) // 2])
+    after = _codes(url)
+    deadline = time.monotonic() + 30  # (until the gateway has seen the connection close)
+    while after.get("499", 0) == before.get("499", 0) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        after = _codes(url)
+    assert after.get("499", 0) - before.get("499", 0) == 1, (before, after)
+    assert after.get("500", 0) == before.get("500", 0)
+    still_serving(url, module)
