@@ -97,7 +97,7 @@ class BurstService:
 
         b = settings.burst
         store = b.store.as_config() if hasattr(b.store, "as_config") else dict(b.store)
-        store = with_default_roots(store, settings.data_dir / "objects")
+        store = with_default_roots(store, settings.data_dir / "objects") | b.weights.store_keys()
         platform = b.platform.as_config() if hasattr(b.platform, "as_config") else b.platform
         return cls(
             settings.repo_path,

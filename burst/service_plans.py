@@ -83,8 +83,10 @@ class _Pinned:
 
 def prepare_in_thread(repo: Path, store_cfg: dict, model: str, plan, graph, stamp=None) -> None:
     """Store the plan's weight slices, on this thread's own event loop; with ``stamp`` (the
-    model files' when its graph was read) only while model.pt2 is still that file."""
+    model files' when its graph was read) only while model.pt2 is still that file. Then the
+    model's versions older than the grace rule leave the store (``burst.weight_retention``)."""
     from burst.store.factory import make_store
+    from burst.weight_retention import after_prepare, record_safely
     from burst.weights import prepare_plan
 
     source = _Pinned(repo, model, stamp[0]) if stamp else load_artifact(repo, model)
@@ -93,7 +95,9 @@ def prepare_in_thread(repo: Path, store_cfg: dict, model: str, plan, graph, stam
         store = make_store(store_cfg)  # clients are loop-bound: one for this thread
         try:
             await prepare_plan(source, plan, store, graph=graph)
+            await record_safely(store, model, plan)  # its version, in the store's index
         finally:
             await store.close()
 
     asyncio.run(go())
+    after_prepare(store_cfg, model, plan)  # old versions' weights past their grace: a thread

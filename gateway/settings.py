@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from burst.faas.config import LocalPlatform, PlatformSettings
-from burst.store.config import DirStore, StoreSettings
+from burst.store.config import DirStore, PlanWeights, StoreSettings
 from gateway import settings_errors
 from gateway.asyncq.config import AsyncQueueSettings
 from gateway.ledger.config import LedgerSettings
@@ -124,6 +124,7 @@ class BurstSettings(Section):
         16, ge=1, le=100_000, description="Local runtime: concurrent instances cap."
     )
     keep_alive_s: float = Field(300.0, gt=0, description="Local runtime: idle instance keep-alive.")
+    weights: PlanWeights = Field(default_factory=PlanWeights, description="Old plan weights.")
     timeout_s: float = Field(
         120.0,
         gt=0,

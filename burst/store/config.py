@@ -97,6 +97,28 @@ class SqsStore(_Store):
     read_timeout_s: float | None = Field(None, gt=0, description="Read timeout (10 s).")
 
 
+class PlanWeights(ConfigTable):
+    """When plan weights of a model's old versions leave the store (burst/weight_retention.py)."""
+
+    grace_h: float = Field(
+        24.0,
+        ge=0,
+        description="A model's old version's plan weights are deleted once a newer version "
+        "has been current, and no replica has prepared a plan of the old one, this many hours "
+        "(replicas sharing the store have rolled over by then).",
+    )
+    keep_versions: int = Field(
+        2,
+        ge=1,
+        description="The newest versions of each model whose plan weights always stay (2: the "
+        "current one and the one before, for a rollback without re-upload).",
+    )
+
+    def store_keys(self) -> dict:
+        """The keys ``burst.weight_retention`` reads from the store's config dict."""
+        return {"weights_grace_h": self.grace_h, "weights_keep_versions": self.keep_versions}
+
+
 StoreSettings = Annotated[
     Union[DirStore, MemoryStore, S3Store, OssStore, SqsStore], Field(discriminator="kind")
 ]
