@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from ops.bench.procs import start, stop, wait_http, work_dir  # noqa: E402
 from ops.bench.soak_sample import per_request, print_row, process_list, sample  # noqa: E402
-from ops.bench.soak_sample import shm_roots, slopes_per_hour  # noqa: E402
+from ops.bench.soak_sample import findings, shm_roots, slopes_per_hour  # noqa: E402
 
 KEYS = {"alpha": "soak-key-alpha", "beta": "soak-key-beta"}
 ADMIN = "soak-admin-key"
@@ -49,8 +49,6 @@ MIX = {
     "metrics": 0.04,
     "report": 0.04,
 }
-# statuses a kind asks for; any other 5xx is a finding (a 429/503 under load is reported)
-WANTED = {"bad_400": {400}, "unknown_404": {404}, "bad_key_401": {401}}
 
 
 def write_config(work: Path, repo: Path, port: int, grpc_port: int) -> Path:
@@ -199,17 +197,17 @@ class Traffic:
             await resp.read()
             self.counts[("put_policy", resp.status)] += 1
 
-    async def run(self, session, seconds: float, rate: float, max_inflight: int) -> None:
+    async def run(self, session, seconds: float, rate: float, max_inflight: int, mix) -> None:
         """Poisson arrivals at ``rate`` per second; past ``max_inflight`` an arrival is counted
         as dropped (the gateway is not keeping up: a finding, not a queue in the client)."""
-        kinds, weights = list(MIX), list(MIX.values())
+        kinds, weights = list(mix), list(mix.values())
         tasks: set[asyncio.Task] = set()
         end = time.monotonic() + seconds
         policy_at = time.monotonic() + seconds / 2
         next_at = time.monotonic()
         while next_at < end:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            if policy_at is not None and time.monotonic() >= policy_at:
+            if policy_at is not None and time.monotonic() >= policy_at and mix == MIX:
                 policy_at = None
                 await self.put_policy(session)
             next_at += self.rng.expovariate(rate)
@@ -226,19 +224,6 @@ class Traffic:
             await self.grpc.close()
 
 
-def findings(counts: Counter) -> dict:
-    """5xx answers and transport failures nobody asked for, by kind."""
-    out: Counter = Counter()
-    for (kind, status), n in counts.items():
-        text = str(status)
-        wanted = WANTED.get(kind, set())
-        if status in wanted:
-            continue
-        if text.startswith(("5", "exc:", "poll-", "submit:5", "grpc:StatusCode.INTERNAL")):
-            out[f"{kind} {text}"] += n
-    return dict(out)
-
-
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -250,7 +235,42 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--max-inflight", type=int, default=64)
     ap.add_argument("--sample-s", type=float, default=30.0, help="seconds between samples")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/soak.json")
-    return ap.parse_args()
+    ap.add_argument(
+        "--only",
+        choices=list(MIX),
+        action="append",
+        help="drive only this kind (repeatable), at the full --rate: to bisect what grows",
+    )
+    ap.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set in the gateway's environment (inherited by its children), e.g. "
+        "MALLOC_ARENA_MAX=2",
+    )
+    ap.add_argument(
+        "--probe",
+        type=Path,
+        help="run the gateway under ops/bench/rss_probe.py, its JSON lines to this file",
+    )
+    ap.add_argument(
+        "--probe-args",
+        default="",
+        help="more rss_probe.py flags, e.g. --probe-args='--tracemalloc --trim-every 60'",
+    )
+    args = ap.parse_args()
+    args.mix = {k: MIX[k] for k in args.only} if args.only else MIX
+    return args
+
+
+def gateway_command(args, config: Path) -> list[str]:
+    serve = ["serve", "--config", str(config)]
+    if args.probe is None:
+        return [sys.executable, "-m", "ops", *serve]
+    probe = str(ROOT / "ops/bench/rss_probe.py")
+    flags = ["--out", str(args.probe), "--every", str(args.sample_s), *args.probe_args.split()]
+    return [sys.executable, probe, *flags, "--", *serve]
 
 
 async def drive(args, url, grpc_url, pid, data: Path, log: Path, x, roots) -> dict:
@@ -263,7 +283,7 @@ async def drive(args, url, grpc_url, pid, data: Path, log: Path, x, roots) -> di
     timeout = aiohttp.ClientTimeout(total=180)
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
         load = asyncio.create_task(
-            traffic.run(session, args.minutes * 60, args.rate, args.max_inflight)
+            traffic.run(session, args.minutes * 60, args.rate, args.max_inflight, args.mix)
         )
         print_row(None)
         while True:
@@ -301,7 +321,8 @@ def main() -> int:
     config = write_config(work, repo, port, grpc_port)
     log = work / "gateway.log"
     before = shm_roots()
-    gateway = start([sys.executable, "-m", "ops", "serve", "--config", str(config)], log)
+    env = dict(kv.split("=", 1) for kv in args.gateway_env)
+    gateway = start(gateway_command(args, config), log, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/v2/health/ready", gateway, timeout_s=300)

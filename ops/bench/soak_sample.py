@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,28 @@ def tree_figures(pid: int) -> dict:
         for fig, v in (("rss_mb", rss / 2**20), ("fds", fds), ("threads", threads), ("n", 1)):
             out[f"{name}.{fig}"] = out.get(f"{name}.{fig}", 0) + v
     out["children"] = len(root.children(recursive=True))
+    out.update(anon_file_mb(pid))
     return out
+
+
+def anon_file_mb(pid: int) -> dict:
+    """The gateway's RSS split: anonymous (heap, arenas, stacks) and file-backed (libraries,
+    mapped files), in MB, from ``/proc/PID/smaps_rollup``; empty where it cannot be read."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return {}
+    kb = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if rest.strip().endswith("kB"):
+            kb[key] = int(rest.split()[0])
+    if "Rss" not in kb or "Anonymous" not in kb:
+        return {}
+    return {
+        "gateway.anon_mb": kb["Anonymous"] / 1024,
+        "gateway.file_mb": (kb["Rss"] - kb["Anonymous"]) / 1024,
+    }
 
 
 def process_list(pid: int) -> list[str]:
@@ -106,6 +128,7 @@ COLUMNS = [
     ("t_s", "t_s"),
     ("requests", "reqs"),
     ("gateway.rss_mb", "gw_rss"),
+    ("gateway.anon_mb", "gw_anon"),
     ("gateway.fds", "gw_fd"),
     ("gateway.threads", "gw_thr"),
     ("children", "kids"),
@@ -150,3 +173,20 @@ def per_request(samples: list[dict]) -> dict:
     sent = last["requests"] - first["requests"]
     keys = [k for k in last if k not in ("t_s", "requests", "load1") and k in first]
     return {k: round((last[k] - first[k]) / sent, 4) for k in keys} if sent else {}
+
+
+# statuses a kind asks for; any other 5xx is a finding (a 429/503 under load is reported)
+WANTED = {"bad_400": {400}, "unknown_404": {404}, "bad_key_401": {401}}
+
+
+def findings(counts: Counter) -> dict:
+    """5xx answers and transport failures nobody asked for, by kind."""
+    out: Counter = Counter()
+    for (kind, status), n in counts.items():
+        text = str(status)
+        wanted = WANTED.get(kind, set())
+        if status in wanted:
+            continue
+        if text.startswith(("5", "exc:", "poll-", "submit:5", "grpc:StatusCode.INTERNAL")):
+            out[f"{kind} {text}"] += n
+    return dict(out)
