@@ -65,9 +65,14 @@ def _lenient(message_type):
     return parse
 
 
-def _guarded(method):
+def _guarded(method, refused=None):
+    """``method``, or INVALID_ARGUMENT for a message that did not parse (``refused()`` first:
+    ModelInfer's is counted and logged as HTTP's malformed JSON is)."""
+
     async def call(request, context):
         if isinstance(request, _Malformed):
+            if refused is not None:
+                refused()
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"malformed request message: {request.error}"
             )
@@ -100,7 +105,7 @@ def _unsupported(extension: str):
 def _handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            _guarded(getattr(servicer, name)),
+            _guarded(getattr(servicer, name), servicer.malformed if name == "ModelInfer" else None),
             request_deserializer=_lenient(req),
             response_serializer=resp.SerializeToString,
         )

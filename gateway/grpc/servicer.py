@@ -126,6 +126,7 @@ class InferenceServicer:
     async def _stream_answer(self, request, meta, context) -> pb.ModelStreamInferResponse:
         try:
             if not isinstance(request, pb.ModelInferRequest):  # (server._Malformed)
+                self.malformed("ModelStreamInfer")
                 raise BadRequest(f"malformed request message: {request.error}")
             response, _ = await self._infer(request, meta, context, "ModelStreamInfer")
         except TidegateError as exc:
@@ -196,6 +197,11 @@ class InferenceServicer:
             # (a call whose deadline passed is logged when its dispatch ends: _dispatch_ended)
             if not seen.get("late"):
                 self._logged(request.model_name, seen, status)
+
+    def malformed(self, method: str = "ModelInfer") -> None:
+        """A message that is not a ModelInferRequest: its line and count, a 400 (as HTTP's
+        malformed JSON)."""
+        self._logged("", {"t0": time.perf_counter(), "method": method}, 400)
 
     def _logged(self, model: str, seen: dict, status: int) -> None:
         """The call's access-log line, and its counts as an HTTP infer's: a refusal before

@@ -8,6 +8,7 @@ import logging
 import re
 import threading
 
+import grpc
 import httpx
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import tritonclient.http as thttp
 from tritonclient.utils import InferenceServerException
 
 from gateway.app import create_app
+from gateway.grpc.servicer import SERVICE
 from gateway.settings import Settings
 from vmpool.artifact import load_artifact
 from vmpool.export import export_zoo
@@ -267,13 +269,23 @@ def test_grpc_calls_get_access_log_lines_and_slo_counts_as_http_ones(gateway, ca
         assert done.wait(60)
     finally:
         client.stop_stream()
+    garbage = b"\xff\xff\xff not protobuf"
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(f"/{SERVICE}/ModelInfer", lambda b: b, lambda b: b)
+        with pytest.raises(grpc.RpcError) as err:
+            call(garbage, metadata=tuple(KEY.items()), timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        stream = channel.stream_stream(f"/{SERVICE}/ModelStreamInfer", lambda b: b, lambda b: b)
+        assert len(list(stream(iter([garbage]), metadata=tuple(KEY.items()), timeout=30))) == 1
     lines = [r.getMessage() for r in caplog.records if r.name == "tidegate.access"]
-    service = "path=/inference.GRPCInferenceService/"
+    service = f"path=/{SERVICE}/"
     expected = [
         f"{service}ModelInfer status=200 tenant=a model=mlp route=vm",
         f"{service}ModelInfer status=404 tenant=a model=nope route=-",
         f"{service}ModelInfer status=401 tenant=- model=mlp route=-",
         f"{service}ModelStreamInfer status=200 tenant=a model=mlp route=vm",
+        f"{service}ModelInfer status=400 tenant=- model=- route=-",  # not protobuf at all
+        f"{service}ModelStreamInfer status=400 tenant=- model=- route=-",
     ]
     for part in expected:
         assert any(part in line for line in lines), (part, lines)
