@@ -95,9 +95,9 @@ def prepare_in_thread(repo: Path, store_cfg: dict, model: str, plan, graph, stam
         store = make_store(store_cfg)  # clients are loop-bound: one for this thread
         try:
             await prepare_plan(source, plan, store, graph=graph)
-            await record_safely(store, model, plan)  # its version, in the store's index
+            return await record_safely(store, store_cfg, model, plan)  # in the store's index
         finally:
             await store.close()
 
-    asyncio.run(go())
-    after_prepare(store_cfg, model, plan)  # old versions' weights past their grace: a thread
+    if asyncio.run(go()):  # old versions' weights past their grace: deleted on a thread
+        after_prepare(store_cfg, model, plan)

@@ -18,10 +18,10 @@ A version's plans are deleted (``sweep``) once
   current one and the one before, for a rollback that needs no re-upload);
 - and it is not what this process runs.
 
-The sweep runs after a plan is prepared (when the service has just let an old version's plans go,
-``burst.service_plans.drop_stale``), on a thread of its own: a request never waits for it, and a
-store failure is logged and the sweep tried again the next time (the versions stay in the index
-until their objects are gone). Replicas write the index without a lock: two that write it at
+Recording a plan (after the service has let an old version's plans go, ``burst.service_plans.
+drop_stale``, or at start) also tells whether a version is past the rule; then the sweep runs on
+a thread of its own: a request never waits for it, and a store failure is logged and the sweep
+tried again the next time (the versions stay in the index until their objects are gone). Replicas write the index without a lock: two that write it at
 the same moment can lose the other's entry, which leaves objects in the store (never deletes
 too many: a version not in the index is never deleted), and the entry is written again by the
 replica's next plan. Objects of plans prepared before this index existed are not in it.
@@ -43,13 +43,20 @@ from burst.weights import plan_prefix
 log = logging.getLogger("tidegate.burst")
 INDEX_PREFIX = "plan-versions/"
 DEFAULT_GRACE_H, DEFAULT_KEEP_VERSIONS = 24.0, 2
-_index_lock = threading.Lock()  # this process's read-modify-writes of an index, one at a time
+# this process's read-modify-writes of a model's index, one at a time (threads: own loops)
+_index_locks: dict[str, threading.Lock] = {}
+_locks_lock = threading.Lock()
 _sweeps: list[threading.Thread] = []
 clock: Callable[[], float] = time.time  # the service's time here (tests set their own)
 
 
 def index_key(model: str) -> str:
     return f"{INDEX_PREFIX}{model}.json"
+
+
+def _index_lock(model: str) -> threading.Lock:
+    with _locks_lock:
+        return _index_locks.setdefault(model, threading.Lock())
 
 
 @dataclass(frozen=True)
@@ -107,10 +114,10 @@ async def _save(store, model: str, versions: list[dict]) -> None:
     await store.put(index_key(model), json.dumps(body, indent=1).encode())
 
 
-async def record_plan(store, model: str, digest: str, plan_id: str, now: float) -> None:
+async def record_plan(store, model: str, digest: str, plan_id: str, now: float) -> list[dict]:
     """Note in the model's index that this replica prepared ``plan_id`` of version ``digest``
-    (a version not the newest becomes current again: a rollback)."""
-    with _index_lock:
+    (a version not the newest becomes current again: a rollback); the versions it lists."""
+    with _index_lock(model):
         versions = await load_index(store, model)
         newest = max(versions, key=lambda v: v["current_since"], default=None)
         mine = next((v for v in versions if v["digest"] == digest), None)
@@ -123,12 +130,13 @@ async def record_plan(store, model: str, digest: str, plan_id: str, now: float) 
         if plan_id not in mine.setdefault("plans", []):
             mine["plans"].append(plan_id)
         await _save(store, model, versions)
+        return versions
 
 
 async def sweep(store, model: str, in_use: set[str], rule: WeightRetention) -> list[str]:
     """Delete the plans of the model's versions past the grace rule; the plan ids deleted. A
     version leaves the index only once all its plans are gone (a failure: kept for next time)."""
-    with _index_lock:
+    with _index_lock(model):
         versions = await load_index(store, model)
         doomed = rule.victims(versions, in_use)
         deleted: list[str] = []
@@ -155,8 +163,8 @@ async def sweep(store, model: str, in_use: set[str], rule: WeightRetention) -> l
 
 
 def after_prepare(store_cfg: dict, model: str, plan) -> None:
-    """What ``prepare_in_thread`` calls once a plan is in the store: the sweep of the model's
-    old versions on a thread of its own (the plan itself is recorded by ``record_safely``)."""
+    """The sweep of the model's old versions, on a thread of its own (``record_safely`` said
+    one is due)."""
     rule = WeightRetention.from_store_cfg(store_cfg, clock=lambda: clock())
     thread = threading.Thread(
         target=_sweep_thread,
@@ -168,12 +176,16 @@ def after_prepare(store_cfg: dict, model: str, plan) -> None:
     thread.start()
 
 
-async def record_safely(store, model: str, plan) -> None:
-    """``record_plan``, a failure logged (never the request's): the next plan records it."""
+async def record_safely(store, store_cfg: dict, model: str, plan) -> bool:
+    """``record_plan`` (a failure logged, never the request's: the next plan records it);
+    whether a sweep is due (a version past the grace rule: ``after_prepare``)."""
     try:
-        await record_plan(store, model, plan.weights_digest, plan.plan_id, clock())
+        versions = await record_plan(store, model, plan.weights_digest, plan.plan_id, clock())
     except Exception as exc:  # noqa: BLE001 - a store failure must not fail the plan
         log.warning("plan weights: could not record plan %s of %s: %s", plan.plan_id, model, exc)
+        return False
+    rule = WeightRetention.from_store_cfg(store_cfg, clock=lambda: clock())
+    return bool(rule.victims(versions, {plan.weights_digest}))
 
 
 def _sweep_thread(store_cfg: dict, model: str, in_use: set[str], rule: WeightRetention) -> None:

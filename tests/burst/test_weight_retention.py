@@ -154,7 +154,7 @@ async def test_a_store_failure_is_logged_and_the_next_sweep_finishes(tmp_path, c
         weights_digest, plan_id = "d3", "p3"
 
     with caplog.at_level(logging.WARNING, "tidegate.burst"):
-        await wr.record_safely(_Failing(inner, failures=1), "m", Plan())  # does not raise
+        assert not await wr.record_safely(_Failing(inner, failures=1), {}, "m", Plan())
     assert "could not record plan p3 of m" in caplog.text
 
 
