@@ -93,6 +93,12 @@ class PostgresBackend:
             self._pruner = None
             raise
 
+    def end_prune(self) -> None:
+        """After a pass: its connection goes (an hour idle, a server or proxy may drop it)."""
+        if self._pruner is not None:
+            self._pruner.close()
+            self._pruner = None
+
     def _reset(self) -> None:
         if self._writer is not None:
             try:
@@ -107,6 +113,4 @@ class PostgresBackend:
 
     def close(self) -> None:
         self._reset()
-        if self._pruner is not None:
-            self._pruner.close()
-            self._pruner = None
+        self.end_prune()

@@ -110,13 +110,16 @@ class LedgerPruner:
         """One pass: every row past the horizon; the rows deleted (raises what the database
         raised: ``run`` logs it)."""
         horizon = self.horizon()
-        deleted = prune_before(
-            self.backend,
-            horizon,
-            batch_rows=self.batch_rows,
-            duty=self.duty,
-            stop=self._stop,
-        )
+        try:
+            deleted = prune_before(
+                self.backend,
+                horizon,
+                batch_rows=self.batch_rows,
+                duty=self.duty,
+                stop=self._stop,
+            )
+        finally:
+            getattr(self.backend, "end_prune", lambda: None)()  # (PostgreSQL: its connection)
         self.rows_pruned += deleted
         if deleted:
             log.info(
