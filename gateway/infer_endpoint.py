@@ -101,8 +101,9 @@ class InferEndpoint:
                 out = {"content-type": _JSON, "x-request-id": request_id or new_request_id()}
                 body = protocol.error_body(exc.message)
                 return await protocol.send_response(send, exc.status, body, {**out, **exc.headers})
-            except protocol.ClientGone:
-                return
+            except protocol.ClientGone:  # nobody to answer: the send is dropped, but the
+                # access log's line and count say 499, not their default 500
+                return await protocol.send_response(send, 499, b"", {})
             await self.app(scope, _replay(bytes(body), receive), send)
         finally:
             lease.release()

@@ -574,8 +574,12 @@ def _codes(url: str) -> dict[str, float]:
     return out
 
 
-@pytest.mark.parametrize("rows_sent", [1, 40], ids=["fast lane", "app path"])
-def test_a_client_gone_before_its_body_is_in_is_a_499_not_a_500(gateway, rows_sent):
+@pytest.mark.parametrize(
+    "rows_sent, path",
+    [(1, MLP), (40, MLP), (1, "/admin/policy")],
+    ids=["fast lane", "app path", "another route"],
+)
+def test_a_client_gone_before_its_body_is_in_is_a_499_not_a_500(gateway, rows_sent, path):
     """Counted (and logged) as 499, the client's doing: it was the access log's default 500,
     a server error on the dashboards for every client that hung up mid-upload."""
     url, _, module = gateway
@@ -584,7 +588,7 @@ def test_a_client_gone_before_its_body_is_in_is_a_499_not_a_500(gateway, rows_se
     assert (len(body) > 64 << 10) == (rows_sent > 1)  # (the lane takes bodies up to 64 KiB)
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(_post(body)[: -len(body) // 2])
+        s.sendall(_post(body).replace(MLP.encode(), path.encode(), 1)[: -len(body) // 2])
     after = _codes(url)
     deadline = time.monotonic() + 30  # (until the gateway has seen the connection close)
     while after.get("499", 0) == before.get("499", 0) and time.monotonic() < deadline:
