@@ -185,6 +185,11 @@ def decode_content(
         )
     if not inflater.eof:
         raise CodecError(f"request body is truncated {coding} data")
+    if inflater.unused_data:  # (they were dropped: the body was its first stream alone)
+        raise CodecError(
+            f"request body has {len(inflater.unused_data)} bytes after its {coding} data "
+            f"(send one {coding} stream)"
+        )
     if lease is not None:
         lease.take(len(out))
     return out

@@ -116,3 +116,19 @@ def test_a_large_compressed_json_body_on_the_app_path(gateway, small_repo):
     client = thttp.InferenceServerClient(gateway.removeprefix("http://"))
     got = client.infer("mlp", [inp], request_compression_algorithm="gzip").as_numpy("output")
     assert np.abs(got - reference(small_repo, x)).max() <= 1e-5
+
+
+@pytest.mark.parametrize("server", ["gateway", "model_server"])
+@pytest.mark.parametrize("tail", ["garbage", "second member"])
+def test_bytes_after_the_compressed_stream_are_a_clear_400(request, server, tail):
+    """They were dropped silently: the body was its first stream alone (a second gzip member
+    read as JSON cut short, or junk behind a whole body answered 200)."""
+    url = request.getfixturevalue(server)
+    body = json_body(1)
+    if tail == "garbage":
+        sent = gzip.compress(body) + b"junk"
+    else:
+        sent = gzip.compress(body[:100]) + gzip.compress(body[100:])
+    r = _post(url, sent, "gzip")
+    assert r.status_code == 400 and "bytes after its gzip data" in r.json()["error"], r.text
+    assert _post(url, gzip.compress(body), "gzip").status_code == 200
