@@ -1,7 +1,7 @@
 """The scaler's held-out sets beside ``scaler_sweep.py``'s 13 traces (docs/ops.md, sessions 10
 and 11): slo-aware against the offline bound and vm-peak on runs no scaler change was chosen on.
 
-    .venv/bin/python ops/bench/heldout.py --set 18|20|v3|v4|mmpp8|rand|rand2
+    .venv/bin/python ops/bench/heldout.py --set 18|20|v3|v4|mmpp8|rand|rand2|rand3
         [--param autoscaling.X=V] [--cache FILE] [--json OUT]
 
 ``18``: other MMPP and flash-crowd parameters, seeds 0-1; ``20``: MMPP bursts about as long as a
@@ -10,7 +10,8 @@ to choose nothing; ``mmpp8``: the sweep's MMPP, seeds 0-7; ``rand``: 16 MMPP tra
 rates and burst lengths are drawn once (low 10-80 req/s, high 200-800, bursts 5-120 s
 log-uniform, gaps 60-600 s; a fixed generator, so the set is the same each run; session 14);
 ``rand2``: 20 traces from another generator (14 MMPP over wider ranges, 2 diurnal, 2 flash
-crowds, 2 steps), kept for validation only (session 15).
+crowds, 2 steps), kept for validation only (session 15); ``rand3``: 24 traces from a third
+generator (12 MMPP at other rates, 4 each of flash crowds, diurnal, steps; session 19).
 Each row: attainment %, cost $, cost / optimum, vm-peak's cost / cost, VM hours; then the
 set's total cost. Reference profile, simulated time: run it niced.
 """
@@ -104,6 +105,40 @@ def _random_mixed(seed: int = 15) -> list[tuple[str, str, int]]:
     return runs
 
 
+def _random_mixed3(seed: int = 19) -> list[tuple[str, str, int]]:
+    """Session 19's held-out set, drawn before any change of that session from its own
+    generator: 12 MMPP at other rates (low 5-150 req/s, high 120-1200, bursts 3-200 s and
+    gaps 40-900 s log-uniform), and four each of flash-crowd, diurnal and step shapes."""
+    rng = random.Random(seed)
+
+    def logu(lo: float, hi: float) -> int:
+        return round(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+    runs = []
+    for i in range(12):
+        low, high = logu(5, 150), logu(120, 1200)
+        gap, burst = logu(40, 900), logu(3, 200)
+        name = f"rand3 {low}/{high} ml{gap} mh{burst} s{i}"
+        runs.append((name, M.format(low, high, gap, burst), 200 + i))
+    for i in range(12, 16):
+        base, mult, hold = logu(5, 120), logu(3, 40), logu(15, 1200)
+        start, ramp = rng.randint(120, 2700), logu(2, 180)
+        src = F.format(base, mult, start, ramp, hold, logu(20, 900))
+        runs.append((f"rand3 flash {base}x{mult} h{hold} s{i}", src, 200 + i))
+    for i in range(16, 20):
+        mean, n, mult, dur = logu(20, 300), rng.randint(3, 30), logu(2, 8), logu(10, 180)
+        src = D.format(3600, mean, n, mult, dur)
+        runs.append((f"rand3 diurnal {mean} b{n}x{mult} {dur}s s{i}", src, 200 + i))
+    for i in range(20, 24):
+        base, mult, step = logu(10, 200), logu(2, 10), logu(60, 2400)
+        start = rng.randint(60, 3600 - step)
+        src = (
+            f"synth:step:duration_s=3600,base_rps={base},mult={mult},start_s={start},step_s={step}"
+        )
+        runs.append((f"rand3 step {base}x{mult} {step}s s{i}", src, 200 + i))
+    return runs
+
+
 SETS: dict[str, list[tuple[str, str, int]]] = {
     "18": [(f"{n} s{s}", src, s) for n, src in V18 for s in (0, 1)],
     "20": [(f"{n} s{s}", src, s) for n, src in V20 for s in range(5)],
@@ -141,6 +176,8 @@ MORE_SETS: dict[str, list[tuple[str, str, int]]] = {
     "rand": _random_mmpp(16),
     # session 15: a validation set no change is chosen on (reported before/after only)
     "rand2": _random_mixed(),
+    # session 19: drawn before that session changed anything, reported before/after
+    "rand3": _random_mixed3(),
 }
 
 
