@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 
 import grpc
 import httpx
@@ -18,6 +19,7 @@ import tritonclient.http as thttp
 from tritonclient.utils import InferenceServerException
 
 from gateway.app import create_app
+from gateway.grpc import inference_pb2 as pb
 from gateway.grpc.servicer import SERVICE
 from gateway.settings import Settings
 from vmpool.artifact import load_artifact
@@ -306,3 +308,34 @@ def test_a_url_ending_in_a_slash_is_a_404_not_a_redirect_to_the_host_header(gate
     )
     assert r.status_code == 404 and "location" not in r.headers, (r.status_code, r.headers)
     assert r.json()["error"] == "Not Found"
+
+
+def routed(url: str, model: str) -> float:
+    total = 0.0
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith("tidegate_routed_requests_total{") and f'model="{model}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_grpc_call_the_client_cancels_is_still_accounted(gateway):
+    """Cancelled once the gateway has routed it: the dispatch runs on and writes its row."""
+    url, target, data, _ = gateway
+    before = routed(url, "delay")
+    request = pb.ModelInferRequest(model_name="delay", id="cancelled-1")
+    tensor = request.inputs.add(name="input", datatype="FP32", shape=[1, 16])
+    tensor.contents.fp32_contents.extend([2.0] * 16)
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(
+            f"/{SERVICE}/ModelInfer",
+            pb.ModelInferRequest.SerializeToString,
+            pb.ModelInferResponse.FromString,
+        )
+        future = call.future(request, metadata=tuple(KEY.items()), timeout=60)
+        deadline = time.monotonic() + 30  # (until the gateway has routed it)
+        while routed(url, "delay") == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert routed(url, "delay") == before + 1
+        assert future.cancel()
+    rows = ledger_rows(data, "SELECT status, path FROM requests WHERE id = 'cancelled-1'")
+    assert rows == [(200, "vm")]
