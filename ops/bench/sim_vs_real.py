@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from ops.bench.host_cpu import add_warm_cpu, probe_cpu, replica_cores, simulate_keys  # noqa: E402
+from ops.bench import host_cpu  # noqa: E402
 from ops.bench.procs import work_dir  # noqa: E402
 
 from vmpool.procs import free_port, wait_healthy_sync  # noqa: E402
@@ -75,6 +75,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--host-cpu-from", help="host_cpu.json of another run (--resimulate)")
     parser.add_argument("--no-host-work", action="store_true", help="starts get every core")
     parser.add_argument("--no-warm-cpu", action="store_true", help="warm runs as profiled")
+    parser.add_argument("--host-slope", action="store_true", help="host CPU: slope over rates")
     parser.add_argument("--json", default=str(ROOT / "ops/bench/results/sim_vs_real.json"))
     args = parser.parse_args()
     if args.slo_ms is None:
@@ -150,9 +151,12 @@ def stop(serve: subprocess.Popen) -> None:
         os.killpg(serve.pid, 9)
 
 
-def replay_live(work: Path, url: str, args: argparse.Namespace) -> None:
-    """Replay the trace against the live gateway; its summary lands in live.json."""
-    run(
+def replay_live(work: Path, url: str, args: argparse.Namespace, sid: int) -> None:
+    """Replay the trace against the live gateway; its summary lands in live.json, and the
+    host's CPU over it in cpu_timeline.json (``host_cpu.cpu_timeline``)."""
+    popen(
+        sid,
+        work,
         TIDEGATE
         + [
             "loadgen",
@@ -171,12 +175,21 @@ def replay_live(work: Path, url: str, args: argparse.Namespace) -> None:
             "--no-progress",
         ],
         args.duration_s * 3 + 120,
-        stdout=subprocess.DEVNULL,
     )
     # loadgen exits 1 when a request got no answer; its summary counts it (a miss), so the
     # run is compared all the same, only a replay that wrote no summary stops the bench
     if not (work / "live.json").exists():
         raise RuntimeError("tidegate loadgen wrote no summary (see above)")
+
+
+def popen(sid: int, work: Path, cmd: list[str], timeout_s: float) -> None:
+    """Run ``cmd`` (the load generator), sampling the CPU of session ``sid`` and the host."""
+    print("$ " + " ".join(str(c) for c in cmd[2:]), file=sys.stderr)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        host_cpu.cpu_timeline(proc, sid, work / "cpu_timeline.json", timeout_s)
+    finally:
+        proc.wait(timeout_s)
 
 
 def main() -> int:
@@ -202,7 +215,7 @@ def main() -> int:
         stop(serve)
         serve = start_serve(work, port, log)
         wait_ready(url, serve)
-        replay_live(work, url, args)
+        replay_live(work, url, args, serve.pid)
     finally:
         stop(serve)
         log.close()
@@ -221,34 +234,17 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
         cfg.read_text() + f"\n[simulate]\nvm_boot_s = {args.boot_delay_s + 3.0}\n"
         f"fn_keep_alive_s = 300.0\nfn_concurrency = 8\ncold_start_contention = true\n"
         f"gateway_overhead_ms = {overhead_ms:.3f}\n"
-        + simulate_keys(
+        + host_cpu.simulate_keys(
             Path(args.host_cpu_from or work / "host_cpu.json"),
             host=not args.no_host_work,
             warm=not args.no_warm_cpu,
+            slope=args.host_slope,
         )
     )
     sim_json = work / "sim.json"
-    run(
-        TIDEGATE
-        + [
-            "simulate",
-            "--trace",
-            str(trace),
-            "--policy",
-            "config",
-            "--config",
-            str(sim_cfg),
-            "--repo",
-            str(repo),
-            "--model",
-            args.model,
-            "--json",
-            str(sim_json),
-        ],
-        900,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    cmd = ["simulate", "--trace", str(trace), "--policy", "config", "--config", str(sim_cfg)]
+    cmd += ["--repo", str(repo), "--model", args.model, "--json", str(sim_json)]
+    run(TIDEGATE + cmd, 900, check=True, stdout=subprocess.DEVNULL)
     return report(
         json.loads((work / "live.json").read_text()),
         json.loads(sim_json.read_text()),
@@ -267,11 +263,15 @@ def calibrate(url: str, work: Path, repo: Path, model: str, sid: int) -> float:
     out = work / "probe.json"
     cmd = TIDEGATE + ["loadgen", "--trace", str(probe), "--url", url, "--model", model]
     # and what the gateway's processes and the load generator spend per request (host_cpu.py)
-    cpu = probe_cpu(cmd + ["--json", str(out), "--no-progress"], ROOT, sid, 4.0, 180)
-    cpu["vm_replica_cores"] = replica_cores(repo, model, 1)
+    cpu = host_cpu.probe_cpu(cmd + ["--json", str(out), "--no-progress"], ROOT, sid, 4.0, 180)
+    cpu["vm_replica_cores"] = host_cpu.replica_cores(repo, model, 1)
+    # ... and at higher rates, where fixed costs amortize: the simulator charges the slope
+    host_cpu.probe_rates(
+        cpu, TIDEGATE + ["loadgen", "--url", url, "--model", model], work, ROOT, sid
+    )
     (work / "host_cpu.json").write_text(json.dumps(cpu, indent=1))
     print(f"host CPU: {cpu}", file=sys.stderr)
-    add_warm_cpu(work / "host_cpu.json", url, model, sid)
+    host_cpu.add_warm_cpu(work / "host_cpu.json", url, model, sid)
     live_p50 = json.loads(out.read_text())["p50_ms"]
     from ops.sim.profile_adapter import from_repo
 

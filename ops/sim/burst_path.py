@@ -44,7 +44,7 @@ def host_work(sim, i: int, t: float) -> None:
     starts share the rest (``FunctionPool.share_host``)."""
     p = sim.p
     rate = (i - bisect_left(sim.arr, t - RATE_WINDOW_S, 0, i)) / RATE_WINDOW_S
-    busy = p.host_cpu_ms_per_request * rate / 1000.0
+    busy = p.host_base_cores + p.host_cpu_ms_per_request * rate / 1000.0
     if p.vm_replica_cores > 0:
         busy += p.vm_replica_cores * sim.vm.serving(t)
     sim.fn.share_host(t, busy, RATE_WINDOW_S)

@@ -88,6 +88,7 @@ class FunctionPool:
         self.warm_started: deque[float] = deque()
         self.host_work = self.shared is not None and (
             profile.host_cpu_ms_per_request > 0
+            or profile.host_base_cores > 0
             or profile.vm_replica_cores > 0
             or self.warm_cpu_ms > 0
         )

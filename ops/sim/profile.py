@@ -86,10 +86,12 @@ class SimProfile:
     fn_host_cores: int = 0
     # what else keeps those cores busy, so the starts share only the rest (``cold_share.py``,
     # floored at ``MIN_CORES``): CPU ms per request arriving (the gateway, and on the bench its
-    # load generator: ``sim_vs_real.py`` measures them) and the cores a VM replica keeps busy
-    # while it serves a batch (its torch threads x the share of the batch that computes). 0:
-    # not measured, nothing deducted
+    # load generator: ``sim_vs_real.py`` measures them at 4 req/s, or with ``--host-slope`` the
+    # slope over probes at several rates), cores that work keeps busy whatever the rate (that
+    # line's intercept) and the cores a VM replica keeps busy while it serves a batch (its
+    # torch threads x the share of the batch that computes). 0: not measured, nothing deducted
     host_cpu_ms_per_request: float = 0.0
+    host_base_cores: float = 0.0
     vm_replica_cores: float = 0.0
     # CPU ms a warm invocation adds on those cores beyond the gateway's per-request CPU (its
     # instance is one process computing on one thread: ``sim_vs_real.py`` measures it). Its
