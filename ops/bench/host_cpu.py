@@ -1,31 +1,31 @@
 """What else keeps the host busy while the embedded function runtime starts instances, measured
-for the simulator (``[simulate] host_cpu_ms_per_request``, ``host_base_cores`` and
-``vm_replica_cores``, ``ops/sim/cold_share.py``).
+for the simulator (``[simulate] host_cpu_ms_per_request``, ``host_base_cores``,
+``vm_replica_cores``, ``fn_warm_cpu_ms``; ``ops/sim/cold_share.py``).
+
+Two attributions of the gateway's CPU, both measured in the same run (``host_cpu.json``):
+- ``session`` (the old, keys without "tree"): the processes of the gateway's session and, for
+  the warm probe, their children. Every child of the gateway (model servers, the function
+  runtime: ``vmpool/procs.py``) starts a session of its own, and so does every function
+  instance the runtime starts (``burst/faas/instances.py``): the session is the gateway
+  process alone, its children are the model servers and the runtime, never an instance.
+- ``tree`` (keys with "tree"): the gateway's whole process tree, walked by ppid links in /proc
+  whatever the sessions (``tree_roles``: the gateway, model servers, runtime, instances).
 
 - CPU per request: during ``sim_vs_real.py``'s calibration probe (a steady light load, one VM
-  replica, no spill), the CPU the gateway's process session (the gateway, its local model
-  servers, the function runtime) and the load generator spent, from /proc, less what the
-  session spends idle (measured just before, over ``IDLE_S``), per request sent. The load
-  generator's own start-up is left out: its CPU is read from ``SKIP_S`` into the probe on.
-  At 4 req/s a request looks ~2x what one more costs at the replays' rates (fixed costs
-  amortize), so the same is probed at ``PROBE_RATES`` too (``rates``; a probe the autoscaler
-  launched a replica in is left out: the start's CPU is not a request's). ``sim_vs_real.py
-  --host-slope`` charges the line through them (``host_line``): its slope per request
-  (``host_cpu_ms_per_request``) and its intercept as a base load (``host_base_cores``). Not the
-  default: it moved the simulation further from live (docs/ops.md, session 19).
-- Over the replay, every second (``cpu_timeline``): the session's, the function instances',
-  the load generator's and the host's CPU (``cpu_timeline.json``), to see the onsets.
-- A serving replica's cores: its torch threads (the gateway's default, cores / replicas, at
-  least 1) x the share of a batch that computes: the profile's CPU time of the model's nodes
-  (``node_ms``, thread time) over its VM service time at batch 1 (wall). The ``delay`` model
-  sleeps: ~0.
-- CPU per warm burst invocation (``[simulate] fn_warm_cpu_ms``): after the calibration probe
-  (one replica, nothing scaling; the bench then restarts the gateway, so the replay starts
-  with no warm instance, as the simulation does), ~60 requests forced onto the burst path
-  (``X-Tidegate-Route: burst``) one at a time, after one that starts an instance: what the
-  session and the function instances (processes of their own sessions, started by it) spent
-  per request, less the session's idle CPU (measured again just before) and the gateway's
-  CPU per request already counted above (every arrival is charged that).
+  replica, no spill), what the gateway and the load generator spent, less the gateway's idle
+  CPU (measured just before, over ``IDLE_S``), per request sent; the load generator's start-up
+  left out (read from ``SKIP_S`` on). Probed at ``PROBE_RATES`` too (``rates``; a probe the
+  autoscaler launched a replica in is left out); ``--host-slope`` charges the line through
+  them (``host_line``), not the default (docs/ops.md, session 19).
+- Over the replay, every second (``cpu_timeline``): the tree's CPU by role, the load
+  generator's and the host's, and the old attribution's columns (``cpu_timeline.json``).
+- A serving replica's cores: its torch threads (cores / replicas, at least 1) x the profile's
+  CPU time of the model's nodes (``node_ms``) over its VM service time at batch 1. ``delay``: ~0.
+- CPU per warm burst invocation: after the calibration probe (the bench then restarts the
+  gateway: the replay starts with no warm instance, as the simulation does), ~60 requests
+  forced onto the burst path one at a time, after one that starts an instance, less the idle
+  CPU and the gateway's CPU per request already charged to every arrival. Only the tree
+  counts the instance's own CPU.
 """
 
 from __future__ import annotations
@@ -33,52 +33,55 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+from ops.bench.proc_tree import (
+    ROLES,
+    TICK,
+    snapshot,
+    read_stat,
+    ticks_since,
+    tree_roles,
+    tree_ticks,
+)
 
 IDLE_S, SKIP_S, POLL_S = 5.0, 3.0, 0.2
 # the rates (req/s) probed besides the calibration's 4: one replica keeps up without scaling
 # (at 40 the target tracker launched a second, whose start's CPU is not a request's); the
 # replays' onsets run at 100-170 req/s, where a request costs what one more costs
 PROBE_RATES = (12.0, 24.0)
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: str) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
 
 
 def session_cpu_s(sid: int) -> float:
-    """User + system CPU seconds of the processes in session ``sid`` (those alive now)."""
+    """The OLD attribution (``session``): user + system CPU seconds of the processes in session
+    ``sid`` alive now. Every child of the gateway (model servers, the function runtime) starts
+    a session of its own (``vmpool/procs.py``), so this is the gateway process alone."""
     total = 0
     for pid in os.listdir("/proc"):
         if pid.isdigit():
-            fields = _stat(pid)
+            fields = read_stat(pid)
             if fields is not None and int(fields[3]) == sid:
                 total += int(fields[11]) + int(fields[12])
     return total / TICK
 
 
 def _cpu_by_pid(sid: int) -> dict[str, int]:
-    """CPU ticks of each process of session ``sid`` and of the function instances its
-    processes started (the local runtime runs each in a session of its own)."""
-    stats = {pid: _stat(pid) for pid in os.listdir("/proc") if pid.isdigit()}
-    session = {pid for pid, f in stats.items() if f is not None and int(f[3]) == sid}
+    """The OLD attribution: CPU ticks of session ``sid``'s processes (the gateway alone) and of
+    their children (the model servers and the function runtime, NOT the function instances:
+    the runtime, outside the session, is their parent)."""
+    stats = snapshot()
+    session = {pid for pid, f in stats.items() if int(f[3]) == sid}
     return {
         pid: int(f[11]) + int(f[12])
         for pid, f in stats.items()
-        if f is not None and (pid in session or f[1] in session)
+        if pid in session or f[1] in session
     }
 
 
 def _cpu_since(before: dict[str, int], sid: int) -> float:
-    """CPU seconds the processes alive now spent since ``before`` (one that exited, e.g. a VM
-    replica scaled in, takes its past CPU away from a plain sum)."""
-    return sum(t - before.get(pid, 0) for pid, t in _cpu_by_pid(sid).items()) / TICK
+    return ticks_since(before, _cpu_by_pid(sid))
 
 
 def _post(url: str, body: bytes, header_len: int) -> None:
@@ -96,9 +99,21 @@ def _post(url: str, body: bytes, header_len: int) -> None:
         resp.read()
 
 
-def probe_warm_cpu(url: str, model: str, sid: int, idle_cores: float, n: int = 60) -> float:
+def _both(sid: int) -> tuple[dict, dict]:
+    """A reading of the old attribution (session ``sid`` and its children) and the new (the
+    gateway's whole process tree; the gateway's pid is ``sid``: it leads its session)."""
+    return _cpu_by_pid(sid), tree_ticks(sid)
+
+
+def _since(before: tuple[dict, dict], sid: int) -> tuple[float, float]:
+    old, new = _both(sid)
+    return ticks_since(before[0], old), ticks_since(before[1], new)
+
+
+def probe_warm_cpu(url: str, model: str, sid: int, idle: tuple[float, float], n: int = 60):
     """CPU ms a warm burst invocation adds on this host (see the module docstring), beyond
-    the per-request CPU the session spends anyway (``gateway_ms``, subtracted by the caller)."""
+    the per-request CPU the gateway spends anyway (subtracted by the caller), by the old
+    attribution and by the new: (old, new)."""
     import urllib.request
 
     from ops.loadgen import model_inputs
@@ -109,70 +124,81 @@ def probe_warm_cpu(url: str, model: str, sid: int, idle_cores: float, n: int = 6
     infer = f"{url}/v2/models/{model}/infer"
     _post(infer, body, header_len)  # starts the instance (its cold start is left out)
     time.sleep(1.0)
-    t0, cpu0 = time.monotonic(), _cpu_by_pid(sid)
+    t0, cpu0 = time.monotonic(), _both(sid)
     for _ in range(n):
         _post(infer, body, header_len)
         time.sleep(0.05)
     span = time.monotonic() - t0
-    used = _cpu_since(cpu0, sid) - idle_cores * span
-    return max(used, 0.0) * 1000.0 / n
+    used = [u - i * span for u, i in zip(_since(cpu0, sid), idle, strict=True)]
+    return tuple(max(u, 0.0) * 1000.0 / n for u in used)
 
 
 def cpu_timeline(proc: subprocess.Popen, sid: int, out: Path, timeout_s: float) -> None:
-    """While ``proc`` (the replay's load generator) runs, the CPU seconds of the gateway's
-    session, of the function instances it started (their own sessions) and of ``proc``, and the
-    host's busy CPU (/proc/stat), every second: what the host's other work is at the
-    onsets, beside the starts (``cpu_timeline.json``, columns per row)."""
+    """While ``proc`` (the replay's load generator) runs, every second: the CPU ticks of the
+    gateway's process tree by role (``ROLES``: the gateway, its model servers, the function
+    runtime, the function instances), of ``proc`` and the host's busy ticks (/proc/stat); and
+    the old attribution's two columns (``old_session``: the gateway alone, ``old_children``:
+    the model servers and the runtime, which it called "instances"). ``cpu_timeline.json``."""
     rows, t0 = [], time.monotonic()
     while proc.poll() is None and time.monotonic() - t0 < timeout_s:
-        stats = {pid: _stat(pid) for pid in os.listdir("/proc") if pid.isdigit()}
-        ses = {pid for pid, f in stats.items() if f is not None and int(f[3]) == sid}
-        tick = [0, 0]  # the session, the instances
+        stats = snapshot()
+        by_role = dict.fromkeys(ROLES, 0)
+        for pid, role in tree_roles(sid, stats).items():
+            by_role[role] += int(stats[pid][11]) + int(stats[pid][12])
+        ses = {pid for pid, f in stats.items() if int(f[3]) == sid}
+        old = [0, 0]
         for pid, f in stats.items():
-            if f is not None and (pid in ses or f[1] in ses):
-                tick[pid not in ses] += int(f[11]) + int(f[12])
+            if pid in ses or f[1] in ses:
+                old[pid not in ses] += int(f[11]) + int(f[12])
         own = stats.get(str(proc.pid))
         with open("/proc/stat") as f:
             cpu = [int(x) for x in f.readline().split()[1:]]
         busy = sum(cpu) - cpu[3] - cpu[4]  # less idle and iowait
         load = 0 if own is None else int(own[11]) + int(own[12])
-        rows.append([round(time.monotonic() - t0, 3), tick[0], tick[1], load, busy])
+        row = [round(time.monotonic() - t0, 3), *by_role.values(), load, busy, *old]
+        rows.append(row)
         time.sleep(1.0)
-    out.write_text(json.dumps({"tick_hz": TICK, "t_s,session,instances,loadgen,host": rows}))
+    cols = ",".join(("t_s", *ROLES, "loadgen", "host", "old_session", "old_children"))
+    out.write_text(json.dumps({"tick_hz": TICK, cols: rows}))
 
 
 def add_warm_cpu(path: Path, url: str, model: str, sid: int) -> None:
     """Measure a warm burst invocation's CPU on the gateway at ``url`` (session ``sid``) and
-    add it to the measurement at ``path`` (``warm_burst_cpu_ms_per_request``)."""
-    idle0 = _cpu_by_pid(sid)
+    add it to the measurement at ``path``: ``warm_burst_cpu_ms_per_request`` (old attribution:
+    without the function instance's own CPU) and ``warm_burst_tree_cpu_ms_per_request``."""
+    idle0 = _both(sid)
     time.sleep(IDLE_S)
-    idle_cores = _cpu_since(idle0, sid) / IDLE_S
+    idle = tuple(c / IDLE_S for c in _since(idle0, sid))
     cpu = json.loads(path.read_text())
     try:
-        cpu["warm_burst_cpu_ms_per_request"] = probe_warm_cpu(url, model, sid, idle_cores)
+        old, new = probe_warm_cpu(url, model, sid, idle)  # type: ignore[arg-type]
     except OSError as exc:  # no burst answer (urllib's errors): not measured, the run stands
         print(f"warm burst CPU not measured: {exc}", flush=True)
         return
-    cpu["warm_idle_session_cores"] = idle_cores
+    cpu["warm_burst_cpu_ms_per_request"], cpu["warm_burst_tree_cpu_ms_per_request"] = old, new
+    cpu["warm_idle_session_cores"], cpu["warm_idle_tree_cores"] = idle
     path.write_text(json.dumps(cpu, indent=1))
-    print(f"warm burst CPU: {cpu['warm_burst_cpu_ms_per_request']:.2f} ms", flush=True)
+    print(f"warm burst CPU: {old:.2f} ms (old), {new:.2f} ms (tree)", flush=True)
 
 
 def probe_cpu(cmd: list[str], cwd: Path, sid: int, rps: float, timeout_s: float) -> dict:
     """Run the probe ``cmd`` (a load generator sending ``rps`` requests/s) and measure the CPU
-    per request of session ``sid`` and of the load generator."""
-    idle0 = session_cpu_s(sid)
+    per request of the gateway (old attribution: session ``sid``; new: its process tree) and
+    of the load generator."""
+    idle0 = (session_cpu_s(sid), tree_ticks(sid))
     time.sleep(IDLE_S)
-    idle_cores = (session_cpu_s(sid) - idle0) / IDLE_S
+    idle_cores = (session_cpu_s(sid) - idle0[0]) / IDLE_S
+    idle_tree = ticks_since(idle0[1], tree_ticks(sid)) / IDLE_S
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL)
     t0 = time.monotonic()
-    first = last = None  # (monotonic s, load generator CPU s, session CPU s)
+    first = last = None  # (monotonic s, load generator CPU s, session CPU s, tree ticks)
     while proc.poll() is None and time.monotonic() - t0 < timeout_s:
         time.sleep(POLL_S)
-        fields = _stat(str(proc.pid))
+        fields = read_stat(str(proc.pid))
         if fields is None or proc.poll() is not None:
             break
-        now = (time.monotonic(), (int(fields[11]) + int(fields[12])) / TICK, session_cpu_s(sid))
+        own = (int(fields[11]) + int(fields[12])) / TICK
+        now = (time.monotonic(), own, session_cpu_s(sid), tree_ticks(sid))
         if first is None and now[0] - t0 >= SKIP_S:
             first = now
         elif first is not None:
@@ -183,21 +209,30 @@ def probe_cpu(cmd: list[str], cwd: Path, sid: int, rps: float, timeout_s: float)
     span = last[0] - first[0]
     sent = rps * span
     gateway_ms = max(last[2] - first[2] - idle_cores * span, 0.0) * 1000.0 / sent
-    loadgen_ms = (last[1] - first[1]) * 1000.0 / sent
+    tree_cpu = ticks_since(first[3], last[3])
     return {
         "gateway_session_cpu_ms_per_request": gateway_ms,
-        "loadgen_cpu_ms_per_request": loadgen_ms,
+        "gateway_tree_cpu_ms_per_request": max(tree_cpu - idle_tree * span, 0.0) * 1000 / sent,
+        "loadgen_cpu_ms_per_request": (last[1] - first[1]) * 1000.0 / sent,
         "idle_session_cores": idle_cores,
+        "idle_tree_cores": idle_tree,
         "span_s": span,
         "returncode": proc.returncode,
     }
 
 
 def rate_point(cpu: dict, rps: float) -> dict:
-    """One probe's busy cores at ``rps``: the gateway's session (its idle CPU included: it
-    spends that during a replay too) and the load generator past its start-up."""
-    session = cpu["gateway_session_cpu_ms_per_request"] * rps / 1000.0 + cpu["idle_session_cores"]
-    return {"rps": rps, "cores": session + cpu["loadgen_cpu_ms_per_request"] * rps / 1000.0}
+    """One probe's busy cores at ``rps``: the gateway's (its idle CPU included: it spends that
+    during a replay too) and the load generator past its start-up; ``cores`` by the old
+    attribution, ``tree_cores`` by the new."""
+    loadgen = cpu["loadgen_cpu_ms_per_request"] * rps / 1000.0
+    point = {"rps": rps}
+    for key, ms, idle in (
+        ("cores", "gateway_session_cpu_ms_per_request", "idle_session_cores"),
+        ("tree_cores", "gateway_tree_cpu_ms_per_request", "idle_tree_cores"),
+    ):
+        point[key] = cpu[ms] * rps / 1000.0 + cpu[idle] + loadgen
+    return point
 
 
 def probe_rates(cpu: dict, loadgen: list[str], work: Path, cwd: Path, sid: int) -> None:
@@ -221,20 +256,20 @@ def probe_rates(cpu: dict, loadgen: list[str], work: Path, cwd: Path, sid: int) 
         cpu["rates"].append(rate_point(done, rps))
 
 
-def host_line(points: list[dict]) -> tuple[float, float]:
+def host_line(points: list[dict], key: str = "cores") -> tuple[float, float]:
     """(base cores, CPU ms per request): the least-squares line through the probes' busy cores
-    by rate (the slope: what one more request costs; the intercept, at least 0: what the host
-    spends whatever the rate)."""
+    (``key``) by rate (the slope: what one more request costs; the intercept, at least 0: what
+    the host spends whatever the rate)."""
     n = len(points)
     mx = sum(p["rps"] for p in points) / n
-    my = sum(p["cores"] for p in points) / n
+    my = sum(p[key] for p in points) / n
     sxx = sum((p["rps"] - mx) ** 2 for p in points)
-    slope = sum((p["rps"] - mx) * (p["cores"] - my) for p in points) / sxx
+    slope = sum((p["rps"] - mx) * (p[key] - my) for p in points) / sxx
     if slope <= 0:  # no usable slope (noise at 100 Hz ticks): the average per request
         return 0.0, my / mx * 1000.0
     base = my - slope * mx
     if base < 0:  # through the origin instead
-        sxy = sum(p["rps"] * p["cores"] for p in points)
+        sxy = sum(p["rps"] * p[key] for p in points)
         return 0.0, sxy / sum(p["rps"] ** 2 for p in points) * 1000.0
     return base, slope * 1000.0
 
@@ -248,25 +283,48 @@ def replica_cores(repo: Path, model: str, max_replicas: int) -> float:
     return min(float(threads), cpu_ms / wall[len(wall) // 2]) if wall else 0.0
 
 
-def simulate_keys(path: Path, host: bool = True, warm: bool = True, slope: bool = False) -> str:
+# what each attribution reads of host_cpu.json: the gateway's CPU per request, a warm
+# invocation's, a rate point's busy cores
+ATTRIBUTION = {
+    "session": (
+        "gateway_session_cpu_ms_per_request",
+        "warm_burst_cpu_ms_per_request",
+        "cores",
+    ),
+    "tree": (
+        "gateway_tree_cpu_ms_per_request",
+        "warm_burst_tree_cpu_ms_per_request",
+        "tree_cores",
+    ),
+}
+
+
+def simulate_keys(
+    path: Path, host: bool = True, warm: bool = True, slope: bool = False, attribution="session"
+) -> str:
     """The [simulate] keys a measurement (``host_cpu.json``) gives: ``host`` the host's other
     work (``slope``: the line through the probes at several rates, else the CPU per request
     at 4 req/s), ``warm`` a warm invocation's CPU beyond the gateway's per request (a
-    measurement without it: none). No file: none."""
+    measurement without it: none), by ``attribution`` (``ATTRIBUTION``; a run measured before
+    the tree was: the session's). No file: none."""
     if not path.exists():
         return ""
     cpu = json.loads(path.read_text())
-    gateway_ms = cpu["gateway_session_cpu_ms_per_request"]
+    if attribution == "tree" and ATTRIBUTION["tree"][0] not in cpu:
+        print(f"{path}: no tree attribution measured, the session's charged", file=sys.stderr)
+        attribution = "session"
+    per_request, warm_key, cores = ATTRIBUTION[attribution]
+    gateway_ms = cpu[per_request]
     keys = ""
     if host and slope and len(cpu.get("rates", ())) >= 2:
-        base, per_request_ms = host_line(cpu["rates"])
+        base, per_request_ms = host_line(cpu["rates"], cores)
         keys += f"host_cpu_ms_per_request = {per_request_ms:.4f}\n"
         keys += f"host_base_cores = {base:.4f}\n"
     elif host:  # at 4 req/s (and where one rate was measured: runs before session 19)
         keys += f"host_cpu_ms_per_request = {gateway_ms + cpu['loadgen_cpu_ms_per_request']:.4f}\n"
     if host:
         keys += f"vm_replica_cores = {cpu['vm_replica_cores']:.4f}\n"
-    if warm and "warm_burst_cpu_ms_per_request" in cpu:
-        warm_ms = max(cpu["warm_burst_cpu_ms_per_request"] - gateway_ms, 0.0)
+    if warm and warm_key in cpu:
+        warm_ms = max(cpu[warm_key] - gateway_ms, 0.0)
         keys += f"fn_warm_cpu_ms = {warm_ms:.4f}\n"
     return keys

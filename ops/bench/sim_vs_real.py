@@ -76,6 +76,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-host-work", action="store_true", help="starts get every core")
     parser.add_argument("--no-warm-cpu", action="store_true", help="warm runs as profiled")
     parser.add_argument("--host-slope", action="store_true", help="host CPU: slope over rates")
+    parser.add_argument("--attribution", choices=("session", "tree"), default="session")
     parser.add_argument("--json", default=str(ROOT / "ops/bench/results/sim_vs_real.json"))
     args = parser.parse_args()
     if args.slo_ms is None:
@@ -121,25 +122,10 @@ def prepare(work: Path, args: argparse.Namespace) -> None:
 
 
 def start_serve(work: Path, port: int, log) -> subprocess.Popen:
+    cmd = ["serve", "--config", str(work / "tidegate.toml"), "--repo", str(work / "repo")]
+    cmd += ["--data-dir", str(work / "data"), "--port", str(port), "--grpc-port", "-1"]
     return subprocess.Popen(
-        TIDEGATE
-        + [
-            "serve",
-            "--config",
-            str(work / "tidegate.toml"),
-            "--repo",
-            str(work / "repo"),
-            "--data-dir",
-            str(work / "data"),
-            "--port",
-            str(port),
-            "--grpc-port",
-            "-1",
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        TIDEGATE + cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
 
 
@@ -183,7 +169,7 @@ def replay_live(work: Path, url: str, args: argparse.Namespace, sid: int) -> Non
 
 
 def popen(sid: int, work: Path, cmd: list[str], timeout_s: float) -> None:
-    """Run ``cmd`` (the load generator), sampling the CPU of session ``sid`` and the host."""
+    """Run ``cmd`` (the load generator), sampling the CPU of gateway ``sid``'s tree and the host."""
     print("$ " + " ".join(str(c) for c in cmd[2:]), file=sys.stderr)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
@@ -239,6 +225,7 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
             host=not args.no_host_work,
             warm=not args.no_warm_cpu,
             slope=args.host_slope,
+            attribution=args.attribution,
         )
     )
     sim_json = work / "sim.json"
@@ -262,7 +249,8 @@ def calibrate(url: str, work: Path, repo: Path, model: str, sid: int) -> float:
     write_csv(read_trace("synth:steady:duration_s=15,rps=4", seed=9).with_model(model), probe)
     out = work / "probe.json"
     cmd = TIDEGATE + ["loadgen", "--trace", str(probe), "--url", url, "--model", model]
-    # and what the gateway's processes and the load generator spend per request (host_cpu.py)
+    # and what the gateway's processes (by both attributions: host_cpu.py) and the load
+    # generator spend per request
     cpu = host_cpu.probe_cpu(cmd + ["--json", str(out), "--no-progress"], ROOT, sid, 4.0, 180)
     cpu["vm_replica_cores"] = host_cpu.replica_cores(repo, model, 1)
     # ... and at higher rates, where fixed costs amortize: the simulator charges the slope

@@ -20,7 +20,7 @@ from tests.ops.test_sim_cold_share import COLD_MS, LOCAL
 from tests.ops.test_sim_host_share import _onset
 
 
-def _measured(tmp_path, slope: bool = True, **extra) -> dict[str, float]:
+def _measured(tmp_path, slope: bool = True, attribution="session", **extra) -> dict[str, float]:
     cpu = {
         "gateway_session_cpu_ms_per_request": 3.0,
         "loadgen_cpu_ms_per_request": 2.0,
@@ -31,7 +31,7 @@ def _measured(tmp_path, slope: bool = True, **extra) -> dict[str, float]:
     path = tmp_path / "host_cpu.json"
     path.write_text(json.dumps(cpu))
     keys = {}
-    for line in simulate_keys(path, slope=slope).splitlines():
+    for line in simulate_keys(path, slope=slope, attribution=attribution).splitlines():
         name, value = line.split(" = ")
         keys[name] = float(value)
     return keys
@@ -88,3 +88,21 @@ def test_a_base_load_leaves_the_starts_fewer_cores():
     based = simulate(trace, "burst-only", replace(local, host_base_cores=1.0)).latency_ms[1:]
     assert np.median(alone) == pytest.approx(4.25 * COLD_MS + 20.0, rel=0.02)
     assert np.median(based) == pytest.approx(8.5 * COLD_MS + 20.0, rel=0.02)
+
+
+def test_the_tree_attribution_charges_the_whole_process_trees_cpu(tmp_path):
+    """Measured both ways in one run: the gateway's tree (its model servers, runtime and
+    instances) spent 4 ms per request and 9 ms per warm invocation where its session (the
+    gateway alone) spent 3 and 5. A run measured before the tree was: the session's."""
+    both = {"gateway_tree_cpu_ms_per_request": 4.0, "warm_burst_tree_cpu_ms_per_request": 9.0}
+    both["warm_burst_cpu_ms_per_request"] = 5.0
+    tree = _measured(tmp_path, slope=False, attribution="tree", **both)
+    assert tree["host_cpu_ms_per_request"] == pytest.approx(6.0)
+    assert tree["fn_warm_cpu_ms"] == pytest.approx(5.0)
+    session = _measured(tmp_path, slope=False, attribution="session", **both)
+    assert session["host_cpu_ms_per_request"] == pytest.approx(5.0)
+    assert session["fn_warm_cpu_ms"] == pytest.approx(2.0)
+    old_run = _measured(
+        tmp_path, slope=False, attribution="tree", warm_burst_cpu_ms_per_request=5.0
+    )
+    assert old_run == session
