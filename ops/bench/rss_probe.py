@@ -3,11 +3,12 @@ hunt, outside every production path: every ``--every`` seconds it appends one JS
 ``--out``: RSS split anon / file (``/proc/self/smaps_rollup``), glibc's heap (``mallinfo2``:
 arena bytes, in use, free, mmapped), live Python objects by type (``gc.get_objects``), the
 thread count, and with ``--tracemalloc`` the traced Python heap and its top growth by line
-since the first line. ``--trim-every S`` calls ``malloc_trim(0)`` every S seconds (an
-experiment: does giving freed heap back to the OS flatten RSS?) and records what it freed.
+since ``--baseline-s`` (after warm-up). ``--trim-every S`` calls ``malloc_trim(0)`` every S
+seconds (an experiment: does giving freed heap back to the OS flatten RSS?) and records what
+it freed.
 
     python ops/bench/rss_probe.py --out probe.jsonl [--every 60] [--tracemalloc] \
-        [--trim-every 0] -- serve --config soak.toml
+        [--trim-every 0] [--baseline-s 300] -- serve --config soak.toml
 """
 
 from __future__ import annotations
@@ -68,6 +69,19 @@ def mallinfo(libc) -> dict:
     }
 
 
+def sqlite_mb() -> dict:
+    """What SQLite holds (page caches, statements: ``sqlite3_memory_used``) in MB, through
+    the library ``sqlite3`` loaded; empty if the process has not loaded it."""
+    if "_sqlite3" not in sys.modules:
+        return {}
+    try:
+        lib = ctypes.CDLL("libsqlite3.so.0")
+    except OSError:
+        return {}
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return {"sqlite_mb": round(lib.sqlite3_memory_used() / 2**20, 2)}
+
+
 def smaps() -> dict:
     """RSS, anonymous and file-backed, in MB, from ``/proc/self/smaps_rollup``."""
     out = {}
@@ -108,7 +122,7 @@ def _hint(o) -> str:
 
 def probe_line(t0: float, libc, snap0, top: int) -> dict:
     total, by_type, largest = object_counts(top)
-    line = {"t_s": round(time.monotonic() - t0, 1), **smaps(), **mallinfo(libc)}
+    line = {"t_s": round(time.monotonic() - t0, 1), **smaps(), **mallinfo(libc), **sqlite_mb()}
     line.update(threads=threading.active_count(), objects=total, by_type=by_type)
     line["largest"] = largest
     import tracemalloc
@@ -121,37 +135,34 @@ def probe_line(t0: float, libc, snap0, top: int) -> dict:
     return line
 
 
-def run_probe(out: Path, every: float, top: int, trim_every: float) -> None:
+def _append(out: Path, doc: dict) -> None:
+    with out.open("a") as f:
+        f.write(json.dumps(doc) + "\n")
+
+
+def run_probe(args: argparse.Namespace) -> None:
+    """The probe thread: a line every ``args.every`` s; the tracemalloc baseline at the first
+    line past ``args.baseline_s`` (after start-up and warm-up); ``malloc_trim`` if asked."""
     import tracemalloc
 
     libc = _libc()
     t0 = time.monotonic()
     snap0 = None
-    next_trim = t0 + trim_every if trim_every > 0 else None
+    next_trim = t0 + args.trim_every if args.trim_every > 0 else None
     next_line = t0
     while True:
         now = time.monotonic()
         if next_trim is not None and now >= next_trim:
             before = smaps().get("rss_mb", 0)
             libc.malloc_trim(0)
-            with out.open("a") as f:
-                f.write(
-                    json.dumps(
-                        {
-                            "t_s": round(now - t0, 1),
-                            "trim_freed_mb": round(before - smaps().get("rss_mb", 0), 2),
-                        }
-                    )
-                    + "\n"
-                )
-            next_trim = now + trim_every
+            freed = round(before - smaps().get("rss_mb", 0), 2)
+            _append(args.out, {"t_s": round(now - t0, 1), "trim_freed_mb": freed})
+            next_trim = now + args.trim_every
         if now >= next_line:
-            line = probe_line(t0, libc, snap0, top)
-            if snap0 is None and tracemalloc.is_tracing():
+            _append(args.out, probe_line(t0, libc, snap0, args.top))
+            if snap0 is None and tracemalloc.is_tracing() and now - t0 >= args.baseline_s:
                 snap0 = tracemalloc.take_snapshot()
-            with out.open("a") as f:
-                f.write(json.dumps(line) + "\n")
-            next_line = now + every
+            next_line = now + args.every
         time.sleep(1.0)
 
 
@@ -162,6 +173,9 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=40, help="object types to list per line")
     ap.add_argument("--tracemalloc", action="store_true")
     ap.add_argument("--trim-every", type=float, default=0.0)
+    ap.add_argument(
+        "--baseline-s", type=float, default=300.0, help="tracemalloc growth counts from here"
+    )
     ap.add_argument("rest", nargs=argparse.REMAINDER, help="-- then the tidegate arguments")
     args = ap.parse_args()
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
@@ -170,12 +184,7 @@ def main() -> None:
 
         tracemalloc.start(4)
     sys.path.insert(0, str(ROOT))
-    threading.Thread(
-        target=run_probe,
-        args=(args.out, args.every, args.top, args.trim_every),
-        name="rss-probe",
-        daemon=True,
-    ).start()
+    threading.Thread(target=run_probe, args=(args,), name="rss-probe", daemon=True).start()
     sys.argv = ["ops", *rest]
     os.chdir(ROOT)
     runpy.run_module("ops", run_name="__main__", alter_sys=True)

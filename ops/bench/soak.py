@@ -234,6 +234,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=4.0, help="arrivals per second (default 4)")
     ap.add_argument("--max-inflight", type=int, default=64)
     ap.add_argument("--sample-s", type=float, default=30.0, help="seconds between samples")
+    # the gateway gives its ~140 MB start-up heap back 2-5 min in: a whole-run slope was < 0
+    warm = "slopes and per-request changes from this minute on (default 5)"
+    ap.add_argument("--warmup-min", type=float, default=5.0, help=warm)
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/soak.json")
     ap.add_argument(
         "--only",
@@ -249,11 +252,8 @@ def parse_args() -> argparse.Namespace:
         help="set in the gateway's environment (inherited by its children), e.g. "
         "MALLOC_ARENA_MAX=2",
     )
-    ap.add_argument(
-        "--probe",
-        type=Path,
-        help="run the gateway under ops/bench/rss_probe.py, its JSON lines to this file",
-    )
+    probe = "run the gateway under ops/bench/rss_probe.py, its JSON lines to this file"
+    ap.add_argument("--probe", type=Path, help=probe)
     ap.add_argument(
         "--probe-args",
         default="",
@@ -299,8 +299,8 @@ async def drive(args, url, grpc_url, pid, data: Path, log: Path, x, roots) -> di
         "samples": samples,
         "first": samples[0],
         "last": samples[-1],
-        "slope_per_hour": slopes_per_hour(samples),
-        "per_request": per_request(samples),
+        "slope_per_hour": slopes_per_hour(samples, args.warmup_min * 60),
+        "per_request": per_request(samples, args.warmup_min * 60),
         "by_status": {f"{k} {s}": n for (k, s), n in sorted(traffic.counts.items(), key=str)},
         "unasked_5xx_or_failures": findings(traffic.counts),
         "p99_ms_by_kind": lat,

@@ -155,9 +155,17 @@ def print_row(row: dict | None) -> None:
     print(" ".join(f"{row.get(k, 0):>9.6g}" for k, _ in COLUMNS), flush=True)
 
 
-def slopes_per_hour(samples: list[dict]) -> dict:
-    """Least-squares slope of each figure per hour, after the first sample (warm-up)."""
-    use = samples[1:] if len(samples) >= 3 else samples
+def after_warmup(samples: list[dict], warmup_s: float = 0.0) -> list[dict]:
+    """The samples from ``warmup_s`` on (at least 3 of them), else all but the first."""
+    warm = [s for s in samples if s["t_s"] >= warmup_s] if warmup_s > 0 else []
+    if len(warm) >= 3:
+        return warm
+    return samples[1:] if len(samples) >= 3 else samples
+
+
+def slopes_per_hour(samples: list[dict], warmup_s: float = 0.0) -> dict:
+    """Least-squares slope of each figure per hour, after the warm-up (``after_warmup``)."""
+    use = after_warmup(samples, warmup_s)
     out = {}
     for key in sorted({k for s in use for k in s if k not in ("t_s", "load1")}):
         t = np.array([s["t_s"] for s in use], float)
@@ -167,9 +175,11 @@ def slopes_per_hour(samples: list[dict]) -> dict:
     return out
 
 
-def per_request(samples: list[dict]) -> dict:
-    """Each figure's change from the first sample to the last, per request sent between."""
-    first, last = samples[0], samples[-1]
+def per_request(samples: list[dict], warmup_s: float = 0.0) -> dict:
+    """Each figure's change from the first sample past the warm-up to the last, per request
+    sent between."""
+    warm = after_warmup(samples, warmup_s) if warmup_s > 0 else samples
+    first, last = warm[0], samples[-1]
     sent = last["requests"] - first["requests"]
     keys = [k for k in last if k not in ("t_s", "requests", "load1") and k in first]
     return {k: round((last[k] - first[k]) / sent, 4) for k in keys} if sent else {}

@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 
 from ops.bench import rss_probe, soak
-from ops.bench.soak_sample import anon_file_mb
+from ops.bench.soak_sample import anon_file_mb, per_request, slopes_per_hour
 
 
 class FakeTime:
@@ -96,3 +96,28 @@ def test_the_sampler_splits_rss_into_anonymous_and_file_backed():
     assert split["gateway.anon_mb"] > 0 and split["gateway.file_mb"] > 0
     assert abs(split["gateway.anon_mb"] + split["gateway.file_mb"] - rss_mb) < 0.05 * rss_mb
     assert anon_file_mb(2**22 + 12345) == {}  # no such process: nothing, not an error
+
+
+def test_slopes_and_per_request_start_after_the_warmup():
+    """The gateway's RSS falls ~140 MB a few minutes in (its start-up heap given back), then
+    creeps: the slope from --warmup-min on is the creep, not the fall."""
+    rss = [540, 541, 542, 401, 402, 403, 404, 405]  # a sample a minute, +1 MB/min after the fall
+    samples = [
+        {"t_s": 60.0 * i, "requests": 100 * i, "gateway.rss_mb": float(v), "load1": 1.0}
+        for i, v in enumerate(rss)
+    ]
+    assert slopes_per_hour(samples)["gateway.rss_mb"] < 0  # whole run: the fall dominates
+    assert slopes_per_hour(samples, 180.0)["gateway.rss_mb"] == 60.0
+    assert per_request(samples, 180.0)["gateway.rss_mb"] == 0.01  # 4 MB over 400 requests
+    assert slopes_per_hour(samples, 3600.0) == slopes_per_hour(samples)  # too few: as before
+
+
+def test_the_probe_counts_what_sqlite_holds():
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    before = rss_probe.sqlite_mb()["sqlite_mb"]
+    db.execute("CREATE TABLE t (x TEXT)")
+    db.executemany("INSERT INTO t VALUES (?)", [("x" * 100,)] * 20_000)  # ~2 MB of pages
+    assert rss_probe.sqlite_mb()["sqlite_mb"] >= before + 1.5
+    db.close()
