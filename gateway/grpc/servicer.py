@@ -299,7 +299,9 @@ def _call_context(tenant, model: str, version, meta: dict[str, str], body_id) ->
 
 
 def _metadata_of(context) -> dict[str, str]:
-    return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+    """The call's text metadata, each value without surrounding whitespace, as an HTTP parser
+    reads a header (an ``x-api-key`` of " key" was an unknown key over gRPC alone)."""
+    return {k: v.strip() for k, v in context.invocation_metadata() or () if isinstance(v, str)}
 
 
 def model_config(cfg: ModelConfig) -> pb.ModelConfig:

@@ -339,3 +339,17 @@ def test_a_grpc_call_the_client_cancels_is_still_accounted(gateway):
         assert future.cancel()
     rows = ledger_rows(data, "SELECT status, path FROM requests WHERE id = 'cancelled-1'")
     assert rows == [(200, "vm")]
+
+
+def test_a_key_in_metadata_is_read_as_an_http_header_is(gateway):
+    """Whitespace around a metadata value is not part of it (HTTP parsers drop it from a
+    header): the key with spaces around it was an unknown key over gRPC alone."""
+    url, target, _, _ = gateway
+    inp = tgrpc.InferInput("input", [1, 784], "FP32")
+    inp.set_data_from_numpy(np.zeros((1, 784), np.float32))
+    client = tgrpc.InferenceServerClient(target)
+    got = client.infer("mlp", [inp], headers={"x-api-key": " key-a "}).as_numpy("output")
+    assert got.shape == (1, 10)
+    with pytest.raises(InferenceServerException) as err:
+        client.infer("mlp", [inp], headers={"x-api-key": " key-b "})
+    assert err.value.status() == "StatusCode.UNAUTHENTICATED"
