@@ -6,6 +6,7 @@ The header's length travels in ``Inference-Header-Content-Length``; each binary 
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -34,10 +35,28 @@ def split_body(body: bytes, header_length: int | None) -> tuple[dict, memoryview
     try:
         obj = orjson.loads(header)
     except orjson.JSONDecodeError as exc:
-        raise CodecError(f"malformed JSON: {exc}") from None
+        obj = _with_nonfinite(header)
+        if obj is None:
+            raise CodecError(f"malformed JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise CodecError("the JSON body must be an object")
     return obj, binary
+
+
+def _with_nonfinite(header: memoryview) -> object | None:
+    """``header`` parsed with the NaN, Infinity and -Infinity tokens Python's ``json.dumps``
+    writes (tritonclient's JSON tensors carry them; Triton reads them), None if it is not JSON
+    even so, or if it holds what orjson refuses besides (a lone surrogate, an integer past 64
+    bits). Only a body orjson refused and that holds such a token is parsed again."""
+    raw = bytes(header)
+    if b"NaN" not in raw and b"Infinity" not in raw:
+        return None
+    try:
+        obj = json.loads(raw)
+        orjson.dumps(obj)  # what orjson would have refused besides: a lone surrogate in a string
+    except (ValueError, TypeError, RecursionError, orjson.JSONEncodeError):
+        return None
+    return obj
 
 
 def binary_tensor(

@@ -72,10 +72,17 @@ def _float_array(flat, dtype: np.dtype, where: str) -> np.ndarray:
     if dtype.itemsize < values.itemsize:  # FP16 from float32
         with np.errstate(over="ignore"):
             values = values.astype(dtype)
-    # JSON has no infinity: one here is a value past the datatype's range (1e6 in an FP16)
     if not np.isfinite(values).all():
-        raise CodecError(f"{where}: 'data' value out of range for {datatype_of(dtype)}")
+        _check_range(values, leaves, dtype, where)
     return values.astype(dtype, copy=False)
+
+
+def _check_range(values: np.ndarray, leaves: list, dtype: np.dtype, where: str) -> None:
+    """A value the datatype cannot hold (1e6 in an FP16, 1e39 in an FP32) is an error; a NaN
+    or an infinity the request sent (the NaN, Infinity and -Infinity tokens) is kept."""
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        if math.isfinite(leaves[i]):
+            raise CodecError(f"{where}: 'data' value out of range for {datatype_of(dtype)}")
 
 
 def _strict_array(flat, dtype: np.dtype, where: str) -> np.ndarray:
