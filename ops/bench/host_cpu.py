@@ -8,8 +8,10 @@ Two attributions of the gateway's CPU, both measured in the same run (``host_cpu
   runtime: ``vmpool/procs.py``) starts a session of its own, and so does every function
   instance the runtime starts (``burst/faas/instances.py``): the session is the gateway
   process alone, its children are the model servers and the runtime, never an instance.
-- ``tree`` (keys with "tree"): the gateway's whole process tree, walked by ppid links in /proc
-  whatever the sessions (``tree_roles``: the gateway, model servers, runtime, instances).
+- ``tree`` (keys with "tree"), the default since session 19: the gateway's whole process tree,
+  walked by ppid links in /proc whatever the sessions (``tree_roles``: the gateway, model
+  servers, runtime, instances). On 5 fresh live runs it simulated closer to live (mean
+  distance 0.276 attainment points against 0.630, all within 2; docs/ops.md, session 19).
 
 - CPU per request: during ``sim_vs_real.py``'s calibration probe (a steady light load, one VM
   replica, no spill), what the gateway and the load generator spent, less the gateway's idle
@@ -300,7 +302,7 @@ ATTRIBUTION = {
 
 
 def simulate_keys(
-    path: Path, host: bool = True, warm: bool = True, slope: bool = False, attribution="session"
+    path: Path, host: bool = True, warm: bool = True, slope: bool = False, attribution="tree"
 ) -> str:
     """The [simulate] keys a measurement (``host_cpu.json``) gives: ``host`` the host's other
     work (``slope``: the line through the probes at several rates, else the CPU per request
