@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from burst.planning import REFERENCE_PROFILE
+from burst.weight_retention import INDEX_PREFIX
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.gateway.conftest import running_model_server, send_routed, serve_app
@@ -105,9 +106,11 @@ def gateway_settings(repo: Path, vm: str, data: Path, store: dict) -> Settings:
 
 
 def _tensor_keys(client, bucket: str) -> list[str]:
-    """Objects in the bucket other than prepared plans: a request's tensors."""
+    """Objects in the bucket other than prepared plans and their versions' index: a request's
+    tensors."""
     listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
-    return [o["Key"] for o in listed if not o["Key"].startswith("plans/")]
+    kept = ("plans/", INDEX_PREFIX)
+    return [o["Key"] for o in listed if not o["Key"].startswith(kept)]
 
 
 def test_s3_split_plans_equal_the_vm_path_clean_up_and_a_store_that_fails_is_a_503(
