@@ -18,6 +18,7 @@ from vmpool.provisioners.static import StaticProvisioner
 
 from .dispatch import Dispatcher
 from .ledger import Ledger
+from .memory import trim_after
 from .settings import Settings
 from .state import GatewayState
 
@@ -103,7 +104,8 @@ async def start(
     )
     from .control import start_policy_engine  # live view, routing policy, autoscaler loop
 
-    start_policy_engine(state, prepare_task=prepare)
+    engine = start_policy_engine(state, prepare_task=prepare)
+    state.tasks.append(asyncio.create_task(trim_after(engine.prepare_task)))  # freed heap back
     from .asyncq.service import start_for_gateway as start_async
     from .grpc.server import start_for_gateway
 
