@@ -13,11 +13,12 @@ once, when start-up's work (the plans' preparation) is done, not on a timer.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 
+from vmpool.heap import trim_heap
+
 log = logging.getLogger("tidegate.memory")
+__all__ = ["trim_after", "trim_heap"]
 
 
 def _rss_mb() -> float | None:
@@ -26,17 +27,6 @@ def _rss_mb() -> float | None:
             return int(f.read().split()[1]) * 4096 / 1e6
     except (OSError, ValueError, IndexError):
         return None
-
-
-def trim_heap() -> bool | None:
-    """``malloc_trim(0)``: True if memory went back to the system, None without glibc."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return None  # not glibc (musl, macOS): nothing to do
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return bool(trim(0))
 
 
 async def trim_after(startup: asyncio.Task | None) -> bool | None:

@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vmpool.heap import trim_heap
 from vmpool.artifact import ArtifactError
 from vmpool.body import BodyBudget, ClientGone, decode_content, read_body
 from vmpool.dataplane import ModelServer, ModelServerError
@@ -112,6 +113,7 @@ def create_model_server_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        await asyncio.to_thread(trim_heap)  # what loading the models freed, back to the system
         yield
         await asyncio.to_thread(core.close)
 
