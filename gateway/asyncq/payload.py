@@ -71,16 +71,21 @@ class Envelope:
     inline: bytes = b""
 
 
+def _header(blob: bytes) -> tuple[dict, int]:
+    """An envelope's JSON header and where its inline bytes start (raises on a corrupt one)."""
+    (n,) = _HEAD.unpack_from(blob, len(MAGIC))
+    start = len(MAGIC) + _HEAD.size
+    return orjson.loads(blob[start : start + n]), start + n
+
+
 def parse(blob: bytes) -> Envelope | None:
     """The envelope in ``blob``; None for a plain body (no magic)."""
     if blob[: len(MAGIC)] != MAGIC:
         return None
     try:
-        (n,) = _HEAD.unpack_from(blob, len(MAGIC))
-        start = len(MAGIC) + _HEAD.size
-        head = orjson.loads(blob[start : start + n])
+        head, end = _header(blob)
         key = decode_key(head["key"]) if head.get("key") else None
-        return Envelope(key, head.get("ref"), int(head["size"]), bytes(blob[start + n :]))
+        return Envelope(key, head.get("ref"), int(head["size"]), bytes(blob[end:]))
     except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError, StoreError):
         raise PayloadError("async payload envelope is corrupt (modified or truncated)") from None
 
@@ -91,9 +96,7 @@ def claim_checked(blob: bytes | None) -> bool:
     if not blob or blob[: len(MAGIC)] != MAGIC:
         return False
     try:
-        (n,) = _HEAD.unpack_from(blob, len(MAGIC))
-        start = len(MAGIC) + _HEAD.size
-        return bool(orjson.loads(blob[start : start + n]).get("ref"))
+        return bool(_header(blob)[0].get("ref"))
     except (struct.error, orjson.JSONDecodeError, AttributeError):
         return False
 

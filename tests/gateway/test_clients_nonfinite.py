@@ -11,30 +11,19 @@ import pytest
 import torch
 import tritonclient.http as thttp
 
-from gateway.app import create_app
-from gateway.settings import Settings
 from vmpool.artifact import load_artifact
 from vmpool.codec import CodecError, decode_request
 from vmpool.export import export_zoo
 
-from .conftest import running_model_server, serve_app
+from .conftest import gateway_before_replica
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     root = tmp_path_factory.mktemp("nonfinite")
-    repo = root / "repo"
-    export_zoo("mlp", repo)
-    with running_model_server(repo, root / "ms.log") as replica:
-        settings = Settings.load(
-            None,
-            data_dir=root / "data",
-            repo=repo,
-            vm={"provisioner": "static", "urls": [replica]},
-            burst={"enabled": False},
-        )
-        with serve_app(create_app(settings)) as url:
-            yield url, load_artifact(repo, "mlp").load_module()
+    export_zoo("mlp", root / "repo")
+    with gateway_before_replica(root / "repo", root) as (url, _):
+        yield url, load_artifact(root / "repo", "mlp").load_module()
 
 
 def _infer(url: str, x: np.ndarray) -> np.ndarray:

@@ -20,20 +20,26 @@ def _files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
 
 
+async def _answer_three(queue, codec: PayloadCodec) -> None:
+    """Jobs 0-2 put, claimed and answered at 20, 21 and 22 s: job-0's answer inline, the other
+    two's claim-checked into the store."""
+    for i, size in enumerate((100, 64 * 1024, 64 * 1024)):
+        job_id = f"job-{i}"
+        key = codec.new_key()
+        body = await codec.pack(job_id, Part.REQUEST, b"x" * 10, key)
+        await queue.put(Job(job_id, "t", "m", None, body, None, created_s=float(i)))
+        assert (await queue.claim(now_s=10.0 + i, lease_s=60.0)).id == job_id
+        answer = await codec.pack(job_id, Part.RESULT, b"y" * size, key)
+        assert await queue.finish(job_id, JobState.DONE, 200, answer, {}, now_s=20.0 + i)
+
+
 @pytest.mark.parametrize("encrypt", [True, False])
 async def test_an_expired_answer_leaves_nothing_in_the_store(tmp_path, encrypt):
     root = tmp_path / "objects"
     codec = PayloadCodec(make_store({"kind": "dir", "root": str(root)}), 1024, encrypt)
     queue = SQLiteJobQueue(tmp_path / "q.sqlite")
     try:
-        for i, size in enumerate((100, 64 * 1024, 64 * 1024)):  # inline, then claim-checked
-            job_id = f"job-{i}"
-            key = codec.new_key()
-            body = await codec.pack(job_id, Part.REQUEST, b"x" * 10, key)
-            await queue.put(Job(job_id, "t", "m", None, body, None, created_s=float(i)))
-            await queue.claim(now_s=10.0 + i, lease_s=60.0)
-            answer = await codec.pack(job_id, Part.RESULT, b"y" * size, key)
-            assert await queue.finish(job_id, JobState.DONE, 200, answer, {}, now_s=20.0 + i)
+        await _answer_three(queue, codec)
         assert len(_files(root)) == 2  # the two large answers, kept for their TTL
         # the housekeeping's purge: job-0 and job-1 expired, job-2 not yet
         assert await queue.purge(21.5, codec.discard) == 2
@@ -66,14 +72,7 @@ async def test_redis_expired_answers_leave_nothing_in_the_store(tmp_path, redis_
         await codec.discard(blob)
 
     try:
-        for i, size in enumerate((100, 64 * 1024, 64 * 1024)):  # inline, then claim-checked
-            job_id = f"job-{i}"
-            key = codec.new_key()
-            body = await codec.pack(job_id, Part.REQUEST, b"x" * 10, key)
-            await first.put(Job(job_id, "t", "m", None, body, None, created_s=float(i)))
-            assert (await first.claim(now_s=10.0 + i, lease_s=60.0)).id == job_id
-            answer = await codec.pack(job_id, Part.RESULT, b"y" * size, key)
-            assert await first.finish(job_id, JobState.DONE, 200, answer, {}, now_s=20.0 + i)
+        await _answer_three(first, codec)
         assert len(_files(root)) == 2  # the two large answers, kept for their TTL
         assert await second.purge(20.5, discard) == 0  # job-1 finished at 21: not yet due
         # two gateways purge at once: job-1's object goes, once; job-2's stays
