@@ -158,8 +158,8 @@ class AccessLog:
         metrics = self.state.metrics
         if not getattr(ctx, "route", ""):  # refused before routing: the dispatcher never saw it
             count_refusal(metrics, tenant, model, status, self.state.models)
-        if 400 <= status < 500 or not tenant:
-            return
+        if 400 <= status < 500 or status == 202 or not tenant:
+            return  # the client's errors, and an async job's place (not an inference answer)
         if model not in self._primed:  # the dashboard's per-model series exist from the start
             self._primed.add(model)
             metrics.child(metrics.cold_starts, model)

@@ -127,7 +127,9 @@ class InferEndpoint:
         try:
             if asyncq is not None and asyncq.takes(headers, model, version):
                 status = 202  # the job's place in the async queue
-                body, out_headers = await self._enqueue(asyncq, receive, headers, lease, target)
+                body, out_headers = await self._enqueue(
+                    asyncq, receive, headers, lease, target, note
+                )
             else:  # (no coroutine between: each level is paid twice a request, in and out)
                 status = 200
                 body, out_headers = await self._infer(
@@ -151,8 +153,13 @@ class InferEndpoint:
         note["request_id"] = out_headers.get("x-request-id", request_id)
         return status, body, out_headers, lease
 
-    async def _enqueue(self, asyncq, receive, headers, lease, target):
+    async def _enqueue(self, asyncq, receive, headers, lease, target, note):
         """(body, headers) of a call the async queue takes: the job's place."""
+        # its tenant for the access log and tidegate_requests_total (a 202 said "unknown")
+        tenants = self.state.require_dispatcher().tenants
+        note["tenant"] = tenants.authenticate(
+            headers.get("authorization"), headers.get("x-api-key")
+        ).name
         read = lambda: protocol.read_body(  # noqa: E731
             receive, headers, self.limit_bytes, lease, self.body_timeout_s
         )
