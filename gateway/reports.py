@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from fractions import Fraction
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from policies.costs import PriceTable
 
@@ -35,6 +36,8 @@ from .routes import ERROR_SCHEMA, json_response
 from .state import GatewayState
 
 GROUP_KEYS = ("model", "path", "day")
+_MEDIA = ("application/json", "text/csv", "text/html", "text/plain")
+_QUERY_OFFSET = re.compile(r"^(.*\d[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?) (\d\d(?::?\d\d)?)$")
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,8 @@ def parse_time(text: str | None) -> float | None:
         if not math.isfinite(value):
             raise BadRequest(f"{text!r} is not a time")
         return value
+    # "+01:00" in a URL's query arrives as " 01:00" (a + is a space there): the offset meant
+    text = _QUERY_OFFSET.sub(r"\1+\2", text)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -268,7 +273,11 @@ def reports_router(state: GatewayState) -> APIRouter:
     @router.get(
         "/admin/reports/tenants/{tenant}",
         responses={  # documented for schema fuzzing
-            400: {**error, "description": "A bad time or grouping"},
+            200: {
+                "description": "The report: JSON, or with ?format= CSV, HTML or a text table",
+                "content": {t: {} for t in _MEDIA},
+            },
+            400: {**error, "description": "A bad time, grouping or format"},
             401: {**error, "description": "Missing or unknown key"},
             403: {**error, "description": "Another tenant's usage, or not the admin key"},
             404: {**error, "description": "No such tenant (admin callers)"},
@@ -281,8 +290,13 @@ def reports_router(state: GatewayState) -> APIRouter:
         since: str | None = None,
         until: str | None = None,
         by: str = Query("", description="model,path,day"),
+        fmt: str = Query("json", alias="format", description="json, csv, html or table"),
     ):
+        from .report_render import MEDIA_TYPES, RENDERERS
+
         _caller_may_read(state, request, tenant)
+        if fmt not in RENDERERS:  # (a typo answered JSON, as if the format were taken)
+            raise BadRequest(f"format must be one of {', '.join(RENDERERS)}, not {fmt!r}")
         unknown = await asyncio.to_thread(_unknown_tenant, state, tenant)
         if unknown:
             raise NotFound(unknown)
@@ -295,10 +309,13 @@ def reports_router(state: GatewayState) -> APIRouter:
         def slo_ms(t: str, m: str) -> float:
             return slos.get(t) or (models[m].slo_ms if m in models else 500.0)
 
-        def build() -> dict:  # a thread: SQL sums, and 8 bytes a row of latencies (numpy)
-            return build_report(state.ledger.query, filt, slo_ms).as_dict()
+        def build() -> Report:  # a thread: SQL sums, and 8 bytes a row of latencies (numpy)
+            return build_report(state.ledger.query, filt, slo_ms)
 
-        doc = await asyncio.to_thread(build)
+        report = await asyncio.to_thread(build)
+        if fmt != "json":
+            return Response(RENDERERS[fmt](report), media_type=MEDIA_TYPES[fmt])
+        doc = report.as_dict()
         doc["tenant"] = tenant
         doc["tenants"].setdefault(tenant, _public(Usage()))
         return json_response(doc)
