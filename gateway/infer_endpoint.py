@@ -23,6 +23,7 @@ from .deferred import later, run_after
 from .call import CallContext
 from .errors import BadRequest, TidegateError
 from .state import GatewayState
+from .tenants import repeated_key_header, repeated_message
 
 log = logging.getLogger("tidegate.gateway")
 NOTE_KEY = "tidegate.access"  # scope key of the access log's note (gateway/access_log.py)
@@ -58,13 +59,22 @@ class InferEndpoint:
     async def __call__(self, scope, receive, send):
         target = infer_target(scope)
         if target is None:
-            if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
+            if scope["type"] != "http":
+                return await self.app(scope, receive, send)
+            repeated = repeated_key_header(k.decode("latin-1") for k, _ in scope["headers"])
+            if repeated is not None:
+                return await _refuse_repeated(scope, send, repeated, {})
+            if scope["method"] in _BODY_METHODS:
                 return await self._bounded(scope, receive, send)
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         note = scope.get(NOTE_KEY)
         if note is None:  # no access log in front
             note = {}
+        if len(headers) != len(scope["headers"]):  # a header repeated: a key header twice?
+            repeated = repeated_key_header(k.decode("latin-1") for k, _ in scope["headers"])
+            if repeated is not None:
+                return await _refuse_repeated(scope, send, repeated, note)
         after: list = []  # bookkeeping put off until the answer is sent (gateway/deferred.py)
         try:
             answer = await self.respond(
@@ -219,6 +229,16 @@ class InferEndpoint:
         )
         out = _answer_headers(result, request_id, total_ns)
         return protocol.infer_response(cfg, req, result.outputs, out)
+
+
+async def _refuse_repeated(scope, send, name: str, note: dict) -> None:
+    """400 for a request with a key header twice, on every route alike (tenants/headers.py);
+    ``note``: the access log's, counted as any refusal before routing."""
+    headers = dict((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+    request_id = protocol.header_safe_id(headers.get("x-request-id")) or new_request_id()
+    note["status"], note["request_id"] = 400, request_id
+    out = {"content-type": _JSON, "x-request-id": request_id}
+    await protocol.send_response(send, 400, protocol.error_body(repeated_message(name)), out)
 
 
 def _replay(body: bytes, receive):

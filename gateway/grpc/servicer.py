@@ -35,6 +35,7 @@ from ..repository import (
     unload_model,
 )
 from ..state import GatewayState
+from ..tenants import refuse_repeated_keys
 from . import inference_pb2 as pb
 from .status import guard as _guard
 from .deadline import within_deadline
@@ -109,7 +110,7 @@ class InferenceServicer:
         return await _guard(context, self._infer_call, request, context)
 
     async def _infer_call(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
-        response, trailing = await self._infer(request, _metadata_of(context), context)
+        response, trailing = await self._infer(request, _text_metadata(context), context)
         context.set_trailing_metadata(trailing)
         return response
 
@@ -118,7 +119,7 @@ class InferenceServicer:
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """Every request on the stream answered, in the order they came, while they run at once
         (``stream.answer_in_order``); a failed one answers its error and the stream goes on."""
-        meta = _metadata_of(context)
+        meta = _text_metadata(context)
         answer = lambda request: self._stream_answer(request, meta, context)  # noqa: E731
         async for response in answer_in_order(requests, answer):
             yield response
@@ -236,6 +237,7 @@ class InferenceServicer:
     ) -> tuple[pb.ModelInferResponse, tuple]:
         """The answer to one infer request and its trailing metadata."""
         dispatcher = self.gateway.require_dispatcher()
+        refuse_repeated_keys(key for key, _ in context.invocation_metadata() or ())  # (HTTP's)
         tenant = dispatcher.tenants.authenticate(meta.get("authorization"), meta.get("x-api-key"))
         seen["tenant"] = tenant.name
         version = request.model_version or None
@@ -299,6 +301,13 @@ def _call_context(tenant, model: str, version, meta: dict[str, str], body_id) ->
 
 
 def _metadata_of(context) -> dict[str, str]:
+    """``_text_metadata``, refused (400, INVALID_ARGUMENT) when a key comes twice: two
+    ``authorization`` or ``x-api-key`` entries, as two such HTTP headers are."""
+    refuse_repeated_keys(key for key, _ in context.invocation_metadata() or ())
+    return _text_metadata(context)
+
+
+def _text_metadata(context) -> dict[str, str]:
     """The call's text metadata, each value without surrounding whitespace, as an HTTP parser
     reads a header (an ``x-api-key`` of " key" was an unknown key over gRPC alone)."""
     return {k: v.strip() for k, v in context.invocation_metadata() or () if isinstance(v, str)}

@@ -1,6 +1,7 @@
 """Tenants: hashed API keys, permissions, and limits (local or shared through Redis)."""
 
 from .config import TenantSettings, hash_key
+from .headers import refuse_repeated_keys, repeated_key_header, repeated_message
 from .limits import LimitSpec, Limits, LocalLimits, Refusal, Verdict
 from .registry import DEFAULT_TENANT, Tenant, TenantRegistry
 
@@ -26,4 +27,7 @@ __all__ = [
     "Verdict",
     "hash_key",
     "make_limits",
+    "refuse_repeated_keys",
+    "repeated_key_header",
+    "repeated_message",
 ]
