@@ -8,6 +8,7 @@ import csv
 import html
 import io
 import json
+import math
 
 from .reports import Report, Usage
 
@@ -55,14 +56,30 @@ def render_table(report: Report) -> str:
         for r in rows
     ]
     out.insert(1, "  ".join("-" * w for w in widths))
-    total = sum(u.cost_usd for u in report.tenants.values())
-    out.append(
-        f"total ${total:.6f} over {len(report.tenants)} tenants (ledger ${report.ledger_total_usd:.6f}"
-        f" + idle VM ${report.idle_vm_usd:.6f})"
-    )
-    if report.note:
-        out.append(f"note: {report.note}")
+    out.append(_footer(report))
+    for note in (report.note, report.idle_note):
+        if note:
+            out.append(f"note: {note}")
     return "\n".join(out)
+
+
+def _footer(report: Report) -> str:
+    """The total and what it is made of: the ledger's rows plus the idle VM part they carry
+    (one tenant's report carries its share of the fleet's idle bill, not all of it)."""
+    total = math.fsum(u.cost_usd for u in report.tenants.values())
+    ledger = f"${report.ledger_total_usd:.6f}"
+    tenant = report.filter.tenant
+    if tenant is None:
+        return (
+            f"total ${total:.6f} over {len(report.tenants)} "
+            f"tenant{'' if len(report.tenants) == 1 else 's'} (ledger {ledger}"
+            f" + idle VM ${report.idle_vm_usd:.6f})"
+        )
+    share = math.fsum(u.idle_vm_usd for u in report.tenants.values())
+    return (
+        f"total ${total:.6f} for {tenant} (its ledger {ledger} + its share ${share:.6f} "
+        f"of the fleet's idle VM ${report.idle_vm_usd:.6f})"
+    )
 
 
 def render_csv(report: Report) -> str:

@@ -10,8 +10,9 @@ Costs come from the ledger rows, split into four parts:
 
 Idle VM time is not in any row (no request used it). Given the fleet's VM bill for the period
 (``vm_bill_usd``), the report attributes the idle part, bill minus the rows' VM share, to tenants
-by their share of VM busy time, as ``idle_vm_usd``. Without it, idle time stays unattributed and
-the tenants' sum equals the ledger's total exactly.
+by their share of VM busy time, as ``idle_vm_usd`` (in a window without VM busy time, by their
+share of requests). Without it, idle time stays unattributed and the tenants' sum equals the
+ledger's total exactly; with it, the ledger's total plus the idle part.
 """
 
 from __future__ import annotations
@@ -75,17 +76,22 @@ class Report:
     groups: list[Usage]
     note: str | None = None  # the window reaches before pruned rows (gateway.ledger.retention)
     pruned_before_ts: float | None = None
+    idle_note: str | None = None  # how the idle VM bill was split, when not by busy time
 
     def as_dict(self) -> dict:
-        return {
-            "since_ts": self.filter.since_ts,
-            "until_ts": self.filter.until_ts,
-            "ledger_total_usd": self.ledger_total_usd,
-            "idle_vm_usd": self.idle_vm_usd,
-            "total_usd": math.fsum(u.cost_usd for u in self.tenants.values()),
-            "tenants": {name: _public(u) for name, u in self.tenants.items()},
-            "groups": [_public(g) for g in self.groups],
-        } | ({"note": self.note, "pruned_before_ts": self.pruned_before_ts} if self.note else {})
+        return (
+            {
+                "since_ts": self.filter.since_ts,
+                "until_ts": self.filter.until_ts,
+                "ledger_total_usd": self.ledger_total_usd,
+                "idle_vm_usd": self.idle_vm_usd,
+                "total_usd": math.fsum(u.cost_usd for u in self.tenants.values()),
+                "tenants": {name: _public(u) for name, u in self.tenants.items()},
+                "groups": [_public(g) for g in self.groups],
+            }
+            | ({"note": self.note, "pruned_before_ts": self.pruned_before_ts} if self.note else {})
+            | ({"idle_vm_note": self.idle_note} if self.idle_note else {})
+        )
 
 
 def _public(u: Usage) -> dict:
@@ -124,7 +130,7 @@ def build_report(
     """The report of the window. ``query(sql, params)`` is ``Ledger.query`` ({p} placeholders);
     ``slo_ms(tenant, model) -> ms``. Sums come from SQL (``gateway.ledger.report_queries``), the
     latencies of answered requests as numpy arrays: no Python object per ledger row. Idle VM time
-    (``vm_bill_usd``) is split by every tenant's VM busy share in the window."""
+    (``vm_bill_usd``) is split as ``_idle_rule`` says."""
     prices = prices or PriceTable()
     for key in filt.by:
         if key not in GROUP_KEYS:
@@ -133,25 +139,21 @@ def build_report(
     day = rq.day_expr(query)
     sums = rq.group_sums(query, win, prices.fn_usd_per_request, day)
     latencies = rq.ok_latencies(query, win, sums, day) if sums else {}
-    busy_mine = sum(s.vm for s in sums.values())
-    busy_all = busy_mine
-    if filt.tenant and vm_bill_usd is not None:
-        busy_all = rq.vm_sum_all(query, win)
-    idle = max(vm_bill_usd - float(busy_all / rq.MICRO), 0.0) if vm_bill_usd is not None else 0.0
+    idle, weigh, total_weight, idle_note = _idle_rule(query, win, sums, vm_bill_usd)
     by_tenant: dict[str, list] = {}
     for key in sorted(sums):
         by_tenant.setdefault(key[0], []).append(key)
     tenants, groups = {}, []
     for tenant, keys in by_tenant.items():
-        t_busy = sum(sums[k].vm for k in keys)
-        share = float(t_busy / busy_all) if busy_all > 0 else 0.0
+        t_weight = weigh(keys)
+        share = float(t_weight / total_weight) if total_weight > 0 else 0.0
         tenants[tenant] = _usage(keys, sums, latencies, slo_ms, idle * share)
         if filt.by:
             buckets: dict[tuple, list] = {}
             for k in keys:
                 buckets.setdefault(_group_key(k, filt.by), []).append(k)
             for gkey, gkeys in sorted(buckets.items()):
-                g_share = float(sum(sums[k].vm for k in gkeys) / t_busy) if t_busy > 0 else 0.0
+                g_share = float(weigh(gkeys) / t_weight) if t_weight > 0 else 0.0
                 u = _usage(gkeys, sums, latencies, slo_ms, idle * share * g_share)
                 u.key = {"tenant": tenant, **dict(zip(filt.by, gkey, strict=True))}
                 groups.append(u)
@@ -160,7 +162,32 @@ def build_report(
     ledger_total = _dollars(sum(s.cost for s in sums.values()))
     horizon = retention.pruned_before(query)
     note = retention.coverage_note(horizon, filt.since_ts)
-    return Report(filt, ledger_total, idle, tenants, groups, note, horizon if note else None)
+    pruned = horizon if note else None
+    return Report(filt, ledger_total, idle, tenants, groups, note, pruned, idle_note)
+
+
+def _idle_rule(query, win: rq.Window, sums: dict, vm_bill_usd: float | None):
+    """``(idle_usd, weigh(keys), total_weight, note)``: the fleet's idle VM dollars and how they
+    are split. By VM busy time (microdollars of VM share, every tenant's in the window); in a
+    window with no VM busy time at all (only burst requests), by share of requests, so the
+    idle bill is still carried by someone (it was left out: the tenants summed to the ledger
+    alone while the footer added the bill). None of it without a bill or without requests."""
+    if vm_bill_usd is None:
+        return 0.0, lambda keys: 0, 0, None
+    busy_all = sum(s.vm for s in sums.values())
+    if win.tenant:
+        busy_all = rq.vm_sum_all(query, win)
+    idle = max(vm_bill_usd - float(busy_all / rq.MICRO), 0.0)
+    if busy_all > 0:
+        return idle, lambda keys: sum(sums[k].vm for k in keys), busy_all, None
+    count = sum(s.requests for s in sums.values())
+    if win.tenant:
+        where_sql, params = rq.where(win, tenant=False)
+        count = int(query(f"SELECT COUNT(*) FROM requests{where_sql}", tuple(params))[0][0])
+    if count == 0:  # nobody to carry it: the footer shows it beside a zero total
+        return idle, lambda keys: 0, 0, None
+    note = "no VM busy time in the window: the idle VM bill is split by share of requests"
+    return idle, lambda keys: sum(sums[k].requests for k in keys), count, note
 
 
 def _group_key(key: tuple, by: tuple[str, ...]) -> tuple:

@@ -1,0 +1,110 @@
+"""Audit 20: ``tidegate report --vm-bill-usd`` over a window the VMs served nothing in.
+
+Before, a window of burst requests only (a night on functions while a VM idled) split the idle
+bill by VM busy time, of which there was none: no tenant carried it, so the tenants summed to the
+ledger alone while the footer said "ledger + idle VM" (a $10 bill vanished from the total). And a
+one-tenant report's footer added the whole fleet's idle bill to that tenant's ledger total.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import astuple
+
+import pytest
+
+from gateway.ledger import LedgerRow, make_backend
+from ops.cli import main
+
+T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
+
+
+def _ledger(tmp_path, rows: list[tuple[float, str, str, float]]) -> None:
+    """rows of (ts, tenant, path, cost)."""
+    backend = make_backend(str(tmp_path / "ledger.sqlite"))
+    backend.migrate()
+    out = []
+    for i, (ts, tenant, path, cost) in enumerate(rows):
+        vm = path == "vm"
+        row = LedgerRow(
+            id=f"r{i}",
+            ts=ts,
+            tenant=tenant,
+            model="mlp",
+            path=path,
+            status=200,
+            latency_ms=10.0,
+            workers=0 if vm else 2,
+            vm_cost_usd=cost if vm else 0.0,
+            function_cost_usd=0.0 if vm else cost,
+            cost_usd=cost,
+        )
+        out.append(astuple(row))
+    backend.write(out)
+
+
+def _run(capsys, *argv) -> str:
+    assert main(["report", *argv]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.fixture
+def night(tmp_path):
+    """VM requests by day, burst requests alone between T0 + 100 and T0 + 200 (a: 3, b: 1)."""
+    _ledger(
+        tmp_path,
+        [(T0, "a", "vm", 1.0), (T0 + 1, "b", "vm", 1.0)]
+        + [(T0 + 100 + i, "a", "burst", 0.25) for i in range(3)]
+        + [(T0 + 150, "b", "burst", 0.25)]
+        + [(T0 + 300, "a", "vm", 1.0)],
+    )
+    return ["--data-dir", str(tmp_path), "--since", str(T0 + 100), "--until", str(T0 + 200)]
+
+
+def test_idle_bill_of_a_window_without_vm_time_is_split_by_requests(night, capsys):
+    doc = json.loads(_run(capsys, *night, "--vm-bill-usd", "10", "--format", "json"))
+    a, b = doc["tenants"]["a"], doc["tenants"]["b"]
+    assert doc["ledger_total_usd"] == pytest.approx(1.0) and doc["idle_vm_usd"] == 10.0
+    assert (a["idle_vm_usd"], b["idle_vm_usd"]) == (pytest.approx(7.5), pytest.approx(2.5))
+    assert doc["total_usd"] == pytest.approx(doc["ledger_total_usd"] + doc["idle_vm_usd"])
+    assert "share of requests" in doc["idle_vm_note"]
+    # the groups of a tenant carry its share, by the same rule
+    grouped = json.loads(
+        _run(capsys, *night, "--vm-bill-usd", "10", "--format", "json", "--by", "path")
+    )
+    assert sum(g["idle_vm_usd"] for g in grouped["groups"]) == pytest.approx(10.0)
+    # one tenant alone: its share of the whole window's requests (1 of 4), not all of it
+    one = json.loads(
+        _run(capsys, *night, "--vm-bill-usd", "10", "--format", "json", "--tenant", "b")
+    )
+    assert one["tenants"]["b"]["idle_vm_usd"] == pytest.approx(2.5)
+
+
+def test_table_footer_adds_up(night, capsys):
+    lines = _run(capsys, *night, "--vm-bill-usd", "10").splitlines()
+    assert "total $11.000000 over 2 tenants (ledger $1.000000 + idle VM $10.000000)" in lines
+    assert any(ln.startswith("note: ") and "share of requests" in ln for ln in lines)
+    one = _run(capsys, *night, "--vm-bill-usd", "10", "--tenant", "b").splitlines()
+    footer = next(ln for ln in one if ln.startswith("total "))
+    assert footer == (
+        "total $2.750000 for b (its ledger $0.250000 + its share $2.500000 "
+        "of the fleet's idle VM $10.000000)"
+    )
+
+
+def test_busy_share_rule_unchanged_where_vms_served(tmp_path, capsys):
+    _ledger(tmp_path, [(T0, "a", "vm", 3.0), (T0 + 1, "b", "vm", 1.0), (T0 + 2, "b", "burst", 9)])
+    doc = json.loads(
+        _run(capsys, "--data-dir", str(tmp_path), "--vm-bill-usd", "10", "--format", "json")
+    )
+    assert doc["tenants"]["a"]["idle_vm_usd"] == pytest.approx(4.5)
+    assert doc["tenants"]["b"]["idle_vm_usd"] == pytest.approx(1.5)
+    assert "idle_vm_note" not in doc
+
+
+def test_an_empty_window_reports_the_bill_beside_a_zero_total(night, capsys):
+    argv = night[:2] + ["--since", str(T0 + 1000), "--vm-bill-usd", "10"]
+    doc = json.loads(_run(capsys, *argv, "--format", "json"))
+    assert doc["tenants"] == {} and doc["total_usd"] == 0.0 and doc["idle_vm_usd"] == 10.0
+    footer = _run(capsys, *argv).splitlines()[-1]
+    assert footer == "total $0.000000 over 0 tenants (ledger $0.000000 + idle VM $10.000000)"
