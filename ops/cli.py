@@ -32,6 +32,71 @@ COMMANDS = {
 }
 
 
+# examples shown under each command's --help (docs' commands, run as written: tests/ops/test_audit20_docs.py)
+EXAMPLES = {
+    "serve": (
+        "tidegate serve                                  # defaults: 127.0.0.1:8000, demo resnet18",
+        "tidegate serve --config tidegate.toml           # every key: docs/configuration.md",
+        "tidegate serve --repo models --port 9000 --replicas 2",
+        "TIDEGATE_VM__REPLICAS=2 tidegate serve          # any setting by environment variable",
+        "curl -s localhost:8000/v2/health/ready          # 200 once replicas and plans are ready",
+    ),
+    "model-server": ("tidegate model-server --repo models --model resnet18 --port 9001",),
+    "plan": (
+        "tidegate plan resnet18 --repo .tidegate/models --workers 4",
+        "tidegate plan resnet18 --repo .tidegate/models --objective cost --slo-ms 200 --json",
+        "tidegate plan resnet18 --repo .tidegate/models --split spatial --batch 8",
+    ),
+    "profile": (
+        "tidegate export mlp --out models && tidegate profile mlp --repo models",
+        "tidegate profile resnet18 --repo .tidegate/models --workers 2 --reps 3 --cold-reps 0",
+    ),
+    "function-runtime": ("tidegate function-runtime --port 9000 --keep-alive-s 60",),
+    "simulate": (
+        "tidegate simulate --trace synth:mmpp:duration_s=3600,low_rps=30,high_rps=400 --policy all",
+        "tidegate simulate --trace trace.csv --policy slo-aware --json run.json --plot run.html",
+        "tidegate simulate --trace trace.csv --policy config --config tidegate.toml",
+        "(traces, presets and where each figure comes from: docs/ops.md)",
+    ),
+    "tune": (
+        "tidegate tune --trace synth:flash-crowd --policy slo-aware --slo-attainment 0.99",
+        "tidegate serve --config tidegate-tuned.toml     # the snippet it writes, as is",
+    ),
+    "loadgen": (
+        "tidegate loadgen --trace synth:steady:duration_s=60,rps=5 --url http://127.0.0.1:8000",
+        "tidegate loadgen --trace trace.csv --url http://127.0.0.1:8000 --speedup 10 "
+        "--key acme=KEY --json live.json",
+    ),
+    "report": (
+        "tidegate report                                 # every tenant, the whole ledger",
+        "tidegate report --tenant acme --since 2026-11-01 --by model,path --format csv",
+        "tidegate report --format html --out report.html --vm-bill-usd 120",
+    ),
+    "ledger": ("tidegate ledger prune --before 2025-01-01 --dry-run",),
+}
+
+EPILOG = """start here:
+  make serve   (or: tidegate serve)   the gateway on 127.0.0.1:8000, demo model resnet18
+  tidegate COMMAND --help             what a command does, its defaults and examples
+
+docs: README.md (calling it, configuration), docs/operations.md (running it),
+docs/ops.md (simulate, tune, loadgen, report), docs/configuration.md (every setting)"""
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps a one-line description; keeps a multi-line text (examples) as written."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _examples(name: str) -> str | None:
+    lines = EXAMPLES.get(name)
+    return "examples:\n" + "\n".join("  " + line for line in lines) if lines else None
+
+
 # output files a command writes only at the end of a long run: checked before it starts (for
 # commands whose own module does not; profile.py sits at the size limit)
 OUTPUT_FILES = {"profile": ("out",)}
@@ -75,10 +140,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="tidegate",
         description="Tidegate: a hybrid VM + serverless inference gateway "
         "(Open Inference Protocol v2).",
+        epilog=EPILOG,
+        formatter_class=_HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=_examples(name),
+            formatter_class=_HelpFormatter,
+        )
         if name == only:
             module = importlib.import_module(module_name)
             p.description = module.HELP

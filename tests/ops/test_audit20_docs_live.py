@@ -1,0 +1,64 @@
+"""README's configuration block starts `tidegate serve --config` as written, and the Python
+snippets of README.md (tritonclient.http) and docs/grpc.md (tritonclient.grpc) answer from it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vmpool.procs import die_with_parent, free_port, wait_healthy_sync
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _blocks(doc: str, lang: str) -> list[str]:
+    text = (ROOT / doc).read_text()
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, re.S | re.M)
+
+
+def _run_snippet(code: str, tmp_path: Path) -> str:
+    path = tmp_path / "snippet.py"
+    path.write_text(code)
+    proc = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_readme_configuration_starts_and_the_snippets_answer(tmp_path):
+    config = next(b for b in _blocks("README.md", "toml") if "[[tenants]]" in b)
+    (tmp_path / "tidegate.toml").write_text(config)
+    http_port, grpc_port = free_port(), free_port()
+    # the block as written, but on free ports and without its tenant (whose key the snippets,
+    # written for the keyless default, do not send): the environment beats the file
+    env = {**os.environ, "TIDEGATE_TENANTS": "[]", "TIDEGATE_VM__THREADS": "1"}
+    cmd = [sys.executable, "-m", "ops", "serve", "--config", "tidegate.toml"]
+    cmd += ["--data-dir", "data", "--port", str(http_port), "--grpc-port", str(grpc_port)]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=die_with_parent(),
+    )
+    try:
+        wait_healthy_sync(proc, f"http://127.0.0.1:{http_port}/v2/health/ready", timeout_s=240)
+        (triton,) = [b for b in _blocks("README.md", "python") if "tritonclient.http" in b]
+        out = _run_snippet(triton.replace("127.0.0.1:8000", f"127.0.0.1:{http_port}"), tmp_path)
+        assert out.strip() == "(1, 1000)"  # as its comment says
+        (grpc,) = _blocks("docs/grpc.md", "python")
+        out = _run_snippet(grpc.replace("127.0.0.1:8001", f"127.0.0.1:{grpc_port}"), tmp_path)
+        assert out.strip() == "(1, 1000)"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
