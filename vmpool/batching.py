@@ -288,9 +288,8 @@ class Batcher:
     def _forward(self, inputs: list[dict[str, np.ndarray]], rows: int, torch) -> list:
         """The model's outputs (arrays of ``rows`` rows) for these requests' inputs, stacked."""
         tensors = [torch.from_numpy(_concat([i[n] for i in inputs])) for n in self._input_names]
-        result = self._module(*tensors)
-        if isinstance(result, torch.Tensor):
-            result = (result,)
+        # a dict or nested tuple output: its tensors in the program's flat order, as exported
+        result = torch.utils._pytree.tree_leaves(self._module(*tensors))
         if len(result) != len(self._output_names):
             raise InferenceError(
                 f"model returned {len(result)} outputs, config names {len(self._output_names)}"

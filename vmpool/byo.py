@@ -30,12 +30,26 @@ def _load_user_program(path: Path):
             f"{path} is not a torch.export program (.pt2 saved with "
             f"torch.export.save): not a zip archive"
         )
-    with zipfile.ZipFile(path) as archive:
-        if any(n.endswith("/data.pkl") or n == "data.pkl" for n in archive.namelist()):
-            raise ArtifactError(
-                f"{path} is a torch.save file (a state_dict or checkpoint), not a program: save "
-                f"with torch.export.save, or export a zoo model with these weights"
-            )
+    try:  # a damaged directory raises past BadZipFile (UnicodeDecodeError on a name)
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            # torch reads members without their CRCs: a flipped weight byte served wrong answers
+            damaged = archive.testzip()
+    except Exception as exc:
+        raise ArtifactError(
+            f"{path} is not a torch.export program (.pt2 saved with torch.export.save): a "
+            f"damaged zip archive ({type(exc).__name__})"
+        ) from None
+    if damaged is not None:
+        raise ArtifactError(
+            f"{path} is damaged: {damaged} does not match its checksum; save it again with "
+            f"torch.export.save"
+        )
+    if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        raise ArtifactError(
+            f"{path} is a torch.save file (a state_dict or checkpoint), not a program: save "
+            f"with torch.export.save, or export a zoo model with these weights"
+        )
     try:
         with quiet_torch_export():  # it logs a traceback before raising; we explain instead
             return torch.export.load(str(path))
@@ -78,6 +92,15 @@ def _clashing_submodule(program) -> str | None:
     return None
 
 
+def _output_names(program, count: int) -> tuple[str, ...]:
+    """A dict output's keys (``{"mask": m, "logits": y}``), else output / output__0, ..."""
+    spec = program.call_spec.out_spec
+    keys = getattr(spec, "context", None) if getattr(spec, "type", None) is dict else None
+    if keys and len(keys) == count and all(isinstance(k, str) and k for k in keys):
+        return default_names(keys, count, "output")
+    return default_names(None, count, "output")
+
+
 def _batch_upper_bound(program, value: torch.Tensor) -> int | None:
     """The largest batch the program accepts, if its batch dimension is bounded."""
     expr = getattr(value.shape[0], "node", None)
@@ -118,7 +141,7 @@ def import_program(
     )
     specs_out = tuple(
         tensor_spec(n, v)
-        for n, v in zip(default_names(None, len(outputs), "output"), outputs, strict=True)
+        for n, v in zip(_output_names(program, len(outputs)), outputs, strict=True)
     )
     for spec in (*specs_in, *specs_out):
         if spec.datatype == "BF16":  # (numpy has no bfloat16: no client could call it)
