@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from fractions import Fraction
@@ -33,12 +32,12 @@ from policies.costs import PriceTable
 from .errors import BadRequest, NotFound
 from .ledger import report_queries as rq
 from .ledger import retention
+from .report_time import parse_time
 from .routes import ERROR_SCHEMA, json_response
 from .state import GatewayState
 
 GROUP_KEYS = ("model", "path", "day")
 _MEDIA = ("application/json", "text/csv", "text/html", "text/plain")
-_QUERY_OFFSET = re.compile(r"^(.*\d[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?) (\d\d(?::?\d\d)?)$")
 
 
 @dataclass(frozen=True)
@@ -229,29 +228,6 @@ def _usage(keys: list, sums: dict, latencies: dict, slo_ms, idle_usd: float) -> 
 
 def _dollars(microdollars) -> float:
     return float(Fraction(microdollars) / rq.MICRO)
-
-
-def parse_time(text: str | None) -> float | None:
-    """Epoch seconds, or an ISO 8601 date/time (UTC unless it says otherwise)."""
-    if text in (None, ""):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value):
-            raise BadRequest(f"{text!r} is not a time")
-        return value
-    # "+01:00" in a URL's query arrives as " 01:00" (a + is a space there): the offset meant
-    text = _QUERY_OFFSET.sub(r"\1+\2", text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(f"{text!r} is neither epoch seconds nor an ISO 8601 date/time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
 
 
 def _caller_may_read(state: GatewayState, request: Request, tenant: str) -> None:

@@ -108,3 +108,20 @@ def test_an_empty_window_reports_the_bill_beside_a_zero_total(night, capsys):
     assert doc["tenants"] == {} and doc["total_usd"] == 0.0 and doc["idle_vm_usd"] == 10.0
     footer = _run(capsys, *argv).splitlines()[-1]
     assert footer == "total $0.000000 over 0 tenants (ledger $0.000000 + idle VM $10.000000)"
+
+
+def test_time_forms_an_operator_pastes(night, capsys):
+    """``--since 20260528`` is that day (it read as epoch seconds: 1970-08-23, every row in);
+    epoch milliseconds are refused (they read as the year 58000: an empty report); a value
+    with a trailing newline (a shell variable) is read."""
+    data = night[:2]
+    day = json.loads(_run(capsys, *data, "--since", "20260529", "--format", "json"))
+    assert day["since_ts"] == T0 - 20 * 3600 - 26 * 60 - 40 + 86400  # 2026-05-29T00:00Z
+    assert day["tenants"] == {}
+    whole = json.loads(_run(capsys, *data, "--since", "20260528\n", "--format", "json"))
+    assert sum(t["requests"] for t in whole["tenants"].values()) == 7
+    assert main(["report", *data, "--since", str(int(T0 * 1000))]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "milliseconds" in err[0]
+    assert main(["report", *data, "--until", "20261399"]) != 0
+    assert "YYYYMMDD" in capsys.readouterr().err
