@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 HEADER_LENGTH_KEY = HEADER_LENGTH.lower()  # as ASGI and aiohttp's multidict give it
-EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics"]
 SHARED_MEMORY = "shared_memory_region"  # Triton's shared-memory extension: not served
 
 # Open Inference Protocol datatype <-> torch dtype name (numpy spells them the same, except BF16).

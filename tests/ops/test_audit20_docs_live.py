@@ -31,6 +31,21 @@ def _run_snippet(code: str, tmp_path: Path) -> str:
     return proc.stdout
 
 
+def _assert_extensions(http_port: int, grpc_port: int) -> None:
+    """README names Triton's classification extension (class_count): the server metadata
+    lists it, as Triton's does, over HTTP and gRPC."""
+    import tritonclient.grpc as grpc_client
+    import tritonclient.http as http_client
+
+    http = http_client.InferenceServerClient(f"127.0.0.1:{http_port}")
+    grpc = grpc_client.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    for extensions in (
+        http.get_server_metadata()["extensions"],
+        grpc.get_server_metadata().extensions,
+    ):
+        assert {"binary_tensor_data", "classification"} <= set(extensions)
+
+
 @pytest.mark.slow
 def test_readme_configuration_starts_and_the_snippets_answer(tmp_path):
     config = next(b for b in _blocks("README.md", "toml") if "[[tenants]]" in b)
@@ -58,6 +73,7 @@ def test_readme_configuration_starts_and_the_snippets_answer(tmp_path):
         (grpc,) = _blocks("docs/grpc.md", "python")
         out = _run_snippet(grpc.replace("127.0.0.1:8001", f"127.0.0.1:{grpc_port}"), tmp_path)
         assert out.strip() == "(1, 1000)"
+        _assert_extensions(http_port, grpc_port)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=60)
