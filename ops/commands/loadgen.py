@@ -51,8 +51,13 @@ def add_arguments(parser) -> None:
         default=1.0,
         help="multiply the trace's request rate (shape kept; default 1)",
     )
-    parser.add_argument("--duration-s", type=float, help="replay only the first seconds")
-    parser.add_argument("--api-key", help="API key for every request")
+    parser.add_argument(
+        "--duration-s", type=float, help="replay only the first seconds (default: the whole trace)"
+    )
+    parser.add_argument(
+        "--api-key",
+        help="API key for every request (default: none, or per tenant by --key or --config)",
+    )
     parser.add_argument(
         "--key",
         action="append",

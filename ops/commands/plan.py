@@ -35,8 +35,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--slo-ms",
         type=float,
-        help="latency SLO for --objective cost: the cheapest plan predicted 5%% under it where "
-        "one is, else the cheapest plan meeting it",
+        help="latency SLO for --objective cost (required there): the cheapest plan predicted "
+        "5%% under it where one is, else the cheapest plan meeting it",
     )
     parser.add_argument(
         "--percentile",

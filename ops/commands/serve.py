@@ -14,7 +14,9 @@ log = logging.getLogger("tidegate.serve")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--config", type=Path, help="TOML settings file (see README: Configuration)")
+    p.add_argument(
+        "--config", type=Path, help="TOML settings file (every key: docs/configuration.md)"
+    )
     p.add_argument(
         "--repo",
         type=Path,

@@ -23,7 +23,11 @@ def add_arguments(parser) -> None:
         help="share of requests that must meet the SLO (default 0.99)",
     )
     parser.add_argument("--trials", type=int, default=20, help="simulations to run (default 20)")
-    parser.add_argument("--timeout-s", type=float, help="stop searching after this long")
+    parser.add_argument(
+        "--timeout-s",
+        type=float,
+        help="stop searching after this many seconds (default: no limit, --trials decides)",
+    )
     parser.add_argument(
         "--out",
         default="tidegate-tuned.toml",
