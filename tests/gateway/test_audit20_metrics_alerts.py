@@ -61,3 +61,45 @@ def test_every_alert_has_a_case_where_it_fires():
         if t["exp_alerts"]
     }
     assert alerts and alerts <= firing, f"alerts without a firing case: {alerts - firing}"
+
+
+@needs_promtool
+def test_dashboard_budget_line_is_one_per_tenant_on_two_replicas(tmp_path):
+    """Every gateway replica exports each budget: the panel drew one line per replica."""
+    import json
+
+    board = json.loads((PROM.parent / "grafana" / "tidegate-dashboard.json").read_text())
+    panel = next(p for p in board["panels"] if "budget" in p["title"])
+    expr = next(t["expr"] for t in panel["targets"] if "daily_budget" in t["expr"])
+    (tmp_path / "empty.yml").write_text("groups: []\n")
+    case = {
+        "rule_files": ["empty.yml"],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": f'tidegate_tenant_daily_budget_usd{{tenant="acme",instance="{g}"}}',
+                        "values": "10x10",
+                    }
+                    for g in ("g1", "g2")
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": expr,
+                        "eval_time": "5m",
+                        "exp_samples": [{"labels": '{tenant="acme"}', "value": 10}],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "board.test.yml").write_text(yaml.safe_dump(case))
+    done = subprocess.run(
+        [promtool, "test", "rules", "board.test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
