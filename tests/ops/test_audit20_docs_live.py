@@ -1,5 +1,6 @@
-"""README's configuration block starts `tidegate serve --config` as written, and the Python
-snippets of README.md (tritonclient.http) and docs/grpc.md (tritonclient.grpc) answer from it."""
+"""README's configuration block starts `tidegate serve --config` as written; the Python
+snippets of README.md (tritonclient.http) and docs/grpc.md (tritonclient.grpc) answer from it;
+docs/async.md's producer enqueues as written."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.redis import redis_server, redis_url  # noqa: F401 - fixtures
 from vmpool.procs import die_with_parent, free_port, wait_healthy_sync
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,3 +80,19 @@ def test_readme_configuration_starts_and_the_snippets_answer(tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+
+
+def test_async_md_producer_snippet_runs_as_written(tmp_path, redis_url):
+    """docs/async.md's producer, verbatim, with the `tidegate.toml` its note asks for: it prints
+    the job id and the job waits on the shared queue for its tenant and model."""
+    import redis
+
+    (tmp_path / "tidegate.toml").write_text(
+        f'redis_url = "{redis_url}"\n[async_queue]\nbackend = "redis"\n\n'
+        '[[tenants]]\nname = "batch-tenant"\napi_keys = ["batch-key"]\n'
+    )
+    (snippet,) = _blocks("docs/async.md", "python")
+    job_id = _run_snippet(snippet, tmp_path).strip()
+    job = redis.Redis.from_url(redis_url).hgetall(f"tidegate:async:job:{job_id}")
+    assert job[b"tenant"] == b"batch-tenant" and job[b"model"] == b"resnet18"
+    assert job[b"state"] == b"pending"
