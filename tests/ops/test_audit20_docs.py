@@ -158,3 +158,23 @@ def test_the_mmpp_table_in_ops_md_is_what_simulate_prints():
 
     for policy in ("slo-aware", "optimum"):
         assert row(table, policy) == row(proc.stdout, policy), proc.stdout
+
+
+def test_every_repository_path_the_docs_name_exists():
+    """`ops/...`, `gateway/...`, `tests/...` in backticks: a file moved or renamed leaves the
+    docs pointing at nothing (a pattern such as `plans/{plan_id}/` is not a path; the
+    benchmarks' output directory exists once one has run)."""
+    path = re.compile(r"`((?:ops|gateway|burst|vmpool|policies|tests|docs)/[\w./-]+)([^`]?)")
+    named = {
+        (doc.name, m.group(1).rstrip("."))
+        for doc in DOCS
+        for m in path.finditer(doc.read_text())
+        if m.group(2) not in ("{", "*", "<")
+    }
+    assert len(named) > 50
+    missing = [
+        f"{doc}: {p}"
+        for doc, p in sorted(named)
+        if not (ROOT / p).exists() and p != "ops/bench/results/"
+    ]
+    assert not missing, missing
