@@ -97,9 +97,11 @@ def tune(
     timeout_s: float | None = None,
     on_trial=None,
     async_setup: AsyncSetup | None = None,
+    max_replicas: int | None = None,
 ) -> TuneResult:
     """Minimise cost subject to ``slo_attainment >= target``. ``async_setup`` carries the
-    async-class tenants and their deadlines, so each trial queues them as ``serve`` would."""
+    async-class tenants and their deadlines, so each trial queues them as ``serve`` would.
+    ``max_replicas``: a cap every trial and the best spec keep (``config_max_replicas``)."""
     import optuna
 
     if preset not in SPACES:
@@ -107,11 +109,12 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SPACES[preset]
     peak = peak_replicas(trace, profile)
+    fixed = {} if max_replicas is None else {"autoscaling.max_replicas": max_replicas}
     results: list[TrialResult] = []
 
     def objective(trial) -> float:
-        params = suggest(trial, space, peak)
-        spec = preset_spec(preset, trace, profile, params)
+        params = suggest(trial, space, peak if max_replicas is None else min(peak, max_replicas))
+        spec = preset_spec(preset, trace, profile, params | fixed)
         res = run_spec(
             trace,
             spec,
@@ -136,7 +139,7 @@ def tune(
     study.optimize(objective, n_trials=trials, timeout=timeout_s)
     feasible = [t for t in results if t.slo_attainment >= target]
     best = min(feasible, key=lambda t: t.cost_usd) if feasible else None
-    spec = preset_spec(preset, trace, profile, best.params) if best else None
+    spec = preset_spec(preset, trace, profile, best.params | fixed) if best else None
     return TuneResult(preset, target, best, spec, results)
 
 
@@ -153,3 +156,13 @@ def _defaults(preset: str, trace, profile, space: dict) -> dict:
             if low <= value <= high:
                 out[name] = value
     return out
+
+
+def config_max_replicas(settings) -> int | None:
+    """The serve config's own ``[autoscaling] max_replicas`` when it sets one (a VM quota, a
+    budget): tuning keeps within it. The snippet wrote the preset's (8, or twice the trace's
+    peak) over it, and the trials simulated fleets the config forbids."""
+    scaling = getattr(settings, "autoscaling", None)
+    if scaling is None or "max_replicas" not in scaling.model_fields_set:
+        return None
+    return int(scaling.max_replicas)

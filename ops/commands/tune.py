@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ops.commands.simulate import load_inputs
-    from ops.tune import tune
+    from ops.tune import config_max_replicas, tune
 
     _check_arguments(args)
     trace, profile, cfg = load_inputs(args)
@@ -65,6 +65,7 @@ def run(args) -> int:
         timeout_s=args.timeout_s,
         on_trial=progress,
         async_setup=cfg.async_setup,
+        max_replicas=config_max_replicas(cfg.settings),
     )
     _print_front(result)
     if result.best is None:
