@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from burst.graph import Graph, bind_args, decode_arg, node_inputs, resolve_op, run_node
 from burst.halo import avg_divisors, input_window
 from burst.packed_conv import LAYOUT_FREE_OPS, conv2d, plain_inputs
-from burst.partition import _shape, tile_windows, window_spec
+from burst.partition import _shape, space_varying_weights, tile_windows, window_spec
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class _Step:
         int, int, int, int
     ]  # windowed ops: explicit border padding (lo_h, hi_h, lo_w, hi_w)
     in_hw: tuple[int, int]
+    # point ops: weights that vary along H or W (a positional embedding), and the window of
+    # each this tile reads
+    weight_crops: tuple = ()
 
 
 # compiled tiles, kept on the graph (as its node index is): the halo walk, window specs and crops
@@ -52,8 +55,10 @@ def _compile_tile(graph: Graph, names: tuple, out_name: str, tile, held_in: tupl
         want = need[name]
         spec = window_spec(graph, node)
         srcs = tuple(node_inputs(node))
+        wcrops = ()
         if spec["kind"] == "point":
             crops, pads, hw = tuple(_slices(held[r], want) for r in srcs), (0, 0, 0, 0), (0, 0)
+            wcrops = tuple(_weight_crop(graph, w, want) for w in space_varying_weights(graph, node))
         else:
             h, w = _shape(graph, srcs[0])[2:]
             (rows, plo_h, phi_h), (cols, plo_w, phi_w) = (
@@ -64,9 +69,21 @@ def _compile_tile(graph: Graph, names: tuple, out_name: str, tile, held_in: tupl
             )
             crops = (_slices(held[srcs[0]], (rows, cols)),)
             pads, hw = (plo_h, phi_h, plo_w, phi_w), (h, w)
-        steps.append(_Step(name, node, spec, want, srcs, crops, pads, hw))
+        steps.append(_Step(name, node, spec, want, srcs, crops, pads, hw, wcrops))
         held[name] = want
     return steps
+
+
+def _weight_crop(graph: Graph, weight: str, want) -> tuple[str, tuple]:
+    """The index of a weight broadcast along H and W that covers this tile's window."""
+    shape = graph.weights[weight]["shape"]
+    (r0, r1), (c0, c1) = want
+    index = [slice(None)] * len(shape)
+    if len(shape) >= 1 and shape[-1] != 1:
+        index[-1] = slice(c0, c1 + 1)
+    if len(shape) >= 2 and shape[-2] != 1:
+        index[-2] = slice(r0, r1 + 1)
+    return weight, tuple(index)
 
 
 def _tile_program(graph: Graph, names, out_name: str, tile, inputs: dict) -> list[_Step]:
@@ -93,7 +110,10 @@ def run_tile(
     for st in _tile_program(graph, names, out_name, tile, inputs):
         if st.spec["kind"] == "point":
             env = {r: held[r][..., rs, cs] for r, (rs, cs) in zip(st.srcs, st.crops)}
-            held[st.name] = run_op(st.node, env, weights)
+            local = weights
+            if st.weight_crops:
+                local = {**weights, **{w: weights[w][ix] for w, ix in st.weight_crops}}
+            held[st.name] = run_op(st.node, env, local)
         else:
             rs, cs = st.crops[0]
             crop = held[st.srcs[0]][..., rs, cs]

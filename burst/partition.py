@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from burst.graph import Graph, Node, bind_args, node_inputs
+from burst.graph import Graph, Node, bind_args, node_inputs, weights_of
 from burst.halo import hull, input_window
 
 CONV_OPS = {"aten.conv2d.default", "aten.convolution.default"}
@@ -164,12 +164,33 @@ def window_spec(graph: Graph, node: Node) -> dict | None:
             return None
     elif op not in UNARY_OPS | BINARY_OPS:
         return None
+    if op not in BN_OPS and any(len(graph.weights[w]["shape"]) > 4 for w in _weight_operands(node)):
+        return None
     hw = node.shape[2:]
     for r in ins:
         s = _shape(graph, r)
         if s is None or len(s) != 4 or list(s[2:]) != list(hw):
             return None
     return {"kind": "point"}
+
+
+def _weight_operands(node: Node) -> list[str]:
+    return [w for a in (*node.args, *node.kwargs.values()) for w in weights_of(a)]
+
+
+def space_varying_weights(graph: Graph, node: Node) -> list[str]:
+    """A point op's weights broadcast against its [B, C, H, W] map that are not constant along
+    H and W (a positional embedding [1, C, H, W], a per-column [W] scale): a tile reads its
+    window of each (it was given all of one: "size of tensor a (13) must match the size of
+    tensor b (20)"). Batch norm's per-channel weights are not broadcast so."""
+    if node.op in BN_OPS:
+        return []
+    out = []
+    for w in _weight_operands(node):
+        shape = [1] * (4 - len(graph.weights[w]["shape"])) + list(graph.weights[w]["shape"])
+        if any(d != 1 for d in shape[-2:]):
+            out.append(w)
+    return out
 
 
 def output_head(graph: Graph, node: Node) -> bool:

@@ -1,9 +1,9 @@
 """Models nobody tested before session 20's audit (none repeats ``byo_models`` or
 ``special_models``): odd sizes through dilated kernel-7 and stride-3 convs and an asymmetric
 ``F.pad``, Inception and DenseNet concats, squeeze-excite with a 1x1 projection, GroupNorm and a
-channels LayerNorm, transposed convs and bilinear upsampling, a 1-D sequence net, a dict output,
-FP16 and int64 inputs, views at odd places, one huge Linear. Plain torch, random weights from a
-fixed seed."""
+channels LayerNorm, transposed convs and bilinear upsampling, a 1-D sequence net, dict and
+nested outputs, a positional embedding, FP16 and int64 inputs, views at odd places, one huge
+Linear. Plain torch, random weights from a fixed seed."""
 
 from __future__ import annotations
 
@@ -173,6 +173,27 @@ class Nested(nn.Module):
         return f, (y, y.argmax(dim=1))
 
 
+class PosEmbed(nn.Module):
+    """Constants broadcast against a feature map: a normalising mean [1, 3, 1, 1], a learned
+    positional embedding [1, C, H, W] and a per-column scale [W] (vary along H and W), and a
+    weight used by two convs."""
+
+    def __init__(self, c: int = 8, hw: tuple[int, int] = (20, 16)):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1))
+        self.pos = nn.Parameter(torch.zeros(1, c, *hw))
+        self.column = nn.Parameter(torch.ones(hw[1]))
+        self.c1 = nn.Conv2d(3, c, 3, padding=1)
+        self.c2 = nn.Conv2d(c, c, 3, padding=1)
+        self.c3 = nn.Conv2d(c, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = torch.relu(self.c1(x - self.mean)) + self.pos
+        y = torch.relu(self.c2(y)) * self.column
+        y = F.conv2d(y, self.c2.weight, self.c2.bias, padding=1)  # c2's weight again
+        return self.c3(torch.relu(y))
+
+
 class Half(nn.Module):
     """FP16 image in (cast to float inside), int64 class ids in (an embedding added per
     channel): a conditional conv net."""
@@ -233,6 +254,7 @@ MODELS: dict[str, tuple[type[nn.Module], list[tuple[tuple[int, ...], torch.dtype
     "sequence1d": (Sequence1d, [((4, 301), torch.float32)]),
     "dictout": (DictOut, [((3, 20, 18), torch.float32), ((1, 40, 36), torch.float32)]),
     "nested": (Nested, [((3, 15, 11), torch.float32)]),
+    "posembed": (PosEmbed, [((3, 20, 16), torch.float32)]),
     "half": (Half, [((3, 21, 19), torch.float16), ((), torch.int64)]),
     "views": (Views, [((3, 12, 10), torch.float32)]),
     "hugemlp": (HugeMLP, [((64,), torch.float32)]),
