@@ -48,6 +48,29 @@ def _assert_extensions(http_port: int, grpc_port: int) -> None:
         assert {"binary_tensor_data", "classification"} <= set(extensions)
 
 
+def _assert_documented_metrics(http_port: int) -> None:
+    """Every `tidegate_*` series README/docs name is on /metrics, with the labels they give
+    (`tidegate_requests_total{tenant,model,path,code}`), once requests have been answered."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {
+        m.group(1): m.group(2)
+        for doc in docs
+        for m in re.finditer(r"\b(tidegate_[a-z_]+)(?:\{([a-z_,]+)\})?", doc.read_text())
+    }
+    assert len(named) >= 12
+    for name, labels in named.items():
+        family = name.removesuffix("_total")
+        assert re.search(rf"^# TYPE ({name}|{family}) ", text, re.M), name
+        samples = re.findall(rf"^{name}\{{([^}}]*)\}}", text, re.M)
+        if labels and samples:
+            keys = {kv.split("=")[0] for kv in samples[0].split(",")}
+            assert set(labels.split(",")) <= keys, (name, keys)
+
+
 @pytest.mark.slow
 def test_readme_configuration_starts_and_the_snippets_answer(tmp_path):
     config = next(b for b in _blocks("README.md", "toml") if "[[tenants]]" in b)
@@ -76,6 +99,7 @@ def test_readme_configuration_starts_and_the_snippets_answer(tmp_path):
         out = _run_snippet(grpc.replace("127.0.0.1:8001", f"127.0.0.1:{grpc_port}"), tmp_path)
         assert out.strip() == "(1, 1000)"
         _assert_extensions(http_port, grpc_port)
+        _assert_documented_metrics(http_port)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=60)
