@@ -178,3 +178,46 @@ def test_every_repository_path_the_docs_name_exists():
         if not (ROOT / p).exists() and p != "ops/bench/results/"
     ]
     assert not missing, missing
+
+
+def _setting_keys(path: list[str]) -> set[str]:
+    """The keys of the settings table at ``path`` (every shape a `kind`/`policy` may take)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from gateway.settings import Settings
+
+    def models(annotation) -> list:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [annotation]
+        return [m for a in typing.get_args(annotation) for m in models(a)]
+
+    tables = [Settings]
+    for part in path:
+        tables = [
+            m
+            for t in tables
+            if part in t.model_fields
+            for m in models(t.model_fields[part].annotation)
+        ]
+    return {key for t in tables for key in t.model_fields}
+
+
+def test_every_table_key_the_docs_name_is_a_setting():
+    """`[ledger] retain_days`, `[burst.weights] grace_h`, `[simulate] fn_host_cores`: the key
+    exists in that table (serve's settings; [simulate] and [trace] are the simulator's)."""
+    from ops.sim.config import SIM_KEYS
+
+    named = re.compile(r"`\[{1,2}([a-z_.]+)\]{1,2} ([a-z_]+)")
+    seen, wrong = 0, []
+    for doc in DOCS:
+        for m in named.finditer(doc.read_text()):
+            table, key = m.group(1), m.group(2)
+            if table.startswith("trace"):
+                continue
+            seen += 1
+            keys = SIM_KEYS | {"in"} if table == "simulate" else _setting_keys(table.split("."))
+            if key not in keys:
+                wrong.append(f"{doc.name}: [{table}] {key}")
+    assert seen > 15 and not wrong, wrong
