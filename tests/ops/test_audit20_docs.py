@@ -221,3 +221,10 @@ def test_every_table_key_the_docs_name_is_a_setting():
             if key not in keys:
                 wrong.append(f"{doc.name}: [{table}] {key}")
     assert seen > 15 and not wrong, wrong
+
+
+def test_readme_cli_at_a_glance_names_every_command():
+    readme = (ROOT / "README.md").read_text()
+    glance = readme.split("## The CLI at a glance")[1].split("```")[1]
+    listed = {m.group(1).split()[0] for m in COMMAND.finditer(glance)}
+    assert listed == set(COMMANDS), set(COMMANDS) - listed
