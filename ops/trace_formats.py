@@ -20,6 +20,7 @@ from ops.traces import (
     TraceError,
     TraceMapping,
     _build,
+    MAX_REQUESTS,
     _read_file,
     _uniform_trace,
     spread_counts,
@@ -44,7 +45,9 @@ def open_text(path: Path, **kwargs):
 def detect_format(path: Path) -> str:
     with open_text(path, errors="replace") as f:
         first = f.readline().strip()
-    low = first.lower().replace(" ", "")
+    # the header's cells as the readers see them: a spreadsheet's export quotes every cell
+    cells = [c.strip() for c in next(csv.reader([first]), [])] or [""]
+    low = ",".join(cells).lower().replace(" ", "")
     if first.startswith("{"):
         return "mooncake"
     if low.startswith("hashowner,hashapp,hashfunction"):
@@ -55,7 +58,6 @@ def detect_format(path: Path) -> str:
         return "azure-llm"
     if low.startswith("timestamp_s"):
         return "csv"
-    cells = first.split(",")
     if len(cells) == 1:
         return "gaps"
     if len(cells) >= 2 and all(_is_number(c) for c in cells):  # "second,count" too: a
@@ -77,14 +79,19 @@ def _is_number(text: str) -> bool:
 
 
 def _rows(path: Path):
+    """(line number, cells without surrounding blanks); a blank line is an empty row."""
     with open_text(path, newline="") as f:
-        yield from enumerate(csv.reader(f), start=1)
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            cells = [c.strip() for c in row]
+            yield lineno, cells if any(cells) else []
 
 
 def _read_azure2019(path: Path, mapping: TraceMapping, rng) -> Trace:
-    keys, counts = [], []
+    keys, counts, total = [], [], 0
     for lineno, row in _rows(path):
         if lineno == 1:
+            while row and not row[-1]:  # a trailing comma on every line (a spreadsheet's)
+                row.pop()
             if len(row) < 5 or row[4] != "1":
                 raise TraceError(
                     f"{path}:1: expected header HashOwner,HashApp,HashFunction,Trigger,1..1440"
@@ -93,17 +100,26 @@ def _read_azure2019(path: Path, mapping: TraceMapping, rng) -> Trace:
             continue
         if not row:  # a blank line (one left at the end of a file)
             continue
+        if len(row) > minutes + 4 and not any(row[minutes + 4 :]):
+            row = row[: minutes + 4]
         if len(row) != minutes + 4:
             raise TraceError(f"{path}:{lineno}: expected {minutes + 4} columns, got {len(row)}")
         try:
             counts.append(np.array(row[4:], dtype=np.int64))
-        except ValueError:
-            raise TraceError(f"{path}:{lineno}: per-minute counts must be integers") from None
+        except (ValueError, OverflowError):  # (past 2**63: an OverflowError traceback)
+            raise TraceError(
+                f"{path}:{lineno}: per-minute counts must be integers (at most {MAX_REQUESTS:,})"
+            ) from None
+        if (counts[-1] < 0).any():
+            raise TraceError(f"{path}:{lineno}: a per-minute count is negative")
+        total += int(np.minimum(counts[-1], MAX_REQUESTS + 1).sum())  # (no int64 wrap-around)
+        if total > MAX_REQUESTS:
+            raise TraceError(
+                f"{path}: more than {MAX_REQUESTS:,} requests: window or sample the trace first"
+            )
         keys.append(f"{row[0]}/{row[1]}/{row[2]}")
     if not keys:
         raise TraceError(f"{path}: no function rows")
-    if any((c < 0).any() for c in counts):
-        raise TraceError(f"{path}: a per-minute count is negative")
     resolved = [mapping.resolve(k) for k in keys]
     models = sorted({m for m, _ in resolved})
     tenants = sorted({t for _, t in resolved})
@@ -131,7 +147,7 @@ def _read_azure2021(path: Path, mapping: TraceMapping, rng) -> Trace:
     starts, keys = [], []
     for lineno, row in _rows(path):
         if lineno == 1:
-            if [c.strip() for c in row[:4]] != ["app", "func", "end_timestamp", "duration"]:
+            if [c.lower() for c in row[:4]] != ["app", "func", "end_timestamp", "duration"]:
                 raise TraceError(f"{path}:1: expected header app,func,end_timestamp,duration")
             continue
         if not row:
@@ -139,11 +155,14 @@ def _read_azure2021(path: Path, mapping: TraceMapping, rng) -> Trace:
         if len(row) < 4:
             raise TraceError(f"{path}:{lineno}: expected app,func,end_timestamp,duration")
         try:
-            starts.append(float(row[2]) - float(row[3]))
+            end, duration = float(row[2]), float(row[3])
         except ValueError:
             raise TraceError(
                 f"{path}:{lineno}: end_timestamp and duration must be numbers"
             ) from None
+        if not duration >= 0:  # (a negative one put the start after the end, silently)
+            raise TraceError(f"{path}:{lineno}: duration {row[3]} is not a number >= 0")
+        starts.append(end - duration)
         keys.append(f"{row[0]}/{row[1]}")
     return _mapped(path, starts, keys, mapping)
 

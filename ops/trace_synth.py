@@ -13,7 +13,9 @@ import numpy as np
 
 
 def _poisson_per_second(rate_per_s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    counts = rng.poisson(np.maximum(rate_per_s, 0.0))
+    rate_per_s = np.maximum(rate_per_s, 0.0)
+    _check_expected(float(rate_per_s.sum()))
+    counts = rng.poisson(rate_per_s)
     starts = np.repeat(np.arange(counts.size, dtype=np.float64), counts)
     return np.sort(starts + rng.random(starts.size))
 
@@ -75,6 +77,13 @@ def mmpp(
     rate state. Exact: Poisson counts per sojourn, uniform within it."""
     rng = np.random.default_rng(seed)
     n_guess = int(duration_s / (mean_low_s + mean_high_s) * 2 + 16)
+    if n_guess > MAX_SOJOURNS:  # (their arrays alone would fill the memory)
+        from ops.traces import TraceError
+
+        raise TraceError(
+            f"synth:mmpp: ~{n_guess:.3g} state changes in {duration_s:g} s (at most "
+            f"{MAX_SOJOURNS:,}): make mean_low_s and mean_high_s longer"
+        )
     while True:
         low = rng.exponential(mean_low_s, n_guess)
         high = rng.exponential(mean_high_s, n_guess)
@@ -87,6 +96,7 @@ def mmpp(
     ends = np.minimum(ends[:k], duration_s)
     starts = np.concatenate([[0.0], ends[:-1]])
     rates = np.tile([low_rps, high_rps], k)[:k]
+    _check_expected(float((rates * (ends - starts)).sum()))
     counts = rng.poisson(rates * (ends - starts))
     base = np.repeat(starts, counts)
     span = np.repeat(ends - starts, counts)
@@ -123,17 +133,34 @@ GENERATORS = {
 }
 
 
+MAX_SOJOURNS = 10_000_000
+
+
+def _check_expected(mean_requests: float) -> None:
+    """TraceError when the process would draw more requests than a trace may hold (before:
+    numpy's 'lam value too large' traceback, or the memory filled)."""
+    from ops.traces import MAX_REQUESTS, TraceError
+
+    if not mean_requests <= MAX_REQUESTS:  # (inf and NaN too: a rate that overflowed)
+        raise TraceError(
+            f"synthetic trace: ~{mean_requests:.3g} requests expected (at most "
+            f"{MAX_REQUESTS:,}): lower the rate or the duration"
+        )
+
+
 def from_spec(spec: str, seed: int = 0) -> np.ndarray:
     """``KIND[:key=value,...]`` -> arrivals; unknown kinds or keys are a ValueError naming the
     valid ones."""
     from ops.traces import TraceError
 
     kind, _, rest = spec.partition(":")
+    kind = kind.strip().lower()
     gen = GENERATORS.get(kind)
     if gen is None:
         raise TraceError(f"unknown synthetic trace {kind!r}; known: {', '.join(GENERATORS)}")
     params = inspect.signature(gen).parameters
     kwargs: dict[str, float] = {"seed": seed}
+    given: set[str] = set()
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
         key = key.strip().replace("-", "_")
@@ -141,6 +168,9 @@ def from_spec(spec: str, seed: int = 0) -> np.ndarray:
             raise TraceError(
                 f"synth:{kind}: bad parameter {item!r}; known: {', '.join(p for p in params)}"
             )
+        if key in given:  # (the last one won, silently)
+            raise TraceError(f"synth:{kind}: {key} is given twice")
+        given.add(key)
         try:
             kwargs[key] = int(value) if key == "seed" else float(value)
         except ValueError:
@@ -149,12 +179,14 @@ def from_spec(spec: str, seed: int = 0) -> np.ndarray:
         _check(kind, key, kwargs[key])
     _check_start(kind, {name: p.default for name, p in params.items()} | kwargs)
     try:
-        return gen(**kwargs)
+        with np.errstate(over="ignore", invalid="ignore"):  # (said in one line below)
+            return gen(**kwargs)
     except MemoryError:
         raise TraceError(f"synth:{kind}: too many requests to hold in memory") from None
 
 
 MAX_DURATION_S = 366 * 86400.0
+MAX_BURSTS = 100_000
 
 
 def _check(kind: str, key: str, value: float) -> None:
@@ -172,6 +204,10 @@ def _check(kind: str, key: str, value: float) -> None:
         raise TraceError(f"synth:{kind}: {key} (a mean sojourn) must be > 0, got {value:g}")
     if key in ("duration_s", "period_s") and not 0 < value <= MAX_DURATION_S:
         raise TraceError(f"synth:{kind}: {key} must be > 0 and at most 366 days, got {value:g}")
+    if key == "bursts" and (value != int(value) or value > MAX_BURSTS):  # (1e9: memory filled)
+        raise TraceError(
+            f"synth:{kind}: bursts must be a whole number of at most {MAX_BURSTS:,}, got {value:g}"
+        )
 
 
 def _check_start(kind: str, args: dict) -> None:

@@ -88,9 +88,12 @@ class TraceMapping:
             raise TraceError(f"[trace] format {fmt!r}: one of {', '.join(FORMATS)}")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
             raise TraceError(f"[trace] seed {seed!r}: an integer >= 0")
+        # the config's own default wins: --model then picks that model's requests; and where
+        # rules name models, what no rule matches is the default model's, not --model's (a
+        # --model chosen among the rules' models took every function the rules left out)
+        named = any(rule.model for rule in rules)
         return cls(
-            # the config's own default wins: --model then picks that model's requests
-            default_model=table.get("default_model") or model or DEFAULT_MODEL,
+            default_model=table.get("default_model") or (None if named else model) or DEFAULT_MODEL,
             default_tenant=table.get("default_tenant", DEFAULT_TENANT),
             rules=tuple(rules),
             fmt=fmt,
@@ -285,10 +288,28 @@ def _read_file(path: Path, fmt: str, mapping: TraceMapping, seed: int) -> Trace:
     try:
         fmt = trace_formats.detect_format(path) if fmt == "auto" else fmt
         return trace_formats.READERS[fmt](path, mapping, np.random.default_rng(seed))
+    except TraceError as exc:
+        if _ends_mid_line(path):  # a download cut short: its last line is half a record
+            raise TraceError(
+                f"{exc} (the file ends mid-line: cut short? its last line may be half a record)"
+            ) from None
+        raise
     except UnicodeDecodeError:
         raise TraceError(f"{path}: not a text file (UTF-8)") from None
     except (OSError, EOFError, lzma.LZMAError) as exc:  # a damaged .gz / .xz / .bz2
         raise TraceError(f"{path}: cannot decompress it ({exc})") from None
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """The (uncompressed) file's last byte is not a line end."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) == b"\x1f\x8b":  # (gzip: a cut archive says so itself)
+                return False
+            f.seek(-1, 2)
+            return f.read(1) not in (b"\n", b"\r")
+    except OSError:
+        return False
 
 
 def write_csv(trace: Trace, out: str | Path) -> None:

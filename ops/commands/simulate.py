@@ -92,6 +92,17 @@ def _add_run_arguments(parser, for_tune: bool) -> None:
         )
 
 
+def plot_paths(plot: str):
+    """(HTML page, PNG beside it) for ``--plot``: ``x.png`` is the PNG, the page ``x.html``
+    beside it (the PNG was written over the page of the same name)."""
+    from pathlib import Path
+
+    given = Path(plot)
+    if given.suffix.lower() == ".png":
+        return given.with_suffix(".html"), given
+    return given, given.with_suffix(".png")
+
+
 def parse_params(items: list[str]) -> dict:
     from ops.cli import CliError
 
@@ -124,7 +135,9 @@ def check_arguments(args) -> None:
     if not 0 < args.rate_scale < float("inf"):
         raise CliError("--rate-scale must be a finite number > 0")
     check_writable(args.json_out, "--json")
-    check_writable(getattr(args, "plot", None), "--plot")
+    if getattr(args, "plot", None):
+        for path in plot_paths(args.plot):
+            check_writable(str(path), "--plot")
 
 
 def load_inputs(args):
@@ -298,10 +311,11 @@ def run(args) -> int:
         write_text(args.json_out, json.dumps(doc, indent=2), "--json")
     if args.plot:
         shown = [r for r in results if r.summary["policy"] != "optimum"]
-        out = write_html(shown, args.plot, cfg.tick_s)
+        page, picture = plot_paths(args.plot)
+        out = write_html(shown, page, cfg.tick_s)
         star = next(
             (r for r in shown if r.summary["policy"] == "slo-aware"), shown[0] if shown else None
         )  # the PNG shows one run: slo-aware when it ran
-        png = write_png(star, out.with_suffix(".png"), cfg.tick_s) if star else None
+        png = write_png(star, picture, cfg.tick_s) if star else None
         print(f"plot: {out}" + (f" and {png}" if png else ""), file=sys.stderr)
     return 0

@@ -1,0 +1,173 @@
+"""Session 20: traces as ops people bring them and our tests had not: quoted cells, blanks
+around commas, trailing commas, counts past int64, negative durations, synthetic parameters
+that would fill the memory, a --model among a config's mapped models, a truncated download."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from ops.cli import main
+from ops.traces import TraceError, read_trace
+
+MINUTES = 5
+HEADER = ["HashOwner", "HashApp", "HashFunction", "Trigger", *map(str, range(1, MINUTES + 1))]
+ROWS = [
+    ["o1", "appA", "f1", "http", "3", "0", "7", "1", "2"],
+    ["o1", "appB", "f2", "timer", "0", "0", "0", "0", "0"],  # a function that never ran
+    ["o2", "appC", "f3", "queue", "5", "4", "0", "9", "1"],
+]
+AZ21 = [["app", "func", "end_timestamp", "duration"]] + [
+    [f"a{i % 2}", "f", f"{(i * 37) % 50 + 0.5:.3f}", "0.25"] for i in range(40)
+]
+PLAIN = [["timestamp_s", "model", "tenant"]] + [
+    [f"{(i * 13) % 30 * 0.5:.2f}", "resnet18", "acme" if i % 3 else "beta"] for i in range(30)
+]
+
+
+def _write(path, rows, sep=",", end="\n", quote=False, bom=""):
+    cell = (lambda c: f'"{c}"') if quote else (lambda c: c)
+    path.write_text(bom + end.join(sep.join(cell(c) for c in r) for r in rows) + end, newline="")
+    return path
+
+
+def _same(a, b):
+    np.testing.assert_array_equal(a.arrivals_s, b.arrivals_s)
+    assert (a.models, a.tenants) == (b.models, b.tenants)
+    np.testing.assert_array_equal(a.tenant_idx, b.tenant_idx)
+
+
+@pytest.mark.parametrize("rows", [[HEADER, *ROWS], AZ21, PLAIN], ids=["a19", "a21", "csv"])
+@pytest.mark.parametrize(
+    "style",
+    [
+        {"quote": True},  # a spreadsheet's export: every cell quoted (format not told before)
+        {"sep": ", "},  # blanks after the commas (the 2019 header was refused)
+        {"end": "\r\n", "bom": "\ufeff"},
+        {"quote": True, "end": "\r\n", "bom": "\ufeff"},
+    ],
+    ids=["quoted", "spaced", "crlf-bom", "all"],
+)
+def test_a_trace_written_another_way_reads_as_the_plain_file(tmp_path, rows, style):
+    plain = read_trace(_write(tmp_path / "plain.csv", rows), seed=4)
+    other = read_trace(_write(tmp_path / "other.csv", rows, **style), seed=4)
+    _same(plain, other)
+
+
+def test_a_trailing_comma_on_every_azure_2019_line_is_read(tmp_path):
+    plain = read_trace(_write(tmp_path / "plain.csv", [HEADER, *ROWS]), seed=1)
+    trailing = read_trace(_write(tmp_path / "t.csv", [[*r, ""] for r in [HEADER, *ROWS]]), seed=1)
+    _same(plain, trailing)
+    assert len(plain) == sum(int(c) for r in ROWS for c in r[4:])
+
+
+def test_blank_lines_of_spaces_are_skipped(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("timestamp_s,model\n1,resnet18\n   \n2,resnet18\n\t\n3,resnet18\n")
+    assert len(read_trace(path)) == 3  # (a line of spaces was 'expected timestamp_s,model')
+
+
+@pytest.mark.parametrize(
+    "count, what",
+    [
+        ("99999999999999999999", "must be integers"),  # past 2**63: an OverflowError traceback
+        ("9000000000000000000", "more than"),
+    ],
+)
+def test_an_azure_2019_count_too_large_is_one_line(tmp_path, capsys, count, what):
+    path = _write(tmp_path / "big.csv", [HEADER[:6], ["o", "a", "f", "http", "1", count]])
+    with pytest.raises(TraceError, match=what):
+        read_trace(path)
+    assert main(["simulate", "--trace", str(path), "--policy", "vm-peak"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tidegate simulate: error:") and "\n" not in err
+
+
+def test_two_counts_that_overflow_together_are_refused_not_wrapped(tmp_path):
+    half = str(2**62 + 2**61)  # each fits int64, their sum wraps negative
+    path = _write(tmp_path / "wrap.csv", [HEADER[:6], ["o", "a", "f", "http", half, half]])
+    with pytest.raises(TraceError, match="more than"):
+        read_trace(path)
+
+
+def test_a_negative_azure_2021_duration_is_refused(tmp_path):
+    """end - duration put the call's start after its end, silently."""
+    path = _write(tmp_path / "neg.csv", [AZ21[0], ["a", "f", "10", "-5"], ["a", "f", "11", "1"]])
+    with pytest.raises(TraceError, match=r"neg.csv:2: duration -5"):
+        read_trace(path)
+
+
+@pytest.mark.parametrize(
+    "spec, what",
+    [
+        ("diurnal:burst_mult=1e300,duration_s=10", "requests expected"),  # numpy traceback
+        ("flash-crowd:peak_mult=1e308,duration_s=100,start_s=10", "requests expected"),
+        ("steady:rps=1e12", "requests expected"),
+        ("diurnal:bursts=1e9,duration_s=100", "bursts must be a whole number"),  # filled memory
+        ("diurnal:bursts=2.5", "bursts must be a whole number"),
+        ("mmpp:mean_low_s=1e-6,mean_high_s=1e-6", "state changes"),
+        ("steady:rps=5,rps=6", "rps is given twice"),  # the last one won
+    ],
+)
+def test_synthetic_parameters_past_what_fits_are_one_line_and_quick(capsys, spec, what):
+    t0 = time.perf_counter()
+    assert main(["simulate", "--trace", f"synth:{spec}", "--policy", "vm-peak"]) == 2
+    assert time.perf_counter() - t0 < 20  # refused before drawing, not after
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tidegate simulate: error:") and what in err
+    assert "\n" not in err and "Warning" not in err  # (numpy's overflow warnings too)
+
+
+def test_a_synthetic_kind_is_read_whatever_its_case():
+    np.testing.assert_array_equal(
+        read_trace("synth:Steady:rps=2,duration_s=60").arrivals_s,
+        read_trace("synth:steady:rps=2,duration_s=60").arrivals_s,
+    )
+
+
+def test_model_picks_its_mapped_functions_not_every_unmapped_one_too(tmp_path, capsys):
+    """A rule maps o1's functions to resnet50; simulate named 'resnet18 N, resnet50 M' and
+    asked for --model; --model resnet50 then simulated every request (the unmapped functions
+    fell to --model as their default)."""
+    trace = _write(tmp_path / "a19.csv", [HEADER, *ROWS])
+    config = tmp_path / "map.toml"
+    config.write_text('[[trace.map]]\nmatch = "o1/*"\nmodel = "resnet50"\ntenant = "acme"\n')
+    o1 = sum(int(c) for r in ROWS if r[0] == "o1" for c in r[4:])
+    total = sum(int(c) for r in ROWS for c in r[4:])
+    counts = {}
+    for model in ("resnet50", "resnet18"):
+        out = tmp_path / f"{model}.json"
+        argv = ["simulate", "--trace", str(trace), "--config", str(config), "--model", model]
+        assert main([*argv, "--policy", "burst-only", "--json", str(out)]) == 0
+        counts[model] = json.loads(out.read_text())["requests"]
+    assert counts == {"resnet50": o1, "resnet18": total - o1}
+    assert main(["simulate", "--trace", str(trace), "--config", str(config), "--model", "mlp"]) == 2
+    assert "no requests for model 'mlp'" in capsys.readouterr().err
+
+
+def test_a_plot_named_png_keeps_the_page_beside_it(tmp_path, capsys):
+    """--plot out.png wrote the page, then the PNG over it: no HTML was left."""
+    out = tmp_path / "out.png"
+    argv = ["simulate", "--trace", "synth:steady:rps=2,duration_s=60", "--policy", "vm-peak"]
+    assert main([*argv, "--plot", str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    page = (tmp_path / "out.html").read_text()
+    assert page.startswith("<!doctype html>") and "<svg" in page and "<script" not in page
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("cut.csv", "1,40,80,9\n2,0,30,60\n3,0,5"),  # per-second, cut inside a line
+        ("cut.jsonl", '{"timestamp": 10}\n{"timestamp": 20}\n{"timesta'),
+    ],
+)
+def test_a_download_cut_short_says_so(tmp_path, capsys, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    assert main(["simulate", "--trace", str(path), "--policy", "vm-peak"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ends mid-line" in err and "\n" not in err
