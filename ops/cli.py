@@ -83,7 +83,7 @@ docs: README.md (calling it, configuration), docs/operations.md (running it),
 docs/ops.md (simulate, tune, loadgen, report), docs/configuration.md (every setting)"""
 
 
-class _HelpFormatter(argparse.HelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Wraps a one-line description; keeps a multi-line text (examples) as written."""
 
     def _fill_text(self, text, width, indent):
@@ -141,7 +141,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Tidegate: a hybrid VM + serverless inference gateway "
         "(Open Inference Protocol v2).",
         epilog=EPILOG,
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
@@ -150,7 +150,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             help=help_text,
             description=help_text,
             epilog=_examples(name),
-            formatter_class=_HelpFormatter,
+            formatter_class=HelpFormatter,
         )
         if name == only:
             module = importlib.import_module(module_name)

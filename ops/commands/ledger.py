@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+from ops.cli import HelpFormatter
+
 # By hand an operator waits for it: batches a quarter of the time (the gateway's own: 2 %)
 CLI_DUTY = 0.25
 HELP = (
@@ -25,6 +27,10 @@ def add_arguments(parser) -> None:
         help="delete rows before a date",
         description="Delete the ledger's rows older than --before, oldest first, in short "
         "transactions (a running gateway keeps answering), and print how many went.",
+        epilog="examples:\n"
+        "  tidegate ledger prune --before 2025-01-01 --dry-run     # count, delete nothing\n"
+        "  tidegate ledger prune --before 2025-01-01 --ledger postgresql://tidegate@db/ledger",
+        formatter_class=HelpFormatter,
     )
     prune.add_argument(
         "--before",
