@@ -195,7 +195,14 @@ async def _targets(session, base: str, per_request: list[str], tenants, keys) ->
     targets = {}
     for i, name in enumerate(per_request):
         if name not in targets:
-            metadata = await _model_metadata(session, base, name, keys.get(tenants[i]))
+            try:
+                metadata = await _model_metadata(session, base, name, keys.get(tenants[i]))
+            except LookupError as exc:  # a model the gateway does not serve: before any send
+                n = per_request.count(name)
+                raise RuntimeError(
+                    f"{exc}: {n} of the trace's {len(per_request)} requests are for it; send "
+                    "them to a served model with --model NAME or a [trace] rule in --config"
+                ) from None
             body, header_len = encode_request(model_inputs(metadata))
             targets[name] = (f"{base}/v2/models/{name}/infer", body, header_len)
     return targets
@@ -224,6 +231,8 @@ async def _model_metadata(
 ) -> dict:
     try:
         async with session.get(f"{base}/v2/models/{model}", headers=_auth(key)) as resp:
+            if resp.status == 404 and "model" in (text := await resp.text()):
+                raise LookupError(f"the gateway does not serve model {model!r} ({text[:200]})")
             if resp.status != 200:
                 raise RuntimeError(
                     f"GET /v2/models/{model} answered {resp.status}: {(await resp.text())[:200]}"

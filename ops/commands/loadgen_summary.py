@@ -25,7 +25,7 @@ def summarize(
     slos = tenant_slos(args.config)  # a tenant's own SLO, else --slo-ms
     limit = np.array([slos.get(r.tenant, args.slo_ms) for r in results], dtype=float)
     met = ok & (lat <= limit)
-    burst_usd = sum(r.cost_usd for r in results if r.path == "burst")
+    burst_usd = sum((r.cost_usd for r in results if r.path == "burst"), 0.0)
     vm_usd = fleet["vm_s"] * vm_price / 3600.0
     billed_s = (fleet["billed_end"] or 0.0) - (fleet["billed_start"] or 0.0)
     statuses, failures = _tallies(results)
@@ -61,7 +61,7 @@ def summarize(
         "failures": failures,
         "unfinished": len(trace) - n,
         "stopped": ended or None,
-        "tenants": _tenants(results, args.slo_ms, slos),
+        "tenants": _tenants(results, args.slo_ms, slos, vm_usd),
     }
 
 
@@ -76,17 +76,45 @@ def _tallies(results) -> tuple[dict[str, int], dict[str, int]]:
     return statuses, failures
 
 
-def _tenants(results, slo_ms: float, slos: dict[str, float]) -> dict:
+def _vm_shares(results, names: list[str]) -> dict[str, float]:
+    """Each tenant's share of the VM fleet's bill, by the rule the simulator and ``tidegate
+    report`` use (share of VM busy time): the VM-path costs the gateway attributed to its
+    requests (each one's share of its batch's service time), else its VM-path requests, else
+    (a fleet that served nothing) its requests."""
+    for weight in (
+        lambda r: r.cost_usd if r.path == "vm" else 0.0,
+        lambda r: 1.0 if r.path == "vm" else 0.0,
+        lambda r: 1.0,
+    ):
+        by_tenant = {name: 0.0 for name in names}
+        for r in results:
+            by_tenant[r.tenant] += weight(r)
+        total = sum(by_tenant.values())
+        if total > 0:
+            return {name: w / total for name, w in by_tenant.items()}
+    return {name: 0.0 for name in names}
+
+
+def _tenants(results, slo_ms: float, slos: dict[str, float], vm_usd: float = 0.0) -> dict:
+    """Per tenant: requests, attainment, p99 and cost, the costs summing to ``cost_usd`` (the
+    fleet's measured bill split by ``_vm_shares``, plus its own burst requests' bills); the
+    gateway's per-request figures are ``attributed_cost_usd``."""
     import numpy as np
 
     tenants = {}
-    for name in sorted({r.tenant for r in results}):
+    names = sorted({r.tenant for r in results})
+    shares = _vm_shares(results, names)
+    for name in names:
         mine = [r for r in results if r.tenant == name]
         limit = slos.get(name, slo_ms)
         t_lat = np.array([r.latency_ms for r in mine if 200 <= r.status < 300])
+        burst_usd = sum((r.cost_usd for r in mine if r.path == "burst"), 0.0)
         tenants[name] = {
             "requests": len(mine),
-            "cost_usd": sum(r.cost_usd for r in mine),
+            "cost_usd": vm_usd * shares[name] + burst_usd,
+            "vm_usd": vm_usd * shares[name],
+            "burst_usd": burst_usd,
+            "attributed_cost_usd": sum(r.cost_usd for r in mine),
             "slo_attainment": sum(
                 1 for r in mine if 200 <= r.status < 300 and r.latency_ms <= limit
             )
@@ -117,7 +145,7 @@ def verdict(summary: dict) -> tuple[int, str]:
             "[[tenants]]) and check their models and route permissions"
         )
     if not failed:
-        return 0, ""
+        return 0, _refusals(summary)
     kinds = ", ".join(f"{kind} x{count}" for kind, count in sorted(failed.items()))
     line = (
         f"tidegate loadgen: error: {sum(failed.values())} of {done} requests sent got no "
@@ -126,6 +154,20 @@ def verdict(summary: dict) -> tuple[int, str]:
     if summary["stopped"]:
         line += f"; stopped: {summary['stopped']}, {left} of {planned} not sent"
     return 1, line
+
+
+def _refusals(summary: dict) -> str:
+    """A note when some requests were answered with an error status (a 429 rate limit, a 403
+    model the tenant may not use, a 404 model the gateway does not serve, a 5xx): they count
+    as missing the SLO, and the run exits 0 (the gateway's answers were measured)."""
+    errors = {s: n for s, n in summary.get("statuses", {}).items() if not 200 <= int(s) < 300}
+    if not errors:
+        return ""
+    shown = ", ".join(f"{status} x{count}" for status, count in sorted(errors.items()))
+    return (
+        f"tidegate loadgen: note: {sum(errors.values())} of {summary['requests']} requests "
+        f"were answered with an error ({shown}); they count as missing the SLO"
+    )
 
 
 class LineProgress:

@@ -1,0 +1,112 @@
+"""Session 20: ``tidegate loadgen``'s summary read as the simulator's is: its tenants' costs sum
+to ``cost_usd`` (they summed to the gateway's per-request figures, about half of it on a real
+run), a run with refused requests says so, and a trace's model the gateway does not serve is
+named with what to do."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp import web
+
+from tests.support.loopback import serve_aiohttp
+
+from ops.cli import main
+
+METADATA = {
+    "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}],
+    "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 4]}],
+}
+VM_USD, BURST_USD = 0.000001, 0.00002  # the gateway's per-request figures, by path
+METRICS = (
+    'tidegate_vm_replicas{state="ready"} 2\n'
+    'tidegate_vm_replicas{state="booting"} 0\n'
+    'tidegate_function_billed_seconds_total{model="m"} 0\n'
+)
+
+
+def _gateway(answers: dict[str, int]):
+    """Tenant a's requests go to a VM, b's to functions; a tenant named in ``answers`` gets
+    that status instead; model 'gone' is not served."""
+
+    async def metadata(request):
+        if request.match_info["model"] == "gone":
+            return web.json_response({"error": "unknown model 'gone'"}, status=404)
+        return web.json_response({"name": request.match_info["model"], **METADATA})
+
+    async def infer(request):
+        await request.read()
+        tenant = request.headers["authorization"].removeprefix("Bearer k")
+        if tenant in answers:
+            return web.json_response({"error": "refused"}, status=answers[tenant])
+        vm = tenant == "a"
+        headers = {
+            "x-tidegate-path": "vm" if vm else "burst",
+            "x-tidegate-cost-usd": f"{VM_USD if vm else BURST_USD:.10f}",
+        }
+        return web.json_response({"outputs": []}, headers=headers)
+
+    async def metrics(request):
+        return web.Response(text=METRICS)
+
+    app = web.Application()
+    app.router.add_get("/v2/models/{model}", metadata)
+    app.router.add_post("/v2/models/{model}/infer", infer)
+    app.router.add_get("/metrics", metrics)
+    return serve_aiohttp(app)
+
+
+def _replay(tmp_path, answers=None, model="m", tenants="abc"):
+    trace = tmp_path / "t.csv"
+    trace.write_text(
+        "timestamp_s,model,tenant\n"
+        + "".join(f"{i * 0.02:.2f},{model},{tenants[i % len(tenants)]}\n" for i in range(30))
+    )
+    url, stop = _gateway(answers or {})
+    out = tmp_path / "lg.json"
+    keys = [arg for t in tenants for arg in ("--key", f"{t}=k{t}")]
+    try:
+        argv = ["loadgen", "--trace", str(trace), "--url", url, "--no-progress", *keys]
+        rc = main([*argv, "--json", str(out)])
+    finally:
+        stop()
+    return rc, json.loads(out.read_text()) if out.exists() else None
+
+
+def test_tenants_costs_sum_to_the_runs_cost(tmp_path):
+    rc, summary = _replay(tmp_path, tenants="ab")
+    assert rc == 0
+    tenants = summary["tenants"]
+    assert sum(t["requests"] for t in tenants.values()) == summary["requests"] == 30
+    assert summary["vm_usd"] > 0  # two replicas sampled over the run
+    assert sum(t["cost_usd"] for t in tenants.values()) == pytest.approx(summary["cost_usd"])
+    # the fleet's bill is a's (every VM request was a's), b pays its own functions
+    assert tenants["a"]["cost_usd"] == pytest.approx(summary["vm_usd"])
+    assert tenants["b"]["cost_usd"] == pytest.approx(15 * BURST_USD)
+    assert tenants["a"]["attributed_cost_usd"] == pytest.approx(15 * VM_USD)
+
+
+def test_a_fleet_that_served_nothing_is_split_by_requests(tmp_path):
+    """Every request went to functions: the (idle) fleet's bill still lands on the tenants."""
+    rc, summary = _replay(tmp_path, answers={"a": 429}, tenants="ab")
+    tenants = summary["tenants"]
+    assert sum(t["cost_usd"] for t in tenants.values()) == pytest.approx(summary["cost_usd"])
+    assert tenants["a"]["vm_usd"] > 0
+    assert tenants["a"]["vm_usd"] == pytest.approx(tenants["b"]["vm_usd"])
+
+
+def test_requests_refused_on_the_way_are_a_note_not_silence(tmp_path, capsys):
+    rc, summary = _replay(tmp_path, answers={"c": 429})
+    assert rc == 0  # the gateway's answers were measured
+    err = capsys.readouterr().err
+    assert "10 of 30 requests were answered with an error (429 x10)" in err
+    assert summary["tenants"]["c"]["slo_attainment"] == 0.0
+
+
+def test_a_model_the_gateway_does_not_serve_is_named_with_what_to_do(tmp_path, capsys):
+    rc, summary = _replay(tmp_path, model="gone")
+    assert rc == 2 and summary is None
+    err = capsys.readouterr().err.strip()
+    assert "does not serve model 'gone'" in err and "30 of the trace's 30" in err
+    assert "--model" in err and "\n" not in err
