@@ -26,6 +26,7 @@ from vmpool.wire import (
     numpy_dtype,
     optional_str,
     parse_header_length,
+    refuse_impossible_shape,
     refuse_shared_memory,
 )
 
@@ -86,7 +87,9 @@ def _shape(raw, where: str) -> tuple[int, ...]:
             )
         if d < 0:
             raise CodecError(f"{where}: negative dimension in shape {raw!r}")
-    return tuple(raw)
+    shape = tuple(raw)
+    refuse_impossible_shape(shape, where)
+    return shape
 
 
 def _tensors(entries, binary: memoryview, where: str) -> dict[str, np.ndarray]:
@@ -146,6 +149,7 @@ def _requested_outputs(raw) -> list[RequestedOutput] | None:
     if not isinstance(raw, list):
         raise CodecError("'outputs' must be a list")
     requested: list[RequestedOutput] = []
+    names: set[str] = set()  # (a scan of ``requested`` per entry: 300k outputs took hours)
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise CodecError(f"requested output #{i} must be an object with a string 'name'")
@@ -156,8 +160,9 @@ def _requested_outputs(raw) -> list[RequestedOutput] | None:
         binary = params.get("binary_data")
         if binary is not None and not isinstance(binary, bool):
             raise CodecError(f"requested output {entry['name']!r}: binary_data must be a boolean")
-        if any(r.name == entry["name"] for r in requested):
+        if entry["name"] in names:
             raise CodecError(f"requested output {entry['name']!r} appears twice")
+        names.add(entry["name"])
         requested.append(RequestedOutput(entry["name"], binary, classes_of(entry["name"], params)))
     return requested or None  # [] asks for none in particular: every output, as Triton and gRPC
 

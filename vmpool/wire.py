@@ -8,6 +8,7 @@ encoded and decoded in ``vmpool.codec``; request bodies are read in ``vmpool.bod
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -204,6 +205,20 @@ def repository_entry(name: str, version: str | None, state: str, reason: str = "
     if version is not None:
         row["version"] = version
     return row
+
+
+MAX_DIMS = 64  # numpy's limit on an array's dimensions
+MAX_ELEMENTS = 2**59  # numpy's bound on an array's bytes (2**63), at up to 16 bytes an element
+
+
+def refuse_impossible_shape(shape: tuple[int, ...], where: str) -> None:
+    """CodecError for a shape no array can take, which numpy's ValueError made a 500: more than
+    MAX_DIMS dimensions, or a zero-sized tensor whose other dimensions overflow (a shape
+    without a zero is refused by the count of its data: no body holds that many elements)."""
+    if len(shape) > MAX_DIMS:
+        raise CodecError(f"{where}: shape has {len(shape)} dimensions, at most {MAX_DIMS}")
+    if 0 in shape and math.prod(d for d in shape if d) > MAX_ELEMENTS:
+        raise CodecError(f"{where}: shape {list(shape)} has too many elements for a tensor")
 
 
 def refuse_shared_memory(params, where: str, *, output: bool = False) -> None:

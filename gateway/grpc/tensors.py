@@ -14,7 +14,7 @@ import numpy as np
 
 from vmpool.classify import bytes_payload, classes_of, classify
 from vmpool.codec import CodecError, InferRequest, RequestedOutput, datatype_of, numpy_dtype
-from vmpool.wire import refuse_shared_memory
+from vmpool.wire import refuse_impossible_shape, refuse_shared_memory
 
 from . import inference_pb2 as pb
 
@@ -55,6 +55,7 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
         shape = tuple(int(d) for d in tensor.shape)
         if any(d < 0 for d in shape):
             raise CodecError(f"{where}: shape {list(shape)} has a negative dimension")
+        refuse_impossible_shape(shape, where)
         dtype = numpy_dtype(tensor.datatype, where)
         count = math.prod(shape)
         if raw:

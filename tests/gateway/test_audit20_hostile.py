@@ -1,0 +1,130 @@
+"""Hostile input the earlier fuzz and hostile tests did not send, against a real gateway (HTTP
+and gRPC on loopback): each gets its 4xx ``{"error": ...}`` (INVALID_ARGUMENT), never a 500,
+and the gateway keeps serving.
+
+- a shape numpy cannot hold (more than 64 dimensions; a zero-sized tensor whose other
+  dimensions overflow): numpy's ValueError was a 500 "internal error";
+- a request naming 300 000 outputs: each name was checked against every one before it (hours
+  of CPU on the event loop; the gateway answered nothing else meanwhile).
+"""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+
+from gateway.app import create_app
+from gateway.grpc import inference_pb2 as pb
+from gateway.settings import Settings
+
+from .conftest import serve_app
+
+MLP = "/v2/models/mlp/infer"
+BIG = 2**32
+SHAPES = {
+    "65 dimensions": [1] * 65,
+    "a million dimensions": [1] * 1_000_000,
+    "zero-sized, the rest past int64": [BIG, BIG, 0],
+    "zero-sized first, the rest past int64": [0, BIG, BIG],
+}
+
+
+@pytest.fixture(scope="module")
+def gateway(model_server, small_repo, tmp_path_factory):
+    """(HTTP base URL, gRPC target)."""
+    settings = Settings.load(
+        None,
+        data_dir=tmp_path_factory.mktemp("audit20-hostile"),
+        repo=small_repo,
+        grpc_port=0,
+        vm={"provisioner": "static", "urls": [model_server]},
+        burst={"enabled": False},
+    )
+    app = create_app(settings)
+    with serve_app(app) as url:
+        yield url, f"127.0.0.1:{app.state.gateway.grpc.port}"
+
+
+def still_serves(url: str) -> None:
+    x = np.ones((1, 784), np.float32)
+    body = {
+        "inputs": [
+            {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": x.ravel().tolist()}
+        ]
+    }
+    r = httpx.post(url + MLP, json=body, timeout=60)
+    assert r.status_code == 200, r.text
+
+
+def assert_clear_400(r: httpx.Response, says: str) -> None:
+    assert r.status_code == 400, r.text
+    assert says in r.json()["error"]
+    assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_a_shape_no_array_can_take_is_a_400_in_json_binary_and_grpc(gateway, shape):
+    url, target = gateway
+    says = "dimensions" if len(shape) > 64 else "too many elements"
+    data = [] if 0 in shape else [1.0]
+    body = {"inputs": [{"name": "input", "shape": shape, "datatype": "FP32", "data": data}]}
+    assert_clear_400(httpx.post(url + MLP, json=body, timeout=60), says)
+    # binary: the tensor's bytes after the JSON header
+    size = 0 if 0 in shape else 4
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": shape,
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": size},
+                }
+            ]
+        }
+    ).encode()
+    r = httpx.post(
+        url + MLP,
+        content=header + b"\0" * size,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+        timeout=60,
+    )
+    assert_clear_400(r, says)
+    tensor = pb.ModelInferRequest.InferInputTensor(name="input", datatype="FP32", shape=shape)
+    request = pb.ModelInferRequest(
+        model_name="mlp", inputs=[tensor], raw_input_contents=[b"\0" * size]
+    )
+    with grpc.insecure_channel(target) as channel:
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            infer(request, timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert says in err.value.details()
+    still_serves(url)
+
+
+def test_three_hundred_thousand_requested_outputs_are_refused_at_once(gateway):
+    url, _ = gateway
+    x = np.ones((1, 784), np.float32)
+    body = {
+        "inputs": [
+            {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": x.ravel().tolist()}
+        ],
+        "outputs": [{"name": f"o{i}"} for i in range(300_000)],
+    }
+    # (before: hours of CPU on the event loop; the 60 s timeout failed the test)
+    r = httpx.post(url + MLP, json=body, timeout=60)
+    assert r.status_code == 400, r.text
+    assert "has no output 'o0'" in r.json()["error"]
+    twice = {**body, "outputs": body["outputs"] + [{"name": "o7"}]}
+    r = httpx.post(url + MLP, json=twice, timeout=60)
+    assert r.status_code == 400 and "'o7' appears twice" in r.json()["error"], r.text
+    still_serves(url)
