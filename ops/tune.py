@@ -7,13 +7,13 @@ tune on a representative window of the trace (an hour) rather than a week.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ops.sim import AsyncSetup, preset_spec, run_spec
 from ops.sim.presets import PolicySpec, peak_replicas
 
-# preset -> parameter -> (kind, low, high[, log])
+# preset -> parameter -> (kind, low, high[, log]); kind "rate": low and high are fractions of a
+# replica's capacity (requests/s at full batches, from the profile)
 SPACES: dict[str, dict[str, tuple]] = {
     "slo-aware": {
         "autoscaling.base_quantile": ("float", 0.05, 0.95),
@@ -36,7 +36,9 @@ SPACES: dict[str, dict[str, tuple]] = {
         "autoscaling.min_replicas": ("int", 0, None),
     },
     "vm-reactive": {
-        "autoscaling.target_in_flight_per_replica": ("float", 1.0, 64.0, True),
+        # its scaler tracks the request rate (SageMaker's InvocationsPerInstance): with a rate
+        # target set, target_in_flight_per_replica is not read (it was searched here, in vain)
+        "autoscaling.target_rps_per_replica": ("rate", 0.1, 1.0, True),
         "autoscaling.scale_in_cooldown_s": ("float", 0.0, 600.0),
         "autoscaling.min_replicas": ("int", 1, None),
     },
@@ -71,14 +73,23 @@ class TuneResult:
         return out
 
 
-def suggest(trial, space: dict[str, tuple], max_replicas: int) -> dict:
+def bounds(spec: tuple, max_replicas: int, capacity_per_s: float) -> tuple[float, float]:
+    """A parameter's (low, high) on this trace and profile."""
+    kind, low, high = spec[:3]
+    if kind == "rate":
+        return low * capacity_per_s, high * capacity_per_s
+    if high is None:
+        high = max_replicas
+    return low, max(high, low)
+
+
+def suggest(trial, space: dict[str, tuple], max_replicas: int, capacity_per_s: float) -> dict:
     params = {}
     for name, spec in space.items():
-        kind, low, high = spec[:3]
+        low, high = bounds(spec, max_replicas, capacity_per_s)
         log = len(spec) > 3 and spec[3]
-        if kind == "int":
-            hi = high if high is not None else max_replicas
-            params[name] = trial.suggest_int(name, low, max(hi, low), log=log)
+        if spec[0] == "int":
+            params[name] = trial.suggest_int(name, low, high, log=log)
         else:
             params[name] = trial.suggest_float(name, low, high, log=log)
     return params
@@ -112,8 +123,11 @@ def tune(
     fixed = {} if max_replicas is None else {"autoscaling.max_replicas": max_replicas}
     results: list[TrialResult] = []
 
+    cap = peak if max_replicas is None else min(peak, max_replicas)
+    capacity = profile.vm_capacity_per_s()
+
     def objective(trial) -> float:
-        params = suggest(trial, space, peak if max_replicas is None else min(peak, max_replicas))
+        params = suggest(trial, space, cap, capacity)
         spec = preset_spec(preset, trace, profile, params | fixed)
         res = run_spec(
             trace,
@@ -135,7 +149,7 @@ def tune(
 
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(trials // 3, 1)))
     study = optuna.create_study(direction="minimize", sampler=sampler)
-    study.enqueue_trial(_defaults(preset, trace, profile, space))
+    study.enqueue_trial(_defaults(preset, trace, profile, space, cap))
     study.optimize(objective, n_trials=trials, timeout=timeout_s)
     feasible = [t for t in results if t.slo_attainment >= target]
     best = min(feasible, key=lambda t: t.cost_usd) if feasible else None
@@ -143,16 +157,17 @@ def tune(
     return TuneResult(preset, target, best, spec, results)
 
 
-def _defaults(preset: str, trace, profile, space: dict) -> dict:
+def _defaults(preset: str, trace, profile, space: dict, max_replicas: int) -> dict:
     """The preset's own parameters as the first trial, so tuning never does worse."""
     spec = preset_spec(preset, trace, profile)
+    capacity = profile.vm_capacity_per_s()
     out = {}
     for name, s in space.items():
         table, _, key = name.partition(".")
         source = spec.routing_params if table == "routing" else spec.autoscaling_params
         if key in source:
             value = source[key]
-            low, high = s[1], s[2] if s[2] is not None else math.inf
+            low, high = bounds(s, max_replicas, capacity)
             if low <= value <= high:
                 out[name] = value
     return out

@@ -1,6 +1,11 @@
-"""Audit 20: ``tidegate tune --config`` keeps the config's ``[autoscaling] max_replicas``.
+"""Audit 20: ``tidegate tune`` searches parameters that matter, within the config's bounds.
 
-Before, an operator's cap (a VM quota of 2) was ignored: every trial simulated the preset's own
+Every parameter a preset's search space names moves the simulation: vm-reactive searched
+``target_in_flight_per_replica``, which its scaler does not read (the preset tracks the request
+rate, SageMaker's way), so a third of its search was in vain and the tuned value did nothing
+once served; it searches ``target_rps_per_replica`` now.
+
+``tidegate tune --config`` keeps the config's ``[autoscaling] max_replicas``: before, an operator's cap (a VM quota of 2) was ignored: every trial simulated the preset's own
 bound (8, or twice the trace's peak), and the snippet wrote ``max_replicas = 8`` over it, so
 ``tidegate serve --config snippet`` ran a fleet four times the quota.
 """
@@ -14,12 +19,13 @@ import pytest
 
 from gateway.settings import Settings
 from ops.cli import main
-from ops.sim import SimProfile
+from ops.sim import SimProfile, preset_spec, run_spec
 from ops.traces import read_trace
-from ops.tune import tune
+from ops.tune import SPACES, bounds, tune
 
 # peaks of 300 req/s: a fleet of several VMs for the peak
 TRACE = "synth:mmpp:duration_s=600,low_rps=20,high_rps=300,mean_low_s=120,mean_high_s=40"
+SHORT = "synth:mmpp:duration_s=300,low_rps=20,high_rps=300,mean_low_s=60,mean_high_s=30"
 
 
 @pytest.mark.parametrize("policy", ["threshold", "slo-aware"])
@@ -57,3 +63,29 @@ def test_without_a_cap_in_the_config_the_presets_bound_stays(tmp_path, capsys):
     argv = ["tune", "--trace", TRACE, "--policy", "threshold", "--trials", "2", "--config"]
     assert main(argv + [str(config), "--slo-attainment", "0.5", "--out", str(out)]) == 0
     assert tomllib.loads(out.read_text())["autoscaling"]["max_replicas"] >= 8
+
+
+@pytest.mark.parametrize("preset", sorted(SPACES))
+def test_every_searched_parameter_moves_the_simulation(preset):
+    trace, profile = read_trace(SHORT), SimProfile.reference()
+    capacity = profile.vm_capacity_per_s()
+    for name, spec in SPACES[preset].items():
+        low, high = bounds(spec, 4, capacity)
+        runs = []
+        for value in (low, high):
+            value = int(value) if spec[0] == "int" else float(value)
+            built = preset_spec(preset, trace, profile, {name: value})
+            s = run_spec(trace, built, profile, name=preset).summary
+            runs.append((s["cost_usd"], s["slo_attainment"], s["p99_ms"]))
+        assert runs[0] != runs[1], f"{preset}: {name} from {low} to {high} changed nothing"
+
+
+def test_vm_reactive_snippet_carries_the_tuned_rate(tmp_path, capsys):
+    out = tmp_path / "tuned.toml"
+    argv = ["tune", "--trace", TRACE, "--policy", "vm-reactive", "--trials", "3"]
+    assert main(argv + ["--slo-attainment", "0.5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rate = tomllib.loads(out.read_text())["autoscaling"]["target_rps_per_replica"]
+    assert f"autoscaling.target_rps_per_replica = {rate:.4g}" in printed
+    served = Settings.load(str(out), data_dir=tmp_path / "data")
+    assert served.autoscaling.target_rps_per_replica == pytest.approx(rate)
