@@ -59,7 +59,8 @@ EXAMPLES = {
         "(traces, presets and where each figure comes from: docs/ops.md)",
     ),
     "tune": (
-        "tidegate tune --trace synth:flash-crowd --policy slo-aware --slo-attainment 0.99",
+        "tidegate tune --trace synth:flash-crowd:base_rps=20,peak_mult=20 --policy slo-aware "
+        "--slo-attainment 0.99   # 20 trials, minutes",
         "tidegate serve --config tidegate-tuned.toml     # the snippet it writes, as is",
     ),
     "loadgen": (
