@@ -26,6 +26,8 @@ class LedgerMissing(ValueError):
 
 def open_ledger(data_dir: str | Path | None, url: str | None = None):
     """A ``query(sql, params)`` over the ledger at ``url`` or ``DATA_DIR/ledger.sqlite``."""
+    from urllib.parse import unquote
+
     from gateway.ledger import make_backend
 
     if url is None:
@@ -40,7 +42,12 @@ def open_ledger(data_dir: str | Path | None, url: str | None = None):
         backend = make_backend(url)
         backend.query("SELECT tenant, ts, cost_usd FROM requests LIMIT 1", ())
     except Exception as exc:  # sqlite3 / psycopg errors alike: not a ledger we can read
-        raise LedgerMissing(f"{url}: not a readable Tidegate ledger ({exc})") from None
+        # never the URL's password (it was printed whole: postgresql://user:pass@host/db)
+        shown, password = _without_password(url)
+        text = " ".join(str(exc).split())
+        if password:
+            text = text.replace(password, "***").replace(unquote(password), "***")
+        raise LedgerMissing(f"{shown}: not a readable Tidegate ledger ({text})") from None
     _fold_journal(backend, url)
 
     def query(sql: str, params: tuple = ()) -> list[tuple]:
@@ -66,3 +73,14 @@ def _fold_journal(backend, url: str) -> None:
             f"note: {folded} rows a stopped gateway left in its journal were folded in",
             file=sys.stderr,
         )
+
+
+def _without_password(url: str) -> tuple[str, str | None]:
+    """(the URL with its password as ***, the password as written), whether or not the rest
+    of it parses (psycopg quotes an unparsable URL whole in its error)."""
+    import re
+
+    found = re.match(r"^([a-z]+://[^:/@]*:)(.*)@", url)
+    if found is None or not found[2]:
+        return url, None
+    return found[1] + "***@" + url[found.end() :], found[2]

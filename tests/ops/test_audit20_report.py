@@ -125,3 +125,18 @@ def test_time_forms_an_operator_pastes(night, capsys):
     assert len(err) == 1 and "milliseconds" in err[0]
     assert main(["report", *data, "--until", "20261399"]) != 0
     assert "YYYYMMDD" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://ops:s3cr3t-pw@127.0.0.1:1/ledger",  # nothing listens on port 1
+        "postgresql://ops:s3cr3t%40pw@127.0.0.1:1/ledger",
+        "postgresql://ops:s3cr3t-pw@[::1:1/ledger",  # unparsable: psycopg quotes it whole
+    ],
+)
+def test_a_ledger_urls_password_is_never_printed(url, capsys):
+    assert main(["report", "--ledger", url]) != 0
+    err = capsys.readouterr().err
+    assert "not a readable Tidegate ledger" in err and "ops:***@" in err
+    assert "s3cr3t" not in err
