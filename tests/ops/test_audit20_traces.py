@@ -64,6 +64,32 @@ def test_a_trailing_comma_on_every_azure_2019_line_is_read(tmp_path):
     assert len(plain) == sum(int(c) for r in ROWS for c in r[4:])
 
 
+def test_a_day_of_counts_with_functions_past_200m_in_all_is_refused(tmp_path):
+    rows = [["o", "a", f"f{i}", "http", "150000000", "0"] for i in range(2)]
+    with pytest.raises(TraceError, match="more than 200,000,000 requests"):
+        read_trace(_write(tmp_path / "many.csv", [HEADER[:6], *rows]))
+
+
+@pytest.mark.parametrize(
+    "row, what",
+    [
+        (["o", "a", "f", "http", "1"], "expected 6 columns, got 5"),
+        (["o", "a", "f", "http", "1", "2", "3"], "expected 6 columns, got 7"),
+        (["o", "a", "f", "http", "1", ""], "expected 6 columns, got 5"),
+        (["o", "a", "f", "http", "1", "x"], "must be integers"),
+        (["o", "a", "f", "http", "1", "2.5"], "must be integers"),
+        (["o", "a", "f", "http", "", "2"], "must be integers"),
+        (["o", "a", "f", "http", "-1", "2"], "negative"),
+        (["o", "a", "f"], "expected HashOwner"),
+    ],
+)
+def test_a_bad_azure_2019_line_is_named(tmp_path, row, what):
+    with pytest.raises(TraceError, match=rf"bad.csv:3: .*{what}"):
+        read_trace(
+            _write(tmp_path / "bad.csv", [HEADER[:6], ["o", "a", "g", "http", "1", "1"], row])
+        )
+
+
 def test_blank_lines_of_spaces_are_skipped(tmp_path):
     path = tmp_path / "p.csv"
     path.write_text("timestamp_s,model\n1,resnet18\n   \n2,resnet18\n\t\n3,resnet18\n")
@@ -73,8 +99,8 @@ def test_blank_lines_of_spaces_are_skipped(tmp_path):
 @pytest.mark.parametrize(
     "count, what",
     [
-        ("99999999999999999999", "must be integers"),  # past 2**63: an OverflowError traceback
-        ("9000000000000000000", "more than"),
+        ("99999999999999999999", "is past 200,000,000"),  # past 2**63: OverflowError traceback
+        ("9000000000000000000", "is past 200,000,000"),
     ],
 )
 def test_an_azure_2019_count_too_large_is_one_line(tmp_path, capsys, count, what):
@@ -89,7 +115,7 @@ def test_an_azure_2019_count_too_large_is_one_line(tmp_path, capsys, count, what
 def test_two_counts_that_overflow_together_are_refused_not_wrapped(tmp_path):
     half = str(2**62 + 2**61)  # each fits int64, their sum wraps negative
     path = _write(tmp_path / "wrap.csv", [HEADER[:6], ["o", "a", "f", "http", half, half]])
-    with pytest.raises(TraceError, match="more than"):
+    with pytest.raises(TraceError, match="past|more than"):
         read_trace(path)
 
 
