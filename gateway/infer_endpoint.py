@@ -203,7 +203,7 @@ class InferEndpoint:
                 receive, headers, self.limit_bytes, lease, self.body_timeout_s
             )
             hl = protocol.header_length(headers)
-            req = protocol.decode_infer(body, hl)
+            req = await protocol.decode_infer_off_loop(body, hl)
             req.inputs = wire_inputs(req, body, hl)  # forwarded as they came where they may
             if "x-request-id" not in headers and protocol.header_safe_id(req.id):
                 request_id = req.id

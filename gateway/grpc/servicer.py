@@ -40,7 +40,7 @@ from . import inference_pb2 as pb
 from .status import guard as _guard
 from .deadline import within_deadline
 from .stream import answer_in_order
-from .tensors import decode_infer_request, encode_infer_response
+from .tensors import decode_off_loop, encode_infer_response
 
 log = logging.getLogger("tidegate.grpc")
 SERVICE = "inference.GRPCInferenceService"
@@ -251,7 +251,7 @@ class InferenceServicer:
         try:
             lease.take(request.ByteSize())
             try:
-                req = decode_infer_request(request)
+                req = await decode_off_loop(request)
             except CodecError as exc:
                 raise BadRequest(exc.message) from None
             seen["ctx"] = ctx = _call_context(tenant, cfg.name, version, meta, req.id)

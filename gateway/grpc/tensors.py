@@ -8,6 +8,7 @@ protobuf encoding).
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import numpy as np
@@ -32,6 +33,24 @@ CONTENTS_FIELD: dict[str, str] = {
     "FP32": "fp32_contents",
     "FP64": "fp64_contents",
 }
+
+
+# Decoded on a thread past these (gateway/protocol.py's OFF_LOOP_JSON_BYTES, for the same
+# reason): a million one-element inputs held the event loop 17 s; raw tensor bytes are views,
+# cheap at any size, so only entries and typed contents count.
+OFF_LOOP_ENTRIES = 256
+OFF_LOOP_TYPED_BYTES = 1 << 20
+
+
+async def decode_off_loop(msg: pb.ModelInferRequest) -> InferRequest:
+    """``decode_infer_request``, on a thread when the message has many entries or typed bytes."""
+    entries = len(msg.inputs) + len(msg.outputs)
+    if (
+        entries > OFF_LOOP_ENTRIES
+        or msg.ByteSize() - sum(len(raw) for raw in msg.raw_input_contents) > OFF_LOOP_TYPED_BYTES
+    ):
+        return await asyncio.to_thread(decode_infer_request, msg)
+    return decode_infer_request(msg)
 
 
 def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
