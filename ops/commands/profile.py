@@ -114,12 +114,17 @@ def _add_sqs_arguments(parser) -> None:
 
 def run(args) -> int:
     from burst.graph import GraphError
+    from burst.plan import PlanError
     from ops.cli import CliError
 
     try:
         return _run(args)
     except GraphError as exc:  # the burst path cannot run it: one line, not a traceback
         raise CliError(f"cannot profile {args.name} for the burst path: {exc}") from None
+    except PlanError as exc:  # no plan fits these functions (it ended in a traceback)
+        raise CliError(
+            f"cannot profile {args.name} in {args.memory_mb} MB functions: {exc}"
+        ) from None
     except KeyboardInterrupt:  # Ctrl-C: one line, and no profile.json, whole or half
         out = args.out or Path(args.repo) / args.name / "profile.json"
         print(f"tidegate profile: interrupted; {out} not written", file=sys.stderr)
@@ -180,6 +185,7 @@ def _run(args) -> int:
 def _checked(args, artifact) -> tuple[list[int], list[int]]:
     """(worker counts, VM batch sizes) from the arguments, each checked: a bad value is a
     one-line error naming its flag, before anything is measured."""
+    from burst.plan import FUNCTION_RUNTIME_MB, weight_budget_bytes
     from ops.cli import CliError
 
     workers = _int_list("--workers", args.workers)
@@ -189,6 +195,11 @@ def _checked(args, artifact) -> tuple[list[int], list[int]]:
         (args.cold_reps < 0, "--cold-reps must be >= 0"),
         (args.cold_workers < 1, "--cold-workers must be >= 1"),
         (not 128 <= args.memory_mb <= 10240, "--memory-mb must be 128-10240"),
+        (
+            weight_budget_bytes(args.memory_mb) == 0,
+            f"--memory-mb {args.memory_mb}: a function this size has no room for weights (the "
+            f"function runtime takes about {FUNCTION_RUNTIME_MB} MB)",
+        ),
         (
             args.calibrate and not args.compute_only,
             "--calibrate goes with --compute-only (a full run calibrates anyway)",

@@ -137,12 +137,21 @@ async def _measure_runtime(
     )
     await svc.start()
     try:
+        # a memory size no plan fits is refused now (PlanError), not after every plan is tried
+        await svc.plan_for(artifact.name, max(workers), 1, "auto")
         profile = await _measure_invokes(svc, profile, workers, reps, memory_mb, say)
         from ops.profile_calibrate import run_plans
 
         kinds = ("spatial", "output", "auto")
         plans = [(1, "none")] + [(k, s) for k in workers if k > 1 for s in kinds]
         runs = await run_plans(svc, artifact, graph, x, plans, reps, say)
+        if not runs:  # it ended in "ProfileError: no samples" (a traceback) after all that
+            from ops.cli import CliError
+
+            raise CliError(
+                f"no plan of {artifact.name} ran in {memory_mb} MB functions (each is skipped "
+                f"above, with why); nothing written"
+            )
         if cold_reps:
             profile = await _measure_cold(svc, profile, artifact, x, cold_workers, cold_reps, say)
     finally:
