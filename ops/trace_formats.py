@@ -164,6 +164,7 @@ def _read_azure2019(path: Path, mapping: TraceMapping, rng) -> Trace:
         np.concatenate(tenant_idx)[order],
         tuple(models),
         tuple(tenants),
+        {"warnings": mapping.unmatched(keys)},
     )
 
 
@@ -197,7 +198,9 @@ def _mapped(path: Path, starts: list[float], keys: list[str], mapping: TraceMapp
     resolved = {k: mapping.resolve(k) for k in set(keys)}
     models = [resolved[k][0] for k in keys]
     tenants = [resolved[k][1] for k in keys]
-    return _build(path.name, starts, models, tenants)
+    trace = _build(path.name, starts, models, tenants)
+    trace.extra["warnings"] = mapping.unmatched(resolved)
+    return trace
 
 
 def _read_azure_llm(path: Path, mapping: TraceMapping, rng) -> Trace:

@@ -67,6 +67,17 @@ class TraceMapping:
                 return rule.model or self.default_model, rule.tenant or self.default_tenant
         return self.default_model, self.default_tenant
 
+    def unmatched(self, keys) -> list[str]:
+        """A warning for each rule that matches none of ``keys`` (a typo, or a regular
+        expression where a glob is read: every function then fell to the defaults, silently)."""
+        keys = set(keys)
+        return [
+            f"[[trace.map]] rule {i + 1} (match = {rule.match!r}) matches no function of the "
+            "trace (a glob over owner/app/function or app/func)"
+            for i, rule in enumerate(self.rules)
+            if not any(fnmatch.fnmatchcase(k, rule.match) for k in keys)
+        ]
+
     @classmethod
     def from_config(cls, table: dict | None, model: str | None = None) -> "TraceMapping":
         """From the ``[trace]`` table of a config file: ``default_model``, ``default_tenant`` and

@@ -284,6 +284,8 @@ def run(args) -> int:
         if args.seed is None:
             args.seed = mapping.seed if mapping.seed is not None else 0
         trace = read_trace(args.trace, fmt, mapping, seed=args.seed)
+        for line in trace.extra.get("warnings", ()):
+            print(f"tidegate loadgen: warning: {line}", file=sys.stderr)
         if args.rate_scale != 1.0:
             trace = trace.scaled(rate_factor=args.rate_scale, seed=args.seed)
         if args.duration_s:

@@ -160,6 +160,10 @@ def load_inputs(args):
             args.seed = cfg.mapping.seed if cfg.mapping.seed is not None else 0
         fmt = args.trace_format if args.trace_format != "auto" else cfg.mapping.fmt
         trace = read_trace(args.trace, fmt, cfg.mapping, seed=args.seed)
+        for line in trace.extra.get("warnings", ()):
+            print(
+                f"tidegate {getattr(args, 'command', 'simulate')}: warning: {line}", file=sys.stderr
+            )
         if args.model and trace.models != (args.model,):
             trace = trace.only_model(args.model)  # TraceError if it has none of its requests
         elif len(trace.models) > 1:  # one model's fleet is simulated: not all as the first's

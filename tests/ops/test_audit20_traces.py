@@ -197,3 +197,23 @@ def test_a_download_cut_short_says_so(tmp_path, capsys, name, text):
     assert main(["simulate", "--trace", str(path), "--policy", "vm-peak"]) == 2
     err = capsys.readouterr().err.strip()
     assert "ends mid-line" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("fmt", ["a19", "a21"])
+def test_a_rule_that_matches_no_function_is_a_warning(tmp_path, capsys, fmt):
+    """A regular expression where a glob is read (or a typo) left every function to the
+    defaults, and nothing said so."""
+    rows = [HEADER, *ROWS] if fmt == "a19" else AZ21
+    trace = _write(tmp_path / "t.csv", rows)
+    config = tmp_path / "map.toml"
+    config.write_text(
+        '[[trace.map]]\nmatch = "^o1/.*$"\ntenant = "acme"\n'
+        '[[trace.map]]\nmatch = "*"\ntenant = "rest"\n'
+    )
+    out = tmp_path / "s.json"
+    argv = ["simulate", "--trace", str(trace), "--config", str(config), "--json", str(out)]
+    assert main([*argv, "--policy", "burst-only"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: [[trace.map]] rule 1 (match = '^o1/.*$') matches no function" in err
+    assert "rule 2" not in err
+    assert set(json.loads(out.read_text())["tenants"]) == {"rest"}
