@@ -43,7 +43,7 @@ def open_ledger(data_dir: str | Path | None, url: str | None = None):
         backend.query("SELECT tenant, ts, cost_usd FROM requests LIMIT 1", ())
     except Exception as exc:  # sqlite3 / psycopg errors alike: not a ledger we can read
         # never the URL's password (it was printed whole: postgresql://user:pass@host/db)
-        shown, password = _without_password(url)
+        shown, password = without_password(url)
         text = " ".join(str(exc).split())
         if password:
             text = text.replace(password, "***").replace(unquote(password), "***")
@@ -75,7 +75,7 @@ def _fold_journal(backend, url: str) -> None:
         )
 
 
-def _without_password(url: str) -> tuple[str, str | None]:
+def without_password(url: str) -> tuple[str, str | None]:
     """(the URL with its password as ***, the password as written), whether or not the rest
     of it parses (psycopg quotes an unparsable URL whole in its error)."""
     import re

@@ -91,6 +91,8 @@ class LedgerSettings(ConfigTable):
             raise ValueError("ledger.kind = postgresql needs url = 'postgresql://user@host/db'")
         if self.kind == "sqlite" and is_pg_url:
             raise ValueError("ledger.url is a PostgreSQL URL but ledger.kind is sqlite")
+        if is_pg_url:
+            _check_pg_url(str(self.url))
         return self
 
     def target(self, data_dir: Path) -> str:
@@ -98,3 +100,20 @@ class LedgerSettings(ConfigTable):
         if self.kind == "postgresql":
             return str(self.url)
         return str(Path(self.url) if self.url else Path(data_dir) / "ledger.sqlite")
+
+
+def _check_pg_url(url: str) -> None:
+    """A URL libpq cannot read is refused here, in words that do not repeat it: psycopg's own
+    message quotes it whole, password and all (serve printed it on its way out)."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:  # no PostgreSQL client installed: connecting will say so
+        return
+    try:
+        conninfo_to_dict(url)
+    except Exception as exc:  # noqa: BLE001 - psycopg.ProgrammingError, whatever libpq says
+        reason = str(exc).split(' in URI: "')[0].replace(url, "<url>").strip()
+        raise ValueError(
+            "ledger.url is not a PostgreSQL URL libpq reads "
+            f"(postgresql://user:password@host:port/dbname, special characters %-encoded): {reason}"
+        ) from None

@@ -105,13 +105,16 @@ def _open(data_dir: str, url: str | None):
         url = str(path)
     elif not url.startswith(("postgresql://", "postgres://")) and not Path(url).is_file():
         raise CliError(f"no ledger at {url}")  # (opening it would create an empty database)
-    backend = make_backend(url)
     try:
+        backend = make_backend(url)
         backend.query("SELECT ts FROM requests LIMIT 1", ())
         backend.migrate()
     except Exception as exc:  # noqa: BLE001 - not a ledger, or unreachable: one line
-        text = " ".join(str(exc).split())  # (described: a URL's password is never printed)
-        raise CliError(f"{backend.describe()}: not a readable Tidegate ledger ({text})") from None
+        from ops.report import without_password  # (psycopg quotes a URL it cannot read whole)
+
+        shown, password = without_password(url)
+        text = " ".join(str(exc).split()).replace(password or "\0", "***")
+        raise CliError(f"{shown}: not a readable Tidegate ledger ({text})") from None
     return backend
 
 

@@ -140,3 +140,18 @@ def test_a_ledger_urls_password_is_never_printed(url, capsys):
     err = capsys.readouterr().err
     assert "not a readable Tidegate ledger" in err and "ops:***@" in err
     assert "s3cr3t" not in err
+
+
+def test_an_unreadable_ledger_url_in_a_config_or_to_prune_stays_secret(tmp_path, capsys):
+    """serve's config and ``tidegate ledger prune`` printed psycopg's message, which quotes a
+    URL libpq cannot read whole (a traceback, for prune)."""
+    from gateway.settings import Settings
+
+    url = "postgresql://ops:s3cr3t-pw@[::1:1/ledger"
+    with pytest.raises(ValueError) as refused:
+        Settings.load(None, data_dir=tmp_path, ledger={"url": url})
+    assert "not a PostgreSQL URL libpq reads" in str(refused.value)
+    assert "s3cr3t" not in str(refused.value)
+    assert main(["ledger", "prune", "--before", "2020-01-01", "--ledger", url]) != 0
+    err = capsys.readouterr().err
+    assert "not a readable Tidegate ledger" in err and "s3cr3t" not in err
