@@ -98,7 +98,10 @@ def _minute_rows(path: Path):
             raise TraceError(
                 f"{path}:1: expected header HashOwner,HashApp,HashFunction,Trigger,1..1440"
             )
-        yield len(header) - 4
+        minutes = 0  # the columns 1, 2, ... N; others after them (a note, a total) are not read
+        while 4 + minutes < len(header) and header[4 + minutes] == str(minutes + 1):
+            minutes += 1
+        yield minutes, len(header) - 4
         for lineno, line in enumerate(f, start=2):
             if not line.strip():  # a blank line (one left at the end of a file)
                 continue
@@ -112,8 +115,11 @@ def _minute_rows(path: Path):
             yield lineno, [c.strip() for c in cells[:4]], cells[4].rstrip(", \t\r\n")
 
 
-def _counts_2019(path: Path, lineno: int, text: str, minutes: int) -> np.ndarray:
-    """One line's per-minute counts, checked."""
+def _counts_2019(path: Path, lineno: int, text: str, minutes: int, columns: int) -> np.ndarray:
+    """One line's per-minute counts, checked (the first ``minutes`` of ``columns``)."""
+    if columns > minutes:  # a header with columns after the minutes': those are left out
+        cells = text.split(",", minutes)
+        text = ",".join(cells[:minutes]) if len(cells) > minutes else text
     try:
         with warnings.catch_warnings():  # (numpy stops at a cell that is no integer: warns)
             warnings.simplefilter("error", DeprecationWarning)
@@ -133,9 +139,9 @@ def _counts_2019(path: Path, lineno: int, text: str, minutes: int) -> np.ndarray
 def _read_azure2019(path: Path, mapping: TraceMapping, rng) -> Trace:
     keys, counts, total = [], [], 0
     rows = _minute_rows(path)
-    minutes = next(rows)
+    minutes, columns = next(rows)
     for lineno, cells, text in rows:
-        counts.append(_counts_2019(path, lineno, text, minutes))
+        counts.append(_counts_2019(path, lineno, text, minutes, columns))
         total += int(counts[-1].sum())  # (each at most MAX_REQUESTS: no int64 wrap-around)
         if total > MAX_REQUESTS:
             raise TraceError(

@@ -90,6 +90,16 @@ def test_a_bad_azure_2019_line_is_named(tmp_path, row, what):
         )
 
 
+def test_columns_after_the_minutes_are_left_out(tmp_path):
+    """A day file with a total and a note after its minutes (a spreadsheet's): the note's text
+    was read as a count ('must be integers'), a total as one more minute."""
+    plain = read_trace(_write(tmp_path / "plain.csv", [HEADER, *ROWS]), seed=2)
+    noted = [[*HEADER, "Total", "Note"]] + [
+        [*r, str(sum(int(c) for c in r[4:])), "seen"] for r in ROWS
+    ]
+    _same(plain, read_trace(_write(tmp_path / "noted.csv", noted), seed=2))
+
+
 def test_blank_lines_of_spaces_are_skipped(tmp_path):
     path = tmp_path / "p.csv"
     path.write_text("timestamp_s,model\n1,resnet18\n   \n2,resnet18\n\t\n3,resnet18\n")
