@@ -31,13 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch threads per model inference thread (default 1)",
     )
     parser.add_argument(
-        "--max-batch-size", type=int, default=None, help="override each model's max_batch_size"
+        "--max-batch-size",
+        type=int,
+        default=None,
+        help="override each model's max_batch_size (default: its config.toml's)",
     )
     parser.add_argument(
         "--max-queue-delay-ms",
         type=float,
         default=None,
-        help="override each model's dynamic batching delay",
+        help="override each model's dynamic batching delay (default: its config.toml's)",
     )
     parser.add_argument(
         "--max-body-mb",

@@ -63,7 +63,11 @@ def add_arguments(parser) -> None:
         help="how tensors travel between master and workers (default: config); per-stage: "
         "the planner picks inline, store or queue (sqs stores) for each stage",
     )
-    parser.add_argument("--config", type=Path, help="TOML settings file, as for tidegate serve")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="TOML settings file, as for tidegate serve (default: its [burst] defaults)",
+    )
     parser.add_argument(
         "--profile",
         type=Path,

@@ -19,8 +19,13 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--ledger", help="ledger URL instead (postgresql://... or a file)")
     parser.add_argument("--tenant", help="only this tenant")
-    parser.add_argument("--since", help="from this time: ISO 8601 (UTC) or epoch seconds")
-    parser.add_argument("--until", help="before this time: ISO 8601 (UTC) or epoch seconds")
+    parser.add_argument(
+        "--since", help="from this time: ISO 8601 (UTC) or epoch seconds (default: the first row)"
+    )
+    parser.add_argument(
+        "--until",
+        help="before this time: ISO 8601 (UTC) or epoch seconds (default: after the last row)",
+    )
     parser.add_argument("--by", default="", help="also group by any of model,path,day")
     parser.add_argument(
         "--format",
@@ -41,7 +46,7 @@ def add_arguments(parser) -> None:
         "--vm-bill-usd",
         type=float,
         help="the VM fleet's bill for the period: its idle part is attributed "
-        "to tenants by share of VM busy time",
+        "to tenants by share of VM busy time (default: none, VM idle shows 0)",
     )
 
 
