@@ -117,9 +117,8 @@ def _minute_rows(path: Path):
 
 def _counts_2019(path: Path, lineno: int, text: str, minutes: int, columns: int) -> np.ndarray:
     """One line's per-minute counts, checked (the first ``minutes`` of ``columns``)."""
-    if columns > minutes:  # a header with columns after the minutes': those are left out
-        cells = text.split(",", minutes)
-        text = ",".join(cells[:minutes]) if len(cells) > minutes else text
+    if columns > minutes and len(cells := text.split(",", minutes)) > minutes:
+        text = ",".join(cells[:minutes])  # a header with columns after the minutes': left out
     try:
         with warnings.catch_warnings():  # (numpy stops at a cell that is no integer: warns)
             warnings.simplefilter("error", DeprecationWarning)
@@ -212,15 +211,10 @@ def _mapped(path: Path, starts: list[float], keys: list[str], mapping: TraceMapp
 def _read_azure_llm(path: Path, mapping: TraceMapping, rng) -> Trace:
     stamps = []
     for lineno, row in _rows(path):
-        if lineno == 1:
-            if not row or row[0].strip().upper() != "TIMESTAMP":
-                raise TraceError(
-                    f"{path}:1: expected header TIMESTAMP,ContextTokens,GeneratedTokens"
-                )
-            continue
-        if not row:
-            continue
-        stamps.append(row[0].strip())
+        if lineno == 1 and (not row or row[0].upper() != "TIMESTAMP"):
+            raise TraceError(f"{path}:1: expected header TIMESTAMP,ContextTokens,GeneratedTokens")
+        if lineno > 1 and row:
+            stamps.append(row[0])
     try:
         with warnings.catch_warnings():  # "+00:00" (the 2024 release): converted to UTC, right
             warnings.simplefilter("ignore", UserWarning)
