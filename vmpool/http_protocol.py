@@ -34,6 +34,11 @@ _HEAD_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
     b'connection: close\r\ncontent-length: 51\r\n\r\n{"error":"the request head did not arrive in time"}'
 )
+_BAD_REQUEST_BODY = b'{"error":"invalid HTTP request (its request line, a header or its framing)"}'
+_BAD_REQUEST = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s" % (len(_BAD_REQUEST_BODY), _BAD_REQUEST_BODY)
+)
 # the loops whose connections are swept (a set of weak references: a closed loop and its timer,
 # which holds it, go with it)
 _SWEEPING: weakref.WeakSet = weakref.WeakSet()
@@ -110,6 +115,12 @@ class OneSendProtocol(HttpToolsProtocol):
             self._half_closed = True
             return True
         return None
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser refuses (a bad request line, header or framing) answered 400
+        ``{"error": ...}`` and closed, as every other error (uvicorn answered text/plain)."""
+        self.transport.write(_BAD_REQUEST)
+        self.transport.close()
 
     def answers_owed(self) -> bool:
         """Whether a request on this connection still waits for its answer."""

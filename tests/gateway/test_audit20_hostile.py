@@ -11,6 +11,7 @@ and the gateway keeps serving.
 from __future__ import annotations
 
 import json
+import socket
 
 import grpc
 import httpx
@@ -128,3 +129,45 @@ def test_three_hundred_thousand_requested_outputs_are_refused_at_once(gateway):
     r = httpx.post(url + MLP, json=twice, timeout=60)
     assert r.status_code == 400 and "'o7' appears twice" in r.json()["error"], r.text
     still_serves(url)
+
+
+def exchange(url: str, request: bytes) -> bytes:
+    """``request``'s bytes sent on a fresh connection, and all the server sent until it closed."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+FRAMING = {
+    "negative Content-Length": b"Content-Length: -1\r\n\r\n{}",
+    "two Content-Lengths": b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    "chunked and a Content-Length": b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n0\r\n\r\n",
+    "a chunk size that is not hex": b"Transfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+    "a header without a colon": b"X-Broken\r\nContent-Length: 2\r\n\r\n{}",
+}
+
+
+@pytest.mark.parametrize("rest", FRAMING.values(), ids=FRAMING.keys())
+@pytest.mark.parametrize("path", [MLP.encode(), b"/v2/health/live"])
+def test_a_request_the_http_parser_refuses_is_a_json_400(gateway, path, rest):
+    url, _ = gateway
+    assert_json_400(exchange(url, b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n" + rest))
+    still_serves(url)
+
+
+def test_raw_utf8_in_the_request_line_is_a_json_400(gateway):
+    url, _ = gateway
+    path = "/v2/models/\u2603/infer".encode()
+    assert_json_400(exchange(url, b"POST " + path + b" HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"))
+    still_serves(url)
+
+
+def assert_json_400(answer: bytes) -> None:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer
+    assert b"content-type: application/json" in head.lower()
+    assert "invalid HTTP request" in json.loads(body)["error"]
