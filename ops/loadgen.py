@@ -203,7 +203,13 @@ async def _targets(session, base: str, per_request: list[str], tenants, keys) ->
                     f"{exc}: {n} of the trace's {len(per_request)} requests are for it; send "
                     "them to a served model with --model NAME or a [trace] rule in --config"
                 ) from None
-            body, header_len = encode_request(model_inputs(metadata))
+            try:
+                body, header_len = encode_request(model_inputs(metadata))
+            except (KeyError, TypeError, ValueError) as exc:  # (a traceback before)
+                raise RuntimeError(
+                    f"GET {base}/v2/models/{name}: no input tensors loadgen can make from its "
+                    f"metadata ({type(exc).__name__}: {exc}); numeric inputs with shapes only"
+                ) from None
             targets[name] = (f"{base}/v2/models/{name}/infer", body, header_len)
     return targets
 

@@ -26,6 +26,13 @@ METRICS = (
 )
 
 
+ODD = {  # metadata loadgen cannot make a request from
+    "strings": {"name": "strings", "inputs": [{"name": "t", "datatype": "BYTES", "shape": [1]}]},
+    "empty": {"name": "empty"},
+    "bf16": {"name": "bf16", "inputs": [{"name": "x", "datatype": "BF16", "shape": [1, 4]}]},
+}
+
+
 def _gateway(answers: dict[str, int]):
     """Tenant a's requests go to a VM, b's to functions; a tenant named in ``answers`` gets
     that status instead; model 'gone' is not served."""
@@ -33,6 +40,8 @@ def _gateway(answers: dict[str, int]):
     async def metadata(request):
         if request.match_info["model"] == "gone":
             return web.json_response({"error": "unknown model 'gone'"}, status=404)
+        if request.match_info["model"] in ODD:
+            return web.json_response(ODD[request.match_info["model"]])
         return web.json_response({"name": request.match_info["model"], **METADATA})
 
     async def infer(request):
@@ -110,3 +119,13 @@ def test_a_model_the_gateway_does_not_serve_is_named_with_what_to_do(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert "does not serve model 'gone'" in err and "30 of the trace's 30" in err
     assert "--model" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("model", sorted(ODD))
+def test_metadata_loadgen_cannot_use_is_one_line(tmp_path, capsys, model):
+    """BYTES or BF16 inputs, or no inputs at all: a KeyError / TypeError traceback before."""
+    rc, summary = _replay(tmp_path, model=model)
+    assert rc == 2 and summary is None
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tidegate loadgen: error:") and "no input tensors" in err
+    assert "\n" not in err
