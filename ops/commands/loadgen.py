@@ -304,6 +304,13 @@ def run(args) -> int:
             f"{trace.duration_s / args.speedup / 86400:.3g} days (more than 31)"
         )
     keys = _keys(args, trace)
+    named = [t for t in trace.tenants if t != "default"]
+    if not keys and named:  # the summary splits them; the gateway's ledger cannot
+        print(
+            f"tidegate loadgen: note: no API keys: the trace's tenants ({', '.join(named)}) "
+            "reach the gateway as one keyless caller (give --key TENANT=KEY or --config)",
+            file=sys.stderr,
+        )
     try:
         summary = asyncio.run(_main(args, trace, model, keys))
     except (RuntimeError, OSError) as exc:
