@@ -21,6 +21,7 @@ from ops.traces import (
     TraceMapping,
     _build,
     MAX_REQUESTS,
+    MAX_SPAN_S,
     _read_file,
     _uniform_trace,
     spread_counts,
@@ -230,17 +231,14 @@ def _read_mooncake(path: Path, mapping: TraceMapping, rng) -> Trace:
     ms = []
     with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
             try:
-                ms.append(float(json.loads(line)["timestamp"]))
+                if line.strip():
+                    ms.append(float(json.loads(line)["timestamp"]))
             except (ValueError, KeyError, TypeError):
                 raise TraceError(
                     f"{path}:{lineno}: expected a JSON object with a numeric 'timestamp' (ms)"
                 ) from None
-    if not ms:
-        raise TraceError(f"{path}: no requests")
-    return _uniform_trace(path.name, np.array(ms) / 1000.0, mapping)
+    return _uniform_trace(path.name, np.array(ms) / 1000.0, mapping)  # (none: 'no requests')
 
 
 def _numeric(path: Path, min_cols: int) -> np.ndarray:
@@ -249,6 +247,8 @@ def _numeric(path: Path, min_cols: int) -> np.ndarray:
         try:
             with open_text(path) as f:
                 data = np.loadtxt(f, delimiter=",", ndmin=2, dtype=np.float64)
+        except UnicodeDecodeError:
+            raise  # (a binary file: "not a text file", not "expected numbers only")
         except ValueError as exc:
             raise TraceError(f"{path}: expected numbers only: {exc}") from None
     if data.shape[0] == 0:
@@ -265,6 +265,8 @@ def _read_per_second(path: Path, mapping: TraceMapping, rng) -> Trace:
     sec, count = data[:, 0].astype(np.int64), data[:, -1]
     if (count < 0).any() or (sec < 0).any() or (count != np.round(count)).any():
         raise TraceError(f"{path}: seconds and counts must be non-negative integers")
+    if sec.max() - sec.min() > MAX_SPAN_S:  # (a bincount that long filled the memory)
+        raise TraceError(f"{path}: the seconds span more than 366 days")
     counts = np.bincount(sec - sec.min(), weights=count).astype(np.int64)
     return _uniform_trace(path.name, spread_counts(counts, 1.0, rng), mapping)
 
@@ -273,6 +275,8 @@ def _read_gaps(path: Path, mapping: TraceMapping, rng) -> Trace:
     gaps = _numeric(path, 1)[:, 0]
     if (gaps < 0).any():
         raise TraceError(f"{path}: an inter-arrival gap is negative")
+    if gaps.sum() > MAX_SPAN_S:  # (1e30 then 1: both read as 0 s, past float precision)
+        raise TraceError(f"{path}: the gaps add up to more than 366 days: seconds expected")
     return _uniform_trace(path.name, np.cumsum(gaps), mapping)
 
 

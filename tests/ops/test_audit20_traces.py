@@ -227,3 +227,21 @@ def test_a_rule_that_matches_no_function_is_a_warning(tmp_path, capsys, fmt):
     assert "warning: [[trace.map]] rule 1 (match = '^o1/.*$') matches no function" in err
     assert "rule 2" not in err
     assert set(json.loads(out.read_text())["tenants"]) == {"rest"}
+
+
+@pytest.mark.parametrize(
+    "name, data, what",
+    [
+        ("plot.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "not a text file"),  # was
+        # 'expected numbers only: utf-8 codec...' and 'the file ends mid-line'
+        ("gaps.txt", b"1e30\n1\n", "add up to more than 366 days"),  # both read as 0 s
+        ("sec.csv", b"1,3\n100000000000,4\n", "span more than 366 days"),  # 'memory'
+        ("big.jsonl", b'{"timestamp": 1e300}\n{"timestamp": 5}\n', r"spans 1.157e\+292 days"),
+    ],
+)
+def test_files_no_trace_is_made_of_say_what_they_are(tmp_path, name, data, what):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(TraceError, match=what) as caught:
+        read_trace(path)
+    assert "mid-line" not in str(caught.value) and len(str(caught.value)) < 300
