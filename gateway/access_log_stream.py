@@ -16,6 +16,7 @@ import time
 
 FLUSH_S = 0.2
 BATCH = 512
+MAX_WAITING = 100_000  # lines held while stdout does not take them (~15 MB); past it, dropped
 
 
 class LineWriter:
@@ -26,7 +27,9 @@ class LineWriter:
         self.timestamps = timestamps  # text lines start with the UTC second
         self.skip = skip  # a compiled pattern of paths left out (AccessLog checks it)
         self._lines: list[str] = []
-        self._lock = threading.Lock()
+        self.dropped = 0  # lines let go while the stream did not keep up (said once it does)
+        self._lock = threading.Lock()  # the request path's: never held across a write
+        self._writing = threading.Lock()
         self._stamp = (0, "")
         self._wake = threading.Event()
         threading.Thread(target=self._run, name="access-log", daemon=True).start()
@@ -36,6 +39,9 @@ class LineWriter:
         if self.timestamps:
             line = self._now() + line
         with self._lock:
+            if len(self._lines) >= MAX_WAITING:  # stdout blocked (a reader that stopped
+                self.dropped += 1  # reading): memory held stays bounded, requests go on
+                return
             self._lines.append(line)
             full = len(self._lines) >= BATCH
         if full:
@@ -48,14 +54,20 @@ class LineWriter:
         return self._stamp[1]
 
     def flush(self) -> None:
-        with self._lock:
-            lines, self._lines = self._lines, []
-        if lines:
-            try:
-                self.stream.write("\n".join(lines) + "\n")
-                self.stream.flush()
-            except (OSError, ValueError):  # a closed stdout (the reader went away): drop them
-                pass
+        with self._writing:  # batches go out in the order they were taken (the thread, exit)
+            with self._lock:
+                lines, self._lines = self._lines, []
+                if self.dropped and lines:
+                    lines.append(
+                        f"access log: {self.dropped} lines dropped, stdout did not keep up"
+                    )
+                    self.dropped = 0
+            if lines:
+                try:
+                    self.stream.write("\n".join(lines) + "\n")
+                    self.stream.flush()
+                except (OSError, ValueError):  # a closed stdout (the reader went away): drop
+                    pass
 
     def _run(self) -> None:
         while True:
