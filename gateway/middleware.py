@@ -6,10 +6,12 @@ Pure ASGI (no BaseHTTPMiddleware): it only looks at ``http.response.start``.
 from __future__ import annotations
 
 from .infer_endpoint import new_request_id
+from .protocol import header_safe_id
 
 
 class RequestIdMiddleware:
-    """Every answer carries ``x-request-id``: the client's own if it sent one, else a new id."""
+    """Every answer carries ``x-request-id``: the client's own if it sent one that may travel
+    as a header (``protocol.header_safe_id``), else a new id."""
 
     def __init__(self, app):
         self.app = app
@@ -20,7 +22,10 @@ class RequestIdMiddleware:
         request_id = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
-                request_id = value
+                # as the infer endpoint: the client's id only if it may go back as a header
+                # (a 20 kB one, or one with a tab or bytes past ASCII, was echoed as it came)
+                safe = header_safe_id(value.decode("latin-1"))
+                request_id = safe.encode() if safe else None
                 break
         if request_id is None:
             request_id = new_request_id().encode()

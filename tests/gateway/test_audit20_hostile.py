@@ -171,3 +171,26 @@ def assert_json_400(answer: bytes) -> None:
     assert head.startswith(b"HTTP/1.1 400 "), answer
     assert b"content-type: application/json" in head.lower()
     assert "invalid HTTP request" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize(
+    "sent", [b"a" * 20_000, b"a\tb", b"id-\xff\xfe"], ids=["20 kB", "tab", "non-ASCII"]
+)
+@pytest.mark.parametrize("path", ["/v2/health/live", "/v2/models/mlp", "/v2/models/nope", MLP])
+def test_an_x_request_id_that_cannot_travel_as_a_header_is_replaced_on_every_route(
+    gateway, sent, path
+):
+    url, _ = gateway
+    method = b"POST" if path == MLP else b"GET"
+    request = b"%s %s HTTP/1.1\r\nHost: x\r\nx-request-id: %s\r\nContent-Length: 2\r\n" % (
+        method,
+        path.encode(),
+        sent,
+    )
+    answer = exchange(url, request + b"Connection: close\r\n\r\n{}")
+    head = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    ids = [line.split(b": ", 1)[1] for line in head if line.lower().startswith(b"x-request-id:")]
+    assert len(ids) == 1 and ids[0] != sent and 16 <= len(ids[0]) <= 256, head
+    assert ids[0].isascii() and b"\t" not in ids[0]
+    fine = httpx.get(url + path, headers={"x-request-id": "mine-1"}, timeout=30)
+    assert fine.headers["x-request-id"] == "mine-1"
