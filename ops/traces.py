@@ -178,6 +178,11 @@ class Trace:
         mean is ``factor``); the copies land uniformly within the original's second, so counts
         per second scale and arrivals within a second stay Poisson (copies stacked on the
         original instant would make every batch full)."""
+        if len(self) * rate_factor > MAX_REQUESTS:  # (numpy's MemoryError traceback before)
+            raise TraceError(
+                f"{self.name}: {len(self):,} requests x {rate_factor:g} is more than "
+                f"{MAX_REQUESTS:,}: lower the rate scale or window the trace"
+            )
         rng = np.random.default_rng(seed)
         t, m, tn = self.arrivals_s, self.model_idx, self.tenant_idx
         if rate_factor != 1.0:

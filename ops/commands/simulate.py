@@ -179,7 +179,12 @@ def load_inputs(args):
     if not (isinstance(scale, int | float) and 0 < scale < float("inf")):
         raise CliError("--rate-scale ([simulate] rate_scale) must be a number > 0")
     if scale != 1.0:
-        trace = trace.scaled(rate_factor=scale, seed=args.seed)
+        try:
+            trace = trace.scaled(rate_factor=scale, seed=args.seed)
+        except TraceError as exc:
+            raise CliError(str(exc)) from None
+        if len(trace) == 0:  # (it simulated 0 requests at 100 % attainment, as loadgen refuses)
+            raise CliError(f"no requests in the trace at --rate-scale {scale:g}")
     return trace, profile, cfg
 
 

@@ -245,3 +245,21 @@ def test_files_no_trace_is_made_of_say_what_they_are(tmp_path, name, data, what)
     with pytest.raises(TraceError, match=what) as caught:
         read_trace(path)
     assert "mid-line" not in str(caught.value) and len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    "command, scale, what",
+    [
+        ("simulate", "1e7", "is more than 200,000,000"),  # numpy's MemoryError traceback
+        ("loadgen", "1e7", "is more than 200,000,000"),
+        ("simulate", "1e-9", "no requests in the trace at --rate-scale 1e-09"),  # 0 at 100 %
+    ],
+)
+def test_a_rate_scale_past_what_a_trace_holds_is_one_line(tmp_path, capsys, command, scale, what):
+    trace = _write(tmp_path / "p.csv", PLAIN)
+    argv = [command, "--trace", str(trace), "--rate-scale", scale]
+    extra = ["--policy", "vm-peak"] if command == "simulate" else ["--url", "http://127.0.0.1:9"]
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"tidegate {command}: error: " + err.split("error: ", 1)[1] and what in err
+    assert "\n" not in err
