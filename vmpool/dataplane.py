@@ -21,7 +21,7 @@ from vmpool.artifact import ArtifactError, ModelConfig, list_models, load_artifa
 from vmpool.batch_report import BatchReport
 from vmpool.batching import Batcher, BatcherClosed, InferenceError
 from vmpool.codec import decode_request, encode_answer, validate_inputs
-from vmpool.graph_opt import optimize
+from vmpool.graph_opt import ExactOnNonFinite, optimize
 from vmpool.metrics import ModelServerMetrics
 from vmpool.stats import ModelStats, StatsRegistry
 from vmpool.validation import check_ranges
@@ -119,6 +119,8 @@ class ModelServer:
             # batch norms folded, convs on oneDNN's layout: resnet18 at batch 1 ~15 % faster
             module, rewrite = optimize(module, _example(cfg, torch))
             log.info("model %s: %s", cfg.name, rewrite)
+            if rewrite != "as exported":  # a NaN or an infinity is answered as exported
+                module = ExactOnNonFinite(module, _exact_loader(artifact))
             # Requests are checked against the config (names, datatypes, shapes, batch size)
             # before they are batched, and the batcher only stacks rows: torch.export's own
             # per-call input check (a pre-forward hook walking the pytree) is a second check of
@@ -256,6 +258,32 @@ def _example(cfg: ModelConfig, torch) -> tuple:
         else:
             args.append(torch.zeros(shape, dtype=dtype))
     return tuple(args)
+
+
+def _exact_loader(artifact):
+    """The exported module of ``artifact`` as it is on disk now, or None once the file is no
+    longer the one this model was loaded from (a re-export: the reload serves it)."""
+    path = artifact.program_path
+    stamp = _stamp(path)
+
+    def load():
+        if _stamp(path) != stamp:
+            log.warning(
+                "model %s: %s changed since load; not loaded for NaN input", artifact.name, path
+            )
+            return None
+        module = artifact.load_module()
+        return module if _stamp(path) == stamp else None
+
+    return load
+
+
+def _stamp(path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _warm_up(module, cfg: ModelConfig, torch) -> None:

@@ -8,7 +8,7 @@ from torch import nn
 
 from vmpool.artifact import load_artifact
 from vmpool.export import export_zoo
-from vmpool.graph_opt import optimize
+from vmpool.graph_opt import ExactOnNonFinite, optimize
 
 
 def _exported(module: nn.Module, sample: torch.Tensor):
@@ -88,3 +88,58 @@ def test_a_rewrite_that_fails_its_check_serves_the_program_as_exported():
 def test_a_model_without_convs_is_left_alone():
     exported = _exported(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), torch.randn(2, 4))
     assert optimize(exported, (torch.randn(1, 4),)) == (exported, "as exported")
+
+
+def test_a_nan_input_is_answered_as_the_exported_program_answers_it(resnet18):
+    """oneDNN's ReLU maps NaN to 0: the rewritten resnet alone answers finite numbers to a NaN
+    pixel (the burst path, which runs the program as exported, answers NaN); the guard sends a
+    batch with a NaN or an infinity to the exported module, loaded once on the first one."""
+    served, _ = optimize(resnet18, (torch.randn(1, 3, 64, 64),))
+    loads = []
+    guarded = ExactOnNonFinite(served, lambda: loads.append(1) or resnet18)
+    guarded.validate_inputs = False
+    x = torch.full((2, 3, 64, 64), 0.5)
+    x[0, 1, 7, 9] = float("nan")
+    x[1, 0, 3, 3] = float("inf")
+    with torch.inference_mode():
+        want, alone = resnet18(x), served(x)
+        assert want.isnan().all() and not alone.isnan().any()  # what users got before
+        got = guarded(x)
+        assert got.isnan().all() and loads == [1]
+        finite = torch.randn(3, 3, 64, 64)
+        assert _relative_error(resnet18(finite), guarded(finite)) <= 1e-5
+        guarded(x)
+    assert loads == [1] and resnet18.validate_inputs is False
+
+
+def test_the_guard_answers_with_the_rewrite_when_the_exported_program_is_gone(resnet18):
+    served, _ = optimize(resnet18, (torch.randn(1, 3, 64, 64),))
+    x = torch.full((1, 3, 64, 64), float("nan"))
+    with torch.inference_mode():
+        assert ExactOnNonFinite(served, lambda: None)(x).shape == (1, 1000)
+
+
+def test_the_model_server_answers_a_nan_pixel_with_nan(tmp_path):
+    """Through the served path (decode, batcher, encode): a JSON request with one NaN pixel is
+    answered null (NaN) everywhere, as the exported program computes; finite rows stay exact."""
+    import asyncio
+
+    import orjson
+
+    from vmpool.dataplane import ModelServer
+
+    export_zoo("resnet18", tmp_path, size=(32, 32))
+    server = ModelServer(tmp_path, ["resnet18"])
+    try:
+        model = server.model("resnet18")
+        assert isinstance(model.batcher._module, ExactOnNonFinite)  # the rewrite is served
+        pixels = ["NaN"] + ["0.5"] * (3 * 32 * 32 - 1)
+        body = (
+            '{"inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32", '
+            f'"data": [{", ".join(pixels)}]}}]}}'
+        ).encode()
+        answer = asyncio.run(server.infer(model, body, None))
+        data = orjson.loads(answer.body)["outputs"][0]["data"]
+        assert len(data) == 1000 and all(v is None for v in data)
+    finally:
+        server.close()
