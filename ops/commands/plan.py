@@ -57,6 +57,11 @@ def add_arguments(parser) -> None:
         help="memory per function in MB (default: the config's burst.memory_mb)",
     )
     parser.add_argument("--batch", type=int, default=1, help="batch size to plan for (default 1)")
+    _add_inputs(parser)
+
+
+def _add_inputs(parser) -> None:
+    """The transport, config and profile the plan is made with, and its output form."""
     parser.add_argument(
         "--transport",
         choices=("auto", "inline", "store", "queue", "per-stage"),
