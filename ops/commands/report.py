@@ -46,7 +46,8 @@ def add_arguments(parser) -> None:
         "--vm-bill-usd",
         type=float,
         help="the VM fleet's bill for the period: its idle part is attributed "
-        "to tenants by share of VM busy time (default: none, VM idle shows 0)",
+        "to tenants by share of VM busy time (by share of requests in a window without VM "
+        "busy time; default: none, VM idle shows 0)",
     )
 
 
@@ -68,7 +69,7 @@ def run(args) -> int:
         slos, repo = _tenant_slos(args.config)
         model_slo = _model_slos(repo or Path(args.data_dir) / "models")
         if args.tenant:
-            _check_tenant(query, args.tenant, slos)
+            _check_tenant(query, args.tenant, slos, bool(args.config))
         report = build_report(
             query,
             filt,
@@ -96,9 +97,10 @@ def _print(text: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _check_tenant(query, tenant: str, slos: dict[str, float]) -> None:
+def _check_tenant(query, tenant: str, slos: dict[str, float], configured: bool) -> None:
     """An unknown tenant is a typo, not an empty report: CliError naming the known ones (the
-    ledger's, and the --config's). A known tenant with nothing in the window reports zero."""
+    ledger's, and the --config's). A known tenant with nothing in the window reports zero.
+    Without --config only the ledger's are named (the assumed ``default`` may not exist)."""
     from ops.cli import CliError
 
     if tenant in slos:
@@ -106,10 +108,13 @@ def _check_tenant(query, tenant: str, slos: dict[str, float]) -> None:
     found = query("SELECT 1 FROM requests WHERE tenant = {p} LIMIT 1", (tenant,))
     if found:
         return
-    known = sorted({r[0] for r in query("SELECT DISTINCT tenant FROM requests")} | set(slos))
+    known = {r[0] for r in query("SELECT DISTINCT tenant FROM requests")}
+    known = sorted(known | set(slos)) if configured else sorted(known)
     shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+    hint = "" if configured else "; --config FILE names tenants without requests yet"
     raise CliError(
-        f"unknown tenant {tenant!r}: not in the ledger or --config (tenants: {shown or 'none'})"
+        f"unknown tenant {tenant!r}: not in the ledger or --config "
+        f"(tenants: {shown or 'none'}){hint}"
     )
 
 

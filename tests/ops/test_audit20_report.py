@@ -155,3 +155,16 @@ def test_an_unreadable_ledger_url_in_a_config_or_to_prune_stays_secret(tmp_path,
     assert main(["ledger", "prune", "--before", "2020-01-01", "--ledger", url]) != 0
     err = capsys.readouterr().err
     assert "not a readable Tidegate ledger" in err and "s3cr3t" not in err
+
+
+def test_an_unknown_tenant_without_config_names_only_the_ledgers_tenants(night, tmp_path, capsys):
+    """Without --config the assumed ``default`` tenant was listed among the known ones of a
+    gateway that has tenants (a, b here) and no hint said --config knows the rest."""
+    assert main(["report", "--data-dir", str(tmp_path), "--tenant", "gamma"]) != 0
+    err = capsys.readouterr().err
+    assert "unknown tenant 'gamma'" in err and "(tenants: a, b)" in err
+    assert "default" not in err and "--config" in err
+    config = tmp_path / "serve.toml"
+    config.write_text('[[tenants]]\nname = "gamma"\napi_keys = ["k-gamma-0123456789"]\n')
+    out = _run(capsys, "--data-dir", str(tmp_path), "--tenant", "gamma", "--config", str(config))
+    assert "gamma" in out  # configured, no rows yet: a zero report, not an error
