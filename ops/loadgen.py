@@ -106,6 +106,7 @@ class Sent:
     cost_usd: float = 0.0
     cold_starts: int = 0
     error: str = ""
+    queued: bool = False  # answered 202 (an async-class tenant's): latency is to its answer
 
 
 def model_inputs(metadata: dict, batch: int = 1, seed: int = 0) -> dict:
@@ -287,12 +288,16 @@ async def _send_one(
     }
     t0 = time.perf_counter()
     status, h, error = 0, {}, ""
+    queued = False
     try:
         async with session.post(infer_url, data=body, headers=headers) as r:
             await r.read()
             status, h = r.status, r.headers
+        if status == 202 and "location" in h:  # queued: its answer is what was asked for
+            queued = True
+            status, h = await _answer(session, infer_url, h, _auth(key))
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        error = _failure(exc)
+        status, error = 0, _failure(exc)  # (a queued one: its 202 is no answer)
     ms = (time.perf_counter() - t0) * 1000.0
     return Sent(
         index,
@@ -304,7 +309,33 @@ async def _send_one(
         float(h.get("x-tidegate-cost-usd", 0) or 0),
         int(h.get("x-tidegate-cold-starts", 0) or 0),
         error,
+        queued,
     )
+
+
+async def _answer(session: aiohttp.ClientSession, infer_url: str, accepted, auth: dict):
+    """(status, headers) of a queued request's answer: ``GET Location`` every ``Retry-After``
+    (at most 1 s) while it answers 202 (the session's timeout bounds the whole wait). Before,
+    the 202's own few milliseconds were taken for the answer's latency."""
+    from urllib.parse import urljoin
+
+    url, h = urljoin(infer_url, accepted["location"]), accepted
+    give_up = time.perf_counter() + (session.timeout.total or 60.0)
+    while time.perf_counter() < give_up or _raise(asyncio.TimeoutError()):
+        try:
+            wait_s = min(max(float(h.get("retry-after", 1)), 0.01), 1.0)
+        except ValueError:
+            wait_s = 1.0
+        await asyncio.sleep(wait_s)
+        async with session.get(url, headers=auth) as r:
+            await r.read()
+            if r.status != 202:
+                return r.status, r.headers
+            h = r.headers
+
+
+def _raise(exc: BaseException):
+    raise exc
 
 
 def _auth(key: str | None) -> dict:

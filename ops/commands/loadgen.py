@@ -260,6 +260,23 @@ def _config_keys(path: str | None) -> dict:
     return {t["name"]: t["api_keys"][0] for t in _config_tenants(path) if t.get("api_keys")}
 
 
+def tenant_deadlines_ms(path: str | None) -> dict[str, float]:
+    """Each --config async-class tenant's deadline: its queued requests are judged by it, as
+    the gateway and the simulator judge them (``deadline_s``, else the async queue's default)."""
+    import tomllib
+
+    if not path:
+        return {}
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    default_s = float(data.get("async_queue", {}).get("default_deadline_s", 3600.0))
+    return {
+        t["name"]: float(t.get("deadline_s") or default_s) * 1000.0
+        for t in data.get("tenants", [])
+        if t.get("slo_class") == "async"
+    }
+
+
 def tenant_slos(path: str | None) -> dict[str, float]:
     """Each --config tenant's own slo_ms (attainment is judged by it, as the gateway does)."""
     return {t["name"]: float(t["slo_ms"]) for t in _config_tenants(path) if t.get("slo_ms")}

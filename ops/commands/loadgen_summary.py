@@ -20,10 +20,11 @@ def summarize(
     vm_price = args.vm_usd_per_hour or prices.vm_usd_per_hour
     lat = np.array([r.latency_ms for r in results])
     ok = np.array([200 <= r.status < 300 for r in results], dtype=bool)
-    from ops.commands.loadgen import tenant_slos
+    from ops.commands.loadgen import tenant_deadlines_ms, tenant_slos
 
     slos = tenant_slos(args.config)  # a tenant's own SLO, else --slo-ms
-    limit = np.array([slos.get(r.tenant, args.slo_ms) for r in results], dtype=float)
+    deadlines = tenant_deadlines_ms(args.config)  # a queued request's: its tenant's deadline
+    limit = np.array([_limit(r, slos, deadlines, args.slo_ms) for r in results], dtype=float)
     met = ok & (lat <= limit)
     burst_usd = sum((r.cost_usd for r in results if r.path == "burst"), 0.0)
     vm_usd = fleet["vm_s"] * vm_price / 3600.0
@@ -54,6 +55,7 @@ def summarize(
         "requests_vm": sum(1 for r in results if r.path == "vm"),
         "requests_burst": sum(1 for r in results if r.path == "burst"),
         "rejected": int((~ok).sum()),
+        "requests_queued": sum(1 for r in results if r.queued),
         "spill_ratio": (sum(1 for r in results if r.path == "burst") / n) if n else 0.0,
         "peak_vm_replicas": fleet["peak"],
         "vm_replicas_timeline": fleet["timeline"],
@@ -61,8 +63,14 @@ def summarize(
         "failures": failures,
         "unfinished": len(trace) - n,
         "stopped": ended or None,
-        "tenants": _tenants(results, args.slo_ms, slos, vm_usd),
+        "tenants": _tenants(results, args.slo_ms, slos, vm_usd, deadlines),
     }
+
+
+def _limit(r, slos: dict[str, float], deadlines: dict[str, float], slo_ms: float) -> float:
+    if r.queued:
+        return deadlines.get(r.tenant, slos.get(r.tenant, slo_ms))
+    return slos.get(r.tenant, slo_ms)
 
 
 def _tallies(results) -> tuple[dict[str, int], dict[str, int]]:
@@ -95,18 +103,21 @@ def _vm_shares(results, names: list[str]) -> dict[str, float]:
     return {name: 0.0 for name in names}
 
 
-def _tenants(results, slo_ms: float, slos: dict[str, float], vm_usd: float = 0.0) -> dict:
+def _tenants(
+    results, slo_ms: float, slos: dict[str, float], vm_usd: float = 0.0, deadlines=None
+) -> dict:
     """Per tenant: requests, attainment, p99 and cost, the costs summing to ``cost_usd`` (the
     fleet's measured bill split by ``_vm_shares``, plus its own burst requests' bills); the
     gateway's per-request figures are ``attributed_cost_usd``."""
     import numpy as np
+
+    deadlines = deadlines or {}
 
     tenants = {}
     names = sorted({r.tenant for r in results})
     shares = _vm_shares(results, names)
     for name in names:
         mine = [r for r in results if r.tenant == name]
-        limit = slos.get(name, slo_ms)
         t_lat = np.array([r.latency_ms for r in mine if 200 <= r.status < 300])
         burst_usd = sum((r.cost_usd for r in mine if r.path == "burst"), 0.0)
         tenants[name] = {
@@ -116,7 +127,9 @@ def _tenants(results, slo_ms: float, slos: dict[str, float], vm_usd: float = 0.0
             "burst_usd": burst_usd,
             "attributed_cost_usd": sum(r.cost_usd for r in mine),
             "slo_attainment": sum(
-                1 for r in mine if 200 <= r.status < 300 and r.latency_ms <= limit
+                1
+                for r in mine
+                if 200 <= r.status < 300 and r.latency_ms <= _limit(r, slos, deadlines, slo_ms)
             )
             / len(mine),
             "p99_ms": float(np.percentile(t_lat, 99)) if t_lat.size else None,

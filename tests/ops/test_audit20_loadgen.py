@@ -138,3 +138,78 @@ def test_tenants_sent_without_keys_are_a_note(tmp_path, capsys):
     assert "the trace's tenants (a, b) reach the gateway as one keyless caller" in (
         capsys.readouterr().err
     )
+
+
+def _async_gateway(polls: list[str], answer_on: int = 2):
+    """Every infer call is queued (202 + Location); its answer comes on GET ``answer_on``."""
+    seen: dict[str, int] = {}
+
+    async def metadata(request):
+        return web.json_response({"name": "m", **METADATA})
+
+    async def infer(request):
+        await request.read()
+        job = f"j{len(seen)}"
+        seen[job] = 0
+        headers = {"location": f"/v2/requests/{job}", "retry-after": "0"}
+        return web.json_response({"id": job, "state": "pending"}, status=202, headers=headers)
+
+    async def answer(request):
+        job = request.match_info["job"]
+        polls.append(request.headers.get("authorization", ""))
+        seen[job] += 1
+        if seen[job] < answer_on:
+            return web.json_response({"state": "running"}, status=202, headers={"retry-after": "0"})
+        headers = {"x-tidegate-path": "vm", "x-tidegate-cost-usd": f"{VM_USD:.10f}"}
+        return web.json_response({"outputs": []}, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/v2/models/{model}", metadata)
+    app.router.add_post("/v2/models/{model}/infer", infer)
+    app.router.add_get("/v2/requests/{job}", answer)
+
+    async def metrics(request):
+        return web.Response(text=METRICS)
+
+    app.router.add_get("/metrics", metrics)
+    return serve_aiohttp(app)
+
+
+def test_a_queued_request_is_measured_to_its_answer_and_judged_by_its_deadline(tmp_path):
+    """An async-class tenant's 202 was taken for the answer: a few ms, 'met', path and cost
+    empty. Now loadgen follows Location to the answer and judges it by the tenant's deadline
+    (1 ms SLO here: judged by it, nothing would meet it)."""
+    trace = tmp_path / "t.csv"
+    trace.write_text(
+        "timestamp_s,model,tenant\n" + "".join(f"{i * 0.05:.2f},m,q\n" for i in range(6))
+    )
+    config = tmp_path / "gw.toml"
+    config.write_text(
+        '[[tenants]]\nname = "q"\napi_keys = ["kq"]\nslo_ms = 1\nslo_class = "async"\n'
+        "deadline_s = 30\n"
+    )
+    polls: list[str] = []
+    url, stop = _async_gateway(polls)
+    out = tmp_path / "lg.json"
+    try:
+        argv = ["loadgen", "--trace", str(trace), "--url", url, "--config", str(config)]
+        assert main([*argv, "--no-progress", "--json", str(out)]) == 0
+    finally:
+        stop()
+    summary = json.loads(out.read_text())
+    assert polls == ["Bearer kq"] * 12  # two GETs each, with the tenant's key
+    assert summary["requests_queued"] == 6 and summary["requests_vm"] == 6
+    assert summary["slo_attainment"] == 1.0 and summary["tenants"]["q"]["slo_attainment"] == 1.0
+    assert summary["tenants"]["q"]["attributed_cost_usd"] == pytest.approx(6 * VM_USD)
+
+
+def test_a_queued_request_never_answered_is_a_timeout_not_a_hang(tmp_path, capsys):
+    trace = tmp_path / "t.csv"
+    trace.write_text("timestamp_s,model\n0,m\n0.1,m\n")
+    url, stop = _async_gateway([], answer_on=10**9)
+    try:
+        argv = ["loadgen", "--trace", str(trace), "--url", url, "--timeout-s", "0.5"]
+        assert main([*argv, "--no-progress"]) == 1
+    finally:
+        stop()
+    assert "2 of 2 requests sent got no answer (timeout x2)" in capsys.readouterr().err
