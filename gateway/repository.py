@@ -99,14 +99,30 @@ def refuse_load_overrides(names) -> None:
         )
 
 
-async def _parameter_names(request: Request) -> list[str]:
+async def _ready_only(request: Request) -> bool:
+    """The index request's ``ready`` flag (an empty body: false)."""
+    body = await _body_object(request)
+    ready = body.get("ready", False)
+    if not isinstance(ready, bool):
+        raise BadRequest("'ready' must be true or false")
+    return ready
+
+
+async def _body_object(request: Request) -> dict:
     raw = await request.body()
     if not raw.strip():
-        return []
+        return {}
     try:
-        params = orjson.loads(raw).get("parameters") or {}
-    except (orjson.JSONDecodeError, AttributeError):
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         raise BadRequest("the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+async def _parameter_names(request: Request) -> list[str]:
+    params = (await _body_object(request)).get("parameters") or {}
     if not isinstance(params, dict):
         raise BadRequest("'parameters' must be an object")
     return list(params)
@@ -119,7 +135,10 @@ def repository_router(state: GatewayState) -> APIRouter:
     async def index(request: Request):
         """Every model in the repository, READY if the gateway serves it."""
         require_admin(state, request.headers)
-        return json_response(await index_rows(state))
+        rows = await index_rows(state)
+        if await _ready_only(request):  # {"ready": true}: the served ones, as over gRPC
+            rows = [r for r in rows if r["state"] == "READY"]
+        return json_response(rows)
 
     @router.post("/v2/repository/models/{model}/load", responses={**_GUARDED, **NOT_FOUND})
     async def load(model: str, request: Request):

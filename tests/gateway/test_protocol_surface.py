@@ -204,6 +204,12 @@ def test_repository_extension_with_the_admin_key(own_replica, small_repo, tmp_pa
         with pytest.raises(triton.InferenceServerException, match="config is not supported"):
             client.load_model("mlp", headers=admin, config='{"max_batch_size": 2}')
         client.unload_model("mlp", headers=admin, unload_dependents=True)
+        ready = httpx.post(url + "/v2/repository/index", headers=admin, json={"ready": True})
+        assert [row["name"] for row in ready.json()] == ["resnet18"]  # (HTTP listed mlp too)
+        every = {row["name"]: row["state"] for row in client.get_model_repository_index(admin)}
+        assert every == {"mlp": "UNAVAILABLE", "resnet18": "READY"}
+        bad = httpx.post(url + "/v2/repository/index", headers=admin, json={"ready": "yes"})
+        assert bad.status_code == 400 and "'ready'" in bad.json()["error"]
         tenant = {"x-api-key": "tenant-a"}
         x = np.zeros((1, 784), np.float32)
         inp = triton.InferInput("input", [1, 784], "FP32")
