@@ -134,6 +134,10 @@ class Dispatcher:
         if self.live is not None:
             self.live.on_arrival(cfg.name)
         decision = self.policy.route(route_req, state := self.live_state())
+        if decision.reason == Reason.BURST_DISABLED and ctx.forced_route and self.burst is not None:
+            # configured but not serving now (its runtime restarting, its circuit open): the
+            # burst service refuses it with why and when to retry (503), not "disabled" (400)
+            return Decision(Route.BURST, Reason.FORCED, ctx.workers)
         if decision.route == Route.BURST and self._vm_instead(
             ctx, cfg, decision.workers, batch, state
         ):
