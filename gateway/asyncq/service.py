@@ -11,12 +11,10 @@ The first recorded answer wins, so a job served twice after a crash still has on
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import uuid
 
-import aiohttp
 import orjson
 
 from policies.routing.async_class import serve_now
@@ -26,6 +24,7 @@ from .. import protocol
 from ..errors import BadRequest, NotFound, TidegateError
 from ..state import GatewayState
 from . import callback, placement, serve
+from .callback_sender import CallbackSender
 from .capacity import Claim, VmShare
 from .config import AsyncQueueSettings
 from .idempotency import IDEMPOTENCY_HEADER, body_digest, first_request_id, idempotent_id
@@ -65,7 +64,7 @@ class AsyncService:
         self.clock = clock
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._session: aiohttp.ClientSession | None = None
+        self.callbacks = CallbackSender(queue, gateway, settings, self.answer, clock)
         self.depth, self.oldest_age = _gauges(gateway.metrics.registry)
         self.stats = QueueStats(0, 0, 0.0)  # as housekeeping last measured it
         # the tightest deadline any tenant's jobs have: past its urgent share, jobs stop waiting
@@ -80,7 +79,7 @@ class AsyncService:
             log.warning(
                 "async queue: %d job(s) held by the previous process are pending again", taken_back
             )
-        self._session = aiohttp.ClientSession()
+        self.callbacks.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._consume(i), name=f"async-consumer-{i}")
@@ -96,8 +95,7 @@ class AsyncService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self._session is not None:
-            await self._session.close()
+        await self.callbacks.stop()
         await self.queue.close()
         await self.payloads.close()
 
@@ -122,8 +120,8 @@ class AsyncService:
             )
         callback_url = headers.get(CALLBACK_HEADER)
         if callback_url is not None:
-            callback.check_callback_url(callback_url)
-            if self._secret(tenant.name) is None:
+            callback.check_callback_url(callback_url, self.settings.callback_allow_private)
+            if self.callbacks.secret(tenant.name) is None:
                 raise BadRequest(
                     "callbacks need a signing secret: set the tenant's "
                     "callback_secret (or async_queue.callback_secret)"
@@ -267,37 +265,12 @@ class AsyncService:
         if recorded and job.callback_url:
             done = await self.queue.get(job.id)
             if done is not None:
-                await self._callback(done)
-
-    async def _callback(self, job: Job) -> None:
-        secret = self._secret(job.tenant)
-        if secret is None or self._session is None:
-            log.error("callback for %s not sent: no signing secret", job.id)
-            return
-        try:
-            job = dataclasses.replace(job, result=await self.answer(job))
-        except TidegateError as exc:
-            log.error("callback for %s not sent: %s", job.id, exc.message)
-            return
-        if await callback.deliver(
-            self._session,
-            job,
-            secret,
-            self.clock(),
-            attempts=self.settings.callback_attempts,
-            timeout_s=self.settings.callback_timeout_s,
-        ):
-            await self.queue.mark_callback_delivered(job.id)
-
-    def _secret(self, tenant_name: str) -> str | None:
-        tenant = self.gateway.tenants.get(tenant_name)
-        own = tenant.settings.callback_secret if tenant is not None else None
-        return own or self.settings.callback_secret
+                self.callbacks.send(done)
 
     async def _housekeeping(self) -> None:
         """Expire old results, redeliver callbacks a crash interrupted, export queue metrics."""
         for job in await self.queue.undelivered_callbacks():
-            await self._callback(job)
+            self.callbacks.send(job)
         while True:
             try:
                 await self._tick()
