@@ -326,7 +326,14 @@ def _op_name(target) -> str:
     name = getattr(target, "__name__", "")
     if getattr(operator, name, None) is target and name in SYM_OPS:
         return f"operator.{name}"
-    raise GraphError(f"unsupported call target {target!r}")
+    if isinstance(target, torch._ops.HigherOrderOperator):  # torch.cond, while_loop, map...
+        raise GraphError(
+            f"the burst path cannot run control flow (torch.{target.name()}); serve the "
+            f"model on the VM path, or export it without data-dependent branches"
+        )
+    # a readable name, not a repr with an address ("<... object at 0x7fe3b565c950>")
+    what = getattr(target, "__qualname__", None) or type(target).__qualname__
+    raise GraphError(f"unsupported call target {getattr(target, '__module__', '')}.{what}")
 
 
 def program_weights(program) -> dict[str, torch.Tensor]:

@@ -245,6 +245,20 @@ class HugeMLP(nn.Module):
         return self.out(F.gelu(self.big(F.silu(self.a(x)))))
 
 
+class Branches(nn.Module):
+    """A data-dependent branch (``torch.cond``): the VM path runs it, the burst path cannot
+    (not in MODELS, which every split runs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.a, self.b = nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.cond(y.mean() > 0, lambda t: self.a(t), lambda t: self.b(t), (y,))
+
+
 # name -> (class, inputs of one sample: (shape, dtype) each)
 MODELS: dict[str, tuple[type[nn.Module], list[tuple[tuple[int, ...], torch.dtype]]]] = {
     "oddstrides": (OddStrides, [((3, 97, 131), torch.float32)]),

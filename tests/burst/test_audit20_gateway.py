@@ -48,6 +48,15 @@ def _repo(tmp_path: Path) -> tuple[Path, dict]:
         path = tmp_path / f"{art}.pt2"
         torch.export.save(am.export(modules[art], am.example(name, shapes=shapes)), str(path))
         assert cli(["export", str(path), "--name", art, "--out", str(repo)]) == 0
+    torch.manual_seed(0)
+    modules["branches"] = am.Branches().eval()
+    x = torch.randn(2, 3, 8, 8)
+    program = am.export(modules["branches"], [x])
+    torch.export.save(program, str(tmp_path / "branches.pt2"))
+    assert (
+        cli(["export", str(tmp_path / "branches.pt2"), "--name", "branches", "--out", str(repo)])
+        == 0
+    )
     return repo, modules
 
 
@@ -120,3 +129,17 @@ def test_users_models_answer_alike_on_both_paths_at_any_worker_count(tmp_path):
                     assert np.allclose(got, vm[name_out], rtol=1e-4, atol=1e-5), (art, workers)
                 if workers == 4 and splits:  # really split, not the whole model in one function
                     assert int(r.headers["x-tidegate-workers"]) >= 2, art
+        # control flow: the VM path answers, the burst path says why not, by name
+        x = torch.randn(1, 3, 8, 8)
+        meta = c.get("/v2/models/branches").json()
+        r = c.post("/v2/models/branches/infer", json=_body(meta, [x]))
+        assert r.status_code == 200 and r.headers["x-tidegate-path"] == "vm", r.text
+        with torch.no_grad():
+            want = modules["branches"](x).double().numpy()
+        assert np.allclose(_arrays(r)["output"], want, rtol=1e-4, atol=1e-5)
+        r = c.post(
+            "/v2/models/branches/infer",
+            json=_body(meta, [x]),
+            headers={"X-Tidegate-Route": "burst", "X-Tidegate-Workers": "2"},
+        )
+        assert r.status_code == 400 and "control flow (torch.cond)" in r.json()["error"], r.text

@@ -5,12 +5,17 @@ a ConvTranspose2d(64, 32, 3, stride 2) at a twentieth of its time."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from burst.graph import build_graph
+sys.path.insert(0, str(Path(__file__).parent))
+import audit20_models as am  # noqa: E402
+
+from burst.graph import GraphError, build_graph  # noqa: E402
 
 
 def _macs(module: nn.Module, x: torch.Tensor) -> int:
@@ -41,3 +46,15 @@ def test_a_convs_work_is_its_multiply_adds_per_sample(module, x):
     else:  # each output element reads Cin/groups per kernel tap
         want = module(x)[0].numel() * math.prod(w[1:])
     assert _macs(module, x) == want
+
+
+def test_control_flow_is_refused_by_name_not_by_an_objects_address():
+    """It said "unsupported call target <torch._higher_order_ops.cond.CondOp object at
+    0x7fe3b565c950>" (``tidegate plan``, and the burst path's 400)."""
+    batch = torch.export.Dim("batch", min=1, max=8)
+    program = torch.export.export(
+        am.Branches().eval(), (torch.randn(2, 3, 8, 8),), dynamic_shapes=({0: batch},)
+    )
+    with pytest.raises(GraphError) as err:
+        build_graph(program, "branches")
+    assert "control flow (torch.cond)" in str(err.value) and " at 0x" not in str(err.value)
