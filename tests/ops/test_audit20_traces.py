@@ -263,3 +263,26 @@ def test_a_rate_scale_past_what_a_trace_holds_is_one_line(tmp_path, capsys, comm
     err = capsys.readouterr().err.strip()
     assert err == f"tidegate {command}: error: " + err.split("error: ", 1)[1] and what in err
     assert "\n" not in err
+
+
+def test_tenants_figures_match_each_tenants_own_requests(tmp_path):
+    """Per-tenant attainment and p99 by one sort (a mask per tenant was O(requests x tenants):
+    2.4 s of a 300,000-request, 3,000-tenant run), equal to numpy's on each tenant's own."""
+    rng = np.random.default_rng(5)
+    t = np.sort(rng.uniform(0, 120, 3000))
+    tenant = rng.integers(0, 40, t.size)
+    path = tmp_path / "many.csv"
+    path.write_text(
+        "timestamp_s,model,tenant\n"
+        + "".join(f"{a:.4f},resnet18,u{b}\n" for a, b in zip(t, tenant, strict=True))
+    )
+    from ops.sim import load_sim_profile, simulate
+
+    trace = read_trace(path)
+    res = simulate(trace, "burst-only", load_sim_profile(None, "resnet18"))
+    slo = res.summary["slo_ms"]
+    for k, name in enumerate(trace.tenants):
+        mine = trace.tenant_idx == k
+        got = res.summary["tenants"][name]
+        assert got["slo_attainment"] == float((res.latency_ms[mine] <= slo).mean())
+        assert got["p99_ms"] == float(np.percentile(res.latency_ms[mine], 99))
