@@ -182,12 +182,18 @@ async def _main(args, trace, model: str | list[str], keys: dict) -> dict:
         if bar:
             bar.close()
     if args.csv_out:
-        with open(args.csv_out, "w") as f:
-            f.write("index,tenant,sent_s,latency_ms,status,path,cost_usd,cold_starts\n")
+        import csv
+
+        with open(args.csv_out, "w", newline="") as f:  # (a tenant "a,b" is one quoted cell)
+            out = csv.writer(f, lineterminator="\n")
+            out.writerow(
+                ["index", "tenant", "sent_s", "latency_ms", "status", "path", "cost_usd"]
+                + ["cold_starts"]
+            )
             for r in results:
-                f.write(
-                    f"{r.index},{r.tenant},{r.sent_s:.6f},{r.latency_ms:.3f},{r.status},"
-                    f"{r.path},{r.cost_usd:.10f},{r.cold_starts}\n"
+                out.writerow(
+                    [r.index, r.tenant, f"{r.sent_s:.6f}", f"{r.latency_ms:.3f}", r.status]
+                    + [r.path, f"{r.cost_usd:.10f}", r.cold_starts]
                 )
     names = [model] if isinstance(model, str) else sorted(set(model))
     return summarize(results, wall, fleet, args, trace, ",".join(names), ended)

@@ -213,3 +213,21 @@ def test_a_queued_request_never_answered_is_a_timeout_not_a_hang(tmp_path, capsy
     finally:
         stop()
     assert "2 of 2 requests sent got no answer (timeout x2)" in capsys.readouterr().err
+
+
+def test_the_per_request_csv_keeps_a_tenant_with_a_comma_in_one_cell(tmp_path):
+    import csv
+
+    trace = tmp_path / "t.csv"
+    trace.write_text('timestamp_s,model,tenant\n0,m,"acme, inc"\n0.05,m,b\n')
+    url, stop = _gateway({})
+    rows = tmp_path / "rows.csv"
+    try:
+        argv = ["loadgen", "--trace", str(trace), "--url", url, "--no-progress"]
+        assert main([*argv, "--csv", str(rows)]) == 0
+    finally:
+        stop()
+    with open(rows, newline="") as f:
+        table = list(csv.DictReader(f))
+    assert sorted(r["tenant"] for r in table) == ["acme, inc", "b"]
+    assert all(r["status"] == "200" and len(r) == 8 for r in table)
