@@ -20,6 +20,7 @@ Synthetic traces are named ``synth:KIND[:key=value,...]`` (see ``synthetic``).
 
 from __future__ import annotations
 
+import csv
 import fnmatch
 import io
 import lzma
@@ -325,9 +326,10 @@ def _ends_mid_line(path: Path) -> bool:
 def write_csv(trace: Trace, out: str | Path) -> None:
     """Write ``timestamp_s,model,tenant`` (the plain format every command reads)."""
     buf = io.StringIO()
-    buf.write("timestamp_s,model,tenant\n")
+    rows = csv.writer(buf, lineterminator="\n")  # (a name with a comma: one quoted cell)
+    rows.writerow(["timestamp_s", "model", "tenant"])
     for t, m, tn in zip(trace.arrivals_s, trace.model_idx, trace.tenant_idx, strict=True):
-        buf.write(f"{t:.6f},{trace.models[m]},{trace.tenants[tn]}\n")
+        rows.writerow([f"{t:.6f}", trace.models[m], trace.tenants[tn]])
     Path(out).write_text(buf.getvalue())
 
 

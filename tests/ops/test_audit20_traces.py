@@ -286,3 +286,13 @@ def test_tenants_figures_match_each_tenants_own_requests(tmp_path):
         got = res.summary["tenants"][name]
         assert got["slo_attainment"] == float((res.latency_ms[mine] <= slo).mean())
         assert got["p99_ms"] == float(np.percentile(res.latency_ms[mine], 99))
+
+
+def test_a_written_trace_reads_back_with_its_odd_tenant_names(tmp_path):
+    from ops.traces import write_csv
+
+    src = tmp_path / "src.csv"
+    src.write_text('timestamp_s,model,tenant\n0.5,resnet18,"acme, inc"\n1,resnet18,"say ""hi"""\n')
+    out = tmp_path / "out.csv"
+    write_csv(read_trace(src), out)
+    assert read_trace(out).tenants == ("acme, inc", 'say "hi"')  # (a 4-column row before)
