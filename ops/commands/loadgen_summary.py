@@ -26,6 +26,7 @@ def summarize(
     deadlines = tenant_deadlines_ms(args.config)  # a queued request's: its tenant's deadline
     limit = np.array([_limit(r, slos, deadlines, args.slo_ms) for r in results], dtype=float)
     met = ok & (lat <= limit)
+    queued = np.array([r.queued for r in results], dtype=bool)
     burst_usd = sum((r.cost_usd for r in results if r.path == "burst"), 0.0)
     vm_usd = fleet["vm_s"] * vm_price / 3600.0
     billed_s = (fleet["billed_end"] or 0.0) - (fleet["billed_start"] or 0.0)
@@ -46,6 +47,7 @@ def summarize(
         "p50_ms": float(np.percentile(lat[ok], 50)) if ok.any() else None,
         "p99_ms": float(np.percentile(lat[ok], 99)) if ok.any() else None,
         "cost_usd": vm_usd + burst_usd,
+        "cost_per_1k_usd": (vm_usd + burst_usd) / n * 1000.0 if n else 0.0,
         "vm_usd": vm_usd,
         "burst_usd": burst_usd,
         "attributed_cost_usd": sum(r.cost_usd for r in results),
@@ -55,7 +57,8 @@ def summarize(
         "requests_vm": sum(1 for r in results if r.path == "vm"),
         "requests_burst": sum(1 for r in results if r.path == "burst"),
         "rejected": int((~ok).sum()),
-        "requests_queued": sum(1 for r in results if r.queued),
+        "requests_queued": int(queued.sum()),
+        "queued_slo_attainment": float(met[queued].mean()) if queued.any() else None,
         "spill_ratio": (sum(1 for r in results if r.path == "burst") / n) if n else 0.0,
         "peak_vm_replicas": fleet["peak"],
         "vm_replicas_timeline": fleet["timeline"],

@@ -199,6 +199,8 @@ def test_a_queued_request_is_measured_to_its_answer_and_judged_by_its_deadline(t
     summary = json.loads(out.read_text())
     assert polls == ["Bearer kq"] * 12  # two GETs each, with the tenant's key
     assert summary["requests_queued"] == 6 and summary["requests_vm"] == 6
+    assert summary["queued_slo_attainment"] == 1.0  # the simulator's keys, measured
+    assert summary["cost_per_1k_usd"] == pytest.approx(summary["cost_usd"] / 6 * 1000)
     assert summary["slo_attainment"] == 1.0 and summary["tenants"]["q"]["slo_attainment"] == 1.0
     assert summary["tenants"]["q"]["attributed_cost_usd"] == pytest.approx(6 * VM_USD)
 
