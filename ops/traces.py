@@ -21,7 +21,6 @@ Synthetic traces are named ``synth:KIND[:key=value,...]`` (see ``synthetic``).
 from __future__ import annotations
 
 import csv
-import fnmatch
 import io
 import lzma
 from dataclasses import dataclass, field
@@ -30,10 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from ops import trace_synth
+from ops.trace_mapping import DEFAULT_MODEL, DEFAULT_TENANT, MapRule, TraceMapping
+
+__all__ = ["MapRule", "Trace", "TraceError", "TraceMapping", "read_trace", "write_csv"]
 
 FORMATS = ("azure2019", "azure2021", "azure-llm", "mooncake", "per-second", "gaps", "csv")
-DEFAULT_MODEL = "resnet18"
-DEFAULT_TENANT = "default"
 MAX_SPAN_S = 366 * 86400.0  # longer is a unit mistake (ms read as s) or a hostile file
 MAX_REQUESTS = 200_000_000  # ~5 GB of arrays: sample or window a bigger trace first
 EPOCH_FLOOR_S = 1e8  # CSV timestamps from here on (1973) are epoch seconds: rebased
@@ -42,75 +42,6 @@ EPOCH_MS_FLOOR = 1e11  # epoch seconds past the year 5000: epoch milliseconds (1
 
 class TraceError(ValueError):
     """A trace that cannot be read: says which file, line and what was expected."""
-
-
-@dataclass(frozen=True)
-class MapRule:
-    """Requests whose function key (``owner/app/function`` or ``app/func``) matches ``match``
-    (a glob) belong to ``model`` and ``tenant``. The first matching rule wins."""
-
-    match: str
-    model: str | None = None
-    tenant: str | None = None
-
-
-@dataclass(frozen=True)
-class TraceMapping:
-    default_model: str = DEFAULT_MODEL
-    default_tenant: str = DEFAULT_TENANT
-    rules: tuple[MapRule, ...] = ()
-    fmt: str = "auto"  # [trace] format: when the command line does not force one
-    seed: int | None = None  # [trace] seed: when the command line gives none
-
-    def resolve(self, key: str) -> tuple[str, str]:
-        for rule in self.rules:
-            if fnmatch.fnmatchcase(key, rule.match):
-                return rule.model or self.default_model, rule.tenant or self.default_tenant
-        return self.default_model, self.default_tenant
-
-    def unmatched(self, keys) -> list[str]:
-        """A warning for each rule that matches none of ``keys`` (a typo, or a regular
-        expression where a glob is read: every function then fell to the defaults, silently)."""
-        keys = set(keys)
-        return [
-            f"[[trace.map]] rule {i + 1} (match = {rule.match!r}) matches no function of the "
-            "trace (a glob over owner/app/function or app/func)"
-            for i, rule in enumerate(self.rules)
-            if not any(fnmatch.fnmatchcase(k, rule.match) for k in keys)
-        ]
-
-    @classmethod
-    def from_config(cls, table: dict | None, model: str | None = None) -> "TraceMapping":
-        """From the ``[trace]`` table of a config file: ``default_model``, ``default_tenant`` and
-        ``[[trace.map]]`` rules with ``match``, ``model``, ``tenant``."""
-        table = dict(table or {})
-        unknown = set(table) - {"default_model", "default_tenant", "map", "format", "seed"}
-        if unknown:
-            raise TraceError(f"unknown [trace] keys: {', '.join(sorted(unknown))}")
-        rules = []
-        for i, r in enumerate(table.get("map", [])):
-            if not isinstance(r, dict) or "match" not in r or set(r) - {"match", "model", "tenant"}:
-                raise TraceError(
-                    f"[[trace.map]] rule {i + 1} needs 'match' and may have only "
-                    "'model' and 'tenant'"
-                )
-            rules.append(MapRule(str(r["match"]), r.get("model"), r.get("tenant")))
-        fmt, seed = table.get("format", "auto"), table.get("seed")
-        if fmt != "auto" and fmt not in FORMATS:
-            raise TraceError(f"[trace] format {fmt!r}: one of {', '.join(FORMATS)}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-            raise TraceError(f"[trace] seed {seed!r}: an integer >= 0")
-        # the config's own default wins: --model then picks that model's requests; and where
-        # rules name models, what no rule matches is the default model's, not --model's (a
-        # --model chosen among the rules' models took every function the rules left out)
-        named = any(rule.model for rule in rules)
-        return cls(
-            default_model=table.get("default_model") or (None if named else model) or DEFAULT_MODEL,
-            default_tenant=table.get("default_tenant", DEFAULT_TENANT),
-            rules=tuple(rules),
-            fmt=fmt,
-            seed=seed,
-        )
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ def summarize(
 
     from policies.costs import PriceTable
 
-    prices = PriceTable()
-    vm_price = args.vm_usd_per_hour or prices.vm_usd_per_hour
+    vm_price = args.vm_usd_per_hour or PriceTable().vm_usd_per_hour
     lat = np.array([r.latency_ms for r in results])
     ok = np.array([200 <= r.status < 300 for r in results], dtype=bool)
     from ops.commands.loadgen import tenant_deadlines_ms, tenant_slos

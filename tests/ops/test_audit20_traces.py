@@ -296,3 +296,23 @@ def test_a_written_trace_reads_back_with_its_odd_tenant_names(tmp_path):
     out = tmp_path / "out.csv"
     write_csv(read_trace(src), out)
     assert read_trace(out).tenants == ("acme, inc", 'say "hi"')  # (a 4-column row before)
+
+
+@pytest.mark.parametrize(
+    "table, what",
+    [
+        ('[[trace.map]]\nmatch = "o1/*"\ntenant = 5\n', "rule 1 tenant must be a non-empty"),
+        ('[[trace.map]]\nmatch = ["o1/*"]\nmodel = "m"\n', "rule 1 match must be"),  # its repr
+        ("[trace]\ndefault_tenant = 3\n", "default_tenant must be"),  # a 'sort' traceback
+        ("[trace]\nmap = 3\n", "map must be [[trace.map]] tables"),  # a TypeError traceback
+        ('[trace]\ndefault_model = ""\n', "default_model must be"),
+    ],
+)
+def test_a_trace_table_of_the_wrong_types_is_one_line(tmp_path, capsys, table, what):
+    trace = _write(tmp_path / "a19.csv", [HEADER, *ROWS])
+    config = tmp_path / "c.toml"
+    config.write_text(table)
+    argv = ["simulate", "--trace", str(trace), "--config", str(config), "--policy", "vm-peak"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tidegate simulate: error:") and what in err and "\n" not in err
