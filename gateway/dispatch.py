@@ -86,6 +86,13 @@ class Dispatcher:
     async def infer(self, ctx: CallContext, req: InferRequest) -> InferResult:
         cfg = self.model(ctx.model, ctx.version)
         self._check_inputs(req, cfg)
+        if self.ledger is not None and self.ledger.failing() is not None:
+            # before admission and the run: nothing spent, charged or left waiting on its row
+            # (the database's error is in the gateway's log, not for clients to read)
+            raise Unavailable(
+                "the ledger cannot record requests now; nothing was run or charged",
+                headers={"Retry-After": "2"},
+            )
         await admit(ctx, cfg, self.tenants, self.max_workers)
         batch = int(next(iter(req.inputs.values())).shape[0]) if req.inputs else 1
         decision = self._route(ctx, cfg, batch)

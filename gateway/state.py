@@ -65,6 +65,8 @@ class GatewayState:
         d = self.dispatcher
         if d is None or not d.models:
             return False
+        if d.ledger is not None and d.ledger.failing() is not None:
+            return False  # requests are refused until the ledger's database takes rows again
         if d.engine is not None:  # min VM replicas ready and default plans prepared
             return d.engine.ready()
         return bool(d.pool and d.pool.ready()) or backend_ready(d.burst)

@@ -114,6 +114,8 @@ class Ledger:
         self.rows_written = 0
         self.write_failures = 0  # failed attempts (each was retried)
         self.last_error: str | None = None
+        # the database's last write failed and its rows wait for a retry (``failing``)
+        self._failing = False
 
     @classmethod
     def from_settings(cls, settings, data_dir: Path) -> "Ledger":
@@ -165,6 +167,12 @@ class Ledger:
     def queued(self) -> int:
         return len(self._queue)
 
+    def failing(self) -> str | None:
+        """Why the database cannot take rows now (its last write failed and rows wait for a
+        retry), else None. New requests are refused meanwhile (gateway.dispatch): each one
+        accepted would wait, unanswered, for the database to come back."""
+        return self.last_error if self._failing else None
+
     # writing ---------------------------------------------------------------------------------
 
     async def record(self, row: LedgerRow | tuple) -> None:
@@ -215,6 +223,7 @@ class Ledger:
             self.backend.write_now([row for row, _ in batch])
         except Exception as exc:  # noqa: BLE001 - any failure: the thread keeps and retries
             self.last_error = f"{type(exc).__name__}: {exc}"
+            self._failing = True
             with self._cond:
                 self._queue.extend(batch)
                 self._cond.notify()
@@ -251,6 +260,7 @@ class Ledger:
             except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, retry
                 self.write_failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                self._failing = True
                 log.warning(
                     "ledger write of %d rows failed, retrying in %.2f s: %s",
                     len(batch),
@@ -264,6 +274,7 @@ class Ledger:
             delay_s = self.retry_initial_s
             with self._cond:
                 del self._queue[: len(batch)]
+                self._failing = False
             self.commits += 1
             self.rows_written += len(batch)
             _wake([future for _, future in batch if future is not None])

@@ -4,19 +4,28 @@ Before: while the local function runtime was being restarted after a kill -9, re
 with ``X-Tidegate-Route: burst`` were answered 400 "the burst path is disabled on this gateway
 (burst.enabled is false)": a client error for an outage, no Retry-After, and a lie about the
 configuration (12 of 300 in a 20 req/s burst load).
+
+Before: with the ledger's PostgreSQL stopped, every request was run and then held unanswered
+until the database came back (as long as it took: 98 rows waited 6 s in a 20 req/s load, and
+more each second), while /v2/health/ready kept answering 200, so a load balancer kept sending
+more. Now, while its writes fail, requests are refused at once (503, Retry-After), nothing run
+or charged, and readiness says so; the held ones are answered once the rows are in.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import httpx
 import pytest
 
+from gateway.ledger import Ledger
 from tests.gateway.test_crash_no_loss import BODY, _cmdline, _descendants, _serve
-from vmpool.procs import kill_group
+from tests.support.postgres import PostgresServer, _wait_accepting, pg_bin_dir, start_postgres
+from vmpool.procs import kill_group, spawn_sync
 
 
 def _burst(client: httpx.Client, url: str) -> httpx.Response:
@@ -53,3 +62,76 @@ def test_forced_burst_while_the_function_runtime_restarts_is_a_503_to_retry(tmp_
     for resp in refusals:
         assert "error" in resp.json(), resp.text
         assert int(resp.headers["retry-after"]) >= 1, resp.headers
+
+
+def _infer(client: httpx.Client, url: str, rid: str) -> httpx.Response:
+    return client.post(f"{url}/v2/models/mlp/infer", content=BODY, headers={"x-request-id": rid})
+
+
+def _wait_ready_status(client: httpx.Client, url: str, status: int, bound_s: float = 60.0):
+    deadline = time.monotonic() + bound_s
+    while (got := client.get(f"{url}/v2/health/ready").status_code) != status:
+        assert time.monotonic() < deadline, f"/v2/health/ready stayed {got}, not {status}"
+        time.sleep(0.05)
+
+
+def _restart(server: PostgresServer) -> None:
+    """postgres again on the same data directory and port (what an operator's restart does)."""
+    user = "postgres" if os.geteuid() == 0 else None
+    args = [str(pg_bin_dir() / "postgres"), "-D", str(server.base / "data")]
+    args += ["-p", str(server.port), "-k", str(server.base / "sock")]
+    args += ["-c", "listen_addresses=127.0.0.1"]
+    server.proc = spawn_sync(
+        args, log_path=server.base / "postgres.log", user=user, cwd=server.base
+    )
+    _wait_accepting(server)
+
+
+@pytest.mark.slow
+def test_postgres_ledger_down_refuses_at_once_and_recovers_without_a_restart(tmp_path):
+    if pg_bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed")
+    pg = start_postgres()
+    ledger_url = pg.create_database()
+    env = {"TIDEGATE_LEDGER__URL": ledger_url, "TIDEGATE_BURST__ENABLED": "false"}
+    proc, url = _serve(tmp_path / "data", env, tmp_path / "serve.log")
+    answered, held = [], {}
+    try:
+        with httpx.Client(timeout=120) as client:
+            for i in range(5):
+                assert _infer(client, url, f"before-{i}").status_code == 200
+                answered.append(f"before-{i}")
+            pg.proc.send_signal(signal.SIGINT)  # "fast" shutdown: the gateway's link is cut
+            pg.proc.wait(30)
+            # this one is run and its row waits for the database: it is answered later
+            holder = threading.Thread(
+                target=lambda: held.update(resp=_infer(httpx.Client(timeout=120), url, "held"))
+            )
+            holder.start()
+            _wait_ready_status(client, url, 503)
+            refused = _infer(client, url, "refused")
+            assert refused.status_code == 503, refused.text
+            assert "ledger" in refused.json()["error"], refused.text
+            assert int(refused.headers["retry-after"]) >= 1
+            _restart(pg)
+            _wait_ready_status(client, url, 200)
+            holder.join(60)
+            assert held["resp"].status_code == 200, held["resp"].text
+            answered.append("held")
+            for i in range(5):
+                assert _infer(client, url, f"after-{i}").status_code == 200
+                answered.append(f"after-{i}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        finally:
+            kill_group(proc.pid)
+    try:
+        reader = Ledger(ledger_url)
+        ids = reader.ids(200, 599)
+        reader.backend.close()
+        assert set(answered) <= ids, set(answered) - ids
+        assert "refused" not in ids  # refused before it ran: nothing charged
+    finally:
+        pg.stop()
