@@ -23,9 +23,11 @@ hex sha256 of that body before sealing (an ``Idempotency-Key`` retry is compared
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 import uuid
+from pathlib import Path
 
 import orjson
 import redis.asyncio as aioredis
@@ -80,6 +82,26 @@ if state == 'pending' or state == 'running' then
 end
 return state
 """
+# KEYS[1] job hash, KEYS[2] stream; ARGV: id, group, the entry a previous process of this
+# consumer held. A job it left running is pending again under a fresh entry; the old one goes.
+_TAKE_BACK = """
+local back = 0
+if redis.call('HGET', KEYS[1], 'state') == 'running' then
+  redis.call('HSET', KEYS[1], 'state', 'pending', 'lease_until_s', 0)
+  redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
+  back = 1
+end
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+redis.call('XDEL', KEYS[2], ARGV[3])
+return back
+"""
+
+
+def consumer_name(data_dir) -> str:
+    """A gateway's consumer name: its host and data directory. One process holds a data
+    directory at a time, so the entries this name holds at start are a dead predecessor's."""
+    where = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:12]
+    return f"{socket.gethostname()}-{where}"
 
 
 def _s(value) -> str | None:
@@ -135,6 +157,7 @@ class RedisJobQueue:
         self._start = self._redis.register_script(_START)
         self._finish = self._redis.register_script(_FINISH)
         self._cancel = self._redis.register_script(_CANCEL)
+        self._take_back = self._redis.register_script(_TAKE_BACK)
         self._entries: dict[str, bytes] = {}  # job id -> its stream entry, while we hold it
         self._group_ready = False
 
@@ -245,7 +268,21 @@ class RedisJobQueue:
         return _job(job_id, h) if h else None
 
     async def requeue_running(self) -> int:
-        return 0  # shared by many gateways: a lapsed lease hands a job over (XAUTOCLAIM)
+        """Jobs this consumer name held when its previous process died are pending again at
+        once (another gateway's lapsed leases are handed over by XAUTOCLAIM in ``claim``)."""
+        await self._group()
+        taken = 0
+        while held := await self._redis.xreadgroup(
+            GROUP, self.consumer, {self.stream: "0"}, count=100
+        ):
+            entries = [entry for _, batch in held for entry in batch]
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                job_id = _s((fields or {}).get(b"id"))  # (a deleted entry has no fields)
+                keys = [self._key(job_id or ""), self.stream]
+                taken += await self._take_back(keys=keys, args=[job_id or "", GROUP, entry_id])
+        return taken
 
     async def mark_callback_delivered(self, job_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:

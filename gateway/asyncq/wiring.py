@@ -18,9 +18,13 @@ def make_queue(settings) -> JobQueue:
     if backend == "redis":
         if not settings.redis_url:
             raise ValueError("async_queue.backend = 'redis' needs redis_url")
-        from .redis_queue import RedisJobQueue
+        from .redis_queue import RedisJobQueue, consumer_name
 
-        return RedisJobQueue(settings.redis_url, result_ttl_s=settings.async_queue.result_ttl_s)
+        return RedisJobQueue(
+            settings.redis_url,
+            result_ttl_s=settings.async_queue.result_ttl_s,
+            consumer=consumer_name(settings.data_dir),
+        )
     if backend == "sqs":
         from .sqs_queue import SqsJobQueue
 
