@@ -2,8 +2,11 @@
 
 One reader for the gateway and the model server. A body is refused with 413 past the per-request
 limit, with 503 + ``Retry-After`` when the bytes of all bodies in flight would pass the budget
-(every body counts, from before its first byte is read when it declares its length; large ones
-may not take the budget's last sixteenth, kept for small requests), and with 408 when it does
+(every body counts: a small one, up to 64 KiB, by its declared length from before its first
+byte, a larger one by the bytes it has sent, so clients that declare 64 MB and send a byte cannot
+hold the budget, while a declared length that would not fit beside what has come is refused
+before its first byte; large ones may not take the budget's last sixteenth, kept for small
+requests), and with 408 when it does
 not arrive within the body timeout (a client that declared a large body and went silent is
 answered and its connection closed). Memory goes back to the system
 after large bodies (glibc keeps freed heap pages otherwise: after a flood of 60 MiB bodies the
@@ -62,6 +65,12 @@ class BodyBudget:
     def _take(self, size: int, body_bytes: int) -> None:
         """Count ``size`` more bytes of a body that then holds ``body_bytes``; 503 past the
         budget (a body alone is let through: its own limit bounds it)."""
+        self._check(size, body_bytes)
+        self.in_flight_bytes += size
+        if self.in_flight_bytes > self.peak_bytes:
+            self.peak_bytes = self.in_flight_bytes
+
+    def _check(self, size: int, body_bytes: int) -> None:
         limit = self.limit_bytes
         if limit is not None and body_bytes > SMALL_BODY_BYTES:
             limit = self.large_limit_bytes
@@ -73,9 +82,6 @@ class BodyBudget:
                 503,
                 {"retry-after": str(self.retry_after_s), **_CLOSE},
             )
-        self.in_flight_bytes += size
-        if self.in_flight_bytes > self.peak_bytes:
-            self.peak_bytes = self.in_flight_bytes
 
     def _give(self, size: int) -> None:
         self.in_flight_bytes -= size
@@ -113,6 +119,11 @@ class BodyLease:
         self.budget._take(size, self.bytes + size)
         self.bytes += size
 
+    def admit(self, declared: int) -> None:
+        """503 before a byte is read when the bytes in flight and ``declared`` more would
+        pass the budget; nothing is held until the bytes come (``take``)."""
+        self.budget._check(declared, declared)
+
     def release(self) -> None:
         if self.bytes:
             self.budget._give(self.bytes)
@@ -138,14 +149,17 @@ async def read_body(
             raise CodecError("invalid Content-Length", 400, dict(_CLOSE)) from None
         if declared > limit_bytes:
             raise CodecError(too_large_message(limit_bytes, declared), 413, dict(_CLOSE))
-        if lease is not None and declared:
-            lease.take(declared)  # before reading a byte: refuse a flood up front
+        if lease is not None and declared and declared <= SMALL_BODY_BYTES:
+            lease.take(declared)  # before a byte: a slow client's small body counts whole
+            lease = None  # (its bytes are counted)
+        elif lease is not None and declared:
+            lease.admit(declared)  # 503 now if what has come and this body would not fit
     message = await _receive(receive, timeout_s, time.monotonic())
     first = message.get("body", b"")
     if not message.get("more_body", False):  # the common case: one message, no copy
         if len(first) > limit_bytes:
             raise CodecError(too_large_message(limit_bytes), 413, dict(_CLOSE))
-        if lease is not None and declared is None and first:
+        if lease is not None and first:
             lease.take(len(first))
         return first
     return await _read_rest(receive, first, declared, limit_bytes, lease, timeout_s)
@@ -205,7 +219,8 @@ async def _read_rest(
 ) -> bytes:
     started = time.monotonic()
     if declared is not None:
-        # One buffer of the declared size (no list of chunks and no join: half the peak memory)
+        # One buffer of the declared size (no list of chunks and no join: half the peak memory;
+        # its pages are the kernel's zero pages until written, so it costs what has come)
         buffer, filled = bytearray(declared), 0
         chunk = first
         while True:
@@ -214,6 +229,8 @@ async def _read_rest(
                 raise CodecError(
                     f"request body is longer than its Content-Length {declared}", 400, dict(_CLOSE)
                 )
+            if lease is not None and chunk:
+                lease.take(len(chunk))
             buffer[filled:end] = chunk
             filled = end
             message = await _receive(receive, timeout_s, started)
@@ -226,6 +243,8 @@ async def _read_rest(
                         400,
                         dict(_CLOSE),
                     )
+                if lease is not None and chunk:
+                    lease.take(len(chunk))
                 buffer[filled:end] = chunk
                 return buffer
     chunks, total = [first], len(first)

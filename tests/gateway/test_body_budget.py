@@ -23,6 +23,7 @@ from gateway.settings import Settings
 from .conftest import serve_app
 
 BODY_BYTES = 60_000
+LARGE = 70_000  # a large body (over 64 KiB) that fits the 78,643 bytes large bodies may use
 MLP = "/v2/models/mlp/infer"
 
 
@@ -141,3 +142,43 @@ def test_bodies_to_other_routes_are_bounded_too(tight_gateway):
     # the same calls, once the budget is free, reach their routes (open: no tenants, no key)
     index = httpx.post(url + "/v2/repository/index", content=big)
     assert index.status_code == 200 and "mlp" in {row["name"] for row in index.json()}
+
+
+def _declare(url: str, declared: int, sent: bytes) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    head = (
+        f"POST {MLP} HTTP/1.1\r\nHost: t\r\nContent-Length: {declared}\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n"
+    )
+    sock.sendall(head.encode() + sent)
+    return sock
+
+
+def test_a_declared_length_that_does_not_come_holds_only_what_came(tight_gateway):
+    """A large body counts by the bytes it has sent. Before, its declared length was taken from
+    the budget before its first byte: clients that declared large bodies and sent one byte held
+    the whole budget, and every other request got 503 until their body timeout (60 s)."""
+    url, state = tight_gateway
+    idlers = [_declare(url, LARGE, b"\0") for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 10  # (the server reads the bytes on its own loop)
+        while state.body_budget.in_flight_bytes < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert state.body_budget.in_flight_bytes == 3
+        data = {
+            "inputs": [
+                {"name": "input", "shape": [8, 784], "datatype": "FP32", "data": [0.5] * 6272}
+            ]
+        }
+        for path in (MLP, MLP + "?via=asgi"):
+            r = httpx.post(url + path, content=json.dumps(data).encode())
+            assert r.status_code == 200, (path, r.status_code, r.text)
+        large = httpx.post(url + MLP, content=b"\0" * LARGE)  # read whole, then a bad body
+        assert large.status_code == 400, large.text
+        # a declared length that cannot fit beside what has come is still refused up front
+        r = httpx.post(url + MLP, content=b"\0" * (LARGE + 9000))
+        assert r.status_code == 503 and "retry shortly" in r.json()["error"], r.text
+    finally:
+        for sock in idlers:
+            sock.close()

@@ -107,7 +107,7 @@ async def hog(port: int, sent_bytes: int, stalled: asyncio.Event):
     for _ in range(sent_bytes // len(chunk)):
         writer.write(chunk)
         await writer.drain()
-    stalled.set()  # the server has taken most of it, so it has reserved the declared size
+    stalled.set()  # the server has taken most of it (what it holds of the budget)
     started = time.monotonic()
     result = await asyncio.wait_for(answer(reader), BODY_TIMEOUT_S + 10)
     writer.close()
@@ -120,7 +120,8 @@ async def test_slow_large_bodies_stay_within_the_budget_and_memory_comes_back(ga
     baseline_mb = rss_mb(proc.pid)
     peak_mb = baseline_mb
     stalled = [asyncio.Event() for _ in range(4)]
-    hogs = [asyncio.ensure_future(hog(port, 8 << 20, event)) for event in stalled]
+    # (a large body holds the bytes it has sent: 4 x 14 MB of the 60 MB large bodies may use)
+    hogs = [asyncio.ensure_future(hog(port, 14 << 20, event)) for event in stalled]
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
         for event in stalled:  # the four hogs now hold the whole budget
             await event.wait()
