@@ -192,6 +192,7 @@ async def _targets(session, base: str, per_request: list[str], tenants, keys) ->
     """model -> (infer URL, body, header length); metadata asked with the key of the tenant
     of the model's first request."""
     from vmpool.codec import encode_request
+    from vmpool.wire import CodecError  # (BF16 once ml_dtypes gave numpy a bfloat16)
 
     targets = {}
     for i, name in enumerate(per_request):
@@ -206,7 +207,7 @@ async def _targets(session, base: str, per_request: list[str], tenants, keys) ->
                 ) from None
             try:
                 body, header_len = encode_request(model_inputs(metadata))
-            except (KeyError, TypeError, ValueError) as exc:  # (a traceback before)
+            except (KeyError, TypeError, ValueError, CodecError) as exc:  # (a traceback)
                 raise RuntimeError(
                     f"GET {base}/v2/models/{name}: no input tensors loadgen can make from its "
                     f"metadata ({type(exc).__name__}: {exc}); numeric inputs with shapes only"
