@@ -270,7 +270,7 @@ def model_plan(graph: Graph, config, request: PlanRequest, profile: Profile) -> 
         choices = pick_transports(
             graph, forced_choices(graph, request.split, request.workers), request, profile
         )
-    return make_plan(
+    plan = make_plan(
         graph,
         workers=request.workers,
         split=request.split,
@@ -283,6 +283,11 @@ def model_plan(graph: Graph, config, request: PlanRequest, profile: Profile) -> 
         input_names=[t.name for t in config.inputs],
         output_names=[t.name for t in config.outputs],
     )
+    if request.split == "auto":  # a forced split is run as asked (the runtime's limit holds)
+        from burst.plan_memory import check_master_memory
+
+        check_master_memory(graph, plan, request.master_mb)  # its tensors, not weights alone
+    return plan
 
 
 def pick_transports(

@@ -1,0 +1,71 @@
+"""The master function's activations: what a plan's master holds at once beside its weights.
+
+The planner sizes functions by their weights (``burst.plan.weight_budget_bytes``). A model with
+big feature maps and few weights fitted that, then every request's master was killed: an
+Inception block at 512x512 (0.12 MB of weights) in 512 MB functions, "memory used 515 MB
+exceeded the function's memory size 512 MB", a 503 after a paid invocation, at any worker
+count. Its tensors live at once peak at ~200 MB beside the ~320 MB runtime.
+"""
+
+from __future__ import annotations
+
+from burst.graph import Graph, node_inputs
+from burst.plan import FUNCTION_RUNTIME_MB, _nbytes
+from burst.plan_schema import Plan, PlanError, Split
+
+MIB = 1 << 20
+
+
+def master_peak_bytes(graph: Graph, plan: Plan) -> int:
+    """Bytes of tensors the master holds at once, walking the graph in order: every value from
+    the node that makes it to its last reader (a graph output to the end). A split stage's
+    inner values count at the master's share (its leg); its output is stitched whole."""
+    share: dict[str, int] = {}
+    for st in plan.stages:
+        if st.split is not Split.SERIAL:
+            for name in st.nodes:
+                share[name] = max(1, st.workers)
+        for name in (st.output,) if st.output else ():
+            share.pop(name, None)
+    order = {n.name: i for i, n in enumerate(graph.nodes)}
+    end = len(graph.nodes)
+    last = {name: -1 for name in graph.inputs}
+    for n in graph.nodes:
+        last[n.name] = order[n.name]
+        for r in node_inputs(n):
+            last[r] = max(last.get(r, -1), order[n.name])
+    for name in graph.outputs:
+        last[name] = end
+    born = {name: -1 for name in graph.inputs} | order
+    sizes = {}
+    for name in last:
+        if name in graph.inputs or graph.node(name).shape is not None:
+            sizes[name] = _nbytes(graph, name, plan.batch) // share.get(name, 1)
+    events = [0] * (end + 3)  # +size where a value is made, -size after its last reader
+    for name, size in sizes.items():
+        events[born[name] + 1] += size
+        events[last[name] + 2] -= size
+    peak = live = 0
+    for delta in events:
+        live += delta
+        peak = max(peak, live)
+    return peak
+
+
+def check_master_memory(graph: Graph, plan: Plan, master_memory_mb: int) -> None:
+    """PlanError, saying what size would do, if the master's runtime, weights and activations
+    at their peak pass its memory."""
+    weights = plan.totals.get("master_weight_bytes", 0)
+    peak = master_peak_bytes(graph, plan)
+    need_mb = FUNCTION_RUNTIME_MB + (weights + peak) / MIB
+    if need_mb <= master_memory_mb:
+        return
+    size = 128
+    while size < need_mb and size < 10240:
+        size += 64
+    raise PlanError(
+        f"no plan of {graph.model} fits: its master holds {peak / MIB:.0f} MB of tensors at "
+        f"once at batch {plan.batch} (and {weights / MIB:.0f} MB of weights) beside the "
+        f"function runtime's ~{FUNCTION_RUNTIME_MB} MB, past a {master_memory_mb} MB function; "
+        f"functions of {size} MB hold it (burst.memory_mb, or --memory-mb)"
+    )
