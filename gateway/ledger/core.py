@@ -17,12 +17,12 @@ is one ``write`` to an append-only file before ``record`` returns, and a thread 
 into SQLite in batches (``gateway.ledger.journal``): as durable against a crash or SIGKILL,
 without SQLite's ~20 system calls and a loop iteration per request.
 
-With a ``commit_interval_s`` (``[ledger] commit_interval_ms``) ``record`` returns at once and the
-rows of each interval are committed together, off the request path: one INSERT per interval
-instead of one commit (~13 system calls, mostly SQLite's WAL write and locks) per loop
-iteration. What that trades: an answer can go out before its row is on disk. A clean shutdown
-(SIGTERM, ``close()``) writes every queued row first; a SIGKILL, a crash or a power loss loses
-the rows of the last interval at most (and any a failing database still holds for retry).
+With a ``commit_interval_s`` (``[ledger] commit_interval_ms``) ``record`` returns at once and each
+interval's rows are committed together, off the request path (one INSERT per interval, not ~13
+system calls per loop iteration), so an answer can go out before its row is on disk: a clean
+shutdown writes every queued row first; a SIGKILL, crash or power loss loses the last interval's.
+
+While the database fails or hangs (``failing``) new requests are refused, 503.
 """
 
 from __future__ import annotations
@@ -82,12 +82,14 @@ class Ledger:
         fold_interval_s: float = 0.05,
         retain_days: float = 0.0,
         clock=time.time,
+        stuck_after_s: float = 5.0,
     ):
         self.backend = target if hasattr(target, "write") else make_backend(target)
         self.max_batch_rows = max_batch_rows
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.commit_interval_s = commit_interval_s  # > 0: record does not wait (module doc)
+        self.stuck_after_s = stuck_after_s  # a write taking longer: the database hangs
         self.schema_version = self.backend.migrate()
         # rows appended to a file before the answer, folded into SQLite later (ledger.journal):
         # for an SQLite ledger without fsync (with one, the fsync is the cost), no interval
@@ -114,8 +116,8 @@ class Ledger:
         self.rows_written = 0
         self.write_failures = 0  # failed attempts (each was retried)
         self.last_error: str | None = None
-        # the database's last write failed and its rows wait for a retry (``failing``)
-        self._failing = False
+        self._failing = False  # the last write failed; its rows wait for a retry
+        self._writing_since: float | None = None  # the writer thread's write under way
 
     @classmethod
     def from_settings(cls, settings, data_dir: Path) -> "Ledger":
@@ -168,10 +170,14 @@ class Ledger:
         return len(self._queue)
 
     def failing(self) -> str | None:
-        """Why the database cannot take rows now (its last write failed and rows wait for a
-        retry), else None. New requests are refused meanwhile (gateway.dispatch): each one
-        accepted would wait, unanswered, for the database to come back."""
-        return self.last_error if self._failing else None
+        """Why the database takes no rows now (a write failed, or hangs), else None: requests
+        are refused meanwhile (gateway.dispatch), not held unanswered until it is back."""
+        if self._failing:
+            return self.last_error
+        since = self._writing_since  # a database that hangs (stopped, cut off) fails no write
+        if since is not None and time.monotonic() - since > self.stuck_after_s:
+            return f"a write has waited {time.monotonic() - since:.0f} s for the database"
+        return None
 
     # writing ---------------------------------------------------------------------------------
 
@@ -255,6 +261,7 @@ class Ledger:
                 self._checkpoint()
             if not batch:
                 continue
+            self._writing_since = time.monotonic()
             try:
                 self.backend.write([row for row, _ in batch])
             except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, retry
@@ -271,6 +278,8 @@ class Ledger:
                     self._cond.wait(delay_s)
                 delay_s = min(self.retry_max_s, delay_s * 2)
                 continue
+            finally:
+                self._writing_since = None
             delay_s = self.retry_initial_s
             with self._cond:
                 del self._queue[: len(batch)]
@@ -297,11 +306,8 @@ class Ledger:
         return self.backend.query(sql.format(p=self.backend.placeholder), params)
 
     def spent_by_tenant(self, since_ts: float = 0.0) -> dict[str, float]:
-        rows = self.query(
-            "SELECT tenant, SUM(cost_usd) FROM requests WHERE ts >= {p} GROUP BY tenant",
-            (since_ts,),
-        )
-        return {tenant: float(spent or 0.0) for tenant, spent in rows}
+        sql = "SELECT tenant, SUM(cost_usd) FROM requests WHERE ts >= {p} GROUP BY tenant"
+        return {tenant: float(spent or 0.0) for tenant, spent in self.query(sql, (since_ts,))}
 
     def usage_by_tenant(self, now_s: float) -> dict[str, tuple[int, int, float]]:
         """tenant -> (requests today, requests this month, USD spent today), UTC calendar."""
@@ -322,11 +328,8 @@ class Ledger:
         return int(self.query("SELECT COUNT(*) FROM requests")[0][0])
 
     def ids(self, status_min: int = 200, status_max: int = 299) -> set[str]:
-        rows = self.query(
-            "SELECT id FROM requests WHERE status >= {p} AND status <= {p}",
-            (status_min, status_max),
-        )
-        return {rid for (rid,) in rows}
+        sql = "SELECT id FROM requests WHERE status >= {p} AND status <= {p}"
+        return {rid for (rid,) in self.query(sql, (status_min, status_max))}
 
 
 def _wake(futures: list[asyncio.Future]) -> None:

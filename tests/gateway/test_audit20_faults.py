@@ -9,11 +9,13 @@ Before: with the ledger's PostgreSQL stopped, every request was run and then hel
 until the database came back (as long as it took: 98 rows waited 6 s in a 20 req/s load, and
 more each second), while /v2/health/ready kept answering 200, so a load balancer kept sending
 more. Now, while its writes fail, requests are refused at once (503, Retry-After), nothing run
-or charged, and readiness says so; the held ones are answered once the rows are in.
+or charged, and readiness says so; the held ones are answered once the rows are in. Also when
+the database hangs (SIGSTOP: no write fails, each waits) once a write has waited 5 s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -87,51 +89,74 @@ def _restart(server: PostgresServer) -> None:
     _wait_accepting(server)
 
 
+def _stop(pg: PostgresServer) -> None:
+    pg.proc.send_signal(signal.SIGINT)  # "fast" shutdown: the gateway's link is cut
+    pg.proc.wait(30)
+
+
+def _hang(pg: PostgresServer, sig: int = signal.SIGSTOP) -> None:
+    """Every process of the server stopped (a hung host): a write waits, failing nothing."""
+    for pid in [pg.proc.pid, *_descendants(pg.proc.pid)]:
+        os.kill(pid, sig)
+
+
+OUTAGES = {"stopped": (_stop, _restart), "hung": (_hang, lambda pg: _hang(pg, signal.SIGCONT))}
+
+
+def _through_outage(url: str, pg: PostgresServer, outage: str) -> list[str]:
+    """Requests before, during and after the outage: the ids answered 200."""
+    answered, held = [], {}
+    with httpx.Client(timeout=120) as client:
+        for i in range(5):
+            assert _infer(client, url, f"before-{i}").status_code == 200
+            answered.append(f"before-{i}")
+        begin, end = OUTAGES[outage]
+        begin(pg)
+        # this one is run and its row waits for the database: it is answered later
+        holder = threading.Thread(
+            target=lambda: held.update(resp=_infer(httpx.Client(timeout=120), url, "held"))
+        )
+        holder.start()
+        _wait_ready_status(client, url, 503)
+        refused = _infer(client, url, "refused")
+        assert refused.status_code == 503, refused.text
+        assert "ledger" in refused.json()["error"], refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        end(pg)
+        _wait_ready_status(client, url, 200)
+        holder.join(60)
+        assert held["resp"].status_code == 200, held["resp"].text
+        answered.append("held")
+        for i in range(5):
+            assert _infer(client, url, f"after-{i}").status_code == 200
+            answered.append(f"after-{i}")
+    return answered
+
+
 @pytest.mark.slow
-def test_postgres_ledger_down_refuses_at_once_and_recovers_without_a_restart(tmp_path):
+@pytest.mark.parametrize("outage", sorted(OUTAGES))
+def test_postgres_ledger_down_refuses_at_once_and_recovers_without_a_restart(outage, tmp_path):
     if pg_bin_dir() is None:
         pytest.skip("PostgreSQL is not installed")
     pg = start_postgres()
-    ledger_url = pg.create_database()
-    env = {"TIDEGATE_LEDGER__URL": ledger_url, "TIDEGATE_BURST__ENABLED": "false"}
-    proc, url = _serve(tmp_path / "data", env, tmp_path / "serve.log")
-    answered, held = [], {}
     try:
-        with httpx.Client(timeout=120) as client:
-            for i in range(5):
-                assert _infer(client, url, f"before-{i}").status_code == 200
-                answered.append(f"before-{i}")
-            pg.proc.send_signal(signal.SIGINT)  # "fast" shutdown: the gateway's link is cut
-            pg.proc.wait(30)
-            # this one is run and its row waits for the database: it is answered later
-            holder = threading.Thread(
-                target=lambda: held.update(resp=_infer(httpx.Client(timeout=120), url, "held"))
-            )
-            holder.start()
-            _wait_ready_status(client, url, 503)
-            refused = _infer(client, url, "refused")
-            assert refused.status_code == 503, refused.text
-            assert "ledger" in refused.json()["error"], refused.text
-            assert int(refused.headers["retry-after"]) >= 1
-            _restart(pg)
-            _wait_ready_status(client, url, 200)
-            holder.join(60)
-            assert held["resp"].status_code == 200, held["resp"].text
-            answered.append("held")
-            for i in range(5):
-                assert _infer(client, url, f"after-{i}").status_code == 200
-                answered.append(f"after-{i}")
-    finally:
-        proc.send_signal(signal.SIGTERM)
+        ledger_url = pg.create_database()
+        env = {"TIDEGATE_LEDGER__URL": ledger_url, "TIDEGATE_BURST__ENABLED": "false"}
+        proc, url = _serve(tmp_path / "data", env, tmp_path / "serve.log")
         try:
-            proc.wait(60)
+            answered = _through_outage(url, pg, outage)
         finally:
-            kill_group(proc.pid)
-    try:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            finally:
+                kill_group(proc.pid)
         reader = Ledger(ledger_url)
         ids = reader.ids(200, 599)
         reader.backend.close()
         assert set(answered) <= ids, set(answered) - ids
         assert "refused" not in ids  # refused before it ran: nothing charged
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            _hang(pg, signal.SIGCONT)  # (a failed "hung" run left it stopped)
         pg.stop()
