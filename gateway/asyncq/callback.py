@@ -64,7 +64,10 @@ def refused_address(host: str, allow_private: bool = True) -> str | None:
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return None
+        try:  # the legacy forms resolvers still take: 2852039166, 0xa9fea9fe, 169.254.169.254.
+            ip = ipaddress.ip_address(socket.inet_aton(host.rstrip(".")))
+        except OSError:
+            return None  # a name
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if ip in _METADATA or ip.is_link_local:

@@ -78,6 +78,10 @@ def _submit(url, callback=None):
         "http://[fe80::1]/",
         "http://0.0.0.0:8080/",
         "http://224.0.0.1/",
+        "http://2852039166/",  # 169.254.169.254 in the forms resolvers still take
+        "http://0xa9fea9fe/",
+        "http://169.254.169.254./",
+        "http://[fe80::1%25eth0]/",
     ],
 )
 def test_a_callback_to_a_metadata_or_link_local_address_is_refused_at_submit(url):
