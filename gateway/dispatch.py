@@ -86,9 +86,11 @@ class Dispatcher:
     async def infer(self, ctx: CallContext, req: InferRequest) -> InferResult:
         cfg = self.model(ctx.model, ctx.version)
         self._check_inputs(req, cfg)
-        if self.ledger is not None and self.ledger.failing() is not None:
+        if not ctx.admitted and self.ledger is not None and self.ledger.failing() is not None:
             # before admission and the run: nothing spent, charged or left waiting on its row
-            # (the database's error is in the gateway's log, not for clients to read)
+            # (the database's error is in the gateway's log, not for clients to read). An async
+            # job (admitted when accepted) runs and waits: no client waits on it, and 503s
+            # would use up its attempts (asyncq max_attempts) in seconds of an outage.
             raise Unavailable(
                 "the ledger cannot record requests now; nothing was run or charged",
                 headers={"Retry-After": "2"},

@@ -103,6 +103,13 @@ def _hang(pg: PostgresServer, sig: int = signal.SIGSTOP) -> None:
 OUTAGES = {"stopped": (_stop, _restart), "hung": (_hang, lambda pg: _hang(pg, signal.SIGCONT))}
 
 
+def _wait_job_left_pending(client: httpx.Client, location: str) -> None:
+    deadline = time.monotonic() + 60
+    while (got := client.get(location)).status_code == 202 and got.json()["state"] == "pending":
+        assert time.monotonic() < deadline, got.text
+        time.sleep(0.05)
+
+
 def _through_outage(url: str, pg: PostgresServer, outage: str) -> list[str]:
     """Requests before, during and after the outage: the ids answered 200."""
     answered, held = [], {}
@@ -122,11 +129,23 @@ def _through_outage(url: str, pg: PostgresServer, outage: str) -> list[str]:
         assert refused.status_code == 503, refused.text
         assert "ledger" in refused.json()["error"], refused.text
         assert int(refused.headers["retry-after"]) >= 1
+        # an async job accepted meanwhile runs and waits (no client waits on it): not failed
+        # by 503s that use up its attempts in seconds
+        job = client.post(
+            f"{url}/v2/models/mlp/infer", content=BODY, headers={"prefer": "respond-async"}
+        )
+        assert job.status_code == 202, job.text
+        _wait_job_left_pending(client, url + job.headers["location"])
         end(pg)
         _wait_ready_status(client, url, 200)
         holder.join(60)
         assert held["resp"].status_code == 200, held["resp"].text
         answered.append("held")
+        deadline = time.monotonic() + 60
+        while (done := client.get(url + job.headers["location"])).status_code == 202:
+            assert time.monotonic() < deadline, done.text
+            time.sleep(0.05)
+        assert done.status_code == 200, done.text
         for i in range(5):
             assert _infer(client, url, f"after-{i}").status_code == 200
             answered.append(f"after-{i}")
@@ -142,6 +161,7 @@ def test_postgres_ledger_down_refuses_at_once_and_recovers_without_a_restart(out
     try:
         ledger_url = pg.create_database()
         env = {"TIDEGATE_LEDGER__URL": ledger_url, "TIDEGATE_BURST__ENABLED": "false"}
+        env["TIDEGATE_ASYNC_QUEUE__MAX_ATTEMPTS"] = "1"  # a 503 would fail the job at once
         proc, url = _serve(tmp_path / "data", env, tmp_path / "serve.log")
         try:
             answered = _through_outage(url, pg, outage)
