@@ -11,6 +11,8 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
+import aiohttp
+
 from ..errors import TidegateError
 from ..state import GatewayState
 from . import callback
@@ -31,7 +33,7 @@ class CallbackSender:
     ):
         self.queue, self.gateway, self.settings = queue, gateway, settings
         self._answer, self._clock = answer, clock
-        self._session = None
+        self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
 
     def start(self) -> None:
