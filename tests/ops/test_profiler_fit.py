@@ -220,3 +220,15 @@ def test_a_slow_spell_does_not_set_the_transfer_slope(monkeypatch):
     sizes = [16 << 10, 256 << 10, 2 << 20, 8 << 20]
     _, per_mb = asyncio.run(profiler.transfer_fit(store, False, sizes, 3))
     assert per_mb == pytest.approx(0.5, rel=0.02)
+
+
+def test_legs_of_almost_no_work_charge_their_time_per_leg_not_as_a_slowdown():
+    """A small model's output legs: 0.001 ms of one-thread work each, measured 0.34 ms. Their
+    ratio (340x) was the slowdown the planner applied to the model's big stages."""
+    tiny = [_obs([0.001, 0.001], 3, 1.0, 0.0, per_leg_ms=0.34) for _ in range(2)]
+    slow, per_node, per_leg = slowdowns(tiny)
+    assert slow["spatial"][2] == 1.0 and per_node["spatial"][2] == 0.0
+    assert per_leg["spatial"][2] == pytest.approx(0.34, abs=1e-3)
+    assert slow["spatial/master"][2] == 1.0  # the master's leg alike
+    big = [_obs([40.0, 42.0], 30, 1.2, 0.0), _obs([10.0, 11.0], 10, 1.2, 0.0)]
+    assert slowdowns(big)[0]["spatial"][2] == pytest.approx(1.2)  # legs of work: as before
