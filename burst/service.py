@@ -27,7 +27,8 @@ from burst.local_functions import function_bodies, memory_tensor_root
 from burst.plan_refusals import PlanRefusals
 from burst.platform_circuit import PlatformCircuit
 from burst.service_plans import ModelReplaced, load_graph, model_files_stamp, plan_and_predict
-from burst.service_plans import drop_stale, prepare_in_thread
+from burst.service_plans import drop_stale, forget_unstored, prepare_in_thread
+from burst.service_plans import service_plan_request
 from burst.supervisor import LocalRuntimeSupervisor, RuntimeDown, register_functions
 
 log = logging.getLogger("tidegate.burst")
@@ -276,17 +277,7 @@ class BurstService:
 
     def plan_request(self, workers: int, batch: int = 1, split: str | None = None):
         """What a plan depends on in this service's config (objective: latency)."""
-        from burst.planning import PlanRequest, store_kinds
-
-        return PlanRequest(
-            workers=workers,
-            batch=batch,
-            memory_mb=self.memory_mb,
-            master_memory_mb=self.master_memory_mb,
-            transport=self.transport,
-            **store_kinds(self.store_cfg),
-            split=split or self.split,
-        )
+        return service_plan_request(self, workers, batch, split)
 
     # requests --------------------------------------------------------------------------------
 
@@ -338,12 +329,16 @@ class BurstService:
     ) -> BurstAnswer:
         self._check_routable()  # the runtime may have gone while we waited for slots
         invoker, cfg = self._invoker, self._configs[model]
-        return await run_request(
-            lambda name, payload: self._circuit.invoke(invoker, name, payload),
-            self._store,
-            cfg,
-            plan,
-            inputs,
-            request_id,
-            t0,
-        )
+        try:
+            return await run_request(
+                lambda name, payload: self._circuit.invoke(invoker, name, payload),
+                self._store,
+                cfg,
+                plan,
+                inputs,
+                request_id,
+                t0,
+            )
+        except Exception as exc:
+            forget_unstored(self._plans, plan, exc)  # its objects gone: prepared again next
+            raise

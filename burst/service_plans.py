@@ -4,9 +4,12 @@ plan's weights into the object store. Seconds of CPU each, kept off the gateway'
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from vmpool.artifact import CONFIG_FILE, PROGRAM_FILE, load_artifact
+
+log = logging.getLogger("tidegate.burst")
 
 
 def load_graph(repo: Path, model: str):
@@ -101,3 +104,37 @@ def prepare_in_thread(repo: Path, store_cfg: dict, model: str, plan, graph, stam
 
     if asyncio.run(go()):  # old versions' weights past their grace: deleted on a thread
         after_prepare(store_cfg, model, plan)
+
+
+def service_plan_request(service, workers: int, batch: int = 1, split: str | None = None):
+    """``BurstService.plan_request``: what a plan depends on in the service's config."""
+    from burst.planning import PlanRequest, store_kinds
+
+    return PlanRequest(
+        workers=workers,
+        batch=batch,
+        memory_mb=service.memory_mb,
+        master_memory_mb=service.master_memory_mb,
+        transport=service.transport,
+        **store_kinds(service.store_cfg),
+        split=split or service.split,
+    )
+
+
+def forget_unstored(plans: dict, plan, exc: BaseException) -> bool:
+    """Drop ``plan`` from the service's prepared ``plans`` when ``exc`` says its objects are
+    not in the store (a dir store's objects/ removed, a bucket emptied by a lifecycle rule, an
+    S3 server restarted empty): the next request prepares it again (``prepare_plan`` writes
+    what its ready marker no longer vouches for). Before, every burst request of it failed
+    "plans/.../plan.json is not in the store" until the gateway restarted."""
+    text = str(exc)
+    if f"plans/{plan.plan_id}/" not in text or "is not in the store" not in text:
+        return False
+    gone = [key for key, cached in plans.items() if cached is plan]
+    for key in gone:
+        plans.pop(key, None)
+    if gone:
+        log.warning(
+            "plan %s: its objects are gone from the store; preparing it again", plan.plan_id
+        )
+    return bool(gone)
