@@ -199,7 +199,15 @@ def _batch_limit(
     # a fixed batch of n rows: every request is those n (max 1 failed every request of n > 1:
     # "internal error: batch of 2 exceeds max_batch_size 1")
     fixed = specs_in[0].shape[0] if specs_in[0].shape and specs_in[0].shape[0] > 0 else 1
-    if asked != fixed and on_warning is not None:
+    unbatched = [s for s in specs_in if not (s.shape and s.shape[0] == -1)]
+    if asked != fixed and on_warning is not None and len(unbatched) < len(specs_in):
+        shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in unbatched)
+        on_warning(  # some inputs batch, these do not: rows of requests cannot be stacked
+            f"max batch size set to {fixed}, not {asked}: input {shapes} has no batch "
+            f"dimension, so requests are not batched; give it one (a row per request, "
+            f"torch.export.Dim like the others) to batch them"
+        )
+    elif asked != fixed and on_warning is not None:
         shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in specs_in)
         on_warning(
             f"max batch size set to {fixed}, not {asked}: the program has a fixed batch "

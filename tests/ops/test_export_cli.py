@@ -206,3 +206,23 @@ def test_a_program_the_server_cannot_rebuild_is_refused_before_writing(tmp_path,
     err = one_line_error(capsys)
     assert "submodule 'meta'" in err and "rename" in err, err
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
+
+
+class _Scaled(nn.Module):
+    def forward(self, x, scale):
+        return x * scale
+
+
+def test_an_input_without_a_batch_dimension_is_named_when_batching_is_off(tmp_path, capsys):
+    """x batches, a per-request ``scale [1]`` does not: the warning said the program had "a
+    fixed batch size (x [-1, 4], scale [1])", which x has not."""
+    batch = torch.export.Dim("batch", max=16)
+    program = torch.export.export(
+        _Scaled().eval(), (torch.randn(2, 4), torch.ones(1)), dynamic_shapes=({0: batch}, None)
+    )
+    torch.export.save(program, str(tmp_path / "scaled.pt2"))
+    assert ops.cli.main(["export", str(tmp_path / "scaled.pt2"), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "input scale [1] has no batch dimension, so requests are not batched" in out
+    assert "fixed batch size" not in out
+    assert load_artifact(tmp_path / "r", "scaled").config.max_batch_size == 1
