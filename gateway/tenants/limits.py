@@ -74,6 +74,7 @@ class Limits(Protocol):
         spent_today_usd: float,
         now_s: float,
     ) -> None: ...
+    async def check(self) -> bool: ...
     async def close(self) -> None: ...
 
 
@@ -172,6 +173,10 @@ class LocalLimits:
         c = self._roll(tenant, now_s)
         c.requests_today, c.requests_this_month = requests_today, requests_this_month
         c.spent_today_usd = spent_today_usd
+
+    async def check(self) -> bool:
+        """Whether the limits can be kept now (in this process: always)."""
+        return True
 
     async def close(self) -> None:
         pass

@@ -120,6 +120,16 @@ class RedisLimits:
     ) -> None:
         """Nothing to do: the counters outlive any one gateway in Redis."""
 
+    async def check(self) -> bool:
+        """Whether Redis answers now; if not, the warning requests would give only at the first
+        one (a gateway started with Redis down said nothing, and readiness is 200: fail open)."""
+        try:
+            await self._client.execute("PING")
+        except Exception as exc:  # noqa: BLE001 - redis errors, timeouts, refused connections
+            self._fail(exc)
+            return False
+        return True
+
     async def _script(self, script: str, keys: list[str], args: list[str]):
         sha = _SHA[script]
         try:

@@ -126,7 +126,9 @@ class TenantRegistry:
 
     async def restore(self, usage: dict[str, tuple[int, int, float]]) -> None:
         """Seed per-process counters after a restart: tenant -> (requests today, requests this
-        month, spent today in USD), from the ledger."""
+        month, spent today in USD), from the ledger; shared limits that cannot be reached are
+        said now (``Limits.check``)."""
+        await self.limits.check()
         for name, (today, month, spent) in usage.items():
             if name in self._tenants:
                 await self.limits.restore(

@@ -311,3 +311,23 @@ def test_a_key_never_reaches_logs_metrics_or_error_messages(
     leaks = [s for s in seen if "SECRET" in s[1] + s[2]]
     leaks += [r.getMessage() for r in caplog.records if "SECRET" in r.getMessage()]
     assert not leaks
+
+
+async def test_an_unreachable_redis_is_said_at_start_not_at_the_first_request(caplog, redis_url):
+    """A gateway started with Redis down logged nothing until a request came (readiness 200,
+    limits open): restore (start-up) says it. A Redis that answers says nothing."""
+    import logging
+
+    from tests.support.loopback import refusing_port
+
+    with refusing_port() as port, caplog.at_level(logging.WARNING, "tidegate.tenants"):
+        down = registry(lambda: RedisLimits(f"redis://127.0.0.1:{port}/0"), FakeClock())
+        await down.restore({})
+        assert down.limits.failures == 1
+        assert "shared limits unavailable (admitting requests)" in caplog.text
+        await down.close()
+    caplog.clear()
+    up = registry(lambda: RedisLimits(redis_url), FakeClock())
+    await up.restore({})
+    assert up.limits.failures == 0 and "unavailable" not in caplog.text
+    await up.close()
