@@ -183,6 +183,9 @@ class InferenceServicer:
         """``_answer``, with the call's access-log line and counts as over HTTP (the code: the
         HTTP status the gRPC status maps from; ``method``: the line's path)."""
         seen: dict = {"t0": time.perf_counter(), "method": method}
+        # the call's id from its start: a refusal (401, 404) answers it and logs it too
+        seen["request_id"] = rid = _request_id(request.id, meta)
+        context.set_trailing_metadata((("x-request-id", rid),))
         status = 500  # (an unexpected error: guard answers INTERNAL)
         try:
             response = await self._answer(request, meta, context, seen)
@@ -214,7 +217,7 @@ class InferenceServicer:
             "ctx": ctx,
             "status": status,
             "route": getattr(ctx, "route", ""),
-            "request_id": getattr(ctx, "request_id", ""),
+            "request_id": getattr(ctx, "request_id", "") or seen.get("request_id", ""),
         }
         path = f"/{SERVICE}/{seen['method']}"
         scope = {"type": "grpc", "method": "POST", "path": path, MODEL_KEY: model}
@@ -254,8 +257,7 @@ class InferenceServicer:
                 req = await decode_off_loop(request)
             except CodecError as exc:
                 raise BadRequest(exc.message) from None
-            seen["ctx"] = ctx = _call_context(tenant, cfg.name, version, meta, req.id)
-            context.set_trailing_metadata((("x-request-id", ctx.request_id),))  # errors too
+            seen["ctx"] = ctx = _call_context(tenant, cfg.name, version, meta, seen["request_id"])
             ended = lambda task: self._dispatch_ended(task, lease, seen, cfg.name)  # noqa: E731
             result = await within_deadline(
                 dispatcher.infer(ctx, req), context.time_remaining(), seen, ended
@@ -287,17 +289,20 @@ class InferenceServicer:
         return response, trailing
 
 
-def _call_context(tenant, model: str, version, meta: dict[str, str], body_id) -> CallContext:
+def _call_context(tenant, model: str, version, meta: dict[str, str], request_id) -> CallContext:
     return CallContext(
         tenant=tenant,
         model=model,
         version=version,
         forced_route=route_header(meta.get("x-tidegate-route")),
         workers=workers_header(meta.get("x-tidegate-workers")),
-        request_id=header_safe_id(body_id)
-        or header_safe_id(meta.get("x-request-id"))
-        or uuid.uuid4().hex,
+        request_id=request_id,
     )
+
+
+def _request_id(body_id: str, meta: dict[str, str]) -> str:
+    """The message's id, else the x-request-id metadata's (if header-safe), else a new one."""
+    return header_safe_id(body_id) or header_safe_id(meta.get("x-request-id")) or uuid.uuid4().hex
 
 
 def _metadata_of(context) -> dict[str, str]:

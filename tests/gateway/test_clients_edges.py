@@ -262,7 +262,7 @@ def test_grpc_calls_get_access_log_lines_and_slo_counts_as_http_ones(gateway, ca
     client.infer("mlp", [inp], headers=KEY, request_id="line-ok")
     for model, headers in [("nope", KEY), ("mlp", {})]:
         with pytest.raises(InferenceServerException):
-            client.infer(model, [inp], headers=headers)
+            client.infer(model, [inp], headers=headers, request_id=f"line-{model}")
     answers: list = []
     done = threading.Event()
     client.start_stream(lambda result, error: (answers.append(error), done.set()), headers=KEY)
@@ -292,6 +292,9 @@ def test_grpc_calls_get_access_log_lines_and_slo_counts_as_http_ones(gateway, ca
     for part in expected:
         assert any(part in line for line in lines), (part, lines)
     assert any("request_id=line-ok" in line for line in lines)
+    # refusals are logged under the call's id too (they logged request_id=-)
+    assert any("status=401" in line and "request_id=line-mlp" in line for line in lines)
+    assert any("status=404" in line and "request_id=line-nope" in line for line in lines)
     assert slo_requests(url, "a", "mlp") - slo_before == 2  # the unary call and the stream's
 
 
@@ -353,3 +356,20 @@ def test_a_key_in_metadata_is_read_as_an_http_header_is(gateway):
     with pytest.raises(InferenceServerException) as err:
         client.infer("mlp", [inp], headers={"x-api-key": " key-b "})
     assert err.value.status() == "StatusCode.UNAUTHENTICATED"
+
+
+def test_a_refused_grpc_call_answers_its_request_id(gateway):
+    """A 401 over gRPC carries x-request-id in its trailing metadata, as an HTTP refusal carries
+    the header (it had none: the id was set once the call was authenticated)."""
+    _, target, _, _ = gateway
+    body = pb.ModelInferRequest(model_name="mlp").SerializeToString()
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(f"/{SERVICE}/ModelInfer", lambda b: b, lambda b: b)
+        for metadata, want in [((), None), ((("x-request-id", "mine-1"),), "mine-1")]:
+            with pytest.raises(grpc.RpcError) as err:
+                call(body, metadata=metadata, timeout=30)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            trailing = dict(err.value.trailing_metadata() or ())
+            assert trailing.get("x-request-id") and trailing["x-request-id"] == (
+                want or trailing["x-request-id"]
+            )
