@@ -109,6 +109,7 @@ class ModelServer:
                 cfg = dataclasses.replace(cfg, max_batch_size=self.max_batch_size)
             if self.max_queue_delay_ms is not None:
                 cfg = dataclasses.replace(cfg, max_queue_delay_ms=self.max_queue_delay_ms)
+            artifact.verify()  # its checksums: a byte flipped on disk is not served
             try:
                 program = artifact.load_program()
                 module = program.module()
