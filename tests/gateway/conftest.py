@@ -124,18 +124,26 @@ def serve_app(app, protocol=None):
 def gateway_before_replica(repo: Path, root: Path):
     """A model server for ``repo`` and a gateway in front of it, with HTTP and gRPC on free
     ports (as the real clients reach it): yields (HTTP base URL, gRPC target)."""
+    with running_model_server(repo, root / "ms.log") as replica:
+        with gateway_on(replica, repo, root / "data") as urls:
+            yield urls
+
+
+@contextmanager
+def gateway_on(replica: str, repo: Path, data_dir: Path):
+    """A gateway (VM path only) in front of the model server at ``replica``, with HTTP and gRPC
+    on free ports: yields (HTTP base URL, gRPC target)."""
     from gateway.app import create_app
     from gateway.settings import Settings
 
-    with running_model_server(repo, root / "ms.log") as replica:
-        settings = Settings.load(
-            None,
-            data_dir=root / "data",
-            repo=repo,
-            grpc_port=0,
-            vm={"provisioner": "static", "urls": [replica]},
-            burst={"enabled": False},
-        )
-        app = create_app(settings)
-        with serve_app(app) as url:
-            yield url, f"127.0.0.1:{app.state.gateway.grpc.port}"
+    settings = Settings.load(
+        None,
+        data_dir=data_dir,
+        repo=repo,
+        grpc_port=0,
+        vm={"provisioner": "static", "urls": [replica]},
+        burst={"enabled": False},
+    )
+    app = create_app(settings)
+    with serve_app(app) as url:
+        yield url, f"127.0.0.1:{app.state.gateway.grpc.port}"

@@ -18,11 +18,9 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.app import create_app
 from gateway.grpc import inference_pb2 as pb
-from gateway.settings import Settings
 
-from .conftest import serve_app
+from .conftest import gateway_on
 
 MLP = "/v2/models/mlp/infer"
 BIG = 2**32
@@ -37,17 +35,8 @@ SHAPES = {
 @pytest.fixture(scope="module")
 def gateway(model_server, small_repo, tmp_path_factory):
     """(HTTP base URL, gRPC target)."""
-    settings = Settings.load(
-        None,
-        data_dir=tmp_path_factory.mktemp("audit20-hostile"),
-        repo=small_repo,
-        grpc_port=0,
-        vm={"provisioner": "static", "urls": [model_server]},
-        burst={"enabled": False},
-    )
-    app = create_app(settings)
-    with serve_app(app) as url:
-        yield url, f"127.0.0.1:{app.state.gateway.grpc.port}"
+    with gateway_on(model_server, small_repo, tmp_path_factory.mktemp("audit20-hostile")) as urls:
+        yield urls
 
 
 def still_serves(url: str) -> None:

@@ -17,11 +17,9 @@ import httpx
 import orjson
 import pytest
 
-from gateway.app import create_app
 from gateway.grpc import inference_pb2 as pb
-from gateway.settings import Settings
 
-from .conftest import serve_app
+from .conftest import gateway_on
 
 INPUTS = 300_000
 
@@ -29,17 +27,8 @@ INPUTS = 300_000
 @pytest.fixture(scope="module")
 def gateway(model_server, small_repo, tmp_path_factory):
     """(HTTP base URL, gRPC target)."""
-    settings = Settings.load(
-        None,
-        data_dir=tmp_path_factory.mktemp("audit20-loop"),
-        repo=small_repo,
-        grpc_port=0,
-        vm={"provisioner": "static", "urls": [model_server]},
-        burst={"enabled": False},
-    )
-    app = create_app(settings)
-    with serve_app(app) as url:
-        yield url, f"127.0.0.1:{app.state.gateway.grpc.port}"
+    with gateway_on(model_server, small_repo, tmp_path_factory.mktemp("audit20-loop")) as urls:
+        yield urls
 
 
 def probed_while(url: str, big) -> tuple[float, float, int]:

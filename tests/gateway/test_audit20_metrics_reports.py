@@ -14,11 +14,8 @@ import math
 import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.settings import Settings
 
-from .conftest import serve_app
-from .ledger_rows import ledger_rows
+from .ledger_rows import reporting_gateway
 
 TENANTS = [{"name": "acme", "api_keys": ["ka"]}, {"name": "beta", "api_keys": ["kb"]}]
 
@@ -26,27 +23,7 @@ TENANTS = [{"name": "acme", "api_keys": ["ka"]}, {"name": "beta", "api_keys": ["
 @pytest.fixture(scope="module")
 def gateway(model_server, small_repo, tmp_path_factory):
     data = tmp_path_factory.mktemp("audit20-reports")
-    settings = Settings.load(
-        None,
-        data_dir=data,
-        repo=small_repo,
-        grpc_port=-1,
-        vm={"provisioner": "static", "urls": [model_server]},
-        burst={"enabled": False},
-        routing_policy="vm-only",
-        tenants=TENANTS,
-        admin_api_key="adm",
-    )
-    body = {
-        "inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}]
-    }
-    with serve_app(create_app(settings)) as url:
-        with httpx.Client(base_url=url, timeout=60) as c:
-            for key, n in (("ka", 3), ("kb", 2)):
-                for _ in range(n):
-                    r = c.post("/v2/models/mlp/infer", json=body, headers={"x-api-key": key})
-                    assert r.status_code == 200, r.text
-        ledger_rows(data, "SELECT id FROM requests", at_least=5)
+    with reporting_gateway(model_server, small_repo, data, TENANTS, {"ka": 3, "kb": 2}) as url:
         yield url
 
 
