@@ -74,9 +74,14 @@ def test_gateway_env_and_probe_reach_the_gateway_command(monkeypatch, tmp_path):
 
 def test_the_probe_follows_a_container_that_grows():
     grows: list = [[] for _ in range(30_000)]  # gc-tracked items
-    first = rss_probe.probe_line(0.0, rss_probe._libc(), None, 10)
-    grows.extend([] for _ in range(70_000))
-    last = rss_probe.probe_line(0.0, rss_probe._libc(), None, 10)
+    gc.collect()
+    gc.disable()  # a collection of earlier tests' garbage in between hid the growth (-55k)
+    try:
+        first = rss_probe.probe_line(0.0, rss_probe._libc(), None, 10)
+        grows.extend([] for _ in range(70_000))
+        last = rss_probe.probe_line(0.0, rss_probe._libc(), None, 10)
+    finally:
+        gc.enable()
     before = {i: n for _, n, i, _ in first["largest"]}
     after = {i: n for _, n, i, _ in last["largest"]}
     assert before[id(grows)] == 30_000 and after[id(grows)] == 100_000
