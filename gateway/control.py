@@ -184,8 +184,8 @@ class PolicyEngine:
                 obs = self.collector.observed(model, path)
                 if obs is None:
                     continue
-                for q, value in (("0.5", obs.p50_ms), ("0.99", obs.p99_ms)):
-                    m.observed_latency.labels(model, path.value, q).set(value / 1e3)
+                for pct, value in (("50", obs.p50_ms), ("99", obs.p99_ms)):
+                    m.observed_latency.labels(model, path.value, pct).set(value / 1e3)
 
     def refresh_metrics(self) -> None:
         """Called at scrape time so the gauges are current between ticks."""

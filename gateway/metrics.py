@@ -83,8 +83,9 @@ class GatewayMetrics:
         )
         self.observed_latency = Gauge(
             "tidegate_observed_latency_seconds",
-            "Observed latency of a path over the sliding window.",
-            ["model", "path", "quantile"],
+            "Observed latency of a path over the sliding window, at a percentile (50, 99).",
+            # not "quantile": Prometheus reserves that label for summaries (promtool flags it)
+            ["model", "path", "percentile"],
             registry=r,
         )
 
@@ -157,4 +158,19 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         self.flush()
-        return generate_latest(self.registry)
+        return generate_latest(_WithoutCreated(self.registry))
+
+
+class _WithoutCreated:
+    """A registry's metrics without prometheus_client's ``X_created`` samples: in the text
+    format each counter and histogram got a second series, a gauge of its creation time (a
+    Unix time without ``_timestamp_seconds`` in its name, which no panel or alert reads)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+
+    def collect(self):
+        for family in self.registry.collect():  # (fresh objects each call: ours to trim)
+            created = family.name + "_created"
+            family.samples = [s for s in family.samples if s.name != created]
+            yield family

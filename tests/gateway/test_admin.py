@@ -67,7 +67,7 @@ def test_loopback_without_tenants_reads_and_changes_the_policy_at_run_time(open_
         assert 'tidegate_routed_requests_total{model="mlp",path="vm",reason="' in metrics
         assert 'tidegate_vm_replicas{state="desired"}' in metrics
         assert 'tidegate_predicted_latency_seconds{model="mlp",path="vm"}' in metrics
-        assert 'tidegate_observed_latency_seconds{model="mlp",path="vm",quantile="0.99"}' in metrics
+        assert 'tidegate_observed_latency_seconds{model="mlp",path="vm",percentile="99"}' in metrics
         paths = c.get("/admin/paths").json()
         assert paths["ready"] is True and paths["vm"]["ready"] == 1
         assert paths["burst"]["enabled"] is False
