@@ -164,10 +164,20 @@ async def _tell_replicas(state: GatewayState, model: str, action: str) -> None:
     results = await asyncio.gather(
         *(pool.client.repository(r.url, model, action) for r in replicas), return_exceptions=True
     )
+    errors = [exc for exc in results if exc is not None]
+    repo = str(state.settings.repo_path)
     failed = [
-        f"{r.url}: {exc}" for r, exc in zip(replicas, results, strict=True) if exc is not None
+        f"{r.url}: {exc}".replace(repo, "the model repository")
+        for r, exc in zip(replicas, results, strict=True)
+        if exc is not None
     ]
-    if failed:
-        if action == "load":
-            raise Unavailable(f"replicas could not {action} {model!r}: {'; '.join(failed)}")
+    if not failed:
+        return
+    if action == "unload":
         log.warning("replicas could not unload %s: %s", model, "; ".join(failed))
+        return
+    message = f"replicas could not {action} {model!r}: {'; '.join(failed)}"
+    if all(400 <= getattr(exc, "status", 0) < 500 for exc in errors):
+        # the model itself (damaged, a bad config): no retry loads it, unlike a replica down
+        raise BadRequest(message)
+    raise Unavailable(message)

@@ -91,7 +91,18 @@ class ModelServer:
         self._load_lock = threading.Lock()
         try:
             for name in names:
-                self.load(name)
+                try:
+                    self.load(name)
+                except ArtifactError as exc:
+                    # a whole repository: one broken model (damaged weights, a bad config)
+                    # is unavailable, the others serve. Raised, every replica the pool
+                    # booted died on it: the gateway lost its VMs for all of its models.
+                    if models or len(names) == 1:
+                        raise
+                    log.error("model %s not loaded: %s", name, exc)
+                    self.unavailable[name] = str(exc).splitlines()[0]
+            if not self.models:
+                raise ArtifactError("; ".join(self.unavailable.values()))
         except BaseException:
             self.close()
             raise
