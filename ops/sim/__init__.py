@@ -69,7 +69,7 @@ def simulate(
     if preset == "optimum":
         from .optimum import optimum_result
 
-        return optimum_result(trace, profile, prices, async_setup)
+        return optimum_result(trace, profile, prices, async_setup, seed=seed)
     spec = preset_spec(preset, trace, profile, params)
     return run_spec(
         trace,
