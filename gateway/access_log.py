@@ -12,6 +12,12 @@ lines. For infer requests it also:
 - counts ``tidegate_slo_requests_total`` / ``tidegate_slo_met_total`` per tenant and model
   (attainment = met / requests; 4xx answers are the client's and are not counted).
 
+A request the HTTP parser refuses (a malformed request line, header or framing, a head too
+large: gateway/fast_lane.py answers it 400 without the app) gets its line and its count through
+``refused_by_parser``, whatever its path; one refused while the app was reading its body is
+marked ``scope[PARSER_REFUSED] = <the 400's request id>`` and its own line and count say 400
+(not the 499 of a client gone).
+
 The infer endpoint fills ``scope[NOTE_KEY]`` (tenant once authenticated, the call context once
 built, and the status, route and request id it answered with, so infer's ``send`` is not
 wrapped); the dispatcher marks the context once it has counted the request.
@@ -28,9 +34,10 @@ import orjson
 
 from .infer_endpoint import INFER_PATH, NOTE_KEY
 
-__all__ = ["NOTE_KEY", "AccessLog", "count_refusal", "log_to_stream"]
+__all__ = ["NOTE_KEY", "PARSER_REFUSED", "AccessLog", "count_refusal", "log_to_stream"]
 log = logging.getLogger("tidegate.access")
 MODEL_KEY = "tidegate.model"  # scope key of an infer URL's model (as in its path), when known
+PARSER_REFUSED = "tidegate.parser_refused"  # scope key: the HTTP parser answered it 400
 UNCOUNTED = re.compile(r"^/(?:metrics|v2/health/|healthz|readyz|livez)")  # probes, scrapes
 MODEL_IN_PATH = re.compile(r"^/v2/models/([^/]+)")
 
@@ -107,6 +114,12 @@ class AccessLog:
         gateway/fast_lane.py): ``note`` as the infer endpoint filled it."""
         self._done(scope, note, note, latency_ms)
 
+    def refused_by_parser(self, method: str, path: str, request_id: str) -> None:
+        """The line and count of a request the HTTP parser refused (400) before any app saw it
+        (``method`` and ``path`` as far as they were read, "" if not at all)."""
+        scope = {"method": method or "-", "path": path or "-", PARSER_REFUSED: request_id}
+        self._done(scope, {}, {}, 0.0)
+
     def _done(self, scope, note: dict, seen: dict, latency_ms: float) -> None:
         model = scope.get(MODEL_KEY)  # the fast lane matched the path already
         if model is None:
@@ -115,10 +128,11 @@ class AccessLog:
         tenant = note.get("tenant", "")
         ctx = note.get("ctx")
         route = seen.get("route") or (getattr(ctx, "route", "") if ctx is not None else "")
-        status = seen.get("status", 500)
+        refused = scope.get(PARSER_REFUSED)  # the parser's 400 (its request id) is what was sent
+        status = 400 if refused else seen.get("status", 500)
         if model and scope["method"] == "POST":
             self._count(tenant, model, route, status, latency_ms, ctx)
-        elif status >= 400 and not UNCOUNTED.match(scope["path"]):
+        elif status >= 400 and (refused or not UNCOUNTED.match(scope["path"])):
             named = MODEL_IN_PATH.match(scope["path"])
             named_model = named[1] if named else ""
             count_refusal(self.state.metrics, tenant, named_model, status, self.state.models)
@@ -127,9 +141,10 @@ class AccessLog:
         ):
             return  # nobody reads the line: do not format it
         skip = getattr(self.sink, "skip", None)  # serve's stdout leaves probes and scrapes out
-        if skip is not None and skip.match(scope["path"]):
+        if skip is not None and not refused and skip.match(scope["path"]):
             return
-        method, path, request_id = scope["method"], scope["path"], seen.get("request_id") or "-"
+        method, path = scope["method"], scope["path"]
+        request_id = refused or seen.get("request_id") or "-"
         tenant, model, route, ms = tenant or "-", model or "-", route or "-", round(latency_ms, 3)
         if self.fmt == "json":
             self.sink(

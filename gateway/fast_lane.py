@@ -17,6 +17,11 @@ without a ``Content-Length`` or above ``SMALL_BODY_BYTES`` (those are read with 
 CORS request (``Origin``, when CORS is on), and a request pipelined behind one still being
 answered.
 
+A request the HTTP parser refuses (a malformed request line, header or framing, or a head over
+``MAX_HEAD_BYTES``: httptools has no limit, so a client could grow one without end) is answered
+400 ``{"error": ...}`` with an ``x-request-id``, and counted and logged like any other answer
+(``AccessLog.refused_by_parser``).
+
 Used as ``uvicorn.Config(http=FastLaneProtocol)`` with an app that has a ``fast_lane``
 (``gateway.app.create_app`` sets it); without one it is ``OneSendProtocol``.
 """
@@ -28,10 +33,13 @@ import re
 import time
 from dataclasses import dataclass
 
+import orjson
+
 from uvicorn.protocols.http.httptools_impl import HEADER_VALUE_RE, STATUS_LINE
 
-from .access_log import MODEL_KEY
+from .access_log import MODEL_KEY, PARSER_REFUSED
 from .deferred import run_after
+from .infer_endpoint import new_request_id
 from vmpool.body import SMALL_BODY_BYTES
 from vmpool.http_protocol import OneSendProtocol
 from vmpool.rest import INFER_PATH
@@ -43,6 +51,15 @@ _CRLF = b"\r\n"
 # uvicorn's HEADER_VALUE_RE on the values as latin-1 text (a tab is allowed)
 _BAD_VALUE = re.compile(HEADER_VALUE_RE.pattern.decode("latin-1"))
 _DEFAULT_HEAD: list = [None, b""]  # uvicorn's default headers: the list, and its bytes
+# a request head (request line and headers) larger than this is refused: nginx takes 32 KiB by
+# default, h11 16 KiB; a 20 kB x-request-id still passes
+MAX_HEAD_BYTES = 64 * 1024
+_MALFORMED = "invalid HTTP request (its request line, a header or its framing)"
+_OVERSIZE = f"the request head (request line and headers) is over {MAX_HEAD_BYTES // 1024} KiB"
+
+
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback: httptools stops, and uvicorn answers 400."""
 
 
 @dataclass
@@ -61,10 +78,19 @@ class _FastCycle:
     """One fast-lane request: what uvicorn's protocol reads of its ``cycle`` (``response_complete``,
     ``keep_alive``, ``disconnected``, ``message_event.set()``), and the body as it arrives."""
 
-    __slots__ = ("keep_alive", "response_complete", "disconnected", "chunks", "done", "waiter")
+    __slots__ = (
+        "keep_alive",
+        "response_complete",
+        "disconnected",
+        "chunks",
+        "done",
+        "waiter",
+        "scope",
+    )
 
-    def __init__(self, keep_alive: bool):
+    def __init__(self, keep_alive: bool, scope: dict):
         self.keep_alive = keep_alive
+        self.scope = scope
         self.response_complete = False
         self.disconnected = False
         self.chunks: list[bytes] = []
@@ -106,9 +132,30 @@ class _FastCycle:
 class FastLaneProtocol(OneSendProtocol):
     """``OneSendProtocol`` that answers plain infer POSTs itself (see the module docstring)."""
 
+    # The head's size, from the lengths of the reads (httptools says nothing of how much of a read
+    # a head took): ``_head_after`` sums the reads after the one the open head began in, so the
+    # head is larger than it and no larger than it plus ``_head_first`` and the read being parsed.
+    # A head is refused once the first passes the limit (memory held stays within the limit and
+    # two reads), or at its end if the second does and its exact size does.
+    _head_open = False
+    _head_after = 0
+    _head_first = 0
+    _read = 0
+    _refusal = ""  # what the next parser 400 says, when it is not a malformed request
+
     def __init__(self, config, server_state, app_state, _loop=None):
         super().__init__(config, server_state, app_state, _loop)
         self.lane: FastLane | None = getattr(config.app, "fast_lane", None)
+        self.url = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._read = len(data)
+        super().data_received(data)
+        if self._head_open:  # a head still open after this read
+            self._head_after += len(data)
+            if self._head_after > MAX_HEAD_BYTES and not self.transport.is_closing():
+                self._refusal = _OVERSIZE
+                self.send_400_response(_OVERSIZE)
 
     def on_message_begin(self) -> None:
         # uvicorn builds the request's ASGI scope here (ten entries and a copy of the app's
@@ -117,8 +164,16 @@ class FastLaneProtocol(OneSendProtocol):
         self.expect_100_continue = False
         self.headers = []
         self.scope = None  # type: ignore[assignment]
+        self._head_after, self._head_first = -self._read, self._read  # (0 after this read)
+        self._head_open = True
 
     def on_headers_complete(self) -> None:
+        if self._head_after + self._head_first + self._read > MAX_HEAD_BYTES:
+            size = len(self.url) + sum([len(k) + len(v) + 4 for k, v in self.headers])
+            if size > MAX_HEAD_BYTES:
+                self._refusal = _OVERSIZE
+                raise _HeadTooLarge
+        self._head_open = False
         lane = self.lane
         url = self.url
         if (
@@ -158,11 +213,35 @@ class FastLaneProtocol(OneSendProtocol):
             return False
         target = (match[1], match[2])
         scope = {"type": "http", "method": "POST", "path": path, MODEL_KEY: match[1]}
-        self.cycle = fast = _FastCycle(self.parser.should_keep_alive())
+        self.cycle = fast = _FastCycle(self.parser.should_keep_alive(), scope)
         task = self.loop.create_task(self._answer(lane, fast, scope, target, headers))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
         return True
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser refuses, answered 400 ``{"error": ...}`` and closed, and counted
+        and logged: the request being read, if the refusal is in its body, through its own line
+        (which says 400), else as one of its own."""
+        error, self._refusal = self._refusal or _MALFORMED, ""
+        request_id = new_request_id()
+        log = self.lane.access_log if self.lane is not None else None
+        cycle = self.cycle
+        if log is None:
+            pass
+        elif cycle is not None and cycle.more_body and not cycle.response_complete:
+            cycle.scope[PARSER_REFUSED] = request_id
+        else:
+            method = self.parser.get_method().decode("latin-1") if self.url else ""
+            path = self.url.partition(b"?")[0][:256].decode("latin-1")
+            log.refused_by_parser(method, _PRINTABLE.sub(_escape, path), request_id)
+        body = orjson.dumps({"error": error})
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+            b"x-request-id: %s\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+            % (request_id.encode(), len(body), body)
+        )
+        self.transport.close()
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
@@ -246,4 +325,11 @@ class FastLaneProtocol(OneSendProtocol):
         self.on_response_complete()
 
 
-__all__ = ["FastLane", "FastLaneProtocol"]
+_PRINTABLE = re.compile(r"[^!-~]")  # what an access line shows percent-encoded
+
+
+def _escape(match: re.Match) -> str:
+    return "%%%02X" % ord(match[0])
+
+
+__all__ = ["MAX_HEAD_BYTES", "FastLane", "FastLaneProtocol"]
