@@ -13,12 +13,12 @@ from dataclasses import replace
 import numpy as np
 
 from burst.graph import Graph, dtype_bytes, node_inputs
+from burst.node_work import node_works  # noqa: F401  (re-exported: burst.planning)
 from burst.halo import choose_grid, hull, input_window, split_range
 from burst.partition import _shape, blocks, output_head, per_channel, window_spec
 from burst.packing import conv_weight_bytes, with_pack_bytes
 from burst.plan import Split, Stage, StageChoice, build_stage, lead_split
-from policies.planner import Candidate, NodeWork
-from vmpool.delay_op import wait_ms
+from policies.planner import Candidate
 
 # longest run of blocks one spatial stage may cover: halos grow with depth, and longer runs
 # only pay when rounds are expensive; 12 blocks covers a whole ResNet stage and more
@@ -43,13 +43,6 @@ def lead_options(size: int, parts: int, workers: int = 2) -> list[int]:
     return sorted(
         {0} | {max(0, min(round(size / parts * (1 + f)), most) - even) for f in LEAD_STEPS}
     )
-
-
-def node_works(graph: Graph, batch: int) -> list[NodeWork]:
-    """Each node's op and work at ``batch``, for the performance model."""
-    return [
-        NodeWork(n.name, n.op, n.macs * batch, wait_ms(n.op, n.args, batch)) for n in graph.nodes
-    ]
 
 
 def _users(graph: Graph) -> dict[str, int]:

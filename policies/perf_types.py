@@ -18,6 +18,10 @@ class NodeWork:
     # wall time it waits rather than computes, at the plan's batch (the ``delay`` load-test
     # model's op sleeps: no MACs, yet 50 ms + 5 ms a row); added where no profile measured it
     wait_ms: float = 0.0
+    # bytes of the activations it reads and writes, at the plan's batch, and of the weights it
+    # reads: the bytes-aware compute fit prices memory-bound nodes by them (0: MACs only)
+    act_bytes: int = 0
+    weight_bytes: int = 0
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from policies.calibration import Calibration
+from policies.compute_fit import ComputeFit, KindFit, op_family  # noqa: F401  (re-exported)
 from policies.profile_checks import ProfileError, check_numbers, check_profile
 
 PROFILE_VERSION = 1
@@ -76,28 +77,6 @@ class TransferFit:
 
     def ms(self, nbytes: int) -> float:
         return self.fixed_ms + self.ms_per_mb * nbytes / 1e6
-
-
-@dataclass(frozen=True)
-class ComputeFit:
-    """Single-thread compute time of a node from its work: per op family, ms per GMAC, plus a
-    fixed cost per node (dispatch, allocation). Families: conv, linear, pool, other."""
-
-    ms_per_gmac: dict[str, float]
-    fixed_ms_per_node: float
-
-    def ms(self, op: str, macs: int) -> float:
-        return self.fixed_ms_per_node + self.ms_per_gmac.get(op_family(op), 0.0) * macs / 1e9
-
-
-def op_family(op: str) -> str:
-    if "conv" in op:
-        return "conv"
-    if "linear" in op or "addmm" in op or ".mm." in op:
-        return "linear"
-    if "pool" in op:
-        return "pool"
-    return "other"
 
 
 @dataclass(frozen=True)
@@ -219,10 +198,7 @@ class Profile:
                 k: {"fixed_ms": round(f.fixed_ms, 4), "ms_per_mb": round(f.ms_per_mb, 4)}
                 for k, f in self.transfer.items()
             },
-            "compute": {
-                "ms_per_gmac": self.compute.ms_per_gmac,
-                "fixed_ms_per_node": self.compute.fixed_ms_per_node,
-            },
+            "compute": _compute_json(self.compute),
             "split_slowdown": {
                 s: {str(k): round(v, 4) for k, v in t.items()}
                 for s, t in self.split_slowdown.items()
@@ -272,10 +248,7 @@ class Profile:
                     k: TransferFit(float(v["fixed_ms"]), float(v["ms_per_mb"]))
                     for k, v in raw["transfer"].items()
                 },
-                compute=ComputeFit(
-                    {k: float(v) for k, v in raw["compute"]["ms_per_gmac"].items()},
-                    float(raw["compute"]["fixed_ms_per_node"]),
-                ),
+                compute=_compute_fit(raw["compute"]),
                 split_slowdown={
                     s: {int(k): float(v) for k, v in t.items()}
                     for s, t in raw["split_slowdown"].items()
@@ -303,6 +276,21 @@ class Profile:
         models[model] = times
         measured = tuple(sorted({*self.measured_models, model}))
         return Profile(**{**self.__dict__, "models": models, "measured_models": measured})
+
+
+def _compute_json(fit: ComputeFit) -> dict:
+    out: dict = {"ms_per_gmac": fit.ms_per_gmac, "fixed_ms_per_node": fit.fixed_ms_per_node}
+    if fit.kinds:  # absent: the MACs-only fit, as profiles before the bytes-aware one
+        out["kinds"] = {k: f.to_json() for k, f in sorted(fit.kinds.items())}
+    return out
+
+
+def _compute_fit(raw: dict) -> ComputeFit:
+    return ComputeFit(
+        {k: float(v) for k, v in raw["ms_per_gmac"].items()},
+        float(raw["fixed_ms_per_node"]),
+        {str(k): KindFit.from_json(v) for k, v in raw.get("kinds", {}).items()},
+    )
 
 
 def _at_or_below(table: dict[int, float], workers: int) -> float:

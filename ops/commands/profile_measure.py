@@ -29,6 +29,11 @@ def measure_compute(artifact, reps: int, batches: list[int], say):
     )
     node_ms = profiler.node_times_ms(graph, program, x, reps)
     rates, fixed = profiler.fit_compute(graph, node_ms)
+    # the bytes-aware fit, for models this profile has not measured: this model's nodes and
+    # probe layers of the kinds it may lack (SiLU, concat, attention, token-batched linears)
+    from ops.perfgen_fit import fit_kinds, graph_rows, probe_rows
+
+    kinds = fit_kinds(graph_rows(graph, node_ms) + probe_rows(reps, say))
     say(f"compute: {sum(node_ms.values()):.1f} ms per sample on one thread")
     vm = profiler.vm_service_ms(program, x, batches, max(2, reps // 2), threads=os.cpu_count() or 1)
     say(
@@ -47,7 +52,7 @@ def measure_compute(artifact, reps: int, batches: list[int], say):
         {b: Quantiles.from_samples(v) for b, v in vm.items()},
         plain_node_ms={n: plain[n] for n in convs},
     )
-    return graph, times, ComputeFit(rates, fixed), x
+    return graph, times, ComputeFit(rates, fixed, kinds), x
 
 
 async def measure(

@@ -1,0 +1,124 @@
+"""The bytes-aware compute fit (``policies.compute_fit``): which measured nodes it is fitted
+over, and the probe layers that cover what a model's own nodes do not.
+
+A profile's node times come from the models it measured, and the zoo's are all CNNs and
+batch-1 classifiers: no SiLU or GELU, no concat or upsampling, no attention, no linear over a
+sequence of tokens (whose weights are read once for many rows, where a batch-1 classifier's
+stream from memory: the same MACs, 25x apart). ``probe_rows`` times small layers of each of
+those kinds, at several sizes, on one thread as ``tidegate profile`` times a model's nodes
+(``ops.profiler.node_times_ms``, the same executor and packing), and ``fit_kinds`` fits every
+op kind by non-negative least squares over the measured models' nodes and the probes'."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from policies.compute_fit import KINDS, KindFit, fit_keys, fit_kind
+
+MIN_NODES = 3  # a kind measured on fewer nodes is priced as elementwise
+# an op's own fit needs a node this big: the SE gates' sigmoids (16-96 elements, all fixed
+# cost) fitted 100 ns an element, which a full-size sigmoid would have been priced at
+MIN_OWN_MACS = 100_000
+
+
+def graph_rows(graph, node_ms: dict[str, float]) -> list[tuple[str, float, float, float, float]]:
+    """(op, MACs, activation bytes, weight bytes, ms) of each measured node of ``graph``
+    (at batch 1, as node times are measured)."""
+    from burst.node_work import node_works
+
+    return [
+        (w.op, float(w.macs), float(w.act_bytes), float(w.weight_bytes), node_ms[w.name])
+        for w in node_works(graph, 1)
+        if w.name in node_ms and w.wait_ms == 0.0
+    ]
+
+
+def fit_kinds(rows) -> dict[str, KindFit]:
+    """Per op kind, and per transcendental op, with at least ``MIN_NODES`` nodes: its
+    non-negative least-squares fit (``policies.compute_fit.fit_keys``)."""
+    by_kind: dict[str, list] = defaultdict(list)
+    for op, *row in rows:
+        for key in fit_keys(op)[:-1]:  # not the elementwise fallback (its own ops: theirs)
+            by_kind[key].append(tuple(row))
+    return {
+        k: fit_kind(r)
+        for k, r in sorted(by_kind.items())
+        if len(r) >= MIN_NODES and (k in KINDS or max(x[0] for x in r) >= MIN_OWN_MACS)
+    }
+
+
+def _probe_modules():
+    """(name, module, one input) per probe: each kind the zoo lacks, at a few sizes."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Tokens(nn.Module):  # a pre-norm transformer block's layers on [1, T, D]
+        def __init__(self, d: int, heads: int):
+            super().__init__()
+            self.ln, self.heads = nn.LayerNorm(d), heads
+            self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+        def forward(self, x):
+            b, t, d = x.shape
+            q, k, v = self.qkv(self.ln(x)).view(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d)
+            s = torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v
+            x = x + self.out(a) + s.transpose(1, 2).reshape(b, t, d)
+            return x + self.fc2(F.gelu(self.fc1(self.ln(x))))
+
+    class Pixels(nn.Module):  # memory-bound conv-net layers on [1, C, H, W]
+        def __init__(self, c: int):
+            super().__init__()
+            self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c)
+            self.dense = nn.Conv2d(c, c, 3, padding=1)
+            self.narrow = nn.Conv2d(2 * c, 2, 1)
+            self.up = nn.ConvTranspose2d(c, c // 2, 2, stride=2)
+            self.bn, self.gn = nn.BatchNorm2d(c), nn.GroupNorm(4, c)
+            self.fc = nn.Linear(c, 10)
+
+        def forward(self, x):
+            y = F.silu(self.bn(self.dw(x)))
+            y = y * torch.sigmoid(F.adaptive_avg_pool2d(y, 1)) + torch.relu(self.dense(x))
+            y = torch.tanh(self.gn(y)) * F.hardswish(y) + torch.sigmoid(y)
+            cat = torch.cat([y, x], dim=1)
+            z = self.narrow(F.max_pool2d(cat, 2)) + F.avg_pool2d(self.narrow(cat), 2)
+            u = F.interpolate(self.up(y), scale_factor=0.5, mode="bilinear") + z.mean()
+            w = F.interpolate(y, scale_factor=2, mode="nearest")
+            return u.sum() + w.amax() + self.fc(y.mean(dim=(2, 3))).sum()
+
+    out = []
+    for d, t in ((64, 16), (128, 64), (192, 197), (384, 50)):
+        out.append((f"tokens{d}x{t}", Tokens(d, max(1, d // 64)), torch.randn(1, t, d)))
+    for c, hw in ((16, 112), (32, 56), (64, 28), (96, 56), (32, 160), (96, 112)):
+        out.append((f"pixels{c}x{hw}", Pixels(c), torch.randn(1, c, hw, hw)))
+    return out
+
+
+def probe_rows(reps: int, say=print) -> list[tuple[str, float, float, float, float]]:
+    """(op, MACs, activation bytes, weight bytes, ms) of every probe layer's nodes, timed
+    on one thread here (median of ``reps`` passes)."""
+    import torch
+
+    from burst.graph import build_graph
+    from ops import profiler
+
+    rows: list = []
+    for name, module, x in _probe_modules():
+        torch.manual_seed(0)
+        program = torch.export.export(module.eval(), (x,))
+        graph = build_graph(program, name)
+        ms = profiler.node_times_ms(graph, program, {graph.inputs[0]: x.numpy()}, reps)
+        rows += graph_rows(graph, ms)
+    say(f"compute probes: {len(rows)} nodes, {sum(r[-1] for r in rows):.1f} ms on one thread")
+    return rows
+
+
+def sum_error(fit, rows) -> float:
+    """(predicted - measured) / measured of the rows' total time under ``fit`` (a
+    ``ComputeFit``)."""
+    meas = float(np.sum([r[-1] for r in rows]))
+    return (float(np.sum([fit.ms(*r[:4]) for r in rows])) - meas) / meas
