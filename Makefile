@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'; \
 	echo "$$hash" > $(STAMP)
 
+# One machine, one trusted user: async callbacks may go to a receiver on localhost (off by
+# default, where tenants' callback URLs must not reach the internal network)
 serve: $(STAMP)
-	$(VENV)/bin/tidegate serve
+	TIDEGATE_ASYNC_QUEUE__CALLBACK_ALLOW_PRIVATE=true $(VENV)/bin/tidegate serve
 
 # Two pytest workers (pytest-xdist): most tests wait on real servers and subprocesses, so two
 # keep both cores busy; a file's tests stay on one worker (module fixtures export models once).

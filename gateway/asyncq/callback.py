@@ -57,6 +57,9 @@ def verify_signature(
 
 _METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT: private in practice
+PRIVATE_REFUSED = (
+    "a private or loopback address; async_queue.callback_allow_private = true allows those"
+)
 
 
 def refused_address(host: str, allow_private: bool = True) -> str | None:
@@ -75,7 +78,7 @@ def refused_address(host: str, allow_private: bool = True) -> str | None:
     if ip.is_unspecified or ip.is_multicast:
         return "not a unicast address"
     if ip.is_loopback or ip.is_private or ip in _SHARED:
-        return None if allow_private else "a private or loopback address"
+        return None if allow_private else PRIVATE_REFUSED
     return "a reserved address" if ip.is_reserved else None
 
 

@@ -112,9 +112,11 @@ class AsyncQueueSettings(ConfigTable):
     callback_attempts: int = Field(3, ge=1, description="Deliveries tried per callback.")
     callback_timeout_s: float = Field(10.0, gt=0, description="Timeout of one callback POST.")
     callback_allow_private: bool = Field(
-        True,
+        False,
         description="Send callbacks to loopback and private addresses (10/8, 172.16/12, "
-        "192.168/16, 100.64/10, fc00::/7); turn off where tenants must not reach the internal "
-        "network. Link-local and cloud metadata addresses (169.254/16, fe80::/10, "
-        "fd00:ec2::254, 100.100.100.200) are refused either way.",
+        "192.168/16, 100.64/10, fc00::/7). Off by default: a tenant's callback URL could "
+        "otherwise reach the gateway's internal network (SSRF); a callback URL naming such an "
+        "address is a 400 that names this setting. Turn it on where every tenant is trusted "
+        "(one machine, a receiver on localhost). Link-local and cloud metadata addresses "
+        "(169.254/16, fe80::/10, fd00:ec2::254, 100.100.100.200) are refused either way.",
     )

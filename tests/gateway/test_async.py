@@ -51,6 +51,8 @@ class CallbackReceiver(LoopbackHTTPServer):
 
 
 def _settings(data, repo, urls, **extra):
+    # the callback receivers listen on loopback: allowed explicitly (off by default)
+    extra["async_queue"] = {"callback_allow_private": True, **extra.get("async_queue", {})}
     return Settings.load(
         None,
         data_dir=data,

@@ -141,7 +141,12 @@ def test_a_hanging_callback_does_not_hold_up_the_queue(model_server, small_repo,
     receiver = HangingReceiver().start()
     try:
         with _gateway(
-            tmp_path, small_repo, model_server, consumers=1, callback_timeout_s=300
+            tmp_path,
+            small_repo,
+            model_server,
+            consumers=1,
+            callback_timeout_s=300,
+            callback_allow_private=True,  # the receiver is on loopback
         ) as url:
             assert _submit(url, receiver.endpoint + "/cb").status_code == 202
             assert receiver.arrived.wait(60), "the callback was never sent"
