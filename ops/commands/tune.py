@@ -43,7 +43,7 @@ def run(args) -> int:
     trace, profile, cfg = load_inputs(args)
     print(
         f"tuning {args.policy} on {trace.name} ({len(trace)} requests, SLO "
-        f"{profile.slo_ms:g} ms, target {args.slo_attainment:.2%}), {args.trials} trials",
+        f"{profile.slo_ms:g} ms, target {_share(args.slo_attainment)}), {args.trials} trials",
         file=sys.stderr,
     )
 
@@ -69,7 +69,12 @@ def run(args) -> int:
     )
     _print_front(result)
     if result.best is None:
-        print(f"no trial met {args.slo_attainment:.2%}; nothing written", file=sys.stderr)
+        reached = max(t.slo_attainment for t in result.trials)
+        print(
+            f"no trial met {_share(args.slo_attainment)} (the best of {len(result.trials)}: "
+            f"{_share(reached)}); nothing written",
+            file=sys.stderr,
+        )
         return 1
     _write_best(args, result, trace.name, cfg.tick_s)
     return 0
@@ -133,6 +138,11 @@ def _write_best(args, result, trace_name: str, tick_s: float) -> None:
             ),
             "--json",
         )
+
+
+def _share(x: float) -> str:
+    """A share as a percentage with the digits it has: a 0.99999 target read "100.00%"."""
+    return f"{100 * x:.10g}%"
 
 
 def _short(value) -> str:
