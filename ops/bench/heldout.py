@@ -1,8 +1,8 @@
 """The scaler's held-out sets beside ``scaler_sweep.py``'s 13 traces (docs/ops.md, sessions 10
 and 11): slo-aware against the offline bound and vm-peak on runs no scaler change was chosen on.
 
-    .venv/bin/python ops/bench/heldout.py --set 18|20|v3|v4|mmpp8|rand|rand2|rand3
-        [--param autoscaling.X=V] [--cache FILE] [--json OUT]
+    .venv/bin/python ops/bench/heldout.py --set 18|20|v3|v4|mmpp8|rand|rand2|rand3|rand4
+        [--param autoscaling.X=V] [--cache FILE] [--json OUT] [--csv-dir DIR] [--only NAME]
 
 ``18``: other MMPP and flash-crowd parameters, seeds 0-1; ``20``: MMPP bursts about as long as a
 VM boot, seeds 0-4; ``v3``: session 10b's 11 held-out runs; ``v4``: session 11's 12 runs used
@@ -11,7 +11,9 @@ rates and burst lengths are drawn once (low 10-80 req/s, high 200-800, bursts 5-
 log-uniform, gaps 60-600 s; a fixed generator, so the set is the same each run; session 14);
 ``rand2``: 20 traces from another generator (14 MMPP over wider ranges, 2 diurnal, 2 flash
 crowds, 2 steps), kept for validation only (session 15); ``rand3``: 24 traces from a third
-generator (12 MMPP at other rates, 4 each of flash crowds, diurnal, steps; session 19).
+generator (12 MMPP at other rates, 4 each of flash crowds, diurnal, steps; session 19);
+``rand4``: 24 runs of other models at their own SLOs, multi-model traces, 1-5 req/s and hours
+of silence before a burst (``heldout_rand4.py``; session 21; ``--csv-dir`` keeps its CSVs).
 Each row: attainment %, cost $, cost / optimum, vm-peak's cost / cost, VM hours; then the
 set's total cost. Reference profile, simulated time: run it niced.
 """
@@ -28,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from ops.bench import heldout_rand4  # noqa: E402
 from ops.bench.scaler_sweep import load, parse_params  # noqa: E402
 from ops.sim import SimProfile, simulate  # noqa: E402
 
@@ -181,27 +184,65 @@ MORE_SETS: dict[str, list[tuple[str, str, int]]] = {
 }
 
 
+def _run_rand4(run, csv_dir: Path, cache: dict, params) -> dict:
+    """One rand4 run: each of its models on its own fleet, summed (``heldout_rand4``)."""
+    trace = heldout_rand4.build_trace(run, csv_dir)
+    total = {"requests": 0, "met": 0.0, "cost_usd": 0.0, "vm_hours": 0.0}
+    ref = cache.get(run.name) or {"vm-peak": 0.0, "optimum": 0.0}
+    for model, slo_ms in run.models().items():
+        sub = trace.only_model(model) if len(trace.models) > 1 else trace
+        profile = heldout_rand4.model_profile(model, slo_ms)
+        if run.name not in cache:
+            for p in ("vm-peak", "optimum"):
+                ref[p] += simulate(sub, p, profile, seed=run.seed).summary["cost_usd"]
+        s = simulate(sub, "slo-aware", profile, seed=run.seed, params=params).summary
+        total["requests"] += s["requests"]
+        total["met"] += s["slo_attainment"] * s["requests"]
+        total["cost_usd"] += s["cost_usd"]
+        total["vm_hours"] += s["vm_hours"]
+    cache[run.name] = ref
+    attained = total["met"] / max(total["requests"], 1)
+    return {
+        "slo_attainment": attained,
+        "cost_usd": total["cost_usd"],
+        "vm_hours": total["vm_hours"],
+    }
+
+
+def _runs(which: str, only: list[str]):
+    if which == "rand4":
+        runs = [(r.name, r, r.seed) for r in heldout_rand4.rand4()]
+    else:
+        runs = list({**SETS, **MORE_SETS}[which])
+    return [r for r in runs if not only or any(o in r[0] for o in only)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--set", dest="which", choices=[*SETS, *MORE_SETS], required=True)
+    ap.add_argument("--set", dest="which", choices=[*SETS, *MORE_SETS, "rand4"], required=True)
     ap.add_argument("--param", action="append", default=[], help="autoscaling.X=V (JSON value)")
     ap.add_argument("--cache", help="JSON file keeping vm-peak's and the optimum's cost")
     ap.add_argument("--json", dest="json_out")
+    ap.add_argument("--only", action="append", default=[], help="runs whose name holds this")
+    ap.add_argument("--csv-dir", default=str(ROOT / "ops/bench/results/heldout_rand4"))
     args = ap.parse_args()
     params = parse_params(args.param) or None
     cache_path = Path(args.cache) if args.cache else None
     cache = json.loads(cache_path.read_text()) if cache_path and cache_path.is_file() else {}
     profile, rows, total = SimProfile.reference(), {}, 0.0
-    for name, source, seed in {**SETS, **MORE_SETS}[args.which]:
-        trace = load(source, 1.0, seed)
-        if name not in cache:
-            cache[name] = {
-                p: simulate(trace, p, profile, seed=seed).summary["cost_usd"]
-                for p in ("vm-peak", "optimum")
-            }
-            if cache_path:
-                cache_path.write_text(json.dumps(cache))
-        s = simulate(trace, "slo-aware", profile, seed=seed, params=params).summary
+    for name, source, seed in _runs(args.which, args.only):
+        if args.which == "rand4":
+            s = _run_rand4(source, Path(args.csv_dir), cache, params)
+        else:
+            trace = load(source, 1.0, seed)
+            if name not in cache:
+                cache[name] = {
+                    p: simulate(trace, p, profile, seed=seed).summary["cost_usd"]
+                    for p in ("vm-peak", "optimum")
+                }
+            s = simulate(trace, "slo-aware", profile, seed=seed, params=params).summary
+        if cache_path:
+            cache_path.write_text(json.dumps(cache))
         ref, cost = cache[name], s["cost_usd"]
         rows[name] = {**{k: s[k] for k in ("slo_attainment", "cost_usd", "vm_hours")}, **ref}
         total += cost
