@@ -314,6 +314,7 @@ def optimum_result(
         )
     n = len(trace)
     spilled = min(int(round(sol["fn_requests"])), n)
+    usd = max(sol["cost_usd"], 0.0)  # (what the draws and late requests take off: not below 0)
     counts = np.bincount(trace.tenant_idx, minlength=len(trace.tenants))
     summary = {
         "policy": "optimum",
@@ -325,8 +326,8 @@ def optimum_result(
         "slo_attainment": 1.0 - sol.get("late", 0.0) / n if n else 1.0,
         "p50_ms": None,
         "p99_ms": None,
-        "cost_usd": sol["cost_usd"],
-        "cost_per_1k_usd": sol["cost_usd"] / n * 1000.0 if n else 0.0,
+        "cost_usd": usd,
+        "cost_per_1k_usd": usd / n * 1000.0 if n else 0.0,
         # billed: the bins up and each start's boot (its boot alone was 1.21 of 1.55 VM h)
         "vm_hours": (sol["vm_bins"] * sol.get("bin_s", bin_s) + sol.get("boots_s", 0.0)) / 3600.0,
         "function_gb_s": sol["fn_requests"] * fn_gb_s,
@@ -341,7 +342,7 @@ def optimum_result(
         "peak_vm_replicas": sol["layers"],
         "requests_queued": sol.get("async_requests", 0),
         "tenants": {
-            name: {"requests": int(counts[k]), "cost_usd": sol["cost_usd"] * counts[k] / max(n, 1)}
+            name: {"requests": int(counts[k]), "cost_usd": usd * counts[k] / max(n, 1)}
             for k, name in enumerate(trace.tenants)
         },
     }

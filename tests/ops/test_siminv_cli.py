@@ -49,6 +49,7 @@ def check_run(s: dict, requests: int) -> None:
     assert sum(t["requests"] for t in tenants) == requests, who
     assert abs(sum(t["cost_usd"] for t in tenants) - s["cost_usd"]) < CENT / 100, who
     assert 0.0 <= s["slo_attainment"] <= 1.0, who
+    assert s["cost_usd"] >= 0 and all(t["cost_usd"] >= 0 for t in tenants), who
     if s["p50_ms"] is not None:
         assert s["p50_ms"] <= s["p99_ms"], who
     if who == "optimum":
