@@ -50,6 +50,14 @@ class Breakers:
         if c.failures >= self.failure_threshold:
             c.open_until_s = self._clock() + self.open_s
 
+    def on_other(self, replica_id: str) -> None:
+        """An attempt that ended neither in an answer nor a replica failure (it timed out, or
+        its caller went away): a half-open circuit lets the next request be its trial. Kept
+        taken, the circuit let no request through again (the replica out for good)."""
+        c = self._circuits.get(replica_id)
+        if c is not None:
+            c.trial_in_flight = False
+
     def is_open(self, replica_id: str) -> bool:
         c = self._circuits.get(replica_id)
         return c is not None and c.failures >= self.failure_threshold

@@ -184,6 +184,13 @@ class ReplicaRouting:
             # not: an overloaded replica is slow, not dead, and taking it out makes it worse
             if exc.connect or exc.status in (502, 503):
                 self.breakers.on_failure(rid)
+            elif exc.status < 500:  # it answered (the request's own fault): it is alive
+                self.breakers.on_success(rid)
+            else:
+                self.breakers.on_other(rid)
+            raise
+        except BaseException:  # cancelled (its caller went away) or our own bug
+            self.breakers.on_other(rid)
             raise
         finally:
             left = self._outstanding.get(rid, 1) - 1
