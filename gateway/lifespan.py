@@ -120,7 +120,15 @@ def _coalesce(pool: ReplicaPool, models: dict, vm) -> None:
     coalescer.max_in_flight = vm.coalesce_max_in_flight
     coalescer.max_hold_s = vm.coalesce_max_hold_ms / 1000.0
     for cfg in models.values():
-        coalescer.set_max_rows(cfg.name, min(cfg.max_batch_size, vm.max_batch_size or 1 << 30))
+        coalesce_model(pool, cfg, vm)
+
+
+def coalesce_model(pool: ReplicaPool, cfg: ModelConfig, vm) -> None:
+    """``cfg``'s calls merged up to its largest batch, when the gateway merges (``vm.coalesce``):
+    at start, and again when the repository extension loads the model (its batch may change)."""
+    if vm.coalesce:
+        limit = min(cfg.max_batch_size, vm.max_batch_size or 1 << 30)
+        pool.client.coalescer.set_max_rows(cfg.name, limit)
 
 
 async def stop(state: GatewayState) -> None:

@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from vmpool.artifact import ArtifactError, list_models, load_artifact
 from vmpool.wire import repository_entry
 
+from .lifespan import coalesce_model
 from .errors import BadRequest, Forbidden, NotFound, Unauthorized, Unavailable
 from .routes import NOT_FOUND, json_response
 from .state import GatewayState
@@ -76,6 +77,8 @@ async def load_model(state: GatewayState, model: str) -> None:
         message = str(exc).splitlines()[0].replace(str(repo), "the model repository")
         raise NotFound(message) from None
     await _tell_replicas(state, model, "load")
+    if state.pool is not None:
+        coalesce_model(state.pool, artifact.config, state.settings.vm)
     dispatcher.models[artifact.config.name] = artifact.config
 
 

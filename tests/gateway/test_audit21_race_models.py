@@ -5,6 +5,7 @@ A real gateway on its local provisioner (model servers as child processes), real
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import shutil
@@ -17,7 +18,7 @@ import pytest
 from tests.vmpool.test_artifact_verify import _flip_a_weight_byte
 from vmpool.export import export_zoo
 
-from .conftest import serve_app
+from .conftest import gateway_on, running_model_server, serve_app
 
 MLP = {"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.5] * 784}]}
 
@@ -91,3 +92,58 @@ def test_a_damaged_model_in_the_repository_does_not_take_the_vm_pool_down(tmp_pa
         assert _model_servers() - {old}, "no replacement replica"
         index = {e["name"]: e["state"] for e in c.post("/v2/repository/index").json()}
         assert index == {"mlp": "READY", "broken": "UNAVAILABLE"}
+
+
+async def _concurrent_infers(url: str, model: str, n: int, width: int) -> list[tuple[int, str]]:
+    import aiohttp
+
+    body = {"inputs": [{"name": "input", "shape": [1, width], "datatype": "FP32",
+                        "data": [0.5] * width}]}  # fmt: skip
+
+    async with aiohttp.ClientSession() as s:
+
+        async def one():
+            async with s.post(f"{url}/v2/models/{model}/infer", json=body) as r:
+                return r.status, await r.text()
+
+        return await asyncio.gather(*(one() for _ in range(n)))
+
+
+def _replica_calls(replica: str, code: str) -> float:
+    """Infer calls of the delay model the replica answered with ``code`` (its own metrics)."""
+    prefix = f'tidegate_model_requests_total{{code="{code}",model="delay"}} '
+    lines = httpx.get(f"{replica}/metrics").text.splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith(prefix))
+
+
+@pytest.mark.parametrize("served_at_start", [True, False])
+def test_a_model_loaded_while_serving_has_its_requests_merged_to_its_max_batch(
+    tmp_path, served_at_start
+):
+    """The delay model (100 ms a batch), served from start or loaded later, then re-exported
+    with max batch 2 and loaded again while the gateway serves. The gateway merges concurrent
+    requests into calls of at most the model's max batch (vm.coalesce). Before: a model loaded
+    after start was never merged (16 requests, 16 calls), and a reload kept the old limit (8),
+    so merged calls were refused by the replica (400 'exceeds max_batch_size 2') and sent
+    again one by one."""
+    repo = tmp_path / "models"
+    export_zoo("delay", repo, options={"delay_ms": 100.0, "per_item_ms": 0.0})
+    if not served_at_start:
+        shutil.move(repo / "delay", tmp_path / "delay")
+        export_zoo("mlp", repo)
+    with running_model_server(repo, tmp_path / "ms.log") as replica:
+        with gateway_on(replica, repo, tmp_path / "data") as (url, _):
+            if not served_at_start:
+                shutil.move(tmp_path / "delay", repo / "delay")
+                assert httpx.post(f"{url}/v2/repository/models/delay/load").status_code == 200
+            answers = asyncio.run(_concurrent_infers(url, "delay", 16, 16))
+            assert {s for s, _ in answers} == {200}, answers[:3]
+            assert _replica_calls(replica, "200") < 16  # merged
+            export_zoo("delay", repo, max_batch_size=2, options={"delay_ms": 100.0})
+            r = httpx.post(f"{url}/v2/repository/models/delay/load")
+            assert r.status_code == 200, r.text
+            meta = httpx.get(f"{url}/v2/models/delay").json()
+            assert meta["parameters"]["max_batch_size"] == 2
+            answers = asyncio.run(_concurrent_infers(url, "delay", 16, 16))
+            assert [a for a in answers if a[0] != 200] == []
+            assert _replica_calls(replica, "400") == 0
