@@ -19,6 +19,7 @@ import operator
 import torch
 
 # the IR's types and execution live in burst.graph_ir; re-exported: callers import them here
+from burst.graph_macs import node_macs
 from burst.graph_ir import (
     SYM_OPS,
     Graph,
@@ -108,63 +109,6 @@ def _encode(arg, names: dict, weights: dict):
     if isinstance(arg, torch.layout):
         return {"layout": str(arg).removeprefix("torch.")}
     raise GraphError(f"cannot represent argument {arg!r} of type {type(arg).__name__}")
-
-
-def _macs(op: str, args: list, out_shape, weights: dict) -> int:
-    def per_sample(shape):
-        # the batch is the symbolic dim, not always the first ([T, B, D] in attention): the
-        # size at batch 1 (-1 times a size made MACs negative, and stages "faster" than free)
-        if not shape:
-            return 0
-        if any(d < 0 for d in shape):
-            return math.prod(batch_size(d, 1) for d in shape)
-        return math.prod(shape[1:])
-
-    if out_shape is None:
-        return 0
-    if "conv" in op and len(args) > 1:
-        w = (
-            weights.get(args[1]["w"], {}).get("shape")
-            if isinstance(args[1], dict) and "w" in args[1]
-            else None
-        )
-        if w and _transposed(op, args):
-            return _transposed_macs(out_shape, op, args, w)
-        if w:  # conv1d/2d/3d: each output element reads Cin/groups x the kernel
-            return per_sample(out_shape) * math.prod(w[1:])
-    if op in ("aten.linear.default",) and isinstance(args[1], dict) and "w" in args[1]:
-        w = weights[args[1]["w"]]["shape"]
-        return per_sample(out_shape) * w[-1]
-    return per_sample(out_shape)
-
-
-def _transposed(op: str, args: list) -> bool:
-    if op == "aten.convolution.default":
-        return len(args) > 6 and bool(args[6])
-    return "conv_transpose" in op
-
-
-def _transposed_macs(out_shape, op: str, args: list, w: list) -> int:
-    """A transposed conv's work: each input element meets Cout/groups outputs per kernel tap
-    (it was counted as its output's size: a ConvTranspose2d(64, 32, 3, stride 2) planned at a
-    twentieth of its time). The input's size from the output's, as torch computes it."""
-    dims = len(w) - 2
-
-    def per_dim(i: int, default: int) -> list[int]:
-        v = args[i] if len(args) > i else default
-        v = [v] if isinstance(v, int) else list(v) or [default]
-        return v * dims if len(v) == 1 else v
-
-    if op == "aten.convolution.default":  # (.., stride, padding, dilation, transposed, out_pad)
-        stride, pad, dil, out_pad = per_dim(3, 1), per_dim(4, 0), per_dim(5, 1), per_dim(7, 0)
-    else:  # conv_transpose: (.., stride, padding, output_padding, groups, dilation)
-        stride, pad, out_pad, dil = per_dim(3, 1), per_dim(4, 0), per_dim(5, 0), per_dim(7, 1)
-    spatial = out_shape[-dims:]
-    in_sizes = [
-        (o - 1 + 2 * p - d * (k - 1) - q) // s + 1
-        for o, s, p, d, q, k in zip(spatial, stride, pad, dil, out_pad, w[2:])
-    ]
-    return max(0, w[0] * math.prod(in_sizes) * w[1] * math.prod(w[2:]))
 
 
 def build_graph(program, model: str = "") -> Graph:
@@ -309,7 +253,7 @@ def _node(n, rename: dict, placeholder_weights: dict, item: int | None, weights:
         shape=shape,
         dtype=dtype,
         item=item,
-        macs=_macs(op, args, shape, weights),
+        macs=node_macs(op, args, shape, weights, n),
         weight_bytes=sum(weights[w]["bytes"] for w in wnames if w in weights),
         weights=wnames,
     )

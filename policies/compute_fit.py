@@ -42,7 +42,8 @@ _KIND_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("attention", ("scaled_dot_product", "_flash_attention", "_efficient_attention")),
     ("conv", ("conv",)),
-    ("linear", ("linear", "addmm", ".mm.", "bmm", "matmul", "einsum")),
+    # recurrent layers: their steps' matmuls (burst.graph_macs counts them)
+    ("linear", ("linear", "addmm", ".mm.", "bmm", "matmul", "einsum", ".lstm.", ".gru.", ".rnn_")),
     ("norm", ("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm")),
     ("pool", ("pool", ".mean.", ".sum.", ".amax.", ".amin.", ".max.dim", ".min.dim", "argmax")),
     # exp, erf or division per element: 3-10x an add (SiLU 3.0 ns an element against ReLU's

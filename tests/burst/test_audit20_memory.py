@@ -8,6 +8,7 @@ MB": a 503 after a paid invocation, at 1, 2 and 4 workers): its tensors live at 
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -41,11 +42,16 @@ def big():
 def test_a_model_whose_tensors_outgrow_its_functions_is_refused_saying_what_fits(big):
     for workers in (1, 2, 4):
         request = PlanRequest(workers=workers, memory_mb=512)
-        with pytest.raises(PlanError, match="needs functions of more than 51[2-9] MB"):
+        with pytest.raises(PlanError, match="needs functions of more than") as refused:
             model_plan(big, _Config(big), request, load_profile())
+        # room for its temporaries too (session 21): at 1 worker it was killed at 717-726 MB in
+        # 704 MB functions
+        need = int(re.search(r"more than (\d+) MB", str(refused.value)).group(1))
+        assert need > (704 if workers == 1 else 512), (workers, need)
     plan = model_plan(big, _Config(big), PlanRequest(workers=2, memory_mb=1024), load_profile())
-    # measured on the local runtime: the master's process peaked at 515-523 MB
-    assert 180 << 20 < master_peak_bytes(big, plan) < 210 << 20
+    # measured on the local runtime: the master's process peaked at 515-523 MB (192 MB of
+    # tensors in the plan of then; since 1ac5b63's compute fit a split plan shares 128 MB of it)
+    assert 120 << 20 < master_peak_bytes(big, plan) < 210 << 20
     with pytest.raises(PlanError, match="at batch 4"):  # four rows hold four times the tensors
         model_plan(
             big, _Config(big), PlanRequest(workers=2, memory_mb=1024, batch=4), load_profile()

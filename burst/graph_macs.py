@@ -1,0 +1,97 @@
+"""The work of one graph node, in multiply-adds per sample (what ``burst.graph`` records as a
+node's ``macs``): convs (plain, grouped, transposed, 1-D to 3-D) and linears by their weights,
+recurrent layers (LSTM, GRU, RNN) by their weights times the steps, anything else by its
+output's size. A matmul between activations and attention are counted over their reduced dim by
+``burst.node_work``, which reads the input shapes."""
+
+from __future__ import annotations
+
+import math
+
+# aten's recurrent ops: (input, hx, params, has_biases, num_layers, dropout, train,
+# bidirectional, batch_first)
+RECURRENT_OPS = frozenset(
+    {"aten.lstm.input", "aten.gru.input", "aten.rnn_tanh.input", "aten.rnn_relu.input"}
+)
+
+
+def per_sample(shape) -> int:
+    """A shape's size at batch 1: the batch is the symbolic dim (``-k``: k times the batch), not
+    always the first ([T, B, D] in attention); a shape with none has its batch first."""
+    if not shape:
+        return 0
+    if any(d < 0 for d in shape):  # -1 times a size made MACs negative: stages "faster" than free
+        return math.prod(-d if d < 0 else d for d in shape)
+    return math.prod(shape[1:])
+
+
+def node_macs(op: str, args: list, out_shape, weights: dict, fx_node=None) -> int:
+    """Multiply-adds per sample of one call of ``op`` (encoded ``args``; ``fx_node`` for the
+    input shapes a recurrent op's steps come from)."""
+    if op in RECURRENT_OPS:
+        return _recurrent_macs(args, weights, fx_node)
+    if out_shape is None:
+        return 0
+    if "conv" in op and len(args) > 1:
+        w = (
+            weights.get(args[1]["w"], {}).get("shape")
+            if isinstance(args[1], dict) and "w" in args[1]
+            else None
+        )
+        if w and _transposed(op, args):
+            return _transposed_macs(out_shape, op, args, w)
+        if w:  # conv1d/2d/3d: each output element reads Cin/groups x the kernel
+            return per_sample(out_shape) * math.prod(w[1:])
+    if op in ("aten.linear.default",) and isinstance(args[1], dict) and "w" in args[1]:
+        w = weights[args[1]["w"]]["shape"]
+        return per_sample(out_shape) * w[-1]
+    return per_sample(out_shape)
+
+
+def _recurrent_macs(args: list, weights: dict, fx_node) -> int:
+    """Each step multiplies the step's input and the hidden state by every layer's (and
+    direction's) weight matrices: the steps times their sizes. Its output is a tuple, so the
+    output's size was no measure: an LSTM counted 0 and was priced as free."""
+    val = fx_node.args[0].meta.get("val") if fx_node is not None and fx_node.args else None
+    params = args[2] if len(args) > 2 and isinstance(args[2], list) else []
+    if val is None or val.dim() != 3 or not params:
+        return 0
+    batch_first = bool(args[8]) if len(args) > 8 else False
+    steps = val.shape[1] if batch_first else val.shape[0]
+    if not isinstance(steps, int):  # a dynamic sequence: burst.graph refuses the input
+        return 0
+    mats = [
+        weights[p["w"]]["shape"]
+        for p in params
+        if isinstance(p, dict) and "w" in p and len(weights.get(p["w"], {}).get("shape", ())) == 2
+    ]
+    return steps * sum(rows * cols for rows, cols in mats)
+
+
+def _transposed(op: str, args: list) -> bool:
+    if op == "aten.convolution.default":
+        return len(args) > 6 and bool(args[6])
+    return "conv_transpose" in op
+
+
+def _transposed_macs(out_shape, op: str, args: list, w: list) -> int:
+    """A transposed conv's work: each input element meets Cout/groups outputs per kernel tap
+    (it was counted as its output's size: a ConvTranspose2d(64, 32, 3, stride 2) planned at a
+    twentieth of its time). The input's size from the output's, as torch computes it."""
+    dims = len(w) - 2
+
+    def per_dim(i: int, default: int) -> list[int]:
+        v = args[i] if len(args) > i else default
+        v = [v] if isinstance(v, int) else list(v) or [default]
+        return v * dims if len(v) == 1 else v
+
+    if op == "aten.convolution.default":  # (.., stride, padding, dilation, transposed, out_pad)
+        stride, pad, dil, out_pad = per_dim(3, 1), per_dim(4, 0), per_dim(5, 1), per_dim(7, 0)
+    else:  # conv_transpose: (.., stride, padding, output_padding, groups, dilation)
+        stride, pad, out_pad, dil = per_dim(3, 1), per_dim(4, 0), per_dim(5, 0), per_dim(7, 1)
+    spatial = out_shape[-dims:]
+    in_sizes = [
+        (o - 1 + 2 * p - d * (k - 1) - q) // s + 1
+        for o, s, p, d, q, k in zip(spatial, stride, pad, dil, out_pad, w[2:])
+    ]
+    return max(0, w[0] * math.prod(in_sizes) * w[1] * math.prod(w[2:]))
