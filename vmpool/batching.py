@@ -8,6 +8,8 @@ at one client nothing can join, and the delay was pure latency. Such a lone requ
 model runs on the caller's thread (``INLINE_MAX_MS``), without the hand-offs.
 """
 
+# size: ~360 lines: one batcher whose queue, gathering, inline path and run share one lock
+
 from __future__ import annotations
 
 import asyncio
@@ -42,6 +44,7 @@ class _Pending:
     rows: int
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    shapes: tuple = ()  # each input's shape past the batch dim: only equal ones share a batch
     enqueued_s: float = field(default_factory=time.monotonic)
 
 
@@ -145,7 +148,8 @@ class Batcher:
                 self._running = 1
             else:  # (get_running_loop is a getpid() system call per use on Python 3.11)
                 loop = asyncio.get_running_loop()
-                pending = _Pending(inputs, rows, loop.create_future(), loop)
+                shapes = tuple(inputs[n].shape[1:] for n in self._input_names)
+                pending = _Pending(inputs, rows, loop.create_future(), loop, shapes)
                 self._queue.append(pending)
                 self._queued_rows += rows
                 if self._queued_rows >= self._wake_at_rows:
@@ -232,16 +236,16 @@ class Batcher:
                 self._cond.wait()
             deadline = self._queue[0].enqueued_s + self.max_queue_delay_s
             batch: list[_Pending] = []
-            rows = 0
+            rows, shapes = 0, self._queue[0].shapes
             while True:
-                while self._queue and rows + self._queue[0].rows <= self.max_batch_size:
+                while self._queue and self._joins(rows, shapes):
                     item = self._queue.popleft()
                     self._queued_rows -= item.rows
                     batch.append(item)
                     rows += item.rows
                 self._gathered = len(batch)
                 full = rows >= self.max_batch_size or (
-                    self._queue and rows + self._queue[0].rows > self.max_batch_size
+                    self._queue and not self._joins(rows, shapes)
                 )
                 remaining = deadline - time.monotonic()
                 if full or remaining <= 0 or self._closing or self._alone(len(batch)):
@@ -251,6 +255,12 @@ class Batcher:
             self._wake_at_rows = math.inf
             self._gathered, self._running = 0, len(batch)
             return batch
+
+    def _joins(self, rows: int, shapes: tuple) -> bool:
+        """Whether the queue's first request fits a batch of ``rows`` rows of ``shapes``: another
+        sequence length ends it (concatenated, both failed: "... dimensions must match")."""
+        head = self._queue[0]
+        return rows + head.rows <= self.max_batch_size and head.shapes == shapes
 
     def _alone(self, in_hand: int) -> bool:
         """Whether the server holds no request besides the ``in_hand`` ones (and the queue)."""
