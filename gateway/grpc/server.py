@@ -35,13 +35,16 @@ class GrpcServer:
     server: grpc.aio.Server
     host: str
     port: int
+    servicer: InferenceServicer
 
     @property
     def target(self) -> str:
         return f"{self.host}:{self.port}"
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Refuse new calls, let calls in flight finish for up to ``grace_s``, then close."""
+    async def stop(self, grace_s: float = 30.0) -> None:
+        """Refuse new calls, let calls in flight finish for up to ``grace_s`` (as HTTP's
+        graceful shutdown), then close. Streams read no more requests and end."""
+        self.servicer.stop_streams()
         await self.server.stop(grace_s)
 
 
@@ -139,13 +142,14 @@ async def start_grpc_server(
             ("grpc.so_reuseport", 0),  # a port in use is an error, not a second silent listener
         ]
     )
-    server.add_generic_rpc_handlers((_handler(InferenceServicer(gateway)),))
+    servicer = InferenceServicer(gateway)
+    server.add_generic_rpc_handlers((_handler(servicer),))
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen for gRPC on {host}:{port} (in use?)")
     await server.start()
     log.info("gRPC (Open Inference Protocol) on %s:%d", host, bound)
-    return GrpcServer(server=server, host=host, port=bound)
+    return GrpcServer(server=server, host=host, port=bound, servicer=servicer)
 
 
 async def start_for_gateway(gateway) -> GrpcServer | None:

@@ -15,6 +15,7 @@ import uuid
 from importlib import metadata as _metadata
 from collections.abc import AsyncIterator
 
+import grpc
 from google.protobuf import json_format
 
 from vmpool.artifact import ModelConfig
@@ -40,6 +41,7 @@ from . import inference_pb2 as pb
 from .status import guard as _guard
 from .deadline import within_deadline
 from .stream import answer_in_order
+from .model_config import model_config
 from .tensors import decode_off_loop, encode_infer_response
 
 log = logging.getLogger("tidegate.grpc")
@@ -59,6 +61,15 @@ class InferenceServicer:
         self.gateway = gateway
         # each infer call's line and counts, as the HTTP infer endpoint's (the same sink)
         self.access = AccessLog(None, state=gateway, fmt=gateway.settings.access_log)
+        self.stream_readers: set[asyncio.Task] = set()  # cancelled at shutdown (stop_streams)
+        self.stopping = False
+
+    def stop_streams(self) -> None:
+        """Shutting down: each stream answers what it has read, then ends UNAVAILABLE (before,
+        a stream took requests until the server's grace ran out and its answers were cut)."""
+        self.stopping = True
+        for reader in list(self.stream_readers):
+            reader.cancel()
 
     async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
@@ -121,8 +132,11 @@ class InferenceServicer:
         (``stream.answer_in_order``); a failed one answers its error and the stream goes on."""
         meta = _text_metadata(context)
         answer = lambda request: self._stream_answer(request, meta, context)  # noqa: E731
-        async for response in answer_in_order(requests, answer):
+        async for response in answer_in_order(requests, answer, self.stream_readers):
             yield response
+        if self.stopping:
+            context.set_code(grpc.StatusCode.UNAVAILABLE)
+            context.set_details("the gateway is shutting down: send the rest to another one")
 
     async def _stream_answer(self, request, meta, context) -> pb.ModelStreamInferResponse:
         try:
@@ -316,35 +330,3 @@ def _text_metadata(context) -> dict[str, str]:
     """The call's text metadata, each value without surrounding whitespace, as an HTTP parser
     reads a header (an ``x-api-key`` of " key" was an unknown key over gRPC alone)."""
     return {k: v.strip() for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-
-
-def model_config(cfg: ModelConfig) -> pb.ModelConfig:
-    """Triton's ModelConfig view of a model: with batching, dims leave out the batch dimension."""
-    batched = cfg.max_batch_size > 0 and all(t.shape and t.shape[0] == -1 for t in cfg.inputs)
-
-    def dims(shape):
-        return list(shape[1:]) if batched else list(shape)
-
-    return pb.ModelConfig(
-        name=cfg.name,
-        platform=cfg.platform,
-        backend="pytorch",
-        max_batch_size=cfg.max_batch_size if batched else 0,
-        input=[
-            pb.ModelInput(name=t.name, data_type=_data_type(t.datatype), dims=dims(t.shape))
-            for t in cfg.inputs
-        ],
-        output=[
-            pb.ModelOutput(name=t.name, data_type=_data_type(t.datatype), dims=dims(t.shape))
-            for t in cfg.outputs
-        ],
-        dynamic_batching=pb.ModelDynamicBatching(
-            max_queue_delay_microseconds=int(cfg.max_queue_delay_ms * 1000)
-        )
-        if batched
-        else None,
-    )
-
-
-def _data_type(datatype: str) -> int:
-    return pb.DataType.Value("TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}")
