@@ -77,8 +77,14 @@ def _pair(v) -> tuple[int, int]:
 
 
 def _is4d(graph: Graph, name: str) -> bool:
-    shape = _shape(graph, name)
-    return shape is not None and len(shape) == 4
+    return _image(_shape(graph, name))
+
+
+def _image(shape) -> bool:
+    """[B, C, H, W]: 4-D with the batch first. A 4-D value with the batch elsewhere (attention's
+    [3, T, B, E] in nn.MultiheadAttention) is no image: tiled on its "H" (the batch), its
+    stitch failed on every request ("tensor with negative dimension -1: [3, 64, -1, 32]")."""
+    return shape is not None and len(shape) == 4 and all(d > 0 for d in shape[1:])
 
 
 def _shape(graph: Graph, name: str):
@@ -138,7 +144,7 @@ def _pool_spec(op: str, b: dict) -> dict:
 
 def window_spec(graph: Graph, node: Node) -> dict | None:
     """How a node maps output windows to input windows, or None if it cannot be tiled."""
-    if node.shape is None or len(node.shape) != 4:
+    if not _image(node.shape):
         return None
     op = node.op
     ins = node_inputs(node)
@@ -169,7 +175,7 @@ def window_spec(graph: Graph, node: Node) -> dict | None:
     hw = node.shape[2:]
     for r in ins:
         s = _shape(graph, r)
-        if s is None or len(s) != 4 or list(s[2:]) != list(hw):
+        if not _image(s) or list(s[2:]) != list(hw):
             return None
     return {"kind": "point"}
 

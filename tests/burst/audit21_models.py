@@ -263,6 +263,36 @@ class GRUNet(Recurrent):
         super().__init__(hidden, gru=True)
 
 
+class TorchEncoder(nn.Module):
+    """torch's own layers: nn.TransformerEncoder (batch first, a key padding mask from the int64
+    mask) over embedded token ids, mean over tokens."""
+
+    def __init__(self, d: int = 32, heads: int = 4):
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, d)
+        layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout=0.0, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+    def forward(self, ids, mask):
+        return self.enc(self.emb(ids), src_key_padding_mask=mask == 0).mean(dim=1)
+
+
+class PatchMHA(nn.Module):
+    """A conv patch embedding into nn.MultiheadAttention (its in-projection makes a 4-D
+    [3, T, B, E] value, the batch third), returning the logits and the attention weights."""
+
+    def __init__(self, d: int = 32, heads: int = 4):
+        super().__init__()
+        self.patch = nn.Conv2d(3, d, 4, stride=4)
+        self.mha = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.head = nn.Linear(d, 5)
+
+    def forward(self, x):
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        y, weights = self.mha(t, t, t)
+        return self.head(y.mean(dim=1)), weights
+
+
 F32, I64 = torch.float32, torch.int64
 # name -> (class, inputs of one sample: (shape, dtype) each)
 MODELS: dict[str, tuple[type[nn.Module], list[tuple[tuple[int, ...], torch.dtype]]]] = {
@@ -274,6 +304,8 @@ MODELS: dict[str, tuple[type[nn.Module], list[tuple[tuple[int, ...], torch.dtype
     "effnet": (EfficientNetish, [((3, 37, 45), F32)]),
     "mbv3": (MobileNetV3ish, [((3, 37, 45), F32)]),
     "detector": (Detector, [((3, 48, 64), F32)]),
+    "torchenc": (TorchEncoder, [((12,), I64), ((12,), I64)]),
+    "patchmha": (PatchMHA, [((3, 32, 32), F32)]),
 }
 # not partitionable (the burst path refuses them by name); the VM path serves them
 RECURRENT: dict[str, type[nn.Module]] = {"lstm": Recurrent, "gru": GRUNet}
