@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from policies.compute_fit import KINDS, KindFit, fit_keys, fit_kind
+from policies.compute_fit import KINDS, KindFit, fit_kind, op_kind, op_name
 
 MIN_NODES = 3  # a kind measured on fewer nodes is priced as elementwise
 # an op's own fit needs a node this big: the SE gates' sigmoids (16-96 elements, all fixed
@@ -36,11 +36,12 @@ def graph_rows(graph, node_ms: dict[str, float]) -> list[tuple[str, float, float
 
 
 def fit_kinds(rows) -> dict[str, KindFit]:
-    """Per op kind, and per transcendental op, with at least ``MIN_NODES`` nodes: its
-    non-negative least-squares fit (``policies.compute_fit.fit_keys``)."""
+    """Per op kind, and per op, with at least ``MIN_NODES`` nodes (an op's own: one as big as
+    ``MIN_OWN_MACS`` among them): its non-negative least-squares fit
+    (``policies.compute_fit.fit_keys``)."""
     by_kind: dict[str, list] = defaultdict(list)
     for op, *row in rows:
-        for key in fit_keys(op)[:-1]:  # not the elementwise fallback (its own ops: theirs)
+        for key in {op_name(op), op_kind(op)}:  # (elementwise: a fallback to other kinds)
             by_kind[key].append(tuple(row))
     return {
         k: fit_kind(r)
@@ -86,8 +87,9 @@ def _probe_modules():
             y = torch.tanh(self.gn(y)) * F.hardswish(y) + torch.sigmoid(y)
             cat = torch.cat([y, x], dim=1)
             z = self.narrow(F.max_pool2d(cat, 2)) + F.avg_pool2d(self.narrow(cat), 2)
-            u = F.interpolate(self.up(y), scale_factor=0.5, mode="bilinear") + z.mean()
-            w = F.interpolate(y, scale_factor=2, mode="nearest")
+            half = F.max_pool2d(y, 2)
+            u = F.interpolate(half, scale_factor=2, mode="bilinear") + self.up(half).mean()
+            w = F.interpolate(y, scale_factor=2, mode="nearest") + z.mean()
             return u.sum() + w.amax() + self.fc(y.mean(dim=(2, 3))).sum()
 
     out = []

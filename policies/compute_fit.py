@@ -6,8 +6,8 @@ upsampling) and a transformer's token-batched linears ~25x high (its linear rate
 batch-1 classifiers, which stream their weights). Profiles from ``tidegate profile`` since
 then also carry ``kinds``: per op kind a fixed ms, ms per GMAC, ms per MB of activations
 read and written, and ms per MB of weights read, fitted by non-negative least squares
-(``fit_kind``) over measured nodes (``ops/perfgen_fit.py`` says which). A profile without
-``kinds`` prices as before. Pure.
+(``fit_kind``) over measured nodes (``ops/perfgen_fit.py`` says which), and per op where
+the fit saw enough of it. A profile without ``kinds`` prices as before. Pure.
 """
 
 from __future__ import annotations
@@ -98,18 +98,16 @@ TERMS = ("fixed_ms", "ms_per_gmac", "ms_per_mb", "ms_per_weight_mb")
 
 
 def op_name(op: str) -> str:
-    """ "silu" of "aten.silu.default": a transcendental op's own fit is keyed by it."""
+    """ "silu" of "aten.silu.default": an op's own fit is keyed by it."""
     parts = op.split(".")
     return parts[1] if len(parts) > 2 else op
 
 
 def fit_keys(op: str) -> tuple[str, ...]:
-    """The ``kinds`` entries a node of ``op`` is priced by, first present wins: a
-    transcendental op's own (SiLU 3 ns an element, tanh 0.7, on this host), its kind's,
-    elementwise's."""
-    kind = op_kind(op)
-    own = (op_name(op),) if kind == "transcendental" else ()
-    return (*own, kind, "elementwise")
+    """The ``kinds`` entries a node of ``op`` is priced by, first present wins: the op's own
+    (where the fit saw enough of it: SiLU 3 ns an element and tanh 0.7 on this host, a
+    transposed conv 2x a conv per MAC), its kind's, elementwise's."""
+    return tuple(dict.fromkeys((op_name(op), op_kind(op), "elementwise")))
 
 
 def op_kind(op: str) -> str:

@@ -33,11 +33,17 @@ from ops.bench.unseen_models import UNSEEN, export_unseen  # noqa: E402
 WITHIN = 0.25  # issue 7: predicted p50 within 25 % of the measured warm p50
 
 
-def _without_model(raw: dict, model: str) -> dict:
-    """The reference profile as if ``model`` had never been measured."""
+def _without_model(raw: dict, model: str, zoo: dict, probes: list) -> dict:
+    """The reference profile as if ``model`` had never been measured: its row dropped and the
+    compute fit's kinds refitted without its nodes (``zoo``: every measured model's node rows;
+    ``probes``: the probe layers', ``ops.perfgen_fit``)."""
+    from ops.perfgen_fit import fit_kinds
+
     models = {m: t for m, t in raw["models"].items() if m != model}
     measured = [m for m in raw.get("measured_models", []) if m != model]
-    return {**raw, "models": models, "measured_models": measured}
+    kinds = fit_kinds([r for m, rows in zoo.items() if m != model for r in rows] + probes)
+    compute = {**raw["compute"], "kinds": {k: f.to_json() for k, f in kinds.items()}}
+    return {**raw, "models": models, "measured_models": measured, "compute": compute}
 
 
 def _before(profile):
@@ -70,6 +76,30 @@ def before_predictions(repo: Path, model: str, workers: list[int], memory_mb: in
     return out
 
 
+def compute_row(repo: Path, model: str, reps: int) -> dict:
+    """The compute model alone: the model's nodes timed on one thread here (thread CPU time:
+    what a loaded host inflates least), against the sum the profile's fit prices them at,
+    bytes-aware and MACs-only."""
+    from burst.graph import build_graph
+    from burst.node_work import node_works
+    from burst.planning import load_profile
+    from ops import profiler
+    from vmpool.artifact import load_artifact
+
+    artifact = load_artifact(repo, model)
+    program = artifact.load_program()
+    graph = build_graph(program, model)
+    measured = profiler.node_times_ms(
+        graph, program, profiler.example_inputs(artifact.config), reps
+    )
+    after = load_profile(repo, model).compute
+    works = node_works(graph, 1)
+    new = sum(after.ms(w.op, w.macs, w.act_bytes, w.weight_bytes) for w in works)
+    old = sum(_before(load_profile(repo, model)).compute.ms(w.op, w.macs) for w in works)
+    total = sum(measured.values())
+    return {"model": model, "measured_ms": total, "before_ms": old, "after_ms": new}
+
+
 def run(repo: Path, work: Path, model: str, group: str, args) -> list[dict]:
     workers = [int(w) for w in args.workers.split(",")]
     before = before_predictions(repo, model, workers, args.memory_mb)
@@ -88,6 +118,18 @@ def run(repo: Path, work: Path, model: str, group: str, args) -> list[dict]:
         )
         r.pop("latencies_ms", None), r.pop("requests", None)
     return rows
+
+
+def _compute_table(rows: list[dict]) -> None:
+    print(
+        f"\none thread, node times summed: {'model':<16} {'measured':>9} {'before':>8} {'after':>8}"
+    )
+    for r in rows:
+        m = r["measured_ms"]
+        print(
+            f"{'':<31}{r['model']:<16} {m:>9.1f} {r['before_ms']:>8.1f} {r['after_ms']:>8.1f}"
+            f"  ({(r['before_ms'] - m) / m:+.0%} -> {(r['after_ms'] - m) / m:+.0%})"
+        )
 
 
 def _table(rows: list[dict]) -> None:
@@ -121,6 +163,8 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--warm", type=int, default=12, help="warm requests per plan")
     ap.add_argument("--memory-mb", type=int, default=1024)
+    ap.add_argument("--compute-reps", type=int, default=5, help="passes timing each node")
+    ap.add_argument("--compute-only", action="store_true", help="no runtime, no gateway")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/unseen_accuracy.json")
     args = ap.parse_args()
     import torch
@@ -136,19 +180,34 @@ def main() -> int:
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
     rows: list[dict] = []
-    for model in [m for m in args.models.split(",") if m]:
-        export_unseen(model, repo)
-        rows += run(repo, work, model, "unseen", args)
+    compute: list[dict] = []
     reference = json.loads(REFERENCE_PROFILE.read_text())
-    for model in [m for m in args.zoo.split(",") if m]:
-        export_zoo(model, repo)
-        (repo / model / "profile.json").write_text(json.dumps(_without_model(reference, model)))
-        rows += run(repo, work, model, "leftout", args)
+    if args.zoo:  # every measured zoo model's nodes, to refit without the one left out
+        from ops.perfgen_fit import probe_rows
+        from ops.perfgen_refit import zoo_rows
+
+        zoo, probes = zoo_rows(reference, repo), probe_rows(args.compute_reps)
+    for model, group in [(m, "unseen") for m in args.models.split(",") if m] + [
+        (m, "leftout") for m in args.zoo.split(",") if m
+    ]:
+        if group == "unseen":
+            export_unseen(model, repo)
+        else:
+            export_zoo(model, repo)
+            without = _without_model(reference, model, zoo, probes)
+            (repo / model / "profile.json").write_text(json.dumps(without))
+        compute.append(compute_row(repo, model, args.compute_reps))
+        if not args.compute_only:
+            rows += run(repo, work, model, group, args)
+    _compute_table(compute)
     _table(rows)
     print(f"load average now {os.getloadavg()[0]:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"load_average": load, "at": time.time(), "rows": rows}, indent=1)
+        json.dumps(
+            {"load_average": load, "at": time.time(), "compute": compute, "rows": rows},
+            indent=1,
+        )
     )
     return 0
 

@@ -58,7 +58,8 @@ def test_op_kinds():
     assert op_kind("aten.scaled_dot_product_attention.default") == "attention"
     assert op_kind("aten.flatten.using_ints") == "view"
     assert fit_keys("aten.silu.default") == ("silu", "transcendental", "elementwise")
-    assert fit_keys("aten.conv2d.default") == ("conv", "elementwise")
+    assert fit_keys("aten.conv_transpose2d.input") == ("conv_transpose2d", "conv", "elementwise")
+    assert fit_keys("aten.relu.default") == ("relu", "elementwise")
 
 
 def test_a_node_is_priced_by_its_own_op_then_its_kind_then_elementwise():
