@@ -227,14 +227,13 @@ class FastLaneProtocol(OneSendProtocol):
         request_id = new_request_id()
         log = self.lane.access_log if self.lane is not None else None
         cycle = self.cycle
-        if log is None:
-            pass
-        elif cycle is not None and cycle.more_body and not cycle.response_complete:
-            cycle.scope[PARSER_REFUSED] = request_id
-        else:
+        reading = cycle is not None and cycle.more_body and not cycle.response_complete
+        if log is not None and reading:
+            cycle.scope[PARSER_REFUSED] = request_id  # its own line and count say 400
+        elif log is not None:
             method = self.parser.get_method().decode("latin-1") if self.url else ""
             path = self.url.partition(b"?")[0][:256].decode("latin-1")
-            log.refused_by_parser(method, _PRINTABLE.sub(_escape, path), request_id)
+            log.refused_by_parser(method, _NOT_PRINTABLE.sub(_escape, path), request_id)
         body = orjson.dumps({"error": error})
         self.transport.write(
             b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
@@ -325,7 +324,7 @@ class FastLaneProtocol(OneSendProtocol):
         self.on_response_complete()
 
 
-_PRINTABLE = re.compile(r"[^!-~]")  # what an access line shows percent-encoded
+_NOT_PRINTABLE = re.compile(r"[^!-~]")  # what an access line shows percent-encoded
 
 
 def _escape(match: re.Match) -> str:
