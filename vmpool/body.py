@@ -74,7 +74,10 @@ class BodyBudget:
         limit = self.limit_bytes
         if limit is not None and body_bytes > SMALL_BODY_BYTES:
             limit = self.large_limit_bytes
-        if limit is not None and self.in_flight_bytes + size > limit and self.in_flight_bytes:
+        # the bytes other requests hold: a body alone in flight is never refused for its own
+        # earlier chunks (a lone body over the budget but within its own limit was a 503)
+        others = self.in_flight_bytes - (body_bytes - size)
+        if limit is not None and self.in_flight_bytes + size > limit and others > 0:
             self.refused += 1
             raise CodecError(
                 f"the server is receiving {self.in_flight_bytes} bytes of request bodies, "
