@@ -62,7 +62,7 @@ PRIVATE_REFUSED = (
 )
 
 
-def refused_address(host: str, allow_private: bool = True) -> str | None:
+def refused_address(host: str, allow_private: bool = False) -> str | None:
     """Why a callback may not go to the address ``host`` (None: it may, or it is a name)."""
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
@@ -82,7 +82,7 @@ def refused_address(host: str, allow_private: bool = True) -> str | None:
     return "a reserved address" if ip.is_reserved else None
 
 
-def check_callback_url(url: str, allow_private: bool = True) -> str:
+def check_callback_url(url: str, allow_private: bool = False) -> str:
     try:  # (urlsplit refuses "http://[::1", .port "http://h:99999"; both were a 500)
         parts = urlsplit(url)
         parts.port  # noqa: B018 - read for its ValueError
@@ -120,7 +120,7 @@ class _CheckedResolver(AbstractResolver):
         await self._inner.close()
 
 
-def new_session(allow_private: bool = True) -> aiohttp.ClientSession:
+def new_session(allow_private: bool = False) -> aiohttp.ClientSession:
     """The session callbacks are sent with: names are checked as they are resolved."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=_CheckedResolver(allow_private))
@@ -152,7 +152,7 @@ async def deliver(
     attempts: int,
     timeout_s: float,
     backoff_s: float = 0.5,
-    allow_private: bool = True,
+    allow_private: bool = False,
 ) -> bool:
     """POST the job's answer to its callback URL; True once a 2xx came back. Redirects are
     not followed (a 3xx is a refusal); a URL that may not be reached is not tried."""

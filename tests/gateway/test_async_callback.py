@@ -49,7 +49,14 @@ async def test_a_refused_callback_is_sent_again_until_a_2xx():
     try:
         async with aiohttp.ClientSession() as session:
             ok = await deliver(
-                session, _job(url), "s3cret", 1000.0, attempts=3, timeout_s=5, backoff_s=0.01
+                session,
+                _job(url),
+                "s3cret",
+                1000.0,
+                attempts=3,
+                timeout_s=5,
+                backoff_s=0.01,
+                allow_private=True,
             )
     finally:
         await stop()
@@ -62,7 +69,14 @@ async def test_a_callback_gives_up_after_its_attempts():
     try:
         async with aiohttp.ClientSession() as session:
             ok = await deliver(
-                session, _job(url), "s3cret", 1000.0, attempts=2, timeout_s=5, backoff_s=0.01
+                session,
+                _job(url),
+                "s3cret",
+                1000.0,
+                attempts=2,
+                timeout_s=5,
+                backoff_s=0.01,
+                allow_private=True,
             )
             with refusing_port() as port:  # nothing listens there
                 unreachable = await deliver(
@@ -73,6 +87,7 @@ async def test_a_callback_gives_up_after_its_attempts():
                     attempts=2,
                     timeout_s=5,
                     backoff_s=0.01,
+                    allow_private=True,
                 )
     finally:
         await stop()

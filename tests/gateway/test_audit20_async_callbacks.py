@@ -90,7 +90,11 @@ def test_a_callback_to_a_metadata_or_link_local_address_is_refused_at_submit(url
 
 
 def test_private_addresses_are_refused_when_the_gateway_says_so():
-    assert check_callback_url("http://127.0.0.1:9/cb") == "http://127.0.0.1:9/cb"
+    assert (
+        check_callback_url("http://127.0.0.1:9/cb", allow_private=True) == "http://127.0.0.1:9/cb"
+    )
+    with pytest.raises(BadRequest, match="private"):  # the helper's default is the safe one
+        check_callback_url("http://127.0.0.1:9/cb")
     for url in ("http://127.0.0.1:9/cb", "http://10.0.0.5/cb", "http://[::1]/cb"):
         with pytest.raises(BadRequest, match="private"):
             check_callback_url(url, allow_private=False)
