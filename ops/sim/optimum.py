@@ -39,7 +39,8 @@ import math
 
 import numpy as np
 
-from .optimum_async import Economics, async_deadlines, bound_for_trace
+from .optimum_async import Economics, async_deadlines
+from .optimum_async_late import async_late_bound
 from .optimum_carry import CarryProblem, carry_bound, dp_work
 from .optimum_dp import min_billing_tail, solve
 from .optimum_draws import DrawSlack, spill_usd
@@ -128,7 +129,7 @@ def fn_usd_of(served: np.ndarray, fn_usd: float) -> np.ndarray:
 FLEET_TICK_S = 1.0  # the engine's control tick (``tick_s``): how often the fleet may change
 
 
-def interactive_bound(trace, bin_s, profile, prices, capacity, spill, slo_percentile, slack=None):
+def interactive_bound(trace, bin_s, profile, prices, capacity, spill, allowance, slack=None):
     """``combined_bound`` for the trace's bins (``late``: requests it lets miss; ``spill``: an
     on-time answer on functions, ``optimum_draws.spill_usd``; ``slack``: the run's draws'
     ``DrawSlack``). Bins coarser than the fleet's changes (the engine's 1 s tick) round a VM's
@@ -143,7 +144,6 @@ def interactive_bound(trace, bin_s, profile, prices, capacity, spill, slo_percen
         profile.slo_ms / 1000.0,
         max(bin_s - FLEET_TICK_S, 0.0),
     )
-    allowance = max(1.0 - slo_percentile, 0.0) * len(trace)
     return combined_bound(problem, prices.vm_min_billed_s, allowance, slack)
 
 
@@ -298,21 +298,18 @@ def optimum_result(
     span = max(trace.duration_s, 1.0)
     bin_s = 1.0 if span <= 6 * 3600 else 5.0  # coarser bins only lower the bound further
     capacity = replica_capacity_per_s(profile)
-    fn_usd = function_cost_per_request(profile, prices)[0]
     mean_usd, fn_gb_s = function_cost_per_request(profile, prices, check_slo=False)
     deadlines = async_deadlines(trace, async_setup)
-    if deadlines:
-        econ = _economics(profile, prices, capacity, fn_usd)
-        sol = bound_for_trace(trace, bin_s, deadlines, econ)  # (functions at their mean)
-        short = DrawSlack(profile, prices, len(trace), seed, mean_usd).slack_usd(0.0)
-        sol = {**sol, "cost_usd": sol["cost_usd"] - short}
-    else:
-        spill = spill_usd(profile, prices, mean_usd)
-        # (functions never on time are not in the bound: their draws save it nothing)
-        slack = DrawSlack(profile, prices, len(trace), seed, mean_usd) if spill < math.inf else None
-        sol = interactive_bound(
-            trace, bin_s, profile, prices, capacity, spill, slo_percentile, slack
-        )
+    spill = spill_usd(profile, prices, mean_usd)
+    slack = DrawSlack(profile, prices, len(trace), seed, mean_usd)
+    allowance = max(1.0 - slo_percentile, 0.0) * len(trace)
+    if deadlines:  # (its async work may go to functions: the draws' slack always applies)
+        econ = _economics(profile, prices, capacity, spill)
+        slo_s = profile.slo_ms / 1000.0
+        sol = async_late_bound(trace, bin_s, deadlines, econ, allowance, slo_s, slack.slack_usd)
+    else:  # (functions never on time are not in the bound: their draws save it nothing)
+        slack = slack if spill < math.inf else None
+        sol = interactive_bound(trace, bin_s, profile, prices, capacity, spill, allowance, slack)
     n = len(trace)
     spilled = min(int(round(sol["fn_requests"])), n)
     usd = max(sol["cost_usd"], 0.0)  # (what the draws and late requests take off: not below 0)

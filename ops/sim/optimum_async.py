@@ -175,7 +175,9 @@ def async_deadlines(trace, async_setup) -> dict[int, float]:
     }
 
 
-def bound_for_trace(trace, bin_s: float, deadlines: dict[int, float], econ: Economics) -> dict:
+def bound_for_trace(
+    trace, bin_s: float, deadlines: dict[int, float], econ: Economics, budget_s: float = 10.0
+) -> dict:
     """The bound's cost and parts (the keys of ``optimum.solve_layers``) for a trace whose
     tenants in ``deadlines`` are async."""
     nbins = int(np.floor(trace.duration_s / bin_s)) + 1
@@ -207,7 +209,7 @@ def bound_for_trace(trace, bin_s: float, deadlines: dict[int, float], econ: Econ
         fn_usd=econ.fn_usd,
         fn_unit_usd=econ.fn_async_usd * econ.cap_max / unit,
     )
-    bound = async_bound(inp, demand, _in_bin_cost(inp, demand, econ, bin_s))
+    bound = async_bound(inp, demand, _in_bin_cost(inp, demand, econ, bin_s), budget_s)
     return {
         "cost_usd": bound.cost_usd + fixed_usd,
         "vm_bins": bound.vm_bins,
