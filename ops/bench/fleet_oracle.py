@@ -66,9 +66,10 @@ def main() -> int:
         for name in ("vm-peak", "slo-aware", "optimum")
     }
     for text in args.schedule or ([] if args.hindsight else ["0:1"]):
-        rows[f"schedule {text}"] = run_schedule(trace, profile, prices, parse_schedule(text))
+        steps = parse_schedule(text)
+        rows[f"schedule {text}"] = run_schedule(trace, profile, prices, steps, args.seed)
     if args.hindsight:
-        h = best_hindsight(trace, profile, prices)
+        h = best_hindsight(trace, profile, prices, seed=args.seed)
         rows[f"hindsight (capacity x{h['capacity_factor']:g})"] = h
     peak_usd = rows["vm-peak"]["cost_usd"]
     print(

@@ -60,17 +60,19 @@ def timeline_steps(wanted: np.ndarray, bin_s: float = 1.0) -> list[tuple[float, 
     return steps
 
 
-def run_hindsight(trace, profile, prices, capacity_factor: float = 1.0) -> dict:
+def run_hindsight(trace, profile, prices, capacity_factor: float = 1.0, seed: int = 0) -> dict:
     """The simulated summary of the layer timeline at ``capacity_factor``."""
     steps = timeline_steps(layer_timeline(trace, profile, prices, capacity_factor))
-    s = run_schedule(trace, profile, prices, steps)
+    s = run_schedule(trace, profile, prices, steps, seed)
     return {**s, "capacity_factor": capacity_factor}
 
 
-def best_hindsight(trace, profile, prices, target: float = 0.99, factors=FACTORS) -> dict:
+def best_hindsight(
+    trace, profile, prices, target: float = 0.99, factors=FACTORS, seed: int = 0
+) -> dict:
     """The cheapest of the layer timelines at ``factors`` that meets ``target`` (else the one
     with the highest attainment), and every run's (factor, attainment, cost)."""
-    runs = [run_hindsight(trace, profile, prices, f) for f in factors]
+    runs = [run_hindsight(trace, profile, prices, f, seed) for f in factors]
     ok = [r for r in runs if r["slo_attainment"] >= target]
     best = (
         min(ok, key=lambda r: r["cost_usd"]) if ok else max(runs, key=lambda r: r["slo_attainment"])
@@ -96,9 +98,10 @@ class Scheduled(ScalerBase):
         return ScaleDecision(want if state.now_s >= t_s else 0, "schedule")
 
 
-def run_schedule(trace, profile, prices, steps: list[tuple[float, int]]) -> dict:
+def run_schedule(trace, profile, prices, steps: list[tuple[float, int]], seed: int = 0) -> dict:
     """The simulated summary of a fixed fleet schedule (``t_s:replicas`` steps; a VM asked for
-    serves a boot time later) with slo-aware's routing and spill."""
+    serves a boot time later) with slo-aware's routing and spill; ``seed`` as a run's (the
+    optimum's bound is for the draws of the same seed)."""
     spec = preset_spec("slo-aware", trace, profile)
     routing, _ = build_policies(spec, prices)
     setup = SimSetup(
@@ -108,5 +111,6 @@ def run_schedule(trace, profile, prices, steps: list[tuple[float, int]]) -> dict
         prices=prices,
         initial_replicas=steps[0][1] if steps[0][0] <= 0 else 0,
         name="schedule",
+        seed=seed,
     )
     return Simulation(trace, setup).run().summary
