@@ -160,13 +160,20 @@ def repository_router(state: GatewayState) -> APIRouter:
 
 
 async def _tell_replicas(state: GatewayState, model: str, action: str) -> None:
+    """Tell the replicas in rotation (their failures fail a load), and those out of it (one that
+    cannot be told is kept out by the pool until it has been: ``ReplicaPool.missed``)."""
     pool = state.pool
     if pool is None:
         return
-    replicas = pool.ready()
+    replicas, others = pool.ready(), pool.out_of_rotation()
     results = await asyncio.gather(
-        *(pool.client.repository(r.url, model, action) for r in replicas), return_exceptions=True
+        *(pool.client.repository(r.url, model, action) for r in replicas + others),
+        return_exceptions=True,
     )
+    for r, exc in zip(others, results[len(replicas) :], strict=True):
+        if exc is not None and not 400 <= getattr(exc, "status", 500) < 500:  # unreachable
+            pool.missed(r.id, model, action)
+    results = results[: len(replicas)]
     errors = [exc for exc in results if exc is not None]
     repo = str(state.settings.repo_path)
     failed = [

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from .breaker import Breakers
-from .client import ReplicaClient
+from .client import ReplicaClient, ReplicaError
 from .health import BootBackoff, probe
 from .pool_routing import BOOT_POLL_S, NoReplicaError, PoolAnswer, ReplicaRouting
 from .provisioners.base import LIVE_STATES, Provisioner, ReplicaInfo, ReplicaState
@@ -80,6 +80,8 @@ class ReplicaPool(ReplicaRouting):
         self._boot_seen: set[str] = set()
         self._live_misses: dict[str, int] = {}  # replica id -> live probes failed in a row
         self._listed_urls: set[str] = set()  # the provisioner's replicas at the last health tick
+        # replica id -> repository calls (model, "load" | "unload") it missed, out of rotation
+        self._missed: dict[str, list[tuple[str, str]]] = {}
         self._boot_times_s: deque[float] = deque(maxlen=20)
         self._rng = random.Random(seed)
         self._health_task: asyncio.Task | None = None
@@ -202,7 +204,7 @@ class ReplicaPool(ReplicaRouting):
                 self._boot_seen.add(r.id)
                 if r.ready_at_s is not None:
                     self._boot_times_s.append(r.ready_at_s - r.started_at_s)
-            if await probe(session, r.url):
+            if await probe(session, r.url) and await self._catch_up(r):
                 self._unhealthy.discard(r.id)
                 self._live_misses.pop(r.id, None)
                 if r.url in self._gone_urls:
@@ -224,12 +226,45 @@ class ReplicaPool(ReplicaRouting):
             self.provisioner.mark_failed(r.id)
         await backoff.keep_desired()
 
+    # the model repository ------------------------------------------------------------------
+
+    def out_of_rotation(self) -> list[ReplicaInfo]:
+        """Ready replicas that take no requests now (unhealthy, or their circuit open)."""
+        ready = {r.id for r in self.ready()}
+        return [
+            r
+            for r in self.provisioner.replicas()
+            if r.state == ReplicaState.READY and r.id not in ready and r.id not in self._draining
+        ]
+
+    def missed(self, replica_id: str, model: str, action: str) -> None:
+        """``replica_id`` could not be told to ``action`` ("load" | "unload") ``model``: it takes
+        no requests until the health loop has told it (it would serve the old model, or none)."""
+        self._missed.setdefault(replica_id, []).append((model, action))
+        self._unhealthy.add(replica_id)
+
+    async def _catch_up(self, r: ReplicaInfo) -> bool:
+        """The repository calls ``r`` missed, in order; False while one still fails."""
+        missed = self._missed.get(r.id)
+        while missed:
+            model, action = missed[0]
+            try:
+                await self.client.repository(r.url, model, action)
+            except ReplicaError as exc:
+                if not 400 <= exc.status < 500:  # (a 4xx: the model's own, not the replica's)
+                    log.warning("replica %s cannot %s %s yet: %s", r.id, action, model, exc)
+                    return False
+            missed.pop(0)
+        self._missed.pop(r.id, None)
+        return True
+
     def _forget_gone(self, ids: set[str], urls: set[str]) -> None:
         """What the pool kept of replicas the provisioner no longer lists (failed and replaced,
         or stopped): kept, each replacement or scale-down grew these for as long as it ran."""
         self._boot_seen &= ids
         self._live_misses = {k: n for k, n in self._live_misses.items() if k in ids}
         self._unhealthy &= ids
+        self._missed = {k: calls for k, calls in self._missed.items() if k in ids}
         self._gone_urls &= urls
         forget = getattr(self.client, "forget", None)  # its connections, its batching state
         for url in self._listed_urls - urls if forget is not None else ():
