@@ -47,6 +47,8 @@ def split_paying_profile() -> dict:
     the planner splits ResNet-18 at 64x64 over the S3 store."""
     raw = json.loads(REFERENCE_PROFILE.read_text())
     raw["compute"]["ms_per_gmac"] = {k: v * 50 for k, v in raw["compute"]["ms_per_gmac"].items()}
+    kinds = raw["compute"].get("kinds", {})  # the bytes-aware fit too (policies/compute_fit.py)
+    raw["compute"]["kinds"] = {k: {t: v * 50 for t, v in f.items()} for k, f in kinds.items()}
     raw["models"] = {}
     raw["transfer"]["s3"] = dict(raw["transfer"]["dir"])
     return raw

@@ -92,6 +92,8 @@ def test_plan_with_a_hostile_profile_in_the_repository_is_one_line(repo, case):
 def _slow_compute(raw):
     """A profile in which compute is 50x the reference's: splitting the mlp pays."""
     raw["compute"]["ms_per_gmac"] = {k: v * 50 for k, v in raw["compute"]["ms_per_gmac"].items()}
+    kinds = raw["compute"].get("kinds", {})  # the bytes-aware fit too (policies/compute_fit.py)
+    raw["compute"]["kinds"] = {k: {t: v * 50 for t, v in f.items()} for k, f in kinds.items()}
     raw["models"] = {}
 
 
