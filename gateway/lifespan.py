@@ -26,10 +26,14 @@ log = logging.getLogger("tidegate.gateway")
 
 
 def load_models(settings: Settings) -> dict[str, ModelConfig]:
+    """The repository's models the gateway serves: a damaged one (its program not a whole zip,
+    as the replicas check at load) is skipped, not routed to replicas that cannot load it."""
     models = {}
     for name in list_models(settings.repo_path):
         try:
-            models[name] = load_artifact(settings.repo_path, name).config
+            artifact = load_artifact(settings.repo_path, name)
+            artifact.verify()
+            models[name] = artifact.config
         except ArtifactError as exc:
             log.warning("skipping model %s: %s", name, exc)
     return models

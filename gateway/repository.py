@@ -75,7 +75,9 @@ async def load_model(state: GatewayState, model: str) -> None:
     except ArtifactError as exc:
         # (the repository's place on disk is the operator's, not the caller's, to know)
         message = str(exc).splitlines()[0].replace(str(repo), "the model repository")
-        raise NotFound(message) from None
+        if "not found" in message:
+            raise NotFound(message) from None
+        raise BadRequest(message) from None  # there, but broken (its config): as the replicas
     await _tell_replicas(state, model, "load")
     if state.pool is not None:
         coalesce_model(state.pool, artifact.config, state.settings.vm)

@@ -147,3 +147,35 @@ def test_a_model_loaded_while_serving_has_its_requests_merged_to_its_max_batch(
             answers = asyncio.run(_concurrent_infers(url, "delay", 16, 16))
             assert [a for a in answers if a[0] != 200] == []
             assert _replica_calls(replica, "400") == 0
+
+
+def test_loading_broken_models_while_another_serves_says_what_is_wrong(tmp_path):
+    """Models put in the repository broken, loaded while mlp serves: a config that does not
+    parse or a program that is not one is a 400 naming the fault (a config that did not parse
+    was a 404, as if the model were not there), a model with a file missing a 404; none is
+    served, and mlp answers throughout. The damaged program was in the repository when the
+    gateway started: it was served (READY, routed to replicas that could not load it)."""
+    repo = tmp_path / "models"
+    export_zoo("mlp", repo)
+    mlp_config = (repo / "mlp" / "config.toml").read_text()
+    for name in ("badcfg", "nocfg", "garbage"):
+        (repo / name).mkdir()
+    shutil.copy(repo / "mlp" / "model.pt2", repo / "badcfg")
+    (repo / "badcfg" / "config.toml").write_text('name = "badcfg"\nthis is not toml [\n')
+    shutil.copy(repo / "mlp" / "model.pt2", repo / "nocfg")
+    (repo / "garbage" / "config.toml").write_text(mlp_config.replace('"mlp"', '"garbage"', 1))
+    (repo / "garbage" / "model.pt2").write_bytes(os.urandom(5000))
+    with running_model_server(repo, tmp_path / "ms.log", "mlp") as replica:
+        with gateway_on(replica, repo, tmp_path / "data") as (url, _):
+            with httpx.Client(base_url=url, timeout=60) as c:
+                expected = {"badcfg": (400, "config.toml"), "nocfg": (404, "not found"),
+                            "garbage": (400, "damaged")}  # fmt: skip
+                for name, (status, says) in expected.items():
+                    r = c.post(f"/v2/repository/models/{name}/load")
+                    assert (r.status_code, says in r.json()["error"]) == (status, True), r.text
+                    assert str(repo) not in r.text
+                    assert c.post("/v2/models/mlp/infer", json=MLP).status_code == 200
+                index = {e["name"]: e["state"] for e in c.post("/v2/repository/index").json()}
+                assert index == {
+                    "mlp": "READY", "badcfg": "UNAVAILABLE", "garbage": "UNAVAILABLE",
+                }  # fmt: skip
