@@ -169,11 +169,16 @@ def run_op(node, env: dict, weights: dict):
     return out[node.item] if node.item is not None else out
 
 
-def run_nodes(graph: Graph, names: list[str], env: dict, weights: dict) -> dict:
-    """Run nodes in order on full tensors (serial stages, output slices); updates ``env``."""
+def run_nodes(
+    graph: Graph, names: list[str], env: dict, weights: dict, drop_after: dict | None = None
+) -> dict:
+    """Run nodes in order on full tensors (serial stages, output slices); updates ``env``, and
+    drops from it the values ``drop_after[name]`` once node ``name`` has read them last."""
     for name in names:
         node = graph.node(name)
         env[name] = run_op(node, env, weights)
+        for value in drop_after.get(name, ()) if drop_after else ():
+            env.pop(value, None)
     return env
 
 

@@ -20,6 +20,7 @@ import uuid
 import torch
 
 from burst.execute import run_nodes
+from burst.plan_memory import release_points
 from burst.forkjoin import ForkJoin, StageFailed, compute_leg, run_stage
 from burst.hedge import HedgePolicy, LegTimes
 from burst.packed_conv import packing
@@ -101,9 +102,9 @@ async def run_worker(event: dict, store) -> dict:
     }
 
 
-def _serial(graph, names, env, weights):
+def _serial(graph, names, env, weights, drop_after):
     with torch.no_grad():
-        run_nodes(graph, names, env, weights)
+        run_nodes(graph, names, env, weights, drop_after)
 
 
 async def run_master(
@@ -207,18 +208,22 @@ async def _run_master(
         plan, graph, invoker, store, request_id, leg_times, leg_weights, extra, master_leg
     )
     env = dict(zip(graph.inputs, xs, strict=True))
+    del xs  # env holds the inputs until their last reader
+    after_node, after_stage = release_points(graph, plan)  # values go after their last reader
     stages: list[StageReport] = []
     for stage in plan.stages:
         t_stage = time.perf_counter()
         if stage.split == "serial":
             with packing(stage.packed):  # convs packed as the plan says
-                _serial(graph, stage.nodes, env, weights)  # nothing beside it: no thread hop
+                _serial(graph, stage.nodes, env, weights, after_node)  # no thread hop
             stages.append(StageReport(stage.index, "serial", _ms(t_stage), _ms(t_stage)))
             continue
         try:
             stages.append(await run_stage(fj, stage, env))
         except StageFailed as exc:
             raise BurstError(str(exc)) from exc
+        for value in after_stage.get(stage.index, ()):
+            env.pop(value, None)
     outputs, output_ms = await _send_outputs(plan, graph, env, store, request_id)
     return outputs, MasterReport(
         plan_id=plan_id,
