@@ -7,12 +7,14 @@ exceeded the function's memory size 512 MB", a 503 after a paid invocation, at a
 count. Its tensors live at once peak at ~200 MB beside the ~320 MB runtime.
 
 The values live at once are not all the master holds: ops' temporaries, layout copies and the
-allocator's cache come on top. The Inception master (192 MB of live values) measured 578-602 MB
-in 576 MB functions and 717-726 MB in 704 MB ones; a UNet (c=32, 100x140, batch 8: 55 MB of live
-values, 0.9 MB of weights) planned at 376 MB into 384 MB functions was killed at 388-390 MB on
-every request, at 1 and 4 workers (the runtime itself takes ~290 MB there). Both are about 1.6x
-their live values beside the runtime, so a plan must leave room for twice them
-(``TEMPORARIES_FACTOR``).
+allocator's slack come on top. Since the master drops values after their last reader
+(``release_points``; before, it kept every value to the end of the request), a UNet (c=32,
+100x140, batch 8: 55 MB live, 0.9 MB of weights) measured 374-415 MB in 512 MB functions over
+~290 MB of runtime: about 2x its live set, which the check leaves room for
+(``TEMPORARIES_FACTOR``). Planned at 1x (376 MB) it was sized into 384 MB functions and killed
+at 388-390 MB on every request. The functions' allocator settings
+(``burst.local_functions.ALLOCATOR_ENV``) keep freed memory for the next request, which can
+hold more: MobileNetV2 at batch 8 (73.5 MB live) 750-814 MB warm.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from burst.plan import FUNCTION_RUNTIME_MB, _nbytes
 from burst.plan_schema import Plan, PlanError, Split
 
 MIB = 1 << 20
-# what the master holds per byte of live values at its peak (see above: measured 1.5-1.7x)
+# what the master holds per byte of live values at its peak (see above: measured ~2x)
 TEMPORARIES_FACTOR = 2.0
 
 

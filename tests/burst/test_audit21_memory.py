@@ -5,8 +5,9 @@ A UNet (c=32, 100x140 input, batch 8: 55 MB of tensors live at once, 0.9 MB of w
 planned into 384 MB functions at an estimate of 376 MB, and every burst request's master was
 killed on the local runtime ("memory used 388 MB exceeded the function's memory size 384 MB",
 at 1 and 4 workers: a 503 after a paid invocation). Ops' temporaries, layout copies and the
-allocator's cache come on top of the live values (measured 1.5-1.7x them); the plan is now
-refused with a 400 saying what size holds it, and planned where that size is given.
+allocator's slack come on top of the live values (it holds 374-415 MB now that the master drops
+values after their last reader: ~2x them); the plan is now refused with a 400 saying what size
+holds it, and planned where that size is given.
 """
 
 from __future__ import annotations
