@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import audit20_models as am  # noqa: E402
+from perfgen_slow_profile import write_slow_profile  # noqa: E402
 
 from gateway.app import create_app  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
@@ -57,6 +58,7 @@ def _repo(tmp_path: Path) -> tuple[Path, dict]:
         cli(["export", str(tmp_path / "branches.pt2"), "--name", "branches", "--out", str(repo)])
         == 0
     )
+    write_slow_profile(repo, "hugemlp")  # split it: a test of what a split answers
     return repo, modules
 
 

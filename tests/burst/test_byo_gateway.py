@@ -17,6 +17,7 @@ import tritonclient.http as triton
 
 sys.path.insert(0, str(Path(__file__).parent))
 import byo_models as bm  # noqa: E402
+from perfgen_slow_profile import write_slow_profile  # noqa: E402
 
 from gateway.app import create_app  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
@@ -25,7 +26,7 @@ from tests.gateway.conftest import serve_app  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-# wide enough that the planner splits a batch of 2 across functions (bundled profile)
+# split across functions under a slow profile (perfgen_slow_profile: the bundled one keeps it whole)
 ENCODER = {"d": 256, "depth": 1}
 ENCODER_SHAPE = (64, 256)
 
@@ -58,6 +59,7 @@ def _repo(tmp_path: Path) -> tuple[Path, dict]:
     # batch of 2 exceeds max_batch_size 1" on the VM path, a 400 on the burst path, before)
     modules["unet2"] = bm.build("unet")
     _save(tmp_path, "unet2", torch.export.export(modules["unet2"], tuple(bm.example("unet"))), repo)
+    write_slow_profile(repo, "encoder")  # split it: a test of what a split answers
     return repo, modules
 
 
