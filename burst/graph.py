@@ -154,9 +154,15 @@ def _only_the_batch_dynamic(n) -> None:
         if isinstance(d, torch.SymInt) and getattr(expr, "free_symbols", None):
             raise GraphError(
                 f"input {n.name!r} has a dynamic dimension {i} besides the batch "
-                f"(shape {list(val.shape)}): burst plans are made for fixed shapes; export it "
+                f"(shape {_shown(val.shape)}): burst plans are made for fixed shapes; export it "
                 "with only the batch dynamic to split it, or keep it on the VM path"
             )
+
+
+def _shown(shape) -> list[int]:
+    """A shape as the model's config shows it: -1 for a dynamic size (not "s23", a tracer's
+    symbol name)."""
+    return [d if isinstance(d, int) else -1 for d in shape]
 
 
 def weights_digest(program) -> str:

@@ -16,7 +16,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 import audit21_models as am  # noqa: E402
 
-from burst.graph import build_graph  # noqa: E402
+from burst.graph import GraphError, build_graph  # noqa: E402
 from burst.node_work import node_works  # noqa: E402
 from burst.planning import PlanRequest, load_profile, model_plan, predict_plan  # noqa: E402
 
@@ -74,3 +74,13 @@ def test_plan_prices_an_lstm_by_its_work():
     one, eight = stage_ms(1), stage_ms(8)
     # 57 M multiply-adds at batch 8, 7 M at 1: at least the linear layers' rate
     assert eight > 0.5 and eight > 2 * one, (one, eight)
+
+
+def test_a_dynamic_sequence_is_refused_with_the_shape_its_config_shows():
+    """It said "(shape [s23, s27])", the tracer's symbol names; the config says [-1, -1]."""
+    module = am.build("textenc")
+    program = am.export(module, am.example("textenc"), seq=True)
+    with pytest.raises(
+        GraphError, match=r"dynamic dimension 1 besides the batch \(shape \[-1, -1\]\)"
+    ):
+        build_graph(program, "textenc")
