@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -72,22 +73,53 @@ def user_tensors(program) -> tuple[list, list]:
     return inputs, outputs
 
 
-def input_ranges(program, names: Sequence[str]) -> dict[str, tuple[tuple[int, int, int], ...]]:
+class Bound(NamedTuple):
+    """What a user input takes: sizes ``lo..hi`` of dimension ``dim``, or with ``dim`` None,
+    values ``lo..hi``."""
+
+    dim: int | None
+    lo: int
+    hi: int
+
+
+def input_ranges(program, names: Sequence[str]) -> dict[str, tuple[Bound, ...]]:
     """Per user input (by config name), the (dim, min, max) of each dynamic dimension past the
-    batch that the program bounds (a ``torch.export.Dim(min=, max=)``; no max: a huge one).
-    A request outside them failed inside the graph ("Guard failed: x.size()[1] >= 4", a 500
-    from the model); ``check_ranges`` makes it a 400 before it is batched."""
+    batch that the program bounds (a ``torch.export.Dim(min=, max=)``; no max: a huge one), and
+    for integer ids that index an embedding table, its rows. A request outside them failed
+    inside the graph ("Guard failed: x.size()[1] >= 4", a 500 from the model; a token id past
+    the vocabulary "IndexError: index out of range in self", a 503); ``check_ranges`` makes it a
+    400 before it is batched."""
     inputs, _ = user_tensors(program)
     constraints = program.range_constraints
-    ranges: dict[str, tuple[tuple[int, int, int], ...]] = {}
-    for name, value in zip(names, inputs, strict=False):
-        dims = []
+    rows = _embedding_rows(program)
+    ranges: dict[str, tuple[Bound, ...]] = {}
+    for name, value, node_name in zip(
+        names, inputs, program.graph_signature.user_inputs, strict=False
+    ):
+        dims = [Bound(None, 0, rows[node_name] - 1)] if node_name in rows else []
         for d, size in enumerate(getattr(value, "shape", ())[1:], start=1):
             bound = constraints.get(getattr(getattr(size, "node", None), "expr", None))
             if bound is None:
                 continue  # a static size (the config's shape) or a derived one
             lo, hi = int(bound.lower), bound.upper
-            dims.append((d, lo, int(hi) if hi.is_finite else 1 << 62))
+            dims.append(Bound(d, lo, int(hi) if hi.is_finite else 1 << 62))
         if dims:
             ranges[name] = tuple(dims)
     return ranges
+
+
+def _embedding_rows(program) -> dict[str, int]:
+    """User inputs (by graph name) read directly as the indices of an embedding: the fewest
+    rows of the tables they index."""
+    user = set(program.graph_signature.user_inputs)
+    rows: dict[str, int] = {}
+    for node in program.graph.nodes:
+        if node.op != "call_function" or node.target is not torch.ops.aten.embedding.default:
+            continue
+        table, ids = node.args[0], node.args[1]
+        value = getattr(table, "meta", {}).get("val")
+        if getattr(ids, "name", None) in user and isinstance(value, torch.Tensor) and value.dim():
+            size = value.shape[0]
+            if isinstance(size, int):
+                rows[ids.name] = min(rows.get(ids.name, size), size)
+    return rows

@@ -60,13 +60,21 @@ def validate_inputs(req: InferRequest, cfg: ModelConfig) -> None:
 
 
 def check_ranges(req: InferRequest, ranges: dict, model: str) -> None:
-    """CodecError(400) for an input size outside the range its program was exported for
-    (``program_specs.input_ranges``)."""
+    """CodecError(400) for an input size outside the range its program was exported for, or
+    ids outside the embedding table they index (``program_specs.input_ranges``)."""
     for name, dims in ranges.items():
         array = req.inputs.get(name)
         if array is None:
             continue
         for d, lo, hi in dims:
+            if d is None:  # ids into an embedding table of hi + 1 rows
+                if array.size and not lo <= array.min() <= array.max() <= hi:
+                    bad = array.min() if array.min() < lo else array.max()
+                    raise CodecError(
+                        f"input {name!r}: value {bad} is outside {lo}..{hi}, the rows of the "
+                        f"table model {model} looks it up in"
+                    )
+                continue
             if not lo <= array.shape[d] <= hi:
                 limit = f"at least {lo}" if array.shape[d] < lo else f"at most {hi}"
                 raise CodecError(
