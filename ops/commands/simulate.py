@@ -235,7 +235,6 @@ def _several_models(trace) -> str:
 def run_policies(names: list[str], trace, profile, cfg, params: dict, seed: int, log=None):
     from ops.cli import CliError
     from ops.sim import run_spec, simulate
-    from ops.sim.config import running_start
 
     results = []
     for name in names:
@@ -248,7 +247,7 @@ def run_policies(names: list[str], trace, profile, cfg, params: dict, seed: int,
                     )
                 res = run_spec(
                     trace,
-                    running_start(cfg.spec, trace, profile),
+                    cfg.spec,
                     profile,
                     name="config",
                     tick_s=cfg.tick_s,

@@ -55,6 +55,7 @@ def test_the_snippet_serves_and_simulates_to_the_best_trial(tmp_path, capsys, po
     best = json.loads(tuned.read_text())["best"]
     settings = serve_accepts(snippet)
     assert settings.routing_policy in snippet.read_text()
+    assert "replicas" in settings.vm.model_fields_set  # the start the trial had
     out = tmp_path / "sim.json"
     assert main(["simulate", *common, "--policy", "config", "--config", str(snippet)]
                 + ["--json", str(out)]) == 0  # fmt: skip
