@@ -231,6 +231,8 @@ def main() -> int:
     cache = json.loads(cache_path.read_text()) if cache_path and cache_path.is_file() else {}
     profile, rows, total = SimProfile.reference(), {}, 0.0
     for name, source, seed in _runs(args.which, args.only):
+        if name not in cache and cache_path and cache_path.is_file():  # another run's, since
+            cache = {**json.loads(cache_path.read_text()), **cache}
         if args.which == "rand4":
             s = _run_rand4(source, Path(args.csv_dir), cache, params)
         else:

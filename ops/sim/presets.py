@@ -26,6 +26,7 @@ from policies.routing import make_policy
 
 PAYS_WINDOW_BOOTS = 4  # (starting_replicas)
 SAGEMAKER_SAFETY = 0.5  # "SAFETY_FACTOR" of SageMaker's load-testing guidance
+SLO_AWARE_UTILIZATION = 0.9  # the slo-aware preset's target_utilization
 
 PRESETS = ("vm-peak", "vm-reactive", "burst-only", "threshold", "knative", "slo-aware", "optimum")
 
@@ -69,7 +70,21 @@ def starting_replicas(trace, profile, spills: bool = False) -> int:
         if seen / look_s * spill_usd < prices.vm_usd_per_hour / 3600.0:
             return 0
     first = int(np.searchsorted(trace.arrivals_s, trace.arrivals_s[0] + window_s))
-    return math.ceil(first / window_s / profile.vm_capacity_per_s())
+    return math.ceil(first / window_s / start_capacity_per_s(profile))
+
+
+def start_capacity_per_s(profile) -> float:
+    """A replica's rate for the starting fleet: its full-batch capacity, or the rate it serves
+    within the SLO where the slo-aware scaler sizes it at that (a 62 ms SLO on ResNet-50:
+    19 req/s, not 56; ``policies/autoscaling/slo_capacity.py``), so a run does not open with
+    a fleet that misses the SLO for a boot time."""
+    from policies.autoscaling.slo_capacity import slo_rate_per_s
+    from policies.state import ModelStats
+
+    full = profile.vm_capacity_per_s()
+    stats = ModelStats(vm_service_ms_by_batch=profile.vm_service_ms_by_batch, slo_ms=profile.slo_ms)
+    within = slo_rate_per_s(stats, profile.vm_max_batch_size)
+    return within if 0 < within < SLO_AWARE_UTILIZATION * full else full
 
 
 def preset_spec(name: str, trace, profile, params: dict | None = None) -> PolicySpec:
@@ -165,7 +180,7 @@ def _preset_defaults(name: str, peak: int, big: int, profile) -> PolicySpec:
                 "level_alpha": 0.05,
                 "trend_beta": 0.005,
                 "base_quantile": 0.3,
-                "target_utilization": 0.9,
+                "target_utilization": SLO_AWARE_UTILIZATION,
                 "scale_in_cooldown_s": 180.0,
                 "burst_latency_s": profile.burst_p50_ms / 1000.0,
                 "instances_per_burst_request": profile.burst_instances,
