@@ -23,7 +23,9 @@ class BurstUnavailable(Exception):
     ``refused`` when the burst path refuses the model as asked (its graph, its plan or its
     artifact: ``plan_unavailable``), which no retry changes, unlike an outage. ``model_wide``
     when that holds for every request of the model (its graph or artifact), not only for this
-    request's plan (a worker count or batch that fits no function's memory)."""
+    request's plan (a worker count or batch that fits no function's memory). ``bad_input``
+    when the request's own values cannot run (token ids past an embedding table): a client
+    error on any path."""
 
     def __init__(
         self,
@@ -32,11 +34,13 @@ class BurstUnavailable(Exception):
         *,
         refused: bool = False,
         model_wide: bool = False,
+        bad_input: bool = False,
     ):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.refused = refused
         self.model_wide = refused and model_wide
+        self.bad_input = bad_input
 
 
 @dataclass

@@ -20,6 +20,7 @@ from burst import tensor_roots
 from burst.backend import BurstStats
 from burst.detach import Detached
 from burst.exchange import BurstAnswer, BurstUnavailable, plan_unavailable, refusal_kinds
+from burst.input_bounds import check_ids
 from burst.exchange import run_request
 from burst.faas.admission import default_memory_budget_mb
 from burst.instance_gate import Busy, InstanceGate
@@ -302,6 +303,8 @@ class BurstService:
             if (unavailable := plan_unavailable(model, exc)) is None:
                 raise
             raise unavailable from exc
+        if (graph := self._graphs.get(model)) is not None:  # ids past a table: a 400, unpaid
+            check_ids(graph, plan.inputs, inputs, model)
         try:
             # n instances for n workers (the master runs a leg), held until the invocation ends
             hold = self._gate.hold(max(1, plan.workers))

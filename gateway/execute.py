@@ -126,6 +126,8 @@ def _burst_error(
     model's requests to the VMs until a burst of it runs: all of them for a graph it cannot
     run (``model_wide``), those asking for the same workers and batch for a plan that fits no
     function. Forced there, no retry can help: a client error."""
+    if exc.bad_input:  # the request's own values (ids past an embedding table): a client error
+        return BadRequest(str(exc))
     if exc.refused:
         d.no_burst.add(key[0] if exc.model_wide else key)
         if ctx.forced_route:

@@ -136,6 +136,16 @@ def test_new_model_families_answer_alike_on_both_paths(tmp_path):
                 headers={"X-Tidegate-Route": route},
             )
             assert r.status_code == 400 and "exceeds max_batch_size 8" in r.json()["error"]
+        meta = c.get("/v2/models/textmask").json()
+        ids, mask = am.example("textmask", batch=1)
+        ids[0, 2] = am.VOCAB  # past the embedding table: a 400 on both paths, before any function
+        for route in ("vm", "burst"):
+            r = c.post(
+                "/v2/models/textmask/infer",
+                json=_body(meta, [ids, mask]),
+                headers={"X-Tidegate-Route": route},
+            )
+            assert r.status_code == 400 and "value 50 is outside 0..49" in r.json()["error"], r.text
         meta = c.get("/v2/models/textdyn").json()
         r = c.post(
             "/v2/models/textdyn/infer",

@@ -16,7 +16,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 import audit21_models as am  # noqa: E402
 
+from burst.exchange import BurstUnavailable  # noqa: E402
 from burst.graph import GraphError, build_graph  # noqa: E402
+from burst.input_bounds import check_ids  # noqa: E402
 from burst.node_work import node_works  # noqa: E402
 from burst.planning import PlanRequest, load_profile, model_plan, predict_plan  # noqa: E402
 
@@ -84,3 +86,19 @@ def test_a_dynamic_sequence_is_refused_with_the_shape_its_config_shows():
         GraphError, match=r"dynamic dimension 1 besides the batch \(shape \[-1, -1\]\)"
     ):
         build_graph(program, "textenc")
+
+
+def test_token_ids_past_the_embedding_table_are_refused_before_any_invocation():
+    """The master failed on them ("IndexError: index out of range in self": a 503 after a paid
+    invocation); the burst path refuses them first, as a client error the gateway makes a 400."""
+    graph = build_graph(am.export(am.build("textmask"), am.example("textmask")), "textmask")
+    ids, mask = (x.numpy() for x in am.example("textmask", batch=2))
+    check_ids(graph, ["ids", "mask"], {"ids": ids, "mask": mask * 7}, "textmask")  # mask: any
+    for bad in (am.VOCAB, -1):
+        ids[1, 3] = bad
+        with pytest.raises(BurstUnavailable, match=rf"input 'ids': value {bad} is outside 0\.\.49"):
+            check_ids(graph, ["ids", "mask"], {"ids": ids, "mask": mask}, "textmask")
+        try:
+            check_ids(graph, ["ids", "mask"], {"ids": ids, "mask": mask}, "textmask")
+        except BurstUnavailable as exc:
+            assert exc.bad_input and not exc.refused
