@@ -2,8 +2,9 @@
 ``tidegate export``-ed, served by a gateway with a local VM replica and the local function
 runtime, and asked on the VM path and the burst path at 1, 2 and 4 workers, batch 1 and 3: the
 burst answer is the VM answer and eager torch's. A batch over the model's max and a token id
-past the vocabulary are 400s on both paths; a text encoder with a dynamic sequence length is served by the VM path, concurrent
-requests of different lengths included, and refused by name on the burst path.
+past the vocabulary are 400s on both paths; a text encoder with a dynamic sequence length is
+served by the VM path, concurrent requests of different lengths included, and refused by name
+on the burst path.
 
 Before 45fc969, concurrent requests of different lengths were batched together and failed
 (503: "all the input array dimensions except for the concatenation axis must match exactly"): 4 of
