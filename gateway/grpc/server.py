@@ -43,8 +43,9 @@ class GrpcServer:
 
     async def stop(self, grace_s: float = 30.0) -> None:
         """Refuse new calls, let calls in flight finish for up to ``grace_s`` (as HTTP's
-        graceful shutdown), then close. Streams read no more requests and end."""
-        self.servicer.stop_streams()
+        graceful shutdown), then close. Requests that come on open streams meanwhile are
+        answered an error at once."""
+        self.servicer.stopping = True
         await self.server.stop(grace_s)
 
 

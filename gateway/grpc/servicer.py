@@ -15,7 +15,6 @@ import uuid
 from importlib import metadata as _metadata
 from collections.abc import AsyncIterator
 
-import grpc
 from google.protobuf import json_format
 
 from vmpool.artifact import ModelConfig
@@ -61,15 +60,8 @@ class InferenceServicer:
         self.gateway = gateway
         # each infer call's line and counts, as the HTTP infer endpoint's (the same sink)
         self.access = AccessLog(None, state=gateway, fmt=gateway.settings.access_log)
-        self.stream_readers: set[asyncio.Task] = set()  # cancelled at shutdown (stop_streams)
+        # shutting down: requests on open streams are answered an error at once (below)
         self.stopping = False
-
-    def stop_streams(self) -> None:
-        """Shutting down: each stream answers what it has read, then ends UNAVAILABLE (before,
-        a stream took requests until the server's grace ran out and its answers were cut)."""
-        self.stopping = True
-        for reader in list(self.stream_readers):
-            reader.cancel()
 
     async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
@@ -132,13 +124,17 @@ class InferenceServicer:
         (``stream.answer_in_order``); a failed one answers its error and the stream goes on."""
         meta = _text_metadata(context)
         answer = lambda request: self._stream_answer(request, meta, context)  # noqa: E731
-        async for response in answer_in_order(requests, answer, self.stream_readers):
+        async for response in answer_in_order(requests, answer):
             yield response
-        if self.stopping:
-            context.set_code(grpc.StatusCode.UNAVAILABLE)
-            context.set_details("the gateway is shutting down: send the rest to another one")
 
     async def _stream_answer(self, request, meta, context) -> pb.ModelStreamInferResponse:
+        if self.stopping:
+            # not run: the stream stays open for the answers in flight until its client closes
+            # it (ended by the server, the client could lose the last answers it had not read)
+            return pb.ModelStreamInferResponse(
+                error_message="the gateway is shutting down: send it to another instance",
+                infer_response=pb.ModelInferResponse(id=getattr(request, "id", "")),
+            )
         try:
             if not isinstance(request, pb.ModelInferRequest):  # (server._Malformed)
                 self.malformed("ModelStreamInfer")

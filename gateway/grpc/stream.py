@@ -13,15 +13,10 @@ STREAM_WINDOW = 64  # requests of one stream in flight at once; reading waits pa
 
 
 async def answer_in_order(
-    requests: AsyncIterator,
-    answer: Callable[[object], Awaitable],
-    readers: set[asyncio.Task] | None = None,
+    requests: AsyncIterator, answer: Callable[[object], Awaitable]
 ) -> AsyncIterator:
     """``answer(request)`` for each request, started as it arrives, yielded in arrival order.
-    ``answer`` never raises for a request's own failure (it answers the error instead).
-
-    The stream's reading task is in ``readers`` while it reads: cancelled (the gateway shuts
-    down), the stream reads no more, answers the requests it has read, then ends."""
+    ``answer`` never raises for a request's own failure (it answers the error instead)."""
     window: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
 
     async def read() -> None:
@@ -29,21 +24,14 @@ async def answer_in_order(
             async for request in requests:
                 await window.put(asyncio.ensure_future(answer(request)))
         except asyncio.CancelledError:
-            if not window.full():  # (full: the answers left are taken, then ``reader.done``)
-                window.put_nowait(None)
             raise
         except Exception:  # the client went away mid-stream: answer what came, then end
             log.debug("gRPC stream ended by its reader", exc_info=True)
         await window.put(None)
 
     reader = asyncio.ensure_future(read())
-    if readers is not None:
-        readers.add(reader)
-        reader.add_done_callback(readers.discard)
     try:
-        while not (reader.done() and window.empty()):
-            if (task := await window.get()) is None:
-                break
+        while (task := await window.get()) is not None:
             yield await task
     finally:
         reader.cancel()
