@@ -95,7 +95,8 @@ class AsyncQueueSettings(ConfigTable):
         5,
         ge=1,
         description="Tries of a job whose path is unavailable "
-        "(503) before it fails with that error.",
+        "(503), or whose model is not loaded (404: an unload, then a load), "
+        "before it fails with that error.",
     )
     retry_delay_s: float = Field(1.0, ge=0, description="Wait before retrying such a job.")
     result_ttl_s: float = Field(

@@ -250,9 +250,12 @@ class AsyncService:
             outcome = serve.failed(job, exc)
         finally:
             claim.done()  # the pool answered: its row is gone
-        if outcome.status == 503 and job.attempts < self.settings.max_attempts:
+        # the path is down for now, or the model is not loaded right now (an unload then a
+        # load: jobs accepted before it were all a final 404): try again later
+        gone = isinstance(outcome.error, NotFound)
+        if (outcome.status == 503 or gone) and job.attempts < self.settings.max_attempts:
             await asyncio.sleep(self.settings.retry_delay_s)
-            await self.queue.release(job.id)  # the path is down for now: try again later
+            await self.queue.release(job.id)
             self._wakeup.set()
             return
         key = self.payloads.key_of(job.body) or self.payloads.new_key()

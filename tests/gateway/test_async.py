@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -331,3 +332,33 @@ def test_an_async_class_tenant_is_queued_when_the_deadline_allows(gateway, small
     # a deadline no queue can meet: served at once, like an interactive call
     assert post(KEY_TIGHT).status_code == 200
     assert post(KEY_A).status_code == 200  # interactive
+
+
+def test_a_job_queued_before_an_unload_is_tried_again_up_to_its_attempts(small_repo, tmp_path):
+    """An unload then a load (a model being replaced) while jobs are queued: they are tried
+    again up to max_attempts, not failed 404 at their first try after the unload (27 of 30
+    jobs of a reload under load were a final 404 'unknown model')."""
+    with refusing_port() as port:  # (nothing listens: the job waits, 503 after 503)
+        dead = f"http://127.0.0.1:{port}"
+        queue = {"retry_delay_s": 0.01, "max_attempts": 40}
+        app = create_app(
+            _settings(tmp_path, small_repo, [dead], async_queue=queue, admin_api_key="adm")
+        )
+        x = {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}
+        auth = {"x-api-key": KEY_A}
+        with serve_app(app) as url:
+            resp = httpx.post(
+                f"{url}/v2/models/mlp/infer", json={"inputs": [x]}, headers={**auth, **ASYNC}
+            )
+            assert resp.status_code == 202, resp.text
+            job_id = resp.json()["id"]
+            admin = {"authorization": "Bearer adm"}
+            unload = httpx.post(f"{url}/v2/repository/models/mlp/unload", headers=admin)
+            assert unload.status_code == 200, unload.text
+            done = wait_done(url, resp.headers["location"], auth)
+            # the model never came back: after its attempts, the answer is the 404 (it was
+            # also the 404 before, at the first try after the unload: the tries tell them apart)
+            assert done.status_code == 404 and "mlp" in done.json()["error"]
+        with sqlite3.connect(tmp_path / "async-queue.sqlite") as db:
+            (attempts,) = db.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        assert attempts == 40
