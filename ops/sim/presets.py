@@ -44,8 +44,22 @@ class PolicySpec:
 
 
 def peak_replicas(trace, profile, headroom: float = 1.0) -> int:
-    peak_rps = float(trace.counts(1.0).max()) if len(trace) else 0.0
-    return max(1, math.ceil(peak_rps * headroom / profile.vm_capacity_per_s()))
+    """vm-peak's fleet: the trace's peak 1 s rate over what a replica serves (within the SLO
+    where full batches miss it: ``start_capacity_per_s``). The peak is the busiest second
+    starting at any arrival, not the busiest fixed 1 s bin, which depends on where the bins
+    fall: 545 requests in the second from 20.5 s were 299 in a bin (3 VMs, 94.7 % where 4
+    meet the SLO), and flash seed 3's crowd, 467 in a second, was 436 in its busiest bin."""
+    return max(
+        1, math.ceil(peak_per_s(trace.arrivals_s) * headroom / start_capacity_per_s(profile))
+    )
+
+
+def peak_per_s(arrivals_s) -> int:
+    """Most arrivals in any window [t, t + 1 s) (sorted arrival times)."""
+    if not len(arrivals_s):
+        return 0
+    ends = np.searchsorted(arrivals_s, arrivals_s + 1.0, side="left")
+    return int((ends - np.arange(len(arrivals_s))).max())
 
 
 def starting_replicas(trace, profile, spills: bool = False) -> int:
