@@ -4,8 +4,8 @@ Relaxations, each of which can only lower the cost (so it is a bound, not a sche
 - demand is fluid per bin (1 s, coarser for very long traces, and at least the SLO:
   ``covering_slo``; a VM's up interval rounded out to whole bins is credited the rounding);
 - a VM serves up to its full-batch capacity whenever one full batch meets the SLO;
-- functions are always warm when used (arrivals are known, so they could be pre-warmed) and
-  cost their mean warm billed duration;
+- functions are always warm when used (arrivals are known) and cost their mean warm billed
+  duration less what the run's draws save (``optimum_draws``);
 - work may wait in the fleet's queue up to the SLO, so a bin's last ``slo`` of arrivals may be
   served in the next bin, and the SLO's percentile lets ``1 - p`` of the requests be late
   (``optimum_carry``: a DP over VMs up and requests carried, the late allowance priced by a
@@ -17,9 +17,8 @@ serve, and for at least its billing minimum where the minimum outlasts the boot 
 bound relaxes that part, ``optimum_minbill`` keeps some of it; ``combined_bound`` takes the
 highest). ``vm_hours`` is billed time: the bins up and every start's boot.
 
-How loose it is: ``optimum_schedule`` simulates a feasible hindsight schedule (the per-layer
-DP's VM timeline) with the engine; on the bursty traces of docs/ops.md it costs 2-15 % above
-the bound (its cold starts and the spill of Poisson arrivals a fluid bin does not have).
+How loose it is: ``optimum_schedule`` simulates a feasible hindsight schedule (the per-layer DP's
+VM timeline); on the bursty traces of docs/ops.md it costs 2-15 % above the bound.
 
 The per-layer model (``solve_layers``; the async bound builds on it): with identical VMs, bins
 served within themselves and a linear function price the problem splits into "layers": the
@@ -41,7 +40,7 @@ import numpy as np
 
 from .optimum_async import Economics, async_deadlines
 from .optimum_async_late import async_late_bound
-from .optimum_carry import CarryProblem, carry_bound, dp_work
+from .optimum_carry import CarryProblem, affordable, carry_bound, covering_slo
 from .optimum_dp import min_billing_tail, solve
 from .optimum_draws import DrawSlack, spill_usd
 from .optimum_minbill import minbill_dp, young_bins
@@ -164,8 +163,7 @@ def combined_bound(pr: CarryProblem, min_billed_s: float, allowance: float, slac
     may save below their mean at that bound's multiplier."""
     less = slack.slack_usd if slack is not None else (lambda mu: 0.0)
     pr = covering_slo(pr)
-    best = {**widened_layers(pr, allowance), "bound": "widened", "bin_s": pr.bin_s}
-    best["cost_usd"] -= less(pr.spill_usd)
+    best = {**widened_best(pr, allowance, less), "bound": "widened", "bin_s": pr.bin_s}
     work = work_bound(pr, allowance) - less(min(pr.spill_usd, _vm_per_request(pr)))
     if work > best["cost_usd"]:
         best = {**best, "cost_usd": work, "bound": "work"}
@@ -195,43 +193,6 @@ def combined_bound(pr: CarryProblem, min_billed_s: float, allowance: float, slac
         if kept > best["cost_usd"]:
             best = {**best, "cost_usd": kept, "bound": "minimum"}
     return best
-
-
-# the carry bound's time budget in cell-equivalents (``optimum_carry.dp_work``: ~125 ns each on
-# this 2-core host, so ~20 s at most; a day of a 10 M-request trace in 5 s bins: 1.1e8, 14 s)
-CARRY_DP_WORK = 1.6e8
-COARSEST = 8  # past this many times the bin, the widened layers alone
-
-
-def covering_slo(pr: CarryProblem) -> CarryProblem:
-    """``pr`` on the fewest whole bins that cover its SLO. The bounds' queue lets a bin's
-    arrivals wait into the next bin only; with bins shorter than the SLO a real queue may wait
-    two bins or more, which they would forbid (no bound: a 2.5 s SLO, one VM up all along
-    serving 40 requests of one second over 2.4 s; on 1 s bins the bounds started a second)."""
-    return coarsened(pr, max(1, math.ceil(pr.slo_s / pr.bin_s - 1e-9)))
-
-
-def affordable(pr: CarryProblem) -> CarryProblem | None:
-    """``pr`` on the finest bins (``pr``'s doubled, up to ``COARSEST`` times) whose carry DP
-    fits ``CARRY_DP_WORK``: coarser bins relax the queue further (a bin's arrivals spread over
-    it), so each gives a lower, still valid bound, far tighter than the widened layers'."""
-    k = 1
-    while k <= COARSEST:
-        c = coarsened(pr, k)
-        if dp_work(c) <= CARRY_DP_WORK:
-            return c
-        k *= 2
-    return None
-
-
-def coarsened(pr: CarryProblem, k: int) -> CarryProblem:
-    """``pr`` with ``k`` bins summed into one; an up interval's ends round out by ``k - 1``
-    bins more."""
-    if k == 1:
-        return pr
-    d = np.append(pr.demand, np.zeros(-pr.demand.size % k)).reshape(-1, k).sum(axis=1)
-    edge = pr.edge_s + (k - 1) * pr.bin_s
-    return dataclasses.replace(pr, demand=d, bin_s=pr.bin_s * k, edge_s=edge)
 
 
 def work_bound(pr: CarryProblem, allowance: float) -> float:
@@ -274,6 +235,21 @@ def widened_layers(pr: CarryProblem, allowance: float) -> dict:
         "fn_requests": max(sol["fn_requests"] - late, 0.0),
         "late": late,
     }
+
+
+def widened_best(pr: CarryProblem, allowance: float, less) -> dict:
+    """``widened_layers`` at the late price that bounds highest, less the draws' slack at it.
+    Any price ``mu`` up to the spill price is valid (an on-time answer on functions costs at
+    least ``mu``, a late one ``mu`` in the Lagrangian); the spill price alone, where functions
+    are on time 1 in 7e7 ($464 an answer), took the allowance at it and went negative: ResNet-50
+    at a 64 ms SLO, $0.0033 for an hour one VM must serve ($0.17)."""
+    mus, mu = [pr.spill_usd], pr.vm_usd_per_s / max(pr.capacity_per_s, 1e-9)
+    while math.isfinite(pr.spill_usd) and allowance > 0 and mu < pr.spill_usd and len(mus) < 16:
+        mus, mu = [*mus, mu], mu * 4.0
+    sols = [widened_layers(dataclasses.replace(pr, spill_usd=m), allowance) for m in mus]
+    for m, sol in zip(mus, sols, strict=True):
+        sol["cost_usd"] -= less(m)
+    return max(sols, key=lambda sol: sol["cost_usd"])
 
 
 def _economics(profile, prices, capacity: float, fn_usd: float) -> Economics:

@@ -30,7 +30,7 @@ def async_late_bound(
     trace, bin_s: float, deadlines: dict, econ: Economics, allowance: float, slo_s: float, less
 ) -> dict:
     """The best of the bounds at a few ``mu`` (``less(mu)``: the draws' slack there)."""
-    edge = max(bin_s - 1.0, 0.0)  # (coarse bins round a VM's interval out: optimum.coarsened)
+    edge = max(bin_s - 1.0, 0.0)  # (coarse bins round a VM's interval out: optimum_carry.coarsened)
     widened = dataclasses.replace(
         econ,
         capacity=econ.capacity * (1.0 + min(slo_s, bin_s) / bin_s),

@@ -14,7 +14,7 @@ The relaxed problem here (each part can only lower the cost):
 - of a bin's arrivals, up to ``slo_s x capacity`` per VM up in the *next* bin may be carried into
   it (work still in the queue when its SLO runs out cannot be served in time); a carried request
   is whole (the carry is an integer). This needs bins at least as long as the SLO (a longer SLO
-  lets work wait two bins: ``optimum.covering_slo`` makes them so);
+  lets work wait two bins: ``covering_slo`` makes them so);
 - functions serve any share at their mean warm price;
 - a start bills ``boot_s`` (the minimum billing beyond the boot is relaxed away: nothing with
   the reference profile, whose 60 s boot covers the 60 s minimum; ``optimum.interactive_bound``
@@ -27,6 +27,7 @@ Exact dynamic programme over (VMs up, requests carried) per bin, vectorised in n
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ class CarryProblem:
     spill_usd: float  # one request on functions (inf: they cannot meet the SLO)
     boot_s: float
     slo_s: float
-    # bins coarser than the fleet's changes (``optimum.coarsened``): a VM's up interval may be
+    # bins coarser than the fleet's changes (``coarsened``): a VM's up interval may be
     # rounded out to whole bins by up to this at each end, so each start is billed that much
     # less twice and a VM up before the first bin is credited it once (a bound, not an excess)
     edge_s: float = 0.0
@@ -220,3 +221,40 @@ def carry_bound(pr: CarryProblem, late_allowance: float, probes: int = PROBES) -
 
 def _with_allowance(b: CarryBound, allowance: float, mu: float) -> CarryBound:
     return CarryBound(b.cost_usd - mu * allowance, b.vm_bins, b.fn_requests, b.layers, mu, b.starts)
+
+
+# the carry bound's time budget in cell-equivalents (``dp_work``: ~125 ns each on
+# this 2-core host, so ~20 s at most; a day of a 10 M-request trace in 5 s bins: 1.1e8, 14 s)
+CARRY_DP_WORK = 1.6e8
+COARSEST = 8  # past this many times the bin, the widened layers alone
+
+
+def covering_slo(pr: CarryProblem) -> CarryProblem:
+    """``pr`` on the fewest whole bins that cover its SLO. The bounds' queue lets a bin's
+    arrivals wait into the next bin only; with bins shorter than the SLO a real queue may wait
+    two bins or more, which they would forbid (no bound: a 2.5 s SLO, one VM up all along
+    serving 40 requests of one second over 2.4 s; on 1 s bins the bounds started a second)."""
+    return coarsened(pr, max(1, math.ceil(pr.slo_s / pr.bin_s - 1e-9)))
+
+
+def affordable(pr: CarryProblem) -> CarryProblem | None:
+    """``pr`` on the finest bins (``pr``'s doubled, up to ``COARSEST`` times) whose carry DP
+    fits ``CARRY_DP_WORK``: coarser bins relax the queue further (a bin's arrivals spread over
+    it), so each gives a lower, still valid bound, far tighter than the widened layers'."""
+    k = 1
+    while k <= COARSEST:
+        c = coarsened(pr, k)
+        if dp_work(c) <= CARRY_DP_WORK:
+            return c
+        k *= 2
+    return None
+
+
+def coarsened(pr: CarryProblem, k: int) -> CarryProblem:
+    """``pr`` with ``k`` bins summed into one; an up interval's ends round out by ``k - 1``
+    bins more."""
+    if k == 1:
+        return pr
+    d = np.append(pr.demand, np.zeros(-pr.demand.size % k)).reshape(-1, k).sum(axis=1)
+    edge = pr.edge_s + (k - 1) * pr.bin_s
+    return dataclasses.replace(pr, demand=d, bin_s=pr.bin_s * k, edge_s=edge)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import ops.sim.optimum as optimum
+import ops.sim.optimum_carry as optimum_carry
 from ops.sim import SimProfile, simulate
 from ops.sim.optimum import function_cost_per_request, optimum_result, replica_capacity_per_s
 from ops.sim.optimum_carry import CarryProblem, dp_work
@@ -73,7 +74,7 @@ def test_past_its_time_budget_the_carry_bound_runs_on_coarser_bins_not_the_widen
     d = rng.poisson(np.repeat(rng.choice([30.0, 180.0, 900.0], size=15), 20)).astype(float)
     pr = CarryProblem(d, 3.0, 17.0, 0.17 / 3600, 2e-5, 60.0, 2.5, 2.0)
     fine = optimum.combined_bound(pr, 60.0, 10.0)
-    monkeypatch.setattr(optimum, "CARRY_DP_WORK", dp_work(optimum.coarsened(pr, 4)))
+    monkeypatch.setattr(optimum_carry, "CARRY_DP_WORK", dp_work(optimum_carry.coarsened(pr, 4)))
     coarse = optimum.combined_bound(pr, 60.0, 10.0)
     wide = optimum.widened_layers(pr, 10.0)["cost_usd"]
     assert fine["bin_s"] == 3.0 and coarse["bin_s"] == 12.0 and coarse["bound"] == "carry"
