@@ -24,11 +24,13 @@ from vmpool.wire import repository_entry
 
 from .lifespan import coalesce_model
 from .errors import BadRequest, Forbidden, NotFound, Unauthorized, Unavailable
-from .routes import NOT_FOUND, json_response
+from .routes import _ERROR, NOT_FOUND, NOT_READY, json_response
 from .state import GatewayState
 
 log = logging.getLogger("tidegate.gateway")
 _GUARDED = {401: {"description": "Missing admin key"}, 403: {"description": "Not the admin key"}}
+# an invalid model name, a model there but broken; replicas that cannot be told
+_CHANGE = {**_GUARDED, **NOT_FOUND, 400: {**_ERROR, "description": "Bad model"}, **NOT_READY}
 
 
 def require_admin(state: GatewayState, headers: Mapping[str, str]) -> None:
@@ -145,14 +147,14 @@ def repository_router(state: GatewayState) -> APIRouter:
             rows = [r for r in rows if r["state"] == "READY"]
         return json_response(rows)
 
-    @router.post("/v2/repository/models/{model}/load", responses={**_GUARDED, **NOT_FOUND})
+    @router.post("/v2/repository/models/{model}/load", responses=_CHANGE)
     async def load(model: str, request: Request):
         require_admin(state, request.headers)
         refuse_load_overrides(await _parameter_names(request))
         await load_model(state, model)
         return Response(b"{}", media_type="application/json")
 
-    @router.post("/v2/repository/models/{model}/unload", responses={**_GUARDED, **NOT_FOUND})
+    @router.post("/v2/repository/models/{model}/unload", responses=_CHANGE)
     async def unload(model: str, request: Request):
         require_admin(state, request.headers)
         await unload_model(state, model)
