@@ -18,6 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import audit20_models as am  # noqa: E402
+from exported_models import BUILT, exported  # noqa: E402
 from test_runtime import InProcessInvoker  # noqa: E402
 
 from burst.execute import run_plan_local  # noqa: E402
@@ -30,16 +31,10 @@ from burst.weights import prepare_plan, worker_weights  # noqa: E402
 
 torch.set_num_threads(1)
 TOLERANCE = 1e-5  # relative to max|y|
-_BUILT: dict[str, tuple] = {}
 
 
 def _model(name: str):
-    """(module, program, graph, weights), exported with a dynamic batch from a batch of 2."""
-    if name not in _BUILT:
-        module = am.build(name)
-        program = am.export(module, am.example(name))
-        _BUILT[name] = (module, program, build_graph(program, name), program_weights(program))
-    return _BUILT[name]
+    return exported(am, name)
 
 
 def _assert_same(got: list[torch.Tensor], module, xs, what: str) -> None:
@@ -103,7 +98,7 @@ async def test_the_plan_the_planner_picks_for_a_wide_positional_embedding_runs(t
     xs = am.example("posembed", batch=1, seed=9, shapes=[(3, 97, 131)])
     program = am.export(module, am.example("posembed", shapes=[(3, 97, 131)]))
     graph = build_graph(program, "posembed_w")
-    _BUILT["posembed_w"] = (module, program, graph, program_weights(program))
+    BUILT[(am.__name__, "posembed_w")] = (module, program, graph, program_weights(program))
     plan = make_plan(graph, workers=2, split="auto", batch=1)
     assert [st.split for st in plan.stages] == ["spatial"]
     _assert_same(await _master("posembed_w", tmp_path, plan, xs), module, xs, "auto x2")

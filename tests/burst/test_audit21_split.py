@@ -19,10 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import audit21_models as am  # noqa: E402
+from exported_models import exported  # noqa: E402
 from test_runtime import InProcessInvoker  # noqa: E402
 
 from burst.execute import run_plan_local  # noqa: E402
-from burst.graph import build_graph, program_weights  # noqa: E402
 from burst.plan import make_plan  # noqa: E402
 from burst.runtime import reset_cache, run_master  # noqa: E402
 from burst.store.local_dir import LocalDirStore  # noqa: E402
@@ -31,16 +31,10 @@ from burst.weights import prepare_plan, worker_weights  # noqa: E402
 
 torch.set_num_threads(1)
 TOLERANCE = 1e-5  # relative to max|y|
-_BUILT: dict[str, tuple] = {}
 
 
 def _model(name: str):
-    """(module, program, graph, weights), exported with a dynamic batch from a batch of 2."""
-    if name not in _BUILT:
-        module = am.build(name)
-        program = am.export(module, am.example(name))
-        _BUILT[name] = (module, program, build_graph(program, name), program_weights(program))
-    return _BUILT[name]
+    return exported(am, name)
 
 
 def _assert_same(got: list[torch.Tensor], module, xs, what: str) -> None:

@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import byo_models as bm  # noqa: E402
+from exported_models import exported  # noqa: E402
 
 from burst.candidates import stage_candidate  # noqa: E402
 from burst.execute import run_plan_local, worker_input  # noqa: E402
@@ -32,16 +33,10 @@ from ops.cli import main  # noqa: E402
 
 torch.set_num_threads(1)
 TOLERANCE = 1e-5  # relative to max|y|
-_BUILT: dict[str, tuple] = {}
 
 
 def _model(name: str):
-    """(module, program, graph, weights), exported with a dynamic batch from a batch of 2."""
-    if name not in _BUILT:
-        module = bm.build(name)
-        program = bm.export(module, bm.example(name))
-        _BUILT[name] = (module, program, build_graph(program, name), program_weights(program))
-    return _BUILT[name]
+    return exported(bm, name)
 
 
 def _assert_same(got: list[torch.Tensor], want, what: str) -> None:
