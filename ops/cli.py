@@ -8,9 +8,11 @@ Errors a user can fix raise ``CliError``: one line on stderr, exit status 2.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import math
 import os
+import re
 import sys
 
 # name -> (module, one-line help shown by `tidegate --help`)
@@ -108,10 +110,44 @@ class CliError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a mistake in the flags is one line (its usage block is in ``--help``)."""
+    """argparse, but a mistake in the flags is one line (its usage block is in ``--help``) that
+    names the nearest right spelling of a misspelt flag or choice."""
+
+    argv: list[str] = []  # what main() parses: a missing required flag may be a misspelt one
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        strays = unknown_flags(self, self.argv)
+        if message.startswith("the following arguments are required") and strays:
+            message = f"unrecognized arguments: {' '.join(strays)}"  # --outt, not "need --out"
+        self.exit(
+            2,
+            f"{self.prog}: error: {message}{self.hint(message, strays)} (see {self.prog} --help)\n",
+        )
+
+    def hint(self, message: str, flags: list[str]) -> str:
+        """``; did you mean X?`` for a misspelt choice or flag, else nothing."""
+        choice = re.search(r"invalid choice: '?([^' ]*)'? \(choose from (.*)\)", message)
+        if choice:
+            options = [o.strip().strip("'") for o in choice.group(2).split(",")]
+            guess = difflib.get_close_matches(choice.group(1), options, n=1)
+            return f"; did you mean '{guess[0]}'?" if guess else ""
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        for flag in flags:
+            guess = difflib.get_close_matches(flag.split("=", 1)[0], known, n=1)
+            if guess:
+                return f"; did you mean {guess[0]}?"
+        return ""
+
+
+def unknown_flags(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """The ``--name`` words in argv that name none of parser's flags (nor abbreviate one)."""
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    return [
+        w
+        for w in words
+        if w.startswith("--") and not any(k.startswith(w.split("=", 1)[0]) for k in known)
+    ]
 
 
 def finite_float(text: str) -> float:
@@ -136,7 +172,8 @@ def seed_int(text: str) -> int:
     return value
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, argv: list[str] | None = None) -> argparse.ArgumentParser:
+    _Parser.argv = list(argv or [])
     parser = _Parser(
         prog="tidegate",
         description="Tidegate: a hybrid VM + serverless inference gateway "
@@ -161,17 +198,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[name]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(chosen if chosen in COMMANDS else None)
+    parser = build_parser(chosen if chosen in COMMANDS else None, argv)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # named by the sub-command's parser, not the top one ("tidegate: error")
         name = getattr(args, "command", None)
-        prog = f"tidegate {name}" if name else "tidegate"
-        parser.exit(
-            2, f"{prog}: error: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)\n"
-        )
+        sub = _subparser(parser, name) if name else parser
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
