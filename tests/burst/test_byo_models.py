@@ -21,41 +21,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import byo_models as bm  # noqa: E402
-from exported_models import exported  # noqa: E402
+from exported_models import assert_same, check_split_every_way, exported, run_split  # noqa: E402
 
 from burst.candidates import stage_candidate  # noqa: E402
-from burst.execute import run_plan_local, worker_input  # noqa: E402
+from burst.execute import worker_input  # noqa: E402
 from burst.graph import GraphError, build_graph, program_weights, run_graph, run_node  # noqa: E402
 from burst.plan import make_plan  # noqa: E402
 from burst.planning import PlanRequest, load_profile, perf_model  # noqa: E402
-from burst.weights import worker_weights  # noqa: E402
 from ops.cli import main  # noqa: E402
 
 torch.set_num_threads(1)
-TOLERANCE = 1e-5  # relative to max|y|
 
 
 def _model(name: str):
     return exported(bm, name)
-
-
-def _assert_same(got: list[torch.Tensor], want, what: str) -> None:
-    want = list(want) if isinstance(want, tuple) else [want]
-    assert len(got) == len(want), what
-    for g, w in zip(got, want):
-        assert g.shape == w.shape and g.dtype == w.dtype, what
-        if w.is_floating_point():
-            diff = (g - w).abs().max().item() / max(w.abs().max().item(), 1e-12)
-            assert diff <= TOLERANCE, f"{what}: relative diff {diff:.2e}"
-        else:
-            assert torch.equal(g, w), what
-
-
-def _run(graph, plan, weights, xs):
-    with torch.no_grad():
-        return run_plan_local(
-            graph, plan, weights, xs, slicer=lambda st, j: worker_weights(graph, st, j, weights)
-        )
 
 
 def test_an_attention_model_with_a_dynamic_batch_builds_and_runs_at_any_batch():
@@ -66,7 +45,7 @@ def test_an_attention_model_with_a_dynamic_batch_builds_and_runs_at_any_batch():
     for batch in (1, 3):
         xs = bm.example("encoder", batch=batch, seed=5)
         with torch.no_grad():
-            _assert_same(run_graph(graph, xs, weights), module(*xs), f"batch {batch}")
+            assert_same(run_graph(graph, xs, weights), module(*xs), f"batch {batch}")
 
 
 def test_an_attention_models_work_and_stage_times_are_never_negative():
@@ -86,7 +65,7 @@ def test_the_planner_plans_an_attention_model_and_its_plan_runs_equal(workers):
     xs = bm.example("encoder", batch=2, seed=5)
     plan = make_plan(graph, workers=workers, split="auto", batch=2)
     with torch.no_grad():
-        _assert_same(_run(graph, plan, weights, xs), module(*xs), f"auto x{workers}")
+        assert_same(run_split(graph, plan, weights, xs), module(*xs), f"auto x{workers}")
 
 
 def test_a_split_stages_bytes_are_what_its_workers_are_sent():
@@ -114,14 +93,8 @@ def test_a_split_stages_bytes_are_what_its_workers_are_sent():
 # every model, every way the burst path may split it, at the traced batch and another
 @pytest.mark.parametrize("name", list(bm.BYO))
 def test_each_model_split_every_way_equals_the_model(name):
-    module, _, graph, weights = _model(name)
-    for batch in (1, 2):
-        xs = bm.example(name, batch=batch, seed=7)
-        with torch.no_grad():
-            want = module(*xs)
-        for split, workers in (("spatial", 2), ("spatial", 4), ("output", 3), ("auto", 4)):
-            plan = make_plan(graph, workers=workers, split=split, batch=batch)
-            _assert_same(_run(graph, plan, weights, xs), want, f"{split} x{workers} b{batch}")
+    ways = (("spatial", 2), ("spatial", 4), ("output", 3), ("auto", 4))
+    check_split_every_way(bm, name, (1, 2), ways)
 
 
 def _cli(*args) -> tuple[int, str, str]:
@@ -180,7 +153,7 @@ def test_a_model_exported_with_a_fixed_batch_is_planned_and_runs_equal():
         want = module(*x)
     for split in ("spatial", "output", "auto"):
         plan = make_plan(graph, workers=4, split=split, batch=1)
-        _assert_same(_run(graph, plan, weights, x), want, split)
+        assert_same(run_split(graph, plan, weights, x), want, split)
 
 
 def test_tidegate_profile_refuses_a_sequence_length_model_in_one_line(tmp_path):
