@@ -46,8 +46,10 @@ def load_settings(args):
         raise CliError(f"cannot read settings file {args.config}: not valid TOML: {exc}") from None
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Fail in one line before exporting models or booting replicas for nothing."""
+def check_port_free(host: str, port: int, flag: str = "--port") -> None:
+    """Fail in one line before exporting models or booting replicas for nothing; a port in use
+    (most often a gateway already running: a second `make serve`) says how to start beside it."""
+    import errno
     import socket
 
     with socket.socket() as sock:
@@ -55,7 +57,11 @@ def check_port_free(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            hint = ""
+            if exc.errno == errno.EADDRINUSE:
+                also = " and --data-dir" if flag == "--port" else ""
+                hint = f" (another gateway running? give this one its own {flag}{also})"
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
 
 
 def grpc_beside_http(settings):
@@ -79,7 +85,7 @@ def check_ports(settings):
     if settings.grpc_port > 0 and "grpc_port" in settings.model_fields_set:
         # asked for explicitly: a busy port is an error; the default 8001 when busy is logged
         # and HTTP serves alone (another local server often holds Triton's port)
-        check_port_free(settings.host, settings.grpc_port)
+        check_port_free(settings.host, settings.grpc_port, "--grpc-port")
     return settings
 
 
