@@ -172,6 +172,15 @@ def seed_int(text: str) -> int:
     return value
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tidegate")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser(only: str | None = None, argv: list[str] | None = None) -> argparse.ArgumentParser:
     _Parser.argv = list(argv or [])
     parser = _Parser(
@@ -181,6 +190,7 @@ def build_parser(only: str | None = None, argv: list[str] | None = None) -> argp
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"tidegate {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(

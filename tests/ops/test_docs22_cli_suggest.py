@@ -50,3 +50,12 @@ def test_a_flag_value_that_looks_like_a_flag_is_left_alone(tmp_path, capsys):
         main(["plan", "m", "--repo", str(tmp_path), "--slo-ms", "-5", "--objectve", "cost"])
     err = capsys.readouterr().err
     assert "did you mean --objective?" in err and "-5" not in err.split("error:")[1]
+
+
+def test_version_prints_the_installed_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tidegate {version('tidegate')}"
