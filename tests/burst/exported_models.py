@@ -7,6 +7,7 @@ a plan run in process (``run_split``), every way the burst path may split a mode
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -79,3 +80,11 @@ async def run_through_master(program, graph, plan, xs, store_dir: Path) -> list[
     result = await run_master(event, InProcessInvoker(store), store)
     assert result["report"]["invocations"] > 0
     return [await receive(o, store) for o in result["outputs"]]
+
+
+def tensor_names(graph) -> SimpleNamespace:
+    """A model config with only what ``model_plan`` reads of one: its tensors' names."""
+    return SimpleNamespace(
+        inputs=[SimpleNamespace(name=n) for n in graph.inputs],
+        outputs=[SimpleNamespace(name=n) for n in graph.outputs],
+    )

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from exported_models import tensor_names  # noqa: E402
 import audit20_models as am  # noqa: E402
 
 from burst.graph import build_graph  # noqa: E402
@@ -24,12 +25,6 @@ from burst.plan_memory import master_peak_bytes  # noqa: E402
 from burst.planning import PlanRequest, load_profile, model_plan  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-class _Config:
-    def __init__(self, graph):
-        self.inputs = [type("T", (), {"name": n}) for n in graph.inputs]
-        self.outputs = [type("T", (), {"name": n}) for n in graph.outputs]
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +38,18 @@ def test_a_model_whose_tensors_outgrow_its_functions_is_refused_saying_what_fits
     for workers in (1, 2, 4):
         request = PlanRequest(workers=workers, memory_mb=512)
         with pytest.raises(PlanError, match="needs functions of more than") as refused:
-            model_plan(big, _Config(big), request, load_profile())
+            model_plan(big, tensor_names(big), request, load_profile())
         # room for its temporaries too (session 21): at 1 worker it was killed at 717-726 MB in
         # 704 MB functions
         need = int(re.search(r"more than (\d+) MB", str(refused.value)).group(1))
         assert need > (704 if workers == 1 else 512), (workers, need)
-    plan = model_plan(big, _Config(big), PlanRequest(workers=2, memory_mb=1024), load_profile())
+    plan = model_plan(
+        big, tensor_names(big), PlanRequest(workers=2, memory_mb=1024), load_profile()
+    )
     # measured on the local runtime: the master's process peaked at 515-523 MB (192 MB of
     # tensors in the plan of then; since 1ac5b63's compute fit a split plan shares 128 MB of it)
     assert 120 << 20 < master_peak_bytes(big, plan) < 210 << 20
     with pytest.raises(PlanError, match="at batch 4"):  # four rows hold four times the tensors
         model_plan(
-            big, _Config(big), PlanRequest(workers=2, memory_mb=1024, batch=4), load_profile()
+            big, tensor_names(big), PlanRequest(workers=2, memory_mb=1024, batch=4), load_profile()
         )

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
+from exported_models import tensor_names  # noqa: E402
 import audit21_models as am  # noqa: E402
 
 from burst.exchange import BurstUnavailable  # noqa: E402
@@ -64,13 +65,9 @@ def test_plan_prices_an_lstm_by_its_work():
     module = am.build("lstm", hidden=256)
     graph = build_graph(am.export(module, am.example("lstm")), "lstm")
 
-    class _Config:
-        inputs = [type("T", (), {"name": n}) for n in graph.inputs]
-        outputs = [type("T", (), {"name": n}) for n in graph.outputs]
-
     def stage_ms(batch: int) -> float:
         request, profile = PlanRequest(workers=1, batch=batch), load_profile()
-        plan = model_plan(graph, _Config(), request, profile)
+        plan = model_plan(graph, tensor_names(graph), request, profile)
         return sum(e.mean_ms for e in predict_plan(graph, plan, request, profile).stages)
 
     one, eight = stage_ms(1), stage_ms(8)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
+from exported_models import tensor_names  # noqa: E402
 import special_models as sm  # noqa: E402
 
 from burst.execute import run_plan_local  # noqa: E402
@@ -26,19 +27,6 @@ from vmpool.artifact import load_artifact  # noqa: E402
 from vmpool.export import export_zoo  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-class _Config:
-    """The model config's tensor names (only what ``model_plan`` reads)."""
-
-    def __init__(self, graph):
-        self.inputs = [_Named(n) for n in graph.inputs]
-        self.outputs = [_Named(n) for n in graph.outputs]
-
-
-class _Named:
-    def __init__(self, name: str):
-        self.name = name
 
 
 class ReturnsItsInput(nn.Module):
@@ -89,7 +77,7 @@ def test_a_model_returning_its_input_is_planned_and_runs_equal():
         want = module(x)
     for workers in (1, 2, 4):
         plan = model_plan(
-            graph, _Config(graph), PlanRequest(workers=workers, batch=2), load_profile()
+            graph, tensor_names(graph), PlanRequest(workers=workers, batch=2), load_profile()
         )
         got = _run(graph, plan, program_weights(program), [x])
         assert len(got) == 3
