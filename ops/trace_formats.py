@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import bz2
 import csv
 import glob
-import gzip
 import json
-import lzma
 import re
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ops.traces import (
-    FORMATS,
     Trace,
     TraceError,
     TraceMapping,
@@ -28,55 +25,16 @@ from ops.traces import (
 )
 
 
-_COMPRESSED = ((b"\x1f\x8b", gzip.open), (b"\xfd7zXZ\x00", lzma.open), (b"BZh", bz2.open))
+from ops.trace_header import (
+    HEADERS,
+    columns,
+    detect_format,
+    header_format,
+    is_number,
+    open_text,
+)
 
-
-def open_text(path: Path, **kwargs):
-    """The file as text, decompressed when it is gzip, xz or bzip2 (as the public traces are
-    shipped: ``.csv.gz``), whatever its name says; a damaged archive is a ``TraceError``."""
-    with open(path, "rb") as f:
-        magic = f.read(6)
-    kwargs.setdefault("encoding", "utf-8-sig")
-    for prefix, opener in _COMPRESSED:
-        if magic.startswith(prefix):
-            return opener(path, "rt", **kwargs)
-    return open(path, "r", **kwargs)
-
-
-def detect_format(path: Path) -> str:
-    with open_text(path, errors="replace") as f:
-        first = f.readline().strip()
-    # the header's cells as the readers see them: a spreadsheet's export quotes every cell
-    cells = [c.strip() for c in next(csv.reader([first]), [])] or [""]
-    low = ",".join(cells).lower().replace(" ", "")
-    if first.startswith("{"):
-        return "mooncake"
-    if low.startswith("hashowner,hashapp,hashfunction"):
-        return "azure2019"
-    if low.startswith("app,func,end_timestamp"):
-        return "azure2021"
-    if low.startswith("timestamp,contexttokens"):
-        return "azure-llm"
-    if low.startswith("timestamp_s"):
-        return "csv"
-    if len(cells) == 1:
-        return "gaps"
-    if len(cells) >= 2 and all(_is_number(c) for c in cells):  # "second,count" too: a
-        return "per-second"  # model is not named by a number (before: 2 columns read as csv)
-    if len(cells) in (2, 3) and _is_number(cells[0]):
-        return "csv"
-    raise TraceError(
-        f"{path}: cannot tell the trace format from its first line {first[:80]!r}; "
-        f"pass the format explicitly (one of {', '.join(FORMATS)})"
-    )
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+__all__ = ["READERS", "detect_format", "open_text", "read_days"]
 
 
 def _rows(path: Path):
@@ -175,26 +133,29 @@ def _read_azure2019(path: Path, mapping: TraceMapping, rng) -> Trace:
 
 
 def _read_azure2021(path: Path, mapping: TraceMapping, rng) -> Trace:
-    starts, keys = [], []
+    starts, keys, col = [], [], {}
     for lineno, row in _rows(path):
         if lineno == 1:
-            if [c.lower() for c in row[:4]] != ["app", "func", "end_timestamp", "duration"]:
-                raise TraceError(f"{path}:1: expected header app,func,end_timestamp,duration")
+            col = columns(path, row, HEADERS["azure2021"])
+            app, func, end_at, took = (col[n] for n in HEADERS["azure2021"])
+            width = max(col.values()) + 1
             continue
         if not row:
             continue
-        if len(row) < 4:
+        if len(row) < width:
             raise TraceError(f"{path}:{lineno}: expected app,func,end_timestamp,duration")
         try:
-            end, duration = float(row[2]), float(row[3])
+            end, duration = float(row[end_at]), float(row[took])
         except ValueError:
             raise TraceError(
                 f"{path}:{lineno}: end_timestamp and duration must be numbers"
             ) from None
         if not duration >= 0:  # (a negative one put the start after the end, silently)
-            raise TraceError(f"{path}:{lineno}: duration {row[3]} is not a number >= 0")
+            raise TraceError(f"{path}:{lineno}: duration {row[took]} is not a number >= 0")
+        if end < 0:  # (seconds from the trace's start: rebased before, silently)
+            raise TraceError(f"{path}:{lineno}: end_timestamp {row[end_at]} is negative")
         starts.append(end - duration)
-        keys.append(f"{row[0]}/{row[1]}")
+        keys.append(f"{row[app]}/{row[func]}")
     return _mapped(path, starts, keys, mapping)
 
 
@@ -210,12 +171,14 @@ def _mapped(path: Path, starts: list[float], keys: list[str], mapping: TraceMapp
 
 
 def _read_azure_llm(path: Path, mapping: TraceMapping, rng) -> Trace:
-    stamps = []
+    stamps, at = [], 0
     for lineno, row in _rows(path):
-        if lineno == 1 and (not row or row[0].upper() != "TIMESTAMP"):
-            raise TraceError(f"{path}:1: expected header TIMESTAMP,ContextTokens,GeneratedTokens")
-        if lineno > 1 and row:
-            stamps.append(row[0])
+        if lineno == 1:
+            at = columns(path, row, ("TIMESTAMP",))["TIMESTAMP"]
+        elif row:
+            if len(row) <= at:
+                raise TraceError(f"{path}:{lineno}: no TIMESTAMP column on this line")
+            stamps.append(row[at])
     try:
         with warnings.catch_warnings():  # "+00:00" (the 2024 release): converted to UTC, right
             warnings.simplefilter("ignore", UserWarning)
@@ -238,6 +201,8 @@ def _read_mooncake(path: Path, mapping: TraceMapping, rng) -> Trace:
                 raise TraceError(
                     f"{path}:{lineno}: expected a JSON object with a numeric 'timestamp' (ms)"
                 ) from None
+            if ms and ms[-1] < 0:  # (rebased before, silently, as the other formats refuse)
+                raise TraceError(f"{path}:{lineno}: timestamp {ms[-1]:g} ms is negative")
     return _uniform_trace(path.name, np.array(ms) / 1000.0, mapping)  # (none: 'no requests')
 
 
@@ -282,22 +247,44 @@ def _read_gaps(path: Path, mapping: TraceMapping, rng) -> Trace:
 
 def _read_csv(path: Path, mapping: TraceMapping, rng) -> Trace:
     times, models, tenants = [], [], []
+    at, model_at, tenant_at, named = 0, 1, 2, False  # without a header: by position
     for lineno, row in _rows(path):
-        if not row or (lineno == 1 and row[0].strip() == "timestamp_s"):
+        if lineno == 1 and row and not is_number(row[0]) and header_format(row) == "csv":
+            col = columns(path, row, HEADERS["csv"], ("tenant",))
+            at, model_at, tenant_at = col["timestamp_s"], col["model"], col.get("tenant", -1)
+            named = True  # (other columns: left out)
             continue
-        if len(row) not in (2, 3):
+        if not row:
+            continue
+        if (len(row) not in (2, 3)) if not named else len(row) <= max(at, model_at):
             raise TraceError(f"{path}:{lineno}: expected timestamp_s,model[,tenant]")
         try:
-            times.append(float(row[0]))
+            times.append(float(row[at]))
         except ValueError:
-            raise TraceError(f"{path}:{lineno}: timestamp_s {row[0]!r} is not a number") from None
-        models.append(row[1].strip() or mapping.default_model)
-        tenants.append(
-            row[2].strip() if len(row) == 3 and row[2].strip() else mapping.default_tenant
-        )
+            raise TraceError(f"{path}:{lineno}: timestamp_s {row[at]!r} is not a number") from None
+        models.append(row[model_at] or mapping.default_model)
+        tenant = row[tenant_at] if 0 <= tenant_at < len(row) else ""
+        tenants.append(tenant or mapping.default_tenant)
     if not times:
         raise TraceError(f"{path}: no requests")
-    return _build(path.name, times, models, tenants, rebase=False)
+    return _without_long_lead(_build(path.name, times, models, tenants, rebase=False))
+
+
+MAX_LEAD_S = 86400.0  # a longer silence before the first request is an offset, not traffic
+
+
+def _without_long_lead(trace: Trace) -> Trace:
+    """The trace from its first request when that comes more than a day in (seconds from some
+    other origin: 58 days of nothing took the simulator 25 minutes to bill); a note says so.
+    A shorter lead is kept: the VMs it bills are the run's."""
+    lead = float(trace.arrivals_s[0])
+    if lead <= MAX_LEAD_S:
+        return trace
+    note = (
+        f"{trace.name}: the first request is at {lead:,.0f} s (more than a day in): "
+        "read from it, as if at 0 s"
+    )
+    return replace(trace, arrivals_s=trace.arrivals_s - lead, extra={"warnings": [note]})
 
 
 READERS = {
