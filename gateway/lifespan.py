@@ -135,13 +135,21 @@ def coalesce_model(pool: ReplicaPool, cfg: ModelConfig, vm) -> None:
         pool.client.coalescer.set_max_rows(cfg.name, limit)
 
 
+async def drain(state: GatewayState) -> None:
+    """The stop has begun (SIGTERM): gRPC refuses new calls from now, as HTTP stops accepting,
+    and finishes those in flight. ``tidegate serve`` runs it beside uvicorn's drain; before, gRPC
+    took new calls until HTTP's drain ended, up to 30 s later."""
+    if state.grpc is not None:
+        await state.grpc.stop()
+
+
 async def stop(state: GatewayState) -> None:
     """Undo ``start`` in reverse order; safe after a partial start."""
     if state.asyncq is not None:  # consumers stop; jobs they held are retried at next start
         await state.asyncq.stop()
         state.asyncq = None
     if state.grpc is not None:  # first: calls in flight still need the dispatcher
-        await state.grpc.stop()
+        await state.grpc.stop()  # (or waits for ``drain``'s)
         state.grpc = None
     state.dispatcher = None
     for task in state.tasks:

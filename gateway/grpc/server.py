@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -36,17 +37,23 @@ class GrpcServer:
     host: str
     port: int
     servicer: InferenceServicer
+    _stopping: asyncio.Future | None = field(default=None, init=False, repr=False)
 
     @property
     def target(self) -> str:
         return f"{self.host}:{self.port}"
 
     async def stop(self, grace_s: float = 30.0) -> None:
-        """Refuse new calls, let calls in flight finish for up to ``grace_s`` (as HTTP's
-        graceful shutdown), then close. Requests that come on open streams meanwhile are
-        answered an error at once."""
-        self.servicer.stopping = True
-        await self.server.stop(grace_s)
+        """Refuse new calls (UNAVAILABLE), let calls in flight finish for up to ``grace_s`` (as
+        HTTP's graceful shutdown), then close. Requests that come on open streams meanwhile are
+        answered an error at once, and each stream ends once it has answered what it read
+        (``stream.py``). A second call waits for the first: ``tidegate serve`` starts this at
+        SIGTERM, beside HTTP's drain, and the lifespan's stop then waits for it."""
+        if self._stopping is None:
+            self.servicer.stopping = True
+            self.servicer.stopped.set()
+            self._stopping = asyncio.ensure_future(self.server.stop(grace_s))
+        await asyncio.shield(self._stopping)
 
 
 class _Malformed:

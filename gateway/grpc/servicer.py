@@ -30,6 +30,7 @@ from ..protocol import header_safe_id
 from ..repository import (
     index_rows,
     load_model,
+    check_unload_parameters,
     refuse_load_overrides,
     require_admin,
     unload_model,
@@ -60,8 +61,10 @@ class InferenceServicer:
         self.gateway = gateway
         # each infer call's line and counts, as the HTTP infer endpoint's (the same sink)
         self.access = AccessLog(None, state=gateway, fmt=gateway.settings.access_log)
-        # shutting down: requests on open streams are answered an error at once (below)
+        # shutting down: requests on open streams are answered an error at once (below), and
+        # the streams end once they have answered what they read (stream.py)
         self.stopping = False
+        self.stopped = asyncio.Event()
 
     async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
@@ -124,13 +127,12 @@ class InferenceServicer:
         (``stream.answer_in_order``); a failed one answers its error and the stream goes on."""
         meta = _text_metadata(context)
         answer = lambda request: self._stream_answer(request, meta, context)  # noqa: E731
-        async for response in answer_in_order(requests, answer):
+        async for response in answer_in_order(requests, answer, self.stopped, context):
             yield response
 
     async def _stream_answer(self, request, meta, context) -> pb.ModelStreamInferResponse:
         if self.stopping:
-            # not run: the stream stays open for the answers in flight until its client closes
-            # it (ended by the server, the client could lose the last answers it had not read)
+            # not run: the stream ends once its answers in flight are out (stream.py)
             return pb.ModelStreamInferResponse(
                 error_message="the gateway is shutting down: send it to another instance",
                 infer_response=pb.ModelInferResponse(id=getattr(request, "id", "")),
@@ -181,6 +183,7 @@ class InferenceServicer:
 
     async def _unload(self, request, context) -> pb.RepositoryModelUnloadResponse:
         require_admin(self.gateway, _metadata_of(context))
+        check_unload_parameters({k: _value(v) for k, v in request.parameters.items()})
         await unload_model(self.gateway, request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
@@ -326,3 +329,9 @@ def _text_metadata(context) -> dict[str, str]:
     """The call's text metadata, each value without surrounding whitespace, as an HTTP parser
     reads a header (an ``x-api-key`` of " key" was an unknown key over gRPC alone)."""
     return {k: v.strip() for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+
+
+def _value(param: pb.ModelRepositoryParameter):
+    """A repository parameter's value, whichever of its kinds it holds (None: none)."""
+    kind = param.WhichOneof("parameter_choice")
+    return getattr(param, kind) if kind else None

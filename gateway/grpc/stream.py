@@ -1,5 +1,11 @@
 """ModelStreamInfer's pacing: the requests on one stream run at once, as Triton runs them (so
 they can ride one batch on a replica), and their answers go back in the order the requests came.
+
+Shutting down, a stream answers every request it has read (those that came after the stop are
+answered "shutting down", not run), then ends UNAVAILABLE once none has come for
+``STOP_LINGER_S``; a client that closes its stream on the "shutting down" answer ends it sooner.
+Before, a stream whose client never closed it held the gateway's shutdown for gRPC's whole 30 s
+grace.
 """
 
 from __future__ import annotations
@@ -8,15 +14,28 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import grpc
+
 log = logging.getLogger("tidegate.grpc")
 STREAM_WINDOW = 64  # requests of one stream in flight at once; reading waits past it
+# After its last answer the stream stays open this long before the server ends it: ended at
+# once, the gateway's exit could reset the connection before the client read that answer
+# (329d7fa: 1 run in about 15 lost a charged answer that way)
+STOP_LINGER_S = 1.0
+STOPPED_DETAILS = "the gateway is shutting down: send the rest to another instance"
+_ENDED = object()  # (``_next``: the gateway stops and the stream has answered all it read)
 
 
 async def answer_in_order(
-    requests: AsyncIterator, answer: Callable[[object], Awaitable]
+    requests: AsyncIterator,
+    answer: Callable[[object], Awaitable],
+    stopped: asyncio.Event | None = None,
+    context=None,
 ) -> AsyncIterator:
     """``answer(request)`` for each request, started as it arrives, yielded in arrival order.
-    ``answer`` never raises for a request's own failure (it answers the error instead)."""
+    ``answer`` never raises for a request's own failure (it answers the error instead).
+
+    Once ``stopped`` is set the stream ends (UNAVAILABLE on ``context``) as the module says."""
     window: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
 
     async def read() -> None:
@@ -31,7 +50,12 @@ async def answer_in_order(
 
     reader = asyncio.ensure_future(read())
     try:
-        while (task := await window.get()) is not None:
+        while (task := await _next(window, stopped)) is not None:
+            if task is _ENDED:
+                if context is not None:
+                    context.set_code(grpc.StatusCode.UNAVAILABLE)
+                    context.set_details(STOPPED_DETAILS)
+                return
             yield await task
     finally:
         reader.cancel()
@@ -39,3 +63,25 @@ async def answer_in_order(
             left = window.get_nowait()
             if left is not None:
                 left.cancel()
+
+
+async def _next(window: asyncio.Queue, stopped: asyncio.Event | None):
+    """The next answer's task; None at the stream's end; ``_ENDED`` once ``stopped`` is set,
+    every request read has been answered and none came for ``STOP_LINGER_S``."""
+    if stopped is None:
+        return await window.get()
+    if not window.empty():
+        return window.get_nowait()
+    get = asyncio.ensure_future(window.get())
+    try:
+        if not stopped.is_set():
+            stop = asyncio.ensure_future(stopped.wait())
+            try:
+                await asyncio.wait((get, stop), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+        if not get.done():
+            await asyncio.wait((get,), timeout=STOP_LINGER_S)
+        return get.result() if get.done() else _ENDED
+    finally:
+        get.cancel()  # (a get cancelled before it took an item leaves the item queued)

@@ -184,6 +184,16 @@ def _server_class():
                 for s, h in previous.items():
                     signal.signal(s, h)
 
+        async def shutdown(self, sockets=None):
+            # gRPC refuses new calls from the start of HTTP's drain (gateway.lifespan.drain)
+            from gateway.lifespan import drain
+
+            grpc_drain = asyncio.ensure_future(drain(self.config.app.state.gateway))
+            try:
+                await super().shutdown(sockets)
+            finally:
+                await grpc_drain
+
     return GatewayServer
 
 
