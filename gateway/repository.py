@@ -128,11 +128,18 @@ async def _body_object(request: Request) -> dict:
     return body
 
 
-async def _parameter_names(request: Request) -> list[str]:
+async def _parameters(request: Request) -> dict:
     params = (await _body_object(request)).get("parameters") or {}
     if not isinstance(params, dict):
         raise BadRequest("'parameters' must be an object")
-    return list(params)
+    return params
+
+
+def check_unload_parameters(params: Mapping[str, object]) -> None:
+    """400 for an unload whose ``unload_dependents`` is not a boolean (as Triton answers), before
+    anything is unloaded: a malformed request must leave the model served."""
+    if "unload_dependents" in params and not isinstance(params["unload_dependents"], bool):
+        raise BadRequest("'unload_dependents' must be true or false")
 
 
 def repository_router(state: GatewayState) -> APIRouter:
@@ -150,13 +157,14 @@ def repository_router(state: GatewayState) -> APIRouter:
     @router.post("/v2/repository/models/{model}/load", responses=_CHANGE)
     async def load(model: str, request: Request):
         require_admin(state, request.headers)
-        refuse_load_overrides(await _parameter_names(request))
+        refuse_load_overrides(list(await _parameters(request)))
         await load_model(state, model)
         return Response(b"{}", media_type="application/json")
 
     @router.post("/v2/repository/models/{model}/unload", responses=_CHANGE)
     async def unload(model: str, request: Request):
         require_admin(state, request.headers)
+        check_unload_parameters(await _parameters(request))
         await unload_model(state, model)
         return Response(b"{}", media_type="application/json")
 

@@ -4,6 +4,7 @@ one line ``tidegate serve`` prints (imported by gateway.settings)."""
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 
 from pydantic import BaseModel
@@ -80,14 +81,23 @@ def describe_error(exc: Exception, model: type[BaseModel]) -> str:
         return (
             f"invalid setting {'.'.join(loc)}: "
             f"{str(ctx.get('discriminator', 'kind')).strip(chr(39))} {ctx.get('tag')!r} is not one of "
-            f"{ctx.get('expected_tags')}"
+            f"{ctx.get('expected_tags')}{_nearest(ctx.get('tag'), ctx.get('expected_tags'))}"
         )
     if first["type"] == "union_tag_not_found":
         key = str(first.get("ctx", {}).get("discriminator", "kind")).strip("'")
         tags = [t for m in _members(_annotation_at(model, loc)) for t in _tags(m, key)]
         return f"invalid setting {'.'.join(loc)}: the table needs {key} = one of {', '.join(tags)}"
     message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "literal_error":  # routing_policy = "slo-awre"
+        message += _nearest(first.get("input"), first.get("ctx", {}).get("expected"))
     return f"invalid setting {'.'.join(loc)}: {message}" if loc else f"invalid settings: {message}"
+
+
+def _nearest(given: object, expected: object) -> str:
+    """`` (did you mean 'x'?)`` for a misspelt choice, from pydantic's quoted list of them."""
+    choices = re.findall(r"'([^']*)'", str(expected or ""))
+    guess = difflib.get_close_matches(str(given), choices, n=1) if isinstance(given, str) else []
+    return f" (did you mean {guess[0]!r}?)" if guess else ""
 
 
 def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
