@@ -40,7 +40,11 @@ def add_arguments(parser, for_tune: bool = False) -> None:
         "slo-aware, optimum; 'config' for the policy in --config; 'all' "
         "(default) for every preset",
     )
-    parser.add_argument("--model", help="model to simulate (filters a multi-model trace)")
+    parser.add_argument(
+        "--model",
+        help="model to simulate: keeps its requests of a multi-model trace "
+        "(default: the trace's one model; a trace naming none runs as resnet18)",
+    )
     parser.add_argument("--slo-ms", type=float, help="latency SLO (default: the profile's)")
     parser.add_argument(
         "--profile",
@@ -52,7 +56,8 @@ def add_arguments(parser, for_tune: bool = False) -> None:
         "--repo",
         help="model repository: plan --model's burst path exactly as "
         "`tidegate plan` and the gateway do (with a profile measured for the model; "
-        "else the production target), and take its SLO and batching from its config",
+        "else the production target), and take its SLO and batching from its config "
+        "(default: none, or the --config's repo when it holds --model)",
     )
     parser.add_argument("--vm-boot-s", type=float, help="VM boot time (default: the profile's)")
     _add_run_arguments(parser, for_tune)
@@ -66,7 +71,8 @@ def _add_run_arguments(parser, for_tune: bool) -> None:
         "--config",
         help="a `tidegate serve` config: its routing_policy, "
         "[autoscaling] and tenants' SLOs; may add [trace] "
-        "mapping rules and a [simulate] table",
+        "mapping rules and a [simulate] table (default: none: the preset's own "
+        "parameters, the model's SLO for every tenant)",
     )
     if not for_tune:  # (tune searches the parameters: a fixed one was taken and ignored)
         parser.add_argument(
@@ -74,7 +80,8 @@ def _add_run_arguments(parser, for_tune: bool) -> None:
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="override a preset parameter: routing.<field> or autoscaling.<field> (repeatable)",
+            help="override a preset parameter: routing.<field> or autoscaling.<field> "
+            "(repeatable; default: none)",
         )
     parser.add_argument(
         "--rate-scale",
@@ -85,10 +92,13 @@ def _add_run_arguments(parser, for_tune: bool) -> None:
     parser.add_argument(
         "--seed", type=seed_int, help="seed of every random draw (default: [trace] seed, else 0)"
     )
-    parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
+    parser.add_argument(
+        "--json", dest="json_out", help="write the summary JSON here (default: not written)"
+    )
     if not for_tune:
         parser.add_argument(
-            "--plot", help="write a self-contained HTML plot here (and a PNG beside it)"
+            "--plot",
+            help="write a self-contained HTML plot here (and a PNG beside it; default: no plot)",
         )
 
 
@@ -147,6 +157,7 @@ def load_inputs(args):
     check_arguments(args)
     from ops.sim import ProfileError, load_sim_profile
     from ops.sim.config import ConfigError, load_config
+    from ops.commands.simulate_model import check_known_model
     from ops.sim.profile_adapter import from_repo
     from ops.traces import TraceError, read_trace
 
@@ -171,6 +182,7 @@ def load_inputs(args):
         if repo:
             profile = from_repo(repo, args.model, profile_path=profile_path, settings=cfg.settings)
         else:  # the trace's model: a profile's measurements are looked up by it
+            check_known_model(args, cfg, profile_path)
             profile = load_sim_profile(profile_path, args.model or trace.models[0])
         profile = _overridden(profile, cfg, args, args.model or trace.models[0])
     except (TraceError, ProfileError, ConfigError) as exc:
