@@ -76,7 +76,7 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return 1
-    _write_best(args, result, trace.name, cfg.tick_s)
+    _write_best(args, result, trace.name, cfg.tick_s, cfg.settings)
     return 0
 
 
@@ -104,10 +104,10 @@ def _print_front(result) -> None:
         print(f"  {t.number:>5}  {t.cost_usd:>10.4f}  {t.slo_attainment * 100:>8.2f}  {shown}")
 
 
-def _write_best(args, result, trace_name: str, tick_s: float) -> None:
+def _write_best(args, result, trace_name: str, tick_s: float, settings=None) -> None:
     """Print the best trial, write its config snippet and (with --json) every trial."""
     from ops.commands.outputs import write_text
-    from ops.sim.config import snippet
+    from ops.sim.config import snippet, tenants_toml
 
     best = result.best
     print(
@@ -116,7 +116,7 @@ def _write_best(args, result, trace_name: str, tick_s: float) -> None:
     )
     for key, value in best.params.items():
         print(f"  {key} = {_short(value)}")
-    text = snippet(result.best_spec, tick_s)
+    text = snippet(result.best_spec, tick_s) + tenants_toml(settings)
     head = (
         f"# tidegate tune --policy {args.policy} on {trace_name}: cost "
         f"${best.cost_usd:.4f}, attainment {best.slo_attainment:.4f}\n"
