@@ -43,9 +43,14 @@ def add_arguments(parser) -> None:
         default=".tidegate",
         help="the gateway's data_dir (its ledger.sqlite); default .tidegate",
     )
-    prune.add_argument("--ledger", help="ledger URL instead (postgresql://... or a file)")
     prune.add_argument(
-        "--dry-run", action="store_true", help="only count the rows that would be deleted"
+        "--ledger",
+        help="ledger URL instead (postgresql://... or a file; default: DATA_DIR's)",
+    )
+    prune.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only count the rows that would be deleted (default: delete them)",
     )
 
 

@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--config",
         help="a config whose [trace] table maps the trace's functions to models and tenants "
-        "(as `tidegate simulate --config` reads it)",
+        "(as `tidegate simulate --config` reads it; default: none)",
     )
     parser.add_argument(
         "--speedup",
@@ -63,7 +63,7 @@ def add_arguments(parser) -> None:
         action="append",
         default=[],
         metavar="TENANT=KEY",
-        help="API key per trace tenant (repeatable)",
+        help="API key per trace tenant (repeatable; default: none, --api-key for all)",
     )
     _add_measure_arguments(parser)
 
@@ -99,14 +99,14 @@ def _add_measure_arguments(parser) -> None:
         help="seed of the trace's random draws: synth: traces, arrivals spread within a "
         "minute or second, --rate-scale's copies (default: [trace] seed, else 0)",
     )
-    parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
+    parser.add_argument("--json", dest="json_out", help="write the summary JSON here (default: no)")
     parser.add_argument(
         "--csv",
         dest="csv_out",
         help="write one line per request here: index, tenant, sent_s, latency_ms, status "
-        "(0: no HTTP answer), path, cost_usd, cold_starts",
+        "(0: no HTTP answer), path, cost_usd, cold_starts (default: not written)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (default: one)")
 
 
 async def _poll_metrics(url: str, stop: asyncio.Event, period_s: float = 1.0) -> dict:

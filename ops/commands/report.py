@@ -17,8 +17,11 @@ def add_arguments(parser) -> None:
         default=".tidegate",
         help="the gateway's data_dir (its ledger.sqlite); default .tidegate",
     )
-    parser.add_argument("--ledger", help="ledger URL instead (postgresql://... or a file)")
-    parser.add_argument("--tenant", help="only this tenant")
+    parser.add_argument(
+        "--ledger",
+        help="ledger URL instead (postgresql://... or a file; default: DATA_DIR's)",
+    )
+    parser.add_argument("--tenant", help="only this tenant (default: every tenant)")
     parser.add_argument(
         "--since", help="from this time: ISO 8601 (UTC) or epoch seconds (default: the first row)"
     )
@@ -26,7 +29,9 @@ def add_arguments(parser) -> None:
         "--until",
         help="before this time: ISO 8601 (UTC) or epoch seconds (default: after the last row)",
     )
-    parser.add_argument("--by", default="", help="also group by any of model,path,day")
+    parser.add_argument(
+        "--by", default="", help="also group by any of model,path,day (default: by tenant only)"
+    )
     parser.add_argument(
         "--format",
         choices=("table", "csv", "json", "html"),
@@ -34,8 +39,10 @@ def add_arguments(parser) -> None:
         help="table (default) for a terminal, csv (every digit of each dollar amount), json, "
         "or a self-contained html page with two charts",
     )
-    parser.add_argument("--out", help="write here instead of stdout")
-    parser.add_argument("--config", help="the serve config, for tenants' SLOs (slo_ms)")
+    parser.add_argument("--out", help="write here (default: stdout)")
+    parser.add_argument(
+        "--config", help="the serve config, for tenants' SLOs (slo_ms; default: none)"
+    )
     parser.add_argument(
         "--slo-ms",
         type=float,
