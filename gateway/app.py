@@ -41,10 +41,12 @@ def create_app(
     settings: Settings, *, provisioner=None, burst=None, prices: PriceTable | None = None
 ) -> FastAPI:
     """Build the gateway. ``provisioner`` and ``burst`` replace the embedded defaults (tests)."""
+    metrics = GatewayMetrics()
+    limits = make_limits(settings.redis_url, registry=metrics.registry)
     state = GatewayState(
         settings=settings,
-        metrics=GatewayMetrics(),
-        tenants=TenantRegistry(settings.tenants, limits=make_limits(settings.redis_url)),
+        metrics=metrics,
+        tenants=TenantRegistry(settings.tenants, limits=limits),
         body_budget=BodyBudget(int(settings.max_inflight_body_mb * 1024 * 1024)),
     )
     app = GatewayApp(

@@ -6,12 +6,13 @@ from .limits import LimitSpec, Limits, LocalLimits, Refusal, Verdict
 from .registry import DEFAULT_TENANT, Tenant, TenantRegistry
 
 
-def make_limits(redis_url: str | None) -> Limits:
-    """Shared counters when a Redis URL is configured, per-process ones otherwise."""
+def make_limits(redis_url: str | None, registry=None) -> Limits:
+    """Shared counters when a Redis URL is configured (their outages counted on the Prometheus
+    ``registry``), per-process ones otherwise."""
     if redis_url:
         from .redis_limits import RedisLimits
 
-        return RedisLimits(redis_url)
+        return RedisLimits(redis_url, registry=registry)
     return LocalLimits()
 
 

@@ -3,8 +3,11 @@
 As Kong's ``redis`` rate-limiting policy: each admission is one round trip running a script,
 which Redis executes atomically, so replicas cannot both take the last token. Time comes from
 the caller (wall clock), and a bucket never moves back in time, so a replica whose clock lags
-cannot mint tokens. If Redis cannot be reached the request is admitted and a warning logged
-(fail open, Kong's ``fault_tolerant``): an outage of the limiter must not take inference down.
+cannot mint tokens. If Redis cannot be reached the request is admitted (fail open, Kong's
+``fault_tolerant``): an outage of the limiter must not take inference down. An outage is logged
+twice, a warning at its first failure and a line when Redis answers again (before: a warning every
+10 s for as long as it lasted), and every request it let through unchecked is counted:
+``tidegate_shared_limits_unavailable_total{op}`` (op: admit, charge, check).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+
+from prometheus_client import CollectorRegistry, Counter
 
 from .limits import LimitSpec, Refusal, Verdict, day_of, month_of, verdict_for
 from .resp import PipelinedRedis, RespError
@@ -65,11 +70,26 @@ _SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_TAKE, 
 
 
 class RedisLimits:
-    def __init__(self, url: str, *, prefix: str = "tidegate", timeout_s: float = 0.5):
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "tidegate",
+        timeout_s: float = 0.5,
+        registry: CollectorRegistry | None = None,
+    ):
         self._client = PipelinedRedis(url, timeout_s=timeout_s)
         self.prefix = prefix
         self.failures = 0
-        self._warned_s = 0.0
+        self._outage_since_s: float | None = None  # monotonic time of the outage's first failure
+        self._outage_failures = 0
+        self._unavailable = Counter(
+            "tidegate_shared_limits_unavailable",
+            "Operations on the shared limits that Redis did not answer (fail open: a request "
+            "admitted or a spend left uncounted), by op (admit, charge, check).",
+            ["op"],
+            registry=registry,
+        )
 
     def _keys(self, tenant: str, now_s: float) -> list[str]:
         base = f"{self.prefix}:{{{tenant}}}"  # one hash slot per tenant (Redis Cluster)
@@ -95,8 +115,9 @@ class RedisLimits:
                 _TAKE, self._keys(tenant, now_s), args
             )
         except Exception as exc:  # noqa: BLE001 - redis errors, timeouts, lost connections
-            self._fail(exc)
+            self._fail(exc, "admit")
             return Verdict(True)
+        self._answered()
         if allowed:
             return verdict_for(None, spec, now_s, float(tokens), int(requests_today))
         return verdict_for(Refusal(_text(refusal)), spec, now_s, float(tokens))
@@ -107,7 +128,7 @@ class RedisLimits:
         try:
             await self._script(_CHARGE, [self._keys(tenant, now_s)[3]], [repr(cost_usd)])
         except Exception as exc:  # noqa: BLE001
-            self._fail(exc)
+            self._fail(exc, "charge")
 
     async def restore(
         self,
@@ -126,8 +147,9 @@ class RedisLimits:
         try:
             await self._client.execute("PING")
         except Exception as exc:  # noqa: BLE001 - redis errors, timeouts, refused connections
-            self._fail(exc)
+            self._fail(exc, "check")
             return False
+        self._answered()
         return True
 
     async def _script(self, script: str, keys: list[str], args: list[str]):
@@ -140,13 +162,27 @@ class RedisLimits:
         await self._client.execute("SCRIPT", "LOAD", script)  # first use, or Redis restarted
         return await self._client.execute("EVALSHA", sha, str(len(keys)), *keys, *args)
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: Exception, op: str) -> None:
         self.failures += 1
-        if time.monotonic() - self._warned_s > 10:  # a warning per 10 s, not per request
-            self._warned_s = time.monotonic()
+        self._outage_failures += 1
+        self._unavailable.labels(op).inc()
+        if self._outage_since_s is None:  # once an outage, not once a request
+            self._outage_since_s = time.monotonic()
             log.warning(
-                "shared limits unavailable (admitting requests): %s: %s", type(exc).__name__, exc
+                "shared limits unavailable (admitting requests): %s: %s; no rate limits, quotas "
+                "or budgets until Redis answers",
+                type(exc).__name__,
+                exc,
             )
+
+    def _answered(self) -> None:
+        if self._outage_since_s is not None:
+            log.warning(
+                "shared limits back: Redis answers again after %.1f s (%d operations unchecked)",
+                time.monotonic() - self._outage_since_s,
+                self._outage_failures,
+            )
+            self._outage_since_s, self._outage_failures = None, 0
 
     async def close(self) -> None:
         await self._client.close()

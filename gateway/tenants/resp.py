@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 
 class RespError(Exception):
@@ -49,7 +49,10 @@ class PipelinedRedis:
         parts = urlparse(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 6379
         self.password = parts.password
-        self.db = int((parts.path or "/0").lstrip("/") or 0)
+        # unix:///path/redis.sock?db=N (settings accept it; it went to TCP 127.0.0.1:6379)
+        self.socket_path = parts.path if parts.scheme == "unix" else None
+        db = parse_qs(parts.query).get("db", ["0"])[0] if self.socket_path else parts.path
+        self.db = int(db.lstrip("/") or 0)
         self.timeout_s = timeout_s
         self._writer: asyncio.StreamWriter | None = None
         self._waiting: deque[asyncio.Future] = deque()
@@ -61,9 +64,11 @@ class PipelinedRedis:
         async with self._connecting:
             if self._writer is not None:
                 return
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.timeout_s
-            )
+            if self.socket_path:
+                opening = asyncio.open_unix_connection(self.socket_path)
+            else:
+                opening = asyncio.open_connection(self.host, self.port)
+            reader, writer = await asyncio.wait_for(opening, self.timeout_s)
             self._writer = writer
             self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
             if self.password:
