@@ -81,10 +81,45 @@ class Instance:
         )
 
 
+# What an instance takes from the runtime's own environment: what the interpreter and its
+# libraries need (a Lambda gets its runtime's few variables, not its deployer's). The rest (the
+# gateway's TIDEGATE_* settings with a ledger URL or admin key, a Redis URL, cloud credentials)
+# reached every instance before; now it sees its function's configured environment and these.
+_INHERITED = {
+    "PATH", "HOME", "USER", "LANG", "LANGUAGE", "TZ", "TMPDIR", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
+    "PYTHONPATH", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",
+    # how this machine reaches a store over HTTPS (its proxy, its CA certificates)
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE",
+}  # fmt: skip
+_INHERITED_PREFIXES = ("LC_", "COV_CORE_")  # (locale; coverage of subprocesses in tests)
+# an S3 store configured without keys reaches its bucket with the runtime's AWS credentials
+# (as a deployed function with its role's): those pass, for such a store only
+_AWS_CHAIN = ("AWS_",)
+
+
+def inherited_env(environment: dict[str, str]) -> dict[str, str]:
+    """The runtime's variables an instance of a function with ``environment`` gets."""
+    prefixes = _INHERITED_PREFIXES + (_AWS_CHAIN if _store_uses_aws_chain(environment) else ())
+    return {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith(prefixes)}
+
+
+def _store_uses_aws_chain(environment: dict[str, str]) -> bool:
+    try:
+        store = orjson.loads(environment.get("TIDEGATE_BURST_STORE") or "{}")
+    except orjson.JSONDecodeError:
+        return False
+    return (
+        isinstance(store, dict)
+        and store.get("kind") in ("s3", "sqs")
+        and not store.get("aws_access_key_id")
+    )
+
+
 def instance_env(
     name: str, handler: str, memory_mb: int, environment: dict[str, str], fd: int
 ) -> dict[str, str]:
-    env = dict(os.environ)
+    env = inherited_env(environment)
     env.update(environment)
     env.update(
         {
