@@ -15,6 +15,7 @@ from .base import ScaleDecision, ScalerBase, Window, current_replicas, functions
 from .episodes import OverloadEpisodes, replicas_that_pay
 from .fleet_regret import FleetRegret
 from .recurrence import LayerRecurrence
+from .silence import DEFAULT_RELEASE_S, Silence
 from .slo_capacity import fleet_sizing_rate_per_s
 from .spill_price import break_even_rate, burst_latency_s, first_vm_pays, request_usd
 from .spill_vm import SpillEconomics
@@ -58,6 +59,7 @@ class Predictive(ScalerBase):
     ``regret_window_s`` > 0: once this scaler has paid over 1.5x what the cheapest fixed fleet
     would have on the load seen over that window (``fleet_regret.py``), its VMs are that fleet
     from then on, except for an overload longer than every one seen; 0 turns it off.
+    ``idle_release_s``: after this long without a request, the last VM goes (``silence.py``).
     """
 
     name = "predictive"
@@ -83,6 +85,7 @@ class Predictive(ScalerBase):
         learn_holds: bool = True,
         regret_window_s: float = 1800.0,
         warm_pool_horizon_s: float = 0.0,
+        idle_release_s: float = DEFAULT_RELEASE_S,
     ):
         super().__init__(min_replicas, max_replicas)
         for label, q in (("base_quantile", base_quantile), ("warm_quantile", warm_quantile)):
@@ -113,6 +116,7 @@ class Predictive(ScalerBase):
             if regret_window_s > 0
             else None
         )
+        self._silence = Silence(idle_release_s)
         self._recent_rates: Window | None = None  # (its span is set by the boot time)
         self._level: float | None = None
         self._trend_per_s = self._err_var = self._last_s = 0.0
@@ -157,10 +161,10 @@ class Predictive(ScalerBase):
     def decide(self, state: LiveState) -> ScaleDecision:
         now = state.now_s
         self._observe(now, state.arrival_rate_short_per_s)
-        mean, std = self.forecast(state.vm.boot_s)
-        capacity = self._capacity_per_s(state)
+        self._silence.observe(now, state.arrival_rate_long_per_s)
+        mean, std, capacity = *self.forecast(state.vm.boot_s), self._capacity_per_s(state)
+        full_per_replica = capacity / self.target_utilization
         if self._holds is not None:
-            full_per_replica = capacity / self.target_utilization
             self._holds.observe(
                 now, state.arrival_rate_short_per_s, full_per_replica, state.vm.boot_s
             )
@@ -172,7 +176,6 @@ class Predictive(ScalerBase):
         if want == 1 and not self._first_vm_pays(state, base_rate):
             want, reason = 0, "the base load costs less spilled than a VM"
         if self._episodes is not None:
-            full_per_replica = capacity / self.target_utilization
             rate = state.arrival_rate_short_per_s
             if self._recent_rates is None:
                 self._recent_rates = Window(BASE_WINDOW_BOOTS * max(state.vm.boot_s, 1.0))
@@ -210,7 +213,6 @@ class Predictive(ScalerBase):
         upper = max(mean, self._level or 0.0) + self.warm_z * std
         # what spills is what the ready VMs cannot take at full batches (target utilization
         # is headroom for sizing the fleet, not a limit on what a replica serves)
-        full_per_replica = capacity / self.target_utilization
         warm, cost = self._warm_functions(state, upper, state.vm.ready_replicas * full_per_replica)
         return ScaleDecision(want, reason, warm, cost)
 
@@ -225,18 +227,16 @@ class Predictive(ScalerBase):
         if self._regret is None:
             return want, reason
         vm, full_per_replica = state.vm, capacity / self.target_utilization
-        rate = state.arrival_rate_short_per_s
-        ready = vm.ready_replicas
-        self._regret.observe(
-            state.now_s, rate, full_per_replica, ready + vm.booting_replicas, ready
-        )
+        rate, ready, up = state.arrival_rate_short_per_s, vm.ready_replicas, vm.booting_replicas
+        self._regret.observe(state.now_s, rate, full_per_replica, ready + up, ready)
         request_usd, vm_usd_per_s = self._request_usd(state), self.prices.vm_usd_per_hour / 3600
         fleet = self.clamp(self._regret.floor(request_usd, vm_usd_per_s))
         if self._regret.engaged and fleet != want:
             excess_usd = (max(rate, mean) - fleet * full_per_replica) * request_usd
             if fleet > want or not self._outlasts_bursts(state.now_s) or excess_usd < vm_usd_per_s:
                 want, reason = fleet, FIXED_FLEET
-        if want < 1 <= current and not (  # and not where functions miss the SLO
+        last = want < 1 <= current and not self._silence.silent(state.now_s)  # (hours of it: go)
+        if last and not (
             self._regret.none_pays(request_usd, vm_usd_per_s) and functions_meet_slo(state)
         ):
             want, reason = 1, "one VM until functions meet the SLO and none pays"
