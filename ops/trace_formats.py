@@ -7,7 +7,6 @@ import glob
 import json
 import re
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,20 +28,12 @@ from ops.trace_header import (
     HEADERS,
     columns,
     detect_format,
-    header_format,
-    is_number,
     open_text,
+    rows,
 )
+from ops.trace_csv import read_csv
 
 __all__ = ["READERS", "detect_format", "open_text", "read_days"]
-
-
-def _rows(path: Path):
-    """(line number, cells without surrounding blanks); a blank line is an empty row."""
-    with open_text(path, newline="") as f:
-        for lineno, row in enumerate(csv.reader(f), start=1):
-            cells = [c.strip() for c in row]
-            yield lineno, cells if any(cells) else []
 
 
 def _minute_rows(path: Path):
@@ -134,7 +125,7 @@ def _read_azure2019(path: Path, mapping: TraceMapping, rng) -> Trace:
 
 def _read_azure2021(path: Path, mapping: TraceMapping, rng) -> Trace:
     starts, keys, col = [], [], {}
-    for lineno, row in _rows(path):
+    for lineno, row in rows(path):
         if lineno == 1:
             col = columns(path, row, HEADERS["azure2021"])
             app, func, end_at, took = (col[n] for n in HEADERS["azure2021"])
@@ -172,7 +163,7 @@ def _mapped(path: Path, starts: list[float], keys: list[str], mapping: TraceMapp
 
 def _read_azure_llm(path: Path, mapping: TraceMapping, rng) -> Trace:
     stamps, at = [], 0
-    for lineno, row in _rows(path):
+    for lineno, row in rows(path):
         if lineno == 1:
             at = columns(path, row, ("TIMESTAMP",))["TIMESTAMP"]
         elif row:
@@ -245,48 +236,6 @@ def _read_gaps(path: Path, mapping: TraceMapping, rng) -> Trace:
     return _uniform_trace(path.name, np.cumsum(gaps), mapping)
 
 
-def _read_csv(path: Path, mapping: TraceMapping, rng) -> Trace:
-    times, models, tenants = [], [], []
-    at, model_at, tenant_at, named = 0, 1, 2, False  # without a header: by position
-    for lineno, row in _rows(path):
-        if lineno == 1 and row and not is_number(row[0]) and header_format(row) == "csv":
-            col = columns(path, row, HEADERS["csv"], ("tenant",))
-            at, model_at, tenant_at = col["timestamp_s"], col["model"], col.get("tenant", -1)
-            named = True  # (other columns: left out)
-            continue
-        if not row:
-            continue
-        if (len(row) not in (2, 3)) if not named else len(row) <= max(at, model_at):
-            raise TraceError(f"{path}:{lineno}: expected timestamp_s,model[,tenant]")
-        try:
-            times.append(float(row[at]))
-        except ValueError:
-            raise TraceError(f"{path}:{lineno}: timestamp_s {row[at]!r} is not a number") from None
-        models.append(row[model_at] or mapping.default_model)
-        tenant = row[tenant_at] if 0 <= tenant_at < len(row) else ""
-        tenants.append(tenant or mapping.default_tenant)
-    if not times:
-        raise TraceError(f"{path}: no requests")
-    return _without_long_lead(_build(path.name, times, models, tenants, rebase=False))
-
-
-MAX_LEAD_S = 86400.0  # a longer silence before the first request is an offset, not traffic
-
-
-def _without_long_lead(trace: Trace) -> Trace:
-    """The trace from its first request when that comes more than a day in (seconds from some
-    other origin: 58 days of nothing took the simulator 25 minutes to bill); a note says so.
-    A shorter lead is kept: the VMs it bills are the run's."""
-    lead = float(trace.arrivals_s[0])
-    if lead <= MAX_LEAD_S:
-        return trace
-    note = (
-        f"{trace.name}: the first request is at {lead:,.0f} s (more than a day in): "
-        "read from it, as if at 0 s"
-    )
-    return replace(trace, arrivals_s=trace.arrivals_s - lead, extra={"warnings": [note]})
-
-
 READERS = {
     "azure2019": _read_azure2019,
     "azure2021": _read_azure2021,
@@ -294,7 +243,7 @@ READERS = {
     "mooncake": _read_mooncake,
     "per-second": _read_per_second,
     "gaps": _read_gaps,
-    "csv": _read_csv,
+    "csv": read_csv,
 }
 
 

@@ -90,3 +90,11 @@ def is_number(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def rows(path: Path):
+    """(line number, cells without surrounding blanks); a blank line is an empty row."""
+    with open_text(path, newline="") as f:
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            cells = [c.strip() for c in row]
+            yield lineno, cells if any(cells) else []

@@ -148,7 +148,24 @@ def check_arrivals(name: str, t: np.ndarray) -> None:
 def _build(
     name: str, arrivals_s, models: list[str] | np.ndarray, tenants, *, rebase: bool = True
 ) -> Trace:
-    t = np.asarray(arrivals_s, dtype=np.float64)
+    model_names, model_idx = np.unique(
+        np.asarray(models, dtype=object).astype(str), return_inverse=True
+    )
+    tenant_names, tenant_idx = np.unique(
+        np.asarray(tenants, dtype=object).astype(str), return_inverse=True
+    )
+    return build_coded(
+        name,
+        np.asarray(arrivals_s, dtype=np.float64),
+        (tuple(str(m) for m in model_names), model_idx),
+        (tuple(str(t) for t in tenant_names), tenant_idx),
+        rebase=rebase,
+    )
+
+
+def build_coded(name: str, t: np.ndarray, models: tuple, tenants: tuple, *, rebase: bool) -> Trace:
+    """A trace from arrival times and (names, int code per request) of models and tenants:
+    sorted, checked, and rebased (``rebase``, or epoch seconds) as ``_build`` says."""
     check_arrivals(name, t)
     order = np.argsort(t, kind="stable")
     t = t[order]
@@ -160,19 +177,14 @@ def _build(
         )
     if rebase or t[0] >= EPOCH_FLOOR_S:  # epoch seconds: the trace starts at its first request
         t = t - t[0]
-    model_names, model_idx = np.unique(
-        np.asarray(models, dtype=object).astype(str), return_inverse=True
-    )
-    tenant_names, tenant_idx = np.unique(
-        np.asarray(tenants, dtype=object).astype(str), return_inverse=True
-    )
+    (model_names, model_idx), (tenant_names, tenant_idx) = models, tenants
     return Trace(
         name,
         t,
-        model_idx[order].astype(np.int32),
-        tenant_idx[order].astype(np.int32),
-        tuple(str(m) for m in model_names),
-        tuple(str(t) for t in tenant_names),
+        np.asarray(model_idx)[order].astype(np.int32),
+        np.asarray(tenant_idx)[order].astype(np.int32),
+        tuple(model_names),
+        tuple(tenant_names),
     )
 
 
