@@ -87,7 +87,8 @@ def run(args) -> int:
         raise CliError(getattr(exc, "message", str(exc))) from None
     text = RENDERERS[args.format](report)
     if args.out:
-        write_text(args.out, text, "--out")
+        # a line end as on stdout: `cat report.txt` ended on the prompt's line, `wc -l` one short
+        write_text(args.out, text if text.endswith("\n") else text + "\n", "--out")
         print(f"report: {args.out}", file=sys.stderr)
     else:
         _print(text)
