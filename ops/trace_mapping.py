@@ -39,13 +39,27 @@ class TraceMapping:
 
     def unmatched(self, keys) -> list[str]:
         """A warning for each rule that matches none of ``keys`` (a typo, or a regular
-        expression where a glob is read: every function then fell to the defaults, silently)."""
+        expression where a glob is read: every function then fell to the defaults, silently);
+        a ``TraceError`` when no rule matches any (the mapping did nothing at all)."""
         keys = set(keys)
+        idle = [
+            (i, rule)
+            for i, rule in enumerate(self.rules)
+            if not any(fnmatch.fnmatchcase(k, rule.match) for k in keys)
+        ]
+        if idle and len(idle) == len(self.rules):  # every request at the defaults: a mistake
+            from ops.traces import TraceError  # (ops.traces imports this module)
+
+            shown = ", ".join(repr(rule.match) for _, rule in idle)
+            raise TraceError(
+                f"no [[trace.map]] rule matches a function of the trace ({shown}; globs over "
+                f"owner/app/function or app/func, e.g. {sorted(keys)[0]!r}): every request "
+                "would be the default model's and tenant's"
+            )
         return [
             f"[[trace.map]] rule {i + 1} (match = {rule.match!r}) matches no function of the "
             "trace (a glob over owner/app/function or app/func)"
-            for i, rule in enumerate(self.rules)
-            if not any(fnmatch.fnmatchcase(k, rule.match) for k in keys)
+            for i, rule in idle
         ]
 
     @classmethod

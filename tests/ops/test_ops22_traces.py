@@ -130,3 +130,22 @@ def test_a_ragged_or_bad_file_is_still_named_by_line(tmp_path, text, says):
     path.write_text(text)
     with pytest.raises(TraceError, match=says):
         read_trace(path, fmt="csv")
+
+
+def test_a_mapping_whose_rules_match_nothing_is_an_error(tmp_path, capsys):
+    """One rule that matches no function while another does is a warning (test_audit20_traces);
+    before, rules that all matched nothing were warnings too and every request ran as the
+    default model's and tenant's at exit 0."""
+    trace = tmp_path / "a21.csv"
+    trace.write_text(
+        "app,func,end_timestamp,duration\n" + "".join(f"a{i % 2},f,{i},0.1\n" for i in range(9))
+    )
+    config = tmp_path / "map.toml"
+    config.write_text('[[trace.map]]\nmatch = "nomatch/*"\nmodel = "mobilenet_v2"\n')
+    for command in ("simulate", "loadgen"):
+        argv = [command, "--trace", str(trace), "--config", str(config)]
+        argv += ["--url", "http://127.0.0.1:9"] if command == "loadgen" else []
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "no [[trace.map]] rule matches a function of the trace ('nomatch/*'" in err
+        assert "'a0/f'" in err and len(err.strip().splitlines()) == 1
