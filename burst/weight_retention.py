@@ -24,7 +24,15 @@ a thread of its own: a request never waits for it, and a store failure is logged
 tried again the next time (the versions stay in the index until their objects are gone). Replicas write the index without a lock: two that write it at
 the same moment can lose the other's entry, which leaves objects in the store (never deletes
 too many: a version not in the index is never deleted), and the entry is written again by the
-replica's next plan. Objects of plans prepared before this index existed are not in it.
+replica's next plan.
+
+Plans stored before this index existed (or whose entry such a write lost) are adopted on first
+sight: once per process and store, the first plan recorded lists ``plans/`` and enters each plan
+no index names into its model's index (model and weights digest from its ``plan.json``), as a
+version older than every one the index knows, last used now. The rule above then applies: they
+go ``grace_s`` after a gateway first saw them at the earliest, never at once, and never while a
+replica runs them or they are among the ``keep_versions`` newest. Before, they stayed for good.
+A plan whose ``plan.json`` cannot be read is left alone.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from burst.store.base import StoreError
-from burst.weights import plan_prefix
+from burst.weights import plan_key, plan_prefix
 
 log = logging.getLogger("tidegate.burst")
 INDEX_PREFIX = "plan-versions/"
@@ -47,6 +55,7 @@ DEFAULT_GRACE_H, DEFAULT_KEEP_VERSIONS = 24.0, 2
 _index_locks: dict[str, threading.Lock] = {}
 _locks_lock = threading.Lock()
 _sweeps: list[threading.Thread] = []
+_adopted: set[str] = set()  # the stores (their config) whose unindexed plans were adopted
 clock: Callable[[], float] = time.time  # the service's time here (tests set their own)
 
 
@@ -119,18 +128,74 @@ async def record_plan(store, model: str, digest: str, plan_id: str, now: float) 
     (a version not the newest becomes current again: a rollback); the versions it lists."""
     with _index_lock(model):
         versions = await load_index(store, model)
-        newest = max(versions, key=lambda v: v["current_since"], default=None)
         mine = next((v for v in versions if v["digest"] == digest), None)
         if mine is None:
             mine = {"digest": digest, "current_since": now, "plans": []}
             versions.append(mine)
-        elif newest is not mine:
-            mine["current_since"] = now
+        elif any(v is not mine and v["current_since"] >= mine["current_since"] for v in versions):
+            mine["current_since"] = now  # (not the newest alone: adopted versions tie)
         mine["last_used"] = now
         if plan_id not in mine.setdefault("plans", []):
             mine["plans"].append(plan_id)
         await _save(store, model, versions)
         return versions
+
+
+async def adopt_unindexed(store, now: float) -> int:
+    """Enter the plans no model's index names into their model's index, seen first ``now``
+    (the module docstring); how many."""
+    keys = await store.list_prefix("plans/")
+    plan_ids = sorted(
+        {k.split("/")[1] for k in keys if k.count("/") == 2 and k.endswith("/plan.json")}
+    )
+    found: dict[str, list[tuple[str, str]]] = {}
+    for plan_id in plan_ids:
+        try:
+            raw = json.loads(await store.get(plan_key(plan_id)))
+            found.setdefault(str(raw["model"]), []).append(
+                (plan_id, str(raw.get("weights_digest", "")))
+            )
+        except (StoreError, ValueError, KeyError, TypeError) as exc:
+            log.warning("plan weights: plan %s left alone (its plan.json: %s)", plan_id, exc)
+    adopted = 0
+    for model, plans in found.items():
+        with _index_lock(model):
+            versions = await load_index(store, model)
+            known = {p for v in versions for p in v.get("plans", [])}
+            oldest_s = min((v["current_since"] for v in versions), default=now)
+            before = adopted
+            for plan_id, digest in [(p, d) for p, d in plans if p not in known]:
+                mine = next((v for v in versions if v["digest"] == digest), None)
+                if mine is None:  # older than any version the index knows, last seen now
+                    mine = {"digest": digest, "current_since": oldest_s - 1.0, "last_used": now}
+                    versions.append(mine)
+                mine.setdefault("plans", []).append(plan_id)
+                adopted += 1
+                log.info(
+                    "plan weights: plan %s of %s (weights %s) adopted into the index",
+                    plan_id,
+                    model,
+                    digest or "unknown",
+                )
+            if adopted > before:
+                await _save(store, model, versions)
+    return adopted
+
+
+async def _adopt_once(store, store_cfg: dict) -> None:
+    """``adopt_unindexed`` the first time this process records a plan in this store (a failure
+    logged; tried again at the next plan)."""
+    key = json.dumps(store_cfg, sort_keys=True, default=str)
+    with _locks_lock:
+        if key in _adopted:
+            return
+        _adopted.add(key)
+    try:
+        await adopt_unindexed(store, clock())
+    except Exception as exc:  # noqa: BLE001 - never the plan's failure
+        with _locks_lock:
+            _adopted.discard(key)
+        log.warning("plan weights: could not look for plans stored before the index: %s", exc)
 
 
 async def sweep(store, model: str, in_use: set[str], rule: WeightRetention) -> list[str]:
@@ -179,6 +244,7 @@ def after_prepare(store_cfg: dict, model: str, plan) -> None:
 async def record_safely(store, store_cfg: dict, model: str, plan) -> bool:
     """``record_plan`` (a failure logged, never the request's: the next plan records it);
     whether a sweep is due (a version past the grace rule: ``after_prepare``)."""
+    await _adopt_once(store, store_cfg)
     try:
         versions = await record_plan(store, model, plan.weights_digest, plan.plan_id, clock())
     except Exception as exc:  # noqa: BLE001 - a store failure must not fail the plan

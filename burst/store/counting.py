@@ -39,5 +39,8 @@ class CountingStore:
     async def delete_prefix(self, prefix: str) -> int:
         return await self._counted(self.inner.delete_prefix(prefix), puts=1)  # the LIST
 
+    async def list_prefix(self, prefix: str) -> list[str]:
+        return await self._counted(self.inner.list_prefix(prefix), puts=1)  # (a LIST)
+
     async def close(self) -> None:
         await self.inner.close()

@@ -142,6 +142,9 @@ class EncryptedStore:
     async def delete_prefix(self, prefix: str) -> int:
         return await self.inner.delete_prefix(prefix)
 
+    async def list_prefix(self, prefix: str) -> list[str]:
+        return await self.inner.list_prefix(prefix)
+
     async def close(self) -> None:
         await self.inner.close()
 

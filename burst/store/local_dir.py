@@ -170,6 +170,20 @@ class LocalDirStore:
         self._prune_empty_dirs(base)
         return deleted
 
+    async def list_prefix(self, prefix: str) -> list[str]:
+        check_prefix(prefix)
+        return await asyncio.to_thread(self._list_prefix, prefix)
+
+    def _list_prefix(self, prefix: str) -> list[str]:
+        keys = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            for name in files:
+                key = name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
+                if key.startswith(prefix) and not name.startswith(".tmp-"):
+                    keys.append(key)
+        return sorted(keys)
+
     async def close(self) -> None:
         return None
 

@@ -35,5 +35,9 @@ class MemoryStore:
             del self._objects[k]
         return len(doomed)
 
+    async def list_prefix(self, prefix: str) -> list[str]:
+        check_prefix(prefix)
+        return sorted(k for k in self._objects if k.startswith(prefix))
+
     async def close(self) -> None:
         return None

@@ -160,6 +160,28 @@ class OSSStore:
                 return deleted
             token = page.next_continuation_token
 
+    async def list_prefix(self, prefix: str) -> list[str]:
+        check_prefix(prefix)
+        full_prefix = self.prefix + prefix
+        keys: list[str] = []
+        token = ""
+        while True:
+            try:
+                page = await self._call(
+                    self._bucket.list_objects_v2,
+                    prefix=full_prefix,
+                    continuation_token=token,
+                    max_keys=_LIST_PAGE_MAX,
+                )
+            except (OssError, ClientError) as e:
+                raise StoreError(
+                    f"oss list {self.bucket}/{full_prefix} failed: {_describe(e)}"
+                ) from e
+            keys += [obj.key[len(self.prefix) :] for obj in page.object_list]
+            if not page.is_truncated:
+                return keys
+            token = page.next_continuation_token
+
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 

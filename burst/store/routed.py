@@ -39,6 +39,14 @@ class RoutedStore:
             )
         return await self.default.delete_prefix(prefix)
 
+    async def list_prefix(self, prefix: str) -> list[str]:
+        if prefix.startswith(REQUEST_PREFIXES):
+            return await self.tensors.list_prefix(prefix)
+        if any(p.startswith(prefix) for p in REQUEST_PREFIXES):  # a prefix spanning both
+            keys = await self.default.list_prefix(prefix) + await self.tensors.list_prefix(prefix)
+            return sorted(set(keys))
+        return await self.default.list_prefix(prefix)
+
     async def close(self) -> None:
         await self.default.close()
         await self.tensors.close()

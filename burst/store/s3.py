@@ -167,5 +167,28 @@ class S3Store:
                 return deleted
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
+    async def list_prefix(self, prefix: str) -> list[str]:
+        check_prefix(prefix)
+        s3 = await self._s3()
+        full_prefix = self.prefix + prefix
+        keys: list[str] = []
+        token: dict[str, str] = {}
+        while True:
+            try:
+                page = await self._retried(
+                    lambda token=token: s3.list_objects_v2(
+                        Bucket=self.bucket, Prefix=full_prefix, **token
+                    ),
+                    f"s3 list {full_prefix}",
+                )
+            except (ClientError, BotoCoreError) as e:
+                raise StoreError(
+                    f"s3 list {self.bucket}/{full_prefix} failed after retries: {e}"
+                ) from e
+            keys += [obj["Key"][len(self.prefix) :] for obj in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return keys
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
     async def close(self) -> None:
         await self._aws.close()

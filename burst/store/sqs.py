@@ -271,6 +271,10 @@ class SqsStore:
             await asyncio.gather(*(self.drop_queue(n, u) for n, u in urls.items()))
         )
 
+    async def list_prefix(self, prefix: str) -> list[str]:
+        """The backing store's keys (messages in flight on queues are not listed)."""
+        return await self.backing.list_prefix(prefix)
+
     async def drop_queue(self, name: str, url: str) -> bool:
         """Delete one queue (and forget it); False if it was gone already."""
         self._known.pop(name, None)
