@@ -15,6 +15,7 @@ import time
 
 from vmpool.body import read_body as read_raw_body
 from vmpool.codec import CodecError
+from vmpool.codec_encoding import encode_content
 from vmpool.forward import wire_inputs
 from vmpool.rest import INFER_PATH, FrontedApp, infer_target  # noqa: F401 - INFER_PATH: access_log
 
@@ -145,6 +146,7 @@ class InferEndpoint:
                 body, out_headers = await self._infer(
                     receive, headers, request_id, lease, model, version, note, after
                 )
+                body = await encode_content(body, out_headers, headers.get("accept-encoding"))
         except TidegateError as exc:
             status, body = exc.status, protocol.error_body(exc.message)
             out_headers = {"content-type": _JSON, "x-request-id": request_id, **exc.headers}

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vmpool.heap import trim_heap
 from vmpool.artifact import ArtifactError
 from vmpool.body import BodyBudget, ClientGone, decode_content, read_body
+from vmpool.codec_encoding import encode_content
 from vmpool.dataplane import ModelServer, ModelServerError
 from vmpool.wire import (
     HEADER_LENGTH_KEY,
@@ -295,7 +296,7 @@ class InferEndpoint:
         if core.draining:
             metrics.request_done(name, 503)
             return 503, error_body("server is draining; retry on another replica"), []
-        content_length = header_length = encoding = None
+        content_length = header_length = encoding = accept = None
         for key, value in scope["headers"]:
             if key == b"content-length":
                 content_length = value
@@ -303,6 +304,8 @@ class InferEndpoint:
                 header_length = value
             elif key == b"content-encoding":
                 encoding = value.decode("latin-1")
+            elif key == b"accept-encoding":
+                accept = value.decode("latin-1")
         core.in_flight += 1
         lease = self.budget.lease()
         try:
@@ -333,7 +336,9 @@ class InferEndpoint:
         if answer.header_length is not None:
             headers.append((b"content-type", b"application/octet-stream"))
             headers.append((_HEADER_LENGTH_KEY, str(answer.header_length).encode()))
-        return 200, answer.body, headers
+        coded: dict[str, str] = {}  # (as the gateway answers: vmpool.codec_encoding)
+        body = await encode_content(answer.body, coded, accept)
+        return 200, body, headers + [(k.encode(), v.encode()) for k, v in coded.items()]
 
 
 async def _send(send, status: int, body: bytes, headers: list) -> None:
