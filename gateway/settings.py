@@ -209,7 +209,7 @@ class Settings(BaseSettings):
     autoscaling: AutoscalingSettings = Field(
         default_factory=NoScaling,
         description="VM autoscaling, by `policy`: none, target, "
-        "knative or predictive; the policy's parameters sit beside it.",
+        "knative, predictive or queue; the policy's parameters sit beside it.",
     )
     spill_outstanding_per_replica: int = Field(16, ge=1, description="threshold: spill past this.")
     vm: VmSettings = Field(

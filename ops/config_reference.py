@@ -57,6 +57,15 @@ def _type_name(annotation) -> str:
     return text.replace("|", "or")
 
 
+def _default_value(field: FieldInfo) -> object:
+    if field.default is not PydanticUndefined:
+        return field.default
+    try:
+        return field.default_factory() if field.default_factory else None  # type: ignore[call-arg]
+    except TypeError:
+        return None
+
+
 def _default(field: FieldInfo) -> str:
     if field.default is not PydanticUndefined:
         value = field.default
@@ -79,8 +88,15 @@ def _default(field: FieldInfo) -> str:
 
 
 def render_table(
-    model: type[BaseModel], path: str, out: list[str], seen: set, array: bool = False
+    model: type[BaseModel],
+    path: str,
+    out: list[str],
+    seen: set,
+    array: bool = False,
+    stands_for_none: bool = False,
 ) -> None:
+    """Append the table at ``path`` and its nested ones; ``stands_for_none``: the member of a
+    union its parent's default builds (what leaving the table out means)."""
     key = (model, path)
     if key in seen:
         return
@@ -96,14 +112,18 @@ def render_table(
     for name, field in model.model_fields.items():
         members = _models_in(field.annotation)
         description = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        out.append(
-            f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |"
-        )
+        default = _default(field)
+        if kind and name == kind[0]:  # the union's tag: a table without it is refused
+            default = "(required)"
+            if stands_for_none:
+                description += " Without the table, this one."
+        out.append(f"| `{name}` | {_type_name(field.annotation)} | {default} | {description} |")
         sub = f"{path}.{name}" if path else name
         array = typing.get_origin(field.annotation) is list  # [[tenants]]: an array of tables
-        nested += [(member, sub, array) for member in members]
-    for member, sub, array in nested:
-        render_table(member, sub, out, seen, array)
+        default_type = type(_default_value(field))
+        nested += [(member, sub, array, member is default_type) for member in members]
+    for member, sub, array, is_default in nested:
+        render_table(member, sub, out, seen, array, is_default)
 
 
 def _kind(model: type[BaseModel]) -> tuple[str, str] | None:
