@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError
 from ..routes import unsupported_message
 from . import inference_pb2 as pb
 from .servicer import SERVICE, GatewayView, InferenceServicer
+from .stream import STOPPED_DETAILS
 
 log = logging.getLogger("tidegate.grpc")
 
@@ -76,11 +77,14 @@ def _lenient(message_type):
     return parse
 
 
-def _guarded(method, refused=None):
+def _guarded(method, servicer: InferenceServicer, refused=None):
     """``method``, or INVALID_ARGUMENT for a message that did not parse (``refused()`` first:
-    ModelInfer's is counted and logged as HTTP's malformed JSON is)."""
+    ModelInfer's is counted and logged as HTTP's malformed JSON is), or UNAVAILABLE once the
+    gateway stops (a call gRPC's core took in the moment before its own stop began)."""
 
     async def call(request, context):
+        if servicer.stopping:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, STOPPED_DETAILS)
         if isinstance(request, _Malformed):
             if refused is not None:
                 refused()
@@ -116,7 +120,11 @@ def _unsupported(extension: str):
 def _handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            _guarded(getattr(servicer, name), servicer.malformed if name == "ModelInfer" else None),
+            _guarded(
+                getattr(servicer, name),
+                servicer,
+                servicer.malformed if name == "ModelInfer" else None,
+            ),
             request_deserializer=_lenient(req),
             response_serializer=resp.SerializeToString,
         )
