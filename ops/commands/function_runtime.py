@@ -72,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="NAME=module:handler[,memory_mb=..,timeout_s=..,reserved_concurrency=..] (repeatable)",
+        help="NAME=module:handler[,memory_mb=..,timeout_s=..,reserved_concurrency=..] "
+        "(repeatable; default: none, clients register theirs with Lambda's CreateFunction)",
     )
 
 

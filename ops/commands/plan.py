@@ -36,7 +36,7 @@ def add_arguments(parser) -> None:
         "--slo-ms",
         type=float,
         help="latency SLO for --objective cost (required there): the cheapest plan predicted "
-        "5%% under it where one is, else the cheapest plan meeting it",
+        "5%% under it where one is, else the cheapest plan meeting it (no default)",
     )
     parser.add_argument(
         "--percentile",

@@ -15,7 +15,9 @@ log = logging.getLogger("tidegate.serve")
 
 def add_arguments(p) -> None:
     p.add_argument(
-        "--config", type=Path, help="TOML settings file (every key: docs/configuration.md)"
+        "--config",
+        type=Path,
+        help="TOML settings file (every key: docs/configuration.md; default: none, the built-in defaults, then TIDEGATE_* variables)",
     )
     p.add_argument(
         "--repo",
