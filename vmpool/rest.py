@@ -26,6 +26,7 @@ from vmpool.artifact import ArtifactError
 from vmpool.body import BodyBudget, ClientGone, decode_content, read_body
 from vmpool.codec_encoding import encode_content
 from vmpool.dataplane import ModelServer, ModelServerError
+from vmpool.validation import repository_parameters
 from vmpool.wire import (
     HEADER_LENGTH_KEY,
     LIVE_BODY,
@@ -219,11 +220,7 @@ def repository_router(core: ModelServer) -> APIRouter:
 
     @router.post("/v2/repository/models/{model}/load")
     async def load(model: str, request: Request) -> Response:
-        # a few parameters: read within 64 KiB and 30 s (it was read whole at any size and pace)
-        body = await read_body(
-            request.receive, request.headers.get("content-length"), 64 << 10, None, 30.0
-        )
-        _refuse_overrides(body)
+        repository_parameters(await _control_body(request), "load")
         try:
             await asyncio.to_thread(core.load, model)
         except ArtifactError as exc:
@@ -233,24 +230,21 @@ def repository_router(core: ModelServer) -> APIRouter:
         return Response(b"", media_type=JSON)
 
     @router.post("/v2/repository/models/{model}/unload")
-    async def unload(model: str) -> Response:
+    async def unload(model: str, request: Request) -> Response:
+        repository_parameters(await _control_body(request), "unload")  # (was not read)
         await asyncio.to_thread(core.unload, model)
         return Response(b"", media_type=JSON)
 
     return router
 
 
-def _refuse_overrides(raw: bytes) -> None:
-    """400 for Triton's load parameters that replace the model (``config``, ``file:...``):
-    ignoring them would load the repository's model in place of the one asked for."""
-    if not raw.strip():
-        return
-    try:
-        params = orjson.loads(raw).get("parameters") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        raise ModelServerError("the request body must be a JSON object", 400) from None
-    if isinstance(params, dict) and any(k == "config" or k.startswith("file:") for k in params):
-        raise ModelServerError("loading with config or file: parameters is not supported", 400)
+async def _control_body(request: Request) -> bytes:
+    """A repository call's body, read within 64 KiB and 30 s (it was read whole at any size and
+    pace)."""
+    limit = 64 << 10
+    return await read_body(
+        request.receive, request.headers.get("content-length"), limit, None, 30.0
+    )
 
 
 class InferEndpoint:

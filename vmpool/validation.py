@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import orjson
+
 from vmpool.wire import CodecError, datatype_of
 
 if TYPE_CHECKING:
@@ -81,3 +83,21 @@ def check_ranges(req: InferRequest, ranges: dict, model: str) -> None:
                     f"input {name!r}: dimension {d} is {array.shape[d]}, model {model} "
                     f"takes {limit} there"
                 )
+
+
+def repository_parameters(raw: bytes, action: str) -> dict:
+    """The ``parameters`` of a repository ``load`` or ``unload`` body (empty: none); CodecError
+    (400) for a body that is not a JSON object, parameters that are not one, a load's ``config``
+    or ``file:`` override (ignoring it would load the repository's model in place of the one
+    asked for) or an ``unload_dependents`` that is not a boolean (as Triton refuses it)."""
+    try:
+        params = orjson.loads(raw).get("parameters") or {} if raw.strip() else {}
+    except (orjson.JSONDecodeError, AttributeError):
+        raise CodecError("the request body must be a JSON object") from None
+    if not isinstance(params, dict):
+        raise CodecError("'parameters' must be an object")
+    if action == "load" and any(k == "config" or k.startswith("file:") for k in params):
+        raise CodecError("loading with config or file: parameters is not supported")
+    if not isinstance(params.get("unload_dependents", False), bool):
+        raise CodecError("'unload_dependents' must be true or false")
+    return params

@@ -25,8 +25,8 @@ X = np.random.default_rng(22).standard_normal((2, 784)).astype(np.float32)
 
 @pytest.fixture(scope="module")
 def gateway(small_repo, tmp_path_factory):
-    """(HTTP base URL, gRPC target) of a gateway with an admin key in front of its own model
-    server (the tests unload models on it)."""
+    """(HTTP base URL, gRPC target, model server URL): a gateway with an admin key in front of
+    its own model server (the tests unload models on it)."""
     root = tmp_path_factory.mktemp("clients22-params")
     with running_model_server(small_repo, root / "ms.log", "mlp") as replica:
         settings = Settings.load(
@@ -40,7 +40,7 @@ def gateway(small_repo, tmp_path_factory):
         )
         app = create_app(settings)
         with serve_app(app) as url:
-            yield url, app.state.gateway.grpc.target
+            yield url, app.state.gateway.grpc.target, replica
 
 
 def http_infer(url: str, **kwargs):
@@ -78,7 +78,7 @@ def still_served(url: str, target: str) -> None:
     ],
 )
 def test_a_malformed_unload_over_http_is_a_400_and_the_model_stays(gateway, body, says):
-    url, target = gateway
+    url, target, _ = gateway
     r = httpx.post(
         f"{url}/v2/repository/models/mlp/unload",
         content=body,
@@ -89,8 +89,24 @@ def test_a_malformed_unload_over_http_is_a_400_and_the_model_stays(gateway, body
     still_served(url, target)
 
 
+@pytest.mark.parametrize(
+    "body,says",
+    [
+        (b'{"parameters": {"unload_dependents": "yes"}}', "'unload_dependents' must be"),
+        (b"[]", "must be a JSON object"),
+    ],
+)
+def test_a_malformed_unload_to_the_model_server_is_a_400_and_the_model_stays(gateway, body, says):
+    url, target, replica = gateway
+    r = httpx.post(f"{replica}/v2/repository/models/mlp/unload", content=body)
+    assert r.status_code == 400, r.text  # was 200: the replica dropped mlp, the gateway's 503s
+    assert says in r.json()["error"]
+    still_served(url, target)  # (the gateway routes to this replica)
+    assert httpx.get(f"{replica}/v2/models/mlp/ready").status_code == 200
+
+
 def test_a_malformed_unload_over_grpc_is_invalid_argument_and_the_model_stays(gateway):
-    url, target = gateway
+    url, target, _ = gateway
     request = pb.RepositoryModelUnloadRequest(model_name="mlp")
     request.parameters["unload_dependents"].string_param = "yes"
     with grpc.insecure_channel(target) as channel:
@@ -108,7 +124,7 @@ def test_a_malformed_unload_over_grpc_is_invalid_argument_and_the_model_stays(ga
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_tritonclient_unload_with_dependents_then_load(gateway, protocol):
-    url, target = gateway
+    url, target, _ = gateway
     if protocol == "http":
         client = thttp.InferenceServerClient(url.removeprefix("http://"))
         admin = {"Authorization": f"Bearer {ADMIN}"}
@@ -126,7 +142,7 @@ def test_tritonclient_unload_with_dependents_then_load(gateway, protocol):
 
 
 def test_tritonclient_priority_timeout_and_sequence_parameters_are_taken(gateway):
-    url, target = gateway
+    url, target, _ = gateway
     kwargs = {"priority": 3, "timeout": 10_000_000, "request_id": "p-1"}
     sequence = {"sequence_id": 7, "sequence_start": True, "sequence_end": False}
     want = http_infer(url)
@@ -137,7 +153,7 @@ def test_tritonclient_priority_timeout_and_sequence_parameters_are_taken(gateway
 
 
 def test_tritonclient_custom_parameters_are_taken(gateway):
-    url, target = gateway
+    url, target, _ = gateway
     custom = {"custom": "ok", "n": 1, "flag": True}
     want = http_infer(url)
     np.testing.assert_array_equal(http_infer(url, parameters=custom), want)
