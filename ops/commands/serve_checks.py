@@ -59,8 +59,14 @@ def check_port_free(host: str, port: int, flag: str = "--port") -> None:
         except OSError as exc:
             hint = ""
             if exc.errno == errno.EADDRINUSE:
-                also = " and --data-dir" if flag == "--port" else ""
-                hint = f" (another gateway running? give this one its own {flag}{also})"
+                env = "TIDEGATE_" + flag.removeprefix("--").replace("-", "_").upper()
+                also = (
+                    (" and --data-dir", " and TIDEGATE_DATA_DIR") if flag == "--port" else ("", "")
+                )
+                hint = (
+                    f" (another gateway running? give this one its own {flag}{also[0]}, "
+                    f"or {env}{also[1]})"
+                )
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
 
 

@@ -25,6 +25,7 @@ def test_a_busy_http_port_names_the_flags_that_get_past_it(busy_port):
     text = str(refused.value)
     assert f"cannot listen on 127.0.0.1:{busy_port}: Address already in use" in text
     assert "another gateway" in text and "--port" in text and "--data-dir" in text
+    assert "TIDEGATE_PORT and TIDEGATE_DATA_DIR" in text  # what make serve takes
     assert "\n" not in text
 
 
@@ -36,3 +37,4 @@ def test_a_busy_grpc_port_given_names_grpc_port(busy_port):
         check_ports(Settings(port=http_port, grpc_port=busy_port))
     text = str(refused.value)
     assert f"127.0.0.1:{busy_port}" in text and "--grpc-port" in text
+    assert "TIDEGATE_GRPC_PORT" in text
