@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from ops.bench import host_cpu  # noqa: E402
+from ops.bench import host_cpu, sim_vs_real_host  # noqa: E402
 from ops.bench.procs import work_dir  # noqa: E402
 
 from vmpool.procs import free_port, wait_healthy_sync  # noqa: E402
@@ -233,12 +233,9 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
     cmd = ["simulate", "--trace", str(trace), "--policy", "config", "--config", str(sim_cfg)]
     cmd += ["--repo", str(repo), "--model", args.model, "--json", str(sim_json)]
     run(TIDEGATE + cmd, 900, check=True, stdout=subprocess.DEVNULL)
-    return report(
-        json.loads((work / "live.json").read_text()),
-        json.loads(sim_json.read_text()),
-        args,
-        start_s,
-    )
+    args.foreign_cores = sim_vs_real_host.foreign_cores(work / "cpu_timeline.json")
+    live, sim = (json.loads(p.read_text()) for p in (work / "live.json", sim_json))
+    return report(live, sim, args, start_s)
 
 
 def calibrate(url: str, work: Path, repo: Path, model: str, sid: int) -> float:
@@ -306,9 +303,16 @@ def report(live: dict, sim: dict, args, start_s: float) -> int:
     d_att = abs(live["slo_attainment"] - sim["slo_attainment"]) * 100
     d_cost = abs(sim_cost - live["cost_usd"]) / max(live["cost_usd"], 1e-12) * 100
     ok = d_att <= 2.0 and d_cost <= 15.0
+    other, cores = getattr(args, "foreign_cores", None), os.cpu_count() or 1
+    busy = other is not None and other > cores / 2  # (the verdict stands; it is qualified)
     print(
         f"attainment differs by {d_att:.2f} points (target <= 2), cost by {d_cost:.1f} % "
         f"(target <= 15): {'PASS' if ok else 'FAIL'}"
+        + (
+            f" (other work took {other:.2f} of {cores} cores: re-run on a quiet host)"
+            if busy
+            else ""
+        )
     )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(
@@ -328,6 +332,8 @@ def report(live: dict, sim: dict, args, start_s: float) -> int:
                 "attainment_diff_points": d_att,
                 "cost_diff_pct": d_cost,
                 "pass": ok,
+                "foreign_cores": other,
+                "host_busy": busy,
             },
             indent=2,
         )
