@@ -37,10 +37,20 @@ def split_body(body: bytes, header_length: int | None) -> tuple[dict, memoryview
     except orjson.JSONDecodeError as exc:
         obj = _with_nonfinite(header)
         if obj is None:
-            raise CodecError(f"malformed JSON: {exc}") from None
+            raise CodecError(f"malformed JSON: {exc}{_where(header_length, str(exc))}") from None
     if not isinstance(obj, dict):
         raise CodecError("the JSON body must be an object")
     return obj, binary
+
+
+def _where(header_length: int | None, error: str) -> str:
+    """Which bytes were read as the JSON header, for its error: raw tensor bytes read as JSON
+    said only "str is not valid UTF-8: surrogates not allowed"."""
+    if header_length is not None:
+        return f" (the body's first {header_length} bytes, as {HEADER_LENGTH} says)"
+    if "UTF-8" in error:  # binary bytes, likely: sent without their header's length
+        return f" (binary tensors need the {HEADER_LENGTH} header)"
+    return ""
 
 
 def _with_nonfinite(header: memoryview) -> object | None:
