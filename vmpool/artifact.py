@@ -270,9 +270,12 @@ def load_artifact(repo: str | Path, name: str) -> Artifact:
     directory = Path(repo) / validate_name(name)
     cfg_path = directory / CONFIG_FILE
     if not cfg_path.is_file() or not (directory / PROGRAM_FILE).is_file():
+        there = [p.parent.name for p in Path(repo).glob(f"*/{CONFIG_FILE}")]  # none if no repo
+        guess = difflib.get_close_matches(name, there, n=1)
         raise ArtifactError(
             f"model {name!r} not found in repository {repo} "
             f"(need {name}/{PROGRAM_FILE} and {name}/{CONFIG_FILE})"
+            + (f"; did you mean {guess[0]!r}?" if guess else "")
         )
     try:
         raw = tomllib.loads(cfg_path.read_text())

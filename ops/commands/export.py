@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 from pathlib import Path
 
@@ -238,9 +239,11 @@ def run(args: argparse.Namespace) -> int:
         elif source.is_file():
             artifact = _import_program(args, source)
         else:
+            guess = difflib.get_close_matches(args.model, list(zoo.MODELS), n=1)
             raise CliError(
                 f"{args.model!r} is neither a zoo model nor a file; "
                 f"zoo models: {', '.join(zoo.MODELS)}"
+                + (f"; did you mean {guess[0]!r}?" if guess else "")
             )
     except ArtifactError as exc:
         raise CliError(str(exc).splitlines()[0]) from None

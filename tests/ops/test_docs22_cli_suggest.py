@@ -59,3 +59,14 @@ def test_version_prints_the_installed_version(capsys):
         main(["--version"])
     assert stopped.value.code == 0
     assert capsys.readouterr().out.strip() == f"tidegate {version('tidegate')}"
+
+
+def test_a_misspelt_model_name_names_the_nearest(tmp_path, capsys):
+    from vmpool.export import export_zoo
+
+    export_zoo("mlp", tmp_path / "repo", seed=0)
+    assert main(["plan", "mpl", "--repo", str(tmp_path / "repo")]) == 2
+    assert "did you mean 'mlp'?" in capsys.readouterr().err
+    assert main(["export", "resnet19", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'resnet18'?" in err and not (tmp_path / "out" / "resnet19").exists()
