@@ -86,7 +86,9 @@ def add_arguments(parser) -> None:
         action="store_true",
         help="measure only node times and VM service, and add them to the "
         "profile in --out (how the bundled reference profile covers every "
-        "zoo model from one full run)",
+        "zoo model from one full run), with the compute fit of this model's nodes and "
+        "the probe layers (compute.kinds, as a full run writes; python -m "
+        "ops.perfgen_refit refits it over every model the profile measured)",
     )
     parser.add_argument(
         "--calibrate",
@@ -240,8 +242,9 @@ def _vm_batches(text: str | None, artifact) -> list[int]:
 
 
 def _compute_only(args, artifact, workers: list[int], batches: list[int], out: Path):
-    """``--compute-only``: the profile in ``out`` with this model's node times and VM service
-    (a cold start measured before stays), and with ``--calibrate`` its calibration."""
+    """``--compute-only``: the profile in ``out`` with this model's node times, VM service and
+    compute fit (a cold start measured before stays), and with ``--calibrate`` its
+    calibration."""
     from ops import profiler
     from ops.cli import CliError
     from ops.commands.profile_measure import measure_compute
@@ -252,11 +255,13 @@ def _compute_only(args, artifact, workers: list[int], batches: list[int], out: P
     except (OSError, ValueError, ProfileError) as exc:
         raise CliError(f"--compute-only adds to an existing profile: {out}: {exc}") from None
     say = profiler.Progress()
-    graph, times, _, x = measure_compute(artifact, args.reps, batches, say)
+    graph, times, fit, x = measure_compute(artifact, args.reps, batches, say)
     old = into.models.get(artifact.name)
     if old is not None:
         times = replace(times, cold_start_ms=old.cold_start_ms, cold_billed_ms=old.cold_billed_ms)
-    profile = into.with_model(artifact.name, times)
+    # the compute fit of this model's nodes and the probe layers, as a full run writes it (it
+    # was timed and dropped: the profile kept the kinds it came with, or none)
+    profile = replace(into.with_model(artifact.name, times), compute=fit)
     if not args.calibrate:
         return profile
     from ops.profile_calibrate import calibrate_into
