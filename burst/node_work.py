@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from burst.graph import Graph, batch_size, dtype_bytes, node_inputs
+from burst.graph_macs import RECURRENT_OPS, recurrent_work
 from policies.perf_types import NodeWork
 from vmpool.delay_op import wait_ms
 
@@ -25,9 +26,15 @@ def node_works(graph: Graph, batch: int) -> list[NodeWork]:
     for n in graph.nodes:
         refs = node_inputs(n)
         act = nbytes(n.name) + sum(nbytes(r) for r in refs)
-        macs = n.macs * batch * _inner_dim(n.op, [shapes.get(r, (None, None))[0] for r in refs])
+        in_shapes = [shapes.get(r, (None, None))[0] for r in refs]
+        macs = n.macs * batch * _inner_dim(n.op, in_shapes)
+        steps, weight_bytes = 0, n.weight_bytes
+        if n.op in RECURRENT_OPS:  # its steps run one after another, each reading weights
+            steps, weight_bytes = recurrent_work(
+                n.args, in_shapes[0] if refs else None, graph.weights
+            )
         works.append(
-            NodeWork(n.name, n.op, macs, wait_ms(n.op, n.args, batch), act, n.weight_bytes)
+            NodeWork(n.name, n.op, macs, wait_ms(n.op, n.args, batch), act, weight_bytes, steps)
         )
     return works
 

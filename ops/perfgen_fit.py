@@ -23,14 +23,15 @@ MIN_NODES = 3  # a kind measured on fewer nodes is priced as elementwise
 MIN_OWN_MACS = 100_000
 
 
-def graph_rows(graph, node_ms: dict[str, float]) -> list[tuple[str, float, float, float, float]]:
-    """(op, MACs, activation bytes, weight bytes, ms) of each measured node of ``graph``
-    (at batch 1, as node times are measured)."""
+def graph_rows(graph, node_ms: dict[str, float], batch: int = 1) -> list[tuple[str, float, ...]]:
+    """(op, MACs, activation bytes, weight bytes read, steps, ms) of each measured node of
+    ``graph`` (at batch 1, as a model's node times are measured; a probe's at its own)."""
     from burst.node_work import node_works
 
     return [
-        (w.op, float(w.macs), float(w.act_bytes), float(w.weight_bytes), node_ms[w.name])
-        for w in node_works(graph, 1)
+        (w.op, float(w.macs), float(w.act_bytes), float(w.weight_bytes), float(w.steps))
+        + (node_ms[w.name],)
+        for w in node_works(graph, batch)
         if w.name in node_ms and w.wait_ms == 0.0
     ]
 
@@ -48,6 +49,25 @@ def fit_kinds(rows) -> dict[str, KindFit]:
         for k, r in sorted(by_kind.items())
         if len(r) >= MIN_NODES and (k in KINDS or max(x[0] for x in r) >= MIN_OWN_MACS)
     }
+
+
+# (hidden, layers, steps, batch): small to large, short to long, one sequence and several, so
+# the fixed cost a step, the weights read every step and the MACs (which grow with the batch
+# where the rest does not) come apart
+_RECURRENT_SIZES = (
+    (16, 1, 8, 1),
+    (32, 2, 64, 1),
+    (64, 2, 32, 1),
+    (64, 1, 24, 8),
+    (96, 1, 128, 1),
+    (128, 1, 16, 1),
+    (192, 2, 48, 1),
+    (256, 1, 32, 8),
+    (320, 1, 24, 1),
+    (384, 1, 16, 4),
+    (512, 1, 8, 1),
+    (512, 2, 40, 1),
+)
 
 
 def _probe_modules():
@@ -97,11 +117,34 @@ def _probe_modules():
         out.append((f"tokens{d}x{t}", Tokens(d, max(1, d // 64)), torch.randn(1, t, d)))
     for c, hw in ((16, 112), (32, 56), (64, 28), (96, 56), (32, 160), (96, 112)):
         out.append((f"pixels{c}x{hw}", Pixels(c), torch.randn(1, c, hw, hw)))
+    return out + _recurrent_probes()
+
+
+def _recurrent_probes():
+    """(name, module, input) per recurrent probe: LSTM, GRU and RNN at ``_RECURRENT_SIZES``."""
+    import torch
+    import torch.nn as nn
+
+    class Sequence(nn.Module):  # a recurrent layer over [1, T, F]: its steps run in turn
+        def __init__(self, rnn: type[nn.Module], hidden: int, layers: int):
+            super().__init__()
+            self.rnn = rnn(32, hidden, num_layers=layers, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    out = []
+    # LSTM (oneDNN's kernel in torch on CPU) and GRU (a cell's kernels a step) cost 4-15 us a
+    # step at any size, and read their hidden-to-hidden weights every step
+    for rnn in (nn.LSTM, nn.GRU, nn.RNN):
+        for hidden, layers, t, batch in _RECURRENT_SIZES:
+            name = f"{rnn.__name__.lower()}{hidden}x{t}b{batch}"
+            out.append((name, Sequence(rnn, hidden, layers), torch.randn(batch, t, 32)))
     return out
 
 
-def probe_rows(reps: int, say=print) -> list[tuple[str, float, float, float, float]]:
-    """(op, MACs, activation bytes, weight bytes, ms) of every probe layer's nodes, timed
+def probe_rows(reps: int, say=print) -> list[tuple[str, float, ...]]:
+    """(op, MACs, activation bytes, weight bytes, steps, ms) of every probe layer's nodes, timed
     on one thread here (median of ``reps`` passes)."""
     import torch
 
@@ -114,7 +157,7 @@ def probe_rows(reps: int, say=print) -> list[tuple[str, float, float, float, flo
         program = torch.export.export(module.eval(), (x,))
         graph = build_graph(program, name)
         ms = profiler.node_times_ms(graph, program, {graph.inputs[0]: x.numpy()}, reps)
-        rows += graph_rows(graph, ms)
+        rows += graph_rows(graph, ms, x.shape[0])
     say(f"compute probes: {len(rows)} nodes, {sum(r[-1] for r in rows):.1f} ms on one thread")
     return rows
 
@@ -123,4 +166,4 @@ def sum_error(fit, rows) -> float:
     """(predicted - measured) / measured of the rows' total time under ``fit`` (a
     ``ComputeFit``)."""
     meas = float(np.sum([r[-1] for r in rows]))
-    return (float(np.sum([fit.ms(*r[:4]) for r in rows])) - meas) / meas
+    return (float(np.sum([fit.ms(*r[:-1]) for r in rows])) - meas) / meas

@@ -50,7 +50,8 @@ def report(rows: dict[str, list], probes: list, say=print) -> dict:
     for k, f in kinds.items():
         say(
             f"  {k:<15} {f.fixed_ms:7.4f} ms + {f.ms_per_gmac:9.2f} ms/GMAC + "
-            f"{f.ms_per_mb:6.4f} ms/MB + {f.ms_per_weight_mb:6.4f} ms/weight MB"
+            f"{f.ms_per_mb:6.4f} ms/MB + {f.ms_per_weight_mb:6.4f} ms/weight MB + "
+            f"{f.ms_per_step:6.4f} ms/step"
         )
     fit = ComputeFit({}, 0.0, kinds)
     for model, rs in rows.items():
@@ -68,18 +69,31 @@ def main(argv=None) -> int:
     import torch
 
     from ops.perfgen_fit import probe_rows
+    from policies.compute_fit import KindFit
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("profile", type=Path)
     ap.add_argument("--reps", type=int, default=8, help="passes each probe node is timed")
     ap.add_argument("--repo", type=Path, help="a repository with the zoo models (else scratch)")
     ap.add_argument("--write", action="store_true", help="write compute.kinds into PROFILE")
+    ap.add_argument(
+        "--only",
+        help="comma-separated kinds and ops to write (recurrent,lstm,gru,rnn_tanh); the "
+        "profile's other kinds stay as they were fitted (on a quieter host)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     raw = json.loads(args.profile.read_text())
     with tempfile.TemporaryDirectory(prefix="tidegate-refit-") as tmp:
         rows = zoo_rows(raw, args.repo or Path(tmp))
-    kinds = report(rows, probe_rows(args.reps))
+    kinds = fitted = report(rows, probe_rows(args.reps))
+    if args.only:
+        only = set(args.only.split(","))
+        if only - set(kinds):
+            print(f"--only: no fit for {sorted(only - set(kinds))}", file=sys.stderr)
+            return 2
+        kinds = {k: KindFit.from_json(v) for k, v in raw["compute"].get("kinds", {}).items()}
+        kinds.update({k: f for k, f in fitted.items() if k in only})
     if args.write:
         raw["compute"]["kinds"] = {k: f.to_json() for k, f in sorted(kinds.items())}
         args.profile.write_text(json.dumps(raw, indent=1, sort_keys=True) + "\n")

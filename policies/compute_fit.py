@@ -42,8 +42,10 @@ _KIND_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("attention", ("scaled_dot_product", "_flash_attention", "_efficient_attention")),
     ("conv", ("conv",)),
-    # recurrent layers: their steps' matmuls (burst.graph_macs counts them)
-    ("linear", ("linear", "addmm", ".mm.", "bmm", "matmul", "einsum", ".lstm.", ".gru.", ".rnn_")),
+    # LSTM, GRU, RNN: their steps' matmuls (burst.graph_macs counts them), a fixed cost per
+    # step and their hidden-to-hidden weights read every step (burst.graph_macs.recurrent_work)
+    ("recurrent", (".lstm.", ".gru.", ".rnn_")),
+    ("linear", ("linear", "addmm", ".mm.", "bmm", "matmul", "einsum")),
     ("norm", ("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm")),
     ("pool", ("pool", ".mean.", ".sum.", ".amax.", ".amin.", ".max.dim", ".min.dim", "argmax")),
     # exp, erf or division per element: 3-10x an add (SiLU 3.0 ns an element against ReLU's
@@ -94,7 +96,10 @@ _KIND_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
 )
 KINDS = tuple(k for k, _ in _KIND_WORDS[1:]) + ("elementwise",)
-TERMS = ("fixed_ms", "ms_per_gmac", "ms_per_mb", "ms_per_weight_mb")
+TERMS = ("fixed_ms", "ms_per_gmac", "ms_per_mb", "ms_per_weight_mb", "ms_per_step")
+# a kind a profile has not fitted is priced as the next one here has (profiles from before
+# ``recurrent`` priced those layers as linears), then as elementwise
+_FALLBACK = {"recurrent": "linear"}
 
 
 def op_name(op: str) -> str:
@@ -107,7 +112,8 @@ def fit_keys(op: str) -> tuple[str, ...]:
     """The ``kinds`` entries a node of ``op`` is priced by, first present wins: the op's own
     (where the fit saw enough of it: SiLU 3 ns an element and tanh 0.7 on this host, a
     transposed conv 2x a conv per MAC), its kind's, elementwise's."""
-    return tuple(dict.fromkeys((op_name(op), op_kind(op), "elementwise")))
+    kind = op_kind(op)
+    return tuple(dict.fromkeys((op_name(op), kind, _FALLBACK.get(kind, kind), "elementwise")))
 
 
 def op_kind(op: str) -> str:
@@ -131,19 +137,22 @@ def op_family(op: str) -> str:
 
 @dataclass(frozen=True)
 class KindFit:
-    """One op kind's node time: fixed + per GMAC + per MB of activations + per MB of weights."""
+    """One op kind's node time: fixed + per GMAC + per MB of activations + per MB of weights
+    read + per sequential step (recurrent layers)."""
 
     fixed_ms: float = 0.0
     ms_per_gmac: float = 0.0
     ms_per_mb: float = 0.0
     ms_per_weight_mb: float = 0.0
+    ms_per_step: float = 0.0
 
-    def ms(self, macs: float, act_bytes: float, weight_bytes: float) -> float:
+    def ms(self, macs: float, act_bytes: float, weight_bytes: float, steps: float = 0) -> float:
         return (
             self.fixed_ms
             + self.ms_per_gmac * macs / 1e9
             + self.ms_per_mb * act_bytes / 1e6
             + self.ms_per_weight_mb * weight_bytes / 1e6
+            + self.ms_per_step * steps
         )
 
     def to_json(self) -> dict[str, float]:
@@ -164,16 +173,21 @@ class ComputeFit:
     fixed_ms_per_node: float
     kinds: dict[str, KindFit] = field(default_factory=dict)
 
-    def ms(self, op: str, macs: int, act_bytes: int = 0, weight_bytes: int = 0) -> float:
+    def ms(
+        self, op: str, macs: int, act_bytes: int = 0, weight_bytes: int = 0, steps: int = 0
+    ) -> float:
         kind = self._kind(op)
         if kind is not None:
-            return kind.ms(macs, act_bytes, weight_bytes)
+            return kind.ms(macs, act_bytes, weight_bytes, steps)
         return self.fixed_ms_per_node + self.ms_per_gmac.get(op_family(op), 0.0) * macs / 1e9
 
-    def fixed_ms(self, op: str) -> float:
-        """What a node of ``op`` costs whatever its size (dispatch, allocation)."""
+    def fixed_ms(self, op: str, steps: int = 0) -> float:
+        """What a node of ``op`` costs whatever its batch (dispatch, allocation; a recurrent
+        node's steps: each a few kernels at any batch)."""
         kind = self._kind(op)
-        return kind.fixed_ms if kind is not None else self.fixed_ms_per_node
+        if kind is None:
+            return self.fixed_ms_per_node
+        return kind.fixed_ms + kind.ms_per_step * steps
 
     def _kind(self, op: str) -> KindFit | None:
         for key in fit_keys(op) if self.kinds else ():
@@ -200,16 +214,21 @@ def nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     return best
 
 
-def fit_kind(rows: list[tuple[float, float, float, float]], relative: bool = True) -> KindFit:
-    """A kind's coefficients from measured nodes (macs, activation bytes, weight bytes, ms),
-    non-negative. ``relative``: each node weighs by 1/sqrt(its time), between fitting the big
-    nodes only (absolute error) and the many small ones only (relative error)."""
+def fit_kind(rows: list[tuple[float, ...]], relative: bool = True) -> KindFit:
+    """A kind's coefficients from measured nodes (macs, activation bytes, weight bytes[,
+    steps], ms), non-negative. ``relative``: each node weighs by 1/sqrt(its time), between
+    fitting the big nodes only (absolute error) and the many small ones only (relative
+    error)."""
     if not rows:
         return KindFit()
-    data = np.asarray(rows, dtype=float)
-    a = np.column_stack([np.ones(len(data)), data[:, 0] / 1e9, data[:, 1] / 1e6, data[:, 2] / 1e6])
-    y = data[:, 3]
+    data = np.asarray([(*r[:3], r[3] if len(r) > 4 else 0.0, r[-1]) for r in rows], dtype=float)
+    scale = np.array([1.0, 1e-9, 1e-6, 1e-6, 1.0])
+    a = np.column_stack([np.ones(len(data)), data[:, :4]]) * scale
+    used = [c for c in range(5) if c < 4 or data[:, 3].any()]  # no steps: 2^4 supports, not 2^5
+    y = data[:, 4]
     if relative:
         w = 1.0 / np.sqrt(np.maximum(y, 1e-3))
         a, y = a * w[:, None], y * w
-    return KindFit(*(float(c) for c in nnls(a, y)))
+    coef = np.zeros(5)
+    coef[used] = nnls(a[:, used], y)
+    return KindFit(*(float(c) for c in coef))

@@ -95,9 +95,10 @@ class PerfModel:
         for w in works:
             measured = measured_ms.get(w.name)
             if measured is None:
-                out[w.name] = fit.ms(w.op, w.macs, w.act_bytes, w.weight_bytes) + w.wait_ms
+                ms = fit.ms(w.op, w.macs, w.act_bytes, w.weight_bytes, w.steps)
+                out[w.name] = ms + w.wait_ms
             else:  # measured at batch 1: the work part grows with the batch, dispatch does not
-                fixed = min(fit.fixed_ms(w.op), measured)
+                fixed = min(fit.fixed_ms(w.op, w.steps), measured)
                 ms = fixed + (measured - fixed) * batch
                 out[w.name] = ms * self.calibration.compute  # as functions ran them
         return out

@@ -22,6 +22,9 @@ class NodeWork:
     # reads: the bytes-aware compute fit prices memory-bound nodes by them (0: MACs only)
     act_bytes: int = 0
     weight_bytes: int = 0
+    # sequential steps a recurrent node runs (time steps x layers x directions), each a few
+    # small kernels; 0 for any other node
+    steps: int = 0
 
 
 @dataclass(frozen=True)

