@@ -271,17 +271,8 @@ def calibrate(url: str, work: Path, repo: Path, model: str, sid: int) -> float:
     return overhead
 
 
-def report(live: dict, sim: dict, args, start_s: float) -> int:
-    from policies.costs import PriceTable
-
-    price = PriceTable().vm_usd_per_hour
-    sim_cost = (
-        sim["vm_hours"] * price
-        + sim["function_compute_usd"]
-        + sim["function_requests_usd"]
-        + sim["store_usd"]
-        + sim["warm_functions_usd"]
-    )
+def _print_sides(live: dict, sim: dict, sim_cost: float) -> None:
+    """The live and simulated figures side by side."""
     rows = [
         ("requests", live["requests"], sim["requests"]),
         ("SLO attainment %", live["slo_attainment"] * 100, sim["slo_attainment"] * 100),
@@ -300,6 +291,20 @@ def report(live: dict, sim: dict, args, start_s: float) -> int:
             if isinstance(a, float)
             else f"{name:<18} {a:>12} {b:>12}"
         )
+
+
+def report(live: dict, sim: dict, args, start_s: float) -> int:
+    from policies.costs import PriceTable
+
+    price = PriceTable().vm_usd_per_hour
+    sim_cost = (
+        sim["vm_hours"] * price
+        + sim["function_compute_usd"]
+        + sim["function_requests_usd"]
+        + sim["store_usd"]
+        + sim["warm_functions_usd"]
+    )
+    _print_sides(live, sim, sim_cost)
     d_att = abs(live["slo_attainment"] - sim["slo_attainment"]) * 100
     d_cost = abs(sim_cost - live["cost_usd"]) / max(live["cost_usd"], 1e-12) * 100
     ok = d_att <= 2.0 and d_cost <= 15.0
