@@ -2,7 +2,9 @@
 
 ``data`` may be flat (row-major) or nested to follow ``shape``; every tensor is parsed strictly:
 1.5 in an INT32 tensor is an error, not a truncation, and a float tensor takes numbers only
-(not "0.5", null or true, which a plain conversion would turn into 0.5, NaN and 1.0).
+(not "0.5" or true, which a plain conversion would turn into 0.5 and 1.0). The one exception is
+null in a float tensor, read as NaN: JSON has no NaN, so KServe's SDK (orjson) writes NaN and
+infinities as null, and KServe's own server reads null back as NaN.
 """
 
 from __future__ import annotations
@@ -56,12 +58,7 @@ def _float_array(flat, dtype: np.dtype, where: str) -> np.ndarray:
     try:
         raw = pyarray.array("d" if dtype.itemsize > 4 else "f", leaves)
     except TypeError:
-        names = {"NoneType": "null", "str": "text", "dict": "object"}
-        kinds = sorted({names.get(type(v).__name__, type(v).__name__) for v in leaves} - _NUMBERS)
-        raise CodecError(
-            f"{where}: 'data' is not a list of numbers ({datatype_of(dtype)} tensor given "
-            f"{', '.join(kinds)} values)"
-        ) from None
+        raw = _with_nulls_as_nan(leaves, dtype, where)
     values = np.frombuffer(raw, np.float64 if dtype.itemsize > 4 else np.float32)
     for i in np.flatnonzero((values == 0) | (values == 1)).tolist():
         if type(leaves[i]) is bool:
@@ -77,11 +74,28 @@ def _float_array(flat, dtype: np.dtype, where: str) -> np.ndarray:
     return values.astype(dtype, copy=False)
 
 
+def _with_nulls_as_nan(leaves: list, dtype: np.dtype, where: str) -> pyarray.array:
+    """``leaves`` as ``_float_array``'s buffer with each null a NaN; CodecError naming the kinds
+    of anything else that is not a number (text, objects, lists)."""
+    names = {"str": "text", "dict": "object"}
+    kinds = sorted({names.get(type(v).__name__, type(v).__name__) for v in leaves} - _NUMBERS)
+    if kinds != ["NoneType"]:
+        kinds = [k for k in kinds if k != "NoneType"]
+        raise CodecError(
+            f"{where}: 'data' is not a list of numbers ({datatype_of(dtype)} tensor given "
+            f"{', '.join(kinds)} values)"
+        )
+    nan = float("nan")
+    return pyarray.array(
+        "d" if dtype.itemsize > 4 else "f", [nan if v is None else v for v in leaves]
+    )
+
+
 def _check_range(values: np.ndarray, leaves: list, dtype: np.dtype, where: str) -> None:
     """A value the datatype cannot hold (1e6 in an FP16, 1e39 in an FP32) is an error; a NaN
-    or an infinity the request sent (the NaN, Infinity and -Infinity tokens) is kept."""
+    or an infinity the request sent (the NaN, Infinity and -Infinity tokens, or null) is kept."""
     for i in np.flatnonzero(~np.isfinite(values)).tolist():
-        if math.isfinite(leaves[i]):
+        if leaves[i] is not None and math.isfinite(leaves[i]):
             raise CodecError(f"{where}: 'data' value out of range for {datatype_of(dtype)}")
 
 

@@ -525,13 +525,30 @@ def test_a_tenant_reads_only_its_own_report_and_keys_are_checked(gateway, no_tra
 
 @pytest.mark.parametrize(
     "data",
-    [["0.5"] * 784, [None] * 784, [True] * 784, [0.5] * 783 + [False]],
-    ids=["numeric strings", "null", "bool", "a bool last"],
+    [["0.5"] * 784, [True] * 784, [0.5] * 783 + [False], [None] * 783 + ["x"]],
+    ids=["numeric strings", "bool", "a bool last", "text among nulls"],
 )
 def test_non_numbers_in_a_float_tensor_are_refused(gateway, data):
     url, _, _ = gateway
     r = httpx.post(url + MLP, json=json_body(X, data=data), headers=AUTH)
     assert_user_error(r, 400, "data")
+    still_serving(url, gateway[2])
+
+
+def test_null_in_a_float_tensor_is_nan_as_kserves_sdk_writes_it(gateway):
+    """JSON has no NaN: KServe's SDK (orjson) sends NaN and infinities as null, and KServe's
+    server reads null as NaN. It was a 400 here ("FP32 tensor given null values")."""
+    url, _, module = gateway
+    x = rows(5, 2)
+    data = x.ravel().tolist()
+    data[0] = None  # the first row's first pixel
+    r = httpx.post(url + MLP, json=json_body(x, data=data), headers=AUTH)
+    assert r.status_code == 200, r.text
+    got = r.json()["outputs"][0]["data"]
+    assert all(v is None for v in got[:10])  # NaN in, NaN out (answered as null)
+    np.testing.assert_allclose(
+        np.asarray(got[10:], np.float32), reference(module, x[1:]).ravel(), rtol=1e-4, atol=1e-5
+    )
 
 
 @pytest.fixture(scope="module")

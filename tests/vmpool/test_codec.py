@@ -390,3 +390,16 @@ def test_error_bodies():
     with pytest.raises(CodecError) as info:
         decode_response(b'{"outputs": [{"name": "y"}]}', None)
     assert info.value.status == 502
+
+
+def test_null_reads_as_nan_in_a_float_tensor_only():
+    """KServe's SDK writes NaN as null (JSON has none); an integer tensor has no NaN to take."""
+    from vmpool.codec_json import json_array
+
+    for dtype in ("float16", "float32", "float64"):
+        got = json_array([[1.5, None], [None, -2.0]], np.dtype(dtype), (2, 2), "x")
+        assert got.dtype == np.dtype(dtype) and np.isnan(got).tolist() == [[0, 1], [1, 0]]
+        assert got[0, 0] == 1.5 and got[1, 1] == -2.0
+    for data, dtype in [([1, None], "int32"), ([None, True], "bool"), ([None, "a"], "float32")]:
+        with pytest.raises(CodecError):
+            json_array(data, np.dtype(dtype), (2,), "x")
