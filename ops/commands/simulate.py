@@ -150,14 +150,17 @@ def check_arguments(args) -> None:
             check_writable(str(path), "--plot")
 
 
-def load_inputs(args):
-    """(trace, profile, sim config) from the common arguments; CliError on bad input."""
+def load_inputs(args, several_models: bool = False):
+    """(trace, profile, sim config) from the common arguments; CliError on bad input. With
+    ``several_models``, a trace of several models and no --model gives a profile per model
+    (``{model: profile}``) where it is refused otherwise."""
     from ops.cli import CliError
 
     check_arguments(args)
     from ops.sim import ProfileError, load_sim_profile
     from ops.sim.config import ConfigError, load_config
     from ops.commands.simulate_model import check_known_model
+    from ops.commands.simulate_models import several_models_refused
     from ops.sim.profile_adapter import from_repo
     from ops.traces import TraceError, read_trace
 
@@ -177,14 +180,19 @@ def load_inputs(args):
             )
         if args.model and trace.models != (args.model,):
             trace = trace.only_model(args.model)  # TraceError if it has none of its requests
-        elif len(trace.models) > 1:  # one model's fleet is simulated: not all as the first's
-            raise TraceError(_several_models(trace))
-        if repo:
-            profile = from_repo(repo, args.model, profile_path=profile_path, settings=cfg.settings)
-        else:  # the trace's model: a profile's measurements are looked up by it
-            check_known_model(args, cfg, profile_path)
-            profile = load_sim_profile(profile_path, args.model or trace.models[0])
-        profile = _overridden(profile, cfg, args, args.model or trace.models[0])
+        elif len(trace.models) > 1 and not several_models:  # (not all as the first model's)
+            raise TraceError(several_models_refused(trace))
+        if len(trace.models) > 1 and not args.model:  # each model on its own fleet
+            load = load_sim_profile
+            profile = {m: _overridden(load(profile_path, m), cfg, args, m) for m in trace.models}
+        else:
+            if repo:
+                settings = cfg.settings
+                profile = from_repo(repo, args.model, profile_path=profile_path, settings=settings)
+            else:  # the trace's model: a profile's measurements are looked up by it
+                check_known_model(args, cfg, profile_path)
+                profile = load_sim_profile(profile_path, args.model or trace.models[0])
+            profile = _overridden(profile, cfg, args, args.model or trace.models[0])
     except (TraceError, ProfileError, ConfigError) as exc:
         raise CliError(str(exc)) from None
     scale = args.rate_scale if args.rate_scale != 1.0 else cfg.simulate.get("rate_scale", 1.0)
@@ -198,6 +206,15 @@ def load_inputs(args):
         if len(trace) == 0:  # (it simulated 0 requests at 100 % attainment, as loadgen refuses)
             raise CliError(f"no requests in the trace at --rate-scale {scale:g}")
     return trace, profile, cfg
+
+
+def describe(trace, profile, log) -> None:
+    log(
+        f"trace {trace.name}: {len(trace)} requests over {trace.duration_s:.0f} s, "
+        f"model {profile.model}, SLO {profile.slo_ms:g} ms, profile {profile.source}"
+    )
+    for line in profile.describe():
+        log(f"  {line}")
 
 
 def _served_repo(cfg, args) -> str | None:
@@ -230,17 +247,6 @@ def _overridden(profile, cfg, args, model: str):
         profile.with_overrides(**given)
         .with_overrides(slo_ms=args.slo_ms, vm_boot_s=boot, model=model)
         .with_sources(**sources)
-    )
-
-
-def _several_models(trace) -> str:
-    import numpy as np
-
-    counts = np.bincount(trace.model_idx, minlength=len(trace.models))
-    shown = ", ".join(f"{m} {int(n)}" for m, n in zip(trace.models, counts, strict=True))
-    return (
-        f"trace {trace.name} has requests for {len(trace.models)} models ({shown}): "
-        "a run simulates one model's fleet; choose one with --model"
     )
 
 
@@ -299,7 +305,7 @@ def run(args) -> int:
     from ops.sim.table import ratios, render
 
     params = parse_params(args.param)
-    trace, profile, cfg = load_inputs(args)
+    trace, profile, cfg = load_inputs(args, several_models=True)
     if args.policy == "all":
         names = [p for p in PRESETS if p != "optimum"] + ["optimum"]
     elif args.policy in PRESETS or args.policy == "config":
@@ -308,16 +314,14 @@ def run(args) -> int:
         raise CliError(f"unknown policy {args.policy!r}; known: {', '.join(PRESETS)}, config, all")
     if args.plot and names == ["optimum"]:  # (it wrote a page with no chart)
         raise CliError("--plot: the optimum is a bound, not a run over time; plot a preset")
-    print(
-        f"trace {trace.name}: {len(trace)} requests over {trace.duration_s:.0f} s, "
-        f"model {profile.model}, SLO {profile.slo_ms:g} ms, profile {profile.source}",
-        *(f"  {line}" for line in profile.describe()),
-        sep="\n",
-        file=sys.stderr,
-    )
-    results = run_policies(
-        names, trace, profile, cfg, params, args.seed, log=lambda m: print(m, file=sys.stderr)
-    )
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if isinstance(profile, dict):  # several models, each on its own fleet
+        from ops.commands.simulate_models import run_each
+
+        results = run_each(names, trace, profile, cfg, params, args.seed, log)
+    else:
+        describe(trace, profile, log)
+        results = run_policies(names, trace, profile, cfg, params, args.seed, log=log)
     summaries = ratios([r.summary for r in results])
     print(render(summaries))
     if args.json_out:
