@@ -35,6 +35,9 @@ from ops.bench.accuracy_rows import accuracy_row, format_row, slo_check  # noqa:
 
 from ops.profile_calibrate import WARMUP  # noqa: E402  (the profile's: the same state)
 
+# where the cost plan's SLO sits between the fastest and the slowest latency plan's p99
+SLO_FRACTION = 0.5
+
 
 async def _measure(svc, model: str, keys: list[tuple[int, str]], x, reps: dict) -> dict:
     """Per plan key (workers, split): its warm answers (``BurstAnswer``: total, and the
@@ -131,7 +134,8 @@ async def _cost_plan(svc, model, profile, latency_plans, k) -> tuple:
     from burst.service_plans import model_files_stamp
 
     p99s = [pred.p99_ms for _, _, _, pred, _ in latency_plans]
-    slo = (min(p99s) + max(p99s)) / 2 if max(p99s) > min(p99s) * 1.05 else min(p99s) * 1.001
+    slo = min(p99s) + SLO_FRACTION * (max(p99s) - min(p99s))
+    slo = slo if max(p99s) > min(p99s) * 1.05 else min(p99s) * (1.001 + SLO_FRACTION - 0.5)
     request = dataclasses.replace(
         svc.plan_request(k), objective=Objective.COST, slo_ms=slo, percentile=0.99
     )
@@ -217,6 +221,13 @@ def _parse_args() -> argparse.Namespace:
         "REPO/MODEL/profile.json if present, else the bundled reference profile)",
     )
     ap.add_argument("--speed-workers", default="1,2,4,8,16")
+    ap.add_argument(
+        "--slo-fraction",
+        type=float,
+        default=0.5,
+        help="the cost plan's SLO: this far from the fastest latency plan's predicted p99 to "
+        "the slowest's (0.5: halfway; alike plans: the fastest's p99 x (1.001 + f - 0.5))",
+    )
     return ap.parse_args()
 
 
@@ -274,6 +285,8 @@ def _accuracy_rows(args: argparse.Namespace, repo: Path, work: Path, workers: li
 
 def main() -> int:
     args = _parse_args()
+    global SLO_FRACTION
+    SLO_FRACTION = args.slo_fraction
     import torch
 
     from ops.process_tuning import tune_allocator
