@@ -24,14 +24,17 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 
-def instance_rss_mb() -> dict[int, float]:
-    """pid -> resident MB of every function instance this process's runtime started."""
+def instance_rss_mb() -> dict[int, tuple[float, float]]:
+    """pid -> (resident MB now, peak resident MB so far) of every function instance this
+    process's runtime started."""
     out = {}
     for p in psutil.Process().children(recursive=True):
         try:
             if "burst.faas.instance" in " ".join(p.cmdline()):
-                out[p.pid] = p.memory_info().rss / 2**20
-        except psutil.Error:
+                with open(f"/proc/{p.pid}/status") as f:
+                    peak = next(int(v.split()[1]) for v in f if v.startswith("VmHWM:"))
+                out[p.pid] = (p.memory_info().rss / 2**20, peak / 1024)
+        except (psutil.Error, OSError, StopIteration):
             continue
     return out
 
@@ -51,7 +54,13 @@ async def run(args) -> None:
     )
     await svc.start()
     try:
-        await svc.plan_for(args.model, 1, args.batch)  # loads the model and its config
+        plan = await svc.plan_for(args.model, 1, args.batch)  # loads the model and its config
+        from burst import plan_memory as pm
+
+        peak = pm.master_peak_bytes(svc._graphs[args.model], plan)
+        weights = plan.totals.get("master_weight_bytes", 0)
+        need = pm.FUNCTION_RUNTIME_MB + (weights + pm.TEMPORARIES_FACTOR * peak) / 2**20
+        print(f"plan {plan.plan_id}: the master's memory estimate {need:.0f} MB")
         name = svc._configs[args.model].inputs[0].name
         shape = [args.batch if d == -1 else d for d in svc._configs[args.model].inputs[0].shape]
         x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
@@ -62,8 +71,9 @@ async def run(args) -> None:
             lat.append((time.perf_counter() - t0) * 1000)
             await asyncio.sleep(0.3)  # the instance trims after it answered
             now = instance_rss_mb()
-            rss.append(max(now.values(), default=0.0))
-            print(f"request {i}: {lat[-1]:7.1f} ms; instances' RSS (MB) {sorted(now.values())}")
+            rss.append(max((r for r, _ in now.values()), default=0.0))
+            shown = ", ".join(f"{r:.0f} (peak {p:.0f})" for r, p in sorted(now.values()))
+            print(f"request {i}: {lat[-1]:7.1f} ms; instances' RSS MB: {shown}")
         warm = rss[1:]
         print(
             f"{args.model} batch {args.batch}, {args.memory_mb} MB: warm RSS {min(warm):.0f}-"
