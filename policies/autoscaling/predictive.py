@@ -288,8 +288,8 @@ class Predictive(ScalerBase):
         base median alone, and its VMs came up after bursts like those seen (MMPP 60 s bursts);
         a load past a VM's sizing within its full capacity (Azure conv x20) is no overload."""
         episodes = self._episodes
-        if episodes is None:  # (not duration-aware: every replica the forecast asks for)
-            return want
+        if episodes is None or (current == 0 and not functions_meet_slo(state)):
+            return want  # (no gate; no VM, functions late: every request misses until one is up)
         full, usd = capacity / self.target_utilization, self._request_usd(state)
         pays = partial(replicas_that_pay, episodes, state.now_s, demand=demand, capacity=capacity)
         pays = partial(pays, full_per_replica=full, boot_s=state.vm.boot_s, request_usd=usd)

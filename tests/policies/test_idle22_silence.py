@@ -68,3 +68,12 @@ def test_hours_of_silence_are_not_billed_and_the_burst_is_served_as_well():
     # the VM billed through 2.9 h (0.5 h of release window left): before, 3.3 VM hours
     assert run.summary["vm_hours"] < kept.summary["vm_hours"] - 2.0, run.summary["vm_hours"]
     assert run.summary["slo_attainment"] >= kept.summary["slo_attainment"] - 0.01
+
+
+def test_a_burst_over_no_vm_boots_at_once_where_functions_miss_the_slo():
+    # with no VM and functions late, every request misses until one is up: the boot gate
+    # (overloads seen end before a VM pays) held the burst's VMs 18 s on rand4 s23; the
+    # simulated s23 shape met 91.7 % at $0.2020 with it, 92.1 % at $0.1951 without
+    profile = SimProfile.reference("wide_resnet50_2").with_overrides(slo_ms=616.0)
+    summary = simulate(_silent_trace(), "slo-aware", profile, seed=3).summary
+    assert summary["slo_attainment"] >= 0.9195, summary["slo_attainment"]
