@@ -191,6 +191,13 @@ class PredictiveScaling(_Scaling):
         "on the load of this window (its VMs, and the rate above them spilled), it runs that "
         "fleet from then on, except for an overload longer than every one seen; 0 = off.",
     )
+    idle_release_s: float = Field(
+        1800.0,
+        ge=0,
+        le=7 * 86_400,
+        description="After this long without a request, the last VM goes, also where "
+        "functions miss the SLO (which otherwise keeps one VM up); the next request boots one.",
+    )
 
 
 class QueueScaling(_Scaling):

@@ -77,3 +77,15 @@ def test_a_burst_over_no_vm_boots_at_once_where_functions_miss_the_slo():
     profile = SimProfile.reference("wide_resnet50_2").with_overrides(slo_ms=616.0)
     summary = simulate(_silent_trace(), "slo-aware", profile, seed=3).summary
     assert summary["slo_attainment"] >= 0.9195, summary["slo_attainment"]
+
+
+def test_the_gateways_autoscaling_table_sets_the_idle_release():
+    """`[autoscaling] idle_release_s` reaches the scaler the gateway builds (a typo is refused)."""
+    from pydantic import ValidationError
+
+    from gateway.settings import Settings
+
+    s = Settings.load(None, autoscaling={"policy": "predictive", "idle_release_s": 60})
+    assert s.autoscaling.build(1)._silence.release_s == 60
+    with pytest.raises(ValidationError):
+        Settings.load(None, autoscaling={"policy": "predictive", "idle_release_s": -1})
