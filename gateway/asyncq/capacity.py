@@ -18,7 +18,7 @@ import dataclasses
 import math
 import time
 
-from policies.routing.slo_aware import DEFAULT_SLO_MARGIN
+from policies.routing.slo_aware import DEFAULT_SLO_MARGIN, path_budget_ms
 from policies.state import LiveState, VmState
 from policies.vm_perf import predict_vm_ms
 
@@ -53,7 +53,7 @@ def interactive_room(
     )
     budgets = []
     for model, model_slo_ms in slo_ms.items():
-        stats, budget_ms = state.model(model), model_slo_ms * DEFAULT_SLO_MARGIN
+        stats, budget_ms = state.model(model), path_budget_ms(model_slo_ms, DEFAULT_SLO_MARGIN)
         # a model that misses on an idle replica is not something async work makes worse
         if math.isfinite(budget_ms) and predict_vm_ms(idle, stats, 1, quantile) <= budget_ms:
             budgets.append((stats, budget_ms))

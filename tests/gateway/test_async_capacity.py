@@ -44,6 +44,16 @@ def gateway_for(pool: FakePool, slo_ms: float) -> SimpleNamespace:
     return SimpleNamespace(pool=pool, dispatcher=dispatcher, settings=SimpleNamespace(tenants=[]))
 
 
+def test_room_keeps_the_gateways_own_time_back_as_routing_does():
+    """A 5 ms SLO: routing lets a path take min(0.9 x 5, 5 - 1.5) = 3.5 ms (dc0c4fc); the
+    async share judged 4.5 ms, so it queued rows ahead of requests routing then saw miss."""
+    fast = ModelStats(vm_service_ms_by_batch=((1, 2.0), (8, 4.0)))
+    idle = LiveState(0.0, VmState(1, 0, 0, outstanding_per_replica=(0,)), True, models={"m": fast})
+    # one row ahead: a request predicted at 4.4 ms (p99), inside 4.5 but not 3.5
+    assert interactive_room(idle, {"m": 5.0}, 16) == 0
+    assert interactive_room(idle, {"m": 50.0}, 16) > 0
+
+
 def test_rows_go_to_the_least_loaded_replica():
     vm = with_rows(VmState(2, 0, 3, outstanding_per_replica=(3, 0)), 2)
     assert vm.outstanding == 5 and vm.outstanding_per_replica == (2, 3)
