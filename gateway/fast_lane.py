@@ -137,6 +137,7 @@ class FastLaneProtocol(OneSendProtocol):
     # head is larger than it and no larger than it plus ``_head_first`` and the read being parsed.
     # A head is refused once the first passes the limit (memory held stays within the limit and
     # two reads), or at its end if the second does and its exact size does.
+    limit_head = False  # (OneSendProtocol's 431 would answer first, uncounted and unlogged)
     _head_open = False
     _head_after = 0
     _head_first = 0

@@ -11,6 +11,7 @@ op kind by non-negative least squares over the measured models' nodes and the pr
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -154,7 +155,9 @@ def probe_rows(reps: int, say=print) -> list[tuple[str, float, ...]]:
     rows: list = []
     for name, module, x in _probe_modules():
         torch.manual_seed(0)
-        program = torch.export.export(module.eval(), (x,))
+        with warnings.catch_warnings():  # an RNN's _flat_weights "assigned during export"
+            warnings.simplefilter("ignore", UserWarning)
+            program = torch.export.export(module.eval(), (x,))
         graph = build_graph(program, name)
         ms = profiler.node_times_ms(graph, program, {graph.inputs[0]: x.numpy()}, reps)
         rows += graph_rows(graph, ms, x.shape[0])

@@ -108,7 +108,10 @@ class OneSendProtocol(HttpToolsProtocol):
     # A head still open after a read took all of that read, so the reads after the one it began
     # in sum to a lower bound of its size: past the limit, refused (memory held: the limit and
     # two reads). httptools does not say where in a read a head begins.
-    _head_open = False
+    # The gateway's FastLaneProtocol bounds heads its own way (a 400 counted in
+    # tidegate_requests_total and logged); the model server's protocol does it here.
+    limit_head = True
+    _head_in = False
     _head_bytes = 0
     _head_refused = False
 
@@ -120,11 +123,14 @@ class OneSendProtocol(HttpToolsProtocol):
             _sweep(self.loop, self.connections, timeout_s)
 
     def data_received(self, data: bytes) -> None:
+        if not self.limit_head:
+            super().data_received(data)
+            return
         if self._head_refused:
             return  # (the rest of a refused head, read and dropped until the close)
-        began_open = self._head_open
+        began_open = self._head_in
         super().data_received(data)
-        if self._head_open and began_open:  # (the read it began in is not counted)
+        if self._head_in and began_open:  # (the read it began in is not counted)
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
                 self._refuse_head()
@@ -133,7 +139,7 @@ class OneSendProtocol(HttpToolsProtocol):
         """431 and close. The answer goes with a FIN and the rest of the head is read and
         dropped for a moment: closed at once with unread bytes, the socket would send a reset
         that can discard the 431 before the client reads it."""
-        self._head_open, self._head_refused = False, True
+        self._head_in, self._head_refused = False, True
         self.transport.write(_HEAD_TOO_LARGE)
         transport = self.transport
         if transport.can_write_eof():
@@ -144,10 +150,10 @@ class OneSendProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_open, self._head_bytes = True, 0
+        self._head_in, self._head_bytes = True, 0
 
     def on_headers_complete(self) -> None:
-        self._head_open = False
+        self._head_in = False
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
