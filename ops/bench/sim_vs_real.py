@@ -28,7 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from ops.bench import host_cpu, sim_vs_real_host  # noqa: E402
+from ops.bench import host_cpu, sim_vs_real_boot, sim_vs_real_host  # noqa: E402
+from ops.bench.sim_vs_real_table import print_sides  # noqa: E402
 from ops.bench.procs import work_dir  # noqa: E402
 
 from vmpool.procs import free_port, wait_healthy_sync  # noqa: E402
@@ -105,8 +106,8 @@ def prepare(work: Path, args: argparse.Namespace) -> None:
         if done.returncode != 0:
             print("tidegate profile failed: simulating with the reference profile", file=sys.stderr)
     (work / "tidegate.toml").write_text(
-        'access_log = "off"\n' + POLICIES[args.policy] + f"[vm]\nboot_delay_s = "
-        f"{args.boot_delay_s}\n[burst]\nconcurrency = 8\nkeep_alive_s = 300.0\n"
+        f'access_log = "off"\n{sim_vs_real_boot.CONFIG_LINE}{POLICIES[args.policy]}[vm]\n'
+        f"boot_delay_s = {args.boot_delay_s}\n[burst]\nconcurrency = 8\nkeep_alive_s = 300.0\n"
     )
     from ops.traces import read_trace, write_csv
 
@@ -167,6 +168,7 @@ def replay_live(work: Path, url: str, args: argparse.Namespace, sid: int) -> Non
     # run is compared all the same, only a replay that wrote no summary stops the bench
     if not (work / "live.json").exists():
         raise RuntimeError("tidegate loadgen wrote no summary (see above)")
+    sim_vs_real_boot.record_boot_s(url, work)
 
 
 def popen(sid: int, work: Path, cmd: list[str], timeout_s: float) -> None:
@@ -213,12 +215,14 @@ def main() -> int:
 def simulate_and_report(work: Path, args, start_s: float) -> int:
     cfg, trace, repo = work / "tidegate.toml", work / "trace.csv", work / "repo"
     overhead_ms = float((work / "overhead_ms").read_text())
-    # a replica here takes its boot delay plus a model server start; the embedded function
-    # runtime's instances start on the gateway's cores, so cold starts under way share the
-    # cores the profile recorded (8 at once on 2 cores took ~4x one alone: ops/sim/cold_share.py)
+    # a replica here takes its boot delay plus a model server start (sim_vs_real_boot); the
+    # embedded function runtime's instances start on the gateway's cores, so cold starts under way
+    # share the cores the profile recorded (8 at once on 2 cores took ~4x one alone: cold_share.py)
+    boot_s, boot_from = sim_vs_real_boot.vm_boot_s(work, args.boot_delay_s)
     sim_cfg = work / "sim.toml"
+    print(f"VM boot {boot_s:.1f} s: {boot_from}", file=sys.stderr)
     sim_cfg.write_text(
-        cfg.read_text() + f"\n[simulate]\nvm_boot_s = {args.boot_delay_s + 3.0}\n"
+        cfg.read_text() + f"\n[simulate]\nvm_boot_s = {boot_s:.3f}\n"
         f"fn_keep_alive_s = 300.0\nfn_concurrency = 8\ncold_start_contention = true\n"
         f"gateway_overhead_ms = {overhead_ms:.3f}\n"
         + host_cpu.simulate_keys(
@@ -271,28 +275,6 @@ def calibrate(url: str, work: Path, repo: Path, model: str, sid: int) -> float:
     return overhead
 
 
-def _print_sides(live: dict, sim: dict, sim_cost: float) -> None:
-    """The live and simulated figures side by side."""
-    rows = [
-        ("requests", live["requests"], sim["requests"]),
-        ("SLO attainment %", live["slo_attainment"] * 100, sim["slo_attainment"] * 100),
-        ("p50 ms", live["p50_ms"], sim["p50_ms"]),
-        ("p99 ms", live["p99_ms"], sim["p99_ms"]),
-        ("to functions", live["requests_burst"], sim["requests_burst"]),
-        ("cold starts", live["cold_starts"], sim["cold_starts"]),
-        ("peak VM replicas", live["peak_vm_replicas"], sim["peak_vm_replicas"]),
-        ("VM hours", live["vm_hours"], sim["vm_hours"]),
-        ("cost $", live["cost_usd"], sim_cost),
-    ]
-    print(f"{'':<18} {'live':>12} {'simulated':>12}")
-    for name, a, b in rows:
-        print(
-            f"{name:<18} {a:>12.4f} {b:>12.4f}"
-            if isinstance(a, float)
-            else f"{name:<18} {a:>12} {b:>12}"
-        )
-
-
 def report(live: dict, sim: dict, args, start_s: float) -> int:
     from policies.costs import PriceTable
 
@@ -304,7 +286,7 @@ def report(live: dict, sim: dict, args, start_s: float) -> int:
         + sim["store_usd"]
         + sim["warm_functions_usd"]
     )
-    _print_sides(live, sim, sim_cost)
+    print_sides(live, sim, sim_cost)
     d_att = abs(live["slo_attainment"] - sim["slo_attainment"]) * 100
     d_cost = abs(sim_cost - live["cost_usd"]) / max(live["cost_usd"], 1e-12) * 100
     ok = d_att <= 2.0 and d_cost <= 15.0
