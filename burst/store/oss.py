@@ -136,10 +136,10 @@ class OSSStore:
             deleted += len(batch)
         return deleted
 
-    async def delete_prefix(self, prefix: str) -> int:
+    async def _pages(self, prefix: str):
+        """The full keys under ``prefix``, a listing page at a time."""
         check_prefix(prefix)
         full_prefix = self.prefix + prefix
-        deleted = 0
         token = ""
         while True:
             try:
@@ -153,34 +153,20 @@ class OSSStore:
                 raise StoreError(
                     f"oss list {self.bucket}/{full_prefix} failed: {_describe(e)}"
                 ) from e
-            keys = [obj.key for obj in page.object_list]
-            if keys:
-                deleted += await self._delete_full(keys)
+            yield [obj.key for obj in page.object_list]
             if not page.is_truncated:
-                return deleted
+                return
             token = page.next_continuation_token
 
+    async def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        async for keys in self._pages(prefix):
+            if keys:
+                deleted += await self._delete_full(keys)
+        return deleted
+
     async def list_prefix(self, prefix: str) -> list[str]:
-        check_prefix(prefix)
-        full_prefix = self.prefix + prefix
-        keys: list[str] = []
-        token = ""
-        while True:
-            try:
-                page = await self._call(
-                    self._bucket.list_objects_v2,
-                    prefix=full_prefix,
-                    continuation_token=token,
-                    max_keys=_LIST_PAGE_MAX,
-                )
-            except (OssError, ClientError) as e:
-                raise StoreError(
-                    f"oss list {self.bucket}/{full_prefix} failed: {_describe(e)}"
-                ) from e
-            keys += [obj.key[len(self.prefix) :] for obj in page.object_list]
-            if not page.is_truncated:
-                return keys
-            token = page.next_continuation_token
+        return [k[len(self.prefix) :] async for keys in self._pages(prefix) for k in keys]
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -142,11 +142,11 @@ class S3Store:
             deleted += len(batch)
         return deleted
 
-    async def delete_prefix(self, prefix: str) -> int:
+    async def _pages(self, prefix: str):
+        """The full keys under ``prefix``, a listing page at a time."""
         check_prefix(prefix)
         s3 = await self._s3()
         full_prefix = self.prefix + prefix
-        deleted = 0
         token: dict[str, str] = {}
         while True:
             try:
@@ -160,35 +160,20 @@ class S3Store:
                 raise StoreError(
                     f"s3 list {self.bucket}/{full_prefix} failed after retries: {e}"
                 ) from e
-            keys = [obj["Key"] for obj in page.get("Contents", [])]
-            if keys:
-                deleted += await self._delete_full(keys)
+            yield [obj["Key"] for obj in page.get("Contents", [])]
             if not page.get("IsTruncated"):
-                return deleted
+                return
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
+    async def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        async for keys in self._pages(prefix):
+            if keys:
+                deleted += await self._delete_full(keys)
+        return deleted
+
     async def list_prefix(self, prefix: str) -> list[str]:
-        check_prefix(prefix)
-        s3 = await self._s3()
-        full_prefix = self.prefix + prefix
-        keys: list[str] = []
-        token: dict[str, str] = {}
-        while True:
-            try:
-                page = await self._retried(
-                    lambda token=token: s3.list_objects_v2(
-                        Bucket=self.bucket, Prefix=full_prefix, **token
-                    ),
-                    f"s3 list {full_prefix}",
-                )
-            except (ClientError, BotoCoreError) as e:
-                raise StoreError(
-                    f"s3 list {self.bucket}/{full_prefix} failed after retries: {e}"
-                ) from e
-            keys += [obj["Key"][len(self.prefix) :] for obj in page.get("Contents", [])]
-            if not page.get("IsTruncated"):
-                return keys
-            token = {"ContinuationToken": page["NextContinuationToken"]}
+        return [k[len(self.prefix) :] async for keys in self._pages(prefix) for k in keys]
 
     async def close(self) -> None:
         await self._aws.close()

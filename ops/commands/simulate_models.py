@@ -9,8 +9,9 @@ import numpy as np
 
 from ops.sim.result import SimResult, Timeline, _group_pct, _pct
 
-# summed over the models' runs (the rest is recomputed from the sums or the latencies)
-_SUMMED = (
+# summed over the models' runs, per tenant too (the rest is recomputed from the sums or the
+# latencies)
+_TENANT_SUMMED = (
     "requests",
     "cost_usd",
     "vm_usd",
@@ -18,6 +19,9 @@ _SUMMED = (
     "function_requests_usd",
     "store_usd",
     "warm_functions_usd",
+)
+_SUMMED = (
+    *_TENANT_SUMMED,
     "vm_hours",
     "vm_billed_hours",
     "function_gb_s",
@@ -29,15 +33,6 @@ _SUMMED = (
     "throttled",
     "waited_for_instance",
     "vm_batches",
-)
-_TENANT_SUMMED = (
-    "requests",
-    "cost_usd",
-    "vm_usd",
-    "function_compute_usd",
-    "function_requests_usd",
-    "store_usd",
-    "warm_functions_usd",
 )
 
 
