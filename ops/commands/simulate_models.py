@@ -1,6 +1,7 @@
 """`tidegate simulate` on a trace of several models without `--model`: each model on its own
-fleet with its own profile figures (as the gateway serves each model from its own replicas),
-each policy's runs summed into one result of the usual shape, with each model's own summary
+fleet with its own profile figures (what one gateway per model would cost; a gateway serving
+several models runs one fleet of replicas holding them all, which is not simulated), each
+policy's runs summed into one result of the usual shape, with each model's own summary
 under ``models``. Before, such a trace was refused ("choose one with --model")."""
 
 from __future__ import annotations
