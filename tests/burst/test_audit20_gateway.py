@@ -11,7 +11,6 @@ in the spatial split its plan chose.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -26,7 +25,7 @@ from perfgen_slow_profile import write_slow_profile  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from ops.cli import main as cli  # noqa: E402
-from tests.gateway.conftest import serve_app  # noqa: E402
+from tests.gateway.conftest import serve_app, wait_ready  # noqa: E402
 
 pytestmark = pytest.mark.slow
 torch.set_num_threads(1)
@@ -94,10 +93,7 @@ def test_users_models_answer_alike_on_both_paths_at_any_worker_count(tmp_path):
         burst={"enabled": True, "max_workers": 4, "concurrency": 8},
     )
     with serve_app(create_app(settings)) as url, httpx.Client(base_url=url, timeout=300) as c:
-        deadline = time.monotonic() + 240
-        while c.get("/v2/health/ready").status_code != 200:
-            assert time.monotonic() < deadline, "the gateway did not become ready"
-            time.sleep(0.2)
+        wait_ready(url + "/v2/health/ready", timeout_s=240)
         assert [o["name"] for o in c.get("/v2/models/dictout").json()["outputs"]] == [
             "mask",
             "logits",

@@ -14,7 +14,6 @@ Before 45fc969, concurrent requests of different lengths were batched together a
 from __future__ import annotations
 
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import audit21_models as am  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from ops.cli import main as cli  # noqa: E402
-from tests.gateway.conftest import serve_app  # noqa: E402
+from tests.gateway.conftest import serve_app, wait_ready  # noqa: E402
 
 pytestmark = pytest.mark.slow
 torch.set_num_threads(1)
@@ -121,10 +120,7 @@ def test_new_model_families_answer_alike_on_both_paths(tmp_path):
         burst={"enabled": True, "max_workers": 4, "concurrency": 8},
     )
     with serve_app(create_app(settings)) as url, httpx.Client(base_url=url, timeout=300) as c:
-        deadline = time.monotonic() + 240
-        while c.get("/v2/health/ready").status_code != 200:
-            assert time.monotonic() < deadline, "the gateway did not become ready"
-            time.sleep(0.2)
+        wait_ready(url + "/v2/health/ready", timeout_s=240)
         for art in CASES:
             meta = c.get(f"/v2/models/{art}").json()
             for batch in (1, 3):
@@ -164,8 +160,5 @@ def test_new_model_families_answer_alike_on_both_paths(tmp_path):
         burst={"enabled": False},
     )
     with serve_app(create_app(settings)) as url, httpx.Client(base_url=url, timeout=300) as c:
-        deadline = time.monotonic() + 240
-        while c.get("/v2/health/ready").status_code != 200:
-            assert time.monotonic() < deadline, "the gateway did not become ready"
-            time.sleep(0.2)
+        wait_ready(url + "/v2/health/ready", timeout_s=240)
         _lengths(url, meta, modules["textdyn"])
