@@ -42,7 +42,9 @@ def create_app(
 ) -> FastAPI:
     """Build the gateway. ``provisioner`` and ``burst`` replace the embedded defaults (tests)."""
     metrics = GatewayMetrics()
-    limits = make_limits(settings.redis_url, registry=metrics.registry)
+    limits = make_limits(
+        settings.redis_url, registry=metrics.registry, fail_open=settings.fail_open
+    )
     state = GatewayState(
         settings=settings,
         metrics=metrics,

@@ -1,5 +1,8 @@
 """Typed settings: defaults, then a TOML file, then ``TIDEGATE_*`` environment variables."""
 
+# size: ~360 lines: the top-level table, one described field per setting (nested tables live in
+# their packages' config.py); splitting it would scatter what a person reads top to bottom
+
 from __future__ import annotations
 
 import os
@@ -228,6 +231,12 @@ class Settings(BaseSettings):
         description="Redis holding the tenants' rate-limit, "
         "quota and budget counters, shared by every gateway replica "
         "(redis://host:6379/0); none = counters per process.",
+    )
+    fail_open: bool = Field(
+        True,
+        description="While redis_url does not answer: true admits requests unchecked "
+        "(no rate limits, quotas or budgets; counted in tidegate_shared_limits_unavailable_total), "
+        "false refuses those of tenants with limits (503, Retry-After: 1) until Redis is back.",
     )
     ledger: LedgerSettings = Field(
         default_factory=LedgerSettings,

@@ -6,13 +6,14 @@ from .limits import LimitSpec, Limits, LocalLimits, Refusal, Verdict
 from .registry import DEFAULT_TENANT, Tenant, TenantRegistry
 
 
-def make_limits(redis_url: str | None, registry=None) -> Limits:
+def make_limits(redis_url: str | None, registry=None, *, fail_open: bool = True) -> Limits:
     """Shared counters when a Redis URL is configured (their outages counted on the Prometheus
-    ``registry``), per-process ones otherwise."""
+    ``registry``; ``fail_open`` false refuses limited requests while Redis is down), per-process
+    ones otherwise."""
     if redis_url:
         from .redis_limits import RedisLimits
 
-        return RedisLimits(redis_url, registry=registry)
+        return RedisLimits(redis_url, registry=registry, fail_open=fail_open)
     return LocalLimits()
 
 

@@ -4,7 +4,10 @@ As Kong's ``redis`` rate-limiting policy: each admission is one round trip runni
 which Redis executes atomically, so replicas cannot both take the last token. Time comes from
 the caller (wall clock), and a bucket never moves back in time, so a replica whose clock lags
 cannot mint tokens. If Redis cannot be reached the request is admitted (fail open, Kong's
-``fault_tolerant``): an outage of the limiter must not take inference down. An outage is logged
+``fault_tolerant``, the default): an outage of the limiter must not take inference down. With
+``fail_open`` false (the ``fail_open`` setting) a request of a tenant with limits is refused
+instead (503 with Retry-After: 1, gRPC UNAVAILABLE) until Redis answers: for an operator whose
+quotas and budgets are money, not protection. An outage is logged
 twice, a warning at its first failure and a line when Redis answers again (before: a warning every
 10 s for as long as it lasted), and every request it let through unchecked is counted:
 ``tidegate_shared_limits_unavailable_total{op}`` (op: admit, charge, check).
@@ -18,6 +21,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter
 
+from ..errors import Unavailable
 from .limits import LimitSpec, Refusal, Verdict, day_of, month_of, verdict_for
 from .resp import PipelinedRedis, RespError
 
@@ -77,16 +81,19 @@ class RedisLimits:
         prefix: str = "tidegate",
         timeout_s: float = 0.5,
         registry: CollectorRegistry | None = None,
+        fail_open: bool = True,
     ):
         self._client = PipelinedRedis(url, timeout_s=timeout_s)
         self.prefix = prefix
+        self.fail_open = fail_open
         self.failures = 0
         self._outage_since_s: float | None = None  # monotonic time of the outage's first failure
         self._outage_failures = 0
         self._unavailable = Counter(
             "tidegate_shared_limits_unavailable",
-            "Operations on the shared limits that Redis did not answer (fail open: a request "
-            "admitted or a spend left uncounted), by op (admit, charge, check).",
+            "Operations on the shared limits that Redis did not answer (a request admitted "
+            "unchecked, or refused if fail_open is false; a spend left uncounted), by op "
+            "(admit, charge, check).",
             ["op"],
             registry=registry,
         )
@@ -116,6 +123,11 @@ class RedisLimits:
             )
         except Exception as exc:  # noqa: BLE001 - redis errors, timeouts, lost connections
             self._fail(exc, "admit")
+            if not self.fail_open:
+                raise Unavailable(
+                    "rate limits, quotas and budgets cannot be checked (Redis does not answer) "
+                    "and fail_open is false: refused until Redis is back"
+                ) from None
             return Verdict(True)
         self._answered()
         if allowed:
@@ -169,8 +181,9 @@ class RedisLimits:
         if self._outage_since_s is None:  # once an outage, not once a request
             self._outage_since_s = time.monotonic()
             log.warning(
-                "shared limits unavailable (admitting requests): %s: %s; no rate limits, quotas "
-                "or budgets until Redis answers",
+                "shared limits unavailable (%s): %s: %s; no rate limits, quotas or budgets until "
+                "Redis answers",
+                "admitting requests" if self.fail_open else "refusing limited requests: 503",
                 type(exc).__name__,
                 exc,
             )
