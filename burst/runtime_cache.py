@@ -13,6 +13,7 @@ from burst.graph import Graph
 from burst.packed_conv import set_room
 from burst.plan import Plan
 from burst.weights import (
+    BLOB_BYTES,
     LruCache,
     graph_key,
     loads_tensors,
@@ -70,11 +71,20 @@ async def _get(store, key: str) -> bytes:
         raise
 
 
-async def _get_tensors(store, key: str, label: str | None = None) -> dict:
-    """A weight blob from the store, loaded after the cache has made room for it (its tensors
-    are views of the bytes read, burst.weights.loads_tensors)."""
+async def _get_tensors(
+    store, key: str, label: str | None = None, nbytes: int | None = None
+) -> dict:
+    """A weight blob from the store (its tensors are views of the bytes read, burst.weights.
+    loads_tensors), read after the cache has made room for its ``nbytes`` (the plan's record
+    of its size): reading first held the old and the new weights at once, and a warm 1152 MB
+    master switching from a split VGG-16 plan (652 MB resident) back to the one-function plan
+    (a 527 MB blob) died at 1153 MB in the read. A blob of unknown size (a plan prepared
+    before sizes were recorded) gets its room once it is read."""
+    if nbytes:
+        _cache().make_room(nbytes, label)
     data = await _get(store, key)
-    _cache().make_room(len(data), label)
+    if not nbytes:
+        _cache().make_room(len(data), label)
     return loads_tensors(data)
 
 
@@ -84,10 +94,11 @@ async def _weights(store, plan_id: str, part: str, key: str) -> tuple[dict, bool
     same tensors share one copy, so alternating them loads nothing. (weights, loaded_now)."""
     ids = await _weight_ids(store, plan_id)
     digest = ids.get(part)
+    nbytes = (ids.get(BLOB_BYTES) or {}).get(part)
     label = f"plan {plan_id} {part}"
     cache_key = f"blob/{digest}" if digest else f"{plan_id}/{part}"
     value, loaded = await _cached(
-        cache_key, lambda: _get_tensors(store, key, label), tensors_nbytes, label
+        cache_key, lambda: _get_tensors(store, key, label, nbytes), tensors_nbytes, label
     )
     return value, loaded  # type: ignore[return-value]
 

@@ -40,8 +40,12 @@ def ready_key(plan_id: str) -> str:
 
 
 def weight_ids_key(plan_id: str) -> str:
-    """The plan's blobs by what they hold: ``{"master" | "s{stage}/w{worker}": digest}``."""
+    """The plan's blobs by what they hold: ``{"master" | "s{stage}/w{worker}": digest}``, and
+    under ``BLOB_BYTES`` each blob's size in bytes."""
     return f"plans/{plan_id}/weights.json"
+
+
+BLOB_BYTES = "blob_bytes"
 
 
 def blob_digest(blob: bytes) -> str:
@@ -143,12 +147,16 @@ async def prepare_plan(artifact, plan: Plan, store, *, graph: Graph | None = Non
     await store.put(plan_key(pid), plan.to_json().encode())
     blob = dumps_tensors(master_weights(graph, plan, full))
     await store.put(master_key(pid), blob)
-    ids = {"master": blob_digest(blob)}
+    ids: dict = {"master": blob_digest(blob)}
+    sizes = {"master": len(blob)}
     for st in plan.stages:
         for j in range(st.workers):
             blob = dumps_tensors(worker_weights(graph, st, j, full))
             await store.put(worker_key(pid, st.index, j), blob)
             ids[f"s{st.index}/w{j}"] = blob_digest(blob)
+            sizes[f"s{st.index}/w{j}"] = len(blob)
+    # each blob's size: a warm instance makes room for it before reading it (blob_bytes)
+    ids[BLOB_BYTES] = sizes
     await store.put(weight_ids_key(pid), json.dumps(ids).encode())
     # written last: a reader that sees it sees everything above
     await store.put(ready_key(pid), b"1")
@@ -172,6 +180,7 @@ __all__ = [
     "graph_key",
     "plan_key",
     "weight_ids_key",
+    "BLOB_BYTES",
     "blob_digest",
     "sliced_weights",
 ]
