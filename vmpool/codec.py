@@ -17,6 +17,7 @@ import numpy as np
 from vmpool.classify import batched_outputs, classes_entry, classes_of
 from vmpool.codec_binary import binary_entry, binary_tensor, join, le_contiguous, split_body
 from vmpool.codec_json import json_array, json_entry
+from vmpool.codec_params import check_json_parameters
 from vmpool.validation import validate_inputs
 from vmpool.wire import (
     HEADER_LENGTH,
@@ -229,9 +230,7 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
     params = obj.get("parameters") or {}
     if not isinstance(params, dict):
         raise CodecError("'parameters' must be an object")
-    binary_output = params.get("binary_data_output", False)
-    if not isinstance(binary_output, bool):
-        raise CodecError("binary_data_output must be a boolean")
+    binary_output = check_json_parameters(params)
     inputs = _tensors(obj["inputs"], binary, "input")
     if not inputs:
         raise CodecError("request has no inputs")

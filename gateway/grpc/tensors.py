@@ -57,6 +57,7 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
     """A ModelInferRequest as the dispatcher's InferRequest; CodecError(400) if malformed."""
     if not msg.inputs:
         raise CodecError("request has no inputs")
+    check_parameters(msg.parameters)
     raw = msg.raw_input_contents
     if raw and len(raw) != len(msg.inputs):
         raise CodecError(
@@ -92,6 +93,35 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
             raise CodecError(f"requested output {output.name!r} appears twice")  # (as over HTTP)
         seen.add(output.name)
     return InferRequest(id=msg.id or None, inputs=inputs, outputs=outputs, binary_output=True)
+
+
+# The request parameters Triton reads itself and the one type (oneof field) each must have, as
+# its gRPC front end checks them (server src/grpc/infer_handler.cc; vmpool/codec_params.py
+# for HTTP). Triton takes a negative int64 timeout as a huge unsigned one; we refuse it, as
+# HTTP's refuses a negative timeout.
+_RESERVED_KINDS = {
+    "sequence_id": ("int64_param", "string_param"),
+    "sequence_start": ("bool_param",),
+    "sequence_end": ("bool_param",),
+    "priority": ("int64_param", "uint64_param"),
+    "timeout": ("int64_param",),
+}
+
+
+def check_parameters(params) -> None:
+    """Refuse (CodecError 400: INVALID_ARGUMENT) a reserved request parameter of the wrong type,
+    or a negative priority or timeout; other parameters are the model's and pass."""
+    for name, kinds in _RESERVED_KINDS.items():
+        if name not in params:
+            continue
+        kind = params[name].WhichOneof("parameter_choice")
+        if kind not in kinds:
+            raise CodecError(
+                f"invalid value type for '{name}' parameter, expected {' or '.join(kinds)}"
+                f", got {kind or 'no value'}"
+            )
+        if name in ("priority", "timeout") and getattr(params[name], kind) < 0:
+            raise CodecError(f"invalid value for '{name}', expected value >= 0")
 
 
 def _requested(output) -> RequestedOutput:

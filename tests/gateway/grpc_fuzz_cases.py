@@ -55,25 +55,41 @@ def metadata_strategy() -> st.SearchStrategy[tuple]:
     ).map(tuple)
 
 
-def _parameter(draw, param: pb.InferParameter) -> None:
-    kind = draw(st.sampled_from(["bool", "int64", "string", "double", "uint64"]))
-    value = {
-        "bool": st.booleans(),
-        "int64": st.integers(-(2**63), 2**63 - 1),
-        "string": st.text(max_size=16),
-        "double": st.floats(),
-        "uint64": st.integers(0, 2**64 - 1),
-    }[kind]
-    setattr(param, f"{kind}_param", draw(value))
+PARAMETER_VALUES = {
+    "bool": st.booleans(),
+    "int64": st.integers(-(2**63), 2**63 - 1),
+    "string": st.text(max_size=16),
+    "double": st.floats(),
+    "uint64": st.integers(0, 2**64 - 1),
+}
+# The request parameters Triton reads itself take these kinds (and values) only; any other kind
+# is INVALID_ARGUMENT (server src/grpc/infer_handler.cc; tests/gateway/test_proto23_*).
+RESERVED = {
+    "sequence_id": {"int64": PARAMETER_VALUES["int64"], "string": PARAMETER_VALUES["string"]},
+    "sequence_start": {"bool": st.booleans()},
+    "sequence_end": {"bool": st.booleans()},
+    "priority": {"int64": st.integers(0, 2**63 - 1), "uint64": PARAMETER_VALUES["uint64"]},
+    "timeout": {"int64": st.integers(0, 2**63 - 1)},
+}
 
 
-def _parameters(draw, params) -> None:
+def _parameter(draw, param: pb.InferParameter, values: dict = PARAMETER_VALUES) -> None:
+    kind = draw(st.sampled_from(sorted(values)))
+    setattr(param, f"{kind}_param", draw(values[kind]))
+
+
+def _parameters(draw, params, *, request: bool = False) -> None:
+    """Up to two parameters of any kind; a request's reserved ones of a kind Triton takes."""
     names = st.one_of(
         st.sampled_from(["binary_data_output", "sequence_id", "priority", "timeout", "x"]),
-        st.text(max_size=12),
+        st.text(max_size=12).filter(lambda name: name not in RESERVED),
     )
     for name in draw(st.lists(names, max_size=2, unique=True)):
-        _parameter(draw, params[name])
+        _parameter(
+            draw,
+            params[name],
+            RESERVED.get(name, PARAMETER_VALUES) if request else PARAMETER_VALUES,
+        )
 
 
 @st.composite
@@ -88,7 +104,7 @@ def valid_request(draw) -> pb.ModelInferRequest:
     typed = model == "mlp" and draw(st.booleans())  # (FP16 travels only as raw bytes)
     msg = pb.ModelInferRequest(model_name=model, id=draw(st.one_of(st.just(""), st.text())))
     msg.model_version = draw(st.sampled_from(["", "1"]))
-    _parameters(draw, msg.parameters)
+    _parameters(draw, msg.parameters, request=True)
     for (name, datatype), array in zip(inputs, arrays, strict=True):
         tensor = msg.inputs.add(name=name, datatype=datatype, shape=array.shape)
         _parameters(draw, tensor.parameters)
@@ -226,6 +242,12 @@ def m_shared_memory(draw, msg) -> None:
         params["shared_memory_byte_size"].int64_param = draw(st.integers(0, 2**20))
 
 
+def m_reserved_parameter(draw, msg) -> None:
+    """A parameter Triton reads itself, of any kind and value (a negative priority, a string
+    timeout): INVALID_ARGUMENT unless Triton would take it."""
+    _parameter(draw, msg.parameters[draw(st.sampled_from(sorted(RESERVED)))])
+
+
 def m_model(draw, msg) -> None:
     if draw(st.booleans()):
         msg.model_name = draw(odd_names())
@@ -244,6 +266,7 @@ MUTATIONS = [
     m_outputs,
     m_shared_memory,
     m_model,
+    m_reserved_parameter,
 ]
 
 

@@ -1,0 +1,49 @@
+"""The infer request parameters Triton reads itself, checked as Triton checks them.
+
+``sequence_id``, ``sequence_start``, ``sequence_end``, ``priority``, ``timeout`` and (HTTP)
+``binary_data_output`` have one type each; any other parameter is the model's and passes as
+it came. Triton refuses a reserved one of the wrong type (server ``src/http_server.cc``
+``ParseJsonTritonParams``: ``MemberAsUInt`` for ``priority`` and ``timeout``; gRPC
+``src/grpc/infer_handler.cc`` ``SetInferenceRequestMetadata``), so a client that sends
+``priority: "high"`` learns it here rather than after a deploy onto Triton. Triton's HTTP
+answers that refusal 500 (its JSON reader's errors are INTERNAL); ours is a 400, the status
+Triton gives the same request over gRPC (INVALID_ARGUMENT).
+"""
+
+from __future__ import annotations
+
+import json
+
+from vmpool.wire import CodecError
+
+UINT64_MAX = 2**64 - 1
+_FLAGS = ("sequence_start", "sequence_end", "binary_data_output")
+
+
+def _shown(value) -> str:
+    text = json.dumps(value, default=str)  # as the client wrote it: true, "high"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _uint64(value) -> bool:
+    return type(value) is int and 0 <= value <= UINT64_MAX
+
+
+def check_json_parameters(params: dict) -> bool:
+    """Refuse (CodecError 400) a reserved request parameter of the wrong type; return the
+    request's ``binary_data_output`` (False when absent)."""
+    for name in _FLAGS:
+        if name in params and type(params[name]) is not bool:
+            raise CodecError(f"{name} must be a boolean, got {_shown(params[name])}")
+    for name in ("priority", "timeout"):
+        if name in params and not _uint64(params[name]):
+            raise CodecError(
+                f"'{name}' must be an unsigned integer (0 to 2**64-1), got {_shown(params[name])}"
+            )
+    if "sequence_id" in params:
+        value = params["sequence_id"]
+        if not (_uint64(value) or isinstance(value, str)):
+            raise CodecError(
+                "'sequence_id' must be an unsigned integer or a string, got " + _shown(value)
+            )
+    return params.get("binary_data_output", False)
