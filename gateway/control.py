@@ -20,6 +20,7 @@ from policies.state import PathKind
 from vmpool.pool import ReplicaPool
 
 from .cold_start import probe_cold_start, zero_inputs
+from .control_log import ControlLog
 from .live import LiveCollector
 from .metrics import GatewayMetrics
 from .policy_settings import PolicyChoice, build_routing, configured_routing_params
@@ -54,12 +55,14 @@ class PolicyEngine:
         prepare_task: asyncio.Task | None = None,
         has_models: bool = True,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        control_log: ControlLog | None = None,
     ):
         self.configured_replicas = configured_replicas
         self.pool, self.collector, self.dispatcher = pool, collector, dispatcher
         self.metrics, self.burst, self.prepare_task = metrics, burst, prepare_task
         self.has_models = has_models
         self._sleep = sleep
+        self.control_log = control_log  # each tick's snapshot and decision (control_log.py)
         self._task: asyncio.Task | None = None
         self._prewarm: asyncio.Task | None = None
         self._pinged_s = 0.0  # when the warm pool was last pinged
@@ -109,6 +112,8 @@ class PolicyEngine:
         state = self.collector.snapshot(fresh=True)
         decision = self.autoscaler.decide(state)
         self.last_decision = decision
+        if self.control_log is not None:
+            self.control_log.write(state, decision)
         pool = self.pool
         if pool is not None and self.has_models and decision.replicas != pool.desired:
             log.info("scaling to %d replicas (%s)", decision.replicas, decision.reason)
@@ -266,6 +271,8 @@ class PolicyEngine:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self.control_log is not None:
+            self.control_log.close()
 
 
 def _log_failure(task: asyncio.Task) -> None:
@@ -333,6 +340,7 @@ def start_policy_engine(state, *, prepare_task: asyncio.Task | None = None) -> P
         burst=state.burst,
         prepare_task=prepare_task,
         has_models=bool(models),
+        control_log=ControlLog.from_env(),
     )
     engine.start()
     state.tasks.append(engine._task)  # cancelled and awaited by the lifespan's stop

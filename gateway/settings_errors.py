@@ -14,6 +14,7 @@ ENV_PREFIX = "TIDEGATE_"
 # benchmarks: never settings, and no misspelling of one
 INTERNAL_ENV = {
     "TIDEGATE_BENCH_KEEP",
+    "TIDEGATE_CONTROL_LOG",  # gateway/control_log.py: the control loop's record (debugging)
     "TIDEGATE_FUNCTION_MEMORY_MB",
     "TIDEGATE_FUNCTION_THREADS",
     "TIDEGATE_INSTANCE_FD",

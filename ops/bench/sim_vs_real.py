@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 from ops.bench import host_cpu, sim_vs_real_boot, sim_vs_real_host  # noqa: E402
 from ops.bench.sim_vs_real_table import print_sides  # noqa: E402
 from ops.bench.procs import work_dir  # noqa: E402
+from ops.bench.sim_vs_real_ticks import LIVE_FILE  # noqa: E402
+from gateway.control_log import ENV  # noqa: E402
 
 from vmpool.procs import free_port, wait_healthy_sync  # noqa: E402
 
@@ -123,11 +125,19 @@ def prepare(work: Path, args: argparse.Namespace) -> None:
     (work / "bench_args.json").write_text(json.dumps(kept))
 
 
-def start_serve(work: Path, port: int, log) -> subprocess.Popen:
+def start_serve(work: Path, port: int, log, record: bool = False) -> subprocess.Popen:
+    """The gateway; with ``record``, its control loop's ticks go to ``control_live.jsonl``
+    (``sim_vs_real_ticks.py`` sets them beside the simulated ones)."""
     cmd = ["serve", "--config", str(work / "tidegate.toml"), "--repo", str(work / "repo")]
     cmd += ["--data-dir", str(work / "data"), "--port", str(port), "--grpc-port", "-1"]
+    env = {**os.environ, ENV: str(work / LIVE_FILE)} if record else None
     return subprocess.Popen(
-        TIDEGATE + cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        TIDEGATE + cmd,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=env,
     )
 
 
@@ -202,7 +212,7 @@ def main() -> int:
         # its warm burst probe left an instance warm: the replay starts on a fresh gateway, as
         # the simulation starts with none
         stop(serve)
-        serve = start_serve(work, port, log)
+        serve = start_serve(work, port, log, record=True)
         wait_ready(url, serve)
         replay_live(work, url, args, serve.pid)
     finally:
@@ -239,6 +249,8 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
     run(TIDEGATE + cmd, 900, check=True, stdout=subprocess.DEVNULL)
     args.foreign_cores = sim_vs_real_host.foreign_cores(work / "cpu_timeline.json")
     live, sim = (json.loads(p.read_text()) for p in (work / "live.json", sim_json))
+    if (work / LIVE_FILE).is_file():
+        print(f"tick by tick: ops/bench/sim_vs_real_ticks.py {work}", file=sys.stderr)
     return report(live, sim, args, start_s)
 
 
