@@ -28,7 +28,7 @@ def _bind(host: str, port: int) -> socket.socket:
 def run_model_server(
     app: FastAPI,
     host: str = "127.0.0.1",
-    port: int = 8001,
+    port: int = 8080,  # `tidegate model-server`'s default (ops/commands/model_server.py)
     *,
     drain_timeout_s: float = 30.0,
     on_ready: Callable[[str, int], None] | None = None,

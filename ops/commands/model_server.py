@@ -8,6 +8,11 @@ import os
 import warnings
 from pathlib import Path
 
+# 8080, where KServe's model servers listen: not the gateway's 8000 (HTTP) or 8001 (gRPC, as
+# Triton's) nor the function runtime's 9000, so a gateway and a model server started with their
+# defaults on one host do not collide (the model server's 8001 did). vmpool.runner's default too.
+MODEL_SERVER_PORT = 8080
+
 HELP = "Run a model server (Open Inference Protocol v2) for models in a repository."
 
 
@@ -22,7 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
-        "--port", type=int, default=8001, help="port to bind (default 8001; 0 picks a free port)"
+        "--port",
+        type=int,
+        default=MODEL_SERVER_PORT,
+        help=f"port to bind (default {MODEL_SERVER_PORT}: not the gateway's 8000 or gRPC 8001; "
+        "0 picks a free port)",
     )
     parser.add_argument(
         "--threads",
