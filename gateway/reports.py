@@ -18,6 +18,7 @@ ledger's total exactly; with it, the ledger's total plus the idle part.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import hmac
 import math
 from dataclasses import asdict, dataclass, field
@@ -265,6 +266,21 @@ def _unknown_tenant(state: GatewayState, tenant: str) -> str | None:
     return f"unknown tenant {tenant!r}: not configured or in the ledger (tenants: {shown})"
 
 
+_PARAMS = ("since", "until", "by", "format")
+
+
+def _known_params_only(request: Request) -> None:
+    """400 for a query parameter the report does not take: ``?sinse=`` answered the whole
+    ledger's report, as if the window had been applied."""
+    for name in request.query_params:
+        if name not in _PARAMS:
+            close = difflib.get_close_matches(name.lower(), _PARAMS, 1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise BadRequest(
+                f"unknown query parameter {name!r}: {hint}the report takes {', '.join(_PARAMS)}"
+            )
+
+
 def reports_router(state: GatewayState) -> APIRouter:
     router = APIRouter(tags=["Reports"])
     for t in state.settings.tenants:  # budgets as a series, for the budget alert
@@ -298,6 +314,7 @@ def reports_router(state: GatewayState) -> APIRouter:
         from .report_render import MEDIA_TYPES, RENDERERS
 
         _caller_may_read(state, request, tenant)
+        _known_params_only(request)
         if fmt not in RENDERERS:  # (a typo answered JSON, as if the format were taken)
             raise BadRequest(f"format must be one of {', '.join(RENDERERS)}, not {fmt!r}")
         unknown = await asyncio.to_thread(_unknown_tenant, state, tenant)
