@@ -7,9 +7,14 @@ Before, there was no choice: every request was admitted while Redis was down."""
 
 from __future__ import annotations
 
+import json
+import logging
+
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as tgrpc
+from tritonclient.utils import InferenceServerException
 
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -34,7 +39,8 @@ def _gateway(model_server, small_repo, data_dir, redis_url: str, **extra):
         None,
         data_dir=data_dir,
         repo=small_repo,
-        grpc_port=-1,
+        grpc_port=0,
+        access_log="json",
         vm={"provisioner": "static", "urls": [model_server]},
         burst={"enabled": False},
         routing_policy="vm-only",
@@ -42,7 +48,21 @@ def _gateway(model_server, small_repo, data_dir, redis_url: str, **extra):
         redis_url=redis_url,
         **extra,
     )
-    return serve_app(create_app(settings))
+    app = create_app(settings)
+    return app, serve_app(app)
+
+
+def _grpc_status(app, key: str) -> str:
+    inp = tgrpc.InferInput("input", [1, 784], "FP32")
+    inp.set_data_from_numpy(np.zeros((1, 784), np.float32))
+    client = tgrpc.InferenceServerClient(f"127.0.0.1:{app.state.gateway.grpc.port}")
+    try:
+        client.infer("mlp", [inp], headers={"x-api-key": key})
+    except InferenceServerException as exc:
+        return f"{exc.status()}: {exc.message()}"
+    finally:
+        client.close()
+    return "OK"
 
 
 def _infer(client: httpx.Client, key: str) -> httpx.Response:
@@ -50,11 +70,12 @@ def _infer(client: httpx.Client, key: str) -> httpx.Response:
 
 
 def test_fail_open_false_refuses_limited_requests_while_redis_is_down(
-    model_server, small_repo, tmp_path
+    model_server, small_repo, tmp_path, caplog
 ):
     proc, url = _start_redis(tmp_path)
+    app, serving = _gateway(model_server, small_repo, tmp_path / "data", url, fail_open=False)
     try:
-        with _gateway(model_server, small_repo, tmp_path / "data", url, fail_open=False) as gw:
+        with serving as gw, caplog.at_level(logging.INFO, "tidegate.access"):
             with httpx.Client(base_url=gw, timeout=60) as client:
                 for _ in range(3):
                     assert _infer(client, "k-metered").status_code == 200
@@ -66,11 +87,17 @@ def test_fail_open_false_refuses_limited_requests_while_redis_is_down(
                 assert "Redis" in error and "fail_open" in error
                 assert refused[0].headers["retry-after"] == "1"
                 assert _infer(client, "k-free").status_code == 200  # no limits to check
+                grpc_status = _grpc_status(app, "k-metered")
+                assert grpc_status.startswith("StatusCode.UNAVAILABLE"), grpc_status
+                assert "fail_open" in grpc_status
                 proc, url = _start_redis(tmp_path)  # back, on the same socket
                 assert _infer(client, "k-metered").status_code == 200
                 series = _series(client.get("/metrics").text, "tidegate_requests_total")
         codes = {dict(k)["code"]: v for k, v in series.items() if ("tenant", "metered") in k}
-        assert codes == {"200": 4.0, "503": 5.0}
+        assert codes == {"200": 4.0, "503": 6.0}  # (HTTP and gRPC)
+        lines = [json.loads(r.getMessage()) for r in caplog.records if "infer" in r.getMessage()]
+        metered = [line["status"] for line in lines if line["tenant"] == "metered"]
+        assert sorted(metered) == [200] * 4 + [503] * 6, metered
     finally:
         proc.kill()
         proc.wait(10)
@@ -79,8 +106,9 @@ def test_fail_open_false_refuses_limited_requests_while_redis_is_down(
 @pytest.mark.parametrize("extra", [{}, {"fail_open": True}])
 def test_fail_open_default_admits_while_redis_is_down(model_server, small_repo, tmp_path, extra):
     proc, url = _start_redis(tmp_path)
+    _, serving = _gateway(model_server, small_repo, tmp_path / "data", url, **extra)
     try:
-        with _gateway(model_server, small_repo, tmp_path / "data", url, **extra) as gw:
+        with serving as gw:
             with httpx.Client(base_url=gw, timeout=60) as client:
                 assert _infer(client, "k-metered").status_code == 200
                 proc.kill()
