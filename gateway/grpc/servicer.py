@@ -40,7 +40,7 @@ from ..tenants import refuse_repeated_keys
 from . import inference_pb2 as pb
 from .status import guard as _guard
 from .deadline import within_deadline
-from .stream import answer_in_order
+from .stream import answer_in_order, final_answer
 from .model_config import model_config
 from .tensors import decode_off_loop, encode_infer_response
 
@@ -126,7 +126,10 @@ class InferenceServicer:
         """Every request on the stream answered, in the order they came, while they run at once
         (``stream.answer_in_order``); a failed one answers its error and the stream goes on."""
         meta = _text_metadata(context)
-        answer = lambda request: self._stream_answer(request, meta, context)  # noqa: E731
+
+        async def answer(request) -> pb.ModelStreamInferResponse:
+            return final_answer(await self._stream_answer(request, meta, context), request)
+
         async for response in answer_in_order(requests, answer, self.stopped, context):
             yield response
 

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
+from . import inference_pb2 as pb
+
 log = logging.getLogger("tidegate.grpc")
 STREAM_WINDOW = 64  # requests of one stream in flight at once; reading waits past it
 # After its last answer the stream stays open this long before the server ends it: ended at
@@ -85,3 +87,16 @@ async def _next(window: asyncio.Queue, stopped: asyncio.Event | None):
         return get.result() if get.done() else _ENDED
     finally:
         get.cancel()  # (a get cancelled before it took an item leaves the item queued)
+
+
+def final_answer(answer: pb.ModelStreamInferResponse, request) -> pb.ModelStreamInferResponse:
+    """``answer`` as Triton's stream sends each: flagged ``triton_final_response`` (the request's
+    last answer: a client that asked for ``enable_empty_final_response`` reads its requests'
+    ends by it, and waited for ever without it), and an error naming the request's id, model
+    and version (server src/grpc/stream_infer_handler.cc, StreamInferResponseComplete)."""
+    infer = answer.infer_response
+    if answer.error_message and isinstance(request, pb.ModelInferRequest):
+        infer.id, infer.model_name = request.id, request.model_name
+        infer.model_version = request.model_version
+    infer.parameters["triton_final_response"].bool_param = True
+    return answer
