@@ -55,12 +55,13 @@ class RequestOutput(BaseModel):
 
 class InferenceRequest(BaseModel):
     id: str | None = None
-    parameters: dict[str, Any] | None = Field(
+    parameters: dict[str, str | int | float | bool] | None = Field(
         None,
         description="binary_data_output: true answers every output in binary. Typed as "
         "Triton types them, else a 400: priority and timeout (microseconds) unsigned "
         "integers; sequence_id an unsigned integer or a string; sequence_start, sequence_end "
-        "and binary_data_output booleans. Other parameters pass as given.",
+        "and binary_data_output booleans. Other parameters: a string, a number or a boolean; "
+        "keys starting with triton_ are reserved.",
     )
     inputs: list[RequestInput]
     outputs: list[RequestOutput] | None = None

@@ -2,7 +2,8 @@
 
 ``sequence_id``, ``sequence_start``, ``sequence_end``, ``priority``, ``timeout`` and (HTTP)
 ``binary_data_output`` have one type each; any other parameter is the model's and passes as
-it came. Triton refuses a reserved one of the wrong type (server ``src/http_server.cc``
+it came if it is a string, a number or a boolean (the protocol's ``$parameter``; Triton refuses
+an object, a list or null, and keys starting with ``triton_``). Triton refuses a reserved one of the wrong type (server ``src/http_server.cc``
 ``ParseJsonTritonParams``: ``MemberAsUInt`` for ``priority`` and ``timeout``; gRPC
 ``src/grpc/infer_handler.cc`` ``SetInferenceRequestMetadata``), so a client that sends
 ``priority: "high"`` learns it here rather than after a deploy onto Triton. Triton's HTTP
@@ -45,5 +46,16 @@ def check_json_parameters(params: dict) -> bool:
         if not (_uint64(value) or isinstance(value, str)):
             raise CodecError(
                 "'sequence_id' must be an unsigned integer or a string, got " + _shown(value)
+            )
+    for name, value in params.items():
+        if name.startswith("triton_"):
+            raise CodecError(
+                f"parameter {_shown(name)}: keys starting with 'triton_' are reserved for "
+                "Triton and may not be given"
+            )
+        if value is None or isinstance(value, (dict, list)):
+            raise CodecError(
+                f"parameter {_shown(name)} must be a string, a number or a boolean, "
+                f"got {_shown(value)}"
             )
     return params.get("binary_data_output", False)

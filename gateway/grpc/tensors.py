@@ -105,12 +105,20 @@ _RESERVED_KINDS = {
     "sequence_end": ("bool_param",),
     "priority": ("int64_param", "uint64_param"),
     "timeout": ("int64_param",),
+    "triton_enable_empty_final_response": ("bool_param",),  # (tritonclient's streams send it)
 }
 
 
 def check_parameters(params) -> None:
     """Refuse (CodecError 400: INVALID_ARGUMENT) a reserved request parameter of the wrong type,
-    or a negative priority or timeout; other parameters are the model's and pass."""
+    or a negative priority or timeout, or another key starting with ``triton_`` (reserved, as
+    in Triton); other parameters are the model's and pass."""
+    for name in params:
+        if name.startswith("triton_") and name not in _RESERVED_KINDS:
+            raise CodecError(
+                f"parameter keys starting with 'triton_' are reserved for Triton; "
+                f"{name[:40]!r} is not one of them"
+            )
     for name, kinds in _RESERVED_KINDS.items():
         if name not in params:
             continue

@@ -82,7 +82,7 @@ def _parameters(draw, params, *, request: bool = False) -> None:
     """Up to two parameters of any kind; a request's reserved ones of a kind Triton takes."""
     names = st.one_of(
         st.sampled_from(["binary_data_output", "sequence_id", "priority", "timeout", "x"]),
-        st.text(max_size=12).filter(lambda name: name not in RESERVED),
+        st.text(max_size=12).filter(lambda n: n not in RESERVED and not n.startswith("triton_")),
     )
     for name in draw(st.lists(names, max_size=2, unique=True)):
         _parameter(
