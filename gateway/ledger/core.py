@@ -1,3 +1,5 @@
+# size: ~370 lines: the one writer, its three ways to commit (loop, thread, journal) and their
+# shared retry and shutdown; the journal and retention are in their own files
 """The ledger: ``await ledger.record(row)`` returns once the row is durable (group commit).
 
 A single writer thread takes every row queued since its last commit, writes them in one
@@ -118,6 +120,7 @@ class Ledger:
         self.last_error: str | None = None
         self._failing = False  # the last write failed; its rows wait for a retry
         self._writing_since: float | None = None  # the writer thread's write under way
+        self._journal_fallbacks = 0  # rows the journal refused in this outage (disk full ...)
 
     @classmethod
     def from_settings(cls, settings, data_dir: Path) -> "Ledger":
@@ -192,10 +195,11 @@ class Ledger:
         if journal is not None:
             try:
                 journal.append(values)  # durable against a crash once written: no wait
+                if self._journal_fallbacks:
+                    self._journal_back()
                 return
             except OSError as exc:  # (disk full ...): the writer thread keeps it and retries
-                self.last_error = f"ledger journal: {exc}"
-                log.warning("%s; the row goes to the database instead", self.last_error)
+                self._journal_failed(exc)
         loop = asyncio.get_running_loop()
         interval_s = self.commit_interval_s
         future = None if interval_s else loop.create_future()
@@ -219,6 +223,20 @@ class Ledger:
         # the batch already, and a cancelled future is skipped when the batch resolves.
         if future is not None:
             await future
+
+    def _journal_failed(self, exc: OSError) -> None:
+        """Logged once an outage (a warning a row flooded the log at the request rate)."""
+        self.last_error = f"ledger journal: {exc}"
+        if not self._journal_fallbacks:
+            log.warning("%s; rows go to the database until it can be written", self.last_error)
+        self._journal_fallbacks += 1
+
+    def _journal_back(self) -> None:
+        log.warning(
+            "ledger journal: written again (%d rows went to the database meanwhile)",
+            self._journal_fallbacks,
+        )
+        self._journal_fallbacks = 0
 
     def _commit_on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit this loop iteration's rows here; on failure the writer thread retries them."""
