@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -62,7 +63,10 @@ class SqliteBackend:
 
     def migrate(self) -> int:
         """Apply the migrations this file lacks, each in its own transaction; the version."""
-        db = self._connect()
+        try:
+            db = self._connect()
+        except sqlite3.OperationalError as exc:  # ("unable to open database file": which, why?)
+            raise sqlite3.OperationalError(f"ledger {self.path}: {exc}{_why(self.path)}") from None
         try:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
@@ -182,6 +186,20 @@ class SqliteBackend:
             if db is not None:
                 db.close()
         self._on_loop = self._journal = self._pruner = None
+
+
+def _why(path: Path) -> str:
+    """Why a database file may not open, as an operator would check: its directory."""
+    try:
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            return f" ({path.parent} is on a read-only file system)"
+    except OSError as exc:
+        return f" ({path.parent}: {exc.strerror})"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f" ({path.parent} is not writable by this user)"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return " (the file is not readable and writable by this user)"
+    return ""
 
 
 def _insert_rows(db: sqlite3.Connection, rows: list[tuple], also: tuple | None = None) -> None:

@@ -2,7 +2,8 @@
 
 The journal cannot open its next segment, so rows go to the database (into its WAL's room, or
 they wait: nothing is answered without its row), and once room is back every row is there,
-exactly once. Before, each such row logged its own warning ("the row goes to the database
+exactly once. A ledger on a read-only file system at start is an error naming the file and why
+(it said only "unable to open database file"). Before, each such row logged its own warning ("the row goes to the database
 instead"): 88 lines in 15 s from a 24-client load, one per request at any rate. Now an outage
 is one warning, and one line when the journal is written again."""
 
@@ -88,3 +89,14 @@ async def test_a_full_disk_holds_rows_until_room_is_back_and_warns_once(small_di
         Ledger(make_backend(database)).query("SELECT id, COUNT(*) FROM requests GROUP BY id")
     )
     assert counts == {f"r{n}": 1 for n in range(23)}
+
+
+def test_a_ledger_on_a_read_only_file_system_says_which_file_and_why(small_disk):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    database = small_disk / "ledger.sqlite"
+    with pytest.raises(sqlite3.OperationalError) as err:
+        Ledger(make_backend(database))
+    assert str(err.value) == (
+        f"ledger {database}: unable to open database file "
+        f"({small_disk} is on a read-only file system)"
+    )
