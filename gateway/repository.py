@@ -76,7 +76,8 @@ async def load_model(state: GatewayState, model: str) -> None:
         artifact = await asyncio.to_thread(load_artifact, repo, model)
     except ArtifactError as exc:
         # (the repository's place on disk is the operator's, not the caller's, to know)
-        message = str(exc).splitlines()[0].replace(str(repo), "the model repository")
+        message = str(exc).splitlines()[0].replace(f"repository {repo}", "the model repository")
+        message = message.replace(str(repo), "the model repository")
         if "not found" in message:
             raise NotFound(message) from None
         raise BadRequest(message) from None  # there, but broken (its config): as the replicas
