@@ -77,6 +77,8 @@ class BurstService:
         self._gate = InstanceGate(  # waits for started instances (policies/routing/instance_wait)
             max(1, capacity), max_waiting=max_waiting, max_wait_s=max_wait_s or function_timeout_s
         )
+        if self._local:  # idle ones known for the runtime's keep-alive (60 s forgot warm ones)
+            self._gate.keep_alive_s = keep_alive_s
         self._circuit = PlatformCircuit(failure_threshold=3, open_s=5.0)
         self._detached = Detached()  # invocations whose caller left; the orphan-queue sweep
         self.supervisor: LocalRuntimeSupervisor | None = None
