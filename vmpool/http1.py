@@ -104,9 +104,13 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.status = self.parser.get_status_code()
         waiter, self.waiter = self.waiter, None
+        chunks, headers = self.chunks, self.headers
+        # the answer is the caller's now: an idle connection kept in the pool must not hold it
+        # (it did until its next request: 64 idle connections x a 256 KB answer stayed resident)
+        self.chunks, self.headers = [], {}
         if waiter is not None and not waiter.done():
-            body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-            waiter.set_result(Answer(self.status, self.headers, body))
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            waiter.set_result(Answer(self.status, headers, body))
         if not self.parser.should_keep_alive():
             self.closed = True
             self.transport.close()
