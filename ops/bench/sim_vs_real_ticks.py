@@ -108,9 +108,19 @@ def simulated_records(work: Path, model: str) -> list[dict]:
     return records
 
 
+def from_traffic(records: list[dict]) -> list[dict]:
+    """The ticks from the first that saw an arrival: the live gateway ticks from its start,
+    some seconds before the replay's first request, the simulation from that request (the
+    two line up within a tick)."""
+    first = next((i for i, r in enumerate(records) if r["arrival_rate_per_s"] > 0), None)
+    return records[first:] if first is not None else []
+
+
 def phases(records: list[dict], every_s: float) -> dict[int, dict]:
-    """Per ``every_s`` from the first tick: mean VM outstanding and burst requests in flight
-    as the scaler read them, replica-seconds held (ready + booting) and the decisions."""
+    """Per ``every_s`` from the first tick that saw traffic: mean VM outstanding and burst
+    requests in flight as the scaler read them, replica-seconds held (ready + booting) and
+    the decisions."""
+    records = from_traffic(records)
     if not records:
         return {}
     t0 = records[0]["now_s"]
