@@ -109,15 +109,27 @@ _RESERVED_KINDS = {
 }
 
 
+_MODEL_KINDS = ("int64_param", "bool_param", "string_param", "double_param")
+
+
 def check_parameters(params) -> None:
     """Refuse (CodecError 400: INVALID_ARGUMENT) a reserved request parameter of the wrong type,
     or a negative priority or timeout, or another key starting with ``triton_`` (reserved, as
-    in Triton); other parameters are the model's and pass."""
+    in Triton); other parameters are the model's: an int64, bool, string or double, as Triton
+    takes them (a uint64 or an empty one is refused there too)."""
     for name in params:
-        if name.startswith("triton_") and name not in _RESERVED_KINDS:
+        if name in _RESERVED_KINDS:
+            continue
+        if name.startswith("triton_"):
             raise CodecError(
                 f"parameter keys starting with 'triton_' are reserved for Triton; "
                 f"{name[:40]!r} is not one of them"
+            )
+        kind = params[name].WhichOneof("parameter_choice")
+        if kind not in _MODEL_KINDS:
+            raise CodecError(
+                f"invalid value type for {name[:40]!r} parameter, expected int64_param, "
+                f"bool_param, string_param or double_param, got {kind or 'no value'}"
             )
     for name, kinds in _RESERVED_KINDS.items():
         if name not in params:

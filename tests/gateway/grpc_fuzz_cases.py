@@ -62,6 +62,8 @@ PARAMETER_VALUES = {
     "double": st.floats(),
     "uint64": st.integers(0, 2**64 - 1),
 }
+# A request's other parameters are the model's: Triton takes these kinds, not uint64.
+MODEL_VALUES = {k: v for k, v in PARAMETER_VALUES.items() if k != "uint64"}
 # The request parameters Triton reads itself take these kinds (and values) only; any other kind
 # is INVALID_ARGUMENT (server src/grpc/infer_handler.cc; tests/gateway/test_proto23_*).
 RESERVED = {
@@ -86,9 +88,7 @@ def _parameters(draw, params, *, request: bool = False) -> None:
     )
     for name in draw(st.lists(names, max_size=2, unique=True)):
         _parameter(
-            draw,
-            params[name],
-            RESERVED.get(name, PARAMETER_VALUES) if request else PARAMETER_VALUES,
+            draw, params[name], RESERVED.get(name, MODEL_VALUES) if request else PARAMETER_VALUES
         )
 
 
@@ -243,9 +243,9 @@ def m_shared_memory(draw, msg) -> None:
 
 
 def m_reserved_parameter(draw, msg) -> None:
-    """A parameter Triton reads itself, of any kind and value (a negative priority, a string
-    timeout): INVALID_ARGUMENT unless Triton would take it."""
-    _parameter(draw, msg.parameters[draw(st.sampled_from(sorted(RESERVED)))])
+    """A parameter Triton reads itself, or a model's, of any kind and value (a negative
+    priority, a string timeout, a uint64): INVALID_ARGUMENT unless Triton would take it."""
+    _parameter(draw, msg.parameters[draw(st.sampled_from([*sorted(RESERVED), "x"]))])
 
 
 def m_model(draw, msg) -> None:

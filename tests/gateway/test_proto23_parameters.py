@@ -146,6 +146,7 @@ def request_with(name: str, kind: str, value) -> pb.ModelInferRequest:
         ("sequence_end", "string", "true"),
         ("triton_enable_empty_final_response", "string", "yes"),
         ("triton_custom", "bool", True),
+        ("custom", "uint64", 5),  # (a model's parameter: int64, bool, string or double)
     ],
 )
 def test_a_mistyped_reserved_parameter_over_grpc_is_invalid_argument(served, name, kind, value):
@@ -156,6 +157,17 @@ def test_a_mistyped_reserved_parameter_over_grpc_is_invalid_argument(served, nam
     assert name in err.value.details()
     resp = raw_call(target, request_with("priority", "uint64", 2**64 - 1))  # Triton takes it
     assert resp.outputs[0].shape == [2, 10]
+
+
+def test_a_model_parameter_without_a_value_over_grpc_is_invalid_argument(served):
+    _, target, _ = served
+    msg = request_with("custom", "string", "v")
+    msg.parameters["empty"].Clear()  # (present, no kind set)
+    with pytest.raises(grpc.RpcError) as err:
+        raw_call(target, msg)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "'empty'" in err.value.details()
+    for kind, value in (("int64", -3), ("bool", False), ("string", ""), ("double", 0.5)):
+        assert raw_call(target, request_with("custom", kind, value)).outputs[0].shape == [2, 10]
 
 
 def test_a_negative_timeout_mid_stream_is_its_error_and_the_stream_goes_on(served):
