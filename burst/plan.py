@@ -240,7 +240,7 @@ def make_plan(
     way, "auto" asks the planner with the bundled reference profile (latency-optimal). The
     plan's ``workers`` is its widest stage's; with no split stage it is the "none" plan (1
     worker, one plan_id) however it was asked for."""
-    _check_args(workers, split, transport, batch, memory_mb)
+    check_args(workers, split, transport, batch, memory_mb)
     if choices is None:
         from burst.planning import PlanRequest, default_choices
 
@@ -277,7 +277,8 @@ def make_plan(
     return plan
 
 
-def _check_args(workers, split, transport, batch, memory_mb) -> None:
+def check_args(workers, split, transport, batch, memory_mb) -> None:
+    """A plan's arguments, each checked on its own (PlanError naming the bad one)."""
     if not isinstance(workers, int) or workers < 1:
         raise PlanError(f"workers must be a positive integer, got {workers!r}")
     if split not in SPLITS:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from burst.graph import Graph, dtype_bytes
 from burst.plan import (
+    check_args,
     DEFAULT_INLINE_LIMIT_BYTES,
     Plan,
     PlanError,
@@ -261,6 +262,8 @@ def model_plan(graph: Graph, config, request: PlanRequest, profile: Profile) -> 
 
     ``config`` is the model's ``ModelConfig`` (its tensor names go into the plan).
     """
+    # bad arguments first: a search with 0 workers said no plan fits the memory (VGG-16)
+    check_args(request.workers, request.split, request.transport, request.batch, request.memory_mb)
     choices = None
     if request.split == "auto":
         choices = choose_stages(graph, request, profile)
