@@ -223,7 +223,9 @@ class Artifact:
         # torch.export.load keeps its deserializer in a global: two loads at once in one
         # process fail with "_CURRENT_DESERIALIZER is already set" (issue 7)
         with _LOAD_LOCK, _quiet_load():
-            return torch.export.load(str(self.program_path))
+            program = torch.export.load(str(self.program_path))
+            _forget_torch_leftovers()
+            return program
 
     def verify(self) -> None:
         """ArtifactError when ``model.pt2``'s members do not match their checksums: torch reads
@@ -311,3 +313,38 @@ def write_artifact(repo: str | Path, program, cfg: ModelConfig) -> Artifact:
     tmp_cfg.write_text(config_to_toml(cfg))
     tmp_cfg.replace(directory / CONFIG_FILE)
     return Artifact(cfg, directory)
+
+
+# the newest generated sources (torch.fx's forward code) kept for tracebacks: a model's load
+# compiles ~7 graph modules (mlp), and torch kept every one's source for the process's life
+KEEP_GENERATED_SOURCES = 32
+
+
+def _forget_torch_leftovers() -> None:
+    """What torch keeps for the life of the process from every program loaded, dropped after
+    each load: ~100 objects per model reload on a replica, without bound (issue mem23). Caches
+    only: nothing is computed differently, and the program loaded last keeps what it adds until
+    the next load.
+
+    - ``ShapeEnv`` methods cached with ``functools.lru_cache`` at class level, keyed on the
+      instance (``constrain_symbol_range`` has no maxsize): each load's ShapeEnv, its symbols,
+      ranges and fake-tensor cache stayed; and fake tensors' own dispatch cache.
+    - torch.fx's source of each generated ``forward`` (``linecache`` and its loader's cache):
+      the newest ``KEEP_GENERATED_SOURCES`` are kept; an older module's traceback shows no
+      source line."""
+    import linecache
+
+    from torch.fx import graph_module
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    for attr in vars(ShapeEnv).values():
+        clear = getattr(attr, "cache_clear", None)
+        if clear is not None:
+            clear()
+    FakeTensorMode.cache_clear()
+    sources = getattr(getattr(graph_module, "_loader", None), "eval_cache", None)
+    if isinstance(sources, dict) and len(sources) > KEEP_GENERATED_SOURCES:
+        for key in list(sources)[:-KEEP_GENERATED_SOURCES]:  # (oldest first)
+            del sources[key]
+            linecache.cache.pop(key, None)
