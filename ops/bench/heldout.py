@@ -209,6 +209,15 @@ def _run_rand4(run, csv_dir: Path, cache: dict, params) -> dict:
     }
 
 
+def save_cache(path: Path, cache: dict) -> dict:
+    """Write ``cache`` merged over what ``path`` holds now: runs of the set sharing the file
+    (``--only`` rows beside a whole set) each wrote their own dict over it, and the last
+    writer's dropped the others' rows (a whole rand4 run kept 20 of its 24)."""
+    merged = {**json.loads(path.read_text()), **cache} if path.is_file() else dict(cache)
+    path.write_text(json.dumps(merged))
+    return merged
+
+
 def _runs(which: str, only: list[str]):
     if which == "rand4":
         runs = [(r.name, r, r.seed) for r in heldout_rand4.rand4()]
@@ -244,7 +253,7 @@ def main() -> int:
                 }
             s = simulate(trace, "slo-aware", profile, seed=seed, params=params).summary
         if cache_path:
-            cache_path.write_text(json.dumps(cache))
+            cache = save_cache(cache_path, cache)
         ref, cost = cache[name], s["cost_usd"]
         rows[name] = {**{k: s[k] for k in ("slo_attainment", "cost_usd", "vm_hours")}, **ref}
         total += cost
