@@ -41,6 +41,7 @@ from .access_log import MODEL_KEY, PARSER_REFUSED
 from .deferred import run_after
 from .infer_endpoint import new_request_id
 from vmpool.body import SMALL_BODY_BYTES
+from vmpool.heap import LARGE_ANSWER_BYTES, answer_sent
 from vmpool.http_protocol import OneSendProtocol
 from vmpool.rest import INFER_PATH
 
@@ -304,6 +305,8 @@ class FastLaneProtocol(OneSendProtocol):
             head.append(b"connection: close\r\n")
         head.append(_CRLF)
         self.transport.writelines((b"".join(head), body))
+        if len(body) >= LARGE_ANSWER_BYTES:
+            answer_sent(len(body))  # its pages go back once a few MB of them went (heap.py)
         if not cycle.keep_alive:
             self.transport.close()
 

@@ -23,6 +23,13 @@ sending header after header grew the replica's memory without end (mlp replica: 
 headers in 1.3 s, RSS 350 -> 611 MB; now it stays at 350). Past ``MAX_HEAD_BYTES`` a head is
 answered 431 ``{"error": ...}`` and the connection closed (the gateway's ``FastLaneProtocol`` applies the same limit its own way).
 
+A client that reads none of its answers holds one of them, not all: while its write buffer is
+over the high-water mark, the connection reads no more requests and runs none it pipelined,
+and once it has read nothing for ``head_timeout_s`` the sweep aborts it (``close()`` waits for
+the buffer to be read, so uvicorn's keep-alive close kept such a connection and its answers for
+ever: 20 pipelined requests of 4 MiB answers were all answered into the buffer). The answers it
+leaves, and large answers in general, are trimmed from the heap afterwards (``vmpool/heap.py``).
+
 Used as ``uvicorn.Config(http=OneSendProtocol)`` by the model server and the gateway.
 """
 
@@ -30,8 +37,11 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import deque
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from vmpool.heap import LARGE_ANSWER_BYTES, answer_dropped, answer_sent
 
 _STATUS_PREFIX = b"HTTP/1.1 "
 _HEAD_END = b"\r\n\r\n"
@@ -71,6 +81,8 @@ class _OneSendTransport:
         self._loop = loop
 
     def write(self, data: bytes) -> None:
+        if len(data) >= LARGE_ANSWER_BYTES:
+            answer_sent(len(data))  # its pages go back once a few MB of them went (heap.py)
         head = self._head
         if head is not None:
             self._head = None
@@ -114,6 +126,9 @@ class OneSendProtocol(HttpToolsProtocol):
     _head_in = False
     _head_bytes = 0
     _head_refused = False
+    _last_unsent = -1  # bytes of answers unsent at the sweep before (-1: writing not paused)
+    _stalled_since = 0.0  # loop time since which the sweeps saw none of them read
+    _pipeline_held = False  # pipelined requests wait for the client to read (on_response_...)
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(_OneSendTransport(transport, self.loop))
@@ -159,9 +174,45 @@ class OneSendProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         self.transport.flush()  # a response with no body write (HEAD)
         self._waiting_since = self.loop.time()
-        super().on_response_complete()
+        held = None
+        if self.flow.write_paused and self.pipeline:
+            # the client reads nothing: its pipelined requests wait until it reads (their
+            # answers would only pile up in the write buffer)
+            held, self.pipeline = self.pipeline, deque()
+        super().on_response_complete()  # (resumes reading)
+        if held is not None:
+            self._unset_keepalive_if_required()
+            self.pipeline, self._pipeline_held = held, True
+        if self.flow.write_paused:
+            self.flow.pause_reading()  # and it sends no more until it reads
         if self._half_closed and not self.answers_owed():
             self.transport.close()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._pipeline_held:
+            self._pipeline_held = False
+            if self.pipeline and not self.transport.is_closing():
+                self._start_asgi_task(*self.pipeline.pop())
+        elif not self.answers_owed():
+            self.flow.resume_reading()
+
+    def connection_lost(self, exc) -> None:
+        if self.flow is not None and self.flow.write_paused:
+            answer_dropped()  # the answer it did not read is freed now
+        super().connection_lost(exc)
+
+    def unread_for(self, now: float) -> float:
+        """Seconds the client has read none of its answers (the write buffer over the
+        high-water mark and not shrinking), as far as the sweeps saw; 0 if it reads."""
+        if self.flow is None or not self.flow.write_paused:
+            self._last_unsent, self._stalled_since = -1, now
+            return 0.0
+        unsent = self.transport.get_write_buffer_size()
+        if unsent < self._last_unsent or self._last_unsent < 0:
+            self._stalled_since = now  # it read some (or has just stopped reading)
+        self._last_unsent = unsent
+        return now - self._stalled_since
 
     def head_overdue(self, now: float, timeout_s: float) -> bool:
         """Waiting for a request head (none in progress) for longer than ``timeout_s``."""
@@ -190,7 +241,13 @@ def _sweep(loop: asyncio.AbstractEventLoop, connections: set, timeout_s: float) 
     """Answer 408 and close every connection overdue for a request head; again in a while."""
     now = loop.time()
     for protocol in list(connections):
-        if isinstance(protocol, OneSendProtocol) and protocol.head_overdue(now, timeout_s):
+        if not isinstance(protocol, OneSendProtocol):
+            continue
+        if protocol.unread_for(now) > timeout_s:
+            # it read nothing of its answers for that long: close() would wait for it to read
+            # (uvicorn's keep-alive close did), so the answers and the connection stayed
+            protocol.transport.abort()
+        elif protocol.head_overdue(now, timeout_s):
             transport = protocol.transport
             if not transport.is_closing():
                 transport.write(_HEAD_TIMEOUT)
