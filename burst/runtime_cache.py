@@ -11,7 +11,7 @@ import time
 
 from burst.graph import Graph
 from burst.packed_conv import set_room
-from burst.plan import Plan
+from burst.plan import Plan, Split
 from burst.weights import (
     BLOB_BYTES,
     LruCache,
@@ -78,8 +78,8 @@ async def _get_tensors(
     loads_tensors), read after the cache has made room for its ``nbytes`` (the plan's record
     of its size): reading first held the old and the new weights at once, and a warm 1152 MB
     master switching from a split VGG-16 plan (652 MB resident) back to the one-function plan
-    (a 527 MB blob) died at 1153 MB in the read. A blob of unknown size (a plan prepared
-    before sizes were recorded) gets its room once it is read."""
+    (a 527 MB blob) died at 1153 MB in the read. A blob of unknown size gets its room once it
+    is read."""
     if nbytes:
         _cache().make_room(nbytes, label)
     data = await _get(store, key)
@@ -95,12 +95,28 @@ async def _weights(store, plan_id: str, part: str, key: str) -> tuple[dict, bool
     ids = await _weight_ids(store, plan_id)
     digest = ids.get(part)
     nbytes = (ids.get(BLOB_BYTES) or {}).get(part)
+    if nbytes is None:  # a plan prepared before blob sizes were recorded
+        plan, _ = await _load_plan(store, plan_id)
+        nbytes = _blob_estimate(plan, part)
     label = f"plan {plan_id} {part}"
     cache_key = f"blob/{digest}" if digest else f"{plan_id}/{part}"
     value, loaded = await _cached(
         cache_key, lambda: _get_tensors(store, key, label, nbytes), tensors_nbytes, label
     )
     return value, loaded  # type: ignore[return-value]
+
+
+def _blob_estimate(plan: Plan, part: str) -> int | None:
+    """A weight blob's size from its plan: the bytes of the weights it holds (the master's:
+    its serial stages'; shared weights counted per stage, so never less); None if the plan
+    does not say."""
+    try:
+        if part == "master":
+            return sum(s.weight_bytes[0] for s in plan.stages if s.split is Split.SERIAL)
+        stage, worker = part.removeprefix("s").split("/w")
+        return int(plan.stages[int(stage)].weight_bytes[int(worker)])
+    except (ValueError, IndexError):
+        return None
 
 
 async def _weight_ids(store, plan_id: str) -> dict:
