@@ -33,9 +33,9 @@ def trim_heap() -> bool | None:
 
 
 class AnswerTrim:
-    """Counts the bytes of large answers a server sent; past ``after_bytes`` since the last
-    trim, trims the heap on a thread, no sooner than ``min_interval_s`` after the last one
-    (so the trim of a burst comes after its answers, not once per answer)."""
+    """Counts the bytes of large answers a server sent and trims the heap on a thread after
+    them: once ``after_bytes`` went since the last trim (no sooner than ``min_interval_s``
+    after it), or once ``min_interval_s`` passed without a large answer (the end of a burst)."""
 
     def __init__(
         self,
@@ -46,32 +46,49 @@ class AnswerTrim:
         self.min_interval_s = min_interval_s
         self.sent_bytes = 0  # large answers' bytes since the last trim
         self.trims = 0
-        self._pending = False
+        self._pending: asyncio.AbstractEventLoop | None = None  # the loop a trim waits on
         self._last_s = -1e18
+        self._last_sent_s = -1e18
 
     def sent(self, nbytes: int) -> None:
         if nbytes < LARGE_ANSWER_BYTES:
             return
         self.sent_bytes += nbytes
-        if self.sent_bytes >= self.after_bytes and not self._pending:
+        self._last_sent_s = time.monotonic()
+        if not self._is_pending():
             self._schedule()
 
     def _schedule(self) -> None:
-        self._pending = True
         wait_s = max(0.0, self._last_s + self.min_interval_s - time.monotonic())
         try:
-            asyncio.get_running_loop().call_later(wait_s, self._trim)
+            self._pending = asyncio.get_running_loop()
         except RuntimeError:  # no loop (a synchronous caller): trim now
             self._trim()
+            return
+        self._pending.call_later(wait_s, self._trim)
 
     def dropped(self) -> None:
         """A connection closed with an answer unread: its buffer is freed now (a trim when
         it was sent may have come before)."""
-        if not self._pending:
+        if not self._is_pending():
             self._schedule()
 
+    def _is_pending(self) -> bool:
+        """A trim is scheduled on a loop that still runs (one a test ended never fires)."""
+        return self._pending is not None and not self._pending.is_closed()
+
     def _trim(self) -> None:
-        self._pending, self.sent_bytes = False, 0
+        # a burst's last answers (and the requests that asked for them) are freed after the
+        # trim its first ones brought: below ``after_bytes``, the trim waits for a quiet
+        # interval, so that it comes after them
+        quiet_s = self._last_sent_s + self.min_interval_s - time.monotonic()
+        if self.sent_bytes < self.after_bytes and quiet_s > 0:
+            try:
+                asyncio.get_running_loop().call_later(quiet_s, self._trim)
+                return
+            except RuntimeError:
+                pass
+        self._pending, self.sent_bytes = None, 0
         self._last_s = time.monotonic()
         self.trims += 1
         try:

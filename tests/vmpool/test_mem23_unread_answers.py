@@ -92,3 +92,24 @@ def test_a_client_that_never_reads_is_cut_off_after_one_answer():
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def test_large_answers_are_followed_by_a_trim_and_small_ones_are_not():
+    calls: list = []
+    server, thread, port = _serve(_app(calls))
+    try:
+        trims_before = heap.ANSWERS.trims
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = 0
+            while received < len(ANSWER):
+                received += len(sock.recv(1 << 20))
+        # one 4 MiB answer, then quiet: its pages go back (before: only past 256 MiB free)
+        _wait_for(lambda: heap.ANSWERS.trims > trims_before, "no trim after a large answer")
+        small = heap.AnswerTrim()
+        for _ in range(1000):
+            small.sent(heap.LARGE_ANSWER_BYTES - 1)  # small answers' memory is reused
+        assert small.sent_bytes == 0 and small.trims == 0
+    finally:
+        server.should_exit = True
+        thread.join(30)
