@@ -290,7 +290,7 @@ def reports_router(state: GatewayState) -> APIRouter:
     error = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
 
     @router.get(
-        "/admin/reports/tenants/{tenant}",
+        "/admin/reports/tenants/{tenant:path}",  # a tenant name may hold a slash
         responses={  # documented for schema fuzzing
             200: {
                 "description": "The report: JSON, or with ?format= CSV, HTML or a text table",

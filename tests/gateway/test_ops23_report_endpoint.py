@@ -3,7 +3,8 @@
 Before, a misspelt query parameter (``?sinse=``, ``?fromat=csv``) was ignored: 200 with the
 report of the whole ledger in JSON, as if the window or format had been applied. Now it is a
 400 naming the parameter and what it may have meant. Tenant names that need escaping in a URL
-(a comma, quotes, non-ASCII) read their own report."""
+(a comma, quotes, non-ASCII, a slash) read their own report: a slash one was a 404 (the route
+took one path segment)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ TENANTS = [
     {"name": "acme", "api_keys": ["ka"]},
     {"name": 'O\'Brien, "Ünï" & <Co>', "api_keys": ["kodd"]},
     {"name": "boss", "api_keys": ["kboss"], "admin": True},
+    {"name": "team/blue", "api_keys": ["kslash"]},
 ]
 
 
 @pytest.fixture(scope="module")
 def gateway(model_server, small_repo, tmp_path_factory):
     data = tmp_path_factory.mktemp("ops23-report")
-    with reporting_gateway(model_server, small_repo, data, TENANTS, {"ka": 2, "kodd": 3}) as url:
+    with reporting_gateway(
+        model_server, small_repo, data, TENANTS, {"ka": 2, "kodd": 3, "kslash": 1}
+    ) as url:
         yield url
 
 
@@ -74,3 +78,15 @@ def test_a_tenant_name_that_needs_escaping_reads_its_own_report(gateway):
     assert html.status_code == 200 and "&lt;Co&gt;" in html.text and "<Co>" not in html.text
     csv = _get(gateway, name, "adm", "?format=csv").text.splitlines()
     assert csv[1].startswith('"O\'Brien, ""Ünï"" & <Co>",3,')
+
+
+def test_a_tenant_name_with_a_slash_reads_its_own_report(gateway):
+    mine = _get(gateway, "team/blue", "kslash")
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["tenants"]["team/blue"]["requests"] == 1
+    assert _get(gateway, "team/blue", "ka").status_code == 403
+    assert (
+        _get(gateway, "team/blue", "kboss", "?format=csv")
+        .text.splitlines()[1]
+        .startswith("team/blue,1,")
+    )
