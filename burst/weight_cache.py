@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import OrderedDict, deque
 from typing import Callable
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # of the function's memory, kept free of weights for a request's activations
 ACTIVATION_MARGIN = 0.10
+# exit status of an instance that gives itself up (``give_up``)
+EXIT_NO_ROOM = 75
 
 
 def function_memory_bytes() -> int | None:
@@ -39,6 +42,19 @@ def resident_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def give_up(message: str) -> None:
+    """End this function instance: what it holds besides its weights (heap, kernels kept from
+    earlier plans) leaves no room for the weights a request needs, even with its cache empty.
+    Loading them would be killed for memory anyway; exiting says why, and the invoker retries
+    a crashed instance once, on a fresh one (``burst.faas.lambda_wire.retry_invoke_on``), as
+    Lambda gives the next invocation a fresh sandbox."""
+    log.error("%s", message)
+    stream = sys.__stderr__  # the instance's own stderr (the runtime redirects sys.stderr)
+    if stream is not None:
+        print(f"tidegate function instance exits: {message}", file=stream, flush=True)
+    os._exit(EXIT_NO_ROOM)
 
 
 def _release() -> None:
@@ -66,10 +82,15 @@ class LruCache:
         memory_bytes: int | None = None,
         resident: Callable[[], int] = resident_bytes,
         release: Callable[[], object] = _release,
+        no_room: Callable[[str], object] | None = None,
     ):
         self.budget_bytes = cache_budget_bytes() if budget_bytes is None else budget_bytes
         # the function's memory (None: no check against what the process holds)
         self.memory_bytes = function_memory_bytes() if memory_bytes is None else memory_bytes
+        # what to do when even an empty cache leaves no room for a load: in a function (its
+        # memory from its environment) the instance gives itself up; elsewhere, load anyway
+        in_function = memory_bytes is None and self.memory_bytes is not None
+        self._no_room = no_room if no_room is not None else (give_up if in_function else None)
         self._resident = resident
         self._release = release
         self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
@@ -118,6 +139,13 @@ class LruCache:
         while len(self._items) > keep and self._resident() + nbytes * WEIGHT_LOAD_PEAK > ceiling:
             self._evict_oldest(label or "a new entry", nbytes)
             self._release_evicted()
+        held = self._resident()
+        if not keep and self._no_room and held + nbytes > self.memory_bytes:
+            self._no_room(
+                f"no room for {label or 'a new entry'} ({nbytes / 2**20:.0f} MB): the process "
+                f"holds {held / 2**20:.0f} MB with its weight cache empty, of "
+                f"{self.memory_bytes / 2**20:.0f} MB"
+            )
 
     def _release_evicted(self) -> None:
         """Give the evicted weights' pages back to the kernel now: under the functions' fixed

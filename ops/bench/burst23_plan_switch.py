@@ -2,8 +2,9 @@
 
 Runs ``--sequence`` (worker counts, one request each, in that order) through the burst service
 on the local function runtime, as a gateway does for requests with ``X-Tidegate-Workers``, and
-prints after each request every function instance's resident memory and its peak in that
-request (the runtime's watchdog resets the peak per invocation). Before session 23 a warm 1152
+prints after each request every function instance (its pid: a new pid is a fresh instance),
+its resident memory and its peak in that request (the runtime's watchdog resets the peak per
+invocation). Before session 23 a warm 1152
 MB VGG-16 master was OOM-killed on ``--sequence 1,4,2,1``.
 
     flock /work/coord/bench.lock python ops/bench/burst23_plan_switch.py --repo REPO
@@ -39,7 +40,7 @@ def instances() -> str:
         except (psutil.Error, OSError, StopIteration):
             continue
         if name:
-            out.append(f"{name} {proc.memory_info().rss >> 20}/{hwm >> 10} MB")
+            out.append(f"{name} (pid {proc.pid}) {proc.memory_info().rss >> 20}/{hwm >> 10} MB")
     return ", ".join(sorted(out))
 
 

@@ -6,6 +6,8 @@ made room only once the blob was read)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,14 +19,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 import special_models as sm  # noqa: E402
 
 import burst.runtime_cache as rc  # noqa: E402
-from burst.faas.base import Billing, InvokeResult  # noqa: E402
+from burst.faas.base import Billing, InvokeError, InvokeErrorKind, InvokeResult  # noqa: E402
+from burst.faas.lambda_wire import retry_invoke_on  # noqa: E402
 from burst.graph import build_graph  # noqa: E402
 from burst.packed_conv import set_room  # noqa: E402
 from burst.plan import make_plan  # noqa: E402
 from burst.runtime import run_master, run_worker  # noqa: E402
 from burst.store.local_dir import LocalDirStore  # noqa: E402
 from burst.tensors import encode_inline, receive  # noqa: E402
-from burst.weight_cache import LruCache  # noqa: E402
+from burst.weight_cache import EXIT_NO_ROOM, LruCache  # noqa: E402
 from burst.weights import BLOB_BYTES, prepare_plan, weight_ids_key  # noqa: E402
 
 torch.set_num_threads(1)
@@ -115,3 +118,52 @@ async def test_switching_plans_makes_room_before_the_next_blob_is_read(
     over = [(key, peak) for key, peak in fn.reads if peak > fn.cache.memory_bytes]
     assert not over, f"read with the last plan's weights still held: {over}"
     assert any(evicted.startswith(f"plan {split.plan_id}") for evicted, _ in fn.cache.evictions)
+
+
+class Held:
+    """A process that holds ``base`` bytes whatever its cache holds (heap kept from earlier
+    plans), besides the cache's entries."""
+
+    def __init__(self, base: int):
+        self.base, self.cache = base, None
+        self.gave_up: list[str] = []
+
+    def resident(self) -> int:
+        return self.base + self.cache.used_bytes
+
+
+def test_an_instance_with_no_room_even_empty_gives_itself_up_instead_of_loading():
+    mb = 1 << 20
+    proc = Held(base=700 * mb)
+    proc.cache = LruCache(
+        1 << 40,
+        memory_bytes=1152 * mb,
+        resident=proc.resident,
+        release=lambda: None,
+        no_room=proc.gave_up.append,
+    )
+    proc.cache.put("old plan", {}, 200 * mb)
+    proc.cache.make_room(527 * mb, "plan x1 master")  # 700 + 527 > 1152 with nothing cached
+    assert "old plan" not in proc.cache
+    assert len(proc.gave_up) == 1 and "plan x1 master (527 MB)" in proc.gave_up[0]
+    assert "holds 700 MB with its weight cache empty, of 1152 MB" in proc.gave_up[0]
+    proc.cache.make_room(400 * mb, "plan x2 master")  # 700 + 400 fits: loads
+    assert len(proc.gave_up) == 1
+
+
+def test_in_a_function_giving_up_exits_with_a_reason_the_invoker_retries():
+    """The instance exits (status 75, a line on its stderr): the runtime reports
+    Runtime.ExitError, which the invoker retries once on a fresh instance."""
+    code = (
+        "from burst.weight_cache import LruCache\n"
+        "c = LruCache(1 << 40, resident=lambda: 900 << 20)\n"
+        "c.make_room(300 << 20, 'plan p master')\n"
+        "print('loaded anyway')\n"
+    )
+    env = {**os.environ, "TIDEGATE_FUNCTION_MEMORY_MB": "1024"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == EXIT_NO_ROOM and "loaded anyway" not in done.stdout
+    assert "no room for plan p master (300 MB)" in done.stderr
+    assert retry_invoke_on(InvokeError("exit", kind=InvokeErrorKind.CRASHED), 1)
