@@ -259,7 +259,7 @@ def run(args) -> int:
     from . import serve_checks as checks
 
     since = time.time()
-    tune_allocator()
+    tune_allocator(arena_max=1)  # (one heap that malloc_trim can give back: process_tuning)
     settings = checks.load_settings(args)
     settings = checks.check_ports(settings)
     checks.prepare_data_dir(settings)
