@@ -46,10 +46,12 @@ def resident_bytes() -> int:
 
 def give_up(message: str) -> None:
     """End this function instance: what it holds besides its weights (heap, kernels kept from
-    earlier plans) leaves no room for the weights a request needs, even with its cache empty.
-    Loading them would be killed for memory anyway; exiting says why, and the invoker retries
-    a crashed instance once, on a fresh one (``burst.faas.lambda_wire.retry_invoke_on``), as
-    Lambda gives the next invocation a fresh sandbox."""
+    earlier plans) leaves no room for the weights a request needs, even with its cache empty,
+    where a fresh instance would have room. Loading them would be killed for memory anyway;
+    exiting says why, and the invoker retries a crashed instance once, on a fresh one
+    (``burst.faas.lambda_wire.retry_invoke_on``), as Lambda gives the next invocation a fresh
+    sandbox. (Where not even a fresh instance has room, the load goes ahead and the runtime's
+    out-of-memory error says so, as before.)"""
     log.error("%s", message)
     stream = sys.__stderr__  # the instance's own stderr (the runtime redirects sys.stderr)
     if stream is not None:
@@ -91,6 +93,7 @@ class LruCache:
         # memory from its environment) the instance gives itself up; elsewhere, load anyway
         in_function = memory_bytes is None and self.memory_bytes is not None
         self._no_room = no_room if no_room is not None else (give_up if in_function else None)
+        self._least_uncounted = 1 << 62
         self._resident = resident
         self._release = release
         self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
@@ -140,7 +143,10 @@ class LruCache:
             self._evict_oldest(label or "a new entry", nbytes)
             self._release_evicted()
         held = self._resident()
-        if not keep and self._no_room and held + nbytes > self.memory_bytes:
+        # the least this process has held besides its weights: about what a fresh one holds
+        self._least_uncounted = min(self._least_uncounted, held - self.used_bytes)
+        fresh_fits = self._least_uncounted + nbytes <= self.memory_bytes
+        if not keep and self._no_room and held + nbytes > self.memory_bytes and fresh_fits:
             self._no_room(
                 f"no room for {label or 'a new entry'} ({nbytes / 2**20:.0f} MB): the process "
                 f"holds {held / 2**20:.0f} MB with its weight cache empty, of "

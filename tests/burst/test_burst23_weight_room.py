@@ -134,7 +134,7 @@ class Held:
 
 def test_an_instance_with_no_room_even_empty_gives_itself_up_instead_of_loading():
     mb = 1 << 20
-    proc = Held(base=700 * mb)
+    proc = Held(base=300 * mb)
     proc.cache = LruCache(
         1 << 40,
         memory_bytes=1152 * mb,
@@ -142,7 +142,9 @@ def test_an_instance_with_no_room_even_empty_gives_itself_up_instead_of_loading(
         release=lambda: None,
         no_room=proc.gave_up.append,
     )
+    proc.cache.make_room(200 * mb, "old plan")  # fresh: 300 MB besides its weights
     proc.cache.put("old plan", {}, 200 * mb)
+    proc.base = 700 * mb  # heap kept from earlier plans
     proc.cache.make_room(527 * mb, "plan x1 master")  # 700 + 527 > 1152 with nothing cached
     assert "old plan" not in proc.cache
     assert len(proc.gave_up) == 1 and "plan x1 master (527 MB)" in proc.gave_up[0]
@@ -151,12 +153,31 @@ def test_an_instance_with_no_room_even_empty_gives_itself_up_instead_of_loading(
     assert len(proc.gave_up) == 1
 
 
+def test_where_not_even_a_fresh_instance_has_room_the_load_goes_ahead():
+    """A plan too big for the function (forced unsplit): a fresh instance would fail the same
+    way, so the instance does not give itself up (the runtime's out-of-memory error says so)."""
+    mb = 1 << 20
+    proc = Held(base=300 * mb)
+    proc.cache = LruCache(
+        1 << 40,
+        memory_bytes=512 * mb,
+        resident=proc.resident,
+        release=lambda: None,
+        no_room=proc.gave_up.append,
+    )
+    proc.cache.make_room(527 * mb, "plan whole master")
+    assert proc.gave_up == []
+
+
 def test_in_a_function_giving_up_exits_with_a_reason_the_invoker_retries():
     """The instance exits (status 75, a line on its stderr): the runtime reports
     Runtime.ExitError, which the invoker retries once on a fresh instance."""
     code = (
         "from burst.weight_cache import LruCache\n"
-        "c = LruCache(1 << 40, resident=lambda: 900 << 20)\n"
+        "held = [300 << 20]\n"
+        "c = LruCache(1 << 40, resident=lambda: held[0])\n"
+        "c.make_room(100 << 20, 'plan q master')\n"
+        "held[0] = 900 << 20\n"
         "c.make_room(300 << 20, 'plan p master')\n"
         "print('loaded anyway')\n"
     )

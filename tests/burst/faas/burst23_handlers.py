@@ -7,6 +7,7 @@ import os
 
 _SERVED: list[int] = []
 _HELD: list[bytearray] = []
+_CACHE: list = []
 
 
 def load(event, context):
@@ -21,6 +22,8 @@ def load(event, context):
         spare = memory - resident_bytes() - (event["load_mb"] << 20) // 2
         _HELD.append(bytearray(b"x") * max(0, spare))
     _SERVED.append(1)
-    LruCache(1 << 40).make_room(event["load_mb"] << 20, "plan p master")
+    if not _CACHE:  # one per process, as the burst runtime keeps it
+        _CACHE.append(LruCache(1 << 40))
+    _CACHE[0].make_room(event["load_mb"] << 20, "plan p master")
     weights = bytearray(b"w") * (event["load_mb"] << 20)  # the load, written to
     return {"pid": os.getpid(), "rss_mb": resident_bytes() >> 20, "loaded": len(weights)}
