@@ -6,7 +6,12 @@ invocation that finds none idle). The simulator's function pool decides by the s
 
 What the gate knows is what it sees: instances it has had answered (idle for the keep-alive),
 invocations under way (a request that found none idle is predicted to be cold-starting for
-the learnt cold start), and the warm run time and cold start learnt from their answers. Until
+the learnt cold start), and the warm run time and cold start learnt from their answers. Where
+the platform says whether an invocation started cold (Lambda's ``Init Duration``, Function
+Compute's init time, the local runtime's bill: ``observed_cold``), that is what the gate learns
+from: a request it sent as cold that met a warm instance on a busy host (slower than twice a
+run) was once learnt as a cold start of a few ms, after which it queued spills behind the
+instances it knew of rather than start more. Until
 it has seen a warm answer it never waits: it cannot tell whether waiting meets the SLO.
 One pool of instance groups for the service: every burst request is taken to hold the same
 functions (the gateway's default workers); requests of other worker counts are counted alike.
@@ -24,10 +29,12 @@ from contextvars import ContextVar
 from burst.gate import Busy, SlotGate
 from policies.routing.instance_wait import next_free, should_wait
 
-__all__ = ["Busy", "InstanceGate", "request_slo_ms"]
+__all__ = ["Busy", "InstanceGate", "observed_cold", "request_slo_ms"]
 # the request's SLO, set by the gateway's dispatch before it calls the burst service (a context
 # variable, so the service's ``infer`` keeps the signature its callers know); None: never wait
 request_slo_ms: ContextVar[float | None] = ContextVar("tidegate_burst_slo_ms", default=None)
+# the hold under way in this task: what the platform said of its invocation (``observed_cold``)
+_held: ContextVar[list | None] = ContextVar("tidegate_burst_held", default=None)
 SMOOTHING = 0.3  # weight of a new cold start in the learnt one
 RUN_WINDOW = 200  # warm answers behind the run-time tail
 
@@ -105,6 +112,8 @@ class InstanceGate(SlotGate):
         self._next_token += 1
         token = self._next_token
         ok, elapsed_ms, invoked = False, None, False
+        observed: list = [None]  # the platform's word on a cold start, if the body reports it
+        reset = _held.set(observed)
         try:
             async with super().hold(slots):
                 invoked, t0 = True, self._clock()
@@ -112,8 +121,9 @@ class InstanceGate(SlotGate):
                 yield
                 ok, elapsed_ms = True, (self._clock() - t0) * 1000.0
         finally:
+            _held.reset(reset)
             if invoked:
-                self._finished(token, cold, ok, elapsed_ms)
+                self._finished(token, cold, ok, elapsed_ms, observed[0])
             elif not cold:  # refused before invoking: the instance it was given is still free
                 self._hand_on()
 
@@ -152,10 +162,15 @@ class InstanceGate(SlotGate):
             self.cold_started += 1
         return not warm
 
-    def _finished(self, token: int, cold: bool, ok: bool, elapsed_ms: float | None) -> None:
+    def _finished(
+        self, token: int, cold: bool, ok: bool, elapsed_ms: float | None, observed: bool | None
+    ) -> None:
         self._busy.pop(token, None)
         if ok and elapsed_ms is not None:
-            self._learn(cold, elapsed_ms)
+            if observed is None:
+                self._learn(cold, elapsed_ms)
+            else:
+                self._learn_observed(observed, elapsed_ms)
         if ok:
             self._hand_on()
         elif self._instance_waiters:  # the instance may be gone: the first waiter starts one
@@ -185,3 +200,19 @@ class InstanceGate(SlotGate):
             # sent as cold but answered about as fast as a warm one: it met an instance the
             # gate did not know of (prewarmed, or freed meanwhile)
             self._runs_ms.append(elapsed_ms)
+
+    def _learn_observed(self, cold: bool, elapsed_ms: float) -> None:
+        """Learn from an answer whose cold start the platform stated."""
+        if not cold:
+            self._runs_ms.append(elapsed_ms)
+        elif (run_ms := self.run_ms(0.5)) is not None:
+            penalty_ms = max(elapsed_ms - run_ms, 0.0)
+            self.cold_start_ms = (1 - SMOOTHING) * self.cold_start_ms + SMOOTHING * penalty_ms
+
+
+def observed_cold(cold: bool) -> None:
+    """Tell the gate holding this task's invocation whether the platform started it cold (any
+    of its instances: the group waited for the slowest). Outside a hold: nothing."""
+    held = _held.get()
+    if held is not None:
+        held[0] = bool(cold)

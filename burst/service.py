@@ -23,7 +23,7 @@ from burst.exchange import BurstAnswer, BurstUnavailable, plan_unavailable, refu
 from burst.input_bounds import check_ids
 from burst.exchange import run_request
 from burst.faas.admission import default_memory_budget_mb
-from burst.instance_gate import Busy, InstanceGate
+from burst.instance_gate import Busy, InstanceGate, observed_cold
 from burst.local_functions import function_bodies, memory_tensor_root
 from burst.plan_refusals import PlanRefusals
 from burst.platform_circuit import PlatformCircuit
@@ -334,16 +334,12 @@ class BurstService:
     ) -> BurstAnswer:
         self._check_routable()  # the runtime may have gone while we waited for slots
         invoker, cfg = self._invoker, self._configs[model]
+        call = lambda name, payload: self._circuit.invoke(invoker, name, payload)  # noqa: E731
         try:
-            return await run_request(
-                lambda name, payload: self._circuit.invoke(invoker, name, payload),
-                self._store,
-                cfg,
-                plan,
-                inputs,
-                request_id,
-                t0,
-            )
+            answer = await run_request(call, self._store, cfg, plan, inputs, request_id, t0)
         except Exception as exc:
             forget_unstored(self._plans, plan, exc)  # its objects gone: prepared again next
             raise
+        if answer.invocations and answer.invocations[0][0] > 0:  # billed: the platform's REPORT
+            observed_cold(answer.cold_starts > 0)  # (what the gate learns from, not its guess)
+        return answer
