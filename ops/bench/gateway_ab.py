@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     work = work_dir("tidegate-ab-")
     repo = work / "models"
     export_zoo(args.model, repo, max_batch_size=8)
-    _, body, headers = binary_request(repo, args.model)
+    x, body, headers = binary_request(repo, args.model)
+    if args.json_body:  # the JSON path: decoded on the gateway's threads for large bodies
+        body, headers = json_request(repo, args.model, x), {"Content-Type": "application/json"}
     procs: list = []
     try:
         mport = free_port()
@@ -155,8 +157,18 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--client", choices=["aiohttp", "wrk"], default="aiohttp", help="as gateway_overhead's"
     )
+    ap.add_argument("--json-body", action="store_true", help="send JSON tensors (default: binary)")
     ap.add_argument("--out", type=Path, default=None)
     return ap.parse_args()
+
+
+def json_request(repo: Path, model: str, x) -> bytes:
+    """``x`` as a JSON infer body (the row ``binary_request`` drew)."""
+    from vmpool.artifact import load_artifact
+
+    name = load_artifact(repo, model).config.inputs[0].name
+    tensor = {"name": name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+    return json.dumps({"inputs": [tensor]}).encode()
 
 
 def main() -> int:
