@@ -5,10 +5,8 @@ memory read: an LSTM 256 wide over 64 steps at 1.9x its time on one thread)."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -20,6 +18,7 @@ from burst.graph import build_graph  # noqa: E402
 from burst.graph_macs import CACHED_READ_SHARE, CACHED_WEIGHT_BYTES  # noqa: E402
 from burst.node_work import node_works  # noqa: E402
 from burst.planning import load_profile  # noqa: E402
+from tests.burst.test_pred22_recurrent import _one_thread_ms  # noqa: E402
 
 
 class _Lstm(nn.Module):
@@ -43,18 +42,6 @@ def test_a_re_read_costs_a_cache_read_where_the_matrix_fits_the_cache(hidden):
     assert fits == (hidden < 512)  # 4 x 520 x 520 floats = 4.3 MB: read from memory
     reread = int(matrix * CACHED_READ_SHARE) if fits else matrix
     assert work.weight_bytes == every + (steps - 1) * reread
-
-
-def _one_thread_ms(module, x, reps: int = 7) -> float:
-    torch.set_num_threads(1)
-    with torch.no_grad():
-        module(x)
-        times = []
-        for _ in range(reps):
-            t0 = time.thread_time()
-            module(x)
-            times.append((time.thread_time() - t0) * 1000)
-    return float(np.median(times))
 
 
 @pytest.mark.parametrize("batch", [1, 8])

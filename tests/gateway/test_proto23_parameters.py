@@ -15,15 +15,14 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
-import tritonclient.http as thttp
 from tritonclient.utils import InferenceServerException
 
 from gateway.grpc import inference_pb2 as pb
 from gateway.grpc.servicer import SERVICE
 
 from .conftest import gateway_on, running_model_server
+from .test_clients22_parameters import X, grpc_infer, http_infer
 
-X = np.random.default_rng(23).standard_normal((2, 784)).astype(np.float32)
 MISTYPED = [
     {"priority": "high"},
     {"priority": 1.5},
@@ -51,26 +50,6 @@ def served(small_repo, tmp_path_factory):
     with running_model_server(small_repo, root / "ms.log", "mlp") as replica:
         with gateway_on(replica, small_repo, root / "data") as (url, target):
             yield url, target, replica
-
-
-def http_infer(url: str, **kwargs) -> np.ndarray:
-    client = thttp.InferenceServerClient(url.removeprefix("http://"))
-    inp = thttp.InferInput("input", list(X.shape), "FP32")
-    inp.set_data_from_numpy(X)
-    try:
-        return client.infer("mlp", [inp], **kwargs).as_numpy("output")
-    finally:
-        client.close()
-
-
-def grpc_infer(target: str, **kwargs) -> np.ndarray:
-    client = tgrpc.InferenceServerClient(target)
-    inp = tgrpc.InferInput("input", list(X.shape), "FP32")
-    inp.set_data_from_numpy(X)
-    try:
-        return client.infer("mlp", [inp], **kwargs).as_numpy("output")
-    finally:
-        client.close()
 
 
 def json_body(parameters: dict) -> bytes:
