@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
 
@@ -60,3 +61,26 @@ class ObjectStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class PagedPrefixes:
+    """``delete_prefix`` and ``list_prefix`` of a store that lists a prefix in pages of full
+    keys (``_pages``) and deletes a page of them at once (``_delete_full``): S3 and OSS."""
+
+    prefix: str
+
+    def _pages(self, prefix: str) -> AsyncIterator[list[str]]:
+        raise NotImplementedError
+
+    async def _delete_full(self, keys: list[str]) -> int:
+        raise NotImplementedError
+
+    async def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        async for keys in self._pages(prefix):
+            if keys:
+                deleted += await self._delete_full(keys)
+        return deleted
+
+    async def list_prefix(self, prefix: str) -> list[str]:
+        return [k[len(self.prefix) :] async for keys in self._pages(prefix) for k in keys]

@@ -11,7 +11,7 @@ import oss2
 from oss2.exceptions import ClientError, NoSuchKey, OssError, RequestError
 
 from burst.retry import RetryPolicy, with_retries
-from burst.store.base import StoreError, check_key, check_prefix
+from burst.store.base import PagedPrefixes, StoreError, check_key, check_prefix
 
 _DELETE_BATCH_MAX = 1000  # DeleteMultipleObjects accepts at most 1000 keys per call
 _LIST_PAGE_MAX = 1000
@@ -22,7 +22,7 @@ def _transient(exc: BaseException, attempt: int) -> bool:
     return isinstance(exc, RequestError) or (isinstance(exc, OssError) and (exc.status or 0) >= 500)
 
 
-class OSSStore:
+class OSSStore(PagedPrefixes):
     """Bytes under ``prefix`` + key in one OSS bucket. One oss2.Bucket with a pooled session."""
 
     def __init__(
@@ -157,16 +157,6 @@ class OSSStore:
             if not page.is_truncated:
                 return
             token = page.next_continuation_token
-
-    async def delete_prefix(self, prefix: str) -> int:
-        deleted = 0
-        async for keys in self._pages(prefix):
-            if keys:
-                deleted += await self._delete_full(keys)
-        return deleted
-
-    async def list_prefix(self, prefix: str) -> list[str]:
-        return [k[len(self.prefix) :] async for keys in self._pages(prefix) for k in keys]
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -8,13 +8,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from burst.aws import AwsClient, error_code, transient_error
 from burst.retry import RetryPolicy, with_retries
-from burst.store.base import StoreError, check_key, check_prefix
+from burst.store.base import PagedPrefixes, StoreError, check_key, check_prefix
 
 _DELETE_BATCH_MAX = 1000  # DeleteObjects accepts at most 1000 keys per call
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
-class S3Store:
+class S3Store(PagedPrefixes):
     """Bytes under ``prefix`` + key in one bucket. One pooled client, opened on first use.
 
     Throttling, 5xx, connection errors and answers slower than ``read_timeout_s`` are retried
@@ -164,16 +164,6 @@ class S3Store:
             if not page.get("IsTruncated"):
                 return
             token = {"ContinuationToken": page["NextContinuationToken"]}
-
-    async def delete_prefix(self, prefix: str) -> int:
-        deleted = 0
-        async for keys in self._pages(prefix):
-            if keys:
-                deleted += await self._delete_full(keys)
-        return deleted
-
-    async def list_prefix(self, prefix: str) -> list[str]:
-        return [k[len(self.prefix) :] async for keys in self._pages(prefix) for k in keys]
 
     async def close(self) -> None:
         await self._aws.close()
