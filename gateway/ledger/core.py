@@ -30,7 +30,9 @@ While the database fails or hangs (``failing``) new requests are refused, 503.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import threading
 import time
 from operator import attrgetter
@@ -121,6 +123,9 @@ class Ledger:
         self._failing = False  # the last write failed; its rows wait for a retry
         self._writing_since: float | None = None  # the writer thread's write under way
         self._journal_fallbacks = 0  # rows the journal refused in this outage (disk full ...)
+        # row keys: 64 random bits per ledger opened, then a count (unique across replicas)
+        self._key_prefix = os.urandom(8).hex()
+        self._key_seq = itertools.count()
 
     @classmethod
     def from_settings(cls, settings, data_dir: Path) -> "Ledger":
@@ -191,6 +196,8 @@ class Ledger:
         if self._thread is None:
             raise RuntimeError("ledger not started")
         values = row if type(row) is tuple else _AS_TUPLE(row)
+        # its key (gateway.ledger.row), given once: every retry of this row carries the same
+        values = (*values, f"{self._key_prefix}{next(self._key_seq):x}")
         journal = self.journal
         if journal is not None:
             try:

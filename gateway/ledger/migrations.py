@@ -73,6 +73,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=(_RETENTION_TABLE.format(real="REAL"),),
         postgres=(_RETENTION_TABLE.format(real="DOUBLE PRECISION"),),
     ),
+    Migration(
+        5,
+        "a unique key per row: a batch written again adds no row twice (gateway.ledger.row)",
+        # rows written before have NULL, which a unique index never compares equal
+        sqlite=(
+            "ALTER TABLE requests ADD COLUMN row_key TEXT",
+            "CREATE UNIQUE INDEX IF NOT EXISTS requests_row_key ON requests (row_key)",
+        ),
+        postgres=(
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS row_key TEXT",
+            "CREATE UNIQUE INDEX IF NOT EXISTS requests_row_key ON requests (row_key)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

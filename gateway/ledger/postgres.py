@@ -6,12 +6,24 @@ import time
 
 from .migrations import MIGRATIONS
 from .retention import HORIZON
-from .row import COLUMNS
+from .row import STORED_COLUMNS, keyed
 
 # the oldest rows first, through the ts index (seq: the table's key)
 _PRUNE = (
     "DELETE FROM requests WHERE seq IN "
     "(SELECT seq FROM requests WHERE ts < %s ORDER BY ts LIMIT %s)"
+)
+_COLUMN_LIST = ", ".join(STORED_COLUMNS)
+# COPY cannot skip a row already there: a batch goes into a table of this connection's own
+# (emptied at each commit), then into requests but for the keys it holds already. A commit whose
+# acknowledgement was lost (the connection dropped after COMMIT) is retried without a row twice.
+_INCOMING = (
+    "CREATE TEMP TABLE IF NOT EXISTS ledger_incoming ON COMMIT DELETE ROWS AS "
+    f"SELECT {_COLUMN_LIST} FROM requests WITH NO DATA"
+)
+_MOVE = (
+    f"INSERT INTO requests ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM ledger_incoming "
+    "ON CONFLICT (row_key) DO NOTHING"
 )
 # Any constant: serialises migrators of every replica that starts at the same moment.
 _MIGRATION_LOCK_ID = 7_402_611
@@ -64,14 +76,17 @@ class PostgresBackend:
             return db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
 
     def write(self, rows: list[tuple]) -> None:
-        if self._writer is None or self._writer.closed:
-            self._writer = self._connect()
-        db = self._writer
         try:
+            if self._writer is None or self._writer.closed:
+                self._writer = self._connect()
+                with self._writer.transaction():
+                    self._writer.execute(_INCOMING)
+            db = self._writer
             with db.transaction():
-                with db.cursor().copy(f"COPY requests ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                    for row in rows:
+                with db.cursor().copy(f"COPY ledger_incoming ({_COLUMN_LIST}) FROM STDIN") as copy:
+                    for row in keyed(rows):
                         copy.write_row(row)
+                db.execute(_MOVE)
         except BaseException:
             self._reset()
             raise

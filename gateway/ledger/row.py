@@ -27,6 +27,20 @@ class LedgerRow:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
+# The table's columns: ``COLUMNS`` and a key per row that ``Ledger.record`` gives it (unique in
+# the table, schema version 5), so a batch written again after a commit whose acknowledgement
+# was lost (PostgreSQL: the connection dropped after COMMIT) adds no row twice. A row written
+# without one (a tool writing a backend directly, a journal segment of an older gateway) stores
+# NULL, which never conflicts.
+STORED_COLUMNS: tuple[str, ...] = (*COLUMNS, "row_key")
+
+
+def keyed(rows: list[tuple]) -> list[tuple]:
+    """``rows`` with a ``row_key`` each (None for rows that came without one)."""
+    width = len(STORED_COLUMNS)
+    if all(len(row) == width for row in rows):
+        return rows
+    return [row if len(row) == width else (*row, None) for row in rows]
 
 
 def row_values(

@@ -9,14 +9,15 @@ from pathlib import Path
 
 from .migrations import MIGRATIONS
 from .retention import HORIZON as _HORIZON
-from .row import COLUMNS
+from .row import STORED_COLUMNS, keyed
 
-_INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES "
-_ONE_ROW = f"({', '.join('?' * len(COLUMNS))})"
+_INSERT = f"INSERT INTO requests ({', '.join(STORED_COLUMNS)}) VALUES "
+_ONE_ROW = f"({', '.join('?' * len(STORED_COLUMNS))})"
+_ONCE = " ON CONFLICT (row_key) DO NOTHING"  # a row written again (gateway.ledger.row)
 # Rows per INSERT statement. One multi-row statement is one sqlite3_step, so the writer thread
 # gives the GIL up and waits to get it back once, not once per row: with executemany, a loaded
 # event loop made a 118-row commit take 20 ms (5 ms switch interval per hand-back).
-_CHUNK_ROWS = 500  # 500 x 17 parameters, under SQLite's 32,766 limit
+_CHUNK_ROWS = 500  # 500 x 18 parameters, under SQLite's 32,766 limit
 
 
 # the oldest rows first, through the ts index: a batch is a short range of it
@@ -27,7 +28,7 @@ _PRUNE = (
 
 
 def _insert(count: int) -> str:
-    return _INSERT + ", ".join([_ONE_ROW] * count)
+    return _INSERT + ", ".join([_ONE_ROW] * count) + _ONCE
 
 
 class SqliteBackend:
@@ -204,6 +205,7 @@ def _why(path: Path) -> str:
 
 def _insert_rows(db: sqlite3.Connection, rows: list[tuple], also: tuple | None = None) -> None:
     """``rows`` in one transaction, with the statement ``also`` (sql, params) when given."""
+    rows = keyed(rows)
     if len(rows) <= _CHUNK_ROWS and also is None:  # one statement commits itself: no BEGIN
         db.execute(_insert(len(rows)), [value for row in rows for value in row])  # (-12 % CPU)
         return
