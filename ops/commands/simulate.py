@@ -66,6 +66,7 @@ def add_arguments(parser, for_tune: bool = False) -> None:
 def _add_run_arguments(parser, for_tune: bool) -> None:
     """How the run goes and what it writes: config, parameters, rate, seed, outputs."""
     from ops.cli import seed_int
+    from ops.commands.simulate_fleet import FLEET_HELP, FLEETS
 
     parser.add_argument(
         "--config",
@@ -96,6 +97,7 @@ def _add_run_arguments(parser, for_tune: bool) -> None:
         "--json", dest="json_out", help="write the summary JSON here (default: not written)"
     )
     if not for_tune:
+        parser.add_argument("--fleet", choices=FLEETS, default="shared", help=FLEET_HELP)
         parser.add_argument(
             "--plot",
             help="write a self-contained HTML plot here (and a PNG beside it; default: no plot)",
@@ -168,7 +170,7 @@ def load_inputs(args, several_models: bool = False):
         cfg = load_config(args.config, args.model)
         repo = getattr(args, "repo", None) or cfg.simulate.get("repo") or _served_repo(cfg, args)
         profile_path = args.profile or cfg.simulate.get("profile")
-        if repo and not args.model:
+        if repo and not args.model and not several_models:
             raise CliError("--repo needs --model (the model to plan)")
         if args.seed is None:  # (the runs and the tuner read args.seed too)
             args.seed = cfg.mapping.seed if cfg.mapping.seed is not None else 0
@@ -182,9 +184,12 @@ def load_inputs(args, several_models: bool = False):
             trace = trace.only_model(args.model)  # TraceError if it has none of its requests
         elif len(trace.models) > 1 and not several_models:  # (not all as the first model's)
             raise TraceError(several_models_refused(trace))
-        if len(trace.models) > 1 and not args.model:  # each model on its own fleet
-            load = load_sim_profile
-            profile = {m: _overridden(load(profile_path, m), cfg, args, m) for m in trace.models}
+        if len(trace.models) > 1 and not args.model:  # a profile per model
+            from ops.commands.simulate_fleet import model_profiles
+
+            profile = model_profiles(trace, repo, profile_path, cfg, args, _overridden)
+        elif repo and not args.model:
+            raise CliError("--repo needs --model (the model to plan)")
         else:
             if repo:
                 settings = cfg.settings
@@ -315,10 +320,10 @@ def run(args) -> int:
     if args.plot and names == ["optimum"]:  # (it wrote a page with no chart)
         raise CliError("--plot: the optimum is a bound, not a run over time; plot a preset")
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    if isinstance(profile, dict):  # several models, each on its own fleet
-        from ops.commands.simulate_models import run_each
+    if isinstance(profile, dict):  # several models: one shared fleet, or one fleet each
+        from ops.commands.simulate_fleet import run_models
 
-        results = run_each(names, trace, profile, cfg, params, args.seed, log)
+        results = run_models(names, trace, profile, cfg, params, args, log)
     else:
         describe(trace, profile, log)
         results = run_policies(names, trace, profile, cfg, params, args.seed, log=log)

@@ -41,7 +41,7 @@ def _run(tmp_path, trace, policy, *extra) -> dict:
 def test_each_model_runs_on_its_own_fleet_and_the_sum_is_what_each_alone_costs(
     tmp_path, trace, policy
 ):
-    both = _run(tmp_path, trace, policy)
+    both = _run(tmp_path, trace, policy, "--fleet", "per-model")
     alone = {m: _run(tmp_path, trace, policy, "--model", m) for m in ("resnet18", "mobilenet_v2")}
     assert both["requests"] == 300 * 21 == sum(a["requests"] for a in alone.values())
     for key in ("cost_usd", "vm_hours", "function_gb_s", "cold_starts", "optimum_cost_usd"):

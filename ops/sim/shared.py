@@ -1,0 +1,242 @@
+"""The shared fleet of a gateway serving several models (``tidegate simulate --fleet shared``,
+the default on a trace of several models): one VM fleet whose replicas hold every model
+(``shared_vm.py``), one autoscaler fed the snapshot the gateway's control loop gives it (every
+model's statistics, the fleet's VM state, the function platform's), one routing policy asked
+per request with that request's model, and each model's burst path with its own plan and SLO
+(``shared_lane.py``).
+
+The function platform is one per model here (each model's plan and instance groups; their
+concurrency caps are each model's profile's): the snapshot the scaler reads adds them up, and the
+warm functions it asks for are split over the models by their share of recent arrivals.
+Decisions are memoised within a tick on everything the snapshot holds that moves between
+requests, and dropped every tick (no ``snap.tick_signature`` short cut here).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from policies.routing import Route
+from policies.state import BurstState, LiveState, VmState
+
+from .burst_path import PATH_REJECT, burst, late
+from .result import Timeline
+from .shared_lane import Lane
+from .shared_vm import SharedVmPool
+
+
+@dataclass
+class SharedSetup:
+    """Everything one shared-fleet run needs besides the trace (``SimSetup``'s, per model)."""
+
+    profiles: list  # SimProfile per model, in the trace's model order
+    routing: object
+    autoscaler: object
+    prices: object
+    initial_replicas: int = 1
+    tick_s: float = 1.0
+    slo_ms_by_tenant: dict[str, float] = field(default_factory=dict)
+    slo_percentile: float = 0.99
+    seed: int = 0
+    name: str = ""
+
+
+class SharedSimulation:
+    def __init__(self, trace, setup: SharedSetup):
+        if len(setup.profiles) != len(trace.models):
+            raise ValueError("a shared-fleet run needs one profile per model of the trace")
+        self.trace, self.s = trace, setup
+        n = len(trace)
+        self.arr_np = trace.arrivals_s
+        self.arr = trace.arrivals_s.tolist()
+        self.tenant_of = trace.tenant_idx.tolist()
+        self.model_of = trace.model_idx.tolist()
+        self.lat = [0.0] * n
+        self.path = bytearray(n)
+        rng = np.random.default_rng(setup.seed)
+        ps = setup.profiles
+        self.vm = SharedVmPool(
+            ps, self.arr, self.lat, self.tenant_of, self.model_of, len(trace.tenants), rng
+        )
+        self.lanes = [Lane(m, self, p, setup) for m, p in enumerate(ps)]
+        self.boot_s = max(p.vm_boot_s for p in ps)
+        self.max_batch = max(p.vm_max_batch_size for p in ps)  # as the gateway's collector
+        self.queue_delay_ms = min(p.vm_max_queue_delay_ms for p in ps)
+        self.timeline = Timeline()
+        self.desired = setup.initial_replicas
+        self._models: dict = {}
+        self._cache: dict = {}
+        self._tick_counts = [0, 0, 0]
+
+    # -- snapshots -------------------------------------------------------------------------
+    def _vm_state(self, now_s: float, per: tuple) -> VmState:
+        vm = self.vm
+        waiting = sum(r.queued() for r in vm.booting)
+        boot_left = round(max(vm.booting[0].ready_s - now_s, 0.0), 1) if vm.booting else 0.0
+        return VmState(
+            ready_replicas=len(per),
+            booting_replicas=len(vm.booting),
+            outstanding=sum(per) + waiting + sum(r.outstanding(now_s) for r in vm.draining),
+            max_batch_size=self.max_batch,
+            desired_replicas=self.desired,
+            outstanding_per_replica=per,
+            boot_remaining_s=boot_left,
+            boot_s=self.boot_s,
+            max_queue_delay_ms=self.queue_delay_ms,
+            draining_replicas=len(vm.draining),
+        )
+
+    def _burst_state(self, lanes) -> BurstState:
+        from policies.routing.slo_aware import burst_instances
+
+        p = lanes[0].p
+        k = [burst_instances(lane.p.burst_workers) for lane in lanes]
+        fns = [lane.fn for lane in lanes]
+        return BurstState(
+            in_flight=sum(len(f.request_ends) for f in fns),
+            warm_instances=sum(f.warm_groups() * kk for f, kk in zip(fns, k, strict=True)),
+            free_concurrency=sum(
+                (f.cap_groups - len(f.busy)) * kk for f, kk in zip(fns, k, strict=True)
+            ),
+            recent_cold_starts=sum(f.recent_cold for f in fns),
+            cold_start_ms=max(lane.p.cold_start_ms for lane in lanes),
+            memory_mb=p.burst_memory_mb,
+            default_workers=p.burst_workers,
+        )
+
+    def _state(self, now_s: float, tick_s: float, per: tuple, lanes) -> LiveState:
+        return LiveState(
+            now_s=tick_s,
+            vm=self._vm_state(now_s, per),
+            burst_enabled=True,
+            burst=self._burst_state(lanes),
+            models=self._models,
+            arrival_rate_short_per_s=sum(s.arrival_rate_short_per_s for s in self._models.values()),
+            arrival_rate_long_per_s=sum(s.arrival_rate_long_per_s for s in self._models.values()),
+        )
+
+    # -- control tick ----------------------------------------------------------------------
+    def _tick(self, now_s: float) -> None:
+        vm = self.vm
+        vm.promote(now_s)
+        vm.advance(now_s)
+        models = {}
+        for lane in self.lanes:
+            lane.fn.release(now_s)
+            m = lane.m
+            models[lane.model] = lane.refresh(now_s, vm.observed[m], vm.observed_idle[m])
+            vm.observed[m], vm.observed_idle[m] = [], []
+        self._models = models
+        per = tuple(sorted(r.outstanding(now_s) for r in vm.ready))
+        decision = self.s.autoscaler.decide(self._state(now_s, now_s, per, self.lanes))
+        self.desired = decision.replicas
+        vm.scale_to(decision.replicas, now_s, self.boot_s)
+        warm = 0
+        if decision.warm_functions:
+            warm = self._keep_warm(decision.warm_functions, now_s)
+        c = self._tick_counts
+        self.timeline.add(
+            now_s, sum(c), c[0], c[1], c[2], len(vm.ready), len(vm.booting), decision.replicas, warm
+        )
+        self._tick_counts = [0, 0, 0]
+        for lane in self.lanes:
+            lane.fn.recent_cold = 0
+        self._cache.clear()
+
+    def _keep_warm(self, instances: int, now_s: float) -> int:
+        """The warm functions asked for, split over the models by recent arrivals."""
+        rates = [lane.stats.arrival_rate_long_per_s for lane in self.lanes]
+        total = sum(rates)
+        warm = 0
+        for lane, rate in zip(self.lanes, rates, strict=True):
+            share = rate / total if total > 0 else 1.0 / len(self.lanes)
+            want = math.ceil(instances * share)
+            if want:
+                lane.fn.keep_warm(want, now_s)
+                if lane.fn.late:
+                    late(lane)
+            warm += lane.fn.warm_groups() * lane.fn.k
+        return warm
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self):
+        from .shared_result import build_shared
+
+        for _ in range(self.s.initial_replicas):
+            self.vm.launch(0.0, 0.0)
+        end_s = self._loop()
+        self.vm.finish(end_s)
+        for lane in self.lanes:
+            lane.warm_cost_usd = lane.fn.warm_usd(self.s.prices)
+        return build_shared(self, end_s)
+
+    def _loop(self) -> float:
+        # size: one function, as Simulation._loop: it runs once per request
+        vm, arr, lanes = self.vm, self.arr, self.lanes
+        tenant_of, model_of = self.tenant_of, self.model_of
+        route, tick_s = self.s.routing.route, self.s.tick_s
+        rand = np.random.default_rng(self.s.seed + 2).random(1 << 16).tolist()
+        ri, tick_at, next_tick = 0, 0.0, 0.0
+        ready, booting = vm.ready, vm.booting
+        VM, BURST = Route.VM, Route.BURST
+        for i, t in enumerate(arr):
+            while t >= next_tick:
+                self._tick(next_tick)
+                tick_at, next_tick = next_tick, next_tick + tick_s
+            if booting and booting[0].ready_s <= t:
+                vm.promote(t)
+                vm.next_event_s = t
+            if t >= vm.next_event_s:
+                vm.advance(t)
+            lane = lanes[model_of[i]]
+            fn = lane.fn
+            if fn.request_ends and fn.request_ends[0] <= t:
+                fn.release(t)
+            ten = tenant_of[i]
+            outs = [r.outstanding(t) for r in ready]
+            per = tuple(sorted(outs))
+            key = (lane.m, ten, per, self._slow_key(t), lane.burst_key())
+            decision = self._cache.get(key)
+            if decision is None:
+                state = self._state(t, tick_at, per, [lane])
+                decision = self._cache[key] = route(lane.requests[ten], state)
+            counts, where = self._tick_counts, decision.route
+            if where is VM:
+                n = len(ready)
+                if n > 1:  # power of two choices on outstanding rows, two distinct replicas
+                    ri = (ri + 2) & 65535
+                    a, b = int(rand[ri] * n), int(rand[ri - 1] * (n - 1))
+                    b += b >= a
+                    r = ready[a] if outs[a] <= outs[b] else ready[b]
+                else:
+                    r = ready[0] if n else booting[0] if booting else None
+                if r is None:  # no VM at all (a scaler at zero): refused, as the pool does
+                    self._reject(lane, i, counts)
+                    continue
+                vm.enqueue(r, lane.m, i)
+                counts[0] += 1
+                if lane.learnt is not None:
+                    lane.learnt.raw_ms[i] = lane.unscale(decision.predicted_ms or 0.0)
+            elif where is BURST:
+                counts[1 if burst(lane, i, t, ten) else 2] += 1
+            else:
+                self._reject(lane, i, counts)
+        return max(arr[-1], next_tick) if arr else 0.0
+
+    def _slow_key(self, t: float) -> tuple:
+        vm = self.vm
+        if not vm.booting and not vm.draining:
+            return (0, 0, 0.0, 0)
+        waiting = sum(r.queued() for r in vm.booting)
+        waiting += sum(r.outstanding(t) for r in vm.draining)
+        left = round(max(vm.booting[0].ready_s - t, 0.0), 1) if vm.booting else 0.0
+        return (len(vm.booting), len(vm.draining), left, waiting)
+
+    def _reject(self, lane, i: int, counts: list) -> None:
+        self.lat[i] = math.inf
+        self.path[i] = PATH_REJECT
+        lane.rejected += 1
+        counts[2] += 1
