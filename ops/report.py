@@ -48,12 +48,33 @@ def open_ledger(data_dir: str | Path | None, url: str | None = None):
         if password:
             text = text.replace(password, "***").replace(unquote(password), "***")
         raise LedgerMissing(f"{shown}: not a readable Tidegate ledger ({text})") from None
-    _fold_journal(backend, url)
+    if not _newer_schema(backend):  # (folding is a write: not into a newer release's ledger)
+        _fold_journal(backend, url)
 
     def query(sql: str, params: tuple = ()) -> list[tuple]:
         return backend.query(sql.format(p=backend.placeholder), params)
 
     return query
+
+
+def _newer_schema(backend) -> bool:
+    """Warn (stderr) when a newer Tidegate migrated this ledger: the report reads the columns
+    this one knows, which may not be all the newer one bills by."""
+    from gateway.ledger.migrations import LATEST_VERSION
+
+    try:
+        version = backend.query("SELECT MAX(version) FROM schema_migrations", ())[0][0]
+    except Exception:  # noqa: BLE001 - a ledger from before migrations: older, not newer
+        return False
+    if version is None or version <= LATEST_VERSION:
+        return False
+    print(
+        f"warning: this ledger has schema version {version}, newer than this Tidegate's "
+        f"({LATEST_VERSION}); the report reads only what this release knows and writes "
+        "nothing (a newer release's report may differ)",
+        file=sys.stderr,
+    )
+    return True
 
 
 def _fold_journal(backend, url: str) -> None:

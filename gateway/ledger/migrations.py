@@ -89,3 +89,19 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
+
+
+class SchemaTooNew(RuntimeError):
+    """The ledger was migrated by a newer Tidegate: this one refuses to write to it (its rows
+    could break what the newer schema holds, e.g. a column it requires), and reads it only
+    for a report, with a warning (``ops.report``)."""
+
+
+def refuse_newer(version: int | None, where: str) -> None:
+    """Raise ``SchemaTooNew`` when ``version`` (the ledger's) is past ``LATEST_VERSION``."""
+    if version is not None and version > LATEST_VERSION:
+        raise SchemaTooNew(
+            f"ledger {where} has schema version {version}, newer than this Tidegate's "
+            f"({LATEST_VERSION}): a newer release migrated it, so this one writes nothing to it. "
+            "Run that release (or a later one), or point [ledger] at another database"
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .migrations import MIGRATIONS
+from .migrations import MIGRATIONS, refuse_newer
 from .retention import HORIZON
 from .row import STORED_COLUMNS, keyed
 
@@ -64,6 +64,7 @@ class PostgresBackend:
                     "PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
                 )
                 applied = {v for (v,) in db.execute("SELECT version FROM schema_migrations")}
+                refuse_newer(max(applied, default=None), self.describe())
                 for migration in MIGRATIONS:
                     if migration.version in applied:
                         continue

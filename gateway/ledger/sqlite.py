@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .migrations import MIGRATIONS
+from .migrations import MIGRATIONS, refuse_newer
 from .retention import HORIZON as _HORIZON
 from .row import STORED_COLUMNS, keyed
 
@@ -73,6 +73,8 @@ class SqliteBackend:
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
                 " name TEXT NOT NULL, applied_at REAL NOT NULL)"
             )
+            found = db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+            refuse_newer(found, str(self.path))  # (before it is touched)
             for migration in MIGRATIONS:
                 db.execute("BEGIN IMMEDIATE")  # one migrator at a time, even across processes
                 try:

@@ -110,10 +110,14 @@ def _open(data_dir: str, url: str | None):
         url = str(path)
     elif not url.startswith(("postgresql://", "postgres://")) and not Path(url).is_file():
         raise CliError(f"no ledger at {url}")  # (opening it would create an empty database)
+    from gateway.ledger.migrations import SchemaTooNew
+
     try:
         backend = make_backend(url)
         backend.query("SELECT ts FROM requests LIMIT 1", ())
         backend.migrate()
+    except SchemaTooNew as exc:
+        raise CliError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - not a ledger, or unreachable: one line
         from ops.report import without_password  # (psycopg quotes a URL it cannot read whole)
 
