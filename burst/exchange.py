@@ -93,16 +93,15 @@ def plan_unavailable(model: str, exc: BaseException) -> BurstUnavailable | None:
 async def upload_inputs(cfg, inputs, store, request_id: str, plan) -> list[dict]:
     """The request's input tensors as references (inline, or put in the store); a store or
     transport failure is a clean 503."""
-    import torch
-
     from burst.store.base import StoreError
     from burst.tensors import TransportError, send
+    from vmpool.codec_torch import to_torch
 
     refs = []
     try:
         # the program's inputs come in the order of the model config's
         for i, spec in enumerate(cfg.inputs):
-            tensor = torch.from_numpy(np.require(inputs[spec.name], requirements=["C", "W"]))
+            tensor = to_torch(np.require(inputs[spec.name], requirements=["C", "W"]))
             refs.append(
                 await send(
                     tensor, store, f"req/{request_id}/input{i}", limit_bytes=plan.inline_limit_bytes
@@ -120,13 +119,14 @@ async def download_outputs(cfg, result, store, request_id: str) -> tuple[dict, M
     in the store are deleted once read (a LIST only then: the master deleted ``req/``)."""
     from burst.store.base import StoreError
     from burst.tensors import TransportError, receive
+    from vmpool.codec_torch import to_numpy
 
     outs = {}
     try:
         body = json.loads(result.payload)
         report = MasterReport.from_json(body["report"])
         for spec, ref in zip(cfg.outputs, body["outputs"], strict=True):
-            outs[spec.name] = (await receive(ref, store)).numpy()
+            outs[spec.name] = to_numpy(await receive(ref, store))
     except (ValueError, KeyError, TypeError, TransportError, StoreError) as exc:
         raise BurstUnavailable(f"burst master returned a malformed result: {exc}") from exc
     if any("key" in ref for ref in body["outputs"]):

@@ -297,14 +297,16 @@ class Batcher:
 
     def _forward(self, inputs: list[dict[str, np.ndarray]], rows: int, torch) -> list:
         """The model's outputs (arrays of ``rows`` rows) for these requests' inputs, stacked."""
-        tensors = [torch.from_numpy(_concat([i[n] for i in inputs])) for n in self._input_names]
+        from vmpool.codec_torch import to_numpy, to_torch  # (torch-free import of this module)
+
+        tensors = [to_torch(_concat([i[n] for i in inputs])) for n in self._input_names]
         # a dict or nested tuple output: its tensors in the program's flat order, as exported
         result = torch.utils._pytree.tree_leaves(self._module(*tensors))
         if len(result) != len(self._output_names):
             raise InferenceError(
                 f"model returned {len(result)} outputs, config names {len(self._output_names)}"
             )
-        arrays = [t.detach().contiguous().numpy() for t in result]
+        arrays = [to_numpy(t.detach().contiguous()) for t in result]
         for name, a in zip(self._output_names, arrays, strict=True):
             if a.ndim == 0 or a.shape[0] != rows:
                 raise InferenceError(

@@ -143,12 +143,6 @@ def import_program(
         tensor_spec(n, v)
         for n, v in zip(_output_names(program, len(outputs)), outputs, strict=True)
     )
-    for spec in (*specs_in, *specs_out):
-        if spec.datatype == "BF16":  # (numpy has no bfloat16: no client could call it)
-            raise ArtifactError(
-                f"{path}: tensor {spec.name!r} is bfloat16, which this server does not take "
-                f"or give; cast it to float32 (or float16) at the program's edge and export again"
-            )
     _check_batch_axis(path, specs_in, specs_out)
     dynamic_batch = all(s.shape and s.shape[0] == -1 for s in specs_in)
     max_batch_size = _batch_limit(program, inputs, specs_in, int(max_batch_size), on_warning)

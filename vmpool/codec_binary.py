@@ -12,7 +12,7 @@ import math
 import numpy as np
 import orjson
 
-from vmpool.wire import HEADER_LENGTH, CodecError, datatype_of
+from vmpool.wire import BF16, HEADER_LENGTH, CodecError, datatype_of
 
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -97,7 +97,8 @@ def binary_tensor(
 def binary_entry(name: str, array: np.ndarray, chunks: list) -> dict:
     """A tensor entry sent as binary data; appends its bytes to ``chunks``."""
     data = le_contiguous(array)
-    chunks.append(data)
+    # (a bfloat16 array has no buffer format: memoryview() refuses it; its bits as uint16 do)
+    chunks.append(data.view(np.uint16) if data.dtype == BF16 else data)
     return {
         "name": name,
         "datatype": datatype_of(array),

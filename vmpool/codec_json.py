@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import array as pyarray
 import itertools
+import json
 import math
 
 import numpy as np
+import orjson
 
-from vmpool.wire import KIND_WORDS, CodecError, datatype_of
+from vmpool.wire import BF16, KIND_WORDS, CodecError, datatype_of
 
 
 def json_array(data, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -32,7 +34,9 @@ def json_array(data, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np.
     else:
         flat = data
     try:
-        if dtype.kind == "f":
+        if dtype == BF16:
+            array = _bf16_array(flat, where)
+        elif dtype.kind == "f":
             array = _float_array(flat, dtype, where)
         else:
             array = _strict_array(flat, dtype, where)
@@ -72,6 +76,20 @@ def _float_array(flat, dtype: np.dtype, where: str) -> np.ndarray:
     if not np.isfinite(values).all():
         _check_range(values, leaves, dtype, where)
     return values.astype(dtype, copy=False)
+
+
+def _bf16_array(flat, where: str) -> np.ndarray:
+    """A BF16 tensor from JSON numbers: read as FP32 (every BF16 value is one, exactly), then
+    rounded to nearest even; a finite value past BF16's range (about 3.39e38) is an error, as
+    past FP16's. Triton takes BF16 in binary only; JSON is accepted here as for FP16."""
+    leaves = flat if isinstance(flat, list) else list(flat)
+    try:
+        values = _float_array(leaves, np.dtype(np.float32), where).astype(BF16)
+    except CodecError as exc:  # (its messages name the FP32 it reads through)
+        raise CodecError(exc.message.replace("FP32", "BF16")) from None
+    if not np.isfinite(values).all():
+        _check_range(values, leaves, BF16, where)
+    return values
 
 
 def _with_nulls_as_nan(leaves: list, dtype: np.dtype, where: str) -> pyarray.array:
@@ -154,11 +172,23 @@ def _json_kind_ok(got: str, want: str) -> bool:
 def json_entry(name: str, array: np.ndarray, data: np.ndarray) -> dict:
     """An output entry carrying its values as a flat JSON ``data`` list.
 
-    ``data`` is ``array`` as little-endian contiguous memory (orjson serialises it natively).
+    ``data`` is ``array`` as little-endian contiguous memory (orjson serialises it natively;
+    BF16, which it does not know, goes as the FP32 values it widens to exactly).
     """
     return {
         "name": name,
         "datatype": datatype_of(array),
         "shape": list(array.shape),
-        "data": data.reshape(-1),
+        "data": _bf16_data(data) if data.dtype == BF16 else data.reshape(-1),
     }
+
+
+def _bf16_data(data: np.ndarray):
+    """A BF16 output's JSON ``data``: its FP32 values (orjson knows no bfloat16). A NaN or an
+    infinity goes as Python's ``NaN``/``Infinity`` token, not as the null other float tensors
+    carry: tritonclient, the one client that reads BF16 (KServe's SDK has no BF16), reads
+    the tokens but fails on a null (numpy makes no bfloat16 of None)."""
+    wide = data.astype(np.float32).reshape(-1)
+    if np.isfinite(wide).all():
+        return wide
+    return orjson.Fragment(json.dumps(wide.tolist()).encode())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import ml_dtypes
 import numpy as np
 import orjson
 
@@ -38,9 +39,13 @@ DATATYPES: dict[str, str] = {
     "FP64": "float64",
     "BF16": "bfloat16",
 }
-# OIP datatype -> little-endian numpy dtype. BF16 has no numpy dtype and BYTES no fixed width.
+# BF16 has no numpy dtype of its own: ml_dtypes' bfloat16 is what tritonclient (r26.06 on)
+# builds and reads BF16 tensors as (2 bytes, the top half of an FP32). numpy calls its kind "V"
+# (void), so it is found by identity below, never by kind. BYTES has no fixed width.
+BF16 = np.dtype(ml_dtypes.bfloat16)
+# OIP datatype -> little-endian numpy dtype.
 NUMPY_DTYPES: dict[str, np.dtype] = {
-    dt: np.dtype(name).newbyteorder("<") for dt, name in DATATYPES.items() if dt != "BF16"
+    dt: BF16 if dt == "BF16" else np.dtype(name).newbyteorder("<") for dt, name in DATATYPES.items()
 }
 _BY_NUMPY_KIND: dict[tuple[str, int], str] = {
     (np.dtype(name).kind, np.dtype(name).itemsize): dt
@@ -79,6 +84,8 @@ def datatype_of(value) -> str:
     if isinstance(value, np.ndarray):
         value = value.dtype
     if isinstance(value, np.dtype):
+        if value == BF16:
+            return "BF16"
         found = _BY_NUMPY_KIND.get((value.kind, value.itemsize))
         if found is None:
             raise CodecError(f"numpy dtype {value} has no Open Inference Protocol datatype")
@@ -98,8 +105,6 @@ def numpy_dtype(datatype: str, where: str) -> np.dtype:
     dtype = NUMPY_DTYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is not None:
         return dtype
-    if datatype == "BF16":
-        raise CodecError(f"{where}: datatype BF16 is not supported by this server; send FP32")
     if datatype == "BYTES":
         raise CodecError(f"{where}: datatype BYTES is not supported by this server")
     raise CodecError(

@@ -83,7 +83,7 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
                 raise CodecError(
                     f"{where} has both contents and raw_input_contents; give its data in one"
                 )
-            inputs[tensor.name] = _from_raw(raw[i], dtype, shape, count, where)
+            inputs[tensor.name] = _from_raw(raw[i], tensor.datatype, dtype, shape, count, where)
         else:
             inputs[tensor.name] = _from_contents(tensor, dtype, shape, count, where)
     outputs = [_requested(o) for o in msg.outputs] if msg.outputs else None
@@ -155,12 +155,14 @@ def _requested(output) -> RequestedOutput:
     return RequestedOutput(output.name, True, classes_of(output.name, params))
 
 
-def _from_raw(data: bytes, dtype: np.dtype, shape: tuple, count: int, where: str) -> np.ndarray:
+def _from_raw(
+    data: bytes, datatype: str, dtype: np.dtype, shape: tuple, count: int, where: str
+) -> np.ndarray:
     want = count * dtype.itemsize
     if len(data) != want:
         raise CodecError(
             f"{where}: raw contents hold {len(data)} bytes but shape "
-            f"{list(shape)} of {dtype.name} needs {want}"
+            f"{list(shape)} of {datatype} needs {want}"
         )
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 

@@ -217,9 +217,9 @@ BAD_REQUESTS = [
         "unknown datatype 'FP8'",
     ),
     (
-        _json_body([{"name": "x", "shape": [1], "datatype": "BF16", "data": [1]}]),
+        _json_body([{"name": "x", "shape": [1], "datatype": "BF16", "data": [True]}]),
         None,
-        "BF16 is not supported",
+        "BF16 tensor given bool values",
     ),
     (
         _json_body([{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a"]}]),

@@ -20,21 +20,28 @@ from vmpool.codec import (
     encode_response,
     parse_header_length,
 )
-from vmpool.wire import NUMPY_DTYPES
+from vmpool.wire import BF16, NUMPY_DTYPES
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-DTYPES = [np.dtype(dt).newbyteorder("=") for dt in NUMPY_DTYPES.values()]
+DTYPES = [np.dtype(dt).newbyteorder("=") for dt in NUMPY_DTYPES.values() if dt != BF16]
 names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12)
+SHAPES = hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=5)
 
 
 def arrays(allow_nan: bool = True):
-    return st.sampled_from(DTYPES).flatmap(
+    native = st.sampled_from(DTYPES).flatmap(
         lambda dtype: hnp.arrays(
             dtype,
-            hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=5),
+            SHAPES,
             elements=hnp.from_dtype(dtype, allow_nan=allow_nan, allow_infinity=allow_nan),
         )
     )
+    # BF16 (hypothesis knows no bfloat16): any bit pattern, or any finite one (exponent not 0xFF)
+    patterns = st.integers(0, 0xFFFF)
+    if not allow_nan:
+        patterns = patterns.filter(lambda b: (b >> 7) & 0xFF != 0xFF)
+    bf16 = hnp.arrays(np.uint16, SHAPES, elements=patterns).map(lambda a: a.view(BF16))
+    return st.one_of(native, bf16)
 
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:
