@@ -14,6 +14,7 @@ from policies.costs import function_cost_usd, store_cost_usd, vm_request_cost_us
 from vmpool.artifact import ModelConfig
 from vmpool.client import ReplicaError
 from vmpool.codec import InferRequest
+from vmpool.codec_params import TimedInputs
 from vmpool.pool import NoReplicaError
 
 from .call import CallContext, InferResult
@@ -33,9 +34,12 @@ async def on_vm(
     predicted_ms: float | None = None,
 ) -> InferResult:
     start = time.perf_counter()
+    inputs = req.inputs
+    if req.parameters.get("timeout"):  # Triton's queue timeout (us): the replica applies it
+        inputs = TimedInputs(inputs, time.monotonic() + req.parameters["timeout"] / 1e6)
     try:
         answer = await d.pool.infer(
-            cfg.name, req.inputs, request_id=ctx.request_id or None, timeout_s=d.vm_timeout_s
+            cfg.name, inputs, request_id=ctx.request_id or None, timeout_s=d.vm_timeout_s
         )
     except ReplicaError as exc:
         if exc.status == 504:

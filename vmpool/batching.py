@@ -8,7 +8,8 @@ at one client nothing can join, and the delay was pure latency. Such a lone requ
 model runs on the caller's thread (``INLINE_MAX_MS``), without the hand-offs.
 """
 
-# size: ~360 lines: one batcher whose queue, gathering, inline path and run share one lock
+# size: ~395 lines: one batcher whose queue (with its timeouts), gathering, inline path and run share
+# one lock
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ class InferenceError(RuntimeError):
     """The model raised while running a batch; only that batch's requests fail."""
 
 
+class QueueTimeout(RuntimeError):
+    """The request waited in the queue past its ``timeout`` (Triton's request parameter, in
+    microseconds) and was dropped unrun, as Triton's scheduler rejects it."""
+
+
 @dataclass
 class _Pending:
     inputs: dict[str, np.ndarray]
@@ -46,6 +52,7 @@ class _Pending:
     loop: asyncio.AbstractEventLoop
     shapes: tuple = ()  # each input's shape past the batch dim: only equal ones share a batch
     enqueued_s: float = field(default_factory=time.monotonic)
+    timeout_s: float = 0.0  # the queue wait it allows (0: no limit)
 
 
 class Batcher:
@@ -90,6 +97,7 @@ class Batcher:
         self._on_batch = on_batch
         self._queue: collections.deque[_Pending] = collections.deque()
         self._queued_rows = 0
+        self._timed = 0  # queued requests with a timeout (none: nothing to look for)
         # Queued rows at which an arrival wakes the inference thread: 1 while it waits for
         # work, the rows that complete its batch while it waits for more, never while it runs
         # (it looks at the queue itself afterwards). A wake-up per arrival cost a futex wake
@@ -130,9 +138,12 @@ class Batcher:
         return outputs
 
     async def infer_reported(
-        self, inputs: dict[str, np.ndarray]
+        self, inputs: dict[str, np.ndarray], queue_timeout_s: float = 0.0
     ) -> tuple[dict[str, np.ndarray], BatchReport]:
-        """``infer``, plus the batch the request rode in (its rows and service time)."""
+        """``infer``, plus the batch the request rode in (its rows and service time).
+        ``queue_timeout_s`` (> 0): a request still queued that long is dropped with QueueTimeout
+        when the inference thread next forms a batch (Triton's ``timeout``; a request that
+        runs at once never waits)."""
         rows = _rows(inputs, self._input_names)
         if rows > self.max_batch_size:
             raise ValueError(f"batch of {rows} exceeds max_batch_size {self.max_batch_size}")
@@ -150,6 +161,9 @@ class Batcher:
                 loop = asyncio.get_running_loop()
                 shapes = tuple(inputs[n].shape[1:] for n in self._input_names)
                 pending = _Pending(inputs, rows, loop.create_future(), loop, shapes)
+                if queue_timeout_s > 0:
+                    pending.timeout_s = queue_timeout_s
+                    self._timed += 1
                 self._queue.append(pending)
                 self._queued_rows += rows
                 if self._queued_rows >= self._wake_at_rows:
@@ -229,7 +243,7 @@ class Batcher:
 
     def _gather(self) -> list[_Pending] | None:
         with self._cond:
-            while not self._queue:
+            while not self._queue or (self._timed and not self._drop_expired()):
                 if self._closing:
                     return None
                 self._wake_at_rows = 1
@@ -241,6 +255,7 @@ class Batcher:
                 while self._queue and self._joins(rows, shapes):
                     item = self._queue.popleft()
                     self._queued_rows -= item.rows
+                    self._timed -= item.timeout_s > 0
                     batch.append(item)
                     rows += item.rows
                 self._gathered = len(batch)
@@ -255,6 +270,25 @@ class Batcher:
             self._wake_at_rows = math.inf
             self._gathered, self._running = 0, len(batch)
             return batch
+
+    def _drop_expired(self) -> bool:
+        """Answer QueueTimeout to the queued requests that waited past their timeout and take
+        them off the queue (lock held); whether any request is left."""
+        now = time.monotonic()
+        expired = [p for p in self._queue if p.timeout_s and now - p.enqueued_s > p.timeout_s]
+        if expired:
+            gone = {id(p) for p in expired}
+            self._queue = collections.deque(p for p in self._queue if id(p) not in gone)
+            self._queued_rows -= sum(p.rows for p in expired)
+            self._timed -= len(expired)
+            _deliver(expired, [self._timed_out(p, now) for p in expired])
+        return bool(self._queue)
+
+    def _timed_out(self, p: _Pending, now: float) -> QueueTimeout:
+        return QueueTimeout(
+            f"Request timeout expired: waited {(now - p.enqueued_s) * 1e3:.1f} ms in model "
+            f"{self.name}'s queue, past its timeout of {round(p.timeout_s * 1e6)} us"
+        )
 
     def _joins(self, rows: int, shapes: tuple) -> bool:
         """Whether the queue's first request fits a batch of ``rows`` rows of ``shapes``: another

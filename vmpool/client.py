@@ -16,12 +16,14 @@ import numpy as np
 
 from .batch_report import BatchReport, parse_batch_report
 from .codec import CodecError, decode_response, encode_request
+from .codec_params import queue_timeout
 from .coalesce import Coalescer
 from .forward import WireInputs, WireOutputs, check_answer
 from .http1 import ConnectFailed, ConnectionDropped, Http1Pool
-from .wire import HEADER_LENGTH, HEADER_LENGTH_KEY, parse_header_length
+from .wire import HEADER_LENGTH, HEADER_LENGTH_KEY, QUEUE_TIMEOUT_HEADER, parse_header_length
 
 _HEADER_LENGTH_KEY = HEADER_LENGTH_KEY.encode()
+_QUEUE_TIMEOUT_KEY = QUEUE_TIMEOUT_HEADER.encode()
 _OCTETS = "application/octet-stream"
 
 
@@ -29,12 +31,19 @@ class ReplicaError(Exception):
     """A replica answered with an error (``status``) or could not be reached (``connect``)."""
 
     def __init__(
-        self, message: str, status: int = 502, *, connect: bool = False, retryable: bool = False
+        self,
+        message: str,
+        status: int = 502,
+        *,
+        connect: bool = False,
+        retryable: bool = False,
+        expired: bool = False,
     ):
         super().__init__(message)
         self.status = status
         self.connect = connect  # the request never reached the replica: safe to send elsewhere
         self.retryable = retryable
+        self.expired = expired  # its queue timeout ran out (a 503, not the replica's fault)
 
 
 class ReplicaClient:
@@ -106,7 +115,11 @@ class ReplicaClient:
                 headers["x-request-id"] = request_id
         else:
             body, header_length = encode_request(
-                inputs, outputs=outputs, binary_output=True, request_id=request_id
+                inputs,
+                outputs=outputs,
+                binary_output=True,
+                request_id=request_id,
+                parameters=queue_timeout(inputs),
             )
             headers = {HEADER_LENGTH: str(header_length), "Content-Type": _OCTETS}
         try:
@@ -122,10 +135,12 @@ class ReplicaClient:
         except (ConnectionDropped, OSError) as exc:
             raise ReplicaError(f"replica {base_url} failed: {exc}", 502) from exc
         if answer.status != 200:
+            expired = _QUEUE_TIMEOUT_KEY in answer.headers
             raise ReplicaError(
                 _error_text(answer.body, answer.status),
                 answer.status,
-                retryable=answer.status == 503,
+                retryable=answer.status == 503 and not expired,
+                expired=expired,
             )
         try:
             hl = parse_header_length(answer.headers.get(_HEADER_LENGTH_KEY))

@@ -46,6 +46,8 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
+from .codec_params import TimedInputs
+
 Outputs = dict[str, np.ndarray]
 Answer = tuple[Outputs, object]  # the outputs and the replica's batch report (or None)
 Send = Callable[..., Awaitable[Answer]]  # (base_url, model, inputs, outputs, id, timeout_s)
@@ -148,7 +150,7 @@ class Coalescer:
     async def infer(self, base_url, model, inputs: Outputs, outputs, request_id, timeout_s):
         """``send``'s answer for these inputs: alone, or as rows of a merged request."""
         limit = self._max_rows.get(model)
-        if not limit:
+        if not limit or type(inputs) is TimedInputs:  # (a queue timeout of its own: alone)
             return await self._send(base_url, model, inputs, outputs, request_id, timeout_s)
         rows, signature = _rows(inputs, self.max_bytes)
         args = (base_url, model, outputs, request_id, timeout_s)

@@ -273,15 +273,17 @@ def encode_request(
     outputs: list[str] | None = None,
     binary_output: bool = True,
     request_id: str | None = None,
+    parameters: dict | None = None,
 ) -> tuple[bytes, int]:
-    """An infer request with every input as binary data; returns (body, JSON header length)."""
+    """An infer request with every input as binary data, and ``parameters`` (e.g. ``timeout``)
+    besides ``binary_data_output``; returns (body, JSON header length)."""
     chunks: list[np.ndarray] = []
     header: dict = {"inputs": [binary_entry(n, np.asarray(a), chunks) for n, a in inputs.items()]}
     if request_id is not None:
         header["id"] = request_id
-    if outputs is None:
-        header["parameters"] = {"binary_data_output": binary_output}
-    else:
+    header["parameters"] = {"binary_data_output": binary_output} if outputs is None else {}
+    header["parameters"].update(parameters or {})
+    if outputs is not None:
         header["outputs"] = [
             {"name": n, "parameters": {"binary_data": binary_output}} for n in outputs
         ]

@@ -14,8 +14,13 @@ Triton gives the same request over gRPC (INVALID_ARGUMENT).
 from __future__ import annotations
 
 import json
+import time
+from typing import TYPE_CHECKING
 
 from vmpool.wire import CodecError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 UINT64_MAX = 2**64 - 1
 _FLAGS = ("sequence_start", "sequence_end", "binary_data_output")
@@ -59,3 +64,26 @@ def check_json_parameters(params: dict) -> bool:
                 f"got {_shown(value)}"
             )
     return params.get("binary_data_output", False)
+
+
+class TimedInputs(dict):
+    """A request's inputs on the gateway -> replica hop with the queue budget its Triton
+    ``timeout`` parameter left: ``deadline_s`` on the gateway's monotonic clock. The replica
+    client sends what remains of it as the request's ``timeout`` (the replica's batcher drops
+    the request if it waits past it); such a request is never merged with others."""
+
+    __slots__ = ("deadline_s",)
+
+    def __init__(self, inputs: dict[str, np.ndarray], deadline_s: float):
+        super().__init__(inputs)
+        self.deadline_s = deadline_s
+
+
+def queue_timeout(inputs) -> dict | None:
+    """``{"timeout": us}``: what is left of a ``TimedInputs``' budget, sent on to the replica (at
+    least 1 us: spent, it still runs if the replica takes it at once, as Triton's would); None
+    for other inputs."""
+    if type(inputs) is not TimedInputs:
+        return None
+    left_us = round((inputs.deadline_s - time.monotonic()) * 1e6)
+    return {"timeout": min(max(1, left_us), UINT64_MAX)}  # (2**64 - 1 came back a hair over)

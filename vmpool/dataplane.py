@@ -19,13 +19,13 @@ import orjson
 
 from vmpool.artifact import ArtifactError, ModelConfig, list_models, load_artifact
 from vmpool.batch_report import BatchReport
-from vmpool.batching import Batcher, BatcherClosed, InferenceError
+from vmpool.batching import Batcher, BatcherClosed, InferenceError, QueueTimeout
 from vmpool.codec import decode_request, encode_answer, validate_inputs
 from vmpool.graph_opt import ExactOnNonFinite, optimize
 from vmpool.metrics import ModelServerMetrics
 from vmpool.stats import ModelStats, StatsRegistry
 from vmpool.validation import check_ranges
-from vmpool.wire import DATATYPES, model_metadata, repository_entry
+from vmpool.wire import DATATYPES, QUEUE_TIMEOUT_HEADER, model_metadata, repository_entry
 
 log = logging.getLogger("tidegate.model_server")
 
@@ -33,10 +33,11 @@ log = logging.getLogger("tidegate.model_server")
 class ModelServerError(Exception):
     """An error with the HTTP status it is answered with."""
 
-    def __init__(self, message: str, status: int):
+    def __init__(self, message: str, status: int, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.headers = headers or {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +231,12 @@ class ModelServer:
         if model.ranges:
             check_ranges(req, model.ranges, model.config.name)
         try:
-            outputs, batch = await model.batcher.infer_reported(req.inputs)
+            timeout_us = req.parameters.get("timeout") or 0  # (checked: an int >= 0)
+            outputs, batch = await model.batcher.infer_reported(req.inputs, timeout_us / 1e6)
         except BatcherClosed as exc:
             raise ModelServerError(str(exc), 503) from None
+        except QueueTimeout as exc:  # Triton's UNAVAILABLE; the header: not the replica's fault
+            raise ModelServerError(str(exc), 503, {QUEUE_TIMEOUT_HEADER: "expired"}) from None
         except InferenceError as exc:
             raise ModelServerError(str(exc), 500) from None
         cfg = model.config

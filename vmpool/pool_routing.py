@@ -151,7 +151,7 @@ class ReplicaRouting:
             except ReplicaError as exc:
                 if exc.connect:
                     self._unhealthy.add(replica.id)
-                elif exc.status in (502, 503) and not resent:
+                elif exc.status in (502, 503) and not resent and not exc.expired:
                     resent = True  # it died (or drains) under the request: once elsewhere
                 else:
                     raise
@@ -182,7 +182,7 @@ class ReplicaRouting:
         except ReplicaError as exc:
             # unreachable or dropped the request: its circuit counts it. A timeout (504) does
             # not: an overloaded replica is slow, not dead, and taking it out makes it worse
-            if exc.connect or exc.status in (502, 503):
+            if exc.connect or (exc.status in (502, 503) and not exc.expired):
                 self.breakers.on_failure(rid)
             elif exc.status < 500:  # it answered (the request's own fault): it is alive
                 self.breakers.on_success(rid)

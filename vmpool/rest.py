@@ -131,7 +131,7 @@ def create_model_server_app(
     @app.exception_handler(ModelServerError)
     @app.exception_handler(CodecError)  # a control request's body (vmpool.body.read_body)
     async def core_error(request: Request, exc: ModelServerError | CodecError) -> Response:
-        return _error(exc.message, exc.status)
+        return _error(exc.message, exc.status, exc.headers or None)
 
     app.include_router(protocol_router(core))
     app.include_router(repository_router(core))

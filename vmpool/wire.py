@@ -22,6 +22,9 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 HEADER_LENGTH_KEY = HEADER_LENGTH.lower()  # as ASGI and aiohttp's multidict give it
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics"]
 SHARED_MEMORY = "shared_memory_region"  # Triton's shared-memory extension: not served
+# On a model server's 503 for a request dropped past its ``timeout`` (Triton's "Request timeout
+# expired"): the request's own budget ran out, the replica is fine (no resend, no breaker count).
+QUEUE_TIMEOUT_HEADER = "x-tidegate-queue-timeout"
 
 # Open Inference Protocol datatype <-> torch dtype name (numpy spells them the same, except BF16).
 DATATYPES: dict[str, str] = {

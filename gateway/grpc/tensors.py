@@ -92,7 +92,10 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
         if output.name in seen:
             raise CodecError(f"requested output {output.name!r} appears twice")  # (as over HTTP)
         seen.add(output.name)
-    return InferRequest(id=msg.id or None, inputs=inputs, outputs=outputs, binary_output=True)
+    # Triton's queue timeout (us), acted on as over HTTP; the other parameters are not read
+    timeout = msg.parameters["timeout"].int64_param if "timeout" in msg.parameters else 0
+    params = {"timeout": timeout} if timeout else {}
+    return InferRequest(msg.id or None, inputs, outputs, binary_output=True, parameters=params)
 
 
 # The request parameters Triton reads itself and the one type (oneof field) each must have, as
