@@ -1,3 +1,5 @@
+# size: ~360 lines: one bench's steps (prepare, serve, replay, calibrate, simulate, report);
+# several models' parts are in sim_vs_real_models.py
 """Does the simulator agree with reality? Replay a short trace with ``tidegate loadgen`` against a
 local gateway (local VM pool with a boot delay, local function runtime, the ``delay`` model), then
 simulate the same arrivals with the same policy and the profile measured here (``tidegate
@@ -29,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from ops.bench import host_cpu, sim_vs_real_boot, sim_vs_real_host  # noqa: E402
+from ops.bench import sim_vs_real_models as several  # noqa: E402
 from ops.bench.sim_vs_real_table import print_sides  # noqa: E402
 from ops.bench.procs import work_dir  # noqa: E402
 from ops.bench.sim_vs_real_ticks import LIVE_FILE  # noqa: E402
@@ -73,6 +76,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=3, help="the synthetic trace's seed")
     parser.add_argument("--model", choices=("delay", "mlp"), default="delay")
     parser.add_argument("--slo-ms", type=float, help="default: the model's (delay 250, mlp 50)")
+    parser.add_argument("--models", help="NAME=DELAY_MS/PER_ITEM_MS,...: delay models, one fleet")
+    parser.add_argument("--phase-s", type=float, help="--models: each model's turn (s)")
     parser.add_argument("--skip-profile", action="store_true", help="use the reference profile")
     parser.add_argument("--resimulate", help="a run's directory: simulate its live run again")
     parser.add_argument("--host-cpu-from", help="host_cpu.json of another run (--resimulate)")
@@ -83,6 +88,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--attribution", choices=("session", "tree"), default="tree")
     parser.add_argument("--json", default=str(ROOT / "ops/bench/results/sim_vs_real.json"))
     args = parser.parse_args()
+    if args.models:  # (sim_vs_real_models.py)
+        args.model_waits = several.parse_models(args.models)
     if args.slo_ms is None:
         args.slo_ms = DEFAULT_SLO_MS[args.model]
     return args
@@ -91,19 +98,23 @@ def parse_args() -> argparse.Namespace:
 MODEL_ARGS = {"delay": ["--delay-ms", "20", "--per-item-ms", "3"], "mlp": []}
 DEFAULT_SLO_MS = {"delay": 250.0, "mlp": 50.0}
 # what a --resimulate takes from the run it simulates again, not from its own flags
-RUN_KEYS = ("model", "slo_ms", "policy", "boot_delay_s", "trace", "seed", "load_avg")
+RUN_KEYS = ("model", "slo_ms", "policy", "boot_delay_s", "trace", "seed", "load_avg", "models")
 
 
 def prepare(work: Path, args: argparse.Namespace) -> None:
     """Export (and profile) the model, write the gateway config and the trace."""
     repo = work / "repo"
     slo = ["--slo-ms", f"{args.slo_ms:g}"]
-    run(
-        TIDEGATE + ["export", args.model, "--out", str(repo)] + MODEL_ARGS[args.model] + slo,
-        600,
-        check=True,
-    )
-    if not args.skip_profile:
+    if args.models:
+        several.export_models(run, TIDEGATE, repo, args)
+        args.model = next(iter(args.model_waits))  # (calibrated on the first)
+    else:
+        run(
+            TIDEGATE + ["export", args.model, "--out", str(repo)] + MODEL_ARGS[args.model] + slo,
+            600,
+            check=True,
+        )
+    if not args.skip_profile and not args.models:
         done = run(TIDEGATE + ["profile", args.model, "--repo", str(repo), "--reps", "3"], 1800)
         if done.returncode != 0:
             print("tidegate profile failed: simulating with the reference profile", file=sys.stderr)
@@ -118,6 +129,8 @@ def prepare(work: Path, args: argparse.Namespace) -> None:
         f"start_s={args.duration_s / 3:.0f},step_s={args.duration_s / 4:.0f}"
     )
     trace = read_trace(spec, seed=args.seed).with_model(args.model)
+    if args.models:
+        trace = several.assign_models(trace, list(args.model_waits), args.seed, args.phase_s)
     write_csv(trace, work / "trace.csv")
     args.duration_s = trace.duration_s  # the replay's timeout
     args.trace = spec
@@ -162,8 +175,7 @@ def replay_live(work: Path, url: str, args: argparse.Namespace, sid: int) -> Non
             str(work / "trace.csv"),
             "--url",
             url,
-            "--model",
-            args.model,
+            *([] if args.models else ["--model", args.model]),
             "--slo-ms",
             f"{args.slo_ms:g}",
             "--json",
@@ -243,9 +255,17 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
             attribution=args.attribution,
         )
     )
+    if getattr(
+        args, "models", None
+    ):  # the shared fleet and one per model, each beside the live run
+        live = json.loads((work / "live.json").read_text())
+        args.fleets = several.print_fleets(
+            live, several.simulate_fleets(run, TIDEGATE, work, sim_cfg), sim_cost_of
+        )
     sim_json = work / "sim.json"
     cmd = ["simulate", "--trace", str(trace), "--policy", "config", "--config", str(sim_cfg)]
-    cmd += ["--repo", str(repo), "--model", args.model, "--json", str(sim_json)]
+    cmd += ["--repo", str(repo), "--json", str(sim_json)]
+    cmd += ["--fleet", "shared"] if getattr(args, "models", None) else ["--model", args.model]
     run(TIDEGATE + cmd, 900, check=True, stdout=subprocess.DEVNULL)
     args.foreign_cores = sim_vs_real_host.foreign_cores(work / "cpu_timeline.json")
     live, sim = (json.loads(p.read_text()) for p in (work / "live.json", sim_json))
@@ -287,17 +307,16 @@ def calibrate(url: str, work: Path, repo: Path, model: str, sid: int) -> float:
     return overhead
 
 
-def report(live: dict, sim: dict, args, start_s: float) -> int:
+def sim_cost_of(sim: dict) -> float:
+    """What the simulated fleet cost over the run: VM up time (no billing minimum) + the rest."""
     from policies.costs import PriceTable
 
-    price = PriceTable().vm_usd_per_hour
-    sim_cost = (
-        sim["vm_hours"] * price
-        + sim["function_compute_usd"]
-        + sim["function_requests_usd"]
-        + sim["store_usd"]
-        + sim["warm_functions_usd"]
-    )
+    parts = ("function_compute_usd", "function_requests_usd", "store_usd", "warm_functions_usd")
+    return sim["vm_hours"] * PriceTable().vm_usd_per_hour + sum(sim[k] for k in parts)
+
+
+def report(live: dict, sim: dict, args, start_s: float) -> int:
+    sim_cost = sim_cost_of(sim)
     print_sides(live, sim, sim_cost)
     d_att = abs(live["slo_attainment"] - sim["slo_attainment"]) * 100
     d_cost = abs(sim_cost - live["cost_usd"]) / max(live["cost_usd"], 1e-12) * 100
@@ -319,6 +338,8 @@ def report(live: dict, sim: dict, args, start_s: float) -> int:
             {
                 "policy": args.policy,
                 "model": args.model,
+                "models": getattr(args, "models", None),
+                "fleets": getattr(args, "fleets", None),
                 "trace": args.trace,
                 "seed": args.seed,
                 "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -69,6 +69,7 @@ class SharedSimulation:
         self.desired = setup.initial_replicas
         self._models: dict = {}
         self._cache: dict = {}
+        self._parts: dict = {}  # function platform states of this tick, by their fields
         self._tick_counts = [0, 0, 0]
 
     # -- snapshots -------------------------------------------------------------------------
@@ -108,11 +109,15 @@ class SharedSimulation:
         )
 
     def _state(self, now_s: float, tick_s: float, per: tuple, lanes) -> LiveState:
+        key = tuple(lane.m for lane in lanes), tuple(lane.burst_key() for lane in lanes)
+        burst_state = self._parts.get(key)  # (equal within a tick: one object, shared)
+        if burst_state is None:
+            burst_state = self._parts[key] = self._burst_state(lanes)
         return LiveState(
             now_s=tick_s,
             vm=self._vm_state(now_s, per),
             burst_enabled=True,
-            burst=self._burst_state(lanes),
+            burst=burst_state,
             models=self._models,
             arrival_rate_short_per_s=sum(s.arrival_rate_short_per_s for s in self._models.values()),
             arrival_rate_long_per_s=sum(s.arrival_rate_long_per_s for s in self._models.values()),
@@ -130,6 +135,7 @@ class SharedSimulation:
             models[lane.model] = lane.refresh(now_s, vm.observed[m], vm.observed_idle[m])
             vm.observed[m], vm.observed_idle[m] = [], []
         self._models = models
+        self._parts = {}
         per = tuple(sorted(r.outstanding(now_s) for r in vm.ready))
         decision = self.s.autoscaler.decide(self._state(now_s, now_s, per, self.lanes))
         self.desired = decision.replicas
@@ -145,6 +151,9 @@ class SharedSimulation:
         for lane in self.lanes:
             lane.fn.recent_cold = 0
         self._cache.clear()
+        self._parts = {}
+        for lane in self.lanes:
+            lane.unscaled = {}
 
     def _keep_warm(self, instances: int, now_s: float) -> int:
         """The warm functions asked for, split over the models by recent arrivals."""

@@ -75,6 +75,7 @@ class Lane:
         )
         self.stats = ModelStats(slo_ms=profile.slo_ms)
         self.warm_cost_usd = 0.0
+        self.unscaled: dict[float, float] = {}  # published -> raw prediction, this tick
 
     def refresh(self, now_s: float, observed: list, observed_idle: list) -> ModelStats:
         """The model's statistics at a tick, as ``Simulation._refresh_stats`` makes them."""
@@ -116,11 +117,15 @@ class Lane:
         return self.stats
 
     def unscale(self, predicted_ms: float) -> float:
-        """The raw VM prediction behind a published one (the tick's learnt table)."""
+        """The raw VM prediction behind a published one (the tick's learnt table; memoised
+        within the tick: decisions, so their predictions, repeat)."""
         table = self.stats.vm_prediction_factors
         if table is None or not predicted_ms:
             return predicted_ms or 0.0
-        return table.raw_of(predicted_ms)
+        raw = self.unscaled.get(predicted_ms)
+        if raw is None:
+            raw = self.unscaled[predicted_ms] = table.raw_of(predicted_ms)
+        return raw
 
     def burst_key(self) -> tuple:
         fn = self.fn
