@@ -7,6 +7,7 @@ output's size. A matmul between activations and attention are counted over their
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 # aten's recurrent ops: (input, hx, params, has_biases, num_layers, dropout, train,
 # bidirectional, batch_first)
@@ -68,6 +69,16 @@ def _recurrent_macs(args: list, weights: dict, fx_node) -> int:
     return steps * sum(rows * cols for rows, cols in mats)
 
 
+class RecurrentWork(NamedTuple):
+    """One call of a recurrent op, as the compute fit prices it (``recurrent_work``)."""
+
+    steps: int = 0  # time steps x layers x directions, run one after another
+    macs: int = 0  # GEMM multiply-adds: input projections, and steps' samples beyond one
+    gate_bytes: int = 0  # gate values written and read
+    weight_bytes: int = 0  # every weight, read once a call
+    reread_bytes: int = 0  # hidden-to-hidden matrices read again each step (memory-equivalent)
+
+
 # a weight matrix this size or less stays in one core's cache (L2: 2 MB a core on the host
 # the reference profile was measured on) while a recurrent layer steps over a sequence
 CACHED_WEIGHT_BYTES = 2 << 20
@@ -78,18 +89,28 @@ CACHED_WEIGHT_BYTES = 2 << 20
 CACHED_READ_SHARE = 0.4
 
 
-def recurrent_work(args: list, input_shape, weights: dict) -> tuple[int, int]:
-    """(steps, bytes of weights read) of one call of a recurrent op on an input of
-    ``input_shape``: each layer and direction runs the sequence's steps one after another,
-    each a few small kernels (a hidden-state matmul and the gates: ~4 us a step for torch's
-    LSTM and ~15 us for its GRU on one thread here, whatever their size), and reads its
-    hidden-to-hidden matrix every step (from memory only if it is larger than a core's cache,
-    CACHED_WEIGHT_BYTES); the input-to-hidden ones are read once (torch applies them to the
-    whole sequence). Counted as one read of every weight, its LSTMs were priced
-    4-10x under their time."""
+def recurrent_work(args: list, input_shape, weights: dict, batch: int = 1) -> RecurrentWork:
+    """What one call of a recurrent op on an input of ``input_shape`` does at ``batch``,
+    measured on one thread here (``ops/bench/burst24_recurrent.py``), per layer and direction:
+
+    - its input-to-hidden matrix applied to the whole sequence at once (torch does): one
+      GEMM, ``T x batch`` rows;
+    - then its ``T`` steps one after another, each a few small kernels (a fixed cost a
+      step) and a matrix-vector product per sample with the hidden-to-hidden matrix. At
+      batch 1 a step's time is that matrix read again (from the core's cache where it fits,
+      CACHED_WEIGHT_BYTES: 13 us a step for a 256-wide LSTM's 1 MB, 165 us for a 512-wide's
+      4 MB from memory); each sample beyond the first adds its multiply-adds (9-11 ms per
+      GMAC);
+    - its gates: ``T x batch x gates x hidden`` values written and read;
+    - every weight read once a call (oneDNN's LSTM reorders them into its layout on every
+      call: ~0.2 ms per MB, 6x a plain read, so that term has its own fit).
+
+    Counted as one read of every weight, its LSTMs were priced 4-10x under their time; with
+    every step's multiply-adds as GEMM work and no per-call weight term, a 2-layer LSTM's
+    second layer (its input matrix H x 4H) came out at half its time."""
     params = args[2] if len(args) > 2 and isinstance(args[2], list) else []
     if not input_shape or len(input_shape) != 3 or not params:
-        return 0, 0
+        return RecurrentWork()
     batch_first = bool(args[8]) if len(args) > 8 else False
     seq = abs(input_shape[1] if batch_first else input_shape[0])
     layers = int(args[4]) if len(args) > 4 and isinstance(args[4], int) else 1
@@ -98,13 +119,17 @@ def recurrent_work(args: list, input_shape, weights: dict) -> tuple[int, int]:
         weights.get(p["w"], {}) for p in params if isinstance(p, dict) and "w" in p
     ]  # per layer and direction: w_ih, w_hh (then b_ih, b_hh)
     mats = [w for w in shapes if len(w.get("shape", ())) == 2]
+    w_ih, w_hh = mats[0::2], mats[1::2]
     total = sum(int(w.get("bytes", 0)) for w in shapes)
+    elems = lambda ws: sum(math.prod(w["shape"]) for w in ws)  # noqa: E731
+    macs = seq * (batch * elems(w_ih) + (batch - 1) * elems(w_hh))
+    gates = seq * batch * sum(w["shape"][0] for w in w_hh) * 4  # float32 gate values
     # a hidden-to-hidden matrix that stays in the core's cache between steps is re-read from
     # there, at CACHED_READ_SHARE of a read from memory. Priced as memory reads, a 256-wide
     # LSTM over 64 steps (1 MB a matrix) came out at 1.9x its time; not priced at all (its
     # matmuls by their MACs only), its batch-1 runs came out at 0.4-0.5x.
-    hidden = sum(_reread_bytes(int(w.get("bytes", 0))) for w in mats[1::2])
-    return seq * layers * directions, total + (seq - 1) * hidden
+    hidden = sum(_reread_bytes(int(w.get("bytes", 0))) for w in w_hh)
+    return RecurrentWork(seq * layers * directions, macs, gates, total, (seq - 1) * hidden)
 
 
 def _reread_bytes(nbytes: int) -> int:

@@ -28,13 +28,15 @@ def node_works(graph: Graph, batch: int) -> list[NodeWork]:
         act = nbytes(n.name) + sum(nbytes(r) for r in refs)
         in_shapes = [shapes.get(r, (None, None))[0] for r in refs]
         macs = n.macs * batch * _inner_dim(n.op, in_shapes)
-        steps, weight_bytes = 0, n.weight_bytes
+        steps, weight_bytes, reread = 0, n.weight_bytes, 0
         if n.op in RECURRENT_OPS:  # its steps run one after another, each reading weights
-            steps, weight_bytes = recurrent_work(
-                n.args, in_shapes[0] if refs else None, graph.weights
-            )
+            r = recurrent_work(n.args, in_shapes[0] if refs else None, graph.weights, batch)
+            steps, macs, weight_bytes, reread = r.steps, r.macs, r.weight_bytes, r.reread_bytes
+            act += r.gate_bytes
         works.append(
-            NodeWork(n.name, n.op, macs, wait_ms(n.op, n.args, batch), act, weight_bytes, steps)
+            NodeWork(
+                n.name, n.op, macs, wait_ms(n.op, n.args, batch), act, weight_bytes, steps, reread
+            )
         )
     return works
 

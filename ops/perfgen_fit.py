@@ -25,13 +25,14 @@ MIN_OWN_MACS = 100_000
 
 
 def graph_rows(graph, node_ms: dict[str, float], batch: int = 1) -> list[tuple[str, float, ...]]:
-    """(op, MACs, activation bytes, weight bytes read, steps, ms) of each measured node of
-    ``graph`` (at batch 1, as a model's node times are measured; a probe's at its own)."""
+    """(op, MACs, activation bytes, weight bytes read, steps, re-read bytes, ms) of each
+    measured node of ``graph`` (at batch 1, as a model's node times are measured; a probe's at
+    its own)."""
     from burst.node_work import node_works
 
     return [
         (w.op, float(w.macs), float(w.act_bytes), float(w.weight_bytes), float(w.steps))
-        + (node_ms[w.name],)
+        + (float(w.reread_bytes), node_ms[w.name])
         for w in node_works(graph, batch)
         if w.name in node_ms and w.wait_ms == 0.0
     ]
@@ -52,22 +53,29 @@ def fit_kinds(rows) -> dict[str, KindFit]:
     }
 
 
-# (hidden, layers, steps, batch): small to large, short to long, one sequence and several, so
-# the fixed cost a step, the weights read every step and the MACs (which grow with the batch
-# where the rest does not) come apart
+# (hidden, layers, steps, batch, input features): small to large, short to long, one sequence
+# and several, narrow and wide inputs, so the fixed cost a step, the weights read every step,
+# the weights read once a call (a second layer's input matrix is H x 4H) and the MACs (which
+# grow with the batch and the input width where the rest does not) come apart. With every
+# probe 32 features wide and one layer's input matrix small, the fit put an LSTM's per-step
+# cost into its activation bytes and priced a 6-feature 2-layer model at 0.4-0.7x.
 _RECURRENT_SIZES = (
-    (16, 1, 8, 1),
-    (32, 2, 64, 1),
-    (64, 2, 32, 1),
-    (64, 1, 24, 8),
-    (96, 1, 128, 1),
-    (128, 1, 16, 1),
-    (192, 2, 48, 1),
-    (256, 1, 32, 8),
-    (320, 1, 24, 1),
-    (384, 1, 16, 4),
-    (512, 1, 8, 1),
-    (512, 2, 40, 1),
+    (16, 1, 8, 1, 32),
+    (32, 2, 64, 1, 6),
+    (64, 2, 32, 1, 32),
+    (64, 1, 24, 8, 6),
+    (96, 1, 128, 1, 32),
+    (128, 1, 16, 1, 128),
+    (128, 2, 48, 16, 6),
+    (192, 2, 48, 1, 32),
+    (256, 1, 32, 8, 32),
+    (256, 2, 16, 1, 128),
+    (320, 1, 24, 1, 6),
+    (384, 1, 16, 4, 32),
+    (512, 1, 8, 1, 32),
+    (512, 2, 40, 1, 6),
+    (640, 1, 16, 16, 64),
+    (768, 1, 12, 1, 128),
 )
 
 
@@ -126,10 +134,10 @@ def _recurrent_probes():
     import torch
     import torch.nn as nn
 
-    class Sequence(nn.Module):  # a recurrent layer over [1, T, F]: its steps run in turn
-        def __init__(self, rnn: type[nn.Module], hidden: int, layers: int):
+    class Sequence(nn.Module):  # a recurrent layer over [B, T, F]: its steps run in turn
+        def __init__(self, rnn: type[nn.Module], hidden: int, layers: int, features: int):
             super().__init__()
-            self.rnn = rnn(32, hidden, num_layers=layers, batch_first=True)
+            self.rnn = rnn(features, hidden, num_layers=layers, batch_first=True)
 
         def forward(self, x):
             return self.rnn(x)[0]
@@ -138,9 +146,10 @@ def _recurrent_probes():
     # LSTM (oneDNN's kernel in torch on CPU) and GRU (a cell's kernels a step) cost 4-15 us a
     # step at any size, and read their hidden-to-hidden weights every step
     for rnn in (nn.LSTM, nn.GRU, nn.RNN):
-        for hidden, layers, t, batch in _RECURRENT_SIZES:
-            name = f"{rnn.__name__.lower()}{hidden}x{t}b{batch}"
-            out.append((name, Sequence(rnn, hidden, layers), torch.randn(batch, t, 32)))
+        for hidden, layers, t, batch, features in _RECURRENT_SIZES:
+            name = f"{rnn.__name__.lower()}{hidden}x{t}b{batch}f{features}l{layers}"
+            module = Sequence(rnn, hidden, layers, features)
+            out.append((name, module, torch.randn(batch, t, features)))
     return out
 
 

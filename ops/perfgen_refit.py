@@ -51,7 +51,7 @@ def report(rows: dict[str, list], probes: list, say=print) -> dict:
         say(
             f"  {k:<15} {f.fixed_ms:7.4f} ms + {f.ms_per_gmac:9.2f} ms/GMAC + "
             f"{f.ms_per_mb:6.4f} ms/MB + {f.ms_per_weight_mb:6.4f} ms/weight MB + "
-            f"{f.ms_per_step:6.4f} ms/step"
+            f"{f.ms_per_step:6.4f} ms/step + {f.ms_per_reread_mb:6.4f} ms/re-read MB"
         )
     fit = ComputeFit({}, 0.0, kinds)
     for model, rs in rows.items():

@@ -96,7 +96,14 @@ _KIND_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
 )
 KINDS = tuple(k for k, _ in _KIND_WORDS[1:]) + ("elementwise",)
-TERMS = ("fixed_ms", "ms_per_gmac", "ms_per_mb", "ms_per_weight_mb", "ms_per_step")
+TERMS = (
+    "fixed_ms",
+    "ms_per_gmac",
+    "ms_per_mb",
+    "ms_per_weight_mb",
+    "ms_per_step",
+    "ms_per_reread_mb",
+)
 # a kind a profile has not fitted is priced as the next one here has (profiles from before
 # ``recurrent`` priced those layers as linears), then as elementwise
 _FALLBACK = {"recurrent": "linear"}
@@ -138,21 +145,32 @@ def op_family(op: str) -> str:
 @dataclass(frozen=True)
 class KindFit:
     """One op kind's node time: fixed + per GMAC + per MB of activations + per MB of weights
-    read + per sequential step (recurrent layers)."""
+    read + per sequential step and per MB read again every step (recurrent layers: their
+    weights once a call, which oneDNN's LSTM reorders, cost 6x a re-read of a matrix a step
+    does, so the two have their own terms)."""
 
     fixed_ms: float = 0.0
     ms_per_gmac: float = 0.0
     ms_per_mb: float = 0.0
     ms_per_weight_mb: float = 0.0
     ms_per_step: float = 0.0
+    ms_per_reread_mb: float = 0.0
 
-    def ms(self, macs: float, act_bytes: float, weight_bytes: float, steps: float = 0) -> float:
+    def ms(
+        self,
+        macs: float,
+        act_bytes: float,
+        weight_bytes: float,
+        steps: float = 0,
+        reread_bytes: float = 0,
+    ) -> float:
         return (
             self.fixed_ms
             + self.ms_per_gmac * macs / 1e9
             + self.ms_per_mb * act_bytes / 1e6
             + self.ms_per_weight_mb * weight_bytes / 1e6
             + self.ms_per_step * steps
+            + self.ms_per_reread_mb * reread_bytes / 1e6
         )
 
     def to_json(self) -> dict[str, float]:
@@ -174,11 +192,17 @@ class ComputeFit:
     kinds: dict[str, KindFit] = field(default_factory=dict)
 
     def ms(
-        self, op: str, macs: int, act_bytes: int = 0, weight_bytes: int = 0, steps: int = 0
+        self,
+        op: str,
+        macs: int,
+        act_bytes: int = 0,
+        weight_bytes: int = 0,
+        steps: int = 0,
+        reread_bytes: int = 0,
     ) -> float:
         kind = self._kind(op)
         if kind is not None:
-            return kind.ms(macs, act_bytes, weight_bytes, steps)
+            return kind.ms(macs, act_bytes, weight_bytes, steps, reread_bytes)
         return self.fixed_ms_per_node + self.ms_per_gmac.get(op_family(op), 0.0) * macs / 1e9
 
     def fixed_ms(self, op: str, steps: int = 0) -> float:
@@ -216,19 +240,23 @@ def nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def fit_kind(rows: list[tuple[float, ...]], relative: bool = True) -> KindFit:
     """A kind's coefficients from measured nodes (macs, activation bytes, weight bytes[,
-    steps], ms), non-negative. ``relative``: each node weighs by 1/sqrt(its time), between
+    steps[, re-read bytes]], ms), non-negative. ``relative``: each node weighs by 1/sqrt(its time), between
     fitting the big nodes only (absolute error) and the many small ones only (relative
     error)."""
     if not rows:
         return KindFit()
-    data = np.asarray([(*r[:3], r[3] if len(r) > 4 else 0.0, r[-1]) for r in rows], dtype=float)
-    scale = np.array([1.0, 1e-9, 1e-6, 1e-6, 1.0])
-    a = np.column_stack([np.ones(len(data)), data[:, :4]]) * scale
-    used = [c for c in range(5) if c < 4 or data[:, 3].any()]  # no steps: 2^4 supports, not 2^5
-    y = data[:, 4]
+    data = np.asarray(
+        [(*r[:3], r[3] if len(r) > 4 else 0.0, r[4] if len(r) > 5 else 0.0, r[-1]) for r in rows],
+        dtype=float,
+    )
+    scale = np.array([1.0, 1e-9, 1e-6, 1e-6, 1.0, 1e-6])
+    a = np.column_stack([np.ones(len(data)), data[:, :5]]) * scale
+    # no steps nor re-reads (every kind but the recurrent ones): 2^4 supports, not 2^6
+    used = [c for c in range(6) if c < 4 or data[:, c - 1].any()]
+    y = data[:, 5]
     if relative:
         w = 1.0 / np.sqrt(np.maximum(y, 1e-3))
         a, y = a * w[:, None], y * w
-    coef = np.zeros(5)
+    coef = np.zeros(6)
     coef[used] = nnls(a[:, used], y)
     return KindFit(*(float(c) for c in coef))

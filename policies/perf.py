@@ -95,7 +95,7 @@ class PerfModel:
         for w in works:
             measured = measured_ms.get(w.name)
             if measured is None:
-                ms = fit.ms(w.op, w.macs, w.act_bytes, w.weight_bytes, w.steps)
+                ms = fit.ms(w.op, w.macs, w.act_bytes, w.weight_bytes, w.steps, w.reread_bytes)
                 out[w.name] = ms + w.wait_ms
             else:  # measured at batch 1: the work part grows with the batch, dispatch does not
                 fixed = min(fit.fixed_ms(w.op, w.steps), measured)

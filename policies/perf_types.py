@@ -25,6 +25,9 @@ class NodeWork:
     # sequential steps a recurrent node runs (time steps x layers x directions), each a few
     # small kernels; 0 for any other node
     steps: int = 0
+    # bytes a recurrent node reads again every step (its hidden-to-hidden matrices, from the
+    # core's cache where they fit it: memory-equivalent bytes); 0 for any other node
+    reread_bytes: int = 0
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def main() -> int:
                     x = {graph.inputs[0]: torch.randn(b, steps, 6).numpy()}
                     ms = profiler.node_times_ms(graph, program, x, args.reps)[node.name]
                     (w,) = [w for w in node_works(graph, b) if w.name == node.name]
-                    now = fit.ms(w.op, w.macs, w.act_bytes, w.weight_bytes, w.steps)
+                    now = fit.ms(w.op, w.macs, w.act_bytes, w.weight_bytes, w.steps, w.reread_bytes)
                     was = old.ms(w.op, w.macs, w.act_bytes, node.weight_bytes)
                     print(
                         f"{name:<6} {hidden:>6} {steps:>3} {b:>2} {ms:>9.3f} {was:>8.3f} "
