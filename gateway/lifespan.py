@@ -139,6 +139,8 @@ async def drain(state: GatewayState) -> None:
     """The stop has begun (SIGTERM): gRPC refuses new calls from now, as HTTP stops accepting,
     and finishes those in flight. ``tidegate serve`` runs it beside uvicorn's drain; before, gRPC
     took new calls until HTTP's drain ended, up to 30 s later."""
+    if state.ledger is not None:  # rows the database refuses from now on are spilled, not
+        state.ledger.release()  # waited for: a stop in an outage is not held 30 s by them
     if state.grpc is not None:
         await state.grpc.stop()
 

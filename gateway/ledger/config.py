@@ -56,6 +56,17 @@ class LedgerSettings(ConfigTable):
         "SIGKILL, crash or power loss loses at most the rows of the last interval.",
     )
 
+    shutdown_timeout_s: float = Field(
+        10.0,
+        ge=0.0,
+        le=600.0,
+        description="At a stop, how long the ledger keeps trying to write the rows still "
+        "queued; rows the database has not taken by then (an outage) are kept in a spill file "
+        "in the data directory and written at the next start. From the stop on, a row the "
+        "database refuses goes to that file at once, so its request is answered rather than "
+        "held until the HTTP drain gives up.",
+    )
+
     retain_days: float = Field(
         400.0,
         ge=0.0,

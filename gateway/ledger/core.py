@@ -1,5 +1,6 @@
-# size: ~370 lines: the one writer, its three ways to commit (loop, thread, journal) and their
-# shared retry and shutdown; the journal and retention are in their own files
+# size: ~450 lines: the one writer, its three ways to commit (loop, thread, journal) and their
+# shared retry and shutdown (with its spill); the journal, spill file and retention are in their
+# own files
 """The ledger: ``await ledger.record(row)`` returns once the row is durable (group commit).
 
 A single writer thread takes every row queued since its last commit, writes them in one
@@ -24,7 +25,10 @@ interval's rows are committed together, off the request path (one INSERT per int
 system calls per loop iteration), so an answer can go out before its row is on disk: a clean
 shutdown writes every queued row first; a SIGKILL, crash or power loss loses the last interval's.
 
-While the database fails or hangs (``failing``) new requests are refused, 503.
+While the database fails or hangs (``failing``) new requests are refused, 503. Once the stop has
+begun (``release``), rows the database does not take go to a spill file instead
+(``gateway.ledger.spill``), written into the database at the next start: their requests are
+answered, and a stop during an outage takes ``shutdown_timeout_s`` at most, not a minute.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from typing import Protocol
 from .journal import Journal
 from .retention import LedgerPruner
 from .row import COLUMNS, LedgerRow
+from .spill import SpillFile, replay
 
 _AS_TUPLE = attrgetter(*COLUMNS)  # dataclasses.astuple deep-copies: 10x slower
 # Commits on the loop leave the WAL to grow; the writer thread copies it back this often (SQLite
@@ -87,6 +92,8 @@ class Ledger:
         retain_days: float = 0.0,
         clock=time.time,
         stuck_after_s: float = 5.0,
+        spill_dir: Path | None = None,
+        shutdown_timeout_s: float = 30.0,
     ):
         self.backend = target if hasattr(target, "write") else make_backend(target)
         self.max_batch_rows = max_batch_rows
@@ -95,6 +102,8 @@ class Ledger:
         self.commit_interval_s = commit_interval_s  # > 0: record does not wait (module doc)
         self.stuck_after_s = stuck_after_s  # a write taking longer: the database hangs
         self.schema_version = self.backend.migrate()
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self._open_spill(spill_dir)
         # rows appended to a file before the answer, folded into SQLite later (ledger.journal):
         # for an SQLite ledger without fsync (with one, the fsync is the cost), no interval
         self.journal: Journal | None = None
@@ -127,6 +136,16 @@ class Ledger:
         self._key_prefix = os.urandom(8).hex()
         self._key_seq = itertools.count()
 
+    def _open_spill(self, spill_dir: Path | None) -> None:
+        """Where a stop during an outage leaves rows (gateway.ledger.spill): the data directory,
+        an SQLite ledger's own by default. What an earlier stop left there is written first."""
+        path = getattr(self.backend, "path", None)
+        self.spill_dir = spill_dir if spill_dir is not None else (path and Path(path).parent)
+        self.replayed = replay(self.backend, self.spill_dir, self.backend.describe())
+        self._spill: SpillFile | None = None
+        self._stopping = False  # release() was called: failed rows spill, not wait
+        self._spills = 0  # times the queue went to the spill file (the writer's batch is stale)
+
     @classmethod
     def from_settings(cls, settings, data_dir: Path) -> "Ledger":
         """From a ``LedgerSettings`` (the ``[ledger]`` table)."""
@@ -140,6 +159,8 @@ class Ledger:
             journal=settings.journal,
             fold_interval_s=settings.journal_fold_ms / 1000.0,
             retain_days=settings.retain_days,
+            spill_dir=Path(data_dir),
+            shutdown_timeout_s=settings.shutdown_timeout_s,
         )
 
     # lifecycle -------------------------------------------------------------------------------
@@ -153,8 +174,17 @@ class Ledger:
         if self.pruner is not None:
             self.pruner.start()
 
-    async def close(self, timeout_s: float = 30.0) -> None:
-        """Write what is queued (retrying for up to ``timeout_s``), then stop the writer."""
+    def release(self) -> int:
+        """The stop has begun: from now on rows the database does not take go to a spill file
+        (their requests are answered) rather than wait for it. Returns the rows spilled now."""
+        self._stopping = True
+        return self._spill_queue() if self.failing() is not None else 0
+
+    async def close(self, timeout_s: float | None = None) -> None:
+        """Write what is queued (retrying for up to ``timeout_s``, default
+        ``shutdown_timeout_s``), spill what is still left, then stop the writer."""
+        if timeout_s is None:
+            timeout_s = self.shutdown_timeout_s
         if self.pruner is not None:  # (mid-pass: it stops after its batch)
             await asyncio.to_thread(self.pruner.close)
         if self.journal is not None:
@@ -166,12 +196,45 @@ class Ledger:
             self._cond.notify_all()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, timeout_s)
-            if self._thread.is_alive():
+            stuck = self._thread.is_alive()
+            if stuck and self._spill_queue() == 0 and self.queued:
                 log.error(
                     "ledger: %d rows still unwritten at shutdown (%s)", self.queued, self.last_error
                 )
             self._thread = None
+            if stuck:  # its write may still be inside the backend: leave it to the exit
+                return
+        if self._spill is not None:
+            self._spill.close()
         self.backend.close()
+
+    def _spill_queue(self) -> int:
+        """Move the queued rows into the spill file and answer their requests (0: nothing
+        queued, no spill directory, or the file cannot be written: they stay queued)."""
+        if self.spill_dir is None:
+            return 0
+        with self._cond:
+            batch, self._queue = self._queue, []
+            self._spills += 1
+        if not batch:
+            return 0
+        try:
+            if self._spill is None:
+                self._spill = SpillFile(self.spill_dir, self.backend.describe())
+            self._spill.append([row for row, _ in batch])
+        except OSError as exc:
+            with self._cond:
+                self._queue[:0] = batch
+            log.error("ledger: %d rows could not be spilled either: %s", len(batch), exc)
+            return 0
+        log.warning(
+            "ledger: the database takes no rows (%s); %d rows kept in %s for the next start",
+            self.last_error,
+            len(batch),
+            self._spill.path,
+        )
+        _wake([future for _, future in batch if future is not None])
+        return len(batch)
 
     @property
     def queued(self) -> int:
@@ -207,6 +270,12 @@ class Ledger:
                 return
             except OSError as exc:  # (disk full ...): the writer thread keeps it and retries
                 self._journal_failed(exc)
+        if self._spill is not None:  # stopping in an outage (release): no wait for the database
+            try:
+                self._spill.append([values])
+                return
+            except OSError as exc:
+                log.error("ledger: a row could not be spilled: %s", exc)
         loop = asyncio.get_running_loop()
         interval_s = self.commit_interval_s
         future = None if interval_s else loop.create_future()
@@ -282,6 +351,7 @@ class Ledger:
                 if not self._queue and not checkpoint:
                     return  # closing, nothing left
                 batch = self._queue[: self.max_batch_rows]
+                spills = self._spills
             if checkpoint:
                 self._checkpoint()
             if not batch:
@@ -302,12 +372,15 @@ class Ledger:
                 with self._cond:
                     self._cond.wait(delay_s)
                 delay_s = min(self.retry_max_s, delay_s * 2)
+                if self._stopping:  # (release): the rows wait in the spill file, not here
+                    self._spill_queue()
                 continue
             finally:
                 self._writing_since = None
             delay_s = self.retry_initial_s
             with self._cond:
-                del self._queue[: len(batch)]
+                if spills == self._spills:  # (else the batch went to the spill file meanwhile)
+                    del self._queue[: len(batch)]
                 self._failing = False
             self.commits += 1
             self.rows_written += len(batch)

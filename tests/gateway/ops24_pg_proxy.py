@@ -33,7 +33,8 @@ class CommitDropProxy:
             self._armed = True
 
     def close(self) -> None:
-        self.listener.close()
+        """Cut the database off: connections end, and new ones are refused."""
+        _close(self.listener)  # (shutdown first: a close alone leaves a blocked accept() open)
         with self._lock:
             for sock in self._sockets:
                 _close(sock)
