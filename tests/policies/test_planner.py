@@ -3,6 +3,7 @@ finds, for the fastest plan under memory limits and the cheapest plan meeting an
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
@@ -129,21 +130,30 @@ def _fits(plan, limits):
     )
 
 
+@functools.cache
+def _brute_force(seed: int) -> tuple:
+    """Every plan of ``_instance(seed)`` with its prediction, computed once per seed for the
+    tests below (about 4 s a seed; predict is a function of the plan). The planner under test
+    still gets a fresh ``_instance(seed)``, its model's caches cold."""
+    model, cands, end = _instance(seed)
+    return tuple((p, model.predict(p)) for p in all_plans(cands, end))
+
+
 LIMITS = [Limits(10**12, 10**12), Limits(400 * MB, 600 * MB), Limits(250 * MB, 500 * MB)]
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_latency_optimal_matches_brute_force(seed):
-    model, cands, end = _instance(seed)
-    plans = all_plans(cands, end)
-    assert len(plans) > 20  # a search space worth searching
+    model, cands, _ = _instance(seed)
+    preds = _brute_force(seed)
+    assert len(preds) > 20  # a search space worth searching
     for limits in LIMITS:
-        feasible = [p for p in plans if _fits(p, limits)]
+        feasible = [pr for p, pr in preds if _fits(p, limits)]
         if not feasible:
             with pytest.raises(PlanningError):
                 latency_optimal(model, cands, limits)
             continue
-        best = min(model.predict(p).mean_ms for p in feasible)
+        best = min(pr.mean_ms for pr in feasible)
         got = latency_optimal(model, cands, limits)
         assert _fits(list(got.stages), limits)
         assert got.prediction.mean_ms == pytest.approx(best, rel=1e-9)  # what it minimises
@@ -161,8 +171,8 @@ def test_cheapest_meeting_slo_matches_brute_force(seed, beam_width, monkeypatch)
 def _check_cheapest_against_brute_force(seed: int, limit_sets) -> None:
     """At a low, middle and the highest plan p99 as SLO: the cheapest plan meeting it within
     each of ``limit_sets``, as every plan enumerated says (or PlanningError where none does)."""
-    model, cands, end = _instance(seed)
-    preds = [(p, model.predict(p)) for p in all_plans(cands, end)]
+    model, cands, _ = _instance(seed)
+    preds = _brute_force(seed)
     p99s = sorted(pr.p99_ms for _, pr in preds)
     for limits in limit_sets:
         for slo in (p99s[len(p99s) // 10], p99s[len(p99s) // 2], p99s[-1]):
@@ -178,8 +188,8 @@ def _check_cheapest_against_brute_force(seed: int, limit_sets) -> None:
 
 
 def test_percentile_of_the_slo_matters():
-    model, cands, end = _instance(3)
-    preds = [model.predict(p) for p in all_plans(cands, end)]
+    model, cands, _ = _instance(3)
+    preds = [pr for _, pr in _brute_force(3)]
     slo = sorted(pr.p99_ms for pr in preds)[len(preds) // 3]
     at_p50 = cheapest_meeting_slo(model, cands, LIMITS[0], slo, 0.5)
     at_p99 = cheapest_meeting_slo(model, cands, LIMITS[0], slo, 0.99)
@@ -195,8 +205,8 @@ def test_the_brute_force_cases_have_binding_memory_limits():
     plan without limits does not fit the limits, so the limits change the answer."""
     binding = 0
     for seed in range(6):
-        model, cands, end = _instance(seed)
-        p99s = sorted(model.predict(p).p99_ms for p in all_plans(cands, end))
+        model, cands, _ = _instance(seed)
+        p99s = sorted(pr.p99_ms for _, pr in _brute_force(seed))
         free = cheapest_meeting_slo(model, cands, LIMITS[0], p99s[len(p99s) // 2], 0.99)
         binding += sum(not _fits(list(free.stages), limits) for limits in LIMITS[1:])
     assert binding >= 3

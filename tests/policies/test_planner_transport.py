@@ -4,6 +4,8 @@ stage from the transfer fits and prices, exactly (checked against brute force)."
 from __future__ import annotations
 
 import dataclasses
+import functools
+
 import pytest
 
 from policies.perf import Candidate, Deployment, NodeWork, PerfModel
@@ -78,14 +80,21 @@ def _with_node_times(model, base):
 BRUTE_POSITIONS = 5
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_latency_optimal_per_stage_matches_brute_force(seed):
+@functools.cache
+def _brute_force(seed: int) -> tuple:
+    """Every plan of ``_per_stage(seed)`` with every transport, with its prediction: computed
+    once per seed for the two brute-force tests (the planner gets its own fresh model)."""
     model, cands, end, base = _per_stage(seed, positions=BRUTE_POSITIONS)
     model = _with_node_times(model, base)
-    plans = _expanded_plans(model, cands, end)
+    return tuple((p, model.predict(p)) for p in _expanded_plans(model, cands, end))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_latency_optimal_per_stage_matches_brute_force(seed):
+    model, cands, _, base = _per_stage(seed, positions=BRUTE_POSITIONS)
+    model = _with_node_times(model, base)
     limits = LIMITS[1]
-    feasible = [p for p in plans if _fits(p, limits)]
-    best = min(model.predict(p).mean_ms for p in feasible)
+    best = min(pr.mean_ms for p, pr in _brute_force(seed) if _fits(p, limits))
     got = latency_optimal(model, cands, limits)
     assert got.prediction.mean_ms == pytest.approx(best, rel=1e-9)  # what it minimises
     assert all(c.transport for c in got.stages if c.split != "serial")
@@ -93,9 +102,9 @@ def test_latency_optimal_per_stage_matches_brute_force(seed):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_cheapest_per_stage_matches_brute_force(seed):
-    model, cands, end, base = _per_stage(seed, positions=BRUTE_POSITIONS)
+    model, cands, _, base = _per_stage(seed, positions=BRUTE_POSITIONS)
     model = _with_node_times(model, base)
-    preds = [(p, model.predict(p)) for p in _expanded_plans(model, cands, end)]
+    preds = _brute_force(seed)
     slo = sorted(pr.p99_ms for _, pr in preds)[len(preds) // 2]
     limits = Limits(10**12, 10**12)
     ok = [pr.cost_usd for p, pr in preds if pr.p99_ms <= slo]
