@@ -26,7 +26,16 @@ FIELDS = (
 )
 
 
+def _shown(name: str) -> str:
+    """A name as the terminal table shows it: control characters (a tab, a line end, an
+    escape sequence that would recolour or clear the operator's terminal) written as escapes."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in name)
+
+
 def _line(name: str, u: Usage) -> list[str]:
+    name = _shown(name)
     att = "-" if u.slo_attainment is None else f"{u.slo_attainment * 100:.2f}"
     p99 = "-" if u.p99_ms is None else f"{u.p99_ms:.1f}"
     return (

@@ -69,6 +69,9 @@ def run(args) -> int:
         raise CliError("--slo-ms must be a finite number > 0")
     if args.vm_bill_usd is not None and not 0 <= args.vm_bill_usd < float("inf"):
         raise CliError("--vm-bill-usd must be a finite number >= 0")
+    for flag, value in (("--since", args.since), ("--until", args.until)):
+        if value is not None and not value.strip():  # ("$START" unset: not the whole ledger)
+            raise CliError(f"{flag} is empty: give a time (ISO 8601 or epoch seconds) or omit it")
     check_writable(args.out, "--out")
     try:
         filt = make_filter(args.tenant, args.since, args.until, args.by)
