@@ -26,6 +26,7 @@ from .burst_path import PATH_REJECT, burst, late
 from .result import Timeline
 from .shared_lane import Lane
 from .shared_vm import SharedVmPool
+from .snap import frozen
 
 
 @dataclass
@@ -77,10 +78,16 @@ class SharedSimulation:
         vm = self.vm
         waiting = sum(r.queued() for r in vm.booting)
         boot_left = round(max(vm.booting[0].ready_s - now_s, 0.0), 1) if vm.booting else 0.0
-        return VmState(
+        outstanding = sum(per) + waiting + sum(r.outstanding(now_s) for r in vm.draining)
+        key = (per, len(vm.booting), outstanding, boot_left, len(vm.draining))
+        made = self._parts.get(key)  # (frozen: equal states of a tick share one object)
+        if made is not None:
+            return made
+        made = self._parts[key] = frozen(
+            VmState,
             ready_replicas=len(per),
             booting_replicas=len(vm.booting),
-            outstanding=sum(per) + waiting + sum(r.outstanding(now_s) for r in vm.draining),
+            outstanding=outstanding,
             max_batch_size=self.max_batch,
             desired_replicas=self.desired,
             outstanding_per_replica=per,
@@ -89,6 +96,7 @@ class SharedSimulation:
             max_queue_delay_ms=self.queue_delay_ms,
             draining_replicas=len(vm.draining),
         )
+        return made
 
     def _burst_state(self, lanes) -> BurstState:
         from policies.routing.slo_aware import burst_instances
@@ -96,7 +104,8 @@ class SharedSimulation:
         p = lanes[0].p
         k = [burst_instances(lane.p.burst_workers) for lane in lanes]
         fns = [lane.fn for lane in lanes]
-        return BurstState(
+        return frozen(
+            BurstState,
             in_flight=sum(len(f.request_ends) for f in fns),
             warm_instances=sum(f.warm_groups() * kk for f, kk in zip(fns, k, strict=True)),
             free_concurrency=sum(
@@ -113,7 +122,8 @@ class SharedSimulation:
         burst_state = self._parts.get(key)  # (equal within a tick: one object, shared)
         if burst_state is None:
             burst_state = self._parts[key] = self._burst_state(lanes)
-        return LiveState(
+        return frozen(
+            LiveState,
             now_s=tick_s,
             vm=self._vm_state(now_s, per),
             burst_enabled=True,
@@ -189,12 +199,16 @@ class SharedSimulation:
         route, tick_s = self.s.routing.route, self.s.tick_s
         rand = np.random.default_rng(self.s.seed + 2).random(1 << 16).tolist()
         ri, tick_at, next_tick = 0, 0.0, 0.0
-        ready, booting = vm.ready, vm.booting
+        # (the pool's lists and the route cache are mutated in place, never replaced)
+        ready, booting, draining, cache = vm.ready, vm.booting, vm.draining, self._cache
+        counts = self._tick_counts
         VM, BURST = Route.VM, Route.BURST
         for i, t in enumerate(arr):
-            while t >= next_tick:
-                self._tick(next_tick)
-                tick_at, next_tick = next_tick, next_tick + tick_s
+            if t >= next_tick:
+                while t >= next_tick:
+                    self._tick(next_tick)
+                    tick_at, next_tick = next_tick, next_tick + tick_s
+                counts = self._tick_counts
             if booting and booting[0].ready_s <= t:
                 vm.promote(t)
                 vm.next_event_s = t
@@ -207,12 +221,22 @@ class SharedSimulation:
             ten = tenant_of[i]
             outs = [r.outstanding(t) for r in ready]
             per = tuple(sorted(outs))
-            key = (lane.m, ten, per, self._slow_key(t), lane.burst_key())
-            decision = self._cache.get(key)
+            slow = self._slow_key(t) if booting or draining else None
+            key = (
+                lane.m,
+                ten,
+                per,
+                slow,
+                len(fn.busy),
+                len(fn.request_ends),
+                len(fn.idle),
+                fn.recent_cold,
+            )  # (lane.burst_key(), inlined: warm groups are busy + idle)
+            decision = cache.get(key)
             if decision is None:
                 state = self._state(t, tick_at, per, [lane])
-                decision = self._cache[key] = route(lane.requests[ten], state)
-            counts, where = self._tick_counts, decision.route
+                decision = cache[key] = route(lane.requests[ten], state)
+            where = decision.route
             if where is VM:
                 n = len(ready)
                 if n > 1:  # power of two choices on outstanding rows, two distinct replicas
@@ -237,8 +261,6 @@ class SharedSimulation:
 
     def _slow_key(self, t: float) -> tuple:
         vm = self.vm
-        if not vm.booting and not vm.draining:
-            return (0, 0, 0.0, 0)
         waiting = sum(r.queued() for r in vm.booting)
         waiting += sum(r.outstanding(t) for r in vm.draining)
         left = round(max(vm.booting[0].ready_s - t, 0.0), 1) if vm.booting else 0.0

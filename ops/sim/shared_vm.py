@@ -51,8 +51,12 @@ class SharedReplica:
 
     def outstanding(self, now_s: float) -> int:
         n = 0
-        for q, k, a in zip(self.queues, self.in_service, self.answered_s):
-            n += len(q) + (k if a > now_s else 0)
+        for q in self.queues:
+            n += len(q)
+        if self.idle_s > now_s:  # (else every batch was answered)
+            for k, a in zip(self.in_service, self.answered_s):
+                if a > now_s:
+                    n += k
         return n
 
     def queued(self) -> int:
@@ -164,21 +168,17 @@ class SharedVmPool:
                 self.stopped.append(r)
         self.next_event_s = nxt
 
-    def _start(self, r: SharedReplica, m: int) -> float:
-        """When model ``m``'s next batch on ``r`` can start (its queue is not empty)."""
-        start = self.arr[r.queues[m][0]]
-        if r.free_s[m] > start:
-            start = r.free_s[m]
-        if self.computes[m] and r.cores_free_s > start:
-            start = r.cores_free_s
-        return start
-
     def _next(self, r: SharedReplica) -> tuple[float, int]:
         """(start, model) of the batch ``r`` runs next: the earliest start, then the oldest."""
         best, best_m, head = INF, -1, INF
-        for m, q in enumerate(r.queues):
+        arr, free, cores, computes = self.arr, r.free_s, r.cores_free_s, self.computes
+        for m, q in enumerate(r.queues):  # (``_start`` inlined: it runs once per batch)
             if q:
-                s, h = self._start(r, m), self.arr[q[0]]
+                s = h = arr[q[0]]
+                if free[m] > s:
+                    s = free[m]
+                if computes[m] and cores > s:
+                    s = cores
                 if s < best or (s == best and h < head):
                     best, best_m, head = s, m, h
         return best, best_m
