@@ -117,19 +117,37 @@ def _unsupported(extension: str):
     return call
 
 
+def _first_message(call, servicer: InferenceServicer):
+    """ModelInfer's handler as a client-streaming one (the same bytes on the wire as a unary
+    call). gRPC's core refuses a message past ``max_receive_message_length`` with
+    RESOURCE_EXHAUSTED before any of our code runs: a unary handler is never called, so the
+    refusal went uncounted and unlogged. This one is called, finds no message, and counts and
+    logs the call as HTTP's 413 (the core has answered it already)."""
+
+    async def first(requests, context):
+        async for request in requests:
+            return await call(request, context)
+        servicer.too_large(cancelled=context.cancelled())
+        return pb.ModelInferResponse()  # (never sent)
+
+    return first
+
+
 def _handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            _guarded(
-                getattr(servicer, name),
-                servicer,
-                servicer.malformed if name == "ModelInfer" else None,
-            ),
+            _guarded(getattr(servicer, name), servicer),
             request_deserializer=_lenient(req),
             response_serializer=resp.SerializeToString,
         )
         for name, (req, resp) in _METHODS.items()
+        if name != "ModelInfer"
     }
+    handlers["ModelInfer"] = grpc.stream_unary_rpc_method_handler(
+        _first_message(_guarded(servicer.ModelInfer, servicer, servicer.malformed), servicer),
+        request_deserializer=_lenient(pb.ModelInferRequest),
+        response_serializer=pb.ModelInferResponse.SerializeToString,
+    )
     for name, extension in _UNSUPPORTED.items():
         handlers[name] = grpc.unary_unary_rpc_method_handler(
             _unsupported(extension), request_deserializer=bytes, response_serializer=bytes

@@ -78,11 +78,10 @@ class InferenceServicer:
         )
 
     async def ModelReady(self, request, context) -> pb.ModelReadyResponse:
-        # as Triton and the HTTP endpoint: an unknown model or version is not ready (no error)
-        try:
-            self._model(request)
-        except (TidegateError, CodecError):
-            return pb.ModelReadyResponse(ready=False)
+        # An unknown (or unloaded) model or version is NOT_FOUND, as Triton's ModelReady answers
+        # (its GetModel's error: tritonclient.grpc's is_model_ready raises) and as HTTP's 404.
+        # A gateway not ready yet answers ready=false, where Triton says UNAVAILABLE (docs/grpc.md)
+        await _guard(context, self._model, request)
         return pb.ModelReadyResponse(ready=self.gateway.ready())
 
     async def ModelMetadata(self, request, context) -> pb.ModelMetadataResponse:
@@ -222,6 +221,14 @@ class InferenceServicer:
         """A message that is not a ModelInferRequest: its line and count, a 400 (as HTTP's
         malformed JSON)."""
         self._logged("", {"t0": time.perf_counter(), "method": method}, 400)
+
+    def too_large(self, cancelled: bool = False) -> None:
+        """A ModelInfer call whose message never reached us: gRPC's core refused it past the
+        size limit (RESOURCE_EXHAUSTED), counted and logged as HTTP's 413; or the client
+        cancelled it before sending one (499)."""
+        self._logged(
+            "", {"t0": time.perf_counter(), "method": "ModelInfer"}, 499 if cancelled else 413
+        )
 
     def _logged(self, model: str, seen: dict, status: int) -> None:
         """The call's access-log line, and its counts as an HTTP infer's: a refusal before
