@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
+from tritonclient.utils import InferenceServerException
 
 from gateway.app import create_app
 from gateway.grpc import inference_pb2 as pb
@@ -133,7 +134,11 @@ def test_tritonclient_unload_with_dependents_then_load(gateway, protocol):
         admin = {"authorization": f"Bearer {ADMIN}"}
     try:
         client.unload_model("mlp", headers=admin, unload_dependents=True)
-        assert not client.is_model_ready("mlp")
+        if protocol == "http":
+            assert not client.is_model_ready("mlp")
+        else:  # (as Triton's ModelReady: a model not served is NOT_FOUND)
+            with pytest.raises(InferenceServerException):
+                client.is_model_ready("mlp")
         client.load_model("mlp", headers=admin)
         assert client.is_model_ready("mlp")
     finally:

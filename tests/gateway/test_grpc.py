@@ -205,10 +205,12 @@ def test_an_output_asked_twice_is_invalid_argument_as_over_http(gateway):
     assert "'output' appears twice" in err.value.message()
 
 
-def test_model_ready_is_false_for_an_unknown_model_or_version(gateway):
-    c = client(gateway[0])  # as Triton answers, and as tritonclient.http's is_model_ready
-    assert c.is_model_ready("nope") is False
-    assert c.is_model_ready("mlp", "9") is False
+def test_model_ready_is_not_found_for_an_unknown_model_or_version(gateway):
+    c = client(gateway[0])  # as Triton's ModelReady answers (tests/gateway/test_proto24_ready.py)
+    for model, version in (("nope", ""), ("mlp", "9")):
+        with pytest.raises(InferenceServerException) as err:
+            c.is_model_ready(model, version)
+        assert err.value.status() == "StatusCode.NOT_FOUND"
     assert c.is_model_ready("mlp") is True
     extensions = c.get_server_metadata().extensions
     assert {"model_repository", "statistics"} <= set(extensions)
@@ -321,7 +323,7 @@ def test_repository_index_load_unload_over_grpc(small_repo, tmp_path):
             index = c.get_model_repository_index(headers=admin).models
             assert {(m.name, m.state) for m in index} == {("mlp", "READY"), ("resnet18", "READY")}
             c.unload_model("mlp", headers=admin)
-            assert c.is_model_ready("mlp") is False
+            assert not_found(lambda: c.is_model_ready("mlp"))  # (as Triton: not served now)
             index = c.get_model_repository_index(headers=admin, as_json=True)["models"]
             assert {m["name"]: m["state"] for m in index}["mlp"] == "UNAVAILABLE"
             x = np.zeros((1, 784), np.float32)
@@ -333,7 +335,7 @@ def test_repository_index_load_unload_over_grpc(small_repo, tmp_path):
             with pytest.raises(InferenceServerException) as err:
                 c.load_model("mlp", headers=admin, config='{"max_batch_size": 2}')
             assert err.value.status() == "StatusCode.INVALID_ARGUMENT"
-            assert c.is_model_ready("mlp") is False  # (not loaded with another config)
+            assert not_found(lambda: c.is_model_ready("mlp"))  # (not loaded with another config)
             c.load_model("mlp", headers=admin)
             assert c.is_model_ready("mlp")
             assert c.infer("mlp", [inp]).as_numpy("output").shape == (1, 10)
@@ -367,3 +369,12 @@ def test_stream_requests_run_at_once_and_are_answered_in_order():
         return [a async for a in answer_in_order(requests(), answer)]
 
     assert asyncio.run(asyncio.wait_for(run(), 60)) == ["answer 0", "answer 1", "answer 2"]
+
+
+def not_found(call) -> bool:
+    """Whether ``call`` raised tritonclient's NOT_FOUND."""
+    try:
+        call()
+    except InferenceServerException as exc:
+        return exc.status() == "StatusCode.NOT_FOUND"
+    return False
