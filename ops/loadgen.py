@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import aiohttp
 
@@ -212,7 +213,7 @@ async def _targets(session, base: str, per_request: list[str], tenants, keys) ->
                     f"GET {base}/v2/models/{name}: no input tensors loadgen can make from its "
                     f"metadata ({type(exc).__name__}: {exc}); numeric inputs with shapes only"
                 ) from None
-            targets[name] = (f"{base}/v2/models/{name}/infer", body, header_len)
+            targets[name] = (f"{base}/v2/models/{_segment(name)}/infer", body, header_len)
     return targets
 
 
@@ -238,7 +239,8 @@ async def _model_metadata(
     session: aiohttp.ClientSession, base: str, model: str, key: str | None
 ) -> dict:
     try:
-        async with session.get(f"{base}/v2/models/{model}", headers=_auth(key)) as resp:
+        url = f"{base}/v2/models/{_segment(model)}"
+        async with session.get(url, headers=_auth(key)) as resp:
             if resp.status == 404 and "model" in (text := await resp.text()):
                 raise LookupError(f"the gateway does not serve model {model!r} ({text[:200]})")
             if resp.status != 200:
@@ -256,6 +258,11 @@ async def _model_metadata(
         raise RuntimeError(
             f"nothing answered at {base} ({_failure(exc)}): is the gateway running there?"
         ) from None
+
+
+def _segment(model: str) -> str:
+    """A model name as one path segment ('mlp?x' reached mlp, its POSTs /v2/models/mlp)."""
+    return quote(model, safe="")
 
 
 def _failure(exc: BaseException) -> str:
