@@ -42,7 +42,10 @@ def validate_inputs(req: InferRequest, cfg: ModelConfig) -> None:
             )
         if spec.shape and spec.shape[0] == -1:
             if shape[0] < 1:
-                raise CodecError(f"input {spec.name!r}: batch size must be at least 1")
+                raise CodecError(  # (why not served: docs/grpc.md, "Empty batches")
+                    f"input {spec.name!r}: batch size must be at least 1 (an empty batch is "
+                    f"refused, not run: send at least one row)"
+                )
             if shape[0] > cfg.max_batch_size:
                 raise CodecError(
                     f"input {spec.name!r}: batch size {shape[0]} exceeds "

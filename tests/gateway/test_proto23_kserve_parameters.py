@@ -19,7 +19,8 @@ from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 X = np.ones((2, 784), np.float32)
-TAKEN = {"priority": 2, "timeout": 5000, "custom": "v", "n": 1.5, "flag": True}
+# (timeout: 60 s in us; a short one may expire in the queue, tests/gateway/test_proto24_timeout)
+TAKEN = {"priority": 2, "timeout": 60_000_000, "custom": "v", "n": 1.5, "flag": True}
 
 def request(params, binary=True):
     inp = InferInput("input", [2, 784], "FP32")

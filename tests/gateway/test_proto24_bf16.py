@@ -6,8 +6,10 @@ the gateway refused BF16 with a 400."""
 
 from __future__ import annotations
 
+import httpx
 import ml_dtypes
 import numpy as np
+import orjson
 import pytest
 import torch
 import tritonclient.grpc as tgrpc
@@ -140,8 +142,6 @@ def test_tritonclient_grpc_bf16_in_and_out(served):
 def test_bf16_in_json_is_read_as_numbers(served):
     """tritonclient sends BF16 in binary only, but a JSON body is served as for FP16: each
     value rounded to the nearest BF16."""
-    import httpx
-
     host, _ = served
     values = [1.5, -2.0, 0.1, 3.140625, -0.0, 1e-40, 65504.0, 7.0, 1.0]
     body = {"inputs": [{"name": "input", "datatype": "BF16", "shape": [1, 9], "data": values}]}
@@ -152,3 +152,77 @@ def test_bf16_in_json_is_read_as_numbers(served):
     got = resp.json()["outputs"][0]
     assert got["datatype"] == "FP32"
     assert_bit_exact(np.array(got["data"], np.float32).reshape(wide.shape), wide)
+
+
+# -- hostile BF16 -----------------------------------------------------------------------------
+
+
+def post_json(host: str, model: str, entry: dict) -> httpx.Response:
+    body = {"inputs": [{"name": "input", "shape": [1, 9], **entry}]}
+    return httpx.post(f"http://{host}/v2/models/{model}/infer", json=body, timeout=60)
+
+
+def post_binary(host: str, model: str, datatype: str, size: int, raw: bytes) -> httpx.Response:
+    header = {
+        "inputs": [
+            {
+                "name": "input",
+                "datatype": datatype,
+                "shape": [1, 9],
+                "parameters": {"binary_data_size": size},
+            }
+        ]
+    }
+    head = orjson.dumps(header)
+    return httpx.post(
+        f"http://{host}/v2/models/{model}/infer",
+        content=head + raw,
+        headers={"Inference-Header-Content-Length": str(len(head))},
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda h: post_binary(h, "takes", "BF16", 17, b"\0" * 17), "needs 18"),  # odd
+        (lambda h: post_binary(h, "takes", "BF16", 18, b"\0" * 17), "past the end"),
+        (lambda h: post_binary(h, "takes", "BF16", 18, b"\0" * 19), "no tensor claims"),
+        (lambda h: post_binary(h, "takes", "FP16", 18, b"\0" * 18), "expects BF16"),
+        (lambda h: post_binary(h, "gives", "BF16", 18, b"\0" * 18), "no input 'input'"),
+        (lambda h: post_json(h, "takes", {"datatype": "BF16", "data": [1e39] * 9}), "range"),
+        (lambda h: post_json(h, "takes", {"datatype": "BF16", "data": ["1"] * 9}), "text"),
+        (lambda h: post_json(h, "takes", {"datatype": "bf16", "data": [1.0] * 9}), "unknown"),
+        (lambda h: post_json(h, "takes", {"datatype": "FP32", "data": [1.0] * 9}), "BF16"),
+    ],
+)
+def test_malformed_bf16_is_a_clear_400_and_the_model_still_serves(served, call, message):
+    host, _ = served
+    resp = call(host)
+    assert resp.status_code == 400 and message in resp.json()["error"], resp.text
+    x = bf16_sample(1, 9)
+    inp = thttp.InferInput("input", list(x.shape), "BF16")
+    inp.set_data_from_numpy(x)
+    got = thttp.InferenceServerClient(host).infer("takes", [inp]).as_numpy("same")
+    assert_bit_exact(got, torch_takes(x)[1])
+
+
+def test_grpc_bf16_with_an_odd_byte_count_is_invalid_argument(served):
+    import grpc
+
+    from gateway.grpc import inference_pb2 as pb
+    from gateway.grpc.servicer import SERVICE
+
+    _, target = served
+    tensor = pb.ModelInferRequest.InferInputTensor(name="input", datatype="BF16", shape=[1, 9])
+    msg = pb.ModelInferRequest(model_name="takes", inputs=[tensor], raw_input_contents=[b"\0" * 17])
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(
+            f"/{SERVICE}/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            call(msg, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "raw contents hold 17 bytes but shape [1, 9] of BF16 needs 18" in err.value.details()
