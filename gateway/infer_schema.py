@@ -61,7 +61,8 @@ class InferenceRequest(BaseModel):
         "Triton types them, else a 400: priority and timeout (microseconds) unsigned "
         "integers; sequence_id an unsigned integer or a string; sequence_start, sequence_end "
         "and binary_data_output booleans. Other parameters: a string, a number or a boolean; "
-        "keys starting with triton_ are reserved.",
+        "keys starting with triton_ are reserved. timeout is acted on (VM path): a request "
+        "still queued for its model past it is dropped unrun, 503 'Request timeout expired'.",
     )
     inputs: list[RequestInput]
     outputs: list[RequestOutput] | None = None
@@ -100,7 +101,10 @@ _ERRORS = {
     "422": {"description": "Idempotency-Key sent again with another request", **_ERR},
     "429": {"description": "Rate limit, quota or budget (Retry-After)", **_ERR},
     "500": {"description": "Internal error", **_ERR},
-    "503": {"description": "No capacity now (Retry-After)", **_ERR},
+    "503": {
+        "description": "No capacity now, or queued past the request's timeout (Retry-After)",
+        **_ERR,
+    },
     "504": {"description": "No answer within the timeout", **_ERR},
 }
 _OPENAPI = {
