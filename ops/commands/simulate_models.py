@@ -1,8 +1,8 @@
-"""`tidegate simulate` on a trace of several models without `--model`: each model on its own
-fleet with its own profile figures (what one gateway per model would cost; a gateway serving
-several models runs one fleet of replicas holding them all, which is not simulated), each
-policy's runs summed into one result of the usual shape, with each model's own summary
-under ``models``. Before, such a trace was refused ("choose one with --model")."""
+"""`tidegate simulate --fleet per-model` on a trace of several models without `--model`: each
+model on its own fleet with its own profile figures (what one gateway per model would cost; a
+gateway serving several models runs one fleet of replicas holding them all: `--fleet shared`,
+the default, ``simulate_fleet.py``), each policy's runs summed into one result of the usual
+shape, with each model's own summary under ``models`` (``merge`` also builds the shared run's)."""
 
 from __future__ import annotations
 
