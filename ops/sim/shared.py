@@ -63,6 +63,8 @@ class SharedSimulation:
             ps, self.arr, self.lat, self.tenant_of, self.model_of, len(trace.tenants), rng
         )
         self.lanes = [Lane(m, self, p, setup) for m, p in enumerate(ps)]
+        for lane in self.lanes:  # one function platform: one concurrency cap
+            lane.fn.peers = [other.fn for other in self.lanes]
         self.boot_s = max(p.vm_boot_s for p in ps)
         self.max_batch = max(p.vm_max_batch_size for p in ps)  # as the gateway's collector
         self.queue_delay_ms = min(p.vm_max_queue_delay_ms for p in ps)
@@ -108,14 +110,21 @@ class SharedSimulation:
             BurstState,
             in_flight=sum(len(f.request_ends) for f in fns),
             warm_instances=sum(f.warm_groups() * kk for f, kk in zip(fns, k, strict=True)),
-            free_concurrency=sum(
-                (f.cap_groups - len(f.busy)) * kk for f, kk in zip(fns, k, strict=True)
-            ),
+            free_concurrency=self._free_instances(lanes, k),
             recent_cold_starts=sum(f.recent_cold for f in fns),
             cold_start_ms=max(lane.p.cold_start_ms for lane in lanes),
             memory_mb=p.burst_memory_mb,
             default_workers=p.burst_workers,
         )
+
+    def _free_instances(self, lanes, k: list[int]) -> int:
+        """Instances that may still start: the platform's cap less every model's in use."""
+        if len(lanes) == 1:  # (routing asks for the request's model: its pool's view)
+            f = lanes[0].fn
+            return (f.cap_groups - len(f.busy)) * k[0]
+        fns = [lane.fn for lane in self.lanes]
+        cap = max(f.platform_slots for f in fns)
+        return max(cap - sum(len(f.busy) * f.slots for f in fns), 0)
 
     def _state(self, now_s: float, tick_s: float, per: tuple, lanes) -> LiveState:
         key = tuple(lane.m for lane in lanes), tuple(lane.burst_key() for lane in lanes)

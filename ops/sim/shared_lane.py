@@ -33,6 +33,32 @@ class _LaneVm:
         return self.pool.serving(now_s)
 
 
+class PlatformPool(FunctionPool):
+    """A model's function pool on the gateway's one function platform: its concurrency cap
+    (``fn_concurrency`` instances, one slot per plan worker) is the platform's, less the
+    instances the other models' requests hold (``peers``: every model's pool). A model holding
+    no instance may start one group even when the others hold every slot (the gateway's gate
+    would queue it for the next slot freed; this admits it at once, one group over the cap at
+    most per model). Instances are not lent between models (each keeps its own warm ones)."""
+
+    peers: list
+
+    @property  # type: ignore[override]
+    def cap_groups(self) -> int:
+        used = 0
+        for other in self.peers:
+            if other is not self:
+                used += len(other.busy) * other.slots
+        free = (self.platform_slots - used) // self.slots
+        return free if free > 0 or self.busy else 1
+
+    @cap_groups.setter
+    def cap_groups(self, _groups: int) -> None:  # (FunctionPool.__init__ sets it)
+        self.slots = max(self.k, self.p.burst_workers)
+        self.platform_slots = max(self.p.fn_concurrency, self.slots)
+        self.peers = [self]
+
+
 class Lane:
     def __init__(self, m: int, sim, profile, setup):
         self.m, self.p = m, profile
@@ -43,7 +69,7 @@ class Lane:
         self.own_arr = trace.arrivals_s[trace.model_idx == m].tolist()  # its rate windows
         self.vm = _LaneVm(sim.vm, profile.gateway_overhead_ms)
         n_tenants = len(trace.tenants)
-        self.fn = FunctionPool(
+        self.fn = PlatformPool(
             profile, setup.seed + 1 + 7919 * m, profile.burst_quantile_ms(setup.slo_percentile)
         )
         self.fn_billed_by_tenant = [0.0] * n_tenants

@@ -110,3 +110,21 @@ def test_a_trace_of_one_model_simulates_as_the_single_model_engine(preset):
     shared = simulate_shared(trace, preset, [profile]).summary
     for key in ("slo_attainment", "cost_usd", "vm_hours", "requests_burst", "cold_starts"):
         assert shared[key] == pytest.approx(one[key], rel=1e-12, abs=1e-12), key
+
+
+def test_the_models_functions_share_the_platforms_concurrency_cap():
+    """One function platform serves every model (the gateway's one gate): model a holding both
+    of 2 slots leaves model b one group (its first), and b's second request is throttled."""
+    from ops.sim.shared_lane import PlatformPool
+
+    profile = SimProfile(fn_concurrency=2, burst_workers=1, burst_instances=1)
+    a, b = PlatformPool(profile, 1), PlatformPool(profile.with_overrides(model="b"), 2)
+    a.peers = b.peers = [a, b]
+    assert a.cap_groups == b.cap_groups == 2
+    a.serve(0.0)
+    a.serve(0.0)
+    assert b.cap_groups == 1  # (none free: b may start one group, no more)
+    first = b.serve(0.0)
+    assert first is not None and b.throttled == 0
+    second = b.serve(0.0)
+    assert b.throttled == 1 and second[0] > first[0]  # it waited for b's group
