@@ -23,36 +23,83 @@ def _bulk(path: Path, mapping: TraceMapping) -> Trace | None:
         return None
     with open_text(path, newline="") as f:
         text = f.read()
-    text = text.replace("\r\n", "\n").rstrip("\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    text = text.rstrip("\n")
     if not text or any(c in text for c in '"\r \t') or "\n\n" in text:
         return None
-    first, _, body = text.partition("\n")
+    first = text[: text.find("\n") if "\n" in text else len(text)]
     head = first.split(",")
-    at, model_at, tenant_at = 0, 1, 2
+    at, model_at, tenant_at, begin = 0, 1, 2, 0
     if not is_number(head[0]):
         if header_format(head) != "csv":
             return None
         col = columns(path, head, HEADERS["csv"], ("tenant",))
         at, model_at, tenant_at = col["timestamp_s"], col["model"], col.get("tenant", -1)
-    else:
-        body = text
-    width = len(body.partition("\n")[0].split(","))
-    if not body or (is_number(head[0]) and width not in (2, 3)) or width <= max(at, model_at):
+        begin = len(first) + 1
+    line_end = text.find("\n", begin)
+    width = len(text[begin : line_end if line_end >= 0 else len(text)].split(","))
+    if begin >= len(text) or (is_number(head[0]) and width not in (2, 3)):
         return None
-    cells = body.replace("\n", ",").split(",")
-    lines = body.count("\n") + 1
-    if len(cells) != lines * width or not _even(body, width, lines):
-        return None  # (a ragged file: the line-by-line reader names the line)
-    try:
-        t = np.array(cells[at::width], dtype=np.float64)
-    except ValueError:
+    if width <= max(at, model_at):
         return None
-    models = _coded(cells[model_at::width], mapping.default_model)
-    tenants = _coded(
-        cells[tenant_at::width] if 0 <= tenant_at < width else [""] * lines,
-        mapping.default_tenant,
-    )
+    parts = _chunks(text, begin, width, (at, model_at, tenant_at), mapping)
+    if parts is None:
+        return None
+    t, models, tenants = parts
     return build_coded(path.name, t, models, tenants, rebase=False)
+
+
+CHUNK_CHARS = 8 << 20  # text split into cells at a time: 10 M lines whole held 30 M str (3.2 GB)
+
+
+def _chunks(text: str, begin: int, width: int, at: tuple[int, int, int], mapping: TraceMapping):
+    """(times, (models, codes), (tenants, codes)) of the lines from ``begin``, split a few MB
+    at a time; None where a chunk is ragged or a time is no number (the line reader says)."""
+    times_at, model_at, tenant_at = at
+    times: list[np.ndarray] = []
+    models = _Codes(mapping.default_model)
+    tenants = _Codes(mapping.default_tenant)
+    while begin < len(text):
+        end = text.find("\n", begin + CHUNK_CHARS)
+        end = len(text) if end < 0 else end
+        chunk = text[begin:end]
+        begin = end + 1
+        lines = chunk.count("\n") + 1
+        cells = chunk.replace("\n", ",").split(",")
+        if len(cells) != lines * width or not _even(chunk, width, lines):
+            return None  # (a ragged file: the line-by-line reader names the line)
+        try:
+            times.append(np.array(cells[times_at::width], dtype=np.float64))
+        except ValueError:
+            return None
+        models.add(cells[model_at::width])
+        tenants.add(cells[tenant_at::width] if 0 <= tenant_at < width else [""] * lines)
+    return np.concatenate(times), models.coded(), tenants.coded()
+
+
+class _Codes:
+    """Names coded as ints chunk by chunk; ``coded`` gives them in sorted order, as before."""
+
+    def __init__(self, default: str):
+        self.default = default
+        self.index: dict[str, int] = {}
+        self.parts: list[np.ndarray] = []
+
+    def add(self, names: list[str]) -> None:
+        index = self.index
+        for name in set(names) - index.keys():
+            index[name] = len(index)
+        self.parts.append(np.fromiter((index[n] for n in names), np.int32, len(names)))
+
+    def coded(self) -> tuple[tuple[str, ...], np.ndarray]:
+        """(sorted distinct names, each cell's index into them); an empty cell is the default."""
+        distinct = sorted({n or self.default for n in self.index})
+        where = {n: i for i, n in enumerate(distinct)}
+        remap = np.zeros(max(len(self.index), 1), np.int32)
+        for name, code in self.index.items():
+            remap[code] = where[name or self.default]
+        return tuple(distinct), remap[np.concatenate(self.parts)]
 
 
 def _even(body: str, width: int, lines: int) -> bool:
