@@ -8,7 +8,7 @@ at one client nothing can join, and the delay was pure latency. Such a lone requ
 model runs on the caller's thread (``INLINE_MAX_MS``), without the hand-offs.
 """
 
-# size: ~395 lines: one batcher whose queue (with its timeouts), gathering, inline path and run share
+# size: ~410 lines: one batcher whose queue (with its timeouts), gathering, inline path and run share
 # one lock
 
 from __future__ import annotations
@@ -255,7 +255,10 @@ class Batcher:
                 while self._queue and self._joins(rows, shapes):
                     item = self._queue.popleft()
                     self._queued_rows -= item.rows
-                    self._timed -= item.timeout_s > 0
+                    if item.timeout_s:
+                        self._timed -= 1
+                        if batch and self._expired(item):  # (ran out while the batch filled)
+                            continue
                     batch.append(item)
                     rows += item.rows
                 self._gathered = len(batch)
@@ -283,6 +286,14 @@ class Batcher:
             self._timed -= len(expired)
             _deliver(expired, [self._timed_out(p, now) for p in expired])
         return bool(self._queue)
+
+    def _expired(self, p: _Pending) -> bool:
+        """Whether ``p`` (off the queue) waited past its timeout; if so it is answered so."""
+        now = time.monotonic()
+        if now - p.enqueued_s <= p.timeout_s:
+            return False
+        _deliver([p], [self._timed_out(p, now)])
+        return True
 
     def _timed_out(self, p: _Pending, now: float) -> QueueTimeout:
         return QueueTimeout(
