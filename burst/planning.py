@@ -150,6 +150,7 @@ def perf_model(graph: Graph, request: PlanRequest, profile: Profile) -> PerfMode
         graph.model,
         graph.input_shapes[0] if graph.input_shapes else (),
         request.batch,
+        node_works(graph, 1) if request.batch != 1 else None,
     )
 
 

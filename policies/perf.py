@@ -70,10 +70,14 @@ class PerfModel:
         model: str = "",
         input_shape=(),
         batch: int = 1,
+        works_at_one: list[NodeWork] | None = None,
     ):
         self.profile, self.dep = profile, deployment
         times = profile.times_for(model, input_shape) if model else None
         self.calibration = times.calibration if times else Calibration()
+        # the nodes' work at batch 1, where the profile measured them (recurrent nodes scale
+        # from there as their fit does: see _node_times)
+        self._at_one = {w.name: w for w in works_at_one or ()}
         self.node_ms = self._node_times(works, times.node_ms if times else {}, batch)
         # convs run plain (their stage not packed): measured apart, else as packed (profiles
         # from before packing was a choice; their plans pack every stage)
@@ -97,6 +101,16 @@ class PerfModel:
             if measured is None:
                 ms = fit.ms(w.op, w.macs, w.act_bytes, w.weight_bytes, w.steps, w.reread_bytes)
                 out[w.name] = ms + w.wait_ms
+            elif w.steps and w.name in self._at_one and batch != 1:
+                # a recurrent node measured at batch 1: its weights once a call and its steps'
+                # re-reads do not grow with the batch; it scales as its fit does (scaled as
+                # below, a profiled 256-wide LSTM over 64 steps was priced 3x its batch-8 time)
+                one = self._at_one[w.name]
+                args = (one.op, one.macs, one.act_bytes, one.weight_bytes, one.steps)
+                at_one = fit.ms(*args, one.reread_bytes)
+                at_b = fit.ms(w.op, w.macs, w.act_bytes, w.weight_bytes, w.steps, w.reread_bytes)
+                scale = at_b / at_one if at_one > 0 else float(batch)
+                out[w.name] = measured * scale * self.calibration.compute
             else:  # measured at batch 1: the work part grows with the batch, dispatch does not
                 fixed = min(fit.fixed_ms(w.op, w.steps), measured)
                 ms = fixed + (measured - fixed) * batch
