@@ -58,3 +58,38 @@ def test_a_bad_line_in_a_later_chunk_is_named(tmp_path, monkeypatch, bad, says):
             read_trace(path, fmt="csv")
     else:  # a short line where a tenant column exists: read by position, its tenant default
         assert len(read_trace(path, fmt="csv")) == 400
+
+
+def test_the_azure_2021_reader_holds_a_few_bytes_per_invocation(tmp_path, monkeypatch):
+    """Its rows before the trace is built: one str per distinct function and a C double per
+    start (a key str and a float object per row were ~220 bytes: 10 M invocations, ~2 GB)."""
+    import tracemalloc
+
+    from ops import trace_formats
+
+    rng, n = random.Random(5), 20_000
+    funcs = [(f"{rng.getrandbits(256):064x}", f"{rng.getrandbits(256):064x}") for _ in range(9)]
+    path = tmp_path / "invocations.csv"
+    path.write_text(
+        "app,func,end_timestamp,duration\n"
+        + "".join(
+            f"{a},{f},{i * 0.05 + 1:.6f},0.25\n"
+            for i, (a, f) in enumerate(rng.choice(funcs) for _ in range(n))
+        )
+    )
+    held = []
+    build = trace_formats._mapped
+
+    def measured(*args):
+        held.append(tracemalloc.get_traced_memory()[0] - start)
+        return build(*args)
+
+    monkeypatch.setattr(trace_formats, "_mapped", measured)
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        trace = read_trace(path, fmt="azure2021")
+    finally:
+        tracemalloc.stop()
+    assert len(trace) == n and len(set(trace.model_idx.tolist())) >= 1
+    assert held[0] / n < 40, f"{held[0] / n:.0f} bytes per invocation"
