@@ -57,8 +57,9 @@ class Predictive(ScalerBase):
     when the load falls they go after ``min(scale_in_cooldown_s, boot)``; VMs booted for
     overloads wait the whole cooldown.
     ``regret_window_s`` > 0: once this scaler has paid over 1.5x what the cheapest fixed fleet
-    would have on the load seen over that window (``fleet_regret.py``), its VMs are that fleet
-    from then on, except for an overload longer than every one seen; 0 turns it off.
+    would have on the load seen over that window (``fleet_regret.py``; over 1.25x with late
+    functions, a scale-in stops at that fleet), its VMs are that fleet from then on, except
+    for an overload longer than every one seen; 0 turns it off.
     ``idle_release_s``: after this long without a request, the last VM goes (``silence.py``).
     """
 
@@ -185,9 +186,8 @@ class Predictive(ScalerBase):
                 full_per_replica, break_even_rate(self.prices, self._request_usd(state))
             )
             self._episodes.observe(now, rate, ready_per_s, full_per_replica)
-            # the base load (the median rate of the last two boot times) is no overload: its
-            # VMs are not gated, and are let go after one boot time, not the full cooldown
-            # (read only when it can change a decision: a median a tick costs ~1 s a day)
+            # the base load (the median rate of two boot times) is no overload: its VMs are not
+            # gated and go after one boot, not the cooldown (read only where it can matter)
             if want > current or self._base_high < current:
                 base_rate_now = median(self._recent_rates.values())
                 base_fleet = self.clamp(base_rate_now / capacity)
@@ -211,8 +211,7 @@ class Predictive(ScalerBase):
         # the upper band of the rate now or over the horizon, whichever is higher: a step
         # shows in the level before the damped trend carries it to the horizon
         upper = max(mean, self._level or 0.0) + self.warm_z * std
-        # what spills is what the ready VMs cannot take at full batches (target utilization
-        # is headroom for sizing the fleet, not a limit on what a replica serves)
+        # what spills is what the ready VMs cannot take at full batches (utilization sizes)
         warm, cost = self._warm_functions(state, upper, state.vm.ready_replicas * full_per_replica)
         return ScaleDecision(want, reason, warm, cost)
 
@@ -222,7 +221,8 @@ class Predictive(ScalerBase):
         """The fixed fleet once this scaler paid far more than it over the regret window
         (``fleet_regret.py``) instead of the forecast's (the spill VM may still add one), but
         for an overload longer than every one seen whose rate above the fleet costs more
-        spilled than a VM (a trickle over no VMs is an overload that never ends). With
+        spilled than a VM (a trickle over no VMs is an overload that never ends); before, near
+        the margin and with functions late, the floor of a scale-in (``hold_floor``). With
         ``min_replicas`` 0 the last VM goes only once the window shows none pays."""
         if self._regret is None:
             return want, reason
@@ -235,6 +235,9 @@ class Predictive(ScalerBase):
             excess_usd = (max(rate, mean) - fleet * full_per_replica) * request_usd
             if fleet > want or not self._outlasts_bursts(state.now_s) or excess_usd < vm_usd_per_s:
                 want, reason = fleet, FIXED_FLEET
+        elif want < current and not functions_meet_slo(state):  # (a VM let go costs misses)
+            hold = min(current, self.clamp(self._regret.hold_floor(request_usd, vm_usd_per_s)))
+            want, reason = (hold, "near the regret margin: held") if hold > want else (want, reason)
         last = want < 1 <= current and not self._silence.silent(state.now_s)  # (hours of it: go)
         if last and not (
             self._regret.none_pays(request_usd, vm_usd_per_s) and functions_meet_slo(state)
@@ -243,8 +246,7 @@ class Predictive(ScalerBase):
         return want, reason
 
     def _outlasts_bursts(self, now_s: float) -> bool:
-        """Whether the overload going on has lasted longer than every one seen: load the
-        fixed fleet was not chosen for, left to the forecast and the boot gate."""
+        """Whether the overload going on outlasted every one seen (not the fixed fleet's)."""
         episodes = self._episodes
         age_s = None if episodes is None else episodes.age_s(now_s)
         if episodes is None or age_s is None:
@@ -252,8 +254,7 @@ class Predictive(ScalerBase):
         return age_s > max(episodes.durations_s, default=0.0)
 
     def _held(self, state: LiveState, current: int) -> bool:
-        """Whether the top VM is within the hold the gaps between past bursts say pays
-        (``recurrence.py``)."""
+        """Whether the top VM is within the hold past bursts' gaps say pays (``recurrence.py``)."""
         if self._holds is None:
             return False
         vm_usd_per_s = self.prices.vm_usd_per_hour / 3600.0
