@@ -27,6 +27,7 @@ from burst.plan import (
     StageChoice,
     make_plan,
 )
+from policies.compute_fit import stale_kinds
 from policies.costs import PriceTable
 from policies.perf import Deployment, PerfModel, PlanPrediction
 from policies.planner import Limits, Objective, PlanningError, cheapest_meeting_slo, latency_optimal
@@ -96,9 +97,15 @@ def store_kinds(store_cfg: dict) -> dict:
 @lru_cache(maxsize=4)
 def _read_profile(path: str, mtime: float) -> Profile:
     try:
-        return Profile.from_json(json.loads(Path(path).read_text()))
+        raw = json.loads(Path(path).read_text())
+        profile = Profile.from_json(raw)
     except (OSError, ValueError, ProfileError) as exc:
         raise PlanError(f"cannot read profile {path}: {exc}") from exc
+    stale = stale_kinds((raw.get("compute") or {}).get("kinds") or {})
+    if stale and Path(path) != REFERENCE_PROFILE:  # the reference's stand in for them
+        ref = _read_profile(str(REFERENCE_PROFILE), REFERENCE_PROFILE.stat().st_mtime).compute
+        profile = dataclasses.replace(profile, compute=profile.compute.with_kinds_of(ref, stale))
+    return profile
 
 
 def load_profile(repo: str | Path | None = None, model: str | None = None) -> Profile:

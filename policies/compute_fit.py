@@ -213,11 +213,27 @@ class ComputeFit:
             return self.fixed_ms_per_node
         return kind.fixed_ms + kind.ms_per_step * steps
 
+    def with_kinds_of(self, other: "ComputeFit", names) -> "ComputeFit":
+        """This fit with ``other``'s kinds ``names`` (those ``other`` has)."""
+        taken = {k: other.kinds[k] for k in names if k in other.kinds}
+        return ComputeFit(self.ms_per_gmac, self.fixed_ms_per_node, {**self.kinds, **taken})
+
     def _kind(self, op: str) -> KindFit | None:
         for key in fit_keys(op) if self.kinds else ():
             if key in self.kinds:
                 return self.kinds[key]
         return None
+
+
+# recurrent kinds fitted before their per-step re-reads had a term of their own (burst24): they
+# read those re-reads as weights read once, so with the term apart they would price them free
+RECURRENT_KEYS = frozenset({"recurrent", "lstm", "gru", "rnn_tanh", "rnn_relu"})
+
+
+def stale_kinds(raw_kinds: dict) -> list[str]:
+    """The recurrent kinds of a profile's JSON ``compute.kinds`` fitted before
+    ``ms_per_reread_mb`` existed."""
+    return sorted(k for k, v in raw_kinds.items() if k in RECURRENT_KEYS and TERMS[-1] not in v)
 
 
 def nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
