@@ -64,6 +64,21 @@ class _Load:
         return {rid for rid, (status, _) in self.answers.items() if status == 200}
 
 
+def _until_refused(url: str, timeout_s: float = 60.0) -> None:
+    """Probe until a request is refused 503 (the clients may all be held for their rows, so
+    none of theirs would be); a probe held too is given up after a moment and retried."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                r = client.post(url + "/v2/models/mlp/infer", json=BODY)
+            except httpx.TimeoutException:
+                continue
+            if r.status_code == 503:
+                return
+    raise AssertionError("the gateway never refused a request while its ledger was cut off")
+
+
 def test_sigterm_in_a_ledger_outage_stops_quickly_and_loses_no_answered_row(
     postgres_url, small_repo, tmp_path
 ):
@@ -92,7 +107,7 @@ def test_sigterm_in_a_ledger_outage_stops_quickly_and_loses_no_answered_row(
         load = _Load(url, clients=8)
         load.wait_for(200, 30)
         proxy.close()  # the database is cut off: rows in flight cannot be written
-        load.wait_for(503, 1)  # the gateway saw it: new requests are refused
+        _until_refused(url)  # the gateway saw it: new requests are refused
         load.stop.set()
         sent_term = time.monotonic()
         proc.send_signal(signal.SIGTERM)
