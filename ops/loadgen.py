@@ -121,7 +121,7 @@ def model_inputs(metadata: dict, batch: int = 1, seed: int = 0) -> dict:
     for spec in metadata["inputs"]:
         shape = [batch if d < 0 else d for d in spec["shape"]]
         dtype = np.dtype(DATATYPES[spec["datatype"]])
-        if dtype.kind == "f":
+        if dtype.kind == "f" or spec["datatype"] == "BF16":  # (ml_dtypes' bfloat16 is kind V)
             out[spec["name"]] = rng.standard_normal(shape).astype(dtype)
         else:
             out[spec["name"]] = np.zeros(shape, dtype=dtype)
@@ -193,7 +193,7 @@ async def _targets(session, base: str, per_request: list[str], tenants, keys) ->
     """model -> (infer URL, body, header length); metadata asked with the key of the tenant
     of the model's first request."""
     from vmpool.codec import encode_request
-    from vmpool.wire import CodecError  # (BF16 once ml_dtypes gave numpy a bfloat16)
+    from vmpool.wire import CodecError
 
     targets = {}
     for i, name in enumerate(per_request):
