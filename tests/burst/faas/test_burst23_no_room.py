@@ -14,7 +14,11 @@ H = "tests.burst.faas.burst23_handlers"
 
 
 async def test_a_warm_instance_with_no_room_is_replaced_and_the_request_answered():
-    spec = FunctionSpec("load", f"{H}:load", memory_mb=512, environment=dict(ALLOCATOR_ENV))
+    # (a timeout well past Lambda's 3 s default: a cold instance filling 100 MB on a loaded
+    # host took longer, and the test is about memory, not time)
+    spec = FunctionSpec(
+        "load", f"{H}:load", memory_mb=512, timeout_s=60.0, environment=dict(ALLOCATOR_ENV)
+    )
     runtime = LocalFunctionRuntime(functions=[spec])
     await runtime.start()
     invoker = LocalInvoker(runtime.endpoint)
