@@ -9,6 +9,7 @@ round trips) and the gateway's own master invocation; and the model's cold start
 sees it (fresh instances: process start, torch import, weight load, to the first answer).
 Writes ``REPO/NAME/profile.json``, which ``tidegate plan``, the gateway and the simulator read.
 S3 transfer figures are kept from the reference profile unless measured elsewhere.
+The probe layers of the compute fit are exported once and kept (``ops/probe_cache.py``).
 The measuring steps are in ``ops/commands/profile_measure.py``.
 """
 
