@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from ops.sim.vm import Fleet
+
 INF = math.inf
 
 
@@ -63,7 +65,7 @@ class SharedReplica:
         return sum(len(q) for q in self.queues)
 
 
-class SharedVmPool:
+class SharedVmPool(Fleet):
     """Replicas of every model plus the per-request bookkeeping, per model and tenant."""
 
     def __init__(self, profiles: list, arrivals, latency_ms, tenant_of, model_of, n_tenants, rng):
@@ -98,42 +100,9 @@ class SharedVmPool:
         self.batches = [0] * self.n
         self._rid = 0
 
-    # -- fleet (as vm.VmPool) --------------------------------------------------------------
-    def launch(self, now_s: float, boot_s: float) -> SharedReplica:
-        self._rid += 1
-        r = SharedReplica(self._rid, now_s, now_s + boot_s, self.n)
-        if boot_s <= 0:
-            self.ready.append(r)
-        else:
-            self.booting.append(r)
-            self.booting.sort(key=lambda x: x.ready_s)
-        return r
-
-    def promote(self, now_s: float) -> bool:
-        moved = False
-        while self.booting and self.booting[0].ready_s <= now_s:
-            self.ready.append(self.booting.pop(0))
-            moved = True
-        return moved
-
-    def scale_to(self, want: int, now_s: float, boot_s: float) -> None:
-        current = len(self.ready) + len(self.booting)
-        for _ in range(want - current):
-            self.launch(now_s, boot_s)
-        surplus = current - want
-        for r in sorted(self.booting, key=lambda x: (x.queued(), -x.ready_s)):
-            if surplus <= 0 or r.queued():
-                break
-            self.booting.remove(r)
-            r.stop_s = now_s
-            self.stopped.append(r)
-            surplus -= 1
-        for r in sorted(self.ready, key=lambda x: x.outstanding(now_s))[: max(surplus, 0)]:
-            self.ready.remove(r)
-            r.draining = True
-            self.draining.append(r)
-            r.next_s = self._next_event(r)
-            self.next_event_s = min(self.next_event_s, r.next_s)
+    # -- fleet (launch, promote, scale_to: ``vm.Fleet``) --------------------------------
+    def _new(self, rid: int, launch_s: float, ready_s: float) -> SharedReplica:
+        return SharedReplica(rid, launch_s, ready_s, self.n)
 
     def serving(self, now_s: float) -> int:
         """Replicas serving a batch at ``now_s`` (of the batches formed so far)."""

@@ -49,8 +49,69 @@ class Replica:
     def outstanding(self, now_s: float) -> int:
         return len(self.queue) + (self.in_service if self.answered_s > now_s else 0)
 
+    def queued(self) -> int:
+        return len(self.queue)
 
-class VmPool:
+
+class Fleet:
+    """The fleet's moves, shared by the one-model pool and the shared fleet
+    (``ops/sim/shared_vm.py``): replicas launched, promoted when booted, scaled to a size.
+    A subclass names its replica type (``_new``) and when a draining one can next stop
+    (``_next_event``); its replicas have ``queued()`` and ``outstanding(now_s)``."""
+
+    ready: list
+    booting: list  # sorted by ready_s
+    draining: list
+    stopped: list
+    next_event_s: float
+    _rid: int
+
+    def _new(self, rid: int, launch_s: float, ready_s: float):
+        raise NotImplementedError
+
+    def _next_event(self, r) -> float:
+        raise NotImplementedError
+
+    def launch(self, now_s: float, boot_s: float):
+        self._rid += 1
+        r = self._new(self._rid, now_s, now_s + boot_s)
+        if boot_s <= 0:
+            self.ready.append(r)
+        else:
+            self.booting.append(r)
+            self.booting.sort(key=lambda x: x.ready_s)
+        return r
+
+    def promote(self, now_s: float) -> bool:
+        """Booting replicas whose boot finished by ``now_s`` become ready."""
+        moved = False
+        while self.booting and self.booting[0].ready_s <= now_s:
+            self.ready.append(self.booting.pop(0))
+            moved = True
+        return moved
+
+    def scale_to(self, want: int, now_s: float, boot_s: float) -> None:
+        current = len(self.ready) + len(self.booting)
+        for _ in range(want - current):
+            self.launch(now_s, boot_s)
+        surplus = current - want
+        # cancel booting replicas first (the latest first), then drain the least loaded
+        for r in sorted(self.booting, key=lambda x: (x.queued(), -x.ready_s)):
+            if surplus <= 0 or r.queued():
+                break
+            self.booting.remove(r)
+            r.stop_s = now_s
+            self.stopped.append(r)
+            surplus -= 1
+        for r in sorted(self.ready, key=lambda x: x.outstanding(now_s))[: max(surplus, 0)]:
+            self.ready.remove(r)
+            r.draining = True
+            self.draining.append(r)
+            r.next_s = self._next_event(r)
+            self.next_event_s = min(self.next_event_s, r.next_s)
+
+
+class VmPool(Fleet):
     """Replicas plus the per-request bookkeeping (latency, VM busy share per tenant)."""
 
     def __init__(
@@ -88,44 +149,9 @@ class VmPool:
         self.batches = 0
         self._rid = 0
 
-    # -- fleet ---------------------------------------------------------------------------
-    def launch(self, now_s: float, boot_s: float) -> Replica:
-        self._rid += 1
-        r = Replica(self._rid, now_s, now_s + boot_s)
-        if boot_s <= 0:
-            self.ready.append(r)
-        else:
-            self.booting.append(r)
-            self.booting.sort(key=lambda x: x.ready_s)
-        return r
-
-    def promote(self, now_s: float) -> bool:
-        """Booting replicas whose boot finished by ``now_s`` become ready."""
-        moved = False
-        while self.booting and self.booting[0].ready_s <= now_s:
-            self.ready.append(self.booting.pop(0))
-            moved = True
-        return moved
-
-    def scale_to(self, want: int, now_s: float, boot_s: float) -> None:
-        current = len(self.ready) + len(self.booting)
-        for _ in range(want - current):
-            self.launch(now_s, boot_s)
-        surplus = current - want
-        # cancel booting replicas first (the latest first), then drain the least loaded
-        for r in sorted(self.booting, key=lambda x: (len(x.queue), -x.ready_s)):
-            if surplus <= 0 or r.queue:
-                break
-            self.booting.remove(r)
-            r.stop_s = now_s
-            self.stopped.append(r)
-            surplus -= 1
-        for r in sorted(self.ready, key=lambda x: x.outstanding(now_s))[: max(surplus, 0)]:
-            self.ready.remove(r)
-            r.draining = True
-            self.draining.append(r)
-            r.next_s = self._next_event(r)
-            self.next_event_s = min(self.next_event_s, r.next_s)
+    # -- fleet (launch, promote, scale_to: ``Fleet``) ------------------------------------
+    def _new(self, rid: int, launch_s: float, ready_s: float) -> Replica:
+        return Replica(rid, launch_s, ready_s)
 
     def serving(self, now_s: float) -> int:
         """Replicas serving a batch at ``now_s`` (formed so far: batches form lazily)."""
