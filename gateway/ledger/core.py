@@ -1,6 +1,6 @@
-# size: ~450 lines: the one writer, its three ways to commit (loop, thread, journal) and their
-# shared retry and shutdown (with its spill); the journal, spill file and retention are in their
-# own files
+# size: ~480 lines: the one writer, its three ways to commit (loop, thread, journal) and their
+# shared retry and shutdown (with its spill, and the drain of spill files while running); the
+# journal, spill file and retention are in their own files
 """The ledger: ``await ledger.record(row)`` returns once the row is durable (group commit).
 
 A single writer thread takes every row queued since its last commit, writes them in one
@@ -29,6 +29,9 @@ While the database fails or hangs (``failing``) new requests are refused, 503. O
 begun (``release``), rows the database does not take go to a spill file instead
 (``gateway.ledger.spill``), written into the database at the next start: their requests are
 answered, and a stop during an outage takes ``shutdown_timeout_s`` at most, not a minute.
+The writer thread of a running gateway also writes, every ``spill_scan_s`` while the database
+takes rows, the spill files another gateway on its data directory left (a replica stopped in the
+outage): they reach a shared database without waiting for a restart here.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class Ledger:
         stuck_after_s: float = 5.0,
         spill_dir: Path | None = None,
         shutdown_timeout_s: float = 30.0,
+        spill_scan_s: float = 5.0,
     ):
         self.backend = target if hasattr(target, "write") else make_backend(target)
         self.max_batch_rows = max_batch_rows
@@ -103,6 +107,7 @@ class Ledger:
         self.stuck_after_s = stuck_after_s  # a write taking longer: the database hangs
         self.schema_version = self.backend.migrate()
         self.shutdown_timeout_s = shutdown_timeout_s
+        self.spill_scan_s = spill_scan_s  # how often a running ledger looks for spill files
         self._open_spill(spill_dir)
         # rows appended to a file before the answer, folded into SQLite later (ledger.journal):
         # for an SQLite ledger without fsync (with one, the fsync is the cost), no interval
@@ -145,6 +150,7 @@ class Ledger:
         self._spill: SpillFile | None = None
         self._stopping = False  # release() was called: failed rows spill, not wait
         self._spills = 0  # times the queue went to the spill file (the writer's batch is stale)
+        self._next_scan = time.monotonic()  # (the writer's clock for spill files while running)
 
     @classmethod
     def from_settings(cls, settings, data_dir: Path) -> "Ledger":
@@ -203,6 +209,8 @@ class Ledger:
                 )
             self._thread = None
             if stuck:  # its write may still be inside the backend: leave it to the exit
+                if self._spill is not None:  # (but a drain elsewhere may take the file now)
+                    self._spill.close()
                 return
         if self._spill is not None:
             self._spill.close()
@@ -344,16 +352,21 @@ class Ledger:
         while True:
             with self._cond:
                 while not self._queue and not self._closing and not self._checkpoint_due:
+                    wait_s = self._scan_wait_s()
+                    if wait_s == 0.0:
+                        break
                     self._writer_idle = True
-                    self._cond.wait()
+                    self._cond.wait(wait_s)
                     self._writer_idle = False
                 checkpoint, self._checkpoint_due = self._checkpoint_due, False
-                if not self._queue and not checkpoint:
+                if not self._queue and not checkpoint and self._closing:
                     return  # closing, nothing left
                 batch = self._queue[: self.max_batch_rows]
                 spills = self._spills
             if checkpoint:
                 self._checkpoint()
+            if self._scan_wait_s() == 0.0:
+                self._drain_spills()
             if not batch:
                 continue
             self._writing_since = time.monotonic()
@@ -388,6 +401,27 @@ class Ledger:
             if self.commit_interval_s:  # let the next interval's rows gather (close: at once)
                 with self._cond:
                     self._cond.wait_for(lambda: self._closing, self.commit_interval_s)
+
+    def _scan_wait_s(self) -> float | None:
+        """Seconds until the writer should look for spill files (0: now; None: never, or not
+        while the database fails or the ledger closes)."""
+        if self.spill_dir is None or self.spill_scan_s <= 0 or self._failing or self._closing:
+            return None
+        return max(0.0, self._next_scan - time.monotonic())
+
+    def _drain_spills(self) -> None:
+        """Write the spill files on the data directory into the database (gateway.ledger.spill):
+        a failure leaves them for the next scan."""
+        self._next_scan = time.monotonic() + self.spill_scan_s
+        self._writing_since = time.monotonic()  # (a database that hangs: failing() says so)
+        try:
+            written = replay(self.backend, self.spill_dir, self.backend.describe())
+        except Exception as exc:  # noqa: BLE001 - the database went again: the next scan
+            log.warning("ledger: spill files not written yet: %s: %s", type(exc).__name__, exc)
+            return
+        finally:
+            self._writing_since = None
+        self.replayed += written
 
     def _checkpoint(self) -> None:
         try:
