@@ -21,8 +21,6 @@ from burst.faas.watchdog import peak_mb, watch_memory
 from vmpool.procs import die_with_parent
 
 _HEADER = struct.Struct(">II")
-# the watchdog's slowest poll while an invocation runs (it starts at the runtime's memory_poll_ms)
-MAX_MEMORY_POLL_S = 0.02
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -197,9 +195,7 @@ async def spawn(name: str, handler: str, memory_mb: int, environment: dict[str, 
 async def next_frame(inst: Instance, timeout_s: float, memory_mb: int, poll_s: float) -> Frame:
     """The instance's next frame, or why there is none (over its memory, timed out, died)."""
     read = asyncio.ensure_future(_read_frame(inst.reader))
-    watch = asyncio.ensure_future(
-        watch_memory(inst.pid, memory_mb, poll_s, max_poll_s=MAX_MEMORY_POLL_S)
-    )
+    watch = asyncio.ensure_future(watch_memory(inst.pid, memory_mb, poll_s))
     try:
         done, _ = await asyncio.wait(
             {read, watch}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED

@@ -34,11 +34,27 @@ def reset_peak(pid: int) -> None:
         pass
 
 
-async def watch_memory(pid: int, memory_mb: int, poll_s: float, max_poll_s: float = 0.0) -> int:
+# The fastest a function's memory can grow, MB/s: one thread faulting fresh pages in
+# (``np.ones``) did 6.1 GB/s on this VM at load 5, reading a /dev/shm blob 1.6 GB/s
+# (ops/bench/burst25hop_growth.py); ~3x that, for a quieter core or a second thread.
+MAX_GROWTH_MB_PER_S = 20_000.0
+# the longest the watchdog waits between two reads, however much room is left
+MAX_POLL_S = 1.0
+
+
+def next_poll_s(hwm_kb: int, memory_mb: int, poll_s: float) -> float:
+    """How long the watchdog may wait before its next read: the time the process needs to
+    fill what is left of its memory size at ``MAX_GROWTH_MB_PER_S``, at least ``poll_s``.
+    A warm leg far below its size is read once or twice, not every 5-20 ms: each read wakes
+    the runtime on a core the legs compute on (19 reads a split ResNet-50 request before)."""
+    room_mb = memory_mb - hwm_kb / 1024.0
+    return min(max(poll_s, room_mb / MAX_GROWTH_MB_PER_S), MAX_POLL_S)
+
+
+async def watch_memory(pid: int, memory_mb: int, poll_s: float) -> int:
     """Return the peak (after killing the process) once it exceeds ``memory_mb``; Lambda kills a
-    function that goes over its memory size. The interval grows from ``poll_s`` to
-    ``max_poll_s``: memory grows most at an invocation's start (loading), and every poll wakes
-    this process on cores the function instances compute on."""
+    function that goes over its memory size. Reads come every ``next_poll_s``: at least
+    ``poll_s`` apart, and never later than the process could have filled its memory size."""
     while True:
         _, hwm_kb = status_kb(pid)
         if hwm_kb > memory_mb * 1024:
@@ -47,5 +63,4 @@ async def watch_memory(pid: int, memory_mb: int, poll_s: float, max_poll_s: floa
             except ProcessLookupError:
                 pass
             return math.ceil(hwm_kb / 1024)
-        await asyncio.sleep(poll_s)
-        poll_s = max(poll_s, min(poll_s * 1.5, max_poll_s))
+        await asyncio.sleep(next_poll_s(hwm_kb, memory_mb, poll_s))
