@@ -3,6 +3,7 @@ and 11): slo-aware against the offline bound and vm-peak on runs no scaler chang
 
     .venv/bin/python ops/bench/heldout.py --set 18|20|v3|v4|mmpp8|rand|rand2|rand3|rand4
         [--param autoscaling.X=V] [--cache FILE] [--json OUT] [--csv-dir DIR] [--only NAME]
+        [--fleet shared|per-model]
 
 ``18``: other MMPP and flash-crowd parameters, seeds 0-1; ``20``: MMPP bursts about as long as a
 VM boot, seeds 0-4; ``v3``: session 10b's 11 held-out runs; ``v4``: session 11's 12 runs used
@@ -14,6 +15,9 @@ crowds, 2 steps), kept for validation only (session 15); ``rand3``: 24 traces fr
 generator (12 MMPP at other rates, 4 each of flash crowds, diurnal, steps; session 19);
 ``rand4``: 24 runs of other models at their own SLOs, multi-model traces, 1-5 req/s and hours
 of silence before a burst (``heldout_rand4.py``; session 21; ``--csv-dir`` keeps its CSVs).
+Its traces of several models run on one shared fleet (``--fleet shared``, the default, as
+``tidegate simulate``; the optimum is then the shared fleet's relaxed bound) or one fleet per
+model, summed (``--fleet per-model``, the figures of sessions 21-24).
 Each row: attainment %, cost $, cost / optimum, vm-peak's cost / cost, VM hours; then the
 set's total cost. Reference profile, simulated time: run it niced.
 """
@@ -33,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from ops.bench import heldout_rand4  # noqa: E402
 from ops.bench.scaler_sweep import load, parse_params  # noqa: E402
 from ops.sim import SimProfile, simulate  # noqa: E402
+from ops.sim.shared_run import simulate_shared  # noqa: E402
 
 M = "synth:mmpp:duration_s=3600,low_rps={},high_rps={},mean_low_s={},mean_high_s={}"
 F = "synth:flash-crowd:duration_s=3600,base_rps={},peak_mult={},start_s={},ramp_s={},hold_s={},decay_s={}"
@@ -184,9 +189,13 @@ MORE_SETS: dict[str, list[tuple[str, str, int]]] = {
 }
 
 
-def _run_rand4(run, csv_dir: Path, cache: dict, params) -> dict:
-    """One rand4 run: each of its models on its own fleet, summed (``heldout_rand4``)."""
+def _run_rand4(run, csv_dir: Path, cache: dict, params, fleet: str = "shared") -> dict:
+    """One rand4 run. A trace of several models runs on one shared fleet (``fleet``
+    "shared", as ``tidegate simulate`` does by default; its optimum is the shared bound) or
+    each model on its own fleet, summed ("per-model": one gateway per model)."""
     trace = heldout_rand4.build_trace(run, csv_dir)
+    if fleet == "shared" and len(trace.models) > 1:
+        return _run_rand4_shared(run, trace, cache, params)
     total = {"requests": 0, "met": 0.0, "cost_usd": 0.0, "vm_hours": 0.0}
     ref = cache.get(run.name) or {"vm-peak": 0.0, "optimum": 0.0}
     for model, slo_ms in run.models().items():
@@ -207,6 +216,25 @@ def _run_rand4(run, csv_dir: Path, cache: dict, params) -> dict:
         "cost_usd": total["cost_usd"],
         "vm_hours": total["vm_hours"],
     }
+
+
+def cache_key(name: str, fleet: str, shared: bool) -> str:
+    """A mixed run's vm-peak and optimum on a shared fleet are cached apart from its
+    per-model sums (one file serves both ``--fleet`` runs)."""
+    return f"{name} [shared]" if fleet == "shared" and shared else name
+
+
+def _run_rand4_shared(run, trace, cache: dict, params) -> dict:
+    key = cache_key(run.name, "shared", True)
+    models = run.models()
+    profiles = [heldout_rand4.model_profile(m, models[m]) for m in trace.models]
+    if key not in cache:
+        cache[key] = {
+            p: simulate_shared(trace, p, profiles, seed=run.seed).summary["cost_usd"]
+            for p in ("vm-peak", "optimum")
+        }
+    s = simulate_shared(trace, "slo-aware", profiles, seed=run.seed, params=params).summary
+    return {k: s[k] for k in ("slo_attainment", "cost_usd", "vm_hours")}
 
 
 def save_cache(path: Path, cache: dict) -> dict:
@@ -234,16 +262,24 @@ def main() -> int:
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--only", action="append", default=[], help="runs whose name holds this")
     ap.add_argument("--csv-dir", default=str(ROOT / "ops/bench/results/heldout_rand4"))
+    ap.add_argument(
+        "--fleet",
+        choices=("shared", "per-model"),
+        default="shared",
+        help="rand4's traces of several models: one shared fleet (default, as tidegate "
+        "simulate) or one fleet per model, summed (sessions 21-24's figures)",
+    )
     args = ap.parse_args()
     params = parse_params(args.param) or None
     cache_path = Path(args.cache) if args.cache else None
     cache = json.loads(cache_path.read_text()) if cache_path and cache_path.is_file() else {}
     profile, rows, total = SimProfile.reference(), {}, 0.0
     for name, source, seed in _runs(args.which, args.only):
-        if name not in cache and cache_path and cache_path.is_file():  # another run's, since
+        key = cache_key(name, args.fleet, args.which == "rand4" and len(source.models()) > 1)
+        if key not in cache and cache_path and cache_path.is_file():  # another run's, since
             cache = {**json.loads(cache_path.read_text()), **cache}
         if args.which == "rand4":
-            s = _run_rand4(source, Path(args.csv_dir), cache, params)
+            s = _run_rand4(source, Path(args.csv_dir), cache, params, args.fleet)
         else:
             trace = load(source, 1.0, seed)
             if name not in cache:
@@ -254,7 +290,7 @@ def main() -> int:
             s = simulate(trace, "slo-aware", profile, seed=seed, params=params).summary
         if cache_path:
             cache = save_cache(cache_path, cache)
-        ref, cost = cache[name], s["cost_usd"]
+        ref, cost = cache[key], s["cost_usd"]
         rows[name] = {**{k: s[k] for k in ("slo_attainment", "cost_usd", "vm_hours")}, **ref}
         total += cost
         print(
