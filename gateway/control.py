@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +31,7 @@ log = logging.getLogger("tidegate.control")
 # Function instances the warm pool starts at once: a dozen runtimes importing torch together on
 # a 2-core host overran the local runtime's 60 s init timeout, and the whole prewarm failed.
 PREWARM_STEP = 4
+LAST_DECISION_KEYS = ("replicas", "reason", "warm_functions")  # /admin/paths shows these
 
 
 @runtime_checkable
@@ -91,12 +93,12 @@ class PolicyEngine:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
-        first = True  # the first tick at once: a warm pool starts with the gateway
+        next_s: float | None = None  # the first tick at once: a warm pool starts with the gateway
         try:
             while True:
-                if not first:
-                    await self._sleep(self.choice.autoscaling.tick_s)
-                first = False
+                if next_s is not None:
+                    await self._sleep(max(next_s - self.collector.now(), 0.0))
+                next_s = self._next_tick_s(next_s)
                 try:
                     await self.tick()
                 except asyncio.CancelledError:
@@ -107,6 +109,15 @@ class PolicyEngine:
         finally:
             if self._prewarm is not None:
                 self._prewarm.cancel()
+
+    def _next_tick_s(self, due_s: float | None) -> float:
+        """When the next tick is due: every ``tick_s`` on a fixed grid, as the simulator ticks
+        (``tick_s`` after the last tick ended drifted ~1 % a tick, so a replay's cooldowns and
+        forecast steps fell in other seconds); a tick late after a stall runs at once, those
+        it overran are skipped."""
+        tick_s, now = self.choice.autoscaling.tick_s, self.collector.now()
+        late = 0.0 if due_s is None else max(now - due_s, 0.0)
+        return (now if due_s is None else due_s) + (math.floor(late / tick_s) + 1) * tick_s
 
     async def tick(self) -> ScaleDecision:
         state = self.collector.snapshot(fresh=True)
@@ -249,13 +260,7 @@ class PolicyEngine:
             },
             "autoscaler": {
                 "policy": self.autoscaler.name,
-                "last": None
-                if d is None
-                else {
-                    "replicas": d.replicas,
-                    "reason": d.reason,
-                    "warm_functions": d.warm_functions,
-                },
+                "last": None if d is None else {k: getattr(d, k) for k in LAST_DECISION_KEYS},
             },
             "routing_policy": self.choice.routing_policy,
             "models": models,
@@ -283,12 +288,8 @@ def _log_failure(task: asyncio.Task) -> None:
 def _quantiles(q) -> dict | None:
     if q is None:
         return None
-    return {
-        "p50": round(q.p50_ms, 3),
-        "p90": round(q.p90_ms, 3),
-        "p99": round(q.p99_ms, 3),
-        "count": q.count,
-    }
+    ms = {"p50": q.p50_ms, "p90": q.p90_ms, "p99": q.p99_ms}
+    return {**{k: round(v, 3) for k, v in ms.items()}, "count": q.count}
 
 
 def start_policy_engine(state, *, prepare_task: asyncio.Task | None = None) -> PolicyEngine:

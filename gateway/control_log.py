@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from policies.autoscaling import ScaleDecision
-from policies.state import LiveState
+from policies.state import LiveState, ModelStats
 
 ENV = "TIDEGATE_CONTROL_LOG"
 log = logging.getLogger("tidegate.control")
@@ -34,9 +34,31 @@ def tick_record(state: LiveState, decision: ScaleDecision) -> dict:
         "burst_in_flight": burst.in_flight,
         "arrival_rate_per_s": round(state.arrival_rate_short_per_s, 4),
         "boot_s": round(vm.boot_s, 3),
+        "max_batch": vm.max_batch_size,
+        "arrival_rate_long_per_s": round(state.arrival_rate_long_per_s, 4),
+        "cold_start_ms": round(burst.cold_start_ms, 1),
+        "models": {name: _model_record(stats) for name, stats in state.models.items()},
         "replicas": decision.replicas,
         "reason": decision.reason,
         "warm_functions": decision.warm_functions,
+    }
+
+
+def _model_record(stats: ModelStats) -> dict:
+    """A model's part of a tick: its rates and the batch-time curve the fleet is sized by (the
+    predictive scaler's capacity), so a live tick can be set beside a simulated one."""
+    vm, fn = stats.vm_latency, stats.burst_latency
+    return {
+        "rate_short": round(stats.arrival_rate_short_per_s, 4),
+        "rate_long": round(stats.arrival_rate_long_per_s, 4),
+        "batch_ms": [[b, round(ms, 3)] for b, ms in stats.vm_service_ms_by_batch],
+        "vm_p99_ms": None if vm is None else round(vm.p99_ms, 2),
+        "burst_p50_ms": None if fn is None else round(fn.p50_ms, 2),
+        "burst_count": 0 if fn is None else fn.count,
+        "burst_predicted_ms": stats.burst_predicted_ms,
+        "burst_usd": stats.burst_usd,
+        "answered": stats.slo_answered,
+        "missed": stats.slo_missed,
     }
 
 

@@ -67,23 +67,38 @@ def _lerp(low: float, high: float, fraction: float) -> float:
 
 
 class RateCounter:
-    """Arrivals counted in one-second buckets; the rate over the last ``window_s``."""
+    """Arrivals over the last ``window_s``, the same whatever the phase of the clock it is read
+    at: counted in buckets of ``window_s / BUCKETS_PER_WINDOW``, the one the window's start
+    cuts counted pro rata. One-second buckets keyed on the clock's whole seconds covered 9 to
+    10 s of a 10 s window depending on where in its second a tick fell, so the rate the
+    autoscaler read ran up to 10 % low, by a phase that changed from one replay to the next
+    (the simulator counts the exact window)."""
+
+    BUCKETS_PER_WINDOW = 200
 
     def __init__(self, window_s: float):
+        if window_s <= 0:
+            raise ValueError("window_s must be positive")
         self.window_s = window_s
-        self._buckets: deque[list] = deque()  # [second, count]
+        self._width_s = window_s / self.BUCKETS_PER_WINDOW
+        self._buckets: deque[list] = deque()  # [bucket index, count], oldest first
+        self._total = 0  # the arrivals in the buckets kept
 
     def add(self, now_s: float) -> None:
-        sec = int(now_s)
-        if self._buckets and self._buckets[-1][0] == sec:
-            self._buckets[-1][1] += 1
+        index = math.floor(now_s / self._width_s)
+        buckets = self._buckets
+        if buckets and buckets[-1][0] >= index:  # (a clock read late by another thread)
+            buckets[-1][1] += 1
         else:
-            self._buckets.append([sec, 1])
+            buckets.append([index, 1])
+        self._total += 1
 
     def rate(self, now_s: float) -> float:
-        horizon = now_s - self.window_s
-        while self._buckets and self._buckets[0][0] < horizon - 1:
-            self._buckets.popleft()
-        # whole seconds inside the window, plus the running one pro rata
-        total = sum(c for s, c in self._buckets if s >= horizon)
+        start = (now_s - self.window_s) / self._width_s  # the window's start, in buckets
+        buckets = self._buckets
+        while buckets and buckets[0][0] + 1 <= start:
+            self._total -= buckets.popleft()[1]
+        total = float(self._total)
+        if buckets and buckets[0][0] < start:  # cut by the window's start: the part inside
+            total -= buckets[0][1] * (start - buckets[0][0])
         return total / self.window_s

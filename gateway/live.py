@@ -137,6 +137,10 @@ class LiveCollector:
         self._cold_start = ColdStartEstimate(latency_window_s, burst_concurrency is not None)
         self._boot_s = 0.0
 
+    def now(self) -> float:
+        """The clock the live view is kept in (the control loop ticks on it too)."""
+        return self._clock()
+
     def use_budget(self, quantile: float, window_s: float) -> None:
         """Measure the error budget as the routing policy in force spends it (``slo_budget``)."""
         for view in self._models.values():
