@@ -31,7 +31,9 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--out",
         default="tidegate-tuned.toml",
-        help="where to write the config snippet (default tidegate-tuned.toml)",
+        help="where to write the config snippet (default tidegate-tuned.toml); with --config, "
+        "the whole of that config with the tuned policy in place ([trace] and [simulate] "
+        "left out), so serving it keeps its ledger, admin key, VMs and burst settings",
     )
 
 
@@ -76,7 +78,7 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return 1
-    _write_best(args, result, trace.name, cfg.tick_s, cfg.settings)
+    _write_best(args, result, trace.name, cfg.tick_s)
     return 0
 
 
@@ -104,10 +106,10 @@ def _print_front(result) -> None:
         print(f"  {t.number:>5}  {t.cost_usd:>10.4f}  {t.slo_attainment * 100:>8.2f}  {shown}")
 
 
-def _write_best(args, result, trace_name: str, tick_s: float, settings=None) -> None:
+def _write_best(args, result, trace_name: str, tick_s: float) -> None:
     """Print the best trial, write its config snippet and (with --json) every trial."""
     from ops.commands.outputs import write_text
-    from ops.sim.config import snippet, tenants_toml
+    from ops.sim.config import snippet
 
     best = result.best
     print(
@@ -116,13 +118,19 @@ def _write_best(args, result, trace_name: str, tick_s: float, settings=None) -> 
     )
     for key, value in best.params.items():
         print(f"  {key} = {_short(value)}")
-    text = snippet(result.best_spec, tick_s) + tenants_toml(settings)
+    text = snippet(result.best_spec, tick_s)
     head = (
         f"# tidegate tune --policy {args.policy} on {trace_name}: cost "
         f"${best.cost_usd:.4f}, attainment {best.slo_attainment:.4f}\n"
     )
+    if args.config:  # the whole serve config, tuned (ops/tune_config_ops25.py)
+        from ops.tune_config_ops25 import serve_config
+
+        where = " ".join(str(args.config).split())  # (a newline in it would end the comment)
+        head += f"# {where} with the tuned routing, [autoscaling] and [vm] replicas\n"
+        text = serve_config(args.config, text)
     write_text(args.out, head + text, "--out")
-    print(f"config snippet: {args.out}", file=sys.stderr)
+    print(f"{'config' if args.config else 'config snippet'}: {args.out}", file=sys.stderr)
     if args.json_out:
         write_text(
             args.json_out,
