@@ -63,22 +63,11 @@ async def measure(
     (workers, reps) cold starts of the model's own functions (reps 0: none)."""
     from burst.planning import load_profile
     from ops import profiler
-    from policies.profile import TransferFit
 
     graph, times, fit, x = measure_compute(artifact, reps, batches, say)
     base = load_profile()
-    transfer = dict(base.transfer)
     with tempfile.TemporaryDirectory(prefix="tidegate-profile-") as tmp:
-        from burst.store.local_dir import LocalDirStore
-
-        store = LocalDirStore(Path(tmp) / "objects")
-        sizes = [16 << 10, 256 << 10, 2 << 20, 8 << 20]
-        for kind, inline in (("inline", True), ("dir", False)):
-            transfer[kind] = TransferFit(*await profiler.transfer_fit(store, inline, sizes, reps))
-            say(
-                f"transfer {kind}: {transfer[kind].fixed_ms:.2f} ms + "
-                f"{transfer[kind].ms_per_mb:.2f} ms/MB"
-            )
+        transfer = await measure_transfers(base.transfer, Path(tmp), reps, say)
         profile = replace(
             base,
             source=profiler.profile_source(artifact.name, memory_mb),
@@ -99,6 +88,40 @@ async def measure(
             x,
             say,
         )
+
+
+TRANSFER_SIZES = [16 << 10, 256 << 10, 2 << 20, 8 << 20]
+
+
+async def measure_transfers(base: dict, scratch: Path, reps: int, say) -> dict:
+    """``base`` with the inline and directory transfer fits measured. The directory one is
+    timed where the burst service keeps tensors in flight (``burst.local_functions.
+    memory_tensor_root``: /dev/shm when writable, else ``scratch``), not on the disk-backed
+    scratch: on /tmp a tensor past 64 KB hops to a thread each way, and the fit read
+    1.1 ms + 5.3 ms/MB there against 0.5 + 3.3 on /dev/shm in the same minute (burst25plan,
+    load ~5), which priced every round of a plan too high and made the planner choose
+    coarser stages with bigger halos."""
+    import shutil
+
+    from burst.local_functions import memory_tensor_root
+    from burst.store.local_dir import LocalDirStore
+    from ops import profiler
+    from policies.profile import TransferFit
+
+    transfer = dict(base)
+    memory = memory_tensor_root({"kind": "dir"})
+    root = Path(memory) if memory else scratch / "objects"
+    try:
+        store = LocalDirStore(root)
+        for kind, inline in (("inline", True), ("dir", False)):
+            fit = TransferFit(*await profiler.transfer_fit(store, inline, TRANSFER_SIZES, reps))
+            transfer[kind] = fit
+            where = "" if inline else f" (on {root}, where the service keeps tensors in flight)"
+            say(f"transfer {kind}{where}: {fit.fixed_ms:.2f} ms + {fit.ms_per_mb:.2f} ms/MB")
+    finally:
+        if memory:
+            shutil.rmtree(memory, ignore_errors=True)
+    return transfer
 
 
 async def _measure_invokes(svc, profile, workers, reps, memory_mb, say):
