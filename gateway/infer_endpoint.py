@@ -23,6 +23,7 @@ from . import protocol
 from .deferred import later, run_after
 from .call import CallContext
 from .errors import BadRequest, TidegateError
+from .model_version import find_model
 from .state import GatewayState
 from .tenants import repeated_key_header, repeated_message
 
@@ -198,7 +199,8 @@ class InferEndpoint:
         # 403 before the model is looked up: a restricted tenant learns nothing of which other
         # models exist (a 404 for unknown ones and a 403 for real ones told it)
         dispatcher.tenants.check_model(tenant, model)
-        cfg = dispatcher.model(model, version)
+        cfg = find_model(dispatcher, model, version)
+        version = version and cfg.version  # as found ("01" finds "1")
         stats = self.state.stats.model(cfg.name, cfg.version)
         try:
             body = await protocol.read_body(

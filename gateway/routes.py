@@ -17,6 +17,7 @@ from vmpool.wire import (
     server_metadata,
 )
 
+from .model_version import find_model
 from .state import GatewayState
 
 VERSION = "0.1.0"
@@ -130,23 +131,23 @@ def _model_routes(router: APIRouter, state: GatewayState, prefix: str) -> None:
 
     @router.get(prefix, responses={200: _JSON_BODY, **errors})
     async def metadata(model: str, version: str | None = None):
-        return json_response(model_metadata(state.require_dispatcher().model(model, version)))
+        return json_response(model_metadata(find_model(state.require_dispatcher(), model, version)))
 
     @router.get(prefix + "/ready", responses={200: _JSON_BODY, **errors})
     async def model_ready(model: str, version: str | None = None):
-        cfg = state.require_dispatcher().model(model, version)
+        cfg = find_model(state.require_dispatcher(), model, version)
         ok = state.ready()
         return _raw(model_ready_body(cfg.name, ok), 200 if ok else 503)
 
     @router.get(prefix + "/config", responses={200: _JSON_BODY, **errors})
     async def config(model: str, version: str | None = None):
         """The model's configuration in Triton's shape (``tritonclient``'s get_model_config)."""
-        return json_response(model_config(state.require_dispatcher().model(model, version)))
+        return json_response(model_config(find_model(state.require_dispatcher(), model, version)))
 
     @router.get(prefix + "/stats", responses={200: _JSON_BODY, **errors})
     async def stats(model: str, version: str | None = None):
         """Inference statistics at the gateway in Triton's shape (get_inference_statistics)."""
-        cfg = state.require_dispatcher().model(model, version)
+        cfg = find_model(state.require_dispatcher(), model, version)
         return json_response(state.stats.document([(cfg.name, cfg.version)]))
 
 

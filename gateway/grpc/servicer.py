@@ -35,6 +35,7 @@ from ..repository import (
     require_admin,
     unload_model,
 )
+from ..model_version import find_model
 from ..state import GatewayState
 from ..tenants import refuse_repeated_keys
 from . import inference_pb2 as pb
@@ -105,7 +106,7 @@ class InferenceServicer:
     def _statistics(self, request) -> pb.ModelStatisticsResponse:
         dispatcher = self.gateway.require_dispatcher()
         if request.name:
-            cfgs = [dispatcher.model(request.name, request.version or None)]
+            cfgs = [find_model(dispatcher, request.name, request.version or None, grpc=True)]
         else:
             cfgs = list(dispatcher.models.values())
         document = self.gateway.stats.document([(c.name, c.version) for c in cfgs])
@@ -190,7 +191,8 @@ class InferenceServicer:
         return pb.RepositoryModelUnloadResponse()
 
     def _model(self, request) -> ModelConfig:
-        return self.gateway.require_dispatcher().model(request.name, request.version or None)
+        dispatcher = self.gateway.require_dispatcher()
+        return find_model(dispatcher, request.name, request.version or None, grpc=True)
 
     async def _infer(
         self, request: pb.ModelInferRequest, meta: dict[str, str], context, method="ModelInfer"
@@ -268,7 +270,8 @@ class InferenceServicer:
         seen["tenant"] = tenant.name
         version = request.model_version or None
         dispatcher.tenants.check_model(tenant, request.model_name)  # before the lookup (HTTP's)
-        cfg = dispatcher.model(request.model_name, version)
+        cfg = find_model(dispatcher, request.model_name, version, grpc=True)
+        version = version and cfg.version  # as found ("01" finds "1")
         # the message's bytes count against the process-wide budget of bodies in flight, as an
         # HTTP body does (503 UNAVAILABLE past it), and the call lands in the model's statistics
         lease = self.gateway.body_budget.lease()

@@ -148,7 +148,8 @@ CASES = {
     "path traversal": (request(model="../../etc"), NOT_FOUND, "unknown model"),
     "unicode and NUL": (request(model="mlé\x00"), NOT_FOUND, "unknown model"),
     "unknown version": (request(version="2"), NOT_FOUND, "no version '2'"),
-    "version traversal": (request(version="../1"), NOT_FOUND, "no version"),
+    # (Triton's GetModelVersionFromString: not an integer is INVALID_ARG)
+    "version traversal": (request(version="../1"), INVALID, "integral value"),
 }
 
 
