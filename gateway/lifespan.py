@@ -137,12 +137,12 @@ def coalesce_model(pool: ReplicaPool, cfg: ModelConfig, vm) -> None:
 
 async def drain(state: GatewayState) -> None:
     """The stop has begun (SIGTERM): gRPC refuses new calls from now, as HTTP stops accepting,
-    and finishes those in flight. ``tidegate serve`` runs it beside uvicorn's drain; before, gRPC
-    took new calls until HTTP's drain ended, up to 30 s later."""
+    and finishes those in flight (``drain_timeout_s``, as HTTP's). ``tidegate serve`` runs it
+    beside uvicorn's drain; before, gRPC took new calls until HTTP's drain ended."""
     if state.ledger is not None:  # rows the database refuses from now on are spilled, not
         state.ledger.release()  # waited for: a stop in an outage is not held 30 s by them
     if state.grpc is not None:
-        await state.grpc.stop()
+        await state.grpc.stop(state.settings.drain_timeout_s)
 
 
 async def stop(state: GatewayState) -> None:
@@ -151,7 +151,7 @@ async def stop(state: GatewayState) -> None:
         await state.asyncq.stop()
         state.asyncq = None
     if state.grpc is not None:  # first: calls in flight still need the dispatcher
-        await state.grpc.stop()  # (or waits for ``drain``'s)
+        await state.grpc.stop(state.settings.drain_timeout_s)  # (or waits for ``drain``'s)
         state.grpc = None
     state.dispatcher = None
     for task in state.tasks:
@@ -189,7 +189,10 @@ def make_provisioner(settings: Settings):
         threads=settings.vm.threads,
         boot_delay_s=settings.vm.boot_delay_s,
         log_dir=settings.data_dir / "logs",
-        extra_args=_batching_args(settings),
+        # a replica stopped (scale-in, the gateway's stop) finishes its requests within the
+        # gateway's drain, then is killed: its own drain was a fixed 30 s on top of HTTP's
+        drain_timeout_s=settings.drain_timeout_s,
+        extra_args=[*_batching_args(settings), "--drain-timeout-s", str(settings.drain_timeout_s)],
     )
 
 

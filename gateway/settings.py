@@ -1,6 +1,6 @@
 """Typed settings: defaults, then a TOML file, then ``TIDEGATE_*`` environment variables."""
 
-# size: ~360 lines: the top-level table, one described field per setting (nested tables live in
+# size: ~370 lines: the top-level table, one described field per setting (nested tables live in
 # their packages' config.py); splitting it would scatter what a person reads top to bottom
 
 from __future__ import annotations
@@ -186,6 +186,13 @@ class Settings(BaseSettings):
         gt=0,
         description="A request body must arrive within "
         "this time (408 and the connection closed past it).",
+    )
+    drain_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="At SIGINT/SIGTERM, how long HTTP requests and gRPC calls in flight have to "
+        "finish (new ones are refused at once); past it their connections are closed and the "
+        "gateway goes on stopping.",
     )
     cors_origins: list[str] = Field(
         default_factory=list,

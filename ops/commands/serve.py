@@ -281,7 +281,7 @@ def run(args) -> int:
         http=FastLaneProtocol,  # httptools; infer POSTs answered without the ASGI cycle
         access_log=False,
         log_level=args.log_level,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=settings.drain_timeout_s,  # (gRPC's: lifespan.drain)
         timeout_keep_alive=KEEP_ALIVE_S,
         lifespan="off",  # started below: a start-up error is one line, not uvicorn's traceback
     )
