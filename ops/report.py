@@ -50,6 +50,7 @@ def open_ledger(data_dir: str | Path | None, url: str | None = None):
         raise LedgerMissing(f"{shown}: not a readable Tidegate ledger ({text})") from None
     if not _newer_schema(backend):  # (folding is a write: not into a newer release's ledger)
         _fold_journal(backend, url)
+        _fold_spill(backend, url, data_dir)
 
     def query(sql: str, params: tuple = ()) -> list[tuple]:
         return backend.query(sql.format(p=backend.placeholder), params)
@@ -94,6 +95,39 @@ def _fold_journal(backend, url: str) -> None:
             f"note: {folded} rows a stopped gateway left in its journal were folded in",
             file=sys.stderr,
         )
+
+
+def _fold_spill(backend, url: str, data_dir: str | Path | None) -> None:
+    """Rows a gateway stopping in a database outage spilled (gateway.ledger.spill) go into the
+    report, as a gateway's next start would write them: before, a report between that stop and
+    the next start was short of them (answered requests, billed nowhere yet)."""
+    from gateway.ledger.spill import pending, replay
+
+    places = {Path(data_dir or ".tidegate")}
+    if not url.startswith(("postgresql://", "postgres://")):
+        places.add(Path(url).parent)  # (an SQLite ledger's own directory: Ledger's default)
+    ledger = backend.describe()
+    for place in sorted(places):
+        if not pending(place, ledger):
+            continue
+        try:
+            written = replay(backend, place, ledger)
+        except Exception as exc:  # noqa: BLE001 - the report still reads what the database holds
+            print(f"warning: rows spilled to {place} were not read: {exc}", file=sys.stderr)
+            continue
+        left = len(pending(place, ledger))  # (still being written by a stopping gateway)
+        if written:
+            print(
+                f"note: {written} rows a stopped gateway spilled to {place} were written into "
+                "the ledger",
+                file=sys.stderr,
+            )
+        if left:
+            print(
+                f"warning: {left} spill files in {place} are still being written by a "
+                "stopping gateway: their rows are not in this report",
+                file=sys.stderr,
+            )
 
 
 def without_password(url: str) -> tuple[str, str | None]:

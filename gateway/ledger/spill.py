@@ -31,10 +31,27 @@ log = logging.getLogger("tidegate.ledger")
 
 def _prefix(ledger: str) -> str:
     """The spill files' prefix for a ledger (``backend.describe()``: never a password). A
-    PostgreSQL ledger is named by its database alone: after a failover its host may change."""
+    PostgreSQL ledger is named by its database alone: after a failover its host may change. An
+    SQLite one by its resolved path: a gateway started with ``--data-dir .tidegate`` and again
+    with ``/srv/.tidegate`` (or through a symlink) is one ledger, and its rows were left behind
+    as "another ledger's"."""
     if ledger.startswith("postgresql://"):
         ledger = "postgresql/" + ledger.rsplit("/", 1)[-1]
-    return f"ledger-spill-{hashlib.sha1(ledger.encode()).hexdigest()[:12]}-"
+    elif ledger.startswith("sqlite:"):
+        ledger = "sqlite:" + str(Path(ledger[len("sqlite:") :]).resolve())
+    return _hashed(ledger)
+
+
+def _prefixes(ledger: str) -> set[str]:
+    """The prefixes a file of ``ledger`` may carry: also the path as written (before ops25)."""
+    return {
+        _prefix(ledger),
+        _prefix(ledger) if ledger.startswith("postgresql://") else _hashed(ledger),
+    }
+
+
+def _hashed(name: str) -> str:
+    return f"ledger-spill-{hashlib.sha1(name.encode()).hexdigest()[:12]}-"
 
 
 class SpillFile:
@@ -68,7 +85,7 @@ def pending(directory: Path | None, ledger: str) -> list[Path]:
     """``ledger``'s spill files in ``directory`` (some may be in use: ``replay`` skips those)."""
     if directory is None or not directory.is_dir():
         return []
-    return sorted(directory.glob(_prefix(ledger) + "*.jsonl"))
+    return sorted({p for prefix in _prefixes(ledger) for p in directory.glob(prefix + "*.jsonl")})
 
 
 def replay(backend, directory: Path | None, ledger: str) -> int:
@@ -77,7 +94,7 @@ def replay(backend, directory: Path | None, ledger: str) -> int:
     another writer still holds open is left for later. Returns the rows written."""
     if directory is None or not directory.is_dir():
         return 0
-    total, mine = 0, _prefix(ledger)
+    total, mine = 0, tuple(_prefixes(ledger))
     others = [p.name for p in directory.glob("ledger-spill-*.jsonl") if not p.name.startswith(mine)]
     if others:
         log.warning("ledger: spill files of another ledger left in %s: %s", directory, others)
