@@ -63,6 +63,12 @@ def _minute_rows(path: Path):
                 cells = line.split(",", 4)
             if len(cells) < 5:
                 raise TraceError(f"{path}:{lineno}: expected HashOwner,HashApp,...,1..1440")
+            if [c.strip() for c in cells[:2]] == header[:2]:  # (a function's owner is a hash)
+                # (its minutes read as counts: ~1 M requests of a function named HashOwner)
+                raise TraceError(
+                    f"{path}:{lineno}: the header again (daily files joined with cat?): give "
+                    "the days as a quoted glob ('...anon.d*.csv'), read one day after another"
+                )
             yield lineno, [c.strip() for c in cells[:4]], cells[4].rstrip(", \t\r\n")
 
 

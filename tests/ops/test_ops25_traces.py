@@ -1,0 +1,41 @@
+"""Azure Functions 2019 daily files joined with ``cat`` repeat the header mid-file: its minutes
+("1,2,...,1440") were read as one function's per-minute counts, ~1 M requests of a function
+called HashOwner added without a word (5 requests became 1,037,530). Now a one-line error says
+what to do instead."""
+
+from __future__ import annotations
+
+import pytest
+
+from ops.cli import main
+from ops.traces import TraceError, read_trace
+
+HEADER = "HashOwner,HashApp,HashFunction,Trigger," + ",".join(str(m) for m in range(1, 1441))
+
+
+def _day(function: str, counts: dict[int, int]) -> str:
+    cells = [str(counts.get(m, 0)) for m in range(1, 1441)]
+    return ",".join(["owner", "app", function, "http", *cells])
+
+
+def test_a_header_repeated_mid_file_is_a_one_line_error(tmp_path):
+    joined = tmp_path / "week.csv"
+    joined.write_text("\n".join([HEADER, _day("f", {1: 3}), HEADER, _day("f", {2: 2})]) + "\n")
+    with pytest.raises(TraceError, match=r"week.csv:3: the header again .*quoted glob"):
+        read_trace(joined)
+
+
+def test_the_cli_says_so_and_exits_non_zero(tmp_path, capsys):
+    joined = tmp_path / "week.csv"
+    joined.write_text("\n".join([HEADER, _day("f", {1: 3}), HEADER, _day("g", {2: 2})]) + "\n")
+    assert main(["simulate", "--trace", str(joined), "--policy", "vm-peak"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "the header again" in err
+
+
+def test_the_days_as_a_glob_still_read_one_after_another(tmp_path):
+    (tmp_path / "d01.csv").write_text(HEADER + "\n" + _day("f", {1: 3}) + "\n")
+    (tmp_path / "d02.csv").write_text(HEADER + "\n" + _day("f", {2: 2}) + "\n")
+    trace = read_trace(str(tmp_path / "d*.csv"))
+    assert len(trace) == 5
+    assert trace.arrivals_s[-1] > 86400  # the second day's
