@@ -197,7 +197,10 @@ def _read_mooncake(path: Path, mapping: TraceMapping, rng) -> Trace:
         for lineno, line in enumerate(f, start=1):
             try:
                 if line.strip():
-                    ms.append(float(json.loads(line)["timestamp"]))
+                    stamp = json.loads(line)["timestamp"]
+                    if isinstance(stamp, bool):  # (JSON true is no time: read as 1 ms)
+                        raise TypeError
+                    ms.append(float(stamp))
             except (ValueError, KeyError, TypeError):
                 raise TraceError(
                     f"{path}:{lineno}: expected a JSON object with a numeric 'timestamp' (ms)"
@@ -216,7 +219,7 @@ def _numeric(path: Path, min_cols: int) -> np.ndarray:
         except UnicodeDecodeError:
             raise  # (a binary file: "not a text file", not "expected numbers only")
         except ValueError as exc:
-            raise TraceError(f"{path}: expected numbers only: {exc}") from None
+            raise TraceError(_loadtxt_error(path, str(exc))) from None
     if data.shape[0] == 0:
         raise TraceError(f"{path}: no requests")
     if data.shape[1] < min_cols:
@@ -224,6 +227,28 @@ def _numeric(path: Path, min_cols: int) -> np.ndarray:
     if not np.isfinite(data).all():
         raise TraceError(f"{path}: a value is not a finite number")
     return data
+
+
+def _loadtxt_error(path: Path, text: str) -> str:
+    """The first line numpy could not read, in our words: ``FILE:LINE: ...``. numpy counts data
+    rows, not lines (blank lines and comments aside; from 0 or 1 by error), and told a CLI user
+    to "use `usecols` to select a subset", an argument of its own."""
+    width = None
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            cells = [c.strip() for c in line.split(",")]
+            width = len(cells) if width is None else width
+            if len(cells) != width:
+                return f"{path}:{lineno}: expected {width} numbers a line (as the first), got {len(cells)}"
+            for cell in cells:
+                try:
+                    float(cell)
+                except ValueError:
+                    return f"{path}:{lineno}: expected numbers only: {cell[:40]!r} is not one"
+    return f"{path}: expected numbers only: {text.split('; use `usecols`')[0]}"
 
 
 def _read_per_second(path: Path, mapping: TraceMapping, rng) -> Trace:

@@ -39,3 +39,31 @@ def test_the_days_as_a_glob_still_read_one_after_another(tmp_path):
     trace = read_trace(str(tmp_path / "d*.csv"))
     assert len(trace) == 5
     assert trace.arrivals_s[-1] > 86400  # the second day's
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "1,1,0,5\n2,1,0,6\n\n3,1,0,7,99\n",
+            "per.csv:4: expected 4 numbers a line (as the first), got 5",
+        ),
+        ("1,1,0,5\n2,1,0\n", "per.csv:2: expected 4 numbers a line (as the first), got 3"),
+        ("1,1,0,5\n\n\n2,1,0,x\n", "per.csv:4: expected numbers only: 'x' is not one"),
+    ],
+)
+def test_a_per_second_file_with_an_odd_line_names_the_line(tmp_path, text, said):
+    """numpy's message counted data rows (from 0 or 1 by error, blank lines not counted) and
+    told the user to 'use `usecols` to select a subset', an argument of numpy's."""
+    path = tmp_path / "per.csv"
+    path.write_text(text)
+    with pytest.raises(TraceError) as err:
+        read_trace(path, fmt="per-second")
+    assert str(err.value) == f"{tmp_path}/{said}"
+
+
+def test_a_mooncake_timestamp_of_true_is_refused(tmp_path):
+    path = tmp_path / "mc.jsonl"
+    path.write_text('{"timestamp": 0, "input_length": 1}\n{"timestamp": true}\n')
+    with pytest.raises(TraceError, match=r"mc.jsonl:2: expected a JSON object with a numeric"):
+        read_trace(path, fmt="mooncake")
