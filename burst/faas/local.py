@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
 
 from burst.faas.base import InvokeError, InvokeErrorKind, InvokeResult
+from burst.faas.http_lite import LiteHttp
 from burst.faas.lambda_wire import (
     API_PREFIX,
     api_error,
@@ -58,6 +59,13 @@ class LocalInvoker:
             attempts=throttle_retries + 1, backoff_max_s=throttle_backoff_max_s
         )
         self._session: aiohttp.ClientSession | None = None
+        url = urlsplit(self.endpoint)
+        # Invoke calls over plain HTTP take the light client (burst.faas.http_lite)
+        self._lite = (
+            LiteHttp(url.hostname or "127.0.0.1", url.port or 80, url.path)
+            if url.scheme == "http"
+            else None
+        )
 
     @classmethod
     def from_config(cls, cfg) -> "LocalInvoker":
@@ -101,6 +109,28 @@ class LocalInvoker:
             "X-Amz-Log-Type": "Tail",
             "Content-Type": "application/json",
         }
+        if self._lite is None:
+            status, got, body = await self._post_aiohttp(function, payload, headers, sent)
+        else:
+            status, got, body = await self._post_lite(function, payload, headers, sent)
+        if status != 200:
+            raise self._api_error(function, status, got, body)
+        billing = parse_report(decode_log_result(got.get("x-amz-log-result")))
+        if got.get("x-amz-function-error"):
+            raise function_error(function, body, billing)
+        return InvokeResult(payload=body, billing=billing)
+
+    async def _post_lite(self, function: str, payload: bytes, headers: dict, sent):
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                resp = await self._lite.post(invoke_path(function), payload, headers, sent=sent)
+        except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
+            raise InvokeError(
+                f"{function}: transport error: {exc!r}", kind=InvokeErrorKind.TRANSPORT
+            ) from exc
+        return resp.status, resp.headers, resp.body
+
+    async def _post_aiohttp(self, function: str, payload: bytes, headers: dict, sent):
         try:
             async with self._client().post(
                 self.endpoint + invoke_path(function),
@@ -109,26 +139,22 @@ class LocalInvoker:
                 trace_request_ctx=sent,
             ) as resp:
                 body = await resp.read()
-                if resp.status != 200:
-                    raise self._api_error(function, resp, body)
-                billing = parse_report(decode_log_result(resp.headers.get("X-Amz-Log-Result")))
-                if resp.headers.get("X-Amz-Function-Error"):
-                    raise function_error(function, body, billing)
-                return InvokeResult(payload=body, billing=billing)
+                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, body
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise InvokeError(
                 f"{function}: transport error: {exc!r}", kind=InvokeErrorKind.TRANSPORT
             ) from exc
 
     @staticmethod
-    def _api_error(function: str, resp: aiohttp.ClientResponse, body: bytes) -> InvokeError:
-        code = resp.headers.get("x-amzn-ErrorType", "").split(":")[0]
+    def _api_error(function: str, status: int, headers, body: bytes) -> InvokeError:
+        """``headers``: names lower-cased (or a case-insensitive mapping)."""
+        code = headers.get("x-amzn-errortype", "").split(":")[0]
         try:
             data = orjson.loads(body)
             message = data.get("message") or data.get("Message") or ""
         except (orjson.JSONDecodeError, AttributeError):
             message = body[:300].decode("utf-8", "replace")
-        return api_error(function, resp.status, code, message)
+        return api_error(function, status, code, message)
 
     async def prewarm(self, function: str, n: int) -> int:
         """Ask the runtime to keep at least ``n`` warm instances; returns how many it started."""
@@ -137,7 +163,7 @@ class LocalInvoker:
             async with self._client().post(url, params={"count": str(n)}) as resp:
                 body = await resp.read()
                 if resp.status != 200:
-                    raise self._api_error(function, resp, body)
+                    raise self._api_error(function, resp.status, resp.headers, body)
                 return int(orjson.loads(body)["started"])
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise InvokeError(
@@ -145,6 +171,8 @@ class LocalInvoker:
             ) from exc
 
     async def close(self) -> None:
+        if self._lite is not None:
+            await self._lite.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
