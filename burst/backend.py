@@ -49,6 +49,7 @@ class BurstStats:
     free_concurrency: int | None = None
     predicted_ms: dict[str, float] = field(default_factory=dict)
     predicted_usd: dict[str, float] = field(default_factory=dict)  # a request's, by its plan
+    workers: dict[str, int] = field(default_factory=dict)  # a request's workers, by its plan
 
 
 def backend_ready(backend) -> bool:

@@ -94,6 +94,7 @@ class BurstService:
         self._locks: dict[tuple, asyncio.Lock] = {}
         self._predicted_ms: dict[str, float] = {}  # per model: its plan's p99 and $ (live_stats)
         self._predicted_usd: dict[str, float] = {}
+        self._workers: dict[str, int] = {}  # per model: its default plan's workers (live_stats)
 
     @classmethod
     def from_settings(cls, settings) -> "BurstService":
@@ -195,7 +196,8 @@ class BurstService:
         return self._gate.free() if self.ready() else 0
 
     def live_stats(self) -> BurstStats:
-        return BurstStats(None, self.free_concurrency(), self._predicted_ms, self._predicted_usd)
+        free, ms, usd = self.free_concurrency(), self._predicted_ms, self._predicted_usd
+        return BurstStats(None, free, ms, usd, self._workers)
 
     async def prewarm(self, instances: int) -> bool:
         """Keep at least ``instances`` master-function instances warm where the platform can (the
@@ -276,6 +278,7 @@ class BurstService:
         plan, ms, usd = plan_and_predict(self.repo, model, graph, config, request)
         if batch == 1 and ms is not None:  # routing's estimate and the scaler's price of one
             self._predicted_ms[model], self._predicted_usd[model] = ms, usd
+            self._workers[model] = plan.workers
         return plan, graph
 
     def plan_request(self, workers: int, batch: int = 1, split: str | None = None):

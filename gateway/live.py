@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from burst.backend import BurstStats as BurstLiveStats  # what a backend may report
 from policies.routing import burst_instances
 from policies.state import (
     BurstState,
@@ -31,15 +32,6 @@ from .cold_start import ColdStartEstimate, warm_p50_ms
 from .latency_window import LatencyWindow, RateCounter
 from .slo_budget import SloBudget
 from .vm_error import PredictionError
-
-
-@dataclass(frozen=True)
-class BurstLiveStats:
-    """What a burst backend may report about its platform (``None``: it does not know)."""
-
-    warm_instances: int | None = None
-    free_concurrency: int | None = None
-    predicted_ms: dict[str, float] = field(default_factory=dict)  # per model, from its plan
 
 
 @runtime_checkable
@@ -302,7 +294,7 @@ class LiveCollector:
                 now, self.cold_start_ms, warm_p50_ms(models), cold_under_way=starting
             ),
             memory_mb=self.memory_mb,
-            default_workers=self.default_workers,
+            default_workers=_plan_workers(live, self.default_workers),
         )
         return models, burst, self._all_short.rate(now), self._all_long.rate(now)
 
@@ -326,6 +318,14 @@ class LiveCollector:
             return None
         window = view.vm if path == PathKind.VM else view.burst
         return window.quantiles(self._clock())
+
+
+def _plan_workers(live: BurstLiveStats | None, configured: int) -> int:
+    """The workers a burst request runs on: its plan's (the most of any model's), not the
+    configured default, which a model that cannot split does not use (the simulator takes the
+    plan's; with the default the predictive scaler priced a delay model's spills 4x)."""
+    workers = getattr(live, "workers", None)
+    return max(max(workers.values()), 1) if workers else configured
 
 
 def _ewma(curve: dict[int, float], rows: int, service_ms: float) -> None:
