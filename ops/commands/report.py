@@ -72,6 +72,9 @@ def run(args) -> int:
     for flag, value in (("--since", args.since), ("--until", args.until)):
         if value is not None and not value.strip():  # ("$START" unset: not the whole ledger)
             raise CliError(f"{flag} is empty: give a time (ISO 8601 or epoch seconds) or omit it")
+    if args.tenant is not None and not args.tenant.strip():  # ("$T" unset: every tenant's
+        # rows under one tenant's footer, "total $... for  (its ledger ...)")
+        raise CliError("--tenant is empty: give a tenant's name or omit it for every tenant")
     check_writable(args.out, "--out")
     try:
         filt = make_filter(args.tenant, args.since, args.until, args.by)
