@@ -31,9 +31,11 @@ class LocalDirStore:
     def __init__(self, root: str | Path, *, inline_io_max_bytes: int | None = None):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        # on memory (tmpfs) a delete is a few microseconds a file: no thread hop for it either
+        self.memory_backed = _memory_backed(self.root)
         if inline_io_max_bytes is None:
             inline_io_max_bytes = (
-                MEMORY_INLINE_IO_MAX_BYTES if _memory_backed(self.root) else _INLINE_IO_MAX_BYTES
+                MEMORY_INLINE_IO_MAX_BYTES if self.memory_backed else _INLINE_IO_MAX_BYTES
             )
         self.inline_io_max_bytes = inline_io_max_bytes
 
@@ -115,7 +117,10 @@ class LocalDirStore:
 
     async def delete(self, keys: list[str]) -> None:
         paths = [self._path(k) for k in keys]  # validate all before touching any
-        await asyncio.to_thread(self._delete_paths, paths)
+        if self.memory_backed:
+            self._delete_paths(paths)
+        else:
+            await asyncio.to_thread(self._delete_paths, paths)
 
     def _delete_paths(self, paths: list[Path]) -> None:
         for p in paths:
@@ -135,6 +140,8 @@ class LocalDirStore:
 
     async def delete_prefix(self, prefix: str) -> int:
         check_prefix(prefix)
+        if self.memory_backed:  # a request's tensors, at its end: on its critical path
+            return self._delete_prefix(prefix)
         return await asyncio.to_thread(self._delete_prefix, prefix)
 
     def _delete_prefix(self, prefix: str) -> int:
