@@ -1,5 +1,6 @@
 """An optional record of the control loop, for comparing the live autoscaler with the simulated
-one: one JSON line per tick with what the autoscaler read of the snapshot and what it decided.
+one: one JSON line per tick with what the autoscaler read of the snapshot and what it decided
+(``state_of_record`` reads a line back into the snapshot).
 
 Off unless ``TIDEGATE_CONTROL_LOG`` names a file (appended to, line-buffered: a crash loses at
 most the line being written). ``ops/bench/sim_vs_real_ticks.py`` replays such a file through a
@@ -14,29 +15,40 @@ import os
 from pathlib import Path
 
 from policies.autoscaling import ScaleDecision
-from policies.state import LiveState, ModelStats
+from policies.state import BurstState, LatencyQuantiles, LiveState, ModelStats, VmState
 
 ENV = "TIDEGATE_CONTROL_LOG"
 log = logging.getLogger("tidegate.control")
 
 
 def tick_record(state: LiveState, decision: ScaleDecision) -> dict:
-    """What a tick's autoscaler read (the fields the scalers use) and what it decided."""
+    """What a tick's autoscaler read and what it decided: every field the scalers read, at full
+    precision, so ``state_of_record`` gives the predictive scaler the state it decided on (but
+    the VM prediction's learnt factors, which it reads only for the spill VM's latency)."""
     vm, burst = state.vm, state.burst
     return {
-        "now_s": round(state.now_s, 4),
+        "now_s": state.now_s,
         "ready": vm.ready_replicas,
         "booting": vm.booting_replicas,
         "draining": vm.draining_replicas,
         "desired": vm.desired_replicas,
         "vm_outstanding": vm.outstanding,
         "per_replica": list(vm.outstanding_per_replica),
+        "boot_remaining_s": vm.boot_remaining_s,
+        "max_queue_delay_ms": vm.max_queue_delay_ms,
         "burst_in_flight": burst.in_flight,
-        "arrival_rate_per_s": round(state.arrival_rate_short_per_s, 4),
-        "boot_s": round(vm.boot_s, 3),
+        "arrival_rate_per_s": state.arrival_rate_short_per_s,
+        "boot_s": vm.boot_s,
         "max_batch": vm.max_batch_size,
-        "arrival_rate_long_per_s": round(state.arrival_rate_long_per_s, 4),
-        "cold_start_ms": round(burst.cold_start_ms, 1),
+        "arrival_rate_long_per_s": state.arrival_rate_long_per_s,
+        "burst": {
+            "warm_instances": burst.warm_instances,
+            "free_concurrency": burst.free_concurrency,
+            "recent_cold_starts": burst.recent_cold_starts,
+            "cold_start_ms": burst.cold_start_ms,
+            "memory_mb": burst.memory_mb,
+            "default_workers": burst.default_workers,
+        },
         "models": {name: _model_record(stats) for name, stats in state.models.items()},
         "replicas": decision.replicas,
         "reason": decision.reason,
@@ -45,21 +57,66 @@ def tick_record(state: LiveState, decision: ScaleDecision) -> dict:
 
 
 def _model_record(stats: ModelStats) -> dict:
-    """A model's part of a tick: its rates and the batch-time curve the fleet is sized by (the
-    predictive scaler's capacity), so a live tick can be set beside a simulated one."""
-    vm, fn = stats.vm_latency, stats.burst_latency
+    """A model's part of a tick: its rates, the batch-time curve the fleet is sized by, its
+    paths' latencies and prices, the error budget's counts."""
     return {
-        "rate_short": round(stats.arrival_rate_short_per_s, 4),
-        "rate_long": round(stats.arrival_rate_long_per_s, 4),
-        "batch_ms": [[b, round(ms, 3)] for b, ms in stats.vm_service_ms_by_batch],
-        "vm_p99_ms": None if vm is None else round(vm.p99_ms, 2),
-        "burst_p50_ms": None if fn is None else round(fn.p50_ms, 2),
-        "burst_count": 0 if fn is None else fn.count,
+        "rate_short": stats.arrival_rate_short_per_s,
+        "rate_long": stats.arrival_rate_long_per_s,
+        "batch_ms": [list(point) for point in stats.vm_service_ms_by_batch],
+        "vm_ms": _quantiles(stats.vm_latency),
+        "vm_idle_ms": _quantiles(stats.vm_service_latency),
+        "burst_ms": _quantiles(stats.burst_latency),
         "burst_predicted_ms": stats.burst_predicted_ms,
         "burst_usd": stats.burst_usd,
+        "slo_ms": stats.slo_ms,
         "answered": stats.slo_answered,
         "missed": stats.slo_missed,
     }
+
+
+def _quantiles(q: LatencyQuantiles | None) -> list | None:
+    return None if q is None else [float(q.p50_ms), float(q.p90_ms), float(q.p99_ms), int(q.count)]
+
+
+def state_of_record(record: dict) -> LiveState:
+    """The snapshot a ``tick_record`` describes (its VM prediction factors left unknown)."""
+    r = record
+    vm = VmState(
+        r["ready"],
+        r["booting"],
+        r["vm_outstanding"],
+        r["max_batch"],
+        r["desired"],
+        tuple(r["per_replica"]),
+        r["boot_remaining_s"],
+        r["boot_s"],
+        r["max_queue_delay_ms"],
+        r["draining"],
+    )
+    burst = BurstState(in_flight=r["burst_in_flight"], **r["burst"])
+    models = {name: _model_stats(m) for name, m in r["models"].items()}
+    rates = r["arrival_rate_per_s"], r["arrival_rate_long_per_s"]
+    return LiveState(r["now_s"], vm, True, burst, models, *rates)
+
+
+def _model_stats(m: dict) -> ModelStats:
+    def quantiles(key: str) -> LatencyQuantiles | None:
+        q = m[key]
+        return None if q is None else LatencyQuantiles(*q[:3], int(q[3]))
+
+    return ModelStats(
+        arrival_rate_short_per_s=m["rate_short"],
+        arrival_rate_long_per_s=m["rate_long"],
+        vm_service_ms_by_batch=tuple((int(b), ms) for b, ms in m["batch_ms"]),
+        vm_latency=quantiles("vm_ms"),
+        vm_service_latency=quantiles("vm_idle_ms"),
+        burst_latency=quantiles("burst_ms"),
+        burst_predicted_ms=m["burst_predicted_ms"],
+        burst_usd=m["burst_usd"],
+        slo_ms=m["slo_ms"],
+        slo_answered=m["answered"],
+        slo_missed=m["missed"],
+    )
 
 
 class ControlLog:
