@@ -59,6 +59,15 @@ _NORMAL = NormalDist()
 WORKER_HANDLER_FIXED_MS = 1.0  # a worker's own bookkeeping inside its billed time
 
 
+def request_cv(calibration: Calibration, profile: Profile) -> float:
+    """A request's compute spread (sd / mean): a calibrated model's within-window spread and
+    the host's drift between windows, independent, the drift the widest this host showed
+    (``Profile.host_drift_cv``), never below the model's own reading; else the profile's."""
+    if not calibration.compute_cv:
+        return profile.compute_cv
+    return math.hypot(calibration.compute_cv, max(calibration.drift_cv, profile.host_drift_cv))
+
+
 class PerfModel:
     """Predicts stages and plans of one model under one profile and deployment."""
 
@@ -89,8 +98,8 @@ class PerfModel:
         # a stage's estimate, for the searches after the first (the planner prices every
         # candidate each search; ``tidegate plan`` and the benches search a model several times)
         self._stage_cache: dict[Candidate, Estimate] = {}
-        # within a window and the host's drift between windows (``Calibration.request_cv``)
-        self._cv = self.calibration.request_cv or profile.compute_cv
+        # within a window and the host's drift between windows, the host's widest
+        self._cv = request_cv(self.calibration, profile)
         self._one_fn_ms = sum(self.node_ms.values()) * profile.slowdown("serial", 1)
 
     def _node_times(self, works, measured_ms: dict, batch: int) -> dict[str, float]:

@@ -174,6 +174,18 @@ class Profile:
         nearest fan-out at or below ``workers``; 0 where not measured)."""
         return _at_or_below(self.split_leg_ms.get(split) or {}, workers)
 
+    @property
+    def host_drift_cv(self) -> float:
+        """The host's drift between windows (sd / mean): the widest of the drifts read while
+        this profile measured its models (``Calibration.drift_cv``; 0 if none). Drift is the
+        host's, not a model's: a model profiled in a calm minute read 0.13 (VGG-16) where the
+        host's other runs read 0.20, and its cheapest plan's p99 missed the SLO on its own
+        prediction (plan_accuracy, 1 Dec: p99 283 and 335 ms against 276)."""
+        return max(
+            (self.models[m].calibration.drift_cv for m in self.measured_models if m in self.models),
+            default=0.0,
+        )
+
     def transfer_fit(self, transport: str) -> TransferFit:
         return self.transfer.get(transport) or self.transfer["dir"]
 
