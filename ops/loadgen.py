@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -140,13 +141,15 @@ async def replay(
     progress=None,
     max_in_flight: int = 2000,
     stop: asyncio.Event | None = None,
+    slo_ms_by_model: dict[str, float] | None = None,
 ) -> tuple[list[Sent], float, str]:
     """Send request i at ``arrivals_s[i] / speedup`` after the start, whatever is outstanding
     (open loop: a slow gateway does not slow the offered load), to ``model``, or to
     ``model[i]`` when it is a list (a trace of several models). Returns the answered requests,
     the wall time and why the replay ended early ("" when it did not): ``stop`` set (Ctrl-C:
     requests still in flight are dropped), or the gateway refusing connections
-    ``GIVE_UP_AFTER_REFUSED`` times in a row (the rest is not sent)."""
+    ``GIVE_UP_AFTER_REFUSED`` times in a row (the rest is not sent). ``slo_ms_by_model``, when
+    given, gets each model's ``slo_ms`` as its metadata says (``parameters``)."""
 
     base = url.rstrip("/")
     stop = stop or asyncio.Event()
@@ -158,7 +161,7 @@ async def replay(
         connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)
     ) as session:
         per_request = [model] * len(tenants) if isinstance(model, str) else list(model)
-        targets = await _targets(session, base, per_request, tenants, keys)
+        targets = await _targets(session, base, per_request, tenants, keys, slo_ms_by_model)
 
         async def one(i: int, tenant: str, start: float) -> None:
             key = keys.get(tenant)
@@ -189,9 +192,11 @@ async def replay(
     return sorted(results, key=lambda s: s.index), wall, ended[0]
 
 
-async def _targets(session, base: str, per_request: list[str], tenants, keys) -> dict:
+async def _targets(
+    session, base: str, per_request: list[str], tenants, keys, slos: dict | None = None
+) -> dict:
     """model -> (infer URL, body, header length); metadata asked with the key of the tenant
-    of the model's first request."""
+    of the model's first request (its ``parameters.slo_ms`` into ``slos``)."""
     from vmpool.codec import encode_request
     from vmpool.wire import CodecError
 
@@ -214,6 +219,9 @@ async def _targets(session, base: str, per_request: list[str], tenants, keys) ->
                     f"metadata ({type(exc).__name__}: {exc}); numeric inputs with shapes only"
                 ) from None
             targets[name] = (f"{base}/v2/models/{_segment(name)}/infer", body, header_len)
+            slo_ms = (metadata.get("parameters") or {}).get("slo_ms")
+            if slos is not None and type(slo_ms) in (int, float) and 0 < slo_ms < math.inf:
+                slos[name] = float(slo_ms)
     return targets
 
 

@@ -16,6 +16,8 @@ HELP = (
 
 _GAUGE = re.compile(r'^tidegate_vm_replicas\{state="(ready|booting)"\} ([0-9.eE+-]+)$', re.M)
 _LONG_KEYS = ("tenants", "vm_replicas_timeline")  # in --json, not on the terminal
+# a model whose metadata states no slo_ms (another server behind --url): the old default
+FALLBACK_SLO_MS = 300.0
 MAX_REPLAY_S = 31 * 86400.0  # a slower --speedup is a typo, not a plan
 _BILLED = re.compile(r"^tidegate_function_billed_seconds_total\{[^}]*\} ([0-9.eE+-]+)$", re.M)
 
@@ -75,9 +77,9 @@ def _add_measure_arguments(parser) -> None:
     parser.add_argument(
         "--slo-ms",
         type=float,
-        default=300.0,
         help="SLO for attainment (ms) of tenants without their own slo_ms in --config "
-        "(default 300)",
+        "(default: each model's slo_ms as the gateway's metadata says, as simulate and "
+        f"report judge; {FALLBACK_SLO_MS:g} for a model that states none)",
     )
     parser.add_argument(
         "--vm-usd-per-hour",
@@ -162,6 +164,7 @@ async def _main(args, trace, model: str | list[str], keys: dict) -> dict:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C: stop, summarise what came back
     poller = asyncio.create_task(_poll_metrics(args.url, stop))
+    model_slos: dict[str, float] = {}  # (each model's, from its metadata)
     try:
         tenants = [trace.tenants[i] for i in trace.tenant_idx]
         results, wall, ended = await replay(
@@ -174,6 +177,7 @@ async def _main(args, trace, model: str | list[str], keys: dict) -> dict:
             timeout_s=args.timeout_s,
             progress=bar,
             stop=stop,
+            slo_ms_by_model=model_slos,
         )
     finally:
         loop.remove_signal_handler(signal.SIGINT)
@@ -196,7 +200,18 @@ async def _main(args, trace, model: str | list[str], keys: dict) -> dict:
                     + [r.path, f"{r.cost_usd:.10f}", r.cold_starts]
                 )
     names = [model] if isinstance(model, str) else sorted(set(model))
-    return summarize(results, wall, fleet, args, trace, ",".join(names), ended)
+    judged = {name: model_slos.get(name, FALLBACK_SLO_MS) for name in names}
+
+    def slo_of(r) -> float:  # a request's SLO when its tenant has none of its own
+        if args.slo_ms is not None:
+            return args.slo_ms
+        return judged[model if isinstance(model, str) else model[r.index]]
+
+    summary = summarize(results, wall, fleet, args, trace, ",".join(names), ended, slo_of)
+    if args.slo_ms is None:
+        summary["slo_ms"] = judged[names[0]] if len(set(judged.values())) == 1 else None
+        summary["slo_ms_by_model"] = judged
+    return summary
 
 
 def _check_arguments(args) -> None:
@@ -213,7 +228,9 @@ def _check_arguments(args) -> None:
         raise CliError("--duration-s must be > 0")
     if not 0 < args.timeout_s < float("inf"):  # (inf: an OverflowError inside aiohttp)
         raise CliError("--timeout-s must be a finite number > 0")
-    if not 0 < args.slo_ms < float("inf") or not args.fn_memory_mb > 0:
+    if (
+        args.slo_ms is not None and not 0 < args.slo_ms < float("inf")
+    ) or not args.fn_memory_mb > 0:
         raise CliError("--slo-ms (a finite number) and --fn-memory-mb must be > 0")
     if args.vm_usd_per_hour is not None and not 0 <= args.vm_usd_per_hour < float("inf"):
         raise CliError("--vm-usd-per-hour must be a finite number >= 0")

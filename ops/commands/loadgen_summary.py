@@ -8,10 +8,11 @@ import sys
 
 
 def summarize(
-    results, wall_s: float, fleet: dict, args, trace, model: str, ended: str = ""
+    results, wall_s: float, fleet: dict, args, trace, model: str, ended: str = "", slo_of=None
 ) -> dict:
     """The simulator's JSON keys, measured; ``failures`` counts the requests that got no HTTP
-    answer by why, ``unfinished`` those of the trace not sent or dropped (``stopped`` says why)."""
+    answer by why, ``unfinished`` those of the trace not sent or dropped (``stopped`` says why).
+    ``slo_of(request)``: its SLO when its tenant has none of its own (default ``--slo-ms``)."""
     import numpy as np
 
     from policies.costs import PriceTable
@@ -23,7 +24,12 @@ def summarize(
 
     slos = tenant_slos(args.config)  # a tenant's own SLO, else --slo-ms
     deadlines = tenant_deadlines_ms(args.config)  # a queued request's: its tenant's deadline
-    limit = np.array([_limit(r, slos, deadlines, args.slo_ms) for r in results], dtype=float)
+    if slo_of is None:
+
+        def slo_of(r) -> float:
+            return args.slo_ms
+
+    limit = np.array([_limit(r, slos, deadlines, slo_of) for r in results], dtype=float)
     met = ok & (lat <= limit)
     queued = np.array([r.queued for r in results], dtype=bool)
     burst_usd = sum((r.cost_usd for r in results if r.path == "burst"), 0.0)
@@ -65,14 +71,14 @@ def summarize(
         "failures": failures,
         "unfinished": len(trace) - n,
         "stopped": ended or None,
-        "tenants": _tenants(results, args.slo_ms, slos, vm_usd, deadlines),
+        "tenants": _tenants(results, slo_of, slos, vm_usd, deadlines),
     }
 
 
-def _limit(r, slos: dict[str, float], deadlines: dict[str, float], slo_ms: float) -> float:
+def _limit(r, slos: dict[str, float], deadlines: dict[str, float], slo_of) -> float:
     if r.queued:
-        return deadlines.get(r.tenant, slos.get(r.tenant, slo_ms))
-    return slos.get(r.tenant, slo_ms)
+        return deadlines.get(r.tenant, slos.get(r.tenant) or slo_of(r))
+    return slos.get(r.tenant) or slo_of(r)
 
 
 def _tallies(results) -> tuple[dict[str, int], dict[str, int]]:
@@ -105,9 +111,7 @@ def _vm_shares(results, names: list[str]) -> dict[str, float]:
     return {name: 0.0 for name in names}
 
 
-def _tenants(
-    results, slo_ms: float, slos: dict[str, float], vm_usd: float = 0.0, deadlines=None
-) -> dict:
+def _tenants(results, slo_of, slos: dict[str, float], vm_usd: float = 0.0, deadlines=None) -> dict:
     """Per tenant: requests, attainment, p99 and cost, the costs summing to ``cost_usd`` (the
     fleet's measured bill split by ``_vm_shares``, plus its own burst requests' bills); the
     gateway's per-request figures are ``attributed_cost_usd``."""
@@ -134,7 +138,7 @@ def _tenants(
             "slo_attainment": sum(
                 1
                 for r in mine
-                if 200 <= r.status < 300 and r.latency_ms <= _limit(r, slos, deadlines, slo_ms)
+                if 200 <= r.status < 300 and r.latency_ms <= _limit(r, slos, deadlines, slo_of)
             )
             / len(mine),
             "p99_ms": float(np.percentile(t_lat, 99)) if t_lat.size else None,
