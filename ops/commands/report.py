@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# a larger bill is a typo (1e300 filled the table with 300-digit dollars), and past it a float
+# has no cents left to reconcile to (at 1e12: 2e-4 dollars between neighbours; at 1e15: 0.125)
+MAX_VM_BILL_USD = 1e12
 HELP = (
     "Per-tenant cost report from the ledger: requests, SLO attainment, p99 and cost split into "
     "VM share, VM idle, function compute, function requests and storage."
@@ -67,8 +70,11 @@ def run(args) -> int:
 
     if args.slo_ms is not None and not 0 < args.slo_ms < float("inf"):
         raise CliError("--slo-ms must be a finite number > 0")
-    if args.vm_bill_usd is not None and not 0 <= args.vm_bill_usd < float("inf"):
-        raise CliError("--vm-bill-usd must be a finite number >= 0")
+    if args.vm_bill_usd is not None and not 0 <= args.vm_bill_usd <= MAX_VM_BILL_USD:
+        raise CliError(
+            f"--vm-bill-usd must be a number of dollars from 0 to {MAX_VM_BILL_USD:,.0f} "
+            f"(got {args.vm_bill_usd:g})"
+        )
     for flag, value in (("--since", args.since), ("--until", args.until)):
         if value is not None and not value.strip():  # ("$START" unset: not the whole ledger)
             raise CliError(f"{flag} is empty: give a time (ISO 8601 or epoch seconds) or omit it")
