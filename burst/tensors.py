@@ -12,6 +12,7 @@ this VM (ResNet-50's stem + layer 1 leg), a third of a round's overhead.
 from __future__ import annotations
 
 import base64
+import mmap
 
 import torch
 
@@ -41,8 +42,10 @@ def tensor_bytes(t: torch.Tensor, layout: str | None = None) -> bytes:
 
 
 def tensor_from_bytes(
-    data: bytes, dtype: str, shape: list[int], layout: str | None = None
+    data: bytes | bytearray | mmap.mmap, dtype: str, shape: list[int], layout: str | None = None
 ) -> torch.Tensor:
+    """The tensor ``data`` holds; a writable buffer (bytearray, a private map) is used in
+    place, ``bytes`` copied (a tensor's memory must be writable)."""
     try:
         dt = getattr(torch, dtype)
         if not isinstance(dt, torch.dtype):
@@ -62,7 +65,8 @@ def tensor_from_bytes(
         raise TransportError(f"layout {layout!r} does not fit shape {dims}")
     if not data:
         return torch.empty(dims, dtype=dt)
-    flat = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dt)
+    buf = data if isinstance(data, (bytearray, mmap.mmap)) else bytearray(data)
+    flat = torch.frombuffer(buf, dtype=torch.uint8).view(dt)
     if layout == NHWC:
         n, c, h, w = dims
         return flat.reshape(n, h, w, c).permute(0, 3, 1, 2)
@@ -115,10 +119,10 @@ async def receive(ref: dict, store) -> torch.Tensor:
         except (ValueError, TypeError) as exc:
             raise TransportError(f"bad base64 tensor data: {exc}") from exc
     elif "key" in ref:
-        from burst.store.base import StoreError
+        from burst.store.base import StoreError, read_buffer
 
         try:
-            data = await store.get(ref["key"])
+            data = await read_buffer(store, ref["key"])
         except StoreError as exc:
             problem = "is not in the store" if exc.missing else "cannot be read"
             raise TransportError(f"tensor {ref['key']} {problem}: {exc}") from exc

@@ -63,6 +63,16 @@ class ObjectStore(Protocol):
     async def close(self) -> None: ...
 
 
+async def read_buffer(store, key: str):
+    """The bytes under ``key`` as a writable buffer (a tensor is built on it without a copy):
+    the store's ``get_buffer`` where it has one (a directory store maps a file on memory),
+    else ``get``'s bytes in a bytearray."""
+    get_buffer = getattr(store, "get_buffer", None)
+    if get_buffer is not None:
+        return await get_buffer(key)
+    return bytearray(await store.get(key))
+
+
 class PagedPrefixes:
     """``delete_prefix`` and ``list_prefix`` of a store that lists a prefix in pages of full
     keys (``_pages``) and deletes a page of them at once (``_delete_full``): S3 and OSS."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from burst.store.base import read_buffer
 from burst.store.requests import counting
 
 
@@ -32,6 +33,9 @@ class CountingStore:
 
     async def get(self, key: str) -> bytes:
         return await self._counted(self.inner.get(key), gets=1)
+
+    async def get_buffer(self, key: str):
+        return await self._counted(read_buffer(self.inner, key), gets=1)
 
     async def delete(self, keys: list[str]) -> None:
         await self._counted(self.inner.delete(keys))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import mmap
 import os
 import tempfile
 import time
@@ -103,6 +104,48 @@ class LocalDirStore:
         if size > self.inline_io_max_bytes:
             return await asyncio.to_thread(self._read, path, key)
         return self._read(path, key)
+
+    async def get_buffer(self, key: str) -> bytearray | mmap.mmap:
+        """The bytes under ``key`` as a writable buffer a tensor can live in: on a
+        memory-backed root a private map of the file (no copy; the file may be deleted
+        meanwhile), else read into a bytearray. ``get`` then a copy to make it writable held
+        a tensor three times over while it was received."""
+        path = self._path(key)
+        try:
+            size = path.stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreError(f"no such key: {key}", missing=True) from None
+        if self.memory_backed and size:
+            return self._map(path, key)
+        if size > self.inline_io_max_bytes:
+            return await asyncio.to_thread(self._read_into, path, key, size)
+        return self._read_into(path, key, size)
+
+    @staticmethod
+    def _map(path: Path, key: str) -> mmap.mmap:
+        try:
+            with open(path, "rb") as f:
+                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreError(f"no such key: {key}", missing=True) from None
+        except (OSError, ValueError) as e:
+            raise StoreError(f"cannot read {key}: {e}") from e
+
+    @staticmethod
+    def _read_into(path: Path, key: str, size: int) -> bytearray:
+        buf = bytearray(size)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                got = f.readinto(buf)
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreError(f"no such key: {key}", missing=True) from None
+        except IsADirectoryError:
+            raise StoreError(f"no such key: {key} (it is a prefix)", missing=True) from None
+        except OSError as e:
+            raise StoreError(f"cannot read {key}: {e}") from e
+        if got != size:
+            raise StoreError(f"cannot read {key}: {got} of {size} bytes (changed meanwhile)")
+        return buf
 
     @staticmethod
     def _read(path: Path, key: str) -> bytes:

@@ -7,6 +7,8 @@ get + delete: 2.5 vs 5.2 ms measured on this machine under load).
 
 from __future__ import annotations
 
+from burst.store.base import read_buffer
+
 REQUEST_PREFIXES = ("req/", "resp/")
 
 
@@ -23,6 +25,9 @@ class RoutedStore:
 
     async def get(self, key: str) -> bytes:
         return await self._for(key).get(key)
+
+    async def get_buffer(self, key: str):
+        return await read_buffer(self._for(key), key)
 
     async def delete(self, keys: list[str]) -> None:
         for store in (self.default, self.tensors):
