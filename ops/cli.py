@@ -132,7 +132,11 @@ class _Parser(argparse.ArgumentParser):
             guess = difflib.get_close_matches(choice.group(1), options, n=1)
             return f"; did you mean '{guess[0]}'?" if guess else ""
         known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        model = [a for a in self._actions if not a.option_strings and a.dest in ("name", "model")]
         for flag in flags:
+            if model and flag.split("=", 1)[0] in ("--model", "--name"):  # (simulate's habit)
+                name = (model[0].metavar or model[0].dest).upper()
+                return f"; the model is the {name} argument here, no flag: {self.prog} ... {name}"
             guess = difflib.get_close_matches(flag.split("=", 1)[0], known, n=1)
             if guess:
                 return f"; did you mean {guess[0]}?"

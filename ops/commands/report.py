@@ -72,8 +72,8 @@ def run(args) -> int:
         raise CliError("--slo-ms must be a finite number > 0")
     if args.vm_bill_usd is not None and not 0 <= args.vm_bill_usd <= MAX_VM_BILL_USD:
         raise CliError(
-            f"--vm-bill-usd must be a number of dollars from 0 to {MAX_VM_BILL_USD:,.0f} "
-            f"(got {args.vm_bill_usd:g})"
+            f"--vm-bill-usd must be a finite number >= 0, in dollars, at most "
+            f"{MAX_VM_BILL_USD:,.0f} (got {args.vm_bill_usd:g})"
         )
     for flag, value in (("--since", args.since), ("--until", args.until)):
         if value is not None and not value.strip():  # ("$START" unset: not the whole ledger)
