@@ -26,7 +26,7 @@ from .burst_path import PATH_REJECT, burst, late
 from .result import Timeline
 from .shared_lane import Lane
 from .shared_vm import SharedVmPool
-from .snap import frozen
+from .snap import frozen, queue_summary, tick_signature
 
 
 @dataclass
@@ -43,6 +43,7 @@ class SharedSetup:
     slo_percentile: float = 0.99
     seed: int = 0
     name: str = ""
+    exact_route_keys: bool = False  # cache routing on whole snapshots only (tests compare)
 
 
 class SharedSimulation:
@@ -71,32 +72,44 @@ class SharedSimulation:
         self.timeline = Timeline()
         self.desired = setup.initial_replicas
         self._models: dict = {}
+        self._rates = (0.0, 0.0)  # the models' arrival rates summed (short, long window)
         self._cache: dict = {}
-        self._parts: dict = {}  # function platform states of this tick, by their fields
+        # parts of this tick's snapshots, by their fields: the fleet's, a model's functions'
+        self._vm_parts: dict = {}
+        self._burst_parts: dict = {}
         self._tick_counts = [0, 0, 0]
+        # routing memoised as the one-model engine does (``engine.py``, ``snap.py``): keyed on
+        # the queue summary the policy reads, carried over ticks while what it reads of each
+        # model's statistics is unchanged
+        exact = setup.exact_route_keys
+        self._queue_key = None if exact else queue_summary(setup.routing)
+        self._tick_sig = None if exact else tick_signature(setup.routing, setup.slo_percentile)
+        self._last_sig = None
 
     # -- snapshots -------------------------------------------------------------------------
     def _vm_state(self, now_s: float, per: tuple) -> VmState:
         vm = self.vm
-        waiting = sum(r.queued() for r in vm.booting)
-        boot_left = round(max(vm.booting[0].ready_s - now_s, 0.0), 1) if vm.booting else 0.0
-        outstanding = sum(per) + waiting + sum(r.outstanding(now_s) for r in vm.draining)
-        key = (per, len(vm.booting), outstanding, boot_left, len(vm.draining))
-        made = self._parts.get(key)  # (frozen: equal states of a tick share one object)
+        return self._vm_part(per, self._slow_key(now_s) if vm.booting or vm.draining else None)
+
+    def _vm_part(self, per: tuple, slow: tuple | None) -> VmState:
+        """The fleet's state with ``per`` ready queues and ``slow`` (``_slow_key``: None, no
+        replica booting or draining); equal states of a tick share one object (frozen)."""
+        made = self._vm_parts.get((per, slow))
         if made is not None:
             return made
-        made = self._parts[key] = frozen(
+        booting, draining, boot_left, waiting = slow or (0, 0, 0.0, 0)
+        made = self._vm_parts[per, slow] = frozen(
             VmState,
             ready_replicas=len(per),
-            booting_replicas=len(vm.booting),
-            outstanding=outstanding,
+            booting_replicas=booting,
+            outstanding=sum(per) + waiting,
             max_batch_size=self.max_batch,
             desired_replicas=self.desired,
             outstanding_per_replica=per,
             boot_remaining_s=boot_left,
             boot_s=self.boot_s,
             max_queue_delay_ms=self.queue_delay_ms,
-            draining_replicas=len(vm.draining),
+            draining_replicas=draining,
         )
         return made
 
@@ -127,19 +140,28 @@ class SharedSimulation:
         return max(cap - sum(len(f.busy) * f.slots for f in fns), 0)
 
     def _state(self, now_s: float, tick_s: float, per: tuple, lanes) -> LiveState:
-        key = tuple(lane.m for lane in lanes), tuple(lane.burst_key() for lane in lanes)
-        burst_state = self._parts.get(key)  # (equal within a tick: one object, shared)
+        """The snapshot the autoscaler reads (``lanes``: every model)."""
+        return self._live(tick_s, self._vm_state(now_s, per), self._burst_state(lanes))
+
+    def _route_state(self, tick_s: float, per: tuple, slow, lane, fn_key: tuple) -> LiveState:
+        """The snapshot routing reads for ``lane``'s request (``fn_key``: its pool's fields in
+        the route key)."""
+        burst_state = self._burst_parts.get(fn_key)  # (equal within a tick: one object, shared)
         if burst_state is None:
-            burst_state = self._parts[key] = self._burst_state(lanes)
+            burst_state = self._burst_parts[fn_key] = self._burst_state([lane])
+        return self._live(tick_s, self._vm_part(per, slow), burst_state)
+
+    def _live(self, tick_s: float, vm_state: VmState, burst_state: BurstState) -> LiveState:
+        short, long_ = self._rates
         return frozen(
             LiveState,
             now_s=tick_s,
-            vm=self._vm_state(now_s, per),
+            vm=vm_state,
             burst_enabled=True,
             burst=burst_state,
             models=self._models,
-            arrival_rate_short_per_s=sum(s.arrival_rate_short_per_s for s in self._models.values()),
-            arrival_rate_long_per_s=sum(s.arrival_rate_long_per_s for s in self._models.values()),
+            arrival_rate_short_per_s=short,
+            arrival_rate_long_per_s=long_,
         )
 
     # -- control tick ----------------------------------------------------------------------
@@ -154,7 +176,11 @@ class SharedSimulation:
             models[lane.model] = lane.refresh(now_s, vm.observed[m], vm.observed_idle[m])
             vm.observed[m], vm.observed_idle[m] = [], []
         self._models = models
-        self._parts = {}
+        self._rates = (
+            sum(s.arrival_rate_short_per_s for s in models.values()),
+            sum(s.arrival_rate_long_per_s for s in models.values()),
+        )
+        self._vm_parts, self._burst_parts = {}, {}
         per = tuple(sorted(r.outstanding(now_s) for r in vm.ready))
         decision = self.s.autoscaler.decide(self._state(now_s, now_s, per, self.lanes))
         self.desired = decision.replicas
@@ -169,8 +195,11 @@ class SharedSimulation:
         self._tick_counts = [0, 0, 0]
         for lane in self.lanes:
             lane.fn.recent_cold = 0
-        self._cache.clear()
-        self._parts = {}
+        sig = tuple(self._tick_sig(lane.stats) for lane in self.lanes) if self._tick_sig else None
+        if sig is None or sig != self._last_sig:
+            self._cache.clear()
+        self._last_sig = sig
+        self._vm_parts, self._burst_parts = {}, {}
         for lane in self.lanes:
             lane.unscaled = {}
 
@@ -211,6 +240,8 @@ class SharedSimulation:
         # (the pool's lists and the route cache are mutated in place, never replaced)
         ready, booting, draining, cache = vm.ready, vm.booting, vm.draining, self._cache
         counts = self._tick_counts
+        queue_key = self._queue_key
+        summary = {} if queue_key else None
         VM, BURST = Route.VM, Route.BURST
         for i, t in enumerate(arr):
             if t >= next_tick:
@@ -228,26 +259,24 @@ class SharedSimulation:
             if fn.request_ends and fn.request_ends[0] <= t:
                 fn.release(t)
             ten = tenant_of[i]
-            outs = [r.outstanding(t) for r in ready]
-            per = tuple(sorted(outs))
+            # outstanding rows per ready replica (``SharedReplica.outstanding``, inlined where
+            # every batch it ran was answered), sorted: order carries nothing
+            outs = [r.qn if r.idle_s <= t else r.outstanding(t) for r in ready]
+            n = len(outs)
+            per = pk = tuple(sorted(outs)) if n > 1 else tuple(outs)
+            if summary is not None and n > 1:  # the queue summary, memoised (pure in per)
+                pk = summary.get(per)
+                if pk is None:
+                    pk = summary[per] = (n, queue_key(per))
             slow = self._slow_key(t) if booting or draining else None
-            key = (
-                lane.m,
-                ten,
-                per,
-                slow,
-                len(fn.busy),
-                len(fn.request_ends),
-                len(fn.idle),
-                fn.recent_cold,
-            )  # (lane.burst_key(), inlined: warm groups are busy + idle)
+            fn_key = (lane.m, len(fn.busy), len(fn.request_ends), len(fn.idle), fn.recent_cold)
+            key = (ten, pk, slow, fn_key)  # (warm groups are busy + idle)
             decision = cache.get(key)
             if decision is None:
-                state = self._state(t, tick_at, per, [lane])
+                state = self._route_state(tick_at, per, slow, lane, fn_key)
                 decision = cache[key] = route(lane.requests[ten], state)
             where = decision.route
             if where is VM:
-                n = len(ready)
                 if n > 1:  # power of two choices on outstanding rows, two distinct replicas
                     ri = (ri + 2) & 65535
                     a, b = int(rand[ri] * n), int(rand[ri - 1] * (n - 1))
@@ -269,11 +298,16 @@ class SharedSimulation:
         return max(arr[-1], next_tick) if arr else 0.0
 
     def _slow_key(self, t: float) -> tuple:
-        vm = self.vm
-        waiting = sum(r.queued() for r in vm.booting)
-        waiting += sum(r.outstanding(t) for r in vm.draining)
-        left = round(max(vm.booting[0].ready_s - t, 0.0), 1) if vm.booting else 0.0
-        return (len(vm.booting), len(vm.draining), left, waiting)
+        """What replicas booting or draining add to a snapshot: (booting, draining, the boot
+        wait, the rows waiting on them)."""
+        booting, draining = self.vm.booting, self.vm.draining
+        waiting = 0
+        for r in booting:
+            waiting += r.qn
+        for r in draining:
+            waiting += r.outstanding(t)
+        left = round(max(booting[0].ready_s - t, 0.0), 1) if booting else 0.0
+        return (len(booting), len(draining), left, waiting)
 
     def _reject(self, lane, i: int, counts: list) -> None:
         self.lat[i] = math.inf

@@ -31,6 +31,7 @@ class SharedReplica:
         "busy_s",
         "next_s",
         "queues",
+        "qn",
         "free_s",
         "in_service",
         "answered_s",
@@ -45,6 +46,7 @@ class SharedReplica:
         self.busy_s = 0.0
         self.next_s = INF
         self.queues = [deque() for _ in range(models)]  # per model, request indices
+        self.qn = 0  # rows queued over every model (read once per request: kept, not summed)
         self.free_s = [ready_s] * models  # when each model's batcher can start its next batch
         self.in_service = [0] * models
         self.answered_s = [ready_s] * models
@@ -52,9 +54,7 @@ class SharedReplica:
         self.idle_s = ready_s  # when every answer so far is back: the replica found idle
 
     def outstanding(self, now_s: float) -> int:
-        n = 0
-        for q in self.queues:
-            n += len(q)
+        n = self.qn
         if self.idle_s > now_s:  # (else every batch was answered)
             for k, a in zip(self.in_service, self.answered_s):
                 if a > now_s:
@@ -62,7 +62,7 @@ class SharedReplica:
         return n
 
     def queued(self) -> int:
-        return sum(len(q) for q in self.queues)
+        return self.qn
 
 
 class SharedVmPool(Fleet):
@@ -114,11 +114,20 @@ class SharedVmPool(Fleet):
     def enqueue(self, r: SharedReplica, m: int, idx: int) -> None:
         q = r.queues[m]
         q.append(idx)
+        r.qn += 1
         if len(q) == 1:  # (no batching wait: a batch starts with the rows that have arrived)
-            ev = self._next_event(r)
-            r.next_s = ev
-            if ev < self.next_event_s:
-                self.next_event_s = ev
+            # the replica's next start is the earliest of its models' (``_next``): the others'
+            # are unchanged (``r.next_s``; a replica taking requests is not draining), so only
+            # this model's is new
+            ev = self.arr[idx]
+            if r.free_s[m] > ev:
+                ev = r.free_s[m]
+            if self.computes[m] and r.cores_free_s > ev:
+                ev = r.cores_free_s
+            if ev < r.next_s:
+                r.next_s = ev
+                if ev < self.next_event_s:
+                    self.next_event_s = ev
 
     def advance(self, now_s: float) -> None:
         """Form and finish every batch that starts by ``now_s``."""
@@ -126,8 +135,7 @@ class SharedVmPool(Fleet):
         for group in (self.ready, self.booting, self.draining):
             for r in group:
                 if r.next_s <= now_s:
-                    self._advance(r, now_s)
-                    r.next_s = self._next_event(r)
+                    r.next_s = self._advance(r, now_s)
                 if r.next_s < nxt:
                     nxt = r.next_s
         if self.draining:
@@ -158,17 +166,34 @@ class SharedVmPool(Fleet):
             return max(r.free_s) if r.draining else INF
         return start
 
-    def _advance(self, r: SharedReplica, now_s: float) -> None:
+    def _advance(self, r: SharedReplica, now_s: float) -> float:
+        """Every batch of ``r`` that starts by ``now_s``; returns when its next one can start
+        (``_next_event``). It runs once per batch: ``_next`` inlined, locals hoisted."""
         arr, lat, tenant_of = self.arr, self.lat, self.tenant_of
+        queues, free, computes = r.queues, r.free_s, self.computes
         while True:
-            start, m = self._next(r)
-            if m < 0 or start > now_s:
-                return
-            q, top = r.queues[m], self.batch_max[m]
+            best, m, head = INF, -1, INF
+            cores = r.cores_free_s
+            for j, q in enumerate(queues):  # the earliest start, then the oldest request
+                if q:
+                    s = h = arr[q[0]]
+                    if free[j] > s:
+                        s = free[j]
+                    if computes[j] and cores > s:
+                        s = cores
+                    if s < best or (s == best and h < head):
+                        best, m, head = s, j, h
+            if m < 0:
+                return max(free) if r.draining else INF
+            if best > now_s:
+                return best
+            start = best
+            q, top = queues[m], self.batch_max[m]
             k, top = 1, min(top, len(q))
             while k < top and arr[q[k]] <= start:
                 k += 1
-            rows = [q.popleft() for _ in range(k)]
+            rows = [q.popleft() for _ in range(k)] if k > 1 else (q.popleft(),)
+            r.qn -= k
             self.noise_i = i = (self.noise_i + 1) & 65535
             service = self.service_s[m][k] * self.noise[m][i]
             end = start + service
@@ -181,11 +206,12 @@ class SharedVmPool(Fleet):
                 busy[tenant_of[idx]] += share
             if arr[rows[0]] >= r.idle_s:  # nothing was outstanding when it came
                 self.observed_idle[m].append(lat[rows[0]])
-            r.free_s[m], r.in_service[m] = end, k
-            r.answered_s[m] = end + self.overhead_s[m]
-            if self.computes[m]:
+            free[m], r.in_service[m] = end, k
+            r.answered_s[m] = answered = end + self.overhead_s[m]
+            if computes[m]:
                 r.cores_free_s = end
-            r.idle_s = max(r.idle_s, r.answered_s[m])
+            if answered > r.idle_s:
+                r.idle_s = answered
             r.busy_s += service
             self.model_busy_s[m] += service
             self.batches[m] += 1

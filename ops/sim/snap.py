@@ -111,11 +111,15 @@ def queue_summary(routing):
 
     SLO-aware routing reads the per-replica queues only through ``vm_perf._queued_rows`` (the
     queue power-of-two choices would see), so tuples with the same summary get the same
-    decision; keying on it cuts the policy's calls by ~3x on multi-replica days. Exactness is
-    checked in tests/ops/test_simulate.py (the same run keyed both ways).
+    decision; keying on it cuts the policy's calls by ~3x on multi-replica days. Threshold
+    routing reads them only summed (``vm.outstanding``, with the replica count). Exactness is
+    checked in tests/ops/test_simulate.py and test_sim25_speed.py (runs keyed both ways).
     """
+    from policies.routing.threshold import Threshold
     from policies.vm_perf import _queued_rows
 
+    if type(routing) is Threshold:  # it reads the rows outstanding over the fleet, summed
+        return sum
     if not _slo_aware(routing):
         return None
     view = _PerReplica()
