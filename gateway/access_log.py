@@ -42,6 +42,29 @@ UNCOUNTED = re.compile(r"^/(?:metrics|v2/health/|healthz|readyz|livez)")  # prob
 MODEL_IN_PATH = re.compile(r"^/v2/models/([^/]+)")
 
 
+# A text line's value that a client chose (path, tenant, model, request id) with a space, quote,
+# "=", backslash or control character is written quoted and escaped: a path with %0A in it
+# wrote a forged access line of the client's choosing, %1B an escape sequence to the terminal
+# of whoever tailed the log, and "tenant=café 😀" split into two fields.
+_UNSAFE = re.compile(r'[\x00-\x20"=\\\x7f-\x9f\u2028\u2029]')
+_ESCAPE = re.compile(r'[\x00-\x1f"\\\x7f-\x9f\u2028\u2029]')
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _field(value: str) -> str:
+    """``value`` as one logfmt field: as it is when it is safe, else quoted and escaped."""
+    if not _UNSAFE.search(value):
+        return value
+    return '"' + _ESCAPE.sub(_escaped, value) + '"'
+
+
+def _escaped(match: re.Match) -> str:
+    char = match[0]
+    return _ESCAPES.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}"
+    )
+
+
 _STREAM_SINK = None  # set by log_to_stream: the sink of every AccessLog made after it
 
 
@@ -162,6 +185,9 @@ class AccessLog:
                 ).decode()
             )
         else:  # one f-string: a third of the join's cost on every request
+            if _UNSAFE.search(f"{method}{path}{tenant}{model}{request_id}"):  # (rare: ~0.2 us)
+                method, path, tenant = _field(method), _field(path), _field(tenant)
+                model, request_id = _field(model), _field(request_id)
             self.sink(
                 f"method={method} path={path} status={status} tenant={tenant} model={model} "
                 f"route={route} latency_ms={ms} request_id={request_id}"
