@@ -40,21 +40,31 @@ def reset_peak(pid: int) -> None:
 MAX_GROWTH_MB_PER_S = 20_000.0
 # the longest the watchdog waits between two reads, however much room is left
 MAX_POLL_S = 1.0
+# near its memory size an instance is read every memory_poll_ms at first, then less often, up
+# to this (a leg's start, where loading grows memory most, is read closely)
+NEAR_POLL_S = 0.02
 
 
-def next_poll_s(hwm_kb: int, memory_mb: int, poll_s: float) -> float:
+def next_poll_s(hwm_kb: int, memory_mb: int, floor_s: float) -> float:
     """How long the watchdog may wait before its next read: the time the process needs to
-    fill what is left of its memory size at ``MAX_GROWTH_MB_PER_S``, at least ``poll_s``.
+    fill what is left of its memory size at ``MAX_GROWTH_MB_PER_S``, at least ``floor_s``.
     A warm leg far below its size is read once or twice, not every 5-20 ms: each read wakes
     the runtime on a core the legs compute on (19 reads a split ResNet-50 request before)."""
     room_mb = memory_mb - hwm_kb / 1024.0
-    return min(max(poll_s, room_mb / MAX_GROWTH_MB_PER_S), MAX_POLL_S)
+    return min(max(floor_s, room_mb / MAX_GROWTH_MB_PER_S), MAX_POLL_S)
+
+
+def next_floor_s(floor_s: float, poll_s: float) -> float:
+    """The least wait after one more read: from ``poll_s`` up to ``NEAR_POLL_S`` by 1.5x."""
+    return max(floor_s, min(floor_s * 1.5, max(poll_s, NEAR_POLL_S)))
 
 
 async def watch_memory(pid: int, memory_mb: int, poll_s: float) -> int:
     """Return the peak (after killing the process) once it exceeds ``memory_mb``; Lambda kills a
-    function that goes over its memory size. Reads come every ``next_poll_s``: at least
-    ``poll_s`` apart, and never later than the process could have filled its memory size."""
+    function that goes over its memory size. Reads come ``next_poll_s`` apart: never later than
+    the process could have filled its memory size, never closer than the schedule that
+    starts at ``poll_s`` and slows to ``NEAR_POLL_S`` (what every instance had before)."""
+    floor_s = poll_s
     while True:
         _, hwm_kb = status_kb(pid)
         if hwm_kb > memory_mb * 1024:
@@ -63,4 +73,5 @@ async def watch_memory(pid: int, memory_mb: int, poll_s: float) -> int:
             except ProcessLookupError:
                 pass
             return math.ceil(hwm_kb / 1024)
-        await asyncio.sleep(next_poll_s(hwm_kb, memory_mb, poll_s))
+        await asyncio.sleep(next_poll_s(hwm_kb, memory_mb, floor_s))
+        floor_s = next_floor_s(floor_s, poll_s)

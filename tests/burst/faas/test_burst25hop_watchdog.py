@@ -14,10 +14,21 @@ H = "tests.burst.faas.handlers"
 
 def _reads_over(duration_s: float, hwm_mb: int, memory_mb: int, poll_s: float = 0.005) -> int:
     """How many times the watchdog reads /proc over an invocation of ``duration_s``."""
+    t, reads, floor_s = 0.0, 0, poll_s
+    while t <= duration_s:
+        reads += 1
+        t += watchdog.next_poll_s(hwm_mb * 1024, memory_mb, floor_s)
+        floor_s = watchdog.next_floor_s(floor_s, poll_s)
+    return reads
+
+
+def _reads_before(duration_s: float, poll_s: float = 0.005) -> int:
+    """What the watchdog read before: every ``poll_s``, growing 1.5x to 20 ms."""
     t, reads = 0.0, 0
     while t <= duration_s:
         reads += 1
-        t += watchdog.next_poll_s(hwm_mb * 1024, memory_mb, poll_s)
+        t += poll_s
+        poll_s = max(poll_s, min(poll_s * 1.5, 0.02))
     return reads
 
 
@@ -26,6 +37,13 @@ def test_a_warm_leg_far_below_its_size_is_read_a_few_times_not_every_few_ms():
     assert _reads_over(0.110, 700, 2048) <= 2
     # one of its worker legs: ~300 MB of 2048, 35 ms
     assert _reads_over(0.035, 300, 2048) == 1
+
+
+def test_an_instance_near_its_size_is_read_no_more_often_than_before():
+    # VGG-16's master in a 512 MB function holds ~430 MB: room for 4 ms at the fastest growth
+    for duration_s in (0.01, 0.05, 0.3, 2.0):
+        assert _reads_over(duration_s, 430, 512) <= _reads_before(duration_s)
+    assert _reads_over(0.01, 430, 512) >= 2  # a leg's start is still read closely
 
 
 def test_near_or_over_its_size_the_watchdog_reads_at_the_runtime_poll():
