@@ -87,6 +87,12 @@ CACHED_WEIGHT_BYTES = 2 << 20
 # hidden-matrix re-reads once the batch-scaled matmuls are taken out: 0.016 ms/MB, against the
 # compute fit's ~0.038 ms per MB read from memory (ops/bench/pred22_recurrent_accuracy.py)
 CACHED_READ_SHARE = 0.4
+# ... but the cache does not hold a matrix whole up to its size and drop it past it: per step at
+# batch 1, one thread, a unidirectional LSTM's re-read cost 0.010-0.014 ms/MB up to 1.05 MB,
+# 0.018-0.019 at 1.33-1.64 MB, 0.026 at 1.98 MB and 0.037-0.045 from 2.36 MB (burst24,
+# /tmp/burst24/thresh.py, load ~10): a share of a memory read that climbs from half the cache
+# to a little past it. (size / CACHED_WEIGHT_BYTES, share), linear between, 1.0 past the last
+CACHE_SHARE_STEPS = ((0.5, CACHED_READ_SHARE), (0.78, 0.46), (0.94, 0.63), (1.125, 1.0))
 
 
 def recurrent_work(args: list, input_shape, weights: dict, batch: int = 1) -> RecurrentWork:
@@ -133,8 +139,23 @@ def recurrent_work(args: list, input_shape, weights: dict, batch: int = 1) -> Re
 
 
 def _reread_bytes(nbytes: int) -> int:
-    """What reading a weight matrix again costs, in bytes read from memory."""
-    return nbytes if nbytes > CACHED_WEIGHT_BYTES else int(nbytes * CACHED_READ_SHARE)
+    """What reading a weight matrix again costs, in bytes read from memory
+    (``CACHE_SHARE_STEPS``: the cache's share graded, where one step at its size priced a
+    2 MB GRU's re-reads at 0.4 of their time's share and a 2.3 MB one's at 1.0)."""
+    return int(nbytes * cache_share(nbytes))
+
+
+def cache_share(nbytes: int) -> float:
+    """The share of a read from memory that reading a matrix of ``nbytes`` again costs."""
+    size = nbytes / CACHED_WEIGHT_BYTES
+    (x0, y0), rest = CACHE_SHARE_STEPS[0], CACHE_SHARE_STEPS[1:]
+    if size <= x0:
+        return y0
+    for x1, y1 in rest:
+        if size <= x1:
+            return y0 + (y1 - y0) * (size - x0) / (x1 - x0)
+        x0, y0 = x1, y1
+    return 1.0
 
 
 def _transposed(op: str, args: list) -> bool:
