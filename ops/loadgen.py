@@ -1,3 +1,5 @@
+# size: ~355 lines: the closed loop the benches share, the open-loop replay, its per-model
+# targets (inputs and SLOs from each model's metadata) and one request's send and answer
 """A closed-loop HTTP load generator (aiohttp: httpx cannot drive high concurrency here)."""
 
 from __future__ import annotations
@@ -148,8 +150,7 @@ async def replay(
     ``model[i]`` when it is a list (a trace of several models). Returns the answered requests,
     the wall time and why the replay ended early ("" when it did not): ``stop`` set (Ctrl-C:
     requests still in flight are dropped), or the gateway refusing connections
-    ``GIVE_UP_AFTER_REFUSED`` times in a row (the rest is not sent). ``slo_ms_by_model``, when
-    given, gets each model's ``slo_ms`` as its metadata says (``parameters``)."""
+    ``GIVE_UP_AFTER_REFUSED`` times in a row. ``slo_ms_by_model`` gets the models' slo_ms."""
 
     base = url.rstrip("/")
     stop = stop or asyncio.Event()
@@ -192,9 +193,7 @@ async def replay(
     return sorted(results, key=lambda s: s.index), wall, ended[0]
 
 
-async def _targets(
-    session, base: str, per_request: list[str], tenants, keys, slos: dict | None = None
-) -> dict:
+async def _targets(session, base: str, per_request: list[str], tenants, keys, slos=None) -> dict:
     """model -> (infer URL, body, header length); metadata asked with the key of the tenant
     of the model's first request (its ``parameters.slo_ms`` into ``slos``)."""
     from vmpool.codec import encode_request

@@ -1,3 +1,5 @@
+# size: ~355 lines: the flags, the replay with its progress, metrics poll and Ctrl-C, and
+# the checks of keys, tenants and config that run before anything is sent
 """``tidegate loadgen``: replay a trace open-loop against a live gateway."""
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ HELP = (
 
 _GAUGE = re.compile(r'^tidegate_vm_replicas\{state="(ready|booting)"\} ([0-9.eE+-]+)$', re.M)
 _LONG_KEYS = ("tenants", "vm_replicas_timeline")  # in --json, not on the terminal
-# a model whose metadata states no slo_ms (another server behind --url): the old default
-FALLBACK_SLO_MS = 300.0
+FALLBACK_SLO_MS = 300.0  # (a model whose metadata states no slo_ms: loadgen_summary)
 MAX_REPLAY_S = 31 * 86400.0  # a slower --speedup is a typo, not a plan
 _BILLED = re.compile(r"^tidegate_function_billed_seconds_total\{[^}]*\} ([0-9.eE+-]+)$", re.M)
 
@@ -78,8 +79,7 @@ def _add_measure_arguments(parser) -> None:
         "--slo-ms",
         type=float,
         help="SLO for attainment (ms) of tenants without their own slo_ms in --config "
-        "(default: each model's slo_ms as the gateway's metadata says, as simulate and "
-        f"report judge; {FALLBACK_SLO_MS:g} for a model that states none)",
+        f"(default: each model's slo_ms from the gateway, else {FALLBACK_SLO_MS:g})",
     )
     parser.add_argument(
         "--vm-usd-per-hour",
@@ -156,7 +156,7 @@ def _progress(args, total: int):
 
 
 async def _main(args, trace, model: str | list[str], keys: dict) -> dict:
-    from ops.commands.loadgen_summary import summarize
+    from ops.commands.loadgen_summary import judge_by_model, summarize
     from ops.loadgen import replay
 
     bar = _progress(args, len(trace))
@@ -200,18 +200,8 @@ async def _main(args, trace, model: str | list[str], keys: dict) -> dict:
                     + [r.path, f"{r.cost_usd:.10f}", r.cold_starts]
                 )
     names = [model] if isinstance(model, str) else sorted(set(model))
-    judged = {name: model_slos.get(name, FALLBACK_SLO_MS) for name in names}
-
-    def slo_of(r) -> float:  # a request's SLO when its tenant has none of its own
-        if args.slo_ms is not None:
-            return args.slo_ms
-        return judged[model if isinstance(model, str) else model[r.index]]
-
-    summary = summarize(results, wall, fleet, args, trace, ",".join(names), ended, slo_of)
-    if args.slo_ms is None:
-        summary["slo_ms"] = judged[names[0]] if len(set(judged.values())) == 1 else None
-        summary["slo_ms_by_model"] = judged
-    return summary
+    slo_of, judged = judge_by_model(args, model, model_slos)
+    return summarize(results, wall, fleet, args, trace, ",".join(names), ended, slo_of) | judged
 
 
 def _check_arguments(args) -> None:
@@ -228,9 +218,8 @@ def _check_arguments(args) -> None:
         raise CliError("--duration-s must be > 0")
     if not 0 < args.timeout_s < float("inf"):  # (inf: an OverflowError inside aiohttp)
         raise CliError("--timeout-s must be a finite number > 0")
-    if (
-        args.slo_ms is not None and not 0 < args.slo_ms < float("inf")
-    ) or not args.fn_memory_mb > 0:
+    slo_ok = args.slo_ms is None or 0 < args.slo_ms < float("inf")
+    if not slo_ok or not args.fn_memory_mb > 0:
         raise CliError("--slo-ms (a finite number) and --fn-memory-mb must be > 0")
     if args.vm_usd_per_hour is not None and not 0 <= args.vm_usd_per_hour < float("inf"):
         raise CliError("--vm-usd-per-hour must be a finite number >= 0")

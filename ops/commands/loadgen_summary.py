@@ -7,28 +7,41 @@ import math
 import sys
 
 
+def judge_by_model(args, model, model_slos: dict) -> tuple:
+    """``(slo_of, keys)``: without --slo-ms each request is judged by its model's slo_ms (as the
+    gateway's metadata states it, ``model_slos``; else ``FALLBACK_SLO_MS``), as simulate and
+    report judge (it judged every one by 300 ms); ``keys`` for the summary. With --slo-ms:
+    ``(None, {})``."""
+    if args.slo_ms is not None:
+        return None, {}
+    from ops.commands.loadgen import FALLBACK_SLO_MS
+
+    names = [model] if isinstance(model, str) else sorted(set(model))
+    judged = {name: model_slos.get(name, FALLBACK_SLO_MS) for name in names}
+
+    def slo_of(r) -> float:  # a request's SLO when its tenant has none of its own
+        return judged[model if isinstance(model, str) else model[r.index]]
+
+    one = judged[names[0]] if len(set(judged.values())) == 1 else None
+    return slo_of, {"slo_ms": one, "slo_ms_by_model": judged}
+
+
 def summarize(
     results, wall_s: float, fleet: dict, args, trace, model: str, ended: str = "", slo_of=None
 ) -> dict:
-    """The simulator's JSON keys, measured; ``failures`` counts the requests that got no HTTP
-    answer by why, ``unfinished`` those of the trace not sent or dropped (``stopped`` says why).
-    ``slo_of(request)``: its SLO when its tenant has none of its own (default ``--slo-ms``)."""
+    """The simulator's JSON keys, measured (``failures``: requests with no HTTP answer, by why;
+    ``unfinished``: not sent or dropped); ``slo_of(r)``: r's SLO if its tenant has none."""
     import numpy as np
 
+    from ops.commands.loadgen import tenant_deadlines_ms, tenant_slos
     from policies.costs import PriceTable
 
     vm_price = args.vm_usd_per_hour or PriceTable().vm_usd_per_hour
     lat = np.array([r.latency_ms for r in results])
     ok = np.array([200 <= r.status < 300 for r in results], dtype=bool)
-    from ops.commands.loadgen import tenant_deadlines_ms, tenant_slos
-
     slos = tenant_slos(args.config)  # a tenant's own SLO, else --slo-ms
     deadlines = tenant_deadlines_ms(args.config)  # a queued request's: its tenant's deadline
-    if slo_of is None:
-
-        def slo_of(r) -> float:
-            return args.slo_ms
-
+    slo_of = slo_of or _fixed(args.slo_ms)  # (--slo-ms given)
     limit = np.array([_limit(r, slos, deadlines, slo_of) for r in results], dtype=float)
     met = ok & (lat <= limit)
     queued = np.array([r.queued for r in results], dtype=bool)
@@ -73,6 +86,10 @@ def summarize(
         "stopped": ended or None,
         "tenants": _tenants(results, slo_of, slos, vm_usd, deadlines),
     }
+
+
+def _fixed(slo_ms: float):
+    return lambda r: slo_ms
 
 
 def _limit(r, slos: dict[str, float], deadlines: dict[str, float], slo_of) -> float:
