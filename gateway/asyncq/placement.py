@@ -12,6 +12,7 @@ from policies.routing.async_class import QueueFirst
 from policies.state import RouteRequest
 
 from ..errors import TidegateError
+from ..model_version import find_model
 from .config import AsyncQueueSettings
 
 
@@ -36,7 +37,7 @@ def queues(
         tenant = dispatcher.tenants.authenticate(
             headers.get("authorization"), headers.get("x-api-key")
         )
-        cfg = dispatcher.model(model, version)
+        cfg = find_model(dispatcher, model, version)
     except TidegateError:
         return False
     if tenant.settings.slo_class != "async":

@@ -22,6 +22,7 @@ from vmpool.codec import CodecError, validate_inputs
 
 from .. import protocol
 from ..errors import BadRequest, NotFound, TidegateError
+from ..model_version import find_model
 from ..state import GatewayState
 from . import callback, placement, serve
 from .callback_sender import CallbackSender
@@ -112,7 +113,8 @@ class AsyncService:
         )
         # 403 before the model is looked up or the body read or checked (HTTP infer's order)
         dispatcher.tenants.check_model(tenant, model)
-        cfg = dispatcher.model(model, version)
+        cfg = find_model(dispatcher, model, version)
+        version = version and cfg.version  # as found: "01" is version "1", as on the sync path
         if headers.get("x-tidegate-route") or headers.get("x-tidegate-workers"):
             raise BadRequest(
                 "async requests are served on the VM path; drop X-Tidegate-Route "
