@@ -31,6 +31,7 @@ from fastapi import APIRouter, Query, Request, Response
 from policies.costs import PriceTable
 
 from .errors import BadRequest, NotFound
+from .infer_endpoint import NOTE_KEY
 from .ledger import report_queries as rq
 from .ledger import retention
 from .report_time import parse_time
@@ -246,6 +247,9 @@ def _caller_may_read(state: GatewayState, request: Request, tenant: str) -> None
     if admin_key and given and hmac.compare_digest(given.encode(), admin_key.encode()):
         return
     caller = registry.authenticate(h.get("authorization"), h.get("x-api-key"))
+    note = request.scope.get(NOTE_KEY)
+    if note is not None:  # the access line names who asked, as an infer call's does
+        note["tenant"] = caller.name
     if not caller.settings.admin:
         registry.authorize_usage(caller, tenant)
 
