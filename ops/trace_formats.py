@@ -253,6 +253,13 @@ def _loadtxt_error(path: Path, text: str) -> str:
 
 def _read_per_second(path: Path, mapping: TraceMapping, rng) -> Trace:
     data = _numeric(path, 2)
+    whole = data[:, 0] == np.round(data[:, 0])
+    if not whole.all():  # (7.5 was read as second 7, silently)
+        bad = data[np.argmin(whole), 0]
+        raise TraceError(
+            f"{path}: the first column is a whole second in a per-second trace, not {bad:g}"
+            " (for arrival times use a csv trace: timestamp_s,model[,tenant])"
+        )
     sec, count = data[:, 0].astype(np.int64), data[:, -1]
     if (count < 0).any() or (sec < 0).any() or (count != np.round(count)).any():
         raise TraceError(f"{path}: seconds and counts must be non-negative integers")

@@ -67,3 +67,13 @@ def test_a_mooncake_timestamp_of_true_is_refused(tmp_path):
     path.write_text('{"timestamp": 0, "input_length": 1}\n{"timestamp": true}\n')
     with pytest.raises(TraceError, match=r"mc.jsonl:2: expected a JSON object with a numeric"):
         read_trace(path, fmt="mooncake")
+
+
+def test_a_per_second_file_with_a_fractional_second_is_refused(tmp_path):
+    """7.5 was read as second 7 without a word; whole seconds like 8.0 still read."""
+    path = tmp_path / "per.csv"
+    path.write_text("7,1,0,12\n7.5,1,0,3\n")
+    with pytest.raises(TraceError, match=r"per.csv: the first column is a whole second .* not 7.5"):
+        read_trace(path, fmt="per-second")
+    path.write_text("7,1,0,12\n8.0,1,0,3\n")
+    assert len(read_trace(path, fmt="per-second")) == 15
