@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 
 HELP = (
     "Simulate a routing + autoscaling policy on a request trace (simulated time: VM boot and "
@@ -256,49 +255,25 @@ def _overridden(profile, cfg, args, model: str):
 
 
 def run_policies(names: list[str], trace, profile, cfg, params: dict, seed: int, log=None):
-    from ops.cli import CliError
+    from ops.commands.simulate_runs import each_policy
     from ops.sim import run_spec, simulate
 
-    results = []
-    for name in names:
-        t0 = time.perf_counter()
-        try:
-            if name == "config":
-                if cfg.spec is None:
-                    raise CliError(
-                        "--policy config: the --config file sets no routing_policy or [autoscaling]"
-                    )
-                res = run_spec(
-                    trace,
-                    cfg.spec,
-                    profile,
-                    name="config",
-                    tick_s=cfg.tick_s,
-                    slo_ms_by_tenant=cfg.slo_ms_by_tenant,
-                    seed=seed,
-                    async_setup=cfg.async_setup,
-                )
-            else:
-                res = simulate(
-                    trace,
-                    name,
-                    profile,
-                    params=params if name != "optimum" else None,
-                    slo_ms_by_tenant=cfg.slo_ms_by_tenant,
-                    tick_s=cfg.tick_s,
-                    seed=seed,
-                    async_setup=cfg.async_setup,
-                )
-        except (ValueError, TypeError) as exc:
-            if isinstance(exc, TypeError) and not params:
-                raise  # not a value the user gave: a defect, with its traceback
-            given = ", ".join(f"{k}={v}" for k, v in params.items())
-            raise CliError(f"{exc} (--param {given})" if params else str(exc)) from None
-        # (the optimum's summary is built apart: every run names its figures' sources)
+    common = dict(tick_s=cfg.tick_s, slo_ms_by_tenant=cfg.slo_ms_by_tenant, seed=seed)
+    results = each_policy(
+        names,
+        cfg,
+        params,
+        len(trace),
+        log,
+        lambda spec: run_spec(
+            trace, spec, profile, name="config", async_setup=cfg.async_setup, **common
+        ),
+        lambda name, given: simulate(
+            trace, name, profile, params=given, async_setup=cfg.async_setup, **common
+        ),
+    )
+    for res in results:  # (the optimum's summary is built apart: every run names its sources)
         res.summary.setdefault("profile_sources", {"profile": profile.source, **profile.provenance})
-        if log:  # (the wall time only here: in the JSON it made two runs' files differ)
-            log(f"  {name}: {len(trace)} requests in {time.perf_counter() - t0:.1f} s")
-        results.append(res)
     return results
 
 

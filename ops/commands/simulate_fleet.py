@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import time
-
 FLEETS = ("shared", "per-model")
 FLEET_HELP = (
     "on a trace of several models (without --model): 'shared' (default) simulates the one "
@@ -29,6 +27,7 @@ def run_shared(names: list[str], trace, profiles: dict, cfg, params: dict, seed:
     """Each policy of ``names`` on one fleet serving every model of ``trace``."""
     from ops.cli import CliError
     from ops.commands.simulate import describe
+    from ops.commands.simulate_runs import each_policy
     from ops.sim.shared_run import run_shared_spec, simulate_shared
 
     if cfg.async_setup is not None:
@@ -42,42 +41,16 @@ def run_shared(names: list[str], trace, profiles: dict, cfg, params: dict, seed:
     )
     for profile in ordered:
         describe(trace.only_model(profile.model), profile, log)
-    results = []
-    for name in names:
-        t0 = time.perf_counter()
-        try:
-            if name == "config":
-                if cfg.spec is None:
-                    raise CliError(
-                        "--policy config: the --config file sets no routing_policy or [autoscaling]"
-                    )
-                res = run_shared_spec(
-                    trace,
-                    cfg.spec,
-                    ordered,
-                    name="config",
-                    tick_s=cfg.tick_s,
-                    slo_ms_by_tenant=cfg.slo_ms_by_tenant,
-                    seed=seed,
-                )
-            else:
-                res = simulate_shared(
-                    trace,
-                    name,
-                    ordered,
-                    params=params if name != "optimum" else None,
-                    slo_ms_by_tenant=cfg.slo_ms_by_tenant,
-                    tick_s=cfg.tick_s,
-                    seed=seed,
-                )
-        except (ValueError, TypeError) as exc:
-            if isinstance(exc, TypeError) and not params:
-                raise
-            given = ", ".join(f"{k}={v}" for k, v in params.items())
-            raise CliError(f"{exc} (--param {given})" if params else str(exc)) from None
-        log(f"  {name}: {len(trace)} requests in {time.perf_counter() - t0:.1f} s")
-        results.append(res)
-    return results
+    common = dict(slo_ms_by_tenant=cfg.slo_ms_by_tenant, tick_s=cfg.tick_s, seed=seed)
+    return each_policy(
+        names,
+        cfg,
+        params,
+        len(trace),
+        log,
+        lambda spec: run_shared_spec(trace, spec, ordered, name="config", **common),
+        lambda name, given: simulate_shared(trace, name, ordered, params=given, **common),
+    )
 
 
 def model_profiles(trace, repo, profile_path, cfg, args, overridden) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .result import SimResult, Timeline, _group_pct, _pct, cleanup_puts
+from .result import SimResult, Timeline, run_summary, tenant_costs
 
 
 def build_shared(sim, end_s: float) -> SimResult:
@@ -46,89 +46,20 @@ def _request_share(trace) -> np.ndarray:
 
 
 def _model_summary(sim, lane, sub, lat, path, fleet, end_s: float) -> dict:
-    """One model's figures in the shape of ``SimResult.build``'s summary."""
-    p, prices, fn = lane.p, sim.s.prices, lane.fn
-    billed_s, up_s = fleet
+    """One model's figures in the shape of ``SimResult.build``'s summary (``run_summary``)."""
     slo = np.array([r.slo_ms for r in lane.requests])[sub.tenant_idx]
     met, served = lat <= slo, np.isfinite(lat)
-    vm_usd = billed_s * prices.vm_usd_per_hour / 3600.0
-    fn_gb_s = fn.billed_ms * p.burst_memory_mb / 1024.0 / 1000.0
-    fn_compute_usd = fn_gb_s * prices.fn_usd_per_gb_s
-    fn_request_usd = fn.invocations * prices.fn_usd_per_request
-    puts, gets = p.burst_store_ops[0] + cleanup_puts(p.burst_store_ops[0]), p.burst_store_ops[1]
-    store_usd = fn.requests * (puts * prices.store_put_usd + gets * prices.store_get_usd)
-    warm_usd = lane.warm_cost_usd
-    total = vm_usd + fn_compute_usd + fn_request_usd + store_usd + warm_usd
-    n = len(lat)
-    summary = {
-        "policy": sim.s.name,
-        "trace": sim.trace.name,
-        "model": p.model,
-        "profile_sources": {"profile": p.source, **p.provenance},
-        "requests": n,
-        "duration_s": round(end_s, 3),
-        "slo_ms": p.slo_ms,
-        "slo_attainment": float(met.mean()) if n else 1.0,
-        "p50_ms": _pct(lat[served], 50),
-        "p99_ms": _pct(lat[served], 99),
-        "cost_usd": total,
-        "cost_per_1k_usd": total / n * 1000.0 if n else 0.0,
-        "vm_usd": vm_usd,
-        "function_compute_usd": fn_compute_usd,
-        "function_requests_usd": fn_request_usd,
-        "store_usd": store_usd,
-        "warm_functions_usd": warm_usd,
-        "vm_hours": up_s / 3600.0,
-        "vm_billed_hours": billed_s / 3600.0,
-        "function_gb_s": fn_gb_s,
-        "cold_starts": fn.cold_starts,
-        "requests_vm": int((path == 0).sum()),
-        "requests_burst": int((path == 1).sum()),
-        "rejected": int((path == 2).sum()),
-        "spill_ratio": float((path == 1).mean()) if n else 0.0,
-        "requests_queued": 0,
-        "queued_slo_attainment": None,
-        "throttled": fn.throttled,
-        "waited_for_instance": fn.waited,
-        "vm_batches": sim.vm.batches[lane.m],
-        "vm_busy_share": None,
-    }
+    none = np.empty(0, dtype=np.int64)  # (no queued jobs: async tenants run per model)
+    summary, parts = run_summary(
+        sim, lane.p, lane.fn, fleet, lane.warm_cost_usd, end_s, lat, path, met, none
+    )
+    summary["vm_batches"] = sim.vm.batches[lane.m]
     busy = sim.vm.model_busy_s
     summary["vm_busy_share"] = busy[lane.m] / sum(busy) if sum(busy) > 0 else None
-    parts = (vm_usd, fn_compute_usd, fn_request_usd, store_usd, warm_usd)
-    summary["tenants"] = _tenants(sim, lane, sub, lat, met, served, parts)
-    return summary
-
-
-def _tenants(sim, lane, sub, lat, met, served, parts) -> dict:
-    """The model's tenants (``result._tenants``'s rule within the model's share)."""
-    names = list(sim.trace.tenants)
+    names = list(sim.trace.tenants)  # the model's tenants, coded as the whole trace's
     idx = np.array([names.index(t) for t in sub.tenants], np.int64)[sub.tenant_idx]
-    k_all = len(names)
-    counts = np.bincount(idx, minlength=k_all)
-    busy = np.asarray(sim.vm.tenant_busy_s[lane.m])
-    vm_share = busy / busy.sum() if busy.sum() > 0 else counts / max(counts.sum(), 1)
-    billed = np.asarray(lane.fn_billed_by_tenant)
-    fn_req = np.asarray(lane.fn_requests_by_tenant, dtype=np.float64)
-    billed_share = billed / billed.sum() if billed.sum() > 0 else np.zeros_like(billed)
-    req_share = fn_req / fn_req.sum() if fn_req.sum() > 0 else np.zeros_like(fn_req)
-    met_n = np.bincount(idx, weights=met, minlength=k_all)
-    p99 = _group_pct(idx[served], lat[served], k_all, 99)
-    vm_usd, fn_compute, fn_requests, store, warm = parts
-    out = {}
-    for k in np.flatnonzero(counts):
-        cost = {
-            "vm_usd": vm_usd * vm_share[k],
-            "function_compute_usd": fn_compute * billed_share[k],
-            "function_requests_usd": fn_requests * req_share[k],
-            "store_usd": store * req_share[k],
-            "warm_functions_usd": warm * req_share[k],
-        }
-        out[names[k]] = {
-            "requests": int(counts[k]),
-            "slo_attainment": float(met_n[k] / counts[k]),
-            "p99_ms": p99[k],
-            "cost_usd": sum(cost.values()),
-            **cost,
-        }
-    return out
+    answers = (lat, met, served)
+    summary["tenants"] = tenant_costs(
+        names, idx, answers, parts, lane, sim.vm.tenant_busy_s[lane.m], only_seen=True
+    )
+    return summary
