@@ -107,6 +107,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--memory-mb", type=int, default=2048)
     ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--split", default="auto", help="auto (the latency plan) or a forced split")
     ap.add_argument("--out", type=Path, default=ROOT / "ops/bench/results/burst25plan_legs.json")
     args = ap.parse_args()
     from burst.graph import program_weights
@@ -117,7 +118,7 @@ def main() -> int:
     torch.set_num_threads(1)
     graph, config = load_graph(args.repo, args.model)
     weights = program_weights(load_artifact(args.repo, args.model).load_program())
-    request = PlanRequest(workers=args.workers, memory_mb=args.memory_mb)
+    request = PlanRequest(workers=args.workers, memory_mb=args.memory_mb, split=args.split)
     plan = model_plan(graph, config, request, load_profile())
     load0 = os.getloadavg()[0]
     rows = stage_rows(graph, weights, plan, args.reps)
