@@ -271,6 +271,7 @@ def simulate_and_report(work: Path, args, start_s: float) -> int:
     live, sim = (json.loads(p.read_text()) for p in (work / "live.json", sim_json))
     if (work / LIVE_FILE).is_file():
         print(f"tick by tick: ops/bench/sim_vs_real_ticks.py {work}", file=sys.stderr)
+        print(f"live decisions replayed: ops/bench/sim_vs_real_live25.py {work}", file=sys.stderr)
     return report(live, sim, args, start_s)
 
 
