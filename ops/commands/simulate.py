@@ -134,6 +134,9 @@ def parse_params(items: list[str]) -> dict:
     return out
 
 
+MAX_SLO_MS = 86_400_000.0  # a latency SLO past a day is a typo (1e300 overflowed the optimum)
+
+
 def check_arguments(args) -> None:
     """Numbers out of range and unwritable outputs, before anything is read or run."""
     from ops.cli import CliError
@@ -141,6 +144,8 @@ def check_arguments(args) -> None:
 
     if args.slo_ms is not None and not 0 < args.slo_ms < float("inf"):
         raise CliError("--slo-ms must be a finite number > 0")
+    if args.slo_ms is not None and args.slo_ms > MAX_SLO_MS:
+        raise CliError(f"--slo-ms {args.slo_ms:g} is over a day ({MAX_SLO_MS:g} ms): a typo?")
     if getattr(args, "vm_boot_s", None) is not None and not 0 <= args.vm_boot_s < float("inf"):
         raise CliError("--vm-boot-s must be a finite number >= 0")
     if not 0 < args.rate_scale < float("inf"):

@@ -87,6 +87,13 @@ def _check_arguments(args) -> None:
     from ops.commands.outputs import check_writable
     from ops.tune import SPACES
 
+    from ops.commands.simulate import MAX_SLO_MS
+
+    slo_ms = getattr(args, "slo_ms", None)
+    if slo_ms is not None and not 0 < slo_ms < float("inf"):
+        raise CliError("--slo-ms must be a finite number > 0")
+    if slo_ms is not None and slo_ms > MAX_SLO_MS:
+        raise CliError(f"--slo-ms {slo_ms:g} is over a day ({MAX_SLO_MS:g} ms): a typo?")
     if not 0 < args.slo_attainment <= 1:
         raise CliError("--slo-attainment must be in (0, 1]")
     if args.policy not in SPACES:

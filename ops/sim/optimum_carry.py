@@ -101,7 +101,10 @@ def carry_dp(pr: CarryProblem, late_usd: float = math.inf) -> CarryBound:
         return CarryBound(total * spill, 0.0, total, 0, late_usd)
     layers = max(1, math.ceil(float(pr.demand.max(initial=0.0)) / per_vm))
     carry_per_vm = min(pr.slo_s, pr.bin_s) * pr.capacity_per_s
-    q_max = int(math.floor(carry_per_vm * layers + 1e-9))
+    # a bin carries out at most its own arrivals: no state is wider than the busiest bin (an
+    # SLO of hours made bins of hours and a grid of VM-hours of capacity: 21 GB for 2 requests)
+    busiest = int(math.floor(float(pr.demand.max(initial=0.0)) + 1e-9))
+    q_max = min(int(math.floor(carry_per_vm * layers + 1e-9)), busiest)
     g = _Grid(layers, q_max)
     # carried-in work needs VMs in its bin to serve it
     fits = g.q[None, :] <= carry_per_vm * g.n[:, None] + 1e-9
