@@ -127,7 +127,8 @@ class SharedSimulation:
             recent_cold_starts=sum(f.recent_cold for f in fns),
             cold_start_ms=max(lane.p.cold_start_ms for lane in lanes),
             memory_mb=p.burst_memory_mb,
-            default_workers=p.burst_workers,
+            # the most of the models' plans, as live (gateway/live.py _plan_workers)
+            default_workers=max(lane.p.burst_workers for lane in lanes),
         )
 
     def _free_instances(self, lanes, k: list[int]) -> int:
