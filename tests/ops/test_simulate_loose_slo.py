@@ -10,7 +10,6 @@ import json
 import resource
 
 import numpy as np
-import pytest
 
 from ops.cli import main
 from ops.sim.optimum_carry import CarryProblem, carry_dp
