@@ -243,6 +243,7 @@ class SharedSimulation:
         counts = self._tick_counts
         queue_key = self._queue_key
         summary = {} if queue_key else None
+        peers = len(lanes) > 1
         VM, BURST = Route.VM, Route.BURST
         for i, t in enumerate(arr):
             if t >= next_tick:
@@ -270,7 +271,10 @@ class SharedSimulation:
                 if pk is None:
                     pk = summary[per] = (n, queue_key(per))
             slow = self._slow_key(t) if booting or draining else None
+            # its pool's free slots depend on the other models' busy instances too
             fn_key = (lane.m, len(fn.busy), len(fn.request_ends), len(fn.idle), fn.recent_cold)
+            if peers:
+                fn_key += (fn.cap_groups,)
             key = (ten, pk, slow, fn_key)  # (warm groups are busy + idle)
             decision = cache.get(key)
             if decision is None:
