@@ -99,7 +99,9 @@ async def test_a_running_gateway_drains_a_stopped_ones_spill_once_the_database_i
     _resume(own_postgres)  # the database is back; the running gateway is not restarted
     await asyncio.wait_for(asyncio.gather(*held), 60)
     await _until(lambda: _counts(url) == (19, 19), "the spill file never reached the database")
+    # (the file goes inside the replay, its rows are counted after it: wait for both)
     await _until(lambda: not list(tmp_path.glob("ledger-spill-*")), "the spill file stayed")
+    await _until(lambda: running.replayed >= 7, "the replay was never counted")
     assert running.replayed == 7
     await running.close()
     assert _counts(url) == (19, 19)  # once each: the drain ran more than once, no row twice

@@ -98,10 +98,15 @@ def test_reloads_through_the_gateway_leave_nothing_on_the_gateway(tmp_path):
         try:
             with httpx.Client(base_url=url, timeout=60) as client:
                 _reload(client, 15)  # (the first reloads warm the client's pool, the stats)
-                before = objects()
-                _reload(client, RELOADS)
-                after = objects()
+                counts = [objects()]
+                for _ in range(2):
+                    _reload(client, RELOADS)
+                    counts.append(objects())
         finally:
             server.should_exit = True
             thread.join(30)
-    assert after - before < SLACK, (before, after)
+    # a leak of one object a reload grows both windows by RELOADS; what is mid-flight at a
+    # count (a connection, the ledger's writer, a timer) lands in one window (28 once in a clean
+    # clone's run)
+    grown = [b - a for a, b in zip(counts, counts[1:])]
+    assert min(grown) < SLACK, counts
