@@ -17,6 +17,8 @@ from dataclasses import dataclass
 # a pooled connection idle this long is closed rather than reused: aiohttp's server closes
 # keep-alive connections after 75 s, and a request written into one it is closing is lost
 MAX_IDLE_S = 30.0
+# statuses whose answers never carry a body
+_NO_BODY = frozenset({204, 304})
 
 
 @dataclass
@@ -51,6 +53,7 @@ class LiteHttp:
         self.host, self.port = host, port
         self.base_path = base_path.rstrip("/")
         self._idle: list[_Conn] = []
+        self._closed = False  # close() ran: a call still out closes its connection when done
 
     async def _acquire(self) -> tuple[_Conn, bool]:
         """(a connection, whether it was reused from the pool)."""
@@ -104,7 +107,7 @@ class LiteHttp:
             except BaseException:  # cancelled or timed out mid-request: its state is unknown
                 conn.close()
                 raise
-            if keep:
+            if keep and not self._closed:
                 conn.idle_since = time.monotonic()
                 self._idle.append(conn)
             else:
@@ -113,27 +116,30 @@ class LiteHttp:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
+        self._closed = True
         while self._idle:
             self._idle.pop().close()
 
 
 async def _read_response(status_line: bytes, reader: asyncio.StreamReader) -> tuple[Response, bool]:
-    """(the response, whether its connection may carry another request)."""
-    parts = status_line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-        raise ConnectionResetError(f"not an HTTP response: {status_line[:80]!r}")
-    status = int(parts[1])
-    headers: dict[str, str] = {}
+    """(the response, whether its connection may carry another request); interim (1xx)
+    answers are read past."""
     while True:
-        line = await reader.readline()
-        if not line:
-            raise asyncio.IncompleteReadError(b"", None)
-        if line in (b"\r\n", b"\n"):
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise ConnectionResetError(f"not an HTTP response: {status_line[:80]!r}")
+        status = int(parts[1])
+        headers: dict[str, str] = {}
+        while (line := await _line(reader)) not in (b"\r\n", b"\n"):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if not 100 <= status < 200:
             break
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
+        status_line = await _line(reader)
     keep = parts[0] == b"HTTP/1.1" and headers.get("connection", "").lower() != "close"
-    if "chunked" in headers.get("transfer-encoding", "").lower():
+    if status in _NO_BODY:
+        body = b""  # none follows, whatever the headers say (RFC 9112 6.3)
+    elif "chunked" in headers.get("transfer-encoding", "").lower():
         body = await _read_chunked(reader)
     elif "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))
@@ -145,10 +151,19 @@ async def _read_response(status_line: bytes, reader: asyncio.StreamReader) -> tu
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
     chunks = []
     while True:
-        size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+        size = int((await _line(reader)).split(b";")[0].strip(), 16)
         if size == 0:
-            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+            while (await _line(reader)) not in (b"\r\n", b"\n"):
                 pass  # trailers
             return b"".join(chunks)
         chunks.append(await reader.readexactly(size))
         await reader.readexactly(2)  # CRLF after each chunk
+
+
+async def _line(reader: asyncio.StreamReader) -> bytes:
+    """One whole line; the server closing before its end is an error (an empty size line read
+    as 0 took a chunked answer cut off mid-way for a complete, shorter one)."""
+    line = await reader.readline()
+    if not line.endswith(b"\n"):
+        raise asyncio.IncompleteReadError(line, None)
+    return line
