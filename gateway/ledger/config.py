@@ -66,6 +66,15 @@ class LedgerSettings(ConfigTable):
         "database refuses goes to that file at once, so its request is answered rather than "
         "held until the HTTP drain gives up.",
     )
+    spill_scan_s: float = Field(
+        5.0,
+        ge=0.0,
+        le=3600.0,
+        description="How often a running gateway looks in its data directory for spill files "
+        "another gateway left (a replica stopped in an outage) and writes their rows into the "
+        "database, while the database takes rows: a shorter interval gets those rows into a "
+        "shared ledger's reports sooner, at one directory listing per look. 0: only at start.",
+    )
 
     retain_days: float = Field(
         400.0,

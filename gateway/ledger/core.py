@@ -29,9 +29,9 @@ While the database fails or hangs (``failing``) new requests are refused, 503. O
 begun (``release``), rows the database does not take go to a spill file instead
 (``gateway.ledger.spill``), written into the database at the next start: their requests are
 answered, and a stop during an outage takes ``shutdown_timeout_s`` at most, not a minute.
-The writer thread of a running gateway also writes, every ``spill_scan_s`` while the database
-takes rows, the spill files another gateway on its data directory left (a replica stopped in the
-outage): they reach a shared database without waiting for a restart here.
+The writer thread of a running gateway also writes, every ``spill_scan_s`` (``[ledger]``) while
+the database takes rows, the spill files another gateway on its data directory left (a replica
+stopped in the outage): they reach a shared database without waiting for a restart here.
 """
 
 from __future__ import annotations
@@ -167,6 +167,7 @@ class Ledger:
             retain_days=settings.retain_days,
             spill_dir=Path(data_dir),
             shutdown_timeout_s=settings.shutdown_timeout_s,
+            spill_scan_s=settings.spill_scan_s,
         )
 
     # lifecycle -------------------------------------------------------------------------------
