@@ -28,6 +28,7 @@ from policies.state import (
 from vmpool.batch_report import BatchReport
 from vmpool.pool import ReplicaPool
 
+from .batch_curve import BatchCurve
 from .cold_start import ColdStartEstimate, warm_p50_ms
 from .latency_window import LatencyWindow, RateCounter
 from .slo_budget import SloBudget
@@ -69,9 +70,9 @@ class _ModelView:
     vm: LatencyWindow
     vm_idle: LatencyWindow  # requests that found their replica idle: service time, no queue
     burst: LatencyWindow  # warm burst requests only: a cold start is predicted separately
-    batch_ms: dict[int, float] = field(default_factory=dict)  # EWMA of service time by batch
+    batch_ms: BatchCurve  # service time by rows per batch, estimated from latencies
     # the same, from what replicas reported of each answer's batch: exact, so it wins
-    reported_batch_ms: dict[int, float] = field(default_factory=dict)
+    reported_batch_ms: BatchCurve
     vm_error: PredictionError = field(default_factory=PredictionError)
     budget: SloBudget = field(default_factory=SloBudget)  # answers, misses: the error budget
 
@@ -112,6 +113,8 @@ class LiveCollector:
                 LatencyWindow(latency_window_s),
                 LatencyWindow(latency_window_s),
                 LatencyWindow(latency_window_s),
+                BatchCurve(latency_window_s),
+                BatchCurve(latency_window_s),
             )
             for name, slo in model_slos_ms.items()
         }
@@ -177,12 +180,12 @@ class LiveCollector:
         if queued_ahead == 0:
             view.vm_idle.add(now, latency_ms)
         if reported is not None:
-            _ewma(view.reported_batch_ms, reported.rows, reported.service_ms)
+            view.reported_batch_ms.add(now, reported.rows, reported.service_ms)
             return
         total = queued_ahead + rows
         rounds = -(-total // self.max_batch_size)
         batch = min(total, self.max_batch_size)
-        _ewma(view.batch_ms, batch, latency_ms / rounds)
+        view.batch_ms.add(now, batch, latency_ms / rounds)
 
     def burst_started(self, workers: int) -> int:
         """A burst request sent; pass the token back to ``burst_finished``."""
@@ -271,7 +274,7 @@ class LiveCollector:
             name: ModelStats(
                 arrival_rate_short_per_s=v.short.rate(now),
                 arrival_rate_long_per_s=v.long.rate(now),
-                vm_service_ms_by_batch=tuple(sorted((v.reported_batch_ms or v.batch_ms).items())),
+                vm_service_ms_by_batch=(v.reported_batch_ms or v.batch_ms).points(now),
                 vm_latency=v.vm.quantiles(now),
                 vm_service_latency=v.vm_idle.quantiles(now),
                 burst_latency=v.burst.quantiles(now),
@@ -326,11 +329,6 @@ def _plan_workers(live: BurstLiveStats | None, configured: int) -> int:
     plan's; with the default the predictive scaler priced a delay model's spills 4x)."""
     workers = getattr(live, "workers", None)
     return max(max(workers.values()), 1) if workers else configured
-
-
-def _ewma(curve: dict[int, float], rows: int, service_ms: float) -> None:
-    old = curve.get(rows)
-    curve[rows] = service_ms if old is None else 0.8 * old + 0.2 * service_ms
 
 
 def _with_in_flight(burst: BurstState, in_flight: int) -> BurstState:
