@@ -37,6 +37,12 @@ request_slo_ms: ContextVar[float | None] = ContextVar("tidegate_burst_slo_ms", d
 _held: ContextVar[list | None] = ContextVar("tidegate_burst_held", default=None)
 SMOOTHING = 0.3  # weight of a new cold start in the learnt one
 RUN_WINDOW = 200  # warm answers behind the run-time tail
+# how long an answered instance is counted idle where the platform's keep-alive is not known:
+# below both cloud platforms' idle lifetimes (Lambda's unpublished, "a non-deterministic
+# period"; Function Compute's "usually 3 to 5 minutes"). Forgotten too early, an instance only
+# makes a spill start another the platform still had; remembered too long, a spill sent as
+# warm meets a cold start ([burst] instance_idle_s; the local runtime's keep_alive_s)
+DEFAULT_KEEP_ALIVE_S = 60.0
 
 
 class InstanceGate(SlotGate):
@@ -48,14 +54,12 @@ class InstanceGate(SlotGate):
         *,
         max_waiting: int = 64,
         max_wait_s: float = 30.0,
-        # shorter than the platform's keep-alive is safe: an instance forgotten too early is
-        # only one a request may wait for where it could have run at once
-        keep_alive_s: float = 60.0,
+        keep_alive_s: float | None = None,  # None: DEFAULT_KEEP_ALIVE_S
         cold_start_ms: float = 3000.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         super().__init__(capacity, max_waiting=max_waiting, max_wait_s=max_wait_s, clock=clock)
-        self.keep_alive_s = keep_alive_s
+        self.keep_alive_s = DEFAULT_KEEP_ALIVE_S if keep_alive_s is None else keep_alive_s
         self.cold_start_ms = cold_start_ms  # until one is learnt
         self._idle: deque[float] = deque()  # when each idle instance group was last used
         self._busy: dict[int, tuple[float, bool]] = {}  # token -> (invoked at, cold)

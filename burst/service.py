@@ -46,6 +46,7 @@ class BurstService:
         master_memory_mb: int | None = None,
         concurrency: int = 16,
         keep_alive_s: float = 300.0,
+        instance_idle_s: float | None = None,
         function_timeout_s: float = 120.0,
         log_dir: str | Path | None = None,
         split: str = "auto",
@@ -75,17 +76,17 @@ class BurstService:
         capacity = min(concurrency, local_fit) if self._local else concurrency
         # a queued request waits at most as long as a request may take
         self._gate = InstanceGate(  # waits for started instances (policies/routing/instance_wait)
-            max(1, capacity), max_waiting=max_waiting, max_wait_s=max_wait_s or function_timeout_s
+            max(1, capacity),
+            max_waiting=max_waiting,
+            max_wait_s=max_wait_s or function_timeout_s,
+            keep_alive_s=instance_idle_s or (keep_alive_s if self._local else None),
         )
-        if self._local:  # idle ones known for the runtime's keep-alive (60 s forgot warm ones)
-            self._gate.keep_alive_s = keep_alive_s
         self._circuit = PlatformCircuit(failure_threshold=3, open_s=5.0)
         self._detached = Detached()  # invocations whose caller left; the orphan-queue sweep
         self.supervisor: LocalRuntimeSupervisor | None = None
         self._tensor_root: str | None = None
         self._started = False
-        self._invoker = None
-        self._store = None
+        self._invoker = self._store = None
         self._graphs: dict[str, object] = {}
         self._configs: dict[str, object] = {}
         self._graph_stamps: dict[str, tuple] = {}
@@ -111,6 +112,7 @@ class BurstService:
             memory_mb=b.memory_mb,
             concurrency=b.concurrency,
             keep_alive_s=b.keep_alive_s,
+            instance_idle_s=b.instance_idle_s,
             function_timeout_s=b.timeout_s,
             log_dir=settings.data_dir / "logs",
             max_workers=b.max_workers,

@@ -1,6 +1,6 @@
 """Typed settings: defaults, then a TOML file, then ``TIDEGATE_*`` environment variables."""
 
-# size: ~370 lines: the top-level table, one described field per setting (nested tables live in
+# size: ~380 lines: the top-level table, one described field per setting (nested tables live in
 # their packages' config.py); splitting it would scatter what a person reads top to bottom
 
 from __future__ import annotations
@@ -127,6 +127,18 @@ class BurstSettings(Section):
         16, ge=1, le=100_000, description="Local runtime: concurrent instances cap."
     )
     keep_alive_s: float = Field(300.0, gt=0, description="Local runtime: idle instance keep-alive.")
+    instance_idle_s: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="How long the burst path counts an instance it has had answered as still "
+        "warm (a spill takes it, or waits for a busy one, rather than start another). Default: "
+        "keep_alive_s on the local runtime; 60 s on aws_lambda and alibaba_fc, whose idle "
+        "instances live for a time they do not set (AWS: 'a non-deterministic period', not "
+        "published; Function Compute: usually 3-5 minutes). Too short only makes spills start "
+        "instances the platform still had warm; too long sends spills expecting a warm instance "
+        "into cold starts.",
+    )
     weights: PlanWeights = Field(default_factory=PlanWeights, description="Old plan weights.")
     timeout_s: float = Field(
         120.0,
