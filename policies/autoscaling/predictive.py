@@ -17,7 +17,7 @@ from .fleet_regret import FleetRegret
 from .recurrence import LayerRecurrence
 from .silence import DEFAULT_RELEASE_S, Silence
 from .slo_capacity import fleet_sizing_rate_per_s
-from .spill_price import break_even_rate, burst_latency_s, first_vm_pays, request_usd
+from .spill_price import SpillPrice, break_even_rate, burst_latency_s, first_vm_pays
 from .spill_vm import SpillEconomics
 from .warm_pool import BurstPool, warm_cost_usd_per_s
 
@@ -108,6 +108,7 @@ class Predictive(ScalerBase):
         self.burst_latency_s = burst_latency_s
         self.instances_per_burst_request = instances_per_burst_request
         self.prices = prices or PriceTable()
+        self._price = SpillPrice(self.prices, burst_latency_s, instances_per_burst_request)
         self._spill = SpillEconomics(spill_window_s, self.prices)
         self._spill_base: int | None = None  # the forecast's fleet when the spill VM was asked
         self._episodes = OverloadEpisodes(self.prices) if duration_aware else None
@@ -163,6 +164,7 @@ class Predictive(ScalerBase):
         now = state.now_s
         self._observe(now, state.arrival_rate_short_per_s)
         self._silence.observe(now, state.arrival_rate_long_per_s)
+        self._price.observe(state)
         mean, std, capacity = *self.forecast(state.vm.boot_s), self._capacity_per_s(state)
         full_per_replica = capacity / self.target_utilization
         if self._holds is not None:
@@ -183,7 +185,7 @@ class Predictive(ScalerBase):
             self._recent_rates.add(now, rate)
             # over no VM, an overload is load a first VM would pay for (not a trickle)
             ready_per_s = state.vm.ready_replicas * full_per_replica or min(
-                full_per_replica, break_even_rate(self.prices, self._request_usd(state))
+                full_per_replica, break_even_rate(self.prices, self._price.usd(state))
             )
             self._episodes.observe(now, rate, ready_per_s, full_per_replica)
             # the base load (the median rate of two boot times) is no overload: its VMs are not
@@ -229,7 +231,7 @@ class Predictive(ScalerBase):
         vm, full_per_replica = state.vm, capacity / self.target_utilization
         rate, ready, up = state.arrival_rate_short_per_s, vm.ready_replicas, vm.booting_replicas
         self._regret.observe(state.now_s, rate, full_per_replica, ready + up, ready)
-        request_usd, vm_usd_per_s = self._request_usd(state), self.prices.vm_usd_per_hour / 3600
+        request_usd, vm_usd_per_s = self._price.usd(state), self.prices.vm_usd_per_hour / 3600
         fleet = self.clamp(self._regret.floor(request_usd, vm_usd_per_s))
         if self._regret.engaged and fleet != want:
             excess_usd = (max(rate, mean) - fleet * full_per_replica) * request_usd
@@ -258,7 +260,7 @@ class Predictive(ScalerBase):
         if self._holds is None:
             return False
         vm_usd_per_s = self.prices.vm_usd_per_hour / 3600.0
-        return self._holds.holds(state.now_s, current - 1, self._request_usd(state), vm_usd_per_s)
+        return self._holds.holds(state.now_s, current - 1, self._price.usd(state), vm_usd_per_s)
 
     def _cooling(self, now_s: float, want: int, current: int, boot_s: float) -> bool:
         """Hold the fleet through the scale-in cooldown. A VM the base load once needed (the
@@ -291,7 +293,7 @@ class Predictive(ScalerBase):
         episodes = self._episodes
         if episodes is None or (current == 0 and not functions_meet_slo(state)):
             return want  # (no gate; no VM, functions late: every request misses until one is up)
-        full, usd = capacity / self.target_utilization, self._request_usd(state)
+        full, usd = capacity / self.target_utilization, self._price.usd(state)
         pays = partial(replicas_that_pay, episodes, state.now_s, demand=demand, capacity=capacity)
         pays = partial(pays, full_per_replica=full, boot_s=state.vm.boot_s, request_usd=usd)
         paid = pays(current, want, cooldown_s=self.scale_in_cooldown_s)
@@ -301,16 +303,12 @@ class Predictive(ScalerBase):
             base_want = pays(paid, base_want, cooldown_s=hold_s)
         return max(paid, base_want)
 
-    def _request_usd(self, state: LiveState) -> float:
-        fixed_s, instances = self.burst_latency_s, self.instances_per_burst_request
-        return request_usd(state, self.prices, fixed_s, instances)
-
     def _burst_latency_s(self, state: LiveState) -> float:
         return burst_latency_s(state, self.burst_latency_s)
 
     def _first_vm_pays(self, state: LiveState, rate: float) -> bool:
         return self.min_replicas > 0 or first_vm_pays(
-            state, rate, self._request_usd(state), self.prices
+            state, rate, self._price.usd(state), self.prices
         )
 
     def _spill_floor(
@@ -324,7 +322,7 @@ class Predictive(ScalerBase):
             state.now_s,
             spill_per_s=state.burst.in_flight / max(self._burst_latency_s(state), 1e-3),
             vm_capacity_per_s=capacity / self.target_utilization,
-            request_usd=self._request_usd(state),
+            request_usd=self._price.usd(state),
             arrival_rate_per_s=state.arrival_rate_long_per_s,
             fleet_at_forecast=state.vm.booting_replicas == 0
             and state.vm.ready_replicas == forecast_want,
