@@ -7,10 +7,10 @@ import logging
 from dataclasses import dataclass, field
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from ..routes import unsupported_message
 from . import inference_pb2 as pb
+from .messages import Malformed, TooLarge, core_cap_bytes, lenient
 from .servicer import SERVICE, GatewayView, InferenceServicer
 from .stream import STOPPED_DETAILS
 
@@ -57,35 +57,19 @@ class GrpcServer:
         await asyncio.shield(self._stopping)
 
 
-class _Malformed:
-    """A request message that did not parse (its bytes are not the method's protobuf)."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-
-def _lenient(message_type):
-    """A deserializer that hands a parse failure to the method instead of raising in gRPC's
-    core (which answers UNKNOWN and logs a traceback for what is the caller's mistake)."""
-
-    def parse(data: bytes):
-        try:
-            return message_type.FromString(data)
-        except DecodeError as exc:
-            return _Malformed(exc)
-
-    return parse
-
-
 def _guarded(method, servicer: InferenceServicer, refused=None):
     """``method``, or INVALID_ARGUMENT for a message that did not parse (``refused()`` first:
-    ModelInfer's is counted and logged as HTTP's malformed JSON is), or UNAVAILABLE once the
-    gateway stops (a call gRPC's core took in the moment before its own stop began)."""
+    ModelInfer's is counted and logged as HTTP's malformed JSON is), RESOURCE_EXHAUSTED for one
+    past the size limit (counted as HTTP's 413), or UNAVAILABLE once the gateway stops (a call
+    gRPC's core took in the moment before its own stop began)."""
 
     async def call(request, context):
         if servicer.stopping:
             await context.abort(grpc.StatusCode.UNAVAILABLE, STOPPED_DETAILS)
-        if isinstance(request, _Malformed):
+        if isinstance(request, TooLarge):
+            servicer.too_large()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, request.message)
+        if isinstance(request, Malformed):
             if refused is not None:
                 refused()
             await context.abort(
@@ -119,10 +103,10 @@ def _unsupported(extension: str):
 
 def _first_message(call, servicer: InferenceServicer):
     """ModelInfer's handler as a client-streaming one (the same bytes on the wire as a unary
-    call). gRPC's core refuses a message past ``max_receive_message_length`` with
-    RESOURCE_EXHAUSTED before any of our code runs: a unary handler is never called, so the
-    refusal went uncounted and unlogged. This one is called, finds no message, and counts and
-    logs the call as HTTP's 413 (the core has answered it already)."""
+    call). gRPC's core refuses a message past ``max_receive_message_length`` (twice the limit:
+    ``messages.py``) with RESOURCE_EXHAUSTED before any of our code runs: a unary handler is
+    never called, so the refusal went uncounted and unlogged. This one is called, finds no
+    message, and counts and logs the call as HTTP's 413 (the core has answered it already)."""
 
     async def first(requests, context):
         async for request in requests:
@@ -133,11 +117,11 @@ def _first_message(call, servicer: InferenceServicer):
     return first
 
 
-def _handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
+def _handler(servicer: InferenceServicer, limit_bytes: int) -> grpc.GenericRpcHandler:
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
             _guarded(getattr(servicer, name), servicer),
-            request_deserializer=_lenient(req),
+            request_deserializer=lenient(req),
             response_serializer=resp.SerializeToString,
         )
         for name, (req, resp) in _METHODS.items()
@@ -145,7 +129,7 @@ def _handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     }
     handlers["ModelInfer"] = grpc.stream_unary_rpc_method_handler(
         _first_message(_guarded(servicer.ModelInfer, servicer, servicer.malformed), servicer),
-        request_deserializer=_lenient(pb.ModelInferRequest),
+        request_deserializer=lenient(pb.ModelInferRequest, limit_bytes),
         response_serializer=pb.ModelInferResponse.SerializeToString,
     )
     for name, extension in _UNSUPPORTED.items():
@@ -154,7 +138,7 @@ def _handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         )
     handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
         servicer.ModelStreamInfer,
-        request_deserializer=_lenient(pb.ModelInferRequest),
+        request_deserializer=lenient(pb.ModelInferRequest, limit_bytes),
         response_serializer=pb.ModelStreamInferResponse.SerializeToString,
     )
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
@@ -165,19 +149,19 @@ async def start_grpc_server(
 ) -> GrpcServer:
     """Serve ``inference.GRPCInferenceService`` on ``host:port`` (0: a free port).
 
-    ``max_message_mb`` caps a request message as ``max_body_mb`` caps an HTTP body (gRPC
-    answers RESOURCE_EXHAUSTED past it; its own default of 4 MB is smaller than one batch of
-    eight 224x224 images)."""
+    ``max_message_mb`` caps a request message as ``max_body_mb`` caps an HTTP body
+    (RESOURCE_EXHAUSTED past it, counted: ``messages.py``; gRPC's own default of 4 MB is smaller
+    than one batch of eight 224x224 images)."""
     limit_bytes = int(max_message_mb * 1024 * 1024)
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", limit_bytes),
+            ("grpc.max_receive_message_length", core_cap_bytes(limit_bytes)),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 0),  # a port in use is an error, not a second silent listener
         ]
     )
     servicer = InferenceServicer(gateway)
-    server.add_generic_rpc_handlers((_handler(servicer),))
+    server.add_generic_rpc_handlers((_handler(servicer, limit_bytes),))
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen for gRPC on {host}:{port} (in use?)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from importlib import metadata as _metadata
 from collections.abc import AsyncIterator
 
@@ -24,9 +23,8 @@ from vmpool.codec import CodecError
 
 from ..access_log import MODEL_KEY, AccessLog
 from ..call import CallContext
-from ..errors import BadRequest, TidegateError
+from ..errors import BadRequest, PayloadTooLarge, TidegateError
 from ..infer_endpoint import count_answer, route_header, workers_header
-from ..protocol import header_safe_id
 from ..repository import (
     index_rows,
     load_model,
@@ -39,8 +37,10 @@ from ..model_version import find_model
 from ..state import GatewayState
 from ..tenants import refuse_repeated_keys
 from . import inference_pb2 as pb
+from .call_metadata import metadata_of, request_id_of, text_metadata
 from .status import guard as _guard
 from .deadline import within_deadline
+from .messages import TooLarge
 from .stream import answer_in_order, final_answer
 from .model_config import model_config
 from .tensors import decode_off_loop, encode_infer_response
@@ -116,7 +116,7 @@ class InferenceServicer:
         return await _guard(context, self._infer_call, request, context)
 
     async def _infer_call(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
-        response, trailing = await self._infer(request, _text_metadata(context), context)
+        response, trailing = await self._infer(request, text_metadata(context), context)
         context.set_trailing_metadata(trailing)
         return response
 
@@ -125,7 +125,7 @@ class InferenceServicer:
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """Every request on the stream answered, in the order they came, while they run at once
         (``stream.answer_in_order``); a failed one answers its error and the stream goes on."""
-        meta = _text_metadata(context)
+        meta = text_metadata(context)
 
         async def answer(request) -> pb.ModelStreamInferResponse:
             return final_answer(await self._stream_answer(request, meta, context), request)
@@ -141,7 +141,10 @@ class InferenceServicer:
                 infer_response=pb.ModelInferResponse(id=getattr(request, "id", "")),
             )
         try:
-            if not isinstance(request, pb.ModelInferRequest):  # (server._Malformed)
+            if isinstance(request, TooLarge):  # (that request's error: the stream goes on)
+                self.too_large(method="ModelStreamInfer")
+                raise PayloadTooLarge(request.message)
+            if not isinstance(request, pb.ModelInferRequest):  # (messages.Malformed)
                 self.malformed("ModelStreamInfer")
                 raise BadRequest(f"malformed request message: {request.error}")
             response, _ = await self._infer(request, meta, context, "ModelStreamInfer")
@@ -165,7 +168,7 @@ class InferenceServicer:
         return await _guard(context, self._index, request, context)
 
     async def _index(self, request, context) -> pb.RepositoryIndexResponse:
-        require_admin(self.gateway, _metadata_of(context))
+        require_admin(self.gateway, metadata_of(context))
         rows = await index_rows(self.gateway)
         if request.ready:
             rows = [r for r in rows if r["state"] == "READY"]
@@ -176,7 +179,7 @@ class InferenceServicer:
         return await _guard(context, self._load, request, context)
 
     async def _load(self, request, context) -> pb.RepositoryModelLoadResponse:
-        require_admin(self.gateway, _metadata_of(context))
+        require_admin(self.gateway, metadata_of(context))
         refuse_load_overrides(request.parameters)
         await load_model(self.gateway, request.model_name)
         return pb.RepositoryModelLoadResponse()
@@ -185,7 +188,7 @@ class InferenceServicer:
         return await _guard(context, self._unload, request, context)
 
     async def _unload(self, request, context) -> pb.RepositoryModelUnloadResponse:
-        require_admin(self.gateway, _metadata_of(context))
+        require_admin(self.gateway, metadata_of(context))
         check_unload_parameters({k: _value(v) for k, v in request.parameters.items()})
         await unload_model(self.gateway, request.model_name)
         return pb.RepositoryModelUnloadResponse()
@@ -201,7 +204,7 @@ class InferenceServicer:
         HTTP status the gRPC status maps from; ``method``: the line's path)."""
         seen: dict = {"t0": time.perf_counter(), "method": method}
         # the call's id from its start: a refusal (401, 404) answers it and logs it too
-        seen["request_id"] = rid = _request_id(request.id, meta)
+        seen["request_id"] = rid = request_id_of(request.id, meta)
         context.set_trailing_metadata((("x-request-id", rid),))
         status = 500  # (an unexpected error: guard answers INTERNAL)
         try:
@@ -224,13 +227,11 @@ class InferenceServicer:
         malformed JSON)."""
         self._logged("", {"t0": time.perf_counter(), "method": method}, 400)
 
-    def too_large(self, cancelled: bool = False) -> None:
-        """A ModelInfer call whose message never reached us: gRPC's core refused it past the
-        size limit (RESOURCE_EXHAUSTED), counted and logged as HTTP's 413; or the client
-        cancelled it before sending one (499)."""
-        self._logged(
-            "", {"t0": time.perf_counter(), "method": "ModelInfer"}, 499 if cancelled else 413
-        )
+    def too_large(self, cancelled: bool = False, method: str = "ModelInfer") -> None:
+        """A message past the size limit (messages.TooLarge, or a ModelInfer call whose message
+        gRPC's core refused), counted and logged as HTTP's 413; or the client cancelled it
+        before sending one (499)."""
+        self._logged("", {"t0": time.perf_counter(), "method": method}, 499 if cancelled else 413)
 
     def _logged(self, model: str, seen: dict, status: int) -> None:
         """The call's access-log line, and its counts as an HTTP infer's: a refusal before
@@ -324,24 +325,6 @@ def _call_context(tenant, model: str, version, meta: dict[str, str], request_id)
         workers=workers_header(meta.get("x-tidegate-workers")),
         request_id=request_id,
     )
-
-
-def _request_id(body_id: str, meta: dict[str, str]) -> str:
-    """The message's id, else the x-request-id metadata's (if header-safe), else a new one."""
-    return header_safe_id(body_id) or header_safe_id(meta.get("x-request-id")) or uuid.uuid4().hex
-
-
-def _metadata_of(context) -> dict[str, str]:
-    """``_text_metadata``, refused (400, INVALID_ARGUMENT) when a key comes twice: two
-    ``authorization`` or ``x-api-key`` entries, as two such HTTP headers are."""
-    refuse_repeated_keys(key for key, _ in context.invocation_metadata() or ())
-    return _text_metadata(context)
-
-
-def _text_metadata(context) -> dict[str, str]:
-    """The call's text metadata, each value without surrounding whitespace, as an HTTP parser
-    reads a header (an ``x-api-key`` of " key" was an unknown key over gRPC alone)."""
-    return {k: v.strip() for k, v in context.invocation_metadata() or () if isinstance(v, str)}
 
 
 def _value(param: pb.ModelRepositoryParameter):
