@@ -7,6 +7,7 @@ import mmap
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from burst.store.base import StoreError, check_key, check_prefix
@@ -97,10 +98,8 @@ class LocalDirStore:
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)
-        try:
+        with _reading(key):
             size = path.stat().st_size
-        except (FileNotFoundError, NotADirectoryError):
-            raise StoreError(f"no such key: {key}", missing=True) from None
         if size > self.inline_io_max_bytes:
             return await asyncio.to_thread(self._read, path, key)
         return self._read(path, key)
@@ -111,10 +110,8 @@ class LocalDirStore:
         meanwhile), else read into a bytearray. ``get`` then a copy to make it writable held
         a tensor three times over while it was received."""
         path = self._path(key)
-        try:
+        with _reading(key):
             size = path.stat().st_size
-        except (FileNotFoundError, NotADirectoryError):
-            raise StoreError(f"no such key: {key}", missing=True) from None
         if self.memory_backed and size:
             return self._map(path, key)
         if size > self.inline_io_max_bytes:
@@ -123,40 +120,22 @@ class LocalDirStore:
 
     @staticmethod
     def _map(path: Path, key: str) -> mmap.mmap:
-        try:
-            with open(path, "rb") as f:
-                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-        except (FileNotFoundError, NotADirectoryError):
-            raise StoreError(f"no such key: {key}", missing=True) from None
-        except (OSError, ValueError) as e:
-            raise StoreError(f"cannot read {key}: {e}") from e
+        with _reading(key), open(path, "rb") as f:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
 
     @staticmethod
     def _read_into(path: Path, key: str, size: int) -> bytearray:
         buf = bytearray(size)
-        try:
-            with open(path, "rb", buffering=0) as f:
-                got = f.readinto(buf)
-        except (FileNotFoundError, NotADirectoryError):
-            raise StoreError(f"no such key: {key}", missing=True) from None
-        except IsADirectoryError:
-            raise StoreError(f"no such key: {key} (it is a prefix)", missing=True) from None
-        except OSError as e:
-            raise StoreError(f"cannot read {key}: {e}") from e
+        with _reading(key), open(path, "rb", buffering=0) as f:
+            got = f.readinto(buf)
         if got != size:
             raise StoreError(f"cannot read {key}: {got} of {size} bytes (changed meanwhile)")
         return buf
 
     @staticmethod
     def _read(path: Path, key: str) -> bytes:
-        try:
+        with _reading(key):
             return path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            raise StoreError(f"no such key: {key}", missing=True) from None
-        except IsADirectoryError:
-            raise StoreError(f"no such key: {key} (it is a prefix)", missing=True) from None
-        except OSError as e:
-            raise StoreError(f"cannot read {key}: {e}") from e
 
     async def delete(self, keys: list[str]) -> None:
         paths = [self._path(k) for k in keys]  # validate all before touching any
@@ -236,6 +215,20 @@ class LocalDirStore:
 
     async def close(self) -> None:
         return None
+
+
+@contextmanager
+def _reading(key: str):
+    """A read's failures as the store's errors: a key that is not there (or is a prefix of
+    others) is missing, anything else cannot be read."""
+    try:
+        yield
+    except (FileNotFoundError, NotADirectoryError):
+        raise StoreError(f"no such key: {key}", missing=True) from None
+    except IsADirectoryError:
+        raise StoreError(f"no such key: {key} (it is a prefix)", missing=True) from None
+    except (OSError, ValueError) as e:  # (ValueError: mmap's)
+        raise StoreError(f"cannot read {key}: {e}") from e
 
 
 def _memory_backed(path: Path) -> bool:
