@@ -68,8 +68,7 @@ async def start(
     prov = provisioner or make_provisioner(settings)
     pool = ReplicaPool(prov, health_interval_s=settings.vm.health_interval_s)
     state.pool = pool
-    if settings.vm.coalesce:
-        _coalesce(pool, models, settings.vm)
+    _coalesce(pool, models, settings.vm)  # (each model described to the pool, merged or not)
     await pool.start(settings.vm.replicas if models else 0)
     burst_backend, prepare = burst, None
     if burst_backend is None and settings.burst.enabled and models:
@@ -120,7 +119,7 @@ async def start(
 def _coalesce(pool: ReplicaPool, models: dict, vm) -> None:
     """Concurrent small requests for one replica ride in one call, up to each model's largest
     batch (vmpool.coalesce): the per-call work on both sides is paid once per batch."""
-    coalescer = pool.client.coalescer
+    coalescer = pool.client.coalescer  # (its settings matter only with vm.coalesce)
     coalescer.max_in_flight = vm.coalesce_max_in_flight
     coalescer.max_hold_s = vm.coalesce_max_hold_ms / 1000.0
     for cfg in models.values():
@@ -129,7 +128,10 @@ def _coalesce(pool: ReplicaPool, models: dict, vm) -> None:
 
 def coalesce_model(pool: ReplicaPool, cfg: ModelConfig, vm) -> None:
     """``cfg``'s calls merged up to its largest batch, when the gateway merges (``vm.coalesce``):
-    at start, and again when the repository extension loads the model (its batch may change)."""
+    at start, and again when the repository extension loads the model (its batch may change).
+    The pool's replica choice learns its largest batch and whether it computes too."""
+    computes = cfg.extra.get("source") != "zoo:delay"  # (the delay model's batches only wait)
+    pool.describe_model(cfg.name, min(cfg.max_batch_size, vm.max_batch_size or 1 << 30), computes)
     if vm.coalesce:
         limit = min(cfg.max_batch_size, vm.max_batch_size or 1 << 30)
         pool.client.coalescer.set_max_rows(cfg.name, limit)

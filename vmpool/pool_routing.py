@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from policies.routing.replica_choice import ModelWork, choose_replica
+
 from .batch_report import BatchReport
 from .breaker import Breakers
 from .client import ReplicaClient, ReplicaError
@@ -37,8 +39,44 @@ class NoReplicaError(Exception):
     """No ready replica could take the request."""
 
 
+class _ModelCosts:
+    """What each model's rows cost a replica, as ``policies.routing.replica_choice`` weighs
+    them: batch times learnt from the answers' batch reports (a moving average per batch size),
+    each model's largest batch and whether it computes (``describe_model``)."""
+
+    def __init__(self) -> None:
+        self.described: dict[str, tuple[int, bool]] = {}  # model -> (max_batch_size, computes)
+        self.batch_ms: dict[str, dict[int, float]] = {}  # model -> rows -> service ms
+        self._works: dict[str, ModelWork] = {}
+
+    def models(self, outstanding: dict[str, dict[str, int]]) -> list[str]:
+        names = set(self.described) | set(self.batch_ms)
+        for per_model in outstanding.values():
+            names.update(per_model)
+        return sorted(names)
+
+    def learn(self, model: str, batch: BatchReport | None) -> None:
+        if batch is None or batch.rows < 1 or batch.service_ms <= 0:
+            return
+        curve = self.batch_ms.setdefault(model, {})
+        last = curve.get(batch.rows)
+        curve[batch.rows] = (
+            batch.service_ms if last is None else last + 0.2 * (batch.service_ms - last)
+        )
+        self._works.pop(model, None)
+
+    def work(self, model: str) -> ModelWork:
+        work = self._works.get(model)
+        if work is None:
+            curve = self.batch_ms.get(model, {})
+            top, computes = self.described.get(model, (max(curve, default=1), True))
+            work = self._works[model] = ModelWork(tuple(sorted(curve.items())), top, computes)
+        return work
+
+
 class ReplicaRouting:
-    """Sends each request to one of two random ready replicas, whichever has fewer outstanding.
+    """Sends each request to one of two random ready replicas, whichever has fewer outstanding;
+    on a fleet serving several models, weighed by time per model (``_pick``).
 
     A request that could not reach its replica goes to another one. A request whose replica died
     under it (or was draining) is sent once more elsewhere: inference has no side effects. While
@@ -57,6 +95,22 @@ class ReplicaRouting:
     _unhealthy: set[str]
     _draining: dict[str, asyncio.Event]
     _rng: random.Random
+    # outstanding requests per replica and model, and what each model's rows cost (made on
+    # first use: ``ReplicaPool`` sets up the rest of the table)
+    _by_model: dict[str, dict[str, int]] | None = None
+    _costs: _ModelCosts | None = None
+
+    def describe_model(self, model: str, max_batch_size: int, computes: bool = True) -> None:
+        """``model``'s largest batch, and whether its batches hold the replica's cores (False:
+        they only wait, as the ``delay`` load-test model's, and run beside the others')."""
+        costs = self._model_costs()
+        costs.described[model] = (max(max_batch_size, 1), computes)
+        costs._works.pop(model, None)
+
+    def _model_costs(self) -> _ModelCosts:
+        if self._costs is None:
+            self._costs = _ModelCosts()
+        return self._costs
 
     # views -----------------------------------------------------------------------------------
 
@@ -93,14 +147,31 @@ class ReplicaRouting:
 
     # requests --------------------------------------------------------------------------------
 
-    def _choose(self, exclude: set[str]) -> ReplicaInfo | None:
+    def _choose(self, exclude: set[str], model: str | None = None) -> ReplicaInfo | None:
         candidates = [r for r in self.ready() if r.id not in exclude]
         if not candidates:
             return None
         if len(candidates) == 1:
             return candidates[0]
-        a, b = self._rng.sample(candidates, 2)
-        return a if self._outstanding.get(a.id, 0) <= self._outstanding.get(b.id, 0) else b
+        a, b = self._rng.sample(range(len(candidates)), 2)  # (the draws of sample(candidates))
+        return candidates[self._pick(candidates, a, b, model)]
+
+    def _pick(self, candidates: list[ReplicaInfo], a: int, b: int, model: str | None) -> int:
+        """Power of two choices on outstanding requests; on a fleet serving several models,
+        ``replica_choice.choose_replica``'s rule (the simulator's: ``ops/sim/shared.py``)."""
+        get = self._outstanding.get
+        by_model = self._by_model
+        if model is None or self._costs is None or by_model is None:
+            return a if get(candidates[a].id, 0) <= get(candidates[b].id, 0) else b
+        models = self._costs.models(by_model)
+        if len(models) < 2 or model not in models:
+            return a if get(candidates[a].id, 0) <= get(candidates[b].id, 0) else b
+        works = [self._costs.work(m) for m in models]
+        held = []
+        for r in candidates:
+            per_model = by_model.get(r.id, {})
+            held.append([per_model.get(m, 0) for m in models])
+        return choose_replica(held, models.index(model), works, a, b)
 
     async def _wait_for_ready(self, deadline_s: float) -> ReplicaInfo | None:
         """Wait for a booting replica to become ready, until ``deadline_s`` on the pool's clock."""
@@ -127,7 +198,7 @@ class ReplicaRouting:
         last: ReplicaError | None = None
         resent = False
         for attempt in range(1, self.max_attempts + 1):
-            replica = self._choose(tried)
+            replica = self._choose(tried, model)
             if replica is None and not tried and self.booting():
                 replica = await self._wait_for_ready(deadline)
                 if replica is None:
@@ -173,6 +244,10 @@ class ReplicaRouting:
         rid = replica.id
         ahead = self._outstanding.get(rid, 0)
         self._outstanding[rid] = ahead + 1
+        if self._by_model is None:
+            self._by_model = {}
+        per_model = self._by_model.setdefault(rid, {})
+        per_model[model] = per_model.get(model, 0) + 1
         self.breakers.on_attempt(rid)
         start = time.perf_counter()
         try:
@@ -195,8 +270,14 @@ class ReplicaRouting:
         finally:
             left = self._outstanding.get(rid, 1) - 1
             self._outstanding[rid] = left
+            per_model[model] -= 1
+            if not per_model[model]:
+                del per_model[model]
+                if not per_model:  # (a replica that goes leaves nothing behind)
+                    self._by_model.pop(rid, None)
             if left == 0 and rid in self._draining:
                 self._draining[rid].set()
         self.breakers.on_success(rid)
+        self._model_costs().learn(model, batch)
         service_ms = (time.perf_counter() - start) * 1000.0
         return PoolAnswer(result, rid, attempt, service_ms, ahead, batch)

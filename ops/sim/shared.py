@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from policies.routing import Route
+from policies.routing.replica_choice import choose_replica as choose
 from policies.state import BurstState, LiveState, VmState
 
 from .burst_path import PATH_REJECT, burst, late
 from .result import Timeline
 from .shared_lane import Lane
-from .shared_vm import SharedVmPool
+from .shared_vm import HeldRows, SharedVmPool
 from .snap import frozen, queue_summary, tick_signature
 
 
@@ -44,6 +45,9 @@ class SharedSetup:
     seed: int = 0
     name: str = ""
     exact_route_keys: bool = False  # cache routing on whole snapshots only (tests compare)
+    # replicas picked by power of two choices on outstanding rows alone, as before session 26
+    # (for comparisons: the default weighs them by time per model, ``replica_choice``)
+    rows_only_choice: bool = False
 
 
 class SharedSimulation:
@@ -244,6 +248,7 @@ class SharedSimulation:
         queue_key = self._queue_key
         summary = {} if queue_key else None
         peers = len(lanes) > 1
+        works = vm.works if peers and not self.s.rows_only_choice else None
         VM, BURST = Route.VM, Route.BURST
         for i, t in enumerate(arr):
             if t >= next_tick:
@@ -286,7 +291,10 @@ class SharedSimulation:
                     ri = (ri + 2) & 65535
                     a, b = int(rand[ri] * n), int(rand[ri - 1] * (n - 1))
                     b += b >= a
-                    r = ready[a] if outs[a] <= outs[b] else ready[b]
+                    if works is None:
+                        r = ready[a] if outs[a] <= outs[b] else ready[b]
+                    else:  # weighed by time, per model (policies/routing/replica_choice.py)
+                        r = ready[choose(HeldRows(ready, t), lane.m, works, a, b)]
                 else:
                     r = ready[0] if n else booting[0] if booting else None
                 if r is None:  # no VM at all (a scaler at zero): refused, as the pool does

@@ -17,6 +17,7 @@ import math
 from collections import deque
 
 from ops.sim.vm import Fleet
+from policies.routing.replica_choice import ModelWork
 
 INF = math.inf
 
@@ -64,6 +65,38 @@ class SharedReplica:
     def queued(self) -> int:
         return self.qn
 
+    def rows_by_model(self, now_s: float) -> list[int]:
+        """Outstanding rows per model at ``now_s`` (``outstanding``'s, split by model)."""
+        rows = [len(q) for q in self.queues]
+        if self.idle_s > now_s:
+            for m, (k, a) in enumerate(zip(self.in_service, self.answered_s)):
+                if a > now_s:
+                    rows[m] += k
+        return rows
+
+
+class HeldRows:
+    """The ready replicas' outstanding rows per model, each counted when first read: replica
+    choice reads two of them unless other models' work is in the way."""
+
+    __slots__ = ("replicas", "now_s", "rows")
+
+    def __init__(self, replicas: list[SharedReplica], now_s: float):
+        self.replicas, self.now_s = replicas, now_s
+        self.rows: dict[int, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.replicas)
+
+    def __getitem__(self, i: int) -> list[int]:
+        rows = self.rows.get(i)
+        if rows is None:
+            rows = self.rows[i] = self.replicas[i].rows_by_model(self.now_s)
+        return rows
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self.replicas)))
+
 
 class SharedVmPool(Fleet):
     """Replicas of every model plus the per-request bookkeeping, per model and tenant."""
@@ -80,6 +113,12 @@ class SharedVmPool(Fleet):
         self.overhead_s = [p.gateway_overhead_ms / 1000.0 for p in profiles]
         self.overhead_ms = [p.gateway_overhead_ms for p in profiles]
         self.computes = [not waits_only(p) for p in profiles]
+        # what each model's rows cost a replica, as replica choice weighs them (the profile's
+        # curve: the one the lanes' statistics carry, as the gateway's collector learns it)
+        self.works = [
+            ModelWork(p.vm_service_ms_by_batch, p.vm_max_batch_size, c)
+            for p, c in zip(profiles, self.computes, strict=True)
+        ]
         self.service_s = [
             [0.0] + [p.vm_service_ms(b) / 1000.0 for b in range(1, p.vm_max_batch_size + 1)]
             for p in profiles
