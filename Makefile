@@ -31,10 +31,12 @@ serve: $(STAMP)
 
 # Two pytest workers (pytest-xdist): most tests wait on real servers and subprocesses, so two
 # keep both cores busy; a file's tests stay on one worker (module fixtures export models once).
+# Files go out longest first (tests/conftest.py, from tests/support/file_seconds.json): xdist's
+# own reorder (by number of tests) left long files for the end, on one worker while the other idled.
 # TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 2
 test: $(STAMP) test-services lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # ruff (lint + format check) over everything; mypy over policies/ and the seams (pyproject.toml)
 lint: $(STAMP)
