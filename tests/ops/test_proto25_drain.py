@@ -22,7 +22,14 @@ from vmpool.procs import die_with_parent
 from vmpool.export import export_zoo
 
 ROOT = Path(__file__).resolve().parents[2]
-BODY = {"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32", "data": [1.0] * 16}]}
+
+
+def _body(rows: int) -> dict:
+    return {
+        "inputs": [
+            {"name": "input", "shape": [rows, 16], "datatype": "FP32", "data": [1.0] * 16 * rows}
+        ]
+    }
 
 
 class _Serving:
@@ -81,18 +88,21 @@ def _in_flight(url: str, timeout_s: float = 60.0) -> None:
     raise AssertionError("the request never came in flight")
 
 
-def _run(tmp_path: Path, delay_ms: float, drain_s: float):
-    """SIGTERM while one request is in flight: (its status or exception, seconds from the
-    signal to the exit, the gateway's output)."""
+def _run(tmp_path: Path, rows: int, per_item_ms: float, drain_s: float):
+    """SIGTERM while one request of ``rows`` rows (it takes rows x per_item_ms) is in flight:
+    (its status or exception, seconds from the signal to the exit, the gateway's output).
+    The wait is per row, not per call: the replica's warm-up (two batch-1 calls at start) then
+    waits per_item_ms twice, not the whole request's time twice."""
     repo = tmp_path / "repo"
-    export_zoo("delay", repo, max_batch_size=1, options={"delay_ms": delay_ms, "per_item_ms": 0})
+    options = {"delay_ms": 0, "per_item_ms": per_item_ms}
+    export_zoo("delay", repo, max_batch_size=rows, options=options)
     serving = _Serving(repo, tmp_path / "data", drain_s)
     got: dict = {}
 
     def call() -> None:
         try:
             got["status"] = httpx.post(
-                serving.url + "/v2/models/delay/infer", json=BODY, timeout=120
+                serving.url + "/v2/models/delay/infer", json=_body(rows), timeout=120
             ).status_code
         except httpx.TransportError as exc:
             got["status"] = exc
@@ -116,7 +126,7 @@ def _run(tmp_path: Path, delay_ms: float, drain_s: float):
 
 @pytest.mark.slow
 def test_a_request_in_flight_at_sigterm_is_answered_within_the_drain(tmp_path):
-    status, took_s, out = _run(tmp_path, delay_ms=2500, drain_s=60)
+    status, took_s, out = _run(tmp_path, rows=5, per_item_ms=500, drain_s=60)  # 2.5 s
     assert status == 200, out[-3000:]
     assert took_s < 60
 
@@ -124,8 +134,8 @@ def test_a_request_in_flight_at_sigterm_is_answered_within_the_drain(tmp_path):
 @pytest.mark.slow
 def test_the_gateway_exits_once_the_drain_is_over(tmp_path):
     # the request would take 10 s; uvicorn's fixed 30 s drain (and the replica's) held the exit
-    # until it ended. (Not longer: the replica's warm-up runs the delay model twice at start.)
-    status, took_s, out = _run(tmp_path, delay_ms=10_000, drain_s=1.5)
+    # until it ended
+    status, took_s, out = _run(tmp_path, rows=10, per_item_ms=1000, drain_s=1.5)
     print(f"exit {took_s:.1f} s after SIGTERM with a drain of 1.5 s")
     assert isinstance(status, httpx.TransportError) or status >= 500, status
     assert took_s < 8, out[-3000:]
