@@ -5,6 +5,16 @@ its own function so slices stay warm). Every request uses the same set of functi
 platform is modelled as a pool of instance *groups*: a request takes an idle group (warm) or
 starts a new one (cold) while the concurrency cap allows, else waits for the first to free up
 (the platform throttles and the gateway retries).
+
+Several models (a shared fleet) share those functions, as live: the gateway registers one
+master (``tidegate-master-{mb}mb``) and one set of workers for every model (``burst/service.py``)
+and the runtime gives a call any idle instance of the function (``burst/faas/local_runtime.py``).
+Each model keeps a pool; a group sits in the pool of the model it last ran. A request with no
+idle group of its own model takes the most recently idle group of another model whose plan has
+its shape (``lend_between``: the same instances and memory size), warm, plus the read of its
+model's weights into each instance (``lend.weight_read_ms``, billed on every instance); the
+group then belongs to its model. (The instance's weight cache may still hold the model from an
+earlier turn, ``burst/weight_cache.py``; the simulation reads again on every switch.)
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from policies.autoscaling.warm_pool import ping_interval_s
 from policies.routing.instance_wait import should_wait
 
 from .cold_share import DEPS, END, MIN_CORES, SharedStarts, pushed_back
+from .lend import weight_read_ms
 
 # requests the gateway lets wait for function slots (``burst.service.BurstService``'s
 # ``max_waiting``, its instance gate's bound); one more is refused at once (503, Retry-After)
@@ -70,6 +81,11 @@ class FunctionPool:
         self.cold_billed_p50_ms = statistics.median(self.cold_billed_ms)
         self.invocations = 0
         self.billed_per_p50 = profile.burst_billed_ms / max(profile.burst_p50_ms, 1e-9)
+        # other models' pools whose idle groups this one may take (``lend_between``), the ms a
+        # taken group reads this model's weights, and the requests served so (weight reads)
+        self.lenders: list[FunctionPool] = []
+        self.read_ms = weight_read_ms(profile)
+        self.switches = 0
 
     def _share_cores(self, profile) -> None:
         """What shares the host's cores on the embedded runtime (``cold_start_contention``)."""
@@ -210,9 +226,12 @@ class FunctionPool:
         would wait behind ``max_waiting`` others (refused)."""
         # shares: its answer moves with a start under way (shared cold starts only)
         start_s, cold, up_s, warm, shares = now_s, False, 0.0, False, False
+        read_ms = 0.0
         if self.idle:
             self.idle.pop()  # the most recently used group is the warmest
             warm = True
+        elif self.lenders and self._borrow(now_s):
+            warm, read_ms = True, self.read_ms
         elif self._waits(now_s, slo_ms):
             # every slot in use: the gateway's slot gate queues it, at most max_waiting deep
             # (a wait for a started instance while slots are free is not bounded)
@@ -236,8 +255,8 @@ class FunctionPool:
         run_ms = self.samples[self.sample_i]
         if self.warm_cpu_ms and not cold:  # its CPU shares the host's cores
             run_ms += self._warm_cpu_late_ms(now_s, start_s, run_ms)
-        billed = run_ms * self.billed_per_p50
-        latency_ms = (start_s - now_s) * 1000.0 + run_ms
+        billed = run_ms * self.billed_per_p50 + read_ms * self.k
+        latency_ms = (start_s - now_s) * 1000.0 + run_ms + read_ms
         if cold:
             up_s, cold_ms, cold_billed, per_ms = self._cold_start(now_s)
             latency_ms, billed = latency_ms + cold_ms, billed + cold_billed
@@ -253,6 +272,19 @@ class FunctionPool:
         self.invocations += self.k
         self.billed_ms += billed
         return latency_ms, billed, cold
+
+    def _borrow(self, now_s: float) -> bool:
+        """Take another model's most recently idle group (``lenders``), if any is idle."""
+        best = None
+        for pool in self.lenders:
+            pool.release(now_s)  # (its groups free by now, and none past the keep-alive)
+            if pool.idle and (best is None or pool.idle[-1] > best.idle[-1]):
+                best = pool
+        if best is None:
+            return False
+        best.idle.pop()
+        self.switches += 1
+        return True
 
     def _cold_start(self, now_s: float) -> tuple[float, float, float, float | None]:
         """A group started cold at ``now_s``: (when up, ms beyond a warm run, billed ms, billed
@@ -274,3 +306,16 @@ class FunctionPool:
         start = self.shared.of_instance(up_s)
         if start is not None:
             start[DEPS].append([i, end_s, waited_s, billed_per_ms])
+
+
+def lend_between(pools: list[FunctionPool]) -> None:
+    """The models' pools on one function platform lend each other idle groups where their
+    plans run the same functions: as many instances, of the same memory size."""
+    for pool in pools:
+        pool.lenders = [
+            other
+            for other in pools
+            if other is not pool
+            and other.k == pool.k
+            and other.p.burst_memory_mb == pool.p.burst_memory_mb
+        ]

@@ -103,6 +103,9 @@ class SimProfile:
     # SLO (policies/routing/instance_wait.py, as the gateway's burst service does); off: every
     # such spill starts an instance cold
     fn_wait_for_instances: bool = True
+    # ms a warm instance takes to read this model's weights when it last ran another model
+    # (models share the functions, ``ops/sim/lend.py``); None: that file's estimate
+    fn_weight_read_ms: float | None = None
     slo_ms: float = 300.0
     source: str = "reference"
     extra: dict = field(default_factory=dict, compare=False)

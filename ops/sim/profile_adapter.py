@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .lend import plan_read_ms
 from .profile import ProfileError, SimProfile, reference_sources
 
 Z99 = 2.3263478740408408  # the standard normal's 99th percentile
@@ -73,9 +74,8 @@ def from_repo(
     instances = 1 + int(plan.totals.get("invocations", 0))
     prices = request.prices
     fees = instances * prices.fn_usd_per_request
-    gb_per_ms = plan.memory_mb / 1024.0 / 1000.0
     compute_usd = max(pred.cost_usd - fees - transfer_usd, 0.0)
-    billed_ms = compute_usd / prices.fn_usd_per_gb_s / gb_per_ms
+    billed_ms = compute_usd / prices.fn_usd_per_gb_s / (plan.memory_mb / 1024.0 / 1000.0)
     # the plan's store / queue requests (tensors past the inline limit), as PUT + GET pairs
     # worth their price: they were billed as compute (MobileNetV2's 602 KB input through the
     # store: 352 ms "billed" at a 27 ms p50, function_gb_s 13x its compute)
@@ -85,6 +85,7 @@ def from_repo(
     base = _with_repo_facts(SimProfile.reference(model, cfg.extra), cfg, settings, local)
     curve, cv, vm_src = _vm_curve(profile, model, base, path)
     cold, cold_src = _cold_start_sourced(profile, model, int(plan.workers), path)
+    cold["fn_weight_read_ms"] = plan_read_ms(plan, settings.burst.store.kind, profile.transfer)
     return base.with_overrides(
         vm_service_ms_by_batch=curve,
         vm_service_cv=cv,

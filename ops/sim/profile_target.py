@@ -57,8 +57,11 @@ def model_target(
     if made is None:
         return None
     profile, sources, how = made
+    from .lend import zoo_read_ms  # (the weights' read when an instance switches model)
+
     return base.with_overrides(
         model=model,
+        fn_weight_read_ms=zoo_read_ms(model),
         slo_ms=slo_ms,
         vm_max_batch_size=max_batch,
         source=f"production target for {model}: {how}; SLO {slo_ms:g} ms and batch "
