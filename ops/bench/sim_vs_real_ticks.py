@@ -7,6 +7,13 @@ it read?), runs the simulation of the run in-process recording its ticks the sam
 prints both per phase: what the scaler read (VM outstanding, burst requests in flight) and what
 it kept (replica-seconds).
 
+A run of several models (``sim_vs_real.py --models delay=20/3,delay_b=60/4``) is simulated as
+the bench does, on the shared fleet (``ops/sim/shared.py``: one fleet, one scaler, the models'
+functions lent between them), and its ticks recorded the same way. A record that holds every
+field the scalers read (``tick_record`` since session 25) is replayed through any scaler
+(``gateway.control_log.state_of_record``); older records only through those that read the
+fields they hold (``REPLAYABLE``).
+
     .venv/bin/python ops/bench/sim_vs_real_ticks.py RUN_DIR [--every-s 10]
 """
 
@@ -20,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from gateway.control_log import read_records, tick_record  # noqa: E402
+from gateway.control_log import read_records, state_of_record, tick_record  # noqa: E402
 from policies.state import BurstState, LiveState, VmState  # noqa: E402
 
 LIVE_FILE = "control_live.jsonl"
@@ -50,12 +57,18 @@ def state_of(record: dict) -> LiveState:
     )
 
 
+def full_record(record: dict) -> bool:
+    """Does ``record`` hold every field the scalers read (``state_of_record`` reads it back)?"""
+    return "models" in record and "burst" in record
+
+
 def replay(records: list[dict], scaler) -> list[tuple[dict, int]]:
     """Feed the recorded snapshots to ``scaler`` in order; the records whose decision it does
     not repeat, with what it decided instead."""
     out = []
     for record in records:
-        replicas = scaler.decide(state_of(record)).replicas
+        state = state_of_record(record) if full_record(record) else state_of(record)
+        replicas = scaler.decide(state).replicas
         if replicas != record["replicas"]:
             out.append((record, replicas))
     return out
@@ -83,17 +96,21 @@ class _Recording:
         return getattr(self._inner, name)
 
 
-def simulated_records(work: Path, model: str) -> list[dict]:
+def simulated_records(work: Path, model: str | None) -> list[dict]:
     """Simulate the run as ``sim_vs_real`` does (``simulate --policy config`` with its
-    ``sim.toml``), recording every tick."""
+    ``sim.toml``; ``model`` None: the trace's models on the shared fleet), recording every
+    tick."""
     from ops.cli import build_parser
     from ops.commands.simulate import load_inputs
     from ops.sim import spec_simulation
 
     argv = ["simulate", "--trace", str(work / "trace.csv"), "--policy", "config"]
-    argv += ["--config", str(work / "sim.toml"), "--repo", str(work / "repo"), "--model", model]
+    argv += ["--config", str(work / "sim.toml"), "--repo", str(work / "repo")]
+    argv += ["--fleet", "shared"] if model is None else ["--model", model]
     args = build_parser("simulate", argv).parse_args(argv)
-    trace, profile, cfg = load_inputs(args)
+    trace, profile, cfg = load_inputs(args, several_models=model is None)
+    if model is None:
+        return _shared_records(trace, profile, cfg, args.seed)
     sim = spec_simulation(
         trace,
         cfg.spec,
@@ -107,6 +124,31 @@ def simulated_records(work: Path, model: str) -> list[dict]:
     records: list[dict] = []
     sim.s.autoscaler = _Recording(sim.s.autoscaler, records)
     sim.run()
+    return records
+
+
+def _shared_records(trace, profiles: dict, cfg, seed: int) -> list[dict]:
+    """The shared-fleet simulation ``simulate --fleet shared --policy config`` runs
+    (``shared_run.run_shared_spec``), its scaler recording every tick."""
+    from ops.sim.presets import build_policies
+    from ops.sim.shared import SharedSetup, SharedSimulation
+    from policies.costs import PriceTable
+
+    prices = PriceTable()
+    routing, scaler = build_policies(cfg.spec, prices)
+    records: list[dict] = []
+    setup = SharedSetup(
+        profiles=[profiles[m] for m in trace.models],
+        routing=routing,
+        autoscaler=_Recording(scaler, records),
+        prices=prices,
+        initial_replicas=cfg.spec.initial_replicas,
+        tick_s=cfg.tick_s,
+        slo_ms_by_tenant=cfg.slo_ms_by_tenant,
+        seed=seed,
+        name="config",
+    )
+    SharedSimulation(trace, setup).run()
     return records
 
 
@@ -171,10 +213,12 @@ def main() -> int:
             f"sim_vs_real_ticks: no {work / LIVE_FILE} (a run before the record)", file=sys.stderr
         )
         return 2
-    model = json.loads((work / "bench_args.json").read_text())["model"]
+    kept = json.loads((work / "bench_args.json").read_text())
+    model = None if kept.get("models") else kept["model"]  # several: the shared fleet
     live = read_records(work / LIVE_FILE)
     scaler = scaler_of(work)
-    if scaler.name not in REPLAYABLE:  # it reads model statistics the record does not hold
+    full = bool(live) and all(full_record(r) for r in live)
+    if scaler.name not in REPLAYABLE and not full:  # it reads what the record does not hold
         print(f"live ticks: {len(live)}; the {scaler.name} scaler is not replayed (reads more)")
     else:
         wrong = replay(live, scaler)
