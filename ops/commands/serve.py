@@ -252,8 +252,6 @@ def run(args) -> int:
 
     import uvicorn
 
-    from gateway.app import create_app
-    from gateway.fast_lane import FastLaneProtocol
     from ops.process_tuning import tune_allocator, tune_gc
 
     from . import serve_checks as checks
@@ -264,6 +262,9 @@ def run(args) -> int:
     settings = checks.check_ports(settings)
     checks.prepare_data_dir(settings)
     models = checks.ensure_models(settings)
+    # after the checks: a mistake is one line at once, not after seconds of importing torch
+    from gateway.app import create_app
+    from gateway.fast_lane import FastLaneProtocol
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     from gateway.access_log import log_to_stream
 
