@@ -28,16 +28,16 @@ from .test_crash_no_loss import _serve
 GRPC = re.compile(rb"gRPC \(tritonclient\.grpc\): (127\.0\.0\.1:\d+)")
 SERVICE = "/inference.GRPCInferenceService/"
 ROUTE = (("x-tidegate-route", "vm"),)
-DELAY_MS = 2000.0
+ROWS, PER_ROW_MS = 4, 500.0  # a request waits 2 s; the warm-up's batch-1 calls 0.5 s each
 
 
 def _request(rid: str) -> pb.ModelInferRequest:
-    tensor = pb.ModelInferRequest.InferInputTensor(name="input", datatype="FP32", shape=[1, 16])
+    tensor = pb.ModelInferRequest.InferInputTensor(name="input", datatype="FP32", shape=[ROWS, 16])
     return pb.ModelInferRequest(
         model_name="delay",
         id=rid,
         inputs=[tensor],
-        raw_input_contents=[np.ones((1, 16), np.float32).tobytes()],
+        raw_input_contents=[np.ones((ROWS, 16), np.float32).tobytes()],
     )
 
 
@@ -59,9 +59,10 @@ def _stream(channel: grpc.Channel):
 
 @pytest.fixture
 def gateway(tmp_path):
-    """(process, HTTP URL, gRPC target, data dir) of a `tidegate serve` of a 2 s delay model."""
+    """(process, HTTP URL, gRPC target, data dir) of a `tidegate serve` of a delay model (2 s a
+    request)."""
     data = tmp_path / "data"
-    export_zoo("delay", data / "models", options={"delay_ms": DELAY_MS, "per_item_ms": 0.0})
+    export_zoo("delay", data / "models", options={"delay_ms": 0.0, "per_item_ms": PER_ROW_MS})
     log = tmp_path / "serve.log"
     proc, url = _serve(data, {"TIDEGATE_GRPC_PORT": "0", "TIDEGATE_DEMO_MODEL": "delay"}, log)
     try:
@@ -129,7 +130,7 @@ def test_a_new_grpc_call_during_the_http_drain_is_refused_and_in_flight_ones_fin
 
 
 def _json_input() -> dict:
-    return {"name": "input", "shape": [1, 16], "datatype": "FP32", "data": [1.0] * 16}
+    return {"name": "input", "shape": [ROWS, 16], "datatype": "FP32", "data": [1.0] * 16 * ROWS}
 
 
 @pytest.mark.slow
