@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,51 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from burst.execute import run_nodes, run_worker_stage, worker_input  # noqa: E402
-
-_CTX: dict = {}  # what the forked children read: graph, weights, stage, its input
-
-
-def _job_fn(job):
-    g, w, stage, x = _CTX["graph"], _CTX["weights"], _CTX["stage"], _CTX["x"]
-    if job == "whole":
-        return lambda: run_nodes(g, list(stage.nodes), {stage.input: x}, w)
-    leg_x = worker_input(stage, job, x)
-    return lambda: run_worker_stage(g, stage, job, leg_x, w)
-
-
-def _child(job, reps: int, barrier, queue) -> None:
-    from burst.packed_conv import packing
-
-    torch.set_num_threads(1)
-    fn = _job_fn(job)
-    out = []
-    with torch.no_grad(), packing(_CTX["stage"].packed):
-        for _ in range(2):
-            fn()  # packs the convs' weights for these shapes, warms the allocator
-        for _ in range(reps):
-            barrier.wait()
-            t0, w0 = time.thread_time(), time.perf_counter()
-            fn()
-            out.append(((time.thread_time() - t0) * 1e3, (time.perf_counter() - w0) * 1e3))
-    queue.put((job, out))
-
-
-def _run(jobs: list, reps: int) -> dict:
-    """{job: [(cpu ms, wall ms)] per rep}, the jobs started together each rep."""
-    ctx = mp.get_context("fork")
-    queue, barrier = ctx.Queue(), ctx.Barrier(len(jobs))
-    procs = [ctx.Process(target=_child, args=(j, reps, barrier, queue)) for j in jobs]
-    for p in procs:
-        p.start()
-    got = dict(queue.get() for _ in procs)
-    for p in procs:
-        p.join()
-    return got
-
-
-def _med(samples, i: int) -> float:
-    return statistics.median(s[i] for s in samples)
+from burst.execute import run_nodes  # noqa: E402
+from ops.bench.stage_legs import CPU_MS, WALL_MS, median, run_together, use_stage  # noqa: E402
 
 
 def stage_rows(graph, weights, plan, reps: int) -> list[dict]:
@@ -79,21 +33,21 @@ def stage_rows(graph, weights, plan, reps: int) -> list[dict]:
     with torch.no_grad():
         for stage in plan.stages:
             if stage.split != "serial":
-                _CTX.update(graph=graph, weights=weights, stage=stage, x=env[stage.input])
+                use_stage(graph, weights, stage, env[stage.input])
                 legs = list(range(stage.workers))
-                whole = _run(["whole"], reps)["whole"]
-                alone = {j: _run([j], reps)[j] for j in legs}
-                together = _run(legs, reps)
+                whole = run_together(["whole"], reps)["whole"]
+                alone = {j: run_together([j], reps)[j] for j in legs}
+                together = run_together(legs, reps)
                 rows.append(
                     {
                         "stage": stage.index,
                         "split": str(stage.split.value),
                         "leg_macs": list(stage.leg_macs),
                         "stage_macs": stage.macs,
-                        "whole_cpu_ms": _med(whole, 0),
-                        "alone_cpu_ms": [_med(alone[j], 0) for j in legs],
-                        "together_cpu_ms": [_med(together[j], 0) for j in legs],
-                        "together_wall_ms": [_med(together[j], 1) for j in legs],
+                        "whole_cpu_ms": median(whole, CPU_MS),
+                        "alone_cpu_ms": [median(alone[j], CPU_MS) for j in legs],
+                        "together_cpu_ms": [median(together[j], CPU_MS) for j in legs],
+                        "together_wall_ms": [median(together[j], WALL_MS) for j in legs],
                     }
                 )
             run_nodes(graph, list(stage.nodes), env, weights)

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,49 +23,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from burst.execute import run_nodes, run_worker_stage, worker_input  # noqa: E402
-
-_CTX: dict = {}  # what the forked children read: graph, weights, stage inputs
-
-
-def _time_reps(fn, reps: int, barrier) -> list[float]:
-    torch.set_num_threads(1)
-    with torch.no_grad():
-        for _ in range(2):
-            fn()  # packs the convs' weights for these shapes, warms the allocator
-        out = []
-        for _ in range(reps):
-            if barrier is not None:
-                barrier.wait()
-            t0 = time.perf_counter()
-            fn()
-            out.append((time.perf_counter() - t0) * 1000.0)
-    return out
-
-
-def _child(job, reps: int, barrier, queue) -> None:
-    queue.put((job, statistics.median(_time_reps(_job_fn(job), reps, barrier))))
-
-
-def _job_fn(job):
-    g, w, stage, x = _CTX["graph"], _CTX["weights"], _CTX["stage"], _CTX["x"]
-    if job == "whole":
-        return lambda: run_nodes(g, list(stage.nodes), {stage.input: x}, w)
-    leg_x = worker_input(stage, job, x)
-    return lambda: run_worker_stage(g, stage, job, leg_x, w)
+from burst.execute import run_nodes  # noqa: E402
+from ops.bench.stage_legs import WALL_MS, median, run_together, use_stage  # noqa: E402
 
 
 def _at_once(jobs: list, reps: int) -> dict:
-    """Median ms of each job, all started together each rep (one process per job)."""
-    ctx = mp.get_context("fork")
-    queue, barrier = ctx.Queue(), ctx.Barrier(len(jobs))
-    procs = [ctx.Process(target=_child, args=(j, reps, barrier, queue)) for j in jobs]
-    for p in procs:
-        p.start()
-    got = dict(queue.get() for _ in procs)
-    for p in procs:
-        p.join()
-    return got
+    """Median wall ms of each job, all started together each rep (one process per job)."""
+    return {job: median(samples, WALL_MS) for job, samples in run_together(jobs, reps).items()}
 
 
 def _stage_rows(graph, weights, plan, reps: int) -> list[dict]:
@@ -76,7 +38,7 @@ def _stage_rows(graph, weights, plan, reps: int) -> list[dict]:
     with torch.no_grad():
         for stage in plan.stages:
             if stage.split == "spatial":
-                _CTX.update(graph=graph, weights=weights, stage=stage, x=env[stage.input])
+                use_stage(graph, weights, stage, env[stage.input])
                 whole = _at_once(["whole"], reps)["whole"]
                 legs = _at_once(list(range(stage.workers)), reps)
                 rows.append(
