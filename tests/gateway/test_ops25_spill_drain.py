@@ -20,6 +20,7 @@ from tests.support.postgres import _wait_accepting, pg_bin_dir, start_postgres
 from vmpool.procs import spawn_sync
 
 from .ops24_pg_proxy import CommitDropProxy
+from .test_ops24_ledger_stop import _cut_off
 
 pytestmark = pytest.mark.skipif(pg_bin_dir() is None, reason="PostgreSQL is not installed")
 
@@ -44,6 +45,18 @@ async def _until(predicate, what: str, timeout_s: float = 60.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.05)
+
+
+def report_tenants(url: str) -> dict:
+    """``tidegate report --format json``'s tenants for the ledger at ``url`` (its own process)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "report", "--ledger", url, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["tenants"]
 
 
 def _halt(server) -> None:
@@ -107,15 +120,7 @@ async def test_a_running_gateway_drains_a_stopped_ones_spill_once_the_database_i
     assert _counts(url) == (19, 19)  # once each: the drain ran more than once, no row twice
 
     expected = sum(Decimal(str(COST_USD[i % 4])) for i in [*range(9), *range(100, 110)])
-    out = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "report", "--ledger", url, "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
-    tenants = report["tenants"]
+    tenants = report_tenants(url)
     assert {t: v["requests"] for t, v in tenants.items()} == {"acme": 9, "globex": 10}
     cents = sum(Decimal(str(v["cost_usd"])) for v in tenants.values()).quantize(Decimal("0.01"))
     assert cents == expected.quantize(Decimal("0.01"))
@@ -128,9 +133,7 @@ async def test_no_start_or_drain_takes_a_spill_file_its_writer_still_appends_to(
     stopping = Ledger(proxy.url(postgres_url), spill_dir=tmp_path, retry_initial_s=0.01)
     await stopping.start()
     await stopping.record(_row(0))
-    proxy.close()  # the outage, for this gateway
-    first = [asyncio.create_task(stopping.record(_row(i))) for i in range(1, 4)]
-    await _until(lambda: stopping.failing() is not None, "the outage was never seen")
+    first = await _cut_off(stopping, proxy, range(1, 4))  # the outage, for this gateway
     stopping.release()
     await asyncio.wait_for(asyncio.gather(*first), 10)
 

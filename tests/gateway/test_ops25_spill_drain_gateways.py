@@ -6,9 +6,6 @@ carried (x-tidegate-cost-usd), to the cent."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
 import time
 from decimal import Decimal
@@ -22,7 +19,7 @@ from gateway.settings import Settings
 from tests.support.postgres import pg_bin_dir, start_postgres
 
 from .conftest import serve_app
-from .test_ops25_spill_drain import _halt, _resume
+from .test_ops25_spill_drain import _halt, _resume, report_tenants
 
 pytestmark = pytest.mark.skipif(pg_bin_dir() is None, reason="PostgreSQL is not installed")
 BODY = {"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}]}
@@ -107,14 +104,7 @@ def test_the_running_gateway_drains_the_stopped_ones_rows(model_server, small_re
         assert n == ids == len(answers)  # each answer's row once
 
         charged = sum(Decimal(r.headers["x-tidegate-cost-usd"]) for r in answers)
-        report = subprocess.run(
-            [sys.executable, "-m", "ops.cli", "report", "--ledger", url, "--format", "json"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert report.returncode == 0, report.stderr
-        tenants = json.loads(report.stdout)["tenants"]
+        tenants = report_tenants(url)
         assert sum(t["requests"] for t in tenants.values()) == len(answers)
         total = sum(Decimal(repr(t["cost_usd"])) for t in tenants.values())
         cent = Decimal("0.01")
