@@ -149,22 +149,30 @@ async def test_a_connection_is_reused_after_an_error_status_but_not_after_garbag
     assert server.connections == 2
 
 
-@pytest.mark.parametrize("how", ["cancel", "timeout"])
-async def test_a_call_ended_mid_answer_leaves_no_connection_holding_its_answer(serve, how):
-    # if the abandoned call's connection went back to the pool, the next call would read the
-    # first call's late answer as its own
-    release = asyncio.Event()
-    waiting = asyncio.Event()
+class Held:
+    """A script that echoes each request once ``release`` is set (only the first request's
+    answer is held with ``first_only``); ``waiting`` is set once a request is held."""
 
-    async def script(n, writer, body):
-        if n == 1:
-            waiting.set()
-            await release.wait()
+    def __init__(self, first_only: bool):
+        self.first_only = first_only
+        self.waiting, self.release = asyncio.Event(), asyncio.Event()
+
+    async def script(self, n, writer, body):
+        if n == 1 or not self.first_only:
+            self.waiting.set()
+            await self.release.wait()
         writer.write(_length_answer(body))
         await writer.drain()
         return True
 
-    server, client = await serve(script)
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+async def test_a_call_ended_mid_answer_leaves_no_connection_holding_its_answer(serve, how):
+    # if the abandoned call's connection went back to the pool, the next call would read the
+    # first call's late answer as its own
+    held = Held(first_only=True)
+    server, client = await serve(held.script)
+    waiting, release = held.waiting, held.release
     if how == "cancel":
         call = asyncio.ensure_future(client.post("/f", b"first", {}))
         await waiting.wait()
@@ -200,21 +208,12 @@ async def test_no_body_statuses_do_not_wait_for_the_server_to_close(serve):
 
 
 async def test_a_call_finishing_after_close_does_not_leave_its_connection_open(serve):
-    release = asyncio.Event()
-    waiting = asyncio.Event()
-
-    async def script(n, writer, body):
-        waiting.set()
-        await release.wait()
-        writer.write(_length_answer(body))
-        await writer.drain()
-        return True
-
-    server, client = await serve(script)
+    held = Held(first_only=False)
+    server, client = await serve(held.script)
     call = asyncio.ensure_future(client.post("/f", b"late", {}))
-    await waiting.wait()
+    await held.waiting.wait()
     await client.close()  # as LocalInvoker.close() at shutdown, a leg still out
-    release.set()
+    held.release.set()
     assert (await call).body == b"late"
     await asyncio.wait_for(server.closed.wait(), 5)
     assert server.open == 0
