@@ -5,7 +5,6 @@ the instances the platform still keeps instead of starting more."""
 
 from __future__ import annotations
 
-
 from burst.service import BurstService
 from gateway.settings import Settings
 from tests.burst.test_instance_gate import Clock
