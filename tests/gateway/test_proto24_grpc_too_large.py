@@ -49,6 +49,12 @@ def count_413(url: str) -> float:
     return total
 
 
+def assert_logged_413(caplog, method: str) -> None:
+    lines = [r.getMessage() for r in caplog.records if r.name == "tidegate.access"]
+    pattern = rf"path=/inference\.GRPCInferenceService/{method} status=413"
+    assert any(re.search(pattern, line) for line in lines), lines
+
+
 def _input(rows: int) -> tgrpc.InferInput:
     x = np.ones((rows, 784), np.float32)
     inp = tgrpc.InferInput("input", list(x.shape), "FP32")
@@ -73,11 +79,7 @@ def test_an_oversized_grpc_message_is_counted_and_logged_as_a_413(served, caplog
             infer(target, 400)  # 400 x 784 FP32: 1.25 MB, past 1 MB
     assert err.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
     assert count_413(url) == before + 1
-    lines = [r.getMessage() for r in caplog.records if r.name == "tidegate.access"]
-    assert any(
-        re.search(r"path=/inference\.GRPCInferenceService/ModelInfer status=413", line)
-        for line in lines
-    ), lines
+    assert_logged_413(caplog, "ModelInfer")
     assert infer(target, 4).shape == (4, 10)  # and the next call is served
     assert count_413(url) == before + 1
 
@@ -112,8 +114,4 @@ def test_an_oversized_message_on_a_stream_is_its_own_413_and_the_stream_goes_on(
     assert got[1][0] is None and "over the limit of 1048576 bytes" in str(got[1][1])
     assert got[2][1] is None and got[2][0].get_response().id == "s-2"
     assert count_413(url) == before + 1
-    lines = [r.getMessage() for r in caplog.records if r.name == "tidegate.access"]
-    assert any(
-        re.search(r"path=/inference\.GRPCInferenceService/ModelStreamInfer status=413", line)
-        for line in lines
-    ), lines
+    assert_logged_413(caplog, "ModelStreamInfer")
