@@ -265,6 +265,7 @@ def run(args) -> int:
     # after the checks: a mistake is one line at once, not after seconds of importing torch
     from gateway.app import create_app
     from gateway.fast_lane import FastLaneProtocol
+
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     from gateway.access_log import log_to_stream
 
