@@ -58,6 +58,10 @@ class LiteHttp:
     async def _acquire(self) -> tuple[_Conn, bool]:
         """(a connection, whether it was reused from the pool)."""
         now, loop = time.monotonic(), asyncio.get_running_loop()
+        # the oldest idle at the bottom: taken last, so steady traffic would never reach (and
+        # close) one idle too long there, which the server has closed
+        while self._idle and now - self._idle[0].idle_since > MAX_IDLE_S:
+            self._idle.pop(0).close()
         while self._idle:
             conn = self._idle.pop()
             stale = now - conn.idle_since > MAX_IDLE_S or conn.loop is not loop

@@ -217,3 +217,27 @@ async def test_a_call_finishing_after_close_does_not_leave_its_connection_open(s
     assert (await call).body == b"late"
     await asyncio.wait_for(server.closed.wait(), 5)
     assert server.open == 0
+
+
+async def test_a_connection_idle_too_long_under_newer_ones_is_closed(serve, monkeypatch):
+    # connections are reused newest first: with one call at a time, an older one at the bottom
+    # of the pool was never taken again, so never closed (the server's side stayed half-open)
+    import types
+
+    import burst.faas.http_lite as http_lite
+
+    now = [1000.0]  # the pool's clock (the event loop keeps its own)
+    monkeypatch.setattr(http_lite, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    held = Held(first_only=True)
+    server, client = await serve(held.script)
+    first = asyncio.ensure_future(client.post("/f", b"a", {}))
+    await held.waiting.wait()
+    assert (await client.post("/f", b"b", {})).body == b"b"  # a second connection meanwhile
+    held.release.set()
+    await first  # both pooled now
+    assert server.connections == 2 and server.open == 2
+    for _ in range(3):  # one call at a time, ever later: only the newest is reused
+        now[0] += 20.0
+        await client.post("/f", b"c", {})
+    await asyncio.wait_for(server.closed.wait(), 5)
+    assert server.connections == 2 and server.open == 1
