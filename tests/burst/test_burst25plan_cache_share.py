@@ -8,23 +8,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
 
 from burst.graph import build_graph
 from burst.graph_macs import RECURRENT_OPS
 from burst.node_work import node_works
+from tests.burst.test_burst23_recurrent_cache import _Lstm
 
 STEPS = 10
 MEMORY_MS_PER_MB = 0.041  # the measured rate from 2.36 MB up (the middle of 0.037-0.045)
-
-
-class _Lstm(nn.Module):
-    def __init__(self, hidden: int):
-        super().__init__()
-        self.rnn = nn.LSTM(8, hidden, batch_first=True)
-
-    def forward(self, x):
-        return self.rnn(x)[0]
 
 
 def _share(hidden: int) -> float:
