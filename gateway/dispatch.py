@@ -15,12 +15,14 @@ from policies.state import LiveState, RouteRequest, VmState
 from vmpool.artifact import ModelConfig
 from vmpool.codec import InferRequest
 from vmpool.pool import ReplicaPool
+from vmpool.pool_routing import ReplicaMisses
 
 from .admission import InputCheck, admit
 from .billing import account
 from .call import CallContext, InferResult
 from .errors import BadRequest, NotFound, TidegateError, Unavailable
 from .execute import on_burst, on_vm
+from .replica_look import second_look
 from .ledger import Ledger
 from .live import LiveCollector
 from .metrics import GatewayMetrics
@@ -113,7 +115,16 @@ class Dispatcher:
                     headers={"Retry-After": str(max(1, int(decision.retry_after_s + 0.999)))},
                 )
             if decision.route == Route.VM:
-                result = await on_vm(self, ctx, cfg, req, batch, decision.predicted_ms)
+                try:
+                    look = second_look(self, ctx, cfg, batch)
+                    result = await on_vm(self, ctx, cfg, req, batch, decision.predicted_ms, look)
+                except ReplicaMisses:  # its replica answers too late; functions meet its SLO
+                    path, reason = Route.BURST.value, Reason.REPLICA_MISSES.value
+                    self.metrics.add(self.metrics.routed, (cfg.name, path, reason))
+                    try:
+                        result = await on_burst(self, ctx, cfg, req, ctx.workers)
+                    except Unavailable:  # the burst path cannot run it now: the VM after all
+                        result = await on_vm(self, ctx, cfg, req, batch)
             else:
                 try:
                     result = await on_burst(self, ctx, cfg, req, decision.workers)

@@ -32,14 +32,16 @@ async def on_vm(
     req: InferRequest,
     batch: int,
     predicted_ms: float | None = None,
+    second_look=None,
 ) -> InferResult:
     start = time.perf_counter()
     inputs = req.inputs
     if req.parameters.get("timeout"):  # Triton's queue timeout (us): the replica applies it
         inputs = TimedInputs(inputs, time.monotonic() + req.parameters["timeout"] / 1e6)
+    look = {"second_look": second_look} if second_look else {}  # (gateway/replica_look.py)
     try:
         answer = await d.pool.infer(
-            cfg.name, inputs, request_id=ctx.request_id or None, timeout_s=d.vm_timeout_s
+            cfg.name, inputs, request_id=ctx.request_id or None, timeout_s=d.vm_timeout_s, **look
         )
     except ReplicaError as exc:
         if exc.status == 504:

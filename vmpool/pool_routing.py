@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.routing.replica_choice import ModelWork, choose_replica
+from policies.routing.replica_choice import ModelWork, answer_ms, choose_replica
 
 from .batch_report import BatchReport
 from .breaker import Breakers
@@ -37,6 +37,15 @@ class PoolAnswer:
 
 class NoReplicaError(Exception):
     """No ready replica could take the request."""
+
+
+class ReplicaMisses(Exception):
+    """The replica picked for the request answers it too late, as the caller's ``second_look``
+    judged (other models' batches in the way, on a fleet of several models); nothing was sent."""
+
+    def __init__(self, answer_ms: float):
+        super().__init__(f"the replica picked answers in ~{answer_ms:.1f} ms")
+        self.answer_ms = answer_ms
 
 
 class _ModelCosts:
@@ -107,6 +116,10 @@ class ReplicaRouting:
         costs.described[model] = (max(max_batch_size, 1), computes)
         costs._works.pop(model, None)
 
+    def weighs_models(self) -> bool:
+        """Whether replica choice weighs several models' requests by time (``_pick``)."""
+        return self._costs is not None and len(self._costs.models(self._by_model or {})) > 1
+
     def _model_costs(self) -> _ModelCosts:
         if self._costs is None:
             self._costs = _ModelCosts()
@@ -159,19 +172,35 @@ class ReplicaRouting:
     def _pick(self, candidates: list[ReplicaInfo], a: int, b: int, model: str | None) -> int:
         """Power of two choices on outstanding requests; on a fleet serving several models,
         ``replica_choice.choose_replica``'s rule (the simulator's: ``ops/sim/shared.py``)."""
-        get = self._outstanding.get
+        weighed = self._weighed(candidates, model)
+        if weighed is None:
+            get = self._outstanding.get
+            return a if get(candidates[a].id, 0) <= get(candidates[b].id, 0) else b
+        held, m, works = weighed
+        return choose_replica(held, m, works, a, b)
+
+    def _answer_ms(self, replica: ReplicaInfo, model: str, rows: int) -> float | None:
+        """``replica_choice.answer_ms`` of ``replica`` for ``model`` (None: one model known)."""
+        weighed = self._weighed([replica], model)
+        if weighed is None:
+            return None
+        held, m, works = weighed
+        return answer_ms(held[0], m, works, rows)
+
+    def _weighed(self, replicas: list[ReplicaInfo], model: str | None):
+        """(each replica's outstanding requests per model, ``model``'s index, each model's
+        ``ModelWork``) on a fleet of several models; None on one (rows alone decide)."""
         by_model = self._by_model
         if model is None or self._costs is None or by_model is None:
-            return a if get(candidates[a].id, 0) <= get(candidates[b].id, 0) else b
+            return None
         models = self._costs.models(by_model)
         if len(models) < 2 or model not in models:
-            return a if get(candidates[a].id, 0) <= get(candidates[b].id, 0) else b
-        works = [self._costs.work(m) for m in models]
+            return None
         held = []
-        for r in candidates:
+        for r in replicas:
             per_model = by_model.get(r.id, {})
             held.append([per_model.get(m, 0) for m in models])
-        return choose_replica(held, models.index(model), works, a, b)
+        return held, models.index(model), [self._costs.work(m) for m in models]
 
     async def _wait_for_ready(self, deadline_s: float) -> ReplicaInfo | None:
         """Wait for a booting replica to become ready, until ``deadline_s`` on the pool's clock."""
@@ -192,7 +221,11 @@ class ReplicaRouting:
         outputs: list[str] | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
+        second_look: Callable[[float], bool] | None = None,
     ) -> PoolAnswer:
+        """``second_look(answer_ms)``, on a fleet of several models: asked with the predicted
+        answer of the replica picked (``replica_choice.answer_ms``); True raises ReplicaMisses
+        instead of sending (the simulator's ``SharedSimulation._misses``)."""
         deadline = self._clock() + (timeout_s if timeout_s else self.boot_wait_s)
         tried: set[str] = set()
         last: ReplicaError | None = None
@@ -208,6 +241,10 @@ class ReplicaRouting:
             remaining_s = deadline - self._clock()
             if remaining_s <= 0:
                 raise ReplicaError("the request's deadline passed before a replica took it", 504)
+            if second_look is not None and not tried:
+                ms = self._answer_ms(replica, model, _rows_of(inputs))
+                if ms is not None and second_look(ms):
+                    raise ReplicaMisses(ms)
             tried.add(replica.id)
             try:
                 return await self._send(
@@ -281,3 +318,9 @@ class ReplicaRouting:
         self._model_costs().learn(model, batch)
         service_ms = (time.perf_counter() - start) * 1000.0
         return PoolAnswer(result, rid, attempt, service_ms, ahead, batch)
+
+
+def _rows_of(inputs: dict[str, np.ndarray]) -> int:
+    for array in inputs.values():
+        return int(array.shape[0]) if array.ndim else 1
+    return 1

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from policies.routing import Route
+from policies.routing.replica_choice import answer_ms
 from policies.routing.replica_choice import choose_replica as choose
 from policies.state import BurstState, LiveState, VmState
 
 from .burst_path import PATH_REJECT, burst, late
-from .functions import lend_between
 from .result import Timeline
 from .shared_lane import Lane
 from .shared_vm import HeldRows, SharedVmPool
@@ -46,9 +46,7 @@ class SharedSetup:
     seed: int = 0
     name: str = ""
     exact_route_keys: bool = False  # cache routing on whole snapshots only (tests compare)
-    # replicas picked by power of two choices on outstanding rows alone, as before session 26
-    # (for comparisons: the default weighs them by time per model, ``replica_choice``)
-    rows_only_choice: bool = False
+    rows_only_choice: bool = False  # power of two on rows alone (before session 26: compare)
 
 
 class SharedSimulation:
@@ -71,7 +69,6 @@ class SharedSimulation:
         self.lanes = [Lane(m, self, p, setup) for m, p in enumerate(ps)]
         for lane in self.lanes:  # one function platform: one concurrency cap
             lane.fn.peers = [other.fn for other in self.lanes]
-        lend_between([lane.fn for lane in self.lanes])  # and the same functions (simlend)
         self.boot_s = max(p.vm_boot_s for p in ps)
         self.max_batch = max(p.vm_max_batch_size for p in ps)  # as the gateway's collector
         self.queue_delay_ms = min(p.vm_max_queue_delay_ms for p in ps)
@@ -251,6 +248,7 @@ class SharedSimulation:
         summary = {} if queue_key else None
         peers = len(lanes) > 1
         works = vm.works if peers and not self.s.rows_only_choice else None
+        second = getattr(self.s.routing, "replica_misses", None) if works else None  # slo-aware
         VM, BURST = Route.VM, Route.BURST
         for i, t in enumerate(arr):
             if t >= next_tick:
@@ -296,11 +294,17 @@ class SharedSimulation:
                     if works is None:
                         r = ready[a] if outs[a] <= outs[b] else ready[b]
                     else:  # weighed by time, per model (policies/routing/replica_choice.py)
-                        r = ready[choose(HeldRows(ready, t), lane.m, works, a, b)]
+                        held = HeldRows(ready, t)
+                        k = choose(held, lane.m, works, a, b)
+                        r = ready[k]
                 else:
                     r = ready[0] if n else booting[0] if booting else None
+                    k = 0
                 if r is None:  # no VM at all (a scaler at zero): refused, as the pool does
                     self._reject(lane, i, counts)
+                    continue
+                if second and n and self._misses(lane, ten, k, t, (tick_at, per, slow, fn_key)):
+                    counts[1 if burst(lane, i, t, ten) else 2] += 1  # (the replica misses)
                     continue
                 vm.enqueue(r, lane.m, i)
                 counts[0] += 1
@@ -311,6 +315,18 @@ class SharedSimulation:
             else:
                 self._reject(lane, i, counts)
         return max(arr[-1], next_tick) if arr else 0.0
+
+    def _misses(self, lane, ten: int, k: int, t: float, snap: tuple) -> bool:
+        """Whether the ``k``-th ready replica answers ``lane``'s request past its budget while
+        functions meet it (the routing policy's ``replica_misses``): it then goes to them.
+        ``snap``: what the route state is made of (``_route_state``'s arguments)."""
+        vm, request = self.vm, lane.requests[ten]
+        ms = answer_ms(vm.ready[k].rows_by_model(t), lane.m, vm.works, request.batch_size)
+        if ms <= self.s.routing.budget_ms(request):
+            return False
+        tick_at, per, slow, fn_key = snap
+        state = self._route_state(tick_at, per, slow, lane, fn_key)
+        return self.s.routing.replica_misses(request, state, ms) is not None
 
     def _slow_key(self, t: float) -> tuple:
         """What replicas booting or draining add to a snapshot: (booting, draining, the boot

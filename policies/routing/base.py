@@ -33,6 +33,9 @@ class Reason(str, Enum):
     FASTEST_VM = "fastest-vm"  # no path meets the SLO
     FASTEST_BURST = "fastest-burst"
     VM_SATURATED = "vm-saturated"  # the VM's queue misses the SLO even at the median
+    # the replica picked for it answers past the SLO (other models' batches in its way: on a
+    # fleet of several models, routing/replica_choice.py) and functions meet it
+    REPLICA_MISSES = "replica-misses"
     NO_PATH = "no-path"
     QUEUE_MEETS_DEADLINE = "queue-meets-deadline"
 

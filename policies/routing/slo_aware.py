@@ -212,6 +212,27 @@ class SloAware:
             return self._vm(state, Reason.FASTEST_VM, vm_ms)
         return Decision(Route.BURST, Reason.FASTEST_BURST, request.workers, burst_ms)
 
+    def budget_ms(self, request: RouteRequest) -> float:
+        """What a path's prediction may take of the request's SLO (``path_budget_ms``)."""
+        return path_budget_ms(request.slo_ms, self.slo_margin, self.gateway_ms)
+
+    def replica_misses(
+        self, request: RouteRequest, state: LiveState, replica_ms: float
+    ) -> Decision | None:
+        """A second look at a VM decision once the replica that takes the request is known, on
+        a fleet of several models (``replica_choice.answer_ms``: its own and other models'
+        batches ahead, which the rows in ``state.vm`` do not tell apart): the burst path when
+        that replica answers past the budget and functions meet it; else None (the VM)."""
+        budget_ms = self.budget_ms(request)
+        if replica_ms <= budget_ms or not state.burst_enabled or request.forced_route:
+            return None
+        stats = state.model(request.model)
+        workers = request.workers or state.burst.default_workers
+        burst_ms = predict_burst_ms(state.burst, stats, workers, request.slo_percentile)
+        if burst_ms > budget_ms:
+            return None
+        return Decision(Route.BURST, Reason.REPLICA_MISSES, request.workers, burst_ms)
+
     @staticmethod
     def _vm(state: LiveState, reason: Reason, predicted_ms: float) -> Decision:
         if state.vm.ready_replicas == 0:  # the prediction already counts the boot wait

@@ -1,12 +1,14 @@
 """Replica choice on a fleet serving several models (policies/routing/replica_choice.py): a tight
 model's request goes where no heavy model's batch is in its way; one model keeps power of two
-choices' pick."""
+choices' pick. And slo-aware's second look once the replica is known (``replica_misses``)."""
 
 from __future__ import annotations
 
 import pytest
 
+from policies.routing import Reason, Route, SloAware
 from policies.routing.replica_choice import ModelWork, answer_ms, choose_replica, drain_ms
+from policies.state import BurstState, LiveState, ModelStats, RouteRequest, VmState
 
 MLP = ModelWork(((1, 0.1), (32, 0.11)), 32)
 RESNET = ModelWork(((1, 21.0), (8, 142.0)), 8)
@@ -64,3 +66,35 @@ def test_drain_is_full_batches_then_the_rest():
     assert drain_ms(9, RESNET) == pytest.approx(142.0 + 21.0)
     with pytest.raises(ValueError, match="max_batch_size"):
         ModelWork(((1, 1.0),), 0)
+
+
+def _live(burst_ms: float, burst: bool = True) -> LiveState:
+    vm = VmState(2, 0, 4, outstanding_per_replica=(1, 3))
+    model = ModelStats(vm_service_ms_by_batch=((1, 0.2),), burst_predicted_ms=burst_ms)
+    return LiveState(0.0, vm, burst, BurstState(warm_instances=8, free_concurrency=8), {"m": model})
+
+
+def _req(slo_ms: float = 20.0, **kw) -> RouteRequest:
+    return RouteRequest(tenant="t", model="m", batch_size=1, slo_ms=slo_ms, **kw)
+
+
+def test_slo_aware_sends_to_functions_a_request_its_replica_answers_too_late():
+    policy = SloAware()
+    assert policy.budget_ms(_req()) == pytest.approx(18.0)  # 0.9 of 20 ms
+    late = policy.replica_misses(_req(), _live(burst_ms=8.0), 142.0)  # behind a ResNet-50 batch
+    assert late is not None and late.route is Route.BURST
+    assert late.reason is Reason.REPLICA_MISSES and late.predicted_ms == pytest.approx(8.0)
+
+
+@pytest.mark.parametrize(
+    "replica_ms,burst_ms,burst,forced",
+    [(10.0, 8.0, True, None), (142.0, 30.0, True, None), (142.0, 8.0, False, None)]
+    + [(142.0, 8.0, True, "vm")],
+)
+def test_the_vm_keeps_it_when_its_replica_meets_or_functions_do_not(
+    replica_ms, burst_ms, burst, forced
+):
+    policy = SloAware()
+    assert (
+        policy.replica_misses(_req(forced_route=forced), _live(burst_ms, burst), replica_ms) is None
+    )

@@ -12,7 +12,9 @@ import pytest
 from tests.gateway.conftest import wait_ready
 from tests.support.model_server import spawn_model_server
 from vmpool.export import export_zoo
+from tests.vmpool.fake_fleet import FakeClient
 from vmpool.pool import ReplicaPool
+from vmpool.pool_routing import ReplicaMisses
 from vmpool.provisioners.static import StaticProvisioner
 
 
@@ -101,3 +103,20 @@ async def test_live_tight_requests_go_to_the_replica_without_the_heavy_batch(two
     # batch would hold it there. The delay model only waits, so it is left to rows:
     heavy_on, tight = await _tight_beside_heavy(two_replicas, heavy_computes=False)
     assert any(a.replica_id == heavy_on for a in tight)
+
+
+async def test_a_second_look_that_finds_the_replica_too_late_sends_nothing():
+    client = FakeClient()
+    pool = ReplicaPool(StaticProvisioner(["http://a"]), client, seed=0)
+    pool.describe_model("tight", 8)
+    pool.describe_model("heavy", 8)
+    pool._costs.batch_ms = {"tight": {1: 1.0}, "heavy": {1: 200.0}}
+    pool._by_model = {"static-1": {"heavy": 1}}  # a heavy request out on the one replica
+    x = {"x": np.ones((1, 2), np.float32)}
+    seen: list[float] = []
+    with pytest.raises(ReplicaMisses) as caught:
+        await pool.infer("tight", x, second_look=lambda ms: seen.append(ms) or ms > 50.0)
+    assert seen == [pytest.approx(201.0)] and caught.value.answer_ms == pytest.approx(201.0)
+    assert client.calls == []  # nothing was sent
+    answer = await pool.infer("tight", x, second_look=lambda ms: ms > 500.0)  # it meets
+    assert answer.replica_id == "static-1" and client.calls == ["http://a"]
