@@ -25,6 +25,7 @@ from policies.routing.replica_choice import choose_replica as choose
 from policies.state import BurstState, LiveState, VmState
 
 from .burst_path import PATH_REJECT, burst, late
+from .functions import lend_between
 from .result import Timeline
 from .shared_lane import Lane
 from .shared_vm import HeldRows, SharedVmPool
@@ -69,6 +70,7 @@ class SharedSimulation:
         self.lanes = [Lane(m, self, p, setup) for m, p in enumerate(ps)]
         for lane in self.lanes:  # one function platform: one concurrency cap
             lane.fn.peers = [other.fn for other in self.lanes]
+        lend_between([lane.fn for lane in self.lanes])  # and the same functions (simlend)
         self.boot_s = max(p.vm_boot_s for p in ps)
         self.max_batch = max(p.vm_max_batch_size for p in ps)  # as the gateway's collector
         self.queue_delay_ms = min(p.vm_max_queue_delay_ms for p in ps)
