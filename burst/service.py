@@ -198,8 +198,9 @@ class BurstService:
         return self._gate.free() if self.ready() else 0
 
     def live_stats(self) -> BurstStats:
-        free, ms, usd = self.free_concurrency(), self._predicted_ms, self._predicted_usd
-        return BurstStats(None, free, ms, usd, self._workers)
+        # copies: a snapshot must not change under its reader when a plan is prepared
+        ms, usd, workers = dict(self._predicted_ms), dict(self._predicted_usd), dict(self._workers)
+        return BurstStats(None, self.free_concurrency(), ms, usd, workers)
 
     async def prewarm(self, instances: int) -> bool:
         """Keep at least ``instances`` master-function instances warm where the platform can (the

@@ -43,5 +43,8 @@ def test_a_spill_is_priced_at_the_functions_its_plan_runs_on():
 
 def test_the_burst_service_reports_its_plans_workers(model_server, small_repo, tmp_path):
     service = BurstService.from_settings(_settings(tmp_path, small_repo, model_server))
+    before = service.live_stats()
     plan = asyncio.run(service.plan_for("resnet18", 4, 1))
     assert service.live_stats().workers == {"resnet18": plan.workers}
+    # a snapshot taken earlier does not change under its reader (the scaler reads it on a tick)
+    assert (before.workers, before.predicted_ms, before.predicted_usd) == ({}, {}, {})
