@@ -130,8 +130,8 @@ def _write_best(args, result, trace_name: str, tick_s: float) -> None:
         f"# tidegate tune --policy {args.policy} on {trace_name}: cost "
         f"${best.cost_usd:.4f}, attainment {best.slo_attainment:.4f}\n"
     )
-    if args.config:  # the whole serve config, tuned (ops/tune_config_ops25.py)
-        from ops.tune_config_ops25 import serve_config
+    if args.config:  # the whole serve config, tuned (ops/tune_config.py)
+        from ops.tune_config import serve_config
 
         where = " ".join(str(args.config).split())  # (a newline in it would end the comment)
         head += f"# {where} with the tuned routing, [autoscaling] and [vm] replicas\n"

@@ -11,7 +11,7 @@ import tomllib
 from gateway.settings import Settings
 from ops.cli import main
 from ops.sim.config import load_config
-from ops.tune_config_ops25 import dumps
+from ops.tune_config import dumps
 
 BASE = """\
 routing_policy = "threshold"
