@@ -19,8 +19,11 @@ def calibrate(profile, graph, svc, runs, say):
 
     profile = window_times(profile, graph, runs, say)
     node_ms = profile.models[graph.model].node_ms
+    legs = perf_model(graph, svc.plan_request(1), profile).unshared_ms  # as the model prices
     obs = [
-        o for plan, answers in runs for o in profile_legs.stage_observations(node_ms, plan, answers)
+        o
+        for plan, answers in runs
+        for o in profile_legs.stage_observations(node_ms, plan, answers, legs)
     ]
     slow, per_node, per_leg = profile_legs.slowdowns(obs)
     for table in slow.values():

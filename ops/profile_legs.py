@@ -14,9 +14,11 @@ import math
 import numpy as np
 
 
-def stage_observations(graph_node_ms: dict[str, float], plan, answers) -> list[dict]:
+def stage_observations(graph_node_ms: dict[str, float], plan, answers, unshared=None) -> list[dict]:
     """Per split stage of each answer: kind, legs, measured wall and per-leg compute, and the
-    single-thread time its legs' work takes (from node times)."""
+    single-thread time its legs' work takes (from node times): its share of the stage's MACs,
+    beyond what every leg computes whole (``unshared(nodes, split, packed)`` in ms:
+    ``policies.perf.PerfModel.unshared_ms``, as the model prices legs; none: 0)."""
     out = []
     for a in answers:
         for st_plan, st in zip(plan.stages, a.report.stages):
@@ -32,7 +34,9 @@ def stage_observations(graph_node_ms: dict[str, float], plan, answers) -> list[d
                     }
                 )
                 continue
-            share = [m / max(st_plan.macs, 1) * whole for m in st_plan.leg_macs]
+            part = unshared(st_plan.nodes, st_plan.split.value, st_plan.packed) if unshared else 0.0
+            part = min(part, whole)
+            share = [part + m / max(st_plan.macs, 1) * (whole - part) for m in st_plan.leg_macs]
             legs = list(st.worker_compute_ms)
             if legs and st.send_ms:  # the master's leg as the stage waits on it: it starts
                 # once its remote requests are out (own_start_ms beyond its sends), 1-1.5 ms

@@ -213,6 +213,12 @@ class ComputeFit:
             return self.fixed_ms_per_node
         return kind.fixed_ms + kind.ms_per_step * steps
 
+    def weight_ms(self, op: str, weight_bytes: int) -> float:
+        """What reading a node's weights costs in the bytes-aware fit (0 in the MACs-only one):
+        a spatial leg reads all of them, whatever its share of the work."""
+        kind = self._kind(op)
+        return kind.ms_per_weight_mb * weight_bytes / 1e6 if kind is not None else 0.0
+
     def with_kinds_of(self, other: "ComputeFit", names) -> "ComputeFit":
         """This fit with ``other``'s kinds ``names`` (those ``other`` has)."""
         taken = {k: other.kinds[k] for k in names if k in other.kinds}

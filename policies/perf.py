@@ -1,3 +1,5 @@
+# size: a stage's legs, its join and the plan's distribution are read together here; the
+# legs' whole parts are in policies.perf_tiles, the VM path in policies.vm_perf
 """The performance model of a burst plan: its latency as a distribution, and its cost. Pure.
 
 A plan is a sequence of stages. A serial stage is the master's own compute. A split stage of k
@@ -7,7 +9,8 @@ send/receive work plus max(leg 0, the **maximum over the k-1 remote legs**), eac
 invocation round trip (an empirical distribution measured at that fan-out) plus its transfers
 plus its compute (the leg's share of the stage's measured node times, times the slowdown
 measured when k legs share the cores, plus a measured time per node and one per leg that do
-not shrink with the leg's share). The maximum's distribution is exact for i.i.d. legs,
+not shrink with the leg's share; under "graph" pricing each node's dispatch and a conv tile's
+call are paid whole by every leg: ``policies.perf_tiles``). The maximum's distribution is exact for i.i.d. legs,
 P(max <= t) = F(t)^n, so its quantile at p is F^-1(p^(1/n)); every remote leg takes the
 heaviest remote leg's work (a slight overestimate when tiles differ by a halo row).
 
@@ -44,7 +47,8 @@ from policies.perf_types import (  # noqa: F401  (re-exported: what a plan is pr
     PlanPrediction,
     percentile_ms,
 )
-from policies.profile import Profile
+from policies.perf_tiles import unshared_ms, unshared_parts
+from policies.profile import GRAPH_PRICING, Profile
 
 # The VM path's latency prediction (queueing plus batching) lives beside this, in vm_perf;
 # ``policies.perf`` is the one place callers look for both paths' predictions.
@@ -62,9 +66,10 @@ WORKER_HANDLER_FIXED_MS = 1.0  # a worker's own bookkeeping inside its billed ti
 def request_cv(calibration: Calibration, profile: Profile) -> float:
     """A request's compute spread (sd / mean): a calibrated model's within-window spread and
     the host's drift between windows, independent, the drift the widest this host showed
-    (``Profile.host_drift_cv``), never below the model's own reading; else the profile's."""
-    if not calibration.compute_cv:
-        return profile.compute_cv
+    (``Profile.host_drift_cv``), never below the model's own reading; else the profile's
+    leg spread with that drift."""
+    if not calibration.compute_cv:  # the drift is the host's: a model without runs has it too
+        return math.hypot(profile.compute_cv, profile.host_drift_cv)
     return math.hypot(calibration.compute_cv, max(calibration.drift_cv, profile.host_drift_cv))
 
 
@@ -92,6 +97,14 @@ class PerfModel:
         # from before packing was a choice; their plans pack every stage)
         plain = self._node_times(works, times.plain_node_ms if times else {}, batch)
         self.plain_ms = {n: plain[n] for n in (times.plain_node_ms if times else {})}
+        # what a leg pays whole, whatever its share (``Profile.split_pricing`` "graph"): per
+        # node its dispatch, and its weight reads (a spatial leg reads them all)
+        self._whole_parts = (
+            unshared_parts(works, profile.compute, profile.tile_call, self.calibration.compute)
+            if profile.split_pricing == GRAPH_PRICING
+            else {}
+        )
+        self._whole_cache: dict[tuple, float] = {}
         self._max_cache: dict[int, np.ndarray] = {}
         self._transfer_cache: dict[tuple, float] = {}
         self._serial_cache: dict[tuple, float] = {}
@@ -125,6 +138,18 @@ class PerfModel:
                 ms = fixed + (measured - fixed) * batch
                 out[w.name] = ms * self.calibration.compute  # as functions ran them
         return out
+
+    def unshared_ms(self, nodes, split: str, packed: bool = True) -> float:
+        """What every leg of a ``split`` stage over ``nodes`` computes whole, whatever its
+        share of the work (``policies.perf_tiles``; 0 under "share" pricing)."""
+        if not self._whole_parts:
+            return 0.0
+        key = (tuple(nodes), split, packed)
+        got = self._whole_cache.get(key)
+        if got is None:
+            times = self.node_ms if packed else {**self.node_ms, **self.plain_ms}
+            got = self._whole_cache[key] = unshared_ms(self._whole_parts, times, key[0], split)
+        return got
 
     @property
     def packing_matters(self) -> bool:
@@ -205,8 +230,9 @@ class PerfModel:
             return Estimate(mean, var, self._gb_s_cost(mean, master_gb, invocation=False))
         k = c.workers
         slow = self.profile.slowdown(c.split, k)
-        per_mac = self.serial_ms(c.nodes, c.packed) / max(c.macs, 1) * slow
-        per_leg_ms = self._leg_fixed_ms(c.split, k, len(c.nodes))
+        whole_ms = self.unshared_ms(c.nodes, c.split, c.packed)
+        per_mac = (self.serial_ms(c.nodes, c.packed) - whole_ms) / max(c.macs, 1) * slow
+        per_leg_ms = self._leg_fixed_ms(c.split, k, len(c.nodes)) + whole_ms * slow
         own_ms = self._own_leg_ms(c, per_mac, per_leg_ms)  # leg 0 runs on the master
         t_in = [self.transfer_ms(b, c.transport) for b in c.bytes_in[1:]]
         t_out = [self.transfer_ms(b, c.transport) for b in c.bytes_out[1:]]
@@ -252,8 +278,9 @@ class PerfModel:
         if key not in self.profile.split_slowdown or c.workers < 2:
             return c.leg_macs[0] * per_mac + per_leg_ms
         slow = self.profile.slowdown(key, c.workers)
-        compute_ms = self.serial_ms(c.nodes, c.packed)
-        fixed_ms = self._leg_fixed_ms(key, c.workers, len(c.nodes))
+        whole_ms = self.unshared_ms(c.nodes, c.split, c.packed)
+        compute_ms = self.serial_ms(c.nodes, c.packed) - whole_ms
+        fixed_ms = self._leg_fixed_ms(key, c.workers, len(c.nodes)) + whole_ms * slow
         return c.leg_macs[0] * compute_ms / max(c.macs, 1) * slow + fixed_ms
 
     def _leg_fixed_ms(self, kind: str, workers: int, nodes: int) -> float:

@@ -15,11 +15,17 @@ import bisect
 from dataclasses import dataclass, field
 
 from policies.calibration import Calibration
-from policies.compute_fit import ComputeFit, KindFit, op_family  # noqa: F401  (re-exported)
+from policies.compute_fit import (  # noqa: F401  (re-exported)
+    ComputeFit,
+    KindFit,
+    op_family,
+    op_kind,
+)
 from policies.profile_checks import ProfileError, check_numbers, check_profile
 
 PROFILE_VERSION = 1
 QUANTILE_POINTS = 21  # 0, 5, ..., 100 %
+SHARE_PRICING, GRAPH_PRICING = "share", "graph"
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,14 @@ class Profile:
     # the models whose times this profile measured itself (``tidegate profile`` copies the
     # bundled profile's other models in, for the planner); empty in profiles before it
     measured_models: tuple[str, ...] = ()
+    # how a split leg's compute is priced from the stage's node times (``policies.perf``):
+    # "share" (profiles before it: the leg's share of the MACs, halos included, of all of
+    # it) or "graph" (each node's dispatch, and a spatial leg's weight reads, paid whole by
+    # every leg; the rest by its share). A model's split calibration is relative to it.
+    split_pricing: str = SHARE_PRICING
+    # "graph" pricing: what a conv's call on a tile costs whatever the tile's share (per MB of
+    # the node's activations and of its weights; ``ops/bench/plan7_tiles.py``)
+    tile_call: KindFit = KindFit()
 
     def invoke_ms(self, workers: int) -> Quantiles:
         """A leg's warm overhead at fan-out ``workers`` (nearest measured at or below, else the
@@ -224,6 +238,8 @@ class Profile:
                 s: {str(k): round(v, 5) for k, v in t.items()} for s, t in self.split_leg_ms.items()
             },
             "measured_models": sorted(self.measured_models),
+            "split_pricing": self.split_pricing,
+            "tile_call": self.tile_call.to_json(),
             "models": {
                 m: {
                     "input_shape": list(t.input_shape),
@@ -276,6 +292,8 @@ class Profile:
                 },
                 models={m: _model_times(m, t) for m, t in raw.get("models", {}).items()},
                 measured_models=tuple(str(m) for m in raw.get("measured_models", ())),
+                split_pricing=str(raw.get("split_pricing", SHARE_PRICING)),
+                tile_call=KindFit.from_json(raw.get("tile_call", {})),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProfileError(f"malformed profile: {exc!r}") from exc

@@ -39,5 +39,7 @@ def check_profile(p: Profile) -> None:
     for what, values in scales.items():
         if min(values, default=1) <= 0:
             raise ProfileError(f"{what}: {min(values)} where it must be > 0")
+    if p.split_pricing not in ("share", "graph"):
+        raise ProfileError(f"split_pricing: {p.split_pricing!r} is not 'share' or 'graph'")
     if not p.invoke_warm_ms or "dir" not in p.transfer:
         raise ProfileError("a profile needs invoke_warm_ms and transfer.dir")
