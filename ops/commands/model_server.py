@@ -160,10 +160,11 @@ def run(args: argparse.Namespace) -> int:
     except ArtifactError as exc:
         raise CliError(str(exc)) from None
     names = ", ".join(app.state.model_server.models)
-    tune_allocator()
-    tune_gc()
 
     def ready(host: str, port: int) -> None:
+        # once listening: a server that cannot bind leaves its caller's gc and malloc as they were
+        tune_allocator()
+        tune_gc()
         print(f"tidegate model-server ready on http://{host}:{port} (models: {names})", flush=True)
 
     try:

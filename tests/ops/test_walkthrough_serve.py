@@ -20,6 +20,8 @@ class _Captured(Exception):
 def test_serve_keeps_idle_connections_past_client_and_lb_keep_alives(tmp_path, monkeypatch):
     import uvicorn
 
+    from gateway import access_log
+
     seen: dict = {}
 
     def capture(app, **kwargs):
@@ -28,6 +30,8 @@ def test_serve_keeps_idle_connections_past_client_and_lb_keep_alives(tmp_path, m
 
     export_zoo("mlp", tmp_path / "models")
     monkeypatch.setattr(uvicorn, "Config", capture)
+    # serve points every later access log of this process at its stdout: undone after the test
+    monkeypatch.setattr(access_log, "_STREAM_SINK", access_log._STREAM_SINK)
     with pytest.raises(_Captured):
         main(["serve", "--data-dir", str(tmp_path), "--port", "0", "--grpc-port", "-1"])
     assert seen["timeout_keep_alive"] > 60  # aiohttp's 15 s, a load balancer's 60 s

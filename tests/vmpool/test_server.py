@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import select
@@ -380,5 +381,8 @@ def test_cli_rejects_unknown_models_and_empty_repos(model_repo, tmp_path):
         taken.listen()
         busy = args(model_repo, ["mlp"])
         busy.port = taken.getsockname()[1]
+        frozen, thresholds = gc.get_freeze_count(), gc.get_threshold()
         with pytest.raises(CliError, match="cannot listen on 127.0.0.1"):
             model_server_cmd.run(busy)
+    # a server that could not listen leaves its caller's gc as it was (not frozen, as a serving one)
+    assert (gc.get_freeze_count(), gc.get_threshold()) == (frozen, thresholds)
