@@ -29,17 +29,18 @@ from .conftest import running_model_server, serve_app
 from .ledger_rows import ledger_rows
 
 KEY = {"x-api-key": "key-a"}
-DELAY_MS = 1500.0  # the delay model's wait: far past the short deadline below
+ROWS, PER_ROW_MS = 3, 500.0  # the delay model waits 1.5 s a request: far past the deadline below
+# (per row: the replica's warm-up, two batch-1 calls at its start, waits 2 x 0.5 s, not 2 x 1.5 s)
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     """(HTTP base URL, gRPC target, data dir, mlp module): the mlp and a model that waits
-    DELAY_MS, one model server, a gateway with one tenant."""
+    1.5 s a request, one model server, a gateway with one tenant."""
     root = tmp_path_factory.mktemp("clients-edges")
     repo = root / "repo"
     export_zoo("mlp", repo)
-    export_zoo("delay", repo, options={"delay_ms": DELAY_MS, "per_item_ms": 0.0})
+    export_zoo("delay", repo, options={"delay_ms": 0.0, "per_item_ms": PER_ROW_MS})
     with running_model_server(repo, root / "ms.log") as replica:
         settings = Settings.load(
             None,
@@ -79,8 +80,8 @@ def test_a_grpc_call_past_its_deadline_is_still_accounted(gateway):
     counted as a refusal that was never routed)."""
     url, target, data, _ = gateway
     before = counts(url)
-    inp = tgrpc.InferInput("input", [1, 16], "FP32")
-    inp.set_data_from_numpy(np.ones((1, 16), np.float32))
+    inp = tgrpc.InferInput("input", [ROWS, 16], "FP32")
+    inp.set_data_from_numpy(np.ones((ROWS, 16), np.float32))
     client = tgrpc.InferenceServerClient(target)
     with pytest.raises(InferenceServerException) as err:
         client.infer("delay", [inp], headers=KEY, request_id="late-1", client_timeout=0.3)
@@ -93,7 +94,7 @@ def test_a_grpc_call_past_its_deadline_is_still_accounted(gateway):
     assert after.get(("delay", "vm", "200"), 0) - before.get(("delay", "vm", "200"), 0) == 1
     assert after.get(("delay", "none", "504"), 0) == before.get(("delay", "none", "504"), 0)
     got = client.infer("delay", [inp], headers=KEY, client_timeout=60).as_numpy("output")
-    assert np.array_equal(got, np.ones((1, 16), np.float32))  # and the next call is answered
+    assert np.array_equal(got, np.ones((ROWS, 16), np.float32))  # and the next call is answered
 
 
 UNSUPPORTED_HTTP = {
@@ -326,8 +327,8 @@ def test_a_grpc_call_the_client_cancels_is_still_accounted(gateway):
     url, target, data, _ = gateway
     before = routed(url, "delay")
     request = pb.ModelInferRequest(model_name="delay", id="cancelled-1")
-    tensor = request.inputs.add(name="input", datatype="FP32", shape=[1, 16])
-    tensor.contents.fp32_contents.extend([2.0] * 16)
+    tensor = request.inputs.add(name="input", datatype="FP32", shape=[ROWS, 16])
+    tensor.contents.fp32_contents.extend([2.0] * 16 * ROWS)
     with grpc.insecure_channel(target) as channel:
         call = channel.unary_unary(
             f"/{SERVICE}/ModelInfer",
