@@ -1,3 +1,4 @@
+# size: ~355 lines: the shared engine's snapshots, tick and per-request loop share its state
 """The shared fleet of a gateway serving several models (``tidegate simulate --fleet shared``,
 the default on a trace of several models): one VM fleet whose replicas hold every model
 (``shared_vm.py``), one autoscaler fed the snapshot the gateway's control loop gives it (every
@@ -79,6 +80,7 @@ class SharedSimulation:
         self._models: dict = {}
         self._rates = (0.0, 0.0)  # the models' arrival rates summed (short, long window)
         self._cache: dict = {}
+        self._answers: dict = {}  # (model, tenant, rows per model) -> answer_ms past the budget
         # parts of this tick's snapshots, by their fields: the fleet's, a model's functions'
         self._vm_parts: dict = {}
         self._burst_parts: dict = {}
@@ -298,16 +300,18 @@ class SharedSimulation:
                     else:  # weighed by time, per model (policies/routing/replica_choice.py)
                         held = HeldRows(ready, t)
                         k = choose(held, lane.m, works, a, b)
-                        r = ready[k]
+                        r, held_k = ready[k], held[k]
                 else:
                     r = ready[0] if n else booting[0] if booting else None
-                    k = 0
+                    held_k = None
                 if r is None:  # no VM at all (a scaler at zero): refused, as the pool does
                     self._reject(lane, i, counts)
                     continue
-                if second and n and self._misses(lane, ten, k, t, (tick_at, per, slow, fn_key)):
-                    counts[1 if burst(lane, i, t, ten) else 2] += 1  # (the replica misses)
-                    continue
+                if second and n:  # (``held_k``: the pick's rows per model, when counted)
+                    rows = held_k or r.rows_by_model(t)
+                    if self._misses(lane, ten, rows, tick_at, per, slow, fn_key):
+                        counts[1 if burst(lane, i, t, ten) else 2] += 1  # (it misses)
+                        continue
                 vm.enqueue(r, lane.m, i)
                 counts[0] += 1
                 if lane.learnt is not None:
@@ -318,16 +322,17 @@ class SharedSimulation:
                 self._reject(lane, i, counts)
         return max(arr[-1], next_tick) if arr else 0.0
 
-    def _misses(self, lane, ten: int, k: int, t: float, snap: tuple) -> bool:
-        """Whether the ``k``-th ready replica answers ``lane``'s request past its budget while
-        functions meet it (the routing policy's ``replica_misses``): it then goes to them.
-        ``snap``: what the route state is made of (``_route_state``'s arguments)."""
-        vm, request = self.vm, lane.requests[ten]
-        ms = answer_ms(vm.ready[k].rows_by_model(t), lane.m, vm.works, request.batch_size)
-        if ms <= self.s.routing.budget_ms(request):
+    def _misses(self, lane, ten: int, rows: list, *snap) -> bool:
+        """Whether the replica holding ``rows`` (per model) answers too late while functions
+        meet the SLO (``replica_misses``); ``snap``: ``_route_state``'s arguments."""
+        request, key = lane.requests[ten], (lane.m, ten, *rows)
+        ms = self._answers.get(key)  # (pure in the key: answer_ms, and the policy's budget)
+        if ms is None:
+            ms = answer_ms(rows, lane.m, self.vm.works, request.batch_size)
+            ms = self._answers[key] = ms if ms > self.s.routing.budget_ms(request) else 0.0
+        if not ms:  # within the budget
             return False
-        tick_at, per, slow, fn_key = snap
-        state = self._route_state(tick_at, per, slow, lane, fn_key)
+        state = self._route_state(*snap[:3], lane, snap[3])
         return self.s.routing.replica_misses(request, state, ms) is not None
 
     def _slow_key(self, t: float) -> tuple:

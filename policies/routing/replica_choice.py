@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..vm_perf import batch_service_ms
 
@@ -39,6 +40,7 @@ class ModelWork:
             raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
 
 
+@lru_cache(maxsize=4096)  # (pure; the simulator asks it per request, with few distinct rows)
 def drain_ms(rows: int, work: ModelWork) -> float:
     """Time to serve ``rows`` rows of one model: full batches, then the rows left over."""
     if rows <= 0:
