@@ -295,9 +295,11 @@ class SharedSimulation:
                     ri = (ri + 2) & 65535
                     a, b = int(rand[ri] * n), int(rand[ri - 1] * (n - 1))
                     b += b >= a
-                    if works is None:
-                        r = ready[a] if outs[a] <= outs[b] else ready[b]
-                    else:  # weighed by time, per model (policies/routing/replica_choice.py)
+                    r = ready[a] if outs[a] <= outs[b] else ready[b]
+                    held_k = None
+                    if works is not None and vm.others_in_way(r, lane.m, t):
+                        # weighed by time, per model (policies/routing/replica_choice.py; its
+                        # pick where nothing else is in the way, inlined above: per request)
                         held = HeldRows(ready, t)
                         k = choose(held, lane.m, works, a, b)
                         r, held_k = ready[k], held[k]

@@ -149,6 +149,16 @@ class SharedVmPool(Fleet):
             max(r.free_s) > now_s for r in self.draining
         )
 
+    def others_in_way(self, r: SharedReplica, m: int, now_s: float) -> bool:
+        """Whether ``r`` holds rows of models other than ``m`` that ``m`` waits behind
+        (``replica_choice.blocking_ms`` > 0, or may be: only computing models' count)."""
+        if not self.computes[m]:
+            return False
+        own = len(r.queues[m])
+        if r.idle_s > now_s and r.answered_s[m] > now_s:
+            own += r.in_service[m]
+        return r.outstanding(now_s) > own
+
     # -- requests --------------------------------------------------------------------------
     def enqueue(self, r: SharedReplica, m: int, idx: int) -> None:
         q = r.queues[m]
