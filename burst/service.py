@@ -197,8 +197,7 @@ class BurstService:
         """Function instances free for new requests (0 when not ready)."""
         return self._gate.free() if self.ready() else 0
 
-    def live_stats(self) -> BurstStats:
-        # copies: a snapshot must not change under its reader when a plan is prepared
+    def live_stats(self) -> BurstStats:  # (copies: a snapshot stays as it was read)
         ms, usd, workers = dict(self._predicted_ms), dict(self._predicted_usd), dict(self._workers)
         return BurstStats(None, self.free_concurrency(), ms, usd, workers)
 
