@@ -21,15 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from policies.routing import Route
-from policies.routing.replica_choice import answer_ms
-from policies.routing.replica_choice import choose_replica as choose
 from policies.state import BurstState, LiveState, VmState
 
 from .burst_path import PATH_REJECT, burst, late
 from .functions import lend_between
 from .result import Timeline
 from .shared_lane import Lane
-from .shared_vm import HeldRows, SharedVmPool
+from .shared_pick import answer_at, pick_by_time
+from .shared_vm import SharedVmPool
 from .snap import frozen, queue_summary, tick_signature
 
 
@@ -80,7 +79,7 @@ class SharedSimulation:
         self._models: dict = {}
         self._rates = (0.0, 0.0)  # the models' arrival rates summed (short, long window)
         self._cache: dict = {}
-        self._answers: dict = {}  # (model, tenant, rows per model) -> answer_ms past the budget
+        self._budgets: dict = {}  # (model, tenant) -> the routing policy's VM budget, ms
         # parts of this tick's snapshots, by their fields: the fleet's, a model's functions'
         self._vm_parts: dict = {}
         self._burst_parts: dict = {}
@@ -295,25 +294,20 @@ class SharedSimulation:
                     ri = (ri + 2) & 65535
                     a, b = int(rand[ri] * n), int(rand[ri - 1] * (n - 1))
                     b += b >= a
-                    r = ready[a] if outs[a] <= outs[b] else ready[b]
-                    held_k = None
-                    if works is not None and vm.others_in_way(r, lane.m, t):
+                    k = a if outs[a] <= outs[b] else b
+                    if works is not None and vm.others_in_way(ready[k], lane.m, t):
                         # weighed by time, per model (policies/routing/replica_choice.py; its
                         # pick where nothing else is in the way, inlined above: per request)
-                        held = HeldRows(ready, t)
-                        k = choose(held, lane.m, works, a, b)
-                        r, held_k = ready[k], held[k]
+                        k = pick_by_time(ready, lane.m, works, k, t)
+                    r = ready[k]
                 else:
                     r = ready[0] if n else booting[0] if booting else None
-                    held_k = None
                 if r is None:  # no VM at all (a scaler at zero): refused, as the pool does
                     self._reject(lane, i, counts)
                     continue
-                if second and n:  # (``held_k``: the pick's rows per model, when counted)
-                    rows = held_k or r.rows_by_model(t)
-                    if self._misses(lane, ten, rows, tick_at, per, slow, fn_key):
-                        counts[1 if burst(lane, i, t, ten) else 2] += 1  # (it misses)
-                        continue
+                if second and n and self._misses(lane, ten, r, t, tick_at, per, slow, fn_key):
+                    counts[1 if burst(lane, i, t, ten) else 2] += 1  # (the replica misses)
+                    continue
                 vm.enqueue(r, lane.m, i)
                 counts[0] += 1
                 if lane.learnt is not None:
@@ -324,15 +318,15 @@ class SharedSimulation:
                 self._reject(lane, i, counts)
         return max(arr[-1], next_tick) if arr else 0.0
 
-    def _misses(self, lane, ten: int, rows: list, *snap) -> bool:
-        """Whether the replica holding ``rows`` (per model) answers too late while functions
-        meet the SLO (``replica_misses``); ``snap``: ``_route_state``'s arguments."""
-        request, key = lane.requests[ten], (lane.m, ten, *rows)
-        ms = self._answers.get(key)  # (pure in the key: answer_ms, and the policy's budget)
-        if ms is None:
-            ms = answer_ms(rows, lane.m, self.vm.works, request.batch_size)
-            ms = self._answers[key] = ms if ms > self.s.routing.budget_ms(request) else 0.0
-        if not ms:  # within the budget
+    def _misses(self, lane, ten: int, r, t: float, *snap) -> bool:
+        """Whether replica ``r`` answers too late at ``t`` while functions meet the SLO
+        (``replica_misses``); ``snap``: ``_route_state``'s arguments."""
+        request = lane.requests[ten]
+        budget = self._budgets.get((lane.m, ten))  # (pure in the request: the policy's budget)
+        if budget is None:
+            budget = self._budgets[lane.m, ten] = self.s.routing.budget_ms(request)
+        ms = answer_at(r, lane.m, self.vm.works, t, request.batch_size)
+        if ms <= budget:
             return False
         state = self._route_state(*snap[:3], lane, snap[3])
         return self.s.routing.replica_misses(request, state, ms) is not None

@@ -75,29 +75,6 @@ class SharedReplica:
         return rows
 
 
-class HeldRows:
-    """The ready replicas' outstanding rows per model, each counted when first read: replica
-    choice reads two of them unless other models' work is in the way."""
-
-    __slots__ = ("replicas", "now_s", "rows")
-
-    def __init__(self, replicas: list[SharedReplica], now_s: float):
-        self.replicas, self.now_s = replicas, now_s
-        self.rows: dict[int, list[int]] = {}
-
-    def __len__(self) -> int:
-        return len(self.replicas)
-
-    def __getitem__(self, i: int) -> list[int]:
-        rows = self.rows.get(i)
-        if rows is None:
-            rows = self.rows[i] = self.replicas[i].rows_by_model(self.now_s)
-        return rows
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self.replicas)))
-
-
 class SharedVmPool(Fleet):
     """Replicas of every model plus the per-request bookkeeping, per model and tenant."""
 

@@ -19,8 +19,7 @@ batches take no core), keeps power of two choices' pick exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 
 from ..vm_perf import batch_service_ms
 
@@ -34,15 +33,28 @@ class ModelWork:
     curve: tuple[tuple[int, float], ...]
     max_batch_size: int
     computes: bool = True
+    # drain_ms by rows (pure: asked per request by the simulator; a dict, not lru_cache, which
+    # hashed the whole curve on every call)
+    drains: dict[int, float] = field(default_factory=dict, compare=False, repr=False)
+    # batch time never falls with the rows (then neither does drain_ms: choose_replica's bound)
+    monotone: bool = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
+        times = [ms for _, ms in self.curve]
+        object.__setattr__(self, "monotone", all(a <= b for a, b in zip(times, times[1:])))
 
 
-@lru_cache(maxsize=4096)  # (pure; the simulator asks it per request, with few distinct rows)
 def drain_ms(rows: int, work: ModelWork) -> float:
     """Time to serve ``rows`` rows of one model: full batches, then the rows left over."""
+    ms = work.drains.get(rows)
+    if ms is None:
+        ms = work.drains[rows] = _drain_ms(rows, work)
+    return ms
+
+
+def _drain_ms(rows: int, work: ModelWork) -> float:
     if rows <= 0:
         return 0.0
     cap = work.max_batch_size
@@ -90,8 +102,14 @@ def choose_replica(
     if not blocking_ms(replicas[pick], model, works):
         return pick
     best, best_ms = pick, answer_ms(replicas[pick], model, works, rows)
+    # where drain_ms grows with the rows no replica answers before an empty one: the first to
+    # reach that bound is the answer, and the rest need not be counted (the simulator counts
+    # each replica's rows as it is read)
+    bound = drain_ms(rows, works[model]) if works[model].monotone else -1.0
     for i, held in enumerate(replicas):
         ms = answer_ms(held, model, works, rows)
         if ms < best_ms:
             best, best_ms = i, ms
+            if ms <= bound:
+                break
     return best
