@@ -33,7 +33,6 @@ through here, so all of them see the same calibrated distribution.
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
 import numpy as np
 
@@ -59,7 +58,6 @@ from policies.vm_perf import (  # noqa: F401  (re-exported)
 )
 
 _GRID = (np.arange(64) + 0.5) / 64  # probabilities at which a stage's quantiles are read
-_NORMAL = NormalDist()
 WORKER_HANDLER_FIXED_MS = 1.0  # a worker's own bookkeeping inside its billed time
 
 
@@ -334,11 +332,11 @@ class PerfModel:
         if sd < 1e-9:
             return float(np.median(f)) + stages.mean_ms
         lo, hi = float(f.min()) + stages.mean_ms - 8 * sd, float(f.max()) + stages.mean_ms + 8 * sd
-        z = f + stages.mean_ms
-        for _ in range(60):  # bisection on the mixture's CDF (monotone in t)
-            t = (lo + hi) / 2
-            cdf = float(np.mean([_NORMAL.cdf((t - zi) / sd) for zi in z]))
-            lo, hi = (t, hi) if cdf < 0.5 else (lo, t)
+        z, scale, erf = (f + stages.mean_ms).tolist(), 1.0 / (sd * math.sqrt(2.0)), math.erf
+        while hi - lo > 1e-9:  # bisection on the mixture's CDF (monotone in t): below 1/2
+            t = (lo + hi) / 2  # where the erf terms (2 Phi - 1) sum below 0
+            below = sum([erf((t - zi) * scale) for zi in z]) < 0.0
+            lo, hi = (t, hi) if below else (lo, t)
         return (lo + hi) / 2
 
     def predict(self, stages: list[Candidate]) -> PlanPrediction:
