@@ -1,5 +1,5 @@
-"""The VM batch-time curve the gateway learns: per batch size, the lower quartile of its batches
-over the last minute.
+"""The VM batch-time curve the gateway learns: per batch size, the median of its batches over
+the last minute.
 
 The predictive scaler sizes the fleet by this curve (a replica's full-batch rate, mixed over the
 models), and routing predicts the VM path from it. It was an EWMA (0.2 a batch) of each batch's
@@ -9,14 +9,15 @@ took ~90) and the fleet sizing rate the scaler reads moved 72-81 req/s tick to t
 flip a ceil near a fleet boundary (session 25's kept run 4; the simulator, on its fixed profile,
 79-81).
 
-Host load only ever adds to a batch's wall time, and it comes in spells shorter than a VM's
-boot, which a VM asked for on them would not outlive. So each point is the lower quartile of
-that size's batches over ``WINDOW_S``: it holds while fewer than three in four batches of the
-last minute were slowed, and follows a replica that really got slower once most of the minute
-shows it (a fifth of a replica's 20 batches a second 5-60 ms late, seeded, over two minutes:
-the sizing rate of one model by an EWMA 84-126 req/s, 40 in one tick; by the median of the
-last 16 batches 97-126; by this 126.1-126.4, 0.09 in one tick). The spread that
-load adds is not lost: routing's tail factor is measured on the idle requests' latencies
+A spell of host load is shorter than a VM's boot, which a VM asked for on it would not
+outlive. So each point is the median of that size's batches over ``WINDOW_S``: it holds while
+fewer than half the batches of the last minute were slowed, and follows a replica that really
+got slower once half the minute shows it (a fifth of a replica's 20 batches a second 5-60 ms
+late, seeded, over two minutes: the sizing rate of one model by an EWMA 84-126 req/s, 40 in one
+tick; by the median of the last 16 batches 97-126; by the lower quartile of the minute
+126.1-126.4). The median, not the lower quartile (session 26's first cut): the simulator sizes
+by the profile's median batch times, and a quartile sizes the live fleet for batches faster
+than half of them ran. The spread that load adds is not lost: routing's tail factor is measured on the idle requests' latencies
 (``policies/vm_perf.py``). The last ``MIN_KEEP`` batches of a size are kept however old, so a
 size seen rarely keeps its point. CPU time of the inference thread would not do: a model that
 waits (the ``delay`` model, I/O, a GPU) spends its service time off the CPU.
@@ -28,7 +29,7 @@ import bisect
 from collections import deque
 
 WINDOW_S = 60.0  # the collector's latency window
-QUANTILE = 0.25
+QUANTILE = 0.5
 MIN_KEEP = 16  # batches of a size kept past the window
 MAX_KEEP = 1024  # and at most this many (a busy replica's full batches: ~20 a second)
 

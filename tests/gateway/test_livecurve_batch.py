@@ -62,10 +62,11 @@ def test_a_noisy_neighbour_moves_the_sizing_rate_by_under_a_request_a_second():
         rates.append(_sizing_rate(live))
     steps = [abs(b - a) for a, b in zip(rates, rates[1:])]
     assert max(steps[5:]) < 1.0, max(steps[5:])
-    assert all(TRUE_RATE - 2.0 < r <= TRUE_RATE for r in rates[5:]), (min(rates), TRUE_RATE)
+    # (the median of a minute where a fifth of the batches ran late: ~0.6 ms over, ~1.5 %)
+    assert all(TRUE_RATE - 3.0 < r <= TRUE_RATE for r in rates[5:]), (min(rates), TRUE_RATE)
 
 
-def test_a_replica_that_really_slowed_is_followed_once_most_of_the_window_shows_it():
+def test_a_replica_that_really_slowed_is_followed_once_half_the_window_shows_it():
     live, clock = _collector()
     for k in range(int(WINDOW_S) * 10):  # a minute at 10 batches a second
         clock.now_s = k / 10
@@ -74,7 +75,7 @@ def test_a_replica_that_really_slowed_is_followed_once_most_of_the_window_shows_
     for k in range(int(WINDOW_S) * 10):  # then twice as slow, for good
         clock.now_s = start_s + k / 10
         _report(live, 8, 2 * B8_MS)
-        if clock.now_s - start_s < 0.7 * WINDOW_S:
+        if clock.now_s - start_s < 0.45 * WINDOW_S:
             assert _sizing_rate(live) == TRUE_RATE
     assert _sizing_rate(live) == TRUE_RATE / 2
 
@@ -86,4 +87,5 @@ def test_a_size_seen_rarely_keeps_its_point_and_each_size_is_its_own():
     for ms in (20.0, 24.0):
         _report(live, 1, ms)
     clock.now_s = 10 * WINDOW_S  # long after: nothing newer replaced them
-    assert live.snapshot(fresh=True).models["m"].vm_service_ms_by_batch == ((1, 20.0), (2, 31.0))
+    # (the median of two: the upper)
+    assert live.snapshot(fresh=True).models["m"].vm_service_ms_by_batch == ((1, 24.0), (2, 31.0))
