@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from policies.state import RouteRequest
+
 from .tenants import Tenant
 
 
@@ -26,6 +28,17 @@ class CallContext:
     # same step (no other request runs in between, so nothing decides on stale figures; the
     # client just has its answer ~50-100 us sooner at one client). None: done at once.
     after: list | None = None
+
+    def route_request(self, model: str, model_slo_ms: float, batch: int) -> RouteRequest:
+        """What the routing policy is asked about this call (the tenant's SLO, else the model's)."""
+        return RouteRequest(
+            tenant=self.tenant.name,
+            model=model,
+            batch_size=batch,
+            slo_ms=self.tenant.settings.slo_ms or model_slo_ms,
+            forced_route=self.forced_route,
+            workers=self.workers,
+        )
 
 
 @dataclass

@@ -11,7 +11,7 @@ import time
 from policies.costs import PriceTable
 from policies.routing import Decision, Reason, Route, RoutingPolicy
 from policies.routing.base import vm_can_take
-from policies.state import LiveState, RouteRequest, VmState
+from policies.state import LiveState, VmState
 from vmpool.artifact import ModelConfig
 from vmpool.codec import InferRequest
 from vmpool.pool import ReplicaPool
@@ -143,14 +143,7 @@ class Dispatcher:
     def _route(self, ctx: CallContext, cfg: ModelConfig, batch: int) -> Decision:
         """The routing policy's decision on the live view, but VMs for a model the burst path
         refuses (``_vm_instead``)."""
-        route_req = RouteRequest(
-            tenant=ctx.tenant.name,
-            model=cfg.name,
-            batch_size=batch,
-            slo_ms=ctx.tenant.settings.slo_ms or cfg.slo_ms,
-            forced_route=ctx.forced_route,
-            workers=ctx.workers,
-        )
+        route_req = ctx.route_request(cfg.name, cfg.slo_ms, batch)
         if self.live is not None:
             self.live.on_arrival(cfg.name)
         decision = self.policy.route(route_req, state := self.live_state())

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from policies.state import RouteRequest
 from vmpool.artifact import ModelConfig
 from vmpool.pool_routing import ReplicaRouting
 
@@ -32,13 +31,7 @@ def second_look(
         return None
     if not isinstance(d.pool, ReplicaRouting) or not d.pool.weighs_models():
         return None
-    request = RouteRequest(
-        tenant=ctx.tenant.name,
-        model=cfg.name,
-        batch_size=batch,
-        slo_ms=ctx.tenant.settings.slo_ms or cfg.slo_ms,
-        workers=ctx.workers,
-    )
+    request = ctx.route_request(cfg.name, cfg.slo_ms, batch)  # (not forced: returned above)
     budget_ms = policy.budget_ms(request)
 
     def misses(answer_ms: float) -> bool:
