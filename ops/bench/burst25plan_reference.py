@@ -111,14 +111,20 @@ def main() -> int:
     new = refit_resnet50(old, new, args.repo, print)
     # only what changed, written into the file as it was (its other figures untouched)
     raw["transfer"]["dir"] = new.to_json()["transfer"]["dir"]
-    if NOTE not in raw["source"]:
-        raw["source"] += NOTE
+    write_reference(raw, new, NOTE, args.write)
+    return 0
+
+
+def write_reference(raw: dict, new: Profile, note: str, write: bool) -> None:
+    """``new``'s calibrations and ``note`` into the reference profile as it was read (``raw``:
+    its other figures untouched), written when ``write`` (else a dry run)."""
+    if note not in raw["source"]:
+        raw["source"] += note
     for name, times in new.models.items():
         raw["models"][name]["calibration"] = times.calibration.to_json()
-    if args.write:
+    if write:
         REFERENCE_PROFILE.write_text(json.dumps(raw, indent=1, sort_keys=True) + "\n")
         print(f"wrote {REFERENCE_PROFILE}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from burst.planning import REFERENCE_PROFILE  # noqa: E402
-from ops.bench.burst25plan_reference import rescale_splits  # noqa: E402
+from ops.bench.burst25plan_reference import rescale_splits, write_reference  # noqa: E402
 from policies.profile import GRAPH_PRICING, KindFit, Profile  # noqa: E402
 
 # a conv's call on a tile, whatever its share: 0.169 ms per MB of weights + 0.082 ms per MB of
@@ -65,13 +65,7 @@ def main() -> int:
                   f"{statistics.median(scales):.3f}, mean |scale - 1| {statistics.mean(dev):.3f}")  # fmt: skip
     raw["split_pricing"] = GRAPH_PRICING
     raw["tile_call"] = TILE_CALL.to_json()
-    if NOTE not in raw["source"]:
-        raw["source"] += NOTE
-    for name, times in new.models.items():
-        raw["models"][name]["calibration"] = times.calibration.to_json()
-    if args.write:
-        REFERENCE_PROFILE.write_text(json.dumps(raw, indent=1, sort_keys=True) + "\n")
-        print(f"wrote {REFERENCE_PROFILE}")
+    write_reference(raw, new, NOTE, args.write)
     return 0
 
 
